@@ -1,0 +1,1 @@
+"""mlplab: train, compare and serve MNIST multilayer perceptrons."""

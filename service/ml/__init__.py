@@ -1,0 +1,1 @@
+"""The training core: spec, data, both backends, the weight format, metrics, train()."""

@@ -1,0 +1,99 @@
+"""The training spec: defined once, used unchanged by the API, the worker and both backends."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["numpy", "torch"]
+DatasetName = Literal["mnist", "fashion-mnist"]
+Activation = Literal["sigmoid", "tanh", "relu"]
+Init = Literal["zeros", "random", "glorot", "he"]
+Optimizer = Literal["sgd", "momentum", "adam"]
+Schedule = Literal["constant", "cosine"]
+
+INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
+NUM_CLASSES = 10
+
+Units = Annotated[int, Field(ge=1, le=4096)]
+
+
+class TrainSpec(BaseModel):
+    """Everything that determines a trained model. Two equal specs give the same NumPy weights."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "backend": "numpy",
+                    "activation": "relu",
+                    "init": "he",
+                    "optimizer": "adam",
+                    "learning_rate": 0.001,
+                    "epochs": 1,
+                    "train_limit": 5000,
+                }
+            ]
+        },
+    )
+
+    backend: Backend = Field(description="Which implementation trains the network.")
+    dataset: DatasetName = Field("mnist", description="IDX dataset under the data directory.")
+    hidden_layers: Annotated[list[Units], Field(min_length=1, max_length=8)] = Field(
+        default_factory=lambda: [500, 250, 100],
+        description="Units in each hidden layer (1-8 layers of 1-4096 units).",
+    )
+    activation: Activation = Field("sigmoid", description="Hidden-layer activation.")
+    init: Init = Field(
+        "glorot",
+        description="zeros; random = N(0, 1) as in the notebook; glorot = U(±sqrt(6/(fan_in+fan_out))); "
+        "he = N(0, 2/fan_in). Biases start at 0.",
+    )
+    optimizer: Optimizer = Field("sgd", description="sgd, momentum (heavy ball) or adam.")
+    learning_rate: float = Field(0.1, gt=0, le=10, description="Step size, in (0, 10].")
+    lr_schedule: Schedule = Field(
+        "constant", description="constant, or cosine decay to 0 over all steps (per step)."
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum', in [0, 1).")
+    l2: float = Field(0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases').")
+    epochs: int = Field(15, ge=1, le=200)
+    batch_size: int = Field(64, ge=1, le=60000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    train_limit: int | None = Field(None, ge=1, description="Train on the first N training images only.")
+    log_every: int = Field(100, ge=1, le=100_000, description="Steps between recorded losses.")
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        """[784, *hidden_layers, 10]: the width of every layer, input and output included."""
+        return [INPUT_SIZE, *self.hidden_layers, NUM_CLASSES]
+
+    @property
+    def n_parameters(self) -> int:
+        sizes = self.layer_sizes
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    @property
+    def name(self) -> str:
+        """A display key built from the hyperparameters, as the notebook keyed its models."""
+        parts = [
+            self.backend,
+            "-".join(map(str, self.hidden_layers)),
+            self.activation,
+            self.init,
+            self.optimizer,
+            f"lr={self.learning_rate:g}",
+        ]
+        if self.lr_schedule != "constant":
+            parts.append(self.lr_schedule)
+        if self.optimizer == "momentum":
+            parts.append(f"mom={self.momentum:g}")
+        parts += [f"l2={self.l2:g}", f"epochs={self.epochs}", f"batch={self.batch_size}", f"seed={self.seed}"]
+        if self.dataset != "mnist":
+            parts.insert(0, self.dataset)
+        if self.train_limit is not None:
+            parts.append(f"n={self.train_limit}")
+        return ",".join(parts)

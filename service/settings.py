@@ -1,0 +1,60 @@
+"""All configuration, read once from MLPLAB_* environment variables (and .env)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting mlplab reads; README's settings table documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="MLPLAB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./var/mlplab.db",
+        description="SQLAlchemy URL. SQLite by default; postgresql+psycopg://... for several machines.",
+    )
+    data_dir: Path = Field(
+        Path("./var/data"),
+        description="Folder holding <dataset>/ IDX files (or torchvision's MNIST/raw/); downloads land here.",
+    )
+    download: bool = Field(True, description="Download missing MNIST files from the public mirrors.")
+
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+
+    api_token: SecretStr | None = Field(None, description="When set, state-changing requests need 'Authorization: Bearer <token>'.")
+    protect_reads: bool = Field(False, description="With api_token set, require the token for reads too.")
+
+    max_upload_bytes: int = Field(5_000_000, ge=1, description="Largest request body accepted for predictions.")
+    max_image_pixels: int = Field(4_000_000, ge=1, description="Largest uploaded image (width x height) that is decoded.")
+    max_batch_images: int = Field(10_000, ge=1, description="Most images in one JSON predict request.")
+    max_parameters: int = Field(20_000_000, ge=1, description="Largest network (weights + biases) a job may ask for.")
+    max_sample_epochs: int = Field(
+        12_000_000, ge=1, description="Largest epochs x training images a job may ask for (200 epochs of 60,000)."
+    )
+    max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
+    max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
+    model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
+
+    worker_poll_seconds: float = Field(1.0, gt=0, description="Idle worker's longest sleep between queue polls.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued.")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its job's lease.")
+    max_attempts: int = Field(3, ge=1, description="Tries before a job that keeps losing its worker fails.")
+
+    torch_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
+    torch_threads: int = Field(0, ge=0, description="Torch intra-op threads; 0 = the machine's cores.")
+
+    def torch_thread_count(self) -> int:
+        return self.torch_threads or (os.cpu_count() or 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
