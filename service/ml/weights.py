@@ -1,0 +1,80 @@
+"""The one weight format for both backends, and inference from it in NumPy.
+
+A model is an .npz archive (``numpy.savez``, no pickles) holding:
+
+    format    "mlplab-mlp/1"
+    spec      the TrainSpec as JSON text (activation, layer sizes, hyperparameters)
+    W1, b1    float32, W shaped (fan_in, fan_out), b shaped (fan_out,)
+    ...
+    WL, bL    the output layer; its outputs are logits over the classes
+
+A batch X of flattened images (n, 784) in [0, 1] goes through
+``a = f(a @ Wl + bl)`` for the hidden layers and ``a @ WL + bL`` for the logits:
+row-major, as in the NumPy backend. The PyTorch backend stores nn.Linear's
+weight transposed so that both backends write the same thing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numpy_mlp import Params, forward_logits, softmax
+from .spec import TrainSpec
+
+FORMAT = "mlplab-mlp/1"
+
+
+class WeightsError(ValueError):
+    """Bytes that are not an mlplab weight file."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    spec: TrainSpec
+    params: Params  # [(W1, b1), ..., (WL, bL)], float32
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return predict_proba(self, images)
+
+
+def dump_weights(spec: TrainSpec, params: Params) -> bytes:
+    arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT), "spec": np.array(spec.model_dump_json())}
+    for i, (W, b) in enumerate(params, start=1):
+        arrays[f"W{i}"] = np.ascontiguousarray(W, dtype=np.float32)
+        arrays[f"b{i}"] = np.ascontiguousarray(b, dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_weights(blob: bytes) -> Weights:
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            if str(npz["format"]) != FORMAT:
+                raise WeightsError(f"unknown weight format {str(npz['format'])!r}, expected {FORMAT!r}")
+            spec = TrainSpec.model_validate_json(str(npz["spec"]))
+            n_layers = len(spec.layer_sizes) - 1
+            params = [(npz[f"W{i}"].astype(np.float32), npz[f"b{i}"].astype(np.float32)) for i in range(1, n_layers + 1)]
+    except (KeyError, OSError, ValueError) as exc:
+        if isinstance(exc, WeightsError):
+            raise
+        raise WeightsError(f"not an mlplab weight file: {exc}") from exc
+    for i, ((W, b), fan_in, fan_out) in enumerate(zip(params, spec.layer_sizes[:-1], spec.layer_sizes[1:]), start=1):
+        if W.shape != (fan_in, fan_out) or b.shape != (fan_out,):
+            raise WeightsError(f"layer {i} has shapes {W.shape}, {b.shape}; the spec says ({fan_in}, {fan_out})")
+    return Weights(spec=spec, params=params)
+
+
+def predict_proba(weights: Weights | bytes, images: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Class probabilities (n, 10) for images (n, 784) in [0, 1], computed in float32 NumPy."""
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        weights = load_weights(bytes(weights))
+    images = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+    out = np.empty((len(images), weights.spec.layer_sizes[-1]), dtype=np.float32)
+    for start in range(0, len(images), chunk):  # bounded memory for a whole split
+        stop = start + chunk
+        out[start:stop] = softmax(forward_logits(weights.params, images[start:stop], weights.spec.activation))
+    return out

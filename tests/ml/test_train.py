@@ -1,0 +1,126 @@
+"""train() with both backends: parity, determinism, divergence, cancellation, resume."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from service.ml.spec import TrainSpec
+from service.ml.train import Checkpoint, EpochEnd, StepProgress, TrainingCancelled, TrainingError, train
+from service.ml.weights import dump_weights, load_weights, predict_proba
+
+
+def _arrays(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files if k.startswith(("W", "b"))}
+
+
+def _run(spec, data, **kw):
+    losses = []
+    result = train(spec, data, lambda e: losses.append(e.loss) if isinstance(e, StepProgress) else None, **kw)
+    return result, losses
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_numpy_and_torch_agree_step_by_step(activation, tiny_dataset):
+    """Same initial weights, same batches, plain SGD: the two backends trace the same losses."""
+    common = dict(hidden_layers=[64, 32], activation=activation, optimizer="sgd", learning_rate=0.1,
+                  epochs=1, batch_size=12, log_every=1)
+    np_result, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
+    t_result, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu")
+    assert len(np_losses) == len(t_losses) == 50
+    np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
+    images = tiny_dataset.test_images
+    np.testing.assert_allclose(predict_proba(np_result.weights, images), predict_proba(t_result.weights, images), atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_numpy_and_torch_optimizers_agree(optimizer, tiny_dataset):
+    common = dict(hidden_layers=[32], activation="relu", optimizer=optimizer, learning_rate=0.01, l2=0.001,
+                  epochs=1, batch_size=20, log_every=1)
+    _, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
+    _, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu")
+    np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
+
+
+def test_same_seed_same_weights_other_seed_different(tiny_dataset):
+    spec = TrainSpec(backend="numpy", hidden_layers=[32, 16], activation="tanh", epochs=2, batch_size=32)
+    a = _arrays(train(spec, tiny_dataset).weights)
+    b = _arrays(train(spec, tiny_dataset).weights)
+    c = _arrays(train(spec.model_copy(update={"seed": 1}), tiny_dataset).weights)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset):
+    events = []
+    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100, log_every=2)
+    result = train(spec, tiny_dataset, events.append)
+    steps = [e for e in events if isinstance(e, StepProgress)]
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [s.step for s in steps] == [2, 4, 6, 8, 10, 12]  # 6 steps an epoch, 12 in all
+    assert {s.steps for s in steps} == {12}
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert result.test_accuracy == epochs[-1].test_accuracy
+    assert sum(map(sum, result.confusion_test)) == len(tiny_dataset.test_labels)
+    assert np.trace(result.confusion_test) / len(tiny_dataset.test_labels) == pytest.approx(result.test_accuracy)
+
+
+def test_train_limit_uses_only_that_many_images(tiny_dataset):
+    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, train_limit=50, log_every=1)
+    events = []
+    result = train(spec, tiny_dataset, events.append)
+    assert max(e.step for e in events if isinstance(e, StepProgress)) == 5
+    assert sum(map(sum, result.confusion_train)) == 50
+
+
+def test_divergence_names_epoch_step_and_learning_rate(tiny_dataset):
+    spec = TrainSpec(backend="numpy", activation="relu", learning_rate=10, epochs=3, batch_size=32)
+    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+ \(learning rate 10\)"):
+        train(spec, tiny_dataset)
+
+
+def test_torch_divergence_is_reported_the_same_way(tiny_dataset):
+    spec = TrainSpec(backend="torch", activation="relu", learning_rate=10, epochs=3, batch_size=32)
+    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+ \(learning rate 10\)"):
+        train(spec, tiny_dataset, device="cpu")
+
+
+def test_should_stop_cancels(tiny_dataset):
+    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=5, batch_size=10, log_every=3)
+    calls = []
+    with pytest.raises(TrainingCancelled):
+        train(spec, tiny_dataset, should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, tiny_dataset):
+    spec = TrainSpec(backend=backend, hidden_layers=[32], activation="relu", optimizer="adam",
+                     learning_rate=0.01, epochs=3, batch_size=50)
+    full = train(spec, tiny_dataset, device="cpu")
+    checkpoints: list[Checkpoint] = []
+    train(spec.model_copy(update={"epochs": 3}), tiny_dataset, on_checkpoint=checkpoints.append, device="cpu")
+    assert [c.epoch for c in checkpoints] == [1, 2]
+    resumed = train(spec, tiny_dataset, resume=checkpoints[0], device="cpu")
+    assert [e.epoch for e in resumed.epochs] == [2, 3]
+    a, b = _arrays(full.weights), _arrays(resumed.weights)
+    if backend == "numpy":
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    else:
+        assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.test_accuracy == full.test_accuracy
+
+
+def test_weight_file_round_trip_and_format(tiny_dataset):
+    spec = TrainSpec(backend="torch", hidden_layers=[8, 4], epochs=1)
+    result = train(spec, tiny_dataset, device="cpu")
+    weights = load_weights(result.weights)
+    assert weights.spec == spec
+    assert [W.shape for W, _ in weights.params] == [(784, 8), (8, 4), (4, 10)]
+    again = load_weights(dump_weights(weights.spec, weights.params))
+    assert all(np.array_equal(W1, W2) for (W1, _), (W2, _) in zip(weights.params, again.params))
+    p = weights.predict_proba(tiny_dataset.test_images[:5])
+    assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
