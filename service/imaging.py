@@ -1,0 +1,201 @@
+"""Turning client images into MNIST-like 28x28 inputs, and 28x28 inputs back into PNGs.
+
+Pure functions (no web framework): the API maps ImageError.status onto the HTTP response.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+FIT = 20  # MNIST digits were scaled to fit a 20x20 box, then centred by mass in 28x28
+# Phones save JPEGs with a multi-picture extension, which Pillow reports as MPO.
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_16BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+MIN_CONTRAST = 0.1  # ink must differ from the background by ~25 of 255 levels, else the image is blank
+NOISE = 0.1  # after stretching, fainter pixels are paper texture or JPEG ringing, not ink
+
+
+class ImageError(ValueError):
+    """A client's image that cannot be used; .status is 413 or 422, str() says what is wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """An uploaded PNG/JPEG of any size -> float32 (784,) in [0, 1], white digit on black like MNIST."""
+    if not data:
+        raise ImageError(422, "the uploaded file is empty")
+    if len(data) > max_bytes:
+        raise ImageError(
+            413, f"the upload is {len(data):,} bytes; the limit is {max_bytes:,} bytes ({max_bytes / 1e6:g} MB)"
+        )
+    too_big = f"the image is larger than the limit of {max_pixels:,} pixels (width x height)"
+    try:
+        # Image.open only parses the header; nothing is decoded until load().
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(422, "the upload is not a PNG or JPEG image (nor another format read here)") from None
+    except Image.DecompressionBombError:
+        # Pillow's own global guard (2 x Image.MAX_IMAGE_PIXELS) fires inside open(), before our check.
+        raise ImageError(422, too_big) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(422, f"the image header cannot be read: {exc}") from None
+    with im:
+        if im.format not in ACCEPTED_FORMATS:
+            raise ImageError(422, f"{im.format or 'this'} images are not accepted: send a PNG or JPEG")
+        # Checked explicitly, before decoding, so the limit holds even if Image.MAX_IMAGE_PIXELS is changed.
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageError(
+                422, f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels"
+            )
+        try:
+            im.load()
+            gray = _ink(_upright(im))
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(422, f"the image data cannot be decoded: {exc}") from None
+    return _mnist_like(gray)
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation phone cameras write instead of rotating pixels."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block should not reject an otherwise good picture
+        return im
+
+
+def _border_median(a: np.ndarray) -> float:
+    frame = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    return float(np.median(frame))
+
+
+def _ink(im: Image.Image) -> np.ndarray:
+    """Grayscale float (H, W) in [0, 1]; not yet oriented (ink may be dark or light)."""
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255
+        alpha = rgba[..., 3]
+        if _border_median(alpha) < 0.5:
+            # Drawn on a transparent canvas (a browser export): the stroke colour may be anything,
+            # including white or black on transparent black, so the coverage itself is the ink.
+            return alpha
+        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return luma * alpha + (1 - alpha)  # opaque background: composite onto white paper
+    if im.mode in _16BIT_MODES:
+        # convert("L") clips 16-bit values at 255, which would turn most 16-bit PNGs white.
+        return np.asarray(im, dtype=np.float32) / 65535
+    return np.asarray(im.convert("L"), dtype=np.float32) / 255
+
+
+def _mnist_like(gray: np.ndarray) -> np.ndarray:
+    background = _border_median(gray)
+    lo, hi = float(gray.min()), float(gray.max())
+    if background - lo > hi - background:
+        # The ink is darker than the background (pen on paper): MNIST has bright ink on black.
+        gray, background, hi = 1 - gray, 1 - background, 1 - lo
+    if hi - background < MIN_CONTRAST:
+        raise ImageError(422, "no digit found: the image is blank")
+    ink = np.clip((gray - background) / (hi - background), 0, 1)
+    ink[ink < NOISE] = 0
+
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = FIT / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # LANCZOS filters over the whole source footprint, so big photos are averaged rather than aliased;
+    # reducing_gap box-shrinks huge crops first to keep that cheap.
+    small = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    small = np.clip(small, 0, 1)
+    peak = small.max()
+    if peak <= 0:
+        raise ImageError(422, "no digit found: the image is blank")
+    small = small / peak  # thin pen strokes shrink to grey; MNIST strokes have a full-white core
+
+    h, w = small.shape
+    total = small.sum()
+    cy = float(small.sum(axis=1) @ np.arange(h)) / total
+    cx = float(small.sum(axis=0) @ np.arange(w)) / total
+    half = SIDE // 2
+    top = min(max(math.floor(half - cy + 0.5), 0), SIDE - h)
+    left = min(max(math.floor(half - cx + 0.5), 0), SIDE - w)
+    out = np.zeros((SIDE, SIDE), dtype=np.float32)
+    out[top : top + h, left : left + w] = small
+    return out.reshape(PIXELS)
+
+
+def pixels_to_image(values) -> np.ndarray:
+    """JSON pixels (784 numbers, or 28 rows of 28) in 0..255 -> float32 (784,) in [0, 1]."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+        raise ImageError(422, "pixels must be a list of 784 numbers (or 28 rows of 28)")
+    nested = any(isinstance(v, (list, tuple)) for v in values)
+    if nested:
+        if len(values) != SIDE:
+            raise ImageError(422, f"pixels must have 784 values (or 28 rows of 28), got {len(values)} rows")
+        for r, row in enumerate(values):
+            if not isinstance(row, (list, tuple)):
+                raise ImageError(422, f"pixels row {r} is {_short(row)}, not a row of 28 numbers")
+            if len(row) != SIDE:
+                raise ImageError(422, f"pixels row {r} has {len(row)} values: expected 28")
+        flat = [v for row in values for v in row]
+    else:
+        flat = list(values)
+        if len(flat) != PIXELS:
+            raise ImageError(422, f"pixels must have 784 values (or 28 rows of 28), got {len(flat)}")
+
+    def where(i: int) -> str:
+        return f"pixel {i} (row {i // SIDE}, column {i % SIDE})" if nested else f"pixel {i}"
+
+    # bool is an int subclass and numpy would quietly turn "12" or True into numbers: check types first.
+    if not set(map(type, flat)) <= {int, float}:
+        for i, v in enumerate(flat):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ImageError(422, f"{where(i)} is {_short(v)}: pixels must be numbers")
+    try:
+        arr = np.array(flat, dtype=np.float64)
+    except OverflowError:  # an int too large for a float
+        i = next(i for i, v in enumerate(flat) if abs(v) > 1e300)
+        raise ImageError(422, f"{where(i)} is {_short(flat[i])}: values must be in 0-255") from None
+    bad = np.flatnonzero(~((arr >= 0) & (arr <= 255)))  # NaN fails both comparisons
+    if bad.size:
+        i, v = int(bad[0]), float(arr[bad[0]])
+        if math.isnan(v):
+            raise ImageError(422, f"{where(i)} is NaN")
+        if math.isinf(v):
+            raise ImageError(422, f"{where(i)} is {v}: values must be finite and in 0-255")
+        raise ImageError(422, f"{where(i)} is {v}: values must be in 0-255")
+    return (arr / 255).astype(np.float32)
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def to_png(image: np.ndarray, scale: int = 1) -> bytes:
+    """float (784,) / (28, 28) in [0, 1], or uint8 28x28 -> 8-bit grayscale PNG, nearest-upscaled by scale."""
+    if not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 64:
+        raise ValueError(f"scale must be an integer in 1-64, got {scale!r}")  # 64 -> 1792 px: plenty
+    arr = np.asarray(image)
+    if arr.size != PIXELS:
+        raise ValueError(f"expected 784 pixels, got {arr.size}")
+    arr = arr.reshape(SIDE, SIDE)
+    if arr.dtype != np.uint8:
+        arr = np.rint(np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 1) * 255).astype(np.uint8)
+    if scale > 1:
+        arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
