@@ -65,9 +65,10 @@ class TorchMLP:
         """The whole split as tensors on the device, once; batches are then index selections."""
         key = id(X)
         if key not in self._data:
+            # A copy: the dataset's arrays are read-only and shared by the whole process.
             self._data[key] = (
-                torch.from_numpy(X).to(self.device),
-                torch.from_numpy(y.astype(np.int64)).to(self.device),
+                torch.tensor(X, device=self.device),
+                torch.tensor(y, dtype=torch.int64, device=self.device),
             )
         return self._data[key]
 
