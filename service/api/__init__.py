@@ -1,0 +1,1 @@
+"""The HTTP API: routers, dependencies and schemas."""

@@ -1,0 +1,94 @@
+"""Dependencies, typed once: the session, the settings, and lookups that raise the right problem."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.errors import ProblemError, not_found
+from service.inference import Inference
+from service.settings import Settings
+from service.store.db import session_scope
+from service.store.jobs import JobStatus, get_job, get_model
+from service.store.models import Job, TrainedModel
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.sessionmaker) as session:
+        yield session
+
+
+def _inference(request: Request) -> Inference:
+    return request.app.state.inference
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionDep = Annotated[Session, Depends(_session)]
+InferenceDep = Annotated[Inference, Depends(_inference)]
+
+
+def _job(job_id: int, session: SessionDep) -> Job:
+    job = get_job(session, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def not_trained(job: Job) -> ProblemError:
+    return ProblemError(
+        409, "Model not trained",
+        f"Job {job.id} is {job.status}: it becomes a model only once it has succeeded.",
+    )
+
+
+def _model(job_id: int, session: SessionDep) -> TrainedModel:
+    model = get_model(session, job_id)
+    if model is None:
+        job = get_job(session, job_id)
+        if job is None:
+            raise not_found("model", job_id)
+        raise not_trained(job)
+    return model
+
+
+JobDep = Annotated[Job, Depends(_job)]
+ModelDep = Annotated[TrainedModel, Depends(_model)]
+
+
+def _check_token(request: Request, settings: Settings) -> None:
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if not token:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise ProblemError(401, "Unauthorized", "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
+                           headers={"WWW-Authenticate": 'Bearer realm="mlplab"'})
+    if not hmac.compare_digest(given.encode(), token.encode()):  # constant time
+        raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
+
+
+async def require_writer(request: Request) -> None:
+    """State-changing requests need the token when MLPLAB_API_TOKEN is set."""
+    _check_token(request, request.app.state.settings)
+
+
+async def require_reader(request: Request) -> None:
+    """Reads need the token only with MLPLAB_PROTECT_READS=true."""
+    settings: Settings = request.app.state.settings
+    if settings.protect_reads:
+        _check_token(request, settings)
+
+
+WriterDep = Depends(require_writer)
+ReaderDep = Depends(require_reader)
+
+__all__ = ["JobStatus", "SessionDep", "SettingsDep", "InferenceDep", "JobDep", "ModelDep", "WriterDep", "ReaderDep"]

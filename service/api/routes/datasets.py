@@ -1,0 +1,46 @@
+"""Datasets: what is available, and any image as a PNG."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+
+from service.api.deps import InferenceDep, ReaderDep, SettingsDep
+from service.api.schemas import DatasetPublic, DatasetsPublic
+from service.errors import PROBLEM_RESPONSES, ProblemError
+from service.imaging import to_png
+from service.ml.data import DATASETS, dataset_status
+
+router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+
+DatasetName = Literal["mnist", "fashion-mnist"]
+
+
+def dataset_public(name: str, settings) -> DatasetPublic:
+    status = dataset_status(name, settings.data_dir, download=settings.download)
+    return DatasetPublic(name=name, present=status["present"], will_download=status["will_download"],
+                         splits=status["splits"], classes=list(status["classes"]))
+
+
+@router.get("", response_model=DatasetsPublic)
+def read_datasets(settings: SettingsDep) -> DatasetsPublic:
+    """The datasets, whether their files are present, and their split sizes."""
+    data = [dataset_public(name, settings) for name in DATASETS]
+    return DatasetsPublic(data=data, count=len(data))
+
+
+@router.get("/{name}/{split}/{index}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}})
+async def read_image(
+    name: DatasetName, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
+    scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,
+) -> Response:
+    """One image of a split, as PNG."""
+    data = await inference.dataset(name)
+    images, labels = data.split(split)
+    if index >= len(images):
+        raise ProblemError(404, "Image not found", f"The {split} split of {name} has {len(images):,} images "
+                           f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.")
+    return Response(to_png(images[index], scale=scale), media_type="image/png",
+                    headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(labels[index]))})

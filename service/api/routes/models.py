@@ -1,0 +1,62 @@
+"""Trained models (a succeeded job is a model; its id is the job's): list, accuracy, confusion, weights."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import ModelDep, ReaderDep, SessionDep
+from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic
+from service.errors import PROBLEM_RESPONSES
+from service.ml.data import DATASETS
+from service.store.jobs import job_spec, list_models
+from service.store.models import TrainedModel
+
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReaderDep],
+                   responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}})
+
+
+def model_public(model: TrainedModel) -> ModelPublic:
+    spec = job_spec(model.job)
+    return ModelPublic(
+        id=model.job_id, name=spec.name, backend=spec.backend, dataset=spec.dataset, hidden_layers=spec.hidden_layers,
+        activation=spec.activation, init=spec.init, optimizer=spec.optimizer, learning_rate=spec.learning_rate,
+        l2=spec.l2, epochs=spec.epochs, batch_size=spec.batch_size, train_accuracy=model.train_accuracy,
+        test_accuracy=model.test_accuracy, seconds=model.seconds, created_at=model.created_at,
+    )
+
+
+@router.get("", response_model=ModelsPublic)
+def read_models(session: SessionDep, sort: Literal["test_accuracy", "created_at"] = "test_accuracy") -> ModelsPublic:
+    """Every trained model with its key hyperparameters and accuracies, best (or newest) first."""
+    rows = list_models(session, sort=sort)
+    return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows))
+
+
+@router.get("/{job_id}", response_model=ModelPublic)
+def read_model(model: ModelDep) -> ModelPublic:
+    """One trained model."""
+    return model_public(model)
+
+
+@router.get("/{job_id}/accuracy", response_model=AccuracyPublic)
+def read_accuracy(model: ModelDep) -> AccuracyPublic:
+    """Train and test accuracy of the final weights."""
+    return AccuracyPublic(train=model.train_accuracy, test=model.test_accuracy)
+
+
+@router.get("/{job_id}/confusion-matrix", response_model=ConfusionMatrixPublic)
+def read_confusion_matrix(model: ModelDep, split: Literal["train", "test"] = "test") -> ConfusionMatrixPublic:
+    """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
+    matrix = model.confusion_test if split == "test" else model.confusion_train
+    classes = DATASETS[job_spec(model.job).dataset].classes
+    return ConfusionMatrixPublic(split=split, labels=list(range(len(matrix))), classes=list(classes), matrix=matrix)
+
+
+@router.get("/{job_id}/weights", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "The .npz weight file"}})
+def download_weights(model: ModelDep) -> Response:
+    """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
+    return Response(model.weights, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="mlplab-model-{model.job_id}.npz"'})

@@ -1,0 +1,138 @@
+"""Predictions from a trained model: JSON pixels, uploaded images, and the per-image check on a split."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import InferenceDep, ReaderDep, WriterDep
+from service.api.schemas import ImagePredictionPublic, PredictCreate, PredictionPublic, PredictionsPublic
+from service.errors import PROBLEM_RESPONSES, ProblemError, invalid
+from service.imaging import ImageError, pixels_to_image, preprocess_upload
+from service.settings import Settings
+
+router = APIRouter(prefix="/models", tags=["predictions"], responses=PROBLEM_RESPONSES | {
+    409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"},
+    413: PROBLEM_RESPONSES[422] | {"description": "Body over MLPLAB_MAX_UPLOAD_BYTES"},
+})
+
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictCreate.model_json_schema(ref_template="#/components/schemas/{model}"),
+                                 "examples": {"one": {"value": {"pixels": [0] * 784}},
+                                              "many": {"value": {"images": [[0] * 784, [255] * 784]}}}},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary", "description": "A PNG or JPEG of one digit"}},
+                "required": ["file"]}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit (before it is all read)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size, limit, at_least=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(size: int, limit: int, at_least: bool = False) -> ProblemError:
+    return ProblemError(413, "Content too large", f"The body is {'over ' if at_least else ''}{size:,} bytes; "
+                        f"the limit is {limit:,} bytes ({limit / 1e6:g} MB, MLPLAB_MAX_UPLOAD_BYTES).")
+
+
+def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise invalid("body", "is not valid JSON") from None
+    if not isinstance(payload, dict) or len(payload.keys() & {"pixels", "images"}) != 1 or payload.keys() - {"pixels", "images"}:
+        raise invalid("body", 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}')
+    try:
+        if "pixels" in payload:
+            return pixels_to_image(payload["pixels"])[None, :], True
+        images = payload["images"]
+        if not isinstance(images, list) or not images:
+            raise invalid("images", "must be a non-empty list of images")
+        if len(images) > settings.max_batch_images:
+            raise invalid("images", f"{len(images):,} images; the limit is {settings.max_batch_images:,} (MLPLAB_MAX_BATCH_IMAGES)")
+        stacked = np.empty((len(images), 784), dtype=np.float32)
+        for i, image in enumerate(images):
+            try:
+                stacked[i] = pixels_to_image(image)
+            except ImageError as exc:
+                raise invalid(f"images.{i}", str(exc)) from None
+        return stacked, False
+    except ImageError as exc:
+        raise invalid("pixels", str(exc)) from None
+
+
+async def _images_from_upload(request: Request, body: bytes, settings: Settings) -> np.ndarray:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        request._body = body  # already read under the size limit; let the form parser reuse it
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise invalid("file", "a multipart upload needs a 'file' part holding the image")
+        body = await upload.read()
+    try:
+        image = await run_in_threadpool(preprocess_upload, body, max_bytes=settings.max_upload_bytes,
+                                        max_pixels=settings.max_image_pixels)
+    except ImageError as exc:
+        raise ProblemError(exc.status, "Invalid image" if exc.status == 422 else "Content too large", str(exc)) from None
+    return image[None, :]
+
+
+@router.post("/{job_id}/predict", response_model=PredictionPublic | PredictionsPublic, openapi_extra=_PREDICT_BODY,
+             dependencies=[WriterDep, ReaderDep])
+async def predict(job_id: int, request: Request, inference: InferenceDep) -> PredictionPublic | PredictionsPublic:
+    """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
+    settings: Settings = request.app.state.settings
+    weights = await inference.weights(job_id)  # 404 / 409 before reading a large body
+    body = await read_body(request, settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        images, single = _images_from_json(body, settings)
+    elif content_type == "multipart/form-data" or content_type in _IMAGE_TYPES:
+        images, single = await _images_from_upload(request, body, settings), True
+    else:
+        raise ProblemError(415, "Unsupported media type", f"Content-Type {content_type!r}: send application/json, "
+                           "multipart/form-data with a 'file' part, or image/png / image/jpeg.")
+    # A few images are cheaper inline than a thread hop; a large batch must not stall the event loop.
+    probs = weights.predict_proba(images) if len(images) <= 16 else await run_in_threadpool(weights.predict_proba, images)
+    results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
+    return results[0] if single else PredictionsPublic(data=results, count=len(results))
+
+
+@router.get("/{job_id}/predictions/{split}/{index}", response_model=ImagePredictionPublic, dependencies=[ReaderDep])
+async def predict_split_image(
+    job_id: int, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
+) -> ImagePredictionPublic:
+    """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
+    weights = await inference.weights(job_id)
+    data = await inference.dataset(weights.spec.dataset)
+    images, labels = data.split(split)
+    if index >= len(images):
+        raise ProblemError(404, "Image not found", f"The {split} split of {data.name} has {len(images):,} images "
+                           f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.")
+    p = weights.predict_proba(images[index : index + 1])[0]
+    predicted = int(p.argmax())
+    return ImagePredictionPublic(split=split, index=index, label=int(labels[index]), predicted=predicted,
+                                 probabilities=p.tolist(), correct=predicted == int(labels[index]))

@@ -1,0 +1,155 @@
+"""Request and response models, named by direction: *Create in, *Public out, *sPublic lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.ml.spec import TrainSpec
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Split = Literal["train", "test"]
+
+
+class Progress(BaseModel):
+    epoch: int | None = Field(None, description="Epoch in progress (1-based).")
+    epochs: int
+    step: int | None = Field(None, description="Global step of the last recorded loss.")
+    steps: int | None = Field(None, description="Total steps of the job.")
+    loss: float | None = Field(None, description="Last recorded batch loss.")
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    status: JobStatusName
+    spec: TrainSpec
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    worker: str | None = Field(None, description="host:pid:tag of the worker that holds (or last held) it.")
+    progress: Progress
+    error: str | None
+    train_accuracy: float | None
+    test_accuracy: float | None
+    cancel_requested: bool = False
+    sweep_id: str | None = None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class LossPoint(BaseModel):
+    epoch: int
+    step: int
+    loss: float
+
+
+class EpochPoint(BaseModel):
+    epoch: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+    seconds: float
+
+
+class ModelPublic(BaseModel):
+    """One entry of the notebook's dictionary of trained models."""
+
+    id: int
+    name: str
+    backend: str
+    dataset: str
+    hidden_layers: list[int]
+    activation: str
+    init: str
+    optimizer: str
+    learning_rate: float
+    l2: float
+    epochs: int
+    batch_size: int
+    train_accuracy: float
+    test_accuracy: float
+    seconds: float = Field(description="Training time, evaluation excluded.")
+    created_at: datetime
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int
+
+
+class AccuracyPublic(BaseModel):
+    train: float
+    test: float
+
+
+class ConfusionMatrixPublic(BaseModel):
+    split: Split
+    labels: list[int]
+    classes: list[str]
+    matrix: list[list[int]] = Field(description="Rows are the true class, columns the predicted one.")
+
+
+class PredictionPublic(BaseModel):
+    predicted: int
+    probabilities: list[float]
+
+
+class PredictionsPublic(BaseModel):
+    data: list[PredictionPublic]
+    count: int
+
+
+class PredictCreate(BaseModel):
+    """One image as `pixels` (784 values, or 28 rows of 28, each 0-255), or many as `images`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"pixels": [0] * 784}]},
+    )
+
+    pixels: list[float] | list[list[float]] | None = None
+    images: list[list[float] | list[list[float]]] | None = None
+
+
+class ImagePredictionPublic(BaseModel):
+    split: Split
+    index: int
+    label: int
+    predicted: int
+    probabilities: list[float]
+    correct: bool
+
+
+class SplitInfo(BaseModel):
+    train: int
+    test: int
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    present: bool
+    will_download: bool
+    splits: SplitInfo
+    classes: list[str]
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    database: str
+    datasets: list[DatasetPublic]

@@ -1,0 +1,109 @@
+"""RFC 9457 problem details: every error the API returns is application/problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("mlplab.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class InvalidParam(BaseModel):
+    name: str  # dotted path of the field, e.g. "body.hidden_layers.0"
+    reason: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    invalid_params: list[InvalidParam] | None = None
+
+
+class ProblemError(Exception):
+    """Raise from anywhere in a request to answer with a problem; nothing has been changed."""
+
+    def __init__(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None,
+                 invalid_params: list[dict[str, str]] | None = None):
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.headers = headers
+        self.invalid_params = invalid_params
+
+
+def not_found(what: str, key: Any) -> ProblemError:
+    return ProblemError(404, f"{what.capitalize()} not found", f"There is no {what} {key}.")
+
+
+def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
+    return ProblemError(status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}])
+
+
+def problem_response(request: Request, status: int, title: str, detail: str, *,
+                     headers: dict[str, str] | None = None, invalid_params: list[dict[str, str]] | None = None) -> JSONResponse:
+    body = Problem(title=title, status=status, detail=detail, instance=request.url.path, invalid_params=invalid_params)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _reason(error: dict) -> str:
+    # pydantic's messages already name the limit ("Input should be less than or equal to 200");
+    # add what was given so the client sees both sides.
+    msg = error["msg"]
+    if "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], (dict, list)):
+        return f"{msg} (got {error['input']!r})"
+    return msg
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    params = [{"name": _location(e["loc"]), "reason": _reason(e)} for e in exc.errors()]
+    detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
+    return problem_response(request, 422, "Invalid request", detail, invalid_params=params)
+
+
+async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
+    return problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers, invalid_params=exc.invalid_params)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden", 413: "Content too large"}
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.method} {request.url.path}."
+    return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"), detail,
+                            headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Logged with its traceback for the operator; the client sees no internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, "Internal server error", "The server failed to answer this request; it has been logged.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ProblemError, _problem_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unhandled)
+
+
+# For the OpenAPI document: every route can answer with a problem.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
+    for code, desc in {404: "Not found", 422: "Invalid request"}.items()
+}

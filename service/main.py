@@ -1,0 +1,46 @@
+"""The application factory: settings, database, routers, error handlers. No endpoints here."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.routes import datasets, health, jobs, models, predictions
+from service.errors import install_error_handlers
+from service.inference import Inference
+from service.settings import Settings, get_settings
+from service.store.db import make_engine, make_sessionmaker, migrate
+
+log = logging.getLogger("mlplab.api")
+logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
+
+DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy network or its PyTorch twin,
+then compare them and query them: accuracy, confusion matrices and per-image predictions.
+
+Submit a job with `POST /jobs`, follow it with `GET /jobs/{id}`, then read `GET /models`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.inference = Inference(app.state.sessionmaker, settings)
+        if settings.api_token is None:
+            log.warning("MLPLAB_API_TOKEN is not set: anyone who can reach %s:%s can submit jobs",
+                        settings.host, settings.port)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    for module in (jobs, models, predictions, datasets, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,142 @@
+"""Every invalid request gets its 4xx as problem+json naming the field or limit, and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.main import create_app
+from service.settings import Settings
+
+
+def _job_count(client) -> int:
+    return client.get("/jobs").json()["count"]
+
+
+def _problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("epochs", 0, "greater than or equal to 1"),
+    ("epochs", 201, "less than or equal to 200"),
+    ("learning_rate", 0, "greater than 0"),
+    ("learning_rate", 11, "less than or equal to 10"),
+    ("momentum", 1, "less than 1"),
+    ("l2", -0.1, "greater than or equal to 0"),
+    ("batch_size", 60001, "less than or equal to 60000"),
+    ("hidden_layers", [], "at least 1 item"),
+    ("hidden_layers", [10] * 9, "at most 8 items"),
+    ("hidden_layers", [0], "greater than or equal to 1"),
+    ("hidden_layers", [5000], "less than or equal to 4096"),
+    ("activation", "softplus", "'sigmoid', 'tanh' or 'relu'"),
+    ("init", "orthogonal", "'zeros', 'random', 'glorot' or 'he'"),
+    ("optimizer", "rmsprop", "'sgd', 'momentum' or 'adam'"),
+    ("train_limit", 0, "greater than or equal to 1"),
+    ("epochs", "ten", "valid integer"),
+    ("epochs", 1.5, "valid integer"),
+    ("batch_size", True, "valid integer"),
+    ("learning_rate", "fast", "valid number"),
+    ("dataset", "cifar10", "'mnist' or 'fashion-mnist'"),
+    ("surprise", 1, "Extra inputs are not permitted"),
+])
+def test_invalid_spec_fields_are_named_with_their_limit(client, field, value, says):
+    body = _problem(client.post("/jobs", json={"backend": "numpy", field: value}), 422)
+    names = [p["name"] for p in body["invalid_params"]]
+    assert any(n == f"body.{field}" or n.startswith(f"body.{field}.") for n in names), names
+    assert says in body["detail"]
+    assert _job_count(client) == 0
+
+
+def test_missing_backend_and_non_json_bodies(client):
+    body = _problem(client.post("/jobs", json={}), 422)
+    assert body["invalid_params"][0]["name"] == "body.backend"
+    _problem(client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    _problem(client.post("/jobs", json=[1, 2]), 422)
+    assert _job_count(client) == 0
+
+
+def test_budgets_refuse_oversized_jobs(client):
+    body = _problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
+    assert body["invalid_params"][0]["name"] == "hidden_layers"
+    assert "20,000,000" in body["detail"] and "MLPLAB_MAX_PARAMETERS" in body["detail"]
+    # 200 epochs of 60,000 is the default budget exactly: allowed; the limit is a setting
+    assert client.post("/jobs", json={"backend": "numpy", "epochs": 200}).status_code == 202
+
+
+def test_sample_epoch_budget_is_a_setting(tmp_path):
+    from fastapi.testclient import TestClient
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", max_sample_epochs=100_000)
+    with TestClient(create_app(settings)) as client:
+        body = _problem(client.post("/jobs", json={"backend": "numpy", "epochs": 2}), 422)
+        assert "120,000" in body["detail"] and "100,000" in body["detail"]
+        assert client.post("/jobs", json={"backend": "numpy", "epochs": 1, "train_limit": 50_000}).status_code == 202
+
+
+def test_a_full_queue_answers_429_with_retry_after(client):
+    for _ in range(3):
+        assert client.post("/jobs", json={"backend": "torch"}).status_code == 202
+    response = client.post("/jobs", json={"backend": "torch"})
+    body = _problem(response, 429)
+    assert response.headers["retry-after"].isdigit()
+    assert "MLPLAB_MAX_QUEUED" in body["detail"]
+    assert _job_count(client) == 3
+
+
+def test_unknown_things_are_404(client):
+    _problem(client.get("/jobs/999"), 404)
+    _problem(client.post("/jobs/999/cancel"), 404)
+    _problem(client.get("/jobs/999/losses"), 404)
+    _problem(client.get("/models/999/accuracy"), 404)
+    _problem(client.get("/models/999/confusion-matrix"), 404)
+    _problem(client.post("/models/999/predict", json={"pixels": [0] * 784}), 404)
+    _problem(client.get("/datasets/cifar/test/0.png"), 422)  # not one of the datasets: named in the message
+    _problem(client.get("/datasets/mnist/test/10000.png"), 404)
+    _problem(client.get("/nowhere"), 404)
+
+
+def test_queued_job_is_not_a_model_yet(client):
+    job = client.post("/jobs", json={"backend": "numpy"}).json()
+    for path in (f"/models/{job['id']}/accuracy", f"/models/{job['id']}/confusion-matrix",
+                 f"/models/{job['id']}/predictions/test/0", f"/models/{job['id']}/weights"):
+        body = _problem(client.get(path), 409)
+        assert "queued" in body["detail"]
+    _problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409)
+
+
+def test_bad_query_parameters(client):
+    _problem(client.get("/jobs", params={"status": "sleeping"}), 422)
+    _problem(client.get("/jobs", params={"limit": 0}), 422)
+    _problem(client.get("/jobs", params={"offset": -1}), 422)
+    _problem(client.get("/models", params={"sort": "name"}), 422)
+    _problem(client.get("/jobs/abc"), 422)
+
+
+def test_token_guards_writes_and_optionally_reads(tmp_path):
+    from fastapi.testclient import TestClient
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token")
+    with TestClient(create_app(settings)) as client:
+        body = _problem(client.post("/jobs", json={"backend": "numpy"}), 401)
+        assert "s3cret" not in str(body)
+        _problem(client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403)
+        assert client.get("/jobs").status_code == 200  # reads stay open
+        assert _job_count(client) == 0
+        ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 202
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token", protect_reads=True)
+    with TestClient(create_app(settings)) as client:
+        _problem(client.get("/jobs"), 401)
+        assert client.get("/jobs", headers={"authorization": "Bearer s3cret-token"}).json()["count"] == 1
+        assert client.get("/healthz").status_code == 200  # probes never need the token
+
+
+def test_cancel_a_queued_job_at_once(client):
+    job = client.post("/jobs", json={"backend": "numpy"}).json()
+    cancelled = client.post(f"/jobs/{job['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
+    _problem(client.post(f"/jobs/{job['id']}/cancel"), 409)
