@@ -93,7 +93,7 @@ def train(
 ) -> TrainResult:
     """Train spec's network on data; on_progress every log_every steps and at each epoch's end.
 
-    should_stop is checked at every log point and epoch end (TrainingCancelled). With resume,
+    should_stop is checked after every step and at each epoch's end (TrainingCancelled); keep it cheap. With resume,
     training continues after the checkpoint's epoch: the batches of an epoch depend only on
     (seed, epoch), so a resumed NumPy run ends bit-identical to an uninterrupted one.
     """
@@ -136,8 +136,8 @@ def train(
             loss_sum += loss
             if step % spec.log_every == 0:
                 notify(StepProgress(epoch, step, total_steps, loss))
-                if stop():
-                    raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
+            if stop():  # every step: a cancel or SIGTERM is honoured within one step's time
+                raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
         seconds = time.perf_counter() - started
         trained_seconds += seconds
 
