@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -89,6 +90,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
                             headers=getattr(exc, "headers", None))
 
 
+async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+    # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -99,6 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(ProblemError, _problem_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unhandled)
 
 

@@ -140,7 +140,8 @@ def pixels_to_image(values) -> np.ndarray:
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
         raise ImageError(422, "pixels must be a list of 784 numbers (or 28 rows of 28)")
-    nested = any(isinstance(v, (list, tuple)) for v in values)
+    # 784 values is the flat form: skip scanning them for rows, which costs more than the forward pass.
+    nested = len(values) != PIXELS and any(isinstance(v, (list, tuple)) for v in values)
     if nested:
         if len(values) != SIDE:
             raise ImageError(422, f"pixels must have 784 values (or 28 rows of 28), got {len(values)} rows")
@@ -151,7 +152,7 @@ def pixels_to_image(values) -> np.ndarray:
                 raise ImageError(422, f"pixels row {r} has {len(row)} values: expected 28")
         flat = [v for row in values for v in row]
     else:
-        flat = list(values)
+        flat = values if isinstance(values, list) else list(values)
         if len(flat) != PIXELS:
             raise ImageError(422, f"pixels must have 784 values (or 28 rows of 28), got {len(flat)}")
 

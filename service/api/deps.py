@@ -17,7 +17,7 @@ from service.store.jobs import JobStatus, get_job, get_model
 from service.store.models import Job, TrainedModel
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:  # async: no threadpool hop
     return request.app.state.settings
 
 
@@ -26,7 +26,7 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _inference(request: Request) -> Inference:
+async def _inference(request: Request) -> Inference:
     return request.app.state.inference
 
 
