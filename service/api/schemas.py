@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,31 @@ class JobsPublic(BaseModel):
     count: int
 
 
+NOTEBOOK_SWEEP = {
+    "base": {"backend": "numpy", "activation": "sigmoid", "optimizer": "sgd", "epochs": 15},
+    "grid": {"init": ["random", "glorot"], "learning_rate": [0.01, 0.05, 0.1, 0.3]},
+}
+
+
+class SweepCreate(BaseModel):
+    """A grid search: one job for every combination of the grid's values, each on top of `base`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
+
+    base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields shared by every job.")
+    grid: dict[str, list[Any]] = Field(description="TrainSpec field -> the values to try; the jobs are the cartesian product.")
+
+
+class SweepPublic(BaseModel):
+    id: str
+    created_at: datetime
+    base: dict[str, Any] = Field(description="The spec fields every job of the sweep shares.")
+    grid: dict[str, list[Any]] = Field(description="The spec fields that vary between its jobs, and their values.")
+    jobs: list[JobPublic] = Field(description="Succeeded jobs by test accuracy, best first; then the others by id.")
+    count: int
+    status: dict[JobStatusName, int] = Field(description="How many of its jobs are in each state.")
+
+
 class LossPoint(BaseModel):
     epoch: int
     step: int
@@ -82,6 +107,31 @@ class ModelPublic(BaseModel):
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
     count: int
+
+
+class CurvePoint(BaseModel):
+    epoch: int
+    step: int = Field(description="Global step (1-based).")
+    samples: int = Field(description="Training images seen: step x batch_size, to compare different batch sizes.")
+    loss: float
+
+
+class ComparedModelPublic(BaseModel):
+    id: int
+    name: str
+    label: str = Field(description="The hyperparameters that set it apart from the others, for legends.")
+    spec: TrainSpec
+    train_accuracy: float
+    test_accuracy: float
+    epochs: list[EpochPoint]
+    losses: list[CurvePoint]
+
+
+class ComparisonPublic(BaseModel):
+    data: list[ComparedModelPublic]
+    count: int
+    hyperparameters: dict[str, list[Any]] = Field(description="Each spec field, one value per model (in `data` order).")
+    differing: list[str] = Field(description="The spec fields whose values are not all equal.")
 
 
 class AccuracyPublic(BaseModel):

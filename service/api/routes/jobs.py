@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WritableJobDep, WriterDep
 from service.api.schemas import EpochPoint, JobPublic, JobsPublic, LossPoint, Progress
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid
 from service.ml.spec import TrainSpec
@@ -80,7 +80,7 @@ def read_job(job: JobDep) -> JobPublic:
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, dependencies=[WriterDep],
              responses={409: PROBLEM_RESPONSES[422] | {"description": "The job has already finished"}})
-def cancel(job: JobDep, session: SessionDep) -> JobPublic:
+def cancel(job: WritableJobDep, session: SessionDep) -> JobPublic:
     """Cancel a job: at once when queued, at the worker's next check when running."""
     try:
         return job_public(cancel_job(session, job.id))

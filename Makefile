@@ -1,0 +1,29 @@
+# The two commands: `make run` (API + one worker on 127.0.0.1:$(PORT), SQLite) and `make test`.
+PORT ?= 8000
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test fuzz bench clean
+
+install: $(STAMP)
+
+# torch first and pinned: the CPU wheel. An unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/mlplab dev --port $(PORT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/train.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

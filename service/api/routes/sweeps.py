@@ -1,0 +1,144 @@
+"""Sweeps: a grid of training specs submitted as one request, then read back best first."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from pydantic import ValidationError
+
+from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.routes.jobs import check_budget, job_public
+from service.api.schemas import SweepCreate, SweepPublic
+from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
+from service.ml.spec import TrainSpec
+from service.settings import Settings
+from service.store.db import begin_write
+from service.store.jobs import JobStatus, count_queued, enqueue_job, list_jobs
+from service.store.models import Job
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+
+MAX_LISTED = 100_000  # a sweep's jobs are all listed: the limit is only a guard
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def check_grid(body: SweepCreate, max_jobs: int) -> None:
+    """Refuse a grid that names no spec field, an empty or repeated value, or too many jobs."""
+    if not body.grid:
+        raise invalid("grid", "name at least one TrainSpec field to vary (one job alone is POST /jobs)")
+    for field, values in body.grid.items():
+        if field not in TrainSpec.model_fields:
+            raise invalid(f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+        if not values:
+            raise invalid(f"grid.{field}", "an empty list: give at least one value")
+        seen = set()
+        for value in values:
+            if _key(value) in seen:
+                raise invalid(f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice")
+            seen.add(_key(value))
+    for field in body.base:
+        if field not in TrainSpec.model_fields:
+            raise invalid(f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+    count = math.prod(len(values) for values in body.grid.values())
+    if count > max_jobs:
+        sizes = " x ".join(str(len(v)) for v in body.grid.values())
+        raise invalid("grid", f"{sizes} = {count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
+
+
+def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
+    """One TrainSpec per combination of the grid (in the grid's order), each validated in full.
+
+    Every invalid value of every combination is reported at once, named `grid.<field>` (or
+    `base.<field>` when the shared part is at fault), with the value that failed.
+    """
+    fields = list(body.grid)
+    specs: list[TrainSpec] = []
+    problems: dict[tuple[str, str], str] = {}
+    for values in itertools.product(*body.grid.values()):
+        combination = dict(zip(fields, values))
+        try:
+            specs.append(TrainSpec.model_validate(body.base | combination))
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "base"
+                if field in combination:
+                    name, reason = f"grid.{field}", f"{error['msg']} (got {combination[field]!r})"
+                else:
+                    name, reason = f"base.{field}", error["msg"]
+                problems.setdefault((name, reason), reason)
+    if problems:
+        params = [{"name": name, "reason": reason} for name, reason in problems]
+        detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
+        raise ProblemError(422, "Invalid request", detail, invalid_params=params)
+    return specs
+
+
+def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings) -> None:
+    """POST /jobs's budgets, for every combination; the problem names the grid values at fault."""
+    for spec in specs:
+        try:
+            check_budget(spec, settings)
+        except ProblemError as exc:
+            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]  # type: ignore[index]
+            where = f"grid.{field}" if field in body.grid else f"base.{field}"
+            combination = ", ".join(f"{f}={getattr(spec, f)!r}" for f in body.grid)
+            raise invalid(where, f"{reason} (with {combination})") from None
+
+
+def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
+    """The sweep as its jobs show it: what they share, what varies, and the jobs best first."""
+    publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
+    specs = [p.spec.model_dump(mode="json") for p in publics]
+    base: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    for field in TrainSpec.model_fields:
+        values: list[Any] = []
+        for spec in specs:
+            if spec[field] not in values:
+                values.append(spec[field])
+        if len(values) == 1:
+            base[field] = values[0]
+        else:
+            grid[field] = values
+    publics.sort(key=lambda p: (p.status != JobStatus.succeeded, -(p.test_accuracy or 0.0), p.id))
+    summary = {s.value: 0 for s in JobStatus}
+    for p in publics:
+        summary[p.status] += 1
+    return SweepPublic(id=sweep_id, created_at=min(p.created_at for p in publics), base=base, grid=grid,
+                       jobs=publics, count=len(publics), status=summary)  # type: ignore[arg-type]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic, dependencies=[WriterDep],
+             responses={429: PROBLEM_RESPONSES[422] | {"description": "Queue full"}})
+def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response) -> SweepPublic:
+    """Submit a grid search: one job per combination, all queued at once (or none)."""
+    check_grid(body, settings.max_sweep_jobs)
+    specs = sweep_specs(body)
+    check_budgets(specs, body, settings)
+    begin_write(session)  # the count and every insert in one write transaction: the limit holds for the whole sweep
+    queued = count_queued(session)
+    if queued + len(specs) > settings.max_queued:
+        raise ProblemError(429, "Queue full", f"this sweep adds {len(specs)} jobs to the {queued} queued; "
+                           f"the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
+                           headers={"Retry-After": "30"})
+    sweep_id = uuid.uuid4().hex[:12]
+    jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    response.headers["Location"] = f"/sweeps/{sweep_id}"
+    return sweep_public(sweep_id, jobs)
+
+
+@router.get("/{sweep_id}", response_model=SweepPublic)
+def read_sweep(sweep_id: str, session: SessionDep) -> SweepPublic:
+    """A sweep's jobs with their status and accuracies, best first."""
+    jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
+    if not count:
+        raise not_found("sweep", sweep_id)
+    return sweep_public(sweep_id, jobs)

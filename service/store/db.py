@@ -1,0 +1,210 @@
+"""Engine, sessions and migrations.
+
+SQLite connections get WAL (readers never block the writer), a 30 s busy timeout,
+foreign keys on and synchronous=NORMAL. pysqlite's own transaction handling is
+switched off (``isolation_level = None``) and SQLAlchemy's ``begin`` event emits
+the BEGIN instead, as the SQLAlchemy SQLite docs recommend: every transaction
+(reads and DDL included) is then real, and a transaction that will write can ask
+for ``BEGIN IMMEDIATE`` - take the write lock first, waiting up to the busy
+timeout - by beginning with the execution option ``sqlite_begin="IMMEDIATE"``
+(see :func:`begin_write`). Without it, a transaction that reads and then writes
+can fail at once with "database is locked" when another writer got in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+SQLITE_BEGIN = "sqlite_begin"  # execution option: "DEFERRED" (default) | "IMMEDIATE" | "EXCLUSIVE"
+_PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising migrations
+
+
+def make_engine(url: str) -> Engine:
+    """An Engine for `url`; SQLite gets the pragmas and transaction handling above."""
+    sa_url = make_url(url)
+    if sa_url.get_backend_name() != "sqlite":
+        return create_engine(sa_url, pool_pre_ping=True)
+
+    database = sa_url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
+    if in_memory:
+        # One shared connection, or each would see its own empty database. So one session at a time:
+        # in-memory is for quick single-threaded checks; tests and services use a file.
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(sa_url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite emits no BEGIN; _on_begin below does
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not in_memory:
+                _set_wal(cursor)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = str(conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")).upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _set_wal(cursor: sqlite3.Cursor) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite does not always wait the
+    # busy timeout for it: two processes opening a fresh file at once can see "locked". Retry.
+    # WAL is persistent, so on an existing database this is a no-op that takes no lock.
+    for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 0):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or not delay:
+                raise
+            time.sleep(delay)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (the API serialises them after the scope)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit when the block succeeds, roll back when it raises, always close."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+class LateWriteWarning(UserWarning):
+    """A write began in an SQLite transaction that had already read without the write lock."""
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+    Call it before the first query of a unit of work that will write (an API handler that
+    loads a job and then cancels it: begin_write, then load). Once the session has read in a
+    plain (deferred) transaction, SQLite can't upgrade it: its first write fails at once with
+    "database is locked" if any other connection committed since that read, whatever the busy
+    timeout. This then warns (LateWriteWarning) and carries on. On PostgreSQL it does nothing
+    (row locks do the work there).
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and connection.get_execution_options().get(SQLITE_BEGIN) != "IMMEDIATE":
+        warnings.warn(
+            "SQLite: this write runs in a transaction that began with a read, without the write lock; "
+            "it fails with 'database is locked' if another writer commits in between. "
+            "Call service.store.db.begin_write(session) before the session's first query.",
+            LateWriteWarning,
+            stacklevel=3,
+        )
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code (no alembic.ini), optionally handing env.py a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+_migrate_lock = threading.Lock()  # Alembic's `context` is a module global: one migration per process at a time
+
+
+def migrate(engine_or_url: Engine | str) -> None:
+    """Bring the database to the newest revision (``alembic upgrade head``); a no-op when it is there.
+
+    Safe when an API and a worker start at once on one database: the whole upgrade runs in one
+    write transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so the second
+    caller waits, then finds the schema at head and does nothing. Threads in one process are
+    serialised by a lock, because Alembic keeps its migration context in a module global.
+    """
+    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    try:
+        with _migrate_lock:
+            for attempt in range(5):
+                try:
+                    _upgrade(engine)
+                    return
+                except OperationalError as exc:  # "database is locked" past the busy timeout
+                    if "locked" not in str(exc) or attempt == 4:
+                        raise
+                    time.sleep(0.5 * 2**attempt)
+    finally:
+        if engine is not engine_or_url:
+            engine.dispose()
+
+
+def _upgrade(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK})")
+            command.upgrade(alembic_config(connection), "head")
+
+
+@lru_cache(maxsize=1)
+def _heads() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def head_revisions() -> set[str]:
+    """The revisions the code expects (normally one)."""
+    return set(_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at; empty before the first migration."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return set()
+        return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def is_migrated(engine: Engine) -> bool:
+    """True when the database is at the code's head revision (for /readyz).
+
+    A database that can't be reached raises (SQLAlchemy's OperationalError), so the caller
+    can report why rather than a bare "not ready".
+    """
+    return current_revisions(engine) == head_revisions()

@@ -1,0 +1,522 @@
+"""Job states and every transition between them, plus the read queries the API uses.
+
+Each function takes the caller's session and neither commits nor closes it: one
+``session_scope()`` per step. A transition that writes starts its transaction with
+the write lock (``begin_write``: BEGIN IMMEDIATE on SQLite) and makes its first
+statement a conditional UPDATE, so two callers can't both win it.
+
+Writes by a worker are guarded by ``worker_id = <its id> AND status = 'running'``:
+a worker whose job was taken away (lease expired and re-queued, or cancelled and
+finished) gets ``LeaseLost`` and has changed nothing.
+
+    queued --claim_job--> running --finish_job--> succeeded
+      |  ^                  |  |  `--fail_job--> failed
+      |  `--release_job-----'  `--mark_cancelled / cancel_job--> cancelled
+      |     requeue_stalled
+      `--cancel_job--> cancelled
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import Update, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session, defer, joinedload
+
+from service.ml.spec import TrainSpec
+from service.store.db import begin_write
+from service.store.models import (
+    JOB_STATUSES,
+    EpochMetric,
+    Job,
+    JobCheckpoint,
+    Loss,
+    TrainedModel,
+    UTCDateTime,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class JobStatus(str, Enum):
+    queued = "queued"  # waiting for a worker
+    running = "running"  # claimed by a worker that renews its lease
+    succeeded = "succeeded"  # trained; its model row exists
+    failed = "failed"  # gave up; `error` says why
+    cancelled = "cancelled"  # stopped on request; no model
+
+    def __str__(self) -> str:
+        return self.value
+
+
+assert tuple(s.value for s in JobStatus) == JOB_STATUSES, "JobStatus and models.JOB_STATUSES disagree"
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (s.value for s in JobStatus)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class JobNotFound(LookupError):
+    """No job has this id."""
+
+
+class JobConflict(Exception):
+    """The job is in a state that doesn't allow this transition (e.g. cancelling a finished job)."""
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the job (re-queued after a stale heartbeat, or no longer running)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What a heartbeat learned: is the job still ours, and has someone asked to cancel it?"""
+
+    alive: bool
+    cancel_requested: bool = False
+
+    def __bool__(self) -> bool:
+        return self.alive
+
+
+class ResultLike(Protocol):
+    """What finish_job stores (service.ml.train.TrainResult has these)."""
+
+    weights: bytes
+    train_accuracy: float
+    test_accuracy: float
+    confusion_train: list[list[int]]
+    confusion_test: list[list[int]]
+    seconds: float
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+def enqueue_job(session: Session, spec: TrainSpec, sweep_id: str | None = None, now: datetime | None = None) -> Job:
+    """(nothing) -> queued. Returns the new job with its id."""
+    begin_write(session)
+    job = Job(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        backend=spec.backend,
+        status=QUEUED,
+        created_at=now or utcnow(),
+        sweep_id=sweep_id,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> Job | None:
+    """queued -> running: the oldest queued job, for `worker_id`; None when the queue is empty.
+
+    One conditional UPDATE ... RETURNING, so no job is handed to two workers: on SQLite the
+    transaction begins IMMEDIATE (holds the write lock from the start, see db.begin_write); on
+    PostgreSQL the subquery's FOR UPDATE SKIP LOCKED makes concurrent claimers skip the row.
+    attempts += 1; started_at is kept from the first claim. Progress recorded after the job's
+    checkpoint (a previous attempt's partial epoch) is deleted, so the resumed run re-records it.
+    """
+    begin_write(session)
+    job = session.scalars(_claim_statement(worker_id, now or utcnow())).one_or_none()
+    if job is None:
+        return None
+
+    done = session.scalar(select(JobCheckpoint.epoch).where(JobCheckpoint.job_id == job.id)) or 0
+    session.execute(delete(Loss).where(Loss.job_id == job.id, Loss.epoch > done))
+    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job.id, EpochMetric.epoch > done))
+    last = session.execute(
+        select(Loss.step, Loss.loss).where(Loss.job_id == job.id).order_by(Loss.step.desc()).limit(1)
+    ).first()
+    job.epoch, job.step, job.loss = done, (last.step if last else 0), (last.loss if last else None)
+    session.flush()
+    return job
+
+
+def _claim_statement(worker_id: str, now: datetime) -> Update:
+    oldest = (
+        select(Job.id)
+        .where(Job.status == QUEUED)
+        .order_by(Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and relies on BEGIN IMMEDIATE
+        .scalar_subquery()
+    )
+    return (
+        update(Job)
+        .where(Job.id == oldest, Job.status == QUEUED)
+        .values(
+            status=RUNNING,
+            worker_id=worker_id,
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
+            heartbeat_at=now,
+        )
+        .returning(Job)
+    )
+
+
+def heartbeat(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> Lease:
+    """running -> running: renew the lease (heartbeat_at = now) if the job is still ours.
+
+    Returns Lease(alive=False) when the job was taken away (the worker must drop it), and
+    whether a cancel was requested (the worker should stop and call mark_cancelled).
+    A Lease is truthy when alive.
+    """
+    begin_write(session)
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == RUNNING)
+        .values(heartbeat_at=now or utcnow())
+        .returning(Job.cancel_requested)
+    ).first()
+    if row is None:
+        return Lease(alive=False)
+    return Lease(alive=True, cancel_requested=bool(row.cancel_requested))
+
+
+def record_progress(
+    session: Session,
+    job_id: int,
+    worker_id: str,
+    losses: Sequence[tuple[int, int, float]],
+    steps: int | None,
+    now: datetime | None = None,
+) -> None:
+    """running -> running: store (epoch, step, loss) rows and the job's latest epoch/step/loss/steps.
+
+    Non-finite losses (NaN, inf) are skipped: SQLite stores NaN as NULL and JSON can't carry them.
+    Also renews the lease. Raises LeaseLost if the job is no longer ours.
+    """
+    rows = [
+        {"job_id": job_id, "epoch": int(e), "step": int(s), "loss": float(x)}
+        for e, s, x in losses
+        if math.isfinite(x)
+    ]
+    values: dict[str, Any] = {"heartbeat_at": now or utcnow()}
+    if steps is not None:
+        values["steps"] = int(steps)
+    if rows:
+        last = max(rows, key=lambda r: r["step"])
+        values.update(epoch=last["epoch"], step=last["step"], loss=last["loss"])
+    _guarded_update(session, job_id, worker_id, values)
+    if rows:
+        session.execute(insert(Loss), rows)
+
+
+def record_epoch(
+    session: Session,
+    job_id: int,
+    worker_id: str,
+    epoch: int,
+    loss: float,
+    train_accuracy: float,
+    test_accuracy: float,
+    seconds: float,
+    now: datetime | None = None,
+) -> None:
+    """running -> running: store one finished epoch's metrics (replacing a row for that epoch).
+
+    Raises LeaseLost if the job is no longer ours.
+    """
+    _guarded_update(session, job_id, worker_id, {"heartbeat_at": now or utcnow()})
+    session.merge(
+        EpochMetric(
+            job_id=job_id,
+            epoch=int(epoch),
+            loss=float(loss),
+            train_accuracy=float(train_accuracy),
+            test_accuracy=float(test_accuracy),
+            seconds=float(seconds),
+        )
+    )
+    session.flush()
+
+
+def save_checkpoint(
+    session: Session, job_id: int, worker_id: str, epoch: int, state: bytes, now: datetime | None = None
+) -> None:
+    """running -> running: replace the job's checkpoint (`epoch` = epochs completed).
+
+    Raises LeaseLost if the job is no longer ours.
+    """
+    now = now or utcnow()
+    _guarded_update(session, job_id, worker_id, {"heartbeat_at": now})
+    session.merge(JobCheckpoint(job_id=job_id, epoch=int(epoch), state=bytes(state), created_at=now))
+    session.flush()
+
+
+def load_checkpoint(session: Session, job_id: int) -> tuple[int, bytes] | None:
+    """(read) The job's latest checkpoint as (epochs completed, state), or None."""
+    row = session.execute(
+        select(JobCheckpoint.epoch, JobCheckpoint.state).where(JobCheckpoint.job_id == job_id)
+    ).first()
+    return None if row is None else (row.epoch, row.state)
+
+
+def finish_job(
+    session: Session, job_id: int, worker_id: str, result: ResultLike, now: datetime | None = None
+) -> TrainedModel:
+    """running -> succeeded: store the model row and the accuracies, drop the checkpoint.
+
+    One transaction (the caller's). A cancel requested too late to stop training doesn't undo
+    the result: the job still succeeds. Raises LeaseLost if the job is no longer ours.
+    """
+    now = now or utcnow()
+    values = {
+        "status": SUCCEEDED,
+        "finished_at": now,
+        "heartbeat_at": now,
+        "train_accuracy": float(result.train_accuracy),
+        "test_accuracy": float(result.test_accuracy),
+    }
+    _guarded_update(session, job_id, worker_id, values)
+    model = TrainedModel(
+        job_id=job_id,
+        weights=bytes(result.weights),
+        train_accuracy=float(result.train_accuracy),
+        test_accuracy=float(result.test_accuracy),
+        confusion_train=_int_matrix(result.confusion_train),
+        confusion_test=_int_matrix(result.confusion_test),
+        seconds=float(result.seconds),
+        created_at=now,
+    )
+    session.add(model)
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    session.flush()
+    return model
+
+
+def fail_job(session: Session, job_id: int, worker_id: str, error: str, now: datetime | None = None) -> None:
+    """running -> failed, with `error` (a message for people, not a traceback); drops the checkpoint.
+
+    Raises LeaseLost if the job is no longer ours.
+    """
+    now = now or utcnow()
+    values = {"status": FAILED, "error": error, "finished_at": now, "heartbeat_at": now}
+    _guarded_update(session, job_id, worker_id, values)
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+
+
+def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Job:
+    """queued -> cancelled at once; running -> running with cancel_requested (its worker stops
+    at its next heartbeat and calls mark_cancelled; asking twice is fine).
+
+    Raises JobNotFound for an unknown id, JobConflict for a job already succeeded, failed or
+    cancelled. Returns the job as it now is.
+    """
+    begin_write(session)
+    job = session.scalars(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(status=CANCELLED, cancel_requested=True, finished_at=now or utcnow())
+        .returning(Job)
+    ).one_or_none()
+    if job is None:
+        job = session.scalars(
+            update(Job).where(Job.id == job_id, Job.status == RUNNING).values(cancel_requested=True).returning(Job)
+        ).one_or_none()
+    if job is not None:
+        return job
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    if status is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise JobConflict(f"job {job_id} is already {status}")
+
+
+def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> None:
+    """running -> cancelled, by the worker that stopped it; drops the checkpoint.
+
+    Raises LeaseLost if the job is no longer ours.
+    """
+    now = now or utcnow()
+    values = {"status": CANCELLED, "finished_at": now, "heartbeat_at": now}
+    _guarded_update(session, job_id, worker_id, values)
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+
+
+def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> str:
+    """running -> queued, on a graceful worker shutdown (or -> cancelled if a cancel is pending).
+
+    The checkpoint is kept, so the next claim resumes from the last finished epoch. attempts
+    goes back down by one: a graceful stop is not a failed attempt, so it never counts towards
+    MLPLAB_MAX_ATTEMPTS. Returns the new status. Raises LeaseLost if the job is no longer ours.
+    """
+    now = now or utcnow()
+    values = {
+        "status": case((Job.cancel_requested, CANCELLED), else_=QUEUED),
+        "finished_at": case((Job.cancel_requested, literal(now, UTCDateTime())), else_=None),
+        "worker_id": None,
+        "heartbeat_at": None,
+        "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0),
+    }
+    status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
+    if status == CANCELLED:
+        session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    return status
+
+
+def retry_decision(attempts: int, max_attempts: int) -> Literal["requeue", "fail"]:
+    """What to do with a job whose worker vanished after `attempts` claims."""
+    return "fail" if attempts >= max_attempts else "requeue"
+
+
+def requeue_stalled(
+    session: Session, now: datetime | None, lease_seconds: float, max_attempts: int
+) -> list[int]:
+    """running -> queued for jobs whose heartbeat is older than `lease_seconds` (their worker
+    died or hung), or running -> failed once they have used `max_attempts` claims (see
+    retry_decision), or running -> cancelled when a cancel was pending.
+
+    Returns the ids of the stalled jobs it handled, whatever became of them.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=lease_seconds)
+    stale = (Job.status == RUNNING, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
+    begin_write(session)
+    rows = session.execute(
+        select(Job.id, Job.attempts, Job.cancel_requested, Job.worker_id)
+        .where(*stale)
+        .order_by(Job.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    handled: list[int] = []
+    for row in rows:
+        values: dict[str, Any]
+        if row.cancel_requested:
+            values = {"status": CANCELLED, "finished_at": now}
+            outcome = "cancelled (cancel was pending)"
+        elif retry_decision(row.attempts, max_attempts) == "requeue":
+            values = {"status": QUEUED, "worker_id": None, "heartbeat_at": None}
+            outcome = "re-queued"
+        else:
+            error = f"worker lost {row.attempts} times; gave up after MLPLAB_MAX_ATTEMPTS={max_attempts} attempts"
+            values = {"status": FAILED, "error": error, "finished_at": now}
+            outcome = "failed"
+        changed = session.execute(update(Job).where(Job.id == row.id, *stale).values(**values).returning(Job.id))
+        if changed.first() is None:
+            continue  # its worker renewed the lease meanwhile (PostgreSQL only; SQLite holds the lock)
+        if values["status"] != QUEUED:
+            session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == row.id))
+        log.warning(
+            "job %d: worker %s stopped renewing its lease (attempt %d of %d); %s",
+            row.id, row.worker_id, row.attempts, max_attempts, outcome,
+        )  # fmt: skip
+        handled.append(row.id)
+    return handled
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    """The job, or None."""
+    return session.get(Job, job_id)
+
+
+def job_spec(job: Job) -> TrainSpec:
+    """The job's TrainSpec, parsed back from its stored JSON."""
+    return TrainSpec.model_validate(job.spec)
+
+
+def list_jobs(
+    session: Session,
+    status: JobStatus | str | None = None,
+    backend: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    sweep_id: str | None = None,
+) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match the filters in all."""
+    filters = []
+    if status is not None:
+        filters.append(Job.status == JobStatus(status).value)
+    if backend is not None:
+        filters.append(Job.backend == backend)
+    if sweep_id is not None:
+        filters.append(Job.sweep_id == sweep_id)
+    count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
+    rows = session.scalars(select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), count
+
+
+def count_queued(session: Session) -> int:
+    """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED)."""
+    return session.scalar(select(func.count()).select_from(Job).where(Job.status == QUEUED)) or 0
+
+
+def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
+    """The job's recorded losses in step order (only those after `after_step`, for polling)."""
+    query = select(Loss).where(Loss.job_id == job_id, Loss.step > after_step).order_by(Loss.step)
+    return list(session.scalars(query))
+
+
+def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
+    """The job's finished epochs in order."""
+    return list(session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)))
+
+
+def get_model(session: Session, job_id: int) -> TrainedModel | None:
+    """The trained model of a succeeded job, weights included, with `.job` loaded; or None."""
+    return session.scalar(
+        select(TrainedModel).where(TrainedModel.job_id == job_id).options(joinedload(TrainedModel.job))
+    )
+
+
+def list_models(
+    session: Session,
+    sort: Literal["test_accuracy", "created_at"] = "test_accuracy",
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[TrainedModel]:
+    """Trained models, best test accuracy first (or newest first), each with `.job` loaded.
+
+    The weights are not loaded (reading `.weights` raises); get_model loads one model's weights.
+    """
+    order: Iterable[Any]
+    if sort == "test_accuracy":
+        order = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
+    elif sort == "created_at":
+        order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
+    else:
+        raise ValueError(f"sort must be 'test_accuracy' or 'created_at', not {sort!r}")
+    query = (
+        select(TrainedModel)
+        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(query))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _guarded_update(
+    session: Session, job_id: int, worker_id: str, values: dict[str, Any], returning: Any = Job.id
+) -> Any:
+    """UPDATE the job only if `worker_id` holds it and it is running; LeaseLost otherwise."""
+    begin_write(session)
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == RUNNING)
+        .values(**values)
+        .returning(returning)
+    ).first()
+    if row is None:
+        now = session.execute(select(Job.status, Job.worker_id).where(Job.id == job_id)).first()
+        state = "does not exist" if now is None else f"is {now.status} (worker {now.worker_id})"
+        raise LeaseLost(f"job {job_id} is no longer held by worker {worker_id}: it {state}")
+    return row[0]
+
+
+def _int_matrix(matrix: Any) -> list[list[int]]:
+    return [[int(x) for x in row] for row in matrix]

@@ -1,0 +1,152 @@
+"""The tables. Timestamps are timezone-aware UTC and end in ``_at``; rows are kept, never recycled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# The values of jobs.JobStatus; the CHECK constraint below (and migration 0001) spell them out.
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime: TIMESTAMPTZ on PostgreSQL, naive UTC text on SQLite, aware in Python."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware one (datetime.now(UTC))")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), bytes: LargeBinary()}
+
+
+class Job(Base):
+    """One training run: its spec, where it is in its life, and its progress."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
+        Index(None, "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String)  # TrainSpec.name, for display
+    spec: Mapped[dict[str, Any]]  # TrainSpec.model_dump(mode="json")
+    backend: Mapped[str] = mapped_column(String(16))  # spec["backend"], denormalised for filtering
+    status: Mapped[str] = mapped_column(String(16))  # a jobs.JobStatus value
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]  # first claim; kept across retries
+    finished_at: Mapped[datetime | None]  # succeeded, failed or cancelled
+    heartbeat_at: Mapped[datetime | None]  # last lease renewal while running
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # claims, less graceful releases
+    worker_id: Mapped[str | None] = mapped_column(String)  # "host:pid:rand" while running
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, for people
+    epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # epoch of the latest recorded step
+    step: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # latest recorded step (global, 1-based)
+    steps: Mapped[int | None]  # total steps of the job, known once training starts
+    loss: Mapped[float | None] = mapped_column(Float)  # latest recorded loss
+    sweep_id: Mapped[str | None] = mapped_column(String, index=True)
+    train_accuracy: Mapped[float | None] = mapped_column(Float)  # set when it succeeds
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.status} {self.name!r}>"
+
+
+class Loss(Base):
+    """The training loss every spec.log_every steps."""
+
+    __tablename__ = "losses"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int]
+    step: Mapped[int] = mapped_column(primary_key=True)  # global, 1-based
+    loss: Mapped[float] = mapped_column(Float)
+
+
+class EpochMetric(Base):
+    """Mean loss, accuracies and duration of one finished epoch."""
+
+    __tablename__ = "epoch_metrics"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    loss: Mapped[float] = mapped_column(Float)
+    train_accuracy: Mapped[float] = mapped_column(Float)
+    test_accuracy: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class TrainedModel(Base):
+    """The trained network of a succeeded job (table ``models``)."""
+
+    __tablename__ = "models"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    weights: Mapped[bytes]  # the .npz bytes of service.ml.weights
+    train_accuracy: Mapped[float] = mapped_column(Float)
+    test_accuracy: Mapped[float] = mapped_column(Float)
+    confusion_train: Mapped[list[list[int]]] = mapped_column(JSON)  # 10x10, [true][predicted]
+    confusion_test: Mapped[list[list[int]]] = mapped_column(JSON)
+    seconds: Mapped[float] = mapped_column(Float)  # training time
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(lazy="raise")
+
+
+class JobCheckpoint(Base):
+    """The latest end-of-epoch training state of a running job, to resume it after a crash."""
+
+    __tablename__ = "checkpoints"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int]  # epochs completed
+    state: Mapped[bytes]  # opaque bytes from service.ml.train.Checkpoint
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

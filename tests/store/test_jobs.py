@@ -1,0 +1,476 @@
+"""Job states and transitions on a real SQLite file per test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.dialects import postgresql
+
+from service.ml.spec import TrainSpec
+from service.store import jobs
+from service.store.db import (
+    LateWriteWarning,
+    begin_write,
+    current_revisions,
+    head_revisions,
+    is_migrated,
+    make_engine,
+    make_sessionmaker,
+    migrate,
+    session_scope,
+)
+from service.store.jobs import (
+    JobConflict,
+    JobNotFound,
+    JobStatus,
+    LeaseLost,
+    cancel_job,
+    claim_job,
+    enqueue_job,
+    fail_job,
+    finish_job,
+    get_job,
+    heartbeat,
+    record_epoch,
+    record_progress,
+    release_job,
+    requeue_stalled,
+    retry_decision,
+    save_checkpoint,
+)
+from service.store.models import Base, EpochMetric, Job, JobCheckpoint, Loss, TrainedModel
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def spec(**changes) -> TrainSpec:
+    return TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, **changes)
+
+
+def result(test_accuracy: float = 0.8) -> SimpleNamespace:
+    eye = [[int(i == j) for j in range(10)] for i in range(10)]
+    return SimpleNamespace(
+        weights=b"npz", train_accuracy=0.9, test_accuracy=test_accuracy,
+        confusion_train=eye, confusion_test=eye, seconds=1.5,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/sub/db.sqlite"
+
+
+@pytest.fixture
+def engine(url):
+    engine = make_engine(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    return make_sessionmaker(engine)
+
+
+def enqueue(sessions, n: int = 1, **changes) -> list[int]:
+    with session_scope(sessions) as s:
+        return [enqueue_job(s, spec(seed=i, **changes)).id for i in range(n)]
+
+
+def claim(sessions, worker: str = "w1", now: datetime | None = None) -> Job | None:
+    with session_scope(sessions) as s:
+        return claim_job(s, worker, now=now)
+
+
+def state(sessions, job_id: int) -> Job:
+    with session_scope(sessions) as s:
+        return get_job(s, job_id)
+
+
+# --- the database ------------------------------------------------------------------------------
+
+
+def test_engine_pragmas_and_parent_folder(engine, tmp_path):
+    assert (tmp_path / "sub" / "db.sqlite").exists()
+    with engine.connect() as c:
+        pragmas = {p: c.exec_driver_sql(f"PRAGMA {p}").scalar() for p in
+                   ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")}  # fmt: skip
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 1, "busy_timeout": 30000}
+
+
+def test_migrate_twice_is_a_no_op_and_is_migrated(url):
+    engine = make_engine(url)
+    assert not is_migrated(engine)
+    assert current_revisions(engine) == set()
+    migrate(engine)
+    assert is_migrated(engine)
+    assert current_revisions(engine) == head_revisions() == {"0001"}
+    migrate(url)  # by URL too
+    assert is_migrated(engine)
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+    engine.dispose()
+
+
+def test_migration_matches_the_models(engine):
+    with engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_concurrent_migrate_threads(url):
+    engines = [make_engine(url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def run(e):
+        try:
+            migrate(e)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(is_migrated(e) for e in engines)
+    for e in engines:
+        e.dispose()
+
+
+def test_concurrent_migrate_processes(url):
+    """An API and a worker starting at once on a fresh file: both migrate, neither fails."""
+    code = f"from service.store.db import migrate; migrate({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    engine = make_engine(url)
+    assert is_migrated(engine)
+    engine.dispose()
+
+
+def test_timestamps_are_aware_utc_and_naive_is_refused(sessions):
+    (job_id,) = enqueue(sessions)
+    job = state(sessions, job_id)
+    assert job.created_at.tzinfo is UTC
+    with pytest.raises(Exception, match="naive datetime"), session_scope(sessions) as s:
+        enqueue_job(s, spec(), now=datetime(2025, 1, 1))
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+def test_status_enum_matches_the_check_constraint():
+    assert [s.value for s in JobStatus] == ["queued", "running", "succeeded", "failed", "cancelled"]
+    assert JobStatus.queued == "queued"
+
+
+def test_enqueue_claim_progress_finish(sessions):
+    s1 = spec()
+    with session_scope(sessions) as s:
+        job = enqueue_job(s, s1, sweep_id="sw1")
+    assert (job.status, job.attempts, job.backend, job.name, job.sweep_id) == ("queued", 0, "numpy", s1.name, "sw1")
+    assert jobs.job_spec(job) == s1
+
+    job = claim(sessions, "w1", now=T0)
+    assert (job.status, job.worker_id, job.attempts, job.started_at, job.heartbeat_at) == ("running", "w1", 1, T0, T0)
+
+    with session_scope(sessions) as s:
+        assert heartbeat(s, job.id, "w1", now=T0 + timedelta(seconds=5)) == jobs.Lease(alive=True)
+        record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8)
+        record_epoch(s, job.id, "w1", 1, 2.2, 0.5, 0.4, 0.1)
+        save_checkpoint(s, job.id, "w1", 1, b"state")
+    with session_scope(sessions) as s:
+        begin_write(s)  # reads, then a write: take SQLite's write lock first
+        assert jobs.load_checkpoint(s, job.id) == (1, b"state")
+        finish_job(s, job.id, "w1", result())
+
+    with session_scope(sessions) as s:
+        done = get_job(s, job.id)
+        assert (done.status, done.epoch, done.step, done.steps, done.loss) == ("succeeded", 1, 3, 8, 2.0)
+        assert (done.train_accuracy, done.test_accuracy, done.error) == (0.9, 0.8, None)
+        assert done.finished_at is not None and done.started_at == T0
+        assert [(r.epoch, r.step, r.loss) for r in jobs.get_losses(s, job.id)] == [(1, 1, 2.5), (1, 3, 2.0)]
+        assert [(r.step) for r in jobs.get_losses(s, job.id, after_step=1)] == [3]
+        assert [(e.epoch, e.loss, e.seconds) for e in jobs.get_epochs(s, job.id)] == [(1, 2.2, 0.1)]
+        model = jobs.get_model(s, job.id)
+        assert (model.weights, model.test_accuracy, model.seconds, model.job.id) == (b"npz", 0.8, 1.5, job.id)
+        assert model.confusion_test[3][3] == 1
+        assert jobs.load_checkpoint(s, job.id) is None  # finished: the checkpoint is gone
+        assert jobs.get_model(s, 999) is None and get_job(s, 999) is None
+
+
+def test_claim_returns_none_on_an_empty_queue_and_takes_the_oldest(sessions):
+    assert claim(sessions) is None
+    ids = enqueue(sessions, 3)
+    assert [claim(sessions).id for _ in ids] == ids
+    assert claim(sessions) is None
+
+
+def test_cancel_queued_running_and_finished(sessions):
+    running, queued, finished = enqueue(sessions, 3)
+    assert claim(sessions).id == running
+    with session_scope(sessions) as s:
+        job = cancel_job(s, queued)  # queued: cancelled at once
+        assert (job.status, job.cancel_requested) == ("cancelled", True)
+        assert job.finished_at is not None
+        job = cancel_job(s, running)  # running: its worker is asked to stop
+        assert (job.status, job.cancel_requested, job.finished_at) == ("running", True, None)
+        assert cancel_job(s, running).status == "running"  # asking twice is fine
+        assert heartbeat(s, running, "w1") == jobs.Lease(alive=True, cancel_requested=True)
+    with session_scope(sessions) as s:
+        jobs.mark_cancelled(s, running, "w1")
+    assert state(sessions, running).status == "cancelled"
+
+    assert claim(sessions, "w2").id == finished  # the cancelled one was skipped
+    with session_scope(sessions) as s:
+        finish_job(s, finished, "w2", result())
+    for job_id in (running, queued, finished):
+        before = state(sessions, job_id)
+        with pytest.raises(JobConflict, match=f"job {job_id} is already"), session_scope(sessions) as s:
+            cancel_job(s, job_id)
+        after = state(sessions, job_id)
+        assert (after.status, after.finished_at) == (before.status, before.finished_at)
+    with pytest.raises(JobNotFound, match="job 12345 not found"), session_scope(sessions) as s:
+        cancel_job(s, 12345)
+    assert issubclass(JobNotFound, LookupError)
+
+
+def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions):
+    first, second = enqueue(sessions, 2)
+    with session_scope(sessions) as s:
+        begin_write(s)
+        loaded = get_job(s, first)
+        assert cancel_job(s, first) is loaded
+        assert loaded.status == "cancelled"
+    with pytest.warns(LateWriteWarning, match="begin_write"), session_scope(sessions) as s:
+        get_job(s, second)  # a read first, without begin_write: SQLite can't take the write lock any more
+        assert cancel_job(s, second).status == "cancelled"
+
+
+def test_a_write_after_a_read_without_the_write_lock_can_fail(sessions):
+    """Why begin_write matters: SQLite can't upgrade a read transaction another writer has overtaken."""
+    first, second = enqueue(sessions, 2)
+    late = sessions()
+    try:
+        get_job(late, first)
+        with session_scope(sessions) as s:  # someone else commits in between
+            cancel_job(s, second)
+        with pytest.warns(LateWriteWarning), pytest.raises(OperationalError, match="database is locked"):
+            cancel_job(late, first)
+    finally:
+        late.close()
+
+
+def test_fail_job(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions)
+    with session_scope(sessions) as s:
+        save_checkpoint(s, job_id, "w1", 1, b"x")
+        fail_job(s, job_id, "w1", "training diverged")
+    job = state(sessions, job_id)
+    assert (job.status, job.error) == ("failed", "training diverged")
+    with session_scope(sessions) as s:
+        assert jobs.load_checkpoint(s, job_id) is None
+
+
+def test_release_keeps_the_checkpoint_and_the_attempt(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions)
+    with session_scope(sessions) as s:
+        record_progress(s, job_id, "w1", [(1, 1, 2.0), (1, 2, 1.9), (2, 3, 1.8)], steps=4)
+        record_epoch(s, job_id, "w1", 1, 1.95, 0.5, 0.5, 0.1)
+        record_epoch(s, job_id, "w1", 2, 1.8, 0.6, 0.6, 0.1)  # recorded, but no checkpoint after it
+        save_checkpoint(s, job_id, "w1", 1, b"after epoch 1")
+    with session_scope(sessions) as s:
+        assert release_job(s, job_id, "w1") == "queued"
+    job = state(sessions, job_id)
+    assert (job.status, job.worker_id, job.attempts, job.heartbeat_at) == ("queued", None, 0, None)
+
+    job = claim(sessions, "w2")  # resumes after epoch 1: epoch 2's rows are dropped, to be re-recorded
+    assert (job.attempts, job.epoch, job.step, job.loss) == (1, 1, 2, 1.9)
+    with session_scope(sessions) as s:
+        begin_write(s)
+        assert jobs.load_checkpoint(s, job_id) == (1, b"after epoch 1")
+        assert [r.step for r in jobs.get_losses(s, job_id)] == [1, 2]
+        assert [e.epoch for e in jobs.get_epochs(s, job_id)] == [1]
+        record_progress(s, job_id, "w2", [(2, 3, 1.7)], steps=4)  # no duplicate-key error
+
+
+def test_release_with_a_pending_cancel_cancels(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions)
+    with session_scope(sessions) as s:
+        cancel_job(s, job_id)
+    with session_scope(sessions) as s:
+        assert release_job(s, job_id, "w1") == "cancelled"
+    assert state(sessions, job_id).finished_at is not None
+
+
+def test_retry_decision():
+    assert [retry_decision(a, 3) for a in (0, 1, 2, 3, 4)] == ["requeue"] * 3 + ["fail"] * 2
+
+
+def test_requeue_stalled_requeues_then_gives_up(sessions):
+    (job_id,) = enqueue(sessions)
+    lease = 30.0
+    for attempt in (1, 2, 3):
+        job = claim(sessions, f"w{attempt}", now=T0)
+        assert job.attempts == attempt
+        with session_scope(sessions) as s:  # a fresh heartbeat is not stale
+            assert requeue_stalled(s, T0 + timedelta(seconds=lease - 1), lease, max_attempts=3) == []
+        with session_scope(sessions) as s:
+            assert requeue_stalled(s, T0 + timedelta(seconds=lease + 1), lease, max_attempts=3) == [job_id]
+        job = state(sessions, job_id)
+        if attempt < 3:
+            assert (job.status, job.worker_id, job.error) == ("queued", None, None)
+    assert (job.status, job.attempts) == ("failed", 3)
+    assert job.error == "worker lost 3 times; gave up after MLPLAB_MAX_ATTEMPTS=3 attempts"
+    assert claim(sessions) is None
+
+
+def test_requeue_stalled_with_a_pending_cancel_cancels(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions, now=T0)
+    with session_scope(sessions) as s:
+        cancel_job(s, job_id)
+    with session_scope(sessions) as s:
+        assert requeue_stalled(s, T0 + timedelta(hours=1), 30, 3) == [job_id]
+    assert state(sessions, job_id).status == "cancelled"
+
+
+def test_a_worker_that_lost_its_lease_cannot_write(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions, "old", now=T0)
+    with session_scope(sessions) as s:
+        requeue_stalled(s, T0 + timedelta(minutes=5), 30, 3)
+    claim(sessions, "new")
+    for write in (
+        lambda s: record_progress(s, job_id, "old", [(1, 1, 1.0)], 4),
+        lambda s: record_epoch(s, job_id, "old", 1, 1.0, 0.5, 0.5, 0.1),
+        lambda s: save_checkpoint(s, job_id, "old", 1, b"stale"),
+        lambda s: finish_job(s, job_id, "old", result()),
+        lambda s: fail_job(s, job_id, "old", "boom"),
+        lambda s: jobs.mark_cancelled(s, job_id, "old"),
+        lambda s: release_job(s, job_id, "old"),
+    ):
+        with pytest.raises(LeaseLost, match="no longer held by worker old"), session_scope(sessions) as s:
+            write(s)
+    with session_scope(sessions) as s:
+        assert not heartbeat(s, job_id, "old")
+        assert heartbeat(s, job_id, "new")
+        assert s.scalar(select(func.count()).select_from(Loss)) == 0
+        assert s.scalar(select(func.count()).select_from(EpochMetric)) == 0
+        assert s.scalar(select(func.count()).select_from(JobCheckpoint)) == 0
+        assert s.scalar(select(func.count()).select_from(TrainedModel)) == 0
+        job = s.get(Job, job_id)
+        assert (job.status, job.worker_id, job.attempts) == ("running", "new", 2)
+
+
+def test_concurrent_claims_never_hand_a_job_twice(url, sessions):
+    ids = enqueue(sessions, 40)
+    claimed: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(name: str) -> None:
+        engine = make_engine(url)  # its own engine, as a separate process would have
+        own = make_sessionmaker(engine)
+        got = claimed.setdefault(name, [])
+        try:
+            start.wait()
+            while (job := claim(own, name)) is not None:
+                got.append(job.id)
+                with session_scope(own) as s:  # a write between claims, as a worker does
+                    heartbeat(s, job.id, name)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    every = [i for got in claimed.values() for i in got]
+    assert sorted(every) == ids  # each job exactly once
+    with session_scope(sessions) as s:
+        owners = dict(s.execute(select(Job.id, Job.worker_id)).all())
+        assert all(owners[i] == name for name, got in claimed.items() for i in got)
+        assert all(j.attempts == 1 for j in jobs.list_jobs(s, limit=100)[0])
+
+
+def test_claim_statement_on_postgresql_skips_locked_rows():
+    sql = str(jobs._claim_statement("w", T0).compile(dialect=postgresql.dialect()))
+    assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def test_list_jobs_filters_pages_and_counts(sessions):
+    enqueue(sessions, 3)
+    enqueue(sessions, 2)
+    with session_scope(sessions) as s:
+        enqueue_job(s, TrainSpec(backend="torch", hidden_layers=[8]), sweep_id="sw")
+    claim(sessions)
+    with session_scope(sessions) as s:
+        rows, count = jobs.list_jobs(s)
+        assert count == 6 and [j.id for j in rows] == [6, 5, 4, 3, 2, 1]
+        rows, count = jobs.list_jobs(s, limit=2, offset=1)
+        assert count == 6 and [j.id for j in rows] == [5, 4]
+        assert jobs.list_jobs(s, status="running")[1] == 1
+        assert [j.id for j in jobs.list_jobs(s, status=JobStatus.queued, backend="numpy")[0]] == [5, 4, 3, 2]
+        assert [j.id for j in jobs.list_jobs(s, backend="torch")[0]] == [6]
+        assert [j.id for j in jobs.list_jobs(s, sweep_id="sw")[0]] == [6]
+        assert jobs.count_queued(s) == 5
+        with pytest.raises(ValueError):
+            jobs.list_jobs(s, status="bogus")
+
+
+def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
+    ids = enqueue(sessions, 3)
+    for job_id, acc in zip(ids, (0.7, 0.9, 0.8)):
+        claim(sessions)
+        with session_scope(sessions) as s:
+            finish_job(s, job_id, "w1", result(acc), now=T0 + timedelta(minutes=job_id))
+    with session_scope(sessions) as s:
+        best = jobs.list_models(s)
+        assert [m.job_id for m in best] == [2, 3, 1]
+        assert best[0].job.name == spec(seed=1).name
+        with pytest.raises(Exception, match="raiseload|deferred|not available"):
+            best[0].weights  # noqa: B018
+        assert [m.job_id for m in jobs.list_models(s, sort="created_at")] == [3, 2, 1]
+        assert [m.job_id for m in jobs.list_models(s, limit=1, offset=1)] == [3]
+        with pytest.raises(ValueError):
+            jobs.list_models(s, sort="name")
+
+
+def test_deleting_a_job_deletes_its_rows(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions)
+    with session_scope(sessions) as s:
+        record_progress(s, job_id, "w1", [(1, 1, 1.0)], 1)
+        finish_job(s, job_id, "w1", result())
+    with session_scope(sessions) as s:
+        s.delete(s.get(Job, job_id))
+    with session_scope(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Loss)) == 0
+        assert s.scalar(select(func.count()).select_from(TrainedModel)) == 0

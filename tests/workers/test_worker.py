@@ -1,0 +1,289 @@
+"""The worker as users run it: `python -m workers` processes on a tiny IDX dataset in tmp_path.
+
+A few in-process tests (run_worker with a stand-in train()) cover the paths a real dataset
+can't reach quickly: unexpected exceptions, a lost lease, the idle loop's stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from service.ml.data import write_idx
+from service.ml.spec import TrainSpec
+from service.ml.train import StepProgress, TrainingCancelled
+from service.settings import Settings
+from service.store import jobs
+from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.models import EpochMetric, Job, Loss
+from workers import worker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_dataset(folder: Path) -> None:
+    """A tiny random MNIST-shaped dataset: 200 training and 100 test images."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 100)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    write_dataset(tmp_path / "data" / "mnist")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/db.sqlite"
+
+
+@pytest.fixture
+def sessions(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def env(tmp_path, data_dir, db_url) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MLPLAB_DATA_DIR": str(data_dir),
+        "MLPLAB_DATABASE_URL": db_url,
+        "MLPLAB_DOWNLOAD": "false",
+        "MLPLAB_HEARTBEAT_SECONDS": "0.2",
+        "MLPLAB_WORKER_POLL_SECONDS": "0.2",
+        "MLPLAB_TORCH_THREADS": "1",
+    }
+
+
+def small(**changes) -> TrainSpec:
+    return TrainSpec(**{"backend": "numpy", "hidden_layers": [16], "epochs": 2, "train_limit": 150,
+                        "log_every": 1, **changes})  # fmt: skip
+
+
+def long(**changes) -> TrainSpec:
+    """Tens of seconds of training, with a checkpoint every ~0.1 s."""
+    return small(**{"hidden_layers": [256], "batch_size": 1, "epochs": 200, **changes})
+
+
+def enqueue(sessions, *specs: TrainSpec) -> list[int]:
+    with session_scope(sessions) as s:
+        return [jobs.enqueue_job(s, spec).id for spec in specs]
+
+
+def job(sessions, job_id: int) -> Job:
+    with session_scope(sessions) as s:
+        return jobs.get_job(s, job_id)
+
+
+def start_worker(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, Path]:
+    log = tmp_path / f"worker-{time.monotonic_ns()}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "workers", *args], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    return proc, log
+
+
+def run_once(tmp_path: Path, env: dict[str, str], timeout: float = 60) -> str:
+    proc, log = start_worker(tmp_path, env, "--once")
+    proc.wait(timeout=timeout)
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    return output
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def count(sessions, table, job_id: int) -> int:
+    with session_scope(sessions) as s:
+        return s.scalar(select(func.count()).select_from(table).where(table.job_id == job_id))
+
+
+# --- real processes ----------------------------------------------------------------------------
+
+
+def test_once_trains_every_queued_job_and_records_it(tmp_path, env, sessions):
+    ids = enqueue(sessions, small(), small(backend="torch", seed=1))
+    output = run_once(tmp_path, env)
+    for job_id in ids:
+        done = job(sessions, job_id)
+        assert (done.status, done.attempts, done.error) == ("succeeded", 1, None), output
+        assert (done.epoch, done.step, done.steps) == (2, 6, 6)  # 150 images / batch 64 = 3 steps x 2 epochs
+        assert 0 <= done.test_accuracy <= 1 and done.finished_at >= done.started_at
+        with session_scope(sessions) as s:
+            assert [loss.step for loss in jobs.get_losses(s, job_id)] == [1, 2, 3, 4, 5, 6]
+            assert [e.epoch for e in jobs.get_epochs(s, job_id)] == [1, 2]
+            model = jobs.get_model(s, job_id)
+            assert model.weights[:2] == b"PK" and model.test_accuracy == done.test_accuracy
+            assert len(model.confusion_test) == 10 and sum(map(sum, model.confusion_test)) == 100
+            assert jobs.load_checkpoint(s, job_id) is None
+    assert f"claimed job {ids[0]} (attempt 1): numpy," in output
+    assert f"job {ids[1]} succeeded: test accuracy " in output
+
+
+def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, sessions):
+    # A data dir with Fashion-MNIST but no MNIST (which, unlike Fashion-MNIST, has no system-wide copy).
+    write_dataset(tmp_path / "other" / "fashion-mnist")
+    env = {**env, "MLPLAB_DATA_DIR": str(tmp_path / "other")}
+    missing, fine = enqueue(sessions, small(), small(dataset="fashion-mnist"))
+    output = run_once(tmp_path, env)
+    failed = job(sessions, missing)
+    assert failed.status == "failed", output
+    assert "MLPLAB_DATA_DIR" in failed.error and "Traceback" not in failed.error
+    assert failed.finished_at is not None
+    assert job(sessions, fine).status == "succeeded"
+
+
+def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
+    (job_id,) = enqueue(sessions, long())
+    proc, log = start_worker(tmp_path, env)  # not --once: it would wait for more work
+    try:
+        wait_for(lambda: count(sessions, EpochMetric, job_id) >= 1, what="a finished epoch")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        assert time.monotonic() - sent < 5
+    finally:
+        proc.kill()
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    released = job(sessions, job_id)
+    assert (released.status, released.worker_id, released.attempts) == ("queued", None, 0), output
+    with session_scope(sessions) as s:
+        saved = jobs.load_checkpoint(s, job_id)
+    assert saved is not None and saved[0] >= 1  # the next claim resumes from it
+    assert f"job {job_id} released (queued) on shutdown" in output
+
+
+def test_cancel_while_running(tmp_path, env, sessions):
+    (job_id,) = enqueue(sessions, long())
+    proc, log = start_worker(tmp_path, env, "--once")
+    try:
+        wait_for(lambda: job(sessions, job_id).step > 0, what="training to start")
+        with session_scope(sessions) as s:
+            assert jobs.cancel_job(s, job_id).status == "running"
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    output = log.read_text()
+    cancelled = job(sessions, job_id)
+    assert cancelled.status == "cancelled", output
+    assert cancelled.finished_at is not None
+    with session_scope(sessions) as s:
+        assert jobs.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
+
+
+def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
+    env = {**env, "MLPLAB_LEASE_SECONDS": "1"}
+    (job_id,) = enqueue(sessions, long(epochs=12))
+    proc, log = start_worker(tmp_path, env, "--once")
+    try:
+        wait_for(lambda: count(sessions, EpochMetric, job_id) >= 2, what="two finished epochs")
+        proc.kill()  # SIGKILL: no release, the lease just goes stale
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert job(sessions, job_id).status == "running"
+    time.sleep(1.3)  # past the lease
+
+    output = run_once(tmp_path, env)
+    done = job(sessions, job_id)
+    assert (done.status, done.attempts) == ("succeeded", 2), output
+    assert "resuming after epoch" in output
+    with session_scope(sessions) as s:
+        assert [e.epoch for e in jobs.get_epochs(s, job_id)] == list(range(1, 13))
+        assert [loss.step for loss in jobs.get_losses(s, job_id)] == list(range(1, 150 * 12 + 1))
+
+
+# --- in process --------------------------------------------------------------------------------
+
+
+def settings_for(db_url: str, data_dir: Path, **changes) -> Settings:
+    return Settings(database_url=db_url, data_dir=data_dir, download=False, heartbeat_seconds=0.05,
+                    worker_poll_seconds=0.05, torch_threads=1, **changes)  # fmt: skip
+
+
+def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_dir, db_url, sessions):
+    calls = []
+
+    def broken_train(spec, data, on_progress=None, should_stop=None, **kwargs):
+        calls.append(spec.seed)
+        if spec.seed == 0:
+            raise RuntimeError("boom\non two lines")
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(worker, "train", broken_train)
+    first, second = enqueue(sessions, small(seed=0), small(seed=1))
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 2
+    assert calls == [0, 1]
+    assert job(sessions, first).error == "RuntimeError: boom\non two lines"
+    assert job(sessions, second).error == "ZeroDivisionError: division by zero"
+
+
+def test_a_lost_lease_drops_the_job(monkeypatch, data_dir, db_url, sessions):
+    (job_id,) = enqueue(sessions, small())
+
+    def train_while_taken_over(spec, data, on_progress=None, should_stop=None, **kwargs):
+        with session_scope(sessions) as s:  # the lease expires and another worker claims the job
+            s.execute(Job.__table__.update().values(status="queued", worker_id=None))
+        with session_scope(sessions) as s:
+            jobs.claim_job(s, "other")
+        on_progress(StepProgress(1, 1, 6, 2.0))  # this write is refused, quietly
+        wait_for(should_stop, timeout=5, what="should_stop")
+        raise TrainingCancelled("stopped")
+
+    monkeypatch.setattr(worker, "train", train_while_taken_over)
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 0
+    taken = job(sessions, job_id)
+    assert (taken.status, taken.worker_id, taken.attempts, taken.step) == ("running", "other", 2, 0)
+    assert count(sessions, Loss, job_id) == 0
+
+
+def test_an_idle_worker_stops_when_asked(data_dir, db_url, sessions):
+    stop = threading.Event()
+    done = []
+    settings = settings_for(db_url, data_dir)
+    thread = threading.Thread(target=lambda: done.append(worker.run_worker(settings, stop_event=stop)))
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()  # an empty queue: it polls
+    stop.set()
+    thread.join(timeout=2)
+    assert done == [0]
+
+
+def test_losses_are_buffered_not_written_per_step(monkeypatch, data_dir, db_url, sessions):
+    writes = []
+    real = jobs.record_progress
+
+    def counting(session, job_id, worker_id, losses, steps, now=None):
+        writes.append(len(losses))
+        return real(session, job_id, worker_id, losses, steps, now)
+
+    monkeypatch.setattr(worker, "record_progress", counting)
+    (job_id,) = enqueue(sessions, small(batch_size=1, epochs=3))
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
+    assert sum(writes) == 450 and count(sessions, Loss, job_id) == 450
+    assert len(writes) < 20  # the first step, then at most every 0.5 s and at each epoch's end

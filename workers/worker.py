@@ -1,0 +1,266 @@
+"""The worker: re-queue stalled jobs, claim one, train it, record it, repeat.
+
+One job at a time per process; run several processes (on one SQLite file, or on several
+machines with PostgreSQL) for more. While a job trains, a heartbeat thread renews its lease;
+losses are buffered and written in short transactions; each epoch's end saves a checkpoint,
+from which the next claim resumes when this worker dies or is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.ml.data import DataError, load_dataset
+from service.ml.train import Checkpoint, EpochEnd, StepProgress, TrainingCancelled, TrainingError, train
+from service.settings import Settings, get_settings
+from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.jobs import (
+    LeaseLost,
+    claim_job,
+    fail_job,
+    finish_job,
+    heartbeat,
+    job_spec,
+    load_checkpoint,
+    mark_cancelled,
+    record_epoch,
+    record_progress,
+    release_job,
+    requeue_stalled,
+    save_checkpoint,
+)
+from service.store.models import Job
+
+log = logging.getLogger("workers")
+
+FLUSH_SECONDS = 0.5  # buffered losses are written at most this often (and at each epoch's end)
+FIRST_IDLE_SLEEP = 0.05  # an empty queue's first sleep; it doubles up to settings.worker_poll_seconds
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+def run_worker(settings: Settings, once: bool = False, stop_event: threading.Event | None = None) -> int:
+    """Process jobs until `stop_event` is set (or, with `once`, until the queue is empty).
+
+    Returns how many jobs this worker brought to an end (succeeded, failed or cancelled).
+    """
+    stop = stop_event or threading.Event()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    worker_id = make_worker_id()
+    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
+    processed = idle = 0
+    try:
+        while not stop.is_set():
+            try:
+                with session_scope(sessions) as session:
+                    requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
+                with session_scope(sessions) as session:
+                    job = claim_job(session, worker_id)
+            except SQLAlchemyError as exc:
+                if once:
+                    raise
+                log.error("database error, retrying: %s", exc)
+                job = None
+            if job is None:
+                if once:
+                    break
+                stop.wait(min(settings.worker_poll_seconds, FIRST_IDLE_SLEEP * 2**idle))
+                idle = min(idle + 1, 30)
+                continue
+            idle = 0
+            processed += run_job(job, settings, sessions, worker_id, stop)
+    finally:
+        engine.dispose()
+    log.info("worker %s stopped after %d job(s)", worker_id, processed)
+    return processed
+
+
+def run_job(
+    job: Job, settings: Settings, sessions: sessionmaker[Session], worker_id: str, stop: threading.Event
+) -> int:
+    """Train one claimed job and record how it ended; 1 if it ended here, 0 if released or dropped."""
+    log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
+    lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
+    recorder = Recorder(sessions, job.id, worker_id, lease)
+    result = error = None
+    lease.start()
+    try:
+        spec = job_spec(job)
+        with session_scope(sessions) as session:
+            saved = load_checkpoint(session, job.id)
+        resume = None if saved is None else Checkpoint(*saved)
+        if resume is not None:
+            log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
+        data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
+        result = train(
+            spec, data, recorder.on_progress, lambda: stop.is_set() or lease.stopping(),
+            resume=resume, on_checkpoint=recorder.on_checkpoint,
+            device=settings.torch_device, threads=settings.torch_thread_count(),
+        )  # fmt: skip
+    except TrainingCancelled:
+        pass
+    except (DataError, TrainingError) as exc:  # their messages are written for the user
+        error = str(exc)
+    except Exception as exc:
+        log.exception("job %d: unexpected error", job.id)
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        lease.stop()
+    return settle(job, result, error, lease, recorder, stop)
+
+
+def settle(
+    job: Job, result: Any, error: str | None, lease: LeaseKeeper, recorder: Recorder, stop: threading.Event
+) -> int:
+    """Record how the job ended: succeeded, failed, cancelled, released or (lease lost) dropped."""
+    try:
+        recorder.flush()
+        if lease.lost.is_set():
+            log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
+            return 0
+        if result is not None:
+            recorder.write(finish_job, result)
+            log.info("job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds)
+        elif error is not None:
+            recorder.write(fail_job, error)
+            log.error("job %d failed: %s", job.id, error)
+        elif lease.cancelled.is_set():
+            recorder.write(mark_cancelled)
+            log.info("job %d cancelled", job.id)
+        else:
+            status = recorder.write(release_job)  # back to the queue, or cancelled if that was asked meanwhile
+            log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
+            return int(status == "cancelled")
+    except LeaseLost as exc:
+        log.warning("job %d: %s; dropping it", job.id, exc)
+        return 0
+    except Exception:  # e.g. the database is gone: the job keeps a stale lease, requeue_stalled sees it
+        log.exception("job %d: could not record how it ended", job.id)
+        return 0
+    return 1
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews one job's lease every `interval` seconds, on its own sessions, whatever training does.
+
+    Sets `cancelled` when a cancel was requested and `lost` when the job was taken away.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker_id: str, interval: float) -> None:
+        super().__init__(name=f"lease-{job_id}", daemon=True)
+        self.sessions, self.job_id, self.worker_id, self.interval = sessions, job_id, worker_id, interval
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._done = threading.Event()
+
+    def stopping(self) -> bool:
+        return self.cancelled.is_set() or self.lost.is_set()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                with session_scope(self.sessions) as session:
+                    lease = heartbeat(session, self.job_id, self.worker_id)
+            except SQLAlchemyError as exc:  # transient (e.g. locked): try again; the lease has slack
+                log.warning("job %d: heartbeat failed: %s", self.job_id, exc)
+                continue
+            if lease.cancel_requested and not self.cancelled.is_set():
+                log.info("job %d: cancel requested", self.job_id)
+                self.cancelled.set()
+            if not lease.alive:
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+class Recorder:
+    """train()'s callbacks: losses buffered and written every FLUSH_SECONDS and at each epoch's end;
+    epoch metrics and checkpoints written as they come. A lost lease stops all writing."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker_id: str, lease: LeaseKeeper) -> None:
+        self.sessions, self.job_id, self.worker_id, self.lease = sessions, job_id, worker_id, lease
+        self.losses: list[tuple[int, int, float]] = []
+        self.steps: int | None = None
+        self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
+
+    def on_progress(self, event: StepProgress | EpochEnd) -> None:
+        if isinstance(event, StepProgress):
+            self.losses.append((event.epoch, event.step, event.loss))
+            self.steps = event.steps
+            if time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
+                self.flush()
+        else:
+            self.flush()
+            self._write_unless_lost(
+                record_epoch, event.epoch, event.loss, event.train_accuracy, event.test_accuracy, event.seconds
+            )
+
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
+
+    def flush(self) -> None:
+        if self.losses:
+            losses, self.losses = self.losses, []
+            self._write_unless_lost(record_progress, losses, self.steps)
+        self.flushed_at = time.monotonic()
+
+    def write(self, transition: Callable[..., Any], *args: Any) -> Any:
+        """transition(session, job_id, worker_id, *args) in its own short transaction."""
+        try:
+            with session_scope(self.sessions) as session:
+                return transition(session, self.job_id, self.worker_id, *args)
+        except LeaseLost:
+            self.lease.lost.set()
+            raise
+
+    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any) -> None:
+        # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.
+        if not self.lease.lost.is_set():
+            try:
+                self.write(transition, *args)
+            except LeaseLost as exc:
+                log.warning("job %d: %s", self.job_id, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workers [--once]`: SIGTERM/SIGINT stop after the current step; a second one at once."""
+    parser = argparse.ArgumentParser(prog="python -m workers", description="Train queued mlplab jobs.")
+    parser.add_argument("--once", action="store_true", help="process the queued jobs, then exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting now", name)
+            os._exit(128 + signum)
+        log.info("%s: stopping; the running job goes back to the queue (send it again to exit at once)", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run_worker(get_settings(), once=args.once, stop_event=stop)
+    return 0
