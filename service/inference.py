@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+import numpy as np
+
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -47,6 +49,7 @@ class Inference:
         self.settings = settings
         self.models = LRU(settings.model_cache_size)
         self.datasets: dict[str, Dataset] = {}
+        self.predictions = LRU(4 * settings.model_cache_size)  # (job_id, split) -> predicted labels
 
     def _load(self, job_id: int) -> Weights:
         with session_scope(self.factory) as session:
@@ -76,3 +79,13 @@ class Inference:
         if name not in self.datasets:  # the first load decodes the files: off the event loop
             self.datasets[name] = await run_in_threadpool(self.dataset_sync, name)
         return self.datasets[name]
+
+    async def predicted_labels(self, job_id: int, split: str) -> np.ndarray:
+        """The model's predicted class for every image of a split (computed once, then cached)."""
+        labels = self.predictions.get((job_id, split))
+        if labels is None:
+            weights = await self.weights(job_id)
+            images, _ = (await self.dataset(weights.spec.dataset)).split(split)
+            labels = await run_in_threadpool(lambda: weights.predict_proba(images).argmax(axis=1))
+            self.predictions.put((job_id, split), labels)
+        return labels

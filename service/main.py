@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api.routes import datasets, health, jobs, models, predictions
+from service.api.routes import compare, datasets, events, health, jobs, models, plots, predictions, sweeps, web
 from service.errors import install_error_handlers
 from service.inference import Inference
 from service.settings import Settings, get_settings
@@ -19,7 +19,8 @@ logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the rev
 DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy network or its PyTorch twin,
 then compare them and query them: accuracy, confusion matrices and per-image predictions.
 
-Submit a job with `POST /jobs`, follow it with `GET /jobs/{id}`, then read `GET /models`."""
+Submit a job with `POST /jobs` (or a grid of them with `POST /sweeps`), follow it live with
+`GET /jobs/{id}/events`, then read `GET /models`, `GET /compare?ids=...` and the figures (`*.png`)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    for module in (jobs, models, predictions, datasets, health):
+    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)
+    web.mount(app)
     install_error_handlers(app)
     return app

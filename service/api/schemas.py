@@ -177,6 +177,35 @@ class ImagePredictionPublic(BaseModel):
     correct: bool
 
 
+class OutcomePublic(BaseModel):
+    index: int
+    label: int
+    predicted: int
+
+
+class OutcomesPublic(BaseModel):
+    """A split's images filtered by true and predicted class: the images a confusion-matrix cell counts."""
+
+    split: Split
+    label: int | None
+    predicted: int | None
+    data: list[OutcomePublic]
+    count: int = Field(description="How many images match, in all (data holds one page of them).")
+
+
+class LabelPublic(BaseModel):
+    index: int
+    label: int
+
+
+class LabelsPublic(BaseModel):
+    name: str
+    split: Split
+    classes: list[str]
+    data: list[LabelPublic]
+    count: int = Field(description="Images in the split.")
+
+
 class SplitInfo(BaseModel):
     train: int
     test: int

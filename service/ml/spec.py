@@ -44,7 +44,7 @@ class TrainSpec(BaseModel):
     backend: Backend = Field(description="Which implementation trains the network.")
     dataset: DatasetName = Field("mnist", description="IDX dataset under the data directory.")
     hidden_layers: Annotated[list[Units], Field(min_length=1, max_length=8)] = Field(
-        default_factory=lambda: [500, 250, 100],
+        default=[500, 250, 100],  # pydantic copies it for each instance
         description="Units in each hidden layer (1-8 layers of 1-4096 units).",
     )
     activation: Activation = Field("sigmoid", description="Hidden-layer activation.")

@@ -91,7 +91,8 @@ def train(
     device: str = "auto",
     threads: int | None = None,
 ) -> TrainResult:
-    """Train spec's network on data; on_progress every log_every steps and at each epoch's end.
+    """Train spec's network on data; on_progress every log_every steps and at each epoch's end
+    (the epoch's last step's loss, then its EpochEnd).
 
     should_stop is checked after every step and at each epoch's end (TrainingCancelled); keep it cheap. With resume,
     training continues after the checkpoint's epoch: the batches of an epoch depend only on
@@ -134,7 +135,8 @@ def train(
             if not math.isfinite(loss):
                 raise _diverged(spec, epoch, step, lr, f"the loss is {loss}")
             loss_sum += loss
-            if step % spec.log_every == 0:
+            # every log_every steps, and at each epoch's last step so a short job still has a curve
+            if step % spec.log_every == 0 or i == len(batches) - 1:
                 notify(StepProgress(epoch, step, total_steps, loss))
             if stop():  # every step: a cancel or SIGTERM is honoured within one step's time
                 raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")

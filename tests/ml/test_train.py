@@ -61,6 +61,9 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
     steps = [e for e in events if isinstance(e, StepProgress)]
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [s.step for s in steps] == [2, 4, 6, 8, 10, 12]  # 6 steps an epoch, 12 in all
+    odd = train(spec.model_copy(update={"log_every": 4}), tiny_dataset, events.append)
+    assert [e.step for e in events[-(len(events) - len(steps) - 2):] if isinstance(e, StepProgress)] == [4, 6, 8, 12]
+    assert odd.test_accuracy == result.test_accuracy
     assert {s.steps for s in steps} == {12}
     assert [e.epoch for e in epochs] == [1, 2]
     assert result.test_accuracy == epochs[-1].test_accuracy

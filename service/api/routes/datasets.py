@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import InferenceDep, ReaderDep, SettingsDep
-from service.api.schemas import DatasetPublic, DatasetsPublic
+from service.api.schemas import DatasetPublic, DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import PROBLEM_RESPONSES, ProblemError
 from service.imaging import to_png
 from service.ml.data import DATASETS, dataset_status
@@ -28,6 +28,18 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
     """The datasets, whether their files are present, and their split sizes."""
     data = [dataset_public(name, settings) for name in DATASETS]
     return DatasetsPublic(data=data, count=len(data))
+
+
+@router.get("/{name}/{split}", response_model=LabelsPublic)
+async def read_labels(
+    name: DatasetName, split: Literal["train", "test"], inference: InferenceDep,
+    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LabelsPublic:
+    """A page of a split's labels, for browsing its images."""
+    data = await inference.dataset(name)
+    labels = data.split(split)[1][offset : offset + limit]
+    return LabelsPublic(name=name, split=split, classes=list(data.classes), count=len(data.split(split)[1]),
+                        data=[LabelPublic(index=offset + i, label=int(v)) for i, v in enumerate(labels)])
 
 
 @router.get("/{name}/{split}/{index}.png", response_class=Response,

@@ -6,11 +6,18 @@ import json
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ReaderDep, WriterDep
-from service.api.schemas import ImagePredictionPublic, PredictCreate, PredictionPublic, PredictionsPublic
+from service.api.schemas import (
+    ImagePredictionPublic,
+    OutcomePublic,
+    OutcomesPublic,
+    PredictCreate,
+    PredictionPublic,
+    PredictionsPublic,
+)
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.settings import Settings
@@ -139,3 +146,26 @@ async def predict_split_image(
     predicted = int(p.argmax())
     return ImagePredictionPublic(split=split, index=index, label=int(labels[index]), predicted=predicted,
                                  probabilities=p.tolist(), correct=predicted == int(labels[index]))
+
+
+@router.get("/{job_id}/predictions/{split}", response_model=OutcomesPublic, dependencies=[ReaderDep])
+async def predictions_by_outcome(
+    job_id: int, split: Literal["train", "test"], inference: InferenceDep,
+    label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
+    predicted: Annotated[int | None, Query(ge=0, le=9, description="Only images predicted as this class")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> OutcomesPublic:
+    """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell."""
+    weights = await inference.weights(job_id)
+    labels = (await inference.dataset(weights.spec.dataset)).split(split)[1]
+    guesses = await inference.predicted_labels(job_id, split)
+    keep = np.ones(len(labels), dtype=bool)
+    if label is not None:
+        keep &= labels == label
+    if predicted is not None:
+        keep &= guesses == predicted
+    indices = np.flatnonzero(keep)
+    page = indices[offset : offset + limit]
+    return OutcomesPublic(split=split, label=label, predicted=predicted, count=len(indices),
+                          data=[OutcomePublic(index=int(i), label=int(labels[i]), predicted=int(guesses[i])) for i in page])
