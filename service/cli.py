@@ -1,18 +1,30 @@
-"""The `mlplab` command: api, worker, dev (both on one machine)."""
+"""The `mlplab` command: api, worker, dev (both on one machine); and, over HTTP to a running API,
+submit (--watch), watch, cancel, jobs, models, predict, sweep."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
+import mimetypes
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, TextIO, Union, get_args, get_origin
 
+from service.client import ApiClient, ApiError
+from service.ml.spec import TrainSpec
 from service.settings import get_settings
 
 log = logging.getLogger("mlplab")
+
+SHUTDOWN_GRACE_SECONDS = 5
 
 
 def _is_loopback(host: str) -> bool:
@@ -36,13 +48,23 @@ def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
         log.warning("serving on %s without MLPLAB_API_TOKEN: anyone on the network can submit jobs", settings.host)
     log.info("API on http://%s:%s (docs at /docs)", settings.host, settings.port)
     # uvloop + httptools: on the plain asyncio loop keep-alive requests pay ~44 ms (uvicorn issue 3149).
+    # A graceful shutdown waits for open responses, and an event stream lasts as long as its job:
+    # past SHUTDOWN_GRACE_SECONDS the streams are cut (their clients reconnect with Last-Event-ID).
     uvicorn.run("service.main:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=workers, loop="uvloop", http="httptools", log_level="info", access_log=False)
+                workers=workers, loop="uvloop", http="httptools", log_level="info", access_log=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _dev(host: str | None, port: int | None) -> int:
     worker = subprocess.Popen([sys.executable, "-m", "workers"])
     log.info("worker started (pid %d)", worker.pid)
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the default
+    # one the process would die on the spot and leave the worker running. This one unwinds to `finally`.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         _serve(host, port)
     finally:
@@ -55,7 +77,217 @@ def _dev(host: str | None, port: int | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- the client commands: talk to a running API over HTTP --------------------------------------
+
+
+def _flag_type(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None]:
+    """How a TrainSpec field is read from the command line: a converter, and its choices if it has any."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return str, [str(choice) for choice in get_args(annotation)]
+    if origin in (Union, UnionType):
+        return _flag_type(next(arg for arg in get_args(annotation) if arg is not type(None)))
+    if origin is list:
+        return _int_list, None
+    return annotation, None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 500,250,100") from None
+
+
+def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainSpec field; those not given are left to the API's defaults."""
+    group = parser.add_argument_group("training spec (unset flags take the API's defaults)")
+    for name, info in TrainSpec.model_fields.items():
+        convert, choices = _flag_type(info.annotation)
+        value = None if info.is_required() else info.get_default(call_default_factory=True)
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        default = "" if value is None else f" (default {shown})"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"spec_{name}", type=convert, choices=choices,
+                           required=info.is_required(), default=argparse.SUPPRESS,
+                           metavar="N,N,..." if convert is _int_list else None if choices else name.upper(),
+                           help=f"{info.description or ''}{default}".strip())
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    settings = get_settings()
+    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    return ApiClient(args.url or settings.url, token)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+class ProgressBar:
+    """A one-line progress display on stderr (a line per epoch when stderr is not a terminal)."""
+
+    def __init__(self, job: dict, out: TextIO | None = None, width: int = 24):
+        self.job_id, self.epochs, self.width = job["id"], job["spec"]["epochs"], width
+        self.out = out or sys.stderr
+        self.live = self.out.isatty()
+        self.line = False
+
+    def _show(self, text: str, final: bool) -> None:
+        if self.live:
+            self.out.write("\r\033[K" + text + ("\n" if final else ""))
+            self.line = not final
+        elif final:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def update(self, event: str, data: dict) -> None:
+        if event == "status" and data["status"] in ("queued", "running"):  # how it ended is reported after
+            attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
+            self._show(f"job {self.job_id} {data['status']}{attempt}", True)
+        elif event == "progress":
+            steps = data["steps"] or 0
+            done = min(data["step"] / steps, 1.0) if steps else 0.0
+            filled = int(done * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self._show(f"epoch {data['epoch']}/{self.epochs} [{bar}] {done:4.0%}  step {data['step']:,}/{steps:,}  "
+                       f"loss {data['loss']:.4f}", False)
+        elif event == "epoch":
+            self._show(f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
+                       f"train {_pct(data['train_accuracy'])}, test {_pct(data['test_accuracy'])} "
+                       f"({data['seconds']:.1f} s)", True)
+
+    def close(self) -> None:
+        if self.line:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _report(job: dict) -> int:
+    """Print how a job ended; the exit status (0 when it succeeded)."""
+    if job["status"] == "succeeded":
+        print(f"job {job['id']} succeeded: {job['name']}")
+        print(f"train accuracy  {_pct(job['train_accuracy'])}")
+        print(f"test accuracy   {_pct(job['test_accuracy'])}")
+        return 0
+    print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
+    return 1
+
+
+def _watch(client: ApiClient, job: dict) -> int:
+    bar = ProgressBar(job)
+    try:
+        for event in client.events(job["id"]):
+            if event.event == "end":
+                bar.close()
+                return _report(event.data)
+            bar.update(event.event, event.data)
+    finally:
+        bar.close()
+    return 1
+
+
+def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
+    spec = {k.removeprefix("spec_"): v for k, v in vars(args).items() if k.startswith("spec_")}
+    job = client.post("/jobs", json=spec)
+    print(f"job {job['id']} {job['status']}: {job['name']}")
+    return _watch(client, job) if args.watch else 0
+
+
+def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
+    return _watch(client, client.get(f"/jobs/{args.job_id}"))
+
+
+def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    job = client.post(f"/jobs/{args.job_id}/cancel")
+    print(f"job {job['id']} {job['status']}" + (" (cancel requested)" if job["status"] == "running" else ""))
+    return 0
+
+
+def _progress(job: dict) -> str:
+    p = job["progress"]
+    running = job["status"] == "running" and p["steps"] and p["step"]
+    return f"{p['epoch'] or 0}/{p['epochs']}" + (f" step {p['step']:,}/{p['steps']:,}" if running else "")
+
+
+def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/jobs", status=args.status, limit=args.limit)
+    rows = [[j["id"], j["status"], _progress(j), _pct(j["test_accuracy"]), j["name"]] for j in page["data"]]
+    print(_table(["ID", "STATUS", "EPOCH", "TEST", "SPEC"], rows))
+    print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
+    return 0
+
+
+def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
+    page = client.get("/models", sort=args.sort)
+    rows = [[m["id"], m["dataset"], m["backend"], "-".join(map(str, m["hidden_layers"])), m["activation"], m["init"],
+             m["optimizer"], f"{m['learning_rate']:g}", m["epochs"], m["batch_size"], _pct(m["train_accuracy"]),
+             _pct(m["test_accuracy"]), f"{m['seconds']:.1f}"] for m in page["data"]]
+    print(_table(["ID", "DATASET", "BACKEND", "HIDDEN", "ACT", "INIT", "OPT", "LR", "EPOCHS", "BATCH", "TRAIN", "TEST",
+                  "SECONDS"], rows))
+    return 0
+
+
+def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        content = Path(args.image).read_bytes()
+    except OSError as exc:
+        raise ApiError(0, "cannot read the image", str(exc)) from None
+    kind = mimetypes.guess_type(args.image)[0] or "application/octet-stream"
+    result = client.post(f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind})
+    dataset = client.get(f"/models/{args.model}")["dataset"]
+    classes = next((d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), [])
+
+    def name(label: int) -> str:
+        return f"{label} {classes[label]}" if label < len(classes) and classes[label] != str(label) else str(label)
+
+    probabilities = result["probabilities"]
+    print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%})")
+    for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
+        print(f"  {probabilities[label]:7.2%}  {name(label)}")
+    return 0
+
+
+def _varying(sweep: dict, job: dict) -> str:
+    return ", ".join(f"{field}={job['spec'][field]}" for field in sweep["grid"])
+
+
+def _sweep_table(sweep: dict) -> str:
+    rows = [[j["id"], j["status"], _varying(sweep, j), _pct(j["train_accuracy"]), _pct(j["test_accuracy"])]
+            for j in sweep["jobs"]]
+    return _table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "TEST"], rows)
+
+
+def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        body = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ApiError(0, f"cannot read {args.file}", str(exc)) from None
+    sweep = client.post("/sweeps", json=body)
+    print(f"sweep {sweep['id']}: {sweep['count']} jobs")
+    if not args.watch:
+        print(_sweep_table(sweep))
+        return 0
+    live = sys.stderr.isatty()
+    while sweep["status"]["queued"] or sweep["status"]["running"]:
+        counts = ", ".join(f"{n} {s}" for s, n in sweep["status"].items() if n)
+        print(("\r\033[K" if live else "") + f"sweep {sweep['id']}: {counts}", end="" if live else "\n",
+              file=sys.stderr, flush=True)
+        time.sleep(args.interval)
+        sweep = client.get(f"/sweeps/{sweep['id']}")
+    if live:
+        print(file=sys.stderr)
+    print(_sweep_table(sweep))
+    return 0 if sweep["status"]["succeeded"] else 1
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="run the HTTP API (never trains)")
@@ -67,7 +299,62 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
     dev.add_argument("--host", help="bind address (default 127.0.0.1)")
     dev.add_argument("--port", type=int, help="port (default 8000)")
-    args = parser.parse_args(argv)
+
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--url", help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
+    remote.add_argument("--token", help="bearer token for a protected API (MLPLAB_API_TOKEN)")
+    submit = sub.add_parser("submit", parents=[remote], help="submit a training job",
+                            description="Submit a training job; --watch follows it to the end.")
+    _add_spec_flags(submit)
+    submit.add_argument("--watch", action="store_true", help="show its progress until it ends, then its accuracies")
+    submit.set_defaults(run=cmd_submit)
+    watch = sub.add_parser("watch", parents=[remote], help="follow a job's progress until it ends")
+    watch.add_argument("job_id", type=int)
+    watch.set_defaults(run=cmd_watch)
+    cancel = sub.add_parser("cancel", parents=[remote], help="cancel a queued or running job")
+    cancel.add_argument("job_id", type=int)
+    cancel.set_defaults(run=cmd_cancel)
+    jobs = sub.add_parser("jobs", parents=[remote], help="list jobs, newest first")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.set_defaults(run=cmd_jobs)
+    models = sub.add_parser("models", parents=[remote], help="list trained models, best first")
+    models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
+    models.set_defaults(run=cmd_models)
+    predict = sub.add_parser("predict", parents=[remote], help="predict the digit (or garment) in an image file")
+    predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
+    predict.add_argument("--model", type=int, required=True, help="the model (job) id")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to list")
+    predict.set_defaults(run=cmd_predict)
+    sweep = sub.add_parser("sweep", parents=[remote], help="submit a grid of jobs from a JSON file",
+                           description='FILE holds {"base": {...spec...}, "grid": {"field": [values], ...}} '
+                           '("-": standard input).')
+    sweep.add_argument("file")
+    sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
+    sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+    sweep.set_defaults(run=cmd_sweep)
+    return parser
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """Run a client command; the API's problems are printed (title, status, detail) with exit status 1."""
+    try:
+        with _client(args) as client:
+            return args.run(client, args)
+    except ApiError as exc:
+        status = f" ({exc.status})" if exc.status else ""
+        print(f"mlplab: {exc.title}{status}: {exc.detail}", file=sys.stderr)
+        for param in exc.invalid_params[5:]:  # the detail names the first five
+            print(f"  {param['name']}: {param['reason']}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if hasattr(args, "run"):
+        return _remote(args)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "api":

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
 
+    url: str = Field("http://127.0.0.1:8000", description="Where the `mlplab` client commands (submit, jobs, ...) find the API.")
+
     api_token: SecretStr | None = Field(None, description="When set, state-changing requests need 'Authorization: Bearer <token>'.")
     protect_reads: bool = Field(False, description="With api_token set, require the token for reads too.")
 

@@ -31,7 +31,9 @@ async def _inference(request: Request) -> Inference:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": commit before the response is sent (FastAPI's default runs a yield dependency's exit
+# after it), so a client that got 202 can read what it created, and a failed commit is a 500, not a 202.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 InferenceDep = Annotated[Inference, Depends(_inference)]
 
 

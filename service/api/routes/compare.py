@@ -40,14 +40,16 @@ def parse_ids(ids: str) -> list[int]:
 
 def trained_jobs(session: Session, ids: list[int]) -> list[Job]:
     """The succeeded jobs with these ids, in order: 404 for an unknown one, then 409 for one not trained."""
-    jobs = [get_job(session, job_id) for job_id in ids]
-    for job_id, job in zip(ids, jobs):
+    jobs: list[Job] = []
+    for job_id in ids:
+        job = get_job(session, job_id)
         if job is None:
             raise not_found("model", job_id)
+        jobs.append(job)
     for job in jobs:
-        if job.status != JobStatus.succeeded:  # type: ignore[union-attr]
-            raise not_trained(job)  # type: ignore[arg-type]
-    return jobs  # type: ignore[return-value]
+        if job.status != JobStatus.succeeded:
+            raise not_trained(job)
+    return jobs
 
 
 def differing(specs: list[TrainSpec]) -> list[str]:

@@ -82,7 +82,8 @@ async def _stream(request: Request, factory: sessionmaker[Session], job_id: int,
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
     while snapshot is not None:
-        if snapshot.job.status != status:
+        finished = snapshot.job.status in FINISHED
+        if snapshot.job.status != status and not finished:  # a start comes before its progress
             status = snapshot.job.status
             yield sse("status", {"status": status, "attempts": snapshot.job.attempts})
             quiet_since = time.monotonic()
@@ -93,7 +94,8 @@ async def _stream(request: Request, factory: sessionmaker[Session], job_id: int,
                 epoch = data["epoch"]
             yield sse(event, data, f"{step}-{epoch}")
             quiet_since = time.monotonic()
-        if snapshot.job.status in FINISHED:
+        if finished:  # an end comes after the last progress
+            yield sse("status", {"status": snapshot.job.status, "attempts": snapshot.job.attempts})
             yield sse("end", snapshot.job.model_dump(mode="json"))
             return
         if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:

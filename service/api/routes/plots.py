@@ -32,20 +32,23 @@ def _png(content: bytes) -> Response:
     return Response(content, media_type="image/png", headers=CACHE)
 
 
+def _spaced(name: str) -> str:
+    return name.replace(",", ", ")  # a spec's name, breakable where a title wraps
+
+
 PNG = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
 
 
 def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> list[plots.Curve]:
     curves = []
     for job, name in zip(jobs, names):
-        scale = job_spec(job).batch_size if x == "samples" else 1
+        spec = job_spec(job)
+        scale = spec.batch_size if x == "samples" else 1
+        per_epoch = (job.steps or 0) // spec.epochs  # an epoch's mean loss is drawn where the epoch ended
         losses, epochs = get_losses(session, job.id), get_epochs(session, job.id)
-        last_step = {}  # the step each epoch ended on: where its mean loss is drawn
-        for r in losses:
-            last_step[r.epoch] = r.step
-        ends = [(last_step[e.epoch] * scale, e.loss) for e in epochs if e.epoch in last_step]
         curves.append(plots.Curve(label=name, x=[r.step * scale for r in losses], loss=[r.loss for r in losses],
-                                  epoch_x=[a for a, _ in ends], epoch_loss=[b for _, b in ends]))
+                                  epoch_x=[e.epoch * per_epoch * scale for e in epochs] if per_epoch else [],
+                                  epoch_loss=[e.loss for e in epochs] if per_epoch else []))
     return curves
 
 
@@ -55,7 +58,7 @@ def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
     spec = job_spec(model.job)
     matrix = model.confusion_test if split == "test" else model.confusion_train
     return _png(plots.confusion_matrix_png(matrix, DATASETS[spec.dataset].classes,
-                                           title=f"model {model.job_id}, {split} split: {spec.name}"))
+                                           title=f"model {model.job_id}, {split} split: {_spaced(spec.name)}"))
 
 
 @router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
@@ -64,7 +67,7 @@ def loss_curve_png(job_id: int, session: SessionDep, x: XQuery = "step") -> Resp
     jobs = trained_jobs(session, [job_id])
     spec = job_spec(jobs[0])
     curves = _curves(session, jobs, [""], x)
-    title = f"model {job_id}: {spec.name}\ntest accuracy {jobs[0].test_accuracy or 0:.2%}"
+    title = f"model {job_id}: {_spaced(spec.name)}\ntest accuracy {jobs[0].test_accuracy or 0:.2%}"
     return _png(plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step"))
 
 

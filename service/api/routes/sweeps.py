@@ -49,8 +49,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
             raise invalid(f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
     count = math.prod(len(values) for values in body.grid.values())
     if count > max_jobs:
-        sizes = " x ".join(str(len(v)) for v in body.grid.values())
-        raise invalid("grid", f"{sizes} = {count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
+        sizes = " x ".join(str(len(v)) for v in body.grid.values()) + " = " if len(body.grid) > 1 else ""
+        raise invalid("grid", f"{sizes}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
@@ -61,7 +61,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
     """
     fields = list(body.grid)
     specs: list[TrainSpec] = []
-    problems: dict[tuple[str, str], str] = {}
+    problems: dict[tuple[str, str], None] = {}  # (name, reason), each once, in order
     for values in itertools.product(*body.grid.values()):
         combination = dict(zip(fields, values))
         try:
@@ -73,7 +73,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
                     name, reason = f"grid.{field}", f"{error['msg']} (got {combination[field]!r})"
                 else:
                     name, reason = f"base.{field}", error["msg"]
-                problems.setdefault((name, reason), reason)
+                problems[(name, reason)] = None
     if problems:
         params = [{"name": name, "reason": reason} for name, reason in problems]
         detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
@@ -117,7 +117,8 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic, dependencies=[WriterDep],
-             responses={429: PROBLEM_RESPONSES[422] | {"description": "Queue full"}})
+             responses={400: PROBLEM_RESPONSES[422] | {"description": "Body not UTF-8"},
+                        429: PROBLEM_RESPONSES[422] | {"description": "Queue full"}})
 def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response) -> SweepPublic:
     """Submit a grid search: one job per combination, all queued at once (or none)."""
     check_grid(body, settings.max_sweep_jobs)

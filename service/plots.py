@@ -1,0 +1,129 @@
+"""Figures as PNG bytes: confusion matrices, loss curves, misclassified images.
+
+Pure functions of plain data (no database, no request). They use matplotlib's object-oriented
+API - a `Figure` drawn by its own `FigureCanvasAgg` - never pyplot, whose global figure manager
+is not thread-safe; the API calls them from its threadpool. One lock still serialises drawing:
+matplotlib makes no promise for concurrent use, and drawing holds the GIL anyway.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One model's loss curve: x (steps or samples seen) against the recorded batch loss."""
+
+    label: str
+    x: Sequence[float]
+    loss: Sequence[float]
+    epoch_x: Sequence[float] = ()  # where each epoch ended, and its mean loss (drawn as markers)
+    epoch_loss: Sequence[float] = ()
+
+
+def _wrap(title: str, width: int) -> str:
+    """Long titles broken at spaces so they fit the figure."""
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    with _lock:
+        fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> bytes:
+    """A heatmap of counts, rows the true class and columns the predicted one, each cell's count written in it."""
+    m = np.asarray(matrix, dtype=np.int64)
+    n = len(m)
+    long_names = max((len(c) for c in classes), default=1) > 2
+    fig = Figure(figsize=(8.5 if long_names else 7, 7.5 if long_names else 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(m, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="images")
+    ax.set_xticks(range(n), labels=list(classes), rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_yticks(range(n), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = np.trace(m) / m.sum() if m.sum() else 0.0
+    summary = f"accuracy {accuracy:.2%} of {m.sum():,} images"
+    ax.set_title(f"{_wrap(title, 70)}\n{summary}" if title else summary, fontsize=10)
+    threshold = m.max() / 2 if m.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{m[i, j]:,}", ha="center", va="center", fontsize=7 if m.max() >= 1000 else 8,
+                    color="white" if m[i, j] > threshold else "black")
+    return _png(fig)
+
+
+def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "step") -> bytes:
+    """The batch loss of each model against a common x axis, one legend entry per model."""
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for curve in curves:
+        (line,) = ax.plot(curve.x, curve.loss, linewidth=1.2, label=curve.label)
+        if len(curve.epoch_x):
+            ax.plot(curve.epoch_x, curve.epoch_loss, "o", color=line.get_color(), markersize=4)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("cross-entropy loss (batch; dots: epoch mean)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(_wrap(title, 100), fontsize=10)
+    if len(curves) > 1 or (curves and curves[0].label):
+        ax.legend(fontsize=8, loc="upper right")
+    if not any(len(c.loss) for c in curves):
+        ax.text(0.5, 0.5, "no losses recorded", transform=ax.transAxes, ha="center", va="center")
+    return _png(fig)
+
+
+def mistakes_png(images: np.ndarray, true: Sequence[int], predicted: Sequence[int], classes: Sequence[str],
+                 title: str = "", indices: Sequence[int] = ()) -> bytes:
+    """A grid of images (n, 784) in [0, 1], each captioned 'true → predicted' (and its index, when given).
+
+    One mosaic drawn with one imshow: a hundred subplots would take seconds.
+    """
+    n = len(images)
+    long_names = max((len(c) for c in classes), default=1) > 2
+    cols = min(max(n, 1), 6 if long_names else 10)
+    rows = max(1, math.ceil(n / cols))
+    gap, caption = 4, 14 if len(indices) else 9  # pixels of the mosaic between cells and above each image
+    cell_w, cell_h = 28 + gap, 28 + caption
+    mosaic = np.ones((rows * cell_h, cols * cell_w), dtype=np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        top, left = r * cell_h + caption, c * cell_w + gap // 2
+        mosaic[top : top + 28, left : left + 28] = np.asarray(images[k], dtype=np.float32).reshape(28, 28)
+    inches = 1.55 if long_names else 1.0
+    fig = Figure(figsize=(cols * inches + 0.3, rows * inches * cell_h / cell_w + (0.5 if title else 0.2)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+    ax.set_axis_off()
+    for k in range(n):
+        r, c = divmod(k, cols)
+        text = f"{classes[int(true[k])]} → {classes[int(predicted[k])]}"
+        if len(indices):
+            text += f"\n#{int(indices[k])}"
+        ax.text(c * cell_w + cell_w / 2, r * cell_h + caption - 1, text, ha="center", va="bottom",
+                fontsize=7, linespacing=1.0)
+    if n == 0:
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(_wrap(title, 12 * cols), fontsize=10)
+    return _png(fig)
