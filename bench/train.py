@@ -1,0 +1,495 @@
+#!/usr/bin/env python
+"""Training benchmarks for the 784-500-250-100-10 MLP on MNIST: speed, the notebook's experiment, the best run.
+
+    python bench/train.py                      # throughput: each backend at batch 64 and 256 vs the matmul floor
+    python bench/train.py --notebook           # the notebook's 11 configurations, 15 epochs, correct math
+    python bench/train.py --best               # the best configuration (BEST below), test accuracy and time
+    python bench/train.py --quick ...          # any mode on the first 5,000 training images (smoke run)
+
+Tables go to stdout, per-epoch progress to stderr, and everything measured to
+bench/results/train-<mode>.json (mode: throughput, notebook or best; "-quick" appended for --quick).
+Not a test: nothing passes or fails. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout even where the package is not installed
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+from service.ml.data import DataError, Dataset, load_dataset  # noqa: E402
+from service.ml.spec import TrainSpec  # noqa: E402
+from service.ml.train import EpochEnd, TrainingError, train  # noqa: E402
+
+# The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
+# ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
+BEST = dict(
+    backend="torch",  # marginally faster per epoch than numpy here; --backend numpy is bit-reproducible
+    activation="relu",
+    init="he",
+    optimizer="adam",
+    learning_rate=2e-3,
+    lr_schedule="cosine",
+    l2=0.0,
+    epochs=15,
+    batch_size=128,
+    seed=0,
+)
+
+# The throughput mode's network and optimizer: the service's default spec (sigmoid, glorot, plain SGD).
+THROUGHPUT = dict(activation="sigmoid", init="glorot", optimizer="sgd", learning_rate=0.1)
+THROUGHPUT_BATCHES = (64, 256)
+
+# The notebook's experiment: batch 64, 15 epochs, L2 0 unless --l2 is given.
+NOTEBOOK_NUMPY = [  # NumPy, plain SGD, sigmoid: (init, learning rate)
+    ("zeros", 0.01),
+    ("random", 0.01),
+    ("glorot", 0.01),
+    ("random", 0.3),
+    ("random", 0.05),
+    ("random", 0.1),
+    ("glorot", 0.05),
+    ("glorot", 0.1),
+]
+NOTEBOOK_TORCH = [  # PyTorch, Adam lr 0.01, glorot (the spec's default init): (activation, l2 or None for --l2)
+    ("tanh", None),
+    ("relu", None),
+    ("relu", 0.01),
+]
+NOTEBOOK_BATCH = 64
+NOTEBOOK_EPOCHS = 15
+
+QUICK_LIMIT = 5000
+LAYERS = [784, 500, 250, 100, 10]
+
+
+# --- plain-text tables -------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list], right: set[int] | None = None) -> str:
+    """Aligned columns; columns in ``right`` (default: those whose cells are all numbers) right-aligned."""
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
+    if right is None:
+        right = {i for i in range(len(headers)) if rows and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)}
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def pct(x: float | None) -> str | None:
+    return None if x is None else f"{100 * x:.2f} %"
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def torch_info() -> dict:
+    import torch
+
+    parallel = torch.__config__.parallel_info()
+    keep = ("ATen parallel backend", "OpenMP", "Intel(R) oneAPI Math Kernel", "Intel(R) Math Kernel", "MKL-DNN", "oneDNN")
+    return {
+        "version": torch.__version__,
+        "num_threads": torch.get_num_threads(),
+        "num_interop_threads": torch.get_num_interop_threads(),
+        "mkl": torch.backends.mkl.is_available(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "parallel": [line.strip() for line in parallel.splitlines() if line.strip().startswith(keep)],
+    }
+
+
+def machine_info() -> dict:
+    torch = torch_info()  # imports torch first, so threadpoolctl also sees the libraries torch loads
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "threadpools": [
+            {k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer")}
+            | {"library": Path(p.get("filepath", "")).name}
+            for p in threadpool_info()
+        ],
+        "torch": torch,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+    }
+
+
+def print_machine(info: dict) -> None:
+    print(f"CPU: {info['cpu']} ({info['cpus']} logical CPUs, {info['affinity']} usable); "
+          f"Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']['version']}")
+    if info["env"]:
+        print("Environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
+    print("\nThread pools (threadpoolctl):")
+    rows = [[p["user_api"], p["internal_api"], p["version"], p["architecture"], p["num_threads"], p["threading_layer"], p["library"]]
+            for p in info["threadpools"]]
+    print(table(["api", "internal_api", "version", "architecture", "num_threads", "threading", "library"], rows))
+    t = info["torch"]
+    print(f"\ntorch: {t['num_threads']} intra-op threads, {t['num_interop_threads']} inter-op; "
+          f"MKL {'yes' if t['mkl'] else 'no'}, oneDNN {'yes' if t['mkldnn'] else 'no'}")
+    for line in t["parallel"]:
+        print(f"  {line}")
+    print()
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+
+def matmul_step_seconds(sizes: list[int], batch: int, repeats: int = 15, sample_s: float = 0.05) -> dict:
+    """Median seconds of one training step's matrix products in float32 NumPy, after a warm-up.
+
+    Forward a(l-1) @ Wl for every layer, backward dWl = a(l-1).T @ deltal for every layer and
+    deltal @ Wl.T for every layer but the first: 3L - 1 products, into preallocated outputs so
+    that only the products are timed. Each repetition times enough steps to last ~sample_s.
+    """
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    L = len(sizes) - 1
+    # Weights scaled by 1/sqrt(fan_in) keep every value O(1): no overflow, no denormals.
+    Ws = [(rng.standard_normal((i, o)) / math.sqrt(i)).astype(f32) for i, o in zip(sizes[:-1], sizes[1:])]
+    acts = [rng.random((batch, s), dtype=f32) for s in sizes]  # acts[0] = X; acts[l] rewritten each step
+    deltas = [rng.standard_normal((batch, s)).astype(f32) for s in sizes]  # deltas[L] fixed; the rest rewritten
+    dWs = [np.empty_like(W) for W in Ws]
+
+    def step() -> None:
+        for l in range(L):
+            np.matmul(acts[l], Ws[l], out=acts[l + 1])
+        for l in range(L - 1, -1, -1):
+            np.matmul(acts[l].T, deltas[l + 1], out=dWs[l])
+            if l > 0:
+                np.matmul(deltas[l + 1], Ws[l].T, out=deltas[l])
+
+    # Warm-up (thread pools up, caches and pages touched), which also sizes the repetitions.
+    started, warm = time.perf_counter(), 0
+    while warm < 10 or time.perf_counter() - started < 0.2:
+        step()
+        warm += 1
+    per_step = (time.perf_counter() - started) / warm
+    inner = max(1, math.ceil(sample_s / per_step))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            step()
+        samples.append((time.perf_counter() - t0) / inner)
+    flops = 2 * batch * sum(i * o for i, o in zip(sizes[:-1], sizes[1:])) * 3 - 2 * batch * sizes[0] * sizes[1]
+    median = statistics.median(samples)
+    return {
+        "batch": batch,
+        "step_seconds": median,
+        "step_seconds_min": min(samples),
+        "step_seconds_max": max(samples),
+        "steps_per_sample": inner,
+        "repeats": repeats,
+        "flops_per_step": flops,
+        "gflops": flops / median / 1e9,
+    }
+
+
+# --- running training --------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, data: Dataset, args: argparse.Namespace):
+        self.data, self.args = data, args
+
+    def limits(self, backend: str):
+        if backend == "numpy" and self.args.threads:
+            return threadpool_limits(limits=self.args.threads, user_api="blas")
+        return nullcontext()
+
+    def spec(self, **fields) -> TrainSpec:
+        if self.args.quick:
+            fields.setdefault("train_limit", QUICK_LIMIT)
+        return TrainSpec.model_validate(fields)
+
+    def progress(self, label: str, epochs: int) -> Callable:
+        def on_progress(event) -> None:
+            if isinstance(event, EpochEnd) and not self.args.quiet:
+                print(f"  [{label}] epoch {event.epoch}/{epochs}: loss {event.loss:.4f}, "
+                      f"train {100 * event.train_accuracy:.2f} %, test {100 * event.test_accuracy:.2f} %, "
+                      f"{event.seconds:.2f} s", file=sys.stderr, flush=True)
+        return on_progress
+
+    def warm_up(self, spec: TrainSpec) -> None:
+        """A few untimed steps: libraries loaded, thread pools up, first-call costs paid."""
+        n = min(20 * spec.batch_size, len(self.data.train_images))
+        warm = spec.model_copy(update={"epochs": 1, "train_limit": n})
+        try:
+            with self.limits(spec.backend):
+                train(warm, self.data, device=self.args.device, threads=self.args.threads)
+        except Exception:  # noqa: BLE001 - a failing configuration is reported by its real run
+            pass
+
+    def run(self, spec: TrainSpec, label: str) -> dict:
+        """Train once; a failure (divergence or anything else) is a result, not a crash."""
+        row: dict = {"label": label, "spec": spec.model_dump(), "status": "ok"}
+        started = time.perf_counter()
+        try:
+            with self.limits(spec.backend):
+                result = train(spec, self.data, self.progress(label, spec.epochs),
+                               device=self.args.device, threads=self.args.threads)
+        except TrainingError as exc:
+            row.update(status="diverged", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports every failure and goes on
+            row.update(status=f"failed: {type(exc).__name__}", error=str(exc))
+        else:
+            row.update(
+                train_accuracy=result.train_accuracy,
+                test_accuracy=result.test_accuracy,
+                train_seconds=result.seconds,
+                last_epoch_seconds=result.epochs[-1].seconds,
+                epochs=[asdict(e) for e in result.epochs],
+            )
+        row["wall_seconds"] = time.perf_counter() - started
+        if row["status"] != "ok":
+            print(f"  [{label}] {row['status']}: {row['error']}", file=sys.stderr, flush=True)
+        return row
+
+
+def n_train(args: argparse.Namespace, data: Dataset) -> int:
+    return min(QUICK_LIMIT, len(data.train_images)) if args.quick else len(data.train_images)
+
+
+# --- the modes ---------------------------------------------------------------------------------
+
+
+def throughput(runner: Runner, args: argparse.Namespace) -> dict:
+    epochs = args.epochs or 1
+    backends = [args.backend] if args.backend else ["numpy", "torch"]
+    n = n_train(args, runner.data)
+    base = THROUGHPUT | (json.loads(args.config) if args.config else {})
+    print(f"Throughput: {'-'.join(map(str, LAYERS))}, {base}, {epochs} epoch(s) of {n:,} images, "
+          f"torch device {args.device}\n")
+    floors, rows = [], []
+
+    def measure_floor(batch: int) -> dict:
+        with threadpool_limits(limits=args.threads, user_api="blas") if args.threads else nullcontext():
+            return matmul_step_seconds(LAYERS, batch, repeats=args.repeats)
+
+    for batch in args.batch_sizes:
+        steps = math.ceil(n / batch)
+        floor = measure_floor(batch)
+        floor |= {"steps_per_epoch": steps, "epoch_seconds": floor["step_seconds"] * steps}
+        floors.append(floor)
+        print(f"  floor, batch {batch}: {1e3 * floor['step_seconds']:.3f} ms per step "
+              f"({floor['gflops']:.1f} GFLOP/s) x {steps} steps = {floor['epoch_seconds']:.3f} s per epoch",
+              file=sys.stderr, flush=True)
+        for backend in backends:
+            spec = runner.spec(backend=backend, batch_size=batch, epochs=epochs, **base)
+            runner.warm_up(spec)
+            row = runner.run(spec, f"{backend} b={batch}")
+            row |= {"backend": backend, "batch": batch, "floor_epoch_seconds": floor["epoch_seconds"]}
+            if row["status"] == "ok":
+                s = row["last_epoch_seconds"]
+                row |= {"samples_per_second": n / s, "ratio_to_floor": s / floor["epoch_seconds"],
+                        "wall_seconds_per_epoch": row["wall_seconds"] / epochs}
+            rows.append(row)
+        # Measured again after the runs: a floor that moved means the machine was not quiet.
+        floor["step_seconds_after"] = measure_floor(batch)["step_seconds"]
+
+    print()
+    print(table(
+        ["batch", "steps", "floor ms/step", "GFLOP/s", "floor s/epoch", "ms/step after runs"],
+        [[f["batch"], f["steps_per_epoch"], 1e3 * f["step_seconds"], f["gflops"], f["epoch_seconds"],
+          1e3 * f["step_seconds_after"]] for f in floors],
+    ))
+    for f in floors:
+        drift = f["step_seconds_after"] / f["step_seconds"] - 1
+        if abs(drift) > 0.2:
+            print(f"warning: batch {f['batch']}'s floor moved {100 * drift:+.0f} % during its runs: "
+                  f"the machine was not quiet, the ratios are unreliable")
+    print()
+    print(table(
+        ["backend", "batch", "s/epoch", "samples/s", "floor s", "x floor", "wall s/epoch", "test acc", "status"],
+        [[r["backend"], r["batch"], r.get("last_epoch_seconds"), r.get("samples_per_second") and round(r["samples_per_second"]),
+          r["floor_epoch_seconds"], r.get("ratio_to_floor"), r.get("wall_seconds_per_epoch"), pct(r.get("test_accuracy")),
+          r["status"]] for r in rows],
+        right={1, 2, 3, 4, 5, 6, 7},
+    ))
+    print("\ns/epoch: the last epoch's training time (evaluation excluded); wall: the whole train() call "
+          "per epoch, evaluation of both splits included; x floor: s/epoch over the matmul floor.")
+    return {"epochs": epochs, "train_images": n, "spec": base, "floors": floors, "runs": rows}
+
+
+def notebook(runner: Runner, args: argparse.Namespace) -> dict:
+    epochs = args.epochs or NOTEBOOK_EPOCHS
+    l2 = args.l2 or 0.0
+    configs = [dict(backend="numpy", activation="sigmoid", init=init, optimizer="sgd", learning_rate=lr, l2=l2)
+               for init, lr in NOTEBOOK_NUMPY]
+    configs += [dict(backend="torch", activation=act, init="glorot", optimizer="adam", learning_rate=0.01,
+                     l2=l2 if fixed is None else fixed) for act, fixed in NOTEBOOK_TORCH]
+    print(f"Notebook: {'-'.join(map(str, LAYERS))}, batch {NOTEBOOK_BATCH}, {epochs} epoch(s) of "
+          f"{n_train(args, runner.data):,} images\n")
+    rows, warmed = [], set()
+    for i, config in enumerate(configs, 1):
+        spec = runner.spec(**config, batch_size=NOTEBOOK_BATCH, epochs=epochs, seed=args.seed)
+        if spec.backend not in warmed:  # the first run of a backend must not pay its start-up
+            runner.warm_up(spec)
+            warmed.add(spec.backend)
+        row = runner.run(spec, f"{i}/{len(configs)} {config['backend']} {config['activation']} {config['init']} "
+                               f"lr={config['learning_rate']:g}")
+        rows.append(row | {"n": i})
+    print()
+    print(table(
+        ["#", "backend", "activation", "init", "optimizer", "lr", "l2", "train acc", "test acc", "train s", "wall s", "status"],
+        [[r["n"], r["spec"]["backend"], r["spec"]["activation"], r["spec"]["init"], r["spec"]["optimizer"],
+          f"{r['spec']['learning_rate']:g}", f"{r['spec']['l2']:g}", pct(r.get("train_accuracy")),
+          pct(r.get("test_accuracy")), r.get("train_seconds"), r["wall_seconds"], r["status"]] for r in rows],
+        right={0, 5, 6, 7, 8, 9, 10},
+    ))
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        print(f"  #{r['n']}: {r['error']}")
+    return {"epochs": epochs, "batch": NOTEBOOK_BATCH, "runs": rows}
+
+
+def best(runner: Runner, args: argparse.Namespace) -> dict:
+    config = BEST | (json.loads(args.best_config) if args.best_config else {})
+    if args.backend:
+        config["backend"] = args.backend
+    if args.epochs:
+        config["epochs"] = args.epochs
+    spec = runner.spec(**config)
+    print(f"Best: {spec.name}\n")
+    runner.warm_up(spec)
+    row = runner.run(spec, f"best {spec.backend}")
+    print()
+    if row["status"] == "ok":
+        print(table(
+            ["epoch", "loss", "train acc", "test acc", "train s"],
+            [[e["epoch"], e["loss"], pct(e["train_accuracy"]), pct(e["test_accuracy"]), e["seconds"]] for e in row["epochs"]],
+            right={0, 1, 2, 3, 4},
+        ))
+        print()
+        met = row["test_accuracy"] >= 0.985 and spec.epochs <= 15
+        print(table(
+            ["backend", "epochs", "test acc", "train acc", "train s", "wall s", "≥ 98.5 % in ≤ 15 epochs"],
+            [[spec.backend, spec.epochs, pct(row["test_accuracy"]), pct(row["train_accuracy"]),
+              row["train_seconds"], row["wall_seconds"], "yes" if met else "no"]],
+            right={1, 2, 3, 4, 5},
+        ))
+        row["target_met"] = met
+    else:
+        print(f"{row['status']}: {row['error']}  (wall {row['wall_seconds']:.1f} s)")
+    return {"config": config, "run": row}
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def default_data_dir() -> str:
+    return os.environ.get("MLPLAB_DATA_DIR") or str(REPO.parent / "shared" / "data")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Default mode: throughput of each backend against the float32 NumPy matmul floor.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--notebook", action="store_true", help="the notebook's experiment (11 configurations)")
+    mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: throughput 1, notebook 15, best BEST's)")
+    p.add_argument("--quick", action="store_true", help=f"smoke run: train on the first {QUICK_LIMIT:,} images")
+    p.add_argument("--backend", choices=["numpy", "torch"], help="backend for --best (default BEST's); "
+                   "restricts the throughput mode to one backend")
+    p.add_argument("--best-config", metavar="JSON", help="TrainSpec fields overriding BEST's, e.g. '{\"learning_rate\": 0.002}'")
+    p.add_argument("--config", metavar="JSON", help="TrainSpec fields overriding the throughput mode's network/optimizer")
+    p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(THROUGHPUT_BATCHES),
+                   metavar="B,B", help="throughput batch sizes (default 64,256)")
+    p.add_argument("--repeats", type=int, default=15, help="repetitions of the floor measurement (median, default 15)")
+    p.add_argument("--l2", type=float, help="L2 for the notebook's configurations that have none (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the notebook's runs (default 0)")
+    p.add_argument("--threads", type=int, help="BLAS threads for NumPy and torch.set_num_threads (default: as found)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; 'auto' picks CUDA where present)")
+    p.add_argument("--data-dir", default=default_data_dir(), help="folder holding mnist/ (default $MLPLAB_DATA_DIR or ../shared/data)")
+    p.add_argument("--json", metavar="PATH", help="where to write the results (default bench/results/train-<mode>.json)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode = "notebook" if args.notebook else "best" if args.best else "throughput"
+    if args.epochs is not None and args.epochs < 1:
+        sys.exit("--epochs must be at least 1")
+    try:
+        data = load_dataset("mnist", args.data_dir, download=False)
+    except DataError as exc:
+        sys.exit(f"bench/train.py: {exc}")
+
+    info = machine_info()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print_machine(info)
+
+    runner = Runner(data, args)
+    started = time.perf_counter()
+    try:
+        results = {"throughput": throughput, "notebook": notebook, "best": best}[mode](runner, args)
+    except ValueError as exc:  # bad JSON or a TrainSpec that does not validate (runs catch their own errors)
+        sys.exit(f"bench/train.py: invalid configuration: {exc}")
+    total = time.perf_counter() - started
+    print(f"\nTotal {total:.1f} s")
+
+    out = Path(args.json) if args.json else REPO / "bench" / "results" / f"train-{mode}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "mode": mode,
+        "quick": args.quick,
+        "argv": sys.argv[1:] if argv is None else argv,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": info,
+        "total_seconds": total,
+        "results": results,
+    }
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"Results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
