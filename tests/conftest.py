@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,74 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The store, worker and end-to-end suites run once per database kind (the `db_url` fixtures below).
+DB_KINDS = ("sqlite", "postgresql")
+POSTGRES_URL_VAR = "MLPLAB_TEST_POSTGRES_URL"
+
 
 def real_data_dir() -> Path:
     """MLPLAB_DATA_DIR, else ../shared/data beside the checkout (where CI lays the MNIST files)."""
     return Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+
+
+def postgres_test_url() -> str:
+    """MLPLAB_TEST_POSTGRES_URL: a role that may create databases. Missing: a failure in CI, else a skip."""
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        why = f"{POSTGRES_URL_VAR} is not set (`export {POSTGRES_URL_VAR}=$(sudo .ci/postgres)` starts PostgreSQL)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{why}; CI must run the PostgreSQL tests", pytrace=False)
+        pytest.skip(why)
+    return url
+
+
+@contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database of `kind`: an SQLite file in `folder`, or a PostgreSQL database
+    made for the caller on MLPLAB_TEST_POSTGRES_URL's server and dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'db' / 'mlplab.db'}"
+        return
+    assert kind == "postgresql", kind
+    from sqlalchemy import create_engine, make_url
+
+    url = make_url(postgres_test_url())
+    name = f"mlplab_t_{secrets.token_hex(6)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:  # FORCE: a killed worker's connection may linger
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=DB_KINDS)
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty (unmigrated) database for this test: SQLite file, then PostgreSQL database."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """A fresh database for a module-scoped fixture: SQLite, unless the module is marked ON_EVERY_DATABASE."""
+    kind = getattr(request, "param", "sqlite")
+    with fresh_database(kind, tmp_path_factory.mktemp(kind)) as url:
+        yield url
+
+
+# `pytestmark = ON_EVERY_DATABASE`: the module's module_db_url (the e2e `service`) is SQLite, then PostgreSQL.
+ON_EVERY_DATABASE = pytest.mark.parametrize("module_db_url", DB_KINDS, indirect=True, scope="module")
+
+
+# A test that is about one database only: @SQLITE_ONLY or @POSTGRES_ONLY (db_url gets just that kind).
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,11 @@ def make_engine(url: str) -> Engine:
     """An Engine for `url`; SQLite gets the pragmas and transaction handling above."""
     sa_url = make_url(url)
     if sa_url.get_backend_name() != "sqlite":
-        return create_engine(sa_url, pool_pre_ping=True)
+        # No cap on connections here either, for the reason given below: with SQLAlchemy's default
+        # (5 + 10 overflow) a burst of requests left the API waiting 30 s for a connection and failing.
+        # Past pool_size, connections close on return; an API process holds about as many as it has
+        # requests in flight (README, "Scaling out": PostgreSQL's max_connections).
+        return create_engine(sa_url, pool_pre_ping=True, max_overflow=-1)
 
     database = sa_url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -52,6 +56,12 @@ def make_engine(url: str) -> Engine:
         # One shared connection, or each would see its own empty database. So one session at a time:
         # in-memory is for quick single-threaded checks; tests and services use a file.
         kwargs["poolclass"] = StaticPool
+    else:
+        # No cap on connections (a file connection is cheap; past pool_size they close on return).
+        # A capped pool deadlocks the API under load: a request holds its connection across several
+        # threadpool hops (dependencies, then the handler), so once every thread waits for a
+        # connection, the requests holding them wait for a thread - until the pool's 30 s timeout.
+        kwargs["max_overflow"] = -1
     engine = create_engine(sa_url, **kwargs)
 
     @event.listens_for(engine, "connect")

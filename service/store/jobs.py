@@ -416,9 +416,20 @@ def requeue_stalled(
 # --- reads -------------------------------------------------------------------------------------
 
 
+# The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
+# with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
+# OverflowError. No row has such an id or step, so lookups answer "none" for it, and offsets and
+# step bounds saturate.
+MAX_INTEGER = 2**31 - 1
+
+
+def _storable(value: int) -> bool:
+    return -MAX_INTEGER - 1 <= value <= MAX_INTEGER
+
+
 def get_job(session: Session, job_id: int) -> Job | None:
     """The job, or None."""
-    return session.get(Job, job_id)
+    return session.get(Job, job_id) if _storable(job_id) else None
 
 
 def job_spec(job: Job) -> TrainSpec:
@@ -443,6 +454,7 @@ def list_jobs(
     if sweep_id is not None:
         filters.append(Job.sweep_id == sweep_id)
     count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
+    offset = min(offset, MAX_INTEGER)
     rows = session.scalars(select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), count
 
@@ -454,7 +466,7 @@ def count_queued(session: Session) -> int:
 
 def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
     """The job's recorded losses in step order (only those after `after_step`, for polling)."""
-    query = select(Loss).where(Loss.job_id == job_id, Loss.step > after_step).order_by(Loss.step)
+    query = select(Loss).where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER)).order_by(Loss.step)
     return list(session.scalars(query))
 
 
@@ -465,6 +477,8 @@ def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
 
 def get_model(session: Session, job_id: int) -> TrainedModel | None:
     """The trained model of a succeeded job, weights included, with `.job` loaded; or None."""
+    if not _storable(job_id):
+        return None
     return session.scalar(
         select(TrainedModel).where(TrainedModel.job_id == job_id).options(joinedload(TrainedModel.job))
     )

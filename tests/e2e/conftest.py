@@ -1,4 +1,5 @@
-"""A real service for end-to-end tests: uvicorn and worker processes on a temporary SQLite file."""
+"""A real service for end-to-end tests: uvicorn and worker processes on a fresh database
+(a temporary SQLite file; PostgreSQL too in modules marked ON_EVERY_DATABASE)."""
 
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ class Service:
                     proc.kill()
 
 
-def start_service(root: Path, **env: str) -> Service:
+def start_service(root: Path, db_url: str | None = None, **env: str) -> Service:
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")} | {
-        "MLPLAB_DATABASE_URL": f"sqlite:///{root / 'mlplab.db'}",
+        "MLPLAB_DATABASE_URL": db_url or f"sqlite:///{root / 'mlplab.db'}",
         "MLPLAB_DATA_DIR": str(real_data_dir()),
         "MLPLAB_DOWNLOAD": "false",
         "MLPLAB_WORKER_POLL_SECONDS": "0.2",
@@ -101,8 +102,8 @@ def start_service(root: Path, **env: str) -> Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = start_service(tmp_path_factory.mktemp("service"))
+def service(tmp_path_factory, module_db_url):
+    svc = start_service(tmp_path_factory.mktemp("service"), module_db_url)
     svc.start_worker()
     yield svc
     svc.stop()

@@ -1,4 +1,5 @@
-"""The product end to end: real HTTP to a uvicorn process, real worker processes, a real SQLite file."""
+"""The product end to end: real HTTP to a uvicorn process, real worker processes, a real SQLite file,
+then the same on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.conftest import ON_EVERY_DATABASE
+
+pytestmark = ON_EVERY_DATABASE
 
 SMALL = {"backend": "numpy", "hidden_layers": [64], "activation": "relu", "init": "he", "optimizer": "adam",
          "learning_rate": 0.003, "epochs": 2, "train_limit": 3000, "log_every": 10}

@@ -1,7 +1,8 @@
-"""Job states and transitions on a real SQLite file per test."""
+"""Job states and transitions on a fresh database per test: an SQLite file, then PostgreSQL (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -49,6 +50,7 @@ from service.store.jobs import (
     save_checkpoint,
 )
 from service.store.models import Base, EpochMetric, Job, JobCheckpoint, Loss, TrainedModel
+from tests.conftest import POSTGRES_ONLY, SQLITE_ONLY
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -67,8 +69,8 @@ def result(test_accuracy: float = 0.8) -> SimpleNamespace:
 
 
 @pytest.fixture
-def url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/sub/db.sqlite"
+def url(db_url) -> str:
+    return db_url
 
 
 @pytest.fixture
@@ -102,8 +104,9 @@ def state(sessions, job_id: int) -> Job:
 # --- the database ------------------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 def test_engine_pragmas_and_parent_folder(engine, tmp_path):
-    assert (tmp_path / "sub" / "db.sqlite").exists()
+    assert (tmp_path / "db" / "mlplab.db").exists()
     with engine.connect() as c:
         pragmas = {p: c.exec_driver_sql(f"PRAGMA {p}").scalar() for p in
                    ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")}  # fmt: skip
@@ -251,18 +254,21 @@ def test_cancel_queued_running_and_finished(sessions):
     assert issubclass(JobNotFound, LookupError)
 
 
-def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions):
+def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions, url):
     first, second = enqueue(sessions, 2)
     with session_scope(sessions) as s:
         begin_write(s)
         loaded = get_job(s, first)
         assert cancel_job(s, first) is loaded
         assert loaded.status == "cancelled"
-    with pytest.warns(LateWriteWarning, match="begin_write"), session_scope(sessions) as s:
-        get_job(s, second)  # a read first, without begin_write: SQLite can't take the write lock any more
+    # A read first, without begin_write: SQLite can't take the write lock any more (PostgreSQL doesn't mind).
+    late = pytest.warns(LateWriteWarning, match="begin_write") if url.startswith("sqlite") else contextlib.nullcontext()
+    with late, session_scope(sessions) as s:
+        get_job(s, second)
         assert cancel_job(s, second).status == "cancelled"
 
 
+@SQLITE_ONLY
 def test_a_write_after_a_read_without_the_write_lock_can_fail(sessions):
     """Why begin_write matters: SQLite can't upgrade a read transaction another writer has overtaken."""
     first, second = enqueue(sessions, 2)
@@ -422,6 +428,50 @@ def test_claim_statement_on_postgresql_skips_locked_rows():
     assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
 
 
+@contextlib.contextmanager
+def open_transaction(sessions):
+    """A session whose transaction stays open (its row locks held) until the block ends, then commits."""
+    session = sessions()
+    try:
+        yield session
+        session.commit()
+    finally:
+        session.close()
+
+
+def no_waiting(session) -> None:
+    """Make this transaction fail rather than wait for a row lock: waiting would mean SKIP LOCKED didn't skip."""
+    session.connection().exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+
+
+@POSTGRES_ONLY
+def test_a_claim_skips_the_job_an_open_claim_holds(sessions):
+    first, second = enqueue(sessions, 2)
+    with open_transaction(sessions) as a:
+        assert claim_job(a, "A").id == first  # not committed: the row stays locked, still 'queued' to others
+        with session_scope(sessions) as b:
+            no_waiting(b)
+            assert claim_job(b, "B").id == second  # at once, not after A commits
+        with session_scope(sessions) as c:
+            no_waiting(c)
+            assert claim_job(c, "C") is None
+    assert (state(sessions, first).worker_id, state(sessions, second).worker_id) == ("A", "B")
+
+
+@POSTGRES_ONLY
+def test_requeue_stalled_skips_a_job_whose_heartbeat_is_being_written(sessions):
+    (job_id,) = enqueue(sessions)
+    claim(sessions, "w1", now=T0)
+    with open_transaction(sessions) as worker:
+        assert heartbeat(worker, job_id, "w1", now=T0 + timedelta(minutes=5))  # row locked, not committed
+        with session_scope(sessions) as s:
+            no_waiting(s)
+            assert requeue_stalled(s, T0 + timedelta(minutes=1), 30, 3) == []  # skipped, not waited for
+    with session_scope(sessions) as s:  # committed: fresh, so still not stalled
+        assert requeue_stalled(s, T0 + timedelta(minutes=5, seconds=10), 30, 3) == []
+    assert (state(sessions, job_id).status, state(sessions, job_id).worker_id) == ("running", "w1")
+
+
 # --- reads -------------------------------------------------------------------------------------
 
 
@@ -443,6 +493,20 @@ def test_list_jobs_filters_pages_and_counts(sessions):
         assert jobs.count_queued(s) == 5
         with pytest.raises(ValueError):
             jobs.list_jobs(s, status="bogus")
+
+
+def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
+    """Integer is 32-bit on PostgreSQL (a larger parameter fails there), 64-bit on SQLite: no such row."""
+    (job_id,) = enqueue(sessions)
+    claim(sessions)
+    with session_scope(sessions) as s:
+        record_progress(s, job_id, "w1", [(1, 1, 1.0)], 1)
+    with session_scope(sessions) as s:
+        for huge in (2**31, 2**63, 10**30, -(2**31) - 1, -(10**30)):
+            assert get_job(s, huge) is None and jobs.get_model(s, huge) is None
+        assert [r.step for r in jobs.get_losses(s, job_id, after_step=2**31)] == []
+        assert [r.step for r in jobs.get_losses(s, job_id, after_step=10**30)] == []
+        assert jobs.list_jobs(s, offset=10**30) == ([], 1)
 
 
 def test_list_models_sorts_and_leaves_weights_unloaded(sessions):

@@ -2,6 +2,7 @@
 
 A few in-process tests (run_worker with a stand-in train()) cover the paths a real dataset
 can't reach quickly: unexpected exceptions, a lost lease, the idle loop's stop.
+Every test runs on SQLite and on PostgreSQL (the `db_url` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -44,11 +45,6 @@ def write_dataset(folder: Path) -> None:
 def data_dir(tmp_path) -> Path:
     write_dataset(tmp_path / "data" / "mnist")
     return tmp_path / "data"
-
-
-@pytest.fixture
-def db_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/db.sqlite"
 
 
 @pytest.fixture
