@@ -22,6 +22,12 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# The API fuzzed from its OpenAPI document with many more cases than `make test` (25 per operation),
+# a new seed each run. FUZZ_EXAMPLES=5000 make fuzz for a long one.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	MLPLAB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MLPLAB_FUZZ_RANDOM=1 $(PY) -m pytest tests/e2e/test_fuzz.py -q
+
 bench: install
 	$(PY) bench/train.py
 

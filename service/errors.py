@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("mlplab.api")
 
@@ -81,13 +82,25 @@ async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
     return problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers, invalid_params=exc.invalid_params)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's 405 names only the last route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden", 413: "Content too large"}
+    titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
+              413: "Content too large"}
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}."
-    return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"), detail,
-                            headers=getattr(exc, "headers", None))
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers)
 
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
@@ -110,8 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unhandled)
 
 
-# For the OpenAPI document: every route can answer with a problem.
+# For the OpenAPI document: every route can answer with a problem (401 and 403 once MLPLAB_API_TOKEN is set).
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
-    for code, desc in {404: "Not found", 422: "Invalid request"}.items()
+    for code, desc in {401: "No bearer token (MLPLAB_API_TOKEN is set)", 403: "Wrong bearer token",
+                       404: "Not found", 422: "Invalid request"}.items()
 }

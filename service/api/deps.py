@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.errors import ProblemError, not_found
 from service.inference import Inference
 from service.settings import Settings
-from service.store.db import begin_write, session_scope
+from service.store.db import session_scope
 from service.store.jobs import JobStatus, get_job, get_model
 from service.store.models import Job, TrainedModel
 
@@ -61,14 +61,7 @@ def _model(job_id: int, session: SessionDep) -> TrainedModel:
     return model
 
 
-def _job_for_write(job_id: int, session: SessionDep) -> Job:
-    # On SQLite a transaction that has read can no longer take the write lock: take it first.
-    begin_write(session)
-    return _job(job_id, session)
-
-
 JobDep = Annotated[Job, Depends(_job)]
-WritableJobDep = Annotated[Job, Depends(_job_for_write)]
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
@@ -100,4 +93,4 @@ async def require_reader(request: Request) -> None:
 WriterDep = Depends(require_writer)
 ReaderDep = Depends(require_reader)
 
-__all__ = ["JobStatus", "SessionDep", "SettingsDep", "InferenceDep", "JobDep", "WritableJobDep", "ModelDep", "WriterDep", "ReaderDep"]
+__all__ = ["JobStatus", "SessionDep", "SettingsDep", "InferenceDep", "JobDep", "ModelDep", "WriterDep", "ReaderDep"]

@@ -108,7 +108,9 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
 
 
 @router.post("/{job_id}/predict", response_model=PredictionPublic | PredictionsPublic, openapi_extra=_PREDICT_BODY,
-             dependencies=[WriterDep])  # the writer's check covers protected reads too
+             dependencies=[WriterDep],  # the writer's check covers protected reads too
+             responses={400: PROBLEM_RESPONSES[422] | {"description": "Malformed multipart body"},
+                        415: PROBLEM_RESPONSES[422] | {"description": "Not JSON, multipart or an image"}})
 async def predict(job_id: int, request: Request, inference: InferenceDep) -> PredictionPublic | PredictionsPublic:
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings

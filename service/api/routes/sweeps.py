@@ -133,7 +133,9 @@ def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, 
     sweep_id = uuid.uuid4().hex[:12]
     jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
     response.headers["Location"] = f"/sweeps/{sweep_id}"
-    return sweep_public(sweep_id, jobs)
+    public = sweep_public(sweep_id, jobs)
+    session.commit()  # release the write lock in this thread hop (see jobs.cancel)
+    return public
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)

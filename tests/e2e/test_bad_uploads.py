@@ -1,0 +1,219 @@
+"""Bad predict inputs and bad training runs against a real server with a trained model.
+
+Each bad request gets its 4xx as problem+json, a message naming what is wrong (and the limit),
+and changes nothing: the job count and the model list are the same afterwards. (A job whose data
+directory is missing is tests/workers/test_worker.py::test_a_failing_job_is_recorded_and_the_worker_goes_on.)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+from tests.e2e.conftest import start_service
+
+LIMIT = 100_000  # MLPLAB_MAX_UPLOAD_BYTES for this server
+MAX_IMAGES = 5  # MLPLAB_MAX_BATCH_IMAGES
+TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500}
+PROBLEM = "application/problem+json"
+LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))]))
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    svc = start_service(tmp_path_factory.mktemp("uploads"), MLPLAB_MAX_UPLOAD_BYTES=str(LIMIT),
+                        MLPLAB_MAX_BATCH_IMAGES=str(MAX_IMAGES), MLPLAB_HEARTBEAT_SECONDS="0.5")
+    svc.start_worker(MLPLAB_TORCH_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(svc):
+    with svc.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def model(svc, client) -> int:
+    job = client.post("/jobs", json=TINY).json()
+    assert svc.wait_job(client, job["id"], timeout=60)["status"] == "succeeded"
+    return job["id"]
+
+
+def state(client: httpx.Client) -> tuple[int, list[int]]:
+    return client.get("/jobs").json()["count"], [m["id"] for m in client.get("/models").json()["data"]]
+
+
+def problem(response: httpx.Response, status: int, *says: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert not LEAKS.search(response.text), response.text  # no traceback, no path of the installation
+    for text in says:
+        assert text in body["detail"], body["detail"]
+    return body
+
+
+def refused(client: httpx.Client, model: int, status: int, *says: str, **request) -> dict:
+    """POST the request to /models/{model}/predict: `status`, problem+json saying `says`, nothing changed."""
+    before = state(client)
+    body = problem(client.post(f"/models/{model}/predict", **request), status, *says)
+    assert state(client) == before
+    return body
+
+
+def png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def noise_png(nbytes: int) -> bytes:
+    """A valid PNG of incompressible noise, at least `nbytes` long."""
+    side = int((nbytes * 1.1) ** 0.5) + 1
+    return png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side), dtype=np.uint8)))
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A few hundred bytes declaring a huge 1-bit image; decoding it would need width*height/8 bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000, 9)) + chunk(b"IEND", b"")
+
+
+# --- size -------------------------------------------------------------------------------------
+
+
+def _chunks(data: bytes, size: int = 16_384):
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+@pytest.mark.parametrize("kind", ["json", "png", "multipart", "chunked"])
+def test_a_body_over_the_upload_limit_is_413_naming_the_limit(client, model, kind):
+    big = noise_png(LIMIT + 1)
+    assert len(big) > LIMIT
+    request = {
+        "json": {"json": {"images": [[255] * 784] * 50}},  # ~150 kB of JSON
+        "png": {"content": big, "headers": {"content-type": "image/png"}},
+        "multipart": {"files": {"file": ("digit.png", big, "image/png")}},
+        "chunked": {"content": _chunks(big), "headers": {"content-type": "image/png"}},  # no Content-Length
+    }[kind]
+    body = refused(client, model, 413, "100,000 bytes", "MLPLAB_MAX_UPLOAD_BYTES", **request)
+    assert body["title"] == "Content too large"
+
+
+# --- not an image -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data,says", [
+    (b"", "empty"),
+    (b"hello, this is a text file and not a picture\n" * 10, "not a PNG or JPEG"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "not a PNG or JPEG"),  # a PNG signature, then garbage
+    (noise_png(20_000)[:400], "cannot be decoded"),  # a good header, the pixel data cut short
+])
+@pytest.mark.parametrize("as_multipart", [False, True], ids=["raw", "multipart"])
+def test_an_upload_that_is_not_an_image_is_422(client, model, data, says, as_multipart):
+    request = ({"files": {"file": ("digit.png", data, "image/png")}} if as_multipart
+               else {"content": data, "headers": {"content-type": "image/png"}})
+    body = refused(client, model, 422, says, **request)
+    assert body["title"] == "Invalid image"
+
+
+def test_a_multipart_upload_without_a_file_part_is_422(client, model):
+    refused(client, model, 422, "'file' part", files={"picture": ("digit.png", b"x", "image/png")})
+
+
+@pytest.mark.parametrize("side", [3000, 100_000])
+def test_a_decompression_bomb_is_422_without_being_decoded(client, model, side):
+    data = bomb_png(side, side)
+    assert len(data) < 200
+    started = time.monotonic()
+    refused(client, model, 422, "4,000,000 pixels", content=data, headers={"content-type": "image/png"})
+    # Decoding 100,000 x 100,000 pixels would take 1.25 GB and seconds; refusing it takes milliseconds.
+    assert time.monotonic() - started < 2
+    assert client.get("/healthz").status_code == 200
+
+
+# --- JSON pixels ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,name,says", [
+    ('{"pixels": [' + ", ".join(["0"] * 783) + "]}", "pixels", "784 values"),
+    ('{"pixels": [' + ", ".join(["0"] * 785) + "]}", "pixels", "784 values"),
+    ('{"pixels": [' + ", ".join(["[0]"] * 28) + "]}", "pixels", "row 0 has 1 values"),
+    ('{"pixels": [256' + ", 0" * 783 + "]}", "pixels", "pixel 0 is 256.0: values must be in 0-255"),
+    ('{"pixels": [0, -1' + ", 0" * 782 + "]}", "pixels", "pixel 1 is -1.0"),
+    ('{"pixels": [0, 0, NaN' + ", 0" * 781 + "]}", "pixels", "pixel 2 is NaN"),  # Python's json reads NaN
+    ('{"pixels": [Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is inf: values must be finite"),
+    ('{"pixels": [-Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is -inf"),
+    ('{"pixels": ["12"' + ", 0" * 783 + "]}", "pixels", "pixels must be numbers"),
+    ('{"pixels": 7}', "pixels", "a list of 784 numbers"),
+    ('{"images": [[' + ", ".join(["0"] * 784) + "], [1, 2]]}", "images.1", "784 values"),
+    ('{"images": [' + ", ".join(["[" + ", ".join(["0"] * 784) + "]"] * (MAX_IMAGES + 1)) + "]}", "images",
+     f"{MAX_IMAGES + 1} images; the limit is {MAX_IMAGES} (MLPLAB_MAX_BATCH_IMAGES)"),
+    ('{"images": []}', "images", "non-empty list"),
+    ('{"pixels": [0], "images": [[0]]}', "body", "exactly one of"),
+    ("{not json", "body", "not valid JSON"),
+])
+def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, says):
+    body = refused(client, model, 422, says, content=text, headers={"content-type": "application/json"})
+    assert [p["name"] for p in body["invalid_params"]] == [name]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"])
+def test_an_unknown_content_type_is_415(client, model, content_type):
+    body = refused(client, model, 415, repr(content_type), "application/json", content=b"0,0,0",
+                   headers={"content-type": content_type})
+    assert body["title"] == "Unsupported media type"
+
+
+# --- models that are not (yet) models ---------------------------------------------------------
+
+
+def test_predicting_from_a_model_still_training_is_409(svc, client, model):
+    job = client.post("/jobs", json=TINY | {"hidden_layers": [256], "epochs": 50, "train_limit": 20000,
+                                            "batch_size": 8}).json()
+    try:
+        svc.wait_job(client, job["id"], statuses=("running",), timeout=60)
+        body = refused(client, job["id"], 409, f"Job {job['id']} is running", json={"pixels": [0] * 784})
+        assert body["title"] == "Model not trained"
+        problem(client.get(f"/models/{job['id']}/accuracy"), 409, "running")
+    finally:
+        client.post(f"/jobs/{job['id']}/cancel")
+    assert svc.wait_job(client, job["id"], timeout=30)["status"] == "cancelled"
+
+
+def test_a_diverging_loss_fails_the_job_naming_epoch_step_and_rate_and_stores_no_model(svc, client, model):
+    # relu at learning rate 10 blows the default 784-500-250-100 network up within a few steps
+    # (sigmoid would saturate instead: its loss stays finite).
+    models_before = state(client)[1]
+    job = client.post("/jobs", json={"backend": "numpy", "activation": "relu", "learning_rate": 10,
+                                     "train_limit": 6400}).json()
+    final = svc.wait_job(client, job["id"], timeout=60)
+    assert final["status"] == "failed", final
+    assert re.search(r"diverged: .* at epoch 1, step \d+ \(learning rate 10\)", final["error"]), final["error"]
+    assert "Traceback" not in final["error"]
+    assert final["train_accuracy"] is None and final["test_accuracy"] is None
+    problem(client.get(f"/models/{job['id']}/accuracy"), 409, "failed")
+    problem(client.get(f"/models/{job['id']}/weights"), 409, "failed")
+    problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409, "failed")
+    assert state(client)[1] == models_before
+    # the worker goes on: the next job trains
+    after = client.post("/jobs", json=TINY | {"seed": 3}).json()
+    assert svc.wait_job(client, after["id"], timeout=60)["status"] == "succeeded"
