@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/mlplab dev --port $(PORT)
 
+# .ci/deps installs the Debian packages the tests drive (chromium, PostgreSQL, ...) when missing,
+# starts PostgreSQL and prints the URL its tests read.
 test: install
-	$(PY) -m pytest
+	@eval "$$(bash .ci/deps)"; $(PY) -m pytest
 
 # The API fuzzed from its OpenAPI document with many more cases than `make test` (25 per operation),
 # a new seed each run. FUZZ_EXAMPLES=5000 make fuzz for a long one.
