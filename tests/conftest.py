@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,3 +117,18 @@ def make_tiny_dataset(n_train: int = 600, n_test: int = 200, seed: int = 0):
 @pytest.fixture
 def tiny_dataset():
     return make_tiny_dataset()
+
+
+LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))]))
+
+
+def assert_problem(response, status: int, *says: str) -> dict:
+    """The response is an RFC 9457 problem with this status, naming what it says, leaking nothing."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert not LEAKS.search(response.text), response.text  # no traceback, no path of the installation
+    for text in says:
+        assert text in body["detail"], body["detail"]
+    return body

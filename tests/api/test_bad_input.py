@@ -6,18 +6,12 @@ import pytest
 
 from service.main import create_app
 from service.settings import Settings
+from tests.conftest import assert_problem
 
 
 def _job_count(client) -> int:
     return client.get("/jobs").json()["count"]
 
-
-def _problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 @pytest.mark.parametrize("field,value,says", [
@@ -44,7 +38,7 @@ def _problem(response, status: int) -> dict:
     ("surprise", 1, "Extra inputs are not permitted"),
 ])
 def test_invalid_spec_fields_are_named_with_their_limit(client, field, value, says):
-    body = _problem(client.post("/jobs", json={"backend": "numpy", field: value}), 422)
+    body = assert_problem(client.post("/jobs", json={"backend": "numpy", field: value}), 422)
     names = [p["name"] for p in body["invalid_params"]]
     assert any(n == f"body.{field}" or n.startswith(f"body.{field}.") for n in names), names
     assert says in body["detail"]
@@ -52,15 +46,15 @@ def test_invalid_spec_fields_are_named_with_their_limit(client, field, value, sa
 
 
 def test_missing_backend_and_non_json_bodies(client):
-    body = _problem(client.post("/jobs", json={}), 422)
+    body = assert_problem(client.post("/jobs", json={}), 422)
     assert body["invalid_params"][0]["name"] == "body.backend"
-    _problem(client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
-    _problem(client.post("/jobs", json=[1, 2]), 422)
+    assert_problem(client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    assert_problem(client.post("/jobs", json=[1, 2]), 422)
     assert _job_count(client) == 0
 
 
 def test_budgets_refuse_oversized_jobs(client):
-    body = _problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
+    body = assert_problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
     assert body["invalid_params"][0]["name"] == "hidden_layers"
     assert "20,000,000" in body["detail"] and "MLPLAB_MAX_PARAMETERS" in body["detail"]
     # 200 epochs of 60,000 is the default budget exactly: allowed; the limit is a setting
@@ -72,7 +66,7 @@ def test_sample_epoch_budget_is_a_setting(tmp_path):
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", max_sample_epochs=100_000)
     with TestClient(create_app(settings)) as client:
-        body = _problem(client.post("/jobs", json={"backend": "numpy", "epochs": 2}), 422)
+        body = assert_problem(client.post("/jobs", json={"backend": "numpy", "epochs": 2}), 422)
         assert "120,000" in body["detail"] and "100,000" in body["detail"]
         assert client.post("/jobs", json={"backend": "numpy", "epochs": 1, "train_limit": 50_000}).status_code == 202
 
@@ -81,39 +75,39 @@ def test_a_full_queue_answers_429_with_retry_after(client):
     for _ in range(3):
         assert client.post("/jobs", json={"backend": "torch"}).status_code == 202
     response = client.post("/jobs", json={"backend": "torch"})
-    body = _problem(response, 429)
+    body = assert_problem(response, 429)
     assert response.headers["retry-after"].isdigit()
     assert "MLPLAB_MAX_QUEUED" in body["detail"]
     assert _job_count(client) == 3
 
 
 def test_unknown_things_are_404(client):
-    _problem(client.get("/jobs/999"), 404)
-    _problem(client.post("/jobs/999/cancel"), 404)
-    _problem(client.get("/jobs/999/losses"), 404)
-    _problem(client.get("/models/999/accuracy"), 404)
-    _problem(client.get("/models/999/confusion-matrix"), 404)
-    _problem(client.post("/models/999/predict", json={"pixels": [0] * 784}), 404)
-    _problem(client.get("/datasets/cifar/test/0.png"), 422)  # not one of the datasets: named in the message
-    _problem(client.get("/datasets/mnist/test/10000.png"), 404)
-    _problem(client.get("/nowhere"), 404)
+    assert_problem(client.get("/jobs/999"), 404)
+    assert_problem(client.post("/jobs/999/cancel"), 404)
+    assert_problem(client.get("/jobs/999/losses"), 404)
+    assert_problem(client.get("/models/999/accuracy"), 404)
+    assert_problem(client.get("/models/999/confusion-matrix"), 404)
+    assert_problem(client.post("/models/999/predict", json={"pixels": [0] * 784}), 404)
+    assert_problem(client.get("/datasets/cifar/test/0.png"), 422)  # not one of the datasets: named in the message
+    assert_problem(client.get("/datasets/mnist/test/10000.png"), 404)
+    assert_problem(client.get("/nowhere"), 404)
 
 
 def test_queued_job_is_not_a_model_yet(client):
     job = client.post("/jobs", json={"backend": "numpy"}).json()
     for path in (f"/models/{job['id']}/accuracy", f"/models/{job['id']}/confusion-matrix",
                  f"/models/{job['id']}/predictions/test/0", f"/models/{job['id']}/weights"):
-        body = _problem(client.get(path), 409)
+        body = assert_problem(client.get(path), 409)
         assert "queued" in body["detail"]
-    _problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409)
+    assert_problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409)
 
 
 def test_bad_query_parameters(client):
-    _problem(client.get("/jobs", params={"status": "sleeping"}), 422)
-    _problem(client.get("/jobs", params={"limit": 0}), 422)
-    _problem(client.get("/jobs", params={"offset": -1}), 422)
-    _problem(client.get("/models", params={"sort": "name"}), 422)
-    _problem(client.get("/jobs/abc"), 422)
+    assert_problem(client.get("/jobs", params={"status": "sleeping"}), 422)
+    assert_problem(client.get("/jobs", params={"limit": 0}), 422)
+    assert_problem(client.get("/jobs", params={"offset": -1}), 422)
+    assert_problem(client.get("/models", params={"sort": "name"}), 422)
+    assert_problem(client.get("/jobs/abc"), 422)
 
 
 def test_token_guards_writes_and_optionally_reads(tmp_path):
@@ -121,16 +115,16 @@ def test_token_guards_writes_and_optionally_reads(tmp_path):
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token")
     with TestClient(create_app(settings)) as client:
-        body = _problem(client.post("/jobs", json={"backend": "numpy"}), 401)
+        body = assert_problem(client.post("/jobs", json={"backend": "numpy"}), 401)
         assert "s3cret" not in str(body)
-        _problem(client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403)
+        assert_problem(client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403)
         assert client.get("/jobs").status_code == 200  # reads stay open
         assert _job_count(client) == 0
         ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 202
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token", protect_reads=True)
     with TestClient(create_app(settings)) as client:
-        _problem(client.get("/jobs"), 401)
+        assert_problem(client.get("/jobs"), 401)
         assert client.get("/jobs", headers={"authorization": "Bearer s3cret-token"}).json()["count"] == 1
         assert client.get("/healthz").status_code == 200  # probes never need the token
 
@@ -139,4 +133,4 @@ def test_cancel_a_queued_job_at_once(client):
     job = client.post("/jobs", json={"backend": "numpy"}).json()
     cancelled = client.post(f"/jobs/{job['id']}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
-    _problem(client.post(f"/jobs/{job['id']}/cancel"), 409)
+    assert_problem(client.post(f"/jobs/{job['id']}/cancel"), 409)

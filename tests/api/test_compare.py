@@ -13,6 +13,7 @@ from service.ml.data import DATASETS
 from service.settings import Settings
 from tests.conftest import real_data_dir
 from workers.worker import run_worker
+from tests.conftest import assert_problem
 
 TINY = {"backend": "numpy", "hidden_layers": [16], "activation": "relu", "init": "he", "optimizer": "adam",
         "learning_rate": 0.01, "epochs": 2, "train_limit": 600, "batch_size": 30, "log_every": 5}
@@ -37,11 +38,6 @@ def world(tmp_path_factory):
             assert job["status"] == "succeeded", job["error"]  # Fashion-MNIST: apt-get install dataset-fashion-mnist
         yield client, {"a": a, "b": b, "fashion": fashion, "queued": queued, "cancelled": cancelled}
 
-
-def _problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text[:500]
-    assert response.headers["content-type"] == "application/problem+json"
-    return response.json()
 
 
 def _png(response, min_size=(200, 150)) -> Image.Image:
@@ -90,9 +86,9 @@ def test_compare_puts_hyperparameters_side_by_side(world):
 def test_compare_refuses_what_it_cannot_compare(world, ids, status, says):
     client, known = world
     for path in ("/compare", "/compare.png"):
-        problem = _problem(client.get(path, params={"ids": ids.format(**known)}), status)
+        problem = assert_problem(client.get(path, params={"ids": ids.format(**known)}), status)
         assert says in problem["detail"]
-    assert _problem(client.get("/compare"), 422)["invalid_params"][0]["name"] == "query.ids"
+    assert assert_problem(client.get("/compare"), 422)["invalid_params"][0]["name"] == "query.ids"
 
 
 def test_figures_of_a_model_are_pngs(world):
@@ -109,14 +105,14 @@ def test_figures_of_a_model_are_pngs(world):
 def test_figures_refuse_unknown_untrained_and_invalid(world):
     client, ids = world
     for figure in ("confusion-matrix.png", "loss-curve.png", "mistakes.png"):
-        assert _problem(client.get(f"/models/999999/{figure}"), 404)["detail"] == "There is no model 999999."
-        assert "is queued" in _problem(client.get(f"/models/{ids['queued']}/{figure}"), 409)["detail"]
+        assert assert_problem(client.get(f"/models/999999/{figure}"), 404)["detail"] == "There is no model 999999."
+        assert "is queued" in assert_problem(client.get(f"/models/{ids['queued']}/{figure}"), 409)["detail"]
     for figure in ("confusion-matrix.png", "mistakes.png"):
-        _problem(client.get(f"/models/{ids['a']}/{figure}", params={"split": "validation"}), 422)
+        assert_problem(client.get(f"/models/{ids['a']}/{figure}", params={"split": "validation"}), 422)
     for limit in (0, 101):
-        problem = _problem(client.get(f"/models/{ids['a']}/mistakes.png", params={"limit": limit}), 422)
+        problem = assert_problem(client.get(f"/models/{ids['a']}/mistakes.png", params={"limit": limit}), 422)
         assert problem["invalid_params"][0]["name"] == "query.limit"
-    _problem(client.get(f"/models/{ids['a']}/loss-curve.png", params={"x": "time"}), 422)
+    assert_problem(client.get(f"/models/{ids['a']}/loss-curve.png", params={"x": "time"}), 422)
 
 
 def test_fashion_mnist_models_carry_its_class_names(world):

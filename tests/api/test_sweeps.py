@@ -12,6 +12,7 @@ from service.ml.spec import TrainSpec
 from service.settings import Settings
 from tests.conftest import real_data_dir
 from workers.worker import run_worker
+from tests.conftest import assert_problem
 
 NOTEBOOK = {
     "base": {"backend": "numpy", "activation": "sigmoid", "optimizer": "sgd"},
@@ -28,11 +29,6 @@ def settings(tmp_path) -> Settings:
 def _jobs(client) -> list[dict]:
     return client.get("/jobs", params={"limit": 500}).json()["data"]
 
-
-def _problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    return response.json()
 
 
 def test_the_notebooks_experiment_is_one_request(client):
@@ -69,14 +65,14 @@ def test_the_notebooks_experiment_is_one_request(client):
 ])
 def test_an_invalid_grid_is_refused_whole_and_names_the_value(client, body, name, says):
     body = {"base": {"backend": "numpy"} | body.get("base", {}), "grid": body["grid"]}
-    problem = _problem(client.post("/sweeps", json=body), 422)
+    problem = assert_problem(client.post("/sweeps", json=body), 422)
     assert name in [p["name"] for p in problem["invalid_params"]], problem
     assert says in problem["detail"]
     assert _jobs(client) == []  # not one job of the valid combinations was created
 
 
 def test_the_sweep_limit_is_named(client):
-    problem = _problem(client.post("/sweeps", json={"base": {"backend": "numpy"},
+    problem = assert_problem(client.post("/sweeps", json={"base": {"backend": "numpy"},
                                                     "grid": {"seed": [0, 1, 2, 3], "epochs": [1, 2, 3]}}), 422)
     assert "4 x 3 = 12 jobs; the limit is 10" in problem["detail"]
 
@@ -85,7 +81,7 @@ def test_the_queue_limit_holds_for_the_whole_sweep(client):
     assert client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(10))}}).status_code == 202
     assert client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(5))}}).status_code == 202
     over = client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(6))}})
-    problem = _problem(over, 429)
+    problem = assert_problem(over, 429)
     assert over.headers["retry-after"] == "30"
     assert "adds 6 jobs to the 15 queued; the limit is 20 (MLPLAB_MAX_QUEUED)" in problem["detail"]
     assert len(_jobs(client)) == 15  # none of the six
@@ -96,12 +92,12 @@ def test_the_queue_limit_holds_for_the_whole_sweep(client):
 def test_a_sweep_needs_the_writer_token(tmp_path):
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret")
     with TestClient(create_app(settings)) as client:
-        _problem(client.post("/sweeps", json=NOTEBOOK), 401)
+        assert_problem(client.post("/sweeps", json=NOTEBOOK), 401)
         assert client.post("/sweeps", json=NOTEBOOK, headers={"Authorization": "Bearer s3cret"}).status_code == 202
 
 
 def test_an_unknown_sweep_is_a_404(client):
-    problem = _problem(client.get("/sweeps/nope"), 404)
+    problem = assert_problem(client.get("/sweeps/nope"), 404)
     assert problem["detail"] == "There is no sweep nope."
 
 

@@ -8,7 +8,6 @@ directory is missing is tests/workers/test_worker.py::test_a_failing_job_is_reco
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 import time
@@ -19,14 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import assert_problem
 from tests.e2e.conftest import start_service
 
 LIMIT = 100_000  # MLPLAB_MAX_UPLOAD_BYTES for this server
 MAX_IMAGES = 5  # MLPLAB_MAX_BATCH_IMAGES
 TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500}
-PROBLEM = "application/problem+json"
-LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))]))
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +52,11 @@ def state(client: httpx.Client) -> tuple[int, list[int]]:
     return client.get("/jobs").json()["count"], [m["id"] for m in client.get("/models").json()["data"]]
 
 
-def problem(response: httpx.Response, status: int, *says: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    assert not LEAKS.search(response.text), response.text  # no traceback, no path of the installation
-    for text in says:
-        assert text in body["detail"], body["detail"]
-    return body
-
 
 def refused(client: httpx.Client, model: int, status: int, *says: str, **request) -> dict:
     """POST the request to /models/{model}/predict: `status`, problem+json saying `says`, nothing changed."""
     before = state(client)
-    body = problem(client.post(f"/models/{model}/predict", **request), status, *says)
+    body = assert_problem(client.post(f"/models/{model}/predict", **request), status, *says)
     assert state(client) == before
     return body
 
@@ -193,7 +180,7 @@ def test_predicting_from_a_model_still_training_is_409(svc, client, model):
         svc.wait_job(client, job["id"], statuses=("running",), timeout=60)
         body = refused(client, job["id"], 409, f"Job {job['id']} is running", json={"pixels": [0] * 784})
         assert body["title"] == "Model not trained"
-        problem(client.get(f"/models/{job['id']}/accuracy"), 409, "running")
+        assert_problem(client.get(f"/models/{job['id']}/accuracy"), 409, "running")
     finally:
         client.post(f"/jobs/{job['id']}/cancel")
     assert svc.wait_job(client, job["id"], timeout=30)["status"] == "cancelled"
@@ -210,9 +197,9 @@ def test_a_diverging_loss_fails_the_job_naming_epoch_step_and_rate_and_stores_no
     assert re.search(r"diverged: .* at epoch 1, step \d+ \(learning rate 10\)", final["error"]), final["error"]
     assert "Traceback" not in final["error"]
     assert final["train_accuracy"] is None and final["test_accuracy"] is None
-    problem(client.get(f"/models/{job['id']}/accuracy"), 409, "failed")
-    problem(client.get(f"/models/{job['id']}/weights"), 409, "failed")
-    problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409, "failed")
+    assert_problem(client.get(f"/models/{job['id']}/accuracy"), 409, "failed")
+    assert_problem(client.get(f"/models/{job['id']}/weights"), 409, "failed")
+    assert_problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409, "failed")
     assert state(client)[1] == models_before
     # the worker goes on: the next job trains
     after = client.post("/jobs", json=TINY | {"seed": 3}).json()

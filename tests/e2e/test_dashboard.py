@@ -6,7 +6,6 @@ Screenshots of each step land in artifacts/dashboard/ (kept by CI as test artifa
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
