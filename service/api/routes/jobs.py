@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.schemas import EpochPoint, JobPublic, JobsPublic, LossPoint, Progress
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
+from service.ml.data import DATASETS
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
@@ -35,9 +36,10 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
     if spec.n_parameters > settings.max_parameters:
         raise invalid("hidden_layers", f"this network has {spec.n_parameters:,} parameters; "
                       f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)")
-    images = spec.train_limit or 60_000
-    if spec.epochs * min(images, 60_000) > settings.max_sample_epochs:
-        raise invalid("epochs", f"epochs x training images = {spec.epochs * min(images, 60_000):,}; "
+    available = DATASETS[spec.dataset].splits["train"]
+    samples = spec.epochs * min(spec.train_limit or available, available)
+    if samples > settings.max_sample_epochs:
+        raise invalid("epochs", f"epochs x training images = {samples:,}; "
                       f"the limit is {settings.max_sample_epochs:,} (MLPLAB_MAX_SAMPLE_EPOCHS)")
 
 
