@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.openapi import add_parameter_examples
 from service.api.routes import compare, datasets, events, health, jobs, models, plots, predictions, sweeps, web
 from service.errors import install_error_handlers
 from service.inference import Inference
@@ -44,5 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)
     web.mount(app)
+    add_parameter_examples(app)
     install_error_handlers(app)
     return app

@@ -69,6 +69,11 @@ class SweepPublic(BaseModel):
     status: dict[JobStatusName, int] = Field(description="How many of its jobs are in each state.")
 
 
+class SweepsPublic(BaseModel):
+    data: list[SweepPublic]
+    count: int
+
+
 class LossPoint(BaseModel):
     epoch: int
     step: int

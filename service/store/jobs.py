@@ -459,6 +459,14 @@ def list_jobs(
     return list(rows), count
 
 
+def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
+    """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
+    query = (select(Job.sweep_id).where(Job.sweep_id.is_not(None)).group_by(Job.sweep_id)
+             .order_by(func.max(Job.id).desc()).limit(limit).offset(offset))
+    count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
+    return [sweep_id for sweep_id in session.scalars(query)], count
+
+
 def count_queued(session: Session) -> int:
     """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED)."""
     return session.scalar(select(func.count()).select_from(Job).where(Job.status == QUEUED)) or 0

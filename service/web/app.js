@@ -101,7 +101,7 @@ function heatmap(matrix, classes, onCell) {
 function progressBar(job) {
   const p = job.progress || {};
   const frac = job.status === "succeeded" ? 1 : p.steps ? (p.step || 0) / p.steps : 0;
-  const label = job.status === "running" || job.status === "queued"
+  const label = job.status === "queued" ? "queued: waiting for a worker" : job.status === "running"
     ? `epoch ${p.epoch ?? "–"}/${p.epochs} · step ${p.step ?? 0}/${p.steps ?? "?"} · loss ${p.loss == null ? "–" : p.loss.toFixed(4)}`
     : job.status;
   return `<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${Math.round(100 * frac)}" aria-label="progress of job ${job.id}"><span style="width:${(100 * frac).toFixed(1)}%"></span></div>
@@ -214,7 +214,7 @@ async function jobsPage() {
           <div class="actions"><button id="sweep" type="button" class="secondary">Submit sweep</button></div>
           <div id="sweep-problem"></div></details>
       </section>
-      <section class="card" aria-labelledby="sweeps-h"><h2 id="sweeps-h">Sweeps</h2><div id="sweeps"><p class="muted">Sweeps you submit from this browser appear here.</p></div></section>
+      <section class="card" aria-labelledby="sweeps-h"><h2 id="sweeps-h">Sweeps</h2><div id="sweeps"><p class="muted">No sweeps yet: open "Sweep a grid" below the form.</p></div></section>
     </div>
     <section class="card" style="margin-top:1rem" aria-labelledby="jobs-h"><h2 id="jobs-h">All jobs</h2><div class="scroll" id="jobs"></div></section>`;
   const form = specForm(schema);
@@ -238,20 +238,18 @@ async function jobsPage() {
     if (!base) return;
     for (const k of Object.keys(grid)) delete base[k];
     try {
-      const sweep = await api("/sweeps", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ base, grid }) });
-      const mine = JSON.parse(localStorage.getItem("mlplab.sweeps") || "[]");
-      localStorage.setItem("mlplab.sweeps", JSON.stringify([sweep.id, ...mine.filter((s) => s !== sweep.id)].slice(0, 10)));
+      await api("/sweeps", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ base, grid }) });
       await Promise.all([renderSweeps(), renderJobs()]);
     } catch (err) { $("#sweep-problem").innerHTML = problemHtml(err); }
   });
   await Promise.all([renderJobs(), renderSweeps()]);
-  const timer = setInterval(() => (location.hash === "" || location.hash === "#/" ? renderJobs(false).catch(() => {}) : clearInterval(timer)), 4000);
+  const timer = setInterval(() => (location.hash === "" || location.hash === "#/"
+    ? Promise.all([renderJobs(false), renderSweeps()]).catch(() => {}) : clearInterval(timer)), 4000);
 }
 
 async function renderSweeps() {
-  const ids = JSON.parse(localStorage.getItem("mlplab.sweeps") || "[]");
-  if (!ids.length) return;
-  const sweeps = (await Promise.all(ids.map((id) => api(`/sweeps/${id}`).catch(() => null)))).filter(Boolean);
+  const sweeps = (await api("/sweeps?limit=5")).data;
+  if (!sweeps.length) return;
   $("#sweeps").innerHTML = sweeps.map((s) => `<div style="margin-bottom:.8rem"><strong>Sweep ${esc(s.id.slice(0, 8))}</strong>
     <span class="muted">${s.count} jobs · ${Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ")}</span>
     <div><a href="#/compare?ids=${s.jobs.filter((j) => j.status === "succeeded").map((j) => j.id).join(",")}">compare its models</a></div>

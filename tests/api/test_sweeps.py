@@ -115,3 +115,17 @@ def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
     assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.5
     assert done["jobs"][-1]["id"] == cancelled and done["jobs"][-1]["test_accuracy"] is None
     assert done["grid"] == {"learning_rate": [0.001, 0.5, 0.05]}  # activation took one value: it is shared
+
+
+def test_sweeps_are_listed_newest_first(client):
+    assert client.get("/sweeps").json() == {"data": [], "count": 0}
+    first = client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": [1, 2]}}).json()
+    client.post("/jobs", json={"backend": "numpy"})  # a lone job is no sweep
+    second = client.post("/sweeps", json={"base": {"backend": "torch"}, "grid": {"init": ["he", "glorot"]}}).json()
+    listed = client.get("/sweeps").json()
+    assert listed["count"] == 2
+    assert [s["id"] for s in listed["data"]] == [second["id"], first["id"]]
+    assert listed["data"][1]["grid"] == {"seed": [1, 2]} and listed["data"][1]["count"] == 2
+    page = client.get("/sweeps", params={"limit": 1, "offset": 1}).json()
+    assert page["count"] == 2 and [s["id"] for s in page["data"]] == [first["id"]]
+    assert_problem(client.get("/sweeps", params={"limit": 0}), 422)

@@ -125,6 +125,21 @@ def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):
         assert client.get("/jobs").json()["count"] == before
 
 
+def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
+    page.goto("/")
+    page.wait_for_selector("#spec-backend")
+    fill_spec(page, SMALL | {"epochs": "1", "train_limit": "500"})
+    page.click("summary:has-text('Sweep a grid')")
+    page.fill("#grid", '{"seed": [1, 2, 3]}')
+    page.click("#sweep")
+    page.wait_for_selector("#sweeps table")
+    card = page.locator("#sweeps > div").first
+    assert "3 jobs" in card.inner_text()
+    assert card.locator("tbody tr").count() == 3
+    assert sorted(card.locator("tbody tr td:nth-child(2)").all_inner_texts()) == ["seed=1", "seed=2", "seed=3"]
+    shot(page, "06-sweep")
+
+
 def test_dataset_browser_and_phone_layout(browser, service):
     context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=service.url)
     page = context.new_page()
@@ -135,9 +150,9 @@ def test_dataset_browser_and_phone_layout(browser, service):
     page.wait_for_selector("text=48–95 of 10,000")
     # nothing wider than the screen: the page scrolls vertically only
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(ARTIFACTS / "06-phone-datasets.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "07-phone-datasets.png"), full_page=True)
     page.goto("/")
     page.wait_for_selector("#spec-backend")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(ARTIFACTS / "07-phone-jobs.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "08-phone-jobs.png"), full_page=True)
     context.close()

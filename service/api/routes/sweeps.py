@@ -6,19 +6,19 @@ import itertools
 import json
 import math
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.routes.jobs import check_budget, job_public
-from service.api.schemas import SweepCreate, SweepPublic
+from service.api.schemas import SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
-from service.store.jobs import JobStatus, count_queued, enqueue_job, list_jobs
+from service.store.jobs import JobStatus, count_queued, enqueue_job, list_jobs, list_sweep_ids
 from service.store.models import Job
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
@@ -136,6 +136,16 @@ def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, 
     public = sweep_public(sweep_id, jobs)
     session.commit()  # release the write lock in this thread hop (see jobs.cancel)
     return public
+
+
+@router.get("", response_model=SweepsPublic)
+def read_sweeps(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0,
+) -> SweepsPublic:
+    """Sweeps, newest first, each with its jobs best first."""
+    ids, count = list_sweep_ids(session, limit=limit, offset=offset)
+    data = [sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0]) for sweep_id in ids]
+    return SweepsPublic(data=data, count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
