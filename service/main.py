@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
+    app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)

@@ -20,6 +20,11 @@ def test_every_operation_has_a_tag_a_summary_and_examples(client):
             assert has_example or body_schema.get("format") == "binary" or "properties" in body_schema, where
 
 
-def test_the_docs_ui_is_served(client):
+def test_the_docs_ui_is_served_without_a_cdn(client):
     response = client.get("/docs")
     assert response.status_code == 200 and "swagger-ui" in response.text
+    assert "cdn" not in response.text and "https://" not in response.text
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css"):
+        assert asset in response.text
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100_000 and "max-age" in served.headers["cache-control"]

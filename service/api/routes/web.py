@@ -1,11 +1,14 @@
-"""The dashboard: one HTML page and its static assets, served with cache headers."""
+"""The dashboard and the OpenAPI docs UI: pages and their assets, all served from here with cache
+headers. Nothing comes from a CDN, so both work on a machine without internet."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from swagger_ui_bundle import swagger_ui_path
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -28,6 +31,15 @@ def dashboard() -> FileResponse:
     return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/docs")
+def docs() -> HTMLResponse:
+    # FastAPI's own /docs loads Swagger UI from a CDN; these are the same files, vendored by a package.
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="mlplab API", swagger_favicon_url="data:,",
+                               swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                               swagger_css_url="/static/swagger/swagger-ui.css")
+
+
 def mount(app: FastAPI) -> None:
     app.include_router(router)
+    app.mount("/static/swagger", CachedStatic(directory=swagger_ui_path), name="swagger")
     app.mount("/static", CachedStatic(directory=WEB), name="static")
