@@ -136,21 +136,26 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
 
 
 def backward(
-    params: Params, a: list[np.ndarray], p: np.ndarray, y: np.ndarray, activation: str, l2: float
+    params: Params, a: list[np.ndarray], p: np.ndarray, y: np.ndarray, activation: str, l2: float,
+    scale: float = 1.0,
 ) -> Params:
-    """Gradients (dW, db) of the objective for every layer, from the forward pass's activations."""
+    """Gradients (dW, db) of the objective for every layer, from the forward pass's activations.
+
+    Every gradient is linear in the output delta, so `scale` (plain SGD passes its learning rate)
+    multiplies them all by scaling that small (m, classes) array once, instead of each dW after.
+    """
     _, f_prime = ACTIVATIONS[activation]
     m = len(y)
     delta = p.copy()
     delta[np.arange(m), y] -= 1.0
-    delta /= m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
+    delta *= scale / m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
     grads: Params = []
     for layer in range(len(params) - 1, -1, -1):
         W, _ = params[layer]
         a_prev = a[layer]  # (m, n(l-1))
         dW = a_prev.T @ delta  # (n(l-1), nl)
         if l2:
-            dW += l2 * W
+            dW += (scale * l2) * W
         db = delta.sum(axis=0)  # (nl,)
         grads.append((dW, db))
         if layer > 0:
@@ -188,14 +193,14 @@ class NumpyMLP:
         with np.errstate(over="ignore", invalid="ignore"):
             a = forward(self.params, X, spec.activation)
             loss, p = cross_entropy(a[-1], y)
-            grads = backward(self.params, a, p, y, spec.activation, spec.l2)
+            sgd = spec.optimizer == "sgd"
+            grads = backward(self.params, a, p, y, spec.activation, spec.l2, scale=lr if sgd else 1.0)
         self.t += 1
         lr32 = np.float32(lr)
         for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads)):
             for j, (theta, g) in enumerate(((W, dW), (b, db))):
-                if spec.optimizer == "sgd":
-                    g *= lr32  # the gradient is ours to overwrite: no temporary the size of W
-                    theta -= g
+                if sgd:
+                    theta -= g  # already lr x gradient
                 elif spec.optimizer == "momentum":
                     # torch's form: v = mu v + g; theta -= lr v
                     v = self.velocity[i][j]
