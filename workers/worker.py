@@ -262,5 +262,21 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run_worker(get_settings(), once=args.once, stop_event=stop)
+    # The loop runs in a thread and the main thread only waits: Python runs signal handlers in the
+    # main thread between bytecodes, so a main thread inside a seconds-long matrix product would
+    # hear nothing until it returned, and two signals sent meanwhile would arrive as one.
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            run_worker(get_settings(), once=args.once, stop_event=stop)
+        except BaseException as exc:  # re-raised in the main thread, as if the loop had run there
+            failure.append(exc)
+
+    thread = threading.Thread(target=loop, name="worker-loop")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        raise failure[0]
     return 0
