@@ -49,6 +49,11 @@ def not_found(what: str, key: Any) -> ProblemError:
     return ProblemError(404, f"{what.capitalize()} not found", f"There is no {what} {key}.")
 
 
+def not_trained(job_id: int, status: str) -> ProblemError:
+    return ProblemError(409, "Model not trained",
+                        f"Job {job_id} is {status}: it becomes a model only once it has succeeded.")
+
+
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
     return ProblemError(status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}])
 

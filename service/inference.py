@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import ProblemError, not_found
+from service.errors import ProblemError, not_found, not_trained
 from service.ml.data import DataError, Dataset, load_dataset
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
@@ -58,8 +58,7 @@ class Inference:
                 job = get_job(session, job_id)
                 if job is None:
                     raise not_found("model", job_id)
-                raise ProblemError(409, "Model not trained",
-                                   f"Job {job_id} is {job.status}: it becomes a model only once it has succeeded.")
+                raise not_trained(job_id, job.status)
             return load_weights(model.weights)
 
     async def weights(self, job_id: int) -> Weights:

@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.errors import ProblemError, not_found
+from service.errors import ProblemError, not_found, not_trained
 from service.inference import Inference
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.jobs import JobStatus, get_job, get_model
+from service.store.jobs import get_job, get_model
 from service.store.models import Job, TrainedModel
 
 
@@ -44,20 +44,13 @@ def _job(job_id: int, session: SessionDep) -> Job:
     return job
 
 
-def not_trained(job: Job) -> ProblemError:
-    return ProblemError(
-        409, "Model not trained",
-        f"Job {job.id} is {job.status}: it becomes a model only once it has succeeded.",
-    )
-
-
 def _model(job_id: int, session: SessionDep) -> TrainedModel:
     model = get_model(session, job_id)
     if model is None:
         job = get_job(session, job_id)
         if job is None:
             raise not_found("model", job_id)
-        raise not_trained(job)
+        raise not_trained(job.id, job.status)
     return model
 
 
@@ -93,4 +86,4 @@ async def require_reader(request: Request) -> None:
 WriterDep = Depends(require_writer)
 ReaderDep = Depends(require_reader)
 
-__all__ = ["JobStatus", "SessionDep", "SettingsDep", "InferenceDep", "JobDep", "ModelDep", "WriterDep", "ReaderDep"]
+__all__ = ["SessionDep", "SettingsDep", "InferenceDep", "JobDep", "ModelDep", "WriterDep", "ReaderDep"]

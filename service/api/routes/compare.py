@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep, not_trained
+from service.api.deps import ReaderDep, SessionDep
 from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
-from service.errors import PROBLEM_RESPONSES, invalid, not_found
+from service.errors import PROBLEM_RESPONSES, invalid, not_found, not_trained
 from service.ml.spec import TrainSpec
 from service.store.jobs import JobStatus, get_epochs, get_job, get_losses, job_spec
 from service.store.models import Job
@@ -48,7 +48,7 @@ def trained_jobs(session: Session, ids: list[int]) -> list[Job]:
         jobs.append(job)
     for job in jobs:
         if job.status != JobStatus.succeeded:
-            raise not_trained(job)
+            raise not_trained(job.id, job.status)
     return jobs
 
 
