@@ -17,14 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import LEAKS
 from tests.e2e.conftest import Service, start_service, wait_for
 
 # BLAS and torch on one thread each: 2-4 workers on a 2-core runner must not oversubscribe it.
 ONE_THREAD = {"MLPLAB_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 1}  # 8 steps
 # What no response may show: a traceback or a path of the installation.
-LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))]))
 # 5,000 steps, a loss recorded for each: several seconds, so both workers are mid-job when the burst comes.
 BUSY = {"backend": "numpy", "hidden_layers": [512, 256], "epochs": 2, "train_limit": 40000, "batch_size": 16,
         "log_every": 1}
@@ -51,6 +50,18 @@ def busy_service(tmp_path):
     svc.stop()
 
 
+
+def fire_at_once(url: str, requests: list[tuple[str, str, dict | None]]) -> tuple[list[httpx.Response], float]:
+    """Send every (method, path, json) at the same time, one connection each; the responses and the seconds taken."""
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.request(method, path, json=body) for method, path, body in requests))
+
+    started = time.monotonic()
+    responses = asyncio.run(burst())
+    return responses, time.monotonic() - started
+
 def test_200_concurrent_requests_while_two_workers_write_progress(busy_service):
     """Reads, submissions and predictions at once, while two workers record a loss every step."""
     svc = busy_service
@@ -74,14 +85,7 @@ def test_200_concurrent_requests_while_two_workers_write_progress(busy_service):
     assert len(requests) == 200
     random.Random(0).shuffle(requests)
 
-    async def burst() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=svc.url, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(client.request(method, path, json=body) for method, path, body in requests))
-
-    started = time.monotonic()
-    responses = asyncio.run(burst())
-    seconds = time.monotonic() - started
+    responses, seconds = fire_at_once(svc.url, requests)
     statuses = collections.Counter(r.status_code for r in responses)
     print(f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}")
     assert all(200 <= r.status_code < 300 for r in responses), [(r.request.url, r.status_code, r.text[:300])
@@ -109,14 +113,7 @@ def test_100_submissions_and_100_cancels_at_once(tmp_path):
         requests = [("POST", "/jobs", TINY)] * 100 + [("POST", f"/jobs/{job_id}/cancel", None) for job_id in queued]
         random.Random(1).shuffle(requests)
 
-        async def burst() -> list[httpx.Response]:
-            limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
-            async with httpx.AsyncClient(base_url=svc.url, timeout=60, limits=limits) as client:
-                return await asyncio.gather(*(client.request(m, path, json=body) for m, path, body in requests))
-
-        started = time.monotonic()
-        responses = asyncio.run(burst())
-        seconds = time.monotonic() - started
+        responses, seconds = fire_at_once(svc.url, requests)
         print(f"\n100 submissions and 100 cancels at once, answered in {seconds:.1f} s")
         assert sorted(r.status_code for r in responses) == [200] * 100 + [202] * 100, \
             collections.Counter(r.status_code for r in responses)
