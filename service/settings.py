@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     torch_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads; 0 = the machine's cores.")
+    torch_cpu_matmul: Literal["onednn", "blas"] = Field(
+        "onednn", description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL)."
+    )
 
     def torch_thread_count(self) -> int:
         return self.torch_threads or (os.cpu_count() or 1)

@@ -113,7 +113,7 @@ def run_job(
         result = train(
             spec, data, recorder.on_progress, lambda: stop.is_set() or lease.stopping(),
             resume=resume, on_checkpoint=recorder.on_checkpoint,
-            device=settings.torch_device, threads=settings.torch_thread_count(),
+            device=settings.torch_device, threads=settings.torch_thread_count(), cpu_matmul=settings.torch_cpu_matmul,
         )  # fmt: skip
     except TrainingCancelled:
         pass

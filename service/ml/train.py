@@ -90,6 +90,7 @@ def train(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     device: str = "auto",
     threads: int | None = None,
+    cpu_matmul: str = "onednn",
 ) -> TrainResult:
     """Train spec's network on data; on_progress every log_every steps and at each epoch's end
     (the epoch's last step's loss, then its EpochEnd).
@@ -110,7 +111,7 @@ def train(
     if spec.backend == "torch":
         from .torch_mlp import TorchMLP  # the API imports this module's dataclasses, never torch
 
-        net = TorchMLP(spec, device=device, threads=threads)
+        net = TorchMLP(spec, device=device, threads=threads, cpu_matmul=cpu_matmul)
         X_dev, y_dev = net.to_device(X, y)
         step_fn = lambda idx, lr: net.step_indexed(X_dev, y_dev, idx, lr)  # noqa: E731
     else:

@@ -23,13 +23,23 @@ def _run(spec, data, **kw):
     return result, losses
 
 
+@pytest.fixture(params=["onednn", "blas"])
+def cpu_matmul(request, monkeypatch):
+    """Both libraries for torch's products on CPU; oneDNN on every layer, however small."""
+    if request.param == "onednn":
+        from service.ml import torch_mlp
+
+        monkeypatch.setattr(torch_mlp, "ONEDNN_MIN_WEIGHTS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
-def test_numpy_and_torch_agree_step_by_step(activation, tiny_dataset):
+def test_numpy_and_torch_agree_step_by_step(activation, cpu_matmul, tiny_dataset):
     """Same initial weights, same batches, plain SGD: the two backends trace the same losses."""
     common = dict(hidden_layers=[64, 32], activation=activation, optimizer="sgd", learning_rate=0.1,
                   epochs=1, batch_size=12, log_every=1)
     np_result, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
-    t_result, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu")
+    t_result, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul)
     assert len(np_losses) == len(t_losses) == 50
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
     images = tiny_dataset.test_images
@@ -37,11 +47,11 @@ def test_numpy_and_torch_agree_step_by_step(activation, tiny_dataset):
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-def test_numpy_and_torch_optimizers_agree(optimizer, tiny_dataset):
+def test_numpy_and_torch_optimizers_agree(optimizer, cpu_matmul, tiny_dataset):
     common = dict(hidden_layers=[32], activation="relu", optimizer=optimizer, learning_rate=0.01, l2=0.001,
                   epochs=1, batch_size=20, log_every=1)
     _, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
-    _, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu")
+    _, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul)
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
 
 

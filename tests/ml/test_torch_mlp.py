@@ -1,0 +1,81 @@
+"""The torch backend's oneDNN linear layer: same numbers as nn.Linear, and actually used on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from service.ml import torch_mlp
+from service.ml.spec import TrainSpec
+from service.ml.torch_mlp import Linear, TorchMLP
+
+pytestmark = pytest.mark.skipif(not torch_mlp.onednn_available(), reason="this torch build has no oneDNN")
+
+
+def _grads(layer_fn, x, weight, bias, grad_out):
+    x, weight, bias = (t.detach().clone().requires_grad_(True) for t in (x, weight, bias))
+    out = layer_fn(x, weight, bias)
+    out.backward(grad_out)
+    return out.detach(), x.grad, weight.grad, bias.grad
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+@pytest.mark.parametrize("fan_in, fan_out", [(784, 500), (250, 100), (33, 129)])
+def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_in, fan_out):
+    g = torch.Generator().manual_seed(batch * fan_in + fan_out)
+    x = torch.rand(batch, fan_in, generator=g)
+    weight = torch.randn(fan_out, fan_in, generator=g) / fan_in**0.5
+    bias = torch.randn(fan_out, generator=g)
+    grad_out = torch.randn(batch, fan_out, generator=g)
+    layer = Linear(fan_in, fan_out, onednn=True)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    x1 = x.clone().requires_grad_(True)
+    out = layer(x1)  # the module, then autograd's backward: what training runs
+    out.backward(grad_out)
+    expected = _grads(F.linear, x, weight, bias, grad_out)
+    for name, got, want in zip(["output", "grad x", "grad W", "grad b"],
+                               [out.detach(), x1.grad, layer.weight.grad, layer.bias.grad], expected):
+        assert got.shape == want.shape, name
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item(), msg=name)
+
+
+def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
+    X = torch.rand(batch, 784)
+    y = torch.randint(0, 10, (batch,))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        net.step(X, y, 0.1)
+    return {e.key for e in prof.key_averages()} & {"mkldnn::_linear_pointwise", "aten::addmm", "aten::mm"}
+
+
+def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
+    spec = TrainSpec(backend="torch")  # 784-500-250-100-10
+    onednn = TorchMLP(spec, device="cpu")
+    assert [m.onednn for m in onednn.model if isinstance(m, Linear)] == [True, True, True, False]
+    assert "mkldnn::_linear_pointwise" in _linear_ops(onednn)
+
+    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    assert not any(m.onednn for m in blas.model if isinstance(m, Linear))
+    assert _linear_ops(blas) == {"aten::addmm", "aten::mm"}
+
+
+def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
+    spec = TrainSpec(backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3)
+    X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
+
+    def trained():
+        net = TorchMLP(spec, device="cpu")
+        for _ in range(5):
+            net.step(X, y, 1e-3)
+        return net
+
+    a, b = trained(), trained()
+    for (Wa, ba), (Wb, bb) in zip(a.export(), b.export()):
+        assert (Wa == Wb).all() and (ba == bb).all()
+    # The state_dict is nn.Linear's: a blas model loads a oneDNN model's checkpoint as is.
+    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    blas.load_state(a.state())
+    assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export()))
