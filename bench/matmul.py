@@ -1,17 +1,23 @@
-"""One training step's matrix products in NumPy and in torch, same shapes, same loop.
+"""One training step's matrix products in NumPy, in torch's BLAS (MKL) and in oneDNN: same shapes, same loop.
 
 `python bench/matmul.py [--batch 64] [--threads 2]`: how much of the torch backend's distance from
-bench/train.py's floor is its BLAS (MKL) rather than autograd or the optimizer. Prints ms per step.
+bench/train.py's floor is the matrix library rather than autograd or the optimizer, and why the
+torch backend sends its CPU products to oneDNN (service/ml/torch_mlp.py). Prints ms per step.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import workers  # noqa: E402, F401 - first: OpenBLAS's thread timeout as in the worker, so NumPy's spinning threads do not slow the next library's rounds
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 SIZES = [784, 500, 250, 100, 10]
 
@@ -27,6 +33,20 @@ def step(lib_weights, X):
         _ = acts[layer].T @ delta
         if layer > 0:
             delta = delta @ lib_weights[layer].T
+
+
+def onednn_step(weights_out_in, X):
+    """The same products through torch's oneDNN linear kernel, with nn.Linear's (out, in) weights."""
+    lp = torch.ops.mkldnn._linear_pointwise.default
+    acts, h = [X], X
+    for W in weights_out_in:
+        h = lp(h, W, None, "none", [], "")
+        acts.append(h)
+    delta = h
+    for layer in range(len(weights_out_in) - 1, -1, -1):
+        _ = lp(delta.T, acts[layer].T, None, "none", [], "")  # dW = delta.T @ a, in (out, in)
+        if layer > 0:
+            delta = lp(delta, weights_out_in[layer].T, None, "none", [], "")  # delta @ W
 
 
 def timed(fn, repeats: int, inner: int = 200) -> float:
@@ -52,13 +72,15 @@ def main() -> None:
     weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(SIZES[:-1], SIZES[1:])]
     X = rng.random((args.batch, SIZES[0]), dtype=np.float32)
     t_weights, t_X = [torch.from_numpy(W) for W in weights], torch.from_numpy(X)
+    t_weights_out_in = [W.T.contiguous() for W in t_weights]
     rows = []
     for _ in range(2):  # interleaved, so a drifting machine shows as disagreement between rounds
-        rows.append((timed(lambda: step(weights, X), args.repeats), timed(lambda: step(t_weights, t_X), args.repeats)))
+        rows.append((timed(lambda: step(weights, X), args.repeats), timed(lambda: step(t_weights, t_X), args.repeats),
+                     timed(lambda: onednn_step(t_weights_out_in, t_X), args.repeats)))
     print(f"batch {args.batch}, {args.threads} threads; torch {torch.__version__}, numpy {np.__version__}")
-    print("round  numpy ms/step  torch ms/step  torch / numpy")
-    for i, (n, t) in enumerate(rows, 1):
-        print(f"{i:>5}  {n:>13.3f}  {t:>13.3f}  {t / n:>13.2f}")
+    print("round  numpy ms/step  torch MKL ms/step  oneDNN ms/step  MKL / numpy  oneDNN / numpy")
+    for i, (n, t, d) in enumerate(rows, 1):
+        print(f"{i:>5}  {n:>13.3f}  {t:>17.3f}  {d:>14.3f}  {t / n:>11.2f}  {d / n:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout even where the package is not installed
 
+import workers  # noqa: E402, F401 - first: the worker's OpenBLAS setting (workers/__init__.py) must precede NumPy
+
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
@@ -54,6 +56,7 @@ BEST = dict(
 # The throughput mode's network and optimizer: the service's default spec (sigmoid, glorot, plain SGD).
 THROUGHPUT = dict(activation="sigmoid", init="glorot", optimizer="sgd", learning_rate=0.1)
 THROUGHPUT_BATCHES = (64, 256)
+THROUGHPUT_EPOCHS = 3  # the median epoch: one slow epoch on a shared machine does not make the figure
 
 # The notebook's experiment: batch 64, 15 epochs, L2 0 unless --l2 is given.
 NOTEBOOK_NUMPY = [  # NumPy, plain SGD, sigmoid: (init, learning rate)
@@ -253,24 +256,26 @@ class Runner:
                       f"{event.seconds:.2f} s", file=sys.stderr, flush=True)
         return on_progress
 
-    def warm_up(self, spec: TrainSpec) -> None:
+    def warm_up(self, spec: TrainSpec, cpu_matmul: str | None = None) -> None:
         """A few untimed steps: libraries loaded, thread pools up, first-call costs paid."""
         n = min(20 * spec.batch_size, len(self.data.train_images))
         warm = spec.model_copy(update={"epochs": 1, "train_limit": n})
         try:
             with self.limits(spec.backend):
-                train(warm, self.data, device=self.args.device, threads=self.args.threads)
+                train(warm, self.data, device=self.args.device, threads=self.args.threads,
+                      cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn")
         except Exception:  # noqa: BLE001 - a failing configuration is reported by its real run
             pass
 
-    def run(self, spec: TrainSpec, label: str) -> dict:
+    def run(self, spec: TrainSpec, label: str, cpu_matmul: str | None = None) -> dict:
         """Train once; a failure (divergence or anything else) is a result, not a crash."""
         row: dict = {"label": label, "spec": spec.model_dump(), "status": "ok"}
         started = time.perf_counter()
         try:
             with self.limits(spec.backend):
                 result = train(spec, self.data, self.progress(label, spec.epochs),
-                               device=self.args.device, threads=self.args.threads)
+                               device=self.args.device, threads=self.args.threads,
+                               cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn")
         except TrainingError as exc:
             row.update(status="diverged", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a benchmark reports every failure and goes on
@@ -297,61 +302,59 @@ def n_train(args: argparse.Namespace, data: Dataset) -> int:
 
 
 def throughput(runner: Runner, args: argparse.Namespace) -> dict:
-    epochs = args.epochs or 1
+    epochs = args.epochs or THROUGHPUT_EPOCHS
     backends = [args.backend] if args.backend else ["numpy", "torch"]
+    # torch's matrix products on CPU: oneDNN (the default) and, for comparison, torch's own BLAS (MKL)
+    matmuls = [args.torch_matmul] if args.torch_matmul else ["onednn", "blas"]
+    variants = [(b, m) for b in backends for m in (matmuls if b == "torch" and args.device == "cpu" else [None])]
     n = n_train(args, runner.data)
     base = THROUGHPUT | (json.loads(args.config) if args.config else {})
     print(f"Throughput: {'-'.join(map(str, LAYERS))}, {base}, {epochs} epoch(s) of {n:,} images, "
           f"torch device {args.device}\n")
-    floors, rows = [], []
+    rows = []
 
-    def measure_floor(batch: int) -> dict:
+    def measure_floor(batch: int) -> float:
+        """Seconds per epoch of the floor's products, now."""
         with threadpool_limits(limits=args.threads, user_api="blas") if args.threads else nullcontext():
-            return matmul_step_seconds(LAYERS, batch, repeats=args.repeats)
+            return matmul_step_seconds(LAYERS, batch, repeats=args.repeats)["step_seconds"] * math.ceil(n / batch)
 
     for batch in args.batch_sizes:
-        steps = math.ceil(n / batch)
-        floor = measure_floor(batch)
-        floor |= {"steps_per_epoch": steps, "epoch_seconds": floor["step_seconds"] * steps}
-        floors.append(floor)
-        print(f"  floor, batch {batch}: {1e3 * floor['step_seconds']:.3f} ms per step "
-              f"({floor['gflops']:.1f} GFLOP/s) x {steps} steps = {floor['epoch_seconds']:.3f} s per epoch",
-              file=sys.stderr, flush=True)
-        for backend in backends:
+        for backend, matmul in variants:
             spec = runner.spec(backend=backend, batch_size=batch, epochs=epochs, **base)
-            runner.warm_up(spec)
-            row = runner.run(spec, f"{backend} b={batch}")
-            row |= {"backend": backend, "batch": batch, "floor_epoch_seconds": floor["epoch_seconds"]}
+            name = backend if matmul is None else f"{backend} ({matmul})"
+            runner.warm_up(spec, matmul)
+            # The floor just before and just after each run: the machine's speed drifts with its
+            # neighbours, and a ratio is only meaningful against the speed of the same minutes.
+            before = measure_floor(batch)
+            row = runner.run(spec, f"{name} b={batch}", matmul)
+            after = measure_floor(batch)
+            floor = (before + after) / 2
+            row |= {"backend": name, "cpu_matmul": matmul, "batch": batch, "steps_per_epoch": math.ceil(n / batch),
+                    "floor_epoch_seconds": floor, "floor_before": before, "floor_after": after}
             if row["status"] == "ok":
-                s = row["last_epoch_seconds"]
-                row |= {"samples_per_second": n / s, "ratio_to_floor": s / floor["epoch_seconds"],
+                s = statistics.median(e["seconds"] for e in row["epochs"])
+                row |= {"epoch_seconds": s, "samples_per_second": n / s, "ratio_to_floor": s / floor,
                         "wall_seconds_per_epoch": row["wall_seconds"] / epochs}
+            print(f"  [{name} b={batch}] floor {before:.3f} s before, {after:.3f} s after", file=sys.stderr, flush=True)
             rows.append(row)
-        # Measured again after the runs: a floor that moved means the machine was not quiet.
-        floor["step_seconds_after"] = measure_floor(batch)["step_seconds"]
 
-    print()
-    print(table(
-        ["batch", "steps", "floor ms/step", "GFLOP/s", "floor s/epoch", "ms/step after runs"],
-        [[f["batch"], f["steps_per_epoch"], 1e3 * f["step_seconds"], f["gflops"], f["epoch_seconds"],
-          1e3 * f["step_seconds_after"]] for f in floors],
-    ))
-    for f in floors:
-        drift = f["step_seconds_after"] / f["step_seconds"] - 1
-        if abs(drift) > 0.2:
-            print(f"warning: batch {f['batch']}'s floor moved {100 * drift:+.0f} % during its runs: "
-                  f"the machine was not quiet, the ratios are unreliable")
     print()
     print(table(
         ["backend", "batch", "s/epoch", "samples/s", "floor s", "x floor", "wall s/epoch", "test acc", "status"],
-        [[r["backend"], r["batch"], r.get("last_epoch_seconds"), r.get("samples_per_second") and round(r["samples_per_second"]),
+        [[r["backend"], r["batch"], r.get("epoch_seconds"), r.get("samples_per_second") and round(r["samples_per_second"]),
           r["floor_epoch_seconds"], r.get("ratio_to_floor"), r.get("wall_seconds_per_epoch"), pct(r.get("test_accuracy")),
           r["status"]] for r in rows],
         right={1, 2, 3, 4, 5, 6, 7},
     ))
-    print("\ns/epoch: the last epoch's training time (evaluation excluded); wall: the whole train() call "
-          "per epoch, evaluation of both splits included; x floor: s/epoch over the matmul floor.")
-    return {"epochs": epochs, "train_images": n, "spec": base, "floors": floors, "runs": rows}
+    print(f"\ns/epoch: median over {epochs} epoch(s) of training time (evaluation excluded); floor: one step's "
+          "matrix products in NumPy x steps, the mean of its measurements just before and after the run; "
+          "x floor: s/epoch over floor; wall: the whole train() call per epoch, evaluation of both splits included.")
+    for r in rows:
+        drift = r["floor_after"] / r["floor_before"] - 1
+        if abs(drift) > 0.2:
+            print(f"warning: the floor moved {100 * drift:+.0f} % during {r['backend']} b={r['batch']}: "
+                  f"the machine was not quiet, that ratio is unreliable")
+    return {"epochs": epochs, "train_images": n, "spec": base, "runs": rows}
 
 
 def notebook(runner: Runner, args: argparse.Namespace) -> dict:
@@ -430,7 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--notebook", action="store_true", help="the notebook's experiment (11 configurations)")
     mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: throughput 1, notebook 15, best BEST's)")
+    p.add_argument("--epochs", type=int, help=f"epochs per run (default: throughput {THROUGHPUT_EPOCHS}, notebook 15, best BEST's)")
     p.add_argument("--quick", action="store_true", help=f"smoke run: train on the first {QUICK_LIMIT:,} images")
     p.add_argument("--backend", choices=["numpy", "torch"], help="backend for --best (default BEST's); "
                    "restricts the throughput mode to one backend")
@@ -442,6 +445,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--l2", type=float, help="L2 for the notebook's configurations that have none (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed for the notebook's runs (default 0)")
     p.add_argument("--threads", type=int, help="BLAS threads for NumPy and torch.set_num_threads (default: as found)")
+    p.add_argument("--torch-matmul", choices=["onednn", "blas"], help="torch's CPU matrix products: oneDNN (the "
+                   "service's default) or torch's BLAS (MKL); throughput runs both unless given")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; 'auto' picks CUDA where present)")
     p.add_argument("--data-dir", default=default_data_dir(), help="folder holding mnist/ (default $MLPLAB_DATA_DIR or ../shared/data)")
     p.add_argument("--json", metavar="PATH", help="where to write the results (default bench/results/train-<mode>.json)")
