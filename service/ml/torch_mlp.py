@@ -5,9 +5,9 @@ starting point in both backends, and exports to the same (W, b) format, W transp
 from nn.Linear's (out, in) to the row-major (in, out).
 
 On CPU the layers' float32 products go through oneDNN rather than the BLAS that torch's
-addmm calls (MKL in the PyPI wheels). MKL picks its kernels by CPU vendor: on the AMD EPYC
-this was built on its sgemm is 1.15x slower than NumPy's OpenBLAS, oneDNN's (vendor-neutral,
-AVX-512) 1.7x faster, at full float32 precision. `python bench/matmul.py` shows the three.
+addmm calls (MKL in the PyPI wheels): on the AMD EPYC this was built on, one step's products
+take MKL 1.17-1.22x NumPy's OpenBLAS time and oneDNN (its AVX-512 kernels) 0.77-0.94x, at full
+float32 precision. `python bench/matmul.py` shows the three.
 """
 
 from __future__ import annotations
