@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.inflight import InFlightLimit
 from service.api.openapi import add_parameter_examples
 from service.api.routes import compare, datasets, events, health, jobs, models, plots, predictions, sweeps, web
 from service.errors import install_error_handlers
@@ -29,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, max_connections=settings.max_in_flight)
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
@@ -44,9 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)  # shared with the event streams' reads
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)
     web.mount(app)
     add_parameter_examples(app)
     install_error_handlers(app)
+    app.add_middleware(InFlightLimit, slots=app.state.db_slots)
     return app

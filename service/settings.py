@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
     max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
+    max_in_flight: int = Field(
+        32, ge=1, le=1000,
+        description="Requests one API process works on at once, and its most database connections; more wait their turn.",
+    )
 
     worker_poll_seconds: float = Field(1.0, gt=0, description="Idle worker's longest sleep between queue polls.")
     lease_seconds: float = Field(30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued.")

@@ -37,15 +37,19 @@ SQLITE_BEGIN = "sqlite_begin"  # execution option: "DEFERRED" (default) | "IMMED
 _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising migrations
 
 
-def make_engine(url: str) -> Engine:
-    """An Engine for `url`; SQLite gets the pragmas and transaction handling above."""
+def make_engine(url: str, max_connections: int | None = None) -> Engine:
+    """An Engine for `url`; SQLite gets the pragmas and transaction handling above.
+
+    max_connections caps a server database's pool (5 kept open, the rest closed on return). Only
+    with a cap on requests in flight as well (the API's InFlightLimit): a capped pool alone
+    deadlocked the API under a burst, for the reason given below. None: no cap (a worker holds 2).
+    """
     sa_url = make_url(url)
     if sa_url.get_backend_name() != "sqlite":
-        # No cap on connections here either, for the reason given below: with SQLAlchemy's default
-        # (5 + 10 overflow) a burst of requests left the API waiting 30 s for a connection and failing.
-        # Past pool_size, connections close on return; an API process holds about as many as it has
-        # requests in flight (README, "Scaling out": PostgreSQL's max_connections).
-        return create_engine(sa_url, pool_pre_ping=True, max_overflow=-1)
+        if max_connections is None:
+            return create_engine(sa_url, pool_pre_ping=True, max_overflow=-1)
+        pool_size = min(5, max_connections)
+        return create_engine(sa_url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_connections - pool_size)
 
     database = sa_url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -57,10 +61,11 @@ def make_engine(url: str) -> Engine:
         # in-memory is for quick single-threaded checks; tests and services use a file.
         kwargs["poolclass"] = StaticPool
     else:
-        # No cap on connections (a file connection is cheap; past pool_size they close on return).
-        # A capped pool deadlocks the API under load: a request holds its connection across several
-        # threadpool hops (dependencies, then the handler), so once every thread waits for a
-        # connection, the requests holding them wait for a thread - until the pool's 30 s timeout.
+        # No cap on connections (a file connection is cheap; past pool_size they close on return;
+        # the API's in-flight limit bounds them anyway). A capped pool alone deadlocks the API under
+        # load: a request holds its connection across several threadpool hops (dependencies, then
+        # the handler), so once every thread waits for a connection, the requests holding them wait
+        # for a thread - until the pool's 30 s timeout.
         kwargs["max_overflow"] = -1
     engine = create_engine(sa_url, **kwargs)
 

@@ -2,7 +2,8 @@
 
 Real processes: uvicorn, `python -m workers`, one SQLite file (WAL, busy timeout, BEGIN IMMEDIATE
 for writes). "database is locked" must never reach a client or a log, and no write may be lost.
-The N-workers test runs on PostgreSQL too.
+The burst and the N-workers test run on PostgreSQL too, whose default max_connections (100) the
+burst would pass if the API opened a connection per request in flight.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import collections
 import random
 import re
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -44,8 +47,8 @@ def assert_every_job_trained_once_with_all_its_losses(client: httpx.Client, jobs
 
 
 @pytest.fixture
-def busy_service(tmp_path):
-    svc = start_service(tmp_path, MLPLAB_MAX_QUEUED="100000", MLPLAB_HEARTBEAT_SECONDS="0.5")
+def busy_service(tmp_path, db_url):
+    svc = start_service(tmp_path, db_url, MLPLAB_MAX_QUEUED="100000", MLPLAB_HEARTBEAT_SECONDS="0.5")
     yield svc
     svc.stop()
 
@@ -62,7 +65,35 @@ def fire_at_once(url: str, requests: list[tuple[str, str, dict | None]]) -> tupl
     responses = asyncio.run(burst())
     return responses, time.monotonic() - started
 
-def test_200_concurrent_requests_while_two_workers_write_progress(busy_service):
+@contextmanager
+def peak_connections(db_url: str):
+    """The most connections to db_url's PostgreSQL database seen while the block ran (sampled); SQLite: None."""
+    if not db_url.startswith("postgresql"):
+        yield lambda: None
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")  # a transaction would see one snapshot of the stats
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            while not done.is_set():
+                peak[0] = max(peak[0], conn.execute(query).scalar_one() - 1)  # not this connection
+                done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield lambda: peak[0]
+    finally:
+        done.set()
+        sampler.join()
+        engine.dispose()
+
+
+def test_200_concurrent_requests_while_two_workers_write_progress(busy_service, db_url):
     """Reads, submissions and predictions at once, while two workers record a loss every step."""
     svc = busy_service
     with svc.client() as client:
@@ -85,9 +116,13 @@ def test_200_concurrent_requests_while_two_workers_write_progress(busy_service):
     assert len(requests) == 200
     random.Random(0).shuffle(requests)
 
-    responses, seconds = fire_at_once(svc.url, requests)
+    with peak_connections(db_url) as peak:
+        responses, seconds = fire_at_once(svc.url, requests)
     statuses = collections.Counter(r.status_code for r in responses)
-    print(f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}")
+    print(f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}, "
+          f"peak database connections {peak()}")
+    if peak() is not None:  # the API's MLPLAB_MAX_IN_FLIGHT (32) and each worker's 2; 128 before it was capped
+        assert peak() <= 32 + 2 * 2, peak()
     assert all(200 <= r.status_code < 300 for r in responses), [(r.request.url, r.status_code, r.text[:300])
                                                                 for r in responses if r.status_code >= 300]
     assert not [r.text for r in responses if "locked" in r.text.lower()]

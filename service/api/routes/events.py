@@ -75,6 +75,12 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
         return 0, 0
 
 
+async def _read(request: Request, factory: sessionmaker[Session], job_id: int, step: int, epoch: int) -> Snapshot | None:
+    # A stream is outside the in-flight limit (it lasts as long as its job); each read takes a slot.
+    async with request.app.state.db_slots:
+        return await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
+
+
 async def _stream(request: Request, factory: sessionmaker[Session], job_id: int, first: Snapshot,
                   step: int, epoch: int) -> AsyncIterator[str]:
     snapshot: Snapshot | None = first
@@ -104,7 +110,7 @@ async def _stream(request: Request, factory: sessionmaker[Session], job_id: int,
         await asyncio.sleep(POLL_SECONDS)
         if await request.is_disconnected():
             return
-        snapshot = await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
+        snapshot = await _read(request, factory, job_id, step, epoch)
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENTS_DOC)
@@ -112,7 +118,7 @@ async def job_events(job_id: int, request: Request) -> StreamingResponse:
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
     factory = request.app.state.sessionmaker
     step, epoch = _resume_point(request.headers.get("last-event-id"))
-    first = await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
+    first = await _read(request, factory, job_id, step, epoch)
     if first is None:
         raise not_found("job", job_id)
     return StreamingResponse(_stream(request, factory, job_id, first, step, epoch), media_type="text/event-stream",
