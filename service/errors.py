@@ -134,3 +134,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, desc in {401: "No bearer token (MLPLAB_API_TOKEN is set)", 403: "Wrong bearer token",
                        404: "Not found", 422: "Invalid request"}.items()
 }
+
+# Routes that read a dataset's images or labels: on an API machine without its files, 503.
+DATASET_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: PROBLEM_RESPONSES[422] | {"description": "Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine"}
+}

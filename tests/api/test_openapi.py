@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from tests.conftest import assert_problem
+
 
 def test_every_operation_has_a_tag_a_summary_and_examples(client):
     schema = client.get("/openapi.json").json()
@@ -28,3 +33,24 @@ def test_the_docs_ui_is_served_without_a_cdn(client):
         assert asset in response.text
         served = client.get(asset)
         assert served.status_code == 200 and len(served.content) > 100_000 and "max-age" in served.headers["cache-control"]
+
+
+DATASET_ROUTES = [
+    ("get", "/datasets/{name}/{split}"),
+    ("get", "/datasets/{name}/{split}/{index}.png"),
+    ("get", "/models/{job_id}/predictions/{split}/{index}"),
+    ("get", "/models/{job_id}/predictions/{split}"),
+    ("get", "/models/{job_id}/mistakes.png"),
+]
+
+
+def test_a_missing_dataset_is_a_documented_503_naming_the_setting(settings, tmp_path):
+    empty = settings.model_copy(update={"data_dir": tmp_path / "no-data"})
+    with TestClient(create_app(empty)) as client:
+        for path in ("/datasets/mnist/test", "/datasets/mnist/test/0.png"):
+            body = assert_problem(client.get(path), 503, "MLPLAB_DATA_DIR")
+            assert body["title"] == "Dataset unavailable"
+        paths = client.get("/openapi.json").json()["paths"]
+    for method, path in DATASET_ROUTES:  # every route that reads a dataset says so
+        response = paths[path][method]["responses"].get("503")
+        assert response and "application/problem+json" in response["content"], f"{method.upper()} {path}"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import InferenceDep, ReaderDep, SettingsDep
 from service.api.schemas import DatasetPublic, DatasetsPublic, LabelPublic, LabelsPublic
-from service.errors import PROBLEM_RESPONSES, ProblemError
+from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError
 from service.imaging import to_png
 from service.ml.data import DATASETS, dataset_status
 
@@ -30,7 +30,7 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
     return DatasetsPublic(data=data, count=len(data))
 
 
-@router.get("/{name}/{split}", response_model=LabelsPublic)
+@router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE)
 async def read_labels(
     name: DatasetName, split: Literal["train", "test"], inference: InferenceDep,
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -43,7 +43,8 @@ async def read_labels(
 
 
 @router.get("/{name}/{split}/{index}.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}})
+            responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
+            | DATASET_UNAVAILABLE)
 async def read_image(
     name: DatasetName, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
     scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,

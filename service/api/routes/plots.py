@@ -13,7 +13,7 @@ from service import plots
 from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep
 from service.api.routes.compare import IdsQuery, labels, parse_ids, trained_jobs
 from service.api.schemas import Split
-from service.errors import PROBLEM_RESPONSES
+from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
 from service.ml.weights import Weights
 from service.store.jobs import get_epochs, get_losses, job_spec
@@ -93,7 +93,7 @@ def _mistakes(job_id: int, weights: Weights, data: Dataset, split: Split, limit:
     return plots.mistakes_png(images[shown], truth[shown], predicted[shown], data.classes, title=title, indices=shown)
 
 
-@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG)
+@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE)
 async def mistakes_png(
     job_id: int, inference: InferenceDep, split: Split = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,

@@ -18,7 +18,7 @@ from service.api.schemas import (
     PredictionPublic,
     PredictionsPublic,
 )
-from service.errors import PROBLEM_RESPONSES, ProblemError, invalid
+from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError, invalid
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.settings import Settings
 
@@ -133,7 +133,8 @@ async def predict(job_id: int, request: Request, inference: InferenceDep) -> Pre
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
 
 
-@router.get("/{job_id}/predictions/{split}/{index}", response_model=ImagePredictionPublic, dependencies=[ReaderDep])
+@router.get("/{job_id}/predictions/{split}/{index}", response_model=ImagePredictionPublic, dependencies=[ReaderDep],
+            responses=DATASET_UNAVAILABLE)
 async def predict_split_image(
     job_id: int, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
 ) -> ImagePredictionPublic:
@@ -150,7 +151,8 @@ async def predict_split_image(
                                  probabilities=p.tolist(), correct=predicted == int(labels[index]))
 
 
-@router.get("/{job_id}/predictions/{split}", response_model=OutcomesPublic, dependencies=[ReaderDep])
+@router.get("/{job_id}/predictions/{split}", response_model=OutcomesPublic, dependencies=[ReaderDep],
+            responses=DATASET_UNAVAILABLE)
 async def predictions_by_outcome(
     job_id: int, split: Literal["train", "test"], inference: InferenceDep,
     label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
