@@ -174,6 +174,11 @@ class LeaseKeeper(threading.Thread):
     def stopping(self) -> bool:
         return self.cancelled.is_set() or self.lost.is_set()
 
+    def cancel_requested(self) -> None:
+        if not self.cancelled.is_set():
+            log.info("job %d: cancel requested", self.job_id)
+            self.cancelled.set()
+
     def run(self) -> None:
         while not self._done.wait(self.interval):
             try:
@@ -182,9 +187,8 @@ class LeaseKeeper(threading.Thread):
             except SQLAlchemyError as exc:  # transient (e.g. locked): try again; the lease has slack
                 log.warning("job %d: heartbeat failed: %s", self.job_id, exc)
                 continue
-            if lease.cancel_requested and not self.cancelled.is_set():
-                log.info("job %d: cancel requested", self.job_id)
-                self.cancelled.set()
+            if lease.cancel_requested:
+                self.cancel_requested()
             if not lease.alive:
                 self.lost.set()
                 return
@@ -222,7 +226,9 @@ class Recorder:
     def flush(self) -> None:
         if self.losses:
             losses, self.losses = self.losses, []
-            self._write_unless_lost(record_progress, losses, self.steps)
+            # Every FLUSH_SECONDS while training: a cancel stops the job within about that, not a heartbeat.
+            if self._write_unless_lost(record_progress, losses, self.steps):
+                self.lease.cancel_requested()
         self.flushed_at = time.monotonic()
 
     def write(self, transition: Callable[..., Any], *args: Any) -> Any:
@@ -234,13 +240,14 @@ class Recorder:
             self.lease.lost.set()
             raise
 
-    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any) -> None:
+    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any) -> Any:
         # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.
         if not self.lease.lost.is_set():
             try:
-                self.write(transition, *args)
+                return self.write(transition, *args)
             except LeaseLost as exc:
                 log.warning("job %d: %s", self.job_id, exc)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,11 +189,13 @@ def record_progress(
     losses: Sequence[tuple[int, int, float]],
     steps: int | None,
     now: datetime | None = None,
-) -> None:
+) -> bool:
     """running -> running: store (epoch, step, loss) rows and the job's latest epoch/step/loss/steps.
 
     Non-finite losses (NaN, inf) are skipped: SQLite stores NaN as NULL and JSON can't carry them.
-    Also renews the lease. Raises LeaseLost if the job is no longer ours.
+    Also renews the lease, and returns whether a cancel was requested: a worker writing progress
+    learns of a cancel at its next write, sooner than at its next heartbeat.
+    Raises LeaseLost if the job is no longer ours.
     """
     rows = [
         {"job_id": job_id, "epoch": int(e), "step": int(s), "loss": float(x)}
@@ -206,9 +208,10 @@ def record_progress(
     if rows:
         last = max(rows, key=lambda r: r["step"])
         values.update(epoch=last["epoch"], step=last["step"], loss=last["loss"])
-    _guarded_update(session, job_id, worker_id, values)
+    cancel_requested = _guarded_update(session, job_id, worker_id, values, returning=Job.cancel_requested)
     if rows:
         session.execute(insert(Loss), rows)
+    return bool(cancel_requested)
 
 
 def record_epoch(

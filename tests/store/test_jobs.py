@@ -195,7 +195,7 @@ def test_enqueue_claim_progress_finish(sessions):
 
     with session_scope(sessions) as s:
         assert heartbeat(s, job.id, "w1", now=T0 + timedelta(seconds=5)) == jobs.Lease(alive=True)
-        record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8)
+        assert record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8) is False
         record_epoch(s, job.id, "w1", 1, 2.2, 0.5, 0.4, 0.1)
         save_checkpoint(s, job.id, "w1", 1, b"state")
     with session_scope(sessions) as s:
@@ -236,6 +236,7 @@ def test_cancel_queued_running_and_finished(sessions):
         assert (job.status, job.cancel_requested, job.finished_at) == ("running", True, None)
         assert cancel_job(s, running).status == "running"  # asking twice is fine
         assert heartbeat(s, running, "w1") == jobs.Lease(alive=True, cancel_requested=True)
+        assert record_progress(s, running, "w1", [(1, 1, 2.0)], steps=8) is True  # the progress write says so too
     with session_scope(sessions) as s:
         jobs.mark_cancelled(s, running, "w1")
     assert state(sessions, running).status == "cancelled"

@@ -191,6 +191,22 @@ def test_cancel_while_running(tmp_path, env, sessions):
         assert jobs.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
 
 
+def test_a_cancel_reaches_a_training_worker_with_its_progress_not_its_heartbeat(tmp_path, env, sessions):
+    """With a 60 s heartbeat, the cancel still lands within seconds: the next progress write reports it."""
+    env = {**env, "MLPLAB_HEARTBEAT_SECONDS": "60", "MLPLAB_LEASE_SECONDS": "120"}
+    (job_id,) = enqueue(sessions, long())
+    proc, log = start_worker(tmp_path, env, "--once")
+    try:
+        wait_for(lambda: job(sessions, job_id).step > 0, what="training to start")
+        with session_scope(sessions) as s:
+            assert jobs.cancel_job(s, job_id).status == "running"
+        proc.wait(timeout=15)  # the first heartbeat would come after 60 s
+    finally:
+        proc.kill()
+    assert job(sessions, job_id).status == "cancelled", log.read_text()
+    assert f"job {job_id}: cancel requested" in log.read_text()
+
+
 def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
     env = {**env, "MLPLAB_LEASE_SECONDS": "1"}
     (job_id,) = enqueue(sessions, long(epochs=12))
