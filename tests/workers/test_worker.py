@@ -205,6 +205,8 @@ def test_a_cancel_reaches_a_training_worker_with_its_progress_not_its_heartbeat(
         proc.kill()
     assert job(sessions, job_id).status == "cancelled", log.read_text()
     assert f"job {job_id}: cancel requested" in log.read_text()
+    with session_scope(sessions) as s:
+        assert jobs.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
 
 
 def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
