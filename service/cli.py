@@ -1,5 +1,5 @@
 """The `mlplab` command: api, worker, dev (both on one machine); and, over HTTP to a running API,
-submit (--watch), watch, cancel, jobs, models, predict, sweep."""
+submit (--watch), watch, cancel, jobs, models, compare, predict, sweep."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def _progress(job: dict) -> str:
 
 
 def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
-    page = client.get("/jobs", status=args.status, limit=args.limit)
+    page = client.get("/jobs", status=args.status, sweep_id=args.sweep, limit=args.limit)
     rows = [[j["id"], j["status"], _progress(j), _pct(j["test_accuracy"]), j["name"]] for j in page["data"]]
     print(_table(["ID", "STATUS", "EPOCH", "TEST", "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
@@ -250,6 +250,36 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%})")
     for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
         print(f"  {probabilities[label]:7.2%}  {name(label)}")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
+    """Models as columns: the hyperparameters that differ (all with --all), then how each did."""
+    result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
+    models = result["data"]
+    fields = list(result["hyperparameters"]) if args.all else result["differing"]
+    rows = [[field, *map(_cell, result["hyperparameters"][field])] for field in fields]
+    last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
+    rows += [
+        ["train accuracy", *(_pct(m["train_accuracy"]) for m in models)],
+        ["test accuracy", *(_pct(m["test_accuracy"]) for m in models)],
+        ["best test (epoch)", *(f"{_pct(max(e['test_accuracy'] for e in m['epochs']))} "
+                                f"({max(m['epochs'], key=lambda e: e['test_accuracy'])['epoch']})"
+                                if m["epochs"] else "-" for m in models)],
+        ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
+        ["training seconds", *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" for m in models)],
+    ]
+    print(_table(["", *(f"#{m['id']}" for m in models)], rows))
+    if not result["differing"]:
+        print("(the same hyperparameters)", file=sys.stderr)
     return 0
 
 
@@ -316,11 +346,18 @@ def _parser() -> argparse.ArgumentParser:
     cancel.set_defaults(run=cmd_cancel)
     jobs = sub.add_parser("jobs", parents=[remote], help="list jobs, newest first")
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.set_defaults(run=cmd_jobs)
     models = sub.add_parser("models", parents=[remote], help="list trained models, best first")
     models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
     models.set_defaults(run=cmd_models)
+    compare = sub.add_parser("compare", parents=[remote], help="trained models side by side",
+                             description="The hyperparameters that set the models apart, then their accuracies, "
+                             "last epoch's loss and training time (GET /compare).")
+    compare.add_argument("model_ids", type=int, nargs="+", metavar="MODEL_ID", help="2 to 20 model (job) ids")
+    compare.add_argument("--all", action="store_true", help="every hyperparameter, not only those that differ")
+    compare.set_defaults(run=cmd_compare)
     predict = sub.add_parser("predict", parents=[remote], help="predict the digit (or garment) in an image file")
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
     predict.add_argument("--model", type=int, required=True, help="the model (job) id")

@@ -149,6 +149,31 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
     rows = [line.split() for line in lines[2:]]
     assert [row[1] for row in rows] == ["succeeded", "succeeded"]
     assert [row[2] for row in rows] == ["learning_rate=0.3", "learning_rate=0.001"]  # best first
+    sweep_id = lines[0].split()[1].rstrip(":")
+    ids = [int(row[0]) for row in rows]
+
+    # the sweep's jobs, and nothing else, by GET /jobs?sweep_id= and `mlplab jobs --sweep`
+    with service.client() as client:
+        client.post("/jobs", json={"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500})
+        page = client.get("/jobs", params={"sweep_id": sweep_id}).json()
+        compared = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]}"}).json()["data"]
+    assert sorted(j["id"] for j in page["data"]) == sorted(ids) and page["count"] == 2
+    listed = _mlplab("jobs", "--sweep", sweep_id, env=service.env | {"MLPLAB_URL": service.url})
+    assert sorted(int(line.split()[0]) for line in listed.stdout.splitlines()[1:]) == sorted(ids)
+
+    # `mlplab compare`: models as columns, the differing hyperparameter, then how each did
+    shown = _mlplab("compare", str(ids[0]), str(ids[1]), env=service.env | {"MLPLAB_URL": service.url})
+    assert shown.returncode == 0, shown.stderr
+    table = {line.split("  ")[0]: line.split()[-2:] for line in shown.stdout.splitlines()[1:]}
+    assert shown.stdout.splitlines()[0].split() == [f"#{ids[0]}", f"#{ids[1]}"]
+    assert table["learning_rate"] == ["0.3", "0.001"]
+    assert table["test accuracy"] == [f"{m['test_accuracy']:.2%}" for m in compared]
+    assert "hidden_layers" not in table  # the same in both: shown only with --all
+    every = _mlplab("compare", str(ids[0]), str(ids[1]), "--all", env=service.env | {"MLPLAB_URL": service.url})
+    assert re.search(r"^hidden_layers\s+16\s+16$", every.stdout, re.M)
+    alone = _mlplab("compare", str(ids[0]), env=service.env | {"MLPLAB_URL": service.url})
+    assert alone.returncode == 1 and "compare 2 to 20 models" in alone.stderr
+
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"base": {"backend": "numpy"}, "grid": {"learning_rate": []}}))
     refused = _mlplab("sweep", str(bad), env=service.env | {"MLPLAB_URL": service.url})

@@ -70,11 +70,12 @@ def read_jobs(
     session: SessionDep,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     backend: Literal["numpy", "torch"] | None = None,
+    sweep_id: Annotated[str | None, Query(max_length=64, description="Only the jobs of this sweep")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsPublic:
     """List jobs, newest first."""
-    rows, count = list_jobs(session, status=status, backend=backend, limit=limit, offset=offset)
+    rows, count = list_jobs(session, status=status, backend=backend, limit=limit, offset=offset, sweep_id=sweep_id)
     return JobsPublic(data=[job_public(j) for j in rows], count=count)
 
 
