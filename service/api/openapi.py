@@ -1,5 +1,6 @@
 """The OpenAPI document as /docs shows it: each operation summarised by its handler's docstring's first
-line, and an example for every parameter, so each endpoint can be tried as is."""
+line, an example for every parameter, so each endpoint can be tried as is, and every problem
+documented as what it is: application/problem+json with the Problem schema."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.errors import PROBLEM_JSON
+
 # By parameter name: the values a first session has (job 1 trained, MNIST present).
 EXAMPLES: dict[str, Any] = {
     "job_id": 1, "sweep_id": "3f9c2a1b7d4e", "split": "test", "index": 10, "name": "mnist", "ids": "1,2",
     "status": "succeeded", "backend": "numpy", "limit": 20, "offset": 0, "sort": "test_accuracy",
     "after_step": 0, "label": 7, "predicted": 2, "scale": 4, "x": "step",
 }
+
+
+def _problem_only(response: dict[str, Any]) -> None:
+    """FastAPI lists a response declared with a model under application/json, beside the media type
+    declared for it; a problem is only ever sent as application/problem+json, so that one gets the schema."""
+    content = response.get("content", {})
+    if PROBLEM_JSON in content and "application/json" in content:
+        response["content"] = {PROBLEM_JSON: content["application/json"]}
 
 
 def add_parameter_examples(app: FastAPI) -> None:
@@ -29,6 +40,8 @@ def add_parameter_examples(app: FastAPI) -> None:
                     for parameter in operation.get("parameters", []):
                         if parameter["name"] in EXAMPLES and "example" not in parameter:
                             parameter["example"] = EXAMPLES[parameter["name"]]
+                    for response in operation.get("responses", {}).values():
+                        _problem_only(response)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -25,6 +25,20 @@ def test_every_operation_has_a_tag_a_summary_and_examples(client):
             assert has_example or body_schema.get("format") == "binary" or "properties" in body_schema, where
 
 
+def test_every_problem_is_documented_as_problem_json_with_its_schema(client):
+    schema = client.get("/openapi.json").json()
+    problems = 0
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            for code, response in op["responses"].items():
+                if int(code) >= 400 and path != "/readyz":  # /readyz's 503 is its Readiness body
+                    assert list(response["content"]) == ["application/problem+json"], f"{method} {path} {code}"
+                    assert response["content"]["application/problem+json"]["schema"] == {
+                        "$ref": "#/components/schemas/Problem"}, f"{method} {path} {code}"
+                    problems += 1
+    assert problems > 100
+
+
 def test_the_docs_ui_is_served_without_a_cdn(client):
     response = client.get("/docs")
     assert response.status_code == 200 and "swagger-ui" in response.text
