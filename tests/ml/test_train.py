@@ -55,6 +55,17 @@ def test_numpy_and_torch_optimizers_agree(optimizer, cpu_matmul, tiny_dataset):
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_l2_decays_the_weights_not_the_biases_in_both_backends(optimizer, tiny_dataset):
+    """A strong L2: the spec adds l2 * W to the weights' gradient only; both backends end on the same biases."""
+    common = dict(hidden_layers=[32], activation="relu", optimizer=optimizer, learning_rate=0.05 if optimizer != "adam"
+                  else 0.01, l2=0.5, epochs=2, batch_size=50)
+    np_w = _arrays(train(TrainSpec(backend="numpy", **common), tiny_dataset).weights)
+    t_w = _arrays(train(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu").weights)
+    for key in np_w:
+        np.testing.assert_allclose(np_w[key], t_w[key], atol=2e-4, err_msg=key)
+
+
 def test_same_seed_same_weights_other_seed_different(tiny_dataset):
     spec = TrainSpec(backend="numpy", hidden_layers=[32, 16], activation="tanh", epochs=2, batch_size=32)
     a = _arrays(train(spec, tiny_dataset).weights)
