@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +16,8 @@ from .metrics import accuracy, confusion_matrix
 from .numpy_mlp import NumpyMLP, Params
 from .spec import TrainSpec
 from .weights import Weights, dump_weights, predict_proba
+
+log = logging.getLogger("mlplab.train")
 
 
 @dataclass(frozen=True)
@@ -108,20 +112,29 @@ def train(
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total_steps = steps_per_epoch * spec.epochs
 
-    if spec.backend == "torch":
-        from .torch_mlp import TorchMLP  # the API imports this module's dataclasses, never torch
+    def build() -> tuple[Any, Callable[[np.ndarray, float], float]]:
+        """A fresh network at its initial weights, and its step(batch indices, lr) -> loss."""
+        if spec.backend == "torch":
+            from .torch_mlp import TorchMLP  # the API imports this module's dataclasses, never torch
 
-        net = TorchMLP(spec, device=device, threads=threads, cpu_matmul=cpu_matmul)
-        X_dev, y_dev = net.to_device(X, y)
-        step_fn = lambda idx, lr: net.step_indexed(X_dev, y_dev, idx, lr)  # noqa: E731
-    else:
-        net = NumpyMLP(spec)
-        step_fn = lambda idx, lr: net.step(X[idx], y[idx], lr)  # noqa: E731
+            net = TorchMLP(spec, device=device, threads=threads, cpu_matmul=cpu_matmul)
+            X_dev, y_dev = net.to_device(X, y)
+            return net, lambda idx, lr: net.step_indexed(X_dev, y_dev, idx, lr)
+        numpy_net = NumpyMLP(spec)
+        return numpy_net, lambda idx, lr: numpy_net.step(X[idx], y[idx], lr)
 
+    net, step_fn = build()
     first_epoch = 1
     if resume is not None:
-        net.load_state(resume.state)
-        first_epoch = resume.epoch + 1
+        try:
+            net.load_state(resume.state)
+            first_epoch = resume.epoch + 1
+        except Exception as exc:  # noqa: BLE001 - whatever the reason, starting over is safe
+            # A checkpoint another version wrote (or a damaged one): losing its epochs beats failing
+            # the job. A half-loaded network is discarded, not trained on.
+            log.warning("the checkpoint after epoch %d cannot be loaded (%s: %s): training from epoch 1",
+                        resume.epoch, type(exc).__name__, exc)
+            net, step_fn = build()
 
     history: list[EpochEnd] = []
     trained_seconds = 0.0

@@ -137,6 +137,17 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, ti
     assert resumed.test_accuracy == full.test_accuracy
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend, tiny_dataset, caplog):
+    spec = TrainSpec(backend=backend, hidden_layers=[16], epochs=2, batch_size=100)
+    full = train(spec, tiny_dataset, device="cpu")
+    resumed = train(spec, tiny_dataset, resume=Checkpoint(1, b"written by another version"), device="cpu")
+    assert [e.epoch for e in resumed.epochs] == [1, 2]
+    a, b = _arrays(full.weights), _arrays(resumed.weights)
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)  # from the initial weights, as if never interrupted
+    assert "the checkpoint after epoch 1 cannot be loaded" in caplog.text and "training from epoch 1" in caplog.text
+
+
 def test_weight_file_round_trip_and_format(tiny_dataset):
     spec = TrainSpec(backend="torch", hidden_layers=[8, 4], epochs=1)
     result = train(spec, tiny_dataset, device="cpu")
