@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 
@@ -44,9 +45,10 @@ class LRU:
 class Inference:
     """Trained models are immutable once stored, so a cached one never goes stale."""
 
-    def __init__(self, factory: sessionmaker[Session], settings: Settings):
+    def __init__(self, factory: sessionmaker[Session], settings: Settings, slots: asyncio.Semaphore):
         self.factory = factory
         self.settings = settings
+        self.slots = slots  # the API's database slots (main.py): a load opens a session
         self.models = LRU(settings.model_cache_size)
         self.datasets: dict[str, Dataset] = {}
         self.predictions = LRU(4 * settings.model_cache_size)  # (job_id, split) -> predicted labels
@@ -64,7 +66,8 @@ class Inference:
     async def weights(self, job_id: int) -> Weights:
         weights = self.models.get(job_id)
         if weights is None:
-            weights = await run_in_threadpool(self._load, job_id)
+            async with self.slots:
+                weights = await run_in_threadpool(self._load, job_id)
             self.models.put(job_id, weights)
         return weights
 

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api.inflight import InFlightLimit
 from service.api.openapi import add_parameter_examples
 from service.api.routes import compare, datasets, events, health, jobs, models, plots, predictions, sweeps, web
 from service.errors import install_error_handlers
@@ -17,6 +16,7 @@ from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 
 log = logging.getLogger("mlplab.api")
+READYZ_CONNECTIONS = 2  # /readyz takes no slot (a health check must not queue behind a burst)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
 
 DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy network or its PyTorch twin,
@@ -31,11 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url, max_connections=settings.max_in_flight)
+        engine = make_engine(settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS)
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.inference = Inference(app.state.sessionmaker, settings)
+        app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
         if settings.api_token is None:
             log.warning("MLPLAB_API_TOKEN is not set: anyone who can reach %s:%s can submit jobs",
                         settings.host, settings.port)
@@ -46,11 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)  # shared with the event streams' reads
+    # Every database session the API opens takes one of these slots first, waiting in the event loop
+    # (never in a pool thread) when none is free: at most max_in_flight sessions, so connections, at
+    # once, and the pool capped to match never makes a session wait for a connection. A request holds
+    # its connection across several thread-pool hops, so with a capped pool alone, threads waiting
+    # for connections deadlocked with the requests holding them, which waited for a thread.
+    app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)
     web.mount(app)
     add_parameter_examples(app)
     install_error_handlers(app)
-    app.add_middleware(InFlightLimit, slots=app.state.db_slots)
     return app

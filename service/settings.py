@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
     max_in_flight: int = Field(
         32, ge=1, le=1000,
-        description="Requests one API process works on at once, and its most database connections; more wait their turn.",
+        description="Database sessions one API process has open at once (so its connections, plus 2 for /readyz); "
+        "requests beyond that wait their turn.",
     )
 
     worker_poll_seconds: float = Field(1.0, gt=0, description="Idle worker's longest sleep between queue polls.")

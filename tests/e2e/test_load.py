@@ -121,8 +121,8 @@ def test_200_concurrent_requests_while_two_workers_write_progress(busy_service, 
     statuses = collections.Counter(r.status_code for r in responses)
     print(f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}, "
           f"peak database connections {peak()}")
-    if peak() is not None:  # the API's MLPLAB_MAX_IN_FLIGHT (32) and each worker's 2; 128 before it was capped
-        assert peak() <= 32 + 2 * 2, peak()
+    if peak() is not None:  # MLPLAB_MAX_IN_FLIGHT (32), 2 for /readyz, each worker's 2; 95 before the cap
+        assert peak() <= 32 + 2 + 2 * 2, peak()
     assert all(200 <= r.status_code < 300 for r in responses), [(r.request.url, r.status_code, r.text[:300])
                                                                 for r in responses if r.status_code >= 300]
     assert not [r.text for r in responses if "locked" in r.text.lower()]

@@ -76,7 +76,7 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
 
 
 async def _read(request: Request, factory: sessionmaker[Session], job_id: int, step: int, epoch: int) -> Snapshot | None:
-    # A stream is outside the in-flight limit (it lasts as long as its job); each read takes a slot.
+    # A slot per read, not per stream: a stream lasts as long as its job (main.py: db_slots).
     async with request.app.state.db_slots:
         return await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
 
