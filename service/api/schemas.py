@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.ml.spec import TrainSpec
 
+# Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
+# it would reach PostgreSQL as an error (a 500) rather than a 404.
+SWEEP_ID_PATTERN = r"^[0-9a-f]{1,32}$"
+
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Split = Literal["train", "test"]
 

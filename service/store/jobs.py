@@ -465,7 +465,7 @@ def list_jobs(
 def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
     """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
     query = (select(Job.sweep_id).where(Job.sweep_id.is_not(None)).group_by(Job.sweep_id)
-             .order_by(func.max(Job.id).desc()).limit(limit).offset(offset))
+             .order_by(func.max(Job.id).desc()).limit(limit).offset(min(offset, MAX_INTEGER)))
     count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
     return [sweep_id for sweep_id in session.scalars(query)], count
 
@@ -517,7 +517,7 @@ def list_models(
         .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
         .order_by(*order)
         .limit(limit)
-        .offset(offset)
+        .offset(min(offset, MAX_INTEGER))
     )
     return list(session.scalars(query))
 

@@ -97,8 +97,8 @@ def test_a_sweep_needs_the_writer_token(tmp_path):
 
 
 def test_an_unknown_sweep_is_a_404(client):
-    problem = assert_problem(client.get("/sweeps/nope"), 404)
-    assert problem["detail"] == "There is no sweep nope."
+    problem = assert_problem(client.get("/sweeps/0123456789ab"), 404)
+    assert problem["detail"] == "There is no sweep 0123456789ab."
 
 
 def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.schemas import EpochPoint, JobPublic, JobsPublic, LossPoint, Progress
+from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint, Progress
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
 from service.ml.data import DATASETS
 from service.ml.spec import TrainSpec
@@ -70,7 +70,7 @@ def read_jobs(
     session: SessionDep,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     backend: Literal["numpy", "torch"] | None = None,
-    sweep_id: Annotated[str | None, Query(max_length=64, description="Only the jobs of this sweep")] = None,
+    sweep_id: Annotated[str | None, Query(pattern=SWEEP_ID_PATTERN, description="Only the jobs of this sweep")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsPublic:

@@ -8,12 +8,12 @@ import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.routes.jobs import check_budget, job_public
-from service.api.schemas import SweepCreate, SweepPublic, SweepsPublic
+from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
@@ -149,7 +149,9 @@ def read_sweeps(
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
-def read_sweep(sweep_id: str, session: SessionDep) -> SweepPublic:
+def read_sweep(
+    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")], session: SessionDep
+) -> SweepPublic:
     """A sweep's jobs with their status and accuracies, best first."""
     jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
     if not count:
