@@ -275,7 +275,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
                                 f"({max(m['epochs'], key=lambda e: e['test_accuracy'])['epoch']})"
                                 if m["epochs"] else "-" for m in models)],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
-        ["training seconds", *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" for m in models)],
+        ["training seconds", *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" if m["epochs"] else "-" for m in models)],
     ]
     print(_table(["", *(f"#{m['id']}" for m in models)], rows))
     if not result["differing"]:

@@ -6,8 +6,8 @@ from nn.Linear's (out, in) to the row-major (in, out).
 
 On CPU the layers' float32 products go through oneDNN rather than the BLAS that torch's
 addmm calls (MKL in the PyPI wheels): on the AMD EPYC this was built on, one step's products
-take MKL 1.17-1.22x NumPy's OpenBLAS time and oneDNN (its AVX-512 kernels) 0.77-0.94x, at full
-float32 precision. `python bench/matmul.py` shows the three.
+take MKL 1.17-1.22x NumPy's OpenBLAS time and oneDNN (its AVX-512 kernels) 0.73-0.94x, at full
+float32 precision (three runs of `python bench/matmul.py`, which shows the three).
 """
 
 from __future__ import annotations

@@ -310,7 +310,7 @@ def fail_job(session: Session, job_id: int, worker_id: str, error: str, now: dat
 
 def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Job:
     """queued -> cancelled at once; running -> running with cancel_requested (its worker stops
-    at its next heartbeat and calls mark_cancelled; asking twice is fine).
+    at its next progress write or heartbeat and calls mark_cancelled; asking twice is fine).
 
     Raises JobNotFound for an unknown id, JobConflict for a job already succeeded, failed or
     cancelled. Returns the job as it now is.

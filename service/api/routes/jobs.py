@@ -88,7 +88,7 @@ def read_job(job: JobDep) -> JobPublic:
 @router.post("/{job_id}/cancel", response_model=JobPublic, dependencies=[WriterDep],
              responses={409: PROBLEM_RESPONSES[422] | {"description": "The job has already finished"}})
 def cancel(job_id: int, session: SessionDep) -> JobPublic:
-    """Cancel a job: at once when queued, at the worker's next check when running."""
+    """Cancel a job: at once when queued, at the worker's next progress write or heartbeat when running."""
     # Write handlers take the write lock and commit within their one threadpool hop. Held across a
     # hop (from a dependency to the handler, or to FastAPI's validation of the response, which runs
     # in the threadpool too), the lock waited for a free thread while every thread waited for the
