@@ -78,7 +78,9 @@ class Linear(nn.Linear):
         self.onednn = onednn and onednn_available()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.onednn and x.device.type == "cpu" and x.dtype == torch.float32:
+        # Batches of float32 rows on CPU only; anything else (CUDA, autocast, other ranks) is nn.Linear's.
+        if (self.onednn and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
+                and not torch.is_autocast_enabled("cpu")):
             return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
         return super().forward(x)
 

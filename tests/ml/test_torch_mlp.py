@@ -43,6 +43,14 @@ def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_i
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item(), msg=name)
 
 
+def test_inputs_outside_its_case_get_nn_linear_itself():
+    layer = Linear(20, 30, onednn=True)
+    x = torch.rand(4, 5, 20)  # a leading batch dimension: nn.Linear's broadcasting
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.rand(4, 20)).dtype == torch.bfloat16  # autocast's choice, as nn.Linear would make it
+
+
 def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
     X = torch.rand(batch, 784)
     y = torch.randint(0, 10, (batch,))
