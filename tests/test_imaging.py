@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
 
-from service.imaging import ImageError, pixels_to_image, preprocess_upload, to_png
+from service import imaging
+from service.imaging import ImageError, pixels_to_image, preprocess_upload, stroke_width, to_png
 
 LIMITS = dict(max_bytes=5_000_000, max_pixels=4_000_000)
 SEVEN = [(110, 60), (290, 60), (170, 250)]  # top bar, then the diagonal down to the foot
@@ -59,6 +60,54 @@ def test_black_on_white_digit_is_made_mnist_like(reference):
     assert max(h, w) in (20, 21) and min(h, w) >= 10  # longer side scaled to 20 (+1 for filter spill)
     cy, cx = center_of_mass(x)
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+@pytest.mark.parametrize("pen", [3, 8, 20])
+def test_thin_pen_strokes_come_out_as_wide_as_mnists(pen):
+    """A pen line a few pixels wide on a 1000-pixel sheet (a photo, a scan) would shrink to a faint hairline."""
+    im = Image.new("L", (1000, 1000), 255)
+    ImageDraw.Draw(im).line([(250, 200), (750, 200), (450, 850)], fill=0, width=pen)
+    x = preprocess_upload(encode(im), **LIMITS).reshape(28, 28)
+    assert 1.4 <= stroke_width(x) <= 2.9  # MNIST's test set: 1.2-2.9 (5th-95th percentile), median 1.84
+    assert x.max() == pytest.approx(1.0) and (x > 0.5).sum() >= 60  # drawn, not a trace (before: 10-37 pixels)
+
+
+def test_strokes_as_wide_as_mnists_are_left_as_drawn(reference, monkeypatch):
+    monkeypatch.setattr(imaging, "_thicken_thin_strokes", lambda crop: crop)
+    assert np.array_equal(preprocess_upload(encode(draw_seven()), **LIMITS), reference)
+    assert 1.4 <= stroke_width(reference.reshape(28, 28)) <= 2.9
+
+
+def thin_pen(digit: np.ndarray, scale: int = 25, core: float = 0.9) -> bytes:
+    """An MNIST digit redrawn as a thin black pen line on white paper: its brightest core, enlarged."""
+    big = np.asarray(Image.fromarray(digit.reshape(28, 28)).resize((28 * scale,) * 2, Image.Resampling.BILINEAR))
+    return encode(Image.fromarray(np.where(big > core, 0, 255).astype(np.uint8)))
+
+
+def test_test_digits_drawn_with_a_thin_pen_are_recognised(mnist, monkeypatch):
+    """The user's case: a photo of a digit written with a pen. `-s` prints the figures."""
+    from service.ml.spec import TrainSpec
+    from service.ml.train import train
+    from service.ml.weights import load_weights
+
+    spec = TrainSpec(backend="numpy", activation="relu", init="he", optimizer="adam", learning_rate=0.001,
+                     epochs=1, batch_size=128)
+    model = load_weights(train(spec, mnist).weights)
+    images, labels = mnist.test_images[:300], mnist.test_labels[:300]
+    pngs = [thin_pen(x) for x in images]
+
+    def accuracy() -> float:
+        inputs = np.stack([preprocess_upload(png, **LIMITS) for png in pngs])
+        return float((model.predict_proba(inputs).argmax(axis=1) == labels).mean())
+
+    drawn = accuracy()
+    monkeypatch.setattr(imaging, "_thicken_thin_strokes", lambda crop: crop)
+    hairlines = accuracy()
+    direct = float((model.predict_proba(images).argmax(axis=1) == labels).mean())
+    print(f"\n300 test digits: {direct:.1%} as 28x28 pixels, {drawn:.1%} as thin-pen photos, "
+          f"{hairlines:.1%} without the thickening")
+    assert drawn >= hairlines + 0.03
+    assert drawn >= direct - 0.08
 
 
 def test_tall_stroke_fills_twenty_rows():
