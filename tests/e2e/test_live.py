@@ -75,6 +75,7 @@ def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
         started = time.monotonic()
         events = [e for _, e in _events(client, job["id"])]
         assert time.monotonic() - started < 3
+        assert (events[0].event, events[0].data["status"]) == ("status", "running")  # the start, then its progress
         assert [e.event for e in events][-2:] == ["status", "end"]
         progress = [e for e in events if e.event == "progress"]
         losses = client.get(f"/jobs/{job['id']}/losses").json()

@@ -89,8 +89,11 @@ async def _stream(request: Request, factory: sessionmaker[Session], job_id: int,
     yield "retry: 2000\n\n"
     while snapshot is not None:
         finished = snapshot.job.status in FINISHED
-        if snapshot.job.status != status and not finished:  # a start comes before its progress
-            status = snapshot.job.status
+        # A start comes before its progress: a job seen queued (or not at all) and next finished,
+        # with rows, ran in between - a replay, or a job shorter than a poll - so say so first.
+        shown = "running" if finished and snapshot.rows and status != "running" else snapshot.job.status
+        if shown != status and shown not in FINISHED:
+            status = shown
             yield sse("status", {"status": status, "attempts": snapshot.job.attempts})
             quiet_since = time.monotonic()
         for event, data in snapshot.rows:
