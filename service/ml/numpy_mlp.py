@@ -127,12 +127,15 @@ def forward_logits(params: Params, X: np.ndarray, activation: str) -> np.ndarray
 
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities."""
-    p = softmax(logits)
-    m = len(y)
-    # log-sum-exp form: log p[y] = z[y] - max - log sum exp(z - max), never log(0)
+    # One exp for both: p = e / sum(e) with e = exp(z - max), and in log-sum-exp form
+    # log p[y] = (z[y] - max) - log sum(e), never log(0). A dozen numpy calls on a (64, 10)
+    # array cost more than their arithmetic, so each one saved shows in a step's time.
     shifted = logits - logits.max(axis=1, keepdims=True)
-    log_p_y = shifted[np.arange(m), y] - np.log(np.exp(shifted).sum(axis=1))
-    return float(-log_p_y.mean()), p
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    log_p_y = shifted[np.arange(len(y)), y] - np.log(total[:, 0])
+    e /= total
+    return float(-log_p_y.mean()), e
 
 
 def backward(
