@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
 from service.errors import ProblemError, not_found, not_trained
 from service.inference import Inference
 from service.settings import Settings
+from service.store.db import session_scope
 from service.store.jobs import get_job, get_model
 from service.store.models import Job, TrainedModel
 
@@ -22,25 +23,12 @@ async def _settings(request: Request) -> Settings:  # async: no threadpool hop
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
-    """One unit of work (commit on success, roll back on error), inside a slot (main.py: db_slots)."""
+    """One unit of work (session_scope), inside a slot (main.py: db_slots)."""
     async with request.app.state.db_slots:  # waits in the event loop, holding no thread
-        session = request.app.state.sessionmaker()
-        try:
+        # As FastAPI runs a sync generator dependency: enter and exit in the thread pool, the exit
+        # shielded from cancellation and not queued behind busy threads.
+        async with contextmanager_in_threadpool(session_scope(request.app.state.sessionmaker)) as session:
             yield session
-        except BaseException:
-            await run_in_threadpool(_end, session, False)
-            raise
-        await run_in_threadpool(_end, session, True)
-
-
-def _end(session: Session, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    finally:
-        session.close()
 
 
 async def _inference(request: Request) -> Inference:
