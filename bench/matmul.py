@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import workers  # noqa: E402, F401 - first: OpenBLAS's thread timeout as in the worker, so NumPy's spinning threads do not slow the next library's rounds
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import workers  # noqa: F401 - first: OpenBLAS's thread timeout as in the worker, so NumPy's spinning threads do not slow the next library's rounds
 
 SIZES = [784, 500, 250, 100, 10]
 
@@ -69,14 +69,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    weights = [
+        rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)
+    ]
     X = rng.random((args.batch, SIZES[0]), dtype=np.float32)
     t_weights, t_X = [torch.from_numpy(W) for W in weights], torch.from_numpy(X)
     t_weights_out_in = [W.T.contiguous() for W in t_weights]
     rows = []
     for _ in range(2):  # interleaved, so a drifting machine shows as disagreement between rounds
-        rows.append((timed(lambda: step(weights, X), args.repeats), timed(lambda: step(t_weights, t_X), args.repeats),
-                     timed(lambda: onednn_step(t_weights_out_in, t_X), args.repeats)))
+        rows.append(
+            (
+                timed(lambda: step(weights, X), args.repeats),
+                timed(lambda: step(t_weights, t_X), args.repeats),
+                timed(lambda: onednn_step(t_weights_out_in, t_X), args.repeats),
+            )
+        )
     print(f"batch {args.batch}, {args.threads} threads; torch {torch.__version__}, numpy {np.__version__}")
     print("round  numpy ms/step  torch MKL ms/step  oneDNN ms/step  MKL / numpy  oneDNN / numpy")
     for i, (n, t, d) in enumerate(rows, 1):

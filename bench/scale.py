@@ -78,7 +78,9 @@ def scratch_database(url: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def measure(url: str, workers: int, n_jobs: int, spec: TrainSpec, args: argparse.Namespace, folder: Path) -> dict:
+def measure(
+    url: str, workers: int, n_jobs: int, spec: TrainSpec, args: argparse.Namespace, folder: Path
+) -> dict:
     """Start `workers` idle workers on `url`, enqueue `n_jobs` copies of `spec`, time them all."""
     engine = make_engine(url)
     migrate(engine)
@@ -134,7 +136,7 @@ def measure(url: str, workers: int, n_jobs: int, spec: TrainSpec, args: argparse
     engine.dispose()
     busy = [(r.finished_at - r.started_at).total_seconds() for r in rows if r.started_at and r.finished_at]
     known = None not in cpu_before + cpu_after
-    cpu = sum(after - before for before, after in zip(cpu_before, cpu_after)) if known else None
+    cpu = sum(after - before for before, after in zip(cpu_before, cpu_after, strict=True)) if known else None
     return {
         "workers": workers,
         "jobs": n_jobs,
@@ -143,24 +145,42 @@ def measure(url: str, workers: int, n_jobs: int, spec: TrainSpec, args: argparse
         "jobs_per_minute": round(n_jobs / seconds * 60, 1),
         "mean_job_seconds": round(sum(busy) / len(busy), 3),  # claim to finish, as the worker saw it
         "workers_used": len({r.worker_id for r in rows}),
-        "worker_cpu_seconds_per_job": None if cpu is None else round(cpu / n_jobs, 3),  # the workers' CPU only
+        "worker_cpu_seconds_per_job": None
+        if cpu is None
+        else round(cpu / n_jobs, 3),  # the workers' CPU only
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_url = os.environ.get("MLPLAB_TEST_POSTGRES_URL") or "sqlite:///<temporary folder>"
-    parser.add_argument("--db-url", default=default_url,
-                        help="SQLAlchemy URL; on PostgreSQL a role that may CREATE DATABASE (default: %(default)s)")
-    parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated (default: %(default)s)")
+    parser.add_argument(
+        "--db-url",
+        default=default_url,
+        help="SQLAlchemy URL; on PostgreSQL a role that may CREATE DATABASE (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers", default="1,2,4", help="worker counts, comma-separated (default: %(default)s)"
+    )
     parser.add_argument("--jobs", type=int, default=40, help="jobs per measurement (default: %(default)s)")
     parser.add_argument("--spec", default="{}", help=f"JSON overriding the job spec {json.dumps(SPEC)}")
-    parser.add_argument("--threads-per-worker", type=int, default=1, help="BLAS/torch threads each (default: 1)")
-    parser.add_argument("--poll", type=float, default=0.2, help="MLPLAB_WORKER_POLL_SECONDS (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data"))
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds over the worker counts; the best round of each count is reported (default: 1)")
+    parser.add_argument(
+        "--threads-per-worker", type=int, default=1, help="BLAS/torch threads each (default: 1)"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=0.2, help="MLPLAB_WORKER_POLL_SECONDS (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data"),
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds over the worker counts; the best round of each count is reported (default: 1)",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "scale.json")
     args = parser.parse_args(argv)
 
@@ -171,30 +191,49 @@ def main(argv: list[str] | None = None) -> int:
         url = args.db_url if not args.db_url.startswith("sqlite:///<") else f"sqlite:///{tmp}/unused.db"
         shown = make_url(url).render_as_string(hide_password=True)
         load = os.getloadavg()[0]  # other work on the machine shares its cores: say how much
-        print(f"{shown}: {args.jobs} jobs of {spec.name} on {os.cpu_count()} cores (load {load:.1f})", flush=True)
+        print(
+            f"{shown}: {args.jobs} jobs of {spec.name} on {os.cpu_count()} cores (load {load:.1f})",
+            flush=True,
+        )
         for round_ in range(args.repeat):  # rounds interleave the counts, so a busy spell hits them all
             for workers in counts:
                 with scratch_database(url, Path(tmp)) as scratch:
-                    runs.append(measure(scratch, workers, args.jobs, spec, args, Path(tmp)) | {"round": round_ + 1})
-                print(f"round {round_ + 1}: {workers} worker(s): {runs[-1]['jobs_per_minute']} jobs/min",
-                      file=sys.stderr, flush=True)
+                    runs.append(
+                        measure(scratch, workers, args.jobs, spec, args, Path(tmp)) | {"round": round_ + 1}
+                    )
+                print(
+                    f"round {round_ + 1}: {workers} worker(s): {runs[-1]['jobs_per_minute']} jobs/min",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     # The best round of each count: the one least disturbed by whatever else the machine was doing.
-    results = [max((r for r in runs if r["workers"] == n), key=lambda r: r["jobs_per_minute"]) for n in counts]
-    print(f"{'workers':>7} {'seconds':>8} {'jobs/min':>9} {'speed-up':>9} {'s/job':>6} {'cpu/job':>8} {'ok':>4}")
+    results = [
+        max((r for r in runs if r["workers"] == n), key=lambda r: r["jobs_per_minute"]) for n in counts
+    ]
+    print(
+        f"{'workers':>7} {'seconds':>8} {'jobs/min':>9} {'speed-up':>9} {'s/job':>6} {'cpu/job':>8} {'ok':>4}"
+    )
     for row in results:
         row["speed_up"] = round(row["jobs_per_minute"] / results[0]["jobs_per_minute"], 2)
         cpu = row["worker_cpu_seconds_per_job"]
-        print(f"{row['workers']:>7} {row['seconds']:>8.1f} {row['jobs_per_minute']:>9.1f} {row['speed_up']:>8.2f}x "
-              f"{row['mean_job_seconds']:>6.2f} {'-' if cpu is None else f'{cpu:.2f}':>8} {row['succeeded']:>4}")
+        print(
+            f"{row['workers']:>7} {row['seconds']:>8.1f} {row['jobs_per_minute']:>9.1f} {row['speed_up']:>8.2f}x "
+            f"{row['mean_job_seconds']:>6.2f} {'-' if cpu is None else f'{cpu:.2f}':>8} {row['succeeded']:>4}"
+        )
 
     report = {
         "database": make_url(url).get_backend_name(),
         "url": shown,
         "spec": spec.model_dump(mode="json"),
         "threads_per_worker": args.threads_per_worker,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        },
         "results": results,
         "runs": runs,
     }

@@ -23,6 +23,7 @@ Needs wrk (`apt-get install wrk`) and the MNIST files (--data-dir, MLPLAB_DATA_D
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -43,10 +44,20 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "serve.json"
-DEFAULT_SPEC = {"backend": "numpy", "activation": "relu", "init": "he", "optimizer": "adam",
-                "learning_rate": 0.001, "epochs": 1, "train_limit": 10000}  # hidden layers default to 500-250-100
+DEFAULT_SPEC = {
+    "backend": "numpy",
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "epochs": 1,
+    "train_limit": 10000,
+}  # hidden layers default to 500-250-100
 TARGETS = {  # what the service should reach on the reference 2-core machine
-    "predict_rps": 2000, "predict_p99_ms": 30, "per_image_rps": 2000, "batch_1000_ms": 150,
+    "predict_rps": 2000,
+    "predict_p99_ms": 30,
+    "per_image_rps": 2000,
+    "batch_1000_ms": 150,
 }
 
 # ----------------------------------------------------------------------------------------- processes
@@ -56,27 +67,27 @@ _procs: list[subprocess.Popen] = []  # everything this script started, stopped o
 
 def spawn(args: list[str], log: Path | None = None, **kw) -> subprocess.Popen:
     """A child in its own process group (so its uvicorn workers can be stopped with it)."""
-    out = open(log, "w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-                            start_new_session=True, **kw)
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the child writes to it
+    proc = subprocess.Popen(
+        args,
+        stdout=out,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+        start_new_session=True,
+        **kw,
+    )
     _procs.append(proc)
     return proc
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # the group's stragglers (uvicorn's worker processes), and a leader that ignored SIGTERM
+    # the group's stragglers (uvicorn's worker processes), and a leader that ignored SIGTERM
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
@@ -126,8 +137,11 @@ def _ms(text: str) -> float:
 
 def parse_wrk(output: str) -> dict:
     """Requests/sec, latency percentiles (ms), request count, non-2xx/3xx responses and socket errors."""
-    result: dict = {"latency_ms": {}, "non_2xx_3xx": 0,
-                    "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    result: dict = {
+        "latency_ms": {},
+        "non_2xx_3xx": 0,
+        "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+    }
     if m := re.search(r"Requests/sec:\s+([\d.]+)", output):
         result["requests_per_s"] = float(m.group(1))
     else:
@@ -135,28 +149,39 @@ def parse_wrk(output: str) -> dict:
     for pct, value in re.findall(r"^\s+(\d+(?:\.\d+)?)%\s+([\d.]+(?:us|ms|s|m|h))\s*$", output, re.M):
         result["latency_ms"][f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}"] = round(_ms(value), 3)
     if m := re.search(r"Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", output):
-        result["latency_ms"].update(avg=round(_ms(m.group(1)), 3), stdev=round(_ms(m.group(2)), 3),
-                                    max=round(_ms(m.group(3)), 3))
+        result["latency_ms"].update(
+            avg=round(_ms(m.group(1)), 3), stdev=round(_ms(m.group(2)), 3), max=round(_ms(m.group(3)), 3)
+        )
     if m := re.search(r"(\d+) requests in ([\d.]+\w+)", output):
         result["requests"] = int(m.group(1))
         result["seconds"] = round(_ms(m.group(2)) / 1e3, 3)
     if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
         result["non_2xx_3xx"] = int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
-        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+        result["socket_errors"] = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True)
+        )
     result["errors"] = result["non_2xx_3xx"] + sum(result["socket_errors"].values())
     return result
 
 
-def run_wrk(wrk: str, url: str, script: Path | None, seconds: float, threads: int, connections: int,
-            latency: bool = True) -> str:
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: Path | None,
+    seconds: float,
+    threads: int,
+    connections: int,
+    latency: bool = True,
+) -> str:
     args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
     if latency:
         args.append("--latency")
     if script:
         args += ["-s", str(script)]
-    proc = subprocess.Popen([*args, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*args, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     _procs.append(proc)
     try:
         out, _ = proc.communicate(timeout=seconds + 60)
@@ -191,7 +216,7 @@ def write_scripts(root: Path, model_id: int, pixels: list[int], n_test: int) -> 
     per_image.write_text(
         "local i = 0\n"
         "local n = 0\n"
-        "setup = function(thread) n = n + 1; thread:set(\"offset\", n * 4999) end\n"
+        'setup = function(thread) n = n + 1; thread:set("offset", n * 4999) end\n'
         "init = function(args) i = tonumber(offset) or 0 end\n"
         "request = function()\n"
         f"  i = (i + 1) % {n_test}\n"
@@ -217,8 +242,23 @@ def load_test_images(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def start_api(root: Path, env: dict[str, str], port: int, workers: int) -> tuple[subprocess.Popen, str]:
     log = root / "api.log"
-    proc = spawn([sys.executable, "-m", "service.cli", "api", "--host", "127.0.0.1", "--port", str(port),
-                  "--workers", str(workers)], log=log, env=env, cwd=REPO)
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        log=log,
+        env=env,
+        cwd=REPO,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready():
@@ -245,9 +285,13 @@ def train_model(client: httpx.Client, root: Path, env: dict[str, str], spec: dic
     _procs.remove(worker)
     job = client.get(f"/jobs/{job_id}").json()
     if rc != 0 or job["status"] != "succeeded":
-        raise RuntimeError(f"training job {job_id} ended {job['status']} (worker exit {rc}): {job.get('error')}\n{tail(log)}")
-    print(f"trained job {job_id} in {time.perf_counter() - t0:.1f} s: {spec_name(job)}; "
-          f"test accuracy {job['test_accuracy']:.4f}")
+        raise RuntimeError(
+            f"training job {job_id} ended {job['status']} (worker exit {rc}): {job.get('error')}\n{tail(log)}"
+        )
+    print(
+        f"trained job {job_id} in {time.perf_counter() - t0:.1f} s: {spec_name(job)}; "
+        f"test accuracy {job['test_accuracy']:.4f}"
+    )
     return job_id
 
 
@@ -268,9 +312,15 @@ def time_batch(client: httpx.Client, model_id: int, images: np.ndarray, repeats:
             raise RuntimeError(f"POST {len(images)} images answered {r.status_code}: {r.text[:500]}")
         if i >= warmup:
             times.append(elapsed)
-    return {"images": len(images), "body_bytes": len(body), "repeats": repeats,
-            "median_ms": round(statistics.median(times), 2), "max_ms": round(max(times), 2),
-            "min_ms": round(min(times), 2), "all_ms": [round(t, 2) for t in times]}
+    return {
+        "images": len(images),
+        "body_bytes": len(body),
+        "repeats": repeats,
+        "median_ms": round(statistics.median(times), 2),
+        "max_ms": round(max(times), 2),
+        "min_ms": round(min(times), 2),
+        "all_ms": [round(t, 2) for t in times],
+    }
 
 
 def cpu_count() -> int:
@@ -286,30 +336,58 @@ def verdict(ok: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     default_data = os.environ.get("MLPLAB_DATA_DIR") or str(REPO.parent / "shared" / "data")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10, help="seconds of wrk load per endpoint (default 10)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured wrk load first (default 2)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes (mlplab api --workers; default 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10, help="seconds of wrk load per endpoint (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="seconds of unmeasured wrk load first (default 2)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn processes (mlplab api --workers; default 1)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--data-dir", type=Path, default=Path(default_data),
-                        help="MNIST folder (default MLPLAB_DATA_DIR or ../shared/data)")
-    parser.add_argument("--model-db", type=Path, help="reuse a trained model from this SQLite file (copied first)")
-    parser.add_argument("--model-id", type=int, help="the model (job id) in --model-db; default its best model")
-    parser.add_argument("--batch-repeats", type=int, default=20, help="timed 1,000-image requests (default 20)")
-    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the API process, e.g. OPENBLAS_NUM_THREADS=1 (repeatable)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(default_data),
+        help="MNIST folder (default MLPLAB_DATA_DIR or ../shared/data)",
+    )
+    parser.add_argument(
+        "--model-db", type=Path, help="reuse a trained model from this SQLite file (copied first)"
+    )
+    parser.add_argument(
+        "--model-id", type=int, help="the model (job id) in --model-db; default its best model"
+    )
+    parser.add_argument(
+        "--batch-repeats", type=int, default=20, help="timed 1,000-image requests (default 20)"
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the API process, e.g. OPENBLAS_NUM_THREADS=1 (repeatable)",
+    )
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (default bench/results/serve.json)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, logs, Lua scripts)")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (default bench/results/serve.json)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (database, logs, Lua scripts)"
+    )
     args = parser.parse_args(argv)
 
     wrk = shutil.which("wrk")
     if wrk is None:
-        sys.exit("serve.py: wrk is not installed. It is the load generator this benchmark uses:\n"
-                 "    sudo apt-get update && sudo apt-get install -y wrk   (Debian/Ubuntu)\n"
-                 "    brew install wrk                                     (macOS)")
+        sys.exit(
+            "serve.py: wrk is not installed. It is the load generator this benchmark uses:\n"
+            "    sudo apt-get update && sudo apt-get install -y wrk   (Debian/Ubuntu)\n"
+            "    brew install wrk                                     (macOS)"
+        )
     if args.model_id is not None and args.model_db is None:
         sys.exit("serve.py: --model-id needs --model-db (without it a fresh model is trained)")
     if args.model_db is not None and not args.model_db.is_file():
@@ -322,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         extra_env[key] = value
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started with SIGINT ignored (`&`)
+    signal.signal(
+        signal.SIGINT, signal.default_int_handler
+    )  # Ctrl-C even when started with SIGINT ignored (`&`)
     root = Path(tempfile.mkdtemp(prefix="mlplab-serve-bench-"))
     try:
         return run(args, wrk, root, extra_env)
@@ -356,8 +436,10 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
     }
     server_env = env | extra_env
 
-    print(f"CPU: {cores} core(s) available ({os.cpu_count()} on the machine), {platform.processor() or platform.machine()}; "
-          f"wrk ({args.threads} threads) and the API ({args.workers} process(es)) share them, so the figures are a floor.")
+    print(
+        f"CPU: {cores} core(s) available ({os.cpu_count()} on the machine), {platform.processor() or platform.machine()}; "
+        f"wrk ({args.threads} threads) and the API ({args.workers} process(es)) share them, so the figures are a floor."
+    )
     api, url = start_api(root, server_env, port, args.workers)
     client = httpx.Client(base_url=url, timeout=60)
 
@@ -389,7 +471,12 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
 
     endpoints = [
         ("healthz", "GET /healthz", f"{url}/healthz", None),
-        ("predict", "POST /models/{id}/predict (1 image, JSON)", f"{url}/models/{model_id}/predict", scripts["predict"]),
+        (
+            "predict",
+            "POST /models/{id}/predict (1 image, JSON)",
+            f"{url}/models/{model_id}/predict",
+            scripts["predict"],
+        ),
         ("per_image", "GET /models/{id}/predictions/test/{i}", url, scripts["per_image"]),
     ]
     results: dict[str, dict] = {}
@@ -413,46 +500,83 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
     tgt = {
         "healthz": "(ceiling)",
         "predict": f"≥ {TARGETS['predict_rps']:,} req/s, p99 ≤ {TARGETS['predict_p99_ms']} ms: "
-                   + verdict(results["predict"]["requests_per_s"] >= TARGETS["predict_rps"]
-                             and results["predict"]["latency_ms"].get("p99", 1e9) <= TARGETS["predict_p99_ms"]),
+        + verdict(
+            results["predict"]["requests_per_s"] >= TARGETS["predict_rps"]
+            and results["predict"]["latency_ms"].get("p99", 1e9) <= TARGETS["predict_p99_ms"]
+        ),
         "per_image": f"≥ {TARGETS['per_image_rps']:,} req/s: "
-                     + verdict(results["per_image"]["requests_per_s"] >= TARGETS["per_image_rps"]),
+        + verdict(results["per_image"]["requests_per_s"] >= TARGETS["per_image_rps"]),
     }
-    for key, r in results.items():
+    for r in results.values():
         lat = r["latency_ms"]
-        rows.append((r["endpoint"], f"{r['requests_per_s']:,.0f}", f"{lat.get('p50', float('nan')):.2f}",
-                     f"{lat.get('p90', float('nan')):.2f}", f"{lat.get('p99', float('nan')):.2f}",
-                     str(r["errors"]), f"{r['ratio_to_healthz']:.0%}", tgt[key]))
+        rows.append(
+            (
+                r["endpoint"],
+                f"{r['requests_per_s']:,.0f}",
+                f"{lat.get('p50', float('nan')):.2f}",
+                f"{lat.get('p90', float('nan')):.2f}",
+                f"{lat.get('p99', float('nan')):.2f}",
+                str(r["errors"]),
+                f"{r['ratio_to_healthz']:.0%}",
+                tgt[key],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
-    print(f"model {model_id}: {model['name']}   API: {args.workers} uvicorn process(es)   "
-          f"wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s"
-          + (f"   server env: {extra_env}" if extra_env else ""))
+    print(
+        f"model {model_id}: {model['name']}   API: {args.workers} uvicorn process(es)   "
+        f"wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s"
+        + (f"   server env: {extra_env}" if extra_env else "")
+    )
     for i, row in enumerate(rows):
-        print("  ".join(c.ljust(w) if j in (0, 7) else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))).rstrip())
+        print(
+            "  ".join(
+                c.ljust(w) if j in (0, 7) else c.rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
         if i == 0:
             print("  ".join("-" * w for w in widths))
     batch_ok = batch["median_ms"] <= TARGETS["batch_1000_ms"]
-    print(f"\n1,000 images in one POST ({batch['body_bytes'] / 1e6:.1f} MB of JSON), {batch['repeats']} requests: "
-          f"median {batch['median_ms']:.1f} ms, max {batch['max_ms']:.1f} ms "
-          f"(target ≤ {TARGETS['batch_1000_ms']} ms: {verdict(batch_ok)})")
-    for key, r in results.items():
+    print(
+        f"\n1,000 images in one POST ({batch['body_bytes'] / 1e6:.1f} MB of JSON), {batch['repeats']} requests: "
+        f"median {batch['median_ms']:.1f} ms, max {batch['max_ms']:.1f} ms "
+        f"(target ≤ {TARGETS['batch_1000_ms']} ms: {verdict(batch_ok)})"
+    )
+    for r in results.values():
         if r["errors"]:
-            print(f"note: {r['endpoint']}: {r['non_2xx_3xx']} non-2xx/3xx responses, socket errors {r['socket_errors']}")
+            print(
+                f"note: {r['endpoint']}: {r['non_2xx_3xx']} non-2xx/3xx responses, socket errors {r['socket_errors']}"
+            )
     print(f"note: {cores} core(s) shared by wrk and the server (and anything else running): noisy, a floor.")
 
     out = {
         "benchmark": "serve",
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus_available": cores, "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "loadavg_at_end": list(os.getloadavg())},
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus_available": cores,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_at_end": list(os.getloadavg()),
+        },
         "git": _git_rev(),
-        "settings": {"workers": args.workers, "duration_s": args.duration, "warmup_s": args.warmup,
-                     "wrk_threads": args.threads, "wrk_connections": args.connections,
-                     "batch_repeats": args.batch_repeats, "server_env": extra_env,
-                     "model_db": str(args.model_db) if args.model_db else None},
-        "model": {"id": model_id, "name": model["name"], "hidden_layers": model.get("hidden_layers"),
-                  "test_accuracy": model.get("test_accuracy")},
+        "settings": {
+            "workers": args.workers,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "wrk_threads": args.threads,
+            "wrk_connections": args.connections,
+            "batch_repeats": args.batch_repeats,
+            "server_env": extra_env,
+            "model_db": str(args.model_db) if args.model_db else None,
+        },
+        "model": {
+            "id": model_id,
+            "name": model["name"],
+            "hidden_layers": model.get("hidden_layers"),
+            "test_accuracy": model.get("test_accuracy"),
+        },
         "targets": TARGETS,
         "endpoints": results,
         "batch_1000": batch,
@@ -471,12 +595,18 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
 
 def _git_rev() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))  # `python bench/serve.py` from anywhere: import service.* from this checkout
+    sys.path.insert(
+        0, str(REPO)
+    )  # `python bench/serve.py` from anywhere: import service.* from this checkout
     sys.exit(main())

@@ -29,32 +29,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout even where the package is not installed
 
-import workers  # noqa: E402, F401 - first: the worker's OpenBLAS setting (workers/__init__.py) must precede NumPy
-
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
+import workers  # noqa: E402, F401 - first: the worker's OpenBLAS setting (workers/__init__.py) must precede NumPy
 from service.ml.data import DataError, Dataset, load_dataset  # noqa: E402
 from service.ml.spec import TrainSpec  # noqa: E402
 from service.ml.train import EpochEnd, TrainingError, train  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
 # ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
-BEST = dict(
-    backend="torch",  # 12.7 s of training against NumPy's 19.2 s here (bench/README.md); --backend numpy is bit-reproducible
-    activation="relu",
-    init="he",
-    optimizer="adam",
-    learning_rate=2e-3,
-    lr_schedule="cosine",
-    l2=0.0,
-    epochs=15,
-    batch_size=128,
-    seed=0,
-)
+BEST = {
+    "backend": "torch",  # 12.7 s of training against NumPy's 19.2 s here (bench/README.md); --backend numpy is bit-reproducible
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 2e-3,
+    "lr_schedule": "cosine",
+    "l2": 0.0,
+    "epochs": 15,
+    "batch_size": 128,
+    "seed": 0,
+}
 
 # The throughput mode's network and optimizer: the service's default spec (sigmoid, glorot, plain SGD).
-THROUGHPUT = dict(activation="sigmoid", init="glorot", optimizer="sgd", learning_rate=0.1)
+THROUGHPUT = {"activation": "sigmoid", "init": "glorot", "optimizer": "sgd", "learning_rate": 0.1}
 THROUGHPUT_BATCHES = (64, 256)
 THROUGHPUT_EPOCHS = 3  # the median epoch: one slow epoch on a shared machine does not make the figure
 
@@ -88,11 +87,17 @@ def table(headers: list[str], rows: list[list], right: set[int] | None = None) -
     """Aligned columns; columns in ``right`` (default: those whose cells are all numbers) right-aligned."""
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     if right is None:
-        right = {i for i in range(len(headers)) if rows and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)}
+        right = {
+            i
+            for i in range(len(headers))
+            if rows and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+        }
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -103,7 +108,13 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+        return (
+            f"{value:.4g}"
+            if abs(value) < 1e-3 and value
+            else f"{value:,.3f}"
+            if abs(value) < 100
+            else f"{value:,.1f}"
+        )
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -130,7 +141,14 @@ def torch_info() -> dict:
     import torch
 
     parallel = torch.__config__.parallel_info()
-    keep = ("ATen parallel backend", "OpenMP", "Intel(R) oneAPI Math Kernel", "Intel(R) Math Kernel", "MKL-DNN", "oneDNN")
+    keep = (
+        "ATen parallel backend",
+        "OpenMP",
+        "Intel(R) oneAPI Math Kernel",
+        "Intel(R) Math Kernel",
+        "MKL-DNN",
+        "oneDNN",
+    )
     return {
         "version": torch.__version__,
         "num_threads": torch.get_num_threads(),
@@ -151,27 +169,57 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "threadpools": [
-            {k: p.get(k) for k in ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer")}
+            {
+                k: p.get(k)
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "version",
+                    "architecture",
+                    "num_threads",
+                    "threading_layer",
+                )
+            }
             | {"library": Path(p.get("filepath", "")).name}
             for p in threadpool_info()
         ],
         "torch": torch,
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if k in os.environ
+        },
     }
 
 
 def print_machine(info: dict) -> None:
-    print(f"CPU: {info['cpu']} ({info['cpus']} logical CPUs, {info['affinity']} usable); "
-          f"Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']['version']}")
+    print(
+        f"CPU: {info['cpu']} ({info['cpus']} logical CPUs, {info['affinity']} usable); "
+        f"Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']['version']}"
+    )
     if info["env"]:
         print("Environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
     print("\nThread pools (threadpoolctl):")
-    rows = [[p["user_api"], p["internal_api"], p["version"], p["architecture"], p["num_threads"], p["threading_layer"], p["library"]]
-            for p in info["threadpools"]]
-    print(table(["api", "internal_api", "version", "architecture", "num_threads", "threading", "library"], rows))
+    rows = [
+        [
+            p["user_api"],
+            p["internal_api"],
+            p["version"],
+            p["architecture"],
+            p["num_threads"],
+            p["threading_layer"],
+            p["library"],
+        ]
+        for p in info["threadpools"]
+    ]
+    print(
+        table(["api", "internal_api", "version", "architecture", "num_threads", "threading", "library"], rows)
+    )
     t = info["torch"]
-    print(f"\ntorch: {t['num_threads']} intra-op threads, {t['num_interop_threads']} inter-op; "
-          f"MKL {'yes' if t['mkl'] else 'no'}, oneDNN {'yes' if t['mkldnn'] else 'no'}")
+    print(
+        f"\ntorch: {t['num_threads']} intra-op threads, {t['num_interop_threads']} inter-op; "
+        f"MKL {'yes' if t['mkl'] else 'no'}, oneDNN {'yes' if t['mkldnn'] else 'no'}"
+    )
     for line in t["parallel"]:
         print(f"  {line}")
     print()
@@ -191,18 +239,23 @@ def matmul_step_seconds(sizes: list[int], batch: int, repeats: int = 15, sample_
     f32 = np.float32
     L = len(sizes) - 1
     # Weights scaled by 1/sqrt(fan_in) keep every value O(1): no overflow, no denormals.
-    Ws = [(rng.standard_normal((i, o)) / math.sqrt(i)).astype(f32) for i, o in zip(sizes[:-1], sizes[1:])]
+    Ws = [
+        (rng.standard_normal((i, o)) / math.sqrt(i)).astype(f32)
+        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
     acts = [rng.random((batch, s), dtype=f32) for s in sizes]  # acts[0] = X; acts[l] rewritten each step
-    deltas = [rng.standard_normal((batch, s)).astype(f32) for s in sizes]  # deltas[L] fixed; the rest rewritten
+    deltas = [
+        rng.standard_normal((batch, s)).astype(f32) for s in sizes
+    ]  # deltas[L] fixed; the rest rewritten
     dWs = [np.empty_like(W) for W in Ws]
 
     def step() -> None:
-        for l in range(L):
-            np.matmul(acts[l], Ws[l], out=acts[l + 1])
-        for l in range(L - 1, -1, -1):
-            np.matmul(acts[l].T, deltas[l + 1], out=dWs[l])
-            if l > 0:
-                np.matmul(deltas[l + 1], Ws[l].T, out=deltas[l])
+        for k in range(L):
+            np.matmul(acts[k], Ws[k], out=acts[k + 1])
+        for k in range(L - 1, -1, -1):
+            np.matmul(acts[k].T, deltas[k + 1], out=dWs[k])
+            if k > 0:
+                np.matmul(deltas[k + 1], Ws[k].T, out=deltas[k])
 
     # Warm-up (thread pools up, caches and pages touched), which also sizes the repetitions.
     started, warm = time.perf_counter(), 0
@@ -217,7 +270,10 @@ def matmul_step_seconds(sizes: list[int], batch: int, repeats: int = 15, sample_
         for _ in range(inner):
             step()
         samples.append((time.perf_counter() - t0) / inner)
-    flops = 2 * batch * sum(i * o for i, o in zip(sizes[:-1], sizes[1:])) * 3 - 2 * batch * sizes[0] * sizes[1]
+    flops = (
+        2 * batch * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True)) * 3
+        - 2 * batch * sizes[0] * sizes[1]
+    )
     median = statistics.median(samples)
     return {
         "batch": batch,
@@ -251,9 +307,14 @@ class Runner:
     def progress(self, label: str, epochs: int) -> Callable:
         def on_progress(event) -> None:
             if isinstance(event, EpochEnd) and not self.args.quiet:
-                print(f"  [{label}] epoch {event.epoch}/{epochs}: loss {event.loss:.4f}, "
-                      f"train {100 * event.train_accuracy:.2f} %, test {100 * event.test_accuracy:.2f} %, "
-                      f"{event.seconds:.2f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  [{label}] epoch {event.epoch}/{epochs}: loss {event.loss:.4f}, "
+                    f"train {100 * event.train_accuracy:.2f} %, test {100 * event.test_accuracy:.2f} %, "
+                    f"{event.seconds:.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
         return on_progress
 
     def warm_up(self, spec: TrainSpec, cpu_matmul: str | None = None) -> None:
@@ -262,9 +323,14 @@ class Runner:
         warm = spec.model_copy(update={"epochs": 1, "train_limit": n})
         try:
             with self.limits(spec.backend):
-                train(warm, self.data, device=self.args.device, threads=self.args.threads,
-                      cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn")
-        except Exception:  # noqa: BLE001 - a failing configuration is reported by its real run
+                train(
+                    warm,
+                    self.data,
+                    device=self.args.device,
+                    threads=self.args.threads,
+                    cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn",
+                )
+        except Exception:
             pass
 
     def run(self, spec: TrainSpec, label: str, cpu_matmul: str | None = None) -> dict:
@@ -273,12 +339,17 @@ class Runner:
         started = time.perf_counter()
         try:
             with self.limits(spec.backend):
-                result = train(spec, self.data, self.progress(label, spec.epochs),
-                               device=self.args.device, threads=self.args.threads,
-                               cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn")
+                result = train(
+                    spec,
+                    self.data,
+                    self.progress(label, spec.epochs),
+                    device=self.args.device,
+                    threads=self.args.threads,
+                    cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn",
+                )
         except TrainingError as exc:
             row.update(status="diverged", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - a benchmark reports every failure and goes on
+        except Exception as exc:
             row.update(status=f"failed: {type(exc).__name__}", error=str(exc))
         else:
             row.update(
@@ -306,17 +377,23 @@ def throughput(runner: Runner, args: argparse.Namespace) -> dict:
     backends = [args.backend] if args.backend else ["numpy", "torch"]
     # torch's matrix products on CPU: oneDNN (the default) and, for comparison, torch's own BLAS (MKL)
     matmuls = [args.torch_matmul] if args.torch_matmul else ["onednn", "blas"]
-    variants = [(b, m) for b in backends for m in (matmuls if b == "torch" and args.device == "cpu" else [None])]
+    variants = [
+        (b, m) for b in backends for m in (matmuls if b == "torch" and args.device == "cpu" else [None])
+    ]
     n = n_train(args, runner.data)
     base = THROUGHPUT | (json.loads(args.config) if args.config else {})
-    print(f"Throughput: {'-'.join(map(str, LAYERS))}, {base}, {epochs} epoch(s) of {n:,} images, "
-          f"torch device {args.device}\n")
+    print(
+        f"Throughput: {'-'.join(map(str, LAYERS))}, {base}, {epochs} epoch(s) of {n:,} images, "
+        f"torch device {args.device}\n"
+    )
     rows = []
 
     def measure_floor(batch: int) -> float:
         """Seconds per epoch of the floor's products, now."""
         with threadpool_limits(limits=args.threads, user_api="blas") if args.threads else nullcontext():
-            return matmul_step_seconds(LAYERS, batch, repeats=args.repeats)["step_seconds"] * math.ceil(n / batch)
+            return matmul_step_seconds(LAYERS, batch, repeats=args.repeats)["step_seconds"] * math.ceil(
+                n / batch
+            )
 
     for batch in args.batch_sizes:
         for backend, matmul in variants:
@@ -329,60 +406,154 @@ def throughput(runner: Runner, args: argparse.Namespace) -> dict:
             row = runner.run(spec, f"{name} b={batch}", matmul)
             after = measure_floor(batch)
             floor = (before + after) / 2
-            row |= {"backend": name, "cpu_matmul": matmul, "batch": batch, "steps_per_epoch": math.ceil(n / batch),
-                    "floor_epoch_seconds": floor, "floor_before": before, "floor_after": after}
+            row |= {
+                "backend": name,
+                "cpu_matmul": matmul,
+                "batch": batch,
+                "steps_per_epoch": math.ceil(n / batch),
+                "floor_epoch_seconds": floor,
+                "floor_before": before,
+                "floor_after": after,
+            }
             if row["status"] == "ok":
                 s = statistics.median(e["seconds"] for e in row["epochs"])
-                row |= {"epoch_seconds": s, "samples_per_second": n / s, "ratio_to_floor": s / floor,
-                        "wall_seconds_per_epoch": row["wall_seconds"] / epochs}
-            print(f"  [{name} b={batch}] floor {before:.3f} s before, {after:.3f} s after", file=sys.stderr, flush=True)
+                row |= {
+                    "epoch_seconds": s,
+                    "samples_per_second": n / s,
+                    "ratio_to_floor": s / floor,
+                    "wall_seconds_per_epoch": row["wall_seconds"] / epochs,
+                }
+            print(
+                f"  [{name} b={batch}] floor {before:.3f} s before, {after:.3f} s after",
+                file=sys.stderr,
+                flush=True,
+            )
             rows.append(row)
 
     print()
-    print(table(
-        ["backend", "batch", "s/epoch", "samples/s", "floor s", "x floor", "wall s/epoch", "test acc", "status"],
-        [[r["backend"], r["batch"], r.get("epoch_seconds"), r.get("samples_per_second") and round(r["samples_per_second"]),
-          r["floor_epoch_seconds"], r.get("ratio_to_floor"), r.get("wall_seconds_per_epoch"), pct(r.get("test_accuracy")),
-          r["status"]] for r in rows],
-        right={1, 2, 3, 4, 5, 6, 7},
-    ))
-    print(f"\ns/epoch: median over {epochs} epoch(s) of training time (evaluation excluded); floor: one step's "
-          "matrix products in NumPy x steps, the mean of its measurements just before and after the run; "
-          "x floor: s/epoch over floor; wall: the whole train() call per epoch, evaluation of both splits included.")
+    print(
+        table(
+            [
+                "backend",
+                "batch",
+                "s/epoch",
+                "samples/s",
+                "floor s",
+                "x floor",
+                "wall s/epoch",
+                "test acc",
+                "status",
+            ],
+            [
+                [
+                    r["backend"],
+                    r["batch"],
+                    r.get("epoch_seconds"),
+                    r.get("samples_per_second") and round(r["samples_per_second"]),
+                    r["floor_epoch_seconds"],
+                    r.get("ratio_to_floor"),
+                    r.get("wall_seconds_per_epoch"),
+                    pct(r.get("test_accuracy")),
+                    r["status"],
+                ]
+                for r in rows
+            ],
+            right={1, 2, 3, 4, 5, 6, 7},
+        )
+    )
+    print(
+        f"\ns/epoch: median over {epochs} epoch(s) of training time (evaluation excluded); floor: one step's "
+        "matrix products in NumPy x steps, the mean of its measurements just before and after the run; "
+        "x floor: s/epoch over floor; wall: the whole train() call per epoch, evaluation of both splits included."
+    )
     for r in rows:
         drift = r["floor_after"] / r["floor_before"] - 1
         if abs(drift) > 0.2:
-            print(f"warning: the floor moved {100 * drift:+.0f} % during {r['backend']} b={r['batch']}: "
-                  f"the machine was not quiet, that ratio is unreliable")
+            print(
+                f"warning: the floor moved {100 * drift:+.0f} % during {r['backend']} b={r['batch']}: "
+                f"the machine was not quiet, that ratio is unreliable"
+            )
     return {"epochs": epochs, "train_images": n, "spec": base, "runs": rows}
 
 
 def notebook(runner: Runner, args: argparse.Namespace) -> dict:
     epochs = args.epochs or NOTEBOOK_EPOCHS
     l2 = args.l2 or 0.0
-    configs = [dict(backend="numpy", activation="sigmoid", init=init, optimizer="sgd", learning_rate=lr, l2=l2)
-               for init, lr in NOTEBOOK_NUMPY]
-    configs += [dict(backend="torch", activation=act, init="glorot", optimizer="adam", learning_rate=0.01,
-                     l2=l2 if fixed is None else fixed) for act, fixed in NOTEBOOK_TORCH]
-    print(f"Notebook: {'-'.join(map(str, LAYERS))}, batch {NOTEBOOK_BATCH}, {epochs} epoch(s) of "
-          f"{n_train(args, runner.data):,} images\n")
+    configs = [
+        {
+            "backend": "numpy",
+            "activation": "sigmoid",
+            "init": init,
+            "optimizer": "sgd",
+            "learning_rate": lr,
+            "l2": l2,
+        }
+        for init, lr in NOTEBOOK_NUMPY
+    ]
+    configs += [
+        {
+            "backend": "torch",
+            "activation": act,
+            "init": "glorot",
+            "optimizer": "adam",
+            "learning_rate": 0.01,
+            "l2": l2 if fixed is None else fixed,
+        }
+        for act, fixed in NOTEBOOK_TORCH
+    ]
+    print(
+        f"Notebook: {'-'.join(map(str, LAYERS))}, batch {NOTEBOOK_BATCH}, {epochs} epoch(s) of "
+        f"{n_train(args, runner.data):,} images\n"
+    )
     rows, warmed = [], set()
     for i, config in enumerate(configs, 1):
         spec = runner.spec(**config, batch_size=NOTEBOOK_BATCH, epochs=epochs, seed=args.seed)
         if spec.backend not in warmed:  # the first run of a backend must not pay its start-up
             runner.warm_up(spec)
             warmed.add(spec.backend)
-        row = runner.run(spec, f"{i}/{len(configs)} {config['backend']} {config['activation']} {config['init']} "
-                               f"lr={config['learning_rate']:g}")
+        row = runner.run(
+            spec,
+            f"{i}/{len(configs)} {config['backend']} {config['activation']} {config['init']} "
+            f"lr={config['learning_rate']:g}",
+        )
         rows.append(row | {"n": i})
     print()
-    print(table(
-        ["#", "backend", "activation", "init", "optimizer", "lr", "l2", "train acc", "test acc", "train s", "wall s", "status"],
-        [[r["n"], r["spec"]["backend"], r["spec"]["activation"], r["spec"]["init"], r["spec"]["optimizer"],
-          f"{r['spec']['learning_rate']:g}", f"{r['spec']['l2']:g}", pct(r.get("train_accuracy")),
-          pct(r.get("test_accuracy")), r.get("train_seconds"), r["wall_seconds"], r["status"]] for r in rows],
-        right={0, 5, 6, 7, 8, 9, 10},
-    ))
+    print(
+        table(
+            [
+                "#",
+                "backend",
+                "activation",
+                "init",
+                "optimizer",
+                "lr",
+                "l2",
+                "train acc",
+                "test acc",
+                "train s",
+                "wall s",
+                "status",
+            ],
+            [
+                [
+                    r["n"],
+                    r["spec"]["backend"],
+                    r["spec"]["activation"],
+                    r["spec"]["init"],
+                    r["spec"]["optimizer"],
+                    f"{r['spec']['learning_rate']:g}",
+                    f"{r['spec']['l2']:g}",
+                    pct(r.get("train_accuracy")),
+                    pct(r.get("test_accuracy")),
+                    r.get("train_seconds"),
+                    r["wall_seconds"],
+                    r["status"],
+                ]
+                for r in rows
+            ],
+            right={0, 5, 6, 7, 8, 9, 10},
+        )
+    )
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         print(f"  #{r['n']}: {r['error']}")
@@ -401,19 +572,43 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
     row = runner.run(spec, f"best {spec.backend}")
     print()
     if row["status"] == "ok":
-        print(table(
-            ["epoch", "loss", "train acc", "test acc", "train s"],
-            [[e["epoch"], e["loss"], pct(e["train_accuracy"]), pct(e["test_accuracy"]), e["seconds"]] for e in row["epochs"]],
-            right={0, 1, 2, 3, 4},
-        ))
+        print(
+            table(
+                ["epoch", "loss", "train acc", "test acc", "train s"],
+                [
+                    [e["epoch"], e["loss"], pct(e["train_accuracy"]), pct(e["test_accuracy"]), e["seconds"]]
+                    for e in row["epochs"]
+                ],
+                right={0, 1, 2, 3, 4},
+            )
+        )
         print()
         met = row["test_accuracy"] >= 0.985 and spec.epochs <= 15
-        print(table(
-            ["backend", "epochs", "test acc", "train acc", "train s", "wall s", "≥ 98.5 % in ≤ 15 epochs"],
-            [[spec.backend, spec.epochs, pct(row["test_accuracy"]), pct(row["train_accuracy"]),
-              row["train_seconds"], row["wall_seconds"], "yes" if met else "no"]],
-            right={1, 2, 3, 4, 5},
-        ))
+        print(
+            table(
+                [
+                    "backend",
+                    "epochs",
+                    "test acc",
+                    "train acc",
+                    "train s",
+                    "wall s",
+                    "≥ 98.5 % in ≤ 15 epochs",
+                ],
+                [
+                    [
+                        spec.backend,
+                        spec.epochs,
+                        pct(row["test_accuracy"]),
+                        pct(row["train_accuracy"]),
+                        row["train_seconds"],
+                        row["wall_seconds"],
+                        "yes" if met else "no",
+                    ]
+                ],
+                right={1, 2, 3, 4, 5},
+            )
+        )
         row["target_met"] = met
     else:
         print(f"{row['status']}: {row['error']}  (wall {row['wall_seconds']:.1f} s)")
@@ -428,28 +623,67 @@ def default_data_dir() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Default mode: throughput of each backend against the float32 NumPy matmul floor.")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Default mode: throughput of each backend against the float32 NumPy matmul floor.",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--notebook", action="store_true", help="the notebook's experiment (11 configurations)")
     mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
-    p.add_argument("--epochs", type=int, help=f"epochs per run (default: throughput {THROUGHPUT_EPOCHS}, notebook 15, best BEST's)")
-    p.add_argument("--quick", action="store_true", help=f"smoke run: train on the first {QUICK_LIMIT:,} images")
-    p.add_argument("--backend", choices=["numpy", "torch"], help="backend for --best (default BEST's); "
-                   "restricts the throughput mode to one backend")
-    p.add_argument("--best-config", metavar="JSON", help="TrainSpec fields overriding BEST's, e.g. '{\"learning_rate\": 0.002}'")
-    p.add_argument("--config", metavar="JSON", help="TrainSpec fields overriding the throughput mode's network/optimizer")
-    p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=list(THROUGHPUT_BATCHES),
-                   metavar="B,B", help="throughput batch sizes (default 64,256)")
-    p.add_argument("--repeats", type=int, default=15, help="repetitions of the floor measurement (median, default 15)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help=f"epochs per run (default: throughput {THROUGHPUT_EPOCHS}, notebook 15, best BEST's)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help=f"smoke run: train on the first {QUICK_LIMIT:,} images"
+    )
+    p.add_argument(
+        "--backend",
+        choices=["numpy", "torch"],
+        help="backend for --best (default BEST's); restricts the throughput mode to one backend",
+    )
+    p.add_argument(
+        "--best-config",
+        metavar="JSON",
+        help="TrainSpec fields overriding BEST's, e.g. '{\"learning_rate\": 0.002}'",
+    )
+    p.add_argument(
+        "--config", metavar="JSON", help="TrainSpec fields overriding the throughput mode's network/optimizer"
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=list(THROUGHPUT_BATCHES),
+        metavar="B,B",
+        help="throughput batch sizes (default 64,256)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=15, help="repetitions of the floor measurement (median, default 15)"
+    )
     p.add_argument("--l2", type=float, help="L2 for the notebook's configurations that have none (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed for the notebook's runs (default 0)")
-    p.add_argument("--threads", type=int, help="BLAS threads for NumPy and torch.set_num_threads (default: as found)")
-    p.add_argument("--torch-matmul", choices=["onednn", "blas"], help="torch's CPU matrix products: oneDNN (the "
-                   "service's default) or torch's BLAS (MKL); throughput runs both unless given")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu; 'auto' picks CUDA where present)")
-    p.add_argument("--data-dir", default=default_data_dir(), help="folder holding mnist/ (default $MLPLAB_DATA_DIR or ../shared/data)")
-    p.add_argument("--json", metavar="PATH", help="where to write the results (default bench/results/train-<mode>.json)")
+    p.add_argument(
+        "--threads", type=int, help="BLAS threads for NumPy and torch.set_num_threads (default: as found)"
+    )
+    p.add_argument(
+        "--torch-matmul",
+        choices=["onednn", "blas"],
+        help="torch's CPU matrix products: oneDNN (the "
+        "service's default) or torch's BLAS (MKL); throughput runs both unless given",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch device (default cpu; 'auto' picks CUDA where present)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="folder holding mnist/ (default $MLPLAB_DATA_DIR or ../shared/data)",
+    )
+    p.add_argument(
+        "--json", metavar="PATH", help="where to write the results (default bench/results/train-<mode>.json)"
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
     return p.parse_args(argv)
 
@@ -480,7 +714,11 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     print(f"\nTotal {total:.1f} s")
 
-    out = Path(args.json) if args.json else REPO / "bench" / "results" / f"train-{mode}{'-quick' if args.quick else ''}.json"
+    out = (
+        Path(args.json)
+        if args.json
+        else REPO / "bench" / "results" / f"train-{mode}{'-quick' if args.quick else ''}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "mode": mode,

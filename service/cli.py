@@ -45,14 +45,25 @@ def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
     get_settings.cache_clear()
     settings = get_settings()
     if settings.api_token is None and not _is_loopback(settings.host):
-        log.warning("serving on %s without MLPLAB_API_TOKEN: anyone on the network can submit jobs", settings.host)
+        log.warning(
+            "serving on %s without MLPLAB_API_TOKEN: anyone on the network can submit jobs", settings.host
+        )
     log.info("API on http://%s:%s (docs at /docs)", settings.host, settings.port)
     # uvloop + httptools: on the plain asyncio loop keep-alive requests pay ~44 ms (uvicorn issue 3149).
     # A graceful shutdown waits for open responses, and an event stream lasts as long as its job:
     # past SHUTDOWN_GRACE_SECONDS the streams are cut (their clients reconnect with Last-Event-ID).
-    uvicorn.run("service.main:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=workers, loop="uvloop", http="httptools", log_level="info", access_log=False,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -96,7 +107,9 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 500,250,100") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give comma-separated integers, e.g. 500,250,100"
+        ) from None
 
 
 def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,10 +120,16 @@ def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
         value = None if info.is_required() else info.get_default(call_default_factory=True)
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
         default = "" if value is None else f" (default {shown})"
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"spec_{name}", type=convert, choices=choices,
-                           required=info.is_required(), default=argparse.SUPPRESS,
-                           metavar="N,N,..." if convert is _int_list else None if choices else name.upper(),
-                           help=f"{info.description or ''}{default}".strip())
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"spec_{name}",
+            type=convert,
+            choices=choices,
+            required=info.is_required(),
+            default=argparse.SUPPRESS,
+            metavar="N,N,..." if convert is _int_list else None if choices else name.upper(),
+            help=f"{info.description or ''}{default}".strip(),
+        )
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -126,7 +145,9 @@ def _pct(value: float | None) -> str:
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(c) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
 
 
 class ProgressBar:
@@ -155,12 +176,18 @@ class ProgressBar:
             done = min(data["step"] / steps, 1.0) if steps else 0.0
             filled = int(done * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
-            self._show(f"epoch {data['epoch']}/{self.epochs} [{bar}] {done:4.0%}  step {data['step']:,}/{steps:,}  "
-                       f"loss {data['loss']:.4f}", False)
+            self._show(
+                f"epoch {data['epoch']}/{self.epochs} [{bar}] {done:4.0%}  step {data['step']:,}/{steps:,}  "
+                f"loss {data['loss']:.4f}",
+                False,
+            )
         elif event == "epoch":
-            self._show(f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
-                       f"train {_pct(data['train_accuracy'])}, test {_pct(data['test_accuracy'])} "
-                       f"({data['seconds']:.1f} s)", True)
+            self._show(
+                f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
+                f"train {_pct(data['train_accuracy'])}, test {_pct(data['test_accuracy'])} "
+                f"({data['seconds']:.1f} s)",
+                True,
+            )
 
     def close(self) -> None:
         if self.line:
@@ -225,11 +252,44 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.get("/models", sort=args.sort)
-    rows = [[m["id"], m["dataset"], m["backend"], "-".join(map(str, m["hidden_layers"])), m["activation"], m["init"],
-             m["optimizer"], f"{m['learning_rate']:g}", m["epochs"], m["batch_size"], _pct(m["train_accuracy"]),
-             _pct(m["test_accuracy"]), f"{m['seconds']:.1f}"] for m in page["data"]]
-    print(_table(["ID", "DATASET", "BACKEND", "HIDDEN", "ACT", "INIT", "OPT", "LR", "EPOCHS", "BATCH", "TRAIN", "TEST",
-                  "SECONDS"], rows))
+    rows = [
+        [
+            m["id"],
+            m["dataset"],
+            m["backend"],
+            "-".join(map(str, m["hidden_layers"])),
+            m["activation"],
+            m["init"],
+            m["optimizer"],
+            f"{m['learning_rate']:g}",
+            m["epochs"],
+            m["batch_size"],
+            _pct(m["train_accuracy"]),
+            _pct(m["test_accuracy"]),
+            f"{m['seconds']:.1f}",
+        ]
+        for m in page["data"]
+    ]
+    print(
+        _table(
+            [
+                "ID",
+                "DATASET",
+                "BACKEND",
+                "HIDDEN",
+                "ACT",
+                "INIT",
+                "OPT",
+                "LR",
+                "EPOCHS",
+                "BATCH",
+                "TRAIN",
+                "TEST",
+                "SECONDS",
+            ],
+            rows,
+        )
+    )
     return 0
 
 
@@ -244,7 +304,11 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     classes = next((d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), [])
 
     def name(label: int) -> str:
-        return f"{label} {classes[label]}" if label < len(classes) and classes[label] != str(label) else str(label)
+        return (
+            f"{label} {classes[label]}"
+            if label < len(classes) and classes[label] != str(label)
+            else str(label)
+        )
 
     probabilities = result["probabilities"]
     print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%})")
@@ -271,11 +335,21 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     rows += [
         ["train accuracy", *(_pct(m["train_accuracy"]) for m in models)],
         ["test accuracy", *(_pct(m["test_accuracy"]) for m in models)],
-        ["best test (epoch)", *(f"{_pct(max(e['test_accuracy'] for e in m['epochs']))} "
-                                f"({max(m['epochs'], key=lambda e: e['test_accuracy'])['epoch']})"
-                                if m["epochs"] else "-" for m in models)],
+        [
+            "best test (epoch)",
+            *(
+                f"{_pct(max(e['test_accuracy'] for e in m['epochs']))} "
+                f"({max(m['epochs'], key=lambda e: e['test_accuracy'])['epoch']})"
+                if m["epochs"]
+                else "-"
+                for m in models
+            ),
+        ],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
-        ["training seconds", *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" if m["epochs"] else "-" for m in models)],
+        [
+            "training seconds",
+            *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" if m["epochs"] else "-" for m in models),
+        ],
     ]
     print(_table(["", *(f"#{m['id']}" for m in models)], rows))
     if not result["differing"]:
@@ -288,8 +362,10 @@ def _varying(sweep: dict, job: dict) -> str:
 
 
 def _sweep_table(sweep: dict) -> str:
-    rows = [[j["id"], j["status"], _varying(sweep, j), _pct(j["train_accuracy"]), _pct(j["test_accuracy"])]
-            for j in sweep["jobs"]]
+    rows = [
+        [j["id"], j["status"], _varying(sweep, j), _pct(j["train_accuracy"]), _pct(j["test_accuracy"])]
+        for j in sweep["jobs"]
+    ]
     return _table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "TEST"], rows)
 
 
@@ -307,8 +383,12 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
     live = sys.stderr.isatty()
     while sweep["status"]["queued"] or sweep["status"]["running"]:
         counts = ", ".join(f"{n} {s}" for s, n in sweep["status"].items() if n)
-        print(("\r\033[K" if live else "") + f"sweep {sweep['id']}: {counts}", end="" if live else "\n",
-              file=sys.stderr, flush=True)
+        print(
+            ("\r\033[K" if live else "") + f"sweep {sweep['id']}: {counts}",
+            end="" if live else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(args.interval)
         sweep = client.get(f"/sweeps/{sweep['id']}")
     if live:
@@ -333,10 +413,16 @@ def _parser() -> argparse.ArgumentParser:
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument("--url", help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
     remote.add_argument("--token", help="bearer token for a protected API (MLPLAB_API_TOKEN)")
-    submit = sub.add_parser("submit", parents=[remote], help="submit a training job",
-                            description="Submit a training job; --watch follows it to the end.")
+    submit = sub.add_parser(
+        "submit",
+        parents=[remote],
+        help="submit a training job",
+        description="Submit a training job; --watch follows it to the end.",
+    )
     _add_spec_flags(submit)
-    submit.add_argument("--watch", action="store_true", help="show its progress until it ends, then its accuracies")
+    submit.add_argument(
+        "--watch", action="store_true", help="show its progress until it ends, then its accuracies"
+    )
     submit.set_defaults(run=cmd_submit)
     watch = sub.add_parser("watch", parents=[remote], help="follow a job's progress until it ends")
     watch.add_argument("job_id", type=int)
@@ -352,20 +438,32 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", parents=[remote], help="list trained models, best first")
     models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
     models.set_defaults(run=cmd_models)
-    compare = sub.add_parser("compare", parents=[remote], help="trained models side by side",
-                             description="The hyperparameters that set the models apart, then their accuracies, "
-                             "last epoch's loss and training time (GET /compare).")
+    compare = sub.add_parser(
+        "compare",
+        parents=[remote],
+        help="trained models side by side",
+        description="The hyperparameters that set the models apart, then their accuracies, "
+        "last epoch's loss and training time (GET /compare).",
+    )
     compare.add_argument("model_ids", type=int, nargs="+", metavar="MODEL_ID", help="2 to 20 model (job) ids")
-    compare.add_argument("--all", action="store_true", help="every hyperparameter, not only those that differ")
+    compare.add_argument(
+        "--all", action="store_true", help="every hyperparameter, not only those that differ"
+    )
     compare.set_defaults(run=cmd_compare)
-    predict = sub.add_parser("predict", parents=[remote], help="predict the digit (or garment) in an image file")
+    predict = sub.add_parser(
+        "predict", parents=[remote], help="predict the digit (or garment) in an image file"
+    )
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
     predict.add_argument("--model", type=int, required=True, help="the model (job) id")
     predict.add_argument("--top", type=int, default=3, help="how many classes to list")
     predict.set_defaults(run=cmd_predict)
-    sweep = sub.add_parser("sweep", parents=[remote], help="submit a grid of jobs from a JSON file",
-                           description='FILE holds {"base": {...spec...}, "grid": {"field": [values], ...}} '
-                           '("-": standard input).')
+    sweep = sub.add_parser(
+        "sweep",
+        parents=[remote],
+        help="submit a grid of jobs from a JSON file",
+        description='FILE holds {"base": {...spec...}, "grid": {"field": [values], ...}} '
+        '("-": standard input).',
+    )
     sweep.add_argument("file")
     sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
     sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")

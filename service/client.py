@@ -14,7 +14,9 @@ import httpx
 class ApiError(Exception):
     """The API answered with a problem (RFC 9457), or could not be reached (status 0)."""
 
-    def __init__(self, status: int, title: str, detail: str, invalid_params: list[dict[str, str]] | None = None):
+    def __init__(
+        self, status: int, title: str, detail: str, invalid_params: list[dict[str, str]] | None = None
+    ):
         super().__init__(f"{status} {title}: {detail}" if status else f"{title}: {detail}")
         self.status, self.title, self.detail = status, title, detail
         self.invalid_params = invalid_params or []
@@ -26,7 +28,12 @@ class ApiError(Exception):
         except ValueError:
             body = None
         if isinstance(body, dict) and "title" in body:
-            return cls(response.status_code, str(body["title"]), str(body.get("detail", "")), body.get("invalid_params"))
+            return cls(
+                response.status_code,
+                str(body["title"]),
+                str(body.get("detail", "")),
+                body.get("invalid_params"),
+            )
         return cls(response.status_code, response.reason_phrase or "Error", response.text[:500])
 
 
@@ -99,8 +106,11 @@ class ApiClient:
         return self.request("POST", path, **kwargs)
 
     def _unreachable(self, exc: Exception) -> ApiError:
-        return ApiError(0, f"cannot reach the API at {self.url}",
-                        f"{exc or type(exc).__name__} (start it with `mlplab dev`; set --url or MLPLAB_URL)")
+        return ApiError(
+            0,
+            f"cannot reach the API at {self.url}",
+            f"{exc or type(exc).__name__} (start it with `mlplab dev`; set --url or MLPLAB_URL)",
+        )
 
     def events(self, job_id: int, retries: int = 5) -> Iterator[Event]:
         """A job's events until its `end` event (the last one yielded); reconnects where it left off."""
@@ -109,8 +119,12 @@ class ApiClient:
         while True:
             headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last_id} if last_id else {})
             try:
-                with self.http.stream("GET", f"/jobs/{job_id}/events", headers=headers,
-                                      timeout=httpx.Timeout(self.timeout, read=60.0)) as response:
+                with self.http.stream(
+                    "GET",
+                    f"/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=60.0),
+                ) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise ApiError.from_response(response)

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 log = logging.getLogger("mlplab.api")
@@ -37,8 +37,15 @@ class Problem(BaseModel):
 class ProblemError(Exception):
     """Raise from anywhere in a request to answer with a problem; nothing has been changed."""
 
-    def __init__(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None,
-                 invalid_params: list[dict[str, str]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        invalid_params: list[dict[str, str]] | None = None,
+    ):
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
         self.headers = headers
@@ -50,18 +57,32 @@ def not_found(what: str, key: Any) -> ProblemError:
 
 
 def not_trained(job_id: int, status: str) -> ProblemError:
-    return ProblemError(409, "Model not trained",
-                        f"Job {job_id} is {status}: it becomes a model only once it has succeeded.")
+    return ProblemError(
+        409, "Model not trained", f"Job {job_id} is {status}: it becomes a model only once it has succeeded."
+    )
 
 
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
-    return ProblemError(status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}])
+    return ProblemError(
+        status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}]
+    )
 
 
-def problem_response(request: Request, status: int, title: str, detail: str, *,
-                     headers: dict[str, str] | None = None, invalid_params: list[dict[str, str]] | None = None) -> JSONResponse:
-    body = Problem(title=title, status=status, detail=detail, instance=request.url.path, invalid_params=invalid_params)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    invalid_params: list[dict[str, str]] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        title=title, status=status, detail=detail, instance=request.url.path, invalid_params=invalid_params
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
 
 
 def _location(loc: tuple) -> str:
@@ -72,7 +93,11 @@ def _reason(error: dict) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
     msg = error["msg"]
-    if "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], (dict, list)):
+    if (
+        "input" in error
+        and error["type"] not in ("missing",)
+        and not isinstance(error["input"], (dict, list))
+    ):
         return f"{msg} (got {error['input']!r})"
     return msg
 
@@ -84,7 +109,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
-    return problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers, invalid_params=exc.invalid_params)
+    return problem_response(
+        request, exc.status, exc.title, exc.detail, headers=exc.headers, invalid_params=exc.invalid_params
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -97,15 +124,23 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
-              413: "Content too large"}
+    titles = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        401: "Unauthorized",
+        403: "Forbidden",
+        413: "Content too large",
+    }
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}."
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-    return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers)
+    return problem_response(
+        request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers
+    )
 
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
@@ -117,7 +152,9 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Respons
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(request, 500, "Internal server error", "The server failed to answer this request; it has been logged.")
+    return problem_response(
+        request, 500, "Internal server error", "The server failed to answer this request; it has been logged."
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -131,11 +168,16 @@ def install_error_handlers(app: FastAPI) -> None:
 # For the OpenAPI document: every route can answer with a problem (401 and 403 once MLPLAB_API_TOKEN is set).
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
-    for code, desc in {401: "No bearer token (MLPLAB_API_TOKEN is set)", 403: "Wrong bearer token",
-                       404: "Not found", 422: "Invalid request"}.items()
+    for code, desc in {
+        401: "No bearer token (MLPLAB_API_TOKEN is set)",
+        403: "Wrong bearer token",
+        404: "Not found",
+        422: "Invalid request",
+    }.items()
 }
 
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
 DATASET_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: PROBLEM_RESPONSES[422] | {"description": "Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine"}
+    503: PROBLEM_RESPONSES[422]
+    | {"description": "Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine"}
 }

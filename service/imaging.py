@@ -39,14 +39,17 @@ def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.nda
         raise ImageError(422, "the uploaded file is empty")
     if len(data) > max_bytes:
         raise ImageError(
-            413, f"the upload is {len(data):,} bytes; the limit is {max_bytes:,} bytes ({max_bytes / 1e6:g} MB)"
+            413,
+            f"the upload is {len(data):,} bytes; the limit is {max_bytes:,} bytes ({max_bytes / 1e6:g} MB)",
         )
     too_big = f"the image is larger than the limit of {max_pixels:,} pixels (width x height)"
     try:
         # Image.open only parses the header; nothing is decoded until load().
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(422, "the upload is not a PNG or JPEG image (nor another format read here)") from None
+        raise ImageError(
+            422, "the upload is not a PNG or JPEG image (nor another format read here)"
+        ) from None
     except Image.DecompressionBombError:
         # Pillow's own global guard (2 x Image.MAX_IMAGE_PIXELS) fires inside open(), before our check.
         raise ImageError(422, too_big) from None
@@ -59,7 +62,8 @@ def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.nda
         width, height = im.size
         if width * height > max_pixels:
             raise ImageError(
-                422, f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels"
+                422,
+                f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels",
             )
         try:
             im.load()
@@ -119,7 +123,9 @@ def _thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     side = MID_SCALE * FIT
     scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    mid = np.clip(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)), 0, 1)
+    mid = np.clip(
+        np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)), 0, 1
+    )
     peak = float(mid.max())
     if peak <= 0:
         return crop

@@ -7,7 +7,6 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 

@@ -9,7 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.openapi import add_parameter_examples
-from service.api.routes import compare, datasets, events, health, jobs, models, plots, predictions, sweeps, web
+from service.api.routes import (
+    compare,
+    datasets,
+    events,
+    health,
+    jobs,
+    models,
+    plots,
+    predictions,
+    sweeps,
+    web,
+)
 from service.errors import install_error_handlers
 from service.inference import Inference
 from service.settings import Settings, get_settings
@@ -31,20 +42,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS)
+        engine = make_engine(
+            settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS
+        )
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
         if settings.api_token is None:
-            log.warning("MLPLAB_API_TOKEN is not set: anyone who can reach %s:%s can submit jobs",
-                        settings.host, settings.port)
+            log.warning(
+                "MLPLAB_API_TOKEN is not set: anyone who can reach %s:%s can submit jobs",
+                settings.host,
+                settings.port,
+            )
         yield
         engine.dispose()
 
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
-    app = FastAPI(title="mlplab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="mlplab",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     # Every database session the API opens takes one of these slots first, waiting in the event loop
     # (never in a pool thread) when none is free: at most max_in_flight sessions, so connections, at

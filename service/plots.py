@@ -56,7 +56,12 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str]
     ax = fig.add_subplot()
     image = ax.imshow(m, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, shrink=0.8, label="images")
-    ax.set_xticks(range(n), labels=list(classes), rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_xticks(
+        range(n),
+        labels=list(classes),
+        rotation=45 if long_names else 0,
+        ha="right" if long_names else "center",
+    )
     ax.set_yticks(range(n), labels=list(classes))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -66,8 +71,15 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str]
     threshold = m.max() / 2 if m.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{m[i, j]:,}", ha="center", va="center", fontsize=7 if m.max() >= 1000 else 8,
-                    color="white" if m[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]:,}",
+                ha="center",
+                va="center",
+                fontsize=7 if m.max() >= 1000 else 8,
+                color="white" if m[i, j] > threshold else "black",
+            )
     return _png(fig)
 
 
@@ -92,8 +104,14 @@ def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "ste
     return _png(fig)
 
 
-def mistakes_png(images: np.ndarray, true: Sequence[int], predicted: Sequence[int], classes: Sequence[str],
-                 title: str = "", indices: Sequence[int] = ()) -> bytes:
+def mistakes_png(
+    images: np.ndarray,
+    true: Sequence[int],
+    predicted: Sequence[int],
+    classes: Sequence[str],
+    title: str = "",
+    indices: Sequence[int] = (),
+) -> bytes:
     """A grid of images (n, 784) in [0, 1], each captioned 'true → predicted' (and its index, when given).
 
     One mosaic drawn with one imshow: a hundred subplots would take seconds.
@@ -110,8 +128,10 @@ def mistakes_png(images: np.ndarray, true: Sequence[int], predicted: Sequence[in
         top, left = r * cell_h + caption, c * cell_w + gap // 2
         mosaic[top : top + 28, left : left + 28] = np.asarray(images[k], dtype=np.float32).reshape(28, 28)
     inches = 1.55 if long_names else 1.0
-    fig = Figure(figsize=(cols * inches + 0.3, rows * inches * cell_h / cell_w + (0.5 if title else 0.2)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(cols * inches + 0.3, rows * inches * cell_h / cell_w + (0.5 if title else 0.2)),
+        layout="constrained",
+    )
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
     ax.set_axis_off()
@@ -120,8 +140,15 @@ def mistakes_png(images: np.ndarray, true: Sequence[int], predicted: Sequence[in
         text = f"{classes[int(true[k])]} → {classes[int(predicted[k])]}"
         if len(indices):
             text += f"\n#{int(indices[k])}"
-        ax.text(c * cell_w + cell_w / 2, r * cell_h + caption - 1, text, ha="center", va="bottom",
-                fontsize=7, linespacing=1.0)
+        ax.text(
+            c * cell_w + cell_w / 2,
+            r * cell_h + caption - 1,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            linespacing=1.0,
+        )
     if n == 0:
         ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=ax.transAxes)
     if title:

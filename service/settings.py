@@ -29,36 +29,58 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
 
-    url: str = Field("http://127.0.0.1:8000", description="Where the `mlplab` client commands (submit, jobs, ...) find the API.")
+    url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where the `mlplab` client commands (submit, jobs, ...) find the API.",
+    )
 
-    api_token: SecretStr | None = Field(None, description="When set, state-changing requests need 'Authorization: Bearer <token>'.")
+    api_token: SecretStr | None = Field(
+        None, description="When set, state-changing requests need 'Authorization: Bearer <token>'."
+    )
     protect_reads: bool = Field(False, description="With api_token set, require the token for reads too.")
 
-    max_upload_bytes: int = Field(5_000_000, ge=1, description="Largest request body accepted for predictions.")
-    max_image_pixels: int = Field(4_000_000, ge=1, description="Largest uploaded image (width x height) that is decoded.")
+    max_upload_bytes: int = Field(
+        5_000_000, ge=1, description="Largest request body accepted for predictions."
+    )
+    max_image_pixels: int = Field(
+        4_000_000, ge=1, description="Largest uploaded image (width x height) that is decoded."
+    )
     max_batch_images: int = Field(10_000, ge=1, description="Most images in one JSON predict request.")
-    max_parameters: int = Field(20_000_000, ge=1, description="Largest network (weights + biases) a job may ask for.")
+    max_parameters: int = Field(
+        20_000_000, ge=1, description="Largest network (weights + biases) a job may ask for."
+    )
     max_sample_epochs: int = Field(
-        12_000_000, ge=1, description="Largest epochs x training images a job may ask for (200 epochs of 60,000)."
+        12_000_000,
+        ge=1,
+        description="Largest epochs x training images a job may ask for (200 epochs of 60,000).",
     )
     max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
     max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
     max_in_flight: int = Field(
-        32, ge=1, le=1000,
+        32,
+        ge=1,
+        le=1000,
         description="Database sessions one API process has open at once (so its connections, plus 2 for /readyz); "
         "requests beyond that wait their turn.",
     )
 
-    worker_poll_seconds: float = Field(1.0, gt=0, description="Idle worker's longest sleep between queue polls.")
-    lease_seconds: float = Field(30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued.")
+    worker_poll_seconds: float = Field(
+        1.0, gt=0, description="Idle worker's longest sleep between queue polls."
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued."
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its job's lease.")
     max_attempts: int = Field(3, ge=1, description="Tries before a job that keeps losing its worker fails.")
 
-    torch_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
+    torch_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = cuda when available, else cpu."
+    )
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads; 0 = the machine's cores.")
     torch_cpu_matmul: Literal["onednn", "blas"] = Field(
-        "onednn", description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL)."
+        "onednn",
+        description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL).",
     )
 
     def torch_thread_count(self) -> int:

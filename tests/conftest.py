@@ -119,7 +119,9 @@ def tiny_dataset():
     return make_tiny_dataset()
 
 
-LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))]))
+LEAKS = re.compile(
+    "|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(str(REPO))])
+)
 
 
 def assert_problem(response, status: int, *says: str) -> dict:

@@ -25,6 +25,18 @@ def test_submit_refuses_a_malformed_layer_list_before_calling_the_api(capsys):
 
 
 def test_events_are_read_from_the_stream_format():
-    lines = ["retry: 2000", "", ": keep-alive", "", "event: progress", "id: 10-0", 'data: {"step": 10}', "",
-             "event: end", "data: [1,", "data: 2]", ""]
+    lines = [
+        "retry: 2000",
+        "",
+        ": keep-alive",
+        "",
+        "event: progress",
+        "id: 10-0",
+        'data: {"step": 10}',
+        "",
+        "event: end",
+        "data: [1,",
+        "data: 2]",
+        "",
+    ]
     assert list(parse_sse(lines)) == [Event("progress", {"step": 10}, "10-0"), Event("end", [1, 2], None)]

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFile
 from service import imaging
 from service.imaging import ImageError, pixels_to_image, preprocess_upload, stroke_width, to_png
 
-LIMITS = dict(max_bytes=5_000_000, max_pixels=4_000_000)
+LIMITS = {"max_bytes": 5_000_000, "max_pixels": 4_000_000}
 SEVEN = [(110, 60), (290, 60), (170, 250)]  # top bar, then the diagonal down to the foot
 
 
@@ -53,7 +53,7 @@ def reference() -> np.ndarray:
 def test_black_on_white_digit_is_made_mnist_like(reference):
     x = reference
     assert x.shape == (784,) and x.dtype == np.float32
-    assert 0 <= x.min() and x.max() == pytest.approx(1.0)
+    assert x.min() >= 0 and x.max() == pytest.approx(1.0)
     assert x[: 28 * 2].max() == 0 and x.reshape(28, 28)[:, :2].max() == 0  # a black margin, as in MNIST
     assert 0.08 < (x > 0.5).mean() < 0.4
     h, w = ink_box(x)
@@ -69,7 +69,9 @@ def test_thin_pen_strokes_come_out_as_wide_as_mnists(pen):
     ImageDraw.Draw(im).line([(250, 200), (750, 200), (450, 850)], fill=0, width=pen)
     x = preprocess_upload(encode(im), **LIMITS).reshape(28, 28)
     assert 1.4 <= stroke_width(x) <= 2.9  # MNIST's test set: 1.2-2.9 (5th-95th percentile), median 1.84
-    assert x.max() == pytest.approx(1.0) and (x > 0.5).sum() >= 60  # drawn, not a trace (before: 10-37 pixels)
+    assert (
+        x.max() == pytest.approx(1.0) and (x > 0.5).sum() >= 60
+    )  # drawn, not a trace (before: 10-37 pixels)
 
 
 def test_strokes_as_wide_as_mnists_are_left_as_drawn(reference, monkeypatch):
@@ -80,7 +82,9 @@ def test_strokes_as_wide_as_mnists_are_left_as_drawn(reference, monkeypatch):
 
 def thin_pen(digit: np.ndarray, scale: int = 25, core: float = 0.9) -> bytes:
     """An MNIST digit redrawn as a thin black pen line on white paper: its brightest core, enlarged."""
-    big = np.asarray(Image.fromarray(digit.reshape(28, 28)).resize((28 * scale,) * 2, Image.Resampling.BILINEAR))
+    big = np.asarray(
+        Image.fromarray(digit.reshape(28, 28)).resize((28 * scale,) * 2, Image.Resampling.BILINEAR)
+    )
     return encode(Image.fromarray(np.where(big > core, 0, 255).astype(np.uint8)))
 
 
@@ -90,8 +94,15 @@ def test_test_digits_drawn_with_a_thin_pen_are_recognised(mnist, monkeypatch):
     from service.ml.train import train
     from service.ml.weights import load_weights
 
-    spec = TrainSpec(backend="numpy", activation="relu", init="he", optimizer="adam", learning_rate=0.001,
-                     epochs=1, batch_size=128)
+    spec = TrainSpec(
+        backend="numpy",
+        activation="relu",
+        init="he",
+        optimizer="adam",
+        learning_rate=0.001,
+        epochs=1,
+        batch_size=128,
+    )
     model = load_weights(train(spec, mnist).weights)
     images, labels = mnist.test_images[:300], mnist.test_labels[:300]
     pngs = [thin_pen(x) for x in images]
@@ -104,8 +115,10 @@ def test_test_digits_drawn_with_a_thin_pen_are_recognised(mnist, monkeypatch):
     monkeypatch.setattr(imaging, "_thicken_thin_strokes", lambda crop: crop)
     hairlines = accuracy()
     direct = float((model.predict_proba(images).argmax(axis=1) == labels).mean())
-    print(f"\n300 test digits: {direct:.1%} as 28x28 pixels, {drawn:.1%} as thin-pen photos, "
-          f"{hairlines:.1%} without the thickening")
+    print(
+        f"\n300 test digits: {direct:.1%} as 28x28 pixels, {drawn:.1%} as thin-pen photos, "
+        f"{hairlines:.1%} without the thickening"
+    )
     assert drawn >= hairlines + 0.03
     assert drawn >= direct - 0.08
 
@@ -126,7 +139,9 @@ def test_tall_stroke_fills_twenty_rows():
         pytest.param(draw_seven(background=0, ink=255), id="white-on-black"),
         pytest.param(draw_seven("RGBA", (0, 0, 0, 0), (0, 0, 0, 255)), id="black-on-transparent"),
         pytest.param(draw_seven("RGBA", (0, 0, 0, 0), (255, 255, 255, 255)), id="white-on-transparent"),
-        pytest.param(draw_seven("RGBA", (255, 255, 255, 0), (30, 60, 200, 255)), id="blue-on-transparent-white"),
+        pytest.param(
+            draw_seven("RGBA", (255, 255, 255, 0), (30, 60, 200, 255)), id="blue-on-transparent-white"
+        ),
         pytest.param(draw_seven("RGBA", (255, 255, 255, 255), (0, 0, 0, 255)), id="opaque-rgba"),
         pytest.param(draw_seven("RGB", (250, 240, 200), (20, 20, 120)), id="colour-on-cream"),
         pytest.param(draw_seven(background=120, ink=10), id="dark-ink-on-grey-paper"),

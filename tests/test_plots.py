@@ -12,7 +12,18 @@ from PIL import Image
 from service import plots
 
 DIGITS = [str(d) for d in range(10)]
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _open(png: bytes) -> Image.Image:
@@ -33,8 +44,12 @@ def test_confusion_matrix(classes):
 
 def test_loss_curves():
     x = np.arange(10, 1000, 10)
-    curves = [plots.Curve(f"#{i} learning_rate={lr}", x, 2.3 * np.exp(-x / (300 * lr * 10)) + 0.05, [500, 990], [0.9, 0.3])
-              for i, lr in enumerate((0.01, 0.1, 0.3), start=1)]
+    curves = [
+        plots.Curve(
+            f"#{i} learning_rate={lr}", x, 2.3 * np.exp(-x / (300 * lr * 10)) + 0.05, [500, 990], [0.9, 0.3]
+        )
+        for i, lr in enumerate((0.01, 0.1, 0.3), start=1)
+    ]
     image = _open(plots.loss_curves_png(curves, title="three models", xlabel="samples seen"))
     assert (image.width, image.height) == (900, 550)
     _open(plots.loss_curves_png([plots.Curve("", [], [])]))  # nothing recorded yet
@@ -44,8 +59,16 @@ def test_loss_curves():
 def test_mistakes_grid_grows_with_the_images(n, classes):
     rng = np.random.default_rng(n)
     images = rng.random((n, 784), dtype=np.float32)
-    image = _open(plots.mistakes_png(images, rng.integers(0, 10, n), rng.integers(0, 10, n), classes,
-                                     title="mistakes", indices=np.arange(n)))
+    image = _open(
+        plots.mistakes_png(
+            images,
+            rng.integers(0, 10, n),
+            rng.integers(0, 10, n),
+            classes,
+            title="mistakes",
+            indices=np.arange(n),
+        )
+    )
     rows = max(1, -(-n // (6 if classes is FASHION else 10)))
     assert image.height >= 100 * rows and image.width >= 100
 
@@ -53,8 +76,10 @@ def test_mistakes_grid_grows_with_the_images(n, classes):
 def test_figures_can_be_drawn_from_many_threads():
     matrix = np.eye(10, dtype=int).tolist()
     results: list[bytes] = []
-    threads = [threading.Thread(target=lambda: results.append(plots.confusion_matrix_png(matrix, DIGITS)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(plots.confusion_matrix_png(matrix, DIGITS)))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

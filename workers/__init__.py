@@ -9,6 +9,6 @@ import os
 # once, as NumPy loads: hence here, before the imports below.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
-from workers.worker import main, run_worker  # noqa: E402
+from workers.worker import main, run_worker
 
 __all__ = ["main", "run_worker"]

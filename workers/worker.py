@@ -138,7 +138,9 @@ def settle(
             return 0
         if result is not None:
             recorder.write(finish_job, result)
-            log.info("job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds)
+            log.info(
+                "job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds
+            )
         elif error is not None:
             recorder.write(fail_job, error)
             log.error("job %d failed: %s", job.id, error)
@@ -146,7 +148,9 @@ def settle(
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
         else:
-            status = recorder.write(release_job)  # back to the queue, or cancelled if that was asked meanwhile
+            status = recorder.write(
+                release_job
+            )  # back to the queue, or cancelled if that was asked meanwhile
             log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
             return int(status == "cancelled")
     except LeaseLost as exc:
@@ -202,7 +206,9 @@ class Recorder:
     """train()'s callbacks: losses buffered and written every FLUSH_SECONDS and at each epoch's end;
     epoch metrics and checkpoints written as they come. A lost lease stops all writing."""
 
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker_id: str, lease: LeaseKeeper) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], job_id: int, worker_id: str, lease: LeaseKeeper
+    ) -> None:
         self.sessions, self.job_id, self.worker_id, self.lease = sessions, job_id, worker_id, lease
         self.losses: list[tuple[int, int, float]] = []
         self.steps: int | None = None
@@ -217,7 +223,12 @@ class Recorder:
         else:
             self.flush()
             self._write_unless_lost(
-                record_epoch, event.epoch, event.loss, event.train_accuracy, event.test_accuracy, event.seconds
+                record_epoch,
+                event.epoch,
+                event.loss,
+                event.train_accuracy,
+                event.test_accuracy,
+                event.seconds,
             )
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:

@@ -24,11 +24,14 @@ async def _settings(request: Request) -> Settings:  # async: no threadpool hop
 
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One unit of work (session_scope), inside a slot (main.py: db_slots)."""
-    async with request.app.state.db_slots:  # waits in the event loop, holding no thread
-        # As FastAPI runs a sync generator dependency: enter and exit in the thread pool, the exit
-        # shielded from cancellation and not queued behind busy threads.
-        async with contextmanager_in_threadpool(session_scope(request.app.state.sessionmaker)) as session:
-            yield session
+    # The slot is waited for in the event loop, holding no thread; then, as FastAPI runs a sync
+    # generator dependency, the scope is entered and exited in the thread pool, the exit shielded
+    # from cancellation and not queued behind busy threads.
+    async with (
+        request.app.state.db_slots,
+        contextmanager_in_threadpool(session_scope(request.app.state.sessionmaker)) as session,
+    ):
+        yield session
 
 
 async def _inference(request: Request) -> Inference:
@@ -70,8 +73,12 @@ def _check_token(request: Request, settings: Settings) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise ProblemError(401, "Unauthorized", "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
-                           headers={"WWW-Authenticate": 'Bearer realm="mlplab"'})
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
+            headers={"WWW-Authenticate": 'Bearer realm="mlplab"'},
+        )
     if not hmac.compare_digest(given.encode(), token.encode()):  # constant time
         raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
 

@@ -12,9 +12,22 @@ from service.errors import PROBLEM_JSON
 
 # By parameter name: the values a first session has (job 1 trained, MNIST present).
 EXAMPLES: dict[str, Any] = {
-    "job_id": 1, "sweep_id": "3f9c2a1b7d4e", "split": "test", "index": 10, "name": "mnist", "ids": "1,2",
-    "status": "succeeded", "backend": "numpy", "limit": 20, "offset": 0, "sort": "test_accuracy",
-    "after_step": 0, "label": 7, "predicted": 2, "scale": 4, "x": "step",
+    "job_id": 1,
+    "sweep_id": "3f9c2a1b7d4e",
+    "split": "test",
+    "index": 10,
+    "name": "mnist",
+    "ids": "1,2",
+    "status": "succeeded",
+    "backend": "numpy",
+    "limit": 20,
+    "offset": 0,
+    "sort": "test_accuracy",
+    "after_step": 0,
+    "label": 7,
+    "predicted": 2,
+    "scale": 4,
+    "x": "step",
 }
 
 

@@ -60,15 +60,21 @@ class SweepCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
 
     base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields shared by every job.")
-    grid: dict[str, list[Any]] = Field(description="TrainSpec field -> the values to try; the jobs are the cartesian product.")
+    grid: dict[str, list[Any]] = Field(
+        description="TrainSpec field -> the values to try; the jobs are the cartesian product."
+    )
 
 
 class SweepPublic(BaseModel):
     id: str
     created_at: datetime
     base: dict[str, Any] = Field(description="The spec fields every job of the sweep shares.")
-    grid: dict[str, list[Any]] = Field(description="The spec fields that vary between its jobs, and their values.")
-    jobs: list[JobPublic] = Field(description="Succeeded jobs by test accuracy, best first; then the others by id.")
+    grid: dict[str, list[Any]] = Field(
+        description="The spec fields that vary between its jobs, and their values."
+    )
+    jobs: list[JobPublic] = Field(
+        description="Succeeded jobs by test accuracy, best first; then the others by id."
+    )
     count: int
     status: dict[JobStatusName, int] = Field(description="How many of its jobs are in each state.")
 
@@ -121,7 +127,9 @@ class ModelsPublic(BaseModel):
 class CurvePoint(BaseModel):
     epoch: int
     step: int = Field(description="Global step (1-based).")
-    samples: int = Field(description="Training images seen: step x batch_size, to compare different batch sizes.")
+    samples: int = Field(
+        description="Training images seen: step x batch_size, to compare different batch sizes."
+    )
     loss: float
 
 
@@ -139,7 +147,9 @@ class ComparedModelPublic(BaseModel):
 class ComparisonPublic(BaseModel):
     data: list[ComparedModelPublic]
     count: int
-    hyperparameters: dict[str, list[Any]] = Field(description="Each spec field, one value per model (in `data` order).")
+    hyperparameters: dict[str, list[Any]] = Field(
+        description="Each spec field, one value per model (in `data` order)."
+    )
     differing: list[str] = Field(description="The spec fields whose values are not all equal.")
 
 

@@ -87,8 +87,18 @@ DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         name="fashion-mnist",
         subdirs=("fashion-mnist", "FashionMNIST/raw"),
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         md5=FASHION_MD5,
         system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
         hint="install Debian's dataset-fashion-mnist package (it puts the files in "
@@ -115,7 +125,9 @@ class Dataset:
 
 
 def _error(path: Path, problem: str, remedy: str = "") -> DataError:
-    remedy = remedy or f"replace it (deleted MNIST files are downloaded again); {SETTING} is the data directory"
+    remedy = (
+        remedy or f"replace it (deleted MNIST files are downloaded again); {SETTING} is the data directory"
+    )
     return DataError(f"{path}: {problem}; {remedy}")
 
 
@@ -329,7 +341,7 @@ def load_dataset(
 def _count(path: Path) -> int | None:
     """Items in an IDX file from its first 8 bytes, without decoding the rest."""
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
             header = f.read(8)
         return struct.unpack(">I", header[4:8])[0] if len(header) == 8 else None
     except (OSError, EOFError, zlib.error):

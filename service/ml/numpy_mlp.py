@@ -89,7 +89,7 @@ def init_params(spec: TrainSpec, seed: int | None = None) -> Params:
     rng = np.random.default_rng(spec.seed if seed is None else seed)
     params: Params = []
     sizes = spec.layer_sizes
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         if spec.init == "zeros":
             W = np.zeros((fan_in, fan_out))
         elif spec.init == "random":  # the notebook's N(0, 1)
@@ -139,7 +139,12 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
 
 
 def backward(
-    params: Params, a: list[np.ndarray], p: np.ndarray, y: np.ndarray, activation: str, l2: float,
+    params: Params,
+    a: list[np.ndarray],
+    p: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    l2: float,
     scale: float = 1.0,
 ) -> Params:
     """Gradients (dW, db) of the objective for every layer, from the forward pass's activations.
@@ -200,7 +205,7 @@ class NumpyMLP:
             grads = backward(self.params, a, p, y, spec.activation, spec.l2, scale=lr if sgd else 1.0)
         self.t += 1
         lr32 = np.float32(lr)
-        for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads)):
+        for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads, strict=True)):
             for j, (theta, g) in enumerate(((W, dW), (b, db))):
                 if sgd:
                     theta -= g  # already lr x gradient

@@ -59,7 +59,9 @@ class TrainSpec(BaseModel):
         "constant", description="constant, or cosine decay to 0 over all steps (per step)."
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum', in [0, 1).")
-    l2: float = Field(0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases').")
+    l2: float = Field(
+        0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
+    )
     epochs: int = Field(15, ge=1, le=200)
     batch_size: int = Field(64, ge=1, le=60000)
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -74,7 +76,7 @@ class TrainSpec(BaseModel):
     @property
     def n_parameters(self) -> int:
         sizes = self.layer_sizes
-        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     @property
     def name(self) -> str:

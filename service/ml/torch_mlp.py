@@ -79,8 +79,13 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Batches of float32 rows on CPU only; anything else (CUDA, autocast, other ranks) is nn.Linear's.
-        if (self.onednn and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
-                and not torch.is_autocast_enabled("cpu")):
+        if (
+            self.onednn
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.dim() == 2
+            and not torch.is_autocast_enabled("cpu")
+        ):
             return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
         return super().forward(x)
 
@@ -97,7 +102,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 def build_model(spec: TrainSpec, params: Params, cpu_matmul: CpuMatmul = "onednn") -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (W, b) in enumerate(params):
-        linear = Linear(W.shape[0], W.shape[1], onednn=cpu_matmul == "onednn" and W.size >= ONEDNN_MIN_WEIGHTS)
+        linear = Linear(
+            W.shape[0], W.shape[1], onednn=cpu_matmul == "onednn" and W.size >= ONEDNN_MIN_WEIGHTS
+        )
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             linear.bias.copy_(torch.from_numpy(b))
@@ -113,8 +120,10 @@ def _optimizer(spec: TrainSpec, model: nn.Sequential) -> torch.optim.Optimizer:
     linears = [m for m in model if isinstance(m, nn.Linear)]
     groups: list[dict] = [{"params": [p for m in linears for p in (m.weight, m.bias)], "weight_decay": 0.0}]
     if spec.l2:
-        groups = [{"params": [m.weight for m in linears], "weight_decay": spec.l2},
-                  {"params": [m.bias for m in linears], "weight_decay": 0.0}]
+        groups = [
+            {"params": [m.weight for m in linears], "weight_decay": spec.l2},
+            {"params": [m.bias for m in linears], "weight_decay": 0.0},
+        ]
     # The default per-parameter loops cost ~45 % of a step on a 2-core CPU; the fused kernels
     # (one pass over all parameters) are available on CPU and CUDA for SGD and Adam.
     impl = {"fused": True}

@@ -71,7 +71,9 @@ def learning_rate(spec: TrainSpec, step: int, total_steps: int) -> float:
     return spec.learning_rate
 
 
-def evaluate(params: Params, spec: TrainSpec, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def evaluate(
+    params: Params, spec: TrainSpec, images: np.ndarray, labels: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Accuracy and confusion matrix of the canonical weights, exactly as the API will serve them."""
     predicted = predict_proba(Weights(spec, params), images).argmax(axis=1)
     return accuracy(labels, predicted), confusion_matrix(labels, predicted)
@@ -129,11 +131,15 @@ def train(
         try:
             net.load_state(resume.state)
             first_epoch = resume.epoch + 1
-        except Exception as exc:  # noqa: BLE001 - whatever the reason, starting over is safe
+        except Exception as exc:
             # A checkpoint another version wrote (or a damaged one): losing its epochs beats failing
             # the job. A half-loaded network is discarded, not trained on.
-            log.warning("the checkpoint after epoch %d cannot be loaded (%s: %s): training from epoch 1",
-                        resume.epoch, type(exc).__name__, exc)
+            log.warning(
+                "the checkpoint after epoch %d cannot be loaded (%s: %s): training from epoch 1",
+                resume.epoch,
+                type(exc).__name__,
+                exc,
+            )
             net, step_fn = build()
 
     history: list[EpochEnd] = []

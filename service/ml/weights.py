@@ -57,14 +57,21 @@ def load_weights(blob: bytes) -> Weights:
                 raise WeightsError(f"unknown weight format {str(npz['format'])!r}, expected {FORMAT!r}")
             spec = TrainSpec.model_validate_json(str(npz["spec"]))
             n_layers = len(spec.layer_sizes) - 1
-            params = [(npz[f"W{i}"].astype(np.float32), npz[f"b{i}"].astype(np.float32)) for i in range(1, n_layers + 1)]
+            params = [
+                (npz[f"W{i}"].astype(np.float32), npz[f"b{i}"].astype(np.float32))
+                for i in range(1, n_layers + 1)
+            ]
     except (KeyError, OSError, ValueError) as exc:
         if isinstance(exc, WeightsError):
             raise
         raise WeightsError(f"not an mlplab weight file: {exc}") from exc
-    for i, ((W, b), fan_in, fan_out) in enumerate(zip(params, spec.layer_sizes[:-1], spec.layer_sizes[1:]), start=1):
+    for i, ((W, b), fan_in, fan_out) in enumerate(
+        zip(params, spec.layer_sizes[:-1], spec.layer_sizes[1:], strict=True), start=1
+    ):
         if W.shape != (fan_in, fan_out) or b.shape != (fan_out,):
-            raise WeightsError(f"layer {i} has shapes {W.shape}, {b.shape}; the spec says ({fan_in}, {fan_out})")
+            raise WeightsError(
+                f"layer {i} has shapes {W.shape}, {b.shape}; the spec says ({fan_in}, {fan_out})"
+            )
     return Weights(spec=spec, params=params)
 
 

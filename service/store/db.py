@@ -49,7 +49,9 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         if max_connections is None:
             return create_engine(sa_url, pool_pre_ping=True, max_overflow=-1)
         pool_size = min(5, max_connections)
-        return create_engine(sa_url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_connections - pool_size)
+        return create_engine(
+            sa_url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_connections - pool_size
+        )
 
     database = sa_url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -143,7 +145,10 @@ def begin_write(session: Session) -> None:
         session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         return
     connection = session.connection()
-    if connection.dialect.name == "sqlite" and connection.get_execution_options().get(SQLITE_BEGIN) != "IMMEDIATE":
+    if (
+        connection.dialect.name == "sqlite"
+        and connection.get_execution_options().get(SQLITE_BEGIN) != "IMMEDIATE"
+    ):
         warnings.warn(
             "SQLite: this write runs in a transaction that began with a read, without the write lock; "
             "it fails with 'database is locked' if another writer commits in between. "
@@ -162,7 +167,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-_migrate_lock = threading.Lock()  # Alembic's `context` is a module global: one migration per process at a time
+_migrate_lock = (
+    threading.Lock()
+)  # Alembic's `context` is a module global: one migration per process at a time
 
 
 def migrate(engine_or_url: Engine | str) -> None:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import Update, case, delete, func, insert, literal, or_, select, update
@@ -45,7 +45,7 @@ from service.store.models import (
 log = logging.getLogger(__name__)
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     queued = "queued"  # waiting for a worker
     running = "running"  # claimed by a worker that renews its lease
     succeeded = "succeeded"  # trained; its model row exists
@@ -99,7 +99,9 @@ class ResultLike(Protocol):
 # --- transitions -------------------------------------------------------------------------------
 
 
-def enqueue_job(session: Session, spec: TrainSpec, sweep_id: str | None = None, now: datetime | None = None) -> Job:
+def enqueue_job(
+    session: Session, spec: TrainSpec, sweep_id: str | None = None, now: datetime | None = None
+) -> Job:
     """(nothing) -> queued. Returns the new job with its id."""
     begin_write(session)
     job = Job(
@@ -324,7 +326,10 @@ def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Jo
     ).one_or_none()
     if job is None:
         job = session.scalars(
-            update(Job).where(Job.id == job_id, Job.status == RUNNING).values(cancel_requested=True).returning(Job)
+            update(Job)
+            .where(Job.id == job_id, Job.status == RUNNING)
+            .values(cancel_requested=True)
+            .returning(Job)
         ).one_or_none()
     if job is not None:
         return job
@@ -400,10 +405,14 @@ def requeue_stalled(
             values = {"status": QUEUED, "worker_id": None, "heartbeat_at": None}
             outcome = "re-queued"
         else:
-            error = f"worker lost {row.attempts} times; gave up after MLPLAB_MAX_ATTEMPTS={max_attempts} attempts"
+            error = (
+                f"worker lost {row.attempts} times; gave up after MLPLAB_MAX_ATTEMPTS={max_attempts} attempts"
+            )
             values = {"status": FAILED, "error": error, "finished_at": now}
             outcome = "failed"
-        changed = session.execute(update(Job).where(Job.id == row.id, *stale).values(**values).returning(Job.id))
+        changed = session.execute(
+            update(Job).where(Job.id == row.id, *stale).values(**values).returning(Job.id)
+        )
         if changed.first() is None:
             continue  # its worker renewed the lease meanwhile (PostgreSQL only; SQLite holds the lock)
         if values["status"] != QUEUED:
@@ -458,16 +467,24 @@ def list_jobs(
         filters.append(Job.sweep_id == sweep_id)
     count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
     offset = min(offset, MAX_INTEGER)
-    rows = session.scalars(select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    rows = session.scalars(
+        select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)
+    ).all()
     return list(rows), count
 
 
 def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
     """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
-    query = (select(Job.sweep_id).where(Job.sweep_id.is_not(None)).group_by(Job.sweep_id)
-             .order_by(func.max(Job.id).desc()).limit(limit).offset(min(offset, MAX_INTEGER)))
+    query = (
+        select(Job.sweep_id)
+        .where(Job.sweep_id.is_not(None))
+        .group_by(Job.sweep_id)
+        .order_by(func.max(Job.id).desc())
+        .limit(limit)
+        .offset(min(offset, MAX_INTEGER))
+    )
     count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
-    return [sweep_id for sweep_id in session.scalars(query)], count
+    return list(session.scalars(query)), count
 
 
 def count_queued(session: Session) -> int:
@@ -477,13 +494,19 @@ def count_queued(session: Session) -> int:
 
 def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
     """The job's recorded losses in step order (only those after `after_step`, for polling)."""
-    query = select(Loss).where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER)).order_by(Loss.step)
+    query = (
+        select(Loss)
+        .where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER))
+        .order_by(Loss.step)
+    )
     return list(session.scalars(query))
 
 
 def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
     """The job's finished epochs in order."""
-    return list(session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)))
+    return list(
+        session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
+    )
 
 
 def get_model(session: Session, job_id: int) -> TrainedModel | None:

@@ -10,8 +10,12 @@ from tests.conftest import real_data_dir
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=real_data_dir(), download=False,
-                    max_queued=3)
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        data_dir=real_data_dir(),
+        download=False,
+        max_queued=3,
+    )
 
 
 @pytest.fixture

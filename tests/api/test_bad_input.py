@@ -13,30 +13,32 @@ def _job_count(client) -> int:
     return client.get("/jobs").json()["count"]
 
 
-
-@pytest.mark.parametrize("field,value,says", [
-    ("epochs", 0, "greater than or equal to 1"),
-    ("epochs", 201, "less than or equal to 200"),
-    ("learning_rate", 0, "greater than 0"),
-    ("learning_rate", 11, "less than or equal to 10"),
-    ("momentum", 1, "less than 1"),
-    ("l2", -0.1, "greater than or equal to 0"),
-    ("batch_size", 60001, "less than or equal to 60000"),
-    ("hidden_layers", [], "at least 1 item"),
-    ("hidden_layers", [10] * 9, "at most 8 items"),
-    ("hidden_layers", [0], "greater than or equal to 1"),
-    ("hidden_layers", [5000], "less than or equal to 4096"),
-    ("activation", "softplus", "'sigmoid', 'tanh' or 'relu'"),
-    ("init", "orthogonal", "'zeros', 'random', 'glorot' or 'he'"),
-    ("optimizer", "rmsprop", "'sgd', 'momentum' or 'adam'"),
-    ("train_limit", 0, "greater than or equal to 1"),
-    ("epochs", "ten", "valid integer"),
-    ("epochs", 1.5, "valid integer"),
-    ("batch_size", True, "valid integer"),
-    ("learning_rate", "fast", "valid number"),
-    ("dataset", "cifar10", "'mnist' or 'fashion-mnist'"),
-    ("surprise", 1, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "field,value,says",
+    [
+        ("epochs", 0, "greater than or equal to 1"),
+        ("epochs", 201, "less than or equal to 200"),
+        ("learning_rate", 0, "greater than 0"),
+        ("learning_rate", 11, "less than or equal to 10"),
+        ("momentum", 1, "less than 1"),
+        ("l2", -0.1, "greater than or equal to 0"),
+        ("batch_size", 60001, "less than or equal to 60000"),
+        ("hidden_layers", [], "at least 1 item"),
+        ("hidden_layers", [10] * 9, "at most 8 items"),
+        ("hidden_layers", [0], "greater than or equal to 1"),
+        ("hidden_layers", [5000], "less than or equal to 4096"),
+        ("activation", "softplus", "'sigmoid', 'tanh' or 'relu'"),
+        ("init", "orthogonal", "'zeros', 'random', 'glorot' or 'he'"),
+        ("optimizer", "rmsprop", "'sgd', 'momentum' or 'adam'"),
+        ("train_limit", 0, "greater than or equal to 1"),
+        ("epochs", "ten", "valid integer"),
+        ("epochs", 1.5, "valid integer"),
+        ("batch_size", True, "valid integer"),
+        ("learning_rate", "fast", "valid number"),
+        ("dataset", "cifar10", "'mnist' or 'fashion-mnist'"),
+        ("surprise", 1, "Extra inputs are not permitted"),
+    ],
+)
 def test_invalid_spec_fields_are_named_with_their_limit(client, field, value, says):
     body = assert_problem(client.post("/jobs", json={"backend": "numpy", field: value}), 422)
     names = [p["name"] for p in body["invalid_params"]]
@@ -48,7 +50,9 @@ def test_invalid_spec_fields_are_named_with_their_limit(client, field, value, sa
 def test_missing_backend_and_non_json_bodies(client):
     body = assert_problem(client.post("/jobs", json={}), 422)
     assert body["invalid_params"][0]["name"] == "body.backend"
-    assert_problem(client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    assert_problem(
+        client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422
+    )
     assert_problem(client.post("/jobs", json=[1, 2]), 422)
     assert _job_count(client) == 0
 
@@ -68,7 +72,10 @@ def test_sample_epoch_budget_is_a_setting(tmp_path):
     with TestClient(create_app(settings)) as client:
         body = assert_problem(client.post("/jobs", json={"backend": "numpy", "epochs": 2}), 422)
         assert "120,000" in body["detail"] and "100,000" in body["detail"]
-        assert client.post("/jobs", json={"backend": "numpy", "epochs": 1, "train_limit": 50_000}).status_code == 202
+        assert (
+            client.post("/jobs", json={"backend": "numpy", "epochs": 1, "train_limit": 50_000}).status_code
+            == 202
+        )
 
 
 def test_a_full_queue_answers_429_with_retry_after(client):
@@ -88,15 +95,21 @@ def test_unknown_things_are_404(client):
     assert_problem(client.get("/models/999/accuracy"), 404)
     assert_problem(client.get("/models/999/confusion-matrix"), 404)
     assert_problem(client.post("/models/999/predict", json={"pixels": [0] * 784}), 404)
-    assert_problem(client.get("/datasets/cifar/test/0.png"), 422)  # not one of the datasets: named in the message
+    assert_problem(
+        client.get("/datasets/cifar/test/0.png"), 422
+    )  # not one of the datasets: named in the message
     assert_problem(client.get("/datasets/mnist/test/10000.png"), 404)
     assert_problem(client.get("/nowhere"), 404)
 
 
 def test_queued_job_is_not_a_model_yet(client):
     job = client.post("/jobs", json={"backend": "numpy"}).json()
-    for path in (f"/models/{job['id']}/accuracy", f"/models/{job['id']}/confusion-matrix",
-                 f"/models/{job['id']}/predictions/test/0", f"/models/{job['id']}/weights"):
+    for path in (
+        f"/models/{job['id']}/accuracy",
+        f"/models/{job['id']}/confusion-matrix",
+        f"/models/{job['id']}/predictions/test/0",
+        f"/models/{job['id']}/weights",
+    ):
         body = assert_problem(client.get(path), 409)
         assert "queued" in body["detail"]
     assert_problem(client.post(f"/models/{job['id']}/predict", json={"pixels": [0] * 784}), 409)
@@ -123,12 +136,16 @@ def test_token_guards_writes_and_optionally_reads(tmp_path):
     with TestClient(create_app(settings)) as client:
         body = assert_problem(client.post("/jobs", json={"backend": "numpy"}), 401)
         assert "s3cret" not in str(body)
-        assert_problem(client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403)
+        assert_problem(
+            client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403
+        )
         assert client.get("/jobs").status_code == 200  # reads stay open
         assert _job_count(client) == 0
         ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 202
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token", protect_reads=True)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token", protect_reads=True
+    )
     with TestClient(create_app(settings)) as client:
         assert_problem(client.get("/jobs"), 401)
         assert client.get("/jobs", headers={"authorization": "Bearer s3cret-token"}).json()["count"] == 1

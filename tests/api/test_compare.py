@@ -11,13 +11,33 @@ from PIL import Image
 from service.main import create_app
 from service.ml.data import DATASETS
 from service.settings import Settings
-from tests.conftest import real_data_dir
+from tests.conftest import assert_problem, real_data_dir
 from workers.worker import run_worker
-from tests.conftest import assert_problem
 
-TINY = {"backend": "numpy", "hidden_layers": [16], "activation": "relu", "init": "he", "optimizer": "adam",
-        "learning_rate": 0.01, "epochs": 2, "train_limit": 600, "batch_size": 30, "log_every": 5}
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TINY = {
+    "backend": "numpy",
+    "hidden_layers": [16],
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "epochs": 2,
+    "train_limit": 600,
+    "batch_size": 30,
+    "log_every": 5,
+}
+FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +55,10 @@ def world(tmp_path_factory):
         queued = client.post("/jobs", json=TINY).json()["id"]
         for job_id in (a, b, fashion):
             job = client.get(f"/jobs/{job_id}").json()
-            assert job["status"] == "succeeded", job["error"]  # Fashion-MNIST: apt-get install dataset-fashion-mnist
+            assert job["status"] == "succeeded", job[
+                "error"
+            ]  # Fashion-MNIST: apt-get install dataset-fashion-mnist
         yield client, {"a": a, "b": b, "fashion": fashion, "queued": queued, "cancelled": cancelled}
-
 
 
 def _png(response, min_size=(200, 150)) -> Image.Image:
@@ -46,7 +67,9 @@ def _png(response, min_size=(200, 150)) -> Image.Image:
     assert "max-age=" in response.headers["cache-control"]
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "PNG"
-    assert image.width >= min_size[0] and image.height >= min_size[1] and image.width * image.height < 20_000_000
+    assert (
+        image.width >= min_size[0] and image.height >= min_size[1] and image.width * image.height < 20_000_000
+    )
     return image
 
 
@@ -63,7 +86,10 @@ def test_compare_puts_hyperparameters_side_by_side(world):
     assert body["data"][0]["label"] == f"#{ids['b']} learning_rate=0.003, batch_size=60"
     for model in body["data"]:
         stored = client.get(f"/models/{model['id']}").json()
-        assert (model["train_accuracy"], model["test_accuracy"]) == (stored["train_accuracy"], stored["test_accuracy"])
+        assert (model["train_accuracy"], model["test_accuracy"]) == (
+            stored["train_accuracy"],
+            stored["test_accuracy"],
+        )
         assert model["spec"]["batch_size"] == stored["batch_size"] and model["name"] == stored["name"]
         assert [e["epoch"] for e in model["epochs"]] == [1, 2]
         assert model["epochs"][-1]["test_accuracy"] == model["test_accuracy"]
@@ -74,15 +100,18 @@ def test_compare_puts_hyperparameters_side_by_side(world):
     assert body["data"][0]["losses"][-1]["samples"] == body["data"][1]["losses"][-1]["samples"] == 1200
 
 
-@pytest.mark.parametrize("ids,status,says", [
-    ("{a},999999", 404, "There is no model 999999."),
-    ("{a},{queued}", 409, "is queued"),
-    ("{a},{cancelled}", 409, "is cancelled"),
-    ("{a},x", 422, "'x' is not a model id"),
-    ("{a}", 422, "1 ids; compare 2 to 20 models"),
-    (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
-    ("{a},{a}", 422, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "ids,status,says",
+    [
+        ("{a},999999", 404, "There is no model 999999."),
+        ("{a},{queued}", 409, "is queued"),
+        ("{a},{cancelled}", 409, "is cancelled"),
+        ("{a},x", 422, "'x' is not a model id"),
+        ("{a}", 422, "1 ids; compare 2 to 20 models"),
+        (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
+        ("{a},{a}", 422, "listed twice"),
+    ],
+)
 def test_compare_refuses_what_it_cannot_compare(world, ids, status, says):
     client, known = world
     for path in ("/compare", "/compare.png"):
@@ -96,16 +125,24 @@ def test_figures_of_a_model_are_pngs(world):
     _png(client.get(f"/models/{ids['a']}/confusion-matrix.png"), (500, 400))
     _png(client.get(f"/models/{ids['a']}/confusion-matrix.png", params={"split": "train"}), (500, 400))
     _png(client.get(f"/models/{ids['a']}/loss-curve.png"), (600, 400))
-    _png(client.get("/compare.png", params={"ids": f"{ids['a']},{ids['b']},{ids['fashion']}", "x": "samples"}), (600, 400))
+    _png(
+        client.get("/compare.png", params={"ids": f"{ids['a']},{ids['b']},{ids['fashion']}", "x": "samples"}),
+        (600, 400),
+    )
     many = _png(client.get(f"/models/{ids['a']}/mistakes.png"), (600, 300))
-    one = _png(client.get(f"/models/{ids['a']}/mistakes.png", params={"limit": 1, "split": "train"}), (50, 50))
+    one = _png(
+        client.get(f"/models/{ids['a']}/mistakes.png", params={"limit": 1, "split": "train"}), (50, 50)
+    )
     assert one.height < many.height and one.width < many.width
 
 
 def test_figures_refuse_unknown_untrained_and_invalid(world):
     client, ids = world
     for figure in ("confusion-matrix.png", "loss-curve.png", "mistakes.png"):
-        assert assert_problem(client.get(f"/models/999999/{figure}"), 404)["detail"] == "There is no model 999999."
+        assert (
+            assert_problem(client.get(f"/models/999999/{figure}"), 404)["detail"]
+            == "There is no model 999999."
+        )
         assert "is queued" in assert_problem(client.get(f"/models/{ids['queued']}/{figure}"), 409)["detail"]
     for figure in ("confusion-matrix.png", "mistakes.png"):
         assert_problem(client.get(f"/models/{ids['a']}/{figure}", params={"split": "validation"}), 422)
@@ -119,10 +156,15 @@ def test_fashion_mnist_models_carry_its_class_names(world):
     client, ids = world
     assert list(DATASETS["fashion-mnist"].classes) == FASHION
     model = client.get(f"/models/{ids['fashion']}").json()
-    assert model["dataset"] == "fashion-mnist" and model["test_accuracy"] > 0.5  # far above chance on 600 images
+    assert (
+        model["dataset"] == "fashion-mnist" and model["test_accuracy"] > 0.5
+    )  # far above chance on 600 images
     cm = client.get(f"/models/{ids['fashion']}/confusion-matrix").json()
     assert cm["classes"] == FASHION and sum(map(sum, cm["matrix"])) == 10_000
     # class names on the axes need room: the figure is larger than MNIST's digits'
     wide = _png(client.get(f"/models/{ids['fashion']}/confusion-matrix.png"), (600, 500))
-    assert wide.width > Image.open(io.BytesIO(client.get(f"/models/{ids['a']}/confusion-matrix.png").content)).width
+    assert (
+        wide.width
+        > Image.open(io.BytesIO(client.get(f"/models/{ids['a']}/confusion-matrix.png").content)).width
+    )
     _png(client.get(f"/models/{ids['fashion']}/mistakes.png", params={"limit": 12}), (400, 200))

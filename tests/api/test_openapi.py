@@ -20,7 +20,9 @@ def test_every_operation_has_a_tag_a_summary_and_examples(client):
             assert "example" in parameter or "default" in parameter["schema"], f"{where}: {parameter['name']}"
         for media in op.get("requestBody", {}).get("content", {}).values():
             ref = media.get("schema", {}).get("$ref")
-            body_schema = schema["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else media.get("schema", {})
+            body_schema = (
+                schema["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else media.get("schema", {})
+            )
             has_example = "examples" in media or "example" in media or "examples" in body_schema
             assert has_example or body_schema.get("format") == "binary" or "properties" in body_schema, where
 
@@ -32,9 +34,12 @@ def test_every_problem_is_documented_as_problem_json_with_its_schema(client):
         for method, op in operations.items():
             for code, response in op["responses"].items():
                 if int(code) >= 400 and path != "/readyz":  # /readyz's 503 is its Readiness body
-                    assert list(response["content"]) == ["application/problem+json"], f"{method} {path} {code}"
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        f"{method} {path} {code}"
+                    )
                     assert response["content"]["application/problem+json"]["schema"] == {
-                        "$ref": "#/components/schemas/Problem"}, f"{method} {path} {code}"
+                        "$ref": "#/components/schemas/Problem"
+                    }, f"{method} {path} {code}"
                     problems += 1
     assert problems > 100
 
@@ -46,7 +51,11 @@ def test_the_docs_ui_is_served_without_a_cdn(client):
     for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css"):
         assert asset in response.text
         served = client.get(asset)
-        assert served.status_code == 200 and len(served.content) > 100_000 and "max-age" in served.headers["cache-control"]
+        assert (
+            served.status_code == 200
+            and len(served.content) > 100_000
+            and "max-age" in served.headers["cache-control"]
+        )
 
 
 DATASET_ROUTES = [

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 from service.main import create_app
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from tests.conftest import real_data_dir
+from tests.conftest import assert_problem, real_data_dir
 from workers.worker import run_worker
-from tests.conftest import assert_problem
 
 NOTEBOOK = {
     "base": {"backend": "numpy", "activation": "sigmoid", "optimizer": "sgd"},
@@ -22,13 +21,17 @@ NOTEBOOK = {
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=real_data_dir(), download=False,
-                    max_queued=20, max_sweep_jobs=10)
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        data_dir=real_data_dir(),
+        download=False,
+        max_queued=20,
+        max_sweep_jobs=10,
+    )
 
 
 def _jobs(client) -> list[dict]:
     return client.get("/jobs", params={"limit": 500}).json()["data"]
-
 
 
 def test_the_notebooks_experiment_is_one_request(client):
@@ -38,8 +41,10 @@ def test_the_notebooks_experiment_is_one_request(client):
     assert response.headers["location"] == f"/sweeps/{sweep['id']}"
     assert sweep["count"] == 8 and len(sweep["jobs"]) == 8
     assert sweep["status"] == {"queued": 8, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
-    expected = [TrainSpec.model_validate(NOTEBOOK["base"] | {"init": i, "learning_rate": lr}).model_dump(mode="json")
-                for i, lr in itertools.product(*NOTEBOOK["grid"].values())]
+    expected = [
+        TrainSpec.model_validate(NOTEBOOK["base"] | {"init": i, "learning_rate": lr}).model_dump(mode="json")
+        for i, lr in itertools.product(*NOTEBOOK["grid"].values())
+    ]
     assert [job["spec"] for job in sweep["jobs"]] == expected  # the product, in the grid's order
     assert {job["sweep_id"] for job in sweep["jobs"]} == {sweep["id"]}
     assert sweep["grid"] == NOTEBOOK["grid"]
@@ -50,19 +55,26 @@ def test_the_notebooks_experiment_is_one_request(client):
     assert client.get(f"/sweeps/{sweep['id']}").json() == sweep
 
 
-@pytest.mark.parametrize("body,name,says", [
-    ({"grid": {"learning_rate": [0.1, -1]}}, "grid.learning_rate", "-1"),
-    ({"grid": {"hidden_layers": [[32], [0]]}}, "grid.hidden_layers", "[0]"),
-    ({"grid": {"activation": ["relu", "softplus"]}}, "grid.activation", "'softplus'"),
-    ({"grid": {"epochs": [1, 2.5]}}, "grid.epochs", "2.5"),
-    ({"grid": {"dropout": [0.1, 0.5]}}, "grid.dropout", "not a TrainSpec field"),
-    ({"grid": {"init": []}}, "grid.init", "empty list"),
-    ({"grid": {"init": ["he", "he"]}}, "grid.init", "listed twice"),
-    ({"grid": {}}, "grid", "at least one"),
-    ({"grid": {"seed": list(range(11))}}, "grid", "MLPLAB_MAX_SWEEP_JOBS"),
-    ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "base.epochs", "greater than or equal to 1"),
-    ({"grid": {"hidden_layers": [[32], [4096, 4096, 4096]]}}, "grid.hidden_layers", "MLPLAB_MAX_PARAMETERS"),
-])
+@pytest.mark.parametrize(
+    "body,name,says",
+    [
+        ({"grid": {"learning_rate": [0.1, -1]}}, "grid.learning_rate", "-1"),
+        ({"grid": {"hidden_layers": [[32], [0]]}}, "grid.hidden_layers", "[0]"),
+        ({"grid": {"activation": ["relu", "softplus"]}}, "grid.activation", "'softplus'"),
+        ({"grid": {"epochs": [1, 2.5]}}, "grid.epochs", "2.5"),
+        ({"grid": {"dropout": [0.1, 0.5]}}, "grid.dropout", "not a TrainSpec field"),
+        ({"grid": {"init": []}}, "grid.init", "empty list"),
+        ({"grid": {"init": ["he", "he"]}}, "grid.init", "listed twice"),
+        ({"grid": {}}, "grid", "at least one"),
+        ({"grid": {"seed": list(range(11))}}, "grid", "MLPLAB_MAX_SWEEP_JOBS"),
+        ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "base.epochs", "greater than or equal to 1"),
+        (
+            {"grid": {"hidden_layers": [[32], [4096, 4096, 4096]]}},
+            "grid.hidden_layers",
+            "MLPLAB_MAX_PARAMETERS",
+        ),
+    ],
+)
 def test_an_invalid_grid_is_refused_whole_and_names_the_value(client, body, name, says):
     body = {"base": {"backend": "numpy"} | body.get("base", {}), "grid": body["grid"]}
     problem = assert_problem(client.post("/sweeps", json=body), 422)
@@ -72,20 +84,40 @@ def test_an_invalid_grid_is_refused_whole_and_names_the_value(client, body, name
 
 
 def test_the_sweep_limit_is_named(client):
-    problem = assert_problem(client.post("/sweeps", json={"base": {"backend": "numpy"},
-                                                    "grid": {"seed": [0, 1, 2, 3], "epochs": [1, 2, 3]}}), 422)
+    problem = assert_problem(
+        client.post(
+            "/sweeps",
+            json={"base": {"backend": "numpy"}, "grid": {"seed": [0, 1, 2, 3], "epochs": [1, 2, 3]}},
+        ),
+        422,
+    )
     assert "4 x 3 = 12 jobs; the limit is 10" in problem["detail"]
 
 
 def test_the_queue_limit_holds_for_the_whole_sweep(client):
-    assert client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(10))}}).status_code == 202
-    assert client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(5))}}).status_code == 202
+    assert (
+        client.post(
+            "/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(10))}}
+        ).status_code
+        == 202
+    )
+    assert (
+        client.post(
+            "/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(5))}}
+        ).status_code
+        == 202
+    )
     over = client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(6))}})
     problem = assert_problem(over, 429)
     assert over.headers["retry-after"] == "30"
     assert "adds 6 jobs to the 15 queued; the limit is 20 (MLPLAB_MAX_QUEUED)" in problem["detail"]
     assert len(_jobs(client)) == 15  # none of the six
-    assert client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(5))}}).status_code == 202
+    assert (
+        client.post(
+            "/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": list(range(5))}}
+        ).status_code
+        == 202
+    )
     assert len(_jobs(client)) == 20
 
 
@@ -93,7 +125,10 @@ def test_a_sweep_needs_the_writer_token(tmp_path):
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret")
     with TestClient(create_app(settings)) as client:
         assert_problem(client.post("/sweeps", json=NOTEBOOK), 401)
-        assert client.post("/sweeps", json=NOTEBOOK, headers={"Authorization": "Bearer s3cret"}).status_code == 202
+        assert (
+            client.post("/sweeps", json=NOTEBOOK, headers={"Authorization": "Bearer s3cret"}).status_code
+            == 202
+        )
 
 
 def test_an_unknown_sweep_is_a_404(client):
@@ -102,8 +137,10 @@ def test_an_unknown_sweep_is_a_404(client):
 
 
 def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
-    body = {"base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 4},
-            "grid": {"learning_rate": [0.001, 0.5, 0.05], "activation": ["relu"]}}
+    body = {
+        "base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 4},
+        "grid": {"learning_rate": [0.001, 0.5, 0.05], "activation": ["relu"]},
+    }
     sweep = client.post("/sweeps", json=body).json()
     cancelled = sweep["jobs"][0]["id"]  # the first one never runs
     assert client.post(f"/jobs/{cancelled}/cancel").status_code == 200
@@ -121,7 +158,9 @@ def test_sweeps_are_listed_newest_first(client):
     assert client.get("/sweeps").json() == {"data": [], "count": 0}
     first = client.post("/sweeps", json={"base": {"backend": "numpy"}, "grid": {"seed": [1, 2]}}).json()
     client.post("/jobs", json={"backend": "numpy"})  # a lone job is no sweep
-    second = client.post("/sweeps", json={"base": {"backend": "torch"}, "grid": {"init": ["he", "glorot"]}}).json()
+    second = client.post(
+        "/sweeps", json={"base": {"backend": "torch"}, "grid": {"init": ["he", "glorot"]}}
+    ).json()
     listed = client.get("/sweeps").json()
     assert listed["count"] == 2
     assert [s["id"] for s in listed["data"]] == [second["id"], first["id"]]

@@ -49,16 +49,24 @@ class Service:
         return httpx.Client(base_url=self.url, timeout=30, **kw)
 
     def start_worker(self, *args: str, **env: str) -> subprocess.Popen:
-        log = open(self.root / f"worker-{len(self.workers)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "workers", *args], env=self.env | env, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT)
+        log = open(self.root / f"worker-{len(self.workers)}.log", "w")  # noqa: SIM115 - the worker writes to it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", *args],
+            env=self.env | env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.workers.append(proc)
         return proc
 
-    def wait_job(self, client: httpx.Client, job_id: int, statuses=("succeeded", "failed", "cancelled"), timeout=120.0) -> dict:
+    def wait_job(
+        self, client: httpx.Client, job_id: int, statuses=("succeeded", "failed", "cancelled"), timeout=120.0
+    ) -> dict:
         def done():
             job = client.get(f"/jobs/{job_id}").json()
             return job if job["status"] in statuses else None
+
         return wait_for(done, timeout, f"job {job_id} to reach {statuses}", interval=0.2)
 
     def stop(self) -> None:
@@ -75,23 +83,34 @@ class Service:
 
 def start_service(root: Path, db_url: str | None = None, **env: str) -> Service:
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")} | {
-        "MLPLAB_DATABASE_URL": db_url or f"sqlite:///{root / 'mlplab.db'}",
-        "MLPLAB_DATA_DIR": str(real_data_dir()),
-        "MLPLAB_DOWNLOAD": "false",
-        "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-        "MLPLAB_HOST": "127.0.0.1",
-        "MLPLAB_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    } | env
+    environment = (
+        {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")}
+        | {
+            "MLPLAB_DATABASE_URL": db_url or f"sqlite:///{root / 'mlplab.db'}",
+            "MLPLAB_DATA_DIR": str(real_data_dir()),
+            "MLPLAB_DOWNLOAD": "false",
+            "MLPLAB_WORKER_POLL_SECONDS": "0.2",
+            "MLPLAB_HOST": "127.0.0.1",
+            "MLPLAB_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        | env
+    )
     service = Service(root=root, env=environment, url=f"http://127.0.0.1:{port}")
-    log = open(root / "api.log", "w")
-    service.api = subprocess.Popen([sys.executable, "-m", "service.cli", "api"], env=environment, cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT)
+    log = open(root / "api.log", "w")  # noqa: SIM115 - the API writes to it
+    service.api = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "api"],
+        env=environment,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
     def ready():
         if service.api.poll() is not None:
-            raise AssertionError(f"the API exited with {service.api.returncode}: {(root / 'api.log').read_text()}")
+            raise AssertionError(
+                f"the API exited with {service.api.returncode}: {(root / 'api.log').read_text()}"
+            )
         try:
             return httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:

@@ -28,8 +28,12 @@ TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 5
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    svc = start_service(tmp_path_factory.mktemp("uploads"), MLPLAB_MAX_UPLOAD_BYTES=str(LIMIT),
-                        MLPLAB_MAX_BATCH_IMAGES=str(MAX_IMAGES), MLPLAB_HEARTBEAT_SECONDS="0.5")
+    svc = start_service(
+        tmp_path_factory.mktemp("uploads"),
+        MLPLAB_MAX_UPLOAD_BYTES=str(LIMIT),
+        MLPLAB_MAX_BATCH_IMAGES=str(MAX_IMAGES),
+        MLPLAB_HEARTBEAT_SECONDS="0.5",
+    )
     svc.start_worker(MLPLAB_TORCH_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     yield svc
     svc.stop()
@@ -50,7 +54,6 @@ def model(svc, client) -> int:
 
 def state(client: httpx.Client) -> tuple[int, list[int]]:
     return client.get("/jobs").json()["count"], [m["id"] for m in client.get("/models").json()["data"]]
-
 
 
 def refused(client: httpx.Client, model: int, status: int, *says: str, **request) -> dict:
@@ -80,7 +83,12 @@ def bomb_png(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 # --- size -------------------------------------------------------------------------------------
@@ -108,16 +116,22 @@ def test_a_body_over_the_upload_limit_is_413_naming_the_limit(client, model, kin
 # --- not an image -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data,says", [
-    (b"", "empty"),
-    (b"hello, this is a text file and not a picture\n" * 10, "not a PNG or JPEG"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "not a PNG or JPEG"),  # a PNG signature, then garbage
-    (noise_png(20_000)[:400], "cannot be decoded"),  # a good header, the pixel data cut short
-])
+@pytest.mark.parametrize(
+    "data,says",
+    [
+        (b"", "empty"),
+        (b"hello, this is a text file and not a picture\n" * 10, "not a PNG or JPEG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "not a PNG or JPEG"),  # a PNG signature, then garbage
+        (noise_png(20_000)[:400], "cannot be decoded"),  # a good header, the pixel data cut short
+    ],
+)
 @pytest.mark.parametrize("as_multipart", [False, True], ids=["raw", "multipart"])
 def test_an_upload_that_is_not_an_image_is_422(client, model, data, says, as_multipart):
-    request = ({"files": {"file": ("digit.png", data, "image/png")}} if as_multipart
-               else {"content": data, "headers": {"content-type": "image/png"}})
+    request = (
+        {"files": {"file": ("digit.png", data, "image/png")}}
+        if as_multipart
+        else {"content": data, "headers": {"content-type": "image/png"}}
+    )
     body = refused(client, model, 422, says, **request)
     assert body["title"] == "Invalid image"
 
@@ -140,33 +154,48 @@ def test_a_decompression_bomb_is_422_without_being_decoded(client, model, side):
 # --- JSON pixels ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,name,says", [
-    ('{"pixels": [' + ", ".join(["0"] * 783) + "]}", "pixels", "784 values"),
-    ('{"pixels": [' + ", ".join(["0"] * 785) + "]}", "pixels", "784 values"),
-    ('{"pixels": [' + ", ".join(["[0]"] * 28) + "]}", "pixels", "row 0 has 1 values"),
-    ('{"pixels": [256' + ", 0" * 783 + "]}", "pixels", "pixel 0 is 256.0: values must be in 0-255"),
-    ('{"pixels": [0, -1' + ", 0" * 782 + "]}", "pixels", "pixel 1 is -1.0"),
-    ('{"pixels": [0, 0, NaN' + ", 0" * 781 + "]}", "pixels", "pixel 2 is NaN"),  # Python's json reads NaN
-    ('{"pixels": [Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is inf: values must be finite"),
-    ('{"pixels": [-Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is -inf"),
-    ('{"pixels": ["12"' + ", 0" * 783 + "]}", "pixels", "pixels must be numbers"),
-    ('{"pixels": 7}', "pixels", "a list of 784 numbers"),
-    ('{"images": [[' + ", ".join(["0"] * 784) + "], [1, 2]]}", "images.1", "784 values"),
-    ('{"images": [' + ", ".join(["[" + ", ".join(["0"] * 784) + "]"] * (MAX_IMAGES + 1)) + "]}", "images",
-     f"{MAX_IMAGES + 1} images; the limit is {MAX_IMAGES} (MLPLAB_MAX_BATCH_IMAGES)"),
-    ('{"images": []}', "images", "non-empty list"),
-    ('{"pixels": [0], "images": [[0]]}', "body", "exactly one of"),
-    ("{not json", "body", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text,name,says",
+    [
+        ('{"pixels": [' + ", ".join(["0"] * 783) + "]}", "pixels", "784 values"),
+        ('{"pixels": [' + ", ".join(["0"] * 785) + "]}", "pixels", "784 values"),
+        ('{"pixels": [' + ", ".join(["[0]"] * 28) + "]}", "pixels", "row 0 has 1 values"),
+        ('{"pixels": [256' + ", 0" * 783 + "]}", "pixels", "pixel 0 is 256.0: values must be in 0-255"),
+        ('{"pixels": [0, -1' + ", 0" * 782 + "]}", "pixels", "pixel 1 is -1.0"),
+        ('{"pixels": [0, 0, NaN' + ", 0" * 781 + "]}", "pixels", "pixel 2 is NaN"),  # Python's json reads NaN
+        ('{"pixels": [Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is inf: values must be finite"),
+        ('{"pixels": [-Infinity' + ", 0" * 783 + "]}", "pixels", "pixel 0 is -inf"),
+        ('{"pixels": ["12"' + ", 0" * 783 + "]}", "pixels", "pixels must be numbers"),
+        ('{"pixels": 7}', "pixels", "a list of 784 numbers"),
+        ('{"images": [[' + ", ".join(["0"] * 784) + "], [1, 2]]}", "images.1", "784 values"),
+        (
+            '{"images": [' + ", ".join(["[" + ", ".join(["0"] * 784) + "]"] * (MAX_IMAGES + 1)) + "]}",
+            "images",
+            f"{MAX_IMAGES + 1} images; the limit is {MAX_IMAGES} (MLPLAB_MAX_BATCH_IMAGES)",
+        ),
+        ('{"images": []}', "images", "non-empty list"),
+        ('{"pixels": [0], "images": [[0]]}', "body", "exactly one of"),
+        ("{not json", "body", "not valid JSON"),
+    ],
+)
 def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, says):
     body = refused(client, model, 422, says, content=text, headers={"content-type": "application/json"})
     assert [p["name"] for p in body["invalid_params"]] == [name]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"]
+)
 def test_an_unknown_content_type_is_415(client, model, content_type):
-    body = refused(client, model, 415, repr(content_type), "application/json", content=b"0,0,0",
-                   headers={"content-type": content_type})
+    body = refused(
+        client,
+        model,
+        415,
+        repr(content_type),
+        "application/json",
+        content=b"0,0,0",
+        headers={"content-type": content_type},
+    )
     assert body["title"] == "Unsupported media type"
 
 
@@ -174,8 +203,9 @@ def test_an_unknown_content_type_is_415(client, model, content_type):
 
 
 def test_predicting_from_a_model_still_training_is_409(svc, client, model):
-    job = client.post("/jobs", json=TINY | {"hidden_layers": [256], "epochs": 50, "train_limit": 20000,
-                                            "batch_size": 8}).json()
+    job = client.post(
+        "/jobs", json=TINY | {"hidden_layers": [256], "epochs": 50, "train_limit": 20000, "batch_size": 8}
+    ).json()
     try:
         svc.wait_job(client, job["id"], statuses=("running",), timeout=60)
         body = refused(client, job["id"], 409, f"Job {job['id']} is running", json={"pixels": [0] * 784})
@@ -190,11 +220,14 @@ def test_a_diverging_loss_fails_the_job_naming_epoch_step_and_rate_and_stores_no
     # relu at learning rate 10 blows the default 784-500-250-100 network up within a few steps
     # (sigmoid would saturate instead: its loss stays finite).
     models_before = state(client)[1]
-    job = client.post("/jobs", json={"backend": "numpy", "activation": "relu", "learning_rate": 10,
-                                     "train_limit": 6400}).json()
+    job = client.post(
+        "/jobs", json={"backend": "numpy", "activation": "relu", "learning_rate": 10, "train_limit": 6400}
+    ).json()
     final = svc.wait_job(client, job["id"], timeout=60)
     assert final["status"] == "failed", final
-    assert re.search(r"diverged: .* at epoch 1, step \d+ \(learning rate 10\)", final["error"]), final["error"]
+    assert re.search(r"diverged: .* at epoch 1, step \d+ \(learning rate 10\)", final["error"]), final[
+        "error"
+    ]
     assert "Traceback" not in final["error"]
     assert final["train_accuracy"] is None and final["test_accuracy"] is None
     assert_problem(client.get(f"/models/{job['id']}/accuracy"), 409, "failed")

@@ -118,7 +118,9 @@ def local_path(value: str, mounts: Mapping[str, Path]) -> str:
     return value
 
 
-def service_environment(name: str, host: Mapping[str, str], mounts: Mapping[str, Path], port: int) -> dict[str, str]:
+def service_environment(
+    name: str, host: Mapping[str, str], mounts: Mapping[str, Path], port: int
+) -> dict[str, str]:
     """What the container of service `name` would see, mapped to this machine."""
     declared = compose_file()["services"][name].get("environment") or {}
     env = dict(image_env())
@@ -181,7 +183,9 @@ def test_the_files_describe_one_image_two_roles_and_a_postgres_profile():
     assert api["volumes"] == worker["volumes"] == ["mlplab-data:/data"]
     assert worker["depends_on"] == {"api": {"condition": "service_healthy"}}
     assert "container_name" not in worker and "ports" not in worker  # `--scale worker=3`
-    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(services, "unless-stopped")
+    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(
+        services, "unless-stopped"
+    )
     assert postgres["profiles"] == ["postgres"] and "pg_isready" in postgres["healthcheck"]["test"][1]
     assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
     assert api["ports"] == ["${MLPLAB_PUBLISH:-127.0.0.1:8000}:8000"]  # localhost unless asked
@@ -219,7 +223,9 @@ def compose_root(tmp_path) -> Path:
 def test_each_service_runs_as_compose_starts_it(compose_root, db_url):
     host = {"MLPLAB_DOWNLOAD": "false", "MLPLAB_WORKER_POLL_SECONDS": "0.2"}
     if db_url.startswith("postgresql"):
-        host["MLPLAB_DATABASE_URL"] = db_url  # as `MLPLAB_DATABASE_URL=... docker compose --profile postgres up`
+        host["MLPLAB_DATABASE_URL"] = (
+            db_url  # as `MLPLAB_DATABASE_URL=... docker compose --profile postgres up`
+        )
     port = free_port()
     procs: list[subprocess.Popen] = []
 

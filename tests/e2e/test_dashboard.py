@@ -13,8 +13,16 @@ from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "dashboard"
-SMALL = {"hidden_layers": "64", "activation": "relu", "init": "he", "optimizer": "adam", "learning_rate": "0.003",
-         "epochs": "2", "train_limit": "3000", "log_every": "5"}
+SMALL = {
+    "hidden_layers": "64",
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": "0.003",
+    "epochs": "2",
+    "train_limit": "3000",
+    "log_every": "5",
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +31,17 @@ def browser():
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -99,15 +115,26 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
 
     # a second model, then compare the two
     with service.client() as client:
-        other = client.post("/jobs", json={"backend": "torch", "hidden_layers": [64], "activation": "tanh",
-                                          "optimizer": "adam", "learning_rate": 0.003, "epochs": 2,
-                                          "train_limit": 3000}).json()
+        other = client.post(
+            "/jobs",
+            json={
+                "backend": "torch",
+                "hidden_layers": [64],
+                "activation": "tanh",
+                "optimizer": "adam",
+                "learning_rate": 0.003,
+                "epochs": 2,
+                "train_limit": 3000,
+            },
+        ).json()
         assert service.wait_job(client, other["id"])["status"] == "succeeded"
     page.goto(f"/#/compare?ids={job_id},{other['id']}")
     page.wait_for_selector("#table tr.diff")
     differing = page.locator("#table tr.diff th").all_inner_texts()
     assert {"backend", "activation"} <= set(differing)
-    page.wait_for_function("[...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert page.locator("#matrices img").count() == 2
     shot(page, "05-compare")
 
@@ -136,7 +163,11 @@ def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
     card = page.locator("#sweeps > div").first
     assert "3 jobs" in card.inner_text()
     assert card.locator("tbody tr").count() == 3
-    assert sorted(card.locator("tbody tr td:nth-child(2)").all_inner_texts()) == ["seed=1", "seed=2", "seed=3"]
+    assert sorted(card.locator("tbody tr td:nth-child(2)").all_inner_texts()) == [
+        "seed=1",
+        "seed=2",
+        "seed=3",
+    ]
     shot(page, "06-sweep")
 
 

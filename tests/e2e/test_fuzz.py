@@ -49,9 +49,25 @@ STREAMING = "/jobs/{job_id}/events"
 SEED_JOB = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 2}
 
 # What a response must never show: a traceback, a path outside the data directory, the token.
-PATHS = {REPO, REPO.parent, Path(sys.prefix), Path(tempfile.gettempdir())}  # the checkout, the venv, the service's files
-LEAKS = re.compile("|".join(["Traceback", 'File "', "site-packages", "/usr/lib", "/root", re.escape(TOKEN),
-                             *(re.escape(str(path)) for path in PATHS)]))
+PATHS = {
+    REPO,
+    REPO.parent,
+    Path(sys.prefix),
+    Path(tempfile.gettempdir()),
+}  # the checkout, the venv, the service's files
+LEAKS = re.compile(
+    "|".join(
+        [
+            "Traceback",
+            'File "',
+            "site-packages",
+            "/usr/lib",
+            "/root",
+            re.escape(TOKEN),
+            *(re.escape(str(path)) for path in PATHS),
+        ]
+    )
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FUZZ_SETTINGS = settings(
@@ -72,8 +88,9 @@ def _document() -> dict:
     return create_app(Settings(database_url="sqlite://", api_token=TOKEN)).openapi()
 
 
-CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {"enabled": False}},
-                                      "cache": {"enabled": False}})  # nothing written under .schemathesis/
+CONFIG = schemathesis.Config.from_dict(
+    {"checks": {"positive_data_acceptance": {"enabled": False}}, "cache": {"enabled": False}}
+)  # nothing written under .schemathesis/
 schema = schemathesis.openapi.from_dict(_document(), config=CONFIG).exclude(path=STREAMING)
 
 
@@ -84,7 +101,9 @@ class Tally:
     ids: dict[str, int] = field(default_factory=dict)  # model, queued, cancelled -> job id
     cases: collections.Counter = field(default_factory=collections.Counter)  # "METHOD /path" -> requests
     statuses: collections.Counter = field(default_factory=collections.Counter)
-    stateful: collections.Counter = field(default_factory=collections.Counter)  # statuses of the stateful calls
+    stateful: collections.Counter = field(
+        default_factory=collections.Counter
+    )  # statuses of the stateful calls
     leaks: list[str] = field(default_factory=list)
 
 
@@ -145,7 +164,9 @@ def _request_text(response) -> str:
 @FUZZ_SETTINGS
 def test_every_operation_conforms_to_its_openapi_document(case, target):
     response = case.call(base_url=target.url, headers=AUTH, timeout=60)
-    TALLY.cases[case.operation.label] += 1  # unsupported methods (OPTIONS, TRACE, ...) count for their operation
+    TALLY.cases[case.operation.label] += (
+        1  # unsupported methods (OPTIONS, TRACE, ...) count for their operation
+    )
     TALLY.statuses[response.status_code] += 1
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
     found = leaks_in(response)
@@ -184,7 +205,9 @@ def test_sequences_of_calls_conform_too(target):
         # that filled up), and the server keeps its state between scenarios: Hypothesis then sees
         # one choice sequence lead two ways. That says nothing about the API - unless a check failed.
         assert not failures, failures[0]
-        pytest.xfail("the server's state changed between scenarios (Hypothesis: inconsistent data generation)")
+        pytest.xfail(
+            "the server's state changed between scenarios (Hypothesis: inconsistent data generation)"
+        )
     assert sum(TALLY.stateful.values()) > 0
 
 
@@ -199,21 +222,29 @@ def test_the_event_stream_ends_for_a_finished_job_and_404s_for_unknown_ones(targ
         assert text.rstrip().splitlines()[-2] == "event: end"
         for job_id in (0, 10**6, 2**64, -(2**64)):
             missing = client.get(f"/jobs/{job_id}/events")
-            assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+            assert (
+                missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+            )
             assert not leaks_in(missing)
 
 
 def test_fuzzing_summary(target, capsys):
     """Runs last: every operation was exercised, nothing leaked, and no 5xx was seen."""
     tested = set(TALLY.cases)
-    declared = {f"{method.upper()} {path}" for path, item in _document()["paths"].items() for method in item
-                if path != STREAMING}
+    declared = {
+        f"{method.upper()} {path}"
+        for path, item in _document()["paths"].items()
+        for method in item
+        if path != STREAMING
+    }
     if tested:  # empty when only this test was selected
         assert tested == declared, declared ^ tested
     assert not TALLY.leaks
     assert not [s for s in TALLY.statuses + TALLY.stateful if s >= 500], TALLY
     with capsys.disabled():
-        print(f"\nfuzz: {sum(TALLY.cases.values())} requests over {len(tested)} operations "
-              f"({EXAMPLES} random cases each, plus examples and boundary cases); "
-              f"statuses {dict(sorted(TALLY.statuses.items()))}; "
-              f"stateful: {sum(TALLY.stateful.values())} requests, statuses {dict(sorted(TALLY.stateful.items()))}")
+        print(
+            f"\nfuzz: {sum(TALLY.cases.values())} requests over {len(tested)} operations "
+            f"({EXAMPLES} random cases each, plus examples and boundary cases); "
+            f"statuses {dict(sorted(TALLY.statuses.items()))}; "
+            f"stateful: {sum(TALLY.stateful.values())} requests, statuses {dict(sorted(TALLY.stateful.items()))}"
+        )

@@ -19,8 +19,18 @@ from tests.conftest import REPO
 from tests.e2e.conftest import start_service
 
 # 125 steps an epoch, a loss every 10: a dozen progress events an epoch, trained in about a second
-RUNNING = {"backend": "numpy", "hidden_layers": [32], "activation": "relu", "init": "he", "optimizer": "adam",
-           "learning_rate": 0.003, "epochs": 2, "train_limit": 4000, "batch_size": 32, "log_every": 10}
+RUNNING = {
+    "backend": "numpy",
+    "hidden_layers": [32],
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+    "epochs": 2,
+    "train_limit": 4000,
+    "batch_size": 32,
+    "log_every": 10,
+}
 TINY = ["--backend", "numpy", "--hidden-layers", "32", "--epochs", "1", "--train-limit", "1000"]
 
 
@@ -64,7 +74,7 @@ def test_events_follow_a_job_live_from_queued_to_its_end(tmp_path):
     assert [e.data["epoch"] for e in events if e.event == "epoch"] == [1, 2]
     for i, e in enumerate(events):  # an epoch's metrics come after all of its losses
         if e.event == "epoch":
-            assert all(p.data["epoch"] > e.data["epoch"] for p in events[i + 1:] if p.event == "progress")
+            assert all(p.data["epoch"] > e.data["epoch"] for p in events[i + 1 :] if p.event == "progress")
     assert [e for e in events if e.event == "epoch"][-1].data["test_accuracy"] == final["test_accuracy"]
 
 
@@ -75,7 +85,10 @@ def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
         started = time.monotonic()
         events = [e for _, e in _events(client, job["id"])]
         assert time.monotonic() - started < 3
-        assert (events[0].event, events[0].data["status"]) == ("status", "running")  # the start, then its progress
+        assert (events[0].event, events[0].data["status"]) == (
+            "status",
+            "running",
+        )  # the start, then its progress
         assert [e.event for e in events][-2:] == ["status", "end"]
         progress = [e for e in events if e.event == "progress"]
         losses = client.get(f"/jobs/{job['id']}/losses").json()
@@ -85,7 +98,9 @@ def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
         # a client that reconnects with Last-Event-ID gets only what came after
         middle = progress[2]
         rest = [e for _, e in _events(client, job["id"], **{"Last-Event-ID": middle.id})]
-        assert [e.data["step"] for e in rest if e.event == "progress"] == [p.data["step"] for p in progress[3:]]
+        assert [e.data["step"] for e in rest if e.event == "progress"] == [
+            p.data["step"] for p in progress[3:]
+        ]
         assert [e.event for e in rest][-3:] == ["epoch", "status", "end"]
 
         missing = client.get("/jobs/999999/events")
@@ -95,35 +110,51 @@ def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
 def _mlplab(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "mlplab"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-    return subprocess.run([*command, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*command, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_submit_watch_shows_progress_then_the_accuracies(service, tmp_path):
     env = service.env | {"MLPLAB_URL": service.url}
-    done = _mlplab("submit", *TINY, "--activation", "relu", "--init", "he", "--log-every", "2", "--watch", env=env)
+    done = _mlplab(
+        "submit", *TINY, "--activation", "relu", "--init", "he", "--log-every", "2", "--watch", env=env
+    )
     assert done.returncode == 0, done.stderr
     job_id = int(re.match(r"job (\d+) queued", done.stdout).group(1))
     with service.client() as client:
         job = client.get(f"/jobs/{job_id}").json()
-    assert job["status"] == "succeeded" and job["spec"]["hidden_layers"] == [32] and job["spec"]["activation"] == "relu"
+    assert (
+        job["status"] == "succeeded"
+        and job["spec"]["hidden_layers"] == [32]
+        and job["spec"]["activation"] == "relu"
+    )
     assert f"train accuracy  {job['train_accuracy']:.2%}" in done.stdout
     assert f"test accuracy   {job['test_accuracy']:.2%}" in done.stdout
-    assert "epoch 1/1: loss" in done.stderr  # the progress display (a line per epoch: stderr is not a terminal)
+    assert (
+        "epoch 1/1: loss" in done.stderr
+    )  # the progress display (a line per epoch: stderr is not a terminal)
 
     listed = _mlplab("models", "--url", service.url, env=service.env)
-    assert listed.returncode == 0 and re.search(rf"^{job_id}\s+mnist\s+numpy\s+32\s+relu", listed.stdout, re.M)
+    assert listed.returncode == 0 and re.search(
+        rf"^{job_id}\s+mnist\s+numpy\s+32\s+relu", listed.stdout, re.M
+    )
     jobs = _mlplab("jobs", "--url", service.url, env=service.env)
     assert jobs.returncode == 0 and re.search(rf"^{job_id}\s+succeeded", jobs.stdout, re.M)
 
     # predict an image file: the API's own test image 0, drawn larger
     with service.client() as client:
         png = client.get("/datasets/mnist/test/0.png", params={"scale": 4}).content
-        expected = client.post(f"/models/{job_id}/predict", content=png, headers={"content-type": "image/png"}).json()
+        expected = client.post(
+            f"/models/{job_id}/predict", content=png, headers={"content-type": "image/png"}
+        ).json()
     image = tmp_path / "digit.png"
     image.write_bytes(png)
     predicted = _mlplab("predict", str(image), "--model", str(job_id), env=env)
     assert predicted.returncode == 0, predicted.stderr
-    assert predicted.stdout.startswith(f"predicted {expected['predicted']} ({max(expected['probabilities']):.2%})")
+    assert predicted.stdout.startswith(
+        f"predicted {expected['predicted']} ({max(expected['probabilities']):.2%})"
+    )
     assert len(predicted.stdout.splitlines()) == 4  # and the top three
 
 
@@ -131,7 +162,10 @@ def test_cli_errors_are_the_apis_problems(service, tmp_path):
     env = service.env | {"MLPLAB_URL": service.url}
     refused = _mlplab("submit", *TINY, "--epochs", "0", env=env)
     assert refused.returncode == 1 and refused.stdout == ""
-    assert "Invalid request (422): body.epochs: Input should be greater than or equal to 1 (got 0)" in refused.stderr
+    assert (
+        "Invalid request (422): body.epochs: Input should be greater than or equal to 1 (got 0)"
+        in refused.stderr
+    )
     assert _mlplab("predict", str(tmp_path / "none.png"), "--model", "1", env=env).returncode == 1
     missing = _mlplab("watch", "999999", env=env)
     assert missing.returncode == 1 and "Job not found (404): There is no job 999999." in missing.stderr
@@ -141,9 +175,17 @@ def test_cli_errors_are_the_apis_problems(service, tmp_path):
 
 def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
     grid = tmp_path / "sweep.json"
-    grid.write_text(json.dumps({"base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500},
-                                "grid": {"learning_rate": [0.001, 0.3]}}))
-    done = _mlplab("sweep", str(grid), "--watch", "--interval", "0.3", env=service.env | {"MLPLAB_URL": service.url})
+    grid.write_text(
+        json.dumps(
+            {
+                "base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500},
+                "grid": {"learning_rate": [0.001, 0.3]},
+            }
+        )
+    )
+    done = _mlplab(
+        "sweep", str(grid), "--watch", "--interval", "0.3", env=service.env | {"MLPLAB_URL": service.url}
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert re.fullmatch(r"sweep [0-9a-f]+: 2 jobs", lines[0])
@@ -155,7 +197,9 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
 
     # the sweep's jobs, and nothing else, by GET /jobs?sweep_id= and `mlplab jobs --sweep`
     with service.client() as client:
-        client.post("/jobs", json={"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500})
+        client.post(
+            "/jobs", json={"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500}
+        )
         page = client.get("/jobs", params={"sweep_id": sweep_id}).json()
         compared = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]}"}).json()["data"]
     assert sorted(j["id"] for j in page["data"]) == sorted(ids) and page["count"] == 2
@@ -170,7 +214,9 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
     assert table["learning_rate"] == ["0.3", "0.001"]
     assert table["test accuracy"] == [f"{m['test_accuracy']:.2%}" for m in compared]
     assert "hidden_layers" not in table  # the same in both: shown only with --all
-    every = _mlplab("compare", str(ids[0]), str(ids[1]), "--all", env=service.env | {"MLPLAB_URL": service.url})
+    every = _mlplab(
+        "compare", str(ids[0]), str(ids[1]), "--all", env=service.env | {"MLPLAB_URL": service.url}
+    )
     assert re.search(r"^hidden_layers\s+16\s+16$", every.stdout, re.M)
     alone = _mlplab("compare", str(ids[0]), env=service.env | {"MLPLAB_URL": service.url})
     assert alone.returncode == 1 and "compare 2 to 20 models" in alone.stderr

@@ -24,12 +24,23 @@ from tests.conftest import LEAKS
 from tests.e2e.conftest import Service, start_service, wait_for
 
 # BLAS and torch on one thread each: 2-4 workers on a 2-core runner must not oversubscribe it.
-ONE_THREAD = {"MLPLAB_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ONE_THREAD = {
+    "MLPLAB_TORCH_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 1}  # 8 steps
 # What no response may show: a traceback or a path of the installation.
 # 5,000 steps, a loss recorded for each: several seconds, so both workers are mid-job when the burst comes.
-BUSY = {"backend": "numpy", "hidden_layers": [512, 256], "epochs": 2, "train_limit": 40000, "batch_size": 16,
-        "log_every": 1}
+BUSY = {
+    "backend": "numpy",
+    "hidden_layers": [512, 256],
+    "epochs": 2,
+    "train_limit": 40000,
+    "batch_size": 16,
+    "log_every": 1,
+}
 
 
 def logs(svc: Service) -> dict[str, str]:
@@ -53,17 +64,22 @@ def busy_service(tmp_path, db_url):
     svc.stop()
 
 
-
-def fire_at_once(url: str, requests: list[tuple[str, str, dict | None]]) -> tuple[list[httpx.Response], float]:
+def fire_at_once(
+    url: str, requests: list[tuple[str, str, dict | None]]
+) -> tuple[list[httpx.Response], float]:
     """Send every (method, path, json) at the same time, one connection each; the responses and the seconds taken."""
+
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(client.request(method, path, json=body) for method, path, body in requests))
+            return await asyncio.gather(
+                *(client.request(method, path, json=body) for method, path, body in requests)
+            )
 
     started = time.monotonic()
     responses = asyncio.run(burst())
     return responses, time.monotonic() - started
+
 
 @contextmanager
 def peak_connections(db_url: str):
@@ -73,7 +89,9 @@ def peak_connections(db_url: str):
         return
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")  # a transaction would see one snapshot of the stats
+    engine = create_engine(
+        db_url, isolation_level="AUTOCOMMIT"
+    )  # a transaction would see one snapshot of the stats
     peak, done = [0], threading.Event()
 
     def sample() -> None:
@@ -102,29 +120,39 @@ def test_200_concurrent_requests_while_two_workers_write_progress(busy_service, 
         assert svc.wait_job(client, model, timeout=60)["status"] == "succeeded"
         busy = [client.post("/jobs", json=BUSY | {"seed": s}).json()["id"] for s in range(4)]
         svc.start_worker(**ONE_THREAD)
-        wait_for(lambda: client.get("/jobs", params={"status": "running"}).json()["count"] == 2, 30,
-                 "both workers to be training")
+        wait_for(
+            lambda: client.get("/jobs", params={"status": "running"}).json()["count"] == 2,
+            30,
+            "both workers to be training",
+        )
         before = client.get("/jobs").json()["count"]
 
     pixels = [random.Random(i).randrange(256) for i in range(784)]
-    requests = ([("GET", "/jobs", None)] * 25 + [("GET", f"/jobs/{busy[i % 4]}", None) for i in range(25)]
-                + [("GET", f"/jobs/{busy[i % 4]}/losses", None) for i in range(25)] + [("GET", "/models", None)] * 15
-                + [("GET", f"/models/{model}/accuracy", None)] * 10
-                + [("POST", "/jobs", TINY | {"seed": 100 + i}) for i in range(40)]
-                + [("POST", f"/models/{model}/predict", {"pixels": pixels})] * 50
-                + [("POST", f"/models/{model}/predict", {"images": [pixels] * 20})] * 10)
+    requests = (
+        [("GET", "/jobs", None)] * 25
+        + [("GET", f"/jobs/{busy[i % 4]}", None) for i in range(25)]
+        + [("GET", f"/jobs/{busy[i % 4]}/losses", None) for i in range(25)]
+        + [("GET", "/models", None)] * 15
+        + [("GET", f"/models/{model}/accuracy", None)] * 10
+        + [("POST", "/jobs", TINY | {"seed": 100 + i}) for i in range(40)]
+        + [("POST", f"/models/{model}/predict", {"pixels": pixels})] * 50
+        + [("POST", f"/models/{model}/predict", {"images": [pixels] * 20})] * 10
+    )
     assert len(requests) == 200
     random.Random(0).shuffle(requests)
 
     with peak_connections(db_url) as peak:
         responses, seconds = fire_at_once(svc.url, requests)
     statuses = collections.Counter(r.status_code for r in responses)
-    print(f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}, "
-          f"peak database connections {peak()}")
+    print(
+        f"\n200 concurrent requests in {seconds:.1f} s while two workers trained: statuses {dict(statuses)}, "
+        f"peak database connections {peak()}"
+    )
     if peak() is not None:  # MLPLAB_MAX_IN_FLIGHT (32), 2 for /readyz, each worker's 2; 95 before the cap
         assert peak() <= 32 + 2 + 2 * 2, peak()
-    assert all(200 <= r.status_code < 300 for r in responses), [(r.request.url, r.status_code, r.text[:300])
-                                                                for r in responses if r.status_code >= 300]
+    assert all(200 <= r.status_code < 300 for r in responses), [
+        (r.request.url, r.status_code, r.text[:300]) for r in responses if r.status_code >= 300
+    ]
     assert not [r.text for r in responses if "locked" in r.text.lower()]
     assert not [r.text for r in responses if LEAKS.search(r.text)]
     submitted = [r.json()["id"] for r in responses if r.request.method == "POST" and r.status_code == 202]
@@ -145,13 +173,16 @@ def test_100_submissions_and_100_cancels_at_once(tmp_path):
     try:
         with svc.client() as client:
             queued = [client.post("/jobs", json=TINY | {"seed": s}).json()["id"] for s in range(100)]
-        requests = [("POST", "/jobs", TINY)] * 100 + [("POST", f"/jobs/{job_id}/cancel", None) for job_id in queued]
+        requests = [("POST", "/jobs", TINY)] * 100 + [
+            ("POST", f"/jobs/{job_id}/cancel", None) for job_id in queued
+        ]
         random.Random(1).shuffle(requests)
 
         responses, seconds = fire_at_once(svc.url, requests)
         print(f"\n100 submissions and 100 cancels at once, answered in {seconds:.1f} s")
-        assert sorted(r.status_code for r in responses) == [200] * 100 + [202] * 100, \
-            collections.Counter(r.status_code for r in responses)
+        assert sorted(r.status_code for r in responses) == [200] * 100 + [202] * 100, collections.Counter(
+            r.status_code for r in responses
+        )
         assert seconds < 20, seconds  # a lock held across a thread hop stalled them for the 30 s busy timeout
         with svc.client() as client:
             assert client.get("/jobs", params={"status": "cancelled"}).json()["count"] == 100
@@ -174,7 +205,10 @@ def test_n_workers_train_m_jobs_each_exactly_once(tmp_path: Path, db_url: str, w
     svc = start_service(tmp_path, db_url)
     try:
         with svc.client() as client:
-            ids = [client.post("/jobs", json=TINY | {"train_limit": 1000, "seed": s}).json()["id"] for s in range(jobs)]
+            ids = [
+                client.post("/jobs", json=TINY | {"train_limit": 1000, "seed": s}).json()["id"]
+                for s in range(jobs)
+            ]
             for _ in range(workers):
                 svc.start_worker(**ONE_THREAD)
             finals = [svc.wait_job(client, job_id, timeout=120) for job_id in ids]
@@ -190,6 +224,8 @@ def test_n_workers_train_m_jobs_each_exactly_once(tmp_path: Path, db_url: str, w
         assert all(attempt == "1" for _, attempt in CLAIMED.findall(text)), text
     claimed = [job for jobs_of_one in claims.values() for job in jobs_of_one]
     assert sorted(claimed) == sorted(ids), claims  # the union is every job, and none appears twice
-    assert {job["id"]: job["worker"] for job in finals} == {job: w for w, mine in claims.items() for job in mine}
+    assert {job["id"]: job["worker"] for job in finals} == {
+        job: w for w, mine in claims.items() for job in mine
+    }
     assert sum(1 for mine in claims.values() if mine) >= 2, claims  # they did race
     print(f"\n{workers} workers, {jobs} jobs: claims per worker {[len(mine) for mine in claims.values()]}")

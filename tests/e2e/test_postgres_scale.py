@@ -60,10 +60,14 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
 
         def running_on(proc: subprocess.Popen) -> int | None:
             with session_scope(sessions) as s:
-                return s.scalar(select(Job.id).where(Job.status == "running", Job.worker_id.like(f"%:{proc.pid}:%")))
+                return s.scalar(
+                    select(Job.id).where(Job.status == "running", Job.worker_id.like(f"%:{proc.pid}:%"))
+                )
 
         # Midway, SIGKILL a worker that holds a job: no release, its lease just goes stale.
-        wait_for(lambda: statuses(sessions)["succeeded"] >= JOBS // 4, 120, "a quarter of the jobs to succeed")
+        wait_for(
+            lambda: statuses(sessions)["succeeded"] >= JOBS // 4, 120, "a quarter of the jobs to succeed"
+        )
         orphan = victim = None
         for candidate in list(workers):
             if running_on(candidate) is None:
@@ -103,7 +107,9 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
     assert sorted(rows) == ids and models == JOBS
     assert all(steps[i] == list(range(1, STEPS + 1)) for i in ids), steps  # each step recorded once
     assert all(epochs[i] == [1, 2] for i in ids)
-    assert {i: rows[i].attempts for i in ids if rows[i].attempts != 1} == {orphan: 2}, "only the orphan ran twice"
+    assert {i: rows[i].attempts for i in ids if rows[i].attempts != 1} == {orphan: 2}, (
+        "only the orphan ran twice"
+    )
     assert rows[orphan].worker_id.split(":")[1] != str(victim.pid)  # finished by another worker
 
     # Each claim was made by exactly one worker, and each job succeeded in exactly one log.

@@ -12,8 +12,17 @@ import pytest
 from tests.e2e.conftest import start_service, wait_for
 
 # Long enough per epoch (about 2-4 s here) to kill a worker in the middle of one.
-JOB = {"backend": "numpy", "activation": "relu", "init": "he", "optimizer": "adam", "learning_rate": 0.001,
-       "epochs": 3, "train_limit": 30000, "log_every": 20, "seed": 7}
+JOB = {
+    "backend": "numpy",
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "epochs": 3,
+    "train_limit": 30000,
+    "log_every": 20,
+    "seed": 7,
+}
 
 
 @pytest.fixture
@@ -63,10 +72,16 @@ def test_sigterm_puts_the_job_back_and_another_worker_finishes_it(fast_leases):
     with svc.client() as client:
         job_id = client.post("/jobs", json=JOB | {"epochs": 2}).json()["id"]
         first = svc.start_worker()
-        wait_for(lambda: (client.get(f"/jobs/{job_id}").json()["progress"]["step"] or 0) > 0, 60, "training to start")
+        wait_for(
+            lambda: (client.get(f"/jobs/{job_id}").json()["progress"]["step"] or 0) > 0,
+            60,
+            "training to start",
+        )
         stopped_at = time.monotonic()
         first.send_signal(signal.SIGTERM)
-        wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "queued", 5, "the job to be re-queued")
+        wait_for(
+            lambda: client.get(f"/jobs/{job_id}").json()["status"] == "queued", 5, "the job to be re-queued"
+        )
         assert first.wait(5) == 0
         assert time.monotonic() - stopped_at < 5
 
@@ -79,8 +94,16 @@ def test_a_step_longer_than_the_lease_keeps_its_worker(fast_leases):
     """One full-batch step takes longer than the 3 s lease; the heartbeat thread keeps it alive."""
     svc = fast_leases
     with svc.client() as client:
-        job_id = client.post("/jobs", json={"backend": "numpy", "hidden_layers": [1024, 512], "batch_size": 60000,
-                                            "epochs": 2, "log_every": 1}).json()["id"]
+        job_id = client.post(
+            "/jobs",
+            json={
+                "backend": "numpy",
+                "hidden_layers": [1024, 512],
+                "batch_size": 60000,
+                "epochs": 2,
+                "log_every": 1,
+            },
+        ).json()["id"]
         svc.start_worker()
         svc.start_worker()  # a second worker that would gladly steal a stalled job
         final = svc.wait_job(client, job_id, timeout=240)
@@ -93,8 +116,16 @@ def test_a_second_sigterm_exits_at_once(fast_leases):
     svc = fast_leases
     with svc.client() as client:
         # full-batch steps of a few seconds each: the first signal alone would wait that long
-        job_id = client.post("/jobs", json={"backend": "numpy", "hidden_layers": [1024, 512], "batch_size": 60000,
-                                            "epochs": 3, "log_every": 1}).json()["id"]
+        job_id = client.post(
+            "/jobs",
+            json={
+                "backend": "numpy",
+                "hidden_layers": [1024, 512],
+                "batch_size": 60000,
+                "epochs": 3,
+                "log_every": 1,
+            },
+        ).json()["id"]
         worker = svc.start_worker()
         wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running", 60, "the job to start")
         time.sleep(1.0)  # inside the first step

@@ -13,8 +13,17 @@ from tests.conftest import ON_EVERY_DATABASE
 
 pytestmark = ON_EVERY_DATABASE
 
-SMALL = {"backend": "numpy", "hidden_layers": [64], "activation": "relu", "init": "he", "optimizer": "adam",
-         "learning_rate": 0.003, "epochs": 2, "train_limit": 3000, "log_every": 10}
+SMALL = {
+    "backend": "numpy",
+    "hidden_layers": [64],
+    "activation": "relu",
+    "init": "he",
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+    "epochs": 2,
+    "train_limit": 3000,
+    "log_every": 10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +43,25 @@ def test_a_submitted_job_trains_and_records_its_progress(service, trained):
     assert trained["attempts"] == 1 and trained["error"] is None
     assert trained["started_at"] and trained["finished_at"]
     steps = 2 * 47  # ceil(3000 / 64) steps an epoch
-    assert trained["progress"] == {"epoch": 2, "epochs": 2, "step": steps, "steps": steps, "loss": pytest.approx(trained["progress"]["loss"])}
+    assert trained["progress"] == {
+        "epoch": 2,
+        "epochs": 2,
+        "step": steps,
+        "steps": steps,
+        "loss": pytest.approx(trained["progress"]["loss"]),
+    }
     with service.client() as client:
         losses = client.get(f"/jobs/{trained['id']}/losses").json()
         epochs = client.get(f"/jobs/{trained['id']}/epochs").json()
         models = client.get("/models").json()
-    assert [p["step"] for p in losses] == sorted({*range(10, steps + 1, 10), 47, 94})  # and each epoch's last step
+    assert [p["step"] for p in losses] == sorted(
+        {*range(10, steps + 1, 10), 47, 94}
+    )  # and each epoch's last step
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert epochs[-1]["test_accuracy"] == trained["test_accuracy"]
-    assert any(m["id"] == trained["id"] and m["test_accuracy"] == trained["test_accuracy"] for m in models["data"])
+    assert any(
+        m["id"] == trained["id"] and m["test_accuracy"] == trained["test_accuracy"] for m in models["data"]
+    )
 
 
 def test_accuracy_and_confusion_matrices_agree(service, trained):
@@ -78,10 +97,14 @@ def test_per_image_prediction_and_uploads_agree(service, trained):
         big = Image.fromarray(pixels).resize((280, 280), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         big.save(buf, format="PNG")
-        uploaded = client.post(f"/models/{model}/predict", files={"file": ("digit.png", buf.getvalue(), "image/png")})
+        uploaded = client.post(
+            f"/models/{model}/predict", files={"file": ("digit.png", buf.getvalue(), "image/png")}
+        )
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["predicted"] == check["predicted"]
-        raw = client.post(f"/models/{model}/predict", content=buf.getvalue(), headers={"content-type": "image/png"})
+        raw = client.post(
+            f"/models/{model}/predict", content=buf.getvalue(), headers={"content-type": "image/png"}
+        )
         assert raw.json()["predicted"] == check["predicted"]
 
         many = client.post(f"/models/{model}/predict", json={"images": [pixels.ravel().tolist()] * 3}).json()
@@ -118,8 +141,10 @@ def test_two_workers_never_run_the_same_job(service):
     second = service.start_worker()
     try:
         with service.client() as client:
-            ids = [client.post("/jobs", json=SMALL | {"epochs": 1, "train_limit": 1000, "seed": s}).json()["id"]
-                   for s in range(6)]
+            ids = [
+                client.post("/jobs", json=SMALL | {"epochs": 1, "train_limit": 1000, "seed": s}).json()["id"]
+                for s in range(6)
+            ]
             finals = [service.wait_job(client, i, timeout=120) for i in ids]
             for job in finals:
                 assert job["status"] == "succeeded" and job["attempts"] == 1

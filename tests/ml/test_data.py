@@ -18,7 +18,9 @@ from service.ml import data
 from service.ml.data import DataError, dataset_status, epoch_batches, load_dataset, read_idx, write_idx
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = [name for pair in data.SPLIT_FILES.values() for name in pair]  # train images, labels, test images, labels
+FILES = [
+    name for pair in data.SPLIT_FILES.values() for name in pair
+]  # train images, labels, test images, labels
 
 
 def synthetic(n_train: int = 12, n_test: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
@@ -26,7 +28,9 @@ def synthetic(n_train: int = 12, n_test: int = 5, seed: int = 0) -> dict[str, np
     images = rng.integers(0, 256, size=(n_train + n_test, 28, 28), dtype=np.uint8)
     images[0, 0, 0], images[0, 0, 1] = 0, 255  # the ends of the range must map to exactly 0 and 1
     labels = rng.integers(0, 10, size=n_train + n_test, dtype=np.uint8)
-    return dict(zip(FILES, [images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]]))
+    return dict(
+        zip(FILES, [images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]], strict=True)
+    )
 
 
 def write_dataset(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> None:
@@ -342,7 +346,7 @@ def test_epoch_batches_cover_every_index_once_and_repeat():
     assert [len(b) for b in batches] == [64] * 15 + [40]
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
     again = epoch_batches(1000, 64, seed=3, epoch=2)
-    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
     np.testing.assert_array_equal(np.concatenate(batches), np.random.default_rng([3, 2]).permutation(1000))
     assert not np.array_equal(np.concatenate(batches), np.concatenate(epoch_batches(1000, 64, 3, 3)))
     assert not np.array_equal(np.concatenate(batches), np.concatenate(epoch_batches(1000, 64, 4, 2)))

@@ -16,7 +16,9 @@ def _float64(params):
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("l2", [0.0, 0.1])
 def test_gradient_matches_finite_differences(activation, l2):
-    spec = TrainSpec(backend="numpy", hidden_layers=[7, 5], activation=activation, init="glorot", l2=l2, seed=3)
+    spec = TrainSpec(
+        backend="numpy", hidden_layers=[7, 5], activation=activation, init="glorot", l2=l2, seed=3
+    )
     rng = np.random.default_rng(1)
     params = _float64(init_params(spec))
     # Non-zero biases, so their gradients are exercised away from the symmetric start.
@@ -30,7 +32,7 @@ def test_gradient_matches_finite_differences(activation, l2):
 
     eps = 1e-6
     analytic, numeric = [], []
-    for (W, b), (dW, db) in zip(params, grads):
+    for (W, b), (dW, db) in zip(params, grads, strict=True):
         for theta, g in ((W, dW), (b, db)):
             flat, gflat = theta.reshape(-1), g.reshape(-1)
             picks = rng.choice(flat.size, size=min(flat.size, 60), replace=False)
@@ -73,15 +75,23 @@ def test_weights_stay_float32():
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in net.params)
 
 
-@pytest.mark.parametrize("init,check", [
-    ("zeros", lambda W, fi, fo: np.all(W == 0)),
-    ("random", lambda W, fi, fo: abs(W.std() / 1.0 - 1) < 0.1),
-    ("glorot", lambda W, fi, fo: np.abs(W).max() <= np.sqrt(6 / (fi + fo)) and abs(W.std() / np.sqrt(2 / (fi + fo)) - 1) < 0.1),
-    ("he", lambda W, fi, fo: abs(W.std() / np.sqrt(2 / fi) - 1) < 0.1),
-])
+@pytest.mark.parametrize(
+    "init,check",
+    [
+        ("zeros", lambda W, fi, fo: np.all(W == 0)),
+        ("random", lambda W, fi, fo: abs(W.std() / 1.0 - 1) < 0.1),
+        (
+            "glorot",
+            lambda W, fi, fo: (
+                np.abs(W).max() <= np.sqrt(6 / (fi + fo)) and abs(W.std() / np.sqrt(2 / (fi + fo)) - 1) < 0.1
+            ),
+        ),
+        ("he", lambda W, fi, fo: abs(W.std() / np.sqrt(2 / fi) - 1) < 0.1),
+    ],
+)
 def test_initialisations_follow_their_definitions(init, check):
     spec = TrainSpec(backend="numpy", init=init)
-    for (W, b), fi, fo in zip(init_params(spec), spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+    for (W, b), fi, fo in zip(init_params(spec), spec.layer_sizes[:-1], spec.layer_sizes[1:], strict=True):
         assert W.shape == (fi, fo) and W.dtype == np.float32
         assert check(W, fi, fo)
         assert np.all(b == 0)

@@ -25,7 +25,9 @@ def test_one_epoch_of_relu_adam_reaches_96_percent(backend, mnist):
 
 @pytest.mark.realdata
 def test_zero_init_keeps_hidden_units_identical(mnist):
-    spec = TrainSpec(backend="numpy", init="zeros", activation="sigmoid", learning_rate=0.1, epochs=1, train_limit=10_000)
+    spec = TrainSpec(
+        backend="numpy", init="zeros", activation="sigmoid", learning_rate=0.1, epochs=1, train_limit=10_000
+    )
     result = train(spec, mnist)
     weights = load_weights(result.weights)
     for W, b in weights.params[:-1]:

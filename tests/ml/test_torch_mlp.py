@@ -37,8 +37,12 @@ def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_i
     out = layer(x1)  # the module, then autograd's backward: what training runs
     out.backward(grad_out)
     expected = _grads(F.linear, x, weight, bias, grad_out)
-    for name, got, want in zip(["output", "grad x", "grad W", "grad b"],
-                               [out.detach(), x1.grad, layer.weight.grad, layer.bias.grad], expected):
+    for name, got, want in zip(
+        ["output", "grad x", "grad W", "grad b"],
+        [out.detach(), x1.grad, layer.weight.grad, layer.bias.grad],
+        expected,
+        strict=True,
+    ):
         assert got.shape == want.shape, name
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item(), msg=name)
 
@@ -48,7 +52,9 @@ def test_inputs_outside_its_case_get_nn_linear_itself():
     x = torch.rand(4, 5, 20)  # a leading batch dimension: nn.Linear's broadcasting
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert layer(torch.rand(4, 20)).dtype == torch.bfloat16  # autocast's choice, as nn.Linear would make it
+        assert (
+            layer(torch.rand(4, 20)).dtype == torch.bfloat16
+        )  # autocast's choice, as nn.Linear would make it
 
 
 def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
@@ -71,7 +77,9 @@ def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
 
 
 def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
-    spec = TrainSpec(backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3)
+    spec = TrainSpec(
+        backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
+    )
     X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
 
     def trained():
@@ -81,9 +89,9 @@ def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
         return net
 
     a, b = trained(), trained()
-    for (Wa, ba), (Wb, bb) in zip(a.export(), b.export()):
+    for (Wa, ba), (Wb, bb) in zip(a.export(), b.export(), strict=True):
         assert (Wa == Wb).all() and (ba == bb).all()
     # The state_dict is nn.Linear's: a blas model loads a oneDNN model's checkpoint as is.
     blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
     blas.load_state(a.state())
-    assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export()))
+    assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export(), strict=True))

@@ -36,30 +36,58 @@ def cpu_matmul(request, monkeypatch):
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_numpy_and_torch_agree_step_by_step(activation, cpu_matmul, tiny_dataset):
     """Same initial weights, same batches, plain SGD: the two backends trace the same losses."""
-    common = dict(hidden_layers=[64, 32], activation=activation, optimizer="sgd", learning_rate=0.1,
-                  epochs=1, batch_size=12, log_every=1)
+    common = {
+        "hidden_layers": [64, 32],
+        "activation": activation,
+        "optimizer": "sgd",
+        "learning_rate": 0.1,
+        "epochs": 1,
+        "batch_size": 12,
+        "log_every": 1,
+    }
     np_result, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
-    t_result, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul)
+    t_result, t_losses = _run(
+        TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
+    )
     assert len(np_losses) == len(t_losses) == 50
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
     images = tiny_dataset.test_images
-    np.testing.assert_allclose(predict_proba(np_result.weights, images), predict_proba(t_result.weights, images), atol=1e-5)
+    np.testing.assert_allclose(
+        predict_proba(np_result.weights, images), predict_proba(t_result.weights, images), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_numpy_and_torch_optimizers_agree(optimizer, cpu_matmul, tiny_dataset):
-    common = dict(hidden_layers=[32], activation="relu", optimizer=optimizer, learning_rate=0.01, l2=0.001,
-                  epochs=1, batch_size=20, log_every=1)
+    common = {
+        "hidden_layers": [32],
+        "activation": "relu",
+        "optimizer": optimizer,
+        "learning_rate": 0.01,
+        "l2": 0.001,
+        "epochs": 1,
+        "batch_size": 20,
+        "log_every": 1,
+    }
     _, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
-    _, t_losses = _run(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul)
+    _, t_losses = _run(
+        TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
+    )
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_l2_decays_the_weights_not_the_biases_in_both_backends(optimizer, tiny_dataset):
     """A strong L2: the spec adds l2 * W to the weights' gradient only; both backends end on the same biases."""
-    common = dict(hidden_layers=[32], activation="relu", optimizer=optimizer, learning_rate=0.05 if optimizer != "adam"
-                  else 0.01, l2=0.5, epochs=2, batch_size=50)
+    common = {
+        "hidden_layers": [32],
+        "activation": "relu",
+        "optimizer": optimizer,
+        "learning_rate": 0.05 if optimizer != "adam" else 0.01,
+        "l2": 0.5,
+        "epochs": 2,
+        "batch_size": 50,
+    }
     np_w = _arrays(train(TrainSpec(backend="numpy", **common), tiny_dataset).weights)
     t_w = _arrays(train(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu").weights)
     for key in np_w:
@@ -83,17 +111,26 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [s.step for s in steps] == [2, 4, 6, 8, 10, 12]  # 6 steps an epoch, 12 in all
     odd = train(spec.model_copy(update={"log_every": 4}), tiny_dataset, events.append)
-    assert [e.step for e in events[-(len(events) - len(steps) - 2):] if isinstance(e, StepProgress)] == [4, 6, 8, 12]
+    assert [e.step for e in events[-(len(events) - len(steps) - 2) :] if isinstance(e, StepProgress)] == [
+        4,
+        6,
+        8,
+        12,
+    ]
     assert odd.test_accuracy == result.test_accuracy
     assert {s.steps for s in steps} == {12}
     assert [e.epoch for e in epochs] == [1, 2]
     assert result.test_accuracy == epochs[-1].test_accuracy
     assert sum(map(sum, result.confusion_test)) == len(tiny_dataset.test_labels)
-    assert np.trace(result.confusion_test) / len(tiny_dataset.test_labels) == pytest.approx(result.test_accuracy)
+    assert np.trace(result.confusion_test) / len(tiny_dataset.test_labels) == pytest.approx(
+        result.test_accuracy
+    )
 
 
 def test_train_limit_uses_only_that_many_images(tiny_dataset):
-    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, train_limit=50, log_every=1)
+    spec = TrainSpec(
+        backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, train_limit=50, log_every=1
+    )
     events = []
     result = train(spec, tiny_dataset, events.append)
     assert max(e.step for e in events if isinstance(e, StepProgress)) == 5
@@ -121,8 +158,15 @@ def test_should_stop_cancels_within_a_step(tiny_dataset):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, tiny_dataset):
-    spec = TrainSpec(backend=backend, hidden_layers=[32], activation="relu", optimizer="adam",
-                     learning_rate=0.01, epochs=3, batch_size=50)
+    spec = TrainSpec(
+        backend=backend,
+        hidden_layers=[32],
+        activation="relu",
+        optimizer="adam",
+        learning_rate=0.01,
+        epochs=3,
+        batch_size=50,
+    )
     full = train(spec, tiny_dataset, device="cpu")
     checkpoints: list[Checkpoint] = []
     train(spec.model_copy(update={"epochs": 3}), tiny_dataset, on_checkpoint=checkpoints.append, device="cpu")
@@ -144,8 +188,13 @@ def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend
     resumed = train(spec, tiny_dataset, resume=Checkpoint(1, b"written by another version"), device="cpu")
     assert [e.epoch for e in resumed.epochs] == [1, 2]
     a, b = _arrays(full.weights), _arrays(resumed.weights)
-    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)  # from the initial weights, as if never interrupted
-    assert "the checkpoint after epoch 1 cannot be loaded" in caplog.text and "training from epoch 1" in caplog.text
+    assert all(
+        np.allclose(a[k], b[k], atol=1e-6) for k in a
+    )  # from the initial weights, as if never interrupted
+    assert (
+        "the checkpoint after epoch 1 cannot be loaded" in caplog.text
+        and "training from epoch 1" in caplog.text
+    )
 
 
 def test_weight_file_round_trip_and_format(tiny_dataset):
@@ -155,6 +204,6 @@ def test_weight_file_round_trip_and_format(tiny_dataset):
     assert weights.spec == spec
     assert [W.shape for W, _ in weights.params] == [(784, 8), (8, 4), (4, 10)]
     again = load_weights(dump_weights(weights.spec, weights.params))
-    assert all(np.array_equal(W1, W2) for (W1, _), (W2, _) in zip(weights.params, again.params))
+    assert all(np.array_equal(W1, W2) for (W1, _), (W2, _) in zip(weights.params, again.params, strict=True))
     p = weights.predict_proba(tiny_dataset.test_images[:5])
     assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-5)

@@ -14,8 +14,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
 
 from service.ml.spec import TrainSpec
 from service.store import jobs
@@ -187,15 +187,30 @@ def test_enqueue_claim_progress_finish(sessions):
     s1 = spec()
     with session_scope(sessions) as s:
         job = enqueue_job(s, s1, sweep_id="sw1")
-    assert (job.status, job.attempts, job.backend, job.name, job.sweep_id) == ("queued", 0, "numpy", s1.name, "sw1")
+    assert (job.status, job.attempts, job.backend, job.name, job.sweep_id) == (
+        "queued",
+        0,
+        "numpy",
+        s1.name,
+        "sw1",
+    )
     assert jobs.job_spec(job) == s1
 
     job = claim(sessions, "w1", now=T0)
-    assert (job.status, job.worker_id, job.attempts, job.started_at, job.heartbeat_at) == ("running", "w1", 1, T0, T0)
+    assert (job.status, job.worker_id, job.attempts, job.started_at, job.heartbeat_at) == (
+        "running",
+        "w1",
+        1,
+        T0,
+        T0,
+    )
 
     with session_scope(sessions) as s:
         assert heartbeat(s, job.id, "w1", now=T0 + timedelta(seconds=5)) == jobs.Lease(alive=True)
-        assert record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8) is False
+        assert (
+            record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8)
+            is False
+        )
         record_epoch(s, job.id, "w1", 1, 2.2, 0.5, 0.4, 0.1)
         save_checkpoint(s, job.id, "w1", 1, b"state")
     with session_scope(sessions) as s:
@@ -236,7 +251,9 @@ def test_cancel_queued_running_and_finished(sessions):
         assert (job.status, job.cancel_requested, job.finished_at) == ("running", True, None)
         assert cancel_job(s, running).status == "running"  # asking twice is fine
         assert heartbeat(s, running, "w1") == jobs.Lease(alive=True, cancel_requested=True)
-        assert record_progress(s, running, "w1", [(1, 1, 2.0)], steps=8) is True  # the progress write says so too
+        assert (
+            record_progress(s, running, "w1", [(1, 1, 2.0)], steps=8) is True
+        )  # the progress write says so too
     with session_scope(sessions) as s:
         jobs.mark_cancelled(s, running, "w1")
     assert state(sessions, running).status == "cancelled"
@@ -263,7 +280,11 @@ def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions, url):
         assert cancel_job(s, first) is loaded
         assert loaded.status == "cancelled"
     # A read first, without begin_write: SQLite can't take the write lock any more (PostgreSQL doesn't mind).
-    late = pytest.warns(LateWriteWarning, match="begin_write") if url.startswith("sqlite") else contextlib.nullcontext()
+    late = (
+        pytest.warns(LateWriteWarning, match="begin_write")
+        if url.startswith("sqlite")
+        else contextlib.nullcontext()
+    )
     with late, session_scope(sessions) as s:
         get_job(s, second)
         assert cancel_job(s, second).status == "cancelled"
@@ -512,7 +533,7 @@ def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
 
 def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
     ids = enqueue(sessions, 3)
-    for job_id, acc in zip(ids, (0.7, 0.9, 0.8)):
+    for job_id, acc in zip(ids, (0.7, 0.9, 0.8), strict=True):
         claim(sessions)
         with session_scope(sessions) as s:
             finish_job(s, job_id, "w1", result(acc), now=T0 + timedelta(minutes=job_id))

@@ -37,7 +37,9 @@ def write_dataset(folder: Path) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 200), ("t10k", 100)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(
+            folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
 
 

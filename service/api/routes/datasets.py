@@ -12,15 +12,22 @@ from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError
 from service.imaging import to_png
 from service.ml.data import DATASETS, dataset_status
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
+)
 
 DatasetName = Literal["mnist", "fashion-mnist"]
 
 
 def dataset_public(name: str, settings) -> DatasetPublic:
     status = dataset_status(name, settings.data_dir, download=settings.download)
-    return DatasetPublic(name=name, present=status["present"], will_download=status["will_download"],
-                         splits=status["splits"], classes=list(status["classes"]))
+    return DatasetPublic(
+        name=name,
+        present=status["present"],
+        will_download=status["will_download"],
+        splits=status["splits"],
+        classes=list(status["classes"]),
+    )
 
 
 @router.get("", response_model=DatasetsPublic)
@@ -32,28 +39,49 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
 
 @router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE)
 async def read_labels(
-    name: DatasetName, split: Literal["train", "test"], inference: InferenceDep,
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    name: DatasetName,
+    split: Literal["train", "test"],
+    inference: InferenceDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LabelsPublic:
     """A page of a split's labels, for browsing its images."""
     data = await inference.dataset(name)
     labels = data.split(split)[1][offset : offset + limit]
-    return LabelsPublic(name=name, split=split, classes=list(data.classes), count=len(data.split(split)[1]),
-                        data=[LabelPublic(index=offset + i, label=int(v)) for i, v in enumerate(labels)])
+    return LabelsPublic(
+        name=name,
+        split=split,
+        classes=list(data.classes),
+        count=len(data.split(split)[1]),
+        data=[LabelPublic(index=offset + i, label=int(v)) for i, v in enumerate(labels)],
+    )
 
 
-@router.get("/{name}/{split}/{index}.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
-            | DATASET_UNAVAILABLE)
+@router.get(
+    "/{name}/{split}/{index}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
+    | DATASET_UNAVAILABLE,
+)
 async def read_image(
-    name: DatasetName, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
+    name: DatasetName,
+    split: Literal["train", "test"],
+    index: Annotated[int, Path(ge=0)],
+    inference: InferenceDep,
     scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,
 ) -> Response:
     """One image of a split, as PNG."""
     data = await inference.dataset(name)
     images, labels = data.split(split)
     if index >= len(images):
-        raise ProblemError(404, "Image not found", f"The {split} split of {name} has {len(images):,} images "
-                           f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.")
-    return Response(to_png(images[index], scale=scale), media_type="image/png",
-                    headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(labels[index]))})
+        raise ProblemError(
+            404,
+            "Image not found",
+            f"The {split} split of {name} has {len(images):,} images "
+            f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
+        )
+    return Response(
+        to_png(images[index], scale=scale),
+        media_type="image/png",
+        headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(labels[index]))},
+    )

@@ -26,14 +26,19 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], resp
 POLL_SECONDS = 0.5  # how often the stream reads the job's new rows
 KEEPALIVE_SECONDS = 15.0  # a comment line after this long without an event, so proxies keep the connection
 
-EVENTS_DOC = {200: {"content": {"text/event-stream": {}}, "description": """Server-Sent Events, in order:
+EVENTS_DOC = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": """Server-Sent Events, in order:
 
 - `status`: `{"status", "attempts"}` first, and whenever the job changes state;
 - `progress`: `{"epoch", "step", "steps", "loss"}` for each loss the worker records (every log_every steps);
 - `epoch`: `{"epoch", "loss", "train_accuracy", "test_accuracy", "seconds"}` as each epoch ends;
 - `end`: the final job (as `GET /jobs/{id}`), after which the stream closes.
 
-Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen."""}}
+Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",
+    }
+}
 
 
 @dataclass
@@ -44,18 +49,38 @@ class Snapshot:
     rows: list[tuple[str, dict[str, Any]]]  # (event, data) in the order they happened
 
 
-def read_snapshot(factory: sessionmaker[Session], job_id: int, after_step: int, after_epoch: int) -> Snapshot | None:
+def read_snapshot(
+    factory: sessionmaker[Session], job_id: int, after_step: int, after_epoch: int
+) -> Snapshot | None:
     """The job and its losses after `after_step` and epochs after `after_epoch`; None if there is no such job."""
     with session_scope(factory) as session:  # one transaction: the rows and the status agree
         job = get_job(session, job_id)
         if job is None:
             return None
         steps = job.steps
-        keyed = [((r.epoch, 0, r.step), "progress", {"epoch": r.epoch, "step": r.step, "steps": steps, "loss": r.loss})
-                 for r in get_losses(session, job_id, after_step)]
-        keyed += [((r.epoch, 1, 0), "epoch", {"epoch": r.epoch, "loss": r.loss, "train_accuracy": r.train_accuracy,
-                                              "test_accuracy": r.test_accuracy, "seconds": r.seconds})
-                  for r in get_epochs(session, job_id) if r.epoch > after_epoch]
+        keyed = [
+            (
+                (r.epoch, 0, r.step),
+                "progress",
+                {"epoch": r.epoch, "step": r.step, "steps": steps, "loss": r.loss},
+            )
+            for r in get_losses(session, job_id, after_step)
+        ]
+        keyed += [
+            (
+                (r.epoch, 1, 0),
+                "epoch",
+                {
+                    "epoch": r.epoch,
+                    "loss": r.loss,
+                    "train_accuracy": r.train_accuracy,
+                    "test_accuracy": r.test_accuracy,
+                    "seconds": r.seconds,
+                },
+            )
+            for r in get_epochs(session, job_id)
+            if r.epoch > after_epoch
+        ]
         keyed.sort(key=lambda k: k[0])  # an epoch's losses, then that epoch's metrics
         return Snapshot(job=job_public(job), rows=[(event, data) for _, event, data in keyed])
 
@@ -75,14 +100,17 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
         return 0, 0
 
 
-async def _read(request: Request, factory: sessionmaker[Session], job_id: int, step: int, epoch: int) -> Snapshot | None:
+async def _read(
+    request: Request, factory: sessionmaker[Session], job_id: int, step: int, epoch: int
+) -> Snapshot | None:
     # A slot per read, not per stream: a stream lasts as long as its job (main.py: db_slots).
     async with request.app.state.db_slots:
         return await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
 
 
-async def _stream(request: Request, factory: sessionmaker[Session], job_id: int, first: Snapshot,
-                  step: int, epoch: int) -> AsyncIterator[str]:
+async def _stream(
+    request: Request, factory: sessionmaker[Session], job_id: int, first: Snapshot, step: int, epoch: int
+) -> AsyncIterator[str]:
     snapshot: Snapshot | None = first
     status = None
     quiet_since = time.monotonic()
@@ -124,5 +152,8 @@ async def job_events(job_id: int, request: Request) -> StreamingResponse:
     first = await _read(request, factory, job_id, step, epoch)
     if first is None:
         raise not_found("job", job_id)
-    return StreamingResponse(_stream(request, factory, job_id, first, step, epoch), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _stream(request, factory, job_id, first, step, epoch),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

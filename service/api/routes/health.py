@@ -20,7 +20,9 @@ async def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready"}})
+@router.get(
+    "/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready"}}
+)
 def readyz(request: Request):
     """200 when the database is reachable and migrated; also says whether each dataset is present."""
     settings = request.app.state.settings
@@ -31,6 +33,9 @@ def readyz(request: Request):
         database = "migrated" if is_migrated(engine) else "not migrated"
     except Exception as exc:  # the point of this endpoint is to report it, not to raise it
         database = f"unreachable: {type(exc).__name__}"
-    body = Readiness(status="ready" if database == "migrated" else "not ready", database=database,
-                     datasets=[dataset_public(name, settings) for name in DATASETS])
+    body = Readiness(
+        status="ready" if database == "migrated" else "not ready",
+        database=database,
+        datasets=[dataset_public(name, settings) for name in DATASETS],
+    )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)

@@ -13,22 +13,40 @@ from service.ml.data import DATASETS
 from service.store.jobs import job_spec, list_models
 from service.store.models import TrainedModel
 
-router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReaderDep],
-                   responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}})
+router = APIRouter(
+    prefix="/models",
+    tags=["models"],
+    dependencies=[ReaderDep],
+    responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}},
+)
 
 
 def model_public(model: TrainedModel) -> ModelPublic:
     spec = job_spec(model.job)
     return ModelPublic(
-        id=model.job_id, name=spec.name, backend=spec.backend, dataset=spec.dataset, hidden_layers=spec.hidden_layers,
-        activation=spec.activation, init=spec.init, optimizer=spec.optimizer, learning_rate=spec.learning_rate,
-        l2=spec.l2, epochs=spec.epochs, batch_size=spec.batch_size, train_accuracy=model.train_accuracy,
-        test_accuracy=model.test_accuracy, seconds=model.seconds, created_at=model.created_at,
+        id=model.job_id,
+        name=spec.name,
+        backend=spec.backend,
+        dataset=spec.dataset,
+        hidden_layers=spec.hidden_layers,
+        activation=spec.activation,
+        init=spec.init,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        l2=spec.l2,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        train_accuracy=model.train_accuracy,
+        test_accuracy=model.test_accuracy,
+        seconds=model.seconds,
+        created_at=model.created_at,
     )
 
 
 @router.get("", response_model=ModelsPublic)
-def read_models(session: SessionDep, sort: Literal["test_accuracy", "created_at"] = "test_accuracy") -> ModelsPublic:
+def read_models(
+    session: SessionDep, sort: Literal["test_accuracy", "created_at"] = "test_accuracy"
+) -> ModelsPublic:
     """Every trained model with its key hyperparameters and accuracies, best (or newest) first."""
     rows = list_models(session, sort=sort)
     return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows))
@@ -51,12 +69,20 @@ def read_confusion_matrix(model: ModelDep, split: Literal["train", "test"] = "te
     """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
     matrix = model.confusion_test if split == "test" else model.confusion_train
     classes = DATASETS[job_spec(model.job).dataset].classes
-    return ConfusionMatrixPublic(split=split, labels=list(range(len(matrix))), classes=list(classes), matrix=matrix)
+    return ConfusionMatrixPublic(
+        split=split, labels=list(range(len(matrix))), classes=list(classes), matrix=matrix
+    )
 
 
-@router.get("/{job_id}/weights", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "The .npz weight file"}})
+@router.get(
+    "/{job_id}/weights",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The .npz weight file"}},
+)
 def download_weights(model: ModelDep) -> Response:
     """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
-    return Response(model.weights, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="mlplab-model-{model.job_id}.npz"'})
+    return Response(
+        model.weights,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="mlplab-model-{model.job_id}.npz"'},
+    )

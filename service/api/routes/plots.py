@@ -19,13 +19,18 @@ from service.ml.weights import Weights
 from service.store.jobs import get_epochs, get_losses, job_spec
 from service.store.models import Job
 
-router = APIRouter(tags=["plots"], dependencies=[ReaderDep],
-                   responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}})
+router = APIRouter(
+    tags=["plots"],
+    dependencies=[ReaderDep],
+    responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}},
+)
 
 # A trained model never changes, so neither do its figures.
 CACHE = {"Cache-Control": "public, max-age=86400"}
 XAxis = Literal["step", "samples"]
-XQuery = Annotated[XAxis, Query(description="step, or samples seen (step x batch_size) to compare batch sizes")]
+XQuery = Annotated[
+    XAxis, Query(description="step, or samples seen (step x batch_size) to compare batch sizes")
+]
 
 
 def _png(content: bytes) -> Response:
@@ -41,14 +46,20 @@ PNG = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
 
 def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> list[plots.Curve]:
     curves = []
-    for job, name in zip(jobs, names):
+    for job, name in zip(jobs, names, strict=True):
         spec = job_spec(job)
         scale = spec.batch_size if x == "samples" else 1
         per_epoch = (job.steps or 0) // spec.epochs  # an epoch's mean loss is drawn where the epoch ended
         losses, epochs = get_losses(session, job.id), get_epochs(session, job.id)
-        curves.append(plots.Curve(label=name, x=[r.step * scale for r in losses], loss=[r.loss for r in losses],
-                                  epoch_x=[e.epoch * per_epoch * scale for e in epochs] if per_epoch else [],
-                                  epoch_loss=[e.loss for e in epochs] if per_epoch else []))
+        curves.append(
+            plots.Curve(
+                label=name,
+                x=[r.step * scale for r in losses],
+                loss=[r.loss for r in losses],
+                epoch_x=[e.epoch * per_epoch * scale for e in epochs] if per_epoch else [],
+                epoch_loss=[e.loss for e in epochs] if per_epoch else [],
+            )
+        )
     return curves
 
 
@@ -57,8 +68,13 @@ def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
     spec = job_spec(model.job)
     matrix = model.confusion_test if split == "test" else model.confusion_train
-    return _png(plots.confusion_matrix_png(matrix, DATASETS[spec.dataset].classes,
-                                           title=f"model {model.job_id}, {split} split: {_spaced(spec.name)}"))
+    return _png(
+        plots.confusion_matrix_png(
+            matrix,
+            DATASETS[spec.dataset].classes,
+            title=f"model {model.job_id}, {split} split: {_spaced(spec.name)}",
+        )
+    )
 
 
 @router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
@@ -68,7 +84,9 @@ def loss_curve_png(job_id: int, session: SessionDep, x: XQuery = "step") -> Resp
     spec = job_spec(jobs[0])
     curves = _curves(session, jobs, [""], x)
     title = f"model {job_id}: {_spaced(spec.name)}\ntest accuracy {jobs[0].test_accuracy or 0:.2%}"
-    return _png(plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step"))
+    return _png(
+        plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step")
+    )
 
 
 @router.get("/compare.png", response_class=Response, responses=PNG)
@@ -76,26 +94,39 @@ def compare_png(ids: IdsQuery, session: SessionDep, x: XQuery = "step") -> Respo
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
     jobs = trained_jobs(session, parse_ids(ids))
     names = labels([job.id for job in jobs], [job_spec(job) for job in jobs])
-    names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs)]
-    return _png(plots.loss_curves_png(_curves(session, jobs, names, x), title="loss of models " + ", ".join(
-        str(job.id) for job in jobs), xlabel="samples seen" if x == "samples" else "step"))
+    names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs, strict=True)]
+    return _png(
+        plots.loss_curves_png(
+            _curves(session, jobs, names, x),
+            title="loss of models " + ", ".join(str(job.id) for job in jobs),
+            xlabel="samples seen" if x == "samples" else "step",
+        )
+    )
 
 
 def _mistakes(job_id: int, weights: Weights, data: Dataset, split: Split, limit: int) -> bytes:
     images, truth = data.split(split)
-    if split == "train" and weights.spec.train_limit is not None:  # the images it was trained on, as its accuracy
+    if (
+        split == "train" and weights.spec.train_limit is not None
+    ):  # the images it was trained on, as its accuracy
         images, truth = images[: weights.spec.train_limit], truth[: weights.spec.train_limit]
     predicted = weights.predict_proba(images).argmax(axis=1)
     wrong = np.flatnonzero(predicted != truth)
     shown = wrong[:limit]
-    title = (f"model {job_id}: the first {len(shown)} of {len(wrong):,} mistakes on {len(images):,} {split} images "
-             "(true → predicted, #index)")
-    return plots.mistakes_png(images[shown], truth[shown], predicted[shown], data.classes, title=title, indices=shown)
+    title = (
+        f"model {job_id}: the first {len(shown)} of {len(wrong):,} mistakes on {len(images):,} {split} images "
+        "(true → predicted, #index)"
+    )
+    return plots.mistakes_png(
+        images[shown], truth[shown], predicted[shown], data.classes, title=title, indices=shown
+    )
 
 
 @router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE)
 async def mistakes_png(
-    job_id: int, inference: InferenceDep, split: Split = "test",
+    job_id: int,
+    inference: InferenceDep,
+    split: Split = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""

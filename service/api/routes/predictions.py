@@ -22,22 +22,41 @@ from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError,
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.settings import Settings
 
-router = APIRouter(prefix="/models", tags=["predictions"], responses=PROBLEM_RESPONSES | {
-    409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"},
-    413: PROBLEM_RESPONSES[422] | {"description": "Body over MLPLAB_MAX_UPLOAD_BYTES"},
-})
+router = APIRouter(
+    prefix="/models",
+    tags=["predictions"],
+    responses=PROBLEM_RESPONSES
+    | {
+        409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"},
+        413: PROBLEM_RESPONSES[422] | {"description": "Body over MLPLAB_MAX_UPLOAD_BYTES"},
+    },
+)
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": PredictCreate.model_json_schema(ref_template="#/components/schemas/{model}"),
-                                 "examples": {"one": {"value": {"pixels": [0] * 784}},
-                                              "many": {"value": {"images": [[0] * 784, [255] * 784]}}}},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary", "description": "A PNG or JPEG of one digit"}},
-                "required": ["file"]}},
+            "application/json": {
+                "schema": PredictCreate.model_json_schema(ref_template="#/components/schemas/{model}"),
+                "examples": {
+                    "one": {"value": {"pixels": [0] * 784}},
+                    "many": {"value": {"images": [[0] * 784, [255] * 784]}},
+                },
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A PNG or JPEG of one digit",
+                        }
+                    },
+                    "required": ["file"],
+                }
+            },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         },
@@ -60,8 +79,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def too_large(size: int, limit: int, at_least: bool = False) -> ProblemError:
-    return ProblemError(413, "Content too large", f"The body is {'over ' if at_least else ''}{size:,} bytes; "
-                        f"the limit is {limit:,} bytes ({limit / 1e6:g} MB, MLPLAB_MAX_UPLOAD_BYTES).")
+    return ProblemError(
+        413,
+        "Content too large",
+        f"The body is {'over ' if at_least else ''}{size:,} bytes; "
+        f"the limit is {limit:,} bytes ({limit / 1e6:g} MB, MLPLAB_MAX_UPLOAD_BYTES).",
+    )
 
 
 def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
@@ -69,8 +92,14 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
         payload = json.loads(body)
     except (ValueError, RecursionError):
         raise invalid("body", "is not valid JSON") from None
-    if not isinstance(payload, dict) or len(payload.keys() & {"pixels", "images"}) != 1 or payload.keys() - {"pixels", "images"}:
-        raise invalid("body", 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}')
+    if (
+        not isinstance(payload, dict)
+        or len(payload.keys() & {"pixels", "images"}) != 1
+        or payload.keys() - {"pixels", "images"}
+    ):
+        raise invalid(
+            "body", 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}'
+        )
     try:
         if "pixels" in payload:
             return pixels_to_image(payload["pixels"])[None, :], True
@@ -78,7 +107,10 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
         if not isinstance(images, list) or not images:
             raise invalid("images", "must be a non-empty list of images")
         if len(images) > settings.max_batch_images:
-            raise invalid("images", f"{len(images):,} images; the limit is {settings.max_batch_images:,} (MLPLAB_MAX_BATCH_IMAGES)")
+            raise invalid(
+                "images",
+                f"{len(images):,} images; the limit is {settings.max_batch_images:,} (MLPLAB_MAX_BATCH_IMAGES)",
+            )
         stacked = np.empty((len(images), 784), dtype=np.float32)
         for i, image in enumerate(images):
             try:
@@ -100,18 +132,29 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
             raise invalid("file", "a multipart upload needs a 'file' part holding the image")
         body = await upload.read()
     try:
-        image = await run_in_threadpool(preprocess_upload, body, max_bytes=settings.max_upload_bytes,
-                                        max_pixels=settings.max_image_pixels)
+        image = await run_in_threadpool(
+            preprocess_upload, body, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        )
     except ImageError as exc:
-        raise ProblemError(exc.status, "Invalid image" if exc.status == 422 else "Content too large", str(exc)) from None
+        raise ProblemError(
+            exc.status, "Invalid image" if exc.status == 422 else "Content too large", str(exc)
+        ) from None
     return image[None, :]
 
 
-@router.post("/{job_id}/predict", response_model=PredictionPublic | PredictionsPublic, openapi_extra=_PREDICT_BODY,
-             dependencies=[WriterDep],  # the writer's check covers protected reads too
-             responses={400: PROBLEM_RESPONSES[422] | {"description": "Malformed multipart body"},
-                        415: PROBLEM_RESPONSES[422] | {"description": "Not JSON, multipart or an image"}})
-async def predict(job_id: int, request: Request, inference: InferenceDep) -> PredictionPublic | PredictionsPublic:
+@router.post(
+    "/{job_id}/predict",
+    response_model=PredictionPublic | PredictionsPublic,
+    openapi_extra=_PREDICT_BODY,
+    dependencies=[WriterDep],  # the writer's check covers protected reads too
+    responses={
+        400: PROBLEM_RESPONSES[422] | {"description": "Malformed multipart body"},
+        415: PROBLEM_RESPONSES[422] | {"description": "Not JSON, multipart or an image"},
+    },
+)
+async def predict(
+    job_id: int, request: Request, inference: InferenceDep
+) -> PredictionPublic | PredictionsPublic:
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings
     weights = await inference.weights(job_id)  # 404 / 409 before reading a large body
@@ -125,38 +168,71 @@ async def predict(job_id: int, request: Request, inference: InferenceDep) -> Pre
     elif content_type == "multipart/form-data" or content_type in _IMAGE_TYPES:
         images, single = await _images_from_upload(request, body, settings), True
     else:
-        raise ProblemError(415, "Unsupported media type", f"Content-Type {content_type!r}: send application/json, "
-                           "multipart/form-data with a 'file' part, or image/png / image/jpeg.")
+        raise ProblemError(
+            415,
+            "Unsupported media type",
+            f"Content-Type {content_type!r}: send application/json, "
+            "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
+        )
     # A few images are cheaper inline than a thread hop; a large batch must not stall the event loop.
-    probs = weights.predict_proba(images) if len(images) <= 16 else await run_in_threadpool(weights.predict_proba, images)
+    probs = (
+        weights.predict_proba(images)
+        if len(images) <= 16
+        else await run_in_threadpool(weights.predict_proba, images)
+    )
     results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
 
 
-@router.get("/{job_id}/predictions/{split}/{index}", response_model=ImagePredictionPublic, dependencies=[ReaderDep],
-            responses=DATASET_UNAVAILABLE)
+@router.get(
+    "/{job_id}/predictions/{split}/{index}",
+    response_model=ImagePredictionPublic,
+    dependencies=[ReaderDep],
+    responses=DATASET_UNAVAILABLE,
+)
 async def predict_split_image(
-    job_id: int, split: Literal["train", "test"], index: Annotated[int, Path(ge=0)], inference: InferenceDep,
+    job_id: int,
+    split: Literal["train", "test"],
+    index: Annotated[int, Path(ge=0)],
+    inference: InferenceDep,
 ) -> ImagePredictionPublic:
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
     weights = await inference.weights(job_id)
     data = await inference.dataset(weights.spec.dataset)
     images, labels = data.split(split)
     if index >= len(images):
-        raise ProblemError(404, "Image not found", f"The {split} split of {data.name} has {len(images):,} images "
-                           f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.")
+        raise ProblemError(
+            404,
+            "Image not found",
+            f"The {split} split of {data.name} has {len(images):,} images "
+            f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
+        )
     p = weights.predict_proba(images[index : index + 1])[0]
     predicted = int(p.argmax())
-    return ImagePredictionPublic(split=split, index=index, label=int(labels[index]), predicted=predicted,
-                                 probabilities=p.tolist(), correct=predicted == int(labels[index]))
+    return ImagePredictionPublic(
+        split=split,
+        index=index,
+        label=int(labels[index]),
+        predicted=predicted,
+        probabilities=p.tolist(),
+        correct=predicted == int(labels[index]),
+    )
 
 
-@router.get("/{job_id}/predictions/{split}", response_model=OutcomesPublic, dependencies=[ReaderDep],
-            responses=DATASET_UNAVAILABLE)
+@router.get(
+    "/{job_id}/predictions/{split}",
+    response_model=OutcomesPublic,
+    dependencies=[ReaderDep],
+    responses=DATASET_UNAVAILABLE,
+)
 async def predictions_by_outcome(
-    job_id: int, split: Literal["train", "test"], inference: InferenceDep,
+    job_id: int,
+    split: Literal["train", "test"],
+    inference: InferenceDep,
     label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
-    predicted: Annotated[int | None, Query(ge=0, le=9, description="Only images predicted as this class")] = None,
+    predicted: Annotated[
+        int | None, Query(ge=0, le=9, description="Only images predicted as this class")
+    ] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OutcomesPublic:
@@ -171,5 +247,10 @@ async def predictions_by_outcome(
         keep &= guesses == predicted
     indices = np.flatnonzero(keep)
     page = indices[offset : offset + limit]
-    return OutcomesPublic(split=split, label=label, predicted=predicted, count=len(indices),
-                          data=[OutcomePublic(index=int(i), label=int(labels[i]), predicted=int(guesses[i])) for i in page])
+    return OutcomesPublic(
+        split=split,
+        label=label,
+        predicted=predicted,
+        count=len(indices),
+        data=[OutcomePublic(index=int(i), label=int(labels[i]), predicted=int(guesses[i])) for i in page],
+    )

@@ -36,17 +36,23 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         raise invalid("grid", "name at least one TrainSpec field to vary (one job alone is POST /jobs)")
     for field, values in body.grid.items():
         if field not in TrainSpec.model_fields:
-            raise invalid(f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+            raise invalid(
+                f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            )
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
         seen = set()
         for value in values:
             if _key(value) in seen:
-                raise invalid(f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice")
+                raise invalid(
+                    f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice"
+                )
             seen.add(_key(value))
     for field in body.base:
         if field not in TrainSpec.model_fields:
-            raise invalid(f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+            raise invalid(
+                f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            )
     count = math.prod(len(values) for values in body.grid.values())
     if count > max_jobs:
         sizes = " x ".join(str(len(v)) for v in body.grid.values()) + " = " if len(body.grid) > 1 else ""
@@ -63,7 +69,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
     specs: list[TrainSpec] = []
     problems: dict[tuple[str, str], None] = {}  # (name, reason), each once, in order
     for values in itertools.product(*body.grid.values()):
-        combination = dict(zip(fields, values))
+        combination = dict(zip(fields, values, strict=True))
         try:
             specs.append(TrainSpec.model_validate(body.base | combination))
         except ValidationError as exc:
@@ -112,24 +118,46 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
     summary = {s.value: 0 for s in JobStatus}
     for p in publics:
         summary[p.status] += 1
-    return SweepPublic(id=sweep_id, created_at=min(p.created_at for p in publics), base=base, grid=grid,
-                       jobs=publics, count=len(publics), status=summary)  # type: ignore[arg-type]
+    return SweepPublic(
+        id=sweep_id,
+        created_at=min(p.created_at for p in publics),
+        base=base,
+        grid=grid,
+        jobs=publics,
+        count=len(publics),
+        status=summary,
+    )  # type: ignore[arg-type]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic, dependencies=[WriterDep],
-             responses={400: PROBLEM_RESPONSES[422] | {"description": "Body not UTF-8"},
-                        429: PROBLEM_RESPONSES[422] | {"description": "Queue full"}})
-def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response) -> SweepPublic:
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepPublic,
+    dependencies=[WriterDep],
+    responses={
+        400: PROBLEM_RESPONSES[422] | {"description": "Body not UTF-8"},
+        429: PROBLEM_RESPONSES[422] | {"description": "Queue full"},
+    },
+)
+def submit_sweep(
+    body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response
+) -> SweepPublic:
     """Submit a grid search: one job per combination, all queued at once (or none)."""
     check_grid(body, settings.max_sweep_jobs)
     specs = sweep_specs(body)
     check_budgets(specs, body, settings)
-    begin_write(session)  # the count and every insert in one write transaction: the limit holds for the whole sweep
+    begin_write(
+        session
+    )  # the count and every insert in one write transaction: the limit holds for the whole sweep
     queued = count_queued(session)
     if queued + len(specs) > settings.max_queued:
-        raise ProblemError(429, "Queue full", f"this sweep adds {len(specs)} jobs to the {queued} queued; "
-                           f"the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
-                           headers={"Retry-After": "30"})
+        raise ProblemError(
+            429,
+            "Queue full",
+            f"this sweep adds {len(specs)} jobs to the {queued} queued; "
+            f"the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
+            headers={"Retry-After": "30"},
+        )
     sweep_id = uuid.uuid4().hex[:12]
     jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
     response.headers["Location"] = f"/sweeps/{sweep_id}"
@@ -140,17 +168,22 @@ def submit_sweep(body: SweepCreate, session: SessionDep, settings: SettingsDep, 
 
 @router.get("", response_model=SweepsPublic)
 def read_sweeps(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SweepsPublic:
     """Sweeps, newest first, each with its jobs best first."""
     ids, count = list_sweep_ids(session, limit=limit, offset=offset)
-    data = [sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0]) for sweep_id in ids]
+    data = [
+        sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0]) for sweep_id in ids
+    ]
     return SweepsPublic(data=data, count=count)
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
 def read_sweep(
-    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")], session: SessionDep
+    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
+    session: SessionDep,
 ) -> SweepPublic:
     """A sweep's jobs with their status and accuracies, best first."""
     jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)

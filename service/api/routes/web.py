@@ -8,9 +8,9 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
-from swagger_ui_bundle import swagger_ui_path
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
+from swagger_ui_bundle import swagger_ui_path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
@@ -34,9 +34,13 @@ def dashboard() -> FileResponse:
 @router.get("/docs")
 def docs() -> HTMLResponse:
     # FastAPI's own /docs loads Swagger UI from a CDN; these are the same files, vendored by a package.
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="mlplab API", swagger_favicon_url="data:,",
-                               swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                               swagger_css_url="/static/swagger/swagger-ui.css")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="mlplab API",
+        swagger_favicon_url="data:,",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+    )
 
 
 def mount(app: FastAPI) -> None:
