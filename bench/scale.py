@@ -39,8 +39,8 @@ from sqlalchemy import create_engine, func, make_url, select  # noqa: E402
 
 from service.ml.spec import TrainSpec  # noqa: E402
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope  # noqa: E402
-from service.store.jobs import FINISHED, enqueue_job  # noqa: E402
-from service.store.models import Job  # noqa: E402
+from service.store.jobs import enqueue_job  # noqa: E402
+from service.store.models import FINISHED, Job  # noqa: E402
 
 # A small job: about a third of a second of one core here (20,000 training images twice, the 10,000
 # test images evaluated after each epoch): long enough that the queue's own costs are not all that is

@@ -21,6 +21,7 @@ from typing import Any, Literal, TextIO, Union, get_args, get_origin
 from service.client import ApiClient, ApiError
 from service.ml.spec import TrainSpec
 from service.settings import get_settings
+from service.store.models import JobStatus
 
 log = logging.getLogger("mlplab")
 
@@ -168,7 +169,7 @@ class ProgressBar:
         self.out.flush()
 
     def update(self, event: str, data: dict) -> None:
-        if event == "status" and data["status"] in ("queued", "running"):  # how it ended is reported after
+        if event == "status" and not JobStatus(data["status"]).finished:  # how it ended is reported after
             attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
             self._show(f"job {self.job_id} {data['status']}{attempt}", True)
         elif event == "progress":
@@ -431,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", type=int)
     cancel.set_defaults(run=cmd_cancel)
     jobs = sub.add_parser("jobs", parents=[remote], help="list jobs, newest first")
-    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
     jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.set_defaults(run=cmd_jobs)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.inference import Inference
 from service.api.openapi import add_parameter_examples
 from service.api.routes import (
     compare,
@@ -22,7 +23,6 @@ from service.api.routes import (
     web,
 )
 from service.errors import install_error_handlers
-from service.inference import Inference
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 

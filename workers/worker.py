@@ -33,7 +33,6 @@ from service.store.jobs import (
     fail_job,
     finish_job,
     heartbeat,
-    job_spec,
     load_checkpoint,
     mark_cancelled,
     record_epoch,
@@ -43,6 +42,7 @@ from service.store.jobs import (
     save_checkpoint,
 )
 from service.store.models import Job
+from service.store.queries import job_spec
 
 log = logging.getLogger("workers")
 

@@ -10,12 +10,12 @@ from fastapi import Depends, Request
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
+from service.api.inference import Inference
 from service.errors import ProblemError, not_found, not_trained
-from service.inference import Inference
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.jobs import get_job, get_model
 from service.store.models import Job, TrainedModel
+from service.store.queries import get_job, get_model
 
 
 async def _settings(request: Request) -> Settings:  # async: no threadpool hop

@@ -8,12 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.ml.spec import TrainSpec
+from service.store.models import JobStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
 # it would reach PostgreSQL as an error (a 500) rather than a 404.
 SWEEP_ID_PATTERN = r"^[0-9a-f]{1,32}$"
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Split = Literal["train", "test"]
 
 
@@ -28,7 +28,7 @@ class Progress(BaseModel):
 class JobPublic(BaseModel):
     id: int
     name: str
-    status: JobStatusName
+    status: JobStatus
     spec: TrainSpec
     created_at: datetime
     started_at: datetime | None
@@ -76,7 +76,7 @@ class SweepPublic(BaseModel):
         description="Succeeded jobs by test accuracy, best first; then the others by id."
     )
     count: int
-    status: dict[JobStatusName, int] = Field(description="How many of its jobs are in each state.")
+    status: dict[JobStatus, int] = Field(description="How many of its jobs are in each state.")
 
 
 class SweepsPublic(BaseModel):

@@ -1,4 +1,4 @@
-"""Job states and every transition between them, plus the read queries the API uses.
+"""Every transition of a job between its states (service.store.models.JobStatus): the queue's verbs.
 
 Each function takes the caller's session and neither commits nor closes it: one
 ``session_scope()`` per step. A transition that writes starts its transaction with
@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import Update, case, delete, func, insert, literal, or_, select, update
-from sqlalchemy.orm import Session, defer, joinedload
+from sqlalchemy.orm import Session
 
 from service.ml.spec import TrainSpec
 from service.store.db import begin_write
 from service.store.models import (
-    JOB_STATUSES,
     EpochMetric,
     Job,
     JobCheckpoint,
+    JobStatus,
     Loss,
     TrainedModel,
     UTCDateTime,
@@ -43,23 +42,6 @@ from service.store.models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class JobStatus(StrEnum):
-    queued = "queued"  # waiting for a worker
-    running = "running"  # claimed by a worker that renews its lease
-    succeeded = "succeeded"  # trained; its model row exists
-    failed = "failed"  # gave up; `error` says why
-    cancelled = "cancelled"  # stopped on request; no model
-
-    def __str__(self) -> str:
-        return self.value
-
-
-assert tuple(s.value for s in JobStatus) == JOB_STATUSES, "JobStatus and models.JOB_STATUSES disagree"
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (s.value for s in JobStatus)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
 class JobNotFound(LookupError):
@@ -108,7 +90,7 @@ def enqueue_job(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         backend=spec.backend,
-        status=QUEUED,
+        status=JobStatus.queued,
         created_at=now or utcnow(),
         sweep_id=sweep_id,
     )
@@ -145,7 +127,7 @@ def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> 
 def _claim_statement(worker_id: str, now: datetime) -> Update:
     oldest = (
         select(Job.id)
-        .where(Job.status == QUEUED)
+        .where(Job.status == JobStatus.queued)
         .order_by(Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and relies on BEGIN IMMEDIATE
@@ -153,9 +135,9 @@ def _claim_statement(worker_id: str, now: datetime) -> Update:
     )
     return (
         update(Job)
-        .where(Job.id == oldest, Job.status == QUEUED)
+        .where(Job.id == oldest, Job.status == JobStatus.queued)
         .values(
-            status=RUNNING,
+            status=JobStatus.running,
             worker_id=worker_id,
             attempts=Job.attempts + 1,
             started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
@@ -175,7 +157,7 @@ def heartbeat(session: Session, job_id: int, worker_id: str, now: datetime | Non
     begin_write(session)
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == RUNNING)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
         .values(heartbeat_at=now or utcnow())
         .returning(Job.cancel_requested)
     ).first()
@@ -276,7 +258,7 @@ def finish_job(
     """
     now = now or utcnow()
     values = {
-        "status": SUCCEEDED,
+        "status": JobStatus.succeeded,
         "finished_at": now,
         "heartbeat_at": now,
         "train_accuracy": float(result.train_accuracy),
@@ -305,7 +287,7 @@ def fail_job(session: Session, job_id: int, worker_id: str, error: str, now: dat
     Raises LeaseLost if the job is no longer ours.
     """
     now = now or utcnow()
-    values = {"status": FAILED, "error": error, "finished_at": now, "heartbeat_at": now}
+    values = {"status": JobStatus.failed, "error": error, "finished_at": now, "heartbeat_at": now}
     _guarded_update(session, job_id, worker_id, values)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
 
@@ -320,14 +302,14 @@ def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Jo
     begin_write(session)
     job = session.scalars(
         update(Job)
-        .where(Job.id == job_id, Job.status == QUEUED)
-        .values(status=CANCELLED, cancel_requested=True, finished_at=now or utcnow())
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now or utcnow())
         .returning(Job)
     ).one_or_none()
     if job is None:
         job = session.scalars(
             update(Job)
-            .where(Job.id == job_id, Job.status == RUNNING)
+            .where(Job.id == job_id, Job.status == JobStatus.running)
             .values(cancel_requested=True)
             .returning(Job)
         ).one_or_none()
@@ -345,7 +327,7 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
     Raises LeaseLost if the job is no longer ours.
     """
     now = now or utcnow()
-    values = {"status": CANCELLED, "finished_at": now, "heartbeat_at": now}
+    values = {"status": JobStatus.cancelled, "finished_at": now, "heartbeat_at": now}
     _guarded_update(session, job_id, worker_id, values)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
 
@@ -359,14 +341,14 @@ def release_job(session: Session, job_id: int, worker_id: str, now: datetime | N
     """
     now = now or utcnow()
     values = {
-        "status": case((Job.cancel_requested, CANCELLED), else_=QUEUED),
+        "status": case((Job.cancel_requested, JobStatus.cancelled), else_=JobStatus.queued),
         "finished_at": case((Job.cancel_requested, literal(now, UTCDateTime())), else_=None),
         "worker_id": None,
         "heartbeat_at": None,
         "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0),
     }
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
-    if status == CANCELLED:
+    if status == JobStatus.cancelled:
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     return status
 
@@ -387,7 +369,7 @@ def requeue_stalled(
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=lease_seconds)
-    stale = (Job.status == RUNNING, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
+    stale = (Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
     begin_write(session)
     rows = session.execute(
         select(Job.id, Job.attempts, Job.cancel_requested, Job.worker_id)
@@ -399,23 +381,23 @@ def requeue_stalled(
     for row in rows:
         values: dict[str, Any]
         if row.cancel_requested:
-            values = {"status": CANCELLED, "finished_at": now}
+            values = {"status": JobStatus.cancelled, "finished_at": now}
             outcome = "cancelled (cancel was pending)"
         elif retry_decision(row.attempts, max_attempts) == "requeue":
-            values = {"status": QUEUED, "worker_id": None, "heartbeat_at": None}
+            values = {"status": JobStatus.queued, "worker_id": None, "heartbeat_at": None}
             outcome = "re-queued"
         else:
             error = (
                 f"worker lost {row.attempts} times; gave up after MLPLAB_MAX_ATTEMPTS={max_attempts} attempts"
             )
-            values = {"status": FAILED, "error": error, "finished_at": now}
+            values = {"status": JobStatus.failed, "error": error, "finished_at": now}
             outcome = "failed"
         changed = session.execute(
             update(Job).where(Job.id == row.id, *stale).values(**values).returning(Job.id)
         )
         if changed.first() is None:
             continue  # its worker renewed the lease meanwhile (PostgreSQL only; SQLite holds the lock)
-        if values["status"] != QUEUED:
+        if values["status"] != JobStatus.queued:
             session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == row.id))
         log.warning(
             "job %d: worker %s stopped renewing its lease (attempt %d of %d); %s",
@@ -423,126 +405,6 @@ def requeue_stalled(
         )  # fmt: skip
         handled.append(row.id)
     return handled
-
-
-# --- reads -------------------------------------------------------------------------------------
-
-
-# The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
-# with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
-# OverflowError. No row has such an id or step, so lookups answer "none" for it, and offsets and
-# step bounds saturate.
-MAX_INTEGER = 2**31 - 1
-
-
-def _storable(value: int) -> bool:
-    return -MAX_INTEGER - 1 <= value <= MAX_INTEGER
-
-
-def get_job(session: Session, job_id: int) -> Job | None:
-    """The job, or None."""
-    return session.get(Job, job_id) if _storable(job_id) else None
-
-
-def job_spec(job: Job) -> TrainSpec:
-    """The job's TrainSpec, parsed back from its stored JSON."""
-    return TrainSpec.model_validate(job.spec)
-
-
-def list_jobs(
-    session: Session,
-    status: JobStatus | str | None = None,
-    backend: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    sweep_id: str | None = None,
-) -> tuple[list[Job], int]:
-    """A page of jobs, newest first, and how many match the filters in all."""
-    filters = []
-    if status is not None:
-        filters.append(Job.status == JobStatus(status).value)
-    if backend is not None:
-        filters.append(Job.backend == backend)
-    if sweep_id is not None:
-        filters.append(Job.sweep_id == sweep_id)
-    count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
-    offset = min(offset, MAX_INTEGER)
-    rows = session.scalars(
-        select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), count
-
-
-def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
-    """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
-    query = (
-        select(Job.sweep_id)
-        .where(Job.sweep_id.is_not(None))
-        .group_by(Job.sweep_id)
-        .order_by(func.max(Job.id).desc())
-        .limit(limit)
-        .offset(min(offset, MAX_INTEGER))
-    )
-    count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
-    return list(session.scalars(query)), count
-
-
-def count_queued(session: Session) -> int:
-    """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED)."""
-    return session.scalar(select(func.count()).select_from(Job).where(Job.status == QUEUED)) or 0
-
-
-def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
-    """The job's recorded losses in step order (only those after `after_step`, for polling)."""
-    query = (
-        select(Loss)
-        .where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER))
-        .order_by(Loss.step)
-    )
-    return list(session.scalars(query))
-
-
-def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
-    """The job's finished epochs in order."""
-    return list(
-        session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
-    )
-
-
-def get_model(session: Session, job_id: int) -> TrainedModel | None:
-    """The trained model of a succeeded job, weights included, with `.job` loaded; or None."""
-    if not _storable(job_id):
-        return None
-    return session.scalar(
-        select(TrainedModel).where(TrainedModel.job_id == job_id).options(joinedload(TrainedModel.job))
-    )
-
-
-def list_models(
-    session: Session,
-    sort: Literal["test_accuracy", "created_at"] = "test_accuracy",
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[TrainedModel]:
-    """Trained models, best test accuracy first (or newest first), each with `.job` loaded.
-
-    The weights are not loaded (reading `.weights` raises); get_model loads one model's weights.
-    """
-    order: Iterable[Any]
-    if sort == "test_accuracy":
-        order = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
-    elif sort == "created_at":
-        order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
-    else:
-        raise ValueError(f"sort must be 'test_accuracy' or 'created_at', not {sort!r}")
-    query = (
-        select(TrainedModel)
-        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
-        .order_by(*order)
-        .limit(limit)
-        .offset(min(offset, MAX_INTEGER))
-    )
-    return list(session.scalars(query))
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -555,7 +417,7 @@ def _guarded_update(
     begin_write(session)
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == RUNNING)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
         .values(**values)
         .returning(returning)
     ).first()

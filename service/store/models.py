@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -25,8 +27,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# The values of jobs.JobStatus; the CHECK constraint below (and migration 0001) spell them out.
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """Where a job is in its life (service.store.jobs has the transitions between them)."""
+
+    queued = "queued"  # waiting for a worker
+    running = "running"  # claimed by a worker that renews its lease
+    succeeded = "succeeded"  # trained; its model row exists
+    failed = "failed"  # gave up; `error` says why
+    cancelled = "cancelled"  # stopped on request; no model
+
+    @property
+    def finished(self) -> bool:
+        """No transition leaves this state."""
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
 def utcnow() -> datetime:
@@ -71,7 +88,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
+        CheckConstraint(f"status IN {tuple(s.value for s in JobStatus)!r}", name="status"),
         Index(None, "status", "id"),
     )
 
@@ -79,7 +96,16 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String)  # TrainSpec.name, for display
     spec: Mapped[dict[str, Any]]  # TrainSpec.model_dump(mode="json")
     backend: Mapped[str] = mapped_column(String(16))  # spec["backend"], denormalised for filtering
-    status: Mapped[str] = mapped_column(String(16))  # a jobs.JobStatus value
+    # VARCHAR(16) and the CHECK above, read back as JobStatus members
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(
+            JobStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]  # first claim; kept across retries
     finished_at: Mapped[datetime | None]  # succeeded, failed or cancelled

@@ -16,7 +16,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from service.ml.spec import TrainSpec
-from service.store import jobs
+from service.store import jobs, queries
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.models import Job
 from tests.conftest import POSTGRES_ONLY, REPO, real_data_dir
@@ -99,9 +99,9 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
     output = {log.name: log.read_text() for log in logs}
 
     with session_scope(sessions) as s:
-        rows = {job.id: job for job in jobs.list_jobs(s, limit=JOBS)[0]}
-        steps = {i: [loss.step for loss in jobs.get_losses(s, i)] for i in ids}
-        epochs = {i: [e.epoch for e in jobs.get_epochs(s, i)] for i in ids}
+        rows = {job.id: job for job in queries.list_jobs(s, limit=JOBS)[0]}
+        steps = {i: [loss.step for loss in queries.get_losses(s, i)] for i in ids}
+        epochs = {i: [e.epoch for e in queries.get_epochs(s, i)] for i in ids}
         models = s.scalar(select(func.count()).select_from(jobs.TrainedModel))
     engine.dispose()
     assert sorted(rows) == ids and models == JOBS

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 
 from service.ml.spec import TrainSpec
-from service.store import jobs
+from service.store import jobs, queries
 from service.store.db import (
     LateWriteWarning,
     begin_write,
@@ -33,14 +33,12 @@ from service.store.db import (
 from service.store.jobs import (
     JobConflict,
     JobNotFound,
-    JobStatus,
     LeaseLost,
     cancel_job,
     claim_job,
     enqueue_job,
     fail_job,
     finish_job,
-    get_job,
     heartbeat,
     record_epoch,
     record_progress,
@@ -49,7 +47,8 @@ from service.store.jobs import (
     retry_decision,
     save_checkpoint,
 )
-from service.store.models import Base, EpochMetric, Job, JobCheckpoint, Loss, TrainedModel
+from service.store.models import Base, EpochMetric, Job, JobCheckpoint, JobStatus, Loss, TrainedModel
+from service.store.queries import get_job
 from tests.conftest import POSTGRES_ONLY, SQLITE_ONLY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,11 +177,6 @@ def test_timestamps_are_aware_utc_and_naive_is_refused(sessions):
 # --- transitions -------------------------------------------------------------------------------
 
 
-def test_status_enum_matches_the_check_constraint():
-    assert [s.value for s in JobStatus] == ["queued", "running", "succeeded", "failed", "cancelled"]
-    assert JobStatus.queued == "queued"
-
-
 def test_enqueue_claim_progress_finish(sessions):
     s1 = spec()
     with session_scope(sessions) as s:
@@ -194,7 +188,7 @@ def test_enqueue_claim_progress_finish(sessions):
         s1.name,
         "sw1",
     )
-    assert jobs.job_spec(job) == s1
+    assert queries.job_spec(job) == s1
 
     job = claim(sessions, "w1", now=T0)
     assert (job.status, job.worker_id, job.attempts, job.started_at, job.heartbeat_at) == (
@@ -223,14 +217,17 @@ def test_enqueue_claim_progress_finish(sessions):
         assert (done.status, done.epoch, done.step, done.steps, done.loss) == ("succeeded", 1, 3, 8, 2.0)
         assert (done.train_accuracy, done.test_accuracy, done.error) == (0.9, 0.8, None)
         assert done.finished_at is not None and done.started_at == T0
-        assert [(r.epoch, r.step, r.loss) for r in jobs.get_losses(s, job.id)] == [(1, 1, 2.5), (1, 3, 2.0)]
-        assert [(r.step) for r in jobs.get_losses(s, job.id, after_step=1)] == [3]
-        assert [(e.epoch, e.loss, e.seconds) for e in jobs.get_epochs(s, job.id)] == [(1, 2.2, 0.1)]
-        model = jobs.get_model(s, job.id)
+        assert [(r.epoch, r.step, r.loss) for r in queries.get_losses(s, job.id)] == [
+            (1, 1, 2.5),
+            (1, 3, 2.0),
+        ]
+        assert [(r.step) for r in queries.get_losses(s, job.id, after_step=1)] == [3]
+        assert [(e.epoch, e.loss, e.seconds) for e in queries.get_epochs(s, job.id)] == [(1, 2.2, 0.1)]
+        model = queries.get_model(s, job.id)
         assert (model.weights, model.test_accuracy, model.seconds, model.job.id) == (b"npz", 0.8, 1.5, job.id)
         assert model.confusion_test[3][3] == 1
         assert jobs.load_checkpoint(s, job.id) is None  # finished: the checkpoint is gone
-        assert jobs.get_model(s, 999) is None and get_job(s, 999) is None
+        assert queries.get_model(s, 999) is None and get_job(s, 999) is None
 
 
 def test_claim_returns_none_on_an_empty_queue_and_takes_the_oldest(sessions):
@@ -335,8 +332,8 @@ def test_release_keeps_the_checkpoint_and_the_attempt(sessions):
     with session_scope(sessions) as s:
         begin_write(s)
         assert jobs.load_checkpoint(s, job_id) == (1, b"after epoch 1")
-        assert [r.step for r in jobs.get_losses(s, job_id)] == [1, 2]
-        assert [e.epoch for e in jobs.get_epochs(s, job_id)] == [1]
+        assert [r.step for r in queries.get_losses(s, job_id)] == [1, 2]
+        assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1]
         record_progress(s, job_id, "w2", [(2, 3, 1.7)], steps=4)  # no duplicate-key error
 
 
@@ -442,7 +439,7 @@ def test_concurrent_claims_never_hand_a_job_twice(url, sessions):
     with session_scope(sessions) as s:
         owners = dict(s.execute(select(Job.id, Job.worker_id)).all())
         assert all(owners[i] == name for name, got in claimed.items() for i in got)
-        assert all(j.attempts == 1 for j in jobs.list_jobs(s, limit=100)[0])
+        assert all(j.attempts == 1 for j in queries.list_jobs(s, limit=100)[0])
 
 
 def test_claim_statement_on_postgresql_skips_locked_rows():
@@ -504,17 +501,22 @@ def test_list_jobs_filters_pages_and_counts(sessions):
         enqueue_job(s, TrainSpec(backend="torch", hidden_layers=[8]), sweep_id="sw")
     claim(sessions)
     with session_scope(sessions) as s:
-        rows, count = jobs.list_jobs(s)
+        rows, count = queries.list_jobs(s)
         assert count == 6 and [j.id for j in rows] == [6, 5, 4, 3, 2, 1]
-        rows, count = jobs.list_jobs(s, limit=2, offset=1)
+        rows, count = queries.list_jobs(s, limit=2, offset=1)
         assert count == 6 and [j.id for j in rows] == [5, 4]
-        assert jobs.list_jobs(s, status="running")[1] == 1
-        assert [j.id for j in jobs.list_jobs(s, status=JobStatus.queued, backend="numpy")[0]] == [5, 4, 3, 2]
-        assert [j.id for j in jobs.list_jobs(s, backend="torch")[0]] == [6]
-        assert [j.id for j in jobs.list_jobs(s, sweep_id="sw")[0]] == [6]
-        assert jobs.count_queued(s) == 5
+        assert queries.list_jobs(s, status="running")[1] == 1
+        assert [j.id for j in queries.list_jobs(s, status=JobStatus.queued, backend="numpy")[0]] == [
+            5,
+            4,
+            3,
+            2,
+        ]
+        assert [j.id for j in queries.list_jobs(s, backend="torch")[0]] == [6]
+        assert [j.id for j in queries.list_jobs(s, sweep_id="sw")[0]] == [6]
+        assert queries.count_queued(s) == 5
         with pytest.raises(ValueError):
-            jobs.list_jobs(s, status="bogus")
+            queries.list_jobs(s, status="bogus")
 
 
 def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
@@ -525,10 +527,10 @@ def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
         record_progress(s, job_id, "w1", [(1, 1, 1.0)], 1)
     with session_scope(sessions) as s:
         for huge in (2**31, 2**63, 10**30, -(2**31) - 1, -(10**30)):
-            assert get_job(s, huge) is None and jobs.get_model(s, huge) is None
-        assert [r.step for r in jobs.get_losses(s, job_id, after_step=2**31)] == []
-        assert [r.step for r in jobs.get_losses(s, job_id, after_step=10**30)] == []
-        assert jobs.list_jobs(s, offset=10**30) == ([], 1)
+            assert get_job(s, huge) is None and queries.get_model(s, huge) is None
+        assert [r.step for r in queries.get_losses(s, job_id, after_step=2**31)] == []
+        assert [r.step for r in queries.get_losses(s, job_id, after_step=10**30)] == []
+        assert queries.list_jobs(s, offset=10**30) == ([], 1)
 
 
 def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
@@ -538,15 +540,15 @@ def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
         with session_scope(sessions) as s:
             finish_job(s, job_id, "w1", result(acc), now=T0 + timedelta(minutes=job_id))
     with session_scope(sessions) as s:
-        best = jobs.list_models(s)
+        best = queries.list_models(s)
         assert [m.job_id for m in best] == [2, 3, 1]
         assert best[0].job.name == spec(seed=1).name
         with pytest.raises(Exception, match="raiseload|deferred|not available"):
             best[0].weights  # noqa: B018
-        assert [m.job_id for m in jobs.list_models(s, sort="created_at")] == [3, 2, 1]
-        assert [m.job_id for m in jobs.list_models(s, limit=1, offset=1)] == [3]
+        assert [m.job_id for m in queries.list_models(s, sort="created_at")] == [3, 2, 1]
+        assert [m.job_id for m in queries.list_models(s, limit=1, offset=1)] == [3]
         with pytest.raises(ValueError):
-            jobs.list_models(s, sort="name")
+            queries.list_models(s, sort="name")
 
 
 def test_deleting_a_job_deletes_its_rows(sessions):

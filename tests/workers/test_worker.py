@@ -24,7 +24,7 @@ from service.ml.data import write_idx
 from service.ml.spec import TrainSpec
 from service.ml.train import StepProgress, TrainingCancelled
 from service.settings import Settings
-from service.store import jobs
+from service.store import jobs, queries
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.models import EpochMetric, Job, Loss
 from workers import worker
@@ -88,7 +88,7 @@ def enqueue(sessions, *specs: TrainSpec) -> list[int]:
 
 def job(sessions, job_id: int) -> Job:
     with session_scope(sessions) as s:
-        return jobs.get_job(s, job_id)
+        return queries.get_job(s, job_id)
 
 
 def start_worker(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, Path]:
@@ -131,9 +131,9 @@ def test_once_trains_every_queued_job_and_records_it(tmp_path, env, sessions):
         assert (done.epoch, done.step, done.steps) == (2, 6, 6)  # 150 images / batch 64 = 3 steps x 2 epochs
         assert 0 <= done.test_accuracy <= 1 and done.finished_at >= done.started_at
         with session_scope(sessions) as s:
-            assert [loss.step for loss in jobs.get_losses(s, job_id)] == [1, 2, 3, 4, 5, 6]
-            assert [e.epoch for e in jobs.get_epochs(s, job_id)] == [1, 2]
-            model = jobs.get_model(s, job_id)
+            assert [loss.step for loss in queries.get_losses(s, job_id)] == [1, 2, 3, 4, 5, 6]
+            assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2]
+            model = queries.get_model(s, job_id)
             assert model.weights[:2] == b"PK" and model.test_accuracy == done.test_accuracy
             assert len(model.confusion_test) == 10 and sum(map(sum, model.confusion_test)) == 100
             assert jobs.load_checkpoint(s, job_id) is None
@@ -195,7 +195,7 @@ def test_cancel_while_running(tmp_path, env, sessions, heartbeat):
     assert cancelled.finished_at is not None
     assert f"job {job_id}: cancel requested" in output
     with session_scope(sessions) as s:
-        assert jobs.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
+        assert queries.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
 
 
 def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
@@ -216,8 +216,8 @@ def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
     assert (done.status, done.attempts) == ("succeeded", 2), output
     assert "resuming after epoch" in output
     with session_scope(sessions) as s:
-        assert [e.epoch for e in jobs.get_epochs(s, job_id)] == list(range(1, 13))
-        assert [loss.step for loss in jobs.get_losses(s, job_id)] == list(range(1, 150 * 12 + 1))
+        assert [e.epoch for e in queries.get_epochs(s, job_id)] == list(range(1, 13))
+        assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 150 * 12 + 1))
 
 
 # --- in process --------------------------------------------------------------------------------

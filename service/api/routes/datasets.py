@@ -7,27 +7,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import InferenceDep, ReaderDep, SettingsDep
-from service.api.schemas import DatasetPublic, DatasetsPublic, LabelPublic, LabelsPublic
+from service.api.presenters import dataset_public
+from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError
 from service.imaging import to_png
-from service.ml.data import DATASETS, dataset_status
+from service.ml.data import DATASETS
 
 router = APIRouter(
     prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
 )
 
 DatasetName = Literal["mnist", "fashion-mnist"]
-
-
-def dataset_public(name: str, settings) -> DatasetPublic:
-    status = dataset_status(name, settings.data_dir, download=settings.download)
-    return DatasetPublic(
-        name=name,
-        present=status["present"],
-        will_download=status["will_download"],
-        splits=status["splits"],
-        classes=list(status["classes"]),
-    )
 
 
 @router.get("", response_model=DatasetsPublic)

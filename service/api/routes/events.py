@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ReaderDep
-from service.api.routes.jobs import job_public
+from service.api.presenters import job_public
 from service.api.schemas import JobPublic
 from service.errors import PROBLEM_RESPONSES, not_found
 from service.store.db import session_scope
-from service.store.jobs import FINISHED, get_epochs, get_job, get_losses
+from service.store.models import JobStatus
+from service.store.queries import get_epochs, get_job, get_losses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -116,11 +117,11 @@ async def _stream(
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
     while snapshot is not None:
-        finished = snapshot.job.status in FINISHED
+        finished = snapshot.job.status.finished
         # A start comes before its progress: a job seen queued (or not at all) and next finished,
         # with rows, ran in between - a replay, or a job shorter than a poll - so say so first.
         shown = "running" if finished and snapshot.rows and status != "running" else snapshot.job.status
-        if shown != status and shown not in FINISHED:
+        if shown != status and not JobStatus(shown).finished:
             status = shown
             yield sse("status", {"status": status, "attempts": snapshot.job.attempts})
             quiet_since = time.monotonic()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.api.routes.datasets import dataset_public
+from service.api.presenters import dataset_public
 from service.api.schemas import Health, Readiness
 from service.ml.data import DATASETS
 from service.store.db import is_migrated

@@ -7,77 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint, Progress
-from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
-from service.ml.data import DATASETS
+from service.api.presenters import check_budget, job_public, queue_full
+from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint
+from service.errors import PROBLEM_RESPONSES, ProblemError, not_found
 from service.ml.spec import TrainSpec
-from service.settings import Settings
 from service.store.db import begin_write
-from service.store.jobs import (
-    JobConflict,
-    cancel_job,
-    count_queued,
-    enqueue_job,
-    get_epochs,
-    get_job,
-    get_losses,
-    job_spec,
-    list_jobs,
-)
-from service.store.models import Job
+from service.store.jobs import JobConflict, cancel_job, enqueue_job
+from service.store.models import JobStatus
+from service.store.queries import count_queued, get_epochs, get_job, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
-
-
-def job_public(job: Job) -> JobPublic:
-    spec = job_spec(job)
-    return JobPublic(
-        id=job.id,
-        name=job.name,
-        status=job.status,
-        spec=spec,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        attempts=job.attempts,
-        worker=job.worker_id,
-        error=job.error,
-        cancel_requested=job.cancel_requested,
-        sweep_id=job.sweep_id,
-        train_accuracy=job.train_accuracy,
-        test_accuracy=job.test_accuracy,
-        progress=Progress(
-            epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
-        ),
-    )
-
-
-def check_budget(spec: TrainSpec, settings: Settings) -> None:
-    """Refuse jobs the service should not run, before anything is stored."""
-    if spec.n_parameters > settings.max_parameters:
-        raise invalid(
-            "hidden_layers",
-            f"this network has {spec.n_parameters:,} parameters; "
-            f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
-        )
-    available = DATASETS[spec.dataset].splits["train"]
-    samples = spec.epochs * min(spec.train_limit or available, available)
-    if samples > settings.max_sample_epochs:
-        raise invalid(
-            "epochs",
-            f"epochs x training images = {samples:,}; "
-            f"the limit is {settings.max_sample_epochs:,} (MLPLAB_MAX_SAMPLE_EPOCHS)",
-        )
-
-
-def queue_full(settings: Settings, queued: int) -> ProblemError:
-    return ProblemError(
-        429,
-        "Queue full",
-        f"{queued} jobs are queued; the limit is {settings.max_queued} "
-        "(MLPLAB_MAX_QUEUED). Retry once some have run.",
-        headers={"Retry-After": "30"},
-    )
 
 
 @router.post(
@@ -107,7 +46,7 @@ def submit_job(spec: TrainSpec, session: SessionDep, settings: SettingsDep, resp
 @router.get("", response_model=JobsPublic)
 def read_jobs(
     session: SessionDep,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    status: JobStatus | None = None,
     backend: Literal["numpy", "torch"] | None = None,
     sweep_id: Annotated[
         str | None, Query(pattern=SWEEP_ID_PATTERN, description="Only the jobs of this sweep")

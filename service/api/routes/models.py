@@ -10,8 +10,8 @@ from service.api.deps import ModelDep, ReaderDep, SessionDep
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic
 from service.errors import PROBLEM_RESPONSES
 from service.ml.data import DATASETS
-from service.store.jobs import job_spec, list_models
 from service.store.models import TrainedModel
+from service.store.queries import job_spec, list_models
 
 router = APIRouter(
     prefix="/models",

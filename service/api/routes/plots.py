@@ -11,13 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from service import plots
 from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep
-from service.api.routes.compare import IdsQuery, labels, parse_ids, trained_jobs
+from service.api.presenters import IdsQuery, labels, parse_ids, trained_jobs
 from service.api.schemas import Split
 from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
 from service.ml.weights import Weights
-from service.store.jobs import get_epochs, get_losses, job_spec
 from service.store.models import Job
+from service.store.queries import get_epochs, get_losses, job_spec
 
 router = APIRouter(
     tags=["plots"],

@@ -12,14 +12,15 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.routes.jobs import check_budget, job_public
+from service.api.presenters import check_budget, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
-from service.store.jobs import JobStatus, count_queued, enqueue_job, list_jobs, list_sweep_ids
-from service.store.models import Job
+from service.store.jobs import enqueue_job
+from service.store.models import Job, JobStatus
+from service.store.queries import count_queued, list_jobs, list_sweep_ids
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 

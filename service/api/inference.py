@@ -15,7 +15,7 @@ from service.ml.data import DataError, Dataset, load_dataset
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.jobs import get_job, get_model
+from service.store.queries import get_job, get_model
 
 
 class LRU:

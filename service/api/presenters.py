@@ -1,0 +1,146 @@
+"""What the routers share: the public shape of a job and a dataset, the budget a job must fit, the
+model ids of a comparison. A router imports these, deps, schemas and the store, never another router."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+from sqlalchemy.orm import Session
+
+from service.api.schemas import DatasetPublic, JobPublic, Progress
+from service.errors import ProblemError, invalid, not_found, not_trained
+from service.ml.data import DATASETS, dataset_status
+from service.ml.spec import TrainSpec
+from service.settings import Settings
+from service.store.models import Job, JobStatus
+from service.store.queries import get_job, job_spec
+
+
+def job_public(job: Job) -> JobPublic:
+    spec = job_spec(job)
+    return JobPublic(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        spec=spec,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        attempts=job.attempts,
+        worker=job.worker_id,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        sweep_id=job.sweep_id,
+        train_accuracy=job.train_accuracy,
+        test_accuracy=job.test_accuracy,
+        progress=Progress(
+            epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
+        ),
+    )
+
+
+def check_budget(spec: TrainSpec, settings: Settings) -> None:
+    """Refuse jobs the service should not run, before anything is stored."""
+    if spec.n_parameters > settings.max_parameters:
+        raise invalid(
+            "hidden_layers",
+            f"this network has {spec.n_parameters:,} parameters; "
+            f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
+        )
+    available = DATASETS[spec.dataset].splits["train"]
+    samples = spec.epochs * min(spec.train_limit or available, available)
+    if samples > settings.max_sample_epochs:
+        raise invalid(
+            "epochs",
+            f"epochs x training images = {samples:,}; "
+            f"the limit is {settings.max_sample_epochs:,} (MLPLAB_MAX_SAMPLE_EPOCHS)",
+        )
+
+
+def queue_full(settings: Settings, queued: int) -> ProblemError:
+    return ProblemError(
+        429,
+        "Queue full",
+        f"{queued} jobs are queued; the limit is {settings.max_queued} "
+        "(MLPLAB_MAX_QUEUED). Retry once some have run.",
+        headers={"Retry-After": "30"},
+    )
+
+
+def dataset_public(name: str, settings) -> DatasetPublic:
+    status = dataset_status(name, settings.data_dir, download=settings.download)
+    return DatasetPublic(
+        name=name,
+        present=status["present"],
+        will_download=status["will_download"],
+        splits=status["splits"],
+        classes=list(status["classes"]),
+    )
+
+
+MIN_COMPARED, MAX_COMPARED = 2, 20
+
+
+IdsQuery = Annotated[
+    str,
+    Query(
+        description=f"{MIN_COMPARED} to {MAX_COMPARED} model ids, comma-separated: 3,7,12", examples=["1,2,3"]
+    ),
+]
+
+
+def parse_ids(ids: str) -> list[int]:
+    """The ids of `?ids=3,7,12`, or a 422 naming what is wrong with them."""
+    parts = [part.strip() for part in ids.split(",") if part.strip()]
+    bad = [part for part in parts if not part.isdigit()]
+    if bad:
+        raise invalid(
+            "query.ids", f"{bad[0]!r} is not a model id: give comma-separated integers, e.g. ids=3,7,12"
+        )
+    numbers = [int(part) for part in parts]
+    if not MIN_COMPARED <= len(numbers) <= MAX_COMPARED:
+        raise invalid("query.ids", f"{len(numbers)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
+    if len(set(numbers)) != len(numbers):
+        repeated = next(n for n in numbers if numbers.count(n) > 1)
+        raise invalid("query.ids", f"model {repeated} is listed twice")
+    return numbers
+
+
+def trained_jobs(session: Session, ids: list[int]) -> list[Job]:
+    """The succeeded jobs with these ids, in order: 404 for an unknown one, then 409 for one not trained."""
+    jobs: list[Job] = []
+    for job_id in ids:
+        job = get_job(session, job_id)
+        if job is None:
+            raise not_found("model", job_id)
+        jobs.append(job)
+    for job in jobs:
+        if job.status != JobStatus.succeeded:
+            raise not_trained(job.id, job.status)
+    return jobs
+
+
+def differing(specs: list[TrainSpec]) -> list[str]:
+    """The spec fields whose values are not all equal, in TrainSpec's order."""
+    dumps = [spec.model_dump(mode="json") for spec in specs]
+    return [field for field in TrainSpec.model_fields if any(d[field] != dumps[0][field] for d in dumps[1:])]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
+    """Legend entries: '#id' and the hyperparameters that set each model apart (its full name when none do)."""
+    fields = differing(specs)
+    if not fields:
+        return [f"#{job_id} {spec.name}" for job_id, spec in zip(ids, specs, strict=True)]
+    return [
+        f"#{job_id} " + ", ".join(f"{f}={_show(getattr(spec, f))}" for f in fields)
+        for job_id, spec in zip(ids, specs, strict=True)
+    ]

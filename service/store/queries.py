@@ -1,0 +1,132 @@
+"""The reads the API and the tools make: jobs, their records, sweeps and models.
+
+Each function takes the caller's session and writes nothing; the transitions are in
+``service.store.jobs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, defer, joinedload
+
+from service.ml.spec import TrainSpec
+from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel
+
+# The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
+# with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
+# OverflowError. No row has such an id or step, so lookups answer "none" for it, and offsets and
+# step bounds saturate.
+MAX_INTEGER = 2**31 - 1
+
+
+def _storable(value: int) -> bool:
+    return -MAX_INTEGER - 1 <= value <= MAX_INTEGER
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    """The job, or None."""
+    return session.get(Job, job_id) if _storable(job_id) else None
+
+
+def job_spec(job: Job) -> TrainSpec:
+    """The job's TrainSpec, parsed back from its stored JSON."""
+    return TrainSpec.model_validate(job.spec)
+
+
+def list_jobs(
+    session: Session,
+    status: JobStatus | str | None = None,
+    backend: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    sweep_id: str | None = None,
+) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match the filters in all."""
+    filters = []
+    if status is not None:
+        filters.append(Job.status == JobStatus(status))
+    if backend is not None:
+        filters.append(Job.backend == backend)
+    if sweep_id is not None:
+        filters.append(Job.sweep_id == sweep_id)
+    count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
+    offset = min(offset, MAX_INTEGER)
+    rows = session.scalars(
+        select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), count
+
+
+def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
+    """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
+    query = (
+        select(Job.sweep_id)
+        .where(Job.sweep_id.is_not(None))
+        .group_by(Job.sweep_id)
+        .order_by(func.max(Job.id).desc())
+        .limit(limit)
+        .offset(min(offset, MAX_INTEGER))
+    )
+    count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
+    return list(session.scalars(query)), count
+
+
+def count_queued(session: Session) -> int:
+    """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED)."""
+    return session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) or 0
+
+
+def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
+    """The job's recorded losses in step order (only those after `after_step`, for polling)."""
+    query = (
+        select(Loss)
+        .where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER))
+        .order_by(Loss.step)
+    )
+    return list(session.scalars(query))
+
+
+def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
+    """The job's finished epochs in order."""
+    return list(
+        session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
+    )
+
+
+def get_model(session: Session, job_id: int) -> TrainedModel | None:
+    """The trained model of a succeeded job, weights included, with `.job` loaded; or None."""
+    if not _storable(job_id):
+        return None
+    return session.scalar(
+        select(TrainedModel).where(TrainedModel.job_id == job_id).options(joinedload(TrainedModel.job))
+    )
+
+
+def list_models(
+    session: Session,
+    sort: Literal["test_accuracy", "created_at"] = "test_accuracy",
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[TrainedModel]:
+    """Trained models, best test accuracy first (or newest first), each with `.job` loaded.
+
+    The weights are not loaded (reading `.weights` raises); get_model loads one model's weights.
+    """
+    order: Iterable[Any]
+    if sort == "test_accuracy":
+        order = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
+    elif sort == "created_at":
+        order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
+    else:
+        raise ValueError(f"sort must be 'test_accuracy' or 'created_at', not {sort!r}")
+    query = (
+        select(TrainedModel)
+        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
+        .order_by(*order)
+        .limit(limit)
+        .offset(min(offset, MAX_INTEGER))
+    )
+    return list(session.scalars(query))
