@@ -12,15 +12,15 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, job_public
+from service.api.presenters import check_budget, check_queue, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
-from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
+from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus
-from service.store.queries import count_queued, list_jobs, list_sweep_ids
+from service.store.queries import list_jobs, list_sweep_ids
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -135,10 +135,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SweepPublic,
     dependencies=[WriterDep],
-    responses={
-        400: PROBLEM_RESPONSES[422] | {"description": "Body not UTF-8"},
-        429: PROBLEM_RESPONSES[422] | {"description": "Queue full"},
-    },
+    responses=SUBMIT_DOCS,
 )
 def submit_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response
@@ -147,18 +144,8 @@ def submit_sweep(
     check_grid(body, settings.max_sweep_jobs)
     specs = sweep_specs(body)
     check_budgets(specs, body, settings)
-    begin_write(
-        session
-    )  # the count and every insert in one write transaction: the limit holds for the whole sweep
-    queued = count_queued(session)
-    if queued + len(specs) > settings.max_queued:
-        raise ProblemError(
-            429,
-            "Queue full",
-            f"this sweep adds {len(specs)} jobs to the {queued} queued; "
-            f"the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
-            headers={"Retry-After": "30"},
-        )
+    begin_write(session)  # the count and every insert in one write transaction: the limit holds
+    check_queue(session, settings, adding=len(specs))
     sweep_id = uuid.uuid4().hex[:12]
     jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
     response.headers["Location"] = f"/sweeps/{sweep_id}"
