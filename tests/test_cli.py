@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.cli import main
-from service.client import Event, parse_sse
+from service.cli.http import Event, parse_sse
 from service.ml.spec import TrainSpec
 
 
