@@ -25,9 +25,7 @@ async def _settings(request: Request) -> Settings:  # async: no threadpool hop
 
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One unit of work (session_scope), inside a slot (main.py: db_slots)."""
-    # The slot is waited for in the event loop, holding no thread; then, as FastAPI runs a sync
-    # generator dependency, the scope is entered and exited in the thread pool, the exit shielded
-    # from cancellation and not queued behind busy threads.
+    # The slot is awaited holding no thread; the scope runs in the pool, its exit shielded from cancellation.
     async with (
         request.app.state.db_slots,
         contextmanager_in_threadpool(session_scope(request.app.state.sessionmaker)) as session,

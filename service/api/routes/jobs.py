@@ -70,10 +70,7 @@ def read_job(job: JobDep) -> JobPublic:
 )
 def cancel(job_id: int, session: SessionDep) -> JobPublic:
     """Cancel a job: at once when queued, at the worker's next progress write or heartbeat when running."""
-    # Write handlers take the write lock and commit within their one threadpool hop. Held across a
-    # hop (from a dependency to the handler, or to FastAPI's validation of the response, which runs
-    # in the threadpool too), the lock waited for a free thread while every thread waited for the
-    # lock: under 100 concurrent submissions and cancels, 30 s stalls and "database is locked".
+    # The write lock is taken and released in this one thread hop (docs/reliability.md, API notes).
     begin_write(session)
     job = get_job(session, job_id)
     if job is None:

@@ -150,7 +150,7 @@ def submit_sweep(
     jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     public = sweep_public(sweep_id, jobs)
-    session.commit()  # release the write lock in this thread hop (see jobs.cancel)
+    session.commit()  # release the write lock in this thread hop (docs/reliability.md)
     return public
 
 
