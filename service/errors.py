@@ -90,14 +90,14 @@ def problem_response(
     )
 
 
-def _location(loc: tuple) -> str:
+def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _reason(error: dict) -> str:
+def _reason(error: dict[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
-    msg = error["msg"]
+    msg = str(error["msg"])
     if (
         "input" in error
         and error["type"] not in ("missing",)

@@ -20,7 +20,8 @@ from service.store.queries import get_job
 
 
 async def _settings(request: Request) -> Settings:  # async: no threadpool hop
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
@@ -34,7 +35,8 @@ async def _session(request: Request) -> AsyncIterator[Session]:
 
 
 async def _inference(request: Request) -> Inference:
-    return request.app.state.inference
+    inference: Inference = request.app.state.inference
+    return inference
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from service.api.deps import InferenceDep, ReaderDep, SettingsDep
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic, Split
-from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES
+from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses
 from service.imaging import to_png
 from service.ml.data import DATASETS
 from service.ml.spec import DatasetName
@@ -17,6 +17,8 @@ from service.ml.spec import DatasetName
 router = APIRouter(
     prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
 )
+
+PNG: Responses = {200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
 
 
 @router.get("", response_model=DatasetsPublic)
@@ -51,8 +53,7 @@ async def read_labels(
 @router.get(
     "/{name}/{split}/{index}.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
-    | DATASET_UNAVAILABLE_DOC,
+    responses=PNG | DATASET_UNAVAILABLE_DOC,
 )
 async def read_image(
     name: DatasetName,

@@ -94,7 +94,9 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
         try:
             check_budget(spec, settings)
         except ProblemError as exc:
-            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]  # type: ignore[index]
+            if not exc.invalid_params:
+                raise
+            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
             where = f"grid.{field}" if field in body.grid else f"base.{field}"
             combination = ", ".join(f"{f}={getattr(spec, f)!r}" for f in body.grid)
             raise invalid(where, f"{reason} (with {combination})") from None
@@ -116,7 +118,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         else:
             grid[field] = values
     publics.sort(key=lambda p: (p.status != JobStatus.succeeded, -(p.test_accuracy or 0.0), p.id))
-    summary = {s.value: 0 for s in JobStatus}
+    summary = dict.fromkeys(JobStatus, 0)
     for p in publics:
         summary[p.status] += 1
     return SweepPublic(
@@ -127,7 +129,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         jobs=publics,
         count=len(publics),
         status=summary,
-    )  # type: ignore[arg-type]
+    )
 
 
 @router.post(
