@@ -75,6 +75,11 @@ class Inference:
             self.models.put(job_id, weights)
         return weights
 
+    async def model_and_data(self, job_id: int) -> tuple[Weights, Dataset]:
+        """The model's weights and the dataset it was trained on."""
+        weights = await self.weights(job_id)
+        return weights, await self.dataset(weights.spec.dataset)
+
     def _load_dataset(self, name: str) -> Dataset:
         try:
             return load_dataset(name, self.settings.data_dir, download=self.settings.download)
@@ -91,8 +96,8 @@ class Inference:
         """The model's predicted class for every image of a split (computed once, then cached)."""
         labels = self.predictions.get((job_id, split))
         if labels is None:
-            weights = await self.weights(job_id)
-            images, _ = (await self.dataset(weights.spec.dataset)).split(split)
+            weights, data = await self.model_and_data(job_id)
+            images, _ = data.split(split)
             labels = await run_in_threadpool(_predicted, weights, images)
             self.predictions.put((job_id, split), labels)
         return labels

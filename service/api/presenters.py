@@ -10,12 +10,14 @@ import numpy as np
 from fastapi import Query
 from sqlalchemy.orm import Session
 
-from service.api.schemas import DatasetPublic, EpochPoint, JobPublic, Progress
+from service.api.schemas import DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from service.store.models import EpochMetric, Job, JobStatus, TrainedModel
+from service.store.db import begin_write
+from service.store.jobs import enqueue_job
+from service.store.models import Job, JobStatus, TrainedModel
 from service.store.queries import count_queued, get_job, get_model, job_spec
 
 
@@ -75,11 +77,19 @@ def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError
     )
 
 
-def check_queue(session: Session, settings: Settings, adding: int = 1) -> None:
-    """Refuse `adding` jobs the queue has no room for; call it inside the write that inserts them."""
+def enqueue(
+    session: Session, settings: Settings, specs: list[TrainSpec], sweep_id: str | None = None
+) -> list[Job]:
+    """Queue these jobs, all or none: 429 when the queue has no room for them all.
+
+    The count and the inserts are one write transaction, so the limit holds; the caller commits
+    before it returns, to release the write lock in its own thread hop (docs/reliability.md).
+    """
+    begin_write(session)
     queued = count_queued(session)
-    if queued + adding > settings.max_queued:
-        raise queue_full(settings, queued, adding)
+    if queued + len(specs) > settings.max_queued:
+        raise queue_full(settings, queued, len(specs))
+    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
 
 
 def dataset_public(name: str, settings: Settings) -> DatasetPublic:
@@ -104,16 +114,6 @@ def dataset_image(data: Dataset, split: str, index: int) -> tuple[np.ndarray, in
             f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
         )
     return images[index], int(labels[index])
-
-
-def epoch_point(row: EpochMetric) -> EpochPoint:
-    return EpochPoint(
-        epoch=row.epoch,
-        loss=row.loss,
-        train_accuracy=row.train_accuracy,
-        test_accuracy=row.test_accuracy,
-        seconds=row.seconds,
-    )
 
 
 MIN_COMPARED, MAX_COMPARED = 2, 20

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from service.api.deps import ReaderDep, SessionDep, TrainedJobsDep
-from service.api.presenters import differing, epoch_point, labels
-from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint
+from service.api.presenters import differing, labels
+from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.spec import TrainSpec
 from service.store.models import Job
@@ -40,7 +40,7 @@ def compare(jobs: TrainedJobsDep, session: SessionDep) -> ComparisonPublic:
             spec=spec,
             train_accuracy=job.train_accuracy or 0.0,
             test_accuracy=job.test_accuracy or 0.0,
-            epochs=[epoch_point(r) for r in get_epochs(session, job.id)],
+            epochs=[EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)],
             losses=curve(session, job, spec),
         )
         for job, spec, label in zip(jobs, specs, names, strict=True)

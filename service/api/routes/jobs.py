@@ -4,37 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Response
 
 from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, check_queue, epoch_point, job_public
+from service.api.presenters import check_budget, enqueue, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
-from service.store.jobs import JobConflict, cancel_job, enqueue_job
+from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
 from service.store.queries import get_epochs, get_job, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobPublic,
-    dependencies=[WriterDep],
-    responses=SUBMIT_DOCS,
-)
+@router.post("", status_code=202, response_model=JobPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_job(spec: TrainSpec, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
     """Submit a training job; a worker picks it up."""
     check_budget(spec, settings)
-    begin_write(session)  # the count and the insert in one write transaction: the limit holds
-    check_queue(session, settings)
-    job = enqueue_job(session, spec)
+    (job,) = enqueue(session, settings, [spec])
     response.headers["Location"] = f"/jobs/{job.id}"
     public = job_public(job)
-    session.commit()  # release the write lock in this thread hop (see cancel)
+    session.commit()  # release the write lock in this thread hop
     return public
 
 
@@ -100,4 +92,4 @@ def read_losses(
 @router.get("/{job_id}/epochs", response_model=list[EpochPoint])
 def read_epochs(job: JobDep, session: SessionDep) -> list[EpochPoint]:
     """Mean loss, accuracies and time of each finished epoch."""
-    return [epoch_point(r) for r in get_epochs(session, job.id)]
+    return [EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)]

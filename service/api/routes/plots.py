@@ -127,6 +127,5 @@ async def mistakes_png(
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
-    weights = await inference.weights(job_id)
-    data = await inference.dataset(weights.spec.dataset)
+    weights, data = await inference.model_and_data(job_id)
     return _png(await run_in_threadpool(_mistakes, job_id, weights, data, split, limit))

@@ -34,6 +34,7 @@ from service.settings import Settings
 router = APIRouter(
     prefix="/models",
     tags=["predictions"],
+    dependencies=[ReaderDep],
     responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC | {413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES")},
 )
 
@@ -151,7 +152,7 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     "/{job_id}/predict",
     response_model=PredictionPublic | PredictionsPublic,
     openapi_extra=_PREDICT_BODY,
-    dependencies=[WriterDep],  # the writer's check covers protected reads too
+    dependencies=[WriterDep],
     responses={
         400: problem_doc("Malformed multipart body"),
         415: problem_doc("Not JSON, multipart or an image"),
@@ -192,7 +193,6 @@ async def predict(
 @router.get(
     "/{job_id}/predictions/{split}/{index}",
     response_model=ImagePredictionPublic,
-    dependencies=[ReaderDep],
     responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predict_split_image(
@@ -202,8 +202,8 @@ async def predict_split_image(
     inference: InferenceDep,
 ) -> ImagePredictionPublic:
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
-    weights = await inference.weights(job_id)
-    image, label = dataset_image(await inference.dataset(weights.spec.dataset), split, index)
+    weights, data = await inference.model_and_data(job_id)
+    image, label = dataset_image(data, split, index)
     p = weights.predict_proba(image[None, :])[0]
     predicted = int(p.argmax())
     return ImagePredictionPublic(
@@ -219,7 +219,6 @@ async def predict_split_image(
 @router.get(
     "/{job_id}/predictions/{split}",
     response_model=OutcomesPublic,
-    dependencies=[ReaderDep],
     responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predictions_by_outcome(
@@ -234,8 +233,8 @@ async def predictions_by_outcome(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OutcomesPublic:
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell."""
-    weights = await inference.weights(job_id)
-    labels = (await inference.dataset(weights.spec.dataset)).split(split)[1]
+    _, data = await inference.model_and_data(job_id)
+    labels = data.split(split)[1]
     guesses = await inference.predicted_labels(job_id, split)
     keep = np.ones(len(labels), dtype=bool)
     if label is not None:

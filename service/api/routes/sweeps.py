@@ -8,17 +8,15 @@ import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, check_queue, job_public
+from service.api.presenters import check_budget, enqueue, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from service.store.db import begin_write
-from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus
 from service.store.queries import list_jobs, list_sweep_ids
 
@@ -132,13 +130,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
     )
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=SweepPublic,
-    dependencies=[WriterDep],
-    responses=SUBMIT_DOCS,
-)
+@router.post("", status_code=202, response_model=SweepPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response
 ) -> SweepPublic:
@@ -146,13 +138,11 @@ def submit_sweep(
     check_grid(body, settings.max_sweep_jobs)
     specs = sweep_specs(body)
     check_budgets(specs, body, settings)
-    begin_write(session)  # the count and every insert in one write transaction: the limit holds
-    check_queue(session, settings, adding=len(specs))
     sweep_id = uuid.uuid4().hex[:12]
-    jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    jobs = enqueue(session, settings, specs, sweep_id=sweep_id)
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     public = sweep_public(sweep_id, jobs)
-    session.commit()  # release the write lock in this thread hop (docs/reliability.md)
+    session.commit()  # release the write lock in this thread hop
     return public
 
 
