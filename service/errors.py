@@ -16,6 +16,7 @@ from starlette.routing import Match
 log = logging.getLogger("mlplab.api")
 
 PROBLEM_JSON = "application/problem+json"
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=` (an OpenAPI responses object)
 
 
 class InvalidParam(BaseModel):
@@ -62,6 +63,10 @@ def not_trained(job_id: int, status: str) -> ProblemError:
     )
 
 
+def dataset_unavailable(reason: str) -> ProblemError:
+    return ProblemError(503, "Dataset unavailable", reason)
+
+
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
     return ProblemError(
         status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}]
@@ -85,14 +90,14 @@ def problem_response(
     )
 
 
-def _location(loc: tuple) -> str:
+def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _reason(error: dict) -> str:
+def _reason(error: dict[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
-    msg = error["msg"]
+    msg = str(error["msg"])
     if (
         "input" in error
         and error["type"] not in ("missing",)
@@ -165,19 +170,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unhandled)
 
 
-# For the OpenAPI document: every route can answer with a problem (401 and 403 once MLPLAB_API_TOKEN is set).
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
-    for code, desc in {
-        401: "No bearer token (MLPLAB_API_TOKEN is set)",
-        403: "Wrong bearer token",
-        404: "Not found",
-        422: "Invalid request",
-    }.items()
-}
+def problem_doc(description: str) -> dict[str, Any]:
+    """A problem response as the OpenAPI document lists it: application/problem+json, the Problem schema."""
+    return {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
 
+
+# The problems routes document (FastAPI's `responses=`). Every route can answer with these (401 and
+# 403 once MLPLAB_API_TOKEN is set):
+PROBLEM_RESPONSES: Responses = {
+    401: problem_doc("No bearer token (MLPLAB_API_TOKEN is set)"),
+    403: problem_doc("Wrong bearer token"),
+    404: problem_doc("Not found"),
+    422: problem_doc("Invalid request"),
+}
+# Routes that need a trained model (not_trained).
+NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
+# Routes that queue jobs: a body FastAPI cannot decode, and a full queue (presenters.queue_full).
+SUBMIT_DOCS: Responses = {400: problem_doc("Body not UTF-8"), 429: problem_doc("Queue full")}
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
-DATASET_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: PROBLEM_RESPONSES[422]
-    | {"description": "Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine"}
+DATASET_UNAVAILABLE_DOC: Responses = {
+    503: problem_doc("Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine")
 }

@@ -175,7 +175,7 @@ def _mnist_like(gray: np.ndarray) -> np.ndarray:
     return out.reshape(PIXELS)
 
 
-def pixels_to_image(values) -> np.ndarray:
+def pixels_to_image(values: object) -> np.ndarray:
     """JSON pixels (784 numbers, or 28 rows of 28) in 0..255 -> float32 (784,) in [0, 1]."""
     if isinstance(values, np.ndarray):
         values = values.tolist()
@@ -221,7 +221,7 @@ def pixels_to_image(values) -> np.ndarray:
     return (arr / 255).astype(np.float32)
 
 
-def _short(v) -> str:
+def _short(v: object) -> str:
     text = repr(v)
     return text if len(text) <= 30 else text[:27] + "..."
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,7 +27,6 @@ from service.errors import install_error_handlers
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 
-log = logging.getLogger("mlplab.api")
 READYZ_CONNECTIONS = 2  # /readyz takes no slot (a health check must not queue behind a burst)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(
             settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS
         )
@@ -49,12 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
-        if settings.api_token is None:
-            log.warning(
-                "MLPLAB_API_TOKEN is not set: anyone who can reach %s:%s can submit jobs",
-                settings.host,
-                settings.port,
-            )
         yield
         engine.dispose()
 
@@ -68,11 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    # Every database session the API opens takes one of these slots first, waiting in the event loop
-    # (never in a pool thread) when none is free: at most max_in_flight sessions, so connections, at
-    # once, and the pool capped to match never makes a session wait for a connection. A request holds
-    # its connection across several thread-pool hops, so with a capped pool alone, threads waiting
-    # for connections deadlocked with the requests holding them, which waited for a thread.
+    # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
+    # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)

@@ -106,11 +106,11 @@ def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "ste
 
 def mistakes_png(
     images: np.ndarray,
-    true: Sequence[int],
-    predicted: Sequence[int],
+    true: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray,
     classes: Sequence[str],
     title: str = "",
-    indices: Sequence[int] = (),
+    indices: Sequence[int] | np.ndarray = (),
 ) -> bytes:
     """A grid of images (n, 784) in [0, 1], each captioned 'true → predicted' (and its index, when given).
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import pytest
+import uvicorn
 
 from service.cli import main
-from service.client import Event, parse_sse
+from service.cli.http import Event, parse_sse
 from service.ml.spec import TrainSpec
+from service.settings import get_settings
 
 
 def test_submit_has_a_flag_for_every_spec_field(capsys):
@@ -40,3 +45,30 @@ def test_events_are_read_from_the_stream_format():
         "",
     ]
     assert list(parse_sse(lines)) == [Event("progress", {"step": 10}, "10-0"), Event("end", [1, 2], None)]
+
+
+def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, caplog):
+    for name in ("MLPLAB_API_TOKEN", "MLPLAB_HOST", "MLPLAB_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLPLAB_PORT", "8001")
+    served: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(kwargs, app=app))
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="mlplab"):
+            assert main(["api", "--host", "0.0.0.0", "--workers", "2"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert (served["app"], served["host"], served["port"], served["workers"]) == (
+        "service.main:create_app",
+        "0.0.0.0",
+        8001,  # the flag overrides MLPLAB_HOST; MLPLAB_PORT is kept
+        2,
+    )
+    assert (
+        "MLPLAB_HOST" not in os.environ and os.environ["MLPLAB_PORT"] == "8001"
+    )  # settings not passed by env
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "MLPLAB_API_TOKEN is not set: anyone on the network can submit jobs to http://0.0.0.0:8001"
+    ]

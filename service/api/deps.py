@@ -11,22 +11,22 @@ from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
 from service.api.inference import Inference
-from service.errors import ProblemError, not_found, not_trained
+from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
+from service.errors import ProblemError, not_found
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, TrainedModel
-from service.store.queries import get_job, get_model
+from service.store.queries import get_job
 
 
 async def _settings(request: Request) -> Settings:  # async: no threadpool hop
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One unit of work (session_scope), inside a slot (main.py: db_slots)."""
-    # The slot is waited for in the event loop, holding no thread; then, as FastAPI runs a sync
-    # generator dependency, the scope is entered and exited in the thread pool, the exit shielded
-    # from cancellation and not queued behind busy threads.
+    # The slot is awaited holding no thread; the scope runs in the pool, its exit shielded from cancellation.
     async with (
         request.app.state.db_slots,
         contextmanager_in_threadpool(session_scope(request.app.state.sessionmaker)) as session,
@@ -35,7 +35,8 @@ async def _session(request: Request) -> AsyncIterator[Session]:
 
 
 async def _inference(request: Request) -> Inference:
-    return request.app.state.inference
+    inference: Inference = request.app.state.inference
+    return inference
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -52,17 +53,21 @@ def _job(job_id: int, session: SessionDep) -> Job:
     return job
 
 
+def _trained_job(job_id: int, session: SessionDep) -> Job:
+    return require_trained(session, job_id)
+
+
+def _trained_jobs(ids: IdsQuery, session: SessionDep) -> list[Job]:
+    return [require_trained(session, job_id) for job_id in parse_ids(ids)]
+
+
 def _model(job_id: int, session: SessionDep) -> TrainedModel:
-    model = get_model(session, job_id)
-    if model is None:
-        job = get_job(session, job_id)
-        if job is None:
-            raise not_found("model", job_id)
-        raise not_trained(job.id, job.status)
-    return model
+    return trained_model(session, job_id)
 
 
 JobDep = Annotated[Job, Depends(_job)]
+TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained model, without its weights
+TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3,7,12, in that order
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
@@ -98,4 +103,14 @@ async def require_reader(request: Request) -> None:
 WriterDep = Depends(require_writer)
 ReaderDep = Depends(require_reader)
 
-__all__ = ["SessionDep", "SettingsDep", "InferenceDep", "JobDep", "ModelDep", "WriterDep", "ReaderDep"]
+__all__ = [
+    "SessionDep",
+    "SettingsDep",
+    "InferenceDep",
+    "JobDep",
+    "TrainedJobDep",
+    "TrainedJobsDep",
+    "ModelDep",
+    "WriterDep",
+    "ReaderDep",
+]

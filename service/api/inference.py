@@ -1,39 +1,48 @@
-"""What the API needs to predict: trained weights and datasets, kept in memory, loaded off the event loop."""
+"""What the API needs to predict: trained weights and datasets, kept in memory, loaded off the event loop.
+
+Its problems are the routers': presenters.trained_model (404, 409) and errors.dataset_unavailable (503).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import ProblemError, not_found, not_trained
+from service.api.presenters import trained_model
+from service.api.schemas import Split
+from service.errors import dataset_unavailable
 from service.ml.data import DataError, Dataset, load_dataset
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.queries import get_job, get_model
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class LRU:
+class LRU(Generic[K, V]):
     """A small thread-safe least-recently-used map."""
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
-        self._items: OrderedDict = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: K) -> V | None:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
         return None
 
-    def put(self, key, value) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -48,21 +57,17 @@ class Inference:
         self.factory = factory
         self.settings = settings
         self.slots = slots  # the API's database slots (main.py): a load opens a session
-        self.models = LRU(settings.model_cache_size)
+        self.models: LRU[int, Weights] = LRU(settings.model_cache_size)
         self.datasets: dict[str, Dataset] = {}
-        self.predictions = LRU(4 * settings.model_cache_size)  # (job_id, split) -> predicted labels
+        # (job_id, split) -> the predicted class of each image of the split
+        self.predictions: LRU[tuple[int, Split], np.ndarray] = LRU(4 * settings.model_cache_size)
 
     def _load(self, job_id: int) -> Weights:
         with session_scope(self.factory) as session:
-            model = get_model(session, job_id)
-            if model is None:
-                job = get_job(session, job_id)
-                if job is None:
-                    raise not_found("model", job_id)
-                raise not_trained(job_id, job.status)
-            return load_weights(model.weights)
+            return load_weights(trained_model(session, job_id).weights)
 
     async def weights(self, job_id: int) -> Weights:
+        """The model's weights: 404 for an unknown id, 409 for a job not trained."""
         weights = self.models.get(job_id)
         if weights is None:
             async with self.slots:
@@ -70,23 +75,33 @@ class Inference:
             self.models.put(job_id, weights)
         return weights
 
-    def dataset_sync(self, name: str) -> Dataset:
+    async def model_and_data(self, job_id: int) -> tuple[Weights, Dataset]:
+        """The model's weights and the dataset it was trained on."""
+        weights = await self.weights(job_id)
+        return weights, await self.dataset(weights.spec.dataset)
+
+    def _load_dataset(self, name: str) -> Dataset:
         try:
             return load_dataset(name, self.settings.data_dir, download=self.settings.download)
         except DataError as exc:
-            raise ProblemError(503, "Dataset unavailable", str(exc)) from exc
+            raise dataset_unavailable(str(exc)) from exc
 
     async def dataset(self, name: str) -> Dataset:
+        """The dataset, decoded once per process; 503 when its files are missing or damaged."""
         if name not in self.datasets:  # the first load decodes the files: off the event loop
-            self.datasets[name] = await run_in_threadpool(self.dataset_sync, name)
+            self.datasets[name] = await run_in_threadpool(self._load_dataset, name)
         return self.datasets[name]
 
-    async def predicted_labels(self, job_id: int, split: str) -> np.ndarray:
+    async def predicted_labels(self, job_id: int, split: Split) -> np.ndarray:
         """The model's predicted class for every image of a split (computed once, then cached)."""
         labels = self.predictions.get((job_id, split))
         if labels is None:
-            weights = await self.weights(job_id)
-            images, _ = (await self.dataset(weights.spec.dataset)).split(split)
-            labels = await run_in_threadpool(lambda: weights.predict_proba(images).argmax(axis=1))
+            weights, data = await self.model_and_data(job_id)
+            images, _ = data.split(split)
+            labels = await run_in_threadpool(_predicted, weights, images)
             self.predictions.put((job_id, split), labels)
         return labels
+
+
+def _predicted(weights: Weights, images: np.ndarray) -> np.ndarray:
+    return np.asarray(weights.predict_proba(images).argmax(axis=1))

@@ -1,20 +1,24 @@
-"""What the routers share: the public shape of a job and a dataset, the budget a job must fit, the
-model ids of a comparison. A router imports these, deps, schemas and the store, never another router."""
+"""What the routers share: the public shape of a job and a dataset, the budget and queue room a job
+must fit, which jobs are trained models, the model ids of a comparison, an image of a split. A router
+imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Query
 from sqlalchemy.orm import Session
 
 from service.api.schemas import DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, invalid, not_found, not_trained
-from service.ml.data import DATASETS, dataset_status
+from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from service.store.models import Job, JobStatus
-from service.store.queries import get_job, job_spec
+from service.store.db import begin_write
+from service.store.jobs import enqueue_job
+from service.store.models import Job, JobStatus, TrainedModel
+from service.store.queries import count_queued, get_job, get_model, job_spec
 
 
 def job_public(job: Job) -> JobPublic:
@@ -58,17 +62,37 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
         )
 
 
-def queue_full(settings: Settings, queued: int) -> ProblemError:
+def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError:
+    """429: `adding` more jobs would put the queue past MLPLAB_MAX_QUEUED."""
+    now = (
+        f"{queued} jobs are queued"
+        if adding == 1
+        else f"this request adds {adding} jobs to the {queued} queued"
+    )
     return ProblemError(
         429,
         "Queue full",
-        f"{queued} jobs are queued; the limit is {settings.max_queued} "
-        "(MLPLAB_MAX_QUEUED). Retry once some have run.",
+        f"{now}; the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
         headers={"Retry-After": "30"},
     )
 
 
-def dataset_public(name: str, settings) -> DatasetPublic:
+def enqueue(
+    session: Session, settings: Settings, specs: list[TrainSpec], sweep_id: str | None = None
+) -> list[Job]:
+    """Queue these jobs, all or none: 429 when the queue has no room for them all.
+
+    The count and the inserts are one write transaction, so the limit holds; the caller commits
+    before it returns, to release the write lock in its own thread hop (docs/reliability.md).
+    """
+    begin_write(session)
+    queued = count_queued(session)
+    if queued + len(specs) > settings.max_queued:
+        raise queue_full(settings, queued, len(specs))
+    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+
+
+def dataset_public(name: str, settings: Settings) -> DatasetPublic:
     status = dataset_status(name, settings.data_dir, download=settings.download)
     return DatasetPublic(
         name=name,
@@ -77,6 +101,19 @@ def dataset_public(name: str, settings) -> DatasetPublic:
         splits=status["splits"],
         classes=list(status["classes"]),
     )
+
+
+def dataset_image(data: Dataset, split: str, index: int) -> tuple[np.ndarray, int]:
+    """Image `index` of a split and its label; 404 naming the split's range when there is no such image."""
+    images, labels = data.split(split)
+    if index >= len(images):
+        raise ProblemError(
+            404,
+            "Image not found",
+            f"The {split} split of {data.name} has {len(images):,} images "
+            f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
+        )
+    return images[index], int(labels[index])
 
 
 MIN_COMPARED, MAX_COMPARED = 2, 20
@@ -107,18 +144,23 @@ def parse_ids(ids: str) -> list[int]:
     return numbers
 
 
-def trained_jobs(session: Session, ids: list[int]) -> list[Job]:
-    """The succeeded jobs with these ids, in order: 404 for an unknown one, then 409 for one not trained."""
-    jobs: list[Job] = []
-    for job_id in ids:
-        job = get_job(session, job_id)
-        if job is None:
-            raise not_found("model", job_id)
-        jobs.append(job)
-    for job in jobs:
-        if job.status != JobStatus.succeeded:
-            raise not_trained(job.id, job.status)
-    return jobs
+def require_trained(session: Session, job_id: int) -> Job:
+    """The job if it is a trained model: 404 for an unknown id, 409 for a job that has not succeeded."""
+    job = get_job(session, job_id)
+    if job is None:
+        raise not_found("model", job_id)
+    if job.status != JobStatus.succeeded:
+        raise not_trained(job.id, job.status)
+    return job
+
+
+def trained_model(session: Session, job_id: int) -> TrainedModel:
+    """The stored model of a trained job (require_trained's problems otherwise), its weights included."""
+    model = get_model(session, job_id)
+    if model is None:  # say why; a succeeded job has its model (finish_job stores both at once)
+        require_trained(session, job_id)
+        raise not_found("model", job_id)
+    return model
 
 
 def differing(specs: list[TrainSpec]) -> list[str]:

@@ -48,7 +48,7 @@ class JobsPublic(BaseModel):
     count: int
 
 
-NOTEBOOK_SWEEP = {
+NOTEBOOK_SWEEP: dict[str, Any] = {
     "base": {"backend": "numpy", "activation": "sigmoid", "optimizer": "sgd", "epochs": 15},
     "grid": {"init": ["random", "glorot"], "learning_rate": [0.01, 0.05, 0.1, 0.3]},
 }

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from service.client import parse_sse
+from service.cli.http import parse_sse
 from tests.conftest import REPO
 from tests.e2e.conftest import start_service
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep
-from service.api.presenters import IdsQuery, differing, labels, parse_ids, trained_jobs
+from service.api.deps import ReaderDep, SessionDep, TrainedJobsDep
+from service.api.presenters import differing, labels
 from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
-from service.errors import PROBLEM_RESPONSES
+from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.spec import TrainSpec
 from service.store.models import Job
 from service.store.queries import get_epochs, get_losses, job_spec
@@ -16,7 +16,7 @@ from service.store.queries import get_epochs, get_losses, job_spec
 router = APIRouter(
     tags=["compare"],
     dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}},
+    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
 
@@ -28,9 +28,8 @@ def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:
 
 
 @router.get("/compare", response_model=ComparisonPublic)
-def compare(ids: IdsQuery, session: SessionDep) -> ComparisonPublic:
+def compare(jobs: TrainedJobsDep, session: SessionDep) -> ComparisonPublic:
     """Several models side by side: which hyperparameters differ, accuracies, per-epoch metrics, loss curves."""
-    jobs = trained_jobs(session, parse_ids(ids))
     specs = [job_spec(job) for job in jobs]
     names = labels([job.id for job in jobs], specs)
     data = [
@@ -41,16 +40,7 @@ def compare(ids: IdsQuery, session: SessionDep) -> ComparisonPublic:
             spec=spec,
             train_accuracy=job.train_accuracy or 0.0,
             test_accuracy=job.test_accuracy or 0.0,
-            epochs=[
-                EpochPoint(
-                    epoch=r.epoch,
-                    loss=r.loss,
-                    train_accuracy=r.train_accuracy,
-                    test_accuracy=r.test_accuracy,
-                    seconds=r.seconds,
-                )
-                for r in get_epochs(session, job.id)
-            ],
+            epochs=[EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)],
             losses=curve(session, job, spec),
         )
         for job, spec, label in zip(jobs, specs, names, strict=True)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import InferenceDep, ReaderDep, SettingsDep
-from service.api.presenters import dataset_public
-from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
-from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError
+from service.api.presenters import dataset_image, dataset_public
+from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic, Split
+from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses
 from service.imaging import to_png
 from service.ml.data import DATASETS
+from service.ml.spec import DatasetName
 
 router = APIRouter(
     prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
 )
 
-DatasetName = Literal["mnist", "fashion-mnist"]
+PNG: Responses = {200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
 
 
 @router.get("", response_model=DatasetsPublic)
@@ -27,51 +28,44 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
     return DatasetsPublic(data=data, count=len(data))
 
 
-@router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE)
+@router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE_DOC)
 async def read_labels(
     name: DatasetName,
-    split: Literal["train", "test"],
+    split: Split,
     inference: InferenceDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LabelsPublic:
     """A page of a split's labels, for browsing its images."""
     data = await inference.dataset(name)
-    labels = data.split(split)[1][offset : offset + limit]
+    labels = data.split(split)[1]
     return LabelsPublic(
         name=name,
         split=split,
         classes=list(data.classes),
-        count=len(data.split(split)[1]),
-        data=[LabelPublic(index=offset + i, label=int(v)) for i, v in enumerate(labels)],
+        count=len(labels),
+        data=[
+            LabelPublic(index=offset + i, label=int(v)) for i, v in enumerate(labels[offset : offset + limit])
+        ],
     )
 
 
 @router.get(
     "/{name}/{split}/{index}.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
-    | DATASET_UNAVAILABLE,
+    responses=PNG | DATASET_UNAVAILABLE_DOC,
 )
 async def read_image(
     name: DatasetName,
-    split: Literal["train", "test"],
+    split: Split,
     index: Annotated[int, Path(ge=0)],
     inference: InferenceDep,
     scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,
 ) -> Response:
     """One image of a split, as PNG."""
-    data = await inference.dataset(name)
-    images, labels = data.split(split)
-    if index >= len(images):
-        raise ProblemError(
-            404,
-            "Image not found",
-            f"The {split} split of {name} has {len(images):,} images "
-            f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
-        )
+    image, label = dataset_image(await inference.dataset(name), split, index)
     return Response(
-        to_png(images[index], scale=scale),
+        to_png(image, scale=scale),
         media_type="image/png",
-        headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(labels[index]))},
+        headers={"Cache-Control": "public, max-age=86400", "X-Label": str(label)},
     )

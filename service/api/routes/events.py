@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import ReaderDep
 from service.api.presenters import job_public
 from service.api.schemas import JobPublic
-from service.errors import PROBLEM_RESPONSES, not_found
+from service.errors import PROBLEM_RESPONSES, Responses, not_found
 from service.store.db import session_scope
 from service.store.models import JobStatus
 from service.store.queries import get_epochs, get_job, get_losses
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], resp
 POLL_SECONDS = 0.5  # how often the stream reads the job's new rows
 KEEPALIVE_SECONDS = 15.0  # a comment line after this long without an event, so proxies keep the connection
 
-EVENTS_DOC = {
+EVENTS_DOC: Responses = {
     200: {
         "content": {"text/event-stream": {}},
         "description": """Server-Sent Events, in order:

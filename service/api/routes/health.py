@@ -23,7 +23,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready"}}
 )
-def readyz(request: Request):
+def readyz(request: Request) -> JSONResponse:
     """200 when the database is reachable and migrated; also says whether each dataset is present."""
     settings = request.app.state.settings
     engine = request.app.state.engine

@@ -7,8 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Response
 
 from service.api.deps import ModelDep, ReaderDep, SessionDep
-from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic
-from service.errors import PROBLEM_RESPONSES
+from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
+from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
 from service.store.models import TrainedModel
 from service.store.queries import job_spec, list_models
@@ -17,7 +17,7 @@ router = APIRouter(
     prefix="/models",
     tags=["models"],
     dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}},
+    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
 
@@ -65,7 +65,7 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
 
 
 @router.get("/{job_id}/confusion-matrix", response_model=ConfusionMatrixPublic)
-def read_confusion_matrix(model: ModelDep, split: Literal["train", "test"] = "test") -> ConfusionMatrixPublic:
+def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
     matrix = model.confusion_test if split == "test" else model.confusion_train
     classes = DATASETS[job_spec(model.job).dataset].classes

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
-from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep
-from service.api.presenters import IdsQuery, labels, parse_ids, trained_jobs
+from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep, TrainedJobDep, TrainedJobsDep
+from service.api.presenters import labels
 from service.api.schemas import Split
-from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, Responses
 from service.ml.data import DATASETS, Dataset
 from service.ml.weights import Weights
 from service.store.models import Job
@@ -22,7 +22,7 @@ from service.store.queries import get_epochs, get_losses, job_spec
 router = APIRouter(
     tags=["plots"],
     dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | {409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"}},
+    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
 # A trained model never changes, so neither do its figures.
@@ -41,7 +41,7 @@ def _spaced(name: str) -> str:
     return name.replace(",", ", ")  # a spec's name, breakable where a title wraps
 
 
-PNG = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
+PNG: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
 
 
 def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> list[plots.Curve]:
@@ -78,21 +78,18 @@ def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
 
 
 @router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
-def loss_curve_png(job_id: int, session: SessionDep, x: XQuery = "step") -> Response:
+def loss_curve_png(job: TrainedJobDep, session: SessionDep, x: XQuery = "step") -> Response:
     """The batch loss against steps (dots: each epoch's mean loss)."""
-    jobs = trained_jobs(session, [job_id])
-    spec = job_spec(jobs[0])
-    curves = _curves(session, jobs, [""], x)
-    title = f"model {job_id}: {_spaced(spec.name)}\ntest accuracy {jobs[0].test_accuracy or 0:.2%}"
+    curves = _curves(session, [job], [""], x)
+    title = f"model {job.id}: {_spaced(job_spec(job).name)}\ntest accuracy {job.test_accuracy or 0:.2%}"
     return _png(
         plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step")
     )
 
 
 @router.get("/compare.png", response_class=Response, responses=PNG)
-def compare_png(ids: IdsQuery, session: SessionDep, x: XQuery = "step") -> Response:
+def compare_png(jobs: TrainedJobsDep, session: SessionDep, x: XQuery = "step") -> Response:
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
-    jobs = trained_jobs(session, parse_ids(ids))
     names = labels([job.id for job in jobs], [job_spec(job) for job in jobs])
     names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs, strict=True)]
     return _png(
@@ -122,7 +119,7 @@ def _mistakes(job_id: int, weights: Weights, data: Dataset, split: Split, limit:
     )
 
 
-@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE)
+@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
 async def mistakes_png(
     job_id: int,
     inference: InferenceDep,
@@ -130,6 +127,5 @@ async def mistakes_png(
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
-    weights = await inference.weights(job_id)
-    data = await inference.dataset(weights.spec.dataset)
+    weights, data = await inference.model_and_data(job_id)
     return _png(await run_in_threadpool(_mistakes, job_id, weights, data, split, limit))

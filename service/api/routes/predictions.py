@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ReaderDep, WriterDep
+from service.api.presenters import dataset_image
 from service.api.schemas import (
     ImagePredictionPublic,
     OutcomePublic,
@@ -17,19 +18,24 @@ from service.api.schemas import (
     PredictCreate,
     PredictionPublic,
     PredictionsPublic,
+    Split,
 )
-from service.errors import DATASET_UNAVAILABLE, PROBLEM_RESPONSES, ProblemError, invalid
+from service.errors import (
+    DATASET_UNAVAILABLE_DOC,
+    NOT_TRAINED_DOC,
+    PROBLEM_RESPONSES,
+    ProblemError,
+    invalid,
+    problem_doc,
+)
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.settings import Settings
 
 router = APIRouter(
     prefix="/models",
     tags=["predictions"],
-    responses=PROBLEM_RESPONSES
-    | {
-        409: PROBLEM_RESPONSES[422] | {"description": "Not trained yet"},
-        413: PROBLEM_RESPONSES[422] | {"description": "Body over MLPLAB_MAX_UPLOAD_BYTES"},
-    },
+    dependencies=[ReaderDep],
+    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC | {413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES")},
 )
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
@@ -146,10 +152,10 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     "/{job_id}/predict",
     response_model=PredictionPublic | PredictionsPublic,
     openapi_extra=_PREDICT_BODY,
-    dependencies=[WriterDep],  # the writer's check covers protected reads too
+    dependencies=[WriterDep],
     responses={
-        400: PROBLEM_RESPONSES[422] | {"description": "Malformed multipart body"},
-        415: PROBLEM_RESPONSES[422] | {"description": "Not JSON, multipart or an image"},
+        400: problem_doc("Malformed multipart body"),
+        415: problem_doc("Not JSON, multipart or an image"),
     },
 )
 async def predict(
@@ -187,47 +193,37 @@ async def predict(
 @router.get(
     "/{job_id}/predictions/{split}/{index}",
     response_model=ImagePredictionPublic,
-    dependencies=[ReaderDep],
-    responses=DATASET_UNAVAILABLE,
+    responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predict_split_image(
     job_id: int,
-    split: Literal["train", "test"],
+    split: Split,
     index: Annotated[int, Path(ge=0)],
     inference: InferenceDep,
 ) -> ImagePredictionPublic:
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
-    weights = await inference.weights(job_id)
-    data = await inference.dataset(weights.spec.dataset)
-    images, labels = data.split(split)
-    if index >= len(images):
-        raise ProblemError(
-            404,
-            "Image not found",
-            f"The {split} split of {data.name} has {len(images):,} images "
-            f"(index 0 to {len(images) - 1:,}); there is no index {index:,}.",
-        )
-    p = weights.predict_proba(images[index : index + 1])[0]
+    weights, data = await inference.model_and_data(job_id)
+    image, label = dataset_image(data, split, index)
+    p = weights.predict_proba(image[None, :])[0]
     predicted = int(p.argmax())
     return ImagePredictionPublic(
         split=split,
         index=index,
-        label=int(labels[index]),
+        label=label,
         predicted=predicted,
         probabilities=p.tolist(),
-        correct=predicted == int(labels[index]),
+        correct=predicted == label,
     )
 
 
 @router.get(
     "/{job_id}/predictions/{split}",
     response_model=OutcomesPublic,
-    dependencies=[ReaderDep],
-    responses=DATASET_UNAVAILABLE,
+    responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predictions_by_outcome(
     job_id: int,
-    split: Literal["train", "test"],
+    split: Split,
     inference: InferenceDep,
     label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
     predicted: Annotated[
@@ -237,8 +233,8 @@ async def predictions_by_outcome(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OutcomesPublic:
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell."""
-    weights = await inference.weights(job_id)
-    labels = (await inference.dataset(weights.spec.dataset)).split(split)[1]
+    _, data = await inference.model_and_data(job_id)
+    labels = data.split(split)[1]
     guesses = await inference.predicted_labels(job_id, split)
     keep = np.ones(len(labels), dtype=bool)
     if label is not None:

@@ -8,19 +8,17 @@ import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, job_public
+from service.api.presenters import check_budget, enqueue, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
-from service.errors import PROBLEM_RESPONSES, ProblemError, invalid, not_found
+from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from service.store.db import begin_write
-from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus
-from service.store.queries import count_queued, list_jobs, list_sweep_ids
+from service.store.queries import list_jobs, list_sweep_ids
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -94,7 +92,9 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
         try:
             check_budget(spec, settings)
         except ProblemError as exc:
-            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]  # type: ignore[index]
+            if not exc.invalid_params:
+                raise
+            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
             where = f"grid.{field}" if field in body.grid else f"base.{field}"
             combination = ", ".join(f"{f}={getattr(spec, f)!r}" for f in body.grid)
             raise invalid(where, f"{reason} (with {combination})") from None
@@ -116,7 +116,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         else:
             grid[field] = values
     publics.sort(key=lambda p: (p.status != JobStatus.succeeded, -(p.test_accuracy or 0.0), p.id))
-    summary = {s.value: 0 for s in JobStatus}
+    summary = dict.fromkeys(JobStatus, 0)
     for p in publics:
         summary[p.status] += 1
     return SweepPublic(
@@ -127,19 +127,10 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         jobs=publics,
         count=len(publics),
         status=summary,
-    )  # type: ignore[arg-type]
+    )
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=SweepPublic,
-    dependencies=[WriterDep],
-    responses={
-        400: PROBLEM_RESPONSES[422] | {"description": "Body not UTF-8"},
-        429: PROBLEM_RESPONSES[422] | {"description": "Queue full"},
-    },
-)
+@router.post("", status_code=202, response_model=SweepPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response
 ) -> SweepPublic:
@@ -147,23 +138,11 @@ def submit_sweep(
     check_grid(body, settings.max_sweep_jobs)
     specs = sweep_specs(body)
     check_budgets(specs, body, settings)
-    begin_write(
-        session
-    )  # the count and every insert in one write transaction: the limit holds for the whole sweep
-    queued = count_queued(session)
-    if queued + len(specs) > settings.max_queued:
-        raise ProblemError(
-            429,
-            "Queue full",
-            f"this sweep adds {len(specs)} jobs to the {queued} queued; "
-            f"the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
-            headers={"Retry-After": "30"},
-        )
     sweep_id = uuid.uuid4().hex[:12]
-    jobs = [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    jobs = enqueue(session, settings, specs, sweep_id=sweep_id)
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     public = sweep_public(sweep_id, jobs)
-    session.commit()  # release the write lock in this thread hop (see jobs.cancel)
+    session.commit()  # release the write lock in this thread hop
     return public
 
 

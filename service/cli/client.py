@@ -1,16 +1,11 @@
-"""The `mlplab` command: api, worker, dev (both on one machine); and, over HTTP to a running API,
-submit (--watch), watch, cancel, jobs, models, compare, predict, sweep."""
+"""The `mlplab` commands that talk to a running API over HTTP: submit (--watch), watch, cancel, jobs,
+models, compare, predict, sweep. Each prints what it got and returns the exit status."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import logging
 import mimetypes
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -18,78 +13,13 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TextIO, Union, get_args, get_origin
 
-from service.client import ApiClient, ApiError
+from service.cli.http import ApiClient, ApiError
 from service.ml.spec import TrainSpec
 from service.settings import get_settings
 from service.store.models import JobStatus
 
-log = logging.getLogger("mlplab")
-
-SHUTDOWN_GRACE_SECONDS = 5
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _serve(host: str | None, port: int | None, workers: int = 1) -> None:
-    import uvicorn
-
-    # Flags override the environment; the app factory reads the environment (in every uvicorn process).
-    if host:
-        os.environ["MLPLAB_HOST"] = host
-    if port:
-        os.environ["MLPLAB_PORT"] = str(port)
-    get_settings.cache_clear()
-    settings = get_settings()
-    if settings.api_token is None and not _is_loopback(settings.host):
-        log.warning(
-            "serving on %s without MLPLAB_API_TOKEN: anyone on the network can submit jobs", settings.host
-        )
-    log.info("API on http://%s:%s (docs at /docs)", settings.host, settings.port)
-    # uvloop + httptools: on the plain asyncio loop keep-alive requests pay ~44 ms (uvicorn issue 3149).
-    # A graceful shutdown waits for open responses, and an event stream lasts as long as its job:
-    # past SHUTDOWN_GRACE_SECONDS the streams are cut (their clients reconnect with Last-Event-ID).
-    uvicorn.run(
-        "service.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-    )
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _dev(host: str | None, port: int | None) -> int:
-    worker = subprocess.Popen([sys.executable, "-m", "workers"])
-    log.info("worker started (pid %d)", worker.pid)
-    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the default
-    # one the process would die on the spot and leave the worker running. This one unwinds to `finally`.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
-        _serve(host, port)
-    finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    return 0
-
-
-# --- the client commands: talk to a running API over HTTP --------------------------------------
+Json = dict[str, Any]  # a JSON object as the API sent it
+Command = Callable[[ApiClient, argparse.Namespace], int]
 
 
 def _flag_type(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None]:
@@ -113,7 +43,7 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
-def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainSpec field; those not given are left to the API's defaults."""
     group = parser.add_argument_group("training spec (unset flags take the API's defaults)")
     for name, info in TrainSpec.model_fields.items():
@@ -154,7 +84,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 class ProgressBar:
     """A one-line progress display on stderr (a line per epoch when stderr is not a terminal)."""
 
-    def __init__(self, job: dict, out: TextIO | None = None, width: int = 24):
+    def __init__(self, job: Json, out: TextIO | None = None, width: int = 24):
         self.job_id, self.epochs, self.width = job["id"], job["spec"]["epochs"], width
         self.out = out or sys.stderr
         self.live = self.out.isatty()
@@ -168,7 +98,7 @@ class ProgressBar:
             self.out.write(text + "\n")
         self.out.flush()
 
-    def update(self, event: str, data: dict) -> None:
+    def update(self, event: str, data: Json) -> None:
         if event == "status" and not JobStatus(data["status"]).finished:  # how it ended is reported after
             attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
             self._show(f"job {self.job_id} {data['status']}{attempt}", True)
@@ -196,7 +126,7 @@ class ProgressBar:
             self.out.flush()
 
 
-def _report(job: dict) -> int:
+def _report(job: Json) -> int:
     """Print how a job ended; the exit status (0 when it succeeded)."""
     if job["status"] == "succeeded":
         print(f"job {job['id']} succeeded: {job['name']}")
@@ -207,7 +137,7 @@ def _report(job: dict) -> int:
     return 1
 
 
-def _watch(client: ApiClient, job: dict) -> int:
+def _watch(client: ApiClient, job: Json) -> int:
     bar = ProgressBar(job)
     try:
         for event in client.events(job["id"]):
@@ -237,7 +167,7 @@ def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(job: dict) -> str:
+def _progress(job: Json) -> str:
     p = job["progress"]
     running = job["status"] == "running" and p["steps"] and p["step"]
     return f"{p['epoch'] or 0}/{p['epochs']}" + (f" step {p['step']:,}/{p['steps']:,}" if running else "")
@@ -302,7 +232,9 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     kind = mimetypes.guess_type(args.image)[0] or "application/octet-stream"
     result = client.post(f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind})
     dataset = client.get(f"/models/{args.model}")["dataset"]
-    classes = next((d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), [])
+    classes: list[str] = next(
+        (d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), []
+    )
 
     def name(label: int) -> str:
         return (
@@ -358,11 +290,11 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _varying(sweep: dict, job: dict) -> str:
+def _varying(sweep: Json, job: Json) -> str:
     return ", ".join(f"{field}={job['spec'][field]}" for field in sweep["grid"])
 
 
-def _sweep_table(sweep: dict) -> str:
+def _sweep_table(sweep: Json) -> str:
     rows = [
         [j["id"], j["status"], _varying(sweep, j), _pct(j["train_accuracy"]), _pct(j["test_accuracy"])]
         for j in sweep["jobs"]
@@ -398,85 +330,12 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
     return 0 if sweep["status"]["succeeded"] else 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    api = sub.add_parser("api", help="run the HTTP API (never trains)")
-    api.add_argument("--host", help="bind address (MLPLAB_HOST, default 127.0.0.1)")
-    api.add_argument("--port", type=int, help="port (MLPLAB_PORT, default 8000)")
-    api.add_argument("--workers", type=int, default=1, help="uvicorn processes")
-    worker = sub.add_parser("worker", help="run a training worker")
-    worker.add_argument("--once", action="store_true", help="process what is queued, then exit")
-    dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
-    dev.add_argument("--host", help="bind address (default 127.0.0.1)")
-    dev.add_argument("--port", type=int, help="port (default 8000)")
-
-    remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--url", help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
-    remote.add_argument("--token", help="bearer token for a protected API (MLPLAB_API_TOKEN)")
-    submit = sub.add_parser(
-        "submit",
-        parents=[remote],
-        help="submit a training job",
-        description="Submit a training job; --watch follows it to the end.",
-    )
-    _add_spec_flags(submit)
-    submit.add_argument(
-        "--watch", action="store_true", help="show its progress until it ends, then its accuracies"
-    )
-    submit.set_defaults(run=cmd_submit)
-    watch = sub.add_parser("watch", parents=[remote], help="follow a job's progress until it ends")
-    watch.add_argument("job_id", type=int)
-    watch.set_defaults(run=cmd_watch)
-    cancel = sub.add_parser("cancel", parents=[remote], help="cancel a queued or running job")
-    cancel.add_argument("job_id", type=int)
-    cancel.set_defaults(run=cmd_cancel)
-    jobs = sub.add_parser("jobs", parents=[remote], help="list jobs, newest first")
-    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
-    jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
-    jobs.add_argument("--limit", type=int, default=50)
-    jobs.set_defaults(run=cmd_jobs)
-    models = sub.add_parser("models", parents=[remote], help="list trained models, best first")
-    models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
-    models.set_defaults(run=cmd_models)
-    compare = sub.add_parser(
-        "compare",
-        parents=[remote],
-        help="trained models side by side",
-        description="The hyperparameters that set the models apart, then their accuracies, "
-        "last epoch's loss and training time (GET /compare).",
-    )
-    compare.add_argument("model_ids", type=int, nargs="+", metavar="MODEL_ID", help="2 to 20 model (job) ids")
-    compare.add_argument(
-        "--all", action="store_true", help="every hyperparameter, not only those that differ"
-    )
-    compare.set_defaults(run=cmd_compare)
-    predict = sub.add_parser(
-        "predict", parents=[remote], help="predict the digit (or garment) in an image file"
-    )
-    predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
-    predict.add_argument("--model", type=int, required=True, help="the model (job) id")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to list")
-    predict.set_defaults(run=cmd_predict)
-    sweep = sub.add_parser(
-        "sweep",
-        parents=[remote],
-        help="submit a grid of jobs from a JSON file",
-        description='FILE holds {"base": {...spec...}, "grid": {"field": [values], ...}} '
-        '("-": standard input).',
-    )
-    sweep.add_argument("file")
-    sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
-    sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
-    sweep.set_defaults(run=cmd_sweep)
-    return parser
-
-
-def _remote(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run a client command; the API's problems are printed (title, status, detail) with exit status 1."""
     try:
         with _client(args) as client:
-            return args.run(client, args)
+            command: Command = args.call
+            return command(client, args)
     except ApiError as exc:
         status = f" ({exc.status})" if exc.status else ""
         print(f"mlplab: {exc.title}{status}: {exc.detail}", file=sys.stderr)
@@ -485,23 +344,3 @@ def _remote(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if hasattr(args, "run"):
-        return _remote(args)
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "api":
-        _serve(args.host, args.port, args.workers)
-        return 0
-    if args.command == "worker":
-        from workers.worker import main as worker_main
-
-        return worker_main(["--once"] if args.once else [])
-    return _dev(args.host, args.port)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

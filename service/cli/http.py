@@ -48,7 +48,8 @@ class Event:
 
 def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
     """Events from the lines of a text/event-stream (comments and `retry:` are skipped)."""
-    event, data, event_id = "message", [], None
+    event, event_id = "message", None
+    data: list[str] = []
     for line in lines:
         if not line:
             if data:

@@ -1,0 +1,100 @@
+"""The `mlplab` command. Two programs behind one parser: serve.py runs the processes (api, worker,
+dev); client.py talks to a running API over HTTP (submit, watch, cancel, jobs, models, compare,
+predict, sweep) with http.py's ApiClient."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from service.cli import client, serve
+from service.store.models import JobStatus
+
+
+def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = sub.add_parser("api", help="run the HTTP API (never trains)")
+    api.add_argument("--host", help="bind address (MLPLAB_HOST, default 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (MLPLAB_PORT, default 8000)")
+    api.add_argument("--workers", type=int, default=1, help="uvicorn processes")
+    worker = sub.add_parser("worker", help="run a training worker")
+    worker.add_argument("--once", action="store_true", help="process what is queued, then exit")
+    dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
+    dev.add_argument("--host", help="bind address (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="port (default 8000)")
+    for parser in (api, worker, dev):
+        parser.set_defaults(run=serve.run)
+
+
+def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--url", help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
+    remote.add_argument("--token", help="bearer token for a protected API (MLPLAB_API_TOKEN)")
+
+    def command(
+        name: str, call: client.Command, help: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, parents=[remote], help=help, description=description)
+        parser.set_defaults(run=client.run, call=call)
+        return parser
+
+    submit = command(
+        "submit",
+        client.cmd_submit,
+        "submit a training job",
+        description="Submit a training job; --watch follows it to the end.",
+    )
+    client.add_spec_flags(submit)
+    submit.add_argument(
+        "--watch", action="store_true", help="show its progress until it ends, then its accuracies"
+    )
+    for name, call, summary in (
+        ("watch", client.cmd_watch, "follow a job's progress until it ends"),
+        ("cancel", client.cmd_cancel, "cancel a queued or running job"),
+    ):
+        command(name, call, summary).add_argument("job_id", type=int)
+    jobs = command("jobs", client.cmd_jobs, "list jobs, newest first")
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
+    jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
+    jobs.add_argument("--limit", type=int, default=50)
+    models = command("models", client.cmd_models, "list trained models, best first")
+    models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
+    compare = command(
+        "compare",
+        client.cmd_compare,
+        "trained models side by side",
+        description="The hyperparameters that set the models apart, then their accuracies, "
+        "last epoch's loss and training time (GET /compare).",
+    )
+    compare.add_argument("model_ids", type=int, nargs="+", metavar="MODEL_ID", help="2 to 20 model (job) ids")
+    compare.add_argument(
+        "--all", action="store_true", help="every hyperparameter, not only those that differ"
+    )
+    predict = command("predict", client.cmd_predict, "predict the digit (or garment) in an image file")
+    predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
+    predict.add_argument("--model", type=int, required=True, help="the model (job) id")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to list")
+    sweep = command(
+        "sweep",
+        client.cmd_sweep,
+        "submit a grid of jobs from a JSON file",
+        description="FILE holds "
+        '{"base": {...spec...}, "grid": {"field": [values], ...}} ("-": standard input).',
+    )
+    sweep.add_argument("file")
+    sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
+    sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_commands(sub)
+    _client_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `mlplab` console script; the exit status."""
+    args = _parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
