@@ -6,6 +6,7 @@ flight, reports each trial's epochs to `should_prune`, and records the ends, as 
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -15,9 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import matplotlib
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from PIL import Image
 from pydantic import ValidationError
 
 from service.ml.spec import TrainSpec
@@ -37,6 +40,7 @@ from service.search import (
     should_prune,
     trials_to_queue,
 )
+from service.search.figures import FIGURES, figure_data, figure_png
 from tests.conftest import REPO
 
 BASE = {"backend": "numpy", "epochs": 10}
@@ -424,3 +428,45 @@ def test_a_study_round_trips_through_json_as_written():
     stored = json.loads(config.model_dump_json())
     assert stored["space"]["learning_rate"] == {"float": [0.0001, 1], "log": True}
     assert StudyCreate.model_validate(stored) == config
+
+
+# --- Figures
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image.size
+
+
+def test_figures_are_pngs_and_leave_matplotlib_as_they_found_it():
+    config = make(trials=12)
+    trials = finished(config, 10, running=1)
+    trials.append(TrialRecord(11, next_params(config, trials), "pruned", None, {1: 0.5}))
+    style = dict(matplotlib.rcParams)
+    for name in FIGURES:
+        width, height = _png_size(figure_png(name, config, trials))
+        assert 300 <= width <= 2500 and 300 <= height <= 1000, name
+        _png_size(figure_png(name, config, []))  # an empty study still draws
+    assert dict(matplotlib.rcParams) == style
+
+
+def test_figure_data_is_plain_json_of_the_succeeded_trials():
+    config = make(trials=12)
+    trials = finished(config, 8, running=1)
+    trials.append(TrialRecord(9, next_params(config, trials), "pruned", None, {1: 0.99}))
+    history = figure_data("history", config, trials)
+    assert history["number"] == list(range(8))
+    assert history["best"] == [max(history["value"][: i + 1]) for i in range(8)]
+    parallel = figure_data("parallel", config, trials)
+    axes = {a["name"]: a for a in parallel["params"]}
+    assert axes["hidden_layers"]["labels"] == ["[500, 250, 100]", "[256]", "[1024, 512]"]
+    assert [axes["hidden_layers"]["labels"][i] for i in axes["hidden_layers"]["values"]] == [
+        json.dumps(t.params["hidden_layers"]) for t in trials[:8]
+    ]
+    assert axes["learning_rate"]["log"] is True and len(axes["batch_size"]["values"]) == 8
+    scores = figure_data("importance", config, trials)
+    assert sorted(scores["params"]) == sorted(SPACE) and math.isclose(sum(scores["importance"]), 1)
+    for name in FIGURES:
+        json.dumps(figure_data(name, config, trials), allow_nan=False)
