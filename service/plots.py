@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DPI = 100
-_lock = threading.Lock()
+DRAWING = threading.Lock()  # matplotlib promises nothing for concurrent use: one figure drawn at a time
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _wrap(title: str, width: int) -> str:
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    with _lock:
+    with DRAWING:
         fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 

@@ -1,0 +1,227 @@
+"""The decisions of a study, as pure functions of its configuration and its trials.
+
+mlplab's jobs are the trials and the database is the only record of them. At each decision the
+caller reads the study's trials (`TrialRecord`s) and asks; this module rebuilds an in-memory
+Optuna study from them, lets Optuna's sampler or pruner decide, and throws the study away.
+Nothing is kept between calls, so the same trials always give the same answer: a decision
+repeated after a crash is the decision that was lost. Samplers are seeded from (study seed,
+number of trials so far); trials queued or running are in flight for Optuna (RUNNING), so a
+sampler with a constant liar does not propose them again.
+
+The objective is validation accuracy, maximised. Steps are epochs, counted from 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+from optuna.pruners import BasePruner, HyperbandPruner, SuccessiveHalvingPruner
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.storages import InMemoryStorage
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from service.search.study import PRUNERS, SAMPLERS, StudyCreate, decode, distributions, encode, grid_size
+
+# Each decision builds a throwaway in-memory study; Optuna would log a line for every one.
+optuna.logging.set_verbosity(logging.WARNING)
+
+# A job's status (service.store.models.JobStatus, plus "pruned") -> the trial state Optuna sees.
+STATES: dict[str, TrialState] = {
+    "queued": TrialState.RUNNING,  # in flight: its params are taken
+    "running": TrialState.RUNNING,
+    "succeeded": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "failed": TrialState.FAIL,
+    "cancelled": TrialState.FAIL,
+}
+IN_FLIGHT = frozenset(status for status, state in STATES.items() if state == TrialState.RUNNING)
+
+# Pruners whose memory (ASHA's rungs) lives in the trials' system attributes: rebuilt by replaying
+# every report of every trial, as they were made, before the decision asked for.
+_REPLAYED = (SuccessiveHalvingPruner, HyperbandPruner)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the database has it: a job of the study."""
+
+    number: int  # 0, 1, 2, ... in the order the trials were created
+    params: Mapping[str, Any]  # the searched fields' spec values, as `next_params` returned them
+    status: str  # a key of STATES
+    value: float | None = None  # final validation accuracy; required when succeeded, ignored otherwise
+    intermediate: Mapping[int, float] = field(default_factory=dict)  # epoch (from 1) -> validation accuracy
+
+    def __post_init__(self) -> None:
+        if self.status not in STATES:
+            raise ValueError(
+                f"trial {self.number}: unknown status {self.status!r}; known: {', '.join(STATES)}"
+            )
+        if self.status == "succeeded" and self.value is None:
+            raise ValueError(f"trial {self.number} succeeded without a value")
+
+
+def _frozen(
+    record: TrialRecord, dists: Mapping[str, BaseDistribution], *, upto: int | None = None
+) -> FrozenTrial:
+    state = STATES[record.status]
+    steps = {e: v for e, v in record.intermediate.items() if upto is None or e <= upto}
+    return create_trial(
+        state=state,
+        value=record.value if state == TrialState.COMPLETE else None,
+        params={name: encode(record.params[name]) for name in dists},
+        distributions=dict(dists),
+        intermediate_values=steps,
+    )
+
+
+def _sorted(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    records = sorted(trials, key=lambda t: t.number)
+    if [t.number for t in records] != list(range(len(records))):
+        raise ValueError(f"trial numbers must be 0..{len(records) - 1}, each once")
+    return records
+
+
+@dataclass(frozen=True)
+class _Rebuilt:
+    """A throwaway study and the storage under it (which the pruner replay writes to directly)."""
+
+    study: Study
+    storage: InMemoryStorage
+    study_id: int
+
+    @classmethod
+    def empty(cls, sampler: BaseSampler, pruner: BasePruner | None = None) -> _Rebuilt:
+        storage = InMemoryStorage()
+        study_id = storage.create_new_study([StudyDirection.MAXIMIZE], study_name="mlplab")
+        return cls(Study("mlplab", storage, sampler=sampler, pruner=pruner), storage, study_id)
+
+    def add(self, frozen: FrozenTrial) -> int:
+        return self.storage.create_new_trial(self.study_id, template_trial=frozen)
+
+    def replay(self, pruner: BasePruner, frozen: FrozenTrial) -> bool:
+        """Add a trial as it ran: RUNNING, each report shown to the pruner in turn, then its end.
+
+        Returns the pruner's answer to its last report (False without reports).
+        """
+        answer = False
+        trial_id = self.add(
+            create_trial(state=TrialState.RUNNING, params=frozen.params, distributions=frozen.distributions)
+        )
+        for step, value in sorted(frozen.intermediate_values.items()):
+            self.storage.set_trial_intermediate_value(trial_id, step, value)
+            answer = pruner.prune(self.study, self.storage.get_trial(trial_id))
+        if frozen.state != TrialState.RUNNING:
+            self.storage.set_trial_state_values(trial_id, frozen.state, frozen.values)
+        return answer
+
+
+def build_study(
+    config: StudyCreate,
+    trials: Iterable[TrialRecord],
+    *,
+    sampler: BaseSampler | None = None,
+    pruner: BasePruner | None = None,
+) -> Study:
+    """An in-memory Optuna study holding these trials (for Optuna's plots and evaluators too)."""
+    rebuilt = _Rebuilt.empty(sampler or RandomSampler(seed=config.seed), pruner)
+    dists = distributions(config)
+    for record in _sorted(trials):
+        rebuilt.add(_frozen(record, dists))
+    return rebuilt.study
+
+
+def trials_to_queue(config: StudyCreate, trials: Sequence[TrialRecord]) -> int:
+    """How many new trials to queue now: up to `parallelism` in flight, `trials` in all."""
+    in_flight = sum(t.status in IN_FLIGHT for t in trials)
+    return max(0, min(config.parallelism - in_flight, config.trials - len(trials)))
+
+
+def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, Any]:
+    """The searched fields' values for trial number len(trials): TrainSpec(base | these) is its spec.
+
+    Raises ValueError when a grid has no point left (check `grid_size` before extending one).
+    """
+    size = grid_size(config)
+    if size is not None and len(trials) >= size:
+        raise ValueError(f"the grid's {size} points all have a trial")
+    sampler = SAMPLERS[config.sampler](config, len(trials))
+    trial = build_study(config, trials, sampler=sampler).ask(distributions(config))
+    return decode(config, trial.params)
+
+
+def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """The params of every trial to queue now (`trials_to_queue` of them), each in flight for the next."""
+    records, batch = list(trials), []
+    for _ in range(trials_to_queue(config, trials)):
+        params = next_params(config, records)
+        records.append(TrialRecord(len(records), params, "queued"))
+        batch.append(params)
+    return batch
+
+
+def should_prune(
+    config: StudyCreate,
+    trials: Sequence[TrialRecord],
+    trial_number: int,
+    epoch: int,
+    value: float,
+    *,
+    pruner: BasePruner | None = None,
+) -> bool:
+    """Whether trial `trial_number`, which just reported `value` after `epoch`, should stop now.
+
+    The pruner is the config's (`PRUNERS[config.pruner]()`) unless one is given. The trial's
+    reports after `epoch` in `trials`, if any, are ignored, so a repeated call answers the same.
+    """
+    pruner = pruner or PRUNERS[config.pruner]()
+    dists = distributions(config)
+    records = _sorted(trials)
+    if not 0 <= trial_number < len(records):
+        raise ValueError(f"no trial {trial_number} among the {len(records)}")
+    current = records[trial_number]
+    current = TrialRecord(
+        current.number, current.params, "running", None, {**current.intermediate, epoch: value}
+    )
+    rebuilt = _Rebuilt.empty(RandomSampler(seed=config.seed), pruner)
+    replay = isinstance(pruner, _REPLAYED)
+    for record in records:
+        if record.number == trial_number:
+            continue
+        if replay:
+            rebuilt.replay(pruner, _frozen(record, dists))
+        else:
+            rebuilt.add(_frozen(record, dists))
+    frozen = _frozen(current, dists, upto=epoch)
+    if replay:
+        return rebuilt.replay(pruner, frozen)
+    return pruner.prune(rebuilt.study, rebuilt.storage.get_trial(rebuilt.add(frozen)))
+
+
+def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
+    """The succeeded trial with the highest final value (the earliest of equals); None before any."""
+    succeeded = [t for t in trials if t.status == "succeeded"]
+    return max(succeeded, key=lambda t: (t.value, -t.number), default=None)
+
+
+MIN_TRIALS_FOR_IMPORTANCE = 2
+
+
+def importance(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, float]:
+    """Each searched field's importance for validation accuracy, most important first, summing to 1.
+
+    Optuna's PED-ANOVA evaluator over the succeeded trials. {} with fewer than two succeeded
+    trials or when every one scored the same (nothing to explain).
+    """
+    study = build_study(config, trials)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in complete}) == 1:
+        return {}
+    scores = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), normalize=True)
+    return {name: float(score) for name, score in scores.items()}

@@ -1,0 +1,336 @@
+"""A study's configuration: the request (`StudyCreate`), its validation, and its Optuna distributions.
+
+A space names TrainSpec fields, each with one distribution:
+
+    {"float": [low, high], "log": false}   a real number in [low, high] (log: uniform in log space)
+    {"int": [low, high], "log": false}     an integer in [low, high]
+    {"choice": [v1, v2, ...]}              one of the values, any JSON the spec accepts ([256] too)
+
+`check_study` finds everything TrainSpec would refuse before a trial is queued; pydantic has
+already refused what is not even the right shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NamedTuple, cast
+
+import annotated_types
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.pruners import BasePruner, MedianPruner, NopPruner, SuccessiveHalvingPruner, ThresholdPruner
+from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_serializer,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from service.ml.spec import TrainSpec
+
+Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
+
+
+class Invalid(NamedTuple):
+    """One problem with a study request: `name` as the API's invalid_params name it, and why."""
+
+    name: str  # "space.learning_rate", "base.epochs", "trials", ...
+    reason: str
+
+
+class Dimension(BaseModel):
+    """One searched field: exactly one of `float`, `int` or `choice` (checked by `check_study`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    float_: list[Bound] | None = Field(
+        None, alias="float", min_length=2, max_length=2, description="[low, high]: a real number in between."
+    )
+    int_: list[Bound] | None = Field(
+        None, alias="int", min_length=2, max_length=2, description="[low, high]: an integer in between."
+    )
+    choice: list[Any] | None = Field(
+        None, description="The values to choose from (any JSON the spec accepts)."
+    )
+    log: StrictBool = Field(False, description="Sample a range uniformly in log space (both bounds > 0).")
+
+    @model_serializer(mode="wrap")
+    def _without_nones(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # {"float": [a, b], "log": true} round-trips as written, without the kinds it is not.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    @property
+    def bounds(self) -> list[float | int] | None:
+        return self.float_ if self.float_ is not None else self.int_
+
+
+def seed_for(seed: int, n_trials: int) -> int:
+    """A sampler seed for the decision after `n_trials` trials: fresh for each trial, the same on a retry."""
+    return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
+
+
+def _tpe(study: StudyCreate, n_trials: int) -> BaseSampler:
+    # The liar gives in-flight trials the worst value, so parallel trials do not crowd one point.
+    return TPESampler(seed=seed_for(study.seed, n_trials), multivariate=True, constant_liar=True)
+
+
+def _random(study: StudyCreate, n_trials: int) -> BaseSampler:
+    return RandomSampler(seed=seed_for(study.seed, n_trials))
+
+
+def _grid(study: StudyCreate, n_trials: int) -> BaseSampler:
+    # One seed for the whole study: the grid's shuffled order must be the same at every decision.
+    values = {field: [encode(v) for v in dim.choice or ()] for field, dim in study.space.items()}
+    return GridSampler(values, seed=study.seed)
+
+
+# Name -> the sampler for the decision after n_trials trials. The names are the API's `sampler` values.
+SAMPLERS: dict[str, Callable[[StudyCreate, int], BaseSampler]] = {
+    "tpe": _tpe,
+    "random": _random,
+    "grid": _grid,
+}
+
+# Name -> a fresh pruner. Its unit of resource is the epoch: ASHA's first rung is after epoch 1.
+PRUNERS: dict[str, Callable[[], BasePruner]] = {
+    "asha": lambda: SuccessiveHalvingPruner(min_resource=1),
+    "median": MedianPruner,
+    "none": NopPruner,
+}
+
+# For tests, not offered to users: `monkeypatch.setitem(PRUNERS, "always", TEST_PRUNERS["always"])`
+# makes "always" a valid `pruner` of StudyCreate in that process; or pass `pruner=` to should_prune.
+TEST_PRUNERS: dict[str, Callable[[], BasePruner]] = {
+    "always": lambda: ThresholdPruner(lower=math.inf),  # every value is below it: pruned at its first report
+    "never": NopPruner,
+}
+
+
+def _known(registry: dict[str, Any], what: str) -> Callable[[str], str]:
+    def check(name: str) -> str:
+        if name not in registry:
+            raise ValueError(f"unknown {what} {name!r}; the {what}s are {', '.join(registry)}")
+        return name
+
+    return check
+
+
+class StudyCreate(BaseModel):
+    """An adaptive search: `trials` jobs, each `base` plus a point of `space` chosen by `sampler`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "base": {"backend": "numpy", "optimizer": "momentum", "epochs": 10},
+                    "space": {
+                        "learning_rate": {"float": [1e-4, 1], "log": True},
+                        "activation": {"choice": ["sigmoid", "tanh", "relu"]},
+                        "hidden_layers": {"choice": [[500, 250, 100], [256], [1024, 512]]},
+                        "batch_size": {"int": [32, 512], "log": True},
+                        "l2": {"float": [0, 0.01]},
+                    },
+                    "sampler": "tpe",
+                    "trials": 40,
+                    "parallelism": 2,
+                    "pruner": "asha",
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields every trial shares.")
+    space: dict[str, Dimension] = Field(description="TrainSpec field -> its distribution.")
+    sampler: Annotated[str, AfterValidator(_known(SAMPLERS, "sampler"))] = Field(
+        "tpe", json_schema_extra={"enum": list(SAMPLERS)}, description="Optuna sampler that picks each trial."
+    )
+    trials: int = Field(ge=1, description="How many trials (jobs) the study runs in all.")
+    parallelism: int = Field(1, ge=1, description="Trials kept in flight at once.")
+    pruner: Annotated[str, AfterValidator(_known(PRUNERS, "pruner"))] = Field(
+        "none",
+        json_schema_extra={"enum": list(PRUNERS)},
+        description="Optuna pruner asked after each epoch whether to stop the trial.",
+    )
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seeds the sampler (the jobs' own seed is base.seed)."
+    )
+
+
+# --- Optuna's view of a dimension: lists and other JSON become strings, as categorical values must be scalars.
+
+
+def encode(value: Any) -> CategoricalChoiceType:
+    """A choice as Optuna can hold it: scalars unchanged, lists and objects as their JSON text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value)
+
+
+def distribution(dim: Dimension) -> BaseDistribution:
+    """The Optuna distribution of a dimension that `check_study` accepted."""
+    if dim.choice is not None:
+        return CategoricalDistribution([encode(v) for v in dim.choice])
+    if dim.int_ is not None:
+        return IntDistribution(int(dim.int_[0]), int(dim.int_[1]), log=dim.log)
+    assert dim.float_ is not None
+    return FloatDistribution(float(dim.float_[0]), float(dim.float_[1]), log=dim.log)
+
+
+def distributions(study: StudyCreate) -> dict[str, BaseDistribution]:
+    return {field: distribution(dim) for field, dim in study.space.items()}
+
+
+def decode(study: StudyCreate, params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's params back to spec values: an encoded choice becomes the value it stands for."""
+    values = {}
+    for field, value in params.items():
+        choices = study.space[field].choice
+        values[field] = choices[[encode(c) for c in choices].index(value)] if choices is not None else value
+    return values
+
+
+def grid_size(study: StudyCreate) -> int | None:
+    """How many points the grid sampler has (None for other samplers): a grid study's most trials."""
+    if study.sampler != "grid" or any(dim.choice is None for dim in study.space.values()):
+        return None
+    return math.prod(len(dim.choice or ()) for dim in study.space.values())
+
+
+# --- Validation: what TrainSpec would refuse, found before anything is queued.
+
+
+def _outside_limits(field: str, low: float, high: float) -> str | None:
+    """TrainSpec's own bounds of the field (its gt/ge/lt/le), as text, when [low, high] reaches past them."""
+    limits, outside = [], False
+    for m in TrainSpec.model_fields[field].metadata:
+        if isinstance(m, annotated_types.Gt):
+            limits.append(f"> {m.gt}")
+            outside |= not low > cast(float, m.gt)
+        elif isinstance(m, annotated_types.Ge):
+            limits.append(f">= {m.ge}")
+            outside |= not low >= cast(float, m.ge)
+        elif isinstance(m, annotated_types.Lt):
+            limits.append(f"< {m.lt}")
+            outside |= not high < cast(float, m.lt)
+        elif isinstance(m, annotated_types.Le):
+            limits.append(f"<= {m.le}")
+            outside |= not high <= cast(float, m.le)
+    return " and ".join(limits) if outside else None
+
+
+def _spec_problems(study: StudyCreate, field: str | None, value: Any = None) -> Iterator[Invalid]:
+    """TrainSpec's verdict on base (plus `field` = value): errors at `field` name the space, others the base.
+
+    The other searched fields are left to their defaults and their errors ignored: they are
+    checked on their own.
+    """
+    values = {f: v for f, v in study.base.items() if f in TrainSpec.model_fields and f not in study.space}
+    if field is not None:
+        values[field] = value
+    try:
+        TrainSpec.model_validate(values)
+    except PydanticValidationError as exc:
+        for error in exc.errors():
+            at = str(error["loc"][0]) if error["loc"] else ""
+            if at == field:
+                hint = ': use {"int": [low, high]}' if error["type"] == "int_type" else ""
+                yield Invalid(f"space.{field}", f"{error['msg']} (got {value!r}){hint}")
+            elif at not in study.space:
+                yield Invalid(f"base.{at}" if at else "base", error["msg"])
+
+
+def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[Invalid]:
+    name = f"space.{field}"
+    low, high = dim.bounds or (0, 0)
+    if dim.int_ is not None and not all(isinstance(b, int) for b in dim.int_):
+        yield Invalid(name, f"int bounds must be integers (got {dim.int_})")
+        return
+    if low > high:
+        yield Invalid(name, f"low > high (got [{low}, {high}])")
+        return
+    if dim.log and low <= 0:
+        yield Invalid(name, f"log needs bounds > 0 (got [{low}, {high}])")
+        return
+    limits = _outside_limits(field, low, high)
+    if limits:
+        yield Invalid(name, f"[{low}, {high}] reaches outside TrainSpec's limits: {field} must be {limits}")
+        return
+    kind = float if dim.float_ is not None else int
+    for bound in dict.fromkeys((low, high)):
+        yield from _spec_problems(study, field, kind(bound))
+
+
+def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iterator[Invalid]:
+    name = f"space.{field}"
+    if not choices:
+        yield Invalid(name, "an empty choice: give at least one value")
+    seen: set[str] = set()
+    for value in choices:
+        key = json.dumps(value, sort_keys=True)
+        if key in seen:
+            yield Invalid(name, f"{value!r} is listed twice")
+        seen.add(key)
+        yield from _spec_problems(study, field, value)
+
+
+def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[Invalid]:
+    name = f"space.{field}"
+    kinds = [
+        k for k, v in (("float", dim.float_), ("int", dim.int_), ("choice", dim.choice)) if v is not None
+    ]
+    if field not in TrainSpec.model_fields:
+        yield Invalid(name, f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+    elif field in study.base:
+        yield Invalid(name, "also set in base: a field is either fixed (base) or searched (space)")
+    elif len(kinds) != 1:
+        yield Invalid(name, f"give exactly one of float, int, choice (got {', '.join(kinds) or 'none'})")
+    elif study.sampler == "grid" and dim.choice is None:
+        yield Invalid(name, 'the grid sampler needs explicit values: use {"choice": [...]}')
+    elif dim.choice is not None:
+        if dim.log:
+            yield Invalid(name, "log applies to float and int ranges, not to a choice")
+        yield from _choice_problems(study, field, dim.choice)
+    else:
+        yield from _range_problems(study, field, dim)
+
+
+def check_study(study: StudyCreate) -> list[Invalid]:
+    """Every problem of a (well-shaped) study request, each once, in order; [] when it can run.
+
+    Beyond pydantic's shape checks: unknown fields, a field both fixed and searched, ranges
+    outside TrainSpec's limits, bad bounds, empty or repeated choices, choices and a base that
+    TrainSpec refuses, a grid over a range or with more trials than points.
+    """
+    problems: list[Invalid] = []
+    if not study.space:
+        problems.append(Invalid("space", "name at least one TrainSpec field to search"))
+    for field in study.base:
+        if field not in TrainSpec.model_fields:
+            reason = f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            problems.append(Invalid(f"base.{field}", reason))
+    problems.extend(_spec_problems(study, None))
+    for field, dim in study.space.items():
+        problems.extend(_dimension_problems(study, field, dim))
+    size = grid_size(study)
+    if not problems and size is not None and study.trials > size:
+        shape = " x ".join(str(len(d.choice or ())) for d in study.space.values())
+        problems.append(Invalid("trials", f"the grid has {shape} = {size} points: at most {size} trials"))
+    return list(dict.fromkeys(problems))
