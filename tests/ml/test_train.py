@@ -27,9 +27,9 @@ def _run(spec, data, **kw):
 def cpu_matmul(request, monkeypatch):
     """Both libraries for torch's products on CPU; oneDNN on every layer, however small."""
     if request.param == "onednn":
-        from service.ml import torch_mlp
+        from service.ml import torch_onednn
 
-        monkeypatch.setattr(torch_mlp, "ONEDNN_MIN_WEIGHTS", 0)
+        monkeypatch.setattr(torch_onednn, "MIN_WEIGHTS", 0)
     return request.param
 
 

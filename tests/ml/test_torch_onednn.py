@@ -1,4 +1,5 @@
-"""The torch backend's oneDNN linear layer: same numbers as nn.Linear, and actually used on CPU."""
+"""The torch backend's oneDNN linear layer: same numbers as nn.Linear, used on CPU, and nn.Linear itself
+when the private operator is missing or changed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from service.ml import torch_mlp
+from service.ml import torch_onednn
 from service.ml.spec import TrainSpec
-from service.ml.torch_mlp import Linear, TorchMLP
+from service.ml.torch_mlp import TorchMLP
+from service.ml.torch_onednn import Linear
 
-pytestmark = pytest.mark.skipif(not torch_mlp.onednn_available(), reason="this torch build has no oneDNN")
+needs_onednn = pytest.mark.skipif(not torch_onednn.available(), reason="this torch build has no oneDNN")
 
 
 def _grads(layer_fn, x, weight, bias, grad_out):
@@ -21,6 +23,7 @@ def _grads(layer_fn, x, weight, bias, grad_out):
     return out.detach(), x.grad, weight.grad, bias.grad
 
 
+@needs_onednn
 @pytest.mark.parametrize("batch", [1, 7, 64])
 @pytest.mark.parametrize("fan_in, fan_out", [(784, 500), (250, 100), (33, 129)])
 def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_in, fan_out):
@@ -47,6 +50,7 @@ def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_i
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item(), msg=name)
 
 
+@needs_onednn
 def test_inputs_outside_its_case_get_nn_linear_itself():
     layer = Linear(20, 30, onednn=True)
     x = torch.rand(4, 5, 20)  # a leading batch dimension: nn.Linear's broadcasting
@@ -65,6 +69,7 @@ def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
     return {e.key for e in prof.key_averages()} & {"mkldnn::_linear_pointwise", "aten::addmm", "aten::mm"}
 
 
+@needs_onednn
 def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
     spec = TrainSpec(backend="torch")  # 784-500-250-100-10
     onednn = TorchMLP(spec, device="cpu")
@@ -76,6 +81,7 @@ def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
     assert _linear_ops(blas) == {"aten::addmm", "aten::mm"}
 
 
+@needs_onednn
 def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
     spec = TrainSpec(
         backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
@@ -95,3 +101,52 @@ def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
     blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
     blas.load_state(a.state())
     assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export(), strict=True))
+
+
+def _renamed(*args):
+    raise RuntimeError("mkldnn::_linear_pointwise() expected at most 5 argument(s) but received 6")
+
+
+def _bias_dropped(a, w, bias, *rest):
+    return a @ w.T
+
+
+@pytest.fixture
+def private_op(monkeypatch):
+    """Stands in for the lookup of torch's private operator, as a torch upgrade might change it."""
+
+    def replace(op):
+        monkeypatch.setattr(torch_onednn, "_find_op", lambda: op)
+        torch_onednn.linear_pointwise.cache_clear()
+
+    yield replace
+    torch_onednn.linear_pointwise.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "op, warning",
+    [(None, None), (_renamed, "forward: RuntimeError"), (_bias_dropped, "forward: its result differs")],
+    ids=["missing", "raises", "changed"],
+)
+def test_without_a_working_operator_every_layer_is_nn_linear(op, warning, private_op, caplog):
+    private_op(op)
+    spec = TrainSpec(
+        backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
+    )
+    onednn, blas = TorchMLP(spec, device="cpu"), TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    assert not torch_onednn.available()
+    assert not any(m.onednn for m in onednn.model if isinstance(m, Linear))
+    if warning is None:
+        assert "unusable" not in caplog.text
+    else:
+        assert f"_linear_pointwise is unusable ({warning}" in caplog.text
+
+    # Training steps are nn.Linear's (F.linear's) to the bit: the network asked for oneDNN and got the BLAS.
+    X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
+    for _ in range(3):
+        assert onednn.step(X, y, 1e-3) == blas.step(X, y, 1e-3)
+    for (Wa, ba), (Wb, bb) in zip(onednn.export(), blas.export(), strict=True):
+        assert (Wa == Wb).all() and (ba == bb).all()
+    layer = Linear(20, 30, onednn=True)
+    x = torch.rand(4, 20)
+    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
