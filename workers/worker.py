@@ -24,7 +24,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.ml.data import DataError, load_dataset
-from service.ml.train import Checkpoint, EpochEnd, StepProgress, TrainingCancelled, TrainingError, train
+from service.ml.network import BackendOptions
+from service.ml.train import (
+    Callbacks,
+    Checkpoint,
+    EpochEnd,
+    StepProgress,
+    TrainingCancelled,
+    TrainingError,
+    train,
+)
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
@@ -93,6 +102,15 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     return processed
 
 
+def backend_options(settings: Settings) -> BackendOptions:
+    """How this machine runs the torch backend, from the MLPLAB_TORCH_* settings."""
+    return {
+        "device": settings.torch_device,
+        "threads": settings.torch_thread_count(),
+        "cpu_matmul": settings.torch_cpu_matmul,
+    }
+
+
 def run_job(
     job: Job, settings: Settings, sessions: sessionmaker[Session], worker_id: str, stop: threading.Event
 ) -> int:
@@ -110,11 +128,12 @@ def run_job(
         if resume is not None:
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
-        result = train(
-            spec, data, recorder.on_progress, lambda: stop.is_set() or lease.stopping(),
-            resume=resume, on_checkpoint=recorder.on_checkpoint,
-            device=settings.torch_device, threads=settings.torch_thread_count(), cpu_matmul=settings.torch_cpu_matmul,
-        )  # fmt: skip
+        callbacks = Callbacks(
+            on_progress=recorder.on_progress,
+            should_stop=lambda: stop.is_set() or lease.stopping(),
+            on_checkpoint=recorder.on_checkpoint,
+        )
+        result = train(spec, data, callbacks, resume=resume, **backend_options(settings))
     except TrainingCancelled:
         pass
     except (DataError, TrainingError) as exc:  # their messages are written for the user

@@ -16,9 +16,11 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
+from numpy.typing import NDArray
 
 SETTING = "MLPLAB_DATA_DIR"
 IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions
@@ -107,20 +109,32 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+Images = NDArray[np.float32]  # (N, 784) in [0, 1], one flattened image a row
+Labels = NDArray[np.int64]  # (N,)
+Indices = NDArray[np.int64]  # rows of a split: a batch
+
+
+class Split(NamedTuple):
+    """Images and their labels, row for row."""
+
+    images: Images
+    labels: Labels
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train_images: np.ndarray  # float32 (N, 784) in [0, 1], read-only: shared by every user in the process
-    train_labels: np.ndarray  # int64 (N,)
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    train_images: Images  # read-only, as every array here: shared by every user in the process
+    train_labels: Labels
+    test_images: Images
+    test_labels: Labels
     classes: tuple[str, ...]
 
-    def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def split(self, split: str) -> Split:
         if split == "train":
-            return self.train_images, self.train_labels
+            return Split(self.train_images, self.train_labels)
         if split == "test":
-            return self.test_images, self.test_labels
+            return Split(self.test_images, self.test_labels)
         raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
 
 
@@ -189,7 +203,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Indices]:
     """Index batches of one epoch's shuffle: a function of (seed, epoch) alone, so a resumed job repeats them."""
     if n < 0 or batch_size < 1:
         raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .data import Indices, Split
 from .spec import TrainSpec
 
 Params = list[tuple[np.ndarray, np.ndarray]]
@@ -183,10 +184,11 @@ def objective(params: Params, X: np.ndarray, y: np.ndarray, activation: str, l2:
 
 
 class NumpyMLP:
-    """Parameters and optimizer state; step() is one mini-batch update, in place."""
+    """Parameters, optimizer state and the training split; step() is one mini-batch update, in place."""
 
-    def __init__(self, spec: TrainSpec, params: Params | None = None):
+    def __init__(self, spec: TrainSpec, data: Split, params: Params | None = None) -> None:
         self.spec = spec
+        self.data = data
         self.params = params if params is not None else init_params(spec)
         self.t = 0  # optimizer steps taken (Adam's bias correction)
         zeros = lambda: [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]  # noqa: E731
@@ -194,9 +196,10 @@ class NumpyMLP:
         self.m1 = zeros() if spec.optimizer == "adam" else None
         self.m2 = zeros() if spec.optimizer == "adam" else None
 
-    def step(self, X: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One update on the batch (X, y); returns the batch's cross-entropy before the update."""
+    def step(self, idx: Indices, lr: float) -> float:
+        """One update on the training split's rows idx; returns the batch's cross-entropy before it."""
         spec = self.spec
+        X, y = self.data.images[idx], self.data.labels[idx]
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):
             a = forward(self.params, X, spec.activation)

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from . import torch_onednn
+from .data import Indices, Split
+from .network import CpuMatmul
 from .numpy_mlp import Params, init_params
 from .spec import TrainSpec
-from .torch_onednn import CpuMatmul
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -63,16 +64,17 @@ def _optimizer(spec: TrainSpec, model: nn.Sequential) -> torch.optim.Optimizer:
 
 
 class TorchMLP:
-    """Model, loss and optimizer on one device; step() is one mini-batch update."""
+    """Model, loss, optimizer and the training split on one device; step() is one mini-batch update."""
 
     def __init__(
         self,
         spec: TrainSpec,
+        data: Split,
         params: Params | None = None,
         device: str = "auto",
         threads: int | None = None,
         cpu_matmul: CpuMatmul = "onednn",
-    ):
+    ) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
@@ -81,24 +83,14 @@ class TorchMLP:
         self.model = build_model(spec, params, cpu_matmul).to(self.device)
         self.loss_fn = nn.CrossEntropyLoss()  # takes logits: the softmax is inside, once
         self.optimizer = _optimizer(spec, self.model)
-        self._data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The whole split on the device, once; a batch is an index selection. A copy: the dataset's
+        # arrays are read-only and shared by the whole process.
+        self.X = torch.tensor(data.images, device=self.device)
+        self.y = torch.tensor(data.labels, dtype=torch.int64, device=self.device)
 
-    def to_device(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split as tensors on the device, once; batches are then index selections."""
-        key = id(X)
-        if key not in self._data:
-            # A copy: the dataset's arrays are read-only and shared by the whole process.
-            self._data[key] = (
-                torch.tensor(X, device=self.device),
-                torch.tensor(y, dtype=torch.int64, device=self.device),
-            )
-        return self._data[key]
-
-    def step_indexed(self, X: torch.Tensor, y: torch.Tensor, idx: np.ndarray, lr: float) -> float:
+    def step(self, idx: Indices, lr: float) -> float:
         index = torch.from_numpy(idx).to(self.device)
-        return self.step(X.index_select(0, index), y.index_select(0, index), lr)
-
-    def step(self, X: torch.Tensor, y: torch.Tensor, lr: float) -> float:
+        X, y = self.X.index_select(0, index), self.y.index_select(0, index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)

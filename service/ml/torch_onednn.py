@@ -15,15 +15,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-log = logging.getLogger("mlplab.torch_onednn")
+from .network import CpuMatmul
 
-CpuMatmul = Literal["onednn", "blas"]  # where CPU products go: oneDNN where it gains, or the BLAS
+log = logging.getLogger("mlplab.torch_onednn")
 
 # Smaller layers stay on the BLAS: oneDNN's per-call cost outweighs its faster product there.
 MIN_WEIGHTS = 16384

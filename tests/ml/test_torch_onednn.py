@@ -3,12 +3,14 @@ when the private operator is missing or changed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from service.ml import torch_onednn
+from service.ml.data import Split
 from service.ml.spec import TrainSpec
 from service.ml.torch_mlp import TorchMLP
 from service.ml.torch_onednn import Linear
@@ -61,22 +63,25 @@ def test_inputs_outside_its_case_get_nn_linear_itself():
         )  # autocast's choice, as nn.Linear would make it
 
 
-def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
-    X = torch.rand(batch, 784)
-    y = torch.randint(0, 10, (batch,))
+def _examples(n: int = 64) -> Split:
+    rng = np.random.default_rng(0)
+    return Split(rng.random((n, 784), dtype=np.float32), np.arange(n) % 10)
+
+
+def _linear_ops(net: TorchMLP) -> set[str]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        net.step(X, y, 0.1)
+        net.step(np.arange(16), 0.1)
     return {e.key for e in prof.key_averages()} & {"mkldnn::_linear_pointwise", "aten::addmm", "aten::mm"}
 
 
 @needs_onednn
 def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
     spec = TrainSpec(backend="torch")  # 784-500-250-100-10
-    onednn = TorchMLP(spec, device="cpu")
+    onednn = TorchMLP(spec, _examples(), device="cpu")
     assert [m.onednn for m in onednn.model if isinstance(m, Linear)] == [True, True, True, False]
     assert "mkldnn::_linear_pointwise" in _linear_ops(onednn)
 
-    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
     assert not any(m.onednn for m in blas.model if isinstance(m, Linear))
     assert _linear_ops(blas) == {"aten::addmm", "aten::mm"}
 
@@ -86,19 +91,18 @@ def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
     spec = TrainSpec(
         backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
     )
-    X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
 
     def trained():
-        net = TorchMLP(spec, device="cpu")
+        net = TorchMLP(spec, _examples(), device="cpu")
         for _ in range(5):
-            net.step(X, y, 1e-3)
+            net.step(np.arange(64), 1e-3)
         return net
 
     a, b = trained(), trained()
     for (Wa, ba), (Wb, bb) in zip(a.export(), b.export(), strict=True):
         assert (Wa == Wb).all() and (ba == bb).all()
     # The state_dict is nn.Linear's: a blas model loads a oneDNN model's checkpoint as is.
-    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
     blas.load_state(a.state())
     assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export(), strict=True))
 
@@ -133,7 +137,8 @@ def test_without_a_working_operator_every_layer_is_nn_linear(op, warning, privat
     spec = TrainSpec(
         backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
     )
-    onednn, blas = TorchMLP(spec, device="cpu"), TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    onednn = TorchMLP(spec, _examples(), device="cpu")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
     assert not torch_onednn.available()
     assert not any(m.onednn for m in onednn.model if isinstance(m, Linear))
     if warning is None:
@@ -142,9 +147,8 @@ def test_without_a_working_operator_every_layer_is_nn_linear(op, warning, privat
         assert f"_linear_pointwise is unusable ({warning}" in caplog.text
 
     # Training steps are nn.Linear's (F.linear's) to the bit: the network asked for oneDNN and got the BLAS.
-    X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
-    for _ in range(3):
-        assert onednn.step(X, y, 1e-3) == blas.step(X, y, 1e-3)
+    for batch in np.array_split(np.random.default_rng(1).permutation(64), 3):
+        assert onednn.step(batch, 1e-3) == blas.step(batch, 1e-3)
     for (Wa, ba), (Wb, bb) in zip(onednn.export(), blas.export(), strict=True):
         assert (Wa == Wb).all() and (ba == bb).all()
     layer = Linear(20, 30, onednn=True)
