@@ -33,12 +33,8 @@ Params = list[tuple[np.ndarray, np.ndarray]]
 
 
 # --- activations, each beside its derivative ------------------------------------------------
-# The derivatives are written in terms of the activation's output a = f(z), which the forward
-# pass keeps anyway, so z never has to be stored.
-
-
-# The activations overwrite z (the forward pass never needs it again): one pass over memory each
-# instead of a new array per operation, which is most of a step's time beyond its matrix products.
+# The derivatives take the activation's output a = f(z), which the forward pass keeps anyway, so
+# z is never stored: the activations overwrite it in place, with no new array per operation.
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -129,8 +125,7 @@ def forward_logits(params: Params, X: np.ndarray, activation: str) -> np.ndarray
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities."""
     # One exp for both: p = e / sum(e) with e = exp(z - max), and in log-sum-exp form
-    # log p[y] = (z[y] - max) - log sum(e), never log(0). A dozen numpy calls on a (64, 10)
-    # array cost more than their arithmetic, so each one saved shows in a step's time.
+    # log p[y] = (z[y] - max) - log sum(e), never log(0).
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(axis=1, keepdims=True)
