@@ -11,6 +11,7 @@ On CPU the large layers' products go through oneDNN rather than torch's BLAS
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,18 +49,19 @@ def _optimizer(spec: TrainSpec, model: nn.Sequential) -> torch.optim.Optimizer:
     # L2 is l2 * W added to the weights' gradient, not the biases' (the spec, and the NumPy
     # backend): two groups, weight_decay on the first only. Without L2, one group: one fused call.
     linears = [m for m in model if isinstance(m, nn.Linear)]
-    groups: list[dict] = [{"params": [p for m in linears for p in (m.weight, m.bias)], "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for m in linears for p in (m.weight, m.bias)], "weight_decay": 0.0}
+    ]
     if spec.l2:
         groups = [
             {"params": [m.weight for m in linears], "weight_decay": spec.l2},
             {"params": [m.bias for m in linears], "weight_decay": 0.0},
         ]
     # Fused: one pass over all parameters instead of a loop per parameter (docs/performance.md).
-    impl = {"fused": True}
     if spec.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=spec.learning_rate, **impl)
+        return torch.optim.Adam(groups, lr=spec.learning_rate, fused=True)
     momentum = spec.momentum if spec.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=momentum, **impl)
+    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=momentum, fused=True)
 
 
 class TorchMLP:

@@ -36,7 +36,7 @@ def _find_op() -> Kernel | None:
     if not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]  # untyped in torch
         return None
     try:
-        return torch.ops.mkldnn._linear_pointwise.default  # type: ignore[no-any-return]
+        return torch.ops.mkldnn._linear_pointwise.default
     except (AttributeError, RuntimeError):
         return None
 
@@ -45,17 +45,16 @@ def _mismatch(op: Kernel) -> str | None:
     """Why op is not ``a @ w.T + bias`` for the three products a layer needs, or None when it is."""
     g = torch.Generator().manual_seed(0)
     a, w, bias, grad = (torch.rand(*shape, generator=g) for shape in ((3, 5), (4, 5), (4,), (3, 4)))
-    cases = {
-        "forward": (lambda: op(a, w, bias, "none", [], ""), lambda: F.linear(a, w, bias)),
-        "grad x": (lambda: op(grad, w.T, None, "none", [], ""), lambda: grad @ w),
-        "grad W": (lambda: op(grad.T, a.T, None, "none", [], ""), lambda: grad.T @ a),
-    }
-    for name, (got, want) in cases.items():
-        try:
-            result = got()
-        except Exception as exc:
-            return f"{name}: {type(exc).__name__}: {exc}"
-        expected = want()
+    try:
+        got = [
+            op(a, w, bias, "none", [], ""),
+            op(grad, w.T, None, "none", [], ""),
+            op(grad.T, a.T, None, "none", [], ""),
+        ]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    wanted = [F.linear(a, w, bias), grad @ w, grad.T @ a]
+    for name, result, expected in zip(["forward", "grad x", "grad W"], got, wanted, strict=True):
         if result.shape != expected.shape or not torch.allclose(result, expected, rtol=1e-4, atol=1e-5):
             return f"{name}: its result differs from F.linear's"
     return None
