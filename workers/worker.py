@@ -28,10 +28,11 @@ from service.ml.network import BackendOptions
 from service.ml.train import (
     Callbacks,
     Checkpoint,
-    EpochEnd,
+    Progress,
     StepProgress,
     TrainingCancelled,
     TrainingError,
+    TrainResult,
     train,
 )
 from service.settings import Settings, get_settings
@@ -118,7 +119,8 @@ def run_job(
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
     recorder = Recorder(sessions, job.id, worker_id, lease)
-    result = error = None
+    result: TrainResult | None = None
+    error: str | None = None
     lease.start()
     try:
         spec = job_spec(job)
@@ -147,7 +149,12 @@ def run_job(
 
 
 def settle(
-    job: Job, result: Any, error: str | None, lease: LeaseKeeper, recorder: Recorder, stop: threading.Event
+    job: Job,
+    result: TrainResult | None,
+    error: str | None,
+    lease: LeaseKeeper,
+    recorder: Recorder,
+    stop: threading.Event,
 ) -> int:
     """Record how the job ended: succeeded, failed, cancelled, released or (lease lost) dropped."""
     try:
@@ -167,9 +174,8 @@ def settle(
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
         else:
-            status = recorder.write(
-                release_job
-            )  # back to the queue, or cancelled if that was asked meanwhile
+            # back to the queue, or cancelled if that was asked meanwhile
+            status = recorder.write(release_job)
             log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
             return int(status == "cancelled")
     except LeaseLost as exc:
@@ -233,7 +239,7 @@ class Recorder:
         self.steps: int | None = None
         self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
 
-    def on_progress(self, event: StepProgress | EpochEnd) -> None:
+    def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
             self.losses.append((event.epoch, event.step, event.loss))
             self.steps = event.steps

@@ -163,9 +163,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-_migrate_lock = (
-    threading.Lock()
-)  # Alembic's `context` is a module global: one migration per process at a time
+# Alembic's `context` is a module global: one migration per process at a time.
+_migrate_lock = threading.Lock()
 
 
 def migrate(engine_or_url: Engine | str) -> None:

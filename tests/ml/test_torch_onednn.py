@@ -58,9 +58,8 @@ def test_inputs_outside_its_case_get_nn_linear_itself():
     x = torch.rand(4, 5, 20)  # a leading batch dimension: nn.Linear's broadcasting
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert (
-            layer(torch.rand(4, 20)).dtype == torch.bfloat16
-        )  # autocast's choice, as nn.Linear would make it
+        # autocast's choice, as nn.Linear would make it
+        assert layer(torch.rand(4, 20)).dtype == torch.bfloat16
 
 
 def _examples(n: int = 64) -> Split:

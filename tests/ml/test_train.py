@@ -197,9 +197,8 @@ def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend
     resumed = train(spec, tiny_dataset, resume=Checkpoint(1, b"written by another version"), device="cpu")
     assert [e.epoch for e in resumed.epochs] == [1, 2]
     a, b = _arrays(full.weights), _arrays(resumed.weights)
-    assert all(
-        np.allclose(a[k], b[k], atol=1e-6) for k in a
-    )  # from the initial weights, as if never interrupted
+    # from the initial weights, as if never interrupted
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert (
         "the checkpoint after epoch 1 cannot be loaded" in caplog.text
         and "training from epoch 1" in caplog.text
