@@ -99,7 +99,10 @@ class Plan:
         return self.steps_per_epoch * self.spec.epochs
 
     def learning_rate(self, step: int) -> float:
-        return learning_rate(self.spec, step, self.total_steps)
+        """The spec's learning rate at global step `step` (1-based), after its schedule."""
+        if self.spec.lr_schedule == "cosine":
+            return self.spec.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / self.total_steps))
+        return self.spec.learning_rate
 
     def diverged(self, epoch: int, step: int, what: str) -> TrainingError:
         return TrainingError(
@@ -118,12 +121,6 @@ class Evaluation:
     test_accuracy: float
     confusion_train: NDArray[np.int64]
     confusion_test: NDArray[np.int64]
-
-
-def learning_rate(spec: TrainSpec, step: int, total_steps: int) -> float:
-    if spec.lr_schedule == "cosine":
-        return spec.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / total_steps))
-    return spec.learning_rate
 
 
 def evaluate(params: Params, spec: TrainSpec, split: Split) -> tuple[float, NDArray[np.int64]]:

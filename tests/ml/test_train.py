@@ -12,10 +12,12 @@ from service.ml.train import (
     Callbacks,
     Checkpoint,
     EpochEnd,
+    Plan,
     StepProgress,
     TrainingCancelled,
     TrainingError,
     train,
+    training_examples,
 )
 from service.ml.weights import dump_weights, load_weights, predict_proba
 
@@ -226,3 +228,15 @@ def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, cap
     assert [e.epoch for e in resumed.epochs] == [1, 2]
     assert resumed.weights == train(spec, tiny_dataset).weights
     assert "the checkpoint after epoch 2 cannot be loaded (ValueError: the job has 2 epochs)" in caplog.text
+
+
+def test_cosine_schedule_decays_from_the_learning_rate_towards_zero_over_all_steps(tiny_dataset):
+    spec = TrainSpec(backend="numpy", learning_rate=0.5, lr_schedule="cosine", epochs=2, batch_size=60)
+    plan = Plan(spec, training_examples(spec, tiny_dataset))
+    assert (plan.steps_per_epoch, plan.total_steps) == (10, 20)
+    rates = [plan.learning_rate(step) for step in range(1, 21)]
+    assert rates[0] == 0.5 and rates[10] == pytest.approx(0.25)  # step 11 of 20: half-way
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert 0 < rates[-1] < 0.005  # the last step's: near zero, not zero (the decay reaches 0 after it)
+    constant = Plan(spec.model_copy(update={"lr_schedule": "constant"}), plan.examples)
+    assert {constant.learning_rate(step) for step in range(1, 21)} == {0.5}
