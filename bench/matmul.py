@@ -2,7 +2,7 @@
 
 `python bench/matmul.py [--batch 64] [--threads 2]`: how much of the torch backend's distance from
 bench/train.py's floor is the matrix library rather than autograd or the optimizer, and why the
-torch backend sends its CPU products to oneDNN (service/ml/torch_mlp.py). Prints ms per step.
+torch backend sends its CPU products to oneDNN (service/ml/torch_onednn.py). Prints ms per step.
 """
 
 from __future__ import annotations

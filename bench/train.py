@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 import workers  # noqa: E402, F401 - first: the worker's OpenBLAS setting (workers/__init__.py) must precede NumPy
 from service.ml.data import DataError, Dataset, load_dataset  # noqa: E402
 from service.ml.spec import TrainSpec  # noqa: E402
-from service.ml.train import EpochEnd, TrainingError, train  # noqa: E402
+from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
 # ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
@@ -342,7 +342,7 @@ class Runner:
                 result = train(
                     spec,
                     self.data,
-                    self.progress(label, spec.epochs),
+                    Callbacks(self.progress(label, spec.epochs)),
                     device=self.args.device,
                     threads=self.args.threads,
                     cpu_matmul=cpu_matmul or self.args.torch_matmul or "onednn",

@@ -24,7 +24,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.ml.data import DataError, load_dataset
-from service.ml.train import Checkpoint, EpochEnd, StepProgress, TrainingCancelled, TrainingError, train
+from service.ml.network import BackendOptions
+from service.ml.train import (
+    Callbacks,
+    Checkpoint,
+    Progress,
+    StepProgress,
+    TrainingCancelled,
+    TrainingError,
+    TrainResult,
+    train,
+)
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
@@ -93,6 +103,15 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     return processed
 
 
+def backend_options(settings: Settings) -> BackendOptions:
+    """How this machine runs the torch backend, from the MLPLAB_TORCH_* settings."""
+    return {
+        "device": settings.torch_device,
+        "threads": settings.torch_thread_count(),
+        "cpu_matmul": settings.torch_cpu_matmul,
+    }
+
+
 def run_job(
     job: Job, settings: Settings, sessions: sessionmaker[Session], worker_id: str, stop: threading.Event
 ) -> int:
@@ -100,7 +119,8 @@ def run_job(
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
     recorder = Recorder(sessions, job.id, worker_id, lease)
-    result = error = None
+    result: TrainResult | None = None
+    error: str | None = None
     lease.start()
     try:
         spec = job_spec(job)
@@ -110,11 +130,12 @@ def run_job(
         if resume is not None:
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
-        result = train(
-            spec, data, recorder.on_progress, lambda: stop.is_set() or lease.stopping(),
-            resume=resume, on_checkpoint=recorder.on_checkpoint,
-            device=settings.torch_device, threads=settings.torch_thread_count(), cpu_matmul=settings.torch_cpu_matmul,
-        )  # fmt: skip
+        callbacks = Callbacks(
+            on_progress=recorder.on_progress,
+            should_stop=lambda: stop.is_set() or lease.stopping(),
+            on_checkpoint=recorder.on_checkpoint,
+        )
+        result = train(spec, data, callbacks, resume=resume, **backend_options(settings))
     except TrainingCancelled:
         pass
     except (DataError, TrainingError) as exc:  # their messages are written for the user
@@ -128,7 +149,12 @@ def run_job(
 
 
 def settle(
-    job: Job, result: Any, error: str | None, lease: LeaseKeeper, recorder: Recorder, stop: threading.Event
+    job: Job,
+    result: TrainResult | None,
+    error: str | None,
+    lease: LeaseKeeper,
+    recorder: Recorder,
+    stop: threading.Event,
 ) -> int:
     """Record how the job ended: succeeded, failed, cancelled, released or (lease lost) dropped."""
     try:
@@ -148,9 +174,8 @@ def settle(
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
         else:
-            status = recorder.write(
-                release_job
-            )  # back to the queue, or cancelled if that was asked meanwhile
+            # back to the queue, or cancelled if that was asked meanwhile
+            status = recorder.write(release_job)
             log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
             return int(status == "cancelled")
     except LeaseLost as exc:
@@ -214,7 +239,7 @@ class Recorder:
         self.steps: int | None = None
         self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
 
-    def on_progress(self, event: StepProgress | EpochEnd) -> None:
+    def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
             self.losses.append((event.epoch, event.step, event.loss))
             self.steps = event.steps

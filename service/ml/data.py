@@ -16,9 +16,11 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 SETTING = "MLPLAB_DATA_DIR"
 IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions
@@ -107,20 +109,32 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+Images = NDArray[np.float32]  # (N, 784) in [0, 1], one flattened image a row
+Labels = NDArray[np.int64]  # (N,)
+Indices = NDArray[np.int64]  # rows of a split: a batch
+
+
+class Split(NamedTuple):
+    """Images and their labels, row for row."""
+
+    images: Images
+    labels: Labels
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train_images: np.ndarray  # float32 (N, 784) in [0, 1], read-only: shared by every user in the process
-    train_labels: np.ndarray  # int64 (N,)
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    train_images: Images  # read-only, as every array here: shared by every user in the process
+    train_labels: Labels
+    test_images: Images
+    test_labels: Labels
     classes: tuple[str, ...]
 
-    def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def split(self, split: str) -> Split:
         if split == "train":
-            return self.train_images, self.train_labels
+            return Split(self.train_images, self.train_labels)
         if split == "test":
-            return self.test_images, self.test_labels
+            return Split(self.test_images, self.test_labels)
         raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
 
 
@@ -131,7 +145,7 @@ def _error(path: Path, problem: str, remedy: str = "") -> DataError:
     return DataError(f"{path}: {problem}; {remedy}")
 
 
-def read_idx(path: Path | str, *, magic: int | None = None) -> np.ndarray:
+def read_idx(path: Path | str, *, magic: int | None = None) -> NDArray[np.uint8]:
     """The uint8 array an IDX file holds, shaped from its header; ``magic`` also checks the file's kind."""
     path = Path(path)
     try:
@@ -159,7 +173,7 @@ def read_idx(path: Path | str, *, magic: int | None = None) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def write_idx(path: Path | str, array: np.ndarray) -> None:
+def write_idx(path: Path | str, array: ArrayLike) -> None:
     """Write images (N, 28, 28) or labels (N,), values 0-255, as IDX; gzip'd if the name ends in .gz."""
     path = Path(path)
     array = np.asarray(array)
@@ -189,7 +203,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Indices]:
     """Index batches of one epoch's shuffle: a function of (seed, epoch) alone, so a resumed job repeats them."""
     if n < 0 or batch_size < 1:
         raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
@@ -232,6 +246,11 @@ def _locate(info: DatasetInfo, data_dir: Path) -> tuple[Path, dict[str, Path | N
         if any(files.values()):
             return folder, files
     return found[0]
+
+
+def _found(files: dict[str, Path | None]) -> dict[str, Path]:
+    """The files that are there, by name."""
+    return {name: path for name, path in files.items() if path is not None}
 
 
 def _missing_remedy(info: DatasetInfo, data_dir: Path) -> str:
@@ -278,21 +297,21 @@ def _download(info: DatasetInfo, folder: Path, name: str, mirrors: list[str], da
 # --- loading -------------------------------------------------------------------------------------
 
 
-def _load_split(images_path: Path, labels_path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_split(images_path: Path, labels_path: Path, n_classes: int) -> Split:
     raw = read_idx(images_path, magic=IMAGES_MAGIC)
     if raw.shape[1:] != (ROWS, COLS):
         raise _error(images_path, f"images are {raw.shape[1]}x{raw.shape[2]}, expected {ROWS}x{COLS}")
-    labels = read_idx(labels_path, magic=LABELS_MAGIC)
-    if len(labels) != len(raw):
-        raise _error(labels_path, f"{len(labels)} labels for the {len(raw)} images in {images_path.name}")
-    if labels.size and labels.max() >= n_classes:
-        raise _error(labels_path, f"label {labels.max()} out of range 0..{n_classes - 1}")
+    raw_labels = read_idx(labels_path, magic=LABELS_MAGIC)
+    if len(raw_labels) != len(raw):
+        raise _error(labels_path, f"{len(raw_labels)} labels for the {len(raw)} images in {images_path.name}")
+    if raw_labels.size and raw_labels.max() >= n_classes:
+        raise _error(labels_path, f"label {raw_labels.max()} out of range 0..{n_classes - 1}")
     # Decoded once per process and shared, hence read-only: one caller scaling in place would corrupt all.
     images = raw.reshape(len(raw), ROWS * COLS).astype(np.float32)
     images /= np.float32(255)
-    labels = labels.astype(np.int64)
+    labels = raw_labels.astype(np.int64)
     images.flags.writeable = labels.flags.writeable = False
-    return images, labels
+    return Split(images, labels)
 
 
 _cache: dict[tuple[str, Path], Dataset] = {}
@@ -330,9 +349,11 @@ def load_dataset(
         key = (name, folder.resolve())
         if (cached := _cache.get(key)) is not None:
             return cached
-        arrays = {}
-        for split, (images_name, labels_name) in SPLIT_FILES.items():
-            arrays[split] = _load_split(files[images_name], files[labels_name], len(info.classes))
+        found = _found(files)
+        arrays = {
+            split: _load_split(found[images_name], found[labels_name], len(info.classes))
+            for split, (images_name, labels_name) in SPLIT_FILES.items()
+        }
         dataset = Dataset(name, *arrays["train"], *arrays["test"], classes=info.classes)
         _cache[key] = dataset
         return dataset
@@ -348,15 +369,16 @@ def _count(path: Path) -> int | None:
         return None
 
 
-def dataset_status(name: str, data_dir: Path | str, download: bool = True) -> dict:
+def dataset_status(name: str, data_dir: Path | str, download: bool = True) -> dict[str, Any]:
     """Whether the dataset is on disk and where, cheaply (headers only); never raises for a missing folder."""
     info = _info(name)
     folder, files = _locate(info, Path(data_dir).expanduser().absolute())
-    present = all(files.values())
+    found = _found(files)
+    present = len(found) == len(files)
     splits = dict(info.splits)
     if present:
         for split, (images_name, _) in SPLIT_FILES.items():
-            if (count := _count(files[images_name])) is not None:
+            if (count := _count(found[images_name])) is not None:
                 splits[split] = count
     return {
         "name": name,

@@ -23,24 +23,24 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from .data import Indices, Labels, Split
 from .spec import TrainSpec
 
-Params = list[tuple[np.ndarray, np.ndarray]]
+Array = NDArray[np.float32]  # every matrix and vector of the network
+Params = list[tuple[Array, Array]]  # [(W1, b1), ..., (WL, bL)]
 
 
 # --- activations, each beside its derivative ------------------------------------------------
-# The derivatives are written in terms of the activation's output a = f(z), which the forward
-# pass keeps anyway, so z never has to be stored.
+# The derivatives take the activation's output a = f(z), which the forward pass keeps anyway, so
+# z is never stored: the activations overwrite it in place, with no new array per operation.
 
 
-# The activations overwrite z (the forward pass never needs it again): one pass over memory each
-# instead of a new array per operation, which is most of a step's time beyond its matrix products.
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: Array) -> Array:
     # 0.5 (1 + tanh(z/2)) equals 1 / (1 + e^-z) but cannot overflow for large negative z.
     z *= 0.5
     np.tanh(z, out=z)
@@ -49,36 +49,39 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def sigmoid_prime(a: np.ndarray) -> np.ndarray:
+def sigmoid_prime(a: Array) -> Array:
     return a * (1.0 - a)
 
 
-def tanh(z: np.ndarray) -> np.ndarray:
-    return np.tanh(z, out=z)
+def tanh(z: Array) -> Array:
+    np.tanh(z, out=z)
+    return z
 
 
-def tanh_prime(a: np.ndarray) -> np.ndarray:
+def tanh_prime(a: Array) -> Array:
     return 1.0 - a * a
 
 
-def relu(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0.0, out=z)
+def relu(z: Array) -> Array:
+    np.maximum(z, 0.0, out=z)
+    return z
 
 
-def relu_prime(a: np.ndarray) -> np.ndarray:
+def relu_prime(a: Array) -> Array:
     return (a > 0).astype(a.dtype)
 
 
-ACTIVATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
     "sigmoid": (sigmoid, sigmoid_prime),
     "tanh": (tanh, tanh_prime),
     "relu": (relu, relu_prime),
 }
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))  # shifting by the row max keeps exp finite
-    return e / e.sum(axis=1, keepdims=True)
+def softmax(z: Array) -> Array:
+    e: Array = np.exp(z - z.max(axis=1, keepdims=True))  # shifting by the row max keeps exp finite
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 # --- initialisation --------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def init_params(spec: TrainSpec, seed: int | None = None) -> Params:
 # --- forward, loss, backward -----------------------------------------------------------------
 
 
-def forward(params: Params, X: np.ndarray, activation: str) -> list[np.ndarray]:
+def forward(params: Params, X: Array, activation: str) -> list[Array]:
     """Activations [a0 = X, a1, ..., a(L-1), zL]: the last entry is the logits."""
     f, _ = ACTIVATIONS[activation]
     a = [X]
@@ -121,15 +124,14 @@ def forward(params: Params, X: np.ndarray, activation: str) -> list[np.ndarray]:
     return a
 
 
-def forward_logits(params: Params, X: np.ndarray, activation: str) -> np.ndarray:
+def forward_logits(params: Params, X: Array, activation: str) -> Array:
     return forward(params, X, activation)[-1]
 
 
-def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def cross_entropy(logits: Array, y: Labels) -> tuple[float, Array]:
     """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities."""
     # One exp for both: p = e / sum(e) with e = exp(z - max), and in log-sum-exp form
-    # log p[y] = (z[y] - max) - log sum(e), never log(0). A dozen numpy calls on a (64, 10)
-    # array cost more than their arithmetic, so each one saved shows in a step's time.
+    # log p[y] = (z[y] - max) - log sum(e), never log(0).
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(axis=1, keepdims=True)
@@ -140,9 +142,9 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
 
 def backward(
     params: Params,
-    a: list[np.ndarray],
-    p: np.ndarray,
-    y: np.ndarray,
+    a: list[Array],
+    p: Array,
+    y: Labels,
     activation: str,
     l2: float,
     scale: float = 1.0,
@@ -173,7 +175,7 @@ def backward(
     return grads
 
 
-def objective(params: Params, X: np.ndarray, y: np.ndarray, activation: str, l2: float) -> float:
+def objective(params: Params, X: Array, y: Labels, activation: str, l2: float) -> float:
     """Cross-entropy plus (l2 / 2) sum ||W||^2: the function whose gradient backward() returns."""
     loss, _ = cross_entropy(forward_logits(params, X, activation), y)
     return loss + 0.5 * l2 * sum(float(np.sum(W.astype(np.float64) ** 2)) for W, _ in params)
@@ -183,20 +185,25 @@ def objective(params: Params, X: np.ndarray, y: np.ndarray, activation: str, l2:
 
 
 class NumpyMLP:
-    """Parameters and optimizer state; step() is one mini-batch update, in place."""
+    """Parameters, optimizer state and the training split; step() is one mini-batch update, in place."""
 
-    def __init__(self, spec: TrainSpec, params: Params | None = None):
+    def __init__(self, spec: TrainSpec, data: Split, params: Params | None = None) -> None:
         self.spec = spec
+        self.data = data
         self.params = params if params is not None else init_params(spec)
         self.t = 0  # optimizer steps taken (Adam's bias correction)
-        zeros = lambda: [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]  # noqa: E731
-        self.velocity = zeros() if spec.optimizer == "momentum" else None
-        self.m1 = zeros() if spec.optimizer == "adam" else None
-        self.m2 = zeros() if spec.optimizer == "adam" else None
+        # The optimizer's running averages, one (W, b) pair per layer; empty where it keeps none.
+        self.velocity = self._zeros() if spec.optimizer == "momentum" else []
+        self.m1 = self._zeros() if spec.optimizer == "adam" else []
+        self.m2 = self._zeros() if spec.optimizer == "adam" else []
 
-    def step(self, X: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One update on the batch (X, y); returns the batch's cross-entropy before the update."""
+    def _zeros(self) -> Params:
+        return [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
+
+    def step(self, idx: Indices, lr: float) -> float:
+        """One update on the training split's rows idx; returns the batch's cross-entropy before it."""
         spec = self.spec
+        X, y = self.data.images[idx], self.data.labels[idx]
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):
             a = forward(self.params, X, spec.activation)
@@ -219,7 +226,7 @@ class NumpyMLP:
                     self._adam(theta, g, self.m1[i][j], self.m2[i][j], lr)
         return loss
 
-    def _adam(self, theta: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float) -> None:
+    def _adam(self, theta: Array, g: Array, m: Array, v: Array, lr: float) -> None:
         beta1, beta2, eps = 0.9, 0.999, 1e-8  # Kingma & Ba's defaults, as torch.optim.Adam
         m *= np.float32(beta1)
         m += np.float32(1 - beta1) * g
@@ -237,18 +244,18 @@ class NumpyMLP:
 
     # checkpoints: parameters and optimizer state, as an .npz
     def state(self) -> bytes:
-        arrays: dict[str, np.ndarray] = {"t": np.array(self.t)}
+        arrays: dict[str, NDArray[Any]] = {"t": np.array(self.t)}
         for name, group in (("p", self.params), ("vel", self.velocity), ("m1", self.m1), ("m2", self.m2)):
-            for i, (W, b) in enumerate(group or []):
+            for i, (W, b) in enumerate(group):
                 arrays[f"{name}W{i}"], arrays[f"{name}b{i}"] = W, b
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, allow_pickle=False, **arrays)
         return buf.getvalue()
 
     def load_state(self, blob: bytes) -> None:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             self.t = int(z["t"])
             for name, group in (("p", self.params), ("vel", self.velocity), ("m1", self.m1), ("m2", self.m2)):
-                for i, (W, b) in enumerate(group or []):
+                for i, (W, b) in enumerate(group):
                     W[...] = z[f"{name}W{i}"]
                     b[...] = z[f"{name}b{i}"]

@@ -4,93 +4,26 @@ It starts from the NumPy backend's initial weights (init_params), so one seed gi
 starting point in both backends, and exports to the same (W, b) format, W transposed
 from nn.Linear's (out, in) to the row-major (in, out).
 
-On CPU the layers' float32 products go through oneDNN rather than the BLAS that torch's
-addmm calls (MKL in the PyPI wheels): on the AMD EPYC this was built on, one step's products
-take MKL 1.17-1.22x NumPy's OpenBLAS time and oneDNN (its AVX-512 kernels) 0.73-0.94x, at full
-float32 precision (three runs of `python bench/matmul.py`, which shows the three).
+On CPU the large layers' products go through oneDNN rather than torch's BLAS
+(torch_onednn.py; cpu_matmul="blas" keeps them all on nn.Linear).
 """
 
 from __future__ import annotations
 
 import io
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import torch_onednn
+from .data import Indices, Split
+from .network import CpuMatmul
 from .numpy_mlp import Params, init_params
 from .spec import TrainSpec
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
-
-CpuMatmul = Literal["onednn", "blas"]
-
-# Below this many weights a layer's products are too small for oneDNN's per-call cost (~10 us
-# against MKL's ~3 us): the 100x10 output layer stays on the BLAS.
-ONEDNN_MIN_WEIGHTS = 16384
-
-
-def _onednn_linear():
-    """torch's oneDNN linear kernel (the one Inductor emits for CPU), None in a build without it."""
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return torch.ops.mkldnn._linear_pointwise.default
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_LINEAR_POINTWISE = _onednn_linear()
-
-
-def onednn_available() -> bool:
-    return _LINEAR_POINTWISE is not None
-
-
-def _onednn_mm(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a @ w.T + bias, as nn.functional.linear; a and w may be transposed views."""
-    return _LINEAR_POINTWISE(a, w, bias, "none", [], "")
-
-
-class _OneDNNLinearFunction(torch.autograd.Function):
-    """linear(x, W, b) with all three of its products in oneDNN, forward and backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return _onednn_mm(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad_x = _onednn_mm(grad, weight.T) if ctx.needs_input_grad[0] else None  # grad @ W
-        grad_w = _onednn_mm(grad.T, x.T) if ctx.needs_input_grad[1] else None  # grad.T @ x
-        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters, init and state_dict) whose CPU float32 products may use oneDNN."""
-
-    def __init__(self, in_features: int, out_features: int, onednn: bool = False):
-        super().__init__(in_features, out_features)
-        self.onednn = onednn and onednn_available()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Batches of float32 rows on CPU only; anything else (CUDA, autocast, other ranks) is nn.Linear's.
-        if (
-            self.onednn
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and x.dim() == 2
-            and not torch.is_autocast_enabled("cpu")
-        ):
-            return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
-        return super().forward(x)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + (", onednn" if self.onednn else "")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -102,9 +35,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 def build_model(spec: TrainSpec, params: Params, cpu_matmul: CpuMatmul = "onednn") -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (W, b) in enumerate(params):
-        linear = Linear(
-            W.shape[0], W.shape[1], onednn=cpu_matmul == "onednn" and W.size >= ONEDNN_MIN_WEIGHTS
-        )
+        linear = torch_onednn.linear(W.shape[0], W.shape[1], cpu_matmul)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             linear.bias.copy_(torch.from_numpy(b))
@@ -118,32 +49,33 @@ def _optimizer(spec: TrainSpec, model: nn.Sequential) -> torch.optim.Optimizer:
     # L2 is l2 * W added to the weights' gradient, not the biases' (the spec, and the NumPy
     # backend): two groups, weight_decay on the first only. Without L2, one group: one fused call.
     linears = [m for m in model if isinstance(m, nn.Linear)]
-    groups: list[dict] = [{"params": [p for m in linears for p in (m.weight, m.bias)], "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for m in linears for p in (m.weight, m.bias)], "weight_decay": 0.0}
+    ]
     if spec.l2:
         groups = [
             {"params": [m.weight for m in linears], "weight_decay": spec.l2},
             {"params": [m.bias for m in linears], "weight_decay": 0.0},
         ]
-    # The default per-parameter loops cost ~45 % of a step on a 2-core CPU; the fused kernels
-    # (one pass over all parameters) are available on CPU and CUDA for SGD and Adam.
-    impl = {"fused": True}
+    # Fused: one pass over all parameters instead of a loop per parameter (docs/performance.md).
     if spec.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=spec.learning_rate, **impl)
+        return torch.optim.Adam(groups, lr=spec.learning_rate, fused=True)
     momentum = spec.momentum if spec.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=momentum, **impl)
+    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=momentum, fused=True)
 
 
 class TorchMLP:
-    """Model, loss and optimizer on one device; step() is one mini-batch update."""
+    """Model, loss, optimizer and the training split on one device; step() is one mini-batch update."""
 
     def __init__(
         self,
         spec: TrainSpec,
+        data: Split,
         params: Params | None = None,
         device: str = "auto",
         threads: int | None = None,
         cpu_matmul: CpuMatmul = "onednn",
-    ):
+    ) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
@@ -152,24 +84,14 @@ class TorchMLP:
         self.model = build_model(spec, params, cpu_matmul).to(self.device)
         self.loss_fn = nn.CrossEntropyLoss()  # takes logits: the softmax is inside, once
         self.optimizer = _optimizer(spec, self.model)
-        self._data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The whole split on the device, once; a batch is an index selection. A copy: the dataset's
+        # arrays are read-only and shared by the whole process.
+        self.X = torch.tensor(data.images, device=self.device)
+        self.y = torch.tensor(data.labels, dtype=torch.int64, device=self.device)
 
-    def to_device(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split as tensors on the device, once; batches are then index selections."""
-        key = id(X)
-        if key not in self._data:
-            # A copy: the dataset's arrays are read-only and shared by the whole process.
-            self._data[key] = (
-                torch.tensor(X, device=self.device),
-                torch.tensor(y, dtype=torch.int64, device=self.device),
-            )
-        return self._data[key]
-
-    def step_indexed(self, X: torch.Tensor, y: torch.Tensor, idx: np.ndarray, lr: float) -> float:
+    def step(self, idx: Indices, lr: float) -> float:
         index = torch.from_numpy(idx).to(self.device)
-        return self.step(X.index_select(0, index), y.index_select(0, index), lr)
-
-    def step(self, X: torch.Tensor, y: torch.Tensor, lr: float) -> float:
+        X, y = self.X.index_select(0, index), self.y.index_select(0, index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)

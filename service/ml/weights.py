@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .numpy_mlp import Params, forward_logits, softmax
 from .spec import TrainSpec
@@ -36,17 +38,17 @@ class Weights:
     spec: TrainSpec
     params: Params  # [(W1, b1), ..., (WL, bL)], float32
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: ArrayLike) -> NDArray[np.float32]:
         return predict_proba(self, images)
 
 
 def dump_weights(spec: TrainSpec, params: Params) -> bytes:
-    arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT), "spec": np.array(spec.model_dump_json())}
+    arrays: dict[str, NDArray[Any]] = {"format": np.array(FORMAT), "spec": np.array(spec.model_dump_json())}
     for i, (W, b) in enumerate(params, start=1):
         arrays[f"W{i}"] = np.ascontiguousarray(W, dtype=np.float32)
         arrays[f"b{i}"] = np.ascontiguousarray(b, dtype=np.float32)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)
     return buf.getvalue()
 
 
@@ -75,13 +77,14 @@ def load_weights(blob: bytes) -> Weights:
     return Weights(spec=spec, params=params)
 
 
-def predict_proba(weights: Weights | bytes, images: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def predict_proba(weights: Weights | bytes, images: ArrayLike, chunk: int = 8192) -> NDArray[np.float32]:
     """Class probabilities (n, 10) for images (n, 784) in [0, 1], computed in float32 NumPy."""
     if isinstance(weights, (bytes, bytearray, memoryview)):
         weights = load_weights(bytes(weights))
-    images = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
-    out = np.empty((len(images), weights.spec.layer_sizes[-1]), dtype=np.float32)
-    for start in range(0, len(images), chunk):  # bounded memory for a whole split
+    X = np.asarray(images, dtype=np.float32)
+    X = X.reshape(len(X), -1)
+    out = np.empty((len(X), weights.spec.layer_sizes[-1]), dtype=np.float32)
+    for start in range(0, len(X), chunk):  # bounded memory for a whole split
         stop = start + chunk
-        out[start:stop] = softmax(forward_logits(weights.params, images[start:stop], weights.spec.activation))
+        out[start:stop] = softmax(forward_logits(weights.params, X[start:stop], weights.spec.activation))
     return out

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -40,9 +41,8 @@ _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising m
 def make_engine(url: str, max_connections: int | None = None) -> Engine:
     """An Engine for `url`; SQLite gets the pragmas and transaction handling above.
 
-    max_connections caps a server database's pool (5 kept open, the rest closed on return). Only
-    with a cap on sessions in flight as well (the API's db_slots, service/main.py): a capped pool
-    alone deadlocked the API under a burst, for the reason given below. None: no cap (a worker holds 2).
+    max_connections caps a server database's pool (5 kept open, the rest closed on return): safe only
+    with the API's db_slots as well (docs/reliability.md). None: no cap (a worker holds 2).
     """
     sa_url = make_url(url)
     if sa_url.get_backend_name() != "sqlite":
@@ -57,17 +57,13 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
     if in_memory:
         # One shared connection, or each would see its own empty database. So one session at a time:
         # in-memory is for quick single-threaded checks; tests and services use a file.
         kwargs["poolclass"] = StaticPool
     else:
-        # No cap on connections (a file connection is cheap; past pool_size they close on return;
-        # the API's db_slots bound them anyway). A capped pool alone deadlocks the API under
-        # load: a request holds its connection across several threadpool hops (dependencies, then
-        # the handler), so once every thread waits for a connection, the requests holding them wait
-        # for a thread - until the pool's 30 s timeout.
+        # No cap: a file connection is cheap, and a capped pool alone deadlocks the API (docs/reliability.md).
         kwargs["max_overflow"] = -1
     engine = create_engine(sa_url, **kwargs)
 
@@ -167,9 +163,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-_migrate_lock = (
-    threading.Lock()
-)  # Alembic's `context` is a module global: one migration per process at a time
+# Alembic's `context` is a module global: one migration per process at a time.
+_migrate_lock = threading.Lock()
 
 
 def migrate(engine_or_url: Engine | str) -> None:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Update, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from service.ml.spec import TrainSpec
 from service.store.db import begin_write
@@ -124,7 +125,7 @@ def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> 
     return job
 
 
-def _claim_statement(worker_id: str, now: datetime) -> Update:
+def _claim_statement(worker_id: str, now: datetime) -> ReturningUpdate[Job]:
     oldest = (
         select(Job.id)
         .where(Job.status == JobStatus.queued)
@@ -332,7 +333,7 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
 
 
-def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> str:
+def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
     """running -> queued, on a graceful worker shutdown (or -> cancelled if a cancel is pending).
 
     The checkpoint is kept, so the next claim resumes from the last finished epoch. attempts
@@ -350,7 +351,7 @@ def release_job(session: Session, job_id: int, worker_id: str, now: datetime | N
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
     if status == JobStatus.cancelled:
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
-    return status
+    return JobStatus(status)
 
 
 def retry_decision(attempts: int, max_attempts: int) -> Literal["requeue", "fail"]:

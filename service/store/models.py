@@ -110,18 +110,14 @@ class Job(Base):
     started_at: Mapped[datetime | None]  # first claim; kept across retries
     finished_at: Mapped[datetime | None]  # succeeded, failed or cancelled
     heartbeat_at: Mapped[datetime | None]  # last lease renewal while running
-    attempts: Mapped[int] = mapped_column(
-        default=0, server_default=text("0")
-    )  # claims, less graceful releases
+    # claims, less graceful releases
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     worker_id: Mapped[str | None] = mapped_column(String)  # "host:pid:rand" while running
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)  # why it failed, for people
-    epoch: Mapped[int] = mapped_column(
-        default=0, server_default=text("0")
-    )  # epoch of the latest recorded step
-    step: Mapped[int] = mapped_column(
-        default=0, server_default=text("0")
-    )  # latest recorded step (global, 1-based)
+    # epoch of the latest recorded step, and the latest recorded step (global, 1-based)
+    epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    step: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     steps: Mapped[int | None]  # total steps of the job, known once training starts
     loss: Mapped[float | None] = mapped_column(Float)  # latest recorded loss
     sweep_id: Mapped[str | None] = mapped_column(String, index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.ml.data import Split
 from service.ml.numpy_mlp import NumpyMLP, backward, cross_entropy, forward, init_params, objective
 from service.ml.spec import TrainSpec
 
@@ -60,18 +61,17 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 def test_biases_of_every_layer_are_trained():
     """The notebook dropped the biases after the first layer; every layer's must move."""
     spec = TrainSpec(backend="numpy", hidden_layers=[8, 6], activation="tanh", learning_rate=0.5)
-    net = NumpyMLP(spec)
     rng = np.random.default_rng(0)
-    X, y = rng.random((32, 784)).astype(np.float32), rng.integers(0, 10, 32)
-    net.step(X, y, 0.5)
+    net = NumpyMLP(spec, Split(rng.random((32, 784)).astype(np.float32), rng.integers(0, 10, 32)))
+    net.step(np.arange(32), 0.5)
     assert all(np.abs(b).max() > 0 for _, b in net.params)
 
 
 def test_weights_stay_float32():
     spec = TrainSpec(backend="numpy", hidden_layers=[8], optimizer="adam", learning_rate=0.01, l2=0.01)
-    net = NumpyMLP(spec)
     rng = np.random.default_rng(0)
-    net.step(rng.random((16, 784)).astype(np.float32), rng.integers(0, 10, 16), 0.01)
+    net = NumpyMLP(spec, Split(rng.random((16, 784)).astype(np.float32), rng.integers(0, 10, 16)))
+    net.step(np.arange(16), 0.01)
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in net.params)
 
 

@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 
 from service.ml.spec import TrainSpec
-from service.ml.train import Checkpoint, EpochEnd, StepProgress, TrainingCancelled, TrainingError, train
+from service.ml.train import (
+    Callbacks,
+    Checkpoint,
+    EpochEnd,
+    Plan,
+    StepProgress,
+    TrainingCancelled,
+    TrainingError,
+    train,
+    training_examples,
+)
 from service.ml.weights import dump_weights, load_weights, predict_proba
 
 
@@ -19,7 +29,8 @@ def _arrays(blob: bytes) -> dict[str, np.ndarray]:
 
 def _run(spec, data, **kw):
     losses = []
-    result = train(spec, data, lambda e: losses.append(e.loss) if isinstance(e, StepProgress) else None, **kw)
+    on_progress = lambda e: losses.append(e.loss) if isinstance(e, StepProgress) else None  # noqa: E731
+    result = train(spec, data, Callbacks(on_progress), **kw)
     return result, losses
 
 
@@ -27,9 +38,9 @@ def _run(spec, data, **kw):
 def cpu_matmul(request, monkeypatch):
     """Both libraries for torch's products on CPU; oneDNN on every layer, however small."""
     if request.param == "onednn":
-        from service.ml import torch_mlp
+        from service.ml import torch_onednn
 
-        monkeypatch.setattr(torch_mlp, "ONEDNN_MIN_WEIGHTS", 0)
+        monkeypatch.setattr(torch_onednn, "MIN_WEIGHTS", 0)
     return request.param
 
 
@@ -106,11 +117,11 @@ def test_same_seed_same_weights_other_seed_different(tiny_dataset):
 def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset):
     events = []
     spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100, log_every=2)
-    result = train(spec, tiny_dataset, events.append)
+    result = train(spec, tiny_dataset, Callbacks(events.append))
     steps = [e for e in events if isinstance(e, StepProgress)]
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [s.step for s in steps] == [2, 4, 6, 8, 10, 12]  # 6 steps an epoch, 12 in all
-    odd = train(spec.model_copy(update={"log_every": 4}), tiny_dataset, events.append)
+    odd = train(spec.model_copy(update={"log_every": 4}), tiny_dataset, Callbacks(events.append))
     assert [e.step for e in events[-(len(events) - len(steps) - 2) :] if isinstance(e, StepProgress)] == [
         4,
         6,
@@ -132,7 +143,7 @@ def test_train_limit_uses_only_that_many_images(tiny_dataset):
         backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, train_limit=50, log_every=1
     )
     events = []
-    result = train(spec, tiny_dataset, events.append)
+    result = train(spec, tiny_dataset, Callbacks(events.append))
     assert max(e.step for e in events if isinstance(e, StepProgress)) == 5
     assert sum(map(sum, result.confusion_train)) == 50
 
@@ -153,7 +164,7 @@ def test_should_stop_cancels_within_a_step(tiny_dataset):
     spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=5, batch_size=10, log_every=1000)
     calls = []
     with pytest.raises(TrainingCancelled, match="epoch 1, step 7"):
-        train(spec, tiny_dataset, should_stop=lambda: calls.append(1) or len(calls) >= 7)
+        train(spec, tiny_dataset, Callbacks(should_stop=lambda: calls.append(1) or len(calls) >= 7))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -169,7 +180,7 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, ti
     )
     full = train(spec, tiny_dataset, device="cpu")
     checkpoints: list[Checkpoint] = []
-    train(spec.model_copy(update={"epochs": 3}), tiny_dataset, on_checkpoint=checkpoints.append, device="cpu")
+    train(spec, tiny_dataset, Callbacks(on_checkpoint=checkpoints.append), device="cpu")
     assert [c.epoch for c in checkpoints] == [1, 2]
     resumed = train(spec, tiny_dataset, resume=checkpoints[0], device="cpu")
     assert [e.epoch for e in resumed.epochs] == [2, 3]
@@ -188,9 +199,8 @@ def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend
     resumed = train(spec, tiny_dataset, resume=Checkpoint(1, b"written by another version"), device="cpu")
     assert [e.epoch for e in resumed.epochs] == [1, 2]
     a, b = _arrays(full.weights), _arrays(resumed.weights)
-    assert all(
-        np.allclose(a[k], b[k], atol=1e-6) for k in a
-    )  # from the initial weights, as if never interrupted
+    # from the initial weights, as if never interrupted
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert (
         "the checkpoint after epoch 1 cannot be loaded" in caplog.text
         and "training from epoch 1" in caplog.text
@@ -207,3 +217,26 @@ def test_weight_file_round_trip_and_format(tiny_dataset):
     assert all(np.array_equal(W1, W2) for (W1, _), (W2, _) in zip(weights.params, again.params, strict=True))
     p = weights.predict_proba(tiny_dataset.test_images[:5])
     assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+
+
+def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, caplog):
+    """A checkpoint at or after the last epoch was never written for this job: nothing would be left to train."""
+    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100)
+    checkpoints: list[Checkpoint] = []
+    train(spec.model_copy(update={"epochs": 3}), tiny_dataset, Callbacks(on_checkpoint=checkpoints.append))
+    resumed = train(spec, tiny_dataset, resume=checkpoints[1])
+    assert [e.epoch for e in resumed.epochs] == [1, 2]
+    assert resumed.weights == train(spec, tiny_dataset).weights
+    assert "the checkpoint after epoch 2 cannot be loaded (ValueError: the job has 2 epochs)" in caplog.text
+
+
+def test_cosine_schedule_decays_from_the_learning_rate_towards_zero_over_all_steps(tiny_dataset):
+    spec = TrainSpec(backend="numpy", learning_rate=0.5, lr_schedule="cosine", epochs=2, batch_size=60)
+    plan = Plan(spec, training_examples(spec, tiny_dataset))
+    assert (plan.steps_per_epoch, plan.total_steps) == (10, 20)
+    rates = [plan.learning_rate(step) for step in range(1, 21)]
+    assert rates[0] == 0.5 and rates[10] == pytest.approx(0.25)  # step 11 of 20: half-way
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert 0 < rates[-1] < 0.005  # the last step's: near zero, not zero (the decay reaches 0 after it)
+    constant = Plan(spec.model_copy(update={"lr_schedule": "constant"}), plan.examples)
+    assert {constant.learning_rate(step) for step in range(1, 21)} == {0.5}

@@ -231,7 +231,7 @@ def settings_for(db_url: str, data_dir: Path, **changes) -> Settings:
 def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_dir, db_url, sessions):
     calls = []
 
-    def broken_train(spec, data, on_progress=None, should_stop=None, **kwargs):
+    def broken_train(spec, data, callbacks=None, **kwargs):
         calls.append(spec.seed)
         if spec.seed == 0:
             raise RuntimeError("boom\non two lines")
@@ -248,13 +248,13 @@ def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_di
 def test_a_lost_lease_drops_the_job(monkeypatch, data_dir, db_url, sessions):
     (job_id,) = enqueue(sessions, small())
 
-    def train_while_taken_over(spec, data, on_progress=None, should_stop=None, **kwargs):
+    def train_while_taken_over(spec, data, callbacks, **kwargs):
         with session_scope(sessions) as s:  # the lease expires and another worker claims the job
             s.execute(Job.__table__.update().values(status="queued", worker_id=None))
         with session_scope(sessions) as s:
             jobs.claim_job(s, "other")
-        on_progress(StepProgress(1, 1, 6, 2.0))  # this write is refused, quietly
-        wait_for(should_stop, timeout=5, what="should_stop")
+        callbacks.on_progress(StepProgress(1, 1, 6, 2.0))  # this write is refused, quietly
+        wait_for(callbacks.should_stop, timeout=5, what="should_stop")
         raise TrainingCancelled("stopped")
 
     monkeypatch.setattr(worker, "train", train_while_taken_over)

@@ -1,17 +1,21 @@
-"""The torch backend's oneDNN linear layer: same numbers as nn.Linear, and actually used on CPU."""
+"""The torch backend's oneDNN linear layer: same numbers as nn.Linear, used on CPU, and nn.Linear itself
+when the private operator is missing or changed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from service.ml import torch_mlp
+from service.ml import torch_onednn
+from service.ml.data import Split
 from service.ml.spec import TrainSpec
-from service.ml.torch_mlp import Linear, TorchMLP
+from service.ml.torch_mlp import TorchMLP
+from service.ml.torch_onednn import Linear
 
-pytestmark = pytest.mark.skipif(not torch_mlp.onednn_available(), reason="this torch build has no oneDNN")
+needs_onednn = pytest.mark.skipif(not torch_onednn.available(), reason="this torch build has no oneDNN")
 
 
 def _grads(layer_fn, x, weight, bias, grad_out):
@@ -21,6 +25,7 @@ def _grads(layer_fn, x, weight, bias, grad_out):
     return out.detach(), x.grad, weight.grad, bias.grad
 
 
+@needs_onednn
 @pytest.mark.parametrize("batch", [1, 7, 64])
 @pytest.mark.parametrize("fan_in, fan_out", [(784, 500), (250, 100), (33, 129)])
 def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_in, fan_out):
@@ -47,51 +52,108 @@ def test_onednn_linear_matches_nn_linear_forward_and_every_gradient(batch, fan_i
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item(), msg=name)
 
 
+@needs_onednn
 def test_inputs_outside_its_case_get_nn_linear_itself():
     layer = Linear(20, 30, onednn=True)
     x = torch.rand(4, 5, 20)  # a leading batch dimension: nn.Linear's broadcasting
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert (
-            layer(torch.rand(4, 20)).dtype == torch.bfloat16
-        )  # autocast's choice, as nn.Linear would make it
+        # autocast's choice, as nn.Linear would make it
+        assert layer(torch.rand(4, 20)).dtype == torch.bfloat16
 
 
-def _linear_ops(net: TorchMLP, batch: int = 16) -> set[str]:
-    X = torch.rand(batch, 784)
-    y = torch.randint(0, 10, (batch,))
+def _examples(n: int = 64) -> Split:
+    rng = np.random.default_rng(0)
+    return Split(rng.random((n, 784), dtype=np.float32), np.arange(n) % 10)
+
+
+def _linear_ops(net: TorchMLP) -> set[str]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        net.step(X, y, 0.1)
+        net.step(np.arange(16), 0.1)
     return {e.key for e in prof.key_averages()} & {"mkldnn::_linear_pointwise", "aten::addmm", "aten::mm"}
 
 
+@needs_onednn
 def test_large_layers_use_onednn_on_cpu_and_blas_is_a_setting_away():
     spec = TrainSpec(backend="torch")  # 784-500-250-100-10
-    onednn = TorchMLP(spec, device="cpu")
+    onednn = TorchMLP(spec, _examples(), device="cpu")
     assert [m.onednn for m in onednn.model if isinstance(m, Linear)] == [True, True, True, False]
     assert "mkldnn::_linear_pointwise" in _linear_ops(onednn)
 
-    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
     assert not any(m.onednn for m in blas.model if isinstance(m, Linear))
     assert _linear_ops(blas) == {"aten::addmm", "aten::mm"}
 
 
+@needs_onednn
 def test_onednn_training_is_deterministic_and_exports_plain_linear_weights():
     spec = TrainSpec(
         backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
     )
-    X, y = torch.rand(64, 784, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 10
 
     def trained():
-        net = TorchMLP(spec, device="cpu")
+        net = TorchMLP(spec, _examples(), device="cpu")
         for _ in range(5):
-            net.step(X, y, 1e-3)
+            net.step(np.arange(64), 1e-3)
         return net
 
     a, b = trained(), trained()
     for (Wa, ba), (Wb, bb) in zip(a.export(), b.export(), strict=True):
         assert (Wa == Wb).all() and (ba == bb).all()
     # The state_dict is nn.Linear's: a blas model loads a oneDNN model's checkpoint as is.
-    blas = TorchMLP(spec, device="cpu", cpu_matmul="blas")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
     blas.load_state(a.state())
     assert all((Wa == Wc).all() for (Wa, _), (Wc, _) in zip(a.export(), blas.export(), strict=True))
+
+
+def _renamed(*args):
+    raise RuntimeError("mkldnn::_linear_pointwise() expected at most 5 argument(s) but received 6")
+
+
+def _bias_dropped(a, w, bias, *rest):
+    return a @ w.T
+
+
+@pytest.fixture
+def private_op(monkeypatch):
+    """Stands in for the lookup of torch's private operator, as a torch upgrade might change it."""
+
+    def replace(op):
+        monkeypatch.setattr(torch_onednn, "_find_op", lambda: op)
+        torch_onednn.linear_pointwise.cache_clear()
+
+    yield replace
+    torch_onednn.linear_pointwise.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "op, warning",
+    [
+        (None, None),
+        (_renamed, "RuntimeError: mkldnn::_linear_pointwise() expected"),
+        (_bias_dropped, "forward: its result differs"),
+    ],
+    ids=["missing", "raises", "changed"],
+)
+def test_without_a_working_operator_every_layer_is_nn_linear(op, warning, private_op, caplog):
+    private_op(op)
+    spec = TrainSpec(
+        backend="torch", hidden_layers=[300, 100], activation="relu", optimizer="adam", learning_rate=1e-3
+    )
+    onednn = TorchMLP(spec, _examples(), device="cpu")
+    blas = TorchMLP(spec, _examples(), device="cpu", cpu_matmul="blas")
+    assert not torch_onednn.available()
+    assert not any(m.onednn for m in onednn.model if isinstance(m, Linear))
+    if warning is None:
+        assert "unusable" not in caplog.text
+    else:
+        assert f"_linear_pointwise is unusable ({warning}" in caplog.text
+
+    # Training steps are nn.Linear's (F.linear's) to the bit: the network asked for oneDNN and got the BLAS.
+    for batch in np.array_split(np.random.default_rng(1).permutation(64), 3):
+        assert onednn.step(batch, 1e-3) == blas.step(batch, 1e-3)
+    for (Wa, ba), (Wb, bb) in zip(onednn.export(), blas.export(), strict=True):
+        assert (Wa == Wb).all() and (ba == bb).all()
+    layer = Linear(20, 30, onednn=True)
+    x = torch.rand(4, 20)
+    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
