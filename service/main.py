@@ -23,6 +23,7 @@ from service.api.routes import (
     sweeps,
     web,
 )
+from service.api.security import SecurityHeaders
 from service.errors import install_error_handlers
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
         app.include_router(module.router)
     web.mount(app)
+    app.add_middleware(SecurityHeaders)
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

@@ -1,18 +1,26 @@
-"""The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real API and worker.
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real API and
+worker: submit, watch, a job's page, a model's page (charts, confusion matrix, scores, mistakes, a
+drawn digit), a comparison, the jobs list (labels, filters, order, pages), a phone-sized screen.
 
-Screenshots of each step land in artifacts/dashboard/ (kept by CI as test artifacts).
-"""
+Screenshots of each step and of every chart land in artifacts/dashboard/ (kept by CI as artifacts)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.conftest import REPO
+from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
+    DESKTOP,
+    PHONE,
+    browser,
+    open_new_job_form,
+    rendered,
+    scroll_width,
+    shot,
+    until,
+    watched_page,
+)
+from tests.e2e.conftest import start_service
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "artifacts" / "dashboard"
 SMALL = {
     "hidden_layers": "64",
     "activation": "relu",
@@ -23,42 +31,21 @@ SMALL = {
     "train_limit": "3000",
     "log_every": "5",
 }
+SMALL_JSON = {"backend": "numpy", "hidden_layers": [64], "epochs": 1, "train_limit": 500}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
+# Every tick label, axis title and legend text a chart shows lies inside the chart's box: none
+# clipped (hidden ticks have no box).
+LABELS_INSIDE = """el => { const box = el.getBoundingClientRect();
+  const ticks = [...el.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text, .legendtext')].map(t => t.getBoundingClientRect()).filter(r => r.width > 0);
+  return ticks.length >= 4 && ticks.every(r =>
+    r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1); }"""
 
 
 @pytest.fixture
-def page(browser, service):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=service.url)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, errors
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+def page(browser, service):  # noqa: F811
+    with watched_page(browser, service.url) as w:
+        yield w.page
+        w.assert_clean()
 
 
 def fill_spec(page, values: dict[str, str]) -> None:
@@ -70,9 +57,28 @@ def fill_spec(page, values: dict[str, str]) -> None:
             locator.fill(value)
 
 
+def chart(page, selector: str) -> dict:
+    """What plotly drew: trace names and point counts, the y axis, and whether the ticks fit."""
+    page.wait_for_selector(f"{selector}.js-plotly-plot .scatterlayer .trace")
+    return page.locator(selector).evaluate(
+        """el => ({names: el.data.map(t => t.name), points: el.data.map(t => t.x.length),
+                   visible: el.data.map(t => t.visible ?? true), y: el.layout.yaxis,
+                   ytitle: el.layout.yaxis.title.text})"""
+    ) | {"labels_inside": page.locator(selector).evaluate(LABELS_INSIDE)}
+
+
+def legend_toggles(page, selector: str) -> None:
+    """Clicking a legend entry hides its curve; clicking it again shows it."""
+    entry = page.locator(f"{selector} .legend .traces").first
+    entry.click()
+    until(page, f"() => document.querySelector('{selector}').data[0].visible === 'legendonly'")
+    entry.click()
+    until(page, f"() => document.querySelector('{selector}').data[0].visible === true")
+
+
 def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
     page.goto("/")
-    page.wait_for_selector("#spec-backend")
+    open_new_job_form(page)
     # invalid values are explained before anything is sent
     page.fill("#spec-epochs", "0")
     page.click("#submit")
@@ -80,25 +86,90 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
     shot(page, "01-invalid-field")
     fill_spec(page, SMALL)
     page.click("#submit")
-    page.wait_for_selector("text=queued.")
-    job_id = int(page.inner_text("#submit-note").split()[1])
-    row = f"tr[data-job='{job_id}']"
-    page.wait_for_selector(f"{row} [role=progressbar]")
-    page.wait_for_selector(f"{row} [role=progressbar][aria-valuenow='100']", timeout=120_000)
-    page.wait_for_selector(f"{row} .status.succeeded", timeout=30_000)
+    link = page.wait_for_selector("#submit-note a")
+    assert link.inner_text().endswith("queued")
+    job_id = int(link.inner_text().split()[1])
+
+    # "Job N queued" opens the job, which goes live to succeeded on its own page
+    link.click()
+    page.wait_for_url(f"**/#/jobs/{job_id}")
+    page.wait_for_selector("h1 .status.succeeded", timeout=120_000)
+    page.wait_for_selector("#open-model")
+    loss = chart(page, "#loss-chart")
+    assert loss["points"][0] > 10 and loss["labels_inside"]
+    shot(page.locator("#loss-chart"), "02-job-loss-chart")
     shot(page, "02-job-succeeded")
 
+    rendered(page, "/")
+    row = f"tr[data-job='{job_id}']"
+    page.wait_for_selector(f"{row} [role=progressbar][aria-valuenow='100']")
+    assert page.inner_text(f"{row} [data-status]") == "succeeded"
+    assert page.inner_text(f"{row} [data-duration]").endswith("s")
+    assert page.inner_text(f"{row} [data-test]").endswith("%")
+    shot(page, "03-jobs-list")
+
     page.click(f"{row} a:has-text('Open')")
+    model_page(page, service, job_id)
+    draw_a_one(page)
+    compare_with_a_second_model(page, service, job_id)
+
+
+def model_page(page, service, job_id: int) -> None:
     page.wait_for_selector(".heatmap .cell")
+    rendered(page)
     assert page.locator(".heatmap .cell").count() == 100
+
+    # the curves: hover values, a legend that toggles, an accuracy axis that says where it starts
+    loss, accuracy = chart(page, "#loss-chart"), chart(page, "#accuracy-chart")
+    assert loss["names"] == ["loss per step", "mean loss per epoch"] and loss["y"]["type"] == "log"
+    assert accuracy["names"] == ["train", "test"] and accuracy["points"] == [2, 2]
+    floor = accuracy["y"]["range"][0]
+    assert floor in (0, 0.5, 0.8, 0.9) and f"axis from {round(100 * floor)} %" in accuracy["ytitle"]
+    assert loss["labels_inside"] and accuracy["labels_inside"]
+    legend_toggles(page, "#accuracy-chart")
+    box = page.locator("#accuracy-chart .nsewdrag").bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#accuracy-chart .hoverlayer .legend")
+    assert "test" in page.locator("#accuracy-chart .hoverlayer").text_content()
+    shot(page.locator("#loss-chart"), "04-model-loss-chart")
+    shot(page.locator("#accuracy-chart"), "04-model-accuracy-chart")
+
+    # a cell: highlighted, its images listed; an image: its ten probabilities
+    with service.client() as client:
+        matrix = client.get(f"/models/{job_id}/confusion-matrix?split=test").json()["matrix"]
     cell = page.locator(".heatmap .cell[data-label='7'][data-predicted='7']")
     count = int(cell.inner_text())
     cell.click()
     page.wait_for_selector("[data-cell-images] img")
+    assert cell.get_attribute("aria-pressed") == "true"
+    assert page.locator(".heatmap .cell[aria-pressed=true]").count() == 1
     assert page.locator("[data-cell-images] img").count() == min(count, 60)
     assert f"{count} images" in page.inner_text("#cell")
-    shot(page, "03-model-heatmap-cell")
+    page.locator("[data-cell-images] .thumb").first.click()
+    page.wait_for_selector("#image-detail .prob")
+    assert page.locator("#image-detail .prob").count() == 10
+    assert "label 7" in page.inner_text("#image-detail figcaption")
+    shot(page, "05-model-cell-and-image")
 
+    # precision, recall and F1 of each class, from the matrix the API serves
+    column = [sum(row[k] for row in matrix) for k in range(10)]
+    cells = page.locator("#scores tbody tr").nth(7).locator("td").all_inner_texts()
+    precision, recall = matrix[7][7] / column[7], matrix[7][7] / sum(matrix[7])
+    assert cells[1:4] == [
+        f"{precision:.3f}",
+        f"{recall:.3f}",
+        f"{2 * precision * recall / (precision + recall):.3f}",
+    ]
+
+    # the most frequent mistakes, largest first, each image opening its probabilities
+    worst = max((n, i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j)
+    assert page.inner_text("#mistakes h3 >> nth=0") == f"{worst[1]} → {worst[2]}: {worst[0]} images"
+    page.locator("#mistakes .thumb").first.click()
+    page.wait_for_selector(f"#image-detail figcaption:has-text('label {worst[1]}, predicted {worst[2]}')")
+    shot(page.locator("#mistakes"), "05-model-mistakes")
+
+
+def draw_a_one(page) -> None:
     page.locator("#pad").scroll_into_view_if_needed()
     pad = page.locator("#pad").bounding_box()  # viewport coordinates, as the mouse uses
     x = pad["x"] + pad["width"] / 2
@@ -109,11 +180,12 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
     page.mouse.up()
     page.click("#predict")
     page.wait_for_selector("#predicted")
-    assert page.locator(".prob").count() == 10
+    assert page.locator("#probs .prob").count() == 10
     assert page.inner_text("#predicted") == "1"
-    shot(page, "04-drawn-one")
+    shot(page, "06-drawn-one")
 
-    # a second model, then compare the two
+
+def compare_with_a_second_model(page, service, job_id: int) -> None:
     with service.client() as client:
         other = client.post(
             "/jobs",
@@ -128,22 +200,35 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
             },
         ).json()
         assert service.wait_job(client, other["id"])["status"] == "succeeded"
-    page.goto(f"/#/compare?ids={job_id},{other['id']}")
-    page.wait_for_selector("#table tr.diff")
+    rendered(page, f"/#/compare?ids={job_id},{other['id']}")
     differing = page.locator("#table tr.diff th").all_inner_texts()
     assert {"backend", "activation"} <= set(differing)
-    page.wait_for_function(
-        "[...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)"
+    loss, accuracy = chart(page, "#compare-loss"), chart(page, "#compare-accuracy")
+    for drawn in (loss, accuracy):
+        assert len(drawn["names"]) == 2 and drawn["labels_inside"]
+        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][1].startswith(
+            f"#{other['id']} "
+        )
+    assert "axis from" in accuracy["ytitle"]
+    legend_toggles(page, "#compare-loss")
+    # each legend entry is one group (its swatch and its text), on one row of the legend
+    entries = page.locator("#compare-loss .legend .traces")
+    assert entries.count() == 2
+    until(
+        page,
+        "() => [...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)",
     )
     assert page.locator("#matrices img").count() == 2
-    shot(page, "05-compare")
+    shot(page.locator("#compare-loss"), "07-compare-loss-chart")
+    shot(page.locator("#compare-accuracy"), "07-compare-accuracy-chart")
+    shot(page, "07-compare")
 
 
 def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):
     with service.client() as client:
         before = client.get("/jobs").json()["count"]
     page.goto("/")
-    page.wait_for_selector("#spec-backend")
+    open_new_job_form(page)
     fill_spec(page, {"hidden_layers": "4096,4096,4096"})  # valid per field, over the parameter budget
     page.click("#submit")
     page.wait_for_selector(".problem[role=alert]")
@@ -154,7 +239,7 @@ def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):
 
 def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
     page.goto("/")
-    page.wait_for_selector("#spec-backend")
+    open_new_job_form(page)
     fill_spec(page, SMALL | {"epochs": "1", "train_limit": "500"})
     page.click("summary:has-text('Sweep a grid')")
     page.fill("#grid", '{"seed": [1, 2, 3]}')
@@ -168,22 +253,133 @@ def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
         "seed=2",
         "seed=3",
     ]
-    shot(page, "06-sweep")
+    shot(page, "08-sweep")
 
 
-def test_dataset_browser_and_phone_layout(browser, service):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=service.url)
-    page = context.new_page()
-    page.goto("/#/datasets")
-    page.wait_for_selector("#images img")
-    assert page.locator("#images .thumb").count() == 48
-    page.click("#next")
-    page.wait_for_selector("text=48–95 of 10,000")
-    # nothing wider than the screen: the page scrolls vertically only
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(ARTIFACTS / "07-phone-datasets.png"), full_page=True)
-    page.goto("/")
-    page.wait_for_selector("#spec-backend")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(ARTIFACTS / "08-phone-jobs.png"), full_page=True)
-    context.close()
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory):
+    """A service of its own (its own SQLite file) without a worker: its jobs stay queued."""
+    svc = start_service(tmp_path_factory.mktemp("idle"))
+    with svc.client() as client:
+        many = client.post("/sweeps", json={"base": SMALL_JSON, "grid": {"seed": list(range(55))}})
+        few = client.post("/sweeps", json={"base": SMALL_JSON, "grid": {"l2": [0.001, 0.01]}})
+        assert many.status_code == few.status_code == 202, (many.text, few.text)
+        svc.sweeps = [many.json(), few.json()]
+    yield svc
+    svc.stop()
+
+
+def test_presets_fill_the_folded_form(browser, idle):  # noqa: F811
+    with watched_page(browser, idle.url) as w:
+        page = w.page
+        rendered(page, "/")
+        assert not page.is_visible("#spec-backend")  # folded behind "New job"
+        open_new_job_form(page)
+        page.click("[data-preset='Best known']")
+        values = {n: page.input_value(f"#spec-{n}") for n in ("backend", "activation", "init", "optimizer")}
+        assert values == {"backend": "numpy", "activation": "relu", "init": "he", "optimizer": "adam"}
+        assert page.input_value("#spec-learning_rate") == "0.002"
+        assert page.input_value("#spec-lr_schedule") == "cosine"
+        assert page.input_value("#spec-batch_size") == "128"
+        assert page.input_value("#spec-epochs") == "15"
+        page.click('[data-preset="The notebook\'s"]')
+        values = {
+            n: page.input_value(f"#spec-{n}") for n in ("activation", "init", "optimizer", "lr_schedule")
+        }
+        assert values == {
+            "activation": "sigmoid",
+            "init": "glorot",
+            "optimizer": "sgd",
+            "lr_schedule": "constant",
+        }
+        assert page.input_value("#spec-batch_size") == "64"  # back to the default
+        shot(page, "09-new-job-presets")
+        w.assert_clean()
+
+
+def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
+    many, few = idle.sweeps
+    with watched_page(browser, idle.url) as w:
+        page = w.page
+        rendered(page, "/")
+        assert page.locator("table.jobs tbody tr").count() == 50
+        assert page.inner_text("#jobs-range") == "1–50 of 57"
+        # short labels: what differs from the spec's defaults, the full name on hover
+        newest = page.locator("table.jobs tbody tr").first
+        assert (
+            newest.locator("td.label > span").inner_text() == "numpy · layers 64 · l2 0.01 · epochs 1 · n 500"
+        )
+        assert "l2=0.01" in newest.locator("td.label > span").get_attribute("title")
+        assert newest.locator("[data-eta]").inner_text() == "–"  # queued: no pace to go by yet
+        badges_clear_of_labels(page)
+
+        page.click("#jobs-next")
+        rendered(page)
+        assert page.inner_text("#jobs-range") == "51–57 of 57"
+        assert page.locator("table.jobs tbody tr").count() == 7
+
+        page.select_option("#filter-sweep", few["id"])
+        rendered(page)
+        assert page.inner_text("#jobs-range") == "1–2 of 2"  # the filter starts again from the first page
+        page.select_option("#sort", "id")
+        rendered(page)
+        ids = [int(t) for t in page.locator("table.jobs td.id").all_inner_texts()]
+        assert ids == sorted(ids) and len(ids) == 2
+
+        rendered(page, "/#/?status=failed")
+        assert "No job matches" in page.inner_text("#jobs")
+        rendered(page, f"/#/?status=queued&sweep={many['id']}")
+        assert page.inner_text("#jobs-range") == "1–50 of 55"
+        shot(page, "10-jobs-filtered")
+
+        page.set_viewport_size(PHONE)
+        rendered(page, "/")
+        assert scroll_width(page) <= PHONE["width"]
+        badges_clear_of_labels(page)
+        shot(page, "10-jobs-phone")
+        page.set_viewport_size(DESKTOP)
+        w.assert_clean()
+
+
+def badges_clear_of_labels(page) -> None:
+    """Every status badge wholly visible: on top where it is drawn, and not overlapping its label."""
+    overlaps = page.evaluate(
+        """() => [...document.querySelectorAll('table.jobs tbody tr')].filter(tr => {
+          const b = tr.querySelector('.status').getBoundingClientRect(), l = tr.querySelector('td.label > span').getBoundingClientRect();
+          const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+          const apart = b.right <= l.left || l.right <= b.left || b.bottom <= l.top || l.bottom <= b.top;
+          const shown = b.top < 0 || b.bottom > innerHeight || hit === tr.querySelector('.status');
+          return !(apart && shown); }).map(tr => tr.dataset.job)"""
+    )
+    assert overlaps == []
+
+
+def test_every_page_fits_a_phone(browser, service):  # noqa: F811
+    with service.client() as client:
+        models = client.get("/models").json()["data"]
+    assert len(models) >= 2, "runs after the test that trains two models"
+    a, b = models[0]["id"], models[1]["id"]
+    pages = {
+        "datasets": f"/#/datasets?model={a}",
+        "jobs": "/#/",
+        "job": f"/#/jobs/{a}",
+        "model": f"/#/models/{a}",
+        "compare": f"/#/compare?ids={a},{b}",
+    }
+    with watched_page(browser, service.url, viewport=PHONE) as w:
+        page = w.page
+        rendered(page, "/#/datasets")
+        assert page.locator("#images .thumb").count() == 48
+        page.click("#next")
+        page.wait_for_selector("text=48–95 of 10,000")
+        for name, url in pages.items():
+            rendered(page, url)
+            if name == "jobs":
+                open_new_job_form(page)
+            # nothing wider than the screen: the page scrolls vertically only
+            assert scroll_width(page) <= PHONE["width"], name
+            for selector in ("#loss-chart", "#accuracy-chart", "#compare-loss", "#compare-accuracy"):
+                if page.locator(selector).count():
+                    assert chart(page, selector)["labels_inside"], (name, selector)
+            shot(page, f"11-phone-{name}")
+        w.assert_clean()

@@ -1,13 +1,15 @@
 """The dashboard and the OpenAPI docs UI: pages and their assets, all served from here with cache
-headers. Nothing comes from a CDN, so both work on a machine without internet."""
+headers. Nothing comes from a CDN, so both work on a machine without internet, and no page carries
+an inline script, so both work under the Content-Security-Policy of service/api/security.py."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -15,36 +17,60 @@ from swagger_ui_bundle import swagger_ui_path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lives, found without importing it."""
+    spec = find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the {name} package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+PLOTLY_JS = _package_dir("plotly") / "package_data"  # plotly.js, as the plotly package ships it
+
 router = APIRouter(include_in_schema=False)
 
 
 class CachedStatic(StaticFiles):
-    """Static files revalidated by ETag after 5 minutes: fresh after an upgrade, cheap in between."""
+    """Static files with a Cache-Control max-age, revalidated by ETag after it (304 when unchanged);
+    `only` restricts a folder to the files named in it."""
+
+    def __init__(self, *, directory: str | Path, max_age: int = 300, only: frozenset[str] | None = None):
+        super().__init__(directory=directory)
+        self.cache_control = f"public, max-age={max_age}"
+        self.only = only
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if self.only is not None and path not in self.only:
+            raise HTTPException(404)
         response = await super().get_response(path, scope)
-        response.headers["Cache-Control"] = "public, max-age=300"
+        response.headers["Cache-Control"] = self.cache_control
         return response
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(WEB / name, headers={"Cache-Control": "no-cache"})
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
 def dashboard() -> FileResponse:
-    return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+    return _page("index.html")
 
 
-@router.get("/docs")
-def docs() -> HTMLResponse:
-    # FastAPI's own /docs loads Swagger UI from a CDN; these are the same files, vendored by a package.
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="mlplab API",
-        swagger_favicon_url="data:,",
-        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-        swagger_css_url="/static/swagger/swagger-ui.css",
-    )
+@router.api_route("/docs", methods=["GET", "HEAD"])
+def docs() -> FileResponse:
+    # FastAPI's own /docs loads Swagger UI from a CDN and starts it with an inline script; this page
+    # loads the same files, vendored by a package, and starts them from /static/docs.js.
+    return _page("docs.html")
 
 
 def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static/swagger", CachedStatic(directory=swagger_ui_path), name="swagger")
+    # megabytes that change only with the plotly package: a day before revalidating
+    app.mount(
+        "/static/vendor",
+        CachedStatic(directory=PLOTLY_JS, max_age=86400, only=frozenset({"plotly.min.js"})),
+        name="vendor",
+    )
     app.mount("/static", CachedStatic(directory=WEB), name="static")

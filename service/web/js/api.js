@@ -1,0 +1,67 @@
+// Every request the dashboard makes, in one place: paths are built here from encoded parts, errors
+// become Problem (the API's RFC 9457 body).
+
+export class Problem extends Error {
+  constructor(body, status) {
+    super(body.detail || body.title || `HTTP ${status}`);
+    this.body = body;
+    this.status = status;
+  }
+}
+
+const part = (value) => encodeURIComponent(String(value));
+
+/** "/jobs?status=running": the query without empty values. */
+export function path(base, query = {}) {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v != null && v !== "") params.set(k, v);
+  const qs = params.toString();
+  return qs ? `${base}?${qs}` : base;
+}
+
+export async function request(url, options = {}) {
+  const response = await fetch(url, options);
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    throw new Problem(typeof body === "object" ? body : { title: `HTTP ${response.status}`, detail: body }, response.status);
+  }
+  return body;
+}
+
+const post = (url, body) =>
+  request(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+let openapi = null;
+/** The OpenAPI document, read once: the spec's fields, defaults and limits, the job states. */
+export const schema = () => (openapi ??= request("/openapi.json").catch((err) => { openapi = null; throw err; }));
+
+export const jobs = (query) => request(path("/jobs", query));
+export const job = (id) => request(`/jobs/${part(id)}`);
+export const submitJob = (spec) => post("/jobs", spec);
+export const cancelJob = (id) => request(`/jobs/${part(id)}/cancel`, { method: "POST" });
+export const losses = (id) => request(`/jobs/${part(id)}/losses`);
+export const epochs = (id) => request(`/jobs/${part(id)}/epochs`);
+export const eventsUrl = (id) => `/jobs/${part(id)}/events`;
+
+export const sweeps = (query) => request(path("/sweeps", query));
+export const submitSweep = (body) => post("/sweeps", body);
+
+export const models = (query) => request(path("/models", query));
+export const model = (id) => request(`/models/${part(id)}`);
+export const confusion = (id, split) => request(path(`/models/${part(id)}/confusion-matrix`, { split }));
+export const outcomes = (id, split, query) => request(path(`/models/${part(id)}/predictions/${part(split)}`, query));
+export const imagePrediction = (id, split, index) => request(`/models/${part(id)}/predictions/${part(split)}/${part(index)}`);
+export function predictImage(id, blob) {
+  const body = new FormData();
+  body.append("file", blob, "drawing.png");
+  return request(`/models/${part(id)}/predict`, { method: "POST", body });
+}
+export const weightsUrl = (id) => `/models/${part(id)}/weights`;
+export const confusionPngUrl = (id, split) => path(`/models/${part(id)}/confusion-matrix.png`, { split });
+
+export const compare = (ids) => request(path("/compare", { ids }));
+
+export const datasets = () => request("/datasets");
+export const labels = (name, split, query) => request(path(`/datasets/${part(name)}/${part(split)}`, query));
+export const imageUrl = (name, split, index, scale = 2) => path(`/datasets/${part(name)}/${part(split)}/${part(index)}.png`, { scale });

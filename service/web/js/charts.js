@@ -1,0 +1,106 @@
+// Charts with plotly.js, served by the API from the installed `plotly` package and loaded on first
+// use. One look for every chart: hover values, a legend whose entries toggle their curve, margins
+// that fit the tick labels.
+
+const PLOTLY_URL = "/static/vendor/plotly.min.js";
+// plotly.js bundles maplibre, which injects its stylesheet at load unless an element with this id
+// exists; the CSP refuses that stylesheet, and mlplab draws no maps.
+const MAPLIBRE_STYLE_ID = "9f215cf04c5486422605d13261cb87401f4e7763b6296af81e98efbc0130da53";
+
+export const PALETTE = ["#2456c7", "#c7452a", "#1c7c3c", "#8e44ad", "#d18a00", "#128a8a", "#b03a74", "#555555", "#6b8e23", "#1f77b4"];
+
+let loading = null;
+export function plotly() {
+  loading ??= new Promise((resolve, reject) => {
+    if (!document.getElementById(MAPLIBRE_STYLE_ID)) {
+      const placeholder = document.createElement("meta");
+      placeholder.id = MAPLIBRE_STYLE_ID;
+      document.head.append(placeholder);
+    }
+    const script = document.createElement("script");
+    script.src = PLOTLY_URL;
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => { loading = null; reject(new Error(`could not load ${PLOTLY_URL}`)); };
+    document.head.append(script);
+  });
+  return loading;
+}
+
+const FONT = { family: "system-ui, -apple-system, 'Segoe UI', sans-serif", size: 12, color: "#1d2430" };
+
+/** Text for plotly, which reads a subset of HTML in names and titles (<a href>, <br>, <b>): data is
+ * shown as written, never as markup; long names break at ", " so that a legend entry fits the chart. */
+export function plotText(text, width = Infinity) {
+  const escaped = (part) => String(part).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const lines = [];
+  for (const piece of String(text).split(", ")) {
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last].length + piece.length + 2 <= width) lines[last] += `, ${piece}`;
+    else lines.push(piece);
+  }
+  return lines.map(escaped).join(",<br>");
+}
+
+/** The y axis of a loss chart: log scale, labelled with whole values (0.2, 0.5, 1) at 1, 2 and 5 of
+ * each decade, or at every digit when the curves span less than that. */
+export function lossAxis(values, title = "loss") {
+  const positive = values.filter((v) => v > 0);
+  const axis = { title: { text: `${title} (log scale)` }, type: "log", tickformat: "~g" };
+  if (!positive.length) return axis;
+  const lo = positive.reduce((a, b) => Math.min(a, b)), hi = positive.reduce((a, b) => Math.max(a, b));
+  const ticks = (mantissas) => {
+    const out = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of mantissas) { const v = Number((m * 10 ** e).toPrecision(3)); if (v >= lo && v <= hi) out.push(v); }
+    }
+    return out;
+  };
+  const coarse = ticks([1, 2, 5]);
+  return { ...axis, tickvals: coarse.length >= 3 ? coarse : ticks([1, 2, 3, 4, 5, 6, 7, 8, 9]) };
+}
+
+/** The y axis of an accuracy chart: from a round floor below every value up to 100 %, the floor
+ * stated in the axis title, so that a 1-point difference is never drawn as a chasm. */
+export function accuracyAxis(values, title = "accuracy") {
+  const finite = values.filter(Number.isFinite);
+  const lowest = finite.length ? Math.min(...finite) : 0;
+  const floor = [0.9, 0.8, 0.5, 0].find((f) => f <= lowest - 0.005) ?? 0;
+  return {
+    title: { text: `${title}, axis from ${Math.round(100 * floor)} %` },
+    range: [floor, 1.0005],
+    tickformat: ".0%",
+    hoverformat: ".2%",
+    fixedrange: false,
+  };
+}
+
+/** Draw line traces [{name, x, y, ...plotly trace options}] into el; purged when `signal` aborts. */
+export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300 } = {}) {
+  const Plotly = await plotly();
+  if (signal?.aborted) return null;
+  const perLine = Math.max(24, Math.floor((el.clientWidth || 600) / 7.5)); // characters of a legend line
+  const data = traces.map((t, i) => ({
+    type: "scatter", mode: t.x.length > 1 ? "lines" : "lines+markers",
+    line: { color: PALETTE[i % PALETTE.length], width: 1.8 }, ...t, name: plotText(t.name, perLine),
+  }));
+  const title = (axis, width) => (axis.title ? { ...axis, title: { ...axis.title, text: plotText(axis.title.text, width) } } : axis);
+  const layout = {
+    height, font: FONT, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
+    margin: { l: 8, r: 8, t: 8, b: 8 },
+    xaxis: { automargin: true, zeroline: false, gridcolor: "#e7ebf0", ...title(x, perLine) },
+    yaxis: { automargin: true, zeroline: false, gridcolor: "#e7ebf0", ...title(y, Math.floor((height - 90) / 7.5)) },
+    hovermode: "x unified",
+    // under the plot, clear of the mode bar that hovers over its top right corner
+    legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", itemclick: "toggle", itemdoubleclick: "toggleothers" },
+    showlegend: true,
+  };
+  await Plotly.newPlot(el, data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+  signal?.addEventListener("abort", () => Plotly.purge(el));
+  return el;
+}
+
+/** Add points to a chart's traces as they arrive: extend(el, [[x...], ...], [[y...], ...]). */
+export async function extend(el, xs, ys) {
+  const Plotly = await plotly();
+  if (el.data) Plotly.extendTraces(el, { x: xs, y: ys }, xs.map((_, i) => i));
+}

@@ -1,0 +1,57 @@
+// The images of a dataset's split, 48 at a time, with a model's predictions if one is chosen.
+// State in the hash: #/datasets?name=mnist&split=test&offset=48&model=3.
+import * as api from "../api.js";
+import { $, digits, fill, h } from "../dom.js";
+import { go, withParams } from "../router.js";
+import { problemView, thumb } from "../widgets.js";
+
+const PAGE = 48;
+
+export async function datasetsPage(ctx, root) {
+  const name = ctx.params.get("name") || "mnist", split = ctx.params.get("split") || "test";
+  const rawOffset = ctx.params.get("offset") || "0", model = ctx.params.get("model") || "";
+  const offset = digits(rawOffset) ?? 0;
+  const [datasets, models] = await Promise.all([api.datasets(), api.models()]);
+  if (!ctx.live) return;
+  const change = (changes) => go(withParams(changes));
+  const option = (value, text, selected) => h("option", { value, selected }, text);
+  const usable = datasets.data.filter((d) => d.present || d.will_download);
+  fill(root, h("h1", null, "Datasets"), h("section", { class: "card" },
+    h("div", { class: "pager" },
+      h("label", { for: "ds-name" }, "dataset"),
+      h("select", { id: "ds-name", onchange: (e) => change({ name: e.target.value, offset: null, model: null }) },
+        usable.map((d) => option(d.name, d.name, d.name === name)),
+        usable.some((d) => d.name === name) ? null : option(name, name, true)),
+      h("label", { for: "ds-split" }, "split"),
+      h("select", { id: "ds-split", onchange: (e) => change({ split: e.target.value, offset: null }) },
+        ["test", "train"].map((s) => option(s, s, s === split)), ["test", "train"].includes(split) ? null : option(split, split, true)),
+      h("label", { for: "ds-model" }, "predictions of"),
+      h("select", { id: "ds-model", onchange: (e) => change({ model: e.target.value }) }, option("", "no model", !model),
+        models.data.filter((m) => m.dataset === name).map((m) => option(m.id, `${m.id}: ${m.name}`, String(m.id) === model)))),
+    h("div", { class: "pager" },
+      h("button", { type: "button", class: "secondary", id: "prev", disabled: offset === 0, onclick: () => change({ offset: Math.max(0, offset - PAGE) || null }) }, "◀ Previous"),
+      h("button", { type: "button", class: "secondary", id: "next", onclick: () => change({ offset: offset + PAGE }) }, "Next ▶"),
+      h("span", { class: "muted", id: "range" })),
+    h("div", { id: "ds-problem" }), h("div", { class: "thumbs", id: "images" })));
+  // The API checks name, split, offset and model: what it refuses is shown as its problem.
+  let labels, preds;
+  try {
+    [labels, preds] = await Promise.all([
+      api.labels(name, split, { offset: rawOffset, limit: PAGE }),
+      model ? api.outcomes(model, split, { offset: rawOffset, limit: PAGE }) : null,
+    ]);
+  } catch (err) {
+    if (ctx.live) fill($("#ds-problem", root), problemView(err));
+    return;
+  }
+  if (!ctx.live) return;
+  fill($("#range", root), `${offset}–${offset + labels.data.length - 1} of ${labels.count.toLocaleString()}`);
+  $("#next", root).disabled = offset + PAGE >= labels.count;
+  fill($("#images", root), labels.data.map((l, k) => {
+    const p = preds?.data[k];
+    return thumb({
+      src: api.imageUrl(labels.name, labels.split, l.index), alt: `${labels.split} image ${l.index}`,
+      caption: `#${l.index} ${labels.classes[l.label]}${p ? ` → ${labels.classes[p.predicted]}` : ""}`, wrong: p && p.predicted !== l.label,
+    });
+  }));
+}

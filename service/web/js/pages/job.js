@@ -1,0 +1,95 @@
+// One job: its status, live progress and loss curve (over Server-Sent Events), its error, its spec,
+// and once it has succeeded, the way to its model.
+import * as api from "../api.js";
+import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
+import { accuracyAxis, extend, lineChart, lossAxis } from "../charts.js";
+import { reload } from "../router.js";
+import { shortLabel, trainSpecSchema } from "../spec.js";
+import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+
+export async function jobPage(ctx, root) {
+  const id = ctx.args[0];
+  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  if (!ctx.live) return;
+  const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
+  const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
+  const progress = h("div", { id: "job-progress" }, progressBar(job));
+  fill(root,
+    h("h1", null, `Job ${job.id} `, statusBadge(job.status)),
+    h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec)),
+    job.error ? h("div", { class: "problem", role: "alert", id: "job-error" }, h("strong", null, "Error: "), job.error) : null,
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job),
+        h("div", { class: "actions", id: "job-actions" }, actions(job))),
+      h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart),
+      h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec))));
+  await Promise.all([
+    lineChart(lossChart, [lossTrace(losses)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
+    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
+  ]);
+  if (job.status === "queued" || job.status === "running") follow(ctx, root, job, { lossChart, accChart, progress });
+}
+
+export const lossTrace = (losses, name = "loss per step") =>
+  ({ name, x: losses.map((p) => p.step), y: losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" });
+
+export const accuracyTraces = (epochs) => [
+  { name: "train", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.train_accuracy), mode: "lines+markers" },
+  { name: "test", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_accuracy), mode: "lines+markers" },
+];
+
+export const accuracyValues = (epochs) => epochs.flatMap((e) => [e.train_accuracy, e.test_accuracy]);
+
+function facts(job) {
+  const row = (k, ...v) => h("tr", null, h("th", null, k), h("td", null, ...v));
+  const ended = job.finished_at ?? null;
+  return h("table", { class: "facts" }, h("tbody", null,
+    row("created", timeCell(job.created_at)),
+    row("started", timeCell(job.started_at)),
+    row("finished", timeCell(ended)),
+    row("duration", job.started_at ? duration(seconds(job.started_at, ended ?? Date.now())) : "–"),
+    job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
+    row("attempts", job.attempts),
+    job.sweep_id ? row("sweep", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
+    row("train / test accuracy", `${pct(job.train_accuracy)} / ${pct(job.test_accuracy)}`)));
+}
+
+function actions(job) {
+  if (job.status === "succeeded") return h("a", { class: "button", href: `#/models/${job.id}`, id: "open-model" }, "Open the model");
+  if (job.status !== "queued" && job.status !== "running") return null;
+  const problem = h("div");
+  const cancel = h("button", { type: "button", class: "secondary", id: "cancel", onclick: async () => {
+    cancel.disabled = true;
+    try { await api.cancelJob(job.id); fill(problem, "Cancel requested."); } catch (err) { fill(problem, problemView(err)); }
+  } }, "Cancel");
+  return [cancel, problem];
+}
+
+export function specTable(values) {
+  return h("table", { class: "spec-table" }, h("tbody", null, Object.entries(values).map(([k, v]) =>
+    h("tr", null, h("th", null, k), h("td", null, Array.isArray(v) ? v.join(", ") : v ?? "all")))));
+}
+
+function follow(ctx, root, job, { lossChart, accChart, progress }) {
+  const source = new EventSource(api.eventsUrl(job.id));
+  ctx.onLeave(() => source.close());
+  const state = { ...job, progress: { ...job.progress } };
+  const lastStep = () => lossChart.data?.[0]?.x.at(-1) ?? 0;
+  source.addEventListener("progress", (e) => {
+    const p = JSON.parse(e.data);
+    Object.assign(state.progress, p);
+    state.status = "running";
+    fill(progress, progressBar(state));
+    if (p.step > lastStep()) extend(lossChart, [[p.step]], [[p.loss]]);
+  });
+  source.addEventListener("epoch", (e) => {
+    const ep = JSON.parse(e.data);
+    if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, [[ep.epoch], [ep.epoch]], [[ep.train_accuracy], [ep.test_accuracy]]);
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    if (ctx.live) reload(); // the finished job, read again
+  });
+  source.onerror = () => source.close();
+}

@@ -1,0 +1,224 @@
+// The jobs: the "New job" form (presets, a sweep grid), the latest sweeps, and every job with its
+// progress, filtered by status and sweep, sorted, a page of 50 at a time. State lives in the hash:
+// #/?status=running&sweep=3f9c2a1b7d4e&sort=-test&offset=50.
+import * as api from "../api.js";
+import { $, digits, duration, fill, h, pct, seconds, timeCell } from "../dom.js";
+import { go, withParams } from "../router.js";
+import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
+import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+
+const PAGE = 50;
+const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
+const REFRESH_MS = 4000;
+const SWEEP_ROWS = 8; // a sweep card lists its best jobs; "its jobs" lists them all
+
+// column key -> how to compare two jobs by it (ascending)
+const SORTS = {
+  id: (a, b) => a.id - b.id,
+  created: (a, b) => new Date(a.created_at) - new Date(b.created_at),
+  duration: (a, b) => (jobDuration(a) ?? -1) - (jobDuration(b) ?? -1),
+  test: (a, b) => (a.test_accuracy ?? -1) - (b.test_accuracy ?? -1),
+  status: (a, b) => a.status.localeCompare(b.status),
+};
+
+const SORT_NAMES = {
+  "-id": "newest first", id: "oldest first", "-test": "best test accuracy", "-duration": "longest", status: "by status",
+};
+
+const jobDuration = (j) => (j.started_at ? seconds(j.started_at, j.finished_at ?? Date.now()) : null);
+
+export async function jobsPage(ctx, root) {
+  const [spec, statuses] = await Promise.all([trainSpecSchema(), jobStatuses()]);
+  const state = {
+    status: ctx.params.get("status") || "", sweep: ctx.params.get("sweep") || "",
+    sort: ctx.params.get("sort") || "-id", offset: ctx.params.get("offset") || "0",
+  };
+  fill(root,
+    h("h1", null, "Jobs"),
+    newJobSection(spec),
+    h("section", { class: "card", "aria-labelledby": "sweeps-h" }, h("h2", { id: "sweeps-h" }, "Sweeps"),
+      h("div", { id: "sweeps" }, h("p", { class: "muted" }, 'No sweeps yet: open "New job", then "Sweep a grid".'))),
+    h("section", { class: "card", "aria-labelledby": "jobs-h" }, h("h2", { id: "jobs-h" }, "All jobs"),
+      filters(statuses, state), h("div", { id: "jobs-problem" }), h("div", { class: "scroll", id: "jobs" }), h("div", { class: "pager", id: "jobs-pager" })));
+  const streams = new Map(); // job id -> EventSource
+  ctx.onLeave(() => streams.forEach((s) => s.close()));
+  const refresh = () => Promise.all([renderJobs(ctx, root, spec, state, streams), renderSweeps(ctx, root, spec, state)]);
+  root.addEventListener("jobs-changed", () => refresh().catch(() => {}));
+  await refresh();
+  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  ctx.onLeave(() => clearInterval(timer));
+}
+
+function newJobSection(spec) {
+  const form = specForm(spec);
+  form.addEventListener("input", () => readSpec(form, spec));
+  const note = h("span", { class: "muted", id: "submit-note", "aria-live": "polite" });
+  const problem = h("div", { id: "submit-problem" });
+  const changed = (el) => el.dispatchEvent(new CustomEvent("jobs-changed", { bubbles: true }));
+  const submit = async (event) => {
+    problem.replaceChildren();
+    const values = readSpec(form, spec);
+    if (!values) { fill(note, "Fix the fields marked in red."); return; }
+    try {
+      const job = await api.submitJob(values);
+      fill(note, h("a", { href: `#/jobs/${job.id}` }, `Job ${job.id} queued`), ".");
+      changed(event.target);
+    } catch (err) { fill(problem, problemView(err)); showServerErrors(form, err); }
+  };
+  const grid = h("textarea", { id: "grid", rows: 3 }, '{"init": ["random", "glorot"], "learning_rate": [0.01, 0.05, 0.1, 0.3]}');
+  const sweepProblem = h("div", { id: "sweep-problem" });
+  const submitSweep = async (event) => {
+    sweepProblem.replaceChildren();
+    const base = readSpec(form, spec);
+    let values;
+    try { values = JSON.parse(grid.value); } catch {
+      fill(sweepProblem, problemView({ body: { title: "Invalid grid", detail: "the grid is not valid JSON" } }));
+      return;
+    }
+    if (!base) return;
+    if (values && typeof values === "object") for (const k of Object.keys(values)) delete base[k];
+    try {
+      const sweep = await api.submitSweep({ base, grid: values });
+      fill(note, h("a", { href: withParams({ sweep: sweep.id, offset: null }) }, `Sweep ${sweep.id.slice(0, 8)} queued: ${sweep.count} jobs`), ".");
+      changed(event.target);
+    } catch (err) { fill(sweepProblem, problemView(err)); }
+  };
+  return h("details", { class: "card new-job", id: "new-job" },
+    h("summary", null, h("span", { class: "button" }, "New job")),
+    h("div", { class: "presets" }, h("span", { class: "muted" }, "Start from:"),
+      Object.entries(PRESETS).map(([name, preset]) =>
+        h("button", { type: "button", class: "secondary", dataset: { preset: name }, onclick: () => { applyPreset(form, spec, preset); readSpec(form, spec); } }, name))),
+    form,
+    h("div", { class: "actions" }, h("button", { id: "submit", type: "button", onclick: submit }, "Submit job"), note),
+    problem,
+    h("details", { class: "sweep-grid" }, h("summary", null, "Sweep a grid of values over this spec"),
+      h("label", { for: "grid", class: "muted" }, "Grid (JSON: spec field → values; one job per combination)"), grid,
+      h("div", { class: "actions" }, h("button", { id: "sweep", type: "button", class: "secondary", onclick: submitSweep }, "Submit sweep")),
+      sweepProblem));
+}
+
+function filters(statuses, state) {
+  const status = h("select", { id: "filter-status", onchange: (e) => go(withParams({ status: e.target.value, offset: null })) },
+    h("option", { value: "" }, "any status"), statuses.map((s) => h("option", { value: s, selected: s === state.status }, s)));
+  const sweep = h("select", { id: "filter-sweep", onchange: (e) => go(withParams({ sweep: e.target.value, offset: null })) },
+    h("option", { value: "" }, "any sweep"),
+    state.sweep ? h("option", { value: state.sweep, selected: true }, `sweep ${state.sweep.slice(0, 12)}`) : null);
+  const sort = h("select", { id: "sort", onchange: (e) => go(withParams({ sort: e.target.value })) },
+    Object.entries(SORT_NAMES).map(([value, text]) => h("option", { value, selected: value === state.sort }, text)));
+  return h("div", { class: "pager filters" },
+    h("label", { for: "filter-status" }, "status"), status, h("label", { for: "filter-sweep" }, "sweep"), sweep,
+    h("label", { for: "sort" }, "order"), sort);
+}
+
+async function renderSweeps(ctx, root, spec, state) {
+  const sweeps = (await api.sweeps({ limit: 5 })).data;
+  if (!ctx.live) return;
+  const select = $("#filter-sweep", root);
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const s of sweeps) if (!known.has(s.id)) select.append(h("option", { value: s.id }, `sweep ${s.id.slice(0, 12)}`));
+  if (!sweeps.length) return;
+  fill($("#sweeps", root), sweeps.map((s) => sweepCard(s)));
+}
+
+function sweepCard(s) {
+  const succeeded = s.jobs.filter((j) => j.status === "succeeded").map((j) => j.id);
+  const counts = Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
+  return h("div", { class: "sweep", dataset: { sweep: s.id } },
+    h("strong", null, `Sweep ${s.id.slice(0, 8)}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
+    h("div", { class: "links" }, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
+      succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
+    h("table", null, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "test"))),
+      h("tbody", null, s.jobs.slice(0, SWEEP_ROWS).map((j) => h("tr", null,
+        h("td", null, h("a", { href: `#/jobs/${j.id}` }, j.id)),
+        h("td", null, Object.keys(s.grid).map((k) => `${k}=${j.spec[k]}`).join(", ")),
+        h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.test_accuracy)))))),
+    s.count > SWEEP_ROWS ? h("p", { class: "muted" }, `and ${s.count - SWEEP_ROWS} more: `, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs")) : null);
+}
+
+async function renderJobs(ctx, root, spec, state, streams) {
+  const el = $("#jobs", root), problem = $("#jobs-problem", root);
+  let page;
+  try {
+    page = await api.jobs({ status: state.status, sweep_id: state.sweep, limit: PAGE, offset: state.offset });
+  } catch (err) {
+    if (ctx.live) { fill(problem, problemView(err)); el.replaceChildren(); }
+    return;
+  }
+  if (!ctx.live) return;
+  problem.replaceChildren();
+  const offset = digits(state.offset) ?? 0;
+  renderPager($("#jobs-pager", root), offset, page);
+  if (!page.count) { fill(el, h("p", { class: "muted" }, state.status || state.sweep ? "No job matches these filters." : "No jobs yet: open \"New job\".")); return; }
+  const desc = state.sort.startsWith("-"), key = SORTS[state.sort.replace(/^-/, "")] ? state.sort.replace(/^-/, "") : "id";
+  const rows = [...page.data].sort((a, b) => (desc ? -1 : 1) * SORTS[key](a, b));
+  const th = (k, text, cls) => h("th", { class: cls, "aria-sort": k === key ? (desc ? "descending" : "ascending") : null },
+    h("a", { href: withParams({ sort: k === key && !desc ? `-${k}` : k }), class: "sort" }, text, k === key ? (desc ? " ↓" : " ↑") : ""));
+  fill(el,
+    page.count > PAGE && state.sort !== "-id" ? h("p", { class: "muted" }, `Sorted within this page of ${page.data.length}.`) : null,
+    h("table", { class: "jobs" },
+      h("thead", null, h("tr", null, th("id", "id"), h("th", null, "job"), th("status", "status"), h("th", { class: "progress" }, "progress"),
+        th("created", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"), th("test", "test", "right"), h("th"))),
+      h("tbody", null, rows.map((j) => jobRow(j, spec)))));
+  rows.filter((j) => j.status === "running" && !streams.has(j.id)).slice(0, Math.max(0, LIVE_STREAMS - streams.size))
+    .forEach((j) => follow(ctx, root, j, streams));
+}
+
+function renderPager(pager, offset, page) {
+  const last = offset + page.data.length;
+  fill(pager,
+    h("a", { class: ["button", "secondary"], href: offset > 0 ? withParams({ offset: Math.max(0, offset - PAGE) || null }) : null, "aria-disabled": offset > 0 ? null : "true", id: "jobs-prev" }, "◀ Newer"),
+    h("a", { class: ["button", "secondary"], href: last < page.count ? withParams({ offset: offset + PAGE }) : null, "aria-disabled": last < page.count ? null : "true", id: "jobs-next" }, "Older ▶"),
+    h("span", { class: "muted", id: "jobs-range" }, page.count ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.count.toLocaleString()}` : ""));
+}
+
+function jobRow(j, spec) {
+  const active = j.status === "queued" || j.status === "running";
+  return h("tr", { dataset: { job: j.id } },
+    h("td", { class: "id" }, h("a", { href: `#/jobs/${j.id}` }, j.id)),
+    h("td", { class: "label" }, h("span", { title: j.name }, shortLabel(j.spec, spec)),
+      j.sweep_id ? h("a", { class: "muted sweep-link", href: withParams({ sweep: j.sweep_id, offset: null }) }, ` sweep ${j.sweep_id.slice(0, 8)}`) : null,
+      j.error ? h("div", { class: "problem" }, j.error) : null),
+    h("td", { class: ["st", "nowrap"] }, statusBadge(j.status)),
+    h("td", { class: "pr", dataset: { progress: "" } }, progressBar(j)),
+    h("td", { class: ["hide-small", "nowrap"] }, timeCell(j.created_at)),
+    h("td", { class: ["hide-small", "nowrap"], dataset: { duration: "" } }, duration(jobDuration(j))),
+    h("td", { class: ["eta", "nowrap"], dataset: { eta: "" } }, active ? duration(etaSeconds(j)) : null),
+    h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy)),
+    h("td", { class: ["act", "nowrap"] },
+      active ? h("button", { type: "button", class: "secondary", dataset: { cancel: j.id }, "aria-label": `Cancel job ${j.id}`, onclick: (e) => cancel(e.target, j.id) }, "Cancel") : null,
+      j.status === "succeeded" ? h("a", { class: ["button", "secondary"], href: `#/models/${j.id}`, "aria-label": `Open model ${j.id}` }, "Open") : null));
+}
+
+async function cancel(button, id) {
+  button.disabled = true;
+  try { await api.cancelJob(id); } catch (err) { button.after(problemView(err)); }
+  button.dispatchEvent(new CustomEvent("jobs-changed", { bubbles: true }));
+}
+
+/** Live progress of a running job's row over Server-Sent Events, until the job ends. */
+function follow(ctx, root, job, streams) {
+  const source = new EventSource(api.eventsUrl(job.id));
+  streams.set(job.id, source);
+  const state = { ...job, progress: { ...job.progress } };
+  const row = () => root.querySelector(`tr[data-job="${job.id}"]`);
+  source.addEventListener("progress", (e) => {
+    Object.assign(state.progress, JSON.parse(e.data));
+    state.status = "running";
+    const r = row();
+    if (!r) return;
+    fill(r.querySelector("[data-progress]"), progressBar(state));
+    fill(r.querySelector("[data-eta]"), duration(etaSeconds(state)));
+  });
+  source.addEventListener("end", (e) => {
+    source.close(); streams.delete(job.id);
+    const final = JSON.parse(e.data);
+    const r = row();
+    if (r) {
+      fill(r.querySelector("[data-progress]"), progressBar(final));
+      r.querySelector("[data-status]").replaceWith(statusBadge(final.status));
+      fill(r.querySelector("[data-test]"), pct(final.test_accuracy));
+    }
+    root.dispatchEvent(new CustomEvent("jobs-changed"));
+  });
+  source.onerror = () => { source.close(); streams.delete(job.id); };
+}

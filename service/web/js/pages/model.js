@@ -1,0 +1,146 @@
+// A trained model: curves, the confusion matrix (a cell opens its images, any image its
+// probabilities), precision/recall/F1 per class, the most frequent mistakes, a pad to draw a digit.
+import * as api from "../api.js";
+import { $, duration, fill, h, pct } from "../dom.js";
+import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
+import { shortLabel, trainSpecSchema } from "../spec.js";
+import { confusionGrid, perClassScores, probabilityBars, problemView, thumb } from "../widgets.js";
+import { accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
+
+const CELL_IMAGES = 60;
+const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
+
+export async function modelPage(ctx, root) {
+  const id = ctx.args[0];
+  const [model, job, spec, losses, epochs] = await Promise.all([api.model(id), api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  if (!ctx.live) return;
+  const dataset = (await api.datasets()).data.find((d) => d.name === model.dataset);
+  const classes = dataset?.classes ?? [...Array(10).keys()].map(String);
+  const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
+  const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
+  const split = h("select", { id: "cm-split" }, h("option", { value: "test" }, "test"), h("option", { value: "train" }, "train"));
+  const detail = h("div", { id: "image-detail", class: "image-detail", "aria-live": "polite" },
+    h("p", { class: "muted" }, "Click an image (a mistake, or one of a confusion-matrix cell) to see the ten probabilities the model gave it."));
+  const show = (s, index) => showImage(detail, { id, dataset: model.dataset, split: s, index, classes });
+  fill(root,
+    h("h1", null, `Model ${model.id}`),
+    h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
+      job.sweep_id ? [" · ", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochTable(epochs)),
+      h("section", { class: "card", id: "confusion" }, h("h2", null, "Confusion matrix"),
+        h("label", { for: "cm-split" }, "split "), split, h("div", { id: "cm" }), h("div", { id: "cell" })),
+      h("section", { class: "card" }, h("h2", null, "Precision, recall, F1"), h("div", { id: "scores", class: "scroll" })),
+      h("section", { class: "card" }, h("h2", null, "Most frequent mistakes"), h("div", { id: "mistakes" })),
+      h("section", { class: "card" }, h("h2", null, "An image"), detail),
+      drawSection(id, classes),
+      h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec),
+        h("p", null, `train / test accuracy ${pct(model.train_accuracy)} / ${pct(model.test_accuracy)} · training time ${duration(model.seconds)}`),
+        h("div", { class: "actions" }, h("a", { class: "button", href: api.weightsUrl(id), download: "" }, "Download weights (.npz)"),
+          h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…")))));
+  const showMatrix = async () => {
+    const cm = await api.confusion(id, split.value);
+    if (!ctx.live) return;
+    fill($("#cell", root));
+    fill($("#cm", root), confusionGrid(cm.matrix, cm.classes, (i, j, n, button) => showCell($("#cell", root), { id, dataset: model.dataset, split: cm.split, label: i, predicted: j, n, classes: cm.classes, show })));
+    fill($("#scores", root), scoresTable(cm));
+    fill($("#mistakes", root), await mistakes({ id, dataset: model.dataset, cm, show }));
+  };
+  split.addEventListener("change", () => showMatrix().catch((err) => fill($("#cm", root), problemView(err))));
+  await Promise.all([
+    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
+    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
+    showMatrix(),
+  ]);
+}
+
+// An epoch's mean loss, drawn at the step where the epoch ended.
+function epochLossTrace(job, epochs) {
+  const perEpoch = (job.progress.steps || 0) / (job.spec.epochs || 1);
+  return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
+}
+
+function epochTable(epochs) {
+  return h("details", null, h("summary", null, "by epoch, as numbers"), h("table", null,
+    h("thead", null, h("tr", null, ["epoch", "loss", "train", "test", "time"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
+    h("tbody", null, epochs.map((e) => h("tr", null, h("td", null, e.epoch), h("td", { class: "right" }, e.loss.toFixed(4)),
+      h("td", { class: "right" }, pct(e.train_accuracy)), h("td", { class: "right" }, pct(e.test_accuracy)), h("td", { class: "right" }, duration(e.seconds)))))));
+}
+
+function scoresTable(cm) {
+  const rows = perClassScores(cm.matrix);
+  const mean = (key) => rows.reduce((a, r) => a + (r[key] ?? 0), 0) / rows.length;
+  const num = (x) => (x == null ? "–" : x.toFixed(3));
+  return h("table", { class: "scores" },
+    h("caption", { class: "muted" }, `${cm.split} split; precision: of the images predicted as the class, how many are; recall: of the class's images, how many were found`),
+    h("thead", null, h("tr", null, ["class", "precision", "recall", "F1", "images"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
+    h("tbody", null, rows.map((r) => h("tr", null, h("td", null, cm.classes[r.k]), h("td", { class: "right" }, num(r.precision)),
+      h("td", { class: "right" }, num(r.recall)), h("td", { class: "right" }, num(r.f1)), h("td", { class: "right" }, r.support.toLocaleString())))),
+    h("tfoot", null, h("tr", null, h("th", null, "mean"), h("td", { class: "right" }, num(mean("precision"))), h("td", { class: "right" }, num(mean("recall"))),
+      h("td", { class: "right" }, num(mean("f1"))), h("td"))));
+}
+
+async function showCell(el, { id, dataset, split, label, predicted, n, classes, show }) {
+  fill(el, h("p", { class: "muted" }, `Loading the ${n} images…`));
+  const page = await api.outcomes(id, split, { label, predicted, limit: CELL_IMAGES });
+  fill(el, h("h3", null, `True ${classes[label]}, predicted ${classes[predicted]}: ${page.count} images`, page.count > page.data.length ? ` (first ${page.data.length})` : ""),
+    h("div", { class: "thumbs", dataset: { cellImages: "" } }, page.data.map((o) => thumb({
+      src: api.imageUrl(dataset, split, o.index), alt: `${split} image ${o.index}, label ${classes[o.label]}`,
+      caption: `#${o.index}`, wrong: o.label !== o.predicted, onClick: () => show(split, o.index),
+    }))));
+}
+
+/** A few images of each of the most frequent confusions (true → predicted), largest first. */
+async function mistakes({ id, dataset, cm, show }) {
+  const cells = cm.matrix.flatMap((row, i) => row.map((n, j) => ({ i, j, n }))).filter((c) => c.i !== c.j && c.n > 0)
+    .sort((a, b) => b.n - a.n).slice(0, MISTAKE_CELLS);
+  if (!cells.length) return h("p", { class: "muted" }, `No mistakes on the ${cm.split} split.`);
+  const pages = await Promise.all(cells.map((c) => api.outcomes(id, cm.split, { label: c.i, predicted: c.j, limit: MISTAKES_PER_CELL })));
+  return h("div", { class: "mistakes" }, cells.map((c, k) => h("div", { class: "mistake-group" },
+    h("h3", null, `${cm.classes[c.i]} → ${cm.classes[c.j]}: ${c.n} images`),
+    h("div", { class: "thumbs" }, pages[k].data.map((o) => thumb({
+      src: api.imageUrl(dataset, cm.split, o.index), alt: `${cm.split} image ${o.index}: a ${cm.classes[o.label]} predicted ${cm.classes[o.predicted]}`,
+      caption: `#${o.index}`, wrong: true, onClick: () => show(cm.split, o.index),
+    }))))));
+}
+
+async function showImage(el, { id, dataset, split, index, classes }) {
+  fill(el, h("p", { class: "muted" }, "Loading…"));
+  try {
+    const p = await api.imagePrediction(id, split, index);
+    fill(el, h("div", { class: "draw" },
+      h("figure", null, h("img", { class: "digit-large", src: api.imageUrl(dataset, split, index, 6), alt: `${split} image ${index}`, width: 168, height: 168 }),
+        h("figcaption", null, `${split} #${index}: label ${classes[p.label]}, predicted `, h("strong", { class: p.correct ? "ok" : "bad" }, classes[p.predicted]))),
+      h("div", { class: "probs" }, probabilityBars(p.probabilities, classes, p.predicted))));
+  } catch (err) { fill(el, problemView(err)); }
+  el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
+function drawSection(id, classes) {
+  const pad = h("canvas", { id: "pad", width: 224, height: 224, "aria-label": "drawing pad: draw a digit with the mouse or a finger" });
+  const probs = h("div", { class: "probs", id: "probs", "aria-live": "polite" },
+    h("p", { class: "muted" }, "Draw a digit, then Predict: the drawing is sent as a PNG and made to look like MNIST by the API."));
+  const ctx = pad.getContext("2d");
+  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
+  clear();
+  let drawing = false;
+  const at = (e) => { const r = pad.getBoundingClientRect(); return [((e.clientX - r.left) * pad.width) / r.width, ((e.clientY - r.top) * pad.height) / r.height]; };
+  pad.addEventListener("pointerdown", (e) => { drawing = true; pad.setPointerCapture(e.pointerId); ctx.beginPath(); ctx.moveTo(...at(e)); });
+  pad.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    ctx.lineTo(...at(e)); ctx.strokeStyle = "#fff"; ctx.lineWidth = 16; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.stroke();
+  });
+  pad.addEventListener("pointerup", () => { drawing = false; });
+  const predict = async () => {
+    const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+    try {
+      const p = await api.predictImage(id, blob);
+      fill(probs, h("p", null, h("strong", null, "Predicted: ", h("span", { id: "predicted" }, classes[p.predicted]))), probabilityBars(p.probabilities, classes, p.predicted));
+    } catch (err) { fill(probs, problemView(err)); }
+  };
+  return h("section", { class: "card" }, h("h2", null, "Draw a digit"), h("div", { class: "draw" },
+    h("div", null, pad, h("div", { class: "actions" }, h("button", { type: "button", id: "predict", onclick: predict }, "Predict"),
+      h("button", { type: "button", class: "secondary", id: "clear", onclick: () => { clear(); probs.replaceChildren(); } }, "Clear"))),
+    probs));
+}

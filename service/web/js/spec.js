@@ -1,0 +1,126 @@
+// The training spec as the OpenAPI schema describes it: the form (every field with its default and
+// limits, checked before sending), the presets, and a job's short label (what differs from the defaults).
+import { h } from "./dom.js";
+import { schema } from "./api.js";
+
+export const trainSpecSchema = async () => (await schema()).components.schemas.TrainSpec;
+export const jobStatuses = async () => (await schema()).components.schemas.JobStatus.enum;
+
+// Presets are what they change from the defaults.
+export const PRESETS = {
+  "The notebook's": { backend: "numpy", activation: "sigmoid", init: "glorot", optimizer: "sgd" },
+  "Best known": {
+    backend: "numpy", activation: "relu", init: "he", optimizer: "adam",
+    learning_rate: 0.002, lr_schedule: "cosine", batch_size: 128, epochs: 15,
+  },
+};
+
+function fieldKind(prop) {
+  const variants = prop.anyOf || [prop];
+  const main = variants.find((v) => v.type !== "null") || prop;
+  return { main, nullable: variants.some((v) => v.type === "null") };
+}
+
+function limitsText(main) {
+  if (main.enum) return "one of " + main.enum.join(", ");
+  if (main.type === "array") return `${main.minItems}–${main.maxItems} layers of ${main.items.minimum}–${main.items.maximum} units, comma-separated`;
+  const parts = [];
+  if (main.exclusiveMinimum != null) parts.push(`> ${main.exclusiveMinimum}`);
+  if (main.minimum != null) parts.push(`≥ ${main.minimum}`);
+  if (main.exclusiveMaximum != null) parts.push(`< ${main.exclusiveMaximum}`);
+  if (main.maximum != null) parts.push(`≤ ${main.maximum}`);
+  return parts.join(", ");
+}
+
+const shown = (v) => (Array.isArray(v) ? v.join(",") : v ?? "");
+
+/** The form's inputs: one field per spec property, filled with its default. */
+export function specForm(spec, { idPrefix = "spec" } = {}) {
+  const form = h("form", { class: "spec", novalidate: true });
+  for (const [name, prop] of Object.entries(spec.properties)) {
+    const { main, nullable } = fieldKind(prop);
+    const id = `${idPrefix}-${name}`;
+    const input = main.enum
+      ? h("select", { id, name }, main.enum.map((v) => h("option", { value: v, selected: v === prop.default }, v)))
+      : h("input", {
+        id, name, type: main.type === "array" ? "text" : "number", step: main.type === "integer" ? "1" : main.type === "array" ? null : "any",
+        value: shown(prop.default), placeholder: nullable ? "all" : null, "aria-describedby": `${id}-hint ${id}-err`,
+      });
+    const hint = `${prop.default != null ? `default ${shown(prop.default)}; ` : nullable ? "optional; " : "required; "}${limitsText(main)}`;
+    form.append(h("div", { class: "field", dataset: { field: name } },
+      h("label", { for: id }, name.replace(/_/g, " ")), input,
+      h("div", { class: "hint", id: `${id}-hint` }, hint), h("div", { class: "err", id: `${id}-err`, "aria-live": "polite" })));
+  }
+  return form;
+}
+
+/** Every field back to its default, then the preset's values. */
+export function applyPreset(form, spec, preset) {
+  for (const [name, prop] of Object.entries(spec.properties)) {
+    form.elements[name].value = shown(name in preset ? preset[name] : prop.default);
+  }
+}
+
+function checkValue(prop, raw) {
+  const { main, nullable } = fieldKind(prop);
+  if (raw === "" || raw == null) return nullable ? { value: null } : prop.default !== undefined ? { skip: true } : { error: "required" };
+  if (main.enum) return main.enum.includes(raw) ? { value: raw } : { error: `must be one of ${main.enum.join(", ")}` };
+  if (main.type === "array") {
+    const nums = String(raw).split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+    if (nums.some((n) => !Number.isInteger(n))) return { error: "whole numbers separated by commas" };
+    if (nums.length < main.minItems || nums.length > main.maxItems) return { error: `${main.minItems}–${main.maxItems} layers, got ${nums.length}` };
+    const bad = nums.find((n) => n < main.items.minimum || n > main.items.maximum);
+    if (bad !== undefined) return { error: `${bad} units: each layer needs ${main.items.minimum}–${main.items.maximum}` };
+    return { value: nums };
+  }
+  const n = Number(raw);
+  if (!Number.isFinite(n)) return { error: "must be a number" };
+  if (main.type === "integer" && !Number.isInteger(n)) return { error: "must be a whole number" };
+  if (main.minimum != null && n < main.minimum) return { error: `must be ≥ ${main.minimum}` };
+  if (main.exclusiveMinimum != null && n <= main.exclusiveMinimum) return { error: `must be > ${main.exclusiveMinimum}` };
+  if (main.maximum != null && n > main.maximum) return { error: `must be ≤ ${main.maximum}` };
+  if (main.exclusiveMaximum != null && n >= main.exclusiveMaximum) return { error: `must be < ${main.exclusiveMaximum}` };
+  return { value: n };
+}
+
+/** The spec the form holds, or null after marking the fields that are wrong. */
+export function readSpec(form, spec) {
+  const values = {};
+  let ok = true;
+  for (const [name, prop] of Object.entries(spec.properties)) {
+    const r = checkValue(prop, form.elements[name].value.trim());
+    markField(form, name, r.error);
+    if (r.error) ok = false;
+    else if (!r.skip) values[name] = r.value;
+  }
+  return ok ? values : null;
+}
+
+function markField(form, name, error) {
+  const field = form.querySelector(`[data-field="${CSS.escape(name)}"]`);
+  if (!field) return;
+  field.classList.toggle("invalid", !!error);
+  field.querySelector(".err").textContent = error ? `${name}: ${error}` : "";
+}
+
+/** The fields a refusal names (body.epochs, body.hidden_layers.0), marked with the API's reason. */
+export function showServerErrors(form, err) {
+  for (const p of err.body?.invalid_params || []) markField(form, p.name.replace(/^body\./, "").split(".")[0], p.reason);
+}
+
+// ---------------------------------------------------------------- short labels
+
+const SHORT = { learning_rate: "lr", batch_size: "batch", train_limit: "n", hidden_layers: "layers", log_every: "log every" };
+
+/** "numpy · relu · he · adam · lr 0.002 · cosine · batch 128": the spec's values that differ from
+ * the defaults (enums by value alone), in the schema's order. */
+export function shortLabel(jobSpec, spec) {
+  const parts = [];
+  for (const [name, prop] of Object.entries(spec.properties)) {
+    const value = jobSpec[name];
+    if (value === undefined || JSON.stringify(value) === JSON.stringify(prop.default ?? null)) continue;
+    const text = Array.isArray(value) ? value.join("-") : String(value);
+    parts.push(fieldKind(prop).main.enum ? text : `${SHORT[name] ?? name.replace(/_/g, " ")} ${text}`);
+  }
+  return parts.join(" · ") || "defaults";
+}

@@ -1,0 +1,103 @@
+// Pieces several pages show: a problem, a status badge, a progress bar, a confusion matrix,
+// probability bars, thumbnails.
+import { h, pct } from "./dom.js";
+
+/** The API's problem (title, status, detail, the fields it names), or any error, as an alert. */
+export function problemView(err) {
+  const b = err?.body || { title: "Error", detail: String(err?.message ?? err) };
+  const params = b.invalid_params || [];
+  return h("div", { class: "problem", role: "alert" },
+    h("strong", null, b.title ?? "Error"), b.status ? ` (${b.status})` : "", ": ", b.detail ?? "",
+    params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null);
+}
+
+export const statusBadge = (status) => h("span", { class: ["status", status], dataset: { status: "" } }, status);
+
+/** Fraction done, and what to say about it. */
+export function progressOf(job) {
+  const p = job.progress || {};
+  const fraction = job.status === "succeeded" ? 1 : p.steps ? Math.min(1, (p.step || 0) / p.steps) : 0;
+  const label = job.status === "queued" ? "queued: waiting for a worker"
+    : job.status === "running"
+      ? `epoch ${p.epoch ?? "–"}/${p.epochs} · step ${p.step ?? 0}/${p.steps ?? "?"} · loss ${p.loss == null ? "–" : p.loss.toFixed(4)}`
+      : job.status;
+  return { fraction, label };
+}
+
+export function progressBar(job) {
+  const { fraction, label } = progressOf(job);
+  const percent = Math.round(100 * fraction);
+  return [
+    h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": `progress of job ${job.id}` },
+      h("span", { style: { width: `${(100 * fraction).toFixed(1)}%` } })),
+    h("div", { class: "bar-label", dataset: { progressLabel: "" } }, `${label} · ${percent} %`),
+  ];
+}
+
+/** Seconds left for a running job, from the pace of its steps so far; null when unknown. */
+export function etaSeconds(job, now = Date.now()) {
+  const p = job.progress || {};
+  if (job.status !== "running" || !job.started_at || !p.step || !p.steps) return null;
+  const elapsed = (now - new Date(job.started_at)) / 1000;
+  return (elapsed * (p.steps - p.step)) / p.step;
+}
+
+/** Confusion matrix as buttons: rows the true class, columns the predicted one; onCell(i, j, count, button). */
+export function confusionGrid(matrix, classes, onCell) {
+  const n = matrix.length;
+  const offDiagonal = matrix.flatMap((row, i) => row.filter((_, j) => j !== i));
+  const max = Math.max(...offDiagonal, 1), diagMax = Math.max(...matrix.map((r, i) => r[i]), 1);
+  const grid = h("div", { class: "heatmap", role: "grid", "aria-label": "Confusion matrix: rows true class, columns predicted",
+    style: { gridTemplateColumns: `minmax(2.4rem, auto) repeat(${n}, minmax(1.9rem, 1fr))` } });
+  grid.append(h("div", { class: "head corner" }, "true↓ pred→"),
+    ...classes.map((c) => h("div", { class: "head", title: c }, String(c).slice(0, 4))));
+  matrix.forEach((row, i) => {
+    grid.append(h("div", { class: "head", title: classes[i] }, String(classes[i]).slice(0, 6)));
+    row.forEach((count, j) => {
+      const a = i === j ? 0.15 + 0.6 * (count / diagMax) : Math.min(1, count / max);
+      const button = h("button", {
+        class: "cell", type: "button", "aria-pressed": "false",
+        "aria-label": `true ${classes[i]}, predicted ${classes[j]}: ${count} images`,
+        dataset: { label: i, predicted: j },
+        style: { background: i === j ? `rgba(28,124,60,${a})` : `rgba(179,38,30,${count ? 0.08 + 0.8 * a : 0})` },
+      }, count);
+      button.addEventListener("click", () => {
+        grid.querySelectorAll(".cell[aria-pressed=true]").forEach((b) => b.setAttribute("aria-pressed", "false"));
+        button.setAttribute("aria-pressed", "true");
+        onCell(i, j, count, button);
+      });
+      grid.append(button);
+    });
+  });
+  return grid;
+}
+
+/** Precision, recall and F1 of each class from a confusion matrix (rows true, columns predicted). */
+export function perClassScores(matrix) {
+  return matrix.map((row, k) => {
+    const tp = row[k];
+    const actual = row.reduce((a, b) => a + b, 0);
+    const predicted = matrix.reduce((sum, r) => sum + r[k], 0);
+    const precision = predicted ? tp / predicted : null, recall = actual ? tp / actual : null;
+    const f1 = precision == null || recall == null ? null
+      : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+    return { k, precision, recall, f1, support: actual };
+  });
+}
+
+/** Ten probabilities as bars, the predicted one highlighted. */
+export function probabilityBars(probabilities, classes, predicted) {
+  return h("div", { class: "probs-list" }, probabilities.map((v, k) =>
+    h("div", { class: ["prob", k === predicted && "top"] },
+      h("span", { title: classes?.[k] }, classes ? String(classes[k]).slice(0, 6) : k),
+      h("div", { class: "bar" }, h("span", { style: { width: `${(100 * v).toFixed(1)}%` } })),
+      h("span", { class: "right" }, pct(v, 1)))));
+}
+
+/** A clickable thumbnail of one dataset image with a caption. */
+export function thumb({ src, alt, caption, wrong, onClick }) {
+  const children = [h("img", { src, alt, width: 56, height: 56 }), h("span", null, caption)];
+  return onClick
+    ? h("button", { type: "button", class: ["thumb", wrong && "wrong"], onclick: onClick, title: alt }, children)
+    : h("div", { class: ["thumb", wrong && "wrong"] }, children);
+}
