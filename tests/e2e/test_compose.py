@@ -31,13 +31,13 @@ import pytest
 import yaml
 
 from service.settings import Settings
-from tests.conftest import REPO, real_data_dir
-from tests.e2e.conftest import free_port, wait_for
+from tests.factories import job_body
+from tests.support import REPO, environment_without_settings, free_port, real_data_dir, wait_for
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 CONTAINER_PORT = 8000
-JOB = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 5}
+JOB = job_body(log_every=5)
 
 
 # --- reading the two files ---------------------------------------------------------------------
@@ -134,8 +134,7 @@ def service_environment(
     if env.get("MLPLAB_HOST") == "0.0.0.0":
         env["MLPLAB_HOST"] = "127.0.0.1"  # the same code path, without listening on CI's interfaces
     env["MLPLAB_PORT"] = str(port)
-    outside = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")}
-    return outside | env
+    return environment_without_settings() | env
 
 
 def local_command(command: list[str]) -> list[str]:
@@ -171,7 +170,7 @@ def test_docker_compose_validates_the_file(profile):
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
     checked = subprocess.run([tool, "-f", str(COMPOSE), *profile, "config", "-q"], capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")})  # fmt: skip
+                             env=environment_without_settings())  # fmt: skip
     assert checked.returncode == 0, checked.stderr
 
 

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from tests.conftest import LEAKS
-from tests.e2e.conftest import Service, start_service, wait_for
+from tests.factories import job_body
+from tests.support import Service, start_service, wait_for
 
 # BLAS and torch on one thread each: 2-4 workers on a 2-core runner must not oversubscribe it.
 ONE_THREAD = {
@@ -30,7 +31,7 @@ ONE_THREAD = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 1}  # 8 steps
+TINY = job_body(log_every=1)  # 8 steps
 # What no response may show: a traceback or a path of the installation.
 # 5,000 steps, a loss recorded for each: several seconds, so both workers are mid-job when the burst comes.
 BUSY = {

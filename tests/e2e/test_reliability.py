@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import start_service, wait_for
+from tests.support import start_service, wait_for
 
 # Long enough per epoch (about 2-4 s here) to kill a worker in the middle of one.
 JOB = {

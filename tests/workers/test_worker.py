@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,9 @@ from service.settings import Settings
 from service.store import jobs, queries
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.models import EpochMetric, Job, Loss
+from tests.factories import tiny_spec
+from tests.support import REPO, wait_for
 from workers import worker
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write_dataset(folder: Path) -> None:
@@ -72,8 +71,8 @@ def env(tmp_path, data_dir, db_url) -> dict[str, str]:
 
 
 def small(**changes) -> TrainSpec:
-    return TrainSpec(**{"backend": "numpy", "hidden_layers": [16], "epochs": 2, "train_limit": 150,
-                        "log_every": 1, **changes})  # fmt: skip
+    """Two epochs of 150 images of the tiny dataset: 3 steps of 64 an epoch, each loss recorded."""
+    return tiny_spec(**{"epochs": 2, "train_limit": 150, "log_every": 1, **changes})
 
 
 def long(**changes) -> TrainSpec:
@@ -105,13 +104,6 @@ def run_once(tmp_path: Path, env: dict[str, str], timeout: float = 60) -> str:
     output = log.read_text()
     assert proc.returncode == 0, output
     return output
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def count(sessions, table, job_id: int) -> int:
