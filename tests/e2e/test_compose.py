@@ -202,12 +202,9 @@ def test_the_files_describe_one_image_two_roles_and_a_postgres_profile():
 
     stages = [args for op, args in dockerfile_instructions() if op == "FROM"]
     assert len(stages) == 2 and all(s.startswith("python:3.11-slim") for s in stages)
-    text = DOCKERFILE.read_text()
-    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
     final = dict(final_stage())
     assert final["USER"] == "mlplab" and final["CMD"] == '["mlplab", "api"]'
     assert image_env()["MLPLAB_HOST"] == "0.0.0.0"
-    assert "apt-get" not in text and "gcc" not in text  # nothing to build with in either stage
 
 
 @pytest.fixture

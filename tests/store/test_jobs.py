@@ -13,7 +13,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 
 from service.store import jobs, queries
@@ -261,7 +260,6 @@ def test_cancel_queued_running_and_finished(sessions):
         assert (after.status, after.finished_at) == (before.status, before.finished_at)
     with pytest.raises(JobNotFound, match="job 12345 not found"), session_scope(sessions) as s:
         cancel_job(s, 12345)
-    assert issubclass(JobNotFound, LookupError)
 
 
 def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions, url):
@@ -435,11 +433,6 @@ def test_concurrent_claims_never_hand_a_job_twice(url, sessions):
         owners = dict(s.execute(select(Job.id, Job.worker_id)).all())
         assert all(owners[i] == name for name, got in claimed.items() for i in got)
         assert all(j.attempts == 1 for j in queries.list_jobs(s, limit=100)[0])
-
-
-def test_claim_statement_on_postgresql_skips_locked_rows():
-    sql = str(jobs._claim_statement("w", T0).compile(dialect=postgresql.dialect()))
-    assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
 
 
 @contextlib.contextmanager

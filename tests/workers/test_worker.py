@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from service.ml.data import write_idx
+from service.ml.data import load_dataset, write_idx
 from service.ml.spec import TrainSpec
-from service.ml.train import StepProgress, TrainingCancelled
+from service.ml.train import StepProgress, TrainingCancelled, train
+from service.ml.weights import load_weights
 from service.settings import Settings
 from service.store import jobs, queries
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
@@ -190,9 +191,12 @@ def test_cancel_while_running(tmp_path, env, sessions, heartbeat):
         assert queries.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
 
 
-def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
+def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, data_dir):
+    """kill -9 mid-epoch: another worker re-queues the job once its lease is stale, resumes it from the
+    last epoch's checkpoint, and ends on the weights of an uninterrupted run; nothing recorded twice."""
     env = {**env, "MLPLAB_LEASE_SECONDS": "1"}
-    (job_id,) = enqueue(sessions, long(epochs=12))
+    spec = long(epochs=12)
+    (job_id,) = enqueue(sessions, spec)
     proc, log = start_worker(tmp_path, env, "--once")
     try:
         wait_for(lambda: count(sessions, EpochMetric, job_id) >= 2, what="two finished epochs")
@@ -210,6 +214,10 @@ def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions):
     with session_scope(sessions) as s:
         assert [e.epoch for e in queries.get_epochs(s, job_id)] == list(range(1, 13))
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 150 * 12 + 1))
+        resumed = load_weights(queries.get_model(s, job_id).weights)
+    uninterrupted = load_weights(train(spec, load_dataset("mnist", data_dir, download=False)).weights)
+    for (W, b), (W0, b0) in zip(resumed.params, uninterrupted.params, strict=True):
+        assert np.array_equal(W, W0) and np.array_equal(b, b0)  # NumPy is bit-reproducible
 
 
 # --- in process --------------------------------------------------------------------------------
