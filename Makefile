@@ -1,10 +1,11 @@
 # The two commands: `make run` (API + one worker on 127.0.0.1:$(PORT), SQLite) and `make test`.
+# For the edit-test loop: `make test-fast` (the suite less its `slow` tests).
 PORT ?= 8000
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test fuzz bench clean
+.PHONY: install run test test-fast fuzz bench clean
 
 install: $(STAMP)
 
@@ -23,6 +24,10 @@ run: install
 # starts PostgreSQL and prints the URL its tests read.
 test: install
 	@eval "$$(bash .ci/deps)"; $(PY) -m pytest
+
+# The suite less its tests marked `slow` (live API and worker processes, real-MNIST training).
+test-fast: install
+	@eval "$$(bash .ci/deps)"; $(PY) -m pytest -m "not slow" -q
 
 # The API fuzzed from its OpenAPI document with many more cases than `make test` (25 per operation),
 # a new seed each run. FUZZ_EXAMPLES=5000 make fuzz for a long one.

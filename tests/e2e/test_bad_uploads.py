@@ -22,6 +22,8 @@ from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.support import start_service
 
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
+
 LIMIT = 100_000  # MLPLAB_MAX_UPLOAD_BYTES for this server
 MAX_IMAGES = 5  # MLPLAB_MAX_BATCH_IMAGES
 TINY = job_body()

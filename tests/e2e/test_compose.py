@@ -216,6 +216,7 @@ def compose_root(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_each_service_runs_as_compose_starts_it(compose_root, db_url):
     host = {"MLPLAB_DOWNLOAD": "false", "MLPLAB_WORKER_POLL_SECONDS": "0.2"}
     if db_url.startswith("postgresql"):

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import REPO
 
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "dashboard"
 SMALL = {

@@ -42,6 +42,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.factories import job_body
 from tests.support import REPO, Service, real_data_dir, start_service
 
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
+
 EXAMPLES = int(os.environ.get("MLPLAB_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("MLPLAB_FUZZ_RANDOM") == "1"
 TOKEN = "fuzz-Secret-7f3a9c"

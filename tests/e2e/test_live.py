@@ -12,11 +12,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from service.client import parse_sse
 from tests.factories import job_body
 from tests.support import REPO, start_service
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 # 125 steps an epoch, a loss every 10: a dozen progress events an epoch, trained in about a second
 RUNNING = {

@@ -23,6 +23,8 @@ from tests.conftest import LEAKS
 from tests.factories import job_body
 from tests.support import Service, start_service, wait_for
 
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
+
 # BLAS and torch on one thread each: 2-4 workers on a 2-core runner must not oversubscribe it.
 ONE_THREAD = {
     "MLPLAB_TORCH_THREADS": "1",

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from service.store import jobs, queries
@@ -20,6 +21,8 @@ from service.store.models import Job
 from tests.conftest import POSTGRES_ONLY
 from tests.factories import tiny_spec
 from tests.support import REPO, environment_without_settings, real_data_dir, wait_for
+
+pytestmark = pytest.mark.slow  # four worker processes, forty jobs
 
 WORKERS = 4
 JOBS = 40

@@ -12,6 +12,8 @@ import pytest
 
 from tests.support import start_service, wait_for
 
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
+
 # One full-batch step of 60,000 images through 1024 and 512 units: seconds each, longer than the lease.
 FULL_BATCH = {"backend": "numpy", "hidden_layers": [1024, 512], "batch_size": 60000, "log_every": 1}
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.conftest import ON_EVERY_DATABASE
 
-pytestmark = ON_EVERY_DATABASE
+pytestmark = [ON_EVERY_DATABASE, pytest.mark.slow]  # real API and worker processes
 
 SMALL = {
     "backend": "numpy",

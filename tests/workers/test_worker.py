@@ -115,6 +115,7 @@ def count(sessions, table, job_id: int) -> int:
 # --- real processes ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_once_trains_every_queued_job_and_records_it(tmp_path, env, sessions):
     ids = enqueue(sessions, small(), small(backend="torch", seed=1))
     output = run_once(tmp_path, env)
@@ -191,6 +192,7 @@ def test_cancel_while_running(tmp_path, env, sessions, heartbeat):
         assert queries.get_model(s, job_id) is None and jobs.load_checkpoint(s, job_id) is None
 
 
+@pytest.mark.slow
 def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, data_dir):
     """kill -9 mid-epoch: another worker re-queues the job once its lease is stale, resumes it from the
     last epoch's checkpoint, and ends on the weights of an uninterrupted run; nothing recorded twice."""
