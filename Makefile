@@ -1,10 +1,11 @@
 # The two commands: `make run` (API + one worker on 127.0.0.1:$(PORT), SQLite) and `make test`.
+# For the edit-test loop: `make test-fast` (the suite less its `slow` tests) and `make lint`.
 PORT ?= 8000
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test fuzz bench clean
+.PHONY: install run test test-fast lint fuzz bench clean
 
 install: $(STAMP)
 
@@ -24,6 +25,16 @@ run: install
 test: install
 	@eval "$$(bash .ci/deps)"; $(PY) -m pytest
 
+# The suite less its tests marked `slow` (live API and worker processes, real-MNIST training).
+test-fast: install
+	@eval "$$(bash .ci/deps)"; $(PY) -m pytest -m "not slow" -q
+
+# ruff's lint and format check on the whole tree; mypy, strict, on service/ and workers/ (pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 # The API fuzzed from its OpenAPI document with many more cases than `make test` (25 per operation),
 # a new seed each run. FUZZ_EXAMPLES=5000 make fuzz for a long one.
 FUZZ_EXAMPLES ?= 500
@@ -34,4 +45,4 @@ bench: install
 	$(PY) bench/train.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -88,6 +88,7 @@ def thin_pen(digit: np.ndarray, scale: int = 25, core: float = 0.9) -> bytes:
     return encode(Image.fromarray(np.where(big > core, 0, 255).astype(np.uint8)))
 
 
+@pytest.mark.slow
 def test_test_digits_drawn_with_a_thin_pen_are_recognised(mnist, monkeypatch):
     """The user's case: a photo of a digit written with a pen. `-s` prints the figures."""
     from service.ml.spec import TrainSpec

@@ -10,20 +10,10 @@ import pytest
 from PIL import Image
 
 from service import plots
+from service.ml.data import DATASETS
 
-DIGITS = [str(d) for d in range(10)]
-FASHION = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+DIGITS = list(DATASETS["mnist"].classes)
+FASHION = list(DATASETS["fashion-mnist"].classes)
 
 
 def _open(png: bytes) -> Image.Image:

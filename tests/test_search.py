@@ -41,7 +41,7 @@ from service.search import (
     trials_to_queue,
 )
 from service.search.figures import FIGURES, figure_data, figure_png
-from tests.conftest import REPO
+from tests.support import REPO
 
 BASE = {"backend": "numpy", "epochs": 10}
 SPACE: dict[str, Any] = {  # the example

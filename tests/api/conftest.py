@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from service.settings import Settings
-from tests.conftest import real_data_dir
+from tests.support import real_data_dir
 
 
 @pytest.fixture

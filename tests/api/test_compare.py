@@ -11,33 +11,22 @@ from PIL import Image
 from service.main import create_app
 from service.ml.data import DATASETS
 from service.settings import Settings
-from tests.conftest import assert_problem, real_data_dir
+from tests.conftest import assert_problem
+from tests.factories import job_body
+from tests.support import real_data_dir
 from workers.worker import run_worker
 
-TINY = {
-    "backend": "numpy",
-    "hidden_layers": [16],
-    "activation": "relu",
-    "init": "he",
-    "optimizer": "adam",
-    "learning_rate": 0.01,
-    "epochs": 2,
-    "train_limit": 600,
-    "batch_size": 30,
-    "log_every": 5,
-}
-FASHION = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+TINY = job_body(
+    activation="relu",
+    init="he",
+    optimizer="adam",
+    learning_rate=0.01,
+    epochs=2,
+    train_limit=600,
+    batch_size=30,
+    log_every=5,
+)
+FASHION = list(DATASETS["fashion-mnist"].classes)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +143,6 @@ def test_figures_refuse_unknown_untrained_and_invalid(world):
 
 def test_fashion_mnist_models_carry_its_class_names(world):
     client, ids = world
-    assert list(DATASETS["fashion-mnist"].classes) == FASHION
     model = client.get(f"/models/{ids['fashion']}").json()
     assert (
         model["dataset"] == "fashion-mnist" and model["test_accuracy"] > 0.5

@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 from service.main import create_app
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from tests.conftest import assert_problem, real_data_dir
+from tests.conftest import assert_problem
+from tests.factories import job_body
+from tests.support import real_data_dir
 from workers.worker import run_worker
 
 NOTEBOOK = {
@@ -138,7 +140,7 @@ def test_an_unknown_sweep_is_a_404(client):
 
 def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
     body = {
-        "base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 4},
+        "base": job_body(log_every=4),
         "grid": {"learning_rate": [0.001, 0.5, 0.05], "activation": ["relu"]},
     }
     sweep = client.post("/sweeps", json=body).json()

@@ -19,11 +19,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import assert_problem
-from tests.e2e.conftest import start_service
+from tests.factories import job_body
+from tests.support import start_service
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 LIMIT = 100_000  # MLPLAB_MAX_UPLOAD_BYTES for this server
 MAX_IMAGES = 5  # MLPLAB_MAX_BATCH_IMAGES
-TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500}
+TINY = job_body()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
     until,
     watched_page,
 )
-from tests.e2e.conftest import start_service
+from tests.support import start_service
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 SMALL = {
     "hidden_layers": "64",

@@ -16,7 +16,7 @@ from service.api.security import SECURITY_HEADERS
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, fail_job
 from tests.e2e.browser import browser, open_new_job_form, rendered, shot, watched_page  # noqa: F401
-from tests.e2e.conftest import start_service
+from tests.support import start_service
 
 PAYLOADS = [
     "<img src=x onerror=window.__pwned=1>",

@@ -39,14 +39,16 @@ from hypothesis import strategies as st
 from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import REPO, real_data_dir
-from tests.e2e.conftest import Service, start_service
+from tests.factories import job_body
+from tests.support import REPO, Service, real_data_dir, start_service
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 EXAMPLES = int(os.environ.get("MLPLAB_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("MLPLAB_FUZZ_RANDOM") == "1"
 TOKEN = "fuzz-Secret-7f3a9c"
 STREAMING = "/jobs/{job_id}/events"
-SEED_JOB = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 2}
+SEED_JOB = job_body(log_every=2)
 
 # What a response must never show: a traceback, a path outside the data directory, the token.
 PATHS = {

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from service.cli.http import parse_sse
-from tests.conftest import REPO
-from tests.e2e.conftest import start_service
+from tests.factories import job_body
+from tests.support import REPO, start_service
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 # 125 steps an epoch, a loss every 10: a dozen progress events an epoch, trained in about a second
 RUNNING = {
@@ -178,7 +181,7 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
     grid.write_text(
         json.dumps(
             {
-                "base": {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500},
+                "base": job_body(),
                 "grid": {"learning_rate": [0.001, 0.3]},
             }
         )
@@ -197,9 +200,7 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
 
     # the sweep's jobs, and nothing else, by GET /jobs?sweep_id= and `mlplab jobs --sweep`
     with service.client() as client:
-        client.post(
-            "/jobs", json={"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500}
-        )
+        client.post("/jobs", json=job_body())
         page = client.get("/jobs", params={"sweep_id": sweep_id}).json()
         compared = client.get("/compare", params={"ids": f"{ids[0]},{ids[1]}"}).json()["data"]
     assert sorted(j["id"] for j in page["data"]) == sorted(ids) and page["count"] == 2

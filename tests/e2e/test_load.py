@@ -1,9 +1,10 @@
-"""Concurrency: a burst of 200 requests while two workers write, and N workers sharing M jobs.
+"""Concurrency: a burst of 200 requests while two workers write, and 200 writes at once.
 
 Real processes: uvicorn, `python -m workers`, one SQLite file (WAL, busy timeout, BEGIN IMMEDIATE
 for writes). "database is locked" must never reach a client or a log, and no write may be lost.
-The burst and the N-workers test run on PostgreSQL too, whose default max_connections (100) the
-burst would pass if the API opened a connection per request in flight.
+The burst runs on PostgreSQL too, whose default max_connections (100) it would pass if the API
+opened a connection per request in flight. (Claims racing for a job: tests/store/test_jobs.py;
+four workers and a SIGKILL: test_postgres_scale.py.)
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import re
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import LEAKS
-from tests.e2e.conftest import Service, start_service, wait_for
+from tests.factories import job_body
+from tests.support import Service, start_service, wait_for
+
+pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 # BLAS and torch on one thread each: 2-4 workers on a 2-core runner must not oversubscribe it.
 ONE_THREAD = {
@@ -30,7 +32,7 @@ ONE_THREAD = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-TINY = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500, "log_every": 1}  # 8 steps
+TINY = job_body(log_every=1)  # 8 steps
 # What no response may show: a traceback or a path of the installation.
 # 5,000 steps, a loss recorded for each: several seconds, so both workers are mid-job when the burst comes.
 BUSY = {
@@ -190,42 +192,3 @@ def test_100_submissions_and_100_cancels_at_once(tmp_path):
         assert "locked" not in (tmp_path / "api.log").read_text()
     finally:
         svc.stop()
-
-
-CLAIMED = re.compile(r"claimed job (\d+) \(attempt (\d+)\)")
-STARTED = re.compile(r"worker (\S+) started on")
-
-
-@pytest.mark.parametrize("workers,jobs", [(4, 20)])
-def test_n_workers_train_m_jobs_each_exactly_once(tmp_path: Path, db_url: str, workers: int, jobs: int):
-    """All jobs queued first, then N workers started at once to race for them; on SQLite and PostgreSQL.
-
-    (test_postgres_scale.py adds a worker killed midway, on PostgreSQL.)
-    """
-    svc = start_service(tmp_path, db_url)
-    try:
-        with svc.client() as client:
-            ids = [
-                client.post("/jobs", json=TINY | {"train_limit": 1000, "seed": s}).json()["id"]
-                for s in range(jobs)
-            ]
-            for _ in range(workers):
-                svc.start_worker(**ONE_THREAD)
-            finals = [svc.wait_job(client, job_id, timeout=120) for job_id in ids]
-            assert_every_job_trained_once_with_all_its_losses(client, finals)
-    finally:
-        svc.stop()
-
-    claims: dict[str, list[int]] = {}  # worker id -> the jobs its log says it claimed
-    for i in range(workers):
-        text = (tmp_path / f"worker-{i}.log").read_text()
-        (worker_id,) = STARTED.findall(text)
-        claims[worker_id] = [int(job) for job, attempt in CLAIMED.findall(text)]
-        assert all(attempt == "1" for _, attempt in CLAIMED.findall(text)), text
-    claimed = [job for jobs_of_one in claims.values() for job in jobs_of_one]
-    assert sorted(claimed) == sorted(ids), claims  # the union is every job, and none appears twice
-    assert {job["id"]: job["worker"] for job in finals} == {
-        job: w for w, mine in claims.items() for job in mine
-    }
-    assert sum(1 for mine in claims.values() if mine) >= 2, claims  # they did race
-    print(f"\n{workers} workers, {jobs} jobs: claims per worker {[len(mine) for mine in claims.values()]}")

@@ -6,25 +6,26 @@ worker's job goes back to the queue once its 3 s lease is stale and is finished 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
-from service.ml.spec import TrainSpec
 from service.store import jobs, queries
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.models import Job
-from tests.conftest import POSTGRES_ONLY, REPO, real_data_dir
-from tests.e2e.conftest import wait_for
+from tests.conftest import POSTGRES_ONLY
+from tests.factories import tiny_spec
+from tests.support import REPO, environment_without_settings, real_data_dir, wait_for
+
+pytestmark = pytest.mark.slow  # four worker processes, forty jobs
 
 WORKERS = 4
 JOBS = 40
-SPEC = {"backend": "numpy", "hidden_layers": [16], "train_limit": 500, "epochs": 2, "log_every": 1}
 STEPS = 2 * 8  # ceil(500 / 64) steps an epoch
 
 
@@ -38,7 +39,7 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
     engine = make_engine(db_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")} | {
+    env = environment_without_settings() | {
         "MLPLAB_DATABASE_URL": db_url,
         "MLPLAB_DATA_DIR": str(real_data_dir()),
         "MLPLAB_DOWNLOAD": "false",
@@ -56,7 +57,7 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
                                             stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
     try:
         with session_scope(sessions) as s:
-            ids = [jobs.enqueue_job(s, TrainSpec.model_validate(SPEC | {"seed": i})).id for i in range(JOBS)]
+            ids = [jobs.enqueue_job(s, tiny_spec(epochs=2, log_every=1, seed=i)).id for i in range(JOBS)]
 
         def running_on(proc: subprocess.Popen) -> int | None:
             with session_scope(sessions) as s:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.conftest import ON_EVERY_DATABASE
 
-pytestmark = ON_EVERY_DATABASE
+pytestmark = [ON_EVERY_DATABASE, pytest.mark.slow]  # real API and worker processes
 
 SMALL = {
     "backend": "numpy",
@@ -135,21 +135,3 @@ def test_cancelling_a_running_job_ends_it_cancelled(service):
         assert client.get(f"/models/{job['id']}/accuracy").status_code == 409
         again = client.post(f"/jobs/{job['id']}/cancel")
         assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
-
-
-def test_two_workers_never_run_the_same_job(service):
-    second = service.start_worker()
-    try:
-        with service.client() as client:
-            ids = [
-                client.post("/jobs", json=SMALL | {"epochs": 1, "train_limit": 1000, "seed": s}).json()["id"]
-                for s in range(6)
-            ]
-            finals = [service.wait_job(client, i, timeout=120) for i in ids]
-            for job in finals:
-                assert job["status"] == "succeeded" and job["attempts"] == 1
-                losses = client.get(f"/jobs/{job['id']}/losses").json()
-                assert [p["step"] for p in losses] == [10, 16]  # 16 steps: nobody trained it twice
-    finally:
-        second.terminate()
-        second.wait(10)

@@ -16,8 +16,8 @@ import pytest
 
 from service.ml import data
 from service.ml.data import DataError, dataset_status, epoch_batches, load_dataset, read_idx, write_idx
+from tests.support import real_data_dir
 
-REPO = Path(__file__).resolve().parents[2]
 FILES = [
     name for pair in data.SPLIT_FILES.values() for name in pair
 ]  # train images, labels, test images, labels
@@ -361,7 +361,7 @@ def test_epoch_batches_cover_every_index_once_and_repeat():
 @pytest.mark.realdata
 def test_real_mnist():
     """Fails, never skips, when the files are missing: CI must notice a data directory gone wrong."""
-    data_dir = Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data")
+    data_dir = real_data_dir()
     ds = load_dataset("mnist", data_dir, download=False)
     assert ds.train_images.shape == (60000, 784) and ds.test_images.shape == (10000, 784)
     for images, labels in (ds.split("train"), ds.split("test")):

@@ -15,7 +15,7 @@ from service.ml.onnx_export import INPUT_NAME, LOGITS_NAME, ONNX_OPSET, OUTPUT_N
 from service.ml.spec import TrainSpec
 from service.ml.train import train
 from service.ml.weights import FORMAT, load_weights, predict_proba
-from tests.conftest import REPO
+from tests.support import REPO
 
 PARITY_IMAGES = 1000
 MAX_PROBABILITY_DIFFERENCE = 1e-5

@@ -14,6 +14,7 @@ from service.ml.train import train
 from service.ml.weights import load_weights
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_one_epoch_of_relu_adam_reaches_96_percent(backend, mnist):

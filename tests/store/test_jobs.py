@@ -7,17 +7,14 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 
-from service.ml.spec import TrainSpec
 from service.store import jobs, queries
 from service.store.db import (
     LateWriteWarning,
@@ -50,13 +47,10 @@ from service.store.jobs import (
 from service.store.models import Base, EpochMetric, Job, JobCheckpoint, JobStatus, Loss, TrainedModel
 from service.store.queries import get_job
 from tests.conftest import POSTGRES_ONLY, SQLITE_ONLY
+from tests.factories import tiny_spec
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def spec(**changes) -> TrainSpec:
-    return TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, **changes)
 
 
 def result(test_accuracy: float = 0.8) -> SimpleNamespace:
@@ -87,7 +81,7 @@ def sessions(engine):
 
 def enqueue(sessions, n: int = 1, **changes) -> list[int]:
     with session_scope(sessions) as s:
-        return [enqueue_job(s, spec(seed=i, **changes)).id for i in range(n)]
+        return [enqueue_job(s, tiny_spec(seed=i, **changes)).id for i in range(n)]
 
 
 def claim(sessions, worker: str = "w1", now: datetime | None = None) -> Job | None:
@@ -171,14 +165,14 @@ def test_timestamps_are_aware_utc_and_naive_is_refused(sessions):
     job = state(sessions, job_id)
     assert job.created_at.tzinfo is UTC
     with pytest.raises(Exception, match="naive datetime"), session_scope(sessions) as s:
-        enqueue_job(s, spec(), now=datetime(2025, 1, 1))
+        enqueue_job(s, tiny_spec(), now=datetime(2025, 1, 1))
 
 
 # --- transitions -------------------------------------------------------------------------------
 
 
 def test_enqueue_claim_progress_finish(sessions):
-    s1 = spec()
+    s1 = tiny_spec()
     with session_scope(sessions) as s:
         job = enqueue_job(s, s1, sweep_id="sw1")
     assert (job.status, job.attempts, job.backend, job.name, job.sweep_id) == (
@@ -266,7 +260,6 @@ def test_cancel_queued_running_and_finished(sessions):
         assert (after.status, after.finished_at) == (before.status, before.finished_at)
     with pytest.raises(JobNotFound, match="job 12345 not found"), session_scope(sessions) as s:
         cancel_job(s, 12345)
-    assert issubclass(JobNotFound, LookupError)
 
 
 def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions, url):
@@ -442,11 +435,6 @@ def test_concurrent_claims_never_hand_a_job_twice(url, sessions):
         assert all(j.attempts == 1 for j in queries.list_jobs(s, limit=100)[0])
 
 
-def test_claim_statement_on_postgresql_skips_locked_rows():
-    sql = str(jobs._claim_statement("w", T0).compile(dialect=postgresql.dialect()))
-    assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
-
-
 @contextlib.contextmanager
 def open_transaction(sessions):
     """A session whose transaction stays open (its row locks held) until the block ends, then commits."""
@@ -498,7 +486,7 @@ def test_list_jobs_filters_pages_and_counts(sessions):
     enqueue(sessions, 3)
     enqueue(sessions, 2)
     with session_scope(sessions) as s:
-        enqueue_job(s, TrainSpec(backend="torch", hidden_layers=[8]), sweep_id="sw")
+        enqueue_job(s, tiny_spec(backend="torch"), sweep_id="sw")
     claim(sessions)
     with session_scope(sessions) as s:
         rows, count = queries.list_jobs(s)
@@ -542,7 +530,7 @@ def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
     with session_scope(sessions) as s:
         best = queries.list_models(s)
         assert [m.job_id for m in best] == [2, 3, 1]
-        assert best[0].job.name == spec(seed=1).name
+        assert best[0].job.name == tiny_spec(seed=1).name
         with pytest.raises(Exception, match="raiseload|deferred|not available"):
             best[0].weights  # noqa: B018
         assert [m.job_id for m in queries.list_models(s, sort="created_at")] == [3, 2, 1]
