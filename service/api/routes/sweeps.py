@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public
+from service.api.deps import DatabaseDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.presenters import check_budget, enqueue, job_public, json_response
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
 from service.ml.spec import TrainSpec
@@ -100,8 +101,9 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
             raise invalid(where, f"{reason} (with {combination})") from None
 
 
-def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
-    """The sweep as its jobs show it: what they share, what varies, and the jobs best first."""
+def sweep_public(sweep_id: str, jobs: list[Job], shown: int | None = None) -> SweepPublic:
+    """The sweep as its jobs show it: what they share, what varies, and the jobs best first (the best
+    `shown` of them; `count` and `status` count them all)."""
     publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
     specs = [p.spec.model_dump(mode="json") for p in publics]
     base: dict[str, Any] = {}
@@ -124,7 +126,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         created_at=min(p.created_at for p in publics),
         base=base,
         grid=grid,
-        jobs=publics,
+        jobs=publics[:shown],
         count=len(publics),
         status=summary,
     )
@@ -146,27 +148,39 @@ def submit_sweep(
     return public
 
 
-@router.get("", response_model=SweepsPublic)
-def read_sweeps(
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> SweepsPublic:
-    """Sweeps, newest first, each with its jobs best first."""
+def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> SweepsPublic:
     ids, count = list_sweep_ids(session, limit=limit, offset=offset)
     data = [
-        sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0]) for sweep_id in ids
+        sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0], shown)
+        for sweep_id in ids
     ]
     return SweepsPublic(data=data, count=count)
 
 
-@router.get("/{sweep_id}", response_model=SweepPublic)
-def read_sweep(
-    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
-    session: SessionDep,
-) -> SweepPublic:
-    """A sweep's jobs with their status and accuracies, best first."""
+@router.get("", response_model=SweepsPublic)
+async def read_sweeps(
+    database: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    jobs_limit: Annotated[
+        int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
+    ] = 10,
+) -> Response:
+    """Sweeps, newest first, each with its best jobs."""
+    return json_response(await database.run(_sweeps_page, limit, offset, jobs_limit))
+
+
+def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
     jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
     if not count:
         raise not_found("sweep", sweep_id)
     return sweep_public(sweep_id, jobs)
+
+
+@router.get("/{sweep_id}", response_model=SweepPublic)
+async def read_sweep(
+    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
+    database: DatabaseDep,
+) -> Response:
+    """A sweep's jobs with their status and accuracies, best first."""
+    return json_response(await database.run(_sweep, sweep_id))
