@@ -6,10 +6,12 @@ import itertools
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, ReaderDep, SessionDep, SettingsDep, WriterDep
@@ -19,11 +21,9 @@ from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.models import Job, JobStatus
-from service.store.queries import list_jobs, list_sweep_ids
+from service.store.queries import list_sweep_ids, list_sweep_jobs
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
-
-MAX_LISTED = 100_000  # a sweep's jobs are all listed: the limit is only a guard
 
 
 def _key(value: Any) -> str:
@@ -101,7 +101,7 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
             raise invalid(where, f"{reason} (with {combination})") from None
 
 
-def sweep_public(sweep_id: str, jobs: list[Job], shown: int | None = None) -> SweepPublic:
+def sweep_public(sweep_id: str, jobs: Sequence[Job | Row[Any]], shown: int | None = None) -> SweepPublic:
     """The sweep as its jobs show it: what they share, what varies, and the jobs best first (the best
     `shown` of them; `count` and `status` count them all)."""
     publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
@@ -150,11 +150,8 @@ def submit_sweep(
 
 def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> SweepsPublic:
     ids, count = list_sweep_ids(session, limit=limit, offset=offset)
-    data = [
-        sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0], shown)
-        for sweep_id in ids
-    ]
-    return SweepsPublic(data=data, count=count)
+    jobs = list_sweep_jobs(session, ids)
+    return SweepsPublic(data=[sweep_public(sweep_id, jobs[sweep_id], shown) for sweep_id in ids], count=count)
 
 
 @router.get("", response_model=SweepsPublic)
@@ -171,8 +168,8 @@ async def read_sweeps(
 
 
 def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
-    jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
-    if not count:
+    jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
+    if not jobs:
         raise not_found("sweep", sweep_id)
     return sweep_public(sweep_id, jobs)
 
