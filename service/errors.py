@@ -9,13 +9,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+
+from service.ml.data import unavailable_reason
 
 log = logging.getLogger("mlplab.api")
 
 PROBLEM_JSON = "application/problem+json"
+ECHO_CHARS = 200  # the most of any one input a problem quotes back
+MAX_INVALID_PARAMS = 100  # the most invalid_params a problem lists (its detail names the first five)
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=` (an OpenAPI responses object)
 
 
@@ -51,6 +57,18 @@ class ProblemError(Exception):
         self.status, self.title, self.detail = status, title, detail
         self.headers = headers
         self.invalid_params = invalid_params
+
+
+def echo(value: object) -> str:
+    """repr(value) as a problem quotes a client's input: cut to ECHO_CHARS characters, saying how long it was."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
 
 
 def not_found(what: str, key: Any) -> ProblemError:
@@ -176,17 +194,23 @@ def problem_doc(description: str) -> dict[str, Any]:
 
 
 # The problems routes document (FastAPI's `responses=`). Every route can answer with these (401 and
-# 403 once MLPLAB_API_TOKEN is set):
+# 403 once MLPLAB_API_TOKEN is set; not the 400 for a Host outside MLPLAB_ALLOWED_HOSTS, which a client of
+# the documented server never sends):
 PROBLEM_RESPONSES: Responses = {
     401: problem_doc("No bearer token (MLPLAB_API_TOKEN is set)"),
-    403: problem_doc("Wrong bearer token"),
+    403: problem_doc("Wrong bearer token, or a cross-site request without one"),
     404: problem_doc("Not found"),
     422: problem_doc("Invalid request"),
+    503: problem_doc("Database unavailable: damaged, unreadable or unreachable (see /readyz)"),
 }
 # Routes that need a trained model (not_trained).
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 # Routes that queue jobs: a body FastAPI cannot decode, and a full queue (presenters.queue_full).
-SUBMIT_DOCS: Responses = {400: problem_doc("Body not UTF-8"), 429: problem_doc("Queue full")}
+SUBMIT_DOCS: Responses = {
+    400: problem_doc("Body not UTF-8"),
+    413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
+    429: problem_doc("Queue full"),
+}
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
 DATASET_UNAVAILABLE_DOC: Responses = {
     503: problem_doc("Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine")

@@ -35,7 +35,7 @@ from service.ml.train import (
     TrainResult,
     train,
 )
-from service.settings import Settings, get_settings
+from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
     LeaseLost,
@@ -292,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="process the queued jobs, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
 
     stop = threading.Event()
 
@@ -312,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def loop() -> None:
         try:
-            run_worker(get_settings(), once=args.once, stop_event=stop)
+            run_worker(settings, once=args.once, stop_event=stop)
         except BaseException as exc:  # re-raised in the main thread, as if the loop had run there
             failure.append(exc)
 

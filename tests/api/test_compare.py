@@ -156,3 +156,23 @@ def test_fashion_mnist_models_carry_its_class_names(world):
         > Image.open(io.BytesIO(client.get(f"/models/{ids['a']}/confusion-matrix.png").content)).width
     )
     _png(client.get(f"/models/{ids['fashion']}/mistakes.png", params={"limit": 12}), (400, 200))
+
+
+def test_with_reads_protected_figures_and_images_are_not_for_shared_caches(world):
+    client, ids = world
+    protected = Settings(
+        **(client.app.state.settings.model_dump() | {"api_token": "t0k", "protect_reads": True})
+    )
+    figures = [
+        f"/models/{ids['a']}/confusion-matrix.png",
+        f"/models/{ids['a']}/loss-curve.png",
+        f"/models/{ids['a']}/mistakes.png?limit=1",
+        f"/compare.png?ids={ids['a']},{ids['b']}",
+        "/datasets/mnist/test/0.png",
+    ]
+    with TestClient(create_app(protected)) as reader:
+        for path in figures:
+            response = reader.get(path, headers={"authorization": "Bearer t0k"})
+            assert response.headers["cache-control"] == "private, max-age=86400", path
+    for path in figures:  # open reads: any cache may keep them
+        assert client.get(path).headers["cache-control"] == "public, max-age=86400", path
