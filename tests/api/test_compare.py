@@ -96,6 +96,15 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         ("{a},{queued}", 409, "is queued"),
         ("{a},{cancelled}", 409, "is cancelled"),
         ("{a},x", 422, "'x' is not a model id"),
+        ("{a},\u00b2", 422, "'\u00b2' is not a model id"),  # a Unicode digit: str.isdigit() says yes
+        ("{a},\u0661", 422, "is not a model id"),  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
+        (
+            "{a}," + "9" * 5000,
+            422,
+            "is not a model id: give comma-separated integers from 1 to 2,147,483,647",
+        ),
+        ("{a},2147483648", 422, "is not a model id"),
+        ("{a},0", 422, "is not a model id"),
         ("{a}", 422, "1 ids; compare 2 to 20 models"),
         (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
         ("{a},{a}", 422, "listed twice"),
