@@ -81,8 +81,10 @@ def not_trained(job_id: int, status: str) -> ProblemError:
     )
 
 
-def dataset_unavailable(reason: str) -> ProblemError:
-    return ProblemError(503, "Dataset unavailable", reason)
+def dataset_unavailable(name: str, error: Exception) -> ProblemError:
+    """503 naming the setting; the error, which names the server's paths, goes to the log only."""
+    log.error("dataset %s unavailable: %s", name, error)
+    return ProblemError(503, "Dataset unavailable", unavailable_reason(name))
 
 
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:

@@ -23,7 +23,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.ml.data import DataError, load_dataset
+from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
 from service.ml.train import (
     Callbacks,
@@ -138,7 +138,10 @@ def run_job(
         result = train(spec, data, callbacks, resume=resume, **backend_options(settings))
     except TrainingCancelled:
         pass
-    except (DataError, TrainingError) as exc:  # their messages are written for the user
+    except DataError as exc:  # its message names server paths: the log's, not the job's
+        log.error("job %d: %s", job.id, exc)
+        error = unavailable_reason(job_spec(job).dataset)
+    except TrainingError as exc:  # written for the user
         error = str(exc)
     except Exception as exc:
         log.exception("job %d: unexpected error", job.id)
