@@ -174,6 +174,19 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Respons
     return Response(status_code=499)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A damaged, unreadable or unreachable database; the store's other errors (integrity, data) are bugs.
+    if not isinstance(exc, (OperationalError, InterfaceError)) and type(exc) is not DatabaseError:
+        raise exc
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "Database unavailable",
+        "The database (MLPLAB_DATABASE_URL) cannot be read; the server's log has the error, /readyz its state.",
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -187,6 +200,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_disconnect)  # type: ignore[arg-type]
+    for error in (DatabaseError, OperationalError, InterfaceError):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)
 
 
