@@ -103,7 +103,11 @@ def problem_response(
     invalid_params: list[dict[str, str]] | None = None,
 ) -> JSONResponse:
     body = Problem(
-        title=title, status=status, detail=detail, instance=request.url.path, invalid_params=invalid_params
+        title=title,
+        status=status,
+        detail=detail,
+        instance=_cut(request.url.path),
+        invalid_params=invalid_params[:MAX_INVALID_PARAMS] if invalid_params else None,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON
@@ -111,7 +115,7 @@ def problem_response(
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(_cut(str(part)) for part in loc)  # a part may be a client's key
 
 
 def _reason(error: dict[str, Any]) -> str:
@@ -123,7 +127,7 @@ def _reason(error: dict[str, Any]) -> str:
         and error["type"] not in ("missing",)
         and not isinstance(error["input"], (dict, list))
     ):
-        return f"{msg} (got {error['input']!r})"
+        return f"{msg} (got {echo(error['input'])})"
     return msg
 
 
@@ -140,11 +144,24 @@ async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path: Starlette's 405 names only the last route's."""
+    """Every method some route serves at this path (FastAPI's 405 has an empty Allow): each is tried."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))  # not a mount's
+    for method in HTTP_METHODS:
+        probe = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": root_path,
+            "method": method,
+            "headers": [],
+            "query_string": b"",
+        }
+        for route in request.app.router.routes:
+            if route.matches(probe)[0] is Match.FULL:
+                if isinstance(route, Mount):  # every mount serves static files
+                    return "GET, HEAD"
+                methods.add(method)
+                break
     return ", ".join(sorted(methods))
 
 
@@ -160,9 +177,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"No route matches {request.method} {request.url.path}."
+        detail = f"No route matches {request.method} {_cut(request.url.path)}."
     if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": allowed}
+        detail = f"{request.method} is not allowed here; this path answers {allowed}."
     return problem_response(
         request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers
     )

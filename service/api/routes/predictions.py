@@ -26,6 +26,7 @@ from service.errors import (
     NOT_TRAINED_DOC,
     PROBLEM_RESPONSES,
     ProblemError,
+    echo,
     invalid,
     problem_doc,
 )
@@ -155,7 +156,7 @@ async def predict(
         raise ProblemError(
             415,
             "Unsupported media type",
-            f"Content-Type {content_type!r}: send application/json, "
+            f"Content-Type {echo(content_type)}: send application/json, "
             "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
         )
     # A few images are cheaper inline than a thread hop; a large batch must not stall the event loop.
