@@ -61,9 +61,8 @@ def check_token(headers: Headers, settings: Settings) -> None:
             "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
             headers={"WWW-Authenticate": 'Bearer realm="mlplab"'},
         )
-    if not hmac.compare_digest(
-        given.encode(), settings.api_token.get_secret_value().encode()
-    ):  # constant time
+    expected = settings.api_token.get_secret_value()
+    if not hmac.compare_digest(given.encode(), expected.encode()):  # constant time
         raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
 
 
