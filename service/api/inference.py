@@ -134,7 +134,7 @@ class Inference:
         try:
             return load_dataset(name, self.settings.data_dir, download=self.settings.download)
         except DataError as exc:
-            raise dataset_unavailable(str(exc)) from exc
+            raise dataset_unavailable(name, exc) from exc
 
     async def model_and_data(self, job_id: int) -> tuple[Weights, Dataset]:
         """The model's weights and the dataset it was trained on."""
