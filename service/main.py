@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.inference import Inference
+from service.api.monitoring import Monitoring, RequestMetrics
 from service.api.openapi import add_parameter_examples
 from service.api.routes import (
+    aliases,
     compare,
     datasets,
     events,
     health,
     jobs,
+    metrics,
     models,
     plots,
     predictions,
@@ -35,7 +38,9 @@ DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy
 then compare them and query them: accuracy, confusion matrices and per-image predictions.
 
 Submit a job with `POST /jobs` (or a grid of them with `POST /sweeps`), follow it live with
-`GET /jobs/{id}/events`, then read `GET /models`, `GET /compare?ids=...` and the figures (`*.png`)."""
+`GET /jobs/{id}/events`, then read `GET /models`, `GET /compare?ids=...` and the figures (`*.png`).
+Name the model you serve with an alias (`PUT /aliases/champion`): wherever a model id goes, an alias
+goes too. `GET /metrics` is for Prometheus."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,10 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
-    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
+    app.state.monitoring = Monitoring(settings.metrics_dir)
+    routers = (jobs, events, sweeps, models, aliases, compare, plots, predictions, datasets, health, metrics)
+    for module in routers:
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it times the rest
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

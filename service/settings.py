@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         "requests beyond that wait their turn.",
     )
 
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where the API's uvicorn processes share their /metrics counts; "
+        "`mlplab api --workers N` makes a temporary one when unset.",
+    )
+
     worker_poll_seconds: float = Field(
         1.0, gt=0, description="Idle worker's longest sleep between queue polls."
     )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
 from service.api.inference import Inference
-from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
+from service.api.presenters import IdsQuery, parse_ids, require_trained, resolve_models, trained_model
+from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
 from service.errors import ProblemError, not_found
 from service.settings import Settings
 from service.store.db import session_scope
@@ -53,21 +55,53 @@ def _job(job_id: int, session: SessionDep) -> Job:
     return job
 
 
-def _trained_job(job_id: int, session: SessionDep) -> Job:
-    return require_trained(session, job_id)
+ModelPath = Annotated[
+    str,
+    Path(
+        pattern=MODEL_PATTERN,
+        description="A model: its id (12), or an alias that names it now (champion).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model a request names, resolved once for the whole request: its id, and the alias used."""
+
+    id: int
+    alias: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Which model answered; and what an alias names may change, so no cache may keep it."""
+        return {MODEL_ID_HEADER: str(self.id)} | ({"Cache-Control": "no-cache"} if self.alias else {})
+
+
+async def _model_ref(model: ModelPath, inference: InferenceDep, response: Response) -> ModelRef:
+    # An id needs no query; an alias one, each request, so a move is seen at once by every replica.
+    ref = ModelRef(int(model)) if model.isdigit() else ModelRef(await inference.resolve(model), model)
+    response.headers.update(ref.headers)  # a route that builds its own Response adds ref.headers itself
+    return ref
+
+
+ModelRefDep = Annotated[ModelRef, Depends(_model_ref)]
+
+
+def _trained_job(ref: ModelRefDep, session: SessionDep) -> Job:
+    return require_trained(session, ref.id)
 
 
 def _trained_jobs(ids: IdsQuery, session: SessionDep) -> list[Job]:
-    return [require_trained(session, job_id) for job_id in parse_ids(ids)]
+    return [require_trained(session, job_id) for job_id in resolve_models(session, parse_ids(ids))]
 
 
-def _model(job_id: int, session: SessionDep) -> TrainedModel:
-    return trained_model(session, job_id)
+def _model(ref: ModelRefDep, session: SessionDep) -> TrainedModel:
+    return trained_model(session, ref.id)
 
 
 JobDep = Annotated[Job, Depends(_job)]
 TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained model, without its weights
-TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3,7,12, in that order
+TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3,7,champion, in that order
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
@@ -108,6 +142,8 @@ __all__ = [
     "SettingsDep",
     "InferenceDep",
     "JobDep",
+    "ModelRef",
+    "ModelRefDep",
     "TrainedJobDep",
     "TrainedJobsDep",
     "ModelDep",

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.presenters import trained_model
+from service.api.presenters import resolve_alias, trained_model
 from service.api.schemas import Split
 from service.errors import dataset_unavailable
 from service.ml.data import DataError, Dataset, load_dataset
@@ -61,6 +61,16 @@ class Inference:
         self.datasets: dict[str, Dataset] = {}
         # (job_id, split) -> the predicted class of each image of the split
         self.predictions: LRU[tuple[int, Split], np.ndarray] = LRU(4 * settings.model_cache_size)
+
+    def _resolve(self, alias: str) -> int:
+        with session_scope(self.factory) as session:
+            return resolve_alias(session, alias)
+
+    async def resolve(self, alias: str) -> int:
+        """The id of the model the alias names now (404 when there is none): a query every time, as a
+        move must be seen at once; what it names is then cached by id like any model."""
+        async with self.slots:
+            return await run_in_threadpool(self._resolve, alias)
 
     def _load(self, job_id: int) -> Weights:
         with session_scope(self.factory) as session:

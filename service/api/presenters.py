@@ -4,21 +4,33 @@ imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Query
 from sqlalchemy.orm import Session
 
-from service.api.schemas import DatasetPublic, JobPublic, Progress
+from service.api.schemas import ALIAS_PATTERN, AliasPublic, DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
+from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
 from service.settings import Settings
+from service.store.aliases import move_alias
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import count_queued, get_job, get_model, job_spec
+from service.store.models import Alias, AliasAction, Job, JobStatus, TrainedModel
+from service.store.queries import (
+    RANKED_BY,
+    alias_target,
+    best_model_id,
+    count_queued,
+    get_job,
+    get_model,
+    job_spec,
+    rollback_target,
+)
 
 
 def job_public(job: Job) -> JobPublic:
@@ -38,6 +50,9 @@ def job_public(job: Job) -> JobPublic:
         sweep_id=job.sweep_id,
         train_accuracy=job.train_accuracy,
         test_accuracy=job.test_accuracy,
+        provenance=None if job.provenance is None else Provenance.model_validate(job.provenance),
+        reproduces=job.reproduces,
+        reproduction=None if job.reproduction is None else Reproduction.model_validate(job.reproduction),
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
@@ -78,7 +93,11 @@ def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError
 
 
 def enqueue(
-    session: Session, settings: Settings, specs: list[TrainSpec], sweep_id: str | None = None
+    session: Session,
+    settings: Settings,
+    specs: list[TrainSpec],
+    sweep_id: str | None = None,
+    reproduces: int | None = None,
 ) -> list[Job]:
     """Queue these jobs, all or none: 429 when the queue has no room for them all.
 
@@ -89,7 +108,7 @@ def enqueue(
     queued = count_queued(session)
     if queued + len(specs) > settings.max_queued:
         raise queue_full(settings, queued, len(specs))
-    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
 
 
 def dataset_public(name: str, settings: Settings) -> DatasetPublic:
@@ -122,26 +141,50 @@ MIN_COMPARED, MAX_COMPARED = 2, 20
 IdsQuery = Annotated[
     str,
     Query(
-        description=f"{MIN_COMPARED} to {MAX_COMPARED} model ids, comma-separated: 3,7,12", examples=["1,2,3"]
+        description=f"{MIN_COMPARED} to {MAX_COMPARED} models, comma-separated ids or aliases: 3,7,champion",
+        examples=["1,2,3"],
     ),
 ]
 
 
-def parse_ids(ids: str) -> list[int]:
-    """The ids of `?ids=3,7,12`, or a 422 naming what is wrong with them."""
+def parse_ids(ids: str) -> list[str]:
+    """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = [part for part in parts if not part.isdigit()]
+    bad = [part for part in parts if not (part.isdigit() or re.match(ALIAS_PATTERN, part))]
     if bad:
         raise invalid(
-            "query.ids", f"{bad[0]!r} is not a model id: give comma-separated integers, e.g. ids=3,7,12"
+            "query.ids",
+            f"{bad[0]!r} is neither a model id nor an alias: give comma-separated ids or aliases, e.g. ids=3,7,12",
         )
-    numbers = [int(part) for part in parts]
-    if not MIN_COMPARED <= len(numbers) <= MAX_COMPARED:
-        raise invalid("query.ids", f"{len(numbers)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
-    if len(set(numbers)) != len(numbers):
-        repeated = next(n for n in numbers if numbers.count(n) > 1)
-        raise invalid("query.ids", f"model {repeated} is listed twice")
-    return numbers
+    if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
+        raise invalid("query.ids", f"{len(parts)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
+    return parts
+
+
+def resolve_models(session: Session, refs: list[str]) -> list[int]:
+    """The model ids of parse_ids' refs, each alias resolved once; 422 when two name the same model."""
+    ids = [resolve_model(session, ref) for ref in refs]
+    for i, model_id in enumerate(ids):
+        if model_id in ids[:i]:
+            first = refs[ids.index(model_id)]
+            same = f"{first} and {refs[i]} are both model {model_id}" if first != refs[i] else ""
+            raise invalid("query.ids", f"model {model_id} is listed twice" + (f" ({same})" if same else ""))
+    return ids
+
+
+def resolve_alias(session: Session, name: str) -> int:
+    """The id of the model an alias names now; 404 when there is no such alias."""
+    model_id = alias_target(session, name)
+    if model_id is None:
+        raise not_found("alias", name)
+    return model_id
+
+
+def resolve_model(session: Session, ref: int | str) -> int:
+    """A model id as given, or the id of the model an alias names now."""
+    if isinstance(ref, int):
+        return ref
+    return int(ref) if ref.isdigit() else resolve_alias(session, ref)
 
 
 def require_trained(session: Session, job_id: int) -> Job:
@@ -186,3 +229,48 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
         f"#{job_id} " + ", ".join(f"{f}={_show(getattr(spec, f))}" for f in fields)
         for job_id, spec in zip(ids, specs, strict=True)
     ]
+
+
+def alias_public(session: Session, alias: Alias) -> AliasPublic:
+    return AliasPublic(
+        name=alias.name,
+        model_id=alias.model_id,
+        updated_at=alias.updated_at,
+        rollback_to=rollback_target(session, alias),
+    )
+
+
+def point_alias(
+    session: Session,
+    name: str,
+    model: int | str,
+    action: AliasAction = AliasAction.move,
+    detail: str | None = None,
+) -> tuple[AliasPublic, bool]:
+    """Point alias `name` at a trained model (its id, or another alias): one write transaction, which
+    the caller commits. Returns the alias and whether it was created; 422 for an unknown model or
+    alias, 409 for a job that is not a trained model."""
+    begin_write(session)
+    model_id = model if isinstance(model, int) else alias_target(session, model)
+    job = None if model_id is None else get_job(session, model_id)
+    if job is None:
+        raise invalid(
+            "body.model_id", f"there is no {'model' if isinstance(model, int) else 'alias'} {model}"
+        )
+    if job.status != JobStatus.succeeded:
+        raise not_trained(job.id, job.status)
+    alias, created = move_alias(session, name, job.id, action, detail)
+    return alias_public(session, alias), created
+
+
+def promote_best(session: Session, alias: str, source: str, *where: Any) -> AliasPublic:
+    """Point `alias` at the best trained model among the jobs matching `where` (a sweep's, a study's);
+    409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"."""
+    begin_write(session)
+    best = best_model_id(session, *where)
+    if best is None:
+        raise ProblemError(409, "Nothing to promote", f"{source.capitalize()} has no trained model yet.")
+    public, _ = point_alias(
+        session, alias, best, AliasAction.promote, f"the best model of {source} by {RANKED_BY}"
+    )
+    return public

@@ -10,8 +10,16 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
-from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep, TrainedJobDep, TrainedJobsDep
-from service.api.presenters import labels
+from service.api.deps import (
+    InferenceDep,
+    ModelDep,
+    ModelRefDep,
+    ReaderDep,
+    SessionDep,
+    TrainedJobDep,
+    TrainedJobsDep,
+)
+from service.api.presenters import IdsQuery, labels, parse_ids
 from service.api.schemas import Split
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, Responses
 from service.ml.data import DATASETS, Dataset
@@ -25,7 +33,7 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
-# A trained model never changes, so neither do its figures.
+# A trained model never changes, so neither do its figures (but what an alias names does: ModelRef.headers).
 CACHE = {"Cache-Control": "public, max-age=86400"}
 XAxis = Literal["step", "samples"]
 XQuery = Annotated[
@@ -33,8 +41,8 @@ XQuery = Annotated[
 ]
 
 
-def _png(content: bytes) -> Response:
-    return Response(content, media_type="image/png", headers=CACHE)
+def _png(content: bytes, ref_headers: dict[str, str] | None = None) -> Response:
+    return Response(content, media_type="image/png", headers=CACHE | (ref_headers or {}))
 
 
 def _spaced(name: str) -> str:
@@ -63,8 +71,8 @@ def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> li
     return curves
 
 
-@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG)
-def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
+@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG)
+def confusion_matrix_png(model: ModelDep, ref: ModelRefDep, split: Split = "test") -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
     spec = job_spec(model.job)
     matrix = model.confusion_test if split == "test" else model.confusion_train
@@ -73,22 +81,24 @@ def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
             matrix,
             DATASETS[spec.dataset].classes,
             title=f"model {model.job_id}, {split} split: {_spaced(spec.name)}",
-        )
+        ),
+        ref.headers,
     )
 
 
-@router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
-def loss_curve_png(job: TrainedJobDep, session: SessionDep, x: XQuery = "step") -> Response:
+@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=PNG)
+def loss_curve_png(job: TrainedJobDep, ref: ModelRefDep, session: SessionDep, x: XQuery = "step") -> Response:
     """The batch loss against steps (dots: each epoch's mean loss)."""
     curves = _curves(session, [job], [""], x)
     title = f"model {job.id}: {_spaced(job_spec(job).name)}\ntest accuracy {job.test_accuracy or 0:.2%}"
     return _png(
-        plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step")
+        plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step"),
+        ref.headers,
     )
 
 
 @router.get("/compare.png", response_class=Response, responses=PNG)
-def compare_png(jobs: TrainedJobsDep, session: SessionDep, x: XQuery = "step") -> Response:
+def compare_png(jobs: TrainedJobsDep, ids: IdsQuery, session: SessionDep, x: XQuery = "step") -> Response:
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
     names = labels([job.id for job in jobs], [job_spec(job) for job in jobs])
     names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs, strict=True)]
@@ -97,7 +107,8 @@ def compare_png(jobs: TrainedJobsDep, session: SessionDep, x: XQuery = "step") -
             _curves(session, jobs, names, x),
             title="loss of models " + ", ".join(str(job.id) for job in jobs),
             xlabel="samples seen" if x == "samples" else "step",
-        )
+        ),
+        {"Cache-Control": "no-cache"} if any(not ref.isdigit() for ref in parse_ids(ids)) else None,
     )
 
 
@@ -119,13 +130,13 @@ def _mistakes(job_id: int, weights: Weights, data: Dataset, split: Split, limit:
     )
 
 
-@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
+@router.get("/models/{model}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
 async def mistakes_png(
-    job_id: int,
+    ref: ModelRefDep,
     inference: InferenceDep,
     split: Split = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
-    weights, data = await inference.model_and_data(job_id)
-    return _png(await run_in_threadpool(_mistakes, job_id, weights, data, split, limit))
+    weights, data = await inference.model_and_data(ref.id)
+    return _png(await run_in_threadpool(_mistakes, ref.id, weights, data, split, limit), ref.headers)

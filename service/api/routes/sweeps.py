@@ -12,11 +12,19 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public
-from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
+from service.api.presenters import check_budget, enqueue, job_public, promote_best
+from service.api.schemas import (
+    SWEEP_ID_PATTERN,
+    AliasPublic,
+    PromoteCreate,
+    SweepCreate,
+    SweepPublic,
+    SweepsPublic,
+)
+from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found, problem_doc
 from service.ml.spec import TrainSpec
 from service.settings import Settings
+from service.store.db import begin_write
 from service.store.models import Job, JobStatus
 from service.store.queries import list_jobs, list_sweep_ids
 
@@ -160,13 +168,29 @@ def read_sweeps(
     return SweepsPublic(data=data, count=count)
 
 
+SweepPath = Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")]
+
+
 @router.get("/{sweep_id}", response_model=SweepPublic)
-def read_sweep(
-    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
-    session: SessionDep,
-) -> SweepPublic:
+def read_sweep(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     """A sweep's jobs with their status and accuracies, best first."""
     jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
     if not count:
         raise not_found("sweep", sweep_id)
     return sweep_public(sweep_id, jobs)
+
+
+@router.post(
+    "/{sweep_id}/promote",
+    response_model=AliasPublic,
+    dependencies=[WriterDep],
+    responses={409: problem_doc("No job of the sweep has succeeded yet")},
+)
+def promote(sweep_id: SweepPath, body: PromoteCreate, session: SessionDep) -> AliasPublic:
+    """Point an alias at the sweep's best model (the first of GET /models' ranking), creating it if need be."""
+    begin_write(session)  # the write lock first: the reads below and the move are one transaction
+    if not list_jobs(session, sweep_id=sweep_id, limit=1)[1]:
+        raise not_found("sweep", sweep_id)
+    public = promote_best(session, body.alias, f"sweep {sweep_id}", Job.sweep_id == sweep_id)
+    session.commit()
+    return public
