@@ -78,7 +78,7 @@ class ModelRef:
 
 
 async def _model_ref(model: ModelPath, inference: InferenceDep, response: Response) -> ModelRef:
-    # An id needs no query; an alias one, each request, so a move is seen at once by every replica.
+    # An id needs no query; an alias at most one, reused for MLPLAB_ALIAS_CACHE_SECONDS (Inference.resolve).
     ref = ModelRef(int(model)) if model.isdigit() else ModelRef(await inference.resolve(model), model)
     response.headers.update(ref.headers)  # a route that builds its own Response adds ref.headers itself
     return ref

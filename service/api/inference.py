@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
@@ -61,16 +62,38 @@ class Inference:
         self.datasets: dict[str, Dataset] = {}
         # (job_id, split) -> the predicted class of each image of the split
         self.predictions: LRU[tuple[int, Split], np.ndarray] = LRU(4 * settings.model_cache_size)
+        # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
+        self.aliases: dict[str, tuple[float, int | None]] = {}
+        self._aliases_lock = threading.Lock()  # forget() runs in the threadpool, resolve() in the event loop
 
     def _resolve(self, alias: str) -> int:
         with session_scope(self.factory) as session:
             return resolve_alias(session, alias)
 
     async def resolve(self, alias: str) -> int:
-        """The id of the model the alias names now (404 when there is none): a query every time, as a
-        move must be seen at once; what it names is then cached by id like any model."""
+        """The id of the model the alias names (404 when there is none), as the database said at most
+        MLPLAB_ALIAS_CACHE_SECONDS ago; what it names is then cached by id like any model."""
+        asked = time.monotonic()
+        known = self.aliases.get(alias)
+        if (
+            known is not None
+            and known[1] is not None
+            and asked - known[0] < self.settings.alias_cache_seconds
+        ):
+            return known[1]
         async with self.slots:
-            return await run_in_threadpool(self._resolve, alias)
+            model_id = await run_in_threadpool(self._resolve, alias)
+        with self._aliases_lock:
+            latest = self.aliases.get(alias)
+            if latest is None or latest[0] < asked:  # an answer to an earlier query never replaces a later one
+                self.aliases[alias] = (asked, model_id)
+        return model_id
+
+    def forget(self, alias: str) -> None:
+        """This process moved the alias: its next request asks the database again, and an answer to a
+        query that began before now is not kept."""
+        with self._aliases_lock:
+            self.aliases[alias] = (time.monotonic(), None)
 
     def _load(self, job_id: int) -> Weights:
         with session_scope(self.factory) as session:

@@ -3,6 +3,8 @@ and every route that takes a model id taking an alias too."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -10,7 +12,7 @@ from service.main import create_app
 from service.settings import Settings
 from tests.conftest import assert_problem
 from tests.factories import job_body
-from tests.support import real_data_dir
+from tests.support import real_data_dir, wait_for
 from workers.worker import run_worker
 
 TOKEN = "alias-token-5e1"
@@ -239,3 +241,24 @@ def test_with_a_token_moving_an_alias_needs_it(tmp_path, world):
         assert client.get("/aliases").json()["count"] == 0
         assert client.put("/aliases/champion", json={"model_id": job}, headers=auth).status_code == 201
         assert client.get("/aliases/champion").status_code == 200  # reads stay open (MLPLAB_PROTECT_READS)
+
+
+def test_another_api_process_sees_a_move_within_its_alias_cache_time(tmp_path, world):
+    _, ids = world
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'two.db'}", data_dir=real_data_dir(), alias_cache_seconds=0.5
+    )
+    with TestClient(create_app(settings)) as mover, TestClient(create_app(settings)) as other:
+        first, second = (mover.post("/jobs", json=job_body(seed=s)).json()["id"] for s in (1, 2))
+        run_worker(settings, once=True)
+        mover.put("/aliases/champion", json={"model_id": first})
+
+        def served(client) -> int:
+            return int(client.get("/models/champion/accuracy").headers["x-model-id"])
+
+        assert served(other) == first  # now cached there
+        mover.put("/aliases/champion", json={"model_id": second})
+        moved = time.monotonic()
+        assert served(mover) == second  # the process that moved it, at once
+        seen = wait_for(lambda: served(other) == second, timeout=5, what="the move", interval=0.01)
+        assert seen and time.monotonic() - moved < 0.5 + 1.0  # its cache time, and a request or two

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from service.api.deps import ReaderDep, SessionDep, WriterDep
+from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
 from service.api.presenters import alias_public, point_alias
 from service.api.schemas import (
     ALIAS_PATTERN,
@@ -65,10 +65,14 @@ def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
     dependencies=[WriterDep],
     responses=NOT_TRAINED_DOC | {201: {"model": AliasPublic, "description": "Created"}},
 )
-def put_alias(alias: AliasPath, body: AliasUpdate, session: SessionDep, response: Response) -> AliasPublic:
-    """Point the alias at a trained model, creating it (201) or moving it; every request after sees the move."""
+def put_alias(
+    alias: AliasPath, body: AliasUpdate, session: SessionDep, inference: InferenceDep, response: Response
+) -> AliasPublic:
+    """Point the alias at a trained model, creating it (201) or moving it; every API process sees the move
+    within MLPLAB_ALIAS_CACHE_SECONDS."""
     public, created = point_alias(session, alias, body.model_id)
     session.commit()  # release the write lock in this thread hop
+    inference.forget(alias)
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/aliases/{alias}"
@@ -81,7 +85,7 @@ def put_alias(alias: AliasPath, body: AliasUpdate, session: SessionDep, response
     dependencies=[WriterDep],
     responses={409: problem_doc("Nothing to roll back to")},
 )
-def rollback(alias: AliasPath, session: SessionDep) -> AliasPublic:
+def rollback(alias: AliasPath, session: SessionDep, inference: InferenceDep) -> AliasPublic:
     """Point the alias back at the model it named before (again to go further back)."""
     try:
         public = alias_public(session, rollback_alias(session, alias))
@@ -92,15 +96,17 @@ def rollback(alias: AliasPath, session: SessionDep) -> AliasPublic:
             409, "Nothing to roll back to", f"Alias {alias} has named only this model since it was created."
         ) from None
     session.commit()
+    inference.forget(alias)
     return public
 
 
 @router.delete("/{alias}", status_code=204, response_class=Response, dependencies=[WriterDep])
-def remove_alias(alias: AliasPath, session: SessionDep) -> Response:
+def remove_alias(alias: AliasPath, session: SessionDep, inference: InferenceDep) -> Response:
     """Remove the alias; its history stays. Requests that name it get 404 from then on."""
     try:
         delete_alias(session, alias)
     except AliasNotFound:
         raise not_found("alias", alias) from None
     session.commit()
+    inference.forget(alias)
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.deps import InferenceDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.presenters import check_budget, enqueue, job_public, promote_best
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
@@ -186,11 +186,14 @@ def read_sweep(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     dependencies=[WriterDep],
     responses={409: problem_doc("No job of the sweep has succeeded yet")},
 )
-def promote(sweep_id: SweepPath, body: PromoteCreate, session: SessionDep) -> AliasPublic:
+def promote(
+    sweep_id: SweepPath, body: PromoteCreate, session: SessionDep, inference: InferenceDep
+) -> AliasPublic:
     """Point an alias at the sweep's best model (the first of GET /models' ranking), creating it if need be."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     if not list_jobs(session, sweep_id=sweep_id, limit=1)[1]:
         raise not_found("sweep", sweep_id)
     public = promote_best(session, body.alias, f"sweep {sweep_id}", Job.sweep_id == sweep_id)
     session.commit()
+    inference.forget(body.alias)
     return public
