@@ -85,7 +85,9 @@ class Inference:
             model_id = await run_in_threadpool(self._resolve, alias)
         with self._aliases_lock:
             latest = self.aliases.get(alias)
-            if latest is None or latest[0] < asked:  # an answer to an earlier query never replaces a later one
+            if (
+                latest is None or latest[0] < asked
+            ):  # an answer to an earlier query never replaces a later one
                 self.aliases[alias] = (asked, model_id)
         return model_id
 

@@ -18,7 +18,14 @@ from service.api.schemas import (
     AliasPublic,
     AliasUpdate,
 )
-from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, ProblemError, not_found, problem_doc
+from service.errors import (
+    JSON_BODY_DOC,
+    NOT_TRAINED_DOC,
+    PROBLEM_RESPONSES,
+    ProblemError,
+    not_found,
+    problem_doc,
+)
 from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, rollback_alias
 from service.store.queries import alias_history, get_alias, list_aliases
 
@@ -63,7 +70,7 @@ def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
     "/{alias}",
     response_model=AliasPublic,
     dependencies=[WriterDep],
-    responses=NOT_TRAINED_DOC | {201: {"model": AliasPublic, "description": "Created"}},
+    responses=NOT_TRAINED_DOC | JSON_BODY_DOC | {201: {"model": AliasPublic, "description": "Created"}},
 )
 def put_alias(
     alias: AliasPath, body: AliasUpdate, session: SessionDep, inference: InferenceDep, response: Response

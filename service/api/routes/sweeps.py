@@ -21,7 +21,15 @@ from service.api.schemas import (
     SweepPublic,
     SweepsPublic,
 )
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found, problem_doc
+from service.errors import (
+    JSON_BODY_DOC,
+    PROBLEM_RESPONSES,
+    SUBMIT_DOCS,
+    ProblemError,
+    invalid,
+    not_found,
+    problem_doc,
+)
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
@@ -184,7 +192,7 @@ def read_sweep(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     "/{sweep_id}/promote",
     response_model=AliasPublic,
     dependencies=[WriterDep],
-    responses={409: problem_doc("No job of the sweep has succeeded yet")},
+    responses=JSON_BODY_DOC | {409: problem_doc("No job of the sweep has succeeded yet")},
 )
 def promote(
     sweep_id: SweepPath, body: PromoteCreate, session: SessionDep, inference: InferenceDep
