@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, move_alias, rollback_alias
-from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import session_scope
 from service.store.jobs import claim_job, enqueue_job, finish_job, record_epoch
 from service.store.models import AliasAction, JobStatus
 from service.store.queries import (
@@ -25,14 +25,6 @@ from tests.factories import tiny_spec
 from tests.store.test_jobs import result
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def trained(sessions, n: int) -> list[int]:
