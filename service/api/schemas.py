@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
@@ -149,12 +150,24 @@ class ModelsPublic(BaseModel):
     count: int
 
 
+def _model_reference(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"a model id is 1 or more (got {value})")
+    if isinstance(value, str) and not re.fullmatch(ALIAS_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not an alias: lowercase letters, digits and dashes, starting with a letter"
+        )
+    return value
+
+
 class AliasUpdate(BaseModel):
     """Point the alias at a trained model: by its id, or by another alias (promote staging to champion)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_id": 12}]})
 
-    model_id: int | AliasName
+    model_id: Annotated[StrictInt | StrictStr, AfterValidator(_model_reference)] = Field(
+        description="A model's id (12), or an alias whose model it takes (staging)."
+    )
 
 
 class PromoteCreate(BaseModel):

@@ -126,7 +126,9 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
         client.put("/aliases/champion", json={"model_id": "nobody"}), 422, "there is no alias nobody"
     )
     assert_problem(client.put("/aliases/champion", json={"model_id": ids["queued"]}), 409, "is queued")
-    assert_problem(client.put("/aliases/champion", json={"model_id": "Not An Alias"}), 422, "body.model_id")
+    assert_problem(client.put("/aliases/champion", json={"model_id": "Not An Alias"}), 422, "is not an alias")
+    assert_problem(client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more")
+    assert_problem(client.put("/aliases/champion", json={"model_id": True}), 422, "body.model_id")
     assert_problem(client.put("/aliases/champion", json={}), 422, "body.model_id")
     assert client.get("/aliases").json()["count"] == 0
     assert_problem(client.get("/aliases/champion"), 404)
