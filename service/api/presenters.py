@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Query
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
-from service.api.schemas import ALIAS_PATTERN, AliasPublic, DatasetPublic, JobPublic, Progress
+from service.api.schemas import ALIAS_NAME, AliasPublic, DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.provenance import Provenance, Reproduction
@@ -150,7 +151,7 @@ IdsQuery = Annotated[
 def parse_ids(ids: str) -> list[str]:
     """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = [part for part in parts if not (part.isdigit() or re.match(ALIAS_PATTERN, part))]
+    bad = [part for part in parts if not (part.isdigit() or re.fullmatch(ALIAS_NAME, part))]
     if bad:
         raise invalid(
             "query.ids",
@@ -167,8 +168,8 @@ def resolve_models(session: Session, refs: list[str]) -> list[int]:
     for i, model_id in enumerate(ids):
         if model_id in ids[:i]:
             first = refs[ids.index(model_id)]
-            same = f"{first} and {refs[i]} are both model {model_id}" if first != refs[i] else ""
-            raise invalid("query.ids", f"model {model_id} is listed twice" + (f" ({same})" if same else ""))
+            both = f" ({first} and {refs[i]} are both model {model_id})" if first != refs[i] else ""
+            raise invalid("query.ids", f"model {model_id} is listed twice{both}")
     return ids
 
 
@@ -180,10 +181,8 @@ def resolve_alias(session: Session, name: str) -> int:
     return model_id
 
 
-def resolve_model(session: Session, ref: int | str) -> int:
-    """A model id as given, or the id of the model an alias names now."""
-    if isinstance(ref, int):
-        return ref
+def resolve_model(session: Session, ref: str) -> int:
+    """The id a model reference gives (12), or the id of the model an alias names now (champion)."""
     return int(ref) if ref.isdigit() else resolve_alias(session, ref)
 
 
@@ -263,7 +262,7 @@ def point_alias(
     return alias_public(session, alias), created
 
 
-def promote_best(session: Session, alias: str, source: str, *where: Any) -> AliasPublic:
+def promote_best(session: Session, alias: str, source: str, *where: ColumnElement[bool]) -> AliasPublic:
     """Point `alias` at the best trained model among the jobs matching `where` (a sweep's, a study's);
     409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"."""
     begin_write(session)
