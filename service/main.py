@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.guard import RequestGuard
 from service.api.inference import Inference
 from service.api.monitoring import Monitoring, RequestMetrics
 from service.api.openapi import add_parameter_examples
@@ -76,8 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     web.mount(app)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it times the rest
+    app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body
+    app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # on refusals too
+    app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it counts refusals too
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from service.api.schemas import ALIAS_NAME, AliasPublic, DatasetPublic, JobPublic, Progress
-from service.errors import ProblemError, invalid, not_found, not_trained
+from service.errors import ProblemError, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
@@ -23,6 +23,7 @@ from service.store.db import begin_write
 from service.store.jobs import enqueue_job
 from service.store.models import Alias, AliasAction, Job, JobStatus, TrainedModel
 from service.store.queries import (
+    MAX_INTEGER,
     RANKED_BY,
     alias_target,
     best_model_id,
@@ -148,14 +149,20 @@ IdsQuery = Annotated[
 ]
 
 
+def _is_id(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
+
+
 def parse_ids(ids: str) -> list[str]:
     """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = [part for part in parts if not (part.isdigit() or re.fullmatch(ALIAS_NAME, part))]
-    if bad:
+    bad = next((part for part in parts if not (_is_id(part) or re.fullmatch(ALIAS_NAME, part))), None)
+    if bad is not None:
         raise invalid(
             "query.ids",
-            f"{bad[0]!r} is neither a model id nor an alias: give comma-separated ids or aliases, e.g. ids=3,7,12",
+            f"{echo(bad)} is neither a model id nor an alias: give comma-separated ids (integers from 1 "
+            f"to {MAX_INTEGER:,}) or aliases, e.g. ids=3,7,champion",
         )
     if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
         raise invalid("query.ids", f"{len(parts)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")

@@ -95,6 +95,23 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         ("{a},999999", 404, "There is no model 999999."),
         ("{a},{queued}", 409, "is queued"),
         ("{a},{cancelled}", 409, "is cancelled"),
+        (
+            "{a},\u00b2",
+            422,
+            "'\u00b2' is neither a model id nor an alias",
+        ),  # a Unicode digit: str.isdigit() says yes
+        (
+            "{a},\u0661",
+            422,
+            "is neither a model id nor an alias",
+        ),  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
+        (
+            "{a}," + "9" * 5000,
+            422,
+            "is neither a model id nor an alias: give comma-separated ids (integers from 1 to 2,147,483,647)",
+        ),
+        ("{a},2147483648", 422, "is neither a model id nor an alias"),
+        ("{a},0", 422, "is neither a model id nor an alias"),
         ("{a},X!", 422, "'X!' is neither a model id nor an alias"),
         ("{a},nobody", 404, "There is no alias nobody."),
         ("{a}", 422, "1 ids; compare 2 to 20 models"),
@@ -157,3 +174,23 @@ def test_fashion_mnist_models_carry_its_class_names(world):
         > Image.open(io.BytesIO(client.get(f"/models/{ids['a']}/confusion-matrix.png").content)).width
     )
     _png(client.get(f"/models/{ids['fashion']}/mistakes.png", params={"limit": 12}), (400, 200))
+
+
+def test_with_reads_protected_figures_and_images_are_not_for_shared_caches(world):
+    client, ids = world
+    protected = Settings(
+        **(client.app.state.settings.model_dump() | {"api_token": "t0k", "protect_reads": True})
+    )
+    figures = [
+        f"/models/{ids['a']}/confusion-matrix.png",
+        f"/models/{ids['a']}/loss-curve.png",
+        f"/models/{ids['a']}/mistakes.png?limit=1",
+        f"/compare.png?ids={ids['a']},{ids['b']}",
+        "/datasets/mnist/test/0.png",
+    ]
+    with TestClient(create_app(protected)) as reader:
+        for path in figures:
+            response = reader.get(path, headers={"authorization": "Bearer t0k"})
+            assert response.headers["cache-control"] == "private, max-age=86400", path
+    for path in figures:  # open reads: any cache may keep them
+        assert client.get(path).headers["cache-control"] == "public, max-age=86400", path
