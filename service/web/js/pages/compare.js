@@ -49,7 +49,7 @@ function picker(models, chosen) {
     h("thead", null, h("tr", null, h("th"), h("th", null, "model (best first)"), h("th", { class: "right" }, "test"))),
     h("tbody", null, models.data.map((m) => h("tr", null,
       h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
-      h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`)),
+      h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
       h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy)))))));
 }
 
