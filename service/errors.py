@@ -241,12 +241,13 @@ PROBLEM_RESPONSES: Responses = {
 }
 # Routes that need a trained model (not_trained).
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
-# Routes that queue jobs: a body FastAPI cannot decode, and a full queue (presenters.queue_full).
-SUBMIT_DOCS: Responses = {
+# Routes that read a JSON body: one FastAPI cannot decode, and one too large (api/guard.py).
+JSON_BODY_DOC: Responses = {
     400: problem_doc("Body not UTF-8"),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
-    429: problem_doc("Queue full"),
 }
+# Routes that queue jobs: those, and a full queue (presenters.queue_full).
+SUBMIT_DOCS: Responses = JSON_BODY_DOC | {429: problem_doc("Queue full")}
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
 DATASET_UNAVAILABLE_DOC: Responses = {
     503: problem_doc("Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine")

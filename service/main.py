@@ -12,13 +12,16 @@ from fastapi import FastAPI
 from service.api.database import Database
 from service.api.guard import RequestGuard
 from service.api.inference import Inference
+from service.api.monitoring import Monitoring, RequestMetrics
 from service.api.openapi import add_parameter_examples
 from service.api.routes import (
+    aliases,
     compare,
     datasets,
     events,
     health,
     jobs,
+    metrics,
     models,
     plots,
     predictions,
@@ -37,7 +40,9 @@ DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy
 then compare them and query them: accuracy, confusion matrices and per-image predictions.
 
 Submit a job with `POST /jobs` (or a grid of them with `POST /sweeps`), follow it live with
-`GET /jobs/{id}/events`, then read `GET /models`, `GET /compare?ids=...` and the figures (`*.png`)."""
+`GET /jobs/{id}/events`, then read `GET /models`, `GET /compare?ids=...` and the figures (`*.png`).
+Name the model you serve with an alias (`PUT /aliases/champion`): wherever a model id goes, an alias
+goes too. `GET /metrics` is for Prometheus."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,11 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
-    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
+    app.state.monitoring = Monitoring(settings.metrics_dir)
+    routers = (jobs, events, sweeps, models, aliases, compare, plots, predictions, datasets, health, metrics)
+    for module in routers:
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body
-    app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # outermost: on refusals too
+    app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # on refusals too
+    app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it counts refusals too
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
         "requests beyond that wait their turn.",
     )
 
+    alias_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="How long an API process reuses what an alias names before asking the database again "
+        "(0: every request); a move by another process is seen within it.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where the API's uvicorn processes share their /metrics counts; "
+        "`mlplab api --workers N` makes a temporary one when unset.",
+    )
     keep_alive_seconds: int = Field(
         5, ge=1, description="An API connection idle this long (before its first request too) is closed."
     )

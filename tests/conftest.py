@@ -70,6 +70,17 @@ def module_db_url(request, tmp_path_factory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def sessions(db_url):
+    """Sessions on db_url's database, migrated."""
+    from service.store.db import make_engine, make_sessionmaker, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 # `pytestmark = ON_EVERY_DATABASE`: the module's module_db_url (the e2e `service`) is SQLite, then PostgreSQL.
 ON_EVERY_DATABASE = pytest.mark.parametrize("module_db_url", DB_KINDS, indirect=True, scope="module")
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +98,11 @@ class Service:
                     proc.kill()
 
 
-def start_service(root: Path, db_url: str | None = None, host: str = "127.0.0.1", **env: str) -> Service:
-    """`mlplab api` on a free port of `host` with its database under `root` (or `db_url`), ready; no worker yet."""
+def start_service(
+    root: Path, db_url: str | None = None, host: str = "127.0.0.1", api_args: Sequence[str] = (), **env: str
+) -> Service:
+    """`mlplab api [api_args]` on a free port of `host` with its database under `root` (or `db_url`), ready;
+    no worker yet."""
     port = free_port()
     environment = (
         environment_without_settings()
@@ -117,7 +120,7 @@ def start_service(root: Path, db_url: str | None = None, host: str = "127.0.0.1"
     service = Service(root=root, env=environment, url=f"http://{host}:{port}")
     log = open(root / "api.log", "w")  # noqa: SIM115 - the API writes to it
     service.api = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api"],
+        [sys.executable, "-m", "service.cli", "api", *api_args],
         env=environment,
         cwd=REPO,
         stdout=log,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
+from service.ml.provenance import Provenance, Trained, collect, compare
 from service.ml.train import (
     Callbacks,
     Checkpoint,
@@ -35,6 +36,7 @@ from service.ml.train import (
     TrainResult,
     train,
 )
+from service.ml.weights import load_weights
 from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
@@ -47,12 +49,13 @@ from service.store.jobs import (
     mark_cancelled,
     record_epoch,
     record_progress,
+    record_provenance,
     release_job,
     requeue_stalled,
     save_checkpoint,
 )
 from service.store.models import Job
-from service.store.queries import job_spec
+from service.store.queries import get_job, get_model, job_spec
 
 log = logging.getLogger("workers")
 
@@ -130,12 +133,14 @@ def run_job(
         if resume is not None:
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
+        options = backend_options(settings)
+        recorder.write(record_provenance, collect(spec, data, options).model_dump(mode="json"))
         callbacks = Callbacks(
             on_progress=recorder.on_progress,
             should_stop=lambda: stop.is_set() or lease.stopping(),
             on_checkpoint=recorder.on_checkpoint,
         )
-        result = train(spec, data, callbacks, resume=resume, **backend_options(settings))
+        result = train(spec, data, callbacks, resume=resume, **options)
     except TrainingCancelled:
         pass
     except DataError as exc:  # its message names server paths: the log's, not the job's
@@ -166,7 +171,7 @@ def settle(
             log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
             return 0
         if result is not None:
-            recorder.write(finish_job, result)
+            recorder.write(finish_job, result, reproduction(recorder.sessions, job, result))
             log.info(
                 "job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds
             )
@@ -188,6 +193,34 @@ def settle(
         log.exception("job %d: could not record how it ended", job.id)
         return 0
     return 1
+
+
+def reproduction(sessions: sessionmaker[Session], job: Job, result: TrainResult) -> dict[str, Any] | None:
+    """How a reproduction's model (POST /models/{id}/reproduce) compares with the original; None for
+    other jobs."""
+    if job.reproduces is None:
+        return None
+    with session_scope(sessions) as session:
+        original, this = get_model(session, job.reproduces), get_job(session, job.id)
+        if original is None or this is None:
+            return None
+        before = Trained(
+            load_weights(original.weights),
+            original.train_accuracy,
+            original.test_accuracy,
+            _provenance(original.job.provenance),
+        )
+    after = Trained(
+        load_weights(result.weights),
+        result.train_accuracy,
+        result.test_accuracy,
+        _provenance(this.provenance),
+    )
+    return compare(job.reproduces, before, after).model_dump(mode="json")
+
+
+def _provenance(stored: dict[str, Any] | None) -> Provenance | None:
+    return None if stored is None else Provenance.model_validate(stored)
 
 
 class LeaseKeeper(threading.Thread):

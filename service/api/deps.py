@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
 from service.api.database import Database
 from service.api.guard import check_token
 from service.api.inference import Inference
-from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
+from service.api.presenters import (
+    IdsQuery,
+    distinct_models,
+    parse_ids,
+    require_trained,
+    trained_model,
+)
+from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
 from service.errors import not_found
 from service.settings import Settings
 from service.store.db import session_scope
@@ -60,21 +68,60 @@ def _job(job_id: int, session: SessionDep) -> Job:
     return job
 
 
-def _trained_job(job_id: int, session: SessionDep) -> Job:
-    return require_trained(session, job_id)
+ModelPath = Annotated[
+    str,
+    Path(
+        pattern=MODEL_PATTERN,
+        description="A model: its id (12), or an alias that names it now (champion).",
+    ),
+]
 
 
-def _trained_jobs(ids: IdsQuery, session: SessionDep) -> list[Job]:
-    return [require_trained(session, job_id) for job_id in parse_ids(ids)]
+@dataclass(frozen=True)
+class ModelRef:
+    """The model a request names, resolved once for the whole request: its id, and the alias used."""
+
+    id: int
+    alias: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Which model answered; and what an alias names may change, so no cache may keep it."""
+        return {MODEL_ID_HEADER: str(self.id)} | ({"Cache-Control": "no-cache"} if self.alias else {})
 
 
-def _model(job_id: int, session: SessionDep) -> TrainedModel:
-    return trained_model(session, job_id)
+async def _resolve(model: str, inference: Inference) -> ModelRef:
+    # An id needs no query; an alias at most one, reused for MLPLAB_ALIAS_CACHE_SECONDS (Inference.resolve).
+    return ModelRef(int(model)) if model.isdigit() else ModelRef(await inference.resolve(model), model)
+
+
+async def _model_ref(model: ModelPath, inference: InferenceDep, response: Response) -> ModelRef:
+    ref = await _resolve(model, inference)
+    response.headers.update(ref.headers)  # a route that builds its own Response adds ref.headers itself
+    return ref
+
+
+async def _model_refs(ids: IdsQuery, inference: InferenceDep) -> list[ModelRef]:
+    names = parse_ids(ids)
+    refs = [await _resolve(name, inference) for name in names]
+    distinct_models(names, [ref.id for ref in refs])
+    return refs
+
+
+ModelRefDep = Annotated[ModelRef, Depends(_model_ref)]
+ModelRefsDep = Annotated[list[ModelRef], Depends(_model_refs)]  # those of ?ids=3,7,champion, in that order
+
+
+def _trained_job(ref: ModelRefDep, session: SessionDep) -> Job:
+    return require_trained(session, ref.id)
+
+
+def _model(ref: ModelRefDep, session: SessionDep) -> TrainedModel:
+    return trained_model(session, ref.id)
 
 
 JobDep = Annotated[Job, Depends(_job)]
 TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained model, without its weights
-TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3,7,12, in that order
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
@@ -100,8 +147,10 @@ __all__ = [
     "DatabaseDep",
     "InferenceDep",
     "JobDep",
+    "ModelRef",
+    "ModelRefDep",
+    "ModelRefsDep",
     "TrainedJobDep",
-    "TrainedJobsDep",
     "ModelDep",
     "WriterDep",
     "ReaderDep",

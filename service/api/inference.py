@@ -1,7 +1,8 @@
 """What the API needs to predict: trained weights, datasets, a model's predictions on a split and its
 figures, kept in memory, each loaded once at a time per process and off the event loop.
 
-A trained model never changes, so nothing cached here goes stale. Each cache is a Memo: an LRU in
+A trained model never changes, so nothing cached by id goes stale; what an alias names may, so
+Inference.resolve asks the database again after MLPLAB_ALIAS_CACHE_SECONDS. Each cache is a Memo: an LRU in
 front of a single flight, so twenty concurrent first requests for one model load it once and all
 twenty get that one copy (docs/performance.md, "A model's first request").
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
-from service.api.presenters import trained_model
+from service.api.presenters import resolve_alias, trained_model
 from service.api.schemas import Split
 from service.errors import dataset_unavailable
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
@@ -121,6 +123,35 @@ class Inference:
         # a split's probabilities are at most 60,000 x 10 float32 (2.4 MB)
         self.predictions: Memo[tuple[int, Split], Predictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
+        # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
+        self.aliases: dict[str, tuple[float, int | None]] = {}
+        self._aliases_lock = threading.Lock()  # forget() runs in the threadpool, resolve() in the event loop
+
+    async def resolve(self, alias: str) -> int:
+        """The id of the model the alias names (404 when there is none), as the database said at most
+        MLPLAB_ALIAS_CACHE_SECONDS ago; what it names is then cached by id like any model."""
+        asked = time.monotonic()
+        known = self.aliases.get(alias)
+        if (
+            known is not None
+            and known[1] is not None
+            and asked - known[0] < self.settings.alias_cache_seconds
+        ):
+            return known[1]
+        model_id = await self.database.run(resolve_alias, alias)
+        with self._aliases_lock:
+            latest = self.aliases.get(alias)
+            if (
+                latest is None or latest[0] < asked
+            ):  # an answer to an earlier query never replaces a later one
+                self.aliases[alias] = (asked, model_id)
+        return model_id
+
+    def forget(self, alias: str) -> None:
+        """This process moved the alias: its next request asks the database again, and an answer to a
+        query that began before now is not kept."""
+        with self._aliases_lock:
+            self.aliases[alias] = (time.monotonic(), None)
 
     async def weights(self, job_id: int) -> Weights:
         """The model's weights: 404 for an unknown id, 409 for a job not trained."""

@@ -13,6 +13,8 @@ from service.errors import PROBLEM_JSON
 # By parameter name: the values a first session has (job 1 trained, MNIST present).
 EXAMPLES: dict[str, Any] = {
     "job_id": 1,
+    "model": "1",
+    "alias": "champion",
     "sweep_id": "3f9c2a1b7d4e",
     "split": "test",
     "index": 10,

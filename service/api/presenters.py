@@ -10,18 +10,31 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Query, Response
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row
+from sqlalchemy import ColumnElement, Connection, Row
 from sqlalchemy.orm import Session
 
-from service.api.schemas import DatasetPublic, JobPublic, Progress
+from service.api.schemas import ALIAS_NAME, AliasPublic, DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
+from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
 from service.settings import Settings
+from service.store.aliases import move_alias
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import MAX_INTEGER, count_queued, get_job, get_job_row, get_model, job_spec
+from service.store.models import Alias, AliasAction, Job, JobStatus, TrainedModel
+from service.store.queries import (
+    MAX_INTEGER,
+    RANKED_BY,
+    alias_target,
+    best_model_id,
+    count_queued,
+    get_job,
+    get_job_row,
+    get_model,
+    job_spec,
+    rollback_target,
+)
 
 
 def json_response(body: BaseModel) -> Response:
@@ -46,6 +59,9 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         sweep_id=job.sweep_id,
         train_accuracy=job.train_accuracy,
         test_accuracy=job.test_accuracy,
+        provenance=None if job.provenance is None else Provenance.model_validate(job.provenance),
+        reproduces=job.reproduces,
+        reproduction=None if job.reproduction is None else Reproduction.model_validate(job.reproduction),
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
@@ -94,7 +110,11 @@ def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError
 
 
 def enqueue(
-    session: Session, settings: Settings, specs: list[TrainSpec], sweep_id: str | None = None
+    session: Session,
+    settings: Settings,
+    specs: list[TrainSpec],
+    sweep_id: str | None = None,
+    reproduces: int | None = None,
 ) -> list[Job]:
     """Queue these jobs, all or none: 429 when the queue has no room for them all.
 
@@ -105,7 +125,7 @@ def enqueue(
     queued = count_queued(session)
     if queued + len(specs) > settings.max_queued:
         raise queue_full(settings, queued, len(specs))
-    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
 
 
 def dataset_public(name: str, settings: Settings) -> DatasetPublic:
@@ -138,7 +158,8 @@ MIN_COMPARED, MAX_COMPARED = 2, 20
 IdsQuery = Annotated[
     str,
     Query(
-        description=f"{MIN_COMPARED} to {MAX_COMPARED} model ids, comma-separated: 3,7,12", examples=["1,2,3"]
+        description=f"{MIN_COMPARED} to {MAX_COMPARED} models, comma-separated ids or aliases: 3,7,champion",
+        examples=["1,2,3"],
     ),
 ]
 
@@ -148,23 +169,37 @@ def _is_id(text: str) -> bool:
     return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
 
 
-def parse_ids(ids: str) -> list[int]:
-    """The ids of `?ids=3,7,12`, or a 422 naming what is wrong with them."""
+def parse_ids(ids: str) -> list[str]:
+    """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = next((part for part in parts if not _is_id(part)), None)
+    bad = next((part for part in parts if not (_is_id(part) or re.fullmatch(ALIAS_NAME, part))), None)
     if bad is not None:
         raise invalid(
             "query.ids",
-            f"{echo(bad)} is not a model id: give comma-separated integers from 1 to {MAX_INTEGER:,}, "
-            "e.g. ids=3,7,12",
+            f"{echo(bad)} is neither a model id nor an alias: give comma-separated ids (integers from 1 "
+            f"to {MAX_INTEGER:,}) or aliases, e.g. ids=3,7,champion",
         )
-    numbers = [int(part) for part in parts]
-    if not MIN_COMPARED <= len(numbers) <= MAX_COMPARED:
-        raise invalid("query.ids", f"{len(numbers)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
-    if len(set(numbers)) != len(numbers):
-        repeated = next(n for n in numbers if numbers.count(n) > 1)
-        raise invalid("query.ids", f"model {repeated} is listed twice")
-    return numbers
+    if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
+        raise invalid("query.ids", f"{len(parts)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
+    return parts
+
+
+def distinct_models(refs: list[str], ids: list[int]) -> list[int]:
+    """`ids`, what parse_ids' `refs` resolved to in order; 422 when two of them name the same model."""
+    for i, model_id in enumerate(ids):
+        if model_id in ids[:i]:
+            first = refs[ids.index(model_id)]
+            both = f" ({first} and {refs[i]} are both model {model_id})" if first != refs[i] else ""
+            raise invalid("query.ids", f"model {model_id} is listed twice{both}")
+    return ids
+
+
+def resolve_alias(session: Session, name: str) -> int:
+    """The id of the model an alias names now; 404 when there is no such alias."""
+    model_id = alias_target(session, name)
+    if model_id is None:
+        raise not_found("alias", name)
+    return model_id
 
 
 def require_trained(session: Session, job_id: int) -> Job:
@@ -209,3 +244,48 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
         f"#{job_id} " + ", ".join(f"{f}={_show(getattr(spec, f))}" for f in fields)
         for job_id, spec in zip(ids, specs, strict=True)
     ]
+
+
+def alias_public(session: Session, alias: Alias) -> AliasPublic:
+    return AliasPublic(
+        name=alias.name,
+        model_id=alias.model_id,
+        updated_at=alias.updated_at,
+        rollback_to=rollback_target(session, alias),
+    )
+
+
+def point_alias(
+    session: Session,
+    name: str,
+    model: int | str,
+    action: AliasAction = AliasAction.move,
+    detail: str | None = None,
+) -> tuple[AliasPublic, bool]:
+    """Point alias `name` at a trained model (its id, or another alias): one write transaction, which
+    the caller commits. Returns the alias and whether it was created; 422 for an unknown model or
+    alias, 409 for a job that is not a trained model."""
+    begin_write(session)
+    model_id = model if isinstance(model, int) else alias_target(session, model)
+    job = None if model_id is None else get_job(session, model_id)
+    if job is None:
+        raise invalid(
+            "body.model_id", f"there is no {'model' if isinstance(model, int) else 'alias'} {model}"
+        )
+    if job.status != JobStatus.succeeded:
+        raise not_trained(job.id, job.status)
+    alias, created = move_alias(session, name, job.id, action, detail)
+    return alias_public(session, alias), created
+
+
+def promote_best(session: Session, alias: str, source: str, *where: ColumnElement[bool]) -> AliasPublic:
+    """Point `alias` at the best trained model among the jobs matching `where` (a sweep's, a study's);
+    409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"."""
+    begin_write(session)
+    best = best_model_id(session, *where)
+    if best is None:
+        raise ProblemError(409, "Nothing to promote", f"{source.capitalize()} has no trained model yet.")
+    public, _ = point_alias(
+        session, alias, best, AliasAction.promote, f"the best model of {source} by {RANKED_BY}"
+    )
+    return public

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
-from service.store.models import JobStatus
+from service.store.models import AliasAction, JobStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
 # it would reach PostgreSQL as an error (a 500) rather than a 404.
 SWEEP_ID_PATTERN = r"^[0-9a-f]{1,32}$"
+# An alias starts with a letter, so that no alias reads as a model id where either is accepted.
+ALIAS_NAME = r"[a-z][a-z0-9-]{0,62}"
+ALIAS_PATTERN = f"^{ALIAS_NAME}$"
+MODEL_PATTERN = rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$"  # a model's id, or an alias naming it
+# Every response about a model says which one answered: an alias may name another by the next request.
+MODEL_ID_HEADER = "X-Model-Id"
+AliasName = Annotated[
+    str,
+    Field(
+        pattern=ALIAS_PATTERN,
+        description="Lowercase letters, digits and dashes, starting with a letter (at most 63).",
+        examples=["champion"],
+    ),
+]
 
 Split = Literal["train", "test"]
 
@@ -41,6 +57,15 @@ class JobPublic(BaseModel):
     test_accuracy: float | None
     cancel_requested: bool = False
     sweep_id: str | None = None
+    provenance: Provenance | None = Field(
+        None, description="What trained it (its latest attempt), recorded when training starts."
+    )
+    reproduces: int | None = Field(
+        None, description="The model it trains again (POST /models/{id}/reproduce)."
+    )
+    reproduction: Reproduction | None = Field(
+        None, description="A reproduction, once trained: how close it came to the model it reproduces."
+    )
 
 
 class JobsPublic(BaseModel):
@@ -118,10 +143,65 @@ class ModelPublic(BaseModel):
     test_accuracy: float
     seconds: float = Field(description="Training time, evaluation excluded.")
     created_at: datetime
+    aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
 
 
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
+    count: int
+
+
+def _model_reference(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"a model id is 1 or more (got {value})")
+    if isinstance(value, str) and not re.fullmatch(ALIAS_NAME, value):
+        raise ValueError(
+            f"{value!r} is not an alias: lowercase letters, digits and dashes, starting with a letter"
+        )
+    return value
+
+
+class AliasUpdate(BaseModel):
+    """Point the alias at a trained model: by its id, or by another alias (promote staging to champion)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_id": 12}]})
+
+    model_id: Annotated[StrictInt | StrictStr, AfterValidator(_model_reference)] = Field(
+        description="A model's id (12), or an alias whose model it takes (staging)."
+    )
+
+
+class PromoteCreate(BaseModel):
+    """The alias to point at the best model."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"alias": "champion"}]})
+
+    alias: AliasName
+
+
+class AliasPublic(BaseModel):
+    name: str
+    model_id: int = Field(description="The model it names now.")
+    updated_at: datetime
+    rollback_to: int | None = Field(
+        description="The model POST /aliases/{name}/rollback would name (null: nothing to roll back to)."
+    )
+
+
+class AliasEventPublic(BaseModel):
+    action: AliasAction
+    from_model_id: int | None = Field(description="The model it named before (null: it was created).")
+    to_model_id: int | None = Field(description="The model it names after (null: it was deleted).")
+    detail: str | None
+    at: datetime
+
+
+class AliasHistoryPublic(AliasPublic):
+    history: list[AliasEventPublic] = Field(description="Every change of the name, newest first.")
+
+
+class AliasesPublic(BaseModel):
+    data: list[AliasPublic]
     count: int
 
 

@@ -67,13 +67,13 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="The hyperparameters that set the models apart, then their accuracies, "
         "last epoch's loss and training time (GET /compare).",
     )
-    compare.add_argument("model_ids", type=int, nargs="+", metavar="MODEL_ID", help="2 to 20 model (job) ids")
+    compare.add_argument("model_ids", nargs="+", metavar="MODEL", help="2 to 20 model (job) ids or aliases")
     compare.add_argument(
         "--all", action="store_true", help="every hyperparameter, not only those that differ"
     )
     predict = command("predict", client.cmd_predict, "predict the digit (or garment) in an image file")
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
-    predict.add_argument("--model", type=int, required=True, help="the model (job) id")
+    predict.add_argument("--model", required=True, help="the model: its (job) id, or an alias (champion)")
     predict.add_argument("--top", type=int, default=3, help="how many classes to list")
     sweep = command(
         "sweep",

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TextIO, Union, get_args, get_origin
 
+from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError
 from service.ml.spec import TrainSpec
 from service.settings import get_settings
@@ -198,6 +199,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             _pct(m["train_accuracy"]),
             _pct(m["test_accuracy"]),
             f"{m['seconds']:.1f}",
+            ",".join(m["aliases"]),
         ]
         for m in page["data"]
     ]
@@ -217,6 +219,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
                 "TRAIN",
                 "TEST",
                 "SECONDS",
+                "ALIASES",
             ],
             rows,
         )
@@ -230,8 +233,12 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
     kind = mimetypes.guess_type(args.image)[0] or "application/octet-stream"
-    result = client.post(f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind})
-    dataset = client.get(f"/models/{args.model}")["dataset"]
+    response = client.response(
+        "POST", f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind}
+    )
+    result = response.json()
+    model_id = response.headers[MODEL_ID_HEADER]  # the model that answered: an alias may move meanwhile
+    dataset = client.get(f"/models/{model_id}")["dataset"]
     classes: list[str] = next(
         (d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), []
     )
@@ -244,7 +251,8 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
         )
 
     probabilities = result["probabilities"]
-    print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%})")
+    by = f" by model {model_id}" + (f" ({args.model})" if args.model != model_id else "")
+    print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%}){by}")
     for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
         print(f"  {probabilities[label]:7.2%}  {name(label)}")
     return 0

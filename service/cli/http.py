@@ -92,13 +92,17 @@ class ApiClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The response's JSON; ApiError for a problem or when the API can't be reached."""
+        return self.response(method, path, **kwargs).json()
+
+    def response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response itself (its headers too); ApiError as request() raises them."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise ApiError.from_response(response)
-        return response.json()
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

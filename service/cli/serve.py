@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger("mlplab")
 
@@ -37,20 +43,43 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     log.info("API on http://%s:%s (docs at /docs)", host, port)
     # uvloop + httptools: the plain asyncio loop slows keep-alive requests (docs/performance.md).
     # Past the grace period, open event streams are cut; their clients reconnect with Last-Event-ID.
-    uvicorn.run(
-        "service.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http=HttpProtocol,
-        timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-    )
+    with shared_metrics(settings, workers):
+        uvicorn.run(
+            "service.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http=HttpProtocol,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            limit_concurrency=settings.max_connections,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+
+
+@contextmanager
+def shared_metrics(settings: Settings, workers: int) -> Iterator[None]:
+    """Several uvicorn processes add up their /metrics counts through files (prometheus_client's
+    multiprocess mode): in MLPLAB_METRICS_DIR, emptied first since counts start with the server, or,
+    when it is unset, in a temporary folder removed afterwards. One process needs none."""
+    if workers <= 1 and settings.metrics_dir is None:
+        yield
+        return
+    folder = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="mlplab-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    # Before anything imports prometheus_client, which reads its variable once; the processes inherit both.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["MLPLAB_METRICS_DIR"] = str(folder)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if settings.metrics_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

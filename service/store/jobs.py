@@ -83,9 +83,13 @@ class ResultLike(Protocol):
 
 
 def enqueue_job(
-    session: Session, spec: TrainSpec, sweep_id: str | None = None, now: datetime | None = None
+    session: Session,
+    spec: TrainSpec,
+    sweep_id: str | None = None,
+    now: datetime | None = None,
+    reproduces: int | None = None,
 ) -> Job:
-    """(nothing) -> queued. Returns the new job with its id."""
+    """(nothing) -> queued. Returns the new job with its id; `reproduces` names the model it trains again."""
     begin_write(session)
     job = Job(
         name=spec.name,
@@ -94,6 +98,7 @@ def enqueue_job(
         status=JobStatus.queued,
         created_at=now or utcnow(),
         sweep_id=sweep_id,
+        reproduces=reproduces,
     )
     session.add(job)
     session.flush()
@@ -199,6 +204,14 @@ def record_progress(
     return bool(cancel_requested)
 
 
+def record_provenance(
+    session: Session, job_id: int, worker_id: str, provenance: dict[str, Any], now: datetime | None = None
+) -> None:
+    """running -> running: store what trains the job (its worker's Provenance), replacing an earlier
+    attempt's. Raises LeaseLost if the job is no longer ours."""
+    _guarded_update(session, job_id, worker_id, {"provenance": provenance, "heartbeat_at": now or utcnow()})
+
+
 def record_epoch(
     session: Session,
     job_id: int,
@@ -250,9 +263,15 @@ def load_checkpoint(session: Session, job_id: int) -> tuple[int, bytes] | None:
 
 
 def finish_job(
-    session: Session, job_id: int, worker_id: str, result: ResultLike, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    worker_id: str,
+    result: ResultLike,
+    reproduction: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> TrainedModel:
-    """running -> succeeded: store the model row and the accuracies, drop the checkpoint.
+    """running -> succeeded: store the model row and the accuracies (and, for a reproduction, how
+    close it came), drop the checkpoint.
 
     One transaction (the caller's). A cancel requested too late to stop training doesn't undo
     the result: the job still succeeds. Raises LeaseLost if the job is no longer ours.
@@ -264,6 +283,7 @@ def finish_job(
         "heartbeat_at": now,
         "train_accuracy": float(result.train_accuracy),
         "test_accuracy": float(result.test_accuracy),
+        "reproduction": reproduction,
     }
     _guarded_update(session, job_id, worker_id, values)
     model = TrainedModel(

@@ -70,6 +70,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _short_enum(enum: type[StrEnum]) -> Enum:
+    """A StrEnum stored as VARCHAR(16) (its CHECK is the table's), read back as its members."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -100,16 +111,7 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String)  # TrainSpec.name, for display
     spec: Mapped[dict[str, Any]]  # TrainSpec.model_dump(mode="json")
     backend: Mapped[str] = mapped_column(String(16))  # spec["backend"], denormalised for filtering
-    # VARCHAR(16) and the CHECK above, read back as JobStatus members
-    status: Mapped[JobStatus] = mapped_column(
-        Enum(
-            JobStatus,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    status: Mapped[JobStatus] = mapped_column(_short_enum(JobStatus))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]  # first claim; kept across retries
     finished_at: Mapped[datetime | None]  # succeeded, failed or cancelled
@@ -127,6 +129,10 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String)
     train_accuracy: Mapped[float | None] = mapped_column(Float)  # set when it succeeds
     test_accuracy: Mapped[float | None] = mapped_column(Float)
+    # what trained it (service.ml.provenance.Provenance), written by its worker when training starts
+    provenance: Mapped[dict[str, Any] | None]
+    reproduces: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))  # the model it trains again
+    reproduction: Mapped[dict[str, Any] | None]  # how close it came (provenance.Reproduction), once trained
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"
@@ -182,4 +188,44 @@ class JobCheckpoint(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int]  # epochs completed
     state: Mapped[bytes]  # opaque bytes from service.ml.train.Checkpoint
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasAction(StrEnum):
+    """What an alias event did (each is one transaction of service.store.aliases)."""
+
+    move = "move"  # PUT /aliases/{name}: created, or pointed at another model
+    promote = "promote"  # pointed at the best model of a sweep (or a study)
+    rollback = "rollback"  # back to the model it named before its current one
+    delete = "delete"  # removed; the name may be given again, with a history of its own from there
+
+
+class Alias(Base):
+    """A name for a trained model (champion, staging) that moves from model to model."""
+
+    __tablename__ = "aliases"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.job_id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("alias_events.id"))  # the event that set it
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasEvent(Base):
+    """One change of an alias, kept for its history. Rollbacks walk `rollback_to_id` back."""
+
+    __tablename__ = "alias_events"
+    __table_args__ = (
+        CheckConstraint(f"action IN {tuple(a.value for a in AliasAction)!r}", name="action"),
+        Index(None, "alias", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(String(63))  # no foreign key: a deleted alias keeps its history
+    action: Mapped[AliasAction] = mapped_column(_short_enum(AliasAction))
+    from_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.job_id"))
+    to_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.job_id"))  # None: deleted
+    # The event whose model a rollback from this state restores; None when there is nothing before.
+    rollback_to_id: Mapped[int | None] = mapped_column(ForeignKey("alias_events.id"))
+    detail: Mapped[str | None] = mapped_column(Text)  # why, for promotions: "best of sweep ..."
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

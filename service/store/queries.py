@@ -7,14 +7,35 @@ Each function takes the caller's session and writes nothing; the transitions are
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, SQLColumnExpression, bindparam, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    SQLColumnExpression,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session, defer, joinedload
 
 from service.ml.spec import TrainSpec
-from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel, UTCDateTime, utcnow
+from service.store.models import (
+    Alias,
+    AliasEvent,
+    EpochMetric,
+    Job,
+    JobStatus,
+    Loss,
+    TrainedModel,
+    UTCDateTime,
+    utcnow,
+)
 
 # The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
 # with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
@@ -178,6 +199,17 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
     )
 
 
+# How models rank, best first: by test accuracy, the newer of two equal ones first.
+BEST_FIRST = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
+RANKED_BY = "test accuracy"  # BEST_FIRST in words, for people
+
+
+def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:
+    """The best (BEST_FIRST) trained model among the jobs matching `where`, e.g. Job.sweep_id == "3f9c..."."""
+    query = select(TrainedModel.job_id).join(TrainedModel.job).where(*where).order_by(*BEST_FIRST).limit(1)
+    return session.scalar(query)
+
+
 ModelSort = Literal["test_accuracy", "created_at"]
 
 
@@ -194,7 +226,7 @@ def list_models(
     """
     order: Iterable[Any]
     if sort == "test_accuracy":
-        order = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
+        order = BEST_FIRST
     elif sort == "created_at":
         order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
     else:
@@ -208,3 +240,89 @@ def list_models(
     )
     count = session.scalar(select(func.count()).select_from(TrainedModel)) or 0
     return list(session.scalars(query)), count
+
+
+# --- aliases ------------------------------------------------------------------------------------
+
+
+def alias_target(session: Session, name: str) -> int | None:
+    """The id of the model the alias names now, or None: what a request naming the alias uses."""
+    return session.scalar(select(Alias.model_id).where(Alias.name == name))
+
+
+def get_alias(session: Session, name: str) -> Alias | None:
+    return session.get(Alias, name)
+
+
+def list_aliases(session: Session) -> list[Alias]:
+    """Every alias, by name."""
+    return list(session.scalars(select(Alias).order_by(Alias.name)))
+
+
+def alias_history(session: Session, name: str) -> list[AliasEvent]:
+    """Every change of the alias, newest first (deletions and earlier lives of the name included)."""
+    query = select(AliasEvent).where(AliasEvent.alias == name).order_by(AliasEvent.id.desc())
+    return list(session.scalars(query))
+
+
+def rollback_target(session: Session, alias: Alias) -> int | None:
+    """The model a rollback of the alias would name, or None when there is none."""
+    back = select(AliasEvent.rollback_to_id).where(AliasEvent.id == alias.event_id).scalar_subquery()
+    return session.scalar(select(AliasEvent.to_model_id).where(AliasEvent.id == back))
+
+
+def aliases_by_model(session: Session, model_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
+    """The aliases naming each model (of `model_ids`, or all), by name; models without one are absent."""
+    query = select(Alias.model_id, Alias.name).order_by(Alias.name)
+    if model_ids is not None:
+        query = query.where(Alias.model_id.in_([i for i in model_ids if _storable(i)]))
+    named: dict[int, list[str]] = {}
+    for model_id, name in session.execute(query):
+        named.setdefault(model_id, []).append(name)
+    return named
+
+
+# --- the service's state, for /metrics -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochTimes:
+    """Finished epochs of one backend's jobs and their training seconds, as a cumulative histogram."""
+
+    count: int
+    seconds: float
+    at_most: list[int]  # how many took at most each bucket's bound, in the bounds' order
+
+
+def job_counts(session: Session) -> dict[JobStatus, int]:
+    """How many jobs are in each state (every state, zeros included)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return dict.fromkeys(JobStatus, 0) | {JobStatus(status): n for status, n in rows}
+
+
+def oldest_queued_at(session: Session) -> datetime | None:
+    """When the job that has waited longest was submitted; None when the queue is empty."""
+    return session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.queued))
+
+
+def count_live_workers(session: Session, lease_seconds: float, now: datetime | None = None) -> int:
+    """Workers holding a running job whose lease is fresh (an idle worker holds none, so is not counted)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_seconds)
+    query = select(func.count(func.distinct(Job.worker_id))).where(
+        Job.status == JobStatus.running, Job.heartbeat_at >= cutoff
+    )
+    return session.scalar(query) or 0
+
+
+def epoch_times(session: Session, bounds: Sequence[float]) -> dict[str, EpochTimes]:
+    """Each backend's finished epochs and their seconds, counted under each bound in one pass."""
+    buckets = [func.sum(case((EpochMetric.seconds <= bound, 1), else_=0)) for bound in bounds]
+    query = (
+        select(Job.backend, func.count(), func.sum(EpochMetric.seconds), *buckets)
+        .join(Job, Job.id == EpochMetric.job_id)
+        .group_by(Job.backend)
+    )
+    return {
+        backend: EpochTimes(count, float(seconds or 0.0), [int(n or 0) for n in at_most])
+        for backend, count, seconds, *at_most in session.execute(query)
+    }

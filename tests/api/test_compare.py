@@ -95,16 +95,25 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         ("{a},999999", 404, "There is no model 999999."),
         ("{a},{queued}", 409, "is queued"),
         ("{a},{cancelled}", 409, "is cancelled"),
-        ("{a},x", 422, "'x' is not a model id"),
-        ("{a},\u00b2", 422, "'\u00b2' is not a model id"),  # a Unicode digit: str.isdigit() says yes
-        ("{a},\u0661", 422, "is not a model id"),  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
+        (
+            "{a},\u00b2",
+            422,
+            "'\u00b2' is neither a model id nor an alias",
+        ),  # a Unicode digit: str.isdigit() says yes
+        (
+            "{a},\u0661",
+            422,
+            "is neither a model id nor an alias",
+        ),  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
         (
             "{a}," + "9" * 5000,
             422,
-            "is not a model id: give comma-separated integers from 1 to 2,147,483,647",
+            "is neither a model id nor an alias: give comma-separated ids (integers from 1 to 2,147,483,647)",
         ),
-        ("{a},2147483648", 422, "is not a model id"),
-        ("{a},0", 422, "is not a model id"),
+        ("{a},2147483648", 422, "is neither a model id nor an alias"),
+        ("{a},0", 422, "is neither a model id nor an alias"),
+        ("{a},X!", 422, "'X!' is neither a model id nor an alias"),
+        ("{a},nobody", 404, "There is no alias nobody."),
         ("{a}", 422, "1 ids; compare 2 to 20 models"),
         (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
         ("{a},{a}", 422, "listed twice"),

@@ -61,9 +61,9 @@ def test_the_docs_ui_is_served_without_a_cdn(client):
 DATASET_ROUTES = [
     ("get", "/datasets/{name}/{split}"),
     ("get", "/datasets/{name}/{split}/{index}.png"),
-    ("get", "/models/{job_id}/predictions/{split}/{index}"),
-    ("get", "/models/{job_id}/predictions/{split}"),
-    ("get", "/models/{job_id}/mistakes.png"),
+    ("get", "/models/{model}/predictions/{split}/{index}"),
+    ("get", "/models/{model}/predictions/{split}"),
+    ("get", "/models/{model}/mistakes.png"),
 ]
 
 

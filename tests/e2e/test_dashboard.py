@@ -393,3 +393,27 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                     assert chart(page, selector)["labels_inside"], (name, selector)
             shot(page, f"11-phone-{name}")
         w.assert_clean()
+
+
+def test_a_model_page_by_alias_shows_its_aliases_provenance_and_onnx(page, service):
+    with service.client() as client:
+        models = client.get("/models").json()["data"]
+        assert len(models) >= 2, "runs after the test that trains two models"
+        a, b = models[0]["id"], models[1]["id"]
+        assert client.put("/aliases/champion", json={"model_id": a}).status_code in (200, 201)
+        rendered(page, "/#/models/champion")
+        assert page.locator("h1").inner_text().startswith(f"Model {a}")
+        assert page.locator("h1 [data-alias=champion]").get_attribute("href") == "#/models/champion"
+        assert page.locator("#download-onnx").get_attribute("href") == f"/models/{a}/model.onnx"
+        sha = client.get(f"/jobs/{a}").json()["provenance"]["dataset_sha256"]
+        assert page.locator("#provenance tr", has_text="dataset sha256").inner_text().endswith(sha)
+        shot(page, "12-model-by-alias")
+        client.put("/aliases/champion", json={"model_id": b})  # moved: the same address shows b
+        rendered(page, "/#/datasets")
+        rendered(page, "/#/models/champion")
+        assert page.locator("h1").inner_text().startswith(f"Model {b}")
+        rendered(page, "/#/compare")
+        assert page.locator(f"label[for=pick-{b}]").inner_text().endswith("(champion)")
+        rendered(page, "/#/models/nobody")
+        assert "There is no alias nobody." in page.locator(".problem").inner_text()
+        client.delete("/aliases/champion")

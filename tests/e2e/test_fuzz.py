@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from service.api.schemas import MODEL_PATTERN
 from tests.factories import job_body
 from tests.support import REPO, Service, real_data_dir, start_service
 
@@ -49,6 +50,7 @@ RANDOM = os.environ.get("MLPLAB_FUZZ_RANDOM") == "1"
 TOKEN = "fuzz-Secret-7f3a9c"
 STREAMING = "/jobs/{job_id}/events"
 SEED_JOB = job_body(log_every=2)
+ALIAS = "champion"  # names the trained model (the fuzzing may move or delete it)
 
 # What a response must never show: a traceback, a path outside the data directory, the token.
 PATHS = {
@@ -114,11 +116,19 @@ TALLY = Tally()
 
 @schema.hook
 def flatmap_path_parameters(context, path_parameters):
-    """Half the time, aim a valid job id at a row that exists (the model, a queued or a cancelled job)."""
-    job_id = (path_parameters or {}).get("job_id")
-    if not isinstance(job_id, int) or isinstance(job_id, bool) or not TALLY.ids:
+    """Half the time, aim a valid job id or model at a row that exists (the model, a queued or a cancelled
+    job; for a model, the alias `champion` too)."""
+    parameters = path_parameters or {}
+    job_id, model = parameters.get("job_id"), parameters.get("model")
+    if not TALLY.ids:
+        return st.just(path_parameters)
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        known = st.sampled_from(sorted(TALLY.ids.values())).map(lambda i: {**parameters, "job_id": i})
+    elif isinstance(model, str) and re.fullmatch(MODEL_PATTERN, model):
+        names = [str(i) for i in sorted(TALLY.ids.values())] + [ALIAS]
+        known = st.sampled_from(names).map(lambda m: {**parameters, "model": m})
+    else:
         return st.just(path_parameters)  # a negative case's wrong type stays wrong
-    known = st.sampled_from(sorted(TALLY.ids.values())).map(lambda i: {**path_parameters, "job_id": i})
     return st.one_of(st.just(path_parameters), known)
 
 
@@ -137,6 +147,7 @@ def target(tmp_path_factory) -> Service:
             cancelled = client.post("/jobs", json=SEED_JOB | {"seed": 2}).json()["id"]
             assert client.post(f"/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
             TALLY.ids.update(model=model, queued=queued, cancelled=cancelled)
+            assert client.put(f"/aliases/{ALIAS}", json={"model_id": model}).status_code == 201
             served = client.get("/openapi.json").json()
         assert served == _document(), "the server serves another OpenAPI document than the code under test"
         yield svc

@@ -159,6 +159,16 @@ def test_submit_watch_shows_progress_then_the_accuracies(service, tmp_path):
         f"predicted {expected['predicted']} ({max(expected['probabilities']):.2%})"
     )
     assert len(predicted.stdout.splitlines()) == 4  # and the top three
+    assert predicted.stdout.splitlines()[0].endswith(f"by model {job_id}")
+
+    # by alias: the CLI names the model that answered
+    with service.client() as client:
+        assert client.put("/aliases/cli-champion", json={"model_id": job_id}).status_code == 201
+    by_alias = _mlplab("predict", str(image), "--model", "cli-champion", env=env)
+    assert by_alias.returncode == 0, by_alias.stderr
+    assert by_alias.stdout.splitlines()[0] == predicted.stdout.splitlines()[0] + " (cli-champion)"
+    listed = _mlplab("models", env=env)
+    assert re.search(rf"^{job_id}\s.*\scli-champion$", listed.stdout, re.M), listed.stdout
 
 
 def test_cli_errors_are_the_apis_problems(service, tmp_path):

@@ -32,7 +32,23 @@ PROMISES = {
     '/accuracy"': [r'\{"train":0\.\d+,"test":0\.\d+\}', r'"label":7,"predicted":7,', r'"matrix":\[\['],
     "-F file=@digit.png": [r'\{"predicted":7,'],
     "/cancel": [r"HTTP/1\.1 200 OK", r'"cancel_requested":true'],
-    "/sweeps": [r'"succeeded":8,', r'"differing":\["init","learning_rate"\]'],
+    "-o sweep.json": [r'"succeeded":8,', r'"differing":\["init","learning_rate"\]'],
+    "/promote": [
+        r'"name":"champion","model_id":\d+,',
+        r"x-model-id: \d+",
+        r'"rollback_to":\d+',
+        r'"history":\[\{"action":"rollback".*"action":"move".*"action":"promote"',
+    ],
+    "model.onnx": [r"(?m)^7$"],
+    "/reproduce": [
+        r'"dataset_sha256": "[0-9a-f]{64}"',
+        r'"weights_identical": true',
+        r"bit-identical weights",
+    ],
+    "/metrics": [
+        r'mlplab_jobs\{status="succeeded"\} \d+',
+        r'mlplab_predictions_total\{alias="champion",model="\d+"\} 1\.0',
+    ],
     '"epochs": 0': [r"HTTP/1\.1 422 ", r"content-type: application/problem\+json", r"body\.epochs"],
 }
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, ReaderDep
-from service.api.presenters import IdsQuery, differing, json_response, labels, parse_ids, require_trained
+from service.api.deps import DatabaseDep, ModelRefsDep, ReaderDep
+from service.api.presenters import differing, json_response, labels, require_trained
 from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.spec import TrainSpec
@@ -54,6 +54,6 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
 
 
 @router.get("/compare", response_model=ComparisonPublic)
-async def compare(ids: IdsQuery, database: DatabaseDep) -> Response:
+async def compare(refs: ModelRefsDep, database: DatabaseDep) -> Response:
     """Several models side by side: which hyperparameters differ, accuracies, per-epoch metrics, loss curves."""
-    return json_response(await database.run(_comparison, parse_ids(ids)))
+    return json_response(await database.run(_comparison, [ref.id for ref in refs]))

@@ -1,4 +1,5 @@
-"""Trained models (a succeeded job is a model; its id is the job's): list, accuracy, confusion, weights."""
+"""Trained models (a succeeded job is a model; its id is the job's, or an alias names it): list,
+accuracy, confusion, weights, ONNX, and training one again."""
 
 from __future__ import annotations
 
@@ -6,14 +7,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import DatabaseDep, ModelDep, ReaderDep
-from service.api.presenters import json_response
-from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
-from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
+from service.api.deps import (
+    DatabaseDep,
+    InferenceDep,
+    ModelDep,
+    ModelRefDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
+from service.api.presenters import check_budget, enqueue, job_public, json_response, require_trained
+from service.api.schemas import (
+    AccuracyPublic,
+    ConfusionMatrixPublic,
+    JobPublic,
+    ModelPublic,
+    ModelsPublic,
+    Split,
+)
+from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
+from service.store.db import begin_write
 from service.store.models import TrainedModel
-from service.store.queries import ModelSort, job_spec, list_models
+from service.store.queries import ModelSort, aliases_by_model, job_spec, list_models
 
 router = APIRouter(
     prefix="/models",
@@ -23,7 +42,7 @@ router = APIRouter(
 )
 
 
-def model_public(model: TrainedModel) -> ModelPublic:
+def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
     spec = job_spec(model.job)
     return ModelPublic(
         id=model.job_id,
@@ -42,12 +61,14 @@ def model_public(model: TrainedModel) -> ModelPublic:
         test_accuracy=model.test_accuracy,
         seconds=model.seconds,
         created_at=model.created_at,
+        aliases=aliases,
     )
 
 
 def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
     rows, count = list_models(session, sort=sort, limit=limit, offset=offset)
-    return ModelsPublic(data=[model_public(m) for m in rows], count=count)
+    named = aliases_by_model(session, [m.job_id for m in rows])
+    return ModelsPublic(data=[model_public(m, named.get(m.job_id, [])) for m in rows], count=count)
 
 
 @router.get("", response_model=ModelsPublic)
@@ -57,23 +78,24 @@ async def read_models(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Trained models with their key hyperparameters and accuracies, best (or newest) first, a page at a time."""
+    """Trained models with their key hyperparameters, accuracies and aliases, best (or newest) first, a page
+    at a time."""
     return json_response(await database.run(_models_page, sort, limit, offset))
 
 
-@router.get("/{job_id}", response_model=ModelPublic)
-def read_model(model: ModelDep) -> ModelPublic:
-    """One trained model."""
-    return model_public(model)
+@router.get("/{model}", response_model=ModelPublic)
+def read_model(model: ModelDep, session: SessionDep) -> ModelPublic:
+    """One trained model, by id or alias."""
+    return model_public(model, aliases_by_model(session, [model.job_id]).get(model.job_id, []))
 
 
-@router.get("/{job_id}/accuracy", response_model=AccuracyPublic)
+@router.get("/{model}/accuracy", response_model=AccuracyPublic)
 def read_accuracy(model: ModelDep) -> AccuracyPublic:
     """Train and test accuracy of the final weights."""
     return AccuracyPublic(train=model.train_accuracy, test=model.test_accuracy)
 
 
-@router.get("/{job_id}/confusion-matrix", response_model=ConfusionMatrixPublic)
+@router.get("/{model}/confusion-matrix", response_model=ConfusionMatrixPublic)
 def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
     matrix = model.confusion_test if split == "test" else model.confusion_train
@@ -83,15 +105,54 @@ def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMa
     )
 
 
-@router.get(
-    "/{job_id}/weights",
-    response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The .npz weight file"}},
-)
-def download_weights(model: ModelDep) -> Response:
-    """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
+def _download(content: bytes, filename: str, ref_headers: dict[str, str]) -> Response:
     return Response(
-        model.weights,
+        content,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="mlplab-model-{model.job_id}.npz"'},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'} | ref_headers,
     )
+
+
+def _binary(description: str) -> Responses:
+    return {200: {"content": {"application/octet-stream": {}}, "description": description}}
+
+
+@router.get("/{model}/weights", response_class=Response, responses=_binary("The .npz weight file"))
+def download_weights(model: ModelDep, ref: ModelRefDep) -> Response:
+    """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
+    return _download(model.weights, f"mlplab-model-{model.job_id}.npz", ref.headers)
+
+
+@router.get(
+    "/{model}/model.onnx",
+    response_class=Response,
+    responses=_binary(
+        "The network as an ONNX graph (opset 17): float32 images [N, 784] in, probabilities out"
+    ),
+)
+async def download_onnx(ref: ModelRefDep, inference: InferenceDep) -> Response:
+    """The network as an ONNX graph (Gemm, activation, Softmax; opset 17), for onnxruntime and others."""
+    from service.ml.onnx_export import export_onnx  # onnx loads on the first export, not at start-up
+
+    graph = await run_in_threadpool(export_onnx, await inference.weights(ref.id))
+    return _download(graph, f"mlplab-model-{ref.id}.onnx", ref.headers)
+
+
+@router.post(
+    "/{model}/reproduce",
+    status_code=202,
+    response_model=JobPublic,
+    dependencies=[WriterDep],
+    responses=SUBMIT_DOCS,
+)
+def reproduce(ref: ModelRefDep, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+    """Train the model's spec again: the new job's `reproduction` says how close it came, once trained."""
+    begin_write(session)  # the write lock first: the read below and the insert are one transaction
+    original = require_trained(session, ref.id)
+    spec = job_spec(original)
+    check_budget(spec, settings)
+    (job,) = enqueue(session, settings, [spec], reproduces=original.id)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    public = job_public(job)
+    session.commit()  # release the write lock in this thread hop
+    return public

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from service import plots
 from service.api.database import Database
-from service.api.deps import DatabaseDep, InferenceDep, ReaderDep
+from service.api.deps import DatabaseDep, InferenceDep, ModelRefDep, ModelRefsDep, ReaderDep
 from service.api.inference import CHUNK, Inference, Predictions, first_mistakes
-from service.api.presenters import IdsQuery, labels, parse_ids, require_trained, trained_model
+from service.api.presenters import labels, require_trained, trained_model
 from service.api.schemas import Split
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, Responses
 from service.ml.data import DATASETS, Dataset
@@ -34,7 +34,7 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
-# A trained model never changes, so neither do its figures.
+# A trained model never changes, so neither do its figures (but what an alias names does: ModelRef.headers).
 CACHE = {"Cache-Control": "public, max-age=86400"}
 XAxis = Literal["step", "samples"]
 XQuery = Annotated[
@@ -42,8 +42,8 @@ XQuery = Annotated[
 ]
 
 
-def _png(content: bytes) -> Response:
-    return Response(content, media_type="image/png", headers=CACHE)
+def _png(content: bytes, ref_headers: dict[str, str] | None = None) -> Response:
+    return Response(content, media_type="image/png", headers=CACHE | (ref_headers or {}))
 
 
 def _spaced(name: str) -> str:
@@ -72,21 +72,21 @@ def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> li
     return curves
 
 
-async def _cached_png(
+async def _figure(
     inference: Inference,
     key: tuple[object, ...],
     database: Database,
     gather: Callable[Concatenate[Session, P], Callable[[], bytes]],
     *args: P.args,
     **kwargs: P.kwargs,
-) -> Response:
+) -> bytes:
     """The figure named by `key`, drawn once: gather reads its data in one hop and returns the drawing."""
 
     async def draw() -> bytes:
         drawing = await database.run(gather, *args, **kwargs)
         return await run_in_threadpool(drawing)
 
-    return _png(await inference.figure(key, draw))
+    return await inference.figure(key, draw)
 
 
 def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], bytes]:
@@ -97,12 +97,13 @@ def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], byte
     return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
 
 
-@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG)
+@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG)
 async def confusion_matrix_png(
-    job_id: int, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
+    ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
 ) -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
-    return await _cached_png(inference, ("confusion", job_id, split), database, _confusion, job_id, split)
+    key = ("confusion", ref.id, split)
+    return _png(await _figure(inference, key, database, _confusion, ref.id, split), ref.headers)
 
 
 def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
@@ -113,12 +114,12 @@ def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
     return partial(plots.loss_curves_png, curves, title=title, xlabel=xlabel)
 
 
-@router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
+@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=PNG)
 async def loss_curve_png(
-    job_id: int, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
+    ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
     """The batch loss against steps (dots: each epoch's mean loss)."""
-    return await _cached_png(inference, ("loss", job_id, x), database, _loss_curve, job_id, x)
+    return _png(await _figure(inference, ("loss", ref.id, x), database, _loss_curve, ref.id, x), ref.headers)
 
 
 def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
@@ -135,11 +136,12 @@ def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
 
 @router.get("/compare.png", response_class=Response, responses=PNG)
 async def compare_png(
-    ids: IdsQuery, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
+    refs: ModelRefsDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
-    numbers = parse_ids(ids)
-    return await _cached_png(inference, ("compare", tuple(numbers), x), database, _compare, numbers, x)
+    ids = [ref.id for ref in refs]
+    figure = await _figure(inference, ("compare", tuple(ids), x), database, _compare, ids, x)
+    return _png(figure, {"Cache-Control": "no-cache"} if any(ref.alias for ref in refs) else None)
 
 
 def _mistakes_made(session: Session, job_id: int, split: Split) -> int:
@@ -178,9 +180,9 @@ def _mistakes(
     )
 
 
-@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
+@router.get("/models/{model}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
 async def mistakes_png(
-    job_id: int,
+    ref: ModelRefDep,
     database: DatabaseDep,
     inference: InferenceDep,
     split: Split = "test",
@@ -188,10 +190,12 @@ async def mistakes_png(
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
 
+    job_id = ref.id
+
     async def draw() -> bytes:
         weights, data = await inference.model_and_data(job_id)
         total = await database.run(_mistakes_made, job_id, split)
         known = inference.cached_predictions(job_id, split)
         return await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
 
-    return _png(await inference.figure(("mistakes", job_id, split, limit), draw))
+    return _png(await inference.figure(("mistakes", job_id, split, limit), draw), ref.headers)

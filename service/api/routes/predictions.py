@@ -9,9 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ReaderDep, WriterDep
+from service.api.deps import InferenceDep, ModelRefDep, ReaderDep, WriterDep
 from service.api.guard import allow_body
 from service.api.inference import predict_proba
+from service.api.monitoring import Monitoring
 from service.api.presenters import dataset_image
 from service.api.schemas import (
     ImagePredictionPublic,
@@ -128,7 +129,7 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
 
 
 @router.post(
-    "/{job_id}/predict",
+    "/{model}/predict",
     response_model=PredictionPublic | PredictionsPublic,
     openapi_extra=_PREDICT_BODY,
     dependencies=[WriterDep],
@@ -138,11 +139,11 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     },
 )
 async def predict(
-    job_id: int, request: Request, inference: InferenceDep
+    ref: ModelRefDep, request: Request, inference: InferenceDep
 ) -> PredictionPublic | PredictionsPublic:
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings
-    weights = await inference.weights(job_id)  # 404 / 409 before reading a large body
+    weights = await inference.weights(ref.id)  # 404 / 409 before reading a large body
     allow_body(request.scope, settings.max_upload_bytes, "MLPLAB_MAX_UPLOAD_BYTES")
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -162,25 +163,33 @@ async def predict(
         )
     probs = await predict_proba(weights, images)
     results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
+    _monitoring(request).predicted(ref.id, ref.alias, len(results))
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
 
 
+def _monitoring(request: Request) -> Monitoring:
+    monitoring: Monitoring = request.app.state.monitoring
+    return monitoring
+
+
 @router.get(
-    "/{job_id}/predictions/{split}/{index}",
+    "/{model}/predictions/{split}/{index}",
     response_model=ImagePredictionPublic,
     responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predict_split_image(
-    job_id: int,
+    ref: ModelRefDep,
     split: Split,
     index: Annotated[int, Path(ge=0)],
     inference: InferenceDep,
+    request: Request,
 ) -> ImagePredictionPublic:
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
-    weights, data = await inference.model_and_data(job_id)
+    weights, data = await inference.model_and_data(ref.id)
     image, label = dataset_image(data, split, index)
-    known = inference.cached_predictions(job_id, split)
+    known = inference.cached_predictions(ref.id, split)
     p = known.probabilities[index] if known is not None else (await predict_proba(weights, image[None, :]))[0]
+    _monitoring(request).predicted(ref.id, ref.alias, 1)
     predicted = int(p.argmax())
     return ImagePredictionPublic(
         split=split,
@@ -193,12 +202,12 @@ async def predict_split_image(
 
 
 @router.get(
-    "/{job_id}/predictions/{split}",
+    "/{model}/predictions/{split}",
     response_model=OutcomesPublic,
     responses=DATASET_UNAVAILABLE_DOC,
 )
 async def predictions_by_outcome(
-    job_id: int,
+    ref: ModelRefDep,
     split: Split,
     inference: InferenceDep,
     label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
@@ -209,9 +218,9 @@ async def predictions_by_outcome(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OutcomesPublic:
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell."""
-    _, data = await inference.model_and_data(job_id)
+    _, data = await inference.model_and_data(ref.id)
     labels = data.split(split)[1]
-    guesses = await inference.predicted_labels(job_id, split)
+    guesses = await inference.predicted_labels(ref.id, split)
     keep = np.ones(len(labels), dtype=bool)
     if label is not None:
         keep &= labels == label

@@ -13,14 +13,31 @@ from pydantic import ValidationError
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public, json_response
-from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, echo, invalid, not_found
+from service.api.deps import DatabaseDep, InferenceDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.presenters import check_budget, enqueue, job_public, json_response, promote_best
+from service.api.schemas import (
+    SWEEP_ID_PATTERN,
+    AliasPublic,
+    PromoteCreate,
+    SweepCreate,
+    SweepPublic,
+    SweepsPublic,
+)
+from service.errors import (
+    JSON_BODY_DOC,
+    PROBLEM_RESPONSES,
+    SUBMIT_DOCS,
+    ProblemError,
+    echo,
+    invalid,
+    not_found,
+    problem_doc,
+)
 from service.ml.spec import TrainSpec
 from service.settings import Settings
+from service.store.db import begin_write
 from service.store.models import Job, JobStatus
-from service.store.queries import list_sweep_ids, list_sweep_jobs
+from service.store.queries import list_jobs, list_sweep_ids, list_sweep_jobs
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -163,10 +180,29 @@ def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
     return sweep_public(sweep_id, jobs)
 
 
+SweepPath = Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")]
+
+
 @router.get("/{sweep_id}", response_model=SweepPublic)
-async def read_sweep(
-    sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
-    database: DatabaseDep,
-) -> Response:
+async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
     """A sweep's jobs with their status and accuracies, best first."""
     return json_response(await database.run(_sweep, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/promote",
+    response_model=AliasPublic,
+    dependencies=[WriterDep],
+    responses=JSON_BODY_DOC | {409: problem_doc("No job of the sweep has succeeded yet")},
+)
+def promote(
+    sweep_id: SweepPath, body: PromoteCreate, session: SessionDep, inference: InferenceDep
+) -> AliasPublic:
+    """Point an alias at the sweep's best model (the first of GET /models' ranking), creating it if need be."""
+    begin_write(session)  # the write lock first: the reads below and the move are one transaction
+    if not list_jobs(session, sweep_id=sweep_id, limit=1)[1]:
+        raise not_found("sweep", sweep_id)
+    public = promote_best(session, body.alias, f"sweep {sweep_id}", Job.sweep_id == sweep_id)
+    session.commit()
+    inference.forget(body.alias)
+    return public

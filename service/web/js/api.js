@@ -58,6 +58,7 @@ export function predictImage(id, blob) {
   return request(`/models/${part(id)}/predict`, { method: "POST", body });
 }
 export const weightsUrl = (id) => `/models/${part(id)}/weights`;
+export const onnxUrl = (id) => `/models/${part(id)}/model.onnx`;
 export const confusionPngUrl = (id, split) => path(`/models/${part(id)}/confusion-matrix.png`, { split });
 
 export const compare = (ids) => request(path("/compare", { ids }));

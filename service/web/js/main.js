@@ -10,7 +10,7 @@ import { modelPage } from "./pages/model.js";
 route("/", "jobs", jobsPage);
 route("/jobs", "jobs", jobsPage);
 route("/jobs/:id", "jobs", jobPage);
-route("/models/:id", "jobs", modelPage);
+route("/models/:model", "jobs", modelPage);
 route("/compare", "compare", comparePage);
 route("/datasets", "datasets", datasetsPage);
 

@@ -9,9 +9,13 @@ const routes = [];
 let current = null;
 let view = null;
 
-/** route("/models/:id", "compare", page): `:id` matches digits only; `nav` names the menu entry. */
+// `:model` also takes an alias (the API's ALIAS_NAME: lowercase letters, digits, dashes, a letter first).
+const PARAMS = { model: "(\\d{1,15}|[a-z][a-z0-9-]{0,62})" };
+
+/** route("/models/:model", "jobs", page): `:id` matches digits only, `:model` an id or an alias;
+ * `nav` names the menu entry. */
 export function route(pattern, nav, page) {
-  const source = pattern.replace(/\/:\w+/g, "/(\\d{1,15})");
+  const source = pattern.replace(/\/:(\w+)/g, (_, name) => `/${PARAMS[name] ?? "(\\d{1,15})"}`);
   routes.push({ regex: new RegExp(`^${source}/?$`), nav, page });
 }
 

@@ -2,7 +2,7 @@
 accuracy and creation (bench/runs.py prints the plans that use them).
 
 Revision ID: 0005_indexes
-Revises: 0001
+Revises: 0004_serving
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_indexes"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0004_serving"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -46,13 +46,13 @@ export async function comparePage(ctx, root) {
 function picker(models, chosen) {
   if (!models.count) return h("p", { class: "muted" }, "No trained models yet.");
   const more = models.count > models.data.length
-    ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id in the address: #/compare?ids=3,7`)
+    ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id or alias in the address: #/compare?ids=3,champion`)
     : null;
   return h("div", null, more, h("div", { class: "scroll picker" }, h("table", null,
     h("thead", null, h("tr", null, h("th"), h("th", null, "model (best first)"), h("th", { class: "right" }, "test"))),
     h("tbody", null, models.data.map((m) => h("tr", null,
       h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
-      h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`)),
+      h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
       h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))));
 }
 

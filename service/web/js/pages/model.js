@@ -11,8 +11,10 @@ const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
 
 export async function modelPage(ctx, root) {
-  const id = ctx.args[0];
-  const [model, job, spec, losses, epochs] = await Promise.all([api.model(id), api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  // An alias is resolved once: the whole page shows that model, even if the alias moves meanwhile.
+  const model = await api.model(ctx.args[0]);
+  const id = model.id;
+  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
   if (!ctx.live) return;
   const dataset = (await api.datasets()).data.find((d) => d.name === model.dataset);
   const classes = dataset?.classes ?? [...Array(10).keys()].map(String);
@@ -23,7 +25,7 @@ export async function modelPage(ctx, root) {
     h("p", { class: "muted" }, "Click an image (a mistake, or one of a confusion-matrix cell) to see the ten probabilities the model gave it."));
   const show = (s, index) => showImage(detail, { id, dataset: model.dataset, split: s, index, classes });
   fill(root,
-    h("h1", null, `Model ${model.id}`),
+    h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: "status", href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
       job.sweep_id ? [" · ", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
     h("div", { class: "grid" },
@@ -38,7 +40,9 @@ export async function modelPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec),
         h("p", null, `train / test accuracy ${pct(model.train_accuracy)} / ${pct(model.test_accuracy)} · training time ${duration(model.seconds)}`),
         h("div", { class: "actions" }, h("a", { class: "button", href: api.weightsUrl(id), download: "" }, "Download weights (.npz)"),
-          h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…")))));
+          h("a", { class: ["button", "secondary"], href: api.onnxUrl(id), download: "", id: "download-onnx" }, "ONNX"),
+          h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…"))),
+      provenanceSection(job)));
   const showMatrix = async () => {
     const cm = await api.confusion(id, split.value);
     if (!ctx.live) return;
@@ -53,6 +57,17 @@ export async function modelPage(ctx, root) {
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
     showMatrix(),
   ]);
+}
+
+/** What trained the model (GET /jobs/{id}'s provenance), and how a reproduction compares with its original. */
+function provenanceSection(job) {
+  const p = job.provenance, r = job.reproduction;
+  const rows = p ? Object.entries(p).filter(([, v]) => v != null) : [];
+  return h("section", { class: "card", id: "provenance" }, h("h2", null, "Provenance"),
+    r ? h("p", { id: "reproduction" }, h("a", { href: `#/models/${r.of}` }, `Reproduces model ${r.of}`), ": ", r.summary)
+      : job.reproduces ? h("p", null, `Reproduces model ${job.reproduces}.`) : null,
+    p ? h("table", { class: "provenance" }, h("tbody", null, rows.map(([k, v]) => h("tr", null, h("th", null, k.replaceAll("_", " ")), h("td", null, String(v))))))
+      : h("p", { class: "muted" }, "Not recorded: trained before mlplab kept provenance."));
 }
 
 // An epoch's mean loss, drawn at the step where the epoch ended.

@@ -1,0 +1,174 @@
+"""Prometheus metrics for GET /metrics (docs/deployment.md, "Metrics", lists them and how to scrape).
+
+Two kinds. What this API process served (requests, their latency, predictions) is counted where it
+happens: in this process, or, when `mlplab api` runs several uvicorn processes, in files under
+MLPLAB_METRICS_DIR that whichever process answers a scrape adds up (prometheus_client's
+multiprocess mode). What the service holds (jobs, the queue, live workers, epochs trained) is read
+from the database at each scrape, so it is the same on every replica and needs no worker to report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.ml.spec import Backend
+from service.store.models import JobStatus, utcnow
+from service.store.queries import EpochTimes, count_live_workers, epoch_times, job_counts, oldest_queued_at
+
+# Seconds. A request is timed to its response's headers: an event stream's life is not its latency.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
+
+# No *_created series: one process's would show, several processes' (multiprocess mode) would not.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Monitoring:
+    """This process's counters, and the text a scrape answers with."""
+
+    def __init__(self, metrics_dir: Path | None) -> None:
+        self.metrics_dir = metrics_dir  # set: several processes share their counts through its files
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "mlplab_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlplab_http_request_duration_seconds",
+            "Time from a request's arrival to its response's headers, by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "mlplab_predictions",
+            "Images predicted, by model id and the alias the request named it by ('' for an id).",
+            ["model", "alias"],
+            registry=self.registry,
+        )
+
+    def served(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", UNMATCHED)
+        labels = (scope["method"], route, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def predicted(self, model_id: int, alias: str | None, images: int) -> None:
+        self.predictions.labels(str(model_id), alias or "").inc(images)
+
+    def exposition(self, state: ServiceState) -> bytes:
+        """The Prometheus text of every process's counters and of the service's state."""
+        registry = CollectorRegistry()
+        if self.metrics_dir is not None:
+            MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        else:
+            registry.register(self.registry)
+        registry.register(state)
+        return generate_latest(registry)
+
+
+class RequestMetrics:
+    """ASGI middleware: counts and times every HTTP request when its response starts."""
+
+    def __init__(self, app: ASGIApp, monitoring: Monitoring) -> None:
+        self.app, self.monitoring = app, monitoring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        counted = False
+
+        async def send_counted(message: Message) -> None:
+            nonlocal counted
+            if message["type"] == "http.response.start" and not counted:
+                counted = True
+                self.monitoring.served(scope, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except Exception:
+            if not counted:  # the server answers 500 after this middleware has let go
+                self.monitoring.served(scope, 500, time.perf_counter() - started)
+            raise
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, as a registry keeps its collectors
+class ServiceState:
+    """The database's view of the service at one scrape, as a prometheus_client collector."""
+
+    jobs: dict[JobStatus, int]
+    oldest_queued_at: datetime | None
+    live_workers: int
+    epochs: dict[str, EpochTimes]
+    at: datetime
+
+    def collect(self) -> list[Metric]:
+        jobs = GaugeMetricFamily("mlplab_jobs", "Jobs in each state.", labels=["status"])
+        for status, count in self.jobs.items():
+            jobs.add_metric([status.value], count)
+        waited = (self.at - self.oldest_queued_at).total_seconds() if self.oldest_queued_at else 0.0
+        return [
+            jobs,
+            GaugeMetricFamily(
+                "mlplab_queue_depth", "Jobs waiting for a worker.", self.jobs[JobStatus.queued]
+            ),
+            GaugeMetricFamily(
+                "mlplab_queue_oldest_age_seconds",
+                "How long the oldest queued job has waited (0 when the queue is empty).",
+                max(waited, 0.0),
+            ),
+            GaugeMetricFamily(
+                "mlplab_workers_live", "Workers training a job whose lease is fresh.", self.live_workers
+            ),
+            *self._epochs(),
+        ]
+
+    def _epochs(self) -> list[Metric]:
+        trained = CounterMetricFamily(
+            "mlplab_epochs_trained", "Finished training epochs.", labels=["backend"]
+        )
+        seconds = HistogramMetricFamily(
+            "mlplab_epoch_seconds",
+            "Training time of each finished epoch, evaluation excluded.",
+            labels=["backend"],
+        )
+        for backend in get_args(Backend):
+            times = self.epochs.get(backend, EpochTimes(0, 0.0, [0] * len(EPOCH_BUCKETS)))
+            trained.add_metric([backend], times.count)
+            buckets = [(floatToGoString(b), n) for b, n in zip(EPOCH_BUCKETS, times.at_most, strict=True)]  # type: ignore[no-untyped-call]
+            seconds.add_metric([backend], [*buckets, ("+Inf", times.count)], sum_value=times.seconds)
+        return [trained, seconds]
+
+
+def read_state(session: Session, lease_seconds: float) -> ServiceState:
+    """The service's state for one scrape: four aggregate queries."""
+    now = utcnow()
+    return ServiceState(
+        jobs=job_counts(session),
+        oldest_queued_at=oldest_queued_at(session),
+        live_workers=count_live_workers(session, lease_seconds, now),
+        epochs=epoch_times(session, EPOCH_BUCKETS),
+        at=now,
+    )

@@ -1,0 +1,119 @@
+"""Aliases: names for trained models (champion, staging) that move, move back, and keep their history.
+
+Wherever a model id is accepted, an alias is too (deps.ModelRef); a request resolves it once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
+from service.api.presenters import alias_public, point_alias
+from service.api.schemas import (
+    ALIAS_PATTERN,
+    AliasesPublic,
+    AliasEventPublic,
+    AliasHistoryPublic,
+    AliasPublic,
+    AliasUpdate,
+)
+from service.errors import (
+    JSON_BODY_DOC,
+    NOT_TRAINED_DOC,
+    PROBLEM_RESPONSES,
+    ProblemError,
+    not_found,
+    problem_doc,
+)
+from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, rollback_alias
+from service.store.queries import alias_history, get_alias, list_aliases
+
+router = APIRouter(prefix="/aliases", tags=["aliases"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+
+AliasPath = Annotated[
+    str,
+    Path(
+        pattern=ALIAS_PATTERN,
+        description="Lowercase letters, digits and dashes, starting with a letter (at most 63).",
+    ),
+]
+
+
+@router.get("", response_model=AliasesPublic)
+def read_aliases(session: SessionDep) -> AliasesPublic:
+    """Every alias and the model it names, by name."""
+    data = [alias_public(session, alias) for alias in list_aliases(session)]
+    return AliasesPublic(data=data, count=len(data))
+
+
+@router.get("/{alias}", response_model=AliasHistoryPublic)
+def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
+    """An alias, the model it names, and its history: every move, rollback and deletion, newest first."""
+    row = get_alias(session, alias)
+    if row is None:
+        raise not_found("alias", alias)
+    history = [
+        AliasEventPublic(
+            action=e.action,
+            from_model_id=e.from_model_id,
+            to_model_id=e.to_model_id,
+            detail=e.detail,
+            at=e.created_at,
+        )
+        for e in alias_history(session, alias)
+    ]
+    return AliasHistoryPublic(**alias_public(session, row).model_dump(), history=history)
+
+
+@router.put(
+    "/{alias}",
+    response_model=AliasPublic,
+    dependencies=[WriterDep],
+    responses=NOT_TRAINED_DOC | JSON_BODY_DOC | {201: {"model": AliasPublic, "description": "Created"}},
+)
+def put_alias(
+    alias: AliasPath, body: AliasUpdate, session: SessionDep, inference: InferenceDep, response: Response
+) -> AliasPublic:
+    """Point the alias at a trained model, creating it (201) or moving it; every API process sees the move
+    within MLPLAB_ALIAS_CACHE_SECONDS."""
+    public, created = point_alias(session, alias, body.model_id)
+    session.commit()  # release the write lock in this thread hop
+    inference.forget(alias)
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = f"/aliases/{alias}"
+    return public
+
+
+@router.post(
+    "/{alias}/rollback",
+    response_model=AliasPublic,
+    dependencies=[WriterDep],
+    responses={409: problem_doc("Nothing to roll back to")},
+)
+def rollback(alias: AliasPath, session: SessionDep, inference: InferenceDep) -> AliasPublic:
+    """Point the alias back at the model it named before (again to go further back)."""
+    try:
+        public = alias_public(session, rollback_alias(session, alias))
+    except AliasNotFound:
+        raise not_found("alias", alias) from None
+    except NothingToRollBack:
+        raise ProblemError(
+            409, "Nothing to roll back to", f"Alias {alias} has named only this model since it was created."
+        ) from None
+    session.commit()
+    inference.forget(alias)
+    return public
+
+
+@router.delete("/{alias}", status_code=204, response_class=Response, dependencies=[WriterDep])
+def remove_alias(alias: AliasPath, session: SessionDep, inference: InferenceDep) -> Response:
+    """Remove the alias; its history stays. Requests that name it get 404 from then on."""
+    try:
+        delete_alias(session, alias)
+    except AliasNotFound:
+        raise not_found("alias", alias) from None
+    session.commit()
+    inference.forget(alias)
+    return Response(status_code=204)

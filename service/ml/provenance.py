@@ -1,0 +1,225 @@
+"""What produced a model (Provenance, collected by the worker that trains it) and how a reproduction
+compares with the model it reproduces (Reproduction).
+
+Two NumPy runs of one spec on the same machine type give bit-identical weights: the batches depend
+only on (seed, epoch) and every operation is deterministic for a given BLAS, architecture and thread
+count, which is why Provenance records them. Torch runs may differ in the last bits (oneDNN and
+CUDA kernels pick their algorithms at run time), so a Reproduction also says how far the weights and
+accuracies moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+from threadpoolctl import threadpool_info
+
+from .data import Dataset
+from .network import BackendOptions
+from .spec import TrainSpec
+from .weights import Weights
+
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when mlplab runs from a checkout
+
+
+class Provenance(BaseModel):
+    """What trained a job: the code, the libraries, the machine and the data (its latest attempt's)."""
+
+    mlplab: str = Field(description="mlplab's version.")
+    git_commit: str | None = Field(description="The checkout's commit; null when installed from a package.")
+    git_modified: bool | None = Field(description="Whether the checkout had uncommitted changes.")
+    python: str
+    numpy: str
+    torch: str | None = Field(description="torch's installed version (null: not installed).")
+    blas: str = Field(description="NumPy's BLAS: library, version, CPU kernels, threading.")
+    torch_matmul: str | None = Field(description="Torch jobs: where its products ran (onednn, blas, cuda).")
+    device: str = Field(description="cpu, or the CUDA device and its name.")
+    threads: int = Field(description="Threads that trained: NumPy's BLAS threads, or torch's intra-op ones.")
+    cpus: int = Field(description="Logical CPUs of the machine.")
+    cpu: str = Field(description="The CPU's model name.")
+    host: str
+    dataset: str
+    dataset_sha256: str = Field(description="SHA-256 of the decoded dataset (data.dataset_sha256).")
+
+
+# The fields that make two machines the same for bit-identical NumPy weights.
+MACHINE_TYPE = ("numpy", "blas", "threads", "cpu", "device", "torch", "torch_matmul")
+
+
+def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenance:
+    """This process's Provenance for training `spec` on `data` with these backend options."""
+    commit, modified = git_state()
+    blas = _numpy_blas()
+    device, threads, matmul = "cpu", int(blas.get("num_threads") or 1), None
+    if spec.backend == "torch":
+        device, threads, matmul = _torch(options)
+    return Provenance(
+        mlplab=_version("mlplab") or "unknown",
+        git_commit=commit,
+        git_modified=modified,
+        python=platform.python_version(),
+        numpy=np.__version__,
+        torch=_version("torch"),
+        blas=f"{blas.get('internal_api')} {blas.get('version')} "
+        f"({blas.get('architecture')}, {blas.get('threading_layer')})",
+        torch_matmul=matmul,
+        device=device,
+        threads=threads,
+        cpus=os.cpu_count() or 1,
+        cpu=_cpu_name(),
+        host=socket.gethostname(),
+        dataset=data.name,
+        dataset_sha256=dataset_digest(data),
+    )
+
+
+class Reproduction(BaseModel):
+    """How a reproduction's model compares with the model it trained again."""
+
+    of: int = Field(description="The model reproduced.")
+    weights_identical: bool = Field(description="Every weight and bias equal, bit for bit.")
+    max_weight_difference: float = Field(description="max |w - w'| over every weight and bias.")
+    train_accuracy_change: float = Field(description="This model's train accuracy less the original's.")
+    test_accuracy_change: float = Field(description="This model's test accuracy less the original's.")
+    environment_changes: dict[str, list[Any]] | None = Field(
+        description="The provenance fields that differ: {field: [original, this]}; "
+        "null when the original has no provenance."
+    )
+    summary: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One side of a comparison: a model's weights, its accuracies, and its provenance if recorded."""
+
+    weights: Weights
+    train_accuracy: float
+    test_accuracy: float
+    provenance: Provenance | None
+
+
+def compare(of: int, original: Trained, reproduced: Trained) -> Reproduction:
+    """The Reproduction of model `of` by `reproduced`."""
+    pairs = [
+        (a, a2)
+        for (W, b), (W2, b2) in zip(original.weights.params, reproduced.weights.params, strict=True)
+        for a, a2 in ((W, W2), (b, b2))
+    ]
+    identical = all(np.array_equal(a, a2) for a, a2 in pairs)
+    difference = max(float(np.abs(a - a2).max()) for a, a2 in pairs)
+    changes = None
+    if original.provenance is not None and reproduced.provenance is not None:
+        old, new = original.provenance.model_dump(), reproduced.provenance.model_dump()
+        changes = {key: [old[key], new[key]] for key in old if old[key] != new[key]}
+    test_change = reproduced.test_accuracy - original.test_accuracy
+    return Reproduction(
+        of=of,
+        weights_identical=identical,
+        max_weight_difference=difference,
+        train_accuracy_change=reproduced.train_accuracy - original.train_accuracy,
+        test_accuracy_change=test_change,
+        environment_changes=changes,
+        summary=_summary(identical, difference, test_change, changes),
+    )
+
+
+def _summary(identical: bool, difference: float, test_change: float, changes: dict[str, Any] | None) -> str:
+    if identical:
+        outcome = "bit-identical weights"
+    else:
+        outcome = f"weights differ by up to {difference:.3g}; test accuracy moved {test_change:+.4%}"
+    if changes is None:
+        return f"{outcome} (the original has no provenance to compare)"
+    machine = [key for key in MACHINE_TYPE if key in changes]
+    where = (
+        f"on another machine type ({', '.join(machine)} differ)" if machine else "on the same machine type"
+    )
+    return f"{outcome}, {where}"
+
+
+def dataset_sha256(data: Dataset) -> str:
+    """SHA-256 of the decoded arrays a job trains and is tested on: train images (float32, row-major),
+    train labels (int64), test images, test labels; the same whether the files were raw or gzip'd."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+_digests: dict[int, tuple[Dataset, str]] = {}  # id -> (the dataset, kept so its id is never reused; digest)
+
+
+def dataset_digest(data: Dataset) -> str:
+    """dataset_sha256, computed once per dataset object in this process (datasets are decoded once)."""
+    if (known := _digests.get(id(data))) is None:
+        known = _digests[id(data)] = (data, dataset_sha256(data))
+    return known[1]
+
+
+@cache
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, has uncommitted changes) of the checkout mlplab runs from; (None, None) outside one."""
+    if not (CHECKOUT / ".git").exists():
+        return None, None
+    try:
+        commit = _git("rev-parse", "HEAD")
+        modified = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, modified
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _numpy_blas() -> dict[str, Any]:
+    """threadpoolctl's view of the BLAS NumPy loaded (the first one: NumPy loads before torch)."""
+    info: dict[str, Any] = next((lib for lib in threadpool_info() if lib["user_api"] == "blas"), {})
+    return info
+
+
+@cache
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch(options: BackendOptions) -> tuple[str, int, str]:
+    """(device, threads, where products run) of a torch job under these options."""
+    import torch  # only for torch jobs, which have imported it already
+
+    from .torch_mlp import resolve_device
+
+    device = resolve_device(options.get("device", "auto"))
+    threads = options.get("threads") or torch.get_num_threads()
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})", threads, "cuda"
+    return "cpu", threads, options.get("cpu_matmul", "onednn")

@@ -1,0 +1,266 @@
+"""Aliases through the API: move, history, rollback, delete, promotion of a sweep's best, the token,
+and every route that takes a model id taking an alias too."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from service.settings import Settings
+from tests.conftest import assert_problem
+from tests.factories import job_body
+from tests.support import real_data_dir, wait_for
+from workers.worker import run_worker
+
+TOKEN = "alias-token-5e1"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Two trained models (`weak` and `strong`), a sweep of two, and a job still queued."""
+    root = tmp_path_factory.mktemp("aliases")
+    settings = Settings(database_url=f"sqlite:///{root / 'api.db'}", data_dir=real_data_dir(), download=False)
+    with TestClient(create_app(settings)) as client:
+        weak = client.post("/jobs", json=job_body(learning_rate=0.001)).json()["id"]
+        strong = client.post("/jobs", json=job_body(optimizer="adam", learning_rate=0.01)).json()["id"]
+        sweep = client.post(
+            "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.001, 0.5]}}
+        ).json()
+        run_worker(settings, once=True)
+        queued = client.post("/jobs", json=job_body()).json()["id"]
+        yield client, {"weak": weak, "strong": strong, "queued": queued, "sweep": sweep}
+
+
+@pytest.fixture
+def client(world):
+    client, _ = world
+    yield client
+    for alias in client.get("/aliases").json()["data"]:  # each test starts without aliases
+        client.delete(f"/aliases/{alias['name']}")
+
+
+@pytest.fixture
+def ids(world):
+    return world[1]
+
+
+def test_an_alias_moves_keeps_its_history_and_rolls_back_one_move_at_a_time(client, ids):
+    weak, strong = ids["weak"], ids["strong"]
+    created = client.put("/aliases/production", json={"model_id": weak})
+    assert created.status_code == 201 and created.headers["location"] == "/aliases/production"
+    assert created.json() | {"updated_at": None} == {
+        "name": "production", "model_id": weak, "updated_at": None, "rollback_to": None
+    }  # fmt: skip
+    again = client.put("/aliases/production", json={"model_id": weak})  # where it is already: no history
+    assert again.status_code == 200 and again.json() == created.json()
+    moved = client.put("/aliases/production", json={"model_id": strong}).json()
+    assert (moved["model_id"], moved["rollback_to"]) == (strong, weak)
+    assert client.get("/aliases").json() == {"data": [moved], "count": 1}
+
+    history = client.get("/aliases/production").json()["history"]
+    assert [(e["action"], e["from_model_id"], e["to_model_id"]) for e in history] == [
+        ("move", weak, strong),
+        ("move", None, weak),
+    ]
+    assert history[0]["at"] == moved["updated_at"] and history[0]["at"] > history[1]["at"]
+
+    back = client.post("/aliases/production/rollback").json()
+    assert (back["model_id"], back["rollback_to"]) == (weak, None)
+    assert client.get("/models/production").json()["id"] == weak
+    assert_problem(client.post("/aliases/production/rollback"), 409, "named only this model")
+    assert client.get("/aliases/production").json()["history"][0] | {"at": None} == {
+        "action": "rollback", "from_model_id": strong, "to_model_id": weak, "detail": None, "at": None
+    }  # fmt: skip
+
+
+def test_a_rollback_walks_back_through_every_move(client, ids):
+    weak, strong = ids["weak"], ids["strong"]
+    for model in (weak, strong, weak, strong):
+        client.put("/aliases/staging", json={"model_id": model})
+    named = [client.post("/aliases/staging/rollback").json()["model_id"] for _ in range(3)]
+    assert named == [weak, strong, weak]
+    assert client.post("/aliases/staging/rollback").status_code == 409
+
+
+def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
+    client.put("/aliases/champion", json={"model_id": ids["weak"]})
+    assert client.delete("/aliases/champion").status_code == 204
+    for response in (
+        client.get("/aliases/champion"),
+        client.get("/models/champion"),
+        client.post("/models/champion/predict", json={"pixels": [0] * 784}),
+        client.post("/aliases/champion/rollback"),
+        client.delete("/aliases/champion"),
+    ):
+        assert_problem(response, 404, "There is no alias champion.")
+    assert client.get("/aliases").json() == {"data": [], "count": 0}
+
+    reborn = client.put("/aliases/champion", json={"model_id": ids["strong"]})
+    assert reborn.status_code == 201 and reborn.json()["rollback_to"] is None  # a fresh start
+    history = client.get("/aliases/champion").json()["history"]  # newest first; earlier tests' lives after
+    actions = [(e["action"], e["to_model_id"]) for e in history[:3]]
+    assert actions == [("move", ids["strong"]), ("delete", None), ("move", ids["weak"])]
+
+
+def test_an_alias_can_be_pointed_where_another_points(client, ids):
+    client.put("/aliases/staging", json={"model_id": ids["strong"]})
+    promoted = client.put("/aliases/champion", json={"model_id": "staging"})
+    assert promoted.status_code == 201 and promoted.json()["model_id"] == ids["strong"]
+
+
+@pytest.mark.parametrize(
+    "name", ["Champion", "2fast", "-champion", "champ_ion", "champ.ion", "a" * 64, "%C3%A9t%C3%A9"]
+)
+def test_a_bad_name_is_refused_and_changes_nothing(client, ids, name):
+    assert_problem(client.put(f"/aliases/{name}", json={"model_id": ids["weak"]}), 422, "path.alias")
+    assert client.get("/aliases").json()["count"] == 0
+
+
+def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
+    body = assert_problem(client.put("/aliases/champion", json={"model_id": 999_999}), 422)
+    assert body["invalid_params"] == [{"name": "body.model_id", "reason": "there is no model 999999"}]
+    assert_problem(
+        client.put("/aliases/champion", json={"model_id": "nobody"}), 422, "there is no alias nobody"
+    )
+    assert_problem(client.put("/aliases/champion", json={"model_id": ids["queued"]}), 409, "is queued")
+    assert_problem(client.put("/aliases/champion", json={"model_id": "Not An Alias"}), 422, "is not an alias")
+    assert_problem(client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more")
+    assert_problem(client.put("/aliases/champion", json={"model_id": True}), 422, "body.model_id")
+    assert_problem(client.put("/aliases/champion", json={}), 422, "body.model_id")
+    assert client.get("/aliases").json()["count"] == 0
+    assert_problem(client.get("/aliases/champion"), 404)
+
+
+def test_a_sweeps_best_model_is_promoted(client, ids):
+    sweep = ids["sweep"]
+    models = {m["id"]: m["test_accuracy"] for m in client.get("/models").json()["data"]}
+    best = max((job["id"] for job in sweep["jobs"]), key=lambda i: (models[i], i))
+    promoted = client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"})
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["model_id"] == best
+    event = client.get("/aliases/champion").json()["history"][0]
+    assert event["action"] == "promote"
+    assert event["detail"] == f"the best model of sweep {sweep['id']} by test accuracy"
+    assert client.get(f"/models/{best}").json()["aliases"] == ["champion"]
+
+    assert_problem(client.post("/sweeps/0123456789ab/promote", json={"alias": "x"}), 404, "no sweep")
+    assert_problem(client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "Bad"}), 422, "body.alias")
+
+
+def test_a_sweep_without_a_trained_model_has_nothing_to_promote(client):
+    sweep = client.post("/sweeps", json={"base": job_body(), "grid": {"seed": [7]}}).json()
+    try:
+        assert_problem(
+            client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"}),
+            409,
+            f"Sweep {sweep['id']} has no trained model yet.",
+        )
+        assert client.get("/aliases").json()["count"] == 0
+    finally:
+        client.post(f"/jobs/{sweep['jobs'][0]['id']}/cancel")
+
+
+def test_the_models_list_shows_each_models_aliases(client, ids):
+    client.put("/aliases/staging", json={"model_id": ids["weak"]})
+    client.put("/aliases/champion", json={"model_id": ids["weak"]})
+    named = {m["id"]: m["aliases"] for m in client.get("/models").json()["data"]}
+    assert named[ids["weak"]] == ["champion", "staging"] and named[ids["strong"]] == []
+
+
+def _routes(other: int) -> list[tuple[str, str, dict]]:
+    """Every route that names a model, as (method, path with {m}, request options)."""
+    png = [f"/models/{{m}}/{figure}.png" for figure in ("confusion-matrix", "loss-curve", "mistakes")]
+    return [
+        *[
+            ("GET", f"/models/{{m}}{path}", {})
+            for path in ("", "/accuracy", "/confusion-matrix", "/weights", "/model.onnx")
+        ],
+        *[("GET", path, {}) for path in png],
+        ("GET", "/models/{m}/predictions/test/3", {}),
+        ("GET", "/models/{m}/predictions/test", {"params": {"label": 3, "limit": 5}}),
+        ("POST", "/models/{m}/predict", {"json": {"images": [[0] * 784, [255] * 784]}}),
+        ("GET", "/compare", {"params": {"ids": f"{{m}},{other}"}}),
+        ("GET", "/compare.png", {"params": {"ids": f"{{m}},{other}"}}),
+    ]
+
+
+def test_every_route_that_takes_a_model_id_takes_an_alias(client, ids):
+    weak, strong = ids["weak"], ids["strong"]
+    client.put("/aliases/champion", json={"model_id": strong})
+    for method, path, options in _routes(other=weak):
+
+        def send(m, options=options, method=method, path=path):
+            opts = dict(options)
+            if "params" in opts:
+                opts["params"] = {k: str(v).replace("{m}", str(m)) for k, v in opts["params"].items()}
+            return client.request(method, path.replace("{m}", str(m)), **opts)
+
+        by_id, by_alias = send(strong), send("champion")
+        where = f"{method} {path}"
+        assert by_id.status_code == by_alias.status_code == 200, (where, by_alias.text[:300])
+        if by_id.headers["content-type"] == "application/json":
+            assert by_alias.json() == by_id.json(), where
+        else:
+            assert by_alias.content == by_id.content, where
+        if "compare" not in path:
+            assert by_id.headers["x-model-id"] == by_alias.headers["x-model-id"] == str(strong), where
+            assert by_alias.headers["cache-control"] == "no-cache", where  # it names another model tomorrow
+        if path.endswith(".png"):
+            assert "max-age" in by_id.headers["cache-control"], where
+            assert by_alias.headers["cache-control"] == "no-cache", where
+
+
+def test_an_alias_and_the_id_it_names_are_one_model_in_a_comparison(client, ids):
+    client.put("/aliases/champion", json={"model_id": ids["strong"]})
+    body = assert_problem(client.get("/compare", params={"ids": f"champion,{ids['strong']}"}), 422)
+    assert body["detail"] == (
+        f"query.ids: model {ids['strong']} is listed twice (champion and {ids['strong']} are both model {ids['strong']})"
+    )
+
+
+def test_with_a_token_moving_an_alias_needs_it(tmp_path, world):
+    _, ids = world
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'token.db'}", data_dir=real_data_dir(), api_token=TOKEN
+    )
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        job = client.post("/jobs", json=job_body(), headers=auth).json()["id"]
+        run_worker(settings, once=True)
+        for method, path, body in (
+            ("PUT", "/aliases/champion", {"model_id": job}),
+            ("POST", "/aliases/champion/rollback", None),
+            ("DELETE", "/aliases/champion", None),
+            ("POST", "/sweeps/0123456789ab/promote", {"alias": "champion"}),
+        ):
+            assert_problem(client.request(method, path, json=body), 401)
+            assert_problem(
+                client.request(method, path, json=body, headers={"Authorization": "Bearer no"}), 403
+            )
+        assert client.get("/aliases").json()["count"] == 0
+        assert client.put("/aliases/champion", json={"model_id": job}, headers=auth).status_code == 201
+        assert client.get("/aliases/champion").status_code == 200  # reads stay open (MLPLAB_PROTECT_READS)
+
+
+def test_another_api_process_sees_a_move_within_its_alias_cache_time(tmp_path, world):
+    _, ids = world
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'two.db'}", data_dir=real_data_dir(), alias_cache_seconds=0.5
+    )
+    with TestClient(create_app(settings)) as mover, TestClient(create_app(settings)) as other:
+        first, second = (mover.post("/jobs", json=job_body(seed=s)).json()["id"] for s in (1, 2))
+        run_worker(settings, once=True)
+        mover.put("/aliases/champion", json={"model_id": first})
+
+        def served(client) -> int:
+            return int(client.get("/models/champion/accuracy").headers["x-model-id"])
+
+        assert served(other) == first  # now cached there
+        mover.put("/aliases/champion", json={"model_id": second})
+        moved = time.monotonic()
+        assert served(mover) == second  # the process that moved it, at once
+        seen = wait_for(lambda: served(other) == second, timeout=5, what="the move", interval=0.01)
+        assert seen and time.monotonic() - moved < 0.5 + 1.0  # its cache time, and a request or two

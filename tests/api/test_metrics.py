@@ -1,0 +1,108 @@
+"""GET /metrics: scraped after a job and a few predictions, parsed with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from service.api.monitoring import EPOCH_BUCKETS
+from service.main import create_app
+from service.settings import Settings
+from tests.conftest import assert_problem
+from tests.factories import job_body
+from tests.support import real_data_dir
+from workers.worker import run_worker
+
+TOKEN = "metrics-token-9d2"
+
+
+def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
+    """Every sample as {(name, sorted labels): value}, parsed by prometheus_client."""
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=real_data_dir(), download=False)
+
+
+def test_a_scrape_after_a_job_and_predictions_counts_them(settings):
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/jobs", json=job_body(epochs=3)).json()["id"]
+        queued_first = scrape(client)
+        run_worker(settings, once=True)
+        waiting = client.post("/jobs", json=job_body(seed=1)).json()["id"]
+        client.put("/aliases/champion", json={"model_id": job})
+        for _ in range(2):
+            assert client.post(f"/models/{job}/predict", json={"pixels": [0] * 784}).status_code == 200
+        client.post("/models/champion/predict", json={"images": [[0] * 784] * 3})
+        client.get("/models/champion/predictions/test/0")
+        assert client.post("/models/999/predict", json={"pixels": [0] * 784}).status_code == 404
+        samples = scrape(client)
+        epochs = client.get(f"/jobs/{job}/epochs").json()
+
+    assert (
+        value(queued_first, "mlplab_queue_depth") == 1
+        and value(queued_first, "mlplab_jobs", status="queued") == 1
+    )
+    # the predict route: its template, whatever the id; and the images by model and alias
+    route = {"method": "POST", "route": "/models/{model}/predict"}
+    assert value(samples, "mlplab_http_requests_total", **route, status="200") == 3
+    assert value(samples, "mlplab_http_requests_total", **route, status="404") == 1
+    assert value(samples, "mlplab_http_request_duration_seconds_count", **route, status="200") == 3
+    assert (
+        value(samples, "mlplab_http_request_duration_seconds_bucket", **route, status="200", le="+Inf") == 3
+    )
+    assert value(samples, "mlplab_http_requests_total", method="GET", route="/metrics", status="200") == 1
+    assert value(samples, "mlplab_predictions_total", model=str(job), alias="") == 2
+    assert value(samples, "mlplab_predictions_total", model=str(job), alias="champion") == 4
+    assert ("mlplab_predictions_total", (("alias", ""), ("model", "999"))) not in samples
+    # the service's state, from the database
+    assert (
+        value(samples, "mlplab_jobs", status="succeeded") == 1
+        and value(samples, "mlplab_jobs", status="queued") == 1
+    )
+    assert value(samples, "mlplab_queue_depth") == 1 and value(samples, "mlplab_queue_oldest_age_seconds") > 0
+    assert value(samples, "mlplab_workers_live") == 0  # --once has ended; no job is running
+    assert value(samples, "mlplab_epochs_trained_total", backend="numpy") == 3
+    assert value(samples, "mlplab_epochs_trained_total", backend="torch") == 0
+    assert value(samples, "mlplab_epoch_seconds_count", backend="numpy") == 3
+    assert value(samples, "mlplab_epoch_seconds_sum", backend="numpy") == pytest.approx(
+        sum(e["seconds"] for e in epochs)
+    )
+    for bound in EPOCH_BUCKETS:
+        under = sum(e["seconds"] <= bound for e in epochs)
+        assert value(samples, "mlplab_epoch_seconds_bucket", backend="numpy", le=str(bound)) == under
+    assert waiting
+
+
+def test_unmatched_paths_share_one_label(settings):
+    with TestClient(create_app(settings)) as client:
+        for path in ("/nothing", "/nothing/else", "/models/1/nothing"):
+            assert client.get(path).status_code == 404
+        samples = scrape(client)
+    assert value(samples, "mlplab_http_requests_total", method="GET", route="unmatched", status="404") == 3
+
+
+def test_metrics_need_the_token_when_reads_do(settings):
+    protected = settings.model_copy(update={"api_token": SecretStr(TOKEN), "protect_reads": True})
+    with TestClient(create_app(protected)) as client:
+        assert_problem(client.get("/metrics"), 401)
+        assert_problem(client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 403)
+        assert value(scrape(client, Authorization=f"Bearer {TOKEN}"), "mlplab_queue_depth") == 0
+    open_reads = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    with TestClient(create_app(open_reads)) as client:
+        assert value(scrape(client), "mlplab_queue_depth") == 0

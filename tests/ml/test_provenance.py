@@ -1,0 +1,77 @@
+"""Provenance's pieces: the dataset's digest, and a reproduction's comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from service.ml.provenance import Provenance, Trained, collect, compare, dataset_sha256
+from service.ml.spec import TrainSpec
+from service.ml.train import train
+from service.ml.weights import Weights, load_weights
+from tests.factories import make_tiny_dataset
+
+
+def test_the_dataset_digest_changes_with_any_pixel_or_label():
+    data = make_tiny_dataset()
+    same = make_tiny_dataset()
+    assert dataset_sha256(data) == dataset_sha256(same) and len(dataset_sha256(data)) == 64
+    pixel = data.test_images.copy()
+    pixel[7, 300] += np.float32(1 / 255)
+    label = data.train_labels.copy()
+    label[0] = (label[0] + 1) % 10
+    for changed in (
+        dataclasses.replace(data, test_images=pixel),
+        dataclasses.replace(data, train_labels=label),
+    ):
+        assert dataset_sha256(changed) != dataset_sha256(data)
+
+
+def _trained(seed: int = 0) -> tuple[Weights, float, float, Provenance]:
+    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1, seed=seed)
+    data = make_tiny_dataset()
+    result = train(spec, data)
+    return (
+        load_weights(result.weights),
+        result.train_accuracy,
+        result.test_accuracy,
+        collect(spec, data, {}),
+    )
+
+
+def test_a_comparison_of_equal_weights_on_one_machine():
+    weights, train_acc, test_acc, made = _trained()
+    report = compare(
+        3, Trained(weights, train_acc, test_acc, made), Trained(weights, train_acc, test_acc, made)
+    )
+    assert report.weights_identical and report.max_weight_difference == 0.0
+    assert report.environment_changes == {}
+    assert report.summary == "bit-identical weights, on the same machine type"
+
+
+def test_a_comparison_names_the_difference_and_the_machine_fields_that_changed():
+    weights, train_acc, test_acc, made = _trained()
+    moved = [(W.copy(), b.copy()) for W, b in weights.params]
+    moved[0][0][3, 2] += np.float32(0.25)
+    elsewhere = made.model_copy(update={"host": "other", "cpu": "Another CPU", "threads": made.threads + 1})
+    report = compare(
+        3,
+        Trained(weights, train_acc, test_acc, made),
+        Trained(Weights(weights.spec, moved), train_acc, test_acc - 0.01, elsewhere),
+    )
+    assert not report.weights_identical and report.max_weight_difference == np.float32(0.25)
+    assert report.test_accuracy_change == (test_acc - 0.01) - test_acc
+    assert report.environment_changes == {
+        "threads": [made.threads, made.threads + 1],
+        "cpu": [made.cpu, "Another CPU"],
+        "host": [made.host, "other"],
+    }
+    assert report.summary == (
+        f"weights differ by up to 0.25; test accuracy moved {report.test_accuracy_change:+.4%}, "
+        "on another machine type (threads, cpu differ)"
+    )
+    unknown = compare(
+        3, Trained(weights, train_acc, test_acc, None), Trained(weights, train_acc, test_acc, made)
+    )
+    assert unknown.environment_changes is None and "no provenance" in unknown.summary
