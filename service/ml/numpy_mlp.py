@@ -16,6 +16,10 @@ Backward:
     delta(l-1) = (deltal @ Wl.T) * f'(a(l-1))
 
 Everything is float32; with the same seed the weights are bit-identical.
+
+A training step writes every array it makes (activations, deltas, gradients, the optimizer's
+temporaries) into a Workspace allocated once per batch size, with `out=`: no step allocates a
+large array, so the working set stays the same few MB at the same addresses (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ Params = list[tuple[Array, Array]]  # [(W1, b1), ..., (WL, bL)]
 # --- activations, each beside its derivative ------------------------------------------------
 # The derivatives take the activation's output a = f(z), which the forward pass keeps anyway, so
 # z is never stored: the activations overwrite it in place, with no new array per operation.
+# The derivatives write into `out`, a Workspace's buffer: the backward pass allocates nothing.
 
 
 def sigmoid(z: Array) -> Array:
@@ -49,8 +54,10 @@ def sigmoid(z: Array) -> Array:
     return z
 
 
-def sigmoid_prime(a: Array) -> Array:
-    return a * (1.0 - a)
+def sigmoid_prime(a: Array, out: Array) -> Array:
+    d = np.subtract(1.0, a, out=out)
+    d *= a
+    return d
 
 
 def tanh(z: Array) -> Array:
@@ -58,8 +65,10 @@ def tanh(z: Array) -> Array:
     return z
 
 
-def tanh_prime(a: Array) -> Array:
-    return 1.0 - a * a
+def tanh_prime(a: Array, out: Array) -> Array:
+    d = np.multiply(a, a, out=out)
+    np.subtract(1.0, d, out=d)
+    return d
 
 
 def relu(z: Array) -> Array:
@@ -67,11 +76,12 @@ def relu(z: Array) -> Array:
     return z
 
 
-def relu_prime(a: Array) -> Array:
-    return (a > 0).astype(a.dtype)
+def relu_prime(a: Array, out: Array) -> Array:
+    np.greater(a, 0.0, out=out)  # True and False written as 1.0 and 0.0
+    return out
 
 
-ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
+ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array, Array], Array]]] = {
     "sigmoid": (sigmoid, sigmoid_prime),
     "tanh": (tanh, tanh_prime),
     "relu": (relu, relu_prime),
@@ -106,21 +116,40 @@ def init_params(spec: TrainSpec, seed: int | None = None) -> Params:
     return params
 
 
+# --- the training step's buffers -------------------------------------------------------------
+
+
+class Workspace:
+    """Every array one training step writes, for one batch size m: allocated once, rewritten with out=."""
+
+    def __init__(self, params: Params, m: int) -> None:
+        dtype = params[0][0].dtype
+        widths = [W.shape[1] for W, _ in params]
+        self.rows = np.arange(m)  # each row's index, to pick its label's column
+        self.x = np.empty((m, params[0][0].shape[0]), dtype)  # a0, gathered from the split
+        self.a = [np.empty((m, n), dtype) for n in widths]  # a1, ..., a(L-1), zL
+        self.p = np.empty((m, widths[-1]), dtype)  # softmax(zL)
+        self.delta = [np.empty((m, n), dtype) for n in widths]  # delta1, ..., deltaL
+        self.prime = [np.empty((m, n), dtype) for n in widths[:-1]]  # f'(a1), ..., f'(a(L-1))
+        self.grads: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
+        self.scratch: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]  # l2 W, updates
+
+
 # --- forward, loss, backward -----------------------------------------------------------------
 
 
-def forward(params: Params, X: Array, activation: str) -> list[Array]:
-    """Activations [a0 = X, a1, ..., a(L-1), zL]: the last entry is the logits."""
+def forward(params: Params, X: Array, activation: str, out: list[Array] | None = None) -> list[Array]:
+    """Activations [a0 = X, a1, ..., a(L-1), zL]: the last entry is the logits.
+
+    With `out` (a Workspace's a), layer l is written into out[l-1] instead of a new array.
+    """
     f, _ = ACTIVATIONS[activation]
     a = [X]
-    for W, b in params[:-1]:
-        z = a[-1] @ W  # (m, nl)
+    last = len(params) - 1
+    for layer, (W, b) in enumerate(params):
+        z = np.matmul(a[-1], W, out=None if out is None else out[layer])  # (m, nl)
         z += b
-        a.append(f(z))  # (m, nl)
-    W, b = params[-1]
-    z = a[-1] @ W  # logits (m, classes)
-    z += b
-    a.append(z)
+        a.append(f(z) if layer < last else z)  # the output layer's logits stay z
     return a
 
 
@@ -128,14 +157,15 @@ def forward_logits(params: Params, X: Array, activation: str) -> Array:
     return forward(params, X, activation)[-1]
 
 
-def cross_entropy(logits: Array, y: Labels) -> tuple[float, Array]:
-    """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities."""
+def cross_entropy(logits: Array, y: Labels, out: Array | None = None) -> tuple[float, Array]:
+    """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities (in `out`)."""
     # One exp for both: p = e / sum(e) with e = exp(z - max), and in log-sum-exp form
     # log p[y] = (z[y] - max) - log sum(e), never log(0).
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
+    e = np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)  # shifted, then exp in place
+    log_p_y = e[np.arange(len(y)), y]  # (m,): a copy, taken before the exp
+    np.exp(e, out=e)
     total = e.sum(axis=1, keepdims=True)
-    log_p_y = shifted[np.arange(len(y)), y] - np.log(total[:, 0])
+    log_p_y -= np.log(total[:, 0])
     e /= total
     return float(-log_p_y.mean()), e
 
@@ -148,31 +178,33 @@ def backward(
     activation: str,
     l2: float,
     scale: float = 1.0,
+    ws: Workspace | None = None,
 ) -> Params:
     """Gradients (dW, db) of the objective for every layer, from the forward pass's activations.
 
     Every gradient is linear in the output delta, so `scale` (plain SGD passes its learning rate)
     multiplies them all by scaling that small (m, classes) array once, instead of each dW after.
+    The gradients are ws's buffers, overwritten by the next call; without ws, new arrays.
     """
     _, f_prime = ACTIVATIONS[activation]
     m = len(y)
-    delta = p.copy()
-    delta[np.arange(m), y] -= 1.0
+    ws = ws if ws is not None else Workspace(params, m)
+    delta = ws.delta[-1]
+    np.copyto(delta, p)
+    delta[ws.rows, y] -= 1.0
     delta *= scale / m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
-    grads: Params = []
     for layer in range(len(params) - 1, -1, -1):
         W, _ = params[layer]
+        dW, db = ws.grads[layer]
         a_prev = a[layer]  # (m, n(l-1))
-        dW = a_prev.T @ delta  # (n(l-1), nl)
+        np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
         if l2:
-            dW += (scale * l2) * W
-        db = delta.sum(axis=0)  # (nl,)
-        grads.append((dW, db))
+            dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
+        np.sum(delta, axis=0, out=db)  # (nl,)
         if layer > 0:
-            delta = delta @ W.T  # (m, n(l-1))
-            delta *= f_prime(a_prev)
-    grads.reverse()
-    return grads
+            delta = np.matmul(delta, W.T, out=ws.delta[layer - 1])  # (m, n(l-1))
+            delta *= f_prime(a_prev, ws.prime[layer - 1])
+    return ws.grads
 
 
 def objective(params: Params, X: Array, y: Labels, activation: str, l2: float) -> float:
@@ -187,6 +219,9 @@ def objective(params: Params, X: Array, y: Labels, activation: str, l2: float) -
 class NumpyMLP:
     """Parameters, optimizer state and the training split; step() is one mini-batch update, in place."""
 
+    # The step's parts in order, each a method `_<part>`: bench/train.py times them inside real steps.
+    PARTS = ("forward", "loss", "backward", "update")
+
     def __init__(self, spec: TrainSpec, data: Split, params: Params | None = None) -> None:
         self.spec = spec
         self.data = data
@@ -196,48 +231,75 @@ class NumpyMLP:
         self.velocity = self._zeros() if spec.optimizer == "momentum" else []
         self.m1 = self._zeros() if spec.optimizer == "adam" else []
         self.m2 = self._zeros() if spec.optimizer == "adam" else []
+        self._workspaces: dict[int, Workspace] = {}  # by batch size: an epoch's last batch is smaller
 
     def _zeros(self) -> Params:
         return [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
 
     def step(self, idx: Indices, lr: float) -> float:
         """One update on the training split's rows idx; returns the batch's cross-entropy before it."""
-        spec = self.spec
-        X, y = self.data.images[idx], self.data.labels[idx]
+        ws = self._workspaces.get(len(idx))
+        if ws is None:
+            ws = self._workspaces[len(idx)] = Workspace(self.params, len(idx))
+        y = self.data.labels[idx]
+        sgd = self.spec.optimizer == "sgd"
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):
-            a = forward(self.params, X, spec.activation)
-            loss, p = cross_entropy(a[-1], y)
-            sgd = spec.optimizer == "sgd"
-            grads = backward(self.params, a, p, y, spec.activation, spec.l2, scale=lr if sgd else 1.0)
+            a = self._forward(idx, ws)
+            loss = self._loss(a[-1], y, ws)
+            grads = self._backward(a, y, lr if sgd else 1.0, ws)
         self.t += 1
+        self._update(grads, lr, ws)
+        return loss
+
+    def _forward(self, idx: Indices, ws: Workspace) -> list[Array]:
+        # mode="raise" would gather into a hidden copy of out; idx holds rows of the split (epoch_batches)
+        X = np.take(self.data.images, idx, axis=0, out=ws.x, mode="clip")  # (m, n0)
+        return forward(self.params, X, self.spec.activation, out=ws.a)
+
+    def _loss(self, logits: Array, y: Labels, ws: Workspace) -> float:
+        loss, _ = cross_entropy(logits, y, out=ws.p)
+        return loss
+
+    def _backward(self, a: list[Array], y: Labels, scale: float, ws: Workspace) -> Params:
+        spec = self.spec
+        return backward(self.params, a, ws.p, y, spec.activation, spec.l2, scale=scale, ws=ws)
+
+    def _update(self, grads: Params, lr: float, ws: Workspace) -> None:
+        """Each parameter updated in place; every temporary is the parameter's scratch buffer."""
+        spec = self.spec
         lr32 = np.float32(lr)
         for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads, strict=True)):
             for j, (theta, g) in enumerate(((W, dW), (b, db))):
-                if sgd:
+                tmp = ws.scratch[i][j]
+                if spec.optimizer == "sgd":
                     theta -= g  # already lr x gradient
                 elif spec.optimizer == "momentum":
                     # torch's form: v = mu v + g; theta -= lr v
                     v = self.velocity[i][j]
                     v *= np.float32(spec.momentum)
                     v += g
-                    theta -= lr32 * v
+                    theta -= np.multiply(v, lr32, out=tmp)
                 else:
-                    self._adam(theta, g, self.m1[i][j], self.m2[i][j], lr)
-        return loss
+                    self._adam(theta, g, self.m1[i][j], self.m2[i][j], lr, tmp)
 
-    def _adam(self, theta: Array, g: Array, m: Array, v: Array, lr: float) -> None:
+    def _adam(self, theta: Array, g: Array, m: Array, v: Array, lr: float, tmp: Array) -> None:
         beta1, beta2, eps = 0.9, 0.999, 1e-8  # Kingma & Ba's defaults, as torch.optim.Adam
         m *= np.float32(beta1)
-        m += np.float32(1 - beta1) * g
+        m += np.multiply(g, np.float32(1 - beta1), out=tmp)
         v *= np.float32(beta2)
-        v += np.float32(1 - beta2) * (g * g)
+        g2 = np.multiply(g, g, out=tmp)
+        g2 *= np.float32(1 - beta2)
+        v += g2
         bias1 = 1 - beta1**self.t
         bias2 = 1 - beta2**self.t
         # theta -= lr * m_hat / (sqrt(v_hat) + eps), with the corrections folded into scalars
-        denom = np.sqrt(v) / np.float32(math.sqrt(bias2))
+        denom = np.sqrt(v, out=tmp)
+        denom /= np.float32(math.sqrt(bias2))
         denom += np.float32(eps)
-        theta -= np.float32(lr / bias1) * (m / denom)
+        step = np.divide(m, denom, out=tmp)
+        step *= np.float32(lr / bias1)
+        theta -= step
 
     def export(self) -> Params:
         return [(W.copy(), b.copy()) for W, b in self.params]

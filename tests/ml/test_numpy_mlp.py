@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,91 @@ def test_initialisations_follow_their_definitions(init, check):
         assert W.shape == (fi, fo) and W.dtype == np.float32
         assert check(W, fi, fo)
         assert np.all(b == 0)
+
+
+# The step as written before its buffers (one new array per expression): the oracle for the buffered one.
+_TEXTBOOK = {
+    "sigmoid": (lambda z: (np.tanh(z * 0.5) + 1.0) * 0.5, lambda a: a * (1.0 - a)),
+    "tanh": (np.tanh, lambda a: 1.0 - a * a),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda a: (a > 0).astype(a.dtype)),
+}
+
+
+def _textbook_step(params, state, X, y, spec, lr, t):
+    f, f_prime = _TEXTBOOK[spec.activation]
+    a = [X]
+    for layer, (W, b) in enumerate(params):
+        z = a[-1] @ W + b
+        a.append(f(z) if layer < len(params) - 1 else z)
+    shifted = a[-1] - a[-1].max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    loss = float(-(shifted[np.arange(len(y)), y] - np.log(total[:, 0])).mean())
+    scale = lr if spec.optimizer == "sgd" else 1.0
+    delta = e / total
+    delta[np.arange(len(y)), y] -= 1.0
+    delta *= scale / len(y)
+    grads = []
+    for layer in range(len(params) - 1, -1, -1):
+        W = params[layer][0]
+        grads.insert(0, (a[layer].T @ delta + (scale * spec.l2) * W, delta.sum(axis=0)))
+        delta = (delta @ W.T) * f_prime(a[layer])
+    for (W, b), (dW, db), moments in zip(params, grads, state, strict=True):
+        for theta, g, (m, v) in zip((W, b), (dW, db), moments, strict=True):
+            if spec.optimizer == "sgd":
+                theta -= g
+            elif spec.optimizer == "momentum":
+                m[...] = np.float32(spec.momentum) * m + g
+                theta -= np.float32(lr) * m
+            else:
+                m[...] = np.float32(0.9) * m + np.float32(0.1) * g
+                v[...] = np.float32(0.999) * v + np.float32(1 - 0.999) * (g * g)
+                denom = np.sqrt(v) / np.float32(np.sqrt(1 - 0.999**t)) + np.float32(1e-8)
+                theta -= np.float32(lr / (1 - 0.9**t)) * (m / denom)
+    return loss
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("optimizer,l2", [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.01), ("adam", 0.01)])
+def test_buffered_step_is_bit_identical_to_the_textbook_step(activation, optimizer, l2):
+    """Buffers and out= change where the numbers go, not one bit of them: losses and weights, step by step."""
+    spec = TrainSpec(
+        backend="numpy", hidden_layers=[64, 32], activation=activation, optimizer=optimizer, l2=l2
+    )
+    rng = np.random.default_rng(0)
+    split = Split(rng.random((100, 784), dtype=np.float32), rng.integers(0, 10, 100))
+    net = NumpyMLP(spec, split)
+    params = [(W.copy(), b.copy()) for W, b in net.params]
+    state = [((np.zeros_like(W), np.zeros_like(W)), (np.zeros_like(b), np.zeros_like(b))) for W, b in params]
+    order = rng.permutation(100)
+    for t, idx in enumerate([order[:40], order[40:80], order[80:], order[:40], order[40:80]], 1):
+        lr = 0.05
+        expected = _textbook_step(params, state, split.images[idx], split.labels[idx], spec, lr, t)
+        assert net.step(idx, lr) == expected
+        for (W, b), (W_ref, b_ref) in zip(net.params, params, strict=True):
+            np.testing.assert_array_equal(W, W_ref)
+            np.testing.assert_array_equal(b, b_ref)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_step_allocates_no_large_array_after_warm_up(optimizer):
+    """Every activation, gradient and optimizer temporary lives in buffers made by the first step of a size."""
+    spec = TrainSpec(
+        backend="numpy", activation="sigmoid", optimizer=optimizer, l2=0.01
+    )  # 784-500-250-100-10
+    rng = np.random.default_rng(0)
+    net = NumpyMLP(spec, Split(rng.random((256, 784), dtype=np.float32), rng.integers(0, 10, 256)))
+    batches = [rng.permutation(256)[:64] for _ in range(4)] + [np.arange(32)]
+    for idx in batches:
+        net.step(idx, 0.01)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for k in range(50):
+            net.step(batches[k % len(batches)], 0.01)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # What remains is NumPy's ufunc buffer and the labels (tens of KB); one first-layer gradient is 1.5 MB.
+    assert peak - start < 64 * 1024, peak - start
+    assert current - start < 8 * 1024, current - start
