@@ -32,8 +32,8 @@ def get_job(session: Session, job_id: int) -> Job | None:
 
 
 def job_spec(job: Job) -> TrainSpec:
-    """The job's TrainSpec, parsed back from its stored JSON."""
-    return TrainSpec.model_validate(job.spec)
+    """The job's TrainSpec, parsed back from its stored JSON (TrainSpec.from_stored: older rows too)."""
+    return TrainSpec.from_stored(job.spec)
 
 
 def list_jobs(
