@@ -46,6 +46,7 @@ class EpochEnd:
 class Checkpoint:
     epoch: int  # epochs completed
     state: bytes  # train()'s own: the backend's parameters and optimizer state, and early stopping's
+    final: bool = False  # the last train() offers: after the second-to-last epoch
 
 
 @dataclass
@@ -186,7 +187,7 @@ def train(
         if last:
             break
         if calls.on_checkpoint is not None:
-            calls.on_checkpoint(Checkpoint(epoch, pack_state(net, kept)))
+            calls.on_checkpoint(Checkpoint(epoch, pack_state(net, kept), final=epoch == spec.epochs - 1))
         if calls.stop():
             raise TrainingCancelled(f"stopped after epoch {epoch}")
     assert final is not None and kept.params is not None  # the loop ends on a last epoch

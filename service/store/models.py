@@ -123,6 +123,7 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(String, index=True)
     train_accuracy: Mapped[float | None] = mapped_column(Float)  # set when it succeeds
     test_accuracy: Mapped[float | None] = mapped_column(Float)
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)  # and stays None with validation_size 0
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"
@@ -140,7 +141,7 @@ class Loss(Base):
 
 
 class EpochMetric(Base):
-    """Mean loss, accuracies and duration of one finished epoch."""
+    """Mean loss, accuracies and duration of one finished epoch (service.ml.train.EpochEnd)."""
 
     __tablename__ = "epoch_metrics"
 
@@ -150,6 +151,8 @@ class EpochMetric(Base):
     train_accuracy: Mapped[float] = mapped_column(Float)
     test_accuracy: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    validation_loss: Mapped[float | None] = mapped_column(Float)  # None without a validation split
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)
 
 
 class TrainedModel(Base):
@@ -165,6 +168,13 @@ class TrainedModel(Base):
     confusion_test: Mapped[list[list[int]]] = mapped_column(JSON)
     seconds: Mapped[float] = mapped_column(Float)  # training time
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)  # None with validation_size 0
+    best_epoch: Mapped[int]  # the epoch whose weights these are (early stopping: the lowest validation loss)
+    stopped_epoch: Mapped[int]  # the last epoch trained
+    # Each image's predicted class and its probability (service.ml.evaluation.encode_predictions), so
+    # that the API never recomputes a split; None for models stored before they were kept.
+    predictions_train: Mapped[bytes | None]
+    predictions_test: Mapped[bytes | None]
 
     job: Mapped[Job] = relationship(lazy="raise")
 

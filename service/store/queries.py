@@ -7,7 +7,7 @@ Each function takes the caller's session and writes nothing; the transitions are
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, joinedload
@@ -97,36 +97,85 @@ def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
 
 
 def get_model(session: Session, job_id: int) -> TrainedModel | None:
-    """The trained model of a succeeded job, weights included, with `.job` loaded; or None."""
+    """The trained model of a succeeded job, weights included, with `.job` loaded; or None.
+
+    Its predictions load when first read (get_predictions reads one split's alone).
+    """
     if not _storable(job_id):
         return None
     return session.scalar(
-        select(TrainedModel).where(TrainedModel.job_id == job_id).options(joinedload(TrainedModel.job))
+        select(TrainedModel)
+        .where(TrainedModel.job_id == job_id)
+        .options(
+            joinedload(TrainedModel.job),
+            defer(TrainedModel.predictions_train),
+            defer(TrainedModel.predictions_test),
+        )
     )
+
+
+# The orders of GET /models; the first is the default. validation_accuracy ranks the models that have a
+# validation split by it, then those without one by test accuracy (service.selection.rank_key).
+ModelSort = Literal["validation_accuracy", "test_accuracy", "created_at"]
+MODEL_SORTS: tuple[ModelSort, ...] = get_args(ModelSort)
+
+_MODEL_ORDERS: dict[str, tuple[Any, ...]] = {
+    "validation_accuracy": (
+        TrainedModel.validation_accuracy.is_(None),
+        TrainedModel.validation_accuracy.desc(),
+        TrainedModel.test_accuracy.desc(),
+    ),
+    "test_accuracy": (TrainedModel.test_accuracy.desc(),),
+    "created_at": (TrainedModel.created_at.desc(),),
+}
 
 
 def list_models(
     session: Session,
-    sort: Literal["test_accuracy", "created_at"] = "test_accuracy",
+    sort: ModelSort = "validation_accuracy",
     limit: int | None = None,
     offset: int = 0,
 ) -> list[TrainedModel]:
-    """Trained models, best test accuracy first (or newest first), each with `.job` loaded.
+    """Trained models in `sort`'s order (newest first among equals), each with `.job` loaded.
 
-    The weights are not loaded (reading `.weights` raises); get_model loads one model's weights.
+    Neither the weights nor the predictions are loaded (reading them raises); get_model loads one
+    model's weights, get_predictions its predictions.
     """
-    order: Iterable[Any]
-    if sort == "test_accuracy":
-        order = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
-    elif sort == "created_at":
-        order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
-    else:
-        raise ValueError(f"sort must be 'test_accuracy' or 'created_at', not {sort!r}")
+    if sort not in _MODEL_ORDERS:
+        raise ValueError(f"sort must be one of {', '.join(MODEL_SORTS)}, not {sort!r}")
     query = (
         select(TrainedModel)
-        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
-        .order_by(*order)
+        .options(
+            joinedload(TrainedModel.job),
+            defer(TrainedModel.weights, raiseload=True),
+            defer(TrainedModel.predictions_train, raiseload=True),
+            defer(TrainedModel.predictions_test, raiseload=True),
+        )
+        .order_by(*_MODEL_ORDERS[sort], TrainedModel.job_id.desc())
         .limit(limit)
         .offset(min(offset, MAX_INTEGER))
     )
     return list(session.scalars(query))
+
+
+def count_models(session: Session) -> tuple[int, int]:
+    """How many trained models there are, and how many of them have a validation accuracy."""
+    row = session.execute(select(func.count(), func.count(TrainedModel.validation_accuracy))).one()
+    return int(row[0]), int(row[1])
+
+
+def get_predictions(session: Session, job_id: int, split: Literal["train", "test"]) -> bytes | None:
+    """A model's stored predictions of a split (service.ml.evaluation.encode_predictions), or None."""
+    column = TrainedModel.predictions_train if split == "train" else TrainedModel.predictions_test
+    if not _storable(job_id):
+        return None
+    return session.scalar(select(column).where(TrainedModel.job_id == job_id))
+
+
+def training_seconds(session: Session, job_ids: Iterable[int]) -> dict[int, float]:
+    """The training time of each of these jobs that is a trained model."""
+    ids = [job_id for job_id in job_ids if _storable(job_id)]
+    rows = session.execute(
+        select(TrainedModel.job_id, TrainedModel.seconds).where(TrainedModel.job_id.in_(ids))
+    )
+    return {row.job_id: row.seconds for row in rows}

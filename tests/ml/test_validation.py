@@ -88,16 +88,18 @@ def test_a_job_resumed_after_its_best_epoch_ends_on_the_same_weights(overfit, mn
     after_best = next(c for c in checkpoints if c.epoch == result.best_epoch + 1)
     resumed = train(spec, mnist, resume=after_best)
     assert (resumed.best_epoch, resumed.stopped_epoch) == (result.best_epoch, result.stopped_epoch)
-    assert resumed.weights == result.weights  # NumPy: bit-identical, the best weights came from the checkpoint
+    assert (
+        resumed.weights == result.weights
+    )  # NumPy: bit-identical, the best weights came from the checkpoint
     assert resumed.validation_accuracy == result.validation_accuracy
 
 
 def test_a_job_stores_each_images_prediction_and_its_probability(overfit, mnist):
     spec, result, _, _ = overfit
     weights = load_weights(result.weights)
-    for split, (images, labels) in (("train", mnist.split("train")), ("test", mnist.split("test"))):
+    for split in ("train", "test"):
         stored = decode_predictions(result.predictions[split])
-        proba = weights.predict_proba(images)
+        proba = weights.predict_proba(mnist.split(split).images)
         assert np.array_equal(stored.predicted, proba.argmax(axis=1))
         assert np.array_equal(stored.probability, proba.max(axis=1))
     test = decode_predictions(result.predictions["test"])
