@@ -15,13 +15,15 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.presenters import trained_model
+from service.api.presenters import require_trained, trained_model
 from service.api.schemas import Split
 from service.errors import dataset_unavailable
 from service.ml.data import DataError, Dataset, load_dataset
+from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.db import session_scope
+from service.store.queries import get_predictions
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -59,8 +61,8 @@ class Inference:
         self.slots = slots  # the API's database slots (main.py): a load opens a session
         self.models: LRU[int, Weights] = LRU(settings.model_cache_size)
         self.datasets: dict[str, Dataset] = {}
-        # (job_id, split) -> the predicted class of each image of the split
-        self.predictions: LRU[tuple[int, Split], np.ndarray] = LRU(4 * settings.model_cache_size)
+        # (job_id, split) -> each image's predicted class and its probability
+        self.stored: LRU[tuple[int, Split], SplitPredictions] = LRU(4 * settings.model_cache_size)
 
     def _load(self, job_id: int) -> Weights:
         with session_scope(self.factory) as session:
@@ -92,16 +94,31 @@ class Inference:
             self.datasets[name] = await run_in_threadpool(self._load_dataset, name)
         return self.datasets[name]
 
+    def _load_predictions(self, job_id: int, split: Split) -> SplitPredictions | None:
+        with session_scope(self.factory) as session:
+            blob = get_predictions(session, job_id, split)
+            if blob is None:
+                require_trained(session, job_id)  # 404 or 409; else a model stored before predictions were
+                return None
+        return decode_predictions(blob)
+
+    async def predictions(self, job_id: int, split: Split) -> SplitPredictions:
+        """Each image's predicted class and its probability, as the worker stored them with the model
+        (computed here, once, for a model stored before that); 404 / 409 as weights()."""
+        found = self.stored.get((job_id, split))
+        if found is None:
+            async with self.slots:
+                found = await run_in_threadpool(self._load_predictions, job_id, split)
+            if found is None:
+                weights, data = await self.model_and_data(job_id)
+                found = await run_in_threadpool(_predict, weights, data.split(split).images)
+            self.stored.put((job_id, split), found)
+        return found
+
     async def predicted_labels(self, job_id: int, split: Split) -> np.ndarray:
-        """The model's predicted class for every image of a split (computed once, then cached)."""
-        labels = self.predictions.get((job_id, split))
-        if labels is None:
-            weights, data = await self.model_and_data(job_id)
-            images, _ = data.split(split)
-            labels = await run_in_threadpool(_predicted, weights, images)
-            self.predictions.put((job_id, split), labels)
-        return labels
+        """The model's predicted class for every image of a split."""
+        return (await self.predictions(job_id, split)).predicted
 
 
-def _predicted(weights: Weights, images: np.ndarray) -> np.ndarray:
-    return np.asarray(weights.predict_proba(images).argmax(axis=1))
+def _predict(weights: Weights, images: np.ndarray) -> SplitPredictions:
+    return predictions_of(weights.predict_proba(images))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Response
 
 from service.api.deps import ModelDep, ReaderDep, SessionDep
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
+from service.selection import ranked_by
 from service.store.models import TrainedModel
-from service.store.queries import job_spec, list_models
+from service.store.queries import ModelSort, count_models, job_spec, list_models
 
 router = APIRouter(
     prefix="/models",
@@ -36,20 +35,24 @@ def model_public(model: TrainedModel) -> ModelPublic:
         l2=spec.l2,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
+        validation_size=spec.validation_size,
         train_accuracy=model.train_accuracy,
+        validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,
+        best_epoch=model.best_epoch,
+        stopped_epoch=model.stopped_epoch,
         seconds=model.seconds,
         created_at=model.created_at,
     )
 
 
 @router.get("", response_model=ModelsPublic)
-def read_models(
-    session: SessionDep, sort: Literal["test_accuracy", "created_at"] = "test_accuracy"
-) -> ModelsPublic:
+def read_models(session: SessionDep, sort: ModelSort = "validation_accuracy") -> ModelsPublic:
     """Every trained model with its key hyperparameters and accuracies, best (or newest) first."""
     rows = list_models(session, sort=sort)
-    return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows))
+    total, validated = count_models(session)
+    order = ranked_by(total, validated) if sort == "validation_accuracy" else sort
+    return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows), ranked_by=order)
 
 
 @router.get("/{job_id}", response_model=ModelPublic)
@@ -60,8 +63,10 @@ def read_model(model: ModelDep) -> ModelPublic:
 
 @router.get("/{job_id}/accuracy", response_model=AccuracyPublic)
 def read_accuracy(model: ModelDep) -> AccuracyPublic:
-    """Train and test accuracy of the final weights."""
-    return AccuracyPublic(train=model.train_accuracy, test=model.test_accuracy)
+    """Train, validation and test accuracy of the model's weights."""
+    return AccuracyPublic(
+        train=model.train_accuracy, validation=model.validation_accuracy, test=model.test_accuracy
+    )
 
 
 @router.get("/{job_id}/confusion-matrix", response_model=ConfusionMatrixPublic)
