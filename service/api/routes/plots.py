@@ -75,9 +75,7 @@ def loss_curve_png(job: TrainedJobDep, session: SessionDep, x: XQuery = "step") 
     curves = _curves(session, [job], [""], x)
     title = f"model {job.id}: {_spaced(job_spec(job).name)}\ntest accuracy {job.test_accuracy or 0:.2%}"
     return png_response(
-        plots.loss_curves_png(
-            curves, title=title, xlabel="samples seen" if x == "samples" else "step"
-        )
+        plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step")
     )
 
 
