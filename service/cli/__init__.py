@@ -74,6 +74,10 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
     predict.add_argument("--model", type=int, required=True, help="the model (job) id")
     predict.add_argument("--top", type=int, default=3, help="how many classes to list")
+    _sweep_commands(command)
+
+
+def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sweep = command(
         "sweep",
         client.cmd_sweep,
@@ -89,7 +93,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "sweeps",
         client.cmd_sweeps,
         "a sweep's configurations ranked, with confidence intervals",
-        description="Its jobs grouped by configuration, best first: mean and 95 %% confidence interval "
+        description="Its jobs grouped by configuration, best first: mean and 95 % confidence interval "
         "of validation and test accuracy over the seeds, and which are tied with the best (GET /sweeps/ID).",
     )
     sweeps.add_argument("sweep_id", metavar="SWEEP_ID")
