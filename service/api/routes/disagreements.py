@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
 from service.api.deps import InferenceDep, ReaderDep
-from service.api.inference import Inference
 from service.api.presenters import PNG_DOC, png_response
 from service.api.schemas import (
     ClassDifferencePublic,
@@ -45,6 +44,9 @@ OnlyQuery = Annotated[
 
 @dataclass(frozen=True)
 class Compared:
+    a_id: int
+    b_id: int
+    split: Split
     data: Dataset
     truth: np.ndarray
     a: np.ndarray  # A's predicted class of each image of the split
@@ -64,7 +66,7 @@ class Compared:
         return np.flatnonzero(keep)
 
 
-async def compared(inference: Inference, a: int, b: int, split: Split) -> Compared:
+async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: Split = "test") -> Compared:
     """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset."""
     if a == b:
         raise invalid("query.b", f"model {b} is A too: compare two different models")
@@ -76,15 +78,17 @@ async def compared(inference: Inference, a: int, b: int, split: Split) -> Compar
     truth = data.split(split).labels
     pred_a = await inference.predicted_labels(a, split)
     pred_b = await inference.predicted_labels(b, split)
-    return Compared(data, truth, pred_a, pred_b, disagreement(truth, pred_a, pred_b, len(data.classes)))
+    return Compared(
+        a, b, split, data, truth, pred_a, pred_b, disagreement(truth, pred_a, pred_b, len(data.classes))
+    )
+
+
+ComparedDep = Annotated[Compared, Depends(compared)]
 
 
 @router.get("/disagreements", response_model=DisagreementsPublic)
-async def read_disagreements(
-    a: ModelA,
-    b: ModelB,
-    inference: InferenceDep,
-    split: Split = "test",
+def read_disagreements(
+    c: ComparedDep,
     only: OnlyQuery = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -93,13 +97,12 @@ async def read_disagreements(
 
     How many images each gets right that the other gets wrong, McNemar's exact p-value on those two
     counts, each class's accuracy under both, and the images they disagree on (paged)."""
-    c = await compared(inference, a, b, split)
     r = c.result
     indices = c.selected(only)
     return DisagreementsPublic(
-        a=a,
-        b=b,
-        split=split,
+        a=c.a_id,
+        b=c.b_id,
+        split=c.split,
         images=len(c.truth),
         a_right_b_wrong=r.a_right_b_wrong,
         b_right_a_wrong=r.b_right_a_wrong,
@@ -127,24 +130,20 @@ async def read_disagreements(
 
 @router.get("/disagreements.png", response_class=Response, responses=PNG_DOC)
 async def disagreements_png(
-    a: ModelA,
-    b: ModelB,
-    inference: InferenceDep,
-    split: Split = "test",
+    c: ComparedDep,
     only: OnlyQuery = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """The images two models disagree on, each captioned 'true, A says, B says'."""
-    c = await compared(inference, a, b, split)
     indices = c.selected(only)
     shown = indices[offset : offset + limit]
     names = c.data.classes
     captions = [f"{names[c.truth[i]]}, {names[c.a[i]]}, {names[c.b[i]]}" for i in shown]
     title = (
-        f"models A = {a} and B = {b} on the {split} split: {len(shown)} of the {len(indices):,} images "
+        f"models A = {c.a_id} and B = {c.b_id} on the {c.split} split: {len(shown)} of the {len(indices):,} images "
         f"they disagree on (true, A says, B says); McNemar p = {c.result.p_value:.3g}"
     )
-    images = c.data.split(split).images[shown]
+    images = c.data.split(c.split).images[shown]
     png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
     return png_response(png)
