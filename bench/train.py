@@ -7,6 +7,7 @@
     python bench/train.py --notebook --validation-size 0   # the notebook's exact setup (no validation)
     python bench/train.py --best               # the best configuration (BEST below), accuracies and time
     python bench/train.py --wall               # claim-to-success wall time over training time, via the worker
+    python bench/train.py --wall default       # ... of the default spec alone
     python bench/train.py --quick ...          # any mode on the first 5,000 training images (smoke run)
 
 Tables go to stdout, per-epoch progress to stderr, and everything measured to
@@ -690,12 +691,19 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
     return {"config": config, "run": row}
 
 
+WALL_JOBS = ("default", "best", "both")
+
+
 def wall(runner: Runner, args: argparse.Namespace) -> dict:
     """A job's whole wall time through the worker (claim to success) against its epochs' training time."""
     default = {"backend": "numpy"} | ({"epochs": args.epochs} if args.epochs else {})
     specs = [
-        ("default spec", runner.spec(**default)),
-        ("best configuration", runner.spec(**best_config(args))),
+        (label, runner.spec(**config))
+        for key, label, config in [
+            ("default", "default spec", default),
+            ("best", "best configuration", best_config(args)),
+        ]
+        if args.wall in (key, "both")
     ]
     print("Wall time: each job queued alone on a temporary SQLite file, trained by run_worker(--once)\n")
     rows = []
@@ -782,8 +790,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
     mode.add_argument(
         "--wall",
-        action="store_true",
-        help="the default spec and BEST through the worker: claim-to-success time over training time",
+        nargs="?",
+        const="both",
+        choices=WALL_JOBS,
+        help="the default spec and BEST (or only one: --wall default, --wall best) through the worker: "
+        "claim-to-success time over training time",
     )
     p.add_argument(
         "--epochs",
