@@ -128,11 +128,11 @@ function sweepCard(s) {
     h("div", { class: "links" }, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
     configurationsTable(s),
-    h("table", { class: "sweep-jobs" }, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
+    h("div", { class: "scroll" }, h("table", { class: "sweep-jobs" }, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
       h("tbody", null, s.jobs.slice(0, SWEEP_ROWS).map((j) => h("tr", null,
         h("td", null, h("a", { href: `#/jobs/${j.id}` }, j.id)),
         h("td", null, Object.keys(s.grid).map((k) => `${k}=${j.spec[k]}`).join(", ")),
-        h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.validation_accuracy)), h("td", { class: "right" }, pct(j.test_accuracy)))))),
+        h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.validation_accuracy)), h("td", { class: "right" }, pct(j.test_accuracy))))))),
     s.count > SWEEP_ROWS ? h("p", { class: "muted" }, `and ${s.count - SWEEP_ROWS} more: `, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs")) : null);
 }
 
@@ -149,14 +149,14 @@ function configurationsTable(s) {
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
   const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (p ${c.p_value.toPrecision(2)})`);
-  return h("table", { class: "sweep-configurations" },
+  return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
     h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI); tied: Welch's t-test against the best, p ≥ 0.05`),
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
       h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => `${f}=${v}`).join(", ") || "the base spec"),
       h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
-      h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k))))));
+      h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k)))))));
 }
 
 const interval = (m) => (m == null ? "–" : m.ci_low == null ? pct(m.mean) : `${pct(m.mean)} (${pct(m.ci_low)}–${pct(m.ci_high)})`);
