@@ -16,6 +16,7 @@ from service.api.openapi import add_parameter_examples
 from service.api.routes import (
     compare,
     datasets,
+    disagreements,
     events,
     health,
     jobs,
@@ -70,7 +71,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
-    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
+    for module in (
+        jobs,
+        events,
+        sweeps,
+        models,
+        compare,
+        disagreements,
+        plots,
+        predictions,
+        datasets,
+        health,
+    ):
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body

@@ -1,5 +1,5 @@
 """What the routers share: the public shape of a job and a dataset, the budget and queue room a job
-must fit, which jobs are trained models, the model ids of a comparison, an image of a split. A router
+must fit, which jobs are trained models, the model ids of a comparison, an image of a split, a figure. A router
 imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from service.api.schemas import DatasetPublic, JobPublic, Progress
-from service.errors import ProblemError, echo, invalid, not_found, not_trained
+from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.spec import TrainSpec
 from service.settings import Settings
@@ -45,6 +45,7 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         cancel_requested=job.cancel_requested,
         sweep_id=job.sweep_id,
         train_accuracy=job.train_accuracy,
+        validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
@@ -68,7 +69,7 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
             f"this network has {spec.n_parameters:,} parameters; "
             f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
         )
-    available = DATASETS[spec.dataset].splits["train"]
+    available = DATASETS[spec.dataset].splits["train"] - spec.validation_size  # the rest is validated on
     samples = spec.epochs * min(spec.train_limit or available, available)
     if samples > settings.max_sample_epochs:
         raise invalid(
@@ -106,6 +107,15 @@ def enqueue(
     if queued + len(specs) > settings.max_queued:
         raise queue_full(settings, queued, len(specs))
     return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+
+
+# A trained model never changes, so neither do its figures.
+PNG_DOC: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
+
+
+def png_response(content: bytes) -> Response:
+    """A figure of trained models, cacheable for a day."""
+    return Response(content, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
 def dataset_public(name: str, settings: Settings) -> DatasetPublic:

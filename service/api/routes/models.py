@@ -12,8 +12,9 @@ from service.api.presenters import json_response
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
+from service.selection import ranked_by
 from service.store.models import TrainedModel
-from service.store.queries import ModelSort, job_spec, list_models
+from service.store.queries import ModelSort, count_models, job_spec, list_models
 
 router = APIRouter(
     prefix="/models",
@@ -38,26 +39,33 @@ def model_public(model: TrainedModel) -> ModelPublic:
         l2=spec.l2,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
+        validation_size=spec.validation_size,
         train_accuracy=model.train_accuracy,
+        validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,
+        best_epoch=model.best_epoch,
+        stopped_epoch=model.stopped_epoch,
         seconds=model.seconds,
         created_at=model.created_at,
     )
 
 
 def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
-    rows, count = list_models(session, sort=sort, limit=limit, offset=offset)
-    return ModelsPublic(data=[model_public(m) for m in rows], count=count)
+    rows = list_models(session, sort=sort, limit=limit, offset=offset)
+    total, validated = count_models(session)
+    order = ranked_by(total, validated) if sort == "validation_accuracy" else sort
+    return ModelsPublic(data=[model_public(m) for m in rows], count=total, ranked_by=order)
 
 
 @router.get("", response_model=ModelsPublic)
 async def read_models(
     database: DatabaseDep,
-    sort: ModelSort = "test_accuracy",
+    sort: ModelSort = "validation_accuracy",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Trained models with their key hyperparameters and accuracies, best (or newest) first, a page at a time."""
+    """Trained models with their key hyperparameters and accuracies, best first (as ranked_by says) or
+    newest first, a page at a time."""
     return json_response(await database.run(_models_page, sort, limit, offset))
 
 
@@ -69,8 +77,10 @@ def read_model(model: ModelDep) -> ModelPublic:
 
 @router.get("/{job_id}/accuracy", response_model=AccuracyPublic)
 def read_accuracy(model: ModelDep) -> AccuracyPublic:
-    """Train and test accuracy of the final weights."""
-    return AccuracyPublic(train=model.train_accuracy, test=model.test_accuracy)
+    """Train, validation and test accuracy of the model's weights."""
+    return AccuracyPublic(
+        train=model.train_accuracy, validation=model.validation_accuracy, test=model.test_accuracy
+    )
 
 
 @router.get("/{job_id}/confusion-matrix", response_model=ConfusionMatrixPublic)

@@ -14,11 +14,21 @@ from starlette.concurrency import run_in_threadpool
 from service import plots
 from service.api.database import Database
 from service.api.deps import DatabaseDep, InferenceDep, ReaderDep
-from service.api.inference import CHUNK, Inference, Predictions, first_mistakes
-from service.api.presenters import IdsQuery, labels, parse_ids, require_trained, trained_model
+from service.api.inference import CHUNK, Inference, first_mistakes
+from service.api.presenters import (
+    PNG_DOC,
+    IdsQuery,
+    labels,
+    parse_ids,
+    png_response,
+    require_trained,
+    trained_model,
+)
 from service.api.schemas import Split
-from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, Responses
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
+from service.ml.evaluation import SplitPredictions
+from service.ml.splits import training_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_losses, job_spec
@@ -34,23 +44,14 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
-# A trained model never changes, so neither do its figures.
-CACHE = {"Cache-Control": "public, max-age=86400"}
 XAxis = Literal["step", "samples"]
 XQuery = Annotated[
     XAxis, Query(description="step, or samples seen (step x batch_size) to compare batch sizes")
 ]
 
 
-def _png(content: bytes) -> Response:
-    return Response(content, media_type="image/png", headers=CACHE)
-
-
 def _spaced(name: str) -> str:
     return name.replace(",", ", ")  # a spec's name, breakable where a title wraps
-
-
-PNG: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
 
 
 def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> list[plots.Curve]:
@@ -86,7 +87,7 @@ async def _cached_png(
         drawing = await database.run(gather, *args, **kwargs)
         return await run_in_threadpool(drawing)
 
-    return _png(await inference.figure(key, draw))
+    return png_response(await inference.figure(key, draw))
 
 
 def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], bytes]:
@@ -97,7 +98,7 @@ def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], byte
     return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
 
 
-@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG)
+@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
 async def confusion_matrix_png(
     job_id: int, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
 ) -> Response:
@@ -113,7 +114,7 @@ def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
     return partial(plots.loss_curves_png, curves, title=title, xlabel=xlabel)
 
 
-@router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG)
+@router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG_DOC)
 async def loss_curve_png(
     job_id: int, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
@@ -133,7 +134,7 @@ def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
     )
 
 
-@router.get("/compare.png", response_class=Response, responses=PNG)
+@router.get("/compare.png", response_class=Response, responses=PNG_DOC)
 async def compare_png(
     ids: IdsQuery, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
@@ -156,21 +157,21 @@ def _mistakes(
     split: Split,
     limit: int,
     total: int,
-    known: Predictions | None,
+    known: SplitPredictions | None,
 ) -> bytes:
     images, truth = data.split(split)
-    if split == "train" and weights.spec.train_limit is not None:  # the images it was trained on
-        images, truth = images[: weights.spec.train_limit], truth[: weights.spec.train_limit]
-    wanted, scanned = min(limit, total), len(images)
+    # the train split's images it was trained on, as its accuracy: not those held out to validate
+    shown_from = training_indices(truth, weights.spec) if split == "train" else np.arange(len(truth))
+    wanted, scanned = min(limit, total), len(shown_from)
     if known is not None:
-        shown = np.flatnonzero(known.labels[: len(images)] != truth)[:wanted]
-        predicted = known.labels[shown]
+        shown = shown_from[known.predicted[shown_from] != truth[shown_from]][:wanted]
+        predicted = known.predicted[shown]
     else:  # the first mistakes only, within a budget of arithmetic: not the whole split's predictions
         scanned = min(scanned, max(CHUNK, MISTAKES_BUDGET // weights.spec.n_parameters))
-        shown, predicted = first_mistakes(weights, images[:scanned], truth[:scanned], wanted)
+        shown, predicted = first_mistakes(weights, images, truth, shown_from[:scanned], wanted)
     looked = f", looked for in its first {scanned:,}" if len(shown) < wanted else ""
     title = (
-        f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(images):,} {split} images"
+        f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(shown_from):,} {split} images"
         f"{looked} (true → predicted, #index)"
     )
     return plots.mistakes_png(
@@ -178,7 +179,9 @@ def _mistakes(
     )
 
 
-@router.get("/models/{job_id}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
+@router.get(
+    "/models/{job_id}/mistakes.png", response_class=Response, responses=PNG_DOC | DATASET_UNAVAILABLE_DOC
+)
 async def mistakes_png(
     job_id: int,
     database: DatabaseDep,
@@ -191,7 +194,7 @@ async def mistakes_png(
     async def draw() -> bytes:
         weights, data = await inference.model_and_data(job_id)
         total = await database.run(_mistakes_made, job_id, split)
-        known = inference.cached_predictions(job_id, split)
+        known = await inference.known_predictions(job_id, split)
         return await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
 
-    return _png(await inference.figure(("mistakes", job_id, split, limit), draw))
+    return png_response(await inference.figure(("mistakes", job_id, split, limit), draw))

@@ -179,8 +179,7 @@ async def predict_split_image(
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
     weights, data = await inference.model_and_data(job_id)
     image, label = dataset_image(data, split, index)
-    known = inference.cached_predictions(job_id, split)
-    p = known.probabilities[index] if known is not None else (await predict_proba(weights, image[None, :]))[0]
+    p = (await predict_proba(weights, image[None, :]))[0]
     predicted = int(p.argmax())
     return ImagePredictionPublic(
         split=split,

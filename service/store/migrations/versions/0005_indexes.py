@@ -1,8 +1,8 @@
-"""Indexes for the lists at 10,000 runs: jobs by sweep, accuracy, creation and duration; models by
-accuracy and creation (bench/runs.py prints the plans that use them).
+"""Indexes for the lists at 10,000 runs: jobs by sweep, accuracy (validation and test), creation and
+duration; models by accuracy and creation (bench/runs.py prints the plans that use them).
 
 Revision ID: 0005_indexes
-Revises: 0001
+Revises: 0002_model_selection
 Create Date: 2026-11-30
 """
 
@@ -13,18 +13,23 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_indexes"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002_model_selection"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 INDEXES = {
     "ix_jobs_sweep_id_id": ("jobs", ["sweep_id", "id"]),  # a sweep's jobs, and GET /sweeps's newest first
+    "ix_jobs_validation_accuracy_id": ("jobs", ["validation_accuracy", "id"]),
     "ix_jobs_test_accuracy_id": ("jobs", ["test_accuracy", "id"]),
     "ix_jobs_created_at_id": ("jobs", ["created_at", "id"]),
     # covers GET /jobs?sort=duration's sort of ids, which reads both times of every job
     "ix_jobs_started_at_finished_at": ("jobs", ["started_at", "finished_at"]),
     # SQLite reads a models row's columns after its weights only by walking the weights' pages: these
     # also spare GET /models that walk for every model it skips.
+    "ix_models_validation_accuracy_test_accuracy_job_id": (
+        "models",
+        ["validation_accuracy", "test_accuracy", "job_id"],
+    ),  # GET /models's default order
     "ix_models_test_accuracy_job_id": ("models", ["test_accuracy", "job_id"]),
     "ix_models_created_at_job_id": ("models", ["created_at", "job_id"]),
 }
