@@ -145,11 +145,17 @@ def query_plans(url: str, ids: dict[str, Any]) -> list[dict[str, Any]]:
         ("GET /jobs", lambda s: queries.list_jobs(s, limit=50)),
         ("GET /jobs?offset=5000", lambda s: queries.list_jobs(s, limit=50, offset=5000)),
         ("GET /jobs?sort=-test_accuracy", lambda s: queries.list_jobs(s, limit=50, sort="-test_accuracy")),
+        (
+            "GET /jobs?sort=-validation_accuracy",
+            lambda s: queries.list_jobs(s, limit=50, sort="-validation_accuracy"),
+        ),
         ("GET /jobs?sort=-duration", lambda s: queries.list_jobs(s, limit=50, sort="-duration")),
         ("GET /jobs?status=running", lambda s: queries.list_jobs(s, limit=50, status="running")),
-        ("GET /models?sort=test_accuracy", lambda s: queries.list_models(s, limit=100)),
+        ("GET /models", lambda s: queries.list_models(s, limit=100)),
+        ("GET /models?sort=test_accuracy", lambda s: queries.list_models(s, sort="test_accuracy", limit=100)),
         ("GET /sweeps", lambda s: queries.list_sweep_ids(s)),
-        ("GET /sweeps/{id}", lambda s: queries.list_jobs(s, sweep_id=ids["sweep"], limit=100_000)),
+        ("GET /sweeps/{id}", lambda s: queries.list_sweep_jobs(s, [ids["sweep"]])),
+        ("GET /sweeps/{id}: training times", lambda s: queries.training_seconds(s, [ids["sweep"]])),
         ("GET /compare: losses", lambda s: queries.get_losses(s, ids["models"][0])),
         ("GET /compare: epochs", lambda s: queries.get_epochs(s, ids["models"][0])),
         ("GET /jobs/{id}", lambda s: queries.get_job_row(s, ids["jobs"][0])),
@@ -197,6 +203,7 @@ def endpoints(ids: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         "GET /jobs (a page of 50)": lambda: f"/jobs?offset={offset(50)}",
         "GET /jobs?sort=-test_accuracy": lambda: f"/jobs?sort=-test_accuracy&offset={offset(50)}",
         "GET /jobs?sort=-duration": lambda: f"/jobs?sort=-duration&offset={offset(50)}",
+        "GET /models (by validation accuracy)": lambda: f"/models?offset={rng.randrange(len(models))}",
         "GET /models?sort=test_accuracy": lambda: (
             f"/models?sort=test_accuracy&offset={rng.randrange(len(models))}"
         ),

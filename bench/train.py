@@ -3,11 +3,15 @@
 
     python bench/train.py                      # throughput: each backend at batch 64 and 256 vs the matmul floor
     python bench/train.py --notebook           # the notebook's 11 configurations, 15 epochs, correct math
-    python bench/train.py --best               # the best configuration (BEST below), test accuracy and time
+    python bench/train.py --notebook --seeds 5 # ... each with 5 seeds: mean, 95 % CI, ties (README's table)
+    python bench/train.py --notebook --validation-size 0   # the notebook's exact setup (no validation)
+    python bench/train.py --best               # the best configuration (BEST below), accuracies and time
+    python bench/train.py --wall               # claim-to-success wall time over training time, via the worker
+    python bench/train.py --wall default       # ... of the default spec alone
     python bench/train.py --quick ...          # any mode on the first 5,000 training images (smoke run)
 
 Tables go to stdout, per-epoch progress to stderr, and everything measured to
-bench/results/train-<mode>.json (mode: throughput, notebook or best; "-quick" appended for --quick).
+bench/results/train-<mode>.json (mode: throughput, notebook, best or wall; "-quick" appended for --quick).
 Not a test: nothing passes or fails. See bench/README.md.
 """
 
@@ -20,6 +24,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -37,8 +42,9 @@ import workers  # noqa: E402, F401 - first: the worker's OpenBLAS setting (worke
 from service.ml import network  # noqa: E402
 from service.ml.data import DataError, Dataset, load_dataset  # noqa: E402
 from service.ml.numpy_mlp import NumpyMLP  # noqa: E402
-from service.ml.spec import TrainSpec  # noqa: E402
+from service.ml.spec import VALIDATION_SIZE, TrainSpec  # noqa: E402
 from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
+from service.selection import Run, Summary, group_runs  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
 # ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
@@ -341,15 +347,22 @@ class Runner:
     def spec(self, **fields) -> TrainSpec:
         if self.args.quick:
             fields.setdefault("train_limit", QUICK_LIMIT)
+        if self.args.validation_size is not None:
+            fields.setdefault("validation_size", self.args.validation_size)
         return TrainSpec.model_validate(fields)
 
     def progress(self, label: str, epochs: int) -> Callable:
         def on_progress(event) -> None:
             if isinstance(event, EpochEnd) and not self.args.quiet:
+                validation = (
+                    ""
+                    if event.validation_accuracy is None
+                    else f"validation {100 * event.validation_accuracy:.2f} %, "
+                )
                 print(
                     f"  [{label}] epoch {event.epoch}/{epochs}: loss {event.loss:.4f}, "
-                    f"train {100 * event.train_accuracy:.2f} %, test {100 * event.test_accuracy:.2f} %, "
-                    f"{event.seconds:.2f} s",
+                    f"train {100 * event.train_accuracy:.2f} %, {validation}"
+                    f"test {100 * event.test_accuracy:.2f} %, {event.seconds:.2f} s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -393,7 +406,9 @@ class Runner:
         else:
             row.update(
                 train_accuracy=result.train_accuracy,
+                validation_accuracy=result.validation_accuracy,
                 test_accuracy=result.test_accuracy,
+                best_epoch=result.best_epoch,
                 train_seconds=result.seconds,
                 last_epoch_seconds=result.epochs[-1].seconds,
                 epochs=[asdict(e) for e in result.epochs],
@@ -405,7 +420,10 @@ class Runner:
 
 
 def n_train(args: argparse.Namespace, data: Dataset) -> int:
-    return min(QUICK_LIMIT, len(data.train_images)) if args.quick else len(data.train_images)
+    """Images a run trains on: the training split less the validation images, or --quick's."""
+    held = VALIDATION_SIZE if args.validation_size is None else args.validation_size
+    available = len(data.train_images) - held
+    return min(QUICK_LIMIT, available) if args.quick else available
 
 
 # --- the modes ---------------------------------------------------------------------------------
@@ -524,9 +542,8 @@ def throughput(runner: Runner, args: argparse.Namespace) -> dict:
     return {"epochs": epochs, "train_images": n, "spec": base, "runs": rows}
 
 
-def notebook(runner: Runner, args: argparse.Namespace) -> dict:
-    epochs = args.epochs or NOTEBOOK_EPOCHS
-    l2 = args.l2 or 0.0
+def notebook_configs(l2: float) -> list[dict]:
+    """The notebook's 11 configurations, numbered from 1 in this order."""
     configs = [
         {
             "backend": "numpy",
@@ -538,7 +555,7 @@ def notebook(runner: Runner, args: argparse.Namespace) -> dict:
         }
         for init, lr in NOTEBOOK_NUMPY
     ]
-    configs += [
+    return configs + [
         {
             "backend": "torch",
             "activation": act,
@@ -549,71 +566,116 @@ def notebook(runner: Runner, args: argparse.Namespace) -> dict:
         }
         for act, fixed in NOTEBOOK_TORCH
     ]
+
+
+def notebook(runner: Runner, args: argparse.Namespace) -> dict:
+    epochs = args.epochs or NOTEBOOK_EPOCHS
+    configs = list(enumerate(notebook_configs(args.l2 or 0.0), 1))
+    if args.configs:
+        configs = [(i, c) for i, c in configs if i in args.configs]
+    seeds = list(range(args.seed, args.seed + args.seeds))
     print(
         f"Notebook: {'-'.join(map(str, LAYERS))}, batch {NOTEBOOK_BATCH}, {epochs} epoch(s) of "
-        f"{n_train(args, runner.data):,} images\n"
+        f"{n_train(args, runner.data):,} images, seeds {seeds[0]}-{seeds[-1]}\n"
     )
     rows, warmed = [], set()
-    for i, config in enumerate(configs, 1):
-        spec = runner.spec(**config, batch_size=NOTEBOOK_BATCH, epochs=epochs, seed=args.seed)
-        if spec.backend not in warmed:  # the first run of a backend must not pay its start-up
-            runner.warm_up(spec)
-            warmed.add(spec.backend)
-        row = runner.run(
-            spec,
-            f"{i}/{len(configs)} {config['backend']} {config['activation']} {config['init']} "
-            f"lr={config['learning_rate']:g}",
-        )
-        rows.append(row | {"n": i})
+    for i, config in configs:
+        for seed in seeds:
+            spec = runner.spec(**config, batch_size=NOTEBOOK_BATCH, epochs=epochs, seed=seed)
+            if spec.backend not in warmed:  # the first run of a backend must not pay its start-up
+                runner.warm_up(spec)
+                warmed.add(spec.backend)
+            label = (
+                f"{i}/{len(configs)} {config['backend']} {config['activation']} {config['init']} "
+                f"lr={config['learning_rate']:g} seed={seed}"
+            )
+            rows.append(runner.run(spec, label) | {"n": i, "seed": seed})
     print()
     print(
         table(
-            [
-                "#",
-                "backend",
-                "activation",
-                "init",
-                "optimizer",
-                "lr",
-                "l2",
-                "train acc",
-                "test acc",
-                "train s",
-                "wall s",
-                "status",
-            ],
+            ["#", "seed", "backend", "activation", "init", "lr", "l2", "train acc", "val acc", "test acc",
+             "train s", "wall s", "status"],
             [
                 [
-                    r["n"],
-                    r["spec"]["backend"],
-                    r["spec"]["activation"],
-                    r["spec"]["init"],
-                    r["spec"]["optimizer"],
-                    f"{r['spec']['learning_rate']:g}",
-                    f"{r['spec']['l2']:g}",
-                    pct(r.get("train_accuracy")),
-                    pct(r.get("test_accuracy")),
-                    r.get("train_seconds"),
-                    r["wall_seconds"],
-                    r["status"],
+                    r["n"], r["seed"], r["spec"]["backend"], r["spec"]["activation"], r["spec"]["init"],
+                    f"{r['spec']['learning_rate']:g}", f"{r['spec']['l2']:g}", pct(r.get("train_accuracy")),
+                    pct(r.get("validation_accuracy")), pct(r.get("test_accuracy")), r.get("train_seconds"),
+                    r["wall_seconds"], r["status"],
                 ]
                 for r in rows
             ],
-            right={0, 5, 6, 7, 8, 9, 10},
+            right={0, 1, 5, 6, 7, 8, 9, 10, 11},
         )
+    )  # fmt: skip
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"  #{r['n']} seed {r['seed']}: {r['error']}")
+    configurations, ranked_by = group_runs([notebook_run(k, r) for k, r in enumerate(rows)])
+    print(f"\nConfigurations, best first by {ranked_by}; mean (95 % CI) over {len(seeds)} seed(s):\n")
+    print(configurations_table(configurations))
+    return {
+        "epochs": epochs,
+        "batch": NOTEBOOK_BATCH,
+        "seeds": seeds,
+        "runs": rows,
+        "ranked_by": ranked_by,
+        "configurations": [asdict(c) for c in configurations],
+    }
+
+
+def notebook_run(index: int, row: dict) -> Run:
+    return Run(
+        job_id=index,
+        hyperparameters={"#": row["n"]},
+        seed=row["seed"],
+        succeeded=row["status"] == "ok",
+        validation_accuracy=row.get("validation_accuracy"),
+        test_accuracy=row.get("test_accuracy"),
+        seconds=row.get("train_seconds"),
     )
-    failed = [r for r in rows if r["status"] != "ok"]
-    for r in failed:
-        print(f"  #{r['n']}: {r['error']}")
-    return {"epochs": epochs, "batch": NOTEBOOK_BATCH, "runs": rows}
 
 
-def best(runner: Runner, args: argparse.Namespace) -> dict:
+def mean_ci(summary: Summary | None) -> str | None:
+    if summary is None:
+        return None
+    if summary.ci_low is None or summary.ci_high is None:
+        return pct(summary.mean)
+    return f"{100 * summary.mean:.2f} % ± {100 * (summary.ci_high - summary.mean):.2f}"
+
+
+def configurations_table(configurations: list) -> str:
+    """The configurations as README's notebook table shows them: mean ± 95 % CI half-width, ties."""
+    rows = [
+        [
+            c.hyperparameters["#"],
+            c.n,
+            mean_ci(c.validation),
+            mean_ci(c.test),
+            c.seconds,
+            "best" if rank == 0 else {True: "yes", False: "no", None: "-"}[c.tied_with_best],
+            c.p_value,
+        ]
+        for rank, c in enumerate(configurations)
+    ]
+    return table(
+        ["#", "n", "validation acc", "test acc", "train s", "tied", "p (Welch)"],
+        rows,
+        right={0, 1, 2, 3, 4, 6},
+    )
+
+
+def best_config(args: argparse.Namespace) -> dict:
+    """BEST, with --best-config, --backend and --epochs on top."""
     config = BEST | (json.loads(args.best_config) if args.best_config else {})
     if args.backend:
         config["backend"] = args.backend
     if args.epochs:
         config["epochs"] = args.epochs
+    return config
+
+
+def best(runner: Runner, args: argparse.Namespace) -> dict:
+    config = best_config(args)
     spec = runner.spec(**config)
     print(f"Best: {spec.name}\n")
     runner.warm_up(spec)
@@ -622,13 +684,25 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
     if row["status"] == "ok":
         print(
             table(
-                ["epoch", "loss", "train acc", "test acc", "train s"],
+                ["epoch", "loss", "train acc", "val loss", "val acc", "test acc", "train s"],
                 [
-                    [e["epoch"], e["loss"], pct(e["train_accuracy"]), pct(e["test_accuracy"]), e["seconds"]]
+                    [
+                        e["epoch"],
+                        e["loss"],
+                        pct(e["train_accuracy"]),
+                        e["validation_loss"],
+                        pct(e["validation_accuracy"]),
+                        pct(e["test_accuracy"]),
+                        e["seconds"],
+                    ]
                     for e in row["epochs"]
                 ],
-                right={0, 1, 2, 3, 4},
+                right={0, 1, 2, 3, 4, 5, 6},
             )
+        )
+        print(
+            "train and test accuracies of intermediate epochs: on fixed samples of 2,000 images; "
+            "the last epoch's on every image"
         )
         print()
         met = row["test_accuracy"] >= 0.985 and spec.epochs <= 15
@@ -637,6 +711,7 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
                 [
                     "backend",
                     "epochs",
+                    "val acc",
                     "test acc",
                     "train acc",
                     "train s",
@@ -647,6 +722,7 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
                     [
                         spec.backend,
                         spec.epochs,
+                        pct(row["validation_accuracy"]),
                         pct(row["test_accuracy"]),
                         pct(row["train_accuracy"]),
                         row["train_seconds"],
@@ -654,13 +730,94 @@ def best(runner: Runner, args: argparse.Namespace) -> dict:
                         "yes" if met else "no",
                     ]
                 ],
-                right={1, 2, 3, 4, 5},
+                right={1, 2, 3, 4, 5, 6},
             )
         )
         row["target_met"] = met
     else:
         print(f"{row['status']}: {row['error']}  (wall {row['wall_seconds']:.1f} s)")
     return {"config": config, "run": row}
+
+
+WALL_JOBS = ("default", "best", "both")
+
+
+def wall(runner: Runner, args: argparse.Namespace) -> dict:
+    """A job's whole wall time through the worker (claim to success) against its epochs' training time."""
+    default = {"backend": "numpy"} | ({"epochs": args.epochs} if args.epochs else {})
+    specs = [
+        (label, runner.spec(**config))
+        for key, label, config in [
+            ("default", "default spec", default),
+            ("best", "best configuration", best_config(args)),
+        ]
+        if args.wall in (key, "both")
+    ]
+    print("Wall time: each job queued alone on a temporary SQLite file, trained by run_worker(--once)\n")
+    rows = []
+    for label, spec in specs:
+        runner.warm_up(spec)  # as a running worker would be: libraries loaded, the dataset decoded
+        rows.append({"label": label, "spec": spec.model_dump(mode="json")} | worker_wall_time(spec, args))
+    print(
+        table(
+            ["job", "backend", "epochs", "training s", "claim to success s", "overhead s", "ratio", "≤ 1.1"],
+            [
+                [
+                    r["label"], r["spec"]["backend"], r["epochs_trained"], r["training_seconds"],
+                    r["wall_seconds"], r["wall_seconds"] - r["training_seconds"], r["ratio"],
+                    "yes" if r["ratio"] <= 1.1 else "no",
+                ]
+                for r in rows
+            ],
+            right={2, 3, 4, 5, 6},
+        )
+    )  # fmt: skip
+    print(
+        "\ntraining s: the sum of the epochs' training seconds as the job recorded them; claim to success: "
+        "finished_at - started_at of the job row, evaluation, checkpoints and the model's write included."
+    )
+    return {"runs": rows}
+
+
+def worker_wall_time(spec: TrainSpec, args: argparse.Namespace) -> dict:
+    """Queue spec on a fresh SQLite file, run the real worker loop once, read the job back."""
+    from service.settings import Settings
+    from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+    from service.store.jobs import enqueue_job
+    from service.store.queries import get_epochs, get_job
+    from workers.worker import run_worker
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/wall.db"
+        settings = Settings(
+            database_url=url,
+            data_dir=Path(args.data_dir),
+            download=False,
+            torch_device=args.device if args.device in ("auto", "cpu", "cuda") else "auto",
+            torch_threads=args.threads or 0,
+        )
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+            sessions = make_sessionmaker(engine)
+            with session_scope(sessions) as session:
+                job_id = enqueue_job(session, spec).id
+            run_worker(settings, once=True)
+            with session_scope(sessions) as session:
+                job, epochs = get_job(session, job_id), get_epochs(session, job_id)
+                assert job is not None and job.started_at and job.finished_at, job
+                if job.status != "succeeded":
+                    sys.exit(f"bench/train.py: the job {job.status}: {job.error}")
+                training = sum(e.seconds for e in epochs)
+                seconds = (job.finished_at - job.started_at).total_seconds()
+        finally:
+            engine.dispose()
+    return {
+        "epochs_trained": len(epochs),
+        "training_seconds": training,
+        "wall_seconds": seconds,
+        "ratio": seconds / training,
+    }
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -679,6 +836,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--notebook", action="store_true", help="the notebook's experiment (11 configurations)")
     mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
+    mode.add_argument(
+        "--wall",
+        nargs="?",
+        const="both",
+        choices=WALL_JOBS,
+        help="the default spec and BEST (or only one: --wall default, --wall best) through the worker: "
+        "claim-to-success time over training time",
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -711,7 +876,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeats", type=int, default=15, help="repetitions of the floor measurement (median, default 15)"
     )
     p.add_argument("--l2", type=float, help="L2 for the notebook's configurations that have none (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the notebook's runs (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the notebook's runs (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="runs of each notebook configuration, seeds --seed onwards (default 1)",
+    )
+    p.add_argument(
+        "--configs",
+        type=lambda text: {int(x) for x in text.split(",")},
+        metavar="N,N",
+        help="only these of the notebook's configurations (numbered 1-11 as printed)",
+    )
+    p.add_argument(
+        "--validation-size",
+        type=int,
+        help=f"images held out to validate on (default the spec's {VALIDATION_SIZE:,}; 0: the notebook's exact setup)",
+    )
     p.add_argument(
         "--threads", type=int, help="BLAS threads for NumPy and torch.set_num_threads (default: as found)"
     )
@@ -738,7 +920,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    mode = "notebook" if args.notebook else "best" if args.best else "throughput"
+    mode = "notebook" if args.notebook else "best" if args.best else "wall" if args.wall else "throughput"
     if args.epochs is not None and args.epochs < 1:
         sys.exit("--epochs must be at least 1")
     try:
@@ -756,7 +938,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(data, args)
     started = time.perf_counter()
     try:
-        results = {"throughput": throughput, "notebook": notebook, "best": best}[mode](runner, args)
+        modes = {"throughput": throughput, "notebook": notebook, "best": best, "wall": wall}
+        results = modes[mode](runner, args)
     except ValueError as exc:  # bad JSON or a TrainSpec that does not validate (runs catch their own errors)
         sys.exit(f"bench/train.py: invalid configuration: {exc}")
     total = time.perf_counter() - started

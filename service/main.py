@@ -18,6 +18,7 @@ from service.api.routes import (
     aliases,
     compare,
     datasets,
+    disagreements,
     events,
     health,
     jobs,
@@ -76,7 +77,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     app.state.monitoring = Monitoring(settings.metrics_dir)
-    routers = (jobs, events, sweeps, models, aliases, compare, plots, predictions, datasets, health, metrics)
+    routers = (
+        jobs,
+        events,
+        sweeps,
+        models,
+        aliases,
+        compare,
+        disagreements,
+        plots,
+        predictions,
+        datasets,
+        health,
+        metrics,
+    )
     for module in routers:
         app.include_router(module.router)
     web.mount(app)

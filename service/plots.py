@@ -1,4 +1,4 @@
-"""Figures as PNG bytes: confusion matrices, loss curves, misclassified images.
+"""Figures as PNG bytes: confusion matrices, loss curves, galleries of images (misclassified, disagreed on).
 
 Pure functions of plain data (no database, no request). They use matplotlib's object-oriented
 API - a `Figure` drawn by its own `FigureCanvasAgg` - never pyplot, whose global figure manager
@@ -112,12 +112,24 @@ def mistakes_png(
     title: str = "",
     indices: Sequence[int] | np.ndarray = (),
 ) -> bytes:
-    """A grid of images (n, 784) in [0, 1], each captioned 'true → predicted' (and its index, when given).
+    """A grid of images (n, 784) in [0, 1], each captioned 'true → predicted' (and its index, when given)."""
+    captions = [f"{classes[int(t)]} → {classes[int(p)]}" for t, p in zip(true, predicted, strict=True)]
+    return gallery_png(images, captions, title, indices, empty="no misclassified images")
+
+
+def gallery_png(
+    images: np.ndarray,
+    captions: Sequence[str],
+    title: str = "",
+    indices: Sequence[int] | np.ndarray = (),
+    empty: str = "no images",
+) -> bytes:
+    """A grid of images (n, 784) in [0, 1], each under its caption (and its index, when given).
 
     One mosaic drawn with one imshow: a hundred subplots would take seconds.
     """
     n = len(images)
-    long_names = max((len(c) for c in classes), default=1) > 2
+    long_names = max((len(c) for c in captions), default=1) > 9
     cols = min(max(n, 1), 6 if long_names else 10)
     rows = max(1, math.ceil(n / cols))
     gap, caption = 4, 14 if len(indices) else 9  # pixels of the mosaic between cells and above each image
@@ -128,8 +140,12 @@ def mistakes_png(
         top, left = r * cell_h + caption, c * cell_w + gap // 2
         mosaic[top : top + 28, left : left + 28] = np.asarray(images[k], dtype=np.float32).reshape(28, 28)
     inches = 1.55 if long_names else 1.0
-    fig = Figure(
-        figsize=(cols * inches + 0.3, rows * inches * cell_h / cell_w + (0.5 if title else 0.2)),
+    heading = _wrap(title, 12 * cols)
+    fig = Figure(  # room for the heading's lines: a narrow gallery wraps a long title many times
+        figsize=(
+            cols * inches + 0.3,
+            rows * inches * cell_h / cell_w + 0.2 + 0.17 * len(heading.splitlines()),
+        ),
         layout="constrained",
     )
     ax = fig.add_subplot()
@@ -137,9 +153,7 @@ def mistakes_png(
     ax.set_axis_off()
     for k in range(n):
         r, c = divmod(k, cols)
-        text = f"{classes[int(true[k])]} → {classes[int(predicted[k])]}"
-        if len(indices):
-            text += f"\n#{int(indices[k])}"
+        text = captions[k] + (f"\n#{int(indices[k])}" if len(indices) else "")
         ax.text(
             c * cell_w + cell_w / 2,
             r * cell_h + caption - 1,
@@ -150,7 +164,7 @@ def mistakes_png(
             linespacing=1.0,
         )
     if n == 0:
-        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     if title:
-        fig.suptitle(_wrap(title, 12 * cols), fontsize=10)
+        fig.suptitle(heading, fontsize=10)
     return _png(fig)

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its job's lease.")
     max_attempts: int = Field(3, ge=1, description="Tries before a job that keeps losing its worker fails.")
+    checkpoint_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Least time between two checkpoints of a running job (also written after its "
+        "second-to-last epoch and when the worker stops); 0 = after every epoch.",
+    )
 
     torch_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto = cuda when available, else cpu."

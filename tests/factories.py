@@ -27,8 +27,15 @@ from service.store.jobs import (
 
 
 def job_body(**changes: Any) -> dict[str, Any]:
-    """A POST /jobs body: NumPy, 16 hidden units, one epoch of 500 images (8 steps of 64); `changes` on top."""
-    return {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "train_limit": 500} | changes
+    """A POST /jobs body: NumPy, 16 hidden units, one epoch of 500 images (8 steps of 64), validated on
+    1,000 others of the real MNIST; `changes` on top."""
+    return {
+        "backend": "numpy",
+        "hidden_layers": [16],
+        "epochs": 1,
+        "train_limit": 500,
+        "validation_size": 1000,
+    } | changes
 
 
 def tiny_spec(**changes: Any) -> TrainSpec:
@@ -133,6 +140,7 @@ def _one_finished_job(session, i, sweep, params, rng, start, sweeps) -> int:
     claimed = claim_job(session, worker, now=began)
     assert claimed is not None and claimed.id == job.id, "finished_jobs needs a database without queued jobs"
     accuracy = float(rng.uniform(0.80, 0.98))
+    validation = accuracy + 0.01 * (i % 7 - 3)  # near the test accuracy, not in its order
     epoch_seconds = float(rng.uniform(0.5, 3.0))
     losses = [
         (1 + (s - 1) // STEPS_PER_EPOCH, s, 2.3 * np.exp(-s / 3000) + 0.05 * float(rng.random()))
@@ -141,25 +149,35 @@ def _one_finished_job(session, i, sweep, params, rng, start, sweeps) -> int:
     record_progress(session, job.id, worker, losses, steps=spec.epochs * STEPS_PER_EPOCH, now=began)
     for epoch in range(1, spec.epochs + 1):
         reached = accuracy * (1 - 0.5 ** (epoch + 2))
-        record_epoch(session, job.id, worker, epoch, 2.3 * 0.7**epoch, reached + 0.01, reached, epoch_seconds)
+        record_epoch(
+            session, job.id, worker, epoch, 2.3 * 0.7**epoch, reached + 0.01, reached, epoch_seconds,
+            validation_loss=2.3 * 0.7**epoch + 0.02, validation_accuracy=validation * (1 - 0.5 ** (epoch + 2)),
+        )  # fmt: skip
     ended = began + timedelta(seconds=epoch_seconds * spec.epochs)
     if i % 20 in (3, 13):
         fail_job(session, job.id, worker, "training diverged: the loss became NaN at step 200", now=ended)
     elif i % 20 == 7:
         mark_cancelled(session, job.id, worker, now=ended)
     else:
-        finish_job(session, job.id, worker, _result(spec, params, accuracy, epoch_seconds), now=ended)
+        result = _result(spec, params, accuracy, validation, epoch_seconds)
+        finish_job(session, job.id, worker, result, now=ended)
     return job.id
 
 
-def _result(spec: TrainSpec, params, accuracy: float, epoch_seconds: float) -> SimpleNamespace:
+def _result(
+    spec: TrainSpec, params, accuracy: float, validation: float, epoch_seconds: float
+) -> SimpleNamespace:
     right = round(1000 * accuracy)
     confusion = [[right if i == j else (1000 - right) // 9 for j in range(10)] for i in range(10)]
     return SimpleNamespace(
         weights=dump_weights(spec, params[tuple(spec.hidden_layers)]),
         train_accuracy=min(1.0, accuracy + 0.01),
         test_accuracy=accuracy,
+        validation_accuracy=validation,
         confusion_train=confusion,
         confusion_test=confusion,
+        best_epoch=spec.epochs,
+        stopped_epoch=spec.epochs,
+        predictions={},  # as a model stored before predictions were: the API computes them when asked
         seconds=epoch_seconds * spec.epochs,
     )

@@ -31,6 +31,13 @@ def test_submit_refuses_a_malformed_layer_list_before_calling_the_api(capsys):
     assert "give comma-separated integers, e.g. 500,250,100" in capsys.readouterr().err
 
 
+def test_submit_reads_early_stopping_as_a_json_object(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--backend", "numpy", "--early-stopping", "3", "--url", "http://127.0.0.1:9"])
+    assert exit_.value.code == 2
+    assert """'3': give a JSON object, e.g. '{"patience": 3}'""" in capsys.readouterr().err
+
+
 def test_events_are_read_from_the_stream_format():
     lines = [
         "retry: 2000",

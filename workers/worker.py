@@ -2,7 +2,8 @@
 
 One job at a time per process; run several processes (on one SQLite file, or on several
 machines with PostgreSQL) for more. While a job trains, a heartbeat thread renews its lease;
-losses are buffered and written in short transactions; each epoch's end saves a checkpoint,
+losses are buffered and written in short transactions; an epoch's end saves a checkpoint at most
+every MLPLAB_CHECKPOINT_SECONDS (and after the second-to-last epoch, and when the worker stops),
 from which the next claim resumes when this worker dies or is stopped.
 """
 
@@ -121,7 +122,7 @@ def run_job(
     """Train one claimed job and record how it ended; 1 if it ended here, 0 if released or dropped."""
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
-    recorder = Recorder(sessions, job.id, worker_id, lease)
+    recorder = Recorder(sessions, job.id, worker_id, lease, Checkpoints(settings.checkpoint_seconds))
     result: TrainResult | None = None
     error: str | None = None
     lease.start()
@@ -182,7 +183,8 @@ def settle(
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
         else:
-            # back to the queue, or cancelled if that was asked meanwhile
+            # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
+            recorder.save_checkpoint()
             status = recorder.write(release_job)
             log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
             return int(status == "cancelled")
@@ -263,17 +265,40 @@ class LeaseKeeper(threading.Thread):
         self.join()
 
 
+class Checkpoints:
+    """Which of train()'s checkpoints to write: one every `seconds` at most, and the one after the
+    second-to-last epoch (so a crash in the last epoch loses one epoch); the others wait in memory,
+    the latest to be written when the worker stops (save_checkpoint)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.written_at = time.monotonic()  # training starts now: the first is due `seconds` later
+
+    def due(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint.final or time.monotonic() - self.written_at >= self.seconds
+
+    def written(self) -> None:
+        self.written_at = time.monotonic()
+
+
 class Recorder:
     """train()'s callbacks: losses buffered and written every FLUSH_SECONDS and at each epoch's end;
-    epoch metrics and checkpoints written as they come. A lost lease stops all writing."""
+    epoch metrics written as they come, checkpoints when due. A lost lease stops all writing."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], job_id: int, worker_id: str, lease: LeaseKeeper
+        self,
+        sessions: sessionmaker[Session],
+        job_id: int,
+        worker_id: str,
+        lease: LeaseKeeper,
+        checkpoints: Checkpoints,
     ) -> None:
         self.sessions, self.job_id, self.worker_id, self.lease = sessions, job_id, worker_id, lease
         self.losses: list[tuple[int, int, float]] = []
         self.steps: int | None = None
         self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
+        self.checkpoints = checkpoints
+        self.unsaved: Checkpoint | None = None  # the latest checkpoint not yet written
 
     def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
@@ -290,10 +315,21 @@ class Recorder:
                 event.train_accuracy,
                 event.test_accuracy,
                 event.seconds,
+                validation_loss=event.validation_loss,
+                validation_accuracy=event.validation_accuracy,
             )
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
+        self.unsaved = checkpoint
+        if self.checkpoints.due(checkpoint):
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> None:
+        """Write the latest checkpoint, unless it is written already."""
+        if self.unsaved is not None:
+            checkpoint, self.unsaved = self.unsaved, None
+            self._write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
+            self.checkpoints.written()
 
     def flush(self) -> None:
         if self.losses:
@@ -303,20 +339,20 @@ class Recorder:
                 self.lease.cancel_requested()
         self.flushed_at = time.monotonic()
 
-    def write(self, transition: Callable[..., Any], *args: Any) -> Any:
-        """transition(session, job_id, worker_id, *args) in its own short transaction."""
+    def write(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """transition(session, job_id, worker_id, *args, **kwargs) in its own short transaction."""
         try:
             with session_scope(self.sessions) as session:
-                return transition(session, self.job_id, self.worker_id, *args)
+                return transition(session, self.job_id, self.worker_id, *args, **kwargs)
         except LeaseLost:
             self.lease.lost.set()
             raise
 
-    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any) -> Any:
+    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.
         if not self.lease.lost.is_set():
             try:
-                return self.write(transition, *args)
+                return self.write(transition, *args, **kwargs)
             except LeaseLost as exc:
                 log.warning("job %d: %s", self.job_id, exc)
         return None

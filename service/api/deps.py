@@ -68,13 +68,8 @@ def _job(job_id: int, session: SessionDep) -> Job:
     return job
 
 
-ModelPath = Annotated[
-    str,
-    Path(
-        pattern=MODEL_PATTERN,
-        description="A model: its id (12), or an alias that names it now (champion).",
-    ),
-]
+MODEL_REF = "its id (12), or an alias that names it now (champion)"
+ModelPath = Annotated[str, Path(pattern=MODEL_PATTERN, description=f"A model: {MODEL_REF}.")]
 
 
 @dataclass(frozen=True)
@@ -87,23 +82,29 @@ class ModelRef:
     @property
     def headers(self) -> dict[str, str]:
         """Which model answered; and what an alias names may change, so no cache may keep it."""
-        return {MODEL_ID_HEADER: str(self.id)} | ({"Cache-Control": "no-cache"} if self.alias else {})
+        return {MODEL_ID_HEADER: str(self.id)} | alias_cache_headers(self)
 
 
-async def _resolve(model: str, inference: Inference) -> ModelRef:
+def alias_cache_headers(*refs: ModelRef) -> dict[str, str]:
+    """For a response about these models: no cache may keep it when an alias named one of them."""
+    return {"Cache-Control": "no-cache"} if any(ref.alias for ref in refs) else {}
+
+
+async def resolve_model(model: str, inference: Inference) -> ModelRef:
+    """The model that `model` (an id, or an alias: MODEL_PATTERN) names; 404 for an unknown alias."""
     # An id needs no query; an alias at most one, reused for MLPLAB_ALIAS_CACHE_SECONDS (Inference.resolve).
     return ModelRef(int(model)) if model.isdigit() else ModelRef(await inference.resolve(model), model)
 
 
 async def _model_ref(model: ModelPath, inference: InferenceDep, response: Response) -> ModelRef:
-    ref = await _resolve(model, inference)
+    ref = await resolve_model(model, inference)
     response.headers.update(ref.headers)  # a route that builds its own Response adds ref.headers itself
     return ref
 
 
 async def _model_refs(ids: IdsQuery, inference: InferenceDep) -> list[ModelRef]:
     names = parse_ids(ids)
-    refs = [await _resolve(name, inference) for name in names]
+    refs = [await resolve_model(name, inference) for name in names]
     distinct_models(names, [ref.id for ref in refs])
     return refs
 
@@ -150,6 +151,9 @@ __all__ = [
     "ModelRef",
     "ModelRefDep",
     "ModelRefsDep",
+    "MODEL_REF",
+    "resolve_model",
+    "alias_cache_headers",
     "TrainedJobDep",
     "ModelDep",
     "WriterDep",

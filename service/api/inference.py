@@ -4,7 +4,8 @@ figures, kept in memory, each loaded once at a time per process and off the even
 A trained model never changes, so nothing cached by id goes stale; what an alias names may, so
 Inference.resolve asks the database again after MLPLAB_ALIAS_CACHE_SECONDS. Each cache is a Memo: an LRU in
 front of a single flight, so twenty concurrent first requests for one model load it once and all
-twenty get that one copy (docs/performance.md, "A model's first request").
+twenty get that one copy (docs/performance.md, "A model's first request"). A split's predictions are
+those the worker stored with the model (service.ml.evaluation), computed here only for older models.
 
 Its problems are the routers': presenters.trained_model (404, 409) and errors.dataset_unavailable (503).
 """
@@ -16,7 +17,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -25,12 +25,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
-from service.api.presenters import resolve_alias, trained_model
+from service.api.presenters import require_trained, resolve_alias, trained_model
 from service.api.schemas import Split
 from service.errors import dataset_unavailable
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
+from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
+from service.store.queries import get_predictions
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -104,14 +106,6 @@ def _retrieve(task: asyncio.Task[object]) -> None:
         task.exception()
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """A model's output on every image of a split."""
-
-    probabilities: NDArray[np.float32]  # (images, classes)
-    labels: NDArray[np.intp]  # the predicted class of each image
-
-
 class Inference:
     """The API process's trained models, datasets, predictions on a split and figures."""
 
@@ -120,8 +114,8 @@ class Inference:
         self.settings = settings
         self.models: Memo[int, Weights] = Memo(settings.model_cache_size)
         self.datasets: Memo[str, Dataset] = Memo(len(DATASETS))
-        # a split's probabilities are at most 60,000 x 10 float32 (2.4 MB)
-        self.predictions: Memo[tuple[int, Split], Predictions] = Memo(4 * settings.model_cache_size)
+        # (job_id, split) -> each image's predicted class and its probability (5 bytes an image)
+        self.predictions: Memo[tuple[int, Split], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
         # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
         self.aliases: dict[str, tuple[float, int | None]] = {}
@@ -172,22 +166,32 @@ class Inference:
         weights = await self.weights(job_id)
         return weights, await self.dataset(weights.spec.dataset)
 
-    def cached_predictions(self, job_id: int, split: Split) -> Predictions | None:
-        """The model's predictions on the split if this process has them, without computing them."""
-        return self.predictions.peek((job_id, split))
+    async def known_predictions(self, job_id: int, split: Split) -> SplitPredictions | None:
+        """The model's predictions on the split if they are known without computing them: kept by this
+        process, or stored by the worker with the model; None for a model stored before that."""
+        known = self.predictions.peek((job_id, split))
+        if known is None:
+            known = await self.database.run(_stored_predictions, job_id, split)
+            if known is not None:
+                self.predictions.cache.put((job_id, split), known)
+        return known
 
-    async def split_predictions(self, job_id: int, split: Split) -> Predictions:
-        """The model's predictions on every image of the split: computed once, then cached."""
+    async def split_predictions(self, job_id: int, split: Split) -> SplitPredictions:
+        """Each image's predicted class and its probability, as the worker stored them with the model
+        (computed here, once, for a model stored before that); 404 / 409 as weights()."""
 
-        async def compute() -> Predictions:
+        async def load() -> SplitPredictions:
+            stored = await self.database.run(_stored_predictions, job_id, split)
+            if stored is not None:
+                return stored
             weights, data = await self.model_and_data(job_id)
-            return await run_in_threadpool(predict_split, weights, data.split(split).images)
+            return await run_in_threadpool(_predict, weights, data.split(split).images)
 
-        return await self.predictions.get((job_id, split), compute)
+        return await self.predictions.get((job_id, split), load)
 
-    async def predicted_labels(self, job_id: int, split: Split) -> NDArray[np.intp]:
-        """The model's predicted class for every image of a split (computed once, then cached)."""
-        return (await self.split_predictions(job_id, split)).labels
+    async def predicted_labels(self, job_id: int, split: Split) -> NDArray[np.uint8]:
+        """The model's predicted class for every image of a split."""
+        return (await self.split_predictions(job_id, split)).predicted
 
     async def figure(self, key: tuple[object, ...], draw: Callable[[], Awaitable[bytes]]) -> bytes:
         """A figure's PNG, drawn once per key (the key names everything the figure depends on)."""
@@ -205,28 +209,39 @@ def _load_weights(session: Session, job_id: int) -> Weights:
     return load_weights(trained_model(session, job_id).weights)
 
 
-def predict_split(weights: Weights, images: NDArray[np.float32]) -> Predictions:
-    probabilities = weights.predict_proba(images)
-    return Predictions(probabilities, probabilities.argmax(axis=1))
+def _stored_predictions(session: Session, job_id: int, split: Split) -> SplitPredictions | None:
+    blob = get_predictions(session, job_id, split)
+    if blob is None:
+        require_trained(session, job_id)  # 404 or 409; else a model stored before predictions were
+        return None
+    return decode_predictions(blob)
+
+
+def _predict(weights: Weights, images: NDArray[np.float32]) -> SplitPredictions:
+    return predictions_of(weights.predict_proba(images))
 
 
 def first_mistakes(
-    weights: Weights, images: NDArray[np.float32], truth: NDArray[np.int64], limit: int
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """The indices of the first `limit` images the model gets wrong, and what it predicts for them.
+    weights: Weights,
+    images: NDArray[np.float32],
+    truth: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    limit: int,
+) -> tuple[NDArray[np.int64], NDArray[np.intp]]:
+    """The first `limit` of these rows of the split that the model gets wrong, and what it predicts for them.
 
     Chunk by chunk, stopping once `limit` are found: the cost is that of the images read, not the split's.
     """
-    found: list[NDArray[np.intp]] = []
+    found: list[NDArray[np.int64]] = []
     guesses: list[NDArray[np.intp]] = []
     count = 0
-    for start in range(0, len(images), CHUNK):
-        predicted = weights.predict_proba(images[start : start + CHUNK]).argmax(axis=1)
-        wrong = np.flatnonzero(predicted != truth[start : start + CHUNK])[: limit - count]
-        found.append(wrong + start)
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        predicted = weights.predict_proba(images[chunk]).argmax(axis=1)
+        wrong = np.flatnonzero(predicted != truth[chunk])[: limit - count]
+        found.append(chunk[wrong])
         guesses.append(predicted[wrong])
         count += len(wrong)
         if count >= limit:
             break
-    empty = np.empty(0, dtype=np.intp)
-    return np.concatenate([empty, *found]), np.concatenate([empty, *guesses])
+    return np.concatenate([np.empty(0, np.int64), *found]), np.concatenate([np.empty(0, np.intp), *guesses])

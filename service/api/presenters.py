@@ -1,5 +1,5 @@
 """What the routers share: the public shape of a job and a dataset, the budget and queue room a job
-must fit, which jobs are trained models, the model ids of a comparison, an image of a split. A router
+must fit, which jobs are trained models, the model ids of a comparison, an image of a split, a figure. A router
 imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from sqlalchemy import ColumnElement, Connection, Row
 from sqlalchemy.orm import Session
 
 from service.api.schemas import ALIAS_NAME, AliasPublic, DatasetPublic, JobPublic, Progress
-from service.errors import ProblemError, echo, invalid, not_found, not_trained
+from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
+from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
 from service.store.db import begin_write
@@ -25,9 +26,9 @@ from service.store.jobs import enqueue_job
 from service.store.models import Alias, AliasAction, Job, JobStatus, TrainedModel
 from service.store.queries import (
     MAX_INTEGER,
-    RANKED_BY,
     alias_target,
     best_model_id,
+    count_models,
     count_queued,
     get_job,
     get_job_row,
@@ -58,6 +59,7 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         cancel_requested=job.cancel_requested,
         sweep_id=job.sweep_id,
         train_accuracy=job.train_accuracy,
+        validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,
         provenance=None if job.provenance is None else Provenance.model_validate(job.provenance),
         reproduces=job.reproduces,
@@ -84,7 +86,7 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
             f"this network has {spec.n_parameters:,} parameters; "
             f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
         )
-    available = DATASETS[spec.dataset].splits["train"]
+    available = DATASETS[spec.dataset].splits["train"] - spec.validation_size  # the rest is validated on
     samples = spec.epochs * min(spec.train_limit or available, available)
     if samples > settings.max_sample_epochs:
         raise invalid(
@@ -126,6 +128,16 @@ def enqueue(
     if queued + len(specs) > settings.max_queued:
         raise queue_full(settings, queued, len(specs))
     return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
+
+
+PNG_DOC: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
+# A trained model never changes, so neither do its figures (but what an alias names does: ModelRef.headers).
+FIGURE_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
+def png_response(content: bytes, headers: dict[str, str] | None = None) -> Response:
+    """A figure of trained models, cacheable for a day unless `headers` (a ModelRef's) say otherwise."""
+    return Response(content, media_type="image/png", headers=FIGURE_CACHE | (headers or {}))
 
 
 def dataset_public(name: str, settings: Settings) -> DatasetPublic:
@@ -285,7 +297,6 @@ def promote_best(session: Session, alias: str, source: str, *where: ColumnElemen
     best = best_model_id(session, *where)
     if best is None:
         raise ProblemError(409, "Nothing to promote", f"{source.capitalize()} has no trained model yet.")
-    public, _ = point_alias(
-        session, alias, best, AliasAction.promote, f"the best model of {source} by {RANKED_BY}"
-    )
+    detail = f"the best model of {source} by {ranked_by(*count_models(session, *where))}"
+    public, _ = point_alias(session, alias, best, AliasAction.promote, detail)
     return public

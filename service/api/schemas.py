@@ -32,6 +32,21 @@ AliasName = Annotated[
 
 Split = Literal["train", "test"]
 
+# What each accuracy is for, said once for every schema that shows one.
+TEST_ACCURACY = (
+    "On the test split: the final, unbiased figure. Rankings never read it, unless a run has no "
+    "validation split."
+)
+VALIDATION_ACCURACY = (
+    "On the validation images (spec.validation_size of the training split): what every ranking reads. "
+    "null without a validation split."
+)
+TRAIN_ACCURACY = "On the images trained on."
+RANKED_BY = (
+    "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
+    "validation split; with some of each, those without one come after, by test accuracy."
+)
+
 
 class Progress(BaseModel):
     epoch: int | None = Field(None, description="Epoch in progress (1-based).")
@@ -53,8 +68,9 @@ class JobPublic(BaseModel):
     worker: str | None = Field(None, description="host:pid:tag of the worker that holds (or last held) it.")
     progress: Progress
     error: str | None
-    train_accuracy: float | None
-    test_accuracy: float | None
+    train_accuracy: float | None = Field(description=TRAIN_ACCURACY)
+    validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
+    test_accuracy: float | None = Field(description=TEST_ACCURACY)
     cancel_requested: bool = False
     sweep_id: str | None = None
     provenance: Provenance | None = Field(
@@ -79,15 +95,52 @@ NOTEBOOK_SWEEP: dict[str, Any] = {
 }
 
 
+MAX_REPLICATES = 100
+
+
 class SweepCreate(BaseModel):
-    """A grid search: one job for every combination of the grid's values, each on top of `base`."""
+    """A grid search: one job for every combination of the grid's values, each on top of `base`, and
+    each once per seed with `seeds` (or `replicates`)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
 
     base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields shared by every job.")
     grid: dict[str, list[Any]] = Field(
-        description="TrainSpec field -> the values to try; the jobs are the cartesian product."
+        default_factory=dict,
+        description="TrainSpec field -> the values to try; the jobs are the cartesian product.",
     )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="Train every combination once per seed, to measure it with confidence intervals.",
+    )
+    replicates: int | None = Field(
+        None, ge=1, le=MAX_REPLICATES, description="Shorthand for seeds: n means seeds 0 to n - 1."
+    )
+
+
+class SummaryPublic(BaseModel):
+    """An accuracy over a configuration's succeeded runs."""
+
+    mean: float
+    std: float | None = Field(description="Sample standard deviation; null for a single run.")
+    ci_low: float | None = Field(description="95 % confidence interval of the mean (Student's t).")
+    ci_high: float | None
+
+
+class ConfigurationPublic(BaseModel):
+    hyperparameters: dict[str, Any] = Field(description="The grid's fields (but the seed) and their values.")
+    jobs: list[int] = Field(description="Its jobs' ids, one per seed.")
+    seeds: list[int]
+    n: int = Field(description="Its succeeded jobs, which the statistics are of.")
+    validation_accuracy: SummaryPublic | None = Field(description=VALIDATION_ACCURACY)
+    test_accuracy: SummaryPublic | None = Field(description=TEST_ACCURACY)
+    seconds: float | None = Field(description="Mean training time.")
+    tied_with_best: bool | None = Field(
+        description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
+        "gives p >= 0.05: the data do not tell them apart. null when either has fewer than 2 runs."
+    )
+    p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
 
 
 class SweepPublic(BaseModel):
@@ -98,11 +151,16 @@ class SweepPublic(BaseModel):
         description="The spec fields that vary between its jobs, and their values."
     )
     jobs: list[JobPublic] = Field(
-        description="Succeeded jobs by test accuracy, best first; then the others by id. "
+        description="Succeeded jobs best first (as ranked_by says); then the others by id. "
         "GET /sweeps lists the first `jobs_limit` of them."
     )
     count: int = Field(description="How many jobs the sweep has, listed or not.")
     status: dict[JobStatus, int] = Field(description="How many of its jobs are in each state.")
+    configurations: list[ConfigurationPublic] = Field(
+        description="Its jobs grouped by hyperparameters (every field but the seed), best first by mean "
+        "validation accuracy (as ranked_by says)."
+    )
+    ranked_by: str = Field(description=RANKED_BY)
 
 
 class SweepsPublic(BaseModel):
@@ -117,11 +175,16 @@ class LossPoint(BaseModel):
 
 
 class EpochPoint(BaseModel):
+    """One finished epoch. Intermediate epochs' train and test accuracies are measured on fixed samples of
+    2,000 images, the last epoch's on every image; validation on every validation image each epoch."""
+
     epoch: int
-    loss: float
+    loss: float = Field(description="Mean batch cross-entropy of the epoch.")
     train_accuracy: float
     test_accuracy: float
-    seconds: float
+    seconds: float = Field(description="Training time of the epoch, evaluation excluded.")
+    validation_loss: float | None = Field(None, description="Cross-entropy on the validation images.")
+    validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
 
 
 class ModelPublic(BaseModel):
@@ -139,8 +202,16 @@ class ModelPublic(BaseModel):
     l2: float
     epochs: int
     batch_size: int
-    train_accuracy: float
-    test_accuracy: float
+    validation_size: int
+    train_accuracy: float = Field(description=TRAIN_ACCURACY)
+    validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
+    test_accuracy: float = Field(description=TEST_ACCURACY)
+    best_epoch: int = Field(
+        description="The epoch whose weights these are: with early stopping, the lowest validation loss."
+    )
+    stopped_epoch: int = Field(
+        description="The last epoch trained: before `epochs` when early stopping ended it."
+    )
     seconds: float = Field(description="Training time, evaluation excluded.")
     created_at: datetime
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
@@ -148,7 +219,8 @@ class ModelPublic(BaseModel):
 
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
-    count: int
+    count: int = Field(description="How many trained models there are, listed or not.")
+    ranked_by: str = Field(description=RANKED_BY)
 
 
 def _model_reference(value: int | str) -> int | str:
@@ -219,8 +291,9 @@ class ComparedModelPublic(BaseModel):
     name: str
     label: str = Field(description="The hyperparameters that set it apart from the others, for legends.")
     spec: TrainSpec
-    train_accuracy: float
-    test_accuracy: float
+    train_accuracy: float = Field(description=TRAIN_ACCURACY)
+    validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
+    test_accuracy: float = Field(description=TEST_ACCURACY)
     epochs: list[EpochPoint]
     losses: list[CurvePoint]
 
@@ -235,8 +308,9 @@ class ComparisonPublic(BaseModel):
 
 
 class AccuracyPublic(BaseModel):
-    train: float
-    test: float
+    train: float = Field(description=TRAIN_ACCURACY)
+    validation: float | None = Field(description=VALIDATION_ACCURACY)
+    test: float = Field(description=TEST_ACCURACY)
 
 
 class ConfusionMatrixPublic(BaseModel):
@@ -291,6 +365,42 @@ class OutcomesPublic(BaseModel):
     predicted: int | None
     data: list[OutcomePublic]
     count: int = Field(description="How many images match, in all (data holds one page of them).")
+
+
+class ClassDifferencePublic(BaseModel):
+    label: int
+    name: str
+    images: int
+    a_accuracy: float
+    b_accuracy: float
+    difference: float = Field(description="a_accuracy - b_accuracy.")
+
+
+class DisagreementPublic(BaseModel):
+    index: int
+    label: int
+    a: int = Field(description="What model A predicts.")
+    b: int = Field(description="What model B predicts.")
+
+
+class DisagreementsPublic(BaseModel):
+    """Two models image by image on one split."""
+
+    a: int
+    b: int
+    split: Split
+    images: int
+    a_right_b_wrong: int
+    b_right_a_wrong: int
+    both_right: int
+    both_wrong: int
+    p_value: float = Field(
+        description="McNemar's exact test (binomial, two-sided) on a_right_b_wrong and b_right_a_wrong: "
+        "how likely so uneven a split is if the two models were equally accurate."
+    )
+    per_class: list[ClassDifferencePublic]
+    data: list[DisagreementPublic] = Field(description="One page of the images they disagree on.")
+    count: int = Field(description="Images whose predictions differ (matching `only`), in all.")
 
 
 class LabelPublic(BaseModel):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from service.cli import client, serve
 from service.settings import SettingsError
 from service.store.models import JobStatus
+from service.store.queries import MODEL_SORTS
 
 
 def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +60,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
     jobs.add_argument("--limit", type=int, default=50)
     models = command("models", client.cmd_models, "list trained models, best first")
-    models.add_argument("--sort", choices=["test_accuracy", "created_at"], default="test_accuracy")
+    models.add_argument("--sort", choices=MODEL_SORTS, default=MODEL_SORTS[0])
     compare = command(
         "compare",
         client.cmd_compare,
@@ -75,16 +76,29 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
     predict.add_argument("--model", required=True, help="the model: its (job) id, or an alias (champion)")
     predict.add_argument("--top", type=int, default=3, help="how many classes to list")
+    _sweep_commands(command)
+
+
+def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sweep = command(
         "sweep",
         client.cmd_sweep,
         "submit a grid of jobs from a JSON file",
         description="FILE holds "
-        '{"base": {...spec...}, "grid": {"field": [values], ...}} ("-": standard input).',
+        '{"base": {...spec...}, "grid": {"field": [values], ...}, "replicates": n} ("-": standard input); '
+        '"seeds": [...] or "replicates": n runs every combination once per seed.',
     )
     sweep.add_argument("file")
     sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
     sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+    sweeps = command(
+        "sweeps",
+        client.cmd_sweeps,
+        "a sweep's configurations ranked, with confidence intervals",
+        description="Its jobs grouped by configuration, best first: mean and 95 % confidence interval "
+        "of validation and test accuracy over the seeds, and which are tied with the best (GET /sweeps/ID).",
+    )
+    sweeps.add_argument("sweep_id", metavar="SWEEP_ID")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TextIO, Union, get_args, get_origin
 
+from pydantic import BaseModel
+
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError
 from service.ml.spec import TrainSpec
@@ -32,7 +34,19 @@ def _flag_type(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None]
         return _flag_type(next(arg for arg in get_args(annotation) if arg is not type(None)))
     if origin is list:
         return _int_list, None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _json_object, None
     return annotation, None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JSON object, e.g. '{{\"patience\": 3}}'")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -42,6 +56,9 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give comma-separated integers, e.g. 500,250,100"
         ) from None
+
+
+METAVARS: dict[Callable[[str], Any], str] = {_int_list: "N,N,...", _json_object: "JSON"}
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +76,7 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
             choices=choices,
             required=info.is_required(),
             default=argparse.SUPPRESS,
-            metavar="N,N,..." if convert is _int_list else None if choices else name.upper(),
+            metavar=METAVARS.get(convert) or (None if choices else name.upper()),
             help=f"{info.description or ''}{default}".strip(),
         )
 
@@ -114,9 +131,15 @@ class ProgressBar:
                 False,
             )
         elif event == "epoch":
+            validation = data.get("validation_accuracy")
+            shown = (
+                ""
+                if validation is None
+                else f"validation {_pct(validation)} (loss {data['validation_loss']:.4f}), "
+            )
             self._show(
                 f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
-                f"train {_pct(data['train_accuracy'])}, test {_pct(data['test_accuracy'])} "
+                f"train {_pct(data['train_accuracy'])}, {shown}test {_pct(data['test_accuracy'])} "
                 f"({data['seconds']:.1f} s)",
                 True,
             )
@@ -131,8 +154,12 @@ def _report(job: Json) -> int:
     """Print how a job ended; the exit status (0 when it succeeded)."""
     if job["status"] == "succeeded":
         print(f"job {job['id']} succeeded: {job['name']}")
-        print(f"train accuracy  {_pct(job['train_accuracy'])}")
-        print(f"test accuracy   {_pct(job['test_accuracy'])}")
+        progress = job["progress"]
+        if progress["epoch"] is not None and progress["epoch"] < progress["epochs"]:
+            print(f"early stopping ended it after epoch {progress['epoch']} of {progress['epochs']}")
+        print(f"train accuracy       {_pct(job['train_accuracy'])}")
+        print(f"validation accuracy  {_pct(job['validation_accuracy'])}")
+        print(f"test accuracy        {_pct(job['test_accuracy'])}  (final, unbiased)")
         return 0
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
     return 1
@@ -176,8 +203,18 @@ def _progress(job: Json) -> str:
 
 def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.get("/jobs", status=args.status, sweep_id=args.sweep, limit=args.limit)
-    rows = [[j["id"], j["status"], _progress(j), _pct(j["test_accuracy"]), j["name"]] for j in page["data"]]
-    print(_table(["ID", "STATUS", "EPOCH", "TEST", "SPEC"], rows))
+    rows = [
+        [
+            j["id"],
+            j["status"],
+            _progress(j),
+            _pct(j["validation_accuracy"]),
+            _pct(j["test_accuracy"]),
+            j["name"],
+        ]
+        for j in page["data"]
+    ]
+    print(_table(["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
     return 0
 
@@ -197,6 +234,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             m["epochs"],
             m["batch_size"],
             _pct(m["train_accuracy"]),
+            _pct(m["validation_accuracy"]),
             _pct(m["test_accuracy"]),
             f"{m['seconds']:.1f}",
             ",".join(m["aliases"]),
@@ -217,6 +255,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
                 "EPOCHS",
                 "BATCH",
                 "TRAIN",
+                "VALIDATION",
                 "TEST",
                 "SECONDS",
                 "ALIASES",
@@ -224,6 +263,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             rows,
         )
     )
+    print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
     return 0
 
 
@@ -266,6 +306,15 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _best_epoch(epochs: list[Json]) -> str:
+    """The highest validation accuracy of the epochs, and its epoch ('-' without a validation split)."""
+    validated = [e for e in epochs if e["validation_accuracy"] is not None]
+    if not validated:
+        return "-"
+    best = max(validated, key=lambda e: e["validation_accuracy"])
+    return f"{_pct(best['validation_accuracy'])} ({best['epoch']})"
+
+
 def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     """Models as columns: the hyperparameters that differ (all with --all), then how each did."""
     result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
@@ -275,17 +324,9 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
     rows += [
         ["train accuracy", *(_pct(m["train_accuracy"]) for m in models)],
+        ["validation accuracy", *(_pct(m["validation_accuracy"]) for m in models)],
         ["test accuracy", *(_pct(m["test_accuracy"]) for m in models)],
-        [
-            "best test (epoch)",
-            *(
-                f"{_pct(max(e['test_accuracy'] for e in m['epochs']))} "
-                f"({max(m['epochs'], key=lambda e: e['test_accuracy'])['epoch']})"
-                if m["epochs"]
-                else "-"
-                for m in models
-            ),
-        ],
+        ["best validation (epoch)", *(_best_epoch(m["epochs"]) for m in models)],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
         [
             "training seconds",
@@ -302,12 +343,66 @@ def _varying(sweep: Json, job: Json) -> str:
     return ", ".join(f"{field}={job['spec'][field]}" for field in sweep["grid"])
 
 
-def _sweep_table(sweep: Json) -> str:
+def _mean_ci(summary: Json | None) -> str:
+    """'92.31% (91.90-92.72)': the mean and its 95 % interval ('92.31%' for one run)."""
+    if summary is None:
+        return "-"
+    if summary["ci_low"] is None:
+        return _pct(summary["mean"])
+    return f"{_pct(summary['mean'])} ({100 * summary['ci_low']:.2f}-{100 * summary['ci_high']:.2f})"
+
+
+def _tied(c: Json, rank: int) -> str:
+    if rank == 0:
+        return "best"
+    return "-" if c["tied_with_best"] is None else "yes" if c["tied_with_best"] else "no"
+
+
+def _configurations_table(sweep: Json) -> str:
+    """GET /sweeps/{id}'s configurations: mean and 95 % CI of each accuracy, tied with the best or not."""
     rows = [
-        [j["id"], j["status"], _varying(sweep, j), _pct(j["train_accuracy"]), _pct(j["test_accuracy"])]
+        [
+            ", ".join(f"{k}={_cell(v)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
+            c["n"],
+            _mean_ci(c["validation_accuracy"]),
+            _mean_ci(c["test_accuracy"]),
+            "-" if c["seconds"] is None else f"{c['seconds']:.1f}",
+            _tied(c, rank),
+            "-" if c["p_value"] is None else f"{c['p_value']:.3g}",
+        ]
+        for rank, c in enumerate(sweep["configurations"])
+    ]
+    headers = ["CONFIGURATION", "N", "VALIDATION (95% CI)", "TEST (95% CI)", "SECONDS", "TIED", "P"]
+    return _table(headers, rows)
+
+
+def _sweep_table(sweep: Json) -> str:
+    """The configurations, best first, then the jobs."""
+    rows = [
+        [
+            j["id"],
+            j["status"],
+            _varying(sweep, j),
+            _pct(j["train_accuracy"]),
+            _pct(j["validation_accuracy"]),
+            _pct(j["test_accuracy"]),
+        ]
         for j in sweep["jobs"]
     ]
-    return _table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "TEST"], rows)
+    jobs = _table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", "TEST"], rows)
+    return f"{_configurations_table(sweep)}\n\n{jobs}"
+
+
+def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
+    """One sweep's table (as `sweep --watch` ends with it)."""
+    sweep = client.get(f"/sweeps/{args.sweep_id}")
+    print(f"sweep {sweep['id']}: {sweep['count']} jobs")
+    print(_sweep_table(sweep))
+    print(
+        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
@@ -335,6 +430,10 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
     if live:
         print(file=sys.stderr)
     print(_sweep_table(sweep))
+    print(
+        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
+        file=sys.stderr,
+    )
     return 0 if sweep["status"]["succeeded"] else 1
 
 

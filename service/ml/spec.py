@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Backend = Literal["numpy", "torch"]
 DatasetName = Literal["mnist", "fashion-mnist"]
@@ -17,6 +19,26 @@ INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
 NUM_CLASSES = 10
 
 Units = Annotated[int, Field(ge=1, le=4096)]
+
+MAX_VALIDATION_SIZE = 30_000  # half of MNIST's training split: a job keeps at least as many to train on
+
+
+class EarlyStopping(BaseModel):
+    """Stop when the validation loss has not improved for `patience` epochs; keep the best epoch's weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    patience: int = Field(
+        ge=1,
+        le=200,
+        description="Epochs without an improvement of the validation loss before training stops.",
+    )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="How much lower than the best so far a validation loss must be to count.",
+    )
 
 
 class TrainSpec(BaseModel):
@@ -67,6 +89,37 @@ class TrainSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     train_limit: int | None = Field(None, ge=1, description="Train on the first N training images only.")
     log_every: int = Field(100, ge=1, le=100_000, description="Steps between recorded losses.")
+    validation_size: int = Field(
+        5000,
+        ge=0,
+        le=MAX_VALIDATION_SIZE,
+        description="Training images held out to validate on and rank by: the same images for every job "
+        "of the dataset whatever its seed, stratified by class (README, 'Weight format'); train_limit "
+        "applies to the rest. 0 trains on every image, as the notebook did, and ranks by test accuracy.",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None,
+        description="Stop once the validation loss has not improved by min_delta for patience epochs; "
+        "the model keeps the weights of its best epoch. Needs validation_size > 0.",
+    )
+
+    @field_validator("early_stopping")
+    @classmethod
+    def _needs_validation(cls, value: EarlyStopping | None, info: ValidationInfo) -> EarlyStopping | None:
+        if value is not None and info.data.get("validation_size") == 0:
+            raise ValueError("early stopping watches the validation loss: it needs validation_size > 0")
+        return value
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any] | str) -> TrainSpec:
+        """A spec as a job row or a weight file stored it (a dict, or its JSON text).
+
+        Those stored before validation_size existed trained on every training image: they read
+        back as validation_size 0, whatever today's default.
+        """
+        fields = dict(json.loads(stored) if isinstance(stored, str) else stored)
+        fields.setdefault("validation_size", 0)
+        return cls.model_validate(fields)
 
     @property
     def layer_sizes(self) -> list[int]:
@@ -98,4 +151,11 @@ class TrainSpec(BaseModel):
             parts.insert(0, self.dataset)
         if self.train_limit is not None:
             parts.append(f"n={self.train_limit}")
+        if self.validation_size != VALIDATION_SIZE:
+            parts.append(f"val={self.validation_size}")
+        if self.early_stopping is not None:
+            parts.append(f"patience={self.early_stopping.patience}")
         return ",".join(parts)
+
+
+VALIDATION_SIZE: int = TrainSpec.model_fields["validation_size"].default

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .data import Dataset, Split, epoch_batches
-from .metrics import accuracy, confusion_matrix
+from .evaluation import EvalSets, Scores, full_evaluation, sample_scores, validation_scores
 from .network import BackendOptions, Network, make_network
 from .numpy_mlp import Params
-from .spec import TrainSpec
-from .weights import Weights, dump_weights, predict_proba
+from .spec import EarlyStopping, TrainSpec
+from .weights import dump_weights
 
 log = logging.getLogger("mlplab.train")
 
@@ -34,24 +35,31 @@ class StepProgress:
 class EpochEnd:
     epoch: int
     loss: float  # mean batch cross-entropy over the epoch
-    train_accuracy: float
-    test_accuracy: float
+    train_accuracy: float  # on a fixed sample of the trained images (evaluation.py); the last epoch's on all
+    test_accuracy: float  # likewise on the test split
     seconds: float  # training time of the epoch, evaluation excluded
+    validation_loss: float | None = None  # on every validation image; None with validation_size 0
+    validation_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     epoch: int  # epochs completed
-    state: bytes  # backend-specific: parameters and optimizer state
+    state: bytes  # train()'s own: the backend's parameters and optimizer state, and early stopping's
+    final: bool = False  # the last train() offers: after the second-to-last epoch
 
 
 @dataclass
 class TrainResult:
-    weights: bytes  # the canonical .npz (see weights.py)
+    weights: bytes  # the canonical .npz (see weights.py), of epoch best_epoch
     train_accuracy: float
     test_accuracy: float
+    validation_accuracy: float | None  # None with validation_size 0
     confusion_train: list[list[int]]
     confusion_test: list[list[int]]
+    best_epoch: int  # the epoch whose weights these are: the lowest validation loss with early stopping, else the last
+    stopped_epoch: int  # the last epoch trained: spec.epochs unless early stopping ended it sooner
+    predictions: dict[str, bytes]  # "train", "test": evaluation.encode_predictions, one row per image
     epochs: list[EpochEnd] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -73,7 +81,8 @@ class Callbacks:
 
     on_progress: Callable[[Progress], None] | None = None  # every log_every steps and at each epoch's end
     should_stop: Callable[[], bool] | None = None  # after every step and each epoch: keep it cheap
-    on_checkpoint: Callable[[Checkpoint], None] | None = None  # after each epoch but the last
+    on_checkpoint: Callable[[Checkpoint], None] | None = None  # after each epoch but the last: the caller
+    # decides which to keep (every one, or one every MLPLAB_CHECKPOINT_SECONDS and the last before the end)
 
     def progress(self, event: Progress) -> None:
         if self.on_progress is not None:
@@ -112,21 +121,30 @@ class Plan:
         )
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One epoch's weights and how they classify both splits (train: the examples trained on)."""
+@dataclass
+class Kept:
+    """The weights the model will keep: with early stopping those of the lowest validation loss so far
+    (and how many epochs have passed since), otherwise the latest epoch's."""
 
-    params: Params
-    train_accuracy: float
-    test_accuracy: float
-    confusion_train: NDArray[np.int64]
-    confusion_test: NDArray[np.int64]
+    rule: EarlyStopping | None
+    epoch: int = 0
+    params: Params | None = None
+    validation_loss: float = math.inf
+    validation_accuracy: float | None = None
+    waited: int = 0  # epochs since the best one
 
-
-def evaluate(params: Params, spec: TrainSpec, split: Split) -> tuple[float, NDArray[np.int64]]:
-    """Accuracy and confusion matrix of the canonical weights, exactly as the API will serve them."""
-    predicted = predict_proba(Weights(spec, params), split.images).argmax(axis=1)
-    return accuracy(split.labels, predicted), confusion_matrix(split.labels, predicted)
+    def update(self, epoch: int, params: Params, validation: Scores | None) -> bool:
+        """Take an epoch's weights and validation scores; True when early stopping's patience has run out."""
+        if self.rule is None or validation is None:
+            self.epoch, self.params = epoch, params
+            self.validation_accuracy = None if validation is None else validation.accuracy
+            return False
+        if validation.loss < self.validation_loss - self.rule.min_delta:
+            self.epoch, self.params, self.waited = epoch, params, 0
+            self.validation_loss, self.validation_accuracy = validation.loss, validation.accuracy
+            return False
+        self.waited += 1
+        return self.waited >= self.rule.patience
 
 
 def train(
@@ -141,56 +159,107 @@ def train(
 
     With resume, training continues after the checkpoint's epoch: the batches of an epoch depend only
     on (seed, epoch), so a resumed NumPy run ends bit-identical to an uninterrupted one.
-    Raises TrainingError when training diverges, TrainingCancelled when should_stop() says so.
+    Raises TrainingError when training diverges or the spec does not fit the data, TrainingCancelled
+    when should_stop() says so.
     """
     calls = callbacks or Callbacks()
-    plan = Plan(spec, training_examples(spec, data))
-    net, first_epoch = start_network(plan, resume, backend)
+    try:
+        sets = EvalSets.of(spec, data)
+    except ValueError as exc:  # a validation_size the dataset cannot spare
+        raise TrainingError(str(exc)) from None
+    plan = Plan(spec, sets.trained)
+    net, kept, first_epoch = start_network(plan, resume, backend)
     history: list[EpochEnd] = []
     for epoch in range(first_epoch, spec.epochs + 1):
         started = time.perf_counter()
         loss = run_epoch(net, plan, epoch, calls)
         seconds = time.perf_counter() - started
-        evaluation = evaluate_epoch(net, plan, epoch, data.split("test"))
-        end = EpochEnd(epoch, loss, evaluation.train_accuracy, evaluation.test_accuracy, seconds)
+        params = checked_weights(net, plan, epoch)
+        validation = validation_scores(params, spec, sets)
+        last = kept.update(epoch, params, validation) or epoch == spec.epochs
+        # The last epoch is measured on every image (and gives the model's figures when its weights are
+        # kept); the others on fixed samples, so that evaluating does not cost a job its time.
+        final = full_evaluation(params, spec, sets) if last else None
+        trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
+        end = EpochEnd(epoch, loss, trained.accuracy, test.accuracy, seconds, *_loss_accuracy(validation))
         history.append(end)
         calls.progress(end)
-        if epoch < spec.epochs:
-            if calls.on_checkpoint is not None:
-                calls.on_checkpoint(Checkpoint(epoch, net.state()))
-            if calls.stop():
-                raise TrainingCancelled(f"stopped after epoch {epoch}")
-
-    # The last epoch's evaluation is the model's: checkpoints stop before it, so it always ran.
+        if last:
+            break
+        if calls.on_checkpoint is not None:
+            calls.on_checkpoint(Checkpoint(epoch, pack_state(net, kept), final=epoch == spec.epochs - 1))
+        if calls.stop():
+            raise TrainingCancelled(f"stopped after epoch {epoch}")
+    assert final is not None and kept.params is not None  # the loop ends on a last epoch
+    if kept.epoch != history[-1].epoch:  # early stopping: back to the best epoch's weights
+        final = full_evaluation(kept.params, spec, sets)
     return TrainResult(
-        weights=dump_weights(spec, evaluation.params),
-        train_accuracy=evaluation.train_accuracy,
-        test_accuracy=evaluation.test_accuracy,
-        confusion_train=evaluation.confusion_train.tolist(),
-        confusion_test=evaluation.confusion_test.tolist(),
+        weights=dump_weights(spec, kept.params),
+        train_accuracy=final.trained.accuracy,
+        test_accuracy=final.test.accuracy,
+        validation_accuracy=kept.validation_accuracy,
+        confusion_train=final.trained.confusion.tolist(),
+        confusion_test=final.test.confusion.tolist(),
+        best_epoch=kept.epoch,
+        stopped_epoch=history[-1].epoch,
+        predictions=final.predictions,
         epochs=history,
         seconds=sum(e.seconds for e in history),
     )
 
 
-def training_examples(spec: TrainSpec, data: Dataset) -> Split:
-    """The training split, or its first spec.train_limit examples."""
-    images, labels = data.split("train")
-    if spec.train_limit is not None:
-        images, labels = images[: spec.train_limit], labels[: spec.train_limit]
-    return Split(images, labels)
+def _loss_accuracy(scores: Scores | None) -> tuple[float | None, float | None]:
+    return (None, None) if scores is None else (scores.loss, scores.accuracy)
 
 
-def start_network(plan: Plan, resume: Checkpoint | None, backend: BackendOptions) -> tuple[Network, int]:
-    """A network and the first epoch to train: resumed from the checkpoint when it loads, else fresh."""
-    net = make_network(plan.spec, plan.examples, **backend)
+# --- checkpoints: the backend's state and early stopping's, in one .npz -------------------------
+
+CHECKPOINT_FORMAT = "mlplab-checkpoint/1"
+
+
+def pack_state(net: Network, kept: Kept) -> bytes:
+    """The network's state, and with early stopping the best weights so far and how long ago they were."""
+    arrays: dict[str, NDArray[Any]] = {
+        "format": np.array(CHECKPOINT_FORMAT),
+        "network": np.frombuffer(net.state(), dtype=np.uint8),
+    }
+    if kept.rule is not None and kept.params is not None:
+        arrays |= {
+            "kept": np.array([kept.epoch, kept.waited]),
+            "validation": np.array([kept.validation_loss, kept.validation_accuracy]),
+        }
+        for i, (W, b) in enumerate(kept.params, start=1):
+            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+def unpack_state(blob: bytes, net: Network, kept: Kept) -> None:
+    """Load pack_state's bytes into net and kept; raises on bytes it did not write."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        if str(npz["format"]) != CHECKPOINT_FORMAT:
+            raise ValueError(f"unknown checkpoint format {str(npz['format'])!r}")
+        net.load_state(npz["network"].tobytes())
+        if kept.rule is not None and "kept" in npz.files:
+            kept.epoch, kept.waited = (int(x) for x in npz["kept"])
+            kept.validation_loss, kept.validation_accuracy = (float(x) for x in npz["validation"])
+            n_layers = sum(name.startswith("W") for name in npz.files)
+            kept.params = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(1, n_layers + 1)]
+
+
+def start_network(
+    plan: Plan, resume: Checkpoint | None, backend: BackendOptions
+) -> tuple[Network, Kept, int]:
+    """A network, what it keeps, and the first epoch to train: resumed from the checkpoint when it loads."""
+    net, kept = make_network(plan.spec, plan.examples, **backend), Kept(plan.spec.early_stopping)
     if resume is None:
-        return net, 1
+        return net, kept, 1
     try:
         if not 1 <= resume.epoch < plan.spec.epochs:
             raise ValueError(f"the job has {plan.spec.epochs} epochs")
-        net.load_state(resume.state)
-        return net, resume.epoch + 1
+        unpack_state(resume.state, net, kept)
+        return net, kept, resume.epoch + 1
     except Exception as exc:
         # A checkpoint another version wrote (or a damaged one): losing its epochs beats failing
         # the job. A half-loaded network is discarded, not trained on.
@@ -200,7 +269,7 @@ def start_network(plan: Plan, resume: Checkpoint | None, backend: BackendOptions
             type(exc).__name__,
             exc,
         )
-        return make_network(plan.spec, plan.examples, **backend), 1
+        return make_network(plan.spec, plan.examples, **backend), Kept(plan.spec.early_stopping), 1
 
 
 def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
@@ -226,11 +295,9 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
     return loss_sum / len(batches)
 
 
-def evaluate_epoch(net: Network, plan: Plan, epoch: int, test: Split) -> Evaluation:
-    """The weights after `epoch`, checked finite (TrainingError), and their accuracy on both splits."""
+def checked_weights(net: Network, plan: Plan, epoch: int) -> Params:
+    """The weights after `epoch`, checked finite (TrainingError otherwise)."""
     params = net.export()
     if not all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params):
         raise plan.diverged(epoch, epoch * plan.steps_per_epoch, "the weights are no longer finite")
-    train_accuracy, confusion_train = evaluate(params, plan.spec, plan.examples)
-    test_accuracy, confusion_test = evaluate(params, plan.spec, test)
-    return Evaluation(params, train_accuracy, test_accuracy, confusion_train, confusion_test)
+    return params

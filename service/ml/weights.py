@@ -3,7 +3,8 @@
 A model is an .npz archive (``numpy.savez``, no pickles) holding:
 
     format    "mlplab-mlp/1"
-    spec      the TrainSpec as JSON text (activation, layer sizes, hyperparameters)
+    spec      the TrainSpec as JSON text (activation, layer sizes, hyperparameters); files written
+              before validation_size existed read as validation_size 0 (TrainSpec.from_stored)
     W1, b1    float32, W shaped (fan_in, fan_out), b shaped (fan_out,)
     ...
     WL, bL    the output layer; its outputs are logits over the classes
@@ -57,7 +58,7 @@ def load_weights(blob: bytes) -> Weights:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             if str(npz["format"]) != FORMAT:
                 raise WeightsError(f"unknown weight format {str(npz['format'])!r}, expected {FORMAT!r}")
-            spec = TrainSpec.model_validate_json(str(npz["spec"]))
+            spec = TrainSpec.from_stored(str(npz["spec"]))
             n_layers = len(spec.layer_sizes) - 1
             params = [
                 (npz[f"W{i}"].astype(np.float32, copy=False), npz[f"b{i}"].astype(np.float32, copy=False))

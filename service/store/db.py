@@ -209,12 +209,32 @@ def migrate(engine_or_url: Engine | str) -> None:
 
 
 def _upgrade(engine: Engine) -> None:
-    with engine.connect() as connection:
+    with engine.connect() as connection, _foreign_keys_deferred_to_the_end(connection):
         connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         with connection.begin():
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK})")
             command.upgrade(alembic_config(connection), "head")
+            if connection.dialect.name == "sqlite":
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:  # rolls the whole upgrade back
+                    raise RuntimeError(f"the migration broke a foreign key (table, rowid, parent): {broken}")
+
+
+@contextmanager
+def _foreign_keys_deferred_to_the_end(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys unenforced while migrating and checked once at the end, as SQLite's ALTER TABLE
+    steps prescribe: a batch migration drops and recreates a table that other tables' rows reference."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")  # before BEGIN: inside a transaction it is a no-op
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -74,8 +74,12 @@ class ResultLike(Protocol):
     weights: bytes
     train_accuracy: float
     test_accuracy: float
+    validation_accuracy: float | None
     confusion_train: list[list[int]]
     confusion_test: list[list[int]]
+    best_epoch: int
+    stopped_epoch: int
+    predictions: Mapping[str, bytes]  # "train", "test" (the worker's; the API computes a split left out)
     seconds: float
 
 
@@ -222,8 +226,12 @@ def record_epoch(
     test_accuracy: float,
     seconds: float,
     now: datetime | None = None,
+    *,
+    validation_loss: float | None = None,
+    validation_accuracy: float | None = None,
 ) -> None:
-    """running -> running: store one finished epoch's metrics (replacing a row for that epoch).
+    """running -> running: store one finished epoch's metrics (replacing a row for that epoch); the
+    validation figures are None for a job without a validation split.
 
     Raises LeaseLost if the job is no longer ours.
     """
@@ -236,6 +244,8 @@ def record_epoch(
             train_accuracy=float(train_accuracy),
             test_accuracy=float(test_accuracy),
             seconds=float(seconds),
+            validation_loss=_float_or_none(validation_loss),
+            validation_accuracy=_float_or_none(validation_accuracy),
         )
     )
     session.flush()
@@ -284,6 +294,7 @@ def finish_job(
         "train_accuracy": float(result.train_accuracy),
         "test_accuracy": float(result.test_accuracy),
         "reproduction": reproduction,
+        "validation_accuracy": _float_or_none(result.validation_accuracy),
     }
     _guarded_update(session, job_id, worker_id, values)
     model = TrainedModel(
@@ -291,8 +302,13 @@ def finish_job(
         weights=bytes(result.weights),
         train_accuracy=float(result.train_accuracy),
         test_accuracy=float(result.test_accuracy),
+        validation_accuracy=_float_or_none(result.validation_accuracy),
         confusion_train=_int_matrix(result.confusion_train),
         confusion_test=_int_matrix(result.confusion_test),
+        best_epoch=int(result.best_epoch),
+        stopped_epoch=int(result.stopped_epoch),
+        predictions_train=result.predictions.get("train"),
+        predictions_test=result.predictions.get("test"),
         seconds=float(result.seconds),
         created_at=now,
     )
@@ -447,6 +463,10 @@ def _guarded_update(
         state = "does not exist" if now is None else f"is {now.status} (worker {now.worker_id})"
         raise LeaseLost(f"job {job_id} is no longer held by worker {worker_id}: it {state}")
     return row[0]
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _int_matrix(matrix: Any) -> list[list[int]]:

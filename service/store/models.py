@@ -102,6 +102,7 @@ class Job(Base):
         CheckConstraint(f"status IN {tuple(s.value for s in JobStatus)!r}", name="status"),
         Index(None, "status", "id"),
         Index(None, "sweep_id", "id"),
+        Index(None, "validation_accuracy", "id"),
         Index(None, "test_accuracy", "id"),
         Index(None, "created_at", "id"),
         Index(None, "started_at", "finished_at"),
@@ -133,6 +134,7 @@ class Job(Base):
     provenance: Mapped[dict[str, Any] | None]
     reproduces: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))  # the model it trains again
     reproduction: Mapped[dict[str, Any] | None]  # how close it came (provenance.Reproduction), once trained
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)  # and stays None with validation_size 0
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"
@@ -150,7 +152,7 @@ class Loss(Base):
 
 
 class EpochMetric(Base):
-    """Mean loss, accuracies and duration of one finished epoch."""
+    """Mean loss, accuracies and duration of one finished epoch (service.ml.train.EpochEnd)."""
 
     __tablename__ = "epoch_metrics"
 
@@ -160,13 +162,19 @@ class EpochMetric(Base):
     train_accuracy: Mapped[float] = mapped_column(Float)
     test_accuracy: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    validation_loss: Mapped[float | None] = mapped_column(Float)  # None without a validation split
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)
 
 
 class TrainedModel(Base):
     """The trained network of a succeeded job (table ``models``)."""
 
     __tablename__ = "models"
-    __table_args__ = (Index(None, "test_accuracy", "job_id"), Index(None, "created_at", "job_id"))
+    __table_args__ = (
+        Index(None, "validation_accuracy", "test_accuracy", "job_id"),
+        Index(None, "test_accuracy", "job_id"),
+        Index(None, "created_at", "job_id"),
+    )
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     weights: Mapped[bytes]  # the .npz bytes of service.ml.weights
@@ -176,6 +184,13 @@ class TrainedModel(Base):
     confusion_test: Mapped[list[list[int]]] = mapped_column(JSON)
     seconds: Mapped[float] = mapped_column(Float)  # training time
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)  # None with validation_size 0
+    best_epoch: Mapped[int]  # the epoch whose weights these are (early stopping: the lowest validation loss)
+    stopped_epoch: Mapped[int]  # the last epoch trained
+    # Each image's predicted class and its probability (service.ml.evaluation.encode_predictions), so
+    # that the API never recomputes a split; None for models stored before they were kept.
+    predictions_train: Mapped[bytes | None]
+    predictions_test: Mapped[bytes | None]
 
     job: Mapped[Job] = relationship(lazy="raise")
 

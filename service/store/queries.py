@@ -6,10 +6,10 @@ Each function takes the caller's session and writes nothing; the transitions are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -65,8 +65,8 @@ def get_job_row(connection: Connection | Session, job_id: int) -> Row[Any] | Non
 
 
 def job_spec(job: Job | Row[Any]) -> TrainSpec:
-    """The job's TrainSpec, parsed back from its stored JSON."""
-    return TrainSpec.model_validate(job.spec)
+    """The job's TrainSpec, parsed back from its stored JSON (TrainSpec.from_stored: older rows too)."""
+    return TrainSpec.from_stored(job.spec)
 
 
 # GET /jobs?sort=: a column, descending with a leading "-"; jobs without a value (no accuracy yet, never
@@ -76,6 +76,8 @@ JobSort = Literal[
     "-id",
     "created_at",
     "-created_at",
+    "validation_accuracy",
+    "-validation_accuracy",
     "test_accuracy",
     "-test_accuracy",
     "duration",
@@ -188,20 +190,30 @@ def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
 def get_model(session: Session, job_id: int) -> TrainedModel | None:
     """The trained model of a succeeded job with `.job` loaded; or None.
 
-    Its weights (megabytes) are read only when `.weights` is, by a second query in the same session.
+    Its weights (megabytes) are read only when `.weights` is, by a second query in the same session; its
+    predictions likewise (get_predictions reads one split's alone).
     """
     if not _storable(job_id):
         return None
     return session.scalar(
         select(TrainedModel)
         .where(TrainedModel.job_id == job_id)
-        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights))
+        .options(
+            joinedload(TrainedModel.job),
+            defer(TrainedModel.weights),
+            defer(TrainedModel.predictions_train),
+            defer(TrainedModel.predictions_test),
+        )
     )
 
 
-# How models rank, best first: by test accuracy, the newer of two equal ones first.
-BEST_FIRST = (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc())
-RANKED_BY = "test accuracy"  # BEST_FIRST in words, for people
+# How models rank, best first: those with a validation split by its accuracy, then those without one by
+# test accuracy (service.selection.rank_key), the newer of two equal ones first.
+BEST_FIRST = (
+    TrainedModel.validation_accuracy.desc().nulls_last(),
+    TrainedModel.test_accuracy.desc(),
+    TrainedModel.job_id.desc(),
+)
 
 
 def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:
@@ -210,36 +222,71 @@ def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:
     return session.scalar(query)
 
 
-ModelSort = Literal["test_accuracy", "created_at"]
+# The orders of GET /models; the first (BEST_FIRST) is the default.
+ModelSort = Literal["validation_accuracy", "test_accuracy", "created_at"]
+MODEL_SORTS: tuple[ModelSort, ...] = get_args(ModelSort)
+
+_MODEL_ORDERS: dict[str, tuple[Any, ...]] = {
+    "validation_accuracy": BEST_FIRST,
+    "test_accuracy": (TrainedModel.test_accuracy.desc(), TrainedModel.job_id.desc()),
+    "created_at": (TrainedModel.created_at.desc(), TrainedModel.job_id.desc()),
+}
 
 
 def list_models(
     session: Session,
-    sort: ModelSort = "test_accuracy",
+    sort: ModelSort = "validation_accuracy",
     limit: int | None = None,
     offset: int = 0,
-) -> tuple[list[TrainedModel], int]:
-    """A page of trained models, best test accuracy first (or newest first), each with `.job` loaded,
-    and how many there are in all.
+) -> list[TrainedModel]:
+    """Trained models in `sort`'s order (newest first among equals), each with `.job` loaded.
 
-    The weights are not loaded (reading `.weights` raises); get_model loads one model's weights.
+    Neither the weights nor the predictions are loaded (reading them raises); get_model loads one
+    model's weights, get_predictions its predictions.
     """
-    order: Iterable[Any]
-    if sort == "test_accuracy":
-        order = BEST_FIRST
-    elif sort == "created_at":
-        order = (TrainedModel.created_at.desc(), TrainedModel.job_id.desc())
-    else:
-        raise ValueError(f"sort must be 'test_accuracy' or 'created_at', not {sort!r}")
+    if sort not in _MODEL_ORDERS:
+        raise ValueError(f"sort must be one of {', '.join(MODEL_SORTS)}, not {sort!r}")
     query = (
         select(TrainedModel)
-        .options(joinedload(TrainedModel.job), defer(TrainedModel.weights, raiseload=True))
-        .order_by(*order)
+        .options(
+            joinedload(TrainedModel.job),
+            defer(TrainedModel.weights, raiseload=True),
+            defer(TrainedModel.predictions_train, raiseload=True),
+            defer(TrainedModel.predictions_test, raiseload=True),
+        )
+        .order_by(*_MODEL_ORDERS[sort])
         .limit(limit)
         .offset(min(offset, MAX_INTEGER))
     )
-    count = session.scalar(select(func.count()).select_from(TrainedModel)) or 0
-    return list(session.scalars(query)), count
+    return list(session.scalars(query))
+
+
+def count_models(session: Session, *where: ColumnElement[bool]) -> tuple[int, int]:
+    """How many trained models there are (among the jobs matching `where`), and how many of them have a
+    validation accuracy."""
+    query = select(func.count(), func.count(TrainedModel.validation_accuracy)).select_from(TrainedModel)
+    if where:
+        query = query.join(TrainedModel.job).where(*where)
+    row = session.execute(query).one()
+    return int(row[0]), int(row[1])
+
+
+def get_predictions(session: Session, job_id: int, split: Literal["train", "test"]) -> bytes | None:
+    """A model's stored predictions of a split (service.ml.evaluation.encode_predictions), or None."""
+    column = TrainedModel.predictions_train if split == "train" else TrainedModel.predictions_test
+    if not _storable(job_id):
+        return None
+    return session.scalar(select(column).where(TrainedModel.job_id == job_id))
+
+
+def training_seconds(session: Session, sweep_ids: Sequence[str]) -> dict[int, float]:
+    """The training time of each job of these sweeps that is a trained model, by job id."""
+    rows = session.execute(
+        select(TrainedModel.job_id, TrainedModel.seconds)
+        .join(Job, Job.id == TrainedModel.job_id)
+        .where(Job.sweep_id.in_(sweep_ids))
+    )
+    return {row.job_id: row.seconds for row in rows}
 
 
 # --- aliases ------------------------------------------------------------------------------------

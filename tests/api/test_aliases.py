@@ -136,14 +136,16 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
 
 def test_a_sweeps_best_model_is_promoted(client, ids):
     sweep = ids["sweep"]
-    models = {m["id"]: m["test_accuracy"] for m in client.get("/models").json()["data"]}
-    best = max((job["id"] for job in sweep["jobs"]), key=lambda i: (models[i], i))
+    models = {
+        m["id"]: (m["validation_accuracy"], m["test_accuracy"]) for m in client.get("/models").json()["data"]
+    }
+    best = max((job["id"] for job in sweep["jobs"]), key=lambda i: (*models[i], i))  # as GET /models ranks
     promoted = client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"})
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["model_id"] == best
     event = client.get("/aliases/champion").json()["history"][0]
     assert event["action"] == "promote"
-    assert event["detail"] == f"the best model of sweep {sweep['id']} by test accuracy"
+    assert event["detail"] == f"the best model of sweep {sweep['id']} by validation_accuracy"
     assert client.get(f"/models/{best}").json()["aliases"] == ["champion"]
 
     assert_problem(client.post("/sweeps/0123456789ab/promote", json={"alias": "x"}), 404, "no sweep")
@@ -184,6 +186,8 @@ def _routes(other: int) -> list[tuple[str, str, dict]]:
         ("POST", "/models/{m}/predict", {"json": {"images": [[0] * 784, [255] * 784]}}),
         ("GET", "/compare", {"params": {"ids": f"{{m}},{other}"}}),
         ("GET", "/compare.png", {"params": {"ids": f"{{m}},{other}"}}),
+        ("GET", "/compare/disagreements", {"params": {"a": "{m}", "b": other}}),
+        ("GET", "/compare/disagreements.png", {"params": {"a": other, "b": "{m}", "limit": 4}}),
     ]
 
 
@@ -218,6 +222,15 @@ def test_an_alias_and_the_id_it_names_are_one_model_in_a_comparison(client, ids)
     body = assert_problem(client.get("/compare", params={"ids": f"champion,{ids['strong']}"}), 422)
     assert body["detail"] == (
         f"query.ids: model {ids['strong']} is listed twice (champion and {ids['strong']} are both model {ids['strong']})"
+    )
+    pair = {"a": ids["strong"], "b": "champion"}
+    body = assert_problem(client.get("/compare/disagreements", params=pair), 422)
+    assert body["detail"] == (
+        f"query.b: model {ids['strong']} is A too ({ids['strong']} and champion are both model {ids['strong']}): "
+        "compare two different models"
+    )
+    assert_problem(
+        client.get("/compare/disagreements", params={"a": "nobody", "b": ids["weak"]}), 404, "nobody"
     )
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from scipy import stats
 
 from service.main import create_app
 from service.ml.data import DATASETS
+from service.ml.weights import load_weights
 from service.settings import Settings
 from tests.conftest import assert_problem
 from tests.factories import job_body
@@ -174,6 +177,95 @@ def test_fashion_mnist_models_carry_its_class_names(world):
         > Image.open(io.BytesIO(client.get(f"/models/{ids['a']}/confusion-matrix.png").content)).width
     )
     _png(client.get(f"/models/{ids['fashion']}/mistakes.png", params={"limit": 12}), (400, 200))
+
+
+def test_disagreements_are_the_two_models_predictions_compared(world, mnist):
+    """Recomputed here from the two models' own weights (as downloaded): the counts both ways, McNemar's
+    p-value (binomtest on those counts), each class's accuracies, and the disagreeing images."""
+    client, ids = world
+    a, b = ids["a"], ids["b"]
+    body = client.get("/compare/disagreements", params={"a": a, "b": b, "limit": 500}).json()
+    truth = mnist.test_labels
+    pa, pb = (
+        load_weights(client.get(f"/models/{m}/weights").content)
+        .predict_proba(mnist.test_images)
+        .argmax(axis=1)
+        for m in (a, b)
+    )
+    right_a, right_b = pa == truth, pb == truth
+    a_only, b_only = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    assert (body["a"], body["b"], body["split"], body["images"]) == (a, b, "test", 10_000)
+    assert (body["a_right_b_wrong"], body["b_right_a_wrong"]) == (a_only, b_only) and a_only + b_only > 0
+    assert body["both_right"] == np.sum(right_a & right_b) and body["both_wrong"] == np.sum(
+        ~right_a & ~right_b
+    )
+    assert body["p_value"] == pytest.approx(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue, rel=1e-12)
+    disagreeing = np.flatnonzero(pa != pb)
+    assert body["count"] == len(disagreeing)
+    assert [d["index"] for d in body["data"]] == disagreeing[:500].tolist()
+    assert all(
+        (d["label"], d["a"], d["b"]) == (truth[d["index"]], pa[d["index"]], pb[d["index"]])
+        for d in body["data"]
+    )
+    for row in body["per_class"]:
+        of_class = truth == row["label"]
+        assert row["images"] == of_class.sum() and row["name"] == str(row["label"])
+        assert row["a_accuracy"] == pytest.approx(right_a[of_class].mean())
+        assert row["difference"] == pytest.approx(right_a[of_class].mean() - right_b[of_class].mean())
+    only_a = client.get(
+        "/compare/disagreements", params={"a": a, "b": b, "only": "a_right", "offset": 2, "limit": 3}
+    )
+    assert only_a.json()["count"] == a_only
+    assert [d["index"] for d in only_a.json()["data"]] == np.flatnonzero(right_a & ~right_b)[2:5].tolist()
+    swapped = client.get("/compare/disagreements", params={"a": b, "b": a}).json()
+    assert (swapped["a_right_b_wrong"], swapped["p_value"]) == (b_only, body["p_value"])
+    one = _png(client.get("/compare/disagreements.png", params={"a": a, "b": b, "limit": 1}), (50, 50))
+    many = _png(
+        client.get("/compare/disagreements.png", params={"a": a, "b": b, "split": "train"}), (400, 300)
+    )
+    assert one.height < many.height
+
+
+@pytest.mark.parametrize(
+    "params,status,says",
+    [
+        ({"a": "{a}", "b": "{a}"}, 422, "compare two different models"),
+        ({"a": "{a}", "b": "{fashion}"}, 422, "trained on fashion-mnist, model {a} on mnist"),
+        ({"a": "{a}", "b": "999999"}, 404, "There is no model 999999."),
+        ({"a": "{queued}", "b": "{a}"}, 409, "is queued"),
+        ({"a": "{a}", "b": "{b}", "split": "validation"}, 422, "split"),
+        ({"a": "{a}", "b": "{b}", "only": "a"}, 422, "only"),
+        ({"a": "{a}"}, 422, "query.b"),
+    ],
+)
+def test_disagreements_refuse_what_they_cannot_compare(world, params, status, says):
+    client, known = world
+    query = {k: v.format(**known) for k, v in params.items()}
+    for path in ("/compare/disagreements", "/compare/disagreements.png"):
+        problem = assert_problem(client.get(path, params=query), status)
+        assert says.format(**known) in problem["detail"], problem
+
+
+def test_a_models_split_predictions_are_read_as_the_worker_stored_them(world, monkeypatch):
+    """No split is recomputed by the API for a model the worker stored predictions with."""
+    from service.api import inference
+    from service.api.routes import plots as plots_routes
+
+    client, ids = world
+    monkeypatch.setattr(inference, "_predict", lambda *args: pytest.fail("the API recomputed a split"))
+    monkeypatch.setattr(
+        plots_routes, "first_mistakes", lambda *args: pytest.fail("the API looked for mistakes")
+    )
+    figure = client.get(f"/models/{ids['fashion']}/mistakes.png", params={"split": "train", "limit": 3})
+    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+    listed = client.get(f"/models/{ids['fashion']}/predictions/train", params={"label": 3, "limit": 500})
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["count"] == 6000  # Fashion-MNIST's training split: 6,000 of each class
+    sample = body["data"][:5]
+    for row in sample:
+        one = client.get(f"/models/{ids['fashion']}/predictions/train/{row['index']}").json()
+        assert one["predicted"] == row["predicted"] and one["label"] == 3
 
 
 def test_with_reads_protected_figures_and_images_are_not_for_shared_caches(world):

@@ -17,8 +17,8 @@ from tests.factories import History, finished_jobs, tiny_spec
 from tests.support import real_data_dir
 
 SORTS = [
-    "id", "-id", "created_at", "-created_at", "test_accuracy", "-test_accuracy",
-    "duration", "-duration", "status", "-status",
+    "id", "-id", "created_at", "-created_at", "validation_accuracy", "-validation_accuracy",
+    "test_accuracy", "-test_accuracy", "duration", "-duration", "status", "-status",
 ]  # fmt: skip
 
 
@@ -58,6 +58,7 @@ def _expected(jobs: list[dict], sort: str) -> list[int]:
     value = {
         "id": lambda j: j["id"],
         "created_at": lambda j: j["created_at"],
+        "validation_accuracy": lambda j: j["validation_accuracy"],
         "test_accuracy": lambda j: j["test_accuracy"],
         "duration": lambda j: _seconds(j, now),
         "status": lambda j: j["status"],
@@ -95,12 +96,17 @@ def test_jobs_sort_with_filters_and_a_bad_sort(runs):
 
 def test_models_are_paged_with_the_count_of_all(runs):
     client, history = runs
-    first = client.get("/models", params={"sort": "test_accuracy"}).json()
+    first = client.get("/models").json()  # best validation accuracy first
     assert first["count"] == len(history.models) == 51 and len(first["data"]) == 51  # under the default 100
+    assert first["ranked_by"] == "validation_accuracy"
     pages = [client.get("/models", params={"limit": 20, "offset": o}).json() for o in (0, 20, 40)]
     assert [m["id"] for p in pages for m in p["data"]] == [m["id"] for m in first["data"]]
-    assert {p["count"] for p in pages} == {51}
-    accuracies = [m["test_accuracy"] for m in first["data"]]
+    assert {p["count"] for p in pages} == {51} and {p["ranked_by"] for p in pages} == {"validation_accuracy"}
+    validation = [m["validation_accuracy"] for m in first["data"]]
+    assert validation == sorted(validation, reverse=True)
+    by_test = client.get("/models", params={"sort": "test_accuracy", "limit": 500}).json()
+    assert by_test["ranked_by"] == "test_accuracy" and by_test["data"] != first["data"]
+    accuracies = [m["test_accuracy"] for m in by_test["data"]]
     assert accuracies == sorted(accuracies, reverse=True)
     assert_problem(client.get("/models", params={"limit": 501}), 422)
 
@@ -115,6 +121,11 @@ def test_the_sweeps_list_carries_each_sweeps_best_jobs_only(runs):
         assert whole["count"] == by_id[sweep_id]["count"] == len(members) == len(whole["jobs"])
         assert by_id[sweep_id]["jobs"] == whole["jobs"][:10]  # the best 10, as the sweep orders them
         assert by_id[sweep_id]["status"] == whole["status"] and by_id[sweep_id]["grid"] == whole["grid"]
+        # configurations count every job, listed or not
+        assert by_id[sweep_id]["configurations"] == whole["configurations"]
+        assert sum(c["n"] for c in whole["configurations"]) == sum(
+            j["status"] == "succeeded" for j in whole["jobs"]
+        )
     three = client.get("/sweeps", params={"jobs_limit": 3}).json()
     assert [len(s["jobs"]) for s in three["data"]] == [3, 3, 3]
     assert [len(s["jobs"]) for s in client.get("/sweeps", params={"jobs_limit": 0}).json()["data"]] == [0] * 3

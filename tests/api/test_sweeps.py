@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from scipy import stats
 
 from service.main import create_app
 from service.ml.spec import TrainSpec
@@ -168,8 +170,9 @@ def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
     done = client.get(f"/sweeps/{sweep['id']}").json()
     assert done["status"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1}
     assert [j["status"] for j in done["jobs"]] == ["succeeded", "succeeded", "cancelled"]
-    accuracies = [j["test_accuracy"] for j in done["jobs"][:2]]
-    assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.5
+    accuracies = [j["validation_accuracy"] for j in done["jobs"][:2]]  # ranked on validation, not test
+    assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.2
+    assert done["ranked_by"] == "validation_accuracy"
     assert done["jobs"][-1]["id"] == cancelled and done["jobs"][-1]["test_accuracy"] is None
     assert done["grid"] == {"learning_rate": [0.001, 0.5, 0.05]}  # activation took one value: it is shared
 
@@ -188,3 +191,107 @@ def test_sweeps_are_listed_newest_first(client):
     page = client.get("/sweeps", params={"limit": 1, "offset": 1}).json()
     assert page["count"] == 2 and [s["id"] for s in page["data"]] == [first["id"]]
     assert_problem(client.get("/sweeps", params={"limit": 0}), 422)
+
+
+def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(client, settings):
+    """2 configurations x 3 seeds: each configuration's statistics are scipy's, recomputed here from its
+    jobs' own accuracies; ranked by mean validation accuracy; the other tested against the best."""
+    base = job_body(activation="relu", init="he", optimizer="adam", epochs=2, log_every=8)
+    sweep = client.post(
+        "/sweeps", json={"base": base, "grid": {"learning_rate": [0.001, 0.01]}, "replicates": 3}
+    )
+    assert sweep.status_code == 202, sweep.text
+    created = sweep.json()
+    assert created["count"] == 6
+    assert [(j["spec"]["learning_rate"], j["spec"]["seed"]) for j in sorted(created["jobs"], key=lambda j: j["id"])] == [
+        (lr, seed) for lr in (0.001, 0.01) for seed in (0, 1, 2)
+    ]  # fmt: skip
+    run_worker(settings, once=True)
+    done = client.get(f"/sweeps/{created['id']}").json()
+    assert done["status"]["succeeded"] == 6 and done["ranked_by"] == "validation_accuracy"
+    jobs = {j["id"]: j for j in done["jobs"]}
+    configurations = done["configurations"]
+    assert [c["n"] for c in configurations] == [3, 3] and [c["seeds"] for c in configurations] == [
+        [0, 1, 2]
+    ] * 2
+    assert sorted(c["hyperparameters"]["learning_rate"] for c in configurations) == [0.001, 0.01]
+    samples = []
+    for c in configurations:
+        assert {jobs[i]["spec"]["learning_rate"] for i in c["jobs"]} == {
+            c["hyperparameters"]["learning_rate"]
+        }
+        for metric in ("validation_accuracy", "test_accuracy"):
+            values = [jobs[i][metric] for i in c["jobs"]]
+            mean, std = np.mean(values), np.std(values, ddof=1)
+            low, high = stats.t.interval(0.95, 2, loc=mean, scale=stats.sem(values))
+            assert c[metric] == pytest.approx(
+                {"mean": mean, "std": std, "ci_low": low, "ci_high": high}, rel=1e-9
+            )
+        seconds = [client.get(f"/models/{i}").json()["seconds"] for i in c["jobs"]]
+        assert c["seconds"] == pytest.approx(np.mean(seconds))
+        samples.append([jobs[i]["validation_accuracy"] for i in c["jobs"]])
+    best, other = configurations
+    assert best["validation_accuracy"]["mean"] >= other["validation_accuracy"]["mean"]
+    assert (best["tied_with_best"], best["p_value"]) == (True, None)
+    p = stats.ttest_ind(samples[0], samples[1], equal_var=False).pvalue
+    assert other["p_value"] == pytest.approx(p, rel=1e-9) and other["tied_with_best"] == (p >= 0.05)
+    # the jobs themselves, best validation accuracy first
+    ranked = [j["validation_accuracy"] for j in done["jobs"]]
+    assert ranked == sorted(ranked, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "extra,name,says",
+    [
+        ({"seeds": [0, 1], "replicates": 2}, "replicates", "not both"),
+        ({"seeds": [3, 1, 3]}, "seeds", "3 is listed twice"),
+        ({"seeds": [0, -1]}, "seeds", "greater than or equal to 0 (got -1)"),
+        ({"seeds": [0, 1], "grid": {"seed": [5, 6]}}, "grid.seed", "leave seed out of the grid"),
+        ({"replicates": 2, "base": {"backend": "numpy", "seed": 4}}, "base.seed", "leave seed out"),
+        (
+            {"replicates": 6, "grid": {"init": ["he", "glorot"]}},
+            "replicates",
+            "2 x 6 = 12 jobs; the limit is 10",
+        ),
+        ({"replicates": 0}, "body.replicates", "greater than or equal to 1"),
+        ({"seeds": []}, "body.seeds", "at least 1 item"),
+    ],
+)
+def test_invalid_seeds_are_refused_and_named(client, extra, name, says):
+    body = {"base": {"backend": "numpy"}, "grid": {"init": ["he"]}} | extra
+    problem = assert_problem(client.post("/sweeps", json=body), 422)
+    assert name in [p["name"] for p in problem["invalid_params"]], problem
+    assert says in problem["detail"]
+    assert _jobs(client) == []
+
+
+def test_replicates_alone_make_a_sweep_of_one_configuration(client):
+    sweep = client.post("/sweeps", json={"base": {"backend": "numpy"}, "replicates": 4}).json()
+    assert sorted(j["spec"]["seed"] for j in sweep["jobs"]) == [0, 1, 2, 3]
+    assert sweep["grid"] == {"seed": [0, 1, 2, 3]}
+    assert len(sweep["configurations"]) == 1 and sweep["configurations"][0]["hyperparameters"] == {}
+    assert sweep["configurations"][0]["n"] == 0  # none has run yet
+
+
+def test_without_a_validation_split_rankings_fall_back_to_test_and_say_so(client, settings):
+    notebook = job_body(validation_size=0, activation="relu", optimizer="adam")
+    sweep = client.post("/sweeps", json={"base": notebook, "grid": {"learning_rate": [0.0001, 0.01]}}).json()
+    validated = client.post("/jobs", json=job_body()).json()["id"]
+    run_worker(settings, once=True)
+    done = client.get(f"/sweeps/{sweep['id']}").json()
+    assert done["ranked_by"] == "test_accuracy (no validation split)"
+    tests = [j["test_accuracy"] for j in done["jobs"]]
+    assert tests == sorted(tests, reverse=True) and {j["validation_accuracy"] for j in done["jobs"]} == {None}
+    assert [c["validation_accuracy"] for c in done["configurations"]] == [None, None]
+    assert [c["tied_with_best"] for c in done["configurations"]] == [True, None]  # one run each: no test
+    models = client.get("/models").json()
+    assert (
+        models["ranked_by"] == "validation_accuracy, then test_accuracy for those without a validation split"
+    )
+    assert models["data"][0]["id"] == validated  # those with a validation split first
+    assert [m["test_accuracy"] for m in models["data"][1:]] == sorted(tests, reverse=True)
+    by_test = client.get("/models", params={"sort": "test_accuracy"}).json()
+    assert by_test["ranked_by"] == "test_accuracy"
+    assert [m["test_accuracy"] for m in by_test["data"]] == sorted(
+        (m["test_accuracy"] for m in models["data"]), reverse=True
+    )

@@ -27,7 +27,9 @@ MB = 2**20
 
 
 def _store_big_model(url: str) -> int:
-    spec = TrainSpec.model_validate({"backend": "numpy", "hidden_layers": HIDDEN, "epochs": 1})
+    spec = TrainSpec.model_validate(
+        {"backend": "numpy", "hidden_layers": HIDDEN, "epochs": 1, "validation_size": 0}
+    )
     assert 19_900_000 < spec.n_parameters < 20_000_000
     rng = np.random.default_rng(0)
     sizes = spec.layer_sizes
@@ -38,7 +40,8 @@ def _store_big_model(url: str) -> int:
     eye = np.eye(10, dtype=int).tolist()
     result = SimpleNamespace(
         weights=dump_weights(spec, params), train_accuracy=0.1, test_accuracy=0.1,
-        confusion_train=eye, confusion_test=eye, seconds=1.0,
+        validation_accuracy=None, confusion_train=eye, confusion_test=eye, best_epoch=1, stopped_epoch=1,
+        predictions={}, seconds=1.0,
     )  # fmt: skip
     engine = make_engine(url)
     migrate(engine)

@@ -19,7 +19,7 @@ from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
     until,
     watched_page,
 )
-from tests.support import start_service
+from tests.support import start_service, wait_for
 
 pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
@@ -124,7 +124,7 @@ def model_page(page, service, job_id: int) -> None:
     # the curves: hover values, a legend that toggles, an accuracy axis that says where it starts
     loss, accuracy = chart(page, "#loss-chart"), chart(page, "#accuracy-chart")
     assert loss["names"] == ["loss per step", "mean loss per epoch"] and loss["y"]["type"] == "log"
-    assert accuracy["names"] == ["train", "test"] and accuracy["points"] == [2, 2]
+    assert accuracy["names"] == ["train", "validation", "test (final)"] and accuracy["points"] == [2, 2, 2]
     floor = accuracy["y"]["range"][0]
     assert floor in (0, 0.5, 0.8, 0.9) and f"axis from {round(100 * floor)} %" in accuracy["ytitle"]
     assert loss["labels_inside"] and accuracy["labels_inside"]
@@ -249,13 +249,38 @@ def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
     page.wait_for_selector("#sweeps table")
     card = page.locator("#sweeps > div").first
     assert "3 jobs" in card.inner_text()
-    assert card.locator("tbody tr").count() == 3
-    assert sorted(card.locator("tbody tr td:nth-child(2)").all_inner_texts()) == [
+    assert card.locator(".sweep-jobs tbody tr").count() == 3
+    assert sorted(card.locator(".sweep-jobs tbody tr td:nth-child(2)").all_inner_texts()) == [
         "seed=1",
         "seed=2",
         "seed=3",
     ]
     shot(page, "08-sweep")
+
+
+def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, service):
+    """Grouped over seeds as GET /sweeps/{id} groups them: best first, n, the interval as an error bar."""
+    with service.client() as client:
+        body = {"base": SMALL_JSON, "grid": {"l2": [0.001, 0.5]}, "replicates": 2}
+        created = client.post("/sweeps", json=body)
+        assert created.status_code == 202, created.text
+        sweep_id = created.json()["id"]
+        sweep = wait_for(
+            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"]["succeeded"] == 4 and s,
+            120,
+            "the sweep's four jobs",
+        )
+    page.goto("/")
+    table = page.locator(f"[data-sweep='{sweep_id}'] .sweep-configurations")
+    table.wait_for()
+    rows = table.locator("tbody tr")
+    assert rows.count() == 2
+    shown = [rows.nth(k).locator("td").all_inner_texts() for k in range(2)]
+    for row, configuration in zip(shown, sweep["configurations"], strict=True):
+        assert row[0] == f"l2={configuration['hyperparameters']['l2']}" and row[1] == "2"
+    assert shown[0][5] == "best" and shown[1][5].startswith(("tied (p ", "no (p "))
+    assert rows.first.locator(".errorbar .range").count() == 1
+    shot(page, "08-sweep-configurations")
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ def test_events_follow_a_job_live_from_queued_to_its_end(tmp_path):
                 events = list(stream)  # ends when the server closes the stream
             final = client.get(f"/jobs/{job['id']}").json()
             losses = client.get(f"/jobs/{job['id']}/losses").json()
+            epochs = client.get(f"/jobs/{job['id']}/epochs").json()
     finally:
         idle.stop()
     kinds = [e.event for e in events]
@@ -79,6 +80,11 @@ def test_events_follow_a_job_live_from_queued_to_its_end(tmp_path):
         if e.event == "epoch":
             assert all(p.data["epoch"] > e.data["epoch"] for p in events[i + 1 :] if p.event == "progress")
     assert [e for e in events if e.event == "epoch"][-1].data["test_accuracy"] == final["test_accuracy"]
+    assert [e.data for e in events if e.event == "epoch"] == epochs  # validation figures included
+    assert (
+        epochs[-1]["validation_accuracy"] == final["validation_accuracy"]
+        and epochs[-1]["validation_loss"] > 0
+    )
 
 
 def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
@@ -132,8 +138,10 @@ def test_submit_watch_shows_progress_then_the_accuracies(service, tmp_path):
         and job["spec"]["hidden_layers"] == [32]
         and job["spec"]["activation"] == "relu"
     )
-    assert f"train accuracy  {job['train_accuracy']:.2%}" in done.stdout
-    assert f"test accuracy   {job['test_accuracy']:.2%}" in done.stdout
+    for split in ("train", "validation", "test"):
+        assert re.search(rf"^{split} accuracy +{job[f'{split}_accuracy']:.2%}", done.stdout, re.M), (
+            done.stdout
+        )
     assert (
         "epoch 1/1: loss" in done.stderr
     )  # the progress display (a line per epoch: stderr is not a terminal)
@@ -200,13 +208,25 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
         "sweep", str(grid), "--watch", "--interval", "0.3", env=service.env | {"MLPLAB_URL": service.url}
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert re.fullmatch(r"sweep [0-9a-f]+: 2 jobs", lines[0])
-    rows = [line.split() for line in lines[2:]]
+    head, configurations, jobs = done.stdout.split("\n", 1)[0], *done.stdout.split("\n", 1)[1].split("\n\n")
+    assert re.fullmatch(r"sweep [0-9a-f]+: 2 jobs", head)
+    rows = [line.split() for line in jobs.splitlines()[1:]]
     assert [row[1] for row in rows] == ["succeeded", "succeeded"]
     assert [row[2] for row in rows] == ["learning_rate=0.3", "learning_rate=0.001"]  # best first
-    sweep_id = lines[0].split()[1].rstrip(":")
+    sweep_id = head.split()[1].rstrip(":")
     ids = [int(row[0]) for row in rows]
+    # the configurations, as GET /sweeps/{id} ranks them: one run each, so no interval and no test
+    with service.client() as client:
+        ranked = client.get(f"/sweeps/{sweep_id}").json()["configurations"]
+    table = [line.split() for line in configurations.splitlines()[1:]]
+    assert [row[0] for row in table] == [
+        f"learning_rate={c['hyperparameters']['learning_rate']}" for c in ranked
+    ]
+    assert [row[1:3] for row in table] == [["1", f"{c['validation_accuracy']['mean']:.2%}"] for c in ranked]
+    assert [row[-2:] for row in table] == [["best", "-"], ["-", "-"]]
+    assert "ranked by validation_accuracy" in done.stderr
+    again = _mlplab("sweeps", sweep_id, env=service.env | {"MLPLAB_URL": service.url})
+    assert again.returncode == 0 and again.stdout == done.stdout  # the same table, later
 
     # the sweep's jobs, and nothing else, by GET /jobs?sweep_id= and `mlplab jobs --sweep`
     with service.client() as client:

@@ -29,10 +29,20 @@ PROMISES = {
     "API=": [],
     "| tee job.txt": [r"HTTP/1\.1 202 Accepted", r"location: /jobs/\d+", r'"status":"queued"'],
     "/events": [r"event: epoch", r"event: end\ndata: \{[^\n]*\"status\":\"succeeded\"", r'"epoch":3,'],
-    '/accuracy"': [r'\{"train":0\.\d+,"test":0\.\d+\}', r'"label":7,"predicted":7,', r'"matrix":\[\['],
+    '/accuracy"': [
+        r'\{"train":0\.\d+,"validation":0\.\d+,"test":0\.\d+\}',
+        r'"label":7,"predicted":7,',
+        r'"matrix":\[\[',
+        r'"ranked_by":"validation_accuracy"',
+    ],
     "-F file=@digit.png": [r'\{"predicted":7,'],
     "/cancel": [r"HTTP/1\.1 200 OK", r'"cancel_requested":true'],
-    "-o sweep.json": [r'"succeeded":8,', r'"differing":\["init","learning_rate"\]'],
+    "-o sweep.json": [
+        r'"succeeded":8,',
+        r'"configurations":\[\{',
+        r'"differing":\["init","learning_rate"\]',
+        r'"a_right_b_wrong":\d+,"b_right_a_wrong":\d+',
+    ],
     "/promote": [
         r'"name":"champion","model_id":\d+,',
         r"x-model-id: \d+",
@@ -112,5 +122,5 @@ def test_the_walkthrough_runs_as_written(tmp_path):
     digit = Image.open(tmp_path / "digit.png")
     assert (digit.format, digit.size) == ("PNG", (224, 224))
     assert load_weights((tmp_path / "model.npz").read_bytes()).spec.train_limit == 10_000
-    for figure in ("cm.png", "cost.png"):
+    for figure in ("cm.png", "cost.png", "disagree.png"):
         assert Image.open(io.BytesIO((tmp_path / figure).read_bytes())).format == "PNG"

@@ -74,6 +74,7 @@ def test_accuracy_and_confusion_matrices_agree(service, trained):
             assert matrix.sum() == size  # the train split is the train_limit images it was trained on
             assert np.trace(matrix) / matrix.sum() == pytest.approx(accuracy[split])
     assert 0 <= accuracy["train"] <= 1 and 0 <= accuracy["test"] <= 1
+    assert accuracy["validation"] == trained["validation_accuracy"] > 0.8  # on the 5,000 held out
     assert accuracy["test"] > 0.8  # 3,000 images, 2 epochs of adam: far above chance
 
 

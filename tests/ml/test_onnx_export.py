@@ -107,7 +107,7 @@ def test_one_image_and_a_batch_give_the_same_answer(several_layers, mnist):
 
 
 def test_the_weight_file_or_its_loaded_weights_export_the_same_model(tiny_dataset):
-    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1)
+    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1, validation_size=0)
     blob = train(spec, tiny_dataset).weights
     assert export_onnx(blob) == export_onnx(load_weights(blob))
 

@@ -29,7 +29,7 @@ def test_the_dataset_digest_changes_with_any_pixel_or_label():
 
 
 def _trained(seed: int = 0) -> tuple[Weights, float, float, Provenance]:
-    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1, seed=seed)
+    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1, seed=seed, validation_size=100)
     data = make_tiny_dataset()
     result = train(spec, data)
     return (

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 
+from service.ml.evaluation import EvalSets
 from service.ml.spec import TrainSpec
 from service.ml.train import (
     Callbacks,
@@ -17,9 +18,13 @@ from service.ml.train import (
     TrainingCancelled,
     TrainingError,
     train,
-    training_examples,
 )
 from service.ml.weights import dump_weights, load_weights, predict_proba
+
+
+def no_holdout(**fields) -> TrainSpec:
+    """A spec for the tiny dataset's 600 training images: all of them trained on, none held out."""
+    return TrainSpec(validation_size=0, **fields)
 
 
 def _arrays(blob: bytes) -> dict[str, np.ndarray]:
@@ -56,9 +61,9 @@ def test_numpy_and_torch_agree_step_by_step(activation, cpu_matmul, tiny_dataset
         "batch_size": 12,
         "log_every": 1,
     }
-    np_result, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
+    np_result, np_losses = _run(no_holdout(backend="numpy", **common), tiny_dataset)
     t_result, t_losses = _run(
-        TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
+        no_holdout(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
     )
     assert len(np_losses) == len(t_losses) == 50
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
@@ -80,9 +85,9 @@ def test_numpy_and_torch_optimizers_agree(optimizer, cpu_matmul, tiny_dataset):
         "batch_size": 20,
         "log_every": 1,
     }
-    _, np_losses = _run(TrainSpec(backend="numpy", **common), tiny_dataset)
+    _, np_losses = _run(no_holdout(backend="numpy", **common), tiny_dataset)
     _, t_losses = _run(
-        TrainSpec(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
+        no_holdout(backend="torch", **common), tiny_dataset, device="cpu", cpu_matmul=cpu_matmul
     )
     np.testing.assert_allclose(np_losses, t_losses, atol=1e-4)
 
@@ -99,14 +104,14 @@ def test_l2_decays_the_weights_not_the_biases_in_both_backends(optimizer, tiny_d
         "epochs": 2,
         "batch_size": 50,
     }
-    np_w = _arrays(train(TrainSpec(backend="numpy", **common), tiny_dataset).weights)
-    t_w = _arrays(train(TrainSpec(backend="torch", **common), tiny_dataset, device="cpu").weights)
+    np_w = _arrays(train(no_holdout(backend="numpy", **common), tiny_dataset).weights)
+    t_w = _arrays(train(no_holdout(backend="torch", **common), tiny_dataset, device="cpu").weights)
     for key in np_w:
         np.testing.assert_allclose(np_w[key], t_w[key], atol=2e-4, err_msg=key)
 
 
 def test_same_seed_same_weights_other_seed_different(tiny_dataset):
-    spec = TrainSpec(backend="numpy", hidden_layers=[32, 16], activation="tanh", epochs=2, batch_size=32)
+    spec = no_holdout(backend="numpy", hidden_layers=[32, 16], activation="tanh", epochs=2, batch_size=32)
     a = _arrays(train(spec, tiny_dataset).weights)
     b = _arrays(train(spec, tiny_dataset).weights)
     c = _arrays(train(spec.model_copy(update={"seed": 1}), tiny_dataset).weights)
@@ -116,7 +121,7 @@ def test_same_seed_same_weights_other_seed_different(tiny_dataset):
 
 def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset):
     events = []
-    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100, log_every=2)
+    spec = no_holdout(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100, log_every=2)
     result = train(spec, tiny_dataset, Callbacks(events.append))
     steps = [e for e in events if isinstance(e, StepProgress)]
     epochs = [e for e in events if isinstance(e, EpochEnd)]
@@ -139,7 +144,7 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
 
 
 def test_train_limit_uses_only_that_many_images(tiny_dataset):
-    spec = TrainSpec(
+    spec = no_holdout(
         backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, train_limit=50, log_every=1
     )
     events = []
@@ -149,19 +154,19 @@ def test_train_limit_uses_only_that_many_images(tiny_dataset):
 
 
 def test_divergence_names_epoch_step_and_learning_rate(tiny_dataset):
-    spec = TrainSpec(backend="numpy", activation="relu", learning_rate=10, epochs=3, batch_size=32)
+    spec = no_holdout(backend="numpy", activation="relu", learning_rate=10, epochs=3, batch_size=32)
     with pytest.raises(TrainingError, match=r"epoch \d+, step \d+ \(learning rate 10\)"):
         train(spec, tiny_dataset)
 
 
 def test_torch_divergence_is_reported_the_same_way(tiny_dataset):
-    spec = TrainSpec(backend="torch", activation="relu", learning_rate=10, epochs=3, batch_size=32)
+    spec = no_holdout(backend="torch", activation="relu", learning_rate=10, epochs=3, batch_size=32)
     with pytest.raises(TrainingError, match=r"epoch \d+, step \d+ \(learning rate 10\)"):
         train(spec, tiny_dataset, device="cpu")
 
 
 def test_should_stop_cancels_within_a_step(tiny_dataset):
-    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=5, batch_size=10, log_every=1000)
+    spec = no_holdout(backend="numpy", hidden_layers=[16], epochs=5, batch_size=10, log_every=1000)
     calls = []
     with pytest.raises(TrainingCancelled, match="epoch 1, step 7"):
         train(spec, tiny_dataset, Callbacks(should_stop=lambda: calls.append(1) or len(calls) >= 7))
@@ -169,7 +174,7 @@ def test_should_stop_cancels_within_a_step(tiny_dataset):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, tiny_dataset):
-    spec = TrainSpec(
+    spec = no_holdout(
         backend=backend,
         hidden_layers=[32],
         activation="relu",
@@ -194,7 +199,7 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(backend, ti
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend, tiny_dataset, caplog):
-    spec = TrainSpec(backend=backend, hidden_layers=[16], epochs=2, batch_size=100)
+    spec = no_holdout(backend=backend, hidden_layers=[16], epochs=2, batch_size=100)
     full = train(spec, tiny_dataset, device="cpu")
     resumed = train(spec, tiny_dataset, resume=Checkpoint(1, b"written by another version"), device="cpu")
     assert [e.epoch for e in resumed.epochs] == [1, 2]
@@ -208,7 +213,7 @@ def test_a_checkpoint_that_does_not_load_means_starting_over_not_failing(backend
 
 
 def test_weight_file_round_trip_and_format(tiny_dataset):
-    spec = TrainSpec(backend="torch", hidden_layers=[8, 4], epochs=1)
+    spec = no_holdout(backend="torch", hidden_layers=[8, 4], epochs=1)
     result = train(spec, tiny_dataset, device="cpu")
     weights = load_weights(result.weights)
     assert weights.spec == spec
@@ -221,7 +226,7 @@ def test_weight_file_round_trip_and_format(tiny_dataset):
 
 def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, caplog):
     """A checkpoint at or after the last epoch was never written for this job: nothing would be left to train."""
-    spec = TrainSpec(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100)
+    spec = no_holdout(backend="numpy", hidden_layers=[16], epochs=2, batch_size=100)
     checkpoints: list[Checkpoint] = []
     train(spec.model_copy(update={"epochs": 3}), tiny_dataset, Callbacks(on_checkpoint=checkpoints.append))
     resumed = train(spec, tiny_dataset, resume=checkpoints[1])
@@ -231,8 +236,8 @@ def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, cap
 
 
 def test_cosine_schedule_decays_from_the_learning_rate_towards_zero_over_all_steps(tiny_dataset):
-    spec = TrainSpec(backend="numpy", learning_rate=0.5, lr_schedule="cosine", epochs=2, batch_size=60)
-    plan = Plan(spec, training_examples(spec, tiny_dataset))
+    spec = no_holdout(backend="numpy", learning_rate=0.5, lr_schedule="cosine", epochs=2, batch_size=60)
+    plan = Plan(spec, EvalSets.of(spec, tiny_dataset).trained)
     assert (plan.steps_per_epoch, plan.total_steps) == (10, 20)
     rates = [plan.learning_rate(step) for step in range(1, 21)]
     assert rates[0] == 0.5 and rates[10] == pytest.approx(0.25)  # step 11 of 20: half-way

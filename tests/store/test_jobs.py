@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -53,11 +56,12 @@ from tests.support import REPO
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def result(test_accuracy: float = 0.8) -> SimpleNamespace:
+def result(test_accuracy: float = 0.8, validation_accuracy: float | None = 0.85) -> SimpleNamespace:
     eye = [[int(i == j) for j in range(10)] for i in range(10)]
     return SimpleNamespace(
         weights=b"npz", train_accuracy=0.9, test_accuracy=test_accuracy,
-        confusion_train=eye, confusion_test=eye, seconds=1.5,
+        validation_accuracy=validation_accuracy, confusion_train=eye, confusion_test=eye,
+        best_epoch=1, stopped_epoch=1, predictions={"train": b"p-train", "test": b"p-test"}, seconds=1.5,
     )  # fmt: skip
 
 
@@ -112,7 +116,8 @@ def test_migrate_twice_is_a_no_op_and_is_migrated(url):
     assert current_revisions(engine) == set()
     migrate(engine)
     assert is_migrated(engine)
-    assert current_revisions(engine) == head_revisions() and len(head_revisions()) == 1  # one head
+    newest = max(p.stem for p in (REPO / "service/store/migrations/versions").glob("[0-9]*.py"))
+    assert current_revisions(engine) == head_revisions() == {newest}
     migrate(url)  # by URL too
     assert is_migrated(engine)
     with engine.connect() as c:
@@ -124,6 +129,63 @@ def test_migration_matches_the_models(engine):
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def test_rows_stored_before_validation_existed_read_as_trained_without_one(url):
+    """A database at 0005_indexes (the revision before 0006_model_selection) holding a finished job (its spec
+    and weight file without validation_size) and an alias naming its model, migrated: the model kept its
+    last epoch's weights, has no validation figures, trained on every image, and is still the alias's."""
+    from alembic import command
+    from sqlalchemy import MetaData, insert
+
+    from service.ml.numpy_mlp import init_params
+    from service.ml.weights import dump_weights, load_weights
+    from service.store.db import alembic_config
+
+    spec = tiny_spec(epochs=3)
+    old = spec.model_dump(mode="json")
+    del old["validation_size"], old["early_stopping"]
+    with np.load(io.BytesIO(dump_weights(spec, init_params(spec)))) as npz:  # the file as written then
+        arrays = {name: npz[name] for name in npz.files} | {"spec": np.array(json.dumps(old))}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    weights = buffer.getvalue()
+    engine = make_engine(url)
+    with engine.begin() as c:
+        command.upgrade(alembic_config(c), "0005_indexes")
+        tables = MetaData()
+        tables.reflect(c)
+        c.execute(insert(tables.tables["jobs"]).values(
+            id=1, name=spec.name, spec=old, backend="numpy", status="succeeded", created_at=T0, epoch=3,
+            step=24, train_accuracy=0.9, test_accuracy=0.8,
+        ))  # fmt: skip
+        c.execute(insert(tables.tables["epoch_metrics"]).values(
+            job_id=1, epoch=3, loss=0.5, train_accuracy=0.9, test_accuracy=0.8, seconds=1.0
+        ))  # fmt: skip
+        c.execute(insert(tables.tables["models"]).values(
+            job_id=1, weights=weights, train_accuracy=0.9, test_accuracy=0.8, confusion_train=[[0]],
+            confusion_test=[[0]], seconds=3.0, created_at=T0,
+        ))  # fmt: skip
+        c.execute(insert(tables.tables["alias_events"]).values(
+            id=1, alias="champion", action="promote", to_model_id=1, created_at=T0
+        ))  # fmt: skip
+        c.execute(insert(tables.tables["aliases"]).values(
+            name="champion", model_id=1, event_id=1, updated_at=T0
+        ))  # fmt: skip
+    migrate(engine)  # SQLite: recreates the models table that the alias's rows reference
+    with session_scope(make_sessionmaker(engine)) as s:
+        model = queries.get_model(s, 1)
+        assert (model.best_epoch, model.stopped_epoch, model.validation_accuracy) == (3, 3, None)
+        assert model.predictions_test is None and model.job.validation_accuracy is None
+        assert [(e.validation_loss, e.validation_accuracy) for e in queries.get_epochs(s, 1)] == [
+            (None, None)
+        ]
+        assert queries.job_spec(model.job) == spec.model_copy(update={"validation_size": 0})
+        assert load_weights(model.weights).spec == spec.model_copy(update={"validation_size": 0})
+        assert queries.alias_target(s, "champion") == 1
+    with engine.connect() as c:  # and the connection the migration used enforces foreign keys again
+        assert c.dialect.name != "sqlite" or c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
 
 
 def test_concurrent_migrate_threads(url):
@@ -522,20 +584,27 @@ def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
 
 
 def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
-    ids = enqueue(sessions, 3)
-    for job_id, acc in zip(ids, (0.7, 0.9, 0.8), strict=True):
+    ids = enqueue(sessions, 5)
+    # (test, validation): the last two have no validation split
+    accuracies = [(0.7, 0.95), (0.9, 0.8), (0.8, 0.9), (0.99, None), (0.6, None)]
+    for job_id, (test, validation) in zip(ids, accuracies, strict=True):
         claim(sessions)
         with session_scope(sessions) as s:
-            finish_job(s, job_id, "w1", result(acc), now=T0 + timedelta(minutes=job_id))
+            finish_job(s, job_id, "w1", result(test, validation), now=T0 + timedelta(minutes=job_id))
     with session_scope(sessions) as s:
-        best, count = queries.list_models(s)
-        assert [m.job_id for m in best] == [2, 3, 1] and count == 3
-        assert best[0].job.name == tiny_spec(seed=1).name
-        with pytest.raises(Exception, match="raiseload|deferred|not available"):
-            best[0].weights  # noqa: B018
-        assert [m.job_id for m in queries.list_models(s, sort="created_at")[0]] == [3, 2, 1]
-        page, count = queries.list_models(s, limit=1, offset=1)
-        assert [m.job_id for m in page] == [3] and count == 3  # the count is of all models, not the page
+        best = queries.list_models(s)
+        # by validation accuracy, then those without one by test accuracy
+        assert [m.job_id for m in best] == [1, 3, 2, 4, 5]
+        assert best[0].job.name == tiny_spec(seed=0).name
+        for column in ("weights", "predictions_test"):
+            with pytest.raises(Exception, match="raiseload|deferred|not available"):
+                getattr(best[0], column)
+        assert [m.job_id for m in queries.list_models(s, sort="test_accuracy")] == [4, 2, 3, 1, 5]
+        assert [m.job_id for m in queries.list_models(s, sort="created_at")] == [5, 4, 3, 2, 1]
+        assert [m.job_id for m in queries.list_models(s, limit=1, offset=1)] == [3]
+        assert queries.count_models(s) == (5, 3)
+        assert queries.get_predictions(s, 3, "test") == b"p-test"
+        assert queries.get_predictions(s, 3, "train") == b"p-train"
         with pytest.raises(ValueError):
             queries.list_models(s, sort="name")
 

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.ml.data import load_dataset, write_idx
+from service.ml.evaluation import decode_predictions
 from service.ml.spec import TrainSpec
 from service.ml.train import StepProgress, TrainingCancelled, train
 from service.ml.weights import load_weights
@@ -64,8 +65,9 @@ def env(tmp_path, data_dir, db_url) -> dict[str, str]:
 
 
 def small(**changes) -> TrainSpec:
-    """Two epochs of 150 images of the tiny dataset: 3 steps of 64 an epoch, each loss recorded."""
-    return tiny_spec(**{"epochs": 2, "train_limit": 150, "log_every": 1, **changes})
+    """Two epochs of 150 images of the tiny dataset, validated on the other 50: 3 steps of 64 an epoch,
+    each loss recorded."""
+    return tiny_spec(**{"epochs": 2, "train_limit": 150, "validation_size": 50, "log_every": 1, **changes})
 
 
 def long(**changes) -> TrainSpec:
@@ -118,9 +120,14 @@ def test_once_trains_every_queued_job_and_records_it(tmp_path, env, sessions):
         assert 0 <= done.test_accuracy <= 1 and done.finished_at >= done.started_at
         with session_scope(sessions) as s:
             assert [loss.step for loss in queries.get_losses(s, job_id)] == [1, 2, 3, 4, 5, 6]
-            assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2]
+            epochs = queries.get_epochs(s, job_id)
+            assert [e.epoch for e in epochs] == [1, 2]
+            assert all(e.validation_loss > 0 and 0 <= e.validation_accuracy <= 1 for e in epochs)
             model = queries.get_model(s, job_id)
             assert model.weights[:2] == b"PK" and model.test_accuracy == done.test_accuracy
+            assert model.validation_accuracy == done.validation_accuracy == epochs[-1].validation_accuracy
+            assert (model.best_epoch, model.stopped_epoch) == (2, 2)
+            assert len(decode_predictions(model.predictions_train).predicted) == 200  # every training image
             assert len(model.confusion_test) == 10 and sum(map(sum, model.confusion_test)) == 100
             assert jobs.load_checkpoint(s, job_id) is None
     assert f"claimed job {ids[0]} (attempt 1): numpy," in output
@@ -191,7 +198,7 @@ def test_cancel_while_running(tmp_path, env, sessions, heartbeat):
 def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, data_dir):
     """kill -9 mid-epoch: another worker re-queues the job once its lease is stale, resumes it from the
     last epoch's checkpoint, and ends on the weights of an uninterrupted run; nothing recorded twice."""
-    env = {**env, "MLPLAB_LEASE_SECONDS": "1"}
+    env = {**env, "MLPLAB_LEASE_SECONDS": "1", "MLPLAB_CHECKPOINT_SECONDS": "0"}  # one after every epoch
     spec = long(epochs=12)
     (job_id,) = enqueue(sessions, spec)
     proc, log = start_worker(tmp_path, env, "--once")
@@ -287,3 +294,16 @@ def test_losses_are_buffered_not_written_per_step(monkeypatch, data_dir, db_url,
     assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
     assert sum(writes) == 450 and count(sessions, Loss, job_id) == 450
     assert len(writes) < 20  # the first step, then at most every 0.5 s and at each epoch's end
+
+
+@pytest.mark.parametrize("seconds, written", [(30, [3]), (0, [1, 2, 3])])
+def test_checkpoints_are_written_at_most_every_checkpoint_seconds(monkeypatch, data_dir, db_url, sessions,
+                                                                   seconds, written):  # fmt: skip
+    """A short job writes only the checkpoint after its second-to-last epoch; with 0, every epoch's."""
+    epochs = []
+    real = jobs.save_checkpoint
+    monkeypatch.setattr(worker, "save_checkpoint", lambda s, j, w, epoch, state: epochs.append(epoch) or
+                        real(s, j, w, epoch, state))  # fmt: skip
+    enqueue(sessions, small(epochs=4))
+    assert worker.run_worker(settings_for(db_url, data_dir, checkpoint_seconds=seconds), once=True) == 1
+    assert epochs == written

@@ -38,6 +38,7 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
             label=label,
             spec=spec,
             train_accuracy=job.train_accuracy or 0.0,
+            validation_accuracy=job.validation_accuracy,
             test_accuracy=job.test_accuracy or 0.0,
             epochs=[EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)],
             losses=curve(session, job, spec),

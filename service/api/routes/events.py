@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ReaderDep
 from service.api.presenters import job_public
-from service.api.schemas import JobPublic
+from service.api.schemas import EpochPoint, JobPublic
 from service.errors import PROBLEM_RESPONSES, Responses, not_found
 from service.store.db import session_scope
 from service.store.models import JobStatus
@@ -34,7 +34,8 @@ EVENTS_DOC: Responses = {
 
 - `status`: `{"status", "attempts"}` first, and whenever the job changes state;
 - `progress`: `{"epoch", "step", "steps", "loss"}` for each loss the worker records (every log_every steps);
-- `epoch`: `{"epoch", "loss", "train_accuracy", "test_accuracy", "seconds"}` as each epoch ends;
+- `epoch`: as each epoch ends, the epoch as `GET /jobs/{id}/epochs` lists it (`{"epoch", "loss",
+  "train_accuracy", "test_accuracy", "seconds", "validation_loss", "validation_accuracy"}`);
 - `end`: the final job (as `GET /jobs/{id}`), after which the stream closes.
 
 Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",
@@ -68,17 +69,7 @@ def read_snapshot(
             for r in get_losses(session, job_id, after_step)
         ]
         keyed += [
-            (
-                (r.epoch, 1, 0),
-                "epoch",
-                {
-                    "epoch": r.epoch,
-                    "loss": r.loss,
-                    "train_accuracy": r.train_accuracy,
-                    "test_accuracy": r.test_accuracy,
-                    "seconds": r.seconds,
-                },
-            )
+            ((r.epoch, 1, 0), "epoch", EpochPoint.model_validate(r, from_attributes=True).model_dump())
             for r in get_epochs(session, job_id)
             if r.epoch > after_epoch
         ]

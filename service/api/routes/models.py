@@ -30,9 +30,10 @@ from service.api.schemas import (
 )
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
+from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
-from service.store.queries import ModelSort, aliases_by_model, job_spec, list_models
+from service.store.queries import ModelSort, aliases_by_model, count_models, job_spec, list_models
 
 router = APIRouter(
     prefix="/models",
@@ -57,8 +58,12 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
         l2=spec.l2,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
+        validation_size=spec.validation_size,
         train_accuracy=model.train_accuracy,
+        validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,
+        best_epoch=model.best_epoch,
+        stopped_epoch=model.stopped_epoch,
         seconds=model.seconds,
         created_at=model.created_at,
         aliases=aliases,
@@ -66,20 +71,23 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
 
 
 def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
-    rows, count = list_models(session, sort=sort, limit=limit, offset=offset)
+    rows = list_models(session, sort=sort, limit=limit, offset=offset)
+    total, validated = count_models(session)
+    order = ranked_by(total, validated) if sort == "validation_accuracy" else sort
     named = aliases_by_model(session, [m.job_id for m in rows])
-    return ModelsPublic(data=[model_public(m, named.get(m.job_id, [])) for m in rows], count=count)
+    data = [model_public(m, named.get(m.job_id, [])) for m in rows]
+    return ModelsPublic(data=data, count=total, ranked_by=order)
 
 
 @router.get("", response_model=ModelsPublic)
 async def read_models(
     database: DatabaseDep,
-    sort: ModelSort = "test_accuracy",
+    sort: ModelSort = "validation_accuracy",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Trained models with their key hyperparameters, accuracies and aliases, best (or newest) first, a page
-    at a time."""
+    """Trained models with their key hyperparameters, accuracies and aliases, best first (as ranked_by
+    says) or newest first, a page at a time."""
     return json_response(await database.run(_models_page, sort, limit, offset))
 
 
@@ -91,8 +99,10 @@ def read_model(model: ModelDep, session: SessionDep) -> ModelPublic:
 
 @router.get("/{model}/accuracy", response_model=AccuracyPublic)
 def read_accuracy(model: ModelDep) -> AccuracyPublic:
-    """Train and test accuracy of the final weights."""
-    return AccuracyPublic(train=model.train_accuracy, test=model.test_accuracy)
+    """Train, validation and test accuracy of the model's weights."""
+    return AccuracyPublic(
+        train=model.train_accuracy, validation=model.validation_accuracy, test=model.test_accuracy
+    )
 
 
 @router.get("/{model}/confusion-matrix", response_model=ConfusionMatrixPublic)

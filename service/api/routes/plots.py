@@ -13,12 +13,21 @@ from starlette.concurrency import run_in_threadpool
 
 from service import plots
 from service.api.database import Database
-from service.api.deps import DatabaseDep, InferenceDep, ModelRefDep, ModelRefsDep, ReaderDep
-from service.api.inference import CHUNK, Inference, Predictions, first_mistakes
-from service.api.presenters import labels, require_trained, trained_model
+from service.api.deps import (
+    DatabaseDep,
+    InferenceDep,
+    ModelRefDep,
+    ModelRefsDep,
+    ReaderDep,
+    alias_cache_headers,
+)
+from service.api.inference import CHUNK, Inference, first_mistakes
+from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
 from service.api.schemas import Split
-from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, Responses
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
+from service.ml.evaluation import SplitPredictions
+from service.ml.splits import training_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_losses, job_spec
@@ -34,23 +43,14 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
 )
 
-# A trained model never changes, so neither do its figures (but what an alias names does: ModelRef.headers).
-CACHE = {"Cache-Control": "public, max-age=86400"}
 XAxis = Literal["step", "samples"]
 XQuery = Annotated[
     XAxis, Query(description="step, or samples seen (step x batch_size) to compare batch sizes")
 ]
 
 
-def _png(content: bytes, ref_headers: dict[str, str] | None = None) -> Response:
-    return Response(content, media_type="image/png", headers=CACHE | (ref_headers or {}))
-
-
 def _spaced(name: str) -> str:
     return name.replace(",", ", ")  # a spec's name, breakable where a title wraps
-
-
-PNG: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
 
 
 def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> list[plots.Curve]:
@@ -97,13 +97,13 @@ def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], byte
     return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
 
 
-@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG)
+@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
 async def confusion_matrix_png(
     ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
 ) -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
     key = ("confusion", ref.id, split)
-    return _png(await _figure(inference, key, database, _confusion, ref.id, split), ref.headers)
+    return png_response(await _figure(inference, key, database, _confusion, ref.id, split), ref.headers)
 
 
 def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
@@ -114,12 +114,14 @@ def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
     return partial(plots.loss_curves_png, curves, title=title, xlabel=xlabel)
 
 
-@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=PNG)
+@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=PNG_DOC)
 async def loss_curve_png(
     ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
     """The batch loss against steps (dots: each epoch's mean loss)."""
-    return _png(await _figure(inference, ("loss", ref.id, x), database, _loss_curve, ref.id, x), ref.headers)
+    return png_response(
+        await _figure(inference, ("loss", ref.id, x), database, _loss_curve, ref.id, x), ref.headers
+    )
 
 
 def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
@@ -134,14 +136,14 @@ def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
     )
 
 
-@router.get("/compare.png", response_class=Response, responses=PNG)
+@router.get("/compare.png", response_class=Response, responses=PNG_DOC)
 async def compare_png(
     refs: ModelRefsDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
     ids = [ref.id for ref in refs]
     figure = await _figure(inference, ("compare", tuple(ids), x), database, _compare, ids, x)
-    return _png(figure, {"Cache-Control": "no-cache"} if any(ref.alias for ref in refs) else None)
+    return png_response(figure, alias_cache_headers(*refs))
 
 
 def _mistakes_made(session: Session, job_id: int, split: Split) -> int:
@@ -158,21 +160,21 @@ def _mistakes(
     split: Split,
     limit: int,
     total: int,
-    known: Predictions | None,
+    known: SplitPredictions | None,
 ) -> bytes:
     images, truth = data.split(split)
-    if split == "train" and weights.spec.train_limit is not None:  # the images it was trained on
-        images, truth = images[: weights.spec.train_limit], truth[: weights.spec.train_limit]
-    wanted, scanned = min(limit, total), len(images)
+    # the train split's images it was trained on, as its accuracy: not those held out to validate
+    shown_from = training_indices(truth, weights.spec) if split == "train" else np.arange(len(truth))
+    wanted, scanned = min(limit, total), len(shown_from)
     if known is not None:
-        shown = np.flatnonzero(known.labels[: len(images)] != truth)[:wanted]
-        predicted = known.labels[shown]
+        shown = shown_from[known.predicted[shown_from] != truth[shown_from]][:wanted]
+        predicted = known.predicted[shown]
     else:  # the first mistakes only, within a budget of arithmetic: not the whole split's predictions
         scanned = min(scanned, max(CHUNK, MISTAKES_BUDGET // weights.spec.n_parameters))
-        shown, predicted = first_mistakes(weights, images[:scanned], truth[:scanned], wanted)
+        shown, predicted = first_mistakes(weights, images, truth, shown_from[:scanned], wanted)
     looked = f", looked for in its first {scanned:,}" if len(shown) < wanted else ""
     title = (
-        f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(images):,} {split} images"
+        f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(shown_from):,} {split} images"
         f"{looked} (true → predicted, #index)"
     )
     return plots.mistakes_png(
@@ -180,7 +182,9 @@ def _mistakes(
     )
 
 
-@router.get("/models/{model}/mistakes.png", response_class=Response, responses=PNG | DATASET_UNAVAILABLE_DOC)
+@router.get(
+    "/models/{model}/mistakes.png", response_class=Response, responses=PNG_DOC | DATASET_UNAVAILABLE_DOC
+)
 async def mistakes_png(
     ref: ModelRefDep,
     database: DatabaseDep,
@@ -195,7 +199,7 @@ async def mistakes_png(
     async def draw() -> bytes:
         weights, data = await inference.model_and_data(job_id)
         total = await database.run(_mistakes_made, job_id, split)
-        known = inference.cached_predictions(job_id, split)
+        known = await inference.known_predictions(job_id, split)
         return await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
 
-    return _png(await inference.figure(("mistakes", job_id, split, limit), draw), ref.headers)
+    return png_response(await inference.figure(("mistakes", job_id, split, limit), draw), ref.headers)

@@ -2,114 +2,43 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import ValidationError
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, InferenceDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public, json_response, promote_best
+from service.api.grid import check_budgets, check_grid, sweep_specs
+from service.api.presenters import enqueue, job_public, json_response, promote_best
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
     AliasPublic,
+    ConfigurationPublic,
     PromoteCreate,
+    SummaryPublic,
     SweepCreate,
     SweepPublic,
     SweepsPublic,
 )
-from service.errors import (
-    JSON_BODY_DOC,
-    PROBLEM_RESPONSES,
-    SUBMIT_DOCS,
-    ProblemError,
-    echo,
-    invalid,
-    not_found,
-    problem_doc,
-)
+from service.errors import JSON_BODY_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, not_found, problem_doc
 from service.ml.spec import TrainSpec
-from service.settings import Settings
+from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
 from service.store.models import Job, JobStatus
-from service.store.queries import list_jobs, list_sweep_ids, list_sweep_jobs
+from service.store.queries import list_jobs, list_sweep_ids, list_sweep_jobs, training_seconds
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
 
-def check_grid(body: SweepCreate, max_jobs: int) -> None:
-    """Refuse a grid that names no spec field, an empty list of values, or too many jobs."""
-    if not body.grid:
-        raise invalid("grid", "name at least one TrainSpec field to vary (one job alone is POST /jobs)")
-    for field, values in body.grid.items():
-        if field not in TrainSpec.model_fields:
-            raise invalid(
-                f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
-            )
-        if not values:
-            raise invalid(f"grid.{field}", "an empty list: give at least one value")
-    for field in body.base:
-        if field not in TrainSpec.model_fields:
-            raise invalid(
-                f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
-            )
-    count = math.prod(len(values) for values in body.grid.values())
-    if count > max_jobs:
-        sizes = " x ".join(str(len(v)) for v in body.grid.values()) + " = " if len(body.grid) > 1 else ""
-        raise invalid("grid", f"{sizes}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
-
-
-def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
-    """One TrainSpec per combination of the grid (in the grid's order), each validated in full, each once:
-    values that validate alike ([1, 1.0], or one listed twice) would train the same job twice.
-
-    Every invalid value of every combination is reported at once, named `grid.<field>` (or
-    `base.<field>` when the shared part is at fault), with the value that failed.
-    """
-    fields = list(body.grid)
-    specs: list[TrainSpec] = []
-    problems: dict[tuple[str, str], None] = {}  # (name, reason), each once, in order
-    for values in itertools.product(*body.grid.values()):
-        combination = dict(zip(fields, values, strict=True))
-        try:
-            specs.append(TrainSpec.model_validate(body.base | combination))
-        except ValidationError as exc:
-            for error in exc.errors():
-                field = str(error["loc"][0]) if error["loc"] else "base"
-                if field in combination:
-                    name, reason = f"grid.{field}", f"{error['msg']} (got {echo(combination[field])})"
-                else:
-                    name, reason = f"base.{field}", error["msg"]
-                problems[(name, reason)] = None
-    if problems:
-        params = [{"name": name, "reason": reason} for name, reason in problems]
-        detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
-        raise ProblemError(422, "Invalid request", detail, invalid_params=params)
-    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
-
-
-def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings) -> None:
-    """POST /jobs's budgets, for every combination; the problem names the grid values at fault."""
-    for spec in specs:
-        try:
-            check_budget(spec, settings)
-        except ProblemError as exc:
-            if not exc.invalid_params:
-                raise
-            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
-            where = f"grid.{field}" if field in body.grid else f"base.{field}"
-            combination = ", ".join(f"{f}={echo(getattr(spec, f))}" for f in body.grid)
-            raise invalid(where, f"{reason} (with {combination})") from None
-
-
-def sweep_public(sweep_id: str, jobs: Sequence[Job | Row[Any]], shown: int | None = None) -> SweepPublic:
-    """The sweep as its jobs show it: what they share, what varies, and the jobs best first (the best
-    `shown` of them; `count` and `status` count them all)."""
+def sweep_public(
+    sweep_id: str, jobs: Sequence[Job | Row[Any]], seconds: Mapping[int, float], shown: int | None = None
+) -> SweepPublic:
+    """The sweep as its jobs show it: what they share, what varies, the jobs best first (the best `shown`
+    of them; `count`, `status` and `configurations` count them all) and grouped by configuration
+    (`seconds`: the training time of those that are trained models)."""
     publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
     specs = [p.spec.model_dump(mode="json") for p in publics]
     base: dict[str, Any] = {}
@@ -123,7 +52,26 @@ def sweep_public(sweep_id: str, jobs: Sequence[Job | Row[Any]], shown: int | Non
             base[field] = values[0]
         else:
             grid[field] = values
-    publics.sort(key=lambda p: (p.status != JobStatus.succeeded, -(p.test_accuracy or 0.0), p.id))
+    runs = [
+        Run(
+            job_id=p.id,
+            hyperparameters={field: spec[field] for field in grid if field != "seed"},
+            seed=p.spec.seed,
+            succeeded=p.status == JobStatus.succeeded,
+            validation_accuracy=p.validation_accuracy,
+            test_accuracy=p.test_accuracy,
+            seconds=seconds.get(p.id),
+        )
+        for p, spec in zip(publics, specs, strict=True)
+    ]
+    configurations, order = group_runs(runs)
+    publics.sort(
+        key=lambda p: (
+            p.status != JobStatus.succeeded,
+            rank_key(p.validation_accuracy, p.test_accuracy),
+            p.id,
+        )
+    )
     summary = dict.fromkeys(JobStatus, 0)
     for p in publics:
         summary[p.status] += 1
@@ -135,6 +83,28 @@ def sweep_public(sweep_id: str, jobs: Sequence[Job | Row[Any]], shown: int | Non
         jobs=publics[:shown],
         count=len(publics),
         status=summary,
+        configurations=[configuration_public(c) for c in configurations],
+        ranked_by=order,
+    )
+
+
+def _summary(summary: Summary | None) -> SummaryPublic | None:
+    if summary is None:
+        return None
+    return SummaryPublic(mean=summary.mean, std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high)
+
+
+def configuration_public(c: Configuration) -> ConfigurationPublic:
+    return ConfigurationPublic(
+        hyperparameters=c.hyperparameters,
+        jobs=c.job_ids,
+        seeds=c.seeds,
+        n=c.n,
+        validation_accuracy=_summary(c.validation),
+        test_accuracy=_summary(c.test),
+        seconds=c.seconds,
+        tied_with_best=c.tied_with_best,
+        p_value=c.p_value,
     )
 
 
@@ -149,7 +119,7 @@ def submit_sweep(
     sweep_id = uuid.uuid4().hex[:12]
     jobs = enqueue(session, settings, specs, sweep_id=sweep_id)
     response.headers["Location"] = f"/sweeps/{sweep_id}"
-    public = sweep_public(sweep_id, jobs)
+    public = sweep_public(sweep_id, jobs, {})
     session.commit()  # release the write lock in this thread hop
     return public
 
@@ -157,7 +127,9 @@ def submit_sweep(
 def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> SweepsPublic:
     ids, count = list_sweep_ids(session, limit=limit, offset=offset)
     jobs = list_sweep_jobs(session, ids)
-    return SweepsPublic(data=[sweep_public(sweep_id, jobs[sweep_id], shown) for sweep_id in ids], count=count)
+    seconds = training_seconds(session, ids)
+    data = [sweep_public(sweep_id, jobs[sweep_id], seconds, shown) for sweep_id in ids]
+    return SweepsPublic(data=data, count=count)
 
 
 @router.get("", response_model=SweepsPublic)
@@ -169,7 +141,7 @@ async def read_sweeps(
         int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
     ] = 10,
 ) -> Response:
-    """Sweeps, newest first, each with its best jobs."""
+    """Sweeps, newest first, each with its best jobs and its configurations."""
     return json_response(await database.run(_sweeps_page, limit, offset, jobs_limit))
 
 
@@ -177,7 +149,7 @@ def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
     jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
     if not jobs:
         raise not_found("sweep", sweep_id)
-    return sweep_public(sweep_id, jobs)
+    return sweep_public(sweep_id, jobs, training_seconds(session, [sweep_id]))
 
 
 SweepPath = Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")]
@@ -185,7 +157,10 @@ SweepPath = Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
 async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
-    """A sweep's jobs with their status and accuracies, best first."""
+    """A sweep's jobs with their status and accuracies, best first, and grouped by configuration.
+
+    Each configuration's mean, standard deviation and 95 % confidence interval of each accuracy over its
+    seeds, and whether the data can tell it from the best (Welch's t-test)."""
     return json_response(await database.run(_sweep, sweep_id))
 
 

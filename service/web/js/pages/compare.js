@@ -28,16 +28,19 @@ export async function comparePage(ctx, root) {
   let cmp;
   try { cmp = await api.compare(ids); } catch (err) { if (ctx.live) fill(root.querySelector("#table"), problemView(err)); return; }
   if (!ctx.live) return;
-  const best = Math.max(...cmp.data.map((m) => m.test_accuracy));
-  const name = (m) => `${m.label}${m.test_accuracy === best ? " ★" : ""}`;
+  // the best on validation, as every ranking of the API; on test only when a model has no validation split
+  const key = cmp.data.every((m) => m.validation_accuracy != null) ? "validation_accuracy" : "test_accuracy";
+  const best = Math.max(...cmp.data.map((m) => m[key]));
+  const isBest = (m) => m[key] === best;
+  const name = (m) => `${m.label}${isBest(m) ? " ★" : ""}`;
   await Promise.all([
     lineChart(lossChart, cmp.data.map((m) => ({ name: name(m), x: m.losses.map((p) => p.samples), y: m.losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" })),
       { x: { title: { text: "training images seen" } }, y: lossAxis(cmp.data.flatMap((m) => m.losses.map((p) => p.loss))), signal: ctx.signal }),
     lineChart(accChart, cmp.data.map((m) => ({ name: name(m), x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.test_accuracy), mode: "lines+markers" })),
       { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(cmp.data.flatMap((m) => m.epochs.map((e) => e.test_accuracy)), "test accuracy"), signal: ctx.signal }),
   ]);
-  fill(root.querySelector("#table"), hyperparameters(cmp, best),
-    h("p", { class: "muted" }, "Highlighted rows differ between the models; ★ marks the best test accuracy."));
+  fill(root.querySelector("#table"), hyperparameters(cmp, isBest),
+    h("p", { class: "muted" }, `Highlighted rows differ between the models; ★ marks the best ${key === "test_accuracy" ? "test accuracy (no validation split)" : "validation accuracy"}; test accuracy is the final, unbiased figure.`));
   fill(root.querySelector("#matrices"), cmp.data.map((m) => h("figure", null,
     h("img", { class: "plot", src: api.confusionPngUrl(m.id, "test"), alt: `confusion matrix of model ${m.id}` }),
     h("figcaption", { class: "muted" }, `model ${m.id}: ${m.label}`))));
@@ -49,14 +52,14 @@ function picker(models, chosen) {
     ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id or alias in the address: #/compare?ids=3,champion`)
     : null;
   return h("div", null, more, h("div", { class: "scroll picker" }, h("table", null,
-    h("thead", null, h("tr", null, h("th"), h("th", null, "model (best first)"), h("th", { class: "right" }, "test"))),
+    h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first by ${models.ranked_by})`), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
     h("tbody", null, models.data.map((m) => h("tr", null,
       h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
       h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
-      h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))));
+      h("td", { class: ["right", "nowrap"] }, pct(m.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))));
 }
 
-function hyperparameters(cmp, best) {
+function hyperparameters(cmp, isBest) {
   const cell = (v) => h("td", null, Array.isArray(v) ? v.join(",") : v ?? "all");
   return h("table", null,
     h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}`))))),
@@ -64,5 +67,6 @@ function hyperparameters(cmp, best) {
       Object.entries(cmp.hyperparameters).map(([field, values]) =>
         h("tr", { class: cmp.differing.includes(field) ? "diff" : null }, h("th", null, field), values.map(cell))),
       h("tr", null, h("th", null, "train accuracy"), cmp.data.map((m) => h("td", null, pct(m.train_accuracy)))),
-      h("tr", null, h("th", null, "test accuracy"), cmp.data.map((m) => h("td", { class: m.test_accuracy === best ? "best" : null }, h("strong", null, pct(m.test_accuracy)))))));
+      h("tr", null, h("th", null, "validation accuracy"), cmp.data.map((m) => h("td", { class: isBest(m) ? "best" : null }, h("strong", null, pct(m.validation_accuracy))))),
+      h("tr", null, h("th", null, "test accuracy (final)"), cmp.data.map((m) => h("td", null, pct(m.test_accuracy))))));
 }

@@ -34,12 +34,19 @@ export async function jobPage(ctx, root) {
 export const lossTrace = (losses, name = "loss per step") =>
   ({ name, x: losses.map((p) => p.step), y: losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" });
 
-export const accuracyTraces = (epochs) => [
-  { name: "train", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.train_accuracy), mode: "lines+markers" },
-  { name: "test", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_accuracy), mode: "lines+markers" },
-];
+// train, validation (what every "best" is chosen on), test (the final, unbiased figure): the same order
+// in the charts, the live stream's extend() and the tables.
+const ACCURACIES = [["train", "train_accuracy"], ["validation", "validation_accuracy"], ["test (final)", "test_accuracy"]];
 
-export const accuracyValues = (epochs) => epochs.flatMap((e) => [e.train_accuracy, e.test_accuracy]);
+export const accuracyTraces = (epochs) => ACCURACIES.map(([name, key]) =>
+  ({ name, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e[key]), mode: "lines+markers" }));
+
+export const accuracyValues = (epochs) => epochs.flatMap((e) => ACCURACIES.map(([, key]) => e[key]));
+
+export const epochAccuracies = (ep) => ACCURACIES.map(([, key]) => [ep[key]]);
+
+/** "train / validation / test accuracy" for a job or a model; validation "–" without a split. */
+export const accuracyLine = (m) => `train / validation / test (final) accuracy ${ACCURACIES.map(([, key]) => pct(m[key])).join(" / ")}`;
 
 function facts(job) {
   const row = (k, ...v) => h("tr", null, h("th", null, k), h("td", null, ...v));
@@ -52,7 +59,7 @@ function facts(job) {
     job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
     row("attempts", job.attempts),
     job.sweep_id ? row("sweep", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
-    row("train / test accuracy", `${pct(job.train_accuracy)} / ${pct(job.test_accuracy)}`)));
+    row("train / validation / test (final) accuracy", ACCURACIES.map(([, key]) => pct(job[key])).join(" / "))));
 }
 
 function actions(job) {
@@ -85,7 +92,7 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
   });
   source.addEventListener("epoch", (e) => {
     const ep = JSON.parse(e.data);
-    if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, [[ep.epoch], [ep.epoch]], [[ep.train_accuracy], [ep.test_accuracy]]);
+    if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, ACCURACIES.map(() => [ep.epoch]), epochAccuracies(ep));
   });
   source.addEventListener("end", () => {
     source.close();

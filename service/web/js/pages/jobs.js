@@ -14,7 +14,8 @@ const SWEEP_ROWS = 8; // a sweep card lists its best jobs; "its jobs" lists them
 
 // The API sorts the whole list before paging (GET /jobs?sort=field, descending with a leading "-").
 const SORT_NAMES = {
-  "-id": "newest first", id: "oldest first", "-test_accuracy": "best test accuracy", "-duration": "longest", status: "by status",
+  "-id": "newest first", id: "oldest first", "-validation_accuracy": "best validation accuracy", "-test_accuracy": "best test accuracy",
+  "-duration": "longest", status: "by status",
 };
 
 const jobDuration = (j) => (j.started_at ? seconds(j.started_at, j.finished_at ?? Date.now()) : null);
@@ -120,13 +121,39 @@ function sweepCard(s) {
     h("strong", null, `Sweep ${s.id.slice(0, 8)}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
     h("div", { class: "links" }, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
-    h("table", null, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "test"))),
+    configurationsTable(s),
+    h("div", { class: "scroll" }, h("table", { class: "sweep-jobs" }, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
       h("tbody", null, s.jobs.slice(0, SWEEP_ROWS).map((j) => h("tr", null,
         h("td", null, h("a", { href: `#/jobs/${j.id}` }, j.id)),
         h("td", null, Object.keys(s.grid).map((k) => `${k}=${j.spec[k]}`).join(", ")),
-        h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.test_accuracy)))))),
+        h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.validation_accuracy)), h("td", { class: "right" }, pct(j.test_accuracy))))))),
     s.count > SWEEP_ROWS ? h("p", { class: "muted" }, `and ${s.count - SWEEP_ROWS} more: `, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs")) : null);
 }
+
+/** A sweep's configurations (its jobs grouped over seeds), best first as the API ranks them: mean and 95 %
+ * interval of the ranking accuracy drawn as an error bar on one scale, test beside it, ties with the best. */
+function configurationsTable(s) {
+  const measured = s.configurations.filter((c) => c.n);
+  if (!measured.length || measured.every((c) => c.n < 2)) return null; // one run each: the jobs table says it all
+  const ranked = s.ranked_by.startsWith("validation") ? "validation_accuracy" : "test_accuracy";
+  const ends = measured.flatMap((c) => [c[ranked].ci_low ?? c[ranked].mean, c[ranked].ci_high ?? c[ranked].mean]);
+  const low = Math.min(...ends), span = Math.max(...ends) - low || 1e-9;
+  const at = (x) => `${(100 * (Math.min(Math.max(x, low), low + span) - low)) / span}%`;
+  const bar = (m) => h("div", { class: "errorbar", title: interval(m) },
+    m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
+    h("span", { class: "mean", style: { left: at(m.mean) } }));
+  const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (p ${c.p_value.toPrecision(2)})`);
+  return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
+    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI); tied: Welch's t-test against the best, p ≥ 0.05`),
+    h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
+      .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
+    h("tbody", null, measured.map((c, k) => h("tr", null,
+      h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => `${f}=${v}`).join(", ") || "the base spec"),
+      h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
+      h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k)))))));
+}
+
+const interval = (m) => (m == null ? "–" : m.ci_low == null ? pct(m.mean) : `${pct(m.mean)} (${pct(m.ci_low)}–${pct(m.ci_high)})`);
 
 async function renderJobs(ctx, root, spec, state, streams) {
   const el = $("#jobs", root), problem = $("#jobs-problem", root);
@@ -150,7 +177,8 @@ async function renderJobs(ctx, root, spec, state, streams) {
   fill(el,
     h("table", { class: "jobs" },
       h("thead", null, h("tr", null, th("id", "id"), h("th", null, "job"), th("status", "status"), h("th", { class: "progress" }, "progress"),
-        th("created_at", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"), th("test_accuracy", "test", "right"), h("th"))),
+        th("created_at", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"),
+        th("validation_accuracy", "validation", "right"), th("test_accuracy", "test", "right"), h("th"))),
       h("tbody", null, rows.map((j) => jobRow(j, spec)))));
   rows.filter((j) => j.status === "running" && !streams.has(j.id)).slice(0, Math.max(0, LIVE_STREAMS - streams.size))
     .forEach((j) => follow(ctx, root, j, streams));
@@ -176,6 +204,7 @@ function jobRow(j, spec) {
     h("td", { class: ["hide-small", "nowrap"] }, timeCell(j.created_at)),
     h("td", { class: ["hide-small", "nowrap"], dataset: { duration: "" } }, duration(jobDuration(j))),
     h("td", { class: ["eta", "nowrap"], dataset: { eta: "" } }, active ? duration(etaSeconds(j)) : null),
+    h("td", { class: ["validation", "right", "nowrap"], dataset: { validation: "" } }, pct(j.validation_accuracy)),
     h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy)),
     h("td", { class: ["act", "nowrap"] },
       active ? h("button", { type: "button", class: "secondary", dataset: { cancel: j.id }, "aria-label": `Cancel job ${j.id}`, onclick: (e) => cancel(e.target, j.id) }, "Cancel") : null,
@@ -209,6 +238,7 @@ function follow(ctx, root, job, streams) {
     if (r) {
       fill(r.querySelector("[data-progress]"), progressBar(final));
       r.querySelector("[data-status]").replaceWith(statusBadge(final.status));
+      fill(r.querySelector("[data-validation]"), pct(final.validation_accuracy));
       fill(r.querySelector("[data-test]"), pct(final.test_accuracy));
     }
     root.dispatchEvent(new CustomEvent("jobs-changed"));

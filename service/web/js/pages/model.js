@@ -5,7 +5,7 @@ import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, perClassScores, probabilityBars, problemView, thumb } from "../widgets.js";
-import { accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
+import { accuracyLine, accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
@@ -38,7 +38,8 @@ export async function modelPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "An image"), detail),
       drawSection(id, classes),
       h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec),
-        h("p", null, `train / test accuracy ${pct(model.train_accuracy)} / ${pct(model.test_accuracy)} · training time ${duration(model.seconds)}`),
+        h("p", { id: "model-accuracy" }, `${accuracyLine(model)} · training time ${duration(model.seconds)}`),
+        h("p", { class: "muted", id: "model-epochs" }, stoppedNote(model)),
         h("div", { class: "actions" }, h("a", { class: "button", href: api.weightsUrl(id), download: "" }, "Download weights (.npz)"),
           h("a", { class: ["button", "secondary"], href: api.onnxUrl(id), download: "", id: "download-onnx" }, "ONNX"),
           h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…"))),
@@ -76,11 +77,19 @@ function epochLossTrace(job, epochs) {
   return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
 }
 
+/** Which epoch's weights these are, and where early stopping ended training. */
+function stoppedNote(model) {
+  const stopped = model.stopped_epoch < model.epochs ? `; early stopping ended training after epoch ${model.stopped_epoch} of ${model.epochs}` : "";
+  return `The weights of epoch ${model.best_epoch}${model.best_epoch < model.stopped_epoch ? " (the lowest validation loss)" : ""}${stopped}.`;
+}
+
 function epochTable(epochs) {
+  const num = (x) => (x == null ? "–" : x.toFixed(4));
   return h("details", null, h("summary", null, "by epoch, as numbers"), h("table", null,
-    h("thead", null, h("tr", null, ["epoch", "loss", "train", "test", "time"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
-    h("tbody", null, epochs.map((e) => h("tr", null, h("td", null, e.epoch), h("td", { class: "right" }, e.loss.toFixed(4)),
-      h("td", { class: "right" }, pct(e.train_accuracy)), h("td", { class: "right" }, pct(e.test_accuracy)), h("td", { class: "right" }, duration(e.seconds)))))));
+    h("thead", null, h("tr", null, ["epoch", "loss", "validation loss", "train", "validation", "test (final)", "time"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
+    h("tbody", null, epochs.map((e) => h("tr", null, h("td", null, e.epoch), h("td", { class: "right" }, num(e.loss)), h("td", { class: "right" }, num(e.validation_loss)),
+      h("td", { class: "right" }, pct(e.train_accuracy)), h("td", { class: "right" }, pct(e.validation_accuracy)), h("td", { class: "right" }, pct(e.test_accuracy)),
+      h("td", { class: "right" }, duration(e.seconds)))))));
 }
 
 function scoresTable(cm) {

@@ -1,0 +1,121 @@
+"""A sweep request as its jobs' specs: the grid's product, once per seed, every problem named at once."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.api.presenters import check_budget
+from service.api.schemas import SweepCreate
+from service.errors import ProblemError, echo, invalid
+from service.ml.spec import TrainSpec
+from service.settings import Settings
+
+
+def sweep_seeds(body: SweepCreate) -> list[int] | None:
+    """The seeds every combination runs with (seeds, or replicates n: 0 to n - 1); None: the spec's."""
+    if body.replicates is not None:
+        return list(range(body.replicates))
+    return body.seeds
+
+
+def check_seeds(body: SweepCreate) -> None:
+    """Refuse seeds given twice over (both ways, or also in the grid or base) or repeated."""
+    if body.seeds is not None and body.replicates is not None:
+        raise invalid("replicates", "give seeds or replicates, not both")
+    seeds = sweep_seeds(body)
+    if seeds is None:
+        return
+    name = "seeds" if body.seeds is not None else "replicates"
+    for part in ("grid", "base"):
+        if "seed" in getattr(body, part):
+            raise invalid(f"{part}.seed", f"the seeds are {name}'s: leave seed out of the {part}")
+    repeated = next((seed for seed in seeds if seeds.count(seed) > 1), None)
+    if repeated is not None:
+        raise invalid("seeds", f"{repeated} is listed twice: the sweep would train the same job twice")
+
+
+def check_grid(body: SweepCreate, max_jobs: int) -> None:
+    """Refuse a grid that names no spec field (without seeds), an empty list of values, or too many jobs."""
+    check_seeds(body)
+    seeds = sweep_seeds(body)
+    if not body.grid and seeds is None:
+        raise invalid(
+            "grid",
+            "name at least one TrainSpec field to vary, or give seeds or replicates "
+            "(one job alone is POST /jobs)",
+        )
+    for field, values in body.grid.items():
+        if field not in TrainSpec.model_fields:
+            raise invalid(
+                f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            )
+        if not values:
+            raise invalid(f"grid.{field}", "an empty list: give at least one value")
+    for field in body.base:
+        if field not in TrainSpec.model_fields:
+            raise invalid(
+                f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            )
+    sizes = [len(values) for values in body.grid.values()] + ([len(seeds)] if seeds is not None else [])
+    count = math.prod(sizes)
+    if count > max_jobs:
+        product = " x ".join(map(str, sizes)) + " = " if len(sizes) > 1 else ""
+        where = "grid" if seeds is None else "seeds" if body.seeds is not None else "replicates"
+        raise invalid(where, f"{product}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
+
+
+def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
+    """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full, each
+    once: values that validate alike ([1, 1.0], or one listed twice) would train the same job twice.
+
+    Every invalid value of every combination is reported at once, named `grid.<field>` (`seeds`, or
+    `base.<field>` when the shared part is at fault), with the value that failed.
+    """
+    fields = list(body.grid)
+    given = sweep_seeds(body)
+    seeds: list[int | None] = [None] if given is None else [*given]  # None: the spec's own
+    specs: list[TrainSpec] = []
+    problems: dict[tuple[str, str], None] = {}  # (name, reason), each once, in order
+    for values in itertools.product(*body.grid.values()):
+        for seed in seeds:
+            combination = dict(zip(fields, values, strict=True)) | ({} if seed is None else {"seed": seed})
+            try:
+                specs.append(TrainSpec.model_validate(body.base | combination))
+            except ValidationError as exc:
+                problems |= dict.fromkeys(_problems(exc, combination, body))
+    if problems:
+        params = [{"name": name, "reason": reason} for name, reason in problems]
+        detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
+        raise ProblemError(422, "Invalid request", detail, invalid_params=params)
+    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
+
+
+def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCreate) -> list[tuple[str, str]]:
+    """(name, reason) of each error of a combination, named for the part of the request at fault."""
+    found = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "base"
+        if field in combination:
+            part = "seeds" if field == "seed" and field not in body.grid else f"grid.{field}"
+            found.append((part, f"{error['msg']} (got {echo(combination[field])})"))
+        else:
+            found.append((f"base.{field}", error["msg"]))
+    return found
+
+
+def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings) -> None:
+    """POST /jobs's budgets, for every combination; the problem names the grid values at fault."""
+    for spec in specs:
+        try:
+            check_budget(spec, settings)
+        except ProblemError as exc:
+            if not exc.invalid_params:
+                raise
+            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
+            where = f"grid.{field}" if field in body.grid else f"base.{field}"
+            combination = ", ".join(f"{f}={echo(getattr(spec, f))}" for f in body.grid)
+            raise invalid(where, f"{reason} (with {combination})") from None

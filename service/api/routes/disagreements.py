@@ -1,0 +1,153 @@
+"""Two models image by image: where they disagree, whether the difference is real (McNemar), and a gallery.
+
+Both read the predictions the worker stored with each model (inference.predictions): no split is
+recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import plots
+from service.api.deps import MODEL_REF, InferenceDep, ModelRef, ReaderDep, alias_cache_headers, resolve_model
+from service.api.presenters import PNG_DOC, png_response
+from service.api.schemas import (
+    MODEL_PATTERN,
+    ClassDifferencePublic,
+    DisagreementPublic,
+    DisagreementsPublic,
+    Split,
+)
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, invalid
+from service.ml.data import Dataset
+from service.selection import Disagreement, disagreement
+
+router = APIRouter(
+    prefix="/compare",
+    tags=["compare"],
+    dependencies=[ReaderDep],
+    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC,
+)
+
+Only = Literal["a_right", "b_right", "both_wrong"]
+ModelA = Annotated[str, Query(pattern=MODEL_PATTERN, description=f"Model A: {MODEL_REF}")]
+ModelB = Annotated[str, Query(pattern=MODEL_PATTERN, description=f"Model B: {MODEL_REF}")]
+OnlyQuery = Annotated[
+    Only | None,
+    Query(description="Only the images A gets right (and B wrong), B gets right, or neither does"),
+]
+
+
+@dataclass(frozen=True)
+class Compared:
+    a_ref: ModelRef
+    b_ref: ModelRef
+    split: Split
+    data: Dataset
+    truth: np.ndarray
+    a: np.ndarray  # A's predicted class of each image of the split
+    b: np.ndarray
+    result: Disagreement
+
+    def selected(self, only: Only | None) -> np.ndarray:
+        """The disagreeing images, all or those `only` names, in index order."""
+        if only is None:
+            return self.result.disagreeing
+        right_a, right_b = self.a == self.truth, self.b == self.truth
+        keep = {
+            "a_right": right_a & ~right_b,
+            "b_right": right_b & ~right_a,
+            "both_wrong": ~right_a & ~right_b & (self.a != self.b),
+        }[only]
+        return np.flatnonzero(keep)
+
+
+async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: Split = "test") -> Compared:
+    """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset."""
+    ref_a, ref_b = await resolve_model(a, inference), await resolve_model(b, inference)
+    if ref_a.id == ref_b.id:
+        both = f" ({a} and {b} are both model {ref_b.id})" if a != b else ""
+        raise invalid("query.b", f"model {ref_b.id} is A too{both}: compare two different models")
+    dataset_a = (await inference.weights(ref_a.id)).spec.dataset
+    dataset_b = (await inference.weights(ref_b.id)).spec.dataset
+    if dataset_a != dataset_b:
+        raise invalid(
+            "query.b", f"model {ref_b.id} was trained on {dataset_b}, model {ref_a.id} on {dataset_a}"
+        )
+    data = await inference.dataset(dataset_a)
+    truth = data.split(split).labels
+    pred_a = await inference.predicted_labels(ref_a.id, split)
+    pred_b = await inference.predicted_labels(ref_b.id, split)
+    result = disagreement(truth, pred_a, pred_b, len(data.classes))
+    return Compared(ref_a, ref_b, split, data, truth, pred_a, pred_b, result)
+
+
+ComparedDep = Annotated[Compared, Depends(compared)]
+
+
+@router.get("/disagreements", response_model=DisagreementsPublic)
+def read_disagreements(
+    c: ComparedDep,
+    only: OnlyQuery = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> DisagreementsPublic:
+    """Two models image by image, and whether the difference between them is real.
+
+    How many images each gets right that the other gets wrong, McNemar's exact p-value on those two
+    counts, each class's accuracy under both, and the images they disagree on (paged)."""
+    r = c.result
+    indices = c.selected(only)
+    return DisagreementsPublic(
+        a=c.a_ref.id,
+        b=c.b_ref.id,
+        split=c.split,
+        images=len(c.truth),
+        a_right_b_wrong=r.a_right_b_wrong,
+        b_right_a_wrong=r.b_right_a_wrong,
+        both_right=r.both_right,
+        both_wrong=r.both_wrong,
+        p_value=r.p_value,
+        per_class=[
+            ClassDifferencePublic(
+                label=label,
+                name=c.data.classes[label],
+                images=n,
+                a_accuracy=acc_a,
+                b_accuracy=acc_b,
+                difference=acc_a - acc_b,
+            )
+            for label, n, acc_a, acc_b in r.per_class
+        ],  # fmt: skip
+        data=[
+            DisagreementPublic(index=int(i), label=int(c.truth[i]), a=int(c.a[i]), b=int(c.b[i]))
+            for i in indices[offset : offset + limit]
+        ],
+        count=len(indices),
+    )
+
+
+@router.get("/disagreements.png", response_class=Response, responses=PNG_DOC)
+async def disagreements_png(
+    c: ComparedDep,
+    only: OnlyQuery = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
+) -> Response:
+    """The images two models disagree on, each captioned 'true, A says, B says'."""
+    indices = c.selected(only)
+    shown = indices[offset : offset + limit]
+    names = c.data.classes
+    captions = [f"{names[c.truth[i]]}, {names[c.a[i]]}, {names[c.b[i]]}" for i in shown]
+    title = (
+        f"models A = {c.a_ref.id} and B = {c.b_ref.id} on the {c.split} split: {len(shown)} of the {len(indices):,} images "
+        f"they disagree on (true, A says, B says); McNemar p = {c.result.p_value:.3g}"
+    )
+    images = c.data.split(c.split).images[shown]
+    png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
+    return png_response(png, alias_cache_headers(c.a_ref, c.b_ref))

@@ -1,0 +1,165 @@
+"""How a job's weights are measured, always through the canonical weights exactly as the API serves them.
+
+After every epoch: the validation images in full (early stopping and every ranking read them), the
+trained images and the test split on fixed samples of SAMPLE_SIZE. After the last epoch: every image,
+and each image's predicted class and its probability, stored with the model (``encode_predictions``)
+so that the API never recomputes a split.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .data import Dataset, Indices, Labels, Split
+from .metrics import accuracy, confusion_matrix
+from .numpy_mlp import Params
+from .spec import TrainSpec
+from .splits import training_indices, validation_indices
+from .weights import Weights, predict_proba
+
+SAMPLE_SIZE = 2_000  # trained and test images an intermediate epoch is measured on
+SAMPLE_SEED = 0
+PREDICTIONS_FORMAT = "mlplab-predictions/1"
+
+
+class PredictionsError(ValueError):
+    """Bytes that are not stored predictions."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """How weights classify one set of images."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy of the true class
+    confusion: NDArray[np.int64]
+
+
+def score(proba: NDArray[np.float32], labels: Labels) -> Scores:
+    predicted = proba.argmax(axis=1)
+    tiny = np.finfo(np.float32).tiny  # a confident mistake's probability may round to 0
+    true_class = np.maximum(proba[np.arange(len(labels)), labels].astype(np.float64), tiny)
+    return Scores(
+        accuracy=accuracy(labels, predicted),
+        loss=float(-np.log(true_class).mean()) if len(labels) else 0.0,
+        confusion=confusion_matrix(labels, predicted),
+    )
+
+
+def _subset(split: Split, indices: Indices) -> Split:
+    return Split(split.images[indices], split.labels[indices])
+
+
+def _sample(split: Split, size: int) -> Split:
+    if len(split.labels) <= size:
+        return split
+    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(split.labels), size, replace=False))
+    return _subset(split, chosen)
+
+
+@dataclass(frozen=True)
+class EvalSets:
+    """A job's images: what it trains on, validates on, and the fixed samples of its intermediate epochs."""
+
+    data: Dataset
+    trained_indices: Indices  # rows of the training split
+    validation_indices: Indices  # rows of the training split; empty with validation_size 0
+    trained: Split
+    validation: Split | None
+    trained_sample: Split
+    test_sample: Split
+
+    @classmethod
+    def of(cls, spec: TrainSpec, data: Dataset, sample_size: int = SAMPLE_SIZE) -> EvalSets:
+        """Raises ValueError when validation_size leaves nothing to train on."""
+        train = data.split("train")
+        held = validation_indices(train.labels, spec.validation_size)
+        trained_indices = training_indices(train.labels, spec, held)
+        trained = _subset(train, trained_indices)
+        return cls(
+            data=data,
+            trained_indices=trained_indices,
+            validation_indices=held,
+            trained=trained,
+            validation=_subset(train, held) if len(held) else None,
+            trained_sample=_sample(trained, sample_size),
+            test_sample=_sample(data.split("test"), sample_size),
+        )
+
+
+def _on(weights: Weights, split: Split) -> Scores:
+    return score(predict_proba(weights, split.images), split.labels)
+
+
+def validation_scores(params: Params, spec: TrainSpec, sets: EvalSets) -> Scores | None:
+    """Every validation image, every epoch: early stopping and the rankings read these."""
+    return None if sets.validation is None else _on(Weights(spec, params), sets.validation)
+
+
+def sample_scores(params: Params, spec: TrainSpec, sets: EvalSets) -> tuple[Scores, Scores]:
+    """An intermediate epoch's trained and test figures, on their fixed samples."""
+    weights = Weights(spec, params)
+    return _on(weights, sets.trained_sample), _on(weights, sets.test_sample)
+
+
+@dataclass(frozen=True)
+class FullEvaluation:
+    """Weights measured on every trained and test image, and the predictions the API will serve."""
+
+    trained: Scores
+    test: Scores
+    predictions: dict[str, bytes]  # "train" (the whole split, by index) and "test": encode_predictions
+
+
+def full_evaluation(params: Params, spec: TrainSpec, sets: EvalSets) -> FullEvaluation:
+    """One pass over both splits, kept as each image's prediction; the trained images' figures read from it."""
+    weights = Weights(spec, params)
+    train, test = sets.data.split("train"), sets.data.split("test")
+    train_proba = predict_proba(weights, train.images)
+    test_proba = predict_proba(weights, test.images)
+    trained = score(train_proba[sets.trained_indices], train.labels[sets.trained_indices])
+    return FullEvaluation(
+        trained,
+        score(test_proba, test.labels),
+        {"train": encode_predictions(train_proba), "test": encode_predictions(test_proba)},
+    )
+
+
+# --- stored predictions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """Each image's predicted class and the probability the model gives it, in the split's order."""
+
+    predicted: NDArray[np.uint8]
+    probability: NDArray[np.float32]
+
+
+def predictions_of(proba: NDArray[np.float32]) -> SplitPredictions:
+    predicted = proba.argmax(axis=1)
+    return SplitPredictions(predicted.astype(np.uint8), proba[np.arange(len(proba)), predicted])
+
+
+def encode_predictions(proba: NDArray[np.float32]) -> bytes:
+    """An .npz (no pickles): format, `predicted` uint8 (n,), `probability` float32 (n,)."""
+    p = predictions_of(proba)
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(PREDICTIONS_FORMAT), predicted=p.predicted, probability=p.probability)
+    return buf.getvalue()
+
+
+def decode_predictions(blob: bytes) -> SplitPredictions:
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            if str(npz["format"]) != PREDICTIONS_FORMAT:
+                raise PredictionsError(f"unknown predictions format {str(npz['format'])!r}")
+            return SplitPredictions(npz["predicted"], npz["probability"])
+    except (KeyError, OSError, ValueError) as exc:
+        if isinstance(exc, PredictionsError):
+            raise
+        raise PredictionsError(f"not stored predictions: {exc}") from exc

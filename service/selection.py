@@ -1,0 +1,217 @@
+"""Which configuration is best, and by how much: the statistics behind every ranking (scipy.stats).
+
+Pure functions of accuracies and predictions; the API and bench/train.py present them.
+
+- A ranking reads validation accuracy. Runs without a validation split (validation_size 0) have only
+  their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
+- A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
+  Student's t confidence interval; a configuration is tied with the best when Welch's t-test
+  between their accuracies gives p >= ALPHA.
+- Two models compared image by image: McNemar's exact test on the images exactly one gets right.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+
+BY_VALIDATION = "validation_accuracy"
+BY_TEST = "test_accuracy (no validation split)"
+BY_BOTH = "validation_accuracy, then test_accuracy for those without a validation split"
+
+
+def ranked_by(total: int, validated: int) -> str:
+    """What a ranking of `total` runs, `validated` of them with a validation accuracy, was ordered by."""
+    if validated == total:
+        return BY_VALIDATION
+    return BY_TEST if validated == 0 else BY_BOTH
+
+
+def rank_key(validation: float | None, test: float | None) -> tuple[bool, bool, float]:
+    """Sort key, best first: by validation accuracy; without one, after, by test; without either, last."""
+    if validation is not None:
+        return (False, False, -validation)
+    return (True, test is None, -(test or 0.0))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Several runs' accuracies: their mean, sample standard deviation and 95 % confidence interval."""
+
+    n: int
+    mean: float
+    std: float | None  # None for one run
+    ci_low: float | None
+    ci_high: float | None
+
+
+def summarize(values: Sequence[float]) -> Summary | None:
+    """The mean and Student's t interval of `values` (None when there are none)."""
+    n = len(values)
+    if n == 0:
+        return None
+    mean = float(np.mean(values))
+    if n == 1:
+        return Summary(1, mean, None, None, None)
+    std = float(np.std(values, ddof=1))
+    if std == 0:  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
+        return Summary(n, mean, 0.0, mean, mean)
+    low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return Summary(n, mean, std, float(low), float(high))
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test between two samples; None when either has fewer than 2."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if np.var(a) == 0 and np.var(b) == 0:  # the test divides 0 by 0: equal constants are the same
+        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+# --- configurations of a sweep -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One job of a sweep, as the grouping needs it."""
+
+    job_id: int
+    hyperparameters: dict[str, Any]  # what sets its configuration apart (the spec without the seed)
+    seed: int
+    succeeded: bool
+    validation_accuracy: float | None = None
+    test_accuracy: float | None = None
+    seconds: float | None = None  # training time
+
+
+@dataclass(frozen=True)
+class Configuration:
+    hyperparameters: dict[str, Any]
+    job_ids: list[int]
+    seeds: list[int]
+    validation: Summary | None  # of its succeeded runs
+    test: Summary | None
+    seconds: float | None  # mean training time
+    tied_with_best: bool | None  # None when there is nothing to test (fewer than 2 runs on a side)
+    p_value: float | None  # Welch's, against the best; None for the best itself
+
+    @property
+    def n(self) -> int:
+        """Its succeeded runs."""
+        return 0 if self.test is None else self.test.n
+
+
+def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
+    """The runs grouped by hyperparameters (in order of first appearance), ranked, and what ranked them."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(json.dumps(run.hyperparameters, sort_keys=True), []).append(run)
+    members = list(groups.values())
+    samples = [_samples(group) for group in members]
+    order = sorted(range(len(members)), key=lambda i: _config_key(samples[i]))
+    configurations = []
+    for rank, i in enumerate(order):
+        validation, test, seconds = samples[i]
+        if rank == 0:  # the best: tied with itself once it has a result
+            p_value, tied = None, (True if test else None)
+        else:
+            p_value, tied = _against(samples[order[0]], samples[i])
+        configurations.append(
+            Configuration(
+                hyperparameters=members[i][0].hyperparameters,
+                job_ids=[run.job_id for run in members[i]],
+                seeds=[run.seed for run in members[i]],
+                validation=summarize(validation),
+                test=summarize(test),
+                seconds=float(np.mean(seconds)) if seconds else None,
+                tied_with_best=tied,
+                p_value=p_value,
+            )
+        )
+    succeeded = [run for run in runs if run.succeeded]
+    return configurations, ranked_by(
+        len(succeeded), sum(r.validation_accuracy is not None for r in succeeded)
+    )
+
+
+Samples = tuple[list[float], list[float], list[float]]  # validation, test, seconds of succeeded runs
+
+
+def _samples(group: list[Run]) -> Samples:
+    done = [run for run in group if run.succeeded]
+    return (
+        [r.validation_accuracy for r in done if r.validation_accuracy is not None],
+        [r.test_accuracy for r in done if r.test_accuracy is not None],
+        [r.seconds for r in done if r.seconds is not None],
+    )
+
+
+def _config_key(samples: Samples) -> tuple[bool, bool, float]:
+    validation, test, _ = samples
+    return rank_key(
+        float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None
+    )
+
+
+def _against(best: Samples, other: Samples) -> tuple[float | None, bool | None]:
+    """Welch's p-value of `other` against the best on the accuracy that ranked them, and whether tied."""
+    if bool(best[0]) != bool(other[0]):  # one has a validation split, the other not: not comparable
+        return None, None
+    metric = 0 if best[0] else 1
+    p = welch_p(best[metric], other[metric])
+    return p, None if p is None else p >= ALPHA
+
+
+# --- two models, image by image -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Two models' predictions of the same images, compared with the truth."""
+
+    a_right_b_wrong: int
+    b_right_a_wrong: int
+    both_right: int
+    both_wrong: int
+    p_value: float  # McNemar's exact test on the first two counts
+    per_class: list[tuple[int, int, float, float]]  # (class, images, A's accuracy, B's accuracy)
+    disagreeing: NDArray[np.int64]  # the images whose predicted classes differ, in index order
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """McNemar's exact test: under no difference, the images only one model gets right split 50/50."""
+    n = a_only + b_only
+    return 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
+
+
+def disagreement(truth: NDArray[Any], a: NDArray[Any], b: NDArray[Any], n_classes: int) -> Disagreement:
+    """How predictions `a` and `b` of the images labelled `truth` differ."""
+    right_a, right_b = a == truth, b == truth
+    a_only, b_only = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    per_class = []
+    for c in range(n_classes):
+        of_c = truth == c
+        n = int(of_c.sum())
+        per_class.append(
+            (c, n, float(right_a[of_c].mean()) if n else 0.0, float(right_b[of_c].mean()) if n else 0.0)
+        )
+    return Disagreement(
+        a_right_b_wrong=a_only,
+        b_right_a_wrong=b_only,
+        both_right=int(np.sum(right_a & right_b)),
+        both_wrong=int(np.sum(~right_a & ~right_b)),
+        p_value=mcnemar_p(a_only, b_only),
+        per_class=per_class,
+        disagreeing=np.flatnonzero(a != b).astype(np.int64),
+    )
