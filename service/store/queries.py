@@ -6,14 +6,16 @@ Each function takes the caller's session and writes nothing; the transitions are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, joinedload
 
 from service.ml.spec import TrainSpec
-from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel
+from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel, Worker, utcnow
 
 # The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
 # with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
@@ -79,14 +81,49 @@ def count_queued(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) or 0
 
 
-def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
-    """The job's recorded losses in step order (only those after `after_step`, for polling)."""
+def get_losses(session: Session, job_id: int, after_step: int = 0, limit: int | None = None) -> list[Loss]:
+    """The job's recorded losses in step order: those after `after_step`, at most `limit` of them."""
     query = (
         select(Loss)
         .where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER))
         .order_by(Loss.step)
+        .limit(limit)
     )
     return list(session.scalars(query))
+
+
+class CurveRow(NamedTuple):
+    epoch: int
+    step: int
+    loss: float
+
+
+def get_loss_curve(
+    session: Session, job_id: int, max_points: int, after_step: int = 0
+) -> tuple[list[CurveRow], int]:
+    """The job's losses after `after_step` as at most `max_points` points, and how many losses they summarise.
+
+    Up to max_points losses come back as recorded. More are cut, by step, into max_points - 1
+    buckets of equal width, each drawn as the mean of its losses at its last step, and the last
+    loss is kept as recorded. The database does the averaging: memory does not grow with the rows.
+    """
+    after = min(after_step, MAX_INTEGER)
+    mine = (Loss.job_id == job_id, Loss.step > after)
+    count, last = session.execute(select(func.count(), func.max(Loss.step)).where(*mine)).one()
+    if count <= max_points:
+        return [CurveRow(*row) for row in session.execute(
+            select(Loss.epoch, Loss.step, Loss.loss).where(*mine).order_by(Loss.step)
+        )], count  # fmt: skip
+    width = math.ceil((last - after) / (max_points - 1))
+    bucket = (Loss.step - after - 1) // width
+    means = session.execute(
+        select(func.max(Loss.epoch), func.max(Loss.step), func.avg(Loss.loss))
+        .where(*mine, Loss.step < last)
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    final = session.execute(select(Loss.epoch, Loss.step, Loss.loss).where(*mine, Loss.step == last)).one()
+    return [CurveRow(int(e), int(s), float(x)) for e, s, x in means] + [CurveRow(*final)], count
 
 
 def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
@@ -130,3 +167,19 @@ def list_models(
         .offset(min(offset, MAX_INTEGER))
     )
     return list(session.scalars(query))
+
+
+def live_workers(
+    session: Session, lease_seconds: float, host_key: str | None = None, now: datetime | None = None
+) -> list[Worker]:
+    """Workers whose heartbeat is younger than `lease_seconds` (on one host, by its key), oldest first."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_seconds)
+    query = select(Worker).where(Worker.heartbeat_at >= cutoff).order_by(Worker.started_at, Worker.id)
+    if host_key is not None:
+        query = query.where(Worker.host_key == host_key)
+    return list(session.scalars(query))
+
+
+def last_worker_heartbeat(session: Session) -> datetime | None:
+    """The latest heartbeat of any worker, or None when no worker has a record."""
+    return session.scalar(select(func.max(Worker.heartbeat_at)))

@@ -112,7 +112,7 @@ def test_migrate_twice_is_a_no_op_and_is_migrated(url):
     assert current_revisions(engine) == set()
     migrate(engine)
     assert is_migrated(engine)
-    assert current_revisions(engine) == head_revisions() == {"0001"}
+    assert current_revisions(engine) == head_revisions() == {"0003_workers"}
     migrate(url)  # by URL too
     assert is_migrated(engine)
     with engine.connect() as c:
