@@ -22,8 +22,10 @@ from service.api.routes import (
     predictions,
     sweeps,
     web,
+    workers,
 )
 from service.api.security import SecurityHeaders
+from service.api.streams import EventHub
 from service.errors import install_error_handlers
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
@@ -50,7 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
+        app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
+        reader = asyncio.create_task(app.state.events.run(), name="event-streams")
         yield
+        reader.cancel()
         engine.dispose()
 
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
@@ -66,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
-    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, health):
+    for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, workers, health):
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(SecurityHeaders)

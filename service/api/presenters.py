@@ -38,6 +38,7 @@ def job_public(job: Job) -> JobPublic:
         sweep_id=job.sweep_id,
         train_accuracy=job.train_accuracy,
         test_accuracy=job.test_accuracy,
+        loss_every=job.loss_every,
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from service.api.presenters import dataset_public
 from service.api.schemas import Health, Readiness
 from service.ml.data import DATASETS
 from service.store.db import is_migrated
+from service.store.queries import live_workers
 
 router = APIRouter(tags=["health"])
 
@@ -37,5 +39,18 @@ def readyz(request: Request) -> JSONResponse:
         status="ready" if database == "migrated" else "not ready",
         database=database,
         datasets=[dataset_public(name, settings) for name in DATASETS],
+        workers=workers_alive(engine, settings.lease_seconds) if database == "migrated" else "unknown",
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)
+
+
+def workers_alive(engine: Engine, lease_seconds: float) -> str:
+    """How many workers have renewed their heartbeat within the lease, in words."""
+    try:
+        with Session(engine) as session:
+            alive = len(live_workers(session, lease_seconds))
+    except Exception as exc:  # reported, like the database's state
+        return f"unknown: {type(exc).__name__}"
+    if alive:
+        return f"{alive} alive"
+    return f"none alive in the last {lease_seconds:g} s (MLPLAB_LEASE_SECONDS): queued jobs wait"

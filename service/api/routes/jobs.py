@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.presenters import check_budget, enqueue, job_public
-from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint
+from service.api.schemas import (
+    MAX_CURVE_POINTS,
+    SWEEP_ID_PATTERN,
+    EpochPoint,
+    JobPublic,
+    JobsPublic,
+    LossCurvePublic,
+    LossesPublic,
+    LossPoint,
+)
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import get_epochs, get_job, get_losses, list_jobs
+from service.store.queries import get_epochs, get_job, get_loss_curve, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -79,14 +88,31 @@ def cancel(job_id: int, session: SessionDep) -> JobPublic:
         ) from None
 
 
-@router.get("/{job_id}/losses", response_model=list[LossPoint])
+MAX_LOSS_PAGE = 10_000
+
+
+@router.get("/{job_id}/losses", response_model=LossesPublic)
 def read_losses(
-    job: JobDep, session: SessionDep, after_step: Annotated[int, Query(ge=0)] = 0
-) -> list[LossPoint]:
-    """The loss every log_every steps, readable while the job runs."""
-    return [
-        LossPoint(epoch=r.epoch, step=r.step, loss=r.loss) for r in get_losses(session, job.id, after_step)
-    ]
+    job: JobDep,
+    session: SessionDep,
+    request: Request,
+    after_step: Annotated[int, Query(ge=0, description="Only the losses of later steps")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOSS_PAGE, description="Most losses in the page")] = 1000,
+) -> LossesPublic:
+    """The recorded losses (every loss_every steps) a page at a time, readable while the job runs."""
+    rows = get_losses(session, job.id, after_step, limit=limit + 1)
+    page = [LossPoint(epoch=r.epoch, step=r.step, loss=r.loss) for r in rows[:limit]]
+    if len(rows) <= limit:
+        return LossesPublic(data=page, next=None)
+    following = request.url.include_query_params(after_step=page[-1].step, limit=limit)
+    return LossesPublic(data=page, next=f"{following.path}?{following.query}")
+
+
+@router.get("/{job_id}/loss-curve", response_model=LossCurvePublic)
+def read_loss_curve(job: JobDep, session: SessionDep) -> LossCurvePublic:
+    """The loss curve for drawing: a bounded number of points however many losses the job recorded."""
+    points, count = get_loss_curve(session, job.id, MAX_CURVE_POINTS)
+    return LossCurvePublic(data=[LossPoint(epoch=e, step=s, loss=x) for e, s, x in points], count=count)
 
 
 @router.get("/{job_id}/epochs", response_model=list[EpochPoint])

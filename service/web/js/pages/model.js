@@ -12,7 +12,7 @@ const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions,
 
 export async function modelPage(ctx, root) {
   const id = ctx.args[0];
-  const [model, job, spec, losses, epochs] = await Promise.all([api.model(id), api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  const [model, job, spec, losses, epochs] = await Promise.all([api.model(id), api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
   if (!ctx.live) return;
   const dataset = (await api.datasets()).data.find((d) => d.name === model.dataset);
   const classes = dataset?.classes ?? [...Array(10).keys()].map(String);
