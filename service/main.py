@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.guard import RequestGuard
 from service.api.inference import Inference
 from service.api.openapi import add_parameter_examples
 from service.api.routes import (
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, events, sweeps, models, compare, plots, predictions, datasets, workers, health):
         app.include_router(module.router)
     web.mount(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body
+    app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # outermost: on refusals too
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

@@ -84,7 +84,7 @@ class Inference:
         try:
             return load_dataset(name, self.settings.data_dir, download=self.settings.download)
         except DataError as exc:
-            raise dataset_unavailable(str(exc)) from exc
+            raise dataset_unavailable(name, exc) from exc
 
     async def dataset(self, name: str) -> Dataset:
         """The dataset, decoded once per process; 503 when its files are missing or damaged."""

@@ -4,6 +4,7 @@ imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import numpy as np
@@ -11,14 +12,14 @@ from fastapi import Query
 from sqlalchemy.orm import Session
 
 from service.api.schemas import DatasetPublic, JobPublic, Progress
-from service.errors import ProblemError, invalid, not_found, not_trained
+from service.errors import ProblemError, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import count_queued, get_job, get_model, job_spec
+from service.store.queries import MAX_INTEGER, count_queued, get_job, get_model, job_spec
 
 
 def job_public(job: Job) -> JobPublic:
@@ -128,13 +129,20 @@ IdsQuery = Annotated[
 ]
 
 
+def _is_id(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
+
+
 def parse_ids(ids: str) -> list[int]:
     """The ids of `?ids=3,7,12`, or a 422 naming what is wrong with them."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = [part for part in parts if not part.isdigit()]
-    if bad:
+    bad = next((part for part in parts if not _is_id(part)), None)
+    if bad is not None:
         raise invalid(
-            "query.ids", f"{bad[0]!r} is not a model id: give comma-separated integers, e.g. ids=3,7,12"
+            "query.ids",
+            f"{echo(bad)} is not a model id: give comma-separated integers from 1 to {MAX_INTEGER:,}, "
+            "e.g. ids=3,7,12",
         )
     numbers = [int(part) for part in parts]
     if not MIN_COMPARED <= len(numbers) <= MAX_COMPARED:

@@ -32,6 +32,8 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     """Run the API under uvicorn; host and port default to MLPLAB_HOST and MLPLAB_PORT."""
     import uvicorn  # only the API needs it
 
+    from service.cli.protocol import HttpProtocol
+
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
     if settings.api_token is None:
@@ -47,7 +49,9 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -108,6 +112,7 @@ class WorkerSupervisor(threading.Thread):
 
 def serve_dev(host: str | None = None, port: int | None = None) -> int:
     """The API and one worker process, restarted when it dies; stopped together."""
+    get_settings()  # invalid settings stop here, before a worker is started
     supervisor = WorkerSupervisor()
     supervisor.start()
     # uvicorn re-raises SIGTERM after its shutdown: with the default handler the worker would outlive us.

@@ -26,11 +26,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from service.store.models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -225,3 +227,11 @@ def is_migrated(engine: Engine) -> bool:
     can report why rather than a bare "not ready".
     """
     return current_revisions(engine) == head_revisions()
+
+
+def read_each_table(engine: Engine) -> None:
+    """Read one row of every table (for /readyz): cheap, and raises what a damaged or unreadable
+    database raises on the data routes (a corrupt SQLite page, a missing table, a refused connection)."""
+    with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            connection.execute(select(table).limit(1)).all()  # every column: the table, not a smaller index

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import uuid
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.presenters import check_budget, enqueue, job_public
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, invalid, not_found
+from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, echo, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.models import Job, JobStatus
@@ -25,12 +24,8 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], 
 MAX_LISTED = 100_000  # a sweep's jobs are all listed: the limit is only a guard
 
 
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
 def check_grid(body: SweepCreate, max_jobs: int) -> None:
-    """Refuse a grid that names no spec field, an empty or repeated value, or too many jobs."""
+    """Refuse a grid that names no spec field, an empty list of values, or too many jobs."""
     if not body.grid:
         raise invalid("grid", "name at least one TrainSpec field to vary (one job alone is POST /jobs)")
     for field, values in body.grid.items():
@@ -40,13 +35,6 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
             )
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
-        seen = set()
-        for value in values:
-            if _key(value) in seen:
-                raise invalid(
-                    f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice"
-                )
-            seen.add(_key(value))
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(
@@ -59,7 +47,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
-    """One TrainSpec per combination of the grid (in the grid's order), each validated in full.
+    """One TrainSpec per combination of the grid (in the grid's order), each validated in full, each once:
+    values that validate alike ([1, 1.0], or one listed twice) would train the same job twice.
 
     Every invalid value of every combination is reported at once, named `grid.<field>` (or
     `base.<field>` when the shared part is at fault), with the value that failed.
@@ -75,7 +64,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else "base"
                 if field in combination:
-                    name, reason = f"grid.{field}", f"{error['msg']} (got {combination[field]!r})"
+                    name, reason = f"grid.{field}", f"{error['msg']} (got {echo(combination[field])})"
                 else:
                     name, reason = f"base.{field}", error["msg"]
                 problems[(name, reason)] = None
@@ -83,7 +72,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
         params = [{"name": name, "reason": reason} for name, reason in problems]
         detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
         raise ProblemError(422, "Invalid request", detail, invalid_params=params)
-    return specs
+    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
 
 
 def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings) -> None:
@@ -96,7 +85,7 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
                 raise
             field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
             where = f"grid.{field}" if field in body.grid else f"base.{field}"
-            combination = ", ".join(f"{f}={getattr(spec, f)!r}" for f in body.grid)
+            combination = ", ".join(f"{f}={echo(getattr(spec, f))}" for f in body.grid)
             raise invalid(where, f"{reason} (with {combination})") from None
 
 
