@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from service.store.db import make_engine, make_sessionmaker, migrate
 from tests.factories import make_tiny_dataset
 from tests.support import REPO, real_data_dir
 
@@ -60,6 +61,15 @@ def db_url(request, tmp_path) -> Iterator[str]:
     """A fresh, empty (unmigrated) database for this test: SQLite file, then PostgreSQL database."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def sessions(db_url):
+    """A migrated database on each kind of db_url, as sessions (the engine disposed afterwards)."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")

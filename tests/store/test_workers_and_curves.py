@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert
 
 from service.store import queries
-from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import session_scope
 from service.store.jobs import claim_job, enqueue_job, record_progress
 from service.store.models import Loss
 from service.store.workers import register_worker, unregister_worker, worker_heartbeat
@@ -17,14 +17,6 @@ from tests.factories import tiny_spec
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = 30.0
-
-
-@pytest.fixture
-def sessions(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def job_with_losses(sessions, losses: list[tuple[int, int, float]]) -> int:

@@ -25,7 +25,7 @@ from service.ml.train import StepProgress, TrainingCancelled, train
 from service.ml.weights import load_weights
 from service.settings import Settings
 from service.store import jobs, queries
-from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import session_scope
 from service.store.models import EpochMetric, Job, Loss
 from tests.factories import tiny_spec
 from tests.support import REPO, wait_for
@@ -47,14 +47,6 @@ def write_dataset(folder: Path) -> None:
 def data_dir(tmp_path) -> Path:
     write_dataset(tmp_path / "data" / "mnist")
     return tmp_path / "data"
-
-
-@pytest.fixture
-def sessions(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture
