@@ -28,7 +28,7 @@ from service.api.schemas import MAX_CURVE_POINTS, JobPublic
 from service.errors import ProblemError
 from service.store.db import session_scope
 from service.store.models import EpochMetric, Job
-from service.store.queries import get_loss_curve
+from service.store.queries import get_jobs_by_id, get_loss_curve
 
 log = logging.getLogger("mlplab.api")
 
@@ -108,7 +108,7 @@ def read_cursors(factory: sessionmaker[Session], cursors: Iterable[Cursor]) -> d
     """For each cursor whose job exists, a Snapshot of its rows after the cursor; one transaction for all."""
     cursors = list(cursors)
     with session_scope(factory) as session:  # one transaction: the rows and the statuses agree
-        jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_({c[0] for c in cursors})))}
+        jobs = get_jobs_by_id(session, (c[0] for c in cursors))
         return {c: _snapshot(session, jobs[c[0]], *c[1:]) for c in cursors if c[0] in jobs}
 
 

@@ -33,6 +33,12 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id) if _storable(job_id) else None
 
 
+def get_jobs_by_id(session: Session, job_ids: Iterable[int]) -> dict[int, Job]:
+    """The jobs that exist among `job_ids`, by id."""
+    wanted = {job_id for job_id in job_ids if _storable(job_id)}
+    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(wanted)))} if wanted else {}
+
+
 def job_spec(job: Job) -> TrainSpec:
     """The job's TrainSpec, parsed back from its stored JSON."""
     return TrainSpec.model_validate(job.spec)

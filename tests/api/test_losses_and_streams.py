@@ -116,6 +116,12 @@ def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeyp
     assert all(s.waiting for s in opened)
 
 
+def test_a_stream_for_an_id_past_the_databases_integers_is_a_404(world):
+    client, _, _ = world
+    for job_id in (10**6, 2**64, -(2**64)):  # 2**64 overflowed SQLite in the reader: 500
+        assert_problem(client.get(f"/jobs/{job_id}/events"), 404)
+
+
 def test_past_max_streams_a_stream_is_refused_with_retry_after(world):
     _, sessions, (a, _) = world
 
