@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.database import Database
 from service.api.guard import RequestGuard
 from service.api.inference import Inference
 from service.api.openapi import add_parameter_examples
@@ -52,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
+        app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
+        app.state.inference = Inference(app.state.database, settings)
         app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
         reader = asyncio.create_task(app.state.events.run(), name="event-streams")
         yield
         reader.cancel()
+        app.state.database.close()
         engine.dispose()
 
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
+from service.api.database import Database
 from service.api.guard import check_token
 from service.api.inference import Inference
 from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
@@ -34,6 +35,11 @@ async def _session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
+async def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
 async def _inference(request: Request) -> Inference:
     inference: Inference = request.app.state.inference
     return inference
@@ -43,6 +49,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # scope="function": commit before the response is sent (FastAPI's default runs a yield dependency's exit
 # after it), so a client that got 202 can read what it created, and a failed commit is a 500, not a 202.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(_database)]  # await database.run(fn, ...): one thread hop
 InferenceDep = Annotated[Inference, Depends(_inference)]
 
 
@@ -90,6 +97,7 @@ ReaderDep = Depends(require_reader)
 __all__ = [
     "SessionDep",
     "SettingsDep",
+    "DatabaseDep",
     "InferenceDep",
     "JobDep",
     "TrainedJobDep",

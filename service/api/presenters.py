@@ -8,7 +8,9 @@ import re
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Query
+from fastapi import Query, Response
+from pydantic import BaseModel
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from service.api.schemas import DatasetPublic, JobPublic, Progress
@@ -19,10 +21,15 @@ from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import MAX_INTEGER, count_queued, get_job, get_model, job_spec
+from service.store.queries import MAX_INTEGER, count_queued, get_job, get_job_row, get_model, job_spec
 
 
-def job_public(job: Job) -> JobPublic:
+def json_response(body: BaseModel) -> Response:
+    """The model as JSON, sent as it is: FastAPI re-validates a returned model against response_model."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def job_public(job: Job | Row[Any]) -> JobPublic:
     spec = job_spec(job)
     return JobPublic(
         id=job.id,
@@ -44,6 +51,14 @@ def job_public(job: Job) -> JobPublic:
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
     )
+
+
+def read_job_public(connection: Connection, job_id: int) -> JobPublic:
+    """GET /jobs/{id}: the job's public shape, or 404."""
+    row = get_job_row(connection, job_id)
+    if row is None:
+        raise not_found("job", job_id)
+    return job_public(row)
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:
@@ -164,7 +179,7 @@ def require_trained(session: Session, job_id: int) -> Job:
 
 
 def trained_model(session: Session, job_id: int) -> TrainedModel:
-    """The stored model of a trained job (require_trained's problems otherwise), its weights included."""
+    """The stored model of a trained job (require_trained's problems otherwise); `.weights` read on access."""
     model = get_model(session, job_id)
     if model is None:  # say why; a succeeded job has its model (finish_job stores both at once)
         require_trained(session, job_id)

@@ -80,9 +80,10 @@ class SweepPublic(BaseModel):
         description="The spec fields that vary between its jobs, and their values."
     )
     jobs: list[JobPublic] = Field(
-        description="Succeeded jobs by test accuracy, best first; then the others by id."
+        description="Succeeded jobs by test accuracy, best first; then the others by id. "
+        "GET /sweeps lists the first `jobs_limit` of them."
     )
-    count: int
+    count: int = Field(description="How many jobs the sweep has, listed or not.")
     status: dict[JobStatus, int] = Field(description="How many of its jobs are in each state.")
 
 

@@ -112,7 +112,7 @@ def test_migrate_twice_is_a_no_op_and_is_migrated(url):
     assert current_revisions(engine) == set()
     migrate(engine)
     assert is_migrated(engine)
-    assert current_revisions(engine) == head_revisions() == {"0003_workers"}
+    assert current_revisions(engine) == head_revisions() and len(head_revisions()) == 1
     migrate(url)  # by URL too
     assert is_migrated(engine)
     with engine.connect() as c:
@@ -528,13 +528,14 @@ def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
         with session_scope(sessions) as s:
             finish_job(s, job_id, "w1", result(acc), now=T0 + timedelta(minutes=job_id))
     with session_scope(sessions) as s:
-        best = queries.list_models(s)
-        assert [m.job_id for m in best] == [2, 3, 1]
+        best, count = queries.list_models(s)
+        assert [m.job_id for m in best] == [2, 3, 1] and count == 3
         assert best[0].job.name == tiny_spec(seed=1).name
         with pytest.raises(Exception, match="raiseload|deferred|not available"):
             best[0].weights  # noqa: B018
-        assert [m.job_id for m in queries.list_models(s, sort="created_at")] == [3, 2, 1]
-        assert [m.job_id for m in queries.list_models(s, limit=1, offset=1)] == [3]
+        assert [m.job_id for m in queries.list_models(s, sort="created_at")[0]] == [3, 2, 1]
+        page, count = queries.list_models(s, limit=1, offset=1)
+        assert [m.job_id for m in page] == [3] and count == 3  # the count is of all models, not the page
         with pytest.raises(ValueError):
             queries.list_models(s, sort="name")
 

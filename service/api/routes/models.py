@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
-from service.api.deps import ModelDep, ReaderDep, SessionDep
+from service.api.deps import DatabaseDep, ModelDep, ReaderDep
+from service.api.presenters import json_response
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
 from service.store.models import TrainedModel
-from service.store.queries import job_spec, list_models
+from service.store.queries import ModelSort, job_spec, list_models
 
 router = APIRouter(
     prefix="/models",
@@ -43,13 +45,20 @@ def model_public(model: TrainedModel) -> ModelPublic:
     )
 
 
+def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
+    rows, count = list_models(session, sort=sort, limit=limit, offset=offset)
+    return ModelsPublic(data=[model_public(m) for m in rows], count=count)
+
+
 @router.get("", response_model=ModelsPublic)
-def read_models(
-    session: SessionDep, sort: Literal["test_accuracy", "created_at"] = "test_accuracy"
-) -> ModelsPublic:
-    """Every trained model with its key hyperparameters and accuracies, best (or newest) first."""
-    rows = list_models(session, sort=sort)
-    return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows))
+async def read_models(
+    database: DatabaseDep,
+    sort: ModelSort = "test_accuracy",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Trained models with their key hyperparameters and accuracies, best (or newest) first, a page at a time."""
+    return json_response(await database.run(_models_page, sort, limit, offset))
 
 
 @router.get("/{job_id}", response_model=ModelPublic)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ReaderDep, WriterDep
 from service.api.guard import allow_body
+from service.api.inference import predict_proba
 from service.api.presenters import dataset_image
 from service.api.schemas import (
     ImagePredictionPublic,
@@ -159,12 +160,7 @@ async def predict(
             f"Content-Type {echo(content_type)}: send application/json, "
             "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
         )
-    # A few images are cheaper inline than a thread hop; a large batch must not stall the event loop.
-    probs = (
-        weights.predict_proba(images)
-        if len(images) <= 16
-        else await run_in_threadpool(weights.predict_proba, images)
-    )
+    probs = await predict_proba(weights, images)
     results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
 
@@ -183,7 +179,8 @@ async def predict_split_image(
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
     weights, data = await inference.model_and_data(job_id)
     image, label = dataset_image(data, split, index)
-    p = weights.predict_proba(image[None, :])[0]
+    known = inference.cached_predictions(job_id, split)
+    p = known.probabilities[index] if known is not None else (await predict_proba(weights, image[None, :]))[0]
     predicted = int(p.argmax())
     return ImagePredictionPublic(
         split=split,

@@ -5,23 +5,24 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public
+from service.api.deps import DatabaseDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.presenters import check_budget, enqueue, job_public, json_response
 from service.api.schemas import SWEEP_ID_PATTERN, SweepCreate, SweepPublic, SweepsPublic
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, echo, invalid, not_found
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from service.store.models import Job, JobStatus
-from service.store.queries import list_jobs, list_sweep_ids
+from service.store.queries import list_sweep_ids, list_sweep_jobs
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
-
-MAX_LISTED = 100_000  # a sweep's jobs are all listed: the limit is only a guard
 
 
 def check_grid(body: SweepCreate, max_jobs: int) -> None:
@@ -89,8 +90,9 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
             raise invalid(where, f"{reason} (with {combination})") from None
 
 
-def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
-    """The sweep as its jobs show it: what they share, what varies, and the jobs best first."""
+def sweep_public(sweep_id: str, jobs: Sequence[Job | Row[Any]], shown: int | None = None) -> SweepPublic:
+    """The sweep as its jobs show it: what they share, what varies, and the jobs best first (the best
+    `shown` of them; `count` and `status` count them all)."""
     publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
     specs = [p.spec.model_dump(mode="json") for p in publics]
     base: dict[str, Any] = {}
@@ -113,7 +115,7 @@ def sweep_public(sweep_id: str, jobs: list[Job]) -> SweepPublic:
         created_at=min(p.created_at for p in publics),
         base=base,
         grid=grid,
-        jobs=publics,
+        jobs=publics[:shown],
         count=len(publics),
         status=summary,
     )
@@ -135,27 +137,36 @@ def submit_sweep(
     return public
 
 
+def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> SweepsPublic:
+    ids, count = list_sweep_ids(session, limit=limit, offset=offset)
+    jobs = list_sweep_jobs(session, ids)
+    return SweepsPublic(data=[sweep_public(sweep_id, jobs[sweep_id], shown) for sweep_id in ids], count=count)
+
+
 @router.get("", response_model=SweepsPublic)
-def read_sweeps(
-    session: SessionDep,
+async def read_sweeps(
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> SweepsPublic:
-    """Sweeps, newest first, each with its jobs best first."""
-    ids, count = list_sweep_ids(session, limit=limit, offset=offset)
-    data = [
-        sweep_public(sweep_id, list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)[0]) for sweep_id in ids
-    ]
-    return SweepsPublic(data=data, count=count)
+    jobs_limit: Annotated[
+        int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
+    ] = 10,
+) -> Response:
+    """Sweeps, newest first, each with its best jobs."""
+    return json_response(await database.run(_sweeps_page, limit, offset, jobs_limit))
+
+
+def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
+    jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
+    if not jobs:
+        raise not_found("sweep", sweep_id)
+    return sweep_public(sweep_id, jobs)
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
-def read_sweep(
+async def read_sweep(
     sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
-    session: SessionDep,
-) -> SweepPublic:
+    database: DatabaseDep,
+) -> Response:
     """A sweep's jobs with their status and accuracies, best first."""
-    jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
-    if not count:
-        raise not_found("sweep", sweep_id)
-    return sweep_public(sweep_id, jobs)
+    return json_response(await database.run(_sweep, sweep_id))

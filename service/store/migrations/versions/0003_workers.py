@@ -1,7 +1,7 @@
 """Workers record themselves (the `workers` table); a job records the interval between its losses.
 
 Revision ID: 0003_workers
-Revises: 0001
+Revises: 0005_indexes
 Create Date: 2025-12-10
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_workers"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0005_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
