@@ -27,8 +27,10 @@ from service.api.routes import (
     predictions,
     sweeps,
     web,
+    workers,
 )
 from service.api.security import SecurityHeaders
+from service.api.streams import EventHub
 from service.errors import install_error_handlers
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
@@ -58,7 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
         app.state.inference = Inference(app.state.database, settings)
+        app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
+        reader = asyncio.create_task(app.state.events.run(), name="event-streams")
         yield
+        reader.cancel()
         app.state.database.close()
         engine.dispose()
 
@@ -76,7 +81,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     app.state.monitoring = Monitoring(settings.metrics_dir)
-    routers = (jobs, events, sweeps, models, aliases, compare, plots, predictions, datasets, health, metrics)
+    routers = (
+        jobs,
+        events,
+        sweeps,
+        models,
+        aliases,
+        compare,
+        plots,
+        predictions,
+        datasets,
+        workers,
+        health,
+        metrics,
+    )
     for module in routers:
         app.include_router(module.router)
     web.mount(app)
