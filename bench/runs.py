@@ -39,6 +39,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `python bench/runs.py` from anywhere: this checkout's service, tests, bench
 
+from bench._table import table  # noqa: E402
 from bench.serve import _git_rev, free_port, start_api, stop_all  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "runs.json"
@@ -316,26 +317,18 @@ def print_report(report: dict[str, Any]) -> None:
         cells = ["jobs page in Chromium: first paint / table drawn (median, max)"]
         ok = True
         for page in pages:
-            fp, table = page["first_paint_ms"], page["jobs_table_ms"]
-            cells.append(f"{fp['median']} / {table['median']} ms (max {table['max']})")
-            ok &= table["max"] <= PAGE_TARGET_S * 1e3
+            fp, drawn = page["first_paint_ms"], page["jobs_table_ms"]
+            cells.append(f"{fp['median']} / {drawn['median']} ms (max {drawn['max']})")
+            ok &= drawn["max"] <= PAGE_TARGET_S * 1e3
         cells.append(f"table ≤ {PAGE_TARGET_S:g} s: {'ok' if ok else 'ABOVE'}")
         rows.append(cells)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     machine = report["machine"]
     print(
         f"\n{report['jobs']:,} finished jobs; {report['requests']} sequential requests per endpoint; "
         f"{machine['cpus']} CPUs, load average {machine['loadavg_start'][0]:.1f} at the start, "
         f"{machine['loadavg_end'][0]:.1f} at the end"
     )
-    for i, row in enumerate([header, *rows]):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(table(header, rows, right=set(range(1, len(header)))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,19 +1,23 @@
 #!/usr/bin/env python
-"""Queue throughput against the number of workers: jobs per minute with 1, 2, 4 ... worker processes.
+"""Several workers on one host, with default settings: jobs per minute and epoch times at N workers.
 
-    python bench/scale.py                                   # $MLPLAB_TEST_POSTGRES_URL's server, else SQLite
+    python bench/scale.py                                   # both backends, N = 1, 2, 4 ($MLPLAB_TEST_POSTGRES_URL, else SQLite)
+    python bench/scale.py --backends torch --workers 1,2,3,4 --jobs 12
+    python bench/scale.py --threads-per-worker 2            # every worker on 2 threads (the old default here)
     python bench/scale.py --db-url postgresql+psycopg://mlplab:mlplab@127.0.0.1:5432/mlplab_test
-    python bench/scale.py --workers 1,2,4,8 --jobs 80 --spec '{"epochs": 3}'
 
-For each worker count: a scratch database (a new PostgreSQL database beside the one in --db-url,
-which is never touched, dropped afterwards; or a temporary SQLite file), that many `python -m
-workers` processes started and idle, then --jobs jobs of one spec enqueued at once; the clock runs
-from the enqueue to the last job's end. Worker start-up is not counted. Columns: seconds, jobs per
-minute, speed-up over the first count, s/job (claim to finish, as a worker saw it: grows when
-workers wait for a core), cpu/job (the workers' CPU seconds per job: flat when they do not get in
-each other's way). --repeat N runs N rounds and reports each count's best. The table goes to
-stdout, every run with the machine's description and load to bench/results/scale.json (--json PATH).
-Not a test: nothing passes or fails. Run on a quiet machine.
+For each backend and worker count N: a scratch database (a temporary SQLite file, or a new PostgreSQL
+database beside the one in --db-url, which is never touched, dropped afterwards), N `python -m workers`
+processes started and idle, with no thread setting (each divides the host's cores among the live
+workers, as deployed), then --jobs jobs of one spec enqueued at once; the clock runs from the enqueue
+to the last job's end. Worker start-up is not counted.
+
+Columns: jobs per minute and its ratio to one worker's (target: >= 0.9 at every N); s/job (claim to
+finish); the median and the worst epoch of every job (training time, evaluation excluded) and the
+worst over one worker's median epoch (`slowdown`), beside the bound max(1, N/C) x 1.3 on C cores
+(target: slowdown <= bound). --repeat N runs N rounds and keeps each count's best by jobs per
+minute. The table goes to stdout, every run with the machine's description and load to
+bench/results/scale.json (--json PATH). Not a test: nothing passes or fails. Run on a quiet machine.
 """
 
 from __future__ import annotations
@@ -37,15 +41,16 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout even where the package
 
 from sqlalchemy import create_engine, func, make_url, select  # noqa: E402
 
+from bench._table import table  # noqa: E402
 from service.ml.spec import TrainSpec  # noqa: E402
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope  # noqa: E402
 from service.store.jobs import enqueue_job  # noqa: E402
-from service.store.models import FINISHED, Job  # noqa: E402
+from service.store.models import FINISHED, EpochMetric, Job  # noqa: E402
+from workers.presence import host_cores  # noqa: E402
 
-# A small job: about a third of a second of one core here (20,000 training images twice, the 10,000
-# test images evaluated after each epoch): long enough that the queue's own costs are not all that is
-# measured, short enough that forty of them make a run of seconds.
-SPEC = {"backend": "numpy", "hidden_layers": [128], "train_limit": 20000, "epochs": 2}
+# The small job of issue 17: the default network, relu, plain SGD, 20,000 training images, 3 epochs:
+# a few seconds each, so that several workers overlap on every epoch.
+SPEC = {"activation": "relu", "optimizer": "sgd", "train_limit": 20000, "epochs": 3}
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -85,18 +90,17 @@ def measure(
     engine = make_engine(url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
-    threads = str(args.threads_per_worker)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")} | {
+    threads = {"MLPLAB_WORKER_THREADS": str(args.threads_per_worker)} if args.threads_per_worker else {}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLPLAB_", "OMP_", "OPENBLAS_", "MKL_"))
+    } | {
         "MLPLAB_DATABASE_URL": url,
         "MLPLAB_DATA_DIR": str(args.data_dir),
         "MLPLAB_DOWNLOAD": "false",
         "MLPLAB_WORKER_POLL_SECONDS": str(args.poll),
-        "MLPLAB_TORCH_THREADS": threads,
-        "OMP_NUM_THREADS": threads,
-        "OPENBLAS_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
+        **threads,
     }
-    logs = [folder / f"worker-{workers}-{i}.log" for i in range(workers)]
+    logs = [folder / f"worker-{spec.backend}-{workers}-{i}.log" for i in range(workers)]
     procs = []
     for log in logs:
         with open(log, "w") as out:
@@ -133,11 +137,13 @@ def measure(
 
     with session_scope(sessions) as s:
         rows = s.execute(select(Job.status, Job.started_at, Job.finished_at, Job.worker_id)).all()
+        epochs = sorted(s.scalars(select(EpochMetric.seconds)))
     engine.dispose()
     busy = [(r.finished_at - r.started_at).total_seconds() for r in rows if r.started_at and r.finished_at]
     known = None not in cpu_before + cpu_after
     cpu = sum(after - before for before, after in zip(cpu_before, cpu_after, strict=True)) if known else None
     return {
+        "backend": spec.backend,
         "workers": workers,
         "jobs": n_jobs,
         "succeeded": sum(r.status == "succeeded" for r in rows),
@@ -148,6 +154,8 @@ def measure(
         "worker_cpu_seconds_per_job": None
         if cpu is None
         else round(cpu / n_jobs, 3),  # the workers' CPU only
+        "epoch_median_seconds": round(epochs[len(epochs) // 2], 3) if epochs else None,
+        "epoch_worst_seconds": round(epochs[-1], 3) if epochs else None,
     }
 
 
@@ -159,13 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         default=default_url,
         help="SQLAlchemy URL; on PostgreSQL a role that may CREATE DATABASE (default: %(default)s)",
     )
+    parser.add_argument("--backends", default="numpy,torch", help="comma-separated (default: %(default)s)")
     parser.add_argument(
         "--workers", default="1,2,4", help="worker counts, comma-separated (default: %(default)s)"
     )
-    parser.add_argument("--jobs", type=int, default=40, help="jobs per measurement (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=8, help="jobs per measurement (default: %(default)s)")
     parser.add_argument("--spec", default="{}", help=f"JSON overriding the job spec {json.dumps(SPEC)}")
     parser.add_argument(
-        "--threads-per-worker", type=int, default=1, help="BLAS/torch threads each (default: 1)"
+        "--threads-per-worker",
+        type=int,
+        default=0,
+        help="MLPLAB_WORKER_THREADS for every worker (default: unset, the workers divide the cores)",
     )
     parser.add_argument(
         "--poll", type=float, default=0.2, help="MLPLAB_WORKER_POLL_SECONDS (default: %(default)s)"
@@ -184,51 +196,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "scale.json")
     args = parser.parse_args(argv)
 
-    spec = TrainSpec.model_validate(SPEC | json.loads(args.spec))
+    specs = [
+        TrainSpec.model_validate({"backend": backend} | SPEC | json.loads(args.spec))
+        for backend in args.backends.split(",")
+    ]
     counts = [int(n) for n in args.workers.split(",")]
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mlplab-scale-") as tmp:
         url = args.db_url if not args.db_url.startswith("sqlite:///<") else f"sqlite:///{tmp}/unused.db"
         shown = make_url(url).render_as_string(hide_password=True)
         load = os.getloadavg()[0]  # other work on the machine shares its cores: say how much
-        print(
-            f"{shown}: {args.jobs} jobs of {spec.name} on {os.cpu_count()} cores (load {load:.1f})",
-            flush=True,
-        )
+        print(f"{shown}: {args.jobs} jobs on {host_cores()} cores (load {load:.1f})", flush=True)
         for round_ in range(args.repeat):  # rounds interleave the counts, so a busy spell hits them all
-            for workers in counts:
-                with scratch_database(url, Path(tmp)) as scratch:
-                    runs.append(
-                        measure(scratch, workers, args.jobs, spec, args, Path(tmp)) | {"round": round_ + 1}
+            for spec in specs:
+                for workers in counts:
+                    with scratch_database(url, Path(tmp)) as scratch:
+                        run = measure(scratch, workers, args.jobs, spec, args, Path(tmp))
+                    runs.append(run | {"round": round_ + 1})
+                    print(
+                        f"round {round_ + 1}: {spec.backend}, {workers} worker(s): {run['jobs_per_minute']} "
+                        f"jobs/min, epochs {run['epoch_median_seconds']}-{run['epoch_worst_seconds']} s",
+                        file=sys.stderr,
+                        flush=True,
                     )
-                print(
-                    f"round {round_ + 1}: {workers} worker(s): {runs[-1]['jobs_per_minute']} jobs/min",
-                    file=sys.stderr,
-                    flush=True,
-                )
 
-    # The best round of each count: the one least disturbed by whatever else the machine was doing.
-    results = [
-        max((r for r in runs if r["workers"] == n), key=lambda r: r["jobs_per_minute"]) for n in counts
-    ]
-    print(
-        f"{'workers':>7} {'seconds':>8} {'jobs/min':>9} {'speed-up':>9} {'s/job':>6} {'cpu/job':>8} {'ok':>4}"
-    )
-    for row in results:
-        row["speed_up"] = round(row["jobs_per_minute"] / results[0]["jobs_per_minute"], 2)
-        cpu = row["worker_cpu_seconds_per_job"]
-        print(
-            f"{row['workers']:>7} {row['seconds']:>8.1f} {row['jobs_per_minute']:>9.1f} {row['speed_up']:>8.2f}x "
-            f"{row['mean_job_seconds']:>6.2f} {'-' if cpu is None else f'{cpu:.2f}':>8} {row['succeeded']:>4}"
-        )
-
+    results = print_table(runs, specs, counts)
     report = {
         "database": make_url(url).get_backend_name(),
         "url": shown,
-        "spec": spec.model_dump(mode="json"),
-        "threads_per_worker": args.threads_per_worker,
+        "specs": [spec.model_dump(mode="json") for spec in specs],
+        "threads_per_worker": args.threads_per_worker or "default",
         "machine": {
-            "cpus": os.cpu_count(),
+            "cpus": host_cores(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_before": round(load, 2),
@@ -241,6 +240,46 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
     return 0
+
+
+def print_table(runs: list[dict], specs: list[TrainSpec], counts: list[int]) -> list[dict]:
+    """The best round of each (backend, count), the one least disturbed by the machine's other work."""
+    cores = host_cores()
+    results = []
+    for spec in specs:
+        mine = [r for r in runs if r["backend"] == spec.backend]
+        best = [
+            max((r for r in mine if r["workers"] == n), key=lambda r: r["jobs_per_minute"]) for n in counts
+        ]
+        alone = best[0]
+        for row in best:
+            row["ratio"] = round(row["jobs_per_minute"] / alone["jobs_per_minute"], 2)
+            row["slowdown"] = round(row["epoch_worst_seconds"] / alone["epoch_median_seconds"], 2)
+            row["bound"] = round(max(1.0, row["workers"] / cores) * 1.3, 2)
+        results += best
+    headers = [
+        "backend",
+        "workers",
+        "seconds",
+        "jobs/min",
+        "ratio",
+        "s/job",
+        "epoch",
+        "worst",
+        "slowdown",
+        "bound",
+        "ok",
+    ]
+    rows = [
+        [
+            r["backend"], r["workers"], f"{r['seconds']:.1f}", f"{r['jobs_per_minute']:.1f}", f"{r['ratio']:.2f}x",
+            f"{r['mean_job_seconds']:.2f}", f"{r['epoch_median_seconds']:.2f}", f"{r['epoch_worst_seconds']:.2f}",
+            f"{r['slowdown']:.2f}x", f"{r['bound']:.2f}x", r["succeeded"],
+        ]
+        for r in results
+    ]  # fmt: skip
+    print(table(headers, rows, right=set(range(1, len(headers)))))
+    return results
 
 
 if __name__ == "__main__":

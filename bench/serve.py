@@ -45,6 +45,10 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # runnable from a checkout: bench._table
+
+from bench._table import table  # noqa: E402
+
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "serve.json"
 DEFAULT_SPEC = {
     "backend": "numpy",
@@ -533,22 +537,14 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
                     tgt[key] if run_name == "warm" else "",
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
     print(
         f"model {model_id}: {model['name']}   API: {args.workers} uvicorn process(es)   "
         f"wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s"
         + (f"   server env: {extra_env}" if extra_env else "")
     )
-    for i, row in enumerate(rows):
-        print(
-            "  ".join(
-                c.ljust(w) if j in (0, 1, 8) else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    header, *body = rows
+    print(table(list(header), [list(row) for row in body], right=set(range(len(header))) - {0, 1, 8}))
     batch_ok = batch["median_ms"] <= TARGETS["batch_1000_ms"]
     print(
         f"\n1,000 images in one POST ({batch['body_bytes'] / 1e6:.1f} MB of JSON), {batch['repeats']} requests: "

@@ -28,8 +28,10 @@ from service.api.routes import (
     predictions,
     sweeps,
     web,
+    workers,
 )
 from service.api.security import SecurityHeaders
+from service.api.streams import EventHub
 from service.errors import install_error_handlers
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
@@ -59,7 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
         app.state.inference = Inference(app.state.database, settings)
+        app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
+        reader = asyncio.create_task(app.state.events.run(), name="event-streams")
         yield
+        reader.cancel()
         app.state.database.close()
         engine.dispose()
 
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plots,
         predictions,
         datasets,
+        workers,
         health,
         metrics,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -67,6 +66,15 @@ class Settings(BaseSettings):
     max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
     max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
+    max_loss_points: int = Field(
+        10_000,
+        ge=400,  # twice the most epochs: each epoch's last step is recorded besides the interval's
+        le=100_000,
+        description="Most losses one job records; a spec that would record more records them further apart.",
+    )
+    max_streams: int = Field(
+        500, ge=1, description="Event streams one API process keeps open; more get 503 with Retry-After."
+    )
     max_in_flight: int = Field(
         32,
         ge=1,
@@ -112,7 +120,12 @@ class Settings(BaseSettings):
     torch_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto = cuda when available, else cpu."
     )
-    torch_threads: int = Field(0, ge=0, description="Torch intra-op threads; 0 = the machine's cores.")
+    worker_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads a worker trains with (torch's and NumPy's BLAS); "
+        "0 = its host's cores divided among the host's live workers, at each job's start.",
+    )
     torch_cpu_matmul: Literal["onednn", "blas"] = Field(
         "onednn",
         description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL).",
@@ -132,9 +145,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
-
-    def torch_thread_count(self) -> int:
-        return self.torch_threads or (os.cpu_count() or 1)
 
 
 class SettingsError(Exception):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from service.store.db import make_engine, make_sessionmaker, migrate
 from tests.factories import make_tiny_dataset
 from tests.support import REPO, real_data_dir
 
@@ -62,23 +63,21 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def sessions(db_url):
+    """A migrated database on each kind of db_url, as sessions (the engine disposed afterwards)."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def module_db_url(request, tmp_path_factory) -> Iterator[str]:
     """A fresh database for a module-scoped fixture: SQLite, unless the module is marked ON_EVERY_DATABASE."""
     kind = getattr(request, "param", "sqlite")
     with fresh_database(kind, tmp_path_factory.mktemp(kind)) as url:
         yield url
-
-
-@pytest.fixture
-def sessions(db_url):
-    """Sessions on db_url's database, migrated."""
-    from service.store.db import make_engine, make_sessionmaker, migrate
-
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 # `pytestmark = ON_EVERY_DATABASE`: the module's module_db_url (the e2e `service`) is SQLite, then PostgreSQL.

@@ -58,6 +58,36 @@ def make_tiny_dataset(n_train: int = 600, n_test: int = 200, seed: int = 0) -> D
     return Dataset("mnist", train_x, train_y, test_x, test_y, DATASETS["mnist"].classes)
 
 
+def store_trained_job(sessions: Any, spec: TrainSpec, every: int, train_images: int = 60_000) -> int:
+    """A succeeded job of `spec` with a loss every `every` steps and every epoch's metrics, written
+    straight through the store as a worker would (no training): what a long job leaves behind."""
+    from types import SimpleNamespace
+
+    from service.store.db import session_scope
+    from service.store.jobs import claim_job, enqueue_job, finish_job, record_epoch, record_progress
+
+    per_epoch = -(-min(spec.train_limit or train_images, train_images) // spec.batch_size)
+    steps = per_epoch * spec.epochs
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, spec).id
+    with session_scope(sessions) as s:
+        worker = f"store-{job_id}"
+        claim_job(s, worker)
+    for first in range(every, steps + 1, every * 20_000):
+        batch = range(first, min(first + every * 20_000, steps + 1), every)
+        losses = [(1 + (n - 1) // per_epoch, n, 2.3 * 0.9999 ** (n / every)) for n in batch]
+        with session_scope(sessions) as s:
+            record_progress(s, job_id, worker, losses, steps, every)
+    eye = [[int(i == j) * 100 for j in range(10)] for i in range(10)]
+    with session_scope(sessions) as s:
+        for epoch in range(1, spec.epochs + 1):
+            record_epoch(s, job_id, worker, epoch, 2.3 / epoch, 0.9, 0.85, 1.0)
+        finish_job(s, job_id, worker, SimpleNamespace(weights=b"not read here", train_accuracy=0.9,
+                   test_accuracy=0.85, validation_accuracy=None, confusion_train=eye, confusion_test=eye,
+                   best_epoch=spec.epochs, stopped_epoch=spec.epochs, predictions={}, seconds=200.0))  # fmt: skip
+    return job_id
+
+
 # --- many finished jobs ------------------------------------------------------------------------------
 
 # Realistic MNIST runs (60,000 images at batch 64, a loss every 100 steps) on small networks, so that

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
@@ -57,6 +58,7 @@ from service.store.jobs import (
 )
 from service.store.models import Job
 from service.store.queries import get_job, get_model, job_spec
+from workers.presence import Presence
 
 log = logging.getLogger("workers")
 
@@ -78,6 +80,8 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     migrate(engine)
     sessions = make_sessionmaker(engine)
     worker_id = make_worker_id()
+    presence = Presence(sessions, worker_id, settings)
+    presence.start()
     url = make_url(settings.database_url).render_as_string(hide_password=True)
     log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
     processed = idle = 0
@@ -100,26 +104,31 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
                 idle = min(idle + 1, 30)
                 continue
             idle = 0
-            processed += run_job(job, settings, sessions, worker_id, stop)
+            threads = presence.start_job(job.id)
+            processed += run_job(job, settings, sessions, worker_id, stop, threads)
+            presence.end_job()
     finally:
+        presence.stop()
         engine.dispose()
     log.info("worker %s stopped after %d job(s)", worker_id, processed)
     return processed
 
 
-def backend_options(settings: Settings) -> BackendOptions:
-    """How this machine runs the torch backend, from the MLPLAB_TORCH_* settings."""
-    return {
-        "device": settings.torch_device,
-        "threads": settings.torch_thread_count(),
-        "cpu_matmul": settings.torch_cpu_matmul,
-    }
+def backend_options(settings: Settings, threads: int) -> BackendOptions:
+    """How this machine runs the torch backend: the MLPLAB_TORCH_* settings and the job's threads."""
+    return {"device": settings.torch_device, "threads": threads, "cpu_matmul": settings.torch_cpu_matmul}
 
 
 def run_job(
-    job: Job, settings: Settings, sessions: sessionmaker[Session], worker_id: str, stop: threading.Event
+    job: Job,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    worker_id: str,
+    stop: threading.Event,
+    threads: int,
 ) -> int:
-    """Train one claimed job and record how it ended; 1 if it ended here, 0 if released or dropped."""
+    """Train one claimed job on `threads` threads (torch's and NumPy's BLAS) and record how it ended;
+    1 if it ended here, 0 if released or dropped."""
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
     recorder = Recorder(sessions, job.id, worker_id, lease, Checkpoints(settings.checkpoint_seconds))
@@ -134,14 +143,17 @@ def run_job(
         if resume is not None:
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
-        options = backend_options(settings)
-        recorder.write(record_provenance, collect(spec, data, options).model_dump(mode="json"))
+        options = backend_options(settings, threads)
         callbacks = Callbacks(
             on_progress=recorder.on_progress,
             should_stop=lambda: stop.is_set() or lease.stopping(),
             on_checkpoint=recorder.on_checkpoint,
         )
-        result = train(spec, data, callbacks, resume=resume, **options)
+        with threadpool_limits(threads):  # before collect(), so that the provenance records the job's threads
+            recorder.write(record_provenance, collect(spec, data, options).model_dump(mode="json"))
+            result = train(
+                spec, data, callbacks, resume=resume, max_losses=settings.max_loss_points, **options
+            )
     except TrainingCancelled:
         pass
     except DataError as exc:  # its message names server paths: the log's, not the job's
@@ -296,6 +308,7 @@ class Recorder:
         self.sessions, self.job_id, self.worker_id, self.lease = sessions, job_id, worker_id, lease
         self.losses: list[tuple[int, int, float]] = []
         self.steps: int | None = None
+        self.every: int | None = None
         self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
         self.checkpoints = checkpoints
         self.unsaved: Checkpoint | None = None  # the latest checkpoint not yet written
@@ -303,7 +316,7 @@ class Recorder:
     def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
             self.losses.append((event.epoch, event.step, event.loss))
-            self.steps = event.steps
+            self.steps, self.every = event.steps, event.every
             if time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
                 self.flush()
         else:
@@ -335,7 +348,7 @@ class Recorder:
         if self.losses:
             losses, self.losses = self.losses, []
             # Every FLUSH_SECONDS while training: a cancel stops the job within about that, not a heartbeat.
-            if self._write_unless_lost(record_progress, losses, self.steps):
+            if self._write_unless_lost(record_progress, losses, self.steps, self.every):
                 self.lease.cancel_requested()
         self.flushed_at = time.monotonic()
 

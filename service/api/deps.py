@@ -17,15 +17,14 @@ from service.api.presenters import (
     IdsQuery,
     distinct_models,
     parse_ids,
+    require_job,
     require_trained,
     trained_model,
 )
 from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
-from service.errors import not_found
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, TrainedModel
-from service.store.queries import get_job
 
 
 async def _settings(request: Request) -> Settings:  # async: no threadpool hop
@@ -62,10 +61,7 @@ InferenceDep = Annotated[Inference, Depends(_inference)]
 
 
 def _job(job_id: int, session: SessionDep) -> Job:
-    job = get_job(session, job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    return job
+    return require_job(session, job_id)
 
 
 MODEL_REF = "its id (12), or an alias that names it now (champion)"

@@ -4,7 +4,8 @@ Two kinds. What this API process served (requests, their latency, predictions) i
 happens: in this process, or, when `mlplab api` runs several uvicorn processes, in files under
 MLPLAB_METRICS_DIR that whichever process answers a scrape adds up (prometheus_client's
 multiprocess mode). What the service holds (jobs, the queue, live workers, epochs trained) is read
-from the database at each scrape, so it is the same on every replica and needs no worker to report.
+from the database at each scrape (workers are counted from their own records), so it is the same on
+every replica and workers need no port of their own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.ml.spec import Backend
 from service.store.models import JobStatus, utcnow
-from service.store.queries import EpochTimes, count_live_workers, epoch_times, job_counts, oldest_queued_at
+from service.store.queries import (
+    EpochTimes,
+    WorkerCounts,
+    count_live_workers,
+    epoch_times,
+    job_counts,
+    oldest_queued_at,
+)
 
 # Seconds. A request is timed to its response's headers: an event stream's life is not its latency.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -120,7 +128,7 @@ class ServiceState:
 
     jobs: dict[JobStatus, int]
     oldest_queued_at: datetime | None
-    live_workers: int
+    workers: WorkerCounts
     epochs: dict[str, EpochTimes]
     at: datetime
 
@@ -140,7 +148,12 @@ class ServiceState:
                 max(waited, 0.0),
             ),
             GaugeMetricFamily(
-                "mlplab_workers_live", "Workers training a job whose lease is fresh.", self.live_workers
+                "mlplab_workers_live",
+                "Workers whose heartbeat is fresh, idle or training.",
+                self.workers.live,
+            ),
+            GaugeMetricFamily(
+                "mlplab_workers_training", "Live workers training a job.", self.workers.training
             ),
             *self._epochs(),
         ]
@@ -168,7 +181,7 @@ def read_state(session: Session, lease_seconds: float) -> ServiceState:
     return ServiceState(
         jobs=job_counts(session),
         oldest_queued_at=oldest_queued_at(session),
-        live_workers=count_live_workers(session, lease_seconds, now),
+        workers=count_live_workers(session, lease_seconds, now),
         epochs=epoch_times(session, EPOCH_BUCKETS),
         at=now,
     )

@@ -33,15 +33,18 @@ EXAMPLES: dict[str, Any] = {
     "predicted": 2,
     "scale": 4,
     "x": "step",
+    "last-event-id": "120-1",
 }
 
 
 def _problem_only(response: dict[str, Any]) -> None:
-    """FastAPI lists a response declared with a model under application/json, beside the media type
-    declared for it; a problem is only ever sent as application/problem+json, so that one gets the schema."""
+    """FastAPI lists a response declared with a model under the route's media type (application/json,
+    text/event-stream), beside the media type declared for it; a problem is only ever sent as
+    application/problem+json, so that one gets the schema."""
     content = response.get("content", {})
-    if PROBLEM_JSON in content and "application/json" in content:
-        response["content"] = {PROBLEM_JSON: content["application/json"]}
+    others = [media for media in content if media != PROBLEM_JSON]
+    if PROBLEM_JSON in content and others:
+        response["content"] = {PROBLEM_JSON: content[others[0]]}
 
 
 def add_parameter_examples(app: FastAPI) -> None:

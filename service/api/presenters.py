@@ -64,6 +64,7 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         provenance=None if job.provenance is None else Provenance.model_validate(job.provenance),
         reproduces=job.reproduces,
         reproduction=None if job.reproduction is None else Reproduction.model_validate(job.reproduction),
+        loss_every=job.loss_every,
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
@@ -212,6 +213,14 @@ def resolve_alias(session: Session, name: str) -> int:
     if model_id is None:
         raise not_found("alias", name)
     return model_id
+
+
+def require_job(session: Session, job_id: int) -> Job:
+    """The job, or 404."""
+    job = get_job(session, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
 
 
 def require_trained(session: Session, job_id: int) -> Job:

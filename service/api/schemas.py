@@ -46,6 +46,7 @@ RANKED_BY = (
     "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
     "validation split; with some of each, those without one come after, by test accuracy."
 )
+MAX_CURVE_POINTS = 2000  # per loss curve sent to a browser or drawn: more than a chart's width in pixels
 
 
 class Progress(BaseModel):
@@ -81,6 +82,11 @@ class JobPublic(BaseModel):
     )
     reproduction: Reproduction | None = Field(
         None, description="A reproduction, once trained: how close it came to the model it reproduces."
+    )
+    loss_every: int | None = Field(
+        None,
+        description="Steps between its recorded losses, once it trains: spec.log_every, or wider when that "
+        "would record more than MLPLAB_MAX_LOSS_POINTS.",
     )
 
 
@@ -172,6 +178,25 @@ class LossPoint(BaseModel):
     epoch: int
     step: int
     loss: float
+
+
+class LossesPublic(BaseModel):
+    """One page of a job's recorded losses, in step order."""
+
+    data: list[LossPoint]
+    next: str | None = Field(
+        description="The URL of the next page (its after_step is this page's last step); null on the last page."
+    )
+
+
+class LossCurvePublic(BaseModel):
+    """A job's loss curve for drawing (service.store.queries.get_loss_curve)."""
+
+    data: list[LossPoint] = Field(
+        description=f"At most {MAX_CURVE_POINTS:,} points: up to that many recorded losses as they are; more are averaged "
+        "over equal spans of steps, each mean at its span's last step, and the last loss kept as recorded."
+    )
+    count: int = Field(description="How many recorded losses these points summarise.")
 
 
 class EpochPoint(BaseModel):
@@ -295,7 +320,7 @@ class ComparedModelPublic(BaseModel):
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)
     epochs: list[EpochPoint]
-    losses: list[CurvePoint]
+    losses: list[CurvePoint] = Field(description="Its loss curve, as GET /jobs/{id}/loss-curve draws it.")
 
 
 class ComparisonPublic(BaseModel):
@@ -442,3 +467,24 @@ class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     database: str
     datasets: list[DatasetPublic]
+    workers: str = Field(
+        description="Whether a worker has been alive in the last MLPLAB_LEASE_SECONDS: queued jobs run only "
+        "then. Informative: the API serves without workers, so it does not make the status 'not ready'."
+    )
+
+
+class WorkerPublic(BaseModel):
+    id: str = Field(description="host:pid:tag, as a job's `worker` names it.")
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    job_id: int | None = Field(description="The job it trains now; null while it waits for one.")
+    threads: int = Field(description="Threads its current (or last) job trains with.")
+
+
+class WorkersPublic(BaseModel):
+    """The workers whose heartbeat is younger than MLPLAB_LEASE_SECONDS, oldest first."""
+
+    data: list[WorkerPublic]
+    count: int

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,9 @@ from service.settings import Settings, get_settings
 log = logging.getLogger("mlplab")
 
 SHUTDOWN_GRACE_SECONDS = 5
+WORKER_STOP_SECONDS = 15  # a worker's grace after SIGTERM: its current step, then it releases its job
+RESTART_FIRST_SECONDS, RESTART_MAX_SECONDS = 1.0, 30.0  # waits before restarting a dead worker, doubling
+STEADY_SECONDS = 60.0  # a worker that ran this long before it exited is restarted after the first wait
 
 
 def _is_loopback(host: str) -> bool:
@@ -86,22 +91,65 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+class WorkerSupervisor(threading.Thread):
+    """`mlplab dev`'s worker process: started, restarted whenever it exits (after a wait that doubles
+    from RESTART_FIRST_SECONDS to RESTART_MAX_SECONDS, and starts over once a worker ran
+    STEADY_SECONDS), and stopped with the API."""
+
+    def __init__(self) -> None:
+        super().__init__(name="worker-supervisor", daemon=True)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # no worker starts once stop() has begun
+
+    def run(self) -> None:
+        delay = RESTART_FIRST_SECONDS
+        while True:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                process = self.process = subprocess.Popen([sys.executable, "-m", "workers"])
+            log.info("worker started (pid %d)", process.pid)
+            started = time.monotonic()
+            status = process.wait()  # also reaps it: a killed worker leaves no zombie
+            if self._stopping.is_set():
+                return
+            ran = time.monotonic() - started
+            delay = RESTART_FIRST_SECONDS if ran >= STEADY_SECONDS else delay
+            log.error(
+                "worker (pid %d) exited with status %d after %.0f s; restarting it in %.0f s",
+                process.pid, status, ran, delay,
+            )  # fmt: skip
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, RESTART_MAX_SECONDS)
+
+    def stop(self) -> None:
+        """SIGTERM to the worker (it puts its job back in the queue), SIGKILL past its grace."""
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=WORKER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.join(timeout=5)
+
+
 def serve_dev(host: str | None = None, port: int | None = None) -> int:
-    """The API and one worker process, stopped together."""
+    """The API and one worker process, restarted when it dies; stopped together."""
     get_settings()  # invalid settings stop here, before a worker is started
-    worker = subprocess.Popen([sys.executable, "-m", "workers"])
-    log.info("worker started (pid %d)", worker.pid)
+    supervisor = WorkerSupervisor()
+    supervisor.start()
     # uvicorn re-raises SIGTERM after its shutdown: with the default handler the worker would outlive us.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve_api(host, port)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        supervisor.stop()
     return 0
 
 

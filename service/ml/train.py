@@ -29,6 +29,7 @@ class StepProgress:
     step: int  # global step, 1-based
     steps: int  # total steps of the job
     loss: float  # the batch's cross-entropy at this step
+    every: int  # steps between two reported losses (Plan.log_every)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Plan:
 
     spec: TrainSpec
     examples: Split  # the training split, cut to spec.train_limit
+    max_losses: int | None = None  # most losses reported over the whole job; None: every log_every steps
 
     @property
     def steps_per_epoch(self) -> int:
@@ -106,6 +108,11 @@ class Plan:
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.spec.epochs
+
+    @property
+    def log_every(self) -> int:
+        """Steps between reported losses: spec.log_every, widened when it would report more than max_losses."""
+        return loss_interval(self.spec, self.total_steps, self.max_losses)
 
     def learning_rate(self, step: int) -> float:
         """The spec's learning rate at global step `step` (1-based), after its schedule."""
@@ -147,15 +154,27 @@ class Kept:
         return self.waited >= self.rule.patience
 
 
+def loss_interval(spec: TrainSpec, total_steps: int, max_losses: int | None) -> int:
+    """spec.log_every, or the smallest interval at which a job of `total_steps` steps reports at most
+    `max_losses` losses: one every interval's steps, plus each epoch's last step."""
+    if max_losses is None:
+        return spec.log_every
+    return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs, 1)))
+
+
 def train(
     spec: TrainSpec,
     data: Dataset,
     callbacks: Callbacks | None = None,
     *,
     resume: Checkpoint | None = None,
+    max_losses: int | None = None,
     **backend: Unpack[BackendOptions],
 ) -> TrainResult:
     """Train spec's network on data, reporting through callbacks; backend options go to make_network.
+
+    Losses are reported every spec.log_every steps and at each epoch's last step, at most
+    `max_losses` of them over the job: a longer job reports them at a wider interval (loss_interval).
 
     With resume, training continues after the checkpoint's epoch: the batches of an epoch depend only
     on (seed, epoch), so a resumed NumPy run ends bit-identical to an uninterrupted one.
@@ -167,7 +186,7 @@ def train(
         sets = EvalSets.of(spec, data)
     except ValueError as exc:  # a validation_size the dataset cannot spare
         raise TrainingError(str(exc)) from None
-    plan = Plan(spec, sets.trained)
+    plan = Plan(spec, sets.trained, max_losses)
     net, kept, first_epoch = start_network(plan, resume, backend)
     history: list[EpochEnd] = []
     for epoch in range(first_epoch, spec.epochs + 1):
@@ -278,7 +297,7 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
     Raises TrainingError on a non-finite loss, TrainingCancelled when should_stop() says so
     (checked after every step: a cancel or SIGTERM is honoured within one step's time).
     """
-    spec = plan.spec
+    spec, every = plan.spec, plan.log_every
     batches = epoch_batches(len(plan.examples.labels), spec.batch_size, spec.seed, epoch)
     loss_sum = 0.0
     for i, idx in enumerate(batches):
@@ -288,8 +307,8 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
             raise plan.diverged(epoch, step, f"the loss is {loss}")
         loss_sum += loss
         # every log_every steps, and at each epoch's last step so a short job still has a curve
-        if step % spec.log_every == 0 or i == len(batches) - 1:
-            calls.progress(StepProgress(epoch, step, plan.total_steps, loss))
+        if step % every == 0 or i == len(batches) - 1:
+            calls.progress(StepProgress(epoch, step, plan.total_steps, loss, every))
         if calls.stop():
             raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
     return loss_sum / len(batches)

@@ -182,9 +182,11 @@ def record_progress(
     worker_id: str,
     losses: Sequence[tuple[int, int, float]],
     steps: int | None,
+    loss_every: int | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """running -> running: store (epoch, step, loss) rows and the job's latest epoch/step/loss/steps.
+    """running -> running: store (epoch, step, loss) rows and the job's latest epoch/step/loss, its
+    total steps and the interval at which it records losses (when given).
 
     Non-finite losses (NaN, inf) are skipped: SQLite stores NaN as NULL and JSON can't carry them.
     Also renews the lease, and returns whether a cancel was requested: a worker writing progress
@@ -199,6 +201,8 @@ def record_progress(
     values: dict[str, Any] = {"heartbeat_at": now or utcnow()}
     if steps is not None:
         values["steps"] = int(steps)
+    if loss_every is not None:
+        values["loss_every"] = int(loss_every)
     if rows:
         last = max(rows, key=lambda r: r["step"])
         values.update(epoch=last["epoch"], step=last["step"], loss=last["loss"])

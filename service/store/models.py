@@ -135,6 +135,8 @@ class Job(Base):
     reproduces: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))  # the model it trains again
     reproduction: Mapped[dict[str, Any] | None]  # how close it came (provenance.Reproduction), once trained
     validation_accuracy: Mapped[float | None] = mapped_column(Float)  # and stays None with validation_size 0
+    # steps between recorded losses: spec.log_every, or wider to keep MLPLAB_MAX_LOSS_POINTS (train.loss_interval)
+    loss_every: Mapped[int | None]
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"
@@ -244,3 +246,21 @@ class AliasEvent(Base):
     rollback_to_id: Mapped[int | None] = mapped_column(ForeignKey("alias_events.id"))
     detail: Mapped[str | None] = mapped_column(Text)  # why, for promotions: "best of sweep ..."
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A worker process as it last reported itself (service.store.workers has its verbs)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # "host:pid:rand", as in jobs.worker_id
+    host: Mapped[str] = mapped_column(String)  # its hostname, for people
+    # the same for every process on one machine, containers included (the kernel's boot id)
+    host_key: Mapped[str] = mapped_column(String, index=True)
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        default=utcnow
+    )  # alive while recent (MLPLAB_LEASE_SECONDS)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # training now
+    threads: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # its current (or last) job's

@@ -6,10 +6,11 @@ Each function takes the caller's session and writes nothing; the transitions are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -34,6 +35,7 @@ from service.store.models import (
     Loss,
     TrainedModel,
     UTCDateTime,
+    Worker,
     utcnow,
 )
 
@@ -51,6 +53,12 @@ def _storable(value: int) -> bool:
 def get_job(session: Session, job_id: int) -> Job | None:
     """The job, or None."""
     return session.get(Job, job_id) if _storable(job_id) else None
+
+
+def get_jobs_by_id(session: Session, job_ids: Iterable[int]) -> dict[int, Job]:
+    """The jobs that exist among `job_ids`, by id."""
+    wanted = {job_id for job_id in job_ids if _storable(job_id)}
+    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(wanted)))} if wanted else {}
 
 
 # Built once: SQLAlchemy caches its compiled form, and building it costs more than running it.
@@ -170,14 +178,49 @@ def count_queued(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) or 0
 
 
-def get_losses(session: Session, job_id: int, after_step: int = 0) -> list[Loss]:
-    """The job's recorded losses in step order (only those after `after_step`, for polling)."""
+def get_losses(session: Session, job_id: int, after_step: int = 0, limit: int | None = None) -> list[Loss]:
+    """The job's recorded losses in step order: those after `after_step`, at most `limit` of them."""
     query = (
         select(Loss)
         .where(Loss.job_id == job_id, Loss.step > min(after_step, MAX_INTEGER))
         .order_by(Loss.step)
+        .limit(limit)
     )
     return list(session.scalars(query))
+
+
+class CurveRow(NamedTuple):
+    epoch: int
+    step: int
+    loss: float
+
+
+def get_loss_curve(
+    session: Session, job_id: int, max_points: int, after_step: int = 0
+) -> tuple[list[CurveRow], int]:
+    """The job's losses after `after_step` as at most `max_points` points, and how many losses they summarise.
+
+    Up to max_points losses come back as recorded. More are cut, by step, into max_points - 1
+    buckets of equal width, each drawn as the mean of its losses at its last step, and the last
+    loss is kept as recorded. The database does the averaging: memory does not grow with the rows.
+    """
+    after = min(after_step, MAX_INTEGER)
+    mine = (Loss.job_id == job_id, Loss.step > after)
+    count, last = session.execute(select(func.count(), func.max(Loss.step)).where(*mine)).one()
+    if count <= max_points:
+        return [CurveRow(*row) for row in session.execute(
+            select(Loss.epoch, Loss.step, Loss.loss).where(*mine).order_by(Loss.step)
+        )], count  # fmt: skip
+    width = math.ceil((last - after) / (max_points - 1))
+    bucket = (Loss.step - after - 1) // width
+    means = session.execute(
+        select(func.max(Loss.epoch), func.max(Loss.step), func.avg(Loss.loss))
+        .where(*mine, Loss.step < last)
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    final = session.execute(select(Loss.epoch, Loss.step, Loss.loss).where(*mine, Loss.step == last)).one()
+    return [CurveRow(int(e), int(s), float(x)) for e, s, x in means] + [CurveRow(*final)], count
 
 
 def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
@@ -329,6 +372,29 @@ def aliases_by_model(session: Session, model_ids: Sequence[int] | None = None) -
     return named
 
 
+# --- workers ------------------------------------------------------------------------------------
+
+
+def worker_is_live(lease_seconds: float, now: datetime | None = None) -> ColumnElement[bool]:
+    """A worker is live, idle or training, while its heartbeat is younger than MLPLAB_LEASE_SECONDS."""
+    return Worker.heartbeat_at >= (now or utcnow()) - timedelta(seconds=lease_seconds)
+
+
+def live_workers(
+    session: Session, lease_seconds: float, host_key: str | None = None, now: datetime | None = None
+) -> list[Worker]:
+    """The live workers (worker_is_live), on one host when given its key, oldest first."""
+    query = select(Worker).where(worker_is_live(lease_seconds, now)).order_by(Worker.started_at, Worker.id)
+    if host_key is not None:
+        query = query.where(Worker.host_key == host_key)
+    return list(session.scalars(query))
+
+
+def last_worker_heartbeat(session: Session) -> datetime | None:
+    """The latest heartbeat of any worker, or None when no worker has a record."""
+    return session.scalar(select(func.max(Worker.heartbeat_at)))
+
+
 # --- the service's state, for /metrics -----------------------------------------------------------
 
 
@@ -352,13 +418,16 @@ def oldest_queued_at(session: Session) -> datetime | None:
     return session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.queued))
 
 
-def count_live_workers(session: Session, lease_seconds: float, now: datetime | None = None) -> int:
-    """Workers holding a running job whose lease is fresh (an idle worker holds none, so is not counted)."""
-    cutoff = (now or utcnow()) - timedelta(seconds=lease_seconds)
-    query = select(func.count(func.distinct(Job.worker_id))).where(
-        Job.status == JobStatus.running, Job.heartbeat_at >= cutoff
-    )
-    return session.scalar(query) or 0
+class WorkerCounts(NamedTuple):
+    live: int  # live_workers
+    training: int  # of those, the ones training a job
+
+
+def count_live_workers(session: Session, lease_seconds: float, now: datetime | None = None) -> WorkerCounts:
+    """How many workers are live (idle or training, as GET /workers lists them), and how many train a job."""
+    query = select(func.count(), func.count(Worker.job_id)).where(worker_is_live(lease_seconds, now))
+    live, training = session.execute(query).one()
+    return WorkerCounts(live, training)
 
 
 def epoch_times(session: Session, bounds: Sequence[float]) -> dict[str, EpochTimes]:

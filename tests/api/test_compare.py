@@ -85,7 +85,7 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         assert model["spec"]["batch_size"] == stored["batch_size"] and model["name"] == stored["name"]
         assert [e["epoch"] for e in model["epochs"]] == [1, 2]
         assert model["epochs"][-1]["test_accuracy"] == model["test_accuracy"]
-        losses = client.get(f"/jobs/{model['id']}/losses").json()
+        losses = client.get(f"/jobs/{model['id']}/losses").json()["data"]
         assert [(p["step"], p["loss"]) for p in model["losses"]] == [(p["step"], p["loss"]) for p in losses]
         assert all(p["samples"] == p["step"] * model["spec"]["batch_size"] for p in model["losses"])
     # 600 images: 20 steps an epoch at batch 30, 10 at batch 60; on the samples axis both end at 1,200

@@ -139,5 +139,5 @@ def test_history_is_what_the_api_reports(runs):
     assert counts == {"succeeded": 51, "failed": 6, "cancelled": 3}
     job = client.get(f"/jobs/{history.models[0]}").json()
     epochs = client.get(f"/jobs/{job['id']}/epochs").json()
-    losses = client.get(f"/jobs/{job['id']}/losses").json()
+    losses = client.get(f"/jobs/{job['id']}/losses").json()["data"]
     assert len(epochs) == job["spec"]["epochs"] and len(losses) == job["progress"]["steps"] // 100

@@ -76,7 +76,8 @@ def test_a_scrape_after_a_job_and_predictions_counts_them(settings):
         and value(samples, "mlplab_jobs", status="queued") == 1
     )
     assert value(samples, "mlplab_queue_depth") == 1 and value(samples, "mlplab_queue_oldest_age_seconds") > 0
-    assert value(samples, "mlplab_workers_live") == 0  # --once has ended; no job is running
+    # --once has ended: its worker removed its own record
+    assert value(samples, "mlplab_workers_live") == value(samples, "mlplab_workers_training") == 0
     assert value(samples, "mlplab_epochs_trained_total", backend="numpy") == 3
     assert value(samples, "mlplab_epochs_trained_total", backend="torch") == 0
     assert value(samples, "mlplab_epoch_seconds_count", backend="numpy") == 3

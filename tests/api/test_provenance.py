@@ -37,6 +37,7 @@ def world(tmp_path_factory):
         data_dir=real_data_dir(),
         download=False,
         torch_device="cpu",
+        worker_threads=2,
         max_queued=3,
     )
     with TestClient(create_app(settings)) as client:
@@ -71,9 +72,10 @@ def test_a_job_records_what_trained_it(world):
         assert isinstance(run["git_modified"], bool) and run["cpus"] >= 1 and run["cpu"]
         assert run["blas"].startswith(("openblas ", "mkl ", "blis "))
     assert (numpy_run["device"], numpy_run["torch_matmul"]) == ("cpu", None)
-    assert numpy_run["threads"] >= 1
     assert (torch_run["device"], torch_run["torch_matmul"]) == ("cpu", settings.torch_cpu_matmul)
-    assert torch_run["threads"] == settings.torch_thread_count()
+    assert (
+        numpy_run["threads"] == torch_run["threads"] == settings.worker_threads
+    )  # the job's, either backend
 
 
 def _reproduce(client, settings, model) -> dict:

@@ -40,7 +40,7 @@ def svc(tmp_path_factory):
         MLPLAB_MAX_BATCH_IMAGES=str(MAX_IMAGES),
         MLPLAB_HEARTBEAT_SECONDS="0.5",
     )
-    svc.start_worker(MLPLAB_TORCH_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    svc.start_worker(MLPLAB_WORKER_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     yield svc
     svc.stop()
 

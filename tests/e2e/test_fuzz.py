@@ -68,7 +68,8 @@ LEAKS = re.compile(
             "/usr/lib",
             "/root",
             re.escape(TOKEN),
-            *(re.escape(str(path)) for path in PATHS),
+            # whole path components: a checkout in /work must not make the route /workers a leak
+            *(re.escape(str(path)) + r"(?![\w.-])" for path in PATHS),
         ]
     )
 )

@@ -64,7 +64,7 @@ def test_events_follow_a_job_live_from_queued_to_its_end(tmp_path):
                 idle.start_worker()
                 events = list(stream)  # ends when the server closes the stream
             final = client.get(f"/jobs/{job['id']}").json()
-            losses = client.get(f"/jobs/{job['id']}/losses").json()
+            losses = client.get(f"/jobs/{job['id']}/losses").json()["data"]
             epochs = client.get(f"/jobs/{job['id']}/epochs").json()
     finally:
         idle.stop()
@@ -100,7 +100,7 @@ def test_events_of_a_finished_job_replay_it_and_close_at_once(service):
         )  # the start, then its progress
         assert [e.event for e in events][-2:] == ["status", "end"]
         progress = [e for e in events if e.event == "progress"]
-        losses = client.get(f"/jobs/{job['id']}/losses").json()
+        losses = client.get(f"/jobs/{job['id']}/losses").json()["data"]
         assert [p.data["step"] for p in progress] == [p["step"] for p in losses]
         assert progress[2].data["step"] == 30  # 63 steps, logged every 10
 

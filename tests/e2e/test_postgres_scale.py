@@ -46,7 +46,7 @@ def test_four_workers_run_every_job_once_and_survive_a_kill_9(db_url, tmp_path):
         "MLPLAB_LEASE_SECONDS": "3",
         "MLPLAB_HEARTBEAT_SECONDS": "0.5",
         "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-        "MLPLAB_TORCH_THREADS": "1",
+        "MLPLAB_WORKER_THREADS": "1",
         "OMP_NUM_THREADS": "1",  # four workers on two cores: one BLAS thread each
     }
     logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]

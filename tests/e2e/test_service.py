@@ -51,7 +51,7 @@ def test_a_submitted_job_trains_and_records_its_progress(service, trained):
         "loss": pytest.approx(trained["progress"]["loss"]),
     }
     with service.client() as client:
-        losses = client.get(f"/jobs/{trained['id']}/losses").json()
+        losses = client.get(f"/jobs/{trained['id']}/losses").json()["data"]
         epochs = client.get(f"/jobs/{trained['id']}/epochs").json()
         models = client.get("/models").json()
     assert [p["step"] for p in losses] == sorted(

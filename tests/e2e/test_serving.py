@@ -173,5 +173,5 @@ def test_metrics_add_up_over_uvicorn_processes(tmp_path):
             metric(scraped, "mlplab_queue_depth") == 1
             and metric(scraped, "mlplab_queue_oldest_age_seconds") > 0
         )
-        assert metric(scraped, "mlplab_workers_live") == 1
+        assert metric(scraped, "mlplab_workers_live") == metric(scraped, "mlplab_workers_training") == 1
         assert metric(scraped, "mlplab_epochs_trained_total", backend="numpy") >= 2

@@ -17,6 +17,7 @@ from service.ml.train import (
     StepProgress,
     TrainingCancelled,
     TrainingError,
+    loss_interval,
     train,
 )
 from service.ml.weights import dump_weights, load_weights, predict_proba
@@ -141,6 +142,31 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
     assert np.trace(result.confusion_test) / len(tiny_dataset.test_labels) == pytest.approx(
         result.test_accuracy
     )
+
+
+def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset):
+    # 600 images at batch 1, 3 epochs: 1,800 steps, each reported with log_every 1, unless capped
+    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=3, batch_size=1, log_every=1, validation_size=0)
+    events = []
+    train(spec, tiny_dataset, Callbacks(events.append), max_losses=400)
+    steps = [e for e in events if isinstance(e, StepProgress)]
+    assert len(steps) <= 400
+    assert {s.every for s in steps} == {5}  # ceil(1800 / (400 - 3 epochs))
+    assert [s.step for s in steps] == list(range(5, 1801, 5))  # 600-step epochs end on the interval
+    assert [s.step for s in steps if s.step % 600 == 0] == [600, 1200, 1800]
+
+
+def test_the_loss_interval_keeps_the_spec_when_it_fits_and_widens_it_when_not():
+    spec = TrainSpec(
+        backend="numpy", epochs=200, batch_size=1, log_every=1
+    )  # the largest job: 12,000,000 steps
+    every = loss_interval(spec, 12_000_000, 10_000)
+    assert (
+        every == 1225 and 12_000_000 // every + spec.epochs <= 10_000
+    )  # every interval's step, each epoch's end
+    assert loss_interval(spec.model_copy(update={"log_every": 5000}), 12_000_000, 10_000) == 5000
+    assert loss_interval(spec, 9_000, 10_000) == 1
+    assert loss_interval(spec, 12_000_000, None) == 1
 
 
 def test_train_limit_uses_only_that_many_images(tiny_dataset):

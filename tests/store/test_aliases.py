@@ -21,6 +21,7 @@ from service.store.queries import (
     oldest_queued_at,
     rollback_target,
 )
+from service.store.workers import register_worker, worker_heartbeat
 from tests.factories import tiny_spec
 from tests.store.test_jobs import result
 
@@ -120,8 +121,16 @@ def test_the_reads_metrics_make(sessions):
     with session_scope(sessions) as s:
         assert job_counts(s) == dict.fromkeys(JobStatus, 0) | {JobStatus.queued: 3, JobStatus.running: 1}
         assert oldest_queued_at(s) == T0 + timedelta(seconds=1)
-        assert count_live_workers(s, 30, now=T0 + timedelta(seconds=20)) == 1
-        assert count_live_workers(s, 30, now=T0 + timedelta(seconds=60)) == 0  # its lease has gone stale
+    with session_scope(sessions) as s:  # w1 trains, w2 waits: both live, from their own records
+        for worker_id, job_id in (("w1", running.id), ("w2", None)):
+            register_worker(s, worker_id, "box", "boot-a", 100, 30, now=T0 + timedelta(seconds=10))
+            worker_heartbeat(s, worker_id, job_id, 1, now=T0 + timedelta(seconds=10))
+    with session_scope(sessions) as s:
+        assert count_live_workers(s, 30, now=T0 + timedelta(seconds=20)) == (2, 1)
+        assert count_live_workers(s, 30, now=T0 + timedelta(seconds=60)) == (
+            0,
+            0,
+        )  # their heartbeats are stale
         times = epoch_times(s, [0.1, 1.0, 10.0])
     assert list(times) == ["numpy"]
     assert (times["numpy"].count, times["numpy"].at_most) == (2, [0, 1, 2])

@@ -60,7 +60,7 @@ def env(tmp_path, data_dir, db_url) -> dict[str, str]:
         "MLPLAB_DOWNLOAD": "false",
         "MLPLAB_HEARTBEAT_SECONDS": "0.2",
         "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-        "MLPLAB_TORCH_THREADS": "1",
+        "MLPLAB_WORKER_THREADS": "1",
     }
 
 
@@ -228,8 +228,8 @@ def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, 
 
 
 def settings_for(db_url: str, data_dir: Path, **changes) -> Settings:
-    return Settings(database_url=db_url, data_dir=data_dir, download=False, heartbeat_seconds=0.05,
-                    worker_poll_seconds=0.05, torch_threads=1, **changes)  # fmt: skip
+    return Settings(**{"database_url": db_url, "data_dir": data_dir, "download": False, "heartbeat_seconds": 0.05,
+                       "worker_poll_seconds": 0.05, "worker_threads": 1, **changes})  # fmt: skip
 
 
 def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_dir, db_url, sessions):
@@ -257,7 +257,7 @@ def test_a_lost_lease_drops_the_job(monkeypatch, data_dir, db_url, sessions):
             s.execute(Job.__table__.update().values(status="queued", worker_id=None))
         with session_scope(sessions) as s:
             jobs.claim_job(s, "other")
-        callbacks.on_progress(StepProgress(1, 1, 6, 2.0))  # this write is refused, quietly
+        callbacks.on_progress(StepProgress(1, 1, 6, 2.0, 1))  # this write is refused, quietly
         wait_for(callbacks.should_stop, timeout=5, what="should_stop")
         raise TrainingCancelled("stopped")
 
@@ -307,3 +307,53 @@ def test_checkpoints_are_written_at_most_every_checkpoint_seconds(monkeypatch, d
     enqueue(sessions, small(epochs=4))
     assert worker.run_worker(settings_for(db_url, data_dir, checkpoint_seconds=seconds), once=True) == 1
     assert epochs == written
+
+
+def test_a_long_job_records_at_most_max_loss_points_and_says_at_which_interval(data_dir, db_url, sessions):
+    # 150 images at batch 1, 3 epochs, a loss every step: 450 losses, past a cap of 400
+    (job_id,) = enqueue(sessions, small(batch_size=1, epochs=3))
+    assert worker.run_worker(settings_for(db_url, data_dir, max_loss_points=400), once=True) == 1
+    done = job(sessions, job_id)
+    assert (done.status, done.loss_every, done.step) == ("succeeded", 2, 450)  # ceil(450 / (400 - 3))
+    with session_scope(sessions) as s:
+        assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(2, 451, 2))
+
+
+def test_each_job_trains_on_its_share_of_the_hosts_cores(monkeypatch, data_dir, db_url, sessions):
+    from threadpoolctl import threadpool_info
+
+    from service.store.workers import register_worker
+    from workers import presence
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 12)
+    with session_scope(sessions) as s:  # three other live workers on this machine, one elsewhere
+        for name in ("x", "y", "z"):
+            register_worker(s, name, "here", presence.host_key(), 1, lease_seconds=30)
+        register_worker(s, "far", "there", "another-boot-id", 1, lease_seconds=30)
+    seen = {}
+
+    def train_and_look(spec, data, callbacks, **options):
+        seen["torch threads"] = options["threads"]
+        seen["blas threads"] = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+        with session_scope(sessions) as s:
+            seen["me"] = [(w.job_id, w.threads) for w in queries.live_workers(s, 30) if w.pid == os.getpid()]
+        raise RuntimeError("seen enough")
+
+    monkeypatch.setattr(worker, "train", train_and_look)
+    (job_id,) = enqueue(sessions, small())
+    worker.run_worker(settings_for(db_url, data_dir, worker_threads=0), once=True)
+    assert seen == {"torch threads": 3, "blas threads": {3}, "me": [(job_id, 3)]}  # 12 cores / 4 workers here
+    with session_scope(sessions) as s:  # stopped: its record is gone, the others' stay
+        assert [w.id for w in queries.live_workers(s, 30)] == ["x", "y", "z", "far"]
+
+
+def test_the_worker_process_alone_waits_passively_for_openmp():
+    # set before the worker imports numpy or torch, whose OpenMP runtimes read it once, as they load
+    def seen(imports: str) -> str:
+        code = f"import os, {imports}; print(os.environ.get('OMP_WAIT_POLICY'))"
+        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        return subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+    assert seen("workers.worker") == "PASSIVE"
+    assert seen("service.main") == "None"  # the API's threads are its own business

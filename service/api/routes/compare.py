@@ -7,11 +7,17 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, ModelRefsDep, ReaderDep
 from service.api.presenters import differing, json_response, labels, require_trained
-from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
+from service.api.schemas import (
+    MAX_CURVE_POINTS,
+    ComparedModelPublic,
+    ComparisonPublic,
+    CurvePoint,
+    EpochPoint,
+)
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.spec import TrainSpec
 from service.store.models import Job
-from service.store.queries import get_epochs, get_losses, job_spec
+from service.store.queries import get_epochs, get_loss_curve, job_spec
 
 router = APIRouter(
     tags=["compare"],
@@ -21,10 +27,8 @@ router = APIRouter(
 
 
 def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:
-    return [
-        CurvePoint(epoch=r.epoch, step=r.step, samples=r.step * spec.batch_size, loss=r.loss)
-        for r in get_losses(session, job.id)
-    ]
+    points, _ = get_loss_curve(session, job.id, MAX_CURVE_POINTS)
+    return [CurvePoint(epoch=e, step=s, samples=s * spec.batch_size, loss=x) for e, s, x in points]
 
 
 def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:

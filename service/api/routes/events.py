@@ -3,84 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse
+from starlette.background import BackgroundTask
 
 from service.api.deps import ReaderDep
-from service.api.presenters import job_public
-from service.api.schemas import EpochPoint, JobPublic
-from service.errors import PROBLEM_RESPONSES, Responses, not_found
-from service.store.db import session_scope
+from service.api.schemas import MAX_CURVE_POINTS
+from service.api.streams import EventHub, Snapshot, Subscription, sse
+from service.errors import PROBLEM_RESPONSES, Responses, not_found, problem_doc
 from service.store.models import JobStatus
-from service.store.queries import get_epochs, get_job, get_losses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
-POLL_SECONDS = 0.5  # how often the stream reads the job's new rows
-KEEPALIVE_SECONDS = 15.0  # a comment line after this long without an event, so proxies keep the connection
+RETRY_MS = 2000  # how long a browser waits before it reconnects
+KEEPALIVE_SECONDS = 15.0  # a comment after this long without an event, so proxies keep the connection
+# What FastAPI sends with an event stream: no caching, and no buffering by nginx.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 EVENTS_DOC: Responses = {
     200: {
         "content": {"text/event-stream": {}},
-        "description": """Server-Sent Events, in order:
+        "description": f"""Server-Sent Events, in order:
 
-- `status`: `{"status", "attempts"}` first, and whenever the job changes state;
-- `progress`: `{"epoch", "step", "steps", "loss"}` for each loss the worker records (every log_every steps);
-- `epoch`: as each epoch ends, the epoch as `GET /jobs/{id}/epochs` lists it (`{"epoch", "loss",
-  "train_accuracy", "test_accuracy", "seconds", "validation_loss", "validation_accuracy"}`);
-- `end`: the final job (as `GET /jobs/{id}`), after which the stream closes.
+- `status`: `{{"status", "attempts"}}` first, and whenever the job changes state;
+- `progress`: `{{"epoch", "step", "steps", "loss"}}` for each loss the worker records (every `loss_every`
+  steps); a replay of more than {MAX_CURVE_POINTS:,} of them (a finished job, or a reconnection long
+  after) comes as {MAX_CURVE_POINTS:,} means over equal spans of steps, the last loss as recorded;
+- `epoch`: as each epoch ends, the epoch as `GET /jobs/{{id}}/epochs` lists it (`{{"epoch", "loss",
+  "train_accuracy", "test_accuracy", "seconds", "validation_loss", "validation_accuracy"}}`);
+- `end`: the final job (as `GET /jobs/{{id}}`), after which the stream closes.
 
 Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",
-    }
+    },
+    503: problem_doc("MLPLAB_MAX_STREAMS event streams are open on this API process (Retry-After)"),
 }
-
-
-@dataclass
-class Snapshot:
-    """What one short read transaction saw: the job, and its rows after what was already sent."""
-
-    job: JobPublic
-    rows: list[tuple[str, dict[str, Any]]]  # (event, data) in the order they happened
-
-
-def read_snapshot(
-    factory: sessionmaker[Session], job_id: int, after_step: int, after_epoch: int
-) -> Snapshot | None:
-    """The job and its losses after `after_step` and epochs after `after_epoch`; None if there is no such job."""
-    with session_scope(factory) as session:  # one transaction: the rows and the status agree
-        job = get_job(session, job_id)
-        if job is None:
-            return None
-        steps = job.steps
-        keyed = [
-            (
-                (r.epoch, 0, r.step),
-                "progress",
-                {"epoch": r.epoch, "step": r.step, "steps": steps, "loss": r.loss},
-            )
-            for r in get_losses(session, job_id, after_step)
-        ]
-        keyed += [
-            ((r.epoch, 1, 0), "epoch", EpochPoint.model_validate(r, from_attributes=True).model_dump())
-            for r in get_epochs(session, job_id)
-            if r.epoch > after_epoch
-        ]
-        keyed.sort(key=lambda k: k[0])  # an epoch's losses, then that epoch's metrics
-        return Snapshot(job=job_public(job), rows=[(event, data) for _, event, data in keyed])
-
-
-def sse(event: str, data: Any, event_id: str | None = None) -> str:
-    """One event in the text/event-stream format (the data is one line of JSON)."""
-    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id is not None else "")
-    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 def _resume_point(last_event_id: str | None) -> tuple[int, int]:
@@ -92,60 +52,67 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
         return 0, 0
 
 
-async def _read(
-    request: Request, factory: sessionmaker[Session], job_id: int, step: int, epoch: int
-) -> Snapshot | None:
-    # A slot per read, not per stream: a stream lasts as long as its job (main.py: db_slots).
-    async with request.app.state.db_slots:
-        return await run_in_threadpool(read_snapshot, factory, job_id, step, epoch)
-
-
-async def _stream(
-    request: Request, factory: sessionmaker[Session], job_id: int, first: Snapshot, step: int, epoch: int
-) -> AsyncIterator[str]:
-    snapshot: Snapshot | None = first
-    status = None
-    quiet_since = time.monotonic()
-    yield "retry: 2000\n\n"
-    while snapshot is not None:
-        finished = snapshot.job.status.finished
-        # A start comes before its progress: a job seen queued (or not at all) and next finished,
-        # with rows, ran in between - a replay, or a job shorter than a poll - so say so first.
-        shown = "running" if finished and snapshot.rows and status != "running" else snapshot.job.status
-        if shown != status and not JobStatus(shown).finished:
-            status = shown
-            yield sse("status", {"status": status, "attempts": snapshot.job.attempts})
-            quiet_since = time.monotonic()
-        for event, data in snapshot.rows:
-            if event == "progress":
-                step = data["step"]
-            else:
-                epoch = data["epoch"]
-            yield sse(event, data, f"{step}-{epoch}")
-            quiet_since = time.monotonic()
-        if finished:  # an end comes after the last progress
-            yield sse("status", {"status": snapshot.job.status, "attempts": snapshot.job.attempts})
-            yield sse("end", snapshot.job.model_dump(mode="json"))
-            return
-        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_since = time.monotonic()
-        await asyncio.sleep(POLL_SECONDS)
-        if await request.is_disconnected():
-            return
-        snapshot = await _read(request, factory, job_id, step, epoch)
-
-
+# Not response_class=EventSourceResponse: FastAPI would then expect a generator of events, whose
+# machinery costs a write per event (docs/reliability.md, "One reader for all event streams").
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENTS_DOC)
-async def job_events(job_id: int, request: Request) -> StreamingResponse:
+async def job_events(
+    job_id: int,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event's id")] = None,
+) -> EventSourceResponse:
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
-    factory = request.app.state.sessionmaker
-    step, epoch = _resume_point(request.headers.get("last-event-id"))
-    first = await _read(request, factory, job_id, step, epoch)
-    if first is None:
-        raise not_found("job", job_id)
-    return StreamingResponse(
-        _stream(request, factory, job_id, first, step, epoch),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    hub: EventHub = request.app.state.events
+    subscription = hub.subscribe(job_id, *_resume_point(last_event_id))  # 503 when they are full
+    try:
+        first = await subscription.next()
+        if first is None:
+            raise not_found("job", job_id)
+    except BaseException:
+        hub.unsubscribe(subscription)
+        raise
+    # Unsubscribed when the stream ends, however it ends (the background runs after a disconnect too).
+    return EventSourceResponse(
+        _stream(hub, subscription, first),
+        headers=STREAM_HEADERS,
+        background=BackgroundTask(hub.unsubscribe, subscription),
     )
+
+
+async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot) -> AsyncIterator[bytes]:
+    """Each read's events as one chunk (one write for all of them), then `end` once the job has ended."""
+    status: JobStatus | None = None
+    try:
+        yield sse(retry=RETRY_MS)
+        while True:
+            chunk, status = _chunk(snapshot, status)
+            yield chunk
+            if snapshot.job.status.finished:
+                return
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        following = await subscription.next()
+                    break
+                except TimeoutError:
+                    yield KEEPALIVE_COMMENT
+            if following is None:  # the job is gone
+                return
+            snapshot = following
+    finally:
+        hub.unsubscribe(subscription)
+
+
+def _chunk(snapshot: Snapshot, status: JobStatus | None) -> tuple[bytes, JobStatus | None]:
+    """The events of one read for a stream that last showed `status`, and the status it shows next."""
+    job, parts = snapshot.job, []
+    # A start comes before its progress: a job seen queued (or not at all) and next finished, with
+    # rows, ran in between - a replay, or a job shorter than a poll - so say so first.
+    shown = JobStatus.running if job.status.finished and snapshot.rows and status != "running" else job.status
+    if shown != status and not shown.finished:
+        status = shown
+        parts.append(sse("status", {"status": status, "attempts": job.attempts}))
+    parts.append(snapshot.events)
+    if job.status.finished:  # an end comes after the last progress
+        parts.append(sse("status", {"status": job.status, "attempts": job.attempts}))
+        parts.append(sse("end", job.model_dump(mode="json")))
+    return b"".join(parts), status

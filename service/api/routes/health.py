@@ -7,11 +7,13 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from service.api.presenters import dataset_public
 from service.api.schemas import Health, Readiness
 from service.ml.data import DATASETS
 from service.store.db import is_migrated, read_each_table
+from service.store.queries import count_live_workers
 
 log = logging.getLogger("mlplab.api")
 router = APIRouter(tags=["health"])
@@ -46,10 +48,24 @@ def database_state(engine: Engine) -> str:
 def readyz(request: Request) -> JSONResponse:
     """200 when the database is reachable, migrated and readable; also says whether each dataset is present."""
     settings = request.app.state.settings
-    database = database_state(request.app.state.engine)
+    engine = request.app.state.engine
+    database = database_state(engine)
     body = Readiness(
         status="ready" if database == "migrated" else "not ready",
         database=database,
         datasets=[dataset_public(name, settings) for name in DATASETS],
+        workers=workers_alive(engine, settings.lease_seconds) if database == "migrated" else "unknown",
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)
+
+
+def workers_alive(engine: Engine, lease_seconds: float) -> str:
+    """How many workers have renewed their heartbeat within the lease, in words."""
+    try:
+        with Session(engine) as session:
+            alive = count_live_workers(session, lease_seconds).live
+    except Exception as exc:  # reported, like the database's state
+        return f"unknown: {type(exc).__name__}"
+    if alive:
+        return f"{alive} alive"
+    return f"none alive in the last {lease_seconds:g} s (MLPLAB_LEASE_SECONDS): queued jobs wait"

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public, json_response, read_job_public
-from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint
+from service.api.presenters import (
+    check_budget,
+    enqueue,
+    job_public,
+    json_response,
+    read_job_public,
+    require_job,
+)
+from service.api.schemas import (
+    MAX_CURVE_POINTS,
+    SWEEP_ID_PATTERN,
+    EpochPoint,
+    JobPublic,
+    JobsPublic,
+    LossCurvePublic,
+    LossesPublic,
+    LossPoint,
+)
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import JobSort, get_epochs, get_job, get_losses, list_jobs
+from service.store.queries import JobSort, get_epochs, get_job, get_loss_curve, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -92,14 +108,44 @@ def cancel(job_id: int, session: SessionDep) -> JobPublic:
         ) from None
 
 
-@router.get("/{job_id}/losses", response_model=list[LossPoint])
-def read_losses(
-    job: JobDep, session: SessionDep, after_step: Annotated[int, Query(ge=0)] = 0
-) -> list[LossPoint]:
-    """The loss every log_every steps, readable while the job runs."""
-    return [
-        LossPoint(epoch=r.epoch, step=r.step, loss=r.loss) for r in get_losses(session, job.id, after_step)
-    ]
+MAX_LOSS_PAGE = 10_000
+
+
+def _losses_page(
+    session: Session, /, job_id: int, after_step: int, limit: int
+) -> tuple[list[LossPoint], bool]:
+    """A page of the job's losses, and whether more follow; 404 for an unknown job."""
+    require_job(session, job_id)
+    rows = get_losses(session, job_id, after_step, limit=limit + 1)
+    return [LossPoint(epoch=r.epoch, step=r.step, loss=r.loss) for r in rows[:limit]], len(rows) > limit
+
+
+@router.get("/{job_id}/losses", response_model=LossesPublic)
+async def read_losses(
+    job_id: int,
+    database: DatabaseDep,
+    request: Request,
+    after_step: Annotated[int, Query(ge=0, description="Only the losses of later steps")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOSS_PAGE, description="Most losses in the page")] = 1000,
+) -> Response:
+    """The recorded losses (every loss_every steps) a page at a time, readable while the job runs."""
+    page, more = await database.run(_losses_page, job_id, after_step, limit)
+    following = request.url.include_query_params(after_step=page[-1].step, limit=limit) if more else None
+    return json_response(
+        LossesPublic(data=page, next=None if following is None else f"{following.path}?{following.query}")
+    )
+
+
+def _loss_curve(session: Session, /, job_id: int) -> LossCurvePublic:
+    require_job(session, job_id)
+    points, count = get_loss_curve(session, job_id, MAX_CURVE_POINTS)
+    return LossCurvePublic(data=[LossPoint(epoch=e, step=s, loss=x) for e, s, x in points], count=count)
+
+
+@router.get("/{job_id}/loss-curve", response_model=LossCurvePublic)
+async def read_loss_curve(job_id: int, database: DatabaseDep) -> Response:
+    """The loss curve for drawing: a bounded number of points however many losses the job recorded."""
+    return json_response(await database.run(_loss_curve, job_id))
 
 
 @router.get("/{job_id}/epochs", response_model=list[EpochPoint])

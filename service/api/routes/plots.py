@@ -23,14 +23,14 @@ from service.api.deps import (
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
 from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
-from service.api.schemas import Split
+from service.api.schemas import MAX_CURVE_POINTS, Split
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
 from service.ml.splits import training_indices
 from service.ml.weights import Weights
 from service.store.models import Job
-from service.store.queries import get_epochs, get_losses, job_spec
+from service.store.queries import get_epochs, get_loss_curve, job_spec
 
 P = ParamSpec("P")
 # Most multiply-adds a mistakes figure spends looking for mistakes when the split's predictions are not
@@ -59,12 +59,12 @@ def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> li
         spec = job_spec(job)
         scale = spec.batch_size if x == "samples" else 1
         per_epoch = (job.steps or 0) // spec.epochs  # an epoch's mean loss is drawn where the epoch ended
-        losses, epochs = get_losses(session, job.id), get_epochs(session, job.id)
+        (losses, _), epochs = get_loss_curve(session, job.id, MAX_CURVE_POINTS), get_epochs(session, job.id)
         curves.append(
             plots.Curve(
                 label=name,
-                x=[r.step * scale for r in losses],
-                loss=[r.loss for r in losses],
+                x=[p.step * scale for p in losses],
+                loss=[p.loss for p in losses],
                 epoch_x=[e.epoch * per_epoch * scale for e in epochs] if per_epoch else [],
                 epoch_loss=[e.loss for e in epochs] if per_epoch else [],
             )

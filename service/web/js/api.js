@@ -40,7 +40,8 @@ export const jobs = (query) => request(path("/jobs", query));
 export const job = (id) => request(`/jobs/${part(id)}`);
 export const submitJob = (spec) => post("/jobs", spec);
 export const cancelJob = (id) => request(`/jobs/${part(id)}/cancel`, { method: "POST" });
-export const losses = (id) => request(`/jobs/${part(id)}/losses`);
+/** The job's loss curve for drawing: [{epoch, step, loss}], at most 2,000 points however long the job. */
+export const lossCurve = (id) => request(`/jobs/${part(id)}/loss-curve`).then((curve) => curve.data);
 export const epochs = (id) => request(`/jobs/${part(id)}/epochs`);
 export const eventsUrl = (id) => `/jobs/${part(id)}/events`;
 

@@ -9,7 +9,7 @@ import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js
 
 export async function jobPage(ctx, root) {
   const id = ctx.args[0];
-  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
   if (!ctx.live) return;
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });

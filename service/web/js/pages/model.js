@@ -14,7 +14,7 @@ export async function modelPage(ctx, root) {
   // An alias is resolved once: the whole page shows that model, even if the alias moves meanwhile.
   const model = await api.model(ctx.args[0]);
   const id = model.id;
-  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.losses(id), api.epochs(id)]);
+  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
   if (!ctx.live) return;
   const dataset = (await api.datasets()).data.find((d) => d.name === model.dataset);
   const classes = dataset?.classes ?? [...Array(10).keys()].map(String);

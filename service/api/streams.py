@@ -1,0 +1,198 @@
+"""One reader per API process for all its open event streams (routes/events.py).
+
+Every POLL_SECONDS, and at once when a stream opens, the reader reads what is new for every stream
+in one short transaction, one database slot and one thread-pool hop, however many streams are open,
+and hands each stream its part. Streams that follow one job from the same point share one read.
+A stream that has not yet taken its last part (a slow client) is skipped until it has: nothing
+queues up for it. At most MLPLAB_MAX_STREAMS streams per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.sse import format_sse_event
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from service.api.presenters import job_public
+from service.api.schemas import MAX_CURVE_POINTS, EpochPoint, JobPublic
+from service.errors import ProblemError
+from service.store.db import session_scope
+from service.store.models import EpochMetric, Job
+from service.store.queries import get_jobs_by_id, get_loss_curve
+
+log = logging.getLogger("mlplab.api")
+
+POLL_SECONDS = 0.5  # how often the open streams' jobs are read
+MIN_GAP_SECONDS = 0.05  # between two reads, however fast streams open
+RETRY_AFTER_SECONDS = 5  # a refused stream's Retry-After
+
+Cursor = tuple[
+    int, int, int
+]  # (job id, last step sent, last epoch sent): streams that share one share a read
+
+
+def sse(
+    event: str | None = None, data: Any = None, event_id: str | None = None, retry: int | None = None
+) -> bytes:
+    """One Server-Sent Event as FastAPI encodes it (fastapi.sse), its data one line of compact JSON."""
+    text = None if data is None else json.dumps(data, separators=(",", ":"))
+    return format_sse_event(data_str=text, event=event, id=event_id, retry=retry)
+
+
+@dataclass
+class Snapshot:
+    """What one read saw for a cursor: the job, its rows after the cursor, and the cursor after them."""
+
+    job: JobPublic
+    rows: int  # how many progress and epoch events
+    events: bytes  # those events, encoded once for every stream that shares the cursor, each with its id
+    step: int
+    epoch: int
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream: where it is in its job, and the read waiting for it."""
+
+    job_id: int
+    step: int  # the last step read for it (its progress events' ids carry it, for Last-Event-ID)
+    epoch: int
+    seen: tuple[str, int] | None = None  # (status, attempts) of the last read handed over
+    _snapshot: Snapshot | None = None
+    _error: BaseException | None = None
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def cursor(self) -> Cursor:
+        return (self.job_id, self.step, self.epoch)
+
+    @property
+    def waiting(self) -> bool:
+        """It has taken its last read: the reader may read for it again."""
+        return not self._ready.is_set()
+
+    async def next(self) -> Snapshot | None:
+        """The next read with something new; None when the job does not exist; raises what a read raised."""
+        await self._ready.wait()
+        self._ready.clear()
+        if self._error is not None:
+            raise self._error
+        snapshot, self._snapshot = self._snapshot, None
+        return snapshot
+
+    def deliver(self, snapshot: Snapshot | None) -> None:
+        if snapshot is not None:
+            state = (str(snapshot.job.status), snapshot.job.attempts)
+            if not snapshot.rows and state == self.seen:
+                return  # nothing new: do not wake the stream
+            self.seen, self.step, self.epoch = state, snapshot.step, snapshot.epoch
+        self._snapshot = snapshot
+        self._ready.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._ready.set()
+
+
+def read_cursors(factory: sessionmaker[Session], cursors: Iterable[Cursor]) -> dict[Cursor, Snapshot]:
+    """For each cursor whose job exists, a Snapshot of its rows after the cursor; one transaction for all."""
+    cursors = list(cursors)
+    with session_scope(factory) as session:  # one transaction: the rows and the statuses agree
+        jobs = get_jobs_by_id(session, (c[0] for c in cursors))
+        return {c: _snapshot(session, jobs[c[0]], *c[1:]) for c in cursors if c[0] in jobs}
+
+
+def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
+    keyed: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
+    # The worker writes an epoch's metrics after its last loss, and job.step/epoch are those of the
+    # newest loss: a job whose newest loss is not past the cursor has no row to read.
+    if job.step > step or job.epoch > epoch:
+        losses, _ = get_loss_curve(session, job.id, MAX_CURVE_POINTS, after_step=step)
+        keyed += [
+            ((e, 0, s), "progress", {"epoch": e, "step": s, "steps": job.steps, "loss": x})
+            for e, s, x in losses
+        ]
+        epochs = session.scalars(
+            select(EpochMetric)
+            .where(EpochMetric.job_id == job.id, EpochMetric.epoch > epoch)
+            .order_by(EpochMetric.epoch)
+        )
+        keyed += [
+            ((r.epoch, 1, 0), "epoch", EpochPoint.model_validate(r, from_attributes=True).model_dump())
+            for r in epochs
+        ]
+        keyed.sort(key=lambda k: k[0])  # an epoch's losses, then that epoch's metrics
+    events = []
+    for _, event, data in keyed:  # an id says how far the client got: Last-Event-ID resumes after it
+        step, epoch = (data["step"], epoch) if event == "progress" else (step, data["epoch"])
+        events.append(sse(event, data, f"{step}-{epoch}"))
+    return Snapshot(job_public(job), len(events), b"".join(events), step, epoch)
+
+
+class EventHub:
+    """The process's open streams and the one task that reads for them all (run it with `run()`)."""
+
+    def __init__(self, factory: sessionmaker[Session], slots: asyncio.Semaphore, max_streams: int) -> None:
+        self.factory, self.slots, self.max_streams = factory, slots, max_streams
+        self.subscriptions: set[Subscription] = set()
+        self._wake = asyncio.Event()
+
+    def subscribe(self, job_id: int, step: int, epoch: int) -> Subscription:
+        """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open."""
+        if len(self.subscriptions) >= self.max_streams:
+            raise ProblemError(
+                503,
+                "Too many event streams",
+                f"This API process has {self.max_streams} event streams open, its limit (MLPLAB_MAX_STREAMS). "
+                f"Retry in {RETRY_AFTER_SECONDS} s, or poll GET /jobs/{{id}} meanwhile.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        subscription = Subscription(job_id, step, epoch)
+        self.subscriptions.add(subscription)
+        self._wake.set()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    async def run(self) -> None:
+        """Read for the open streams every POLL_SECONDS, and when one opens; until cancelled."""
+        while True:
+            if not self.subscriptions:
+                await self._wake.wait()
+            self._wake.clear()
+            await self.read_once()
+            await asyncio.sleep(MIN_GAP_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS - MIN_GAP_SECONDS)
+
+    async def read_once(self) -> None:
+        """One read for every stream that has taken its last one, each handed its part."""
+        groups: dict[Cursor, list[Subscription]] = defaultdict(list)
+        for subscription in self.subscriptions:
+            if subscription.waiting:
+                groups[subscription.cursor].append(subscription)
+        if not groups:
+            return
+        try:
+            async with self.slots:  # main.py: db_slots
+                snapshots = await run_in_threadpool(read_cursors, self.factory, list(groups))
+        except Exception as exc:  # each stream ends (its client reconnects); the reader goes on
+            log.exception("event streams: reading their jobs failed")
+            for subscriptions in groups.values():
+                for subscription in subscriptions:
+                    subscription.fail(exc)
+            return
+        for cursor, subscriptions in groups.items():
+            for subscription in subscriptions:
+                subscription.deliver(snapshots.get(cursor))

@@ -1,0 +1,163 @@
+"""What a long job's records cost the API: losses a page at a time, curves of at most
+MAX_CURVE_POINTS points; the event streams' one reader and their cap; the workers' records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import streams
+from service.api.schemas import MAX_CURVE_POINTS
+from service.errors import ProblemError
+from service.main import create_app
+from service.ml.spec import TrainSpec
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.jobs import claim_job, enqueue_job
+from service.store.workers import register_worker, worker_heartbeat
+from tests.conftest import assert_problem
+from tests.factories import store_trained_job, tiny_spec
+from tests.support import real_data_dir
+
+# 20 epochs of 6,000 images at batch 10: 12,000 steps, a loss every 2: 6,000 losses
+LONG = TrainSpec(backend="numpy", hidden_layers=[16], epochs=20, batch_size=10, train_limit=6000, log_every=2)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("losses")
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'api.db'}", data_dir=real_data_dir(), download=False, max_streams=3
+    )
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    ids = [store_trained_job(sessions, LONG.model_copy(update={"seed": i}), every=2) for i in range(2)]
+    with TestClient(create_app(settings)) as client:
+        yield client, sessions, ids
+    engine.dispose()
+
+
+def test_losses_come_a_page_at_a_time_with_a_link_to_the_next(world):
+    client, _, (job_id, _) = world
+    first = client.get(f"/jobs/{job_id}/losses").json()
+    assert [p["step"] for p in first["data"]] == list(range(2, 2001, 2))  # 1,000 by default
+    assert first["next"] == f"/jobs/{job_id}/losses?after_step=2000&limit=1000"
+    steps, url = [], f"/jobs/{job_id}/losses?limit=2500"
+    while url:
+        page = client.get(url).json()
+        assert len(page["data"]) <= 2500
+        steps += [p["step"] for p in page["data"]]
+        url = page["next"]
+    assert steps == list(range(2, 12_001, 2))  # every loss once, in order
+    assert client.get(f"/jobs/{job_id}/losses", params={"after_step": 12_000}).json() == {
+        "data": [],
+        "next": None,
+    }
+    assert_problem(client.get(f"/jobs/{job_id}/losses", params={"limit": 10_001}), 422, "query.limit")
+    assert_problem(client.get(f"/jobs/{job_id}/losses", params={"limit": 0}), 422, "query.limit")
+
+
+def test_curves_for_browsers_and_figures_have_at_most_max_curve_points(world):
+    client, _, (a, b) = world
+    curve = client.get(f"/jobs/{a}/loss-curve").json()
+    assert curve["count"] == 6000 and len(curve["data"]) <= MAX_CURVE_POINTS
+    last = client.get(f"/jobs/{a}/losses", params={"after_step": 11_998}).json()["data"]
+    assert curve["data"][-1] == last[-1]  # the last loss as recorded
+    assert [p["step"] for p in curve["data"]] == sorted({p["step"] for p in curve["data"]})
+    compared = client.get("/compare", params={"ids": f"{a},{b}"}).json()["data"]
+    assert [len(m["losses"]) for m in compared] == [len(curve["data"])] * 2
+    assert [(p["step"], p["loss"]) for p in compared[0]["losses"]] == [
+        (p["step"], p["loss"]) for p in curve["data"]
+    ]
+    assert client.get(f"/jobs/{a}").json()["loss_every"] == 2
+
+
+def test_a_replay_sends_the_curve_not_every_loss(world):
+    client, _, (job_id, _) = world
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        text = response.read().decode()
+    progress = text.count("event: progress")
+    assert progress == len(client.get(f"/jobs/{job_id}/loss-curve").json()["data"]) <= MAX_CURVE_POINTS
+    assert text.count("event: epoch") == 20 and text.rstrip().split("\n")[-2] == "event: end"
+
+
+def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeypatch, world):
+    _, sessions, (a, b) = world
+    reads, read_cursors = [], streams.read_cursors
+
+    def counting(factory, cursors):
+        reads.append(sorted(cursors))
+        return read_cursors(factory, cursors)
+
+    monkeypatch.setattr(streams, "read_cursors", counting)
+
+    async def scenario():
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50)
+        opened = [hub.subscribe(a, 0, 0) for _ in range(20)] + [hub.subscribe(b, 100, 1) for _ in range(20)]
+        opened.append(hub.subscribe(999_999, 0, 0))
+        await hub.read_once()
+        firsts = [await s.next() for s in opened]
+        hub.unsubscribe(opened.pop())  # as GET /jobs/{id}/events does on its 404
+        await hub.read_once()  # nothing new for any of them: nobody is woken
+        return hub, opened, firsts
+
+    hub, opened, firsts = asyncio.run(scenario())
+    assert reads == [[(a, 0, 0), (b, 100, 1), (999_999, 0, 0)], [(a, 12_000, 20), (b, 12_000, 20)]]
+    assert firsts.pop() is None  # no such job
+    assert {id(f) for f in firsts[:20]} == {id(firsts[0])}  # the 20 streams of a share one read
+    event, data = firsts[20].events.split(b"\n")[:2]
+    assert (
+        event == b"event: progress" and json.loads(data.removeprefix(b"data: "))["step"] > 100
+    )  # after its cursor
+    assert all(s.waiting for s in opened)
+
+
+def test_streams_and_losses_of_an_id_past_the_databases_integers_are_a_404(world):
+    client, _, _ = world
+    for job_id in (10**6, 2**64, -(2**64)):  # 2**64 overflowed SQLite in the reader: 500
+        for records in ("events", "losses", "loss-curve"):
+            assert_problem(client.get(f"/jobs/{job_id}/{records}"), 404)
+
+
+def test_past_max_streams_a_stream_is_refused_with_retry_after(world):
+    _, sessions, (a, _) = world
+
+    async def scenario():
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=2)
+        first, _ = hub.subscribe(a, 0, 0), hub.subscribe(a, 0, 0)
+        with pytest.raises(ProblemError) as refused:
+            hub.subscribe(a, 0, 0)
+        hub.unsubscribe(first)
+        hub.subscribe(a, 0, 0)  # a closed stream frees its place
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    assert (refused.status, refused.headers) == (503, {"Retry-After": "5"})
+    assert "MLPLAB_MAX_STREAMS" in refused.detail
+
+
+def test_workers_are_listed_with_their_job_and_readyz_says_whether_one_is_alive(world):
+    client, sessions, _ = world
+    ready = client.get("/readyz").json()
+    assert (ready["status"], ready["workers"]) == (
+        "ready",
+        "none alive in the last 30 s (MLPLAB_LEASE_SECONDS): queued jobs wait",
+    )
+    assert client.get("/workers").json() == {"data": [], "count": 0}
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, tiny_spec()).id
+    with session_scope(sessions) as s:
+        claim_job(s, "box:7:ab")
+        register_worker(s, "box:7:ab", "box", "boot-1", 7, lease_seconds=30)
+    with session_scope(sessions) as s:
+        worker_heartbeat(s, "box:7:ab", job_id, 2)
+    listed = client.get("/workers").json()
+    assert listed["count"] == 1
+    assert {k: listed["data"][0][k] for k in ("id", "host", "pid", "job_id", "threads")} == {
+        "id": "box:7:ab", "host": "box", "pid": 7, "job_id": job_id, "threads": 2,
+    }  # fmt: skip
+    assert client.get("/readyz").json()["workers"] == "1 alive"
