@@ -12,7 +12,7 @@ from service.store.db import session_scope
 from service.store.models import EpochMetric, JobStatus, StudyStatus
 from service.store.queries import get_study, study_jobs
 from service.store.studies import create_study
-from tests.workers.test_worker import data_dir, sessions, settings_for, small  # noqa: F401 - fixtures
+from tests.workers.test_worker import settings_for, small
 from workers import worker
 
 
