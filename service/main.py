@@ -21,6 +21,7 @@ from service.api.routes import (
     models,
     plots,
     predictions,
+    studies,
     sweeps,
     web,
 )
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs,
         events,
         sweeps,
+        studies,
         models,
         compare,
         disagreements,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.api.presenters import check_budget
 from service.api.schemas import SweepCreate
-from service.errors import ProblemError, invalid
+from service.errors import ProblemError, invalid, invalid_all
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 
@@ -99,9 +99,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
             except ValidationError as exc:
                 problems |= dict.fromkeys(_problems(exc, combination, body))
     if problems:
-        params = [{"name": name, "reason": reason} for name, reason in problems]
-        detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
-        raise ProblemError(422, "Invalid request", detail, invalid_params=params)
+        raise invalid_all(problems)
     return specs
 
 

@@ -10,15 +10,27 @@ import numpy as np
 from fastapi import Query, Response
 from sqlalchemy.orm import Session
 
-from service.api.schemas import DatasetPublic, JobPublic, Progress
+from service.api.schemas import DatasetPublic, JobPublic, Progress, StudyPublic, TrialPublic
 from service.errors import ProblemError, Responses, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.spec import TrainSpec
+from service.search import best_trial
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import count_queued, get_job, get_model, job_spec
+from service.store.models import Job, JobStatus, Study, TrainedModel
+from service.store.queries import (
+    best_epochs,
+    count_queued,
+    get_job,
+    get_model,
+    get_study,
+    job_spec,
+    study_config,
+    study_jobs,
+    trial_records,
+    validation_curves,
+)
 
 
 def job_public(job: Job) -> JobPublic:
@@ -86,11 +98,63 @@ def enqueue(
     The count and the inserts are one write transaction, so the limit holds; the caller commits
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
+    check_queue_room(session, settings, len(specs))
+    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+
+
+def check_queue_room(session: Session, settings: Settings, adding: int) -> None:
+    """Take the write lock and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
+    queues them in this transaction, so the limit holds."""
     begin_write(session)
     queued = count_queued(session)
-    if queued + len(specs) > settings.max_queued:
-        raise queue_full(settings, queued, len(specs))
-    return [enqueue_job(session, spec, sweep_id=sweep_id) for spec in specs]
+    if queued + adding > settings.max_queued:
+        raise queue_full(settings, queued, adding)
+
+
+def require_study(session: Session, study_id: int) -> Study:
+    """The study, or a 404."""
+    study = get_study(session, study_id)
+    if study is None:
+        raise not_found("study", study_id)
+    return study
+
+
+def study_public(session: Session, study: Study) -> StudyPublic:
+    """The study with its trials (in trial order), its best trial, and its epochs and trials counted."""
+    config = study_config(study)
+    jobs = study_jobs(session, study.id)
+    curves = validation_curves(session, (job.id for job in jobs))
+    epochs = best_epochs(session, (job.id for job in jobs))
+    records = trial_records(config, jobs, curves)
+    trials = [
+        TrialPublic(
+            number=record.number,
+            job_id=job.id,
+            status=job.status,
+            params=dict(record.params),
+            epochs=len(curves[job.id]),
+            best_epoch=epochs.get(job.id),
+            validation_accuracy=job.validation_accuracy,
+            test_accuracy=job.test_accuracy,
+            validation_curve=[curves[job.id][e] for e in sorted(curves[job.id])],
+        )
+        for job, record in zip(jobs, records, strict=True)
+    ]
+    best = best_trial(records)
+    counts = dict.fromkeys(JobStatus, 0)
+    for job in jobs:
+        counts[job.status] += 1
+    return StudyPublic(
+        id=study.id,
+        status=study.status,
+        config=config,
+        created_at=study.created_at,
+        finished_at=study.finished_at,
+        trials=trials,
+        best=None if best is None else trials[best.number],
+        epochs_trained=sum(t.epochs for t in trials),
+        counts=counts,
+    )
 
 
 # A trained model never changes, so neither do its figures.

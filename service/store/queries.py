@@ -175,11 +175,18 @@ def get_predictions(session: Session, job_id: int, split: Literal["train", "test
 
 def training_seconds(session: Session, job_ids: Iterable[int]) -> dict[int, float]:
     """The training time of each of these jobs that is a trained model."""
+    return _of_models(session, TrainedModel.seconds, job_ids)
+
+
+def best_epochs(session: Session, job_ids: Iterable[int]) -> dict[int, int]:
+    """The epoch whose weights each of these jobs that is a trained model kept."""
+    return _of_models(session, TrainedModel.best_epoch, job_ids)
+
+
+def _of_models(session: Session, column: Any, job_ids: Iterable[int]) -> dict[int, Any]:
     ids = [job_id for job_id in job_ids if _storable(job_id)]
-    rows = session.execute(
-        select(TrainedModel.job_id, TrainedModel.seconds).where(TrainedModel.job_id.in_(ids))
-    )
-    return {row.job_id: row.seconds for row in rows}
+    rows = session.execute(select(TrainedModel.job_id, column).where(TrainedModel.job_id.in_(ids)))
+    return {row[0]: row[1] for row in rows}
 
 
 def get_study(session: Session, study_id: int) -> Study | None:

@@ -44,7 +44,14 @@ def test_the_notebooks_experiment_is_one_request(client):
     sweep = response.json()
     assert response.headers["location"] == f"/sweeps/{sweep['id']}"
     assert sweep["count"] == 8 and len(sweep["jobs"]) == 8
-    assert sweep["status"] == {"queued": 8, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+    assert sweep["status"] == {
+        "queued": 8,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "pruned": 0,
+    }
     expected = [
         TrainSpec.model_validate(NOTEBOOK["base"] | {"init": i, "learning_rate": lr}).model_dump(mode="json")
         for i, lr in itertools.product(*NOTEBOOK["grid"].values())
