@@ -4,6 +4,7 @@ imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -73,6 +74,20 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
             f"epochs x training images = {samples:,}; "
             f"the limit is {settings.max_sample_epochs:,} (MLPLAB_MAX_SAMPLE_EPOCHS)",
         )
+
+
+def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Mapping[str, Any]) -> None:
+    """check_budget for one of several specs: the problem names `varied`.<field> when the field is one of
+    `values` (the combination at fault, quoted), else base.<field>."""
+    try:
+        check_budget(spec, settings)
+    except ProblemError as exc:
+        if not exc.invalid_params:
+            raise
+        field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
+        where = f"{varied}.{field}" if field in values else f"base.{field}"
+        combination = ", ".join(f"{f}={v!r}" for f, v in values.items())
+        raise invalid(where, f"{reason} (with {combination})") from None
 
 
 def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError:

@@ -17,7 +17,6 @@ from service.store.jobs import claim_job, finish_job, record_epoch
 from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.store.test_jobs import result
-from tests.support import real_data_dir
 
 STUDY = {
     "base": job_body(),
@@ -29,22 +28,6 @@ STUDY = {
     "trials": 6,
     "parallelism": 2,
 }
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        data_dir=real_data_dir(),
-        download=False,
-        max_queued=3,
-    )
-
-
-@pytest.fixture
-def client(settings):
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def nothing_stored(client) -> bool:

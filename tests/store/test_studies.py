@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from service.search import StudyCreate
-from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import session_scope
 from service.store.jobs import (
     claim_job,
     enqueue_job,
@@ -40,14 +40,6 @@ def config(**changes) -> StudyCreate:
         }
         | changes
     )
-
-
-@pytest.fixture
-def sessions(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def create(sessions, **changes) -> int:

@@ -1,4 +1,4 @@
-"""The worker suites' fixtures: a tiny IDX dataset in tmp_path, and sessions on a migrated `db_url`."""
+"""The worker suites' fixtures: a tiny IDX dataset in tmp_path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from service.ml.data import write_idx
-from service.store.db import make_engine, make_sessionmaker, migrate
 
 
 def write_dataset(folder: Path) -> None:
@@ -26,11 +25,3 @@ def write_dataset(folder: Path) -> None:
 def data_dir(tmp_path) -> Path:
     write_dataset(tmp_path / "data" / "mnist")
     return tmp_path / "data"
-
-
-@pytest.fixture
-def sessions(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep, StudyDep, WriterDep
-from service.api.presenters import check_budget, check_queue_room, require_study, study_public
+from service.api.presenters import check_budget_of, check_queue_room, require_study, study_public
 from service.api.schemas import ImportancePublic, StudiesPublic, StudyExtend, StudyPublic
 from service.errors import (
     PROBLEM_RESPONSES,
@@ -55,16 +55,7 @@ def check_study_budget(config: StudyCreate, settings: Settings) -> None:
     else:
         corners = [{field: value} for field, values in extremes.items() for value in values]
     for corner in corners:
-        spec = TrainSpec.model_validate(config.base | corner)
-        try:
-            check_budget(spec, settings)
-        except ProblemError as exc:
-            if not exc.invalid_params:
-                raise
-            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
-            where = f"space.{field}" if field in config.space else f"base.{field}"
-            with_values = ", ".join(f"{f}={v!r}" for f, v in corner.items())
-            raise invalid(where, f"{reason} (with {with_values})") from None
+        check_budget_of(TrainSpec.model_validate(config.base | corner), settings, "space", corner)
 
 
 @router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
