@@ -157,7 +157,14 @@ def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
     assert client.post(f"/jobs/{cancelled}/cancel").status_code == 200
     run_worker(settings, once=True)
     done = client.get(f"/sweeps/{sweep['id']}").json()
-    assert done["status"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1, "pruned": 0}
+    assert done["status"] == {
+        "queued": 0,
+        "running": 0,
+        "succeeded": 2,
+        "failed": 0,
+        "cancelled": 1,
+        "pruned": 0,
+    }
     assert [j["status"] for j in done["jobs"]] == ["succeeded", "succeeded", "cancelled"]
     accuracies = [j["validation_accuracy"] for j in done["jobs"][:2]]  # ranked on validation, not test
     assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.2
