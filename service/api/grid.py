@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from typing import Any
 
@@ -11,13 +10,9 @@ from pydantic import ValidationError
 
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
-from service.errors import invalid, invalid_all
+from service.errors import echo, invalid, invalid_all
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 def sweep_seeds(body: SweepCreate) -> list[int] | None:
@@ -44,7 +39,7 @@ def check_seeds(body: SweepCreate) -> None:
 
 
 def check_grid(body: SweepCreate, max_jobs: int) -> None:
-    """Refuse a grid that names no spec field (without seeds), an empty or repeated value, or too many jobs."""
+    """Refuse a grid that names no spec field (without seeds), an empty list of values, or too many jobs."""
     check_seeds(body)
     seeds = sweep_seeds(body)
     if not body.grid and seeds is None:
@@ -60,13 +55,6 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
             )
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
-        seen = set()
-        for value in values:
-            if _key(value) in seen:
-                raise invalid(
-                    f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice"
-                )
-            seen.add(_key(value))
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(
@@ -81,7 +69,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
-    """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full.
+    """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full, each
+    once: values that validate alike ([1, 1.0], or one listed twice) would train the same job twice.
 
     Every invalid value of every combination is reported at once, named `grid.<field>` (`seeds`, or
     `base.<field>` when the shared part is at fault), with the value that failed.
@@ -100,7 +89,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
                 problems |= dict.fromkeys(_problems(exc, combination, body))
     if problems:
         raise invalid_all(problems)
-    return specs
+    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
 
 
 def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCreate) -> list[tuple[str, str]]:
@@ -110,7 +99,7 @@ def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCrea
         field = str(error["loc"][0]) if error["loc"] else "base"
         if field in combination:
             part = "seeds" if field == "seed" and field not in body.grid else f"grid.{field}"
-            found.append((part, f"{error['msg']} (got {combination[field]!r})"))
+            found.append((part, f"{error['msg']} (got {echo(combination[field])})"))
         else:
             found.append((f"base.{field}", error["msg"]))
     return found

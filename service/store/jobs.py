@@ -89,7 +89,7 @@ class ResultLike(Protocol):
     confusion_test: list[list[int]]
     best_epoch: int
     stopped_epoch: int
-    predictions: Mapping[str, bytes]  # "train", "test"
+    predictions: Mapping[str, bytes]  # "train", "test"; without them the API computes them when asked
     seconds: float
 
 
@@ -306,8 +306,8 @@ def finish_job(
         confusion_test=_int_matrix(result.confusion_test),
         best_epoch=int(result.best_epoch),
         stopped_epoch=int(result.stopped_epoch),
-        predictions_train=bytes(result.predictions["train"]),
-        predictions_test=bytes(result.predictions["test"]),
+        predictions_train=_bytes_or_none(result.predictions.get("train")),
+        predictions_test=_bytes_or_none(result.predictions.get("test")),
         seconds=float(result.seconds),
         created_at=now,
     )
@@ -522,6 +522,10 @@ def _guarded_update(
         state = "does not exist" if now is None else f"is {now.status} (worker {now.worker_id})"
         raise LeaseLost(f"job {job_id} is no longer held by worker {worker_id}: it {state}")
     return row[0]
+
+
+def _bytes_or_none(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _float_or_none(value: float | None) -> float | None:

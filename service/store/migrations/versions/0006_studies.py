@@ -1,11 +1,16 @@
 """Studies: adaptive searches whose trials are jobs (jobs.study_id, jobs.trial_number), and the status pruned.
 
 A (study_id, trial_number) pair is unique, so a trial can never be queued twice. The jobs' status
-CHECK is rebuilt with `pruned` (SQLite: batch mode recreates the table). The statuses are frozen
-here, as they were when this ran: JobStatus may grow after it.
+CHECK gains `pruned`; the statuses are frozen here, as they were when this ran.
+
+SQLite cannot alter a CHECK in place, and rebuilding `jobs` (batch mode) drops the old table, which
+with foreign keys on cascades to every model, loss and epoch row. So on SQLite the columns are added
+in place and the CHECK's text is widened in the schema itself, as SQLite documents for changes that
+leave every stored row valid ("Making Other Kinds Of Table Schema Changes": writable_schema and a new
+schema_version, in the migration's transaction).
 
 Revision ID: 0006_studies
-Revises: 0002_model_selection
+Revises: 0002_model_selection, 0005_indexes (it joins the two branches that grew from 0001)
 Create Date: 2025-12-04
 """
 
@@ -15,10 +20,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from alembic.operations import BatchOperations
 
 revision: str = "0006_studies"
-down_revision: str | Sequence[str] | None = "0002_model_selection"
+down_revision: str | Sequence[str] | None = ("0002_model_selection", "0005_indexes")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -27,9 +31,31 @@ AFTER = (*BEFORE, "pruned")
 STUDY_STATUSES = ("running", "finished", "cancelled")
 
 
-def _job_status_check(table: BatchOperations, statuses: tuple[str, ...]) -> None:
-    table.drop_constraint(op.f("ck_jobs_status"), type_="check")
-    table.create_check_constraint(op.f("ck_jobs_status"), f"status IN {statuses!r}")
+def _check(statuses: tuple[str, ...]) -> str:
+    return f"status IN {statuses!r}"
+
+
+def _sqlite_widen_check(old: str, new: str) -> None:
+    """Replace the jobs table's CHECK text `old` by `new` in SQLite's schema (every row satisfies both)."""
+    bind = op.get_bind()
+    version = bind.exec_driver_sql("PRAGMA schema_version").scalar() or 0
+    bind.exec_driver_sql("PRAGMA writable_schema = ON")
+    changed = bind.exec_driver_sql(
+        "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'jobs' AND instr(sql, ?)",
+        (old, new, old),
+    ).rowcount
+    bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
+    if changed != 1:
+        raise RuntimeError(f"0006_studies: the jobs table's CHECK ({old}) was not found")
+
+
+def _status_check(old: tuple[str, ...], new: tuple[str, ...]) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _sqlite_widen_check(_check(old), _check(new))
+    else:
+        op.drop_constraint(op.f("ck_jobs_status"), "jobs", type_="check")
+        op.create_check_constraint(op.f("ck_jobs_status"), "jobs", _check(new))
 
 
 def upgrade() -> None:
@@ -42,24 +68,27 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_studies"),
-        sa.CheckConstraint(f"status IN {STUDY_STATUSES!r}", name=op.f("ck_studies_status")),
+        sa.CheckConstraint(_check(STUDY_STATUSES), name=op.f("ck_studies_status")),
     )
-    with op.batch_alter_table("jobs") as table:
-        table.add_column(sa.Column("study_id", sa.Integer, nullable=True))
-        table.add_column(sa.Column("trial_number", sa.Integer, nullable=True))
-        table.create_foreign_key(op.f("fk_jobs_study_id_studies"), "studies", ["study_id"], ["id"])
-        table.create_unique_constraint(op.f("uq_jobs_study_id_trial_number"), ["study_id", "trial_number"])
-        table.create_index(op.f("ix_jobs_study_id"), ["study_id"])
-        _job_status_check(table, AFTER)
+    if op.get_bind().dialect.name == "sqlite":  # a REFERENCES clause is all ALTER TABLE can add there
+        op.execute(sa.text("ALTER TABLE jobs ADD COLUMN study_id INTEGER REFERENCES studies (id)"))
+    else:
+        op.add_column("jobs", sa.Column("study_id", sa.Integer, nullable=True))
+        op.create_foreign_key(op.f("fk_jobs_study_id_studies"), "jobs", "studies", ["study_id"], ["id"])
+    op.add_column("jobs", sa.Column("trial_number", sa.Integer, nullable=True))
+    op.create_index(op.f("ix_jobs_study_id"), "jobs", ["study_id"])
+    op.create_index(op.f("ix_jobs_study_id_trial_number"), "jobs", ["study_id", "trial_number"], unique=True)
+    _status_check(BEFORE, AFTER)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":  # dropping study_id means rebuilding jobs (see above)
+        raise NotImplementedError("0006_studies is not reversible on SQLite: restore the database's backup")
     op.execute(sa.text("UPDATE jobs SET status = 'cancelled' WHERE status = 'pruned'"))
-    with op.batch_alter_table("jobs") as table:
-        _job_status_check(table, BEFORE)
-        table.drop_index(op.f("ix_jobs_study_id"))
-        table.drop_constraint(op.f("uq_jobs_study_id_trial_number"), type_="unique")
-        table.drop_constraint(op.f("fk_jobs_study_id_studies"), type_="foreignkey")
-        table.drop_column("trial_number")
-        table.drop_column("study_id")
+    _status_check(AFTER, BEFORE)
+    op.drop_index(op.f("ix_jobs_study_id_trial_number"), table_name="jobs")
+    op.drop_index(op.f("ix_jobs_study_id"), table_name="jobs")
+    op.drop_constraint(op.f("fk_jobs_study_id_studies"), "jobs", type_="foreignkey")
+    op.drop_column("jobs", "trial_number")
+    op.drop_column("jobs", "study_id")
     op.drop_table("studies")

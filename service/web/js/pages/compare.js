@@ -9,7 +9,7 @@ import { problemView } from "../widgets.js";
 export async function comparePage(ctx, root) {
   const ids = ctx.params.get("ids") || "";
   const chosen = new Set(ids.split(",").map(digits).filter((n) => n != null));
-  const models = await api.models();
+  const models = await api.models({ limit: 100 });
   if (!ctx.live) return;
   const lossChart = h("div", { class: "chart", id: "compare-loss", role: "img", "aria-label": "loss curves of the compared models" });
   const accChart = h("div", { class: "chart", id: "compare-accuracy", role: "img", "aria-label": "test accuracy by epoch of the compared models" });
@@ -45,12 +45,15 @@ export async function comparePage(ctx, root) {
 
 function picker(models, chosen) {
   if (!models.count) return h("p", { class: "muted" }, "No trained models yet.");
-  return h("div", { class: "scroll picker" }, h("table", null,
+  const more = models.count > models.data.length
+    ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id in the address: #/compare?ids=3,7`)
+    : null;
+  return h("div", null, more, h("div", { class: "scroll picker" }, h("table", null,
     h("thead", null, h("tr", null, h("th"), h("th", null, "model (best first)"), h("th", { class: "right" }, "test"))),
     h("tbody", null, models.data.map((m) => h("tr", null,
       h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
       h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`)),
-      h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy)))))));
+      h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))));
 }
 
 function hyperparameters(cmp, best) {
