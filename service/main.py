@@ -23,6 +23,7 @@ from service.api.routes import (
     models,
     plots,
     predictions,
+    studies,
     sweeps,
     web,
 )
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs,
         events,
         sweeps,
+        studies,
         models,
         compare,
         disagreements,

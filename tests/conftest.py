@@ -62,6 +62,17 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def sessions(db_url):
+    """Sessions on `db_url`, migrated."""
+    from service.store.db import make_engine, make_sessionmaker, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def module_db_url(request, tmp_path_factory) -> Iterator[str]:
     """A fresh database for a module-scoped fixture: SQLite, unless the module is marked ON_EVERY_DATABASE."""

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from service.api.database import Database
 from service.api.guard import check_token
 from service.api.inference import Inference
-from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
+from service.api.presenters import IdsQuery, parse_ids, require_study, require_trained, trained_model
 from service.errors import not_found
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.models import Job, TrainedModel
+from service.store.models import Job, Study, TrainedModel
 from service.store.queries import get_job
 
 
@@ -72,7 +72,12 @@ def _model(job_id: int, session: SessionDep) -> TrainedModel:
     return trained_model(session, job_id)
 
 
+def _study(study_id: int, session: SessionDep) -> Study:
+    return require_study(session, study_id)
+
+
 JobDep = Annotated[Job, Depends(_job)]
+StudyDep = Annotated[Study, Depends(_study)]
 TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained model, without its weights
 TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3,7,12, in that order
 ModelDep = Annotated[TrainedModel, Depends(_model)]
@@ -103,6 +108,7 @@ __all__ = [
     "TrainedJobDep",
     "TrainedJobsDep",
     "ModelDep",
+    "StudyDep",
     "WriterDep",
     "ReaderDep",
 ]

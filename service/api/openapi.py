@@ -14,6 +14,8 @@ from service.errors import PROBLEM_JSON
 EXAMPLES: dict[str, Any] = {
     "job_id": 1,
     "sweep_id": "3f9c2a1b7d4e",
+    "study_id": 1,
+    "figure": "history",
     "split": "test",
     "index": 10,
     "name": "mnist",

@@ -1,4 +1,4 @@
-"""The reads the API and the tools make: jobs, their records, sweeps and models.
+"""The reads the API and the tools make: jobs, their records, sweeps, studies and models.
 
 Each function takes the caller's session and writes nothing; the transitions are in
 ``service.store.jobs``.
@@ -6,7 +6,7 @@ Each function takes the caller's session and writes nothing; the transitions are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast, get_args
 
@@ -14,7 +14,8 @@ from sqlalchemy import ColumnElement, Connection, Row, SQLColumnExpression, bind
 from sqlalchemy.orm import Session, defer, joinedload
 
 from service.ml.spec import TrainSpec
-from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel, UTCDateTime, utcnow
+from service.search import StudyCreate, TrialRecord
+from service.store.models import EpochMetric, Job, JobStatus, Loss, Study, TrainedModel, UTCDateTime, utcnow
 
 # The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
 # with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
@@ -251,3 +252,72 @@ def training_seconds(session: Session, sweep_ids: Sequence[str]) -> dict[int, fl
         .where(Job.sweep_id.in_(sweep_ids))
     )
     return {row.job_id: row.seconds for row in rows}
+
+
+def best_epochs(session: Session, job_ids: Iterable[int]) -> dict[int, int]:
+    """The epoch whose weights each of these jobs that is a trained model kept."""
+    ids = [job_id for job_id in job_ids if _storable(job_id)]
+    rows = session.execute(
+        select(TrainedModel.job_id, TrainedModel.best_epoch).where(TrainedModel.job_id.in_(ids))
+    )
+    return {row.job_id: row.best_epoch for row in rows}
+
+
+def get_study(session: Session, study_id: int) -> Study | None:
+    """The study, or None."""
+    return session.get(Study, study_id) if _storable(study_id) else None
+
+
+def list_studies(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[Study], int]:
+    """A page of studies, newest first, and how many there are in all."""
+    count = session.scalar(select(func.count()).select_from(Study)) or 0
+    query = select(Study).order_by(Study.id.desc()).limit(limit).offset(min(offset, MAX_INTEGER))
+    return list(session.scalars(query)), count
+
+
+def study_config(study: Study) -> StudyCreate:
+    """The study's configuration as submitted, with `trials` as extended since."""
+    return StudyCreate.model_validate(study.config).model_copy(update={"trials": study.trials})
+
+
+def study_jobs(session: Session, study_id: int) -> list[Job]:
+    """The study's trials (jobs), in trial order."""
+    query = select(Job).where(Job.study_id == study_id).order_by(Job.trial_number)
+    return list(session.scalars(query))
+
+
+def validation_curves(session: Session, job_ids: Iterable[int]) -> dict[int, dict[int, float]]:
+    """Each job's validation accuracy after each of its recorded epochs: job id -> {epoch: accuracy}."""
+    ids = [job_id for job_id in job_ids if _storable(job_id)]
+    curves: dict[int, dict[int, float]] = {job_id: {} for job_id in ids}
+    rows = session.execute(
+        select(EpochMetric.job_id, EpochMetric.epoch, EpochMetric.validation_accuracy).where(
+            EpochMetric.job_id.in_(ids), EpochMetric.validation_accuracy.is_not(None)
+        )
+    )
+    for row in rows:
+        curves[row.job_id][row.epoch] = row.validation_accuracy
+    return curves
+
+
+def trial_records(
+    config: StudyCreate, jobs: Iterable[Job], curves: dict[int, dict[int, float]]
+) -> list[TrialRecord]:
+    """The study's jobs as service.search sees them: searched values, status, validation accuracies."""
+    return [
+        TrialRecord(
+            number=job.trial_number if job.trial_number is not None else -1,
+            params={field: job.spec[field] for field in config.space},
+            status=job.status.value,
+            value=job.validation_accuracy if job.status == JobStatus.succeeded else None,
+            intermediate=curves.get(job.id, {}),
+        )
+        for job in jobs
+    ]
+
+
+def study_trials(session: Session, study: Study) -> tuple[StudyCreate, list[TrialRecord]]:
+    """What every decision of the study reads: its configuration and its trials."""
+    config = study_config(study)
+    jobs = study_jobs(session, study.id)
+    return config, trial_records(config, jobs, validation_curves(session, (job.id for job in jobs)))
