@@ -323,11 +323,7 @@ def fail_job(session: Session, job_id: int, worker_id: str, error: str, now: dat
 
     Raises LeaseLost if the job is no longer ours.
     """
-    now = now or utcnow()
-    values = {"status": JobStatus.failed, "error": error, "finished_at": now, "heartbeat_at": now}
-    _guarded_update(session, job_id, worker_id, values)
-    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
-    _ended(session, job_id, now)
+    _end_held(session, job_id, worker_id, JobStatus.failed, now or utcnow(), error=error)
 
 
 def prune_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> None:
@@ -336,11 +332,7 @@ def prune_job(session: Session, job_id: int, worker_id: str, now: datetime | Non
 
     Raises LeaseLost if the job is no longer ours.
     """
-    now = now or utcnow()
-    values = {"status": JobStatus.pruned, "finished_at": now, "heartbeat_at": now}
-    _guarded_update(session, job_id, worker_id, values)
-    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
-    _ended(session, job_id, now)
+    _end_held(session, job_id, worker_id, JobStatus.pruned, now or utcnow())
 
 
 def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Job:
@@ -380,11 +372,7 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
 
     Raises LeaseLost if the job is no longer ours.
     """
-    now = now or utcnow()
-    values = {"status": JobStatus.cancelled, "finished_at": now, "heartbeat_at": now}
-    _guarded_update(session, job_id, worker_id, values)
-    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
-    _ended(session, job_id, now)
+    _end_held(session, job_id, worker_id, JobStatus.cancelled, now or utcnow())
 
 
 def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
@@ -494,6 +482,16 @@ def advance_study(session: Session, study_id: int, now: datetime | None = None) 
         study.status, study.finished_at = StudyStatus.finished, now
     session.flush()
     return queued
+
+
+def _end_held(
+    session: Session, job_id: int, worker_id: str, status: JobStatus, now: datetime, **more: Any
+) -> None:
+    """running -> `status` (no model), by the worker holding the job: drop its checkpoint, advance its study."""
+    values = {"status": status, "finished_at": now, "heartbeat_at": now, **more}
+    _guarded_update(session, job_id, worker_id, values)
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    _ended(session, job_id, now)
 
 
 def _ended(session: Session, job_id: int, now: datetime) -> None:
