@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,6 +92,13 @@ def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
     return ProblemError(
         status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}]
     )
+
+
+def invalid_all(problems: Iterable[tuple[str, str]]) -> ProblemError:
+    """422 naming every (field, reason) at once; the detail quotes the first five."""
+    params = [{"name": name, "reason": reason} for name, reason in problems]
+    detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
+    return ProblemError(422, "Invalid request", detail, invalid_params=params)
 
 
 def problem_response(

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     )
     max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
     max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
+    max_study_trials: int = Field(
+        500, ge=1, description="Most trials one study may run, extensions included."
+    )
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
     max_loss_points: int = Field(
         10_000,

@@ -86,6 +86,30 @@ class Service:
 
         return wait_for(done, timeout, f"job {job_id} to be {' or '.join(sorted(statuses))}", interval=0.2)
 
+    def start_api(self, timeout: float = 30) -> subprocess.Popen:
+        """`mlplab api` on this service's port and database (again, after a kill), once it is ready."""
+        log = open(self.root / "api.log", "a")  # noqa: SIM115 - the API writes to it
+        api = self.api = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "api"],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def ready():
+            if api.poll() is not None:
+                raise AssertionError(
+                    f"the API exited with {api.returncode}: {(self.root / 'api.log').read_text()}"
+                )
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout, "the API to be ready")
+        return api
+
     def stop(self) -> None:
         for proc in [*self.workers, self.api]:
             if proc is not None and proc.poll() is None:
@@ -118,24 +142,5 @@ def start_service(
         | env
     )
     service = Service(root=root, env=environment, url=f"http://{host}:{port}")
-    log = open(root / "api.log", "w")  # noqa: SIM115 - the API writes to it
-    service.api = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "api", *api_args],
-        env=environment,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def ready():
-        if service.api.poll() is not None:
-            raise AssertionError(
-                f"the API exited with {service.api.returncode}: {(root / 'api.log').read_text()}"
-            )
-        try:
-            return httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, 30, "the API to be ready")
+    service.start_api()
     return service

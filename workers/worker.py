@@ -31,6 +31,7 @@ from service.ml.provenance import Provenance, Trained, collect, compare
 from service.ml.train import (
     Callbacks,
     Checkpoint,
+    EpochEnd,
     Progress,
     StepProgress,
     TrainingCancelled,
@@ -39,6 +40,7 @@ from service.ml.train import (
     train,
 )
 from service.ml.weights import load_weights
+from service.search import should_prune
 from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
@@ -49,6 +51,7 @@ from service.store.jobs import (
     heartbeat,
     load_checkpoint,
     mark_cancelled,
+    prune_job,
     record_epoch,
     record_progress,
     record_provenance,
@@ -57,7 +60,7 @@ from service.store.jobs import (
     save_checkpoint,
 )
 from service.store.models import Job
-from service.store.queries import get_job, get_model, job_spec
+from service.store.queries import get_job, get_model, get_study, job_spec, study_trials
 from workers.presence import Presence
 
 log = logging.getLogger("workers")
@@ -132,6 +135,7 @@ def run_job(
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
     recorder = Recorder(sessions, job.id, worker_id, lease, Checkpoints(settings.checkpoint_seconds))
+    pruning = Pruning(sessions, job)
     result: TrainResult | None = None
     error: str | None = None
     lease.start()
@@ -145,8 +149,8 @@ def run_job(
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
         options = backend_options(settings, threads)
         callbacks = Callbacks(
-            on_progress=recorder.on_progress,
-            should_stop=lambda: stop.is_set() or lease.stopping(),
+            on_progress=pruning.after(recorder.on_progress),
+            should_stop=lambda: stop.is_set() or lease.stopping() or pruning.pruned,
             on_checkpoint=recorder.on_checkpoint,
         )
         with threadpool_limits(threads):  # before collect(), so that the provenance records the job's threads
@@ -166,7 +170,7 @@ def run_job(
         error = f"{type(exc).__name__}: {exc}"
     finally:
         lease.stop()
-    return settle(job, result, error, lease, recorder, stop)
+    return settle(job, result, error, lease, recorder, stop, pruning.pruned)
 
 
 def settle(
@@ -176,8 +180,9 @@ def settle(
     lease: LeaseKeeper,
     recorder: Recorder,
     stop: threading.Event,
+    pruned: bool = False,
 ) -> int:
-    """Record how the job ended: succeeded, failed, cancelled, released or (lease lost) dropped."""
+    """Record how the job ended: succeeded, failed, cancelled, pruned, released or (lease lost) dropped."""
     try:
         recorder.flush()
         if lease.lost.is_set():
@@ -194,6 +199,9 @@ def settle(
         elif lease.cancelled.is_set():
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
+        elif pruned:
+            recorder.write(prune_job)
+            log.info("job %d pruned by its study's pruner", job.id)
         else:
             # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
             recorder.save_checkpoint()
@@ -235,6 +243,39 @@ def reproduction(sessions: sessionmaker[Session], job: Job, result: TrainResult)
 
 def _provenance(stored: dict[str, Any] | None) -> Provenance | None:
     return None if stored is None else Provenance.model_validate(stored)
+
+
+class Pruning:
+    """A study's trial asks its study's pruner after each epoch whether to stop (service.search);
+    a job of no study never asks."""
+
+    def __init__(self, sessions: sessionmaker[Session], job: Job) -> None:
+        self.sessions, self.job = sessions, job
+        self.pruned = False
+
+    def after(self, on_progress: Callable[[Progress], None]) -> Callable[[Progress], None]:
+        """on_progress, then the pruner's question once an epoch's end is recorded."""
+
+        def report(event: Progress) -> None:
+            on_progress(event)
+            if isinstance(event, EpochEnd) and self.job.study_id is not None and not self.pruned:
+                self.pruned = self.ask(event)
+
+        return report
+
+    def ask(self, end: EpochEnd) -> bool:
+        if end.validation_accuracy is None or self.job.trial_number is None:
+            return False
+        try:
+            with session_scope(self.sessions) as session:
+                study = get_study(session, self.job.study_id or 0)
+                if study is None:
+                    return False
+                config, trials = study_trials(session, study)
+            return should_prune(config, trials, self.job.trial_number, end.epoch, end.validation_accuracy)
+        except (SQLAlchemyError, ValueError) as exc:  # not a reason to stop: the trial trains on
+            log.warning("job %d: could not ask its study's pruner: %s", self.job.id, exc)
+            return False
 
 
 class LeaseKeeper(threading.Thread):

@@ -18,13 +18,14 @@ from service.api.presenters import (
     distinct_models,
     parse_ids,
     require_job,
+    require_study,
     require_trained,
     trained_model,
 )
 from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.models import Job, TrainedModel
+from service.store.models import Job, Study, TrainedModel
 
 
 async def _settings(request: Request) -> Settings:  # async: no threadpool hop
@@ -117,7 +118,12 @@ def _model(ref: ModelRefDep, session: SessionDep) -> TrainedModel:
     return trained_model(session, ref.id)
 
 
+def _study(study_id: int, session: SessionDep) -> Study:
+    return require_study(session, study_id)
+
+
 JobDep = Annotated[Job, Depends(_job)]
+StudyDep = Annotated[Study, Depends(_study)]
 TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained model, without its weights
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
@@ -152,6 +158,7 @@ __all__ = [
     "alias_cache_headers",
     "TrainedJobDep",
     "ModelDep",
+    "StudyDep",
     "WriterDep",
     "ReaderDep",
 ]

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.api.presenters import check_budget
+from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
-from service.errors import ProblemError, echo, invalid
+from service.errors import echo, invalid, invalid_all
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 
@@ -88,9 +88,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
             except ValidationError as exc:
                 problems |= dict.fromkeys(_problems(exc, combination, body))
     if problems:
-        params = [{"name": name, "reason": reason} for name, reason in problems]
-        detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
-        raise ProblemError(422, "Invalid request", detail, invalid_params=params)
+        raise invalid_all(problems)
     return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
 
 
@@ -110,12 +108,4 @@ def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCrea
 def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings) -> None:
     """POST /jobs's budgets, for every combination; the problem names the grid values at fault."""
     for spec in specs:
-        try:
-            check_budget(spec, settings)
-        except ProblemError as exc:
-            if not exc.invalid_params:
-                raise
-            field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
-            where = f"grid.{field}" if field in body.grid else f"base.{field}"
-            combination = ", ".join(f"{f}={echo(getattr(spec, f))}" for f in body.grid)
-            raise invalid(where, f"{reason} (with {combination})") from None
+        check_budget_of(spec, settings, "grid", {f: getattr(spec, f) for f in body.grid})

@@ -16,6 +16,8 @@ EXAMPLES: dict[str, Any] = {
     "model": "1",
     "alias": "champion",
     "sweep_id": "3f9c2a1b7d4e",
+    "study_id": 1,
+    "figure": "history",
     "split": "test",
     "index": 10,
     "name": "mnist",

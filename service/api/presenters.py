@@ -5,6 +5,7 @@ imports these, deps, schemas and the store, never another router."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -13,28 +14,43 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Connection, Row
 from sqlalchemy.orm import Session
 
-from service.api.schemas import ALIAS_NAME, AliasPublic, DatasetPublic, JobPublic, Progress
+from service.api.schemas import (
+    ALIAS_NAME,
+    AliasPublic,
+    DatasetPublic,
+    JobPublic,
+    Progress,
+    StudyPublic,
+    TrialPublic,
+)
 from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
+from service.search import best_trial
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Alias, AliasAction, Job, JobStatus, TrainedModel
+from service.store.models import Alias, AliasAction, Job, JobStatus, Study, TrainedModel
 from service.store.queries import (
     MAX_INTEGER,
     alias_target,
+    best_epochs,
     best_model_id,
     count_models,
     count_queued,
     get_job,
     get_job_row,
     get_model,
+    get_study,
     job_spec,
     rollback_target,
+    study_config,
+    study_jobs,
+    trial_records,
+    validation_curves,
 )
 
 
@@ -97,6 +113,20 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
         )
 
 
+def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Mapping[str, Any]) -> None:
+    """check_budget for one of several specs: the problem names `varied`.<field> when the field is one of
+    `values` (the combination at fault, quoted), else base.<field>."""
+    try:
+        check_budget(spec, settings)
+    except ProblemError as exc:
+        if not exc.invalid_params:
+            raise
+        field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
+        where = f"{varied}.{field}" if field in values else f"base.{field}"
+        combination = ", ".join(f"{f}={echo(v)}" for f, v in values.items())
+        raise invalid(where, f"{reason} (with {combination})") from None
+
+
 def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError:
     """429: `adding` more jobs would put the queue past MLPLAB_MAX_QUEUED."""
     now = (
@@ -124,11 +154,63 @@ def enqueue(
     The count and the inserts are one write transaction, so the limit holds; the caller commits
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
+    check_queue_room(session, settings, len(specs))
+    return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
+
+
+def check_queue_room(session: Session, settings: Settings, adding: int) -> None:
+    """Take the write lock and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
+    queues them in this transaction, so the limit holds."""
     begin_write(session)
     queued = count_queued(session)
-    if queued + len(specs) > settings.max_queued:
-        raise queue_full(settings, queued, len(specs))
-    return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
+    if queued + adding > settings.max_queued:
+        raise queue_full(settings, queued, adding)
+
+
+def require_study(session: Session, study_id: int) -> Study:
+    """The study, or a 404."""
+    study = get_study(session, study_id)
+    if study is None:
+        raise not_found("study", study_id)
+    return study
+
+
+def study_public(session: Session, study: Study) -> StudyPublic:
+    """The study with its trials (in trial order), its best trial, and its epochs and trials counted."""
+    config = study_config(study)
+    jobs = study_jobs(session, study.id)
+    curves = validation_curves(session, (job.id for job in jobs))
+    epochs = best_epochs(session, (job.id for job in jobs))
+    records = trial_records(config, jobs, curves)
+    trials = [
+        TrialPublic(
+            number=record.number,
+            job_id=job.id,
+            status=job.status,
+            params=dict(record.params),
+            epochs=len(curves[job.id]),
+            best_epoch=epochs.get(job.id),
+            validation_accuracy=job.validation_accuracy,
+            test_accuracy=job.test_accuracy,
+            validation_curve=[curves[job.id][e] for e in sorted(curves[job.id])],
+        )
+        for job, record in zip(jobs, records, strict=True)
+    ]
+    best = best_trial(records)
+    counts = dict.fromkeys(JobStatus, 0)
+    for job in jobs:
+        counts[job.status] += 1
+    return StudyPublic(
+        id=study.id,
+        status=study.status,
+        config=config,
+        created_at=study.created_at,
+        finished_at=study.finished_at,
+        trials=trials,
+        best=None if best is None else trials[best.number],
+        epochs_trained=sum(t.epochs for t in trials),
+        counts=counts,
+    )
 
 
 PNG_DOC: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}

@@ -10,7 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
-from service.store.models import AliasAction, JobStatus
+from service.search import StudyCreate
+from service.store.models import AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
 # it would reach PostgreSQL as an error (a 500) rather than a 404.
@@ -488,3 +489,58 @@ class WorkersPublic(BaseModel):
 
     data: list[WorkerPublic]
     count: int
+
+
+# --- studies (service.search): the request is service.search.StudyCreate
+
+
+class TrialPublic(BaseModel):
+    """One trial of a study: a job whose spec is the study's base plus `params`."""
+
+    number: int = Field(description="0, 1, 2, ... in the order the sampler asked for them.")
+    job_id: int
+    status: JobStatus = Field(description="'pruned': its study's pruner stopped it after an epoch.")
+    params: dict[str, Any] = Field(description="The searched fields' values.")
+    epochs: int = Field(description="Epochs trained so far (a pruned trial's last is where it stopped).")
+    best_epoch: int | None = Field(
+        description="The epoch whose weights the model kept; null until it succeeds."
+    )
+    validation_accuracy: float | None = Field(description="The objective: " + VALIDATION_ACCURACY)
+    test_accuracy: float | None = Field(description=TEST_ACCURACY)
+    validation_curve: list[float] = Field(
+        description="Validation accuracy after each epoch, as the pruner saw it (epoch 1 first)."
+    )
+
+
+class StudyPublic(BaseModel):
+    id: int
+    status: StudyStatus = Field(
+        description="running, finished (every trial asked for has ended), or cancelled."
+    )
+    config: StudyCreate = Field(description="As submitted (its `trials` as extended since).")
+    objective: Literal["validation_accuracy"] = "validation_accuracy"
+    created_at: datetime
+    finished_at: datetime | None
+    trials: list[TrialPublic] = Field(description="Every trial so far, in trial order.")
+    best: TrialPublic | None = Field(description="The succeeded trial with the highest validation accuracy.")
+    epochs_trained: int = Field(description="Epochs trained by all its trials together.")
+    counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int
+
+
+class StudyExtend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(ge=1, description="How many more trials to run.")
+
+
+class ImportancePublic(BaseModel):
+    objective: Literal["validation_accuracy"] = "validation_accuracy"
+    importance: dict[str, float] = Field(
+        description="Each searched field's importance (Optuna's PED-ANOVA), most important first, summing to "
+        "1; empty before two trials have succeeded with different accuracies."
+    )

@@ -1,6 +1,6 @@
 """The `mlplab` command. Two programs behind one parser: serve.py runs the processes (api, worker,
 dev); client.py talks to a running API over HTTP (submit, watch, cancel, jobs, models, compare,
-predict, sweep) with http.py's ApiClient."""
+predict, sweep) with http.py's ApiClient, and studies.py the study commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from service.cli import client, serve
+from service.cli import client, serve, studies
 from service.settings import SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
@@ -99,6 +99,15 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         "of validation and test accuracy over the seeds, and which are tied with the best (GET /sweeps/ID).",
     )
     sweeps.add_argument("sweep_id", metavar="SWEEP_ID")
+    study = command(
+        "study",
+        studies.cmd_study,
+        "run an adaptive search from a JSON file; show or cancel one",
+        description='FILE holds {"base": {...spec...}, "space": {"field": {"float": [low, high], "log": true} | '
+        '{"int": [low, high]} | {"choice": [...]}}, "sampler": "tpe", "trials": 40, "parallelism": 2, '
+        '"pruner": "asha"} (POST /studies). `mlplab study show ID`: its trials best first and importance.',
+    )
+    studies.add_study_command(study)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -87,11 +87,11 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.url or settings.url, token)
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[str(c) for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join(
@@ -135,11 +135,11 @@ class ProgressBar:
             shown = (
                 ""
                 if validation is None
-                else f"validation {_pct(validation)} (loss {data['validation_loss']:.4f}), "
+                else f"validation {pct(validation)} (loss {data['validation_loss']:.4f}), "
             )
             self._show(
                 f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
-                f"train {_pct(data['train_accuracy'])}, {shown}test {_pct(data['test_accuracy'])} "
+                f"train {pct(data['train_accuracy'])}, {shown}test {pct(data['test_accuracy'])} "
                 f"({data['seconds']:.1f} s)",
                 True,
             )
@@ -157,9 +157,9 @@ def _report(job: Json) -> int:
         progress = job["progress"]
         if progress["epoch"] is not None and progress["epoch"] < progress["epochs"]:
             print(f"early stopping ended it after epoch {progress['epoch']} of {progress['epochs']}")
-        print(f"train accuracy       {_pct(job['train_accuracy'])}")
-        print(f"validation accuracy  {_pct(job['validation_accuracy'])}")
-        print(f"test accuracy        {_pct(job['test_accuracy'])}  (final, unbiased)")
+        print(f"train accuracy       {pct(job['train_accuracy'])}")
+        print(f"validation accuracy  {pct(job['validation_accuracy'])}")
+        print(f"test accuracy        {pct(job['test_accuracy'])}  (final, unbiased)")
         return 0
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
     return 1
@@ -208,13 +208,13 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
             j["id"],
             j["status"],
             _progress(j),
-            _pct(j["validation_accuracy"]),
-            _pct(j["test_accuracy"]),
+            pct(j["validation_accuracy"]),
+            pct(j["test_accuracy"]),
             j["name"],
         ]
         for j in page["data"]
     ]
-    print(_table(["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"], rows))
+    print(table(["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
     return 0
 
@@ -233,16 +233,16 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             f"{m['learning_rate']:g}",
             m["epochs"],
             m["batch_size"],
-            _pct(m["train_accuracy"]),
-            _pct(m["validation_accuracy"]),
-            _pct(m["test_accuracy"]),
+            pct(m["train_accuracy"]),
+            pct(m["validation_accuracy"]),
+            pct(m["test_accuracy"]),
             f"{m['seconds']:.1f}",
             ",".join(m["aliases"]),
         ]
         for m in page["data"]
     ]
     print(
-        _table(
+        table(
             [
                 "ID",
                 "DATASET",
@@ -312,7 +312,7 @@ def _best_epoch(epochs: list[Json]) -> str:
     if not validated:
         return "-"
     best = max(validated, key=lambda e: e["validation_accuracy"])
-    return f"{_pct(best['validation_accuracy'])} ({best['epoch']})"
+    return f"{pct(best['validation_accuracy'])} ({best['epoch']})"
 
 
 def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
@@ -323,9 +323,9 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     rows = [[field, *map(_cell, result["hyperparameters"][field])] for field in fields]
     last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
     rows += [
-        ["train accuracy", *(_pct(m["train_accuracy"]) for m in models)],
-        ["validation accuracy", *(_pct(m["validation_accuracy"]) for m in models)],
-        ["test accuracy", *(_pct(m["test_accuracy"]) for m in models)],
+        ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
+        ["validation accuracy", *(pct(m["validation_accuracy"]) for m in models)],
+        ["test accuracy", *(pct(m["test_accuracy"]) for m in models)],
         ["best validation (epoch)", *(_best_epoch(m["epochs"]) for m in models)],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
         [
@@ -333,7 +333,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
             *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" if m["epochs"] else "-" for m in models),
         ],
     ]
-    print(_table(["", *(f"#{m['id']}" for m in models)], rows))
+    print(table(["", *(f"#{m['id']}" for m in models)], rows))
     if not result["differing"]:
         print("(the same hyperparameters)", file=sys.stderr)
     return 0
@@ -348,8 +348,8 @@ def _mean_ci(summary: Json | None) -> str:
     if summary is None:
         return "-"
     if summary["ci_low"] is None:
-        return _pct(summary["mean"])
-    return f"{_pct(summary['mean'])} ({100 * summary['ci_low']:.2f}-{100 * summary['ci_high']:.2f})"
+        return pct(summary["mean"])
+    return f"{pct(summary['mean'])} ({100 * summary['ci_low']:.2f}-{100 * summary['ci_high']:.2f})"
 
 
 def _tied(c: Json, rank: int) -> str:
@@ -373,7 +373,7 @@ def _configurations_table(sweep: Json) -> str:
         for rank, c in enumerate(sweep["configurations"])
     ]
     headers = ["CONFIGURATION", "N", "VALIDATION (95% CI)", "TEST (95% CI)", "SECONDS", "TIED", "P"]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def _sweep_table(sweep: Json) -> str:
@@ -383,13 +383,13 @@ def _sweep_table(sweep: Json) -> str:
             j["id"],
             j["status"],
             _varying(sweep, j),
-            _pct(j["train_accuracy"]),
-            _pct(j["validation_accuracy"]),
-            _pct(j["test_accuracy"]),
+            pct(j["train_accuracy"]),
+            pct(j["validation_accuracy"]),
+            pct(j["test_accuracy"]),
         ]
         for j in sweep["jobs"]
     ]
-    jobs = _table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", "TEST"], rows)
+    jobs = table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", "TEST"], rows)
     return f"{_configurations_table(sweep)}\n\n{jobs}"
 
 
@@ -405,13 +405,16 @@ def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
+def read_json(file: str) -> Any:
+    """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read."""
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-        body = json.loads(text)
+        return json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
     except (OSError, ValueError) as exc:
-        raise ApiError(0, f"cannot read {args.file}", str(exc)) from None
-    sweep = client.post("/sweeps", json=body)
+        raise ApiError(0, f"cannot read {file}", str(exc)) from None
+
+
+def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
+    sweep = client.post("/sweeps", json=read_json(args.file))
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     if not args.watch:
         print(_sweep_table(sweep))

@@ -312,12 +312,25 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         yield from _range_problems(study, field, dim)
 
 
+OBJECTIVE_NEEDS = "a study's objective is validation accuracy: every trial needs validation_size > 0"
+
+
+def _objective_problems(study: StudyCreate) -> Iterator[Invalid]:
+    """A trial without a validation split would have no objective."""
+    if study.base.get("validation_size") == 0:
+        yield Invalid("base.validation_size", OBJECTIVE_NEEDS)
+    dim = study.space.get("validation_size")
+    if dim is not None and (0 in (dim.choice or ()) or (dim.bounds or [1])[0] == 0):
+        yield Invalid("space.validation_size", OBJECTIVE_NEEDS)
+
+
 def check_study(study: StudyCreate) -> list[Invalid]:
     """Every problem of a (well-shaped) study request, each once, in order; [] when it can run.
 
     Beyond pydantic's shape checks: unknown fields, a field both fixed and searched, ranges
     outside TrainSpec's limits, bad bounds, empty or repeated choices, choices and a base that
-    TrainSpec refuses, a grid over a range or with more trials than points.
+    TrainSpec refuses, no validation split (the objective), a grid over a range or with more trials
+    than points.
     """
     problems: list[Invalid] = []
     if not study.space:
@@ -329,6 +342,7 @@ def check_study(study: StudyCreate) -> list[Invalid]:
     problems.extend(_spec_problems(study, None))
     for field, dim in study.space.items():
         problems.extend(_dimension_problems(study, field, dim))
+    problems.extend(_objective_problems(study))
     size = grid_size(study)
     if not problems and size is not None and study.trials > size:
         shape = " x ".join(str(len(d.choice or ())) for d in study.space.values())

@@ -10,10 +10,15 @@ a worker whose job was taken away (lease expired and re-queued, or cancelled and
 finished) gets ``LeaseLost`` and has changed nothing.
 
     queued --claim_job--> running --finish_job--> succeeded
-      |  ^                  |  |  `--fail_job--> failed
-      |  `--release_job-----'  `--mark_cancelled / cancel_job--> cancelled
-      |     requeue_stalled
+      |  ^                  |  |  |`--fail_job--> failed
+      |  `--release_job-----'  |  `--prune_job--> pruned (a study's trial)
+      |     requeue_stalled    `--mark_cancelled / cancel_job--> cancelled
       `--cancel_job--> cancelled
+
+A job that is a study's trial advances its study (advance_study) in the transaction that ends it,
+whichever end it is: the next trials are queued, or the study finishes, in the same commit as the
+end, so a crash at any moment neither loses a trial nor queues one twice (docs/reliability.md).
+Locks are taken jobs first, then the study's row, in every transaction that takes both.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy import case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from service.ml.spec import TrainSpec
+from service.search import IN_FLIGHT, next_trials
 from service.store.db import begin_write
 from service.store.models import (
     EpochMetric,
@@ -37,10 +44,13 @@ from service.store.models import (
     JobCheckpoint,
     JobStatus,
     Loss,
+    Study,
+    StudyStatus,
     TrainedModel,
     UTCDateTime,
     utcnow,
 )
+from service.store.queries import study_trials
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +102,13 @@ def enqueue_job(
     sweep_id: str | None = None,
     now: datetime | None = None,
     reproduces: int | None = None,
+    *,
+    trial: tuple[int, int] | None = None,
 ) -> Job:
-    """(nothing) -> queued. Returns the new job with its id; `reproduces` names the model it trains again."""
+    """(nothing) -> queued. Returns the new job with its id; `reproduces` names the model it trains again,
+    `trial` (study id, trial number) the study it is a trial of."""
     begin_write(session)
+    study_id, trial_number = trial or (None, None)
     job = Job(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -103,6 +117,8 @@ def enqueue_job(
         created_at=now or utcnow(),
         sweep_id=sweep_id,
         reproduces=reproduces,
+        study_id=study_id,
+        trial_number=trial_number,
     )
     session.add(job)
     session.flush()
@@ -319,6 +335,7 @@ def finish_job(
     session.add(model)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     session.flush()
+    _ended(session, job_id, now)
     return model
 
 
@@ -327,10 +344,16 @@ def fail_job(session: Session, job_id: int, worker_id: str, error: str, now: dat
 
     Raises LeaseLost if the job is no longer ours.
     """
-    now = now or utcnow()
-    values = {"status": JobStatus.failed, "error": error, "finished_at": now, "heartbeat_at": now}
-    _guarded_update(session, job_id, worker_id, values)
-    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    _end_held(session, job_id, worker_id, JobStatus.failed, now or utcnow(), error=error)
+
+
+def prune_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> None:
+    """running -> pruned: its study's pruner stopped it after an epoch; its curves are kept, the
+    checkpoint dropped, no model stored.
+
+    Raises LeaseLost if the job is no longer ours.
+    """
+    _end_held(session, job_id, worker_id, JobStatus.pruned, now or utcnow())
 
 
 def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Job:
@@ -341,13 +364,16 @@ def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Jo
     cancelled. Returns the job as it now is.
     """
     begin_write(session)
+    now = now or utcnow()
     job = session.scalars(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now or utcnow())
+        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now)
         .returning(Job)
     ).one_or_none()
-    if job is None:
+    if job is not None:
+        _ended(session, job_id, now)
+    else:
         job = session.scalars(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.running)
@@ -367,10 +393,7 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
 
     Raises LeaseLost if the job is no longer ours.
     """
-    now = now or utcnow()
-    values = {"status": JobStatus.cancelled, "finished_at": now, "heartbeat_at": now}
-    _guarded_update(session, job_id, worker_id, values)
-    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    _end_held(session, job_id, worker_id, JobStatus.cancelled, now or utcnow())
 
 
 def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
@@ -391,6 +414,7 @@ def release_job(session: Session, job_id: int, worker_id: str, now: datetime | N
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
     if status == JobStatus.cancelled:
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+        _ended(session, job_id, now)
     return JobStatus(status)
 
 
@@ -404,7 +428,8 @@ def requeue_stalled(
 ) -> list[int]:
     """running -> queued for jobs whose heartbeat is older than `lease_seconds` (their worker
     died or hung), or running -> failed once they have used `max_attempts` claims (see
-    retry_decision), or running -> cancelled when a cancel was pending.
+    retry_decision), or running -> cancelled when a cancel was pending. A re-queued trial is still
+    in flight: its study asks for nothing new.
 
     Returns the ids of the stalled jobs it handled, whatever became of them.
     """
@@ -440,12 +465,61 @@ def requeue_stalled(
             continue  # its worker renewed the lease meanwhile (PostgreSQL only; SQLite holds the lock)
         if values["status"] != JobStatus.queued:
             session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == row.id))
+            _ended(session, row.id, now)
         log.warning(
             "job %d: worker %s stopped renewing its lease (attempt %d of %d); %s",
             row.id, row.worker_id, row.attempts, max_attempts, outcome,
         )  # fmt: skip
         handled.append(row.id)
     return handled
+
+
+# --- studies -----------------------------------------------------------------------------------
+
+
+def advance_study(session: Session, study_id: int, now: datetime | None = None) -> list[Job]:
+    """A running study, after a trial was created or ended: queue the trials its sampler asks for now
+    (up to `parallelism` in flight, `trials` in all), or finish it when none is left in flight.
+
+    Call it inside the transaction that changed the trials (it takes the write lock, and the
+    study's row FOR UPDATE on PostgreSQL, so two ends can't both number the same trial). A study
+    not running asks for nothing. Returns the queued jobs.
+    """
+    begin_write(session)
+    now = now or utcnow()
+    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one_or_none()
+    if study is None or study.status != StudyStatus.running:
+        return []
+    config, records = study_trials(session, study)
+    queued: list[Job] = []
+    try:
+        for params in next_trials(config, records):
+            spec = TrainSpec.model_validate(config.base | params)
+            queued.append(enqueue_job(session, spec, now=now, trial=(study.id, len(records) + len(queued))))
+    except (ValidationError, ValueError) as exc:  # check_study lets none through; never lose the end
+        log.error("study %d: cannot queue trial %d (%s); it asks for no more", study.id, len(records), exc)
+        study.trials = len(records) + len(queued)
+    if not queued and not any(t.status in IN_FLIGHT for t in records) and len(records) >= study.trials:
+        study.status, study.finished_at = StudyStatus.finished, now
+    session.flush()
+    return queued
+
+
+def _end_held(
+    session: Session, job_id: int, worker_id: str, status: JobStatus, now: datetime, **more: Any
+) -> None:
+    """running -> `status` (no model), by the worker holding the job: drop its checkpoint, advance its study."""
+    values = {"status": status, "finished_at": now, "heartbeat_at": now, **more}
+    _guarded_update(session, job_id, worker_id, values)
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
+    _ended(session, job_id, now)
+
+
+def _ended(session: Session, job_id: int, now: datetime) -> None:
+    """The job has just reached an end: advance its study, if it is a trial."""
+    study_id = session.scalar(select(Job.study_id).where(Job.id == job_id))
+    if study_id is not None:
+        advance_study(session, study_id, now)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class JobStatus(StrEnum):
     succeeded = "succeeded"  # trained; its model row exists
     failed = "failed"  # gave up; `error` says why
     cancelled = "cancelled"  # stopped on request; no model
+    pruned = "pruned"  # a study's trial its pruner stopped early; its curves are kept, no model
 
     @property
     def finished(self) -> bool:
@@ -43,7 +44,15 @@ class JobStatus(StrEnum):
         return self in FINISHED
 
 
-FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.pruned})
+
+
+class StudyStatus(StrEnum):
+    """Where a study is (service.store.studies): it asks for trials only while running."""
+
+    running = "running"  # trials in flight or still to ask for
+    finished = "finished"  # every trial asked for has ended; extending it runs it again
+    cancelled = "cancelled"  # stopped on request; asks for nothing more
 
 
 def utcnow() -> datetime:
@@ -94,6 +103,23 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), bytes: LargeBinary()}
 
 
+class Study(Base):
+    """An adaptive search (service.search): its trials are the jobs that name it."""
+
+    __tablename__ = "studies"
+    __table_args__ = (CheckConstraint(f"status IN {tuple(s.value for s in StudyStatus)!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    config: Mapped[dict[str, Any]]  # service.search.StudyCreate.model_dump(mode="json"), as submitted
+    status: Mapped[StudyStatus] = mapped_column(_short_enum(StudyStatus))
+    trials: Mapped[int]  # trials asked for in all: config's, plus every extension
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]  # finished or cancelled; None again once extended
+
+    def __repr__(self) -> str:
+        return f"<Study {self.id} {self.status} {self.trials} trials>"
+
+
 class Job(Base):
     """One training run: its spec, where it is in its life, and its progress."""
 
@@ -101,6 +127,7 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {tuple(s.value for s in JobStatus)!r}", name="status"),
         Index(None, "status", "id"),
+        Index(None, "study_id", "trial_number", unique=True),  # a trial is never queued twice
         Index(None, "sweep_id", "id"),
         Index(None, "validation_accuracy", "id"),
         Index(None, "test_accuracy", "id"),
@@ -137,6 +164,8 @@ class Job(Base):
     validation_accuracy: Mapped[float | None] = mapped_column(Float)  # and stays None with validation_size 0
     # steps between recorded losses: spec.log_every, or wider to keep MLPLAB_MAX_LOSS_POINTS (train.loss_interval)
     loss_every: Mapped[int | None]
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    trial_number: Mapped[int | None]  # 0, 1, 2, ... within its study
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"

@@ -1,4 +1,4 @@
-"""The reads the API and the tools make: jobs, their records, sweeps and models.
+"""The reads the API and the tools make: jobs, their records, sweeps, studies and models.
 
 Each function takes the caller's session and writes nothing; the transitions are in
 ``service.store.jobs``.
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, defer, joinedload
 
 from service.ml.spec import TrainSpec
+from service.search import StudyCreate, TrialRecord
 from service.store.models import (
     Alias,
     AliasEvent,
@@ -33,6 +34,7 @@ from service.store.models import (
     Job,
     JobStatus,
     Loss,
+    Study,
     TrainedModel,
     UTCDateTime,
     Worker,
@@ -442,3 +444,75 @@ def epoch_times(session: Session, bounds: Sequence[float]) -> dict[str, EpochTim
         backend: EpochTimes(count, float(seconds or 0.0), [int(n or 0) for n in at_most])
         for backend, count, seconds, *at_most in session.execute(query)
     }
+
+
+# --- studies ------------------------------------------------------------------------------------
+
+
+def best_epochs(session: Session, job_ids: Iterable[int]) -> dict[int, int]:
+    """The epoch whose weights each of these jobs that is a trained model kept."""
+    ids = [job_id for job_id in job_ids if _storable(job_id)]
+    rows = session.execute(
+        select(TrainedModel.job_id, TrainedModel.best_epoch).where(TrainedModel.job_id.in_(ids))
+    )
+    return {row.job_id: row.best_epoch for row in rows}
+
+
+def get_study(session: Session, study_id: int) -> Study | None:
+    """The study, or None."""
+    return session.get(Study, study_id) if _storable(study_id) else None
+
+
+def list_studies(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[Study], int]:
+    """A page of studies, newest first, and how many there are in all."""
+    count = session.scalar(select(func.count()).select_from(Study)) or 0
+    query = select(Study).order_by(Study.id.desc()).limit(limit).offset(min(offset, MAX_INTEGER))
+    return list(session.scalars(query)), count
+
+
+def study_config(study: Study) -> StudyCreate:
+    """The study's configuration as submitted, with `trials` as extended since."""
+    return StudyCreate.model_validate(study.config).model_copy(update={"trials": study.trials})
+
+
+def study_jobs(session: Session, study_id: int) -> list[Job]:
+    """The study's trials (jobs), in trial order."""
+    query = select(Job).where(Job.study_id == study_id).order_by(Job.trial_number)
+    return list(session.scalars(query))
+
+
+def validation_curves(session: Session, job_ids: Iterable[int]) -> dict[int, dict[int, float]]:
+    """Each job's validation accuracy after each of its recorded epochs: job id -> {epoch: accuracy}."""
+    ids = [job_id for job_id in job_ids if _storable(job_id)]
+    curves: dict[int, dict[int, float]] = {job_id: {} for job_id in ids}
+    rows = session.execute(
+        select(EpochMetric.job_id, EpochMetric.epoch, EpochMetric.validation_accuracy).where(
+            EpochMetric.job_id.in_(ids), EpochMetric.validation_accuracy.is_not(None)
+        )
+    )
+    for row in rows:
+        curves[row.job_id][row.epoch] = row.validation_accuracy
+    return curves
+
+
+def trial_records(
+    config: StudyCreate, jobs: Iterable[Job], curves: dict[int, dict[int, float]]
+) -> list[TrialRecord]:
+    """The study's jobs as service.search sees them: searched values, status, validation accuracies."""
+    return [
+        TrialRecord(
+            number=job.trial_number if job.trial_number is not None else -1,
+            params={field: job.spec[field] for field in config.space},
+            status=job.status.value,
+            value=job.validation_accuracy if job.status == JobStatus.succeeded else None,
+            intermediate=curves.get(job.id, {}),
+        )
+        for job in jobs
+    ]
+
+
+def study_trials(session: Session, study: Study) -> tuple[StudyCreate, list[TrialRecord]]:
+    """What every decision of the study reads: its configuration and its trials."""
+    config = study_config(study)
+    jobs = study_jobs(session, study.id)
+    return config, trial_records(config, jobs, validation_curves(session, (job.id for job in jobs)))

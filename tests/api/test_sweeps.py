@@ -44,7 +44,14 @@ def test_the_notebooks_experiment_is_one_request(client):
     sweep = response.json()
     assert response.headers["location"] == f"/sweeps/{sweep['id']}"
     assert sweep["count"] == 8 and len(sweep["jobs"]) == 8
-    assert sweep["status"] == {"queued": 8, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+    assert sweep["status"] == {
+        "queued": 8,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "pruned": 0,
+    }
     expected = [
         TrainSpec.model_validate(NOTEBOOK["base"] | {"init": i, "learning_rate": lr}).model_dump(mode="json")
         for i, lr in itertools.product(*NOTEBOOK["grid"].values())
@@ -168,7 +175,14 @@ def test_a_finished_sweep_lists_its_jobs_best_first(client, settings):
     assert client.post(f"/jobs/{cancelled}/cancel").status_code == 200
     run_worker(settings, once=True)
     done = client.get(f"/sweeps/{sweep['id']}").json()
-    assert done["status"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1}
+    assert done["status"] == {
+        "queued": 0,
+        "running": 0,
+        "succeeded": 2,
+        "failed": 0,
+        "cancelled": 1,
+        "pruned": 0,
+    }
     assert [j["status"] for j in done["jobs"]] == ["succeeded", "succeeded", "cancelled"]
     accuracies = [j["validation_accuracy"] for j in done["jobs"][:2]]  # ranked on validation, not test
     assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.2

@@ -266,3 +266,22 @@ def test_the_api_draws_a_trained_models_figures(service):
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     image = np.asarray(Image.open(io.BytesIO(response.content)).convert("L"))
     assert image.shape[0] > 100 and image.shape[1] > 300 and image.std() > 10  # a drawing, not a blank
+
+
+def test_cli_study_prints_each_trial_as_it_ends_then_the_table_best_first(service, tmp_path):
+    env = service.env | {"MLPLAB_URL": service.url}
+    study = tmp_path / "study.json"
+    space = {"learning_rate": {"choice": [0.001, 0.3]}, "activation": {"choice": ["tanh", "relu"]}}
+    study.write_text(json.dumps({"base": job_body(), "space": space, "sampler": "grid", "trials": 3}))
+    done = _mlplab("study", str(study), "--watch", "--interval", "0.3", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    study_id = int(re.fullmatch(r"study (\d+): 3 trials, 1 at once", lines[0]).group(1))
+    assert [line.split()[:3] for line in lines[1:4]] == [["trial", str(n), "succeeded"] for n in range(3)]
+    with service.client() as client:
+        best = client.get(f"/studies/{study_id}").json()["best"]
+    assert lines[3].endswith(f"best: trial {best['number']} {best['validation_accuracy']:.2%}")
+    assert lines[4].startswith(f"study {study_id} finished: 3 of 3 trials (3 succeeded), 3 epochs trained")
+    assert lines[6].split()[:3] == [str(best["number"]), "*", str(best["job_id"])]  # best first, marked
+    shown = _mlplab("study", "show", str(study_id), env=env)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[1:5] == lines[5:9]

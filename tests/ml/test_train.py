@@ -146,7 +146,9 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
 
 def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset):
     # 600 images at batch 1, 3 epochs: 1,800 steps, each reported with log_every 1, unless capped
-    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=3, batch_size=1, log_every=1, validation_size=0)
+    spec = TrainSpec(
+        backend="numpy", hidden_layers=[8], epochs=3, batch_size=1, log_every=1, validation_size=0
+    )
     events = []
     train(spec, tiny_dataset, Callbacks(events.append), max_losses=400)
     steps = [e for e in events if isinstance(e, StepProgress)]

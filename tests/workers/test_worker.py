@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from service.ml.data import load_dataset, write_idx
+from service.ml.data import load_dataset
 from service.ml.evaluation import decode_predictions
 from service.ml.spec import TrainSpec
 from service.ml.train import StepProgress, TrainingCancelled, train
@@ -30,24 +30,8 @@ from service.store.db import session_scope
 from service.store.models import EpochMetric, Job, Loss
 from tests.factories import tiny_spec
 from tests.support import REPO, wait_for
+from tests.workers.conftest import write_dataset
 from workers import worker
-
-
-def write_dataset(folder: Path) -> None:
-    """A tiny random MNIST-shaped dataset: 200 training and 100 test images."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 200), ("t10k", 100)):
-        write_idx(
-            folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        )
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
-
-
-@pytest.fixture
-def data_dir(tmp_path) -> Path:
-    write_dataset(tmp_path / "data" / "mnist")
-    return tmp_path / "data"
 
 
 @pytest.fixture

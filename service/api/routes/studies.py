@@ -1,0 +1,170 @@
+"""Studies: adaptive searches (service.search) whose trials are jobs; read back with their best trial,
+each parameter's importance, and their figures as PNG and as JSON."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from service.api.deps import ReaderDep, SessionDep, SettingsDep, StudyDep, WriterDep
+from service.api.presenters import check_budget_of, check_queue_room, require_study, study_public
+from service.api.schemas import ImportancePublic, StudiesPublic, StudyExtend, StudyPublic
+from service.errors import (
+    PROBLEM_RESPONSES,
+    SUBMIT_DOCS,
+    ProblemError,
+    Responses,
+    invalid,
+    invalid_all,
+    problem_doc,
+)
+from service.ml.spec import TrainSpec
+from service.search import StudyCreate, check_study, importance
+from service.search.figures import FIGURES, figure_data, figure_png
+from service.settings import Settings
+from service.store.db import begin_write
+from service.store.queries import list_studies, study_trials
+from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
+
+router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+
+FigureName = Annotated[str, Path(pattern=f"^({'|'.join(FIGURES)})$", description=", ".join(FIGURES))]
+MAX_CORNERS = 4096  # beyond this many combinations of extreme values, each field is checked alone
+CONFLICT_DOC: Responses = {409: problem_doc("The study is not in a state that allows this")}
+
+
+def _extremes(config: StudyCreate) -> dict[str, list[Any]]:
+    """Each searched field's values that bound its cost: every choice, or a range's two ends."""
+    return {
+        f: d.choice if d.choice is not None else list(dict.fromkeys(d.bounds or ()))
+        for f, d in config.space.items()
+    }
+
+
+def check_study_budget(config: StudyCreate, settings: Settings) -> None:
+    """POST /jobs's budgets for the costliest trials the space allows (every combination of extreme
+    values, or each field alone past MAX_CORNERS); the problem names the field at fault."""
+    extremes = _extremes(config)
+    if math.prod(len(v) for v in extremes.values()) <= MAX_CORNERS:
+        corners = [
+            dict(zip(extremes, values, strict=True)) for values in itertools.product(*extremes.values())
+        ]
+    else:
+        corners = [{field: value} for field, values in extremes.items() for value in values]
+    for corner in corners:
+        check_budget_of(TrainSpec.model_validate(config.base | corner), settings, "space", corner)
+
+
+@router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
+def submit_study(
+    body: StudyCreate, session: SessionDep, settings: SettingsDep, response: Response
+) -> StudyPublic:
+    """Start an adaptive search: its first `parallelism` trials are queued now, each next one as one ends."""
+    problems = check_study(body)
+    if problems:
+        raise invalid_all(problems)
+    if body.trials > settings.max_study_trials:
+        raise invalid(
+            "trials",
+            f"{body.trials:,} trials; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
+        )
+    check_study_budget(body, settings)
+    check_queue_room(session, settings, min(body.parallelism, body.trials))
+    study, _ = create_study(session, body)
+    response.headers["Location"] = f"/studies/{study.id}"
+    public = study_public(session, study)
+    session.commit()  # release the write lock in this thread hop
+    return public
+
+
+@router.get("", response_model=StudiesPublic)
+def read_studies(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StudiesPublic:
+    """Studies, newest first, each with its trials and its best."""
+    studies, count = list_studies(session, limit=limit, offset=offset)
+    return StudiesPublic(data=[study_public(session, study) for study in studies], count=count)
+
+
+@router.get("/{study_id}", response_model=StudyPublic)
+def read_study(study: StudyDep, session: SessionDep) -> StudyPublic:
+    """A study's trials with their parameters, status, best epoch and accuracies; its best trial."""
+    return study_public(session, study)
+
+
+@router.post(
+    "/{study_id}/cancel", response_model=StudyPublic, dependencies=[WriterDep], responses=CONFLICT_DOC
+)
+def cancel(study_id: int, session: SessionDep) -> StudyPublic:
+    """Stop a study: its queued trials are cancelled, its running ones stop at their worker's next write."""
+    begin_write(session)  # before the first read: the write lock in this one thread hop
+    study = require_study(session, study_id)
+    try:
+        cancel_study(session, study.id)
+    except StudyConflict:
+        raise ProblemError(
+            409,
+            "Study not running",
+            f"Study {study.id} is {study.status}: only a running study can be cancelled.",
+        ) from None
+    public = study_public(session, study)
+    session.commit()
+    return public
+
+
+@router.post(
+    "/{study_id}/extend",
+    status_code=202,
+    response_model=StudyPublic,
+    dependencies=[WriterDep],
+    responses=SUBMIT_DOCS | CONFLICT_DOC,
+)
+def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: SettingsDep) -> StudyPublic:
+    """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
+    begin_write(session)
+    study = require_study(session, study_id)
+    if study.trials + body.trials > settings.max_study_trials:
+        raise invalid(
+            "trials",
+            f"{study.trials:,} + {body.trials:,} trials; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
+        )
+    config, records = study_trials(session, study)
+    in_flight = sum(t.status in ("queued", "running") for t in records)
+    check_queue_room(session, settings, min(body.trials, max(0, config.parallelism - in_flight)))
+    try:
+        extend_study(session, study.id, body.trials)
+    except StudyConflict:
+        raise ProblemError(
+            409, "Study cancelled", f"Study {study.id} is cancelled: submit a new one."
+        ) from None
+    except ValueError as exc:  # a grid with too few points left
+        raise invalid("trials", str(exc)) from None
+    public = study_public(session, study)
+    session.commit()
+    return public
+
+
+@router.get("/{study_id}/importance", response_model=ImportancePublic)
+def read_importance(study: StudyDep, session: SessionDep) -> ImportancePublic:
+    """Each searched field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
+    return ImportancePublic(importance=importance(*study_trials(session, study)))
+
+
+@router.get("/{study_id}/figures/{figure}")
+def read_figure_data(study: StudyDep, session: SessionDep, figure: FigureName) -> dict[str, Any]:
+    """What a figure shows, as lists for the dashboard to draw (succeeded trials only)."""
+    return figure_data(figure, *study_trials(session, study))
+
+
+@router.get(
+    "/{study_id}/{figure}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+)
+def read_figure_png(study: StudyDep, session: SessionDep, figure: FigureName) -> Response:
+    """history (best so far against trials), parallel (coordinates), slice, importance: a PNG."""
+    png = figure_png(figure, *study_trials(session, study))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,108 @@
+"""`mlplab study FILE.json [--watch]`, `mlplab study show ID`, `mlplab study cancel ID`: a study
+over HTTP, a line per trial as each ends, the best so far, and its table best first."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from service.cli.client import Json, pct, read_json, table
+from service.cli.http import ApiClient, ApiError
+
+ENDED = ("succeeded", "pruned", "failed", "cancelled")
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def trial_line(trial: Json, best: Json | None) -> str:
+    """One ended trial, and the best so far."""
+    line = (
+        f"trial {trial['number']:>3}  {trial['status']:<9} {trial['epochs']:>3} epochs  "
+        f"validation {pct(trial['validation_accuracy']):>7}  {_params(trial['params'])}"
+    )
+    if best is not None:
+        line += f"  | best: trial {best['number']} {pct(best['validation_accuracy'])}"
+    return line
+
+
+def study_table(study: Json) -> str:
+    """Its trials best first (by validation accuracy; those without one after, by number), best marked *."""
+    best = study["best"]["number"] if study["best"] else None
+    trials = sorted(
+        study["trials"],
+        key=lambda t: (t["validation_accuracy"] is None, -(t["validation_accuracy"] or 0), t["number"]),
+    )
+    rows = [
+        [
+            f"{t['number']}{' *' if t['number'] == best else ''}",
+            t["job_id"],
+            t["status"],
+            t["epochs"],
+            pct(t["validation_accuracy"]),
+            pct(t["test_accuracy"]),
+            _params(t["params"]),
+        ]
+        for t in trials
+    ]
+    return table(["TRIAL", "JOB", "STATUS", "EPOCHS", "VALIDATION", "TEST", "PARAMETERS"], rows)
+
+
+def summary(study: Json) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in study["counts"].items() if n)
+    return (
+        f"study {study['id']} {study['status']}: {len(study['trials'])} of {study['config']['trials']} trials "
+        f"({counts or 'none yet'}), {study['epochs_trained']} epochs trained"
+    )
+
+
+def show(client: ApiClient, study: Json) -> None:
+    print(summary(study))
+    print(study_table(study))
+    scores = client.get(f"/studies/{study['id']}/importance")["importance"]
+    if scores:
+        print("importance: " + ", ".join(f"{name} {score:.2f}" for name, score in scores.items()))
+
+
+def watch(client: ApiClient, study: Json, interval: float) -> Json:
+    """Print each trial as it ends, until the study is no longer running; the study then."""
+    printed: set[int] = set()
+    while True:
+        for trial in study["trials"]:
+            if trial["status"] in ENDED and trial["number"] not in printed:
+                printed.add(trial["number"])
+                print(trial_line(trial, study["best"]), flush=True)
+        if study["status"] != "running":
+            return study
+        time.sleep(interval)
+        study = client.get(f"/studies/{study['id']}")
+
+
+def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.target in ("show", "cancel"):
+        if args.study_id is None:
+            raise ApiError(0, f"study {args.target} needs a study id", f"mlplab study {args.target} ID")
+        path = f"/studies/{args.study_id}"
+        study = client.post(f"{path}/cancel") if args.target == "cancel" else client.get(path)
+        show(client, study)
+        return 0
+    study = client.post("/studies", json=read_json(args.target))
+    print(
+        f"study {study['id']}: {study['config']['trials']} trials, {study['config']['parallelism']} at once"
+    )
+    if not args.watch:
+        return 0
+    study = watch(client, study, args.interval)
+    show(client, study)
+    return 0 if study["best"] else 1
+
+
+def add_study_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", metavar="FILE|show|cancel", help="a study's JSON file ('-': standard input)"
+    )
+    parser.add_argument("study_id", nargs="?", type=int, metavar="ID", help="with show or cancel")
+    parser.add_argument("--watch", action="store_true", help="a line per trial as it ends, then the table")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")

@@ -1,0 +1,106 @@
+"""A study's own verbs: create it, cancel it, extend it. Its trials are jobs (service.store.jobs), and
+every end of one advances the study in the same transaction (jobs.advance_study).
+
+    create_study --> running --(last trial ended)--> finished --extend_study--> running
+                       |  `--extend_study--> running (more trials)
+                       `--cancel_study--> cancelled
+
+Each function takes the caller's session and neither commits nor closes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.search import IN_FLIGHT, StudyCreate, grid_size
+from service.store.db import begin_write
+from service.store.jobs import advance_study
+from service.store.models import Job, JobStatus, Study, StudyStatus, utcnow
+from service.store.queries import get_study
+
+
+class StudyNotFound(LookupError):
+    """No study has this id."""
+
+
+class StudyConflict(Exception):
+    """The study is in a state that doesn't allow this (e.g. extending a cancelled study)."""
+
+
+def create_study(
+    session: Session, config: StudyCreate, now: datetime | None = None
+) -> tuple[Study, list[Job]]:
+    """(nothing) -> running, with its first trials queued (min(parallelism, trials) of them), in one
+    transaction. `config` must be one check_study accepted. Returns the study and its queued jobs."""
+    begin_write(session)
+    now = now or utcnow()
+    study = Study(
+        config=config.model_dump(mode="json"),
+        status=StudyStatus.running,
+        trials=config.trials,
+        created_at=now,
+    )
+    session.add(study)
+    session.flush()
+    return study, advance_study(session, study.id, now)
+
+
+def _locked(session: Session, study_id: int) -> Study:
+    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one_or_none()
+    if study is None:
+        raise StudyNotFound(f"study {study_id} not found")
+    return study
+
+
+def cancel_study(session: Session, study_id: int, now: datetime | None = None) -> Study:
+    """running -> cancelled: no trial is asked for again; queued trials -> cancelled, running ones are
+    asked to stop (as cancel_job). Finished trials keep their results.
+
+    Raises StudyNotFound, or StudyConflict when it is not running.
+    """
+    begin_write(session)
+    now = now or utcnow()
+    if get_study(session, study_id) is None:
+        raise StudyNotFound(f"study {study_id} not found")
+    # The jobs first, then the study's row: the order every trial's end takes its locks in.
+    in_flight = (Job.study_id == study_id, Job.status.in_([JobStatus(s) for s in IN_FLIGHT]))
+    session.execute(update(Job).where(*in_flight).values(cancel_requested=True))
+    session.execute(
+        update(Job)
+        .where(Job.study_id == study_id, Job.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, finished_at=now)
+    )
+    study = _locked(session, study_id)
+    if study.status != StudyStatus.running:
+        raise StudyConflict(f"study {study_id} is already {study.status}")
+    study.status, study.finished_at = StudyStatus.cancelled, now
+    session.flush()
+    return study
+
+
+def extend_study(
+    session: Session, study_id: int, trials: int, now: datetime | None = None
+) -> tuple[Study, list[Job]]:
+    """running or finished -> running, with `trials` more trials asked for; those that fit in
+    `parallelism` are queued now. Returns the study and the jobs queued.
+
+    Raises StudyNotFound; StudyConflict for a cancelled study; ValueError when a grid has fewer
+    points left than asked.
+    """
+    begin_write(session)
+    now = now or utcnow()
+    study = _locked(session, study_id)
+    if study.status == StudyStatus.cancelled:
+        raise StudyConflict(f"study {study_id} is cancelled")
+    size = grid_size(StudyCreate.model_validate(study.config))
+    if size is not None and study.trials + trials > size:
+        raise ValueError(
+            f"the grid has {size} points and {study.trials} have a trial: at most {size - study.trials} more"
+        )
+    study.trials += trials
+    study.status, study.finished_at = StudyStatus.running, None
+    session.flush()
+    return study, advance_study(session, study.id, now)

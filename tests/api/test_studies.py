@@ -1,0 +1,148 @@
+"""Studies through the API: a bad space changes nothing, the first trials are queued at once, cancel
+and extend, and a study's importance and figures once trials have succeeded (ended here through
+the store, as a worker ends them)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.main import create_app
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.jobs import claim_job, finish_job, record_epoch
+from tests.conftest import assert_problem
+from tests.factories import job_body
+from tests.store.test_jobs import result
+
+STUDY = {
+    "base": job_body(),
+    "space": {
+        "learning_rate": {"float": [0.01, 1.0], "log": True},
+        "activation": {"choice": ["tanh", "relu"]},
+    },
+    "sampler": "random",
+    "trials": 6,
+    "parallelism": 2,
+}
+
+
+def nothing_stored(client) -> bool:
+    return client.get("/studies").json()["count"] == 0 and client.get("/jobs").json()["count"] == 0
+
+
+def run_trials(settings: Settings, accuracy_of) -> None:
+    """Play the worker: claim each queued trial in turn and succeed it with accuracy_of(its spec)."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    while True:
+        with session_scope(sessions) as s:
+            job = claim_job(s, "w")
+            if job is None:
+                break
+            accuracy = accuracy_of(job.spec)
+            record_epoch(
+                s, job.id, "w", 1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=accuracy
+            )
+            finish_job(s, job.id, "w", result(validation_accuracy=accuracy))
+    engine.dispose()
+
+
+def test_a_study_queues_its_first_trials_and_reads_back(client):
+    response = client.post("/studies", json=STUDY)
+    assert response.status_code == 202, response.text
+    study = response.json()
+    assert response.headers["location"] == f"/studies/{study['id']}"
+    assert study["status"] == "running" and study["objective"] == "validation_accuracy"
+    assert [(t["number"], t["status"]) for t in study["trials"]] == [(0, "queued"), (1, "queued")]
+    assert study["counts"]["queued"] == 2 and study["counts"]["pruned"] == 0
+    assert study["best"] is None and study["epochs_trained"] == 0
+    for trial in study["trials"]:
+        job = client.get(f"/jobs/{trial['job_id']}").json()
+        assert {k: job["spec"][k] for k in trial["params"]} == trial["params"]
+        assert job["spec"]["train_limit"] == 500
+    assert client.get(f"/studies/{study['id']}").json() == study
+    listed = client.get("/studies", params={"limit": 1}).json()
+    assert listed["count"] == 1 and listed["data"] == [study]
+
+
+@pytest.mark.parametrize(
+    ("change", "name"),
+    [
+        ({"space": {"learning_rat": {"float": [0.1, 1]}}}, "space.learning_rat"),
+        ({"space": {"learning_rate": {"float": [0, 1], "log": True}}}, "space.learning_rate"),
+        ({"space": {"activation": {"choice": ["tanh", "swish"]}}}, "space.activation"),
+        ({"base": job_body(validation_size=0)}, "base.validation_size"),
+        ({"space": {"hidden_layers": {"choice": [[16], [4096, 4096, 4096]]}}}, "space.hidden_layers"),
+        ({"trials": 501}, "trials"),
+    ],
+)
+def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):
+    body = assert_problem(client.post("/studies", json=STUDY | change), 422)
+    assert name in [p["name"] for p in body["invalid_params"]], body
+    assert nothing_stored(client)
+
+
+def test_a_study_whose_first_trials_do_not_fit_the_queue_is_a_429(client):
+    assert_problem(client.post("/studies", json=STUDY | {"parallelism": 4}), 429, "MLPLAB_MAX_QUEUED")
+    assert nothing_stored(client)
+
+
+def test_a_study_needs_the_writer_token(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret")
+    with TestClient(create_app(settings)) as client:
+        assert_problem(client.post("/studies", json=STUDY), 401)
+        assert client.get("/studies").json()["count"] == 0
+
+
+def test_cancel_and_extend(client, settings):
+    study_id = client.post("/studies", json=STUDY | {"trials": 2}).json()["id"]
+    run_trials(settings, lambda spec: 0.5)
+    assert client.get(f"/studies/{study_id}").json()["status"] == "finished"
+    extended = client.post(f"/studies/{study_id}/extend", json={"trials": 3})
+    assert extended.status_code == 202, extended.text
+    assert [t["status"] for t in extended.json()["trials"]] == ["succeeded"] * 2 + ["queued"] * 2
+    cancelled = client.post(f"/studies/{study_id}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 2
+    assert_problem(client.post(f"/studies/{study_id}/cancel"), 409, "cancelled")
+    assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 1}), 409)
+    assert_problem(client.get("/studies/999"), 404)
+    assert_problem(client.post("/studies/999/cancel"), 404)
+
+
+def test_a_grid_cannot_be_extended_past_its_points(client, settings):
+    grid = {"learning_rate": {"choice": [0.01, 0.1]}, "activation": {"choice": ["tanh", "relu"]}}
+    study_id = client.post("/studies", json=STUDY | {"space": grid, "sampler": "grid", "trials": 3}).json()[
+        "id"
+    ]
+    assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 2}), 422, "at most 1 more")
+
+
+def test_importance_and_figures_of_a_study_where_only_the_learning_rate_matters(client, settings):
+    study_id = client.post("/studies", json=STUDY | {"trials": 12}).json()["id"]
+    run_trials(settings, lambda spec: 0.5 + 0.1 * spec["learning_rate"])
+    study = client.get(f"/studies/{study_id}").json()
+    assert (
+        study["status"] == "finished" and study["counts"]["succeeded"] == 12 and study["epochs_trained"] == 12
+    )
+    best = max(study["trials"], key=lambda t: t["validation_accuracy"])
+    assert (
+        study["best"] == best
+        and best["best_epoch"] == 1
+        and best["validation_curve"] == [best["validation_accuracy"]]
+    )
+    scores = client.get(f"/studies/{study_id}/importance").json()["importance"]
+    assert list(scores)[0] == "learning_rate" and scores["learning_rate"] >= 0.8
+    assert sum(scores.values()) == pytest.approx(1)
+    for name in ("history", "parallel", "slice", "importance"):
+        png = client.get(f"/studies/{study_id}/{name}.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(png.content)).size[0] > 100
+        data = client.get(f"/studies/{study_id}/figures/{name}")
+        assert data.status_code == 200
+    history = client.get(f"/studies/{study_id}/figures/history").json()
+    assert history["number"] == list(range(12)) and history["best"][-1] == best["validation_accuracy"]
+    assert_problem(client.get(f"/studies/{study_id}/contour.png"), 422)

@@ -1,0 +1,27 @@
+"""The worker suites' fixtures: a tiny IDX dataset in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.ml.data import write_idx
+
+
+def write_dataset(folder: Path) -> None:
+    """A tiny random MNIST-shaped dataset: 200 training and 100 test images."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 100)):
+        write_idx(
+            folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    write_dataset(tmp_path / "data" / "mnist")
+    return tmp_path / "data"

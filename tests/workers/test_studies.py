@@ -1,0 +1,56 @@
+"""A study's trials through the real worker loop (in process, on the tiny IDX dataset of
+test_worker.py): after each epoch the worker asks the study's pruner, and each end queues the next
+trial. On SQLite, then PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from service.search import PRUNERS, TEST_PRUNERS, StudyCreate
+from service.store.db import session_scope
+from service.store.models import EpochMetric, JobStatus, StudyStatus
+from service.store.queries import get_study, study_jobs
+from service.store.studies import create_study
+from tests.workers.test_worker import settings_for, small
+from workers import worker
+
+
+def run_study(sessions, db_url, data_dir, pruner: str, trials: int = 3, epochs: int = 3) -> list:
+    """Create the study, run one worker until the queue is empty; its trials and their epoch counts."""
+    config = StudyCreate.model_validate(
+        {
+            "base": small(epochs=epochs).model_dump(mode="json", exclude={"learning_rate"}),
+            "space": {"learning_rate": {"float": [0.01, 0.5], "log": True}},
+            "sampler": "random",
+            "trials": trials,
+            "parallelism": 2,
+            "pruner": pruner,
+        }
+    )
+    with session_scope(sessions) as s:
+        study_id = create_study(s, config)[0].id
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == trials
+    with session_scope(sessions) as s:
+        assert get_study(s, study_id).status == StudyStatus.finished
+        jobs = study_jobs(s, study_id)
+        epochs_of = dict(
+            s.execute(select(EpochMetric.job_id, func.count()).group_by(EpochMetric.job_id)).all()
+        )
+    return [(job.trial_number, job.status, epochs_of.get(job.id, 0)) for job in jobs]
+
+
+@pytest.fixture
+def test_pruners(monkeypatch):
+    for name, make in TEST_PRUNERS.items():
+        monkeypatch.setitem(PRUNERS, name, make)
+
+
+def test_a_pruner_that_always_prunes_ends_every_trial_after_its_first_epoch(
+    test_pruners, sessions, db_url, data_dir
+):
+    assert run_study(sessions, db_url, data_dir, "always") == [(n, JobStatus.pruned, 1) for n in range(3)]
+
+
+def test_a_pruner_that_never_prunes_runs_every_trial_to_the_end(test_pruners, sessions, db_url, data_dir):
+    assert run_study(sessions, db_url, data_dir, "never") == [(n, JobStatus.succeeded, 3) for n in range(3)]
