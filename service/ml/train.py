@@ -172,9 +172,7 @@ def train(
     **backend: Unpack[BackendOptions],
 ) -> TrainResult:
     """Train spec's network on data, reporting through callbacks; backend options go to make_network.
-
-    Losses are reported every spec.log_every steps and at each epoch's last step, at most
-    `max_losses` of them over the job: a longer job reports them at a wider interval (loss_interval).
+    Losses are reported every Plan.log_every steps (at most `max_losses`) and at each epoch's last step.
 
     With resume, training continues after the checkpoint's epoch: the batches of an epoch depend only
     on (seed, epoch), so a resumed NumPy run ends bit-identical to an uninterrupted one.
