@@ -162,6 +162,14 @@ def loss_interval(spec: TrainSpec, total_steps: int, max_losses: int | None) -> 
     return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs, 1)))
 
 
+def eval_sets(spec: TrainSpec, data: Dataset) -> EvalSets:
+    """The job's training, validation and test images; TrainingError when the spec does not fit the data."""
+    try:
+        return EvalSets.of(spec, data)
+    except ValueError as exc:  # a validation_size the dataset cannot spare
+        raise TrainingError(str(exc)) from None
+
+
 def train(
     spec: TrainSpec,
     data: Dataset,
@@ -180,10 +188,7 @@ def train(
     when should_stop() says so.
     """
     calls = callbacks or Callbacks()
-    try:
-        sets = EvalSets.of(spec, data)
-    except ValueError as exc:  # a validation_size the dataset cannot spare
-        raise TrainingError(str(exc)) from None
+    sets = eval_sets(spec, data)
     plan = Plan(spec, sets.trained, max_losses)
     net, kept, first_epoch = start_network(plan, resume, backend)
     history: list[EpochEnd] = []
