@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from service.api.schemas import DatasetPublic, JobPublic, Progress
 from service.errors import ProblemError, Responses, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
-from service.ml.spec import TrainSpec
+from service.ml.metrics import near_chance
+from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
@@ -21,8 +22,14 @@ from service.store.models import Job, JobStatus, TrainedModel
 from service.store.queries import count_queued, get_job, get_model, job_spec
 
 
+def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
+    """near_chance's sentence for a model of this spec with these accuracies."""
+    return near_chance(NUM_CLASSES, spec.learning_rate, validation=validation, test=test)
+
+
 def job_public(job: Job) -> JobPublic:
     spec = job_spec(job)
+    warning = chance_warning(spec, job.validation_accuracy, job.test_accuracy)
     return JobPublic(
         id=job.id,
         name=job.name,
@@ -39,6 +46,8 @@ def job_public(job: Job) -> JobPublic:
         train_accuracy=job.train_accuracy,
         validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,
+        near_chance=warning is not None,
+        warning=warning,
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),

@@ -159,6 +159,8 @@ def _report(job: Json) -> int:
         print(f"train accuracy       {_pct(job['train_accuracy'])}")
         print(f"validation accuracy  {_pct(job['validation_accuracy'])}")
         print(f"test accuracy        {_pct(job['test_accuracy'])}  (final, unbiased)")
+        if job.get("warning"):
+            print(f"warning: {job['warning']}", file=sys.stderr)
         return 0
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
     return 1

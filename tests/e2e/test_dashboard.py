@@ -295,6 +295,12 @@ def test_presets_fill_the_folded_form(browser, idle):  # noqa: F811
             "lr_schedule": "constant",
         }
         assert page.input_value("#spec-batch_size") == "64"  # back to the default
+        assert page.input_value("#spec-learning_rate") == "0.1"
+        page.select_option("#spec-optimizer", "adam")  # a learning rate at its default follows the optimizer
+        assert page.input_value("#spec-learning_rate") == "0.001"
+        page.fill("#spec-learning_rate", "0.02")
+        page.select_option("#spec-optimizer", "sgd")  # one the user typed stays
+        assert page.input_value("#spec-learning_rate") == "0.02"
         shot(page, "09-new-job-presets")
         w.assert_clean()
 

@@ -5,7 +5,7 @@ import * as api from "../api.js";
 import { $, digits, duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { go, withParams } from "../router.js";
 import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
-import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -183,7 +183,7 @@ function jobRow(j, spec) {
     h("td", { class: ["hide-small", "nowrap"] }, timeCell(j.created_at)),
     h("td", { class: ["hide-small", "nowrap"], dataset: { duration: "" } }, duration(jobDuration(j))),
     h("td", { class: ["eta", "nowrap"], dataset: { eta: "" } }, active ? duration(etaSeconds(j)) : null),
-    h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy)),
+    h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy), chanceMark(j)),
     h("td", { class: ["act", "nowrap"] },
       active ? h("button", { type: "button", class: "secondary", dataset: { cancel: j.id }, "aria-label": `Cancel job ${j.id}`, onclick: (e) => cancel(e.target, j.id) }, "Cancel") : null,
       j.status === "succeeded" ? h("a", { class: ["button", "secondary"], href: `#/models/${j.id}`, "aria-label": `Open model ${j.id}` }, "Open") : null));
@@ -216,7 +216,7 @@ function follow(ctx, root, job, streams) {
     if (r) {
       fill(r.querySelector("[data-progress]"), progressBar(final));
       r.querySelector("[data-status]").replaceWith(statusBadge(final.status));
-      fill(r.querySelector("[data-test]"), pct(final.test_accuracy));
+      fill(r.querySelector("[data-test]"), pct(final.test_accuracy), chanceMark(final));
     }
     root.dispatchEvent(new CustomEvent("jobs-changed"));
   });
