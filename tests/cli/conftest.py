@@ -21,6 +21,7 @@ from workers.worker import run_worker
 class Api:
     client: TestClient
     settings: Settings
+    connected: list[tuple[str, str | None]]  # the url and token of every ApiClient the CLI made
 
     def train(self) -> None:
         """Everything queued, trained by a worker in this process."""
@@ -38,13 +39,15 @@ def api(tmp_path, monkeypatch):
         database_url=f"sqlite:///{tmp_path / 'cli.db'}", data_dir=real_data_dir(), download=False
     )
     with TestClient(create_app(settings), base_url="http://mlplab.test") as client:
+        made = Api(client, settings, [])
 
         def connect(self: ApiClient) -> None:  # every ApiClient the CLI makes talks to this app
+            made.connected.append((self.url, self.token))
             self.http = client
 
         monkeypatch.setattr(ApiClient, "__post_init__", connect)
         monkeypatch.setattr(ApiClient, "close", lambda self: None)
-        yield Api(client, settings)
+        yield made
 
 
 def mlplab(capsys, *argv: str) -> tuple[int, str, str]:
