@@ -52,7 +52,7 @@ function facts(job) {
     row("duration", job.started_at ? duration(seconds(job.started_at, ended ?? Date.now())) : "–"),
     job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
     row("attempts", job.attempts),
-    job.sweep_id ? row("sweep", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
+    job.sweep_id ? row("sweep", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
     row("train / test accuracy", `${pct(job.train_accuracy)} / ${pct(job.test_accuracy)}`)));
 }
 

@@ -125,7 +125,8 @@ function sweepCard(s) {
   const counts = Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
   return h("div", { class: "sweep", dataset: { sweep: s.id } },
     h("strong", null, `Sweep ${s.id.slice(0, 8)}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
-    h("div", { class: "links" }, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
+    h("div", { class: "links" }, h("a", { href: `#/sweeps/${s.id}`, dataset: { sweepPage: s.id } }, "its page"), " ",
+      h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
     h("table", null, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "test"))),
       h("tbody", null, s.jobs.slice(0, SWEEP_ROWS).map((j) => h("tr", null,

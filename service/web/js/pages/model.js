@@ -25,7 +25,7 @@ export async function modelPage(ctx, root) {
   fill(root,
     h("h1", null, `Model ${model.id}`),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
-      job.sweep_id ? [" · ", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+      job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
     warningView(model),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
