@@ -35,12 +35,16 @@ export async function jobPage(ctx, root) {
 export const lossTrace = (losses, name = "loss per step") =>
   ({ name, x: losses.map((p) => p.step), y: losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" });
 
+// train and test first: a running job's chart extends those two as epochs arrive
 export const accuracyTraces = (epochs) => [
   { name: "train", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.train_accuracy), mode: "lines+markers" },
   { name: "test", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.test_accuracy), mode: "lines+markers" },
-];
+  epochs.some((e) => e.validation_accuracy != null)
+    ? { name: "validation", x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.validation_accuracy), mode: "lines+markers" }
+    : null,
+].filter(Boolean);
 
-export const accuracyValues = (epochs) => epochs.flatMap((e) => [e.train_accuracy, e.test_accuracy]);
+export const accuracyValues = (epochs) => epochs.flatMap((e) => [e.train_accuracy, e.test_accuracy, e.validation_accuracy]).filter((v) => v != null);
 
 function facts(job) {
   const row = (k, ...v) => h("tr", null, h("th", null, k), h("td", null, ...v));
