@@ -9,13 +9,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+
+from service.ml.data import unavailable_reason
 
 log = logging.getLogger("mlplab.api")
 
 PROBLEM_JSON = "application/problem+json"
+ECHO_CHARS = 200  # the most of any one input a problem quotes back
+MAX_INVALID_PARAMS = 100  # the most invalid_params a problem lists (its detail names the first five)
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=` (an OpenAPI responses object)
 
 
@@ -53,6 +59,18 @@ class ProblemError(Exception):
         self.invalid_params = invalid_params
 
 
+def echo(value: object) -> str:
+    """repr(value) as a problem quotes a client's input: cut to ECHO_CHARS characters, saying how long it was."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
+
+
 def not_found(what: str, key: Any) -> ProblemError:
     return ProblemError(404, f"{what.capitalize()} not found", f"There is no {what} {key}.")
 
@@ -63,8 +81,10 @@ def not_trained(job_id: int, status: str) -> ProblemError:
     )
 
 
-def dataset_unavailable(reason: str) -> ProblemError:
-    return ProblemError(503, "Dataset unavailable", reason)
+def dataset_unavailable(name: str, error: Exception) -> ProblemError:
+    """503 naming the setting; the error, which names the server's paths, goes to the log only."""
+    log.error("dataset %s unavailable: %s", name, error)
+    return ProblemError(503, "Dataset unavailable", unavailable_reason(name))
 
 
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
@@ -83,7 +103,11 @@ def problem_response(
     invalid_params: list[dict[str, str]] | None = None,
 ) -> JSONResponse:
     body = Problem(
-        title=title, status=status, detail=detail, instance=request.url.path, invalid_params=invalid_params
+        title=title,
+        status=status,
+        detail=detail,
+        instance=_cut(request.url.path),
+        invalid_params=invalid_params[:MAX_INVALID_PARAMS] if invalid_params else None,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON
@@ -91,7 +115,7 @@ def problem_response(
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(_cut(str(part)) for part in loc)  # a part may be a client's key
 
 
 def _reason(error: dict[str, Any]) -> str:
@@ -103,7 +127,7 @@ def _reason(error: dict[str, Any]) -> str:
         and error["type"] not in ("missing",)
         and not isinstance(error["input"], (dict, list))
     ):
-        return f"{msg} (got {error['input']!r})"
+        return f"{msg} (got {echo(error['input'])})"
     return msg
 
 
@@ -120,11 +144,24 @@ async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path: Starlette's 405 names only the last route's."""
+    """Every method some route serves at this path (FastAPI's 405 has an empty Allow): each is tried."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))  # not a mount's
+    for method in HTTP_METHODS:
+        probe = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": root_path,
+            "method": method,
+            "headers": [],
+            "query_string": b"",
+        }
+        for route in request.app.router.routes:
+            if route.matches(probe)[0] is Match.FULL:
+                if isinstance(route, Mount):  # every mount serves static files
+                    return "GET, HEAD"
+                methods.add(method)
+                break
     return ", ".join(sorted(methods))
 
 
@@ -140,9 +177,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"No route matches {request.method} {request.url.path}."
+        detail = f"No route matches {request.method} {_cut(request.url.path)}."
     if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": allowed}
+        detail = f"{request.method} is not allowed here; this path answers {allowed}."
     return problem_response(
         request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers
     )
@@ -152,6 +191,19 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Respons
     # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
     log.debug("client disconnected during %s %s", request.method, request.url.path)
     return Response(status_code=499)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A damaged, unreadable or unreachable database; the store's other errors (integrity, data) are bugs.
+    if not isinstance(exc, (OperationalError, InterfaceError)) and type(exc) is not DatabaseError:
+        raise exc
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "Database unavailable",
+        "The database (MLPLAB_DATABASE_URL) cannot be read; the server's log has the error, /readyz its state.",
+    )
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -167,6 +219,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_disconnect)  # type: ignore[arg-type]
+    for error in (DatabaseError, OperationalError, InterfaceError):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)
 
 
@@ -176,17 +230,23 @@ def problem_doc(description: str) -> dict[str, Any]:
 
 
 # The problems routes document (FastAPI's `responses=`). Every route can answer with these (401 and
-# 403 once MLPLAB_API_TOKEN is set):
+# 403 once MLPLAB_API_TOKEN is set; not the 400 for a Host outside MLPLAB_ALLOWED_HOSTS, which a client of
+# the documented server never sends):
 PROBLEM_RESPONSES: Responses = {
     401: problem_doc("No bearer token (MLPLAB_API_TOKEN is set)"),
-    403: problem_doc("Wrong bearer token"),
+    403: problem_doc("Wrong bearer token, or a cross-site request without one"),
     404: problem_doc("Not found"),
     422: problem_doc("Invalid request"),
+    503: problem_doc("Database unavailable: damaged, unreadable or unreachable (see /readyz)"),
 }
 # Routes that need a trained model (not_trained).
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 # Routes that queue jobs: a body FastAPI cannot decode, and a full queue (presenters.queue_full).
-SUBMIT_DOCS: Responses = {400: problem_doc("Body not UTF-8"), 429: problem_doc("Queue full")}
+SUBMIT_DOCS: Responses = {
+    400: problem_doc("Body not UTF-8"),
+    413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
+    429: problem_doc("Queue full"),
+}
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
 DATASET_UNAVAILABLE_DOC: Responses = {
     503: problem_doc("Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine")

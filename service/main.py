@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.database import Database
+from service.api.guard import RequestGuard
 from service.api.inference import Inference
 from service.api.openapi import add_parameter_examples
 from service.api.routes import (
@@ -50,8 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.inference = Inference(app.state.sessionmaker, settings, app.state.db_slots)
+        app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
+        app.state.inference = Inference(app.state.database, settings)
         yield
+        app.state.database.close()
         engine.dispose()
 
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
@@ -81,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     web.mount(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body
+    app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # outermost: on refusals too
     add_parameter_examples(app)
     install_error_handlers(app)
     return app

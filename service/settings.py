@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 
 class Settings(BaseSettings):
@@ -38,7 +40,15 @@ class Settings(BaseSettings):
         None, description="When set, state-changing requests need 'Authorization: Bearer <token>'."
     )
     protect_reads: bool = Field(False, description="With api_token set, require the token for reads too.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOCAL_HOSTS),
+        description="Host names the API answers to, comma-separated (also the address a connection arrives "
+        "on); '*' for any, behind a proxy that checks it.",
+    )
 
+    max_body_bytes: int = Field(
+        1_000_000, ge=1, description="Largest request body of every route but predict."
+    )
     max_upload_bytes: int = Field(
         5_000_000, ge=1, description="Largest request body accepted for predictions."
     )
@@ -65,6 +75,13 @@ class Settings(BaseSettings):
         "requests beyond that wait their turn.",
     )
 
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="An API connection idle this long (before its first request too) is closed."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Concurrent connections one API process serves; requests past it get 503."
+    )
+
     worker_poll_seconds: float = Field(
         1.0, gt=0, description="Idle worker's longest sleep between queue polls."
     )
@@ -89,10 +106,36 @@ class Settings(BaseSettings):
         description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL).",
     )
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty line in a compose .env gives MLPLAB_API_TOKEN=""; taken as "no token" it opened the API.
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("set but blank: give it a secret value, or unset it to run without a token")
+        return token
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
     def torch_thread_count(self) -> int:
         return self.torch_threads or (os.cpu_count() or 1)
 
 
+class SettingsError(Exception):
+    """The environment's settings are invalid; the message names each variable at fault."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"MLPLAB_{str(error['loc'][0]).upper()}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,14 +1,29 @@
 """What tests train: a job that takes well under a second, as the API's JSON body or as a TrainSpec,
-and a learnable dataset in MNIST's shape that needs no files."""
+a learnable dataset in MNIST's shape that needs no files, and a database of many finished jobs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.ml.data import DATASETS, Dataset
 from service.ml.spec import TrainSpec
+from service.ml.weights import dump_weights
+from service.store.db import session_scope
+from service.store.jobs import (
+    claim_job,
+    enqueue_job,
+    fail_job,
+    finish_job,
+    mark_cancelled,
+    record_epoch,
+    record_progress,
+)
 
 
 def job_body(**changes: Any) -> dict[str, Any]:
@@ -41,3 +56,132 @@ def make_tiny_dataset(n_train: int = 600, n_test: int = 200, seed: int = 0) -> D
     train_x, train_y = split(n_train)
     test_x, test_y = split(n_test)
     return Dataset("mnist", train_x, train_y, test_x, test_y, DATASETS["mnist"].classes)
+
+
+# --- many finished jobs ------------------------------------------------------------------------------
+
+# Realistic MNIST runs (60,000 images at batch 64, a loss every 100 steps) on small networks, so that
+# 10,000 of them fit on a disk: a few tens of kB of weights each.
+STEPS_PER_EPOCH = 938
+LAYERS = ([8], [16], [32], [16, 8])
+
+
+@dataclass(frozen=True)
+class History:
+    """What finished_jobs wrote: the ids of its jobs, of the succeeded ones, and of its sweeps."""
+
+    jobs: list[int]
+    models: list[int]
+    sweeps: dict[str, list[int]]
+
+
+def finished_jobs(
+    factory: sessionmaker[Session],
+    n: int,
+    sweep: int = 500,
+    per_transaction: int = 250,
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+) -> History:
+    """Write `n` finished jobs through the store's own verbs, as workers would have, `per_transaction`
+    at a time: enqueue_job, claim_job, record_progress (every 100th step's loss), record_epoch (each
+    epoch), then finish_job (85 %, with real weights), fail_job (10 %) or mark_cancelled (5 %).
+
+    The first `sweep` jobs are one sweep; one job in five after them belongs to a sweep of 8; the rest
+    are single jobs. Specs vary (layers, activation, optimizer, learning rate, 5-15 epochs, seed),
+    and so do accuracies, durations and creation times (a minute apart, from `start`).
+    """
+    rng = np.random.default_rng(0)
+    params = {tuple(h): _random_params(rng, h) for h in LAYERS}
+    history = History([], [], {})
+    for first in range(0, n, per_transaction):
+        with session_scope(factory) as session:
+            for i in range(first, min(n, first + per_transaction)):
+                job_id = _one_finished_job(session, i, sweep, params, rng, start, history.sweeps)
+                session.expunge_all()  # each verb's UPDATE would otherwise look through every job so far
+                history.jobs.append(job_id)
+                if i % 20 not in (3, 7, 13):  # 17 of 20 succeed
+                    history.models.append(job_id)
+    return history
+
+
+def _random_params(rng: np.random.Generator, hidden: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    sizes = [784, *hidden, 10]
+    return [
+        (rng.normal(0, 0.1, (a, b)).astype(np.float32), np.zeros(b, dtype=np.float32))
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def _sweep_of(i: int, sweep: int) -> str | None:
+    if i < sweep:
+        return "5eed" + "0" * 8
+    return f"{i // 40:012x}" if i % 5 == 0 else None
+
+
+def _one_finished_job(session, i, sweep, params, rng, start, sweeps) -> int:
+    spec = TrainSpec.model_validate(
+        {
+            "backend": ("numpy", "torch")[i % 2],
+            "hidden_layers": LAYERS[i % len(LAYERS)],
+            "activation": ("relu", "sigmoid", "tanh")[i % 3],
+            "optimizer": ("sgd", "momentum", "adam")[(i // 3) % 3],
+            "learning_rate": (0.001, 0.01, 0.05, 0.1)[(i // 9) % 4],
+            "epochs": (5, 10, 15)[(i // 2) % 3],
+            "seed": i,
+        }
+    )
+    created = start + timedelta(minutes=i)
+    began = created + timedelta(seconds=float(rng.uniform(1, 600)))
+    sweep_id = _sweep_of(i, sweep)
+    job = enqueue_job(session, spec, sweep_id=sweep_id, now=created)
+    if sweep_id:
+        sweeps.setdefault(sweep_id, []).append(job.id)
+    worker = f"bench:{i % 4}"
+    claimed = claim_job(session, worker, now=began)
+    assert claimed is not None and claimed.id == job.id, "finished_jobs needs a database without queued jobs"
+    accuracy = float(rng.uniform(0.80, 0.98))
+    epoch_seconds = float(rng.uniform(0.5, 3.0))
+    losses = [
+        (1 + (s - 1) // STEPS_PER_EPOCH, s, 2.3 * np.exp(-s / 3000) + 0.05 * float(rng.random()))
+        for s in range(100, spec.epochs * STEPS_PER_EPOCH + 1, 100)
+    ]
+    record_progress(session, job.id, worker, losses, steps=spec.epochs * STEPS_PER_EPOCH, now=began)
+    for epoch in range(1, spec.epochs + 1):
+        reached = accuracy * (1 - 0.5 ** (epoch + 2))
+        record_epoch(
+            session,
+            job.id,
+            worker,
+            epoch,
+            2.3 * 0.7**epoch,
+            reached + 0.01,
+            reached,
+            epoch_seconds,
+            validation_loss=2.3 * 0.7**epoch + 0.02,
+            validation_accuracy=reached + 0.005,
+        )
+    ended = began + timedelta(seconds=epoch_seconds * spec.epochs)
+    if i % 20 in (3, 13):
+        fail_job(session, job.id, worker, "training diverged: the loss became NaN at step 200", now=ended)
+    elif i % 20 == 7:
+        mark_cancelled(session, job.id, worker, now=ended)
+    else:
+        finish_job(session, job.id, worker, _result(spec, params, accuracy, epoch_seconds), now=ended)
+    return job.id
+
+
+def _result(spec: TrainSpec, params, accuracy: float, epoch_seconds: float) -> SimpleNamespace:
+    right = round(1000 * accuracy)
+    confusion = [[right if i == j else (1000 - right) // 9 for j in range(10)] for i in range(10)]
+    return SimpleNamespace(
+        weights=dump_weights(spec, params[tuple(spec.hidden_layers)]),
+        train_accuracy=min(1.0, accuracy + 0.01),
+        validation_accuracy=min(1.0, accuracy + 0.005),
+        test_accuracy=accuracy,
+        confusion_train=confusion,
+        confusion_test=confusion,
+        best_epoch=spec.epochs,
+        stopped_epoch=spec.epochs,
+        predictions={},  # not stored: the API computes a split's predictions when asked
+        seconds=epoch_seconds * spec.epochs,
+    )

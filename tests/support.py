@@ -98,8 +98,8 @@ class Service:
                     proc.kill()
 
 
-def start_service(root: Path, db_url: str | None = None, **env: str) -> Service:
-    """`mlplab api` on a free port with its database under `root` (or `db_url`), ready; no worker yet."""
+def start_service(root: Path, db_url: str | None = None, host: str = "127.0.0.1", **env: str) -> Service:
+    """`mlplab api` on a free port of `host` with its database under `root` (or `db_url`), ready; no worker yet."""
     port = free_port()
     environment = (
         environment_without_settings()
@@ -108,13 +108,13 @@ def start_service(root: Path, db_url: str | None = None, **env: str) -> Service:
             "MLPLAB_DATA_DIR": str(real_data_dir()),
             "MLPLAB_DOWNLOAD": "false",
             "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-            "MLPLAB_HOST": "127.0.0.1",
+            "MLPLAB_HOST": host,
             "MLPLAB_PORT": str(port),
             "PYTHONUNBUFFERED": "1",
         }
         | env
     )
-    service = Service(root=root, env=environment, url=f"http://127.0.0.1:{port}")
+    service = Service(root=root, env=environment, url=f"http://{host}:{port}")
     log = open(root / "api.log", "w")  # noqa: SIM115 - the API writes to it
     service.api = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "api"],

@@ -7,11 +7,13 @@ import os
 
 import pytest
 import uvicorn
+from pydantic import ValidationError
 
 from service.cli import main
 from service.cli.http import Event, parse_sse
+from service.cli.protocol import HttpProtocol
 from service.ml.spec import TrainSpec
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 
 def test_submit_has_a_flag_for_every_spec_field(capsys):
@@ -58,6 +60,8 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
     for name in ("MLPLAB_API_TOKEN", "MLPLAB_HOST", "MLPLAB_PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLPLAB_PORT", "8001")
+    monkeypatch.setenv("MLPLAB_KEEP_ALIVE_SECONDS", "3")
+    monkeypatch.setenv("MLPLAB_MAX_CONNECTIONS", "77")
     served: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(kwargs, app=app))
     get_settings.cache_clear()
@@ -72,6 +76,11 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
         8001,  # the flag overrides MLPLAB_HOST; MLPLAB_PORT is kept
         2,
     )
+    assert (served["timeout_keep_alive"], served["limit_concurrency"], served["http"]) == (
+        3,
+        77,
+        HttpProtocol,
+    )
     assert (
         "MLPLAB_HOST" not in os.environ and os.environ["MLPLAB_PORT"] == "8001"
     )  # settings not passed by env
@@ -79,3 +88,23 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
     assert warnings == [
         "MLPLAB_API_TOKEN is not set: anyone on the network can submit jobs to http://0.0.0.0:8001"
     ]
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_a_blank_token_stops_every_entry_naming_the_setting(monkeypatch, capsys, blank):
+    """An empty line in a compose .env gives MLPLAB_API_TOKEN=""; it must not mean "no token"."""
+    monkeypatch.setenv("MLPLAB_API_TOKEN", blank)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("the API started"))
+    with pytest.raises(ValidationError, match="blank"):
+        Settings(api_token=blank)
+    # `worker` runs `python -m workers`'s main, whose own parser exits
+    for argv in (["api"], ["dev"], ["worker"], ["jobs"], ["submit", "--backend", "numpy"]):
+        get_settings.cache_clear()
+        try:
+            assert main(argv) == 2, argv
+        except SystemExit as exit_:
+            assert exit_.code == 2, argv
+        finally:
+            get_settings.cache_clear()
+        err = capsys.readouterr().err
+        assert "MLPLAB_API_TOKEN: set but blank" in err and "Traceback" not in err, (argv, err)

@@ -24,7 +24,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.ml.data import DataError, load_dataset
+from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
 from service.ml.train import (
     Callbacks,
@@ -36,7 +36,7 @@ from service.ml.train import (
     TrainResult,
     train,
 )
-from service.settings import Settings, get_settings
+from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
     LeaseLost,
@@ -139,7 +139,10 @@ def run_job(
         result = train(spec, data, callbacks, resume=resume, **backend_options(settings))
     except TrainingCancelled:
         pass
-    except (DataError, TrainingError) as exc:  # their messages are written for the user
+    except DataError as exc:  # its message names server paths: the log's, not the job's
+        log.error("job %d: %s", job.id, exc)
+        error = unavailable_reason(job_spec(job).dataset)
+    except TrainingError as exc:  # written for the user
         error = str(exc)
     except Exception as exc:
         log.exception("job %d: unexpected error", job.id)
@@ -328,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="process the queued jobs, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
 
     stop = threading.Event()
 
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def loop() -> None:
         try:
-            run_worker(get_settings(), once=args.once, stop_event=stop)
+            run_worker(settings, once=args.once, stop_event=stop)
         except BaseException as exc:  # re-raised in the main thread, as if the loop had run there
             failure.append(exc)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -10,9 +9,11 @@ from fastapi import Depends, Request
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
+from service.api.database import Database
+from service.api.guard import check_token
 from service.api.inference import Inference
 from service.api.presenters import IdsQuery, parse_ids, require_trained, trained_model
-from service.errors import ProblemError, not_found
+from service.errors import not_found
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, TrainedModel
@@ -34,6 +35,11 @@ async def _session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
+async def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
 async def _inference(request: Request) -> Inference:
     inference: Inference = request.app.state.inference
     return inference
@@ -43,6 +49,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # scope="function": commit before the response is sent (FastAPI's default runs a yield dependency's exit
 # after it), so a client that got 202 can read what it created, and a failed commit is a 500, not a 202.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(_database)]  # await database.run(fn, ...): one thread hop
 InferenceDep = Annotated[Inference, Depends(_inference)]
 
 
@@ -71,33 +78,17 @@ TrainedJobsDep = Annotated[list[Job], Depends(_trained_jobs)]  # those of ?ids=3
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
-def _check_token(request: Request, settings: Settings) -> None:
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    if not token:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
-            headers={"WWW-Authenticate": 'Bearer realm="mlplab"'},
-        )
-    if not hmac.compare_digest(given.encode(), token.encode()):  # constant time
-        raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
-
-
 async def require_writer(request: Request) -> None:
-    """State-changing requests need the token when MLPLAB_API_TOKEN is set."""
-    _check_token(request, request.app.state.settings)
+    """State-changing requests need the token when MLPLAB_API_TOKEN is set (guard.py has already checked
+    it, before the body, for every method but GET, HEAD, OPTIONS; this holds for any route that writes)."""
+    check_token(request.headers, request.app.state.settings)
 
 
 async def require_reader(request: Request) -> None:
     """Reads need the token only with MLPLAB_PROTECT_READS=true."""
     settings: Settings = request.app.state.settings
     if settings.protect_reads:
-        _check_token(request, settings)
+        check_token(request.headers, settings)
 
 
 WriterDep = Depends(require_writer)
@@ -106,6 +97,7 @@ ReaderDep = Depends(require_reader)
 __all__ = [
     "SessionDep",
     "SettingsDep",
+    "DatabaseDep",
     "InferenceDep",
     "JobDep",
     "TrainedJobDep",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from typing import Any
 
@@ -11,13 +10,9 @@ from pydantic import ValidationError
 
 from service.api.presenters import check_budget
 from service.api.schemas import SweepCreate
-from service.errors import ProblemError, invalid
+from service.errors import ProblemError, echo, invalid
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 def sweep_seeds(body: SweepCreate) -> list[int] | None:
@@ -44,7 +39,8 @@ def check_seeds(body: SweepCreate) -> None:
 
 
 def check_grid(body: SweepCreate, max_jobs: int) -> None:
-    """Refuse a grid that names no spec field (without seeds), an empty or repeated value, or too many jobs."""
+    """Refuse a grid that names no spec field (without seeds), an empty list of values, or too many jobs
+    (a value listed twice is one job: sweep_specs queues each distinct spec once)."""
     check_seeds(body)
     seeds = sweep_seeds(body)
     if not body.grid and seeds is None:
@@ -60,13 +56,6 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
             )
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
-        seen = set()
-        for value in values:
-            if _key(value) in seen:
-                raise invalid(
-                    f"grid.{field}", f"{value!r} is listed twice: the sweep would train the same job twice"
-                )
-            seen.add(_key(value))
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(
@@ -81,7 +70,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
-    """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full.
+    """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full,
+    each once: values that validate alike ([1, 1.0]) would train the same job twice.
 
     Every invalid value of every combination is reported at once, named `grid.<field>` (`seeds`, or
     `base.<field>` when the shared part is at fault), with the value that failed.
@@ -102,7 +92,7 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
         params = [{"name": name, "reason": reason} for name, reason in problems]
         detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
         raise ProblemError(422, "Invalid request", detail, invalid_params=params)
-    return specs
+    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
 
 
 def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCreate) -> list[tuple[str, str]]:
@@ -112,7 +102,7 @@ def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCrea
         field = str(error["loc"][0]) if error["loc"] else "base"
         if field in combination:
             part = "seeds" if field == "seed" and field not in body.grid else f"grid.{field}"
-            found.append((part, f"{error['msg']} (got {combination[field]!r})"))
+            found.append((part, f"{error['msg']} (got {echo(combination[field])})"))
         else:
             found.append((f"base.{field}", error["msg"]))
     return found
@@ -128,5 +118,5 @@ def check_budgets(specs: list[TrainSpec], body: SweepCreate, settings: Settings)
                 raise
             field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
             where = f"grid.{field}" if field in body.grid else f"base.{field}"
-            combination = ", ".join(f"{f}={getattr(spec, f)!r}" for f in body.grid)
+            combination = ", ".join(f"{f}={echo(getattr(spec, f))}" for f in body.grid)
             raise invalid(where, f"{reason} (with {combination})") from None

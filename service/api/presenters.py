@@ -4,14 +4,17 @@ imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Query, Response
+from pydantic import BaseModel
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from service.api.schemas import DatasetPublic, JobPublic, Progress
-from service.errors import ProblemError, Responses, invalid, not_found, not_trained
+from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.spec import NUM_CLASSES, TrainSpec
@@ -19,7 +22,12 @@ from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
 from service.store.models import Job, JobStatus, TrainedModel
-from service.store.queries import count_queued, get_job, get_model, job_spec
+from service.store.queries import MAX_INTEGER, count_queued, get_job, get_job_row, get_model, job_spec
+
+
+def json_response(body: BaseModel) -> Response:
+    """The model as JSON, sent as it is: FastAPI re-validates a returned model against response_model."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
@@ -27,7 +35,7 @@ def chance_warning(spec: TrainSpec, validation: float | None, test: float | None
     return near_chance(NUM_CLASSES, spec.learning_rate, validation=validation, test=test)
 
 
-def job_public(job: Job) -> JobPublic:
+def job_public(job: Job | Row[Any]) -> JobPublic:
     spec = job_spec(job)
     warning = chance_warning(spec, job.validation_accuracy, job.test_accuracy)
     return JobPublic(
@@ -52,6 +60,14 @@ def job_public(job: Job) -> JobPublic:
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
     )
+
+
+def read_job_public(connection: Connection, job_id: int) -> JobPublic:
+    """GET /jobs/{id}: the job's public shape, or 404."""
+    row = get_job_row(connection, job_id)
+    if row is None:
+        raise not_found("job", job_id)
+    return job_public(row)
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:
@@ -146,13 +162,20 @@ IdsQuery = Annotated[
 ]
 
 
+def _is_id(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
+
+
 def parse_ids(ids: str) -> list[int]:
     """The ids of `?ids=3,7,12`, or a 422 naming what is wrong with them."""
     parts = [part.strip() for part in ids.split(",") if part.strip()]
-    bad = [part for part in parts if not part.isdigit()]
-    if bad:
+    bad = next((part for part in parts if not _is_id(part)), None)
+    if bad is not None:
         raise invalid(
-            "query.ids", f"{bad[0]!r} is not a model id: give comma-separated integers, e.g. ids=3,7,12"
+            "query.ids",
+            f"{echo(bad)} is not a model id: give comma-separated integers from 1 to {MAX_INTEGER:,}, "
+            "e.g. ids=3,7,12",
         )
     numbers = [int(part) for part in parts]
     if not MIN_COMPARED <= len(numbers) <= MAX_COMPARED:
@@ -174,7 +197,7 @@ def require_trained(session: Session, job_id: int) -> Job:
 
 
 def trained_model(session: Session, job_id: int) -> TrainedModel:
-    """The stored model of a trained job (require_trained's problems otherwise), its weights included."""
+    """The stored model of a trained job (require_trained's problems otherwise); `.weights` read on access."""
     model = get_model(session, job_id)
     if model is None:  # say why; a succeeded job has its model (finish_job stores both at once)
         require_trained(session, job_id)

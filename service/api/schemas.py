@@ -133,9 +133,10 @@ class SweepPublic(BaseModel):
         description="The spec fields that vary between its jobs, and their values."
     )
     jobs: list[JobPublic] = Field(
-        description="Succeeded jobs best first (as ranked_by says); then the others by id."
+        description="Succeeded jobs best first (as ranked_by says); then the others by id. "
+        "GET /sweeps lists the first `jobs_limit` of them."
     )
-    count: int
+    count: int = Field(description="How many jobs the sweep has, listed or not.")
     status: dict[JobStatus, int] = Field(description="How many of its jobs are in each state.")
     configurations: list[ConfigurationPublic] = Field(
         description="Its jobs grouped by hyperparameters (every field but the seed), best first by mean "

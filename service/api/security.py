@@ -32,10 +32,13 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every HTTP response that does not already set them."""
+    """Adds SECURITY_HEADERS to every HTTP response that does not already set them. With `private_cache`
+    (MLPLAB_PROTECT_READS), a response the app marks `Cache-Control: public` (figures, images) is marked
+    private instead: a shared cache must not serve to anyone what needs the token."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, private_cache: bool = False) -> None:
         self.app = app
+        self.private_cache = private_cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,6 +50,9 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                cache = headers.get("cache-control", "")
+                if self.private_cache and "public" in cache:
+                    headers["cache-control"] = cache.replace("public", "private")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

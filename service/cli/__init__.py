@@ -5,9 +5,11 @@ predict, sweep) with http.py's ApiClient."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from service.cli import client, serve
+from service.settings import SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
 
@@ -119,4 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     """The `mlplab` console script; the exit status."""
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except SettingsError as exc:  # a configuration mistake: its message, not a traceback
+        print(f"mlplab: {exc}", file=sys.stderr)
+        return 2

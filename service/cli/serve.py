@@ -27,6 +27,8 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     """Run the API under uvicorn; host and port default to MLPLAB_HOST and MLPLAB_PORT."""
     import uvicorn  # only the API needs it
 
+    from service.cli.protocol import HttpProtocol
+
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
     if settings.api_token is None:
@@ -42,7 +44,9 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -55,6 +59,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 def serve_dev(host: str | None = None, port: int | None = None) -> int:
     """The API and one worker process, stopped together."""
+    get_settings()  # invalid settings stop here, before a worker is started
     worker = subprocess.Popen([sys.executable, "-m", "workers"])
     log.info("worker started (pid %d)", worker.pid)
     # uvicorn re-raises SIGTERM after its shutdown: with the default handler the worker would outlive us.

@@ -56,7 +56,16 @@ SPLIT_FILES = {
 
 
 class DataError(Exception):
-    """A dataset file is missing, unreadable or malformed, or could not be downloaded."""
+    """A dataset file is missing, unreadable or malformed, or could not be downloaded. Its message names
+    the files and folders, for the operator's log; clients are told unavailable_reason()."""
+
+
+def unavailable_reason(name: str) -> str:
+    """What an API client is told of a DataError: the setting to look at, never a path of the server."""
+    return (
+        f"The {name} dataset is not available on this machine: its files are missing or damaged in "
+        f"the data directory ({SETTING}), or could not be downloaded. The server's log names the file."
+    )
 
 
 @dataclass(frozen=True)

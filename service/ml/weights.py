@@ -61,7 +61,7 @@ def load_weights(blob: bytes) -> Weights:
             spec = TrainSpec.from_stored(str(npz["spec"]))
             n_layers = len(spec.layer_sizes) - 1
             params = [
-                (npz[f"W{i}"].astype(np.float32), npz[f"b{i}"].astype(np.float32))
+                (npz[f"W{i}"].astype(np.float32, copy=False), npz[f"b{i}"].astype(np.float32, copy=False))
                 for i in range(1, n_layers + 1)
             ]
     except (KeyError, OSError, ValueError) as exc:

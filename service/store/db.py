@@ -26,11 +26,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from service.store.models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -41,17 +43,17 @@ _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising m
 def make_engine(url: str, max_connections: int | None = None) -> Engine:
     """An Engine for `url`; SQLite gets the pragmas and transaction handling above.
 
-    max_connections caps a server database's pool (5 kept open, the rest closed on return): safe only
-    with the API's db_slots as well (docs/reliability.md). None: no cap (a worker holds 2).
+    max_connections: how many connections the caller may have open at once (the API: its db_slots + 2).
+    The pool keeps that many open once opened, so a burst does not open and close a connection per
+    request; on a server database it is also the cap, safe only with the API's db_slots as well
+    (docs/reliability.md). None: the pool's default size, no cap (a worker holds 2).
     """
     sa_url = make_url(url)
+    pool: dict[str, Any] = {"max_overflow": -1} if max_connections is None else {"pool_size": max_connections}
     if sa_url.get_backend_name() != "sqlite":
-        if max_connections is None:
-            return create_engine(sa_url, pool_pre_ping=True, max_overflow=-1)
-        pool_size = min(5, max_connections)
-        return create_engine(
-            sa_url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_connections - pool_size
-        )
+        if max_connections is not None:
+            pool["max_overflow"] = 0
+        return create_engine(sa_url, pool_pre_ping=True, **pool)
 
     database = sa_url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -64,7 +66,7 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         kwargs["poolclass"] = StaticPool
     else:
         # No cap: a file connection is cheap, and a capped pool alone deadlocks the API (docs/reliability.md).
-        kwargs["max_overflow"] = -1
+        kwargs |= pool | {"max_overflow": -1}
     engine = create_engine(sa_url, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -85,9 +87,24 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         mode = str(conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")).upper()
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # On the driver's connection: through SQLAlchemy's execution machinery it costs more than a read.
+        conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     return engine
+
+
+def make_read_engine(engine: Engine, connections: int) -> Engine:
+    """An engine for short reads of `engine`'s database, with its own pool of `connections`, kept open.
+
+    On a server database each statement commits on its own (AUTOCOMMIT: a one-statement read needs no
+    BEGIN and ROLLBACK round trips) and checkouts are not pinged first: the caller retries a read once
+    when its connection turns out to be dropped. An in-memory SQLite database is only `engine` itself.
+    """
+    if engine.dialect.name == "sqlite":
+        if isinstance(engine.pool, StaticPool):
+            return engine
+        return make_engine(engine.url.render_as_string(hide_password=False), max_connections=connections)
+    return create_engine(engine.url, pool_size=connections, max_overflow=0, isolation_level="AUTOCOMMIT")
 
 
 def _set_wal(cursor: sqlite3.Cursor) -> None:
@@ -225,3 +242,11 @@ def is_migrated(engine: Engine) -> bool:
     can report why rather than a bare "not ready".
     """
     return current_revisions(engine) == head_revisions()
+
+
+def read_each_table(engine: Engine) -> None:
+    """Read one row of every table (for /readyz): cheap, and raises what a damaged or unreadable
+    database raises on the data routes (a corrupt SQLite page, a missing table, a refused connection)."""
+    with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            connection.execute(select(table).limit(1)).all()  # every column: the table, not a smaller index

@@ -79,7 +79,7 @@ class ResultLike(Protocol):
     confusion_test: list[list[int]]
     best_epoch: int
     stopped_epoch: int
-    predictions: Mapping[str, bytes]  # "train", "test"
+    predictions: Mapping[str, bytes]  # "train", "test"; one left out is NULL, and the API computes it
     seconds: float
 
 
@@ -287,8 +287,8 @@ def finish_job(
         confusion_test=_int_matrix(result.confusion_test),
         best_epoch=int(result.best_epoch),
         stopped_epoch=int(result.stopped_epoch),
-        predictions_train=bytes(result.predictions["train"]),
-        predictions_test=bytes(result.predictions["test"]),
+        predictions_train=result.predictions.get("train"),
+        predictions_test=result.predictions.get("test"),
         seconds=float(result.seconds),
         created_at=now,
     )

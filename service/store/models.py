@@ -90,6 +90,10 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {tuple(s.value for s in JobStatus)!r}", name="status"),
         Index(None, "status", "id"),
+        Index(None, "sweep_id", "id"),
+        Index(None, "test_accuracy", "id"),
+        Index(None, "created_at", "id"),
+        Index(None, "started_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -120,7 +124,7 @@ class Job(Base):
     step: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     steps: Mapped[int | None]  # total steps of the job, known once training starts
     loss: Mapped[float | None] = mapped_column(Float)  # latest recorded loss
-    sweep_id: Mapped[str | None] = mapped_column(String, index=True)
+    sweep_id: Mapped[str | None] = mapped_column(String)
     train_accuracy: Mapped[float | None] = mapped_column(Float)  # set when it succeeds
     test_accuracy: Mapped[float | None] = mapped_column(Float)
     validation_accuracy: Mapped[float | None] = mapped_column(Float)  # and stays None with validation_size 0
@@ -159,6 +163,7 @@ class TrainedModel(Base):
     """The trained network of a succeeded job (table ``models``)."""
 
     __tablename__ = "models"
+    __table_args__ = (Index(None, "test_accuracy", "job_id"), Index(None, "created_at", "job_id"))
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     weights: Mapped[bytes]  # the .npz bytes of service.ml.weights

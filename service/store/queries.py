@@ -6,14 +6,15 @@ Each function takes the caller's session and writes nothing; the transitions are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal, get_args
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Literal, cast, get_args
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Connection, Row, SQLColumnExpression, bindparam, func, literal, select
 from sqlalchemy.orm import Session, defer, joinedload
 
 from service.ml.spec import TrainSpec
-from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel
+from service.store.models import EpochMetric, Job, JobStatus, Loss, TrainedModel, UTCDateTime, utcnow
 
 # The id and step columns are `Integer`: 32-bit on PostgreSQL, where a larger bound parameter fails
 # with "integer out of range" (SQLAlchemy casts it ::INTEGER); on SQLite past 64 bits binding raises
@@ -31,9 +32,58 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id) if _storable(job_id) else None
 
 
-def job_spec(job: Job) -> TrainSpec:
+# Built once: SQLAlchemy caches its compiled form, and building it costs more than running it.
+_JOB_ROW = select(*Job.__table__.columns).where(Job.id == bindparam("job_id"))
+
+
+def get_job_row(connection: Connection | Session, job_id: int) -> Row[Any] | None:
+    """The job's columns as a plain row, or None: the polled read, with no ORM object to build."""
+    if not _storable(job_id):
+        return None
+    return connection.execute(_JOB_ROW, {"job_id": job_id}).first()
+
+
+def job_spec(job: Job | Row[Any]) -> TrainSpec:
     """The job's TrainSpec, parsed back from its stored JSON (TrainSpec.from_stored: older rows too)."""
     return TrainSpec.from_stored(job.spec)
+
+
+# GET /jobs?sort=: a column, descending with a leading "-"; jobs without a value (no accuracy yet, never
+# started) come last either way, and ties go by id in the same direction.
+JobSort = Literal[
+    "id",
+    "-id",
+    "created_at",
+    "-created_at",
+    "validation_accuracy",
+    "-validation_accuracy",
+    "test_accuracy",
+    "-test_accuracy",
+    "duration",
+    "-duration",
+    "status",
+    "-status",
+]
+
+
+def _duration(session: Session, now: datetime) -> ColumnElement[float]:
+    """Seconds from a job's start to its end (to `now` while it runs); NULL before it starts."""
+    end = func.coalesce(Job.finished_at, literal(now, UTCDateTime()))
+    if session.get_bind().dialect.name == "sqlite":  # timestamps are text there
+        return (func.julianday(end) - func.julianday(Job.started_at)) * 86400.0
+    return cast(ColumnElement[float], func.extract("epoch", end - Job.started_at))
+
+
+def _job_order(session: Session, sort: JobSort, now: datetime) -> list[SQLColumnExpression[Any]]:
+    key = sort.removeprefix("-")
+    descending = sort.startswith("-")
+    tie = Job.id.desc() if descending else Job.id.asc()
+    if key == "id":
+        return [tie]
+    column: SQLColumnExpression[Any] = (
+        _duration(session, now) if key == "duration" else getattr(Job, key)  # a JobSort names a column
+    )
+    return [(column.desc() if descending else column.asc()).nulls_last(), tie]
 
 
 def list_jobs(
@@ -43,8 +93,15 @@ def list_jobs(
     limit: int = 50,
     offset: int = 0,
     sweep_id: str | None = None,
-) -> tuple[list[Job], int]:
-    """A page of jobs, newest first, and how many match the filters in all."""
+    sort: JobSort = "-id",
+    now: datetime | None = None,
+) -> tuple[list[Row[Any]], int]:
+    """A page of jobs in `sort` order (newest first by default), as rows (no ORM objects: the cheap read
+    for lists), and how many match the filters in all.
+
+    The page's ids are sorted first, on their own (an index covers them for most sorts), and only those
+    rows read: sorting whole rows, spec and error included, costs several times more.
+    """
     filters = []
     if status is not None:
         filters.append(Job.status == JobStatus(status))
@@ -53,9 +110,11 @@ def list_jobs(
     if sweep_id is not None:
         filters.append(Job.sweep_id == sweep_id)
     count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
-    offset = min(offset, MAX_INTEGER)
-    rows = session.scalars(
-        select(Job).where(*filters).order_by(Job.id.desc()).limit(limit).offset(offset)
+    order = _job_order(session, sort, now or utcnow())
+    page = select(Job.id).where(*filters).order_by(*order).limit(limit).offset(min(offset, MAX_INTEGER))
+    ids = page.subquery()
+    rows = session.execute(
+        select(*Job.__table__.columns).join_from(Job, ids, Job.id == ids.c.id).order_by(*order)
     ).all()
     return list(rows), count
 
@@ -72,6 +131,17 @@ def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[
     )
     count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
     return list(session.scalars(query)), count
+
+
+def list_sweep_jobs(session: Session, sweep_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """The jobs of each of these sweeps, as rows in creation order (sweeps without jobs are left out)."""
+    rows = session.execute(
+        select(*Job.__table__.columns).where(Job.sweep_id.in_(sweep_ids)).order_by(Job.sweep_id, Job.id)
+    )
+    jobs: dict[str, list[Row[Any]]] = {}
+    for row in rows:
+        jobs.setdefault(row.sweep_id, []).append(row)
+    return jobs
 
 
 def count_queued(session: Session) -> int:
@@ -97,9 +167,10 @@ def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:
 
 
 def get_model(session: Session, job_id: int) -> TrainedModel | None:
-    """The trained model of a succeeded job, weights included, with `.job` loaded; or None.
+    """The trained model of a succeeded job with `.job` loaded; or None.
 
-    Its predictions load when first read (get_predictions reads one split's alone).
+    Its weights (megabytes) are read only when `.weights` is, by a second query in the same session;
+    its predictions likewise (get_predictions reads one split's alone).
     """
     if not _storable(job_id):
         return None
@@ -108,6 +179,7 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
         .where(TrainedModel.job_id == job_id)
         .options(
             joinedload(TrainedModel.job),
+            defer(TrainedModel.weights),
             defer(TrainedModel.predictions_train),
             defer(TrainedModel.predictions_test),
         )
@@ -135,8 +207,9 @@ def list_models(
     sort: ModelSort = "validation_accuracy",
     limit: int | None = None,
     offset: int = 0,
-) -> list[TrainedModel]:
-    """Trained models in `sort`'s order (newest first among equals), each with `.job` loaded.
+) -> tuple[list[TrainedModel], int]:
+    """A page of trained models in `sort`'s order (newest first among equals), each with `.job` loaded,
+    and how many there are in all.
 
     Neither the weights nor the predictions are loaded (reading them raises); get_model loads one
     model's weights, get_predictions its predictions.
@@ -155,7 +228,8 @@ def list_models(
         .limit(limit)
         .offset(min(offset, MAX_INTEGER))
     )
-    return list(session.scalars(query))
+    count = session.scalar(select(func.count()).select_from(TrainedModel)) or 0
+    return list(session.scalars(query)), count
 
 
 def count_models(session: Session) -> tuple[int, int]:

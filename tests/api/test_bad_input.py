@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from service.main import create_app
@@ -157,3 +159,42 @@ def test_cancel_a_queued_job_at_once(client):
     cancelled = client.post(f"/jobs/{job['id']}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
     assert_problem(client.post(f"/jobs/{job['id']}/cancel"), 409)
+
+
+def test_an_echoed_input_is_cut_to_a_few_hundred_characters(client):
+    """A 500 kB string (or key) came back whole, twice: in the detail and in invalid_params."""
+    long = "x" * 500_000
+    for body in ({"backend": "numpy", "surprise": long}, {"backend": "numpy", long: 1}, {"backend": long}):
+        response = client.post("/jobs", json=body)
+        problem = assert_problem(response, 422)
+        assert len(response.content) < 3000 and "x" * 201 not in response.text, len(response.content)
+        assert problem["invalid_params"][0]["name"].startswith("body.")
+    assert "(500,000 characters)" in client.post("/jobs", json={"backend": long}).json()["detail"]
+    for path in ("/jobs/" + "9" * 5000, "/nowhere/" + "y" * 5000, "/compare?ids=1," + "z" * 5000):
+        response = client.get(path)
+        assert 400 <= response.status_code < 500 and len(response.content) < 3000, (path[:20], response.text)
+    assert _job_count(client) == 0
+
+
+def _every_path(client) -> dict[str, set[str]]:
+    """Each path of the app (path parameters filled in) and the methods it serves."""
+    fill = {"{job_id}": "1", "{split}": "test", "{index}": "0", "{name}": "mnist", "{sweep_id}": "abc"}
+    paths: dict[str, set[str]] = {}
+    for template, operations in client.get("/openapi.json").json()["paths"].items():
+        for placeholder, value in fill.items():
+            template = template.replace(placeholder, value)
+        path = re.sub(r"\{[^}]+\}", "1", template)
+        paths[path] = {method.upper() for method in operations}
+    static = ["/", "/docs", "/openapi.json", "/static/index.html", "/static/swagger/swagger-ui.css"]
+    static.append("/static/vendor/plotly.min.js")
+    return paths | dict.fromkeys(static, {"GET", "HEAD"})
+
+
+def test_every_405_lists_the_methods_of_its_path_in_allow(client):
+    paths = _every_path(client)
+    assert len(paths) >= 30
+    for path, methods in paths.items():
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} - methods):
+            response = client.request(method, path)
+            assert_problem(response, 405)
+            assert response.headers["allow"] == ", ".join(sorted(methods)), f"{method} {path}"

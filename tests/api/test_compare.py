@@ -99,6 +99,15 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         ("{a},{queued}", 409, "is queued"),
         ("{a},{cancelled}", 409, "is cancelled"),
         ("{a},x", 422, "'x' is not a model id"),
+        ("{a},\u00b2", 422, "'\u00b2' is not a model id"),  # a Unicode digit: str.isdigit() says yes
+        ("{a},\u0661", 422, "is not a model id"),  # ARABIC-INDIC DIGIT ONE: int() reads it as 1
+        (
+            "{a}," + "9" * 5000,
+            422,
+            "is not a model id: give comma-separated integers from 1 to 2,147,483,647",
+        ),
+        ("{a},2147483648", 422, "is not a model id"),
+        ("{a},0", 422, "is not a model id"),
         ("{a}", 422, "1 ids; compare 2 to 20 models"),
         (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
         ("{a},{a}", 422, "listed twice"),
@@ -233,7 +242,7 @@ def test_a_models_split_predictions_are_read_as_the_worker_stored_them(world, mo
     from service.api import inference
 
     client, ids = world
-    monkeypatch.setattr(inference, "_predict", lambda *args: pytest.fail("the API recomputed a split"))
+    monkeypatch.setattr(inference, "predict_split", lambda *args: pytest.fail("the API recomputed a split"))
     listed = client.get(f"/models/{ids['fashion']}/predictions/train", params={"label": 3, "limit": 500})
     assert listed.status_code == 200, listed.text
     body = listed.json()
@@ -242,3 +251,23 @@ def test_a_models_split_predictions_are_read_as_the_worker_stored_them(world, mo
     for row in sample:
         one = client.get(f"/models/{ids['fashion']}/predictions/train/{row['index']}").json()
         assert one["predicted"] == row["predicted"] and one["label"] == 3
+
+
+def test_with_reads_protected_figures_and_images_are_not_for_shared_caches(world):
+    client, ids = world
+    protected = Settings(
+        **(client.app.state.settings.model_dump() | {"api_token": "t0k", "protect_reads": True})
+    )
+    figures = [
+        f"/models/{ids['a']}/confusion-matrix.png",
+        f"/models/{ids['a']}/loss-curve.png",
+        f"/models/{ids['a']}/mistakes.png?limit=1",
+        f"/compare.png?ids={ids['a']},{ids['b']}",
+        "/datasets/mnist/test/0.png",
+    ]
+    with TestClient(create_app(protected)) as reader:
+        for path in figures:
+            response = reader.get(path, headers={"authorization": "Bearer t0k"})
+            assert response.headers["cache-control"] == "private, max-age=86400", path
+    for path in figures:  # open reads: any cache may keep them
+        assert client.get(path).headers["cache-control"] == "public, max-age=86400", path

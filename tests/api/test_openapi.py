@@ -71,8 +71,12 @@ def test_a_missing_dataset_is_a_documented_503_naming_the_setting(settings, tmp_
     empty = settings.model_copy(update={"data_dir": tmp_path / "no-data"})
     with TestClient(create_app(empty)) as client:
         for path in ("/datasets/mnist/test", "/datasets/mnist/test/0.png"):
-            body = assert_problem(client.get(path), 503, "MLPLAB_DATA_DIR")
+            response = client.get(path)
+            body = assert_problem(response, 503, "MLPLAB_DATA_DIR")
             assert body["title"] == "Dataset unavailable"
+            assert (
+                str(tmp_path) not in response.text and "no-data" not in response.text
+            )  # the log's, not ours
         paths = client.get("/openapi.json").json()["paths"]
     for method, path in DATASET_ROUTES:  # every route that reads a dataset says so
         response = paths[path][method]["responses"].get("503")

@@ -68,7 +68,6 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"epochs": [1, 2.5]}}, "grid.epochs", "2.5"),
         ({"grid": {"dropout": [0.1, 0.5]}}, "grid.dropout", "not a TrainSpec field"),
         ({"grid": {"init": []}}, "grid.init", "empty list"),
-        ({"grid": {"init": ["he", "he"]}}, "grid.init", "listed twice"),
         ({"grid": {}}, "grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "grid", "MLPLAB_MAX_SWEEP_JOBS"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "base.epochs", "greater than or equal to 1"),
@@ -85,6 +84,25 @@ def test_an_invalid_grid_is_refused_whole_and_names_the_value(client, body, name
     assert name in [p["name"] for p in problem["invalid_params"]], problem
     assert says in problem["detail"]
     assert _jobs(client) == []  # not one job of the valid combinations was created
+
+
+def test_values_that_validate_alike_are_one_job(client):
+    # 1 and 1.0 are one learning rate, "he" twice one init: each distinct spec is queued once, in grid order.
+    body = {
+        "base": {"backend": "numpy"},
+        "grid": {"learning_rate": [1, 0.5, 1.0], "init": ["he", "glorot", "he"]},
+    }
+    response = client.post("/sweeps", json=body)
+    assert response.status_code == 202, response.text
+    sweep = response.json()
+    specs = [(job["spec"]["learning_rate"], job["spec"]["init"]) for job in sweep["jobs"]]
+    assert sweep["count"] == 4 and sorted(specs) == [
+        (0.5, "glorot"),
+        (0.5, "he"),
+        (1.0, "glorot"),
+        (1.0, "he"),
+    ]
+    assert sorted(j["id"] for j in _jobs(client)) == sorted(j["id"] for j in sweep["jobs"])
 
 
 def test_the_sweep_limit_is_named(client):

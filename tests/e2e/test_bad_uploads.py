@@ -8,6 +8,7 @@ directory is missing is tests/workers/test_worker.py::test_a_failing_job_is_reco
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 import time
@@ -25,6 +26,7 @@ from tests.support import start_service
 pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
 LIMIT = 100_000  # MLPLAB_MAX_UPLOAD_BYTES for this server
+BODY_LIMIT = 10_000  # MLPLAB_MAX_BODY_BYTES: every other route's
 MAX_IMAGES = 5  # MLPLAB_MAX_BATCH_IMAGES
 TINY = job_body()
 
@@ -34,6 +36,7 @@ def svc(tmp_path_factory):
     svc = start_service(
         tmp_path_factory.mktemp("uploads"),
         MLPLAB_MAX_UPLOAD_BYTES=str(LIMIT),
+        MLPLAB_MAX_BODY_BYTES=str(BODY_LIMIT),
         MLPLAB_MAX_BATCH_IMAGES=str(MAX_IMAGES),
         MLPLAB_HEARTBEAT_SECONDS="0.5",
     )
@@ -114,6 +117,17 @@ def test_a_body_over_the_upload_limit_is_413_naming_the_limit(client, model, kin
     }[kind]
     body = refused(client, model, 413, "100,000 bytes", "MLPLAB_MAX_UPLOAD_BYTES", **request)
     assert body["title"] == "Content too large"
+
+
+def test_predict_has_its_own_limit_above_every_other_routes(client, model):
+    images = {"images": [[255] * 784] * MAX_IMAGES}
+    assert BODY_LIMIT < len(json.dumps(images)) < LIMIT
+    assert client.post(f"/models/{model}/predict", json=images).json()["count"] == MAX_IMAGES
+    padded = b'{"backend": "numpy"' + b" " * BODY_LIMIT + b"}"
+    before = state(client)
+    response = client.post("/jobs", content=padded, headers={"content-type": "application/json"})
+    assert_problem(response, 413, "10,000 bytes", "MLPLAB_MAX_BODY_BYTES")
+    assert state(client) == before
 
 
 # --- not an image -----------------------------------------------------------------------------

@@ -190,15 +190,25 @@ def test_the_files_describe_one_image_two_roles_and_a_postgres_profile():
     assert api["ports"] == ["${MLPLAB_PUBLISH:-127.0.0.1:8000}:8000"]  # localhost unless asked
 
     # Every default in the compose file is Settings' (README's table) default.
-    defaults = {f"MLPLAB_{name.upper()}": field.default for name, field in Settings.model_fields.items()}
+    defaults = {
+        f"MLPLAB_{name.upper()}": field.get_default(call_default_factory=True)
+        for name, field in Settings.model_fields.items()
+    }
     for key, value in api["environment"].items():
         match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value))
         if match:
             assert match.group(1) == key
-            if key != "MLPLAB_DATABASE_URL":  # the container's path: the volume
+            if key not in ("MLPLAB_DATABASE_URL", "MLPLAB_ALLOWED_HOSTS"):  # the volume's path; + "api"
                 assert Settings.model_validate({key[7:].lower(): match.group(2)}).model_dump()[key[7:].lower()] == \
                     defaults[key], key  # fmt: skip
     assert api["environment"]["MLPLAB_API_TOKEN"] is None  # absent unless the host sets it
+    allowed = Settings.model_validate(
+        {"allowed_hosts": interpolate(api["environment"]["MLPLAB_ALLOWED_HOSTS"], {})}
+    )
+    assert allowed.allowed_hosts == [
+        *defaults["MLPLAB_ALLOWED_HOSTS"],
+        "api",
+    ]  # its name on compose's network
 
     stages = [args for op, args in dockerfile_instructions() if op == "FROM"]
     assert len(stages) == 2 and all(s.startswith("python:3.11-slim") for s in stages)
@@ -258,6 +268,8 @@ def test_each_service_runs_as_compose_starts_it(compose_root, db_url):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             ready = client.get("/readyz").json()
             assert ready["status"] == "ready" and ready["database"] == "migrated"
+            assert client.get("/healthz", headers={"host": "api:8000"}).status_code == 200
+            assert client.get("/healthz", headers={"host": "rebind.evil.example:8000"}).status_code == 400
             job = client.post("/jobs", json=JOB)
             assert job.status_code == 202, job.text
 

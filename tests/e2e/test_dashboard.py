@@ -340,6 +340,14 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         ids = [int(t) for t in page.locator("table.jobs td.id").all_inner_texts()]
         assert ids == sorted(ids) and len(ids) == 2
 
+        # the API sorts the whole list: the oldest 50 of 57, not the newest 50 turned around
+        rendered(page, "/#/?sort=id")
+        ids = [int(t) for t in page.locator("table.jobs td.id").all_inner_texts()]
+        assert ids == list(range(1, 51)) and page.inner_text("#jobs-range") == "1–50 of 57"
+        page.click("table.jobs th a.sort >> text=id")  # the header again: descending
+        rendered(page)
+        assert page.locator("table.jobs td.id").first.inner_text() == "57"
+
         rendered(page, "/#/?status=failed")
         assert "No job matches" in page.inner_text("#jobs")
         rendered(page, f"/#/?status=queued&sweep={many['id']}")

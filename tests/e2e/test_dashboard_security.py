@@ -7,6 +7,10 @@ A service without a worker: its jobs stay queued, and the one failed job is fail
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import httpx
@@ -184,3 +188,52 @@ def test_swagger_ui_works_under_the_policy(browser, idle):  # noqa: F811
         page.wait_for_selector(".live-responses-table .response-col_status:has-text('200')")
         shot(page, "21-docs-under-csp")
         w.assert_clean()
+
+
+@contextmanager
+def another_site() -> Iterator[str]:
+    """An empty page served on http://localhost:<port>: another site than the API's http://127.0.0.1."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<!doctype html><title>elsewhere</title>")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+CROSS_SITE_WRITES = """async ([api, id]) => {
+  await fetch(`${api}/jobs/${id}/cancel`, {method: "POST", mode: "no-cors"});
+  await fetch(`${api}/jobs`, {method: "POST", mode: "no-cors", headers: {"content-type": "text/plain"},
+                              body: '{"backend": "numpy"}'});
+}"""
+
+
+def test_a_page_on_another_site_can_neither_cancel_nor_submit(browser, idle):  # noqa: F811
+    """A body-less POST needs no preflight: before the guard, this page cancelled the job."""
+    with idle.client() as client:
+        job_id = client.post("/jobs", json=SMALL).json()["id"]
+        count = client.get("/jobs").json()["count"]
+    with another_site() as url, watched_page(browser, url) as w:
+        answers: list[tuple[str, int]] = []
+        w.page.on(
+            "response", lambda r: answers.append((r.url, r.status)) if r.url.startswith(idle.url) else None
+        )
+        w.page.goto(url)
+        w.page.evaluate(CROSS_SITE_WRITES, [idle.url, job_id])
+    assert answers == [(f"{idle.url}/jobs/{job_id}/cancel", 403), (f"{idle.url}/jobs", 403)]
+    with idle.client() as client:
+        assert client.get(f"/jobs/{job_id}").json()["status"] == "queued"
+        assert client.get("/jobs").json()["count"] == count
+        client.post(f"/jobs/{job_id}/cancel")

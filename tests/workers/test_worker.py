@@ -151,6 +151,9 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, session
     failed = job(sessions, missing)
     assert failed.status == "failed", output
     assert "MLPLAB_DATA_DIR" in failed.error and "Traceback" not in failed.error
+    assert (
+        str(tmp_path) not in failed.error and str(tmp_path / "other") in output
+    )  # the path: in the log only
     assert failed.finished_at is not None
     assert job(sessions, fine).status == "succeeded"
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep, TrainedJobsDep
-from service.api.presenters import differing, labels
+from service.api.deps import DatabaseDep, ReaderDep
+from service.api.presenters import IdsQuery, differing, json_response, labels, parse_ids, require_trained
 from service.api.schemas import ComparedModelPublic, ComparisonPublic, CurvePoint, EpochPoint
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.spec import TrainSpec
@@ -27,11 +27,10 @@ def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:
     ]
 
 
-@router.get("/compare", response_model=ComparisonPublic)
-def compare(jobs: TrainedJobsDep, session: SessionDep) -> ComparisonPublic:
-    """Several models side by side: which hyperparameters differ, accuracies, per-epoch metrics, loss curves."""
+def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
+    jobs = [require_trained(session, job_id) for job_id in ids]
     specs = [job_spec(job) for job in jobs]
-    names = labels([job.id for job in jobs], specs)
+    names = labels(ids, specs)
     data = [
         ComparedModelPublic(
             id=job.id,
@@ -53,3 +52,9 @@ def compare(jobs: TrainedJobsDep, session: SessionDep) -> ComparisonPublic:
         differing=differing(specs),
         hyperparameters={field: [d[field] for d in dumps] for field in TrainSpec.model_fields},
     )
+
+
+@router.get("/compare", response_model=ComparisonPublic)
+async def compare(ids: IdsQuery, database: DatabaseDep) -> Response:
+    """Several models side by side: which hyperparameters differ, accuracies, per-epoch metrics, loss curves."""
+    return json_response(await database.run(_comparison, parse_ids(ids)))

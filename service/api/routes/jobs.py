@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
-from service.api.deps import JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
-from service.api.presenters import check_budget, enqueue, job_public
+from service.api.deps import DatabaseDep, JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.presenters import check_budget, enqueue, job_public, json_response, read_job_public
 from service.api.schemas import SWEEP_ID_PATTERN, EpochPoint, JobPublic, JobsPublic, LossPoint
 from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import get_epochs, get_job, get_losses, list_jobs
+from service.store.queries import JobSort, get_epochs, get_job, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -30,28 +31,40 @@ def submit_job(spec: TrainSpec, session: SessionDep, settings: SettingsDep, resp
     return public
 
 
+def _jobs_page(session: Session, /, limit: int, offset: int, **filters: Any) -> JobsPublic:
+    rows, count = list_jobs(session, limit=limit, offset=offset, **filters)
+    return JobsPublic(data=[job_public(j) for j in rows], count=count)
+
+
 @router.get("", response_model=JobsPublic)
-def read_jobs(
-    session: SessionDep,
+async def read_jobs(
+    database: DatabaseDep,
     status: JobStatus | None = None,
     backend: Backend | None = None,
     sweep_id: Annotated[
         str | None, Query(pattern=SWEEP_ID_PATTERN, description="Only the jobs of this sweep")
     ] = None,
+    sort: Annotated[
+        JobSort,
+        Query(
+            description="Order of the whole list, before paging: a field, descending with a leading '-'. "
+            "duration runs from start to end (to now while running). Jobs without a value come last."
+        ),
+    ] = "-id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> JobsPublic:
-    """List jobs, newest first."""
-    rows, count = list_jobs(
-        session, status=status, backend=backend, limit=limit, offset=offset, sweep_id=sweep_id
+) -> Response:
+    """List jobs, newest first (or in `sort` order), a page at a time."""
+    page = await database.run(
+        _jobs_page, limit, offset, status=status, backend=backend, sweep_id=sweep_id, sort=sort
     )
-    return JobsPublic(data=[job_public(j) for j in rows], count=count)
+    return json_response(page)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job: JobDep) -> JobPublic:
+async def read_job(job_id: int, database: DatabaseDep) -> Response:
     """A job: its spec, status and live progress."""
-    return job_public(job)
+    return json_response(await database.read(read_job_public, job_id))
 
 
 @router.post(

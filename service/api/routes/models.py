@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from service.api.deps import ModelDep, ReaderDep, SessionDep
-from service.api.presenters import chance_warning
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
+
+from service.api.deps import DatabaseDep, ModelDep, ReaderDep
+from service.api.presenters import chance_warning, json_response
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
@@ -53,13 +56,22 @@ def model_public(model: TrainedModel) -> ModelPublic:
     )
 
 
-@router.get("", response_model=ModelsPublic)
-def read_models(session: SessionDep, sort: ModelSort = "validation_accuracy") -> ModelsPublic:
-    """Every trained model with its key hyperparameters and accuracies, best (or newest) first."""
-    rows = list_models(session, sort=sort)
+def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
+    rows, count = list_models(session, sort=sort, limit=limit, offset=offset)
     total, validated = count_models(session)
     order = ranked_by(total, validated) if sort == "validation_accuracy" else sort
-    return ModelsPublic(data=[model_public(m) for m in rows], count=len(rows), ranked_by=order)
+    return ModelsPublic(data=[model_public(m) for m in rows], count=count, ranked_by=order)
+
+
+@router.get("", response_model=ModelsPublic)
+async def read_models(
+    database: DatabaseDep,
+    sort: ModelSort = "validation_accuracy",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Trained models with their key hyperparameters and accuracies, best (or newest) first, a page at a time."""
+    return json_response(await database.run(_models_page, sort, limit, offset))
 
 
 @router.get("/{job_id}", response_model=ModelPublic)

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Concatenate, Literal, ParamSpec
 
 import numpy as np
 from fastapi import APIRouter, Query, Response
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
-from service.api.deps import InferenceDep, ModelDep, ReaderDep, SessionDep, TrainedJobDep, TrainedJobsDep
-from service.api.presenters import PNG_DOC, labels, png_response
+from service.api.database import Database
+from service.api.deps import DatabaseDep, InferenceDep, ReaderDep
+from service.api.inference import CHUNK, Inference, first_mistakes
+from service.api.presenters import (
+    PNG_DOC,
+    IdsQuery,
+    labels,
+    parse_ids,
+    png_response,
+    require_trained,
+    trained_model,
+)
 from service.api.schemas import Split
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
-from service.ml.spec import TrainSpec
 from service.ml.splits import training_indices
+from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_losses, job_spec
+
+P = ParamSpec("P")
+# Most multiply-adds a mistakes figure spends looking for mistakes when the split's predictions are not
+# known: a whole train split for a 800,000-parameter network, a few thousand images for the largest.
+MISTAKES_BUDGET = 50_000_000_000
 
 router = APIRouter(
     tags=["plots"],
@@ -55,58 +73,114 @@ def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> li
     return curves
 
 
-@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
-def confusion_matrix_png(model: ModelDep, split: Split = "test") -> Response:
-    """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
+async def _cached_png(
+    inference: Inference,
+    key: tuple[object, ...],
+    database: Database,
+    gather: Callable[Concatenate[Session, P], Callable[[], bytes]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> Response:
+    """The figure named by `key`, drawn once: gather reads its data in one hop and returns the drawing."""
+
+    async def draw() -> bytes:
+        drawing = await database.run(gather, *args, **kwargs)
+        return await run_in_threadpool(drawing)
+
+    return png_response(await inference.figure(key, draw))
+
+
+def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], bytes]:
+    model = trained_model(session, job_id)
     spec = job_spec(model.job)
     matrix = model.confusion_test if split == "test" else model.confusion_train
-    return png_response(
-        plots.confusion_matrix_png(
-            matrix,
-            DATASETS[spec.dataset].classes,
-            title=f"model {model.job_id}, {split} split: {_spaced(spec.name)}",
-        )
-    )
+    title = f"model {model.job_id}, {split} split: {_spaced(spec.name)}"
+    return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
+
+
+@router.get("/models/{job_id}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
+async def confusion_matrix_png(
+    job_id: int, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
+) -> Response:
+    """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
+    return await _cached_png(inference, ("confusion", job_id, split), database, _confusion, job_id, split)
+
+
+def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
+    job = require_trained(session, job_id)
+    curves = _curves(session, [job], [""], x)
+    title = f"model {job.id}: {_spaced(job_spec(job).name)}\ntest accuracy {job.test_accuracy or 0:.2%}"
+    xlabel = "samples seen" if x == "samples" else "step"
+    return partial(plots.loss_curves_png, curves, title=title, xlabel=xlabel)
 
 
 @router.get("/models/{job_id}/loss-curve.png", response_class=Response, responses=PNG_DOC)
-def loss_curve_png(job: TrainedJobDep, session: SessionDep, x: XQuery = "step") -> Response:
+async def loss_curve_png(
+    job_id: int, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
+) -> Response:
     """The batch loss against steps (dots: each epoch's mean loss)."""
-    curves = _curves(session, [job], [""], x)
-    title = f"model {job.id}: {_spaced(job_spec(job).name)}\ntest accuracy {job.test_accuracy or 0:.2%}"
-    return png_response(
-        plots.loss_curves_png(curves, title=title, xlabel="samples seen" if x == "samples" else "step")
+    return await _cached_png(inference, ("loss", job_id, x), database, _loss_curve, job_id, x)
+
+
+def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
+    jobs = [require_trained(session, job_id) for job_id in ids]
+    names = labels(ids, [job_spec(job) for job in jobs])
+    names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs, strict=True)]
+    return partial(
+        plots.loss_curves_png,
+        _curves(session, jobs, names, x),
+        title="loss of models " + ", ".join(map(str, ids)),
+        xlabel="samples seen" if x == "samples" else "step",
     )
 
 
 @router.get("/compare.png", response_class=Response, responses=PNG_DOC)
-def compare_png(jobs: TrainedJobsDep, session: SessionDep, x: XQuery = "step") -> Response:
+async def compare_png(
+    ids: IdsQuery, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
+) -> Response:
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
-    names = labels([job.id for job in jobs], [job_spec(job) for job in jobs])
-    names = [f"{name} (test {job.test_accuracy or 0:.2%})" for name, job in zip(names, jobs, strict=True)]
-    return png_response(
-        plots.loss_curves_png(
-            _curves(session, jobs, names, x),
-            title="loss of models " + ", ".join(str(job.id) for job in jobs),
-            xlabel="samples seen" if x == "samples" else "step",
-        )
-    )
+    numbers = parse_ids(ids)
+    return await _cached_png(inference, ("compare", tuple(numbers), x), database, _compare, numbers, x)
+
+
+def _mistakes_made(session: Session, job_id: int, split: Split) -> int:
+    """How many images of the split the model gets wrong, from its stored confusion matrix."""
+    model = trained_model(session, job_id)
+    matrix = np.asarray(model.confusion_test if split == "test" else model.confusion_train)
+    return int(matrix.sum() - np.trace(matrix))
 
 
 def _mistakes(
-    job_id: int, spec: TrainSpec, data: Dataset, split: Split, predicted: np.ndarray, limit: int
+    job_id: int,
+    weights: Weights,
+    data: Dataset,
+    split: Split,
+    limit: int,
+    total: int,
+    known: NDArray[np.intp] | None,
 ) -> bytes:
+    """The first mistakes: from the known predicted classes, else looked for within a budget."""
     images, truth = data.split(split)
-    # the train split's images it was trained on, as its accuracy: not those held out to validate
-    shown_from = training_indices(truth, spec) if split == "train" else np.arange(len(truth))
-    wrong = shown_from[predicted[shown_from] != truth[shown_from]]
-    shown = wrong[:limit]
+    if split == "train":  # the images it was trained on, as its accuracy: not those held out to validate
+        trained = training_indices(truth, weights.spec)
+        images, truth = images[trained], truth[trained]
+        known = None if known is None else known[trained]
+    else:
+        trained = np.arange(len(truth))
+    wanted, scanned = min(limit, total), len(images)
+    if known is not None:
+        shown = np.flatnonzero(known != truth)[:wanted]
+        predicted = known[shown]
+    else:  # the first mistakes only, within a budget of arithmetic: not the whole split's predictions
+        scanned = min(scanned, max(CHUNK, MISTAKES_BUDGET // weights.spec.n_parameters))
+        shown, predicted = first_mistakes(weights, images[:scanned], truth[:scanned], wanted)
+    looked = f", looked for in its first {scanned:,}" if len(shown) < wanted else ""
     title = (
-        f"model {job_id}: the first {len(shown)} of {len(wrong):,} mistakes on {len(shown_from):,} {split} "
-        "images (true → predicted, #index)"
+        f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(images):,} {split} images"
+        f"{looked} (true → predicted, #index)"
     )
     return plots.mistakes_png(
-        images[shown], truth[shown], predicted[shown], data.classes, title=title, indices=shown
+        images[shown], truth[shown], predicted, data.classes, title=title, indices=trained[shown]
     )
 
 
@@ -115,13 +189,18 @@ def _mistakes(
 )
 async def mistakes_png(
     job_id: int,
+    database: DatabaseDep,
     inference: InferenceDep,
     split: Split = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
-    weights, data = await inference.model_and_data(job_id)
-    predicted = await inference.predicted_labels(job_id, split)
-    return png_response(
-        await run_in_threadpool(_mistakes, job_id, weights.spec, data, split, predicted, limit)
-    )
+
+    async def draw() -> bytes:
+        weights, data = await inference.model_and_data(job_id)
+        total = await database.run(_mistakes_made, job_id, split)
+        cached = inference.cached_predictions(job_id, split)
+        known = cached.labels if cached is not None else await inference.stored_labels(job_id, split)
+        return await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
+
+    return png_response(await inference.figure(("mistakes", job_id, split, limit), draw))

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ReaderDep, WriterDep
+from service.api.guard import allow_body
+from service.api.inference import predict_proba
 from service.api.presenters import dataset_image
 from service.api.schemas import (
     ImagePredictionPublic,
@@ -25,6 +27,7 @@ from service.errors import (
     NOT_TRAINED_DOC,
     PROBLEM_RESPONSES,
     ProblemError,
+    echo,
     invalid,
     problem_doc,
 )
@@ -70,29 +73,6 @@ _PREDICT_BODY = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit (before it is all read)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(size, limit, at_least=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def too_large(size: int, limit: int, at_least: bool = False) -> ProblemError:
-    return ProblemError(
-        413,
-        "Content too large",
-        f"The body is {'over ' if at_least else ''}{size:,} bytes; "
-        f"the limit is {limit:,} bytes ({limit / 1e6:g} MB, MLPLAB_MAX_UPLOAD_BYTES).",
-    )
-
-
 def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
     try:
         payload = json.loads(body)
@@ -131,7 +111,6 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
 async def _images_from_upload(request: Request, body: bytes, settings: Settings) -> np.ndarray:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        request._body = body  # already read under the size limit; let the form parser reuse it
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -164,7 +143,8 @@ async def predict(
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings
     weights = await inference.weights(job_id)  # 404 / 409 before reading a large body
-    body = await read_body(request, settings.max_upload_bytes)
+    allow_body(request.scope, settings.max_upload_bytes, "MLPLAB_MAX_UPLOAD_BYTES")
+    body = await request.body()
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "application/json":
         if len(body) > 65_536:  # many images: parsing takes milliseconds, off the event loop
@@ -177,15 +157,10 @@ async def predict(
         raise ProblemError(
             415,
             "Unsupported media type",
-            f"Content-Type {content_type!r}: send application/json, "
+            f"Content-Type {echo(content_type)}: send application/json, "
             "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
         )
-    # A few images are cheaper inline than a thread hop; a large batch must not stall the event loop.
-    probs = (
-        weights.predict_proba(images)
-        if len(images) <= 16
-        else await run_in_threadpool(weights.predict_proba, images)
-    )
+    probs = await predict_proba(weights, images)
     results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
 
@@ -204,7 +179,8 @@ async def predict_split_image(
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
     weights, data = await inference.model_and_data(job_id)
     image, label = dataset_image(data, split, index)
-    p = weights.predict_proba(image[None, :])[0]
+    known = inference.cached_predictions(job_id, split)
+    p = known.probabilities[index] if known is not None else (await predict_proba(weights, image[None, :]))[0]
     predicted = int(p.argmax())
     return ImagePredictionPublic(
         split=split,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.deps import DatabaseDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from service.api.grid import check_budgets, check_grid, sweep_specs
-from service.api.presenters import enqueue, job_public
+from service.api.presenters import enqueue, job_public, json_response
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
     ConfigurationPublic,
@@ -24,16 +25,17 @@ from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, not_found
 from service.ml.spec import TrainSpec
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.models import Job, JobStatus
-from service.store.queries import list_jobs, list_sweep_ids, training_seconds
+from service.store.queries import list_sweep_ids, list_sweep_jobs, training_seconds
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
-MAX_LISTED = 100_000  # a sweep's jobs are all listed: the limit is only a guard
 
-
-def sweep_public(sweep_id: str, jobs: list[Job], seconds: Mapping[int, float]) -> SweepPublic:
-    """The sweep as its jobs show it: what they share, what varies, the jobs best first and grouped by
-    configuration (`seconds`: the training time of those that are trained models)."""
+def sweep_public(
+    sweep_id: str, jobs: Sequence[Job | Row[Any]], seconds: Mapping[int, float], shown: int | None = None
+) -> SweepPublic:
+    """The sweep as its jobs show it: what they share, what varies, the jobs best first (the best `shown`
+    of them; `count`, `status` and the configurations count them all) and grouped by configuration
+    (`seconds`: the training time of those that are trained models)."""
     publics = sorted((job_public(job) for job in jobs), key=lambda p: p.id)  # creation order: the grid's
     specs = [p.spec.model_dump(mode="json") for p in publics]
     base: dict[str, Any] = {}
@@ -75,7 +77,7 @@ def sweep_public(sweep_id: str, jobs: list[Job], seconds: Mapping[int, float]) -
         created_at=min(p.created_at for p in publics),
         base=base,
         grid=grid,
-        jobs=publics,
+        jobs=publics[:shown],
         count=len(publics),
         status=summary,
         configurations=[configuration_public(c) for c in configurations],
@@ -103,14 +105,6 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
     )
 
 
-def read_sweep_public(session: Session, sweep_id: str) -> SweepPublic | None:
-    """The stored sweep, or None when no job has this sweep id."""
-    jobs, count = list_jobs(session, sweep_id=sweep_id, limit=MAX_LISTED)
-    if not count:
-        return None
-    return sweep_public(sweep_id, jobs, training_seconds(session, (job.id for job in jobs)))
-
-
 @router.post("", status_code=202, response_model=SweepPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, response: Response
@@ -127,28 +121,42 @@ def submit_sweep(
     return public
 
 
+def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> SweepsPublic:
+    ids, count = list_sweep_ids(session, limit=limit, offset=offset)
+    jobs = list_sweep_jobs(session, ids)
+    seconds = training_seconds(session, (job.id for sweep_id in ids for job in jobs[sweep_id]))
+    return SweepsPublic(
+        data=[sweep_public(sweep_id, jobs[sweep_id], seconds, shown) for sweep_id in ids], count=count
+    )
+
+
 @router.get("", response_model=SweepsPublic)
-def read_sweeps(
-    session: SessionDep,
+async def read_sweeps(
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> SweepsPublic:
-    """Sweeps, newest first, each with its jobs best first."""
-    ids, count = list_sweep_ids(session, limit=limit, offset=offset)
-    data = [sweep for sweep_id in ids if (sweep := read_sweep_public(session, sweep_id)) is not None]
-    return SweepsPublic(data=data, count=count)
+    jobs_limit: Annotated[
+        int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
+    ] = 10,
+) -> Response:
+    """Sweeps, newest first, each with its best jobs and its configurations ranked."""
+    return json_response(await database.run(_sweeps_page, limit, offset, jobs_limit))
+
+
+def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
+    jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
+    if not jobs:
+        raise not_found("sweep", sweep_id)
+    return sweep_public(sweep_id, jobs, training_seconds(session, (job.id for job in jobs)))
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic)
-def read_sweep(
+async def read_sweep(
     sweep_id: Annotated[str, Path(pattern=SWEEP_ID_PATTERN, description="As POST /sweeps made it")],
-    session: SessionDep,
-) -> SweepPublic:
+    database: DatabaseDep,
+) -> Response:
     """A sweep's jobs with their status and accuracies, best first, and grouped by configuration.
 
     Each configuration's mean, standard deviation and 95 % confidence interval of each accuracy over its
     seeds, and whether the data can tell it from the best (Welch's t-test)."""
-    sweep = read_sweep_public(session, sweep_id)
-    if sweep is None:
-        raise not_found("sweep", sweep_id)
-    return sweep
+    return json_response(await database.run(_sweep, sweep_id))

@@ -14,7 +14,7 @@ export async function comparePage(ctx, root) {
   const ids = ctx.params.get("ids") || "";
   const sweep = ctx.params.get("sweep") || "";
   const chosen = new Set(ids.split(",").map(digits).filter((n) => n != null));
-  const models = await api.models();
+  const models = await api.models({ limit: 100 });
   if (!ctx.live) return;
   const accChart = h("div", { class: "chart", id: "compare-accuracy", role: "img", "aria-label": "accuracy by epoch of the compared models" });
   const lossChart = h("div", { class: "chart", id: "compare-loss", role: "img", "aria-label": "loss by epoch of the compared models" });
@@ -109,8 +109,11 @@ function picker(models, chosen, sweep) {
   const filter = h("select", { id: "pick-sweep", onchange: (e) => go(withParams({ sweep: e.target.value || null })) },
     h("option", { value: "" }, "every model"), sweeps.map((s) => h("option", { value: s, selected: s === sweep }, `sweep ${s.slice(0, 8)}`)));
   const shown = models.data.filter((m) => !sweep || m.sweep_id === sweep);
+  const more = models.count > models.data.length
+    ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id in the address: #/compare?ids=3,7`)
+    : null;
   return [
-    h("label", { for: "pick-sweep" }, "show "), filter,
+    h("label", { for: "pick-sweep" }, "show "), filter, more,
     h("div", { class: "scroll picker" }, h("table", null,
       h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.split(" ")[0].replace("_", " ")})`), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
       h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },

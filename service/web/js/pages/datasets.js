@@ -11,7 +11,7 @@ export async function datasetsPage(ctx, root) {
   const name = ctx.params.get("name") || "mnist", split = ctx.params.get("split") || "test";
   const rawOffset = ctx.params.get("offset") || "0", model = ctx.params.get("model") || "";
   const offset = digits(rawOffset) ?? 0;
-  const [datasets, models] = await Promise.all([api.datasets(), api.models()]);
+  const [datasets, models] = await Promise.all([api.datasets(), api.models({ limit: 100 })]);
   if (!ctx.live) return;
   const change = (changes) => go(withParams(changes));
   const option = (value, text, selected) => h("option", { value, selected }, text);

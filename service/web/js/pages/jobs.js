@@ -1,6 +1,6 @@
 // The jobs: the "New job" form (presets, a sweep grid), the latest sweeps, and every job with its
-// progress, filtered by status and sweep, sorted, a page of 50 at a time. State lives in the hash:
-// #/?status=running&sweep=3f9c2a1b7d4e&sort=-test&offset=50.
+// progress, filtered by status and sweep, sorted by the API, a page of 50 at a time. State lives in the
+// hash: #/?status=running&sweep=3f9c2a1b7d4e&sort=-test_accuracy&offset=50.
 import * as api from "../api.js";
 import { $, digits, duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { go, withParams } from "../router.js";
@@ -12,17 +12,9 @@ const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few l
 const REFRESH_MS = 4000;
 const SWEEP_ROWS = 8; // a sweep card lists its best jobs; "its jobs" lists them all
 
-// column key -> how to compare two jobs by it (ascending)
-const SORTS = {
-  id: (a, b) => a.id - b.id,
-  created: (a, b) => new Date(a.created_at) - new Date(b.created_at),
-  duration: (a, b) => (jobDuration(a) ?? -1) - (jobDuration(b) ?? -1),
-  test: (a, b) => (a.test_accuracy ?? -1) - (b.test_accuracy ?? -1),
-  status: (a, b) => a.status.localeCompare(b.status),
-};
-
+// The API sorts the whole list before paging (GET /jobs?sort=field, descending with a leading "-").
 const SORT_NAMES = {
-  "-id": "newest first", id: "oldest first", "-test": "best test accuracy", "-duration": "longest", status: "by status",
+  "-id": "newest first", id: "oldest first", "-test_accuracy": "best test accuracy", "-duration": "longest", status: "by status",
 };
 
 const jobDuration = (j) => (j.started_at ? seconds(j.started_at, j.finished_at ?? Date.now()) : null);
@@ -103,8 +95,9 @@ function filters(statuses, state) {
   const sweep = h("select", { id: "filter-sweep", onchange: (e) => go(withParams({ sweep: e.target.value, offset: null })) },
     h("option", { value: "" }, "any sweep"),
     state.sweep ? h("option", { value: state.sweep, selected: true }, `sweep ${state.sweep.slice(0, 12)}`) : null);
-  const sort = h("select", { id: "sort", onchange: (e) => go(withParams({ sort: e.target.value })) },
-    Object.entries(SORT_NAMES).map(([value, text]) => h("option", { value, selected: value === state.sort }, text)));
+  const sort = h("select", { id: "sort", onchange: (e) => go(withParams({ sort: e.target.value, offset: null })) },
+    Object.entries(SORT_NAMES).map(([value, text]) => h("option", { value, selected: value === state.sort }, text)),
+    state.sort in SORT_NAMES ? null : h("option", { value: state.sort, selected: true }, `by ${state.sort}`));
   return h("div", { class: "pager filters" },
     h("label", { for: "filter-status" }, "status"), status, h("label", { for: "filter-sweep" }, "sweep"), sweep,
     h("label", { for: "sort" }, "order"), sort);
@@ -140,7 +133,7 @@ async function renderJobs(ctx, root, spec, state, streams) {
   const el = $("#jobs", root), problem = $("#jobs-problem", root);
   let page;
   try {
-    page = await api.jobs({ status: state.status, sweep_id: state.sweep, limit: PAGE, offset: state.offset });
+    page = await api.jobs({ status: state.status, sweep_id: state.sweep, sort: state.sort, limit: PAGE, offset: state.offset });
   } catch (err) {
     if (ctx.live) { fill(problem, problemView(err)); el.replaceChildren(); }
     return;
@@ -150,15 +143,15 @@ async function renderJobs(ctx, root, spec, state, streams) {
   const offset = digits(state.offset) ?? 0;
   renderPager($("#jobs-pager", root), offset, page);
   if (!page.count) { fill(el, h("p", { class: "muted" }, state.status || state.sweep ? "No job matches these filters." : "No jobs yet: open \"New job\".")); return; }
-  const desc = state.sort.startsWith("-"), key = SORTS[state.sort.replace(/^-/, "")] ? state.sort.replace(/^-/, "") : "id";
-  const rows = [...page.data].sort((a, b) => (desc ? -1 : 1) * SORTS[key](a, b));
+  const desc = state.sort.startsWith("-"), key = state.sort.replace(/^-/, "");
+  const rows = page.data;
+  // a column header sorts by its field: ascending first, descending when clicked again
   const th = (k, text, cls) => h("th", { class: cls, "aria-sort": k === key ? (desc ? "descending" : "ascending") : null },
-    h("a", { href: withParams({ sort: k === key && !desc ? `-${k}` : k }), class: "sort" }, text, k === key ? (desc ? " ↓" : " ↑") : ""));
+    h("a", { href: withParams({ sort: k === key && !desc ? `-${k}` : k, offset: null }), class: "sort" }, text, k === key ? (desc ? " ↓" : " ↑") : ""));
   fill(el,
-    page.count > PAGE && state.sort !== "-id" ? h("p", { class: "muted" }, `Sorted within this page of ${page.data.length}.`) : null,
     h("table", { class: "jobs" },
       h("thead", null, h("tr", null, th("id", "id"), h("th", null, "job"), th("status", "status"), h("th", { class: "progress" }, "progress"),
-        th("created", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"), th("test", "test", "right"), h("th"))),
+        th("created_at", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"), th("test_accuracy", "test", "right"), h("th"))),
       h("tbody", null, rows.map((j) => jobRow(j, spec)))));
   rows.filter((j) => j.status === "running" && !streams.has(j.id)).slice(0, Math.max(0, LIVE_STREAMS - streams.size))
     .forEach((j) => follow(ctx, root, j, streams));

@@ -1,0 +1,183 @@
+"""What a request must show before the app reads its body: a Host this server answers to (against DNS
+rebinding), no other site's origin on a state-changing request (against cross-site requests), the
+bearer token on a state-changing request when MLPLAB_API_TOKEN is set, and a body within its limit.
+
+A pure ASGI middleware, like security.py's. Its refusals are problem+json, sent before the app runs
+and before a byte of the body is read. The body limit wraps `receive`: FastAPI's JSON parsing, the
+form parser and predict's upload all stop with a 413 once the body passes it, whether or not it
+declared a Content-Length (chunked bodies included)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import ProblemError, echo, problem_response
+from service.settings import Settings
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
+
+
+@dataclass
+class BodyLimit:
+    bytes: int
+    setting: str  # the variable that sets it, named in the 413
+
+
+def allow_body(scope: Scope, limit: int, setting: str) -> None:
+    """Let this request's body reach `limit` bytes: for a route that reads its own body, before reading it."""
+    body_limit: BodyLimit = scope[BODY_LIMIT]
+    body_limit.bytes, body_limit.setting = limit, setting
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive`: an HTTPException, so FastAPI's body parsing lets it through to the 413 handler."""
+
+    def __init__(self, size: int, limit: BodyLimit, at_least: bool) -> None:
+        super().__init__(
+            413,
+            f"The body is {'over ' if at_least else ''}{size:,} bytes; the limit is {limit.bytes:,} bytes "
+            f"({limit.bytes / 1e6:g} MB, {limit.setting}).",
+        )
+
+
+def check_token(headers: Headers, settings: Settings) -> None:
+    """401 without a bearer token, 403 with a wrong one; nothing when MLPLAB_API_TOKEN is unset."""
+    if settings.api_token is None:
+        return
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
+            headers={"WWW-Authenticate": 'Bearer realm="mlplab"'},
+        )
+    expected = settings.api_token.get_secret_value()
+    if not hmac.compare_digest(given.encode(), expected.encode()):  # constant time
+        raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
+
+
+def _host_name(netloc: str) -> str:
+    """'Example.com:8000' -> 'example.com'; '[::1]:8000' -> '::1'."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def _host_allowed(host: str, patterns: list[str], arrived_on: str | None) -> bool:
+    if "*" in patterns or host == arrived_on:
+        return True
+    return any(
+        host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+        for pattern in map(_host_name, patterns)
+    )
+
+
+def _origin(netloc: str, scheme: str) -> tuple[str, int | None]:
+    """(host, port) with the scheme's default port filled in."""
+    parts = urlsplit(f"{scheme}://{netloc}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "", port or DEFAULT_PORTS.get(scheme))
+
+
+def _cross_site(scope: Scope, headers: Headers) -> bool:
+    """Whether the browser says this request comes from another site or origin (never true for curl)."""
+    if headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    # The scheme is left out: behind a TLS proxy the page's https is this server's http.
+    sent = urlsplit(origin)
+    return _origin(sent.netloc, sent.scheme) != _origin(headers.get("host", ""), scope.get("scheme", "http"))
+
+
+class RequestGuard:
+    """Refuses, before the app runs, what the module docstring lists; bounds every body as it streams in."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self.check(scope)
+        except ProblemError as exc:
+            request = Request(scope)
+            response = problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, self.limited(scope, receive), send)
+
+    def check(self, scope: Scope) -> None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        # The address the connection arrived on (the bind address, or with 0.0.0.0 the interface's) is
+        # always allowed: rebinding needs a host name, and the app is not told its bind address.
+        server = scope.get("server")
+        allowed = _host_allowed(_host_name(host), self.settings.allowed_hosts, server[0] if server else None)
+        if host and not allowed:  # no Host at all is no browser (an HTTP/1.0 probe): nothing to rebind
+            raise ProblemError(
+                400,
+                "Host not allowed",
+                f"This server does not answer to the host {echo(host)}; "
+                "its names are in MLPLAB_ALLOWED_HOSTS.",
+            )
+        if scope["method"] in SAFE_METHODS:
+            return
+        if _cross_site(scope, headers):
+            self.check_cross_site(headers)
+        check_token(headers, self.settings)
+
+    def check_cross_site(self, headers: Headers) -> None:
+        """A page on another site may not change anything; a program holding the token may."""
+        if self.settings.api_token is not None and headers.get("authorization"):
+            return
+        raise ProblemError(
+            403,
+            "Cross-site request",
+            f"A page on {echo(headers.get('origin', 'another site'))} may not change anything here; "
+            "programs send 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN).",
+        )
+
+    def limited(self, scope: Scope, receive: Receive) -> Receive:
+        """`receive`, raising BodyTooLarge once the body passes its limit: MLPLAB_MAX_BODY_BYTES, or what
+        its route allowed (allow_body) before reading it. The limit is an object in the scope, shared by
+        the copies of the scope that routing makes."""
+        limit = scope[BODY_LIMIT] = BodyLimit(self.settings.max_body_bytes, "MLPLAB_MAX_BODY_BYTES")
+        declared = Headers(scope=scope).get("content-length", "")
+        size = int(declared) if declared.isascii() and declared.isdigit() and len(declared) < 20 else None
+        received = 0
+        complete = False
+
+        async def receive_within_limit() -> Message:
+            nonlocal received, complete
+            if complete:  # the body has been read: later calls only wait for a disconnect
+                return await receive()
+            if size is not None and size > limit.bytes:
+                raise BodyTooLarge(size, limit, at_least=False)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit.bytes:
+                    raise BodyTooLarge(received, limit, at_least=True)
+                complete = not message.get("more_body", False)
+            return message
+
+        return receive_within_limit

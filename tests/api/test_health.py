@@ -1,0 +1,55 @@
+"""Readiness tells the truth about the database, and a damaged one is a 503 on every data route."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from tests.conftest import assert_problem
+
+
+def _overwrite(db: Path, what: str) -> None:
+    """Overwrite the root page of table `what` (or, for "header", the file's first 100 bytes) with junk."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the file itself
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        root = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (what,)).fetchone()
+    connection.close()
+    offset, length = (0, 100) if what == "header" else ((root[0] - 1) * page_size, page_size)
+    with db.open("r+b") as f:
+        f.seek(offset)
+        f.write(b"\xa5" * length)
+
+
+@pytest.mark.parametrize("what", ["jobs", "header"])
+def test_a_damaged_database_is_not_ready_and_its_data_routes_answer_503(settings, what):
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]
+        client.app.state.engine.dispose()  # no connection keeps the pages it cached
+        _overwrite(db, what)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "not ready", ready.text
+        assert ready.json()["database"].split(":")[0] in ("unreadable", "unreachable"), ready.text
+        routes = [
+            ("GET", "/jobs"),
+            ("GET", f"/jobs/{job}"),
+            ("GET", f"/jobs/{job}/losses"),
+            ("GET", f"/compare?ids={job},{job + 1}"),
+            ("POST", f"/jobs/{job}/cancel"),
+            ("POST", "/jobs"),
+        ]
+        if what == "header":  # not a database at all: every route (a damaged jobs table spares the others)
+            routes += [("GET", "/models"), ("GET", "/sweeps"), ("GET", "/models/1/weights")]
+        for method, path in routes:
+            body = {"backend": "numpy"} if path == "/jobs" else None
+            problem = assert_problem(
+                client.request(method, path, json=body), 503, "MLPLAB_DATABASE_URL", "/readyz"
+            )
+            assert problem["title"] == "Database unavailable", (method, path)
+        assert client.get("/healthz").status_code == 200  # the process itself is fine

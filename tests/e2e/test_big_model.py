@@ -1,0 +1,98 @@
+"""The largest model the limits allow (19,992,727 parameters, 80 MB of float32) against a real API
+process: twenty concurrent first requests load it once, and its figures cost what they show."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+
+from service.ml.spec import TrainSpec
+from service.ml.weights import dump_weights
+from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.jobs import claim_job, enqueue_job, finish_job
+from tests.support import start_service
+
+pytestmark = pytest.mark.slow
+
+HIDDEN = [4091, 4091]  # just under MLPLAB_MAX_PARAMETERS's default of 20,000,000
+MB = 2**20
+
+
+def _store_big_model(url: str) -> int:
+    spec = TrainSpec.model_validate({"backend": "numpy", "hidden_layers": HIDDEN, "epochs": 1})
+    assert 19_900_000 < spec.n_parameters < 20_000_000
+    rng = np.random.default_rng(0)
+    sizes = spec.layer_sizes
+    params = [
+        ((rng.random((a, b), dtype=np.float32) - 0.5) * np.float32(2 / np.sqrt(a)), np.zeros(b, np.float32))
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+    eye = np.eye(10, dtype=int).tolist()
+    result = SimpleNamespace(
+        weights=dump_weights(spec, params), train_accuracy=0.1, validation_accuracy=None, test_accuracy=0.1,
+        confusion_train=eye, confusion_test=eye, best_epoch=1, stopped_epoch=1, predictions={}, seconds=1.0,
+    )  # fmt: skip
+    engine = make_engine(url)
+    migrate(engine)
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as s:
+        job_id = enqueue_job(s, spec).id
+    with session_scope(factory) as s:
+        claim_job(s, "w")
+        finish_job(s, job_id, "w", result)
+    engine.dispose()
+    return job_id
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """The process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {key: int(re.search(rf"{key}:\s+(\d+) kB", status).group(1)) * 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_twenty_first_requests_for_the_largest_model_load_it_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'mlplab.db'}"
+    model = _store_big_model(url)
+    service = start_service(tmp_path, db_url=url)
+    try:
+        with httpx.Client(base_url=service.url, timeout=120) as client:
+            assert client.get("/datasets/mnist/test/0.png").status_code == 200  # the dataset, decoded first
+            before = _memory(service.api.pid)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(
+                    pool.map(lambda i: client.get(f"/models/{model}/predictions/test/{i}"), range(20))
+                )
+            seconds = time.perf_counter() - started
+            after = _memory(service.api.pid)
+            assert [a.status_code for a in answers] == [200] * 20, answers[0].text
+            grown, peak = (after["VmRSS"] - before["VmRSS"]) / MB, (after["VmHWM"] - before["VmRSS"]) / MB
+            print(f"20 first requests: {seconds:.1f} s; RSS +{grown:.0f} MB, peak +{peak:.0f} MB")
+            # One copy of the weights (76 MB) is kept; loading it needs the stored bytes besides, once.
+            assert grown < 200 and peak < 400, (grown, peak)
+
+            cpu = _cpu_seconds(service.api.pid)
+            figure = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
+            assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+            again = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
+            assert again.content == figure.content
+            cpu = _cpu_seconds(service.api.pid) - cpu
+            print(f"mistakes.png?split=train twice: {cpu:.1f} s of the API's CPU")
+            assert cpu < 15  # predicting the whole train split took 43-52 s, every time
+    finally:
+        service.stop()
+    log = (tmp_path / "api.log").read_text()
+    assert "Traceback" not in log, log

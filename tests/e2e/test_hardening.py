@@ -1,0 +1,152 @@
+"""What a careless or hostile client can do to a real API process (issue 11): send hundreds of megabytes
+unasked, hold connections open without a word, or reach it under another name (DNS rebinding)."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import Service, start_service
+
+pytestmark = pytest.mark.slow  # real API processes
+
+HUGE = 300_000_000  # bytes a client sends without being asked to
+PIECE = b" " * 1_000_000  # JSON allows leading whitespace: a body the parser would keep reading
+
+
+def _port(service: Service) -> int:
+    return int(service.url.rsplit(":", 1)[1])
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in bytes, from /proc."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {
+        k: int(v.split()[0]) * 1024
+        for k, v in (line.split(":", 1) for line in lines)
+        if k in ("VmRSS", "VmHWM")
+    }
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux 4.0+)
+
+
+def _flood(port: int, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, int]:
+    """POST up to HUGE bytes, stopping as soon as the server answers or hangs up: (status, bytes sent)."""
+    framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(HUGE)}
+    head = "".join(
+        f"{k}: {v}\r\n"
+        for k, v in (
+            {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"} | framing | headers
+        ).items()
+    )
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode())
+        piece = f"{len(PIECE):x}\r\n".encode() + PIECE + b"\r\n" if chunked else PIECE
+        while sent < HUGE and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(PIECE)
+        status_line = sock.recv(65536).split(b"\r\n", 1)[0]
+    return int(status_line.split()[1]), sent
+
+
+@pytest.mark.parametrize("token", [True, False], ids=["token-set", "no-token"])
+def test_300_mb_without_a_token_is_refused_and_the_api_stays_small(tmp_path, token):
+    env = {"MLPLAB_API_TOKEN": "s3cret"} if token else {}
+    service = start_service(tmp_path, **env)
+    try:
+        pid = service.api.pid
+        with service.client() as client:  # warm: the first requests allocate what every later one reuses
+            client.get("/jobs")
+        before = _memory(pid)["VmRSS"]
+        _reset_peak(pid)
+        answers = []
+        for path in ("/jobs", "/sweeps", "/models/1/predict"):
+            for chunked in (False, True):
+                status, sent = _flood(_port(service), path, {}, chunked)
+                answers.append((path, chunked, status, sent))
+        peak = _memory(pid)["VmHWM"]
+        expected = 401 if token else {"/jobs": 413, "/sweeps": 413, "/models/1/predict": 404}
+        for path, _chunked, status, sent in answers:
+            assert status == (expected if token else expected[path]), answers
+            assert sent < 100_000_000, answers  # answered long before the 300 MB were sent
+        assert peak - before < 50_000_000, f"{(peak - before) / 1e6:.0f} MB more at the peak; {answers}"
+        with service.client() as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        service.stop()
+    print(
+        f"\n300 MB bodies: {answers}; API peak RSS {(peak - before) / 1e6:+.1f} MB over {before / 1e6:.0f} MB"
+    )
+
+
+def test_connections_that_send_nothing_are_closed_and_bounded(tmp_path):
+    service = start_service(tmp_path, MLPLAB_KEEP_ALIVE_SECONDS="2", MLPLAB_MAX_CONNECTIONS="40")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(60):  # more than the limit: all accepted, none says a word
+            idle.append(socket.create_connection(("127.0.0.1", _port(service)), timeout=10))
+        with service.client() as client:
+            full = client.get("/healthz")  # the 41st connection's request
+        assert full.status_code == 503, full.text
+
+        def closed_by_server(sock: socket.socket) -> bool:
+            try:
+                return sock.recv(1) == b""
+            except (ConnectionResetError, TimeoutError):
+                return False
+
+        started = time.monotonic()
+        assert all(closed_by_server(sock) for sock in idle)  # each recv waits for the server's close
+        assert time.monotonic() - started < 8
+        with service.client() as client:
+            assert client.get("/healthz").status_code == 200
+            # and a keep-alive connection between requests still gets its keep-alive
+            assert [client.get("/healthz").status_code for _ in range(3)] == [200] * 3
+    finally:
+        for sock in idle:
+            sock.close()
+        service.stop()
+
+
+def test_only_the_names_it_answers_to_are_served(tmp_path):
+    """DNS rebinding: a page on rebind.evil.example whose name now resolves to this machine."""
+    service = start_service(tmp_path, host="127.0.0.2")  # not a default name: it is the connection's address
+    try:
+        with service.client() as client:
+            job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]
+            port = _port(service)
+            for host in (f"127.0.0.2:{port}", f"localhost:{port}", "127.0.0.1"):
+                assert client.get(f"/jobs/{job}", headers={"host": host}).status_code == 200, host
+            for path in (f"/jobs/{job}", "/jobs/", "/models", "/"):
+                response = client.get(path, headers={"host": f"rebind.evil.example:{port}"})
+                assert response.status_code == 400 and "location" not in response.headers, (
+                    path,
+                    response.text,
+                )
+                assert response.headers["content-type"] == "application/problem+json"
+            refused = client.post(f"/jobs/{job}/cancel", headers={"host": "rebind.evil.example"})
+            assert refused.status_code == 400
+            assert client.get(f"/jobs/{job}").json()["status"] == "queued"
+    finally:
+        service.stop()
+
+
+def test_the_host_list_is_a_setting(tmp_path):
+    service = start_service(tmp_path, MLPLAB_ALLOWED_HOSTS="mlplab.example.com")
+    try:
+        with service.client() as client:
+            assert client.get("/healthz", headers={"host": "mlplab.example.com"}).status_code == 200
+            assert client.get("/healthz", headers={"host": "localhost"}).status_code == 400
+            assert client.get("/healthz").status_code == 200  # 127.0.0.1: the address it arrived on
+    finally:
+        service.stop()
