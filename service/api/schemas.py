@@ -26,6 +26,11 @@ VALIDATION_ACCURACY = (
     "null without a validation split."
 )
 TRAIN_ACCURACY = "On the images trained on."
+NEAR_CHANCE = (
+    "True when a finished model's validation or test accuracy is at most 1.5 x chance level (1 / classes): "
+    "it learned next to nothing, whatever its status says. `warning` says which and what to try."
+)
+WARNING = "A sentence on what needs a look (a model near chance level); null when nothing does."
 RANKED_BY = (
     "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
     "validation split; with some of each, those without one come after, by test accuracy."
@@ -57,6 +62,8 @@ class JobPublic(BaseModel):
     test_accuracy: float | None = Field(description=TEST_ACCURACY)
     cancel_requested: bool = False
     sweep_id: str | None = None
+    near_chance: bool = Field(False, description=NEAR_CHANCE)
+    warning: str | None = Field(None, description=WARNING)
 
 
 class JobsPublic(BaseModel):
@@ -174,10 +181,13 @@ class ModelPublic(BaseModel):
     init: str
     optimizer: str
     learning_rate: float
+    lr_schedule: str
     l2: float
     epochs: int
     batch_size: int
+    train_limit: int | None
     validation_size: int
+    sweep_id: str | None
     train_accuracy: float = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)
@@ -189,6 +199,8 @@ class ModelPublic(BaseModel):
     )
     seconds: float = Field(description="Training time, evaluation excluded.")
     created_at: datetime
+    near_chance: bool = Field(description=NEAR_CHANCE)
+    warning: str | None = Field(description=WARNING)
 
 
 class ModelsPublic(BaseModel):

@@ -206,16 +206,22 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     differing = page.locator("#table tr.diff th").all_inner_texts()
     assert {"backend", "activation"} <= set(differing)
     loss, accuracy = chart(page, "#compare-loss"), chart(page, "#compare-accuracy")
-    for drawn in (loss, accuracy):
-        assert len(drawn["names"]) == 2 and drawn["labels_inside"]
-        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][1].startswith(
+    for drawn in (
+        loss,
+        accuracy,
+    ):  # validation and test accuracy (train toggled off); train and validation loss
+        assert len(drawn["names"]) == 4 and drawn["labels_inside"]
+        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][2].startswith(
             f"#{other['id']} "
         )
+    assert [n.rsplit(" · ", 1)[1] for n in accuracy["names"]] == ["validation", "test"] * 2
     assert "axis from" in accuracy["ytitle"]
+    page.check("#split-toggles input[data-split=train]")
+    until(page, "() => document.querySelector('#compare-accuracy').data.length === 6")
     legend_toggles(page, "#compare-loss")
     # each legend entry is one group (its swatch and its text), on one row of the legend
     entries = page.locator("#compare-loss .legend .traces")
-    assert entries.count() == 2
+    assert entries.count() == 4
     until(
         page,
         "() => [...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)",
@@ -320,6 +326,12 @@ def test_presets_fill_the_folded_form(browser, idle):  # noqa: F811
             "lr_schedule": "constant",
         }
         assert page.input_value("#spec-batch_size") == "64"  # back to the default
+        assert page.input_value("#spec-learning_rate") == "0.1"
+        page.select_option("#spec-optimizer", "adam")  # a learning rate at its default follows the optimizer
+        assert page.input_value("#spec-learning_rate") == "0.001"
+        page.fill("#spec-learning_rate", "0.02")
+        page.select_option("#spec-optimizer", "sgd")  # one the user typed stays
+        assert page.input_value("#spec-learning_rate") == "0.02"
         shot(page, "09-new-job-presets")
         w.assert_clean()
 
@@ -392,7 +404,9 @@ def badges_clear_of_labels(page) -> None:
 def test_every_page_fits_a_phone(browser, service):  # noqa: F811
     with service.client() as client:
         models = client.get("/models").json()["data"]
+        sweeps = client.get("/sweeps").json()["data"]
     assert len(models) >= 2, "runs after the test that trains two models"
+    assert sweeps, "runs after the test that submits a sweep"
     a, b = models[0]["id"], models[1]["id"]
     pages = {
         "datasets": f"/#/datasets?model={a}",
@@ -400,6 +414,7 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         "job": f"/#/jobs/{a}",
         "model": f"/#/models/{a}",
         "compare": f"/#/compare?ids={a},{b}",
+        "sweep": f"/#/sweeps/{sweeps[0]['id']}",
     }
     with watched_page(browser, service.url, viewport=PHONE) as w:
         page = w.page
@@ -413,7 +428,13 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                 open_new_job_form(page)
             # nothing wider than the screen: the page scrolls vertically only
             assert scroll_width(page) <= PHONE["width"], name
-            for selector in ("#loss-chart", "#accuracy-chart", "#compare-loss", "#compare-accuracy"):
+            for selector in (
+                "#loss-chart",
+                "#accuracy-chart",
+                "#compare-loss",
+                "#compare-accuracy",
+                "#sweep-by-seed",
+            ):
                 if page.locator(selector).count():
                     assert chart(page, selector)["labels_inside"], (name, selector)
             shot(page, f"11-phone-{name}")

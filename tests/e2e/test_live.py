@@ -138,8 +138,8 @@ def test_submit_watch_shows_progress_then_the_accuracies(service, tmp_path):
         and job["spec"]["hidden_layers"] == [32]
         and job["spec"]["activation"] == "relu"
     )
-    assert f"train accuracy  {job['train_accuracy']:.2%}" in done.stdout
-    assert f"test accuracy   {job['test_accuracy']:.2%}" in done.stdout
+    for split in ("train", "validation", "test"):
+        assert re.search(rf"^{split} accuracy\s+{job[f'{split}_accuracy']:.2%}", done.stdout, re.M), split
     assert (
         "epoch 1/1: loss" in done.stderr
     )  # the progress display (a line per epoch: stderr is not a terminal)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, ModelDep, ReaderDep
-from service.api.presenters import json_response
+from service.api.presenters import chance_warning, json_response
 from service.api.schemas import AccuracyPublic, ConfusionMatrixPublic, ModelPublic, ModelsPublic, Split
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS
@@ -26,6 +26,7 @@ router = APIRouter(
 
 def model_public(model: TrainedModel) -> ModelPublic:
     spec = job_spec(model.job)
+    warning = chance_warning(spec, model.validation_accuracy, model.test_accuracy)
     return ModelPublic(
         id=model.job_id,
         name=spec.name,
@@ -36,10 +37,13 @@ def model_public(model: TrainedModel) -> ModelPublic:
         init=spec.init,
         optimizer=spec.optimizer,
         learning_rate=spec.learning_rate,
+        lr_schedule=spec.lr_schedule,
         l2=spec.l2,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
+        train_limit=spec.train_limit,
         validation_size=spec.validation_size,
+        sweep_id=model.job.sweep_id,
         train_accuracy=model.train_accuracy,
         validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,
@@ -47,6 +51,8 @@ def model_public(model: TrainedModel) -> ModelPublic:
         stopped_epoch=model.stopped_epoch,
         seconds=model.seconds,
         created_at=model.created_at,
+        near_chance=warning is not None,
+        warning=warning,
     )
 
 

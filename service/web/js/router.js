@@ -9,9 +9,10 @@ const routes = [];
 let current = null;
 let view = null;
 
-/** route("/models/:id", "compare", page): `:id` matches digits only; `nav` names the menu entry. */
+/** route("/models/:id", "compare", page): `:id` matches digits only, `:hex` a sweep's id (hex digits);
+ * `nav` names the menu entry. */
 export function route(pattern, nav, page) {
-  const source = pattern.replace(/\/:\w+/g, "/(\\d{1,15})");
+  const source = pattern.replace(/\/:hex\b/g, "/([0-9a-f]{1,32})").replace(/\/:\w+/g, "/(\\d{1,15})");
   routes.push({ regex: new RegExp(`^${source}/?$`), nav, page });
 }
 

@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
-import { confusionGrid, perClassScores, probabilityBars, problemView, thumb } from "../widgets.js";
+import { confusionGrid, perClassScores, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
 import { accuracyLine, accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
@@ -25,7 +25,8 @@ export async function modelPage(ctx, root) {
   fill(root,
     h("h1", null, `Model ${model.id}`),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
-      job.sweep_id ? [" · ", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+      job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+    warningView(model),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochTable(epochs)),
