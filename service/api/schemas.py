@@ -255,6 +255,22 @@ class ConfusionMatrixPublic(BaseModel):
 class PredictionPublic(BaseModel):
     predicted: int
     probabilities: list[float]
+    pixels: list[int] | None = Field(
+        None,
+        description="The 28x28 image the model saw, 784 values 0-255 row by row: an upload after it was made "
+        "to look like MNIST (service/imaging.py). On a single prediction; null in a batch.",
+    )
+    out_of_distribution: bool | None = Field(
+        None,
+        description="True when the input looks unlike the model's training images: its ink mass, centre of "
+        "mass or inked box's height beyond what 99.9 % of them show (service/ml/familiar.py, a heuristic). "
+        "null when the training images cannot be read (MLPLAB_DATA_DIR).",
+    )
+    warning: str | None = Field(
+        None,
+        description="A sentence on what needs a look: which measures of the input are out of range, or a "
+        "top class under 50 % probability; null when nothing does.",
+    )
 
 
 class PredictionsPublic(BaseModel):
@@ -287,6 +303,7 @@ class OutcomePublic(BaseModel):
     index: int
     label: int
     predicted: int
+    probability: float = Field(description="The probability the model gives its prediction: its confidence.")
 
 
 class OutcomesPublic(BaseModel):

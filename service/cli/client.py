@@ -326,6 +326,8 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%})")
     for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
         print(f"  {probabilities[label]:7.2%}  {name(label)}")
+    if result.get("warning"):
+        print(f"warning: {result['warning']}", file=sys.stderr)
     return 0
 
 
