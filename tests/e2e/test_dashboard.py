@@ -332,6 +332,8 @@ def test_presets_fill_the_folded_form(browser, idle):  # noqa: F811
         page.fill("#spec-learning_rate", "0.02")
         page.select_option("#spec-optimizer", "sgd")  # one the user typed stays
         assert page.input_value("#spec-learning_rate") == "0.02"
+        # a field's error line takes no room until there is an error to show
+        assert page.locator("#spec-batch_size-err").bounding_box()["height"] == 0
         shot(page, "09-new-job-presets")
         w.assert_clean()
 
