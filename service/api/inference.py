@@ -27,9 +27,10 @@ from starlette.concurrency import run_in_threadpool
 from service.api.database import Database
 from service.api.presenters import require_trained, resolve_alias, trained_model
 from service.api.schemas import Split
-from service.errors import dataset_unavailable
+from service.errors import ProblemError, dataset_unavailable
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
 from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
+from service.ml.familiar import InputProfile
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.queries import get_predictions
@@ -117,6 +118,7 @@ class Inference:
         # (job_id, split) -> each image's predicted class and its probability (5 bytes an image)
         self.predictions: Memo[tuple[int, Split], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
+        self.profiles: Memo[str, InputProfile] = Memo(len(DATASETS))
         # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
         self.aliases: dict[str, tuple[float, int | None]] = {}
         self._aliases_lock = threading.Lock()  # forget() runs in the threadpool, resolve() in the event loop
@@ -160,6 +162,17 @@ class Inference:
             return load_dataset(name, self.settings.data_dir, download=self.settings.download)
         except DataError as exc:
             raise dataset_unavailable(name, exc) from exc
+
+    async def input_profile(self, name: str) -> InputProfile | None:
+        """What the dataset's training images measure (service.ml.familiar), once per process; None when
+        its files cannot be read: a prediction then says nothing of its input rather than fail."""
+        try:
+            data = await self.dataset(name)
+        except ProblemError:
+            return None
+        return await self.profiles.get(
+            name, lambda: run_in_threadpool(InputProfile.of, data.split("train").images)
+        )
 
     async def model_and_data(self, job_id: int) -> tuple[Weights, Dataset]:
         """The model's weights and the dataset it was trained on."""

@@ -33,6 +33,8 @@ EXAMPLES: dict[str, Any] = {
     "after_step": 0,
     "label": 7,
     "predicted": 2,
+    "correct": False,
+    "order": "confidence",
     "scale": 4,
     "x": "step",
     "last-event-id": "120-1",

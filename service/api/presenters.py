@@ -25,8 +25,9 @@ from service.api.schemas import (
 )
 from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
+from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
-from service.ml.spec import TrainSpec
+from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.search import best_trial
 from service.selection import ranked_by
 from service.settings import Settings
@@ -59,8 +60,14 @@ def json_response(body: BaseModel) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
+def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
+    """near_chance's sentence for a model of this spec with these accuracies."""
+    return near_chance(NUM_CLASSES, spec.learning_rate, validation=validation, test=test)
+
+
 def job_public(job: Job | Row[Any]) -> JobPublic:
     spec = job_spec(job)
+    warning = chance_warning(spec, job.validation_accuracy, job.test_accuracy)
     return JobPublic(
         id=job.id,
         name=job.name,
@@ -81,6 +88,8 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         reproduces=job.reproduces,
         reproduction=None if job.reproduction is None else Reproduction.model_validate(job.reproduction),
         loss_every=job.loss_every,
+        near_chance=warning is not None,
+        warning=warning,
         progress=Progress(
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),

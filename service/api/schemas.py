@@ -43,6 +43,11 @@ VALIDATION_ACCURACY = (
     "null without a validation split."
 )
 TRAIN_ACCURACY = "On the images trained on."
+NEAR_CHANCE = (
+    "True when a finished model's validation or test accuracy is at most 1.5 x chance level (1 / classes): "
+    "it learned next to nothing, whatever its status says. `warning` says which and what to try."
+)
+WARNING = "A sentence on what needs a look (a model near chance level); null when nothing does."
 RANKED_BY = (
     "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
     "validation split; with some of each, those without one come after, by test accuracy."
@@ -89,6 +94,8 @@ class JobPublic(BaseModel):
         description="Steps between its recorded losses, once it trains: spec.log_every, or wider when that "
         "would record more than MLPLAB_MAX_LOSS_POINTS.",
     )
+    near_chance: bool = Field(False, description=NEAR_CHANCE)
+    warning: str | None = Field(None, description=WARNING)
 
 
 class JobsPublic(BaseModel):
@@ -225,10 +232,13 @@ class ModelPublic(BaseModel):
     init: str
     optimizer: str
     learning_rate: float
+    lr_schedule: str
     l2: float
     epochs: int
     batch_size: int
+    train_limit: int | None
     validation_size: int
+    sweep_id: str | None
     train_accuracy: float = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)
@@ -241,6 +251,8 @@ class ModelPublic(BaseModel):
     seconds: float = Field(description="Training time, evaluation excluded.")
     created_at: datetime
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
+    near_chance: bool = Field(description=NEAR_CHANCE)
+    warning: str | None = Field(description=WARNING)
 
 
 class ModelsPublic(BaseModel):
@@ -349,6 +361,22 @@ class ConfusionMatrixPublic(BaseModel):
 class PredictionPublic(BaseModel):
     predicted: int
     probabilities: list[float]
+    pixels: list[int] | None = Field(
+        None,
+        description="The 28x28 image the model saw, 784 values 0-255 row by row: an upload after it was made "
+        "to look like MNIST (service/imaging.py). On a single prediction; null in a batch.",
+    )
+    out_of_distribution: bool | None = Field(
+        None,
+        description="True when the input looks unlike the model's training images: its ink mass, centre of "
+        "mass or inked box's height beyond what 99.9 % of them show (service/ml/familiar.py, a heuristic). "
+        "null when the training images cannot be read (MLPLAB_DATA_DIR).",
+    )
+    warning: str | None = Field(
+        None,
+        description="A sentence on what needs a look: which measures of the input are out of range, or a "
+        "top class under 50 % probability; null when nothing does.",
+    )
 
 
 class PredictionsPublic(BaseModel):
@@ -381,6 +409,7 @@ class OutcomePublic(BaseModel):
     index: int
     label: int
     predicted: int
+    probability: float = Field(description="The probability the model gives its prediction: its confidence.")
 
 
 class OutcomesPublic(BaseModel):

@@ -28,10 +28,17 @@ def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.set_defaults(run=serve.run)
 
 
+def _remote_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    """--url and --token, before the command or after it (a command's own leave the first alone)."""
+    parser.add_argument("--url", default=default, help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--token", default=default, help="bearer token for a protected API (MLPLAB_API_TOKEN)"
+    )
+
+
 def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--url", help="the API (MLPLAB_URL, default http://127.0.0.1:8000)")
-    remote.add_argument("--token", help="bearer token for a protected API (MLPLAB_API_TOKEN)")
+    _remote_flags(remote, argparse.SUPPRESS)
 
     def command(
         name: str, call: client.Command, help: str, description: str | None = None
@@ -57,7 +64,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         command(name, call, summary).add_argument("job_id", type=int)
     jobs = command("jobs", client.cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus])
-    jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
+    jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep, best first")
     jobs.add_argument("--limit", type=int, default=50)
     models = command("models", client.cmd_models, "list trained models, best first")
     models.add_argument("--sort", choices=MODEL_SORTS, default=MODEL_SORTS[0])
@@ -112,6 +119,7 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
+    _remote_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_commands(sub)
     _client_commands(sub)

@@ -9,11 +9,17 @@ import mimetypes
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TextIO, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar as Bar
+from rich.table import Table
 
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError
@@ -84,7 +90,14 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace) -> ApiClient:
     settings = get_settings()
     token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
-    return ApiClient(args.url or settings.url, token)
+    url = args.url or settings.url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        where = "--url" if args.url else "MLPLAB_URL"
+        raise ApiError(
+            0, f"{where} {url!r} is not a URL", f"give its scheme, e.g. http://{url.split('://')[-1]}"
+        )
+    return ApiClient(url, token)
 
 
 def pct(value: float | None) -> str:
@@ -160,6 +173,8 @@ def _report(job: Json) -> int:
         print(f"train accuracy       {pct(job['train_accuracy'])}")
         print(f"validation accuracy  {pct(job['validation_accuracy'])}")
         print(f"test accuracy        {pct(job['test_accuracy'])}  (final, unbiased)")
+        if job.get("warning"):
+            print(f"warning: {job['warning']}", file=sys.stderr)
         return 0
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
     return 1
@@ -202,21 +217,40 @@ def _progress(job: Json) -> str:
 
 
 def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
-    page = client.get("/jobs", status=args.status, sweep_id=args.sweep, limit=args.limit)
+    """Newest first; one sweep's jobs best first, as GET /sweeps/{id} ranks them."""
+    if args.sweep:
+        sweep = client.get(f"/sweeps/{args.sweep}")
+        matching = [j for j in sweep["jobs"] if args.status in (None, j["status"])]
+        page: Json = {"data": matching[: args.limit], "count": len(matching)}
+        print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
+    else:
+        page = client.get("/jobs", status=args.status, limit=args.limit)
     rows = [
         [
             j["id"],
             j["status"],
             _progress(j),
             pct(j["validation_accuracy"]),
-            pct(j["test_accuracy"]),
+            pct(j["test_accuracy"]) + _chance(j),
             j["name"],
         ]
         for j in page["data"]
     ]
     print(table(["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
+    _chance_notes(page["data"])
     return 0
+
+
+def _chance(item: Json) -> str:
+    return " !" if item.get("near_chance") else ""
+
+
+def _chance_notes(items: list[Json]) -> None:
+    """Under a table: what each '!' means."""
+    for item in items:
+        if item.get("near_chance"):
+            print(f"! {item['id']}: {item['warning']}", file=sys.stderr)
 
 
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
@@ -231,11 +265,13 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             m["init"],
             m["optimizer"],
             f"{m['learning_rate']:g}",
+            m["lr_schedule"],
             m["epochs"],
             m["batch_size"],
+            "all" if m["train_limit"] is None else m["train_limit"],
             pct(m["train_accuracy"]),
             pct(m["validation_accuracy"]),
-            pct(m["test_accuracy"]),
+            pct(m["test_accuracy"]) + _chance(m),
             f"{m['seconds']:.1f}",
             ",".join(m["aliases"]),
         ]
@@ -252,8 +288,10 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
                 "INIT",
                 "OPT",
                 "LR",
+                "SCHEDULE",
                 "EPOCHS",
                 "BATCH",
+                "TRAIN_LIMIT",
                 "TRAIN",
                 "VALIDATION",
                 "TEST",
@@ -264,6 +302,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
+    _chance_notes(page["data"])
     return 0
 
 
@@ -295,6 +334,8 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%}){by}")
     for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
         print(f"  {probabilities[label]:7.2%}  {name(label)}")
+    if result.get("warning"):
+        print(f"warning: {result['warning']}", file=sys.stderr)
     return 0
 
 
@@ -393,16 +434,133 @@ def _sweep_table(sweep: Json) -> str:
     return f"{_configurations_table(sweep)}\n\n{jobs}"
 
 
+def _ranked_note(sweep: Json) -> None:
+    """Under a sweep's table: what ranks it, and the next command worth running."""
+    print(
+        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
+        file=sys.stderr,
+    )
+    best = _best_runs(sweep)
+    if len(best) >= 2:
+        print(f"next: mlplab compare {' '.join(map(str, best))}", file=sys.stderr)
+    elif best:
+        print(f"next: mlplab watch {best[0]}", file=sys.stderr)
+
+
+def _best_runs(sweep: Json, most: int = 4) -> list[int]:
+    """The best succeeded run of each of the top configurations (best first): what to compare next."""
+    jobs = {j["id"]: j for j in sweep["jobs"] if j["status"] == "succeeded"}
+    order = list(jobs)  # the sweep's jobs come best first
+    picks = [
+        min((i for i in c["jobs"] if i in jobs), key=order.index, default=None)
+        for c in sweep["configurations"]
+    ]
+    return [i for i in picks if i is not None][:most]
+
+
 def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
     """One sweep's table (as `sweep --watch` ends with it)."""
     sweep = client.get(f"/sweeps/{args.sweep_id}")
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     print(_sweep_table(sweep))
-    print(
-        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
-        file=sys.stderr,
-    )
+    _ranked_note(sweep)
     return 0
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def elapsed(job: Json, now: datetime) -> float | None:
+    """Seconds since the job started (to its end when it has ended); None before it starts."""
+    started = _when(job["started_at"])
+    return None if started is None else ((_when(job["finished_at"]) or now) - started).total_seconds()
+
+
+def job_eta(job: Json, now: datetime) -> float | None:
+    """Seconds left for a running job, at the pace of its steps so far; None when unknown."""
+    p, spent = job["progress"], elapsed(job, now)
+    if job["status"] != "running" or not p["step"] or not p["steps"] or spent is None:
+        return None
+    return float(spent * (p["steps"] - p["step"]) / p["step"])
+
+
+def sweep_eta(sweep: Json, now: datetime) -> float | None:
+    """Seconds until the sweep's last job ends: what its running jobs have left, plus its queued jobs at
+    the mean duration of those that succeeded, shared among as many workers as jobs now run."""
+    jobs = sweep["jobs"]
+    running = [j for j in jobs if j["status"] == "running"]
+    queued = sum(j["status"] == "queued" for j in jobs)
+    durations = [d for j in jobs if j["status"] == "succeeded" and (d := elapsed(j, now)) is not None]
+    left = [job_eta(j, now) for j in running]
+    if any(t is None for t in left) or (queued and not durations):
+        return None
+    per_job = sum(durations) / len(durations) if durations else 0.0
+    work = sum(t for t in left if t is not None) + queued * per_job
+    return float(work / max(len(running), 1))
+
+
+def _duration(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, secs = divmod(round(value), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{value:.1f}s"
+
+
+def sweep_status_line(sweep: Json, now: datetime) -> str:
+    """'sweep 3f9c: 2 succeeded, 1 running, 5 queued; ETA 1m20s'."""
+    counts = ", ".join(f"{n} {s}" for s, n in sweep["status"].items() if n)
+    return f"sweep {sweep['id']}: {counts}; ETA {_duration(sweep_eta(sweep, now))}"
+
+
+def sweep_progress(sweep: Json, now: datetime) -> Group:
+    """The live view of `sweep --watch`: the status line, then each job's progress, elapsed time and ETA."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in ("ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"):
+        table.add_column(header)
+    for job in sorted(sweep["jobs"], key=lambda j: j["id"]):
+        fraction = 1.0 if job["status"] == "succeeded" else _fraction(job)
+        table.add_row(
+            str(job["id"]),
+            _varying(sweep, job),
+            job["status"],
+            _progress(job),
+            Bar(total=1.0, completed=fraction, width=20),
+            _duration(elapsed(job, now)),
+            _duration(job_eta(job, now)),
+        )
+    return Group(sweep_status_line(sweep, now), table)
+
+
+def _fraction(job: Json) -> float:
+    p = job["progress"]
+    return min(p["step"] / p["steps"], 1.0) if p["step"] and p["steps"] else 0.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
+    """Poll the sweep until none of its jobs is queued or running; a live view on a terminal (cleared
+    at the end, so no stale line stays above the final table), a line per change otherwise."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        last = ""
+        while sweep["status"]["queued"] or sweep["status"]["running"]:
+            line = sweep_status_line(sweep, _now())
+            if line.split(";")[0] != last:
+                print(line, file=sys.stderr, flush=True)
+                last = line.split(";")[0]
+            time.sleep(interval)
+            sweep = client.get(f"/sweeps/{sweep['id']}")
+        return sweep
+    with Live(sweep_progress(sweep, _now()), console=console, transient=True, auto_refresh=False) as live:
+        while sweep["status"]["queued"] or sweep["status"]["running"]:
+            time.sleep(interval)
+            sweep = client.get(f"/sweeps/{sweep['id']}")
+            live.update(sweep_progress(sweep, _now()), refresh=True)
+    return sweep
 
 
 def read_json(file: str) -> Any:
@@ -418,25 +576,11 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     if not args.watch:
         print(_sweep_table(sweep))
+        print(f"next: mlplab sweeps {sweep['id']} (its ranking once its jobs end)", file=sys.stderr)
         return 0
-    live = sys.stderr.isatty()
-    while sweep["status"]["queued"] or sweep["status"]["running"]:
-        counts = ", ".join(f"{n} {s}" for s, n in sweep["status"].items() if n)
-        print(
-            ("\r\033[K" if live else "") + f"sweep {sweep['id']}: {counts}",
-            end="" if live else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(args.interval)
-        sweep = client.get(f"/sweeps/{sweep['id']}")
-    if live:
-        print(file=sys.stderr)
+    sweep = _watch_sweep(client, sweep, args.interval)
     print(_sweep_table(sweep))
-    print(
-        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
-        file=sys.stderr,
-    )
+    _ranked_note(sweep)
     return 0 if sweep["status"]["succeeded"] else 1
 
 

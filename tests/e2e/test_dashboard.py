@@ -1,12 +1,15 @@
 """The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real API and
 worker: submit, watch, a job's page, a model's page (charts, confusion matrix, scores, mistakes, a
-drawn digit), a comparison, the jobs list (labels, filters, order, pages), a phone-sized screen.
+drawn digit and the 28x28 image the model saw, an uploaded line of text flagged), a comparison, the jobs list (labels, filters, order, pages), a phone-sized screen.
 
 Screenshots of each step and of every chart land in artifacts/dashboard/ (kept by CI as artifacts)."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image, ImageDraw
 
 from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
     DESKTOP,
@@ -33,6 +36,11 @@ SMALL = {
     "train_limit": "3000",
     "log_every": "5",
 }
+# The rows and columns of the 28x28 "what the model saw" canvas that hold ink.
+SEEN_INK = """() => { const d = document.querySelector('#seen').getContext('2d').getImageData(0, 0, 28, 28).data;
+  const rows = new Set(), cols = new Set();
+  for (let i = 0; i < 784; i++) if (d[4 * i] >= 128) { rows.add(Math.floor(i / 28)); cols.add(i % 28); }
+  return [[...rows], [...cols]]; }"""
 SMALL_JSON = {"backend": "numpy", "hidden_layers": [64], "epochs": 1, "train_limit": 500}
 
 # Every tick label, axis title and legend text a chart shows lies inside the chart's box: none
@@ -170,6 +178,23 @@ def model_page(page, service, job_id: int) -> None:
     page.wait_for_selector(f"#image-detail figcaption:has-text('label {worst[1]}, predicted {worst[2]}')")
     shot(page.locator("#mistakes"), "05-model-mistakes")
 
+    # the mistakes it is surest of, surest first, as the API orders them
+    with service.client() as client:
+        query = {"correct": "false", "order": "confidence", "limit": 24}
+        surest = client.get(f"/models/{job_id}/predictions/test", params=query).json()["data"]
+    thumbs = page.locator("[data-surest] .thumb")
+    assert thumbs.count() == len(surest) > 0
+    sources = [thumbs.nth(k).locator("img").get_attribute("src") for k in range(len(surest))]
+    assert [src.split("?")[0].rsplit("/", 1)[1] for src in sources] == [f"{o['index']}.png" for o in surest]
+    first = surest[0]
+    caption = thumbs.first.inner_text().split("\n")
+    assert caption == [f"{first['label']}→{first['predicted']}", f"{100 * first['probability']:.2f}\u00a0%"]
+    thumbs.first.click()
+    page.wait_for_selector(
+        f"#image-detail figcaption:has-text('#{first['index']}: label {first['label']}, predicted {first['predicted']}')"
+    )
+    shot(page.locator("#surest"), "05-model-surest-mistakes")
+
 
 def draw_a_one(page) -> None:
     page.locator("#pad").scroll_into_view_if_needed()
@@ -184,7 +209,26 @@ def draw_a_one(page) -> None:
     page.wait_for_selector("#predicted")
     assert page.locator("#probs .prob").count() == 10
     assert page.inner_text("#predicted") == "1"
+    # beside it, the 28x28 image the model saw: a vertical stroke, centred as MNIST's digits are
+    rows, cols = page.evaluate(SEEN_INK)
+    assert 15 <= len(rows) <= 20 and 1 <= len(cols) <= 5 and 11 <= sum(cols) / len(cols) <= 16
+    assert page.locator("#input-warning[data-out-of-distribution=true]").count() == 0
     shot(page, "06-drawn-one")
+
+    # an image of text is answered too, with a warning that the input is unlike the training images
+    line = Image.new("L", (120, 24), 255)
+    ImageDraw.Draw(line).text((4, 6), "Hello world", fill=0)
+    png = io.BytesIO()
+    line.save(png, format="PNG")
+    page.set_input_files(
+        "#upload", files=[{"name": "text.png", "mimeType": "image/png", "buffer": png.getvalue()}]
+    )
+    page.wait_for_selector("#input-warning[data-out-of-distribution=true]")
+    assert "looks unlike the training images" in page.inner_text("#input-warning")
+    assert page.locator("#probs .prob").count() == 10
+    rows, _ = page.evaluate(SEEN_INK)
+    assert len(rows) <= 8  # a line of text comes out a few pixels tall
+    shot(page.locator("#probs"), "06-uploaded-text-warning")
 
 
 def compare_with_a_second_model(page, service, job_id: int) -> None:
@@ -206,16 +250,22 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     differing = page.locator("#table tr.diff th").all_inner_texts()
     assert {"backend", "activation"} <= set(differing)
     loss, accuracy = chart(page, "#compare-loss"), chart(page, "#compare-accuracy")
-    for drawn in (loss, accuracy):
-        assert len(drawn["names"]) == 2 and drawn["labels_inside"]
-        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][1].startswith(
+    for drawn in (
+        loss,
+        accuracy,
+    ):  # validation and test accuracy (train toggled off); train and validation loss
+        assert len(drawn["names"]) == 4 and drawn["labels_inside"]
+        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][2].startswith(
             f"#{other['id']} "
         )
+    assert [n.rsplit(" · ", 1)[1] for n in accuracy["names"]] == ["validation", "test"] * 2
     assert "axis from" in accuracy["ytitle"]
+    page.check("#split-toggles input[data-split=train]")
+    until(page, "() => document.querySelector('#compare-accuracy').data.length === 6")
     legend_toggles(page, "#compare-loss")
     # each legend entry is one group (its swatch and its text), on one row of the legend
     entries = page.locator("#compare-loss .legend .traces")
-    assert entries.count() == 2
+    assert entries.count() == 4
     until(
         page,
         "() => [...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)",
@@ -320,6 +370,14 @@ def test_presets_fill_the_folded_form(browser, idle):  # noqa: F811
             "lr_schedule": "constant",
         }
         assert page.input_value("#spec-batch_size") == "64"  # back to the default
+        assert page.input_value("#spec-learning_rate") == "0.1"
+        page.select_option("#spec-optimizer", "adam")  # a learning rate at its default follows the optimizer
+        assert page.input_value("#spec-learning_rate") == "0.001"
+        page.fill("#spec-learning_rate", "0.02")
+        page.select_option("#spec-optimizer", "sgd")  # one the user typed stays
+        assert page.input_value("#spec-learning_rate") == "0.02"
+        # a field's error line takes no room until there is an error to show
+        assert page.locator("#spec-batch_size-err").bounding_box()["height"] == 0
         shot(page, "09-new-job-presets")
         w.assert_clean()
 
@@ -392,7 +450,9 @@ def badges_clear_of_labels(page) -> None:
 def test_every_page_fits_a_phone(browser, service):  # noqa: F811
     with service.client() as client:
         models = client.get("/models").json()["data"]
+        sweeps = client.get("/sweeps").json()["data"]
     assert len(models) >= 2, "runs after the test that trains two models"
+    assert sweeps, "runs after the test that submits a sweep"
     a, b = models[0]["id"], models[1]["id"]
     pages = {
         "datasets": f"/#/datasets?model={a}",
@@ -400,6 +460,7 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         "job": f"/#/jobs/{a}",
         "model": f"/#/models/{a}",
         "compare": f"/#/compare?ids={a},{b}",
+        "sweep": f"/#/sweeps/{sweeps[0]['id']}",
     }
     with watched_page(browser, service.url, viewport=PHONE) as w:
         page = w.page
@@ -413,7 +474,13 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                 open_new_job_form(page)
             # nothing wider than the screen: the page scrolls vertically only
             assert scroll_width(page) <= PHONE["width"], name
-            for selector in ("#loss-chart", "#accuracy-chart", "#compare-loss", "#compare-accuracy"):
+            for selector in (
+                "#loss-chart",
+                "#accuracy-chart",
+                "#compare-loss",
+                "#compare-accuracy",
+                "#sweep-by-seed",
+            ):
                 if page.locator(selector).count():
                     assert chart(page, selector)["labels_inside"], (name, selector)
             shot(page, f"11-phone-{name}")

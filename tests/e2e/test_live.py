@@ -139,9 +139,7 @@ def test_submit_watch_shows_progress_then_the_accuracies(service, tmp_path):
         and job["spec"]["activation"] == "relu"
     )
     for split in ("train", "validation", "test"):
-        assert re.search(rf"^{split} accuracy +{job[f'{split}_accuracy']:.2%}", done.stdout, re.M), (
-            done.stdout
-        )
+        assert re.search(rf"^{split} accuracy\s+{job[f'{split}_accuracy']:.2%}", done.stdout, re.M), split
     assert (
         "epoch 1/1: loss" in done.stderr
     )  # the progress display (a line per epoch: stderr is not a terminal)

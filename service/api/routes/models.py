@@ -19,7 +19,14 @@ from service.api.deps import (
     SettingsDep,
     WriterDep,
 )
-from service.api.presenters import check_budget, enqueue, job_public, json_response, require_trained
+from service.api.presenters import (
+    chance_warning,
+    check_budget,
+    enqueue,
+    job_public,
+    json_response,
+    require_trained,
+)
 from service.api.schemas import (
     AccuracyPublic,
     ConfusionMatrixPublic,
@@ -45,6 +52,7 @@ router = APIRouter(
 
 def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
     spec = job_spec(model.job)
+    warning = chance_warning(spec, model.validation_accuracy, model.test_accuracy)
     return ModelPublic(
         id=model.job_id,
         name=spec.name,
@@ -55,10 +63,13 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
         init=spec.init,
         optimizer=spec.optimizer,
         learning_rate=spec.learning_rate,
+        lr_schedule=spec.lr_schedule,
         l2=spec.l2,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
+        train_limit=spec.train_limit,
         validation_size=spec.validation_size,
+        sweep_id=model.job.sweep_id,
         train_accuracy=model.train_accuracy,
         validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,
@@ -67,6 +78,8 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
         seconds=model.seconds,
         created_at=model.created_at,
         aliases=aliases,
+        near_chance=warning is not None,
+        warning=warning,
     )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
+from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ModelRefDep, ReaderDep, WriterDep
@@ -33,6 +34,7 @@ from service.errors import (
     problem_doc,
 )
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
+from service.ml.familiar import InputProfile, input_warning
 from service.settings import Settings
 
 router = APIRouter(
@@ -162,9 +164,26 @@ async def predict(
             "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
         )
     probs = await predict_proba(weights, images)
-    results = [PredictionPublic(predicted=int(p.argmax()), probabilities=p.tolist()) for p in probs]
+    results = _predictions(images, probs, await inference.input_profile(weights.spec.dataset), single)
     _monitoring(request).predicted(ref.id, ref.alias, len(results))
     return results[0] if single else PredictionsPublic(data=results, count=len(results))
+
+
+def _predictions(
+    images: NDArray[np.float32], probs: NDArray[np.float32], profile: InputProfile | None, single: bool
+) -> list[PredictionPublic]:
+    """Each image's prediction, with what its input looks like; a single one with the image the model saw."""
+    unlike = profile.unlike(images) if profile is not None else [[] for _ in images]
+    return [
+        PredictionPublic(
+            predicted=int(p.argmax()),
+            probabilities=p.tolist(),
+            pixels=np.rint(image * 255).astype(int).tolist() if single else None,
+            out_of_distribution=bool(reasons) if profile is not None else None,
+            warning=input_warning(reasons, float(p.max())),
+        )
+        for image, p, reasons in zip(images, probs, unlike, strict=True)
+    ]
 
 
 def _monitoring(request: Request) -> Monitoring:
@@ -213,24 +232,47 @@ async def predictions_by_outcome(
     predicted: Annotated[
         int | None, Query(ge=0, le=9, description="Only images predicted as this class")
     ] = None,
+    correct: Annotated[
+        bool | None, Query(description="Only images the model gets right (true) or wrong (false)")
+    ] = None,
+    order: Annotated[
+        Literal["index", "confidence"],
+        Query(
+            description="'confidence': the model's most confident first (with correct=false, its worst mistakes)"
+        ),
+    ] = "index",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OutcomesPublic:
-    """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell."""
+    """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell,
+    correct=false&order=confidence the mistakes the model is surest of."""
     _, data = await inference.model_and_data(ref.id)
     labels = data.split(split)[1]
-    guesses = await inference.predicted_labels(ref.id, split)
+    known = await inference.split_predictions(ref.id, split)
+    guesses = known.predicted
     keep = np.ones(len(labels), dtype=bool)
     if label is not None:
         keep &= labels == label
     if predicted is not None:
         keep &= guesses == predicted
+    if correct is not None:
+        keep &= (guesses == labels) == correct
     indices = np.flatnonzero(keep)
+    if order == "confidence":
+        indices = indices[np.argsort(-known.probability[indices], kind="stable")]
     page = indices[offset : offset + limit]
     return OutcomesPublic(
         split=split,
         label=label,
         predicted=predicted,
         count=len(indices),
-        data=[OutcomePublic(index=int(i), label=int(labels[i]), predicted=int(guesses[i])) for i in page],
+        data=[
+            OutcomePublic(
+                index=int(i),
+                label=int(labels[i]),
+                predicted=int(guesses[i]),
+                probability=float(known.probability[i]),
+            )
+            for i in page
+        ],
     )

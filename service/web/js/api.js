@@ -47,6 +47,7 @@ export const eventsUrl = (id) => `/jobs/${part(id)}/events`;
 
 export const sweeps = (query) => request(path("/sweeps", query));
 export const submitSweep = (body) => post("/sweeps", body);
+export const sweep = (id) => request(`/sweeps/${part(id)}`);
 
 export const models = (query) => request(path("/models", query));
 export const model = (id) => request(`/models/${part(id)}`);

@@ -81,7 +81,7 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
   const perLine = Math.max(24, Math.floor((el.clientWidth || 600) / 7.5)); // characters of a legend line
   const data = traces.map((t, i) => ({
     type: "scatter", mode: t.x.length > 1 ? "lines" : "lines+markers",
-    line: { color: PALETTE[i % PALETTE.length], width: 1.8 }, ...t, name: plotText(t.name, perLine),
+    ...t, line: { color: PALETTE[i % PALETTE.length], width: 1.8, ...t.line }, name: plotText(t.name, perLine),
   }));
   const title = (axis, width) => (axis.title ? { ...axis, title: { ...axis.title, text: plotText(axis.title.text, width) } } : axis);
   const layout = {
@@ -95,6 +95,29 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
     showlegend: true,
   };
   await Plotly.newPlot(el, data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+  signal?.addEventListener("abort", () => Plotly.purge(el));
+  return el;
+}
+
+/** Parallel coordinates of runs, one path per run across `dimensions` [{label, values}] and an
+ * accuracy axis (rounded to the point), coloured by that accuracy. plotly's parallel categories, drawn in
+ * SVG: its `parcoords` draws with WebGL shaders compiled by eval, which the page's CSP refuses. */
+export async function parallelChart(el, dimensions, accuracy, { signal, height = 360 } = {}) {
+  const Plotly = await plotly();
+  if (signal?.aborted) return null;
+  const show = (v) => (Array.isArray(v) ? v.join("-") : String(v));
+  const axis = (label, values, order) => ({ label: plotText(label), values: values.map(show), categoryorder: "array", categoryarray: order.map(show) });
+  const sorted = (values) => [...new Set(values)].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : 0));
+  const points = accuracy.values.map((v) => `${(100 * v).toFixed(0)} %`);
+  const dims = [...dimensions.map((d) => axis(d.label, d.values, sorted(d.values))),
+    { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).map((v) => `${v} %`) }];
+  const data = [{
+    type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color",
+    // no colour bar: plotly clears its rects with a style attribute, which the CSP refuses; the
+    // accuracy axis names the colours
+    line: { color: accuracy.values, colorscale: "Viridis", shape: "hspline" },
+  }];
+  await Plotly.newPlot(el, data, { height, font: FONT, paper_bgcolor: "rgba(0,0,0,0)", margin: { l: 50, r: 80, t: 30, b: 20 } }, { responsive: true, displaylogo: false });
   signal?.addEventListener("abort", () => Plotly.purge(el));
   return el;
 }

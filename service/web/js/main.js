@@ -6,11 +6,13 @@ import { datasetsPage } from "./pages/datasets.js";
 import { jobPage } from "./pages/job.js";
 import { jobsPage } from "./pages/jobs.js";
 import { modelPage } from "./pages/model.js";
+import { sweepPage } from "./pages/sweep.js";
 
 route("/", "jobs", jobsPage);
 route("/jobs", "jobs", jobsPage);
 route("/jobs/:id", "jobs", jobPage);
 route("/models/:model", "jobs", modelPage);
+route("/sweeps/:hex", "jobs", sweepPage);
 route("/compare", "compare", comparePage);
 route("/datasets", "datasets", datasetsPage);
 

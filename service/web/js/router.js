@@ -9,11 +9,12 @@ const routes = [];
 let current = null;
 let view = null;
 
-// `:model` also takes an alias (the API's ALIAS_NAME: lowercase letters, digits, dashes, a letter first).
-const PARAMS = { model: "(\\d{1,15}|[a-z][a-z0-9-]{0,62})" };
+// `:model` also takes an alias (the API's ALIAS_NAME: lowercase letters, digits, dashes, a letter first);
+// `:hex` a sweep's id (hex digits).
+const PARAMS = { model: "(\\d{1,15}|[a-z][a-z0-9-]{0,62})", hex: "([0-9a-f]{1,32})" };
 
-/** route("/models/:model", "jobs", page): `:id` matches digits only, `:model` an id or an alias;
- * `nav` names the menu entry. */
+/** route("/models/:model", "jobs", page): `:id` matches digits only, `:model` an id or an alias,
+ * `:hex` a sweep's id; `nav` names the menu entry. */
 export function route(pattern, nav, page) {
   const source = pattern.replace(/\/:(\w+)/g, (_, name) => `/${PARAMS[name] ?? "(\\d{1,15})"}`);
   routes.push({ regex: new RegExp(`^${source}/?$`), nav, page });

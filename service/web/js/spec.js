@@ -34,6 +34,24 @@ function limitsText(main) {
 
 const shown = (v) => (Array.isArray(v) ? v.join(",") : v ?? "");
 
+/** A field's default for these values: the learning rate's follows the optimizer (x-default-by-optimizer). */
+export function defaultOf(prop, values = {}) {
+  const byOptimizer = prop["x-default-by-optimizer"];
+  return byOptimizer && values.optimizer in byOptimizer ? byOptimizer[values.optimizer] : prop.default;
+}
+
+/** Changing the optimizer moves a learning rate still at the old optimizer's default to the new one's. */
+function followOptimizer(form, spec) {
+  const optimizer = form.elements.optimizer, rate = form.elements.learning_rate;
+  const prop = spec.properties.learning_rate;
+  if (!optimizer || !rate || !prop?.["x-default-by-optimizer"]) return;
+  let previous = optimizer.value;
+  optimizer.addEventListener("change", () => {
+    if (Number(rate.value) === defaultOf(prop, { optimizer: previous })) rate.value = shown(defaultOf(prop, { optimizer: optimizer.value }));
+    previous = optimizer.value;
+  });
+}
+
 /** The form's inputs: one field per spec property, filled with its default. */
 export function specForm(spec, { idPrefix = "spec" } = {}) {
   const form = h("form", { class: "spec", novalidate: true });
@@ -46,18 +64,21 @@ export function specForm(spec, { idPrefix = "spec" } = {}) {
         id, name, type: main.type === "array" ? "text" : "number", step: main.type === "integer" ? "1" : main.type === "array" ? null : "any",
         value: shown(prop.default), placeholder: nullable ? "all" : null, "aria-describedby": `${id}-hint ${id}-err`,
       });
-    const hint = `${prop.default != null ? `default ${shown(prop.default)}; ` : nullable ? "optional; " : "required; "}${limitsText(main)}`;
+    const byOptimizer = prop["x-default-by-optimizer"];
+    const defaults = byOptimizer ? `default ${Object.entries(byOptimizer).map(([k, v]) => `${v} (${k})`).join(", ")}; ` : `default ${shown(prop.default)}; `;
+    const hint = `${prop.default != null ? defaults : nullable ? "optional; " : "required; "}${limitsText(main)}`;
     form.append(h("div", { class: "field", dataset: { field: name } },
       h("label", { for: id }, name.replace(/_/g, " ")), input,
       h("div", { class: "hint", id: `${id}-hint` }, hint), h("div", { class: "err", id: `${id}-err`, "aria-live": "polite" })));
   }
+  followOptimizer(form, spec);
   return form;
 }
 
 /** Every field back to its default, then the preset's values. */
 export function applyPreset(form, spec, preset) {
   for (const [name, prop] of Object.entries(spec.properties)) {
-    form.elements[name].value = shown(name in preset ? preset[name] : prop.default);
+    form.elements[name].value = shown(name in preset ? preset[name] : defaultOf(prop, preset));
   }
 }
 
@@ -118,7 +139,7 @@ export function shortLabel(jobSpec, spec) {
   const parts = [];
   for (const [name, prop] of Object.entries(spec.properties)) {
     const value = jobSpec[name];
-    if (value === undefined || JSON.stringify(value) === JSON.stringify(prop.default ?? null)) continue;
+    if (value === undefined || JSON.stringify(value) === JSON.stringify(defaultOf(prop, jobSpec) ?? null)) continue;
     const text = Array.isArray(value) ? value.join("-") : String(value);
     parts.push(fieldKind(prop).main.enum ? text : `${SHORT[name] ?? name.replace(/_/g, " ")} ${text}`);
   }

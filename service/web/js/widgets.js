@@ -11,6 +11,16 @@ export function problemView(err) {
     params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null);
 }
 
+/** The API's warning on a finished job or model (near chance level), or nothing. */
+export const warningView = (item) => item?.warning
+  ? h("div", { class: "warning", role: "alert", dataset: { nearChance: String(!!item.near_chance) } }, h("strong", null, "Near chance level: "), item.warning)
+  : null;
+
+/** A small mark beside an accuracy that is near chance level, its sentence as the tooltip. */
+export const chanceMark = (item) => item?.near_chance
+  ? h("span", { class: "chance-mark", title: item.warning, "aria-label": "near chance level" }, " ⚠")
+  : null;
+
 export const statusBadge = (status) => h("span", { class: ["status", status], dataset: { status: "" } }, status);
 
 /** Fraction done, and what to say about it. */

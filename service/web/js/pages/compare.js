@@ -1,72 +1,170 @@
-// Models side by side: pick them (best first), then their loss and accuracy curves on common axes,
-// the hyperparameters that differ, and their confusion matrices.
+// Models side by side: pick them (best first, filtered by sweep), then which is best and by how much,
+// accuracy per epoch (train, validation, test toggled) and loss per epoch on common axes, the
+// hyperparameters that differ (all on a toggle), per-class accuracy, and the difference of two
+// models' confusion matrices.
 import * as api from "../api.js";
 import { $$, digits, fill, h, pct } from "../dom.js";
-import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
-import { go } from "../router.js";
+import { PALETTE, accuracyAxis, lineChart, lossAxis } from "../charts.js";
+import { go, withParams } from "../router.js";
 import { problemView } from "../widgets.js";
+
+const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
 export async function comparePage(ctx, root) {
   const ids = ctx.params.get("ids") || "";
+  const sweep = ctx.params.get("sweep") || "";
   const chosen = new Set(ids.split(",").map(digits).filter((n) => n != null));
   const models = await api.models({ limit: 100 });
   if (!ctx.live) return;
-  const lossChart = h("div", { class: "chart", id: "compare-loss", role: "img", "aria-label": "loss curves of the compared models" });
-  const accChart = h("div", { class: "chart", id: "compare-accuracy", role: "img", "aria-label": "test accuracy by epoch of the compared models" });
+  const accChart = h("div", { class: "chart", id: "compare-accuracy", role: "img", "aria-label": "accuracy by epoch of the compared models" });
+  const lossChart = h("div", { class: "chart", id: "compare-loss", role: "img", "aria-label": "loss by epoch of the compared models" });
+  const toggles = h("div", { class: "toggles", id: "split-toggles" }, Object.keys(SPLITS).map((s) =>
+    h("label", null, h("input", { type: "checkbox", value: s, checked: s !== "train", dataset: { split: s } }), ` ${s} `)));
   fill(root, h("h1", null, "Compare"),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Pick models"), picker(models, chosen),
+      h("section", { class: "card" }, h("h2", null, "Pick models"), picker(models, chosen, sweep),
         h("div", { class: "actions" }, h("button", { type: "button", id: "compare", onclick: () => {
-          go(`#/compare?ids=${$$("input[data-pick]:checked", root).map((c) => c.value).join(",")}`);
+          go(withParams({ ids: $$("input[data-pick]:checked", root).map((c) => c.value).join(",") }));
         } }, "Compare selected"))),
-      h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
-      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart)),
-    h("section", { class: "card" }, h("h2", null, "Hyperparameters and accuracy"), h("div", { class: "scroll", id: "table" }, h("p", { class: "muted" }, "Pick two or more models."))),
+      h("section", { class: "card", id: "compare-best" }, h("h2", null, "Best, and by how much"), h("p", { class: "muted" }, "Pick two or more models."))),
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), toggles, accChart),
+      h("section", { class: "card" }, h("h2", null, "Loss by epoch"), lossChart)),
+    h("section", { class: "card" }, h("h2", null, "Hyperparameters and accuracy"),
+      h("label", null, h("input", { type: "checkbox", id: "show-all" }), " every hyperparameter, not only those that differ"),
+      h("div", { class: "scroll", id: "table" })),
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", null, "Accuracy per class (test)"), h("div", { class: "scroll", id: "per-class" })),
+      h("section", { class: "card" }, h("h2", null, "Confusion matrices: the difference (test)"), h("div", { class: "scroll", id: "difference" }))),
     h("section", { class: "card" }, h("h2", null, "Confusion matrices (test)"), h("div", { class: "grid", id: "matrices" })));
   const tokens = ids.split(",").filter(Boolean);
   if (tokens.length < 2 && tokens.every((t) => digits(t) != null)) return; // nothing to compare yet; anything else is for the API to refuse
   let cmp;
   try { cmp = await api.compare(ids); } catch (err) { if (ctx.live) fill(root.querySelector("#table"), problemView(err)); return; }
   if (!ctx.live) return;
-  // the best on validation, as every ranking of the API; on test only when a model has no validation split
-  const key = cmp.data.every((m) => m.validation_accuracy != null) ? "validation_accuracy" : "test_accuracy";
-  const best = Math.max(...cmp.data.map((m) => m[key]));
-  const isBest = (m) => m[key] === best;
-  const name = (m) => `${m.label}${isBest(m) ? " ★" : ""}`;
-  await Promise.all([
-    lineChart(lossChart, cmp.data.map((m) => ({ name: name(m), x: m.losses.map((p) => p.samples), y: m.losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" })),
-      { x: { title: { text: "training images seen" } }, y: lossAxis(cmp.data.flatMap((m) => m.losses.map((p) => p.loss))), signal: ctx.signal }),
-    lineChart(accChart, cmp.data.map((m) => ({ name: name(m), x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.test_accuracy), mode: "lines+markers" })),
-      { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(cmp.data.flatMap((m) => m.epochs.map((e) => e.test_accuracy)), "test accuracy"), signal: ctx.signal }),
-  ]);
-  fill(root.querySelector("#table"), hyperparameters(cmp, isBest),
-    h("p", { class: "muted" }, `Highlighted rows differ between the models; ★ marks the best ${key === "test_accuracy" ? "test accuracy (no validation split)" : "validation accuracy"}; test accuracy is the final, unbiased figure.`));
+  const cms = await Promise.all(cmp.data.map((m) => api.confusion(m.id, "test")));
+  if (!ctx.live) return;
+  const rank = ranking(cmp.data);
+  const showTable = () => fill(root.querySelector("#table"), hyperparameters(cmp, rank, root.querySelector("#show-all").checked));
+  root.querySelector("#show-all").addEventListener("change", showTable);
+  showTable();
+  fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank));
+  fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.best));
+  fill(root.querySelector("#difference"), difference(cmp.data, cms, rank));
   fill(root.querySelector("#matrices"), cmp.data.map((m) => h("figure", null,
     h("img", { class: "plot", src: api.confusionPngUrl(m.id, "test"), alt: `confusion matrix of model ${m.id}` }),
     h("figcaption", { class: "muted" }, `model ${m.id}: ${m.label}`))));
+  const drawAccuracy = () => accuracyChart(accChart, cmp.data, rank.best, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
+  toggles.addEventListener("change", () => drawAccuracy());
+  await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, rank.best, ctx.signal)]);
 }
 
-function picker(models, chosen) {
+/** What ranks the models (validation accuracy when all have it, test otherwise), best first. */
+function ranking(models) {
+  const by = models.every((m) => m.validation_accuracy != null) ? "validation_accuracy" : "test_accuracy";
+  const order = [...models].sort((a, b) => b[by] - a[by]);
+  return { by, order, best: order[0] };
+}
+
+const short = (m) => `#${m.id}`;
+const name = (m, best) => `${m.label}${m.id === best.id ? " ★" : ""}`;
+
+function bestSummary({ by, order }) {
+  const [best, next] = order;
+  const split = by === "validation_accuracy" ? "validation" : "test";
+  const gap = 100 * (best[by] - next[by]);
+  return [
+    h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
+      h("strong", { id: "best-figure" }, pct(best[by]))),
+    h("p", { id: "best-gap" }, `${gap.toFixed(2)} points ahead of ${short(next)} (${pct(next[by])})`,
+      by === "validation_accuracy" ? `; on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}` : " (no validation split: ranked on test)"),
+    next ? h("p", null, h("a", { href: `/compare/disagreements?a=${best.id}&b=${next.id}&split=test` }, "image by image (McNemar's test)"),
+      " · ", h("a", { href: `/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test` }, "the images they disagree on")) : null,
+  ];
+}
+
+function accuracyChart(el, models, best, splits, signal) {
+  const key = { train: "train_accuracy", validation: "validation_accuracy", test: "test_accuracy" };
+  const traces = models.flatMap((m, i) => splits.filter((s) => m.epochs.some((e) => e[key[s]] != null)).map((s) => ({
+    name: `${name(m, best)} · ${s}`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e[key[s]]), mode: "lines+markers",
+    line: { color: PALETTE[i % PALETTE.length], dash: SPLITS[s], width: m.id === best.id ? 3 : 1.8 },
+  })));
+  const values = traces.flatMap((t) => t.y).filter((v) => v != null);
+  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(values, "accuracy"), signal, height: 360 });
+}
+
+function lossChartOf(el, models, best, signal) {
+  const traces = models.flatMap((m, i) => [
+    { name: `${name(m, best)} · train`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.loss), mode: "lines+markers", line: { color: PALETTE[i % PALETTE.length], dash: "dot" } },
+    m.epochs.some((e) => e.validation_loss != null)
+      ? { name: `${name(m, best)} · validation`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.validation_loss), mode: "lines+markers", line: { color: PALETTE[i % PALETTE.length] } }
+      : null,
+  ].filter(Boolean));
+  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis(traces.flatMap((t) => t.y).filter((v) => v != null), "mean loss"), signal, height: 360 });
+}
+
+function picker(models, chosen, sweep) {
   if (!models.count) return h("p", { class: "muted" }, "No trained models yet.");
+  const sweeps = [...new Set(models.data.map((m) => m.sweep_id).filter(Boolean))];
+  const filter = h("select", { id: "pick-sweep", onchange: (e) => go(withParams({ sweep: e.target.value || null })) },
+    h("option", { value: "" }, "every model"), sweeps.map((s) => h("option", { value: s, selected: s === sweep }, `sweep ${s.slice(0, 8)}`)));
+  const shown = models.data.filter((m) => !sweep || m.sweep_id === sweep);
   const more = models.count > models.data.length
     ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id or alias in the address: #/compare?ids=3,champion`)
     : null;
-  return h("div", null, more, h("div", { class: "scroll picker" }, h("table", null,
-    h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first by ${models.ranked_by})`), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
-    h("tbody", null, models.data.map((m) => h("tr", null,
-      h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
-      h("td", { class: "label" }, h("label", { for: `pick-${m.id}` }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
-      h("td", { class: ["right", "nowrap"] }, pct(m.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))));
+  return [
+    h("label", { for: "pick-sweep" }, "show "), filter, more,
+    h("div", { class: "scroll picker" }, h("table", null,
+      h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.split(" ")[0].replace("_", " ")})`), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
+      h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },
+        h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
+        h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
+        h("td", { class: ["right", "nowrap"] }, pct(m.validation_accuracy)),
+        h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))),
+  ];
 }
 
-function hyperparameters(cmp, isBest) {
+function hyperparameters(cmp, { by, best }, all) {
   const cell = (v) => h("td", null, Array.isArray(v) ? v.join(",") : v ?? "all");
-  return h("table", null,
-    h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}`))))),
-    h("tbody", null,
-      Object.entries(cmp.hyperparameters).map(([field, values]) =>
-        h("tr", { class: cmp.differing.includes(field) ? "diff" : null }, h("th", null, field), values.map(cell))),
-      h("tr", null, h("th", null, "train accuracy"), cmp.data.map((m) => h("td", null, pct(m.train_accuracy)))),
-      h("tr", null, h("th", null, "validation accuracy"), cmp.data.map((m) => h("td", { class: isBest(m) ? "best" : null }, h("strong", null, pct(m.validation_accuracy))))),
-      h("tr", null, h("th", null, "test accuracy (final)"), cmp.data.map((m) => h("td", null, pct(m.test_accuracy))))));
+  const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
+  const accuracy = (label, key) => h("tr", null, h("th", null, label), cmp.data.map((m) =>
+    h("td", { class: key === by && m.id === best.id ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]))));
+  return [
+    h("table", { id: "hyperparameters" },
+      h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}${m.id === best.id ? " ★" : ""}`))))),
+      h("tbody", null,
+        fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell))),
+        accuracy("train accuracy", "train_accuracy"), accuracy("validation accuracy", "validation_accuracy"), accuracy("test accuracy (final)", "test_accuracy"))),
+    h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameters differ; the others are equal. `,
+      `★ marks the best ${by.replace("_", " ")}.`),
+  ];
+}
+
+const classAccuracy = (matrix) => matrix.map((row, i) => row[i] / Math.max(1, row.reduce((a, b) => a + b, 0)));
+
+function perClass(models, cms, best) {
+  const acc = cms.map((cm) => classAccuracy(cm.matrix));
+  return h("table", { id: "per-class-table" },
+    h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${m.id === best.id ? " ★" : ""}`)))),
+    h("tbody", null, cms[0].classes.map((c, k) => {
+      const top = Math.max(...acc.map((a) => a[k]));
+      return h("tr", null, h("th", null, c), acc.map((a) => h("td", { class: ["right", a[k] === top ? "best" : null] }, pct(a[k]))));
+    })));
+}
+
+/** The best model's confusion matrix less the runner-up's: blue where the best puts more images,
+ * red where fewer (on the diagonal, blue is better; off it, red is). */
+function difference(models, cms, { best, order }) {
+  const next = order[1];
+  const a = cms[models.indexOf(best)], b = cms[models.indexOf(next)];
+  const diff = a.matrix.map((row, i) => row.map((v, j) => v - b.matrix[i][j]));
+  const max = Math.max(1, ...diff.flat().map(Math.abs));
+  const shade = (v) => (v === 0 ? null : { background: `rgba(${v > 0 ? "36,86,199" : "199,69,42"},${(0.15 + 0.85 * Math.abs(v) / max).toFixed(2)})` });
+  return [
+    h("p", { class: "muted" }, `model ${best.id} (★) less model ${next.id}: rows the true class, columns the prediction; on the diagonal more is better, off it fewer is.`),
+    h("table", { id: "difference-matrix", class: "difference" },
+      h("thead", null, h("tr", null, h("th", null, "true↓ pred→"), a.classes.map((c) => h("th", null, String(c).slice(0, 4))))),
+      h("tbody", null, diff.map((row, i) => h("tr", null, h("th", null, String(a.classes[i]).slice(0, 6)),
+        row.map((v, j) => h("td", { class: ["right", i === j ? "diag" : null], style: shade(v) }, v > 0 ? `+${v}` : String(v))))))),
+  ];
 }

@@ -5,7 +5,7 @@ import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { accuracyAxis, extend, lineChart, lossAxis } from "../charts.js";
 import { reload } from "../router.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
-import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
 
 export async function jobPage(ctx, root) {
   const id = ctx.args[0];
@@ -18,6 +18,7 @@ export async function jobPage(ctx, root) {
     h("h1", null, `Job ${job.id} `, statusBadge(job.status)),
     h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec)),
     job.error ? h("div", { class: "problem", role: "alert", id: "job-error" }, h("strong", null, "Error: "), job.error) : null,
+    warningView(job),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job),
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
@@ -58,7 +59,7 @@ function facts(job) {
     row("duration", job.started_at ? duration(seconds(job.started_at, ended ?? Date.now())) : "–"),
     job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
     row("attempts", job.attempts),
-    job.sweep_id ? row("sweep", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
+    job.sweep_id ? row("sweep", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
     row("train / validation / test (final) accuracy", ACCURACIES.map(([, key]) => pct(job[key])).join(" / "))));
 }
 

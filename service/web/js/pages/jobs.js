@@ -5,7 +5,7 @@ import * as api from "../api.js";
 import { $, digits, duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { go, withParams } from "../router.js";
 import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
-import { etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -119,7 +119,8 @@ function sweepCard(s) {
   const counts = Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
   return h("div", { class: "sweep", dataset: { sweep: s.id } },
     h("strong", null, `Sweep ${s.id.slice(0, 8)}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
-    h("div", { class: "links" }, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
+    h("div", { class: "links" }, h("a", { href: `#/sweeps/${s.id}`, dataset: { sweepPage: s.id } }, "its page"), " ",
+      h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
     configurationsTable(s),
     h("div", { class: "scroll" }, h("table", { class: "sweep-jobs" }, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
@@ -205,7 +206,7 @@ function jobRow(j, spec) {
     h("td", { class: ["hide-small", "nowrap"], dataset: { duration: "" } }, duration(jobDuration(j))),
     h("td", { class: ["eta", "nowrap"], dataset: { eta: "" } }, active ? duration(etaSeconds(j)) : null),
     h("td", { class: ["validation", "right", "nowrap"], dataset: { validation: "" } }, pct(j.validation_accuracy)),
-    h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy)),
+    h("td", { class: ["test", "right", "nowrap"], dataset: { test: "" } }, pct(j.test_accuracy), chanceMark(j)),
     h("td", { class: ["act", "nowrap"] },
       active ? h("button", { type: "button", class: "secondary", dataset: { cancel: j.id }, "aria-label": `Cancel job ${j.id}`, onclick: (e) => cancel(e.target, j.id) }, "Cancel") : null,
       j.status === "succeeded" ? h("a", { class: ["button", "secondary"], href: `#/models/${j.id}`, "aria-label": `Open model ${j.id}` }, "Open") : null));
@@ -239,7 +240,7 @@ function follow(ctx, root, job, streams) {
       fill(r.querySelector("[data-progress]"), progressBar(final));
       r.querySelector("[data-status]").replaceWith(statusBadge(final.status));
       fill(r.querySelector("[data-validation]"), pct(final.validation_accuracy));
-      fill(r.querySelector("[data-test]"), pct(final.test_accuracy));
+      fill(r.querySelector("[data-test]"), pct(final.test_accuracy), chanceMark(final));
     }
     root.dispatchEvent(new CustomEvent("jobs-changed"));
   });

@@ -1,14 +1,16 @@
 // A trained model: curves, the confusion matrix (a cell opens its images, any image its
-// probabilities), precision/recall/F1 per class, the most frequent mistakes, a pad to draw a digit.
+// probabilities), precision/recall/F1 per class, the mistakes it is surest of and the most frequent
+// ones, a pad to draw a digit (or an image to upload) with the 28x28 input the model saw.
 import * as api from "../api.js";
 import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
-import { confusionGrid, perClassScores, probabilityBars, problemView, thumb } from "../widgets.js";
+import { confusionGrid, perClassScores, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
 import { accuracyLine, accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
+const SUREST_MISTAKES = 24;
 
 export async function modelPage(ctx, root) {
   // An alias is resolved once: the whole page shows that model, even if the alias moves meanwhile.
@@ -27,13 +29,15 @@ export async function modelPage(ctx, root) {
   fill(root,
     h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: "status", href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
-      job.sweep_id ? [" · ", h("a", { href: `#/?sweep=${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+      job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null),
+    warningView(model),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochTable(epochs)),
       h("section", { class: "card", id: "confusion" }, h("h2", null, "Confusion matrix"),
         h("label", { for: "cm-split" }, "split "), split, h("div", { id: "cm" }), h("div", { id: "cell" })),
       h("section", { class: "card" }, h("h2", null, "Precision, recall, F1"), h("div", { id: "scores", class: "scroll" })),
+      h("section", { class: "card" }, h("h2", null, "Surest mistakes"), h("div", { id: "surest" })),
       h("section", { class: "card" }, h("h2", null, "Most frequent mistakes"), h("div", { id: "mistakes" })),
       h("section", { class: "card" }, h("h2", null, "An image"), detail),
       drawSection(id, classes),
@@ -50,7 +54,10 @@ export async function modelPage(ctx, root) {
     fill($("#cell", root));
     fill($("#cm", root), confusionGrid(cm.matrix, cm.classes, (i, j, n, button) => showCell($("#cell", root), { id, dataset: model.dataset, split: cm.split, label: i, predicted: j, n, classes: cm.classes, show })));
     fill($("#scores", root), scoresTable(cm));
-    fill($("#mistakes", root), await mistakes({ id, dataset: model.dataset, cm, show }));
+    const [surest, frequent] = await Promise.all([surestMistakes({ id, dataset: model.dataset, cm, show }), mistakes({ id, dataset: model.dataset, cm, show })]);
+    if (!ctx.live) return;
+    fill($("#surest", root), surest);
+    fill($("#mistakes", root), frequent);
   };
   split.addEventListener("change", () => showMatrix().catch((err) => fill($("#cm", root), problemView(err))));
   await Promise.all([
@@ -129,6 +136,21 @@ async function mistakes({ id, dataset, cm, show }) {
     }))))));
 }
 
+/** The images it gets wrong, those it gives its wrong class the highest probability first: confident
+ * mistakes are the ones a probability threshold would not catch. */
+async function surestMistakes({ id, dataset, cm, show }) {
+  const page = await api.outcomes(id, cm.split, { correct: false, order: "confidence", limit: SUREST_MISTAKES });
+  if (!page.count) return h("p", { class: "muted" }, `No mistakes on the ${cm.split} split.`);
+  const name = (k) => cm.classes[k];
+  return [
+    h("p", { class: "muted" }, `${page.count.toLocaleString()} ${cm.split} images wrong; the ${page.data.length} it is surest of, surest first (true → predicted, its probability):`),
+    h("div", { class: "thumbs", dataset: { surest: "" } }, page.data.map((o) => thumb({
+      src: api.imageUrl(dataset, cm.split, o.index), alt: `${cm.split} image ${o.index}: a ${name(o.label)} predicted ${name(o.predicted)} at ${pct(o.probability, 1)}`,
+      caption: [`${o.label}→${o.predicted}`, h("br"), pct(o.probability)], wrong: true, onClick: () => show(cm.split, o.index),
+    }))),
+  ];
+}
+
 async function showImage(el, { id, dataset, split, index, classes }) {
   fill(el, h("p", { class: "muted" }, "Loading…"));
   try {
@@ -144,7 +166,7 @@ async function showImage(el, { id, dataset, split, index, classes }) {
 function drawSection(id, classes) {
   const pad = h("canvas", { id: "pad", width: 224, height: 224, "aria-label": "drawing pad: draw a digit with the mouse or a finger" });
   const probs = h("div", { class: "probs", id: "probs", "aria-live": "polite" },
-    h("p", { class: "muted" }, "Draw a digit, then Predict: the drawing is sent as a PNG and made to look like MNIST by the API."));
+    h("p", { class: "muted" }, "Draw a digit, then Predict, or upload an image of one: it is made to look like MNIST by the API, which shows the 28×28 image the model saw."));
   const ctx = pad.getContext("2d");
   const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); };
   clear();
@@ -156,15 +178,37 @@ function drawSection(id, classes) {
     ctx.lineTo(...at(e)); ctx.strokeStyle = "#fff"; ctx.lineWidth = 16; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.stroke();
   });
   pad.addEventListener("pointerup", () => { drawing = false; });
-  const predict = async () => {
-    const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
-    try {
-      const p = await api.predictImage(id, blob);
-      fill(probs, h("p", null, h("strong", null, "Predicted: ", h("span", { id: "predicted" }, classes[p.predicted]))), probabilityBars(p.probabilities, classes, p.predicted));
-    } catch (err) { fill(probs, problemView(err)); }
+  const send = async (blob) => {
+    try { fill(probs, predictionView(await api.predictImage(id, blob), classes)); } catch (err) { fill(probs, problemView(err)); }
   };
+  const predict = async () => send(await new Promise((resolve) => pad.toBlob(resolve, "image/png")));
+  const upload = h("input", { type: "file", id: "upload", accept: "image/png,image/jpeg,image/gif,image/bmp,image/webp",
+    onchange: (e) => { if (e.target.files[0]) send(e.target.files[0]); } });
   return h("section", { class: "card" }, h("h2", null, "Draw a digit"), h("div", { class: "draw" },
     h("div", null, pad, h("div", { class: "actions" }, h("button", { type: "button", id: "predict", onclick: predict }, "Predict"),
-      h("button", { type: "button", class: "secondary", id: "clear", onclick: () => { clear(); probs.replaceChildren(); } }, "Clear"))),
+      h("button", { type: "button", class: "secondary", id: "clear", onclick: () => { clear(); probs.replaceChildren(); } }, "Clear")),
+      h("label", { class: "upload" }, "or upload an image ", upload)),
     probs));
+}
+
+/** The prediction: a warning when the input looks unlike the training images (or the model is
+ * unsure), the 28x28 image the model saw, and the ten probabilities. */
+function predictionView(p, classes) {
+  return [
+    p.warning ? h("div", { class: "warning", role: "alert", id: "input-warning", dataset: { outOfDistribution: String(p.out_of_distribution) } }, p.warning) : null,
+    h("div", { class: "draw" },
+      h("figure", { class: "seen" }, seenCanvas(p.pixels), h("figcaption", { class: "muted" }, "what the model saw")),
+      h("div", { class: "probs" }, h("p", null, h("strong", null, "Predicted: ", h("span", { id: "predicted" }, classes[p.predicted]))),
+        probabilityBars(p.probabilities, classes, p.predicted))),
+  ];
+}
+
+/** The API's 784 values (0-255, row by row) as a 28x28 canvas, drawn large by CSS. */
+function seenCanvas(pixels) {
+  const canvas = h("canvas", { id: "seen", width: 28, height: 28, role: "img", "aria-label": "the 28×28 image the model saw" });
+  const g = canvas.getContext("2d");
+  const image = g.createImageData(28, 28);
+  pixels.forEach((v, i) => image.data.set([v, v, v, 255], 4 * i));
+  g.putImageData(image, 0, 0);
+  return canvas;
 }

@@ -1,0 +1,152 @@
+// One sweep: its progress (done, running, queued, an ETA), the best configuration and by how much,
+// each varied hyperparameter against validation accuracy (error bars: the 95 % CI over seeds),
+// parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
+import * as api from "../api.js";
+import { duration, fill, h, pct, seconds } from "../dom.js";
+import { PALETTE, lineChart, parallelChart } from "../charts.js";
+import { reload } from "../router.js";
+import { etaSeconds } from "../widgets.js";
+
+const REFRESH_MS = 3000;
+
+export async function sweepPage(ctx, root) {
+  const sweep = await api.sweep(ctx.args[0]);
+  if (!ctx.live) return;
+  const fields = varied(sweep);
+  const charts = fields.map((f) => h("div", { class: "chart", id: `sweep-by-${f}`, role: "img", "aria-label": `validation accuracy against ${f}` }));
+  const parcoords = h("div", { class: "chart", id: "sweep-parcoords", role: "img", "aria-label": "parallel coordinates of the sweep's runs" });
+  fill(root,
+    h("h1", null, `Sweep ${sweep.id}`),
+    h("p", { class: "subtitle" }, `${sweep.count} jobs · varies ${fields.join(", ") || "nothing"} · ranked by ${sweep.ranked_by} · `,
+      h("a", { href: `#/?sweep=${encodeURIComponent(sweep.id)}` }, "its jobs")),
+    h("div", { class: "grid" },
+      h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep)),
+      h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep))),
+    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
+    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
+    h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep))));
+  const active = sweep.status.queued || sweep.status.running;
+  if (active) {
+    const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
+    ctx.onLeave(() => clearTimeout(timer));
+  }
+  await Promise.all([
+    ...fields.map((f, i) => byField(charts[i], sweep, f, ctx.signal)),
+    runsParcoords(parcoords, sweep, ctx.signal),
+  ]);
+}
+
+/** Seconds until the sweep ends: its running jobs' time left, plus its queued jobs at the mean
+ * duration of those that succeeded, shared among as many workers as jobs now run (as the CLI says). */
+export function sweepEta(sweep, now = Date.now()) {
+  const running = sweep.jobs.filter((j) => j.status === "running");
+  const queued = sweep.jobs.filter((j) => j.status === "queued").length;
+  const took = sweep.jobs.filter((j) => j.status === "succeeded" && j.started_at).map((j) => seconds(j.started_at, j.finished_at));
+  const left = running.map((j) => etaSeconds(j, now));
+  if (left.some((t) => t == null) || (queued && !took.length)) return null;
+  const perJob = took.length ? took.reduce((a, b) => a + b, 0) / took.length : 0;
+  return (left.reduce((a, b) => a + b, 0) + queued * perJob) / Math.max(running.length, 1);
+}
+
+function progressView(sweep) {
+  const s = sweep.status;
+  const done = s.succeeded + s.failed + s.cancelled;
+  const percent = Math.round((100 * done) / Math.max(sweep.count, 1));
+  const eta = s.queued || s.running ? sweepEta(sweep) : null;
+  return [
+    h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": "jobs of the sweep ended" },
+      h("span", { style: { width: `${percent}%` } })),
+    h("p", { id: "sweep-counts" }, `${done} of ${sweep.count} done · ${s.running} running · ${s.queued} queued`,
+      s.failed ? ` · ${s.failed} failed` : "", s.queued || s.running ? ` · ETA ${eta == null ? "–" : duration(eta)}` : ""),
+  ];
+}
+
+/** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
+const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
+const config = (c) => Object.entries(c.hyperparameters).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("-") : v}`).join(", ") || "one configuration";
+// An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
+const within = (v) => Math.min(1, Math.max(0, v));
+const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})`);
+const score = (c) => c.validation_accuracy ?? c.test_accuracy;
+
+/** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
+function bestRun(sweep, c) {
+  const order = sweep.jobs.filter((j) => j.status === "succeeded").map((j) => j.id);
+  return order.find((id) => c.jobs.includes(id)) ?? null;
+}
+
+/** "Best: lr=0.1, init=glorot, 97.1 % (96.8–97.4), 1.3 points ahead of the next (p = 0.002)". */
+function bestView(sweep) {
+  const [best, next] = sweep.configurations.filter((c) => score(c));
+  if (!best) return h("p", { class: "muted" }, "No configuration has finished yet.");
+  const run = bestRun(sweep, best);
+  const gap = next ? 100 * (score(best).mean - score(next).mean) : null;
+  const tied = next?.tied_with_best;
+  const runners = sweep.configurations.slice(0, 4).map((c) => bestRun(sweep, c)).filter((id) => id != null);
+  return [
+    h("p", { id: "best-config" }, h("strong", null, config(best)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
+      h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
+    next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next)})`,
+      next.p_value != null ? `, Welch p = ${next.p_value.toPrecision(2)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : ", one seed each: no test") : null,
+    best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
+    h("div", { class: "actions" },
+      run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, `Open its model (${run})`) : null,
+      runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations") : null),
+  ];
+}
+
+function configurationsTable(sweep) {
+  const th = (t, cls) => h("th", { class: cls }, t);
+  return h("table", { id: "configurations" },
+    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("s", "right"), th("tied"), th("model"))),
+    h("tbody", null, sweep.configurations.map((c, i) => {
+      const run = bestRun(sweep, c);
+      return h("tr", { class: i === 0 ? "best" : null, dataset: { configuration: i } },
+        h("td", null, i + 1), h("td", null, config(c)), h("td", { class: "right" }, c.n),
+        h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
+        h("td", { class: "right" }, c.seconds == null ? "–" : c.seconds.toFixed(1)),
+        h("td", null, i === 0 ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (p = ${c.p_value.toPrecision(2)})` : `no (p = ${c.p_value.toPrecision(2)})`),
+        h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run) : c.jobs.map((id) => [h("a", { href: `#/jobs/${id}` }, id), " "])));
+    })));
+}
+
+/** x: the field's values, y: mean validation accuracy with its 95 % CI, one line per value of the
+ * sweep's other varied fields (e.g. per init). */
+function byField(el, sweep, field, signal) {
+  const others = varied(sweep).filter((f) => f !== field);
+  const groups = new Map();
+  for (const c of sweep.configurations.filter((c) => score(c))) {
+    const key = others.map((f) => `${f}=${c.hyperparameters[f]}`).join(", ") || "mean over seeds";
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(c);
+  }
+  const values = sweep.grid[field];
+  const numeric = values.every((v) => typeof v === "number");
+  const positive = numeric && values.every((v) => v > 0);
+  const log = positive && Math.max(...values) / Math.min(...values) >= 10;
+  const traces = [...groups.entries()].map(([name, cs], i) => {
+    cs.sort((a, b) => (numeric ? a.hyperparameters[field] - b.hyperparameters[field] : 0));
+    const s = cs.map(score);
+    return {
+      name, mode: "lines+markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : String(c.hyperparameters[field]))), y: s.map((v) => v.mean),
+      error_y: { type: "data", symmetric: false, array: s.map((v) => (v.ci_high == null ? 0 : within(v.ci_high) - v.mean)), arrayminus: s.map((v) => (v.ci_low == null ? 0 : v.mean - within(v.ci_low))), color: PALETTE[i % PALETTE.length] },
+      hovertemplate: "%{y:.2%}",
+    };
+  });
+  const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
+  const lo = Math.max(0, Math.floor(20 * Math.min(...all)) / 20);
+  return lineChart(el, traces, {
+    x: { title: { text: field + (log ? " (log scale)" : "") }, type: log ? "log" : numeric ? "linear" : "category" },
+    y: { title: { text: `validation accuracy (mean, 95 % CI), axis from ${Math.round(100 * lo)} %` }, range: [lo, Math.min(1.0005, Math.max(...all) + 0.01)], tickformat: ".1%", hoverformat: ".2%" },
+    signal,
+  });
+}
+
+function runsParcoords(el, sweep, signal) {
+  const runs = sweep.jobs.filter((j) => j.status === "succeeded");
+  if (!runs.length) { fill(el, h("p", { class: "muted" }, "No run has finished yet.")); return null; }
+  const dims = Object.keys(sweep.grid).map((f) => ({ label: f, values: runs.map((j) => j.spec[f]) }));
+  const validated = runs.every((j) => j.validation_accuracy != null);
+  const accuracy = { label: validated ? "validation accuracy" : "test accuracy", values: runs.map((j) => (validated ? j.validation_accuracy : j.test_accuracy)) };
+  return parallelChart(el, dims, accuracy, { signal });
+}

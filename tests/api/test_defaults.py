@@ -1,0 +1,76 @@
+"""Defaults that do not trap: the learning rate follows the optimizer, and a model that learned next to
+nothing says so (issue 15, section 5)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from service.ml.metrics import near_chance
+from service.ml.spec import TrainSpec
+from service.settings import Settings
+from tests.factories import job_body
+from tests.support import real_data_dir
+from workers.worker import run_worker
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"), [("adam", 0.001), ("sgd", 0.1), ("momentum", 0.1), (None, 0.1)]
+)
+def test_the_default_learning_rate_is_the_optimizers(optimizer, expected):
+    fields = {"backend": "numpy"} | ({"optimizer": optimizer} if optimizer else {})
+    assert TrainSpec.model_validate(fields).learning_rate == expected
+    assert TrainSpec.model_validate(fields | {"learning_rate": 0.5}).learning_rate == 0.5
+
+
+def test_the_schema_documents_the_default_per_optimizer(client):
+    prop = client.get("/openapi.json").json()["components"]["schemas"]["TrainSpec"]["properties"]
+    rate = prop["learning_rate"]
+    assert rate["x-default-by-optimizer"] == {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
+    assert "0.001 for adam" in rate["description"]
+
+
+def test_an_adam_job_without_a_learning_rate_stores_adams(client):
+    response = client.post("/jobs", json=job_body(optimizer="adam"))
+    assert response.status_code == 202, response.text
+    assert response.json()["spec"]["learning_rate"] == 0.001
+    stored = client.get(f"/jobs/{response.json()['id']}").json()
+    assert stored["spec"]["learning_rate"] == 0.001 and stored["near_chance"] is False
+
+
+def test_near_chance_names_the_lowest_accuracy():
+    assert near_chance(10, 0.1, validation=0.9, test=0.91) is None
+    assert near_chance(10, 0.1, validation=None, test=None) is None
+    assert near_chance(10, 0.1, validation=0.151, test=0.9) is None  # just above 1.5 x 10 %
+    sentence = near_chance(10, 0.1, validation=0.16, test=0.1494)
+    assert sentence is not None
+    assert sentence.startswith("Test accuracy 14.94 % is near chance level (10 % with 10 classes)")
+    assert "smaller learning_rate than 0.1" in sentence
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model that learned (relu, adam) and one that cannot have (zero weights, a learning rate of 1e-6)."""
+    root = tmp_path_factory.mktemp("chance")
+    settings = Settings(database_url=f"sqlite:///{root / 'api.db'}", data_dir=real_data_dir(), download=False)
+    with TestClient(create_app(settings)) as client:
+        good = client.post(
+            "/jobs", json=job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01)
+        )
+        stuck = client.post("/jobs", json=job_body(init="zeros", learning_rate=1e-6))
+        run_worker(settings, once=True)
+        yield client, good.json()["id"], stuck.json()["id"]
+
+
+def test_a_model_near_chance_is_flagged_on_its_job_and_model(trained):
+    client, good, stuck = trained
+    for path in (f"/jobs/{stuck}", f"/models/{stuck}"):
+        body = client.get(path).json()
+        assert body["near_chance"] is True, body
+        assert "near chance level" in body["warning"] and "learning_rate than 1e-06" in body["warning"]
+    for path in (f"/jobs/{good}", f"/models/{good}"):
+        body = client.get(path).json()
+        assert body["near_chance"] is False and body["warning"] is None, body
+    listed = {m["id"]: m for m in client.get("/models").json()["data"]}
+    assert listed[stuck]["near_chance"] and not listed[good]["near_chance"]

@@ -1,0 +1,140 @@
+"""What a prediction tells beside its class: the image the model saw, whether the input looks like
+the training images, and a model's mistakes with the surest first."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from service.main import create_app
+from service.ml.data import load_dataset
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker
+from tests.conftest import assert_problem
+from tests.factories import finished_jobs, job_body
+from tests.support import real_data_dir
+from workers.worker import run_worker
+
+SMALL = job_body(
+    activation="relu",
+    init="he",
+    optimizer="adam",
+    learning_rate=0.01,
+    epochs=2,
+    train_limit=3000,
+    batch_size=50,
+)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist", real_data_dir(), download=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A client and the id of one model trained on 3,000 MNIST images."""
+    root = tmp_path_factory.mktemp("predictions")
+    settings = Settings(database_url=f"sqlite:///{root / 'api.db'}", data_dir=real_data_dir(), download=False)
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/jobs", json=SMALL).json()["id"]
+        run_worker(settings, once=True)
+        assert client.get(f"/jobs/{job}").json()["status"] == "succeeded"
+        yield client, job
+
+
+def _png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(gray.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload(client, model: int, png: bytes) -> dict:
+    response = client.post(f"/models/{model}/predict", files={"file": ("input.png", png, "image/png")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_mistakes_it_is_surest_of_come_first(trained):
+    client, model = trained
+    matrix = np.array(
+        client.get(f"/models/{model}/confusion-matrix", params={"split": "test"}).json()["matrix"]
+    )
+    wrong = int(matrix.sum() - np.trace(matrix))
+    query = {"correct": "false", "order": "confidence", "limit": 500}
+    page = client.get(f"/models/{model}/predictions/test", params=query).json()
+    assert page["count"] == wrong > 0
+    rows = page["data"]
+    assert all(r["label"] != r["predicted"] for r in rows)
+    confidences = [r["probability"] for r in rows]
+    assert confidences == sorted(confidences, reverse=True) and confidences[0] > 0.5
+    # the probability is the one the model gives the image, as the per-image check reports it
+    surest = client.get(f"/models/{model}/predictions/test/{rows[0]['index']}").json()
+    assert surest["probabilities"][surest["predicted"]] == pytest.approx(rows[0]["probability"], abs=1e-6)
+    assert not surest["correct"]
+    right = client.get(f"/models/{model}/predictions/test", params={"correct": "true", "limit": 1}).json()
+    assert right["count"] + wrong == 10_000
+    # within a confusion-matrix cell too, and by index unless asked
+    cell = {"label": rows[0]["label"], "predicted": rows[0]["predicted"], "correct": "false"}
+    by_index = client.get(f"/models/{model}/predictions/test", params=cell).json()["data"]
+    assert [r["index"] for r in by_index] == sorted(r["index"] for r in by_index)
+    problem = assert_problem(client.get(f"/models/{model}/predictions/test", params={"order": "worst"}), 422)
+    assert "order" in problem["detail"]
+
+
+def test_an_upload_comes_back_with_the_28x28_image_the_model_saw(trained, mnist):
+    client, model = trained
+    digit = mnist.test_images[0].reshape(28, 28)  # a 7
+    big = np.kron(255 - digit * 255, np.ones((8, 8)))  # 224 x 224, dark ink on white paper
+    answer = _upload(client, model, _png(big))
+    seen = np.array(answer["pixels"])
+    assert seen.shape == (784,) and seen.min() >= 0 and seen.max() == 255
+    # made to look like MNIST: white ink on black, where the original's ink is
+    assert np.corrcoef(seen, digit.ravel())[0, 1] > 0.8
+    assert answer["out_of_distribution"] is False
+    assert answer["warning"] is None or "unlike" not in answer["warning"]
+    by_pixels = client.post(
+        f"/models/{model}/predict", json={"pixels": (digit.ravel() * 255).tolist()}
+    ).json()
+    assert by_pixels["pixels"] == np.rint(digit.ravel() * 255).astype(int).tolist()  # JSON: sent as it came
+
+
+def test_a_line_of_text_is_said_to_look_unlike_the_training_images(trained):
+    client, model = trained
+    page = Image.new("L", (120, 24), 255)
+    ImageDraw.Draw(page).text((4, 6), "Hello world", fill=0)
+    answer = _upload(client, model, _png(np.asarray(page)))
+    assert answer["out_of_distribution"] is True
+    assert 0 <= answer["predicted"] <= 9  # still answered: the warning says how far to trust it
+    assert "looks unlike the training images" in answer["warning"] and "pixels tall" in answer["warning"]
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64))
+    blot = _upload(client, model, _png(noise))
+    assert blot["out_of_distribution"] is True and "ink mass" in blot["warning"]
+
+
+def test_a_digit_off_centre_is_flagged_and_a_batch_is_measured_image_by_image(trained, mnist):
+    client, model = trained
+    digit = mnist.test_images[1].reshape(28, 28)
+    corner = np.zeros((28, 28))
+    corner[:20, :20] = digit[4:24, 4:24]
+    images = [(digit * 255).ravel().tolist(), (corner * 255).ravel().tolist()]
+    batch = client.post(f"/models/{model}/predict", json={"images": images}).json()["data"]
+    assert [p["out_of_distribution"] for p in batch] == [False, True]
+    assert "centre of mass" in batch[1]["warning"]
+    assert all(p["pixels"] is None for p in batch)  # the inputs are not sent back in a batch
+
+
+def test_without_the_training_images_a_prediction_says_nothing_of_its_input(tmp_path):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    settings = Settings(database_url=url, data_dir=tmp_path / "no-data", download=False)
+    with TestClient(create_app(settings)) as client:
+        engine = make_engine(url)
+        model = finished_jobs(make_sessionmaker(engine), 1).models[0]
+        engine.dispose()
+        answer = client.post(f"/models/{model}/predict", json={"pixels": [0] * 392 + [255] * 392})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["out_of_distribution"] is None and len(answer.json()["pixels"]) == 784

@@ -1,0 +1,100 @@
+"""`mlplab sweep --watch`, `jobs --sweep` and `models` on a real (tiny) sweep: progress while it runs,
+the ranking after, and the next command to run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+
+from service.cli import client
+from tests.cli.conftest import mlplab
+from tests.factories import job_body
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _job(
+    id: int, status: str, started: float | None = None, ended: float | None = None, step=None, steps=None
+):
+    """A job as GET /sweeps/{id} lists it, with times in seconds before NOW."""
+    at = lambda s: None if s is None else (NOW - timedelta(seconds=s)).isoformat()  # noqa: E731
+    return {
+        "id": id,
+        "status": status,
+        "spec": {"learning_rate": 0.1 * id},
+        "started_at": at(started),
+        "finished_at": at(ended),
+        "progress": {"epoch": 1 if step else None, "epochs": 3, "step": step, "steps": steps, "loss": 0.5},
+        "train_accuracy": None,
+        "validation_accuracy": None,
+        "test_accuracy": None,
+    }
+
+
+SWEEP = {
+    "id": "3f9c2a1b7d4e",
+    "grid": {"learning_rate": [0.1, 0.2, 0.3, 0.4]},
+    "status": {"queued": 2, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0},
+    "jobs": [
+        _job(1, "succeeded", started=100, ended=40),  # took 60 s
+        _job(2, "running", started=30, step=10, steps=40),  # a quarter done in 30 s: 90 s left
+        _job(3, "queued"),
+        _job(4, "queued"),
+    ],
+}
+
+
+def test_the_sweeps_eta_adds_what_runs_and_what_waits():
+    assert client.elapsed(SWEEP["jobs"][0], NOW) == 60
+    assert client.job_eta(SWEEP["jobs"][1], NOW) == 90
+    assert client.sweep_eta(SWEEP, NOW) == 90 + 2 * 60  # one worker: the queued jobs one after the other
+    assert (
+        client.sweep_status_line(SWEEP, NOW)
+        == "sweep 3f9c2a1b7d4e: 2 queued, 1 running, 1 succeeded; ETA 3m30s"
+    )
+    nothing_done = SWEEP | {"jobs": SWEEP["jobs"][1:]}
+    assert client.sweep_eta(nothing_done, NOW) is None  # no finished job to time the queued ones by
+
+
+def test_the_live_view_shows_each_jobs_progress_elapsed_and_eta():
+    console = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(client.sweep_progress(SWEEP, NOW))
+    lines = console.export_text().splitlines()
+    assert lines[0] == "sweep 3f9c2a1b7d4e: 2 queued, 1 running, 1 succeeded; ETA 3m30s"
+    assert lines[1].split() == ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["1"][1:3] == ["learning_rate=0.1", "succeeded"] and rows["1"][-2:] == ["1m00s", "-"]
+    assert rows["2"][2:4] == ["running", "1/3"] and rows["2"][-2:] == ["30.0s", "1m30s"]
+    assert rows["3"][2] == "queued" and rows["3"][-2:] == ["-", "-"]
+
+
+def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp_path, monkeypatch):
+    grid = tmp_path / "sweep.json"
+    grid.write_text(json.dumps({"base": job_body(), "grid": {"learning_rate": [0.001, 0.3, 1e-6]}}))
+    monkeypatch.setattr(client.time, "sleep", lambda seconds: api.train())  # the worker runs while it waits
+    status, out, err = mlplab(capsys, "sweep", str(grid), "--watch")
+    assert status == 0, err
+    sweep = api.client.get("/sweeps").json()["data"][0]
+    ranked = [j["id"] for j in sweep["jobs"]]  # best first
+    assert [line for line in err.splitlines() if line.startswith("sweep ")] == [
+        f"sweep {sweep['id']}: 3 queued; ETA -"  # one line while it waited, none left over
+    ]
+    assert "queued" not in out and out.splitlines()[0] == f"sweep {sweep['id']}: 3 jobs"
+    assert f"next: mlplab compare {' '.join(map(str, ranked))}" in err
+
+    # jobs --sweep: best first, as the sweep ranks them; models: schedule, train limit, validation
+    status, out, err = mlplab(capsys, "jobs", "--sweep", sweep["id"])
+    assert [int(line.split()[0]) for line in out.splitlines()[1:]] == ranked
+    assert "ranked by validation_accuracy" in err
+    status, out, err = mlplab(capsys, "models")
+    header, *rows = [line.split() for line in out.splitlines()]
+    assert header[8:15] == ["SCHEDULE", "EPOCHS", "BATCH", "TRAIN_LIMIT", "TRAIN", "VALIDATION", "TEST"]
+    models = {m["id"]: m for m in api.client.get("/models").json()["data"]}
+    for row in rows:
+        model = models[int(row[0])]
+        assert row[8] == "constant" and row[11] == "500"
+        assert row[13] == f"{model['validation_accuracy']:.2%}"
+    stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
+    assert f"! {stuck}: " in err  # the model that learned nothing, flagged
