@@ -351,11 +351,36 @@ class AccuracyPublic(BaseModel):
     test: float = Field(description=TEST_ACCURACY)
 
 
+class ScoresPublic(BaseModel):
+    precision: float | None = Field(
+        description="Of the images predicted as the class, the share that are; null when none is."
+    )
+    recall: float | None = Field(
+        description="Of the class's images, the share predicted as it; null when the split has none."
+    )
+    f1: float | None = Field(
+        description="2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall; null when the class "
+        "is neither a label nor a prediction."
+    )
+
+
+class ClassScoresPublic(ScoresPublic):
+    label: int
+    support: int = Field(description="The class's images in the split.")
+
+
 class ConfusionMatrixPublic(BaseModel):
     split: Split
     labels: list[int]
     classes: list[str]
     matrix: list[list[int]] = Field(description="Rows are the true class, columns the predicted one.")
+    per_class: list[ClassScoresPublic] = Field(
+        description="Precision, recall and F1 of each class, read from `matrix` (service/ml/metrics.py)."
+    )
+    macro_average: ScoresPublic = Field(
+        description="Their mean over the classes, an undefined score counted as 0 (scikit-learn's "
+        "zero_division=0)."
+    )
 
 
 class PredictionPublic(BaseModel):

@@ -1,7 +1,8 @@
-"""Accuracy and the confusion matrix, in NumPy."""
+"""Accuracy, the confusion matrix and the per-class scores read from it, in NumPy."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,37 @@ def confusion_matrix(labels: Classes, predicted: Classes, num_classes: int = 10)
     """num_classes x num_classes counts: rows are the true class, columns the predicted one."""
     flat = labels.astype(np.int64) * num_classes + predicted.astype(np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Per class (index k), NaN where undefined: precision (of the images predicted k, the share that are k;
+    undefined when none is), recall (of the images of k, the share predicted k; undefined when there are
+    none) and F1 = 2 TP / (2 TP + FP + FN), undefined only when k is neither a label nor a prediction."""
+
+    precision: NDArray[np.float64]
+    recall: NDArray[np.float64]
+    f1: NDArray[np.float64]
+    support: NDArray[np.int64]  # the images of each class
+
+    def macro(self) -> tuple[float, float, float]:
+        """The mean over classes of precision, recall and F1, an undefined score counted as 0 (as
+        scikit-learn's zero_division=0 does): a class the model never predicts lowers the mean."""
+        precision, recall, f1 = (
+            float(np.nan_to_num(x, nan=0.0).mean()) for x in (self.precision, self.recall, self.f1)
+        )
+        return precision, recall, f1
+
+
+def class_scores(matrix: NDArray[np.integer[Any]] | list[list[int]]) -> ClassScores:
+    """Precision, recall and F1 of each class from a confusion matrix (rows true, columns predicted)."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    tp = np.diag(counts).astype(np.float64)
+    predicted, actual = counts.sum(axis=0), counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 is NaN: the score is undefined
+        return ClassScores(
+            precision=tp / predicted, recall=tp / actual, f1=2 * tp / (predicted + actual), support=actual
+        )
 
 
 NEAR_CHANCE = 1.5  # times chance level (1 / classes): at or below it a model has learned next to nothing

@@ -3,6 +3,7 @@ accuracy, confusion, weights, ONNX, and training one again."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -29,14 +30,17 @@ from service.api.presenters import (
 )
 from service.api.schemas import (
     AccuracyPublic,
+    ClassScoresPublic,
     ConfusionMatrixPublic,
     JobPublic,
     ModelPublic,
     ModelsPublic,
+    ScoresPublic,
     Split,
 )
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
+from service.ml.metrics import class_scores
 from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
@@ -123,9 +127,29 @@ def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMa
     """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
     matrix = model.confusion_test if split == "test" else model.confusion_train
     classes = DATASETS[job_spec(model.job).dataset].classes
+    scores = class_scores(matrix)
+    per_class = [
+        ClassScoresPublic(
+            label=k,
+            support=int(scores.support[k]),
+            **_defined(scores.precision[k], scores.recall[k], scores.f1[k]),
+        )
+        for k in range(len(matrix))
+    ]
     return ConfusionMatrixPublic(
-        split=split, labels=list(range(len(matrix))), classes=list(classes), matrix=matrix
+        split=split,
+        labels=list(range(len(matrix))),
+        classes=list(classes),
+        matrix=matrix,
+        per_class=per_class,
+        macro_average=ScoresPublic(**_defined(*scores.macro())),
     )
+
+
+def _defined(precision: float, recall: float, f1: float) -> dict[str, float | None]:
+    """The three scores, an undefined one (NaN) as None: JSON has no NaN."""
+    named = {"precision": precision, "recall": recall, "f1": f1}
+    return {name: None if math.isnan(value) else float(value) for name, value in named.items()}
 
 
 def _download(content: bytes, filename: str, ref_headers: dict[str, str]) -> Response:
