@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.support import REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "dashboard"
+DOCS = REPO / "docs"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 
@@ -103,6 +105,14 @@ def shot(target, name: str) -> None:
         target.screenshot(path=path, full_page=True)
     else:
         target.screenshot(path=path)
+
+
+def keep(target, name: str, folder: Path = DOCS / "screenshots") -> None:
+    """shot(), and a copy as folder/<name>.png: the screenshots docs/ shows, retaken by the test that
+    walks the pages they show, on models it trained."""
+    shot(target, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ARTIFACTS / f"{name}.png", folder / f"{name}.png")
 
 
 def scroll_width(page) -> int:

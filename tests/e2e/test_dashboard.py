@@ -2,7 +2,8 @@
 worker: submit, watch, a job's page, a model's page (charts, confusion matrix, scores, mistakes, a
 drawn digit and the 28x28 image the model saw, an uploaded line of text flagged), a comparison, the jobs list (labels, filters, order, pages), a phone-sized screen.
 
-Screenshots of each step and of every chart land in artifacts/dashboard/ (kept by CI as artifacts)."""
+Screenshots of each step and of every chart land in artifacts/dashboard/ (kept by CI as artifacts);
+those README shows, of the models trained here on real MNIST, in docs/."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from PIL import Image, ImageDraw
 
 from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
     DESKTOP,
+    DOCS,
     PHONE,
     browser,
+    keep,
     open_new_job_form,
     rendered,
     scroll_width,
@@ -49,6 +52,13 @@ LABELS_INSIDE = """el => { const box = el.getBoundingClientRect();
   const ticks = [...el.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text, .legendtext')].map(t => t.getBoundingClientRect()).filter(r => r.width > 0);
   return ticks.length >= 4 && ticks.every(r =>
     r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1); }"""
+# No two tick labels of an axis overlap (a crowded log axis drew 0.7, 0.8 and 0.9 over each other).
+TICKS_APART = """el => ['.xtick text', '.ytick text'].every(sel => {
+  const r = [...el.querySelectorAll(sel)].map(t => t.getBoundingClientRect()).filter(b => b.width > 0);
+  return r.every((a, i) => r.slice(i + 1).every(b =>
+    a.right <= b.left + 0.5 || b.right <= a.left + 0.5 || a.bottom <= b.top + 0.5 || b.bottom <= a.top + 0.5)); })"""
+# The y axis's visible tick labels, as text.
+Y_TICKS = "el => [...el.querySelectorAll('.ytick text')].filter(t => t.getBoundingClientRect().width > 0).map(t => t.textContent)"
 
 
 @pytest.fixture
@@ -74,7 +84,24 @@ def chart(page, selector: str) -> dict:
         """el => ({names: el.data.map(t => t.name), points: el.data.map(t => t.x.length),
                    visible: el.data.map(t => t.visible ?? true), y: el.layout.yaxis,
                    ytitle: el.layout.yaxis.title.text})"""
-    ) | {"labels_inside": page.locator(selector).evaluate(LABELS_INSIDE)}
+    ) | {
+        "labels_inside": page.locator(selector).evaluate(LABELS_INSIDE)
+        and page.locator(selector).evaluate(TICKS_APART)
+    }
+
+
+def training_time_shown(page, service, model_id: int) -> None:
+    """The model page says how long training took, as the API measured it: tenths of a second under
+    10 s, so that a real run of half a second never reads "0 s"."""
+    with service.client() as client:
+        seconds = client.get(f"/models/{model_id}").json()["seconds"]
+    shown = page.inner_text("#model-accuracy").rsplit("training time ", 1)[1]
+    assert seconds >= 0.1, seconds  # real MNIST, a few thousand images: a real time
+    if seconds < 9.95:
+        assert shown.endswith(" s") and abs(float(shown[:-2]) - seconds) <= 0.051, (shown, seconds)
+        assert len(shown[:-2].split(".")[1]) == 1
+    else:
+        assert "." not in shown, shown
 
 
 def legend_toggles(page, selector: str) -> None:
@@ -135,7 +162,18 @@ def model_page(page, service, job_id: int) -> None:
     assert accuracy["names"] == ["train", "validation", "test (final)"] and accuracy["points"] == [2, 2, 2]
     floor = accuracy["y"]["range"][0]
     assert floor in (0, 0.5, 0.8, 0.9) and f"axis from {round(100 * floor)} %" in accuracy["ytitle"]
+    assert accuracy["y"]["range"][1] >= 1  # up to 100 %: a point of difference is drawn as one
     assert loss["labels_inside"] and accuracy["labels_inside"]
+    # the loss axis is labelled at or beyond both ends of its points, the epochs' mean losses included
+    every_loss = [
+        y for trace in page.locator("#loss-chart").evaluate("el => el.data.map(t => t.y)") for y in trace
+    ]
+    ticks = [float(t) for t in page.locator("#loss-chart").evaluate(Y_TICKS)]
+    assert len(ticks) >= 3 and min(ticks) <= min(every_loss) and max(ticks) >= max(every_loss), (
+        ticks,
+        every_loss,
+    )
+    training_time_shown(page, service, job_id)
     legend_toggles(page, "#accuracy-chart")
     box = page.locator("#accuracy-chart .nsewdrag").bounding_box()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
@@ -155,6 +193,20 @@ def model_page(page, service, job_id: int) -> None:
     assert page.locator(".heatmap .cell[aria-pressed=true]").count() == 1
     assert page.locator("[data-cell-images] img").count() == min(count, 60)
     assert f"{count} images" in page.inner_text("#cell")
+    # the open cell stays marked (a ring around it), and the mark moves to the next cell clicked
+    ring = "el => getComputedStyle(el).boxShadow"
+    unmarked = page.locator(".heatmap .cell[data-label='0'][data-predicted='0']").evaluate(ring)
+    assert cell.evaluate(ring) not in ("none", unmarked)
+    n, i, j = max((n, i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j)
+    other = page.locator(f".heatmap .cell[data-label='{i}'][data-predicted='{j}']")
+    other.click()
+    page.wait_for_selector(f"#cell h3:has-text('True {i}, predicted {j}: {n} images')")
+    assert other.get_attribute("aria-pressed") == "true" and cell.get_attribute("aria-pressed") == "false"
+    assert page.locator(".heatmap .cell[aria-pressed=true]").count() == 1
+    assert other.evaluate(ring) not in ("none", unmarked) and cell.evaluate(ring) == unmarked
+    shot(page.locator("#confusion"), "05-model-cell-marked")
+    cell.click()
+    page.wait_for_selector("#cell h3:has-text('True 7, predicted 7')")
     page.locator("[data-cell-images] .thumb").first.click()
     page.wait_for_selector("#image-detail .prob")
     assert page.locator("#image-detail .prob").count() == 10
@@ -165,11 +217,17 @@ def model_page(page, service, job_id: int) -> None:
     column = [sum(row[k] for row in matrix) for k in range(10)]
     cells = page.locator("#scores tbody tr").nth(7).locator("td").all_inner_texts()
     precision, recall = matrix[7][7] / column[7], matrix[7][7] / sum(matrix[7])
-    assert cells[1:4] == [
+    assert cells == [
+        "7",
         f"{precision:.3f}",
         f"{recall:.3f}",
         f"{2 * precision * recall / (precision + recall):.3f}",
+        f"{sum(matrix[7]):,}",
     ]
+    assert page.locator("#scores tbody tr").count() == 10
+    f1s = [2 * matrix[k][k] / (column[k] + sum(matrix[k])) for k in range(10)]
+    mean = page.locator("#scores tfoot tr").inner_text().split()
+    assert mean[0] == "mean" and mean[3] == f"{sum(f1s) / 10:.3f}"
 
     # the most frequent mistakes, largest first, each image opening its probabilities
     worst = max((n, i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j)
@@ -194,6 +252,7 @@ def model_page(page, service, job_id: int) -> None:
         f"#image-detail figcaption:has-text('#{first['index']}: label {first['label']}, predicted {first['predicted']}')"
     )
     shot(page.locator("#surest"), "05-model-surest-mistakes")
+    keep(page, "dashboard-model", DOCS)  # README's picture of a model page
 
 
 def draw_a_one(page) -> None:
@@ -274,6 +333,7 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     shot(page.locator("#compare-loss"), "07-compare-loss-chart")
     shot(page.locator("#compare-accuracy"), "07-compare-accuracy-chart")
     shot(page, "07-compare")
+    keep(page, "dashboard-compare", DOCS)  # README's picture of a comparison
 
 
 def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):

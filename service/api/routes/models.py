@@ -124,7 +124,8 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
 
 @router.get("/{model}/confusion-matrix", response_model=ConfusionMatrixPublic)
 def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMatrixPublic:
-    """The 10x10 confusion matrix: rows are the true class, columns the predicted one."""
+    """The 10x10 confusion matrix (rows are the true class, columns the predicted one), and each class's
+    precision, recall and F1 read from it."""
     matrix = model.confusion_test if split == "test" else model.confusion_train
     classes = DATASETS[job_spec(model.job).dataset].classes
     scores = class_scores(matrix)

@@ -42,21 +42,25 @@ export function plotText(text, width = Infinity) {
 }
 
 /** The y axis of a loss chart: log scale, labelled with whole values (0.2, 0.5, 1) at 1, 2 and 5 of
- * each decade, or at every digit when the curves span less than that. */
+ * each decade (or 1, 2, 3, 5, or every digit, when the curves span too little for three labels), from
+ * the one at or below the lowest point to the one at or above the highest: both ends labelled. */
 export function lossAxis(values, title = "loss") {
   const positive = values.filter((v) => v > 0);
   const axis = { title: { text: `${title} (log scale)` }, type: "log", tickformat: "~g" };
   if (!positive.length) return axis;
   const lo = positive.reduce((a, b) => Math.min(a, b)), hi = positive.reduce((a, b) => Math.max(a, b));
-  const ticks = (mantissas) => {
-    const out = [];
-    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-      for (const m of mantissas) { const v = Number((m * 10 ** e).toPrecision(3)); if (v >= lo && v <= hi) out.push(v); }
+  const enclosing = (mantissas) => {
+    const all = [];
+    for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of mantissas) all.push(Number((m * 10 ** e).toPrecision(3)));
     }
-    return out;
+    const first = all.findLastIndex((v) => v <= lo), last = all.findIndex((v) => v >= hi);
+    return all.slice(first, last + 1);
   };
-  const coarse = ticks([1, 2, 5]);
-  return { ...axis, tickvals: coarse.length >= 3 ? coarse : ticks([1, 2, 3, 4, 5, 6, 7, 8, 9]) };
+  const tickvals = [[1, 2, 5], [1, 2, 3, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]].map(enclosing).find((t) => t.length >= 3) ?? enclosing([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  // a fixed range (log10 units): plotly's autorangeoptions.include mixes up log units in plotly.js 4.1
+  const [a, b] = [Math.log10(tickvals[0]), Math.log10(tickvals.at(-1))], pad = 0.04 * (b - a);
+  return { ...axis, tickvals, range: [a - pad, b + pad] };
 }
 
 /** The y axis of an accuracy chart: from a round floor below every value up to 100 %, the floor
@@ -122,8 +126,16 @@ export async function parallelChart(el, dimensions, accuracy, { signal, height =
   return el;
 }
 
-/** Add points to a chart's traces as they arrive: extend(el, [[x...], ...], [[y...], ...]). */
+/** Add points to a chart's traces as they arrive: extend(el, [[x...], ...], [[y...], ...]); a loss
+ * axis is labelled anew when a point falls outside it. */
 export async function extend(el, xs, ys) {
   const Plotly = await plotly();
-  if (el.data) Plotly.extendTraces(el, { x: xs, y: ys }, xs.map((_, i) => i));
+  if (!el.data) return;
+  Plotly.extendTraces(el, { x: xs, y: ys }, xs.map((_, i) => i));
+  const axis = el.layout.yaxis;
+  const outside = (y) => y > 0 && (Math.log10(y) < axis.range[0] || Math.log10(y) > axis.range[1]);
+  if (axis.type === "log" && axis.tickvals && ys.flat().some(outside)) {
+    const { tickvals, range } = lossAxis(el.data.flatMap((t) => t.y));
+    Plotly.relayout(el, { "yaxis.tickvals": tickvals, "yaxis.range": range });
+  }
 }

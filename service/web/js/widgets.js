@@ -82,19 +82,6 @@ export function confusionGrid(matrix, classes, onCell) {
   return grid;
 }
 
-/** Precision, recall and F1 of each class from a confusion matrix (rows true, columns predicted). */
-export function perClassScores(matrix) {
-  return matrix.map((row, k) => {
-    const tp = row[k];
-    const actual = row.reduce((a, b) => a + b, 0);
-    const predicted = matrix.reduce((sum, r) => sum + r[k], 0);
-    const precision = predicted ? tp / predicted : null, recall = actual ? tp / actual : null;
-    const f1 = precision == null || recall == null ? null
-      : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-    return { k, precision, recall, f1, support: actual };
-  });
-}
-
 /** Ten probabilities as bars, the predicted one highlighted. */
 export function probabilityBars(probabilities, classes, predicted) {
   return h("div", { class: "probs-list" }, probabilities.map((v, k) =>

@@ -140,10 +140,8 @@ function hyperparameters(cmp, { by, best }, all) {
   ];
 }
 
-const classAccuracy = (matrix) => matrix.map((row, i) => row[i] / Math.max(1, row.reduce((a, b) => a + b, 0)));
-
 function perClass(models, cms, best) {
-  const acc = cms.map((cm) => classAccuracy(cm.matrix));
+  const acc = cms.map((cm) => cm.per_class.map((s) => s.recall)); // a class's accuracy is its recall
   return h("table", { id: "per-class-table" },
     h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${m.id === best.id ? " ★" : ""}`)))),
     h("tbody", null, cms[0].classes.map((c, k) => {

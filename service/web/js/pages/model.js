@@ -5,7 +5,7 @@ import * as api from "../api.js";
 import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
-import { confusionGrid, perClassScores, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
+import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
 import { accuracyLine, accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
@@ -61,7 +61,8 @@ export async function modelPage(ctx, root) {
   };
   split.addEventListener("change", () => showMatrix().catch((err) => fill($("#cm", root), problemView(err))));
   await Promise.all([
-    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
+    // the axis is labelled over both traces: an epoch's mean loss may lie above every logged step's
+    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
     showMatrix(),
   ]);
@@ -99,17 +100,15 @@ function epochTable(epochs) {
       h("td", { class: "right" }, duration(e.seconds)))))));
 }
 
+/** The API's precision, recall and F1 of each class (read from the confusion matrix), and their mean. */
 function scoresTable(cm) {
-  const rows = perClassScores(cm.matrix);
-  const mean = (key) => rows.reduce((a, r) => a + (r[key] ?? 0), 0) / rows.length;
   const num = (x) => (x == null ? "–" : x.toFixed(3));
-  return h("table", { class: "scores" },
+  const scores = (s) => [num(s.precision), num(s.recall), num(s.f1)].map((v) => h("td", { class: "right" }, v));
+  return h("table", { class: "scores", id: "scores-table" },
     h("caption", { class: "muted" }, `${cm.split} split; precision: of the images predicted as the class, how many are; recall: of the class's images, how many were found`),
     h("thead", null, h("tr", null, ["class", "precision", "recall", "F1", "images"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
-    h("tbody", null, rows.map((r) => h("tr", null, h("td", null, cm.classes[r.k]), h("td", { class: "right" }, num(r.precision)),
-      h("td", { class: "right" }, num(r.recall)), h("td", { class: "right" }, num(r.f1)), h("td", { class: "right" }, r.support.toLocaleString())))),
-    h("tfoot", null, h("tr", null, h("th", null, "mean"), h("td", { class: "right" }, num(mean("precision"))), h("td", { class: "right" }, num(mean("recall"))),
-      h("td", { class: "right" }, num(mean("f1"))), h("td"))));
+    h("tbody", null, cm.per_class.map((s) => h("tr", null, h("td", null, cm.classes[s.label]), scores(s), h("td", { class: "right" }, s.support.toLocaleString())))),
+    h("tfoot", null, h("tr", { title: "a score undefined for a class (–) counts as 0" }, h("th", null, "mean"), scores(cm.macro_average), h("td"))));
 }
 
 async function showCell(el, { id, dataset, split, label, predicted, n, classes, show }) {

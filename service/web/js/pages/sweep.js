@@ -3,7 +3,7 @@
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
 import { duration, fill, h, pct, seconds } from "../dom.js";
-import { PALETTE, lineChart, parallelChart } from "../charts.js";
+import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { etaSeconds } from "../widgets.js";
 
@@ -134,10 +134,9 @@ function byField(el, sweep, field, signal) {
     };
   });
   const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
-  const lo = Math.max(0, Math.floor(20 * Math.min(...all)) / 20);
   return lineChart(el, traces, {
     x: { title: { text: field + (log ? " (log scale)" : "") }, type: log ? "log" : numeric ? "linear" : "category" },
-    y: { title: { text: `validation accuracy (mean, 95 % CI), axis from ${Math.round(100 * lo)} %` }, range: [lo, Math.min(1.0005, Math.max(...all) + 0.01)], tickformat: ".1%", hoverformat: ".2%" },
+    y: accuracyAxis(all, "validation accuracy (mean, 95 % CI)"),
     signal,
   });
 }
