@@ -81,6 +81,8 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         error=job.error,
         cancel_requested=job.cancel_requested,
         sweep_id=job.sweep_id,
+        study_id=job.study_id,
+        trial_number=job.trial_number,
         train_accuracy=job.train_accuracy,
         validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,

@@ -65,6 +65,7 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         job = client.get(f"/jobs/{trial['job_id']}").json()
         assert {k: job["spec"][k] for k in trial["params"]} == trial["params"]
         assert job["spec"]["train_limit"] == 500
+        assert (job["study_id"], job["trial_number"]) == (study["id"], trial["number"])
     assert client.get(f"/studies/{study['id']}").json() == study
     listed = client.get("/studies", params={"limit": 1}).json()
     assert listed["count"] == 1 and listed["data"] == [study]
