@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +16,8 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
+
+T = TypeVar("T")
 
 log = logging.getLogger("mlplab.api")
 
@@ -74,6 +76,13 @@ def _cut(text: str) -> str:
 
 def not_found(what: str, key: Any) -> ProblemError:
     return ProblemError(404, f"{what.capitalize()} not found", f"There is no {what} {key}.")
+
+
+def found(value: T | None, what: str, key: Any) -> T:
+    """`value`, unless it is None: then the 404 that says there is no such `what`."""
+    if value is None:
+        raise not_found(what, key)
+    return value
 
 
 def not_trained(job_id: int, status: str) -> ProblemError:

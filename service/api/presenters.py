@@ -23,7 +23,7 @@ from service.api.schemas import (
     StudyPublic,
     TrialPublic,
 )
-from service.errors import ProblemError, Responses, echo, invalid, not_found, not_trained
+from service.errors import ProblemError, Responses, echo, found, invalid, not_found, not_trained
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
@@ -81,6 +81,8 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         error=job.error,
         cancel_requested=job.cancel_requested,
         sweep_id=job.sweep_id,
+        study_id=job.study_id,
+        trial_number=job.trial_number,
         train_accuracy=job.train_accuracy,
         validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,
@@ -98,10 +100,7 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
 
 def read_job_public(connection: Connection, job_id: int) -> JobPublic:
     """GET /jobs/{id}: the job's public shape, or 404."""
-    row = get_job_row(connection, job_id)
-    if row is None:
-        raise not_found("job", job_id)
-    return job_public(row)
+    return job_public(found(get_job_row(connection, job_id), "job", job_id))
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:
@@ -178,10 +177,7 @@ def check_queue_room(session: Session, settings: Settings, adding: int) -> None:
 
 def require_study(session: Session, study_id: int) -> Study:
     """The study, or a 404."""
-    study = get_study(session, study_id)
-    if study is None:
-        raise not_found("study", study_id)
-    return study
+    return found(get_study(session, study_id), "study", study_id)
 
 
 def study_public(session: Session, study: Study) -> StudyPublic:
@@ -300,18 +296,12 @@ def distinct_models(refs: list[str], ids: list[int]) -> list[int]:
 
 def resolve_alias(session: Session, name: str) -> int:
     """The id of the model an alias names now; 404 when there is no such alias."""
-    model_id = alias_target(session, name)
-    if model_id is None:
-        raise not_found("alias", name)
-    return model_id
+    return found(alias_target(session, name), "alias", name)
 
 
 def require_job(session: Session, job_id: int) -> Job:
     """The job, or 404."""
-    job = get_job(session, job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    return job
+    return found(get_job(session, job_id), "job", job_id)
 
 
 def require_trained(session: Session, job_id: int) -> Job:

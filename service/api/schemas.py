@@ -80,6 +80,8 @@ class JobPublic(BaseModel):
     test_accuracy: float | None = Field(description=TEST_ACCURACY)
     cancel_requested: bool = False
     sweep_id: str | None = None
+    study_id: int | None = Field(None, description="The study it is a trial of (GET /studies/{id}).")
+    trial_number: int | None = Field(None, description="Its number among that study's trials: 0, 1, 2, ...")
     provenance: Provenance | None = Field(
         None, description="What trained it (its latest attempt), recorded when training starts."
     )

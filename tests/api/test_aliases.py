@@ -248,6 +248,7 @@ def test_with_a_token_moving_an_alias_needs_it(tmp_path, world):
             ("POST", "/aliases/champion/rollback", None),
             ("DELETE", "/aliases/champion", None),
             ("POST", "/sweeps/0123456789ab/promote", {"alias": "champion"}),
+            ("POST", "/studies/1/promote", {"alias": "champion"}),
         ):
             assert_problem(client.request(method, path, json=body), 401)
             assert_problem(

@@ -1,6 +1,6 @@
 """Studies through the API: a bad space changes nothing, the first trials are queued at once, cancel
-and extend, and a study's importance and figures once trials have succeeded (ended here through
-the store, as a worker ends them)."""
+and extend, promotion of the best trial's model, and a study's importance and figures once trials
+have succeeded (ended here through the store, as a worker ends them)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from service.store.jobs import claim_job, finish_job, record_epoch
 from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.store.test_jobs import result
+from tests.support import real_data_dir
 
 STUDY = {
     "base": job_body(),
@@ -64,6 +65,7 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         job = client.get(f"/jobs/{trial['job_id']}").json()
         assert {k: job["spec"][k] for k in trial["params"]} == trial["params"]
         assert job["spec"]["train_limit"] == 500
+        assert (job["study_id"], job["trial_number"]) == (study["id"], trial["number"])
     assert client.get(f"/studies/{study['id']}").json() == study
     listed = client.get("/studies", params={"limit": 1}).json()
     assert listed["count"] == 1 and listed["data"] == [study]
@@ -111,6 +113,32 @@ def test_cancel_and_extend(client, settings):
     assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 1}), 409)
     assert_problem(client.get("/studies/999"), 404)
     assert_problem(client.post("/studies/999/cancel"), 404)
+
+
+def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
+    settings = Settings(database_url=db_url, data_dir=real_data_dir(), download=False)
+    with TestClient(create_app(settings)) as client:
+        study_id = client.post("/studies", json=STUDY | {"trials": 4}).json()["id"]
+        promote = f"/studies/{study_id}/promote"
+        assert_problem(
+            client.post(promote, json={"alias": "champion"}),
+            409,
+            f"Study {study_id} has no trained model yet.",
+        )
+        assert client.get("/aliases").json()["count"] == 0
+
+        run_trials(settings, lambda spec: 0.5 + 0.1 * spec["learning_rate"])
+        best = client.get(f"/studies/{study_id}").json()["best"]
+        promoted = client.post(promote, json={"alias": "champion"})
+        assert promoted.status_code == 200, promoted.text
+        assert promoted.json()["model_id"] == best["job_id"]
+        event = client.get("/aliases/champion").json()["history"][0]
+        assert (event["action"], event["to_model_id"]) == ("promote", best["job_id"])
+        assert event["detail"] == f"the best model of study {study_id} by validation_accuracy"
+
+        assert_problem(client.post("/studies/999/promote", json={"alias": "x"}), 404, "no study")
+        assert_problem(client.post(promote, json={"alias": "Bad"}), 422, "body.alias")
+        assert [a["name"] for a in client.get("/aliases").json()["data"]] == ["champion"]
 
 
 def test_a_grid_cannot_be_extended_past_its_points(client, settings):

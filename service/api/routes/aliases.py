@@ -23,6 +23,7 @@ from service.errors import (
     NOT_TRAINED_DOC,
     PROBLEM_RESPONSES,
     ProblemError,
+    found,
     not_found,
     problem_doc,
 )
@@ -50,9 +51,7 @@ def read_aliases(session: SessionDep) -> AliasesPublic:
 @router.get("/{alias}", response_model=AliasHistoryPublic)
 def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
     """An alias, the model it names, and its history: every move, rollback and deletion, newest first."""
-    row = get_alias(session, alias)
-    if row is None:
-        raise not_found("alias", alias)
+    row = found(get_alias(session, alias), "alias", alias)
     history = [
         AliasEventPublic(
             action=e.action,

@@ -26,12 +26,12 @@ from service.api.schemas import (
     LossesPublic,
     LossPoint,
 )
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, not_found, problem_doc
+from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import JobSort, get_epochs, get_job, get_loss_curve, get_losses, list_jobs
+from service.store.queries import JobSort, get_epochs, get_loss_curve, get_losses, list_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
@@ -93,9 +93,7 @@ def cancel(job_id: int, session: SessionDep) -> JobPublic:
     """Cancel a job: at once when queued, at the worker's next progress write or heartbeat when running."""
     # The write lock is taken and released in this one thread hop (docs/reliability.md, API notes).
     begin_write(session)
-    job = get_job(session, job_id)
-    if job is None:
-        raise not_found("job", job_id)
+    job = require_job(session, job_id)
     try:
         public = job_public(cancel_job(session, job.id))
         session.commit()

@@ -9,10 +9,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep, StudyDep, WriterDep
-from service.api.presenters import check_budget_of, check_queue_room, require_study, study_public
-from service.api.schemas import ImportancePublic, StudiesPublic, StudyExtend, StudyPublic
+from service.api.deps import InferenceDep, ReaderDep, SessionDep, SettingsDep, StudyDep, WriterDep
+from service.api.presenters import (
+    check_budget_of,
+    check_queue_room,
+    promote_best,
+    require_study,
+    study_public,
+)
+from service.api.schemas import (
+    AliasPublic,
+    ImportancePublic,
+    PromoteCreate,
+    StudiesPublic,
+    StudyExtend,
+    StudyPublic,
+)
 from service.errors import (
+    JSON_BODY_DOC,
     PROBLEM_RESPONSES,
     SUBMIT_DOCS,
     ProblemError,
@@ -26,6 +40,7 @@ from service.search import StudyCreate, check_study, importance
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
+from service.store.models import Job
 from service.store.queries import list_studies, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 
@@ -146,6 +161,22 @@ def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: Sett
         raise invalid("trials", str(exc)) from None
     public = study_public(session, study)
     session.commit()
+    return public
+
+
+@router.post(
+    "/{study_id}/promote",
+    response_model=AliasPublic,
+    dependencies=[WriterDep],
+    responses=JSON_BODY_DOC | {409: problem_doc("No trial of the study has succeeded yet")},
+)
+def promote(study_id: int, body: PromoteCreate, session: SessionDep, inference: InferenceDep) -> AliasPublic:
+    """Point an alias at the study's best trial's model (by validation accuracy), creating it if need be."""
+    begin_write(session)  # the write lock first: the reads below and the move are one transaction
+    study = require_study(session, study_id)
+    public = promote_best(session, body.alias, f"study {study.id}", Job.study_id == study.id)
+    session.commit()
+    inference.forget(body.alias)
     return public
 
 

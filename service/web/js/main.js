@@ -6,6 +6,7 @@ import { datasetsPage } from "./pages/datasets.js";
 import { jobPage } from "./pages/job.js";
 import { jobsPage } from "./pages/jobs.js";
 import { modelPage } from "./pages/model.js";
+import { studyPage } from "./pages/study.js";
 import { sweepPage } from "./pages/sweep.js";
 
 route("/", "jobs", jobsPage);
@@ -13,6 +14,7 @@ route("/jobs", "jobs", jobsPage);
 route("/jobs/:id", "jobs", jobPage);
 route("/models/:model", "jobs", modelPage);
 route("/sweeps/:hex", "jobs", sweepPage);
+route("/studies/:id", "jobs", studyPage);
 route("/compare", "compare", comparePage);
 route("/datasets", "datasets", datasetsPage);
 

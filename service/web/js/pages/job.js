@@ -60,6 +60,7 @@ function facts(job) {
     job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
     row("attempts", job.attempts),
     job.sweep_id ? row("sweep", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
+    job.study_id != null ? row("study", h("a", { href: `#/studies/${job.study_id}` }, `study ${job.study_id}, trial ${job.trial_number}`)) : null,
     row("train / validation / test (final) accuracy", ACCURACIES.map(([, key]) => pct(job[key])).join(" / "))));
 }
 

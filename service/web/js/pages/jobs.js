@@ -1,4 +1,4 @@
-// The jobs: the "New job" form (presets, a sweep grid), the latest sweeps, and every job with its
+// The jobs: the "New job" form (presets, a sweep grid), the latest sweeps and studies, and every job with its
 // progress, filtered by status and sweep, sorted by the API, a page of 50 at a time. State lives in the
 // hash: #/?status=running&sweep=3f9c2a1b7d4e&sort=-test_accuracy&offset=50.
 import * as api from "../api.js";
@@ -11,6 +11,7 @@ const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
 const REFRESH_MS = 4000;
 const SWEEP_ROWS = 8; // a sweep card lists its best jobs; "its jobs" lists them all
+const STUDY_ROWS = 5; // the latest studies; each one's page lists its trials
 
 // The API sorts the whole list before paging (GET /jobs?sort=field, descending with a leading "-").
 const SORT_NAMES = {
@@ -31,11 +32,13 @@ export async function jobsPage(ctx, root) {
     newJobSection(spec),
     h("section", { class: "card", "aria-labelledby": "sweeps-h" }, h("h2", { id: "sweeps-h" }, "Sweeps"),
       h("div", { id: "sweeps" }, h("p", { class: "muted" }, 'No sweeps yet: open "New job", then "Sweep a grid".'))),
+    h("section", { class: "card", "aria-labelledby": "studies-h" }, h("h2", { id: "studies-h" }, "Studies"),
+      h("div", { id: "studies", class: "scroll" }, h("p", { class: "muted" }, "No studies yet: POST /studies, or mlplab study FILE.json."))),
     h("section", { class: "card", "aria-labelledby": "jobs-h" }, h("h2", { id: "jobs-h" }, "All jobs"),
       filters(statuses, state), h("div", { id: "jobs-problem" }), h("div", { class: "scroll", id: "jobs" }), h("div", { class: "pager", id: "jobs-pager" })));
   const streams = new Map(); // job id -> EventSource
   ctx.onLeave(() => streams.forEach((s) => s.close()));
-  const refresh = () => Promise.all([renderJobs(ctx, root, spec, state, streams), renderSweeps(ctx, root, spec, state)]);
+  const refresh = () => Promise.all([renderJobs(ctx, root, spec, state, streams), renderSweeps(ctx, root, spec, state), renderStudies(ctx, root)]);
   root.addEventListener("jobs-changed", () => refresh().catch(() => {}));
   await refresh();
   const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
@@ -112,6 +115,20 @@ async function renderSweeps(ctx, root, spec, state) {
   for (const s of sweeps) if (!known.has(s.id)) select.append(h("option", { value: s.id }, `sweep ${s.id.slice(0, 12)}`));
   if (!sweeps.length) return;
   fill($("#sweeps", root), sweeps.map((s) => sweepCard(s)));
+}
+
+async function renderStudies(ctx, root) {
+  const studies = (await api.studies({ limit: STUDY_ROWS })).data;
+  if (!ctx.live || !studies.length) return;
+  const th = (t, cls) => h("th", { class: cls }, t);
+  fill($("#studies", root), h("table", { id: "studies-table" },
+    h("thead", null, h("tr", null, th("study"), th("status"), th("trials", "right"), th("searches"), th("best validation", "right"), th("best model"))),
+    h("tbody", null, studies.map((s) => h("tr", { dataset: { study: s.id } },
+      h("td", null, h("a", { href: `#/studies/${s.id}`, dataset: { studyPage: s.id } }, `Study ${s.id}`)),
+      h("td", null, s.status), h("td", { class: "right" }, `${s.trials.length} of ${s.config.trials}`),
+      h("td", null, Object.keys(s.config.space).join(", ")),
+      h("td", { class: ["right", "nowrap"] }, pct(s.best?.validation_accuracy)),
+      h("td", null, s.best ? h("a", { href: `#/models/${s.best.job_id}` }, `model ${s.best.job_id} (trial ${s.best.number})`) : "–"))))));
 }
 
 function sweepCard(s) {
@@ -199,6 +216,7 @@ function jobRow(j, spec) {
     h("td", { class: "id" }, h("a", { href: `#/jobs/${j.id}` }, j.id)),
     h("td", { class: "label" }, h("span", { title: j.name }, shortLabel(j.spec, spec)),
       j.sweep_id ? h("a", { class: "muted sweep-link", href: withParams({ sweep: j.sweep_id, offset: null }) }, ` sweep ${j.sweep_id.slice(0, 8)}`) : null,
+      j.study_id != null ? h("a", { class: "muted sweep-link", href: `#/studies/${j.study_id}` }, ` study ${j.study_id} #${j.trial_number}`) : null,
       j.error ? h("div", { class: "problem" }, j.error) : null),
     h("td", { class: ["st", "nowrap"] }, statusBadge(j.status)),
     h("td", { class: "pr", dataset: { progress: "" } }, progressBar(j)),

@@ -1,0 +1,145 @@
+// One study: its progress (trials by status, pruned ones apart), its best trial (validation accuracy,
+// test as the final figure) a click from its model, each trial's validation accuracy against its number
+// with the best so far, each searched parameter against validation accuracy, the parameters'
+// importance, and every trial.
+import * as api from "../api.js";
+import { fill, h, pct } from "../dom.js";
+import { PALETTE, accuracyAxis, lineChart } from "../charts.js";
+import { reload } from "../router.js";
+import { statusBadge } from "../widgets.js";
+
+const REFRESH_MS = 3000;
+const ENDED = ["succeeded", "pruned", "failed", "cancelled"];
+const PRUNED_COLOR = "#9aa3ae";
+
+export async function studyPage(ctx, root) {
+  const [study, importance] = await Promise.all([api.study(ctx.args[0]), api.studyImportance(ctx.args[0])]);
+  if (!ctx.live) return;
+  const fields = Object.keys(study.config.space);
+  const box = (id, label) => h("div", { class: "chart", id, role: "img", "aria-label": label });
+  const history = box("study-history", "validation accuracy of each trial against its number, and the best so far");
+  const bars = box("study-importance", "each searched parameter's importance for validation accuracy");
+  const charts = fields.map((f) => box(`study-by-${f}`, `validation accuracy against ${f}`));
+  fill(root,
+    h("h1", null, `Study ${study.id}`),
+    h("p", { class: "subtitle" }, `${study.status} · ${study.config.sampler} sampler · ${study.config.pruner === "none" ? "no" : study.config.pruner} pruner · `,
+      `searches ${fields.join(", ")} · ranked by validation accuracy`),
+    h("div", { class: "grid" },
+      h("section", { class: "card", id: "study-progress" }, h("h2", null, "Progress"), progressView(study)),
+      h("section", { class: "card", id: "study-best" }, h("h2", null, "Best trial"), bestView(study))),
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", null, "Validation accuracy by trial"), history),
+      h("section", { class: "card" }, h("h2", null, "Parameter importance"), bars)),
+    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
+    h("section", { class: "card" }, h("h2", null, "Trials"), h("div", { class: "scroll" }, trialsTable(study))));
+  if (study.status === "running") {
+    const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
+    ctx.onLeave(() => clearTimeout(timer));
+  }
+  await Promise.all([
+    historyChart(history, study, ctx.signal),
+    importanceChart(bars, importance, ctx.signal),
+    ...fields.map((f, i) => fieldChart(charts[i], study, f, ctx.signal)),
+  ]);
+}
+
+function progressView(study) {
+  const c = study.counts;
+  const ended = ENDED.reduce((n, s) => n + c[s], 0);
+  const total = study.config.trials;
+  const percent = Math.round((100 * ended) / Math.max(total, 1));
+  const toCome = study.status === "running" ? total - study.trials.length : 0;
+  const more = (n, what) => (n ? ` · ${n} ${what}` : "");
+  return [
+    h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": "trials of the study ended" },
+      h("span", { style: { width: `${percent}%` } })),
+    h("p", { id: "study-counts" }, `${ended} of ${total} trials ended · ${c.succeeded} succeeded · ${c.pruned} pruned`,
+      more(c.failed, "failed"), more(c.cancelled, "cancelled"), ` · ${c.running} running · ${c.queued} queued`, more(toCome, "to come")),
+    h("p", { class: "muted" }, `${study.epochs_trained} epochs trained, ${study.config.parallelism} trials at once`),
+  ];
+}
+
+const show = (v) => (Array.isArray(v) ? v.join("-") : typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(3) : String(v));
+const params = (trial) => Object.entries(trial.params).map(([k, v]) => `${k}=${show(v)}`).join(", ");
+
+function bestView(study) {
+  const best = study.best;
+  if (!best) return h("p", { class: "muted" }, "No trial has succeeded yet.");
+  return [
+    h("p", { id: "best-trial" }, `Trial ${best.number}: `, h("strong", null, params(best))),
+    h("p", null, "validation accuracy ", h("strong", { id: "best-accuracy" }, pct(best.validation_accuracy)),
+      best.best_epoch ? ` (its best epoch, ${best.best_epoch} of ${best.epochs})` : ""),
+    h("p", null, `test accuracy (final, unbiased): ${pct(best.test_accuracy)}`),
+    h("div", { class: "actions" }, h("a", { class: "button", id: "best-model", href: `#/models/${best.job_id}` }, `Open its model (${best.job_id})`)),
+  ];
+}
+
+function trialsTable(study) {
+  const th = (t, cls) => h("th", { class: cls }, t);
+  return h("table", { id: "trials" },
+    h("thead", null, h("tr", null, th("#"), th("status"), th("parameters"), th("epochs", "right"), th("best epoch", "right"),
+      th("validation", "right"), th("test (final)", "right"), th("job"))),
+    h("tbody", null, study.trials.map((t) => h("tr", { class: t.number === study.best?.number ? "best" : null, dataset: { trial: t.number } },
+      h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t)),
+      h("td", { class: "right" }, t.epochs), h("td", { class: "right" }, t.best_epoch ?? "–"),
+      h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy)),
+      h("td", null, t.status === "succeeded" ? h("a", { href: `#/models/${t.job_id}` }, `model ${t.job_id}`) : h("a", { href: `#/jobs/${t.job_id}` }, `job ${t.job_id}`))))));
+}
+
+/** The trials a chart can place: succeeded ones at their validation accuracy, pruned ones at their
+ * last epoch's (where the pruner stopped them). */
+function placed(study) {
+  const succeeded = study.trials.filter((t) => t.status === "succeeded" && t.validation_accuracy != null)
+    .map((t) => ({ trial: t, y: t.validation_accuracy }));
+  const pruned = study.trials.filter((t) => t.status === "pruned" && t.validation_curve.length)
+    .map((t) => ({ trial: t, y: t.validation_curve.at(-1) }));
+  return { succeeded, pruned };
+}
+
+const markers = (name, points, x, color) => ({
+  name, mode: "markers", x: points.map((p) => x(p.trial)), y: points.map((p) => p.y),
+  marker: { color, size: 8 }, text: points.map((p) => `trial ${p.trial.number}`), hovertemplate: "%{text}: %{y:.2%}<extra></extra>",
+});
+
+function pointTraces(study, x) {
+  const { succeeded, pruned } = placed(study);
+  return [markers("trial", succeeded, x, PALETTE[0]), pruned.length ? markers("pruned (at its last epoch)", pruned, x, PRUNED_COLOR) : null].filter(Boolean);
+}
+
+const nothingYet = (el) => { fill(el, h("p", { class: "muted" }, "No trial has finished yet.")); return null; };
+
+function historyChart(el, study, signal) {
+  const traces = pointTraces(study, (t) => t.number);
+  if (!traces[0].x.length) return nothingYet(el);
+  let best = -Infinity;
+  const line = study.trials.filter((t) => t.status === "succeeded" && t.validation_accuracy != null)
+    .map((t) => ({ x: t.number, y: (best = Math.max(best, t.validation_accuracy)) }));
+  traces.push({ name: "best so far", mode: "lines", x: line.map((p) => p.x), y: line.map((p) => p.y), line: { shape: "hv", color: PALETTE[1] }, hovertemplate: "best so far: %{y:.2%}<extra></extra>" });
+  return lineChart(el, traces, {
+    x: { title: { text: "trial number" }, tickformat: "d", dtick: study.trials.length <= 20 ? 1 : null },
+    y: accuracyAxis(traces.flatMap((t) => t.y), "validation accuracy"),
+    signal,
+  });
+}
+
+function fieldChart(el, study, field, signal) {
+  const dimension = study.config.space[field];
+  const traces = pointTraces(study, (t) => (dimension.choice ? show(t.params[field]) : t.params[field]));
+  if (!traces[0].x.length) return nothingYet(el);
+  const type = dimension.choice ? "category" : dimension.log ? "log" : "linear";
+  return lineChart(el, traces, {
+    x: { title: { text: field + (type === "log" ? " (log scale)" : "") }, type },
+    y: accuracyAxis(traces.flatMap((t) => t.y), "validation accuracy"),
+    signal,
+  });
+}
+
+function importanceChart(el, importance, signal) {
+  const names = Object.keys(importance);
+  if (!names.length) {
+    fill(el, h("p", { class: "muted" }, "Shown once two trials have succeeded with different accuracies."));
+    return null;
+  }
+  const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
+  return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
+}

@@ -1,0 +1,106 @@
+"""Issue 15 §2's study page in a real browser (Debian's chromium, driven by Playwright) against a real API
+and worker: a small random search (4 trials of 1 epoch on 500 images) runs to its end; the jobs page
+lists it, and its page shows its trials by status, its best trial a click from its model, validation
+accuracy by trial with the best so far, each searched parameter against validation accuracy, and the
+parameters' importance; the model links back to its study. Screenshots land in artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.browser import browser, rendered, shot, until, watched_page  # noqa: F401 - browser is a fixture
+from tests.factories import job_body
+
+pytestmark = pytest.mark.slow  # a real API and worker train four models: seconds
+
+STUDY = {
+    "base": job_body(),
+    "space": {
+        "learning_rate": {"float": [0.001, 0.5], "log": True},
+        "activation": {"choice": ["tanh", "relu"]},
+    },
+    "sampler": "random",
+    "pruner": "none",
+    "trials": 4,
+    "parallelism": 2,
+    "seed": 0,
+}
+
+
+def traces(page, selector: str) -> list[dict]:
+    """What plotly drew in a chart: each trace's name, type and points."""
+    page.wait_for_selector(f"{selector}.js-plotly-plot")
+    return page.locator(selector).evaluate(
+        "el => el.data.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y}))"
+    )
+
+
+def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(browser, service):  # noqa: F811
+    with service.client() as client:
+        response = client.post("/studies", json=STUDY)
+        assert response.status_code == 202, response.text
+        study_id = response.json()["id"]
+    with watched_page(browser, service.url) as w:
+        page = w.page
+        rendered(page, "/")
+        page.wait_for_selector(f"#studies [data-study-page='{study_id}']")
+        shot(page.locator("#studies"), "studies-list")
+        page.click(f"#studies [data-study-page='{study_id}']")
+        page.wait_for_selector("#study-counts")
+        until(
+            page,
+            "() => document.querySelector('#study-counts')?.textContent.startsWith('4 of 4 trials ended')",
+            timeout=120,
+        )
+        rendered(page)
+        with service.client() as client:
+            study = client.get(f"/studies/{study_id}").json()
+            importance = client.get(f"/studies/{study_id}/importance").json()["importance"]
+        best = study["best"]
+        assert study["counts"]["succeeded"] == 4 and best is not None
+        counts = page.inner_text("#study-counts")
+        assert "4 succeeded · 0 pruned" in counts and "0 running · 0 queued" in counts
+
+        rows = page.locator("#trials tbody tr")
+        assert rows.count() == 4
+        assert [rows.nth(i).get_attribute("data-trial") for i in range(4)] == ["0", "1", "2", "3"]
+        assert page.locator("#trials tr.best").get_attribute("data-trial") == str(best["number"])
+        assert page.inner_text("#best-trial").startswith(f"Trial {best['number']}: ")
+        assert page.inner_text("#best-accuracy") == f"{100 * best['validation_accuracy']:.2f}\u00a0%"
+        assert f"test accuracy (final, unbiased): {100 * best['test_accuracy']:.2f}" in page.inner_text(
+            "#study-best"
+        )
+
+        trial, best_so_far = traces(page, "#study-history")
+        by_number = {t["number"]: t["validation_accuracy"] for t in study["trials"]}
+        assert (trial["name"], trial["x"], trial["y"]) == (
+            "trial",
+            [0, 1, 2, 3],
+            [by_number[n] for n in range(4)],
+        )
+        assert best_so_far["name"] == "best so far"
+        assert best_so_far["y"] == [max(by_number[k] for k in range(n + 1)) for n in range(4)]
+        assert best_so_far["y"][-1] == best["validation_accuracy"]
+        for field, axis in (("learning_rate", "log"), ("activation", "category")):
+            (points,) = traces(page, f"#study-by-{field}")
+            assert len(points["x"]) == 4
+            assert page.locator(f"#study-by-{field}").evaluate("el => el.layout.xaxis.type") == axis
+        (bars,) = traces(page, "#study-importance")
+        assert (
+            bars["type"] == "bar" and bars["x"] == list(importance) and bars["y"] == list(importance.values())
+        )
+        shot(page, "study-page")
+
+        page.click("#best-model")
+        rendered(page)
+        assert page.url.endswith(f"#/models/{best['job_id']}")
+        assert page.inner_text("#its-study") == f"study {study_id}, trial {best['number']}"
+        page.click("#its-study")
+        rendered(page)
+        assert page.url.endswith(f"#/studies/{study_id}")
+        rendered(page, "/")
+        row = page.locator(f"#studies-table tr[data-study='{study_id}']")
+        assert (
+            "4 of 4" in row.inner_text() and row.locator(f"a[href='#/models/{best['job_id']}']").count() == 1
+        )
+        w.assert_clean()
