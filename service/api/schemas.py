@@ -118,7 +118,7 @@ class SweepCreate(BaseModel):
     """A grid search: one job for every combination of the grid's values, each on top of `base`, and
     each once per seed with `seeds` (or `replicates`)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
 
     base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields shared by every job.")
     grid: dict[str, list[Any]] = Field(
@@ -286,7 +286,9 @@ class AliasUpdate(BaseModel):
 class PromoteCreate(BaseModel):
     """The alias to point at the best model."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"alias": "champion"}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"alias": "champion"}]}
+    )
 
     alias: AliasName
 
@@ -416,6 +418,7 @@ class PredictCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # every request body: true is not a 1, "3" not a number
         json_schema_extra={"examples": [{"pixels": [0] * 784}]},
     )
 
@@ -589,7 +592,7 @@ class StudiesPublic(BaseModel):
 
 
 class StudyExtend(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     trials: int = Field(ge=1, description="How many more trials to run.")
 

@@ -56,7 +56,7 @@ class Invalid(NamedTuple):
 class Dimension(BaseModel):
     """One searched field: exactly one of `float`, `int` or `choice` (checked by `check_study`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, serialize_by_alias=True)
 
     float_: list[Bound] | None = Field(
         None, alias="float", min_length=2, max_length=2, description="[low, high]: a real number in between."
@@ -136,6 +136,7 @@ class StudyCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,  # as TrainSpec: false is not a seed, "3" not a count
         json_schema_extra={
             "examples": [
                 {

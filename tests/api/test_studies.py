@@ -80,6 +80,9 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         ({"base": job_body(validation_size=0)}, "base.validation_size"),
         ({"space": {"hidden_layers": {"choice": [[16], [4096, 4096, 4096]]}}}, "space.hidden_layers"),
         ({"trials": 501}, "trials"),
+        ({"seed": False}, "body.seed"),  # found by the fuzzer: lax validation took false for 0
+        ({"trials": "3"}, "body.trials"),
+        ({"space": {"l2": {"float": [0, 0.01], "log": 0}}}, "body.space.l2.log"),
     ],
 )
 def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):
