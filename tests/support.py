@@ -58,6 +58,7 @@ class Service:
     env: dict[str, str]
     url: str
     api: subprocess.Popen | None = None
+    api_args: Sequence[str] = ()  # `mlplab api`'s arguments, kept for a restart
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def client(self, **kw) -> httpx.Client:
@@ -90,7 +91,7 @@ class Service:
         """`mlplab api` on this service's port and database (again, after a kill), once it is ready."""
         log = open(self.root / "api.log", "a")  # noqa: SIM115 - the API writes to it
         api = self.api = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "api"],
+            [sys.executable, "-m", "service.cli", "api", *self.api_args],
             env=self.env,
             cwd=REPO,
             stdout=log,
@@ -141,6 +142,6 @@ def start_service(
         }
         | env
     )
-    service = Service(root=root, env=environment, url=f"http://{host}:{port}")
+    service = Service(root=root, env=environment, url=f"http://{host}:{port}", api_args=api_args)
     service.start_api()
     return service
