@@ -28,7 +28,6 @@ from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import NUM_CLASSES, TrainSpec
-from service.search import best_trial
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
@@ -201,7 +200,7 @@ def study_public(session: Session, study: Study) -> StudyPublic:
         )
         for job, record in zip(jobs, records, strict=True)
     ]
-    best = best_trial(records)
+    best_id = best_model_id(session, Job.study_id == study.id)  # GET /models' order, as promote's
     counts = dict.fromkeys(JobStatus, 0)
     for job in jobs:
         counts[job.status] += 1
@@ -212,7 +211,7 @@ def study_public(session: Session, study: Study) -> StudyPublic:
         created_at=study.created_at,
         finished_at=study.finished_at,
         trials=trials,
-        best=None if best is None else trials[best.number],
+        best=next((t for t in trials if t.job_id == best_id), None),
         epochs_trained=sum(t.epochs for t in trials),
         counts=counts,
     )

@@ -581,7 +581,10 @@ class StudyPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     trials: list[TrialPublic] = Field(description="Every trial so far, in trial order.")
-    best: TrialPublic | None = Field(description="The succeeded trial with the highest validation accuracy.")
+    best: TrialPublic | None = Field(
+        description="The succeeded trial with the highest validation accuracy (ties as GET /models orders them), "
+        "the one POST /studies/{id}/promote points an alias at."
+    )
     epochs_trained: int = Field(description="Epochs trained by all its trials together.")
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
 
