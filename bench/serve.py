@@ -33,7 +33,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # runnable from a checkout: bench._table
 
 from bench._table import table  # noqa: E402
+from tests.support import free_port, wait_for  # noqa: E402  (one poller and one port picker)
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "serve.json"
 DEFAULT_SPEC = {
@@ -106,22 +106,6 @@ def stop_all() -> None:
 
 def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds through main's finally: every child is stopped
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def tail(path: Path, lines: int = 30) -> str:
