@@ -96,8 +96,10 @@ def training_time_shown(page, service, model_id: int) -> None:
     with service.client() as client:
         seconds = client.get(f"/models/{model_id}").json()["seconds"]
     shown = page.inner_text("#model-accuracy").rsplit("training time ", 1)[1]
-    assert seconds >= 0.1, seconds  # real MNIST, a few thousand images: a real time
-    if seconds < 9.95:
+    assert seconds > 0, seconds  # a real time (a quiet machine trains the walk's sweep in 0.02 s)
+    if seconds < 0.05:
+        assert shown == "< 0.1 s", (shown, seconds)
+    elif seconds < 9.95:
         assert shown.endswith(" s") and abs(float(shown[:-2]) - seconds) <= 0.051, (shown, seconds)
         assert len(shown[:-2].split(".")[1]) == 1
     else:
