@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,22 @@ def postgres_test_url() -> str:
     return url
 
 
+def drop_database(admin, name: str) -> None:
+    """FORCE, as a killed worker's connection may linger; again after a pause, as ending an
+    autovacuum worker needs pg_signal_backend (.ci/postgres grants it; another server may not)."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(10):
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except DBAPIError:
+            if attempt == 9:
+                raise
+            time.sleep(1)
+
+
 @contextmanager
 def fresh_database(kind: str, folder: Path) -> Iterator[str]:
     """The URL of an empty database of `kind`: an SQLite file in `folder`, or a PostgreSQL database
@@ -50,8 +67,7 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
-            with admin.connect() as connection:  # FORCE: a killed worker's connection may linger
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(admin, name)
     finally:
         admin.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,15 @@ def rendered(page, url: str | None = None) -> None:
         page.goto(url)
     page.wait_for_selector("#view[aria-busy=false]")
     page.wait_for_load_state("networkidle")
+
+
+def moved(page, act: Callable[[], object]) -> None:
+    """Do act (a click on a link, a choice in a select) and wait until the page it leads to has
+    rendered: the hash changes only after the event, so the old page would otherwise pass for it."""
+    before = page.url
+    act()
+    page.wait_for_function("before => location.href !== before", arg=before)
+    rendered(page)
 
 
 def shot(target, name: str) -> None:

@@ -18,6 +18,7 @@ from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
     PHONE,
     browser,
     keep,
+    moved,
     open_new_job_form,
     rendered,
     scroll_width,
@@ -460,16 +461,13 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         assert newest.locator("[data-eta]").inner_text() == "–"  # queued: no pace to go by yet
         badges_clear_of_labels(page)
 
-        page.click("#jobs-next")
-        rendered(page)
+        moved(page, lambda: page.click("#jobs-next"))
         assert page.inner_text("#jobs-range") == "51–57 of 57"
         assert page.locator("table.jobs tbody tr").count() == 7
 
-        page.select_option("#filter-sweep", few["id"])
-        rendered(page)
+        moved(page, lambda: page.select_option("#filter-sweep", few["id"]))
         assert page.inner_text("#jobs-range") == "1–2 of 2"  # the filter starts again from the first page
-        page.select_option("#sort", "id")
-        rendered(page)
+        moved(page, lambda: page.select_option("#sort", "id"))
         ids = [int(t) for t in page.locator("table.jobs td.id").all_inner_texts()]
         assert ids == sorted(ids) and len(ids) == 2
 
@@ -477,8 +475,7 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         rendered(page, "/#/?sort=id")
         ids = [int(t) for t in page.locator("table.jobs td.id").all_inner_texts()]
         assert ids == list(range(1, 51)) and page.inner_text("#jobs-range") == "1–50 of 57"
-        page.click("table.jobs th a.sort >> text=id")  # the header again: descending
-        rendered(page)
+        moved(page, lambda: page.click("table.jobs th a.sort >> text=id"))  # the header again: descending
         assert page.locator("table.jobs td.id").first.inner_text() == "57"
 
         rendered(page, "/#/?status=failed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import browser, rendered, shot, until, watched_page  # noqa: F401 - browser is a fixture
+from tests.e2e.browser import browser, moved, rendered, shot, until, watched_page  # noqa: F401 - browser is a fixture
 from tests.factories import job_body
 
 pytestmark = pytest.mark.slow  # a real API and worker train four models: seconds
@@ -91,12 +91,10 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
         )
         shot(page, "study-page")
 
-        page.click("#best-model")
-        rendered(page)
+        moved(page, lambda: page.click("#best-model"))
         assert page.url.endswith(f"#/models/{best['job_id']}")
         assert page.inner_text("#its-study") == f"study {study_id}, trial {best['number']}"
-        page.click("#its-study")
-        rendered(page)
+        moved(page, lambda: page.click("#its-study"))
         assert page.url.endswith(f"#/studies/{study_id}")
         rendered(page, "/")
         row = page.locator(f"#studies-table tr[data-study='{study_id}']")

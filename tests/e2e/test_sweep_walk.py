@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.browser import browser, keep, open_new_job_form, rendered, until, watched_page  # noqa: F401
+from tests.e2e.browser import browser, keep, moved, open_new_job_form, rendered, until, watched_page  # noqa: F401
 from tests.e2e.test_dashboard import chart, fill_spec, training_time_shown
 
 pytestmark = pytest.mark.slow  # a real API and worker train eight models: tens of seconds
@@ -62,17 +62,14 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         keep(page, "sweep-page")
 
         # one click to the best model, which links back to its sweep
-        page.click("#best-model")
-        rendered(page)
+        moved(page, lambda: page.click("#best-model"))
         assert page.locator("#its-sweep").count() == 1
         training_time_shown(page, service, int(page.inner_text("h1").split()[1]))  # a real model, trained
         keep(page, "sweep-best-model")
-        page.click("#its-sweep")
-        rendered(page)
+        moved(page, lambda: page.click("#its-sweep"))
 
         # the top configurations compared: the best, by how much, and why
-        page.click("#compare-best")
-        rendered(page)
+        moved(page, lambda: page.click("#compare-best"))
         page.wait_for_selector("#best-figure")
         assert page.is_visible("#best-figure") and page.is_visible("#best-gap")
         assert "points ahead of" in page.inner_text("#best-gap")
