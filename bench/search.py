@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_limit:
         base["train_limit"] = args.train_limit
     quick = args.train_limit is not None or args.epochs != BASE["epochs"]
+    out = (
+        Path(args.json)
+        if args.json
+        else REPO / "bench" / "results" / f"search-{dataset}{'-quick' if quick else ''}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
     for name in args.runs.split(","):
         sampler, pruner, whole = RUNS[name]
@@ -177,19 +183,13 @@ def main(argv: list[str] | None = None) -> int:
                                 worker_poll_seconds=0.1)  # fmt: skip
             print(f"{name}: {config.trials} trials ...", file=sys.stderr, flush=True)
             rows[name] = {"sampler": sampler, "pruner": pruner} | run_study(config, settings, args.workers)
+        report = {"machine": platform.platform(), "cpus": os.cpu_count(), "dataset": dataset, "base": base,
+                  "space": SPACE, "workers": args.workers, "runs": rows}  # fmt: skip
+        out.write_text(json.dumps(report, indent=2) + "\n")  # after each run: an hour's work survives a stop
     print(
         f"\n{dataset}, {args.epochs} epochs, train limit {args.train_limit or 'none'}, {args.workers} worker(s)\n"
     )
     print_table(rows)
-    out = (
-        Path(args.json)
-        if args.json
-        else REPO / "bench" / "results" / f"search-{dataset}{'-quick' if quick else ''}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": platform.platform(), "cpus": os.cpu_count(), "dataset": dataset, "base": base,
-              "space": SPACE, "workers": args.workers, "runs": rows}  # fmt: skip
-    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {out}", file=sys.stderr)
     return 0
 
