@@ -12,7 +12,8 @@ batch 128, NumPy. For each run: best validation accuracy, that trial's test accu
 trained, the wall time, and what importance (PED-ANOVA) ranks first. Fashion-MNIST by default
 (MNIST saturates too early to tell samplers apart); when its files are not in --data-dir the run
 says so and uses MNIST. A table on stdout, everything to bench/results/search-<dataset>.json
-("-quick" appended when shrunk). Not a test: nothing passes or fails.
+("-quick" appended when shrunk), after each run; the runs a file holds from the same setup are kept
+and shown with the new ones. Not a test: nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -140,6 +141,19 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
               f"(target: within 0.3 points, at most 40 %: {met})")  # fmt: skip
 
 
+def earlier_runs(out: Path, setup: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The runs already in `out` from the same setup (so the grid is trained once while the samplers
+    are tried again, or the runs are spread over several sittings); none when anything differs."""
+    try:
+        report = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {}
+    if {key: report.get(key) for key in setup} != json.loads(json.dumps(setup)):
+        return {}
+    print(f"keeping the runs {', '.join(report['runs'])} of {out} (same setup)", file=sys.stderr)
+    return dict(report["runs"])
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
@@ -171,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         else REPO / "bench" / "results" / f"search-{dataset}{'-quick' if quick else ''}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
+    setup = {"machine": platform.platform(), "cpus": os.cpu_count(), "dataset": dataset, "base": base,
+             "space": SPACE, "workers": args.workers, "seed": args.seed, "trials": args.trials}  # fmt: skip
+    rows = earlier_runs(out, setup)
     for name in args.runs.split(","):
         sampler, pruner, whole = RUNS[name]
         config = StudyCreate.model_validate(
@@ -183,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                                 worker_poll_seconds=0.1)  # fmt: skip
             print(f"{name}: {config.trials} trials ...", file=sys.stderr, flush=True)
             rows[name] = {"sampler": sampler, "pruner": pruner} | run_study(config, settings, args.workers)
-        report = {"machine": platform.platform(), "cpus": os.cpu_count(), "dataset": dataset, "base": base,
-                  "space": SPACE, "workers": args.workers, "runs": rows}  # fmt: skip
-        out.write_text(json.dumps(report, indent=2) + "\n")  # after each run: an hour's work survives a stop
+        out.write_text(
+            json.dumps(setup | {"runs": rows}, indent=2) + "\n"
+        )  # after each run: an hour's work survives a stop
     print(
         f"\n{dataset}, {args.epochs} epochs, train limit {args.train_limit or 'none'}, {args.workers} worker(s)\n"
     )
