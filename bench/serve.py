@@ -3,7 +3,7 @@
 Not a pass/fail test: it prints a table (figures beside their targets) and writes
 bench/results/serve.json. Steps:
 
-1. a temporary SQLite database; one model trained through the API and `python -m workers --once`
+1. a temporary SQLite database (or --database-url, an empty one); one model trained through the API and `python -m workers --once`
    (784-500-250-100-10, ReLU, He, Adam, 1 epoch on 10,000 images), or an existing one
    reused with --model-db PATH --model-id N (the file is copied, never written to);
 2. the API as its own process (`python -m service.cli api --port P --workers N`), ready on /readyz;
@@ -20,6 +20,7 @@ Needs wrk (`apt-get install wrk`) and the MNIST files (--data-dir, MLPLAB_DATA_D
     python bench/serve.py --duration 5 --workers 2
     python bench/serve.py --model-db var/mlplab.db --model-id 3
     python bench/serve.py --server-env OPENBLAS_NUM_THREADS=1
+    python bench/serve.py --database-url postgresql+psycopg://... --output bench/results/serve-postgresql.json
 """
 
 from __future__ import annotations
@@ -355,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         "--model-id", type=int, help="the model (job id) in --model-db; default its best model"
     )
     parser.add_argument(
+        "--database-url",
+        help="an empty database to serve from instead of a temporary SQLite file (PostgreSQL, say)",
+    )
+    parser.add_argument(
         "--batch-repeats", type=int, default=20, help="timed 1,000-image requests (default 20)"
     )
     parser.add_argument(
@@ -382,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.model_id is not None and args.model_db is None:
         sys.exit("serve.py: --model-id needs --model-db (without it a fresh model is trained)")
+    if args.database_url and args.model_db:
+        sys.exit("serve.py: --database-url trains its own model; --model-db reuses an SQLite file's")
     if args.model_db is not None and not args.model_db.is_file():
         sys.exit(f"serve.py: --model-db {args.model_db} is not a file")
     extra_env = {}
@@ -419,7 +426,7 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         shutil.copyfile(args.model_db, db)
     port = args.port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")} | {
-        "MLPLAB_DATABASE_URL": f"sqlite:///{db}",
+        "MLPLAB_DATABASE_URL": args.database_url or f"sqlite:///{db}",
         "MLPLAB_DATA_DIR": str(data_dir),
         "MLPLAB_DOWNLOAD": "false",
         "MLPLAB_HOST": "127.0.0.1",
@@ -523,7 +530,8 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
             )
     print()
     print(
-        f"model {model_id}: {model['name']}   API: {args.workers} uvicorn process(es)   "
+        f"model {model_id}: {model['name']}   database: {env['MLPLAB_DATABASE_URL'].split(':')[0]}   "
+        f"API: {args.workers} uvicorn process(es)   "
         f"wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s"
         + (f"   server env: {extra_env}" if extra_env else "")
     )
@@ -564,6 +572,7 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
             "batch_repeats": args.batch_repeats,
             "server_env": extra_env,
             "model_db": str(args.model_db) if args.model_db else None,
+            "database": env["MLPLAB_DATABASE_URL"].split(":")[0],
         },
         "model": {
             "id": model_id,
