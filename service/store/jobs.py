@@ -477,6 +477,13 @@ def requeue_stalled(
 # --- studies -----------------------------------------------------------------------------------
 
 
+def lock_study(session: Session, study_id: int) -> Study | None:
+    """The study's row, FOR UPDATE on PostgreSQL, read afresh: this session may hold it as it was
+    before another transaction committed (a cancel, an extension), and would otherwise keep that."""
+    query = select(Study).where(Study.id == study_id).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
 def advance_study(session: Session, study_id: int, now: datetime | None = None) -> list[Job]:
     """A running study, after a trial was created or ended: queue the trials its sampler asks for now
     (up to `parallelism` in flight, `trials` in all), or finish it when none is left in flight.
@@ -487,7 +494,7 @@ def advance_study(session: Session, study_id: int, now: datetime | None = None) 
     """
     begin_write(session)
     now = now or utcnow()
-    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one_or_none()
+    study = lock_study(session, study_id)
     if study is None or study.status != StudyStatus.running:
         return []
     config, records = study_trials(session, study)

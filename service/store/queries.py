@@ -253,7 +253,8 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
 
 
 # How models rank, best first: those with a validation split by its accuracy, then those without one by
-# test accuracy (service.selection.rank_key), the newer of two equal ones first.
+# test accuracy, the newer of two equal ones first (one backward scan of the index); rank_key in
+# service.selection is the same order in Python.
 BEST_FIRST = (
     TrainedModel.validation_accuracy.desc().nulls_last(),
     TrainedModel.test_accuracy.desc(),
@@ -476,9 +477,10 @@ def study_config(study: Study) -> StudyCreate:
 
 
 def study_jobs(session: Session, study_id: int) -> list[Job]:
-    """The study's trials (jobs), in trial order."""
+    """The study's trials (jobs), in trial order, as committed (not as this session first loaded
+    them: the study's decisions read them after taking its lock)."""
     query = select(Job).where(Job.study_id == study_id).order_by(Job.trial_number)
-    return list(session.scalars(query))
+    return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def validation_curves(session: Session, job_ids: Iterable[int]) -> dict[int, dict[int, float]]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.search import IN_FLIGHT, StudyCreate, grid_size
 from service.store.db import begin_write
-from service.store.jobs import advance_study
+from service.store.jobs import advance_study, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus, utcnow
 from service.store.queries import get_study
 
@@ -49,7 +49,7 @@ def create_study(
 
 
 def _locked(session: Session, study_id: int) -> Study:
-    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one_or_none()
+    study = lock_study(session, study_id)
     if study is None:
         raise StudyNotFound(f"study {study_id} not found")
     return study
