@@ -119,8 +119,9 @@ class TrainSpec(BaseModel):
     def _default_learning_rate(cls, data: Any) -> Any:
         """A spec that names no learning rate gets its optimizer's default."""
         if isinstance(data, Mapping) and "learning_rate" not in data:
-            rate = DEFAULT_LEARNING_RATE.get(data.get("optimizer", "sgd"))
-            if rate is not None:  # an unknown optimizer is the optimizer field's error
+            optimizer = data.get("optimizer", "sgd")
+            rate = DEFAULT_LEARNING_RATE.get(optimizer) if isinstance(optimizer, str) else None
+            if rate is not None:  # an unknown optimizer (or a list, a number) is the optimizer field's error
                 return {**data, "learning_rate": rate}
         return data
 

@@ -32,6 +32,8 @@ def _job_count(client) -> int:
         ("activation", "softplus", "'sigmoid', 'tanh' or 'relu'"),
         ("init", "orthogonal", "'zeros', 'random', 'glorot' or 'he'"),
         ("optimizer", "rmsprop", "'sgd', 'momentum' or 'adam'"),
+        ("optimizer", ["adam"], "'sgd', 'momentum' or 'adam'"),
+        ("optimizer", {}, "'sgd', 'momentum' or 'adam'"),
         ("train_limit", 0, "greater than or equal to 1"),
         ("epochs", "ten", "valid integer"),
         ("epochs", 1.5, "valid integer"),
