@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +34,7 @@ def check_seeds(body: SweepCreate) -> None:
     for part in ("grid", "base"):
         if "seed" in getattr(body, part):
             raise invalid(f"{part}.seed", f"the seeds are {name}'s: leave seed out of the {part}")
-    repeated = next((seed for seed in seeds if seeds.count(seed) > 1), None)
+    repeated = next((seed for seed, n in Counter(seeds).items() if n > 1), None)
     if repeated is not None:
         raise invalid("seeds", f"{repeated} is listed twice: the sweep would train the same job twice")
 

@@ -128,6 +128,7 @@ class SweepCreate(BaseModel):
     seeds: list[int] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_REPLICATES,
         description="Train every combination once per seed, to measure it with confidence intervals.",
     )
     replicates: int | None = Field(

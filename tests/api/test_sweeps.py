@@ -269,6 +269,7 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
         ),
         ({"replicates": 0}, "body.replicates", "greater than or equal to 1"),
         ({"seeds": []}, "body.seeds", "at least 1 item"),
+        ({"seeds": list(range(101))}, "body.seeds", "at most 100 items"),
     ],
 )
 def test_invalid_seeds_are_refused_and_named(client, extra, name, says):
