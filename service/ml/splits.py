@@ -53,3 +53,9 @@ def training_indices(labels: Labels, spec: TrainSpec, validation: Indices | None
     keep = np.ones(len(labels), dtype=bool)
     keep[held] = False
     return np.flatnonzero(keep)[: spec.train_limit].astype(np.int64)
+
+
+def scored_indices(labels: Labels, spec: TrainSpec, split: str) -> Indices:
+    """The images of a split that its accuracy and confusion matrix count: on train those trained on
+    (not the validation images), on test every one."""
+    return training_indices(labels, spec) if split == "train" else np.arange(len(labels), dtype=np.int64)

@@ -15,15 +15,11 @@ from service.ml.data import DATASETS
 from service.ml.weights import load_weights
 from service.settings import Settings
 from tests.conftest import assert_problem
-from tests.factories import job_body
+from tests.factories import learner_body
 from tests.support import real_data_dir
 from workers.worker import run_worker
 
-TINY = job_body(
-    activation="relu",
-    init="he",
-    optimizer="adam",
-    learning_rate=0.01,
+TINY = learner_body(
     epochs=2,
     train_limit=600,
     batch_size=30,
@@ -261,7 +257,16 @@ def test_a_models_split_predictions_are_read_as_the_worker_stored_them(world, mo
     listed = client.get(f"/models/{ids['fashion']}/predictions/train", params={"label": 3, "limit": 500})
     assert listed.status_code == 200, listed.text
     body = listed.json()
-    assert body["count"] == 6000  # Fashion-MNIST's training split: 6,000 of each class
+    # what its confusion matrix counts: the images it trained on, not the validation images
+    matrix = client.get(f"/models/{ids['fashion']}/confusion-matrix", params={"split": "train"}).json()[
+        "matrix"
+    ]
+    assert body["count"] == sum(matrix[3]) < 6000
+    for predicted, cell in enumerate(matrix[3]):
+        params = {"label": 3, "predicted": predicted, "limit": 1}
+        assert (
+            client.get(f"/models/{ids['fashion']}/predictions/train", params=params).json()["count"] == cell
+        )
     sample = body["data"][:5]
     for row in sample:
         one = client.get(f"/models/{ids['fashion']}/predictions/train/{row['index']}").json()

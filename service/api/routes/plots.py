@@ -27,7 +27,7 @@ from service.api.schemas import MAX_CURVE_POINTS, Split
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
-from service.ml.splits import training_indices
+from service.ml.splits import scored_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_loss_curve, job_spec
@@ -163,8 +163,7 @@ def _mistakes(
     known: SplitPredictions | None,
 ) -> bytes:
     images, truth = data.split(split)
-    # the train split's images it was trained on, as its accuracy: not those held out to validate
-    shown_from = training_indices(truth, weights.spec) if split == "train" else np.arange(len(truth))
+    shown_from = scored_indices(truth, weights.spec, split)
     wanted, scanned = min(limit, total), len(shown_from)
     if known is not None:
         shown = shown_from[known.predicted[shown_from] != truth[shown_from]][:wanted]

@@ -35,6 +35,7 @@ from service.errors import (
 )
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
+from service.ml.splits import scored_indices
 from service.settings import Settings
 
 router = APIRouter(
@@ -246,11 +247,12 @@ async def predictions_by_outcome(
 ) -> OutcomesPublic:
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell,
     correct=false&order=confidence the mistakes the model is surest of."""
-    _, data = await inference.model_and_data(ref.id)
+    weights, data = await inference.model_and_data(ref.id)
     labels = data.split(split)[1]
     known = await inference.split_predictions(ref.id, split)
     guesses = known.predicted
-    keep = np.ones(len(labels), dtype=bool)
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[scored_indices(labels, weights.spec, split)] = True  # the images its confusion matrix counts
     if label is not None:
         keep &= labels == label
     if predicted is not None:
