@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -37,11 +36,12 @@ def ranked_by(total: int, validated: int) -> str:
     return BY_TEST if validated == 0 else BY_BOTH
 
 
-def rank_key(validation: float | None, test: float | None) -> tuple[bool, bool, float]:
-    """Sort key, best first: by validation accuracy; without one, after, by test; without either, last."""
-    if validation is not None:
-        return (False, False, -validation)
-    return (True, test is None, -(test or 0.0))
+def rank_key(
+    validation: float | None, test: float | None, job_id: int = 0
+) -> tuple[bool, float, bool, float, int]:
+    """Sort key, best first, the order of the store's BEST_FIRST (which every "best" and promote use):
+    by validation accuracy; without one, after, by test; equals by test, then the newer job."""
+    return (validation is None, -(validation or 0.0), test is None, -(test or 0.0), -job_id)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def summarize(values: Sequence[float]) -> Summary | None:
     std = float(np.std(values, ddof=1))
     if std == 0:  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
         return Summary(n, mean, 0.0, mean, mean)
+    from scipy import stats  # here, not at the top: the CLI ranks with rank_key, without scipy's 0.5 s
+
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=std / math.sqrt(n))
     return Summary(n, mean, std, float(low), float(high))
 
@@ -76,6 +78,8 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
         return None
     if np.var(a) == 0 and np.var(b) == 0:  # the test divides 0 by 0: equal constants are the same
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    from scipy import stats
+
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -119,7 +123,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
         groups.setdefault(json.dumps(run.hyperparameters, sort_keys=True), []).append(run)
     members = list(groups.values())
     samples = [_samples(group) for group in members]
-    order = sorted(range(len(members)), key=lambda i: _config_key(samples[i]))
+    order = sorted(range(len(members)), key=lambda i: _config_key(samples[i], members[i]))
     configurations = []
     for rank, i in enumerate(order):
         validation, test, seconds = samples[i]
@@ -157,10 +161,12 @@ def _samples(group: list[Run]) -> Samples:
     )
 
 
-def _config_key(samples: Samples) -> tuple[bool, bool, float]:
+def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, float, bool, float, int]:
+    """rank_key of the means; equals as their newest runs (so one run a configuration ranks as its job)."""
     validation, test, _ = samples
+    newest = max((run.job_id for run in group if run.succeeded), default=0)
     return rank_key(
-        float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None
+        float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None, newest
     )
 
 
@@ -191,6 +197,8 @@ class Disagreement:
 
 def mcnemar_p(a_only: int, b_only: int) -> float:
     """McNemar's exact test: under no difference, the images only one model gets right split 50/50."""
+    from scipy import stats
+
     n = a_only + b_only
     return 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
 

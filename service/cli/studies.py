@@ -9,6 +9,7 @@ from typing import Any
 
 from service.cli.client import Json, pct, read_json, table
 from service.cli.http import ApiClient, ApiError
+from service.selection import rank_key
 
 ENDED = ("succeeded", "pruned", "failed", "cancelled")
 
@@ -29,11 +30,11 @@ def trial_line(trial: Json, best: Json | None) -> str:
 
 
 def study_table(study: Json) -> str:
-    """Its trials best first (by validation accuracy; those without one after, by number), best marked *."""
+    """Its trials best first (rank_key: as the API picks the best), the best marked *."""
     best = study["best"]["number"] if study["best"] else None
     trials = sorted(
         study["trials"],
-        key=lambda t: (t["validation_accuracy"] is None, -(t["validation_accuracy"] or 0), t["number"]),
+        key=lambda t: rank_key(t["validation_accuracy"], t["test_accuracy"], t["job_id"] or 0),
     )
     rows = [
         [

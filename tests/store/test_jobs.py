@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from service.selection import rank_key
 from service.store import jobs, queries
 from service.store.db import (
     LateWriteWarning,
@@ -620,3 +621,20 @@ def test_deleting_a_job_deletes_its_rows(sessions):
     with session_scope(sessions) as s:
         assert s.scalar(select(func.count()).select_from(Loss)) == 0
         assert s.scalar(select(func.count()).select_from(TrainedModel)) == 0
+
+
+def test_the_best_is_one_order_in_sql_and_in_python_ties_included(sessions):
+    """GET /models, a sweep's order and promote (BEST_FIRST, in SQL) and the tables ranked in Python
+    (rank_key) put the same model first, also when two are tied."""
+    figures = [(0.9, 0.8), (0.9, 0.8), (0.9, 0.81), (None, 0.95), (0.95, 0.7), (None, 0.95), (0.9, 0.8)]
+    ids = enqueue(sessions, len(figures))
+    for job_id, (validation, test) in zip(ids, figures, strict=True):
+        claim(sessions)
+        with session_scope(sessions) as s:
+            finish_job(s, job_id, "w1", result(test, validation))
+    by_python = sorted(ids, key=lambda i: rank_key(*figures[ids.index(i)], i))
+    with session_scope(sessions) as s:
+        by_sql = list(s.scalars(select(TrainedModel.job_id).order_by(*queries.BEST_FIRST)))
+        best = queries.best_model_id(s)
+    assert by_sql == by_python and best == by_python[0] == ids[4]
+    assert by_python[2:5] == [ids[6], ids[1], ids[0]]  # three equal: the newest first

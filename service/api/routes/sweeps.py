@@ -65,11 +65,12 @@ def sweep_public(
         for p, spec in zip(publics, specs, strict=True)
     ]
     configurations, order = group_runs(runs)
+    # The trained best first, as promote picks; the others in the grid's order.
     publics.sort(
         key=lambda p: (
-            p.status != JobStatus.succeeded,
-            rank_key(p.validation_accuracy, p.test_accuracy),
-            p.id,
+            (False, rank_key(p.validation_accuracy, p.test_accuracy, p.id))
+            if p.status == JobStatus.succeeded
+            else (True, (p.id,))
         )
     )
     summary = dict.fromkeys(JobStatus, 0)
