@@ -38,6 +38,11 @@ def job_body(**changes: Any) -> dict[str, Any]:
     } | changes
 
 
+def learner_body(**changes: Any) -> dict[str, Any]:
+    """job_body() that learns in its one epoch (ReLU, He, Adam at 0.01): a model worth predicting with."""
+    return job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01) | changes
+
+
 def tiny_spec(**changes: Any) -> TrainSpec:
     """job_body() as the TrainSpec the store and the worker take."""
     return TrainSpec.model_validate(job_body(**changes))

@@ -10,7 +10,7 @@ from service.main import create_app
 from service.ml.metrics import near_chance
 from service.ml.spec import TrainSpec
 from service.settings import Settings
-from tests.factories import job_body
+from tests.factories import job_body, learner_body
 from tests.support import real_data_dir
 from workers.worker import run_worker
 
@@ -55,9 +55,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("chance")
     settings = Settings(database_url=f"sqlite:///{root / 'api.db'}", data_dir=real_data_dir(), download=False)
     with TestClient(create_app(settings)) as client:
-        good = client.post(
-            "/jobs", json=job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01)
-        )
+        good = client.post("/jobs", json=learner_body())
         stuck = client.post("/jobs", json=job_body(init="zeros", learning_rate=1e-6))
         run_worker(settings, once=True)
         yield client, good.json()["id"], stuck.json()["id"]

@@ -15,15 +15,11 @@ from service.ml.data import load_dataset
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker
 from tests.conftest import assert_problem
-from tests.factories import finished_jobs, job_body
+from tests.factories import finished_jobs, learner_body
 from tests.support import real_data_dir
 from workers.worker import run_worker
 
-SMALL = job_body(
-    activation="relu",
-    init="he",
-    optimizer="adam",
-    learning_rate=0.01,
+SMALL = learner_body(
     epochs=2,
     train_limit=3000,
     batch_size=50,

@@ -4,13 +4,11 @@ model near chance level."""
 from __future__ import annotations
 
 from tests.cli.conftest import mlplab
-from tests.factories import job_body
+from tests.factories import job_body, learner_body
 
 
 def test_watch_warns_of_a_model_near_chance_level(api, capsys):
-    good = api.post(
-        "/jobs", json=job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01)
-    )
+    good = api.post("/jobs", json=learner_body())
     stuck = api.post("/jobs", json=job_body(init="zeros", learning_rate=1e-6))
     api.train()
     status, out, err = mlplab(capsys, "watch", str(stuck["id"]))

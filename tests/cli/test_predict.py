@@ -6,13 +6,11 @@ from __future__ import annotations
 from PIL import Image, ImageDraw
 
 from tests.cli.conftest import mlplab
-from tests.factories import job_body
+from tests.factories import learner_body
 
 
 def test_predict_warns_of_an_input_unlike_the_training_images(api, capsys, tmp_path):
-    model = api.post(
-        "/jobs", json=job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01)
-    )
+    model = api.post("/jobs", json=learner_body())
     api.train()
     text = Image.new("L", (120, 24), 255)
     ImageDraw.Draw(text).text((4, 6), "Hello world", fill=0)
