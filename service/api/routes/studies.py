@@ -8,8 +8,18 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ReaderDep, SessionDep, SettingsDep, StudyDep, WriterDep
+from service.api.deps import (
+    DatabaseDep,
+    InferenceDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    StudyDep,
+    WriterDep,
+)
 from service.api.presenters import (
     check_budget_of,
     check_queue_room,
@@ -36,7 +46,7 @@ from service.errors import (
     problem_doc,
 )
 from service.ml.spec import TrainSpec
-from service.search import StudyCreate, check_study, importance
+from service.search import StudyCreate, TrialRecord, check_study, importance, trials_to_queue
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
@@ -57,6 +67,15 @@ def _extremes(config: StudyCreate) -> dict[str, list[Any]]:
         f: d.choice if d.choice is not None else list(dict.fromkeys(d.bounds or ()))
         for f, d in config.space.items()
     }
+
+
+def check_trial_limit(settings: Settings, total: int, spelled: str) -> None:
+    """Refuse a study of more than MLPLAB_MAX_STUDY_TRIALS trials in all (`spelled`: how they add up)."""
+    if total > settings.max_study_trials:
+        raise invalid(
+            "trials",
+            f"{spelled} trials; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
+        )
 
 
 def check_study_budget(config: StudyCreate, settings: Settings) -> None:
@@ -81,13 +100,9 @@ def submit_study(
     problems = check_study(body)
     if problems:
         raise invalid_all(problems)
-    if body.trials > settings.max_study_trials:
-        raise invalid(
-            "trials",
-            f"{body.trials:,} trials; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
-        )
+    check_trial_limit(settings, body.trials, f"{body.trials:,}")
     check_study_budget(body, settings)
-    check_queue_room(session, settings, min(body.parallelism, body.trials))
+    check_queue_room(session, settings, trials_to_queue(body, []))
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
     public = study_public(session, study)
@@ -143,14 +158,10 @@ def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: Sett
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     begin_write(session)
     study = require_study(session, study_id)
-    if study.trials + body.trials > settings.max_study_trials:
-        raise invalid(
-            "trials",
-            f"{study.trials:,} + {body.trials:,} trials; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
-        )
+    total = study.trials + body.trials
+    check_trial_limit(settings, total, f"{study.trials:,} + {body.trials:,}")
     config, records = study_trials(session, study)
-    in_flight = sum(t.status in ("queued", "running") for t in records)
-    check_queue_room(session, settings, min(body.trials, max(0, config.parallelism - in_flight)))
+    check_queue_room(session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records))
     try:
         extend_study(session, study.id, body.trials)
     except StudyConflict:
@@ -180,22 +191,33 @@ def promote(study_id: int, body: PromoteCreate, session: SessionDep, inference: 
     return public
 
 
+def _trials(session: Session, study_id: int) -> tuple[StudyCreate, list[TrialRecord]]:
+    return study_trials(session, require_study(session, study_id))
+
+
+# The three below read in one database hop and compute outside it: PED-ANOVA and matplotlib (which
+# waits for the process's one drawing lock) would otherwise hold a database slot all the while.
+
+
 @router.get("/{study_id}/importance", response_model=ImportancePublic)
-def read_importance(study: StudyDep, session: SessionDep) -> ImportancePublic:
+async def read_importance(study_id: int, database: DatabaseDep) -> ImportancePublic:
     """Each searched field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
-    return ImportancePublic(importance=importance(*study_trials(session, study)))
+    trials = await database.run(_trials, study_id)
+    return ImportancePublic(importance=await run_in_threadpool(importance, *trials))
 
 
 @router.get("/{study_id}/figures/{figure}")
-def read_figure_data(study: StudyDep, session: SessionDep, figure: FigureName) -> dict[str, Any]:
+async def read_figure_data(study_id: int, database: DatabaseDep, figure: FigureName) -> dict[str, Any]:
     """What a figure shows, as lists for the dashboard to draw (succeeded trials only)."""
-    return figure_data(figure, *study_trials(session, study))
+    trials = await database.run(_trials, study_id)
+    return await run_in_threadpool(figure_data, figure, *trials)
 
 
 @router.get(
     "/{study_id}/{figure}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
 )
-def read_figure_png(study: StudyDep, session: SessionDep, figure: FigureName) -> Response:
+async def read_figure_png(study_id: int, database: DatabaseDep, figure: FigureName) -> Response:
     """history (best so far against trials), parallel (coordinates), slice, importance: a PNG."""
-    png = figure_png(figure, *study_trials(session, study))
+    trials = await database.run(_trials, study_id)
+    png = await run_in_threadpool(figure_png, figure, *trials)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
