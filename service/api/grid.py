@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
 from service.errors import echo, invalid, invalid_all
-from service.ml.spec import TrainSpec
+from service.ml.spec import NOT_A_FIELD, TrainSpec
 from service.settings import Settings
 
 
@@ -51,16 +51,12 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         )
     for field, values in body.grid.items():
         if field not in TrainSpec.model_fields:
-            raise invalid(
-                f"grid.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
-            )
+            raise invalid(f"grid.{field}", NOT_A_FIELD)
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
     for field in body.base:
         if field not in TrainSpec.model_fields:
-            raise invalid(
-                f"base.{field}", f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
-            )
+            raise invalid(f"base.{field}", NOT_A_FIELD)
     sizes = [len(values) for values in body.grid.values()] + ([len(seeds)] if seeds is not None else [])
     count = math.prod(sizes)
     if count > max_jobs:

@@ -181,3 +181,7 @@ class TrainSpec(BaseModel):
 
 
 VALIDATION_SIZE: int = TrainSpec.model_fields["validation_size"].default
+
+
+# What a sweep's grid, a study's space and either's base say of a name TrainSpec does not have.
+NOT_A_FIELD = f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"

@@ -41,7 +41,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from service.ml.spec import TrainSpec
+from service.ml.spec import NOT_A_FIELD, TrainSpec
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
@@ -298,7 +298,7 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         k for k, v in (("float", dim.float_), ("int", dim.int_), ("choice", dim.choice)) if v is not None
     ]
     if field not in TrainSpec.model_fields:
-        yield Invalid(name, f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}")
+        yield Invalid(name, NOT_A_FIELD)
     elif field in study.base:
         yield Invalid(name, "also set in base: a field is either fixed (base) or searched (space)")
     elif len(kinds) != 1:
@@ -338,7 +338,7 @@ def check_study(study: StudyCreate) -> list[Invalid]:
         problems.append(Invalid("space", "name at least one TrainSpec field to search"))
     for field in study.base:
         if field not in TrainSpec.model_fields:
-            reason = f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+            reason = NOT_A_FIELD
             problems.append(Invalid(f"base.{field}", reason))
     problems.extend(_spec_problems(study, None))
     for field, dim in study.space.items():
