@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.ml.spec import MAX_EPOCHS
+
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
     max_loss_points: int = Field(
         10_000,
-        ge=400,  # twice the most epochs: each epoch's last step is recorded besides the interval's
+        ge=2 * MAX_EPOCHS,  # each epoch's last step is recorded besides the interval's
         le=100_000,
         description="Most losses one job records; a spec that would record more records them further apart.",
     )

@@ -23,6 +23,7 @@ Units = Annotated[int, Field(ge=1, le=4096)]
 # Adam's steps are normalised by the gradient's scale, so SGD's 0.1 makes it diverge.
 DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
 
+MAX_EPOCHS = 200
 MAX_VALIDATION_SIZE = 30_000  # half of MNIST's training split: a job keeps at least as many to train on
 
 
@@ -33,7 +34,7 @@ class EarlyStopping(BaseModel):
 
     patience: int = Field(
         ge=1,
-        le=200,
+        le=MAX_EPOCHS,
         description="Epochs without an improvement of the validation loss before training stops.",
     )
     min_delta: float = Field(
@@ -95,7 +96,7 @@ class TrainSpec(BaseModel):
     l2: float = Field(
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
     )
-    epochs: int = Field(15, ge=1, le=200)
+    epochs: int = Field(15, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(64, ge=1, le=60000)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     train_limit: int | None = Field(None, ge=1, description="Train on the first N training images only.")
