@@ -97,15 +97,24 @@ def dataset_unavailable(name: str, error: Exception) -> ProblemError:
     return ProblemError(503, "Dataset unavailable", unavailable_reason(name))
 
 
+def located(name: str) -> str:
+    """A field's name as pydantic's own 422s spell it, where in the request it is: body.seeds, query.ids."""
+    return (
+        name if name == "body" or name.startswith(("body.", "query.", "path.", "header.")) else f"body.{name}"
+    )
+
+
 def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
+    """`field` (a body field unless located otherwise) is wrong for `reason`."""
+    name = located(field)
     return ProblemError(
-        status, "Invalid request", f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}]
+        status, "Invalid request", f"{name}: {reason}", invalid_params=[{"name": name, "reason": reason}]
     )
 
 
 def invalid_all(problems: Iterable[tuple[str, str]]) -> ProblemError:
     """422 naming every (field, reason) at once; the detail quotes the first five."""
-    params = [{"name": name, "reason": reason} for name, reason in problems]
+    params = [{"name": located(name), "reason": reason} for name, reason in problems]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
     return ProblemError(422, "Invalid request", detail, invalid_params=params)
 

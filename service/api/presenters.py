@@ -128,7 +128,7 @@ def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Ma
     except ProblemError as exc:
         if not exc.invalid_params:
             raise
-        field, reason = exc.invalid_params[0]["name"], exc.invalid_params[0]["reason"]
+        field, reason = exc.invalid_params[0]["name"].removeprefix("body."), exc.invalid_params[0]["reason"]
         where = f"{varied}.{field}" if field in values else f"base.{field}"
         combination = ", ".join(f"{f}={echo(v)}" for f, v in values.items())
         raise invalid(where, f"{reason} (with {combination})") from None

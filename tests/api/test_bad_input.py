@@ -63,7 +63,7 @@ def test_missing_backend_and_non_json_bodies(client):
 
 def test_budgets_refuse_oversized_jobs(client):
     body = assert_problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
-    assert body["invalid_params"][0]["name"] == "hidden_layers"
+    assert body["invalid_params"][0]["name"] == "body.hidden_layers"
     assert "20,000,000" in body["detail"] and "MLPLAB_MAX_PARAMETERS" in body["detail"]
     # 200 epochs of 60,000 is the default budget exactly: allowed; the limit is a setting
     assert client.post("/jobs", json={"backend": "numpy", "epochs": 200}).status_code == 202

@@ -74,12 +74,12 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
 @pytest.mark.parametrize(
     ("change", "name"),
     [
-        ({"space": {"learning_rat": {"float": [0.1, 1]}}}, "space.learning_rat"),
-        ({"space": {"learning_rate": {"float": [0, 1], "log": True}}}, "space.learning_rate"),
-        ({"space": {"activation": {"choice": ["tanh", "swish"]}}}, "space.activation"),
-        ({"base": job_body(validation_size=0)}, "base.validation_size"),
-        ({"space": {"hidden_layers": {"choice": [[16], [4096, 4096, 4096]]}}}, "space.hidden_layers"),
-        ({"trials": 501}, "trials"),
+        ({"space": {"learning_rat": {"float": [0.1, 1]}}}, "body.space.learning_rat"),
+        ({"space": {"learning_rate": {"float": [0, 1], "log": True}}}, "body.space.learning_rate"),
+        ({"space": {"activation": {"choice": ["tanh", "swish"]}}}, "body.space.activation"),
+        ({"base": job_body(validation_size=0)}, "body.base.validation_size"),
+        ({"space": {"hidden_layers": {"choice": [[16], [4096, 4096, 4096]]}}}, "body.space.hidden_layers"),
+        ({"trials": 501}, "body.trials"),
         ({"seed": False}, "body.seed"),  # found by the fuzzer: lax validation took false for 0
         ({"trials": "3"}, "body.trials"),
         ({"space": {"l2": {"float": [0, 0.01], "log": 0}}}, "body.space.l2.log"),
