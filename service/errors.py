@@ -144,10 +144,22 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(_cut(str(part)) for part in loc)  # a part may be a client's key
 
 
+# Regular expressions a client reads in words: a 422 says "should be <words>", not the expression.
+_PATTERN_WORDS: dict[str, str] = {}
+
+
+def worded(pattern: str, words: str) -> str:
+    """`pattern`, which a 422 about it will describe as `words`."""
+    _PATTERN_WORDS[pattern] = words
+    return pattern
+
+
 def _reason(error: dict[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
     msg = str(error["msg"])
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] in _PATTERN_WORDS:
+        msg = f"should be {_PATTERN_WORDS[error['ctx']['pattern']]}"
     if (
         "input" in error
         and error["type"] not in ("missing",)

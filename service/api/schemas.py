@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from service.errors import worded
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import TrainSpec
 from service.search import StudyCreate
@@ -15,18 +16,21 @@ from service.store.models import AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
 # it would reach PostgreSQL as an error (a 500) rather than a 404.
-SWEEP_ID_PATTERN = r"^[0-9a-f]{1,32}$"
+SWEEP_ID_PATTERN = worded(r"^[0-9a-f]{1,32}$", "a sweep id: 1 to 32 hex digits, as POST /sweeps made it")
 # An alias starts with a letter, so that no alias reads as a model id where either is accepted.
 ALIAS_NAME = r"[a-z][a-z0-9-]{0,62}"
-ALIAS_PATTERN = f"^{ALIAS_NAME}$"
-MODEL_PATTERN = rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$"  # a model's id, or an alias naming it
+ALIAS_WORDS = "lowercase letters, digits and dashes, starting with a letter (at most 63)"
+ALIAS_PATTERN = worded(f"^{ALIAS_NAME}$", f"an alias: {ALIAS_WORDS}")
+MODEL_PATTERN = worded(  # a model's id, or an alias naming it
+    rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$", f"a model id (digits) or an alias ({ALIAS_WORDS})"
+)
 # Every response about a model says which one answered: an alias may name another by the next request.
 MODEL_ID_HEADER = "X-Model-Id"
 AliasName = Annotated[
     str,
     Field(
         pattern=ALIAS_PATTERN,
-        description="Lowercase letters, digits and dashes, starting with a letter (at most 63).",
+        description=f"{ALIAS_WORDS.capitalize()}.",
         examples=["champion"],
     ),
 ]

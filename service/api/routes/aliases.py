@@ -12,6 +12,7 @@ from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
 from service.api.presenters import alias_public, point_alias
 from service.api.schemas import (
     ALIAS_PATTERN,
+    ALIAS_WORDS,
     AliasesPublic,
     AliasEventPublic,
     AliasHistoryPublic,
@@ -36,7 +37,7 @@ AliasPath = Annotated[
     str,
     Path(
         pattern=ALIAS_PATTERN,
-        description="Lowercase letters, digits and dashes, starting with a letter (at most 63).",
+        description=f"{ALIAS_WORDS.capitalize()}.",
     ),
 ]
 

@@ -44,6 +44,7 @@ from service.errors import (
     invalid,
     invalid_all,
     problem_doc,
+    worded,
 )
 from service.ml.spec import TrainSpec
 from service.search import StudyCreate, TrialRecord, check_study, importance, trials_to_queue
@@ -56,7 +57,13 @@ from service.store.studies import StudyConflict, cancel_study, create_study, ext
 
 router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
 
-FigureName = Annotated[str, Path(pattern=f"^({'|'.join(FIGURES)})$", description=", ".join(FIGURES))]
+FigureName = Annotated[
+    str,
+    Path(
+        pattern=worded(f"^({'|'.join(FIGURES)})$", f"one of {', '.join(FIGURES)}"),
+        description=", ".join(FIGURES),
+    ),
+]
 MAX_CORNERS = 4096  # beyond this many combinations of extreme values, each field is checked alone
 CONFLICT_DOC: Responses = {409: problem_doc("The study is not in a state that allows this")}
 
