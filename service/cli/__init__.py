@@ -1,6 +1,6 @@
 """The `mlplab` command. Two programs behind one parser: serve.py runs the processes (api, worker,
 dev); client.py talks to a running API over HTTP (submit, watch, cancel, jobs, models, compare,
-predict, sweep) with http.py's ApiClient, and studies.py the study commands."""
+predict, sweep) with http.py's ApiClient, studies.py the study commands and aliases.py the alias one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from service.cli import client, serve, studies
+from service.cli import aliases, client, serve, studies
 from service.settings import SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
@@ -115,6 +115,14 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         '"pruner": "asha"} (POST /studies). `mlplab study show ID`: its trials best first and importance.',
     )
     studies.add_study_command(study)
+    alias = command(
+        "alias",
+        aliases.cmd_alias,
+        "name a model (or a sweep's or study's best), roll the name back, or show it",
+        description="With MODEL, --sweep or --study: point NAME at that model (PUT /aliases/NAME, or "
+        "promote); --rollback: back to its previous model; alone: the model it names and its history.",
+    )
+    aliases.add_alias_command(alias)
 
 
 def _parser() -> argparse.ArgumentParser:

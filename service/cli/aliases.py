@@ -1,0 +1,52 @@
+"""`mlplab alias NAME [MODEL | --sweep ID | --study ID | --rollback]`: point a name at a model (or at
+a sweep's or a study's best), move it back, or show it with its history."""
+
+from __future__ import annotations
+
+import argparse
+from urllib.parse import quote
+
+from service.cli.client import Json, table
+from service.cli.http import ApiClient
+
+
+def _named(alias: Json) -> str:
+    back = f"; rollback to model {alias['rollback_to']}" if alias["rollback_to"] is not None else ""
+    return f"{alias['name']} -> model {alias['model_id']}{back}"
+
+
+def _history(alias: Json) -> str:
+    rows = [
+        [e["at"][:19].replace("T", " "), e["action"], e["from_model_id"] or "-", e["to_model_id"] or "-", e["detail"] or ""]
+        for e in alias["history"]
+    ]  # fmt: skip
+    return table(["AT", "ACTION", "FROM", "TO", "DETAIL"], rows)
+
+
+def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
+    path = f"/aliases/{quote(args.name, safe='')}"
+    if args.sweep is not None:
+        alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})
+    elif args.study is not None:
+        alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
+    elif args.rollback:
+        alias = client.post(f"{path}/rollback")
+    elif args.model is not None:
+        model: int | str = int(args.model) if args.model.isdigit() else args.model
+        alias = client.request("PUT", path, json={"model_id": model})
+    else:
+        alias = client.get(path)
+        print(_named(alias))
+        print(_history(alias))
+        return 0
+    print(_named(alias))
+    return 0
+
+
+def add_alias_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the alias: lowercase letters, digits and dashes (champion, staging)")
+    to = parser.add_mutually_exclusive_group()
+    to.add_argument("model", nargs="?", help="the model to name: its (job) id or another alias")
+    to.add_argument("--sweep", metavar="SWEEP_ID", help="the sweep's best model, by validation accuracy")
+    to.add_argument("--study", type=int, metavar="STUDY_ID", help="the study's best trial's model")
+    to.add_argument("--rollback", action="store_true", help="back to the model it named before")

@@ -1,0 +1,42 @@
+"""`mlplab alias`: a name pointed at a model, at a sweep's best, moved back, and shown with its history."""
+
+from __future__ import annotations
+
+from tests.cli.conftest import mlplab
+from tests.factories import job_body, learner_body
+
+
+def test_a_name_is_pointed_moved_back_and_shown(api, capsys):
+    weak = api.post("/jobs", json=job_body())["id"]
+    strong = api.post("/jobs", json=learner_body())["id"]
+    api.train()
+    assert mlplab(capsys, "alias", "champion", str(weak))[:2] == (0, f"champion -> model {weak}\n")
+    status, out, _ = mlplab(capsys, "alias", "champion", str(strong))
+    assert (status, out) == (0, f"champion -> model {strong}; rollback to model {weak}\n")
+    assert mlplab(capsys, "alias", "staging", "champion")[1] == f"staging -> model {strong}\n"
+    status, out, _ = mlplab(capsys, "alias", "champion", "--rollback")
+    assert status == 0 and out.startswith(f"champion -> model {weak}")
+    assert api.client.get("/aliases/champion").json()["model_id"] == weak  # the API's, not only the output
+
+    status, out, _ = mlplab(capsys, "alias", "champion")
+    lines = out.splitlines()
+    assert status == 0 and lines[0].startswith(f"champion -> model {weak}")
+    assert lines[1].split() == ["AT", "ACTION", "FROM", "TO", "DETAIL"]
+    assert [line.split()[2:5] for line in lines[2:]] == [
+        ["rollback", str(strong), str(weak)],
+        ["move", str(weak), str(strong)],
+        ["move", "-", str(weak)],
+    ]  # newest first
+
+
+def test_a_sweeps_best_is_promoted_and_mistakes_are_the_apis_problems(api, capsys):
+    sweep = api.post("/sweeps", json={"base": job_body(), "grid": {"learning_rate": [1e-6, 0.5]}})
+    api.train()
+    best = api.client.get(f"/sweeps/{sweep['id']}").json()["jobs"][0]["id"]
+    status, out, _ = mlplab(capsys, "alias", "champion", "--sweep", sweep["id"])
+    assert (status, out) == (0, f"champion -> model {best}\n")
+    status, out, err = mlplab(capsys, "alias", "Champion", str(best))
+    assert status == 1 and "422" in err and "should be an alias: lowercase letters" in err and out == ""
+    status, _, err = mlplab(capsys, "alias", "nobody")
+    assert status == 1 and "404" in err
+    assert [a["name"] for a in api.client.get("/aliases").json()["data"]] == ["champion"]
