@@ -19,7 +19,7 @@ from service.store.models import AliasAction, JobStatus, StudyStatus
 SWEEP_ID_PATTERN = worded(r"^[0-9a-f]{1,32}$", "a sweep id: 1 to 32 hex digits, as POST /sweeps made it")
 # An alias starts with a letter, so that no alias reads as a model id where either is accepted.
 ALIAS_NAME = r"[a-z][a-z0-9-]{0,62}"
-ALIAS_WORDS = "lowercase letters, digits and dashes, starting with a letter (at most 63)"
+ALIAS_WORDS = "lowercase letters, digits and dashes, starting with a letter, at most 63 characters"
 ALIAS_PATTERN = worded(f"^{ALIAS_NAME}$", f"an alias: {ALIAS_WORDS}")
 MODEL_PATTERN = worded(  # a model's id, or an alias naming it
     rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$", f"a model id (digits) or an alias ({ALIAS_WORDS})"
