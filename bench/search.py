@@ -116,6 +116,16 @@ def run_study(config: StudyCreate, settings: Settings, workers_count: int) -> di
         "importance": scores,
         "most_important": first[0],
         "most_important_score": first[1],
+        "trials_seen": [  # each trial: what it searched, how it ended, its last validation accuracy
+            {
+                "number": t.number,
+                "params": dict(t.params),
+                "status": t.status,
+                "epochs": len(t.intermediate),
+                "validation_accuracy": t.intermediate[max(t.intermediate)] if t.intermediate else None,
+            }
+            for t in trials
+        ],  # fmt: skip
     }
 
 
