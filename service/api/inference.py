@@ -13,6 +13,7 @@ Its problems are the routers': presenters.trained_model (404, 409) and errors.da
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -33,10 +34,12 @@ from service.ml.evaluation import SplitPredictions, decode_predictions, predicti
 from service.ml.familiar import InputProfile
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
-from service.store.queries import get_predictions
+from service.store.queries import get_predictions, trained_datasets
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+log = logging.getLogger("mlplab.api")
 
 FIGURES_CACHED = 128  # PNGs of a few tens of kB each
 CHUNK = 1024  # images per forward pass when looking for a model's first mistakes
@@ -173,6 +176,17 @@ class Inference:
         return await self.profiles.get(
             name, lambda: run_in_threadpool(InputProfile.of, data.split("train").images)
         )
+
+    async def warm(self) -> None:
+        """Decode the datasets the trained models use, and their input profiles, before a request asks:
+        the first predictions after a start would otherwise wait a second or two for them."""
+        try:
+            for name in await self.database.run(trained_datasets):
+                await self.input_profile(
+                    name
+                )  # the dataset too; None (and the request's 503 later) if missing
+        except Exception:  # only a head start: the requests load what they need themselves
+            log.exception("could not warm the inference caches")
 
     async def model_and_data(self, job_id: int) -> tuple[Weights, Dataset]:
         """The model's weights and the dataset it was trained on."""

@@ -262,6 +262,13 @@ BEST_FIRST = (
 )
 
 
+def trained_datasets(session: Session) -> list[str]:
+    """The datasets the trained models learned (a row stored before datasets had a name: the default)."""
+    name = Job.spec["dataset"].as_string()
+    found = session.scalars(select(name).join(TrainedModel, TrainedModel.job_id == Job.id).distinct())
+    return sorted({value or TrainSpec.model_fields["dataset"].default for value in found})
+
+
 def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:
     """The best (BEST_FIRST) trained model among the jobs matching `where`, e.g. Job.sweep_id == "3f9c..."."""
     query = select(TrainedModel.job_id).join(TrainedModel.job).where(*where).order_by(*BEST_FIRST).limit(1)
