@@ -213,7 +213,9 @@ def test_a_pruner_that_never_prunes_runs_every_trial_to_the_end(monkeypatch):
 
 
 def test_test_pruners_are_not_offered_to_users():
-    with pytest.raises(ValidationError, match="unknown pruner 'always'; the pruners are asha, median, none"):
+    with pytest.raises(
+        ValidationError, match="unknown pruner 'always'; the pruners are asha, hyperband, median, none"
+    ):
         make(pruner="always")
 
 
@@ -228,12 +230,26 @@ def test_asha_prunes_some_curves_at_its_rungs_and_keeps_the_best():
     assert top.status == "succeeded"
 
 
-@pytest.mark.parametrize("pruner", ["asha", "median"])
+def test_hyperband_stops_trials_at_its_brackets_rungs_and_keeps_the_best():
+    config = make(pruner="hyperband", trials=24, parallelism=2)
+    trials, _ = drive(config)
+    pruned = [t for t in trials if t.status == "pruned"]
+    assert 0 < len(pruned) < len(trials)
+    assert {len(t.intermediate) for t in pruned} <= {1, 3, 9}  # 10 epochs, reduction factor 3
+    assert sum(len(t.intermediate) for t in trials) < 24 * 10 * 0.8
+    top = max(trials, key=lambda t: accuracy(dict(t.params)))
+    assert top.status == "succeeded"
+
+
+@pytest.mark.parametrize("pruner", ["asha", "hyperband", "median"])
 def test_pruning_from_records_matches_a_live_optuna_study(pruner):
     """The oracle: Optuna's own report/should_prune loop on the same curves, one trial after another."""
     config = make(space={"learning_rate": {"float": [1e-4, 1], "log": True}}, pruner=pruner, trials=30)
     live = optuna.create_study(
-        direction="maximize", pruner=PRUNERS[pruner](), sampler=optuna.samplers.RandomSampler(3)
+        study_name="mlplab",  # Hyperband assigns trials to brackets by the study's name and their number
+        direction="maximize",
+        pruner=PRUNERS[pruner](config),
+        sampler=optuna.samplers.RandomSampler(3),
     )
     expected, ours, records = [], [], []
     for number in range(30):
@@ -269,7 +285,7 @@ def test_should_prune_ignores_reports_after_the_epoch_asked_about():
     trials.append(TrialRecord(6, next_params(config, trials), "running", None, {1: 0.1, 2: 0.2}))
     # Far below the others' first epoch; seen as a report at epoch 2 it would be between rungs, kept.
     assert should_prune(config, trials, 6, 1, 0.1) is True
-    assert should_prune(config, trials, 6, 1, 0.1, pruner=TEST_PRUNERS["never"]()) is False
+    assert should_prune(config, trials, 6, 1, 0.1, pruner=TEST_PRUNERS["never"](config)) is False
 
 
 # --- Results
@@ -409,7 +425,7 @@ def test_every_problem_is_reported_at_once():
     ("fields", "loc"),
     [
         ({"sampler": "bayes"}, ("sampler",)),
-        ({"pruner": "hyperband"}, ("pruner",)),
+        ({"pruner": "successive-halving"}, ("pruner",)),
         ({"trials": 0}, ("trials",)),
         ({"parallelism": 0}, ("parallelism",)),
         ({"space": {"l2": {"float": [0]}}}, ("space", "l2", "float")),

@@ -177,10 +177,10 @@ def should_prune(
 ) -> bool:
     """Whether trial `trial_number`, which just reported `value` after `epoch`, should stop now.
 
-    The pruner is the config's (`PRUNERS[config.pruner]()`) unless one is given. The trial's
+    The pruner is the config's (`PRUNERS[config.pruner](config)`) unless one is given. The trial's
     reports after `epoch` in `trials`, if any, are ignored, so a repeated call answers the same.
     """
-    pruner = pruner or PRUNERS[config.pruner]()
+    pruner = pruner or PRUNERS[config.pruner](config)
     dists = distributions(config)
     records = _sorted(trials)
     if not 0 <= trial_number < len(records):

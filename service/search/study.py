@@ -26,7 +26,14 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.pruners import BasePruner, MedianPruner, NopPruner, SuccessiveHalvingPruner, ThresholdPruner
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    NopPruner,
+    SuccessiveHalvingPruner,
+    ThresholdPruner,
+)
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from pydantic import (
     AfterValidator,
@@ -106,18 +113,32 @@ SAMPLERS: dict[str, Callable[[StudyCreate, int], BaseSampler]] = {
     "grid": _grid,
 }
 
-# Name -> a fresh pruner. Its unit of resource is the epoch: ASHA's first rung is after epoch 1.
-PRUNERS: dict[str, Callable[[], BasePruner]] = {
-    "asha": lambda: SuccessiveHalvingPruner(min_resource=1),
-    "median": MedianPruner,
-    "none": NopPruner,
+
+def most_epochs(study: StudyCreate) -> int:
+    """The most epochs one of the study's trials may train: Hyperband's largest resource."""
+    dim = study.space.get("epochs")
+    if dim is not None and (dim.choice or dim.bounds):
+        return int(max(dim.choice or dim.bounds or ()))
+    return int(study.base.get("epochs", TrainSpec.model_fields["epochs"].default))
+
+
+# Name -> a fresh pruner for the study. Its unit of resource is the epoch: ASHA's first rung is after
+# epoch 1; Hyperband runs ASHA in brackets whose first rungs are after 1, 3, 9, ... epochs.
+PRUNERS: dict[str, Callable[[StudyCreate], BasePruner]] = {
+    "asha": lambda study: SuccessiveHalvingPruner(min_resource=1),
+    "hyperband": lambda study: HyperbandPruner(
+        min_resource=1, max_resource=most_epochs(study), reduction_factor=3
+    ),
+    "median": lambda study: MedianPruner(),
+    "none": lambda study: NopPruner(),
 }
 
 # For tests, not offered to users: `monkeypatch.setitem(PRUNERS, "always", TEST_PRUNERS["always"])`
 # makes "always" a valid `pruner` of StudyCreate in that process; or pass `pruner=` to should_prune.
-TEST_PRUNERS: dict[str, Callable[[], BasePruner]] = {
-    "always": lambda: ThresholdPruner(lower=math.inf),  # every value is below it: pruned at its first report
-    "never": NopPruner,
+TEST_PRUNERS: dict[str, Callable[[StudyCreate], BasePruner]] = {
+    # every value is below it: pruned at its first report
+    "always": lambda study: ThresholdPruner(lower=math.inf),
+    "never": lambda study: NopPruner(),
 }
 
 
@@ -168,7 +189,9 @@ class StudyCreate(BaseModel):
     pruner: Annotated[str, AfterValidator(_known(PRUNERS, "pruner"))] = Field(
         "none",
         json_schema_extra={"enum": list(PRUNERS)},
-        description="Optuna pruner asked after each epoch whether to stop the trial.",
+        description="Optuna pruner asked after each epoch whether to stop the trial: asha (successive "
+        "halving, first rung after epoch 1), hyperband (ASHA in brackets starting after 1, 3, 9, ... epochs), "
+        "median, none.",
     )
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seeds the sampler (the jobs' own seed is base.seed)."
