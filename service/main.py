@@ -64,9 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inference = Inference(app.state.database, settings)
         app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
         reader = asyncio.create_task(app.state.events.run(), name="event-streams")
-        warming = asyncio.create_task(app.state.inference.warm(), name="warm-inference")
+        await app.state.inference.warm()  # before the first request, not during the first ones
         yield
-        warming.cancel()
         reader.cancel()
         app.state.database.close()
         engine.dispose()

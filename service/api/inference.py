@@ -178,8 +178,8 @@ class Inference:
         )
 
     async def warm(self) -> None:
-        """Decode the datasets the trained models use, and their input profiles, before a request asks:
-        the first predictions after a start would otherwise wait a second or two for them."""
+        """Decode the datasets the trained models use, and their input profiles, before the API
+        serves: the first predictions after a start would otherwise all wait a second or two for them."""
         try:
             for name in await self.database.run(trained_datasets):
                 await self.input_profile(
