@@ -5,9 +5,6 @@ import os
 # OpenBLAS's idle threads spin long enough to starve the torch steps after a NumPy evaluation
 # (docs/performance.md); it reads this once, as NumPy loads: hence here, before the imports.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
-# Several workers on one host share its cores: OpenMP threads (torch's) that spin while they wait
-# take the cores the others train on. Read once, as the OpenMP runtime loads: hence here too.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from workers.worker import main, run_worker
 

@@ -329,15 +329,3 @@ def test_each_job_trains_on_its_share_of_the_hosts_cores(monkeypatch, data_dir, 
     assert seen == {"torch threads": 3, "blas threads": {3}, "me": [(job_id, 3)]}  # 12 cores / 4 workers here
     with session_scope(sessions) as s:  # stopped: its record is gone, the others' stay
         assert [w.id for w in queries.live_workers(s, 30)] == ["x", "y", "z", "far"]
-
-
-def test_the_worker_process_alone_waits_passively_for_openmp():
-    # set before the worker imports numpy or torch, whose OpenMP runtimes read it once, as they load
-    def seen(imports: str) -> str:
-        code = f"import os, {imports}; print(os.environ.get('OMP_WAIT_POLICY'))"
-        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        return subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
-
-    assert seen("workers.worker") == "PASSIVE"
-    assert seen("service.main") == "None"  # the API's threads are its own business
