@@ -182,9 +182,8 @@ class Inference:
         serves: the first predictions after a start would otherwise all wait a second or two for them."""
         try:
             for name in await self.database.run(trained_datasets):
-                await self.input_profile(
-                    name
-                )  # the dataset too; None (and the request's 503 later) if missing
+                # the dataset too; None (and the request's own 503 later) when it is missing
+                await self.input_profile(name)
         except Exception:  # only a head start: the requests load what they need themselves
             log.exception("could not warm the inference caches")
 

@@ -117,13 +117,14 @@ SAMPLERS: dict[str, Callable[[StudyCreate, int], BaseSampler]] = {
 def most_epochs(study: StudyCreate) -> int:
     """The most epochs one of the study's trials may train: Hyperband's largest resource."""
     dim = study.space.get("epochs")
-    if dim is not None and (dim.choice or dim.bounds):
-        return int(max(dim.choice or dim.bounds or ()))
+    searched = (dim.choice or dim.bounds) if dim is not None else None
+    if searched:
+        return int(max(searched))
     return int(study.base.get("epochs", TrainSpec.model_fields["epochs"].default))
 
 
-# Name -> a fresh pruner for the study. Its unit of resource is the epoch: ASHA's first rung is after
-# epoch 1; Hyperband runs ASHA in brackets whose first rungs are after 1, 3, 9, ... epochs.
+# Name -> a fresh pruner for the study (StudyCreate.pruner's description says what each does); its
+# unit of resource is the epoch.
 PRUNERS: dict[str, Callable[[StudyCreate], BasePruner]] = {
     "asha": lambda study: SuccessiveHalvingPruner(min_resource=1),
     "hyperband": lambda study: HyperbandPruner(
