@@ -104,8 +104,9 @@ class TorchMLP:
         linears = [m for m in self.model if isinstance(m, nn.Linear)]
         return [
             (
-                np.ascontiguousarray(layer.weight.detach().cpu().numpy().T, dtype=np.float32),
-                layer.bias.detach().cpu().numpy().astype(np.float32),
+                # copies, always: ascontiguousarray of a (1, n) tensor's .T would be a view of live weights
+                np.array(layer.weight.detach().cpu().numpy().T, dtype=np.float32, order="C", copy=True),
+                np.array(layer.bias.detach().cpu().numpy(), dtype=np.float32, copy=True),
             )
             for layer in linears
         ]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from service.ml.evaluation import EvalSets
+from service.ml.network import make_network
 from service.ml.spec import TrainSpec
 from service.ml.train import (
     Callbacks,
@@ -109,6 +110,24 @@ def test_l2_decays_the_weights_not_the_biases_in_both_backends(optimizer, tiny_d
     t_w = _arrays(train(no_holdout(backend="torch", **common), tiny_dataset, device="cpu").weights)
     for key in np_w:
         np.testing.assert_allclose(np_w[key], t_w[key], atol=2e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_exported_weights_are_a_snapshot_that_training_leaves_alone(backend, tiny_dataset):
+    """Early stopping keeps an epoch's export while training goes on: it must be a copy, whatever the
+    layers' shapes (a width-1 layer's transpose is already contiguous, so a lazy copy is a view)."""
+    spec = no_holdout(backend=backend, hidden_layers=[1], activation="relu", epochs=1, learning_rate=0.5)
+    net = make_network(spec, tiny_dataset.split("train"))
+    kept = net.export()
+    before = [(W.copy(), b.copy()) for W, b in kept]
+    for start in range(0, 320, 32):
+        net.step(np.arange(start, start + 32), 0.5)
+    assert all(
+        np.array_equal(W, W0) and np.array_equal(b, b0) for (W, b), (W0, b0) in zip(kept, before, strict=True)
+    )
+    assert any(
+        not np.array_equal(W, W0) for (W, _), (W0, _) in zip(net.export(), before, strict=True)
+    )  # trained
 
 
 def test_same_seed_same_weights_other_seed_different(tiny_dataset):
