@@ -231,12 +231,14 @@ def reproduction(sessions: sessionmaker[Session], job: Job, result: TrainResult)
             original.train_accuracy,
             original.test_accuracy,
             _provenance(original.job.provenance),
+            original.validation_accuracy,
         )
     after = Trained(
         load_weights(result.weights),
         result.train_accuracy,
         result.test_accuracy,
         _provenance(this.provenance),
+        result.validation_accuracy,
     )
     return compare(job.reproduces, before, after).model_dump(mode="json")
 

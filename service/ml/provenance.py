@@ -91,6 +91,10 @@ class Reproduction(BaseModel):
     weights_identical: bool = Field(description="Every weight and bias equal, bit for bit.")
     max_weight_difference: float = Field(description="max |w - w'| over every weight and bias.")
     train_accuracy_change: float = Field(description="This model's train accuracy less the original's.")
+    validation_accuracy_change: float | None = Field(
+        description="This model's validation accuracy (what ranks models) less the original's; "
+        "null without a validation split."
+    )
     test_accuracy_change: float = Field(description="This model's test accuracy less the original's.")
     environment_changes: dict[str, list[Any]] | None = Field(
         description="The provenance fields that differ: {field: [original, this]}; "
@@ -107,6 +111,7 @@ class Trained:
     train_accuracy: float
     test_accuracy: float
     provenance: Provenance | None
+    validation_accuracy: float | None = None  # None without a validation split
 
 
 def compare(of: int, original: Trained, reproduced: Trained) -> Reproduction:
@@ -128,6 +133,11 @@ def compare(of: int, original: Trained, reproduced: Trained) -> Reproduction:
         weights_identical=identical,
         max_weight_difference=difference,
         train_accuracy_change=reproduced.train_accuracy - original.train_accuracy,
+        validation_accuracy_change=(
+            None
+            if original.validation_accuracy is None or reproduced.validation_accuracy is None
+            else reproduced.validation_accuracy - original.validation_accuracy
+        ),
         test_accuracy_change=test_change,
         environment_changes=changes,
         summary=_summary(identical, difference, test_change, changes),

@@ -101,6 +101,7 @@ def test_a_numpy_model_reproduces_bit_for_bit(world):
         "weights_identical": True,
         "max_weight_difference": 0.0,
         "train_accuracy_change": 0.0,
+        "validation_accuracy_change": 0.0,
         "test_accuracy_change": 0.0,
         "environment_changes": {},
         "summary": "bit-identical weights, on the same machine type",
@@ -129,6 +130,9 @@ def test_a_torch_reproduction_says_how_far_it_moved(world):
     assert report["max_weight_difference"] == difference
     assert report["weights_identical"] == (difference == 0.0)
     assert report["test_accuracy_change"] == pytest.approx(again["test_accuracy"] - original["test_accuracy"])
+    assert report["validation_accuracy_change"] == pytest.approx(
+        again["validation_accuracy"] - original["validation_accuracy"]
+    )
     assert report["train_accuracy_change"] == pytest.approx(
         again["train_accuracy"] - original["train_accuracy"]
     )

@@ -46,7 +46,7 @@ def test_a_comparison_of_equal_weights_on_one_machine():
         3, Trained(weights, train_acc, test_acc, made), Trained(weights, train_acc, test_acc, made)
     )
     assert report.weights_identical and report.max_weight_difference == 0.0
-    assert report.environment_changes == {}
+    assert report.environment_changes == {} and report.validation_accuracy_change is None
     assert report.summary == "bit-identical weights, on the same machine type"
 
 
@@ -57,11 +57,12 @@ def test_a_comparison_names_the_difference_and_the_machine_fields_that_changed()
     elsewhere = made.model_copy(update={"host": "other", "cpu": "Another CPU", "threads": made.threads + 1})
     report = compare(
         3,
-        Trained(weights, train_acc, test_acc, made),
-        Trained(Weights(weights.spec, moved), train_acc, test_acc - 0.01, elsewhere),
+        Trained(weights, train_acc, test_acc, made, 0.9),
+        Trained(Weights(weights.spec, moved), train_acc, test_acc - 0.01, elsewhere, 0.92),
     )
     assert not report.weights_identical and report.max_weight_difference == np.float32(0.25)
     assert report.test_accuracy_change == (test_acc - 0.01) - test_acc
+    assert report.validation_accuracy_change == 0.92 - 0.9
     assert report.environment_changes == {
         "threads": [made.threads, made.threads + 1],
         "cpu": [made.cpu, "Another CPU"],
