@@ -3,6 +3,7 @@ what went wrong in them, screenshots kept in artifacts/dashboard/ (CI keeps them
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -116,10 +117,16 @@ def shot(target, name: str) -> None:
         target.screenshot(path=path)
 
 
+# Set to 1 to retake the screenshots docs/ shows; otherwise a test run leaves the tracked files alone.
+UPDATE_DOCS = os.environ.get("MLPLAB_TEST_UPDATE_SCREENSHOTS") == "1"
+
+
 def keep(target, name: str, folder: Path = DOCS / "screenshots") -> None:
-    """shot(), and a copy as folder/<name>.png: the screenshots docs/ shows, retaken by the test that
-    walks the pages they show, on models it trained."""
+    """shot(), and with MLPLAB_TEST_UPDATE_SCREENSHOTS=1 a copy as folder/<name>.png: the screenshots
+    docs/ shows, retaken by the test that walks the pages they show, on models it trained."""
     shot(target, name)
+    if not UPDATE_DOCS:
+        return
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ARTIFACTS / f"{name}.png", folder / f"{name}.png")
 
