@@ -315,8 +315,16 @@ class AliasEventPublic(BaseModel):
     at: datetime
 
 
+class AliasHistoryPage(BaseModel):
+    data: list[AliasEventPublic] = Field(description="Changes of the name, newest first: a page of limit.")
+    count: int = Field(description="How many changes the name has had, listed or not.")
+
+
 class AliasHistoryPublic(AliasPublic):
-    history: list[AliasEventPublic] = Field(description="Every change of the name, newest first.")
+    history: list[AliasEventPublic] = Field(description="The name's latest changes, newest first (limit).")
+    history_count: int = Field(
+        description="How many changes it has had: GET /aliases/{name}/history pages them."
+    )
 
 
 class AliasesPublic(BaseModel):

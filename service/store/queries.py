@@ -359,10 +359,15 @@ def list_aliases(session: Session) -> list[Alias]:
     return list(session.scalars(select(Alias).order_by(Alias.name)))
 
 
-def alias_history(session: Session, name: str) -> list[AliasEvent]:
-    """Every change of the alias, newest first (deletions and earlier lives of the name included)."""
-    query = select(AliasEvent).where(AliasEvent.alias == name).order_by(AliasEvent.id.desc())
-    return list(session.scalars(query))
+def alias_history(
+    session: Session, name: str, limit: int | None = None, offset: int = 0
+) -> tuple[list[AliasEvent], int]:
+    """A page of the alias's changes, newest first (deletions and earlier lives of the name included),
+    and how many there are in all."""
+    where = AliasEvent.alias == name
+    query = select(AliasEvent).where(where).order_by(AliasEvent.id.desc()).offset(offset).limit(limit)
+    total = session.scalar(select(func.count()).select_from(AliasEvent).where(where)) or 0
+    return list(session.scalars(query)), total
 
 
 def rollback_target(session: Session, alias: Alias) -> int | None:

@@ -97,12 +97,24 @@ def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
     ):
         assert_problem(response, 404, "There is no alias champion.")
     assert client.get("/aliases").json() == {"data": [], "count": 0}
+    kept = client.get("/aliases/champion/history", params={"limit": 2}).json()  # readable while it is gone
+    assert [(e["action"], e["to_model_id"]) for e in kept["data"]] == [
+        ("delete", None),
+        ("move", ids["weak"]),
+    ]
+    assert kept["count"] >= 2
+    assert_problem(client.get("/aliases/never-named/history"), 404, "There is no alias never-named.")
 
     reborn = client.put("/aliases/champion", json={"model_id": ids["strong"]})
     assert reborn.status_code == 201 and reborn.json()["rollback_to"] is None  # a fresh start
-    history = client.get("/aliases/champion").json()["history"]  # newest first; earlier tests' lives after
-    actions = [(e["action"], e["to_model_id"]) for e in history[:3]]
+    alias = client.get(
+        "/aliases/champion", params={"limit": 3}
+    ).json()  # newest first; earlier tests' lives after
+    actions = [(e["action"], e["to_model_id"]) for e in alias["history"]]
     assert actions == [("move", ids["strong"]), ("delete", None), ("move", ids["weak"])]
+    pages = [client.get("/aliases/champion/history", params={"limit": 2, "offset": o}).json() for o in (0, 2)]
+    assert [e for page in pages for e in page["data"]][:3] == alias["history"]
+    assert alias["history_count"] == pages[0]["count"] == pages[1]["count"] >= 3
 
 
 def test_an_alias_can_be_pointed_where_another_points(client, ids):

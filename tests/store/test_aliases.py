@@ -66,7 +66,7 @@ def test_moves_rollbacks_and_a_deletion(sessions):
             verb(s, "champion")
     with session_scope(sessions) as s:
         assert alias_target(s, "champion") is None and aliases_by_model(s) == {}
-        history = [(e.action, e.from_model_id, e.to_model_id) for e in alias_history(s, "champion")]
+        history = [(e.action, e.from_model_id, e.to_model_id) for e in alias_history(s, "champion")[0]]
     assert history == [
         ("delete", c, None),
         ("promote", a, c),
@@ -98,7 +98,7 @@ def test_concurrent_moves_of_a_new_alias_all_land_one_after_another(sessions):
         thread.join()
     assert errors == []
     with session_scope(sessions) as s:
-        history = list(reversed(alias_history(s, "staging")))
+        history = list(reversed(alias_history(s, "staging")[0]))
         final = alias_target(s, "staging")
     assert sorted(e.to_model_id for e in history) == sorted(models)  # one event per move, none lost
     assert history[0].from_model_id is None  # one of them created it; the others moved it

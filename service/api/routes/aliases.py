@@ -7,14 +7,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
+from sqlalchemy.orm import Session
 
-from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
+from service.api.deps import InferenceDep, PageLimit, PageOffset, ReaderDep, SessionDep, WriterDep
 from service.api.presenters import alias_public, point_alias
 from service.api.schemas import (
     ALIAS_PATTERN,
     ALIAS_WORDS,
     AliasesPublic,
     AliasEventPublic,
+    AliasHistoryPage,
     AliasHistoryPublic,
     AliasPublic,
     AliasUpdate,
@@ -49,11 +51,9 @@ def read_aliases(session: SessionDep) -> AliasesPublic:
     return AliasesPublic(data=data, count=len(data))
 
 
-@router.get("/{alias}", response_model=AliasHistoryPublic)
-def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
-    """An alias, the model it names, and its history: every move, rollback and deletion, newest first."""
-    row = found(get_alias(session, alias), "alias", alias)
-    history = [
+def _history(session: Session, alias: str, limit: int, offset: int) -> AliasHistoryPage:
+    events, count = alias_history(session, alias, limit, offset)
+    data = [
         AliasEventPublic(
             action=e.action,
             from_model_id=e.from_model_id,
@@ -61,9 +61,30 @@ def read_alias(alias: AliasPath, session: SessionDep) -> AliasHistoryPublic:
             detail=e.detail,
             at=e.created_at,
         )
-        for e in alias_history(session, alias)
+        for e in events
     ]
-    return AliasHistoryPublic(**alias_public(session, row).model_dump(), history=history)
+    return AliasHistoryPage(data=data, count=count)
+
+
+@router.get("/{alias}", response_model=AliasHistoryPublic)
+def read_alias(alias: AliasPath, session: SessionDep, limit: PageLimit = 100) -> AliasHistoryPublic:
+    """An alias, the model it names, and its latest changes (moves, rollbacks, deletions), newest first."""
+    row = found(get_alias(session, alias), "alias", alias)
+    page = _history(session, alias, limit, 0)
+    return AliasHistoryPublic(
+        **alias_public(session, row).model_dump(), history=page.data, history_count=page.count
+    )
+
+
+@router.get("/{alias}/history", response_model=AliasHistoryPage)
+def read_alias_history(
+    alias: AliasPath, session: SessionDep, limit: PageLimit = 100, offset: PageOffset = 0
+) -> AliasHistoryPage:
+    """Every change of the name, newest first, a page at a time; still there after the alias is deleted."""
+    page = _history(session, alias, limit, offset)
+    if not page.count:
+        raise not_found("alias", alias)
+    return page
 
 
 @router.put(

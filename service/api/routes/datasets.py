@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service.api.deps import InferenceDep, ReaderDep, SettingsDep
+from service.api.deps import InferenceDep, PageOffset, ReaderDep, SettingsDep
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic, Split
 from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses
@@ -33,7 +33,7 @@ async def read_labels(
     name: DatasetName,
     split: Split,
     inference: InferenceDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LabelsPublic:
     """A page of a split's labels, for browsing its images."""

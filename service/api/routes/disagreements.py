@@ -14,7 +14,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
-from service.api.deps import MODEL_REF, InferenceDep, ModelRef, ReaderDep, alias_cache_headers, resolve_model
+from service.api.deps import (
+    MODEL_REF,
+    InferenceDep,
+    ModelRef,
+    PageLimit,
+    PageOffset,
+    ReaderDep,
+    alias_cache_headers,
+    resolve_model,
+)
 from service.api.presenters import PNG_DOC, png_response
 from service.api.schemas import (
     MODEL_PATTERN,
@@ -94,8 +103,8 @@ ComparedDep = Annotated[Compared, Depends(compared)]
 def read_disagreements(
     c: ComparedDep,
     only: OnlyQuery = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: PageOffset = 0,
+    limit: PageLimit = 100,
 ) -> DisagreementsPublic:
     """Two models image by image, and whether the difference between them is real.
 
@@ -136,7 +145,7 @@ def read_disagreements(
 async def disagreements_png(
     c: ComparedDep,
     only: OnlyQuery = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """The images two models disagree on, each captioned 'true, A says, B says'."""

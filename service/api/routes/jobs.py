@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, JobDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.deps import (
+    DatabaseDep,
+    JobDep,
+    PageLimit,
+    PageOffset,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
 from service.api.presenters import (
     check_budget,
     enqueue,
@@ -67,8 +76,8 @@ async def read_jobs(
             "duration runs from start to end (to now while running). Jobs without a value come last."
         ),
     ] = "-id",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> Response:
     """List jobs, newest first (or in `sort` order), a page at a time."""
     page = await database.run(

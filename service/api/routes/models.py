@@ -4,9 +4,8 @@ accuracy, confusion, weights, ONNX, and training one again."""
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -15,6 +14,8 @@ from service.api.deps import (
     InferenceDep,
     ModelDep,
     ModelRefDep,
+    PageLimit,
+    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
@@ -100,8 +101,8 @@ def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) 
 async def read_models(
     database: DatabaseDep,
     sort: ModelSort = "validation_accuracy",
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> Response:
     """Trained models with their key hyperparameters, accuracies and aliases, best first (as ranked_by
     says) or newest first, a page at a time."""

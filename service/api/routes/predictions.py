@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ModelRefDep, ReaderDep, WriterDep
+from service.api.deps import InferenceDep, ModelRefDep, PageLimit, PageOffset, ReaderDep, WriterDep
 from service.api.guard import allow_body
 from service.api.inference import predict_proba
 from service.api.monitoring import Monitoring
@@ -242,8 +242,8 @@ async def predictions_by_outcome(
             description="'confidence': the model's most confident first (with correct=false, its worst mistakes)"
         ),
     ] = "index",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: PageOffset = 0,
+    limit: PageLimit = 100,
 ) -> OutcomesPublic:
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell,
     correct=false&order=confidence the mistakes the model is surest of."""

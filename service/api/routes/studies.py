@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
+    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
@@ -121,7 +122,7 @@ def submit_study(
 def read_studies(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
 ) -> StudiesPublic:
     """Studies, newest first, each with its trials and its best."""
     studies, count = list_studies(session, limit=limit, offset=offset)

@@ -10,7 +10,15 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, InferenceDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from service.api.deps import (
+    DatabaseDep,
+    InferenceDep,
+    PageOffset,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
 from service.api.grid import check_budgets, check_grid, sweep_specs
 from service.api.presenters import enqueue, job_public, json_response, promote_best
 from service.api.schemas import (
@@ -137,7 +145,7 @@ def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> Sw
 async def read_sweeps(
     database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
     jobs_limit: Annotated[
         int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
     ] = 10,
