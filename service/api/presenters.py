@@ -27,7 +27,7 @@ from service.errors import ProblemError, Responses, echo, found, invalid, not_fo
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
-from service.ml.spec import NUM_CLASSES, TrainSpec
+from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, TrainSpec
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
@@ -61,7 +61,8 @@ def json_response(body: BaseModel) -> Response:
 
 def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
     """near_chance's sentence for a model of this spec with these accuracies."""
-    return near_chance(NUM_CLASSES, spec.learning_rate, validation=validation, test=test)
+    usual = DEFAULT_LEARNING_RATE[spec.optimizer]
+    return near_chance(NUM_CLASSES, spec.learning_rate, usual, validation=validation, test=test)
 
 
 def job_public(job: Job | Row[Any]) -> JobPublic:

@@ -58,8 +58,11 @@ def class_scores(matrix: NDArray[np.integer[Any]] | list[list[int]]) -> ClassSco
 NEAR_CHANCE = 1.5  # times chance level (1 / classes): at or below it a model has learned next to nothing
 
 
-def near_chance(classes: int, learning_rate: float, **accuracies: float | None) -> str | None:
-    """A sentence when the lowest of these accuracies (by split name) is near chance level, else None."""
+def near_chance(
+    classes: int, learning_rate: float, usual_rate: float, **accuracies: float | None
+) -> str | None:
+    """A sentence when the lowest of these accuracies (by split name) is near chance level, else None;
+    its advice moves the learning rate towards `usual_rate` (the optimizer's default)."""
     measured = {split: value for split, value in accuracies.items() if value is not None}
     if not measured:
         return None
@@ -67,8 +70,9 @@ def near_chance(classes: int, learning_rate: float, **accuracies: float | None) 
     chance = 1 / classes
     if value > NEAR_CHANCE * chance:
         return None
+    direction = "larger" if learning_rate < usual_rate else "smaller"
     return (
         f"{split.capitalize()} accuracy {value * 100:.2f} % is near chance level ({chance * 100:g} % with {classes} "
-        f"classes): the model learned next to nothing. Try a smaller learning_rate than {learning_rate:g} "
-        "or another init."
+        f"classes): the model learned next to nothing. Try a {direction} learning_rate than {learning_rate:g} "
+        f"(its optimizer's default is {usual_rate:g}) or another init."
     )

@@ -40,13 +40,21 @@ def test_an_adam_job_without_a_learning_rate_stores_adams(client):
 
 
 def test_near_chance_names_the_lowest_accuracy():
-    assert near_chance(10, 0.1, validation=0.9, test=0.91) is None
-    assert near_chance(10, 0.1, validation=None, test=None) is None
-    assert near_chance(10, 0.1, validation=0.151, test=0.9) is None  # just above 1.5 x 10 %
-    sentence = near_chance(10, 0.1, validation=0.16, test=0.1494)
+    assert near_chance(10, 0.1, 0.001, validation=0.9, test=0.91) is None
+    assert near_chance(10, 0.1, 0.001, validation=None, test=None) is None
+    assert near_chance(10, 0.1, 0.001, validation=0.151, test=0.9) is None  # just above 1.5 x 10 %
+    sentence = near_chance(10, 0.1, 0.001, validation=0.16, test=0.1494)
     assert sentence is not None
     assert sentence.startswith("Test accuracy 14.94 % is near chance level (10 % with 10 classes)")
-    assert "smaller learning_rate than 0.1" in sentence
+    assert "smaller learning_rate than 0.1 (its optimizer's default is 0.001)" in sentence
+
+
+def test_near_chance_advises_a_larger_learning_rate_below_the_optimizers_default():
+    sentence = near_chance(10, 1e-6, 0.1, validation=0.1, test=0.1)
+    assert (
+        sentence is not None
+        and "Try a larger learning_rate than 1e-06 (its optimizer's default is 0.1)" in sentence
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,8 @@ def test_a_model_near_chance_is_flagged_on_its_job_and_model(trained):
     for path in (f"/jobs/{stuck}", f"/models/{stuck}"):
         body = client.get(path).json()
         assert body["near_chance"] is True, body
-        assert "near chance level" in body["warning"] and "learning_rate than 1e-06" in body["warning"]
+        assert "near chance level" in body["warning"]
+        assert "larger learning_rate than 1e-06 (its optimizer's default is 0.1)" in body["warning"]
     for path in (f"/jobs/{good}", f"/models/{good}"):
         body = client.get(path).json()
         assert body["near_chance"] is False and body["warning"] is None, body
