@@ -195,6 +195,14 @@ class Disagreement:
     disagreeing: NDArray[np.int64]  # the images whose predicted classes differ, in index order
 
 
+SMALLEST_SHOWN_P = 1e-300  # a p-value that underflowed to 0.0 is shown as below this
+
+
+def p_text(p: float) -> str:
+    """'p = 0.034'; 'p < 1e-300' for a p-value too small for a float (0.0): not a certainty."""
+    return f"p = {p:.3g}" if p > 0 else f"p < {SMALLEST_SHOWN_P:g}"
+
+
 def mcnemar_p(a_only: int, b_only: int) -> float:
     """McNemar's exact test: under no difference, the images only one model gets right split 50/50."""
     from scipy import stats

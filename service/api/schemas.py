@@ -159,7 +159,8 @@ class ConfigurationPublic(BaseModel):
     seconds: float | None = Field(description="Mean training time.")
     tied_with_best: bool | None = Field(
         description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
-        "gives p >= 0.05: the data do not tell them apart. null when either has fewer than 2 runs."
+        "gives p >= 0.05: the data do not tell them apart. The best itself is true once it has a result; "
+        "another configuration is null when it or the best has fewer than 2 runs (nothing to test)."
     )
     p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
 
@@ -494,7 +495,8 @@ class DisagreementsPublic(BaseModel):
     both_wrong: int
     p_value: float = Field(
         description="McNemar's exact test (binomial, two-sided) on a_right_b_wrong and b_right_a_wrong: "
-        "how likely so uneven a split is if the two models were equally accurate."
+        "how likely so uneven a split is if the two models were equally accurate; 0.0 when it is too small "
+        "for a float (the PNG's title then says p < 1e-300)."
     )
     per_class: list[ClassDifferencePublic]
     data: list[DisagreementPublic] = Field(description="One page of the images they disagree on.")

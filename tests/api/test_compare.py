@@ -10,9 +10,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from scipy import stats
 
+from service import plots
 from service.main import create_app
 from service.ml.data import DATASETS
 from service.ml.weights import load_weights
+from service.selection import p_text
 from service.settings import Settings
 from tests.conftest import assert_problem
 from tests.factories import learner_body
@@ -220,6 +222,20 @@ def test_disagreements_are_the_two_models_predictions_compared(world, mnist):
         client.get("/compare/disagreements.png", params={"a": a, "b": b, "split": "train"}), (400, 300)
     )
     assert one.height < many.height
+
+
+def test_a_p_value_that_underflowed_is_titled_as_a_bound_not_zero(world, monkeypatch):
+    client, ids = world
+    body = client.get("/compare/disagreements", params={"a": ids["a"], "b": ids["b"]}).json()
+    assert body["p_value"] == 0.0  # thousands of images one way: below the smallest float
+    titles: list[str] = []
+    drawn = plots.gallery_png
+    monkeypatch.setattr(plots, "gallery_png", lambda *args: titles.append(args[2]) or drawn(*args))
+    _png(
+        client.get("/compare/disagreements.png", params={"a": ids["a"], "b": ids["b"], "limit": 1}), (50, 50)
+    )
+    assert titles[0].endswith("McNemar p < 1e-300") and "p = 0" not in titles[0]
+    assert (p_text(0.0), p_text(0.0342), p_text(5e-324)) == ("p < 1e-300", "p = 0.0342", "p = 4.94e-324")
 
 
 @pytest.mark.parametrize(

@@ -299,6 +299,8 @@ def test_without_a_validation_split_rankings_fall_back_to_test_and_say_so(client
     assert tests == sorted(tests, reverse=True) and {j["validation_accuracy"] for j in done["jobs"]} == {None}
     assert [c["validation_accuracy"] for c in done["configurations"]] == [None, None]
     assert [c["tied_with_best"] for c in done["configurations"]] == [True, None]  # one run each: no test
+    described = client.get("/openapi.json").json()["components"]["schemas"]["ConfigurationPublic"]
+    assert "The best itself is true" in described["properties"]["tied_with_best"]["description"]
     models = client.get("/models").json()
     assert (
         models["ranked_by"] == "validation_accuracy, then test_accuracy for those without a validation split"

@@ -34,7 +34,7 @@ from service.api.schemas import (
 )
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, invalid
 from service.ml.data import Dataset
-from service.selection import Disagreement, disagreement
+from service.selection import Disagreement, disagreement, p_text
 
 router = APIRouter(
     prefix="/compare",
@@ -155,7 +155,7 @@ async def disagreements_png(
     captions = [f"{names[c.truth[i]]}, {names[c.a[i]]}, {names[c.b[i]]}" for i in shown]
     title = (
         f"models A = {c.a_ref.id} and B = {c.b_ref.id} on the {c.split} split: {len(shown)} of the {len(indices):,} images "
-        f"they disagree on (true, A says, B says); McNemar p = {c.result.p_value:.3g}"
+        f"they disagree on (true, A says, B says); McNemar {p_text(c.result.p_value)}"
     )
     images = c.data.split(c.split).images[shown]
     png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
