@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 
 import pytest
 import uvicorn
 from pydantic import ValidationError
+from rich.console import Console
 
 from service.cli import main
+from service.cli.client import ProgressBar
 from service.cli.http import Event, parse_sse
 from service.cli.protocol import HttpProtocol
 from service.ml.spec import TrainSpec
@@ -108,3 +111,30 @@ def test_a_blank_token_stops_every_entry_naming_the_setting(monkeypatch, capsys,
             get_settings.cache_clear()
         err = capsys.readouterr().err
         assert "MLPLAB_API_TOKEN: set but blank" in err and "Traceback" not in err, (argv, err)
+
+
+def _watched(terminal: bool) -> str:
+    """What `mlplab watch` writes to stderr of a job's stream: a status, two epochs' progress, one epoch."""
+    out = io.StringIO()
+    bar = ProgressBar({"id": 7, "spec": {"epochs": 2}}, Console(file=out, force_terminal=terminal, width=100))
+    bar.update("status", {"status": "running", "attempts": 2})
+    bar.update("progress", {"epoch": 1, "step": 10, "steps": 40, "loss": 0.5})
+    bar.update("epoch", EPOCH)
+    bar.update("progress", {"epoch": 2, "step": 30, "steps": 40, "loss": 0.25})
+    bar.close()
+    return out.getvalue()
+
+
+EPOCH = {"epoch": 1, "loss": 0.4, "train_accuracy": 0.9, "validation_accuracy": 0.88, "validation_loss": 0.41}
+EPOCH |= {"test_accuracy": 0.87, "seconds": 1.23}
+
+
+def test_progress_is_a_line_per_event_in_a_pipe_and_a_live_bar_on_a_terminal():
+    lines = [
+        "job 7 running (attempt 2)",
+        "epoch 1/2: loss 0.4000, train 90.00%, validation 88.00% (loss 0.4100), test 87.00% (1.2 s)",
+    ]
+    assert _watched(terminal=False) == "\n".join(lines) + "\n"
+    live = _watched(terminal=True)
+    assert all(line in live for line in lines)
+    assert "epoch 2/2" in live and "75%" in live and "step 30/40  loss 0.2500" in live

@@ -4,6 +4,7 @@ models, compare, predict, sweep. Each prints what it got and returns the exit st
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import mimetypes
 import sys
@@ -12,22 +13,27 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, TextIO, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.progress_bar import ProgressBar as Bar
 from rich.table import Table
+from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError
 from service.ml.spec import TrainSpec
+from service.selection import SMALLEST_SHOWN_P
 from service.settings import get_settings
 from service.store.models import JobStatus
 
 Json = dict[str, Any]  # a JSON object as the API sent it
+PIPE_WIDTH = 10_000  # a table written to a pipe or a file is never wrapped
+TEST_FINAL = "TEST (FINAL)"  # test accuracy: the final, unbiased figure, never what ranks
 Command = Callable[[ApiClient, argparse.Namespace], int]
 
 
@@ -105,43 +111,55 @@ def pct(value: float | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
+    """Aligned columns (rich): bold headers on a terminal; plain, unwrapped text into a pipe or a file."""
+    grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        grid.add_row(*(Text(str(cell)) for cell in row))
+    return render(grid)
+
+
+def render(renderable: RenderableType) -> str:
+    """What rich draws of it for standard output, each line without its trailing padding."""
+    terminal = sys.stdout.isatty()
+    out = io.StringIO()
+    Console(file=out, force_terminal=terminal, width=None if terminal else PIPE_WIDTH).print(renderable)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 class ProgressBar:
-    """A one-line progress display on stderr (a line per epoch when stderr is not a terminal)."""
+    """A job's training on stderr: a line per status change and per epoch, and on a terminal a live bar
+    of the epoch's steps below them (rich; cleared when it ends)."""
 
-    def __init__(self, job: Json, out: TextIO | None = None, width: int = 24):
-        self.job_id, self.epochs, self.width = job["id"], job["spec"]["epochs"], width
-        self.out = out or sys.stderr
-        self.live = self.out.isatty()
-        self.line = False
+    def __init__(self, job: Json, console: Console | None = None):
+        self.job_id, self.epochs = job["id"], job["spec"]["epochs"]
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        self.task = self.progress.add_task(f"job {self.job_id}", total=None, detail="")
+        self.progress.start()
 
-    def _show(self, text: str, final: bool) -> None:
-        if self.live:
-            self.out.write("\r\033[K" + text + ("\n" if final else ""))
-            self.line = not final
-        elif final:
-            self.out.write(text + "\n")
-        self.out.flush()
+    def _line(self, text: str) -> None:
+        self.console.print(text, soft_wrap=True, markup=False, highlight=False)
 
     def update(self, event: str, data: Json) -> None:
         if event == "status" and not JobStatus(data["status"]).finished:  # how it ended is reported after
             attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
-            self._show(f"job {self.job_id} {data['status']}{attempt}", True)
+            self._line(f"job {self.job_id} {data['status']}{attempt}")
         elif event == "progress":
-            steps = data["steps"] or 0
-            done = min(data["step"] / steps, 1.0) if steps else 0.0
-            filled = int(done * self.width)
-            bar = "#" * filled + "-" * (self.width - filled)
-            self._show(
-                f"epoch {data['epoch']}/{self.epochs} [{bar}] {done:4.0%}  step {data['step']:,}/{steps:,}  "
-                f"loss {data['loss']:.4f}",
-                False,
+            steps = data["steps"] or None
+            self.progress.update(
+                self.task,
+                description=f"epoch {data['epoch']}/{self.epochs}",
+                completed=data["step"],
+                total=steps,
+                detail=f"step {data['step']:,}/{steps or 0:,}  loss {data['loss']:.4f}",
             )
         elif event == "epoch":
             validation = data.get("validation_accuracy")
@@ -150,22 +168,19 @@ class ProgressBar:
                 if validation is None
                 else f"validation {pct(validation)} (loss {data['validation_loss']:.4f}), "
             )
-            self._show(
+            self._line(
                 f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
                 f"train {pct(data['train_accuracy'])}, {shown}test {pct(data['test_accuracy'])} "
-                f"({data['seconds']:.1f} s)",
-                True,
+                f"({data['seconds']:.1f} s)"
             )
 
     def close(self) -> None:
-        if self.line:
-            self.out.write("\n")
-            self.out.flush()
+        self.progress.stop()
 
 
 def _report(job: Json) -> int:
     """Print how a job ended; the exit status (0 when it succeeded)."""
-    if job["status"] == "succeeded":
+    if job["status"] == JobStatus.succeeded:
         print(f"job {job['id']} succeeded: {job['name']}")
         progress = job["progress"]
         if progress["epoch"] is not None and progress["epoch"] < progress["epochs"]:
@@ -206,13 +221,16 @@ def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
     job = client.post(f"/jobs/{args.job_id}/cancel")
-    print(f"job {job['id']} {job['status']}" + (" (cancel requested)" if job["status"] == "running" else ""))
+    print(
+        f"job {job['id']} {job['status']}"
+        + (" (cancel requested)" if job["status"] == JobStatus.running else "")
+    )
     return 0
 
 
 def _progress(job: Json) -> str:
     p = job["progress"]
-    running = job["status"] == "running" and p["steps"] and p["step"]
+    running = job["status"] == JobStatus.running and p["steps"] and p["step"]
     return f"{p['epoch'] or 0}/{p['epochs']}" + (f" step {p['step']:,}/{p['steps']:,}" if running else "")
 
 
@@ -236,7 +254,7 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
         ]
         for j in page["data"]
     ]
-    print(table(["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"], rows))
+    print(table(["ID", "STATUS", "EPOCH", "VALIDATION", TEST_FINAL, "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
     _chance_notes(page["data"])
     return 0
@@ -294,7 +312,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
                 "TRAIN_LIMIT",
                 "TRAIN",
                 "VALIDATION",
-                "TEST",
+                TEST_FINAL,
                 "SECONDS",
                 "ALIASES",
             ],
@@ -340,8 +358,11 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _cell(value: Any) -> str:
+    """A hyperparameter's value in one word: 500-250, 0.01, patience=3,min_delta=0, - for none."""
     if isinstance(value, list):
         return "-".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_cell(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
     return "-" if value is None else str(value)
@@ -366,7 +387,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
         ["validation accuracy", *(pct(m["validation_accuracy"]) for m in models)],
-        ["test accuracy", *(pct(m["test_accuracy"]) for m in models)],
+        ["test accuracy (final)", *(pct(m["test_accuracy"]) for m in models)],
         ["best validation (epoch)", *(_best_epoch(m["epochs"]) for m in models)],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
         [
@@ -381,7 +402,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _varying(sweep: Json, job: Json) -> str:
-    return ", ".join(f"{field}={job['spec'][field]}" for field in sweep["grid"])
+    return ", ".join(f"{field}={_cell(job['spec'][field])}" for field in sweep["grid"])
 
 
 def _mean_ci(summary: Json | None) -> str:
@@ -393,6 +414,40 @@ def _mean_ci(summary: Json | None) -> str:
     return f"{pct(summary['mean'])} ({100 * summary['ci_low']:.2f}-{100 * summary['ci_high']:.2f})"
 
 
+BAR_WIDTH = 21  # characters of a configuration's interval bar
+
+
+def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple[str, list[str]]:
+    """Each summary's 95 % interval as a bar on one scale shared by all ('·····━━●━━·····'; '●' alone
+    for one run), and that scale as a header ('95% CI 91.20-93.40%')."""
+    known = [x for x in summaries if x is not None]
+    if not known:
+        return "95% CI", ["-" for _ in summaries]
+    low = min(x["mean"] if x["ci_low"] is None else x["ci_low"] for x in known)
+    high = max(x["mean"] if x["ci_high"] is None else x["ci_high"] for x in known)
+
+    def at(value: float) -> int:
+        return width // 2 if high == low else round((value - low) / (high - low) * (width - 1))
+
+    def bar(x: Json | None) -> str:
+        if x is None:
+            return "-"
+        cells = ["·"] * width
+        if x["ci_low"] is not None:
+            for i in range(at(max(x["ci_low"], low)), at(min(x["ci_high"], high)) + 1):
+                cells[i] = "━"
+        cells[at(x["mean"])] = "●"
+        return "".join(cells)
+
+    return f"95% CI {100 * low:.2f}-{100 * high:.2f}%", [bar(x) for x in summaries]
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if value > 0 else f"<{SMALLEST_SHOWN_P:g}"
+
+
 def _tied(c: Json, rank: int) -> str:
     if rank == 0:
         return "best"
@@ -400,20 +455,36 @@ def _tied(c: Json, rank: int) -> str:
 
 
 def _configurations_table(sweep: Json) -> str:
-    """GET /sweeps/{id}'s configurations: mean and 95 % CI of each accuracy, tied with the best or not."""
+    """GET /sweeps/{id}'s configurations: mean and 95 % CI of each accuracy, the interval that ranks them
+    drawn as a bar, tied with the best or not."""
+    configurations = sweep["configurations"]
+    ranking = (
+        "validation_accuracy" if any(c["validation_accuracy"] for c in configurations) else "test_accuracy"
+    )
+    scale, bars = interval_bars([c[ranking] for c in configurations])
     rows = [
         [
             ", ".join(f"{k}={_cell(v)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
             c["n"],
             _mean_ci(c["validation_accuracy"]),
+            bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else f"{c['seconds']:.1f}",
             _tied(c, rank),
-            "-" if c["p_value"] is None else f"{c['p_value']:.3g}",
+            _p(c["p_value"]),
         ]
-        for rank, c in enumerate(sweep["configurations"])
+        for rank, (c, bar) in enumerate(zip(configurations, bars, strict=True))
     ]
-    headers = ["CONFIGURATION", "N", "VALIDATION (95% CI)", "TEST (95% CI)", "SECONDS", "TIED", "P"]
+    headers = [
+        "CONFIGURATION",
+        "N",
+        "VALIDATION (95% CI)",
+        scale,
+        "TEST (FINAL, 95% CI)",
+        "SECONDS",
+        "TIED",
+        "P",
+    ]
     return table(headers, rows)
 
 
@@ -430,7 +501,7 @@ def _sweep_table(sweep: Json) -> str:
         ]
         for j in sweep["jobs"]
     ]
-    jobs = table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", "TEST"], rows)
+    jobs = table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", TEST_FINAL], rows)
     return f"{_configurations_table(sweep)}\n\n{jobs}"
 
 
@@ -449,7 +520,7 @@ def _ranked_note(sweep: Json) -> None:
 
 def _best_runs(sweep: Json, most: int = 4) -> list[int]:
     """The best succeeded run of each of the top configurations (best first): what to compare next."""
-    jobs = {j["id"]: j for j in sweep["jobs"] if j["status"] == "succeeded"}
+    jobs = {j["id"]: j for j in sweep["jobs"] if j["status"] == JobStatus.succeeded}
     order = list(jobs)  # the sweep's jobs come best first
     picks = [
         min((i for i in c["jobs"] if i in jobs), key=order.index, default=None)
@@ -480,7 +551,7 @@ def elapsed(job: Json, now: datetime) -> float | None:
 def job_eta(job: Json, now: datetime) -> float | None:
     """Seconds left for a running job, at the pace of its steps so far; None when unknown."""
     p, spent = job["progress"], elapsed(job, now)
-    if job["status"] != "running" or not p["step"] or not p["steps"] or spent is None:
+    if job["status"] != JobStatus.running or not p["step"] or not p["steps"] or spent is None:
         return None
     return float(spent * (p["steps"] - p["step"]) / p["step"])
 
@@ -489,9 +560,9 @@ def sweep_eta(sweep: Json, now: datetime) -> float | None:
     """Seconds until the sweep's last job ends: what its running jobs have left, plus its queued jobs at
     the mean duration of those that succeeded, shared among as many workers as jobs now run."""
     jobs = sweep["jobs"]
-    running = [j for j in jobs if j["status"] == "running"]
-    queued = sum(j["status"] == "queued" for j in jobs)
-    durations = [d for j in jobs if j["status"] == "succeeded" and (d := elapsed(j, now)) is not None]
+    running = [j for j in jobs if j["status"] == JobStatus.running]
+    queued = sum(j["status"] == JobStatus.queued for j in jobs)
+    durations = [d for j in jobs if j["status"] == JobStatus.succeeded and (d := elapsed(j, now)) is not None]
     left = [job_eta(j, now) for j in running]
     if any(t is None for t in left) or (queued and not durations):
         return None
@@ -519,7 +590,7 @@ def sweep_progress(sweep: Json, now: datetime) -> Group:
     for header in ("ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"):
         table.add_column(header)
     for job in sorted(sweep["jobs"], key=lambda j: j["id"]):
-        fraction = 1.0 if job["status"] == "succeeded" else _fraction(job)
+        fraction = 1.0 if job["status"] == JobStatus.succeeded else _fraction(job)
         table.add_row(
             str(job["id"]),
             _varying(sweep, job),
@@ -541,13 +612,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _in_flight(sweep: Json) -> bool:
+    return bool(sweep["status"][JobStatus.queued] or sweep["status"][JobStatus.running])
+
+
 def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
     """Poll the sweep until none of its jobs is queued or running; a live view on a terminal (cleared
     at the end, so no stale line stays above the final table), a line per change otherwise."""
     console = Console(stderr=True)
     if not console.is_terminal:
         last = ""
-        while sweep["status"]["queued"] or sweep["status"]["running"]:
+        while _in_flight(sweep):
             line = sweep_status_line(sweep, _now())
             if line.split(";")[0] != last:
                 print(line, file=sys.stderr, flush=True)
@@ -556,7 +631,7 @@ def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
             sweep = client.get(f"/sweeps/{sweep['id']}")
         return sweep
     with Live(sweep_progress(sweep, _now()), console=console, transient=True, auto_refresh=False) as live:
-        while sweep["status"]["queued"] or sweep["status"]["running"]:
+        while _in_flight(sweep):
             time.sleep(interval)
             sweep = client.get(f"/sweeps/{sweep['id']}")
             live.update(sweep_progress(sweep, _now()), refresh=True)
@@ -581,7 +656,7 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
     sweep = _watch_sweep(client, sweep, args.interval)
     print(_sweep_table(sweep))
     _ranked_note(sweep)
-    return 0 if sweep["status"]["succeeded"] else 1
+    return 0 if sweep["status"][JobStatus.succeeded] else 1
 
 
 def run(args: argparse.Namespace) -> int:

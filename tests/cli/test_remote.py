@@ -20,7 +20,7 @@ def test_url_and_token_before_or_after_the_command(api, capsys, argv):
     status, out, err = mlplab(capsys, *argv)
     assert status == 0, err
     assert api.connected == [("http://api.test:9000", "s3cret")]
-    assert out.split() == ["ID", "STATUS", "EPOCH", "VALIDATION", "TEST", "SPEC"]  # no jobs yet
+    assert out.split("  ") == ["ID", "STATUS", "EPOCH", "VALIDATION", "TEST (FINAL)", "SPEC\n"]  # no jobs yet
 
 
 @pytest.mark.parametrize(

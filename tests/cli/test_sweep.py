@@ -90,7 +90,16 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     assert "ranked by validation_accuracy" in err
     status, out, err = mlplab(capsys, "models")
     header, *rows = [line.split() for line in out.splitlines()]
-    assert header[8:15] == ["SCHEDULE", "EPOCHS", "BATCH", "TRAIN_LIMIT", "TRAIN", "VALIDATION", "TEST"]
+    assert header[8:16] == [
+        "SCHEDULE",
+        "EPOCHS",
+        "BATCH",
+        "TRAIN_LIMIT",
+        "TRAIN",
+        "VALIDATION",
+        "TEST",
+        "(FINAL)",
+    ]
     models = {m["id"]: m for m in api.client.get("/models").json()["data"]}
     for row in rows:
         model = models[int(row[0])]
@@ -98,3 +107,50 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
         assert row[13] == f"{model['validation_accuracy']:.2%}"
     stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
     assert f"! {stuck}: " in err  # the model that learned nothing, flagged
+
+
+def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_bar(api, capsys):
+    base = job_body(early_stopping={"patience": 5})
+    grid = {"learning_rate": [0.02, 0.3]}
+    sweep = api.post("/sweeps", json={"base": base, "grid": grid, "seeds": [0, 1, 2]})
+    api.train()
+    ranked = api.client.get(f"/sweeps/{sweep['id']}").json()["configurations"]
+    status, out, err = mlplab(capsys, "sweeps", sweep["id"])
+    assert status == 0, err
+    header, *rows = out.split("\n\n")[0].splitlines()[1:]  # under "sweep ID: 6 jobs"
+    low = min(c["validation_accuracy"]["ci_low"] for c in ranked)
+    high = max(c["validation_accuracy"]["ci_high"] for c in ranked)
+    assert f"95% CI {100 * low:.2f}-{100 * high:.2f}%" in header and "TEST (FINAL, 95% CI)" in header
+    means = []
+    for row, c in zip(rows, ranked, strict=True):
+        cells, v, t = row.split(), c["validation_accuracy"], c["test_accuracy"]
+        assert cells[:4] == [
+            f"learning_rate={c['hyperparameters']['learning_rate']:g}",
+            "3",
+            f"{v['mean']:.2%}",
+            f"({100 * v['ci_low']:.2f}-{100 * v['ci_high']:.2f})",
+        ]
+        bar = cells[4]
+        assert len(bar) == client.BAR_WIDTH and bar.count("●") == 1 and "━" in bar
+        assert cells[5:7] == [f"{t['mean']:.2%}", f"({100 * t['ci_low']:.2f}-{100 * t['ci_high']:.2f})"]
+        means.append(bar.index("●"))
+    assert means[0] >= means[1]  # the best's mean is right of the other's, on the one scale
+    assert rows[0].split()[-2:] == ["best", "-"]
+    other = ranked[1]
+    assert rows[1].split()[-2:] == ["yes" if other["tied_with_best"] else "no", f"{other['p_value']:.3g}"]
+    assert "tied: Welch's t-test against the best gives p >= 0.05" in err
+
+    # compare --all: early stopping as its fields, not a Python dict
+    first, second = (c["jobs"][0] for c in ranked)
+    status, out, err = mlplab(capsys, "compare", str(first), str(second), "--all")
+    assert status == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert rows["early_stopping"] == ["patience=5,min_delta=0"] * 2 and "{" not in out
+
+
+def test_interval_bars_share_one_scale():
+    one = {"mean": 0.5, "ci_low": None, "ci_high": None}
+    wide = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    scale, bars = client.interval_bars([wide, one, None], width=5)
+    assert scale == "95% CI 40.00-60.00%"
+    assert bars == ["━━●━━", "··●··", "-"]
