@@ -10,8 +10,7 @@ from typing import Any
 from service.cli.client import Json, pct, read_json, table
 from service.cli.http import ApiClient, ApiError
 from service.selection import rank_key
-
-ENDED = ("succeeded", "pruned", "failed", "cancelled")
+from service.store.models import FINISHED, StudyStatus
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -72,10 +71,10 @@ def watch(client: ApiClient, study: Json, interval: float) -> Json:
     printed: set[int] = set()
     while True:
         for trial in study["trials"]:
-            if trial["status"] in ENDED and trial["number"] not in printed:
+            if trial["status"] in FINISHED and trial["number"] not in printed:
                 printed.add(trial["number"])
                 print(trial_line(trial, study["best"]), flush=True)
-        if study["status"] != "running":
+        if study["status"] != StudyStatus.running:
             return study
         time.sleep(interval)
         study = client.get(f"/studies/{study['id']}")
