@@ -3,15 +3,17 @@
 
     python bench/train.py                      # throughput: each backend at batch 64 and 256 vs the matmul floor
     python bench/train.py --notebook           # the notebook's 11 configurations, 15 epochs, correct math
-    python bench/train.py --notebook --seeds 5 # ... each with 5 seeds: mean, 95 % CI, ties (README's table)
+    python bench/train.py --notebook --seeds 5 # ... each with 5 seeds: mean, 95 % CI, ties (docs/performance.md's table)
     python bench/train.py --notebook --validation-size 0   # the notebook's exact setup (no validation)
     python bench/train.py --best               # the best configuration (BEST below), accuracies and time
+    python bench/train.py --candidates --seeds 3   # BEST's candidates ranked by validation accuracy: BEST is the first
     python bench/train.py --wall               # claim-to-success wall time over training time, via the worker
     python bench/train.py --wall default       # ... of the default spec alone
     python bench/train.py --quick ...          # any mode on the first 5,000 training images (smoke run)
 
 Tables go to stdout, per-epoch progress to stderr, and everything measured to
-bench/results/train-<mode>.json (mode: throughput, notebook, best or wall; "-quick" appended for --quick).
+bench/results/train-<mode>.json (mode: throughput, notebook, candidates, best or wall; "-quick" appended for
+--quick).
 Not a test: nothing passes or fails. See bench/README.md.
 """
 
@@ -49,6 +51,7 @@ from service.selection import Run, Summary, group_runs  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
 # ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
+# It must be the first of `--candidates` (ranked on validation accuracy: test accuracy never chooses).
 BEST = {
     "backend": "torch",  # 12.7 s of training against NumPy's 19.2 s here (bench/README.md); --backend numpy is bit-reproducible
     "activation": "relu",
@@ -61,6 +64,15 @@ BEST = {
     "batch_size": 128,
     "seed": 0,
 }
+
+# The candidates for BEST (bench/README.md's table), as changes to it.
+BEST_CANDIDATES = [
+    {},
+    {"learning_rate": 1e-3},
+    {"learning_rate": 1e-3, "l2": 1e-5},
+    {"optimizer": "momentum", "learning_rate": 0.1},
+    {"optimizer": "momentum", "learning_rate": 0.05},
+]
 
 # The throughput mode's network and optimizer: the service's default spec (sigmoid, glorot, plain SGD).
 THROUGHPUT = {"activation": "sigmoid", "init": "glorot", "optimizer": "sgd", "learning_rate": 0.1}
@@ -534,15 +546,37 @@ def notebook(runner: Runner, args: argparse.Namespace) -> dict:
     configs = list(enumerate(notebook_configs(args.l2 or 0.0), 1))
     if args.configs:
         configs = [(i, c) for i, c in configs if i in args.configs]
-    seeds = list(range(args.seed, args.seed + args.seeds))
+    fixed = {"batch_size": NOTEBOOK_BATCH, "epochs": epochs}
     print(
         f"Notebook: {'-'.join(map(str, LAYERS))}, batch {NOTEBOOK_BATCH}, {epochs} epoch(s) of "
-        f"{n_train(args, runner.data):,} images, seeds {seeds[0]}-{seeds[-1]}\n"
+        f"{n_train(args, runner.data):,} images, seeds {args.seed}-{args.seed + args.seeds - 1}\n"
     )
+    return {"epochs": epochs, "batch": NOTEBOOK_BATCH} | replicated(runner, args, configs, fixed)
+
+
+def candidates(runner: Runner, args: argparse.Namespace) -> dict:
+    """BEST's candidates, each once per seed, ranked by mean validation accuracy: the first is BEST."""
+    configs = [(i, best_config(args) | change) for i, change in enumerate(BEST_CANDIDATES, 1)]
+    print(
+        f"BEST's candidates: {'-'.join(map(str, LAYERS))}, {n_train(args, runner.data):,} images, "
+        f"seeds {args.seed}-{args.seed + args.seeds - 1}; ranked by validation accuracy, test accuracy final\n"
+    )
+    for i, config in configs:
+        print(f"  #{i}: {json.dumps(config)}")
+    print()
+    return {"candidates": dict(configs)} | replicated(runner, args, configs, {})
+
+
+def replicated(
+    runner: Runner, args: argparse.Namespace, configs: list[tuple[int, dict]], fixed: dict
+) -> dict:
+    """Each numbered configuration once per seed (--seed onwards, --seeds of them): every run's row, then
+    the configurations ranked as GET /sweeps/{id} ranks them."""
+    seeds = list(range(args.seed, args.seed + args.seeds))
     rows, warmed = [], set()
     for i, config in configs:
         for seed in seeds:
-            spec = runner.spec(**config, batch_size=NOTEBOOK_BATCH, epochs=epochs, seed=seed)
+            spec = runner.spec(**(config | fixed | {"seed": seed}))
             if spec.backend not in warmed:  # the first run of a backend must not pay its start-up
                 runner.warm_up(spec)
                 warmed.add(spec.backend)
@@ -575,8 +609,6 @@ def notebook(runner: Runner, args: argparse.Namespace) -> dict:
     print(f"\nConfigurations, best first by {ranked_by}; mean (95 % CI) over {len(seeds)} seed(s):\n")
     print(configurations_table(configurations))
     return {
-        "epochs": epochs,
-        "batch": NOTEBOOK_BATCH,
         "seeds": seeds,
         "runs": rows,
         "ranked_by": ranked_by,
@@ -605,7 +637,7 @@ def mean_ci(summary: Summary | None) -> str | None:
 
 
 def configurations_table(configurations: list) -> str:
-    """The configurations as README's notebook table shows them: mean ± 95 % CI half-width, ties."""
+    """The configurations as docs/performance.md's notebook table shows them: mean ± 95 % CI half-width, ties."""
     rows = [
         [
             c.hyperparameters["#"],
@@ -796,6 +828,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--notebook", action="store_true", help="the notebook's experiment (11 configurations)")
+    mode.add_argument(
+        "--candidates",
+        action="store_true",
+        help="BEST's candidates, --seeds each, ranked by validation accuracy (the first should be BEST)",
+    )
     mode.add_argument("--best", action="store_true", help="train the BEST configuration once")
     mode.add_argument(
         "--wall",
@@ -842,7 +879,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seeds",
         type=int,
         default=1,
-        help="runs of each notebook configuration, seeds --seed onwards (default 1)",
+        help="runs of each notebook configuration (or candidate), seeds --seed onwards (default 1)",
     )
     p.add_argument(
         "--configs",
@@ -881,7 +918,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    mode = "notebook" if args.notebook else "best" if args.best else "wall" if args.wall else "throughput"
+    mode = next((m for m in ("notebook", "candidates", "best", "wall") if getattr(args, m)), "throughput")
     if args.epochs is not None and args.epochs < 1:
         sys.exit("--epochs must be at least 1")
     try:
@@ -899,7 +936,13 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(data, args)
     started = time.perf_counter()
     try:
-        modes = {"throughput": throughput, "notebook": notebook, "best": best, "wall": wall}
+        modes = {
+            "throughput": throughput,
+            "notebook": notebook,
+            "candidates": candidates,
+            "best": best,
+            "wall": wall,
+        }
         results = modes[mode](runner, args)
     except ValueError as exc:  # bad JSON or a TrainSpec that does not validate (runs catch their own errors)
         sys.exit(f"bench/train.py: invalid configuration: {exc}")

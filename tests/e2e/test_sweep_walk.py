@@ -1,4 +1,5 @@
-"""Issue 15's "done when": the notebook's sweep (a small version: 2 epochs on 1,000 images, two seeds)
+"""Issue 15's "done when": the notebook's sweep (a small version: 2 configurations of init x 2 of
+learning rate, three seeds each, 2 epochs on 2,000 images validated on 1,000 others)
 from the dashboard's form to "this configuration is best, by this much, and here is why": the sweep's
 page (progress, each hyperparameter against validation accuracy with error bars, parallel
 coordinates), its best model, and the comparison of the top configurations. Screenshots of real
@@ -14,7 +15,7 @@ import pytest
 from tests.e2e.browser import browser, keep, moved, open_new_job_form, rendered, until, watched_page  # noqa: F401
 from tests.e2e.test_dashboard import chart, fill_spec, training_time_shown
 
-pytestmark = pytest.mark.slow  # a real API and worker train eight models: tens of seconds
+pytestmark = pytest.mark.slow  # a real API and worker train twelve models: tens of seconds
 
 NOTEBOOK_SMALL = {"hidden_layers": "64", "epochs": "2", "train_limit": "2000", "validation_size": "1000"}
 GRID = {"init": ["random", "glorot"], "learning_rate": [0.1, 0.3], "seed": [0, 1, 2]}
