@@ -60,9 +60,16 @@ export async function comparePage(ctx, root) {
 }
 
 /** What ranks the models (validation accuracy when all have it, test otherwise), best first. */
-function ranking(models) {
-  const by = models.every((m) => m.validation_accuracy != null) ? "validation_accuracy" : "test_accuracy";
-  const order = [...models].sort((a, b) => b[by] - a[by]);
+/** Best first, as the API ranks (service/selection.py rank_key, the store's BEST_FIRST): by validation
+ * accuracy; those without one after, by test; equals by test, then the newer job. `by`: what ranked the best. */
+export function ranking(models) {
+  const key = (m) => [m.validation_accuracy == null, -(m.validation_accuracy ?? 0), m.test_accuracy == null, -(m.test_accuracy ?? 0), -m.id];
+  const order = [...models].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const i = x.findIndex((v, k) => v !== y[k]);
+    return i < 0 ? 0 : x[i] < y[i] ? -1 : 1;
+  });
+  const by = order[0]?.validation_accuracy != null ? "validation_accuracy" : "test_accuracy";
   return { by, order, best: order[0] };
 }
 

@@ -1,0 +1,58 @@
+"""The dashboard's compare page ranks models as the API does (selection.rank_key, the store's BEST_FIRST),
+a set where only some have a validation split included: its module run in Chromium, the files served
+straight from service/web (no server)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from service.selection import BY_VALIDATION, rank_key
+from tests.e2e.browser import browser  # noqa: F401 - a fixture
+from tests.support import REPO
+
+WEB = REPO / "service" / "web"
+ORIGIN = "http://mlplab.test"
+RANK = "async (models) => { const r = (await import('/static/js/pages/compare.js')).ranking(models); return [r.by, r.order.map((m) => m.id)]; }"
+
+
+def _model(id: int, validation: float | None, test: float) -> dict:
+    return {"id": id, "validation_accuracy": validation, "test_accuracy": test}
+
+
+MIXED = [
+    _model(1, 0.95, 0.90),
+    _model(2, None, 0.99),  # validation_size 0: the best test accuracy, ranked after every validated model
+    _model(3, 0.95, 0.92),  # tied on validation with 1: the better test first
+    _model(4, None, 0.97),
+    _model(5, 0.93, 0.93),
+    _model(6, 0.93, 0.93),  # equal to 5 on both: the newer job first
+]
+
+
+def _serve(route) -> None:
+    path = urlsplit(route.request.url).path
+    if path == "/":
+        route.fulfill(body="<!doctype html><title>ranking</title>", content_type="text/html")
+    elif (file := WEB / path.removeprefix("/static/")).is_file() and path.startswith("/static/"):
+        route.fulfill(path=file, content_type="text/javascript")
+    else:
+        route.fulfill(status=404)
+
+
+def test_the_compare_pages_ranking_is_the_apis(browser):  # noqa: F811
+    page = browser.new_page()
+    try:
+        page.route(f"{ORIGIN}/**", _serve)
+        page.goto(f"{ORIGIN}/")
+        api_order = [
+            m["id"]
+            for m in sorted(
+                MIXED, key=lambda m: rank_key(m["validation_accuracy"], m["test_accuracy"], m["id"])
+            )
+        ]
+        assert api_order == [3, 1, 6, 5, 2, 4]
+        assert page.evaluate(RANK, MIXED) == [BY_VALIDATION, api_order]
+        unvalidated = [m | {"validation_accuracy": None} for m in MIXED]
+        assert page.evaluate(RANK, unvalidated) == ["test_accuracy", [2, 4, 6, 5, 3, 1]]
+    finally:
+        page.close()
