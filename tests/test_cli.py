@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 
 import pytest
 import uvicorn
@@ -15,6 +16,7 @@ from service.cli import main
 from service.cli.client import ProgressBar
 from service.cli.http import Event, parse_sse
 from service.cli.protocol import HttpProtocol
+from service.cli.studies import study_table
 from service.ml.spec import TrainSpec
 from service.settings import Settings, get_settings
 
@@ -138,3 +140,24 @@ def test_progress_is_a_line_per_event_in_a_pipe_and_a_live_bar_on_a_terminal():
     live = _watched(terminal=True)
     assert all(line in live for line in lines)
     assert "epoch 2/2" in live and "75%" in live and "step 30/40  loss 0.2500" in live
+
+
+def test_a_studys_table_is_best_first_on_validation_and_labels_test_final():
+    trial = {"status": "succeeded", "epochs": 3, "params": {"learning_rate": 0.01}}
+    study = {
+        "best": {"number": 1},
+        "trials": [
+            trial | {"number": 0, "job_id": 4, "validation_accuracy": 0.90, "test_accuracy": 0.95},
+            trial | {"number": 1, "job_id": 5, "validation_accuracy": 0.92, "test_accuracy": 0.91},
+        ],
+    }
+    header, *rows = study_table(study).splitlines()
+    assert re.split(r"\s{2,}", header)[:6] == [
+        "TRIAL",
+        "JOB",
+        "STATUS",
+        "EPOCHS",
+        "VALIDATION",
+        "TEST (FINAL)",
+    ]
+    assert [row.split()[:3] for row in rows] == [["1", "*", "5"], ["0", "4", "succeeded"]]

@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from service.cli.client import Json, pct, read_json, table
+from service.cli.client import TEST_FINAL, Json, pct, read_json, table
 from service.cli.http import ApiClient, ApiError
 from service.selection import rank_key
 from service.store.models import FINISHED, StudyStatus
@@ -47,7 +47,7 @@ def study_table(study: Json) -> str:
         ]
         for t in trials
     ]
-    return table(["TRIAL", "JOB", "STATUS", "EPOCHS", "VALIDATION", "TEST", "PARAMETERS"], rows)
+    return table(["TRIAL", "JOB", "STATUS", "EPOCHS", "VALIDATION", TEST_FINAL, "PARAMETERS"], rows)
 
 
 def summary(study: Json) -> str:
