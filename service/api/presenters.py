@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import numpy as np
 from fastapi import Query, Response
@@ -329,7 +329,17 @@ def differing(specs: list[TrainSpec]) -> list[str]:
     return [field for field in TrainSpec.model_fields if any(d[field] != dumps[0][field] for d in dumps[1:])]
 
 
-def _show(value: Any) -> str:
+def _show(field: str, value: Any) -> str:
+    """A spec value for a label: an unset limit reads "all", an unset setting (early stopping) "off"."""
+    if value is None:
+        settings = TrainSpec.model_fields[field].annotation
+        return (
+            "off"
+            if any(isinstance(t, type) and issubclass(t, BaseModel) for t in get_args(settings))
+            else "all"
+        )
+    if isinstance(value, BaseModel):
+        return "(" + ", ".join(f"{k}={_show(k, v)}" for k, v in value.model_dump().items()) + ")"
     if isinstance(value, list):
         return "-".join(map(str, value))
     if isinstance(value, float):
@@ -343,7 +353,7 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
     if not fields:
         return [f"#{job_id} {spec.name}" for job_id, spec in zip(ids, specs, strict=True)]
     return [
-        f"#{job_id} " + ", ".join(f"{f}={_show(getattr(spec, f))}" for f in fields)
+        f"#{job_id} " + ", ".join(f"{f}={_show(f, getattr(spec, f))}" for f in fields)
         for job_id, spec in zip(ids, specs, strict=True)
     ]
 

@@ -56,6 +56,7 @@ RANKED_BY = (
     "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
     "validation split; with some of each, those without one come after, by test accuracy."
 )
+STUDY_OF = "The study it is a trial of (GET /studies/{id})."
 MAX_CURVE_POINTS = 2000  # per loss curve sent to a browser or drawn: more than a chart's width in pixels
 
 
@@ -84,7 +85,7 @@ class JobPublic(BaseModel):
     test_accuracy: float | None = Field(description=TEST_ACCURACY)
     cancel_requested: bool = False
     sweep_id: str | None = None
-    study_id: int | None = Field(None, description="The study it is a trial of (GET /studies/{id}).")
+    study_id: int | None = Field(None, description=STUDY_OF)
     trial_number: int | None = Field(None, description="Its number among that study's trials: 0, 1, 2, ...")
     provenance: Provenance | None = Field(
         None, description="What trained it (its latest attempt), recorded when training starts."
@@ -247,6 +248,7 @@ class ModelPublic(BaseModel):
     train_limit: int | None
     validation_size: int
     sweep_id: str | None
+    study_id: int | None = Field(None, description=STUDY_OF)
     train_accuracy: float = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)

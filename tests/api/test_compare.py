@@ -11,13 +11,14 @@ from PIL import Image
 from scipy import stats
 
 from service import plots
+from service.api.presenters import labels
 from service.main import create_app
 from service.ml.data import DATASETS
 from service.ml.weights import load_weights
 from service.selection import p_text
 from service.settings import Settings
 from tests.conftest import assert_problem
-from tests.factories import learner_body
+from tests.factories import learner_body, tiny_spec
 from tests.support import real_data_dir
 from workers.worker import run_worker
 
@@ -88,6 +89,18 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         assert all(p["samples"] == p["step"] * model["spec"]["batch_size"] for p in model["losses"])
     # 600 images: 20 steps an epoch at batch 30, 10 at batch 60; on the samples axis both end at 1,200
     assert body["data"][0]["losses"][-1]["samples"] == body["data"][1]["losses"][-1]["samples"] == 1200
+
+
+def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():
+    """No "None" in a legend: an unset train_limit trains on all images, unset early stopping is off."""
+    specs = [
+        tiny_spec(train_limit=None, early_stopping=None),
+        tiny_spec(train_limit=500, early_stopping={"patience": 2}),
+    ]
+    assert labels([3, 4], specs) == [
+        "#3 train_limit=all, early_stopping=off",
+        "#4 train_limit=500, early_stopping=(patience=2, min_delta=0)",
+    ]
 
 
 @pytest.mark.parametrize(

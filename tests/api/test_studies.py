@@ -132,6 +132,8 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
 
         run_trials(settings, lambda spec: 0.5 + 0.1 * spec["learning_rate"])
         best = client.get(f"/studies/{study_id}").json()["best"]
+        models = client.get("/models").json()["data"]
+        assert [m["study_id"] for m in models] == [study_id] * 4  # the compare page's picker filters by it
         promoted = client.post(promote, json={"alias": "champion"})
         assert promoted.status_code == 200, promoted.text
         assert promoted.json()["model_id"] == best["job_id"]

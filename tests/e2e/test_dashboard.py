@@ -8,6 +8,7 @@ those README shows, of the models trained here on real MNIST, in docs/."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image, ImageDraw
@@ -46,6 +47,14 @@ SEEN_INK = """() => { const d = document.querySelector('#seen').getContext('2d')
   for (let i = 0; i < 784; i++) if (d[4 * i] >= 128) { rows.add(Math.floor(i / 28)); cols.add(i % 28); }
   return [[...rows], [...cols]]; }"""
 SMALL_JSON = {"backend": "numpy", "hidden_layers": [64], "epochs": 1, "train_limit": 500}
+SMALL_STUDY = {
+    "base": SMALL_JSON | {"validation_size": 1000},
+    "space": {"learning_rate": {"float": [0.001, 0.5], "log": True}},
+    "sampler": "random",
+    "pruner": "none",
+    "trials": 2,
+    "seed": 0,
+}
 
 # Every tick label, axis title and legend text a chart shows lies inside the chart's box: none
 # clipped (hidden ticks have no box).
@@ -82,7 +91,7 @@ def chart(page, selector: str) -> dict:
     """What plotly drew: trace names and point counts, the y axis, and whether the ticks fit."""
     page.wait_for_selector(f"{selector}.js-plotly-plot .scatterlayer .trace")
     return page.locator(selector).evaluate(
-        """el => ({names: el.data.map(t => t.name), points: el.data.map(t => t.x.length),
+        """el => ({names: el.data.map(t => t.name), parts: el.data.map(t => t.meta), points: el.data.map(t => t.x.length),
                    visible: el.data.map(t => t.visible ?? true), y: el.layout.yaxis,
                    ytitle: el.layout.yaxis.title.text})"""
     ) | {
@@ -92,19 +101,36 @@ def chart(page, selector: str) -> dict:
 
 
 def training_time_shown(page, service, model_id: int) -> None:
-    """The model page says how long training took, as the API measured it: tenths of a second under
-    10 s, so that a real run of half a second never reads "0 s"."""
+    """The model page says how long training took, as the API measured it: milliseconds under a
+    second, so that a real run of a twentieth of a second never reads "0.0 s" or "< 0.1 s"."""
     with service.client() as client:
         seconds = client.get(f"/models/{model_id}").json()["seconds"]
     shown = page.inner_text("#model-accuracy").rsplit("training time ", 1)[1]
     assert seconds > 0, seconds  # a real time (a quiet machine trains the walk's sweep in 0.02 s)
-    if seconds < 0.05:
-        assert shown == "< 0.1 s", (shown, seconds)
-    elif seconds < 9.95:
-        assert shown.endswith(" s") and abs(float(shown[:-2]) - seconds) <= 0.051, (shown, seconds)
-        assert len(shown[:-2].split(".")[1]) == 1
-    else:
-        assert "." not in shown, shown
+    assert shown == duration_shown(seconds), (shown, seconds)
+
+
+def duration_shown(seconds: float) -> str:
+    """How the dashboard prints a duration (dom.js duration()): ms under a second, tenths under ten."""
+    if seconds < 0.9995:
+        return "< 1 ms" if 0 < seconds < 0.0005 else f"{round(1000 * seconds)} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    return f"{round(seconds)} s" if round(seconds) < 60 else "minutes"
+
+
+# Each word of these texts (split at spaces) lies on one line: long labels wrap between words, never
+# inside one ("n=30/00").
+WORDS_WHOLE = """sel => [...document.querySelectorAll(sel)].flatMap(el => {
+  const text = el.firstChild; if (!text || text.nodeType !== 3) return [];
+  const broken = []; let at = 0;
+  for (const word of text.data.split(' ')) {
+    if (word) { const r = document.createRange(); r.setStart(text, at); r.setEnd(text, at + word.length);
+      const tops = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top)));
+      if (tops.size > 1) broken.push(word); }
+    at += word.length + 1;
+  }
+  return broken; })"""
 
 
 def legend_toggles(page, selector: str) -> None:
@@ -305,38 +331,108 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
                 "learning_rate": 0.003,
                 "epochs": 2,
                 "train_limit": 3000,
+                "log_every": 5,
+                "early_stopping": {"patience": 1},
             },
         ).json()
         assert service.wait_job(client, other["id"])["status"] == "succeeded"
     rendered(page, f"/#/compare?ids={job_id},{other['id']}")
     differing = page.locator("#table tr.diff th").all_inner_texts()
-    assert {"backend", "activation"} <= set(differing)
+    assert {"backend", "activation", "early_stopping"} <= set(differing)
+    # settings in words: early stopping's own fields, and "off" where it is unset; never "None"
+    stopping = page.locator("#table tr[data-field=early_stopping] td").all_inner_texts()
+    assert stopping == ["off", "patience=1, min_delta=0"]
     loss, accuracy = chart(page, "#compare-loss"), chart(page, "#compare-accuracy")
-    for drawn in (
-        loss,
-        accuracy,
-    ):  # validation and test accuracy (train toggled off); train and validation loss
-        assert len(drawn["names"]) == 4 and drawn["labels_inside"]
-        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][2].startswith(
+    # validation and test accuracy (train toggled off); train and validation loss per epoch, and the
+    # per-step loss smoothed
+    assert len(accuracy["names"]) == 4 and len(loss["names"]) == 6
+    for drawn in (loss, accuracy):
+        assert drawn["labels_inside"]
+        half = len(drawn["names"]) // 2
+        assert drawn["names"][0].startswith(f"#{job_id} ") and drawn["names"][half].startswith(
             f"#{other['id']} "
         )
-    assert [n.rsplit(" · ", 1)[1] for n in accuracy["names"]] == ["validation", "test"] * 2
+        assert all(len(n) <= 30 for n in drawn["names"])  # short: the full label on hover
+    assert accuracy["parts"] == ["validation", "test"] * 2
+    assert loss["parts"] == ["validation", "train", "per step, smoothed"] * 2
+    with service.client() as client:
+        compared = client.get("/compare", params={"ids": f"{job_id},{other['id']}"}).json()["data"]
+    drawn = page.locator("#compare-loss").evaluate(
+        "el => el.data.filter(t => t.meta === 'per step, smoothed').map(t => ({x: t.x, y: t.y, hover: t.hovertemplate}))"
+    )
+    for smooth, model in zip(drawn, compared, strict=True):
+        raw = [p["loss"] for p in model["losses"]]
+        # x in epochs: the last loss, at the last step, is at the end of epoch 2
+        assert len(smooth["x"]) == len(raw) > 10 and smooth["x"][-1] == 2 and 0 < smooth["x"][0] < 1
+        assert min(raw) <= min(smooth["y"]) and max(smooth["y"]) <= max(raw)
+        assert smooth["y"][0] == pytest.approx(raw[0])  # bias-corrected: it starts where the curve does
+        spread = lambda ys: max(ys[len(ys) // 2 :]) - min(ys[len(ys) // 2 :])  # noqa: E731
+        assert spread(smooth["y"]) < spread(raw)  # smoother than the raw losses
+        assert smooth["hover"].startswith(model["label"])  # the full label on hover
     assert "axis from" in accuracy["ytitle"]
     page.check("#split-toggles input[data-split=train]")
     until(page, "() => document.querySelector('#compare-accuracy').data.length === 6")
     legend_toggles(page, "#compare-loss")
-    # each legend entry is one group (its swatch and its text), on one row of the legend
+    # one legend entry a model, which toggles its curves together
     entries = page.locator("#compare-loss .legend .traces")
-    assert entries.count() == 4
-    until(
-        page,
-        "() => [...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)",
-    )
-    assert page.locator("#matrices img").count() == 2
+    assert entries.count() == 2
+    entries.nth(1).click()
+    hidden = "() => document.querySelector('#compare-loss').data.map(t => t.visible === 'legendonly')"
+    until(page, f"() => ({hidden})().join() === [false, false, false, true, true, true].join()")
+    entries.nth(1).click()
+    until(page, f"() => !({hidden})().some(Boolean)")
+    # the confusion matrices, on one colour scale: the same count is the same shade in both
+    assert page.locator("#matrices .heatmap").count() == 2
+    assert matrices_share_a_scale(page)
+    captions = page.locator("#matrices figcaption").all_inner_texts()
+    assert [c.split()[0] for c in captions] == [f"#{job_id}", f"#{other['id']}"]
+    assert not any("model " in c or "None" in c for c in captions)  # no "model 10: #10 ..."
+    difference_coloured_by_verdict(page)
+    assert "None" not in page.inner_text("main") and "[object Object]" not in page.inner_text("main")
     shot(page.locator("#compare-loss"), "07-compare-loss-chart")
     shot(page.locator("#compare-accuracy"), "07-compare-accuracy-chart")
     shot(page, "07-compare")
     keep(page, "dashboard-compare", DOCS)  # README's picture of a comparison
+
+    # the job of the model with early stopping, and the jobs list, say so in words
+    rendered(page, f"/#/jobs/{other['id']}")
+    assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "patience=1, min_delta=0"
+    rendered(page, f"/#/models/{job_id}")
+    assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "off"
+    rendered(page, "/")
+    label = page.inner_text(f"tr[data-job='{other['id']}'] td.label > span")
+    assert "early stopping patience=1, min_delta=0" in label and "[object Object]" not in label
+
+
+def matrices_share_a_scale(page) -> bool:
+    """Every confusion matrix of the compare page shades a cell by its count on one scale: the diagonal
+    green from 0.15 to 0.75 at the largest right-answer count of all of them."""
+    return page.evaluate(
+        r"""() => {
+      const grids = [...document.querySelectorAll('#matrices .heatmap')];
+      const diag = grids.map(g => [...g.querySelectorAll('.cell')].filter(c => c.dataset.label === c.dataset.predicted));
+      const top = Math.max(...diag.flat().map(c => Number(c.textContent)));
+      const alpha = c => Number(getComputedStyle(c).backgroundColor.match(/[\d.]+(?=\))/)[0]);
+      return diag.flat().every(c => Math.abs(alpha(c) - (0.15 + 0.6 * Number(c.textContent) / top)) < 0.01); }"""
+    )
+
+
+def difference_coloured_by_verdict(page) -> None:
+    """The difference matrix is green where the best model does better (more on the diagonal, fewer
+    off it) and red where it does worse, whatever the sign; its key says so."""
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll('#difference-matrix tbody tr')].flatMap((tr, i) =>
+          [...tr.querySelectorAll('td')].map((td, j) => ({i, j, v: Number(td.textContent), bg: getComputedStyle(td).backgroundColor})))"""
+    )
+    assert len(cells) == 100
+    for c in cells:
+        if c["v"] == 0:
+            continue
+        better = (c["v"] > 0) == (c["i"] == c["j"])
+        colour = re.match(r"rgba?\((\d+), (\d+), (\d+)", c["bg"]).groups()
+        assert colour == (("28", "124", "60") if better else ("179", "38", "30")), c
+    key = page.inner_text("#difference-key")
+    assert "does better" in key and "does worse" in key
 
 
 def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):
@@ -510,6 +606,10 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
     with service.client() as client:
         models = client.get("/models").json()["data"]
         sweeps = client.get("/sweeps").json()["data"]
+        study = client.post("/studies", json=SMALL_STUDY)
+        assert study.status_code == 202, study.text
+        study_id = study.json()["id"]
+        wait_for(lambda: client.get(f"/studies/{study_id}").json()["status"] == "finished", 120, "the study")
     assert len(models) >= 2, "runs after the test that trains two models"
     assert sweeps, "runs after the test that submits a sweep"
     a, b = models[0]["id"], models[1]["id"]
@@ -520,6 +620,7 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         "model": f"/#/models/{a}",
         "compare": f"/#/compare?ids={a},{b}",
         "sweep": f"/#/sweeps/{sweeps[0]['id']}",
+        "study": f"/#/studies/{study_id}",
     }
     with watched_page(browser, service.url, viewport=PHONE) as w:
         page = w.page
@@ -531,6 +632,17 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
             rendered(page, url)
             if name == "jobs":
                 open_new_job_form(page)
+                assert page.evaluate(WORDS_WHOLE, "table.jobs td.label > span") == []
+            if name == "compare":
+                # the picker's labels wrap between words, and its accuracy column is on the screen
+                assert page.evaluate(WORDS_WHOLE, ".picker td.label label") == []
+                cells = page.locator(".picker tbody td.right:visible")
+                # one accuracy a model: the one that ranks them
+                assert cells.count() == page.locator(".picker tbody tr").count() >= 2
+                assert all(
+                    box["x"] + box["width"] <= PHONE["width"]
+                    for box in (cells.nth(k).bounding_box() for k in range(cells.count()))
+                )
             # nothing wider than the screen: the page scrolls vertically only
             assert scroll_width(page) <= PHONE["width"], name
             for selector in (
@@ -539,6 +651,8 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                 "#compare-loss",
                 "#compare-accuracy",
                 "#sweep-by-seed",
+                "#study-by-learning_rate",
+                "#study-history",
             ):
                 if page.locator(selector).count():
                     assert chart(page, selector)["labels_inside"], (name, selector)
@@ -568,3 +682,23 @@ def test_a_model_page_by_alias_shows_its_aliases_provenance_and_onnx(page, servi
         rendered(page, "/#/models/nobody")
         assert "There is no alias nobody." in page.locator(".problem").inner_text()
         client.delete("/aliases/champion")
+
+
+def test_a_model_near_chance_is_flagged_on_its_pages(page, service):
+    """A model that learned next to nothing (zero weights, a learning rate that barely moves them)
+    succeeds, and the dashboard says so: on its page, its job's page, and beside it in the jobs list."""
+    body = SMALL_JSON | {"init": "zeros", "learning_rate": 1e-6, "validation_size": 1000}
+    with service.client() as client:
+        job = client.post("/jobs", json=body).json()
+        done = service.wait_job(client, job["id"])
+    assert done["status"] == "succeeded" and done["near_chance"], done
+    rendered(page, f"/#/models/{job['id']}")
+    warning = page.locator(".warning[data-near-chance=true]")
+    assert warning.count() == 1 and "near chance level" in warning.inner_text()
+    assert done["warning"] in warning.inner_text()
+    rendered(page, f"/#/jobs/{job['id']}")
+    assert page.locator(".warning[data-near-chance=true]").count() == 1
+    rendered(page, "/")
+    mark = page.locator(f"tr[data-job='{job['id']}'] .chance-mark")
+    assert mark.count() >= 1 and mark.first.get_attribute("title") == done["warning"]
+    shot(page.locator(f"tr[data-job='{job['id']}']"), "13-near-chance-in-the-list")

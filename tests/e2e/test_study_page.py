@@ -85,11 +85,37 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
             (points,) = traces(page, f"#study-by-{field}")
             assert len(points["x"]) == 4
             assert page.locator(f"#study-by-{field}").evaluate("el => el.layout.xaxis.type") == axis
+        # the learning rate's log axis labelled at decades: "0.001 0.01 0.1 1", not "2 3 4 ... 0.1 2 3"
+        ticks = page.locator("#study-by-learning_rate").evaluate(
+            "el => [...el.querySelectorAll('.xtick text')].filter(t => t.getBoundingClientRect().width > 0).map(t => t.textContent)"
+        )
+        assert ticks == ["0.001", "0.01", "0.1", "1"], ticks
+        # parallel coordinates of the succeeded trials: each searched parameter, then the objective
+        (parcats,) = traces(page, "#study-parcoords")
+        assert parcats["type"] == "parcats"
+        dims = page.locator("#study-parcoords").evaluate(
+            "el => el.data[0].dimensions.map(d => ({label: d.label, values: d.values}))"
+        )
+        assert [d["label"] for d in dims] == ["learning_rate", "activation", "validation accuracy"]
+        assert all(len(d["values"]) == 4 for d in dims)
+        assert all("–" in v for v in dims[0]["values"])  # a searched number as ranges, not one per trial
+        assert page.locator("#study-parcoords svg .paths path").count() >= 1
         (bars,) = traces(page, "#study-importance")
         assert (
             bars["type"] == "bar" and bars["x"] == list(importance) and bars["y"] == list(importance.values())
         )
         shot(page, "study-page")
+
+        assert study_eta(page) == pytest.approx(8, rel=0.01)  # 6 + 10 epochs left at 2 a second
+
+        # the compare page's picker shows the study's models alone
+        rendered(page, f"/#/compare?study={study_id}")
+        picked = page.locator(".picker tbody tr")
+        assert picked.count() == 4
+        trial_jobs = {t["job_id"] for t in study["trials"]}
+        assert {int(picked.nth(k).get_attribute("data-model")) for k in range(4)} == trial_jobs
+        assert page.locator("#pick-from").input_value() == f"study:{study_id}"
+        rendered(page, f"/#/studies/{study_id}")
 
         moved(page, lambda: page.click("#best-model"))
         assert page.url.endswith(f"#/models/{best['job_id']}")
@@ -102,3 +128,13 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
             "4 of 4" in row.inner_text() and row.locator(f"a[href='#/models/{best['job_id']}']").count() == 1
         )
         w.assert_clean()
+
+
+def study_eta(page) -> float:
+    """studyEta() of a running study 60 s old with 120 epochs trained (2 a second) of 10-epoch trials:
+    one running at epoch 4 (6 left), one succeeded, one to come (10)."""
+    return page.evaluate(
+        """() => import('/static/js/pages/study.js').then(m => m.studyEta({
+          status: 'running', epochs_trained: 120, created_at: new Date(Date.now() - 60000).toISOString(),
+          config: {trials: 3}, trials: [{status: 'running', epochs: 4}, {status: 'succeeded', epochs: 10}]}, 10))"""
+    )

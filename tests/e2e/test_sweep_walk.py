@@ -12,8 +12,24 @@ import time
 
 import pytest
 
-from tests.e2e.browser import browser, keep, moved, open_new_job_form, rendered, until, watched_page  # noqa: F401
-from tests.e2e.test_dashboard import chart, fill_spec, training_time_shown
+from tests.e2e.browser import (  # noqa: F401 - browser is a fixture
+    browser,
+    keep,
+    moved,
+    open_new_job_form,
+    rendered,
+    shot,
+    until,
+    watched_page,
+)
+from tests.e2e.test_dashboard import (
+    chart,
+    difference_coloured_by_verdict,
+    duration_shown,
+    fill_spec,
+    matrices_share_a_scale,
+    training_time_shown,
+)
 
 pytestmark = pytest.mark.slow  # a real API and worker train twelve models: tens of seconds
 
@@ -60,6 +76,10 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         assert "validation accuracy" in best and "over 3 seeds" in best
         assert "points ahead of the next" in page.inner_text("#best-margin")
         assert page.locator("#configurations tbody tr").count() == 4
+        with service.client() as client:
+            sweep = client.get(f"/sweeps/{sweep_id(page)}").json()
+        times = page.locator("#configurations td[data-seconds]").all_inner_texts()
+        assert times == [duration_shown(c["seconds"]) for c in sweep["configurations"]]  # never "0.0"
         keep(page, "sweep-page")
 
         # one click to the best model, which links back to its sweep
@@ -81,13 +101,42 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         assert page.locator("#per-class-table tbody tr").count() == 10
         assert page.locator("#hyperparameters tr.diff").count() >= 1
         understood = time.monotonic()
-        until(
-            page,
-            "() => [...document.querySelectorAll('#matrices img')].every(i => i.complete && i.naturalWidth > 0)",
-        )
+        assert page.locator("#matrices .heatmap").count() == 4
+        assert matrices_share_a_scale(page)
+        difference_coloured_by_verdict(page)
         keep(page, "sweep-compare")
         print(
             f"trained in {trained - submitted:.1f} s; from the finished sweep to the comparison {understood - trained:.1f} s"
         )
         assert understood - trained < 60
+        eight_models_compared(page, [j["id"] for j in sweep["jobs"]][:8])
         w.assert_clean()
+
+
+def sweep_id(page) -> str:
+    return page.url.rsplit("/", 1)[1]
+
+
+def eight_models_compared(page, ids: list[int]) -> None:
+    """Eight models on one compare page stay readable: each legend entry short and the legend whole
+    (no scroll bar), the plot not squeezed, the axis titles inside the chart; eight confusion matrices
+    on one colour scale, their cells wide enough for their counts."""
+    rendered(page, f"/#/compare?ids={','.join(map(str, ids))}")
+    for selector in ("#compare-loss", "#compare-accuracy"):
+        drawn = chart(page, selector)
+        assert drawn["labels_inside"], selector
+        assert all(len(n) <= 30 for n in drawn["names"])
+        assert page.locator(f"{selector} .legend .traces").count() == 8  # one entry a model
+        plot = page.locator(selector).evaluate("el => el._fullLayout._size.h")
+        assert plot >= 230, (selector, plot)  # the legend below it, not in it
+        scrollbar = page.locator(f"{selector} .legend .scrollbar").evaluate_all(
+            "bars => bars.map(b => b.getBoundingClientRect().height)"
+        )
+        assert not any(scrollbar), (selector, scrollbar)
+    assert page.locator("#matrices .heatmap").count() == 8
+    assert matrices_share_a_scale(page)
+    cramped = page.evaluate(
+        "() => [...document.querySelectorAll('#matrices .cell')].filter(c => c.scrollWidth > c.clientWidth || c.clientWidth < 24).length"
+    )
+    assert cramped == 0
+    shot(page, "sweep-compare-eight")

@@ -75,6 +75,7 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
         train_limit=spec.train_limit,
         validation_size=spec.validation_size,
         sweep_id=model.job.sweep_id,
+        study_id=model.job.study_id,
         train_accuracy=model.train_accuracy,
         validation_accuracy=model.validation_accuracy,
         test_accuracy=model.test_accuracy,

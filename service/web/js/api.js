@@ -66,7 +66,6 @@ export function predictImage(id, blob) {
 }
 export const weightsUrl = (id) => `/models/${part(id)}/weights`;
 export const onnxUrl = (id) => `/models/${part(id)}/model.onnx`;
-export const confusionPngUrl = (id, split) => path(`/models/${part(id)}/confusion-matrix.png`, { split });
 
 export const compare = (ids) => request(path("/compare", { ids }));
 

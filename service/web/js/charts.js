@@ -41,26 +41,43 @@ export function plotText(text, width = Infinity) {
   return lines.map(escaped).join(",<br>");
 }
 
-/** The y axis of a loss chart: log scale, labelled with whole values (0.2, 0.5, 1) at 1, 2 and 5 of
- * each decade (or 1, 2, 3, 5, or every digit, when the curves span too little for three labels), from
- * the one at or below the lowest point to the one at or above the highest: both ends labelled. */
-export function lossAxis(values, title = "loss") {
+const MANTISSAS = [[1, 2, 5], [1, 2, 3, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]];
+
+/** A log axis labelled with whole values at the first of `mantissas` of each decade that gives three
+ * labels or more (e.g. 0.2, 0.5, 1 at 1, 2 and 5; 0.001, 0.01, 0.1 at 1), from the one at or below the
+ * lowest value to the one at or above the highest: both ends labelled. */
+export function logAxis(values, title, mantissas = MANTISSAS) {
   const positive = values.filter((v) => v > 0);
   const axis = { title: { text: `${title} (log scale)` }, type: "log", tickformat: "~g" };
   if (!positive.length) return axis;
   const lo = positive.reduce((a, b) => Math.min(a, b)), hi = positive.reduce((a, b) => Math.max(a, b));
-  const enclosing = (mantissas) => {
+  const enclosing = (each) => {
     const all = [];
     for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
-      for (const m of mantissas) all.push(Number((m * 10 ** e).toPrecision(3)));
+      for (const m of each) all.push(Number((m * 10 ** e).toPrecision(3)));
     }
     const first = all.findLastIndex((v) => v <= lo), last = all.findIndex((v) => v >= hi);
     return all.slice(first, last + 1);
   };
-  const tickvals = [[1, 2, 5], [1, 2, 3, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]].map(enclosing).find((t) => t.length >= 3) ?? enclosing([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const tickvals = mantissas.map(enclosing).find((t) => t.length >= 3) ?? enclosing(MANTISSAS.at(-1));
   // a fixed range (log10 units): plotly's autorangeoptions.include mixes up log units in plotly.js 4.1
   const [a, b] = [Math.log10(tickvals[0]), Math.log10(tickvals.at(-1))], pad = 0.04 * (b - a);
   return { ...axis, tickvals, range: [a - pad, b + pad] };
+}
+
+/** The y axis of a loss chart: log scale, labelled at 1, 2 and 5 of each decade (or closer). */
+export const lossAxis = (values, title = "loss") => logAxis(values, title);
+
+/** The axis of a searched parameter on a log scale (a learning rate): labelled at decades when it
+ * spans two or more (0.001, 0.01, 0.1), closer otherwise. */
+export const decadeAxis = (values, title) => logAxis(values, title, [[1], ...MANTISSAS]);
+
+/** An exponential moving average of a noisy curve, bias-corrected so that it starts at the first
+ * value; it weighs about the last `span` points. */
+export function ema(values, span) {
+  const beta = 1 - 2 / (Math.max(span, 1) + 1);
+  let mean = 0;
+  return values.map((v, t) => (mean = beta * mean + (1 - beta) * v) / (1 - beta ** (t + 1)));
 }
 
 /** The y axis of an accuracy chart: from a round floor below every value up to 100 %, the floor
@@ -78,24 +95,41 @@ export function accuracyAxis(values, title = "accuracy") {
   };
 }
 
-/** Draw line traces [{name, x, y, ...plotly trace options}] into el; purged when `signal` aborts. */
+/** The legend's height in pixels under a chart `width` wide: its entries laid out in rows as plotly
+ * lays them (swatch and text), each line of a name 19 px. */
+function legendHeight(names, width) {
+  let rows = 0, used = Infinity, tallest = 0;
+  for (const name of names) {
+    const lines = name.split("<br>");
+    const w = 46 + 6.8 * Math.max(...lines.map((l) => l.replace(/&#\d+;/g, "x").length));
+    if (used + w > width) { rows += tallest; used = 0; tallest = 0; }
+    used += w;
+    tallest = Math.max(tallest, lines.length);
+  }
+  return 19 * (rows + tallest) + 10;
+}
+
+/** Draw line traces [{name, x, y, ...plotly trace options}] into el; purged when `signal` aborts. The
+ * chart grows with its legend, so that many curves never squeeze the plot nor scroll the legend. */
 export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300 } = {}) {
   const Plotly = await plotly();
   if (signal?.aborted) return null;
-  const perLine = Math.max(24, Math.floor((el.clientWidth || 600) / 7.5)); // characters of a legend line
+  const width = el.clientWidth || 600;
+  const perLine = Math.max(24, Math.floor(width / 7.5)); // characters of a legend line
   const data = traces.map((t, i) => ({
     type: "scatter", mode: t.x.length > 1 ? "lines" : "lines+markers",
     ...t, line: { color: PALETTE[i % PALETTE.length], width: 1.8, ...t.line }, name: plotText(t.name, perLine),
   }));
+  const legend = legendHeight(data.map((t) => t.name), width - 16);
   const title = (axis, width) => (axis.title ? { ...axis, title: { ...axis.title, text: plotText(axis.title.text, width) } } : axis);
   const layout = {
-    height, font: FONT, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
+    height: height + Math.max(0, legend - 40), font: FONT, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
     margin: { l: 8, r: 8, t: 8, b: 8 },
     xaxis: { automargin: true, zeroline: false, gridcolor: "#e7ebf0", ...title(x, perLine) },
     yaxis: { automargin: true, zeroline: false, gridcolor: "#e7ebf0", ...title(y, Math.floor((height - 90) / 7.5)) },
     hovermode: "x unified",
     // under the plot, clear of the mode bar that hovers over its top right corner
-    legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", itemclick: "toggle", itemdoubleclick: "toggleothers" },
+    legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", itemclick: "toggle", itemdoubleclick: "toggleothers", maxheight: legend + 40 },
     showlegend: true,
   };
   await Plotly.newPlot(el, data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
@@ -103,7 +137,7 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
   return el;
 }
 
-/** Parallel coordinates of runs, one path per run across `dimensions` [{label, values}] and an
+/** Parallel coordinates of runs, one path per run across `dimensions` [{label, values, order?}] and an
  * accuracy axis (rounded to the point), coloured by that accuracy. plotly's parallel categories, drawn in
  * SVG: its `parcoords` draws with WebGL shaders compiled by eval, which the page's CSP refuses. */
 export async function parallelChart(el, dimensions, accuracy, { signal, height = 360 } = {}) {
@@ -113,7 +147,7 @@ export async function parallelChart(el, dimensions, accuracy, { signal, height =
   const axis = (label, values, order) => ({ label: plotText(label), values: values.map(show), categoryorder: "array", categoryarray: order.map(show) });
   const sorted = (values) => [...new Set(values)].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : 0));
   const points = accuracy.values.map((v) => `${(100 * v).toFixed(0)} %`);
-  const dims = [...dimensions.map((d) => axis(d.label, d.values, sorted(d.values))),
+  const dims = [...dimensions.map((d) => axis(d.label, d.values, d.order ?? sorted(d.values))),
     { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).map((v) => `${v} %`) }];
   const data = [{
     type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color",

@@ -53,11 +53,12 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 
 export const pct = (x, digits = 2) => (x == null ? "–" : `${(100 * x).toFixed(digits)}\u00a0%`);
 
-/** "0.4 s" (tenths under 10 s: a short training run never reads "0 s"), "42 s", "3 min 07 s", "2 h 05 min". */
+/** "24 ms" under a second (a short training run never reads "0.0 s"), "4.2 s" under ten, "42 s",
+ * "3 min 07 s", "2 h 05 min". */
 export function duration(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "–";
-  if (seconds > 0 && seconds < 0.05) return "< 0.1 s";
-  if (seconds < 9.95) return `${Math.max(0, seconds).toFixed(1)} s`;
+  if (seconds < 0.9995) return seconds > 0 && seconds < 0.0005 ? "< 1 ms" : `${Math.round(1000 * Math.max(0, seconds))} ms`;
+  if (seconds < 9.95) return `${seconds.toFixed(1)} s`;
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;

@@ -133,15 +133,30 @@ export function showServerErrors(form, err) {
 
 const SHORT = { learning_rate: "lr", batch_size: "batch", train_limit: "n", hidden_layers: "layers", log_every: "log every" };
 
+/** A spec value as people read it: layers "64-32", an unset limit "all" (train_limit: every image),
+ * an unset setting "off" (early_stopping), a setting's own fields "patience=2, min_delta=0". */
+export function showValue(value, prop) {
+  if (value == null) return prop && fieldKind(prop).main.$ref ? "off" : "all";
+  if (Array.isArray(value)) return value.join("-");
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}=${showValue(v)}`).join(", ");
+  return String(value);
+}
+
+/** One field of a short label: an enum by its value alone ("relu"), others by a short name ("lr 0.002"). */
+export function shortPart(name, value, spec, sep = " ") {
+  const prop = spec.properties[name];
+  const text = showValue(value, prop);
+  return prop && fieldKind(prop).main.enum ? text : `${SHORT[name] ?? name.replace(/_/g, " ")}${sep}${text}`;
+}
+
 /** "numpy · relu · he · adam · lr 0.002 · cosine · batch 128": the spec's values that differ from
- * the defaults (enums by value alone), in the schema's order. */
+ * the defaults, in the schema's order. */
 export function shortLabel(jobSpec, spec) {
   const parts = [];
   for (const [name, prop] of Object.entries(spec.properties)) {
     const value = jobSpec[name];
     if (value === undefined || JSON.stringify(value) === JSON.stringify(defaultOf(prop, jobSpec) ?? null)) continue;
-    const text = Array.isArray(value) ? value.join("-") : String(value);
-    parts.push(fieldKind(prop).main.enum ? text : `${SHORT[name] ?? name.replace(/_/g, " ")} ${text}`);
+    parts.push(shortPart(name, value, spec));
   }
   return parts.join(" · ") || "defaults";
 }

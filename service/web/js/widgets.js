@@ -52,11 +52,18 @@ export function etaSeconds(job, now = Date.now()) {
   return (elapsed * (p.steps - p.step)) / p.step;
 }
 
-/** Confusion matrix as buttons: rows the true class, columns the predicted one; onCell(i, j, count, button). */
-export function confusionGrid(matrix, classes, onCell) {
+/** The counts a confusion matrix's colours run up to, on and off the diagonal: one scale for every
+ * matrix given, so that the same colour is the same count in each. */
+export function matrixScale(matrices) {
+  const diagonal = matrices.flatMap((m) => m.map((row, i) => row[i]));
+  const offDiagonal = matrices.flatMap((m) => m.flatMap((row, i) => row.filter((_, j) => j !== i)));
+  return { diagMax: Math.max(...diagonal, 1), max: Math.max(...offDiagonal, 1) };
+}
+
+/** Confusion matrix: rows the true class, columns the predicted one; green the right answers, red the
+ * mistakes, shaded on `scale`. With onCell(i, j, count, button) its cells are buttons that open. */
+export function confusionGrid(matrix, classes, onCell, { max, diagMax } = matrixScale([matrix])) {
   const n = matrix.length;
-  const offDiagonal = matrix.flatMap((row, i) => row.filter((_, j) => j !== i));
-  const max = Math.max(...offDiagonal, 1), diagMax = Math.max(...matrix.map((r, i) => r[i]), 1);
   const grid = h("div", { class: "heatmap", role: "grid", "aria-label": "Confusion matrix: rows true class, columns predicted",
     style: { gridTemplateColumns: `minmax(2.4rem, auto) repeat(${n}, minmax(1.9rem, 1fr))` } });
   grid.append(h("div", { class: "head corner" }, "true↓ pred→"),
@@ -65,18 +72,20 @@ export function confusionGrid(matrix, classes, onCell) {
     grid.append(h("div", { class: "head", title: classes[i] }, String(classes[i]).slice(0, 6)));
     row.forEach((count, j) => {
       const a = i === j ? 0.15 + 0.6 * (count / diagMax) : Math.min(1, count / max);
-      const button = h("button", {
-        class: "cell", type: "button", "aria-pressed": "false",
+      const cell = h(onCell ? "button" : "div", {
+        class: "cell", type: onCell ? "button" : null, "aria-pressed": onCell ? "false" : null, role: onCell ? null : "gridcell",
         "aria-label": `true ${classes[i]}, predicted ${classes[j]}: ${count} images`,
         dataset: { label: i, predicted: j },
         style: { background: i === j ? `rgba(28,124,60,${a})` : `rgba(179,38,30,${count ? 0.08 + 0.8 * a : 0})` },
       }, count);
-      button.addEventListener("click", () => {
-        grid.querySelectorAll(".cell[aria-pressed=true]").forEach((b) => b.setAttribute("aria-pressed", "false"));
-        button.setAttribute("aria-pressed", "true");
-        onCell(i, j, count, button);
-      });
-      grid.append(button);
+      if (onCell) {
+        cell.addEventListener("click", () => {
+          grid.querySelectorAll(".cell[aria-pressed=true]").forEach((b) => b.setAttribute("aria-pressed", "false"));
+          cell.setAttribute("aria-pressed", "true");
+          onCell(i, j, count, cell);
+        });
+      }
+      grid.append(cell);
     });
   });
   return grid;

@@ -1,20 +1,21 @@
-// Models side by side: pick them (best first, filtered by sweep), then which is best and by how much,
-// accuracy per epoch (train, validation, test toggled) and loss per epoch on common axes, the
-// hyperparameters that differ (all on a toggle), per-class accuracy, and the difference of two
-// models' confusion matrices.
+// Models side by side: pick them (best first, filtered by sweep or study), then which is best and by
+// how much, accuracy per epoch (train, validation, test toggled) and loss per epoch (and smoothed per
+// step) on common axes, the hyperparameters that differ (all on a toggle), per-class accuracy, the
+// confusion matrices on one colour scale and the difference of two.
 import * as api from "../api.js";
 import { $$, digits, fill, h, pct } from "../dom.js";
-import { PALETTE, accuracyAxis, lineChart, lossAxis } from "../charts.js";
+import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, withParams } from "../router.js";
-import { problemView } from "../widgets.js";
+import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
+import { confusionGrid, matrixScale, problemView } from "../widgets.js";
 
 const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
 export async function comparePage(ctx, root) {
   const ids = ctx.params.get("ids") || "";
-  const sweep = ctx.params.get("sweep") || "";
+  const from = { sweep: ctx.params.get("sweep") || "", study: ctx.params.get("study") || "" };
   const chosen = new Set(ids.split(",").map(digits).filter((n) => n != null));
-  const models = await api.models({ limit: 100 });
+  const [models, schema] = await Promise.all([api.models({ limit: 100 }), trainSpecSchema()]);
   if (!ctx.live) return;
   const accChart = h("div", { class: "chart", id: "compare-accuracy", role: "img", "aria-label": "accuracy by epoch of the compared models" });
   const lossChart = h("div", { class: "chart", id: "compare-loss", role: "img", "aria-label": "loss by epoch of the compared models" });
@@ -22,14 +23,16 @@ export async function comparePage(ctx, root) {
     h("label", null, h("input", { type: "checkbox", value: s, checked: s !== "train", dataset: { split: s } }), ` ${s} `)));
   fill(root, h("h1", null, "Compare"),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Pick models"), picker(models, chosen, sweep),
+      h("section", { class: "card" }, h("h2", null, "Pick models"), picker(models, chosen, from, schema),
         h("div", { class: "actions" }, h("button", { type: "button", id: "compare", onclick: () => {
           go(withParams({ ids: $$("input[data-pick]:checked", root).map((c) => c.value).join(",") }));
         } }, "Compare selected"))),
       h("section", { class: "card", id: "compare-best" }, h("h2", null, "Best, and by how much"), h("p", { class: "muted" }, "Pick two or more models."))),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), toggles, accChart),
-      h("section", { class: "card" }, h("h2", null, "Loss by epoch"), lossChart)),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), toggles, accChart,
+        h("p", { class: "muted" }, "A legend entry a model, toggling its curves: solid validation, dashed test, dotted train; the thick one is the best.")),
+      h("section", { class: "card" }, h("h2", null, "Loss by epoch, and per step (smoothed)"), lossChart,
+        h("p", { class: "muted" }, "A legend entry a model: solid validation and dotted train, each epoch's mean; thin, every step's loss smoothed."))),
     h("section", { class: "card" }, h("h2", null, "Hyperparameters and accuracy"),
       h("label", null, h("input", { type: "checkbox", id: "show-all" }), " every hyperparameter, not only those that differ"),
       h("div", { class: "scroll", id: "table" })),
@@ -45,18 +48,17 @@ export async function comparePage(ctx, root) {
   const cms = await Promise.all(cmp.data.map((m) => api.confusion(m.id, "test")));
   if (!ctx.live) return;
   const rank = ranking(cmp.data);
-  const showTable = () => fill(root.querySelector("#table"), hyperparameters(cmp, rank, root.querySelector("#show-all").checked));
+  const names = legendNames(cmp, schema, rank.best);
+  const showTable = () => fill(root.querySelector("#table"), hyperparameters(cmp, rank, root.querySelector("#show-all").checked, schema));
   root.querySelector("#show-all").addEventListener("change", showTable);
   showTable();
   fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank));
   fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.best));
   fill(root.querySelector("#difference"), difference(cmp.data, cms, rank));
-  fill(root.querySelector("#matrices"), cmp.data.map((m) => h("figure", null,
-    h("img", { class: "plot", src: api.confusionPngUrl(m.id, "test"), alt: `confusion matrix of model ${m.id}` }),
-    h("figcaption", { class: "muted" }, `model ${m.id}: ${m.label}`))));
-  const drawAccuracy = () => accuracyChart(accChart, cmp.data, rank.best, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
+  fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.best));
+  const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.best, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
   toggles.addEventListener("change", () => drawAccuracy());
-  await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, rank.best, ctx.signal)]);
+  await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, names, ctx.signal)]);
 }
 
 /** What ranks the models (validation accuracy when all have it, test otherwise), best first. */
@@ -74,7 +76,29 @@ export function ranking(models) {
 }
 
 const short = (m) => `#${m.id}`;
-const name = (m, best) => `${m.label}${m.id === best.id ? " ★" : ""}`;
+const LEGEND_CHARS = 28; // a legend entry's text before "…": the full label is in the hover
+
+/** Each model's legend entry, "#12 glorot, lr=0.3 ★": its id and the differing fields, short; and
+ * its full label, for the hover. */
+function legendNames(cmp, schema, best) {
+  return new Map(cmp.data.map((m) => {
+    const star = m.id === best.id ? " ★" : "";
+    let text = short(m);
+    for (const [k, part] of cmp.differing.map((f) => shortPart(f, m.spec[f], schema, "=")).entries()) {
+      const longer = `${text}${k ? ", " : " "}${part}`;
+      if (longer.length > LEGEND_CHARS) { text += k ? ", …" : " …"; break; } // whole fields only
+      text = longer;
+    }
+    return [m.id, { legend: text + star, full: m.label + star }];
+  }));
+}
+
+/** A model's curves: one legend entry for them all (its first curve's, short), which toggles them
+ * together; each curve's part (validation, test, ...) in `meta`, and its hover the full label. */
+const curves = (m, names, format, parts) => parts.filter(Boolean).map(([part, rest], k) => ({
+  name: names.get(m.id).legend, meta: part, legendgroup: `model-${m.id}`, showlegend: k === 0,
+  hovertemplate: `${plotText(names.get(m.id).full)} · ${part}: %{y:${format}}<extra></extra>`, ...rest,
+}));
 
 function bestSummary({ by, order }) {
   const [best, next] = order;
@@ -90,49 +114,72 @@ function bestSummary({ by, order }) {
   ];
 }
 
-function accuracyChart(el, models, best, splits, signal) {
+function accuracyChart(el, models, names, best, splits, signal) {
   const key = { train: "train_accuracy", validation: "validation_accuracy", test: "test_accuracy" };
-  const traces = models.flatMap((m, i) => splits.filter((s) => m.epochs.some((e) => e[key[s]] != null)).map((s) => ({
-    name: `${name(m, best)} · ${s}`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e[key[s]]), mode: "lines+markers",
+  const shown = ["validation", "test", "train"].filter((s) => splits.includes(s)); // a solid line first: the legend's
+  const traces = models.flatMap((m, i) => curves(m, names, ".2%", shown.filter((s) => m.epochs.some((e) => e[key[s]] != null)).map((s) => [s, {
+    x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e[key[s]]), mode: "lines+markers",
     line: { color: PALETTE[i % PALETTE.length], dash: SPLITS[s], width: m.id === best.id ? 3 : 1.8 },
-  })));
+  }])));
   const values = traces.flatMap((t) => t.y).filter((v) => v != null);
   return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(values, "accuracy"), signal, height: 360 });
 }
 
-function lossChartOf(el, models, best, signal) {
-  const traces = models.flatMap((m, i) => [
-    { name: `${name(m, best)} · train`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.loss), mode: "lines+markers", line: { color: PALETTE[i % PALETTE.length], dash: "dot" } },
-    m.epochs.some((e) => e.validation_loss != null)
-      ? { name: `${name(m, best)} · validation`, x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e.validation_loss), mode: "lines+markers", line: { color: PALETTE[i % PALETTE.length] } }
-      : null,
-  ].filter(Boolean));
-  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis(traces.flatMap((t) => t.y).filter((v) => v != null), "mean loss"), signal, height: 360 });
+/** The per-step losses smoothed (an EMA over about a twentieth of the curve), x in epochs: a loss is
+ * recorded at each epoch's last step, so the last step over the last epoch is the steps per epoch. */
+export function smoothedLoss(losses) {
+  if (losses.length < 2) return null;
+  const last = losses.at(-1), perEpoch = last.step / last.epoch;
+  return { x: losses.map((p) => p.step / perEpoch), y: ema(losses.map((p) => p.loss), Math.max(2, Math.round(losses.length / 20))) };
 }
 
-function picker(models, chosen, sweep) {
+function lossChartOf(el, models, names, signal) {
+  const traces = models.flatMap((m, i) => {
+    const color = PALETTE[i % PALETTE.length], smooth = smoothedLoss(m.losses), epochs = m.epochs.map((e) => e.epoch);
+    return curves(m, names, ".4f", [
+      m.epochs.some((e) => e.validation_loss != null)
+        ? ["validation", { x: epochs, y: m.epochs.map((e) => e.validation_loss), mode: "lines+markers", line: { color } }]
+        : null,
+      ["train", { x: epochs, y: m.epochs.map((e) => e.loss), mode: "lines+markers", line: { color, dash: "dot" } }],
+      smooth ? ["per step, smoothed", { ...smooth, mode: "lines", opacity: 0.55, line: { color, width: 1 } }] : null,
+    ]);
+  });
+  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis(traces.flatMap((t) => t.y).filter((v) => v != null), "loss"), signal, height: 360 });
+}
+
+function picker(models, chosen, from, schema) {
   if (!models.count) return h("p", { class: "muted" }, "No trained models yet.");
-  const sweeps = [...new Set(models.data.map((m) => m.sweep_id).filter(Boolean))];
-  const filter = h("select", { id: "pick-sweep", onchange: (e) => go(withParams({ sweep: e.target.value || null })) },
-    h("option", { value: "" }, "every model"), sweeps.map((s) => h("option", { value: s, selected: s === sweep }, `sweep ${s.slice(0, 8)}`)));
-  const shown = models.data.filter((m) => !sweep || m.sweep_id === sweep);
+  const groups = (key) => [...new Set(models.data.map((m) => m[key]).filter((v) => v != null))].map(String);
+  const option = (key, value, text) => h("option", { value: `${key}:${value}`, selected: from[key] === value }, text);
+  const filter = h("select", { id: "pick-from", onchange: (e) => {
+    const [key, value] = e.target.value ? e.target.value.split(/:(.*)/) : [];
+    go(withParams({ sweep: key === "sweep" ? value : null, study: key === "study" ? value : null }));
+  } },
+  h("option", { value: "" }, "every model"),
+  groups("sweep_id").map((s) => option("sweep", s, `sweep ${s.slice(0, 8)}`)),
+  groups("study_id").map((s) => option("study", s, `study ${s}`)));
+  const shown = models.data.filter((m) => (!from.sweep || m.sweep_id === from.sweep) && (!from.study || String(m.study_id) === from.study));
   const more = models.count > models.data.length
     ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id or alias in the address: #/compare?ids=3,champion`)
     : null;
+  // on a phone, only the accuracy that ranks them
+  const ranked = models.ranked_by.startsWith("validation") ? "validation" : "test";
+  const column = (split) => ["right", "nowrap", split === ranked ? null : "hide-small"];
   return [
-    h("label", { for: "pick-sweep" }, "show "), filter, more,
+    h("label", { for: "pick-from" }, "show "), filter, more,
     h("div", { class: "scroll picker" }, h("table", null,
-      h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.split(" ")[0].replace("_", " ")})`), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
+      h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.split(" ")[0].replace("_", " ")})`),
+        h("th", { class: column("validation") }, "validation"), h("th", { class: column("test") }, "test"))),
       h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },
         h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
-        h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${m.name}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
-        h("td", { class: ["right", "nowrap"] }, pct(m.validation_accuracy)),
-        h("td", { class: ["right", "nowrap"] }, pct(m.test_accuracy))))))),
+        h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${shortLabel(m, schema)}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
+        h("td", { class: column("validation") }, pct(m.validation_accuracy)),
+        h("td", { class: column("test") }, pct(m.test_accuracy))))))),
   ];
 }
 
-function hyperparameters(cmp, { by, best }, all) {
-  const cell = (v) => h("td", null, Array.isArray(v) ? v.join(",") : v ?? "all");
+function hyperparameters(cmp, { by, best }, all, schema) {
+  const cell = (field) => (v) => h("td", null, showValue(v, schema.properties[field]));
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
   const accuracy = (label, key) => h("tr", null, h("th", null, label), cmp.data.map((m) =>
     h("td", { class: key === by && m.id === best.id ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]))));
@@ -140,7 +187,7 @@ function hyperparameters(cmp, { by, best }, all) {
     h("table", { id: "hyperparameters" },
       h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}${m.id === best.id ? " ★" : ""}`))))),
       h("tbody", null,
-        fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell))),
+        fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell(field)))),
         accuracy("train accuracy", "train_accuracy"), accuracy("validation accuracy", "validation_accuracy"), accuracy("test accuracy (final)", "test_accuracy"))),
     h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameters differ; the others are equal. `,
       `★ marks the best ${by.replace("_", " ")}.`),
@@ -157,19 +204,32 @@ function perClass(models, cms, best) {
     })));
 }
 
-/** The best model's confusion matrix less the runner-up's: blue where the best puts more images,
- * red where fewer (on the diagonal, blue is better; off it, red is). */
+/** Each model's test confusion matrix on one colour scale: the same count, the same shade. */
+function matrices(models, cms, best) {
+  const scale = matrixScale(cms.map((cm) => cm.matrix));
+  return models.map((m, k) => h("figure", { dataset: { model: m.id } },
+    confusionGrid(cms[k].matrix, cms[k].classes, null, scale),
+    h("figcaption", { class: "muted" }, m.label, m.id === best.id ? " ★" : "")));
+}
+
+/** The best model's confusion matrix less the runner-up's, coloured by which of them does better in
+ * each cell: more images on the diagonal is better, fewer off it. */
 function difference(models, cms, { best, order }) {
   const next = order[1];
   const a = cms[models.indexOf(best)], b = cms[models.indexOf(next)];
   const diff = a.matrix.map((row, i) => row.map((v, j) => v - b.matrix[i][j]));
   const max = Math.max(1, ...diff.flat().map(Math.abs));
-  const shade = (v) => (v === 0 ? null : { background: `rgba(${v > 0 ? "36,86,199" : "199,69,42"},${(0.15 + 0.85 * Math.abs(v) / max).toFixed(2)})` });
+  const verdict = (v, i, j) => (v === 0 ? null : (i === j) === (v > 0) ? "better" : "worse");
+  const COLOURS = { better: "28,124,60", worse: "179,38,30" };
+  const shade = (v, i, j) => (v === 0 ? null : { background: `rgba(${COLOURS[verdict(v, i, j)]},${(0.15 + 0.85 * Math.abs(v) / max).toFixed(2)})` });
   return [
-    h("p", { class: "muted" }, `model ${best.id} (★) less model ${next.id}: rows the true class, columns the prediction; on the diagonal more is better, off it fewer is.`),
+    h("p", { class: "muted" }, `model ${best.id} (★) less model ${next.id}: rows the true class, columns the prediction.`),
+    h("p", { class: "legend-key", id: "difference-key" },
+      h("span", { class: "swatch better" }), ` ${short(best)} does better (more right, or fewer wrong) `,
+      h("span", { class: "swatch worse" }), ` ${short(best)} does worse than ${short(next)}`),
     h("table", { id: "difference-matrix", class: "difference" },
       h("thead", null, h("tr", null, h("th", null, "true↓ pred→"), a.classes.map((c) => h("th", null, String(c).slice(0, 4))))),
       h("tbody", null, diff.map((row, i) => h("tr", null, h("th", null, String(a.classes[i]).slice(0, 6)),
-        row.map((v, j) => h("td", { class: ["right", i === j ? "diag" : null], style: shade(v) }, v > 0 ? `+${v}` : String(v))))))),
+        row.map((v, j) => h("td", { class: ["right", i === j ? "diag" : null], style: shade(v, i, j), dataset: { verdict: verdict(v, i, j) } }, v > 0 ? `+${v}` : String(v))))))),
   ];
 }

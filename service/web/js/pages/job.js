@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { accuracyAxis, extend, lineChart, lossAxis } from "../charts.js";
 import { reload } from "../router.js";
-import { shortLabel, trainSpecSchema } from "../spec.js";
+import { shortLabel, showValue, trainSpecSchema } from "../spec.js";
 import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
 
 export async function jobPage(ctx, root) {
@@ -24,7 +24,7 @@ export async function jobPage(ctx, root) {
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart),
-      h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec))));
+      h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec, spec))));
   await Promise.all([
     lineChart(lossChart, [lossTrace(losses)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
@@ -75,9 +75,9 @@ function actions(job) {
   return [cancel, problem];
 }
 
-export function specTable(values) {
+export function specTable(values, spec) {
   return h("table", { class: "spec-table" }, h("tbody", null, Object.entries(values).map(([k, v]) =>
-    h("tr", null, h("th", null, k), h("td", null, Array.isArray(v) ? v.join(", ") : v ?? "all")))));
+    h("tr", { dataset: { field: k } }, h("th", null, k), h("td", null, showValue(v, spec.properties[k]))))));
 }
 
 function follow(ctx, root, job, { lossChart, accChart, progress }) {

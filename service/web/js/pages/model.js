@@ -42,7 +42,7 @@ export async function modelPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Most frequent mistakes"), h("div", { id: "mistakes" })),
       h("section", { class: "card" }, h("h2", null, "An image"), detail),
       drawSection(id, classes),
-      h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec),
+      h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec, spec),
         h("p", { id: "model-accuracy" }, `${accuracyLine(model)} · training time ${duration(model.seconds)}`),
         h("p", { class: "muted", id: "model-epochs" }, stoppedNote(model)),
         h("div", { class: "actions" }, h("a", { class: "button", href: api.weightsUrl(id), download: "" }, "Download weights (.npz)"),

@@ -1,11 +1,12 @@
-// One study: its progress (trials by status, pruned ones apart), its best trial (validation accuracy,
-// test as the final figure) a click from its model, each trial's validation accuracy against its number
-// with the best so far, each searched parameter against validation accuracy, the parameters'
-// importance, and every trial.
+// One study: its progress (trials by status, pruned ones apart, an ETA), its best trial (validation
+// accuracy, test as the final figure) a click from its model, each trial's validation accuracy against
+// its number with the best so far, each searched parameter against validation accuracy, parallel
+// coordinates of its succeeded trials, the parameters' importance, and every trial.
 import * as api from "../api.js";
-import { fill, h, pct } from "../dom.js";
-import { PALETTE, accuracyAxis, lineChart } from "../charts.js";
+import { duration, fill, h, pct, seconds } from "../dom.js";
+import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
+import { trainSpecSchema } from "../spec.js";
 import { statusBadge } from "../widgets.js";
 
 const REFRESH_MS = 3000;
@@ -13,24 +14,27 @@ const ENDED = ["succeeded", "pruned", "failed", "cancelled"];
 const PRUNED_COLOR = "#9aa3ae";
 
 export async function studyPage(ctx, root) {
-  const [study, importance] = await Promise.all([api.study(ctx.args[0]), api.studyImportance(ctx.args[0])]);
+  const [study, importance, spec] = await Promise.all([api.study(ctx.args[0]), api.studyImportance(ctx.args[0]), trainSpecSchema()]);
   if (!ctx.live) return;
+  const epochsEach = study.config.base.epochs ?? spec.properties.epochs.default;
   const fields = Object.keys(study.config.space);
   const box = (id, label) => h("div", { class: "chart", id, role: "img", "aria-label": label });
   const history = box("study-history", "validation accuracy of each trial against its number, and the best so far");
   const bars = box("study-importance", "each searched parameter's importance for validation accuracy");
   const charts = fields.map((f) => box(`study-by-${f}`, `validation accuracy against ${f}`));
+  const parcoords = box("study-parcoords", "parallel coordinates of the succeeded trials");
   fill(root,
     h("h1", null, `Study ${study.id}`),
     h("p", { class: "subtitle" }, `${study.status} · ${study.config.sampler} sampler · ${study.config.pruner === "none" ? "no" : study.config.pruner} pruner · `,
       `searches ${fields.join(", ")} · ranked by validation accuracy`),
     h("div", { class: "grid" },
-      h("section", { class: "card", id: "study-progress" }, h("h2", null, "Progress"), progressView(study)),
+      h("section", { class: "card", id: "study-progress" }, h("h2", null, "Progress"), progressView(study, epochsEach)),
       h("section", { class: "card", id: "study-best" }, h("h2", null, "Best trial"), bestView(study))),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Validation accuracy by trial"), history),
       h("section", { class: "card" }, h("h2", null, "Parameter importance"), bars)),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
+    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
     h("section", { class: "card" }, h("h2", null, "Trials"), h("div", { class: "scroll" }, trialsTable(study))));
   if (study.status === "running") {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
@@ -40,10 +44,21 @@ export async function studyPage(ctx, root) {
     historyChart(history, study, ctx.signal),
     importanceChart(bars, importance, ctx.signal),
     ...fields.map((f, i) => fieldChart(charts[i], study, f, ctx.signal)),
+    trialsParcoords(parcoords, study, fields, ctx.signal),
   ]);
 }
 
-function progressView(study) {
+/** Seconds until the study ends, at the pace its epochs have been trained so far: the epochs its
+ * unfinished and unstarted trials have left (each `epochsEach`; a pruned one ends sooner) over the
+ * epochs trained per second since it was created; null before the first epoch. */
+export function studyEta(study, epochsEach, now = Date.now()) {
+  if (study.status !== "running" || !study.epochs_trained) return null;
+  const open = study.trials.filter((t) => !ENDED.includes(t.status));
+  const left = open.reduce((n, t) => n + Math.max(0, epochsEach - t.epochs), 0) + (study.config.trials - study.trials.length) * epochsEach;
+  return left / (study.epochs_trained / seconds(study.created_at, now));
+}
+
+function progressView(study, epochsEach) {
   const c = study.counts;
   const ended = ENDED.reduce((n, s) => n + c[s], 0);
   const total = study.config.trials;
@@ -54,7 +69,8 @@ function progressView(study) {
     h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": "trials of the study ended" },
       h("span", { style: { width: `${percent}%` } })),
     h("p", { id: "study-counts" }, `${ended} of ${total} trials ended · ${c.succeeded} succeeded · ${c.pruned} pruned`,
-      more(c.failed, "failed"), more(c.cancelled, "cancelled"), ` · ${c.running} running · ${c.queued} queued`, more(toCome, "to come")),
+      more(c.failed, "failed"), more(c.cancelled, "cancelled"), ` · ${c.running} running · ${c.queued} queued`, more(toCome, "to come"),
+      study.status === "running" ? ` · ETA ${duration(studyEta(study, epochsEach))}` : ""),
     h("p", { class: "muted" }, `${study.epochs_trained} epochs trained, ${study.config.parallelism} trials at once`),
   ];
 }
@@ -127,11 +143,34 @@ function fieldChart(el, study, field, signal) {
   const traces = pointTraces(study, (t) => (dimension.choice ? show(t.params[field]) : t.params[field]));
   if (!traces[0].x.length) return nothingYet(el);
   const type = dimension.choice ? "category" : dimension.log ? "log" : "linear";
+  const bounds = dimension.float ?? dimension.int;
   return lineChart(el, traces, {
-    x: { title: { text: field + (type === "log" ? " (log scale)" : "") }, type },
+    x: type === "log" ? decadeAxis(bounds, field) : { title: { text: field }, type },
     y: accuracyAxis(traces.flatMap((t) => t.y), "validation accuracy"),
     signal,
   });
+}
+
+/** A searched number's values as up to four ranges of its interval (even steps of its log for a log
+ * scale), so that parallel categories draw a few bands rather than a category per trial. */
+function binned(values, [lo, hi], log) {
+  const bins = 4, f = log ? Math.log10 : (v) => v, a = f(lo), b = f(hi);
+  const edge = (k) => { const v = a + (k * (b - a)) / bins; return String(Number((log ? 10 ** v : v).toPrecision(2))); };
+  const order = [...Array(bins).keys()].map((k) => `${edge(k)}–${edge(k + 1)}`);
+  const bin = (v) => order[Math.min(bins - 1, Math.max(0, Math.floor((bins * (f(v) - a)) / (b - a || 1))))];
+  const binnedValues = values.map(bin);
+  return { values: binnedValues, order: order.filter((o) => binnedValues.includes(o)) }; // parcats fails on an empty category
+}
+
+function trialsParcoords(el, study, fields, signal) {
+  const { succeeded } = placed(study);
+  if (!succeeded.length) return nothingYet(el);
+  const dims = fields.map((f) => {
+    const dimension = study.config.space[f], values = succeeded.map((p) => p.trial.params[f]);
+    const bounds = dimension.float ?? dimension.int;
+    return bounds ? { label: f, ...binned(values, bounds, dimension.log) } : { label: f, values };
+  });
+  return parallelChart(el, dims, { label: "validation accuracy", values: succeeded.map((p) => p.y) }, { signal });
 }
 
 function importanceChart(el, importance, signal) {

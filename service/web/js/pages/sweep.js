@@ -98,13 +98,13 @@ function bestView(sweep) {
 function configurationsTable(sweep) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "configurations" },
-    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("s", "right"), th("tied"), th("model"))),
+    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("mean training time", "right"), th("tied"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       return h("tr", { class: i === 0 ? "best" : null, dataset: { configuration: i } },
         h("td", null, i + 1), h("td", null, config(c)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
-        h("td", { class: "right" }, c.seconds == null ? "–" : c.seconds.toFixed(1)),
+        h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
         h("td", null, i === 0 ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (p = ${c.p_value.toPrecision(2)})` : `no (p = ${c.p_value.toPrecision(2)})`),
         h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run) : c.jobs.map((id) => [h("a", { href: `#/jobs/${id}` }, id), " "])));
     })));
