@@ -1,12 +1,12 @@
 """The dashboard's compare page ranks models as the API does (selection.rank_key, the store's BEST_FIRST),
-a set where only some have a validation split included: its module run in Chromium, the files served
-straight from service/web (no server)."""
+a set where only some have a validation split included, and words p-values as it does: its modules run
+in Chromium, the files served straight from service/web (no server)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from service.selection import BY_VALIDATION, rank_key
+from service.selection import BY_VALIDATION, p_text, rank_key
 from tests.e2e.browser import browser  # noqa: F401 - a fixture
 from tests.support import REPO
 
@@ -54,5 +54,21 @@ def test_the_compare_pages_ranking_is_the_apis(browser):  # noqa: F811
         assert page.evaluate(RANK, MIXED) == [BY_VALIDATION, api_order]
         unvalidated = [m | {"validation_accuracy": None} for m in MIXED]
         assert page.evaluate(RANK, unvalidated) == ["test_accuracy", [2, 4, 6, 5, 3, 1]]
+    finally:
+        page.close()
+
+
+def test_p_values_read_as_the_api_words_them(browser):  # noqa: F811
+    """A Welch or McNemar p that underflowed to 0.0 is 'p < 1e-300' on the sweep and jobs pages too."""
+    page = browser.new_page()
+    try:
+        page.route(f"{ORIGIN}/**", _serve)
+        page.goto(f"{ORIGIN}/")
+        values = [0.0, 0.0342, 0.5, 1.1e-95, 4.7e-18]
+        shown = page.evaluate(
+            "async (ps) => { const { pText } = await import('/static/js/dom.js'); return ps.map(pText); }",
+            values,
+        )
+        assert shown == [p_text(p) for p in values] and shown[0] == "p < 1e-300"
     finally:
         page.close()

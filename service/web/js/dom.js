@@ -53,6 +53,9 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 
 export const pct = (x, digits = 2) => (x == null ? "–" : `${(100 * x).toFixed(digits)}\u00a0%`);
 
+/** A p-value as the API's selection.p_text words it: one that underflowed to 0 is a bound, not zero. */
+export const pText = (p) => (p === 0 ? "p < 1e-300" : `p = ${Number(p.toPrecision(3))}`);
+
 /** "24 ms" under a second (a short training run never reads "0.0 s"), "4.2 s" under ten, "42 s",
  * "3 min 07 s", "2 h 05 min". */
 export function duration(seconds) {

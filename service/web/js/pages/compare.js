@@ -61,7 +61,6 @@ export async function comparePage(ctx, root) {
   await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, names, ctx.signal)]);
 }
 
-/** What ranks the models (validation accuracy when all have it, test otherwise), best first. */
 /** Best first, as the API ranks (service/selection.py rank_key, the store's BEST_FIRST): by validation
  * accuracy; those without one after, by test; equals by test, then the newer job. `by`: what ranked the best. */
 export function ranking(models) {
@@ -103,14 +102,18 @@ const curves = (m, names, format, parts) => parts.filter(Boolean).map(([part, re
 function bestSummary({ by, order }) {
   const [best, next] = order;
   const split = by === "validation_accuracy" ? "validation" : "test";
-  const gap = 100 * (best[by] - next[by]);
+  // the gap on a figure both have: a runner-up without a validation split is compared on test
+  const on = next?.[by] != null ? by : "test_accuracy";
+  const line = [h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
+    h("strong", { id: "best-figure" }, pct(best[by])))];
+  if (!next) return line;
+  const gap = 100 * (best[on] - next[on]);
   return [
-    h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
-      h("strong", { id: "best-figure" }, pct(best[by]))),
-    h("p", { id: "best-gap" }, `${gap.toFixed(2)} points ahead of ${short(next)} (${pct(next[by])})`,
-      by === "validation_accuracy" ? `; on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}` : " (no validation split: ranked on test)"),
-    next ? h("p", null, h("a", { href: `/compare/disagreements?a=${best.id}&b=${next.id}&split=test` }, "image by image (McNemar's test)"),
-      " · ", h("a", { href: `/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test` }, "the images they disagree on")) : null,
+    ...line,
+    h("p", { id: "best-gap" }, `${gap.toFixed(2)} points ahead of ${short(next)} (${pct(next[on])})`,
+      on !== by ? " on test, the only figure it has" : by === "validation_accuracy" ? `; on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}` : " (no validation split: ranked on test)"),
+    h("p", null, h("a", { href: `/compare/disagreements?a=${best.id}&b=${next.id}&split=test` }, "image by image (McNemar's test)"),
+      " · ", h("a", { href: `/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test` }, "the images they disagree on")),
   ];
 }
 

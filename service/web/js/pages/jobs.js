@@ -2,7 +2,7 @@
 // progress, filtered by status and sweep, sorted by the API, a page of 50 at a time. State lives in the
 // hash: #/?status=running&sweep=3f9c2a1b7d4e&sort=-test_accuracy&offset=50.
 import * as api from "../api.js";
-import { $, digits, duration, fill, h, pct, seconds, timeCell } from "../dom.js";
+import { $, digits, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, withParams } from "../router.js";
 import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
@@ -160,7 +160,7 @@ function configurationsTable(s) {
   const bar = (m) => h("div", { class: "errorbar", title: interval(m) },
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
-  const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (p ${c.p_value.toPrecision(2)})`);
+  const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (${pText(c.p_value)})`);
   return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
     h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI); tied: Welch's t-test against the best, p ≥ 0.05`),
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]

@@ -2,7 +2,7 @@
 // each varied hyperparameter against validation accuracy (error bars: the 95 % CI over seeds),
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
-import { duration, fill, h, pct, seconds } from "../dom.js";
+import { duration, fill, h, pct, pText, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { etaSeconds } from "../widgets.js";
@@ -87,7 +87,7 @@ function bestView(sweep) {
     h("p", { id: "best-config" }, h("strong", null, config(best)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
     next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next)})`,
-      next.p_value != null ? `, Welch p = ${next.p_value.toPrecision(2)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : ", one seed each: no test") : null,
+      next.p_value != null ? `, Welch ${pText(next.p_value)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : ", one seed each: no test") : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
       run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, `Open its model (${run})`) : null,
@@ -105,7 +105,7 @@ function configurationsTable(sweep) {
         h("td", null, i + 1), h("td", null, config(c)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
-        h("td", null, i === 0 ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (p = ${c.p_value.toPrecision(2)})` : `no (p = ${c.p_value.toPrecision(2)})`),
+        h("td", null, i === 0 ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
         h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run) : c.jobs.map((id) => [h("a", { href: `#/jobs/${id}` }, id), " "])));
     })));
 }
