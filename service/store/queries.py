@@ -517,7 +517,7 @@ def trial_records(
         TrialRecord(
             number=job.trial_number if job.trial_number is not None else -1,
             params={field: job.spec[field] for field in config.space},
-            status=job.status.value,
+            status=job.status,
             value=job.validation_accuracy if job.status == JobStatus.succeeded else None,
             intermediate=curves.get(job.id, {}),
         )
