@@ -22,11 +22,7 @@ from service.ml.train import (
     train,
 )
 from service.ml.weights import dump_weights, load_weights, predict_proba
-
-
-def no_holdout(**fields) -> TrainSpec:
-    """A spec for the tiny dataset's 600 training images: all of them trained on, none held out."""
-    return TrainSpec(validation_size=0, **fields)
+from tests.factories import no_holdout
 
 
 def _arrays(blob: bytes) -> dict[str, np.ndarray]:
