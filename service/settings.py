@@ -17,7 +17,10 @@ LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 class Settings(BaseSettings):
     """Every setting mlplab reads; README's settings table documents each one."""
 
-    model_config = SettingsConfigDict(env_prefix="MLPLAB_", env_file=".env", extra="ignore", validate_by_name=True)
+    # validate_by_name: Settings(metrics_dir=...) is still accepted beside that field's environment aliases
+    model_config = SettingsConfigDict(
+        env_prefix="MLPLAB_", env_file=".env", extra="ignore", validate_by_name=True
+    )
 
     database_url: str = Field(
         "sqlite:///./var/mlplab.db",
