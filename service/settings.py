@@ -106,7 +106,10 @@ class Settings(BaseSettings):
         "`mlplab api --workers N` makes a temporary one when unset.",
     )
     keep_alive_seconds: int = Field(
-        5, ge=1, description="An API connection idle this long (before its first request too) is closed."
+        5,
+        ge=1,
+        description="An API connection idle this long (before its first request too) is closed; a request's "
+        "head must arrive within it (else 408) and its body may pause no longer.",
     )
     max_connections: int = Field(
         1000, ge=1, description="Concurrent connections one API process serves; requests past it get 503."

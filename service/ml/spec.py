@@ -6,7 +6,15 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Backend = Literal["numpy", "torch"]
 DatasetName = Literal["mnist", "fashion-mnist"]
@@ -20,6 +28,8 @@ INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
 NUM_CLASSES = 10
 
 Units = Annotated[int, Field(ge=1, le=4096)]
+# -0.0 + 0.0 is 0.0: a spec with l2 -0.0 is the spec with l2 0, one job in a sweep, one key
+Real = Annotated[float, AfterValidator(lambda value: value + 0.0)]
 
 # Adam's steps are normalised by the gradient's scale, so SGD's 0.1 makes it diverge.
 DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
@@ -38,7 +48,7 @@ class EarlyStopping(BaseModel):
         le=MAX_EPOCHS,
         description="Epochs without an improvement of the validation loss before training stops.",
     )
-    min_delta: float = Field(
+    min_delta: Real = Field(
         0.0,
         ge=0,
         le=10,
@@ -81,7 +91,7 @@ class TrainSpec(BaseModel):
         "he = N(0, 2/fan_in). Biases start at 0.",
     )
     optimizer: Optimizer = Field("sgd", description="sgd, momentum (heavy ball) or adam.")
-    learning_rate: float = Field(
+    learning_rate: Real = Field(
         DEFAULT_LEARNING_RATE["sgd"],
         gt=0,
         le=10,
@@ -93,8 +103,8 @@ class TrainSpec(BaseModel):
     lr_schedule: Schedule = Field(
         "constant", description="constant, or cosine decay to 0 over all steps (per step)."
     )
-    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum', in [0, 1).")
-    l2: float = Field(
+    momentum: Real = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum', in [0, 1).")
+    l2: Real = Field(
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
     )
     epochs: int = Field(15, ge=1, le=MAX_EPOCHS)

@@ -112,6 +112,14 @@ def test_values_that_validate_alike_are_one_job(client):
     assert sorted(j["id"] for j in _jobs(client)) == sorted(j["id"] for j in sweep["jobs"])
 
 
+@pytest.mark.parametrize("field", ["l2", "momentum"])
+def test_zero_and_negative_zero_are_one_value(client, field):
+    body = {"base": {"backend": "numpy", "optimizer": "momentum"}, "grid": {field: [0.0, -0.0]}}
+    sweep = client.post("/sweeps", json=body).json()
+    assert sweep["count"] == 1 and [job["spec"][field] for job in sweep["jobs"]] == [0.0]
+    assert str(sweep["jobs"][0]["spec"][field]) == "0.0"  # not "-0.0": the spec a model's key is built from
+
+
 def test_the_sweep_limit_is_named(client):
     problem = assert_problem(
         client.post(

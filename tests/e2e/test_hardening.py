@@ -118,6 +118,75 @@ def test_connections_that_send_nothing_are_closed_and_bounded(tmp_path):
         service.stop()
 
 
+def _answer(sock: socket.socket) -> bytes:
+    """What the server says before it closes the connection (b"" when it closes without a word)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_request_that_stops_coming_is_answered_408_or_closed(tmp_path):
+    """Slowloris: a byte of a head, most of a head, a head and a byte of its body, then nothing."""
+    service = start_service(tmp_path, MLPLAB_KEEP_ALIVE_SECONDS="2", MLPLAB_MAX_CONNECTIONS="20")
+    port = _port(service)
+    head = f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    starts = [b"G", head.encode(), f"{head}Content-Length: 100\r\n\r\n{{".encode()] * 8  # 24 > the 20
+    held: list[socket.socket] = []
+    try:
+        for start in starts:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(start)
+            held.append(sock)
+        started = time.monotonic()
+        answers = [_answer(sock) for sock in held]  # each waits for the server to close
+        assert time.monotonic() - started < 8
+        for start, answer in zip(starts, answers, strict=True):
+            if b"\r\n\r\n" in start:  # a body that stopped: the app had it, the connection is cut
+                assert b" 500 " not in answer, answer
+            else:
+                assert answer.startswith(b"HTTP/1.1 408 "), answer
+                assert b"application/problem+json" in answer and b"MLPLAB_KEEP_ALIVE_SECONDS" in answer
+        with service.client() as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/jobs").json()["count"] == 0  # the half-sent job was never queued
+    finally:
+        for sock in held:
+            sock.close()
+        service.stop()
+
+
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_a_huge_request_head_is_431_before_it_is_read(tmp_path, where):
+    """httptools keeps a head whole in memory: 100 MB of header or URL, before any check could run."""
+    service = start_service(tmp_path, MLPLAB_API_TOKEN="s3cret")
+    try:
+        pid, port = service.api.pid, _port(service)
+        with service.client() as client:
+            client.get("/jobs")
+        before = _memory(pid)["VmRSS"]
+        _reset_peak(pid)
+        line = f"POST /jobs{'?x=' if where == 'url' else ''}"
+        start = line.encode() if where == "url" else f"{line} HTTP/1.1\r\nX-Junk: ".encode()
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(start)
+            while sent < 100_000_000 and not select.select([sock], [], [], 0)[0]:
+                try:
+                    sock.sendall(b"a" * 1_000_000)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += 1_000_000
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert sent < 10_000_000 and _memory(pid)["VmHWM"] - before < 20_000_000
+        with service.client() as client:  # a head of a few kB is still served
+            response = client.get("/healthz", headers={"x-long": "a" * 8000})
+            assert response.status_code == 200
+    finally:
+        service.stop()
+
+
 def test_only_the_names_it_answers_to_are_served(tmp_path):
     """DNS rebinding: a page on rebind.evil.example whose name now resolves to this machine."""
     service = start_service(tmp_path, host="127.0.0.2")  # not a default name: it is the connection's address
