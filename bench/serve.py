@@ -48,18 +48,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # runnable from a checkout: bench._table
 
 from bench._table import table  # noqa: E402
+from service.ml.spec import TrainSpec  # noqa: E402
 from tests.support import free_port, wait_for  # noqa: E402  (one poller and one port picker)
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "serve.json"
-DEFAULT_SPEC = {
-    "backend": "numpy",
-    "activation": "relu",
-    "init": "he",
-    "optimizer": "adam",
-    "learning_rate": 0.001,
-    "epochs": 1,
-    "train_limit": 10000,
-}  # hidden layers default to 500-250-100
+# TrainSpec's example (the one /docs shows) on twice its images; hidden layers default to 500-250-100
+DEFAULT_SPEC = TrainSpec.model_json_schema()["examples"][0] | {"train_limit": 10000}
 TARGETS = {  # what the service should reach on the reference 2-core machine
     "predict_rps": 2000,
     "predict_p99_ms": 30,

@@ -49,27 +49,45 @@ Name the model you serve with an alias (`PUT /aliases/champion`): wherever a mod
 goes too. `GET /metrics` is for Prometheus."""
 
 
+ROUTERS = (
+    jobs,
+    events,
+    sweeps,
+    studies,
+    models,
+    aliases,
+    compare,
+    disagreements,
+    plots,
+    predictions,
+    datasets,
+    workers,
+    health,
+    metrics,
+)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Startup (the database migrated, the event-stream reader, the model cache warmed) and shutdown."""
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS)
+    migrate(engine)
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
+    app.state.inference = Inference(app.state.database, settings)
+    app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
+    reader = asyncio.create_task(app.state.events.run(), name="event-streams")
+    await app.state.inference.warm()  # before the first request, not during the first ones
+    yield
+    reader.cancel()
+    app.state.database.close()
+    engine.dispose()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(
-            settings.database_url, max_connections=settings.max_in_flight + READYZ_CONNECTIONS
-        )
-        migrate(engine)
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
-        app.state.inference = Inference(app.state.database, settings)
-        app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
-        reader = asyncio.create_task(app.state.events.run(), name="event-streams")
-        await app.state.inference.warm()  # before the first request, not during the first ones
-        yield
-        reader.cancel()
-        app.state.database.close()
-        engine.dispose()
-
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
     app = FastAPI(
         title="mlplab",
@@ -84,23 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     app.state.monitoring = Monitoring(settings.metrics_dir)
-    routers = (
-        jobs,
-        events,
-        sweeps,
-        studies,
-        models,
-        aliases,
-        compare,
-        disagreements,
-        plots,
-        predictions,
-        datasets,
-        workers,
-        health,
-        metrics,
-    )
-    for module in routers:
+    for module in ROUTERS:
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body

@@ -66,7 +66,7 @@ def summarize(values: Sequence[float]) -> Summary | None:
     std = float(np.std(values, ddof=1))
     if std == 0:  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
         return Summary(n, mean, 0.0, mean, mean)
-    from scipy import stats  # here, not at the top: the CLI ranks with rank_key, without scipy's 0.5 s
+    from scipy import stats  # here, not at the top: the CLI ranks with rank_key without paying scipy's import
 
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=std / math.sqrt(n))
     return Summary(n, mean, std, float(low), float(high))

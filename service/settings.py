@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.ml.spec import MAX_EPOCHS
@@ -17,7 +17,10 @@ LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 class Settings(BaseSettings):
     """Every setting mlplab reads; README's settings table documents each one."""
 
-    model_config = SettingsConfigDict(env_prefix="MLPLAB_", env_file=".env", extra="ignore")
+    # validate_by_name: Settings(metrics_dir=...) is still accepted beside that field's environment aliases
+    model_config = SettingsConfigDict(
+        env_prefix="MLPLAB_", env_file=".env", extra="ignore", validate_by_name=True
+    )
 
     database_url: str = Field(
         "sqlite:///./var/mlplab.db",
@@ -97,6 +100,8 @@ class Settings(BaseSettings):
     )
     metrics_dir: Path | None = Field(
         None,
+        # prometheus_client's own variable too: the one `mlplab api` hands its uvicorn processes.
+        validation_alias=AliasChoices("MLPLAB_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR"),
         description="Folder where the API's uvicorn processes share their /metrics counts; "
         "`mlplab api --workers N` makes a temporary one when unset.",
     )

@@ -48,6 +48,12 @@ def tiny_spec(**changes: Any) -> TrainSpec:
     return TrainSpec.model_validate(job_body(**changes))
 
 
+def no_holdout(**fields: Any) -> TrainSpec:
+    """A TrainSpec for make_tiny_dataset()'s 600 training images: all of them trained on, none held out
+    (the default validation_size asks for more images than it has)."""
+    return TrainSpec(validation_size=0, **fields)
+
+
 def make_tiny_dataset(n_train: int = 600, n_test: int = 200, seed: int = 0) -> Dataset:
     """A learnable 10-class problem in MNIST's shape: noisy copies of ten random prototypes."""
     rng = np.random.default_rng(seed)

@@ -27,8 +27,11 @@ def real_data_dir() -> Path:
 
 
 def environment_without_settings() -> dict[str, str]:
-    """This process's environment less every MLPLAB_ variable: a child process sees only the test's settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_")}
+    """This process's environment less every setting (MLPLAB_ variables, and PROMETHEUS_MULTIPROC_DIR, which
+    Settings.metrics_dir reads too): a child process sees only the test's settings."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("MLPLAB_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
 
 
 def free_port() -> int:

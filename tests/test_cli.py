@@ -74,6 +74,7 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
         with caplog.at_level(logging.INFO, logger="mlplab"):
             assert main(["api", "--host", "0.0.0.0", "--workers", "2"]) == 0
     finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # set for uvicorn's processes, now gone
         get_settings.cache_clear()
     assert (served["app"], served["host"], served["port"], served["workers"]) == (
         "service.main:create_app",

@@ -59,7 +59,7 @@ from service.store.jobs import (
     requeue_stalled,
     save_checkpoint,
 )
-from service.store.models import Job
+from service.store.models import Job, JobStatus
 from service.store.queries import get_job, get_model, get_study, job_spec, study_trials
 from workers.presence import Presence
 
@@ -207,7 +207,7 @@ def settle(
             recorder.save_checkpoint()
             status = recorder.write(release_job)
             log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
-            return int(status == "cancelled")
+            return int(status == JobStatus.cancelled)
     except LeaseLost as exc:
         log.warning("job %d: %s; dropping it", job.id, exc)
         return 0

@@ -27,11 +27,11 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
 from service.api.presenters import require_trained, resolve_alias, trained_model
-from service.api.schemas import Split
 from service.errors import ProblemError, dataset_unavailable
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
 from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
 from service.ml.familiar import InputProfile
+from service.ml.spec import SplitName
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.queries import get_predictions, trained_datasets
@@ -119,7 +119,7 @@ class Inference:
         self.models: Memo[int, Weights] = Memo(settings.model_cache_size)
         self.datasets: Memo[str, Dataset] = Memo(len(DATASETS))
         # (job_id, split) -> each image's predicted class and its probability (5 bytes an image)
-        self.predictions: Memo[tuple[int, Split], SplitPredictions] = Memo(4 * settings.model_cache_size)
+        self.predictions: Memo[tuple[int, SplitName], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
         self.profiles: Memo[str, InputProfile] = Memo(len(DATASETS))
         # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
@@ -192,7 +192,7 @@ class Inference:
         weights = await self.weights(job_id)
         return weights, await self.dataset(weights.spec.dataset)
 
-    async def known_predictions(self, job_id: int, split: Split) -> SplitPredictions | None:
+    async def known_predictions(self, job_id: int, split: SplitName) -> SplitPredictions | None:
         """The model's predictions on the split if they are known without computing them: kept by this
         process, or stored by the worker with the model; None for a model stored before that."""
         known = self.predictions.peek((job_id, split))
@@ -202,7 +202,7 @@ class Inference:
                 self.predictions.cache.put((job_id, split), known)
         return known
 
-    async def split_predictions(self, job_id: int, split: Split) -> SplitPredictions:
+    async def split_predictions(self, job_id: int, split: SplitName) -> SplitPredictions:
         """Each image's predicted class and its probability, as the worker stored them with the model
         (computed here, once, for a model stored before that); 404 / 409 as weights()."""
 
@@ -215,7 +215,7 @@ class Inference:
 
         return await self.predictions.get((job_id, split), load)
 
-    async def predicted_labels(self, job_id: int, split: Split) -> NDArray[np.uint8]:
+    async def predicted_labels(self, job_id: int, split: SplitName) -> NDArray[np.uint8]:
         """The model's predicted class for every image of a split."""
         return (await self.split_predictions(job_id, split)).predicted
 
@@ -235,7 +235,7 @@ def _load_weights(session: Session, job_id: int) -> Weights:
     return load_weights(trained_model(session, job_id).weights)
 
 
-def _stored_predictions(session: Session, job_id: int, split: Split) -> SplitPredictions | None:
+def _stored_predictions(session: Session, job_id: int, split: SplitName) -> SplitPredictions | None:
     blob = get_predictions(session, job_id, split)
     if blob is None:
         require_trained(session, job_id)  # 404 or 409; else a model stored before predictions were

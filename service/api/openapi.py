@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.errors import PROBLEM_JSON
+from service.store.models import JobStatus
 
 # By parameter name: the values a first session has (job 1 trained, MNIST present).
 EXAMPLES: dict[str, Any] = {
@@ -22,7 +23,7 @@ EXAMPLES: dict[str, Any] = {
     "index": 10,
     "name": "mnist",
     "ids": "1,2",
-    "status": "succeeded",
+    "status": JobStatus.succeeded,
     "backend": "numpy",
     "limit": 20,
     "offset": 0,

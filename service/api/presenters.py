@@ -27,7 +27,7 @@ from service.errors import ProblemError, Responses, echo, found, invalid, not_fo
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
-from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, TrainSpec
+from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
@@ -239,7 +239,7 @@ def dataset_public(name: str, settings: Settings) -> DatasetPublic:
     )
 
 
-def dataset_image(data: Dataset, split: str, index: int) -> tuple[np.ndarray, int]:
+def dataset_image(data: Dataset, split: SplitName, index: int) -> tuple[np.ndarray, int]:
     """Image `index` of a split and its label; 404 naming the split's range when there is no such image."""
     images, labels = data.split(split)
     if index >= len(images):

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from service.errors import worded
 from service.ml.provenance import Provenance, Reproduction
-from service.ml.spec import TrainSpec
+from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate
 from service.store.models import AliasAction, JobStatus, StudyStatus
 
@@ -35,7 +35,6 @@ AliasName = Annotated[
     ),
 ]
 
-Split = Literal["train", "test"]
 
 # What each accuracy is for, said once for every schema that shows one.
 TEST_ACCURACY = (
@@ -390,7 +389,7 @@ class ClassScoresPublic(ScoresPublic):
 
 
 class ConfusionMatrixPublic(BaseModel):
-    split: Split
+    split: SplitName
     labels: list[int]
     classes: list[str]
     matrix: list[list[int]] = Field(description="Rows are the true class, columns the predicted one.")
@@ -443,7 +442,7 @@ class PredictCreate(BaseModel):
 
 
 class ImagePredictionPublic(BaseModel):
-    split: Split
+    split: SplitName
     index: int
     label: int
     predicted: int
@@ -461,7 +460,7 @@ class OutcomePublic(BaseModel):
 class OutcomesPublic(BaseModel):
     """A split's images filtered by true and predicted class: the images a confusion-matrix cell counts."""
 
-    split: Split
+    split: SplitName
     label: int | None
     predicted: int | None
     data: list[OutcomePublic]
@@ -489,7 +488,7 @@ class DisagreementsPublic(BaseModel):
 
     a: int
     b: int
-    split: Split
+    split: SplitName
     images: int
     a_right_b_wrong: int
     b_right_a_wrong: int
@@ -512,7 +511,7 @@ class LabelPublic(BaseModel):
 
 class LabelsPublic(BaseModel):
     name: str
-    split: Split
+    split: SplitName
     classes: list[str]
     data: list[LabelPublic]
     count: int = Field(description="Images in the split.")

@@ -77,8 +77,9 @@ def shared_metrics(settings: Settings, workers: int) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink()
-    # Before anything imports prometheus_client, which reads its variable once; the processes inherit both.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["MLPLAB_METRICS_DIR"] = str(folder)
+    # Before anything imports prometheus_client, which reads it once; uvicorn's processes inherit it and
+    # Settings.metrics_dir reads it too.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     get_settings.cache_clear()
     try:
         yield

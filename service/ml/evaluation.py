@@ -8,7 +8,6 @@ so that the API never recomputes a split.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +15,7 @@ from numpy.typing import NDArray
 
 from .data import Dataset, Indices, Labels, Split
 from .metrics import accuracy, confusion_matrix
+from .npz import read_npz, write_npz
 from .numpy_mlp import Params
 from .spec import TrainSpec
 from .splits import training_indices, validation_indices
@@ -148,18 +148,9 @@ def predictions_of(proba: NDArray[np.float32]) -> SplitPredictions:
 def encode_predictions(proba: NDArray[np.float32]) -> bytes:
     """An .npz (no pickles): format, `predicted` uint8 (n,), `probability` float32 (n,)."""
     p = predictions_of(proba)
-    buf = io.BytesIO()
-    np.savez(buf, format=np.array(PREDICTIONS_FORMAT), predicted=p.predicted, probability=p.probability)
-    return buf.getvalue()
+    return write_npz(PREDICTIONS_FORMAT, {"predicted": p.predicted, "probability": p.probability})
 
 
 def decode_predictions(blob: bytes) -> SplitPredictions:
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            if str(npz["format"]) != PREDICTIONS_FORMAT:
-                raise PredictionsError(f"unknown predictions format {str(npz['format'])!r}")
-            return SplitPredictions(npz["predicted"], npz["probability"])
-    except (KeyError, OSError, ValueError) as exc:
-        if isinstance(exc, PredictionsError):
-            raise
-        raise PredictionsError(f"not stored predictions: {exc}") from exc
+    with read_npz(blob, PREDICTIONS_FORMAT, PredictionsError, "predictions") as npz:
+        return SplitPredictions(npz["predicted"], npz["probability"])

@@ -1,8 +1,7 @@
 """Whether an input looks like a dataset's training images: a heuristic, in NumPy.
 
-A network gives every input confident probabilities, an image of a line of text included (one came
-back "4" at 99.99 %). So each prediction also measures its 28x28 input the way the training images
-measure: ink mass, how far its centre of mass lies from theirs, and the height of its inked box
+A network gives every input confident probabilities, an image of a line of text included. So each
+prediction also measures its 28x28 input the way the training images measure: ink mass, how far its centre of mass lies from theirs, and the height of its inked box
 (an upload is scaled to fit its longer side, so a line of text comes out a few pixels tall). An
 input with a measure beyond what nearly all training images show (their 0.1st to 99.9th
 percentiles, widened by a margin) is flagged as unlike them. It is a heuristic: it catches

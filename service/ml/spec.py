@@ -18,6 +18,7 @@ from pydantic import (
 
 Backend = Literal["numpy", "torch"]
 DatasetName = Literal["mnist", "fashion-mnist"]
+SplitName = Literal["train", "test"]  # a dataset's two files; validation is carved out of train
 Activation = Literal["sigmoid", "tanh", "relu"]
 Init = Literal["zeros", "random", "glorot", "he"]
 Optimizer = Literal["sgd", "momentum", "adam"]

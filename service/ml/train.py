@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -16,6 +15,7 @@ from numpy.typing import NDArray
 from .data import Dataset, Split, epoch_batches
 from .evaluation import EvalSets, Scores, full_evaluation, sample_scores, validation_scores
 from .network import BackendOptions, Network, make_network
+from .npz import read_npz, write_npz
 from .numpy_mlp import Params
 from .spec import EarlyStopping, TrainSpec
 from .weights import dump_weights
@@ -241,10 +241,7 @@ CHECKPOINT_FORMAT = "mlplab-checkpoint/1"
 
 def pack_state(net: Network, kept: Kept) -> bytes:
     """The network's state, and with early stopping the best weights so far and how long ago they were."""
-    arrays: dict[str, NDArray[Any]] = {
-        "format": np.array(CHECKPOINT_FORMAT),
-        "network": np.frombuffer(net.state(), dtype=np.uint8),
-    }
+    arrays: dict[str, NDArray[Any]] = {"network": np.frombuffer(net.state(), dtype=np.uint8)}
     if kept.rule is not None and kept.params is not None:
         arrays |= {
             "kept": np.array([kept.epoch, kept.waited]),
@@ -252,16 +249,12 @@ def pack_state(net: Network, kept: Kept) -> bytes:
         }
         for i, (W, b) in enumerate(kept.params, start=1):
             arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
-    return buf.getvalue()
+    return write_npz(CHECKPOINT_FORMAT, arrays)
 
 
 def unpack_state(blob: bytes, net: Network, kept: Kept) -> None:
-    """Load pack_state's bytes into net and kept; raises on bytes it did not write."""
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        if str(npz["format"]) != CHECKPOINT_FORMAT:
-            raise ValueError(f"unknown checkpoint format {str(npz['format'])!r}")
+    """Load pack_state's bytes into net and kept; raises ValueError on bytes it did not write."""
+    with read_npz(blob, CHECKPOINT_FORMAT, ValueError, "checkpoint") as npz:
         net.load_state(npz["network"].tobytes())
         if kept.rule is not None and "kept" in npz.files:
             kept.epoch, kept.waited = (int(x) for x in npz["kept"])

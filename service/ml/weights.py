@@ -17,13 +17,13 @@ weight transposed so that both backends write the same thing.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .npz import read_npz, write_npz
 from .numpy_mlp import Params, forward_logits, softmax
 from .spec import TrainSpec
 
@@ -44,30 +44,21 @@ class Weights:
 
 
 def dump_weights(spec: TrainSpec, params: Params) -> bytes:
-    arrays: dict[str, NDArray[Any]] = {"format": np.array(FORMAT), "spec": np.array(spec.model_dump_json())}
+    arrays: dict[str, NDArray[Any]] = {"spec": np.array(spec.model_dump_json())}
     for i, (W, b) in enumerate(params, start=1):
         arrays[f"W{i}"] = np.ascontiguousarray(W, dtype=np.float32)
         arrays[f"b{i}"] = np.ascontiguousarray(b, dtype=np.float32)
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
-    return buf.getvalue()
+    return write_npz(FORMAT, arrays)
 
 
 def load_weights(blob: bytes) -> Weights:
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            if str(npz["format"]) != FORMAT:
-                raise WeightsError(f"unknown weight format {str(npz['format'])!r}, expected {FORMAT!r}")
-            spec = TrainSpec.from_stored(str(npz["spec"]))
-            n_layers = len(spec.layer_sizes) - 1
-            params = [
-                (npz[f"W{i}"].astype(np.float32, copy=False), npz[f"b{i}"].astype(np.float32, copy=False))
-                for i in range(1, n_layers + 1)
-            ]
-    except (KeyError, OSError, ValueError) as exc:
-        if isinstance(exc, WeightsError):
-            raise
-        raise WeightsError(f"not an mlplab weight file: {exc}") from exc
+    with read_npz(blob, FORMAT, WeightsError, "weight") as npz:
+        spec = TrainSpec.from_stored(str(npz["spec"]))
+        n_layers = len(spec.layer_sizes) - 1
+        params = [
+            (npz[f"W{i}"].astype(np.float32, copy=False), npz[f"b{i}"].astype(np.float32, copy=False))
+            for i in range(1, n_layers + 1)
+        ]
     for i, ((W, b), fan_in, fan_out) in enumerate(
         zip(params, spec.layer_sizes[:-1], spec.layer_sizes[1:], strict=True), start=1
     ):

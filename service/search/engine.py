@@ -28,18 +28,19 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from service.search.study import PRUNERS, SAMPLERS, StudyCreate, decode, distributions, encode, grid_size
+from service.store.models import JobStatus
 
 # Each decision builds a throwaway in-memory study; Optuna would log a line for every one.
 optuna.logging.set_verbosity(logging.WARNING)
 
-# A job's status (service.store.models.JobStatus, plus "pruned") -> the trial state Optuna sees.
-STATES: dict[str, TrialState] = {
-    "queued": TrialState.RUNNING,  # in flight: its params are taken
-    "running": TrialState.RUNNING,
-    "succeeded": TrialState.COMPLETE,
-    "pruned": TrialState.PRUNED,
-    "failed": TrialState.FAIL,
-    "cancelled": TrialState.FAIL,
+# A job's status -> the trial state Optuna sees.
+STATES: dict[JobStatus, TrialState] = {
+    JobStatus.queued: TrialState.RUNNING,  # in flight: its params are taken
+    JobStatus.running: TrialState.RUNNING,
+    JobStatus.succeeded: TrialState.COMPLETE,
+    JobStatus.pruned: TrialState.PRUNED,
+    JobStatus.failed: TrialState.FAIL,
+    JobStatus.cancelled: TrialState.FAIL,
 }
 IN_FLIGHT = frozenset(status for status, state in STATES.items() if state == TrialState.RUNNING)
 
@@ -54,7 +55,7 @@ class TrialRecord:
 
     number: int  # 0, 1, 2, ... in the order the trials were created
     params: Mapping[str, Any]  # the searched fields' spec values, as `next_params` returned them
-    status: str  # a key of STATES
+    status: JobStatus
     value: float | None = None  # final validation accuracy; required when succeeded, ignored otherwise
     intermediate: Mapping[int, float] = field(default_factory=dict)  # epoch (from 1) -> validation accuracy
 
@@ -63,7 +64,7 @@ class TrialRecord:
             raise ValueError(
                 f"trial {self.number}: unknown status {self.status!r}; known: {', '.join(STATES)}"
             )
-        if self.status == "succeeded" and self.value is None:
+        if self.status == JobStatus.succeeded and self.value is None:
             raise ValueError(f"trial {self.number} succeeded without a value")
 
 
@@ -161,7 +162,7 @@ def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict
     records, batch = list(trials), []
     for _ in range(trials_to_queue(config, trials)):
         params = next_params(config, records)
-        records.append(TrialRecord(len(records), params, "queued"))
+        records.append(TrialRecord(len(records), params, JobStatus.queued))
         batch.append(params)
     return batch
 
@@ -187,7 +188,7 @@ def should_prune(
         raise ValueError(f"no trial {trial_number} among the {len(records)}")
     current = records[trial_number]
     current = TrialRecord(
-        current.number, current.params, "running", None, {**current.intermediate, epoch: value}
+        current.number, current.params, JobStatus.running, None, {**current.intermediate, epoch: value}
     )
     rebuilt = _Rebuilt.empty(RandomSampler(seed=config.seed), pruner)
     replay = isinstance(pruner, _REPLAYED)
@@ -206,7 +207,7 @@ def should_prune(
 
 def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
     """The succeeded trial with the highest final value (the earliest of equals); None before any."""
-    succeeded = [t for t in trials if t.status == "succeeded"]
+    succeeded = [t for t in trials if t.status == JobStatus.succeeded]
     return max(succeeded, key=lambda t: (t.value, -t.number), default=None)
 
 

@@ -27,6 +27,7 @@ from optuna.study import Study
 from service.plots import DPI, DRAWING
 from service.search.engine import TrialRecord, best_trial, build_study, importance
 from service.search.study import StudyCreate
+from service.store.models import JobStatus
 
 matplotlib.use("Agg")  # a service draws into bytes, never into a window
 
@@ -80,7 +81,7 @@ def _label(value: Any) -> str:
 
 
 def _succeeded(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    return sorted((t for t in trials if t.status == "succeeded"), key=lambda t: t.number)
+    return sorted((t for t in trials if t.status == JobStatus.succeeded), key=lambda t: t.number)
 
 
 def _axis(config: StudyCreate, field: str, done: list[TrialRecord]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer, joinedload
 
-from service.ml.spec import TrainSpec
+from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate, TrialRecord
 from service.store.models import (
     Alias,
@@ -324,7 +324,7 @@ def count_models(session: Session, *where: ColumnElement[bool]) -> tuple[int, in
     return int(row[0]), int(row[1])
 
 
-def get_predictions(session: Session, job_id: int, split: Literal["train", "test"]) -> bytes | None:
+def get_predictions(session: Session, job_id: int, split: SplitName) -> bytes | None:
     """A model's stored predictions of a split (service.ml.evaluation.encode_predictions), or None."""
     column = TrainedModel.predictions_train if split == "train" else TrainedModel.predictions_test
     if not _storable(job_id):
@@ -517,7 +517,7 @@ def trial_records(
         TrialRecord(
             number=job.trial_number if job.trial_number is not None else -1,
             params={field: job.spec[field] for field in config.space},
-            status=job.status.value,
+            status=job.status,
             value=job.validation_accuracy if job.status == JobStatus.succeeded else None,
             intermediate=curves.get(job.id, {}),
         )

@@ -66,7 +66,7 @@ def cancel_study(session: Session, study_id: int, now: datetime | None = None) -
     if get_study(session, study_id) is None:
         raise StudyNotFound(f"study {study_id} not found")
     # The jobs first, then the study's row: the order every trial's end takes its locks in.
-    in_flight = (Job.study_id == study_id, Job.status.in_([JobStatus(s) for s in IN_FLIGHT]))
+    in_flight = (Job.study_id == study_id, Job.status.in_(IN_FLIGHT))
     session.execute(update(Job).where(*in_flight).values(cancel_requested=True))
     session.execute(
         update(Job)

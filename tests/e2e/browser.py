@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "dashboard"
@@ -143,11 +142,4 @@ def open_new_job_form(page) -> None:
 def until(page, function: str, timeout: float = 10.0) -> Any:
     """Poll a JavaScript function in the page until it returns something truthy. (Playwright's
     wait_for_function evaluates its predicate with eval, which the page's policy refuses.)"""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = page.evaluate(function)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {function}")
-        time.sleep(0.05)
+    return wait_for(lambda: page.evaluate(function), timeout, function, interval=0.05)

@@ -22,6 +22,8 @@ from service.store.jobs import claim_job, fail_job
 from tests.e2e.browser import browser, open_new_job_form, rendered, shot, watched_page  # noqa: F401
 from tests.support import start_service
 
+pytestmark = pytest.mark.slow  # a real API process and Chromium
+
 PAYLOADS = [
     "<img src=x onerror=window.__pwned=1>",
     '"><script>window.__pwned=1</script>',

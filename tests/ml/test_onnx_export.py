@@ -15,6 +15,7 @@ from service.ml.onnx_export import INPUT_NAME, LOGITS_NAME, ONNX_OPSET, OUTPUT_N
 from service.ml.spec import TrainSpec
 from service.ml.train import train
 from service.ml.weights import FORMAT, load_weights, predict_proba
+from tests.factories import no_holdout
 from tests.support import REPO
 
 PARITY_IMAGES = 1000
@@ -107,7 +108,7 @@ def test_one_image_and_a_batch_give_the_same_answer(several_layers, mnist):
 
 
 def test_the_weight_file_or_its_loaded_weights_export_the_same_model(tiny_dataset):
-    spec = TrainSpec(backend="numpy", hidden_layers=[8], epochs=1, validation_size=0)
+    spec = no_holdout(backend="numpy", hidden_layers=[8], epochs=1)
     blob = train(spec, tiny_dataset).weights
     assert export_onnx(blob) == export_onnx(load_weights(blob))
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from service.ml.evaluation import EvalSets
+from service.ml.evaluation import EvalSets, PredictionsError, decode_predictions, encode_predictions
 from service.ml.network import make_network
 from service.ml.spec import TrainSpec
 from service.ml.train import (
@@ -21,12 +21,8 @@ from service.ml.train import (
     loss_interval,
     train,
 )
-from service.ml.weights import dump_weights, load_weights, predict_proba
-
-
-def no_holdout(**fields) -> TrainSpec:
-    """A spec for the tiny dataset's 600 training images: all of them trained on, none held out."""
-    return TrainSpec(validation_size=0, **fields)
+from service.ml.weights import WeightsError, dump_weights, load_weights, predict_proba
+from tests.factories import no_holdout
 
 
 def _arrays(blob: bytes) -> dict[str, np.ndarray]:
@@ -269,6 +265,26 @@ def test_weight_file_round_trip_and_format(tiny_dataset):
     assert all(np.array_equal(W1, W2) for (W1, _), (W2, _) in zip(weights.params, again.params, strict=True))
     p = weights.predict_proba(tiny_dataset.test_images[:5])
     assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+
+
+def test_stored_weights_and_predictions_refuse_each_others_files_and_broken_ones(tiny_dataset):
+    weights = train(no_holdout(backend="numpy", hidden_layers=[4], epochs=1), tiny_dataset).weights
+    predictions = encode_predictions(np.full((3, 10), 0.1, dtype=np.float32))
+    with pytest.raises(
+        WeightsError, match="unknown weight format 'mlplab-predictions/1', expected 'mlplab-mlp/1'"
+    ):
+        load_weights(predictions)
+    with pytest.raises(PredictionsError, match="unknown predictions format 'mlplab-mlp/1'"):
+        decode_predictions(weights)
+    with np.load(io.BytesIO(weights)) as z:
+        arrays = {k: z[k] for k in z.files if k != "W2"}
+    without_a_layer = io.BytesIO()
+    np.savez(without_a_layer, **arrays)
+    for broken in (b"", b"not an archive", without_a_layer.getvalue()):
+        with pytest.raises(WeightsError, match="not an mlplab weight file"):
+            load_weights(broken)
+    with pytest.raises(PredictionsError, match="not an mlplab predictions file"):
+        decode_predictions(b"not an archive")
 
 
 def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, caplog):

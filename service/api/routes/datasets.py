@@ -8,11 +8,11 @@ from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import InferenceDep, PageOffset, ReaderDep, SettingsDep
 from service.api.presenters import dataset_image, dataset_public
-from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic, Split
+from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses
 from service.imaging import to_png
 from service.ml.data import DATASETS
-from service.ml.spec import DatasetName
+from service.ml.spec import DatasetName, SplitName
 
 router = APIRouter(
     prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
@@ -31,7 +31,7 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
 @router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE_DOC)
 async def read_labels(
     name: DatasetName,
-    split: Split,
+    split: SplitName,
     inference: InferenceDep,
     offset: PageOffset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -57,7 +57,7 @@ async def read_labels(
 )
 async def read_image(
     name: DatasetName,
-    split: Split,
+    split: SplitName,
     index: Annotated[int, Path(ge=0)],
     inference: InferenceDep,
     scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,

@@ -30,10 +30,10 @@ from service.api.schemas import (
     ClassDifferencePublic,
     DisagreementPublic,
     DisagreementsPublic,
-    Split,
 )
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, invalid
 from service.ml.data import Dataset
+from service.ml.spec import SplitName
 from service.selection import Disagreement, disagreement, p_text
 
 router = APIRouter(
@@ -56,7 +56,7 @@ OnlyQuery = Annotated[
 class Compared:
     a_ref: ModelRef
     b_ref: ModelRef
-    split: Split
+    split: SplitName
     data: Dataset
     truth: np.ndarray
     a: np.ndarray  # A's predicted class of each image of the split
@@ -76,7 +76,7 @@ class Compared:
         return np.flatnonzero(keep)
 
 
-async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: Split = "test") -> Compared:
+async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitName = "test") -> Compared:
     """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset."""
     ref_a, ref_b = await resolve_model(a, inference), await resolve_model(b, inference)
     if ref_a.id == ref_b.id:

@@ -107,7 +107,11 @@ def _chunk(snapshot: Snapshot, status: JobStatus | None) -> tuple[bytes, JobStat
     job, parts = snapshot.job, []
     # A start comes before its progress: a job seen queued (or not at all) and next finished, with
     # rows, ran in between - a replay, or a job shorter than a poll - so say so first.
-    shown = JobStatus.running if job.status.finished and snapshot.rows and status != "running" else job.status
+    shown = (
+        JobStatus.running
+        if job.status.finished and snapshot.rows and status != JobStatus.running
+        else job.status
+    )
     if shown != status and not shown.finished:
         status = shown
         parts.append(sse("status", {"status": status, "attempts": job.attempts}))

@@ -37,11 +37,11 @@ from service.api.schemas import (
     ModelPublic,
     ModelsPublic,
     ScoresPublic,
-    Split,
 )
 from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
 from service.ml.metrics import class_scores
+from service.ml.spec import SplitName
 from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
@@ -125,7 +125,7 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
 
 
 @router.get("/{model}/confusion-matrix", response_model=ConfusionMatrixPublic)
-def read_confusion_matrix(model: ModelDep, split: Split = "test") -> ConfusionMatrixPublic:
+def read_confusion_matrix(model: ModelDep, split: SplitName = "test") -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix (rows are the true class, columns the predicted one), and each class's
     precision, recall and F1 read from it."""
     matrix = model.confusion_test if split == "test" else model.confusion_train

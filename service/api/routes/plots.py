@@ -23,10 +23,11 @@ from service.api.deps import (
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
 from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
-from service.api.schemas import MAX_CURVE_POINTS, Split
+from service.api.schemas import MAX_CURVE_POINTS
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
+from service.ml.spec import SplitName
 from service.ml.splits import scored_indices
 from service.ml.weights import Weights
 from service.store.models import Job
@@ -89,7 +90,7 @@ async def _figure(
     return await inference.figure(key, draw)
 
 
-def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], bytes]:
+def _confusion(session: Session, job_id: int, split: SplitName) -> Callable[[], bytes]:
     model = trained_model(session, job_id)
     spec = job_spec(model.job)
     matrix = model.confusion_test if split == "test" else model.confusion_train
@@ -99,7 +100,7 @@ def _confusion(session: Session, job_id: int, split: Split) -> Callable[[], byte
 
 @router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
 async def confusion_matrix_png(
-    ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: Split = "test"
+    ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: SplitName = "test"
 ) -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
     key = ("confusion", ref.id, split)
@@ -146,7 +147,7 @@ async def compare_png(
     return png_response(figure, alias_cache_headers(*refs))
 
 
-def _mistakes_made(session: Session, job_id: int, split: Split) -> int:
+def _mistakes_made(session: Session, job_id: int, split: SplitName) -> int:
     """How many images of the split the model gets wrong, from its stored confusion matrix."""
     model = trained_model(session, job_id)
     matrix = np.asarray(model.confusion_test if split == "test" else model.confusion_train)
@@ -157,7 +158,7 @@ def _mistakes(
     job_id: int,
     weights: Weights,
     data: Dataset,
-    split: Split,
+    split: SplitName,
     limit: int,
     total: int,
     known: SplitPredictions | None,
@@ -188,7 +189,7 @@ async def mistakes_png(
     ref: ModelRefDep,
     database: DatabaseDep,
     inference: InferenceDep,
-    split: Split = "test",
+    split: SplitName = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""

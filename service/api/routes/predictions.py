@@ -22,7 +22,6 @@ from service.api.schemas import (
     PredictCreate,
     PredictionPublic,
     PredictionsPublic,
-    Split,
 )
 from service.errors import (
     DATASET_UNAVAILABLE_DOC,
@@ -35,6 +34,7 @@ from service.errors import (
 )
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
+from service.ml.spec import SplitName
 from service.ml.splits import scored_indices
 from service.settings import Settings
 
@@ -199,7 +199,7 @@ def _monitoring(request: Request) -> Monitoring:
 )
 async def predict_split_image(
     ref: ModelRefDep,
-    split: Split,
+    split: SplitName,
     index: Annotated[int, Path(ge=0)],
     inference: InferenceDep,
     request: Request,
@@ -227,7 +227,7 @@ async def predict_split_image(
 )
 async def predictions_by_outcome(
     ref: ModelRefDep,
-    split: Split,
+    split: SplitName,
     inference: InferenceDep,
     label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
     predicted: Annotated[
