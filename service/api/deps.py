@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -54,9 +54,6 @@ async def _inference(request: Request) -> Inference:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-MAX_PAGE = 500  # most rows one page of a listing holds
-PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most rows in the page.")]
-PageOffset = Annotated[int, Query(ge=0, description="Rows to skip.")]
 # scope="function": commit before the response is sent (FastAPI's default runs a yield dependency's exit
 # after it), so a client that got 202 can read what it created, and a failed commit is a 500, not a 202.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

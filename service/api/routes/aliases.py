@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import InferenceDep, PageLimit, PageOffset, ReaderDep, SessionDep, WriterDep
+from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
+from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import alias_public, point_alias
 from service.api.schemas import (
     ALIAS_PATTERN,

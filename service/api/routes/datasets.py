@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service.api.deps import InferenceDep, PageOffset, ReaderDep, SettingsDep
+from service.api.deps import InferenceDep, ReaderDep, SettingsDep
+from service.api.paging import PageOffset
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses

@@ -18,12 +18,11 @@ from service.api.deps import (
     MODEL_REF,
     InferenceDep,
     ModelRef,
-    PageLimit,
-    PageOffset,
     ReaderDep,
     alias_cache_headers,
     resolve_model,
 )
+from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import PNG_DOC, png_response
 from service.api.schemas import (
     MODEL_PATTERN,

@@ -10,13 +10,12 @@ from sqlalchemy.orm import Session
 from service.api.deps import (
     DatabaseDep,
     JobDep,
-    PageLimit,
-    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
 )
+from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     check_budget,
     enqueue,

@@ -14,13 +14,12 @@ from service.api.deps import (
     InferenceDep,
     ModelDep,
     ModelRefDep,
-    PageLimit,
-    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
 )
+from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     chance_warning,
     check_budget,

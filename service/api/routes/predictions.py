@@ -10,10 +10,11 @@ from fastapi import APIRouter, Path, Query, Request
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ModelRefDep, PageLimit, PageOffset, ReaderDep, WriterDep
+from service.api.deps import InferenceDep, ModelRefDep, ReaderDep, WriterDep
 from service.api.guard import allow_body
 from service.api.inference import predict_proba
 from service.api.monitoring import Monitoring
+from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import dataset_image
 from service.api.schemas import (
     ImagePredictionPublic,

@@ -14,13 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
-    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
     StudyDep,
     WriterDep,
 )
+from service.api.paging import PageOffset
 from service.api.presenters import (
     check_budget_of,
     check_queue_room,

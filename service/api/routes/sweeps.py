@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
-    PageOffset,
     ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
 )
 from service.api.grid import check_budgets, check_grid, sweep_specs
+from service.api.paging import PageOffset
 from service.api.presenters import enqueue, job_public, json_response, promote_best
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
