@@ -108,7 +108,7 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         print(
             f"trained in {trained - submitted:.1f} s; from the finished sweep to the comparison {understood - trained:.1f} s"
         )
-        assert understood - trained < 60
+        assert understood - submitted < 60  # issue 15: from submission to why its best wins, under a minute
         eight_models_compared(page, [j["id"] for j in sweep["jobs"]][:8])
         w.assert_clean()
 
