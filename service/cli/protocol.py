@@ -7,7 +7,8 @@ could make the API buffer a 100 MB header before any check ran (docs/reliability
 connections"). Here:
 - a connection must send a request's whole head within MLPLAB_KEEP_ALIVE_SECONDS of opening or of its
   previous response (else 408), and a body may pause no longer than that between two pieces;
-- a head over MAX_HEAD_BYTES is answered 431 before more of it is read.
+- a request whose head, chunk framing and trailers reach MAX_HEAD_BYTES is answered 431 (closed, when its
+  response has begun) before more of them is read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
+LINGER_SECONDS = 1.0  # after a refusal, what the client still sends is read and dropped this long
 
 
 def _problem(status: int, title: str, detail: str) -> bytes:
@@ -34,9 +36,12 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_open = True  # from the end of one request (or the connection's start) to its head's end
-        self._head_bytes = 0  # of that head, so far
-        self._heads = 0  # request heads completed on this connection
+        self._overhead = 0  # bytes of the request that are not its body: head, chunk framing, trailers
+        self._body_bytes = 0  # body bytes the parser has handed on, ever
+        self._begun = self._ended = False  # a request began, or ended, while the parser read
         self._receiving_body = False
+        self._dropping = False  # refused: what comes is read and dropped
+        self._after_response: bytes | None = None  # a refusal to send once the response under way is sent
         self._arm()  # the first request's head is due, as every later one's is after a response
 
     def _arm(self) -> None:
@@ -50,51 +55,87 @@ class HttpProtocol(HttpToolsProtocol):
             super()._unset_keepalive_if_required()
 
     def _too_slow(self) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._dropping:
             return
-        if self._receiving_body and self.flow.read_paused:
-            self._arm()  # the app has not taken what came: the wait is ours, not the client's
+        cycle = self.cycle
+        if self._receiving_body and (self.flow.read_paused or (cycle and cycle.waiting_for_100_continue)):
+            self._arm()  # the app has not taken what came, or not asked for the body: the wait is ours
             return
-        if self._head_open and self._head_bytes:
+        if self._head_open and self._overhead and self._app_done():
             seconds = self.timeout_keep_alive
             detail = f"The request's head did not arrive within {seconds} s (MLPLAB_KEEP_ALIVE_SECONDS)."
-            self.transport.write(_problem(408, "Request Timeout", detail))
-        self.transport.close()  # idle, or a body that stopped coming: the app sees a disconnect
+            self._refuse(_problem(408, "Request Timeout", detail))
+        else:
+            self.transport.close()  # idle, or a body that stopped coming: the app sees a disconnect
+
+    def _app_done(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer, then read and drop what the client still sends for a moment before closing: closing
+        with its bytes unread would reset the connection, and the client lose the answer."""
+        self._dropping = True
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
-        rest = b""
-        if self._head_open:
-            room, heads = MAX_HEAD_BYTES - self._head_bytes, self._heads
-            self._head_bytes += min(len(data), room)
-            data, rest = data[:room], data[room:]
-            super().data_received(data)
-            if self._heads == heads and len(data) == room and not self.transport.is_closing():
-                detail = f"A request's line and headers may hold at most {MAX_HEAD_BYTES} bytes."
-                self.transport.write(_problem(431, "Request Header Fields Too Large", detail))
-                self.transport.close()
-        else:
-            super().data_received(data)
-        if self.transport.is_closing():
-            return
-        if self._receiving_body:
-            self._arm()  # a body may pause, but not for longer than the deadline
-        if rest:
-            self.data_received(rest)  # the head ended within the room: the rest is body or the next request
+        # Fed to the parser a piece at a time, never past what the request's non-body bytes may still
+        # grow by: httptools keeps a head (and uvicorn a chunked body's trailers) whole in memory.
+        while data and not self.transport.is_closing() and not self._dropping:
+            piece, data = data[: MAX_HEAD_BYTES - self._overhead], data[MAX_HEAD_BYTES - self._overhead :]
+            body_before, self._ended = self._body_bytes, False
+            super().data_received(piece)
+            if self._ended:  # a request ended in this piece: count only whether the next has begun
+                self._overhead = int(self._head_open and self._begun)
+            else:
+                self._overhead += len(piece) - (self._body_bytes - body_before)
+            if self.transport.is_closing():
+                return
+            if self._overhead >= MAX_HEAD_BYTES:
+                self._too_large()
+                return
+            if self._receiving_body:
+                self._arm()  # a body may pause, but not for longer than the deadline
+
+    def _too_large(self) -> None:
+        detail = f"A request's line, headers and chunk framing may hold under {MAX_HEAD_BYTES} bytes."
+        answer = _problem(431, "Request Header Fields Too Large", detail)
+        if not self._head_open:
+            self.transport.close()  # trailers: this request's app is running; it sees a disconnect
+        elif self._app_done():
+            self._refuse(answer)
+        else:  # a pipelined head: the request before it is still being answered
+            self._dropping, self._after_response = True, answer
 
     def on_headers_complete(self) -> None:
-        self._heads += 1
         self._head_open = False
         self._receiving_body = True
         super()._unset_keepalive_if_required()
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_begin(self) -> None:
+        self._begun = True
+        super().on_message_begin()
+
     def on_message_complete(self) -> None:
         self._receiving_body = False
         super()._unset_keepalive_if_required()
-        self._head_open, self._head_bytes = True, 0  # the next request's head may follow at once
+        self._head_open, self._ended, self._begun = True, True, False  # the next head may follow at once
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # arms uvicorn's keep-alive timer unless a pipelined request runs
-        if not self.transport.is_closing() and self.timeout_keep_alive_task is not None:
+        if self.transport.is_closing():
+            return
+        if self._after_response is not None:
+            self._refuse(self._after_response)
+        elif self.timeout_keep_alive_task is not None:
             self._arm()  # the same deadline, answered 408 when part of a head came

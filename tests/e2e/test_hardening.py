@@ -156,33 +156,70 @@ def test_a_request_that_stops_coming_is_answered_408_or_closed(tmp_path):
         service.stop()
 
 
-@pytest.mark.parametrize("where", ["header", "url"])
+def _head_flood(port: int, where: str) -> tuple[bytes, int]:
+    """Up to 100 MB of one header, of a URL, or of a chunked body's trailers: (the answer, bytes sent)."""
+    start = {
+        "url": b"POST /jobs?x=",
+        "header": b"POST /jobs HTTP/1.1\r\nX-Junk: ",
+        "trailers": f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Junk: ".encode(),
+    }[where]
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(start)
+        # an attacker's trailers go on after the 401 (sent as soon as the head is read)
+        while sent < 100_000_000 and (where == "trailers" or not select.select([sock], [], [], 0)[0]):
+            try:
+                sock.sendall(b"a" * 1_000_000)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1_000_000
+        try:
+            return sock.recv(65536), sent
+        except ConnectionResetError:
+            return b"", sent
+
+
+@pytest.mark.parametrize("where", ["header", "url", "trailers"])
 def test_a_huge_request_head_is_431_before_it_is_read(tmp_path, where):
-    """httptools keeps a head whole in memory: 100 MB of header or URL, before any check could run."""
+    """httptools keeps a head whole in memory (and uvicorn a chunked body's trailers): 100 MB of them,
+    sent without the token to a server that has one, before any check could run."""
     service = start_service(tmp_path, MLPLAB_API_TOKEN="s3cret")
     try:
-        pid, port = service.api.pid, _port(service)
+        pid = service.api.pid
         with service.client() as client:
             client.get("/jobs")
         before = _memory(pid)["VmRSS"]
         _reset_peak(pid)
-        line = f"POST /jobs{'?x=' if where == 'url' else ''}"
-        start = line.encode() if where == "url" else f"{line} HTTP/1.1\r\nX-Junk: ".encode()
-        sent = 0
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(start)
-            while sent < 100_000_000 and not select.select([sock], [], [], 0)[0]:
-                try:
-                    sock.sendall(b"a" * 1_000_000)
-                except (BrokenPipeError, ConnectionResetError):
-                    break
-                sent += 1_000_000
-            answer = sock.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-        assert sent < 10_000_000 and _memory(pid)["VmHWM"] - before < 20_000_000
+        answer, sent = _head_flood(_port(service), where)
+        if where == "trailers":  # after the head: the app answered 401, or the connection was cut
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+        else:
+            assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert sent < 10_000_000 and _memory(pid)["VmHWM"] - before < 20_000_000, (sent, answer[:100])
         with service.client() as client:  # a head of a few kB is still served
             response = client.get("/healthz", headers={"x-long": "a" * 8000})
             assert response.status_code == 200
+    finally:
+        service.stop()
+
+
+def test_pipelined_requests_are_served_and_each_head_is_bounded(tmp_path):
+    """Several requests in one packet: each answered in turn; a pipelined head past the bound is 431."""
+    service = start_service(tmp_path)
+    try:
+        port = _port(service)
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request * 3)
+            answers = b""
+            while answers.count(b"HTTP/1.1 200 ") < 3:
+                answers += sock.recv(65536)
+        huge = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {'a' * 200_000}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request + huge)
+            answer = _answer(sock)
+        assert answer.count(b"HTTP/1.1 200 ") == 1 and b"HTTP/1.1 431 " in answer, answer[:300]
     finally:
         service.stop()
 
