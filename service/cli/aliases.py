@@ -38,6 +38,10 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
         alias = client.get(path)
         print(_named(alias))
         print(_history(alias))
+        if alias["history_count"] > len(alias["history"]):
+            print(
+                f"the latest {len(alias['history'])} of {alias['history_count']} changes: {path}/history pages them"
+            )
         return 0
     print(_named(alias))
     return 0

@@ -40,3 +40,16 @@ def test_a_sweeps_best_is_promoted_and_mistakes_are_the_apis_problems(api, capsy
     status, _, err = mlplab(capsys, "alias", "nobody")
     assert status == 1 and "404" in err
     assert [a["name"] for a in api.client.get("/aliases").json()["data"]] == ["champion"]
+
+
+def test_a_long_history_says_how_much_is_shown(api, capsys):
+    first = api.post("/jobs", json=job_body())["id"]
+    second = api.post("/jobs", json=job_body(seed=1))["id"]
+    api.train()
+    for i in range(101):  # 101 changes of a new name: more than one page
+        api.client.put("/aliases/busy", json={"model_id": (first, second)[i % 2]})
+    status, out, _ = mlplab(capsys, "alias", "busy")
+    assert (
+        status == 0 and len(out.splitlines()) == 1 + 1 + 100 + 1
+    )  # the name, the header, 100 rows, the note
+    assert out.splitlines()[-1] == "the latest 100 of 101 changes: /aliases/busy/history pages them"
