@@ -154,7 +154,7 @@ function fieldChart(el, study, field, signal) {
 /** A searched number's values as up to four ranges of its interval (even steps of its log for a log
  * scale), so that parallel categories draw a few bands rather than a category per trial. */
 function binned(values, [lo, hi], log) {
-  const bins = 4, f = log ? Math.log10 : (v) => v, a = f(lo), b = f(hi);
+  const f = log ? Math.log10 : (v) => v, a = f(lo), b = f(hi), bins = b > a ? 4 : 1; // one range when low = high
   const edge = (k) => { const v = a + (k * (b - a)) / bins; return String(Number((log ? 10 ** v : v).toPrecision(2))); };
   const order = [...Array(bins).keys()].map((k) => `${edge(k)}–${edge(k + 1)}`);
   const bin = (v) => order[Math.min(bins - 1, Math.max(0, Math.floor((bins * (f(v) - a)) / (b - a || 1))))];
