@@ -49,8 +49,8 @@ from service.ml.spec import VALIDATION_SIZE, TrainSpec  # noqa: E402
 from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
 from service.selection import Run, Summary, group_runs  # noqa: E402
 
-# The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search):
-# ≥ 98.5 % test accuracy within 15 epochs. --best-config '{"key": value}' overrides single keys.
+# The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search and its
+# figures). --best-config '{"key": value}' overrides single keys.
 # It must be the first of `--candidates` (ranked on validation accuracy: test accuracy never chooses).
 BEST = {
     "backend": "torch",  # 12.7 s of training against NumPy's 19.2 s here (bench/README.md); --backend numpy is bit-reproducible
