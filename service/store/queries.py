@@ -365,7 +365,8 @@ def alias_history(
     """A page of the alias's changes, newest first (deletions and earlier lives of the name included),
     and how many there are in all."""
     where = AliasEvent.alias == name
-    query = select(AliasEvent).where(where).order_by(AliasEvent.id.desc()).offset(offset).limit(limit)
+    query = select(AliasEvent).where(where).order_by(AliasEvent.id.desc()).offset(min(offset, MAX_INTEGER))
+    query = query.limit(limit)
     total = session.scalar(select(func.count()).select_from(AliasEvent).where(where)) or 0
     return list(session.scalars(query)), total
 

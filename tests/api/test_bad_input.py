@@ -133,7 +133,13 @@ def test_bad_query_parameters(client):
             "should be a sweep id: 1 to 32 hex digits",
         )
     assert_problem(client.get("/sweeps/ab%00cd"), 422, "path.sweep_id")
-    for path in ("/jobs", "/sweeps"):  # an offset past any database integer is past the end: an empty page
+    for path in (
+        "/jobs",
+        "/sweeps",
+        "/studies",
+        "/models",
+        "/datasets/mnist/test",
+    ):  # past the end: an empty page
         page = client.get(path, params={"offset": 2**76})
         assert page.status_code == 200 and page.json()["data"] == [], (path, page.text[:300])
 

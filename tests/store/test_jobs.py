@@ -582,6 +582,8 @@ def test_ids_and_bounds_past_the_integer_columns_find_nothing(sessions):
         assert [r.step for r in queries.get_losses(s, job_id, after_step=2**31)] == []
         assert [r.step for r in queries.get_losses(s, job_id, after_step=10**30)] == []
         assert queries.list_jobs(s, offset=10**30) == ([], 1)
+        assert queries.alias_history(s, "champion", offset=10**30) == ([], 0)
+        assert queries.list_studies(s, offset=10**30) == ([], 0)
 
 
 def test_list_models_sorts_and_leaves_weights_unloaded(sessions):
