@@ -448,6 +448,30 @@ def test_a_refused_spec_shows_the_problem_and_creates_nothing(page, service):
         assert client.get("/jobs").json()["count"] == before
 
 
+def test_early_stopping_is_set_from_the_form_in_words(page, service):
+    """An object field (early_stopping): typed as its labels show it, checked field by field, sent as JSON."""
+    page.goto("/")
+    open_new_job_form(page)
+    assert page.get_attribute("#spec-early_stopping", "placeholder") == "off"
+    assert "patience=" in page.inner_text("[data-field=early_stopping] .hint")
+    for typed, says in [
+        ("patience=0", "patience must be ≥ 1"),
+        ("min_delta=0.1", "needs patience"),
+        ("wait=3", "wait"),
+    ]:
+        fill_spec(page, SMALL | {"early_stopping": typed})
+        page.click("#submit")
+        assert says in page.inner_text("[data-field=early_stopping] .err"), typed
+    fill_spec(page, SMALL | {"epochs": "1", "early_stopping": "patience=2, min_delta=0.01"})
+    page.click("#submit")
+    job_id = int(page.wait_for_selector("#submit-note a").inner_text().split()[1])
+    with service.client() as client:
+        assert client.get(f"/jobs/{job_id}").json()["spec"]["early_stopping"] == {
+            "patience": 2,
+            "min_delta": 0.01,
+        }
+
+
 def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
     page.goto("/")
     open_new_job_form(page)

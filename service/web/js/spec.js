@@ -3,7 +3,13 @@
 import { h } from "./dom.js";
 import { schema } from "./api.js";
 
-export const trainSpecSchema = async () => (await schema()).components.schemas.TrainSpec;
+/** TrainSpec's schema with each property's $ref inlined (early_stopping's EarlyStopping), for the form. */
+export async function trainSpecSchema() {
+  const schemas = (await schema()).components.schemas, spec = schemas.TrainSpec;
+  const inline = (p) => (p.$ref ? schemas[p.$ref.split("/").pop()] : p);
+  const props = Object.entries(spec.properties).map(([k, p]) => [k, p.anyOf ? { ...p, anyOf: p.anyOf.map(inline) } : inline(p)]);
+  return { ...spec, properties: Object.fromEntries(props) };
+}
 export const jobStatuses = async () => (await schema()).components.schemas.JobStatus.enum;
 
 // Presets are what they change from the defaults.
@@ -24,6 +30,7 @@ function fieldKind(prop) {
 function limitsText(main) {
   if (main.enum) return "one of " + main.enum.join(", ");
   if (main.type === "array") return `${main.minItems}–${main.maxItems} layers of ${main.items.minimum}–${main.items.maximum} units, comma-separated`;
+  if (main.type === "object") return Object.entries(main.properties).map(([k, p]) => `${k}=… (${limitsText(p)})`).join(", ") + ", e.g. patience=3";
   const parts = [];
   if (main.exclusiveMinimum != null) parts.push(`> ${main.exclusiveMinimum}`);
   if (main.minimum != null) parts.push(`≥ ${main.minimum}`);
@@ -32,7 +39,8 @@ function limitsText(main) {
   return parts.join(", ");
 }
 
-const shown = (v) => (Array.isArray(v) ? v.join(",") : v ?? "");
+// a form field's text: early stopping's settings as its labels show them, "patience=2, min_delta=0"
+const shown = (v) => (Array.isArray(v) ? v.join(",") : v && typeof v === "object" ? showValue(v) : v ?? "");
 
 /** A field's default for these values: the learning rate's follows the optimizer (x-default-by-optimizer). */
 export function defaultOf(prop, values = {}) {
@@ -61,8 +69,8 @@ export function specForm(spec, { idPrefix = "spec" } = {}) {
     const input = main.enum
       ? h("select", { id, name }, main.enum.map((v) => h("option", { value: v, selected: v === prop.default }, v)))
       : h("input", {
-        id, name, type: main.type === "array" ? "text" : "number", step: main.type === "integer" ? "1" : main.type === "array" ? null : "any",
-        value: shown(prop.default), placeholder: nullable ? "all" : null, "aria-describedby": `${id}-hint ${id}-err`,
+        id, name, type: main.type === "number" || main.type === "integer" ? "number" : "text", step: main.type === "integer" ? "1" : main.type === "number" ? "any" : null,
+        value: shown(prop.default), placeholder: nullable ? (main.type === "object" ? "off" : "all") : null, "aria-describedby": `${id}-hint ${id}-err`,
       });
     const byOptimizer = prop["x-default-by-optimizer"];
     const defaults = byOptimizer ? `default ${Object.entries(byOptimizer).map(([k, v]) => `${v} (${k})`).join(", ")}; ` : `default ${shown(prop.default)}; `;
@@ -94,6 +102,7 @@ function checkValue(prop, raw) {
     if (bad !== undefined) return { error: `${bad} units: each layer needs ${main.items.minimum}–${main.items.maximum}` };
     return { value: nums };
   }
+  if (main.type === "object") return checkSettings(main, raw);
   const n = Number(raw);
   if (!Number.isFinite(n)) return { error: "must be a number" };
   if (main.type === "integer" && !Number.isInteger(n)) return { error: "must be a whole number" };
@@ -102,6 +111,20 @@ function checkValue(prop, raw) {
   if (main.maximum != null && n > main.maximum) return { error: `must be ≤ ${main.maximum}` };
   if (main.exclusiveMaximum != null && n >= main.exclusiveMaximum) return { error: `must be < ${main.exclusiveMaximum}` };
   return { value: n };
+}
+
+/** "patience=3, min_delta=0.01" (or "3", its first required setting) as {patience: 3, min_delta: 0.01}. */
+function checkSettings(main, raw) {
+  const names = Object.keys(main.properties), value = {};
+  for (const part of String(raw).split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [key, v] = part.includes("=") ? part.split("=", 2).map((s) => s.trim()) : [main.required?.[0], part];
+    if (!names.includes(key)) return { error: `${key} is not one of its settings: ${names.join(", ")}` };
+    const r = checkValue(main.properties[key], v);
+    if (r.error) return { error: `${key} ${r.error}` };
+    if (!r.skip) value[key] = r.value;
+  }
+  const missing = (main.required || []).filter((k) => !(k in value));
+  return missing.length ? { error: `needs ${missing.join(", ")}, e.g. patience=3` } : { value };
 }
 
 /** The spec the form holds, or null after marking the fields that are wrong. */
@@ -136,7 +159,10 @@ const SHORT = { learning_rate: "lr", batch_size: "batch", train_limit: "n", hidd
 /** A spec value as people read it: layers "64-32", an unset limit "all" (train_limit: every image),
  * an unset setting "off" (early_stopping), a setting's own fields "patience=2, min_delta=0". */
 export function showValue(value, prop) {
-  if (value == null) return prop && fieldKind(prop).main.$ref ? "off" : "all";
+  if (value == null) {
+    const main = prop ? fieldKind(prop).main : {};
+    return main.$ref || main.type === "object" ? "off" : "all";
+  }
   if (Array.isArray(value)) return value.join("-");
   if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}=${showValue(v)}`).join(", ");
   return String(value);
