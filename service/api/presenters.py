@@ -180,8 +180,9 @@ def require_study(session: Session, study_id: int) -> Study:
     return found(get_study(session, study_id), "study", study_id)
 
 
-def study_public(session: Session, study: Study) -> StudyPublic:
-    """The study with its trials (in trial order), its best trial, and its epochs and trials counted."""
+def study_public(session: Session, study: Study, trials_limit: int | None = None) -> StudyPublic:
+    """The study with its trials (in trial order; the latest trials_limit of them if given), its best
+    trial, and its epochs and trials counted."""
     config = study_config(study)
     jobs = study_jobs(session, study.id)
     curves = validation_curves(session, (job.id for job in jobs))
@@ -211,7 +212,7 @@ def study_public(session: Session, study: Study) -> StudyPublic:
         config=config,
         created_at=study.created_at,
         finished_at=study.finished_at,
-        trials=trials,
+        trials=trials if trials_limit is None else trials[len(trials) - trials_limit :],
         best=next((t for t in trials if t.job_id == best_id), None),
         epochs_trained=sum(t.epochs for t in trials),
         counts=counts,

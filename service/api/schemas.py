@@ -596,7 +596,9 @@ class StudyPublic(BaseModel):
     objective: Literal["validation_accuracy"] = "validation_accuracy"
     created_at: datetime
     finished_at: datetime | None
-    trials: list[TrialPublic] = Field(description="Every trial so far, in trial order.")
+    trials: list[TrialPublic] = Field(
+        description="Every trial so far, in trial order (GET /studies: the latest trials_limit; counts has them all)."
+    )
     best: TrialPublic | None = Field(
         description="The succeeded trial with the highest validation accuracy (ties as GET /models orders them), "
         "the one POST /studies/{id}/promote points an alias at."

@@ -69,6 +69,11 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
     assert client.get(f"/studies/{study['id']}").json() == study
     listed = client.get("/studies", params={"limit": 1}).json()
     assert listed["count"] == 1 and listed["data"] == [study]
+    # the listing the jobs page polls is bounded: the latest trials_limit trials, every one counted
+    latest = client.get("/studies", params={"trials_limit": 1}).json()["data"][0]
+    assert latest == study | {"trials": study["trials"][-1:]}
+    assert client.get("/studies", params={"trials_limit": 0}).json()["data"][0]["trials"] == []
+    assert_problem(client.get("/studies", params={"trials_limit": 101}), 422, "query.trials_limit")
 
 
 @pytest.mark.parametrize(

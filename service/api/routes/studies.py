@@ -123,10 +123,14 @@ def read_studies(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: PageOffset = 0,
+    trials_limit: Annotated[
+        int,
+        Query(ge=0, le=100, description="Trials listed per study, the latest (GET /studies/{id} lists all)"),
+    ] = 10,
 ) -> StudiesPublic:
-    """Studies, newest first, each with its trials and its best."""
+    """Studies, newest first, each with its latest trials, its best and its trials counted by status."""
     studies, count = list_studies(session, limit=limit, offset=offset)
-    return StudiesPublic(data=[study_public(session, study) for study in studies], count=count)
+    return StudiesPublic(data=[study_public(session, study, trials_limit) for study in studies], count=count)
 
 
 @router.get("/{study_id}", response_model=StudyPublic)

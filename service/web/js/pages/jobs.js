@@ -125,7 +125,7 @@ async function renderStudies(ctx, root) {
     h("thead", null, h("tr", null, th("study"), th("status"), th("trials", "right"), th("searches"), th("best validation", "right"), th("best model"))),
     h("tbody", null, studies.map((s) => h("tr", { dataset: { study: s.id } },
       h("td", null, h("a", { href: `#/studies/${s.id}`, dataset: { studyPage: s.id } }, `Study ${s.id}`)),
-      h("td", null, s.status), h("td", { class: "right" }, `${s.trials.length} of ${s.config.trials}`),
+      h("td", null, s.status), h("td", { class: "right" }, `${Object.values(s.counts).reduce((a, b) => a + b, 0)} of ${s.config.trials}`),
       h("td", null, Object.keys(s.config.space).join(", ")),
       h("td", { class: ["right", "nowrap"] }, pct(s.best?.validation_accuracy)),
       h("td", null, s.best ? h("a", { href: `#/models/${s.best.job_id}` }, `model ${s.best.job_id} (trial ${s.best.number})`) : "–"))))));
