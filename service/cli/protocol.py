@@ -7,8 +7,10 @@ could make the API buffer a 100 MB header before any check ran (docs/reliability
 connections"). Here:
 - a connection must send a request's whole head within MLPLAB_KEEP_ALIVE_SECONDS of opening or of its
   previous response (else 408), and a body may pause no longer than that between two pieces;
-- a request whose head, chunk framing and trailers reach MAX_HEAD_BYTES is answered 431 (closed, when its
-  response has begun) before more of them is read.
+- a head, or the chunk lines and trailers between two pieces of body, reaching MAX_HEAD_BYTES is answered
+  431 (closed, when its response has begun) before more of it is read;
+- one request is parsed at a time: while one waits for the answer before it, the rest stays unread;
+- a body that goes on after its answer is not waited for.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import json
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
-LINGER_SECONDS = 1.0  # after a refusal, what the client still sends is read and dropped this long
+LINGER_SECONDS = 1.0  # after a refusal, what the client still sends is read and dropped this long,
+LINGER_BYTES = 1 << 20  # and this much at most
 
 
 def _problem(status: int, title: str, detail: str) -> bytes:
@@ -36,13 +39,19 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_open = True  # from the end of one request (or the connection's start) to its head's end
-        self._overhead = 0  # bytes of the request that are not its body: head, chunk framing, trailers
+        self._overhead = 0  # bytes since the last body bytes that are not body: a head, chunk lines, trailers
         self._body_bytes = 0  # body bytes the parser has handed on, ever
         self._begun = self._ended = False  # a request began, or ended, while the parser read
         self._receiving_body = False
-        self._dropping = False  # refused: what comes is read and dropped
+        self._held = b""  # read, not yet parsed: the request before it waits for its answer
+        self._dropping, self._dropped = False, 0  # refused: what comes is read and dropped (bytes)
         self._after_response: bytes | None = None  # a refusal to send once the response under way is sent
         self._arm()  # the first request's head is due, as every later one's is after a response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+        super().connection_lost(exc)
 
     def _arm(self) -> None:
         if self.timeout_keep_alive_task is not None:
@@ -71,44 +80,61 @@ class HttpProtocol(HttpToolsProtocol):
     def _app_done(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
-    def _refuse(self, answer: bytes) -> None:
-        """Answer, then read and drop what the client still sends for a moment before closing: closing
-        with its bytes unread would reset the connection, and the client lose the answer."""
-        self._dropping = True
+    def _refuse(self, answer: bytes | None = None) -> None:
+        """Answer (if there is one), then read and drop what the client still sends for a moment before
+        closing: closing with its bytes unread would reset the connection, and the client lose the answer."""
+        self._dropping, self._held = True, b""
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
-        self.transport.write(answer)
+        if answer is not None:
+            self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
-        # Fed to the parser a piece at a time, never past what the request's non-body bytes may still
-        # grow by: httptools keeps a head (and uvicorn a chunked body's trailers) whole in memory.
+        # Fed to the parser a piece at a time, never past what the non-body bytes may still grow by
+        # (httptools keeps a head, and uvicorn a chunked body's trailers, whole in memory), and one request
+        # at a time: while one waits for the answer before it, the rest is held, unparsed and unread.
+        if self._dropping:
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
+            return
+        data = self._held + data
+        self._held = b""
         while data and not self.transport.is_closing() and not self._dropping:
+            if self.pipeline:
+                self._held = data
+                self.flow.pause_reading()
+                return
             piece, data = data[: MAX_HEAD_BYTES - self._overhead], data[MAX_HEAD_BYTES - self._overhead :]
             body_before, self._ended = self._body_bytes, False
             super().data_received(piece)
-            if self._ended:  # a request ended in this piece: count only whether the next has begun
+            if self._ended or self._body_bytes > body_before:
+                # a request ended or body came: count from there on, only whether a next head has begun
                 self._overhead = int(self._head_open and self._begun)
             else:
-                self._overhead += len(piece) - (self._body_bytes - body_before)
+                self._overhead += len(piece)
             if self.transport.is_closing():
                 return
             if self._overhead >= MAX_HEAD_BYTES:
                 self._too_large()
                 return
+            if self._receiving_body and self.cycle is not None and self.cycle.response_complete:
+                self._refuse()  # answered before its body ended: the rest is not waited for
+                return
             if self._receiving_body:
                 self._arm()  # a body may pause, but not for longer than the deadline
 
     def _too_large(self) -> None:
-        detail = f"A request's line, headers and chunk framing may hold under {MAX_HEAD_BYTES} bytes."
+        detail = f"A request's line and headers, or its chunk lines and trailers, may hold under {MAX_HEAD_BYTES} bytes."
         answer = _problem(431, "Request Header Fields Too Large", detail)
         if not self._head_open:
-            self.transport.close()  # trailers: this request's app is running; it sees a disconnect
+            self._refuse(None if self.cycle and self.cycle.response_started else answer)
         elif self._app_done():
             self._refuse(answer)
-        else:  # a pipelined head: the request before it is still being answered
+        else:  # the request before this head is still being answered
             self._dropping, self._after_response = True, answer
 
     def on_headers_complete(self) -> None:
@@ -132,10 +158,14 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # arms uvicorn's keep-alive timer unless a pipelined request runs
+        super().on_response_complete()  # starts a pipelined request, or arms uvicorn's keep-alive timer
         if self.transport.is_closing():
             return
         if self._after_response is not None:
             self._refuse(self._after_response)
-        elif self.timeout_keep_alive_task is not None:
-            self._arm()  # the same deadline, answered 408 when part of a head came
+        elif self._receiving_body and self.cycle is not None and self.cycle.response_complete:
+            self._refuse()  # answered before its body ended: the rest is not waited for
+        elif self._app_done():
+            self._arm()  # the next head is due within the same deadline (408 when part of it came)
+            if self._held:
+                self.loop.call_soon(self.data_received, b"")  # the held request's turn

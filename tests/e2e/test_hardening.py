@@ -3,6 +3,8 @@ unasked, hold connections open without a word, or reach it under another name (D
 
 from __future__ import annotations
 
+import contextlib
+import re
 import select
 import socket
 import time
@@ -220,6 +222,57 @@ def test_pipelined_requests_are_served_and_each_head_is_bounded(tmp_path):
             sock.sendall(request + huge)
             answer = _answer(sock)
         assert answer.count(b"HTTP/1.1 200 ") == 1 and b"HTTP/1.1 431 " in answer, answer[:300]
+    finally:
+        service.stop()
+
+
+def test_one_request_is_parsed_at_a_time_and_each_is_answered_in_turn(tmp_path):
+    """Pipelining: 4 MB of requests from a client that reads no answer (a reviewer: +640 MB over five such
+    connections, every request parsed and queued), answers in order with a big head last, a body that
+    dribbles on after its answer, and a chunked upload in 64-byte chunks that must get through."""
+    service = start_service(tmp_path, MLPLAB_KEEP_ALIVE_SECONDS="2")
+    try:
+        pid, port = service.api.pid, _port(service)
+        host = f"Host: 127.0.0.1:{port}\r\n"
+        get = f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode()
+        before = _memory(pid)["VmRSS"]
+        _reset_peak(pid)
+        floods = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        for sock in floods:
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.send(get * (4_000_000 // len(get)))
+        time.sleep(2)
+        assert _memory(pid)["VmHWM"] - before < 50_000_000
+        for sock in floods:
+            sock.close()
+
+        post = f"POST /jobs HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+        big = f"GET /healthz HTTP/1.1\r\n{host}X-Big: {'a' * 140_000}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post.encode() + b'{"backend": "numpy"}' + get + big.encode())
+            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", _answer(sock))  # each follows the last body
+        assert statuses == [b"202", b"200", b"431"]
+
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=10
+        ) as sock:  # answered, then a byte a second
+            sock.sendall(f"GET /healthz HTTP/1.1\r\n{host}Content-Length: 1000\r\n\r\n".encode())
+            started = time.monotonic()
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                for _ in range(20):
+                    time.sleep(1)
+                    sock.sendall(b"x")
+            assert time.monotonic() - started < 6
+
+        body = b" " * 980_000 + b'{"backend": "numpy", "epochs": 1, "train_limit": 100}'
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 64]), body[i : i + 64]) for i in range(0, len(body), 64)
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = f"POST /jobs HTTP/1.1\r\n{host}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            sock.sendall(head.encode() + chunks + b"0\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 202 ")
     finally:
         service.stop()
 
