@@ -457,7 +457,11 @@ def test_early_stopping_is_set_from_the_form_in_words(page, service):
     for typed, says in [
         ("patience=0", "patience must be ≥ 1"),
         ("min_delta=0.1", "needs patience"),
-        ("wait=3", "wait"),
+        ("wait=3", "wait needs one of"),
+        ("patience=2=3", "one value a setting"),
+        ("2, 7", "patience is given twice"),
+        ("patience=0x10", "patience must be a number"),
+        ("=3", "a value needs one of"),
     ]:
         fill_spec(page, SMALL | {"early_stopping": typed})
         page.click("#submit")

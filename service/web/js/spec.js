@@ -90,6 +90,8 @@ export function applyPreset(form, spec, preset) {
   }
 }
 
+const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i; // what a person types; Number() also takes "0x10"
+
 function checkValue(prop, raw) {
   const { main, nullable } = fieldKind(prop);
   if (raw === "" || raw == null) return nullable ? { value: null } : prop.default !== undefined ? { skip: true } : { error: "required" };
@@ -103,7 +105,7 @@ function checkValue(prop, raw) {
     return { value: nums };
   }
   if (main.type === "object") return checkSettings(main, raw);
-  const n = Number(raw);
+  const n = DECIMAL.test(String(raw)) ? Number(raw) : NaN;
   if (!Number.isFinite(n)) return { error: "must be a number" };
   if (main.type === "integer" && !Number.isInteger(n)) return { error: "must be a whole number" };
   if (main.minimum != null && n < main.minimum) return { error: `must be ≥ ${main.minimum}` };
@@ -116,9 +118,13 @@ function checkValue(prop, raw) {
 /** "patience=3, min_delta=0.01" (or "3", its first required setting) as {patience: 3, min_delta: 0.01}. */
 function checkSettings(main, raw) {
   const names = Object.keys(main.properties), value = {};
+  if (String(raw).trim() === "off") return { value: null };
   for (const part of String(raw).split(",").map((s) => s.trim()).filter(Boolean)) {
-    const [key, v] = part.includes("=") ? part.split("=", 2).map((s) => s.trim()) : [main.required?.[0], part];
-    if (!names.includes(key)) return { error: `${key} is not one of its settings: ${names.join(", ")}` };
+    const pair = part.split("=").map((s) => s.trim());
+    if (pair.length > 2) return { error: `one value a setting: ${part}` };
+    const [key, v] = pair.length === 2 ? pair : [main.required?.[0], part];
+    if (!names.includes(key)) return { error: `${key || "a value"} needs one of its settings' names: ${names.join(", ")}` };
+    if (key in value) return { error: `${key} is given twice` };
     const r = checkValue(main.properties[key], v);
     if (r.error) return { error: `${key} ${r.error}` };
     if (!r.skip) value[key] = r.value;
