@@ -10,7 +10,7 @@ connections"). Here:
 - a head, or the chunk lines and trailers between two pieces of body, reaching MAX_HEAD_BYTES is answered
   431 (closed, when its response has begun) before more of it is read;
 - one request is parsed at a time: while one waits for the answer before it, the rest stays unread;
-- a body that goes on after its answer is not waited for.
+- a body that goes on after its answer is not waited for, nor a client that stops reading its answer.
 """
 
 from __future__ import annotations
@@ -46,12 +46,25 @@ class HttpProtocol(HttpToolsProtocol):
         self._held = b""  # read, not yet parsed: the request before it waits for its answer
         self._dropping, self._dropped = False, 0  # refused: what comes is read and dropped (bytes)
         self._after_response: bytes | None = None  # a refusal to send once the response under way is sent
+        self._unread: asyncio.TimerHandle | None = None  # while the client reads none of its answer
         self._arm()  # the first request's head is due, as every later one's is after a response
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
+        for timer in (self.timeout_keep_alive_task, self._unread):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # the client is not reading what it asked for: as long as a request's head may take, then abort
+        self._unread = self.loop.call_later(self.timeout_keep_alive, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        if self._unread is not None:
+            self._unread.cancel()
+            self._unread = None
+        super().resume_writing()
 
     def _arm(self) -> None:
         if self.timeout_keep_alive_task is not None:

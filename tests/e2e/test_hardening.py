@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Service, start_service
+from tests.support import Service, start_service, wait_for
 
 pytestmark = pytest.mark.slow  # real API processes
 
@@ -274,6 +274,31 @@ def test_one_request_is_parsed_at_a_time_and_each_is_answered_in_turn(tmp_path):
             sock.sendall(head.encode() + chunks + b"0\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 202 ")
     finally:
+        service.stop()
+
+
+def test_a_client_that_reads_none_of_its_answers_is_let_go(tmp_path):
+    """Requests for megabytes of answers, none of them read: the server's writes stall, and after the
+    keep-alive the connection is dropped, so such clients cannot hold the places they took."""
+    service = start_service(tmp_path, MLPLAB_KEEP_ALIVE_SECONDS="2", MLPLAB_MAX_CONNECTIONS="3")
+    port = _port(service)
+    get = f"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(2):  # two places of three; a request on the third finds the limit
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(get * 400)  # far more answer than the socket buffers hold
+            held.append(sock)
+            time.sleep(0.5)  # until its writes stall
+        with service.client() as client:
+            assert client.get("/healthz").status_code == 503
+            started = time.monotonic()
+            wait_for(lambda: client.get("/healthz").status_code == 200, timeout=15)
+            assert time.monotonic() - started < 6
+    finally:
+        for sock in held:
+            sock.close()
         service.stop()
 
 
