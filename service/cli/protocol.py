@@ -57,8 +57,20 @@ class HttpProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        # the client is not reading what it asked for: as long as a request's head may take, then abort
-        self._unread = self.loop.call_later(self.timeout_keep_alive, self.transport.abort)
+        if self._unread is not None:
+            self._unread.cancel()
+        self._unread = self.loop.call_later(self.timeout_keep_alive, self._watch_unread, self._unsent())
+
+    def _unsent(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def _watch_unread(self, pending: int) -> None:
+        """While writes are paused: a client that read nothing of its answer for as long as a request's
+        head may take is dropped; one that reads slowly gets the same time again after each bit read."""
+        if self._unsent() >= pending:
+            self.transport.abort()
+        else:
+            self._unread = self.loop.call_later(self.timeout_keep_alive, self._watch_unread, self._unsent())
 
     def resume_writing(self) -> None:
         if self._unread is not None:
