@@ -212,7 +212,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         config=config,
         created_at=study.created_at,
         finished_at=study.finished_at,
-        trials=trials if trials_limit is None else trials[len(trials) - trials_limit :],
+        trials=trials if trials_limit is None else trials[max(0, len(trials) - trials_limit) :],
         best=next((t for t in trials if t.job_id == best_id), None),
         epochs_trained=sum(t.epochs for t in trials),
         counts=counts,

@@ -16,9 +16,10 @@ connections"). Here:
 from __future__ import annotations
 
 import asyncio
-import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.errors import PROBLEM_JSON, Problem
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
 LINGER_SECONDS = 1.0  # after a refusal, what the client still sends is read and dropped this long,
@@ -27,9 +28,9 @@ LINGER_BYTES = 1 << 20  # and this much at most
 
 def _problem(status: int, title: str, detail: str) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, its body RFC 9457 problem+json."""
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    body = Problem(title=title, status=status, detail=detail).model_dump_json(exclude_none=True).encode()
     head = (
-        f"HTTP/1.1 {status} {title}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_JSON}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
@@ -40,8 +41,9 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_open = True  # from the end of one request (or the connection's start) to its head's end
         self._overhead = 0  # bytes since the last body bytes that are not body: a head, chunk lines, trailers
-        self._body_bytes = 0  # body bytes the parser has handed on, ever
-        self._begun = self._ended = False  # a request began, or ended, while the parser read
+        self._begun = self._ended = self._bodied = (
+            False  # while the parser read: a request began, ended, had body
+        )
         self._receiving_body = False
         self._held = b""  # read, not yet parsed: the request before it waits for its answer
         self._dropping, self._dropped = False, 0  # refused: what comes is read and dropped (bytes)
@@ -105,6 +107,10 @@ class HttpProtocol(HttpToolsProtocol):
     def _app_done(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
+    def _answered_early(self) -> bool:
+        """The request was answered before its body ended: the rest of the body is not waited for."""
+        return self._receiving_body and self.cycle is not None and self.cycle.response_complete
+
     def _refuse(self, answer: bytes | None = None) -> None:
         """Answer (if there is one), then read and drop what the client still sends for a moment before
         closing: closing with its bytes unread would reset the connection, and the client lose the answer."""
@@ -134,9 +140,9 @@ class HttpProtocol(HttpToolsProtocol):
                 self.flow.pause_reading()
                 return
             piece, data = data[: MAX_HEAD_BYTES - self._overhead], data[MAX_HEAD_BYTES - self._overhead :]
-            body_before, self._ended = self._body_bytes, False
+            self._ended = self._bodied = False
             super().data_received(piece)
-            if self._ended or self._body_bytes > body_before:
+            if self._ended or self._bodied:
                 # a request ended or body came: count from there on, only whether a next head has begun
                 self._overhead = int(self._head_open and self._begun)
             else:
@@ -146,8 +152,8 @@ class HttpProtocol(HttpToolsProtocol):
             if self._overhead >= MAX_HEAD_BYTES:
                 self._too_large()
                 return
-            if self._receiving_body and self.cycle is not None and self.cycle.response_complete:
-                self._refuse()  # answered before its body ended: the rest is not waited for
+            if self._answered_early():
+                self._refuse()
                 return
             if self._receiving_body:
                 self._arm()  # a body may pause, but not for longer than the deadline
@@ -169,7 +175,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
+        self._bodied = True
         super().on_body(body)
 
     def on_message_begin(self) -> None:
@@ -188,8 +194,8 @@ class HttpProtocol(HttpToolsProtocol):
             return
         if self._after_response is not None:
             self._refuse(self._after_response)
-        elif self._receiving_body and self.cycle is not None and self.cycle.response_complete:
-            self._refuse()  # answered before its body ended: the rest is not waited for
+        elif self._answered_early():
+            self._refuse()
         elif self._app_done():
             self._arm()  # the next head is due within the same deadline (408 when part of it came)
             if self._held:
