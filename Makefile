@@ -25,9 +25,11 @@ run: install
 test: install
 	@eval "$$(bash .ci/deps)"; $(PY) -m pytest
 
-# The suite less its tests marked `slow` (live API and worker processes, real-MNIST training).
+# The suite less its tests marked `slow` (live API and worker processes, real-MNIST training), a test
+# process per core, each with one BLAS/OpenMP thread: threads enough for all of them would fight for the cores.
 test-fast: install
-	@eval "$$(bash .ci/deps)"; $(PY) -m pytest -m "not slow" -q
+	@eval "$$(bash .ci/deps)"; OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal
 
 # ruff's lint and format check on the whole tree; mypy, strict, on service/ and workers/ (pyproject.toml).
 lint: install

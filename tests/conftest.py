@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,11 +50,16 @@ def drop_database(admin, name: str) -> None:
 
 
 @contextmanager
-def fresh_database(kind: str, folder: Path) -> Iterator[str]:
-    """The URL of an empty database of `kind`: an SQLite file in `folder`, or a PostgreSQL database
-    made for the caller on MLPLAB_TEST_POSTGRES_URL's server and dropped afterwards."""
+def fresh_database(kind: str, folder: Path, template: str | None = None) -> Iterator[str]:
+    """The URL of a new database of `kind`: an SQLite file in `folder`, or a PostgreSQL database
+    made for the caller on MLPLAB_TEST_POSTGRES_URL's server and dropped afterwards. Empty, or a copy
+    of `template` (an SQLite file's path, a PostgreSQL database's name)."""
     if kind == "sqlite":
-        yield f"sqlite:///{folder / 'db' / 'mlplab.db'}"
+        path = folder / "db" / "mlplab.db"
+        if template:
+            path.parent.mkdir()
+            shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
         return
     assert kind == "postgresql", kind
     from sqlalchemy import create_engine, make_url
@@ -63,7 +69,9 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            connection.exec_driver_sql(
+                f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+            )
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
@@ -72,10 +80,32 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> str:
+    """An SQLite file at the newest revision: copying it is ten times faster than migrating."""
+    path = tmp_path_factory.mktemp("migrated") / "mlplab.db"
+    migrate(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def migrated_postgresql(tmp_path_factory) -> Iterator[str]:
+    """The name of a PostgreSQL database at the newest revision, the template of migrated ones."""
+    from sqlalchemy import make_url
+
+    with fresh_database("postgresql", tmp_path_factory.getbasetemp()) as url:
+        migrate(url)
+        yield str(make_url(url).database)
+
+
 @pytest.fixture(params=DB_KINDS)
 def db_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, empty (unmigrated) database for this test: SQLite file, then PostgreSQL database."""
-    with fresh_database(request.param, tmp_path) as url:
+    """A fresh database for this test: SQLite file, then PostgreSQL database. Empty (unmigrated), or at
+    the newest revision when the test asks for `sessions` too."""
+    template = (
+        request.getfixturevalue(f"migrated_{request.param}") if "sessions" in request.fixturenames else None
+    )
+    with fresh_database(request.param, tmp_path, template) as url:
         yield url
 
 

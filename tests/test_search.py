@@ -128,6 +128,7 @@ def test_the_same_trials_give_the_same_params_and_later_trials_differ():
     assert next_params(make(trials=30, seed=1), trials) != first
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_repeated_decision_is_the_same_in_another_process():
     """After a crash another process repeats the decision: string hashing must not change it."""
     config = make(trials=30)
@@ -317,6 +318,7 @@ def test_importance_ranks_the_only_field_that_matters_first():
     assert importance(config, trials[:1]) == {}
 
 
+@pytest.mark.slow  # sixty trials of TPE
 def test_tpe_with_a_fixed_seed_finds_the_good_region():
     """In 40 trials TPE's best is relu within 0.05 decades of learning rate 1e-2, for every seed tried.
 

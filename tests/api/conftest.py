@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -9,7 +11,8 @@ from tests.support import real_data_dir
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path, migrated_sqlite) -> Settings:
+    shutil.copyfile(migrated_sqlite, tmp_path / "api.db")
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'api.db'}",
         data_dir=real_data_dir(),

@@ -271,6 +271,7 @@ def test_with_a_token_moving_an_alias_needs_it(tmp_path, world):
         assert client.get("/aliases/champion").status_code == 200  # reads stay open (MLPLAB_PROTECT_READS)
 
 
+@pytest.mark.slow  # a second API process
 def test_another_api_process_sees_a_move_within_its_alias_cache_time(tmp_path, world):
     _, ids = world
     settings = Settings(

@@ -22,6 +22,7 @@ OVERFIT = learner_body(
 )
 
 
+@pytest.mark.slow  # training on the real MNIST
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_a_job_that_stops_early_succeeds_with_its_best_epochs_model(tmp_path, mnist, backend):
     settings = Settings(

@@ -358,6 +358,7 @@ def test_epoch_batches_cover_every_index_once_and_repeat():
 # --- the real files --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the real MNIST decoded
 @pytest.mark.realdata
 def test_real_mnist():
     """Fails, never skips, when the files are missing: CI must notice a data directory gone wrong."""

@@ -22,6 +22,7 @@ def _upload(im: Image.Image) -> np.ndarray:
     return preprocess_upload(encode(im), **LIMITS)
 
 
+@pytest.mark.slow  # profiles of the real datasets
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
 def test_few_test_images_are_flagged(dataset, data_dir):
@@ -31,6 +32,7 @@ def test_few_test_images_are_flagged(dataset, data_dir):
     assert flagged / len(data.test_images) <= 0.005
 
 
+@pytest.mark.slow  # profiles of the real datasets
 @pytest.mark.realdata
 def test_uploads_of_real_digits_are_not_flagged(profile, mnist):
     """Test digits as a user would send them: thin-pen photos, and plain upscaled scans either way round."""

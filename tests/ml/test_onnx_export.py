@@ -113,6 +113,7 @@ def test_the_weight_file_or_its_loaded_weights_export_the_same_model(tiny_datase
     assert export_onnx(blob) == export_onnx(load_weights(blob))
 
 
+@pytest.mark.slow  # two Python processes
 def test_neither_the_api_nor_the_worker_imports_onnx():
     """onnx loads only when a model is exported, never at start-up."""
     code = "import sys, service.main, workers.worker; print(sorted(m for m in sys.modules if 'onnx' in m))"

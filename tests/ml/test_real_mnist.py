@@ -24,6 +24,7 @@ def test_one_epoch_of_relu_adam_reaches_96_percent(backend, mnist):
     assert sum(map(sum, result.confusion_train)) == 60_000 - spec.validation_size  # the images trained on
 
 
+@pytest.mark.slow  # training on the real MNIST
 @pytest.mark.realdata
 def test_zero_init_keeps_hidden_units_identical(mnist):
     spec = TrainSpec(

@@ -210,6 +210,7 @@ def test_concurrent_migrate_threads(url):
         e.dispose()
 
 
+@pytest.mark.slow  # migrating processes
 def test_concurrent_migrate_processes(url):
     """An API and a worker starting at once on a fresh file: both migrate, neither fails."""
     code = f"from service.store.db import migrate; migrate({url!r})"

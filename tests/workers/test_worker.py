@@ -118,6 +118,7 @@ def test_once_trains_every_queued_job_and_records_it(tmp_path, env, sessions):
     assert f"job {ids[1]} succeeded: test accuracy " in output
 
 
+@pytest.mark.slow  # a worker process
 def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, sessions):
     # A data dir with Fashion-MNIST but no MNIST (which, unlike Fashion-MNIST, has no system-wide copy).
     write_dataset(tmp_path / "other" / "fashion-mnist")
@@ -134,6 +135,7 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, session
     assert job(sessions, fine).status == "succeeded"
 
 
+@pytest.mark.slow  # a worker process
 def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
     (job_id,) = enqueue(sessions, long())
     proc, log = start_worker(tmp_path, env)  # not --once: it would wait for more work
@@ -155,6 +157,7 @@ def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
     assert f"job {job_id} released (queued) on shutdown" in output
 
 
+@pytest.mark.slow  # a worker process
 @pytest.mark.parametrize("heartbeat", ["0.2", "60"])
 def test_cancel_while_running(tmp_path, env, sessions, heartbeat):
     """A running job ends cancelled, its checkpoint dropped; with a 60 s heartbeat as well, because
