@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from service.api.presenters import (
     trained_model,
 )
 from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
+from service.errors import PROBLEM_RESPONSES, Responses
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, Study, TrainedModel
@@ -143,6 +144,15 @@ async def require_reader(request: Request) -> None:
 
 WriterDep = Depends(require_writer)
 ReaderDep = Depends(require_reader)
+
+
+def reader_router(tag: str, prefix: str = "", responses: Responses | None = None) -> APIRouter:
+    """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one) and document
+    the problems any route may answer, and `responses`."""
+    return APIRouter(
+        prefix=prefix, tags=[tag], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES | (responses or {})
+    )
+
 
 __all__ = [
     "SessionDep",

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.asgi import HttpMiddleware
 from service.errors import ProblemError, echo, problem_response
 from service.settings import Settings
 
@@ -105,17 +106,14 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
     return _origin(sent.netloc, sent.scheme) != _origin(headers.get("host", ""), scope.get("scheme", "http"))
 
 
-class RequestGuard:
+class RequestGuard(HttpMiddleware):
     """Refuses, before the app runs, what the module docstring lists; bounds every body as it streams in."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+        super().__init__(app)
         self.settings = settings
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self.check(scope)
         except ProblemError as exc:

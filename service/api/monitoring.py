@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.asgi import HttpMiddleware
 from service.ml.spec import Backend
 from service.store.models import JobStatus, utcnow
 from service.store.queries import (
@@ -94,16 +95,14 @@ class Monitoring:
         return generate_latest(registry)
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """ASGI middleware: counts and times every HTTP request when its response starts."""
 
     def __init__(self, app: ASGIApp, monitoring: Monitoring) -> None:
-        self.app, self.monitoring = app, monitoring
+        super().__init__(app)
+        self.monitoring = monitoring
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         counted = False
 

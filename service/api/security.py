@@ -9,6 +9,8 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.asgi import HttpMiddleware
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -31,20 +33,16 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds SECURITY_HEADERS to every HTTP response that does not already set them. With `private_cache`
     (MLPLAB_PROTECT_READS), a response the app marks `Cache-Control: public` (figures, images) is marked
     private instead: a shared cache must not serve to anyone what needs the token."""
 
     def __init__(self, app: ASGIApp, private_cache: bool = False) -> None:
-        self.app = app
+        super().__init__(app)
         self.private_cache = private_cache
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)

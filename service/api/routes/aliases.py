@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import InferenceDep, ReaderDep, SessionDep, WriterDep
+from service.api.deps import InferenceDep, SessionDep, WriterDep, reader_router
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import alias_public, point_alias
 from service.api.schemas import (
@@ -25,7 +25,6 @@ from service.api.schemas import (
 from service.errors import (
     JSON_BODY_DOC,
     NOT_TRAINED_DOC,
-    PROBLEM_RESPONSES,
     ProblemError,
     found,
     not_found,
@@ -34,7 +33,7 @@ from service.errors import (
 from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, rollback_alias
 from service.store.queries import alias_history, get_alias, list_aliases
 
-router = APIRouter(prefix="/aliases", tags=["aliases"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("aliases", "/aliases")
 
 AliasPath = Annotated[
     str,

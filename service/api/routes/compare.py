@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, ModelRefsDep, ReaderDep
+from service.api.deps import DatabaseDep, ModelRefsDep, reader_router
 from service.api.presenters import differing, json_response, labels, require_trained
 from service.api.schemas import (
     MAX_CURVE_POINTS,
@@ -14,16 +14,12 @@ from service.api.schemas import (
     CurvePoint,
     EpochPoint,
 )
-from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES
+from service.errors import NOT_TRAINED_DOC
 from service.ml.spec import TrainSpec
 from service.store.models import Job
 from service.store.queries import get_epochs, get_loss_curve, job_spec
 
-router = APIRouter(
-    tags=["compare"],
-    dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
-)
+router = reader_router("compare", responses=NOT_TRAINED_DOC)
 
 
 def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 
-from service.api.deps import InferenceDep, ReaderDep, SettingsDep
+from service.api.deps import InferenceDep, SettingsDep, reader_router
 from service.api.paging import PageOffset
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
-from service.errors import DATASET_UNAVAILABLE_DOC, PROBLEM_RESPONSES, Responses
+from service.errors import DATASET_UNAVAILABLE_DOC, Responses
 from service.imaging import to_png
 from service.ml.data import DATASETS
 from service.ml.spec import DatasetName, SplitName
 
-router = APIRouter(
-    prefix="/datasets", tags=["datasets"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES
-)
+router = reader_router("datasets", "/datasets")
 
 PNG: Responses = {200: {"content": {"image/png": {}}, "description": "The image, white digit on black"}}
 

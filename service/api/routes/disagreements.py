@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import plots
@@ -18,8 +18,8 @@ from service.api.deps import (
     MODEL_REF,
     InferenceDep,
     ModelRef,
-    ReaderDep,
     alias_cache_headers,
+    reader_router,
     resolve_model,
 )
 from service.api.paging import PageLimit, PageOffset
@@ -30,17 +30,12 @@ from service.api.schemas import (
     DisagreementPublic,
     DisagreementsPublic,
 )
-from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES, invalid
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
 from service.ml.spec import SplitName
 from service.selection import Disagreement, disagreement, p_text
 
-router = APIRouter(
-    prefix="/compare",
-    tags=["compare"],
-    dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC,
-)
+router = reader_router("compare", "/compare", responses=NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC)
 
 Only = Literal["a_right", "b_right", "both_wrong"]
 ModelA = Annotated[str, Query(pattern=MODEL_PATTERN, description=f"Model A: {MODEL_REF}")]

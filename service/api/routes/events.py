@@ -6,18 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse
 from starlette.background import BackgroundTask
 
-from service.api.deps import ReaderDep
+from service.api.deps import reader_router
 from service.api.schemas import MAX_CURVE_POINTS
 from service.api.streams import EventHub, Snapshot, Subscription, sse
-from service.errors import PROBLEM_RESPONSES, Responses, not_found, problem_doc
+from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("jobs", "/jobs")
 
 RETRY_MS = 2000  # how long a browser waits before it reconnects
 KEEPALIVE_SECONDS = 15.0  # a comment after this long without an event, so proxies keep the connection

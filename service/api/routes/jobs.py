@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
     DatabaseDep,
     JobDep,
-    ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
+    reader_router,
 )
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
@@ -34,14 +34,14 @@ from service.api.schemas import (
     LossesPublic,
     LossPoint,
 )
-from service.errors import PROBLEM_RESPONSES, SUBMIT_DOCS, ProblemError, problem_doc
+from service.errors import SUBMIT_DOCS, ProblemError, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
 from service.store.queries import JobSort, get_epochs, get_loss_curve, get_losses, list_jobs
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("jobs", "/jobs")
 
 
 @router.post("", status_code=202, response_model=JobPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)

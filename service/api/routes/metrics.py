@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep
+from service.api.deps import SessionDep, SettingsDep, reader_router
 from service.api.monitoring import Monitoring, read_state
-from service.errors import PROBLEM_RESPONSES
 
-router = APIRouter(tags=["metrics"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("metrics")
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -14,10 +14,10 @@ from service.api.deps import (
     InferenceDep,
     ModelDep,
     ModelRefDep,
-    ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
+    reader_router,
 )
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
@@ -37,7 +37,7 @@ from service.api.schemas import (
     ModelsPublic,
     ScoresPublic,
 )
-from service.errors import NOT_TRAINED_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, Responses
+from service.errors import NOT_TRAINED_DOC, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
 from service.ml.metrics import class_scores
 from service.ml.spec import SplitName
@@ -46,12 +46,7 @@ from service.store.db import begin_write
 from service.store.models import TrainedModel
 from service.store.queries import ModelSort, aliases_by_model, count_models, job_spec, list_models
 
-router = APIRouter(
-    prefix="/models",
-    tags=["models"],
-    dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
-)
+router = reader_router("models", "/models", responses=NOT_TRAINED_DOC)
 
 
 def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Annotated, Concatenate, Literal, ParamSpec
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -18,13 +18,13 @@ from service.api.deps import (
     InferenceDep,
     ModelRefDep,
     ModelRefsDep,
-    ReaderDep,
     alias_cache_headers,
+    reader_router,
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
 from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
-from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, PROBLEM_RESPONSES
+from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
 from service.ml.spec import SplitName
@@ -38,11 +38,7 @@ P = ParamSpec("P")
 # known: a whole train split for a 800,000-parameter network, a few thousand images for the largest.
 MISTAKES_BUDGET = 50_000_000_000
 
-router = APIRouter(
-    tags=["plots"],
-    dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC,
-)
+router = reader_router("plots", responses=NOT_TRAINED_DOC)
 
 XAxis = Literal["step", "samples"]
 XQuery = Annotated[

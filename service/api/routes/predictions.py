@@ -6,11 +6,11 @@ import json
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Path, Query, Request
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ModelRefDep, ReaderDep, WriterDep
+from service.api.deps import InferenceDep, ModelRefDep, WriterDep, reader_router
 from service.api.guard import allow_body
 from service.api.inference import predict_proba
 from service.api.monitoring import Monitoring
@@ -27,7 +27,6 @@ from service.api.schemas import (
 from service.errors import (
     DATASET_UNAVAILABLE_DOC,
     NOT_TRAINED_DOC,
-    PROBLEM_RESPONSES,
     ProblemError,
     echo,
     invalid,
@@ -39,11 +38,10 @@ from service.ml.spec import SplitName
 from service.ml.splits import scored_indices
 from service.settings import Settings
 
-router = APIRouter(
-    prefix="/models",
-    tags=["predictions"],
-    dependencies=[ReaderDep],
-    responses=PROBLEM_RESPONSES | NOT_TRAINED_DOC | {413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES")},
+router = reader_router(
+    "predictions",
+    "/models",
+    responses=NOT_TRAINED_DOC | {413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES")},
 )
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")

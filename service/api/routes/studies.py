@@ -7,18 +7,18 @@ import itertools
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
-    ReaderDep,
     SessionDep,
     SettingsDep,
     StudyDep,
     WriterDep,
+    reader_router,
 )
 from service.api.paging import PageOffset
 from service.api.presenters import (
@@ -38,7 +38,6 @@ from service.api.schemas import (
 )
 from service.errors import (
     JSON_BODY_DOC,
-    PROBLEM_RESPONSES,
     SUBMIT_DOCS,
     ProblemError,
     Responses,
@@ -56,7 +55,7 @@ from service.store.models import Job
 from service.store.queries import list_studies, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 
-router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("studies", "/studies")
 
 FigureName = Annotated[
     str,

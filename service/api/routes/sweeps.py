@@ -6,17 +6,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
-    ReaderDep,
     SessionDep,
     SettingsDep,
     WriterDep,
+    reader_router,
 )
 from service.api.grid import check_budgets, check_grid, sweep_specs
 from service.api.paging import PageOffset
@@ -31,14 +31,14 @@ from service.api.schemas import (
     SweepPublic,
     SweepsPublic,
 )
-from service.errors import JSON_BODY_DOC, PROBLEM_RESPONSES, SUBMIT_DOCS, not_found, problem_doc
+from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, not_found, problem_doc
 from service.ml.spec import TrainSpec
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
 from service.store.models import Job, JobStatus
 from service.store.queries import list_jobs, list_sweep_ids, list_sweep_jobs, training_seconds
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("sweeps", "/sweeps")
 
 
 def sweep_public(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import DatabaseDep, ReaderDep, SettingsDep
+from service.api.deps import DatabaseDep, SettingsDep, reader_router
 from service.api.presenters import json_response
 from service.api.schemas import WorkerPublic, WorkersPublic
-from service.errors import PROBLEM_RESPONSES
 from service.store.queries import live_workers
 
-router = APIRouter(prefix="/workers", tags=["workers"], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES)
+router = reader_router("workers", "/workers")
 
 
 def _workers(session: Session, /, lease_seconds: float) -> WorkersPublic:
