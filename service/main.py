@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
     reader = asyncio.create_task(app.state.events.run(), name="event-streams")
     await app.state.inference.warm()  # before the first request, not during the first ones
+    # What startup built (modules, routes, warmed models) lives as long as the process: a full collection
+    # that walks it stops every request for tens of milliseconds (docs/performance.md, "GET /jobs/{id}").
+    gc.collect()
+    gc.freeze()
     yield
     reader.cancel()
     app.state.database.close()

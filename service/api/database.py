@@ -5,8 +5,9 @@ dependencies, the handler, the response's validation); `await database.run(fn, .
 
 `await database.read(fn, ...)` is the polled reads' path (GET /jobs/{id} first): no ORM session, a
 few threads and connections of its own (so it takes no slot, and never queues behind a model's
-loading or a burst of sessions), and on PostgreSQL no BEGIN, ROLLBACK or ping round trips
-(docs/performance.md, "GET /jobs/{id}").
+loading or a burst of sessions), and on PostgreSQL no BEGIN, ROLLBACK or ping round trips. On an
+SQLite file it reads on the event loop itself, where a one-row read costs less than a thread hop,
+unless the read would wait for a lock (docs/performance.md, "GET /jobs/{id}").
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.store.db import make_read_engine, session_scope
+from service.store.db import is_busy, make_read_engine, session_scope
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,10 +40,16 @@ class Database:
         self.slots = slots
         self.read_engine = make_read_engine(engine, READ_THREADS)
         self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mlplab-read")
+        self.loop_engine: Engine | None = None
+        if self.read_engine is not engine and engine.dialect.name == "sqlite":  # a file: WAL reads don't wait
+            self.loop_engine = make_read_engine(engine, 1, wait_for_locks=False)
+            self.loop_engine.connect().close()  # opened now (a new file's WAL switch may wait), then pooled
 
     def close(self) -> None:
         self.readers.shutdown(wait=True, cancel_futures=True)
         self.read_engine.dispose()
+        if self.loop_engine is not None:
+            self.loop_engine.dispose()
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """fn(session, *args, **kwargs) in one unit of work (session_scope), off the event loop."""
@@ -56,6 +63,13 @@ class Database:
 
         On PostgreSQL each statement sees the latest commit (autocommit): fn should make one.
         """
+        if self.loop_engine is not None:
+            try:
+                with self.loop_engine.connect() as connection:
+                    return fn(connection, *args, **kwargs)
+            except OperationalError as exc:
+                if not is_busy(exc):
+                    raise
         return await asyncio.wrap_future(self.readers.submit(partial(self._connected, fn, *args, **kwargs)))
 
     def _scoped(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -93,8 +93,9 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
     return engine
 
 
-def make_read_engine(engine: Engine, connections: int) -> Engine:
+def make_read_engine(engine: Engine, connections: int, *, wait_for_locks: bool = True) -> Engine:
     """An engine for short reads of `engine`'s database, with its own pool of `connections`, kept open.
+    Without `wait_for_locks`, an SQLite read that would wait for a lock fails at once (is_busy).
 
     On a server database each statement commits on its own (AUTOCOMMIT: a one-statement read needs no
     BEGIN and ROLLBACK round trips) and checkouts are not pinged first: the caller retries a read once
@@ -103,8 +104,16 @@ def make_read_engine(engine: Engine, connections: int) -> Engine:
     if engine.dialect.name == "sqlite":
         if isinstance(engine.pool, StaticPool):
             return engine
-        return make_engine(engine.url.render_as_string(hide_password=False), max_connections=connections)
+        reads = make_engine(engine.url.render_as_string(hide_password=False), max_connections=connections)
+        if not wait_for_locks:
+            event.listen(reads, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout = 0"))
+        return reads
     return create_engine(engine.url, pool_size=connections, max_overflow=0, isolation_level="AUTOCOMMIT")
+
+
+def is_busy(exc: DBAPIError) -> bool:
+    """The SQLite statement failed because another connection holds a lock it needs."""
+    return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _set_wal(cursor: sqlite3.Cursor) -> None:

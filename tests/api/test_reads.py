@@ -3,11 +3,15 @@ rest of the API, and a connection the server dropped costs no request an error."
 
 from __future__ import annotations
 
+import sqlite3
+
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from service.main import create_app
 from service.settings import Settings
+from service.store.db import is_busy
 from tests.conftest import POSTGRES_ONLY, assert_problem
 from tests.factories import job_body
 from tests.support import real_data_dir
@@ -45,3 +49,43 @@ def test_a_read_survives_the_server_dropping_its_connections(db_url):
         assert dropped >= 1
         for _ in range(3):
             assert client.get(f"/jobs/{job_id}").json()["id"] == job_id
+
+
+def _sqlite_error(tmp_path, locked: bool) -> sqlite3.OperationalError:
+    """A real error of SQLite's: a read of a database another connection holds locked (a rollback
+    journal's EXCLUSIVE lock: what a WAL reader meets while another process recovers the WAL), or of a
+    table that does not exist."""
+    path = tmp_path / f"locking-{locked}.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    if locked:
+        holder.execute("BEGIN EXCLUSIVE")
+    reader = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        reader.execute("SELECT * FROM t" if locked else "SELECT * FROM missing")
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        reader.close()
+        holder.close()
+    raise AssertionError("the read succeeded")
+
+
+def test_is_busy_tells_a_lock_from_other_errors(tmp_path):
+    assert is_busy(OperationalError("SELECT", {}, _sqlite_error(tmp_path, locked=True)))
+    assert not is_busy(OperationalError("SELECT", {}, _sqlite_error(tmp_path, locked=False)))
+
+
+def test_on_sqlite_a_read_that_would_wait_for_a_lock_is_read_off_the_event_loop(tmp_path, monkeypatch):
+    busy = _sqlite_error(tmp_path, locked=True)
+    with _client(f"sqlite:///{tmp_path / 'api.db'}") as client:
+        submitted = client.post("/jobs", json=job_body()).json()
+        database = client.app.state.database
+        assert database.loop_engine is not None  # on an SQLite file, reads start on the event loop
+
+        def locked():
+            raise OperationalError("BEGIN", {}, busy)
+
+        monkeypatch.setattr(database.loop_engine, "connect", locked)
+        read = client.get(f"/jobs/{submitted['id']}")
+        assert read.status_code == 200 and read.json() == submitted
