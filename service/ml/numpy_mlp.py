@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import blas
 from .data import Indices, Labels, Split
 from .spec import TrainSpec
 
@@ -179,12 +180,16 @@ def backward(
     l2: float,
     scale: float = 1.0,
     ws: Workspace | None = None,
+    descend: bool = False,
 ) -> Params:
     """Gradients (dW, db) of the objective for every layer, from the forward pass's activations.
 
     Every gradient is linear in the output delta, so `scale` (plain SGD passes its learning rate)
     multiplies them all by scaling that small (m, classes) array once, instead of each dW after.
     The gradients are ws's buffers, overwritten by the next call; without ws, new arrays.
+    With `descend` (plain SGD), each layer's parameters take their step in place instead, W -= dW and
+    b -= db, as soon as the layer below has used W; without l2, the product goes straight into W
+    (blas.descend).
     """
     _, f_prime = ACTIVATIONS[activation]
     m = len(y)
@@ -194,15 +199,21 @@ def backward(
     delta[ws.rows, y] -= 1.0
     delta *= scale / m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
     for layer in range(len(params) - 1, -1, -1):
-        W, _ = params[layer]
+        W, b = params[layer]
         dW, db = ws.grads[layer]
         a_prev = a[layer]  # (m, n(l-1))
-        np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
-        if l2:
-            dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
         np.sum(delta, axis=0, out=db)  # (nl,)
-        if layer > 0:
-            delta = np.matmul(delta, W.T, out=ws.delta[layer - 1])  # (m, n(l-1))
+        below = np.matmul(delta, W.T, out=ws.delta[layer - 1]) if layer > 0 else None  # (m, n(l-1))
+        if not (descend and not l2 and blas.descend(W, a_prev, delta)):
+            np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
+            if l2:
+                dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
+            if descend:
+                W -= dW
+        if descend:
+            b -= db
+        if below is not None:
+            delta = below
             delta *= f_prime(a_prev, ws.prime[layer - 1])
     return ws.grads
 
@@ -227,6 +238,7 @@ class NumpyMLP:
         self.data = data
         self.params = params if params is not None else init_params(spec)
         self.t = 0  # optimizer steps taken (Adam's bias correction)
+        self.sgd = spec.optimizer == "sgd"  # plain SGD steps inside the backward pass, scaled by its lr
         # The optimizer's running averages, one (W, b) pair per layer; empty where it keeps none.
         self.velocity = self._zeros() if spec.optimizer == "momentum" else []
         self.m1 = self._zeros() if spec.optimizer == "adam" else []
@@ -242,14 +254,14 @@ class NumpyMLP:
         if ws is None:
             ws = self._workspaces[len(idx)] = Workspace(self.params, len(idx))
         y = self.data.labels[idx]
-        sgd = self.spec.optimizer == "sgd"
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):
             a = self._forward(idx, ws)
             loss = self._loss(a[-1], y, ws)
-            grads = self._backward(a, y, lr if sgd else 1.0, ws)
+            grads = self._backward(a, y, lr if self.sgd else 1.0, ws)
         self.t += 1
-        self._update(grads, lr, ws)
+        if not self.sgd:
+            self._update(grads, lr, ws)
         return loss
 
     def _forward(self, idx: Indices, ws: Workspace) -> list[Array]:
@@ -263,7 +275,9 @@ class NumpyMLP:
 
     def _backward(self, a: list[Array], y: Labels, scale: float, ws: Workspace) -> Params:
         spec = self.spec
-        return backward(self.params, a, ws.p, y, spec.activation, spec.l2, scale=scale, ws=ws)
+        return backward(
+            self.params, a, ws.p, y, spec.activation, spec.l2, scale=scale, ws=ws, descend=self.sgd
+        )
 
     def _update(self, grads: Params, lr: float, ws: Workspace) -> None:
         """Each parameter updated in place; every temporary is the parameter's scratch buffer."""
@@ -272,9 +286,7 @@ class NumpyMLP:
         for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads, strict=True)):
             for j, (theta, g) in enumerate(((W, dW), (b, db))):
                 tmp = ws.scratch[i][j]
-                if spec.optimizer == "sgd":
-                    theta -= g  # already lr x gradient
-                elif spec.optimizer == "momentum":
+                if spec.optimizer == "momentum":
                     # torch's form: v = mu v + g; theta -= lr v
                     v = self.velocity[i][j]
                     v *= np.float32(spec.momentum)

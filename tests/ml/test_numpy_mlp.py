@@ -7,6 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from service.ml import blas
 from service.ml.data import Split
 from service.ml.numpy_mlp import NumpyMLP, backward, cross_entropy, forward, init_params, objective
 from service.ml.spec import TrainSpec
@@ -143,8 +144,14 @@ def _textbook_step(params, state, X, y, spec, lr, t):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("optimizer,l2", [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.01), ("adam", 0.01)])
-def test_buffered_step_is_bit_identical_to_the_textbook_step(activation, optimizer, l2):
-    """Buffers and out= change where the numbers go, not one bit of them: losses and weights, step by step."""
+@pytest.mark.parametrize("numpys_gemm", [True, False], ids=["gemm", "no-gemm"])
+def test_buffered_step_is_bit_identical_to_the_textbook_step(
+    activation, optimizer, l2, numpys_gemm, monkeypatch
+):
+    """Buffers, out= and plain SGD's step inside gemm change where the numbers go, not one bit of them:
+    losses and weights, step by step; also where NumPy's BLAS is another build, without that gemm."""
+    if not numpys_gemm:
+        monkeypatch.setattr(blas, "sgemm", None)
     spec = TrainSpec(
         backend="numpy", hidden_layers=[64, 32], activation=activation, optimizer=optimizer, l2=l2
     )
@@ -185,3 +192,22 @@ def test_step_allocates_no_large_array_after_warm_up(optimizer):
     # What remains is NumPy's ufunc buffer and the labels (tens of KB); one first-layer gradient is 1.5 MB.
     assert peak - start < 64 * 1024, peak - start
     assert current - start < 8 * 1024, current - start
+
+
+def test_gemm_descends_to_the_bit_of_a_product_and_a_subtraction():
+    """blas.descend (W -= A.T @ B in NumPy's own BLAS, in place) gives NumPy's numbers, or refuses."""
+    assert blas.sgemm is not None  # NumPy's wheels bundle scipy-openblas: the fast path is the one tested
+    rng = np.random.default_rng(0)
+    for k, n_in, n_out in [(64, 784, 500), (17, 100, 10), (1, 3, 1)]:
+        A = rng.standard_normal((k, n_in)).astype(np.float32)
+        B = rng.standard_normal((k, n_out)).astype(np.float32)
+        W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+        expected = W - A.T @ B
+        assert blas.descend(W, A, B)
+        np.testing.assert_array_equal(W, expected)
+    A, B = A.repeat(5, axis=1), B.repeat(4, axis=1)  # (1, 15) and (1, 4)
+    W = rng.standard_normal((4, 15)).astype(np.float32).T  # not C-contiguous: refused, untouched
+    before = W.copy()
+    assert not blas.descend(W, A, B)
+    assert not blas.descend(W.copy(), A.astype(np.float64), B)
+    np.testing.assert_array_equal(W, before)

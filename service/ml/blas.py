@@ -1,0 +1,57 @@
+"""W -= A.T @ B in one call of the BLAS that NumPy itself uses: gemm computes C = alpha A B + beta C, so
+plain SGD's update goes straight into the weights, never through a gradient array and a second pass.
+
+NumPy exposes no gemm with beta. Its wheels bundle OpenBLAS as scipy-openblas (64-bit integers, symbols
+prefixed `scipy_`); threadpoolctl finds that library, ctypes calls its cblas_sgemm. SciPy's sgemm would
+bring a second OpenBLAS with a thread pool of its own, whose threads fight NumPy's for the cores. Where
+NumPy's BLAS is another build, `descend` returns False and the caller computes the gradient itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_info
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # cblas.h's enum values
+_INT, _BLASINT, _FLOAT, _PTR = ctypes.c_int, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+
+
+def _numpys_sgemm() -> Callable[..., None] | None:
+    """cblas_sgemm of the scipy-openblas NumPy loaded (imported above, so threadpoolctl lists it), or None."""
+    for pool in threadpool_info():
+        if pool.get("internal_api") == "openblas" and "scipy_openblas64_" in pool.get("filepath", ""):
+            try:
+                function: Any = ctypes.CDLL(pool["filepath"]).scipy_cblas_sgemm64_
+            except (OSError, AttributeError):
+                return None
+            function.argtypes = [_INT, _INT, _INT, _BLASINT, _BLASINT, _BLASINT, _FLOAT, _PTR, _BLASINT]
+            function.argtypes += [_PTR, _BLASINT, _FLOAT, _PTR, _BLASINT]
+            function.restype = None
+            return function  # type: ignore[no-any-return]
+    return None
+
+
+sgemm = _numpys_sgemm()
+
+
+def descend(W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]) -> bool:
+    """W -= A.T @ B, in place, in one gemm, to the bit what NumPy's product and subtraction give;
+    False (W untouched) where it cannot be done so."""
+    k, n_in = A.shape
+    if (
+        sgemm is None
+        or W.shape != (n_in, B.shape[1])
+        or B.shape[0] != k
+        or not all(x.dtype == np.float32 and x.flags.c_contiguous for x in (W, A, B))
+    ):
+        return False
+    n_out = W.shape[1]
+    # Row-major: W (n_in, n_out) = -1 * A.T (n_in, k) @ B (k, n_out) + 1 * W; leading dimensions = row lengths.
+    sgemm(ROW_MAJOR, TRANS, NO_TRANS, n_in, n_out, k, -1.0, A.ctypes.data, n_in, B.ctypes.data, n_out,
+          1.0, W.ctypes.data, n_out)  # fmt: skip
+    return True
