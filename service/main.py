@@ -86,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+    gc.unfreeze()  # collectable again, should this process go on (tests start many apps)
     reader.cancel()
     app.state.database.close()
     engine.dispose()
