@@ -82,11 +82,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     reader = asyncio.create_task(app.state.events.run(), name="event-streams")
     await app.state.inference.warm()  # before the first request, not during the first ones
     # What startup built (modules, routes, warmed models) lives as long as the process: a full collection
-    # that walks it stops every request for tens of milliseconds (docs/performance.md, "GET /jobs/{id}").
-    gc.collect()
-    gc.freeze()
+    # that walks it stops every request for tens of milliseconds (docs/performance.md, "Serving"). Once
+    # a process: a later app's (tests start many) would walk the whole heap to freeze little more.
+    if not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
     yield
-    gc.unfreeze()  # collectable again, should this process go on (tests start many apps)
     reader.cancel()
     app.state.database.close()
     engine.dispose()
