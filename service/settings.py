@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.ml.spec import MAX_EPOCHS
 
+Count = Annotated[int, Field(ge=1)]  # how many of something: at least one
+Seconds = Annotated[float, Field(gt=0)]  # a duration a setting waits: more than none
+
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 
@@ -50,38 +53,31 @@ class Settings(BaseSettings):
         "on); '*' for any, behind a proxy that checks it.",
     )
 
-    max_body_bytes: int = Field(
-        1_000_000, ge=1, description="Largest request body of every route but predict."
+    max_body_bytes: Count = Field(1_000_000, description="Largest request body of every route but predict.")
+    max_upload_bytes: Count = Field(5_000_000, description="Largest request body accepted for predictions.")
+    max_image_pixels: Count = Field(
+        4_000_000, description="Largest uploaded image (width x height) that is decoded."
     )
-    max_upload_bytes: int = Field(
-        5_000_000, ge=1, description="Largest request body accepted for predictions."
+    max_batch_images: Count = Field(10_000, description="Most images in one JSON predict request.")
+    max_parameters: Count = Field(
+        20_000_000, description="Largest network (weights + biases) a job may ask for."
     )
-    max_image_pixels: int = Field(
-        4_000_000, ge=1, description="Largest uploaded image (width x height) that is decoded."
-    )
-    max_batch_images: int = Field(10_000, ge=1, description="Most images in one JSON predict request.")
-    max_parameters: int = Field(
-        20_000_000, ge=1, description="Largest network (weights + biases) a job may ask for."
-    )
-    max_sample_epochs: int = Field(
+    max_sample_epochs: Count = Field(
         12_000_000,
-        ge=1,
         description="Largest epochs x training images a job may ask for (200 epochs of 60,000).",
     )
-    max_queued: int = Field(1000, ge=1, description="Queued jobs beyond which submissions get 429.")
-    max_sweep_jobs: int = Field(64, ge=1, description="Most jobs one sweep may create.")
-    max_study_trials: int = Field(
-        500, ge=1, description="Most trials one study may run, extensions included."
-    )
-    model_cache_size: int = Field(16, ge=1, description="Trained models the API keeps decoded in memory.")
+    max_queued: Count = Field(1000, description="Queued jobs beyond which submissions get 429.")
+    max_sweep_jobs: Count = Field(64, description="Most jobs one sweep may create.")
+    max_study_trials: Count = Field(500, description="Most trials one study may run, extensions included.")
+    model_cache_size: Count = Field(16, description="Trained models the API keeps decoded in memory.")
     max_loss_points: int = Field(
         10_000,
         ge=2 * MAX_EPOCHS,  # each epoch's last step is recorded besides the interval's
         le=100_000,
         description="Most losses one job records; a spec that would record more records them further apart.",
     )
-    max_streams: int = Field(
-        500, ge=1, description="Event streams one API process keeps open; more get 503 with Retry-After."
+    max_streams: Count = Field(
+        500, description="Event streams one API process keeps open; more get 503 with Retry-After."
     )
     max_in_flight: int = Field(
         32,
@@ -111,18 +107,16 @@ class Settings(BaseSettings):
         description="An API connection idle this long (before its first request too) is closed; a request's "
         "head must arrive within it (else 408) and its body may pause no longer.",
     )
-    max_connections: int = Field(
-        1000, ge=1, description="Concurrent connections one API process serves; requests past it get 503."
+    max_connections: Count = Field(
+        1000, description="Concurrent connections one API process serves; requests past it get 503."
     )
 
-    worker_poll_seconds: float = Field(
-        1.0, gt=0, description="Idle worker's longest sleep between queue polls."
+    worker_poll_seconds: Seconds = Field(1.0, description="Idle worker's longest sleep between queue polls.")
+    lease_seconds: Seconds = Field(
+        30.0, description="A running job whose heartbeat is older than this is re-queued."
     )
-    lease_seconds: float = Field(
-        30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued."
-    )
-    heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its job's lease.")
-    max_attempts: int = Field(3, ge=1, description="Tries before a job that keeps losing its worker fails.")
+    heartbeat_seconds: Seconds = Field(5.0, description="How often a worker renews its job's lease.")
+    max_attempts: Count = Field(3, description="Tries before a job that keeps losing its worker fails.")
     checkpoint_seconds: float = Field(
         30.0,
         ge=0,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.ml.data import DATASETS, Dataset
 from service.ml.spec import TrainSpec
+from service.ml.train import EpochEnd
 from service.ml.weights import dump_weights
 from service.store.db import session_scope
 from service.store.jobs import (
@@ -99,7 +100,7 @@ def store_trained_job(
     eye = confusion or [[int(i == j) * 100 for j in range(10)] for i in range(10)]
     with session_scope(sessions) as s:
         for epoch in range(1, spec.epochs + 1):
-            record_epoch(s, job_id, worker, epoch, 2.3 / epoch, 0.9, 0.85, 1.0)
+            record_epoch(s, job_id, worker, EpochEnd(epoch, 2.3 / epoch, 0.9, 0.85, 1.0))
         finish_job(s, job_id, worker, SimpleNamespace(weights=b"not read here", train_accuracy=0.9,
                    test_accuracy=0.85, validation_accuracy=None, confusion_train=eye, confusion_test=eye,
                    best_epoch=spec.epochs, stopped_epoch=spec.epochs, predictions={}, seconds=200.0))  # fmt: skip
@@ -197,10 +198,7 @@ def _one_finished_job(session, i, sweep, params, rng, start, sweeps) -> int:
     record_progress(session, job.id, worker, losses, steps=spec.epochs * STEPS_PER_EPOCH, now=began)
     for epoch in range(1, spec.epochs + 1):
         reached = accuracy * (1 - 0.5 ** (epoch + 2))
-        record_epoch(
-            session, job.id, worker, epoch, 2.3 * 0.7**epoch, reached + 0.01, reached, epoch_seconds,
-            validation_loss=2.3 * 0.7**epoch + 0.02, validation_accuracy=validation * (1 - 0.5 ** (epoch + 2)),
-        )  # fmt: skip
+        record_epoch(session, job.id, worker, EpochEnd(epoch, 2.3 * 0.7**epoch, reached + 0.01, reached, epoch_seconds, validation_loss=2.3 * 0.7**epoch + 0.02, validation_accuracy=validation * (1 - 0.5 ** (epoch + 2))))  # fmt: skip
     ended = began + timedelta(seconds=epoch_seconds * spec.epochs)
     if i % 20 in (3, 13):
         fail_job(session, job.id, worker, "training diverged: the loss became NaN at step 200", now=ended)

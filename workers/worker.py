@@ -364,16 +364,7 @@ class Recorder:
                 self.flush()
         else:
             self.flush()
-            self._write_unless_lost(
-                record_epoch,
-                event.epoch,
-                event.loss,
-                event.train_accuracy,
-                event.test_accuracy,
-                event.seconds,
-                validation_loss=event.validation_loss,
-                validation_accuracy=event.validation_accuracy,
-            )
+            self._write_unless_lost(record_epoch, event)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.unsaved = checkpoint

@@ -93,6 +93,18 @@ class ResultLike(Protocol):
     seconds: float
 
 
+class EpochLike(Protocol):
+    """What record_epoch stores (service.ml.train.EpochEnd has these)."""
+
+    epoch: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+    seconds: float
+    validation_loss: float | None  # None for a job without a validation split
+    validation_accuracy: float | None
+
+
 # --- transitions -------------------------------------------------------------------------------
 
 
@@ -237,21 +249,9 @@ def record_provenance(
 
 
 def record_epoch(
-    session: Session,
-    job_id: int,
-    worker_id: str,
-    epoch: int,
-    loss: float,
-    train_accuracy: float,
-    test_accuracy: float,
-    seconds: float,
-    now: datetime | None = None,
-    *,
-    validation_loss: float | None = None,
-    validation_accuracy: float | None = None,
+    session: Session, job_id: int, worker_id: str, metrics: EpochLike, now: datetime | None = None
 ) -> None:
-    """running -> running: store one finished epoch's metrics (replacing a row for that epoch); the
-    validation figures are None for a job without a validation split.
+    """running -> running: store one finished epoch's metrics (replacing a row for that epoch).
 
     Raises LeaseLost if the job is no longer ours.
     """
@@ -259,13 +259,13 @@ def record_epoch(
     session.merge(
         EpochMetric(
             job_id=job_id,
-            epoch=int(epoch),
-            loss=float(loss),
-            train_accuracy=float(train_accuracy),
-            test_accuracy=float(test_accuracy),
-            seconds=float(seconds),
-            validation_loss=_float_or_none(validation_loss),
-            validation_accuracy=_float_or_none(validation_accuracy),
+            epoch=int(metrics.epoch),
+            loss=float(metrics.loss),
+            train_accuracy=float(metrics.train_accuracy),
+            test_accuracy=float(metrics.test_accuracy),
+            seconds=float(metrics.seconds),
+            validation_loss=_float_or_none(metrics.validation_loss),
+            validation_accuracy=_float_or_none(metrics.validation_accuracy),
         )
     )
     session.flush()

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.main import create_app
+from service.ml.train import EpochEnd
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, finish_job, record_epoch
@@ -46,7 +47,10 @@ def run_trials(settings: Settings, accuracy_of) -> None:
                 break
             accuracy = accuracy_of(job.spec)
             record_epoch(
-                s, job.id, "w", 1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=accuracy
+                s,
+                job.id,
+                "w",
+                EpochEnd(1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=accuracy),
             )
             finish_job(s, job.id, "w", result(validation_accuracy=accuracy))
     engine.dispose()

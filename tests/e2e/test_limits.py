@@ -23,6 +23,7 @@ import pytest
 from service.api.schemas import MAX_CURVE_POINTS
 from service.cli.http import parse_sse
 from service.ml.spec import TrainSpec
+from service.ml.train import EpochEnd
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, enqueue_job, record_epoch, record_progress
 from tests.factories import job_body, store_trained_job, tiny_spec
@@ -146,7 +147,7 @@ def timings(
         with session_scope(sessions) as s:
             record_progress(s, running, "stand-in", [(1, step + i, 1.0) for i in range(1, 11)], 200_000, 1)
             if step % 50 == 0:
-                record_epoch(s, running, "stand-in", 1 + step // 50, 1.0, 0.5, 0.5, 1.0)
+                record_epoch(s, running, "stand-in", EpochEnd(1 + step // 50, 1.0, 0.5, 0.5, 1.0))
         health += timed(client, "/healthz", 10)
         jobs += timed(client, "/jobs", 5)
         time.sleep(0.2)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from service.ml.train import EpochEnd
 from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, move_alias, rollback_alias
 from service.store.db import session_scope
 from service.store.jobs import claim_job, enqueue_job, finish_job, record_epoch
@@ -117,7 +118,9 @@ def test_the_reads_metrics_make(sessions):
         running = claim_job(s, "w1", now=T0 + timedelta(seconds=10))
     with session_scope(sessions) as s:
         for epoch, seconds in ((1, 0.2), (2, 3.0)):
-            record_epoch(s, running.id, "w1", epoch, 0.5, 0.9, 0.9, seconds, now=T0 + timedelta(seconds=11))
+            record_epoch(
+                s, running.id, "w1", EpochEnd(epoch, 0.5, 0.9, 0.9, seconds), now=T0 + timedelta(seconds=11)
+            )
     with session_scope(sessions) as s:
         assert job_counts(s) == dict.fromkeys(JobStatus, 0) | {JobStatus.queued: 3, JobStatus.running: 1}
         assert oldest_queued_at(s) == T0 + timedelta(seconds=1)

@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from service.ml.train import EpochEnd
 from service.selection import rank_key
 from service.store import jobs, queries
 from service.store.db import (
@@ -263,7 +264,7 @@ def test_enqueue_claim_progress_finish(sessions):
             record_progress(s, job.id, "w1", [(1, 1, 2.5), (1, 2, float("nan")), (1, 3, 2.0)], steps=8)
             is False
         )
-        record_epoch(s, job.id, "w1", 1, 2.2, 0.5, 0.4, 0.1)
+        record_epoch(s, job.id, "w1", EpochEnd(1, 2.2, 0.5, 0.4, 0.1))
         save_checkpoint(s, job.id, "w1", 1, b"state")
     with session_scope(sessions) as s:
         begin_write(s)  # reads, then a write: take SQLite's write lock first
@@ -376,8 +377,8 @@ def test_release_keeps_the_checkpoint_and_the_attempt(sessions):
     claim(sessions)
     with session_scope(sessions) as s:
         record_progress(s, job_id, "w1", [(1, 1, 2.0), (1, 2, 1.9), (2, 3, 1.8)], steps=4)
-        record_epoch(s, job_id, "w1", 1, 1.95, 0.5, 0.5, 0.1)
-        record_epoch(s, job_id, "w1", 2, 1.8, 0.6, 0.6, 0.1)  # recorded, but no checkpoint after it
+        record_epoch(s, job_id, "w1", EpochEnd(1, 1.95, 0.5, 0.5, 0.1))
+        record_epoch(s, job_id, "w1", EpochEnd(2, 1.8, 0.6, 0.6, 0.1))  # recorded, but no checkpoint after it
         save_checkpoint(s, job_id, "w1", 1, b"after epoch 1")
     with session_scope(sessions) as s:
         assert release_job(s, job_id, "w1") == "queued"
@@ -444,7 +445,7 @@ def test_a_worker_that_lost_its_lease_cannot_write(sessions):
     claim(sessions, "new")
     for write in (
         lambda s: record_progress(s, job_id, "old", [(1, 1, 1.0)], 4),
-        lambda s: record_epoch(s, job_id, "old", 1, 1.0, 0.5, 0.5, 0.1),
+        lambda s: record_epoch(s, job_id, "old", EpochEnd(1, 1.0, 0.5, 0.5, 0.1)),
         lambda s: save_checkpoint(s, job_id, "old", 1, b"stale"),
         lambda s: finish_job(s, job_id, "old", result()),
         lambda s: fail_job(s, job_id, "old", "boom"),

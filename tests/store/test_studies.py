@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from service.ml.train import EpochEnd
 from service.search import StudyCreate
 from service.store.db import session_scope
 from service.store.jobs import (
@@ -65,7 +66,9 @@ def run_one(sessions, end: str = "succeed", accuracy: float = 0.5) -> Job:
     with session_scope(sessions) as s:
         job = claim_job(s, "w", now=T0)
         assert job is not None
-        record_epoch(s, job.id, "w", 1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=accuracy)
+        record_epoch(
+            s, job.id, "w", EpochEnd(1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=accuracy)
+        )
     with session_scope(sessions) as s:
         if end == "succeed":
             finish_job(s, job.id, "w", result(validation_accuracy=accuracy))
