@@ -27,7 +27,7 @@ from rich.text import Text
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError
 from service.ml.spec import TrainSpec
-from service.selection import SMALLEST_SHOWN_P
+from service.selection import p_text
 from service.settings import get_settings
 from service.store.models import JobStatus
 
@@ -445,7 +445,7 @@ def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple
 def _p(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:.3g}" if value > 0 else f"<{SMALLEST_SHOWN_P:g}"
+    return p_text(value).removeprefix("p = ")  # the column is headed p; an underflow keeps its "p <"
 
 
 def _tied(c: Json, rank: int) -> str:
@@ -458,9 +458,7 @@ def _configurations_table(sweep: Json) -> str:
     """GET /sweeps/{id}'s configurations: mean and 95 % CI of each accuracy, the interval that ranks them
     drawn as a bar, tied with the best or not."""
     configurations = sweep["configurations"]
-    ranking = (
-        "validation_accuracy" if any(c["validation_accuracy"] for c in configurations) else "test_accuracy"
-    )
+    ranking = "validation_accuracy" if sweep["ranked_by"].startswith("validation") else "test_accuracy"
     scale, bars = interval_bars([c[ranking] for c in configurations])
     rows = [
         [

@@ -1,12 +1,13 @@
 """Whether an input looks like a dataset's training images: a heuristic, in NumPy.
 
 A network gives every input confident probabilities, an image of a line of text included. So each
-prediction also measures its 28x28 input the way the training images measure: ink mass, how far its centre of mass lies from theirs, and the height of its inked box
-(an upload is scaled to fit its longer side, so a line of text comes out a few pixels tall). An
-input with a measure beyond what nearly all training images show (their 0.1st to 99.9th
-percentiles, widened by a margin) is flagged as unlike them. It is a heuristic: it catches
-lines of text, photos, blots and off-centre digits, not every odd input (a circle is a fine zero), and about
-one real digit in a few hundred trips it (docs/performance.md has the figures). A top probability below UNSURE is said too.
+prediction also measures its 28x28 input the way the training images measure: ink mass, how far its
+centre of mass lies from theirs, and the height of its inked box (an upload is scaled to fit its
+longer side, so a line of text comes out a few pixels tall). An input with a measure beyond what
+nearly all training images show (their 0.1st to 99.9th percentiles, widened by a margin) is flagged
+as unlike them. It is a heuristic: it catches lines of text, photos, blots and off-centre digits,
+not every odd input (a circle is a fine zero), and about one real digit in a few hundred trips it
+(docs/performance.md has the figures). A top probability below UNSURE is said too.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple, cast, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, cast, get_args
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Select,
     SQLColumnExpression,
     bindparam,
     case,
@@ -50,6 +51,14 @@ MAX_INTEGER = 2**31 - 1
 
 def _storable(value: int) -> bool:
     return -MAX_INTEGER - 1 <= value <= MAX_INTEGER
+
+
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def _page(query: Q, limit: int | None, offset: int) -> Q:
+    """One page of a listing; an offset past the database's integers is past every row anyway."""
+    return query.limit(limit).offset(min(offset, MAX_INTEGER))
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -142,7 +151,7 @@ def list_jobs(
         filters.append(Job.sweep_id == sweep_id)
     count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
     order = _job_order(session, sort, now or utcnow())
-    page = select(Job.id).where(*filters).order_by(*order).limit(limit).offset(min(offset, MAX_INTEGER))
+    page = _page(select(Job.id).where(*filters).order_by(*order), limit, offset)
     ids = page.subquery()
     rows = session.execute(
         select(*Job.__table__.columns).join_from(Job, ids, Job.id == ids.c.id).order_by(*order)
@@ -152,13 +161,13 @@ def list_jobs(
 
 def list_sweep_ids(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[str], int]:
     """Sweep ids, newest first (by their newest job), and how many sweeps there are in all."""
-    query = (
+    query = _page(
         select(Job.sweep_id)
         .where(Job.sweep_id.is_not(None))
         .group_by(Job.sweep_id)
-        .order_by(func.max(Job.id).desc())
-        .limit(limit)
-        .offset(min(offset, MAX_INTEGER))
+        .order_by(func.max(Job.id).desc()),
+        limit,
+        offset,
     )
     count = session.scalar(select(func.count(func.distinct(Job.sweep_id)))) or 0
     return list(session.scalars(query)), count
@@ -299,7 +308,7 @@ def list_models(
     """
     if sort not in _MODEL_ORDERS:
         raise ValueError(f"sort must be one of {', '.join(MODEL_SORTS)}, not {sort!r}")
-    query = (
+    query = _page(
         select(TrainedModel)
         .options(
             joinedload(TrainedModel.job),
@@ -307,9 +316,9 @@ def list_models(
             defer(TrainedModel.predictions_train, raiseload=True),
             defer(TrainedModel.predictions_test, raiseload=True),
         )
-        .order_by(*_MODEL_ORDERS[sort])
-        .limit(limit)
-        .offset(min(offset, MAX_INTEGER))
+        .order_by(*_MODEL_ORDERS[sort]),
+        limit,
+        offset,
     )
     return list(session.scalars(query))
 
@@ -365,8 +374,7 @@ def alias_history(
     """A page of the alias's changes, newest first (deletions and earlier lives of the name included),
     and how many there are in all."""
     where = AliasEvent.alias == name
-    query = select(AliasEvent).where(where).order_by(AliasEvent.id.desc()).offset(min(offset, MAX_INTEGER))
-    query = query.limit(limit)
+    query = _page(select(AliasEvent).where(where).order_by(AliasEvent.id.desc()), limit, offset)
     total = session.scalar(select(func.count()).select_from(AliasEvent).where(where)) or 0
     return list(session.scalars(query)), total
 
@@ -480,7 +488,7 @@ def get_study(session: Session, study_id: int) -> Study | None:
 def list_studies(session: Session, limit: int = 20, offset: int = 0) -> tuple[list[Study], int]:
     """A page of studies, newest first, and how many there are in all."""
     count = session.scalar(select(func.count()).select_from(Study)) or 0
-    query = select(Study).order_by(Study.id.desc()).limit(limit).offset(min(offset, MAX_INTEGER))
+    query = _page(select(Study).order_by(Study.id.desc()), limit, offset)
     return list(session.scalars(query)), count
 
 
