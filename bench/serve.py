@@ -8,7 +8,8 @@ bench/results/serve.json. Steps:
    reused with --model-db PATH --model-id N (the file is copied, never written to);
 2. the API as its own process (`python -m service.cli api --port P --workers N`), ready on /readyz;
 3. wrk (2 threads, 32 connections, --latency) from another process on GET /healthz (the ceiling),
-   GET /jobs/{id} (what the dashboard, the CLI and scripts poll), GET /jobs (the first page),
+   GET /jobs/{id} (what the dashboard, the CLI and scripts poll: the model's finished job, and a queued job
+   that no worker runs, whose answer changes and so is read from the database every time), GET /jobs (the first page),
    POST /models/{id}/predict (one real test image as JSON) and GET /models/{id}/predictions/test/{index}
    (index cycling over 0..9999), each twice: cold (the first run after a fresh start of the API, as the
    first users see it: weights, dataset and caches loaded under load) and warm (after a short warm-up);
@@ -452,10 +453,13 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         model_id = train_model(client, root, env, DEFAULT_SPEC)
         model = client.get(f"/models/{model_id}").json()
 
+    # A job no worker will run: a poll of a job in flight, whose answer the API cannot keep.
+    live_id = client.post("/jobs", json=DEFAULT_SPEC | {"epochs": 1}).json()["id"]
     scripts = write_scripts(root, model_id, images[0].tolist(), len(images))
     endpoints = [
         ("healthz", "GET /healthz", f"{url}/healthz", None),
-        ("job", "GET /jobs/{id}", f"{url}/jobs/{model_id}", None),
+        ("job", "GET /jobs/{id} (finished)", f"{url}/jobs/{model_id}", None),
+        ("live_job", "GET /jobs/{id} (queued)", f"{url}/jobs/{live_id}", None),
         ("jobs", "GET /jobs", f"{url}/jobs", None),
         (
             "predict",
@@ -490,13 +494,16 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
 
     # ------------------------------------------------------------------ the table
     rows = [("endpoint", "run", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "vs /healthz", "target")]
-    job_ok = (
-        results["job"]["requests_per_s"] >= TARGETS["job_rps"]
-        and results["job"]["latency_ms"].get("p99", 1e9) <= TARGETS["job_p99_ms"]
-    )
+    job_ok = {
+        key: results[key]["requests_per_s"] >= TARGETS["job_rps"]
+        and results[key]["latency_ms"].get("p99", 1e9) <= TARGETS["job_p99_ms"]
+        for key in ("job", "live_job")
+    }
+    job_target = f"≥ {TARGETS['job_rps']:,} req/s, p99 ≤ {TARGETS['job_p99_ms']} ms: "
     tgt = {
         "healthz": "(ceiling)",
-        "job": f"≥ {TARGETS['job_rps']:,} req/s, p99 ≤ {TARGETS['job_p99_ms']} ms: {verdict(job_ok)}",
+        "job": job_target + verdict(job_ok["job"]),
+        "live_job": job_target + verdict(job_ok["live_job"]),
         "jobs": "(10,000 jobs: bench/runs.py)",
         "predict": f"≥ {TARGETS['predict_rps']:,} req/s, p99 ≤ {TARGETS['predict_p99_ms']} ms: "
         + verdict(
@@ -581,7 +588,8 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
             "predict": results["predict"]["requests_per_s"] >= TARGETS["predict_rps"]
             and results["predict"]["latency_ms"].get("p99", 1e9) <= TARGETS["predict_p99_ms"],
             "per_image": results["per_image"]["requests_per_s"] >= TARGETS["per_image_rps"],
-            "job": job_ok,
+            "job": job_ok["job"],
+            "live_job": job_ok["live_job"],
             "batch_1000": batch_ok,
         },
     }

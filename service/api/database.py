@@ -7,7 +7,9 @@ dependencies, the handler, the response's validation); `await database.run(fn, .
 few threads and connections of its own (so it takes no slot, and never queues behind a model's
 loading or a burst of sessions), and on PostgreSQL no BEGIN, ROLLBACK or ping round trips. On an
 SQLite file it reads on the event loop itself, where a one-row read costs less than a thread hop,
-unless the read would wait for a lock (docs/performance.md, "GET /jobs/{id}").
+unless the read would wait for a lock (docs/performance.md, "GET /jobs/{id}"). A finished job's answer
+never changes (every write to a job is guarded by its being queued or running), so `finished_jobs` keeps
+it: reading it again costs no database round trip on any backend.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from service.api.lru import LRU
 from service.store.db import is_busy, make_read_engine, session_scope
 
 P = ParamSpec("P")
@@ -30,6 +33,7 @@ T = TypeVar("T")
 
 # Fewer threads hand the GIL back and forth with the event loop less than Starlette's 40 do.
 READ_THREADS = 4
+FINISHED_JOBS_CACHED = 4096  # answers of 1-3 kB each
 
 
 class Database:
@@ -41,6 +45,7 @@ class Database:
         self.read_engine = make_read_engine(engine, READ_THREADS)
         self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mlplab-read")
         self.loop_engine: Engine | None = None
+        self.finished_jobs: LRU[int, bytes] = LRU(FINISHED_JOBS_CACHED)  # GET /jobs/{id}'s body, by id
         if self.read_engine is not engine and engine.dialect.name == "sqlite":  # a file: WAL reads don't wait
             self.loop_engine = make_read_engine(engine, 1, wait_for_locks=False)
             self.loop_engine.connect().close()  # opened now (a new file's WAL switch may wait), then pooled

@@ -16,9 +16,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
+from service.api.lru import LRU, K, V
 from service.api.presenters import require_trained, resolve_alias, trained_model
 from service.errors import ProblemError, dataset_unavailable
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
@@ -36,37 +36,11 @@ from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.queries import get_predictions, trained_datasets
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
 log = logging.getLogger("mlplab.api")
 
 FIGURES_CACHED = 128  # PNGs of a few tens of kB each
 CHUNK = 1024  # images per forward pass when looking for a model's first mistakes
 INLINE_MACS = 10_000_000  # a forward pass this small is cheaper on the event loop than a thread hop
-
-
-class LRU(Generic[K, V]):
-    """A small thread-safe least-recently-used map."""
-
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
 
 
 class Memo(Generic[K, V]):

@@ -54,9 +54,12 @@ from service.store.queries import (
 )
 
 
-def json_response(body: BaseModel) -> Response:
-    """The model as JSON, sent as it is: FastAPI re-validates a returned model against response_model."""
-    return Response(body.model_dump_json(), media_type="application/json")
+def json_response(body: BaseModel | bytes) -> Response:
+    """The model as JSON (or JSON already made), sent as it is: FastAPI re-validates a returned model
+    against response_model."""
+    return Response(
+        body if isinstance(body, bytes) else body.model_dump_json(), media_type="application/json"
+    )
 
 
 def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:

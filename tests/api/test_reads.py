@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -89,3 +90,20 @@ def test_on_sqlite_a_read_that_would_wait_for_a_lock_is_read_off_the_event_loop(
         monkeypatch.setattr(database.loop_engine, "connect", locked)
         read = client.get(f"/jobs/{submitted['id']}")
         assert read.status_code == 200 and read.json() == submitted
+
+
+def test_a_finished_job_is_answered_again_without_the_database_and_a_live_one_never(db_url, monkeypatch):
+    with _client(db_url) as client:
+        live, finished = (client.post("/jobs", json=job_body()).json() for _ in range(2))
+        assert client.get(f"/jobs/{finished['id']}").json()["status"] == "queued"
+        cancelled = client.post(f"/jobs/{finished['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"  # queued, it was not kept: its change is seen
+        assert client.get(f"/jobs/{finished['id']}").json() == cancelled
+
+        def unreachable(*args, **kwargs):
+            raise AssertionError("read the database")
+
+        monkeypatch.setattr(client.app.state.database, "read", unreachable)
+        assert client.get(f"/jobs/{finished['id']}").json() == cancelled
+        with pytest.raises(AssertionError, match="read the database"):
+            client.get(f"/jobs/{live['id']}")

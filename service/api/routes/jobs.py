@@ -88,7 +88,13 @@ async def read_jobs(
 @router.get("/{job_id}", response_model=JobPublic)
 async def read_job(job_id: int, database: DatabaseDep) -> Response:
     """A job: its spec, status and live progress."""
-    return json_response(await database.read(read_job_public, job_id))
+    body = database.finished_jobs.get(job_id)
+    if body is None:
+        job = await database.read(read_job_public, job_id)
+        body = job.model_dump_json().encode()
+        if job.status.finished:
+            database.finished_jobs.put(job_id, body)
+    return json_response(body)
 
 
 @router.post(
