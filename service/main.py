@@ -89,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.freeze()
     yield
     reader.cancel()
-    app.state.database.close()
+    await app.state.database.close()
     engine.dispose()
 
 

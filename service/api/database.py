@@ -1,26 +1,27 @@
-"""Database work for handlers that await: each call one thread hop.
+"""Database work for handlers that await: each call one thread hop, or none.
 
 A plain `def` handler with SessionDep costs four thread hops (the session's entry and exit, the
 dependencies, the handler, the response's validation); `await database.run(fn, ...)` costs one.
 
-`await database.read(fn, ...)` is the polled reads' path (GET /jobs/{id} first): no ORM session, a
-few threads and connections of its own (so it takes no slot, and never queues behind a model's
-loading or a burst of sessions), and on PostgreSQL no BEGIN, ROLLBACK or ping round trips. On an
-SQLite file it reads on the event loop itself, where a one-row read costs less than a thread hop,
-unless the read would wait for a lock (docs/performance.md, "GET /jobs/{id}"). A finished job's answer
-never changes (every write to a job is guarded by its being queued or running), so `finished_jobs` keeps
-it: reading it again costs no database round trip on any backend.
+`await database.first(query, params)` is the polled reads' path (GET /jobs/{id}): one statement, no
+ORM session, and never queued behind a model's loading or a burst of sessions. It runs on the event
+loop itself where that costs less than a thread hop: on an SQLite file a one-row read (unless it would
+wait for a lock: then a read thread), on PostgreSQL psycopg's async connections (LoopReads); elsewhere
+a few read threads with connections of their own (docs/performance.md, "GET /jobs/{id}"). A finished
+job's answer never changes (every write to a job is guarded by its being queued or running), so
+`finished_jobs` keeps it: reading it again costs no database round trip on any backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import deque, namedtuple
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine
+import psycopg
+from sqlalchemy import Engine, Select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -31,8 +32,9 @@ from service.store.db import is_busy, make_read_engine, session_scope
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Fewer threads hand the GIL back and forth with the event loop less than Starlette's 40 do.
-READ_THREADS = 4
+# Reads at once: read threads (fewer hand the GIL back and forth with the event loop less than
+# Starlette's 40 do), or LoopReads' connections to PostgreSQL.
+READERS = 4
 FINISHED_JOBS_CACHED = 4096  # answers of 1-3 kB each
 
 
@@ -42,15 +44,18 @@ class Database:
     def __init__(self, engine: Engine, factory: sessionmaker[Session], slots: asyncio.Semaphore) -> None:
         self.factory = factory
         self.slots = slots
-        self.read_engine = make_read_engine(engine, READ_THREADS)
-        self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mlplab-read")
-        self.loop_engine: Engine | None = None
         self.finished_jobs: LRU[int, bytes] = LRU(FINISHED_JOBS_CACHED)  # GET /jobs/{id}'s body, by id
+        self.loop_reads = LoopReads(engine, READERS) if engine.dialect.driver == "psycopg" else None
+        self.read_engine = make_read_engine(engine, READERS)
+        self.readers = ThreadPoolExecutor(READERS, thread_name_prefix="mlplab-read")
+        self.loop_engine: Engine | None = None
         if self.read_engine is not engine and engine.dialect.name == "sqlite":  # a file: WAL reads don't wait
             self.loop_engine = make_read_engine(engine, 1, wait_for_locks=False)
             self.loop_engine.connect().close()  # opened now (a new file's WAL switch may wait), then pooled
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.loop_reads is not None:
+            await self.loop_reads.close()
         self.readers.shutdown(wait=True, cancel_futures=True)
         self.read_engine.dispose()
         if self.loop_engine is not None:
@@ -61,35 +66,131 @@ class Database:
         async with self.slots:  # awaited holding no thread
             return await run_in_threadpool(self._scoped, fn, *args, **kwargs)
 
-    async def read(
-        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """fn(connection, *args, **kwargs), which only reads, off the event loop.
+    async def first(self, query: Select[Any], params: Mapping[str, Any]) -> Any:
+        """The first row of one statement that only reads (its columns as attributes), or None.
 
-        On PostgreSQL each statement sees the latest commit (autocommit): fn should make one.
+        On PostgreSQL the statement sees the latest commit (autocommit).
         """
+        if self.loop_reads is not None:
+            return await self.loop_reads.first(query, params)
         if self.loop_engine is not None:
             try:
                 with self.loop_engine.connect() as connection:
-                    return fn(connection, *args, **kwargs)
+                    return connection.execute(query, params).first()
             except OperationalError as exc:
                 if not is_busy(exc):
                     raise
-        return await asyncio.wrap_future(self.readers.submit(partial(self._connected, fn, *args, **kwargs)))
+        return await asyncio.wrap_future(self.readers.submit(self._first, query, params))
 
     def _scoped(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         with session_scope(self.factory) as session:
             return fn(session, *args, **kwargs)
 
-    def _connected(
-        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    def _first(self, query: Select[Any], params: Mapping[str, Any]) -> Any:
         try:
             with self.read_engine.connect() as connection:
-                return fn(connection, *args, **kwargs)
+                return connection.execute(query, params).first()
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
         # The server dropped the connection (a restart): SQLAlchemy has emptied the pool; once more.
         with self.read_engine.connect() as connection:
-            return fn(connection, *args, **kwargs)
+            return connection.execute(query, params).first()
+
+
+class _Statement(NamedTuple):
+    """A query compiled once for psycopg: its SQL, its columns' result processors, its row type."""
+
+    sql: str
+    params: dict[str, Any]  # its bound values (literals), to which a read's parameters are added
+    processors: list[Callable[[Any], Any] | None]
+    row: Callable[..., Any]
+
+
+class LoopReads:
+    """One-statement reads of a PostgreSQL database on the event loop: psycopg's async connections
+    (autocommit), opened when first needed, each handed to the waiting reads in the order they came.
+
+    In arrival order because an asyncio.Queue, like SQLAlchemy's async pool, lets a newcomer take a
+    connection ahead of the reads woken to wait for it: that made the tail (docs/performance.md). Rows
+    come through the columns' own result processors (aware UTC datetimes), as SQLAlchemy's would.
+    """
+
+    def __init__(self, engine: Engine, connections: int) -> None:
+        self.dialect = engine.dialect
+        self.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._free: list[psycopg.AsyncConnection[tuple[Any, ...]] | None] = [None] * connections
+        self._waiting: deque[asyncio.Future[psycopg.AsyncConnection[tuple[Any, ...]] | None]] = deque()
+        self._statements: dict[int, tuple[Select[Any], _Statement]] = {}
+
+    async def first(self, query: Select[Any], params: Mapping[str, Any]) -> Any:
+        statement = self._compiled(query)
+        connection = await self._acquire()
+        values = None
+        try:
+            for attempt in (1, 2):
+                try:
+                    if connection is None or connection.closed:
+                        connection = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                    cursor = await connection.execute(
+                        statement.sql, {**statement.params, **params}, prepare=True
+                    )
+                    values = await cursor.fetchone()
+                    break
+                except psycopg.OperationalError as exc:
+                    # Once more only on a new connection for one the server dropped (a restart).
+                    if attempt == 2 or (connection is not None and not connection.closed):
+                        raise OperationalError(statement.sql, dict(params), exc) from exc  # the API's 503
+        except asyncio.CancelledError:
+            if connection is not None:
+                connection.pgconn.finish()  # cancelled mid-statement: its state is unknown, so closed
+            raise
+        finally:
+            self._release(connection)
+        if values is None:
+            return None
+        return statement.row(
+            *(v if p is None else p(v) for p, v in zip(statement.processors, values, strict=True))
+        )
+
+    async def close(self) -> None:
+        free, self._free = self._free, []
+        for connection in free:
+            if connection is not None:
+                await connection.close()
+
+    def _compiled(self, query: Select[Any]) -> _Statement:
+        known = self._statements.get(id(query))
+        if known is None or known[0] is not query:
+            columns = list(query.selected_columns)
+            compiled = query.compile(dialect=self.dialect)
+            statement = _Statement(
+                compiled.string,
+                compiled.params,
+                [column.type.result_processor(self.dialect, None) for column in columns],
+                namedtuple("Row", [str(column.key) for column in columns]),
+            )
+            known = self._statements[id(query)] = (query, statement)
+        return known[1]
+
+    async def _acquire(self) -> psycopg.AsyncConnection[tuple[Any, ...]] | None:
+        if self._free and not self._waiting:
+            return self._free.pop()
+        turn: asyncio.Future[psycopg.AsyncConnection[tuple[Any, ...]] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append(turn)
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed a connection, then cancelled: pass it on
+                self._release(turn.result())
+            raise
+
+    def _release(self, connection: psycopg.AsyncConnection[tuple[Any, ...]] | None) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():  # its read was not cancelled meanwhile
+                turn.set_result(connection)
+                return
+        self._free.append(connection)

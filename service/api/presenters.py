@@ -11,7 +11,7 @@ from typing import Annotated, Any, get_args
 import numpy as np
 from fastapi import Query, Response
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Connection, Row
+from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
 from service.api.schemas import (
@@ -42,7 +42,6 @@ from service.store.queries import (
     count_models,
     count_queued,
     get_job,
-    get_job_row,
     get_model,
     get_study,
     job_spec,
@@ -99,11 +98,6 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
     )
-
-
-def read_job_public(connection: Connection, job_id: int) -> JobPublic:
-    """GET /jobs/{id}: the job's public shape, or 404."""
-    return job_public(found(get_job_row(connection, job_id), "job", job_id))
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:

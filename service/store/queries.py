@@ -76,11 +76,16 @@ def get_jobs_by_id(session: Session, job_ids: Iterable[int]) -> dict[int, Job]:
 _JOB_ROW = select(*Job.__table__.columns).where(Job.id == bindparam("job_id"))
 
 
+def job_row_read(job_id: int) -> tuple[Select[Any], dict[str, int]] | None:
+    """The polled read (the job's columns as a plain row, no ORM object to build): its statement and
+    parameters, or None for an id no row can have."""
+    return (_JOB_ROW, {"job_id": job_id}) if _storable(job_id) else None
+
+
 def get_job_row(connection: Connection | Session, job_id: int) -> Row[Any] | None:
-    """The job's columns as a plain row, or None: the polled read, with no ORM object to build."""
-    if not _storable(job_id):
-        return None
-    return connection.execute(_JOB_ROW, {"job_id": job_id}).first()
+    """The job's columns as a plain row, or None."""
+    read = job_row_read(job_id)
+    return None if read is None else connection.execute(*read).first()
 
 
 def job_spec(job: Job | Row[Any]) -> TrainSpec:

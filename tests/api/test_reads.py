@@ -1,8 +1,9 @@
-"""GET /jobs/{id}, the most polled read, on its own path (Database.read): the same answers as the
+"""GET /jobs/{id}, the most polled read, on its own path (Database.first): the same answers as the
 rest of the API, and a connection the server dropped costs no request an error."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -103,7 +104,48 @@ def test_a_finished_job_is_answered_again_without_the_database_and_a_live_one_ne
         def unreachable(*args, **kwargs):
             raise AssertionError("read the database")
 
-        monkeypatch.setattr(client.app.state.database, "read", unreachable)
+        monkeypatch.setattr(client.app.state.database, "first", unreachable)
         assert client.get(f"/jobs/{finished['id']}").json() == cancelled
         with pytest.raises(AssertionError, match="read the database"):
             client.get(f"/jobs/{live['id']}")
+
+
+@POSTGRES_ONLY
+def test_postgresql_reads_on_the_loop_take_turns_and_survive_cancellation(db_url):
+    """One connection, five reads: served in the order they came, and a read cancelled while it waits
+    or while its statement runs costs the others nothing."""
+    from sqlalchemy import func, literal, select
+
+    from service.api.database import LoopReads
+    from service.store.db import make_engine
+
+    engine = make_engine(db_url)
+    reads = LoopReads(engine, 1)
+    slow = select(func.pg_sleep(0.2).label("slept"), literal(0).label("n"))
+    numbered = select(literal(1).label("n"))
+
+    async def scenario():
+        served = []
+
+        async def read(n):
+            await (reads.first(slow, {}) if n == 0 else reads.first(numbered, {}))
+            served.append(n)
+
+        tasks = [asyncio.create_task(read(n)) for n in range(5)]
+        await asyncio.sleep(0.05)  # read 0 runs its statement, 1 to 4 wait their turn
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert served == [0, 1, 3, 4]
+        running = asyncio.create_task(reads.first(slow, {}))
+        await asyncio.sleep(0.05)
+        running.cancel()  # mid-statement
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        row = await reads.first(numbered, {})
+        assert row.n == 1
+        await reads.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()

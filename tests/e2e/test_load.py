@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from service.api.database import READ_THREADS
+from service.api.database import READERS
 from service.main import READYZ_CONNECTIONS
 from tests.conftest import LEAKS
 from tests.factories import job_body
@@ -154,7 +154,7 @@ def test_200_concurrent_requests_while_two_workers_write_progress(busy_service, 
     )
     if peak() is not None:  # 95 before the cap
         # The API's sessions (MLPLAB_MAX_IN_FLIGHT 32 + /readyz's), its polled reads' own pool, each worker's 2
-        assert peak() <= 32 + READYZ_CONNECTIONS + READ_THREADS + 2 * 2, peak()
+        assert peak() <= 32 + READYZ_CONNECTIONS + READERS + 2 * 2, peak()
     assert all(200 <= r.status_code < 300 for r in responses), [
         (r.request.url, r.status_code, r.text[:300]) for r in responses if r.status_code >= 300
     ]

@@ -21,7 +21,6 @@ from service.api.presenters import (
     enqueue,
     job_public,
     json_response,
-    read_job_public,
     require_job,
 )
 from service.api.schemas import (
@@ -34,12 +33,12 @@ from service.api.schemas import (
     LossesPublic,
     LossPoint,
 )
-from service.errors import SUBMIT_DOCS, ProblemError, problem_doc
+from service.errors import SUBMIT_DOCS, ProblemError, found, problem_doc
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import JobSort, get_epochs, get_loss_curve, get_losses, list_jobs
+from service.store.queries import JobSort, get_epochs, get_loss_curve, get_losses, job_row_read, list_jobs
 
 router = reader_router("jobs", "/jobs")
 
@@ -90,7 +89,8 @@ async def read_job(job_id: int, database: DatabaseDep) -> Response:
     """A job: its spec, status and live progress."""
     body = database.finished_jobs.get(job_id)
     if body is None:
-        job = await database.read(read_job_public, job_id)
+        read = job_row_read(job_id)
+        job = job_public(found(None if read is None else await database.first(*read), "job", job_id))
         body = job.model_dump_json().encode()
         if job.status.finished:
             database.finished_jobs.put(job_id, body)
