@@ -10,14 +10,19 @@ connections"). Here:
 - a head, or the chunk lines and trailers between two pieces of body, reaching MAX_HEAD_BYTES is answered
   431 (closed, when its response has begun) before more of it is read;
 - one request is parsed at a time: while one waits for the answer before it, the rest stays unread;
-- a body that goes on after its answer is not waited for, nor a client that stops reading its answer.
+- a body that goes on after its answer is not waited for, nor a client that stops reading its answer;
+  that answer says "connection: close", so that no client sends its next request into the drop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent, HTTPResponseStartEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.errors import PROBLEM_JSON, Problem
 
@@ -48,6 +53,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._held = b""  # read, not yet parsed: the request before it waits for its answer
         self._dropping, self._dropped = False, 0  # refused: what comes is read and dropped (bytes)
         self._after_response: bytes | None = None  # a refusal to send once the response under way is sent
+        self._closing = False  # a response said "connection: close": the connection ends with it
         self._unread: asyncio.TimerHandle | None = None  # while the client reads none of its answer
         self._arm()  # the first request's head is due, as every later one's is after a response
 
@@ -89,6 +95,11 @@ class HttpProtocol(HttpToolsProtocol):
         # uvicorn cancels the deadline at any byte received; it stays until the head is whole.
         if not self._head_open:
             super()._unset_keepalive_if_required()
+
+    def timeout_keep_alive_handler(self) -> None:
+        # uvicorn arms this after each response: the next head is due within the same deadline (408
+        # when part of it came), as _arm's is.
+        self._too_slow()
 
     def _too_slow(self) -> None:
         if self.transport.is_closing() or self._dropping:
@@ -172,7 +183,37 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_open = False
         self._receiving_body = True
         super()._unset_keepalive_if_required()
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:  # a request's cycle, its app not yet run
+            self.cycle.send = self._closing_if_early(self.cycle)  # type: ignore[method-assign,assignment]
+
+    def _closing_if_early(
+        self, cycle: RequestResponseCycle
+    ) -> Callable[[ASGISendEvent], Coroutine[Any, Any, None]]:
+        """cycle.send, adding "connection: close" to a response that starts before its request's body
+        has ended: the connection ends with that response (_refuse), and a client that sent its next
+        request on it would see the connection close unanswered."""
+        # Weak: a cycle whose own send held it (or this protocol) would wait for a full collection.
+        request, protocol = weakref.ref(cycle), weakref.ref(self)
+
+        async def send_closing(message: ASGISendEvent) -> None:
+            cycle = request()
+            if cycle is None:  # gone with its connection
+                return
+            if message["type"] != "http.response.start" or not cycle.more_body:
+                return await RequestResponseCycle.send(cycle, message)
+            headers = [*message.get("headers", []), (b"connection", b"close")]
+            await RequestResponseCycle.send(
+                cycle, cast(HTTPResponseStartEvent, {**message, "headers": headers})
+            )
+            # uvicorn would close at the response's end, resetting a connection with body unread and
+            # losing the answer; _refuse ends it after the answer instead.
+            cycle.keep_alive = True
+            if (owner := protocol()) is not None:
+                owner._closing = True
+
+        return send_closing
 
     def on_body(self, body: bytes) -> None:
         self._bodied = True
@@ -189,14 +230,12 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # starts a pipelined request, or arms uvicorn's keep-alive timer
+        super().on_response_complete()  # starts a pipelined request, or arms the next head's deadline
         if self.transport.is_closing():
             return
         if self._after_response is not None:
             self._refuse(self._after_response)
-        elif self._answered_early():
+        elif self._answered_early() or self._closing:
             self._refuse()
-        elif self._app_done():
-            self._arm()  # the next head is due within the same deadline (408 when part of it came)
-            if self._held:
-                self.loop.call_soon(self.data_received, b"")  # the held request's turn
+        elif self._held and self._app_done():
+            self.loop.call_soon(self.data_received, b"")  # the held request's turn

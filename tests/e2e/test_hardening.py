@@ -38,8 +38,9 @@ def _reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux 4.0+)
 
 
-def _flood(port: int, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, int]:
-    """POST up to HUGE bytes, stopping as soon as the server answers or hangs up: (status, bytes sent)."""
+def _flood(port: int, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, int, str]:
+    """POST up to HUGE bytes, stopping as soon as the server answers or hangs up: (status, bytes sent,
+    the answer's head)."""
     framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(HUGE)}
     head = "".join(
         f"{k}: {v}\r\n"
@@ -57,8 +58,8 @@ def _flood(port: int, path: str, headers: dict[str, str], chunked: bool) -> tupl
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(PIECE)
-        status_line = sock.recv(65536).split(b"\r\n", 1)[0]
-    return int(status_line.split()[1]), sent
+        head = sock.recv(65536).split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return int(head.split()[1]), sent, head
 
 
 @pytest.mark.parametrize("token", [True, False], ids=["token-set", "no-token"])
@@ -74,8 +75,10 @@ def test_300_mb_without_a_token_is_refused_and_the_api_stays_small(tmp_path, tok
         answers = []
         for path in ("/jobs", "/sweeps", "/models/1/predict"):
             for chunked in (False, True):
-                status, sent = _flood(_port(service), path, {}, chunked)
+                status, sent, head = _flood(_port(service), path, {}, chunked)
                 answers.append((path, chunked, status, sent))
+                # answered before the body ended, so the connection ends: no next request is sent into it
+                assert "\r\nconnection: close" in head.lower(), head
         peak = _memory(pid)["VmHWM"]
         expected = 401 if token else {"/jobs": 413, "/sweeps": 413, "/models/1/predict": 404}
         for path, _chunked, status, sent in answers:
