@@ -355,6 +355,11 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
         assert all(len(n) <= 30 for n in drawn["names"])  # short: the full label on hover
     assert accuracy["parts"] == ["validation", "test"] * 2
     assert loss["parts"] == ["validation", "train", "per step, smoothed"] * 2
+    # one legend entry a model on both charts, so the same room for the legend, however many curves
+    heights = [
+        page.locator(s).evaluate("el => el.layout.height") for s in ("#compare-loss", "#compare-accuracy")
+    ]
+    assert heights[0] == heights[1], heights
     with service.client() as client:
         compared = client.get("/compare", params={"ids": f"{job_id},{other['id']}"}).json()["data"]
     drawn = page.locator("#compare-loss").evaluate(

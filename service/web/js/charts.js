@@ -120,7 +120,7 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
     type: "scatter", mode: t.x.length > 1 ? "lines" : "lines+markers",
     ...t, line: { color: PALETTE[i % PALETTE.length], width: 1.8, ...t.line }, name: plotText(t.name, perLine),
   }));
-  const legend = legendHeight(data.map((t) => t.name), width - 16);
+  const legend = legendHeight(data.filter((t) => t.showlegend !== false).map((t) => t.name), width - 16);
   const title = (axis, width) => (axis.title ? { ...axis, title: { ...axis.title, text: plotText(axis.title.text, width) } } : axis);
   const layout = {
     height: height + Math.max(0, legend - 40), font: FONT, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",

@@ -167,7 +167,7 @@ const SHORT = { learning_rate: "lr", batch_size: "batch", train_limit: "n", hidd
 export function showValue(value, prop) {
   if (value == null) {
     const main = prop ? fieldKind(prop).main : {};
-    return main.$ref || main.type === "object" ? "off" : "all";
+    return main.type === "object" ? "off" : "all"; // prop from trainSpecSchema(): its $refs inlined
   }
   if (Array.isArray(value)) return value.join("-");
   if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}=${showValue(v)}`).join(", ");

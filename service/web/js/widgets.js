@@ -52,6 +52,16 @@ export function etaSeconds(job, now = Date.now()) {
   return (elapsed * (p.steps - p.step)) / p.step;
 }
 
+const rgb = new Map();
+/** A colour of app.css's (`--ok`, `--bad`: "#rrggbb") at opacity `alpha`, to shade a cell by a count. */
+export function tint(name, alpha) {
+  if (!rgb.has(name)) {
+    const hex = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    rgb.set(name, [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)).join(","));
+  }
+  return `rgba(${rgb.get(name)},${alpha})`;
+}
+
 /** The counts a confusion matrix's colours run up to, on and off the diagonal: one scale for every
  * matrix given, so that the same colour is the same count in each. */
 export function matrixScale(matrices) {
@@ -76,7 +86,7 @@ export function confusionGrid(matrix, classes, onCell, { max, diagMax } = matrix
         class: "cell", type: onCell ? "button" : null, "aria-pressed": onCell ? "false" : null, role: onCell ? null : "gridcell",
         "aria-label": `true ${classes[i]}, predicted ${classes[j]}: ${count} images`,
         dataset: { label: i, predicted: j },
-        style: { background: i === j ? `rgba(28,124,60,${a})` : `rgba(179,38,30,${count ? 0.08 + 0.8 * a : 0})` },
+        style: { background: i === j ? tint("--ok", a) : tint("--bad", count ? 0.08 + 0.8 * a : 0) },
       }, count);
       if (onCell) {
         cell.addEventListener("click", () => {

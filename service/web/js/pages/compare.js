@@ -7,7 +7,7 @@ import { $$, digits, fill, h, pct } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
-import { confusionGrid, matrixScale, problemView } from "../widgets.js";
+import { confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
 
 const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
@@ -223,8 +223,8 @@ function difference(models, cms, { best, order }) {
   const diff = a.matrix.map((row, i) => row.map((v, j) => v - b.matrix[i][j]));
   const max = Math.max(1, ...diff.flat().map(Math.abs));
   const verdict = (v, i, j) => (v === 0 ? null : (i === j) === (v > 0) ? "better" : "worse");
-  const COLOURS = { better: "28,124,60", worse: "179,38,30" };
-  const shade = (v, i, j) => (v === 0 ? null : { background: `rgba(${COLOURS[verdict(v, i, j)]},${(0.15 + 0.85 * Math.abs(v) / max).toFixed(2)})` });
+  const COLOURS = { better: "--ok", worse: "--bad" };
+  const shade = (v, i, j) => (v === 0 ? null : { background: tint(COLOURS[verdict(v, i, j)], (0.15 + 0.85 * Math.abs(v) / max).toFixed(2)) });
   return [
     h("p", { class: "muted" }, `model ${best.id} (★) less model ${next.id}: rows the true class, columns the prediction.`),
     h("p", { class: "legend-key", id: "difference-key" },
