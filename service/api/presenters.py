@@ -47,6 +47,7 @@ from service.store.queries import (
     job_spec,
     rollback_target,
     study_config,
+    study_epochs,
     study_jobs,
     trial_records,
     validation_curves,
@@ -179,14 +180,16 @@ def require_study(session: Session, study_id: int) -> Study:
 
 def study_public(session: Session, study: Study, trials_limit: int | None = None) -> StudyPublic:
     """The study with its trials (in trial order; the latest trials_limit of them if given), its best
-    trial, and its epochs and trials counted."""
+    trial, and its epochs and trials counted. Curves are read only for the trials it shows."""
     config = study_config(study)
     jobs = study_jobs(session, study.id)
-    curves = validation_curves(session, (job.id for job in jobs))
-    epochs = best_epochs(session, (job.id for job in jobs))
-    records = trial_records(config, jobs, curves)
-    trials = [
-        TrialPublic(
+    best_id = best_model_id(session, Job.study_id == study.id)  # GET /models' order, as promote's
+    shown = jobs if trials_limit is None else jobs[max(0, len(jobs) - trials_limit) :]
+    described = shown + [job for job in jobs if job.id == best_id and job not in shown]
+    curves = validation_curves(session, (job.id for job in described))
+    epochs = best_epochs(session, (job.id for job in described))
+    trials = {
+        job.id: TrialPublic(
             number=record.number,
             job_id=job.id,
             status=job.status,
@@ -197,9 +200,8 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
             test_accuracy=job.test_accuracy,
             validation_curve=[curves[job.id][e] for e in sorted(curves[job.id])],
         )
-        for job, record in zip(jobs, records, strict=True)
-    ]
-    best_id = best_model_id(session, Job.study_id == study.id)  # GET /models' order, as promote's
+        for job, record in zip(described, trial_records(config, described, curves), strict=True)
+    }
     counts = dict.fromkeys(JobStatus, 0)
     for job in jobs:
         counts[job.status] += 1
@@ -209,9 +211,9 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         config=config,
         created_at=study.created_at,
         finished_at=study.finished_at,
-        trials=trials if trials_limit is None else trials[max(0, len(trials) - trials_limit) :],
-        best=next((t for t in trials if t.job_id == best_id), None),
-        epochs_trained=sum(t.epochs for t in trials),
+        trials=[trials[job.id] for job in shown],
+        best=None if best_id is None else trials.get(best_id),
+        epochs_trained=study_epochs(session, study.id),
         counts=counts,
     )
 

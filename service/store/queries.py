@@ -523,6 +523,17 @@ def validation_curves(session: Session, job_ids: Iterable[int]) -> dict[int, dic
     return curves
 
 
+def study_epochs(session: Session, study_id: int) -> int:
+    """How many epochs the study's trials have recorded a validation accuracy for, together."""
+    query = (
+        select(func.count())
+        .select_from(EpochMetric)
+        .join(Job, Job.id == EpochMetric.job_id)
+        .where(Job.study_id == study_id, EpochMetric.validation_accuracy.is_not(None))
+    )
+    return session.scalar(query) or 0
+
+
 def trial_records(
     config: StudyCreate, jobs: Iterable[Job], curves: dict[int, dict[int, float]]
 ) -> list[TrialRecord]:

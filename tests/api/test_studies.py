@@ -140,7 +140,11 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
         assert client.get("/aliases").json()["count"] == 0
 
         run_trials(settings, lambda spec: 0.5 + 0.1 * spec["learning_rate"])
-        best = client.get(f"/studies/{study_id}").json()["best"]
+        study = client.get(f"/studies/{study_id}").json()
+        best = study["best"]
+        assert best is not None and study["epochs_trained"] == 4
+        # the polled listing without its trials' curves still names the best and counts every epoch
+        assert client.get("/studies", params={"trials_limit": 0}).json()["data"][0] == study | {"trials": []}
         models = client.get("/models").json()["data"]
         assert [m["study_id"] for m in models] == [study_id] * 4  # the compare page's picker filters by it
         promoted = client.post(promote, json={"alias": "champion"})
