@@ -4,7 +4,7 @@ figures, kept in memory, each loaded once at a time per process and off the even
 A trained model never changes, so nothing cached by id goes stale; what an alias names may, so
 Inference.resolve asks the database again after MLPLAB_ALIAS_CACHE_SECONDS. Each cache is a Memo: an LRU in
 front of a single flight, so twenty concurrent first requests for one model load it once and all
-twenty get that one copy (docs/performance.md, "A model's first request"). A split's predictions are
+twenty get that one copy (docs/reliability.md, the twenty concurrent first requests). A split's predictions are
 those the worker stored with the model (service.ml.evaluation), computed here only for older models.
 
 Its problems are the routers': presenters.trained_model (404, 409) and errors.dataset_unavailable (503).

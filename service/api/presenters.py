@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
+from service.api.lru import LRU
 from service.api.schemas import (
     ALIAS_NAME,
     AliasPublic,
@@ -99,6 +100,18 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
             epoch=job.epoch or None, epochs=spec.epochs, step=job.step or None, steps=job.steps, loss=job.loss
         ),
     )
+
+
+def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
+    """job_public(job) as JSON. A finished job's never changes (every write to a job is guarded by its
+    being queued or running), so `finished` keeps it and a later read sends it as it is."""
+    if JobStatus(job.status).finished:
+        kept = finished.get(job.id)
+        if kept is None:
+            kept = job_public(job).model_dump_json().encode()
+            finished.put(job.id, kept)
+        return kept
+    return job_public(job).model_dump_json().encode()
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:

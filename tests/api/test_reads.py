@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 
+from service.api.schemas import JobsPublic
 from service.main import create_app
 from service.settings import Settings
 from service.store.db import is_busy
@@ -149,3 +150,21 @@ def test_postgresql_reads_on_the_loop_take_turns_and_survive_cancellation(db_url
         asyncio.run(scenario())
     finally:
         engine.dispose()
+
+
+def test_a_page_of_jobs_reads_the_same_whether_its_finished_jobs_were_kept_or_not(db_url):
+    with _client(db_url) as client:
+        ids = [client.post("/jobs", json=job_body()).json()["id"] for _ in range(3)]
+        client.post(f"/jobs/{ids[0]}/cancel")
+        first, again = client.get("/jobs"), client.get("/jobs")  # the cancelled job's JSON kept, then reused
+        assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+        assert again.text == first.text
+        assert JobsPublic.model_validate_json(first.text).model_dump_json() == first.text  # the schema's JSON
+        assert [j["status"] for j in first.json()["data"]] == ["queued", "queued", "cancelled"]
+        assert first.json()["data"][2] == client.get(f"/jobs/{ids[0]}").json()
+        client.post(f"/jobs/{ids[2]}/cancel")  # a live job is read afresh every time
+        assert [j["status"] for j in client.get("/jobs").json()["data"]] == [
+            "cancelled",
+            "queued",
+            "cancelled",
+        ]

@@ -15,10 +15,12 @@ from service.api.deps import (
     WriterDep,
     reader_router,
 )
+from service.api.lru import LRU
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     check_budget,
     enqueue,
+    job_json,
     job_public,
     json_response,
     require_job,
@@ -54,9 +56,12 @@ def submit_job(spec: TrainSpec, session: SessionDep, settings: SettingsDep, resp
     return public
 
 
-def _jobs_page(session: Session, /, limit: int, offset: int, **filters: Any) -> JobsPublic:
+def _jobs_page(
+    session: Session, /, finished: LRU[int, bytes], limit: int, offset: int, **filters: Any
+) -> bytes:
+    """A JobsPublic's JSON, put together from each job's (job_json: a finished one's is kept)."""
     rows, count = list_jobs(session, limit=limit, offset=offset, **filters)
-    return JobsPublic(data=[job_public(j) for j in rows], count=count)
+    return b'{"data":[%s],"count":%d}' % (b",".join(job_json(row, finished) for row in rows), count)
 
 
 @router.get("", response_model=JobsPublic)
@@ -78,8 +83,15 @@ async def read_jobs(
     offset: PageOffset = 0,
 ) -> Response:
     """List jobs, newest first (or in `sort` order), a page at a time."""
-    page = await database.run(
-        _jobs_page, limit, offset, status=status, backend=backend, sweep_id=sweep_id, sort=sort
+    page = await database.read_page(
+        _jobs_page,
+        database.finished_jobs,
+        limit,
+        offset,
+        status=status,
+        backend=backend,
+        sweep_id=sweep_id,
+        sort=sort,
     )
     return json_response(page)
 
@@ -90,10 +102,8 @@ async def read_job(job_id: int, database: DatabaseDep) -> Response:
     body = database.finished_jobs.get(job_id)
     if body is None:
         read = job_row_read(job_id)
-        job = job_public(found(None if read is None else await database.first(*read), "job", job_id))
-        body = job.model_dump_json().encode()
-        if job.status.finished:
-            database.finished_jobs.put(job_id, body)
+        row = found(None if read is None else await database.first(*read), "job", job_id)
+        body = job_json(row, database.finished_jobs)
     return json_response(body)
 
 

@@ -101,7 +101,7 @@ async def read_models(
 ) -> Response:
     """Trained models with their key hyperparameters, accuracies and aliases, best first (as ranked_by
     says) or newest first, a page at a time."""
-    return json_response(await database.run(_models_page, sort, limit, offset))
+    return json_response(await database.read_page(_models_page, sort, limit, offset))
 
 
 @router.get("/{model}", response_model=ModelPublic)

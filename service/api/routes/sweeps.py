@@ -151,7 +151,7 @@ async def read_sweeps(
     ] = 10,
 ) -> Response:
     """Sweeps, newest first, each with its best jobs and its configurations."""
-    return json_response(await database.run(_sweeps_page, limit, offset, jobs_limit))
+    return json_response(await database.read_page(_sweeps_page, limit, offset, jobs_limit))
 
 
 def _sweep(session: Session, /, sweep_id: str) -> SweepPublic:
@@ -170,7 +170,7 @@ async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
 
     Each configuration's mean, standard deviation and 95 % confidence interval of each accuracy over its
     seeds, and whether the data can tell it from the best (Welch's t-test)."""
-    return json_response(await database.run(_sweep, sweep_id))
+    return json_response(await database.read_page(_sweep, sweep_id))
 
 
 @router.post(
