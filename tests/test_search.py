@@ -198,6 +198,24 @@ def test_a_grid_with_fewer_trials_than_points_tries_distinct_ones():
     assert len(params) == 5 and len({json.dumps(p, sort_keys=True) for p in params}) == 5
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_no_point_is_tried_twice_while_the_space_has_one_untried(sampler):
+    """A point's second trial would train the same spec again: 8 trials of 12 points used to repeat
+    1 to 4 of them. Every point once, then, past the space, points tried before."""
+    space = {
+        "activation": {"choice": ["sigmoid", "tanh", "relu"]},
+        "optimizer": {"choice": ["sgd", "adam"]},
+        "batch_size": {"int": [32, 33]},
+    }
+    config = make(space=space, sampler=sampler, trials=14, parallelism=2)
+    trials, _ = drive(config, lambda params, epoch: 0.5 + 0.1 * (params["activation"] == "relu"))
+    points = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(points) == 14 and len(set(points[:12])) == 12 and set(points[12:]) <= set(points[:12])
+    assert next_params(config, trials[:5]) == next_params(
+        config, trials[:5]
+    )  # still a function of the trials
+
+
 # --- Pruning
 
 

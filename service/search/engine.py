@@ -13,7 +13,11 @@ The objective is validation accuracy, maximised. Steps are epochs, counted from 
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
+import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +31,16 @@ from optuna.storages import InMemoryStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from service.search.study import PRUNERS, SAMPLERS, StudyCreate, decode, distributions, encode, grid_size
+from service.search.study import (
+    PRUNERS,
+    SAMPLERS,
+    StudyCreate,
+    decode,
+    distributions,
+    encode,
+    grid_size,
+    seed_for,
+)
 from service.store.models import JobStatus
 
 # Each decision builds a throwaway in-memory study; Optuna would log a line for every one.
@@ -147,14 +160,49 @@ def trials_to_queue(config: StudyCreate, trials: Sequence[TrialRecord]) -> int:
 def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, Any]:
     """The searched fields' values for trial number len(trials): TrainSpec(base | these) is its spec.
 
+    A point that already has a trial is not proposed again while the space has one without: its job
+    would train the same spec again. The sampler is asked again (each ask it sees as in flight), then
+    a point is drawn among those without a trial; once every point of a finite space has one, or in
+    a space too large to list, the sampler's point stands.
+
     Raises ValueError when a grid has no point left (check `grid_size` before extending one).
     """
     size = grid_size(config)
     if size is not None and len(trials) >= size:
         raise ValueError(f"the grid's {size} points all have a trial")
     sampler = SAMPLERS[config.sampler](config, len(trials))
-    trial = build_study(config, trials, sampler=sampler).ask(distributions(config))
-    return decode(config, trial.params)
+    study, dists = build_study(config, trials, sampler=sampler), distributions(config)
+    tried = {_point(t.params) for t in trials}
+    for _ in range(ASKS):
+        params = decode(config, study.ask(dists).params)
+        if _point(params) not in tried:
+            return params
+    untried = [p for p in finite_points(config) if _point(p) not in tried]
+    return random.Random(seed_for(config.seed, len(trials))).choice(untried) if untried else params
+
+
+ASKS = 20  # asks for a point without a trial before drawing one among them
+MOST_POINTS_LISTED = 100_000  # a finite space larger than this is not listed: repeats are rare there
+
+
+def _point(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def finite_points(config: StudyCreate) -> list[dict[str, Any]]:
+    """Every point of a space of choices and integer ranges, in order; [] for one with a real-valued
+    dimension or of more than MOST_POINTS_LISTED points."""
+    values: list[list[Any]] = []
+    for dim in config.space.values():
+        if dim.choice is not None:
+            values.append(list(dim.choice))
+        elif dim.int_ is not None:
+            values.append(list(range(int(dim.int_[0]), int(dim.int_[1]) + 1)))
+        else:
+            return []
+    if math.prod(len(v) for v in values) > MOST_POINTS_LISTED:
+        return []
+    return [dict(zip(config.space, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
