@@ -216,6 +216,37 @@ def test_no_point_is_tried_twice_while_the_space_has_one_untried(sampler):
     )  # still a function of the trials
 
 
+def test_points_are_compared_as_their_jobs_store_them():
+    """A job's spec holds 1 as 1.0 and an early stopping with its defaults: such a trial's point is
+    tried, however the space wrote it, and the study goes on from it."""
+    space = {
+        "learning_rate": {"choice": [1, 0.5]},
+        "early_stopping": {"choice": [{"patience": 3}, None]},
+    }
+    config = make(base=BASE | {"validation_size": 1000}, space=space, sampler="random", trials=4)
+
+    def stored(params: Params) -> Params:
+        spec = TrainSpec.model_validate(config.base | params).model_dump(mode="json")
+        return {field: spec[field] for field in space}
+
+    trials = [
+        TrialRecord(n, stored(p), "succeeded", 0.9)
+        for n, p in enumerate(
+            [
+                {"learning_rate": 1, "early_stopping": {"patience": 3}},
+                {"learning_rate": 1, "early_stopping": None},
+                {"learning_rate": 0.5, "early_stopping": {"patience": 3}},
+            ]
+        )
+    ]
+    assert trials[0].params == {"learning_rate": 1.0, "early_stopping": {"patience": 3, "min_delta": 0.0}}
+    for seed in range(5):
+        assert next_params(config.model_copy(update={"seed": seed}), trials) == {
+            "learning_rate": 0.5,
+            "early_stopping": None,
+        }
+
+
 # --- Pruning
 
 

@@ -18,19 +18,21 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 from optuna.pruners import BasePruner, HyperbandPruner, SuccessiveHalvingPruner
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import InMemoryStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
+from pydantic import ValidationError
 
+from service.ml.spec import TrainSpec
 from service.search.study import (
     PRUNERS,
     SAMPLERS,
@@ -89,10 +91,27 @@ def _frozen(
     return create_trial(
         state=state,
         value=record.value if state == TrialState.COMPLETE else None,
-        params={name: encode(record.params[name]) for name in dists},
+        params={name: _choice(dists[name], record.params[name]) for name in dists},
         distributions=dict(dists),
         intermediate_values=steps,
     )
+
+
+def _choice(dist: BaseDistribution, value: Any) -> Any:
+    """The value as Optuna holds it. An object choice is stored with its defaults filled in
+    ({"patience": 3} as {"patience": 3, "min_delta": 0.0}): it stands for the choice it extends."""
+    encoded = encode(value)
+    if (
+        not isinstance(dist, CategoricalDistribution)
+        or encoded in dist.choices
+        or not isinstance(value, dict)
+    ):
+        return encoded
+    for choice in dist.choices:
+        written = json.loads(choice) if isinstance(choice, str) and choice.startswith("{") else None
+        if isinstance(written, dict) and all(value.get(k) == v for k, v in written.items()):
+            return choice
+    return encoded
 
 
 def _sorted(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
@@ -172,21 +191,37 @@ def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str,
         raise ValueError(f"the grid's {size} points all have a trial")
     sampler = SAMPLERS[config.sampler](config, len(trials))
     study, dists = build_study(config, trials, sampler=sampler), distributions(config)
-    tried = {_point(t.params) for t in trials}
+    point = stored_point(config)
+    tried = {point(t.params) for t in trials}
     for _ in range(ASKS):
         params = decode(config, study.ask(dists).params)
-        if _point(params) not in tried:
+        if point(params) not in tried:
             return params
-    untried = [p for p in finite_points(config) if _point(p) not in tried]
+    untried = [p for p in finite_points(config) if point(p) not in tried]
     return random.Random(seed_for(config.seed, len(trials))).choice(untried) if untried else params
 
 
 ASKS = 20  # asks for a point without a trial before drawing one among them
-MOST_POINTS_LISTED = 100_000  # a finite space larger than this is not listed: repeats are rare there
+MOST_POINTS_LISTED = 10_000  # a finite space larger than this is not listed: repeats are rare there
 
 
-def _point(params: Mapping[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
+def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
+    """A point as its job's stored spec holds it (TrainSpec's form: 1 as 1.0 in a float field, an
+    object with its defaults), as JSON: the same key however the space wrote a value."""
+    memo: dict[tuple[str, str], Any] = {}
+
+    def stored(field: str, value: Any) -> Any:
+        key = (field, json.dumps(value, sort_keys=True))
+        if key not in memo:
+            try:
+                memo[key] = TrainSpec.model_validate(config.base | {field: value}).model_dump(mode="json")[
+                    field
+                ]
+            except ValidationError:  # valid only beside other searched values: compared as written
+                memo[key] = value
+        return memo[key]
+
+    return lambda params: json.dumps({f: stored(f, v) for f, v in params.items()}, sort_keys=True)
 
 
 def finite_points(config: StudyCreate) -> list[dict[str, Any]]:
