@@ -16,13 +16,16 @@ job's answer never changes (every write to a job is guarded by its being queued 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque, namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, Select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,8 +86,12 @@ class Database:
         on the few threads kept for them: forty threads that each take the GIL back at every row SQLite
         returns served GET /jobs 1.6 times slower together than one thread one request after another."""
         async with self.listing, self.slots:  # its turn first: one waiting for it holds no slot
-            task = partial(self._scoped, fn, *args, **kwargs)
-            return await asyncio.wrap_future(self.listers.submit(task))
+            done = asyncio.wrap_future(self.listers.submit(partial(self._scoped, fn, *args, **kwargs)))
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                await asyncio.wait({done})  # its thread holds a session, and so the slot, until it ends
+                raise
 
     async def first(self, query: Select[Any], params: Mapping[str, Any]) -> Any:
         """The first row of one statement that only reads (its columns as attributes), or None.
@@ -118,13 +125,16 @@ class Database:
             return connection.execute(query, params).first()
 
 
-class _Statement(NamedTuple):
-    """A query compiled once for psycopg: its SQL, its columns' result processors, its row type."""
+@dataclass
+class _Statement:
+    """A query compiled once for psycopg: its SQL, its bound values, its row type, and its columns'
+    result processors for the types the server returns (known from the first result)."""
 
     sql: str
     params: dict[str, Any]  # its bound values (literals), to which a read's parameters are added
-    processors: list[Callable[[Any], Any] | None]
+    columns: list[Any]
     row: Callable[..., Any]
+    processors: list[Callable[[Any], Any] | None] | None = None
 
 
 class LoopReads:
@@ -133,7 +143,8 @@ class LoopReads:
 
     In arrival order because an asyncio.Queue, like SQLAlchemy's async pool, lets a newcomer take a
     connection ahead of the reads woken to wait for it: that made the tail (docs/performance.md). Rows
-    come through the columns' own result processors (aware UTC datetimes), as SQLAlchemy's would.
+    come through the result processors SQLAlchemy would use (aware UTC datetimes); psycopg's errors
+    become SQLAlchemy's, so a database that cannot be read is the API's 503 here too.
     """
 
     def __init__(self, engine: Engine, connections: int) -> None:
@@ -142,11 +153,12 @@ class LoopReads:
         self._free: list[psycopg.AsyncConnection[tuple[Any, ...]] | None] = [None] * connections
         self._waiting: deque[asyncio.Future[psycopg.AsyncConnection[tuple[Any, ...]] | None]] = deque()
         self._statements: dict[int, tuple[Select[Any], _Statement]] = {}
+        self._closed = False
 
     async def first(self, query: Select[Any], params: Mapping[str, Any]) -> Any:
         statement = self._compiled(query)
+        values: tuple[Any, ...] | None = None
         connection = await self._acquire()
-        values = None
         try:
             for attempt in (1, 2):
                 try:
@@ -156,44 +168,64 @@ class LoopReads:
                         statement.sql, {**statement.params, **params}, prepare=True
                     )
                     values = await cursor.fetchone()
+                    if statement.processors is None:
+                        statement.processors = self._processors(statement, cursor.description or [])
                     break
-                except psycopg.OperationalError as exc:
+                except psycopg.Error as exc:
                     # Once more only on a new connection for one the server dropped (a restart).
-                    if attempt == 2 or (connection is not None and not connection.closed):
-                        raise OperationalError(statement.sql, dict(params), exc) from exc  # the API's 503
+                    dropped = isinstance(exc, psycopg.OperationalError) and (
+                        connection is None or connection.closed
+                    )
+                    if attempt == 2 or not dropped:
+                        raise DBAPIError.instance(statement.sql, dict(params), exc, psycopg.Error) from exc
         except asyncio.CancelledError:
-            if connection is not None:
-                connection.pgconn.finish()  # cancelled mid-statement: its state is unknown, so closed
+            if connection is not None and connection.info.transaction_status != TransactionStatus.IDLE:
+                connection.pgconn.finish()  # cancelled mid-statement and not recovered: closed
             raise
         finally:
             self._release(connection)
-        if values is None:
+        if values is None or statement.processors is None:
             return None
         return statement.row(
             *(v if p is None else p(v) for p, v in zip(statement.processors, values, strict=True))
         )
 
     async def close(self) -> None:
+        """Close the idle connections now, the rest as their reads end; later reads fail (503)."""
+        self._closed = True
         free, self._free = self._free, []
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_exception(OperationalError("connect", {}, Exception("the API is shutting down")))
         for connection in free:
             if connection is not None:
-                await connection.close()
+                with contextlib.suppress(psycopg.Error):
+                    await connection.close()
 
     def _compiled(self, query: Select[Any]) -> _Statement:
         known = self._statements.get(id(query))
         if known is None or known[0] is not query:
             columns = list(query.selected_columns)
             compiled = query.compile(dialect=self.dialect)
-            statement = _Statement(
-                compiled.string,
-                compiled.params,
-                [column.type.result_processor(self.dialect, None) for column in columns],
-                namedtuple("Row", [str(column.key) for column in columns]),
-            )
+            row = namedtuple("Row", [str(column.key) for column in columns], rename=True)  # type: ignore[misc]
+            statement = _Statement(compiled.string, compiled.params, columns, row)
             known = self._statements[id(query)] = (query, statement)
         return known[1]
 
+    def _processors(
+        self, statement: _Statement, description: Sequence[Any]
+    ) -> list[Callable[[Any], Any] | None]:
+        # As SQLAlchemy's cursor result builds them: each column type's dialect form, for the type the
+        # server returned.
+        return [
+            column.type.dialect_impl(self.dialect).result_processor(self.dialect, described.type_code)
+            for column, described in zip(statement.columns, description, strict=True)
+        ]
+
     async def _acquire(self) -> psycopg.AsyncConnection[tuple[Any, ...]] | None:
+        if self._closed:
+            raise OperationalError("connect", {}, Exception("the API is shutting down"))
         if self._free and not self._waiting:
             return self._free.pop()
         turn: asyncio.Future[psycopg.AsyncConnection[tuple[Any, ...]] | None] = (
@@ -208,6 +240,10 @@ class LoopReads:
             raise
 
     def _release(self, connection: psycopg.AsyncConnection[tuple[Any, ...]] | None) -> None:
+        if self._closed:
+            if connection is not None:
+                connection.pgconn.finish()
+            return
         while self._waiting:
             turn = self._waiting.popleft()
             if not turn.done():  # its read was not cancelled meanwhile

@@ -203,7 +203,8 @@ class HttpProtocol(HttpToolsProtocol):
                 return
             if message["type"] != "http.response.start" or not cycle.more_body:
                 return await RequestResponseCycle.send(cycle, message)
-            headers = [*message.get("headers", []), (b"connection", b"close")]
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+            headers.append((b"connection", b"close"))
             await RequestResponseCycle.send(
                 cycle, cast(HTTPResponseStartEvent, {**message, "headers": headers})
             )
@@ -230,6 +231,8 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._closing or self._answered_early():
+            self.pipeline.clear()  # the connection ends with this response: no request after it starts
         super().on_response_complete()  # starts a pipelined request, or arms the next head's deadline
         if self.transport.is_closing():
             return

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 
+from service.api.database import FINISHED_JOBS_CACHED
+from service.api.lru import LRU
 from service.api.schemas import JobsPublic
 from service.main import create_app
 from service.settings import Settings
@@ -115,7 +117,8 @@ def test_a_finished_job_is_answered_again_without_the_database_and_a_live_one_ne
 def test_postgresql_reads_on_the_loop_take_turns_and_survive_cancellation(db_url):
     """One connection, five reads: served in the order they came, and a read cancelled while it waits
     or while its statement runs costs the others nothing."""
-    from sqlalchemy import func, literal, select
+    from sqlalchemy import func, literal, literal_column, select, table
+    from sqlalchemy.exc import ProgrammingError
 
     from service.api.database import LoopReads
     from service.store.db import make_engine
@@ -144,7 +147,13 @@ def test_postgresql_reads_on_the_loop_take_turns_and_survive_cancellation(db_url
             await running
         row = await reads.first(numbered, {})
         assert row.n == 1
+        missing = select(literal_column("x")).select_from(table("no_such_table"))
+        with pytest.raises(ProgrammingError):  # SQLAlchemy's, as every other read raises
+            await reads.first(missing, {})
+        assert (await reads.first(numbered, {})).n == 1  # the connection is still good
         await reads.close()
+        with pytest.raises(OperationalError, match="shutting down"):
+            await reads.first(numbered, {})
 
     try:
         asyncio.run(scenario())
@@ -161,6 +170,7 @@ def test_a_page_of_jobs_reads_the_same_whether_its_finished_jobs_were_kept_or_no
         assert again.text == first.text
         assert JobsPublic.model_validate_json(first.text).model_dump_json() == first.text  # the schema's JSON
         assert [j["status"] for j in first.json()["data"]] == ["queued", "queued", "cancelled"]
+        client.app.state.database.finished_jobs = LRU(FINISHED_JOBS_CACHED)  # as a fresh process
         assert first.json()["data"][2] == client.get(f"/jobs/{ids[0]}").json()
         client.post(f"/jobs/{ids[2]}/cancel")  # a live job is read afresh every time
         assert [j["status"] for j in client.get("/jobs").json()["data"]] == [
