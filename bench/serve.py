@@ -454,7 +454,10 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         model = client.get(f"/models/{model_id}").json()
 
     # A job no worker will run: a poll of a job in flight, whose answer the API cannot keep.
-    live_id = client.post("/jobs", json=DEFAULT_SPEC | {"epochs": 1}).json()["id"]
+    live = client.post("/jobs", json=DEFAULT_SPEC | {"epochs": 1})
+    if live.status_code != 202:
+        raise RuntimeError(f"could not queue the job to poll: {live.status_code} {live.text}")
+    live_id = live.json()["id"]
     scripts = write_scripts(root, model_id, images[0].tolist(), len(images))
     endpoints = [
         ("healthz", "GET /healthz", f"{url}/healthz", None),
