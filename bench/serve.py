@@ -20,6 +20,7 @@ Needs wrk (`apt-get install wrk`) and the MNIST files (--data-dir, MLPLAB_DATA_D
     python bench/serve.py                      # 10 s per endpoint, one uvicorn process
     python bench/serve.py --duration 5 --workers 2
     python bench/serve.py --model-db var/mlplab.db --model-id 3
+    python bench/serve.py --jobs 1000             # and GET /jobs, /models, /sweeps on 1,000 finished jobs
     python bench/serve.py --server-env OPENBLAS_NUM_THREADS=1
     python bench/serve.py --database-url postgresql+psycopg://... --output bench/results/serve-postgresql.json
 """
@@ -50,6 +51,8 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout: bench._table
 
 from bench._table import table  # noqa: E402
 from service.ml.spec import TrainSpec  # noqa: E402
+from service.store.db import make_engine, make_sessionmaker  # noqa: E402
+from tests.factories import finished_jobs  # noqa: E402
 from tests.support import free_port, wait_for  # noqa: E402  (one poller and one port picker)
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "serve.json"
@@ -364,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra environment for the API process, e.g. OPENBLAS_NUM_THREADS=1 (repeatable)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="finished jobs written into the database first, so that GET /jobs, /models and /sweeps "
+        "(measured then too) read full pages (default 0)",
+    )
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (default bench/results/serve.json)"
@@ -453,6 +463,12 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         model_id = train_model(client, root, env, DEFAULT_SPEC)
         model = client.get(f"/models/{model_id}").json()
 
+    if args.jobs:
+        print(f"writing {args.jobs:,} finished jobs (tests.factories.finished_jobs) ...", flush=True)
+        engine = make_engine(env["MLPLAB_DATABASE_URL"])
+        finished_jobs(make_sessionmaker(engine), args.jobs, sweep=min(500, args.jobs // 2))
+        engine.dispose()
+
     # A job no worker will run: a poll of a job in flight, whose answer the API cannot keep.
     live = client.post("/jobs", json=DEFAULT_SPEC | {"epochs": 1})
     if live.status_code != 202:
@@ -464,6 +480,14 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         ("job", "GET /jobs/{id} (finished)", f"{url}/jobs/{model_id}", None),
         ("live_job", "GET /jobs/{id} (queued)", f"{url}/jobs/{live_id}", None),
         ("jobs", "GET /jobs", f"{url}/jobs", None),
+        *(
+            [
+                ("models", "GET /models", f"{url}/models", None),
+                ("sweeps", "GET /sweeps", f"{url}/sweeps", None),
+            ]
+            if args.jobs
+            else []
+        ),
         (
             "predict",
             "POST /models/{id}/predict (1 image, JSON)",
@@ -508,6 +532,8 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
         "job": job_target + verdict(job_ok["job"]),
         "live_job": job_target + verdict(job_ok["live_job"]),
         "jobs": "(10,000 jobs: bench/runs.py)",
+        "models": "",
+        "sweeps": "",
         "predict": f"≥ {TARGETS['predict_rps']:,} req/s, p99 ≤ {TARGETS['predict_p99_ms']} ms: "
         + verdict(
             results["predict"]["requests_per_s"] >= TARGETS["predict_rps"]
@@ -576,6 +602,7 @@ def run(args, wrk: str, root: Path, extra_env: dict[str, str]) -> int:
             "batch_repeats": args.batch_repeats,
             "server_env": extra_env,
             "model_db": str(args.model_db) if args.model_db else None,
+            "finished_jobs_written": args.jobs,
             "database": env["MLPLAB_DATABASE_URL"].split(":")[0],
         },
         "model": {
