@@ -308,15 +308,18 @@ def list_models(
 ) -> list[TrainedModel]:
     """Trained models in `sort`'s order (newest first among equals), each with `.job` loaded.
 
-    Neither the weights nor the predictions are loaded (reading them raises); get_model loads one
-    model's weights, get_predictions its predictions.
+    Neither the weights, the predictions, the confusion matrices nor the job's provenance are loaded
+    (reading them raises): a page shows none of them. get_model loads one model whole,
+    get_predictions its predictions.
     """
     if sort not in _MODEL_ORDERS:
         raise ValueError(f"sort must be one of {', '.join(MODEL_SORTS)}, not {sort!r}")
     query = _page(
         select(TrainedModel)
         .options(
-            joinedload(TrainedModel.job),
+            joinedload(TrainedModel.job).defer(Job.provenance, raiseload=True),
+            defer(TrainedModel.confusion_train, raiseload=True),
+            defer(TrainedModel.confusion_test, raiseload=True),
             defer(TrainedModel.weights, raiseload=True),
             defer(TrainedModel.predictions_train, raiseload=True),
             defer(TrainedModel.predictions_test, raiseload=True),
