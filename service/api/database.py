@@ -41,10 +41,6 @@ T = TypeVar("T")
 # Starlette's 40 do), or LoopReads' connections to PostgreSQL.
 READERS = 4
 FINISHED_JOBS_CACHED = 4096  # answers of 1-3 kB each
-# Listings at once: one on SQLite, where a read never waits for a server; two on a server database,
-# so that one's round trips overlap the other's work (docs/performance.md, "GET /jobs and the other listings").
-LISTERS = {"sqlite": 1}
-LISTERS_ELSEWHERE = 2
 
 
 class Database:
@@ -54,7 +50,9 @@ class Database:
         self.factory = factory
         self.slots = slots
         self.finished_jobs: LRU[int, bytes] = LRU(FINISHED_JOBS_CACHED)  # GET /jobs/{id}'s body, by id
-        listers = LISTERS.get(engine.dialect.name, LISTERS_ELSEWHERE)
+        # Listings at once: one on SQLite, where a read never waits for a server; two on a server
+        # database, so that one's round trips overlap the other's work.
+        listers = 1 if engine.dialect.name == "sqlite" else 2
         self.listers = ThreadPoolExecutor(listers, thread_name_prefix="mlplab-list")
         self.listing = asyncio.Semaphore(listers)
         self.loop_reads = LoopReads(engine, READERS) if engine.dialect.driver == "psycopg" else None
@@ -83,8 +81,9 @@ class Database:
         self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """fn(session, *args, **kwargs) as run() calls it, for a read of many rows (a page of a listing),
-        on the few threads kept for them: forty threads that each take the GIL back at every row SQLite
-        returns served GET /jobs 1.6 times slower together than one thread one request after another."""
+        on the few threads kept for them: many threads that each take the GIL back at every row SQLite
+        returns serve pages slower together than one after another (docs/performance.md, "GET /jobs
+        and the other listings")."""
         async with self.listing, self.slots:  # its turn first: one waiting for it holds no slot
             done = asyncio.wrap_future(self.listers.submit(partial(self._scoped, fn, *args, **kwargs)))
             try:

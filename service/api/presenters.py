@@ -105,13 +105,13 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
 def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
     """job_public(job) as JSON. A finished job's never changes (every write to a job is guarded by its
     being queued or running), so `finished` keeps it and a later read sends it as it is."""
-    if JobStatus(job.status).finished:
-        kept = finished.get(job.id)
-        if kept is None:
-            kept = job_public(job).model_dump_json().encode()
-            finished.put(job.id, kept)
-        return kept
-    return job_public(job).model_dump_json().encode()
+    done = JobStatus(job.status).finished
+    body = finished.get(job.id) if done else None
+    if body is None:
+        body = job_public(job).model_dump_json().encode()
+        if done:
+            finished.put(job.id, body)
+    return body
 
 
 def check_budget(spec: TrainSpec, settings: Settings) -> None:
