@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
+from service.ml import kernels
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
 from service.ml.provenance import Provenance, Trained, collect, compare
@@ -79,6 +80,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     Returns how many jobs this worker brought to an end (succeeded, failed or cancelled).
     """
     stop = stop_event or threading.Event()
+    kernels.warm()  # the NumPy step's compiled kernels, before any claim: no job's wall time pays for them
     engine = make_engine(settings.database_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)

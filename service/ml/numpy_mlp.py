@@ -17,9 +17,11 @@ Backward:
 
 Everything is float32; with the same seed the weights are bit-identical.
 
-A training step writes every array it makes (activations, deltas, gradients, the optimizer's
-temporaries) into a Workspace allocated once per batch size, with `out=`: no step allocates a
-large array, so the working set stays the same few MB at the same addresses (docs/performance.md).
+The functions below are that math, one NumPy expression per line: inference uses forward(), and
+the tests check backward() against finite differences. NumpyMLP.step() computes the same in fewer
+passes: its matrix products are NumPy's, the elementwise work between them is compiled (kernels.py),
+and every array it writes lives in a Workspace allocated once per batch size, so a step allocates
+no large array (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -41,9 +43,7 @@ Params = list[tuple[Array, Array]]  # [(W1, b1), ..., (WL, bL)]
 
 
 # --- activations, each beside its derivative ------------------------------------------------
-# The derivatives take the activation's output a = f(z), which the forward pass keeps anyway, so
-# z is never stored: the activations overwrite it in place, with no new array per operation.
-# The derivatives write into `out`, a Workspace's buffer: the backward pass allocates nothing.
+# The activations overwrite z in place; the derivatives take the activation's output a = f(z).
 
 
 def sigmoid(z: Array) -> Array:
@@ -55,10 +55,8 @@ def sigmoid(z: Array) -> Array:
     return z
 
 
-def sigmoid_prime(a: Array, out: Array) -> Array:
-    d = np.subtract(1.0, a, out=out)
-    d *= a
-    return d
+def sigmoid_prime(a: Array) -> Array:
+    return a * (1.0 - a)
 
 
 def tanh(z: Array) -> Array:
@@ -66,10 +64,8 @@ def tanh(z: Array) -> Array:
     return z
 
 
-def tanh_prime(a: Array, out: Array) -> Array:
-    d = np.multiply(a, a, out=out)
-    np.subtract(1.0, d, out=d)
-    return d
+def tanh_prime(a: Array) -> Array:
+    return 1.0 - a * a
 
 
 def relu(z: Array) -> Array:
@@ -77,12 +73,11 @@ def relu(z: Array) -> Array:
     return z
 
 
-def relu_prime(a: Array, out: Array) -> Array:
-    np.greater(a, 0.0, out=out)  # True and False written as 1.0 and 0.0
-    return out
+def relu_prime(a: Array) -> Array:
+    return (a > 0).astype(a.dtype)
 
 
-ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array, Array], Array]]] = {
+ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]] = {
     "sigmoid": (sigmoid, sigmoid_prime),
     "tanh": (tanh, tanh_prime),
     "relu": (relu, relu_prime),
@@ -126,30 +121,23 @@ class Workspace:
     def __init__(self, params: Params, m: int) -> None:
         dtype = params[0][0].dtype
         widths = [W.shape[1] for W, _ in params]
-        self.rows = np.arange(m)  # each row's index, to pick its label's column
         self.x = np.empty((m, params[0][0].shape[0]), dtype)  # a0, gathered from the split
         self.a = [np.empty((m, n), dtype) for n in widths]  # a1, ..., a(L-1), zL
-        self.p = np.empty((m, widths[-1]), dtype)  # softmax(zL)
         self.delta = [np.empty((m, n), dtype) for n in widths]  # delta1, ..., deltaL
-        self.prime = [np.empty((m, n), dtype) for n in widths[:-1]]  # f'(a1), ..., f'(a(L-1))
         self.grads: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
         self.scratch: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]  # l2 W, updates
 
 
-# --- forward, loss, backward -----------------------------------------------------------------
+# --- forward, loss, backward: the textbook form ----------------------------------------------
 
 
-def forward(params: Params, X: Array, activation: str, out: list[Array] | None = None) -> list[Array]:
-    """Activations [a0 = X, a1, ..., a(L-1), zL]: the last entry is the logits.
-
-    With `out` (a Workspace's a), layer l is written into out[l-1] instead of a new array.
-    """
+def forward(params: Params, X: Array, activation: str) -> list[Array]:
+    """Activations [a0 = X, a1, ..., a(L-1), zL]: the last entry is the logits."""
     f, _ = ACTIVATIONS[activation]
     a = [X]
     last = len(params) - 1
     for layer, (W, b) in enumerate(params):
-        z = np.matmul(a[-1], W, out=None if out is None else out[layer])  # (m, nl)
-        z += b
+        z = a[-1] @ W + b  # (m, nl)
         a.append(f(z) if layer < last else z)  # the output layer's logits stay z
     return a
 
@@ -158,11 +146,11 @@ def forward_logits(params: Params, X: Array, activation: str) -> Array:
     return forward(params, X, activation)[-1]
 
 
-def cross_entropy(logits: Array, y: Labels, out: Array | None = None) -> tuple[float, Array]:
-    """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities (in `out`)."""
+def cross_entropy(logits: Array, y: Labels) -> tuple[float, Array]:
+    """Mean cross-entropy of softmax(logits) against integer labels y, and the probabilities."""
     # One exp for both: p = e / sum(e) with e = exp(z - max), and in log-sum-exp form
     # log p[y] = (z[y] - max) - log sum(e), never log(0).
-    e = np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)  # shifted, then exp in place
+    e = logits - logits.max(axis=1, keepdims=True)
     log_p_y = e[np.arange(len(y)), y]  # (m,): a copy, taken before the exp
     np.exp(e, out=e)
     total = e.sum(axis=1, keepdims=True)
@@ -171,51 +159,20 @@ def cross_entropy(logits: Array, y: Labels, out: Array | None = None) -> tuple[f
     return float(-log_p_y.mean()), e
 
 
-def backward(
-    params: Params,
-    a: list[Array],
-    p: Array,
-    y: Labels,
-    activation: str,
-    l2: float,
-    scale: float = 1.0,
-    ws: Workspace | None = None,
-    descend: bool = False,
-) -> Params:
-    """Gradients (dW, db) of the objective for every layer, from the forward pass's activations.
-
-    Every gradient is linear in the output delta, so `scale` (plain SGD passes its learning rate)
-    multiplies them all by scaling that small (m, classes) array once, instead of each dW after.
-    The gradients are ws's buffers, overwritten by the next call; without ws, new arrays.
-    With `descend` (plain SGD), each layer's parameters take their step in place instead, W -= dW and
-    b -= db, as soon as the layer below has used W; without l2, the product goes straight into W
-    (blas.descend).
-    """
+def backward(params: Params, a: list[Array], p: Array, y: Labels, activation: str, l2: float) -> Params:
+    """Gradients (dW, db) of the objective for every layer, from the forward pass's activations."""
     _, f_prime = ACTIVATIONS[activation]
     m = len(y)
-    ws = ws if ws is not None else Workspace(params, m)
-    delta = ws.delta[-1]
-    np.copyto(delta, p)
-    delta[ws.rows, y] -= 1.0
-    delta *= scale / m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
+    delta = p.copy()
+    delta[np.arange(m), y] -= 1.0
+    delta /= m  # (m, classes): d(loss)/d(zL), softmax and cross-entropy fused
+    grads: Params = []
     for layer in range(len(params) - 1, -1, -1):
-        W, b = params[layer]
-        dW, db = ws.grads[layer]
-        a_prev = a[layer]  # (m, n(l-1))
-        np.sum(delta, axis=0, out=db)  # (nl,)
-        below = np.matmul(delta, W.T, out=ws.delta[layer - 1]) if layer > 0 else None  # (m, n(l-1))
-        if not (descend and not l2 and blas.descend(W, a_prev, delta)):
-            np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
-            if l2:
-                dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
-            if descend:
-                W -= dW
-        if descend:
-            b -= db
-        if below is not None:
-            delta = below
-            delta *= f_prime(a_prev, ws.prime[layer - 1])
-    return ws.grads
+        W, _ = params[layer]
+        grads.insert(0, (a[layer].T @ delta + l2 * W, delta.sum(axis=0)))
+        if layer > 0:
+            delta = (delta @ W.T) * f_prime(a[layer])  # (m, n(l-1))
+    return grads
 
 
 def objective(params: Params, X: Array, y: Labels, activation: str, l2: float) -> float:
@@ -244,6 +201,11 @@ class NumpyMLP:
         self.m1 = self._zeros() if spec.optimizer == "adam" else []
         self.m2 = self._zeros() if spec.optimizer == "adam" else []
         self._workspaces: dict[int, Workspace] = {}  # by batch size: an epoch's last batch is smaller
+        from . import kernels  # numba loads where NumPy trains; inference (the API) needs none of it
+
+        self._kernels = kernels
+        self._activate = kernels.ACTIVATE[spec.activation]
+        self._times_prime = kernels.TIMES_PRIME[spec.activation]
 
     def _zeros(self) -> Params:
         return [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
@@ -257,27 +219,54 @@ class NumpyMLP:
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):
             a = self._forward(idx, ws)
-            loss = self._loss(a[-1], y, ws)
-            grads = self._backward(a, y, lr if self.sgd else 1.0, ws)
+            loss = self._loss(a[-1], y, lr if self.sgd else 1.0, ws)
+            grads = self._backward(a, lr if self.sgd else 1.0, ws)
         self.t += 1
         if not self.sgd:
             self._update(grads, lr, ws)
         return loss
 
     def _forward(self, idx: Indices, ws: Workspace) -> list[Array]:
+        """[a0, ..., a(L-1), zL less its bias]: the output layer's bias is added with the softmax."""
         # mode="raise" would gather into a hidden copy of out; idx holds rows of the split (epoch_batches)
-        X = np.take(self.data.images, idx, axis=0, out=ws.x, mode="clip")  # (m, n0)
-        return forward(self.params, X, self.spec.activation, out=ws.a)
+        a = [np.take(self.data.images, idx, axis=0, out=ws.x, mode="clip")]  # (m, n0)
+        last = len(self.params) - 1
+        for layer, (W, b) in enumerate(self.params):
+            z = np.matmul(a[-1], W, out=ws.a[layer])  # (m, nl)
+            if layer < last:
+                self._activate(z, b)  # f(z + b), in place
+            a.append(z)
+        return a
 
-    def _loss(self, logits: Array, y: Labels, ws: Workspace) -> float:
-        loss, _ = cross_entropy(logits, y, out=ws.p)
-        return loss
+    def _loss(self, logits: Array, y: Labels, scale: float, ws: Workspace) -> float:
+        """The batch's cross-entropy; leaves d(loss)/d(zL), times `scale`, in ws.delta[-1]."""
+        return float(self._kernels.softmax_cross_entropy(logits, self.params[-1][1], y, scale, ws.delta[-1]))
 
-    def _backward(self, a: list[Array], y: Labels, scale: float, ws: Workspace) -> Params:
-        spec = self.spec
-        return backward(
-            self.params, a, ws.p, y, spec.activation, spec.l2, scale=scale, ws=ws, descend=self.sgd
-        )
+    def _backward(self, a: list[Array], scale: float, ws: Workspace) -> Params:
+        """Gradients (dW, db) into ws.grads, from the output delta the loss left, times `scale`.
+
+        Every gradient is linear in the output delta, so plain SGD passes its learning rate as `scale`,
+        and each layer's parameters take their step in place instead, W -= dW and b -= db, as soon as
+        the layer below has used W; without l2, the product goes straight into W (blas.descend).
+        """
+        l2, kernels = self.spec.l2, self._kernels
+        delta = ws.delta[-1]
+        for layer in range(len(self.params) - 1, -1, -1):
+            W, b = self.params[layer]
+            dW, db = ws.grads[layer]
+            a_prev = a[layer]  # (m, n(l-1))
+            kernels.bias_gradient(delta, db, b, self.sgd)  # db; plain SGD: b -= db too
+            below = np.matmul(delta, W.T, out=ws.delta[layer - 1]) if layer > 0 else None  # (m, n(l-1))
+            if not (self.sgd and not l2 and blas.descend(W, a_prev, delta)):
+                np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
+                if l2:
+                    dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
+                if self.sgd:
+                    W -= dW
+            if below is not None:
+                self._times_prime(below, a_prev)  # delta(l-1) = (delta W.T) * f'(a(l-1))
+                delta = below
+        return ws.grads
 
     def _update(self, grads: Params, lr: float, ws: Workspace) -> None:
         """Each parameter updated in place; every temporary is the parameter's scratch buffer."""

@@ -41,6 +41,10 @@ class Provenance(BaseModel):
     git_modified: bool | None = Field(description="Whether the checkout had uncommitted changes.")
     python: str
     numpy: str
+    numba: str | None = Field(
+        None,
+        description="numba's version: it compiles the NumPy step's elementwise work (null: before it did).",
+    )
     torch: str | None = Field(description="torch's installed version (null: not installed).")
     blas: str = Field(description="NumPy's BLAS: library, version, CPU kernels, threading.")
     torch_matmul: str | None = Field(description="Torch jobs: where its products ran (onednn, blas, cuda).")
@@ -54,7 +58,7 @@ class Provenance(BaseModel):
 
 
 # The fields that make two machines the same for bit-identical NumPy weights.
-MACHINE_TYPE = ("numpy", "blas", "threads", "cpu", "device", "torch", "torch_matmul")
+MACHINE_TYPE = ("numpy", "numba", "blas", "threads", "cpu", "device", "torch", "torch_matmul")
 
 
 def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenance:
@@ -70,6 +74,7 @@ def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenan
         git_modified=modified,
         python=platform.python_version(),
         numpy=np.__version__,
+        numba=_version("numba"),
         torch=_version("torch"),
         blas=f"{blas.get('internal_api')} {blas.get('version')} "
         f"({blas.get('architecture')}, {blas.get('threading_layer')})",

@@ -62,6 +62,7 @@ def test_a_job_records_what_trained_it(world):
         "git_commit": commit,
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numba": importlib.metadata.version("numba"),
         "torch": importlib.metadata.version("torch"),
         "host": socket.gethostname(),
         "dataset": "mnist",

@@ -100,7 +100,7 @@ def test_initialisations_follow_their_definitions(init, check):
         assert np.all(b == 0)
 
 
-# The step as written before its buffers (one new array per expression): the oracle for the buffered one.
+# The step as plain NumPy expressions, one new array each: the oracle for the buffered, compiled one.
 _TEXTBOOK = {
     "sigmoid": (lambda z: (np.tanh(z * 0.5) + 1.0) * 0.5, lambda a: a * (1.0 - a)),
     "tanh": (np.tanh, lambda a: 1.0 - a * a),
@@ -139,17 +139,16 @@ def _textbook_step(params, state, X, y, spec, lr, t):
                 v[...] = np.float32(0.999) * v + np.float32(1 - 0.999) * (g * g)
                 denom = np.sqrt(v) / np.float32(np.sqrt(1 - 0.999**t)) + np.float32(1e-8)
                 theta -= np.float32(lr / (1 - 0.9**t)) * (m / denom)
-    return loss
+    return loss, grads
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("optimizer,l2", [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.01), ("adam", 0.01)])
 @pytest.mark.parametrize("numpys_gemm", [True, False], ids=["gemm", "no-gemm"])
-def test_buffered_step_is_bit_identical_to_the_textbook_step(
-    activation, optimizer, l2, numpys_gemm, monkeypatch
-):
-    """Buffers, out= and plain SGD's step inside gemm change where the numbers go, not one bit of them:
-    losses and weights, step by step; also where NumPy's BLAS is another build, without that gemm."""
+def test_step_matches_the_textbook_step(activation, optimizer, l2, numpys_gemm, monkeypatch):
+    """Buffers, compiled kernels and plain SGD's step inside gemm change where the numbers go and the
+    order of some float32 roundings, nothing more: losses and weights, step by step, within a few ulps
+    of float32; also where NumPy's BLAS is another build, without that gemm."""
     if not numpys_gemm:
         monkeypatch.setattr(blas, "sgemm", None)
     spec = TrainSpec(
@@ -158,16 +157,65 @@ def test_buffered_step_is_bit_identical_to_the_textbook_step(
     rng = np.random.default_rng(0)
     split = Split(rng.random((100, 784), dtype=np.float32), rng.integers(0, 10, 100))
     net = NumpyMLP(spec, split)
+    # Non-zero biases, so a bias added in the wrong place shows.
+    for _, b in net.params:
+        b[...] = rng.standard_normal(b.shape).astype(np.float32) * 0.1
     params = [(W.copy(), b.copy()) for W, b in net.params]
     state = [((np.zeros_like(W), np.zeros_like(W)), (np.zeros_like(b), np.zeros_like(b))) for W, b in params]
     order = rng.permutation(100)
     for t, idx in enumerate([order[:40], order[40:80], order[80:], order[:40], order[40:80]], 1):
         lr = 0.05
-        expected = _textbook_step(params, state, split.images[idx], split.labels[idx], spec, lr, t)
-        assert net.step(idx, lr) == expected
+        expected, grads = _textbook_step(params, state, split.images[idx], split.labels[idx], spec, lr, t)
+        assert net.step(idx, lr) == pytest.approx(expected, rel=1e-6)
+        if optimizer == "adam":
+            # Adam divides by |gradient|, so one ulp on a near-zero gradient moves its weight by up to
+            # lr: the gradients are what to compare. (SGD and momentum move by the gradient itself.)
+            for (dW, db), (dW_ref, db_ref) in zip(net._workspaces[len(idx)].grads, grads, strict=True):
+                np.testing.assert_allclose(dW, dW_ref, rtol=0, atol=2e-6)
+                np.testing.assert_allclose(db, db_ref, rtol=0, atol=2e-6)
         for (W, b), (W_ref, b_ref) in zip(net.params, params, strict=True):
-            np.testing.assert_array_equal(W, W_ref)
-            np.testing.assert_array_equal(b, b_ref)
+            if optimizer != "adam":
+                np.testing.assert_allclose(W, W_ref, rtol=0, atol=2e-6)
+                np.testing.assert_allclose(b, b_ref, rtol=0, atol=2e-6)
+            W_ref[...], b_ref[...] = W, b  # each step from the same state: rounding does not accumulate
+        for layer, ((mW, vW), (mb, vb)) in enumerate(state):  # the optimizer's moments, likewise
+            if net.velocity:
+                mW[...], mb[...] = net.velocity[layer]
+            if net.m1:
+                (mW[...], mb[...]), (vW[...], vb[...]) = net.m1[layer], net.m2[layer]
+
+
+def test_step_is_deterministic():
+    """The same spec, data and batches give the same losses and weights, bit for bit."""
+    spec = TrainSpec(backend="numpy", hidden_layers=[64, 32], activation="relu")
+    rng = np.random.default_rng(0)
+    split = Split(rng.random((100, 784), dtype=np.float32), rng.integers(0, 10, 100))
+    nets = [NumpyMLP(spec, split), NumpyMLP(spec, split)]
+    batches = [rng.permutation(100)[:32] for _ in range(20)]
+    losses = [[net.step(idx, 0.1) for idx in batches] for net in nets]
+    assert losses[0] == losses[1]
+    for (W, b), (W2, b2) in zip(nets[0].params, nets[1].params, strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+
+
+def test_step_rejects_a_label_beyond_the_output_layer():
+    spec = TrainSpec(backend="numpy", hidden_layers=[8])
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 16)
+    labels[3] = 10
+    net = NumpyMLP(spec, Split(rng.random((16, 784), dtype=np.float32), labels))
+    with pytest.raises(IndexError, match="label"):
+        net.step(np.arange(16), 0.1)
+
+
+def test_a_nan_in_the_network_makes_the_loss_nan():
+    """A diverged network must report NaN (train() fails the job on it), not a finite loss."""
+    spec = TrainSpec(backend="numpy", hidden_layers=[8], activation="relu")
+    rng = np.random.default_rng(0)
+    net = NumpyMLP(spec, Split(rng.random((16, 784), dtype=np.float32), rng.integers(0, 10, 16)))
+    net.params[0][1][2] = np.nan  # one hidden unit's bias
+    assert np.isnan(net.step(np.arange(16), 0.1))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
