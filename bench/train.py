@@ -45,6 +45,7 @@ from bench._table import table  # noqa: E402
 from service.ml import network  # noqa: E402
 from service.ml.data import DataError, Dataset, load_dataset  # noqa: E402
 from service.ml.numpy_mlp import NumpyMLP  # noqa: E402
+from service.ml.provenance import dataset_digest  # noqa: E402
 from service.ml.spec import VALIDATION_SIZE, TrainSpec  # noqa: E402
 from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
 from service.selection import Run, Summary, group_runs  # noqa: E402
@@ -749,7 +750,8 @@ def wall(runner: Runner, args: argparse.Namespace) -> dict:
     print("Wall time: each job queued alone on a temporary SQLite file, trained by run_worker(--once)\n")
     rows = []
     for label, spec in specs:
-        runner.warm_up(spec)  # as a running worker would be: libraries loaded, the dataset decoded
+        runner.warm_up(spec)  # as a running worker would be: libraries loaded, the dataset decoded,
+        dataset_digest(runner.data)  # and digested for the provenance, as by the worker's first job
         rows.append({"label": label, "spec": spec.model_dump(mode="json")} | worker_wall_time(spec, args))
     print(
         table(

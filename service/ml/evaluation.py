@@ -54,11 +54,11 @@ def _subset(split: Split, indices: Indices) -> Split:
     return Split(split.images[indices], split.labels[indices])
 
 
-def _sample(split: Split, size: int) -> Split:
-    if len(split.labels) <= size:
-        return split
-    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(split.labels), size, replace=False))
-    return _subset(split, chosen)
+def _sample(n: int, size: int) -> Indices:
+    """A fixed sample of `size` positions out of n, sorted; all n when there are no more."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False))
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,8 @@ class EvalSets:
     """A job's images: what it trains on, validates on, and the fixed samples of its intermediate epochs."""
 
     data: Dataset
-    trained_indices: Indices  # rows of the training split
+    trained_indices: Indices  # rows of the training split, not a copy of them: the networks train on them
     validation_indices: Indices  # rows of the training split; empty with validation_size 0
-    trained: Split
     validation: Split | None
     trained_sample: Split
     test_sample: Split
@@ -79,15 +78,13 @@ class EvalSets:
         train = data.split("train")
         held = validation_indices(train.labels, spec.validation_size)
         trained_indices = training_indices(train.labels, spec, held)
-        trained = _subset(train, trained_indices)
         return cls(
             data=data,
             trained_indices=trained_indices,
             validation_indices=held,
-            trained=trained,
             validation=_subset(train, held) if len(held) else None,
-            trained_sample=_sample(trained, sample_size),
-            test_sample=_sample(data.split("test"), sample_size),
+            trained_sample=_subset(train, trained_indices[_sample(len(trained_indices), sample_size)]),
+            test_sample=_subset(data.split("test"), _sample(len(data.test_labels), sample_size)),
         )
 
 
@@ -108,22 +105,25 @@ def sample_scores(params: Params, spec: TrainSpec, sets: EvalSets) -> tuple[Scor
 
 @dataclass(frozen=True)
 class FullEvaluation:
-    """Weights measured on every trained and test image, and the predictions the API will serve."""
+    """Weights measured on every trained, validation and test image, and the predictions the API will serve."""
 
     trained: Scores
+    validation: Scores | None  # None without a validation split
     test: Scores
     predictions: dict[str, bytes]  # "train" (the whole split, by index) and "test": encode_predictions
 
 
 def full_evaluation(params: Params, spec: TrainSpec, sets: EvalSets) -> FullEvaluation:
-    """One pass over both splits, kept as each image's prediction; the trained images' figures read from it."""
+    """One pass over both splits, kept as each image's prediction; the trained and validation images'
+    figures read from it."""
     weights = Weights(spec, params)
     train, test = sets.data.split("train"), sets.data.split("test")
     train_proba = predict_proba(weights, train.images)
     test_proba = predict_proba(weights, test.images)
-    trained = score(train_proba[sets.trained_indices], train.labels[sets.trained_indices])
+    held = sets.validation_indices
     return FullEvaluation(
-        trained,
+        score(train_proba[sets.trained_indices], train.labels[sets.trained_indices]),
+        score(train_proba[held], train.labels[held]) if len(held) else None,
         score(test_proba, test.labels),
         {"train": encode_predictions(train_proba), "test": encode_predictions(test_proba)},
     )

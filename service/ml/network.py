@@ -1,7 +1,7 @@
 """The trainable network, whichever the backend: what train() asks of it, and make_network().
 
-A network holds its training split (the torch one on its device, once) and steps on batches of
-row indices into it, so a batch never crosses to the device on its own.
+A network holds the images it trains on (the torch one on its device, once) and steps on batches of
+indices into them, so a batch never crosses to the device on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class Network(Protocol):
     """One backend's model and optimizer state: numpy_mlp.NumpyMLP or torch_mlp.TorchMLP."""
 
     def step(self, idx: Indices, lr: float) -> float:
-        """One update on the training split's rows idx; returns the batch's cross-entropy before it."""
+        """One update on the examples idx (see make_network); returns the batch's cross-entropy before it."""
         ...
 
     def export(self) -> Params:
@@ -43,10 +43,13 @@ class BackendOptions(TypedDict, total=False):
     cpu_matmul: CpuMatmul
 
 
-def make_network(spec: TrainSpec, data: Split, **options: Unpack[BackendOptions]) -> Network:
-    """A fresh network at spec's initial weights, holding the training split `data`."""
+def make_network(
+    spec: TrainSpec, data: Split, rows: Indices | None = None, **options: Unpack[BackendOptions]
+) -> Network:
+    """A fresh network at spec's initial weights, training on data's `rows` (all of them by default):
+    its example i is the split's row rows[i]."""
     if spec.backend == "torch":
         from .torch_mlp import TorchMLP  # the API imports service.ml.train, never torch
 
-        return TorchMLP(spec, data, **options)
-    return NumpyMLP(spec, data)
+        return TorchMLP(spec, data, rows=rows, **options)
+    return NumpyMLP(spec, data, rows=rows)

@@ -190,9 +190,12 @@ class NumpyMLP:
     # The step's parts in order, each a method `_<part>`: bench/train.py times them inside real steps.
     PARTS = ("forward", "loss", "backward", "update")
 
-    def __init__(self, spec: TrainSpec, data: Split, params: Params | None = None) -> None:
+    def __init__(
+        self, spec: TrainSpec, data: Split, params: Params | None = None, rows: Indices | None = None
+    ) -> None:
         self.spec = spec
         self.data = data
+        self.rows = rows  # example i is data's row rows[i]; None: every row, in order
         self.params = params if params is not None else init_params(spec)
         self.t = 0  # optimizer steps taken (Adam's bias correction)
         self.sgd = spec.optimizer == "sgd"  # plain SGD steps inside the backward pass, scaled by its lr
@@ -211,10 +214,12 @@ class NumpyMLP:
         return [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
 
     def step(self, idx: Indices, lr: float) -> float:
-        """One update on the training split's rows idx; returns the batch's cross-entropy before it."""
+        """One update on the examples idx (see make_network); returns the batch's cross-entropy before it."""
         ws = self._workspaces.get(len(idx))
         if ws is None:
             ws = self._workspaces[len(idx)] = Workspace(self.params, len(idx))
+        if self.rows is not None:
+            idx = self.rows[idx]
         y = self.data.labels[idx]
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
         with np.errstate(over="ignore", invalid="ignore"):

@@ -72,6 +72,7 @@ class TorchMLP:
         spec: TrainSpec,
         data: Split,
         params: Params | None = None,
+        rows: Indices | None = None,
         device: str = "auto",
         threads: int | None = None,
         cpu_matmul: CpuMatmul = "onednn",
@@ -84,10 +85,11 @@ class TorchMLP:
         self.model = build_model(spec, params, cpu_matmul).to(self.device)
         self.loss_fn = nn.CrossEntropyLoss()  # takes logits: the softmax is inside, once
         self.optimizer = _optimizer(spec, self.model)
-        # The whole split on the device, once; a batch is an index selection. A copy: the dataset's
-        # arrays are read-only and shared by the whole process.
-        self.X = torch.tensor(data.images, device=self.device)
-        self.y = torch.tensor(data.labels, dtype=torch.int64, device=self.device)
+        # The examples on the device, once; a batch is an index selection. Taking the rows copies them
+        # (the dataset's arrays are read-only and shared by the whole process): one copy, not two.
+        rows = np.arange(len(data.labels)) if rows is None else rows
+        self.X = torch.from_numpy(data.images[rows]).to(self.device)
+        self.y = torch.from_numpy(data.labels[rows].astype(np.int64, copy=False)).to(self.device)
 
     def step(self, idx: Indices, lr: float) -> float:
         index = torch.from_numpy(idx).to(self.device)

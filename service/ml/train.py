@@ -12,7 +12,7 @@ from typing import Any, Unpack
 import numpy as np
 from numpy.typing import NDArray
 
-from .data import Dataset, Split, epoch_batches
+from .data import Dataset, Indices, Split, epoch_batches
 from .evaluation import EvalSets, Scores, full_evaluation, sample_scores, validation_scores
 from .network import BackendOptions, Network, make_network
 from .npz import read_npz, write_npz
@@ -98,12 +98,13 @@ class Plan:
     """The job's steps: the training split, its batches per epoch, the learning rate at each step."""
 
     spec: TrainSpec
-    examples: Split  # the training split, cut to spec.train_limit
+    examples: Split  # the dataset's training split
+    rows: Indices  # its rows the job trains on (EvalSets.trained_indices): example i is row rows[i]
     max_losses: int | None = None  # most losses reported over the whole job; None: every log_every steps
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.examples.labels) / self.spec.batch_size)
+        return math.ceil(len(self.rows) / self.spec.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -189,7 +190,7 @@ def train(
     """
     calls = callbacks or Callbacks()
     sets = eval_sets(spec, data)
-    plan = Plan(spec, sets.trained, max_losses)
+    plan = Plan(spec, data.split("train"), sets.trained_indices, max_losses)
     net, kept, first_epoch = start_network(plan, resume, backend)
     history: list[EpochEnd] = []
     for epoch in range(first_epoch, spec.epochs + 1):
@@ -197,11 +198,14 @@ def train(
         loss = run_epoch(net, plan, epoch, calls)
         seconds = time.perf_counter() - started
         params = checked_weights(net, plan, epoch)
-        validation = validation_scores(params, spec, sets)
-        last = kept.update(epoch, params, validation) or epoch == spec.epochs
         # The last epoch is measured on every image (and gives the model's figures when its weights are
-        # kept); the others on fixed samples, so that evaluating does not cost a job its time.
-        final = full_evaluation(params, spec, sets) if last else None
+        # kept); the others on the validation images and fixed samples, so that evaluating does not cost
+        # a job its time.
+        final = full_evaluation(params, spec, sets) if epoch == spec.epochs else None
+        validation = final.validation if final else validation_scores(params, spec, sets)
+        last = kept.update(epoch, params, validation) or final is not None
+        if last and final is None:  # early stopping ends the job here
+            final = full_evaluation(params, spec, sets)
         trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
         end = EpochEnd(epoch, loss, trained.accuracy, test.accuracy, seconds, *_loss_accuracy(validation))
         history.append(end)
@@ -267,7 +271,7 @@ def start_network(
     plan: Plan, resume: Checkpoint | None, backend: BackendOptions
 ) -> tuple[Network, Kept, int]:
     """A network, what it keeps, and the first epoch to train: resumed from the checkpoint when it loads."""
-    net, kept = make_network(plan.spec, plan.examples, **backend), Kept(plan.spec.early_stopping)
+    net, kept = make_network(plan.spec, plan.examples, plan.rows, **backend), Kept(plan.spec.early_stopping)
     if resume is None:
         return net, kept, 1
     try:
@@ -284,7 +288,7 @@ def start_network(
             type(exc).__name__,
             exc,
         )
-        return make_network(plan.spec, plan.examples, **backend), Kept(plan.spec.early_stopping), 1
+        return make_network(plan.spec, plan.examples, plan.rows, **backend), Kept(plan.spec.early_stopping), 1
 
 
 def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
@@ -294,7 +298,7 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
     (checked after every step: a cancel or SIGTERM is honoured within one step's time).
     """
     spec, every = plan.spec, plan.log_every
-    batches = epoch_batches(len(plan.examples.labels), spec.batch_size, spec.seed, epoch)
+    batches = epoch_batches(len(plan.rows), spec.batch_size, spec.seed, epoch)
     loss_sum = 0.0
     for i, idx in enumerate(batches):
         step = (epoch - 1) * plan.steps_per_epoch + i + 1

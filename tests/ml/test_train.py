@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 
+from service.ml.data import Split
 from service.ml.evaluation import EvalSets, PredictionsError, decode_predictions, encode_predictions
 from service.ml.network import make_network
 from service.ml.spec import TrainSpec
@@ -106,6 +107,24 @@ def test_l2_decays_the_weights_not_the_biases_in_both_backends(optimizer, tiny_d
     t_w = _arrays(train(no_holdout(backend="torch", **common), tiny_dataset, device="cpu").weights)
     for key in np_w:
         np.testing.assert_allclose(np_w[key], t_w[key], atol=2e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_network_trains_on_its_rows_of_the_split_as_on_a_copy_of_them(backend, tiny_dataset):
+    """Jobs train on rows of the shared split (the validation images left out) without copying them:
+    the same steps as on a copy of those rows, and nothing from the rows left out."""
+    spec = no_holdout(backend=backend, hidden_layers=[16], activation="relu", learning_rate=0.5)
+    split = tiny_dataset.split("train")
+    rows = np.flatnonzero(np.arange(len(split.labels)) % 3 != 1)  # two rows in three
+    copy = Split(split.images[rows], split.labels[rows])
+    by_rows, by_copy = make_network(spec, split, rows), make_network(spec, copy)
+    other = make_network(spec, split)  # every row: steps on other images
+    batches = [np.random.default_rng(k).permutation(len(rows))[:32] for k in range(5)]
+    losses = [[net.step(idx, 0.5) for idx in batches] for net in (by_rows, by_copy, other)]
+    assert losses[0] == losses[1] != losses[2]
+    for (W, b), (W2, b2) in zip(by_rows.export(), by_copy.export(), strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -300,11 +319,11 @@ def test_a_checkpoint_past_the_jobs_epochs_means_starting_over(tiny_dataset, cap
 
 def test_cosine_schedule_decays_from_the_learning_rate_towards_zero_over_all_steps(tiny_dataset):
     spec = no_holdout(backend="numpy", learning_rate=0.5, lr_schedule="cosine", epochs=2, batch_size=60)
-    plan = Plan(spec, EvalSets.of(spec, tiny_dataset).trained)
+    plan = Plan(spec, tiny_dataset.split("train"), EvalSets.of(spec, tiny_dataset).trained_indices)
     assert (plan.steps_per_epoch, plan.total_steps) == (10, 20)
     rates = [plan.learning_rate(step) for step in range(1, 21)]
     assert rates[0] == 0.5 and rates[10] == pytest.approx(0.25)  # step 11 of 20: half-way
     assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
     assert 0 < rates[-1] < 0.005  # the last step's: near zero, not zero (the decay reaches 0 after it)
-    constant = Plan(spec.model_copy(update={"lr_schedule": "constant"}), plan.examples)
+    constant = Plan(spec.model_copy(update={"lr_schedule": "constant"}), plan.examples, plan.rows)
     assert {constant.learning_rate(step) for step in range(1, 21)} == {0.5}
