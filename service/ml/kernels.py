@@ -1,7 +1,8 @@
 """The NumPy training step's elementwise work, compiled with numba: one pass where NumPy takes several.
 
 Between its matrix products a step adds biases, applies activations and their derivatives, takes
-the softmax and the output delta, and sums bias gradients: NumPy does each as one call and one pass
+the softmax and the output delta, sums bias gradients and (momentum, Adam) updates every parameter
+and its optimizer state: NumPy does each as one call and one pass
 over memory per operation, and those calls cost a step more than their arithmetic
 (docs/performance.md, "The NumPy step"). Each kernel here does one such group in one pass. The
 products stay NumPy's (BLAS); tanh stays NumPy's too, as its vectorized float32 tanh is faster
@@ -182,6 +183,46 @@ TIMES_PRIME: dict[str, Callable[[Array, Array], None]] = {
 }
 
 
+# --- the optimizers' steps: one pass over a parameter and its state (flattened) ------------------
+
+
+@_compiled
+def momentum_step(theta: Array, g: Array, v: Array, mu: np.float32, rate: np.float32) -> None:
+    """v = mu v + g; theta -= rate v (torch's heavy ball)."""
+    for i in range(theta.size):
+        vi = v[i] * mu + g[i]
+        v[i] = vi
+        theta[i] -= vi * rate
+
+
+@_compiled
+def adam_step(
+    theta: Array,
+    g: Array,
+    m: Array,
+    v: Array,
+    beta1: np.float32,
+    one_minus_beta1: np.float32,
+    beta2: np.float32,
+    one_minus_beta2: np.float32,
+    sqrt_correction2: np.float32,
+    eps: np.float32,
+    rate: np.float32,
+) -> None:
+    """m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2; theta -= rate m / (sqrt(v) / sqrt_correction2 + eps).
+
+    The bias corrections are folded into the float32 scalars (rate = lr / (1 - beta1^t)), computed
+    by the caller in float64 and rounded once.
+    """
+    for i in range(theta.size):
+        gi = g[i]
+        mi = m[i] * beta1 + gi * one_minus_beta1
+        vi = v[i] * beta2 + (gi * gi) * one_minus_beta2
+        m[i] = mi
+        v[i] = vi
+        theta[i] -= (mi / (np.sqrt(vi) / sqrt_correction2 + eps)) * rate
+
+
 def warm(labels_dtype: Any = np.int64) -> None:
     """Compile (or load from the cache) every kernel for the step's types, so no job pays for it."""
     z, b = np.ones((2, 3), F32), np.zeros(3, F32)
@@ -191,3 +232,6 @@ def warm(labels_dtype: Any = np.int64) -> None:
     softmax_cross_entropy(z, b, np.zeros(2, labels_dtype), 1.0, np.empty_like(z))
     for descend in (True, False):
         bias_gradient(z, np.empty_like(b), b, descend)
+    one = F32(1.0)
+    momentum_step(b, b.copy(), b.copy(), one, one)
+    adam_step(b, b.copy(), b.copy(), b.copy(), *([one] * 7))

@@ -125,7 +125,7 @@ class Workspace:
         self.a = [np.empty((m, n), dtype) for n in widths]  # a1, ..., a(L-1), zL
         self.delta = [np.empty((m, n), dtype) for n in widths]  # delta1, ..., deltaL
         self.grads: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
-        self.scratch: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]  # l2 W, updates
+        self.l2 = [np.empty_like(W) for W, _ in params]  # l2 W, for the optimizers that take a gradient
 
 
 # --- forward, loss, backward: the textbook form ----------------------------------------------
@@ -265,7 +265,7 @@ class NumpyMLP:
             if not (self.sgd and not l2 and blas.descend(W, a_prev, delta)):
                 np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
                 if l2:
-                    dW += np.multiply(W, scale * l2, out=ws.scratch[layer][0])
+                    dW += np.multiply(W, scale * l2, out=ws.l2[layer])
                 if self.sgd:
                     W -= dW
             if below is not None:
@@ -274,38 +274,25 @@ class NumpyMLP:
         return ws.grads
 
     def _update(self, grads: Params, lr: float, ws: Workspace) -> None:
-        """Each parameter updated in place; every temporary is the parameter's scratch buffer."""
-        spec = self.spec
-        lr32 = np.float32(lr)
-        for i, ((W, b), (dW, db)) in enumerate(zip(self.params, grads, strict=True)):
-            for j, (theta, g) in enumerate(((W, dW), (b, db))):
-                tmp = ws.scratch[i][j]
-                if spec.optimizer == "momentum":
-                    # torch's form: v = mu v + g; theta -= lr v
-                    v = self.velocity[i][j]
-                    v *= np.float32(spec.momentum)
-                    v += g
-                    theta -= np.multiply(v, lr32, out=tmp)
-                else:
-                    self._adam(theta, g, self.m1[i][j], self.m2[i][j], lr, tmp)
-
-    def _adam(self, theta: Array, g: Array, m: Array, v: Array, lr: float, tmp: Array) -> None:
-        beta1, beta2, eps = 0.9, 0.999, 1e-8  # Kingma & Ba's defaults, as torch.optim.Adam
-        m *= np.float32(beta1)
-        m += np.multiply(g, np.float32(1 - beta1), out=tmp)
-        v *= np.float32(beta2)
-        g2 = np.multiply(g, g, out=tmp)
-        g2 *= np.float32(1 - beta2)
-        v += g2
-        bias1 = 1 - beta1**self.t
-        bias2 = 1 - beta2**self.t
-        # theta -= lr * m_hat / (sqrt(v_hat) + eps), with the corrections folded into scalars
-        denom = np.sqrt(v, out=tmp)
-        denom /= np.float32(math.sqrt(bias2))
-        denom += np.float32(eps)
-        step = np.divide(m, denom, out=tmp)
-        step *= np.float32(lr / bias1)
-        theta -= step
+        """Each parameter updated in place, in one pass over it and its optimizer state (kernels.py)."""
+        f32, kernels = np.float32, self._kernels
+        if self.spec.optimizer == "momentum":  # torch's form: v = mu v + g; theta -= lr v
+            mu, rate = f32(self.spec.momentum), f32(lr)
+            for (W, b), (dW, db), (vW, vb) in zip(self.params, grads, self.velocity, strict=True):
+                kernels.momentum_step(W.reshape(-1), dW.reshape(-1), vW.reshape(-1), mu, rate)
+                kernels.momentum_step(b, db, vb, mu, rate)
+            return
+        # Adam, Kingma & Ba's defaults as torch.optim.Adam's; the bias corrections folded into scalars
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        corrected = (
+            math.sqrt(1 - beta2**self.t),
+            eps,
+            lr / (1 - beta1**self.t),
+        )  # sqrt(v) divisor, eps, rate
+        scalars = [f32(x) for x in (beta1, 1 - beta1, beta2, 1 - beta2, *corrected)]
+        for (W, b), (dW, db), (mW, mb), (vW, vb) in zip(self.params, grads, self.m1, self.m2, strict=True):
+            kernels.adam_step(W.reshape(-1), dW.reshape(-1), mW.reshape(-1), vW.reshape(-1), *scalars)
+            kernels.adam_step(b, db, mb, vb, *scalars)
 
     def export(self) -> Params:
         return [(W.copy(), b.copy()) for W, b in self.params]
