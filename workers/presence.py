@@ -1,5 +1,9 @@
 """A worker's own record: that it is alive (idle or training), what it trains, and how many of its
-machine's cores its next job may use, shared with the other live workers on the same machine."""
+machine's cores its next job may use, shared with the other live workers on the same machine.
+
+A machine trains at most one job a core at once: its first live workers, one a core in the order they
+started, claim jobs; any beyond its cores stand by (and take over when one of those stops). More
+workers than cores only made every job slower (docs/performance.md, "Several workers")."""
 
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ class Presence(threading.Thread):
         self.host_key = host_key()
         self.job_id: int | None = None
         self.threads = 0
+        self.standing_by = False
         self._done = threading.Event()
         self._beating = threading.Lock()  # one beat at a time: a stale one never lands after a fresh one
 
@@ -87,9 +92,34 @@ class Presence(threading.Thread):
         self.beat()
 
     def threads_for_job(self) -> int:
-        """MLPLAB_WORKER_THREADS, or this worker's share of the host's cores among its live workers."""
+        """MLPLAB_WORKER_THREADS, or this worker's share of the host's cores among its training workers."""
         if self.settings.worker_threads:
             return self.settings.worker_threads
+        rank, workers, cores = self._place()
+        training = min(workers, cores)
+        threads = share_of_cores(cores, training, min(rank, training - 1))
+        log.info(
+            "%d thread(s): %d cores shared by %d training worker(s) on this host", threads, cores, training
+        )
+        return threads
+
+    def may_train(self) -> bool:
+        """Whether this worker is one of its host's first live workers, one a core; always with
+        MLPLAB_WORKER_THREADS set (whoever sets it divides the cores)."""
+        if self.settings.worker_threads:
+            return True
+        rank, workers, cores = self._place()
+        may = rank < cores
+        if may == self.standing_by:  # log the changes, not every poll
+            self.standing_by = not may
+            if may:
+                log.info("training: one of the first %d live workers of this host's %d cores", cores, cores)
+            else:
+                log.info("standing by: %d live workers on this host's %d cores", workers, cores)
+        return may
+
+    def _place(self) -> tuple[int, int, int]:
+        """(this worker's rank among its host's live workers by start, how many they are, the host's cores)."""
         try:
             with session_scope(self.sessions) as session:
                 ids = [w.id for w in live_workers(session, self.settings.lease_seconds, self.host_key)]
@@ -98,10 +128,7 @@ class Presence(threading.Thread):
             ids = []
         if self.worker_id not in ids:
             ids.append(self.worker_id)
-        cores = host_cores()
-        threads = share_of_cores(cores, len(ids), ids.index(self.worker_id))
-        log.info("%d thread(s): %d cores shared by %d live worker(s) on this host", threads, cores, len(ids))
-        return threads
+        return ids.index(self.worker_id), len(ids), host_cores()
 
     def stop(self) -> None:
         self._done.set()

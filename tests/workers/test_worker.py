@@ -268,6 +268,44 @@ def test_an_idle_worker_stops_when_asked(data_dir, db_url, sessions):
     assert done == [0]
 
 
+def test_workers_beyond_the_hosts_cores_stand_by_until_one_stops(monkeypatch, data_dir, db_url, sessions):
+    """Two cores, two older live workers here: a third claims nothing until one of them stops, then
+    trains on its share of the two cores (one). A worker on another machine does not count."""
+    from service.store.workers import register_worker, unregister_worker
+    from workers import presence
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 2)
+    with session_scope(sessions) as s:
+        for name in ("x", "y"):
+            register_worker(s, name, "here", presence.host_key(), 1, lease_seconds=3600)
+        register_worker(s, "far", "there", "another-boot-id", 1, lease_seconds=3600)
+    threads = []
+
+    def train_and_look(spec, data, callbacks, **options):
+        threads.append(options["threads"])
+        raise RuntimeError("seen enough")
+
+    monkeypatch.setattr(worker, "train", train_and_look)
+    (job_id,) = enqueue(sessions, small())
+    stop, done = threading.Event(), []
+    settings = settings_for(db_url, data_dir, worker_threads=0, lease_seconds=3600)
+    thread = threading.Thread(target=lambda: done.append(worker.run_worker(settings, stop_event=stop)))
+    thread.start()
+    try:
+        time.sleep(0.5)
+        assert job(sessions, job_id).status == "queued" and threads == []  # standing by: 3 workers, 2 cores
+        with session_scope(sessions) as s:
+            unregister_worker(s, "y")
+        deadline = time.monotonic() + 10
+        while job(sessions, job_id).status == "queued" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job(sessions, job_id).status == "failed" and threads == [1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert done == [1]
+
+
 def test_losses_are_buffered_not_written_per_step(monkeypatch, data_dir, db_url, sessions):
     writes = []
     real = jobs.record_progress
