@@ -228,7 +228,7 @@ class NumpyMLP:
             grads = self._backward(a, lr if self.sgd else 1.0, ws)
         self.t += 1
         if not self.sgd:
-            self._update(grads, lr, ws)
+            self._update(grads, lr)
         return loss
 
     def _forward(self, idx: Indices, ws: Workspace) -> list[Array]:
@@ -273,7 +273,7 @@ class NumpyMLP:
                 delta = below
         return ws.grads
 
-    def _update(self, grads: Params, lr: float, ws: Workspace) -> None:
+    def _update(self, grads: Params, lr: float) -> None:
         """Each parameter updated in place, in one pass over it and its optimizer state (kernels.py)."""
         f32, kernels = np.float32, self._kernels
         if self.spec.optimizer == "momentum":  # torch's form: v = mu v + g; theta -= lr v
