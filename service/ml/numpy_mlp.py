@@ -137,7 +137,8 @@ def forward(params: Params, X: Array, activation: str) -> list[Array]:
     a = [X]
     last = len(params) - 1
     for layer, (W, b) in enumerate(params):
-        z = a[-1] @ W + b  # (m, nl)
+        z = a[-1] @ W  # (m, nl)
+        z += b  # in place: inference runs this on a thousand images a chunk
         a.append(f(z) if layer < last else z)  # the output layer's logits stay z
     return a
 
