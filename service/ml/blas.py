@@ -39,9 +39,12 @@ def _numpys_sgemm() -> Callable[..., None] | None:
 sgemm = _numpys_sgemm()
 
 
-def descend(W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]) -> bool:
-    """W -= A.T @ B, in place, in one gemm, to the bit what NumPy's product and subtraction give;
-    False (W untouched) where it cannot be done so."""
+def descender(
+    W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]
+) -> Callable[[], None] | None:
+    """A call doing W -= A.T @ B, in place, in one gemm, to the bit what NumPy's product and subtraction
+    give, with every check and pointer taken now: for arrays that stay where they are (a training
+    step's buffers and weights, each step rewritten in place). None where it cannot be done so."""
     k, n_in = A.shape
     if (
         sgemm is None
@@ -49,9 +52,24 @@ def descend(W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float3
         or B.shape[0] != k
         or not all(x.dtype == np.float32 and x.flags.c_contiguous for x in (W, A, B))
     ):
-        return False
+        return None
     n_out = W.shape[1]
     # Row-major: W (n_in, n_out) = -1 * A.T (n_in, k) @ B (k, n_out) + 1 * W; leading dimensions = row lengths.
-    sgemm(ROW_MAJOR, TRANS, NO_TRANS, n_in, n_out, k, -1.0, A.ctypes.data, n_in, B.ctypes.data, n_out,
-          1.0, W.ctypes.data, n_out)  # fmt: skip
+    args = (ROW_MAJOR, TRANS, NO_TRANS, n_in, n_out, k, -1.0, A.ctypes.data, n_in, B.ctypes.data, n_out,
+            1.0, W.ctypes.data, n_out)  # fmt: skip
+    call = sgemm
+
+    def descend() -> None:
+        call(*args)
+
+    descend.arrays = (W, A, B)  # type: ignore[attr-defined]  # alive as long as the call that points into them
+    return descend
+
+
+def descend(W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]) -> bool:
+    """W -= A.T @ B now (see descender); False (W untouched) where it cannot be done so."""
+    call = descender(W, A, B)
+    if call is None:
+        return False
+    call()
     return True

@@ -126,6 +126,11 @@ class Workspace:
         self.delta = [np.empty((m, n), dtype) for n in widths]  # delta1, ..., deltaL
         self.grads: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
         self.l2 = [np.empty_like(W) for W, _ in params]  # l2 W, for the optimizers that take a gradient
+        # Plain SGD's W -= a(l-1).T @ deltal, bound to these buffers once (None: compute dW, then step)
+        below = [self.x, *self.a[:-1]]
+        self.descend = [
+            blas.descender(W, a, d) for (W, _), a, d in zip(params, below, self.delta, strict=True)
+        ]
 
 
 # --- forward, loss, backward: the textbook form ----------------------------------------------
@@ -253,7 +258,7 @@ class NumpyMLP:
 
         Every gradient is linear in the output delta, so plain SGD passes its learning rate as `scale`,
         and each layer's parameters take their step in place instead, W -= dW and b -= db, as soon as
-        the layer below has used W; without l2, the product goes straight into W (blas.descend).
+        the layer below has used W; without l2, the product goes straight into W (blas.descender).
         """
         l2, kernels = self.spec.l2, self._kernels
         delta = ws.delta[-1]
@@ -263,7 +268,10 @@ class NumpyMLP:
             a_prev = a[layer]  # (m, n(l-1))
             kernels.bias_gradient(delta, db, b, self.sgd)  # db; plain SGD: b -= db too
             below = np.matmul(delta, W.T, out=ws.delta[layer - 1]) if layer > 0 else None  # (m, n(l-1))
-            if not (self.sgd and not l2 and blas.descend(W, a_prev, delta)):
+            descend = ws.descend[layer] if self.sgd and not l2 else None
+            if descend is not None:
+                descend()  # W -= a(l-1).T @ delta, in one gemm
+            else:
                 np.matmul(a_prev.T, delta, out=dW)  # (n(l-1), nl)
                 if l2:
                     dW += np.multiply(W, scale * l2, out=ws.l2[layer])
