@@ -223,13 +223,13 @@ def adam_step(
         theta[i] -= (mi / (np.sqrt(vi) / sqrt_correction2 + eps)) * rate
 
 
-def warm(labels_dtype: Any = np.int64) -> None:
+def warm() -> None:
     """Compile (or load from the cache) every kernel for the step's types, so no job pays for it."""
     z, b = np.ones((2, 3), F32), np.zeros(3, F32)
     for activate, times_prime in zip(ACTIVATE.values(), TIMES_PRIME.values(), strict=True):
         activate(z, b)
         times_prime(z, z.copy())
-    softmax_cross_entropy(z, b, np.zeros(2, labels_dtype), 1.0, np.empty_like(z))
+    softmax_cross_entropy(z, b, np.zeros(2, np.int64), 1.0, np.empty_like(z))  # labels: data.Labels
     for descend in (True, False):
         bias_gradient(z, np.empty_like(b), b, descend)
     one = F32(1.0)
