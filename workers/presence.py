@@ -75,7 +75,9 @@ class Presence(threading.Thread):
         try:
             with self._beating:
                 with session_scope(self.sessions) as session:
-                    alive = worker_heartbeat(session, self.worker_id, self.job_id, self.threads)
+                    alive = worker_heartbeat(
+                        session, self.worker_id, self.job_id, self.threads, self.standing_by
+                    )
                 if not alive:  # removed as dead while this process was stopped (SIGSTOP, a suspended VM)
                     self._register()
         except SQLAlchemyError as exc:  # transient: the next beat tries again, within the lease
@@ -110,12 +112,13 @@ class Presence(threading.Thread):
             return True
         rank, workers, cores = self._place()
         may = rank < cores
-        if may == self.standing_by:  # log the changes, not every poll
+        if may == self.standing_by:  # a change: logged, and recorded at once (GET /workers shows it)
             self.standing_by = not may
             if may:
                 log.info("training: one of the first %d live workers of this host's %d cores", cores, cores)
             else:
                 log.info("standing by: %d live workers on this host's %d cores", workers, cores)
+            self.beat()
         return may
 
     def _place(self) -> tuple[int, int, int]:

@@ -557,6 +557,10 @@ class WorkerPublic(BaseModel):
     heartbeat_at: datetime
     job_id: int | None = Field(description="The job it trains now; null while it waits for one.")
     threads: int = Field(description="Threads its current (or last) job trains with.")
+    standing_by: bool = Field(
+        description="Beyond its host's cores (one training worker a core): it claims no job until one of "
+        "the host's first workers stops."
+    )
 
 
 class WorkersPublic(BaseModel):

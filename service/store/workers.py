@@ -38,9 +38,15 @@ def register_worker(
 
 
 def worker_heartbeat(
-    session: Session, worker_id: str, job_id: int | None, threads: int, now: datetime | None = None
+    session: Session,
+    worker_id: str,
+    job_id: int | None,
+    threads: int,
+    standing_by: bool = False,
+    now: datetime | None = None,
 ) -> bool:
-    """live -> live: heartbeat_at = now, with the job it trains (None when idle) and that job's threads.
+    """live -> live: heartbeat_at = now, with the job it trains (None when idle), that job's threads, and
+    whether it stands by (workers/presence.py).
 
     False when the worker has no row (removed as dead while it was stopped): it registers again.
     """
@@ -48,7 +54,7 @@ def worker_heartbeat(
     row = session.execute(
         update(Worker)
         .where(Worker.id == worker_id)
-        .values(heartbeat_at=now or utcnow(), job_id=job_id, threads=threads)
+        .values(heartbeat_at=now or utcnow(), job_id=job_id, threads=threads, standing_by=standing_by)
         .returning(Worker.id)
     ).first()
     return row is not None

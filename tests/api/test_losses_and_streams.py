@@ -157,7 +157,10 @@ def test_workers_are_listed_with_their_job_and_readyz_says_whether_one_is_alive(
         worker_heartbeat(s, "box:7:ab", job_id, 2)
     listed = client.get("/workers").json()
     assert listed["count"] == 1
-    assert {k: listed["data"][0][k] for k in ("id", "host", "pid", "job_id", "threads")} == {
-        "id": "box:7:ab", "host": "box", "pid": 7, "job_id": job_id, "threads": 2,
+    assert {k: listed["data"][0][k] for k in ("id", "host", "pid", "job_id", "threads", "standing_by")} == {
+        "id": "box:7:ab", "host": "box", "pid": 7, "job_id": job_id, "threads": 2, "standing_by": False,
     }  # fmt: skip
+    with session_scope(sessions) as s:
+        worker_heartbeat(s, "box:7:ab", None, 2, standing_by=True)  # beyond its host's cores
+    assert client.get("/workers").json()["data"][0]["standing_by"] is True
     assert client.get("/readyz").json()["workers"] == "1 alive"

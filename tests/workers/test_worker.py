@@ -294,12 +294,20 @@ def test_workers_beyond_the_hosts_cores_stand_by_until_one_stops(monkeypatch, da
     try:
         time.sleep(0.5)
         assert job(sessions, job_id).status == "queued" and threads == []  # standing by: 3 workers, 2 cores
+        with session_scope(sessions) as s:  # and it says so (GET /workers)
+            assert [(w.id, w.standing_by) for w in queries.live_workers(s, 3600)][:2] == [
+                ("x", False),
+                ("y", False),
+            ]
+            assert [w.standing_by for w in queries.live_workers(s, 3600) if w.pid == os.getpid()] == [True]
         with session_scope(sessions) as s:
             unregister_worker(s, "y")
         deadline = time.monotonic() + 10
         while job(sessions, job_id).status == "queued" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert job(sessions, job_id).status == "failed" and threads == [1]
+        with session_scope(sessions) as s:
+            assert [w.standing_by for w in queries.live_workers(s, 3600) if w.pid == os.getpid()] == [False]
     finally:
         stop.set()
         thread.join(timeout=5)
