@@ -154,6 +154,11 @@ class ServiceState:
             GaugeMetricFamily(
                 "mlplab_workers_training", "Live workers training a job.", self.workers.training
             ),
+            GaugeMetricFamily(
+                "mlplab_workers_standing_by",
+                "Live workers beyond their host's cores, claiming no job until one of the first stops.",
+                self.workers.standing_by,
+            ),
             *self._epochs(),
         ]
 

@@ -453,13 +453,18 @@ def oldest_queued_at(session: Session) -> datetime | None:
 class WorkerCounts(NamedTuple):
     live: int  # live_workers
     training: int  # of those, the ones training a job
+    standing_by: int  # of those, the ones beyond their host's cores (workers/presence.py)
 
 
 def count_live_workers(session: Session, lease_seconds: float, now: datetime | None = None) -> WorkerCounts:
-    """How many workers are live (idle or training, as GET /workers lists them), and how many train a job."""
-    query = select(func.count(), func.count(Worker.job_id)).where(worker_is_live(lease_seconds, now))
-    live, training = session.execute(query).one()
-    return WorkerCounts(live, training)
+    """How many workers are live (idle or training, as GET /workers lists them), how many train a job,
+    and how many stand by."""
+    standing_by = func.count(case((Worker.standing_by, 1)))  # count() skips the NULLs of the others
+    query = select(func.count(), func.count(Worker.job_id), standing_by).where(
+        worker_is_live(lease_seconds, now)
+    )
+    live, training, waiting = session.execute(query).one()
+    return WorkerCounts(live, training, waiting)
 
 
 def epoch_times(session: Session, bounds: Sequence[float]) -> dict[str, EpochTimes]:

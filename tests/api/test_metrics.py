@@ -10,6 +10,8 @@ from pydantic import SecretStr
 from service.api.monitoring import EPOCH_BUCKETS
 from service.main import create_app
 from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.workers import register_worker, worker_heartbeat
 from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.support import real_data_dir
@@ -107,3 +109,19 @@ def test_metrics_need_the_token_when_reads_do(settings):
     open_reads = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
     with TestClient(create_app(open_reads)) as client:
         assert value(scrape(client), "mlplab_queue_depth") == 0
+
+
+def test_the_workers_gauges_count_training_and_standing_by_workers(settings):
+    with TestClient(create_app(settings)) as client:
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+        job = client.post("/jobs", json=job_body()).json()["id"]
+        with session_scope(sessions) as s:
+            for name in ("a", "b", "c"):
+                register_worker(s, name, "box", "boot-1", 1, lease_seconds=30)
+        with session_scope(sessions) as s:
+            worker_heartbeat(s, "a", job, 1)
+            worker_heartbeat(s, "c", None, 0, standing_by=True)  # beyond the box's cores
+        samples = scrape(client)
+    assert value(samples, "mlplab_workers_live") == 3
+    assert value(samples, "mlplab_workers_training") == 1
+    assert value(samples, "mlplab_workers_standing_by") == 1

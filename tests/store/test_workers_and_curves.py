@@ -108,7 +108,7 @@ def test_workers_are_live_while_they_beat_and_gone_when_they_stop(sessions):
     with session_scope(sessions) as s:
         assert queries.last_worker_heartbeat(s) == T0 + timedelta(seconds=25)
         # what /metrics and /readyz count is that same list: live, and of those training
-        assert queries.count_live_workers(s, LEASE, now=T0 + timedelta(seconds=40)) == (2, 1)
+        assert queries.count_live_workers(s, LEASE, now=T0 + timedelta(seconds=40)) == (2, 1, 0)
 
     with session_scope(sessions) as s:
         unregister_worker(s, "b")
