@@ -59,10 +59,9 @@ def descender(
             1.0, W.ctypes.data, n_out)  # fmt: skip
     call = sgemm
 
-    def descend() -> None:
+    def descend(_alive: object = (W, A, B)) -> None:  # the arrays live as long as the call into them
         call(*args)
 
-    descend.arrays = (W, A, B)  # type: ignore[attr-defined]  # alive as long as the call that points into them
     return descend
 
 
