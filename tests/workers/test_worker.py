@@ -291,23 +291,30 @@ def test_workers_beyond_the_hosts_cores_stand_by_until_one_stops(monkeypatch, da
     settings = settings_for(db_url, data_dir, worker_threads=0, lease_seconds=3600)
     thread = threading.Thread(target=lambda: done.append(worker.run_worker(settings, stop_event=stop)))
     thread.start()
+
+    def mine() -> list[bool]:  # this worker's standing_by, once it has registered
+        with session_scope(sessions) as s:
+            return [w.standing_by for w in queries.live_workers(s, 3600) if w.pid == os.getpid()]
+
+    def wait_for(condition) -> None:
+        deadline = time.monotonic() + 10  # the worker compiles its kernels first
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     try:
-        time.sleep(0.5)
-        assert job(sessions, job_id).status == "queued" and threads == []  # standing by: 3 workers, 2 cores
-        with session_scope(sessions) as s:  # and it says so (GET /workers)
+        wait_for(lambda: mine() == [True])  # it says so (GET /workers) ...
+        time.sleep(0.5)  # ten polls
+        assert job(sessions, job_id).status == "queued" and threads == []  # ... and claims nothing
+        with session_scope(sessions) as s:
             assert [(w.id, w.standing_by) for w in queries.live_workers(s, 3600)][:2] == [
                 ("x", False),
                 ("y", False),
             ]
-            assert [w.standing_by for w in queries.live_workers(s, 3600) if w.pid == os.getpid()] == [True]
         with session_scope(sessions) as s:
             unregister_worker(s, "y")
-        deadline = time.monotonic() + 10
-        while job(sessions, job_id).status == "queued" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: job(sessions, job_id).status == "failed")
         assert job(sessions, job_id).status == "failed" and threads == [1]
-        with session_scope(sessions) as s:
-            assert [w.standing_by for w in queries.live_workers(s, 3600) if w.pid == os.getpid()] == [False]
+        assert mine() == [False]
     finally:
         stop.set()
         thread.join(timeout=5)
