@@ -27,19 +27,27 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # one per running kernel: con
 
 
 def host_key() -> str:
-    """The same for every process on this machine, containers included: the kernel's boot id, else the hostname."""
+    """The same for every process that runs on the same cores of this machine, containers included: the
+    kernel's boot id (else the hostname) and the CPUs this process may use. Containers pinned to
+    different CPUs of one machine share nothing to divide."""
     try:
-        return BOOT_ID.read_text().strip() or socket.gethostname()
+        machine = BOOT_ID.read_text().strip() or socket.gethostname()
     except OSError:
-        return socket.gethostname()
+        machine = socket.gethostname()
+    return f"{machine}/cpus:{','.join(map(str, _cpus()))}"
+
+
+def _cpus() -> list[int]:
+    """The CPUs this process may run on (its CPU affinity, which a container's cpuset narrows)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
 
 
 def host_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which a container's cpuset narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """How many cores this process may run on."""
+    return len(_cpus())
 
 
 def share_of_cores(cores: int, workers: int, rank: int) -> int:
@@ -97,7 +105,7 @@ class Presence(threading.Thread):
         """MLPLAB_WORKER_THREADS, or this worker's share of the host's cores among its training workers."""
         if self.settings.worker_threads:
             return self.settings.worker_threads
-        rank, workers, cores = self._place()
+        rank, workers, cores = self._place() or (0, 1, host_cores())  # unknown: as if alone
         training = min(workers, cores)
         threads = share_of_cores(cores, training, min(rank, training - 1))
         log.info(
@@ -110,7 +118,10 @@ class Presence(threading.Thread):
         MLPLAB_WORKER_THREADS set (whoever sets it divides the cores)."""
         if self.settings.worker_threads:
             return True
-        rank, workers, cores = self._place()
+        place = self._place()
+        if place is None:  # the database did not answer: keep the last decision
+            return not self.standing_by
+        rank, workers, cores = place
         may = rank < cores
         if may == self.standing_by:  # a change: logged, and recorded at once (GET /workers shows it)
             self.standing_by = not may
@@ -121,14 +132,15 @@ class Presence(threading.Thread):
             self.beat()
         return may
 
-    def _place(self) -> tuple[int, int, int]:
-        """(this worker's rank among its host's live workers by start, how many they are, the host's cores)."""
+    def _place(self) -> tuple[int, int, int] | None:
+        """(this worker's rank among its host's live workers by start, how many they are, the host's cores);
+        None when the database does not answer."""
         try:
             with session_scope(self.sessions) as session:
                 ids = [w.id for w in live_workers(session, self.settings.lease_seconds, self.host_key)]
         except SQLAlchemyError as exc:
-            log.warning("could not count the workers on this host (%s): assuming this one alone", exc)
-            ids = []
+            log.warning("could not count the workers on this host: %s", exc)
+            return None
         if self.worker_id not in ids:
             ids.append(self.worker_id)
         return ids.index(self.worker_id), len(ids), host_cores()

@@ -42,9 +42,12 @@ sgemm = _numpys_sgemm()
 def descender(
     W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]
 ) -> Callable[[], None] | None:
-    """A call doing W -= A.T @ B, in place, in one gemm, to the bit what NumPy's product and subtraction
-    give, with every check and pointer taken now: for arrays that stay where they are (a training
-    step's buffers and weights, each step rewritten in place). None where it cannot be done so."""
+    """A call doing W -= A.T @ B, in place, in one gemm, with every check and pointer taken now: for
+    arrays that stay where they are (a training step's buffers and weights, rewritten in place each
+    step). None where it cannot be done so.
+
+    To the bit what NumPy's product and subtraction give for up to 384 rows (OpenBLAS's K block here);
+    beyond, gemm adds the product to W block by block, so W differs within float32 rounding."""
     k, n_in = A.shape
     if (
         sgemm is None

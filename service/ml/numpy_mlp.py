@@ -119,6 +119,8 @@ class Workspace:
     """Every array one training step writes, for one batch size m: allocated once, rewritten with out=."""
 
     def __init__(self, params: Params, m: int) -> None:
+        if m < 1:  # the kernels read a batch's first row unchecked
+            raise ValueError("a training step needs at least one example")
         dtype = params[0][0].dtype
         widths = [W.shape[1] for W, _ in params]
         self.x = np.empty((m, params[0][0].shape[0]), dtype)  # a0, gathered from the split
@@ -202,7 +204,9 @@ class NumpyMLP:
         self.spec = spec
         self.data = data
         self.rows = rows  # example i is data's row rows[i]; None: every row, in order
-        self.params = params if params is not None else init_params(spec)
+        # C-contiguous, as the kernels update them through flat views and the gemm step by pointer
+        given = params if params is not None else init_params(spec)
+        self.params = [(np.ascontiguousarray(W), np.ascontiguousarray(b)) for W, b in given]
         self.t = 0  # optimizer steps taken (Adam's bias correction)
         self.sgd = spec.optimizer == "sgd"  # plain SGD steps inside the backward pass, scaled by its lr
         # The optimizer's running averages, one (W, b) pair per layer; empty where it keeps none.

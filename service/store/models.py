@@ -284,7 +284,7 @@ class Worker(Base):
 
     id: Mapped[str] = mapped_column(String, primary_key=True)  # "host:pid:rand", as in jobs.worker_id
     host: Mapped[str] = mapped_column(String)  # its hostname, for people
-    # the same for every process on one machine, containers included (the kernel's boot id)
+    # the same for every process on the same cores of one machine, containers included (workers/presence.py)
     host_key: Mapped[str] = mapped_column(String, index=True)
     pid: Mapped[int]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -127,6 +127,11 @@ def _textbook_step(params, state, X, y, spec, lr, t):
         W = params[layer][0]
         grads.insert(0, (a[layer].T @ delta + (scale * spec.l2) * W, delta.sum(axis=0)))
         delta = (delta @ W.T) * f_prime(a[layer])
+    _textbook_update(params, grads, state, spec, lr, t)
+    return loss, grads
+
+
+def _textbook_update(params, grads, state, spec, lr, t):
     for (W, b), (dW, db), moments in zip(params, grads, state, strict=True):
         for theta, g, (m, v) in zip((W, b), (dW, db), moments, strict=True):
             if spec.optimizer == "sgd":
@@ -139,7 +144,6 @@ def _textbook_step(params, state, X, y, spec, lr, t):
                 v[...] = np.float32(0.999) * v + np.float32(1 - 0.999) * (g * g)
                 denom = np.sqrt(v) / np.float32(np.sqrt(1 - 0.999**t)) + np.float32(1e-8)
                 theta -= np.float32(lr / (1 - 0.9**t)) * (m / denom)
-    return loss, grads
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -165,8 +169,27 @@ def test_step_matches_the_textbook_step(activation, optimizer, l2, numpys_gemm, 
     order = rng.permutation(100)
     for t, idx in enumerate([order[:40], order[40:80], order[80:], order[:40], order[40:80]], 1):
         lr = 0.05
+        before = (
+            [(W.copy(), b.copy()) for W, b in params],
+            [[(m.copy(), v.copy()) for m, v in x] for x in state],
+        )
         expected, grads = _textbook_step(params, state, split.images[idx], split.labels[idx], spec, lr, t)
         assert net.step(idx, lr) == pytest.approx(expected, rel=1e-6)
+        if optimizer != "sgd":
+            # The update alone, from the step's own gradients: the same float32 operations, to the bit.
+            params_before, state_before = before
+            _textbook_update(params_before, net._workspaces[len(idx)].grads, state_before, spec, lr, t)
+            moments = net.velocity or net.m1
+            for layer, ((W, b), ((mW, vW), (mb, vb))) in enumerate(
+                zip(params_before, state_before, strict=True)
+            ):
+                np.testing.assert_array_equal(net.params[layer][0], W)
+                np.testing.assert_array_equal(net.params[layer][1], b)
+                np.testing.assert_array_equal(moments[layer][0], mW)
+                np.testing.assert_array_equal(moments[layer][1], mb)
+                if net.m2:
+                    np.testing.assert_array_equal(net.m2[layer][0], vW)
+                    np.testing.assert_array_equal(net.m2[layer][1], vb)
         if optimizer == "adam":
             # Adam divides by |gradient|, so one ulp on a near-zero gradient moves its weight by up to
             # lr: the gradients are what to compare. (SGD and momentum move by the gradient itself.)

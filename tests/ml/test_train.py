@@ -117,8 +117,9 @@ def test_a_network_trains_on_its_rows_of_the_split_as_on_a_copy_of_them(backend,
     split = tiny_dataset.split("train")
     rows = np.flatnonzero(np.arange(len(split.labels)) % 3 != 1)  # two rows in three
     copy = Split(split.images[rows], split.labels[rows])
-    by_rows, by_copy = make_network(spec, split, rows), make_network(spec, copy)
-    other = make_network(spec, split)  # every row: steps on other images
+    cpu = {"device": "cpu"}  # exact equality: the same device for all three
+    by_rows, by_copy = make_network(spec, split, rows, **cpu), make_network(spec, copy, **cpu)
+    other = make_network(spec, split, **cpu)  # every row: steps on other images
     batches = [np.random.default_rng(k).permutation(len(rows))[:32] for k in range(5)]
     losses = [[net.step(idx, 0.5) for idx in batches] for net in (by_rows, by_copy, other)]
     assert losses[0] == losses[1] != losses[2]
