@@ -66,12 +66,3 @@ def descender(
         call(*args)
 
     return descend
-
-
-def descend(W: NDArray[np.float32], A: NDArray[np.float32], B: NDArray[np.float32]) -> bool:
-    """W -= A.T @ B now (see descender); False (W untouched) where it cannot be done so."""
-    call = descender(W, A, B)
-    if call is None:
-        return False
-    call()
-    return True

@@ -232,10 +232,11 @@ class NumpyMLP:
             idx = self.rows[idx]
         y = self.data.labels[idx]
         # A diverging run overflows float32 on its way to NaN; train() reports the NaN loss itself.
+        scale = lr if self.sgd else 1.0  # plain SGD's learning rate, folded into the output delta
         with np.errstate(over="ignore", invalid="ignore"):
             a = self._forward(idx, ws)
-            loss = self._loss(a[-1], y, lr if self.sgd else 1.0, ws)
-            grads = self._backward(a, lr if self.sgd else 1.0, ws)
+            loss = self._loss(a[-1], y, scale, ws)
+            grads = self._backward(a, scale, ws)
         self.t += 1
         if not self.sgd:
             self._update(grads, lr)
@@ -255,7 +256,7 @@ class NumpyMLP:
 
     def _loss(self, logits: Array, y: Labels, scale: float, ws: Workspace) -> float:
         """The batch's cross-entropy; leaves d(loss)/d(zL), times `scale`, in ws.delta[-1]."""
-        return float(self._kernels.softmax_cross_entropy(logits, self.params[-1][1], y, scale, ws.delta[-1]))
+        return self._kernels.softmax_cross_entropy(logits, self.params[-1][1], y, scale, ws.delta[-1])
 
     def _backward(self, a: list[Array], scale: float, ws: Workspace) -> Params:
         """Gradients (dW, db) into ws.grads, from the output delta the loss left, times `scale`.

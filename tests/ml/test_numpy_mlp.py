@@ -266,7 +266,7 @@ def test_step_allocates_no_large_array_after_warm_up(optimizer):
 
 
 def test_gemm_descends_to_the_bit_of_a_product_and_a_subtraction():
-    """blas.descend (W -= A.T @ B in NumPy's own BLAS, in place) gives NumPy's numbers, or refuses."""
+    """blas.descender (W -= A.T @ B in NumPy's own BLAS, in place) gives NumPy's numbers, or refuses."""
     assert blas.sgemm is not None  # NumPy's wheels bundle scipy-openblas: the fast path is the one tested
     rng = np.random.default_rng(0)
     for k, n_in, n_out in [(64, 784, 500), (17, 100, 10), (1, 3, 1)]:
@@ -274,11 +274,13 @@ def test_gemm_descends_to_the_bit_of_a_product_and_a_subtraction():
         B = rng.standard_normal((k, n_out)).astype(np.float32)
         W = rng.standard_normal((n_in, n_out)).astype(np.float32)
         expected = W - A.T @ B
-        assert blas.descend(W, A, B)
+        descend = blas.descender(W, A, B)
+        assert descend is not None
+        descend()
         np.testing.assert_array_equal(W, expected)
     A, B = A.repeat(5, axis=1), B.repeat(4, axis=1)  # (1, 15) and (1, 4)
     W = rng.standard_normal((4, 15)).astype(np.float32).T  # not C-contiguous: refused, untouched
     before = W.copy()
-    assert not blas.descend(W, A, B)
-    assert not blas.descend(W.copy(), A.astype(np.float64), B)
+    assert blas.descender(W, A, B) is None
+    assert blas.descender(W.copy(), A.astype(np.float64), B) is None
     np.testing.assert_array_equal(W, before)
