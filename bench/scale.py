@@ -8,16 +8,17 @@
 
 For each backend and worker count N: a scratch database (a temporary SQLite file, or a new PostgreSQL
 database beside the one in --db-url, which is never touched, dropped afterwards), N `python -m workers`
-processes started and idle, with no thread setting (each divides the host's cores among the live
-workers, as deployed), then --jobs jobs of one spec enqueued at once; the clock runs from the enqueue
-to the last job's end. Worker start-up is not counted.
+processes started and idle, with no thread setting (a job takes its part of the host's free cores,
+as deployed); one job alone in the queue, then --jobs jobs of one spec enqueued at once, the burst,
+whose clock runs from the enqueue to its last job's end. Worker start-up is not counted.
 
 Columns: jobs per minute and its ratio to one worker's (target: >= 0.9 at every N); s/job (claim to
 finish); the median and the worst epoch of every job (training time, evaluation excluded) and the
 worst over one worker's median epoch (`slowdown`), beside the bound max(1, N/C) x 1.3 on C cores
-(target: slowdown <= bound). --repeat N runs N rounds and keeps each count's best by jobs per
-minute. The table goes to stdout, every run with the machine's description and load to
-bench/results/scale.json (--json PATH). Not a test: nothing passes or fails. Run on a quiet machine.
+(target: slowdown <= bound); `lone`, the lone job's median epoch over one worker's lone job's.
+--repeat N runs N rounds and keeps each count's best by jobs per minute. The table goes to stdout,
+every run with the machine's description and load to bench/results/scale.json (--json PATH). Not a
+test: nothing passes or fails. Run on a quiet machine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout even where the package is not installed
 
 from sqlalchemy import create_engine, func, make_url, select  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from bench._table import table  # noqa: E402
 from service.ml.spec import TrainSpec  # noqa: E402
@@ -113,17 +115,12 @@ def measure(
                 raise SystemExit("a worker did not start:\n" + "\n".join(log.read_text() for log in logs))
             time.sleep(0.1)
 
-        cpu_before = [cpu_seconds(p.pid) for p in procs]
+        lone = run_jobs(sessions, [spec.model_copy(update={"seed": n_jobs})])[0]  # alone in the queue
         with session_scope(sessions) as s:
-            for i in range(n_jobs):
-                enqueue_job(s, spec.model_copy(update={"seed": i}))
+            lone_epochs = sorted(s.scalars(select(EpochMetric.seconds).where(EpochMetric.job_id == lone)))
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
         start = time.perf_counter()
-        while True:
-            with session_scope(sessions) as s:
-                done = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(FINISHED)))
-            if done == n_jobs:
-                break
-            time.sleep(0.05)
+        burst = run_jobs(sessions, [spec.model_copy(update={"seed": i}) for i in range(n_jobs)])
         seconds = time.perf_counter() - start
         cpu_after = [cpu_seconds(p.pid) for p in procs]
     finally:
@@ -136,8 +133,10 @@ def measure(
                 p.kill()
 
     with session_scope(sessions) as s:
-        rows = s.execute(select(Job.status, Job.started_at, Job.finished_at, Job.worker_id)).all()
-        epochs = sorted(s.scalars(select(EpochMetric.seconds)))
+        rows = s.execute(
+            select(Job.status, Job.started_at, Job.finished_at, Job.worker_id).where(Job.id.in_(burst))
+        ).all()
+        epochs = sorted(s.scalars(select(EpochMetric.seconds).where(EpochMetric.job_id.in_(burst))))
     engine.dispose()
     busy = [(r.finished_at - r.started_at).total_seconds() for r in rows if r.started_at and r.finished_at]
     known = None not in cpu_before + cpu_after
@@ -156,7 +155,22 @@ def measure(
         else round(cpu / n_jobs, 3),  # the workers' CPU only
         "epoch_median_seconds": round(epochs[len(epochs) // 2], 3) if epochs else None,
         "epoch_worst_seconds": round(epochs[-1], 3) if epochs else None,
+        "lone_epoch_seconds": round(lone_epochs[len(lone_epochs) // 2], 3) if lone_epochs else None,
     }
+
+
+def run_jobs(sessions: sessionmaker[Session], specs: list[TrainSpec]) -> list[int]:
+    """Enqueue `specs` at once and wait until every one has finished; their ids."""
+    with session_scope(sessions) as s:
+        ids = [enqueue_job(s, spec).id for spec in specs]
+    while True:
+        with session_scope(sessions) as s:
+            done = s.scalar(
+                select(func.count()).select_from(Job).where(Job.id.in_(ids), Job.status.in_(FINISHED))
+            )
+        if done == len(ids):
+            return ids
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +270,7 @@ def print_table(runs: list[dict], specs: list[TrainSpec], counts: list[int]) -> 
             row["ratio"] = round(row["jobs_per_minute"] / alone["jobs_per_minute"], 2)
             row["slowdown"] = round(row["epoch_worst_seconds"] / alone["epoch_median_seconds"], 2)
             row["bound"] = round(max(1.0, row["workers"] / cores) * 1.3, 2)
+            row["lone"] = round(row["lone_epoch_seconds"] / alone["lone_epoch_seconds"], 2)
         results += best
     headers = [
         "backend",
@@ -268,13 +283,14 @@ def print_table(runs: list[dict], specs: list[TrainSpec], counts: list[int]) -> 
         "worst",
         "slowdown",
         "bound",
+        "lone",
         "ok",
     ]
     rows = [
         [
             r["backend"], r["workers"], f"{r['seconds']:.1f}", f"{r['jobs_per_minute']:.1f}", f"{r['ratio']:.2f}x",
             f"{r['mean_job_seconds']:.2f}", f"{r['epoch_median_seconds']:.2f}", f"{r['epoch_worst_seconds']:.2f}",
-            f"{r['slowdown']:.2f}x", f"{r['bound']:.2f}x", r["succeeded"],
+            f"{r['slowdown']:.2f}x", f"{r['bound']:.2f}x", f"{r['lone']:.2f}x", r["succeeded"],
         ]
         for r in results
     ]  # fmt: skip

@@ -131,7 +131,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Threads a worker trains with (torch's and NumPy's BLAS); "
-        "0 = its host's cores divided among the host's live workers, at each job's start.",
+        "0 = at each job's start, the cores its host's running jobs leave free, divided among the idle "
+        "workers there that queued jobs wait for.",
     )
     torch_cpu_matmul: Literal["onednn", "blas"] = Field(
         "onednn",

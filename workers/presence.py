@@ -1,9 +1,12 @@
 """A worker's own record: that it is alive (idle or training), what it trains, and how many of its
-machine's cores its next job may use, shared with the other live workers on the same machine.
+machine's cores its job holds, so that the live workers on one machine share its cores.
 
 A machine trains at most one job a core at once: its first live workers, one a core in the order they
-started, claim jobs; any beyond its cores stand by (and take over when one of those stops). More
-workers than cores only made every job slower (docs/performance.md, "Several workers")."""
+started, may claim jobs; any beyond its cores stand by (and take over when one of those stops). More
+workers than cores only made every job slower (docs/performance.md, "Several workers"). A job holds
+its threads until it ends: a claim takes the cores that running jobs leave free, divided among as many
+idle workers as there are queued jobs for them, so a job alone gets them all and a burst shares them;
+with none free the worker waits."""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
-from service.store.db import session_scope
-from service.store.queries import live_workers
+from service.store.db import begin_write, session_scope
+from service.store.jobs import claim_job
+from service.store.models import Job
+from service.store.queries import count_queued, live_workers
 from service.store.workers import register_worker, unregister_worker, worker_heartbeat
 
 log = logging.getLogger("workers")
@@ -50,11 +55,14 @@ def host_cores() -> int:
     return len(_cpus())
 
 
-def share_of_cores(cores: int, workers: int, rank: int) -> int:
-    """Threads for worker `rank` (0-based) of `workers` on `cores`: the cores divided, the remainder to the
-    first ones; at least one each."""
-    base, extra = divmod(cores, max(workers, 1))
-    return max(1, base + (1 if rank < extra else 0))
+def threads_for_claim(cores: int, held: int, idle: int, queued: int) -> int:
+    """Threads for the next job of one of `idle` idle workers on a host of `cores`, of which running jobs
+    hold `held`, with `queued` jobs waiting: its part of the free cores divided among as many idle
+    workers as there are jobs for (rounded down: a later claim takes the rest); 0 when none is free."""
+    free = cores - held
+    if free <= 0:
+        return 0
+    return free // max(1, min(idle, queued, free))
 
 
 class Presence(threading.Thread):
@@ -91,27 +99,35 @@ class Presence(threading.Thread):
         except SQLAlchemyError as exc:  # transient: the next beat tries again, within the lease
             log.warning("worker heartbeat failed: %s", exc)
 
-    def start_job(self, job_id: int) -> int:
-        """Record that this worker trains `job_id`; returns the threads the job may use."""
-        self.job_id, self.threads = job_id, self.threads_for_job()
-        self.beat()
-        return self.threads
+    def claim(self, once: bool = False) -> Job | None:
+        """The oldest queued job, claimed with the threads it may use (`self.threads`) and recorded as this
+        worker's in the same transaction, so that the next claim on this host counts them; None when the
+        queue is empty or, unless `once`, every core of this host is held."""
+        with self._beating:  # no heartbeat with the old state lands after this one
+            with session_scope(self.sessions) as session:
+                begin_write(session)
+                threads = self.settings.worker_threads or self._free_share(session)
+                if once:  # asked to train what it finds: never waits for cores
+                    threads = max(threads, 1)
+                job = claim_job(session, self.worker_id) if threads else None
+                if job is not None:
+                    worker_heartbeat(session, self.worker_id, job.id, threads, self.standing_by)
+            if job is not None:
+                self.job_id, self.threads = job.id, threads
+                log.info("job %d: %d thread(s) of this host's %d cores", job.id, threads, host_cores())
+        return job
 
     def end_job(self) -> None:
         self.job_id = None
         self.beat()
 
-    def threads_for_job(self) -> int:
-        """MLPLAB_WORKER_THREADS, or this worker's share of the host's cores among its training workers."""
-        if self.settings.worker_threads:
-            return self.settings.worker_threads
-        rank, workers, cores = self._place() or (0, 1, host_cores())  # unknown: as if alone
-        training = min(workers, cores)
-        threads = share_of_cores(cores, training, min(rank, training - 1))
-        log.info(
-            "%d thread(s): %d cores shared by %d training worker(s) on this host", threads, cores, training
-        )
-        return threads
+    def _free_share(self, session: Session) -> int:
+        """threads_for_claim for this worker, from its host's live workers, locked until the claim commits
+        (on SQLite the claim's write transaction already keeps other claims out)."""
+        workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
+        held = sum(w.threads for w in workers if w.job_id is not None and w.id != self.worker_id)
+        idle = 1 + sum(w.job_id is None and not w.standing_by and w.id != self.worker_id for w in workers)
+        return threads_for_claim(host_cores(), held, idle, count_queued(session))
 
     def may_train(self) -> bool:
         """Whether this worker is one of its host's first live workers, one a core; always with

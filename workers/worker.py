@@ -46,7 +46,6 @@ from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
     LeaseLost,
-    claim_job,
     fail_job,
     finish_job,
     heartbeat,
@@ -99,8 +98,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
             try:
                 with session_scope(sessions) as session:
                     requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
-                with session_scope(sessions) as session:
-                    job = claim_job(session, worker_id)
+                job = presence.claim(once)
             except SQLAlchemyError as exc:
                 if once:
                     raise
@@ -113,8 +111,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
                 idle = min(idle + 1, 30)
                 continue
             idle = 0
-            threads = presence.start_job(job.id)
-            processed += run_job(job, settings, sessions, worker_id, stop, threads)
+            processed += run_job(job, settings, sessions, worker_id, stop, presence.threads)
             presence.end_job()
     finally:
         presence.stop()

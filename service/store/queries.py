@@ -413,12 +413,19 @@ def worker_is_live(lease_seconds: float, now: datetime | None = None) -> ColumnE
 
 
 def live_workers(
-    session: Session, lease_seconds: float, host_key: str | None = None, now: datetime | None = None
+    session: Session,
+    lease_seconds: float,
+    host_key: str | None = None,
+    now: datetime | None = None,
+    lock: bool = False,
 ) -> list[Worker]:
-    """The live workers (worker_is_live), on one host when given its key, oldest first."""
+    """The live workers (worker_is_live), on one host when given its key, oldest first; with `lock`, their
+    rows locked until the transaction ends (PostgreSQL; SQLite's write transaction already excludes)."""
     query = select(Worker).where(worker_is_live(lease_seconds, now)).order_by(Worker.started_at, Worker.id)
     if host_key is not None:
         query = query.where(Worker.host_key == host_key)
+    if lock:
+        query = query.with_for_update()
     return list(session.scalars(query))
 
 

@@ -270,7 +270,8 @@ def test_an_idle_worker_stops_when_asked(data_dir, db_url, sessions):
 
 def test_workers_beyond_the_hosts_cores_stand_by_until_one_stops(monkeypatch, data_dir, db_url, sessions):
     """Two cores, two older live workers here: a third claims nothing until one of them stops, then
-    trains on its share of the two cores (one). A worker on another machine does not count."""
+    trains on the free cores (both: the other is idle and one job is queued). A worker on another
+    machine does not count."""
     from service.store.workers import register_worker, unregister_worker
     from workers import presence
 
@@ -314,7 +315,7 @@ def test_workers_beyond_the_hosts_cores_stand_by_until_one_stops(monkeypatch, da
         with session_scope(sessions) as s:
             unregister_worker(s, "y")
         wait_for(lambda: job(sessions, job_id).status == "failed")
-        assert job(sessions, job_id).status == "failed" and threads == [1]
+        assert job(sessions, job_id).status == "failed" and threads == [2]
         assert mine() == [False]
     finally:
         stop.set()
@@ -360,29 +361,80 @@ def test_a_long_job_records_at_most_max_loss_points_and_says_at_which_interval(d
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(2, 451, 2))
 
 
-def test_each_job_trains_on_its_share_of_the_hosts_cores(monkeypatch, data_dir, db_url, sessions):
+def test_a_job_takes_the_free_cores_shared_among_the_idle_workers_there_are_jobs_for(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """12 cores, of which another worker's job holds 4; two more workers idle here, one elsewhere. Two
+    queued jobs: the first takes half the free 8 (the other half is for an idle worker); alone in the
+    queue, the second takes all 8. Torch and NumPy's BLAS get them, and the record says so."""
     from threadpoolctl import threadpool_info
 
-    from service.store.workers import register_worker
+    from service.store.workers import register_worker, worker_heartbeat
     from workers import presence
 
     monkeypatch.setattr(presence, "host_cores", lambda: 12)
-    with session_scope(sessions) as s:  # three other live workers on this machine, one elsewhere
+    (held,) = enqueue(sessions, small())
+    with session_scope(sessions) as s:
         for name in ("x", "y", "z"):
             register_worker(s, name, "here", presence.host_key(), 1, lease_seconds=30)
         register_worker(s, "far", "there", "another-boot-id", 1, lease_seconds=30)
-    seen = {}
+        jobs.claim_job(s, "x")
+        worker_heartbeat(s, "x", held, 4)
+    seen = []
 
     def train_and_look(spec, data, callbacks, **options):
-        seen["torch threads"] = options["threads"]
-        seen["blas threads"] = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+        blas = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
         with session_scope(sessions) as s:
-            seen["me"] = [(w.job_id, w.threads) for w in queries.live_workers(s, 30) if w.pid == os.getpid()]
+            me = [(w.job_id, w.threads) for w in queries.live_workers(s, 30) if w.pid == os.getpid()]
+        seen.append((options["threads"], blas, me))
         raise RuntimeError("seen enough")
 
     monkeypatch.setattr(worker, "train", train_and_look)
-    (job_id,) = enqueue(sessions, small())
-    worker.run_worker(settings_for(db_url, data_dir, worker_threads=0), once=True)
-    assert seen == {"torch threads": 3, "blas threads": {3}, "me": [(job_id, 3)]}  # 12 cores / 4 workers here
+    first, second = enqueue(sessions, small(seed=1), small(seed=2))
+    assert worker.run_worker(settings_for(db_url, data_dir, worker_threads=0), once=True) == 2
+    assert seen == [(4, {4}, [(first, 4)]), (8, {8}, [(second, 8)])]
     with session_scope(sessions) as s:  # stopped: its record is gone, the others' stay
         assert [w.id for w in queries.live_workers(s, 30)] == ["x", "y", "z", "far"]
+
+
+def test_a_worker_waits_while_running_jobs_hold_every_core(monkeypatch, data_dir, db_url, sessions):
+    """Two cores, both held by another worker's job: a queued job waits (no third thread on two cores)
+    and is claimed, with both cores, once that job ends."""
+    from service.store.workers import register_worker, worker_heartbeat
+    from workers import presence
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 2)
+    (held,) = enqueue(sessions, small())
+    with session_scope(sessions) as s:
+        register_worker(s, "x", "here", presence.host_key(), 1, lease_seconds=3600)
+        jobs.claim_job(s, "x")
+        worker_heartbeat(s, "x", held, 2)
+    threads = []
+
+    def train_and_look(spec, data, callbacks, **options):
+        threads.append(options["threads"])
+        raise RuntimeError("seen enough")
+
+    monkeypatch.setattr(worker, "train", train_and_look)
+    (job_id,) = enqueue(sessions, small(seed=1))
+    stop, done = threading.Event(), []
+    settings = settings_for(db_url, data_dir, worker_threads=0, lease_seconds=3600)
+    thread = threading.Thread(target=lambda: done.append(worker.run_worker(settings, stop_event=stop)))
+    thread.start()
+    try:
+        wait_for(lambda: live_workers_here(sessions) == 2, timeout=10, what="the worker's record")
+        time.sleep(0.5)  # ten polls
+        assert job(sessions, job_id).status == "queued" and threads == []
+        with session_scope(sessions) as s:
+            worker_heartbeat(s, "x", None, 2)  # its job ended
+        wait_for(lambda: job(sessions, job_id).status == "failed", timeout=10, what="the claim")
+        assert threads == [2]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert done == [1]
+
+
+def live_workers_here(sessions) -> int:
+    with session_scope(sessions) as s:
+        return len(queries.live_workers(s, 3600))
