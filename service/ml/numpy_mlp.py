@@ -118,7 +118,7 @@ def init_params(spec: TrainSpec, seed: int | None = None) -> Params:
 class Workspace:
     """Every array one training step writes, for one batch size m: allocated once, rewritten with out=."""
 
-    def __init__(self, params: Params, m: int) -> None:
+    def __init__(self, params: Params, m: int, l2: bool = False) -> None:
         if m < 1:  # the kernels read a batch's first row unchecked
             raise ValueError("a training step needs at least one example")
         dtype = params[0][0].dtype
@@ -127,7 +127,7 @@ class Workspace:
         self.a = [np.empty((m, n), dtype) for n in widths]  # a1, ..., a(L-1), zL
         self.delta = [np.empty((m, n), dtype) for n in widths]  # delta1, ..., deltaL
         self.grads: Params = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
-        self.l2 = [np.empty_like(W) for W, _ in params]  # l2 W, for the optimizers that take a gradient
+        self.l2 = [np.empty_like(W) for W, _ in params] if l2 else []  # l2 W, added to a gradient
         # Plain SGD's W -= a(l-1).T @ deltal, bound to these buffers once (None: compute dW, then step)
         below = [self.x, *self.a[:-1]]
         self.descend = [
@@ -227,7 +227,7 @@ class NumpyMLP:
         """One update on the examples idx (see make_network); returns the batch's cross-entropy before it."""
         ws = self._workspaces.get(len(idx))
         if ws is None:
-            ws = self._workspaces[len(idx)] = Workspace(self.params, len(idx))
+            ws = self._workspaces[len(idx)] = Workspace(self.params, len(idx), bool(self.spec.l2))
         if self.rows is not None:
             idx = self.rows[idx]
         y = self.data.labels[idx]
