@@ -101,17 +101,20 @@ class Presence(threading.Thread):
 
     def claim(self, once: bool = False) -> Job | None:
         """The oldest queued job, claimed with the threads it may use (`self.threads`) and recorded as this
-        worker's in the same transaction, so that the next claim on this host counts them; None when the
-        queue is empty or, unless `once`, every core of this host is held."""
+        worker's in the same transaction, so that the next claim on this host counts them. None when the
+        queue is empty, when this worker stands by, or when every core of its host is held; with `once`
+        (train what it finds, as asked) or MLPLAB_WORKER_THREADS it neither stands by nor waits."""
         with self._beating:  # no heartbeat with the old state lands after this one
             with session_scope(self.sessions) as session:
                 begin_write(session)
-                threads = self.settings.worker_threads or self._free_share(session)
-                if once:  # asked to train what it finds: never waits for cores
-                    threads = max(threads, 1)
+                standing_by, threads = self._decide(session, once)
                 job = claim_job(session, self.worker_id) if threads else None
-                if job is not None:
-                    worker_heartbeat(session, self.worker_id, job.id, threads, self.standing_by)
+                if job is not None or standing_by != self.standing_by:  # GET /workers shows it at once
+                    job_id, recorded = (None, self.threads) if job is None else (job.id, threads)
+                    worker_heartbeat(session, self.worker_id, job_id, recorded, standing_by)
+            if standing_by != self.standing_by:
+                self.standing_by = standing_by
+                log.info("standing by: beyond this host's cores" if standing_by else "training: one a core")
             if job is not None:
                 self.job_id, self.threads = job.id, threads
                 log.info("job %d: %d thread(s) of this host's %d cores", job.id, threads, host_cores())
@@ -121,45 +124,21 @@ class Presence(threading.Thread):
         self.job_id = None
         self.beat()
 
-    def _free_share(self, session: Session) -> int:
-        """threads_for_claim for this worker, from its host's live workers, locked until the claim commits
-        (on SQLite the claim's write transaction already keeps other claims out)."""
-        workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
-        held = sum(w.threads for w in workers if w.job_id is not None and w.id != self.worker_id)
-        idle = 1 + sum(w.job_id is None and not w.standing_by and w.id != self.worker_id for w in workers)
-        return threads_for_claim(host_cores(), held, idle, count_queued(session))
-
-    def may_train(self) -> bool:
-        """Whether this worker is one of its host's first live workers, one a core; always with
-        MLPLAB_WORKER_THREADS set (whoever sets it divides the cores)."""
+    def _decide(self, session: Session, once: bool) -> tuple[bool, int]:
+        """(whether this worker stands by, the threads its next job may take, 0 for none), from its host's
+        live workers, locked until the claim commits (SQLite's write transaction already excludes)."""
         if self.settings.worker_threads:
-            return True
-        place = self._place()
-        if place is None:  # the database did not answer: keep the last decision
-            return not self.standing_by
-        rank, workers, cores = place
-        may = rank < cores
-        if may == self.standing_by:  # a change: logged, and recorded at once (GET /workers shows it)
-            self.standing_by = not may
-            if may:
-                log.info("training: one of the first %d live workers of this host's %d cores", cores, cores)
-            else:
-                log.info("standing by: %d live workers on this host's %d cores", workers, cores)
-            self.beat()
-        return may
-
-    def _place(self) -> tuple[int, int, int] | None:
-        """(this worker's rank among its host's live workers by start, how many they are, the host's cores);
-        None when the database does not answer."""
-        try:
-            with session_scope(self.sessions) as session:
-                ids = [w.id for w in live_workers(session, self.settings.lease_seconds, self.host_key)]
-        except SQLAlchemyError as exc:
-            log.warning("could not count the workers on this host: %s", exc)
-            return None
-        if self.worker_id not in ids:
-            ids.append(self.worker_id)
-        return ids.index(self.worker_id), len(ids), host_cores()
+            return False, self.settings.worker_threads
+        workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
+        others = [w for w in workers if w.id != self.worker_id]
+        rank = next((i for i, w in enumerate(workers) if w.id == self.worker_id), len(workers))
+        cores = host_cores()
+        if rank >= cores and not once:  # the host's first live workers, one a core, train
+            return True, 0
+        held = sum(w.threads for w in others if w.job_id is not None)
+        idle = 1 + sum(w.job_id is None and not w.standing_by for w in others)
+        threads = threads_for_claim(cores, held, idle, count_queued(session))
+        return False, max(threads, 1) if once else threads
 
     def stop(self) -> None:
         self._done.set()

@@ -91,10 +91,6 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     processed = idle = 0
     try:
         while not stop.is_set():
-            # Beyond its host's cores a worker stands by; --once trains what it finds, as asked.
-            if not once and not presence.may_train():
-                stop.wait(settings.worker_poll_seconds)
-                continue
             try:
                 with session_scope(sessions) as session:
                     requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
