@@ -29,17 +29,21 @@ from service.store.workers import register_worker, unregister_worker, worker_hea
 log = logging.getLogger("workers")
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # one per running kernel: containers share their host's
+CGROUP = Path("/proc/self/cgroup")  # "0::/its/path" on cgroup v2
+CGROUPS = Path("/sys/fs/cgroup")  # v2: <path>/cpu.max; v1: cpu/cpu.cfs_quota_us and cpu.cfs_period_us
 
 
 def host_key() -> str:
     """The same for every process that runs on the same cores of this machine, containers included: the
     kernel's boot id (else the hostname) and the CPUs this process may use. Containers pinned to
-    different CPUs of one machine share nothing to divide."""
+    different CPUs of one machine share nothing to divide; nor do containers with CPU quotas of their
+    own (told apart by hostname, a container's own)."""
     try:
         machine = BOOT_ID.read_text().strip() or socket.gethostname()
     except OSError:
         machine = socket.gethostname()
-    return f"{machine}/cpus:{','.join(map(str, _cpus()))}"
+    quota = "" if cpu_quota() is None else f"/quota:{socket.gethostname()}"
+    return f"{machine}/cpus:{','.join(map(str, _cpus()))}{quota}"
 
 
 def _cpus() -> list[int]:
@@ -50,9 +54,32 @@ def _cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def cpu_quota() -> int | None:
+    """The whole CPUs that a CPU quota on this process's control group allows (docker's --cpus, compose's
+    `cpus:`, systemd's CPUQuota=), at least one; None without a quota. Rounded down: a thread beyond
+    the quota would be throttled in the middle of a product the other threads wait for."""
+    try:
+        path = next(line[3:] for line in CGROUP.read_text().splitlines() if line.startswith("0::"))
+        quota, period = (CGROUPS / path.lstrip("/") / "cpu.max").read_text().split()
+        if quota == "max":
+            return None
+    except (OSError, StopIteration, ValueError):  # not cgroup v2
+        try:
+            quota = (CGROUPS / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (CGROUPS / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        allowed = int(quota) // int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None if int(quota) < 0 else max(1, allowed)  # v1 writes -1 for none
+
+
 def host_cores() -> int:
-    """How many cores this process may run on."""
-    return len(_cpus())
+    """How many cores this process may run on: its CPUs, or fewer under a CPU quota."""
+    cpus, quota = len(_cpus()), cpu_quota()
+    return cpus if quota is None else min(cpus, quota)
 
 
 def threads_for_claim(cores: int, held: int, idle: int, queued: int) -> int:
