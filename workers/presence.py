@@ -141,7 +141,9 @@ class Presence(threading.Thread):
                     worker_heartbeat(session, self.worker_id, job_id, recorded, standing_by)
             if standing_by != self.standing_by:
                 self.standing_by = standing_by
-                log.info("standing by: beyond this host's cores" if standing_by else "training: one a core")
+                log.info(
+                    "standing by, beyond this host's cores" if standing_by else "within this host's cores"
+                )
             if job is not None:
                 self.job_id, self.threads = job.id, threads
                 log.info("job %d: %d thread(s) of this host's %d cores", job.id, threads, host_cores())
