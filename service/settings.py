@@ -131,8 +131,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Threads a worker trains with (torch's and NumPy's BLAS); "
-        "0 = at each job's start, the cores its host's running jobs leave free, divided among the idle "
-        "workers there that queued jobs wait for.",
+        "0 = its share of its machine's cores among the jobs running there (docs/deployment.md).",
     )
     torch_cpu_matmul: Literal["onednn", "blas"] = Field(
         "onednn",

@@ -1,12 +1,7 @@
 """A worker's own record: that it is alive (idle or training), what it trains, and how many of its
-machine's cores its job holds, so that the live workers on one machine share its cores.
-
-A machine trains at most one job a core at once: its first live workers, one a core in the order they
-started, may claim jobs; any beyond its cores stand by (and take over when one of those stops). More
-workers than cores only made every job slower (docs/performance.md, "Several workers"). A job holds
-its threads until it ends: a claim takes the cores that running jobs leave free, divided among as many
-idle workers as there are queued jobs for them, so a job alone gets them all and a burst shares them;
-with none free the worker waits."""
+machine's cores its job trains on, so that the live workers on one machine share its cores as
+docs/deployment.md ("Several workers on one machine") says: at most one job a core, each on its share
+of the cores among the jobs running there and those about to be claimed."""
 
 from __future__ import annotations
 
@@ -14,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,28 +18,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.settings import Settings
 from service.store.db import begin_write, session_scope
 from service.store.jobs import claim_job
-from service.store.models import Job
+from service.store.models import Job, Worker
 from service.store.queries import count_queued, live_workers
 from service.store.workers import register_worker, unregister_worker, worker_heartbeat
 
 log = logging.getLogger("workers")
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # one per running kernel: containers share their host's
-CGROUP = Path("/proc/self/cgroup")  # "0::/its/path" on cgroup v2
-CGROUPS = Path("/sys/fs/cgroup")  # v2: <path>/cpu.max; v1: cpu/cpu.cfs_quota_us and cpu.cfs_period_us
+CGROUP = Path("/proc/self/cgroup")  # "<id>:<controllers>:<path>" lines; "0::<path>" on cgroup v2
+CGROUPS = Path("/sys/fs/cgroup")  # v2: <path>/cpu.max; v1: <controllers>/<path>/cpu.cfs_quota_us
 
 
 def host_key() -> str:
     """The same for every process that runs on the same cores of this machine, containers included: the
     kernel's boot id (else the hostname) and the CPUs this process may use. Containers pinned to
-    different CPUs of one machine share nothing to divide; nor do containers with CPU quotas of their
-    own (told apart by hostname, a container's own)."""
+    different CPUs of one machine share nothing to divide."""
     try:
         machine = BOOT_ID.read_text().strip() or socket.gethostname()
     except OSError:
         machine = socket.gethostname()
-    quota = "" if cpu_quota() is None else f"/quota:{socket.gethostname()}"
-    return f"{machine}/cpus:{','.join(map(str, _cpus()))}{quota}"
+    return f"{machine}/cpus:{','.join(map(str, _cpus()))}"
 
 
 def _cpus() -> list[int]:
@@ -54,83 +48,96 @@ def _cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def cpu_quota() -> int | None:
-    """The whole CPUs that a CPU quota on this process's control group allows (docker's --cpus, compose's
-    `cpus:`, systemd's CPUQuota=), at least one; None without a quota. Rounded down: a thread beyond
-    the quota would be throttled in the middle of a product the other threads wait for."""
-    try:
-        path = next(line[3:] for line in CGROUP.read_text().splitlines() if line.startswith("0::"))
-        quota, period = (CGROUPS / path.lstrip("/") / "cpu.max").read_text().split()
-        if quota == "max":
-            return None
-    except (OSError, StopIteration, ValueError):  # not cgroup v2
-        try:
-            quota = (CGROUPS / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (CGROUPS / "cpu" / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return None
-    try:
-        allowed = int(quota) // int(period)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return None if int(quota) < 0 else max(1, allowed)  # v1 writes -1 for none
-
-
 def host_cores() -> int:
-    """How many cores this process may run on: its CPUs, or fewer under a CPU quota."""
-    cpus, quota = len(_cpus()), cpu_quota()
-    return cpus if quota is None else min(cpus, quota)
+    """How many cores this process may run on (and its host's workers share)."""
+    return len(_cpus())
 
 
-def threads_for_claim(cores: int, held: int, idle: int, queued: int) -> int:
-    """Threads for the next job of one of `idle` idle workers on a host of `cores`, of which running jobs
-    hold `held`, with `queued` jobs waiting: its part of the free cores divided among as many idle
-    workers as there are jobs for (rounded down: a later claim takes the rest); 0 when none is free."""
-    free = cores - held
-    if free <= 0:
-        return 0
-    return free // max(1, min(idle, queued, free))
+def cpu_quota() -> int | None:
+    """The whole CPUs that CPU quotas on this process's control group and its ancestors allow (docker's
+    --cpus, compose's `cpus:`, systemd's CPUQuota=), at least one; None without a quota. Rounded down:
+    a thread beyond the quota would be throttled in the middle of a product the others wait for."""
+    allowed = [cpus for folder in _cpu_controllers() if (cpus := _quota_in(folder)) is not None]
+    return min(allowed, default=None)
+
+
+def _cpu_controllers() -> Iterator[Path]:
+    """The folders of this process's cgroup and its ancestors that may hold a CPU quota (inside a
+    container, whose cgroup folder is mounted as the root, the paths /proc names do not exist)."""
+    try:
+        lines = CGROUP.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers and "cpu" not in controllers.split(","):
+            continue
+        root = CGROUPS / controllers if controllers else CGROUPS  # v1 mounts each hierarchy by its name
+        folder = root / path.lstrip("/")
+        while True:
+            yield folder
+            if folder == root:
+                break
+            folder = folder.parent
+
+
+def _quota_in(folder: Path) -> int | None:
+    try:
+        if (folder / "cpu.max").exists():  # v2: "<quota> <period>", or "max <period>"
+            quota, period = (folder / "cpu.max").read_text().split()
+            return None if quota == "max" else max(1, int(quota) // int(period))
+        quota = (folder / "cpu.cfs_quota_us").read_text().strip()  # v1: -1 for none
+        period = (folder / "cpu.cfs_period_us").read_text().strip()
+        return None if int(quota) < 0 else max(1, int(quota) // int(period))
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def fair_share(cores: int, jobs: int) -> int:
+    """A job's threads when `jobs` jobs share `cores`: the cores divided, rounded down, at least one."""
+    return max(1, cores // max(1, jobs))
 
 
 class Presence(threading.Thread):
-    """Registers the worker, renews its heartbeat every `settings.heartbeat_seconds` whatever it is doing,
-    records the job it trains, and removes its record when stopped."""
+    """Registers the worker, renews its heartbeat every `settings.heartbeat_seconds` whatever it is doing
+    (and with it, while a job runs, the job's share of the cores), records the job it trains, and
+    removes its record when stopped."""
 
     def __init__(self, sessions: sessionmaker[Session], worker_id: str, settings: Settings) -> None:
         super().__init__(name="presence", daemon=True)
         self.sessions, self.worker_id, self.settings = sessions, worker_id, settings
-        self.host_key = host_key()
+        self.host, self.host_key = socket.gethostname(), host_key()
         self.job_id: int | None = None
-        self.threads = 0
+        self.threads = 0  # the running job's share of the cores: the training thread applies it (worker.py)
         self.standing_by = False
         self._done = threading.Event()
         self._beating = threading.Lock()  # one beat at a time: a stale one never lands after a fresh one
 
     def start(self) -> None:
-        self._register()
+        with session_scope(self.sessions) as session:
+            self._register(session)
         super().start()
 
     def run(self) -> None:
         while not self._done.wait(self.settings.heartbeat_seconds):
-            self.beat()
+            if self.job_id is not None and not self.settings.worker_threads:
+                self.rebalance()
+            else:
+                self.beat()
 
     def beat(self) -> None:
         try:
-            with self._beating:
-                with session_scope(self.sessions) as session:
-                    alive = worker_heartbeat(
-                        session, self.worker_id, self.job_id, self.threads, self.standing_by
-                    )
-                if not alive:  # removed as dead while this process was stopped (SIGSTOP, a suspended VM)
-                    self._register()
+            with self._beating, session_scope(self.sessions) as session:
+                self._record(session, self.job_id, self.threads, self.standing_by)
         except SQLAlchemyError as exc:  # transient: the next beat tries again, within the lease
             log.warning("worker heartbeat failed: %s", exc)
 
     def claim(self, once: bool = False) -> Job | None:
-        """The oldest queued job, claimed with the threads it may use (`self.threads`) and recorded as this
-        worker's in the same transaction, so that the next claim on this host counts them. None when the
-        queue is empty, when this worker stands by, or when every core of its host is held; with `once`
-        (train what it finds, as asked) or MLPLAB_WORKER_THREADS it neither stands by nor waits."""
+        """The oldest queued job, claimed with its share of the host's cores (`self.threads`) and recorded
+        as this worker's in the same transaction, so that the next claim on this host counts them. None
+        when the queue is empty, when this worker stands by, or while the running jobs hold every core
+        (they give up their extra ones at their next heartbeat); with `once` (train what it finds, as
+        asked) or MLPLAB_WORKER_THREADS it neither stands by nor waits."""
         with self._beating:  # no heartbeat with the old state lands after this one
             with session_scope(self.sessions) as session:
                 begin_write(session)
@@ -138,7 +145,7 @@ class Presence(threading.Thread):
                 job = claim_job(session, self.worker_id) if threads else None
                 if job is not None or standing_by != self.standing_by:  # GET /workers shows it at once
                     job_id, recorded = (None, self.threads) if job is None else (job.id, threads)
-                    worker_heartbeat(session, self.worker_id, job_id, recorded, standing_by)
+                    self._record(session, job_id, recorded, standing_by)
             if standing_by != self.standing_by:
                 self.standing_by = standing_by
                 log.info(
@@ -153,21 +160,61 @@ class Presence(threading.Thread):
         self.job_id = None
         self.beat()
 
+    def rebalance(self) -> None:
+        """The running job's share of the cores, recorded with the heartbeat: fewer threads when jobs wait
+        for idle workers here (which claim the cores given up), more when jobs ended and left cores free."""
+        try:
+            with self._beating, session_scope(self.sessions) as session:
+                begin_write(session)
+                others, _ = self._host(session)
+                running = [w for w in others if w.job_id is not None]
+                share = fair_share(host_cores(), 1 + len(running) + self._waiting(session, others, 0))
+                if share > self.threads:  # only into free cores
+                    share = max(self.threads, min(share, host_cores() - _held(running)))
+                threads = max(1, min(share, self._quota_left(running)))
+                self._record(session, self.job_id, threads, self.standing_by)
+            if threads != self.threads:
+                log.info("job %s: %d thread(s) now, was %d", self.job_id, threads, self.threads)
+                self.threads = threads
+        except SQLAlchemyError as exc:
+            log.warning("worker heartbeat failed: %s", exc)
+
     def _decide(self, session: Session, once: bool) -> tuple[bool, int]:
-        """(whether this worker stands by, the threads its next job may take, 0 for none), from its host's
-        live workers, locked until the claim commits (SQLite's write transaction already excludes)."""
+        """(whether this worker stands by, the threads its next job may take, 0 for none)."""
         if self.settings.worker_threads:
             return False, self.settings.worker_threads
-        workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
-        others = [w for w in workers if w.id != self.worker_id]
-        rank = next((i for i, w in enumerate(workers) if w.id == self.worker_id), len(workers))
+        others, rank = self._host(session)
         cores = host_cores()
         if rank >= cores and not once:  # the host's first live workers, one a core, train
             return True, 0
-        held = sum(w.threads for w in others if w.job_id is not None)
-        idle = 1 + sum(w.job_id is None and not w.standing_by for w in others)
-        threads = threads_for_claim(cores, held, idle, count_queued(session))
-        return False, max(threads, 1) if once else threads
+        running = [w for w in others if w.job_id is not None]
+        jobs = len(running) + self._waiting(session, others, 1)
+        threads = min(cores - _held(running), fair_share(cores, jobs), self._quota_left(running))
+        return False, max(threads, 1 if once else 0)
+
+    def _host(self, session: Session) -> tuple[list[Worker], int]:
+        """The other live workers of this host, their rows locked until the transaction ends (SQLite's
+        write transaction already excludes), and this worker's rank among all of them by start."""
+        workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
+        rank = next((i for i, w in enumerate(workers) if w.id == self.worker_id), len(workers))
+        return [w for w in workers if w.id != self.worker_id], rank
+
+    def _waiting(self, session: Session, others: list[Worker], this: int) -> int:
+        """How many queued jobs the host's idle workers (`this` one too, when 1) are about to claim."""
+        idle = this + sum(w.job_id is None and not w.standing_by for w in others)
+        return min(idle, count_queued(session)) if idle else 0
+
+    def _quota_left(self, running: list[Worker]) -> int:
+        """The CPUs of this container's quota that its other running jobs leave (all the host's without one)."""
+        quota = cpu_quota()
+        return host_cores() if quota is None else quota - _held(w for w in running if w.host == self.host)
+
+    def _record(self, session: Session, job_id: int | None, threads: int, standing_by: bool) -> None:
+        """This worker's row: its heartbeat and state; registered again first if it was removed as dead
+        while this process was stopped (SIGSTOP, a suspended VM)."""
+        if not worker_heartbeat(session, self.worker_id, job_id, threads, standing_by):
+            self._register(session)
+            worker_heartbeat(session, self.worker_id, job_id, threads, standing_by)
 
     def stop(self) -> None:
         self._done.set()
@@ -179,13 +226,12 @@ class Presence(threading.Thread):
         except SQLAlchemyError as exc:  # its heartbeat ages out instead
             log.warning("could not remove this worker's record: %s", exc)
 
-    def _register(self) -> None:
-        with session_scope(self.sessions) as session:
-            register_worker(
-                session,
-                self.worker_id,
-                socket.gethostname(),
-                self.host_key,
-                os.getpid(),
-                self.settings.lease_seconds,
-            )
+    def _register(self, session: Session) -> None:
+        register_worker(
+            session, self.worker_id, self.host, self.host_key, os.getpid(), self.settings.lease_seconds
+        )
+
+
+def _held(workers: Iterable[Worker]) -> int:
+    """The threads these workers' jobs hold."""
+    return sum(w.threads for w in workers)

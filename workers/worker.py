@@ -107,7 +107,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
                 idle = min(idle + 1, 30)
                 continue
             idle = 0
-            processed += run_job(job, settings, sessions, worker_id, stop, presence.threads)
+            processed += run_job(job, settings, sessions, worker_id, stop, presence)
             presence.end_job()
     finally:
         presence.stop()
@@ -127,14 +127,15 @@ def run_job(
     sessions: sessionmaker[Session],
     worker_id: str,
     stop: threading.Event,
-    threads: int,
+    presence: Presence,
 ) -> int:
-    """Train one claimed job on `threads` threads (torch's and NumPy's BLAS) and record how it ended;
-    1 if it ended here, 0 if released or dropped."""
+    """Train one claimed job on its worker's share of the host's cores (torch's and NumPy's BLAS threads,
+    `presence.threads`) and record how it ended; 1 if it ended here, 0 if released or dropped."""
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
     lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
     recorder = Recorder(sessions, job.id, worker_id, lease, Checkpoints(settings.checkpoint_seconds))
     pruning = Pruning(sessions, job)
+    threads = presence.threads
     result: TrainResult | None = None
     error: str | None = None
     lease.start()
@@ -147,13 +148,20 @@ def run_job(
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
         options = backend_options(settings, threads)
+        share = ThreadShare(lambda: presence.threads, spec.backend, recorder)
+
+        def should_stop() -> bool:
+            share.follow()  # between two steps: the job's threads follow its share of the cores
+            return stop.is_set() or lease.stopping() or pruning.pruned
+
         callbacks = Callbacks(
-            on_progress=pruning.after(recorder.on_progress),
-            should_stop=lambda: stop.is_set() or lease.stopping() or pruning.pruned,
+            on_progress=share.after(pruning.after(recorder.on_progress)),
+            should_stop=should_stop,
             on_checkpoint=recorder.on_checkpoint,
         )
         with threadpool_limits(threads):  # before collect(), so that the provenance records the job's threads
-            recorder.write(record_provenance, collect(spec, data, options).model_dump(mode="json"))
+            share.provenance = collect(spec, data, options)
+            recorder.write(record_provenance, share.provenance.model_dump(mode="json"))
             result = train(
                 spec, data, callbacks, resume=resume, max_losses=settings.max_loss_points, **options
             )
@@ -333,6 +341,41 @@ class Checkpoints:
 
     def written(self) -> None:
         self.written_at = time.monotonic()
+
+
+class ThreadShare:
+    """A running job's threads, following its worker's share of the host's cores (presence.py): a change
+    is applied between two steps and noted in the job's provenance, since NumPy's weights then differ in
+    the last bits from a run on fixed threads."""
+
+    def __init__(self, wanted: Callable[[], int], backend: str, recorder: Recorder) -> None:
+        self.wanted, self.backend, self.recorder = wanted, backend, recorder
+        self.threads = wanted()
+        self.epoch = 1
+        self.provenance: Provenance | None = None
+
+    def after(self, on_progress: Callable[[Progress], None]) -> Callable[[Progress], None]:
+        """on_progress, noting the epoch under way."""
+
+        def report(event: Progress) -> None:
+            on_progress(event)
+            self.epoch = event.epoch + (1 if isinstance(event, EpochEnd) else 0)
+
+        return report
+
+    def follow(self) -> None:
+        threads = self.wanted()
+        if threads == self.threads:
+            return
+        threadpool_limits(threads)  # left set: run_job's own limits restore the worker's after the job
+        if self.backend == "torch":
+            import torch  # loaded already: a torch job is running
+
+            torch.set_num_threads(threads)
+        self.threads = threads
+        if self.provenance is not None:
+            self.provenance.threads_changed.append((self.epoch, threads))
+            self.recorder.write(record_provenance, self.provenance.model_dump(mode="json"))
 
 
 class Recorder:

@@ -50,6 +50,11 @@ class Provenance(BaseModel):
     torch_matmul: str | None = Field(description="Torch jobs: where its products ran (onednn, blas, cuda).")
     device: str = Field(description="cpu, or the CUDA device and its name.")
     threads: int = Field(description="Threads that trained: NumPy's BLAS threads, or torch's intra-op ones.")
+    threads_changed: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="[epoch, threads] each time the host's other jobs changed the job's threads during that "
+        "epoch (docs/deployment.md); NumPy's weights are bit-identical only to a run on the same threads.",
+    )
     cpus: int = Field(description="Logical CPUs of the machine.")
     cpu: str = Field(description="The CPU's model name.")
     host: str
@@ -58,7 +63,17 @@ class Provenance(BaseModel):
 
 
 # The fields that make two machines the same for bit-identical NumPy weights.
-MACHINE_TYPE = ("numpy", "numba", "blas", "threads", "cpu", "device", "torch", "torch_matmul")
+MACHINE_TYPE = (
+    "numpy",
+    "numba",
+    "blas",
+    "threads",
+    "threads_changed",
+    "cpu",
+    "device",
+    "torch",
+    "torch_matmul",
+)
 
 
 def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenance:

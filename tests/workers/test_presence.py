@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 
 from workers import presence
@@ -12,64 +9,113 @@ from workers import presence
 
 @pytest.fixture
 def cgroup(tmp_path, monkeypatch):
-    """A fake /proc/self/cgroup and /sys/fs/cgroup: write(v2=...) or write(v1=(quota, period))."""
+    """A fake /proc/self/cgroup and /sys/fs/cgroup: write(v2={folder: cpu.max}) for a cgroup v2 service in
+    system.slice, or write(v1=(quota, period)) for a cgroup v1 container (its own folder mounted as the
+    hierarchy's root, where /proc's path does not exist)."""
     monkeypatch.setattr(presence, "CGROUP", tmp_path / "self-cgroup")
     monkeypatch.setattr(presence, "CGROUPS", tmp_path / "sys")
 
-    def write(v2: str | None = None, v1: tuple[int, int] | None = None) -> None:
-        (tmp_path / "self-cgroup").write_text("0::/system.slice/mlplab.service\n")
+    def write(v2: dict[str, str] | None = None, v1: tuple[int, int] | None = None) -> None:
         if v2 is not None:
-            folder = tmp_path / "sys" / "system.slice" / "mlplab.service"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "cpu.max").write_text(v2 + "\n")
+            (tmp_path / "self-cgroup").write_text("0::/system.slice/mlplab.service\n")
+            for folder, limit in v2.items():
+                (tmp_path / "sys" / folder).mkdir(parents=True, exist_ok=True)
+                (tmp_path / "sys" / folder / "cpu.max").write_text(limit + "\n")
         if v1 is not None:
-            (tmp_path / "sys" / "cpu").mkdir(parents=True, exist_ok=True)
-            (tmp_path / "sys" / "cpu" / "cpu.cfs_quota_us").write_text(f"{v1[0]}\n")
-            (tmp_path / "sys" / "cpu" / "cpu.cfs_period_us").write_text(f"{v1[1]}\n")
+            (tmp_path / "self-cgroup").write_text("5:memory:/docker/ab12\n4:cpu,cpuacct:/docker/ab12\n")
+            root = tmp_path / "sys" / "cpu,cpuacct"
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "cpu.cfs_quota_us").write_text(f"{v1[0]}\n")
+            (root / "cpu.cfs_period_us").write_text(f"{v1[1]}\n")
 
     return write
+
+
+SERVICE, SLICE = "system.slice/mlplab.service", "system.slice"
 
 
 @pytest.mark.parametrize(
     "v2, v1, cpus",
     [
-        ("200000 100000", None, 2),  # docker --cpus 2 (cgroup v2)
-        ("150000 100000", None, 1),  # 1.5: a second thread would be throttled mid-product
-        ("50000 100000", None, 1),  # half a CPU still trains
-        ("max 100000", None, None),  # no quota
-        (None, (300000, 100000), 3),  # cgroup v1
+        ({SERVICE: "200000 100000"}, None, 2),  # docker --cpus 2, systemd CPUQuota=200%
+        ({SERVICE: "150000 100000"}, None, 1),  # 1.5: a second thread would be throttled mid-product
+        ({SERVICE: "50000 100000"}, None, 1),  # half a CPU still trains
+        ({SERVICE: "max 100000"}, None, None),  # no quota
+        ({SERVICE: "max 100000", SLICE: "300000 100000"}, None, 3),  # the slice's quota binds
+        ({SERVICE: "400000 100000", SLICE: "300000 100000", "": "max 100000"}, None, 3),  # the least
+        (None, (300000, 100000), 3),  # cgroup v1, in a container
         (None, (-1, 100000), None),  # v1's "no quota"
         (None, None, None),  # neither readable
     ],
 )
-def test_a_cpu_quota_caps_the_cores_a_worker_counts(cgroup, v2, v1, cpus):
+def test_a_cpu_quota_is_read_from_the_processs_cgroup_and_its_ancestors(cgroup, v2, v1, cpus):
     cgroup(v2=v2, v1=v1)
     assert presence.cpu_quota() == cpus
-    affinity = len(os.sched_getaffinity(0))
-    assert presence.host_cores() == (affinity if cpus is None else min(affinity, cpus))
-
-
-def test_containers_with_quotas_of_their_own_do_not_share_cores(cgroup):
-    """Without a quota, every process on these CPUs counts together (containers too); with one, a
-    container's workers count among themselves (its hostname is its own)."""
-    cgroup(v2="max 100000")
-    shared = presence.host_key()
-    assert socket.gethostname() not in shared.split("/cpus:")[1]
-    cgroup(v2="200000 100000")
-    assert presence.host_key() == f"{shared}/quota:{socket.gethostname()}"
 
 
 @pytest.mark.parametrize(
-    "cores, held, idle, queued, threads",
-    [
-        (2, 0, 2, 1, 2),  # a job alone takes every core, whatever the idle workers
-        (2, 0, 2, 8, 1),  # a burst: one share each
-        (2, 1, 1, 8, 1),  # the core left free
-        (2, 2, 1, 8, 0),  # every core held: wait
-        (12, 4, 3, 2, 4),  # 8 free, two jobs for three idle workers
-        (3, 0, 2, 5, 1),  # rounded down: the later claim takes the other 2
-        (2, 0, 1, 0, 2),  # an empty queue: a claim that finds nothing
-    ],
+    "cores, jobs, threads", [(2, 1, 2), (2, 2, 1), (2, 3, 1), (12, 3, 4), (3, 2, 1), (4, 0, 4)]
 )
-def test_a_claim_takes_its_part_of_the_free_cores(cores, held, idle, queued, threads):
-    assert presence.threads_for_claim(cores, held, idle, queued) == threads
+def test_a_fair_share_divides_the_cores_rounded_down_at_least_one(cores, jobs, threads):
+    assert presence.fair_share(cores, jobs) == threads
+
+
+def test_a_running_job_gives_up_cores_when_a_job_waits_and_takes_them_back_when_it_ends(
+    monkeypatch, sessions, db_url
+):
+    """Two cores, this worker and an idle one: a lone job takes both; when a second job is queued, the
+    running one drops to one thread (recorded, so the idle worker can claim the other core), keeps it
+    while both run, and takes the core back once the other job ends and nothing waits."""
+    from service.settings import Settings
+    from service.store import jobs, queries
+    from service.store.db import session_scope
+    from service.store.workers import register_worker, worker_heartbeat
+    from tests.factories import tiny_spec
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 2)
+    me = presence.Presence(sessions, "me", Settings(database_url=db_url, lease_seconds=3600))
+    with session_scope(sessions) as s:
+        me._register(s)
+        register_worker(s, "x", me.host, me.host_key, 1, lease_seconds=3600)
+        first = jobs.enqueue_job(s, tiny_spec(seed=1)).id
+
+    def recorded() -> dict[str, tuple[int | None, int]]:
+        with session_scope(sessions) as s:
+            return {w.id: (w.job_id, w.threads) for w in queries.live_workers(s, 3600)}
+
+    assert me.claim().id == first and me.threads == 2 and recorded()["me"] == (first, 2)
+    with session_scope(sessions) as s:
+        second = jobs.enqueue_job(s, tiny_spec(seed=2)).id
+    me.rebalance()
+    assert me.threads == 1 and recorded()["me"] == (first, 1)
+    with session_scope(sessions) as s:  # x claims it on the core given up
+        jobs.claim_job(s, "x")
+        worker_heartbeat(s, "x", second, 1)
+    me.rebalance()
+    assert me.threads == 1
+    with session_scope(sessions) as s:
+        worker_heartbeat(s, "x", None, 1)  # its job ended; nothing is queued
+    me.rebalance()
+    assert me.threads == 2 and recorded()["me"] == (first, 2)
+
+
+def test_a_claim_within_a_cpu_quota_counts_its_containers_running_jobs(monkeypatch, cgroup, sessions, db_url):
+    """Eight cores, a quota of two CPUs on this container: a job here holds one, so a claim takes the
+    other one, whatever the cores free elsewhere on the host."""
+    from service.settings import Settings
+    from service.store import jobs
+    from service.store.db import session_scope
+    from service.store.workers import register_worker, worker_heartbeat
+    from tests.factories import tiny_spec
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 8)
+    cgroup(v2={SERVICE: "200000 100000"})
+    me = presence.Presence(sessions, "me", Settings(database_url=db_url, lease_seconds=3600))
+    with session_scope(sessions) as s:
+        me._register(s)
+        register_worker(s, "x", me.host, me.host_key, 1, lease_seconds=3600)  # this container
+        held = jobs.enqueue_job(s, tiny_spec(seed=1)).id
+        jobs.claim_job(s, "x")
+        worker_heartbeat(s, "x", held, 1)
+        jobs.enqueue_job(s, tiny_spec(seed=2))
+    assert me.claim() is not None and me.threads == 1

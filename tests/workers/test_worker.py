@@ -361,12 +361,13 @@ def test_a_long_job_records_at_most_max_loss_points_and_says_at_which_interval(d
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(2, 451, 2))
 
 
-def test_a_job_takes_the_free_cores_shared_among_the_idle_workers_there_are_jobs_for(
+def test_a_job_takes_its_share_of_the_hosts_cores_among_the_jobs_running_and_about_to_be_claimed(
     monkeypatch, data_dir, db_url, sessions
 ):
     """12 cores, of which another worker's job holds 4; two more workers idle here, one elsewhere. Two
-    queued jobs: the first takes half the free 8 (the other half is for an idle worker); alone in the
-    queue, the second takes all 8. Torch and NumPy's BLAS get them, and the record says so."""
+    queued jobs: the first takes a third of the cores (three jobs are about to share them); alone in the
+    queue, the second takes half (two share them). Torch and NumPy's BLAS get them, and the record
+    says so."""
     from threadpoolctl import threadpool_info
 
     from service.store.workers import register_worker, worker_heartbeat
@@ -392,14 +393,14 @@ def test_a_job_takes_the_free_cores_shared_among_the_idle_workers_there_are_jobs
     monkeypatch.setattr(worker, "train", train_and_look)
     first, second = enqueue(sessions, small(seed=1), small(seed=2))
     assert worker.run_worker(settings_for(db_url, data_dir, worker_threads=0), once=True) == 2
-    assert seen == [(4, {4}, [(first, 4)]), (8, {8}, [(second, 8)])]
+    assert seen == [(4, {4}, [(first, 4)]), (6, {6}, [(second, 6)])]
     with session_scope(sessions) as s:  # stopped: its record is gone, the others' stay
         assert [w.id for w in queries.live_workers(s, 30)] == ["x", "y", "z", "far"]
 
 
 def test_a_worker_waits_while_running_jobs_hold_every_core(monkeypatch, data_dir, db_url, sessions):
-    """Two cores, both held by another worker's job: a queued job waits (no third thread on two cores)
-    and is claimed, with both cores, once that job ends."""
+    """Two cores, both held by another worker's job (whose worker has not yet given one up): a queued
+    job waits (no third thread on two cores), and is claimed with both cores once that job ends."""
     from service.store.workers import register_worker, worker_heartbeat
     from workers import presence
 
@@ -438,3 +439,41 @@ def test_a_worker_waits_while_running_jobs_hold_every_core(monkeypatch, data_dir
 def live_workers_here(sessions) -> int:
     with session_scope(sessions) as s:
         return len(queries.live_workers(s, 3600))
+
+
+def test_a_running_job_trains_on_fewer_threads_once_another_waits_and_its_provenance_says_so(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """Two cores and an idle worker beside this one: a lone job starts on both; once a second job is
+    queued, it carries on with one thread (NumPy's BLAS, between two steps), and its provenance notes
+    the change, since NumPy's weights then differ from a run on fixed threads."""
+    from threadpoolctl import threadpool_info
+
+    from service.store.workers import register_worker
+    from workers import presence
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 2)
+    with session_scope(sessions) as s:
+        register_worker(s, "x", "here", presence.host_key(), 1, lease_seconds=3600)
+    blas: list[set[int]] = []
+
+    def train_and_look(spec, data, callbacks, **options):
+        def threads() -> set[int]:
+            return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+        blas.append(threads())
+        if len(blas) > 1:  # the second job: seen enough
+            raise RuntimeError("the second job")
+        enqueue(sessions, small(seed=2))
+        callbacks.on_progress(StepProgress(1, 1, 6, 2.0, 1))
+        wait_for(lambda: callbacks.should_stop() or threads() == {1}, timeout=10, what="one thread")
+        blas.append(threads())
+        raise RuntimeError("seen enough")
+
+    monkeypatch.setattr(worker, "train", train_and_look)
+    (job_id,) = enqueue(sessions, small())
+    settings = settings_for(db_url, data_dir, worker_threads=0, lease_seconds=3600)
+    assert worker.run_worker(settings, once=True) == 2  # the second job too: it fails the same way
+    assert blas[:2] == [{2}, {1}]
+    provenance = job(sessions, job_id).provenance
+    assert (provenance["threads"], provenance["threads_changed"]) == (2, [[1, 1]])
