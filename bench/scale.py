@@ -9,13 +9,15 @@
 For each backend and worker count N: a scratch database (a temporary SQLite file, or a new PostgreSQL
 database beside the one in --db-url, which is never touched, dropped afterwards), N `python -m workers`
 processes started and idle, with no thread setting (a job takes its part of the host's free cores,
-as deployed); one job alone in the queue, then --jobs jobs of one spec enqueued at once, the burst,
-whose clock runs from the enqueue to its last job's end. Worker start-up is not counted.
+as deployed); one job alone in the queue; one queued behind a long job; then --jobs jobs of one spec
+enqueued at once, the burst, whose clock runs from the enqueue to its last job's end. Worker start-up
+is not counted.
 
 Columns: jobs per minute and its ratio to one worker's (target: >= 0.9 at every N); s/job (claim to
 finish); the median and the worst epoch of every job (training time, evaluation excluded) and the
 worst over one worker's median epoch (`slowdown`), beside the bound max(1, N/C) x 1.3 on C cores
-(target: slowdown <= bound); `lone`, the lone job's median epoch over one worker's lone job's.
+(target: slowdown <= bound); `lone`, the lone job's median epoch over one worker's lone job's; `late
+wait`, the seconds a job queued while a long one (LONG_EPOCHS) trains alone waits to be claimed.
 --repeat N runs N rounds and keeps each count's best by jobs per minute. The table goes to stdout,
 every run with the machine's description and load to bench/results/scale.json (--json PATH). Not a
 test: nothing passes or fails. Run on a quiet machine.
@@ -53,6 +55,7 @@ from workers.presence import host_cores  # noqa: E402
 # The small job of issue 17: the default network, relu, plain SGD, 20,000 training images, 3 epochs:
 # a few seconds each, so that several workers overlap on every epoch.
 SPEC = {"activation": "relu", "optimizer": "sgd", "train_limit": 20000, "epochs": 3}
+LONG_EPOCHS = 30  # the job a late one is queued behind: longer than a heartbeat (MLPLAB_HEARTBEAT_SECONDS)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -118,6 +121,7 @@ def measure(
         lone = run_jobs(sessions, [spec.model_copy(update={"seed": n_jobs})])[0]  # alone in the queue
         with session_scope(sessions) as s:
             lone_epochs = sorted(s.scalars(select(EpochMetric.seconds).where(EpochMetric.job_id == lone)))
+        late_wait = wait_behind_a_long_job(sessions, spec.model_copy(update={"seed": n_jobs + 1}))
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         start = time.perf_counter()
         burst = run_jobs(sessions, [spec.model_copy(update={"seed": i}) for i in range(n_jobs)])
@@ -156,7 +160,26 @@ def measure(
         "epoch_median_seconds": round(epochs[len(epochs) // 2], 3) if epochs else None,
         "epoch_worst_seconds": round(epochs[-1], 3) if epochs else None,
         "lone_epoch_seconds": round(lone_epochs[len(lone_epochs) // 2], 3) if lone_epochs else None,
+        "late_wait_seconds": round(late_wait, 2),
     }
+
+
+def wait_behind_a_long_job(sessions: sessionmaker[Session], spec: TrainSpec) -> float:
+    """Seconds a job queued while a long one trains alone waits to be claimed."""
+    with session_scope(sessions) as s:
+        long_id = enqueue_job(s, spec.model_copy(update={"epochs": LONG_EPOCHS})).id
+    while True:  # one epoch done: it holds the cores
+        with session_scope(sessions) as s:
+            if (s.get(Job, long_id).epoch or 0) >= 1:
+                break
+        time.sleep(0.05)
+    (late,) = run_jobs(sessions, [spec.model_copy(update={"seed": spec.seed + 1})])
+    while True:  # and the long one, before the burst
+        with session_scope(sessions) as s:
+            if s.get(Job, long_id).status in FINISHED:
+                job = s.get(Job, late)
+                return (job.started_at - job.created_at).total_seconds()
+        time.sleep(0.05)
 
 
 def run_jobs(sessions: sessionmaker[Session], specs: list[TrainSpec]) -> list[int]:
@@ -284,13 +307,14 @@ def print_table(runs: list[dict], specs: list[TrainSpec], counts: list[int]) -> 
         "slowdown",
         "bound",
         "lone",
+        "late wait",
         "ok",
     ]
     rows = [
         [
             r["backend"], r["workers"], f"{r['seconds']:.1f}", f"{r['jobs_per_minute']:.1f}", f"{r['ratio']:.2f}x",
             f"{r['mean_job_seconds']:.2f}", f"{r['epoch_median_seconds']:.2f}", f"{r['epoch_worst_seconds']:.2f}",
-            f"{r['slowdown']:.2f}x", f"{r['bound']:.2f}x", f"{r['lone']:.2f}x", r["succeeded"],
+            f"{r['slowdown']:.2f}x", f"{r['bound']:.2f}x", f"{r['lone']:.2f}x", f"{r['late_wait_seconds']:.1f}", r["succeeded"],
         ]
         for r in results
     ]  # fmt: skip
