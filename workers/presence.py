@@ -93,9 +93,11 @@ def _quota_in(folder: Path) -> int | None:
         return None
 
 
-def fair_share(cores: int, jobs: int) -> int:
-    """A job's threads when `jobs` jobs share `cores`: the cores divided, rounded down, at least one."""
-    return max(1, cores // max(1, jobs))
+def fair_share(cores: int, jobs: int, rank: int) -> int:
+    """Threads of job `rank` (0-based) of `jobs` sharing `cores`: the cores divided, the remainder one
+    each to the first; at least one."""
+    base, extra = divmod(cores, max(1, jobs))
+    return max(1, base + (1 if rank < extra else 0))
 
 
 class Presence(threading.Thread):
@@ -110,6 +112,7 @@ class Presence(threading.Thread):
         self.job_id: int | None = None
         self.threads = 0  # the running job's share of the cores: the training thread applies it (worker.py)
         self.standing_by = False
+        self._room_seen = False  # the last rebalance found cores to grow into
         self._done = threading.Event()
         self._beating = threading.Lock()  # one beat at a time: a stale one never lands after a fresh one
 
@@ -161,21 +164,26 @@ class Presence(threading.Thread):
         self.beat()
 
     def rebalance(self) -> None:
-        """The running job's share of the cores, recorded with the heartbeat: fewer threads when jobs wait
-        for idle workers here (which claim the cores given up), more when jobs ended and left cores free."""
+        """The running job's share of the cores, recorded with the heartbeat: fewer threads as soon as jobs
+        wait for idle workers here (which claim the cores given up); more, into free cores, once two
+        beats in a row found room (a job queued for another host's workers shrinks it for a beat)."""
         try:
-            with self._beating, session_scope(self.sessions) as session:
-                begin_write(session)
-                others, _ = self._host(session)
-                running = [w for w in others if w.job_id is not None]
-                share = fair_share(host_cores(), 1 + len(running) + self._waiting(session, others, 0))
-                if share > self.threads:  # only into free cores
-                    share = max(self.threads, min(share, host_cores() - _held(running)))
-                threads = max(1, min(share, self._quota_left(running)))
-                self._record(session, self.job_id, threads, self.standing_by)
-            if threads != self.threads:
-                log.info("job %s: %d thread(s) now, was %d", self.job_id, threads, self.threads)
-                self.threads = threads
+            with self._beating:
+                with session_scope(self.sessions) as session:
+                    begin_write(session)
+                    workers, _ = self._host(session)
+                    share, free = self._share(session, workers, claiming=False)
+                    threads = share
+                    if share > self.threads:
+                        grow = self._room_seen and free > 0
+                        self._room_seen = free > 0
+                        threads = min(share, self.threads + free) if grow else self.threads
+                    else:
+                        self._room_seen = False
+                    self._record(session, self.job_id, threads, self.standing_by)
+                if threads != self.threads:
+                    log.info("job %s: %d thread(s) now, was %d", self.job_id, threads, self.threads)
+                    self.threads = threads
         except SQLAlchemyError as exc:
             log.warning("worker heartbeat failed: %s", exc)
 
@@ -183,31 +191,41 @@ class Presence(threading.Thread):
         """(whether this worker stands by, the threads its next job may take, 0 for none)."""
         if self.settings.worker_threads:
             return False, self.settings.worker_threads
-        others, rank = self._host(session)
-        cores = host_cores()
-        if rank >= cores and not once:  # the host's first live workers, one a core, train
+        workers, rank = self._host(session)
+        if rank >= host_cores() and not once:  # the host's first live workers, one a core, train
             return True, 0
-        running = [w for w in others if w.job_id is not None]
-        jobs = len(running) + self._waiting(session, others, 1)
-        threads = min(cores - _held(running), fair_share(cores, jobs), self._quota_left(running))
-        return False, max(threads, 1 if once else 0)
+        share, free = self._share(session, workers, claiming=True)
+        self._room_seen = False
+        return False, max(min(share, free), 1 if once else 0)
 
     def _host(self, session: Session) -> tuple[list[Worker], int]:
-        """The other live workers of this host, their rows locked until the transaction ends (SQLite's
-        write transaction already excludes), and this worker's rank among all of them by start."""
+        """The live workers of this host by start, their rows locked until the transaction ends (SQLite's
+        write transaction already excludes), and this worker's rank among them."""
         workers = live_workers(session, self.settings.lease_seconds, self.host_key, lock=True)
         rank = next((i for i, w in enumerate(workers) if w.id == self.worker_id), len(workers))
-        return [w for w in workers if w.id != self.worker_id], rank
+        return workers, rank
 
-    def _waiting(self, session: Session, others: list[Worker], this: int) -> int:
-        """How many queued jobs the host's idle workers (`this` one too, when 1) are about to claim."""
-        idle = this + sum(w.job_id is None and not w.standing_by for w in others)
-        return min(idle, count_queued(session)) if idle else 0
-
-    def _quota_left(self, running: list[Worker]) -> int:
-        """The CPUs of this container's quota that its other running jobs leave (all the host's without one)."""
+    def _share(self, session: Session, workers: list[Worker], claiming: bool) -> tuple[int, int]:
+        """(this worker's share of the cores, the cores free beyond its current threads): the cores
+        divided among the jobs running on this host, this worker's (running, or about to be claimed),
+        and those the idle workers here are about to claim; the remainder one each to the first of them
+        by start, so that every core trains. Under a CPU quota, within that of this worker's container
+        (its workers share the hostname) too."""
+        others = [w for w in workers if w.id != self.worker_id]
+        queued = count_queued(session) - (1 if claiming else 0)  # this worker's claim takes one
+        idle = [w for w in others if w.job_id is None and not w.standing_by][: max(queued, 0)]
+        taking = {w.id for w in others if w.job_id is not None} | {w.id for w in idle} | {self.worker_id}
+        order = [w for w in workers if w.id in taking] + ([] if len(others) < len(workers) else [None])
+        share = _part(host_cores(), order, self.worker_id)
+        held = _held(w for w in others if w.job_id is not None)
+        free = host_cores() - held - (0 if claiming else self.threads)
         quota = cpu_quota()
-        return host_cores() if quota is None else quota - _held(w for w in running if w.host == self.host)
+        if quota is not None:
+            here = [w for w in order if w is None or w.host == self.host]
+            share = min(share, _part(quota, here, self.worker_id))
+            used = _held(w for w in others if w.job_id is not None and w.host == self.host)
+            free = min(free, quota - used - (0 if claiming else self.threads))
+        return share, free
 
     def _record(self, session: Session, job_id: int | None, threads: int, standing_by: bool) -> None:
         """This worker's row: its heartbeat and state; registered again first if it was removed as dead
@@ -235,3 +253,9 @@ class Presence(threading.Thread):
 def _held(workers: Iterable[Worker]) -> int:
     """The threads these workers' jobs hold."""
     return sum(w.threads for w in workers)
+
+
+def _part(cores: int, order: list[Worker | None], worker_id: str) -> int:
+    """fair_share for `worker_id` among `order` (None: this worker, when its row is missing)."""
+    rank = next((i for i, w in enumerate(order) if w is None or w.id == worker_id), len(order))
+    return fair_share(cores, len(order), rank)

@@ -148,7 +148,8 @@ def run_job(
             log.info("job %d: resuming after epoch %d", job.id, resume.epoch)
         data = load_dataset(spec.dataset, settings.data_dir, download=settings.download)
         options = backend_options(settings, threads)
-        share = ThreadShare(lambda: presence.threads, spec.backend, recorder)
+        first = 1 if resume is None else resume.epoch + 1
+        share = ThreadShare(lambda: presence.threads, threads, spec.backend, recorder, first)
 
         def should_stop() -> bool:
             share.follow()  # between two steps: the job's threads follow its share of the cores
@@ -343,16 +344,21 @@ class Checkpoints:
         self.written_at = time.monotonic()
 
 
+MOST_THREAD_CHANGES = 100  # noted in a job's provenance; the first ones tell that its threads changed
+
+
 class ThreadShare:
     """A running job's threads, following its worker's share of the host's cores (presence.py): a change
     is applied between two steps and noted in the job's provenance, since NumPy's weights then differ in
     the last bits from a run on fixed threads."""
 
-    def __init__(self, wanted: Callable[[], int], backend: str, recorder: Recorder) -> None:
-        self.wanted, self.backend, self.recorder = wanted, backend, recorder
-        self.threads = wanted()
-        self.epoch = 1
+    def __init__(
+        self, wanted: Callable[[], int], threads: int, backend: str, recorder: Recorder, epoch: int
+    ) -> None:
+        self.wanted, self.threads, self.backend, self.recorder = wanted, threads, backend, recorder
+        self.epoch = epoch  # the one under way
         self.provenance: Provenance | None = None
+        self.unrecorded = False
 
     def after(self, on_progress: Callable[[Progress], None]) -> Callable[[Progress], None]:
         """on_progress, noting the epoch under way."""
@@ -365,17 +371,22 @@ class ThreadShare:
 
     def follow(self) -> None:
         threads = self.wanted()
-        if threads == self.threads:
-            return
-        threadpool_limits(threads)  # left set: run_job's own limits restore the worker's after the job
-        if self.backend == "torch":
-            import torch  # loaded already: a torch job is running
+        if threads != self.threads:
+            threadpool_limits(threads)  # left set: run_job's own limits restore the worker's after the job
+            if self.backend == "torch":
+                import torch  # loaded already: a torch job is running
 
-            torch.set_num_threads(threads)
-        self.threads = threads
-        if self.provenance is not None:
-            self.provenance.threads_changed.append((self.epoch, threads))
-            self.recorder.write(record_provenance, self.provenance.model_dump(mode="json"))
+                torch.set_num_threads(threads)
+            self.threads = threads
+            if self.provenance is not None and len(self.provenance.threads_changed) < MOST_THREAD_CHANGES:
+                self.provenance.threads_changed.append((self.epoch, threads))
+                self.unrecorded = True
+        if self.unrecorded and self.provenance is not None:
+            try:
+                self.recorder.write_unless_lost(record_provenance, self.provenance.model_dump(mode="json"))
+                self.unrecorded = False
+            except SQLAlchemyError as exc:  # transient: written at a later step
+                log.warning("job %d: could not record its threads: %s", self.recorder.job_id, exc)
 
 
 class Recorder:
@@ -406,7 +417,7 @@ class Recorder:
                 self.flush()
         else:
             self.flush()
-            self._write_unless_lost(record_epoch, event)
+            self.write_unless_lost(record_epoch, event)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.unsaved = checkpoint
@@ -417,14 +428,14 @@ class Recorder:
         """Write the latest checkpoint, unless it is written already."""
         if self.unsaved is not None:
             checkpoint, self.unsaved = self.unsaved, None
-            self._write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
+            self.write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
             self.checkpoints.written()
 
     def flush(self) -> None:
         if self.losses:
             losses, self.losses = self.losses, []
             # Every FLUSH_SECONDS while training: a cancel stops the job within about that, not a heartbeat.
-            if self._write_unless_lost(record_progress, losses, self.steps, self.every):
+            if self.write_unless_lost(record_progress, losses, self.steps, self.every):
                 self.lease.cancel_requested()
         self.flushed_at = time.monotonic()
 
@@ -437,7 +448,7 @@ class Recorder:
             self.lease.lost.set()
             raise
 
-    def _write_unless_lost(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def write_unless_lost(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.
         if not self.lease.lost.is_set():
             try:

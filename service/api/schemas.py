@@ -87,7 +87,8 @@ class JobPublic(BaseModel):
     study_id: int | None = Field(None, description=STUDY_OF)
     trial_number: int | None = Field(None, description="Its number among that study's trials: 0, 1, 2, ...")
     provenance: Provenance | None = Field(
-        None, description="What trained it (its latest attempt), recorded when training starts."
+        None,
+        description="What trained it (its latest attempt), recorded when training starts and when its threads change.",
     )
     reproduces: int | None = Field(
         None, description="The model it trains again (POST /models/{id}/reproduce)."

@@ -49,11 +49,14 @@ class Provenance(BaseModel):
     blas: str = Field(description="NumPy's BLAS: library, version, CPU kernels, threading.")
     torch_matmul: str | None = Field(description="Torch jobs: where its products ran (onednn, blas, cuda).")
     device: str = Field(description="cpu, or the CUDA device and its name.")
-    threads: int = Field(description="Threads that trained: NumPy's BLAS threads, or torch's intra-op ones.")
+    threads: int = Field(
+        description="Threads the job started on: NumPy's BLAS threads, or torch's intra-op ones."
+    )
     threads_changed: list[tuple[int, int]] = Field(
         default_factory=list,
         description="[epoch, threads] each time the host's other jobs changed the job's threads during that "
-        "epoch (docs/deployment.md); NumPy's weights are bit-identical only to a run on the same threads.",
+        "epoch (docs/deployment.md; the first 100 changes); NumPy's weights are bit-identical only to a "
+        "run on the same threads.",
     )
     cpus: int = Field(description="Logical CPUs of the machine.")
     cpu: str = Field(description="The CPU's model name.")

@@ -705,6 +705,7 @@ def test_a_model_page_by_alias_shows_its_aliases_provenance_and_onnx(page, servi
         assert page.locator("#download-onnx").get_attribute("href") == f"/models/{a}/model.onnx"
         sha = client.get(f"/jobs/{a}").json()["provenance"]["dataset_sha256"]
         assert page.locator("#provenance tr", has_text="dataset sha256").inner_text().endswith(sha)
+        assert page.locator("#provenance tr", has_text="threads changed").count() == 0  # none: no empty row
         shot(page, "12-model-by-alias")
         client.put("/aliases/champion", json={"model_id": b})  # moved: the same address shows b
         rendered(page, "/#/datasets")

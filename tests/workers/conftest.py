@@ -1,4 +1,4 @@
-"""The worker suites' fixtures: a tiny IDX dataset in tmp_path."""
+"""The worker suites' fixtures: a tiny IDX dataset in tmp_path, and no CPU quota."""
 
 from __future__ import annotations
 
@@ -25,3 +25,12 @@ def write_dataset(folder: Path) -> None:
 def data_dir(tmp_path) -> Path:
     write_dataset(tmp_path / "data" / "mnist")
     return tmp_path / "data"
+
+
+@pytest.fixture(autouse=True)
+def no_cpu_quota(tmp_path, monkeypatch) -> None:
+    """Workers here see no CPU quota, whatever the machine's (a CI container's --cpus would change the
+    shares the tests expect); a test that wants one writes it (test_presence.py's cgroup fixture)."""
+    from workers import presence
+
+    monkeypatch.setattr(presence, "CGROUP", tmp_path / "no-cgroup")

@@ -54,10 +54,20 @@ def test_a_cpu_quota_is_read_from_the_processs_cgroup_and_its_ancestors(cgroup, 
 
 
 @pytest.mark.parametrize(
-    "cores, jobs, threads", [(2, 1, 2), (2, 2, 1), (2, 3, 1), (12, 3, 4), (3, 2, 1), (4, 0, 4)]
+    "cores, jobs, rank, threads",
+    [
+        (2, 1, 0, 2),
+        (2, 2, 0, 1),
+        (2, 2, 1, 1),
+        (3, 2, 0, 2),
+        (3, 2, 1, 1),
+        (2, 3, 2, 1),
+        (12, 3, 2, 4),
+        (4, 0, 0, 4),
+    ],
 )
-def test_a_fair_share_divides_the_cores_rounded_down_at_least_one(cores, jobs, threads):
-    assert presence.fair_share(cores, jobs) == threads
+def test_a_fair_share_divides_the_cores_with_the_remainder_to_the_first(cores, jobs, rank, threads):
+    assert presence.fair_share(cores, jobs, rank) == threads
 
 
 def test_a_running_job_gives_up_cores_when_a_job_waits_and_takes_them_back_when_it_ends(
@@ -96,7 +106,55 @@ def test_a_running_job_gives_up_cores_when_a_job_waits_and_takes_them_back_when_
     with session_scope(sessions) as s:
         worker_heartbeat(s, "x", None, 1)  # its job ended; nothing is queued
     me.rebalance()
+    assert me.threads == 1  # room seen once: a job queued for another host's workers shrinks it a beat
+    me.rebalance()
     assert me.threads == 2 and recorded()["me"] == (first, 2)
+
+
+def test_three_cores_two_jobs_every_core_trains(monkeypatch, sessions, db_url):
+    """The remainder of the division goes to the first worker by start, whichever claims first."""
+    from service.settings import Settings
+    from service.store import jobs
+    from service.store.db import session_scope
+    from tests.factories import tiny_spec
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 3)
+    settings = Settings(database_url=db_url, lease_seconds=3600)
+    older, younger = (presence.Presence(sessions, name, settings) for name in ("older", "younger"))
+    with session_scope(sessions) as s:
+        older._register(s)
+    with session_scope(sessions) as s:
+        younger._register(s)
+        jobs.enqueue_job(s, tiny_spec(seed=1))
+        jobs.enqueue_job(s, tiny_spec(seed=2))
+    assert younger.claim() is not None and older.claim() is not None
+    assert (older.threads, younger.threads) == (2, 1)
+    older.rebalance()
+    younger.rebalance()
+    assert (older.threads, younger.threads) == (2, 1)  # and it stays so
+
+
+def test_under_a_cpu_quota_a_running_job_gives_up_its_containers_cores(monkeypatch, cgroup, sessions, db_url):
+    """Eight cores, a quota of two CPUs on this container: a job alone takes both, and gives one up
+    when a job waits for the container's other, idle worker."""
+    from service.settings import Settings
+    from service.store import jobs
+    from service.store.db import session_scope
+    from service.store.workers import register_worker
+    from tests.factories import tiny_spec
+
+    monkeypatch.setattr(presence, "host_cores", lambda: 8)
+    cgroup(v2={SERVICE: "200000 100000"})
+    me = presence.Presence(sessions, "me", Settings(database_url=db_url, lease_seconds=3600))
+    with session_scope(sessions) as s:
+        me._register(s)
+        register_worker(s, "x", me.host, me.host_key, 1, lease_seconds=3600)
+        jobs.enqueue_job(s, tiny_spec(seed=1))
+    assert me.claim() is not None and me.threads == 2
+    with session_scope(sessions) as s:
+        jobs.enqueue_job(s, tiny_spec(seed=2))
+    me.rebalance()
+    assert me.threads == 1
 
 
 def test_a_claim_within_a_cpu_quota_counts_its_containers_running_jobs(monkeypatch, cgroup, sessions, db_url):

@@ -377,8 +377,8 @@ def test_a_job_takes_its_share_of_the_hosts_cores_among_the_jobs_running_and_abo
     (held,) = enqueue(sessions, small())
     with session_scope(sessions) as s:
         for name in ("x", "y", "z"):
-            register_worker(s, name, "here", presence.host_key(), 1, lease_seconds=30)
-        register_worker(s, "far", "there", "another-boot-id", 1, lease_seconds=30)
+            register_worker(s, name, "here", presence.host_key(), 1, lease_seconds=3600)
+        register_worker(s, "far", "there", "another-boot-id", 1, lease_seconds=3600)
         jobs.claim_job(s, "x")
         worker_heartbeat(s, "x", held, 4)
     seen = []
@@ -386,16 +386,17 @@ def test_a_job_takes_its_share_of_the_hosts_cores_among_the_jobs_running_and_abo
     def train_and_look(spec, data, callbacks, **options):
         blas = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
         with session_scope(sessions) as s:
-            me = [(w.job_id, w.threads) for w in queries.live_workers(s, 30) if w.pid == os.getpid()]
+            me = [(w.job_id, w.threads) for w in queries.live_workers(s, 3600) if w.pid == os.getpid()]
         seen.append((options["threads"], blas, me))
         raise RuntimeError("seen enough")
 
     monkeypatch.setattr(worker, "train", train_and_look)
     first, second = enqueue(sessions, small(seed=1), small(seed=2))
-    assert worker.run_worker(settings_for(db_url, data_dir, worker_threads=0), once=True) == 2
+    settings = settings_for(db_url, data_dir, worker_threads=0, lease_seconds=3600)
+    assert worker.run_worker(settings, once=True) == 2
     assert seen == [(4, {4}, [(first, 4)]), (6, {6}, [(second, 6)])]
     with session_scope(sessions) as s:  # stopped: its record is gone, the others' stay
-        assert [w.id for w in queries.live_workers(s, 30)] == ["x", "y", "z", "far"]
+        assert [w.id for w in queries.live_workers(s, 3600)] == ["x", "y", "z", "far"]
 
 
 def test_a_worker_waits_while_running_jobs_hold_every_core(monkeypatch, data_dir, db_url, sessions):

@@ -72,12 +72,17 @@ export async function modelPage(ctx, root) {
 /** What trained the model (GET /jobs/{id}'s provenance), and how a reproduction compares with its original. */
 function provenanceSection(job) {
   const p = job.provenance, r = job.reproduction;
-  const rows = p ? Object.entries(p).filter(([, v]) => v != null) : [];
+  const rows = p ? Object.entries(p).filter(([, v]) => v != null && !(Array.isArray(v) && !v.length)).map(([k, v]) => [k, k === "threads_changed" ? threadChanges(v) : v]) : [];
   return h("section", { class: "card", id: "provenance" }, h("h2", null, "Provenance"),
     r ? h("p", { id: "reproduction" }, h("a", { href: `#/models/${r.of}` }, `Reproduces model ${r.of}`), ": ", r.summary)
       : job.reproduces ? h("p", null, `Reproduces model ${job.reproduces}.`) : null,
     p ? h("table", { class: "provenance" }, h("tbody", null, rows.map(([k, v]) => h("tr", null, h("th", null, k.replaceAll("_", " ")), h("td", null, String(v))))))
       : h("p", { class: "muted" }, "Not recorded: trained before mlplab kept provenance."));
+}
+
+/** [[epoch, threads], ...] as "2 in epoch 3, 1 in epoch 5": the host's other jobs changed its threads. */
+function threadChanges(changes) {
+  return changes.map(([epoch, threads]) => `${threads} in epoch ${epoch}`).join(", ");
 }
 
 // An epoch's mean loss, drawn at the step where the epoch ended.
