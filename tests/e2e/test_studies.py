@@ -61,8 +61,22 @@ def test_a_study_survives_kill_9_of_a_worker_and_of_the_api(tmp_path, module_db_
                 ]
                 return next((j for j in jobs if j["status"] == "running" and j["progress"]["step"]), None)
 
-            held = wait_for(a_running_trial, 120, "a trial to be training")
-            workers[int(held["worker"].split(":")[1])].send_signal(signal.SIGKILL)
+            def a_trial_held_by_a_stopped_worker():
+                """A running trial whose worker is stopped (SIGSTOP) while it still holds it: a trial takes
+                a fraction of a second, so it may end between the look and the signal."""
+                held = a_running_trial()
+                if held is None:
+                    return None
+                worker = workers[int(held["worker"].split(":")[1])]
+                worker.send_signal(signal.SIGSTOP)
+                now = client.get(f"/jobs/{held['id']}").json()
+                if now["status"] == "running" and now["worker"] == held["worker"]:
+                    return held, worker
+                worker.send_signal(signal.SIGCONT)
+                return None
+
+            held, worker = wait_for(a_trial_held_by_a_stopped_worker, 120, "a trial to be training")
+            worker.send_signal(signal.SIGKILL)
             service.api.send_signal(signal.SIGKILL)
             service.api.wait()
             service.start_api(timeout=90)  # a loaded machine: a cold start of the API's imports
