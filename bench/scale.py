@@ -157,9 +157,9 @@ def measure(
         "worker_cpu_seconds_per_job": None
         if cpu is None
         else round(cpu / n_jobs, 3),  # the workers' CPU only
-        "epoch_median_seconds": round(epochs[len(epochs) // 2], 3) if epochs else None,
+        "epoch_median_seconds": median(epochs),
         "epoch_worst_seconds": round(epochs[-1], 3) if epochs else None,
-        "lone_epoch_seconds": round(lone_epochs[len(lone_epochs) // 2], 3) if lone_epochs else None,
+        "lone_epoch_seconds": median(lone_epochs),
         "late_wait_seconds": round(late_wait, 2),
     }
 
@@ -180,6 +180,11 @@ def wait_behind_a_long_job(sessions: sessionmaker[Session], spec: TrainSpec) -> 
                 job = s.get(Job, late)
                 return (job.started_at - job.created_at).total_seconds()
         time.sleep(0.05)
+
+
+def median(sorted_seconds: list[float]) -> float | None:
+    """The middle of sorted epoch times (the upper one of an even count), rounded to the ms; None for none."""
+    return round(sorted_seconds[len(sorted_seconds) // 2], 3) if sorted_seconds else None
 
 
 def run_jobs(sessions: sessionmaker[Session], specs: list[TrainSpec]) -> list[int]:

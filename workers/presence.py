@@ -216,9 +216,10 @@ class Presence(threading.Thread):
         idle = [w for w in others if w.job_id is None and not w.standing_by][: max(queued, 0)]
         taking = {w.id for w in others if w.job_id is not None} | {w.id for w in idle} | {self.worker_id}
         order = [w for w in workers if w.id in taking] + ([] if len(others) < len(workers) else [None])
-        share = _part(host_cores(), order, self.worker_id)
+        cores = host_cores()
+        share = _part(cores, order, self.worker_id)
         held = _held(w for w in others if w.job_id is not None)
-        free = host_cores() - held - (0 if claiming else self.threads)
+        free = cores - held - (0 if claiming else self.threads)
         quota = cpu_quota()
         if quota is not None:
             here = [w for w in order if w is None or w.host == self.host]

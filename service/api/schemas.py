@@ -88,7 +88,8 @@ class JobPublic(BaseModel):
     trial_number: int | None = Field(None, description="Its number among that study's trials: 0, 1, 2, ...")
     provenance: Provenance | None = Field(
         None,
-        description="What trained it (its latest attempt), recorded when training starts and when its threads change.",
+        description="What trained it (its latest attempt), recorded when training starts and when its "
+        "threads change.",
     )
     reproduces: int | None = Field(
         None, description="The model it trains again (POST /models/{id}/reproduce)."
