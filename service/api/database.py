@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.lru import LRU
+from service.lru import LRU
 from service.store.db import is_busy, make_read_engine, session_scope
 
 P = ParamSpec("P")

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
-from service.api.lru import LRU, K, V
 from service.api.presenters import require_trained, resolve_alias, trained_model
 from service.errors import ProblemError, dataset_unavailable
+from service.lru import LRU, K, V
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
 from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
 from service.ml.familiar import InputProfile

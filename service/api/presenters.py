@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
-from service.api.lru import LRU
 from service.api.schemas import (
     ALIAS_NAME,
     AliasPublic,
@@ -25,6 +24,7 @@ from service.api.schemas import (
     TrialPublic,
 )
 from service.errors import ProblemError, Responses, echo, found, invalid, not_found, not_trained
+from service.lru import LRU
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from service.api.database import FINISHED_JOBS_CACHED
-from service.api.lru import LRU
 from service.api.schemas import JobsPublic
+from service.lru import LRU
 from service.main import create_app
 from service.settings import Settings
 from service.store.db import is_busy

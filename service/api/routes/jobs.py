@@ -15,7 +15,6 @@ from service.api.deps import (
     WriterDep,
     reader_router,
 )
-from service.api.lru import LRU
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     check_budget,
@@ -36,6 +35,7 @@ from service.api.schemas import (
     LossPoint,
 )
 from service.errors import SUBMIT_DOCS, ProblemError, found, problem_doc
+from service.lru import LRU
 from service.ml.spec import Backend, TrainSpec
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job

@@ -1,4 +1,4 @@
-"""A small thread-safe least-recently-used map: the API's caches of what never changes."""
+"""A small thread-safe least-recently-used map: the caches of what never changes (the API's, a study's decisions)."""
 
 from __future__ import annotations
 
