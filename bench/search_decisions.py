@@ -1,8 +1,9 @@
-"""How long a study's decisions take: they run inside the database transaction that records a trial's end.
+"""How long a study's decisions take: the next trial's is the database transaction that records a trial's end.
 
 For studies of 40 and 200 trials (the issue's space, 10 epochs each, a quarter pruned, two in
-flight), the median wall time of next_params (per sampler) and should_prune (per pruner, asked at
-the last epoch of a trial in flight), plus importance and a figure. Not pass/fail: prints a table.
+flight), the median wall time of next_params (per sampler), of next_trials once a worker has foreseen
+it (the lookup its end makes under the write lock), should_prune (per pruner, asked at the last
+epoch of a trial in flight), importance and a figure. Not pass/fail: prints a table.
 
     .venv/bin/python bench/search_decisions.py [--sizes 40,200] [--repeats 7]
 """
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from service.search import StudyCreate, TrialRecord, importance, next_params, should_prune
+from service.search import StudyCreate, TrialRecord, importance, next_params, next_trials, should_prune
 from service.search.figures import figure_png
 
 SPACE = {
@@ -72,6 +73,9 @@ def decisions(n: int) -> list[tuple[str, Callable[[], object]]]:
     for sampler in ("tpe", "random"):
         config = study(n, sampler=sampler)
         rows.append((f"next_params {sampler}", lambda c=config: next_params(c, trials)))
+    # median_ms's warm-up call is the worker's foresight: each timed call finds the decision remembered
+    config = study(n, sampler="tpe")
+    rows.append(("next_trials tpe, foreseen", lambda: next_trials(config, trials)))
     for pruner in ("asha", "median", "none"):
         config = study(n, pruner=pruner)
         rows.append((f"should_prune {pruner}", lambda c=config: should_prune(c, trials, n - 1, EPOCHS, 0.9)))

@@ -48,6 +48,7 @@ from service.store.jobs import (
     LeaseLost,
     fail_job,
     finish_job,
+    foresee_end,
     heartbeat,
     load_checkpoint,
     mark_cancelled,
@@ -196,6 +197,9 @@ def settle(
         if lease.lost.is_set():
             log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
             return 0
+        ends = ending(result, error, lease, pruned)
+        if job.study_id is not None and ends.finished:
+            recorder.foresee(ends, result)
         if result is not None:
             recorder.write(finish_job, result, reproduction(recorder.sessions, job, result))
             log.info(
@@ -204,10 +208,10 @@ def settle(
         elif error is not None:
             recorder.write(fail_job, error)
             log.error("job %d failed: %s", job.id, error)
-        elif lease.cancelled.is_set():
+        elif ends == JobStatus.cancelled:
             recorder.write(mark_cancelled)
             log.info("job %d cancelled", job.id)
-        elif pruned:
+        elif ends == JobStatus.pruned:
             recorder.write(prune_job)
             log.info("job %d pruned by its study's pruner", job.id)
         else:
@@ -223,6 +227,17 @@ def settle(
         log.exception("job %d: could not record how it ended", job.id)
         return 0
     return 1
+
+
+def ending(result: TrainResult | None, error: str | None, lease: LeaseKeeper, pruned: bool) -> JobStatus:
+    """The status settle() gives a job that trained to `result` or stopped with `error`."""
+    if result is not None:
+        return JobStatus.succeeded
+    if error is not None:
+        return JobStatus.failed
+    if lease.cancelled.is_set():
+        return JobStatus.cancelled
+    return JobStatus.pruned if pruned else JobStatus.queued
 
 
 def reproduction(sessions: sessionmaker[Session], job: Job, result: TrainResult) -> dict[str, Any] | None:
@@ -447,6 +462,15 @@ class Recorder:
         except LeaseLost:
             self.lease.lost.set()
             raise
+
+    def foresee(self, status: JobStatus, result: TrainResult | None) -> None:
+        """Work out what the job's study will decide once it ends with `status`, outside the write lock."""
+        value = result.validation_accuracy if result is not None else None
+        try:
+            with session_scope(self.sessions) as session:
+                foresee_end(session, self.job_id, status, None if value is None else float(value))
+        except (SQLAlchemyError, ValueError) as exc:  # only a shortcut: the end decides under the lock
+            log.warning("job %d: could not work out its study's next trials ahead: %s", self.job_id, exc)
 
     def write_unless_lost(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.

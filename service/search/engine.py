@@ -13,6 +13,8 @@ The objective is validation accuracy, maximised. Steps are epochs, counted from 
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import itertools
 import json
 import logging
@@ -32,6 +34,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from pydantic import ValidationError
 
+from service.lru import LRU
 from service.ml.spec import TrainSpec
 from service.search.study import (
     PRUNERS,
@@ -241,13 +244,35 @@ def finite_points(config: StudyCreate) -> list[dict[str, Any]]:
 
 
 def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
-    """The params of every trial to queue now (`trials_to_queue` of them), each in flight for the next."""
-    records, batch = list(trials), []
-    for _ in range(trials_to_queue(config, trials)):
-        params = next_params(config, records)
-        records.append(TrialRecord(len(records), params, JobStatus.queued))
-        batch.append(params)
-    return batch
+    """The params of every trial to queue now (`trials_to_queue` of them), each in flight for the next.
+
+    Remembered for the last DECISIONS_KEPT inputs: a caller that asks before taking the database's
+    write lock (store.jobs.foresee_end) makes the same question under the lock a lookup.
+    """
+    key = _decision_key(config, trials)
+    remembered = _decided.get(key)
+    if remembered is None:
+        records, remembered = list(trials), []
+        for _ in range(trials_to_queue(config, trials)):
+            params = next_params(config, records)
+            records.append(TrialRecord(len(records), params, JobStatus.queued))
+            remembered.append(params)
+        _decided.put(key, remembered)
+    return copy.deepcopy(remembered)
+
+
+DECISIONS_KEPT = 16
+_decided: LRU[str, list[dict[str, Any]]] = LRU(DECISIONS_KEPT)
+
+
+def _decision_key(config: StudyCreate, trials: Iterable[TrialRecord]) -> str:
+    """A digest of everything a decision reads: the same digest, the same decision."""
+    rows = [
+        (t.number, dict(t.params), t.status, t.value, sorted(t.intermediate.items()))
+        for t in sorted(trials, key=lambda t: t.number)
+    ]
+    text = json.dumps([config.model_dump(mode="json", by_alias=True), rows], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def should_prune(

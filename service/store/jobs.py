@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -50,7 +50,7 @@ from service.store.models import (
     UTCDateTime,
     utcnow,
 )
-from service.store.queries import study_trials
+from service.store.queries import get_study, study_trials
 
 log = logging.getLogger(__name__)
 
@@ -510,6 +510,25 @@ def advance_study(session: Session, study_id: int, now: datetime | None = None) 
         study.status, study.finished_at = StudyStatus.finished, now
     session.flush()
     return queued
+
+
+def foresee_end(session: Session, job_id: int, status: JobStatus, value: float | None = None) -> None:
+    """Ask, before the write transaction that ends trial `job_id` with `status` (and, succeeded, its final
+    validation accuracy `value`), what its study will decide then. The sampler's asks take tens of
+    milliseconds each, up to ASKS of them; remembered (next_trials), they are a lookup under the write
+    lock. Only a shortcut: if anything else changed the study meanwhile, the end decides afresh."""
+    job = session.get(Job, job_id)
+    study = get_study(session, job.study_id) if job is not None and job.study_id is not None else None
+    if job is None or study is None or study.status != StudyStatus.running:
+        return
+    config, records = study_trials(session, study)
+    outcome = [
+        replace(r, status=status, value=value if status == JobStatus.succeeded else None)
+        if r.number == job.trial_number
+        else r
+        for r in records
+    ]
+    next_trials(config, outcome)
 
 
 def _end_held(

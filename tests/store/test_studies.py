@@ -9,14 +9,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from service.lru import LRU
 from service.ml.train import EpochEnd
-from service.search import StudyCreate
+from service.search import StudyCreate, engine
 from service.store.db import session_scope
 from service.store.jobs import (
     claim_job,
     enqueue_job,
     fail_job,
     finish_job,
+    foresee_end,
     mark_cancelled,
     prune_job,
     record_epoch,
@@ -134,6 +136,47 @@ def test_a_stalled_trial_is_requeued_and_nothing_new_is_asked(sessions):
         claim_job(s, "w", now=T0)
         requeue_stalled(s, T0 + timedelta(seconds=60), lease_seconds=30, max_attempts=2)
     assert [j.status for j in trials(sessions, study_id)] == [JobStatus.failed, JobStatus.queued]
+
+
+@pytest.mark.parametrize("end", ["succeed", "prune", "fail"])
+def test_a_foreseen_end_asks_the_sampler_nothing_under_the_write_lock(sessions, monkeypatch, end):
+    """The worker asks before its end's transaction; under the lock the decision is looked up, and it is
+    the one the sampler gave (TPE: each ask costs tens of milliseconds with the lock held)."""
+    monkeypatch.setattr(engine, "_decided", LRU(engine.DECISIONS_KEPT))  # this test's decisions only
+    study_id = create(sessions, trials=12, parallelism=1, sampler="tpe")
+    for _ in range(3):
+        run_one(sessions)
+    with session_scope(sessions) as s:
+        job = claim_job(s, "w", now=T0)
+        record_epoch(
+            s, job.id, "w", EpochEnd(1, 0.5, 0.5, 0.5, 1.0, validation_loss=0.5, validation_accuracy=0.7)
+        )
+    status = {"succeed": JobStatus.succeeded, "prune": JobStatus.pruned, "fail": JobStatus.failed}[end]
+    with session_scope(sessions) as s:
+        foresee_end(s, job.id, status, 0.7 if end == "succeed" else None)
+    asked = []
+    monkeypatch.setattr(engine, "next_params", lambda *args: asked.append(args) or {"learning_rate": 0.5})
+    with session_scope(sessions) as s:
+        {"succeed": lambda: finish_job(s, job.id, "w", result(validation_accuracy=0.7)),
+         "prune": lambda: prune_job(s, job.id, "w"),
+         "fail": lambda: fail_job(s, job.id, "w", "boom")}[end]()  # fmt: skip
+    assert asked == []
+    queued = trials(sessions, study_id)[-1]
+    assert queued.trial_number == 4 and queued.status == JobStatus.queued
+    assert queued.spec["learning_rate"] != 0.5 and 0.01 <= queued.spec["learning_rate"] <= 1.0
+
+
+def test_an_end_foreseen_wrongly_is_decided_afresh(sessions, monkeypatch):
+    monkeypatch.setattr(engine, "_decided", LRU(engine.DECISIONS_KEPT))
+    study_id = create(sessions, trials=4, parallelism=1)
+    with session_scope(sessions) as s:
+        job = claim_job(s, "w", now=T0)
+        foresee_end(s, job.id, JobStatus.succeeded, 0.9)  # it will fail instead
+    asked = []
+    monkeypatch.setattr(engine, "next_params", lambda *args: asked.append(args) or {"learning_rate": 0.5})
+    with session_scope(sessions) as s:
+        fail_job(s, job.id, "w", "boom")
+    assert len(asked) == 1 and trials(sessions, study_id)[-1].spec["learning_rate"] == 0.5
 
 
 def test_a_trial_number_is_never_given_twice(sessions):

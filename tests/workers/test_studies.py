@@ -4,10 +4,14 @@ trial. On SQLite, then PostgreSQL."""
 
 from __future__ import annotations
 
+import inspect
+from unittest.mock import ANY
+
 import pytest
 from sqlalchemy import func, select
 
-from service.search import PRUNERS, TEST_PRUNERS, StudyCreate
+from service.lru import LRU
+from service.search import PRUNERS, TEST_PRUNERS, StudyCreate, engine
 from service.store.db import session_scope
 from service.store.models import EpochMetric, JobStatus, StudyStatus
 from service.store.queries import get_study, study_jobs
@@ -54,3 +58,22 @@ def test_a_pruner_that_always_prunes_ends_every_trial_after_its_first_epoch(
 
 def test_a_pruner_that_never_prunes_runs_every_trial_to_the_end(test_pruners, sessions, db_url, data_dir):
     assert run_study(sessions, db_url, data_dir, "never") == [(n, JobStatus.succeeded, 3) for n in range(3)]
+
+
+@pytest.mark.parametrize("pruner", ["never", "always"])
+def test_a_worker_asks_the_sampler_before_the_write_transaction_that_ends_a_trial(
+    test_pruners, sessions, db_url, data_dir, monkeypatch, pruner
+):
+    """Each end's next trial is decided before its transaction (foresee_end): under the lock, a lookup."""
+    monkeypatch.setattr(engine, "_decided", LRU(engine.DECISIONS_KEPT))
+    asked, ask = [], engine.next_params
+
+    def spy(config, trials):
+        if any(t.status != JobStatus.queued for t in trials):  # after an end, not the study's creation
+            asked.append(any(frame.function == "advance_study" for frame in inspect.stack()))
+        return ask(config, trials)
+
+    monkeypatch.setattr(engine, "next_params", spy)
+    ended = JobStatus.succeeded if pruner == "never" else JobStatus.pruned
+    assert run_study(sessions, db_url, data_dir, pruner, trials=4) == [(n, ended, ANY) for n in range(4)]
+    assert asked and not any(asked)  # asked, and never with the write lock held
