@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from service.lru import LRU
 from service.ml.spec import TrainSpec
 from service.search.study import (
+    MOST_POINTS,
     PRUNERS,
     SAMPLERS,
     StudyCreate,
@@ -205,7 +206,6 @@ def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str,
 
 
 ASKS = 20  # asks for a point without a trial before drawing one among them
-MOST_POINTS_LISTED = 10_000  # a finite space larger than this is not listed: repeats are rare there
 
 
 def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
@@ -229,7 +229,7 @@ def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
 
 def finite_points(config: StudyCreate) -> list[dict[str, Any]]:
     """Every point of a space of choices and integer ranges, in order; [] for one with a real-valued
-    dimension or of more than MOST_POINTS_LISTED points."""
+    dimension or of more than MOST_POINTS points (repeats are rare there)."""
     values: list[list[Any]] = []
     for dim in config.space.values():
         if dim.choice is not None:
@@ -238,7 +238,7 @@ def finite_points(config: StudyCreate) -> list[dict[str, Any]]:
             values.append(list(range(int(dim.int_[0]), int(dim.int_[1]) + 1)))
         else:
             return []
-    if math.prod(len(v) for v in values) > MOST_POINTS_LISTED:
+    if math.prod(len(v) for v in values) > MOST_POINTS:
         return []
     return [dict(zip(config.space, combo, strict=True)) for combo in itertools.product(*values)]
 

@@ -52,6 +52,9 @@ from service.ml.spec import NOT_A_FIELD, TrainSpec
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
+MOST_CHOICES = 1_000  # values of one choice: each is checked against TrainSpec before anything is queued
+MOST_POINTS = 10_000  # points of a space held in memory at once: a grid's, or those listed to avoid repeats
+
 
 class Invalid(NamedTuple):
     """One problem with a study request: `name` as the API's invalid_params name it, and why."""
@@ -72,7 +75,9 @@ class Dimension(BaseModel):
         None, alias="int", min_length=2, max_length=2, description="[low, high]: an integer in between."
     )
     choice: list[Any] | None = Field(
-        None, description="The values to choose from (any JSON the spec accepts)."
+        None,
+        max_length=MOST_CHOICES,
+        description=f"The values to choose from (any JSON the spec accepts), at most {MOST_CHOICES:,}.",
     )
     log: StrictBool = Field(False, description="Sample a range uniformly in log space (both bounds > 0).")
 
@@ -369,7 +374,11 @@ def check_study(study: StudyCreate) -> list[Invalid]:
         problems.extend(_dimension_problems(study, field, dim))
     problems.extend(_objective_problems(study))
     size = grid_size(study)
-    if not problems and size is not None and study.trials > size:
-        shape = " x ".join(str(len(d.choice or ())) for d in study.space.values())
+    shape = " x ".join(str(len(d.choice or ())) for d in study.space.values())
+    if size is not None and size > MOST_POINTS:  # Optuna's grid sampler lists every point
+        problems.append(
+            Invalid("space", f"the grid has {shape} = {size:,} points; the limit is {MOST_POINTS:,}")
+        )
+    elif not problems and size is not None and study.trials > size:
         problems.append(Invalid("trials", f"the grid has {shape} = {size} points: at most {size} trials"))
     return list(dict.fromkeys(problems))

@@ -92,11 +92,23 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         ({"seed": False}, "body.seed"),  # found by the fuzzer: lax validation took false for 0
         ({"trials": "3"}, "body.trials"),
         ({"space": {"l2": {"float": [0, 0.01], "log": 0}}}, "body.space.l2.log"),
+        ({"space": {"seed": {"choice": list(range(1001))}}}, "body.space.seed.choice"),
+        ({"parallelism": 10**30}, "body.parallelism"),
     ],
 )
 def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):
     body = assert_problem(client.post("/studies", json=STUDY | change), 422)
     assert name in [p["name"] for p in body["invalid_params"]], body
+    assert nothing_stored(client)
+
+
+def test_a_grid_too_large_to_hold_in_memory_is_a_422_naming_the_space_and_the_limit(client):
+    """Optuna's grid sampler lists every point: 3 x 200 x 200 choices were 500 MB and 10 s of the API."""
+    space = {field: {"choice": [i * 1e-4 for i in range(200)]} for field in ("l2", "momentum")}
+    grid = STUDY | {"sampler": "grid", "trials": 1, "space": space | {"seed": {"choice": list(range(3))}}}
+    body = assert_problem(client.post("/studies", json=grid), 422)
+    reasons = {p["name"]: p["reason"] for p in body["invalid_params"]}
+    assert "120,000 points" in reasons["body.space"] and "10,000" in reasons["body.space"], body
     assert nothing_stored(client)
 
 

@@ -108,6 +108,11 @@ def submit_study(
     if problems:
         raise invalid_all(problems)
     check_trial_limit(settings, body.trials, f"{body.trials:,}")
+    if body.parallelism > settings.max_study_trials:
+        raise invalid(
+            "parallelism",
+            f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
+        )
     check_study_budget(body, settings)
     check_queue_room(session, settings, trials_to_queue(body, []))
     study, _ = create_study(session, body)
