@@ -10,6 +10,7 @@ declared a Content-Length (chunked bodies included)."""
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ from service.settings import Settings
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
+# RFC 3986's host (an IP literal or a reg-name) and optional port: anything else is no host at all.
+HOST_SYNTAX = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?", re.IGNORECASE)
 
 
 @dataclass
@@ -84,26 +87,30 @@ def _host_allowed(host: str, patterns: list[str], arrived_on: str | None) -> boo
     )
 
 
-def _origin(netloc: str, scheme: str) -> tuple[str, int | None]:
-    """(host, port) with the scheme's default port filled in."""
-    parts = urlsplit(f"{scheme}://{netloc}")
+def _origin(netloc: str, scheme: str) -> tuple[str, int | None] | None:
+    """(host, port) with the scheme's default port filled in; None for what does not parse."""
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return (parts.hostname or "", port or DEFAULT_PORTS.get(scheme))
+        parts = urlsplit(f"{scheme}://{netloc}")
+        return (parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme))
+    except ValueError:  # "[x]", "http://[": no origin a browser sends
+        return None
 
 
 def _cross_site(scope: Scope, headers: Headers) -> bool:
-    """Whether the browser says this request comes from another site or origin (never true for curl)."""
-    if headers.get("sec-fetch-site") == "cross-site":
+    """Whether the browser says this request comes from another site or origin (never true for curl).
+    An Origin that does not parse is another site's: no browser sends one for this server."""
+    if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
         return True
     origin = headers.get("origin")
     if origin is None:
         return False
     # The scheme is left out: behind a TLS proxy the page's https is this server's http.
-    sent = urlsplit(origin)
-    return _origin(sent.netloc, sent.scheme) != _origin(headers.get("host", ""), scope.get("scheme", "http"))
+    try:
+        sent = urlsplit(origin)
+    except ValueError:
+        return True
+    ours = _origin(headers.get("host", ""), scope.get("scheme", "http"))
+    return ours is None or _origin(sent.netloc, sent.scheme) != ours
 
 
 class RequestGuard(HttpMiddleware):
@@ -125,7 +132,16 @@ class RequestGuard(HttpMiddleware):
 
     def check(self, scope: Scope) -> None:
         headers = Headers(scope=scope)
-        host = headers.get("host", "")
+        hosts = headers.getlist("host")
+        host = hosts[0] if hosts else ""
+        if len(hosts) > 1 or not HOST_SYNTAX.fullmatch(host):
+            raise ProblemError(
+                400,
+                "Bad Host",
+                f"The request needs one Host header naming a host[:port] (got {echo(hosts)}).",
+            )
+        if not host and scope.get("http_version") == "1.1":
+            raise ProblemError(400, "Bad Host", "An HTTP/1.1 request needs a Host header (RFC 9112).")
         # The address the connection arrived on (the bind address, or with 0.0.0.0 the interface's) is
         # always allowed: rebinding needs a host name, and the app is not told its bind address.
         server = scope.get("server")

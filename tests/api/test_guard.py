@@ -99,6 +99,9 @@ def test_with_a_token_set_a_write_without_it_is_refused_before_its_body_is_read(
         {"origin": "http://localhost:9999"},  # same site, another origin: another port
         {"origin": "null"},  # a sandboxed frame or a file: page
         {"sec-fetch-site": "cross-site"},  # the browser says so, Origin or not
+        {"sec-fetch-site": "same-site"},  # a sibling name's page is not this origin either
+        {"origin": "http://["},  # an Origin that does not parse is no page of this server's (it was a 500)
+        {"origin": "http://[x]"},
     ],
 )
 def test_a_cross_site_write_is_refused_and_changes_nothing(settings, headers):
@@ -144,6 +147,15 @@ def test_a_host_this_server_does_not_answer_to_is_400(settings, host):
             assert problem["title"] == "Host not allowed"
         assert_problem(client.post(f"/jobs/{job['id']}/cancel", headers={"host": host}), 400)
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("host", ["localhost:evil", "[localhost]evil.example", "localhost/x", "[x"])
+def test_a_host_header_that_is_no_host_is_400_even_with_any_host_allowed(settings, host):
+    with _client(settings, allowed_hosts="*") as client:
+        problem = assert_problem(client.get("/healthz", headers={"host": host}), 400, "host[:port]")
+        assert problem["title"] == "Bad Host"
+        assert_problem(client.post("/jobs", json=JOB, headers={"host": host}), 400)
+        assert _job_count(client) == 0
 
 
 def test_the_local_names_the_connections_address_and_the_configured_ones_are_served(settings):

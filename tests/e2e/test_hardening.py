@@ -324,6 +324,14 @@ def test_only_the_names_it_answers_to_are_served(tmp_path):
             refused = client.post(f"/jobs/{job}/cancel", headers={"host": "rebind.evil.example"})
             assert refused.status_code == 400
             assert client.get(f"/jobs/{job}").json()["status"] == "queued"
+        # What a client library would not send: no Host, two of them (a proxy might read the other)
+        for head in (b"", b"Host: localhost\r\nHost: rebind.evil.example\r\n"):
+            with socket.create_connection(("127.0.0.2", port), timeout=10) as sock:
+                sock.sendall(b"POST /jobs/%d/cancel HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (job, head))
+                answer = _answer(sock)
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"Bad Host" in answer, answer
+        with service.client() as client:
+            assert client.get(f"/jobs/{job}").json()["status"] == "queued"
     finally:
         service.stop()
 
