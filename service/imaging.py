@@ -23,6 +23,9 @@ MIN_CONTRAST = 0.1  # ink must differ from the background by ~25 of 255 levels, 
 NOISE = 0.1  # after stretching, fainter pixels are paper texture or JPEG ringing, not ink
 TARGET_STROKE = 2.0  # stroke width in the 28x28 output, in pixels: MNIST's is 1.2-2.9 (5th-95th percentile)
 MID_SCALE = 4  # thin strokes are measured and widened at 4x the 20-pixel box
+DECODES_AT_ONCE = (
+    2  # uploads one API process decodes together (bounds their memory; more would not be faster)
+)
 
 
 class ImageError(ValueError):
@@ -86,21 +89,38 @@ def _border_median(a: np.ndarray) -> float:
     return float(np.median(frame))
 
 
+def _unit(im: Image.Image, peak: float) -> np.ndarray:
+    """The single-band image as float32 in [0, 1], divided in place: one full-size array, not two."""
+    a = np.asarray(im, dtype=np.float32)
+    a = a if a.flags.writeable else a.copy()
+    a /= peak
+    return a
+
+
 def _ink(im: Image.Image) -> np.ndarray:
-    """Grayscale float (H, W) in [0, 1]; not yet oriented (ink may be dark or light)."""
+    """Grayscale float (H, W) in [0, 1]; not yet oriented (ink may be dark or light).
+
+    Bands are taken one at a time, in place where possible: a 4-megapixel RGBA upload decoded to
+    float RGBA at once, with its temporaries, was 160 MB of one request."""
     if im.mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255
-        alpha = rgba[..., 3]
+        rgba = im.convert("RGBA")
+        alpha = _unit(rgba.getchannel("A"), 255)
         if _border_median(alpha) < 0.5:
             # Drawn on a transparent canvas (a browser export): the stroke colour may be anything,
             # including white or black on transparent black, so the coverage itself is the ink.
             return alpha
-        luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return luma * alpha + (1 - alpha)  # opaque background: composite onto white paper
+        luma = np.zeros(alpha.shape, dtype=np.float32)
+        for band, weight in zip("RGB", (0.299, 0.587, 0.114), strict=True):
+            luma += _unit(rgba.getchannel(band), 255 / weight)
+        del rgba
+        luma *= alpha  # opaque background: composite onto white paper
+        luma += 1
+        luma -= alpha
+        return luma
     if im.mode in _16BIT_MODES:
         # convert("L") clips 16-bit values at 255, which would turn most 16-bit PNGs white.
-        return np.asarray(im, dtype=np.float32) / 65535
-    return np.asarray(im.convert("L"), dtype=np.float32) / 255
+        return _unit(im, 65535)
+    return _unit(im.convert("L"), 255)
 
 
 def stroke_width(ink: np.ndarray, threshold: float = 0.5) -> float:
@@ -143,10 +163,14 @@ def _mnist_like(gray: np.ndarray) -> np.ndarray:
     lo, hi = float(gray.min()), float(gray.max())
     if background - lo > hi - background:
         # The ink is darker than the background (pen on paper): MNIST has bright ink on black.
-        gray, background, hi = 1 - gray, 1 - background, 1 - lo
+        np.subtract(1, gray, out=gray)
+        background, hi = 1 - background, 1 - lo
     if hi - background < MIN_CONTRAST:
         raise ImageError(422, "no digit found: the image is blank")
-    ink = np.clip((gray - background) / (hi - background), 0, 1)
+    ink = gray  # stretched in place: `gray` is this call's own array
+    ink -= background
+    ink /= hi - background
+    np.clip(ink, 0, 1, out=ink)
     ink[ink < NOISE] = 0
 
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))

@@ -26,6 +26,21 @@ def real_data_dir() -> Path:
     return Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
 
 
+def memory(pid: int) -> dict[str, int]:
+    """The process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes, from /proc."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {
+        k: int(v.split()[0]) * 1024
+        for k, v in (line.split(":", 1) for line in lines)
+        if k in ("VmRSS", "VmHWM")
+    }
+
+
+def reset_peak(pid: int) -> None:
+    """From now, the process's VmHWM measures the peak since this call (Linux 4.0+)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def environment_without_settings() -> dict[str, str]:
     """This process's environment less every setting (MLPLAB_ variables, and PROMETHEUS_MULTIPROC_DIR, which
     Settings.metrics_dir reads too): a child process sees only the test's settings."""

@@ -13,6 +13,7 @@ import re
 import struct
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image
 
 from tests.conftest import assert_problem
 from tests.factories import job_body
-from tests.support import start_service
+from tests.support import memory, reset_peak, start_service
 
 pytestmark = pytest.mark.slow  # real API and worker processes: seconds each
 
@@ -166,6 +167,32 @@ def test_a_decompression_bomb_is_422_without_being_decoded(client, model, side):
     # Decoding 100,000 x 100,000 pixels would take 1.25 GB and seconds; refusing it takes milliseconds.
     assert time.monotonic() - started < 2
     assert client.get("/healthz").status_code == 200
+
+
+def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc, client, model):
+    """40 uploads at once of a 17 KB PNG that decodes to 2000 x 2000 RGBA (the pixel limit): each was
+    about 160 MB of float arrays, all decoded together (3.8 GB); now a few at a time, in place."""
+    canvas = np.zeros((2000, 2000, 4), np.uint8)
+    canvas[500:1500, 900:1100, 3] = 255  # a "1" drawn on a transparent canvas
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert len(data) < LIMIT
+    small = client.post(f"/models/{model}/predict", json={"pixels": [0] * 784})
+    assert small.status_code == 200  # the model and its input profile loaded: not counted below
+    pid = svc.api.pid
+    before = memory(pid)["VmRSS"]
+    reset_peak(pid)
+
+    def predict(_: int) -> httpx.Response:
+        with httpx.Client(base_url=svc.url, timeout=120) as c:
+            return c.post(f"/models/{model}/predict", content=data, headers={"content-type": "image/png"})
+
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(predict, range(40)))
+    assert {a.status_code for a in answers} == {200} and {a.json()["predicted"] for a in answers} == {1}
+    grown = memory(pid)["VmHWM"] - before
+    assert grown < 400e6, f"the API grew {grown / 1e6:.0f} MB"
 
 
 # --- JSON pixels ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ process: twenty concurrent first requests load it once, and its figures cost wha
 from __future__ import annotations
 
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ from service.ml.spec import TrainSpec
 from service.ml.weights import dump_weights
 from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import claim_job, enqueue_job, finish_job
-from tests.support import start_service
+from tests.support import memory, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +54,6 @@ def _store_big_model(url: str) -> int:
     return job_id
 
 
-def _memory(pid: int) -> dict[str, int]:
-    """The process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {key: int(re.search(rf"{key}:\s+(\d+) kB", status).group(1)) * 1024 for key in ("VmRSS", "VmHWM")}
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -73,14 +66,14 @@ def test_twenty_first_requests_for_the_largest_model_load_it_once(tmp_path):
     try:
         with httpx.Client(base_url=service.url, timeout=120) as client:
             assert client.get("/datasets/mnist/test/0.png").status_code == 200  # the dataset, decoded first
-            before = _memory(service.api.pid)
+            before = memory(service.api.pid)
             started = time.perf_counter()
             with ThreadPoolExecutor(20) as pool:
                 answers = list(
                     pool.map(lambda i: client.get(f"/models/{model}/predictions/test/{i}"), range(20))
                 )
             seconds = time.perf_counter() - started
-            after = _memory(service.api.pid)
+            after = memory(service.api.pid)
             assert [a.status_code for a in answers] == [200] * 20, answers[0].text
             grown, peak = (after["VmRSS"] - before["VmRSS"]) / MB, (after["VmHWM"] - before["VmRSS"]) / MB
             print(f"20 first requests: {seconds:.1f} s; RSS +{grown:.0f} MB, peak +{peak:.0f} MB")

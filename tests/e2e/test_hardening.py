@@ -8,11 +8,10 @@ import re
 import select
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support import Service, start_service, wait_for
+from tests.support import Service, memory, reset_peak, start_service, wait_for
 
 pytestmark = pytest.mark.slow  # real API processes
 
@@ -22,20 +21,6 @@ PIECE = b" " * 1_000_000  # JSON allows leading whitespace: a body the parser wo
 
 def _port(service: Service) -> int:
     return int(service.url.rsplit(":", 1)[1])
-
-
-def _memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in bytes, from /proc."""
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {
-        k: int(v.split()[0]) * 1024
-        for k, v in (line.split(":", 1) for line in lines)
-        if k in ("VmRSS", "VmHWM")
-    }
-
-
-def _reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux 4.0+)
 
 
 def _flood(port: int, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, int, str]:
@@ -70,8 +55,8 @@ def test_300_mb_without_a_token_is_refused_and_the_api_stays_small(tmp_path, tok
         pid = service.api.pid
         with service.client() as client:  # warm: the first requests allocate what every later one reuses
             client.get("/jobs")
-        before = _memory(pid)["VmRSS"]
-        _reset_peak(pid)
+        before = memory(pid)["VmRSS"]
+        reset_peak(pid)
         answers = []
         for path in ("/jobs", "/sweeps", "/models/1/predict"):
             for chunked in (False, True):
@@ -79,7 +64,7 @@ def test_300_mb_without_a_token_is_refused_and_the_api_stays_small(tmp_path, tok
                 answers.append((path, chunked, status, sent))
                 # answered before the body ended, so the connection ends: no next request is sent into it
                 assert "\r\nconnection: close" in head.lower(), head
-        peak = _memory(pid)["VmHWM"]
+        peak = memory(pid)["VmHWM"]
         expected = 401 if token else {"/jobs": 413, "/sweeps": 413, "/models/1/predict": 404}
         for path, _chunked, status, sent in answers:
             assert status == (expected if token else expected[path]), answers
@@ -194,14 +179,14 @@ def test_a_huge_request_head_is_431_before_it_is_read(tmp_path, where):
         pid = service.api.pid
         with service.client() as client:
             client.get("/jobs")
-        before = _memory(pid)["VmRSS"]
-        _reset_peak(pid)
+        before = memory(pid)["VmRSS"]
+        reset_peak(pid)
         answer, sent = _head_flood(_port(service), where)
         if where == "trailers":  # after the head: the app answered 401, or the connection was cut
             assert answer == b"" or answer.startswith(b"HTTP/1.1 401 "), answer[:200]
         else:
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-        assert sent < 10_000_000 and _memory(pid)["VmHWM"] - before < 20_000_000, (sent, answer[:100])
+        assert sent < 10_000_000 and memory(pid)["VmHWM"] - before < 20_000_000, (sent, answer[:100])
         with service.client() as client:  # a head of a few kB is still served
             response = client.get("/healthz", headers={"x-long": "a" * 8000})
             assert response.status_code == 200
@@ -238,15 +223,15 @@ def test_one_request_is_parsed_at_a_time_and_each_is_answered_in_turn(tmp_path):
         pid, port = service.api.pid, _port(service)
         host = f"Host: 127.0.0.1:{port}\r\n"
         get = f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode()
-        before = _memory(pid)["VmRSS"]
-        _reset_peak(pid)
+        before = memory(pid)["VmRSS"]
+        reset_peak(pid)
         floods = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
         for sock in floods:
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 sock.send(get * (4_000_000 // len(get)))
         time.sleep(2)
-        assert _memory(pid)["VmHWM"] - before < 50_000_000
+        assert memory(pid)["VmHWM"] - before < 50_000_000
         for sock in floods:
             sock.close()
 

@@ -120,9 +120,13 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
             raise invalid("file", "a multipart upload needs a 'file' part holding the image")
         body = await upload.read()
     try:
-        image = await run_in_threadpool(
-            preprocess_upload, body, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
-        )
+        async with request.app.state.decodes:
+            image = await run_in_threadpool(
+                preprocess_upload,
+                body,
+                max_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_image_pixels,
+            )
     except ImageError as exc:
         raise ProblemError(
             exc.status, "Invalid image" if exc.status == 422 else "Content too large", str(exc)
