@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class HttpMiddleware:
@@ -19,3 +19,27 @@ class HttpMiddleware:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
+
+
+class HeadAsGet(HttpMiddleware):
+    """HEAD answers as GET would, without the body (RFC 9110: every GET resource supports HEAD; uptime
+    checkers use it). The app sees a GET; the response ends with its first piece of body, after which
+    the server tells the app the client has gone (ASGI), so an event stream stops instead of following
+    its job."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        answered = False
+
+        async def head_only(message: Message) -> None:
+            nonlocal answered
+            if answered:
+                return
+            if message["type"] == "http.response.body":
+                answered = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)  # the server, which knows the request was HEAD, sends no body
+
+        await self.app({**scope, "method": "GET"}, receive, head_only)

@@ -330,3 +330,38 @@ def test_the_host_list_is_a_setting(tmp_path):
             assert client.get("/healthz").status_code == 200  # 127.0.0.1: the address it arrived on
     finally:
         service.stop()
+
+
+def test_head_answers_as_get_without_a_body_and_holds_no_event_stream(tmp_path):
+    """Uptime checkers send HEAD; it was a 405 on every API route. One event stream allowed: a HEAD
+    of a queued job's events that kept following the job would leave none for the next request."""
+    service = start_service(tmp_path, MLPLAB_MAX_STREAMS="1")
+    try:
+        with service.client() as client:
+            job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]  # no worker: it stays queued
+            for path in (
+                "/healthz",
+                "/jobs",
+                f"/jobs/{job}",
+                "/openapi.json",
+                "/",
+                "/docs",
+                "/static/app.css",
+            ):
+                got, head = client.get(path), client.head(path)
+                assert got.status_code == head.status_code == 200, (path, head.text)
+                assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+                if "content-length" in got.headers and path != "/healthz":
+                    assert head.headers["content-length"] == got.headers["content-length"], path
+            assert client.head("/jobs/999").status_code == 404
+            assert client.head("/metrics").status_code == 200
+            for _ in range(3):
+                head = client.head(f"/jobs/{job}/events", timeout=5)
+                assert head.status_code == 200 and head.headers["content-type"].startswith(
+                    "text/event-stream"
+                )
+            with client.stream("GET", f"/jobs/{job}/events") as stream:
+                assert stream.status_code == 200
+                assert next(stream.iter_lines()).startswith("retry:")
+    finally:
+        service.stop()
