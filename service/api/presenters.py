@@ -123,6 +123,12 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
             f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
         )
     available = DATASETS[spec.dataset].splits["train"] - spec.validation_size  # the rest is validated on
+    if spec.train_limit is not None and spec.train_limit > available:
+        raise invalid(
+            "train_limit",
+            f"{echo(spec.train_limit)} images; {spec.dataset}'s training split has {available:,} besides "
+            f"the {spec.validation_size:,} held out for validation (validation_size)",
+        )
     samples = spec.epochs * min(spec.train_limit or available, available)
     if samples > settings.max_sample_epochs:
         raise invalid(

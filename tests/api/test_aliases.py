@@ -139,7 +139,10 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
     )
     assert_problem(client.put("/aliases/champion", json={"model_id": ids["queued"]}), 409, "is queued")
     assert_problem(client.put("/aliases/champion", json={"model_id": "Not An Alias"}), 422, "is not an alias")
-    assert_problem(client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more")
+    refused = assert_problem(
+        client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more"
+    )
+    assert refused["detail"].count("-1") == 1  # quoted once, not twice
     assert_problem(client.put("/aliases/champion", json={"model_id": True}), 422, "body.model_id")
     assert_problem(client.put("/aliases/champion", json={}), 422, "body.model_id")
     assert client.get("/aliases").json()["count"] == 0

@@ -35,6 +35,8 @@ def _job_count(client) -> int:
         ("optimizer", ["adam"], "'sgd', 'momentum' or 'adam'"),
         ("optimizer", {}, "'sgd', 'momentum' or 'adam'"),
         ("train_limit", 0, "greater than or equal to 1"),
+        ("train_limit", 55_001, "mnist's training split has 55,000 besides the 5,000 held out"),
+        ("train_limit", int("9" * 4300), "images; mnist's training split"),  # was trained on every image
         ("epochs", "ten", "valid integer"),
         ("epochs", 1.5, "valid integer"),
         ("batch_size", True, "valid integer"),
