@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -220,9 +221,35 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         allowed = _allowed_methods(request)
         headers = {**(headers or {}), "Allow": allowed}
         detail = f"{request.method} is not allowed here; this path answers {allowed}."
+    invalid_params = None
+    if exc.status_code == 400 and exc.__cause__ is not None and detail == FASTAPI_BODY_ERROR:
+        reason = _unreadable_json(exc.__cause__)
+        detail, invalid_params = (
+            f"The body cannot be read as JSON: {reason}.",
+            [{"name": "body", "reason": reason}],
+        )
     return problem_response(
-        request, exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers
+        request,
+        exc.status_code,
+        titles.get(exc.status_code, "Error"),
+        detail,
+        headers=headers,
+        invalid_params=invalid_params,
     )
+
+
+FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's 400 for a body json.loads raised on
+
+
+def _unreadable_json(cause: BaseException) -> str:
+    """Why json.loads refused a body, in the client's terms (FastAPI says only that it could not)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"it is not UTF-8 (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"a number has more than {sys.get_int_max_str_digits():,} digits"
+    return _cut(f"{type(cause).__name__}: {cause}")
 
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
@@ -281,7 +308,7 @@ PROBLEM_RESPONSES: Responses = {
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 # Routes that read a JSON body: one FastAPI cannot decode, and one too large (api/guard.py).
 JSON_BODY_DOC: Responses = {
-    400: problem_doc("Body not UTF-8"),
+    400: problem_doc("Body not readable as JSON: not UTF-8, nested too deeply, a number too long"),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
 }
 # Routes that queue jobs: those, and a full queue (presenters.queue_full).

@@ -63,6 +63,24 @@ def test_missing_backend_and_non_json_bodies(client):
     assert _job_count(client) == 0
 
 
+@pytest.mark.parametrize(
+    "body,says",
+    [
+        (b'{"backend": "numpy", "epochs": ' + b"9" * 5000 + b"}", "a number has more than 4,300 digits"),
+        (b"[" * 5000 + b"]" * 5000, "it is nested too deeply"),
+        ('{"backend": "numpy", "name": "café"}'.encode("latin-1"), "it is not UTF-8 (byte 33)"),
+    ],
+    ids=["long-number", "deep", "latin-1"],
+)
+def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
+    """FastAPI says only "There was an error parsing the body" for what json.loads raises on."""
+    problem = assert_problem(
+        client.post("/jobs", content=body, headers={"content-type": "application/json"}), 400, says
+    )
+    assert problem["invalid_params"] == [{"name": "body", "reason": says}]
+    assert _job_count(client) == 0
+
+
 def test_budgets_refuse_oversized_jobs(client):
     body = assert_problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
     assert body["invalid_params"][0]["name"] == "body.hidden_layers"
