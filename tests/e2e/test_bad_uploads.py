@@ -152,6 +152,7 @@ def test_an_upload_that_is_not_an_image_is_422(client, model, data, says, as_mul
     )
     body = refused(client, model, 422, says, **request)
     assert body["title"] == "Invalid image"
+    assert [p["name"] for p in body["invalid_params"]] == ["body.file" if as_multipart else "body"]
 
 
 def test_a_multipart_upload_without_a_file_part_is_422(client, model):

@@ -128,8 +128,12 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
                 max_pixels=settings.max_image_pixels,
             )
     except ImageError as exc:
+        part = "body.file" if content_type.startswith("multipart/form-data") else "body"
         raise ProblemError(
-            exc.status, "Invalid image" if exc.status == 422 else "Content too large", str(exc)
+            exc.status,
+            "Invalid image" if exc.status == 422 else "Content too large",
+            str(exc),
+            invalid_params=[{"name": part, "reason": str(exc)}],
         ) from None
     return image[None, :]
 
