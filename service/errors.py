@@ -201,6 +201,8 @@ def _allowed_methods(request: Request) -> str:
                     return "GET, HEAD"
                 methods.add(method)
                 break
+    if "GET" in methods:
+        methods.add("HEAD")  # api/asgi.py's HeadAsGet answers it wherever GET is
     return ", ".join(sorted(methods))
 
 
