@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import ipaddress
 import logging
 import os
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,6 +93,23 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that started it dies
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """For Popen's preexec_fn, on Linux: the child gets SIGTERM (and releases its job) if `mlplab dev`
+    is killed without stopping it (kill -9), instead of living on and claiming jobs beside the next one."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def in_child() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody would send it
+            os._exit(1)
+
+    return in_child
+
+
 class WorkerSupervisor(threading.Thread):
     """`mlplab dev`'s worker process: started, restarted whenever it exits (after a wait that doubles
     from RESTART_FIRST_SECONDS to RESTART_MAX_SECONDS, and starts over once a worker ran
@@ -109,7 +127,9 @@ class WorkerSupervisor(threading.Thread):
             with self._lock:
                 if self._stopping.is_set():
                     return
-                process = self.process = subprocess.Popen([sys.executable, "-m", "workers"])
+                process = self.process = subprocess.Popen(
+                    [sys.executable, "-m", "workers"], preexec_fn=_die_with_parent(os.getpid())
+                )
             log.info("worker started (pid %d)", process.pid)
             started = time.monotonic()
             status = process.wait()  # also reaps it: a killed worker leaves no zombie

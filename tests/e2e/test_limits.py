@@ -205,7 +205,7 @@ def test_with_max_streams_open_health_and_jobs_stay_fast_and_one_more_waits(tmp_
         svc.stop()
 
 
-def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_alive(tmp_path):
+def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_alive_and_dies_with_it(tmp_path):
     port = free_port()
     env = environment_without_settings() | {
         "MLPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'mlplab.db'}",
@@ -240,10 +240,22 @@ def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_ali
             job_id = client.post("/jobs", json=job_body()).json()["id"]
             wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "succeeded", 60, "the job")
         assert f"worker (pid {first['pid']}) exited with status -9" in log.read_text()
+        dev.kill()  # kill -9 of dev itself: its worker must not live on, claiming jobs beside a next dev
+        dev.wait(10)
+        wait_for(lambda: not _alive(second["pid"]), 20, "the orphaned worker to stop")
     finally:
-        dev.send_signal(signal.SIGTERM)
-        try:
-            dev.wait(30)
-        except subprocess.TimeoutExpired:
-            dev.kill()
-    assert second["pid"] and not Path(f"/proc/{second['pid']}").exists()  # stopped with dev
+        if dev.poll() is None:
+            dev.send_signal(signal.SIGTERM)
+            try:
+                dev.wait(30)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+    assert second["pid"] and not _alive(second["pid"])
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
