@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from service.ml.spec import MAX_EPOCHS
 
@@ -115,7 +117,9 @@ class Settings(BaseSettings):
     lease_seconds: Seconds = Field(
         30.0, description="A running job whose heartbeat is older than this is re-queued."
     )
-    heartbeat_seconds: Seconds = Field(5.0, description="How often a worker renews its job's lease.")
+    heartbeat_seconds: Seconds = Field(
+        5.0, description="How often a worker renews its job's lease; at most half of lease_seconds."
+    )
     max_attempts: Count = Field(3, description="Tries before a job that keeps losing its worker fails.")
     checkpoint_seconds: float = Field(
         30.0,
@@ -137,6 +141,33 @@ class Settings(BaseSettings):
         "onednn",
         description="Library for the torch backend's CPU matrix products: oneDNN, or torch's BLAS (MKL).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, url: str) -> str:
+        example = "e.g. sqlite:///./var/mlplab.db or postgresql+psycopg://user:password@host/mlplab"
+        try:
+            parsed = make_url(url)
+            parsed.get_dialect()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ValueError(f"{exc}; {example}") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"mlplab stores its data in SQLite or PostgreSQL, not {parsed.get_backend_name()}; {example}"
+            )
+        return url
+
+    @field_validator("heartbeat_seconds")
+    @classmethod
+    def _beats_within_a_lease(cls, heartbeat: float, info: ValidationInfo) -> float:
+        # A lease that can expire between two beats of a healthy worker hands its job to another.
+        lease = info.data.get("lease_seconds")
+        if lease is not None and heartbeat * 2 > lease:
+            raise ValueError(
+                f"{heartbeat:g} s is more than half of MLPLAB_LEASE_SECONDS ({lease:g} s): a healthy worker's "
+                "job would be re-queued between two heartbeats"
+            )
+        return heartbeat
 
     @field_validator("api_token")
     @classmethod

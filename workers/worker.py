@@ -43,7 +43,7 @@ from service.ml.train import (
 from service.ml.weights import load_weights
 from service.search import should_prune
 from service.settings import Settings, SettingsError, get_settings
-from service.store.db import make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import database_error, make_engine, make_sessionmaker, migrate, session_scope
 from service.store.jobs import (
     LeaseLost,
     fail_job,
@@ -521,5 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     while thread.is_alive():
         thread.join(0.2)
     if failure:
+        if isinstance(failure[0], SQLAlchemyError):  # unreachable, refused: a line, not a traceback
+            parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
         raise failure[0]
     return 0

@@ -42,6 +42,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     from service.cli.protocol import HttpProtocol
 
     settings = get_settings()
+    ready_database(settings, "mlplab api")
     host, port = host or settings.host, port or settings.port
     if settings.api_token is None:
         who = "any program on this machine" if _is_loopback(host) else "anyone on the network"
@@ -160,9 +161,25 @@ class WorkerSupervisor(threading.Thread):
         self.join(timeout=5)
 
 
+def ready_database(settings: Settings, prog: str) -> None:
+    """Migrate the database, or exit with one line saying why it cannot be (not a lifespan traceback)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.store.db import database_error, make_engine, migrate
+
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        print(f"{prog}: {database_error(settings.database_url, exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        engine.dispose()
+
+
 def serve_dev(host: str | None = None, port: int | None = None) -> int:
     """The API and one worker process, restarted when it dies; stopped together."""
-    get_settings()  # invalid settings stop here, before a worker is started
+    ready_database(get_settings(), "mlplab dev")  # bad settings or database stop here, before a worker starts
     supervisor = WorkerSupervisor()
     supervisor.start()
     # uvicorn re-raises SIGTERM after its shutdown: with the default handler the worker would outlive us.

@@ -264,6 +264,12 @@ def current_revisions(engine: Engine) -> set[str]:
         return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
+def database_error(url: str, exc: Exception) -> str:
+    """One line for people: which database (no password) and what its driver said first."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"database error on {shown}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
 def is_migrated(engine: Engine) -> bool:
     """True when the database is at the code's head revision (for /readyz).
 
