@@ -200,17 +200,20 @@ def settle(
         ends = ending(result, error, lease, pruned)
         if job.study_id is not None and ends.finished:
             recorder.foresee(ends, result)
-        if result is not None:
-            recorder.write(finish_job, result, reproduction(recorder.sessions, job, result))
-            log.info(
-                "job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds
-            )
+        if ends == JobStatus.cancelled:  # even with a result: the user asked to stop it
+            recorder.write(mark_cancelled)
+            log.info("job %d cancelled", job.id)
+        elif result is not None:
+            if recorder.write(finish_job, result, reproduction(recorder.sessions, job, result)) is None:
+                log.info("job %d cancelled as it ended", job.id)
+            else:
+                log.info(
+                    "job %d succeeded: test accuracy %.4f in %.1f s",
+                    job.id, result.test_accuracy, result.seconds,
+                )  # fmt: skip
         elif error is not None:
             recorder.write(fail_job, error)
             log.error("job %d failed: %s", job.id, error)
-        elif ends == JobStatus.cancelled:
-            recorder.write(mark_cancelled)
-            log.info("job %d cancelled", job.id)
         elif ends == JobStatus.pruned:
             recorder.write(prune_job)
             log.info("job %d pruned by its study's pruner", job.id)
@@ -231,12 +234,12 @@ def settle(
 
 def ending(result: TrainResult | None, error: str | None, lease: LeaseKeeper, pruned: bool) -> JobStatus:
     """The status settle() gives a job that trained to `result` or stopped with `error`."""
+    if lease.cancelled.is_set():
+        return JobStatus.cancelled
     if result is not None:
         return JobStatus.succeeded
     if error is not None:
         return JobStatus.failed
-    if lease.cancelled.is_set():
-        return JobStatus.cancelled
     return JobStatus.pruned if pruned else JobStatus.queued
 
 

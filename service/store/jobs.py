@@ -299,14 +299,18 @@ def finish_job(
     result: ResultLike,
     reproduction: dict[str, Any] | None = None,
     now: datetime | None = None,
-) -> TrainedModel:
+) -> TrainedModel | None:
     """running -> succeeded: store the model row and the accuracies (and, for a reproduction, how
-    close it came), drop the checkpoint.
+    close it came), drop the checkpoint. Returns the model.
 
-    One transaction (the caller's). A cancel requested too late to stop training doesn't undo
-    the result: the job still succeeds. Raises LeaseLost if the job is no longer ours.
+    One transaction (the caller's). A cancel the API accepted while the job ran is honoured, however
+    late (during the final evaluation, say): the job ends cancelled, no model stored; None.
+    Raises LeaseLost if the job is no longer ours.
     """
     now = now or utcnow()
+    if _cancel_pending(session, job_id, worker_id):
+        mark_cancelled(session, job_id, worker_id, now)
+        return None
     values = {
         "status": JobStatus.succeeded,
         "finished_at": now,
@@ -549,6 +553,16 @@ def _ended(session: Session, job_id: int, now: datetime) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _cancel_pending(session: Session, job_id: int, worker_id: str) -> bool:
+    """Whether a cancel waits for the job `worker_id` holds; under the write lock (the row's, on
+    PostgreSQL), so no cancel lands between this answer and the caller's end."""
+    begin_write(session)
+    query = select(Job.cancel_requested).where(
+        Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running
+    )
+    return bool(session.scalar(query.with_for_update()))
 
 
 def _guarded_update(

@@ -42,6 +42,7 @@ from service.store.jobs import (
     fail_job,
     finish_job,
     heartbeat,
+    load_checkpoint,
     record_epoch,
     record_progress,
     release_job,
@@ -325,6 +326,23 @@ def test_cancel_queued_running_and_finished(sessions):
         assert (after.status, after.finished_at) == (before.status, before.finished_at)
     with pytest.raises(JobNotFound, match="job 12345 not found"), session_scope(sessions) as s:
         cancel_job(s, 12345)
+
+
+def test_a_cancel_accepted_while_the_job_ran_is_honoured_at_its_end(sessions):
+    """The API said "cancel requested"; the worker, in its final evaluation, had not looked since."""
+    job_id, other = enqueue(sessions, 2)
+    assert claim(sessions).id == job_id and claim(sessions, "w2").id == other
+    with session_scope(sessions) as s:
+        save_checkpoint(s, job_id, "w1", 1, b"state")
+        cancel_job(s, job_id)
+    with session_scope(sessions) as s:
+        assert finish_job(s, job_id, "w1", result()) is None
+        assert finish_job(s, other, "w2", result()) is not None  # no cancel: it succeeds
+    ended = state(sessions, job_id)
+    assert (ended.status, ended.train_accuracy) == ("cancelled", None) and ended.finished_at is not None
+    with session_scope(sessions) as s:
+        assert queries.get_model(s, job_id) is None and load_checkpoint(s, job_id) is None
+        assert queries.get_model(s, other) is not None
 
 
 def test_cancel_refreshes_a_job_already_loaded_in_the_session(sessions, url):
