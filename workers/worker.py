@@ -61,7 +61,7 @@ from service.store.jobs import (
     save_checkpoint,
 )
 from service.store.models import Job, JobStatus
-from service.store.queries import get_job, get_model, get_study, job_spec, study_trials
+from service.store.queries import get_epochs, get_job, get_model, get_study, job_spec, study_trials
 from workers.presence import Presence
 
 log = logging.getLogger("workers")
@@ -167,6 +167,10 @@ def run_job(
             result = train(
                 spec, data, callbacks, resume=resume, max_losses=settings.max_loss_points, **options
             )
+        if resume is not None:  # the model's training time includes the epochs of earlier attempts
+            with session_scope(sessions) as session:
+                before = [e for e in get_epochs(session, job.id) if e.epoch <= resume.epoch]
+            result.seconds += sum(e.seconds for e in before)
     except TrainingCancelled:
         pass
     except DataError as exc:  # its message names server paths: the log's, not the job's

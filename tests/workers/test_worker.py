@@ -203,9 +203,13 @@ def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, 
     assert (done.status, done.attempts) == ("succeeded", 2), output
     assert "resuming after epoch" in output
     with session_scope(sessions) as s:
-        assert [e.epoch for e in queries.get_epochs(s, job_id)] == list(range(1, 13))
+        epochs = queries.get_epochs(s, job_id)
+        assert [e.epoch for e in epochs] == list(range(1, 13))
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 150 * 12 + 1))
-        resumed = load_weights(queries.get_model(s, job_id).weights)
+        model = queries.get_model(s, job_id)
+        # every epoch's time, the first attempt's too (it was only the last attempt's)
+        assert model.seconds == pytest.approx(sum(e.seconds for e in epochs))
+        resumed = load_weights(model.weights)
     uninterrupted = load_weights(train(spec, load_dataset("mnist", data_dir, download=False)).weights)
     for (W, b), (W0, b0) in zip(resumed.params, uninterrupted.params, strict=True):
         assert np.array_equal(W, W0) and np.array_equal(b, b0)  # NumPy is bit-reproducible
