@@ -626,6 +626,7 @@ def notebook_run(index: int, row: dict) -> Run:
         validation_accuracy=row.get("validation_accuracy"),
         test_accuracy=row.get("test_accuracy"),
         seconds=row.get("train_seconds"),
+        failed=row["status"] != "ok",
     )
 
 

@@ -6,7 +6,8 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
   their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
 - A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
   Student's t confidence interval; a configuration is tied with the best when Welch's t-test
-  between their accuracies gives p >= ALPHA.
+  between their accuracies gives p >= ALPHA. One whose runs failed on some seed ranks after every
+  configuration without a failure: the mean of its survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
 """
 
@@ -78,11 +79,12 @@ def summarize(values: Sequence[float]) -> Summary | None:
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test between two samples; None when either has fewer than 2."""
+    """Two-sided p-value of Welch's t-test between two samples; None when either has fewer than 2, or
+    when neither varies and their means differ (Welch would say p = 0: a certainty no data give)."""
     if len(a) < 2 or len(b) < 2:
         return None
-    if np.var(a) == 0 and np.var(b) == 0:  # the test divides 0 by 0: equal constants are the same
-        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    if np.var(a) == 0 and np.var(b) == 0:  # no spread on either side: the test has nothing to weigh
+        return 1.0 if np.mean(a) == np.mean(b) else None
     from scipy.special import stdtr  # stats.ttest_ind's Welch test, without its per-call overhead
 
     va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
@@ -105,6 +107,7 @@ class Run:
     validation_accuracy: float | None = None
     test_accuracy: float | None = None
     seconds: float | None = None  # training time
+    failed: bool = False  # it ended failed (diverged, say): counts against its configuration
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Configuration:
     validation: Summary | None  # of its succeeded runs
     test: Summary | None
     seconds: float | None  # mean training time
+    failed: int  # its runs that failed: a configuration with any ranks after those without
     tied_with_best: bool | None  # None when there is nothing to test (fewer than 2 runs on a side)
     p_value: float | None  # Welch's, against the best; None for the best itself
 
@@ -147,6 +151,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
                 validation=summarize(validation),
                 test=summarize(test),
                 seconds=float(np.mean(seconds)) if seconds else None,
+                failed=sum(run.failed for run in members[i]),
                 tied_with_best=tied,
                 p_value=p_value,
             )
@@ -169,11 +174,12 @@ def _samples(group: list[Run]) -> Samples:
     )
 
 
-def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, float, bool, float, int]:
-    """rank_key of the means; equals as their newest runs (so one run a configuration ranks as its job)."""
+def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, tuple[bool, float, bool, float, int]]:
+    """Those without a failed run first (its survivors alone would flatter it), then rank_key of the
+    means; equals as their newest runs (so one run a configuration ranks as its job)."""
     validation, test, _ = samples
     newest = max((run.job_id for run in group if run.succeeded), default=0)
-    return rank_key(
+    return any(run.failed for run in group), rank_key(
         float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None, newest
     )
 

@@ -159,10 +159,15 @@ class ConfigurationPublic(BaseModel):
     validation_accuracy: SummaryPublic | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: SummaryPublic | None = Field(description=TEST_ACCURACY)
     seconds: float | None = Field(description="Mean training time.")
+    failed: int = Field(
+        description="Its jobs that failed (diverged, say). A configuration with any ranks after every "
+        "one without: the mean of its survivors alone would flatter it."
+    )
     tied_with_best: bool | None = Field(
         description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
         "gives p >= 0.05: the data do not tell them apart. The best itself is true once it has a result; "
-        "another configuration is null when it or the best has fewer than 2 runs (nothing to test)."
+        "another configuration is null when it or the best has fewer than 2 runs, or neither's runs vary "
+        "(nothing to test)."
     )
     p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
 

@@ -75,6 +75,7 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"epochs": [1, 2.5]}}, "body.grid.epochs", "2.5"),
         ({"grid": {"dropout": [0.1, 0.5]}}, "body.grid.dropout", "not a TrainSpec field"),
         ({"grid": {"init": []}}, "body.grid.init", "empty list"),
+        ({"grid": {"dataset": ["mnist", "fashion-mnist"]}}, "body.grid.dataset", "on one dataset"),
         ({"grid": {}}, "body.grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "body.grid", "MLPLAB_MAX_SWEEP_JOBS"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "body.base.epochs", "greater than or equal to 1"),
@@ -236,6 +237,7 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
     assert [c["n"] for c in configurations] == [3, 3] and [c["seeds"] for c in configurations] == [
         [0, 1, 2]
     ] * 2
+    assert [c["failed"] for c in configurations] == [0, 0]
     assert sorted(c["hyperparameters"]["learning_rate"] for c in configurations) == [0.001, 0.01]
     samples = []
     for c in configurations:

@@ -66,6 +66,7 @@ def sweep_public(
             hyperparameters={field: spec[field] for field in grid if field != "seed"},
             seed=p.spec.seed,
             succeeded=p.status == JobStatus.succeeded,
+            failed=p.status == JobStatus.failed,
             validation_accuracy=p.validation_accuracy,
             test_accuracy=p.test_accuracy,
             seconds=seconds.get(p.id),
@@ -112,6 +113,7 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
         validation_accuracy=_summary(c.validation),
         test_accuracy=_summary(c.test),
         seconds=c.seconds,
+        failed=c.failed,
         tied_with_best=c.tied_with_best,
         p_value=c.p_value,
     )

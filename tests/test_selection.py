@@ -1,0 +1,49 @@
+"""Which configuration is best (service/selection.py): what the survivors of a configuration whose runs
+failed may claim, and what a test without spread may claim."""
+
+from __future__ import annotations
+
+from service.selection import Run, group_runs, welch_p
+
+
+def _runs(first_id: int, lr: float, outcomes: list[float | str]) -> list[Run]:
+    """One run per seed: an accuracy (succeeded), "failed" or "cancelled"."""
+    return [
+        Run(
+            job_id=first_id + seed,
+            hyperparameters={"learning_rate": lr},
+            seed=seed,
+            succeeded=not isinstance(outcome, str),
+            validation_accuracy=None if isinstance(outcome, str) else outcome,
+            test_accuracy=None if isinstance(outcome, str) else outcome - 0.01,
+            failed=outcome == "failed",
+        )
+        for seed, outcome in enumerate(outcomes)
+    ]
+
+
+def test_a_configuration_that_failed_on_some_seeds_ranks_after_those_that_did_not():
+    """Diverging on 2 seeds of 3 and reaching 0.95 on the third ranked best ahead of three steady 0.94s."""
+    flaky = _runs(1, 0.3, ["failed", "failed", 0.95])
+    steady = _runs(4, 0.01, [0.94, 0.941, 0.939])
+    configurations, _ = group_runs(flaky + steady)
+    assert [c.hyperparameters["learning_rate"] for c in configurations] == [0.01, 0.3]
+    assert [(c.n, c.failed) for c in configurations] == [(3, 0), (1, 2)]
+    assert configurations[0].tied_with_best is True
+
+
+def test_cancelled_runs_are_not_failures():
+    """A cancel is the user's doing, not the configuration's: it neither counts against it nor in its mean."""
+    configurations, _ = group_runs(_runs(1, 0.3, ["cancelled", 0.95]) + _runs(3, 0.01, [0.94, 0.94]))
+    assert [(c.hyperparameters["learning_rate"], c.n, c.failed) for c in configurations] == [
+        (0.3, 1, 0),
+        (0.01, 2, 0),
+    ]
+
+
+def test_runs_without_spread_are_not_called_different_with_certainty():
+    """Two seeds each at 0.9000 and at 0.8998 (one image apart): Welch's t is infinite, p would be 0."""
+    assert welch_p([0.9, 0.9], [0.8998, 0.8998]) is None
+    assert welch_p([0.9, 0.9], [0.9, 0.9]) == 1.0
+    configurations, _ = group_runs(_runs(1, 0.1, [0.9, 0.9]) + _runs(3, 0.2, [0.8998, 0.8998]))
+    assert [(c.p_value, c.tied_with_best) for c in configurations] == [(None, True), (None, None)]
