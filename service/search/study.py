@@ -48,7 +48,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from service.ml.spec import NOT_A_FIELD, TrainSpec
+from service.ml.spec import NOT_A_FIELD, ONE_DATASET, TrainSpec
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
@@ -328,6 +328,8 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
     ]
     if field not in TrainSpec.model_fields:
         yield Invalid(name, NOT_A_FIELD)
+    elif field == "dataset":
+        yield Invalid(name, ONE_DATASET)
     elif field in study.base:
         yield Invalid(name, "also set in base: a field is either fixed (base) or searched (space)")
     elif len(kinds) != 1:

@@ -94,6 +94,7 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         ({"space": {"l2": {"float": [0, 0.01], "log": 0}}}, "body.space.l2.log"),
         ({"space": {"seed": {"choice": list(range(1001))}}}, "body.space.seed.choice"),
         ({"parallelism": 10**30}, "body.parallelism"),
+        ({"space": {"dataset": {"choice": ["mnist", "fashion-mnist"]}}}, "body.space.dataset"),
     ],
 )
 def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):
