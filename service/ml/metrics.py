@@ -70,9 +70,17 @@ def near_chance(
     chance = 1 / classes
     if value > NEAR_CHANCE * chance:
         return None
-    direction = "larger" if learning_rate < usual_rate else "smaller"
+    if learning_rate == usual_rate:  # nothing says which way: the default itself did not work here
+        advice = (
+            f"another learning_rate than its optimizer's default {usual_rate:g}, another init or more epochs"
+        )
+    else:
+        direction = "larger" if learning_rate < usual_rate else "smaller"
+        advice = (
+            f"a {direction} learning_rate than {learning_rate:g} (its optimizer's default is {usual_rate:g}) "
+            "or another init"
+        )
     return (
         f"{split.capitalize()} accuracy {value * 100:.2f} % is near chance level ({chance * 100:g} % with {classes} "
-        f"classes): the model learned next to nothing. Try a {direction} learning_rate than {learning_rate:g} "
-        f"(its optimizer's default is {usual_rate:g}) or another init."
+        f"classes): the model learned next to nothing. Try {advice}."
     )

@@ -57,6 +57,15 @@ def test_near_chance_advises_a_larger_learning_rate_below_the_optimizers_default
     )
 
 
+def test_near_chance_at_the_default_learning_rate_names_no_direction():
+    """A default sigmoid/SGD job that underfits was told to try a smaller rate: nothing says which way."""
+    sentence = near_chance(10, 0.1, 0.1, validation=0.11, test=0.11)
+    assert sentence is not None and "smaller" not in sentence and "larger" not in sentence
+    assert (
+        "Try another learning_rate than its optimizer's default 0.1, another init or more epochs." in sentence
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A model that learned (relu, adam) and one that cannot have (zero weights, a learning rate of 1e-6)."""
