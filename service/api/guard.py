@@ -57,7 +57,8 @@ def check_token(headers: Headers, settings: Settings) -> None:
     """401 without a bearer token, 403 with a wrong one; nothing when MLPLAB_API_TOKEN is unset."""
     if settings.api_token is None:
         return
-    scheme, _, given = headers.get("authorization", "").partition(" ")
+    scheme, _, given = headers.get("authorization", "").strip().partition(" ")
+    given = given.strip()  # "Bearer  <token> " as a shell variable may leave it
     if scheme.lower() != "bearer" or not given:
         raise ProblemError(
             401,

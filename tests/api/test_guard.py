@@ -130,9 +130,11 @@ def test_same_origin_and_programs_may_write_and_a_token_lets_a_cross_site_progra
     with _client(settings, api_token=TOKEN, database_url=settings.database_url + "-token") as client:
         evil = {"origin": "http://evil.example"}
         assert client.post("/jobs", json=JOB, headers=evil | BEARER).status_code == 202
+        spaced = {"authorization": f"Bearer  {TOKEN} "}  # as a careless shell line sends it
+        assert client.post("/jobs", json=JOB, headers=spaced).status_code == 202
         assert_problem(client.post("/jobs", json=JOB, headers=evil), 403, "may not change anything")
         assert_problem(client.post("/jobs", json=JOB, headers=evil | {"authorization": "Bearer no"}), 403)
-        assert _job_count(client) == 1
+        assert _job_count(client) == 2
 
 
 # --- DNS rebinding: the Host --------------------------------------------------------------------
