@@ -43,6 +43,45 @@ def test_submit_reads_early_stopping_as_a_json_object(capsys):
     assert """'3': give a JSON object, e.g. '{"patience": 3}'""" in capsys.readouterr().err
 
 
+FLOAT_FLAGS = [f"--{n.replace('_', '-')}" for n, f in TrainSpec.model_fields.items() if f.annotation is float]
+
+
+@pytest.mark.parametrize("flag", FLOAT_FLAGS)
+@pytest.mark.parametrize("number", ["nan", "inf", "-Infinity", "1e999"])
+def test_every_float_flag_refuses_a_number_json_cannot_carry(capsys, flag, number):
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--backend", "numpy", f"{flag}={number}", "--url", "http://127.0.0.1:9"])
+    assert exit_.value.code == 2
+    assert f"{flag}: {number!r}: give a finite number, e.g. 0.01" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_early_stopping_refuses_a_number_json_cannot_carry(capsys, number):
+    text = f'{{"patience": 3, "min_delta": {number}}}'
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--backend", "numpy", "--early-stopping", text, "--url", "http://127.0.0.1:9"])
+    assert exit_.value.code == 2 and f"{text!r}: {number} is not a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["sweep", "grid.json"], ["study", "study.json"]])
+@pytest.mark.parametrize(
+    ("seconds", "advice"),
+    [("nan", "finite number"), ("inf", "finite number"), ("0", "number of seconds above 0")],
+)
+def test_watch_intervals_are_finite_seconds_above_zero(capsys, command, seconds, advice):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--watch", "--interval", seconds])
+    assert exit_.value.code == 2 and f"--interval: {seconds!r}: give a {advice}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("top", ["-1", "0", "11", "two"])
+def test_predict_lists_from_one_to_ten_classes(capsys, top):
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "digit.png", "--model", "1", "--top", top])
+    assert exit_.value.code == 2
+    assert f"--top: {top!r}: give a whole number from 1 to 10" in capsys.readouterr().err
+
+
 def test_events_are_read_from_the_stream_format():
     lines = [
         "retry: 2000",
@@ -117,12 +156,15 @@ def test_a_blank_token_stops_every_entry_naming_the_setting(monkeypatch, capsys,
 
 
 def _watched(terminal: bool) -> str:
-    """What `mlplab watch` writes to stderr of a job's stream: a status, two epochs' progress, one epoch."""
+    """What `mlplab watch` writes to stderr of a job's stream: a status (sent again on reconnecting), two
+    epochs' progress, one epoch."""
     out = io.StringIO()
-    bar = ProgressBar({"id": 7, "spec": {"epochs": 2}}, Console(file=out, force_terminal=terminal, width=100))
+    job = {"id": 7, "status": "queued", "spec": {"epochs": 2}}
+    bar = ProgressBar(job, Console(file=out, force_terminal=terminal, width=100))
     bar.update("status", {"status": "running", "attempts": 2})
     bar.update("progress", {"epoch": 1, "step": 10, "steps": 40, "loss": 0.5})
     bar.update("epoch", EPOCH)
+    bar.update("status", {"status": "running", "attempts": 2})  # resent after a reconnection
     bar.update("progress", {"epoch": 2, "step": 30, "steps": 40, "loss": 0.25})
     bar.close()
     return out.getvalue()

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from service.cli import aliases, client, serve, studies
+from service.ml.spec import NUM_CLASSES
 from service.settings import SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
@@ -82,7 +83,9 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     predict = command("predict", client.cmd_predict, "predict the digit (or garment) in an image file")
     predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
     predict.add_argument("--model", required=True, help="the model: its (job) id, or an alias (champion)")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to list")
+    predict.add_argument(
+        "--top", type=client.top, default=3, help=f"how many classes to list (1 to {NUM_CLASSES})"
+    )
     _sweep_commands(command)
 
 
@@ -97,7 +100,9 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     )
     sweep.add_argument("file")
     sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
-    sweep.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+    sweep.add_argument(
+        "--interval", type=client.seconds, default=2.0, help="seconds between checks with --watch"
+    )
     sweeps = command(
         "sweeps",
         client.cmd_sweeps,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import mimetypes
 import sys
 import time
@@ -16,6 +17,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -25,8 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
-from service.cli.http import ApiClient, ApiError
-from service.ml.spec import TrainSpec
+from service.cli.http import ApiClient, ApiError, answer, not_mlplab
+from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.selection import p_text
 from service.settings import get_settings
 from service.store.models import JobStatus
@@ -48,12 +50,62 @@ def _flag_type(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None]
         return _int_list, None
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _json_object, None
+    if annotation is float:
+        return finite_float, None
     return annotation, None
+
+
+def finite_float(text: str) -> float:
+    """A number as argparse reads it; nan and inf refused (JSON has no such numbers)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number, e.g. 0.01") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number, e.g. 0.01")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A wait between two checks: a finite number of seconds above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0, e.g. 2")
+    return value
+
+
+def top(text: str) -> int:
+    """How many classes `predict` lists: 1 to all of them."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= NUM_CLASSES:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to {NUM_CLASSES}")
+    return value
+
+
+class NotFinite(ValueError):
+    """A JSON number that is NaN or infinite: JSON proper has no such numbers, nor has the API."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotFinite(f"{text} is not a finite number")
+    return value
+
+
+def loads(text: str) -> Any:
+    """JSON without NaN or Infinity, which the API can't be sent."""
+    return json.loads(text, parse_float=_finite, parse_constant=_finite)
 
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = loads(text)
+    except NotFinite as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
     except ValueError:
         value = None
     if not isinstance(value, dict):
@@ -93,16 +145,32 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+class UsageError(Exception):
+    """A mistake in the command line or the environment: exit status 2, as argparse gives."""
+
+
+def _checked_url(url: str, where: str) -> str:
+    """The API's URL if the client can use it; a UsageError that names it (and `where` it came from)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            scheme = f"give its scheme, e.g. http://{url.split('://')[-1]}"
+            raise UsageError(f"{where} {url!r} is not a URL: {scheme}")
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise UsageError(f"{where} {url!r} is not a URL: {exc}") from None
+    if not parts.hostname:
+        raise UsageError(f"{where} {url!r} is not a URL: give its host, e.g. http://127.0.0.1:8000")
+    if port == 0:
+        raise UsageError(f"{where} {url!r} is not a URL: its port must be from 1 to 65535")
+    return url
+
+
 def _client(args: argparse.Namespace) -> ApiClient:
     settings = get_settings()
     token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
-    url = args.url or settings.url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        where = "--url" if args.url else "MLPLAB_URL"
-        raise ApiError(
-            0, f"{where} {url!r} is not a URL", f"give its scheme, e.g. http://{url.split('://')[-1]}"
-        )
+    url = _checked_url(args.url or settings.url, "--url" if args.url else "MLPLAB_URL")
     return ApiClient(url, token)
 
 
@@ -132,6 +200,9 @@ class ProgressBar:
 
     def __init__(self, job: Json, console: Console | None = None):
         self.job_id, self.epochs = job["id"], job["spec"]["epochs"]
+        # A job that had ended when we looked replays its progress under a passing `running`: not news.
+        self.ended = JobStatus(job["status"]).finished
+        self.shown: tuple[str, int] | None = None  # the status line last printed (a reconnection resends it)
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -149,9 +220,12 @@ class ProgressBar:
         self.console.print(text, soft_wrap=True, markup=False, highlight=False)
 
     def update(self, event: str, data: Json) -> None:
-        if event == "status" and not JobStatus(data["status"]).finished:  # how it ended is reported after
-            attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
-            self._line(f"job {self.job_id} {data['status']}{attempt}")
+        if event == "status":
+            status = (data["status"], data["attempts"])
+            if not self.ended and not JobStatus(data["status"]).finished and status != self.shown:
+                self.shown = status  # how it ended is reported after
+                attempt = f" (attempt {data['attempts']})" if data["attempts"] > 1 else ""
+                self._line(f"job {self.job_id} {data['status']}{attempt}")
         elif event == "progress":
             steps = data["steps"] or None
             self.progress.update(
@@ -333,8 +407,10 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     response = client.response(
         "POST", f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind}
     )
-    result = response.json()
-    model_id = response.headers[MODEL_ID_HEADER]  # the model that answered: an alias may move meanwhile
+    result = answer(response)
+    model_id = response.headers.get(MODEL_ID_HEADER)  # the model that answered: an alias may move meanwhile
+    if model_id is None:
+        raise not_mlplab(response, f"no {MODEL_ID_HEADER} header")
     dataset = client.get(f"/models/{model_id}")["dataset"]
     classes: list[str] = next(
         (d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), []
@@ -449,7 +525,7 @@ def _p(value: float | None) -> str:
 
 
 def _tied(c: Json, rank: int) -> str:
-    if rank == 0:
+    if rank == 0 and c["n"]:  # a configuration none of whose runs succeeded is best at nothing
         return "best"
     return "-" if c["tied_with_best"] is None else "yes" if c["tied_with_best"] else "no"
 
@@ -639,7 +715,7 @@ def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
 def read_json(file: str) -> Any:
     """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read."""
     try:
-        return json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
+        return loads(sys.stdin.read() if file == "-" else Path(file).read_text())
     except (OSError, ValueError) as exc:
         raise ApiError(0, f"cannot read {file}", str(exc)) from None
 
@@ -669,5 +745,8 @@ def run(args: argparse.Namespace) -> int:
         for param in exc.invalid_params[5:]:  # the detail names the first five
             print(f"  {param['name']}: {param['reason']}", file=sys.stderr)
         return 1
+    except UsageError as exc:
+        print(f"mlplab: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

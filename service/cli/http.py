@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,8 @@ import httpx
 
 
 class ApiError(Exception):
-    """The API answered with a problem (RFC 9457), or could not be reached (status 0)."""
+    """The API answered with a problem (RFC 9457), or could not be reached or answered unlike mlplab's
+    API (status 0)."""
 
     def __init__(
         self, status: int, title: str, detail: str, invalid_params: list[dict[str, str]] | None = None
@@ -37,6 +38,59 @@ class ApiError(Exception):
         return cls(response.status_code, response.reason_phrase or "Error", response.text[:500])
 
 
+def not_mlplab(response: httpx.Response, what: str) -> ApiError:
+    """A 2xx answer that mlplab's API would not give: what was wrong, and where it came from."""
+    return ApiError(
+        0,
+        f"{response.url} answered {response.status_code} but not with mlplab's JSON",
+        f"is --url an mlplab API? ({what})",
+    )
+
+
+class Answer(dict[str, Any]):
+    """A JSON object the API sent; a key it lacks marks a server that is not mlplab's API."""
+
+    def __init__(self, fields: dict[str, Any], response: httpx.Response):
+        super().__init__(fields)
+        self.response = response
+
+    def __missing__(self, key: str) -> Any:
+        raise not_mlplab(self.response, f"no {key!r} in its JSON")
+
+
+def _kind(response: httpx.Response) -> str:
+    """Its media type, without parameters ('text/html')."""
+    return str(response.headers.get("content-type", "untyped")).partition(";")[0].strip().lower()
+
+
+def _loads(response: httpx.Response, text: str | bytes) -> Any:
+    return json.loads(text, object_hook=lambda fields: Answer(fields, response))
+
+
+def answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a 2xx response holds (its objects Answers); ApiError when it holds anything else."""
+    try:
+        body = _loads(response, response.content)
+    except ValueError:
+        shown = f"{_kind(response)}: {response.text[:60]!r}" if response.content else "empty"
+        raise not_mlplab(response, f"its body is {shown}") from None
+    if not isinstance(body, Answer):
+        raise not_mlplab(response, f"its JSON is {json.dumps(body)[:60]}, not an object")
+    return body
+
+
+def _event_data(response: httpx.Response) -> Callable[[str], Any]:
+    """How the events of a stream are read: JSON, with an ApiError for data that is not."""
+
+    def decode(text: str) -> Any:
+        try:
+            return _loads(response, text)
+        except ValueError:
+            raise not_mlplab(response, f"an event's data is not JSON: {text[:60]!r}") from None
+
+    return decode
+
+
 @dataclass
 class Event:
     """One Server-Sent Event, its data parsed as JSON."""
@@ -46,14 +100,15 @@ class Event:
     id: str | None = None
 
 
-def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
-    """Events from the lines of a text/event-stream (comments and `retry:` are skipped)."""
+def parse_sse(lines: Iterable[str], decode: Callable[[str], Any] = json.loads) -> Iterator[Event]:
+    """Events from the lines of a text/event-stream (comments and `retry:` are skipped), their data
+    read by `decode`."""
     event, event_id = "message", None
     data: list[str] = []
     for line in lines:
         if not line:
             if data:
-                yield Event(event, json.loads("\n".join(data)), event_id)
+                yield Event(event, decode("\n".join(data)), event_id)
             event, data, event_id = "message", [], None
             continue
         if line.startswith(":"):
@@ -90,9 +145,10 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The response's JSON; ApiError for a problem or when the API can't be reached."""
-        return self.response(method, path, **kwargs).json()
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The response's JSON object; ApiError for a problem, an answer that is not mlplab's, or when
+        the API can't be reached."""
+        return answer(self.response(method, path, **kwargs))
 
     def response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The response itself (its headers too); ApiError as request() raises them."""
@@ -104,10 +160,10 @@ class ApiClient:
             raise ApiError.from_response(response)
         return response
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def post(self, path: str, **kwargs: Any) -> Any:
+    def post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         return self.request("POST", path, **kwargs)
 
     def _unreachable(self, exc: Exception) -> ApiError:
@@ -133,7 +189,9 @@ class ApiClient:
                     if response.status_code >= 400:
                         response.read()
                         raise ApiError.from_response(response)
-                    for event in parse_sse(response.iter_lines()):
+                    if _kind(response) != "text/event-stream":
+                        raise not_mlplab(response, f"its body is {_kind(response)}, not an event stream")
+                    for event in parse_sse(response.iter_lines(), _event_data(response)):
                         failures = 0
                         last_id = event.id or last_id
                         yield event

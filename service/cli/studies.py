@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from service.cli.client import TEST_FINAL, Json, pct, read_json, table
+from service.cli.client import TEST_FINAL, Json, pct, read_json, seconds, table
 from service.cli.http import ApiClient, ApiError
 from service.selection import rank_key
 from service.store.models import FINISHED, StudyStatus
@@ -105,4 +105,4 @@ def add_study_command(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("study_id", nargs="?", type=int, metavar="ID", help="with show or cancel")
     parser.add_argument("--watch", action="store_true", help="a line per trial as it ends, then the table")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+    parser.add_argument("--interval", type=seconds, default=2.0, help="seconds between checks with --watch")

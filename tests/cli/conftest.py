@@ -3,9 +3,11 @@ HTTP connection) and a worker run in-process when the test says so: fast, and th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -48,6 +50,22 @@ def api(tmp_path, monkeypatch):
         monkeypatch.setattr(ApiClient, "__post_init__", connect)
         monkeypatch.setattr(ApiClient, "close", lambda self: None)
         yield made
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def elsewhere(monkeypatch):
+    """Make every ApiClient the CLI makes talk to a server the test writes: a handler of requests."""
+
+    def serve(handler: Handler) -> None:
+        def connect(self: ApiClient) -> None:
+            self.http = httpx.Client(base_url=self.url, transport=httpx.MockTransport(handler))
+
+        monkeypatch.setattr(ApiClient, "__post_init__", connect)
+
+    return serve
 
 
 def mlplab(capsys, *argv: str) -> tuple[int, str, str]:

@@ -1,7 +1,11 @@
-"""--url and --token before the command or after it, and a URL the CLI cannot use said so."""
+"""--url and --token before the command or after it, a URL the CLI cannot use said so, and a server
+that is not mlplab's API said so."""
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import pytest
 
 from service.settings import get_settings
@@ -29,7 +33,7 @@ def test_url_and_token_before_or_after_the_command(api, capsys, argv):
 )
 def test_a_url_without_a_scheme_is_refused_saying_so(api, capsys, url, advice):
     status, out, err = mlplab(capsys, "--url", url, "jobs")
-    assert status == 1 and out == ""
+    assert status == 2 and out == ""
     assert f"--url {url!r} is not a URL" in err and f"give its scheme, e.g. {advice}" in err
     assert "mlplab dev" not in err and api.connected == []
 
@@ -41,4 +45,118 @@ def test_a_url_from_the_environment_is_named_as_such(api, capsys, monkeypatch):
         status, _, err = mlplab(capsys, "models")
     finally:
         get_settings.cache_clear()
-    assert status == 1 and "MLPLAB_URL '127.0.0.1:8000' is not a URL" in err
+    assert status == 2 and "MLPLAB_URL '127.0.0.1:8000' is not a URL" in err
+
+
+BAD_URLS = [
+    ("http://[::1", "Invalid IPv6 URL"),
+    ("http://127.0.0.1:abc", "Port could not be cast to integer value as 'abc'"),
+    ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+    ("http://127.0.0.1:0", "its port must be from 1 to 65535"),
+    ("http://:8000", "give its host, e.g. http://127.0.0.1:8000"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_URLS)
+@pytest.mark.parametrize("command", [["jobs"], ["watch", "1"], ["submit", "--backend", "numpy"]])
+def test_a_malformed_url_is_a_usage_error_naming_it(api, capsys, url, reason, command):
+    status, out, err = mlplab(capsys, "--url", url, *command)
+    assert (status, out, err) == (2, "", f"mlplab: --url {url!r} is not a URL: {reason}\n")
+    assert api.connected == []
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_URLS)
+def test_a_malformed_url_from_the_environment_is_a_usage_error_naming_it(
+    api, capsys, monkeypatch, url, reason
+):
+    monkeypatch.setenv("MLPLAB_URL", url)
+    get_settings.cache_clear()
+    try:
+        status, out, err = mlplab(capsys, "models")
+    finally:
+        get_settings.cache_clear()
+    assert (status, out, err) == (2, "", f"mlplab: MLPLAB_URL {url!r} is not a URL: {reason}\n")
+    assert api.connected == []
+
+
+def _commands(tmp_path) -> list[list[str]]:
+    """Every client command, with what each needs on disk."""
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG")
+    (tmp_path / "sweep.json").write_text(json.dumps({"base": {"backend": "numpy"}, "grid": {"seed": [0]}}))
+    study = {"base": {"backend": "numpy"}, "space": {"seed": {"int": [0, 9]}}}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    return [
+        ["submit", "--backend", "numpy"],
+        ["submit", "--backend", "numpy", "--watch"],
+        ["watch", "1"],
+        ["cancel", "1"],
+        ["jobs"],
+        ["jobs", "--sweep", "3f9c"],
+        ["models"],
+        ["compare", "1", "2"],
+        ["predict", str(tmp_path / "digit.png"), "--model", "1"],
+        ["sweep", str(tmp_path / "sweep.json")],
+        ["sweeps", "3f9c"],
+        ["study", str(tmp_path / "study.json")],
+        ["study", "show", "1"],
+        ["study", "cancel", "1"],
+        ["alias", "champion"],
+        ["alias", "champion", "1"],
+        ["alias", "champion", "--sweep", "3f9c"],
+        ["alias", "champion", "--study", "1"],
+        ["alias", "champion", "--rollback"],
+    ]
+
+
+NOT_MLPLAB = [
+    ("text/plain", b"hello", "its body is text/plain: 'hello'"),
+    ("text/html; charset=utf-8", b"<html>Sign in</html>", "its body is text/html: '<html>Sign in</html>'"),
+    ("application/json", b'{"foo": 1}', "no "),  # the first key (or header) the command reads
+    ("application/json", b"[1, 2]", "its JSON is [1, 2], not an object"),
+]
+
+
+@pytest.mark.parametrize(("kind", "body", "what"), NOT_MLPLAB)
+def test_every_command_says_when_the_server_is_not_mlplabs_api(elsewhere, capsys, tmp_path, kind, body, what):
+    requests: list[str] = []
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        return httpx.Response(200, content=body, headers={"content-type": kind})
+
+    elsewhere(proxy)
+    for command in _commands(tmp_path):
+        requests.clear()
+        status, out, err = mlplab(capsys, "--url", "http://proxy.test:8080", *command)
+        assert (status, out) == (1, ""), (command, err)
+        said = f"mlplab: {requests[-1]} answered 200 but not with mlplab's JSON: is --url an mlplab API? ("
+        assert err.startswith(said + what) and err.endswith(")\n") and err.count("\n") == 1, command
+        assert requests[-1].startswith("http://proxy.test:8080/"), command
+
+
+def _job(status: str) -> dict:
+    progress = {"epoch": 1, "epochs": 1, "step": 8, "steps": 8, "loss": 0.5}
+    return {"id": 1, "name": "numpy,16", "status": status, "spec": {"epochs": 1}, "progress": progress}
+
+
+@pytest.mark.parametrize(
+    ("kind", "stream", "what"),
+    [
+        ("text/html", b"<html>Sign in</html>", "its body is text/html, not an event stream"),
+        ("text/event-stream", b"event: status\ndata: hello\n\n", "an event's data is not JSON: 'hello'"),
+        ("text/event-stream", b"event: end\ndata: {}\n\n", "no 'status' in its JSON"),
+    ],
+)
+def test_watch_says_when_the_event_stream_is_not_mlplabs(elsewhere, capsys, kind, stream, what):
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/jobs/1":
+            return httpx.Response(200, json=_job("running"))
+        return httpx.Response(200, content=stream, headers={"content-type": kind})
+
+    elsewhere(server)
+    status, out, err = mlplab(capsys, "--url", "http://proxy.test", "watch", "1")
+    assert (status, out) == (1, "")
+    assert err == (
+        "mlplab: http://proxy.test/jobs/1/events answered 200 but not with mlplab's JSON: "
+        f"is --url an mlplab API? ({what})\n"
+    )

@@ -154,3 +154,23 @@ def test_interval_bars_share_one_scale():
     scale, bars = client.interval_bars([wide, one, None], width=5)
     assert scale == "95% CI 40.00-60.00%"
     assert bars == ["━━●━━", "··●··", "-"]
+
+
+def test_a_configuration_without_a_succeeded_run_is_not_called_best(api, capsys):
+    sweep = api.post("/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.01, 0.1]}})
+    for job in api.client.get(f"/sweeps/{sweep['id']}").json()["jobs"]:
+        api.post(f"/jobs/{job['id']}/cancel")
+    assert [c["n"] for c in api.client.get(f"/sweeps/{sweep['id']}").json()["configurations"]] == [0, 0]
+    status, out, err = mlplab(capsys, "sweeps", sweep["id"])
+    assert status == 0, err
+    header, *rows = out.split("\n\n")[0].splitlines()[1:]
+    assert header.split()[-2:] == ["TIED", "P"]
+    assert [row.split()[-2:] for row in rows] == [["-", "-"], ["-", "-"]]  # N 0: best at nothing
+
+
+def test_a_sweep_file_with_a_number_json_cannot_carry_is_refused_naming_it(api, capsys, tmp_path):
+    grid = tmp_path / "sweep.json"
+    grid.write_text('{"base": {"backend": "numpy"}, "grid": {"learning_rate": [0.01, NaN]}}')
+    status, out, err = mlplab(capsys, "sweep", str(grid))
+    assert (status, out) == (1, "") and err == f"mlplab: cannot read {grid}: NaN is not a finite number\n"
+    assert api.client.get("/sweeps").json()["data"] == []
