@@ -174,13 +174,20 @@ def _samples(group: list[Run]) -> Samples:
     )
 
 
-def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, tuple[bool, float, bool, float, int]]:
-    """Those without a failed run first (its survivors alone would flatter it), then rank_key of the
-    means; equals as their newest runs (so one run a configuration ranks as its job)."""
+def _config_key(
+    samples: Samples, group: list[Run]
+) -> tuple[bool, bool, tuple[bool, float, bool, float, int]]:
+    """Those with a result first; among them those without a failed run (its survivors alone would
+    flatter it); then rank_key of the means, equals as their newest runs (so one run a configuration
+    ranks as its job)."""
     validation, test, _ = samples
     newest = max((run.job_id for run in group if run.succeeded), default=0)
-    return any(run.failed for run in group), rank_key(
-        float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None, newest
+    return (
+        not test,
+        any(run.failed for run in group),
+        rank_key(
+            float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None, newest
+        ),
     )
 
 

@@ -47,3 +47,12 @@ def test_runs_without_spread_are_not_called_different_with_certainty():
     assert welch_p([0.9, 0.9], [0.9, 0.9]) == 1.0
     configurations, _ = group_runs(_runs(1, 0.1, [0.9, 0.9]) + _runs(3, 0.2, [0.8998, 0.8998]))
     assert [(c.p_value, c.tied_with_best) for c in configurations] == [(None, True), (None, None)]
+
+
+def test_a_configuration_without_a_result_ranks_after_one_with_results_and_a_failure():
+    """Queued or cancelled all through, it has nothing to rank by: it comes last, not first."""
+    pending = _runs(1, 0.5, ["cancelled", "cancelled"])
+    mixed = _runs(3, 0.1, [0.97, 0.97, "failed"])
+    configurations, _ = group_runs(pending + mixed)
+    assert [(c.hyperparameters["learning_rate"], c.n) for c in configurations] == [(0.1, 2), (0.5, 0)]
+    assert configurations[0].tied_with_best is True
