@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api.asgi import HeadAsGet
+from service.api.asgi import HeadAsGet, NoRanges
 from service.api.database import Database
 from service.api.guard import RequestGuard
 from service.api.inference import Inference
@@ -115,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router)
     web.mount(app)
-    app.add_middleware(HeadAsGet)  # innermost: the guard and the metrics see the HEAD
+    app.add_middleware(NoRanges)
+    app.add_middleware(HeadAsGet)  # inside the guard and the metrics: they see the HEAD
     app.add_middleware(RequestGuard, settings=settings)  # host, origin, token, body limit: before the body
     app.add_middleware(SecurityHeaders, private_cache=settings.protect_reads)  # on refusals too
     app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it counts refusals too

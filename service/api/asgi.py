@@ -32,14 +32,27 @@ class HeadAsGet(HttpMiddleware):
             await self.app(scope, receive, send)
             return
         answered = False
+        as_get = {**scope, "method": "GET"}
 
         async def head_only(message: Message) -> None:
             nonlocal answered
             if answered:
                 return
+            if message["type"] == "http.response.start" and "route" in as_get:
+                scope["route"] = as_get["route"]  # for the metrics outside: the route GET matched
             if message["type"] == "http.response.body":
                 answered = True
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)  # the server, which knows the request was HEAD, sends no body
 
-        await self.app({**scope, "method": "GET"}, receive, head_only)
+        await self.app(as_get, receive, head_only)
+
+
+class NoRanges(HttpMiddleware):
+    """Every response whole: a Range header is dropped, as RFC 9110 allows (the files are small; Starlette
+    answered a malformed Range on a file with a text/plain 400)."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # In place, not a copy: the middlewares outside read what routing records in this scope.
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await self.app(scope, receive, send)

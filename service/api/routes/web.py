@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -39,11 +39,6 @@ class CachedStatic(StaticFiles):
         super().__init__(directory=directory)
         self.cache_control = f"public, max-age={max_age}"
         self.only = only
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Ranges ignored (RFC 9110 allows it): Starlette answered a malformed one with a text/plain 400.
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
-        await super().__call__({**scope, "headers": headers}, receive, send)
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         if self.only is not None and path not in self.only:
