@@ -52,7 +52,7 @@ from service.ml.spec import NOT_A_FIELD, ONE_DATASET, TrainSpec
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
-MOST_CHOICES = 1_000  # values of one choice: each is checked against TrainSpec before anything is queued
+MOST_CHOICES = 1_000  # values of one choice: each is checked against TrainSpec when a study is submitted
 MOST_POINTS = 10_000  # points of a space held in memory at once: a grid's, or those listed to avoid repeats
 
 
@@ -75,9 +75,7 @@ class Dimension(BaseModel):
         None, alias="int", min_length=2, max_length=2, description="[low, high]: an integer in between."
     )
     choice: list[Any] | None = Field(
-        None,
-        max_length=MOST_CHOICES,
-        description=f"The values to choose from (any JSON the spec accepts), at most {MOST_CHOICES:,}.",
+        None, description=f"The values to choose from (any JSON the spec accepts), at most {MOST_CHOICES:,}."
     )
     log: StrictBool = Field(False, description="Sample a range uniformly in log space (both bounds > 0).")
 
@@ -312,6 +310,11 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
     name = f"space.{field}"
     if not choices:
         yield Invalid(name, "an empty choice: give at least one value")
+    if (
+        len(choices) > MOST_CHOICES
+    ):  # checked here, not by the model: a stored study reads back whatever it holds
+        yield Invalid(name, f"{len(choices):,} values; the limit is {MOST_CHOICES:,}")
+        return
     seen: set[str] = set()
     for value in choices:
         key = json.dumps(value, sort_keys=True)
