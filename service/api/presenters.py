@@ -114,8 +114,9 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
     return body
 
 
-def check_budget(spec: TrainSpec, settings: Settings) -> None:
-    """Refuse jobs the service should not run, before anything is stored."""
+def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:
+    """Refuse jobs the service should not run, before anything is stored. A `stored` spec (a model's,
+    reproduced) was accepted once: only the budgets bind it, not the rules added since."""
     if spec.n_parameters > settings.max_parameters:
         raise invalid(
             "hidden_layers",
@@ -123,7 +124,7 @@ def check_budget(spec: TrainSpec, settings: Settings) -> None:
             f"the limit is {settings.max_parameters:,} (MLPLAB_MAX_PARAMETERS)",
         )
     available = DATASETS[spec.dataset].splits["train"] - spec.validation_size  # the rest is validated on
-    if spec.train_limit is not None and spec.train_limit > available:
+    if not stored and spec.train_limit is not None and spec.train_limit > available:
         raise invalid(
             "train_limit",
             f"{echo(spec.train_limit)} images; {spec.dataset}'s training split has {available:,} besides "

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from service.main import create_app
+from service.ml.spec import TrainSpec
 from service.settings import Settings
 from tests.conftest import assert_problem
 
@@ -79,6 +80,20 @@ def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     )
     assert problem["invalid_params"] == [{"name": "body", "reason": says}]
     assert _job_count(client) == 0
+
+
+def test_a_model_stored_before_the_train_limit_rule_can_still_be_reproduced(client, settings):
+    """A train_limit past the images (60,000 meant "all") was accepted once: its model is trained again."""
+    from service.store.db import make_engine, make_sessionmaker
+    from tests.factories import store_trained_job
+
+    engine = make_engine(settings.database_url)
+    spec = TrainSpec.model_validate({"backend": "numpy", "epochs": 1, "train_limit": 60_000})
+    model = store_trained_job(make_sessionmaker(engine), spec, every=100)
+    engine.dispose()
+    again = client.post(f"/models/{model}/reproduce")
+    assert again.status_code == 202, again.text
+    assert again.json()["spec"]["train_limit"] == 60_000
 
 
 def test_budgets_refuse_oversized_jobs(client):

@@ -194,7 +194,7 @@ def reproduce(ref: ModelRefDep, session: SessionDep, settings: SettingsDep, resp
     begin_write(session)  # the write lock first: the read below and the insert are one transaction
     original = require_trained(session, ref.id)
     spec = job_spec(original)
-    check_budget(spec, settings)
+    check_budget(spec, settings, stored=True)
     (job,) = enqueue(session, settings, [spec], reproduces=original.id)
     response.headers["Location"] = f"/jobs/{job.id}"
     public = job_public(job)
