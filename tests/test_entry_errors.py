@@ -3,6 +3,8 @@ work and a database that cannot be reached each get one line naming the cause, n
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import uvicorn
 
@@ -10,6 +12,12 @@ from service.cli import main
 from service.settings import get_settings
 
 STARTS = (["api"], ["dev"], ["worker"])
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers(monkeypatch):
+    """`mlplab worker` installs its SIGTERM and SIGINT handlers: not in the test process."""
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
 
 
 def _exit_status(argv: list[str]) -> int:

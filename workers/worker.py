@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
@@ -139,6 +139,7 @@ def run_job(
     threads = presence.threads
     result: TrainResult | None = None
     error: str | None = None
+    resume: Checkpoint | None = None
     lease.start()
     try:
         spec = job_spec(job)
@@ -167,10 +168,6 @@ def run_job(
             result = train(
                 spec, data, callbacks, resume=resume, max_losses=settings.max_loss_points, **options
             )
-        if resume is not None:  # the model's training time includes the epochs of earlier attempts
-            with session_scope(sessions) as session:
-                before = [e for e in get_epochs(session, job.id) if e.epoch <= resume.epoch]
-            result.seconds += sum(e.seconds for e in before)
     except TrainingCancelled:
         pass
     except DataError as exc:  # its message names server paths: the log's, not the job's
@@ -183,7 +180,21 @@ def run_job(
         error = f"{type(exc).__name__}: {exc}"
     finally:
         lease.stop()
+    if result is not None and resume is not None:
+        add_earlier_seconds(sessions, job.id, resume.epoch, result)
     return settle(job, result, error, lease, recorder, stop, pruning.pruned)
+
+
+def add_earlier_seconds(
+    sessions: sessionmaker[Session], job_id: int, resumed_after: int, result: TrainResult
+) -> None:
+    """A resumed job's model counts the training time of the epochs its earlier attempts trained."""
+    try:
+        with session_scope(sessions) as session:
+            before = [e.seconds for e in get_epochs(session, job_id) if e.epoch <= resumed_after]
+        result.seconds += sum(before)
+    except SQLAlchemyError as exc:  # not worth losing the model over: its time is this attempt's
+        log.warning("job %d: could not read its earlier epochs' times: %s", job_id, exc)
 
 
 def settle(
@@ -476,8 +487,10 @@ class Recorder:
         try:
             with session_scope(self.sessions) as session:
                 foresee_end(session, self.job_id, status, None if value is None else float(value))
-        except (SQLAlchemyError, ValueError) as exc:  # only a shortcut: the end decides under the lock
-            log.warning("job %d: could not work out its study's next trials ahead: %s", self.job_id, exc)
+        except Exception:  # only a shortcut: the end decides under the lock all the same
+            log.warning(
+                "job %d: could not work out its study's next trials ahead", self.job_id, exc_info=True
+            )
 
     def write_unless_lost(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Inside train(): a lost lease is not an error of the job; should_stop() ends training next.
@@ -528,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     while thread.is_alive():
         thread.join(0.2)
     if failure:
-        if isinstance(failure[0], SQLAlchemyError):  # unreachable, refused: a line, not a traceback
+        if isinstance(failure[0], (OperationalError, InterfaceError)):  # unreachable, refused: a line
             parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
         raise failure[0]
     return 0

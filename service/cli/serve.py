@@ -102,9 +102,10 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     is killed without stopping it (kill -9), instead of living on and claiming jobs beside the next one."""
     if not sys.platform.startswith("linux"):
         return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: no dlopen between fork and exec
 
     def in_child() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before the prctl: nobody would send it
             os._exit(1)
 
