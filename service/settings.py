@@ -175,7 +175,8 @@ class Settings(BaseSettings):
         # An empty line in a compose .env gives MLPLAB_API_TOKEN=""; taken as "no token" it opened the API.
         if token is not None and not token.get_secret_value().strip():
             raise ValueError("set but blank: give it a secret value, or unset it to run without a token")
-        return token
+        # the Authorization header is read without the spaces around it: so is the token
+        return None if token is None else SecretStr(token.get_secret_value().strip())
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -27,7 +27,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods tha
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
 # RFC 3986's host (an IP literal or a reg-name) and optional port: anything else is no host at all.
-HOST_SYNTAX = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?", re.IGNORECASE)
+HOST_SYNTAX = re.compile(
+    r"(\[[0-9a-f:.]+(%25[a-z0-9\-._~%]+)?\]|\[v[0-9a-f]+\.[a-z0-9\-._~!$&'()*+,;=:]+\]"  # IPv6 (zone), IPvFuture
+    r"|[a-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -141,8 +145,6 @@ class RequestGuard(HttpMiddleware):
                 "Bad Host",
                 f"The request needs one Host header naming a host[:port] (got {echo(hosts)}).",
             )
-        if not host and scope.get("http_version") == "1.1":
-            raise ProblemError(400, "Bad Host", "An HTTP/1.1 request needs a Host header (RFC 9112).")
         # The address the connection arrived on (the bind address, or with 0.0.0.0 the interface's) is
         # always allowed: rebinding needs a host name, and the app is not told its bind address.
         server = scope.get("server")

@@ -167,7 +167,7 @@ class ConfigurationPublic(BaseModel):
         description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
         "gives p >= 0.05: the data do not tell them apart. The best itself is true once it has a result; "
         "another configuration is null when it or the best has fewer than 2 runs, or neither's runs vary "
-        "(nothing to test)."
+        "and their means differ (nothing to test; equal constants are tied)."
     )
     p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
 

@@ -2,9 +2,10 @@
 
 mlplab's jobs are the trials and the database is the only record of them. At each decision the
 caller reads the study's trials (`TrialRecord`s) and asks; this module rebuilds an in-memory
-Optuna study from them, lets Optuna's sampler or pruner decide, and throws the study away.
-Nothing is kept between calls, so the same trials always give the same answer: a decision
-repeated after a crash is the decision that was lost. Samplers are seeded from (study seed,
+Optuna study from them, lets Optuna's sampler or pruner decide, and throws the study away. The
+same trials always give the same answer, so a decision repeated after a crash is the decision
+that was lost (next_trials remembers its last answers by a digest of all they read: a lookup,
+never a different answer). Samplers are seeded from (study seed,
 number of trials so far); trials queued or running are in flight for Optuna (RUNNING), so a
 sampler with a constant liar does not propose them again.
 

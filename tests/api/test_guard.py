@@ -135,6 +135,8 @@ def test_same_origin_and_programs_may_write_and_a_token_lets_a_cross_site_progra
         assert_problem(client.post("/jobs", json=JOB, headers=evil), 403, "may not change anything")
         assert_problem(client.post("/jobs", json=JOB, headers=evil | {"authorization": "Bearer no"}), 403)
         assert _job_count(client) == 2
+    with _client(settings, api_token=f" {TOKEN}\n", database_url=settings.database_url + "-spaced") as client:
+        assert client.post("/jobs", json=JOB, headers=BEARER).status_code == 202  # a token file's newline
 
 
 # --- DNS rebinding: the Host --------------------------------------------------------------------
@@ -170,4 +172,5 @@ def test_the_local_names_the_connections_address_and_the_configured_ones_are_ser
         for host in ("localhost", "lab.example", "example.com"):
             assert_problem(client.get("/healthz", headers={"host": host}), 400)
     with _client(settings, allowed_hosts="*") as client:  # behind a proxy that checks the name itself
-        assert client.get("/healthz", headers={"host": "anything.example"}).status_code == 200
+        for host in ("anything.example", "[fe80::1%25eth0]:8000", "[v1.fe80::a+en1]", "a_b.example"):
+            assert client.get("/healthz", headers={"host": host}).status_code == 200, host
