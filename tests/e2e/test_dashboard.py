@@ -736,3 +736,45 @@ def test_a_model_near_chance_is_flagged_on_its_pages(page, service):
     mark = page.locator(f"tr[data-job='{job['id']}'] .chance-mark")
     assert mark.count() >= 1 and mark.first.get_attribute("title") == done["warning"]
     shot(page.locator(f"tr[data-job='{job['id']}']"), "13-near-chance-in-the-list")
+
+
+def test_addresses_past_the_list_or_of_a_long_id_say_what_is_not_there(browser, idle):  # noqa: F811
+    """An offset past the last job, and an id longer than 15 digits: what the API says, never "1,000,000–999,999"
+    nor "No page is called"."""
+    with idle.client() as client:
+        count = client.get("/jobs").json()["count"]
+    with watched_page(browser, idle.url) as w:
+        page = w.page
+        rendered(page, "/#/?offset=999999")
+        assert page.inner_text("#jobs-range") == "" and page.locator("table.jobs").count() == 0
+        assert page.inner_text("#jobs-past-end") == f"No jobs on this page: there are {count}. The first page"
+        moved(page, lambda: page.click("#jobs-prev"))  # "Newer": the last page that has jobs
+        assert page.inner_text("#jobs-range") == f"51–{count} of {count}"
+        rendered(page, "/#/?offset=999999")
+        moved(page, lambda: page.click("#jobs-past-end a"))
+        assert page.inner_text("#jobs-range") == f"1–50 of {count}"
+        long_id = "99999999999999999999"
+        for kind, path in (("job", "jobs"), ("model", "models"), ("study", "studies")):
+            rendered(page, f"/#/{path}/{long_id}")
+            assert page.inner_text("#view .problem").endswith(f"There is no {kind} {long_id}."), kind
+            assert "No page is called" not in page.inner_text("#view")
+        w.assert_clean()
+
+
+def test_models_level_on_validation_accuracy_are_called_tied_not_ranked(page, service):
+    """Two runs of one spec and seed (NumPy trains them bit-identically) have the same accuracies: the
+    compare page says they are tied, crowning neither with a star or "is best"."""
+    body = SMALL_JSON | {"validation_size": 1000}
+    with service.client() as client:
+        twins = [service.wait_job(client, client.post("/jobs", json=body).json()["id"]) for _ in range(2)]
+    assert [t["status"] for t in twins] == ["succeeded"] * 2
+    assert twins[0]["validation_accuracy"] == twins[1]["validation_accuracy"], twins
+    a, b = (t["id"] for t in twins)
+    rendered(page, f"/#/compare?ids={a},{b}")
+    line = page.inner_text("#best-line")
+    figure = f"{100 * twins[0]['validation_accuracy']:.2f}\u00a0%"
+    assert line == f"Tied on validation accuracy: model {b} and model {a}, both at {figure}: neither is best."
+    assert "points ahead" not in page.inner_text("#compare-best")
+    assert "★" not in page.inner_text("#view")
+    assert not any("★" in n for n in chart(page, "#compare-accuracy")["names"])
+    shot(page.locator("#compare-best"), "14-compare-tied")

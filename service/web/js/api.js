@@ -1,5 +1,5 @@
 // Every request the dashboard makes, in one place: paths are built here from encoded parts, errors
-// become Problem (the API's RFC 9457 body).
+// become Problem (the API's RFC 9457 body), and the API's token goes with each one once the user gave it.
 
 export class Problem extends Error {
   constructor(body, status) {
@@ -19,8 +19,30 @@ export function path(base, query = {}) {
   return qs ? `${base}?${qs}` : base;
 }
 
+// MLPLAB_API_TOKEN as the user typed it: sessionStorage, so that it goes when the tab closes.
+const TOKEN_KEY = "mlplab.token";
+const tokenListeners = [];
+
+export const heldToken = () => sessionStorage.getItem(TOKEN_KEY);
+/** Call fn whenever the token is kept or forgotten. */
+export const onTokenChange = (fn) => { tokenListeners.push(fn); };
+export function keepToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  tokenListeners.forEach((fn) => fn());
+}
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  tokenListeners.forEach((fn) => fn());
+}
+
+/** Whether the API refused a request for its token: none sent (401), or a wrong one (403 "Forbidden";
+ * a cross-site refusal is titled otherwise). */
+export const needsToken = (err) => err instanceof Problem && (err.status === 401 || (err.status === 403 && err.body.title === "Forbidden"));
+
 export async function request(url, options = {}) {
-  const response = await fetch(url, options);
+  const token = heldToken();
+  const headers = token ? { ...options.headers, authorization: `Bearer ${token}` } : options.headers;
+  const response = await fetch(url, { ...options, headers });
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {

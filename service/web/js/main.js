@@ -1,6 +1,7 @@
 // mlplab dashboard: plain JavaScript modules, no build step, no CDN. Every figure comes from the API.
+import { forgetToken, heldToken, onTokenChange } from "./api.js";
 import { $ } from "./dom.js";
-import { route, start } from "./router.js";
+import { reload, route, start } from "./router.js";
 import { comparePage } from "./pages/compare.js";
 import { datasetsPage } from "./pages/datasets.js";
 import { jobPage } from "./pages/job.js";
@@ -17,5 +18,12 @@ route("/sweeps/:hex", "jobs", sweepPage);
 route("/studies/:id", "jobs", studyPage);
 route("/compare", "compare", comparePage);
 route("/datasets", "datasets", datasetsPage);
+
+// "forget token", shown while this tab holds the API's token; forgetting it shows the page without it.
+const forget = $("#forget-token");
+const showForget = () => { forget.hidden = !heldToken(); };
+forget.addEventListener("click", () => { forgetToken(); reload(); });
+onTokenChange(showForget);
+showForget();
 
 start($("#view"));

@@ -10,13 +10,13 @@ let current = null;
 let view = null;
 
 // `:model` also takes an alias (the API's ALIAS_NAME: lowercase letters, digits, dashes, a letter first);
-// `:hex` a sweep's id (hex digits).
-const PARAMS = { model: "(\\d{1,15}|[a-z][a-z0-9-]{0,62})", hex: "([0-9a-f]{1,32})" };
+// `:hex` a sweep's id (hex digits). Ids of any length: the API says there is no such job, not the router.
+const PARAMS = { model: "(\\d+|[a-z][a-z0-9-]{0,62})", hex: "([0-9a-f]{1,32})" };
 
 /** route("/models/:model", "jobs", page): `:id` matches digits only, `:model` an id or an alias,
  * `:hex` a sweep's id; `nav` names the menu entry. */
 export function route(pattern, nav, page) {
-  const source = pattern.replace(/\/:(\w+)/g, (_, name) => `/${PARAMS[name] ?? "(\\d{1,15})"}`);
+  const source = pattern.replace(/\/:(\w+)/g, (_, name) => `/${PARAMS[name] ?? "(\\d+)"}`);
   routes.push({ regex: new RegExp(`^${source}/?$`), nav, page });
 }
 
@@ -58,7 +58,7 @@ async function dispatch() {
   try {
     await (match ? match.r.page(ctx, root) : notFound(ctx, root, path));
   } catch (err) {
-    if (ctx.live) fill(root, problemView(err));
+    if (ctx.live) fill(root, problemView(err, reload)); // a token given in its form loads the page again
   }
   if (current === me) view.setAttribute("aria-busy", "false");
 }

@@ -1,14 +1,34 @@
-// Pieces several pages show: a problem, a status badge, a progress bar, a confusion matrix,
-// probability bars, thumbnails.
-import { h, pct } from "./dom.js";
+// Pieces several pages show: a problem (with the form for the API's token when that is what it wants),
+// a status badge, a progress bar, a confusion matrix, probability bars, thumbnails.
+import { keepToken, needsToken } from "./api.js";
+import { fill, h, pct } from "./dom.js";
 
-/** The API's problem (title, status, detail, the fields it names), or any error, as an alert. */
-export function problemView(err) {
+/** The API's problem (title, status, detail, the fields it names), or any error, as an alert. A refusal
+ * for want of the token (MLPLAB_API_TOKEN) comes with a form for it, which keeps it and calls `retry`. */
+export function problemView(err, retry) {
   const b = err?.body || { title: "Error", detail: String(err?.message ?? err) };
   const params = b.invalid_params || [];
   return h("div", { class: "problem", role: "alert" },
     h("strong", null, b.title ?? "Error"), b.status ? ` (${b.status})` : "", ": ", b.detail ?? "",
-    params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null);
+    params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
+    needsToken(err) ? tokenForm(retry) : null);
+}
+
+/** A password field for the API's token: kept for this tab (api.js sends it), then `retry` (what failed). */
+function tokenForm(retry) {
+  const input = h("input", { type: "password", name: "token", autocomplete: "off", required: true, spellcheck: "false" });
+  const note = h("span", { class: "muted", "aria-live": "polite" });
+  const use = (event) => {
+    event.preventDefault(); // the form is never sent anywhere: the token stays in this tab
+    const token = input.value.trim();
+    if (!token) return;
+    keepToken(token);
+    if (retry) retry();
+    else fill(note, "Token kept: try again.");
+  };
+  return h("form", { class: "token-form", onsubmit: use },
+    h("p", null, "The API needs its token (MLPLAB_API_TOKEN). It is kept in this tab only, until the tab closes."),
+    h("label", null, "token ", input), " ", h("button", { type: "submit" }, "Use the token"), " ", note);
 }
 
 /** The API's warning on a finished job or model (near chance level), or nothing. */

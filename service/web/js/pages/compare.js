@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { $$, digits, fill, h, pct } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
-import { go, withParams } from "../router.js";
+import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
 import { confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
 
@@ -43,26 +43,27 @@ export async function comparePage(ctx, root) {
   const tokens = ids.split(",").filter(Boolean);
   if (tokens.length < 2 && tokens.every((t) => digits(t) != null)) return; // nothing to compare yet; anything else is for the API to refuse
   let cmp;
-  try { cmp = await api.compare(ids); } catch (err) { if (ctx.live) fill(root.querySelector("#table"), problemView(err)); return; }
+  try { cmp = await api.compare(ids); } catch (err) { if (ctx.live) fill(root.querySelector("#table"), problemView(err, reload)); return; }
   if (!ctx.live) return;
   const cms = await Promise.all(cmp.data.map((m) => api.confusion(m.id, "test")));
   if (!ctx.live) return;
   const rank = ranking(cmp.data);
-  const names = legendNames(cmp, schema, rank.best);
+  const names = legendNames(cmp, schema, rank.crown);
   const showTable = () => fill(root.querySelector("#table"), hyperparameters(cmp, rank, root.querySelector("#show-all").checked, schema));
   root.querySelector("#show-all").addEventListener("change", showTable);
   showTable();
   fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank));
-  fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.best));
+  fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.crown));
   fill(root.querySelector("#difference"), difference(cmp.data, cms, rank));
-  fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.best));
-  const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.best, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
+  fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.crown));
+  const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.crown, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
   toggles.addEventListener("change", () => drawAccuracy());
   await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, names, ctx.signal)]);
 }
 
 /** Best first, as the API ranks (service/selection.py rank_key, the store's BEST_FIRST): by validation
- * accuracy; those without one after, by test; equals by test, then the newer job. `by`: what ranked the best. */
+ * accuracy; those without one after, by test; equals by test, then the newer job. `by`: what ranked the best;
+ * `tied`: the models level with the first on it, when more than one is (none of them is then `crown`ed). */
 export function ranking(models) {
   const key = (m) => [m.validation_accuracy == null, -(m.validation_accuracy ?? 0), m.test_accuracy == null, -(m.test_accuracy ?? 0), -m.id];
   const order = [...models].sort((a, b) => {
@@ -71,24 +72,26 @@ export function ranking(models) {
     return i < 0 ? 0 : x[i] < y[i] ? -1 : 1;
   });
   const by = order[0]?.validation_accuracy != null ? "validation_accuracy" : "test_accuracy";
-  return { by, order, best: order[0] };
+  const level = order.filter((m) => m[by] != null && m[by] === order[0][by]);
+  const tied = level.length > 1 ? level : [];
+  return { by, order, best: order[0], tied, crown: tied.length ? null : order[0] };
 }
 
 const short = (m) => `#${m.id}`;
+const star = (m, crown) => (m.id === crown?.id ? " ★" : ""); // a tie crowns no one
 const LEGEND_CHARS = 28; // a legend entry's text before "…": the full label is in the hover
 
 /** Each model's legend entry, "#12 glorot, lr=0.3 ★": its id and the differing fields, short; and
  * its full label, for the hover. */
-function legendNames(cmp, schema, best) {
+function legendNames(cmp, schema, crown) {
   return new Map(cmp.data.map((m) => {
-    const star = m.id === best.id ? " ★" : "";
     let text = short(m);
     for (const [k, part] of cmp.differing.map((f) => shortPart(f, m.spec[f], schema, "=")).entries()) {
       const longer = `${text}${k ? ", " : " "}${part}`;
       if (longer.length > LEGEND_CHARS) { text += k ? ", …" : " …"; break; } // whole fields only
       text = longer;
     }
-    return [m.id, { legend: text + star, full: m.label + star }];
+    return [m.id, { legend: text + star(m, crown), full: m.label + star(m, crown) }];
   }));
 }
 
@@ -99,9 +102,10 @@ const curves = (m, names, format, parts) => parts.filter(Boolean).map(([part, re
   hovertemplate: `${plotText(names.get(m.id).full)} · ${part}: %{y:${format}}<extra></extra>`, ...rest,
 }));
 
-function bestSummary({ by, order }) {
+function bestSummary({ by, order, tied }) {
   const [best, next] = order;
   const split = by === "validation_accuracy" ? "validation" : "test";
+  if (tied.length) return tieSummary(tied, by, split);
   // the gap on a figure both have: a runner-up without a validation split is compared on test
   const on = next?.[by] != null ? by : "test_accuracy";
   const line = [h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
@@ -117,12 +121,26 @@ function bestSummary({ by, order }) {
   ];
 }
 
-function accuracyChart(el, models, names, best, splits, signal) {
+/** Models level on the figure that ranks them: no winner is crowned by a tie-break the user cannot see. */
+function tieSummary(tied, by, split) {
+  const [a, b] = tied;
+  return [
+    h("p", { id: "best-line" }, `Tied on ${split} accuracy: `,
+      tied.map((m, k) => [k ? (k === tied.length - 1 ? " and " : ", ") : "", h("a", { href: `#/models/${m.id}` }, h("strong", null, `model ${m.id}`))]),
+      `, ${tied.length === 2 ? "both" : "all"} at `, h("strong", { id: "best-figure" }, pct(a[by])), tied.length === 2 ? ": neither is best." : ": none of them is best."),
+    by === "validation_accuracy"
+      ? h("p", { id: "best-gap" }, `On test, the final figure: ${tied.map((m) => `${short(m)} ${pct(m.test_accuracy)}`).join(", ")}.`) : null,
+    h("p", null, h("a", { href: `/compare/disagreements?a=${a.id}&b=${b.id}&split=test` }, "image by image (McNemar's test)"),
+      " · ", h("a", { href: `/compare/disagreements.png?a=${a.id}&b=${b.id}&split=test` }, "the images they disagree on")),
+  ];
+}
+
+function accuracyChart(el, models, names, crown, splits, signal) {
   const key = { train: "train_accuracy", validation: "validation_accuracy", test: "test_accuracy" };
   const shown = ["validation", "test", "train"].filter((s) => splits.includes(s)); // a solid line first: the legend's
   const traces = models.flatMap((m, i) => curves(m, names, ".2%", shown.filter((s) => m.epochs.some((e) => e[key[s]] != null)).map((s) => [s, {
     x: m.epochs.map((e) => e.epoch), y: m.epochs.map((e) => e[key[s]]), mode: "lines+markers",
-    line: { color: PALETTE[i % PALETTE.length], dash: SPLITS[s], width: m.id === best.id ? 3 : 1.8 },
+    line: { color: PALETTE[i % PALETTE.length], dash: SPLITS[s], width: m.id === crown?.id ? 3 : 1.8 },
   }])));
   const values = traces.flatMap((t) => t.y).filter((v) => v != null);
   return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(values, "accuracy"), signal, height: 360 });
@@ -181,26 +199,27 @@ function picker(models, chosen, from, schema) {
   ];
 }
 
-function hyperparameters(cmp, { by, best }, all, schema) {
+function hyperparameters(cmp, { by, best, crown }, all, schema) {
   const cell = (field) => (v) => h("td", null, showValue(v, schema.properties[field]));
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
+  const top = (m) => m[by] != null && m[by] === best[by]; // the best's figure, or those tied at it
   const accuracy = (label, key) => h("tr", null, h("th", null, label), cmp.data.map((m) =>
-    h("td", { class: key === by && m.id === best.id ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]))));
+    h("td", { class: key === by && top(m) ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]))));
   return [
     h("table", { id: "hyperparameters" },
-      h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}${m.id === best.id ? " ★" : ""}`))))),
+      h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}${star(m, crown)}`))))),
       h("tbody", null,
         fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell(field)))),
         accuracy("train accuracy", "train_accuracy"), accuracy("validation accuracy", "validation_accuracy"), accuracy("test accuracy (final)", "test_accuracy"))),
     h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameters differ; the others are equal. `,
-      `★ marks the best ${by.replace("_", " ")}.`),
+      crown ? `★ marks the best ${by.replace("_", " ")}.` : `None is marked best: the top models are tied on ${by.replace("_", " ")}.`),
   ];
 }
 
-function perClass(models, cms, best) {
+function perClass(models, cms, crown) {
   const acc = cms.map((cm) => cm.per_class.map((s) => s.recall)); // a class's accuracy is its recall
   return h("table", { id: "per-class-table" },
-    h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${m.id === best.id ? " ★" : ""}`)))),
+    h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${star(m, crown)}`)))),
     h("tbody", null, cms[0].classes.map((c, k) => {
       const top = Math.max(...acc.map((a) => a[k]));
       return h("tr", null, h("th", null, c), acc.map((a) => h("td", { class: ["right", a[k] === top ? "best" : null] }, pct(a[k]))));
@@ -208,16 +227,16 @@ function perClass(models, cms, best) {
 }
 
 /** Each model's test confusion matrix on one colour scale: the same count, the same shade. */
-function matrices(models, cms, best) {
+function matrices(models, cms, crown) {
   const scale = matrixScale(cms.map((cm) => cm.matrix));
   return models.map((m, k) => h("figure", { dataset: { model: m.id } },
     confusionGrid(cms[k].matrix, cms[k].classes, null, scale),
-    h("figcaption", { class: "muted" }, m.label, m.id === best.id ? " ★" : "")));
+    h("figcaption", { class: "muted" }, m.label, star(m, crown))));
 }
 
 /** The best model's confusion matrix less the runner-up's, coloured by which of them does better in
  * each cell: more images on the diagonal is better, fewer off it. */
-function difference(models, cms, { best, order }) {
+function difference(models, cms, { best, order, crown }) {
   const next = order[1];
   const a = cms[models.indexOf(best)], b = cms[models.indexOf(next)];
   const diff = a.matrix.map((row, i) => row.map((v, j) => v - b.matrix[i][j]));
@@ -226,7 +245,7 @@ function difference(models, cms, { best, order }) {
   const COLOURS = { better: "--ok", worse: "--bad" };
   const shade = (v, i, j) => (v === 0 ? null : { background: tint(COLOURS[verdict(v, i, j)], (0.15 + 0.85 * Math.abs(v) / max).toFixed(2)) });
   return [
-    h("p", { class: "muted" }, `model ${best.id} (★) less model ${next.id}: rows the true class, columns the prediction.`),
+    h("p", { class: "muted" }, `model ${best.id}${crown ? " (★)" : ""} less model ${next.id}: rows the true class, columns the prediction.`),
     h("p", { class: "legend-key", id: "difference-key" },
       h("span", { class: "swatch better" }), ` ${short(best)} does better (more right, or fewer wrong) `,
       h("span", { class: "swatch worse" }), ` ${short(best)} does worse than ${short(next)}`),

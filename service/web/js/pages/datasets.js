@@ -2,7 +2,7 @@
 // State in the hash: #/datasets?name=mnist&split=test&offset=48&model=3.
 import * as api from "../api.js";
 import { $, digits, fill, h } from "../dom.js";
-import { go, withParams } from "../router.js";
+import { go, reload, withParams } from "../router.js";
 import { problemView, thumb } from "../widgets.js";
 
 const PAGE = 48;
@@ -41,7 +41,7 @@ export async function datasetsPage(ctx, root) {
       model ? api.outcomes(model, split, { offset: rawOffset, limit: PAGE }) : null,
     ]);
   } catch (err) {
-    if (ctx.live) fill($("#ds-problem", root), problemView(err));
+    if (ctx.live) fill($("#ds-problem", root), problemView(err, reload));
     return;
   }
   if (!ctx.live) return;

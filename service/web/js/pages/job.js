@@ -68,10 +68,11 @@ function actions(job) {
   if (job.status === "succeeded") return h("a", { class: "button", href: `#/models/${job.id}`, id: "open-model" }, "Open the model");
   if (job.status !== "queued" && job.status !== "running") return null;
   const problem = h("div");
-  const cancel = h("button", { type: "button", class: "secondary", id: "cancel", onclick: async () => {
+  const request = async () => {
     cancel.disabled = true;
-    try { await api.cancelJob(job.id); fill(problem, "Cancel requested."); } catch (err) { fill(problem, problemView(err)); }
-  } }, "Cancel");
+    try { await api.cancelJob(job.id); fill(problem, "Cancel requested."); } catch (err) { fill(problem, problemView(err, request)); }
+  };
+  const cancel = h("button", { type: "button", class: "secondary", id: "cancel", onclick: request }, "Cancel");
   return [cancel, problem];
 }
 

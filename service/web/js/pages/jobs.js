@@ -3,7 +3,7 @@
 // hash: #/?status=running&sweep=3f9c2a1b7d4e&sort=-test_accuracy&offset=50.
 import * as api from "../api.js";
 import { $, digits, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
-import { go, withParams } from "../router.js";
+import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
 
@@ -35,7 +35,8 @@ export async function jobsPage(ctx, root) {
     h("section", { class: "card", "aria-labelledby": "studies-h" }, h("h2", { id: "studies-h" }, "Studies"),
       h("div", { id: "studies", class: "scroll" }, h("p", { class: "muted" }, "No studies yet: POST /studies, or mlplab study FILE.json."))),
     h("section", { class: "card", "aria-labelledby": "jobs-h" }, h("h2", { id: "jobs-h" }, "All jobs"),
-      filters(statuses, state), h("div", { id: "jobs-problem" }), h("div", { class: "scroll", id: "jobs" }), h("div", { class: "pager", id: "jobs-pager" })));
+      filters(statuses, state), h("div", { id: "jobs-problem" }), h("div", { id: "cancel-problem" }), h("div", { class: "scroll", id: "jobs" }),
+      h("div", { class: "pager", id: "jobs-pager" })));
   const streams = new Map(); // job id -> EventSource
   ctx.onLeave(() => streams.forEach((s) => s.close()));
   const refresh = () => Promise.all([renderJobs(ctx, root, spec, state, streams), renderSweeps(ctx, root, spec, state), renderStudies(ctx, root)]);
@@ -59,7 +60,7 @@ function newJobSection(spec) {
       const job = await api.submitJob(values);
       fill(note, h("a", { href: `#/jobs/${job.id}` }, `Job ${job.id} queued`), ".");
       changed(event.target);
-    } catch (err) { fill(problem, problemView(err)); showServerErrors(form, err); }
+    } catch (err) { fill(problem, problemView(err, () => submit(event))); showServerErrors(form, err); }
   };
   const grid = h("textarea", { id: "grid", rows: 3 }, '{"init": ["random", "glorot"], "learning_rate": [0.01, 0.05, 0.1, 0.3]}');
   const sweepProblem = h("div", { id: "sweep-problem" });
@@ -77,7 +78,7 @@ function newJobSection(spec) {
       const sweep = await api.submitSweep({ base, grid: values });
       fill(note, h("a", { href: withParams({ sweep: sweep.id, offset: null }) }, `Sweep ${sweep.id.slice(0, 8)} queued: ${sweep.count} jobs`), ".");
       changed(event.target);
-    } catch (err) { fill(sweepProblem, problemView(err)); }
+    } catch (err) { fill(sweepProblem, problemView(err, () => submitSweep(event))); }
   };
   return h("details", { class: "card new-job", id: "new-job" },
     h("summary", null, h("span", { class: "button" }, "New job")),
@@ -179,7 +180,7 @@ async function renderJobs(ctx, root, spec, state, streams) {
   try {
     page = await api.jobs({ status: state.status, sweep_id: state.sweep, sort: state.sort, limit: PAGE, offset: state.offset });
   } catch (err) {
-    if (ctx.live) { fill(problem, problemView(err)); el.replaceChildren(); }
+    if (ctx.live) { fill(problem, problemView(err, reload)); el.replaceChildren(); }
     return;
   }
   if (!ctx.live) return;
@@ -187,6 +188,11 @@ async function renderJobs(ctx, root, spec, state, streams) {
   const offset = digits(state.offset) ?? 0;
   renderPager($("#jobs-pager", root), offset, page);
   if (!page.count) { fill(el, h("p", { class: "muted" }, state.status || state.sweep ? "No job matches these filters." : "No jobs yet: open \"New job\".")); return; }
+  if (!page.data.length) {
+    fill(el, h("p", { class: "muted", id: "jobs-past-end" }, `No jobs on this page: there are ${page.count.toLocaleString()}. `,
+      h("a", { href: withParams({ offset: null }) }, "The first page")));
+    return;
+  }
   const desc = state.sort.startsWith("-"), key = state.sort.replace(/^-/, "");
   const rows = page.data;
   // a column header sorts by its field: ascending first, descending when clicked again
@@ -204,10 +210,12 @@ async function renderJobs(ctx, root, spec, state, streams) {
 
 function renderPager(pager, offset, page) {
   const last = offset + page.data.length;
+  // past the end (an offset typed in the address), "Newer" leads to the last page that has jobs
+  const lastPage = Math.max(0, Math.floor((page.count - 1) / PAGE) * PAGE);
   fill(pager,
-    h("a", { class: ["button", "secondary"], href: offset > 0 ? withParams({ offset: Math.max(0, offset - PAGE) || null }) : null, "aria-disabled": offset > 0 ? null : "true", id: "jobs-prev" }, "◀ Newer"),
+    h("a", { class: ["button", "secondary"], href: offset > 0 ? withParams({ offset: Math.min(Math.max(0, offset - PAGE), lastPage) || null }) : null, "aria-disabled": offset > 0 ? null : "true", id: "jobs-prev" }, "◀ Newer"),
     h("a", { class: ["button", "secondary"], href: last < page.count ? withParams({ offset: offset + PAGE }) : null, "aria-disabled": last < page.count ? null : "true", id: "jobs-next" }, "Older ▶"),
-    h("span", { class: "muted", id: "jobs-range" }, page.count ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.count.toLocaleString()}` : ""));
+    h("span", { class: "muted", id: "jobs-range" }, page.data.length ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.count.toLocaleString()}` : ""));
 }
 
 function jobRow(j, spec) {
@@ -230,10 +238,12 @@ function jobRow(j, spec) {
       j.status === "succeeded" ? h("a", { class: ["button", "secondary"], href: `#/models/${j.id}`, "aria-label": `Open model ${j.id}` }, "Open") : null));
 }
 
-async function cancel(button, id) {
+// Its problem (or the token's form) goes above the list, which each refresh redraws, and stays until the next cancel.
+async function cancel(button, id, problem = $("#cancel-problem", button.closest(".page"))) {
   button.disabled = true;
-  try { await api.cancelJob(id); } catch (err) { button.after(problemView(err)); }
-  button.dispatchEvent(new CustomEvent("jobs-changed", { bubbles: true }));
+  problem.replaceChildren();
+  try { await api.cancelJob(id); } catch (err) { fill(problem, problemView(err, () => cancel(button, id, problem))); }
+  problem.dispatchEvent(new CustomEvent("jobs-changed", { bubbles: true }));
 }
 
 /** Live progress of a running job's row over Server-Sent Events, until the job ends. */

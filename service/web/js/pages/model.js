@@ -60,7 +60,8 @@ export async function modelPage(ctx, root) {
     fill($("#surest", root), surest);
     fill($("#mistakes", root), frequent);
   };
-  split.addEventListener("change", () => showMatrix().catch((err) => fill($("#cm", root), problemView(err))));
+  const redrawMatrix = () => showMatrix().catch((err) => fill($("#cm", root), problemView(err, redrawMatrix)));
+  split.addEventListener("change", redrawMatrix);
   await Promise.all([
     // the axis is labelled over both traces: an epoch's mean loss may lie above every logged step's
     lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
@@ -164,7 +165,7 @@ async function showImage(el, { id, dataset, split, index, classes }) {
       h("figure", null, h("img", { class: "digit-large", src: api.imageUrl(dataset, split, index, 6), alt: `${split} image ${index}`, width: 168, height: 168 }),
         h("figcaption", null, `${split} #${index}: label ${classes[p.label]}, predicted `, h("strong", { class: p.correct ? "ok" : "bad" }, classes[p.predicted]))),
       h("div", { class: "probs" }, probabilityBars(p.probabilities, classes, p.predicted))));
-  } catch (err) { fill(el, problemView(err)); }
+  } catch (err) { fill(el, problemView(err, () => showImage(el, { id, dataset, split, index, classes }))); }
   el.scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
@@ -184,7 +185,7 @@ function drawSection(id, classes) {
   });
   pad.addEventListener("pointerup", () => { drawing = false; });
   const send = async (blob) => {
-    try { fill(probs, predictionView(await api.predictImage(id, blob), classes)); } catch (err) { fill(probs, problemView(err)); }
+    try { fill(probs, predictionView(await api.predictImage(id, blob), classes)); } catch (err) { fill(probs, problemView(err, () => send(blob))); }
   };
   const predict = async () => send(await new Promise((resolve) => pad.toBlob(resolve, "image/png")));
   const upload = h("input", { type: "file", id: "upload", accept: "image/png,image/jpeg,image/gif,image/bmp,image/webp",

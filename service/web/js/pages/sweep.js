@@ -75,10 +75,14 @@ function bestRun(sweep, c) {
   return order.find((id) => c.jobs.includes(id)) ?? null;
 }
 
-/** "Best: lr=0.1, init=glorot, 97.1 % (96.8–97.4), 1.3 points ahead of the next (p = 0.002)". */
+/** "Best: lr=0.1, init=glorot, 97.1 % (96.8–97.4), 1.3 points ahead of the next (p = 0.002)": only a
+ * configuration with a succeeded run can be best. */
 function bestView(sweep) {
   const [best, next] = sweep.configurations.filter((c) => score(c));
-  if (!best) return h("p", { class: "muted" }, "No configuration has finished yet.");
+  if (!best) {
+    const active = sweep.status.queued || sweep.status.running;
+    return h("p", { class: "muted", id: "best-none" }, `No configuration has a trained model yet${active ? "." : ": none of its jobs succeeded."}`);
+  }
   const run = bestRun(sweep, best);
   const gap = next ? 100 * (score(best).mean - score(next).mean) : null;
   const tied = next?.tied_with_best;
@@ -87,12 +91,23 @@ function bestView(sweep) {
     h("p", { id: "best-config" }, h("strong", null, config(best)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
     next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next)})`,
-      next.p_value != null ? `, Welch ${pText(next.p_value)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : ", one seed each: no test") : null,
+      next.p_value != null ? `, Welch ${pText(next.p_value)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : `, ${whyNoTest(best, next)}`) : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
       run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, `Open its model (${run})`) : null,
       runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations") : null),
   ];
+}
+
+/** Why the API has no Welch test of the next configuration against the best (its p_value is null). */
+function whyNoTest(best, next) {
+  const seeds = (c) => (c.n === c.jobs.length ? `${c.n} seed${c.n === 1 ? "" : "s"}` : `${c.n} succeeded seed${c.n === 1 ? "" : "s"} of ${c.jobs.length}`);
+  const needed = "no test (2 seeds needed on each side)";
+  if (best.n < 2 && next.n < 2) return best.jobs.length === 1 && next.jobs.length === 1 ? `one seed each: ${needed}` : `the best has ${seeds(best)}, the next ${seeds(next)}: ${needed}`;
+  if (best.n < 2) return `the best has ${seeds(best)}: ${needed}`;
+  if (next.n < 2) return `the next has ${seeds(next)}: ${needed}`;
+  if ((best.validation_accuracy == null) !== (next.validation_accuracy == null)) return "only one of them has a validation split: no test";
+  return "no test";
 }
 
 function configurationsTable(sweep) {
@@ -101,12 +116,14 @@ function configurationsTable(sweep) {
     h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("mean training time", "right"), th("tied"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
-      return h("tr", { class: i === 0 ? "best" : null, dataset: { configuration: i } },
+      const best = i === 0 && c.n > 0; // first with a trained model: with none, no configuration is best
+      return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
         h("td", null, i + 1), h("td", null, config(c)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
-        h("td", null, i === 0 ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
-        h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run) : c.jobs.map((id) => [h("a", { href: `#/jobs/${id}` }, id), " "])));
+        h("td", null, best ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
+        h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run)
+          : h("span", { class: "muted" }, "none: ", c.jobs.map((id, k) => [k ? ", " : "", h("a", { href: `#/jobs/${id}` }, `job ${id}`)]))));
     })));
 }
 
@@ -143,7 +160,7 @@ function byField(el, sweep, field, signal) {
 
 function runsParcoords(el, sweep, signal) {
   const runs = sweep.jobs.filter((j) => j.status === "succeeded");
-  if (!runs.length) { fill(el, h("p", { class: "muted" }, "No run has finished yet.")); return null; }
+  if (!runs.length) { fill(el, h("p", { class: "muted" }, "No run has succeeded yet.")); return null; }
   const dims = Object.keys(sweep.grid).map((f) => ({ label: f, values: runs.map((j) => j.spec[f]) }));
   const validated = runs.every((j) => j.validation_accuracy != null);
   const accuracy = { label: validated ? "validation accuracy" : "test accuracy", values: runs.map((j) => (validated ? j.validation_accuracy : j.test_accuracy)) };
