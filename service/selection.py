@@ -6,8 +6,9 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
   their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
 - A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
   Student's t confidence interval; a configuration is tied with the best when Welch's t-test
-  between their accuracies gives p >= ALPHA. One whose runs failed on some seed ranks after every
-  configuration without a failure: the mean of its survivors alone would flatter it.
+  between their accuracies gives p >= ALPHA. Configurations without a succeeded run rank last; among
+  the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
+  survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
 """
 

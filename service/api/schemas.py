@@ -160,8 +160,8 @@ class ConfigurationPublic(BaseModel):
     test_accuracy: SummaryPublic | None = Field(description=TEST_ACCURACY)
     seconds: float | None = Field(description="Mean training time.")
     failed: int = Field(
-        description="Its jobs that failed (diverged, say). A configuration with any ranks after every "
-        "one without: the mean of its survivors alone would flatter it."
+        description="Its jobs that failed (diverged, say). Among configurations with a succeeded job, one "
+        "with any failed ranks after those without: the mean of its survivors alone would flatter it."
     )
     tied_with_best: bool | None = Field(
         description="Welch's t-test against the best configuration (on the accuracy that ranks them) "

@@ -57,6 +57,11 @@ def test_a_job_is_submitted_and_cancelled_once_the_token_is_given(browser, guard
         assert "(401)" in problem and "needs its token (MLPLAB_API_TOKEN)" in problem
         shot(page.locator("#submit-problem"), "30-token-asked")
 
+        # a pasted curly quote could never go in a header (fetch threw on every request): refused here
+        give_token(page, "#submit-problem", f"{TOKEN}\u201d")
+        page.wait_for_selector("#submit-problem .token-form :text('check what was pasted')")
+        assert page.evaluate(KEPT) == [None, 0]
+
         # a wrong token: the API's 403, and the form again
         give_token(page, "#submit-problem", "not-the-token")
         page.wait_for_selector("#submit-problem .problem:has-text('The bearer token is not valid.')")

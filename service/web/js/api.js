@@ -23,17 +23,27 @@ export function path(base, query = {}) {
 const TOKEN_KEY = "mlplab.token";
 const tokenListeners = [];
 
-export const heldToken = () => sessionStorage.getItem(TOKEN_KEY);
+let unstored = null; // the token when the browser refuses storage (site data blocked): this page only
+function storage() {
+  try { return window.sessionStorage ?? null; } catch { return null; } // reading it may throw SecurityError
+}
+
+export const heldToken = () => { try { return storage()?.getItem(TOKEN_KEY) ?? unstored; } catch { return unstored; } };
 /** Call fn whenever the token is kept or forgotten. */
 export const onTokenChange = (fn) => { tokenListeners.push(fn); };
 export function keepToken(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
+  unstored = token;
+  try { storage()?.setItem(TOKEN_KEY, token); } catch { /* kept in this page only */ }
   tokenListeners.forEach((fn) => fn());
 }
 export function forgetToken() {
-  sessionStorage.removeItem(TOKEN_KEY);
+  unstored = null;
+  try { storage()?.removeItem(TOKEN_KEY); } catch { /* nothing was stored */ }
   tokenListeners.forEach((fn) => fn());
 }
+/** Why a typed token cannot be sent (a header carries visible ASCII only), or null. */
+export const tokenProblem = (token) => /^[\x21-\x7e]+$/.test(token)
+  ? null : "a token is letters, digits and ASCII punctuation, without spaces: check what was pasted";
 
 /** Whether the API refused a request for its token: none sent (401), or a wrong one (403 "Forbidden";
  * a cross-site refusal is titled otherwise). */

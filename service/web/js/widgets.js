@@ -1,6 +1,6 @@
 // Pieces several pages show: a problem (with the form for the API's token when that is what it wants),
 // a status badge, a progress bar, a confusion matrix, probability bars, thumbnails.
-import { keepToken, needsToken } from "./api.js";
+import { keepToken, needsToken, tokenProblem } from "./api.js";
 import { fill, h, pct } from "./dom.js";
 
 /** The API's problem (title, status, detail, the fields it names), or any error, as an alert. A refusal
@@ -22,12 +22,14 @@ function tokenForm(retry) {
     event.preventDefault(); // the form is never sent anywhere: the token stays in this tab
     const token = input.value.trim();
     if (!token) return;
+    const problem = tokenProblem(token);
+    if (problem) { fill(note, problem); return; }
     keepToken(token);
     if (retry) retry();
     else fill(note, "Token kept: try again.");
   };
   return h("form", { class: "token-form", onsubmit: use },
-    h("p", null, "The API needs its token (MLPLAB_API_TOKEN). It is kept in this tab only, until the tab closes."),
+    h("p", null, "The API needs its token (MLPLAB_API_TOKEN). This tab keeps it (sessionStorage) and sends it with its requests."),
     h("label", null, "token ", input), " ", h("button", { type: "submit" }, "Use the token"), " ", note);
 }
 

@@ -180,7 +180,9 @@ async function renderJobs(ctx, root, spec, state, streams) {
   try {
     page = await api.jobs({ status: state.status, sweep_id: state.sweep, sort: state.sort, limit: PAGE, offset: state.offset });
   } catch (err) {
-    if (ctx.live) { fill(problem, problemView(err, reload)); el.replaceChildren(); }
+    // a token form already shown stays as it is: redrawn every refresh, it lost what was being typed
+    const asking = api.needsToken(err) && problem.querySelector(".token-form");
+    if (ctx.live && !asking) { fill(problem, problemView(err, reload)); el.replaceChildren(); }
     return;
   }
   if (!ctx.live) return;

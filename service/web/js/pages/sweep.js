@@ -107,7 +107,7 @@ function whyNoTest(best, next) {
   if (best.n < 2) return `the best has ${seeds(best)}: ${needed}`;
   if (next.n < 2) return `the next has ${seeds(next)}: ${needed}`;
   if ((best.validation_accuracy == null) !== (next.validation_accuracy == null)) return "only one of them has a validation split: no test";
-  return "no test";
+  return "neither's runs vary: no test";
 }
 
 function configurationsTable(sweep) {
