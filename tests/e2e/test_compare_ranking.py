@@ -72,3 +72,19 @@ def test_p_values_read_as_the_api_words_them(browser):  # noqa: F811
         assert shown == [p_text(p) for p in values] and shown[0] == "p < 1e-300"
     finally:
         page.close()
+
+
+def test_models_of_two_datasets_are_not_ranked_against_each_other(browser):  # noqa: F811
+    """An MNIST model at 0.97 and a Fashion-MNIST one at 0.88 are not "the best and 9 points behind"."""
+    page = browser.new_page()
+    try:
+        page.route(f"{ORIGIN}/**", _serve)
+        page.goto(f"{ORIGIN}/")
+        crowned = "async (models) => { const r = (await import('/static/js/pages/compare.js')).ranking(models); return [r.crown?.id ?? null, r.mixed]; }"
+        mnist, fashion = _model(1, 0.97, 0.96), _model(2, 0.88, 0.87)
+        both = [mnist | {"spec": {"dataset": "mnist"}}, fashion | {"spec": {"dataset": "fashion-mnist"}}]
+        assert page.evaluate(crowned, both) == [None, ["mnist", "fashion-mnist"]]
+        one = [m | {"spec": {"dataset": "mnist"}} for m in (mnist, fashion)]
+        assert page.evaluate(crowned, one) == [1, []]
+    finally:
+        page.close()

@@ -74,7 +74,10 @@ export function ranking(models) {
   const by = order[0]?.validation_accuracy != null ? "validation_accuracy" : "test_accuracy";
   const level = order.filter((m) => m[by] != null && m[by] === order[0][by]);
   const tied = level.length > 1 ? level : [];
-  return { by, order, best: order[0], tied, crown: tied.length ? null : order[0] };
+  // accuracies on two tasks rank nothing against each other: no one is crowned across datasets
+  const datasets = [...new Set(models.map((m) => m.spec?.dataset))];
+  const mixed = datasets.length > 1 ? datasets : [];
+  return { by, order, best: order[0], tied, mixed, crown: tied.length || mixed.length ? null : order[0] };
 }
 
 const short = (m) => `#${m.id}`;
@@ -102,9 +105,10 @@ const curves = (m, names, format, parts) => parts.filter(Boolean).map(([part, re
   hovertemplate: `${plotText(names.get(m.id).full)} · ${part}: %{y:${format}}<extra></extra>`, ...rest,
 }));
 
-function bestSummary({ by, order, tied }) {
+function bestSummary({ by, order, tied, mixed }) {
   const [best, next] = order;
   const split = by === "validation_accuracy" ? "validation" : "test";
+  if (mixed.length) return h("p", { id: "best-line" }, `These models were trained on different datasets (${mixed.join(", ")}): their accuracies rank nothing against each other, so none is marked best.`);
   if (tied.length) return tieSummary(tied, by, split);
   // the gap on a figure both have: a runner-up without a validation split is compared on test
   const on = next?.[by] != null ? by : "test_accuracy";
@@ -199,7 +203,7 @@ function picker(models, chosen, from, schema) {
   ];
 }
 
-function hyperparameters(cmp, { by, best, crown }, all, schema) {
+function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
   const cell = (field) => (v) => h("td", null, showValue(v, schema.properties[field]));
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
   const top = (m) => m[by] != null && m[by] === best[by]; // the best's figure, or those tied at it
@@ -212,7 +216,7 @@ function hyperparameters(cmp, { by, best, crown }, all, schema) {
         fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell(field)))),
         accuracy("train accuracy", "train_accuracy"), accuracy("validation accuracy", "validation_accuracy"), accuracy("test accuracy (final)", "test_accuracy"))),
     h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameters differ; the others are equal. `,
-      crown ? `★ marks the best ${by.replace("_", " ")}.` : `None is marked best: the top models are tied on ${by.replace("_", " ")}.`),
+      crown ? `★ marks the best ${by.replace("_", " ")}.` : mixed.length ? "None is marked best: the models were trained on different datasets." : `None is marked best: the top models are tied on ${by.replace("_", " ")}.`),
   ];
 }
 
@@ -236,7 +240,8 @@ function matrices(models, cms, crown) {
 
 /** The best model's confusion matrix less the runner-up's, coloured by which of them does better in
  * each cell: more images on the diagonal is better, fewer off it. */
-function difference(models, cms, { best, order, crown }) {
+function difference(models, cms, { best, order, crown, mixed }) {
+  if (mixed.length) return h("p", { class: "muted" }, "No difference of confusion matrices: the models were trained on different datasets.");
   const next = order[1];
   const a = cms[models.indexOf(best)], b = cms[models.indexOf(next)];
   const diff = a.matrix.map((row, i) => row.map((v, j) => v - b.matrix[i][j]));
