@@ -322,3 +322,37 @@ def test_without_a_validation_split_rankings_fall_back_to_test_and_say_so(client
     assert [m["test_accuracy"] for m in by_test["data"]] == sorted(
         (m["test_accuracy"] for m in models["data"]), reverse=True
     )
+
+
+def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_path):
+    """lr=0.3 diverges on one seed of two and reaches 0.99 on the other; lr=0.01 reaches 0.95 on both:
+    the best configuration is lr=0.01, and its model is promoted, not the single best run."""
+    from service.store.db import make_engine, make_sessionmaker, session_scope
+    from service.store.jobs import claim_job, fail_job, finish_job
+    from tests.store.test_jobs import result
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=real_data_dir(), download=False
+    )
+    with TestClient(create_app(settings)) as client:
+        sweep = client.post(
+            "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 2}
+        ).json()
+        engine = make_engine(settings.database_url)
+        sessions, outcomes = make_sessionmaker(engine), {}
+        with session_scope(sessions) as s:
+            while (job := claim_job(s, "w")) is not None:
+                lr, seed = job.spec["learning_rate"], job.spec["seed"]
+                if lr == 0.3 and seed == 1:
+                    fail_job(s, job.id, "w", "the loss is nan")
+                else:
+                    outcomes[job.id] = 0.99 if lr == 0.3 else 0.95 + 0.001 * seed
+                    finish_job(s, job.id, "w", result(0.9, outcomes[job.id]))
+        engine.dispose()
+        ranked = client.get(f"/sweeps/{sweep['id']}").json()["configurations"]
+        assert [(c["hyperparameters"]["learning_rate"], c["failed"]) for c in ranked] == [(0.01, 0), (0.3, 1)]
+        promoted = client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"}).json()
+        steady = max((i for i in ranked[0]["jobs"]), key=lambda i: outcomes[i])
+        assert promoted["model_id"] == steady and outcomes[steady] == 0.951
+        detail = client.get("/aliases/champion").json()["history"][0]["detail"]
+        assert detail == f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy"

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Response
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
@@ -36,7 +36,7 @@ from service.ml.spec import TrainSpec
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
 from service.store.models import Job, JobStatus
-from service.store.queries import list_jobs, list_sweep_ids, list_sweep_jobs, training_seconds
+from service.store.queries import list_sweep_ids, list_sweep_jobs, training_seconds
 
 router = reader_router("sweeps", "/sweeps")
 
@@ -184,11 +184,19 @@ async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
 def promote(
     sweep_id: SweepPath, body: PromoteCreate, session: SessionDep, inference: InferenceDep
 ) -> AliasPublic:
-    """Point an alias at the sweep's best model (the first of GET /models' ranking), creating it if need be."""
+    """Point an alias at the best model of the sweep's best configuration (GET /sweeps/{id}'s first; with
+    one seed each, the sweep's best model), creating the alias if need be."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
-    if not list_jobs(session, sweep_id=sweep_id, limit=1)[1]:
+    jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
+    if not jobs:
         raise not_found("sweep", sweep_id)
-    public = promote_best(session, body.alias, f"sweep {sweep_id}", Job.sweep_id == sweep_id)
+    # Not the single best run: a lucky seed of a configuration that failed on others is not its best.
+    top = sweep_public(sweep_id, jobs, {}).configurations[0]
+    where: ColumnElement[bool] = Job.sweep_id == sweep_id
+    source = f"sweep {sweep_id}"
+    if top.n and len(top.jobs) > 1:
+        where, source = Job.id.in_(top.jobs), f"sweep {sweep_id}'s best configuration"
+    public = promote_best(session, body.alias, source, where)
     session.commit()
     inference.forget(body.alias)
     return public
