@@ -43,7 +43,7 @@ def not_mlplab(response: httpx.Response, what: str) -> ApiError:
     return ApiError(
         0,
         f"{response.url} answered {response.status_code} but not with mlplab's JSON",
-        f"is --url an mlplab API? ({what})",
+        f"is it an mlplab API (--url, MLPLAB_URL)? ({what})",
     )
 
 

@@ -129,7 +129,7 @@ def test_every_command_says_when_the_server_is_not_mlplabs_api(elsewhere, capsys
         requests.clear()
         status, out, err = mlplab(capsys, "--url", "http://proxy.test:8080", *command)
         assert (status, out) == (1, ""), (command, err)
-        said = f"mlplab: {requests[-1]} answered 200 but not with mlplab's JSON: is --url an mlplab API? ("
+        said = f"mlplab: {requests[-1]} answered 200 but not with mlplab's JSON: is it an mlplab API (--url, MLPLAB_URL)? ("
         assert err.startswith(said + what) and err.endswith(")\n") and err.count("\n") == 1, command
         assert requests[-1].startswith("http://proxy.test:8080/"), command
 
@@ -158,5 +158,5 @@ def test_watch_says_when_the_event_stream_is_not_mlplabs(elsewhere, capsys, kind
     assert (status, out) == (1, "")
     assert err == (
         "mlplab: http://proxy.test/jobs/1/events answered 200 but not with mlplab's JSON: "
-        f"is --url an mlplab API? ({what})\n"
+        f"is it an mlplab API (--url, MLPLAB_URL)? ({what})\n"
     )
