@@ -185,14 +185,28 @@ class EventHub:
         if not groups:
             return
         try:
-            async with self.slots:  # main.py: db_slots
-                snapshots = await run_in_threadpool(read_cursors, self.factory, list(groups))
-        except Exception as exc:  # each stream ends (its client reconnects); the reader goes on
-            log.exception("event streams: reading their jobs failed")
-            for subscriptions in groups.values():
-                for subscription in subscriptions:
-                    subscription.fail(exc)
+            snapshots = await self._read(list(groups))
+        except Exception:  # one cursor's read may fail (the database, or a bug): read each alone
+            log.exception("event streams: reading their jobs failed; reading each stream's alone")
+            for cursor, subscriptions in groups.items():
+                await self._read_alone(cursor, subscriptions)
             return
         for cursor, subscriptions in groups.items():
             for subscription in subscriptions:
                 subscription.deliver(snapshots.get(cursor))
+
+    async def _read(self, cursors: list[Cursor]) -> dict[Cursor, Snapshot]:
+        async with self.slots:  # main.py: db_slots
+            return await run_in_threadpool(read_cursors, self.factory, cursors)
+
+    async def _read_alone(self, cursor: Cursor, subscriptions: list[Subscription]) -> None:
+        """One cursor's read: delivered, or its streams end (their clients reconnect); no other's does."""
+        try:
+            snapshot = (await self._read([cursor])).get(cursor)
+        except Exception as exc:
+            log.warning("event streams: reading job %d failed: %s", cursor[0], exc)
+            for subscription in subscriptions:
+                subscription.fail(exc)
+            return
+        for subscription in subscriptions:
+            subscription.deliver(snapshot)

@@ -123,6 +123,41 @@ def test_streams_and_losses_of_an_id_past_the_databases_integers_are_a_404(world
             assert_problem(client.get(f"/jobs/{job_id}/{records}"), 404)
 
 
+def test_an_event_id_past_the_databases_integers_replays_from_the_start(world):
+    """'0-99999999999999999999' overflowed SQLite in the one reader: a 500, and every other stream cut."""
+    client, _, (job_id, _) = world
+    for last_event_id in ("0-99999999999999999999", "99999999999999999999-0"):
+        with client.stream(
+            "GET", f"/jobs/{job_id}/events", headers={"last-event-id": last_event_id}
+        ) as response:
+            assert response.status_code == 200
+            text = response.read().decode()
+        assert text.count("event: epoch") == 20 and "99999999999999999999" not in text
+
+
+def test_a_read_that_fails_for_one_stream_ends_only_that_stream(monkeypatch, world):
+    _, sessions, (a, b) = world
+    read_cursors = streams.read_cursors
+
+    def failing_for_b(factory, cursors):
+        if any(cursor[0] == b for cursor in cursors):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return read_cursors(factory, cursors)
+
+    monkeypatch.setattr(streams, "read_cursors", failing_for_b)
+
+    async def scenario():
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50)
+        kept, broken = hub.subscribe(a, 0, 0), hub.subscribe(b, 0, 0)
+        await hub.read_once()
+        with pytest.raises(OverflowError):
+            await broken.next()
+        return await kept.next()
+
+    snapshot = asyncio.run(scenario())
+    assert snapshot is not None and snapshot.job.id == a and snapshot.rows > 0
+
+
 def test_past_max_streams_a_stream_is_refused_with_retry_after(world):
     _, sessions, (a, _) = world
 

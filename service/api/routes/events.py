@@ -43,13 +43,18 @@ Events carry ids: a client that reconnects with `Last-Event-ID` gets only what i
 }
 
 
+MOST_EVENT_ID_PART = 2**31 - 1  # steps and epochs are INTEGER columns: a larger id is none this API sent
+
+
 def _resume_point(last_event_id: str | None) -> tuple[int, int]:
     """(step, epoch) already seen, from an id this stream sent ('<step>-<epoch>'); (0, 0) otherwise."""
     try:
         step, epoch = (int(part) for part in (last_event_id or "").split("-"))
-        return max(step, 0), max(epoch, 0)
     except ValueError:
         return 0, 0
+    if step > MOST_EVENT_ID_PART or epoch > MOST_EVENT_ID_PART:
+        return 0, 0
+    return max(step, 0), max(epoch, 0)
 
 
 # Not response_class=EventSourceResponse: FastAPI would then expect a generator of events, whose
