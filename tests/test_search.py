@@ -432,6 +432,12 @@ def test_the_issues_example_is_valid():
             "'relu' is listed twice",
         ),
         ({"space": {"activation": {"choice": ["relu", "swish"]}}}, "space.activation", "(got 'swish')"),
+        ({"space": {"learning_rate": {"choice": [1, 1.0]}}}, "space.learning_rate", "1.0 is listed twice"),
+        (
+            {"space": {"early_stopping": {"choice": [{"patience": 1}, {"patience": 1, "min_delta": 0}]}}},
+            "space.early_stopping",
+            "listed twice (as the spec stores it)",
+        ),
         (
             {"space": {"hidden_layers": {"choice": [[256], [0]]}}},
             "space.hidden_layers",
@@ -505,6 +511,24 @@ def _png_size(png: bytes) -> tuple[int, int]:
     image = Image.open(io.BytesIO(png))
     image.load()
     return image.size
+
+
+def test_parallel_and_slice_data_place_choices_as_their_jobs_stored_them():
+    """A choice written 0 in a float field is stored 0.0, an early_stopping object with its defaults: the
+    parallel and slice figures were a 500 (ValueError: '0.0' is not in list)."""
+    space = {
+        "l2": {"choice": [0, 0.001]},
+        "early_stopping": {"choice": [None, {"patience": 1}]},
+    }
+    config = make(space=space, sampler="grid", trials=4)
+    stored = [
+        {"l2": 0.0, "early_stopping": None},
+        {"l2": 0.001, "early_stopping": {"patience": 1, "min_delta": 0.0}},
+    ]
+    trials = [TrialRecord(i, params, "succeeded", 0.9 + i / 100, {1: 0.9}) for i, params in enumerate(stored)]
+    for name in ("parallel", "slice"):
+        axes = {a["name"]: a for a in figure_data(name, config, trials)["params"]}
+        assert axes["l2"]["values"] == [0, 1] and axes["early_stopping"]["values"] == [0, 1], name
 
 
 def test_figures_are_pngs_and_leave_matplotlib_as_they_found_it():

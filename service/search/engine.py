@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +33,8 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import InMemoryStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from pydantic import ValidationError
 
 from service.lru import LRU
-from service.ml.spec import TrainSpec
 from service.search.study import (
     MOST_POINTS,
     PRUNERS,
@@ -47,6 +45,7 @@ from service.search.study import (
     encode,
     grid_size,
     seed_for,
+    stored_point,
 )
 from service.store.models import JobStatus
 
@@ -207,25 +206,6 @@ def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str,
 
 
 ASKS = 20  # asks for a point without a trial before drawing one among them
-
-
-def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
-    """A point as its job's stored spec holds it (TrainSpec's form: 1 as 1.0 in a float field, an
-    object with its defaults), as JSON: the same key however the space wrote a value."""
-    memo: dict[tuple[str, str], Any] = {}
-
-    def stored(field: str, value: Any) -> Any:
-        key = (field, json.dumps(value, sort_keys=True))
-        if key not in memo:
-            try:
-                memo[key] = TrainSpec.model_validate(config.base | {field: value}).model_dump(mode="json")[
-                    field
-                ]
-            except ValidationError:  # valid only beside other searched values: compared as written
-                memo[key] = value
-        return memo[key]
-
-    return lambda params: json.dumps({f: stored(f, v) for f, v in params.items()}, sort_keys=True)
 
 
 def finite_points(config: StudyCreate) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from optuna.study import Study
 
 from service.plots import DPI, DRAWING
 from service.search.engine import TrialRecord, best_trial, build_study, importance
-from service.search.study import StudyCreate
+from service.search.study import StudyCreate, stored_point
 from service.store.models import JobStatus
 
 matplotlib.use("Agg")  # a service draws into bytes, never into a window
@@ -90,12 +90,14 @@ def _axis(config: StudyCreate, field: str, done: list[TrialRecord]) -> dict[str,
     if dim.choice is None:
         kind = "int" if dim.int_ is not None else "float"
         return {"name": field, "kind": kind, "log": dim.log, "values": [t.params[field] for t in done]}
-    keys = [json.dumps(c, sort_keys=True) for c in dim.choice]
+    # a trial holds its value as its stored spec does (0 as 0.0, an object with its defaults): matched so
+    point = stored_point(config)
+    keys = [point({field: c}) for c in dim.choice]
     return {
         "name": field,
         "kind": "choice",
         "labels": [_label(c) for c in dim.choice],
-        "values": [keys.index(json.dumps(t.params[field], sort_keys=True)) for t in done],
+        "values": [keys.index(point({field: t.params[field]})) for t in done],
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple, cast
 
 import annotated_types
@@ -235,6 +235,25 @@ def decode(study: StudyCreate, params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
+    """A point as its job's stored spec holds it (TrainSpec's form: 1 as 1.0 in a float field, an
+    object with its defaults), as JSON: the same key however the space wrote a value."""
+    memo: dict[tuple[str, str], Any] = {}
+
+    def stored(field: str, value: Any) -> Any:
+        key = (field, json.dumps(value, sort_keys=True))
+        if key not in memo:
+            try:
+                memo[key] = TrainSpec.model_validate(config.base | {field: value}).model_dump(mode="json")[
+                    field
+                ]
+            except PydanticValidationError:  # valid only beside other searched values: compared as written
+                memo[key] = value
+        return memo[key]
+
+    return lambda params: json.dumps({f: stored(f, v) for f, v in params.items()}, sort_keys=True)
+
+
 def grid_size(study: StudyCreate) -> int | None:
     """How many points the grid sampler has (None for other samplers): a grid study's most trials."""
     if study.sampler != "grid" or any(dim.choice is None for dim in study.space.values()):
@@ -316,10 +335,11 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
         yield Invalid(name, f"{len(choices):,} values; the limit is {MOST_CHOICES:,}")
         return
     seen: set[str] = set()
+    point = stored_point(study)
     for value in choices:
-        key = json.dumps(value, sort_keys=True)
+        key = point({field: value})  # as its job would store it: 1 and 1.0 are one value
         if key in seen:
-            yield Invalid(name, f"{value!r} is listed twice")
+            yield Invalid(name, f"{value!r} is listed twice (as the spec stores it)")
         seen.add(key)
         yield from _spec_problems(study, field, value)
 
