@@ -114,6 +114,9 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
     return body
 
 
+BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset")  # what check_budget reads
+
+
 def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:
     """Refuse jobs the service should not run, before anything is stored. A `stored` spec (a model's,
     reproduced) was accepted once: only the budgets bind it, not the rules added since."""

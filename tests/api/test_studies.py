@@ -113,6 +113,22 @@ def test_a_grid_too_large_to_hold_in_memory_is_a_422_naming_the_space_and_the_li
     assert nothing_stored(client)
 
 
+def test_a_space_of_many_seeds_still_checks_train_limit_against_validation_size_together(client):
+    """1,000 seeds x 5 epochs pushed the check to each field alone: train_limit 30,001 beside
+    validation_size 30,000 (30,000 left to train on) was accepted, as POST /jobs would not."""
+    space = {
+        "seed": {"choice": list(range(1000))},
+        "epochs": {"choice": [1, 2, 3, 4, 5]},
+        "train_limit": {"choice": [30_001]},
+        "validation_size": {"choice": [30_000]},
+    }
+    body = assert_problem(
+        client.post("/studies", json=STUDY | {"base": {"backend": "numpy"}, "space": space}), 422
+    )
+    assert any(p["name"] == "body.space.train_limit" for p in body["invalid_params"]), body
+    assert nothing_stored(client)
+
+
 def test_a_study_whose_first_trials_do_not_fit_the_queue_is_a_429(client):
     assert_problem(client.post("/studies", json=STUDY | {"parallelism": 4}), 429, "MLPLAB_MAX_QUEUED")
     assert nothing_stored(client)

@@ -22,6 +22,7 @@ from service.api.deps import (
 )
 from service.api.paging import PageOffset
 from service.api.presenters import (
+    BUDGET_FIELDS,
     check_budget_of,
     check_queue_room,
     promote_best,
@@ -69,10 +70,13 @@ CONFLICT_DOC: Responses = {409: problem_doc("The study is not in a state that al
 
 
 def _extremes(config: StudyCreate) -> dict[str, list[Any]]:
-    """Each searched field's values that bound its cost: every choice, or a range's two ends."""
+    """Each searched field that bears on a budget, with the values that bound its cost: every choice,
+    or a range's two ends. The others (a seed, a learning rate) change no budget: a space of 1,000 seeds
+    must not push the fields that do past MAX_CORNERS, to be checked each alone."""
     return {
         f: d.choice if d.choice is not None else list(dict.fromkeys(d.bounds or ()))
         for f, d in config.space.items()
+        if f in BUDGET_FIELDS
     }
 
 
