@@ -496,7 +496,10 @@ class DisagreementsPublic(BaseModel):
     a: int
     b: int
     split: SplitName
-    images: int
+    images: int = Field(
+        description="The images compared: every test image; on train, those both models trained on "
+        "(each one's validation images and those past its train_limit left out)."
+    )
     a_right_b_wrong: int
     b_right_a_wrong: int
     both_right: int

@@ -237,6 +237,27 @@ def test_disagreements_are_the_two_models_predictions_compared(world, mnist):
     assert one.height < many.height
 
 
+def test_disagreements_on_train_count_the_images_both_models_trained_on(world):
+    """All 60,000 were counted: validation images and those past train_limit, which neither trained on."""
+    client, ids = world
+    a, b = ids["a"], ids["b"]
+    body = client.get(
+        "/compare/disagreements", params={"a": a, "b": b, "split": "train", "limit": 500}
+    ).json()
+    trained = client.get(f"/models/{a}/confusion-matrix", params={"split": "train"}).json()["matrix"]
+    assert body["images"] == sum(map(sum, trained)) == 600  # TINY's train_limit, both models
+    counted = {
+        i["index"]
+        for offset in (0, 500)
+        for i in client.get(f"/models/{a}/predictions/train", params={"offset": offset, "limit": 500}).json()[
+            "data"
+        ]
+    }
+    assert len(counted) == 600
+    assert body["count"] > 0 and {d["index"] for d in body["data"]} <= counted
+    assert sum(row["images"] for row in body["per_class"]) == 600
+
+
 def test_a_p_value_that_underflowed_is_titled_as_a_bound_not_zero(world, monkeypatch):
     client, ids = world
     body = client.get("/compare/disagreements", params={"a": ids["a"], "b": ids["b"]}).json()

@@ -33,6 +33,7 @@ from service.api.schemas import (
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
 from service.ml.spec import SplitName
+from service.ml.splits import scored_indices
 from service.selection import Disagreement, disagreement, p_text
 
 router = reader_router("compare", "/compare", responses=NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC)
@@ -55,19 +56,21 @@ class Compared:
     truth: np.ndarray
     a: np.ndarray  # A's predicted class of each image of the split
     b: np.ndarray
+    counted: np.ndarray  # the images compared (on train, those both trained on), in index order
     result: Disagreement
 
     def selected(self, only: Only | None) -> np.ndarray:
         """The disagreeing images, all or those `only` names, in index order."""
         if only is None:
-            return self.result.disagreeing
+            return self.counted[self.result.disagreeing]
         right_a, right_b = self.a == self.truth, self.b == self.truth
         keep = {
             "a_right": right_a & ~right_b,
             "b_right": right_b & ~right_a,
             "both_wrong": ~right_a & ~right_b & (self.a != self.b),
         }[only]
-        return np.flatnonzero(keep)
+        chosen: np.ndarray = self.counted[keep[self.counted]]
+        return chosen
 
 
 async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitName = "test") -> Compared:
@@ -76,8 +79,8 @@ async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitNa
     if ref_a.id == ref_b.id:
         both = f" ({a} and {b} are both model {ref_b.id})" if a != b else ""
         raise invalid("query.b", f"model {ref_b.id} is A too{both}: compare two different models")
-    dataset_a = (await inference.weights(ref_a.id)).spec.dataset
-    dataset_b = (await inference.weights(ref_b.id)).spec.dataset
+    spec_a, spec_b = (await inference.weights(ref_a.id)).spec, (await inference.weights(ref_b.id)).spec
+    dataset_a, dataset_b = spec_a.dataset, spec_b.dataset
     if dataset_a != dataset_b:
         raise invalid(
             "query.b", f"model {ref_b.id} was trained on {dataset_b}, model {ref_a.id} on {dataset_a}"
@@ -86,8 +89,10 @@ async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitNa
     truth = data.split(split).labels
     pred_a = await inference.predicted_labels(ref_a.id, split)
     pred_b = await inference.predicted_labels(ref_b.id, split)
-    result = disagreement(truth, pred_a, pred_b, len(data.classes))
-    return Compared(ref_a, ref_b, split, data, truth, pred_a, pred_b, result)
+    # on train, the images both trained on: as each one's train accuracy counts, none it held out
+    counted = np.intersect1d(scored_indices(truth, spec_a, split), scored_indices(truth, spec_b, split))
+    result = disagreement(truth[counted], pred_a[counted], pred_b[counted], len(data.classes))
+    return Compared(ref_a, ref_b, split, data, truth, pred_a, pred_b, counted, result)
 
 
 ComparedDep = Annotated[Compared, Depends(compared)]
@@ -110,7 +115,7 @@ def read_disagreements(
         a=c.a_ref.id,
         b=c.b_ref.id,
         split=c.split,
-        images=len(c.truth),
+        images=len(c.counted),
         a_right_b_wrong=r.a_right_b_wrong,
         b_right_a_wrong=r.b_right_a_wrong,
         both_right=r.both_right,
