@@ -88,7 +88,11 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
         # On the driver's connection: through SQLAlchemy's execution machinery it costs more than a read.
-        conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        statement = f"BEGIN {mode}"
+        try:
+            conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:  # "database is locked" past the busy timeout: as SQLAlchemy raises it
+            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
     return engine
 

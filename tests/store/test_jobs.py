@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -111,6 +112,27 @@ def test_engine_pragmas_and_parent_folder(engine, tmp_path):
         pragmas = {p: c.exec_driver_sql(f"PRAGMA {p}").scalar() for p in
                    ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")}  # fmt: skip
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 1, "busy_timeout": 30000}
+
+
+@SQLITE_ONLY
+def test_a_write_lock_held_past_the_busy_timeout_is_sqlalchemys_operational_error(url, monkeypatch):
+    """Another process holds the write lock (a VACUUM, an open sqlite3 shell): the driver's own error
+    escaped every `except SQLAlchemyError`, killed the worker's lease and presence threads, and was a 500."""
+    from sqlalchemy.exc import OperationalError as LockedOut
+
+    from service.store import db
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)
+    engine = make_engine(url)
+    migrate(engine)
+    holder = sqlite3.connect(engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LockedOut, match="database is locked"), session_scope(make_sessionmaker(engine)) as s:
+            begin_write(s)
+    finally:
+        holder.close()
+        engine.dispose()
 
 
 def test_migrate_twice_is_a_no_op_and_is_migrated(url):
