@@ -67,6 +67,7 @@ from workers.presence import Presence
 log = logging.getLogger("workers")
 
 FLUSH_SECONDS = 0.5  # buffered losses are written at most this often (and at each epoch's end)
+RETRY_SECONDS = 1.0  # between two tries to record a job's end in a database that cannot be written
 FIRST_IDLE_SLEEP = 0.05  # an empty queue's first sleep; it doubles up to settings.worker_poll_seconds
 
 
@@ -182,7 +183,7 @@ def run_job(
         lease.stop()
     if result is not None and resume is not None:
         add_earlier_seconds(sessions, job.id, resume.epoch, result)
-    return settle(job, result, error, lease, recorder, stop, pruning.pruned)
+    return settle(job, result, error, lease, recorder, stop, pruning.pruned, settings.lease_seconds)
 
 
 def add_earlier_seconds(
@@ -205,45 +206,70 @@ def settle(
     recorder: Recorder,
     stop: threading.Event,
     pruned: bool = False,
+    patience: float = 0.0,
 ) -> int:
-    """Record how the job ended: succeeded, failed, cancelled, pruned, released or (lease lost) dropped."""
-    try:
-        recorder.flush()
-        if lease.lost.is_set():
-            log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
+    """Record how the job ended: succeeded, failed, cancelled, pruned, released or (lease lost) dropped.
+
+    A database that cannot be written (restarting, locked) is tried again, a second apart, for
+    `patience` seconds (its lease's: past it the job is another worker's to re-queue)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return record_end(job, result, error, lease, recorder, stop, pruned, time.monotonic() < deadline)
+        except LeaseLost as exc:
+            log.warning("job %d: %s; dropping it", job.id, exc)
             return 0
-        ends = ending(result, error, lease, pruned)
-        if job.study_id is not None and ends.finished:
-            recorder.foresee(ends, result)
-        if ends == JobStatus.cancelled:  # even with a result: the user asked to stop it
-            recorder.write(mark_cancelled)
-            log.info("job %d cancelled", job.id)
-        elif result is not None:
-            if recorder.write(finish_job, result, reproduction(recorder.sessions, job, result)) is None:
-                log.info("job %d cancelled as it ended", job.id)
-            else:
-                log.info(
-                    "job %d succeeded: test accuracy %.4f in %.1f s",
-                    job.id, result.test_accuracy, result.seconds,
-                )  # fmt: skip
-        elif error is not None:
-            recorder.write(fail_job, error)
-            log.error("job %d failed: %s", job.id, error)
-        elif ends == JobStatus.pruned:
-            recorder.write(prune_job)
-            log.info("job %d pruned by its study's pruner", job.id)
+        except SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:  # its lease lapses: requeue_stalled re-queues it
+                log.error("job %d: could not record how it ended: %s", job.id, exc)
+                return 0
+            log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
+            time.sleep(RETRY_SECONDS)
+        except Exception:
+            log.exception("job %d: could not record how it ended", job.id)
+            return 0
+
+
+def record_end(
+    job: Job,
+    result: TrainResult | None,
+    error: str | None,
+    lease: LeaseKeeper,
+    recorder: Recorder,
+    stop: threading.Event,
+    pruned: bool,
+    whole: bool,
+) -> int:
+    """settle()'s one try; `whole`: the progress not yet written goes first, or this raises."""
+    recorder.flush(strict=whole)
+    if lease.lost.is_set():
+        log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
+        return 0
+    ends = ending(result, error, lease, pruned)
+    if job.study_id is not None and ends.finished:
+        recorder.foresee(ends, result)
+    if ends == JobStatus.cancelled:  # even with a result: the user asked to stop it
+        recorder.write(mark_cancelled)
+        log.info("job %d cancelled", job.id)
+    elif result is not None:
+        if recorder.write(finish_job, result, reproduction(recorder.sessions, job, result)) is None:
+            log.info("job %d cancelled as it ended", job.id)
         else:
-            # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
-            recorder.save_checkpoint()
-            status = recorder.write(release_job)
-            log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
-            return int(status == JobStatus.cancelled)
-    except LeaseLost as exc:
-        log.warning("job %d: %s; dropping it", job.id, exc)
-        return 0
-    except Exception:  # e.g. the database is gone: the job keeps a stale lease, requeue_stalled sees it
-        log.exception("job %d: could not record how it ended", job.id)
-        return 0
+            log.info(
+                "job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds
+            )
+    elif error is not None:
+        recorder.write(fail_job, error)
+        log.error("job %d failed: %s", job.id, error)
+    elif ends == JobStatus.pruned:
+        recorder.write(prune_job)
+        log.info("job %d pruned by its study's pruner", job.id)
+    else:
+        # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
+        recorder.save_checkpoint(strict=whole)
+        status = recorder.write(release_job)
+        log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
+        return int(status == JobStatus.cancelled)
     return 1
 
 
@@ -424,7 +450,8 @@ class ThreadShare:
 
 class Recorder:
     """train()'s callbacks: losses buffered and written every FLUSH_SECONDS and at each epoch's end;
-    epoch metrics written as they come, checkpoints when due. A lost lease stops all writing."""
+    epoch metrics written as they come, checkpoints when due. A lost lease stops all writing; a
+    database that cannot be written keeps them for the next write, and training goes on."""
 
     def __init__(
         self,
@@ -441,6 +468,10 @@ class Recorder:
         self.flushed_at = time.monotonic() - FLUSH_SECONDS  # the first step is written at once
         self.checkpoints = checkpoints
         self.unsaved: Checkpoint | None = None  # the latest checkpoint not yet written
+        self.epochs: list[EpochEnd] = []  # finished epochs not yet written
+        self.failure: SQLAlchemyError | None = (
+            None  # the database error of the last write, until one succeeds
+        )
 
     def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
@@ -449,28 +480,53 @@ class Recorder:
             if time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
                 self.flush()
         else:
+            self.epochs.append(event)
             self.flush()
-            self.write_unless_lost(record_epoch, event)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.unsaved = checkpoint
         if self.checkpoints.due(checkpoint):
             self.save_checkpoint()
 
-    def save_checkpoint(self) -> None:
-        """Write the latest checkpoint, unless it is written already."""
+    def save_checkpoint(self, strict: bool = False) -> None:
+        """Write the latest checkpoint, unless it is written already (kept for the next try if the
+        database cannot be written; `strict`: then raise)."""
         if self.unsaved is not None:
-            checkpoint, self.unsaved = self.unsaved, None
-            self.write_unless_lost(save_checkpoint, checkpoint.epoch, checkpoint.state)
-            self.checkpoints.written()
+            if self.attempt(save_checkpoint, self.unsaved.epoch, self.unsaved.state)[0]:
+                self.unsaved = None
+                self.checkpoints.written()
+            elif strict and self.failure is not None:
+                raise self.failure
 
-    def flush(self) -> None:
+    def flush(self, strict: bool = False) -> None:
+        """Write the buffered losses, then the finished epochs, in order. While the database cannot be
+        written, they are kept and the job trains on (`strict`: raise instead)."""
         if self.losses:
-            losses, self.losses = self.losses, []
             # Every FLUSH_SECONDS while training: a cancel stops the job within about that, not a heartbeat.
-            if self.write_unless_lost(record_progress, losses, self.steps, self.every):
-                self.lease.cancel_requested()
+            written, cancel = self.attempt(record_progress, self.losses, self.steps, self.every)
+            if written:
+                self.losses = []
+                if cancel:
+                    self.lease.cancel_requested()
+        while not self.losses and self.epochs and self.attempt(record_epoch, self.epochs[0])[0]:
+            self.epochs.pop(0)
         self.flushed_at = time.monotonic()
+        if strict and (self.losses or self.epochs) and self.failure is not None:
+            raise self.failure
+
+    def attempt(self, transition: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """write_unless_lost, a database error kept rather than raised: (written, what it returned)."""
+        try:
+            value = self.write_unless_lost(transition, *args)
+        except SQLAlchemyError as exc:  # the database restarting, locked: what was not written is kept
+            if self.failure is None:
+                log.warning("job %d: cannot write to the database (%s); kept, tried again", self.job_id, exc)
+            self.failure = exc
+            return False, None
+        if self.failure is not None:
+            log.info("job %d: writing to the database again", self.job_id)
+            self.failure = None
+        return True, value
 
     def write(self, transition: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """transition(session, job_id, worker_id, *args, **kwargs) in its own short transaction."""

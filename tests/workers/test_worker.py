@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from service.ml.data import load_dataset
 from service.ml.evaluation import decode_predictions
@@ -221,6 +222,47 @@ def test_a_crashed_workers_job_is_requeued_and_resumed(tmp_path, env, sessions, 
 def settings_for(db_url: str, data_dir: Path, **changes) -> Settings:
     return Settings(**{"database_url": db_url, "data_dir": data_dir, "download": False, "heartbeat_seconds": 0.05,
                        "worker_poll_seconds": 0.05, "worker_threads": 1, **changes})  # fmt: skip
+
+
+def _outage(monkeypatch, verb_name: str, failures: int) -> list[str]:
+    """The worker's `verb_name` raises the database's OperationalError `failures` times, then works."""
+    verb, calls = getattr(worker, verb_name), []
+
+    def down_then_up(*args, **kwargs):
+        calls.append(verb_name)
+        if len(calls) <= failures:
+            raise OperationalError("UPDATE jobs", {}, Exception("the database system is starting up"))
+        return verb(*args, **kwargs)
+
+    monkeypatch.setattr(worker, verb_name, down_then_up)
+    return calls
+
+
+def test_a_database_outage_while_a_job_trains_loses_nothing_and_costs_no_attempt(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """PostgreSQL restarting mid-job: its progress writes failed, train() raised them, the job sat until
+    its lease lapsed and trained again from scratch (attempts 2). Now they are kept and written later."""
+    progress = _outage(monkeypatch, "record_progress", 3)
+    epochs = _outage(monkeypatch, "record_epoch", 1)
+    (job_id,) = enqueue(sessions, small(epochs=3))
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
+    done = job(sessions, job_id)
+    assert (done.status, done.attempts) == ("succeeded", 1) and len(progress) > 3 and len(epochs) > 1
+    with session_scope(sessions) as s:
+        assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2, 3]
+        assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 10))  # 3 steps an epoch
+
+
+def test_a_job_whose_end_cannot_be_written_at_once_is_recorded_when_it_can(
+    monkeypatch, data_dir, db_url, sessions
+):
+    tries = _outage(monkeypatch, "finish_job", 2)
+    monkeypatch.setattr(worker, "RETRY_SECONDS", 0.01)
+    (job_id,) = enqueue(sessions, small())
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
+    done = job(sessions, job_id)
+    assert (done.status, done.attempts, len(tries)) == ("succeeded", 1, 3)
 
 
 def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_dir, db_url, sessions):
