@@ -8,6 +8,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from service.api import streams
 from service.api.schemas import MAX_CURVE_POINTS
@@ -156,6 +157,28 @@ def test_a_read_that_fails_for_one_stream_ends_only_that_stream(monkeypatch, wor
 
     snapshot = asyncio.run(scenario())
     assert snapshot is not None and snapshot.job.id == a and snapshot.rows > 0
+
+
+def test_a_stream_whose_reads_fail_midway_ends_whole(monkeypatch, world):
+    """PostgreSQL stopped under an open stream: the response broke off mid-chunk ("response already
+    started"); now it ends as a stream does, and the client resumes with Last-Event-ID."""
+    client, _, _ = world
+    queued = client.post("/jobs", json={"backend": "numpy"}).json()["id"]  # no worker: it follows the job
+    reads, read_cursors = [], streams.read_cursors
+
+    def failing_after_the_first(factory, cursors):
+        reads.append(cursors)
+        if len(reads) > 1:
+            raise OperationalError("SELECT", {}, Exception("the database system is shutting down"))
+        return read_cursors(factory, cursors)
+
+    monkeypatch.setattr(streams, "read_cursors", failing_after_the_first)
+    try:
+        with client.stream("GET", f"/jobs/{queued}/events") as response:
+            text = response.read().decode()
+        assert response.status_code == 200 and "event: status" in text and len(reads) >= 2
+    finally:
+        client.post(f"/jobs/{queued}/cancel")
 
 
 def test_past_max_streams_a_stream_is_refused_with_retry_after(world):

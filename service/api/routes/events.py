@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from service.api.schemas import MAX_CURVE_POINTS
 from service.api.streams import EventHub, Snapshot, Subscription, sse
 from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
+
+log = logging.getLogger("mlplab.api")
 
 router = reader_router("jobs", "/jobs")
 
@@ -100,6 +103,9 @@ async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot)
                     break
                 except TimeoutError:
                     yield KEEPALIVE_COMMENT
+                except Exception as exc:  # the database, mid-stream: end it whole; the client resumes by id
+                    log.warning("event stream of job %d ended: %s", subscription.cursor[0], exc)
+                    return
             if following is None:  # the job is gone
                 return
             snapshot = following
