@@ -114,7 +114,13 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
     return body
 
 
-BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset")  # what check_budget reads
+BUDGET_FIELDS = (
+    "hidden_layers",
+    "epochs",
+    "train_limit",
+    "validation_size",
+    "dataset",
+)  # what check_budget reads
 
 
 def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:

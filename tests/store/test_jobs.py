@@ -128,7 +128,10 @@ def test_a_write_lock_held_past_the_busy_timeout_is_sqlalchemys_operational_erro
     holder = sqlite3.connect(engine.url.database, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        with pytest.raises(LockedOut, match="database is locked"), session_scope(make_sessionmaker(engine)) as s:
+        with (
+            pytest.raises(LockedOut, match="database is locked"),
+            session_scope(make_sessionmaker(engine)) as s,
+        ):
             begin_write(s)
     finally:
         holder.close()
