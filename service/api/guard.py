@@ -93,12 +93,24 @@ def _host_allowed(host: str, patterns: list[str], arrived_on: str | None) -> boo
 
 
 def _origin(netloc: str, scheme: str) -> tuple[str, int | None] | None:
-    """(host, port) with the scheme's default port filled in; None for what does not parse."""
+    """(host, the port it names, or None); None for what does not parse."""
     try:
         parts = urlsplit(f"{scheme}://{netloc}")
-        return (parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme))
+        return (parts.hostname or "", parts.port)
     except ValueError:  # "[x]", "http://[": no origin a browser sends
         return None
+
+
+def _same_origin(page: tuple[str, int | None], ours: tuple[str, int | None]) -> bool:
+    """The same host, and the same port where both name one. Only the scheme's default port may be left
+    unnamed, so the scheme itself is not compared: behind a TLS proxy the page's https is this server's
+    http, and its 'https://name' arrives as 'Host: name'."""
+    (host, port), (our_host, our_port) = page, ours
+    if host != our_host:
+        return False
+    if port is None or our_port is None:
+        return (port or our_port) in (None, *DEFAULT_PORTS.values())
+    return port == our_port
 
 
 def _cross_site(scope: Scope, headers: Headers) -> bool:
@@ -109,13 +121,13 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return False
-    # The scheme is left out: behind a TLS proxy the page's https is this server's http.
     try:
         sent = urlsplit(origin)
     except ValueError:
         return True
+    page = _origin(sent.netloc, sent.scheme)
     ours = _origin(headers.get("host", ""), scope.get("scheme", "http"))
-    return ours is None or _origin(sent.netloc, sent.scheme) != ours
+    return page is None or ours is None or not _same_origin(page, ours)
 
 
 class RequestGuard(HttpMiddleware):

@@ -119,6 +119,25 @@ def test_a_cross_site_write_is_refused_and_changes_nothing(settings, headers):
         assert client.get("/jobs", headers=headers).status_code == 200  # reads are not refused
 
 
+def test_the_dashboard_behind_a_tls_proxy_may_write(settings):
+    """The page is https://name, the proxy passes 'Host: name' on plain http: it was a 403 (its default
+    port, 443, against http's 80). A port the page names must still be the Host's."""
+    with _client(settings, allowed_hosts="mlplab.example.com") as client:
+        for origin, host in (
+            ("https://mlplab.example.com", "mlplab.example.com"),
+            ("https://mlplab.example.com:8443", "mlplab.example.com:8443"),  # nginx's $http_host
+        ):
+            posted = client.post("/jobs", json=JOB, headers={"origin": origin, "host": host})
+            assert posted.status_code == 202, (origin, host, posted.text)
+        for origin, host in (
+            ("https://mlplab.example.com:8443", "mlplab.example.com"),  # another port of the name
+            ("https://mlplab.example.com:8443", "mlplab.example.com:9443"),
+            ("https://evil.example", "mlplab.example.com"),
+        ):
+            assert_problem(client.post("/jobs", json=JOB, headers={"origin": origin, "host": host}), 403)
+        assert _job_count(client) == 2
+
+
 def test_same_origin_and_programs_may_write_and_a_token_lets_a_cross_site_program_through(settings):
     with _client(settings) as client:
         for headers in (
