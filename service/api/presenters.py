@@ -189,13 +189,19 @@ def enqueue(
     The count and the inserts are one write transaction, so the limit holds; the caller commits
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
-    check_queue_room(session, settings, len(specs))
+    check_queue_room(session, settings, len(specs), "grid")
     return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
 
 
-def check_queue_room(session: Session, settings: Settings, adding: int) -> None:
+def check_queue_room(session: Session, settings: Settings, adding: int, field: str) -> None:
     """Take the write lock and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
-    queues them in this transaction, so the limit holds."""
+    queues them in this transaction, so the limit holds. More than the whole queue holds is a 422
+    naming `field` (what asked for them): retrying would never help."""
+    if adding > settings.max_queued:
+        raise invalid(
+            field,
+            f"{adding:,} jobs at once; the queue holds at most {settings.max_queued:,} (MLPLAB_MAX_QUEUED)",
+        )
     begin_write(session)
     queued = count_queued(session)
     if queued + adding > settings.max_queued:

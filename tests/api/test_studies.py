@@ -129,9 +129,20 @@ def test_a_space_of_many_seeds_still_checks_train_limit_against_validation_size_
     assert nothing_stored(client)
 
 
-def test_a_study_whose_first_trials_do_not_fit_the_queue_is_a_429(client):
-    assert_problem(client.post("/studies", json=STUDY | {"parallelism": 4}), 429, "MLPLAB_MAX_QUEUED")
+def test_a_study_whose_first_trials_do_not_fit_the_queue_is_a_429_or_never_fit_a_422(client):
+    """The queue holds 3 (conftest): 2 queued and a study of 2 in flight waits its turn (429, retry);
+    4 in flight would never fit (422 naming parallelism: a retry was no use)."""
+    too_many = assert_problem(
+        client.post("/studies", json=STUDY | {"parallelism": 4}), 422, "MLPLAB_MAX_QUEUED"
+    )
+    assert too_many["invalid_params"][0]["name"] == "body.parallelism" and "at most 3" in too_many["detail"]
     assert nothing_stored(client)
+    for seed in (1, 2):
+        assert client.post("/jobs", json=job_body(seed=seed)).status_code == 202
+    response = client.post("/studies", json=STUDY)
+    assert_problem(response, 429, "MLPLAB_MAX_QUEUED")
+    assert response.headers["retry-after"] == "30"
+    assert client.get("/studies").json()["count"] == 0
 
 
 def test_a_study_needs_the_writer_token(tmp_path):

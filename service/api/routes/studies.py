@@ -118,7 +118,7 @@ def submit_study(
             f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
         )
     check_study_budget(body, settings)
-    check_queue_room(session, settings, trials_to_queue(body, []))
+    check_queue_room(session, settings, trials_to_queue(body, []), "parallelism")
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
     public = study_public(session, study)
@@ -181,7 +181,9 @@ def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: Sett
     total = study.trials + body.trials
     check_trial_limit(settings, total, f"{study.trials:,} + {body.trials:,}")
     config, records = study_trials(session, study)
-    check_queue_room(session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records))
+    check_queue_room(
+        session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records), "trials"
+    )
     try:
         extend_study(session, study.id, body.trials)
     except StudyConflict:
