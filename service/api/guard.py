@@ -76,11 +76,12 @@ def check_token(headers: Headers, settings: Settings) -> None:
 
 
 def _host_name(netloc: str) -> str:
-    """'Example.com:8000' -> 'example.com'; '[::1]:8000' -> '::1'."""
+    """'Example.com:8000' -> 'example.com'; '[::1]:8000' -> '::1'; 'example.com.' (fully qualified) ->
+    'example.com'."""
     netloc = netloc.strip().lower()
     if netloc.startswith("["):
         return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
-    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+    return (netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc).rstrip(".")
 
 
 def _host_allowed(host: str, patterns: list[str], arrived_on: str | None) -> bool:

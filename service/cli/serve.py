@@ -44,10 +44,11 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     settings = get_settings()
     ready_database(settings, "mlplab api")
     host, port = host or settings.host, port or settings.port
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 address in brackets
     if settings.api_token is None:
         who = "any program on this machine" if _is_loopback(host) else "anyone on the network"
-        log.warning("MLPLAB_API_TOKEN is not set: %s can submit jobs to http://%s:%s", who, host, port)
-    log.info("API on http://%s:%s (docs at /docs)", host, port)
+        log.warning("MLPLAB_API_TOKEN is not set: %s can submit jobs to %s", who, url)
+    log.info("API on %s (docs at /docs)", url)
     # httptools on the stdlib asyncio loop: uvloop is a little faster, with far longer tails (docs/performance.md).
     # Past the grace period, open event streams are cut; their clients reconnect with Last-Event-ID.
     with shared_metrics(settings, workers):

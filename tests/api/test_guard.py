@@ -186,7 +186,7 @@ def test_the_local_names_the_connections_address_and_the_configured_ones_are_ser
         for host in ("localhost", "LOCALHOST:8000", "127.0.0.1:8000", "[::1]:8000", "[::1]", "testserver"):
             assert client.get("/healthz", headers={"host": host}).status_code == 200, host
     with _client(settings, allowed_hosts="mlplab.example.com, *.lab.example") as client:
-        for host in ("mlplab.example.com", "a.lab.example:443", "testserver"):
+        for host in ("mlplab.example.com", "mlplab.example.com.", "a.lab.example:443", "testserver"):
             assert client.get("/healthz", headers={"host": host}).status_code == 200, host
         for host in ("localhost", "lab.example", "example.com"):
             assert_problem(client.get("/healthz", headers={"host": host}), 400)
