@@ -212,10 +212,45 @@ def settle(
 
     A database that cannot be written (restarting, locked) is tried again, a second apart, for
     `patience` seconds (its lease's: past it the job is another worker's to re-queue)."""
+
+    def record(whole: bool) -> int:
+        """One try; `whole`: the progress not yet written goes first, or this raises."""
+        recorder.flush(strict=whole)
+        if lease.lost.is_set():
+            log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
+            return 0
+        ends = ending(result, error, lease, pruned)
+        if job.study_id is not None and ends.finished:
+            recorder.foresee(ends, result)
+        if ends == JobStatus.cancelled:  # even with a result: the user asked to stop it
+            recorder.write(mark_cancelled)
+            log.info("job %d cancelled", job.id)
+        elif result is not None:
+            if recorder.write(finish_job, result, reproduction(recorder.sessions, job, result)) is None:
+                log.info("job %d cancelled as it ended", job.id)
+            else:
+                log.info(
+                    "job %d succeeded: test accuracy %.4f in %.1f s",
+                    job.id, result.test_accuracy, result.seconds,
+                )  # fmt: skip
+        elif error is not None:
+            recorder.write(fail_job, error)
+            log.error("job %d failed: %s", job.id, error)
+        elif ends == JobStatus.pruned:
+            recorder.write(prune_job)
+            log.info("job %d pruned by its study's pruner", job.id)
+        else:
+            # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
+            recorder.save_checkpoint(strict=whole)
+            status = recorder.write(release_job)
+            log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
+            return int(status == JobStatus.cancelled)
+        return 1
+
     deadline = time.monotonic() + patience
     while True:
         try:
-            return record_end(job, result, error, lease, recorder, stop, pruned, time.monotonic() < deadline)
+            return record(whole=time.monotonic() < deadline)
         except LeaseLost as exc:
             log.warning("job %d: %s; dropping it", job.id, exc)
             return 0
@@ -228,49 +263,6 @@ def settle(
         except Exception:
             log.exception("job %d: could not record how it ended", job.id)
             return 0
-
-
-def record_end(
-    job: Job,
-    result: TrainResult | None,
-    error: str | None,
-    lease: LeaseKeeper,
-    recorder: Recorder,
-    stop: threading.Event,
-    pruned: bool,
-    whole: bool,
-) -> int:
-    """settle()'s one try; `whole`: the progress not yet written goes first, or this raises."""
-    recorder.flush(strict=whole)
-    if lease.lost.is_set():
-        log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
-        return 0
-    ends = ending(result, error, lease, pruned)
-    if job.study_id is not None and ends.finished:
-        recorder.foresee(ends, result)
-    if ends == JobStatus.cancelled:  # even with a result: the user asked to stop it
-        recorder.write(mark_cancelled)
-        log.info("job %d cancelled", job.id)
-    elif result is not None:
-        if recorder.write(finish_job, result, reproduction(recorder.sessions, job, result)) is None:
-            log.info("job %d cancelled as it ended", job.id)
-        else:
-            log.info(
-                "job %d succeeded: test accuracy %.4f in %.1f s", job.id, result.test_accuracy, result.seconds
-            )
-    elif error is not None:
-        recorder.write(fail_job, error)
-        log.error("job %d failed: %s", job.id, error)
-    elif ends == JobStatus.pruned:
-        recorder.write(prune_job)
-        log.info("job %d pruned by its study's pruner", job.id)
-    else:
-        # back to the queue (resuming from its latest epoch), or cancelled if that was asked meanwhile
-        recorder.save_checkpoint(strict=whole)
-        status = recorder.write(release_job)
-        log.info("job %d released (%s)%s", job.id, status, " on shutdown" if stop.is_set() else "")
-        return int(status == JobStatus.cancelled)
-    return 1
 
 
 def ending(result: TrainResult | None, error: str | None, lease: LeaseKeeper, pruned: bool) -> JobStatus:
