@@ -255,7 +255,8 @@ def settle(
             log.warning("job %d: %s; dropping it", job.id, exc)
             return 0
         except SQLAlchemyError as exc:
-            if time.monotonic() >= deadline:  # its lease lapses: requeue_stalled re-queues it
+            # past its lease, or asked to stop (SIGTERM's grace is short): the lease lapses, it is re-queued
+            if time.monotonic() >= deadline or stop.is_set():
                 log.error("job %d: could not record how it ended: %s", job.id, exc)
                 return 0
             log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
@@ -483,7 +484,8 @@ class Recorder:
     def save_checkpoint(self, strict: bool = False) -> None:
         """Write the latest checkpoint, unless it is written already (kept for the next try if the
         database cannot be written; `strict`: then raise)."""
-        if self.unsaved is not None:
+        # Not past progress still unwritten: a claim resumes after the checkpoint and would never write it.
+        if self.unsaved is not None and not (self.losses or self.epochs):
             if self.attempt(save_checkpoint, self.unsaved.epoch, self.unsaved.state)[0]:
                 self.unsaved = None
                 self.checkpoints.written()
@@ -510,7 +512,7 @@ class Recorder:
         """write_unless_lost, a database error kept rather than raised: (written, what it returned)."""
         try:
             value = self.write_unless_lost(transition, *args)
-        except SQLAlchemyError as exc:  # the database restarting, locked: what was not written is kept
+        except (OperationalError, InterfaceError) as exc:  # restarting, locked: what was not written is kept
             if self.failure is None:
                 log.warning("job %d: cannot write to the database (%s); kept, tried again", self.job_id, exc)
             self.failure = exc

@@ -36,6 +36,7 @@ from service.store.models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_SECONDS = 10
 SQLITE_BEGIN = "sqlite_begin"  # execution option: "DEFERRED" (default) | "IMMEDIATE" | "EXCLUSIVE"
 _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising migrations
 
@@ -53,7 +54,9 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
     if sa_url.get_backend_name() != "sqlite":
         if max_connections is not None:
             pool["max_overflow"] = 0
-        return create_engine(sa_url, pool_pre_ping=True, **pool)
+        # A server that does not answer fails a connection in seconds, not the minutes of the OS's timeout.
+        connect = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        return create_engine(sa_url, pool_pre_ping=True, connect_args=connect, **pool)
 
     database = sa_url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -112,7 +115,13 @@ def make_read_engine(engine: Engine, connections: int, *, wait_for_locks: bool =
         if not wait_for_locks:
             event.listen(reads, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout = 0"))
         return reads
-    return create_engine(engine.url, pool_size=connections, max_overflow=0, isolation_level="AUTOCOMMIT")
+    return create_engine(
+        engine.url,
+        pool_size=connections,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
 
 
 def is_busy(exc: DBAPIError) -> bool:

@@ -31,7 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -236,7 +237,9 @@ def record_progress(
         values.update(epoch=last["epoch"], step=last["step"], loss=last["loss"])
     cancel_requested = _guarded_update(session, job_id, worker_id, values, returning=Job.cancel_requested)
     if rows:
-        session.execute(insert(Loss), rows)
+        # A step already stored is kept: a write retried after its commit's answer was lost repeats rows.
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(Loss).on_conflict_do_nothing(index_elements=["job_id", "step"]), rows)
     return bool(cancel_requested)
 
 

@@ -254,6 +254,29 @@ def test_a_database_outage_while_a_job_trains_loses_nothing_and_costs_no_attempt
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 10))  # 3 steps an epoch
 
 
+def test_a_progress_write_whose_answer_was_lost_is_written_once(monkeypatch, data_dir, db_url, sessions):
+    """Connections killed just after a commit: the write happened, the worker heard an error and wrote
+    again. The repeated rows broke the (job, step) key on every retry, and no epoch was ever recorded."""
+    verb, calls = worker.record_progress, []
+
+    def committed_then_dropped(session, *args, **kwargs):
+        calls.append(1)
+        cancel = verb(session, *args, **kwargs)
+        if len(calls) == 2:
+            session.commit()
+            raise OperationalError("INSERT INTO losses", {}, Exception("server closed the connection"))
+        return cancel
+
+    monkeypatch.setattr(worker, "record_progress", committed_then_dropped)
+    (job_id,) = enqueue(sessions, small(epochs=3))
+    assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
+    done = job(sessions, job_id)
+    assert (done.status, done.attempts) == ("succeeded", 1) and len(calls) > 2
+    with session_scope(sessions) as s:
+        assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2, 3]
+        assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 10))
+
+
 def test_a_job_whose_end_cannot_be_written_at_once_is_recorded_when_it_can(
     monkeypatch, data_dir, db_url, sessions
 ):
