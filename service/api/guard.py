@@ -81,7 +81,7 @@ def _host_name(netloc: str) -> str:
     netloc = netloc.strip().lower()
     if netloc.startswith("["):
         return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
-    return (netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc).rstrip(".")
+    return (netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc).removesuffix(".")
 
 
 def _host_allowed(host: str, patterns: list[str], arrived_on: str | None) -> bool:
@@ -102,16 +102,12 @@ def _origin(netloc: str, scheme: str) -> tuple[str, int | None] | None:
         return None
 
 
-def _same_origin(page: tuple[str, int | None], ours: tuple[str, int | None]) -> bool:
-    """The same host, and the same port where both name one. Only the scheme's default port may be left
-    unnamed, so the scheme itself is not compared: behind a TLS proxy the page's https is this server's
-    http, and its 'https://name' arrives as 'Host: name'."""
+def _same_origin(page: tuple[str, int | None], ours: tuple[str, int | None], scheme: str) -> bool:
+    """The same host and port, a port left unnamed being the page's `scheme`'s default. The scheme is
+    not compared otherwise: behind a TLS proxy the page's 'https://name' arrives as 'Host: name'."""
+    default = DEFAULT_PORTS.get(scheme)
     (host, port), (our_host, our_port) = page, ours
-    if host != our_host:
-        return False
-    if port is None or our_port is None:
-        return (port or our_port) in (None, *DEFAULT_PORTS.values())
-    return port == our_port
+    return host == our_host and (port or default) == (our_port or default)
 
 
 def _cross_site(scope: Scope, headers: Headers) -> bool:
@@ -128,7 +124,7 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
         return True
     page = _origin(sent.netloc, sent.scheme)
     ours = _origin(headers.get("host", ""), scope.get("scheme", "http"))
-    return page is None or ours is None or not _same_origin(page, ours)
+    return page is None or ours is None or not _same_origin(page, ours, sent.scheme)
 
 
 class RequestGuard(HttpMiddleware):

@@ -133,6 +133,8 @@ def test_the_dashboard_behind_a_tls_proxy_may_write(settings):
             ("https://mlplab.example.com:8443", "mlplab.example.com"),  # another port of the name
             ("https://mlplab.example.com:8443", "mlplab.example.com:9443"),
             ("https://evil.example", "mlplab.example.com"),
+            ("http://mlplab.example.com:443", "mlplab.example.com"),  # another scheme's default port
+            ("https://mlplab.example.com:80", "mlplab.example.com"),
         ):
             assert_problem(client.post("/jobs", json=JOB, headers={"origin": origin, "host": host}), 403)
         assert _job_count(client) == 2
