@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -186,10 +187,16 @@ class EventHub:
             return
         try:
             snapshots = await self._read(list(groups))
-        except Exception:  # one cursor's read may fail (the database, or a bug): read each alone
+        except Exception:  # one cursor's read may fail (its values, or a bug): read each alone
             log.exception("event streams: reading their jobs failed; reading each stream's alone")
-            for cursor, subscriptions in groups.items():
-                await self._read_alone(cursor, subscriptions)
+            pending = list(groups.items())
+            while pending:
+                cursor, subscriptions = pending.pop(0)
+                down = await self._read_alone(cursor, subscriptions)
+                if down is not None:  # the database itself: the others end at once, not a timeout each
+                    for subscription in (s for _, group in pending for s in group):
+                        subscription.fail(down)
+                    return
             return
         for cursor, subscriptions in groups.items():
             for subscription in subscriptions:
@@ -199,14 +206,16 @@ class EventHub:
         async with self.slots:  # main.py: db_slots
             return await run_in_threadpool(read_cursors, self.factory, cursors)
 
-    async def _read_alone(self, cursor: Cursor, subscriptions: list[Subscription]) -> None:
-        """One cursor's read: delivered, or its streams end (their clients reconnect); no other's does."""
+    async def _read_alone(self, cursor: Cursor, subscriptions: list[Subscription]) -> Exception | None:
+        """One cursor's read: delivered, or its streams end (their clients reconnect); no other's does.
+        Returns the error when it was the database's (unreachable, locked), for the caller to end all."""
         try:
             snapshot = (await self._read([cursor])).get(cursor)
         except Exception as exc:
             log.warning("event streams: reading job %d failed: %s", cursor[0], exc)
             for subscription in subscriptions:
                 subscription.fail(exc)
-            return
+            return exc if isinstance(exc, (OperationalError, InterfaceError)) else None
         for subscription in subscriptions:
             subscription.deliver(snapshot)
+        return None

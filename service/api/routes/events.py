@@ -103,7 +103,7 @@ async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot)
                     break
                 except TimeoutError:
                     yield KEEPALIVE_COMMENT
-                except Exception as exc:  # the database, mid-stream: end it whole; the client resumes by id
+                except Exception as exc:  # the database, mid-stream: end it whole (a client may resume by id)
                     log.warning("event stream of job %d ended: %s", subscription.cursor[0], exc)
                     return
             if following is None:  # the job is gone
