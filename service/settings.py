@@ -68,7 +68,9 @@ class Settings(BaseSettings):
         12_000_000,
         description="Largest epochs x training images a job may ask for (200 epochs of 60,000).",
     )
-    max_queued: Count = Field(1000, description="Queued jobs beyond which submissions get 429.")
+    max_queued: Count = Field(
+        1000, description="Queued jobs beyond which submissions get 429 (more at once than it holds: 422)."
+    )
     max_sweep_jobs: Count = Field(64, description="Most jobs one sweep may create.")
     max_study_trials: Count = Field(500, description="Most trials one study may run, extensions included.")
     model_cache_size: Count = Field(16, description="Trained models the API keeps decoded in memory.")

@@ -39,6 +39,11 @@ def check_seeds(body: SweepCreate) -> None:
         raise invalid("seeds", f"{repeated} is listed twice: the sweep would train the same job twice")
 
 
+def count_field(body: SweepCreate) -> str:
+    """The field a problem with the sweep's number of jobs names: its seeds, replicates or grid."""
+    return "seeds" if body.seeds is not None else "replicates" if body.replicates is not None else "grid"
+
+
 def check_grid(body: SweepCreate, max_jobs: int) -> None:
     """Refuse a grid that names no spec field (without seeds), an empty list of values, or too many jobs."""
     check_seeds(body)
@@ -63,7 +68,7 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
     count = math.prod(sizes)
     if count > max_jobs:
         product = " x ".join(map(str, sizes)) + " = " if len(sizes) > 1 else ""
-        where = "grid" if seeds is None else "seeds" if body.seeds is not None else "replicates"
+        where = count_field(body)
         raise invalid(where, f"{product}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
 
 

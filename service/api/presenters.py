@@ -183,13 +183,15 @@ def enqueue(
     specs: list[TrainSpec],
     sweep_id: str | None = None,
     reproduces: int | None = None,
+    field: str = "body",
 ) -> list[Job]:
-    """Queue these jobs, all or none: 429 when the queue has no room for them all.
+    """Queue these jobs, all or none: 429 when the queue has no room for them all (422 naming `field`
+    when it could never hold them).
 
     The count and the inserts are one write transaction, so the limit holds; the caller commits
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
-    check_queue_room(session, settings, len(specs), "grid")
+    check_queue_room(session, settings, len(specs), field)
     return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
 
 

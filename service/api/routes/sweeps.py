@@ -18,7 +18,7 @@ from service.api.deps import (
     WriterDep,
     reader_router,
 )
-from service.api.grid import check_budgets, check_grid, sweep_specs
+from service.api.grid import check_budgets, check_grid, count_field, sweep_specs
 from service.api.paging import PageOffset
 from service.api.presenters import enqueue, job_public, json_response, promote_best
 from service.api.schemas import (
@@ -128,7 +128,7 @@ def submit_sweep(
     specs = sweep_specs(body)
     check_budgets(specs, body, settings)
     sweep_id = uuid.uuid4().hex[:12]
-    jobs = enqueue(session, settings, specs, sweep_id=sweep_id)
+    jobs = enqueue(session, settings, specs, sweep_id=sweep_id, field=count_field(body))
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     public = sweep_public(sweep_id, jobs, {})
     session.commit()  # release the write lock in this thread hop
