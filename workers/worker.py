@@ -462,9 +462,7 @@ class Recorder:
         self.checkpoints = checkpoints
         self.unsaved: Checkpoint | None = None  # the latest checkpoint not yet written
         self.epochs: list[EpochEnd] = []  # finished epochs not yet written
-        self.failure: SQLAlchemyError | None = (
-            None  # the database error of the last write, until one succeeds
-        )
+        self.failure: SQLAlchemyError | None = None  # the last write's database error, until one succeeds
 
     def on_progress(self, event: Progress) -> None:
         if isinstance(event, StepProgress):
