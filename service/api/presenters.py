@@ -114,13 +114,8 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
     return body
 
 
-BUDGET_FIELDS = (
-    "hidden_layers",
-    "epochs",
-    "train_limit",
-    "validation_size",
-    "dataset",
-)  # what check_budget reads
+# The spec fields check_budget reads: a study combines only these to find its costliest trials.
+BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset")
 
 
 def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:
