@@ -260,9 +260,13 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Respons
     return Response(status_code=499)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """A damaged, unreadable or unreachable database; the store's other errors (integrity, data) are bugs."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # A damaged, unreadable or unreachable database; the store's other errors (integrity, data) are bugs.
-    if not isinstance(exc, (OperationalError, InterfaceError)) and type(exc) is not DatabaseError:
+    if not database_unavailable(exc):
         raise exc
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     return problem_response(

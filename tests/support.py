@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.store.models import FINISHED
 
@@ -24,6 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 def real_data_dir() -> Path:
     """MLPLAB_DATA_DIR, else ../shared/data beside the checkout (where CI lays the MNIST files)."""
     return Path(os.environ.get("MLPLAB_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus scrape as {(name, sorted labels): value}, parsed by prometheus_client's own parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def memory(pid: int) -> dict[str, int]:

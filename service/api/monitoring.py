@@ -84,15 +84,28 @@ class Monitoring:
     def predicted(self, model_id: int, alias: str | None, images: int) -> None:
         self.predictions.labels(str(model_id), alias or "").inc(images)
 
-    def exposition(self, state: ServiceState) -> bytes:
-        """The Prometheus text of every process's counters and of the service's state."""
+    def exposition(self, state: ServiceState | None) -> bytes:
+        """The Prometheus text of every process's counters and of the service's state (None: unreadable)."""
         registry = CollectorRegistry()
         if self.metrics_dir is not None:
             MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
         else:
             registry.register(self.registry)
-        registry.register(state)
+        registry.register(state if state is not None else DatabaseDown())
         return generate_latest(registry)
+
+
+def _database_up(up: bool) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "mlplab_database_up", "1 when this scrape could read the database, else 0.", int(up)
+    )
+
+
+class DatabaseDown:
+    """The scrape's collector when the database cannot be read: this replica's counters still count."""
+
+    def collect(self) -> list[Metric]:
+        return [_database_up(False)]
 
 
 class RequestMetrics(HttpMiddleware):
@@ -137,6 +150,7 @@ class ServiceState:
             jobs.add_metric([status.value], count)
         waited = (self.at - self.oldest_queued_at).total_seconds() if self.oldest_queued_at else 0.0
         return [
+            _database_up(True),
             jobs,
             GaugeMetricFamily(
                 "mlplab_queue_depth", "Jobs waiting for a worker.", self.jobs[JobStatus.queued]

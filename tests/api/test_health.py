@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from tests.conftest import assert_problem
+from tests.support import metric_samples
 
 
 def _overwrite(db: Path, what: str) -> None:
@@ -53,3 +54,14 @@ def test_a_damaged_database_is_not_ready_and_its_data_routes_answer_503(settings
             )
             assert problem["title"] == "Database unavailable", (method, path)
         assert client.get("/healthz").status_code == 200  # the process itself is fine
+        scraped = client.get("/metrics")  # how an operator's alert learns it: still this replica's counts
+        assert scraped.status_code == 200, scraped.text
+        samples = metric_samples(scraped.text)
+        assert samples[("mlplab_database_up", ())] == 0
+        assert (
+            samples[
+                ("mlplab_http_requests_total", (("method", "GET"), ("route", "/readyz"), ("status", "503")))
+            ]
+            == 1
+        )
+        assert not any(name == "mlplab_jobs" for name, _ in samples)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from service.api.monitoring import EPOCH_BUCKETS
@@ -14,7 +13,7 @@ from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.workers import register_worker, worker_heartbeat
 from tests.conftest import assert_problem
 from tests.factories import job_body
-from tests.support import real_data_dir
+from tests.support import metric_samples, real_data_dir
 from workers.worker import run_worker
 
 TOKEN = "metrics-token-9d2"
@@ -25,11 +24,7 @@ def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return metric_samples(response.text)
 
 
 def value(samples, name: str, **labels) -> float:
@@ -56,6 +51,7 @@ def test_a_scrape_after_a_job_and_predictions_counts_them(settings):
         samples = scrape(client)
         epochs = client.get(f"/jobs/{job}/epochs").json()
 
+    assert value(samples, "mlplab_database_up") == 1
     assert (
         value(queued_first, "mlplab_queue_depth") == 1
         and value(queued_first, "mlplab_jobs", status="queued") == 1

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.settings import Settings
 from tests.factories import job_body
-from tests.support import Service, start_service, wait_for
+from tests.support import Service, metric_samples, start_service, wait_for
 
 pytestmark = pytest.mark.slow  # real API and worker processes
 
@@ -25,12 +24,7 @@ IMAGE = [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]  # one f
 
 def samples(service: Service) -> dict[tuple[str, tuple], float]:
     """A fresh connection's scrape of GET /metrics, as {(name, sorted labels): value}."""
-    text = httpx.get(f"{service.url}/metrics", timeout=30).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return metric_samples(httpx.get(f"{service.url}/metrics", timeout=30).text)
 
 
 def metric(scraped, name: str, **labels) -> float:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import SessionDep, SettingsDep, reader_router
 from service.api.monitoring import Monitoring, read_state
+from service.errors import database_unavailable
+
+log = logging.getLogger(__name__)
 
 router = reader_router("metrics")
 
@@ -19,5 +25,14 @@ router = reader_router("metrics")
 def read_metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Requests, latency and predictions served; jobs, queue, live workers and epochs (docs/deployment.md)."""
     monitoring: Monitoring = request.app.state.monitoring
-    body = monitoring.exposition(read_state(session, settings.lease_seconds))
+    try:
+        state = read_state(session, settings.lease_seconds)
+    except SQLAlchemyError as exc:
+        if not database_unavailable(exc):
+            raise
+        # A scrape is how an operator learns the database is down: answer with what this replica counted.
+        log.error("metrics without the database's state: %s", exc)
+        session.rollback()
+        state = None
+    body = monitoring.exposition(state)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
