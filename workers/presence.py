@@ -160,7 +160,7 @@ class Presence(threading.Thread):
         return job
 
     def end_job(self) -> None:
-        self.job_id = None
+        self.job_id, self.threads = None, 0
         self.beat()
 
     def rebalance(self) -> None:

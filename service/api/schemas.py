@@ -566,7 +566,7 @@ class WorkerPublic(BaseModel):
     started_at: datetime
     heartbeat_at: datetime
     job_id: int | None = Field(description="The job it trains now; null while it waits for one.")
-    threads: int = Field(description="Threads its current (or last) job trains with.")
+    threads: int = Field(description="Threads its job trains with; 0 while it waits for one.")
     standing_by: bool = Field(
         description="Beyond its host's cores (one training worker a core): it claims no job until one of "
         "the host's first workers stops."

@@ -292,6 +292,6 @@ class Worker(Base):
         default=utcnow
     )  # alive while recent (MLPLAB_LEASE_SECONDS)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # training now
-    threads: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # its current (or last) job's
+    threads: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # its job's; 0 when idle
     # beyond its host's cores: it claims nothing until one of the host's first workers stops
     standing_by: Mapped[bool] = mapped_column(default=False, server_default=false())

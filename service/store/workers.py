@@ -45,8 +45,8 @@ def worker_heartbeat(
     standing_by: bool = False,
     now: datetime | None = None,
 ) -> bool:
-    """live -> live: heartbeat_at = now, with the job it trains (None when idle), that job's threads, and
-    whether it stands by (workers/presence.py).
+    """live -> live: heartbeat_at = now, with the job it trains (None when idle), that job's threads (0
+    when idle), and whether it stands by (workers/presence.py).
 
     False when the worker has no row (removed as dead while it was stopped): it registers again.
     """
@@ -54,7 +54,12 @@ def worker_heartbeat(
     row = session.execute(
         update(Worker)
         .where(Worker.id == worker_id)
-        .values(heartbeat_at=now or utcnow(), job_id=job_id, threads=threads, standing_by=standing_by)
+        .values(
+            heartbeat_at=now or utcnow(),
+            job_id=job_id,
+            threads=threads if job_id is not None else 0,
+            standing_by=standing_by,
+        )
         .returning(Worker.id)
     ).first()
     return row is not None

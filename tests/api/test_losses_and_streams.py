@@ -220,5 +220,6 @@ def test_workers_are_listed_with_their_job_and_readyz_says_whether_one_is_alive(
     }  # fmt: skip
     with session_scope(sessions) as s:
         worker_heartbeat(s, "box:7:ab", None, 2, standing_by=True)  # beyond its host's cores
-    assert client.get("/workers").json()["data"][0]["standing_by"] is True
+    idle = client.get("/workers").json()["data"][0]
+    assert (idle["standing_by"], idle["job_id"], idle["threads"]) == (True, None, 0)  # no job, no threads
     assert client.get("/readyz").json()["workers"] == "1 alive"

@@ -239,6 +239,7 @@ def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_ali
             assert not Path(f"/proc/{first['pid']}").exists()  # reaped, not a zombie
             job_id = client.post("/jobs", json=job_body()).json()["id"]
             wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "succeeded", 60, "the job")
+            wait_for(lambda: [(w["job_id"], w["threads"]) for w in workers()] == [(None, 0)], 10, "idle")
         assert f"worker (pid {first['pid']}) exited with status -9" in log.read_text()
         dev.kill()  # kill -9 of dev itself: its worker must not live on, claiming jobs beside a next dev
         dev.wait(10)
