@@ -69,9 +69,14 @@ def chance_warning(spec: TrainSpec, validation: float | None, test: float | None
     return near_chance(NUM_CLASSES, spec.learning_rate, usual, validation=validation, test=test)
 
 
+def job_warning(job: Job | Row[Any]) -> str | None:
+    """chance_warning of a finished job's model (None for a job without accuracies)."""
+    return chance_warning(job_spec(job), job.validation_accuracy, job.test_accuracy)
+
+
 def job_public(job: Job | Row[Any]) -> JobPublic:
     spec = job_spec(job)
-    warning = chance_warning(spec, job.validation_accuracy, job.test_accuracy)
+    warning = job_warning(job)
     return JobPublic(
         id=job.id,
         name=job.name,
@@ -220,6 +225,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
     described = shown + [job for job in jobs if job.id == best_id and job not in shown]
     curves = validation_curves(session, (job.id for job in described))
     epochs = best_epochs(session, (job.id for job in described))
+    warnings = {job.id: job_warning(job) for job in described}
     trials = {
         job.id: TrialPublic(
             number=record.number,
@@ -231,6 +237,8 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
             validation_accuracy=job.validation_accuracy,
             test_accuracy=job.test_accuracy,
             validation_curve=[curves[job.id][e] for e in sorted(curves[job.id])],
+            near_chance=warnings[job.id] is not None,
+            warning=warnings[job.id],
         )
         for job, record in zip(described, trial_records(config, described, curves), strict=True)
     }
@@ -391,11 +399,13 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
 
 
 def alias_public(session: Session, alias: Alias) -> AliasPublic:
+    model = get_job(session, alias.model_id)
     return AliasPublic(
         name=alias.name,
         model_id=alias.model_id,
         updated_at=alias.updated_at,
         rollback_to=rollback_target(session, alias),
+        warning=None if model is None else job_warning(model),
     )
 
 

@@ -314,6 +314,10 @@ class AliasPublic(BaseModel):
     rollback_to: int | None = Field(
         description="The model POST /aliases/{name}/rollback would name (null: nothing to roll back to)."
     )
+    warning: str | None = Field(
+        description="The model's near-chance sentence, as GET /models/{id} gives it: what it serves learned "
+        "next to nothing. Null when nothing needs a look."
+    )
 
 
 class AliasEventPublic(BaseModel):
@@ -599,6 +603,8 @@ class TrialPublic(BaseModel):
     validation_curve: list[float] = Field(
         description="Validation accuracy after each epoch, as the pruner saw it (epoch 1 first)."
     )
+    near_chance: bool = Field(description=NEAR_CHANCE)
+    warning: str | None = Field(description=WARNING)
 
 
 class StudyPublic(BaseModel):

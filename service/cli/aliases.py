@@ -4,6 +4,7 @@ a sweep's or a study's best), move it back, or show it with its history."""
 from __future__ import annotations
 
 import argparse
+import sys
 from urllib.parse import quote
 
 from service.cli.client import Json, table
@@ -36,14 +37,15 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
         alias = client.request("PUT", path, json={"model_id": model})
     else:
         alias = client.get(path)
-        print(_named(alias))
+    print(_named(alias))
+    if alias.get("warning"):
+        print(f"! {alias['warning']}", file=sys.stderr)
+    if "history" in alias:  # the alias shown, not moved
         print(_history(alias))
         if alias["history_count"] > len(alias["history"]):
             print(
                 f"the latest {len(alias['history'])} of {alias['history_count']} changes: {path}/history pages them"
             )
-        return 0
-    print(_named(alias))
     return 0
 
 

@@ -323,26 +323,26 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
             j["status"],
             _progress(j),
             pct(j["validation_accuracy"]),
-            pct(j["test_accuracy"]) + _chance(j),
+            pct(j["test_accuracy"]) + chance_mark(j),
             j["name"],
         ]
         for j in page["data"]
     ]
     print(table(["ID", "STATUS", "EPOCH", "VALIDATION", TEST_FINAL, "SPEC"], rows))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
-    _chance_notes(page["data"])
+    chance_notes(page["data"])
     return 0
 
 
-def _chance(item: Json) -> str:
+def chance_mark(item: Json) -> str:
     return " !" if item.get("near_chance") else ""
 
 
-def _chance_notes(items: list[Json]) -> None:
-    """Under a table: what each '!' means."""
+def chance_notes(items: list[Json], key: str = "id") -> None:
+    """Under a table: what each '!' means, by the job id under `key`."""
     for item in items:
         if item.get("near_chance"):
-            print(f"! {item['id']}: {item['warning']}", file=sys.stderr)
+            print(f"! {item[key]}: {item['warning']}", file=sys.stderr)
 
 
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
@@ -363,7 +363,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             "all" if m["train_limit"] is None else m["train_limit"],
             pct(m["train_accuracy"]),
             pct(m["validation_accuracy"]),
-            pct(m["test_accuracy"]) + _chance(m),
+            pct(m["test_accuracy"]) + chance_mark(m),
             f"{m['seconds']:.1f}",
             ",".join(m["aliases"]),
         ]
@@ -394,7 +394,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
-    _chance_notes(page["data"])
+    chance_notes(page["data"])
     return 0
 
 

@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from service.cli.client import TEST_FINAL, Json, pct, read_json, seconds, table
+from service.cli.client import TEST_FINAL, Json, chance_mark, chance_notes, pct, read_json, seconds, table
 from service.cli.http import ApiClient, ApiError
 from service.selection import rank_key
 from service.store.models import FINISHED, StudyStatus
@@ -42,7 +42,7 @@ def study_table(study: Json) -> str:
             t["status"],
             t["epochs"],
             pct(t["validation_accuracy"]),
-            pct(t["test_accuracy"]),
+            pct(t["test_accuracy"]) + chance_mark(t),
             _params(t["params"]),
         ]
         for t in trials
@@ -61,6 +61,7 @@ def summary(study: Json) -> str:
 def show(client: ApiClient, study: Json) -> None:
     print(summary(study))
     print(study_table(study))
+    chance_notes(study["trials"], key="job_id")
     scores = client.get(f"/studies/{study['id']}/importance")["importance"]
     if scores:
         print("importance: " + ", ".join(f"{name} {score:.2f}" for name, score in scores.items()))

@@ -51,9 +51,10 @@ def test_an_alias_moves_keeps_its_history_and_rolls_back_one_move_at_a_time(clie
     weak, strong = ids["weak"], ids["strong"]
     created = client.put("/aliases/production", json={"model_id": weak})
     assert created.status_code == 201 and created.headers["location"] == "/aliases/production"
-    assert created.json() | {"updated_at": None} == {
-        "name": "production", "model_id": weak, "updated_at": None, "rollback_to": None
+    assert created.json() | {"updated_at": None, "warning": None} == {
+        "name": "production", "model_id": weak, "updated_at": None, "rollback_to": None, "warning": None
     }  # fmt: skip
+    assert "near chance level" in created.json()["warning"]  # the weak model learned next to nothing
     again = client.put("/aliases/production", json={"model_id": weak})  # where it is already: no history
     assert again.status_code == 200 and again.json() == created.json()
     moved = client.put("/aliases/production", json={"model_id": strong}).json()

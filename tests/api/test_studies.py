@@ -199,6 +199,23 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
         assert [a["name"] for a in client.get("/aliases").json()["data"]] == ["champion"]
 
 
+def test_a_study_whose_best_is_near_chance_says_so_and_so_does_its_promoted_alias(client, settings):
+    study_id = client.post("/studies", json=STUDY | {"trials": 2}).json()["id"]
+    run_trials(settings, lambda spec: 0.11)  # every trial learned next to nothing
+    study = client.get(f"/studies/{study_id}").json()
+    assert study["best"]["near_chance"] is True and "near chance level" in study["best"]["warning"]
+    assert all(t["near_chance"] and t["warning"] for t in study["trials"])
+    promoted = client.post(f"/studies/{study_id}/promote", json={"alias": "champion"})
+    assert promoted.status_code == 200 and promoted.json()["warning"] == study["best"]["warning"]
+    assert client.get("/aliases/champion").json()["warning"] == study["best"]["warning"]
+    assert client.get("/aliases").json()["data"][0]["warning"] == study["best"]["warning"]
+    sound = client.post("/jobs", json=job_body()).json()["id"]
+    run_trials(settings, lambda spec: 0.9)
+    moved = client.put("/aliases/champion", json={"model_id": sound})
+    assert moved.status_code == 200 and moved.json()["warning"] is None
+    assert client.post("/aliases/champion/rollback").json()["warning"] == study["best"]["warning"]
+
+
 def test_a_grid_cannot_be_extended_past_its_points(client, settings):
     grid = {"learning_rate": {"choice": [0.01, 0.1]}, "activation": {"choice": ["tanh", "relu"]}}
     study_id = client.post("/studies", json=STUDY | {"space": grid, "sampler": "grid", "trials": 3}).json()[

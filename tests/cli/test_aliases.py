@@ -53,3 +53,15 @@ def test_a_long_history_says_how_much_is_shown(api, capsys):
         status == 0 and len(out.splitlines()) == 1 + 1 + 100 + 1
     )  # the name, the header, 100 rows, the note
     assert out.splitlines()[-1] == "the latest 100 of 101 changes: /aliases/busy/history pages them"
+
+
+def test_a_name_pointed_at_a_model_near_chance_says_so(api, capsys):
+    untrained = api.post("/jobs", json=job_body(learning_rate=1e-6))["id"]  # 8 steps at 1e-6 learn nothing
+    strong = api.post("/jobs", json=learner_body())["id"]
+    api.train()
+    status, out, err = mlplab(capsys, "alias", "champion", str(untrained))
+    assert (status, out) == (0, f"champion -> model {untrained}\n")
+    assert err.startswith("! ") and "near chance level" in err, err
+    assert mlplab(capsys, "alias", "champion")[2] == err  # shown, it still says so
+    status, _, err = mlplab(capsys, "alias", "champion", str(strong))
+    assert (status, err) == (0, "")

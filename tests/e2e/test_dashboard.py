@@ -49,8 +49,8 @@ SEEN_INK = """() => { const d = document.querySelector('#seen').getContext('2d')
 SMALL_JSON = {"backend": "numpy", "hidden_layers": [64], "epochs": 1, "train_limit": 500}
 SMALL_STUDY = {
     "base": SMALL_JSON | {"validation_size": 1000},
-    "space": {"learning_rate": {"float": [0.001, 0.5], "log": True}},
-    "sampler": "random",
+    "space": {"learning_rate": {"choice": [1e-6, 0.1]}},  # 1e-6: a trial that learns nothing
+    "sampler": "grid",
     "pruner": "none",
     "trials": 2,
     "seed": 0,
@@ -643,6 +643,11 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         assert study.status_code == 202, study.text
         study_id = study.json()["id"]
         wait_for(lambda: client.get(f"/studies/{study_id}").json()["status"] == "finished", 120, "the study")
+        trials = client.get(f"/studies/{study_id}").json()["trials"]
+    assert [t["near_chance"] for t in sorted(trials, key=lambda t: t["params"]["learning_rate"])] == [
+        True,
+        False,
+    ]
     assert len(models) >= 2, "runs after the test that trains two models"
     assert sweeps, "runs after the test that submits a sweep"
     a, b = models[0]["id"], models[1]["id"]
@@ -663,6 +668,9 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         page.wait_for_selector("text=48–95 of 10,000")
         for name, url in pages.items():
             rendered(page, url)
+            if name == "study":  # the trial that learned nothing is marked, with the API's sentence
+                mark = page.locator("#trials .chance-mark")
+                assert mark.count() == 1 and "near chance level" in mark.get_attribute("title")
             if name == "jobs":
                 open_new_job_form(page)
                 assert page.evaluate(WORDS_WHOLE, "table.jobs td.label > span") == []

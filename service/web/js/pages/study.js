@@ -7,7 +7,7 @@ import { duration, fill, h, pct, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { trainSpecSchema } from "../spec.js";
-import { statusBadge } from "../widgets.js";
+import { chanceMark, statusBadge, warningView } from "../widgets.js";
 
 const REFRESH_MS = 3000;
 const ENDED = ["succeeded", "pruned", "failed", "cancelled"];
@@ -86,6 +86,7 @@ function bestView(study) {
     h("p", null, "validation accuracy ", h("strong", { id: "best-accuracy" }, pct(best.validation_accuracy)),
       best.best_epoch ? ` (its best epoch, ${best.best_epoch} of ${best.epochs})` : ""),
     h("p", null, `test accuracy (final, unbiased): ${pct(best.test_accuracy)}`),
+    warningView(best),
     h("div", { class: "actions" }, h("a", { class: "button", id: "best-model", href: `#/models/${best.job_id}` }, `Open its model (${best.job_id})`)),
   ];
 }
@@ -98,7 +99,7 @@ function trialsTable(study) {
     h("tbody", null, study.trials.map((t) => h("tr", { class: t.number === study.best?.number ? "best" : null, dataset: { trial: t.number } },
       h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t)),
       h("td", { class: "right" }, t.epochs), h("td", { class: "right" }, t.best_epoch ?? "–"),
-      h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy)),
+      h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy), chanceMark(t)),
       h("td", null, t.status === "succeeded" ? h("a", { href: `#/models/${t.job_id}` }, `model ${t.job_id}`) : h("a", { href: `#/jobs/${t.job_id}` }, `job ${t.job_id}`))))));
 }
 
