@@ -19,6 +19,14 @@ Seconds = Annotated[float, Field(gt=0)]  # a duration a setting waits: more than
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 
+def token_problem(token: str) -> str | None:
+    """Why a bearer token cannot work, or None. Clients send header values as bytes, the server reads
+    them as latin-1: only visible ASCII arrives as typed (the dashboard's tokenProblem says the same)."""
+    if all("!" <= c <= "~" for c in token):
+        return None
+    return "has a space or a character outside ASCII: a token is letters, digits and ASCII punctuation"
+
+
 class Settings(BaseSettings):
     """Every setting mlplab reads; README's settings table documents each one."""
 
@@ -177,8 +185,13 @@ class Settings(BaseSettings):
         # An empty line in a compose .env gives MLPLAB_API_TOKEN=""; taken as "no token" it opened the API.
         if token is not None and not token.get_secret_value().strip():
             raise ValueError("set but blank: give it a secret value, or unset it to run without a token")
+        if token is None:
+            return None
         # the Authorization header is read without the spaces around it: so is the token
-        return None if token is None else SecretStr(token.get_secret_value().strip())
+        value = token.get_secret_value().strip()
+        if problem := token_problem(value):
+            raise ValueError(problem)
+        return SecretStr(value)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

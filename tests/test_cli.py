@@ -135,13 +135,18 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
     ]
 
 
-@pytest.mark.parametrize("blank", ["", "   ", "\t"])
-def test_a_blank_token_stops_every_entry_naming_the_setting(monkeypatch, capsys, blank):
-    """An empty line in a compose .env gives MLPLAB_API_TOKEN=""; it must not mean "no token"."""
-    monkeypatch.setenv("MLPLAB_API_TOKEN", blank)
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [("", "set but blank"), ("   ", "set but blank"), ("\t", "set but blank")]
+    + [(bad, "has a space or a character outside ASCII") for bad in ("pässwort", "my secret", "tab\there")],
+)
+def test_a_token_no_client_can_send_stops_every_entry_naming_the_setting(monkeypatch, capsys, token, why):
+    """An empty line in a compose .env gives MLPLAB_API_TOKEN=""; it must not mean "no token". One that a
+    header cannot carry as typed (curl sends UTF-8, the server reads latin-1) would lock every client out."""
+    monkeypatch.setenv("MLPLAB_API_TOKEN", token)
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("the API started"))
-    with pytest.raises(ValidationError, match="blank"):
-        Settings(api_token=blank)
+    with pytest.raises(ValidationError, match=why):
+        Settings(api_token=token)
     # `worker` runs `python -m workers`'s main, whose own parser exits
     for argv in (["api"], ["dev"], ["worker"], ["jobs"], ["submit", "--backend", "numpy"]):
         get_settings.cache_clear()
@@ -152,7 +157,17 @@ def test_a_blank_token_stops_every_entry_naming_the_setting(monkeypatch, capsys,
         finally:
             get_settings.cache_clear()
         err = capsys.readouterr().err
-        assert "MLPLAB_API_TOKEN: set but blank" in err and "Traceback" not in err, (argv, err)
+        assert f"MLPLAB_API_TOKEN: {why}" in err and "Traceback" not in err, (argv, err)
+        assert token.strip() not in err or not token.strip(), err  # a secret is never echoed
+
+
+def test_a_token_flag_no_header_can_carry_is_one_line(monkeypatch, capsys):
+    monkeypatch.delenv("MLPLAB_API_TOKEN", raising=False)
+    get_settings.cache_clear()
+    assert main(["--token", "pässwort", "cancel", "9"]) == 2
+    assert capsys.readouterr().err == (
+        "mlplab: --token has a space or a character outside ASCII: a token is letters, digits and ASCII punctuation\n"
+    )
 
 
 def _watched(terminal: bool) -> str:

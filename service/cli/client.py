@@ -30,7 +30,7 @@ from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.selection import p_text
-from service.settings import get_settings
+from service.settings import get_settings, token_problem
 from service.store.models import JobStatus
 
 Json = dict[str, Any]  # a JSON object as the API sent it
@@ -170,6 +170,8 @@ def _checked_url(url: str, where: str) -> str:
 def _client(args: argparse.Namespace) -> ApiClient:
     settings = get_settings()
     token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    if args.token and (problem := token_problem(args.token)):
+        raise UsageError(f"--token {problem}")
     url = _checked_url(args.url or settings.url, "--url" if args.url else "MLPLAB_URL")
     return ApiClient(url, token)
 
