@@ -219,3 +219,16 @@ def test_a_studys_table_is_best_first_on_validation_and_labels_test_final():
         "TEST (FINAL)",
     ]
     assert [row.split()[:3] for row in rows] == [["1", "*", "5"], ["0", "4", "succeeded"]]
+
+
+def test_a_trials_parameters_read_as_values_not_python():
+    stopping = {"early_stopping": {"patience": 1, "min_delta": 0.0}, "learning_rate": 0.0266123456}
+    row = study_table({"best": None, "trials": [_trial(params=stopping)]}).splitlines()[1]
+    assert row.endswith("early_stopping=patience=1,min_delta=0 learning_rate=0.0266123"), row
+    row = study_table({"best": None, "trials": [_trial(params={"early_stopping": None})]}).splitlines()[1]
+    assert row.endswith("early_stopping=-"), row
+
+
+def _trial(**fields):
+    trial = {"number": 0, "job_id": 4, "status": "succeeded", "epochs": 1, "validation_accuracy": 0.9}
+    return trial | {"test_accuracy": 0.9} | fields

@@ -435,12 +435,12 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     """A hyperparameter's value in one word: 500-250, 0.01, patience=3,min_delta=0, - for none."""
     if isinstance(value, list):
         return "-".join(map(str, value))
     if isinstance(value, dict):
-        return ",".join(f"{k}={_cell(v)}" for k, v in value.items())
+        return ",".join(f"{k}={cell(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
     return "-" if value is None else str(value)
@@ -460,7 +460,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
     models = result["data"]
     fields = list(result["hyperparameters"]) if args.all else result["differing"]
-    rows = [[field, *map(_cell, result["hyperparameters"][field])] for field in fields]
+    rows = [[field, *map(cell, result["hyperparameters"][field])] for field in fields]
     last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
@@ -480,7 +480,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _varying(sweep: Json, job: Json) -> str:
-    return ", ".join(f"{field}={_cell(job['spec'][field])}" for field in sweep["grid"])
+    return ", ".join(f"{field}={cell(job['spec'][field])}" for field in sweep["grid"])
 
 
 def _mean_ci(summary: Json | None) -> str:
@@ -540,7 +540,7 @@ def _configurations_table(sweep: Json) -> str:
     scale, bars = interval_bars([c[ranking] for c in configurations])
     rows = [
         [
-            ", ".join(f"{k}={_cell(v)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
+            ", ".join(f"{k}={cell(v)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
             c["n"],
             _mean_ci(c["validation_accuracy"]),
             bar,

@@ -7,14 +7,24 @@ import argparse
 import time
 from typing import Any
 
-from service.cli.client import TEST_FINAL, Json, chance_mark, chance_notes, pct, read_json, seconds, table
+from service.cli.client import (
+    TEST_FINAL,
+    Json,
+    cell,
+    chance_mark,
+    chance_notes,
+    pct,
+    read_json,
+    seconds,
+    table,
+)
 from service.cli.http import ApiClient, ApiError
 from service.selection import rank_key
 from service.store.models import FINISHED, StudyStatus
 
 
 def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 
 
 def trial_line(trial: Json, best: Json | None) -> str:

@@ -49,10 +49,13 @@ SEEN_INK = """() => { const d = document.querySelector('#seen').getContext('2d')
 SMALL_JSON = {"backend": "numpy", "hidden_layers": [64], "epochs": 1, "train_limit": 500}
 SMALL_STUDY = {
     "base": SMALL_JSON | {"validation_size": 1000},
-    "space": {"learning_rate": {"choice": [1e-6, 0.1]}},  # 1e-6: a trial that learns nothing
+    "space": {
+        "learning_rate": {"choice": [1e-6, 0.1]},  # 1e-6: a trial that learns nothing
+        "early_stopping": {"choice": [None, {"patience": 1}]},  # an object, shown as its fields
+    },
     "sampler": "grid",
     "pruner": "none",
-    "trials": 2,
+    "trials": 4,
     "seed": 0,
 }
 
@@ -644,10 +647,8 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         study_id = study.json()["id"]
         wait_for(lambda: client.get(f"/studies/{study_id}").json()["status"] == "finished", 120, "the study")
         trials = client.get(f"/studies/{study_id}").json()["trials"]
-    assert [t["near_chance"] for t in sorted(trials, key=lambda t: t["params"]["learning_rate"])] == [
-        True,
-        False,
-    ]
+    by_rate = sorted(trials, key=lambda t: t["params"]["learning_rate"])
+    assert [t["near_chance"] for t in by_rate] == [True, True, False, False]
     assert len(models) >= 2, "runs after the test that trains two models"
     assert sweeps, "runs after the test that submits a sweep"
     a, b = models[0]["id"], models[1]["id"]
@@ -669,8 +670,11 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         for name, url in pages.items():
             rendered(page, url)
             if name == "study":  # the trial that learned nothing is marked, with the API's sentence
-                mark = page.locator("#trials .chance-mark")
-                assert mark.count() == 1 and "near chance level" in mark.get_attribute("title")
+                marks = page.locator("#trials .chance-mark")
+                assert marks.count() == 2 and "near chance level" in marks.first.get_attribute("title")
+                shown = page.inner_text("#trials")
+                assert "early_stopping=off" in shown and "early_stopping=(patience=1, min_delta=0)" in shown
+                assert "[object Object]" not in page.inner_text("#view")
             if name == "jobs":
                 open_new_job_form(page)
                 assert page.evaluate(WORDS_WHOLE, "table.jobs td.label > span") == []

@@ -137,17 +137,18 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
   return el;
 }
 
-/** Parallel coordinates of runs, one path per run across `dimensions` [{label, values, order?}] and an
+/** Parallel coordinates of runs, one path per run across `dimensions` [{label, values, order?, show?}] and an
  * accuracy axis (rounded to the point), coloured by that accuracy. plotly's parallel categories, drawn in
  * SVG: its `parcoords` draws with WebGL shaders compiled by eval, which the page's CSP refuses. */
 export async function parallelChart(el, dimensions, accuracy, { signal, height = 360 } = {}) {
   const Plotly = await plotly();
   if (signal?.aborted) return null;
   const show = (v) => (Array.isArray(v) ? v.join("-") : String(v));
-  const axis = (label, values, order) => ({ label: plotText(label), values: values.map(show), categoryorder: "array", categoryarray: order.map(show) });
+  // categories by their text: equal objects (early_stopping settings) are one category, as parcats needs
+  const axis = (label, values, order, text = show) => ({ label: plotText(label), values: values.map(text), categoryorder: "array", categoryarray: [...new Set(order.map(text))] });
   const sorted = (values) => [...new Set(values)].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : 0));
   const points = accuracy.values.map((v) => `${(100 * v).toFixed(0)} %`);
-  const dims = [...dimensions.map((d) => axis(d.label, d.values, d.order ?? sorted(d.values))),
+  const dims = [...dimensions.map((d) => axis(d.label, d.values, d.order ?? sorted(d.values), d.show)),
     { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).map((v) => `${v} %`) }];
   const data = [{
     type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color",

@@ -174,6 +174,13 @@ export function showValue(value, prop) {
   return String(value);
 }
 
+/** A spec field and its value, as a sweep's or a study's list of them shows it: "learning_rate=0.1",
+ * "early_stopping=off", "early_stopping=(patience=2, min_delta=0)". `schema`: trainSpecSchema()'s. */
+export function fieldText(schema, field, value) {
+  const text = showValue(value, schema.properties[field]);
+  return `${field}=${value && typeof value === "object" && !Array.isArray(value) ? `(${text})` : text}`;
+}
+
 /** One field of a short label: an enum by its value alone ("relu"), others by a short name ("lr 0.002"). */
 export function shortPart(name, value, spec, sep = " ") {
   const prop = spec.properties[name];

@@ -4,7 +4,7 @@
 import * as api from "../api.js";
 import { $, digits, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
-import { PRESETS, applyPreset, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
+import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
 
 const PAGE = 50;
@@ -115,7 +115,7 @@ async function renderSweeps(ctx, root, spec, state) {
   const known = new Set([...select.options].map((o) => o.value));
   for (const s of sweeps) if (!known.has(s.id)) select.append(h("option", { value: s.id }, `sweep ${s.id.slice(0, 12)}`));
   if (!sweeps.length) return;
-  fill($("#sweeps", root), sweeps.map((s) => sweepCard(s)));
+  fill($("#sweeps", root), sweeps.map((s) => sweepCard(s, spec)));
 }
 
 async function renderStudies(ctx, root) {
@@ -132,7 +132,7 @@ async function renderStudies(ctx, root) {
       h("td", null, s.best ? h("a", { href: `#/models/${s.best.job_id}` }, `model ${s.best.job_id} (trial ${s.best.number})`) : "–"))))));
 }
 
-function sweepCard(s) {
+function sweepCard(s, spec) {
   const succeeded = s.jobs.filter((j) => j.status === "succeeded").map((j) => j.id);
   const counts = Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
   return h("div", { class: "sweep", dataset: { sweep: s.id } },
@@ -140,18 +140,18 @@ function sweepCard(s) {
     h("div", { class: "links" }, h("a", { href: `#/sweeps/${s.id}`, dataset: { sweepPage: s.id } }, "its page"), " ",
       h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
-    configurationsTable(s),
+    configurationsTable(s, spec),
     h("div", { class: "scroll" }, h("table", { class: "sweep-jobs" }, h("thead", null, h("tr", null, h("th", null, "job"), h("th", null, "varies"), h("th", null, "status"), h("th", { class: "right" }, "validation"), h("th", { class: "right" }, "test"))),
       h("tbody", null, s.jobs.slice(0, SWEEP_ROWS).map((j) => h("tr", null,
         h("td", null, h("a", { href: `#/jobs/${j.id}` }, j.id)),
-        h("td", null, Object.keys(s.grid).map((k) => `${k}=${j.spec[k]}`).join(", ")),
+        h("td", null, Object.keys(s.grid).map((k) => fieldText(spec, k, j.spec[k])).join(", ")),
         h("td", null, statusBadge(j.status)), h("td", { class: "right" }, pct(j.validation_accuracy)), h("td", { class: "right" }, pct(j.test_accuracy))))))),
     s.count > SWEEP_ROWS ? h("p", { class: "muted" }, `and ${s.count - SWEEP_ROWS} more: `, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs")) : null);
 }
 
 /** A sweep's configurations (its jobs grouped over seeds), best first as the API ranks them: mean and 95 %
  * interval of the ranking accuracy drawn as an error bar on one scale, test beside it, ties with the best. */
-function configurationsTable(s) {
+function configurationsTable(s, spec) {
   const measured = s.configurations.filter((c) => c.n);
   if (!measured.length || measured.every((c) => c.n < 2)) return null; // one run each: the jobs table says it all
   const ranked = s.ranked_by.startsWith("validation") ? "validation_accuracy" : "test_accuracy";
@@ -167,7 +167,7 @@ function configurationsTable(s) {
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
-      h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => `${f}=${v}`).join(", ") || "the base spec"),
+      h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => fieldText(spec, f, v)).join(", ") || "the base spec"),
       h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
       h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k)))))));
 }

@@ -6,7 +6,7 @@ import * as api from "../api.js";
 import { duration, fill, h, pct, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
-import { trainSpecSchema } from "../spec.js";
+import { fieldText, showValue, trainSpecSchema } from "../spec.js";
 import { chanceMark, statusBadge, warningView } from "../widgets.js";
 
 const REFRESH_MS = 3000;
@@ -29,13 +29,13 @@ export async function studyPage(ctx, root) {
       `searches ${fields.join(", ")} · ranked by validation accuracy`),
     h("div", { class: "grid" },
       h("section", { class: "card", id: "study-progress" }, h("h2", null, "Progress"), progressView(study, epochsEach)),
-      h("section", { class: "card", id: "study-best" }, h("h2", null, "Best trial"), bestView(study))),
+      h("section", { class: "card", id: "study-best" }, h("h2", null, "Best trial"), bestView(study, spec))),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Validation accuracy by trial"), history),
       h("section", { class: "card" }, h("h2", null, "Parameter importance"), bars)),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
-    h("section", { class: "card" }, h("h2", null, "Trials"), h("div", { class: "scroll" }, trialsTable(study))));
+    h("section", { class: "card" }, h("h2", null, "Trials"), h("div", { class: "scroll" }, trialsTable(study, spec))));
   if (study.status === "running") {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
     ctx.onLeave(() => clearTimeout(timer));
@@ -43,8 +43,8 @@ export async function studyPage(ctx, root) {
   await Promise.all([
     historyChart(history, study, ctx.signal),
     importanceChart(bars, importance, ctx.signal),
-    ...fields.map((f, i) => fieldChart(charts[i], study, f, ctx.signal)),
-    trialsParcoords(parcoords, study, fields, ctx.signal),
+    ...fields.map((f, i) => fieldChart(charts[i], study, f, spec, ctx.signal)),
+    trialsParcoords(parcoords, study, fields, spec, ctx.signal),
   ]);
 }
 
@@ -75,14 +75,15 @@ function progressView(study, epochsEach) {
   ];
 }
 
-const show = (v) => (Array.isArray(v) ? v.join("-") : typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(3) : String(v));
-const params = (trial) => Object.entries(trial.params).map(([k, v]) => `${k}=${show(v)}`).join(", ");
+// A sampled number to 3 digits; the rest as the job table shows them (early_stopping "off", layers "64-32").
+const rounded = (v) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(3)) : v);
+const params = (trial, spec) => Object.entries(trial.params).map(([k, v]) => fieldText(spec, k, rounded(v))).join(", ");
 
-function bestView(study) {
+function bestView(study, spec) {
   const best = study.best;
   if (!best) return h("p", { class: "muted" }, "No trial has succeeded yet.");
   return [
-    h("p", { id: "best-trial" }, `Trial ${best.number}: `, h("strong", null, params(best))),
+    h("p", { id: "best-trial" }, `Trial ${best.number}: `, h("strong", null, params(best, spec))),
     h("p", null, "validation accuracy ", h("strong", { id: "best-accuracy" }, pct(best.validation_accuracy)),
       best.best_epoch ? ` (its best epoch, ${best.best_epoch} of ${best.epochs})` : ""),
     h("p", null, `test accuracy (final, unbiased): ${pct(best.test_accuracy)}`),
@@ -91,13 +92,13 @@ function bestView(study) {
   ];
 }
 
-function trialsTable(study) {
+function trialsTable(study, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "trials" },
     h("thead", null, h("tr", null, th("#"), th("status"), th("parameters"), th("epochs", "right"), th("best epoch", "right"),
       th("validation", "right"), th("test (final)", "right"), th("job"))),
     h("tbody", null, study.trials.map((t) => h("tr", { class: t.number === study.best?.number ? "best" : null, dataset: { trial: t.number } },
-      h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t)),
+      h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t, spec)),
       h("td", { class: "right" }, t.epochs), h("td", { class: "right" }, t.best_epoch ?? "–"),
       h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy), chanceMark(t)),
       h("td", null, t.status === "succeeded" ? h("a", { href: `#/models/${t.job_id}` }, `model ${t.job_id}`) : h("a", { href: `#/jobs/${t.job_id}` }, `job ${t.job_id}`))))));
@@ -139,9 +140,9 @@ function historyChart(el, study, signal) {
   });
 }
 
-function fieldChart(el, study, field, signal) {
+function fieldChart(el, study, field, spec, signal) {
   const dimension = study.config.space[field];
-  const traces = pointTraces(study, (t) => (dimension.choice ? show(t.params[field]) : t.params[field]));
+  const traces = pointTraces(study, (t) => (dimension.choice ? showValue(t.params[field], spec.properties[field]) : t.params[field]));
   if (!traces[0].x.length) return nothingYet(el);
   const type = dimension.choice ? "category" : dimension.log ? "log" : "linear";
   const bounds = dimension.float ?? dimension.int;
@@ -163,13 +164,13 @@ function binned(values, [lo, hi], log) {
   return { values: binnedValues, order: order.filter((o) => binnedValues.includes(o)) }; // parcats fails on an empty category
 }
 
-function trialsParcoords(el, study, fields, signal) {
+function trialsParcoords(el, study, fields, spec, signal) {
   const { succeeded } = placed(study);
   if (!succeeded.length) return nothingYet(el);
   const dims = fields.map((f) => {
     const dimension = study.config.space[f], values = succeeded.map((p) => p.trial.params[f]);
     const bounds = dimension.float ?? dimension.int;
-    return bounds ? { label: f, ...binned(values, bounds, dimension.log) } : { label: f, values };
+    return bounds ? { label: f, ...binned(values, bounds, dimension.log) } : { label: f, values, show: (v) => showValue(v, spec.properties[f]) };
   });
   return parallelChart(el, dims, { label: "validation accuracy", values: succeeded.map((p) => p.y) }, { signal });
 }

@@ -5,12 +5,13 @@ import * as api from "../api.js";
 import { duration, fill, h, pct, pText, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
+import { fieldText, showValue, trainSpecSchema } from "../spec.js";
 import { etaSeconds } from "../widgets.js";
 
 const REFRESH_MS = 3000;
 
 export async function sweepPage(ctx, root) {
-  const sweep = await api.sweep(ctx.args[0]);
+  const [sweep, spec] = await Promise.all([api.sweep(ctx.args[0]), trainSpecSchema()]);
   if (!ctx.live) return;
   const fields = varied(sweep);
   const charts = fields.map((f) => h("div", { class: "chart", id: `sweep-by-${f}`, role: "img", "aria-label": `validation accuracy against ${f}` }));
@@ -21,18 +22,18 @@ export async function sweepPage(ctx, root) {
       h("a", { href: `#/?sweep=${encodeURIComponent(sweep.id)}` }, "its jobs")),
     h("div", { class: "grid" },
       h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep)),
-      h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep))),
+      h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep, spec))),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
-    h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep))));
+    h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec))));
   const active = sweep.status.queued || sweep.status.running;
   if (active) {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
     ctx.onLeave(() => clearTimeout(timer));
   }
   await Promise.all([
-    ...fields.map((f, i) => byField(charts[i], sweep, f, ctx.signal)),
-    runsParcoords(parcoords, sweep, ctx.signal),
+    ...fields.map((f, i) => byField(charts[i], sweep, f, spec, ctx.signal)),
+    runsParcoords(parcoords, sweep, spec, ctx.signal),
   ]);
 }
 
@@ -63,7 +64,7 @@ function progressView(sweep) {
 
 /** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
 const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
-const config = (c) => Object.entries(c.hyperparameters).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("-") : v}`).join(", ") || "one configuration";
+const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
 const within = (v) => Math.min(1, Math.max(0, v));
 const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})`);
@@ -77,7 +78,7 @@ function bestRun(sweep, c) {
 
 /** "Best: lr=0.1, init=glorot, 97.1 % (96.8–97.4), 1.3 points ahead of the next (p = 0.002)": only a
  * configuration with a succeeded run can be best. */
-function bestView(sweep) {
+function bestView(sweep, spec) {
   const [best, next] = sweep.configurations.filter((c) => score(c));
   if (!best) {
     const active = sweep.status.queued || sweep.status.running;
@@ -88,9 +89,9 @@ function bestView(sweep) {
   const tied = next?.tied_with_best;
   const runners = sweep.configurations.slice(0, 4).map((c) => bestRun(sweep, c)).filter((id) => id != null);
   return [
-    h("p", { id: "best-config" }, h("strong", null, config(best)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
+    h("p", { id: "best-config" }, h("strong", null, config(best, spec)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
-    next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next)})`,
+    next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next, spec)})`,
       next.p_value != null ? `, Welch ${pText(next.p_value)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : `, ${whyNoTest(best, next)}`) : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
@@ -110,7 +111,7 @@ function whyNoTest(best, next) {
   return "neither's runs vary: no test";
 }
 
-function configurationsTable(sweep) {
+function configurationsTable(sweep, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "configurations" },
     h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("mean training time", "right"), th("tied"), th("model"))),
@@ -118,7 +119,7 @@ function configurationsTable(sweep) {
       const run = bestRun(sweep, c);
       const best = i === 0 && c.n > 0; // first with a trained model: with none, no configuration is best
       return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
-        h("td", null, i + 1), h("td", null, config(c)), h("td", { class: "right" }, c.n),
+        h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
         h("td", null, best ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
@@ -129,11 +130,12 @@ function configurationsTable(sweep) {
 
 /** x: the field's values, y: mean validation accuracy with its 95 % CI, one line per value of the
  * sweep's other varied fields (e.g. per init). */
-function byField(el, sweep, field, signal) {
+function byField(el, sweep, field, spec, signal) {
   const others = varied(sweep).filter((f) => f !== field);
+  const text = (c) => showValue(c.hyperparameters[field], spec.properties[field]);
   const groups = new Map();
   for (const c of sweep.configurations.filter((c) => score(c))) {
-    const key = others.map((f) => `${f}=${c.hyperparameters[f]}`).join(", ") || "mean over seeds";
+    const key = others.map((f) => fieldText(spec, f, c.hyperparameters[f])).join(", ") || "mean over seeds";
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(c);
   }
@@ -145,7 +147,7 @@ function byField(el, sweep, field, signal) {
     cs.sort((a, b) => (numeric ? a.hyperparameters[field] - b.hyperparameters[field] : 0));
     const s = cs.map(score);
     return {
-      name, mode: "lines+markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : String(c.hyperparameters[field]))), y: s.map((v) => v.mean),
+      name, mode: "lines+markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : text(c))), y: s.map((v) => v.mean),
       error_y: { type: "data", symmetric: false, array: s.map((v) => (v.ci_high == null ? 0 : within(v.ci_high) - v.mean)), arrayminus: s.map((v) => (v.ci_low == null ? 0 : v.mean - within(v.ci_low))), color: PALETTE[i % PALETTE.length] },
       hovertemplate: "%{y:.2%}",
     };
@@ -158,10 +160,10 @@ function byField(el, sweep, field, signal) {
   });
 }
 
-function runsParcoords(el, sweep, signal) {
+function runsParcoords(el, sweep, spec, signal) {
   const runs = sweep.jobs.filter((j) => j.status === "succeeded");
   if (!runs.length) { fill(el, h("p", { class: "muted" }, "No run has succeeded yet.")); return null; }
-  const dims = Object.keys(sweep.grid).map((f) => ({ label: f, values: runs.map((j) => j.spec[f]) }));
+  const dims = Object.keys(sweep.grid).map((f) => ({ label: f, values: runs.map((j) => j.spec[f]), show: (v) => showValue(v, spec.properties[f]) }));
   const validated = runs.every((j) => j.validation_accuracy != null);
   const accuracy = { label: validated ? "validation accuracy" : "test accuracy", values: runs.map((j) => (validated ? j.validation_accuracy : j.test_accuracy)) };
   return parallelChart(el, dims, accuracy, { signal });
