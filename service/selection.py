@@ -38,12 +38,18 @@ def ranked_by(total: int, validated: int) -> str:
     return BY_TEST if validated == 0 else BY_BOTH
 
 
-def rank_key(
-    validation: float | None, test: float | None, job_id: int = 0
-) -> tuple[bool, float, bool, float, int]:
+# Accuracies lie in [0, 1]: a run without a validation split ranks by its test accuracy less this, after
+# every run with one. The store's index on BEST_FIRST holds the same expression.
+UNVALIDATED = 2.0
+
+
+def rank_key(validation: float | None, test: float | None, job_id: int = 0) -> tuple[float, int]:
     """Sort key, best first, the order of the store's BEST_FIRST (which every "best" and promote use):
-    by validation accuracy; without one, after, by test; equals by test, then the newer job."""
-    return (validation is None, -(validation or 0.0), test is None, -(test or 0.0), -job_id)
+    by validation accuracy; without one, after, by test, the only figure such a run has; equals, the
+    newer job. Test accuracy never breaks a tie between validated runs: that would select on the test set."""
+    if validation is not None:
+        return (-validation, -job_id)
+    return (UNVALIDATED - (test if test is not None else -1.0), -job_id)
 
 
 @dataclass(frozen=True)

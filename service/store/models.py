@@ -23,9 +23,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from service.selection import UNVALIDATED
 
 
 class JobStatus(StrEnum):
@@ -202,7 +206,6 @@ class TrainedModel(Base):
 
     __tablename__ = "models"
     __table_args__ = (
-        Index(None, "validation_accuracy", "test_accuracy", "job_id"),
         Index(None, "test_accuracy", "job_id"),
         Index(None, "created_at", "job_id"),
     )
@@ -224,6 +227,14 @@ class TrainedModel(Base):
     predictions_test: Mapped[bytes | None]
 
     job: Mapped[Job] = relationship(lazy="raise")
+
+
+# What ranks models (queries.BEST_FIRST, selection.rank_key): validation accuracy, else test accuracy less
+# UNVALIDATED. A literal, not a bound parameter: the planner uses the index only for the same expression.
+RANK_SCORE = func.coalesce(
+    TrainedModel.validation_accuracy, TrainedModel.test_accuracy - literal_column(repr(UNVALIDATED))
+)
+Index("ix_models_rank_score_job_id", RANK_SCORE, TrainedModel.job_id)
 
 
 class JobCheckpoint(Base):

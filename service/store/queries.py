@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate, TrialRecord
 from service.store.models import (
+    RANK_SCORE,
     Alias,
     AliasEvent,
     EpochMetric,
@@ -267,13 +268,9 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
 
 
 # How models rank, best first: those with a validation split by its accuracy, then those without one by
-# test accuracy, the newer of two equal ones first (one backward scan of the index); rank_key in
-# service.selection is the same order in Python.
-BEST_FIRST = (
-    TrainedModel.validation_accuracy.desc().nulls_last(),
-    TrainedModel.test_accuracy.desc(),
-    TrainedModel.job_id.desc(),
-)
+# test accuracy, the newer of two equal ones first (one backward scan of the index on RANK_SCORE);
+# rank_key in service.selection is the same order in Python.
+BEST_FIRST = (RANK_SCORE.desc(), TrainedModel.job_id.desc())
 
 
 def trained_datasets(session: Session) -> list[str]:

@@ -153,6 +153,8 @@ def test_migrate_twice_is_a_no_op_and_is_migrated(url):
     engine.dispose()
 
 
+# SQLite's reflection skips expression indexes (models.RANK_SCORE's); PostgreSQL's compares them
+@pytest.mark.filterwarnings("ignore:.*expression-based index")
 def test_migration_matches_the_models(engine):
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
@@ -684,4 +686,6 @@ def test_the_best_is_one_order_in_sql_and_in_python_ties_included(sessions):
         by_sql = list(s.scalars(select(TrainedModel.job_id).order_by(*queries.BEST_FIRST)))
         best = queries.best_model_id(s)
     assert by_sql == by_python and best == by_python[0] == ids[4]
-    assert by_python[2:5] == [ids[6], ids[1], ids[0]]  # three equal: the newest first
+    # four equal on validation: the newest first, whatever their test accuracy (0.81 is no better)
+    assert by_python[1:5] == [ids[6], ids[2], ids[1], ids[0]]
+    assert by_python[5:] == [ids[5], ids[3]]  # no validation split: after, by test, the newer first

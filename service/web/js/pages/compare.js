@@ -62,10 +62,11 @@ export async function comparePage(ctx, root) {
 }
 
 /** Best first, as the API ranks (service/selection.py rank_key, the store's BEST_FIRST): by validation
- * accuracy; those without one after, by test; equals by test, then the newer job. `by`: what ranked the best;
+ * accuracy; those without one after, by test; equals, the newer job (never test: that would select on
+ * the test set). `by`: what ranked the best;
  * `tied`: the models level with the first on it, when more than one is (none of them is then `crown`ed). */
 export function ranking(models) {
-  const key = (m) => [m.validation_accuracy == null, -(m.validation_accuracy ?? 0), m.test_accuracy == null, -(m.test_accuracy ?? 0), -m.id];
+  const key = (m) => [m.validation_accuracy == null, -(m.validation_accuracy ?? m.test_accuracy ?? -1), -m.id];
   const order = [...models].sort((a, b) => {
     const [x, y] = [key(a), key(b)];
     const i = x.findIndex((v, k) => v !== y[k]);
