@@ -68,12 +68,14 @@ def summarize(values: Sequence[float]) -> Summary | None:
     n = len(values)
     if n == 0:
         return None
-    mean = float(np.mean(values))
+    mean = _mean(values)
     if n == 1:
         return Summary(1, mean, None, None, None)
-    std = float(np.std(values, ddof=1))
-    if std == 0:  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
+    if _constant(
+        values
+    ):  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
         return Summary(n, mean, 0.0, mean, mean)
+    std = float(np.std(values, ddof=1))
     # scipy here, not at the top: the CLI ranks with rank_key without paying scipy's import. Student's
     # quantile straight from scipy.special: stats.t.interval computes the same, at a hundred times the cost.
     from scipy.special import stdtrit
@@ -85,17 +87,27 @@ def summarize(values: Sequence[float]) -> Summary | None:
     return Summary(n, mean, std, low, high)
 
 
+def _constant(values: Sequence[float]) -> bool:
+    """Every value the same: their variance is 0, though np.var rounds it to 1e-34 (0.099 three times)."""
+    return min(values) == max(values)
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Their mean; equal values' is that value (np.mean of 0.099 three times is 0.09899999999999999)."""
+    return float(values[0]) if _constant(values) else float(np.mean(values))
+
+
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p-value of Welch's t-test between two samples; None when either has fewer than 2, or
     when neither varies and their means differ (Welch would say p = 0: a certainty no data give)."""
     if len(a) < 2 or len(b) < 2:
         return None
-    if np.var(a) == 0 and np.var(b) == 0:  # no spread on either side: the test has nothing to weigh
-        return 1.0 if np.mean(a) == np.mean(b) else None
+    if _constant(a) and _constant(b):  # no spread on either side: the test has nothing to weigh
+        return 1.0 if a[0] == b[0] else None
     from scipy.special import stdtr  # stats.ttest_ind's Welch test, without its per-call overhead
 
     va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
-    t = (float(np.mean(a)) - float(np.mean(b))) / math.sqrt(va + vb)
+    t = (_mean(a) - _mean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
     return float(2 * stdtr(df, -abs(t)))
 
@@ -192,9 +204,7 @@ def _config_key(
     return (
         not test,
         any(run.failed for run in group),
-        rank_key(
-            float(np.mean(validation)) if validation else None, float(np.mean(test)) if test else None, newest
-        ),
+        rank_key(_mean(validation) if validation else None, _mean(test) if test else None, newest),
     )
 
 

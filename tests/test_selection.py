@@ -3,7 +3,7 @@ failed may claim, and what a test without spread may claim."""
 
 from __future__ import annotations
 
-from service.selection import Run, group_runs, welch_p
+from service.selection import Run, Summary, group_runs, welch_p
 
 
 def _runs(first_id: int, lr: float, outcomes: list[float | str]) -> list[Run]:
@@ -47,6 +47,15 @@ def test_runs_without_spread_are_not_called_different_with_certainty():
     assert welch_p([0.9, 0.9], [0.9, 0.9]) == 1.0
     configurations, _ = group_runs(_runs(1, 0.1, [0.9, 0.9]) + _runs(3, 0.2, [0.8998, 0.8998]))
     assert [(c.p_value, c.tied_with_best) for c in configurations] == [(None, True), (None, None)]
+
+
+def test_three_equal_runs_have_no_spread_however_their_value_rounds():
+    """0.099 three times: np.var says 1.9e-34, not 0, and Welch said p = 3e-30, "a real difference"."""
+    assert welch_p([0.105] * 3, [0.099] * 3) is None
+    configurations, _ = group_runs(_runs(1, 0.1, [0.105] * 3) + _runs(4, 0.2, [0.099] * 3))
+    runner_up = configurations[1]
+    assert (runner_up.p_value, runner_up.tied_with_best) == (None, None)
+    assert runner_up.validation == Summary(3, 0.099, 0.0, 0.099, 0.099)  # the value, a point interval
 
 
 def test_a_configuration_without_a_result_ranks_after_one_with_results_and_a_failure():
