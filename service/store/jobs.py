@@ -23,6 +23,7 @@ Locks are taken jobs first, then the study's row, in every transaction that take
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -536,6 +537,18 @@ def foresee_end(session: Session, job_id: int, status: JobStatus, value: float |
         for r in records
     ]
     next_trials(config, outcome)
+
+
+def foresee_extend(session: Session, study_id: int, more: int) -> None:
+    """Ask, before the write transaction that extends study `study_id` by `more` trials, for the trials
+    it will queue (as foresee_end). Ends its read transaction: the caller's begin_write starts a fresh
+    one, which SQLite could not upgrade from a read."""
+    study = get_study(session, study_id)
+    if study is not None:
+        config, records = study_trials(session, study)
+        with contextlib.suppress(ValueError):  # a grid without the points: extend_study's 422 says so
+            next_trials(config.model_copy(update={"trials": study.trials + more}), records)
+    session.rollback()
 
 
 def _end_held(

@@ -5,6 +5,8 @@ have succeeded (ended here through the store, as a worker ends them)."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +14,7 @@ from PIL import Image
 
 from service.main import create_app
 from service.ml.train import EpochEnd
+from service.search import engine
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, finish_job, record_epoch
@@ -249,3 +252,35 @@ def test_importance_and_figures_of_a_study_where_only_the_learning_rate_matters(
     history = client.get(f"/studies/{study_id}/figures/history").json()
     assert history["number"] == list(range(12)) and history["best"][-1] == best["validation_accuracy"]
     assert_problem(client.get(f"/studies/{study_id}/contour.png"), 422)
+
+
+@pytest.mark.parametrize("route", ["submit", "extend"])
+def test_a_study_asks_its_sampler_before_the_write_lock(client, settings, monkeypatch, route):
+    """A grid of 10,000 points asked for its first 300 trials for 85 s inside the write transaction: every
+    other write waited, then failed. Asked before it, the write is a lookup and others go on meanwhile."""
+    if route == "extend":  # a finished study, to ask for 2 more
+        study_id = client.post("/studies", json=STUDY | {"trials": 2, "seed": 7}).json()["id"]
+        run_trials(settings, lambda spec: 0.5)
+    asking, answered = threading.Event(), []
+    slow = engine.next_params
+
+    def next_params(config, trials):
+        asking.set()
+        time.sleep(0.5)  # the sampler at work
+        return slow(config, trials)
+
+    monkeypatch.setattr(engine, "next_params", next_params)
+
+    def submit() -> None:
+        if route == "submit":
+            response = client.post("/studies", json=STUDY | {"seed": 8})  # 2 asks
+        else:
+            response = client.post(f"/studies/{study_id}/extend", json={"trials": 2})
+        answered.append(("study", response.status_code))
+
+    study = threading.Thread(target=submit)
+    study.start()
+    assert asking.wait(10)
+    answered.append(("job", client.post("/jobs", json=job_body()).status_code))
+    study.join(30)
+    assert answered == [("job", 202), ("study", 202)]  # the job did not wait for the study's asks

@@ -48,10 +48,11 @@ from service.errors import (
     worded,
 )
 from service.ml.spec import TrainSpec
-from service.search import StudyCreate, TrialRecord, check_study, importance, trials_to_queue
+from service.search import StudyCreate, TrialRecord, check_study, importance, next_trials, trials_to_queue
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
+from service.store.jobs import foresee_extend
 from service.store.models import Job
 from service.store.queries import list_studies, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
@@ -118,6 +119,9 @@ def submit_study(
             f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
         )
     check_study_budget(body, settings)
+    next_trials(
+        body, []
+    )  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
     check_queue_room(session, settings, trials_to_queue(body, []), "parallelism")
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
@@ -176,6 +180,7 @@ def cancel(study_id: int, session: SessionDep) -> StudyPublic:
 )
 def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
+    foresee_extend(session, study_id, body.trials)
     begin_write(session)
     study = require_study(session, study_id)
     total = study.trials + body.trials
