@@ -11,16 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
+from service.store.db import BUSY_TIMEOUT_MS, is_busy
 
 T = TypeVar("T")
 
 log = logging.getLogger("mlplab.api")
+BUSY_RETRY_SECONDS = 5  # a busy database's Retry-After
 
 PROBLEM_JSON = "application/problem+json"
 ECHO_CHARS = 200  # the most of any one input a problem quotes back
@@ -268,6 +270,15 @@ def database_unavailable(exc: BaseException) -> bool:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     if not database_unavailable(exc):
         raise exc
+    if isinstance(exc, DBAPIError) and is_busy(exc):  # healthy, but another writer held it past the timeout
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            request,
+            503,
+            "Database busy",
+            f"Another writer held the database past the {BUSY_TIMEOUT_MS / 1000:g} s busy timeout; retry.",
+            headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     return problem_response(
         request,

@@ -65,3 +65,21 @@ def test_a_damaged_database_is_not_ready_and_its_data_routes_answer_503(settings
             == 1
         )
         assert not any(name == "mlplab_jobs" for name, _ in samples)
+
+
+def test_a_write_lock_held_elsewhere_is_a_busy_503_to_retry_not_an_unreadable_database(settings, monkeypatch):
+    """A study's asks held the write lock for minutes: another client's POST /jobs said 'cannot be read'."""
+    from service.store import db as store_db
+
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 200)  # the API waits 0.2 s for the lock, not 30 s
+    with TestClient(create_app(settings)) as client:
+        holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # an sqlite3 shell, a VACUUM, a long writer
+            refused = client.post("/jobs", json={"backend": "numpy"})
+        finally:
+            holder.close()
+        problem = assert_problem(refused, 503, "busy timeout", "retry")
+        assert problem["title"] == "Database busy" and refused.headers["retry-after"] == "5"
+        assert client.get("/jobs").json()["count"] == 0
+        assert client.post("/jobs", json={"backend": "numpy"}).status_code == 202  # lock gone: served
