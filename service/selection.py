@@ -193,9 +193,7 @@ def _samples(group: list[Run]) -> Samples:
     )
 
 
-def _config_key(
-    samples: Samples, group: list[Run]
-) -> tuple[bool, bool, tuple[bool, float, bool, float, int]]:
+def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, bool, tuple[float, int]]:
     """Those with a result first; among them those without a failed run (its survivors alone would
     flatter it); then rank_key of the means, equals as their newest runs (so one run a configuration
     ranks as its job)."""
