@@ -200,6 +200,7 @@ def _routes(other: int) -> list[tuple[str, str, dict]]:
         ("GET", "/models/{m}/predictions/test/3", {}),
         ("GET", "/models/{m}/predictions/test", {"params": {"label": 3, "limit": 5}}),
         ("POST", "/models/{m}/predict", {"json": {"images": [[0] * 784, [255] * 784]}}),
+        ("POST", "/models/{m}/predict", {"json": {"images": [[7] * 784] * 60}}),  # 141 kB: off the event loop
         ("GET", "/compare", {"params": {"ids": f"{{m}},{other}"}}),
         ("GET", "/compare.png", {"params": {"ids": f"{{m}},{other}"}}),
         ("GET", "/compare/disagreements", {"params": {"a": "{m}", "b": other}}),
