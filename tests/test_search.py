@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import matplotlib
@@ -365,6 +366,10 @@ def test_importance_ranks_the_only_field_that_matters_first():
     assert list(scores)[0] == "learning_rate" and scores["learning_rate"] >= 0.8
     assert set(scores) == set(SPACE) and math.isclose(sum(scores.values()), 1)
     assert importance(config, trials[:1]) == {}
+    # failed, pruned and running trials among them weigh nothing: the same scores, from the succeeded alone
+    others = [TrialRecord(0, trials[0].params, "failed"), TrialRecord(1, trials[1].params, "running")]
+    mixed = [replace(t, number=t.number + 2) for t in trials]
+    assert importance(config, [*others, *mixed]) == scores
 
 
 @pytest.mark.slow  # sixty trials of TPE

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -244,6 +244,7 @@ def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict
 
 DECISIONS_KEPT = 16
 _decided: LRU[str, list[dict[str, Any]]] = LRU(DECISIONS_KEPT)
+_importances: LRU[str, dict[str, float]] = LRU(DECISIONS_KEPT)
 
 
 def _decision_key(config: StudyCreate, trials: Iterable[TrialRecord]) -> str:
@@ -306,12 +307,19 @@ MIN_TRIALS_FOR_IMPORTANCE = 2
 def importance(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, float]:
     """Each searched field's importance for validation accuracy, most important first, summing to 1.
 
-    Optuna's PED-ANOVA evaluator over the succeeded trials. {} with fewer than two succeeded
-    trials or when every one scored the same (nothing to explain).
+    Optuna's PED-ANOVA evaluator over the succeeded trials alone (it reads no other), remembered for
+    the last DECISIONS_KEPT of them: a dashboard polls it. {} with fewer than two succeeded trials or
+    when every one scored the same (nothing to explain).
     """
-    study = build_study(config, trials)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in complete}) == 1:
+    complete = [t for t in _sorted(trials) if STATES[t.status] == TrialState.COMPLETE]
+    succeeded = [replace(t, number=i) for i, t in enumerate(complete)]  # numbered 0.. as a study's are
+    if len(succeeded) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in succeeded}) == 1:
         return {}
-    scores = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), normalize=True)
-    return {name: float(score) for name, score in scores.items()}
+    key = _decision_key(config, succeeded)
+    scores = _importances.get(key)
+    if scores is None:
+        study = build_study(config, succeeded)
+        evaluated = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), normalize=True)
+        scores = {name: float(score) for name, score in evaluated.items()}
+        _importances.put(key, scores)
+    return dict(scores)
