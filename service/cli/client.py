@@ -10,7 +10,7 @@ import math
 import mimetypes
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
@@ -483,13 +483,19 @@ def _varying(sweep: Json, job: Json) -> str:
     return ", ".join(f"{field}={cell(job['spec'][field])}" for field in sweep["grid"])
 
 
+def _within(value: float) -> float:
+    """An accuracy's interval end within [0, 1]: with two or three seeds Student's t reaches past both."""
+    return min(1.0, max(0.0, value))
+
+
 def _mean_ci(summary: Json | None) -> str:
     """'92.31% (91.90-92.72)': the mean and its 95 % interval ('92.31%' for one run)."""
     if summary is None:
         return "-"
     if summary["ci_low"] is None:
         return pct(summary["mean"])
-    return f"{pct(summary['mean'])} ({100 * summary['ci_low']:.2f}-{100 * summary['ci_high']:.2f})"
+    low, high = _within(summary["ci_low"]), _within(summary["ci_high"])
+    return f"{pct(summary['mean'])} ({100 * low:.2f}-{100 * high:.2f})"
 
 
 BAR_WIDTH = 21  # characters of a configuration's interval bar
@@ -497,12 +503,13 @@ BAR_WIDTH = 21  # characters of a configuration's interval bar
 
 def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple[str, list[str]]:
     """Each summary's 95 % interval as a bar on one scale shared by all ('·····━━●━━·····'; '●' alone
-    for one run), and that scale as a header ('95% CI 91.20-93.40%')."""
+    for one run), and that scale as a header ('95% CI 91.20-93.40%'; without an interval, 'MEAN ...')."""
     known = [x for x in summaries if x is not None]
+    name = "95% CI" if _has_interval(summaries) else "MEAN"
     if not known:
-        return "95% CI", ["-" for _ in summaries]
-    low = min(x["mean"] if x["ci_low"] is None else x["ci_low"] for x in known)
-    high = max(x["mean"] if x["ci_high"] is None else x["ci_high"] for x in known)
+        return name, ["-" for _ in summaries]
+    low = min(_within(x["mean"] if x["ci_low"] is None else x["ci_low"]) for x in known)
+    high = max(_within(x["mean"] if x["ci_high"] is None else x["ci_high"]) for x in known)
 
     def at(value: float) -> int:
         return width // 2 if high == low else round((value - low) / (high - low) * (width - 1))
@@ -517,7 +524,12 @@ def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple
         cells[at(x["mean"])] = "●"
         return "".join(cells)
 
-    return f"95% CI {100 * low:.2f}-{100 * high:.2f}%", [bar(x) for x in summaries]
+    return f"{name} {100 * low:.2f}-{100 * high:.2f}%", [bar(x) for x in summaries]
+
+
+def _has_interval(summaries: Sequence[Json | None]) -> bool:
+    """Whether any has a 95 % interval: with one seed each, none has."""
+    return any(x is not None and x["ci_low"] is not None for x in summaries)
 
 
 def _p(value: float | None) -> str:
@@ -551,12 +563,15 @@ def _configurations_table(sweep: Json) -> str:
         ]
         for rank, (c, bar) in enumerate(zip(configurations, bars, strict=True))
     ]
+    intervals = _has_interval(
+        [c[m] for c in configurations for m in ("validation_accuracy", "test_accuracy")]
+    )
     headers = [
         "CONFIGURATION",
         "N",
-        "VALIDATION (95% CI)",
+        "VALIDATION (95% CI)" if intervals else "VALIDATION",
         scale,
-        "TEST (FINAL, 95% CI)",
+        "TEST (FINAL, 95% CI)" if intervals else TEST_FINAL,
         "SECONDS",
         "TIED",
         "P",
@@ -583,10 +598,14 @@ def _sweep_table(sweep: Json) -> str:
 
 def _ranked_note(sweep: Json) -> None:
     """Under a sweep's table: what ranks it, and the next command worth running."""
-    print(
-        f"ranked by {sweep['ranked_by']}; tied: Welch's t-test against the best gives p >= 0.05",
-        file=sys.stderr,
-    )
+    print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
+    if tests := sum(c["p_value"] is not None for c in sweep["configurations"]):
+        print(
+            "TIED yes (Welch's t-test against the best, p >= 0.05): the seeds do not tell them apart; "
+            f"no (p < 0.05): unlikely to be seed noise alone, one test of {tests} against the best, "
+            "uncorrected",
+            file=sys.stderr,
+        )
     best = _best_runs(sweep)
     if len(best) >= 2:
         print(f"next: mlplab compare {' '.join(map(str, best))}", file=sys.stderr)

@@ -1,11 +1,12 @@
 """`mlplab sweep --watch`, `jobs --sweep` and `models` on a real (tiny) sweep: progress while it runs,
-the ranking after, and the next command to run."""
+the ranking after, and the next command to run; `sweeps ID` on served sweeps no real one gives on cue."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from rich.console import Console
 
 from service.cli import client
@@ -138,7 +139,10 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     assert rows[0].split()[-2:] == ["best", "-"]
     other = ranked[1]
     assert rows[1].split()[-2:] == ["yes" if other["tied_with_best"] else "no", f"{other['p_value']:.3g}"]
-    assert "tied: Welch's t-test against the best gives p >= 0.05" in err
+    assert "TIED yes (Welch's t-test against the best, p >= 0.05): the seeds do not tell them apart" in err
+    assert (
+        "no (p < 0.05): unlikely to be seed noise alone, one test of 1 against the best, uncorrected" in err
+    )
 
     # compare --all: early stopping as its fields, not a Python dict
     first, second = (c["jobs"][0] for c in ranked)
@@ -174,3 +178,64 @@ def test_a_sweep_file_with_a_number_json_cannot_carry_is_refused_naming_it(api, 
     status, out, err = mlplab(capsys, "sweep", str(grid))
     assert (status, out) == (1, "") and err == f"mlplab: cannot read {grid}: NaN is not a finite number\n"
     assert api.client.get("/sweeps").json()["data"] == []
+
+
+def _summary(mean: float, low: float | None = None, high: float | None = None) -> dict:
+    return {"n": 1 if low is None else 2, "mean": mean, "std": None, "ci_low": low, "ci_high": high}
+
+
+def _configuration(lr: float, job_ids: list[int], validation: dict, test: dict, p=None, tied=None) -> dict:
+    return {
+        "hyperparameters": {"learning_rate": lr},
+        "jobs": job_ids,
+        "n": validation["n"],
+        "validation_accuracy": validation,
+        "test_accuracy": test,
+        "seconds": 1.0,
+        "failed": 0,
+        "tied_with_best": tied,
+        "p_value": p,
+    }
+
+
+def _served_sweep(elsewhere, capsys, configurations: list[dict]) -> tuple[list[str], str]:
+    """`mlplab sweeps ID` against a server that answers with these configurations: the configurations
+    table's lines (header first), and stderr."""
+    sweep = {
+        "id": "5eed",
+        "count": 4,
+        "grid": {"learning_rate": [0.1, 0.3]},
+        "ranked_by": "validation_accuracy",
+        "status": {"queued": 0, "running": 0, "succeeded": 4, "failed": 0, "cancelled": 0},
+        "configurations": configurations,
+        "jobs": [],
+    }
+    elsewhere(lambda request: httpx.Response(200, json=sweep))
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "sweeps", "5eed")
+    assert status == 0, err
+    return out.split("\n\n")[0].splitlines()[1:], err
+
+
+def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, capsys):
+    """Student's t over two seeds reaches past 100 % (and below 0): no accuracy is 101.50 %."""
+    wide = _configuration(0.1, [1, 2], _summary(0.583, 0.151, 1.015), _summary(0.40, -0.1249, 0.9249))
+    narrow = _configuration(0.3, [3, 4], _summary(0.5, 0.45, 0.55), _summary(0.5, 0.45, 0.55), 0.3, True)
+    (header, best, _), err = _served_sweep(elsewhere, capsys, [wide, narrow])
+    assert "95% CI 15.10-100.00%" in header
+    assert best.split()[2:4] == ["58.30%", "(15.10-100.00)"] and best.split()[5:7] == [
+        "40.00%",
+        "(0.00-92.49)",
+    ]
+    assert "101.50" not in best and "-12.49" not in best
+    assert "the seeds do not tell them apart" in err and "one test of 1 against the best" in err
+
+
+def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
+    """With one run a configuration there is no interval: the headers do not promise one, nor the tie legend."""
+    one = [
+        _configuration(0.1, [1], _summary(0.583), _summary(0.57)),
+        _configuration(0.3, [2], _summary(0.5), _summary(0.49)),
+    ]
+    (header, *_), err = _served_sweep(elsewhere, capsys, one)
+    assert "CI" not in header and "MEAN 50.00-58.30%" in header and "TEST (FINAL)" in header
+    assert "TIED yes" not in err

@@ -525,7 +525,15 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
         assert row[0] == f"l2={configuration['hyperparameters']['l2']}" and row[1] == "2"
     assert shown[0][5] == "best" and shown[1][5].startswith(("tied (p ", "no (p "))
     assert rows.first.locator(".errorbar .range").count() == 1
+    # the legend says what Welch's test says: one uncorrected test, no "real difference" nor proven tie
+    assert "one test of 1 against the best, uncorrected" in table.locator("caption").inner_text()
     shot(page, "08-sweep-configurations")
+    rendered(page, f"/#/sweeps/{sweep_id}")
+    runner = sweep["configurations"][1]
+    words = (
+        "the seeds do not tell them apart" if runner["tied_with_best"] else "unlikely to be seed noise alone"
+    )
+    assert runner["p_value"] is None or f"Welch's t-test: {words} (p = " in page.inner_text("#best-margin")
 
 
 @pytest.fixture(scope="module")
@@ -790,3 +798,39 @@ def test_models_level_on_validation_accuracy_are_called_tied_not_ranked(page, se
     assert "★" not in page.inner_text("#view")
     assert not any("★" in n for n in chart(page, "#compare-accuracy")["names"])
     shot(page.locator("#compare-best"), "14-compare-tied")
+
+
+def test_configurations_ranked_on_two_splits_are_given_no_gap(page, service):
+    """A sweep over validation_size 1000 and 0: the best ranks on validation, the next on test, and no
+    page subtracts one from the other ("-0.78 points ahead")."""
+    with service.client() as client:
+        body = {"base": SMALL_JSON, "grid": {"validation_size": [1000, 0]}, "replicates": 2}
+        created = client.post("/sweeps", json=body)
+        assert created.status_code == 202, created.text
+        sweep_id = created.json()["id"]
+        wait_for(
+            lambda: client.get(f"/sweeps/{sweep_id}").json()["status"]["succeeded"] == 4,
+            120,
+            "the sweep's four jobs",
+        )
+    rendered(page, f"/#/sweeps/{sweep_id}")
+    margin = page.inner_text("#best-margin")
+    assert "different splits, so no gap" in margin and "points ahead" not in margin
+    moved(page, lambda: page.click("#compare-best"))
+    page.wait_for_selector("#best-gap")
+    gap = page.inner_text("#best-gap")
+    assert gap.startswith("Ranked on different splits") and "points ahead" not in gap
+
+
+def test_a_sweeps_progress_names_its_cancelled_jobs(browser, idle):  # noqa: F811
+    with idle.client() as client:
+        created = client.post("/sweeps", json={"base": SMALL_JSON, "grid": {"l2": [0.1, 0.2, 0.3]}})
+        assert created.status_code == 202, created.text
+        for job in created.json()["jobs"][:2]:
+            assert client.post(f"/jobs/{job['id']}/cancel").status_code == 200
+    with watched_page(browser, idle.url) as w:
+        rendered(w.page, f"/#/sweeps/{created.json()['id']}")
+        assert w.page.inner_text("#sweep-counts").startswith(
+            "2 of 3 done · 0 running · 1 queued · 2 cancelled"
+        )
+        w.assert_clean()

@@ -111,16 +111,17 @@ function bestSummary({ by, order, tied, mixed }) {
   const split = by === "validation_accuracy" ? "validation" : "test";
   if (mixed.length) return h("p", { id: "best-line" }, `These models were trained on different datasets (${mixed.join(", ")}): their accuracies rank nothing against each other, so none is marked best.`);
   if (tied.length) return tieSummary(tied, by, split);
-  // the gap on a figure both have: a runner-up without a validation split is compared on test
-  const on = next?.[by] != null ? by : "test_accuracy";
   const line = [h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
     h("strong", { id: "best-figure" }, pct(best[by])))];
   if (!next) return line;
-  const gap = 100 * (best[on] - next[on]);
+  const onTest = `on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}`;
   return [
     ...line,
-    h("p", { id: "best-gap" }, `${gap.toFixed(2)} points ahead of ${short(next)} (${pct(next[on])})`,
-      on !== by ? " on test, the only figure it has" : by === "validation_accuracy" ? `; on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}` : " (no validation split: ranked on test)"),
+    // a gap only between figures of one split: a runner-up without a validation split was ranked on test
+    h("p", { id: "best-gap" }, next[by] == null
+      ? `Ranked on different splits: ${short(next)} has no validation split (it ranks after every model with one, on test), so no gap; ${onTest}.`
+      : [`${(100 * (best[by] - next[by])).toFixed(2)} points ahead of ${short(next)} (${pct(next[by])})`,
+        by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test)"]),
     h("p", null, h("a", { href: `/compare/disagreements?a=${best.id}&b=${next.id}&split=test` }, "image by image (McNemar's test)"),
       " · ", h("a", { href: `/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test` }, "the images they disagree on")),
   ];

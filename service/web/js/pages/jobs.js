@@ -6,6 +6,7 @@ import { $, digits, duration, fill, h, pct, pText, seconds, timeCell } from "../
 import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
+import { ci as interval, tiedNote, within } from "./sweep.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -155,15 +156,16 @@ function configurationsTable(s, spec) {
   const measured = s.configurations.filter((c) => c.n);
   if (!measured.length || measured.every((c) => c.n < 2)) return null; // one run each: the jobs table says it all
   const ranked = s.ranked_by.startsWith("validation") ? "validation_accuracy" : "test_accuracy";
-  const ends = measured.flatMap((c) => [c[ranked].ci_low ?? c[ranked].mean, c[ranked].ci_high ?? c[ranked].mean]);
+  // a configuration without a validation split has no figure on a validation scale
+  const ends = measured.filter((c) => c[ranked]).flatMap((c) => [within(c[ranked].ci_low ?? c[ranked].mean), within(c[ranked].ci_high ?? c[ranked].mean)]);
   const low = Math.min(...ends), span = Math.max(...ends) - low || 1e-9;
   const at = (x) => `${(100 * (Math.min(Math.max(x, low), low + span) - low)) / span}%`;
-  const bar = (m) => h("div", { class: "errorbar", title: interval(m) },
+  const bar = (m) => m && h("div", { class: "errorbar", title: interval(m) },
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
   const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (${pText(c.p_value)})`);
   return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
-    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI); tied: Welch's t-test against the best, p ≥ 0.05`),
+    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, tiedNote(s)),
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
@@ -171,8 +173,6 @@ function configurationsTable(s, spec) {
       h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
       h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k)))))));
 }
-
-const interval = (m) => (m == null ? "–" : m.ci_low == null ? pct(m.mean) : `${pct(m.mean)} (${pct(m.ci_low)}–${pct(m.ci_high)})`);
 
 async function renderJobs(ctx, root, spec, state, streams) {
   const el = $("#jobs", root), problem = $("#jobs-problem", root);

@@ -14,7 +14,8 @@ export async function sweepPage(ctx, root) {
   const [sweep, spec] = await Promise.all([api.sweep(ctx.args[0]), trainSpecSchema()]);
   if (!ctx.live) return;
   const fields = varied(sweep);
-  const charts = fields.map((f) => h("div", { class: "chart", id: `sweep-by-${f}`, role: "img", "aria-label": `validation accuracy against ${f}` }));
+  const metric = chartSplit(sweep);
+  const charts = fields.map((f) => h("div", { class: "chart", id: `sweep-by-${f}`, role: "img", "aria-label": `${metric} accuracy against ${f}` }));
   const parcoords = h("div", { class: "chart", id: "sweep-parcoords", role: "img", "aria-label": "parallel coordinates of the sweep's runs" });
   fill(root,
     h("h1", null, `Sweep ${sweep.id}`),
@@ -23,9 +24,10 @@ export async function sweepPage(ctx, root) {
     h("div", { class: "grid" },
       h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep)),
       h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep, spec))),
-    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
+    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
-    h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec))));
+    h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec)),
+      tiedNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, tiedNote(sweep)) : null));
   const active = sweep.status.queued || sweep.status.running;
   if (active) {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
@@ -58,7 +60,7 @@ function progressView(sweep) {
     h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": "jobs of the sweep ended" },
       h("span", { style: { width: `${percent}%` } })),
     h("p", { id: "sweep-counts" }, `${done} of ${sweep.count} done · ${s.running} running · ${s.queued} queued`,
-      s.failed ? ` · ${s.failed} failed` : "", s.queued || s.running ? ` · ETA ${eta == null ? "–" : duration(eta)}` : ""),
+      s.failed ? ` · ${s.failed} failed` : "", s.cancelled ? ` · ${s.cancelled} cancelled` : "", s.queued || s.running ? ` · ETA ${eta == null ? "–" : duration(eta)}` : ""),
   ];
 }
 
@@ -66,9 +68,28 @@ function progressView(sweep) {
 const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
 const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
-const within = (v) => Math.min(1, Math.max(0, v));
-const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})`);
-const score = (c) => c.validation_accuracy ?? c.test_accuracy;
+export const within = (v) => Math.min(1, Math.max(0, v));
+export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})`);
+// What ranked a configuration (as the API ranks): validation accuracy, test for one without a validation split.
+const rankedOn = (c) => (c.validation_accuracy ? "validation_accuracy" : "test_accuracy");
+const splitOf = (c) => rankedOn(c).split("_")[0];
+const score = (c) => c[rankedOn(c)];
+// The charts plot one split: validation when any configuration has it (the others have no such figure).
+const chartSplit = (sweep) => (sweep.configurations.some((c) => c.validation_accuracy) ? "validation" : "test");
+const tests = (sweep) => sweep.configurations.filter((c) => c.p_value != null).length;
+
+/** What Welch's t-test of a configuration against the best says, no more: the best was picked after the
+ * fact and the tests are uncorrected, so some small p are chance; with few seeds a large p proves no tie. */
+export function verdict(c, sweep) {
+  return c.tied_with_best
+    ? `the seeds do not tell them apart (${pText(c.p_value)})`
+    : `unlikely to be seed noise alone (${pText(c.p_value)}, one test of ${tests(sweep)} against the best, uncorrected)`;
+}
+
+/** The legend of a "tied" column; none without a test. */
+export const tiedNote = (sweep) => (tests(sweep)
+  ? `tied (Welch's t-test against the best, p ≥ 0.05): the seeds do not tell them apart; not tied (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected.`
+  : null);
 
 /** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
 function bestRun(sweep, c) {
@@ -85,19 +106,27 @@ function bestView(sweep, spec) {
     return h("p", { class: "muted", id: "best-none" }, `No configuration has a trained model yet${active ? "." : ": none of its jobs succeeded."}`);
   }
   const run = bestRun(sweep, best);
-  const gap = next ? 100 * (score(best).mean - score(next).mean) : null;
-  const tied = next?.tied_with_best;
   const runners = sweep.configurations.slice(0, 4).map((c) => bestRun(sweep, c)).filter((id) => id != null);
   return [
-    h("p", { id: "best-config" }, h("strong", null, config(best, spec)), `: ${sweep.ranked_by.startsWith("validation") ? "validation" : "test"} accuracy `,
+    h("p", { id: "best-config" }, h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
-    next ? h("p", { id: "best-margin" }, `${gap.toFixed(2)} points ahead of the next (${config(next, spec)})`,
-      next.p_value != null ? `, Welch ${pText(next.p_value)}: ${tied ? "a tie the data cannot break" : "a real difference"}` : `, ${whyNoTest(best, next)}`) : null,
+    next ? h("p", { id: "best-margin" }, margin(sweep, best, next, spec)) : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
       run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, `Open its model (${run})`) : null,
       runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations") : null),
   ];
+}
+
+/** How far the best is ahead of the next, on the split that ranked both; none across two splits. */
+function margin(sweep, best, next, spec) {
+  const on = rankedOn(best);
+  if (rankedOn(next) !== on) return `the next (${config(next, spec)}) was ranked on ${splitOf(next)} accuracy, the best on ${splitOf(best)}: different splits, so no gap and no test`;
+  const gap = 100 * (best[on].mean - next[on].mean);
+  // behind only when the next ranks after for its failed runs (its survivors' mean flatters it)
+  const ahead = gap >= 0 ? `${gap.toFixed(2)} points ahead of the next (${config(next, spec)})`
+    : `${(-gap).toFixed(2)} points behind the next (${config(next, spec)}), ranked after it for its ${next.failed} failed run${next.failed === 1 ? "" : "s"}`;
+  return `${ahead}, ${next.p_value != null ? `Welch's t-test: ${verdict(next, sweep)}` : whyNoTest(best, next)}`;
 }
 
 /** Why the API has no Welch test of the next configuration against the best (its p_value is null). */
@@ -107,7 +136,6 @@ function whyNoTest(best, next) {
   if (best.n < 2 && next.n < 2) return best.jobs.length === 1 && next.jobs.length === 1 ? `one seed each: ${needed}` : `the best has ${seeds(best)}, the next ${seeds(next)}: ${needed}`;
   if (best.n < 2) return `the best has ${seeds(best)}: ${needed}`;
   if (next.n < 2) return `the next has ${seeds(next)}: ${needed}`;
-  if ((best.validation_accuracy == null) !== (next.validation_accuracy == null)) return "only one of them has a validation split: no test";
   return "neither's runs vary: no test";
 }
 
@@ -128,13 +156,14 @@ function configurationsTable(sweep, spec) {
     })));
 }
 
-/** x: the field's values, y: mean validation accuracy with its 95 % CI, one line per value of the
+/** x: the field's values, y: mean validation (or test: chartSplit) accuracy with its 95 % CI, one line per value of the
  * sweep's other varied fields (e.g. per init). */
 function byField(el, sweep, field, spec, signal) {
   const others = varied(sweep).filter((f) => f !== field);
   const text = (c) => showValue(c.hyperparameters[field], spec.properties[field]);
   const groups = new Map();
-  for (const c of sweep.configurations.filter((c) => score(c))) {
+  const split = `${chartSplit(sweep)}_accuracy`;
+  for (const c of sweep.configurations.filter((c) => c[split])) {
     const key = others.map((f) => fieldText(spec, f, c.hyperparameters[f])).join(", ") || "mean over seeds";
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(c);
@@ -145,7 +174,7 @@ function byField(el, sweep, field, spec, signal) {
   const log = positive && Math.max(...values) / Math.min(...values) >= 10;
   const traces = [...groups.entries()].map(([name, cs], i) => {
     cs.sort((a, b) => (numeric ? a.hyperparameters[field] - b.hyperparameters[field] : 0));
-    const s = cs.map(score);
+    const s = cs.map((c) => c[split]);
     return {
       name, mode: "lines+markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : text(c))), y: s.map((v) => v.mean),
       error_y: { type: "data", symmetric: false, array: s.map((v) => (v.ci_high == null ? 0 : within(v.ci_high) - v.mean)), arrayminus: s.map((v) => (v.ci_low == null ? 0 : v.mean - within(v.ci_low))), color: PALETTE[i % PALETTE.length] },
@@ -155,7 +184,7 @@ function byField(el, sweep, field, spec, signal) {
   const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
   return lineChart(el, traces, {
     x: { title: { text: field + (log ? " (log scale)" : "") }, type: log ? "log" : numeric ? "linear" : "category" },
-    y: accuracyAxis(all, "validation accuracy (mean, 95 % CI)"),
+    y: accuracyAxis(all, `${chartSplit(sweep)} accuracy (mean, 95 % CI)`),
     signal,
   });
 }
