@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
 from service.errors import echo, invalid, invalid_all
-from service.ml.spec import NOT_A_FIELD, ONE_DATASET, TrainSpec
+from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
 from service.settings import Settings
 
 
@@ -59,8 +59,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
             raise invalid(f"grid.{field}", NOT_A_FIELD)
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
-        if field == "dataset" and len(values) > 1:
-            raise invalid("grid.dataset", ONE_DATASET)
+        if field in FIXED_IN_A_SEARCH and len(values) > 1:
+            raise invalid(f"grid.{field}", FIXED_IN_A_SEARCH[field])
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(f"base.{field}", NOT_A_FIELD)

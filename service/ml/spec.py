@@ -197,5 +197,10 @@ VALIDATION_SIZE: int = TrainSpec.model_fields["validation_size"].default
 
 # What a sweep's grid, a study's space and either's base say of a name TrainSpec does not have.
 NOT_A_FIELD = f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
-# ... and of a dataset they would vary: accuracies on two tasks rank nothing against each other.
-ONE_DATASET = "a sweep or study ranks its configurations on one dataset: set it in base, one per dataset"
+# ... and of the fields they may not vary: accuracies on two tasks, or on two sets of validation images,
+# rank nothing against each other.
+FIXED_IN_A_SEARCH = {
+    "dataset": "a sweep or study ranks its configurations on one dataset: set it in base, one per dataset",
+    "validation_size": "a sweep or study ranks its configurations on the same validation images: set it "
+    "in base, one sweep or study per size",
+}

@@ -48,7 +48,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from service.ml.spec import NOT_A_FIELD, ONE_DATASET, TrainSpec
+from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
@@ -351,8 +351,8 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
     ]
     if field not in TrainSpec.model_fields:
         yield Invalid(name, NOT_A_FIELD)
-    elif field == "dataset":
-        yield Invalid(name, ONE_DATASET)
+    elif field in FIXED_IN_A_SEARCH:
+        yield Invalid(name, FIXED_IN_A_SEARCH[field])
     elif field in study.base:
         yield Invalid(name, "also set in base: a field is either fixed (base) or searched (space)")
     elif len(kinds) != 1:

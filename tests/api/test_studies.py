@@ -98,6 +98,7 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
         ({"space": {"seed": {"choice": list(range(1001))}}}, "body.space.seed"),
         ({"parallelism": 10**30}, "body.parallelism"),
         ({"space": {"dataset": {"choice": ["mnist", "fashion-mnist"]}}}, "body.space.dataset"),
+        ({"space": {"validation_size": {"int": [100, 5000]}}}, "body.space.validation_size"),
     ],
 )
 def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):

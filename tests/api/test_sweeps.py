@@ -76,6 +76,7 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"dropout": [0.1, 0.5]}}, "body.grid.dropout", "not a TrainSpec field"),
         ({"grid": {"init": []}}, "body.grid.init", "empty list"),
         ({"grid": {"dataset": ["mnist", "fashion-mnist"]}}, "body.grid.dataset", "on one dataset"),
+        ({"grid": {"validation_size": [20, 1000]}}, "body.grid.validation_size", "same validation images"),
         ({"grid": {}}, "body.grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "body.grid", "MLPLAB_MAX_SWEEP_JOBS"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "body.base.epochs", "greater than or equal to 1"),
