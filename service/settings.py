@@ -14,7 +14,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from service.ml.spec import MAX_EPOCHS
 
 Count = Annotated[int, Field(ge=1)]  # how many of something: at least one
-Seconds = Annotated[float, Field(gt=0)]  # a duration a setting waits: more than none
+# A duration a setting waits: more than none, at most a day (inf overflowed the datetimes it is added to).
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
@@ -144,6 +145,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         0,
         ge=0,
+        le=1024,  # 100,000 crashed torch (a segmentation fault); no host has more cores
         description="Threads a worker trains with (torch's and NumPy's BLAS); "
         "0 = its share of its machine's cores among the jobs running there (docs/deployment.md).",
     )
@@ -193,12 +195,29 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return SecretStr(value)
 
+    @field_validator("host", "metrics_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object, info: ValidationInfo) -> object:
+        # An empty line in a compose .env: a blank host bound every interface, a blank folder was "."
+        if isinstance(value, str) and not value.strip():
+            advice = {"host": "127.0.0.1 for this machine alone, 0.0.0.0 for every interface"}
+            raise ValueError(
+                f"set but blank: {advice.get(str(info.field_name), 'give a folder')}, or unset it"
+            )
+        return value
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
+
+
+def _variable(name: str) -> str:
+    """A setting's environment variable: a field's name is prefixed, an alias (MLPLAB_METRICS_DIR) is one."""
+    name = name.upper()
+    return name if name.startswith(("MLPLAB_", "PROMETHEUS_")) else f"MLPLAB_{name}"
 
 
 class SettingsError(Exception):
@@ -211,7 +230,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = [
-            f"MLPLAB_{str(error['loc'][0]).upper()}: {error['msg'].removeprefix('Value error, ')}"
+            f"{_variable(str(error['loc'][0]))}: {error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -9,7 +9,8 @@ import pytest
 import uvicorn
 
 from service.cli import main
-from service.settings import get_settings
+from service.cli.serve import shared_metrics
+from service.settings import Settings, get_settings
 
 STARTS = (["api"], ["dev"], ["worker"])
 
@@ -42,8 +43,28 @@ def _exit_status(argv: list[str]) -> int:
             "MLPLAB_HEARTBEAT_SECONDS: 5 s is more",
         ),
         ({"MLPLAB_LEASE_SECONDS": "9"}, "more than half of MLPLAB_LEASE_SECONDS (9 s)"),
+        # an empty line in a compose .env: every interface, or "." (whose .db files were deleted)
+        ({"MLPLAB_HOST": ""}, "MLPLAB_HOST: set but blank"),
+        ({"MLPLAB_METRICS_DIR": " "}, "MLPLAB_METRICS_DIR: set but blank"),
+        (
+            {"MLPLAB_LEASE_SECONDS": "inf"},
+            "MLPLAB_LEASE_SECONDS: Input should be less than or equal to 86400",
+        ),
+        (
+            {"MLPLAB_WORKER_THREADS": "100000"},
+            "MLPLAB_WORKER_THREADS: Input should be less than or equal to 1024",
+        ),
     ],
-    ids=["not-a-url", "mysql", "lease-1-beat-5", "lease-9"],
+    ids=[
+        "not-a-url",
+        "mysql",
+        "lease-1-beat-5",
+        "lease-9",
+        "blank-host",
+        "blank-metrics",
+        "lease-inf",
+        "threads",
+    ],
 )
 def test_settings_that_cannot_work_stop_every_process_naming_the_setting(monkeypatch, capsys, env, says):
     for name, value in env.items():
@@ -64,3 +85,23 @@ def test_a_database_that_cannot_be_reached_stops_every_process_in_one_line(monke
         err = capsys.readouterr().err
         assert "database error on postgresql+psycopg://me:***@127.0.0.1:1/mlplab" in err, (argv, err)
         assert "Connection refused" in err and "s3cret" not in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])
+def test_a_port_that_is_not_one_is_refused_by_name(capsys, port):
+    for argv in (["api", "--port", port], ["dev", "--port", port]):
+        assert _exit_status(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"argument --port: {port!r} is not a port: give a number from 1 to 65535" in err, err
+
+
+def test_the_metrics_folder_is_emptied_of_prometheus_files_alone(tmp_path, monkeypatch):
+    """MLPLAB_METRICS_DIR=/data beside /data/mlplab.db: every *.db was deleted at the API's start."""
+    (tmp_path / "mlplab.db").write_bytes(b"SQLite format 3")
+    stale = [tmp_path / name for name in ("counter_41.db", "histogram_41.db", "gauge_livesum_41.db")]
+    for path in stale:
+        path.write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # shared_metrics sets it: undone after
+    with shared_metrics(Settings(metrics_dir=tmp_path), workers=2):
+        assert (tmp_path / "mlplab.db").read_bytes() == b"SQLite format 3"
+        assert not any(path.exists() for path in stale)

@@ -15,16 +15,24 @@ from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
 
 
+def _port(text: str) -> int:
+    """--port's value: a port to listen on (0 fell back to MLPLAB_PORT; 70000 was a traceback)."""
+    port = int(text) if text.strip().isdigit() else -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return port
+
+
 def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api = sub.add_parser("api", help="run the HTTP API (never trains)")
     api.add_argument("--host", help="bind address (MLPLAB_HOST, default 127.0.0.1)")
-    api.add_argument("--port", type=int, help="port (MLPLAB_PORT, default 8000)")
+    api.add_argument("--port", type=_port, help="port (MLPLAB_PORT, default 8000)")
     api.add_argument("--workers", type=int, default=1, help="uvicorn processes")
     worker = sub.add_parser("worker", help="run a training worker")
     worker.add_argument("--once", action="store_true", help="process what is queued, then exit")
     dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
     dev.add_argument("--host", help="bind address (default 127.0.0.1)")
-    dev.add_argument("--port", type=int, help="port (default 8000)")
+    dev.add_argument("--port", type=_port, help="port (default 8000)")
     for parser in (api, worker, dev):
         parser.set_defaults(run=serve.run)
 

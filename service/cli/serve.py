@@ -7,6 +7,7 @@ import ctypes
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,8 @@ log = logging.getLogger("mlplab")
 SHUTDOWN_GRACE_SECONDS = 5
 WORKER_STOP_SECONDS = 15  # a worker's grace after SIGTERM: its current step, then it releases its job
 RESTART_FIRST_SECONDS, RESTART_MAX_SECONDS = 1.0, 30.0  # waits before restarting a dead worker, doubling
+# The files prometheus_client's multiprocess mode writes: "{counter|histogram|gauge_<mode>|summary}_{pid}.db"
+PROMETHEUS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 STEADY_SECONDS = 60.0  # a worker that ran this long before it exited is restarted after the first wait
 
 
@@ -78,8 +81,9 @@ def shared_metrics(settings: Settings, workers: int) -> Iterator[None]:
         return
     folder = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="mlplab-metrics-"))
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.db"):
-        stale.unlink()
+    for stale in folder.glob("*.db"):  # prometheus_client's files alone: the folder may hold a database too
+        if PROMETHEUS_FILE.fullmatch(stale.name):
+            stale.unlink()
     # Before anything imports prometheus_client, which reads it once; uvicorn's processes inherit it and
     # Settings.metrics_dir reads it too.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
