@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.asgi import HttpMiddleware
+from service.errors import HTTP_METHODS
 from service.ml.spec import Backend
 from service.store.models import JobStatus, utcnow
 from service.store.queries import (
@@ -44,6 +45,7 @@ from service.store.queries import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
+OTHER_METHOD = "other"  # the method label of any method outside HTTP_METHODS (PROPFIND, PURGE...: bounded)
 
 # No *_created series: one process's would show, several processes' (multiprocess mode) would not.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -77,7 +79,9 @@ class Monitoring:
 
     def served(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", UNMATCHED)
-        labels = (scope["method"], route, str(status))
+        method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
+        # each label bounded whatever a client sends: a route template, a fixed method set, the app's statuses
+        labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
 

@@ -23,7 +23,8 @@ from service.api.deps import (
     resolve_model,
 )
 from service.api.paging import PageLimit, PageOffset
-from service.api.presenters import PNG_DOC, png_response
+from service.api.presenters import png_response
+from service.api.routes.plots import DATASET_FIGURE_DOC
 from service.api.schemas import (
     MODEL_PATTERN,
     ClassDifferencePublic,
@@ -140,7 +141,7 @@ def read_disagreements(
     )
 
 
-@router.get("/disagreements.png", response_class=Response, responses=PNG_DOC)
+@router.get("/disagreements.png", response_class=Response, responses=DATASET_FIGURE_DOC)
 async def disagreements_png(
     c: ComparedDep,
     only: OnlyQuery = None,

@@ -24,7 +24,7 @@ from service.api.deps import (
 from service.api.inference import CHUNK, Inference, first_mistakes
 from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
-from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC
+from service.errors import NOT_TRAINED_DOC, Responses, problem_doc
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
 from service.ml.spec import SplitName
@@ -37,6 +37,14 @@ P = ParamSpec("P")
 # Most multiply-adds a mistakes figure spends looking for mistakes when the split's predictions are not
 # known: a whole train split for a 800,000-parameter network, a few thousand images for the largest.
 MISTAKES_BUDGET = 50_000_000_000
+
+# A figure not drawn before waits for service.plots' lock: 503 when too many already wait.
+FIGURE_DOC: Responses = PNG_DOC | {
+    503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database unavailable")
+}
+DATASET_FIGURE_DOC: Responses = PNG_DOC | {
+    503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database, or the dataset's files, unavailable")
+}
 
 router = reader_router("plots", responses=NOT_TRAINED_DOC)
 
@@ -80,7 +88,8 @@ async def _figure(
     """The figure named by `key`, drawn once: gather reads its data in one hop and returns the drawing."""
 
     async def draw() -> bytes:
-        drawing = await database.run(gather, *args, **kwargs)
+        with plots.DRAWING.gathering_data():
+            drawing = await database.run(gather, *args, **kwargs)
         return await run_in_threadpool(drawing)
 
     return await inference.figure(key, draw)
@@ -94,7 +103,7 @@ def _confusion(session: Session, job_id: int, split: SplitName) -> Callable[[], 
     return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
 
 
-@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=PNG_DOC)
+@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=FIGURE_DOC)
 async def confusion_matrix_png(
     ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: SplitName = "test"
 ) -> Response:
@@ -111,7 +120,7 @@ def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
     return partial(plots.loss_curves_png, curves, title=title, xlabel=xlabel)
 
 
-@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=PNG_DOC)
+@router.get("/models/{model}/loss-curve.png", response_class=Response, responses=FIGURE_DOC)
 async def loss_curve_png(
     ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
@@ -133,7 +142,7 @@ def _compare(session: Session, ids: list[int], x: XAxis) -> Callable[[], bytes]:
     )
 
 
-@router.get("/compare.png", response_class=Response, responses=PNG_DOC)
+@router.get("/compare.png", response_class=Response, responses=FIGURE_DOC)
 async def compare_png(
     refs: ModelRefsDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
@@ -158,7 +167,7 @@ def _mistakes(
     limit: int,
     total: int,
     known: SplitPredictions | None,
-) -> bytes:
+) -> Callable[[], bytes]:
     images, truth = data.split(split)
     shown_from = scored_indices(truth, weights.spec, split)
     wanted, scanned = min(limit, total), len(shown_from)
@@ -173,14 +182,12 @@ def _mistakes(
         f"model {job_id}: the first {len(shown)} of {total:,} mistakes on {len(shown_from):,} {split} images"
         f"{looked} (true → predicted, #index)"
     )
-    return plots.mistakes_png(
-        images[shown], truth[shown], predicted, data.classes, title=title, indices=shown
+    return partial(
+        plots.mistakes_png, images[shown], truth[shown], predicted, data.classes, title=title, indices=shown
     )
 
 
-@router.get(
-    "/models/{model}/mistakes.png", response_class=Response, responses=PNG_DOC | DATASET_UNAVAILABLE_DOC
-)
+@router.get("/models/{model}/mistakes.png", response_class=Response, responses=DATASET_FIGURE_DOC)
 async def mistakes_png(
     ref: ModelRefDep,
     database: DatabaseDep,
@@ -193,9 +200,11 @@ async def mistakes_png(
     job_id = ref.id
 
     async def draw() -> bytes:
-        weights, data = await inference.model_and_data(job_id)
-        total = await database.run(_mistakes_made, job_id, split)
-        known = await inference.known_predictions(job_id, split)
-        return await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
+        with plots.DRAWING.gathering_data():  # looking for mistakes costs more than drawing them
+            weights, data = await inference.model_and_data(job_id)
+            total = await database.run(_mistakes_made, job_id, split)
+            known = await inference.known_predictions(job_id, split)
+            drawing = await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
+        return await run_in_threadpool(drawing)
 
     return png_response(await inference.figure(("mistakes", job_id, split, limit), draw), ref.headers)

@@ -1,0 +1,105 @@
+"""One client asking for many figures never drawn before (every order of /compare.png's ids is a new one)
+cannot queue every other user's figure behind its own: at most plots.DRAWS_WAITING queue for the drawing
+lock, one more is refused at once with a 503 and Retry-After, and a figure drawn before is still served."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+
+import httpx
+from fastapi.testclient import TestClient
+
+from service import plots
+from service.errors import PROBLEM_JSON
+from tests.api.test_inference import app  # noqa: F401  (the fixture: trained models 1, 2 and 3)
+
+# Twelve figures never drawn before: every order of three models' loss curves, on each x axis.
+FLOOD = [
+    f"/compare.png?ids={','.join(map(str, ids))}&x={x}"
+    for ids in itertools.permutations([1, 2, 3])
+    for x in ("step", "samples")
+]
+
+
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {seconds} s"
+        await asyncio.sleep(0.01)
+
+
+def _assert_queue_full(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text[:300]
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == str(plots.RETRY_AFTER_SECONDS)
+    body = response.json()
+    assert body["title"] == "Figure queue full"
+    assert f"{plots.DRAWS_WAITING} figures already queue to be drawn" in body["detail"]
+
+
+def _serve(asgi_app, scenario) -> None:
+    async def main() -> None:
+        async with asgi_app.router.lifespan_context(asgi_app):
+            transport = httpx.ASGITransport(app=asgi_app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                await scenario(client)
+
+    asyncio.run(main())
+
+
+def test_a_flood_of_new_figures_is_refused_past_the_queue_and_drawn_figures_still_served(app):  # noqa: F811
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/models/1/confusion-matrix.png")).status_code == 200  # drawn, kept
+        with plots.DRAWING:  # a slow figure being drawn: every figure not drawn before queues behind it
+            flood = [asyncio.create_task(client.get(path)) for path in FLOOD]
+            refused = len(FLOOD) - plots.DRAWS_WAITING
+            await _until(lambda: sum(t.done() for t in flood) == refused, f"{refused} answered")
+            await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_WAITING, "the rest at the lock")
+            for task in (t for t in flood if t.done()):
+                _assert_queue_full(task.result())
+            started = time.perf_counter()
+            drawn_before = await asyncio.wait_for(client.get("/models/1/confusion-matrix.png"), 5)
+            assert drawn_before.status_code == 200 and time.perf_counter() - started < 1.0
+            victim = await asyncio.wait_for(client.get("/models/2/loss-curve.png"), 5)
+            _assert_queue_full(victim)  # at once, not after the flood's figures
+        queued = await asyncio.gather(*flood)
+        assert sorted(r.status_code for r in queued) == [200] * plots.DRAWS_WAITING + [503] * refused
+        assert all(r.headers["content-type"] == "image/png" for r in queued if r.status_code == 200)
+        again = await client.get("/models/2/loss-curve.png")  # a refusal is not kept: retried, drawn
+        assert again.status_code == 200 and again.headers["content-type"] == "image/png"
+
+    _serve(app, scenario)
+
+
+def test_a_figure_drawn_without_gathering_through_the_queue_is_refused_at_the_lock(app):  # noqa: F811
+    """disagreements.png (and a study's figures) draw straight under the lock: the bound holds there too."""
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/compare/disagreements?a=1&b=2")).status_code == 200  # predictions known
+        with plots.DRAWING:
+            waiting = [asyncio.create_task(client.get(path)) for path in FLOOD[: plots.DRAWS_WAITING]]
+            await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_WAITING, "the queue full")
+            gallery = await asyncio.wait_for(client.get("/compare/disagreements.png?a=1&b=2"), 5)
+            _assert_queue_full(gallery)
+        assert {r.status_code for r in await asyncio.gather(*waiting)} == {200}
+        assert (await client.get("/compare/disagreements.png?a=1&b=2")).status_code == 200
+
+    _serve(app, scenario)
+
+
+def test_every_figure_route_documents_the_full_queue(app):  # noqa: F811
+    with TestClient(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/models/{model}/confusion-matrix.png",
+        "/models/{model}/loss-curve.png",
+        "/models/{model}/mistakes.png",
+        "/compare.png",
+        "/compare/disagreements.png",
+    ):
+        documented = paths[path]["get"]["responses"]["503"]
+        assert documented["description"].startswith(plots.FIGURE_QUEUE_FULL), path
+        assert PROBLEM_JSON in documented["content"], path
