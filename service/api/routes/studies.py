@@ -29,6 +29,7 @@ from service.api.presenters import (
     require_study,
     study_public,
 )
+from service.api.routes.plots import FIGURE_DOC
 from service.api.schemas import (
     AliasPublic,
     ImportancePublic,
@@ -240,9 +241,7 @@ async def read_figure_data(study_id: int, database: DatabaseDep, figure: FigureN
     return await run_in_threadpool(figure_data, figure, *trials)
 
 
-@router.get(
-    "/{study_id}/{figure}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
-)
+@router.get("/{study_id}/{figure}.png", response_class=Response, responses=FIGURE_DOC)
 async def read_figure_png(study_id: int, database: DatabaseDep, figure: FigureName) -> Response:
     """history (best so far against trials), parallel (coordinates), slice, importance: a PNG."""
     trials = await database.run(_trials, study_id)
