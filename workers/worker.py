@@ -61,13 +61,23 @@ from service.store.jobs import (
     save_checkpoint,
 )
 from service.store.models import Job, JobStatus
-from service.store.queries import get_epochs, get_job, get_model, get_study, job_spec, study_trials
+from service.store.queries import (
+    count_live_workers,
+    get_epochs,
+    get_job,
+    get_model,
+    get_study,
+    job_spec,
+    study_trials,
+)
 from workers.presence import Presence
 
 log = logging.getLogger("workers")
 
 FLUSH_SECONDS = 0.5  # buffered losses are written at most this often (and at each epoch's end)
 RETRY_SECONDS = 1.0  # between two tries to record a job's end in a database that cannot be written
+DATA_BACKOFF_SECONDS = 30.0  # a worker that lacks a job's dataset claims nothing this long, doubling
+MOST_DATA_BACKOFF_SECONDS = 600.0
 FIRST_IDLE_SLEEP = 0.05  # an empty queue's first sleep; it doubles up to settings.worker_poll_seconds
 
 
@@ -91,6 +101,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     url = make_url(settings.database_url).render_as_string(hide_password=True)
     log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
     processed = idle = 0
+    backoff = DATA_BACKOFF_SECONDS
     try:
         while not stop.is_set():
             try:
@@ -109,7 +120,20 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
                 idle = min(idle + 1, 30)
                 continue
             idle = 0
-            processed += run_job(job, settings, sessions, worker_id, stop, presence)
+            try:
+                processed += run_job(job, settings, sessions, worker_id, stop, presence)
+            except DataUnavailable as missing:
+                presence.end_job()
+                log.error(
+                    "job %d went back to the queue: this machine cannot load %s (MLPLAB_DATA_DIR); "
+                    "no claim for %g s",
+                    job.id, missing, backoff,
+                )  # fmt: skip
+                if not once:  # --once trains what it finds: the job comes back, its attempts run out
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MOST_DATA_BACKOFF_SECONDS)
+                continue
+            backoff = DATA_BACKOFF_SECONDS
             presence.end_job()
     finally:
         presence.stop()
@@ -141,6 +165,7 @@ def run_job(
     result: TrainResult | None = None
     error: str | None = None
     resume: Checkpoint | None = None
+    missing_data = False
     lease.start()
     try:
         spec = job_spec(job)
@@ -174,6 +199,7 @@ def run_job(
     except DataError as exc:  # its message names server paths: the log's, not the job's
         log.error("job %d: %s", job.id, exc)
         error = unavailable_reason(job_spec(job).dataset)
+        missing_data = True
     except TrainingError as exc:  # written for the user
         error = str(exc)
     except Exception as exc:
@@ -181,9 +207,31 @@ def run_job(
         error = f"{type(exc).__name__}: {exc}"
     finally:
         lease.stop()
+    if missing_data and _handed_back(job, recorder, sessions, settings):
+        raise DataUnavailable(job_spec(job).dataset)
     if result is not None and resume is not None:
         add_earlier_seconds(sessions, job.id, resume.epoch, result)
     return settle(job, result, error, lease, recorder, stop, pruning.pruned, settings.lease_seconds)
+
+
+class DataUnavailable(Exception):
+    """This machine cannot load a job's dataset: the job went back to the queue for another worker."""
+
+
+def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], settings: Settings) -> bool:
+    """Give a job whose dataset this machine lacks back to the queue, an attempt counted, when another
+    live worker may have it (one machine's missing files failed every job of the queue); False (fail
+    it) when this worker is alone or the job has used its attempts."""
+    try:
+        with session_scope(sessions) as session:
+            alone = count_live_workers(session, settings.lease_seconds).live <= 1
+        if alone or job.attempts >= settings.max_attempts:
+            return False
+        recorder.write(release_job, failed=True)
+    except (SQLAlchemyError, LeaseLost) as exc:
+        log.warning("job %d: could not give it back: %s", job.id, exc)
+        return False
+    return True
 
 
 def add_earlier_seconds(

@@ -404,12 +404,15 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
     _end_held(session, job_id, worker_id, JobStatus.cancelled, now or utcnow())
 
 
-def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
+def release_job(
+    session: Session, job_id: int, worker_id: str, now: datetime | None = None, *, failed: bool = False
+) -> JobStatus:
     """running -> queued, on a graceful worker shutdown (or -> cancelled if a cancel is pending).
 
     The checkpoint is kept, so the next claim resumes from the last finished epoch. attempts
     goes back down by one: a graceful stop is not a failed attempt, so it never counts towards
-    MLPLAB_MAX_ATTEMPTS. Returns the new status. Raises LeaseLost if the job is no longer ours.
+    MLPLAB_MAX_ATTEMPTS; with `failed` (the worker could not train it: its machine lacks the data) it
+    counts. Returns the new status. Raises LeaseLost if the job is no longer ours.
     """
     now = now or utcnow()
     values = {
@@ -417,7 +420,7 @@ def release_job(session: Session, job_id: int, worker_id: str, now: datetime | N
         "finished_at": case((Job.cancel_requested, literal(now, UTCDateTime())), else_=None),
         "worker_id": None,
         "heartbeat_at": None,
-        "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0),
+        "attempts": Job.attempts if failed else case((Job.attempts > 0, Job.attempts - 1), else_=0),
     }
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
     if status == JobStatus.cancelled:

@@ -29,6 +29,7 @@ from service.settings import Settings
 from service.store import jobs, queries
 from service.store.db import session_scope
 from service.store.models import EpochMetric, Job, Loss
+from service.store.workers import register_worker
 from tests.factories import tiny_spec
 from tests.support import REPO, wait_for
 from tests.workers.conftest import write_dataset
@@ -134,6 +135,41 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, session
     )  # the path: in the log only
     assert failed.finished_at is not None
     assert job(sessions, fine).status == "succeeded"
+
+
+def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(tmp_path, data_dir, db_url, sessions):
+    """One machine without MNIST failed every job of the queue, for good, while others could train them."""
+    (missing,) = enqueue(sessions, small())
+    with session_scope(sessions) as s:  # another machine's worker, live: the job has somewhere to go
+        register_worker(s, "other:1:ab", "other", "boot-other", 1, lease_seconds=3600)
+    lacking = Settings(
+        database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1, lease_seconds=3600
+    )
+    stop = threading.Event()
+    broken = threading.Thread(target=worker.run_worker, args=(lacking,), kwargs={"stop_event": stop})
+    broken.start()
+    try:
+        handed = wait_for(
+            lambda: (j := job(sessions, missing)).attempts == 1 and j.status == "queued" and j, 30
+        )
+        assert handed.error is None and handed.worker_id is None
+        time.sleep(0.5)
+        assert job(sessions, missing).status == "queued"  # backing off: it claims nothing meanwhile
+        worker.run_worker(lacking.model_copy(update={"data_dir": data_dir}), once=True)
+    finally:
+        stop.set()
+        broken.join(30)
+    trained = job(sessions, missing)
+    assert (trained.status, trained.attempts) == ("succeeded", 2)  # the failed attempt counted
+
+
+def test_a_worker_alone_without_the_data_fails_the_job_at_once(tmp_path, db_url, sessions):
+    """No other worker could train it: the job fails with the reason, as before, not queued for ever."""
+    (missing,) = enqueue(sessions, small())
+    lacking = Settings(database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1)
+    worker.run_worker(lacking, once=True)
+    failed = job(sessions, missing)
+    assert (failed.status, failed.attempts) == ("failed", 1) and "MLPLAB_DATA_DIR" in failed.error
 
 
 @pytest.mark.slow  # a worker process
