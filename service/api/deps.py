@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import contextmanager_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.database import Database
@@ -129,13 +130,18 @@ TrainedJobDep = Annotated[Job, Depends(_trained_job)]  # the job of a trained mo
 ModelDep = Annotated[TrainedModel, Depends(_model)]
 
 
-async def require_writer(request: Request) -> None:
+# Declares the bearer token in the OpenAPI document, so that /docs offers "Authorize" (check_token checks it).
+BEARER = HTTPBearer(auto_error=False, scheme_name="token", description="MLPLAB_API_TOKEN")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+async def require_writer(request: Request, _: BearerDep) -> None:
     """State-changing requests need the token when MLPLAB_API_TOKEN is set (guard.py has already checked
     it, before the body, for every method but GET, HEAD, OPTIONS; this holds for any route that writes)."""
     check_token(request.headers, request.app.state.settings)
 
 
-async def require_reader(request: Request) -> None:
+async def require_reader(request: Request, _: BearerDep) -> None:
     """Reads need the token only with MLPLAB_PROTECT_READS=true."""
     settings: Settings = request.app.state.settings
     if settings.protect_reads:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.errors import PROBLEM_JSON
+from service.settings import Settings
 from service.store.models import JobStatus
 
 # By parameter name: the values a first session has (job 1 trained, MNIST present).
@@ -52,6 +53,17 @@ def _problem_only(response: dict[str, Any]) -> None:
         response["content"] = {PROBLEM_JSON: content[others[0]]}
 
 
+def _security_as_configured(schema: dict[str, Any], settings: Settings) -> None:
+    """The token only where this API asks for it: nowhere without MLPLAB_API_TOKEN, on reads only with
+    MLPLAB_PROTECT_READS (every route declares it: deps.BEARER)."""
+    for operations in schema["paths"].values():
+        for method, operation in operations.items():
+            if settings.api_token is None or (method == "get" and not settings.protect_reads):
+                operation.pop("security", None)
+    if settings.api_token is None:
+        schema.get("components", {}).pop("securitySchemes", None)
+
+
 def add_parameter_examples(app: FastAPI) -> None:
     """Install the post-processing above on app.openapi (computed once, on the first request)."""
     build = app.openapi
@@ -59,6 +71,7 @@ def add_parameter_examples(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
+            _security_as_configured(schema, app.state.settings)
             for operations in schema["paths"].values():
                 for operation in operations.values():
                     if operation.get("description"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
+from service.settings import Settings
 from tests.conftest import assert_problem
 
 
@@ -81,3 +83,29 @@ def test_a_missing_dataset_is_a_documented_503_naming_the_setting(settings, tmp_
     for method, path in DATASET_ROUTES:  # every route that reads a dataset says so
         response = paths[path][method]["responses"].get("503")
         assert response and "application/problem+json" in response["content"], f"{method.upper()} {path}"
+
+
+@pytest.mark.parametrize(("token", "protect_reads"), [(None, False), ("t0ken", False), ("t0ken", True)])
+def test_the_document_asks_for_the_token_where_this_api_does(tmp_path, token, protect_reads):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", api_token=token, protect_reads=protect_reads
+    )
+    with TestClient(create_app(settings)) as client:
+        schema = client.get("/openapi.json").json()
+    secured = {
+        (method, path)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"token": []}]
+    }
+    writes = {(m, p) for p, ops in schema["paths"].items() for m in ops if m in ("post", "put", "delete")}
+    reads = {(m, p) for p, ops in schema["paths"].items() for m in ops if m == "get"}
+    if token is None:
+        assert not secured and "securitySchemes" not in schema.get("components", {})
+        return
+    assert schema["components"]["securitySchemes"]["token"] == {
+        "type": "http", "scheme": "bearer", "description": "MLPLAB_API_TOKEN"
+    }  # fmt: skip
+    assert writes <= secured  # /docs' "Authorize" sends it with every write
+    opened = {("get", p) for p in ("/healthz", "/readyz", "/openapi.json") if ("get", p) in reads}
+    assert (reads & secured) == (reads - opened if protect_reads else set())

@@ -121,3 +121,25 @@ def test_with_protected_reads_the_jobs_page_loads_after_the_token(browser, priva
         other.wait_for_selector("#view .token-form")
         other.close()
         w.assert_clean()
+
+
+def test_the_docs_ui_authorizes_with_the_token_and_writes(browser, guarded):  # noqa: F811
+    """/docs had no "Authorize": every "Try it out" of a write was a 401 the page gave no way round."""
+    with guarded.client(headers=AUTH) as client:
+        before = client.get("/jobs").json()["count"]
+    with watched_page(browser, guarded.url) as w:
+        page = w.page
+        page.goto("/docs")
+        page.wait_for_selector(".opblock")
+        page.click("button.authorize")
+        page.fill(".modal-ux input[type=text], .modal-ux input[type=password]", TOKEN)
+        page.click(".modal-ux button.authorize[type=submit], .modal-ux .auth-btn-wrapper button.authorize")
+        page.click(".modal-ux button.btn-done")
+        page.click(".opblock-post:has-text('/jobs') >> nth=0")
+        post = page.locator(".opblock-post.is-open")
+        post.locator("button:has-text('Try it out')").click()
+        post.locator("button:has-text('Execute')").click()
+        post.locator(".live-responses-table .response-col_status:has-text('202')").wait_for()
+        w.assert_clean()
+    with guarded.client(headers=AUTH) as client:
+        assert client.get("/jobs").json()["count"] == before + 1  # the example job, queued
