@@ -24,6 +24,7 @@ from typing import Any, cast
 from uvicorn._types import ASGISendEvent, HTTPResponseStartEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from service.api.security import SECURITY_HEADERS
 from service.errors import PROBLEM_JSON, Problem
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
@@ -34,8 +35,9 @@ LINGER_BYTES = 1 << 20  # and this much at most
 def _problem(status: int, title: str, detail: str) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, its body RFC 9457 problem+json."""
     body = Problem(title=title, status=status, detail=detail).model_dump_json(exclude_none=True).encode()
+    security = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items())  # as every answer
     head = (
-        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_JSON}\r\n"
+        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_JSON}\r\n{security}"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body

@@ -137,6 +137,7 @@ def test_a_request_that_stops_coming_is_answered_408_or_closed(tmp_path):
             else:
                 assert answer.startswith(b"HTTP/1.1 408 "), answer
                 assert b"application/problem+json" in answer and b"MLPLAB_KEEP_ALIVE_SECONDS" in answer
+                assert b"\r\nx-content-type-options: nosniff\r\n" in answer  # as every answer
         with service.client() as client:
             assert client.get("/healthz").status_code == 200
             assert client.get("/jobs").json()["count"] == 0  # the half-sent job was never queued
@@ -186,6 +187,7 @@ def test_a_huge_request_head_is_431_before_it_is_read(tmp_path, where):
             assert answer == b"" or answer.startswith(b"HTTP/1.1 401 "), answer[:200]
         else:
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+            assert b"\r\ncontent-security-policy: default-src 'self'" in answer, answer[:600]
         assert sent < 10_000_000 and memory(pid)["VmHWM"] - before < 20_000_000, (sent, answer[:100])
         with service.client() as client:  # a head of a few kB is still served
             response = client.get("/healthz", headers={"x-long": "a" * 8000})
