@@ -58,6 +58,9 @@ def test_the_docs_ui_is_served_without_a_cdn(client):
             and len(served.content) > 100_000
             and "max-age" in served.headers["cache-control"]
         )
+    # and nothing else of the package: its demo page calls petstore.swagger.io, its maps weigh 8 MB
+    for other in ("index.html", "oauth2-redirect.html", "swagger-ui-bundle.js.map", "swagger-ui.js"):
+        assert client.get(f"/static/swagger/{other}").status_code == 404, other
 
 
 DATASET_ROUTES = [
