@@ -55,7 +55,7 @@ EXPOSE 8000
 
 # The API's readiness (database reachable and migrated); urllib, as the image has no curl.
 # A worker serves no HTTP: docker-compose.yml gives the worker service its own check.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('MLPLAB_PORT', '8000'), timeout=4)"]
+# The API's readiness; a worker's container runs `mlplab health --worker` instead (docker-compose.yml).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["mlplab", "health"]
 
 CMD ["mlplab", "api"]

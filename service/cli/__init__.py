@@ -33,7 +33,12 @@ def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
     dev.add_argument("--host", help="bind address (default 127.0.0.1)")
     dev.add_argument("--port", type=_port, help="port (default 8000)")
-    for parser in (api, worker, dev):
+    health = sub.add_parser(
+        "health",
+        help="exit 0 when this machine's API is ready (--worker: its worker is alive): a HEALTHCHECK",
+    )
+    health.add_argument("--worker", action="store_true", help="check this host's worker instead of the API")
+    for parser in (api, worker, dev, health):
         parser.set_defaults(run=serve.run)
 
 

@@ -105,7 +105,8 @@ def healthcheck_argv(test: list[str]) -> list[str]:
     if kind == "CMD-SHELL":
         return ["/bin/sh", "-c", argv[0]]
     assert kind == "CMD", test
-    return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+    program = {"python": [sys.executable], "mlplab": [sys.executable, "-m", "service.cli"]}
+    return [*program.get(argv[0], [argv[0]]), *argv[1:]]
 
 
 # --- running a service as a local process ------------------------------------------------------
@@ -261,9 +262,10 @@ def test_each_service_runs_as_compose_starts_it(compose_root, db_url):
 
         wait_for(api_healthy, 60, "the api's HEALTHCHECK")
 
-        worker_env, worker_cwd = start("worker")  # depends_on: api healthy
         check = healthcheck_argv(compose_file()["services"]["worker"]["healthcheck"]["test"])
-        assert healthy(check, worker_env, worker_cwd), logs()
+        assert not healthy(check, api_env, api_cwd)  # no worker yet: a crash-looping one is not healthy
+        worker_env, worker_cwd = start("worker")  # depends_on: api healthy
+        wait_for(lambda: healthy(check, worker_env, worker_cwd), 60, "the worker's healthcheck")
 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             ready = client.get("/readyz").json()
