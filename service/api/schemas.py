@@ -644,3 +644,7 @@ class ImportancePublic(BaseModel):
         description="Each searched field's importance (Optuna's PED-ANOVA), most important first, summing to "
         "1; empty before two trials have succeeded with different accuracies."
     )
+    trials: int = Field(
+        description="The succeeded trials it rests on (the others weigh nothing): with a few, fields that "
+        "varied together share the credit, and the scores say little."
+    )

@@ -72,9 +72,10 @@ def show(client: ApiClient, study: Json) -> None:
     print(summary(study))
     print(study_table(study))
     chance_notes(study["trials"], key="job_id")
-    scores = client.get(f"/studies/{study['id']}/importance")["importance"]
-    if scores:
-        print("importance: " + ", ".join(f"{name} {score:.2f}" for name, score in scores.items()))
+    answer = client.get(f"/studies/{study['id']}/importance")
+    if scores := answer["importance"]:
+        shown = ", ".join(f"{name} {score:.2f}" for name, score in scores.items())
+        print(f"importance (from {answer['trials']} succeeded trials): {shown}")
 
 
 def watch(client: ApiClient, study: Json, interval: float) -> Json:

@@ -54,7 +54,7 @@ from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import foresee_extend
-from service.store.models import Job
+from service.store.models import Job, JobStatus
 from service.store.queries import list_studies, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 
@@ -230,8 +230,9 @@ def _trials(session: Session, study_id: int) -> tuple[StudyCreate, list[TrialRec
 @router.get("/{study_id}/importance", response_model=ImportancePublic)
 async def read_importance(study_id: int, database: DatabaseDep) -> ImportancePublic:
     """Each searched field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
-    trials = await database.run(_trials, study_id)
-    return ImportancePublic(importance=await run_in_threadpool(importance, *trials))
+    config, trials = await database.run(_trials, study_id)
+    succeeded = sum(t.status == JobStatus.succeeded for t in trials)
+    return ImportancePublic(importance=await run_in_threadpool(importance, config, trials), trials=succeeded)
 
 
 @router.get("/{study_id}/figures/{figure}")

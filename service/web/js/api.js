@@ -84,7 +84,7 @@ export const sweep = (id) => request(`/sweeps/${part(id)}`);
 export const studies = (query) => request(path("/studies", query));
 export const study = (id) => request(`/studies/${part(id)}`);
 /** Each searched field's importance for validation accuracy, most important first: {field: share}. */
-export const studyImportance = (id) => request(`/studies/${part(id)}/importance`).then((body) => body.importance);
+export const studyImportance = (id) => request(`/studies/${part(id)}/importance`);
 
 export const models = (query) => request(path("/models", query));
 export const model = (id) => request(`/models/${part(id)}`);

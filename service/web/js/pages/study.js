@@ -12,6 +12,7 @@ import { chanceMark, statusBadge, warningView } from "../widgets.js";
 const REFRESH_MS = 3000;
 const ENDED = ["succeeded", "pruned", "failed", "cancelled"];
 const PRUNED_COLOR = "#9aa3ae";
+const FEW_TRIALS = 10; // below it, importance is worded as the guess it is
 
 export async function studyPage(ctx, root) {
   const [study, importance, spec] = await Promise.all([api.study(ctx.args[0]), api.studyImportance(ctx.args[0]), trainSpecSchema()]);
@@ -175,12 +176,13 @@ function trialsParcoords(el, study, fields, spec, signal) {
   return parallelChart(el, dims, { label: "validation accuracy", values: succeeded.map((p) => p.y) }, { signal });
 }
 
-function importanceChart(el, importance, signal) {
+function importanceChart(el, { importance, trials }, signal) {
   const names = Object.keys(importance);
   if (!names.length) {
     fill(el, h("p", { class: "muted" }, "Shown once two trials have succeeded with different accuracies."));
     return null;
   }
+  el.before(h("p", { class: "muted", id: "importance-trials" }, `From ${trials} succeeded trials${trials < FEW_TRIALS ? ": too few to say much; fields that varied together share the credit" : ""}.`));
   const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
   return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
 }
