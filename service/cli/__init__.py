@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import get_args
 
 from service.cli import aliases, client, serve, studies
-from service.ml.spec import NUM_CLASSES
+from service.ml.spec import NUM_CLASSES, DatasetName
 from service.settings import SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
@@ -82,6 +83,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     jobs.add_argument("--limit", type=int, default=50)
     models = command("models", client.cmd_models, "list trained models, best first")
     models.add_argument("--sort", choices=MODEL_SORTS, default=MODEL_SORTS[0])
+    models.add_argument("--dataset", choices=get_args(DatasetName), help="only the models of this dataset")
     compare = command(
         "compare",
         client.cmd_compare,

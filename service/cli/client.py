@@ -348,7 +348,7 @@ def chance_notes(items: list[Json], key: str = "id") -> None:
 
 
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
-    page = client.get("/models", sort=args.sort)
+    page = client.get("/models", sort=args.sort, dataset=args.dataset)
     rows = [
         [
             m["id"],

@@ -22,6 +22,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    or_,
     select,
 )
 from sqlalchemy.orm import Session, defer, joinedload
@@ -273,11 +274,20 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
 BEST_FIRST = (RANK_SCORE.desc(), TrainedModel.job_id.desc())
 
 
+DEFAULT_DATASET: str = TrainSpec.model_fields["dataset"].default  # a spec stored before datasets had a name
+
+
 def trained_datasets(session: Session) -> list[str]:
-    """The datasets the trained models learned (a row stored before datasets had a name: the default)."""
+    """The datasets the trained models learned."""
     name = Job.spec["dataset"].as_string()
     found = session.scalars(select(name).join(TrainedModel, TrainedModel.job_id == Job.id).distinct())
-    return sorted({value or TrainSpec.model_fields["dataset"].default for value in found})
+    return sorted({value or DEFAULT_DATASET for value in found})
+
+
+def of_dataset(dataset: str) -> ColumnElement[bool]:
+    """The jobs that learn `dataset`."""
+    name = Job.spec["dataset"].as_string()
+    return or_(name == dataset, name.is_(None)) if dataset == DEFAULT_DATASET else name == dataset
 
 
 def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:
@@ -302,6 +312,7 @@ def list_models(
     sort: ModelSort = "validation_accuracy",
     limit: int | None = None,
     offset: int = 0,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> list[TrainedModel]:
     """Trained models in `sort`'s order (newest first among equals), each with `.job` loaded.
 
@@ -321,6 +332,7 @@ def list_models(
             defer(TrainedModel.predictions_train, raiseload=True),
             defer(TrainedModel.predictions_test, raiseload=True),
         )
+        .where(*[TrainedModel.job_id.in_(select(Job.id).where(*where))] if where else [])
         .order_by(*_MODEL_ORDERS[sort]),
         limit,
         offset,

@@ -108,6 +108,9 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
         assert row[13] == f"{model['validation_accuracy']:.2%}"
     stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
     assert f"! {stuck}: " in err  # the model that learned nothing, flagged
+    assert mlplab(capsys, "models", "--dataset", "mnist")[1] == out  # all of them learned MNIST
+    status, out, _ = mlplab(capsys, "models", "--dataset", "fashion-mnist")
+    assert status == 0 and len(out.splitlines()) == 1  # the header alone
 
 
 def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_bar(api, capsys):

@@ -4,8 +4,9 @@ accuracy, confusion, weights, ONNX, and training one again."""
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from fastapi import Response
+from fastapi import Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -40,11 +41,18 @@ from service.api.schemas import (
 from service.errors import NOT_TRAINED_DOC, SUBMIT_DOCS, Responses
 from service.ml.data import DATASETS
 from service.ml.metrics import class_scores
-from service.ml.spec import SplitName
+from service.ml.spec import DatasetName, SplitName
 from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
-from service.store.queries import ModelSort, aliases_by_model, count_models, job_spec, list_models
+from service.store.queries import (
+    ModelSort,
+    aliases_by_model,
+    count_models,
+    job_spec,
+    list_models,
+    of_dataset,
+)
 
 router = reader_router("models", "/models", responses=NOT_TRAINED_DOC)
 
@@ -83,9 +91,12 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
     )
 
 
-def _models_page(session: Session, /, sort: ModelSort, limit: int, offset: int) -> ModelsPublic:
-    rows = list_models(session, sort=sort, limit=limit, offset=offset)
-    total, validated = count_models(session)
+def _models_page(
+    session: Session, /, sort: ModelSort, limit: int, offset: int, dataset: DatasetName | None
+) -> ModelsPublic:
+    where = [] if dataset is None else [of_dataset(dataset)]
+    rows = list_models(session, sort=sort, limit=limit, offset=offset, where=where)
+    total, validated = count_models(session, *where)
     order = ranked_by(total, validated) if sort == "validation_accuracy" else sort
     named = aliases_by_model(session, [m.job_id for m in rows])
     data = [model_public(m, named.get(m.job_id, [])) for m in rows]
@@ -98,10 +109,14 @@ async def read_models(
     sort: ModelSort = "validation_accuracy",
     limit: PageLimit = 100,
     offset: PageOffset = 0,
+    dataset: Annotated[
+        DatasetName | None,
+        Query(description="Only the models of this dataset: accuracies on two datasets rank nothing"),
+    ] = None,
 ) -> Response:
     """Trained models with their key hyperparameters, accuracies and aliases, best first (as ranked_by
     says) or newest first, a page at a time."""
-    return json_response(await database.read_page(_models_page, sort, limit, offset))
+    return json_response(await database.read_page(_models_page, sort, limit, offset, dataset))
 
 
 @router.get("/{model}", response_model=ModelPublic)
