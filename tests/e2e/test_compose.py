@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from service.store.db import BUSY_TIMEOUT_MS
 from tests.factories import job_body
 from tests.support import REPO, environment_without_settings, free_port, real_data_dir, wait_for
 
@@ -183,6 +184,8 @@ def test_the_files_describe_one_image_two_roles_and_a_postgres_profile():
     assert api["volumes"] == worker["volumes"] == ["mlplab-data:/data"]
     assert worker["depends_on"] == {"api": {"condition": "service_healthy"}}
     assert "container_name" not in worker and "ports" not in worker  # `--scale worker=3`
+    # a stopping worker's release may wait out SQLite's busy timeout: the grace must outlast it
+    assert int(worker["stop_grace_period"].removesuffix("s")) > BUSY_TIMEOUT_MS / 1000
     assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(
         services, "unless-stopped"
     )
