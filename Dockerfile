@@ -55,7 +55,7 @@ EXPOSE 8000
 
 # The API's readiness (database reachable and migrated); urllib, as the image has no curl.
 # A worker serves no HTTP: docker-compose.yml gives the worker service its own check.
-# The API's readiness; a worker's container runs `mlplab health --worker` instead (docker-compose.yml).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["mlplab", "health"]
+# The API's readiness (service/health.py, light to import); a worker's container checks its worker instead.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-m", "service.health"]
 
 CMD ["mlplab", "api"]

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -198,46 +197,12 @@ def serve_dev(host: str | None = None, port: int | None = None) -> int:
     return 0
 
 
-def health(worker: bool) -> int:
-    """`mlplab health`: 0 when the API on this machine's MLPLAB_PORT answers /readyz with 200; with
-    `worker`, when a worker of this host (a container's hostname) has a fresh heartbeat: a crash-looping
-    or hung worker is not healthy. 1 otherwise, with one line why: a container's HEALTHCHECK."""
-    settings = get_settings()
-    try:
-        if not worker:
-            import httpx
-
-            status = httpx.get(f"http://127.0.0.1:{settings.port}/readyz", timeout=HEALTH_TIMEOUT).status_code
-            if status != 200:
-                print(f"mlplab health: /readyz answered {status}", file=sys.stderr)
-            return 0 if status == 200 else 1
-        from service.store.db import make_engine, make_sessionmaker, session_scope
-        from service.store.queries import live_workers
-
-        engine = make_engine(settings.database_url)
-        try:
-            with session_scope(make_sessionmaker(engine)) as session:
-                here = [
-                    w for w in live_workers(session, settings.lease_seconds) if w.host == socket.gethostname()
-                ]
-        finally:
-            engine.dispose()
-        if not here:
-            print(f"mlplab health: no worker of {socket.gethostname()} with a heartbeat in the last "
-                  f"{settings.lease_seconds:g} s (MLPLAB_LEASE_SECONDS)", file=sys.stderr)  # fmt: skip
-        return 0 if here else 1
-    except Exception as exc:  # whatever went wrong, a health check answers: unhealthy, and why
-        print(f"mlplab health: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-
-
-HEALTH_TIMEOUT = 4.0  # seconds: within the HEALTHCHECK's own 5 s timeout
-
-
 def run(args: argparse.Namespace) -> int:
     """Run `api`, `worker` or `dev` as parsed (or check one's health); the exit status."""
     if args.command == "health":
-        return health(args.worker)
+        from service.health import check
+
+        return check(args.worker)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "api":
         serve_api(args.host, args.port, args.workers)
