@@ -62,15 +62,15 @@ from service.store.jobs import (
 )
 from service.store.models import Job, JobStatus
 from service.store.queries import (
-    count_live_workers,
     get_epochs,
     get_job,
     get_model,
     get_study,
     job_spec,
+    live_workers,
     study_trials,
 )
-from workers.presence import Presence
+from workers.presence import Presence, host_key
 
 log = logging.getLogger("workers")
 
@@ -125,13 +125,17 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
             except DataUnavailable as missing:
                 presence.end_job()
                 log.error(
-                    "job %d went back to the queue: this machine cannot load %s (MLPLAB_DATA_DIR); "
-                    "no claim for %g s",
-                    job.id, missing, backoff,
-                )  # fmt: skip
-                if not once:  # --once trains what it finds: the job comes back, its attempts run out
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, MOST_DATA_BACKOFF_SECONDS)
+                    "job %d went back to the queue: this machine cannot load %s (MLPLAB_DATA_DIR)",
+                    job.id,
+                    missing,
+                )
+                if (
+                    once
+                ):  # it would claim the same job again (claims go oldest first) until its attempts ran out
+                    break
+                log.info("no claim for %g s", backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MOST_DATA_BACKOFF_SECONDS)
                 continue
             backoff = DATA_BACKOFF_SECONDS
             presence.end_job()
@@ -219,13 +223,15 @@ class DataUnavailable(Exception):
 
 
 def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], settings: Settings) -> bool:
-    """Give a job whose dataset this machine lacks back to the queue, an attempt counted, when another
-    live worker may have it (one machine's missing files failed every job of the queue); False (fail
-    it) when this worker is alone or the job has used its attempts."""
+    """Give a job whose dataset this machine lacks back to the queue, an attempt counted, when a live
+    worker of another machine may have it (one machine's missing files failed every job of the queue;
+    this machine's other workers lack them too); False (fail it) when there is none or the job has used
+    its attempts."""
     try:
         with session_scope(sessions) as session:
-            alone = count_live_workers(session, settings.lease_seconds).live <= 1
-        if alone or job.attempts >= settings.max_attempts:
+            here = host_key()
+            elsewhere = any(w.host_key != here for w in live_workers(session, settings.lease_seconds))
+        if not elsewhere or job.attempts >= settings.max_attempts:
             return False
         recorder.write(release_job, failed=True)
     except (SQLAlchemyError, LeaseLost) as exc:

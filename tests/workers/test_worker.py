@@ -33,7 +33,7 @@ from service.store.workers import register_worker
 from tests.factories import tiny_spec
 from tests.support import REPO, wait_for
 from tests.workers.conftest import write_dataset
-from workers import worker
+from workers import presence, worker
 
 
 @pytest.fixture
@@ -161,12 +161,22 @@ def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(tmp_path, d
         broken.join(30)
     trained = job(sessions, missing)
     assert (trained.status, trained.attempts) == ("succeeded", 2)  # the failed attempt counted
+    # --once gives it back and stops, rather than claim it again (oldest first) until it failed
+    (again,) = enqueue(sessions, small(seed=1))
+    worker.run_worker(lacking, once=True)
+    handed = job(sessions, again)
+    assert (handed.status, handed.attempts) == ("queued", 1)
 
 
 def test_a_worker_alone_without_the_data_fails_the_job_at_once(tmp_path, db_url, sessions):
-    """No other worker could train it: the job fails with the reason, as before, not queued for ever."""
+    """No other machine's worker could train it (this machine's lack the data too): the job fails with
+    the reason, as before, not queued for ever."""
     (missing,) = enqueue(sessions, small())
-    lacking = Settings(database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1)
+    with session_scope(sessions) as s:  # a sibling on this machine: no help
+        register_worker(s, "sibling:1:ab", "sibling", presence.host_key(), 1, lease_seconds=3600)
+    lacking = Settings(
+        database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1, lease_seconds=3600
+    )
     worker.run_worker(lacking, once=True)
     failed = job(sessions, missing)
     assert (failed.status, failed.attempts) == ("failed", 1) and "MLPLAB_DATA_DIR" in failed.error
