@@ -319,7 +319,10 @@ PROBLEM_RESPONSES: Responses = {
     403: problem_doc("Wrong bearer token, or a cross-site request without one"),
     404: problem_doc("Not found"),
     422: problem_doc("Invalid request"),
-    503: problem_doc("Database unavailable: damaged, unreadable or unreachable (see /readyz)"),
+    503: problem_doc(
+        "Database unavailable: damaged, unreadable or unreachable (see /readyz); or busy, another writer "
+        "holding it past the busy timeout (Retry-After: retry)"
+    ),
 }
 # Routes that need a trained model (not_trained).
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import SessionDep, SettingsDep, reader_router
+from service.api.deps import ReaderDep, SessionDep, SettingsDep
 from service.api.monitoring import Monitoring, read_state
-from service.errors import database_unavailable
+from service.errors import PROBLEM_RESPONSES, database_unavailable
 
 log = logging.getLogger(__name__)
 
-router = reader_router("metrics")
+# Not the database's 503 every other route documents: without the database a scrape answers 200 with
+# mlplab_database_up 0.
+router = APIRouter(
+    tags=["metrics"],
+    dependencies=[ReaderDep],
+    responses={code: doc for code, doc in PROBLEM_RESPONSES.items() if code != 503},
+)
 
 
 @router.get(
