@@ -23,6 +23,7 @@ EXAMPLES: dict[str, Any] = {
     "split": "test",
     "index": 10,
     "name": "mnist",
+    "dataset": "mnist",
     "ids": "1,2",
     "status": JobStatus.succeeded,
     "backend": "numpy",
