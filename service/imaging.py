@@ -23,8 +23,8 @@ MIN_CONTRAST = 0.1  # ink must differ from the background by ~25 of 255 levels, 
 NOISE = 0.1  # after stretching, fainter pixels are paper texture or JPEG ringing, not ink
 TARGET_STROKE = 2.0  # stroke width in the 28x28 output, in pixels: MNIST's is 1.2-2.9 (5th-95th percentile)
 MID_SCALE = 4  # thin strokes are measured and widened at 4x the 20-pixel box
-# Uploads (and JSON batches past 64 kB) one API process handles together: bounds their memory; more
-# would not be faster on its cores.
+# Uploads (and JSON batches past routes.predictions.ON_LOOP_BYTES) one API process handles together:
+# bounds their memory; more would not be faster on its cores.
 DECODES_AT_ONCE = 2
 
 

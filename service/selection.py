@@ -71,9 +71,8 @@ def summarize(values: Sequence[float]) -> Summary | None:
     mean = _mean(values)
     if n == 1:
         return Summary(1, mean, None, None, None)
-    if _constant(
-        values
-    ):  # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
+    # every run agrees: scipy's interval is undefined at scale 0, the interval is a point
+    if _constant(values):
         return Summary(n, mean, 0.0, mean, mean)
     std = float(np.std(values, ddof=1))
     # scipy here, not at the top: the CLI ranks with rank_key without paying scipy's import. Student's

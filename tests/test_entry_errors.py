@@ -92,7 +92,7 @@ def test_a_port_that_is_not_one_is_refused_by_name(capsys, port):
     for argv in (["api", "--port", port], ["dev", "--port", port]):
         assert _exit_status(argv) == 2, argv
         err = capsys.readouterr().err
-        assert f"argument --port: {port!r} is not a port: give a number from 1 to 65535" in err, err
+        assert f"argument --port: {port!r} is not a port: Input should be " in err, err
 
 
 def test_the_metrics_folder_is_emptied_of_prometheus_files_alone(tmp_path, monkeypatch):

@@ -7,21 +7,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import get_args
+from typing import Annotated, get_args
+
+from pydantic import TypeAdapter, ValidationError
 
 from service.cli import aliases, client, serve, studies
 from service.ml.spec import NUM_CLASSES, DatasetName
-from service.settings import SettingsError
+from service.settings import Settings, SettingsError
 from service.store.models import JobStatus
 from service.store.queries import MODEL_SORTS
 
+# --port takes what MLPLAB_PORT takes (0 fell back to MLPLAB_PORT; 70000 was a traceback).
+PORT = TypeAdapter(Annotated[int, *Settings.model_fields["port"].metadata])
+
 
 def _port(text: str) -> int:
-    """--port's value: a port to listen on (0 fell back to MLPLAB_PORT; 70000 was a traceback)."""
-    port = int(text) if text.strip().isdigit() else -1
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
-    return port
+    try:
+        return PORT.validate_python(text.strip(), strict=False)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: {exc.errors()[0]['msg']}") from None
 
 
 def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -547,7 +547,7 @@ def foresee_extend(session: Session, study_id: int, more: int) -> None:
     it will queue (as foresee_end). Ends its read transaction: the caller's begin_write starts a fresh
     one, which SQLite could not upgrade from a read."""
     study = get_study(session, study_id)
-    if study is not None:
+    if study is not None and study.status != StudyStatus.cancelled:  # extend_study refuses those
         config, records = study_trials(session, study)
         with contextlib.suppress(ValueError):  # a grid without the points: extend_study's 422 says so
             next_trials(config.model_copy(update={"trials": study.trials + more}), records)

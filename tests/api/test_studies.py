@@ -117,7 +117,7 @@ def test_a_grid_too_large_to_hold_in_memory_is_a_422_naming_the_space_and_the_li
     assert nothing_stored(client)
 
 
-def test_a_space_of_many_seeds_still_checks_train_limit_against_validation_size_together(client):
+def test_a_space_of_many_seeds_still_checks_its_train_limit_against_the_bases_validation_size(client):
     """1,000 seeds x 5 epochs pushed the check to each field alone: train_limit 30,001 beside
     validation_size 30,000 (30,000 left to train on) was accepted, as POST /jobs would not."""
     space = {
@@ -262,10 +262,11 @@ def test_a_study_asks_its_sampler_before_the_write_lock(client, settings, monkey
     if route == "extend":  # a finished study, to ask for 2 more
         study_id = client.post("/studies", json=STUDY | {"trials": 2, "seed": 7}).json()["id"]
         run_trials(settings, lambda spec: 0.5)
-    asking, answered = threading.Event(), []
+    asking, answered, asked = threading.Event(), [], []
     slow = engine.next_params
 
     def next_params(config, trials):
+        asked.append(len(trials))
         asking.set()
         time.sleep(0.5)  # the sampler at work
         return slow(config, trials)
@@ -285,3 +286,4 @@ def test_a_study_asks_its_sampler_before_the_write_lock(client, settings, monkey
     answered.append(("job", client.post("/jobs", json=job_body()).status_code))
     study.join(30)
     assert answered == [("job", 202), ("study", 202)]  # the job did not wait for the study's asks
+    assert len(asked) == 2  # each trial asked for once: under the lock, the answers were looked up

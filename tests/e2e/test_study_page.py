@@ -101,7 +101,9 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
         assert all("–" in v for v in dims[0]["values"])  # a searched number as ranges, not one per trial
         assert page.locator("#study-parcoords svg .paths path").count() >= 1
         # four trials: the page says what the bars rest on, and that it is little
-        assert page.inner_text("#importance-trials").startswith("From 4 succeeded trials: too few to say much")
+        assert page.inner_text("#importance-trials").startswith(
+            "From 4 succeeded trials: too few to say much"
+        )
         (bars,) = traces(page, "#study-importance")
         assert (
             bars["type"] == "bar" and bars["x"] == list(importance) and bars["y"] == list(importance.values())

@@ -120,9 +120,8 @@ def submit_study(
             f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
         )
     check_study_budget(body, settings)
-    next_trials(
-        body, []
-    )  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
+    # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
+    next_trials(body, [])
     check_queue_room(session, settings, trials_to_queue(body, []), "parallelism")
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
@@ -181,11 +180,15 @@ def cancel(study_id: int, session: SessionDep) -> StudyPublic:
 )
 def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
+    before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
+    check_trial_limit(settings, before.trials + body.trials, f"{before.trials:,} + {body.trials:,}")
     foresee_extend(session, study_id, body.trials)
     begin_write(session)
     study = require_study(session, study_id)
     total = study.trials + body.trials
-    check_trial_limit(settings, total, f"{study.trials:,} + {body.trials:,}")
+    check_trial_limit(
+        settings, total, f"{study.trials:,} + {body.trials:,}"
+    )  # again: another may have extended it
     config, records = study_trials(session, study)
     check_queue_room(
         session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records), "trials"

@@ -118,7 +118,8 @@ function bestView(sweep, spec) {
   ];
 }
 
-/** How far the best is ahead of the next, on the split that ranked both; none across two splits. */
+/** How far the best is ahead of the next, on the split that ranked both; none across two splits (a sweep
+ * stored before sweeps kept validation_size fixed). */
 function margin(sweep, best, next, spec) {
   const on = rankedOn(best);
   if (rankedOn(next) !== on) return `the next (${config(next, spec)}) was ranked on ${splitOf(next)} accuracy, the best on ${splitOf(best)}: different splits, so no gap and no test`;
