@@ -24,16 +24,25 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from service.errors import ProblemError
-
 DPI = 100
 DRAWS_WAITING = 4  # figures that may queue behind the one being drawn (each a few tenths of a second)
 RETRY_AFTER_SECONDS = 2  # a refused figure's Retry-After: about what the waiting ones take to draw
 FIGURE_QUEUE_FULL = f"Figure queue full: {DRAWS_WAITING} figures already queue to be drawn (Retry-After)"
 
 
+class FigureQueueFull(Exception):
+    """More figures than the queue holds already wait: the API answers 503 with Retry-After (main.py)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} figures already queue to be drawn on this API process, the most it holds. "
+            f"Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once."
+        )
+
+
 class FigureQueue:
-    """A lock that at most `limit` figures queue for, gathering their data or waiting; one more gets a 503."""
+    """A lock that at most `limit` figures queue for, gathering their data or waiting; one more raises
+    FigureQueueFull."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -42,14 +51,8 @@ class FigureQueue:
         self._drawing = threading.Lock()
         self._counting = threading.Lock()  # guards the counts and the try of `_drawing` together
 
-    def full(self) -> ProblemError:
-        return ProblemError(
-            503,
-            "Figure queue full",
-            f"{self.limit} figures already queue to be drawn on this API process, the most it holds. "
-            f"Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+    def full(self) -> FigureQueueFull:
+        return FigureQueueFull(self.limit)
 
     @contextmanager
     def gathering_data(self) -> Iterator[None]:

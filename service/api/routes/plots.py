@@ -7,7 +7,8 @@ from functools import partial
 from typing import Annotated, Concatenate, Literal, ParamSpec
 
 import numpy as np
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +25,7 @@ from service.api.deps import (
 from service.api.inference import CHUNK, Inference, first_mistakes
 from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
-from service.errors import NOT_TRAINED_DOC, Responses, problem_doc
+from service.errors import NOT_TRAINED_DOC, Responses, problem_doc, problem_response
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
 from service.ml.spec import SplitName
@@ -45,6 +46,13 @@ FIGURE_DOC: Responses = PNG_DOC | {
 DATASET_FIGURE_DOC: Responses = PNG_DOC | {
     503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database, or the dataset's files, unavailable")
 }
+
+
+async def figure_queue_full(request: Request, exc: plots.FigureQueueFull) -> JSONResponse:
+    """A figure refused at the drawing queue: 503, to retry (service.plots.FigureQueue)."""
+    headers = {"Retry-After": str(plots.RETRY_AFTER_SECONDS)}
+    return problem_response(request, 503, "Figure queue full", str(exc), headers=headers)
+
 
 router = reader_router("plots", responses=NOT_TRAINED_DOC)
 
