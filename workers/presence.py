@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -112,6 +113,9 @@ class Presence(threading.Thread):
         self.job_id: int | None = None
         self.threads = 0  # the running job's share of the cores: the training thread applies it (worker.py)
         self.standing_by = False
+        self.lacking: dict[
+            str, float
+        ] = {}  # dataset -> until when (monotonic) this machine claims none of its jobs
         self._room_seen = False  # the last rebalance found cores to grow into
         self._done = threading.Event()
         self._beating = threading.Lock()  # one beat at a time: a stale one never lands after a fresh one
@@ -145,7 +149,9 @@ class Presence(threading.Thread):
             with session_scope(self.sessions) as session:
                 begin_write(session)
                 standing_by, threads = self._decide(session, once)
-                job = claim_job(session, self.worker_id) if threads else None
+                now = time.monotonic()
+                skip = [dataset for dataset, until in self.lacking.items() if until > now]
+                job = claim_job(session, self.worker_id, skip=skip) if threads else None
                 if job is not None or standing_by != self.standing_by:  # GET /workers shows it at once
                     job_id, recorded = (None, self.threads) if job is None else (job.id, threads)
                     self._record(session, job_id, recorded, standing_by)

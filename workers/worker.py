@@ -76,7 +76,7 @@ log = logging.getLogger("workers")
 
 FLUSH_SECONDS = 0.5  # buffered losses are written at most this often (and at each epoch's end)
 RETRY_SECONDS = 1.0  # between two tries to record a job's end in a database that cannot be written
-DATA_BACKOFF_SECONDS = 30.0  # a worker that lacks a job's dataset claims nothing this long, doubling
+DATA_BACKOFF_SECONDS = 30.0  # a worker that lacks a job's dataset claims none of its jobs this long, doubling
 MOST_DATA_BACKOFF_SECONDS = 600.0
 FIRST_IDLE_SLEEP = 0.05  # an empty queue's first sleep; it doubles up to settings.worker_poll_seconds
 
@@ -101,7 +101,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     url = make_url(settings.database_url).render_as_string(hide_password=True)
     log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
     processed = idle = 0
-    backoff = DATA_BACKOFF_SECONDS
+    backoffs: dict[str, float] = {}  # dataset -> the next wait before claiming its jobs again
     try:
         while not stop.is_set():
             try:
@@ -124,20 +124,15 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
                 processed += run_job(job, settings, sessions, worker_id, stop, presence)
             except DataUnavailable as missing:
                 presence.end_job()
-                log.error(
-                    "job %d went back to the queue: this machine cannot load %s (MLPLAB_DATA_DIR)",
-                    job.id,
-                    missing,
-                )
-                if (
-                    once
-                ):  # it would claim the same job again (claims go oldest first) until its attempts ran out
+                dataset = str(missing)
+                log.error("job %d went back to the queue: this machine cannot load %s", job.id, dataset)
+                if once:  # it would claim the same job again (claims go oldest first)
                     break
-                log.info("no claim for %g s", backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MOST_DATA_BACKOFF_SECONDS)
+                wait = backoffs.get(dataset, DATA_BACKOFF_SECONDS)
+                backoffs[dataset] = min(wait * 2, MOST_DATA_BACKOFF_SECONDS)
+                presence.lacking[dataset] = time.monotonic() + wait
+                log.info("no claim of %s jobs for %g s (MLPLAB_DATA_DIR)", dataset, wait)
                 continue
-            backoff = DATA_BACKOFF_SECONDS
             presence.end_job()
     finally:
         presence.stop()
@@ -223,7 +218,7 @@ class DataUnavailable(Exception):
 
 
 def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], settings: Settings) -> bool:
-    """Give a job whose dataset this machine lacks back to the queue, an attempt counted, when a live
+    """Give a job whose dataset this machine lacks back to the queue, its attempt not counted, when a live
     worker of another machine may have it (one machine's missing files failed every job of the queue;
     this machine's other workers lack them too); False (fail it) when there is none or the job has used
     its attempts."""
@@ -233,7 +228,7 @@ def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], 
             elsewhere = any(w.host_key != here for w in live_workers(session, settings.lease_seconds))
         if not elsewhere or job.attempts >= settings.max_attempts:
             return False
-        recorder.write(release_job, failed=True)
+        recorder.write(release_job)  # not a failed attempt: the job is not at fault
     except (SQLAlchemyError, LeaseLost) as exc:
         log.warning("job %d: could not give it back: %s", job.id, exc)
         return False

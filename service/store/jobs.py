@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -52,7 +52,7 @@ from service.store.models import (
     UTCDateTime,
     utcnow,
 )
-from service.store.queries import get_study, study_trials
+from service.store.queries import get_study, of_dataset, study_trials
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,11 @@ def enqueue_job(
     return job
 
 
-def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> Job | None:
-    """queued -> running: the oldest queued job, for `worker_id`; None when the queue is empty.
+def claim_job(
+    session: Session, worker_id: str, now: datetime | None = None, skip: Collection[str] = ()
+) -> Job | None:
+    """queued -> running: the oldest queued job (of a dataset not in `skip`), for `worker_id`; None when
+    the queue has none.
 
     One conditional UPDATE ... RETURNING, so no job is handed to two workers: on SQLite the
     transaction begins IMMEDIATE (holds the write lock from the start, see db.begin_write); on
@@ -149,7 +152,7 @@ def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> 
     checkpoint (a previous attempt's partial epoch) is deleted, so the resumed run re-records it.
     """
     begin_write(session)
-    job = session.scalars(_claim_statement(worker_id, now or utcnow())).one_or_none()
+    job = session.scalars(_claim_statement(worker_id, now or utcnow(), skip)).one_or_none()
     if job is None:
         return None
 
@@ -164,10 +167,10 @@ def claim_job(session: Session, worker_id: str, now: datetime | None = None) -> 
     return job
 
 
-def _claim_statement(worker_id: str, now: datetime) -> ReturningUpdate[Job]:
+def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) -> ReturningUpdate[Job]:
     oldest = (
         select(Job.id)
-        .where(Job.status == JobStatus.queued)
+        .where(Job.status == JobStatus.queued, *[~of_dataset(dataset) for dataset in skip])
         .order_by(Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and relies on BEGIN IMMEDIATE
@@ -404,15 +407,13 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
     _end_held(session, job_id, worker_id, JobStatus.cancelled, now or utcnow())
 
 
-def release_job(
-    session: Session, job_id: int, worker_id: str, now: datetime | None = None, *, failed: bool = False
-) -> JobStatus:
-    """running -> queued, on a graceful worker shutdown (or -> cancelled if a cancel is pending).
+def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
+    """running -> queued, on a graceful worker shutdown, or for a worker whose machine lacks its data (or
+    -> cancelled if a cancel is pending).
 
     The checkpoint is kept, so the next claim resumes from the last finished epoch. attempts
-    goes back down by one: a graceful stop is not a failed attempt, so it never counts towards
-    MLPLAB_MAX_ATTEMPTS; with `failed` (the worker could not train it: its machine lacks the data) it
-    counts. Returns the new status. Raises LeaseLost if the job is no longer ours.
+    goes back down by one: neither is a failed attempt, so it never counts towards
+    MLPLAB_MAX_ATTEMPTS. Returns the new status. Raises LeaseLost if the job is no longer ours.
     """
     now = now or utcnow()
     values = {
@@ -420,7 +421,7 @@ def release_job(
         "finished_at": case((Job.cancel_requested, literal(now, UTCDateTime())), else_=None),
         "worker_id": None,
         "heartbeat_at": None,
-        "attempts": Job.attempts if failed else case((Job.attempts > 0, Job.attempts - 1), else_=0),
+        "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0),
     }
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
     if status == JobStatus.cancelled:

@@ -7,6 +7,7 @@ Every test runs on SQLite and on PostgreSQL (the `db_url` fixture of tests/conft
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -137,35 +138,41 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path, env, session
     assert job(sessions, fine).status == "succeeded"
 
 
-def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(tmp_path, data_dir, db_url, sessions):
-    """One machine without MNIST failed every job of the queue, for good, while others could train them."""
-    (missing,) = enqueue(sessions, small())
+def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(
+    tmp_path, data_dir, db_url, sessions, caplog
+):
+    """One machine without MNIST failed every job of the queue, for good, while others could train them:
+    it gives the job back, its attempt not counted, and trains the other datasets' jobs meanwhile."""
+    write_dataset(tmp_path / "fashion-only" / "fashion-mnist")
+    missing, other = enqueue(sessions, small(), small(dataset="fashion-mnist"))
     with session_scope(sessions) as s:  # another machine's worker, live: the job has somewhere to go
         register_worker(s, "other:1:ab", "other", "boot-other", 1, lease_seconds=3600)
     lacking = Settings(
-        database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1, lease_seconds=3600
+        database_url=db_url,
+        data_dir=tmp_path / "fashion-only",
+        download=False,
+        worker_threads=1,
+        lease_seconds=3600,
     )
     stop = threading.Event()
     broken = threading.Thread(target=worker.run_worker, args=(lacking,), kwargs={"stop_event": stop})
-    broken.start()
-    try:
-        handed = wait_for(
-            lambda: (j := job(sessions, missing)).attempts == 1 and j.status == "queued" and j, 30
-        )
-        assert handed.error is None and handed.worker_id is None
-        time.sleep(0.5)
-        assert job(sessions, missing).status == "queued"  # backing off: it claims nothing meanwhile
-        worker.run_worker(lacking.model_copy(update={"data_dir": data_dir}), once=True)
-    finally:
-        stop.set()
-        broken.join(30)
-    trained = job(sessions, missing)
-    assert (trained.status, trained.attempts) == ("succeeded", 2)  # the failed attempt counted
-    # --once gives it back and stops, rather than claim it again (oldest first) until it failed
+    with caplog.at_level(logging.INFO, logger="workers"):
+        broken.start()
+        try:
+            wait_for(lambda: job(sessions, other).status == "succeeded", 60, "the job it can train")
+            handed = job(sessions, missing)
+            assert (handed.status, handed.attempts, handed.error) == ("queued", 0, None)
+            assert f"job {missing} went back to the queue: this machine cannot load mnist" in caplog.text
+            assert "no claim of mnist jobs for 30 s" in caplog.text
+            worker.run_worker(lacking.model_copy(update={"data_dir": data_dir}), once=True)
+        finally:
+            stop.set()
+            broken.join(30)
+    assert (job(sessions, missing).status, job(sessions, missing).attempts) == ("succeeded", 1)
+    # --once gives it back and stops, rather than claim it again (oldest first)
     (again,) = enqueue(sessions, small(seed=1))
     worker.run_worker(lacking, once=True)
-    handed = job(sessions, again)
-    assert (handed.status, handed.attempts) == ("queued", 1)
+    assert (job(sessions, again).status, job(sessions, again).attempts) == ("queued", 0)
 
 
 def test_a_worker_alone_without_the_data_fails_the_job_at_once(tmp_path, db_url, sessions):
