@@ -21,18 +21,27 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # cblas.h's enum values
 _INT, _BLASINT, _FLOAT, _PTR = ctypes.c_int, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
 
+def numpy_blas() -> dict[str, Any]:
+    """threadpoolctl's entry for the BLAS NumPy loaded ({} if none): the one its wheel carries, not SciPy's
+    (libscipy_openblas, listed first once scipy.linalg is imported); else the first BLAS."""
+    blas = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    numpys = [pool for pool in blas if "scipy_openblas64_" in pool.get("filepath", "")]
+    found: dict[str, Any] = (numpys or blas or [{}])[0]
+    return found
+
+
 def _numpys_sgemm() -> Callable[..., None] | None:
     """cblas_sgemm of the scipy-openblas NumPy loaded (imported above, so threadpoolctl lists it), or None."""
-    for pool in threadpool_info():
-        if pool.get("internal_api") == "openblas" and "scipy_openblas64_" in pool.get("filepath", ""):
-            try:
-                function: Any = ctypes.CDLL(pool["filepath"]).scipy_cblas_sgemm64_
-            except (OSError, AttributeError):
-                return None
-            function.argtypes = [_INT, _INT, _INT, _BLASINT, _BLASINT, _BLASINT, _FLOAT, _PTR, _BLASINT]
-            function.argtypes += [_PTR, _BLASINT, _FLOAT, _PTR, _BLASINT]
-            function.restype = None
-            return function  # type: ignore[no-any-return]
+    pool = numpy_blas()
+    if pool.get("internal_api") == "openblas" and "scipy_openblas64_" in pool.get("filepath", ""):
+        try:
+            function: Any = ctypes.CDLL(pool["filepath"]).scipy_cblas_sgemm64_
+        except (OSError, AttributeError):
+            return None
+        function.argtypes = [_INT, _INT, _INT, _BLASINT, _BLASINT, _BLASINT, _FLOAT, _PTR, _BLASINT]
+        function.argtypes += [_PTR, _BLASINT, _FLOAT, _PTR, _BLASINT]
+        function.restype = None
+        return function  # type: ignore[no-any-return]
     return None
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
-from threadpoolctl import threadpool_info
 
+from .blas import numpy_blas
 from .data import Dataset
 from .network import BackendOptions
 from .spec import TrainSpec
@@ -82,7 +82,7 @@ MACHINE_TYPE = (
 def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenance:
     """This process's Provenance for training `spec` on `data` with these backend options."""
     commit, modified = git_state()
-    blas = _numpy_blas()
+    blas = numpy_blas()
     device, threads, matmul = "cpu", int(blas.get("num_threads") or 1), None
     if spec.backend == "torch":
         device, threads, matmul = _torch(options)
@@ -225,12 +225,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _numpy_blas() -> dict[str, Any]:
-    """threadpoolctl's view of the BLAS NumPy loaded (the first one: NumPy loads before torch)."""
-    info: dict[str, Any] = next((lib for lib in threadpool_info() if lib["user_api"] == "blas"), {})
-    return info
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -76,3 +77,17 @@ def test_a_comparison_names_the_difference_and_the_machine_fields_that_changed()
         3, Trained(weights, train_acc, test_acc, None), Trained(weights, train_acc, test_acc, made)
     )
     assert unknown.environment_changes is None and "no provenance" in unknown.summary
+
+
+def test_the_blas_recorded_is_numpys_after_scipy_loaded_its_own():
+    """scipy.linalg brings its own OpenBLAS, which threadpoolctl lists first: recorded as NumPy's, a worker
+    that had imported SciPy told reproductions of the same machine that its BLAS differed."""
+    import numpy
+    import scipy.linalg  # noqa: F401  (its libscipy_openblas, loaded)
+
+    from service.ml.blas import numpy_blas
+
+    recorded = numpy_blas()
+    assert recorded["user_api"] == "blas"
+    libs = Path(numpy.__file__).parent.parent / "numpy.libs"
+    assert Path(recorded["filepath"]).parent == libs or not libs.exists(), recorded["filepath"]
