@@ -1,6 +1,7 @@
 """A container's health check: `python -m service.health [--worker]` (or `mlplab health`), exit 0 or 1.
 
-Without --worker: the API on this machine's MLPLAB_PORT answers /readyz with 200. With it: a worker of
+Without --worker: the API on this machine's MLPLAB_HOST and MLPLAB_PORT (not --url: a container checks
+itself) answers /readyz with 200. With it: a worker of
 this host (a container's hostname) has a heartbeat younger than MLPLAB_LEASE_SECONDS, so a crash-looping
 or hung worker is not healthy. Run every few seconds by Docker, it imports only what its check needs:
 not the CLI (a second and 100 MB).
@@ -12,21 +13,32 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 TIMEOUT_SECONDS = 2.0  # a /readyz answer's wait: with the imports, inside the HEALTHCHECK's 5 s
 
 
-def _api(port: int) -> str | None:
+def _api(host: str, port: int) -> str | None:
+    """Where the API listens (MLPLAB_HOST; every interface: this machine's loopback), without a proxy."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # http_proxy took 127.0.0.1 away
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=TIMEOUT_SECONDS):
+        with direct.open(f"http://{netloc}/readyz", timeout=TIMEOUT_SECONDS):
             return None
     except urllib.error.HTTPError as exc:
         return f"/readyz answered {exc.code}"
 
 
 def _worker(database_url: str, lease_seconds: float) -> str | None:
+    from sqlalchemy.engine import make_url
+
     from service.store.db import make_engine, make_sessionmaker, session_scope
     from service.store.queries import live_workers
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return f"no database at {url.database} (MLPLAB_DATABASE_URL)"  # and a check creates none
 
     engine = make_engine(database_url)
     try:
@@ -45,7 +57,10 @@ def check(worker: bool) -> int:
         from service.settings import get_settings
 
         settings = get_settings()
-        why = _worker(settings.database_url, settings.lease_seconds) if worker else _api(settings.port)
+        if worker:
+            why = _worker(settings.database_url, settings.lease_seconds)
+        else:
+            why = _api(settings.host, settings.port)
     except Exception as exc:  # one line: a driver's error carries its SQL on the next
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if why is not None:

@@ -105,3 +105,15 @@ def test_the_metrics_folder_is_emptied_of_prometheus_files_alone(tmp_path, monke
     with shared_metrics(Settings(metrics_dir=tmp_path), workers=2):
         assert (tmp_path / "mlplab.db").read_bytes() == b"SQLite format 3"
         assert not any(path.exists() for path in stale)
+
+
+def test_a_workers_health_check_creates_no_database(tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "nowhere" / "mlplab.db"
+    monkeypatch.setenv("MLPLAB_DATABASE_URL", f"sqlite:///{missing}")
+    get_settings.cache_clear()
+    try:
+        assert main(["health", "--worker"]) == 1
+    finally:
+        get_settings.cache_clear()
+    assert capsys.readouterr().err == f"mlplab health: no database at {missing} (MLPLAB_DATABASE_URL)\n"
+    assert not missing.parent.exists()
