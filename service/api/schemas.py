@@ -364,6 +364,8 @@ class ComparedModelPublic(BaseModel):
     test_accuracy: float = Field(description=TEST_ACCURACY)
     epochs: list[EpochPoint]
     losses: list[CurvePoint] = Field(description="Its loss curve, as GET /jobs/{id}/loss-curve draws it.")
+    near_chance: bool = Field(description=NEAR_CHANCE)
+    warning: str | None = Field(description=WARNING)
 
 
 class ComparisonPublic(BaseModel):

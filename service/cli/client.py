@@ -465,7 +465,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
         ["validation accuracy", *(pct(m["validation_accuracy"]) for m in models)],
-        ["test accuracy (final)", *(pct(m["test_accuracy"]) for m in models)],
+        ["test accuracy (final)", *(pct(m["test_accuracy"]) + chance_mark(m) for m in models)],
         ["best validation (epoch)", *(_best_epoch(m["epochs"]) for m in models)],
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
         [
@@ -474,6 +474,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
         ],
     ]
     print(table(["", *(f"#{m['id']}" for m in models)], rows))
+    chance_notes(models)
     if not result["differing"]:
         print("(the same hyperparameters)", file=sys.stderr)
     return 0

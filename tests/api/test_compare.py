@@ -82,6 +82,7 @@ def test_compare_puts_hyperparameters_side_by_side(world):
             stored["test_accuracy"],
         )
         assert model["spec"]["batch_size"] == stored["batch_size"] and model["name"] == stored["name"]
+        assert (model["near_chance"], model["warning"]) == (stored["near_chance"], stored["warning"])
         assert [e["epoch"] for e in model["epochs"]] == [1, 2]
         assert model["epochs"][-1]["test_accuracy"] == model["test_accuracy"]
         losses = client.get(f"/jobs/{model['id']}/losses").json()["data"]

@@ -65,3 +65,6 @@ def test_a_name_pointed_at_a_model_near_chance_says_so(api, capsys):
     assert mlplab(capsys, "alias", "champion")[2] == err  # shown, it still says so
     status, _, err = mlplab(capsys, "alias", "champion", str(strong))
     assert (status, err) == (0, "")
+    status, out, err = mlplab(capsys, "compare", str(untrained), str(strong))  # side by side: marked too
+    test_row = next(line for line in out.splitlines() if line.startswith("test accuracy"))
+    assert status == 0 and test_row.count("!") == 1 and err.startswith(f"! {untrained}: ")

@@ -6,7 +6,7 @@ from fastapi import Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, ModelRefsDep, reader_router
-from service.api.presenters import differing, json_response, labels, require_trained
+from service.api.presenters import differing, job_warning, json_response, labels, require_trained
 from service.api.schemas import (
     MAX_CURVE_POINTS,
     ComparedModelPublic,
@@ -42,8 +42,10 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
             test_accuracy=job.test_accuracy or 0.0,
             epochs=[EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)],
             losses=curve(session, job, spec),
+            near_chance=warning is not None,
+            warning=warning,
         )
-        for job, spec, label in zip(jobs, specs, names, strict=True)
+        for job, spec, label, warning in zip(jobs, specs, names, map(job_warning, jobs), strict=True)
     ]
     dumps = [spec.model_dump(mode="json") for spec in specs]
     return ComparisonPublic(
