@@ -7,7 +7,7 @@ import argparse
 import sys
 from urllib.parse import quote
 
-from service.cli.client import Json, table
+from service.cli.client import Json, UsageError, table
 from service.cli.http import ApiClient
 
 
@@ -25,6 +25,8 @@ def _history(alias: Json) -> str:
 
 
 def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
+    if not args.name.strip():
+        raise UsageError("the alias is empty: lowercase letters, digits and dashes, e.g. champion")
     path = f"/aliases/{quote(args.name, safe='')}"
     if args.sweep is not None:
         alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})

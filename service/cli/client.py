@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -400,14 +400,24 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_type(content: bytes) -> str | None:
+    """A PNG or JPEG by its first bytes, whatever its file is called (a PNG saved as .txt was a 415)."""
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    return "image/jpeg" if content.startswith(b"\xff\xd8\xff") else None
+
+
 def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     try:
         content = Path(args.image).read_bytes()
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
-    kind = mimetypes.guess_type(args.image)[0] or "application/octet-stream"
+    kind = _image_type(content) or mimetypes.guess_type(args.image)[0] or "application/octet-stream"
     response = client.response(
-        "POST", f"/models/{args.model}/predict", content=content, headers={"Content-Type": kind}
+        "POST",
+        f"/models/{quote(args.model, safe='')}/predict",
+        content=content,
+        headers={"Content-Type": kind},
     )
     result = answer(response)
     model_id = response.headers.get(MODEL_ID_HEADER)  # the model that answered: an alias may move meanwhile

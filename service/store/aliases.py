@@ -70,7 +70,8 @@ def move_alias(
 def rollback_alias(session: Session, name: str, now: datetime | None = None) -> Alias:
     """model -> the model the alias named before it (one step back through its moves).
 
-    Raises AliasNotFound, or NothingToRollBack when the alias has only ever named this model.
+    Raises AliasNotFound, or NothingToRollBack when it names the first model it named (rolled back to it,
+    or never moved).
     """
     alias = _lock(session, name)
     if alias is None:

@@ -71,7 +71,7 @@ def test_an_alias_moves_keeps_its_history_and_rolls_back_one_move_at_a_time(clie
     back = client.post("/aliases/production/rollback").json()
     assert (back["model_id"], back["rollback_to"]) == (weak, None)
     assert client.get("/models/production").json()["id"] == weak
-    assert_problem(client.post("/aliases/production/rollback"), 409, "named only this model")
+    assert_problem(client.post("/aliases/production/rollback"), 409, "nothing earlier to roll back to")
     assert client.get("/aliases/production").json()["history"][0] | {"at": None} == {
         "action": "rollback", "from_model_id": strong, "to_model_id": weak, "detail": None, "at": None
     }  # fmt: skip

@@ -18,3 +18,21 @@ def test_predict_warns_of_an_input_unlike_the_training_images(api, capsys, tmp_p
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "text.png"), "--model", str(model["id"]))
     assert status == 0 and out.startswith("predicted ")
     assert "warning: The input looks unlike the training images" in err and "pixels tall" in err
+
+
+def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, capsys, tmp_path):
+    """A PNG saved as .txt was sent as text/plain (a 415); "../models/5" reached model 5 by its path."""
+    model = api.post("/jobs", json=learner_body())["id"]
+    api.train()
+    digit = Image.new("L", (28, 28), 255)
+    ImageDraw.Draw(digit).line([(14, 4), (14, 24)], fill=0, width=3)  # a 1
+    digit.save(tmp_path / "digit.txt", format="PNG")
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", str(model))
+    assert status == 0 and out.startswith("predicted "), err
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", f"../models/{model}")
+    assert status == 1 and out == "" and "404" in err, err
+    status, _, err = mlplab(capsys, "alias", " ", str(model))
+    assert (
+        status == 2
+        and err == "mlplab: the alias is empty: lowercase letters, digits and dashes, e.g. champion\n"
+    )

@@ -121,7 +121,9 @@ def rollback(alias: AliasPath, session: SessionDep, inference: InferenceDep) -> 
         raise not_found("alias", alias) from None
     except NothingToRollBack:
         raise ProblemError(
-            409, "Nothing to roll back to", f"Alias {alias} has named only this model since it was created."
+            409,
+            "Nothing to roll back to",
+            f"Alias {alias} names the first model it named: nothing earlier to roll back to.",
         ) from None
     session.commit()
     inference.forget(alias)
