@@ -123,6 +123,21 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
 BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset")
 
 
+def training_images(spec: TrainSpec) -> int:
+    """The images a job of `spec` trains on each epoch: its train_limit, within its dataset's training
+    split less the images held out for validation."""
+    available = DATASETS[spec.dataset].splits["train"] - spec.validation_size
+    return min(spec.train_limit or available, available)
+
+
+def images_seen(spec: TrainSpec, step: int) -> int:
+    """The training images a job of `spec` has seen after `step` steps: an epoch's last batch may be
+    partial (500 images at batch 64: 8 steps, 500 images, not 512)."""
+    per_epoch_images = training_images(spec)
+    epochs, into = divmod(step, -(-per_epoch_images // spec.batch_size))
+    return epochs * per_epoch_images + min(into * spec.batch_size, per_epoch_images)
+
+
 def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:
     """Refuse jobs the service should not run, before anything is stored. A `stored` spec (a model's,
     reproduced) was accepted once: only the budgets bind it, not the rules added since."""
@@ -139,7 +154,7 @@ def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -
             f"{echo(spec.train_limit)} images; {spec.dataset}'s training split has {available:,} besides "
             f"the {spec.validation_size:,} held out for validation (validation_size)",
         )
-    samples = spec.epochs * min(spec.train_limit or available, available)
+    samples = spec.epochs * training_images(spec)
     if samples > settings.max_sample_epochs:
         raise invalid(
             "epochs",

@@ -349,7 +349,7 @@ class CurvePoint(BaseModel):
     epoch: int
     step: int = Field(description="Global step (1-based).")
     samples: int = Field(
-        description="Training images seen: step x batch_size, to compare different batch sizes."
+        description="Training images seen (an epoch's last batch may be partial), to compare batch sizes."
     )
     loss: float
 

@@ -40,6 +40,7 @@ def world(tmp_path_factory):
         a = client.post("/jobs", json=TINY).json()["id"]
         b = client.post("/jobs", json=TINY | {"learning_rate": 0.003, "batch_size": 60}).json()["id"]
         fashion = client.post("/jobs", json=TINY | {"dataset": "fashion-mnist"}).json()["id"]
+        partial = client.post("/jobs", json=TINY | {"batch_size": 64}).json()["id"]  # 600 = 9 x 64 + 24
         cancelled = client.post("/jobs", json=TINY).json()["id"]
         client.post(f"/jobs/{cancelled}/cancel")
         run_worker(settings, once=True)
@@ -49,7 +50,9 @@ def world(tmp_path_factory):
             assert job["status"] == "succeeded", job[
                 "error"
             ]  # Fashion-MNIST: apt-get install dataset-fashion-mnist
-        yield client, {"a": a, "b": b, "fashion": fashion, "queued": queued, "cancelled": cancelled}
+        yield client, {
+            "a": a, "b": b, "fashion": fashion, "partial": partial, "queued": queued, "cancelled": cancelled
+        }  # fmt: skip
 
 
 def _png(response, min_size=(200, 150)) -> Image.Image:
@@ -87,9 +90,19 @@ def test_compare_puts_hyperparameters_side_by_side(world):
         assert model["epochs"][-1]["test_accuracy"] == model["test_accuracy"]
         losses = client.get(f"/jobs/{model['id']}/losses").json()["data"]
         assert [(p["step"], p["loss"]) for p in model["losses"]] == [(p["step"], p["loss"]) for p in losses]
-        assert all(p["samples"] == p["step"] * model["spec"]["batch_size"] for p in model["losses"])
+        assert all(
+            p["samples"] == p["step"] * model["spec"]["batch_size"] for p in model["losses"]
+        )  # whole batches
     # 600 images: 20 steps an epoch at batch 30, 10 at batch 60; on the samples axis both end at 1,200
     assert body["data"][0]["losses"][-1]["samples"] == body["data"][1]["losses"][-1]["samples"] == 1200
+
+
+def test_samples_count_the_images_of_a_partial_last_batch_once(world):
+    """600 images at batch 64: ten steps an epoch, the last of 24 images; samples were 64 a step (1,280)."""
+    client, ids = world
+    (model,) = client.get("/compare", params={"ids": f"{ids['partial']},{ids['a']}"}).json()["data"][:1]
+    seen = {p["step"]: p["samples"] for p in model["losses"]}
+    assert seen[5] == 320 and seen[10] == 600 and seen[15] == 600 + 320 and seen[20] == 1200
 
 
 def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():

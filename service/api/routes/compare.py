@@ -6,7 +6,14 @@ from fastapi import Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import DatabaseDep, ModelRefsDep, reader_router
-from service.api.presenters import differing, job_warning, json_response, labels, require_trained
+from service.api.presenters import (
+    differing,
+    images_seen,
+    job_warning,
+    json_response,
+    labels,
+    require_trained,
+)
 from service.api.schemas import (
     MAX_CURVE_POINTS,
     ComparedModelPublic,
@@ -24,7 +31,7 @@ router = reader_router("compare", responses=NOT_TRAINED_DOC)
 
 def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:
     points, _ = get_loss_curve(session, job.id, MAX_CURVE_POINTS)
-    return [CurvePoint(epoch=e, step=s, samples=s * spec.batch_size, loss=x) for e, s, x in points]
+    return [CurvePoint(epoch=e, step=s, samples=images_seen(spec, s), loss=x) for e, s, x in points]
 
 
 def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:

@@ -23,7 +23,7 @@ from service.api.deps import (
     reader_router,
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
-from service.api.presenters import PNG_DOC, labels, png_response, require_trained, trained_model
+from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
 from service.errors import NOT_TRAINED_DOC, Responses, problem_doc, problem_response
 from service.ml.data import DATASETS, Dataset
@@ -57,9 +57,7 @@ async def figure_queue_full(request: Request, exc: plots.FigureQueueFull) -> JSO
 router = reader_router("plots", responses=NOT_TRAINED_DOC)
 
 XAxis = Literal["step", "samples"]
-XQuery = Annotated[
-    XAxis, Query(description="step, or samples seen (step x batch_size) to compare batch sizes")
-]
+XQuery = Annotated[XAxis, Query(description="step, or training images seen, to compare batch sizes")]
 
 
 def _spaced(name: str) -> str:
@@ -70,15 +68,15 @@ def _curves(session: Session, jobs: list[Job], names: list[str], x: XAxis) -> li
     curves = []
     for job, name in zip(jobs, names, strict=True):
         spec = job_spec(job)
-        scale = spec.batch_size if x == "samples" else 1
+        at = partial(images_seen, spec) if x == "samples" else int
         per_epoch = (job.steps or 0) // spec.epochs  # an epoch's mean loss is drawn where the epoch ended
         (losses, _), epochs = get_loss_curve(session, job.id, MAX_CURVE_POINTS), get_epochs(session, job.id)
         curves.append(
             plots.Curve(
                 label=name,
-                x=[p.step * scale for p in losses],
+                x=[at(p.step) for p in losses],
                 loss=[p.loss for p in losses],
-                epoch_x=[e.epoch * per_epoch * scale for e in epochs] if per_epoch else [],
+                epoch_x=[at(e.epoch * per_epoch) for e in epochs] if per_epoch else [],
                 epoch_loss=[e.loss for e in epochs] if per_epoch else [],
             )
         )
