@@ -710,6 +710,9 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                 if page.locator(selector).count():
                     assert chart(page, selector)["labels_inside"], (name, selector)
             shot(page, f"11-phone-{name}")
+        page.set_viewport_size(DESKTOP)  # a model that learned nothing, marked beside its test accuracy
+        rendered(page, f"/#/compare?ids={a},{by_rate[0]['job_id']}")
+        assert page.locator("#hyperparameters .chance-mark").count() == 1
         w.assert_clean()
 
 

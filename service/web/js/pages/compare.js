@@ -7,7 +7,7 @@ import { $$, digits, fill, h, pct } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
-import { confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
+import { chanceMark, confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
 
 const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
@@ -210,7 +210,8 @@ function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
   const top = (m) => m[by] != null && m[by] === best[by]; // the best's figure, or those tied at it
   const accuracy = (label, key) => h("tr", null, h("th", null, label), cmp.data.map((m) =>
-    h("td", { class: key === by && top(m) ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]))));
+    h("td", { class: key === by && top(m) ? "best" : null }, key === by ? h("strong", null, pct(m[key])) : pct(m[key]),
+      key === "test_accuracy" ? chanceMark(m) : null)));
   return [
     h("table", { id: "hyperparameters" },
       h("thead", null, h("tr", null, h("th", null, "field"), cmp.data.map((m) => h("th", null, h("a", { href: `#/models/${m.id}` }, `model ${m.id}${star(m, crown)}`))))),
