@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import secrets
 import signal
@@ -86,7 +87,7 @@ def make_worker_id() -> str:
 
 
 def run_worker(settings: Settings, once: bool = False, stop_event: threading.Event | None = None) -> int:
-    """Process jobs until `stop_event` is set (or, with `once`, until the queue is empty).
+    """Process jobs until `stop_event` is set (or, with `once`, until the queue holds none it can train).
 
     Returns how many jobs this worker brought to an end (succeeded, failed or cancelled).
     """
@@ -122,12 +123,15 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
             idle = 0
             try:
                 processed += run_job(job, settings, sessions, worker_id, stop, presence)
+                # its data loads now: a later failure waits the first back-off again
+                backoffs.pop(job_spec(job).dataset, None)
             except DataUnavailable as missing:
                 presence.end_job()
                 dataset = str(missing)
                 log.error("job %d went back to the queue: this machine cannot load %s", job.id, dataset)
-                if once:  # it would claim the same job again (claims go oldest first)
-                    break
+                if once:  # --once trains what else it finds, then exits
+                    presence.lacking[dataset] = math.inf
+                    continue
                 wait = backoffs.get(dataset, DATA_BACKOFF_SECONDS)
                 backoffs[dataset] = min(wait * 2, MOST_DATA_BACKOFF_SECONDS)
                 presence.lacking[dataset] = time.monotonic() + wait
@@ -226,9 +230,11 @@ def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], 
         with session_scope(sessions) as session:
             here = host_key()
             elsewhere = any(w.host_key != here for w in live_workers(session, settings.lease_seconds))
-        if not elsewhere or job.attempts >= settings.max_attempts:
+        if not elsewhere:
             return False
-        recorder.write(release_job)  # not a failed attempt: the job is not at fault
+        # not a failed attempt (the job is not at fault); the queued job says why it waits
+        reason = f"{unavailable_reason(job_spec(job).dataset)} Given back for a worker of another machine."
+        recorder.write(release_job, reason=reason)
     except (SQLAlchemyError, LeaseLost) as exc:
         log.warning("job %d: could not give it back: %s", job.id, exc)
         return False

@@ -78,7 +78,9 @@ class JobPublic(BaseModel):
     attempts: int
     worker: str | None = Field(None, description="host:pid:tag of the worker that holds (or last held) it.")
     progress: Progress
-    error: str | None
+    error: str | None = Field(
+        description="Why it failed; on a queued job, why a worker gave it back (its machine lacks the dataset)."
+    )
     train_accuracy: float | None = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
     test_accuracy: float | None = Field(description=TEST_ACCURACY)

@@ -185,6 +185,7 @@ def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) 
             attempts=Job.attempts + 1,
             started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
             heartbeat_at=now,
+            error=None,  # a reason it was given back (release_job) no longer holds
         )
         .returning(Job)
     )
@@ -407,9 +408,12 @@ def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime 
     _end_held(session, job_id, worker_id, JobStatus.cancelled, now or utcnow())
 
 
-def release_job(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> JobStatus:
-    """running -> queued, on a graceful worker shutdown, or for a worker whose machine lacks its data (or
-    -> cancelled if a cancel is pending).
+def release_job(
+    session: Session, job_id: int, worker_id: str, now: datetime | None = None, reason: str | None = None
+) -> JobStatus:
+    """running -> queued, on a graceful worker shutdown, or for a worker whose machine lacks its data,
+    `reason` then saying so in the queued job's `error` until a claim clears it (or -> cancelled if a
+    cancel is pending).
 
     The checkpoint is kept, so the next claim resumes from the last finished epoch. attempts
     goes back down by one: neither is a failed attempt, so it never counts towards
@@ -422,6 +426,7 @@ def release_job(session: Session, job_id: int, worker_id: str, now: datetime | N
         "worker_id": None,
         "heartbeat_at": None,
         "attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0),
+        **({"error": reason} if reason is not None else {}),
     }
     status = _guarded_update(session, job_id, worker_id, values, returning=Job.status)
     if status == JobStatus.cancelled:

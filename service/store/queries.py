@@ -22,7 +22,6 @@ from sqlalchemy import (
     case,
     func,
     literal,
-    or_,
     select,
 )
 from sqlalchemy.orm import Session, defer, joinedload
@@ -285,9 +284,8 @@ def trained_datasets(session: Session) -> list[str]:
 
 
 def of_dataset(dataset: str) -> ColumnElement[bool]:
-    """The jobs that learn `dataset`."""
-    name = Job.spec["dataset"].as_string()
-    return or_(name == dataset, name.is_(None)) if dataset == DEFAULT_DATASET else name == dataset
+    """The jobs that learn `dataset` (never NULL, so that its negation is the jobs of the others)."""
+    return func.coalesce(Job.spec["dataset"].as_string(), DEFAULT_DATASET) == dataset
 
 
 def best_model_id(session: Session, *where: ColumnElement[bool]) -> int | None:

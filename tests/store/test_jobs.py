@@ -689,3 +689,16 @@ def test_the_best_is_one_order_in_sql_and_in_python_ties_included(sessions):
     # four equal on validation: the newest first, whatever their test accuracy (0.81 is no better)
     assert by_python[1:5] == [ids[6], ids[2], ids[1], ids[0]]
     assert by_python[5:] == [ids[5], ids[3]]  # no validation split: after, by test, the newer first
+
+
+def test_a_claim_that_skips_a_dataset_still_takes_a_job_stored_before_datasets_had_a_name(sessions):
+    """Its spec has no "dataset" (MNIST): `!= 'fashion-mnist'` was NULL for it, so it was skipped too."""
+    old, fashion = enqueue(sessions, 2)
+    with session_scope(sessions) as s:
+        job = s.get(Job, old)
+        job.spec = {k: v for k, v in job.spec.items() if k != "dataset"}
+        s.get(Job, fashion).spec = {**s.get(Job, fashion).spec, "dataset": "fashion-mnist"}
+    with session_scope(sessions) as s:
+        assert jobs.claim_job(s, "w1", skip=["fashion-mnist"]).id == old
+    with session_scope(sessions) as s:
+        assert jobs.claim_job(s, "w1", skip=["fashion-mnist"]) is None  # the other is skipped

@@ -161,18 +161,21 @@ def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(
         try:
             wait_for(lambda: job(sessions, other).status == "succeeded", 60, "the job it can train")
             handed = job(sessions, missing)
-            assert (handed.status, handed.attempts, handed.error) == ("queued", 0, None)
+            assert (handed.status, handed.attempts) == ("queued", 0)
+            assert "mnist dataset is not available" in handed.error and "another machine" in handed.error
             assert f"job {missing} went back to the queue: this machine cannot load mnist" in caplog.text
             assert "no claim of mnist jobs for 30 s" in caplog.text
             worker.run_worker(lacking.model_copy(update={"data_dir": data_dir}), once=True)
         finally:
             stop.set()
             broken.join(30)
-    assert (job(sessions, missing).status, job(sessions, missing).attempts) == ("succeeded", 1)
-    # --once gives it back and stops, rather than claim it again (oldest first)
-    (again,) = enqueue(sessions, small(seed=1))
+    trained = job(sessions, missing)
+    assert (trained.status, trained.attempts, trained.error) == ("succeeded", 1, None)  # the reason went
+    # --once gives it back and trains what else it can, then exits (it claimed the same job again)
+    again, other = enqueue(sessions, small(seed=1), small(dataset="fashion-mnist", seed=1))
     worker.run_worker(lacking, once=True)
     assert (job(sessions, again).status, job(sessions, again).attempts) == ("queued", 0)
+    assert job(sessions, other).status == "succeeded"
 
 
 def test_a_worker_alone_without_the_data_fails_the_job_at_once(tmp_path, db_url, sessions):
