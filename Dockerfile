@@ -53,9 +53,8 @@ USER mlplab
 WORKDIR /data
 EXPOSE 8000
 
-# The API's readiness (database reachable and migrated); urllib, as the image has no curl.
-# A worker serves no HTTP: docker-compose.yml gives the worker service its own check.
-# The API's readiness (service/health.py, light to import); a worker's container checks its worker instead.
+# The API's readiness (service/health.py: light to import, urllib as the image has no curl). A worker serves
+# no HTTP: docker-compose.yml gives the worker service its own check (`python -m service.health --worker`).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-m", "service.health"]
 
 CMD ["mlplab", "api"]

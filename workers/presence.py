@@ -113,9 +113,8 @@ class Presence(threading.Thread):
         self.job_id: int | None = None
         self.threads = 0  # the running job's share of the cores: the training thread applies it (worker.py)
         self.standing_by = False
-        self.lacking: dict[
-            str, float
-        ] = {}  # dataset -> until when (monotonic) this machine claims none of its jobs
+        # dataset -> until when (monotonic) this worker claims none of its jobs: its machine lacks the files
+        self.lacking: dict[str, float] = {}
         self._room_seen = False  # the last rebalance found cores to grow into
         self._done = threading.Event()
         self._beating = threading.Lock()  # one beat at a time: a stale one never lands after a fresh one

@@ -313,7 +313,7 @@ def _progress(job: Json) -> str:
 def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
     """Newest first; one sweep's jobs best first, as GET /sweeps/{id} ranks them."""
     if args.sweep:
-        sweep = client.get(f"/sweeps/{args.sweep}")
+        sweep = client.get(f"/sweeps/{quote(args.sweep, safe='')}")
         matching = [j for j in sweep["jobs"] if args.status in (None, j["status"])]
         page: Json = {"data": matching[: args.limit], "count": len(matching)}
         print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
@@ -637,7 +637,7 @@ def _best_runs(sweep: Json, most: int = 4) -> list[int]:
 
 def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
     """One sweep's table (as `sweep --watch` ends with it)."""
-    sweep = client.get(f"/sweeps/{args.sweep_id}")
+    sweep = client.get(f"/sweeps/{quote(args.sweep_id, safe='')}")
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     print(_sweep_table(sweep))
     _ranked_note(sweep)

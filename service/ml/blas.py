@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,17 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # cblas.h's enum values
 _INT, _BLASINT, _FLOAT, _PTR = ctypes.c_int, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
 
+NUMPY_ROOT = (
+    Path(np.__file__).resolve().parent.parent
+)  # site-packages, where NumPy's wheel puts its libraries
+
+
 def numpy_blas() -> dict[str, Any]:
-    """threadpoolctl's entry for the BLAS NumPy loaded ({} if none): the one its wheel carries, not SciPy's
-    (libscipy_openblas, listed first once scipy.linalg is imported); else the first BLAS."""
+    """threadpoolctl's entry for the BLAS NumPy loaded ({} if none): the one in NumPy's wheel's own folder,
+    not SciPy's (listed first once scipy.linalg is imported); else the first BLAS."""
     blas = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
-    numpys = [pool for pool in blas if "scipy_openblas64_" in pool.get("filepath", "")]
+    folders = {NUMPY_ROOT / "numpy.libs", NUMPY_ROOT / "numpy" / ".dylibs"}  # Linux's wheels, macOS's
+    numpys = [pool for pool in blas if Path(pool.get("filepath", "")).parent in folders]
     found: dict[str, Any] = (numpys or blas or [{}])[0]
     return found
 

@@ -165,6 +165,9 @@ def test_cancel_and_extend(client, settings):
     assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 2
     assert_problem(client.post(f"/studies/{study_id}/cancel"), 409, "cancelled")
     assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 1}), 409)
+    for _ in range(3):  # a full queue (it holds 3) is no reason to retry extending a cancelled study
+        client.post("/jobs", json=job_body())
+    assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 1}), 409, "is cancelled")
     assert_problem(client.get("/studies/999"), 404)
     assert_problem(client.post("/studies/999/cancel"), 404)
 

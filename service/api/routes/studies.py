@@ -54,7 +54,7 @@ from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import foresee_extend
-from service.store.models import Job, JobStatus
+from service.store.models import Job, JobStatus, Study, StudyStatus
 from service.store.queries import list_studies, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 
@@ -80,6 +80,18 @@ def _extremes(config: StudyCreate) -> dict[str, list[Any]]:
         for f, d in config.space.items()
         if f in BUDGET_FIELDS
     }
+
+
+def _cancelled(study_id: int) -> ProblemError:
+    return ProblemError(409, "Study cancelled", f"Study {study_id} is cancelled: submit a new one.")
+
+
+def check_extensible(study: Study, settings: Settings, more: int) -> None:
+    """409 for a cancelled study (before its queue is counted: a 429 said to retry what never can), 422
+    past MLPLAB_MAX_STUDY_TRIALS."""
+    if study.status == StudyStatus.cancelled:
+        raise _cancelled(study.id)
+    check_trial_limit(settings, study.trials + more, f"{study.trials:,} + {more:,}")
 
 
 def check_trial_limit(settings: Settings, total: int, spelled: str) -> None:
@@ -181,24 +193,20 @@ def cancel(study_id: int, session: SessionDep) -> StudyPublic:
 def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
-    check_trial_limit(settings, before.trials + body.trials, f"{before.trials:,} + {body.trials:,}")
+    check_extensible(before, settings, body.trials)
     foresee_extend(session, study_id, body.trials)
     begin_write(session)
     study = require_study(session, study_id)
+    check_extensible(study, settings, body.trials)  # again, under the lock: another may have changed it
     total = study.trials + body.trials
-    check_trial_limit(
-        settings, total, f"{study.trials:,} + {body.trials:,}"
-    )  # again: another may have extended it
     config, records = study_trials(session, study)
     check_queue_room(
         session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records), "trials"
     )
     try:
         extend_study(session, study.id, body.trials)
-    except StudyConflict:
-        raise ProblemError(
-            409, "Study cancelled", f"Study {study.id} is cancelled: submit a new one."
-        ) from None
+    except StudyConflict:  # checked above; extend_study checks it again itself
+        raise _cancelled(study.id) from None
     except ValueError as exc:  # a grid with too few points left
         raise invalid("trials", str(exc)) from None
     public = study_public(session, study)
