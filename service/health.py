@@ -1,10 +1,9 @@
 """A container's health check: `python -m service.health [--worker]` (or `mlplab health`), exit 0 or 1.
 
 Without --worker: the API on this machine's MLPLAB_HOST and MLPLAB_PORT (not --url: a container checks
-itself) answers /readyz with 200. With it: a worker of
-this host (a container's hostname) has a heartbeat younger than MLPLAB_LEASE_SECONDS, so a crash-looping
-or hung worker is not healthy. Run every few seconds by Docker, it imports only what its check needs:
-not the CLI (a second and 100 MB).
+itself) answers /readyz with 200. With it: a worker of this host (a container's hostname) has a heartbeat
+younger than MLPLAB_LEASE_SECONDS, so a crash-looping or hung worker is not healthy. Run every few
+seconds by Docker, it imports only what its check needs: not the CLI (a second and 100 MB).
 """
 
 from __future__ import annotations

@@ -224,8 +224,7 @@ class DataUnavailable(Exception):
 def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], settings: Settings) -> bool:
     """Give a job whose dataset this machine lacks back to the queue, its attempt not counted, when a live
     worker of another machine may have it (one machine's missing files failed every job of the queue;
-    this machine's other workers lack them too); False (fail it) when there is none or the job has used
-    its attempts."""
+    this machine's other workers lack them too); False (fail it) when there is none."""
     try:
         with session_scope(sessions) as session:
             here = host_key()
