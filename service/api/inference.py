@@ -39,6 +39,7 @@ from service.store.queries import get_predictions, trained_datasets
 log = logging.getLogger("mlplab.api")
 
 FIGURES_CACHED = 128  # PNGs of a few tens of kB each
+EXPORTS_CACHED = 4  # ONNX graphs, each as large as its model's weights (megabytes)
 CHUNK = 1024  # images per forward pass when looking for a model's first mistakes
 INLINE_MACS = 10_000_000  # a forward pass this small is cheaper on the event loop than a thread hop
 
@@ -95,6 +96,7 @@ class Inference:
         # (job_id, split) -> each image's predicted class and its probability (5 bytes an image)
         self.predictions: Memo[tuple[int, SplitName], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
+        self.exports: Memo[int, bytes] = Memo(EXPORTS_CACHED)  # job_id -> its ONNX graph
         self.profiles: Memo[str, InputProfile] = Memo(len(DATASETS))
         # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
         self.aliases: dict[str, tuple[float, int | None]] = {}
@@ -129,6 +131,11 @@ class Inference:
     async def weights(self, job_id: int) -> Weights:
         """The model's weights: 404 for an unknown id, 409 for a job not trained."""
         return await self.models.get(job_id, lambda: self.database.run(_load_weights, job_id))
+
+    async def onnx(self, job_id: int) -> bytes:
+        """The model as an ONNX graph, exported once while it is among the last few asked for."""
+        weights = await self.weights(job_id)
+        return await self.exports.get(job_id, lambda: run_in_threadpool(_export_onnx, weights))
 
     async def dataset(self, name: str) -> Dataset:
         """The dataset, decoded once per process; 503 when its files are missing or damaged."""
@@ -203,6 +210,12 @@ async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArra
     if len(images) * weights.spec.n_parameters <= INLINE_MACS:
         return weights.predict_proba(images)
     return await run_in_threadpool(weights.predict_proba, images)
+
+
+def _export_onnx(weights: Weights) -> bytes:
+    from service.ml.onnx_export import export_onnx  # onnx loads on the first export, not at start-up
+
+    return export_onnx(weights)
 
 
 def _load_weights(session: Session, job_id: int) -> Weights:

@@ -7,6 +7,7 @@ Each function takes the caller's session and writes nothing; the transitions are
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, cast, get_args
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    LargeBinary,
     Row,
     Select,
     SQLColumnExpression,
@@ -265,6 +267,27 @@ def get_model(session: Session, job_id: int) -> TrainedModel | None:
             defer(TrainedModel.predictions_test),
         )
     )
+
+
+def weights_size(session: Session, job_id: int) -> int:
+    """The length in bytes of a stored model's weights (read without them)."""
+    size = session.scalar(select(func.length(TrainedModel.weights)).where(TrainedModel.job_id == job_id))
+    return int(size or 0)
+
+
+def weights_slice(session: Session, job_id: int, start: int, size: int) -> bytes:
+    """`size` bytes of a stored model's weights from `start` (fewer at the end), the rest left unread."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # SQLite's substr() reads the whole value for any slice: its incremental blob I/O reads the slice.
+        sqlite = cast(sqlite3.Connection, connection.connection.driver_connection)
+        with sqlite.blobopen(
+            TrainedModel.__tablename__, TrainedModel.weights.key, job_id, readonly=True
+        ) as blob:
+            blob.seek(start)
+            return bytes(blob.read(size))
+    piece = func.substr(TrainedModel.weights, start + 1, size, type_=LargeBinary)
+    return bytes(session.scalar(select(piece).where(TrainedModel.job_id == job_id)) or b"")
 
 
 # How models rank, best first: those with a validation split by its accuracy, then those without one by

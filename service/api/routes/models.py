@@ -4,11 +4,12 @@ accuracy, confusion, weights, ONNX, and training one again."""
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Query, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from service.api.deps import (
     DatabaseDep,
@@ -28,6 +29,7 @@ from service.api.presenters import (
     job_public,
     json_response,
     require_trained,
+    trained_model,
 )
 from service.api.schemas import (
     AccuracyPublic,
@@ -52,6 +54,8 @@ from service.store.queries import (
     job_spec,
     list_models,
     of_dataset,
+    weights_size,
+    weights_slice,
 )
 
 router = reader_router("models", "/models", responses=NOT_TRAINED_DOC)
@@ -164,11 +168,18 @@ def _defined(precision: float, recall: float, f1: float) -> dict[str, float | No
     return {name: None if math.isnan(value) else float(value) for name, value in named.items()}
 
 
-def _download(content: bytes, filename: str, ref_headers: dict[str, str]) -> Response:
-    return Response(
-        content,
+# Bytes a download reads and sends at a time: what each reader holds, however slowly it reads.
+DOWNLOAD_CHUNK = 256 * 1024
+
+
+def _download(
+    chunks: AsyncIterator[bytes], size: int, filename: str, ref_headers: dict[str, str]
+) -> Response:
+    return StreamingResponse(
+        chunks,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'} | ref_headers,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size)}
+        | ref_headers,
     )
 
 
@@ -177,9 +188,20 @@ def _binary(description: str) -> Responses:
 
 
 @router.get("/{model}/weights", response_class=Response, responses=_binary("The .npz weight file"))
-def download_weights(model: ModelDep, ref: ModelRefDep) -> Response:
+async def download_weights(ref: ModelRefDep, database: DatabaseDep) -> Response:
     """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
-    return _download(model.weights, f"mlplab-model-{model.job_id}.npz", ref.headers)
+    size = await database.run(_weights_size, ref.id)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, size, DOWNLOAD_CHUNK):
+            yield await database.run(weights_slice, ref.id, start, DOWNLOAD_CHUNK)
+
+    return _download(chunks(), size, f"mlplab-model-{ref.id}.npz", ref.headers)
+
+
+def _weights_size(session: Session, job_id: int) -> int:
+    trained_model(session, job_id)  # 404 or 409 as every model route
+    return weights_size(session, job_id)
 
 
 @router.get(
@@ -191,10 +213,13 @@ def download_weights(model: ModelDep, ref: ModelRefDep) -> Response:
 )
 async def download_onnx(ref: ModelRefDep, inference: InferenceDep) -> Response:
     """The network as an ONNX graph (Gemm, activation, Softmax; opset 17), for onnxruntime and others."""
-    from service.ml.onnx_export import export_onnx  # onnx loads on the first export, not at start-up
+    graph = memoryview(await inference.onnx(ref.id))
 
-    graph = await run_in_threadpool(export_onnx, await inference.weights(ref.id))
-    return _download(graph, f"mlplab-model-{ref.id}.onnx", ref.headers)
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(graph), DOWNLOAD_CHUNK):
+            yield graph[start : start + DOWNLOAD_CHUNK].tobytes()
+
+    return _download(chunks(), len(graph), f"mlplab-model-{ref.id}.onnx", ref.headers)
 
 
 @router.post(
