@@ -40,6 +40,7 @@ from service.search import (
     next_trials,
     should_prune,
     trials_to_queue,
+    varied,
 )
 from service.search.figures import FIGURES, figure_data, figure_png
 from tests.support import REPO
@@ -353,6 +354,21 @@ def test_best_trial_is_the_highest_final_value_and_pruned_values_never_count():
     best = best_trial(trials)
     assert best is not None and best.number == 2
     assert best_trial(trials[1:2]) is None
+
+
+def test_importance_ranks_only_the_fields_that_took_two_values_among_the_succeeded_trials():
+    config = make(sampler="random", trials=20)
+    trials = []
+    for i in range(12):
+        params = next_params(config, trials) | {"activation": "relu", "l2": 0.0}
+        trials.append(TrialRecord(i, params, "succeeded", 0.9 - 0.01 * i))
+    trials.append(TrialRecord(12, trials[0].params | {"activation": "tanh"}, "failed"))  # not a value
+    scores = importance(config, trials)
+    assert set(scores) == {"learning_rate", "hidden_layers", "batch_size"}, scores
+    assert varied(config, trials) == ["learning_rate", "hidden_layers", "batch_size"]
+    assert math.isclose(sum(scores.values()), 1)
+    same = [replace(t, params=trials[0].params) for t in trials[:12]]  # nothing varied: nothing to rank
+    assert varied(config, same) == [] and importance(config, same) == {}
 
 
 def test_importance_ranks_the_only_field_that_matters_first():

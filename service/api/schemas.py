@@ -645,8 +645,13 @@ class StudyExtend(BaseModel):
 class ImportancePublic(BaseModel):
     objective: Literal["validation_accuracy"] = "validation_accuracy"
     importance: dict[str, float] = Field(
-        description="Each searched field's importance (Optuna's PED-ANOVA), most important first, summing to "
-        "1; empty before two trials have succeeded with different accuracies."
+        description="Each searched field that took two or more values among the succeeded trials, its "
+        "importance (Optuna's PED-ANOVA), most important first, summing to 1; empty before two trials have "
+        "succeeded with different accuracies."
+    )
+    not_varied: list[str] = Field(
+        description="The searched fields that took one value among the succeeded trials: nothing to credit "
+        "them with, so not ranked."
     )
     trials: int = Field(
         description="The succeeded trials it rests on (the others weigh nothing): with a few, fields that "

@@ -7,11 +7,11 @@ its trials as plain data (`TrialRecord`s read from the jobs) and returns a decis
     for params in next_trials(config, trials):      # when the study starts, and whenever a trial ends
         queue TrainSpec.model_validate(config.base | params) as trial number len(trials), then append it
     should_prune(config, trials, number, epoch, validation_accuracy)   # after each epoch of a trial
-    best_trial(trials); importance(config, trials); figure_png / figure_data(name, config, trials)
+    best_trial(trials); importance(config, trials) of varied(config, trials); figure_png / figure_data(name, config, trials)
 
 study    StudyCreate, Dimension, check_study, Invalid, SAMPLERS, PRUNERS, TEST_PRUNERS, grid_size
 engine   TrialRecord, STATES, IN_FLIGHT, trials_to_queue, next_params, next_trials, should_prune,
-         best_trial, importance, build_study
+         best_trial, importance, varied, build_study
 figures  FIGURES, figure_png, figure_data (imported on its own: it brings matplotlib)
 """
 
@@ -26,6 +26,7 @@ from service.search.engine import (
     next_trials,
     should_prune,
     trials_to_queue,
+    varied,
 )
 from service.search.study import (
     PRUNERS,
@@ -57,4 +58,5 @@ __all__ = [
     "next_trials",
     "should_prune",
     "trials_to_queue",
+    "varied",
 ]

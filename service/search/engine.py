@@ -304,22 +304,35 @@ def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
 MIN_TRIALS_FOR_IMPORTANCE = 2
 
 
+def _succeeded(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    complete = [t for t in _sorted(trials) if STATES[t.status] == TrialState.COMPLETE]
+    return [replace(t, number=i) for i, t in enumerate(complete)]  # numbered 0.. as a study's are
+
+
+def varied(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[str]:
+    """The searched fields that took more than one value among the succeeded trials: only these can
+    explain a difference in their accuracies (PED-ANOVA credits a field held at one value too)."""
+    succeeded, point = _succeeded(trials), stored_point(config)
+    return [field for field in config.space if len({point({field: t.params[field]}) for t in succeeded}) > 1]
+
+
 def importance(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, float]:
-    """Each searched field's importance for validation accuracy, most important first, summing to 1.
+    """Each varied field's importance for validation accuracy, most important first, summing to 1.
 
     Optuna's PED-ANOVA evaluator over the succeeded trials alone (it reads no other), remembered for
-    the last DECISIONS_KEPT of them: a dashboard polls it. {} with fewer than two succeeded trials or
-    when every one scored the same (nothing to explain).
+    the last DECISIONS_KEPT of them: a dashboard polls it. {} with fewer than two succeeded trials,
+    when every one scored the same or when no field took two values among them (nothing to explain).
     """
-    complete = [t for t in _sorted(trials) if STATES[t.status] == TrialState.COMPLETE]
-    succeeded = [replace(t, number=i) for i, t in enumerate(complete)]  # numbered 0.. as a study's are
-    if len(succeeded) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in succeeded}) == 1:
+    succeeded = _succeeded(trials)
+    fields = varied(config, succeeded)
+    if len(succeeded) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in succeeded}) == 1 or not fields:
         return {}
     key = _decision_key(config, succeeded)
     scores = _importances.get(key)
     if scores is None:
         study = build_study(config, succeeded)
-        evaluated = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), normalize=True)
+        evaluator = PedAnovaImportanceEvaluator()
+        evaluated = get_param_importances(study, evaluator=evaluator, params=fields, normalize=True)
         scores = {name: float(score) for name, score in evaluated.items()}
         _importances.put(key, scores)
     return dict(scores)

@@ -25,7 +25,7 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.study import Study
 
 from service.plots import DPI, DRAWING
-from service.search.engine import TrialRecord, best_trial, build_study, importance
+from service.search.engine import TrialRecord, best_trial, build_study, importance, varied
 from service.search.study import StudyCreate, stored_point
 from service.store.models import JobStatus
 
@@ -35,7 +35,8 @@ FIGURES = ("history", "parallel", "slice", "importance")
 OBJECTIVE = "validation accuracy"
 
 
-def _draw(study: Study, name: str) -> Figure:
+def _draw(study: Study, name: str, fields: list[str]) -> Figure:
+    """Figure `name` of the study; importance ranks `fields` alone (those varied among its succeeded trials)."""
     from optuna.visualization import matplotlib as ovm  # imports pyplot: only where a figure is drawn
 
     ax: Any
@@ -46,7 +47,8 @@ def _draw(study: Study, name: str) -> Figure:
     elif name == "slice":
         ax = ovm.plot_slice(study, target_name=OBJECTIVE)
     elif name == "importance":
-        ax = ovm.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), target_name=OBJECTIVE)
+        evaluator = PedAnovaImportanceEvaluator()
+        ax = ovm.plot_param_importances(study, evaluator=evaluator, params=fields, target_name=OBJECTIVE)
     else:
         raise ValueError(f"unknown figure {name!r}; the figures are {', '.join(FIGURES)}")
     axes = list(np.ravel(ax))  # plot_slice: an array of axes, one per parameter
@@ -68,7 +70,7 @@ def figure_png(name: str, config: StudyCreate, trials: Sequence[TrialRecord]) ->
     with DRAWING, matplotlib.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # the matplotlib backend is "experimental"
         warnings.filterwarnings("ignore", "No artists with labels")  # an empty study has no legend
-        fig = _draw(study, name)
+        fig = _draw(study, name, varied(config, trials))
         try:
             fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
         finally:

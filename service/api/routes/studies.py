@@ -49,7 +49,15 @@ from service.errors import (
     worded,
 )
 from service.ml.spec import TrainSpec
-from service.search import StudyCreate, TrialRecord, check_study, importance, next_trials, trials_to_queue
+from service.search import (
+    StudyCreate,
+    TrialRecord,
+    check_study,
+    importance,
+    next_trials,
+    trials_to_queue,
+    varied,
+)
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
@@ -240,10 +248,15 @@ def _trials(session: Session, study_id: int) -> tuple[StudyCreate, list[TrialRec
 
 @router.get("/{study_id}/importance", response_model=ImportancePublic)
 async def read_importance(study_id: int, database: DatabaseDep) -> ImportancePublic:
-    """Each searched field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
+    """Each varied field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
     config, trials = await database.run(_trials, study_id)
     succeeded = sum(t.status == JobStatus.succeeded for t in trials)
-    return ImportancePublic(importance=await run_in_threadpool(importance, config, trials), trials=succeeded)
+    fields = varied(config, trials)
+    return ImportancePublic(
+        importance=await run_in_threadpool(importance, config, trials),
+        not_varied=[field for field in config.space if field not in fields],
+        trials=succeeded,
+    )
 
 
 @router.get("/{study_id}/figures/{figure}")

@@ -43,7 +43,7 @@ export async function studyPage(ctx, root) {
   }
   await Promise.all([
     historyChart(history, study, ctx.signal),
-    importanceChart(bars, importance, ctx.signal),
+    importanceChart(bars, importance, fields.length, ctx.signal),
     ...fields.map((f, i) => fieldChart(charts[i], study, f, spec, ctx.signal)),
     trialsParcoords(parcoords, study, fields, spec, ctx.signal),
   ]);
@@ -176,13 +176,15 @@ function trialsParcoords(el, study, fields, spec, signal) {
   return parallelChart(el, dims, { label: "validation accuracy", values: succeeded.map((p) => p.y) }, { signal });
 }
 
-function importanceChart(el, { importance, trials }, signal) {
+function importanceChart(el, { importance, not_varied: fixed, trials }, searched, signal) {
   const names = Object.keys(importance);
+  const unranked = fixed.length ? ` Not ranked, one value among them: ${fixed.join(", ")}.` : "";
   if (!names.length) {
-    fill(el, h("p", { class: "muted" }, "Shown once two trials have succeeded with different accuracies."));
+    const why = trials >= 2 && fixed.length === searched ? `No searched field took two values among the ${trials} succeeded trials: nothing to rank.` : "Shown once two trials have succeeded with different accuracies.";
+    fill(el, h("p", { class: "muted" }, why));
     return null;
   }
-  el.before(h("p", { class: "muted", id: "importance-trials" }, `From ${trials} succeeded trials${trials < FEW_TRIALS ? ": too few to say much; fields that varied together share the credit" : ""}.`));
+  el.before(h("p", { class: "muted", id: "importance-trials" }, `From ${trials} succeeded trials${trials < FEW_TRIALS ? ": too few to say much; fields that varied together share the credit" : ""}.${unranked}`));
   const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
   return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
 }
