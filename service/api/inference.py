@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
-from service.api.presenters import require_trained, resolve_alias, trained_model
+from service.api.presenters import job_warning, require_trained, resolve_alias, trained_model
 from service.errors import ProblemError, dataset_unavailable
 from service.lru import LRU, K, V
 from service.ml.data import DATASETS, DataError, Dataset, load_dataset
@@ -97,6 +97,8 @@ class Inference:
         self.predictions: Memo[tuple[int, SplitName], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
         self.exports: Memo[int, bytes] = Memo(EXPORTS_CACHED)  # job_id -> its ONNX graph
+        # job_id -> (its near-chance warning or None,): in a 1-tuple, as a Memo reads None as "not cached"
+        self.warnings: Memo[int, tuple[str | None]] = Memo(settings.model_cache_size)
         self.profiles: Memo[str, InputProfile] = Memo(len(DATASETS))
         # alias -> (time.monotonic() when the query that found it began, model id; None once moved here)
         self.aliases: dict[str, tuple[float, int | None]] = {}
@@ -131,6 +133,11 @@ class Inference:
     async def weights(self, job_id: int) -> Weights:
         """The model's weights: 404 for an unknown id, 409 for a job not trained."""
         return await self.models.get(job_id, lambda: self.database.run(_load_weights, job_id))
+
+    async def model_warning(self, job_id: int) -> str | None:
+        """A trained model's near-chance warning (presenters.job_warning): its predictions mean little."""
+        (warning,) = await self.warnings.get(job_id, lambda: self.database.run(_model_warning, job_id))
+        return warning
 
     async def onnx(self, job_id: int) -> bytes:
         """The model as an ONNX graph, exported once while it is among the last few asked for."""
@@ -210,6 +217,10 @@ async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArra
     if len(images) * weights.spec.n_parameters <= INLINE_MACS:
         return weights.predict_proba(images)
     return await run_in_threadpool(weights.predict_proba, images)
+
+
+def _model_warning(session: Session, job_id: int) -> tuple[str | None]:
+    return (job_warning(require_trained(session, job_id)),)
 
 
 def _export_onnx(weights: Weights) -> bytes:

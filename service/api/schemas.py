@@ -51,6 +51,10 @@ NEAR_CHANCE = (
     "it learned next to nothing, whatever its status says. `warning` says which and what to try."
 )
 WARNING = "A sentence on what needs a look (a model near chance level); null when nothing does."
+MODEL_WARNING = (
+    "The model's near-chance warning (its `warning` as a job): it learned next to nothing, so its "
+    "predictions mean little. null for a model that learned."
+)
 RANKED_BY = (
     "What the order reads: 'validation_accuracy'; 'test_accuracy (no validation split)' when none has a "
     "validation split; with some of each, those without one come after, by test accuracy."
@@ -436,11 +440,15 @@ class PredictionPublic(BaseModel):
         description="A sentence on what needs a look: which measures of the input are out of range, or a "
         "top class under 50 % probability; null when nothing does.",
     )
+    model_warning: str | None = Field(
+        None, description=f"{MODEL_WARNING} On a single prediction; null in a batch."
+    )
 
 
 class PredictionsPublic(BaseModel):
     data: list[PredictionPublic]
     count: int
+    model_warning: str | None = Field(None, description=MODEL_WARNING)
 
 
 class PredictCreate(BaseModel):
@@ -463,6 +471,7 @@ class ImagePredictionPublic(BaseModel):
     predicted: int
     probabilities: list[float]
     correct: bool
+    model_warning: str | None = Field(None, description=MODEL_WARNING)
 
 
 class OutcomePublic(BaseModel):

@@ -440,8 +440,9 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"predicted {name(result['predicted'])} ({probabilities[result['predicted']]:.2%}){by}")
     for label in sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[: args.top]:
         print(f"  {probabilities[label]:7.2%}  {name(label)}")
-    if result.get("warning"):
-        print(f"warning: {result['warning']}", file=sys.stderr)
+    for key in ("warning", "model_warning"):
+        if result.get(key):
+            print(f"warning: {result[key]}", file=sys.stderr)
     return 0
 
 

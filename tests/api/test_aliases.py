@@ -296,3 +296,22 @@ def test_another_api_process_sees_a_move_within_its_alias_cache_time(tmp_path, w
         assert served(mover) == second  # the process that moved it, at once
         seen = wait_for(lambda: served(other) == second, timeout=5, what="the move", interval=0.01)
         assert seen and time.monotonic() - moved < 0.5 + 1.0  # its cache time, and a request or two
+
+
+def test_every_prediction_of_a_model_near_chance_says_so(client, ids):
+    weak, strong = ids["weak"], ids["strong"]
+    client.put("/aliases/production", json={"model_id": weak})
+    blank = {"pixels": [0] * 784}
+    many = {"images": [[0] * 784] * 60}  # past predict's on-loop size: answered off the event loop
+    for model in (weak, "production"):
+        single = client.post(f"/models/{model}/predict", json=blank).json()
+        assert "near chance level" in single["model_warning"], single
+        batch = client.post(f"/models/{model}/predict", json=many).json()
+        assert "near chance level" in batch["model_warning"] and batch["data"][0]["model_warning"] is None
+        few = client.post(f"/models/{model}/predict", json={"images": [[0] * 784]}).json()
+        assert "near chance level" in few["model_warning"]
+        image = client.get(f"/models/{model}/predictions/test/0").json()
+        assert "near chance level" in image["model_warning"]
+    assert client.post(f"/models/{strong}/predict", json=blank).json()["model_warning"] is None
+    assert client.post(f"/models/{strong}/predict", json=many).json()["model_warning"] is None
+    assert client.get(f"/models/{strong}/predictions/test/0").json()["model_warning"] is None

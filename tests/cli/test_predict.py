@@ -36,3 +36,14 @@ def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, 
         status == 2
         and err == "mlplab: the alias is empty: lowercase letters, digits and dashes, e.g. champion\n"
     )
+
+
+def test_predict_warns_that_a_model_near_chance_learned_nothing(api, capsys, tmp_path):
+    model = api.post("/jobs", json=learner_body(learning_rate=1e-6))["id"]  # learns next to nothing
+    api.train()
+    digit = Image.new("L", (28, 28), 255)
+    ImageDraw.Draw(digit).line([(14, 4), (14, 24)], fill=0, width=3)  # a 1
+    digit.save(tmp_path / "one.png")
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "one.png"), "--model", str(model))
+    assert status == 0 and out.startswith("predicted "), err
+    assert "near chance level" in err and "the model learned next to nothing" in err, err

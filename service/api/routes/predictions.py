@@ -152,6 +152,7 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings
     weights = await inference.weights(ref.id)  # 404 / 409 before reading a large body
+    model_warning = await inference.model_warning(ref.id)
     allow_body(request.scope, settings.max_upload_bytes, "MLPLAB_MAX_UPLOAD_BYTES")
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -162,7 +163,7 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
             images, single = await run_in_threadpool(_images_from_json, body, settings)
             probs = await predict_proba(weights, images)
             profile = await inference.input_profile(weights.spec.dataset)
-            answer = await run_in_threadpool(_answer, images, probs, profile, single)
+            answer = await run_in_threadpool(_answer, images, probs, profile, single, model_warning)
         _monitoring(request).predicted(ref.id, ref.alias, len(images))
         answer.headers.update(ref.headers)
         return answer
@@ -178,7 +179,8 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
             "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
         )
     probs = await predict_proba(weights, images)
-    answer = _answer(images, probs, await inference.input_profile(weights.spec.dataset), single)
+    profile = await inference.input_profile(weights.spec.dataset)
+    answer = _answer(images, probs, profile, single, model_warning)
     _monitoring(request).predicted(ref.id, ref.alias, len(images))
     answer.headers.update(ref.headers)
     return answer
@@ -188,11 +190,17 @@ ON_LOOP_BYTES = 65_536  # a JSON body past this (about 40 images) is handled off
 
 
 def _answer(
-    images: NDArray[np.float32], probs: NDArray[np.float32], profile: InputProfile | None, single: bool
+    images: NDArray[np.float32],
+    probs: NDArray[np.float32],
+    profile: InputProfile | None,
+    single: bool,
+    model_warning: str | None,
 ) -> Response:
     """The predictions as the JSON answer: built here, so that the event loop does not validate them again."""
     results = _predictions(images, probs, profile, single)
-    return json_response(results[0] if single else PredictionsPublic(data=results, count=len(results)))
+    if single:
+        return json_response(results[0].model_copy(update={"model_warning": model_warning}))
+    return json_response(PredictionsPublic(data=results, count=len(results), model_warning=model_warning))
 
 
 def _predictions(
@@ -233,6 +241,7 @@ async def predict_split_image(
     weights, data = await inference.model_and_data(ref.id)
     image, label = dataset_image(data, split, index)
     p = (await predict_proba(weights, image[None, :]))[0]
+    model_warning = await inference.model_warning(ref.id)
     _monitoring(request).predicted(ref.id, ref.alias, 1)
     predicted = int(p.argmax())
     return ImagePredictionPublic(
@@ -242,6 +251,7 @@ async def predict_split_image(
         predicted=predicted,
         probabilities=p.tolist(),
         correct=predicted == label,
+        model_warning=model_warning,
     )
 
 
