@@ -160,7 +160,10 @@ def worded(pattern: str, words: str) -> str:
 def _reason(error: dict[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
-    msg = str(error["msg"])
+    # a validator's own sentence, without pydantic's label
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "json_invalid":  # FastAPI's loc is (body, 0-based offset): the reason counts from 1
+        return f"not valid JSON at character {int(error['loc'][-1]) + 1}: {error['ctx']['error']}"
     if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] in _PATTERN_WORDS:
         msg = f"should be {_PATTERN_WORDS[error['ctx']['pattern']]}"
     if (
@@ -173,7 +176,19 @@ def _reason(error: dict[str, Any]) -> str:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    params = [{"name": _location(e["loc"]), "reason": _reason(e)} for e in exc.errors()]
+    errors = exc.errors()
+    if any(e["loc"][:1] == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+        # FastAPI parses a body as JSON only under a JSON Content-Type: under another the model got bytes
+        sent = request.headers.get("content-type")
+        return problem_response(
+            request,
+            415,
+            "Unsupported media type",
+            f"Content-Type {echo(sent) if sent else 'missing'}: send the body as JSON, with "
+            "Content-Type: application/json",
+        )
+    located = [e["loc"][:-1] if e["type"] == "json_invalid" else e["loc"] for e in errors]
+    params = [{"name": _location(loc), "reason": _reason(e)} for loc, e in zip(located, errors, strict=True)]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
     return problem_response(request, 422, "Invalid request", detail, invalid_params=params)
 
@@ -330,6 +345,7 @@ NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 JSON_BODY_DOC: Responses = {
     400: problem_doc("Body not readable as JSON: not UTF-8, nested too deeply, a number too long"),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
+    415: problem_doc("Body sent without Content-Type: application/json"),
 }
 # Routes that queue jobs: those, and a full queue (presenters.queue_full).
 SUBMIT_DOCS: Responses = JSON_BODY_DOC | {429: problem_doc("Queue full")}

@@ -276,3 +276,47 @@ def test_pixels_are_numbers_not_booleans():
     with pytest.raises(ValidationError):
         PredictCreate.model_validate({"pixels": [True] * 784})
     assert PredictCreate.model_validate({"pixels": [0] * 783 + [255.0]}).pixels is not None
+
+
+def _json_body_routes(client) -> list[tuple[str, str]]:
+    """Every operation whose body is JSON alone, its path parameters filled with 1 / a name."""
+    routes = []
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if list(content) == ["application/json"]:
+                routes.append(
+                    (method.upper(), re.sub(r"\{[^}]+\}", "1", path).replace("/aliases/1", "/aliases/x"))
+                )
+    return routes
+
+
+def test_a_json_body_sent_without_its_content_type_is_a_415_that_says_so(client):
+    routes = _json_body_routes(client)
+    assert ("POST", "/jobs") in routes and ("PUT", "/aliases/x") in routes and len(routes) >= 6, routes
+    before = client.get("/jobs").json()["count"]
+    for method, path in routes:
+        for headers in (
+            {"content-type": "application/x-www-form-urlencoded"},
+            {"content-type": "text/plain"},
+        ):
+            response = client.request(method, path, content=b'{"backend": "numpy"}', headers=headers)
+            body = assert_problem(response, 415, "application/json")
+            assert headers["content-type"] in body["detail"], (method, path, body)
+    assert client.get("/jobs").json()["count"] == before  # nothing created
+
+
+def test_malformed_json_says_where_and_why_and_a_validators_sentence_stands_alone(client):
+    response = client.post(
+        "/jobs", content=b'{"backend": "numpy", epochs: 1}', headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422)
+    assert body["invalid_params"] == [
+        {
+            "name": "body",
+            "reason": "not valid JSON at character 22: Expecting property name enclosed in double quotes",
+        }
+    ]
+    study = {"base": {"backend": "numpy"}, "space": {"l2": {"choice": [0, 0.1]}}, "sampler": "TPE"}
+    body = assert_problem(client.post("/studies", json=study), 422)
+    assert "Value error" not in body["detail"] and "sampler" in body["detail"], body
