@@ -192,7 +192,7 @@ EPOCH |= {"test_accuracy": 0.87, "seconds": 1.23}
 def test_progress_is_a_line_per_event_in_a_pipe_and_a_live_bar_on_a_terminal():
     lines = [
         "job 7 running (attempt 2)",
-        "epoch 1/2: loss 0.4000, train 90.00%, validation 88.00% (loss 0.4100), test 87.00% (1.2 s)",
+        "epoch 1/2: loss 0.4000, validation 88.00% (loss 0.4100), on samples: train 90.00%, test 87.00% (1.2 s)",
     ]
     assert _watched(terminal=False) == "\n".join(lines) + "\n"
     live = _watched(terminal=True)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from service.errors import worded
+from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate
@@ -228,14 +229,20 @@ class LossCurvePublic(BaseModel):
     count: int = Field(description="How many recorded losses these points summarise.")
 
 
+EPOCH_SAMPLE = (
+    f"a fixed sample of {SAMPLE_SIZE:,} of them for an epoch before the last trained, every one for the last "
+    "(the model's own figures are its kept weights' on every image)."
+)
+
+
 class EpochPoint(BaseModel):
     """One finished epoch. Intermediate epochs' train and test accuracies are measured on fixed samples of
     2,000 images, the last epoch's on every image; validation on every validation image each epoch."""
 
     epoch: int
     loss: float = Field(description="Mean batch cross-entropy of the epoch.")
-    train_accuracy: float
-    test_accuracy: float
+    train_accuracy: float = Field(description=f"On the trained images: {EPOCH_SAMPLE}")
+    test_accuracy: float = Field(description=f"On the test split: {EPOCH_SAMPLE}")
     seconds: float = Field(description="Training time of the epoch, evaluation excluded.")
     validation_loss: float | None = Field(None, description="Cross-entropy on the validation images.")
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)

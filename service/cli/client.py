@@ -244,9 +244,11 @@ class ProgressBar:
                 if validation is None
                 else f"validation {pct(validation)} (loss {data['validation_loss']:.4f}), "
             )
+            # before the last epoch, train and test on fixed samples (service/ml/evaluation.py)
+            sampled = "on samples: " if data["epoch"] < self.epochs else ""
             self._line(
-                f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, "
-                f"train {pct(data['train_accuracy'])}, {shown}test {pct(data['test_accuracy'])} "
+                f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, {shown}"
+                f"{sampled}train {pct(data['train_accuracy'])}, test {pct(data['test_accuracy'])} "
                 f"({data['seconds']:.1f} s)"
             )
 

@@ -23,7 +23,7 @@ export async function jobPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job),
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
-      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote()),
       h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec, spec))));
   await Promise.all([
     lineChart(lossChart, [lossTrace(losses)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
@@ -37,7 +37,9 @@ export const lossTrace = (losses, name = "loss per step") =>
 
 // train, validation (what every "best" is chosen on), test (the final, unbiased figure): the same order
 // in the charts, the live stream's extend() and the tables.
-const ACCURACIES = [["train", "train_accuracy"], ["validation", "validation_accuracy"], ["test (final)", "test_accuracy"]];
+const ACCURACIES = [["train", "train_accuracy"], ["validation", "validation_accuracy"], ["test", "test_accuracy"]];
+// What an epoch's figures are measured on (service/ml/evaluation.py): said under each chart and table of them.
+export const epochNote = () => h("p", { class: "muted epoch-note" }, "Train and test accuracy of an epoch before the last trained: on fixed samples of their images; the last epoch's, and validation at every epoch, on every image.");
 
 export const accuracyTraces = (epochs) => ACCURACIES.map(([name, key]) =>
   ({ name, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e[key]), mode: "lines+markers" }));

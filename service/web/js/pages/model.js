@@ -6,7 +6,7 @@ import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
-import { accuracyLine, accuracyTraces, accuracyValues, lossTrace, specTable } from "./job.js";
+import { accuracyLine, accuracyTraces, accuracyValues, epochNote, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
@@ -34,7 +34,7 @@ export async function modelPage(ctx, root) {
     warningView(model),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
-      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochTable(epochs)),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote(), epochTable(epochs)),
       h("section", { class: "card", id: "confusion" }, h("h2", null, "Confusion matrix"),
         h("label", { for: "cm-split" }, "split "), split, h("div", { id: "cm" }), h("div", { id: "cell" })),
       h("section", { class: "card" }, h("h2", null, "Precision, recall, F1"), h("div", { id: "scores", class: "scroll" })),
@@ -101,7 +101,7 @@ function stoppedNote(model) {
 function epochTable(epochs) {
   const num = (x) => (x == null ? "–" : x.toFixed(4));
   return h("details", null, h("summary", null, "by epoch, as numbers"), h("table", null,
-    h("thead", null, h("tr", null, ["epoch", "loss", "validation loss", "train", "validation", "test (final)", "time"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
+    h("thead", null, h("tr", null, ["epoch", "loss", "validation loss", "train", "validation", "test", "time"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
     h("tbody", null, epochs.map((e) => h("tr", null, h("td", null, e.epoch), h("td", { class: "right" }, num(e.loss)), h("td", { class: "right" }, num(e.validation_loss)),
       h("td", { class: "right" }, pct(e.train_accuracy)), h("td", { class: "right" }, pct(e.validation_accuracy)), h("td", { class: "right" }, pct(e.test_accuracy)),
       h("td", { class: "right" }, duration(e.seconds)))))));
