@@ -76,8 +76,8 @@ def show(client: ApiClient, study: Json) -> None:
     if scores := answer["importance"]:
         shown = ", ".join(f"{name} {score:.2f}" for name, score in scores.items())
         print(f"importance (from {answer['trials']} succeeded trials): {shown}")
-        if answer["not_varied"]:
-            print(f"not ranked, one value among them: {', '.join(answer['not_varied'])}")
+        if fixed := answer.get("not_varied"):  # .get: an API older than the field has none
+            print(f"not ranked, one value among them: {', '.join(fixed)}")
 
 
 def watch(client: ApiClient, study: Json, interval: float) -> Json:
