@@ -7,7 +7,6 @@ import argparse
 import io
 import json
 import math
-import mimetypes
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -414,7 +413,8 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
         content = Path(args.image).read_bytes()
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
-    kind = _image_type(content) or mimetypes.guess_type(args.image)[0] or "application/octet-stream"
+    # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
+    kind = _image_type(content) or "application/octet-stream"
     response = client.response(
         "POST",
         f"/models/{quote(args.model, safe='')}/predict",

@@ -38,6 +38,19 @@ def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, 
     )
 
 
+def test_predict_of_a_file_that_is_no_image_says_so_whatever_its_name(api, capsys, tmp_path):
+    model = api.post("/jobs", json=learner_body())["id"]
+    api.train()
+    (tmp_path / "notes.txt").write_text("hello")
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "notes.txt"), "--model", str(model))
+    assert status == 1 and out == "" and "not a PNG or JPEG image" in err, err  # was: a 415 on text/plain
+    digit = Image.new("L", (28, 28), 255)
+    ImageDraw.Draw(digit).line([(14, 4), (14, 24)], fill=0, width=3)
+    digit.save(tmp_path / "one.gif")  # another format the API reads
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "one.gif"), "--model", str(model))
+    assert status == 0 and out.startswith("predicted "), err
+
+
 def test_predict_warns_that_a_model_near_chance_learned_nothing(api, capsys, tmp_path):
     model = api.post("/jobs", json=learner_body(learning_rate=1e-6))["id"]  # learns next to nothing
     api.train()

@@ -246,6 +246,9 @@ def test_an_unknown_content_type_is_415(client, model, content_type):
         headers={"content-type": content_type},
     )
     assert body["title"] == "Unsupported media type"
+    assert all(kind in body["detail"] for kind in ("image/png", "image/gif", "image/webp")), (
+        body
+    )  # all it reads
 
 
 # --- models that are not (yet) models ---------------------------------------------------------

@@ -176,7 +176,7 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
             415,
             "Unsupported media type",
             f"Content-Type {echo(content_type)}: send application/json, "
-            "multipart/form-data with a 'file' part, or image/png / image/jpeg.",
+            f"multipart/form-data with a 'file' part, or an image as {' / '.join(_IMAGE_TYPES)}.",
         )
     probs = await predict_proba(weights, images)
     profile = await inference.input_profile(weights.spec.dataset)
