@@ -31,6 +31,10 @@ DESCRIBE = {
 }
 
 
+# Every pixel at most 1 of 255: pixels sent already divided by 255, the commonest slip with JSON pixels.
+FAINT = "every pixel at most 1: pixels take 0-255 (multiply values scaled to 0-1 by 255)"
+
+
 def _centres(images: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     grid = images.reshape(-1, SIDE, SIDE)
     mass = np.maximum(grid.sum(axis=(1, 2), dtype=np.float64), 1e-9)
@@ -78,6 +82,9 @@ class InputProfile:
             low, high = self.low[name], self.high[name]
             for i in np.flatnonzero((values < low - MARGIN[name]) | (values > high + MARGIN[name])):
                 out[i].append(DESCRIBE[name].format(value=float(values[i]), low=low, high=high))
+        brightest = images.max(axis=1)
+        for i in np.flatnonzero((brightest > 0) & (brightest <= 1 / 255)):
+            out[i].append(FAINT)
         return out
 
 

@@ -99,6 +99,18 @@ def test_an_upload_comes_back_with_the_28x28_image_the_model_saw(trained, mnist)
     assert by_pixels["pixels"] == np.rint(digit.ravel() * 255).astype(int).tolist()  # JSON: sent as it came
 
 
+def test_pixels_sent_scaled_to_0_1_are_told_to_take_0_255(trained, mnist):
+    client, model = trained
+    digit = mnist.test_images[0]  # a 7, its pixels in [0, 1] as a NumPy user holds them
+    scaled = client.post(f"/models/{model}/predict", json={"pixels": digit.tolist()}).json()
+    assert scaled["out_of_distribution"] is True and "pixels take 0-255" in scaled["warning"], scaled
+    right = client.post(f"/models/{model}/predict", json={"pixels": (digit * 255).tolist()}).json()
+    assert right["warning"] is None or "0-255" not in right["warning"]
+    assert "0-255" not in (
+        client.post(f"/models/{model}/predict", json={"pixels": [0] * 784}).json()["warning"] or ""
+    )
+
+
 def test_a_line_of_text_is_said_to_look_unlike_the_training_images(trained):
     client, model = trained
     page = Image.new("L", (120, 24), 255)
