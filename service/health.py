@@ -22,11 +22,15 @@ def _api(host: str, port: int) -> str | None:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # http_proxy took 127.0.0.1 away
+    url = f"http://{netloc}/readyz"
     try:
-        with direct.open(f"http://{netloc}/readyz", timeout=TIMEOUT_SECONDS):
+        with direct.open(url, timeout=TIMEOUT_SECONDS):
             return None
     except urllib.error.HTTPError as exc:
-        return f"/readyz answered {exc.code}"
+        return f"{url} answered {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:  # refused, timed out: say where it asked
+        reason = getattr(exc, "reason", exc)
+        return f"no answer from {url} (this machine's API, at MLPLAB_HOST and MLPLAB_PORT): {reason}"
 
 
 def _worker(database_url: str, lease_seconds: float) -> str | None:

@@ -3,6 +3,7 @@ work and a database that cannot be reached each get one line naming the cause, n
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -11,6 +12,7 @@ import uvicorn
 from service.cli import main
 from service.cli.serve import shared_metrics
 from service.settings import Settings, get_settings
+from tests.support import free_port
 
 STARTS = (["api"], ["dev"], ["worker"])
 
@@ -117,3 +119,24 @@ def test_a_workers_health_check_creates_no_database(tmp_path, monkeypatch, capsy
         get_settings.cache_clear()
     assert capsys.readouterr().err == f"mlplab health: no database at {missing} (MLPLAB_DATABASE_URL)\n"
     assert not missing.parent.exists()
+
+
+def test_the_apis_health_check_says_where_it_asked(monkeypatch, capsys):
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MLPLAB_PORT", str(port))
+    get_settings.cache_clear()
+    try:
+        assert main(["health"]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"mlplab health: no answer from http://127.0.0.1:{port}/readyz (this machine's API"
+    ), err
+    assert "Connection refused" in err and "Traceback" not in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and re.fullmatch(r"mlplab \d+\.\d+\.\d+\n", capsys.readouterr().out)

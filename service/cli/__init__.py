@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Annotated, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -40,7 +41,8 @@ def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dev.add_argument("--port", type=_port, help="port (default 8000)")
     health = sub.add_parser(
         "health",
-        help="exit 0 when this machine's API is ready (--worker: its worker is alive): a HEALTHCHECK",
+        help="exit 0 when this machine's API is ready (MLPLAB_HOST, MLPLAB_PORT; not --url) or, with "
+        "--worker, its worker is alive: a container's HEALTHCHECK",
     )
     health.add_argument("--worker", action="store_true", help="check this host's worker instead of the API")
     for parser in (api, worker, dev, health):
@@ -151,6 +153,7 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
+    parser.add_argument("--version", action="version", version=f"mlplab {version('mlplab')}")
     _remote_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_commands(sub)
