@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.api.database import Database
 from service.api.guard import check_token
 from service.api.inference import Inference
+from service.api.params import Whole, once_each
 from service.api.presenters import (
     IdsQuery,
     distinct_models,
@@ -63,7 +64,7 @@ DatabaseDep = Annotated[Database, Depends(_database)]  # await database.run(fn, 
 InferenceDep = Annotated[Inference, Depends(_inference)]
 
 
-def _job(job_id: int, session: SessionDep) -> Job:
+def _job(job_id: Whole, session: SessionDep) -> Job:
     return require_job(session, job_id)
 
 
@@ -120,7 +121,7 @@ def _model(ref: ModelRefDep, session: SessionDep) -> TrainedModel:
     return trained_model(session, ref.id)
 
 
-def _study(study_id: int, session: SessionDep) -> Study:
+def _study(study_id: Whole, session: SessionDep) -> Study:
     return require_study(session, study_id)
 
 
@@ -153,10 +154,14 @@ ReaderDep = Depends(require_reader)
 
 
 def reader_router(tag: str, prefix: str = "", responses: Responses | None = None) -> APIRouter:
-    """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one) and document
-    the problems any route may answer, and `responses`."""
+    """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one), refuse a
+    query parameter given twice (once_each, after the token), and document the problems any route may
+    answer, and `responses`."""
     return APIRouter(
-        prefix=prefix, tags=[tag], dependencies=[ReaderDep], responses=PROBLEM_RESPONSES | (responses or {})
+        prefix=prefix,
+        tags=[tag],
+        dependencies=[ReaderDep, Depends(once_each)],
+        responses=PROBLEM_RESPONSES | (responses or {}),
     )
 
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Query
 
+from service.api.params import DIGITS
+
 MAX_PAGE = 500  # most rows one page of a listing holds
-PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most rows in the page.")]
-PageOffset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most rows in the page."), DIGITS]
+PageOffset = Annotated[int, Query(ge=0, description="Rows to skip."), DIGITS]

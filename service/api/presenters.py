@@ -326,7 +326,11 @@ def _is_id(text: str) -> bool:
 
 def parse_ids(ids: str) -> list[str]:
     """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
-    parts = [part.strip() for part in ids.split(",") if part.strip()]
+    parts = [part.strip() for part in ids.split(",")] if ids.strip() else []
+    if "" in parts:  # "1,,2" or "1,2,": a model left out, not one fewer to compare
+        raise invalid(
+            "query.ids", f"an empty entry between commas (got {echo(ids)}); give e.g. ids=3,7,champion"
+        )
     bad = next((part for part in parts if not (_is_id(part) or re.fullmatch(ALIAS_NAME, part))), None)
     if bad is not None:
         raise invalid(

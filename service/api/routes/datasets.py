@@ -8,6 +8,7 @@ from fastapi import Path, Query, Response
 
 from service.api.deps import InferenceDep, SettingsDep, reader_router
 from service.api.paging import PageOffset
+from service.api.params import DIGITS
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import DATASET_UNAVAILABLE_DOC, Responses
@@ -33,7 +34,7 @@ async def read_labels(
     split: SplitName,
     inference: InferenceDep,
     offset: PageOffset = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), DIGITS] = 100,
 ) -> LabelsPublic:
     """A page of a split's labels, for browsing its images."""
     data = await inference.dataset(name)
@@ -57,9 +58,9 @@ async def read_labels(
 async def read_image(
     name: DatasetName,
     split: SplitName,
-    index: Annotated[int, Path(ge=0)],
+    index: Annotated[int, Path(ge=0), DIGITS],
     inference: InferenceDep,
-    scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)")] = 1,
+    scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)"), DIGITS] = 1,
 ) -> Response:
     """One image of a split, as PNG."""
     image, label = dataset_image(await inference.dataset(name), split, index)

@@ -23,6 +23,7 @@ from service.api.deps import (
     resolve_model,
 )
 from service.api.paging import PageLimit, PageOffset
+from service.api.params import DIGITS
 from service.api.presenters import png_response
 from service.api.routes.plots import DATASET_FIGURE_DOC
 from service.api.schemas import (
@@ -146,7 +147,7 @@ async def disagreements_png(
     c: ComparedDep,
     only: OnlyQuery = None,
     offset: PageOffset = 0,
-    limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
+    limit: Annotated[int, Query(ge=1, le=100, description="Most images shown"), DIGITS] = 36,
 ) -> Response:
     """The images two models disagree on, each captioned 'true, A says, B says'."""
     indices = c.selected(only)

@@ -13,6 +13,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse
 from starlette.background import BackgroundTask
 
 from service.api.deps import reader_router
+from service.api.params import Whole
 from service.api.schemas import MAX_CURVE_POINTS
 from service.api.streams import EventHub, Snapshot, Subscription, sse
 from service.errors import Responses, not_found, problem_doc
@@ -64,7 +65,7 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
 # machinery costs a write per event (docs/reliability.md, "One reader for all event streams").
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENTS_DOC)
 async def job_events(
-    job_id: int,
+    job_id: Whole,
     request: Request,
     last_event_id: Annotated[str | None, Header(description="Resume after this event's id")] = None,
 ) -> EventSourceResponse:

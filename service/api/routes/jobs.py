@@ -16,6 +16,7 @@ from service.api.deps import (
     reader_router,
 )
 from service.api.paging import PageLimit, PageOffset
+from service.api.params import DIGITS, Whole
 from service.api.presenters import (
     check_budget,
     enqueue,
@@ -97,7 +98,7 @@ async def read_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def read_job(job_id: int, database: DatabaseDep) -> Response:
+async def read_job(job_id: Whole, database: DatabaseDep) -> Response:
     """A job: its spec, status and live progress."""
     body = database.finished_jobs.get(job_id)
     if body is None:
@@ -113,7 +114,7 @@ async def read_job(job_id: int, database: DatabaseDep) -> Response:
     dependencies=[WriterDep],
     responses={409: problem_doc("The job has already finished")},
 )
-def cancel(job_id: int, session: SessionDep) -> JobPublic:
+def cancel(job_id: Whole, session: SessionDep) -> JobPublic:
     """Cancel a job: at once when queued, at the worker's next progress write or heartbeat when running."""
     # The write lock is taken and released in this one thread hop (docs/reliability.md, API notes).
     begin_write(session)
@@ -144,11 +145,13 @@ def _losses_page(
 
 @router.get("/{job_id}/losses", response_model=LossesPublic)
 async def read_losses(
-    job_id: int,
+    job_id: Whole,
     database: DatabaseDep,
     request: Request,
-    after_step: Annotated[int, Query(ge=0, description="Only the losses of later steps")] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LOSS_PAGE, description="Most losses in the page")] = 1000,
+    after_step: Annotated[int, Query(ge=0, description="Only the losses of later steps"), DIGITS] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LOSS_PAGE, description="Most losses in the page"), DIGITS
+    ] = 1000,
 ) -> Response:
     """The recorded losses (every loss_every steps) a page at a time, readable while the job runs."""
     page, more = await database.run(_losses_page, job_id, after_step, limit)
@@ -165,7 +168,7 @@ def _loss_curve(session: Session, /, job_id: int) -> LossCurvePublic:
 
 
 @router.get("/{job_id}/loss-curve", response_model=LossCurvePublic)
-async def read_loss_curve(job_id: int, database: DatabaseDep) -> Response:
+async def read_loss_curve(job_id: Whole, database: DatabaseDep) -> Response:
     """The loss curve for drawing: a bounded number of points however many losses the job recorded."""
     return json_response(await database.run(_loss_curve, job_id))
 

@@ -23,6 +23,7 @@ from service.api.deps import (
     reader_router,
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
+from service.api.params import DIGITS
 from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
 from service.errors import NOT_TRAINED_DOC, Responses, problem_doc, problem_response
@@ -199,7 +200,7 @@ async def mistakes_png(
     database: DatabaseDep,
     inference: InferenceDep,
     split: SplitName = "test",
-    limit: Annotated[int, Query(ge=1, le=100, description="Most images shown")] = 36,
+    limit: Annotated[int, Query(ge=1, le=100, description="Most images shown"), DIGITS] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
 

@@ -15,6 +15,7 @@ from service.api.guard import allow_body
 from service.api.inference import predict_proba
 from service.api.monitoring import Monitoring
 from service.api.paging import PageLimit, PageOffset
+from service.api.params import DIGITS
 from service.api.presenters import dataset_image, json_response
 from service.api.schemas import (
     ImagePredictionPublic,
@@ -233,7 +234,7 @@ def _monitoring(request: Request) -> Monitoring:
 async def predict_split_image(
     ref: ModelRefDep,
     split: SplitName,
-    index: Annotated[int, Path(ge=0)],
+    index: Annotated[int, Path(ge=0), DIGITS],
     inference: InferenceDep,
     request: Request,
 ) -> ImagePredictionPublic:
@@ -264,9 +265,11 @@ async def predictions_by_outcome(
     ref: ModelRefDep,
     split: SplitName,
     inference: InferenceDep,
-    label: Annotated[int | None, Query(ge=0, le=9, description="Only images of this true class")] = None,
+    label: Annotated[
+        int | None, Query(ge=0, le=9, description="Only images of this true class"), DIGITS
+    ] = None,
     predicted: Annotated[
-        int | None, Query(ge=0, le=9, description="Only images predicted as this class")
+        int | None, Query(ge=0, le=9, description="Only images predicted as this class"), DIGITS
     ] = None,
     correct: Annotated[
         bool | None, Query(description="Only images the model gets right (true) or wrong (false)")

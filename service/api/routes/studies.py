@@ -21,6 +21,7 @@ from service.api.deps import (
     reader_router,
 )
 from service.api.paging import PageOffset
+from service.api.params import DIGITS, Whole
 from service.api.presenters import (
     BUDGET_FIELDS,
     check_budget_of,
@@ -153,11 +154,12 @@ def submit_study(
 @router.get("", response_model=StudiesPublic)
 def read_studies(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100), DIGITS] = 20,
     offset: PageOffset = 0,
     trials_limit: Annotated[
         int,
         Query(ge=0, le=100, description="Trials listed per study, the latest (GET /studies/{id} lists all)"),
+        DIGITS,
     ] = 10,
 ) -> StudiesPublic:
     """Studies, newest first, each with its latest trials, its best and its trials counted by status."""
@@ -174,7 +176,7 @@ def read_study(study: StudyDep, session: SessionDep) -> StudyPublic:
 @router.post(
     "/{study_id}/cancel", response_model=StudyPublic, dependencies=[WriterDep], responses=CONFLICT_DOC
 )
-def cancel(study_id: int, session: SessionDep) -> StudyPublic:
+def cancel(study_id: Whole, session: SessionDep) -> StudyPublic:
     """Stop a study: its queued trials are cancelled, its running ones stop at their worker's next write."""
     begin_write(session)  # before the first read: the write lock in this one thread hop
     study = require_study(session, study_id)
@@ -198,7 +200,7 @@ def cancel(study_id: int, session: SessionDep) -> StudyPublic:
     dependencies=[WriterDep],
     responses=SUBMIT_DOCS | CONFLICT_DOC,
 )
-def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: SettingsDep) -> StudyPublic:
+def extend(body: StudyExtend, study_id: Whole, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
     check_extensible(before, settings, body.trials)
@@ -228,7 +230,9 @@ def extend(body: StudyExtend, study_id: int, session: SessionDep, settings: Sett
     dependencies=[WriterDep],
     responses=JSON_BODY_DOC | {409: problem_doc("No trial of the study has succeeded yet")},
 )
-def promote(study_id: int, body: PromoteCreate, session: SessionDep, inference: InferenceDep) -> AliasPublic:
+def promote(
+    study_id: Whole, body: PromoteCreate, session: SessionDep, inference: InferenceDep
+) -> AliasPublic:
     """Point an alias at the study's best trial's model (by validation accuracy), creating it if need be."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     study = require_study(session, study_id)
@@ -247,7 +251,7 @@ def _trials(session: Session, study_id: int) -> tuple[StudyCreate, list[TrialRec
 
 
 @router.get("/{study_id}/importance", response_model=ImportancePublic)
-async def read_importance(study_id: int, database: DatabaseDep) -> ImportancePublic:
+async def read_importance(study_id: Whole, database: DatabaseDep) -> ImportancePublic:
     """Each varied field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
     config, trials = await database.run(_trials, study_id)
     succeeded = sum(t.status == JobStatus.succeeded for t in trials)
@@ -260,14 +264,14 @@ async def read_importance(study_id: int, database: DatabaseDep) -> ImportancePub
 
 
 @router.get("/{study_id}/figures/{figure}")
-async def read_figure_data(study_id: int, database: DatabaseDep, figure: FigureName) -> dict[str, Any]:
+async def read_figure_data(study_id: Whole, database: DatabaseDep, figure: FigureName) -> dict[str, Any]:
     """What a figure shows, as lists for the dashboard to draw (succeeded trials only)."""
     trials = await database.run(_trials, study_id)
     return await run_in_threadpool(figure_data, figure, *trials)
 
 
 @router.get("/{study_id}/{figure}.png", response_class=Response, responses=FIGURE_DOC)
-async def read_figure_png(study_id: int, database: DatabaseDep, figure: FigureName) -> Response:
+async def read_figure_png(study_id: Whole, database: DatabaseDep, figure: FigureName) -> Response:
     """history (best so far against trials), parallel (coordinates), slice, importance: a PNG."""
     trials = await database.run(_trials, study_id)
     png = await run_in_threadpool(figure_png, figure, *trials)

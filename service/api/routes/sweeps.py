@@ -20,6 +20,7 @@ from service.api.deps import (
 )
 from service.api.grid import check_budgets, check_grid, count_field, sweep_specs
 from service.api.paging import PageOffset
+from service.api.params import DIGITS
 from service.api.presenters import enqueue, job_public, json_response, promote_best
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
@@ -146,10 +147,12 @@ def _sweeps_page(session: Session, /, limit: int, offset: int, shown: int) -> Sw
 @router.get("", response_model=SweepsPublic)
 async def read_sweeps(
     database: DatabaseDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100), DIGITS] = 20,
     offset: PageOffset = 0,
     jobs_limit: Annotated[
-        int, Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)")
+        int,
+        Query(ge=0, le=100, description="Jobs listed per sweep, best first (GET /sweeps/{id} lists all)"),
+        DIGITS,
     ] = 10,
 ) -> Response:
     """Sweeps, newest first, each with its best jobs and its configurations."""
