@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import case, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -384,6 +384,7 @@ def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Jo
         .returning(Job)
     ).one_or_none()
     if job is not None:
+        drop_checkpoints(session, Job.id == job_id)
         _ended(session, job_id, now)
     else:
         job = session.scalars(
@@ -398,6 +399,32 @@ def cancel_job(session: Session, job_id: int, now: datetime | None = None) -> Jo
     if status is None:
         raise JobNotFound(f"job {job_id} not found")
     raise JobConflict(f"job {job_id} is already {status}")
+
+
+def cancel_sweep(session: Session, sweep_id: str, now: datetime | None = None) -> tuple[int, int]:
+    """Every job of the sweep still to end, as cancel_job does one: queued -> cancelled, running ->
+    cancel_requested. Its ended jobs keep their results. Returns (cancelled, asked to stop).
+
+    Raises JobNotFound when no job has this sweep id, JobConflict when every one has ended.
+    """
+    begin_write(session)
+    now = now or utcnow()
+    of_sweep = Job.sweep_id == sweep_id
+    queued = session.execute(
+        update(Job)
+        .where(of_sweep, Job.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now)
+    )
+    running = session.execute(
+        update(Job).where(of_sweep, Job.status == JobStatus.running).values(cancel_requested=True)
+    )
+    cancelled, asked = queued.rowcount, running.rowcount  # type: ignore[attr-defined]
+    if cancelled or asked:
+        drop_checkpoints(session, of_sweep)
+        return cancelled, asked
+    if session.scalar(select(func.count()).where(of_sweep)) == 0:
+        raise JobNotFound(f"sweep {sweep_id} not found")
+    raise JobConflict(f"every job of sweep {sweep_id} has ended")
 
 
 def mark_cancelled(session: Session, job_id: int, worker_id: str, now: datetime | None = None) -> None:
@@ -568,6 +595,13 @@ def _end_held(
     _guarded_update(session, job_id, worker_id, values)
     session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
     _ended(session, job_id, now)
+
+
+def drop_checkpoints(session: Session, *where: ColumnElement[bool]) -> None:
+    """Delete the checkpoints of the ended jobs among those `where` selects: a queued job cancelled still
+    held the one its last worker left (a SIGTERM's hand-back, a stalled lease's re-queue)."""
+    ended = select(Job.id).where(*where, Job.status.not_in(IN_FLIGHT))
+    session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id.in_(ended)))
 
 
 def _ended(session: Session, job_id: int, now: datetime) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.search import IN_FLIGHT, StudyCreate, grid_size
 from service.store.db import begin_write
-from service.store.jobs import advance_study, lock_study
+from service.store.jobs import advance_study, drop_checkpoints, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus, utcnow
 from service.store.queries import get_study
 
@@ -73,6 +73,7 @@ def cancel_study(session: Session, study_id: int, now: datetime | None = None) -
         .where(Job.study_id == study_id, Job.status == JobStatus.queued)
         .values(status=JobStatus.cancelled, finished_at=now)
     )
+    drop_checkpoints(session, Job.study_id == study_id)
     study = _locked(session, study_id)
     if study.status != StudyStatus.running:
         raise StudyConflict(f"study {study_id} is already {study.status}")

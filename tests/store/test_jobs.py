@@ -702,3 +702,25 @@ def test_a_claim_that_skips_a_dataset_still_takes_a_job_stored_before_datasets_h
         assert jobs.claim_job(s, "w1", skip=["fashion-mnist"]).id == old
     with session_scope(sessions) as s:
         assert jobs.claim_job(s, "w1", skip=["fashion-mnist"]) is None  # the other is skipped
+
+
+def test_a_queued_job_cancelled_drops_the_checkpoint_its_last_worker_left(sessions):
+    """A hand-back keeps the checkpoint for the next claim; a cancel before that claim left it (12 MB for
+    a default torch job) in the database for good."""
+    with session_scope(sessions) as s:
+        ids = [enqueue_job(s, tiny_spec(seed=i), sweep_id="abcdef012345" if i else None).id for i in range(3)]
+    for job_id in ids:
+        with session_scope(sessions) as s:
+            assert claim_job(s, f"w{job_id}").id == job_id
+            save_checkpoint(s, job_id, f"w{job_id}", 1, b"state")
+    for job_id in ids:
+        with session_scope(sessions) as s:
+            jobs.release_job(s, job_id, f"w{job_id}")  # a SIGTERM: queued again, its checkpoint kept
+    with session_scope(sessions) as s:
+        assert [jobs.load_checkpoint(s, i) for i in ids] == [(1, b"state")] * 3
+    with session_scope(sessions) as s:
+        jobs.cancel_job(s, ids[0])
+        jobs.cancel_sweep(s, "abcdef012345")
+    with session_scope(sessions) as s:
+        assert [get_job(s, i).status for i in ids] == ["cancelled"] * 3
+        assert [jobs.load_checkpoint(s, i) for i in ids] == [None] * 3
