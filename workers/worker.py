@@ -77,6 +77,7 @@ log = logging.getLogger("workers")
 
 FLUSH_SECONDS = 0.5  # buffered losses are written at most this often (and at each epoch's end)
 RETRY_SECONDS = 1.0  # between two tries to record a job's end in a database that cannot be written
+RETRY_MAX_SECONDS = 30.0  # ... doubling up to this
 DATA_BACKOFF_SECONDS = 30.0  # a worker that lacks a job's dataset claims none of its jobs this long, doubling
 MOST_DATA_BACKOFF_SECONDS = 600.0
 FIRST_IDLE_SLEEP = 0.05  # an empty queue's first sleep; it doubles up to settings.worker_poll_seconds
@@ -264,8 +265,11 @@ def settle(
 ) -> int:
     """Record how the job ended: succeeded, failed, cancelled, pruned, released or (lease lost) dropped.
 
-    A database that cannot be written (restarting, locked) is tried again, a second apart, for
-    `patience` seconds (its lease's: past it the job is another worker's to re-queue)."""
+    A database that cannot be written (restarting, locked, its disk full) is tried again, from a second
+    apart to RETRY_MAX_SECONDS, its lease renewed meanwhile, for as long as this worker runs: giving up
+    let the lease lapse, and the job, trained, was re-queued and trained again, an attempt counted each
+    time, until it failed. Progress not yet written goes first for `patience` seconds, then is left.
+    Another error is tried for `patience` seconds."""
 
     def record(whole: bool) -> int:
         """One try; `whole`: the progress not yet written goes first, or this raises."""
@@ -301,7 +305,7 @@ def settle(
             return int(status == JobStatus.cancelled)
         return 1
 
-    deadline = time.monotonic() + patience
+    deadline, wait = time.monotonic() + patience, RETRY_SECONDS
     while True:
         try:
             return record(whole=time.monotonic() < deadline)
@@ -309,15 +313,32 @@ def settle(
             log.warning("job %d: %s; dropping it", job.id, exc)
             return 0
         except SQLAlchemyError as exc:
-            # past its lease, or asked to stop (SIGTERM's grace is short): the lease lapses, it is re-queued
-            if time.monotonic() >= deadline or stop.is_set():
+            transient = isinstance(exc, (OperationalError, InterfaceError))
+            # asked to stop (SIGTERM's grace is short), or an error that waiting will not mend: the lease
+            # lapses and the job is re-queued
+            if stop.is_set() or (not transient and time.monotonic() >= deadline):
                 log.error("job %d: could not record how it ended: %s", job.id, exc)
                 return 0
-            log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
-            time.sleep(RETRY_SECONDS)
+            if wait == RETRY_SECONDS:
+                log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
+            if transient and not _renewed(recorder):
+                log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
+                return 0
+            stop.wait(wait)
+            wait = min(2 * wait, RETRY_MAX_SECONDS)
         except Exception:
             log.exception("job %d: could not record how it ended", job.id)
             return 0
+
+
+def _renewed(recorder: Recorder) -> bool:
+    """A heartbeat for the job while its end waits to be written: False once it is no longer ours. A
+    heartbeat that fails too (a row rewritten, where the model needs megabytes) changes nothing."""
+    try:
+        with session_scope(recorder.sessions) as session:
+            return heartbeat(session, recorder.job_id, recorder.worker_id).alive
+    except SQLAlchemyError:
+        return True
 
 
 def ending(result: TrainResult | None, error: str | None, lease: LeaseKeeper, pruned: bool) -> JobStatus:

@@ -29,7 +29,7 @@ from service.ml.weights import load_weights
 from service.settings import Settings
 from service.store import jobs, queries
 from service.store.db import session_scope
-from service.store.models import EpochMetric, Job, Loss
+from service.store.models import EpochMetric, Job, Loss, utcnow
 from service.store.workers import register_worker
 from tests.factories import tiny_spec
 from tests.support import REPO, wait_for
@@ -342,6 +342,32 @@ def test_a_job_whose_end_cannot_be_written_at_once_is_recorded_when_it_can(
     assert worker.run_worker(settings_for(db_url, data_dir), once=True) == 1
     done = job(sessions, job_id)
     assert (done.status, done.attempts, len(tries)) == ("succeeded", 1, 3)
+
+
+def test_a_trained_job_whose_end_cannot_be_written_for_longer_than_its_lease_is_kept_and_recorded(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """A full disk fails the model's megabytes: the worker gave up after its lease, the job was re-queued,
+    trained again and, after MLPLAB_MAX_ATTEMPTS of that, failed as 'worker lost'. Now the result waits."""
+    tries = _outage(monkeypatch, "finish_job", 12)
+    monkeypatch.setattr(worker, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(worker, "RETRY_MAX_SECONDS", 0.2)
+    ages = []
+    failing = worker.finish_job
+
+    def aged(session, job_id, *args, **kwargs):  # how old the job's heartbeat is at each try
+        ages.append((utcnow() - job(sessions, job_id).heartbeat_at).total_seconds())
+        return failing(session, job_id, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "finish_job", aged)
+    (job_id,) = enqueue(sessions, small())
+    started = time.monotonic()
+    settings = settings_for(db_url, data_dir, lease_seconds=1.0, heartbeat_seconds=0.5)
+    assert worker.run_worker(settings, once=True) == 1
+    done = job(sessions, job_id)
+    assert time.monotonic() - started > 1.5  # well past its lease, and still its worker's
+    assert (done.status, done.attempts, len(tries)) == ("succeeded", 1, 13)
+    assert max(ages) < 1.0, ages  # renewed meanwhile: no other worker would have re-queued it
 
 
 def test_unexpected_errors_are_recorded_without_a_traceback(monkeypatch, data_dir, db_url, sessions):
