@@ -323,13 +323,17 @@ def _load_split(images_path: Path, labels_path: Path, n_classes: int) -> Split:
     return Split(images, labels)
 
 
-_cache: dict[tuple[str, Path], Dataset] = {}
+_cache: dict[tuple[str, Path], Dataset] = {}  # by the folder its files were read from
+# By the data_dir asked for: once decoded and checked, a dataset is served from memory without looking at
+# the disk again (a remount, a renamed folder failed every job queued behind the one training).
+_loaded: dict[tuple[str, Path], Dataset] = {}
 _cache_lock = threading.Lock()
 
 
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _loaded.clear()
 
 
 def load_dataset(
@@ -338,9 +342,12 @@ def load_dataset(
     """The dataset, decoded once per process; missing MNIST files are downloaded when ``download``."""
     info = _info(name)
     data_dir = Path(data_dir).expanduser().absolute()
+    if (loaded := _loaded.get((name, data_dir))) is not None:
+        return loaded
     folder, files = _locate(info, data_dir)
     key = (name, folder.resolve())
     if (cached := _cache.get(key)) is not None and all(files.values()):
+        _loaded[(name, data_dir)] = cached
         return cached
     # One lock for all: concurrent first requests must not download or decode the same files twice.
     with _cache_lock:
@@ -357,6 +364,7 @@ def load_dataset(
             folder, files = _locate(info, data_dir)
         key = (name, folder.resolve())
         if (cached := _cache.get(key)) is not None:
+            _loaded[(name, data_dir)] = cached
             return cached
         found = _found(files)
         arrays = {
@@ -364,7 +372,7 @@ def load_dataset(
             for split, (images_name, labels_name) in SPLIT_FILES.items()
         }
         dataset = Dataset(name, *arrays["train"], *arrays["test"], classes=info.classes)
-        _cache[key] = dataset
+        _cache[key] = _loaded[(name, data_dir)] = dataset
         return dataset
 
 

@@ -109,6 +109,18 @@ def test_loads_are_cached_and_read_only(tmp_path):
         first.train_images[0, 0] = 0.5  # shared across the process: nobody may scale it in place
 
 
+def test_a_loaded_dataset_is_served_from_memory_while_its_folder_is_away(tmp_path):
+    """A renamed data folder (a remount, a symlink swap) failed every job queued behind the one training,
+    though the worker held the decoded dataset."""
+    write_dataset(tmp_path / "mnist", synthetic())
+    first = load_dataset("mnist", tmp_path, download=False)
+    (tmp_path / "mnist").rename(tmp_path / "away")
+    assert load_dataset("mnist", tmp_path, download=False) is first
+    data.clear_cache()  # a process that never read it: says what is missing, as before
+    with pytest.raises(data.DataError, match="missing"):
+        load_dataset("mnist", tmp_path, download=False)
+
+
 def test_fashion_mnist_classes_and_system_fallback(tmp_path, monkeypatch):
     system = tmp_path / "usr-share-datasets-fashion-mnist"
     write_dataset(system, synthetic(seed=1), gz=False)
