@@ -78,11 +78,19 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument(
         "--watch", action="store_true", help="show its progress until it ends, then its accuracies"
     )
-    for name, call, summary in (
-        ("watch", client.cmd_watch, "follow a job's progress until it ends"),
-        ("cancel", client.cmd_cancel, "cancel a queued or running job"),
-    ):
-        command(name, call, summary).add_argument("job_id", type=int)
+    command("watch", client.cmd_watch, "follow a job's progress until it ends").add_argument(
+        "job_id", type=int
+    )
+    cancel = command(
+        "cancel",
+        client.cmd_cancel,
+        "cancel a queued or running job, or a whole sweep (--sweep)",
+        description="Cancel JOB_ID, or with --sweep every job of the sweep still to end: queued ones at "
+        "once, running ones at their worker's next write; ended ones keep their results.",
+    )
+    which = cancel.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", type=int, nargs="?", metavar="JOB_ID", help="the job to cancel")
+    which.add_argument("--sweep", metavar="SWEEP_ID", help="cancel this sweep's queued and running jobs")
     jobs = command("jobs", client.cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus])
     jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep, best first")

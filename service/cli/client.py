@@ -297,10 +297,30 @@ def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.sweep is not None:
+        return _cancel_sweep(client, args.sweep)
     job = client.post(f"/jobs/{args.job_id}/cancel")
     print(
         f"job {job['id']} {job['status']}"
         + (" (cancel requested)" if job["status"] == JobStatus.running else "")
+    )
+    return 0
+
+
+def _cancel_sweep(client: ApiClient, sweep_id: str) -> int:
+    """POST /sweeps/{id}/cancel; what it did, from the sweep's status counts before and after: the jobs it
+    cancelled, and the running ones (each now asked to stop)."""
+    if not sweep_id.strip():
+        raise UsageError("--sweep is empty: give a sweep id, as `mlplab sweep` printed it")
+    path = f"/sweeps/{quote(sweep_id, safe='')}"
+    before = client.get(path)["status"]
+    sweep = client.post(f"{path}/cancel")
+    after = sweep["status"]
+    cancelled = max(after["cancelled"] - before["cancelled"], 0)
+    running = after["running"]
+    print(
+        f"sweep {sweep['id']}: {cancelled} queued job{'' if cancelled == 1 else 's'} cancelled, "
+        f"{running} running asked to stop"
     )
     return 0
 

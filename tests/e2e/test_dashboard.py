@@ -833,4 +833,13 @@ def test_a_sweeps_progress_names_its_cancelled_jobs(browser, idle):  # noqa: F81
         assert w.page.inner_text("#sweep-counts").startswith(
             "2 of 3 done · 0 running · 1 queued · 2 cancelled"
         )
+        w.page.click("#cancel-sweep")  # its last queued job
+        # the note says so until the page's next refresh (every 3 s), which may come first on a busy machine
+        w.page.wait_for_selector(
+            "#sweep-cancel-note:has-text('1 queued job cancelled, 0 running asked to stop.'), "
+            "#sweep-counts:has-text('3 cancelled')"
+        )
+        rendered(w.page)  # the page's refresh: every job has ended, so no button
+        w.page.wait_for_selector("#sweep-counts:has-text('3 of 3 done · 0 running · 0 queued · 3 cancelled')")
+        assert w.page.locator("#cancel-sweep").count() == 0
         w.assert_clean()

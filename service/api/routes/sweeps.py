@@ -32,10 +32,11 @@ from service.api.schemas import (
     SweepPublic,
     SweepsPublic,
 )
-from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, not_found, problem_doc
+from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import TrainSpec
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
+from service.store.jobs import JobConflict, JobNotFound, cancel_sweep
 from service.store.models import Job, JobStatus
 from service.store.queries import list_sweep_ids, list_sweep_jobs, training_seconds
 
@@ -176,6 +177,32 @@ async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
     Each configuration's mean, standard deviation and 95 % confidence interval of each accuracy over its
     seeds, and whether the data can tell it from the best (Welch's t-test)."""
     return json_response(await database.read_page(_sweep, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    response_model=SweepPublic,
+    dependencies=[WriterDep],
+    responses={409: problem_doc("Every job of the sweep has already ended")},
+)
+def cancel(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
+    """Stop a sweep: its queued jobs are cancelled, its running ones stop at their worker's next write;
+    its ended jobs keep their status and results."""
+    # The write lock is taken and released in this one thread hop (docs/reliability.md, API notes).
+    begin_write(session)
+    try:
+        cancel_sweep(session, sweep_id)
+    except JobNotFound:
+        raise not_found("sweep", sweep_id) from None
+    except JobConflict:
+        raise ProblemError(
+            409,
+            "Sweep not running",
+            f"Every job of sweep {sweep_id} has ended: only queued or running jobs can be cancelled.",
+        ) from None
+    public = _sweep(session, sweep_id)
+    session.commit()
+    return public
 
 
 @router.post(

@@ -80,6 +80,8 @@ export const eventsUrl = (id) => `/jobs/${part(id)}/events`;
 export const sweeps = (query) => request(path("/sweeps", query));
 export const submitSweep = (body) => post("/sweeps", body);
 export const sweep = (id) => request(`/sweeps/${part(id)}`);
+/** Cancel the sweep's queued jobs and ask its running ones to stop; the sweep as GET /sweeps/{id} shows it after. */
+export const cancelSweep = (id) => request(`/sweeps/${part(id)}/cancel`, { method: "POST" });
 
 export const studies = (query) => request(path("/studies", query));
 export const study = (id) => request(`/studies/${part(id)}`);

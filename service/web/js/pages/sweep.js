@@ -6,7 +6,7 @@ import { duration, fill, h, pct, pText, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
-import { etaSeconds } from "../widgets.js";
+import { etaSeconds, problemView } from "../widgets.js";
 
 const REFRESH_MS = 3000;
 
@@ -22,7 +22,7 @@ export async function sweepPage(ctx, root) {
     h("p", { class: "subtitle" }, `${sweep.count} jobs · varies ${fields.join(", ") || "nothing"} · ranked by ${sweep.ranked_by} · `,
       h("a", { href: `#/?sweep=${encodeURIComponent(sweep.id)}` }, "its jobs")),
     h("div", { class: "grid" },
-      h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep)),
+      h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep), cancelView(sweep)),
       h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep, spec))),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
@@ -62,6 +62,23 @@ function progressView(sweep) {
     h("p", { id: "sweep-counts" }, `${done} of ${sweep.count} done · ${s.running} running · ${s.queued} queued`,
       s.failed ? ` · ${s.failed} failed` : "", s.cancelled ? ` · ${s.cancelled} cancelled` : "", s.queued || s.running ? ` · ETA ${eta == null ? "–" : duration(eta)}` : ""),
   ];
+}
+
+/** "Cancel sweep" while a job is queued or running: its queued jobs cancelled at once, its running ones
+ * asked to stop (POST /sweeps/{id}/cancel); what it did, or the problem, below it. */
+function cancelView(sweep) {
+  if (!sweep.status.queued && !sweep.status.running) return null;
+  const note = h("div", { id: "sweep-cancel-note", "aria-live": "polite" });
+  const request = async () => {
+    cancel.disabled = true;
+    try {
+      const after = await api.cancelSweep(sweep.id);
+      const cancelled = Math.max(after.status.cancelled - sweep.status.cancelled, 0);
+      fill(note, `${cancelled} queued job${cancelled === 1 ? "" : "s"} cancelled, ${after.status.running} running asked to stop.`);
+    } catch (err) { cancel.disabled = false; fill(note, problemView(err, request)); }
+  };
+  const cancel = h("button", { type: "button", class: "secondary", id: "cancel-sweep", onclick: request }, "Cancel sweep");
+  return h("div", { class: "actions", id: "sweep-actions" }, cancel, note);
 }
 
 /** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
