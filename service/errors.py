@@ -17,12 +17,13 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
-from service.store.db import BUSY_TIMEOUT_MS, is_busy
+from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full
 
 T = TypeVar("T")
 
 log = logging.getLogger("mlplab.api")
 BUSY_RETRY_SECONDS = 5  # a busy database's Retry-After
+FULL_RETRY_SECONDS = 60  # a full one's: space is freed by hand
 
 PROBLEM_JSON = "application/problem+json"
 ECHO_CHARS = 200  # the most of any one input a problem quotes back
@@ -293,6 +294,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
             "Database busy",
             f"Another writer held the database past the {BUSY_TIMEOUT_MS / 1000:g} s busy timeout; retry.",
             headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
+    if isinstance(exc, DBAPIError) and is_full(exc):  # reads work; writes wait for space
+        log.error("database full on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            request,
+            503,
+            "Database full",
+            "The database's disk is full: nothing can be written until space is freed (reads still "
+            "work); retry.",
+            headers={"Retry-After": str(FULL_RETRY_SECONDS)},
         )
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     return problem_response(

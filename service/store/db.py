@@ -129,6 +129,12 @@ def is_busy(exc: DBAPIError) -> bool:
     return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def is_full(exc: DBAPIError) -> bool:
+    """The write failed for want of disk: SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
+    return code == sqlite3.SQLITE_FULL or getattr(exc.orig, "sqlstate", None) == "53100"
+
+
 def _set_wal(cursor: sqlite3.Cursor) -> None:
     # Switching a new file to WAL needs an exclusive lock, and SQLite does not always wait the
     # busy timeout for it: two processes opening a fresh file at once can see "locked". Retry.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
 
 from service.main import create_app
 from tests.conftest import assert_problem
@@ -83,3 +84,24 @@ def test_a_write_lock_held_elsewhere_is_a_busy_503_to_retry_not_an_unreadable_da
         assert problem["title"] == "Database busy" and refused.headers["retry-after"] == "5"
         assert client.get("/jobs").json()["count"] == 0
         assert client.post("/jobs", json={"backend": "numpy"}).status_code == 202  # lock gone: served
+
+
+def test_a_full_database_disk_is_a_503_that_says_so_and_reads_go_on(settings):
+    """A full disk answered 'The database cannot be read ... /readyz its state', while reads worked and
+    /readyz said ready."""
+    path = settings.database_url.removeprefix("sqlite:///")
+    pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
+
+    def no_room(connection, _record) -> None:  # the disk full at the database's present size
+        connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    event.listen(Engine, "connect", no_room)
+    try:
+        with TestClient(create_app(settings.model_copy(update={"max_queued": 100}))) as client:
+            sweep = {"base": {"backend": "numpy"}, "grid": {"seed": list(range(60))}}
+            refused = client.post("/sweeps", json=sweep)
+            problem = assert_problem(refused, 503, "disk is full", "reads still work")
+            assert problem["title"] == "Database full" and refused.headers["retry-after"] == "60"
+            assert client.get("/jobs").json()["count"] == 0  # nothing half-written, and read
+    finally:
+        event.remove(Engine, "connect", no_room)
