@@ -6,6 +6,9 @@ import io
 import logging
 import os
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 import uvicorn
@@ -19,6 +22,7 @@ from service.cli.protocol import HttpProtocol
 from service.cli.studies import study_table
 from service.ml.spec import TrainSpec
 from service.settings import Settings, get_settings
+from tests.support import REPO
 
 
 def test_submit_has_a_flag_for_every_spec_field(capsys):
@@ -232,3 +236,16 @@ def test_a_trials_parameters_read_as_values_not_python():
 def _trial(**fields):
     trial = {"number": 0, "job_id": 4, "status": "succeeded", "epochs": 1, "validation_accuracy": 0.9}
     return trial | {"test_accuracy": 0.9} | fields
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`mlplab jobs | head -1` printed a BrokenPipeError traceback once head had its line."""
+    script = (
+        "import sys\n"
+        "from service.cli import client, main\n"
+        "client.cmd_jobs = lambda api, args: [print('a job row', flush=True) for _ in range(200_000)] and 0\n"
+        "sys.exit(main(['jobs']))\n"
+    )
+    shell = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} | head -1; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert (done.returncode, done.stdout, done.stderr) == (141, "a job row\n", "")

@@ -5,6 +5,7 @@ predict, sweep) with http.py's ApiClient, studies.py the study commands and alia
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
@@ -178,3 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:  # a configuration mistake: its message, not a traceback
         print(f"mlplab: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mlplab jobs | head` closed the pipe: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return 141
