@@ -120,7 +120,7 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # set for uvicorn's processes, now gone
         get_settings.cache_clear()
     assert (served["app"], served["host"], served["port"], served["workers"]) == (
-        "service.main:create_app",
+        "service.cli.serve:process_app",  # each process ends with its supervisor
         "0.0.0.0",
         8001,  # the flag overrides MLPLAB_HOST; MLPLAB_PORT is kept
         2,

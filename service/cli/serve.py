@@ -6,6 +6,7 @@ import argparse
 import ctypes
 import ipaddress
 import logging
+import multiprocessing
 import os
 import re
 import shutil
@@ -18,8 +19,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("mlplab")
 
@@ -56,7 +61,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     # Past the grace period, open event streams are cut; their clients reconnect with Last-Event-ID.
     with shared_metrics(settings, workers):
         uvicorn.run(
-            "service.main:create_app",
+            "service.main:create_app" if workers <= 1 else "service.cli.serve:process_app",
             factory=True,
             host=host,
             port=port,
@@ -115,6 +120,17 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return in_child
+
+
+def process_app() -> FastAPI:
+    """create_app in one of `mlplab api --workers N`'s processes, which ends with uvicorn's supervisor: a
+    kill -9 of `mlplab api` left them serving, and the next start found its port taken."""
+    from service.main import create_app
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None and (die := _die_with_parent(parent.pid)) is not None:
+        die()
+    return create_app()
 
 
 class WorkerSupervisor(threading.Thread):

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -169,3 +173,26 @@ def test_metrics_add_up_over_uvicorn_processes(tmp_path):
         )
         assert metric(scraped, "mlplab_workers_live") == metric(scraped, "mlplab_workers_training") == 1
         assert metric(scraped, "mlplab_epochs_trained_total", backend="numpy") >= 2
+
+
+def test_the_processes_of_api_workers_2_end_with_a_killed_supervisor(tmp_path):
+    """kill -9 of `mlplab api --workers 2` left its two processes serving the port: the next start failed
+    with 'Address already in use'."""
+    service = start_service(tmp_path, api_args=["--workers", "2"])
+    supervisor = service.api.pid
+    children = [
+        pid
+        for pid in map(int, Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()  # uvicorn's, not a resource tracker
+    ]
+    try:
+        assert len(children) >= 2, children
+        os.kill(supervisor, signal.SIGKILL)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), what="children gone")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{service.url}/healthz", timeout=2)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        service.stop()
