@@ -165,7 +165,8 @@ class StudyCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "base": {"backend": "numpy", "optimizer": "momentum", "epochs": 10},
+                    # small enough to try from /docs: 3 epochs of 5,000 images a trial
+                    "base": {"backend": "numpy", "optimizer": "momentum", "epochs": 3, "train_limit": 5000},
                     "space": {
                         "learning_rate": {"float": [1e-4, 1], "log": True},
                         "activation": {"choice": ["sigmoid", "tanh", "relu"]},
@@ -174,7 +175,7 @@ class StudyCreate(BaseModel):
                         "l2": {"float": [0, 0.01]},
                     },
                     "sampler": "tpe",
-                    "trials": 40,
+                    "trials": 12,
                     "parallelism": 2,
                     "pruner": "asha",
                     "seed": 0,
