@@ -77,6 +77,18 @@ class Settings(BaseSettings):
         12_000_000,
         description="Largest epochs x training images a job may ask for (200 epochs of 60,000).",
     )
+    # Two limits on one step, as neither bounds the other: its multiply-adds (its time, which a cancel or
+    # SIGTERM waits out) grow with its images x parameters, its activations (memory) with images x units.
+    max_batch_parameters: Count = Field(
+        100_000_000_000,
+        description="Largest images in one step x parameters a job may ask for: a step's time "
+        "(about 3-10 s on 2 cores; docs/performance.md).",
+    )
+    max_batch_units: Count = Field(
+        90_000_000,
+        description="Largest images in one step x hidden units a job may ask for: a step's memory "
+        "(a worker's peak under 2 GB; docs/performance.md).",
+    )
     max_queued: Count = Field(
         1000, description="Queued jobs beyond which submissions get 429 (more at once than it holds: 422)."
     )

@@ -120,7 +120,9 @@ def job_json(job: Job | Row[Any], finished: LRU[int, bytes]) -> bytes:
 
 
 # The spec fields check_budget reads: a study combines only these to find its costliest trials.
-BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset")
+BUDGET_FIELDS = ("hidden_layers", "epochs", "train_limit", "validation_size", "dataset", "batch_size")
+# A step's limits name batch_size; where a sweep or study varies only these, the value at fault is theirs.
+STEP_FIELDS = ("batch_size", "hidden_layers", "train_limit")
 
 
 def training_images(spec: TrainSpec) -> int:
@@ -136,6 +138,11 @@ def images_seen(spec: TrainSpec, step: int) -> int:
     per_epoch_images = training_images(spec)
     epochs, into = divmod(step, -(-per_epoch_images // spec.batch_size))
     return epochs * per_epoch_images + min(into * spec.batch_size, per_epoch_images)
+
+
+def step_images(spec: TrainSpec) -> int:
+    """The images in a job's largest step: its batch_size, or every image it trains on if fewer."""
+    return min(spec.batch_size, training_images(spec))
 
 
 def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -> None:
@@ -161,6 +168,29 @@ def check_budget(spec: TrainSpec, settings: Settings, *, stored: bool = False) -
             f"epochs x training images = {samples:,}; "
             f"the limit is {settings.max_sample_epochs:,} (MLPLAB_MAX_SAMPLE_EPOCHS)",
         )
+    check_step(spec, settings)
+
+
+def check_step(spec: TrainSpec, settings: Settings) -> None:
+    """Refuse a job whose one step would take too long (a cancel waits it out) or hold too much memory."""
+    images = step_images(spec)
+    step = f"a step of {images:,} images"
+    if images < spec.batch_size:
+        step += f" (batch_size {spec.batch_size:,}; {images:,} training images)"
+    cost = images * spec.n_parameters
+    if cost > settings.max_batch_parameters:
+        raise invalid(
+            "batch_size",
+            f"{step} x {spec.n_parameters:,} parameters = {cost:,}; the limit is "
+            f"{settings.max_batch_parameters:,} (MLPLAB_MAX_BATCH_PARAMETERS): a smaller batch_size or network",
+        )
+    units = sum(spec.hidden_layers)
+    if images * units > settings.max_batch_units:
+        raise invalid(
+            "batch_size",
+            f"{step} x {units:,} hidden units = {images * units:,}; the limit is "
+            f"{settings.max_batch_units:,} (MLPLAB_MAX_BATCH_UNITS): a smaller batch_size or narrower layers",
+        )
 
 
 def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Mapping[str, Any]) -> None:
@@ -172,6 +202,8 @@ def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Ma
         if not exc.invalid_params:
             raise
         field, reason = exc.invalid_params[0]["name"].removeprefix("body."), exc.invalid_params[0]["reason"]
+        if field == "batch_size":  # a step's limits: the first of its fields that `values` holds
+            field = next((f for f in STEP_FIELDS if f in values), field)
         where = f"{varied}.{field}" if field in values else f"base.{field}"
         combination = ", ".join(f"{f}={echo(v)}" for f, v in values.items())
         raise invalid(where, f"{reason} (with {combination})") from None
@@ -339,7 +371,8 @@ def parse_ids(ids: str) -> list[str]:
             f"to {MAX_INTEGER:,}) or aliases, e.g. ids=3,7,champion",
         )
     if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
-        raise invalid("query.ids", f"{len(parts)} ids; compare {MIN_COMPARED} to {MAX_COMPARED} models")
+        given = f"{len(parts)} model{'' if len(parts) == 1 else 's'} given"
+        raise invalid("query.ids", f"{given}; compare {MIN_COMPARED} to {MAX_COMPARED} models")
     return parts
 
 

@@ -142,8 +142,8 @@ def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():
         ("{a},0", 422, "is neither a model id nor an alias"),
         ("{a},X!", 422, "'X!' is neither a model id nor an alias"),
         ("{a},nobody", 404, "There is no alias nobody."),
-        ("{a}", 422, "1 ids; compare 2 to 20 models"),
-        (",".join(str(i) for i in range(1, 22)), 422, "21 ids"),
+        ("{a}", 422, "1 model given; compare 2 to 20 models"),
+        (",".join(str(i) for i in range(1, 22)), 422, "21 models given"),
         ("{a},{a}", 422, "listed twice"),
     ],
 )
