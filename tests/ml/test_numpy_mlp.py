@@ -284,3 +284,28 @@ def test_gemm_descends_to_the_bit_of_a_product_and_a_subtraction():
     assert blas.descender(W, A, B) is None
     assert blas.descender(W.copy(), A.astype(np.float64), B) is None
     np.testing.assert_array_equal(W, before)
+
+
+def test_an_epochs_smaller_last_batch_writes_into_the_full_batchs_buffers():
+    """A last batch nearly as large as the others held a second set of every buffer (1.8 GB instead of
+    1.2 GB at the step limits), and trains exactly as on buffers of its own."""
+    spec = TrainSpec(backend="numpy", activation="relu", optimizer="sgd", l2=0.01)  # 784-500-250-100-10
+    rng = np.random.default_rng(0)
+    split = Split(rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000))
+    batches = [np.arange(0, 600), np.arange(600, 1000)]
+    net = NumpyMLP(spec, split)
+    net.step(batches[0], 0.01)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        net.step(batches[1], 0.01)  # 400 rows: a workspace of its own was 2.5 MB of activations
+        grown = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, grown
+    alone = NumpyMLP(spec, split)  # the same steps, the last batch in buffers of its own
+    alone.step(batches[0], 0.01)
+    alone._workspaces.clear()
+    alone.step(batches[1], 0.01)
+    for (W, b), (W0, b0) in zip(net.params, alone.params, strict=True):
+        assert np.array_equal(W, W0) and np.array_equal(b, b0)
