@@ -468,15 +468,22 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def cell(value: Any) -> str:
-    """A hyperparameter's value in one word: 500-250, 0.01, patience=3,min_delta=0, - for none."""
+def cell(value: Any, field: str | None = None) -> str:
+    """A hyperparameter's value in one word: 500-250, 0.01, patience=3,min_delta=0; unset, as the pages
+    say it (spec.js showValue): off for an object field (early_stopping), all for another (train_limit)."""
     if isinstance(value, list):
         return "-".join(map(str, value))
     if isinstance(value, dict):
         return ",".join(f"{k}={cell(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
-    return "-" if value is None else str(value)
+    if value is None:
+        info = TrainSpec.model_fields.get(field or "")
+        if info is None:
+            return "-"
+        kinds = get_args(info.annotation)
+        return "off" if any(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds) else "all"
+    return str(value)
 
 
 def _best_epoch(epochs: list[Json]) -> str:
@@ -493,7 +500,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
     models = result["data"]
     fields = list(result["hyperparameters"]) if args.all else result["differing"]
-    rows = [[field, *map(cell, result["hyperparameters"][field])] for field in fields]
+    rows = [[field, *(cell(v, field) for v in result["hyperparameters"][field])] for field in fields]
     last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
@@ -514,7 +521,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _varying(sweep: Json, job: Json) -> str:
-    return ", ".join(f"{field}={cell(job['spec'][field])}" for field in sweep["grid"])
+    return ", ".join(f"{field}={cell(job['spec'][field], field)}" for field in sweep["grid"])
 
 
 def _within(value: float) -> float:
@@ -586,7 +593,7 @@ def _configurations_table(sweep: Json) -> str:
     scale, bars = interval_bars([c[ranking] for c in configurations])
     rows = [
         [
-            ", ".join(f"{k}={cell(v)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
+            ", ".join(f"{k}={cell(v, k)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
             c["n"],
             _mean_ci(c["validation_accuracy"]),
             bar,

@@ -24,7 +24,7 @@ from service.store.models import FINISHED, StudyStatus
 
 
 def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={cell(v)}" for k, v in params.items())
+    return " ".join(f"{k}={cell(v, k)}" for k, v in params.items())
 
 
 def trial_line(trial: Json, best: Json | None) -> str:
