@@ -215,7 +215,17 @@ def run_job(
         raise DataUnavailable(job_spec(job).dataset)
     if result is not None and resume is not None:
         add_earlier_seconds(sessions, job.id, resume.epoch, result)
-    return settle(job, result, error, lease, recorder, stop, pruning.pruned, settings.lease_seconds)
+    return settle(
+        job,
+        result,
+        error,
+        lease,
+        recorder,
+        stop,
+        pruning.pruned,
+        settings.lease_seconds,
+        settings.heartbeat_seconds,
+    )
 
 
 class DataUnavailable(Exception):
@@ -262,11 +272,13 @@ def settle(
     stop: threading.Event,
     pruned: bool = False,
     patience: float = 0.0,
+    beat: float = RETRY_MAX_SECONDS,
 ) -> int:
     """Record how the job ended: succeeded, failed, cancelled, pruned, released or (lease lost) dropped.
 
     A database that cannot be written (restarting, locked, its disk full) is tried again, from a second
-    apart to RETRY_MAX_SECONDS, its lease renewed meanwhile, for as long as this worker runs: giving up
+    apart to RETRY_MAX_SECONDS or `beat` (the heartbeat's), its lease renewed between tries, for as long
+    as this worker runs: giving up
     let the lease lapse, and the job, trained, was re-queued and trained again, an attempt counted each
     time, until it failed. Progress not yet written goes first for `patience` seconds, then is left.
     Another error is tried for `patience` seconds."""
@@ -325,7 +337,7 @@ def settle(
                 log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
                 return 0
             stop.wait(wait)
-            wait = min(2 * wait, RETRY_MAX_SECONDS)
+            wait = min(2 * wait, RETRY_MAX_SECONDS, beat)  # a heartbeat each try: never past the lease
         except Exception:
             log.exception("job %d: could not record how it ended", job.id)
             return 0
