@@ -238,14 +238,20 @@ def _trial(**fields):
     return trial | {"test_accuracy": 0.9} | fields
 
 
-def test_a_closed_pipe_ends_the_command_quietly():
+@pytest.mark.parametrize("rows", [1_000, 200_000])  # 10 kB: its last block went out at the exit
+def test_a_closed_pipe_ends_the_command_quietly(rows):
     """`mlplab jobs | head -1` printed a BrokenPipeError traceback once head had its line."""
     script = (
         "import sys\n"
         "from service.cli import client, main\n"
-        "client.cmd_jobs = lambda api, args: [print('a job row', flush=True) for _ in range(200_000)] and 0\n"
+        f"client.cmd_jobs = lambda api, args: [print('a job row') for _ in range({rows})] and 0\n"
         "sys.exit(main(['jobs']))\n"
     )
     shell = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} | head -1; exit ${{PIPESTATUS[0]}}"
-    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, cwd=REPO)
+    unbuffered = {
+        k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"
+    }  # stdout in blocks, as usual
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, timeout=60, cwd=REPO, env=unbuffered
+    )
     assert (done.returncode, done.stdout, done.stderr) == (141, "a job row\n", "")

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -160,9 +160,16 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     aliases.add_alias_command(alias)
 
 
+def _version() -> str:
+    try:
+        return version("mlplab")
+    except PackageNotFoundError:  # run from a checkout that was never installed: every command still works
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
-    parser.add_argument("--version", action="version", version=f"mlplab {version('mlplab')}")
+    parser.add_argument("--version", action="version", version=f"mlplab {_version()}")
     _remote_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_commands(sub)
@@ -175,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        status = run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not in the interpreter's exit
+        return status
     except SettingsError as exc:  # a configuration mistake: its message, not a traceback
         print(f"mlplab: {exc}", file=sys.stderr)
         return 2
