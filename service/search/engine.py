@@ -244,7 +244,7 @@ def next_trials(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[dict
 
 DECISIONS_KEPT = 16
 _decided: LRU[str, list[dict[str, Any]]] = LRU(DECISIONS_KEPT)
-_importances: LRU[str, dict[str, float]] = LRU(DECISIONS_KEPT)
+_analyses: LRU[str, tuple[list[str], dict[str, float]]] = LRU(DECISIONS_KEPT)
 
 
 def _decision_key(config: StudyCreate, trials: Iterable[TrialRecord]) -> str:
@@ -309,30 +309,37 @@ def _succeeded(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
     return [replace(t, number=i) for i, t in enumerate(complete)]  # numbered 0.. as a study's are
 
 
+def analysis(config: StudyCreate, trials: Sequence[TrialRecord]) -> tuple[list[str], dict[str, float]]:
+    """(varied, importance) of the succeeded trials, worked out once for the last DECISIONS_KEPT of them
+    (a dashboard polls it; with hundreds of trials `varied` alone validates a spec per value)."""
+    succeeded = _succeeded(trials)
+    key = _decision_key(config, succeeded)
+    known = _analyses.get(key)
+    if known is None:
+        point = stored_point(config)
+        fields = [f for f in config.space if len({point({f: t.params[f]}) for t in succeeded}) > 1]
+        scores: dict[str, float] = {}
+        if len(succeeded) >= MIN_TRIALS_FOR_IMPORTANCE and len({t.value for t in succeeded}) > 1 and fields:
+            study = build_study(config, succeeded)
+            evaluator = PedAnovaImportanceEvaluator()
+            evaluated = get_param_importances(study, evaluator=evaluator, params=fields, normalize=True)
+            scores = {name: float(score) for name, score in evaluated.items()}
+        known = (fields, scores)
+        _analyses.put(key, known)
+    return list(known[0]), dict(known[1])
+
+
 def varied(config: StudyCreate, trials: Sequence[TrialRecord]) -> list[str]:
     """The searched fields that took more than one value among the succeeded trials: only these can
     explain a difference in their accuracies (PED-ANOVA credits a field held at one value too)."""
-    succeeded, point = _succeeded(trials), stored_point(config)
-    return [field for field in config.space if len({point({field: t.params[field]}) for t in succeeded}) > 1]
+    return analysis(config, trials)[0]
 
 
 def importance(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, float]:
     """Each varied field's importance for validation accuracy, most important first, summing to 1.
 
-    Optuna's PED-ANOVA evaluator over the succeeded trials alone (it reads no other), remembered for
-    the last DECISIONS_KEPT of them: a dashboard polls it. {} with fewer than two succeeded trials,
-    when every one scored the same or when no field took two values among them (nothing to explain).
+    Optuna's PED-ANOVA evaluator over the succeeded trials alone (it reads no other). {} with fewer
+    than two succeeded trials, when every one scored the same or when no field took two values among
+    them (nothing to explain).
     """
-    succeeded = _succeeded(trials)
-    fields = varied(config, succeeded)
-    if len(succeeded) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in succeeded}) == 1 or not fields:
-        return {}
-    key = _decision_key(config, succeeded)
-    scores = _importances.get(key)
-    if scores is None:
-        study = build_study(config, succeeded)
-        evaluator = PedAnovaImportanceEvaluator()
-        evaluated = get_param_importances(study, evaluator=evaluator, params=fields, normalize=True)
-        scores = {name: float(score) for name, score in evaluated.items()}
-        _importances.put(key, scores)
-    return dict(scores)
+    return analysis(config, trials)[1]

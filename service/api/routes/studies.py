@@ -53,11 +53,10 @@ from service.ml.spec import TrainSpec
 from service.search import (
     StudyCreate,
     TrialRecord,
+    analysis,
     check_study,
-    importance,
     next_trials,
     trials_to_queue,
-    varied,
 )
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
@@ -255,10 +254,10 @@ async def read_importance(study_id: Whole, database: DatabaseDep) -> ImportanceP
     """Each varied field's importance for validation accuracy, summing to 1 (Optuna's PED-ANOVA)."""
     config, trials = await database.run(_trials, study_id)
     succeeded = sum(t.status == JobStatus.succeeded for t in trials)
-    fields = varied(config, trials)
+    fields, scores = await run_in_threadpool(analysis, config, trials)
     return ImportancePublic(
-        importance=await run_in_threadpool(importance, config, trials),
-        not_varied=[field for field in config.space if field not in fields],
+        importance=scores,
+        not_varied=[field for field in config.space if field not in fields] if succeeded else [],
         trials=succeeded,
     )
 
