@@ -42,15 +42,13 @@ def _scalar_query(dependant: Dependant) -> list[str]:
     return names + [name for sub in dependant.dependencies for name in _scalar_query(sub)]
 
 
-# id(route) -> (route, its scalar query parameters): a route's never change, so walked once, not per request
-_SCALAR_NAMES: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}
-
-
 def _scalar_names(route: APIRoute) -> tuple[str, ...]:
-    known = _SCALAR_NAMES.get(id(route))
-    if known is None or known[0] is not route:  # APIRoute is unhashable; the route kept so its id stays its
-        known = _SCALAR_NAMES[id(route)] = (route, tuple(dict.fromkeys(_scalar_query(route.dependant))))
-    return known[1]
+    # kept on the route: its parameters never change, so walked once, not per request
+    names: tuple[str, ...] | None = getattr(route, "mlplab_scalar_query", None)
+    if names is None:
+        names = tuple(dict.fromkeys(_scalar_query(route.dependant)))
+        route.mlplab_scalar_query = names  # type: ignore[attr-defined]
+    return names
 
 
 async def once_each(request: Request) -> None:

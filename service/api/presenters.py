@@ -202,8 +202,9 @@ def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Ma
         if not exc.invalid_params:
             raise
         field, reason = exc.invalid_params[0]["name"].removeprefix("body."), exc.invalid_params[0]["reason"]
-        if field == "batch_size":  # a step's limits: the first of its fields that `values` holds
-            field = next((f for f in STEP_FIELDS if f in values), field)
+        if field == "batch_size":  # a step's limits: the first of its fields at play that `values` holds
+            at_play = STEP_FIELDS if step_images(spec) < spec.batch_size else ("batch_size", "hidden_layers")
+            field = next((f for f in at_play if f in values), field)
         where = f"{varied}.{field}" if field in values else f"base.{field}"
         combination = ", ".join(f"{f}={echo(v)}" for f, v in values.items())
         raise invalid(where, f"{reason} (with {combination})") from None

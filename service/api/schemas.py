@@ -243,8 +243,8 @@ EPOCH_SAMPLE = (
 
 
 class EpochPoint(BaseModel):
-    """One finished epoch. Intermediate epochs' train and test accuracies are measured on fixed samples of
-    2,000 images, the last epoch's on every image; validation on every validation image each epoch."""
+    """One finished epoch. Intermediate epochs' train and test accuracies are measured on fixed samples
+    (EPOCH_SAMPLE), the last epoch's on every image; validation on every validation image each epoch."""
 
     epoch: int
     loss: float = Field(description="Mean batch cross-entropy of the epoch.")

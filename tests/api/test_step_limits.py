@@ -6,7 +6,9 @@ the setting and storing nothing."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from service.main import create_app
 from service.ml.spec import TrainSpec
 from tests.conftest import assert_problem
 from tests.factories import job_body
@@ -169,3 +171,12 @@ def test_a_model_whose_step_is_past_the_limits_now_is_not_reproduced(client, set
     assert problem["invalid_params"][0]["name"] == "body.batch_size"
     assert "MLPLAB_MAX_BATCH_UNITS" in problem["detail"]
     assert client.get("/jobs").json()["count"] == 1  # the model's own job only
+
+
+def test_a_sweep_of_train_limits_is_not_blamed_for_a_step_its_batch_size_makes(settings):
+    """The step is batch_size images whatever train_limit is: the 422 names base.batch_size, not the grid."""
+    tight = settings.model_copy(update={"max_batch_units": 49_999})
+    with TestClient(create_app(tight)) as client:
+        body = {"base": job_body(batch_size=100, hidden_layers=[500]), "grid": {"train_limit": [50_000]}}
+        problem = assert_problem(client.post("/sweeps", json=body), 422, "MLPLAB_MAX_BATCH_UNITS")
+        assert problem["invalid_params"][0]["name"] == "body.base.batch_size", problem
