@@ -255,3 +255,13 @@ def test_a_closed_pipe_ends_the_command_quietly(rows):
         ["bash", "-c", shell], capture_output=True, text=True, timeout=60, cwd=REPO, env=unbuffered
     )
     assert (done.returncode, done.stdout, done.stderr) == (141, "a job row\n", "")
+
+
+def test_submits_help_gives_each_fields_limits_and_an_early_stopping_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["submit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    assert "--epochs EPOCHS (1 to 200) (default 15)" in text
+    assert "--batch-size BATCH_SIZE (1 to 60,000) (default 64)" in text
+    assert "(above 0, at most 10)" in text and "(at least 0, below 1)" in text  # learning rate, momentum
+    assert """e.g. '{"patience": 3}'""" in text

@@ -132,6 +132,7 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         value = None if info.is_required() else info.get_default(call_default_factory=True)
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
         default = "" if value is None else f" (default {shown})"
+        example = " e.g. '{\"patience\": 3}'" if convert is _json_object else ""
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"spec_{name}",
@@ -140,8 +141,27 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
             required=info.is_required(),
             default=argparse.SUPPRESS,
             metavar=METAVARS.get(convert) or (None if choices else name.upper()),
-            help=f"{info.description or ''}{default}".strip(),
+            help=f"{info.description or ''}{_range(info.metadata)}{example}{default}".strip(),
         )
+
+
+def _range(metadata: list[Any]) -> str:
+    """' (1 to 200)', ' (above 0, at most 10)' from a field's bounds, as the API checks them; '' without."""
+
+    def number(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+    ge, gt, le, lt = (
+        number(getattr(m, name)) if (m := next((x for x in metadata if hasattr(x, name)), None)) else None
+        for name in ("ge", "gt", "le", "lt")
+    )
+    if ge and le:
+        return f" ({ge} to {le})"
+    words = [
+        f"at least {ge}" if ge else f"above {gt}" if gt else "",
+        f"at most {le}" if le else f"below {lt}" if lt else "",
+    ]
+    return f" ({', '.join(w for w in words if w)})" if any(words) else ""
 
 
 class UsageError(Exception):

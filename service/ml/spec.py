@@ -95,7 +95,7 @@ class TrainSpec(BaseModel):
         DEFAULT_LEARNING_RATE["sgd"],
         gt=0,
         le=10,
-        description="Step size, in (0, 10]. Its default depends on the optimizer: "
+        description="Step size. Its default depends on the optimizer: "
         + ", ".join(f"{rate:g} for {name}" for name, rate in DEFAULT_LEARNING_RATE.items())
         + " (x-default-by-optimizer).",
         json_schema_extra={"x-default-by-optimizer": DEFAULT_LEARNING_RATE},  # type: ignore[dict-item]
@@ -103,7 +103,7 @@ class TrainSpec(BaseModel):
     lr_schedule: Schedule = Field(
         "constant", description="constant, or cosine decay to 0 over all steps (per step)."
     )
-    momentum: Real = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum', in [0, 1).")
+    momentum: Real = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum'.")
     l2: Real = Field(
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
     )
