@@ -80,7 +80,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--watch", action="store_true", help="show its progress until it ends, then its accuracies"
     )
     command("watch", client.cmd_watch, "follow a job's progress until it ends").add_argument(
-        "job_id", type=int
+        "job_id", type=int, metavar="JOB_ID", help="the job's id, as submit or `mlplab jobs` shows it"
     )
     cancel = command(
         "cancel",
