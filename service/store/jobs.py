@@ -156,15 +156,27 @@ def claim_job(
     if job is None:
         return None
 
-    done = session.scalar(select(JobCheckpoint.epoch).where(JobCheckpoint.job_id == job.id)) or 0
-    session.execute(delete(Loss).where(Loss.job_id == job.id, Loss.epoch > done))
-    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job.id, EpochMetric.epoch > done))
-    last = session.execute(
-        select(Loss.step, Loss.loss).where(Loss.job_id == job.id).order_by(Loss.step.desc()).limit(1)
-    ).first()
-    job.epoch, job.step, job.loss = done, (last.step if last else 0), (last.loss if last else None)
+    job.epoch, job.step, job.loss = _rewind(session, job.id)
     session.flush()
     return job
+
+
+def _rewind(session: Session, job_id: int) -> tuple[int, int, float | None]:
+    """Delete the progress recorded after the job's checkpoint (a partial epoch, which the run resuming
+    from it records again); (epochs done, last step, its loss): its progress as it now stands."""
+    done = session.scalar(select(JobCheckpoint.epoch).where(JobCheckpoint.job_id == job_id)) or 0
+    session.execute(delete(Loss).where(Loss.job_id == job_id, Loss.epoch > done))
+    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > done))
+    last = session.execute(
+        select(Loss.step, Loss.loss).where(Loss.job_id == job_id).order_by(Loss.step.desc()).limit(1)
+    ).first()
+    return done, (last.step if last else 0), (last.loss if last else None)
+
+
+def _back_in_queue(session: Session, job_id: int) -> None:
+    """A job just re-queued shows the progress it resumes from, not what its last worker got past it."""
+    epoch, step, loss = _rewind(session, job_id)
+    session.execute(update(Job).where(Job.id == job_id).values(epoch=epoch, step=step, loss=loss))
 
 
 def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) -> ReturningUpdate[Job]:
@@ -459,6 +471,8 @@ def release_job(
     if status == JobStatus.cancelled:
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
         _ended(session, job_id, now)
+    else:
+        _back_in_queue(session, job_id)
     return JobStatus(status)
 
 
@@ -510,6 +524,8 @@ def requeue_stalled(
         if values["status"] != JobStatus.queued:
             session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == row.id))
             _ended(session, row.id, now)
+        else:
+            _back_in_queue(session, row.id)
         log.warning(
             "job %d: worker %s stopped renewing its lease (attempt %d of %d); %s",
             row.id, row.worker_id, row.attempts, max_attempts, outcome,

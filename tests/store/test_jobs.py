@@ -724,3 +724,28 @@ def test_a_queued_job_cancelled_drops_the_checkpoint_its_last_worker_left(sessio
     with session_scope(sessions) as s:
         assert [get_job(s, i).status for i in ids] == ["cancelled"] * 3
         assert [jobs.load_checkpoint(s, i) for i in ids] == [None] * 3
+
+
+@pytest.mark.parametrize("how", ["released", "requeued"])
+def test_a_job_back_in_the_queue_shows_the_progress_it_resumes_from(sessions, how):
+    """Released on SIGTERM after epoch 2 and part of 3, checkpointed after 2: the queued job read epoch 3
+    until the next claim rolled it back."""
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, tiny_spec(epochs=4)).id
+    with session_scope(sessions) as s:
+        claim_job(s, "w1", now=T0)
+        losses = [(1 + (n - 1) // 4, n, 2.0 / n) for n in range(1, 11)]  # 4 steps an epoch; 10: into epoch 3
+        record_progress(s, job_id, "w1", losses, steps=16, now=T0)
+        for epoch in (1, 2):
+            record_epoch(s, job_id, "w1", EpochEnd(epoch, 1.0, 0.5, 0.4, 0.1))
+        save_checkpoint(s, job_id, "w1", 2, b"state", now=T0)
+    with session_scope(sessions) as s:
+        if how == "released":
+            jobs.release_job(s, job_id, "w1")
+        else:
+            assert jobs.requeue_stalled(s, T0 + timedelta(minutes=5), 30, 3) == [job_id]
+    with session_scope(sessions) as s:
+        job = get_job(s, job_id)
+        assert (job.status, job.epoch, job.step, job.loss) == ("queued", 2, 8, 2.0 / 8)
+        assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 9))
+        assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2]
