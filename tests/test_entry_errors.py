@@ -86,6 +86,7 @@ def test_a_database_that_cannot_be_reached_stops_every_process_in_one_line(monke
         assert _exit_status(argv) == 1, argv
         err = capsys.readouterr().err
         assert "database error on postgresql+psycopg://me:***@127.0.0.1:1/mlplab" in err, (argv, err)
+        assert "python -m" not in err, (argv, err)  # named as it was started (mlplab worker)
         assert "Connection refused" in err and "s3cret" not in err and "Traceback" not in err, (argv, err)
 
 

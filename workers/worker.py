@@ -637,9 +637,10 @@ class Recorder:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m workers [--once]`: SIGTERM/SIGINT stop after the current step; a second one at once."""
-    parser = argparse.ArgumentParser(prog="python -m workers", description="Train queued mlplab jobs.")
+def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
+    """`python -m workers [--once]` (or `mlplab worker`, its `prog` in messages): SIGTERM/SIGINT stop
+    after the current step; a second one at once."""
+    parser = argparse.ArgumentParser(prog=prog, description="Train queued mlplab jobs.")
     parser.add_argument("--once", action="store_true", help="process the queued jobs, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -226,5 +226,5 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from workers.worker import main as worker_main  # the worker imports torch; the API must not
 
-        return worker_main(["--once"] if args.once else [])
+        return worker_main(["--once"] if args.once else [], prog="mlplab worker")
     return serve_dev(args.host, args.port)
