@@ -82,7 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.database = Database(engine, app.state.sessionmaker, app.state.db_slots)
     app.state.inference = Inference(app.state.database, settings)
-    app.state.events = EventHub(app.state.sessionmaker, app.state.db_slots, settings.max_streams)
+    app.state.events = EventHub(
+        app.state.sessionmaker, app.state.db_slots, settings.max_streams, settings.max_streams_per_client
+    )
     reader = asyncio.create_task(app.state.events.run(), name="event-streams")
     await app.state.inference.warm()  # before the first request, not during the first ones
     # What startup built (modules, routes, warmed models) lives as long as the process: a full collection

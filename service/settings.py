@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     max_streams: Count = Field(
         500, description="Event streams one API process keeps open; more get 503 with Retry-After."
     )
+    max_streams_per_client: Count = Field(
+        100,
+        description="Event streams one client address keeps open on one API process (a dashboard page "
+        "opens at most 3); more get 429 with Retry-After: one client cannot hold them all.",
+    )
     max_in_flight: int = Field(
         32,
         ge=1,

@@ -68,6 +68,7 @@ class Subscription:
     job_id: int
     step: int  # the last step read for it (its progress events' ids carry it, for Last-Event-ID)
     epoch: int
+    client: str = ""  # the address it was opened from
     seen: tuple[str, int] | None = None  # (status, attempts) of the last read handed over
     _snapshot: Snapshot | None = None
     _error: BaseException | None = None
@@ -143,13 +144,16 @@ def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
 class EventHub:
     """The process's open streams and the one task that reads for them all (run it with `run()`)."""
 
-    def __init__(self, factory: sessionmaker[Session], slots: asyncio.Semaphore, max_streams: int) -> None:
-        self.factory, self.slots, self.max_streams = factory, slots, max_streams
+    def __init__(
+        self, factory: sessionmaker[Session], slots: asyncio.Semaphore, max_streams: int, per_client: int
+    ) -> None:
+        self.factory, self.slots, self.max_streams, self.per_client = factory, slots, max_streams, per_client
         self.subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
 
-    def subscribe(self, job_id: int, step: int, epoch: int) -> Subscription:
-        """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open."""
+    def subscribe(self, job_id: int, step: int, epoch: int, client: str = "") -> Subscription:
+        """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open, 429 when `client` has
+        MLPLAB_MAX_STREAMS_PER_CLIENT open."""
         if len(self.subscriptions) >= self.max_streams:
             raise ProblemError(
                 503,
@@ -158,7 +162,16 @@ class EventHub:
                 f"Retry in {RETRY_AFTER_SECONDS} s, or poll GET /jobs/{{id}} meanwhile.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        subscription = Subscription(job_id, step, epoch)
+        if sum(s.client == client for s in self.subscriptions) >= self.per_client:
+            raise ProblemError(
+                429,
+                "Too many event streams from this client",
+                f"This client has {self.per_client} event streams open on this API process, its limit "
+                f"(MLPLAB_MAX_STREAMS_PER_CLIENT). Close one, retry in {RETRY_AFTER_SECONDS} s, or poll "
+                "GET /jobs/{id} meanwhile.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        subscription = Subscription(job_id, step, epoch, client)
         self.subscriptions.add(subscription)
         self._wake.set()
         return subscription

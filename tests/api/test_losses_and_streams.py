@@ -97,7 +97,7 @@ def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeyp
     monkeypatch.setattr(streams, "read_cursors", counting)
 
     async def scenario():
-        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50)
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50, per_client=50)
         opened = [hub.subscribe(a, 0, 0) for _ in range(20)] + [hub.subscribe(b, 100, 1) for _ in range(20)]
         opened.append(hub.subscribe(999_999, 0, 0))
         await hub.read_once()
@@ -148,7 +148,7 @@ def test_a_read_that_fails_for_one_stream_ends_only_that_stream(monkeypatch, wor
     monkeypatch.setattr(streams, "read_cursors", failing_for_b)
 
     async def scenario():
-        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50)
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50, per_client=50)
         kept, broken = hub.subscribe(a, 0, 0), hub.subscribe(b, 0, 0)
         await hub.read_once()
         with pytest.raises(OverflowError):
@@ -185,7 +185,7 @@ def test_past_max_streams_a_stream_is_refused_with_retry_after(world):
     _, sessions, (a, _) = world
 
     async def scenario():
-        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=2)
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=2, per_client=2)
         first, _ = hub.subscribe(a, 0, 0), hub.subscribe(a, 0, 0)
         with pytest.raises(ProblemError) as refused:
             hub.subscribe(a, 0, 0)

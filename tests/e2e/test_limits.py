@@ -155,7 +155,7 @@ def timings(
 
 
 def test_with_max_streams_open_health_and_jobs_stay_fast_and_one_more_waits(tmp_path):
-    svc = start_service(tmp_path, MLPLAB_MAX_STREAMS="500")
+    svc = start_service(tmp_path, MLPLAB_MAX_STREAMS="500", MLPLAB_MAX_STREAMS_PER_CLIENT="500")  # one client
     holder = None
     try:
         engine = make_engine(svc.env["MLPLAB_DATABASE_URL"])
@@ -260,3 +260,25 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_one_client_holds_at_most_its_share_of_the_event_streams(tmp_path):
+    """One client could open all MLPLAB_MAX_STREAMS: every other user's pages then got 503 for live progress."""
+    svc = start_service(tmp_path, MLPLAB_MAX_STREAMS="10", MLPLAB_MAX_STREAMS_PER_CLIENT="2")
+    try:
+        with svc.client() as client:
+            job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]  # no worker: it stays queued
+        events = f"{svc.url}/jobs/{job}/events"
+        here = httpx.Client(timeout=10)
+        elsewhere = httpx.Client(timeout=10, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with here, elsewhere, here.stream("GET", events) as one, here.stream("GET", events) as two:
+            assert one.status_code == two.status_code == 200
+            refused = here.get(events)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+            assert "MLPLAB_MAX_STREAMS_PER_CLIENT" in refused.json()["detail"]
+            with elsewhere.stream("GET", events) as other:  # another address: its own share
+                assert other.status_code == 200
+        with httpx.Client(timeout=10) as again, again.stream("GET", events) as later:
+            assert later.status_code == 200  # closed streams give their places back
+    finally:
+        svc.stop()

@@ -44,6 +44,7 @@ EVENTS_DOC: Responses = {
 Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",
     },
     503: problem_doc("MLPLAB_MAX_STREAMS event streams are open on this API process (Retry-After)"),
+    429: problem_doc("This client has MLPLAB_MAX_STREAMS_PER_CLIENT event streams open (Retry-After)"),
 }
 
 
@@ -71,7 +72,8 @@ async def job_events(
 ) -> EventSourceResponse:
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
     hub: EventHub = request.app.state.events
-    subscription = hub.subscribe(job_id, *_resume_point(last_event_id))  # 503 when they are full
+    client = request.client.host if request.client else ""
+    subscription = hub.subscribe(job_id, *_resume_point(last_event_id), client)  # 503 / 429 when full
     try:
         first = await subscription.next()
         if first is None:
