@@ -242,9 +242,10 @@ def _trial(**fields):
 def test_a_closed_pipe_ends_the_command_quietly(rows):
     """`mlplab jobs | head -1` printed a BrokenPipeError traceback once head had its line."""
     script = (
-        "import sys\n"
+        "import sys, time\n"
         "from service.cli import client, main\n"
-        f"client.cmd_jobs = lambda api, args: [print('a job row') for _ in range({rows})] and 0\n"
+        # the rows, then a pause in which head takes its line and goes: what is left meets a closed pipe
+        f"client.cmd_jobs = lambda api, args: [print('a job row') for _ in range({rows})] and time.sleep(0.5) or 0\n"
         "sys.exit(main(['jobs']))\n"
     )
     shell = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} | head -1; exit ${{PIPESTATUS[0]}}"
