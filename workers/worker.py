@@ -278,10 +278,9 @@ def settle(
 
     A database that cannot be written (restarting, locked, its disk full) is tried again, from a second
     apart to RETRY_MAX_SECONDS or `beat` (the heartbeat's), its lease renewed between tries, for as long
-    as this worker runs: giving up
-    let the lease lapse, and the job, trained, was re-queued and trained again, an attempt counted each
-    time, until it failed. Progress not yet written goes first for `patience` seconds, then is left.
-    Another error is tried for `patience` seconds."""
+    as this worker runs: giving up let the lease lapse, and the job, trained, was re-queued and trained
+    again, an attempt counted each time, until it failed. Progress not yet written goes first for
+    `patience` seconds, then is left. Another error is tried for `patience` seconds."""
 
     def record(whole: bool) -> int:
         """One try; `whole`: the progress not yet written goes first, or this raises."""
