@@ -61,39 +61,44 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def test_twenty_first_requests_for_the_largest_model_load_it_once(tmp_path):
+@pytest.fixture
+def big(tmp_path):
+    """A live API over a database holding the largest model: (the service, the model's id)."""
     url = f"sqlite:///{tmp_path / 'mlplab.db'}"
     model = _store_big_model(url)
     service = start_service(tmp_path, db_url=url)
     try:
-        with httpx.Client(base_url=service.url, timeout=120) as client:
-            assert client.get("/datasets/mnist/test/0.png").status_code == 200  # the dataset, decoded first
-            before = memory(service.api.pid)
-            started = time.perf_counter()
-            with ThreadPoolExecutor(20) as pool:
-                answers = list(
-                    pool.map(lambda i: client.get(f"/models/{model}/predictions/test/{i}"), range(20))
-                )
-            seconds = time.perf_counter() - started
-            after = memory(service.api.pid)
-            assert [a.status_code for a in answers] == [200] * 20, answers[0].text
-            grown, peak = (after["VmRSS"] - before["VmRSS"]) / MB, (after["VmHWM"] - before["VmRSS"]) / MB
-            print(f"20 first requests: {seconds:.1f} s; RSS +{grown:.0f} MB, peak +{peak:.0f} MB")
-            # One copy of the weights (76 MB) is kept; loading it needs the stored bytes besides, once.
-            assert grown < 200 and peak < 400, (grown, peak)
-
-            cpu = _cpu_seconds(service.api.pid)
-            figure = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
-            assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
-            again = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
-            assert again.content == figure.content
-            cpu = _cpu_seconds(service.api.pid) - cpu
-            print(f"mistakes.png?split=train twice: {cpu:.1f} s of the API's CPU")
-            assert cpu < 15  # predicting the whole train split took 43-52 s, every time
+        yield service, model
     finally:
         service.stop()
     log = (tmp_path / "api.log").read_text()
     assert "Traceback" not in log, log
+
+
+def test_twenty_first_requests_for_the_largest_model_load_it_once(big):
+    service, model = big
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+        assert client.get("/datasets/mnist/test/0.png").status_code == 200  # the dataset, decoded first
+        before = memory(service.api.pid)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda i: client.get(f"/models/{model}/predictions/test/{i}"), range(20)))
+        seconds = time.perf_counter() - started
+        after = memory(service.api.pid)
+        assert [a.status_code for a in answers] == [200] * 20, answers[0].text
+        grown, peak = (after["VmRSS"] - before["VmRSS"]) / MB, (after["VmHWM"] - before["VmRSS"]) / MB
+        print(f"20 first requests: {seconds:.1f} s; RSS +{grown:.0f} MB, peak +{peak:.0f} MB")
+        # One copy of the weights (76 MB) is kept; loading it needs the stored bytes besides, once.
+        assert grown < 200 and peak < 400, (grown, peak)
+
+        cpu = _cpu_seconds(service.api.pid)
+        figure = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
+        assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+        again = client.get(f"/models/{model}/mistakes.png", params={"split": "train"})
+        assert again.content == figure.content
+        cpu = _cpu_seconds(service.api.pid) - cpu
+        print(f"mistakes.png?split=train twice: {cpu:.1f} s of the API's CPU")
+        assert cpu < 15  # predicting the whole train split took 43-52 s, every time
 
 
 def _asking(url: str, path: str) -> socket.socket:
@@ -105,38 +110,29 @@ def _asking(url: str, path: str) -> socket.socket:
     return sock
 
 
-def test_downloads_of_the_largest_model_to_clients_that_do_not_read_hold_little_memory(tmp_path):
-    url = f"sqlite:///{tmp_path / 'mlplab.db'}"
-    model = _store_big_model(url)
-    service = start_service(tmp_path, db_url=url)
-    try:
-        with httpx.Client(base_url=service.url, timeout=120) as client:
-            stored = client.get(f"/models/{model}/weights")
-            assert stored.status_code == 200 and int(stored.headers["content-length"]) == len(stored.content)
-            graph = client.get(f"/models/{model}/model.onnx")
-            assert graph.status_code == 200 and int(graph.headers["content-length"]) == len(graph.content)
-            before = memory(service.api.pid)["VmRSS"]
-            cpu = _cpu_seconds(service.api.pid)
-            stalled = [
-                _asking(service.url, f"/models/{model}/{name}") for name in ("weights", "model.onnx") * 8
-            ]
-            try:
-                time.sleep(3)
-                grown = (memory(service.api.pid)["VmRSS"] - before) / MB
-                cpu = _cpu_seconds(service.api.pid) - cpu
-                print(
-                    f"16 stalled downloads of {len(stored.content) / MB:.0f} MB: RSS +{grown:.0f} MB, {cpu:.1f} s CPU"
-                )
-                # Each held its whole body (+0.9 GB within 3 s), and the ONNX graph was exported again for each.
-                assert grown < 100, grown
-                assert cpu < 5, cpu
-                again = client.get(f"/models/{model}/weights")  # served meanwhile, and the same bytes
-                assert again.content == stored.content
-                assert client.get(f"/models/{model}/model.onnx").content == graph.content
-            finally:
-                for sock in stalled:
-                    sock.close()
-    finally:
-        service.stop()
-    log = (tmp_path / "api.log").read_text()
-    assert "Traceback" not in log, log
+def test_downloads_of_the_largest_model_to_clients_that_do_not_read_hold_little_memory(big):
+    service, model = big
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+        stored = client.get(f"/models/{model}/weights")
+        assert stored.status_code == 200 and int(stored.headers["content-length"]) == len(stored.content)
+        graph = client.get(f"/models/{model}/model.onnx")
+        assert graph.status_code == 200 and int(graph.headers["content-length"]) == len(graph.content)
+        before = memory(service.api.pid)["VmRSS"]
+        cpu = _cpu_seconds(service.api.pid)
+        stalled = [_asking(service.url, f"/models/{model}/{name}") for name in ("weights", "model.onnx") * 8]
+        try:
+            time.sleep(3)
+            grown = (memory(service.api.pid)["VmRSS"] - before) / MB
+            cpu = _cpu_seconds(service.api.pid) - cpu
+            print(
+                f"16 stalled downloads of {len(stored.content) / MB:.0f} MB: RSS +{grown:.0f} MB, {cpu:.1f} s CPU"
+            )
+            # Each held its whole body (+0.9 GB within 3 s), and the ONNX graph was exported again for each.
+            assert grown < 100, grown
+            assert cpu < 5, cpu
+            again = client.get(f"/models/{model}/weights")  # served meanwhile, and the same bytes
+            assert again.content == stored.content
+            assert client.get(f"/models/{model}/model.onnx").content == graph.content
+        finally:
+            for sock in stalled:
+                sock.close()
