@@ -580,6 +580,9 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+LOW_DISK_BYTES = 200 * 2**20  # a few of the largest models' weights and checkpoints
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     database: str
@@ -587,6 +590,13 @@ class Readiness(BaseModel):
     workers: str = Field(
         description="Whether a worker has been alive in the last MLPLAB_LEASE_SECONDS: queued jobs run only "
         "then. Informative: the API serves without workers, so it does not make the status 'not ready'."
+    )
+    disk: str | None = Field(
+        None,
+        description="The free space where the SQLite database lives, said to be short below "
+        f"{LOW_DISK_BYTES // 2**20} MB (writes then fail: 503 'Database full'; reads go on). Informative, "
+        "as `workers`; "
+        "null on a database server.",
     )
 
 

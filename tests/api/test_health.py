@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -105,3 +106,19 @@ def test_a_full_database_disk_is_a_503_that_says_so_and_reads_go_on(settings):
             assert client.get("/jobs").json()["count"] == 0  # nothing half-written, and read
     finally:
         event.remove(Engine, "connect", no_room)
+
+
+def test_readiness_says_how_much_room_the_sqlite_file_has_and_when_it_runs_short(settings, monkeypatch):
+    """/readyz said ready, and nothing more, while the disk under the SQLite file was full."""
+    from service.api.routes import health
+
+    with TestClient(create_app(settings)) as client:
+        roomy = client.get("/readyz").json()
+        assert roomy["status"] == "ready" and roomy["disk"].endswith("MB free where the SQLite database is")
+        full = shutil.disk_usage("/")._replace(free=5 * 2**20)
+        monkeypatch.setattr(health.shutil, "disk_usage", lambda path: full)
+        short = client.get("/readyz")
+        assert short.status_code == 200  # reads go on: informative, as the workers' line
+        assert (
+            short.json()["disk"] == "only 5 MB free where the SQLite database is: writes fail once it is full"
+        )

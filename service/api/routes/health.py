@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -10,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from service.api.presenters import dataset_public
-from service.api.schemas import Health, Readiness
+from service.api.schemas import LOW_DISK_BYTES, Health, Readiness
 from service.ml.data import DATASETS
 from service.store.db import is_migrated, read_each_table
 from service.store.queries import count_live_workers
@@ -55,8 +57,22 @@ def readyz(request: Request) -> JSONResponse:
         database=database,
         datasets=[dataset_public(name, settings) for name in DATASETS],
         workers=workers_alive(engine, settings.lease_seconds) if database == "migrated" else "unknown",
+        disk=disk_free(engine),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)
+
+
+def disk_free(engine: Engine) -> str | None:
+    """How much room is left where the SQLite file is, in words (None on a server, or unknown)."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        return None
+    try:
+        free = shutil.disk_usage(Path(path).resolve().parent).free
+    except OSError:
+        return None
+    said = f"{free / 2**20:,.0f} MB free where the SQLite database is"
+    return f"only {said}: writes fail once it is full" if free < LOW_DISK_BYTES else said
 
 
 def workers_alive(engine: Engine, lease_seconds: float) -> str:
