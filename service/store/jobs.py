@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, case, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, event, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -502,6 +502,7 @@ def requeue_stalled(
         .with_for_update(skip_locked=True)
     ).all()
     handled: list[int] = []
+    said: list[tuple[Any, ...]] = []
     for row in rows:
         values: dict[str, Any]
         if row.cancel_requested:
@@ -526,11 +527,15 @@ def requeue_stalled(
             _ended(session, row.id, now)
         else:
             _back_in_queue(session, row.id)
-        log.warning(
-            "job %d: worker %s stopped renewing its lease (attempt %d of %d); %s",
-            row.id, row.worker_id, row.attempts, max_attempts, outcome,
-        )  # fmt: skip
+        said.append((row.id, row.worker_id, row.attempts, max_attempts, outcome))
         handled.append(row.id)
+    if said:  # once it is so: on a full disk the commit failed, and "re-queued" was logged every second
+
+        def tell(_: Session) -> None:
+            for args in said:
+                log.warning("job %d: worker %s stopped renewing its lease (attempt %d of %d); %s", *args)
+
+        event.listen(session, "after_commit", tell, once=True)
     return handled
 
 

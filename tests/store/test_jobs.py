@@ -749,3 +749,24 @@ def test_a_job_back_in_the_queue_shows_the_progress_it_resumes_from(sessions, ho
         assert (job.status, job.epoch, job.step, job.loss) == ("queued", 2, 8, 2.0 / 8)
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 9))
         assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2]
+
+
+def test_a_stalled_job_is_said_to_be_requeued_once_that_is_committed(sessions, caplog):
+    """On a full disk the re-queue's commit failed each second, and each time the log said 're-queued'."""
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, tiny_spec()).id
+    with session_scope(sessions) as s:
+        claim_job(s, "w1", now=T0)
+    with caplog.at_level("WARNING", logger="service.store.jobs"):
+        s = sessions()
+        try:
+            assert jobs.requeue_stalled(s, T0 + timedelta(minutes=5), 30, 3) == [job_id]
+            s.rollback()  # the commit that never happened
+            assert "stopped renewing" not in caplog.text
+        finally:
+            s.close()
+        with session_scope(sessions) as s:
+            assert jobs.requeue_stalled(s, T0 + timedelta(minutes=5), 30, 3) == [job_id]
+        assert (
+            f"job {job_id}: worker w1 stopped renewing its lease (attempt 1 of 3); re-queued" in caplog.text
+        )
