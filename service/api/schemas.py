@@ -317,6 +317,13 @@ class AliasUpdate(BaseModel):
     )
 
 
+class ReproduceCreate(BaseModel):
+    """Nothing: a reproduction trains the model's own spec. A field sent is a 422 rather than ignored
+    (a seed or epochs sent here changed nothing); to train another spec, POST /jobs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{}]})
+
+
 class PromoteCreate(BaseModel):
     """The alias to point at the best model."""
 

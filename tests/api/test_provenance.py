@@ -190,3 +190,14 @@ def test_the_onnx_download_predicts_what_the_api_does(world, backend):
     ).json()
     assert [p["predicted"] for p in served["data"]] == probabilities[:5].argmax(axis=1).tolist()
     assert_problem(client.get("/models/999999/model.onnx"), 404)
+
+
+def test_a_reproduction_takes_no_fields_rather_than_ignore_them(world):
+    """{"seed": 2} sent to reproduce trained the model's own seed again, and said nothing."""
+    client, _, ids = world
+    model = ids["numpy"]
+    before = client.get("/jobs").json()["count"]
+    problem = assert_problem(client.post(f"/models/{model}/reproduce", json={"seed": 2}), 422, "body.seed")
+    assert "Extra inputs are not permitted" in problem["detail"]
+    assert client.get("/jobs").json()["count"] == before  # nothing queued
+    assert client.post(f"/models/{model}/reproduce", json={}).status_code == 202

@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Body, Query, Response
 from sqlalchemy.orm import Session
 from starlette.responses import StreamingResponse
 
@@ -38,6 +38,7 @@ from service.api.schemas import (
     JobPublic,
     ModelPublic,
     ModelsPublic,
+    ReproduceCreate,
     ScoresPublic,
 )
 from service.errors import NOT_TRAINED_DOC, SUBMIT_DOCS, Responses
@@ -229,7 +230,13 @@ async def download_onnx(ref: ModelRefDep, inference: InferenceDep) -> Response:
     dependencies=[WriterDep],
     responses=SUBMIT_DOCS,
 )
-def reproduce(ref: ModelRefDep, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+def reproduce(
+    ref: ModelRefDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    body: Annotated[ReproduceCreate | None, Body(examples=[{}])] = None,  # refused when it holds a field
+) -> JobPublic:
     """Train the model's spec again: the new job's `reproduction` says how close it came, once trained."""
     begin_write(session)  # the write lock first: the read below and the insert are one transaction
     original = require_trained(session, ref.id)
