@@ -70,9 +70,8 @@ def figure_png(name: str, config: StudyCreate, trials: Sequence[TrialRecord]) ->
     with DRAWING, matplotlib.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # the matplotlib backend is "experimental"
         warnings.filterwarnings("ignore", "No artists with labels")  # an empty study has no legend
-        fig = _draw(
-            study, name, varied(config, trials) if name == "importance" else []
-        )  # the others rank none
+        # only the importance figure ranks fields: the others need not work them out
+        fig = _draw(study, name, varied(config, trials) if name == "importance" else [])
         try:
             fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
         finally:
