@@ -172,6 +172,18 @@ def test_cancel_and_extend(client, settings):
     assert_problem(client.post("/studies/999/cancel"), 404)
 
 
+def test_a_study_the_lowered_limits_no_longer_admit_is_not_extended(client, settings):
+    study_id = client.post("/studies", json=STUDY | {"trials": 2}).json()["id"]
+    run_trials(settings, lambda spec: 0.5)
+    jobs = client.get("/jobs").json()["count"]
+    lowered = settings.model_copy(update={"max_batch_parameters": 100_000})  # a deployer's new limit
+    with TestClient(create_app(lowered)) as restarted:
+        extend = restarted.post(f"/studies/{study_id}/extend", json={"trials": 2})
+        assert_problem(extend, 409, "no longer fits", "MLPLAB_MAX_BATCH_PARAMETERS")
+        assert restarted.get("/jobs").json()["count"] == jobs  # nothing queued
+        assert restarted.get(f"/studies/{study_id}").json()["config"]["trials"] == 2
+
+
 def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
     settings = Settings(database_url=db_url, data_dir=real_data_dir(), download=False)
     with TestClient(create_app(settings)) as client:

@@ -63,7 +63,7 @@ from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import foresee_extend
 from service.store.models import Job, JobStatus, Study, StudyStatus
-from service.store.queries import list_studies, study_trials
+from service.store.queries import list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 
 router = reader_router("studies", "/studies")
@@ -95,11 +95,21 @@ def _cancelled(study_id: int) -> ProblemError:
 
 
 def check_extensible(study: Study, settings: Settings, more: int) -> None:
-    """409 for a cancelled study (before its queue is counted: a 429 said to retry what never can), 422
-    past MLPLAB_MAX_STUDY_TRIALS."""
+    """409 for a cancelled study (before its queue is counted: a 429 said to retry what never can) or one
+    whose space the limits, lowered since it was submitted, no longer admit; 422 past MLPLAB_MAX_STUDY_TRIALS."""
     if study.status == StudyStatus.cancelled:
         raise _cancelled(study.id)
     check_trial_limit(settings, study.trials + more, f"{study.trials:,} + {more:,}")
+    try:
+        check_study_budget(study_config(study), settings)
+    except ProblemError as exc:
+        reason = exc.invalid_params[0]["reason"] if exc.invalid_params else exc.detail
+        raise ProblemError(
+            409,
+            "Study over the limits",
+            f"Study {study.id}'s space no longer fits this service's limits: {reason}. "
+            "Submit a new study within them.",
+        ) from None
 
 
 def check_trial_limit(settings: Settings, total: int, spelled: str) -> None:
