@@ -131,7 +131,11 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         convert, choices = _flag_type(info.annotation)
         value = None if info.is_required() else info.get_default(call_default_factory=True)
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
-        default = "" if value is None else f" (default {shown})"
+        # learning_rate's default is its optimizer's, which its description gives
+        depends = isinstance(info.json_schema_extra, dict) and any(
+            key.startswith("x-default-by-") for key in info.json_schema_extra
+        )
+        default = "" if value is None or depends else f" (default {shown})"
         example = " e.g. '{\"patience\": 3}'" if convert is _json_object else ""
         group.add_argument(
             f"--{name.replace('_', '-')}",
