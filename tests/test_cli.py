@@ -266,5 +266,6 @@ def test_submits_help_gives_each_fields_limits_and_an_early_stopping_example(cap
     assert "--batch-size BATCH_SIZE (1 to 60,000) (default 64)" in text
     assert "(above 0, at most 10)" in text and "(at least 0, below 1)" in text  # learning rate, momentum
     assert """e.g. '{"patience": 3}'""" in text
-    learning_rate = text[text.index("--learning-rate LEARNING_RATE Step") : text.index("--lr-schedule {")]
+    start = text.index("--learning-rate LEARNING_RATE Step")
+    learning_rate = text[start : text.index("--lr-schedule {", start)]
     assert "0.001 for adam" in learning_rate and "(default" not in learning_rate  # not sgd's 0.1 for all
