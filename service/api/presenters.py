@@ -5,7 +5,7 @@ imports these, deps, schemas and the store, never another router."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, get_args
 
 import numpy as np
@@ -43,10 +43,11 @@ from service.store.queries import (
     count_models,
     count_queued,
     get_job,
+    get_jobs_by_id,
     get_model,
     get_study,
     job_spec,
-    rollback_target,
+    rollback_targets,
     study_config,
     study_epochs,
     study_jobs,
@@ -451,15 +452,24 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
     ]
 
 
+def aliases_public(session: Session, aliases: Sequence[Alias]) -> list[AliasPublic]:
+    """The aliases with their rollback targets and their models' warnings, in two queries for them all."""
+    models = get_jobs_by_id(session, {alias.model_id for alias in aliases})
+    backs = rollback_targets(session, aliases)
+    return [
+        AliasPublic(
+            name=alias.name,
+            model_id=alias.model_id,
+            updated_at=alias.updated_at,
+            rollback_to=backs.get(alias.name),
+            warning=None if (model := models.get(alias.model_id)) is None else job_warning(model),
+        )
+        for alias in aliases
+    ]
+
+
 def alias_public(session: Session, alias: Alias) -> AliasPublic:
-    model = get_job(session, alias.model_id)
-    return AliasPublic(
-        name=alias.name,
-        model_id=alias.model_id,
-        updated_at=alias.updated_at,
-        rollback_to=rollback_target(session, alias),
-        warning=None if model is None else job_warning(model),
-    )
+    return aliases_public(session, [alias])[0]
 
 
 def point_alias(

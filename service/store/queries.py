@@ -26,7 +26,7 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.orm import Session, defer, joinedload
+from sqlalchemy.orm import Session, aliased, defer, joinedload
 
 from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate, TrialRecord
@@ -401,9 +401,10 @@ def get_alias(session: Session, name: str) -> Alias | None:
     return session.get(Alias, name)
 
 
-def list_aliases(session: Session) -> list[Alias]:
-    """Every alias, by name."""
-    return list(session.scalars(select(Alias).order_by(Alias.name)))
+def list_aliases(session: Session, limit: int, offset: int = 0) -> tuple[list[Alias], int]:
+    """A page of the aliases, by name, and how many there are in all."""
+    page = session.scalars(select(Alias).order_by(Alias.name).limit(limit).offset(offset))
+    return list(page), session.scalar(select(func.count()).select_from(Alias)) or 0
 
 
 def alias_history(
@@ -417,10 +418,16 @@ def alias_history(
     return list(session.scalars(query)), total
 
 
-def rollback_target(session: Session, alias: Alias) -> int | None:
-    """The model a rollback of the alias would name, or None when there is none."""
-    back = select(AliasEvent.rollback_to_id).where(AliasEvent.id == alias.event_id).scalar_subquery()
-    return session.scalar(select(AliasEvent.to_model_id).where(AliasEvent.id == back))
+def rollback_targets(session: Session, aliases: Sequence[Alias]) -> dict[str, int]:
+    """The model a rollback of each alias would name, by alias name; absent where there is none."""
+    back = aliased(AliasEvent)
+    query = (
+        select(Alias.name, back.to_model_id)
+        .join(AliasEvent, AliasEvent.id == Alias.event_id)
+        .join(back, back.id == AliasEvent.rollback_to_id)
+        .where(Alias.name.in_([alias.name for alias in aliases]))
+    )
+    return dict(session.execute(query).tuples().all())
 
 
 def aliases_by_model(session: Session, model_ids: Sequence[int] | None = None) -> dict[int, list[str]]:

@@ -86,6 +86,22 @@ def test_a_rollback_walks_back_through_every_move(client, ids):
     assert client.post("/aliases/staging/rollback").status_code == 409
 
 
+def test_the_aliases_come_in_pages_each_as_its_own_page_tells_it(client, ids):
+    weak, strong = ids["weak"], ids["strong"]
+    for name, models in {"a-one": [weak], "b-two": [weak, strong], "c-three": [strong, weak]}.items():
+        for model in models:
+            client.put(f"/aliases/{name}", json={"model_id": model})
+    first, rest = (client.get("/aliases", params={"limit": 2, "offset": o}).json() for o in (0, 2))
+    assert first["count"] == rest["count"] == 3
+    listed = first["data"] + rest["data"]
+    assert [a["name"] for a in listed] == ["a-one", "b-two", "c-three"]
+    assert [a["rollback_to"] for a in listed] == [None, weak, strong]
+    for alias in listed:  # the listing's rollback target and warning are those of the alias alone
+        alone = client.get(f"/aliases/{alias['name']}").json()
+        assert {k: alone[k] for k in alias} == alias
+    assert_problem(client.get("/aliases", params={"limit": 0}), 422, "limit")
+
+
 def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
     client.put("/aliases/champion", json={"model_id": ids["weak"]})
     assert client.delete("/aliases/champion").status_code == 204

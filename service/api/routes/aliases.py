@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.api.deps import InferenceDep, SessionDep, WriterDep, reader_router
 from service.api.paging import PageLimit, PageOffset
-from service.api.presenters import alias_public, point_alias
+from service.api.presenters import alias_public, aliases_public, point_alias
 from service.api.schemas import (
     ALIAS_PATTERN,
     ALIAS_WORDS,
@@ -45,10 +45,10 @@ AliasPath = Annotated[
 
 
 @router.get("", response_model=AliasesPublic)
-def read_aliases(session: SessionDep) -> AliasesPublic:
-    """Every alias and the model it names, by name."""
-    data = [alias_public(session, alias) for alias in list_aliases(session)]
-    return AliasesPublic(data=data, count=len(data))
+def read_aliases(session: SessionDep, limit: PageLimit = 100, offset: PageOffset = 0) -> AliasesPublic:
+    """The aliases and the models they name, by name; `count` has them all."""
+    aliases, count = list_aliases(session, limit, offset)
+    return AliasesPublic(data=aliases_public(session, aliases), count=count)
 
 
 def _history(session: Session, alias: str, limit: int, offset: int) -> AliasHistoryPage:
