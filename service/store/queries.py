@@ -427,7 +427,7 @@ def rollback_targets(session: Session, aliases: Sequence[Alias]) -> dict[str, in
         .join(back, back.id == AliasEvent.rollback_to_id)
         .where(Alias.name.in_([alias.name for alias in aliases]))
     )
-    return dict(session.execute(query).tuples().all())
+    return {name: model_id for name, model_id in session.execute(query) if model_id is not None}
 
 
 def aliases_by_model(session: Session, model_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
