@@ -185,6 +185,8 @@ def test_a_sweep_without_a_succeeded_job_has_no_best_and_links_no_model(browser,
         best = page.inner_text("#sweep-best p")
         assert best == "No configuration has a trained model yet: none of its jobs succeeded."
         assert page.locator("#configurations a[href^='#/models/']").count() == 0
+        # the l2 chart and the parallel coordinates say so (the chart drew an empty log axis)
+        assert page.locator(".card p.muted", has_text="No run has succeeded yet.").count() == 2
         model = rows.first.locator("td").nth(7)
         assert re.fullmatch(r"none: job \d+", model.inner_text())
         shot(page, "sweep-all-cancelled")

@@ -186,6 +186,7 @@ function byField(el, sweep, field, spec, signal) {
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(c);
   }
+  if (!groups.size) { fill(el, h("p", { class: "muted" }, "No run has succeeded yet.")); return null; }
   const values = sweep.grid[field];
   const numeric = values.every((v) => typeof v === "number");
   const positive = numeric && values.every((v) => v > 0);
