@@ -30,6 +30,7 @@ from service.api.routes import (
     predictions,
     studies,
     sweeps,
+    tickets,
     web,
     workers,
 )
@@ -68,6 +69,7 @@ ROUTERS = (
     datasets,
     workers,
     health,
+    tickets,
     metrics,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.database import Database
-from service.api.guard import check_token
+from service.api.guard import check_ticket, check_token
 from service.api.inference import Inference
 from service.api.params import Whole, once_each
 from service.api.presenters import (
@@ -143,9 +144,15 @@ async def require_writer(request: Request, _: BearerDep) -> None:
 
 
 async def require_reader(request: Request, _: BearerDep) -> None:
-    """Reads need the token only with MLPLAB_PROTECT_READS=true."""
+    """Reads need the token only with MLPLAB_PROTECT_READS=true: in the header, or as a read ticket in the
+    query (`?ticket=`) where there is no header."""
     settings: Settings = request.app.state.settings
-    if settings.protect_reads:
+    if not settings.protect_reads:
+        return
+    ticket = request.query_params.get("ticket")
+    if ticket is not None and "authorization" not in request.headers:
+        check_ticket(ticket, settings, time.time())
+    else:
         check_token(request.headers, settings)
 
 

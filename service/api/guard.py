@@ -57,6 +57,35 @@ class BodyTooLarge(HTTPException):
         )
 
 
+TICKET_SECONDS = 3600  # how long a read ticket stands in for the token on a link
+TICKET_SYNTAX = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")  # expiry (Unix seconds) . HMAC-SHA256
+
+
+def _ticket_mac(expires: int, token: str) -> str:
+    return hmac.new(token.encode(), f"mlplab read ticket {expires}".encode(), "sha256").hexdigest()
+
+
+def read_ticket(settings: Settings, now: float) -> tuple[str, int]:
+    """A ticket that lets GET requests read for TICKET_SECONDS without the header, and when it expires:
+    what a browser fetches by itself (an image, an event stream, a download) cannot send a header. Signed
+    with the token, it stops working when the token changes."""
+    assert settings.api_token is not None
+    expires = int(now) + TICKET_SECONDS
+    return f"{expires}.{_ticket_mac(expires, settings.api_token.get_secret_value())}", expires
+
+
+def check_ticket(ticket: str, settings: Settings, now: float) -> None:
+    """403 unless `ticket` is one read_ticket made with this token and it has not expired."""
+    match = TICKET_SYNTAX.fullmatch(ticket)
+    if settings.api_token is None or match is None:
+        raise ProblemError(403, "Forbidden", "The read ticket is not valid: GET /read-ticket gives one.")
+    expires, mac = int(match[1]), match[2]
+    if not hmac.compare_digest(mac, _ticket_mac(expires, settings.api_token.get_secret_value())):
+        raise ProblemError(403, "Forbidden", "The read ticket is not valid: GET /read-ticket gives one.")
+    if expires <= now:
+        raise ProblemError(403, "Forbidden", "The read ticket has expired: GET /read-ticket gives another.")
+
+
 def check_token(headers: Headers, settings: Settings) -> None:
     """401 without a bearer token, 403 with a wrong one; nothing when MLPLAB_API_TOKEN is unset."""
     if settings.api_token is None:

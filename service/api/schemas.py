@@ -587,6 +587,13 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class ReadTicket(BaseModel):
+    ticket: str = Field(
+        description="Add `?ticket=<this>` to a GET: it reads without the Authorization header."
+    )
+    expires_at: datetime
+
+
 LOW_DISK_BYTES = 200 * 2**20  # a few of the largest models' weights and checkpoints
 
 

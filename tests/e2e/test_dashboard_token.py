@@ -123,6 +123,31 @@ def test_with_protected_reads_the_jobs_page_loads_after_the_token(browser, priva
         w.assert_clean()
 
 
+def test_with_protected_reads_images_live_progress_and_downloads_carry_a_read_ticket(browser, private):  # noqa: F811
+    """What the browser fetches by itself cannot send the header: each link carries a read ticket."""
+    with watched_page(browser, private.url) as w:
+        page = w.page
+        page.goto("/#/datasets")
+        page.wait_for_selector("#view .token-form")
+        give_token(page, "#view", TOKEN)
+        page.wait_for_selector("#view img")
+        rendered(page)
+        broken = "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length"
+        assert page.locator("#view img").count() > 0 and page.evaluate(broken) == 0
+        assert "ticket=" in page.locator("#view img").first.get_attribute("src")
+        rendered(page, f"/#/jobs/{private.job_id}")
+        assert page.inner_text("h1 [data-status]") == "queued"
+        private.start_worker()
+        # the event stream's end reloads the page: a refused stream closed, and the page stayed queued
+        page.wait_for_selector("h1 [data-status]:has-text('succeeded')", timeout=120_000)
+        rendered(page, f"/#/models/{private.job_id}")
+        for link in ("Download weights (.npz)", "ONNX"):
+            href = page.get_by_role("link", name=link).get_attribute("href")
+            status = page.evaluate("(u) => fetch(u, { method: 'HEAD' }).then((r) => r.status)", href)
+            assert status == 200, (link, href)
+        w.assert_clean()
+
+
 def test_the_docs_ui_authorizes_with_the_token_and_writes(browser, guarded):  # noqa: F811
     """/docs had no "Authorize": every "Try it out" of a write was a 401 the page gave no way round."""
     with guarded.client(headers=AUTH) as client:

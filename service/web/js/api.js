@@ -49,8 +49,31 @@ export const tokenProblem = (token) => /^[\x21-\x7e]+$/.test(token)
  * a cross-site refusal is titled otherwise). */
 export const needsToken = (err) => err instanceof Problem && (err.status === 401 || (err.status === 403 && err.body.title === "Forbidden"));
 
+// What the browser fetches by itself (images, event streams, downloads) cannot send the header: with
+// MLPLAB_PROTECT_READS its links carry a read ticket instead (GET /read-ticket, an hour's reads).
+let ticket = null; // { token, value (null: none needed or given), renew (ms) }
+let ticketing = null;
+async function freshTicket(token) {
+  if (ticket?.token === token && Date.now() < ticket.renew) return;
+  ticketing ??= fetch("/read-ticket", { headers: { authorization: `Bearer ${token}` } })
+    .then(async (response) => {
+      const given = response.ok ? await response.json() : null;
+      const renew = given ? Date.parse(given.expires_at) - 10 * 60e3 : Infinity; // 404: reads are open
+      ticket = { token, value: given?.ticket ?? null, renew };
+    })
+    .catch(() => { ticket = null; }) // unreachable: the request itself will say so
+    .finally(() => { ticketing = null; });
+  await ticketing;
+}
+/** `url` with the read ticket, for a link or an image the browser fetches without the dashboard. */
+export function linked(url) {
+  const value = ticket?.token === heldToken() ? ticket.value : null;
+  return value ? `${url}${url.includes("?") ? "&" : "?"}ticket=${encodeURIComponent(value)}` : url;
+}
+
 export async function request(url, options = {}) {
   const token = heldToken();
+  if (token) await freshTicket(token);
   const headers = token ? { ...options.headers, authorization: `Bearer ${token}` } : options.headers;
   const response = await fetch(url, { ...options, headers });
   const type = response.headers.get("content-type") || "";
@@ -75,7 +98,7 @@ export const cancelJob = (id) => request(`/jobs/${part(id)}/cancel`, { method: "
 /** The job's loss curve for drawing: [{epoch, step, loss}], at most 2,000 points however long the job. */
 export const lossCurve = (id) => request(`/jobs/${part(id)}/loss-curve`).then((curve) => curve.data);
 export const epochs = (id) => request(`/jobs/${part(id)}/epochs`);
-export const eventsUrl = (id) => `/jobs/${part(id)}/events`;
+export const eventsUrl = (id) => linked(`/jobs/${part(id)}/events`);
 
 export const sweeps = (query) => request(path("/sweeps", query));
 export const submitSweep = (body) => post("/sweeps", body);
@@ -98,11 +121,11 @@ export function predictImage(id, blob) {
   body.append("file", blob, "drawing.png");
   return request(`/models/${part(id)}/predict`, { method: "POST", body });
 }
-export const weightsUrl = (id) => `/models/${part(id)}/weights`;
-export const onnxUrl = (id) => `/models/${part(id)}/model.onnx`;
+export const weightsUrl = (id) => linked(`/models/${part(id)}/weights`);
+export const onnxUrl = (id) => linked(`/models/${part(id)}/model.onnx`);
 
 export const compare = (ids) => request(path("/compare", { ids }));
 
 export const datasets = () => request("/datasets");
 export const labels = (name, split, query) => request(path(`/datasets/${part(name)}/${part(split)}`, query));
-export const imageUrl = (name, split, index, scale = 2) => path(`/datasets/${part(name)}/${part(split)}/${part(index)}.png`, { scale });
+export const imageUrl = (name, split, index, scale = 2) => linked(path(`/datasets/${part(name)}/${part(split)}/${part(index)}.png`, { scale }));

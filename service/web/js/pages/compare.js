@@ -122,8 +122,8 @@ function bestSummary({ by, order, tied, mixed }) {
       ? `Ranked on different splits: ${short(next)} has no validation split (it ranks after every model with one, on test), so no gap; ${onTest}.`
       : [`${(100 * (best[by] - next[by])).toFixed(2)} points ahead of ${short(next)} (${pct(next[by])})`,
         by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test)"]),
-    h("p", null, h("a", { href: `/compare/disagreements?a=${best.id}&b=${next.id}&split=test` }, "image by image (McNemar's test)"),
-      " · ", h("a", { href: `/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test` }, "the images they disagree on")),
+    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=test`) }, "image by image (McNemar's test)"),
+      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test`) }, "the images they disagree on")),
   ];
 }
 
@@ -136,8 +136,8 @@ function tieSummary(tied, by, split) {
       `, ${tied.length === 2 ? "both" : "all"} at `, h("strong", { id: "best-figure" }, pct(a[by])), tied.length === 2 ? ": neither is best." : ": none of them is best."),
     by === "validation_accuracy"
       ? h("p", { id: "best-gap" }, `On test, the final figure: ${tied.map((m) => `${short(m)} ${pct(m.test_accuracy)}`).join(", ")}.`) : null,
-    h("p", null, h("a", { href: `/compare/disagreements?a=${a.id}&b=${b.id}&split=test` }, "image by image (McNemar's test)"),
-      " · ", h("a", { href: `/compare/disagreements.png?a=${a.id}&b=${b.id}&split=test` }, "the images they disagree on")),
+    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${a.id}&b=${b.id}&split=test`) }, "image by image (McNemar's test)"),
+      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${a.id}&b=${b.id}&split=test`) }, "the images they disagree on")),
   ];
 }
 
