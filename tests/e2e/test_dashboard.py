@@ -822,6 +822,25 @@ def test_models_ranked_on_two_splits_are_given_no_gap(page, service):
     assert gap.startswith("Ranked on different splits") and "points ahead" not in gap
 
 
+def test_a_job_page_that_loses_its_event_stream_follows_again(browser, idle):  # noqa: F811
+    job = idle.sweeps[1]["jobs"][0]["id"]
+    with watched_page(browser, idle.url) as w:
+        opened = []
+
+        def second_stream(request) -> bool:
+            if request.url.endswith(f"/jobs/{job}/events"):
+                opened.append(request.url)
+            return len(opened) == 2
+
+        # the first stream fails as if the API had restarted; it had closed for good, progress frozen
+        w.page.route(f"**/jobs/{job}/events", lambda route: route.abort(), times=1)
+        with w.page.expect_request(second_stream, timeout=15_000):
+            rendered(w.page, f"/#/jobs/{job}")
+        w.page.wait_for_selector("#view[aria-busy=false]")
+        assert w.page.inner_text("h1 [data-status]") == "queued"
+        w.assert_clean()
+
+
 def test_a_sweeps_progress_names_its_cancelled_jobs(browser, idle):  # noqa: F811
     with idle.client() as client:
         created = client.post("/sweeps", json={"base": SMALL_JSON, "grid": {"l2": [0.1, 0.2, 0.3]}})

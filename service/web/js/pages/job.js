@@ -7,6 +7,8 @@ import { reload } from "../router.js";
 import { shortLabel, showValue, trainSpecSchema } from "../spec.js";
 import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
 
+const RETRY_MS = 3000;
+
 export async function jobPage(ctx, root) {
   const id = ctx.args[0];
   const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
@@ -103,5 +105,10 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
     source.close();
     if (ctx.live) reload(); // the finished job, read again
   });
-  source.onerror = () => source.close();
+  // A lost stream (the API restarted, a ticket expired): read the job again in a while, which follows anew.
+  source.onerror = () => {
+    source.close();
+    const timer = setTimeout(() => ctx.live && reload(), RETRY_MS);
+    ctx.onLeave(() => clearTimeout(timer));
+  };
 }
