@@ -822,6 +822,26 @@ def test_models_ranked_on_two_splits_are_given_no_gap(page, service):
     assert gap.startswith("Ranked on different splits") and "points ahead" not in gap
 
 
+def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, tmp_path):  # noqa: F811
+    svc = start_service(tmp_path)
+    try:
+        with svc.client() as client:
+            job = client.post("/jobs", json=SMALL_JSON | {"train_limit": 20_000, "epochs": 3}).json()["id"]
+        with watched_page(browser, svc.url) as w:
+            rendered(w.page, f"/#/jobs/{job}")
+            started = "table.facts tr:has(th:text-is('started')) td"
+            assert w.page.inner_text("h1 [data-status]") == "queued" and w.page.inner_text(started) == "–"
+            svc.start_worker()
+            # the heading said "queued" and the facts stood still until the job's end reloaded the page
+            w.page.wait_for_selector("h1 [data-status]:text-is('running')", timeout=60_000)
+            wait_for(lambda: w.page.inner_text(started) != "–", 30, "its start shown")
+            assert w.page.locator("table.facts th:text-is('ETA')").count() == 1
+            w.page.wait_for_selector("h1 [data-status]:text-is('succeeded')", timeout=120_000)
+            w.assert_clean()
+    finally:
+        svc.stop()
+
+
 def test_a_job_page_that_loses_its_event_stream_follows_again(browser, idle):  # noqa: F811
     job = idle.sweeps[1]["jobs"][0]["id"]
     with watched_page(browser, idle.url) as w:

@@ -90,11 +90,26 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
   ctx.onLeave(() => source.close());
   const state = { ...job, progress: { ...job.progress } };
   const lastStep = () => lossChart.data?.[0]?.x.at(-1) ?? 0;
+  // the heading's status and the facts (started, duration, ETA, attempts) as the stream tells them
+  const redraw = () => {
+    root.querySelector("h1 [data-status]")?.replaceWith(statusBadge(state.status));
+    root.querySelector("table.facts")?.replaceWith(facts(state));
+  };
+  source.addEventListener("status", (e) => {
+    const { status } = JSON.parse(e.data);
+    if (status === state.status) return;
+    api.job(job.id).then((fresh) => { // when it started, and its attempts, as the job row has them
+      if (!ctx.live) return;
+      Object.assign(state, fresh, { progress: { ...fresh.progress } });
+      redraw();
+    }).catch(() => {});
+  });
   source.addEventListener("progress", (e) => {
     const p = JSON.parse(e.data);
     Object.assign(state.progress, p);
     state.status = "running";
     fill(progress, progressBar(state));
+    redraw();
     if (p.step > lastStep()) extend(lossChart, [[p.step]], [[p.loss]]);
   });
   source.addEventListener("epoch", (e) => {
