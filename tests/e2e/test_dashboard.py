@@ -842,6 +842,24 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
         svc.stop()
 
 
+def test_the_datasets_page_draws_no_predictions_of_a_model_of_another_dataset(browser, idle):  # noqa: F811
+    """A model of Fashion-MNIST chosen over MNIST's images (by address): its predictions are of its own
+    dataset's images, and were drawn over these, marked right or wrong. The model is the API's answer,
+    played here, as no Fashion-MNIST is at hand."""
+    fashion = {"id": 999, "name": "fashion", "dataset": "fashion-mnist"}
+    guesses = {"data": [{"index": i, "label": 0, "predicted": 3, "probability": 0.9} for i in range(48)]}
+    with watched_page(browser, idle.url) as w:
+        w.page.route("**/models/999", lambda route: route.fulfill(json=fashion))
+        w.page.route(re.compile(r"/models/999/predictions/test\?"), lambda route: route.fulfill(json=guesses))
+        rendered(w.page, "/#/datasets?name=mnist&model=999")
+        assert w.page.locator("#images .thumb").count() == 48
+        assert "→" not in w.page.inner_text("#images") and w.page.locator("#images .wrong").count() == 0
+        problem = w.page.locator("#ds-problem .problem")
+        assert problem.inner_text().startswith("Model 999 was trained on fashion-mnist, not mnist")
+        assert problem.locator("a").get_attribute("href") == "#/datasets?name=fashion-mnist&model=999"
+        w.assert_clean()
+
+
 def test_a_job_page_that_loses_its_event_stream_follows_again(browser, idle):  # noqa: F811
     job = idle.sweeps[1]["jobs"][0]["id"]
     with watched_page(browser, idle.url) as w:

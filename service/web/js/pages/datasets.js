@@ -34,17 +34,26 @@ export async function datasetsPage(ctx, root) {
       h("span", { class: "muted", id: "range" })),
     h("div", { id: "ds-problem" }), h("div", { class: "thumbs", id: "images" })));
   // The API checks name, split, offset and model: what it refuses is shown as its problem.
-  let labels, preds;
+  let labels, preds, chosen;
   try {
-    [labels, preds] = await Promise.all([
+    [labels, preds, chosen] = await Promise.all([
       api.labels(name, split, { offset: rawOffset, limit: PAGE }),
       model ? api.outcomes(model, split, { offset: rawOffset, limit: PAGE }) : null,
+      model ? api.model(model) : null,
     ]);
   } catch (err) {
     if (ctx.live) fill($("#ds-problem", root), problemView(err, reload));
     return;
   }
   if (!ctx.live) return;
+  if (chosen && chosen.dataset !== labels.name) { // its predictions are of its own dataset's images
+    preds = null;
+    fill($("#ds-problem", root), h("div", { class: "problem", role: "alert" },
+      `Model ${chosen.id} was trained on ${chosen.dataset}, not ${labels.name}: `,
+      h("a", { href: withParams({ name: chosen.dataset, offset: null }) }, `its predictions on ${chosen.dataset}`)));
+  } else if (chosen && !models.data.some((m) => m.id === chosen.id)) { // past the 100 listed: named all the same
+    $("#ds-model", root).append(option(chosen.id, `${chosen.id}: ${chosen.name}`, true));
+  }
   fill($("#range", root), `${offset}–${offset + labels.data.length - 1} of ${labels.count.toLocaleString()}`);
   $("#next", root).disabled = offset + PAGE >= labels.count;
   fill($("#images", root), labels.data.map((l, k) => {
