@@ -528,15 +528,20 @@ class DisagreementPublic(BaseModel):
     b: int = Field(description="What model B predicts.")
 
 
+# The splits two models are compared on: validation is carved out of the train file
+ComparedSplit = Literal["train", "validation", "test"]
+
+
 class DisagreementsPublic(BaseModel):
     """Two models image by image on one split."""
 
     a: int
     b: int
-    split: SplitName
+    split: ComparedSplit
     images: int = Field(
         description="The images compared: every test image; on train, those both models trained on "
-        "(each one's validation images and those past its train_limit left out)."
+        "(each one's validation images and those past its train_limit left out); on validation, those "
+        "both held out (the smaller validation_size's, which the larger's include)."
     )
     a_right_b_wrong: int
     b_right_a_wrong: int

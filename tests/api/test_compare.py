@@ -14,6 +14,7 @@ from service import plots
 from service.api.presenters import labels
 from service.main import create_app
 from service.ml.data import DATASETS
+from service.ml.splits import validation_indices
 from service.ml.weights import load_weights
 from service.selection import p_text
 from service.settings import Settings
@@ -41,6 +42,8 @@ def world(tmp_path_factory):
         b = client.post("/jobs", json=TINY | {"learning_rate": 0.003, "batch_size": 60}).json()["id"]
         fashion = client.post("/jobs", json=TINY | {"dataset": "fashion-mnist"}).json()["id"]
         partial = client.post("/jobs", json=TINY | {"batch_size": 64}).json()["id"]  # 600 = 9 x 64 + 24
+        held_more = client.post("/jobs", json=TINY | {"validation_size": 2000}).json()["id"]
+        unvalidated = client.post("/jobs", json=TINY | {"validation_size": 0}).json()["id"]
         cancelled = client.post("/jobs", json=TINY).json()["id"]
         client.post(f"/jobs/{cancelled}/cancel")
         run_worker(settings, once=True)
@@ -51,7 +54,8 @@ def world(tmp_path_factory):
                 "error"
             ]  # Fashion-MNIST: apt-get install dataset-fashion-mnist
         yield client, {
-            "a": a, "b": b, "fashion": fashion, "partial": partial, "queued": queued, "cancelled": cancelled
+            "a": a, "b": b, "fashion": fashion, "partial": partial, "queued": queued, "cancelled": cancelled,
+            "held_more": held_more, "unvalidated": unvalidated,
         }  # fmt: skip
 
 
@@ -272,6 +276,38 @@ def test_disagreements_on_train_count_the_images_both_models_trained_on(world):
     assert sum(row["images"] for row in body["per_class"]) == 600
 
 
+def test_disagreements_on_validation_are_on_the_images_that_ranked_both_models(world, mnist):
+    """The images both held out: each model's accuracy on them is its validation accuracy where it held out
+    no more; with 1,000 and 2,000 held out, the 1,000 (which the 2,000 include)."""
+    client, ids = world
+    truth = mnist.train_labels
+    predicted = {
+        m: load_weights(client.get(f"/models/{ids[m]}/weights").content)
+        .predict_proba(mnist.train_images)
+        .argmax(1)
+        for m in ("a", "b", "held_more")
+    }
+    for other, size in (("b", 1000), ("held_more", 1000)):
+        body = client.get(
+            "/compare/disagreements", params={"a": ids["a"], "b": ids[other], "split": "validation"}
+        )
+        body = body.json()
+        shared = validation_indices(truth, size)
+        assert set(shared) <= set(validation_indices(truth, 2000))
+        right_a, right_b = (predicted[m][shared] == truth[shared] for m in ("a", other))
+        assert (body["split"], body["images"]) == ("validation", size)
+        assert (body["a_right_b_wrong"], body["b_right_a_wrong"]) == (
+            int(np.sum(right_a & ~right_b)),
+            int(np.sum(right_b & ~right_a)),
+        )
+        a_accuracy = (body["both_right"] + body["a_right_b_wrong"]) / body["images"]
+        assert a_accuracy == pytest.approx(client.get(f"/models/{ids['a']}").json()["validation_accuracy"])
+    png = client.get(
+        "/compare/disagreements.png", params={"a": ids["a"], "b": ids["b"], "split": "validation"}
+    )
+    _png(png, (50, 50))
+
+
 def test_a_p_value_that_underflowed_is_titled_as_a_bound_not_zero(world, monkeypatch):
     client, ids = world
     body = client.get("/compare/disagreements", params={"a": ids["a"], "b": ids["b"]}).json()
@@ -293,7 +329,8 @@ def test_a_p_value_that_underflowed_is_titled_as_a_bound_not_zero(world, monkeyp
         ({"a": "{a}", "b": "{fashion}"}, 422, "trained on fashion-mnist, model {a} on mnist"),
         ({"a": "{a}", "b": "999999"}, 404, "There is no model 999999."),
         ({"a": "{queued}", "b": "{a}"}, 409, "is queued"),
-        ({"a": "{a}", "b": "{b}", "split": "validation"}, 422, "split"),
+        ({"a": "{a}", "b": "{b}", "split": "valid"}, 422, "split"),
+        ({"a": "{a}", "b": "{unvalidated}", "split": "validation"}, 422, "has no validation split"),
         ({"a": "{a}", "b": "{b}", "only": "a"}, 422, "only"),
         ({"a": "{a}"}, 422, "query.b"),
     ],

@@ -1,4 +1,5 @@
-"""Two models image by image: where they disagree, whether the difference is real (McNemar), and a gallery.
+"""Two models image by image: where they disagree, whether chance alone would split them so (McNemar), and a
+gallery.
 
 Both read the predictions the worker stored with each model (inference.predictions): no split is
 recomputed.
@@ -29,13 +30,14 @@ from service.api.routes.plots import DATASET_FIGURE_DOC
 from service.api.schemas import (
     MODEL_PATTERN,
     ClassDifferencePublic,
+    ComparedSplit,
     DisagreementPublic,
     DisagreementsPublic,
 )
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
 from service.ml.spec import SplitName
-from service.ml.splits import scored_indices
+from service.ml.splits import scored_indices, validation_indices
 from service.selection import Disagreement, disagreement, p_text
 
 router = reader_router("compare", "/compare", responses=NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC)
@@ -53,7 +55,8 @@ OnlyQuery = Annotated[
 class Compared:
     a_ref: ModelRef
     b_ref: ModelRef
-    split: SplitName
+    split: ComparedSplit
+    file: SplitName  # the dataset's file the split's images are in
     data: Dataset
     truth: np.ndarray
     a: np.ndarray  # A's predicted class of each image of the split
@@ -75,8 +78,9 @@ class Compared:
         return chosen
 
 
-async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitName = "test") -> Compared:
-    """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset."""
+async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: ComparedSplit = "test") -> Compared:
+    """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset (and on
+    validation, both with a validation split)."""
     ref_a, ref_b = await resolve_model(a, inference), await resolve_model(b, inference)
     if ref_a.id == ref_b.id:
         both = f" ({a} and {b} are both model {ref_b.id})" if a != b else ""
@@ -87,14 +91,22 @@ async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: SplitNa
         raise invalid(
             "query.b", f"model {ref_b.id} was trained on {dataset_b}, model {ref_a.id} on {dataset_a}"
         )
+    unvalidated = next(
+        (ref.id for ref, s in ((ref_a, spec_a), (ref_b, spec_b)) if not s.validation_size), None
+    )
+    if split == "validation" and unvalidated is not None:
+        raise invalid("query.split", f"model {unvalidated} has no validation split (validation_size 0)")
+    file: SplitName = "test" if split == "test" else "train"
     data = await inference.dataset(dataset_a)
-    truth = data.split(split).labels
-    pred_a = await inference.predicted_labels(ref_a.id, split)
-    pred_b = await inference.predicted_labels(ref_b.id, split)
-    # on train, the images both trained on: as each one's train accuracy counts, none it held out
-    counted = np.intersect1d(scored_indices(truth, spec_a, split), scored_indices(truth, spec_b, split))
+    truth = data.split(file).labels
+    pred_a = await inference.predicted_labels(ref_a.id, file)
+    pred_b = await inference.predicted_labels(ref_b.id, file)
+    if split == "validation":  # a smaller validation split is part of a larger one: both held it out
+        counted = validation_indices(truth, min(spec_a.validation_size, spec_b.validation_size))
+    else:  # on train, the images both trained on: as each one's train accuracy counts, none it held out
+        counted = np.intersect1d(scored_indices(truth, spec_a, file), scored_indices(truth, spec_b, file))
     result = disagreement(truth[counted], pred_a[counted], pred_b[counted], len(data.classes))
-    return Compared(ref_a, ref_b, split, data, truth, pred_a, pred_b, counted, result)
+    return Compared(ref_a, ref_b, split, file, data, truth, pred_a, pred_b, counted, result)
 
 
 ComparedDep = Annotated[Compared, Depends(compared)]
@@ -107,10 +119,12 @@ def read_disagreements(
     offset: PageOffset = 0,
     limit: PageLimit = 100,
 ) -> DisagreementsPublic:
-    """Two models image by image, and whether the difference between them is real.
+    """Two models image by image: how many images each gets right that the other gets wrong, McNemar's exact
+    p-value on those two counts, each class's accuracy under both, and the images they disagree on (paged).
 
-    How many images each gets right that the other gets wrong, McNemar's exact p-value on those two
-    counts, each class's accuracy under both, and the images they disagree on (paged)."""
+    The p-value asks whether these two models could be equally accurate on such images; it says nothing
+    of their configurations: two seeds of one configuration often differ beyond chance by it (a sweep's
+    replicates compare configurations). split=validation compares them on the images that ranked them."""
     r = c.result
     indices = c.selected(only)
     return DisagreementsPublic(
@@ -158,6 +172,6 @@ async def disagreements_png(
         f"models A = {c.a_ref.id} and B = {c.b_ref.id} on the {c.split} split: {len(shown)} of the {len(indices):,} images "
         f"they disagree on (true, A says, B says); McNemar {p_text(c.result.p_value)}"
     )
-    images = c.data.split(c.split).images[shown]
+    images = c.data.split(c.file).images[shown]
     png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
     return png_response(png, alias_cache_headers(c.a_ref, c.b_ref))
