@@ -13,6 +13,7 @@ from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate
+from service.selection import ALPHA
 from service.store.models import AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
@@ -179,7 +180,7 @@ class ConfigurationPublic(BaseModel):
     )
     tied_with_best: bool | None = Field(
         description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
-        "gives p >= 0.05: the data do not tell them apart. The best itself is true once it has a result; "
+        f"gives p >= {ALPHA:g}: the data do not tell them apart. The best itself is true once it has a result; "
         "another configuration is null when it or the best has fewer than 2 runs, or neither's runs vary "
         "and their means differ (nothing to test; equal constants are tied)."
     )
@@ -551,6 +552,11 @@ class DisagreementsPublic(BaseModel):
         description="McNemar's exact test (binomial, two-sided) on a_right_b_wrong and b_right_a_wrong: "
         "how likely so uneven a split is if the two models were equally accurate; 0.0 when it is too small "
         "for a float (the PNG's title then says p < 1e-300)."
+    )
+    beyond_chance: bool = Field(
+        description=f"p_value < {ALPHA:g}: so uneven a split is unlikely for two equally "
+        "accurate models. Of these two models on these images only: seeds alone split a configuration's "
+        "models beyond chance often."
     )
     per_class: list[ClassDifferencePublic]
     data: list[DisagreementPublic] = Field(description="One page of the images they disagree on.")

@@ -229,6 +229,7 @@ def test_disagreements_are_the_two_models_predictions_compared(world, mnist):
         ~right_a & ~right_b
     )
     assert body["p_value"] == pytest.approx(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue, rel=1e-12)
+    assert body["beyond_chance"] == (body["p_value"] < 0.05)
     disagreeing = np.flatnonzero(pa != pb)
     assert body["count"] == len(disagreeing)
     assert [d["index"] for d in body["data"]] == disagreeing[:500].tolist()

@@ -822,6 +822,41 @@ def test_models_ranked_on_two_splits_are_given_no_gap(page, service):
     assert gap.startswith("Ranked on different splits") and "points ahead" not in gap
 
 
+def test_the_compare_pages_lead_is_weighed_on_the_images_that_ranked_the_models(page, service):
+    """Two seeds of one configuration, and a third model that held out twice the images: the gap is
+    weighed image by image on the validation images both held out, and a lead chance explains is not
+    called best."""
+    with service.client() as client:
+        ids = [
+            client.post("/jobs", json=SMALL_JSON | {"seed": seed, "validation_size": size}).json()["id"]
+            for seed, size in ((11, 1000), (12, 1000), (13, 2000))
+        ]
+        for job in ids:
+            assert service.wait_job(client, job)["status"] == "succeeded"
+        for pair in ((ids[0], ids[1]), (ids[0], ids[2])):
+            rendered(page, f"/#/compare?ids={pair[0]},{pair[1]}")
+            page.wait_for_selector("#best-evidence:not(:empty)")
+            best = int(page.inner_text("#best-line").split()[2])
+            other = pair[1] if best == pair[0] else pair[0]
+            d = client.get(
+                "/compare/disagreements", params={"a": best, "b": other, "split": "validation"}
+            ).json()
+            evidence = page.inner_text("#best-evidence")
+            assert (
+                f"{d['a_right_b_wrong']} go to #{best} alone and {d['b_right_a_wrong']} to #{other} alone"
+                in evidence
+            )
+            assert ("unlikely if the two models were equally accurate" in evidence) == d["beyond_chance"]
+            verb = page.inner_text("#best-verb")
+            assert verb == ("is best" if d["beyond_chance"] else "ranks first, without a clear lead,")
+            assert ("Validated on different images (1,000 and 2,000 held out)" in evidence) == (
+                ids[2] in pair
+            )
+            assert d["images"] == 1000 and "split=validation" in page.locator("#compare-best a").nth(
+                1
+            ).get_attribute("href")
+
+
 def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, tmp_path):  # noqa: F811
     svc = start_service(tmp_path)
     try:

@@ -38,7 +38,7 @@ from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
 from service.ml.spec import SplitName
 from service.ml.splits import scored_indices, validation_indices
-from service.selection import Disagreement, disagreement, p_text
+from service.selection import ALPHA, Disagreement, disagreement, p_text
 
 router = reader_router("compare", "/compare", responses=NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC)
 
@@ -137,6 +137,7 @@ def read_disagreements(
         both_right=r.both_right,
         both_wrong=r.both_wrong,
         p_value=r.p_value,
+        beyond_chance=r.p_value < ALPHA,
         per_class=[
             ClassDifferencePublic(
                 label=label,

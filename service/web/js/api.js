@@ -125,6 +125,8 @@ export const weightsUrl = (id) => linked(`/models/${part(id)}/weights`);
 export const onnxUrl = (id) => linked(`/models/${part(id)}/model.onnx`);
 
 export const compare = (ids) => request(path("/compare", { ids }));
+/** Two models image by image on a split (train, validation, test): the counts and McNemar's p-value. */
+export const disagreements = (a, b, split) => request(path("/compare/disagreements", { a, b, split, limit: 1 }));
 
 export const datasets = () => request("/datasets");
 export const labels = (name, split, query) => request(path(`/datasets/${part(name)}/${part(split)}`, query));

@@ -3,7 +3,7 @@
 // step) on common axes, the hyperparameters that differ (all on a toggle), per-class accuracy, the
 // confusion matrices on one colour scale and the difference of two.
 import * as api from "../api.js";
-import { $$, digits, fill, h, pct } from "../dom.js";
+import { $$, digits, fill, h, pct, pText } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
@@ -111,20 +111,46 @@ function bestSummary({ by, order, tied, mixed }) {
   const split = by === "validation_accuracy" ? "validation" : "test";
   if (mixed.length) return h("p", { id: "best-line" }, `These models were trained on different datasets (${mixed.join(", ")}): their accuracies rank nothing against each other, so none is marked best.`);
   if (tied.length) return tieSummary(tied, by, split);
-  const line = [h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) is best on ${split} accuracy: `,
+  const verb = h("span", { id: "best-verb" }, "is best");
+  const line = [h("p", { id: "best-line" }, "★ ", h("a", { href: `#/models/${best.id}` }, h("strong", null, `model ${best.id}`)), ` (${best.label.replace(/^#\d+ /, "")}) `, verb, ` on ${split} accuracy: `,
     h("strong", { id: "best-figure" }, pct(best[by])))];
   if (!next) return line;
   const onTest = `on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}`;
+  // the images that ranked them: those both held out for validation (or, without, the test images)
+  const ranking = by === "validation_accuracy" ? "validation" : "test";
+  const evidence = h("p", { id: "best-evidence", class: "muted" });
+  if (next[by] != null) api.disagreements(best.id, next.id, ranking).then((d) => evidenceOf(evidence, verb, d, best, next, ranking)).catch(() => {});
   return [
     ...line,
     // a gap only between figures of one split: a runner-up without a validation split was ranked on test
     h("p", { id: "best-gap" }, next[by] == null
       ? `Ranked on different splits: ${short(next)} has no validation split (it ranks after every model with one, on test), so no gap; ${onTest}.`
-      : [`${(100 * (best[by] - next[by])).toFixed(2)} points ahead of ${short(next)} (${pct(next[by])})`,
-        by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test)"]),
-    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=test`) }, "image by image (McNemar's test)"),
-      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test`) }, "the images they disagree on")),
+      : [`${gapPoints(best[by] - next[by])} points ahead of ${short(next)} (${pct(next[by])})`,
+        by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test, so the first's test figure is no longer an unbiased estimate)"]),
+    next[by] != null ? evidence : null,
+    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=${ranking}`) }, `image by image on ${ranking} (McNemar's test)`),
+      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=${ranking}`) }, "the images they disagree on")),
   ];
+}
+
+/** "0.54"; a gap that two decimals round to nothing is not shown as none: "< 0.01". */
+const gapPoints = (gap) => (gap > 0 && 100 * gap < 0.005 ? "< 0.01" : (100 * gap).toFixed(2));
+
+/** What the images that ranked the first two say of their gap: how many each gets right that the other
+ * misses, and whether chance alone splits two equally accurate models so (McNemar); a lead chance explains
+ * is no longer called best. */
+function evidenceOf(el, verb, d, best, next, split) {
+  const [a, b] = [d.a_right_b_wrong, d.b_right_a_wrong];
+  const sizes = split === "validation" ? new Set([best.spec.validation_size, next.spec.validation_size]) : new Set();
+  const own = (right) => pct((d.both_right + right) / d.images);
+  const shared = sizes.size > 1
+    ? `Validated on different images (${[...sizes].sort((x, y) => x - y).map((n) => n.toLocaleString()).join(" and ")} held out): on the ${d.images.toLocaleString()} both held out, ${short(best)} ${own(a)} and ${short(next)} ${own(b)}. `
+    : "";
+  const clear = d.beyond_chance;
+  if (!clear) fill(verb, "ranks first, without a clear lead,");
+  fill(el, `${shared}Of the ${d.images.toLocaleString()} ${split} images, ${a.toLocaleString()} go to ${short(best)} alone and ${b.toLocaleString()} to ${short(next)} alone (McNemar ${pText(d.p_value)}): `,
+    clear ? "unlikely if the two models were equally accurate" : "chance alone splits two equally accurate models so unevenly often, so neither is shown better",
+    ". Seeds alone move a model this much: to tell configurations apart, compare a sweep's replicates.");
 }
 
 /** Models level on the figure that ranks them: no winner is crowned by a tie-break the user cannot see. */
