@@ -104,16 +104,21 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
     processed = idle = 0
     backoffs: dict[str, float] = {}  # dataset -> the next wait before claiming its jobs again
+    # When this worker last failed to reach the database. Others failed too, most likely, and could not
+    # renew their leases: theirs are judged stalled only a full lease after it can reach it again.
+    unreachable_at = -math.inf
     try:
         while not stop.is_set():
             try:
-                with session_scope(sessions) as session:
-                    requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
+                if time.monotonic() - unreachable_at >= settings.lease_seconds:
+                    with session_scope(sessions) as session:
+                        requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
                 job = presence.claim(once)
             except SQLAlchemyError as exc:
                 if once:
                     raise
                 log.error("database error, retrying: %s", exc)
+                unreachable_at = time.monotonic()
                 job = None
             if job is None:
                 if once:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -308,6 +309,36 @@ def test_a_database_outage_while_a_job_trains_loses_nothing_and_costs_no_attempt
     with session_scope(sessions) as s:
         assert [e.epoch for e in queries.get_epochs(s, job_id)] == [1, 2, 3]
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 10))  # 3 steps an epoch
+
+
+def test_after_an_outage_a_worker_leaves_others_a_lease_to_renew_before_taking_their_jobs(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """PostgreSQL down for longer than the lease: no worker could renew its lease, and an idle worker
+    re-queued and took a healthy job a second after the database came back, throwing away what its
+    holder had trained. Now it waits a full lease first, in which the holder renews."""
+    (job_id,) = enqueue(sessions, small())
+    long_ago = utcnow() - timedelta(seconds=60)  # the holder's last heartbeat before the outage
+    with session_scope(sessions) as s:
+        jobs.claim_job(s, "holder", now=long_ago)
+    reaps = _outage(monkeypatch, "requeue_stalled", 1)
+    stop = threading.Event()
+    idle = threading.Thread(
+        target=worker.run_worker,
+        args=(settings_for(db_url, data_dir, lease_seconds=2),),
+        kwargs={"stop_event": stop},
+    )
+    idle.start()
+    wait_for(lambda: reaps, 10, "the idle worker's first try, which fails")
+    time.sleep(0.5)  # the database is back: the holder renews within its heartbeat
+    with session_scope(sessions) as s:
+        jobs.heartbeat(s, job_id, "holder")
+    time.sleep(1.8)  # past a lease since the outage: the idle worker looks again, at a live lease
+    stop.set()
+    idle.join(10)
+    held = job(sessions, job_id)
+    assert (held.status, held.worker_id, held.attempts) == ("running", "holder", 1)
+    assert len(reaps) > 1  # it did look again
 
 
 def test_a_progress_write_whose_answer_was_lost_is_written_once(monkeypatch, data_dir, db_url, sessions):
