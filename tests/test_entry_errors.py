@@ -12,6 +12,7 @@ import uvicorn
 from service.cli import main
 from service.cli.serve import shared_metrics
 from service.settings import Settings, get_settings
+from service.store.db import make_engine, migrate
 from tests.support import free_port
 
 STARTS = (["api"], ["dev"], ["worker"])
@@ -88,6 +89,24 @@ def test_a_database_that_cannot_be_reached_stops_every_process_in_one_line(monke
         assert "database error on postgresql+psycopg://me:***@127.0.0.1:1/mlplab" in err, (argv, err)
         assert "python -m" not in err, (argv, err)  # named as it was started (mlplab worker)
         assert "Connection refused" in err and "s3cret" not in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_database_a_newer_mlplab_migrated_stops_every_process_in_one_line(monkeypatch, capsys, tmp_path):
+    """A rollback, or an old worker beside upgraded ones: Alembic's 90-line traceback, restarted forever."""
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    engine.dispose()
+    monkeypatch.setenv("MLPLAB_DATABASE_URL", url)
+    monkeypatch.setenv("MLPLAB_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("the API started"))
+    for argv in STARTS:
+        assert _exit_status(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "schema is at revision '0099_from_the_future', which this mlplab does not know" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])

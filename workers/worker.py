@@ -44,7 +44,14 @@ from service.ml.train import (
 from service.ml.weights import load_weights
 from service.search import should_prune
 from service.settings import Settings, SettingsError, get_settings
-from service.store.db import database_error, make_engine, make_sessionmaker, migrate, session_scope
+from service.store.db import (
+    UnknownRevision,
+    database_error,
+    make_engine,
+    make_sessionmaker,
+    migrate,
+    session_scope,
+)
 from service.store.jobs import (
     LeaseLost,
     fail_job,
@@ -683,5 +690,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     if failure:
         if isinstance(failure[0], (OperationalError, InterfaceError)):  # unreachable, refused: a line
             parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
+        if isinstance(failure[0], UnknownRevision):  # migrated by a newer mlplab
+            parser.exit(1, f"{parser.prog}: {failure[0]}\n")
         raise failure[0]
     return 0

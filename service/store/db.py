@@ -26,6 +26,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -212,6 +213,18 @@ def alembic_config(connection: Connection | None = None) -> Config:
 _migrate_lock = threading.Lock()
 
 
+class UnknownRevision(Exception):
+    """The database's schema is at a revision this mlplab does not know: a newer one migrated it."""
+
+    def __init__(self, connection: Connection) -> None:
+        revision = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        super().__init__(
+            f"the database's schema is at revision {revision!r}, which this mlplab does not know: a newer "
+            "mlplab migrated it. Run that version (every API and worker), or restore the backup taken "
+            "before the upgrade (docs/deployment.md, 'Upgrades')"
+        )
+
+
 def migrate(engine_or_url: Engine | str) -> None:
     """Bring the database to the newest revision (``alembic upgrade head``); a no-op when it is there.
 
@@ -242,7 +255,10 @@ def _upgrade(engine: Engine) -> None:
         with connection.begin():
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK})")
-            command.upgrade(alembic_config(connection), "head")
+            try:
+                command.upgrade(alembic_config(connection), "head")
+            except CommandError as exc:  # "Can't locate revision identified by ..."
+                raise UnknownRevision(connection) from exc
             if connection.dialect.name == "sqlite":
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
                 if broken is not None:  # rolls the whole upgrade back
