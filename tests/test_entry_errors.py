@@ -7,6 +7,7 @@ import re
 import signal
 
 import pytest
+import torch
 import uvicorn
 
 from service.cli import main
@@ -107,6 +108,17 @@ def test_a_database_a_newer_mlplab_migrated_stops_every_process_in_one_line(monk
         err = capsys.readouterr().err
         assert "schema is at revision '0099_from_the_future', which this mlplab does not know" in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_a_worker_told_to_train_on_cuda_without_one_does_not_start(monkeypatch, capsys, tmp_path):
+    """It started, and failed every torch job it claimed ("Torch not compiled with CUDA enabled")."""
+    monkeypatch.setenv("MLPLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    monkeypatch.setenv("MLPLAB_TORCH_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this CPU-only build
+    assert _exit_status(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert "MLPLAB_TORCH_DEVICE: cuda, but this machine's torch sees no CUDA device" in err
+    assert not (tmp_path / "w.db").exists()  # refused before it touched the database
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])

@@ -648,6 +648,12 @@ class Recorder:
         return None
 
 
+def _cuda_available() -> bool:
+    import torch  # here alone: a worker on NumPy jobs never pays for it otherwise
+
+    return bool(torch.cuda.is_available())
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     """`python -m workers [--once]` (or `mlplab worker`, its `prog` in messages): SIGTERM/SIGINT stop
     after the current step; a second one at once."""
@@ -659,6 +665,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
         settings = get_settings()
     except SettingsError as exc:
         parser.exit(2, f"{parser.prog}: {exc}\n")
+    if settings.torch_device == "cuda" and not _cuda_available():  # else every torch job it claims fails
+        parser.exit(
+            2,
+            f"{parser.prog}: MLPLAB_TORCH_DEVICE: cuda, but this machine's torch sees no CUDA device "
+            "('auto' uses one where there is one)\n",
+        )
 
     stop = threading.Event()
 
