@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(
         5,
         ge=1,
+        le=86_400,
         description="An API connection idle this long (before its first request too) is closed; a request's "
         "head must arrive within it (else 408) and its body may pause no longer.",
     )
@@ -152,6 +153,7 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         30.0,
         ge=0,
+        le=86_400,
         description="Least time between two checkpoints of a running job (also written after its "
         "second-to-last epoch and when the worker stops); 0 = after every epoch.",
     )
@@ -211,6 +213,14 @@ class Settings(BaseSettings):
         if problem := token_problem(value):
             raise ValueError(problem)
         return SecretStr(value)
+
+    @field_validator("protect_reads")
+    @classmethod
+    def _reads_need_a_token(cls, protect: bool, info: ValidationInfo) -> bool:
+        # Reads "protected" without a token stayed open, and nothing said so.
+        if protect and "api_token" in info.data and info.data["api_token"] is None:
+            raise ValueError("true, but MLPLAB_API_TOKEN is not set: set the token the reads should need")
+        return protect
 
     @field_validator("host", "metrics_dir", mode="before")
     @classmethod

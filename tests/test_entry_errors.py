@@ -58,6 +58,16 @@ def _exit_status(argv: list[str]) -> int:
             {"MLPLAB_WORKER_THREADS": "100000"},
             "MLPLAB_WORKER_THREADS: Input should be less than or equal to 1024",
         ),
+        (
+            {"MLPLAB_CHECKPOINT_SECONDS": "inf"},
+            "MLPLAB_CHECKPOINT_SECONDS: Input should be less than or equal",
+        ),
+        (
+            {"MLPLAB_KEEP_ALIVE_SECONDS": "100000000000"},
+            "MLPLAB_KEEP_ALIVE_SECONDS: Input should be less than",
+        ),
+        # reads left open while the operator believed them protected
+        ({"MLPLAB_PROTECT_READS": "true"}, "MLPLAB_PROTECT_READS: true, but MLPLAB_API_TOKEN is not set"),
     ],
     ids=[
         "not-a-url",
@@ -68,6 +78,9 @@ def _exit_status(argv: list[str]) -> int:
         "blank-metrics",
         "lease-inf",
         "threads",
+        "checkpoint-inf",
+        "keep-alive-huge",
+        "reads-without-token",
     ],
 )
 def test_settings_that_cannot_work_stop_every_process_naming_the_setting(monkeypatch, capsys, env, says):
