@@ -13,7 +13,7 @@ import uvicorn
 from service.cli import main
 from service.cli.serve import shared_metrics
 from service.settings import Settings, get_settings
-from service.store.db import make_engine, migrate
+from service.store.db import make_engine, migrate, shown_url
 from tests.support import free_port
 
 STARTS = (["api"], ["dev"], ["worker"])
@@ -132,6 +132,18 @@ def test_a_worker_told_to_train_on_cuda_without_one_does_not_start(monkeypatch, 
     err = capsys.readouterr().err
     assert "MLPLAB_TORCH_DEVICE: cuda, but this machine's torch sees no CUDA device" in err
     assert not (tmp_path / "w.db").exists()  # refused before it touched the database
+
+
+def test_a_relative_sqlite_path_is_logged_with_the_file_it_names(monkeypatch, tmp_path):
+    """An API and a worker started in two folders each made their own ./var/mlplab.db: the log showed
+    the same relative URL for both."""
+    monkeypatch.chdir(tmp_path)
+    assert (
+        shown_url("sqlite:///./var/mlplab.db")
+        == f"sqlite:///./var/mlplab.db (= {tmp_path / 'var' / 'mlplab.db'})"
+    )
+    assert shown_url("sqlite:////data/mlplab.db") == "sqlite:////data/mlplab.db"
+    assert shown_url("postgresql+psycopg://me:s3cret@db/mlplab") == "postgresql+psycopg://me:***@db/mlplab"
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])

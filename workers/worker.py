@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
@@ -51,6 +50,7 @@ from service.store.db import (
     make_sessionmaker,
     migrate,
     session_scope,
+    shown_url,
 )
 from service.store.jobs import (
     LeaseLost,
@@ -107,8 +107,9 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     worker_id = make_worker_id()
     presence = Presence(sessions, worker_id, settings)
     presence.start()
-    url = make_url(settings.database_url).render_as_string(hide_password=True)
-    log.info("worker %s started on %s%s", worker_id, url, " (--once)" if once else "")
+    log.info(
+        "worker %s started on %s%s", worker_id, shown_url(settings.database_url), " (--once)" if once else ""
+    )
     processed = idle = 0
     backoffs: dict[str, float] = {}  # dataset -> the next wait before claiming its jobs again
     # When this worker last failed to reach the database. Others failed too, most likely, and could not

@@ -48,6 +48,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     import uvicorn  # only the API needs it
 
     from service.cli.protocol import HttpProtocol
+    from service.store.db import shown_url
 
     settings = get_settings()
     ready_database(settings, "mlplab api")
@@ -56,7 +57,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     if settings.api_token is None:
         who = "any program on this machine" if _is_loopback(host) else "anyone on the network"
         log.warning("MLPLAB_API_TOKEN is not set: %s can submit jobs to %s", who, url)
-    log.info("API on %s (docs at /docs)", url)
+    log.info("API on %s (docs at /docs), database %s", url, shown_url(settings.database_url))
     # httptools on the stdlib asyncio loop: uvloop is a little faster, with far longer tails (docs/performance.md).
     # Past the grace period, open event streams are cut; their clients reconnect with Last-Event-ID.
     with shared_metrics(settings, workers):

@@ -299,10 +299,22 @@ def current_revisions(engine: Engine) -> set[str]:
         return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
+def shown_url(url: str) -> str:
+    """The database's URL for a log line, without its password; a relative SQLite path with the file it
+    names here (an API and a worker started in two folders each had their own)."""
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).is_absolute():
+        shown += f" (= {Path(path).resolve()})"
+    return shown
+
+
 def database_error(url: str, exc: Exception) -> str:
     """One line for people: which database (no password) and what its driver said first."""
-    shown = make_url(url).render_as_string(hide_password=True)
-    return f"database error on {shown}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return (
+        f"database error on {shown_url(url)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    )
 
 
 def is_migrated(engine: Engine) -> bool:
