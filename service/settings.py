@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +20,8 @@ from service.ml.spec import MAX_EPOCHS
 Count = Annotated[int, Field(ge=1)]  # how many of something: at least one
 # A duration a setting waits: more than none, at most a day (inf overflowed the datetimes it is added to).
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+log = logging.getLogger("mlplab")
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
@@ -236,9 +242,17 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [host.strip().lower() for host in value.split(",") if host.strip()]
-        return value
+        if not isinstance(value, str):
+            return value
+        hosts = [host.strip().lower() for host in value.split(",") if host.strip()]
+        if not hosts:  # every Host refused, this machine's names too
+            raise ValueError(f"set but blank: {','.join(LOCAL_HOSTS)} for this machine alone, or unset it")
+        for host in hosts:
+            if "/" in host or "@" in host:  # never equal to a Host header: every request a 400
+                raise ValueError(
+                    f"{host!r} is not a host name: give the name alone (example.com, not http://...)"
+                )
+        return hosts
 
 
 def _variable(name: str) -> str:
@@ -254,10 +268,40 @@ class SettingsError(Exception):
 @lru_cache
 def get_settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = [
             f"{_variable(str(error['loc'][0]))}: {error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):  # fine in a test's app
+        raise SettingsError(
+            "invalid settings: MLPLAB_DATABASE_URL: an in-memory SQLite database is one process's alone, and "
+            "no worker would see its jobs; name a file, e.g. sqlite:///./var/mlplab.db"
+        )
+    for name in unknown_variables(os.environ):
+        near = difflib.get_close_matches(name, SETTING_VARIABLES, n=1)
+        log.warning(
+            "%s is not a setting and is ignored%s", name, f" (did you mean {near[0]}?)" if near else ""
+        )
+    return settings
+
+
+# Every variable a setting reads, and those mlplab reads elsewhere: a name in neither is a misspelling.
+SETTING_VARIABLES = [_variable(name) for name in Settings.model_fields]
+OTHER_VARIABLES = ("MLPLAB_PUBLISH",)  # compose's published address
+OTHER_PREFIXES = ("MLPLAB_TEST_", "MLPLAB_FUZZ_")  # the tests'
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The MLPLAB_* variables in `environ` that nothing reads (MLPLAB_LEASE_SECOND, say)."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("MLPLAB_")
+        and name not in SETTING_VARIABLES
+        and name not in OTHER_VARIABLES
+        and not name.startswith(OTHER_PREFIXES)
+    )

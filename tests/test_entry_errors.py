@@ -68,6 +68,11 @@ def _exit_status(argv: list[str]) -> int:
         ),
         # reads left open while the operator believed them protected
         ({"MLPLAB_PROTECT_READS": "true"}, "MLPLAB_PROTECT_READS: true, but MLPLAB_API_TOKEN is not set"),
+        # ready, queuing jobs no worker could see
+        ({"MLPLAB_DATABASE_URL": "sqlite://"}, "MLPLAB_DATABASE_URL: an in-memory SQLite database"),
+        # never equal to a Host header (every request a 400), or no host at all
+        ({"MLPLAB_ALLOWED_HOSTS": "http://example.com"}, "'http://example.com' is not a host name"),
+        ({"MLPLAB_ALLOWED_HOSTS": " , "}, "MLPLAB_ALLOWED_HOSTS: set but blank"),
     ],
     ids=[
         "not-a-url",
@@ -81,6 +86,9 @@ def _exit_status(argv: list[str]) -> int:
         "checkpoint-inf",
         "keep-alive-huge",
         "reads-without-token",
+        "in-memory",
+        "host-with-scheme",
+        "no-hosts",
     ],
 )
 def test_settings_that_cannot_work_stop_every_process_naming_the_setting(monkeypatch, capsys, env, says):
@@ -144,6 +152,18 @@ def test_a_relative_sqlite_path_is_logged_with_the_file_it_names(monkeypatch, tm
     )
     assert shown_url("sqlite:////data/mlplab.db") == "sqlite:////data/mlplab.db"
     assert shown_url("postgresql+psycopg://me:s3cret@db/mlplab") == "postgresql+psycopg://me:***@db/mlplab"
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant(monkeypatch, caplog):
+    monkeypatch.setenv("MLPLAB_LEASE_SECOND", "120")
+    monkeypatch.setenv("MLPLAB_PUBLISH", "127.0.0.1:8000")  # compose's, not the app's: no warning
+    get_settings.cache_clear()
+    with caplog.at_level("WARNING"):
+        get_settings()
+    get_settings.cache_clear()
+    said = [r.getMessage() for r in caplog.records]
+    assert "MLPLAB_LEASE_SECOND is not a setting and is ignored (did you mean MLPLAB_LEASE_SECONDS?)" in said
+    assert not any("MLPLAB_PUBLISH" in line or "MLPLAB_DATA_DIR" in line for line in said)
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])
