@@ -857,6 +857,24 @@ def test_the_compare_pages_lead_is_weighed_on_the_images_that_ranked_the_models(
             ).get_attribute("href")
 
 
+def test_a_sweep_whose_configurations_tie_names_none_best(page, service):
+    """log_every changes what is recorded, not what is learned: two configurations level to the last
+    image, of which the page named one best, "0.00 points ahead of the next"."""
+    body = {"base": SMALL_JSON | {"validation_size": 1000}, "grid": {"log_every": [50, 100]}}
+    with service.client() as client:
+        sweep = client.post("/sweeps", json=body).json()
+        for job in sweep["jobs"]:
+            assert service.wait_job(client, job["id"])["status"] == "succeeded"
+        first, second = client.get(f"/sweeps/{sweep['id']}").json()["configurations"]
+    assert first["validation_accuracy"]["mean"] == second["validation_accuracy"]["mean"]
+    rendered(page, f"/#/sweeps/{sweep['id']}")
+    assert page.inner_text("#best-config").startswith("Tied, 2 configurations level: ")
+    assert page.inner_text("#best-margin").endswith("no configuration is best")
+    assert "points ahead" not in page.inner_text("#sweep-best")
+    assert page.locator("#configurations tr.best").count() == 0
+    assert page.locator("#configurations tbody tr").first.locator("td").nth(6).inner_text() == "level"
+
+
 def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, tmp_path):  # noqa: F811
     svc = start_service(tmp_path)
     try:

@@ -55,6 +55,8 @@ export const pct = (x, digits = 2) => (x == null ? "–" : `${(100 * x).toFixed(
 
 /** A p-value as the API's selection.p_text words it: one that underflowed to 0 is a bound, not zero. */
 export const pText = (p) => (p === 0 ? "p < 1e-300" : `p = ${Number(p.toPrecision(3))}`);
+/** A gap between two accuracies in points, "0.54"; one that two decimals round to nothing is "< 0.01", not none. */
+export const gapPoints = (gap) => (gap > 0 && 100 * gap < 0.005 ? "< 0.01" : (100 * gap).toFixed(2));
 
 /** "24 ms" under a second (a short training run never reads "0.0 s"), "4.2 s" under ten, "42 s",
  * "3 min 07 s", "2 h 05 min". */

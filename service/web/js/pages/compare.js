@@ -3,7 +3,7 @@
 // step) on common axes, the hyperparameters that differ (all on a toggle), per-class accuracy, the
 // confusion matrices on one colour scale and the difference of two.
 import * as api from "../api.js";
-import { $$, digits, fill, h, pct, pText } from "../dom.js";
+import { $$, digits, fill, gapPoints, h, pct, pText } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
@@ -132,9 +132,6 @@ function bestSummary({ by, order, tied, mixed }) {
       " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=${ranking}`) }, "the images they disagree on")),
   ];
 }
-
-/** "0.54"; a gap that two decimals round to nothing is not shown as none: "< 0.01". */
-const gapPoints = (gap) => (gap > 0 && 100 * gap < 0.005 ? "< 0.01" : (100 * gap).toFixed(2));
 
 /** What the images that ranked the first two say of their gap: how many each gets right that the other
  * misses, and whether chance alone splits two equally accurate models so (McNemar); a lead chance explains

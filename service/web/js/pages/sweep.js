@@ -2,11 +2,11 @@
 // each varied hyperparameter against validation accuracy (error bars: the 95 % CI over seeds),
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
-import { duration, fill, h, pct, pText, seconds } from "../dom.js";
+import { duration, fill, gapPoints, h, pct, pText, seconds } from "../dom.js";
 import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
-import { etaSeconds, problemView } from "../widgets.js";
+import { chanceMark, etaSeconds, problemView } from "../widgets.js";
 
 const REFRESH_MS = 3000;
 
@@ -124,15 +124,24 @@ function bestView(sweep, spec) {
   }
   const run = bestRun(sweep, best);
   const runners = sweep.configurations.slice(0, 4).map((c) => bestRun(sweep, c)).filter((id) => id != null);
+  const level = levelWithBest(sweep);
   return [
-    h("p", { id: "best-config" }, h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
-      h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : ""),
-    next ? h("p", { id: "best-margin" }, margin(sweep, best, next, spec)) : null,
+    h("p", { id: "best-config" }, level.length > 1 ? `Tied, ${level.length} configurations level: ` : null, h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
+      h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : "", chanceMark(sweep.jobs.find((j) => j.id === run))),
+    next ? h("p", { id: "best-margin" }, level.length > 1 ? `level with ${level.slice(1).map((c) => config(c, spec)).join("; ")}: no configuration is best` : margin(sweep, best, next, spec)) : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
-      run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, `Open its model (${run})`) : null,
+      run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, level.length > 1 ? `Open the first one's model (${run})` : `Open its model (${run})`) : null,
       runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations") : null),
   ];
+}
+
+/** The configurations level with the first on the accuracy that ranked them (the first included): with more
+ * than one, their order is a tie-break, no verdict, and none is best. */
+function levelWithBest(sweep) {
+  const [first] = sweep.configurations.filter((c) => score(c));
+  if (!first) return [];
+  return sweep.configurations.filter((c) => score(c) && rankedOn(c) === rankedOn(first) && score(c).mean === score(first).mean);
 }
 
 /** How far the best is ahead of the next, on the split that ranked both; none across two splits (a sweep
@@ -142,7 +151,7 @@ function margin(sweep, best, next, spec) {
   if (rankedOn(next) !== on) return `the next (${config(next, spec)}) was ranked on ${splitOf(next)} accuracy, the best on ${splitOf(best)}: different splits, so no gap and no test`;
   const gap = 100 * (best[on].mean - next[on].mean);
   // behind only when the next ranks after for its failed runs (its survivors' mean flatters it)
-  const ahead = gap >= 0 ? `${gap.toFixed(2)} points ahead of the next (${config(next, spec)})`
+  const ahead = gap >= 0 ? `${gapPoints(gap / 100)} points ahead of the next (${config(next, spec)})`
     : `${(-gap).toFixed(2)} points behind the next (${config(next, spec)}), ranked after it for its ${next.failed} failed run${next.failed === 1 ? "" : "s"}`;
   return `${ahead}, ${next.p_value != null ? `Welch's t-test: ${verdict(next, sweep)}` : whyNoTest(best, next)}`;
 }
@@ -163,12 +172,13 @@ function configurationsTable(sweep, spec) {
     h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("mean training time", "right"), th("tied"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
-      const best = i === 0 && c.n > 0; // first with a trained model: with none, no configuration is best
+      // first with a trained model: with none, or level with another, no configuration is best
+      const best = i === 0 && c.n > 0 && levelWithBest(sweep).length < 2;
       return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
         h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
-        h("td", null, best ? "best" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
+        h("td", null, best ? "best" : i === 0 && c.n > 0 ? "level" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
         h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run)
           : h("span", { class: "muted" }, "none: ", c.jobs.map((id, k) => [k ? ", " : "", h("a", { href: `#/jobs/${id}` }, `job ${id}`)]))));
     })));
