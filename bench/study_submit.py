@@ -26,7 +26,7 @@ def main() -> None:
         "base": {"backend": "numpy", "epochs": 1, "train_limit": 200, "validation_size": 200},
         "space": {
             "hidden_layers": {"choice": [[i + 1] for i in range(1000)]},
-            "seed": {"choice": list(range(10))},
+            "l2": {"choice": [i * 1e-4 for i in range(10)]},
         },
         "sampler": "grid",
         "trials": args.parallelism,

@@ -354,6 +354,11 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         yield Invalid(name, NOT_A_FIELD)
     elif field in FIXED_IN_A_SEARCH:
         yield Invalid(name, FIXED_IN_A_SEARCH[field])
+    elif field == "seed":  # searched, it made the luckiest seed "best" and gave seed an importance
+        yield Invalid(
+            name,
+            "a seed is noise, not a hyperparameter: fix it in base (a sweep's replicates measure its noise)",
+        )
     elif field in study.base:
         yield Invalid(name, "also set in base: a field is either fixed (base) or searched (space)")
     elif len(kinds) != 1:

@@ -83,7 +83,7 @@ def _commands(tmp_path) -> list[list[str]]:
     """Every client command, with what each needs on disk."""
     (tmp_path / "digit.png").write_bytes(b"\x89PNG")
     (tmp_path / "sweep.json").write_text(json.dumps({"base": {"backend": "numpy"}, "grid": {"seed": [0]}}))
-    study = {"base": {"backend": "numpy"}, "space": {"seed": {"int": [0, 9]}}}
+    study = {"base": {"backend": "numpy"}, "space": {"l2": {"float": [0, 0.1]}}}
     (tmp_path / "study.json").write_text(json.dumps(study))
     return [
         ["submit", "--backend", "numpy"],
