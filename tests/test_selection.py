@@ -65,3 +65,12 @@ def test_a_configuration_without_a_result_ranks_after_one_with_results_and_a_fai
     configurations, _ = group_runs(pending + mixed)
     assert [(c.hyperparameters["learning_rate"], c.n) for c in configurations] == [(0.1, 2), (0.5, 0)]
     assert configurations[0].tied_with_best is True
+
+
+def test_an_interval_of_accuracies_stays_within_zero_and_one():
+    """Two seeds at 0.02 and 0.22: Student's interval ran from -0.19 (an accuracy no model can have)."""
+    (spread,) = group_runs(_runs(1, 0.5, [0.02, 0.22]))[0]
+    assert spread.validation is not None
+    assert spread.validation.ci_low == 0.0 and 0.12 < spread.validation.ci_high <= 1.0
+    (high,) = group_runs(_runs(1, 0.01, [0.999, 0.97]))[0]
+    assert high.validation is not None and high.validation.ci_high == 1.0

@@ -169,7 +169,7 @@ function whyNoTest(best, next) {
 function configurationsTable(sweep, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "configurations" },
-    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI)"), th("test (95 % CI)"), th("mean training time", "right"), th("tied"), th("model"))),
+    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("tied"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       // first with a trained model: with none, or level with another, no configuration is best
