@@ -140,9 +140,10 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
 /** Parallel coordinates of runs, one path per run across `dimensions` [{label, values, order?, show?}] and an
  * accuracy axis (rounded to the point), coloured by that accuracy. plotly's parallel categories, drawn in
  * SVG: its `parcoords` draws with WebGL shaders compiled by eval, which the page's CSP refuses. */
-export async function parallelChart(el, dimensions, accuracy, { signal, height = 360 } = {}) {
+export async function parallelChart(el, dimensions, accuracy, { signal, height = 380 } = {}) {
   const Plotly = await plotly();
   if (signal?.aborted) return null;
+  const narrow = (el.clientWidth || 600) < 500; // a phone: the axis titles need the side margins' room
   const show = (v) => (Array.isArray(v) ? v.join("-") : String(v));
   // categories by their text: equal objects (early_stopping settings) are one category, as parcats needs
   const axis = (label, values, order, text = show) => ({ label: plotText(label), values: values.map(text), categoryorder: "array", categoryarray: [...new Set(order.map(text))] });
@@ -151,12 +152,14 @@ export async function parallelChart(el, dimensions, accuracy, { signal, height =
   const dims = [...dimensions.map((d) => axis(d.label, d.values, d.order ?? sorted(d.values), d.show)),
     { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).map((v) => `${v} %`) }];
   const data = [{
-    type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color",
+    type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color", labelfont: narrow ? { ...FONT, size: 10 } : FONT,
     // no colour bar: plotly clears its rects with a style attribute, which the CSP refuses; the
     // accuracy axis names the colours
     line: { color: accuracy.values, colorscale: "Viridis", shape: "hspline" },
   }];
-  await Plotly.newPlot(el, data, { height, font: FONT, paper_bgcolor: "rgba(0,0,0,0)", margin: { l: 50, r: 80, t: 30, b: 20 } }, { responsive: true, displaylogo: false });
+  // the titles start below the mode bar, which hovers over the top right corner
+  const margin = narrow ? { l: 8, r: 24, t: 50, b: 20 } : { l: 50, r: 80, t: 50, b: 20 };
+  await Plotly.newPlot(el, data, { height, font: FONT, paper_bgcolor: "rgba(0,0,0,0)", margin }, { responsive: true, displaylogo: false });
   signal?.addEventListener("abort", () => Plotly.purge(el));
   return el;
 }

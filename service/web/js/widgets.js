@@ -8,9 +8,11 @@ import { fill, h, pct } from "./dom.js";
 export function problemView(err, retry) {
   const b = err?.body || { title: "Error", detail: String(err?.message ?? err) };
   const params = b.invalid_params || [];
+  // the API's detail quotes up to five of them: listed again only when it leaves some out
+  const quoted = b.detail === params.map((p) => `${p.name}: ${p.reason}`).join("; ");
   return h("div", { class: "problem", role: "alert" },
     h("strong", null, b.title ?? "Error"), b.status ? ` (${b.status})` : "", ": ", b.detail ?? "",
-    params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
+    params.length && !quoted ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
     needsToken(err) ? tokenForm(retry) : null);
 }
 
@@ -97,7 +99,7 @@ export function matrixScale(matrices) {
 export function confusionGrid(matrix, classes, onCell, { max, diagMax } = matrixScale([matrix])) {
   const n = matrix.length;
   const grid = h("div", { class: "heatmap", role: "grid", "aria-label": "Confusion matrix: rows true class, columns predicted",
-    style: { gridTemplateColumns: `minmax(2.4rem, auto) repeat(${n}, minmax(1.9rem, 1fr))` } });
+    style: { gridTemplateColumns: `minmax(var(--cm-head), auto) repeat(${n}, minmax(var(--cm-cell), 1fr))` } }); // app.css sizes them
   grid.append(h("div", { class: "head corner" }, "true↓ pred→"),
     ...classes.map((c) => h("div", { class: "head", title: c }, String(c).slice(0, 4))));
   matrix.forEach((row, i) => {

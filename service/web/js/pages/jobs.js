@@ -2,7 +2,7 @@
 // progress, filtered by status and sweep, sorted by the API, a page of 50 at a time. State lives in the
 // hash: #/?status=running&sweep=3f9c2a1b7d4e&sort=-test_accuracy&offset=50.
 import * as api from "../api.js";
-import { $, digits, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
+import { $, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
@@ -187,7 +187,8 @@ async function renderJobs(ctx, root, spec, state, streams) {
   }
   if (!ctx.live) return;
   problem.replaceChildren();
-  const offset = digits(state.offset) ?? 0;
+  // any digits the API answered, however many: past 2^53 a float is inexact, but still past the end
+  const offset = /^\d+$/.test(state.offset) ? Number(state.offset) : 0;
   renderPager($("#jobs-pager", root), offset, page);
   if (!page.count) { fill(el, h("p", { class: "muted" }, state.status || state.sweep ? "No job matches these filters." : "No jobs yet: open \"New job\".")); return; }
   if (!page.data.length) {

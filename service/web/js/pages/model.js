@@ -27,7 +27,7 @@ export async function modelPage(ctx, root) {
     h("p", { class: "muted" }, "Click an image (a mistake, or one of a confusion-matrix cell) to see the ten probabilities the model gave it."));
   const show = (s, index) => showImage(detail, { id, dataset: model.dataset, split: s, index, classes });
   fill(root,
-    h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: "status", href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
+    h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: ["status", "alias"], href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
       job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null,
       job.study_id != null ? [" · ", h("a", { id: "its-study", href: `#/studies/${job.study_id}` }, `study ${job.study_id}, trial ${job.trial_number}`)] : null),
@@ -36,7 +36,7 @@ export async function modelPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote(), epochTable(epochs)),
       h("section", { class: "card", id: "confusion" }, h("h2", null, "Confusion matrix"),
-        h("label", { for: "cm-split" }, "split "), split, h("div", { id: "cm" }), h("div", { id: "cell" })),
+        h("label", { for: "cm-split" }, "split "), split, h("div", { id: "cm", class: "heatmap-scroll" }), h("div", { id: "cell" })),
       h("section", { class: "card" }, h("h2", null, "Precision, recall, F1"), h("div", { id: "scores", class: "scroll" })),
       h("section", { class: "card" }, h("h2", null, "Surest mistakes"), h("div", { id: "surest" })),
       h("section", { class: "card" }, h("h2", null, "Most frequent mistakes"), h("div", { id: "mistakes" })),

@@ -59,6 +59,8 @@ export function studyEta(study, epochsEach, now = Date.now()) {
   return left / (study.epochs_trained / seconds(study.created_at, now));
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`; // "1 trial", "2 trials"
+
 function progressView(study, epochsEach) {
   const c = study.counts;
   const ended = ENDED.reduce((n, s) => n + c[s], 0);
@@ -72,7 +74,7 @@ function progressView(study, epochsEach) {
     h("p", { id: "study-counts" }, `${ended} of ${total} trials ended · ${c.succeeded} succeeded · ${c.pruned} pruned`,
       more(c.failed, "failed"), more(c.cancelled, "cancelled"), ` · ${c.running} running · ${c.queued} queued`, more(toCome, "to come"),
       study.status === "running" ? ` · ETA ${duration(studyEta(study, epochsEach))}` : ""),
-    h("p", { class: "muted" }, `${study.epochs_trained} epochs trained, ${study.config.parallelism} trials at once`),
+    h("p", { class: "muted" }, `${plural(study.epochs_trained, "epoch")} trained, ${plural(study.config.parallelism, "trial")} at once`),
   ];
 }
 
