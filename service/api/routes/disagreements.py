@@ -47,7 +47,10 @@ ModelA = Annotated[str, Query(pattern=MODEL_PATTERN, description=f"Model A: {MOD
 ModelB = Annotated[str, Query(pattern=MODEL_PATTERN, description=f"Model B: {MODEL_REF}")]
 OnlyQuery = Annotated[
     Only | None,
-    Query(description="Only the images A gets right (and B wrong), B gets right, or neither does"),
+    Query(
+        description="Only the images A gets right (and B wrong), B gets right, or neither does while they "
+        "disagree (both_wrong counts also the images both get wrong alike)"
+    ),
 ]
 
 

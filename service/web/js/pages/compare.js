@@ -8,6 +8,7 @@ import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../ch
 import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
 import { chanceMark, confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
+import { epochNote } from "./job.js";
 
 const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
@@ -30,7 +31,7 @@ export async function comparePage(ctx, root) {
       h("section", { class: "card", id: "compare-best" }, h("h2", null, "Best, and by how much"), h("p", { class: "muted" }, "Pick two or more models."))),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), toggles, accChart,
-        h("p", { class: "muted" }, "A legend entry a model, toggling its curves: solid validation, dashed test, dotted train; the thick one is the best.")),
+        h("p", { class: "muted" }, "A legend entry a model, toggling its curves: solid validation, dashed test, dotted train; the thick one is the best."), epochNote()),
       h("section", { class: "card" }, h("h2", null, "Loss by epoch, and per step (smoothed)"), lossChart,
         h("p", { class: "muted" }, "A legend entry a model: solid validation and dotted train, each epoch's mean; thin, every step's loss smoothed."))),
     h("section", { class: "card" }, h("h2", null, "Hyperparameters and accuracy"),

@@ -88,7 +88,7 @@ function bestView(study, spec) {
   return [
     h("p", { id: "best-trial" }, `Trial ${best.number}: `, h("strong", null, params(best, spec))),
     h("p", null, "validation accuracy ", h("strong", { id: "best-accuracy" }, pct(best.validation_accuracy)),
-      best.best_epoch ? ` (its best epoch, ${best.best_epoch} of ${best.epochs})` : ""),
+      best.best_epoch ? ` (the epoch its model kept, ${best.best_epoch} of ${best.epochs}: the best by validation loss with early stopping, else the last)` : ""),
     h("p", null, `test accuracy (final, unbiased): ${pct(best.test_accuracy)}`),
     warningView(best),
     h("div", { class: "actions" }, h("a", { class: "button", id: "best-model", href: `#/models/${best.job_id}` }, `Open its model (${best.job_id})`)),
@@ -98,7 +98,7 @@ function bestView(study, spec) {
 function trialsTable(study, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "trials" },
-    h("thead", null, h("tr", null, th("#"), th("status"), th("parameters"), th("epochs", "right"), th("best epoch", "right"),
+    h("thead", null, h("tr", null, th("#"), th("status"), th("parameters"), th("epochs", "right"), th("kept epoch", "right"),
       th("validation", "right"), th("test (final)", "right"), th("job"))),
     h("tbody", null, study.trials.map((t) => h("tr", { class: t.number === study.best?.number ? "best" : null, dataset: { trial: t.number } },
       h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t, spec)),
