@@ -132,7 +132,9 @@ function bestView(sweep, spec) {
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
       run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, level.length > 1 ? `Open the first one's model (${run})` : `Open its model (${run})`) : null,
-      runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations") : null),
+      runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations' best runs") : null),
+      sweep.configurations.some((c) => c.n > 1) && runners.length >= 2
+        ? h("p", { class: "muted" }, "One run of each, its luckiest seed: the comparison ranks those models, not the configurations, which “Configurations, best first” ranks by their mean over seeds.") : null,
   ];
 }
 
