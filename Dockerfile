@@ -32,8 +32,8 @@ FROM python:3.11-slim-bookworm
 
 RUN groupadd --system --gid 10001 mlplab \
  && useradd --system --uid 10001 --gid mlplab --home-dir /data --no-create-home --shell /usr/sbin/nologin mlplab \
- && mkdir /data \
- && chown mlplab:mlplab /data
+ && mkdir -p /data/datasets \
+ && chown -R mlplab:mlplab /data
 
 COPY --from=build /opt/venv /opt/venv
 
@@ -41,6 +41,7 @@ COPY --from=build /opt/venv /opt/venv
 # through a published port. Publishing it beyond this machine? Set MLPLAB_API_TOKEN.
 # /data is owned by the mlplab user, so a named volume mounted there starts writable: the SQLite
 # file and the datasets (downloaded on first use, or mounted read-only at /data/datasets) live there.
+# /data/datasets exists from the start: `docker compose cp ./mnist api:/data/datasets/` needs it.
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

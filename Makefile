@@ -9,11 +9,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# torch first and pinned: the CPU wheel. An unpinned torch would pull a multi-GB CUDA build.
+# torch first and pinned, from TORCH_INDEX when set: PyPI's Linux wheel is the multi-GB CUDA build, so
+# elsewhere `make install TORCH_INDEX=https://download.pytorch.org/whl/cpu` (as the Dockerfile does);
+# this project's machines serve the CPU wheel from their own wheel house.
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
