@@ -653,7 +653,7 @@ def _sweep_table(sweep: Json) -> str:
             _varying(sweep, j),
             pct(j["train_accuracy"]),
             pct(j["validation_accuracy"]),
-            pct(j["test_accuracy"]),
+            pct(j["test_accuracy"]) + chance_mark(j),
         ]
         for j in sweep["jobs"]
     ]
@@ -694,6 +694,7 @@ def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
     sweep = client.get(f"/sweeps/{quote(args.sweep_id, safe='')}")
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     print(_sweep_table(sweep))
+    chance_notes(sweep["jobs"])
     _ranked_note(sweep)
     return 0
 

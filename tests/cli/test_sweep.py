@@ -242,3 +242,32 @@ def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
     (header, *_), err = _served_sweep(elsewhere, capsys, one)
     assert "CI" not in header and "MEAN 50.00-58.30%" in header and "TEST (FINAL)" in header
     assert "TIED yes" not in err
+
+
+def test_a_run_near_chance_is_marked_in_the_sweeps_jobs(elsewhere, capsys):
+    """Its best at 11.78 % read like any other figure: the '!' and its note, as `mlplab models` gives them."""
+    chance = _job(1, "succeeded", started=100, ended=40) | {
+        "test_accuracy": 0.1178,
+        "near_chance": True,
+        "warning": "test accuracy 11.78 % is near chance level (10 %)",
+    }
+    learned = _job(2, "succeeded", started=100, ended=40) | {"test_accuracy": 0.91, "near_chance": False}
+    sweep = {
+        "id": "5eed",
+        "count": 2,
+        "grid": {"learning_rate": [0.1, 0.2]},
+        "ranked_by": "test_accuracy (no validation split)",
+        "status": {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 0},
+        "configurations": [
+            _configuration(0.2, [2], _summary(0.91), _summary(0.91)),
+            _configuration(0.1, [1], _summary(0.1178), _summary(0.1178)),
+        ],
+        "jobs": [learned, chance],
+    }
+    elsewhere(lambda request: httpx.Response(200, json=sweep))
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "sweeps", "5eed")
+    assert status == 0, err
+    jobs = out.split("\n\n")[1].splitlines()
+    assert jobs[1].split()[0] == "2" and not jobs[1].endswith("!")
+    assert jobs[2].split()[0] == "1" and jobs[2].endswith("11.78% !")
+    assert "! 1: test accuracy 11.78 % is near chance level (10 %)" in err
