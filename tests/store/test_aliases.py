@@ -20,7 +20,7 @@ from service.store.queries import (
     epoch_times,
     job_counts,
     oldest_queued_at,
-    rollback_target,
+    rollback_targets,
 )
 from service.store.workers import register_worker, worker_heartbeat
 from tests.factories import tiny_spec
@@ -51,12 +51,12 @@ def test_moves_rollbacks_and_a_deletion(sessions):
     with session_scope(sessions) as s:
         alias, created = move_alias(s, "champion", c)  # where it is: nothing happens
         assert (alias.model_id, created) == (c, False)
-        assert rollback_target(s, alias) == b
+        assert rollback_targets(s, [alias]) == {alias.name: b}
     with session_scope(sessions) as s:
         assert rollback_alias(s, "champion").model_id == b
     with session_scope(sessions) as s:
         alias = rollback_alias(s, "champion")
-        assert alias.model_id == a and rollback_target(s, alias) is None
+        assert alias.model_id == a and rollback_targets(s, [alias]) == {}
     with session_scope(sessions) as s, pytest.raises(NothingToRollBack):
         rollback_alias(s, "champion")
     with session_scope(sessions) as s:
