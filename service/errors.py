@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
+from service.quoting import cut, echo
 from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full
 
 T = TypeVar("T")
@@ -26,7 +28,6 @@ BUSY_RETRY_SECONDS = 5  # a busy database's Retry-After
 FULL_RETRY_SECONDS = 60  # a full one's: space is freed by hand
 
 PROBLEM_JSON = "application/problem+json"
-ECHO_CHARS = 200  # the most of any one input a problem quotes back
 MAX_INVALID_PARAMS = 100  # the most invalid_params a problem lists (its detail names the first five)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=` (an OpenAPI responses object)
@@ -66,18 +67,6 @@ class ProblemError(Exception):
         self.invalid_params = invalid_params
 
 
-def echo(value: object) -> str:
-    """repr(value) as a problem quotes a client's input: cut to ECHO_CHARS characters, saying how long it was."""
-    if isinstance(value, str) and len(value) > ECHO_CHARS:
-        return f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
-    text = repr(value)
-    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
-
-
 def not_found(what: str, key: Any) -> ProblemError:
     return ProblemError(404, f"{what.capitalize()} not found", f"There is no {what} {key}.")
 
@@ -102,8 +91,9 @@ def dataset_unavailable(name: str, error: Exception) -> ProblemError:
 
 
 def located(name: str) -> str:
-    """A field's name as pydantic's own 422s spell it, where in the request it is: body.seeds, query.ids."""
-    return (
+    """A field's name as pydantic's own 422s spell it, where in the request it is: body.seeds, query.ids;
+    cut to ECHO_CHARS (a name can hold a client's key)."""
+    return cut(
         name if name == "body" or name.startswith(("body.", "query.", "path.", "header.")) else f"body.{name}"
     )
 
@@ -136,16 +126,25 @@ def problem_response(
         title=title,
         status=status,
         detail=detail,
-        instance=_cut(request.url.path),
+        instance=cut(request.url.path),
         invalid_params=invalid_params[:MAX_INVALID_PARAMS] if invalid_params else None,
     )
-    return JSONResponse(
+    return ProblemJSONResponse(
         body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_JSON
     )
 
 
+class ProblemJSONResponse(JSONResponse):
+    """JSON that quotes a client's input back: a lone surrogate ("\\ud800" in its JSON) is no UTF-8, and
+    JSONResponse's strict encoding failed with a 500; it is sent as "?"."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(_cut(str(part)) for part in loc)  # a part may be a client's key
+    return ".".join(cut(str(part)) for part in loc)  # a part may be a client's key
 
 
 # Regular expressions a client reads in words: a 422 says "should be <words>", not the expression.
@@ -236,7 +235,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"No route matches {request.method} {_cut(request.url.path)}."
+        detail = f"No route matches {request.method} {cut(request.url.path)}."
     if exc.status_code == 405:
         allowed = _allowed_methods(request)
         headers = {**(headers or {}), "Allow": allowed}
@@ -269,7 +268,7 @@ def _unreadable_json(cause: BaseException) -> str:
         return "it is nested too deeply"
     if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
         return f"a number has more than {sys.get_int_max_str_digits():,} digits"
-    return _cut(f"{type(cause).__name__}: {cause}")
+    return cut(f"{type(cause).__name__}: {cause}")
 
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
-from service.errors import echo, invalid, invalid_all
+from service.errors import invalid, invalid_all
 from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
+from service.quoting import echo
 from service.settings import Settings
 
 

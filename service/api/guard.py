@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.asgi import HttpMiddleware
-from service.errors import ProblemError, echo, problem_response
+from service.errors import ProblemError, problem_response
+from service.quoting import echo
 from service.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing

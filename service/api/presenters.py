@@ -23,12 +23,13 @@ from service.api.schemas import (
     StudyPublic,
     TrialPublic,
 )
-from service.errors import ProblemError, Responses, echo, found, invalid, not_found, not_trained
+from service.errors import ProblemError, Responses, found, invalid, not_found, not_trained
 from service.lru import LRU
 from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
+from service.quoting import echo
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias

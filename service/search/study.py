@@ -49,6 +49,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
+from service.quoting import echo
 
 Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
@@ -300,7 +301,7 @@ def _spec_problems(study: StudyCreate, field: str | None, value: Any = None) -> 
             at = str(error["loc"][0]) if error["loc"] else ""
             if at == field:
                 hint = ': use {"int": [low, high]}' if error["type"] == "int_type" else ""
-                yield Invalid(f"space.{field}", f"{error['msg']} (got {value!r}){hint}")
+                yield Invalid(f"space.{field}", f"{error['msg']} (got {echo(value)}){hint}")
             elif at not in study.space:
                 yield Invalid(f"base.{at}" if at else "base", error["msg"])
 
@@ -340,7 +341,7 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
     for value in choices:
         key = point({field: value})  # as its job would store it: 1 and 1.0 are one value
         if key in seen:
-            yield Invalid(name, f"{value!r} is listed twice (as the spec stores it)")
+            yield Invalid(name, f"{echo(value)} is listed twice (as the spec stores it)")
         seen.add(key)
         yield from _spec_problems(study, field, value)
 

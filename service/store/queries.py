@@ -403,7 +403,7 @@ def get_alias(session: Session, name: str) -> Alias | None:
 
 def list_aliases(session: Session, limit: int, offset: int = 0) -> tuple[list[Alias], int]:
     """A page of the aliases, by name, and how many there are in all."""
-    page = session.scalars(select(Alias).order_by(Alias.name).limit(limit).offset(offset))
+    page = session.scalars(_page(select(Alias).order_by(Alias.name), limit, offset))
     return list(page), session.scalar(select(func.count()).select_from(Alias)) or 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -168,13 +169,16 @@ def test_bad_query_parameters(client):
             "should be a sweep id: 1 to 32 hex digits",
         )
     assert_problem(client.get("/sweeps/ab%00cd"), 422, "path.sweep_id")
-    for path in (
-        "/jobs",
-        "/sweeps",
-        "/studies",
-        "/models",
-        "/datasets/mnist/test",
-    ):  # past the end: an empty page
+    paths = client.get("/openapi.json").json()["paths"]
+    listings = [  # every listing that pages (GET /aliases' was a 500: its offset reached SQLite unbounded)
+        path
+        for path, operations in paths.items()
+        if "{" not in path
+        and any(p["name"] == "offset" for p in operations.get("get", {}).get("parameters", []))
+        and not any(p["required"] for p in operations["get"]["parameters"])
+    ]
+    assert {"/jobs", "/sweeps", "/studies", "/models", "/aliases"} <= set(listings)
+    for path in [*listings, "/datasets/mnist/test"]:  # past the end: an empty page
         page = client.get(path, params={"offset": 2**76})
         assert page.status_code == 200 and page.json()["data"] == [], (path, page.text[:300])
 
@@ -320,3 +324,37 @@ def test_malformed_json_says_where_and_why_and_a_validators_sentence_stands_alon
     study = {"base": {"backend": "numpy"}, "space": {"l2": {"choice": [0, 0.1]}}, "sampler": "TPE"}
     body = assert_problem(client.post("/studies", json=study), 422)
     assert "Value error" not in body["detail"] and "sampler" in body["detail"], body
+
+
+LONE = "\ud800"  # a lone surrogate: valid in JSON text ("\ud800"), no UTF-8 at all
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/sweeps", {"base": {"backend": "numpy", LONE: 1}, "grid": {"learning_rate": [0.1]}}),
+        ("/sweeps", {"base": {"backend": "numpy"}, "grid": {LONE: [1]}}),
+        ("/studies", {"base": {"backend": "numpy"}, "space": {LONE: {"choice": [1]}}, "trials": 1}),
+        ("/sweeps", {"base": {"backend": "numpy"}, "grid": {"k" * 100_000: [1]}}),
+        ("/studies", {"base": {"backend": "numpy"}, "space": {"k" * 100_000: {"choice": [1]}}, "trials": 1}),
+        (
+            "/studies",
+            {"base": {"backend": "numpy"}, "space": {"activation": {"choice": ["x" * 100_000]}}, "trials": 1},
+        ),
+    ],
+    ids=[
+        "surrogate-base-key",
+        "surrogate-grid-key",
+        "surrogate-space-key",
+        "long-grid-key",
+        "long-space-key",
+        "long-choice",
+    ],  # fmt: skip
+)
+def test_a_clients_keys_and_values_are_quoted_back_whole_and_short(client, path, body):
+    """A lone surrogate in a key was a 500 (the problem could not be encoded); a 100,000-character key or
+    choice came back in full, twice (200 kB)."""
+    response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert_problem(response, 422)
+    assert len(response.content) < 3_000, len(response.content)
+    assert client.get("/jobs").json()["count"] == 0

@@ -29,7 +29,6 @@ from service.errors import (
     DATASET_UNAVAILABLE_DOC,
     NOT_TRAINED_DOC,
     ProblemError,
-    echo,
     invalid,
     problem_doc,
 )
@@ -37,6 +36,7 @@ from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
 from service.ml.spec import SplitName
 from service.ml.splits import scored_indices
+from service.quoting import echo
 from service.settings import Settings
 
 router = reader_router(

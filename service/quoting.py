@@ -1,0 +1,19 @@
+"""How a problem quotes a client's input back: never more than ECHO_CHARS of any one input (the API's
+errors and the study checks, which the worker imports without the API, share it)."""
+
+from __future__ import annotations
+
+ECHO_CHARS = 200  # the most of any one input a problem quotes back
+
+
+def echo(value: object) -> str:
+    """repr(value) as a problem quotes a client's input: cut to ECHO_CHARS characters, saying how long it was."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
+
+
+def cut(text: str) -> str:
+    """`text`, past ECHO_CHARS cut with "..." (a name that holds a client's key)."""
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
