@@ -13,9 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.api.database import Database
-from service.api.guard import check_ticket, check_token
+from service.api.guard import TICKET_PARAM, check_ticket, check_token
 from service.api.inference import Inference
-from service.api.params import Whole, once_each
+from service.api.params import Whole, as_declared
 from service.api.presenters import (
     IdsQuery,
     distinct_models,
@@ -149,7 +149,7 @@ async def require_reader(request: Request, _: BearerDep) -> None:
     settings: Settings = request.app.state.settings
     if not settings.protect_reads:
         return
-    ticket = request.query_params.get("ticket")
+    ticket = request.query_params.get(TICKET_PARAM)
     if ticket is not None and "authorization" not in request.headers:
         check_ticket(ticket, settings, time.time())
     else:
@@ -161,13 +161,13 @@ ReaderDep = Depends(require_reader)
 
 
 def reader_router(tag: str, prefix: str = "", responses: Responses | None = None) -> APIRouter:
-    """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one), refuse a
-    query parameter given twice (once_each, after the token), and document the problems any route may
-    answer, and `responses`."""
+    """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one), refuse what
+    they do not declare (as_declared, after the token: a query parameter twice or unknown, a body where
+    none is read), and document the problems any route may answer, and `responses`."""
     return APIRouter(
         prefix=prefix,
         tags=[tag],
-        dependencies=[ReaderDep, Depends(once_each)],
+        dependencies=[ReaderDep, Depends(as_declared)],
         responses=PROBLEM_RESPONSES | (responses or {}),
     )
 

@@ -59,6 +59,7 @@ class BodyTooLarge(HTTPException):
 
 
 TICKET_SECONDS = 3600  # how long a read ticket stands in for the token on a link
+TICKET_PARAM = "ticket"  # the query parameter that carries it, on any GET
 TICKET_SYNTAX = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")  # expiry (Unix seconds) . HMAC-SHA256
 
 

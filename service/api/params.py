@@ -1,4 +1,5 @@
-"""Path and query parameters read strictly: an integer written in digits, each query parameter once."""
+"""Path and query parameters read strictly: an integer written in digits, each query parameter once, and
+none the route does not read."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from service.errors import invalid_all
+from service.api.guard import TICKET_PARAM
+from service.errors import invalid, invalid_all
 
 # A minus kept, so that -1 hears its own limit ("greater than or equal to 0").
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -42,24 +44,57 @@ def _scalar_query(dependant: Dependant) -> list[str]:
     return names + [name for sub in dependant.dependencies for name in _scalar_query(sub)]
 
 
-def _scalar_names(route: APIRoute) -> tuple[str, ...]:
+def _all_query(dependant: Dependant) -> list[str]:
+    """Every query parameter the route (with its dependencies) reads."""
+    return [field.alias for field in dependant.query_params] + [
+        name for sub in dependant.dependencies for name in _all_query(sub)
+    ]
+
+
+def _query_names(route: APIRoute) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The route's query parameters read once (in order), and all it reads with the read ticket."""
     # kept on the route: its parameters never change, so walked once, not per request
-    names: tuple[str, ...] | None = getattr(route, "mlplab_scalar_query", None)
+    names: tuple[tuple[str, ...], frozenset[str]] | None = getattr(route, "mlplab_query", None)
     if names is None:
-        names = tuple(dict.fromkeys(_scalar_query(route.dependant)))
-        route.mlplab_scalar_query = names  # type: ignore[attr-defined]
+        scalars = tuple(dict.fromkeys(_scalar_query(route.dependant)))
+        names = scalars, frozenset(_all_query(route.dependant)) | {TICKET_PARAM}
+        route.mlplab_query = names  # type: ignore[attr-defined]
     return names
 
 
-async def once_each(request: Request) -> None:
-    """422 naming a query parameter given more than once (?limit=1&limit=500): FastAPI reads the last."""
+def _takes_body(route: APIRoute) -> bool:
+    """Whether the route reads a body: a declared one, or its own (predict's, declared in openapi_extra)."""
+    return bool(route.dependant.body_params) or "requestBody" in (route.openapi_extra or {})
+
+
+async def as_declared(request: Request) -> None:
+    """422 naming a query parameter given more than once (?limit=1&limit=500: FastAPI reads the last), one
+    the route does not read (?splitt=train answered with the test split's matrix), or a body sent to a
+    route that reads none (a rollback's {"to_model_id": 5} rolled back one move, not to model 5)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
+    if not _takes_body(route) and _has_body(request):
+        raise invalid(
+            "body", "this route reads no body: send none (its parameters are in the path and query)"
+        )
     if not request.scope["query_string"]:
         return
-    repeated = [(name, len(request.query_params.getlist(name))) for name in _scalar_names(route)]
+    scalars, known = _query_names(route)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        reads = ", ".join(sorted(known - {TICKET_PARAM})) or "none"
+        raise invalid_all(
+            (f"query.{name}", f"not a parameter of this route (it reads: {reads})") for name in unknown
+        )
+    repeated = [(name, len(request.query_params.getlist(name))) for name in scalars]
     if any(count > 1 for _, count in repeated):
         raise invalid_all(
             (f"query.{name}", f"given {n} times; give it once") for name, n in repeated if n > 1
         )
+
+
+def _has_body(request: Request) -> bool:
+    """Whether the request sends a body, by its headers: nothing is read."""
+    length = request.headers.get("content-length")
+    return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers

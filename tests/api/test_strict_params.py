@@ -40,7 +40,21 @@ def _is_integer(parameter: dict[str, Any]) -> bool:
     return "integer" in [schema.get("type"), *(kind.get("type") for kind in schema.get("anyOf", []))]
 
 
+def _operations() -> list[tuple[str, str, list[dict[str, Any]], bool]]:
+    """Each operation of the OpenAPI document: method, path, its parameters, whether it reads a body."""
+    app = create_app(Settings(database_url="sqlite://", download=False))
+    document = TestClient(app).get("/openapi.json").json()
+    return [
+        (method.upper(), path, operation.get("parameters", []), "requestBody" in operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
 PARAMETERS = _parameters()
+OPERATIONS = _operations()
+BODIES = {(method, path) for method, path, _, body in OPERATIONS if body}
+NO_BODY = [(method, path, parameters) for method, path, parameters, body in OPERATIONS if not body]
 INTEGERS = [p for p in PARAMETERS if _is_integer(p[2])]
 QUERIES = [p for p in PARAMETERS if p[2]["in"] == "query"]
 
@@ -59,8 +73,11 @@ def _url(path: str, parameters: list[dict[str, Any]], name: str, value: str) -> 
     return path, query
 
 
-def _send(client, method: str, path: str, params: Any):
-    return client.request(method, path, params=params, **({"json": {}} if method in ("POST", "PUT") else {}))
+def _send(client, method: str, template: str, path: str, params: Any):
+    """The request, with an empty JSON body where the operation reads one (a body elsewhere is a 422)."""
+    return client.request(
+        method, path, params=params, **({"json": {}} if (method, template) in BODIES else {})
+    )
 
 
 def test_the_integer_parameters_are_found():
@@ -74,11 +91,13 @@ def test_the_integer_parameters_are_found():
 def test_an_integer_parameter_is_digits(client, method, path, parameter, parameters):
     name, where = parameter["name"], f"{parameter['in']}.{parameter['name']}"
     for value in NOT_DIGITS + (["", "-"] if parameter["in"] == "query" else []):
-        problem = assert_problem(_send(client, method, *_url(path, parameters, name, value)), 422, where)
+        problem = assert_problem(
+            _send(client, method, path, *_url(path, parameters, name, value)), 422, where
+        )
         reasons = [p["reason"] for p in problem["invalid_params"] if p["name"] == where]
         assert reasons == [f"Input should be a whole number written in digits (got {value!r})"], reasons
     # Leading zeros still give the number.
-    response = _send(client, method, *_url(path, parameters, name, "01"))
+    response = _send(client, method, path, *_url(path, parameters, name, "01"))
     assert response.status_code < 500 or response.status_code == 503, response.text[:500]
     if response.status_code == 422:
         assert where not in [p["name"] for p in response.json()["invalid_params"]], response.text[:500]
@@ -86,7 +105,7 @@ def test_an_integer_parameter_is_digits(client, method, path, parameter, paramet
     bounds = [parameter["schema"], *parameter["schema"].get("anyOf", [])]
     minimum = next((bound["minimum"] for bound in bounds if "minimum" in bound), None)
     if minimum is not None:
-        response = _send(client, method, *_url(path, parameters, name, str(minimum - 1)))
+        response = _send(client, method, path, *_url(path, parameters, name, str(minimum - 1)))
         assert_problem(response, 422, f"{where}: Input should be greater than or equal to {minimum}")
 
 
@@ -94,13 +113,48 @@ def test_an_integer_parameter_is_digits(client, method, path, parameter, paramet
 def test_a_query_parameter_given_twice_is_refused(client, method, path, parameter, parameters):
     """The last was read: ?limit=1&limit=500 was a page of 500."""
     name, example = parameter["name"], str(parameter.get("example", parameter["schema"].get("default", "1")))
-    path, _ = _url(path, parameters, name, example)
+    filled, _ = _url(path, parameters, name, example)
     problem = assert_problem(
-        _send(client, method, path, [(name, example), (name, example)]),
+        _send(client, method, path, filled, [(name, example), (name, example)]),
         422,
         f"query.{name}: given 2 times; give it once",
     )
     assert problem["invalid_params"] == [{"name": f"query.{name}", "reason": "given 2 times; give it once"}]
+
+
+@pytest.mark.parametrize(
+    "method,path,parameters", [o[:3] for o in OPERATIONS], ids=[f"{o[0]} {o[1]}" for o in OPERATIONS]
+)
+def test_a_query_parameter_the_route_does_not_read_is_refused(client, method, path, parameters):
+    """It was ignored: ?splitt=train answered with the test split's confusion matrix, and POST /jobs?dry_run=1
+    queued the job."""
+    filled, _ = _url(path, parameters, "", "")
+    problem = assert_problem(_send(client, method, path, filled, {"dry_run": "1"}), 422, "query.dry_run")
+    assert problem["invalid_params"][0]["reason"].startswith("not a parameter of this route (it reads: ")
+    assert client.get("/jobs").json()["count"] == 0
+
+
+WRITES_WITHOUT_BODY = [o for o in NO_BODY if o[0] in ("POST", "PUT", "DELETE")]
+
+
+@pytest.mark.parametrize(
+    "method,path,parameters", WRITES_WITHOUT_BODY, ids=[f"{o[0]} {o[1]}" for o in WRITES_WITHOUT_BODY]
+)
+def test_a_body_sent_to_a_route_that_reads_none_is_refused(client, method, path, parameters):
+    """It was ignored: POST /aliases/x/rollback {"to_model_id": 5} rolled back one move, not to model 5."""
+    filled, _ = _url(path, parameters, "", "")
+    problem = assert_problem(
+        client.request(method, filled, json={"to_model_id": 5}), 422, "body: this route reads no body"
+    )
+    assert problem["invalid_params"][0]["name"] == "body"
+
+
+def test_the_writes_without_a_body_are_found():
+    assert {(m, p) for m, p, _ in WRITES_WITHOUT_BODY} >= {
+        ("POST", "/jobs/{job_id}/cancel"),
+        ("POST", "/aliases/{alias}/rollback"),
+        ("DELETE", "/aliases/{alias}"),
+    }
 
 
 def test_every_parameter_given_more_than_once_is_named(client):

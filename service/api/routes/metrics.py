@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep
 from service.api.monitoring import Monitoring, read_state
+from service.api.params import as_declared
 from service.errors import PROBLEM_RESPONSES, database_unavailable
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 # mlplab_database_up 0.
 router = APIRouter(
     tags=["metrics"],
-    dependencies=[ReaderDep],
+    dependencies=[ReaderDep, Depends(as_declared)],
     responses={code: doc for code, doc in PROBLEM_RESPONSES.items() if code != 503},
 )
 

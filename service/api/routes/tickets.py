@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from service.api.deps import SettingsDep, WriterDep
 from service.api.guard import read_ticket
+from service.api.params import as_declared
 from service.api.schemas import ReadTicket
 from service.errors import PROBLEM_RESPONSES, ProblemError
 
-router = APIRouter(tags=["health"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["health"], dependencies=[Depends(as_declared)], responses=PROBLEM_RESPONSES)
 
 
 @router.get("/read-ticket", response_model=ReadTicket, dependencies=[WriterDep])
