@@ -224,7 +224,15 @@ def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc
         ),
         ('{"images": []}', "body.images", "non-empty list"),
         ('{"pixels": [0], "images": [[0]]}', "body", "exactly one of"),
-        ("{not json", "body", "not valid JSON"),
+        ("{not json", "body", "not valid JSON at character 2: Expecting property name"),
+        # an extra field was "send exactly one of", though one was sent
+        (
+            '{"pixels": [' + ", ".join(["0"] * 784) + '], "zzz": 3}',
+            "body.zzz",
+            "not a field: send exactly one of",
+        ),
+        ('{"pixels": ' * 2000 + "0" + "}" * 2000, "body", "nested too deeply"),
+        (b"\x1f\x8b\x08\x00", "body", "is not UTF-8 (byte 2)"),  # a gzip body
     ],
 )
 def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, says):

@@ -30,6 +30,7 @@ from service.errors import (
     NOT_TRAINED_DOC,
     ProblemError,
     invalid,
+    invalid_all,
     problem_doc,
 )
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
@@ -78,18 +79,23 @@ _PREDICT_BODY = {
 
 
 def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
+    one_of = 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}'
     try:
         payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise invalid("body", "is not valid JSON") from None
-    if (
-        not isinstance(payload, dict)
-        or len(payload.keys() & {"pixels", "images"}) != 1
-        or payload.keys() - {"pixels", "images"}
-    ):
-        raise invalid(
-            "body", 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}'
-        )
+    except json.JSONDecodeError as exc:  # where and why, as every other JSON route says it
+        raise invalid("body", f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise invalid("body", f"is not UTF-8 (byte {exc.start + 1}); a compressed body is not read") from None
+    except RecursionError:
+        raise invalid("body", "is nested too deeply to read as JSON") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise invalid("body", f"cannot be read as JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise invalid("body", one_of)
+    if unknown := sorted(payload.keys() - {"pixels", "images"}):
+        raise invalid_all((f"body.{key}", f"not a field: {one_of}") for key in unknown)
+    if len(payload.keys() & {"pixels", "images"}) != 1:
+        raise invalid("body", one_of)
     try:
         if "pixels" in payload:
             return pixels_to_image(payload["pixels"])[None, :], True
