@@ -242,7 +242,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         detail = f"{request.method} is not allowed here; this path answers {allowed}."
     invalid_params = None
     if exc.status_code == 400 and exc.__cause__ is not None and detail == FASTAPI_BODY_ERROR:
-        reason = _unreadable_json(exc.__cause__)
+        reason = unreadable_json(exc.__cause__)
         detail, invalid_params = (
             f"The body cannot be read as JSON: {reason}.",
             [{"name": "body", "reason": reason}],
@@ -260,10 +260,31 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's 400 for a body json.loads raised on
 
 
-def _unreadable_json(cause: BaseException) -> str:
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice: json.loads keeps the last ({"model_id": 2, "model_id": "x"} moved an
+    alias to x), where the client may have meant either."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook: an object, unless it names a key twice (DuplicateKey)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def unreadable_json(cause: BaseException) -> str:
     """Why json.loads refused a body, in the client's terms (FastAPI says only that it could not)."""
+    if isinstance(cause, DuplicateKey):
+        return f"the key {echo(cause.key)} is given twice in one object: give it once"
     if isinstance(cause, UnicodeDecodeError):
-        return f"it is not UTF-8 (byte {cause.start})"
+        return f"it is not UTF-8 (byte {cause.start + 1}); a compressed body is not read"
     if isinstance(cause, RecursionError):
         return "it is nested too deeply"
     if isinstance(cause, ValueError) and "integer string conversion" in str(cause):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service.api.database import Database
 from service.api.guard import TICKET_PARAM, check_ticket, check_token
 from service.api.inference import Inference
-from service.api.params import Whole, as_declared
+from service.api.params import DeclaredRoute, Whole, as_declared
 from service.api.presenters import (
     IdsQuery,
     distinct_models,
@@ -163,10 +163,11 @@ ReaderDep = Depends(require_reader)
 def reader_router(tag: str, prefix: str = "", responses: Responses | None = None) -> APIRouter:
     """A router whose routes need the reader's token (when MLPLAB_PROTECT_READS asks for one), refuse what
     they do not declare (as_declared, after the token: a query parameter twice or unknown, a body where
-    none is read), and document the problems any route may answer, and `responses`."""
+    none is read, a JSON key twice), and document the problems any route may answer, and `responses`."""
     return APIRouter(
         prefix=prefix,
         tags=[tag],
+        route_class=DeclaredRoute,
         dependencies=[ReaderDep, Depends(as_declared)],
         responses=PROBLEM_RESPONSES | (responses or {}),
     )

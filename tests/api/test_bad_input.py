@@ -70,9 +70,17 @@ def test_missing_backend_and_non_json_bodies(client):
     [
         (b'{"backend": "numpy", "epochs": ' + b"9" * 5000 + b"}", "a number has more than 4,300 digits"),
         (b"[" * 5000 + b"]" * 5000, "it is nested too deeply"),
-        ('{"backend": "numpy", "name": "café"}'.encode("latin-1"), "it is not UTF-8 (byte 33)"),
+        (
+            '{"backend": "numpy", "name": "café"}'.encode("latin-1"),
+            "it is not UTF-8 (byte 34); a compressed body is not read",
+        ),
+        # the last was kept: {"model_id": 2, "model_id": "x"} moved an alias to x
+        (
+            b'{"backend": "numpy", "epochs": 1, "epochs": 200}',
+            "the key 'epochs' is given twice in one object: give it once",
+        ),
     ],
-    ids=["long-number", "deep", "latin-1"],
+    ids=["long-number", "deep", "latin-1", "key-twice"],
 )
 def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     """FastAPI says only "There was an error parsing the body" for what json.loads raises on."""

@@ -50,7 +50,7 @@ def test_a_damaged_database_is_not_ready_and_its_data_routes_answer_503(settings
         if what == "header":  # not a database at all: every route (a damaged jobs table spares the others)
             routes += [("GET", "/models"), ("GET", "/sweeps"), ("GET", "/models/1/weights")]
         for method, path in routes:
-            body = {"backend": "numpy"} if path == "/jobs" else None
+            body = {"backend": "numpy"} if (method, path) == ("POST", "/jobs") else None
             problem = assert_problem(
                 client.request(method, path, json=body), 503, "MLPLAB_DATABASE_URL", "/readyz"
             )

@@ -233,6 +233,7 @@ def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc
         ),
         ('{"pixels": ' * 2000 + "0" + "}" * 2000, "body", "nested too deeply"),
         (b"\x1f\x8b\x08\x00", "body", "is not UTF-8 (byte 2)"),  # a gzip body
+        ('{"pixels": [0], "pixels": [' + ", ".join(["0"] * 784) + "]}", "body", "'pixels' is given twice"),
     ],
 )
 def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, says):

@@ -32,6 +32,8 @@ from service.errors import (
     invalid,
     invalid_all,
     problem_doc,
+    unique_keys,
+    unreadable_json,
 )
 from service.imaging import ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
@@ -81,15 +83,11 @@ _PREDICT_BODY = {
 def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
     one_of = 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}'
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:  # where and why, as every other JSON route says it
         raise invalid("body", f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise invalid("body", f"is not UTF-8 (byte {exc.start + 1}); a compressed body is not read") from None
-    except RecursionError:
-        raise invalid("body", "is nested too deeply to read as JSON") from None
-    except ValueError as exc:  # an integer of more than 4,300 digits
-        raise invalid("body", f"cannot be read as JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, nested too deeply, a key twice, a huge number
+        raise invalid("body", f"cannot be read as JSON: {unreadable_json(exc)}") from None
     if not isinstance(payload, dict):
         raise invalid("body", one_of)
     if unknown := sorted(payload.keys() - {"pixels", "images"}):
