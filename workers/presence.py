@@ -6,6 +6,7 @@ of the cores among the jobs running there and those about to be claimed."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -101,14 +102,47 @@ def fair_share(cores: int, jobs: int, rank: int) -> int:
     return max(1, base + (1 if rank < extra else 0))
 
 
+class Reach:
+    """Whether this worker may judge others' leases stalled: not while the database fails it, nor for two
+    heartbeats after it answers again following a failure of a heartbeat or longer (nor, for a worker
+    that keeps running, after it starts): the others could not renew their leases meanwhile, and each
+    renews within a heartbeat of the database's return. Shorter failures hold nothing back: no lease
+    lapses in them."""
+
+    def __init__(self, heartbeat: float, *, starting: bool = True) -> None:
+        self.heartbeat = heartbeat
+        self._lock = threading.Lock()
+        self._failing_since: float | None = None
+        self._hold_until = time.monotonic() + 2 * heartbeat if starting else -math.inf
+
+    def failed(self) -> None:
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+
+    def answered(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._failing_since is not None and now - self._failing_since >= self.heartbeat:
+                self._hold_until = max(self._hold_until, now + 2 * self.heartbeat)
+            self._failing_since = None
+
+    def may_judge_others(self) -> bool:
+        with self._lock:
+            return self._failing_since is None and time.monotonic() >= self._hold_until
+
+
 class Presence(threading.Thread):
     """Registers the worker, renews its heartbeat every `settings.heartbeat_seconds` whatever it is doing
     (and with it, while a job runs, the job's share of the cores), records the job it trains, and
     removes its record when stopped."""
 
-    def __init__(self, sessions: sessionmaker[Session], worker_id: str, settings: Settings) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], worker_id: str, settings: Settings, *, once: bool = False
+    ) -> None:
         super().__init__(name="presence", daemon=True)
         self.sessions, self.worker_id, self.settings = sessions, worker_id, settings
+        self.reach = Reach(settings.heartbeat_seconds, starting=not once)  # --once trains what it finds
         self.host, self.host_key = socket.gethostname(), host_key()
         self.job_id: int | None = None
         self.threads = 0  # the running job's share of the cores: the training thread applies it (worker.py)
@@ -136,7 +170,10 @@ class Presence(threading.Thread):
             with self._beating, session_scope(self.sessions) as session:
                 self._record(session, self.job_id, self.threads, self.standing_by)
         except SQLAlchemyError as exc:  # transient: the next beat tries again, within the lease
+            self.reach.failed()
             log.warning("worker heartbeat failed: %s", exc)
+        else:
+            self.reach.answered()
 
     def claim(self, once: bool = False) -> Job | None:
         """The oldest queued job, claimed with its share of the host's cores (`self.threads`) and recorded
@@ -190,7 +227,10 @@ class Presence(threading.Thread):
                     log.info("job %s: %d thread(s) now, was %d", self.job_id, threads, self.threads)
                     self.threads = threads
         except SQLAlchemyError as exc:
+            self.reach.failed()
             log.warning("worker heartbeat failed: %s", exc)
+        else:
+            self.reach.answered()
 
     def _decide(self, session: Session, once: bool) -> tuple[bool, int]:
         """(whether this worker stands by, the threads its next job may take, 0 for none)."""

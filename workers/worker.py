@@ -78,7 +78,7 @@ from service.store.queries import (
     live_workers,
     study_trials,
 )
-from workers.presence import Presence, host_key
+from workers.presence import Presence, Reach, host_key
 
 log = logging.getLogger("workers")
 
@@ -105,29 +105,28 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     migrate(engine)
     sessions = make_sessionmaker(engine)
     worker_id = make_worker_id()
-    presence = Presence(sessions, worker_id, settings)
+    presence = Presence(sessions, worker_id, settings, once=once)
     presence.start()
     log.info(
         "worker %s started on %s%s", worker_id, shown_url(settings.database_url), " (--once)" if once else ""
     )
     processed = idle = 0
     backoffs: dict[str, float] = {}  # dataset -> the next wait before claiming its jobs again
-    # When this worker last failed to reach the database. Others failed too, most likely, and could not
-    # renew their leases: theirs are judged stalled only a full lease after it can reach it again.
-    unreachable_at = -math.inf
     try:
         while not stop.is_set():
             try:
-                if time.monotonic() - unreachable_at >= settings.lease_seconds:
+                if presence.reach.may_judge_others():  # not just after an outage: theirs could not renew
                     with session_scope(sessions) as session:
                         requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
                 job = presence.claim(once)
             except SQLAlchemyError as exc:
                 if once:
                     raise
+                presence.reach.failed()
                 log.error("database error, retrying: %s", exc)
-                unreachable_at = time.monotonic()
                 job = None
+            else:
+                presence.reach.answered()
             if job is None:
                 if once:
                     break
@@ -175,7 +174,7 @@ def run_job(
     """Train one claimed job on its worker's share of the host's cores (torch's and NumPy's BLAS threads,
     `presence.threads`) and record how it ended; 1 if it ended here, 0 if released or dropped."""
     log.info("claimed job %d (attempt %d): %s", job.id, job.attempts, job.name)
-    lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds)
+    lease = LeaseKeeper(sessions, job.id, worker_id, settings.heartbeat_seconds, presence.reach)
     recorder = Recorder(sessions, job.id, worker_id, lease, Checkpoints(settings.checkpoint_seconds))
     pruning = Pruning(sessions, job)
     threads = presence.threads
@@ -445,9 +444,12 @@ class LeaseKeeper(threading.Thread):
     Sets `cancelled` when a cancel was requested and `lost` when the job was taken away.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker_id: str, interval: float) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], job_id: int, worker_id: str, interval: float, reach: Reach
+    ) -> None:
         super().__init__(name=f"lease-{job_id}", daemon=True)
         self.sessions, self.job_id, self.worker_id, self.interval = sessions, job_id, worker_id, interval
+        self.reach = reach
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self._done = threading.Event()
@@ -466,8 +468,10 @@ class LeaseKeeper(threading.Thread):
                 with session_scope(self.sessions) as session:
                     lease = heartbeat(session, self.job_id, self.worker_id)
             except SQLAlchemyError as exc:  # transient (e.g. locked): try again; the lease has slack
+                self.reach.failed()
                 log.warning("job %d: heartbeat failed: %s", self.job_id, exc)
                 continue
+            self.reach.answered()
             if lease.cancel_requested:
                 self.cancel_requested()
             if not lease.alive:

@@ -311,34 +311,88 @@ def test_a_database_outage_while_a_job_trains_loses_nothing_and_costs_no_attempt
         assert [loss.step for loss in queries.get_losses(s, job_id)] == list(range(1, 10))  # 3 steps an epoch
 
 
-def test_after_an_outage_a_worker_leaves_others_a_lease_to_renew_before_taking_their_jobs(
+def _database_down(monkeypatch, down: threading.Event) -> list[tuple[str, bool]]:
+    """While `down` is set, the worker's sweep for stalled jobs, its claims and its presence's beats raise
+    the database's OperationalError, as in an outage; each try, by name, and whether it went through."""
+    tries: list[tuple[str, bool]] = []
+
+    def unless_down(real):
+        def call(*args, **kwargs):
+            tries.append((real.__name__, not down.is_set()))
+            if down.is_set():
+                raise OperationalError("SELECT 1", {}, Exception("the database system is starting up"))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(worker, "requeue_stalled", unless_down(worker.requeue_stalled))
+    monkeypatch.setattr(presence.Presence, "claim", unless_down(presence.Presence.claim))
+    monkeypatch.setattr(presence.Presence, "_record", unless_down(presence.Presence._record))
+    return tries
+
+
+def _idle_worker(settings: Settings) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_worker, args=(settings,), kwargs={"stop_event": stop})
+    thread.start()
+    return thread, stop
+
+
+def _held_long_ago(sessions, holder: str) -> int:
+    """A job running for `holder`, whose last heartbeat was a minute ago."""
+    (job_id,) = enqueue(sessions, small())
+    with session_scope(sessions) as s:
+        jobs.claim_job(s, holder, now=utcnow() - timedelta(seconds=60))
+    return job_id
+
+
+def test_after_an_outage_a_worker_leaves_others_time_to_renew_before_taking_their_jobs(
     monkeypatch, data_dir, db_url, sessions
 ):
     """PostgreSQL down for longer than the lease: no worker could renew its lease, and an idle worker
     re-queued and took a healthy job a second after the database came back, throwing away what its
-    holder had trained. Now it waits a full lease first, in which the holder renews."""
-    (job_id,) = enqueue(sessions, small())
-    long_ago = utcnow() - timedelta(seconds=60)  # the holder's last heartbeat before the outage
-    with session_scope(sessions) as s:
-        jobs.claim_job(s, "holder", now=long_ago)
-    reaps = _outage(monkeypatch, "requeue_stalled", 1)
-    stop = threading.Event()
-    idle = threading.Thread(
-        target=worker.run_worker,
-        args=(settings_for(db_url, data_dir, lease_seconds=2),),
-        kwargs={"stop_event": stop},
-    )
-    idle.start()
-    wait_for(lambda: reaps, 10, "the idle worker's first try, which fails")
-    time.sleep(0.5)  # the database is back: the holder renews within its heartbeat
+    holder had trained. Now it waits two heartbeats first, within which the holder renews."""
+    job_id = _held_long_ago(sessions, "holder")
+    down = threading.Event()
+    down.set()
+    tries = _database_down(monkeypatch, down)
+    idle, stop = _idle_worker(settings_for(db_url, data_dir, lease_seconds=2, heartbeat_seconds=0.5))
+    wait_for(lambda: tries, 30, "the idle worker's first try in the outage")
+    time.sleep(0.8)  # an outage longer than a heartbeat
+    down.clear()  # the database is back: the holder renews within its heartbeat
+    time.sleep(0.3)
     with session_scope(sessions) as s:
         jobs.heartbeat(s, job_id, "holder")
-    time.sleep(1.8)  # past a lease since the outage: the idle worker looks again, at a live lease
+    time.sleep(1.5)  # past two heartbeats since the outage: the idle worker looks, at a live lease
     stop.set()
     idle.join(10)
     held = job(sessions, job_id)
     assert (held.status, held.worker_id, held.attempts) == ("running", "holder", 1)
-    assert len(reaps) > 1  # it did look again
+    assert ("requeue_stalled", True) in tries  # it did look, once it could
+
+
+def test_a_database_that_fails_now_and_then_still_lets_a_dead_workers_job_be_requeued(
+    monkeypatch, data_dir, db_url, sessions
+):
+    """Every error held the sweep back a full lease: errors more often than that, and a dead worker's job
+    stayed running for ever. A blip shorter than a heartbeat lapses no lease, and holds nothing back."""
+    job_id = _held_long_ago(sessions, "dead")
+    calls, claim = [], presence.Presence.claim
+
+    def every_other(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) % 2:
+            raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
+        return claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(presence.Presence, "claim", every_other)
+    idle, stop = _idle_worker(settings_for(db_url, data_dir, lease_seconds=2, heartbeat_seconds=0.5))
+    try:
+        wait_for(lambda: job(sessions, job_id).worker_id != "dead", 15, "the dead worker's job taken back")
+    finally:
+        stop.set()
+        idle.join(30)
+    assert len(calls) > 10  # its claims failed every other time, many times a lease
 
 
 def test_a_progress_write_whose_answer_was_lost_is_written_once(monkeypatch, data_dir, db_url, sessions):
