@@ -546,7 +546,7 @@ class DisagreementsPublic(BaseModel):
     images: int = Field(
         description="The images compared: every test image; on train, those both models trained on "
         "(each one's validation images and those past its train_limit left out); on validation, those "
-        "both held out (the smaller validation_size's, which the larger's include)."
+        "both held out for validation (their indices are the train file's)."
     )
     a_right_b_wrong: int
     b_right_a_wrong: int

@@ -8,8 +8,9 @@ seed, so every job of a dataset is ranked on the same images:
     validation  = for each class c, the first k_c images of class c in `order` (returned sorted)
     training    = every other image, in the split's order; train_limit keeps the first N of them
 
-A smaller validation_size takes a subset of a larger one's images. validation_size 0 trains on the
-first train_limit images of the split, exactly as before validation existed.
+A smaller validation_size takes nearly a subset of a larger one's images, not always all of it (largest
+remainder can give a class one image fewer as the total grows: on MNIST, 14,999 and 15,000 differ so).
+validation_size 0 trains on the first train_limit images of the split, exactly as before validation existed.
 """
 
 from __future__ import annotations

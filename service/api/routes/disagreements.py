@@ -104,8 +104,12 @@ async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: Compare
     truth = data.split(file).labels
     pred_a = await inference.predicted_labels(ref_a.id, file)
     pred_b = await inference.predicted_labels(ref_b.id, file)
-    if split == "validation":  # a smaller validation split is part of a larger one: both held it out
-        counted = validation_indices(truth, min(spec_a.validation_size, spec_b.validation_size))
+    if split == "validation":  # largest-remainder quotas do not nest: a smaller split is not always inside
+        held = (
+            validation_indices(truth, spec_a.validation_size),
+            validation_indices(truth, spec_b.validation_size),
+        )
+        counted = np.intersect1d(*held)
     else:  # on train, the images both trained on: as each one's train accuracy counts, none it held out
         counted = np.intersect1d(scored_indices(truth, spec_a, file), scored_indices(truth, spec_b, file))
     result = disagreement(truth[counted], pred_a[counted], pred_b[counted], len(data.classes))

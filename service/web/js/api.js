@@ -58,7 +58,11 @@ async function freshTicket(token) {
   ticketing ??= fetch("/read-ticket", { headers: { authorization: `Bearer ${token}` } })
     .then(async (response) => {
       const given = response.ok ? await response.json() : null;
-      const renew = given ? Date.parse(given.expires_at) - 10 * 60e3 : Infinity; // 404: reads are open
+      // 404: reads are open, for as long as the page lives; another refusal (a proxy's 502 while the API
+      // restarts, a wrong token): asked again within a minute. A ticket: renewed 10 min before it
+      // expires by the browser's clock, and at most 50 min on, however far that clock is off.
+      const renew = given ? Math.min(Date.parse(given.expires_at) - 10 * 60e3, Date.now() + 50 * 60e3)
+        : response.status === 404 ? Infinity : Date.now() + 60e3;
       ticket = { token, value: given?.ticket ?? null, renew };
     })
     .catch(() => { ticket = null; }) // unreachable: the request itself will say so

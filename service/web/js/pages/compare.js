@@ -144,10 +144,13 @@ function evidenceOf(el, verb, d, best, next, split) {
   const shared = sizes.size > 1
     ? `Validated on different images (${[...sizes].sort((x, y) => x - y).map((n) => n.toLocaleString()).join(" and ")} held out): on the ${d.images.toLocaleString()} both held out, ${short(best)} ${own(a)} and ${short(next)} ${own(b)}. `
     : "";
-  const clear = d.beyond_chance;
-  if (!clear) fill(verb, "ranks first, without a clear lead,");
+  // two-sided: on images both held out (different validation sizes) the runner-up may be the clear one
+  const clear = d.beyond_chance && a > b, reversed = d.beyond_chance && b > a;
+  if (!clear) fill(verb, reversed ? `ranks first on its own validation images, but ${short(next)} does better on those both held out,` : "ranks first, without a clear lead,");
   fill(el, `${shared}Of the ${d.images.toLocaleString()} ${split} images, ${a.toLocaleString()} go to ${short(best)} alone and ${b.toLocaleString()} to ${short(next)} alone (McNemar ${pText(d.p_value)}): `,
-    clear ? "unlikely if the two models were equally accurate" : "chance alone splits two equally accurate models so unevenly often, so neither is shown better",
+    clear ? "unlikely if the two models were equally accurate"
+      : reversed ? `${short(next)}'s lead there is unlikely if the two were equally accurate`
+        : "chance alone splits two equally accurate models so unevenly often, so neither is shown better",
     ". Seeds alone move a model this much: to tell configurations apart, compare a sweep's replicates.");
 }
 
