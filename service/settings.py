@@ -220,14 +220,6 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return SecretStr(value)
 
-    @field_validator("protect_reads")
-    @classmethod
-    def _reads_need_a_token(cls, protect: bool, info: ValidationInfo) -> bool:
-        # Reads "protected" without a token stayed open, and nothing said so.
-        if protect and "api_token" in info.data and info.data["api_token"] is None:
-            raise ValueError("true, but MLPLAB_API_TOKEN is not set: set the token the reads should need")
-        return protect
-
     @field_validator("host", "metrics_dir", mode="before")
     @classmethod
     def _not_blank(cls, value: object, info: ValidationInfo) -> object:
@@ -266,7 +258,9 @@ class SettingsError(Exception):
 
 
 @lru_cache
-def get_settings() -> Settings:
+def get_settings(*, serving: bool = True) -> Settings:
+    """The environment's settings; `serving` (the API, a worker): also those a server cannot run with,
+    which the command line's client commands, reading MLPLAB_URL and the token, do not care about."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -275,18 +269,33 @@ def get_settings() -> Settings:
             for error in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):  # fine in a test's app
-        raise SettingsError(
-            "invalid settings: MLPLAB_DATABASE_URL: an in-memory SQLite database is one process's alone, and "
-            "no worker would see its jobs; name a file, e.g. sqlite:///./var/mlplab.db"
-        )
+    if not serving:
+        return settings
+    if problems := serving_problems(settings):
+        raise SettingsError("invalid settings: " + "; ".join(problems))
     for name in unknown_variables(os.environ):
         near = difflib.get_close_matches(name, SETTING_VARIABLES, n=1)
         log.warning(
             "%s is not a setting and is ignored%s", name, f" (did you mean {near[0]}?)" if near else ""
         )
     return settings
+
+
+def serving_problems(settings: Settings) -> list[str]:
+    """What a server cannot run with, each naming its variable (a test's app may: an in-memory database)."""
+    from service.store.db import is_in_memory  # here: the store imports these settings' neighbours
+
+    problems = []
+    if is_in_memory(settings.database_url):  # the API's jobs would reach no worker
+        problems.append(
+            "MLPLAB_DATABASE_URL: an in-memory SQLite database is one process's alone, and no worker would "
+            "see its jobs; name a file, e.g. sqlite:///./var/mlplab.db"
+        )
+    if settings.protect_reads and settings.api_token is None:  # reads stayed open, and nothing said so
+        problems.append(
+            "MLPLAB_PROTECT_READS: true, but MLPLAB_API_TOKEN is not set: set the token the reads should need"
+        )
+    return problems
 
 
 # Every variable a setting reads, and those mlplab reads elsewhere: a name in neither is a misspelling.

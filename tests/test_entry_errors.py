@@ -12,7 +12,7 @@ import uvicorn
 
 from service.cli import main
 from service.cli.serve import shared_metrics
-from service.settings import Settings, get_settings
+from service.settings import Settings, SettingsError, get_settings
 from service.store.db import make_engine, migrate, shown_url
 from tests.support import free_port
 
@@ -217,3 +217,17 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and re.fullmatch(r"mlplab \d+\.\d+\.\d+\n", capsys.readouterr().out)
+
+
+def test_the_command_lines_client_commands_are_not_held_to_a_servers_settings(monkeypatch):
+    """`mlplab jobs --token ...` in a shell that also serves with MLPLAB_PROTECT_READS (and no token in the
+    environment) refused to run: it reads MLPLAB_URL and the token, nothing a server needs."""
+    monkeypatch.setenv("MLPLAB_PROTECT_READS", "true")
+    monkeypatch.setenv("MLPLAB_URL", "http://api.test:9000")
+    get_settings.cache_clear()
+    try:
+        assert get_settings(serving=False).url == "http://api.test:9000"
+        with pytest.raises(SettingsError, match="MLPLAB_PROTECT_READS: true, but MLPLAB_API_TOKEN"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()

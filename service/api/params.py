@@ -97,9 +97,12 @@ async def as_declared(request: Request) -> None:
 
 
 def _has_body(request: Request) -> bool:
-    """Whether the request sends a body, by its headers: nothing is read."""
+    """Whether the request sends a body, by its headers: nothing is read. A GET's chunked encoding is a
+    proxy's habit, not a body."""
     length = request.headers.get("content-length")
-    return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
+    if length is not None:
+        return not (_WHOLE.fullmatch(length.strip()) and int(length) == 0)
+    return "transfer-encoding" in request.headers and request.method not in ("GET", "HEAD")
 
 
 class _UniqueKeysRequest(Request):

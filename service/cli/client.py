@@ -191,7 +191,7 @@ def _checked_url(url: str, where: str) -> str:
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    settings = get_settings()
+    settings = get_settings(serving=False)  # the URL and the token: a server's settings are not its concern
     token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
     if args.token and (problem := token_problem(args.token)):
         raise UsageError(f"--token {problem}")

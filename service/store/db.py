@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -40,6 +40,15 @@ BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_SECONDS = 10
 SQLITE_BEGIN = "sqlite_begin"  # execution option: "DEFERRED" (default) | "IMMEDIATE" | "EXCLUSIVE"
 _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising migrations
+
+
+def is_in_memory(url: str | URL) -> bool:
+    """Whether `url` names an in-memory SQLite database: one process's alone."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or database.startswith("file::memory:")
+    )
 
 
 def make_engine(url: str, max_connections: int | None = None) -> Engine:
@@ -60,7 +69,7 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         return create_engine(sa_url, pool_pre_ping=True, connect_args=connect, **pool)
 
     database = sa_url.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    in_memory = is_in_memory(sa_url)
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
@@ -257,7 +266,9 @@ def _upgrade(engine: Engine) -> None:
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK})")
             try:
                 command.upgrade(alembic_config(connection), "head")
-            except CommandError as exc:  # "Can't locate revision identified by ..."
+            except CommandError as exc:
+                if "Can't locate revision" not in str(exc):
+                    raise
                 raise UnknownRevision(connection) from exc
             if connection.dialect.name == "sqlite":
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()

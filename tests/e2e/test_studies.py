@@ -45,7 +45,7 @@ def test_a_study_survives_kill_9_of_a_worker_and_of_the_api(tmp_path, module_db_
         module_db_url,
         MLPLAB_LEASE_SECONDS="2",
         MLPLAB_HEARTBEAT_SECONDS="0.3",
-        MLPLAB_TORCH_THREADS="1",
+        MLPLAB_WORKER_THREADS="1",
     )
     try:
         with service.client() as client:

@@ -6,12 +6,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from service.api.params import as_declared
 from service.api.presenters import dataset_public
 from service.api.schemas import LOW_DISK_BYTES, Health, Readiness
 from service.ml.data import DATASETS
@@ -19,7 +18,8 @@ from service.store.db import is_migrated, read_each_table
 from service.store.queries import count_live_workers
 
 log = logging.getLogger("mlplab.api")
-router = APIRouter(tags=["health"], dependencies=[Depends(as_declared)])
+# No as_declared: a probe may add a cache-buster; these read nothing a client could mistype.
+router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
