@@ -201,9 +201,9 @@ def _configuration(lr: float, job_ids: list[int], validation: dict, test: dict, 
     }
 
 
-def _served_sweep(elsewhere, capsys, configurations: list[dict]) -> tuple[list[str], str]:
-    """`mlplab sweeps ID` against a server that answers with these configurations: the configurations
-    table's lines (header first), and stderr."""
+def _serve_sweep(elsewhere, capsys, configurations: list[dict], **changes) -> tuple[str, str]:
+    """`mlplab sweeps ID` against a server that answers with these configurations (and `changes` to the
+    sweep): its stdout and stderr."""
     sweep = {
         "id": "5eed",
         "count": 4,
@@ -212,10 +212,16 @@ def _served_sweep(elsewhere, capsys, configurations: list[dict]) -> tuple[list[s
         "status": {"queued": 0, "running": 0, "succeeded": 4, "failed": 0, "cancelled": 0},
         "configurations": configurations,
         "jobs": [],
-    }
+    } | changes
     elsewhere(lambda request: httpx.Response(200, json=sweep))
     status, out, err = mlplab(capsys, "--url", "http://api.test", "sweeps", "5eed")
     assert status == 0, err
+    return out, err
+
+
+def _served_sweep(elsewhere, capsys, configurations: list[dict]) -> tuple[list[str], str]:
+    """The configurations table's lines (header first), and stderr."""
+    out, err = _serve_sweep(elsewhere, capsys, configurations)
     return out.split("\n\n")[0].splitlines()[1:], err
 
 
@@ -252,21 +258,11 @@ def test_a_run_near_chance_is_marked_in_the_sweeps_jobs(elsewhere, capsys):
         "warning": "test accuracy 11.78 % is near chance level (10 %)",
     }
     learned = _job(2, "succeeded", started=100, ended=40) | {"test_accuracy": 0.91, "near_chance": False}
-    sweep = {
-        "id": "5eed",
-        "count": 2,
-        "grid": {"learning_rate": [0.1, 0.2]},
-        "ranked_by": "test_accuracy (no validation split)",
-        "status": {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 0},
-        "configurations": [
-            _configuration(0.2, [2], _summary(0.91), _summary(0.91)),
-            _configuration(0.1, [1], _summary(0.1178), _summary(0.1178)),
-        ],
-        "jobs": [learned, chance],
-    }
-    elsewhere(lambda request: httpx.Response(200, json=sweep))
-    status, out, err = mlplab(capsys, "--url", "http://api.test", "sweeps", "5eed")
-    assert status == 0, err
+    configurations = [
+        _configuration(0.2, [2], _summary(0.91), _summary(0.91)),
+        _configuration(0.1, [1], _summary(0.1178), _summary(0.1178)),
+    ]
+    out, err = _serve_sweep(elsewhere, capsys, configurations, count=2, jobs=[learned, chance])
     jobs = out.split("\n\n")[1].splitlines()
     assert jobs[1].split()[0] == "2" and not jobs[1].endswith("!")
     assert jobs[2].split()[0] == "1" and jobs[2].endswith("11.78% !")
