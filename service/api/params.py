@@ -1,5 +1,5 @@
-"""Path and query parameters read strictly: an integer written in digits, each query parameter once, and
-none the route does not read."""
+"""Requests read as their routes declare them: an integer written in digits, each query parameter once and
+none the route does not read, no body where it reads none, and no JSON key twice."""
 
 from __future__ import annotations
 
