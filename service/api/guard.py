@@ -79,12 +79,14 @@ def read_ticket(settings: Settings, now: float) -> tuple[str, int]:
 def check_ticket(ticket: str, settings: Settings, now: float) -> None:
     """403 unless `ticket` is one read_ticket made with this token and it has not expired."""
     match = TICKET_SYNTAX.fullmatch(ticket)
-    if settings.api_token is None or match is None:
+    token = settings.api_token
+    if (
+        match is None
+        or token is None
+        or not hmac.compare_digest(match[2], _ticket_mac(int(match[1]), token.get_secret_value()))
+    ):
         raise ProblemError(403, "Forbidden", "The read ticket is not valid: GET /read-ticket gives one.")
-    expires, mac = int(match[1]), match[2]
-    if not hmac.compare_digest(mac, _ticket_mac(expires, settings.api_token.get_secret_value())):
-        raise ProblemError(403, "Forbidden", "The read ticket is not valid: GET /read-ticket gives one.")
-    if expires <= now:
+    if int(match[1]) <= now:
         raise ProblemError(403, "Forbidden", "The read ticket has expired: GET /read-ticket gives another.")
 
 

@@ -22,26 +22,14 @@ NOT_DIGITS = ["1.0", "1_0", "+1", " 1", "1 ", "1e3", "\u0661", "0x1"]
 Parameter = tuple[str, str, dict[str, Any], list[dict[str, Any]]]  # method, path, it, the operation's
 
 
-def _parameters() -> list[Parameter]:
-    """Each path and query parameter of each operation of the OpenAPI document the app serves."""
-    app = create_app(Settings(database_url="sqlite://", download=False))
-    document = TestClient(app).get("/openapi.json").json()
-    return [
-        (method.upper(), path, parameter, operation["parameters"])
-        for path, operations in document["paths"].items()
-        for method, operation in operations.items()
-        for parameter in operation.get("parameters", [])
-        if parameter["in"] in ("path", "query")
-    ]
-
-
 def _is_integer(parameter: dict[str, Any]) -> bool:
     schema = parameter["schema"]
     return "integer" in [schema.get("type"), *(kind.get("type") for kind in schema.get("anyOf", []))]
 
 
 def _operations() -> list[tuple[str, str, list[dict[str, Any]], bool]]:
-    """Each operation of the OpenAPI document: method, path, its parameters, whether it reads a body."""
+    """Each operation of the OpenAPI document the app serves: method, path, its parameters, whether it
+    reads a body."""
     app = create_app(Settings(database_url="sqlite://", download=False))
     document = TestClient(app).get("/openapi.json").json()
     return [
@@ -51,8 +39,14 @@ def _operations() -> list[tuple[str, str, list[dict[str, Any]], bool]]:
     ]
 
 
-PARAMETERS = _parameters()
 OPERATIONS = _operations()
+# Each path and query parameter of each operation
+PARAMETERS: list[Parameter] = [
+    (method, path, parameter, parameters)
+    for method, path, parameters, _ in OPERATIONS
+    for parameter in parameters
+    if parameter["in"] in ("path", "query")
+]
 BODIES = {(method, path) for method, path, _, body in OPERATIONS if body}
 NO_BODY = [(method, path, parameters) for method, path, parameters, body in OPERATIONS if not body]
 INTEGERS = [p for p in PARAMETERS if _is_integer(p[2])]

@@ -151,10 +151,10 @@ function levelWithBest(sweep) {
 function margin(sweep, best, next, spec) {
   const on = rankedOn(best);
   if (rankedOn(next) !== on) return `the next (${config(next, spec)}) was ranked on ${splitOf(next)} accuracy, the best on ${splitOf(best)}: different splits, so no gap and no test`;
-  const gap = 100 * (best[on].mean - next[on].mean);
+  const gap = best[on].mean - next[on].mean;
   // behind only when the next ranks after for its failed runs (its survivors' mean flatters it)
-  const ahead = gap >= 0 ? `${gapPoints(gap / 100)} points ahead of the next (${config(next, spec)})`
-    : `${(-gap).toFixed(2)} points behind the next (${config(next, spec)}), ranked after it for its ${next.failed} failed run${next.failed === 1 ? "" : "s"}`;
+  const ahead = gap >= 0 ? `${gapPoints(gap)} points ahead of the next (${config(next, spec)})`
+    : `${(-100 * gap).toFixed(2)} points behind the next (${config(next, spec)}), ranked after it for its ${next.failed} failed run${next.failed === 1 ? "" : "s"}`;
   return `${ahead}, ${next.p_value != null ? `Welch's t-test: ${verdict(next, sweep)}` : whyNoTest(best, next)}`;
 }
 
@@ -170,12 +170,13 @@ function whyNoTest(best, next) {
 
 function configurationsTable(sweep, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
+  const tied = levelWithBest(sweep).length > 1;
   return h("table", { id: "configurations" },
     h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("tied"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       // first with a trained model: with none, or level with another, no configuration is best
-      const best = i === 0 && c.n > 0 && levelWithBest(sweep).length < 2;
+      const best = i === 0 && c.n > 0 && !tied;
       return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
         h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
