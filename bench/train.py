@@ -48,7 +48,7 @@ from service.ml.numpy_mlp import NumpyMLP  # noqa: E402
 from service.ml.provenance import dataset_digest  # noqa: E402
 from service.ml.spec import VALIDATION_SIZE, TrainSpec  # noqa: E402
 from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
-from service.selection import Run, Summary, group_runs  # noqa: E402
+from service.selection import Run, Summary, group_runs, how_tested  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search and its
 # figures). --best-config '{"key": value}' overrides single keys.
@@ -639,7 +639,8 @@ def mean_ci(summary: Summary | None) -> str | None:
 
 
 def configurations_table(configurations: list) -> str:
-    """The configurations as docs/performance.md's notebook table shows them: mean ± 95 % CI half-width, ties."""
+    """The configurations as docs/performance.md's notebook table shows them: mean ± 95 % CI half-width, ties
+    and the test that judged them (paired by seed where two configurations ran two seeds or more alike)."""
     rows = [
         [
             c.hyperparameters["#"],
@@ -649,11 +650,12 @@ def configurations_table(configurations: list) -> str:
             c.seconds,
             "best" if rank == 0 else {True: "yes", False: "no", None: "-"}[c.tied_with_best],
             c.p_value,
+            "" if rank == 0 else how_tested(c.tested_by, c.pairs),
         ]
         for rank, c in enumerate(configurations)
     ]
     return table(
-        ["#", "n", "validation acc", "test acc", "train s", "tied", "p (Welch)"],
+        ["#", "n", "validation acc", "test acc", "train s", "tied", "p", "test"],
         rows,
         right={0, 1, 2, 3, 4, 6},
     )

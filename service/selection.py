@@ -5,8 +5,10 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
 - A ranking reads validation accuracy. Runs without a validation split (validation_size 0) have only
   their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
 - A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
-  Student's t confidence interval; a configuration is tied with the best when Welch's t-test
-  between their accuracies gives p >= ALPHA. Configurations without a succeeded run rank last; among
+  Student's t confidence interval; a configuration is tied with the best when a t-test between their
+  accuracies gives p >= ALPHA: paired by seed where both ran at least two of the same seeds (seed k gives
+  every configuration its data order and, where the network matches, its initial weights, so their
+  results move together), Welch's otherwise. Configurations without a succeeded run rank last; among
   the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
   survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
@@ -18,7 +20,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -112,6 +114,33 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     return float(2 * stdtr(df, -abs(t)))
 
 
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the paired t-test of a[k] against b[k]; None for fewer than 2 pairs, or when
+    every pair differs by the same non-zero amount (the test would say p = 0, as welch_p's constants)."""
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    if len(differences) < 2:
+        return None
+    if _constant(differences):
+        return 1.0 if differences[0] == 0 else None
+    from scipy.special import stdtr  # stats.ttest_rel, without its per-call overhead
+
+    n = len(differences)
+    t = _mean(differences) / (float(np.std(differences, ddof=1)) / math.sqrt(n))
+    return float(2 * stdtr(n - 1, -abs(t)))
+
+
+Tested = Literal["paired", "welch"]
+PAIRED: Tested = "paired"  # the paired t-test over the seeds both configurations ran
+WELCH: Tested = "welch"  # Welch's t-test, when fewer than 2 seeds are shared
+
+
+def how_tested(tested_by: Tested | None, pairs: int | None) -> str:
+    """How a configuration was tested against the best, in words: "paired t-test, 3 seeds"."""
+    if tested_by == PAIRED:
+        return f"paired t-test, {pairs} seeds"
+    return "Welch's t-test" if tested_by == WELCH else "no test"
+
+
 # --- configurations of a sweep -----------------------------------------------------------------
 
 
@@ -139,7 +168,9 @@ class Configuration:
     seconds: float | None  # mean training time
     failed: int  # its runs that failed: a configuration with any ranks after those without
     tied_with_best: bool | None  # None when there is nothing to test (fewer than 2 runs on a side)
-    p_value: float | None  # Welch's, against the best; None for the best itself
+    p_value: float | None  # the test's against the best; None for the best itself
+    tested_by: Tested | None = None  # PAIRED or WELCH: which test gave p_value
+    pairs: int | None = None  # the seeds the paired test paired
 
     @property
     def n(self) -> int:
@@ -159,20 +190,22 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
     for rank, i in enumerate(order):
         validation, test, seconds = samples[i]
         if rank == 0:  # the best: tied with itself once it has a result
-            p_value, tied = None, (True if test else None)
+            verdict = Verdict(None, True if test else None)
         else:
-            p_value, tied = _against(samples[order[0]], samples[i])
+            verdict = _against(samples[order[0]], samples[i])
         configurations.append(
             Configuration(
                 hyperparameters=members[i][0].hyperparameters,
                 job_ids=[run.job_id for run in members[i]],
                 seeds=[run.seed for run in members[i]],
-                validation=summarize(validation),
-                test=summarize(test),
+                validation=summarize(list(validation.values())),
+                test=summarize(list(test.values())),
                 seconds=float(np.mean(seconds)) if seconds else None,
                 failed=sum(run.failed for run in members[i]),
-                tied_with_best=tied,
-                p_value=p_value,
+                tied_with_best=verdict.tied,
+                p_value=verdict.p_value,
+                tested_by=verdict.tested_by,
+                pairs=verdict.pairs,
             )
         )
     succeeded = [run for run in runs if run.succeeded]
@@ -181,14 +214,15 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
     )
 
 
-Samples = tuple[list[float], list[float], list[float]]  # validation, test, seconds of succeeded runs
+# validation, test (each by seed) and seconds of succeeded runs
+Samples = tuple[dict[int, float], dict[int, float], list[float]]
 
 
 def _samples(group: list[Run]) -> Samples:
     done = [run for run in group if run.succeeded]
     return (
-        [r.validation_accuracy for r in done if r.validation_accuracy is not None],
-        [r.test_accuracy for r in done if r.test_accuracy is not None],
+        {r.seed: r.validation_accuracy for r in done if r.validation_accuracy is not None},
+        {r.seed: r.test_accuracy for r in done if r.test_accuracy is not None},
         [r.seconds for r in done if r.seconds is not None],
     )
 
@@ -202,17 +236,36 @@ def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, bool, tuple[f
     return (
         not test,
         any(run.failed for run in group),
-        rank_key(_mean(validation) if validation else None, _mean(test) if test else None, newest),
+        rank_key(
+            _mean(list(validation.values())) if validation else None,
+            _mean(list(test.values())) if test else None,
+            newest,
+        ),
     )
 
 
-def _against(best: Samples, other: Samples) -> tuple[float | None, bool | None]:
-    """Welch's p-value of `other` against the best on the accuracy that ranked them, and whether tied."""
+@dataclass(frozen=True)
+class Verdict:
+    p_value: float | None
+    tied: bool | None
+    tested_by: Tested | None = None
+    pairs: int | None = None
+
+
+def _against(best: Samples, other: Samples) -> Verdict:
+    """`other` tested against the best on the accuracy that ranked them: paired by seed where they share
+    two seeds or more, else Welch's; and whether tied."""
     if bool(best[0]) != bool(other[0]):  # one has a validation split, the other not: not comparable
-        return None, None
-    metric = 0 if best[0] else 1
-    p = welch_p(best[metric], other[metric])
-    return p, None if p is None else p >= ALPHA
+        return Verdict(None, None)
+    a, b = best[0] if best[0] else best[1], other[0] if best[0] else other[1]
+    shared = sorted(a.keys() & b.keys())
+    if len(shared) >= 2:
+        p, test = paired_p([a[k] for k in shared], [b[k] for k in shared]), PAIRED
+    else:
+        p, test = welch_p(list(a.values()), list(b.values())), WELCH
+    if p is None:
+        return Verdict(None, None)
+    return Verdict(p, p >= ALPHA, test, len(shared) if test == PAIRED else None)
 
 
 # --- two models, image by image -----------------------------------------------------------------

@@ -3,7 +3,9 @@ failed may claim, and what a test without spread may claim."""
 
 from __future__ import annotations
 
-from service.selection import Run, Summary, group_runs, welch_p
+import pytest
+
+from service.selection import PAIRED, WELCH, Run, Summary, group_runs, welch_p
 
 
 def _runs(first_id: int, lr: float, outcomes: list[float | str]) -> list[Run]:
@@ -74,3 +76,35 @@ def test_an_interval_of_accuracies_stays_within_zero_and_one():
     assert spread.validation.ci_low == 0.0 and 0.12 < spread.validation.ci_high <= 1.0
     (high,) = group_runs(_runs(1, 0.01, [0.999, 0.97]))[0]
     assert high.validation is not None and high.validation.ci_high == 1.0
+
+
+def test_configurations_run_on_the_same_seeds_are_tested_pair_by_pair():
+    """Seed k moves both configurations alike (0.90, 0.93, 0.96, 0.94 and each 0.1-0.3 points under):
+    Welch's test sees the seeds' spread and calls them tied; paired by seed, the second is behind on
+    every seed, which scipy's ttest_rel weighs as the service does."""
+    from scipy import stats
+
+    best = [0.90, 0.93, 0.96, 0.94]
+    other = [0.899, 0.928, 0.957, 0.938]
+    configurations, _ = group_runs(_runs(1, 0.1, list(best)) + _runs(5, 0.2, list(other)))
+    runner_up = configurations[1]
+    assert welch_p(best, other) is not None and welch_p(best, other) > 0.5  # type: ignore[operator]
+    assert (runner_up.tested_by, runner_up.pairs, runner_up.tied_with_best) == (PAIRED, 4, False)
+    assert runner_up.p_value == pytest.approx(stats.ttest_rel(best, other).pvalue, rel=1e-9)
+
+
+def test_configurations_without_two_seeds_in_common_fall_back_to_welch():
+    """Seeds 0-3 against seeds 2 and 3: two in common, paired on them; against seeds 4 and 5, nothing to
+    pair: Welch's test on all the runs."""
+    first = _runs(1, 0.1, [0.95, 0.96, 0.955, 0.951])
+    shifted = [
+        Run(**{**vars(r), "seed": r.seed + 2, "job_id": r.job_id + 10}) for r in _runs(1, 0.2, [0.94, 0.945])
+    ]
+    configurations, _ = group_runs(first + shifted)
+    assert (configurations[1].tested_by, configurations[1].pairs) == (PAIRED, 2)
+    apart = [
+        Run(**{**vars(r), "seed": r.seed + 4, "job_id": r.job_id + 20}) for r in _runs(1, 0.2, [0.94, 0.945])
+    ]
+    configurations, _ = group_runs(first + apart)
+    assert (configurations[1].tested_by, configurations[1].pairs) == (WELCH, None)
+    assert configurations[1].p_value == welch_p([0.95, 0.96, 0.955, 0.951], [0.94, 0.945])

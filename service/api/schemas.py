@@ -13,7 +13,7 @@ from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import SplitName, TrainSpec
 from service.search import StudyCreate
-from service.selection import ALPHA
+from service.selection import ALPHA, Tested
 from service.store.models import AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
@@ -183,12 +183,20 @@ class ConfigurationPublic(BaseModel):
         "with any failed ranks after those without: the mean of its survivors alone would flatter it."
     )
     tied_with_best: bool | None = Field(
-        description="Welch's t-test against the best configuration (on the accuracy that ranks them) "
-        f"gives p >= {ALPHA:g}: the data do not tell them apart. The best itself is true once it has a result; "
-        "another configuration is null when it or the best has fewer than 2 runs, or neither's runs vary "
-        "and their means differ (nothing to test; equal constants are tied)."
+        description="A t-test against the best configuration (on the accuracy that ranks them; `tested_by` "
+        f"says which) gives p >= {ALPHA:g}: the data do not tell them apart. The best itself is true once it "
+        "has a result; another configuration is null when it or the best has fewer than 2 runs, or their "
+        "runs leave nothing to weigh (neither varies, or every seed puts them the same distance apart; "
+        "equal results are tied)."
     )
     p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
+    tested_by: Tested | None = Field(
+        description="paired: a paired t-test on the seeds both ran (seed k gives every configuration its "
+        "data order and, where the networks match, its initial weights, so their results move together "
+        "and a paired test sees a difference the seeds' spread would hide); welch: Welch's t-test, when "
+        "they share fewer than 2 seeds. Null without a test."
+    )
+    pairs: int | None = Field(description="The seeds the paired test paired; null for Welch's.")
 
 
 class SweepPublic(BaseModel):

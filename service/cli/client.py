@@ -28,7 +28,7 @@ from rich.text import Text
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
-from service.selection import p_text
+from service.selection import PAIRED, WELCH, p_text
 from service.settings import get_settings, token_problem
 from service.store.models import JobStatus
 
@@ -661,13 +661,25 @@ def _sweep_table(sweep: Json) -> str:
     return f"{_configurations_table(sweep)}\n\n{jobs}"
 
 
+def _tests_used(tested: list[Json]) -> str:
+    """Which t-tests weighed these configurations against the best: paired by seed where they share two."""
+    # an API older than the paired test sends no tested_by: its tests were Welch's
+    welch = sum(c.get("tested_by", WELCH) != PAIRED for c in tested)
+    if not welch:
+        return "paired t-test against the best on the seeds both ran"
+    if welch == len(tested):
+        return "Welch's t-test against the best"
+    return f"t-test against the best, paired on the seeds both ran; Welch's for {welch} without 2 in common"
+
+
 def _ranked_note(sweep: Json) -> None:
     """Under a sweep's table: what ranks it, and the next command worth running."""
     print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
-    if tests := sum(c["p_value"] is not None for c in sweep["configurations"]):
+    tested = [c for c in sweep["configurations"] if c["p_value"] is not None]
+    if tested:
         print(
-            "TIED yes (Welch's t-test against the best, p >= 0.05): the seeds do not tell them apart; "
-            f"no (p < 0.05): unlikely to be seed noise alone, one test of {tests} against the best, "
+            f"TIED yes ({_tests_used(tested)}, p >= 0.05): the seeds do not tell them apart; "
+            f"no (p < 0.05): unlikely to be seed noise alone, one test of {len(tested)} against the best, "
             "uncorrected",
             file=sys.stderr,
         )

@@ -254,12 +254,15 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
             )
         seconds = [client.get(f"/models/{i}").json()["seconds"] for i in c["jobs"]]
         assert c["seconds"] == pytest.approx(np.mean(seconds))
-        samples.append([jobs[i]["validation_accuracy"] for i in c["jobs"]])
+        by_seed = dict(zip(c["seeds"], c["jobs"], strict=True))
+        samples.append([jobs[by_seed[seed]]["validation_accuracy"] for seed in (0, 1, 2)])
     best, other = configurations
     assert best["validation_accuracy"]["mean"] >= other["validation_accuracy"]["mean"]
     assert (best["tied_with_best"], best["p_value"]) == (True, None)
-    p = stats.ttest_ind(samples[0], samples[1], equal_var=False).pvalue
+    # both ran seeds 0-2: paired by seed
+    p = stats.ttest_rel(samples[0], samples[1]).pvalue
     assert other["p_value"] == pytest.approx(p, rel=1e-9) and other["tied_with_best"] == (p >= 0.05)
+    assert (other["tested_by"], other["pairs"]) == ("paired", 3)
     # the jobs themselves, best validation accuracy first
     ranked = [j["validation_accuracy"] for j in done["jobs"]]
     assert ranked == sorted(ranked, reverse=True)

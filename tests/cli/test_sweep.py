@@ -142,7 +142,12 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     assert rows[0].split()[-2:] == ["best", "-"]
     other = ranked[1]
     assert rows[1].split()[-2:] == ["yes" if other["tied_with_best"] else "no", f"{other['p_value']:.3g}"]
-    assert "TIED yes (Welch's t-test against the best, p >= 0.05): the seeds do not tell them apart" in err
+    # the three seeds of each configuration are the same: paired by seed
+    assert [c["tested_by"] for c in ranked] == [None, "paired"] and ranked[1]["pairs"] == 3
+    assert (
+        "TIED yes (paired t-test against the best on the seeds both ran, p >= 0.05): "
+        "the seeds do not tell them apart" in err
+    )
     assert (
         "no (p < 0.05): unlikely to be seed noise alone, one test of 1 against the best, uncorrected" in err
     )
@@ -237,6 +242,8 @@ def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, caps
     ]
     assert "101.50" not in best and "-12.49" not in best
     assert "the seeds do not tell them apart" in err and "one test of 1 against the best" in err
+    # an API from before the paired test sends no tested_by: the legend names the test it ran
+    assert "TIED yes (Welch's t-test against the best, p >= 0.05)" in err
 
 
 def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):

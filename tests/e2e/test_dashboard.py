@@ -526,15 +526,19 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
         assert row[0] == f"l2={configuration['hyperparameters']['l2']}" and row[1] == "2"
     assert shown[0][5] == "best" and shown[1][5].startswith(("tied (p ", "no (p "))
     assert rows.first.locator(".errorbar .range").count() == 1
-    # the legend says what Welch's test says: one uncorrected test, no "real difference" nor proven tie
-    assert "one test of 1 against the best, uncorrected" in table.locator("caption").inner_text()
+    # the legend says what the test says: one uncorrected test, no "real difference" nor proven tie;
+    # both configurations ran seeds 0 and 1, so it is paired
+    caption = table.locator("caption").inner_text()
+    assert "tied (a paired t-test against the best on the seeds both ran, p ≥ 0.05)" in caption
+    assert "one test of 1 against the best, uncorrected" in caption
     shot(page, "08-sweep-configurations")
     rendered(page, f"/#/sweeps/{sweep_id}")
     runner = sweep["configurations"][1]
     words = (
         "the seeds do not tell them apart" if runner["tied_with_best"] else "unlikely to be seed noise alone"
     )
-    assert runner["p_value"] is None or f"Welch's t-test: {words} (p = " in page.inner_text("#best-margin")
+    tested = f"a paired t-test on 2 seeds: {words} (p = "
+    assert runner["p_value"] is None or tested in page.inner_text("#best-margin")
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,8 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
         failed=c.failed,
         tied_with_best=c.tied_with_best,
         p_value=c.p_value,
+        tested_by=c.tested_by,
+        pairs=c.pairs,
     )
 
 
@@ -175,7 +177,7 @@ async def read_sweep(sweep_id: SweepPath, database: DatabaseDep) -> Response:
     """A sweep's jobs with their status and accuracies, best first, and grouped by configuration.
 
     Each configuration's mean, standard deviation and 95 % confidence interval of each accuracy over its
-    seeds, and whether the data can tell it from the best (Welch's t-test)."""
+    seeds, and whether the data can tell it from the best (a t-test, paired by seed where they share seeds)."""
     return json_response(await database.read_page(_sweep, sweep_id))
 
 

@@ -95,7 +95,19 @@ const score = (c) => c[rankedOn(c)];
 const chartSplit = (sweep) => (sweep.configurations.some((c) => c.validation_accuracy) ? "validation" : "test");
 const tests = (sweep) => sweep.configurations.filter((c) => c.p_value != null).length;
 
-/** What Welch's t-test of a configuration against the best says, no more: the best was picked after the
+/** The test that weighed a configuration against the best: paired by seed where they share two seeds. */
+const testName = (c) => (c.tested_by === "paired" ? `a paired t-test on ${c.pairs} seeds` : "Welch's t-test");
+
+/** Which tests a sweep's configurations had against the best, for a legend. */
+function testsUsed(sweep) {
+  const tested = sweep.configurations.filter((c) => c.p_value != null);
+  const welch = tested.filter((c) => c.tested_by !== "paired").length;
+  if (!welch) return "a paired t-test against the best on the seeds both ran";
+  if (welch === tested.length) return "Welch's t-test against the best";
+  return `a t-test against the best, paired on the seeds both ran (Welch's for ${welch} without two seeds in common)`;
+}
+
+/** What a t-test of a configuration against the best says, no more: the best was picked after the
  * fact and the tests are uncorrected, so some small p are chance; with few seeds a large p proves no tie. */
 export function verdict(c, sweep) {
   return c.tied_with_best
@@ -105,7 +117,7 @@ export function verdict(c, sweep) {
 
 /** The legend of a "tied" column; none without a test. */
 export const tiedNote = (sweep) => (tests(sweep)
-  ? `tied (Welch's t-test against the best, p ≥ 0.05): the seeds do not tell them apart; not tied (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected.`
+  ? `tied (${testsUsed(sweep)}, p ≥ 0.05): the seeds do not tell them apart; not tied (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected.`
   : null);
 
 /** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
@@ -155,17 +167,17 @@ function margin(sweep, best, next, spec) {
   // behind only when the next ranks after for its failed runs (its survivors' mean flatters it)
   const ahead = gap >= 0 ? `${gapPoints(gap)} points ahead of the next (${config(next, spec)})`
     : `${(-100 * gap).toFixed(2)} points behind the next (${config(next, spec)}), ranked after it for its ${next.failed} failed run${next.failed === 1 ? "" : "s"}`;
-  return `${ahead}, ${next.p_value != null ? `Welch's t-test: ${verdict(next, sweep)}` : whyNoTest(best, next)}`;
+  return `${ahead}, ${next.p_value != null ? `${testName(next)}: ${verdict(next, sweep)}` : whyNoTest(best, next)}`;
 }
 
-/** Why the API has no Welch test of the next configuration against the best (its p_value is null). */
+/** Why the API has no test of the next configuration against the best (its p_value is null). */
 function whyNoTest(best, next) {
   const seeds = (c) => (c.n === c.jobs.length ? `${c.n} seed${c.n === 1 ? "" : "s"}` : `${c.n} succeeded seed${c.n === 1 ? "" : "s"} of ${c.jobs.length}`);
   const needed = "no test (2 seeds needed on each side)";
   if (best.n < 2 && next.n < 2) return best.jobs.length === 1 && next.jobs.length === 1 ? `one seed each: ${needed}` : `the best has ${seeds(best)}, the next ${seeds(next)}: ${needed}`;
   if (best.n < 2) return `the best has ${seeds(best)}: ${needed}`;
   if (next.n < 2) return `the next has ${seeds(next)}: ${needed}`;
-  return "neither's runs vary: no test";
+  return "their runs leave nothing to weigh (neither varies, or every seed puts them the same distance apart): no test";
 }
 
 function configurationsTable(sweep, spec) {
