@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +26,7 @@ Seconds = Annotated[float, Field(gt=0, le=86_400)]
 log = logging.getLogger("mlplab")
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")  # a name MLPLAB_HOST may bind (api, a.b)
 
 
 def token_problem(token: str) -> str | None:
@@ -231,6 +234,25 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _address(cls, host: str) -> str:
+        # uvicorn's own refusal names no variable: "[Errno -2] Name or service not known"
+        if host.startswith("["):
+            raise ValueError(f"{host!r}: give an IPv6 address without its brackets, e.g. ::1")
+        looks_numeric = host.replace(".", "").isdigit()
+        if looks_numeric or ":" in host:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(
+                    f"{host!r} is not an IP address: 127.0.0.1 for this machine alone, 0.0.0.0 (or ::) "
+                    "for every interface"
+                ) from None
+        elif not HOST_NAME.fullmatch(host):
+            raise ValueError(f"{host!r} is not an address or a host name: 127.0.0.1, 0.0.0.0 or a name")
+        return host
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -295,6 +317,11 @@ def serving_problems(settings: Settings) -> list[str]:
         problems.append(
             "MLPLAB_PROTECT_READS: true, but MLPLAB_API_TOKEN is not set: set the token the reads should need"
         )
+    # a file where a folder belongs: a traceback at start (metrics), or every job failing (data)
+    for name in ("data_dir", "metrics_dir"):
+        folder = getattr(settings, name)
+        if folder is not None and folder.exists() and not folder.is_dir():
+            problems.append(f"{_variable(name)}: {folder} is a file, not a folder: name a folder")
     return problems
 
 

@@ -73,6 +73,13 @@ def _exit_status(argv: list[str]) -> int:
         # never equal to a Host header (every request a 400), or no host at all
         ({"MLPLAB_ALLOWED_HOSTS": "http://example.com"}, "'http://example.com' is not a host name"),
         ({"MLPLAB_ALLOWED_HOSTS": " , "}, "MLPLAB_ALLOWED_HOSTS: set but blank"),
+        # uvicorn's "[Errno -2] Name or service not known" named no setting
+        ({"MLPLAB_HOST": "999.1.1.1"}, "MLPLAB_HOST: '999.1.1.1' is not an IP address"),
+        ({"MLPLAB_HOST": "[::1]"}, "MLPLAB_HOST: '[::1]': give an IPv6 address without its brackets"),
+        ({"MLPLAB_HOST": "my host"}, "MLPLAB_HOST: 'my host' is not an address or a host name"),
+        # a file where a folder belongs: a FileExistsError traceback, or a worker failing every job
+        ({"MLPLAB_METRICS_DIR": __file__}, f"MLPLAB_METRICS_DIR: {__file__} is a file, not a folder"),
+        ({"MLPLAB_DATA_DIR": __file__}, f"MLPLAB_DATA_DIR: {__file__} is a file, not a folder"),
     ],
     ids=[
         "not-a-url",
@@ -89,6 +96,11 @@ def _exit_status(argv: list[str]) -> int:
         "in-memory",
         "host-with-scheme",
         "no-hosts",
+        "host-not-an-ip",
+        "host-in-brackets",
+        "host-with-space",
+        "metrics-a-file",
+        "data-a-file",
     ],
 )
 def test_settings_that_cannot_work_stop_every_process_naming_the_setting(monkeypatch, capsys, env, says):
@@ -164,6 +176,22 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(monkeypatch, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert "MLPLAB_LEASE_SECOND is not a setting and is ignored (did you mean MLPLAB_LEASE_SECONDS?)" in said
     assert not any("MLPLAB_PUBLISH" in line or "MLPLAB_DATA_DIR" in line for line in said)
+
+
+def test_a_bind_address_that_names_nothing_stops_the_api_in_one_line(monkeypatch, capsys, tmp_path):
+    """--host bypasses the settings; a name that resolves to nothing was uvicorn's bare errno, and `dev`
+    had started its worker by then."""
+    monkeypatch.setenv("MLPLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'mlplab.db'}")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("the API started"))
+    monkeypatch.setattr(
+        "service.cli.serve.WorkerSupervisor.start", lambda self: pytest.fail("a worker started")
+    )
+    for argv in (["api", "--host", "999.1.1.1"], ["dev", "--host", "nowhere.invalid"]):
+        assert _exit_status(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert re.fullmatch(
+            rf"mlplab {argv[0]}: cannot bind to '{argv[2]}' \(MLPLAB_HOST or --host\): .+\n", err
+        ), err
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "http"])

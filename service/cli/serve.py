@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
     settings = get_settings()
     ready_database(settings, "mlplab api")
     host, port = host or settings.host, port or settings.port
+    exit_unless_resolvable(host, "mlplab api")
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 address in brackets
     if settings.api_token is None:
         who = "any program on this machine" if _is_loopback(host) else "anyone on the network"
@@ -203,9 +205,21 @@ def ready_database(settings: Settings, prog: str) -> None:
         engine.dispose()
 
 
+def exit_unless_resolvable(host: str, prog: str) -> None:
+    """Exit with one line when the bind address names nothing (uvicorn's words name no setting)."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{prog}: cannot bind to {host!r} (MLPLAB_HOST or --host): {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def serve_dev(host: str | None = None, port: int | None = None) -> int:
     """The API and one worker process, restarted when it dies; stopped together."""
-    ready_database(get_settings(), "mlplab dev")  # bad settings or database stop here, before a worker starts
+    settings = get_settings()
+    ready_database(settings, "mlplab dev")  # bad settings or database stop here, before a worker starts
+    exit_unless_resolvable(host or settings.host, "mlplab dev")
     supervisor = WorkerSupervisor()
     supervisor.start()
     # uvicorn re-raises SIGTERM after its shutdown: with the default handler the worker would outlive us.
