@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -295,10 +296,17 @@ def get_settings(*, serving: bool = True) -> Settings:
         return settings
     if problems := serving_problems(settings):
         raise SettingsError("invalid settings: " + "; ".join(problems))
-    for name in unknown_variables(os.environ):
+    env_file = Path(str(Settings.model_config["env_file"]))
+    # the variables the settings read: the environment's, and the .env file's (which a typo hides in too)
+    read = {**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ}
+    for name in unknown_variables(read):
         near = difflib.get_close_matches(name, SETTING_VARIABLES, n=1)
+        where = f" ({env_file})" if name not in os.environ else ""
         log.warning(
-            "%s is not a setting and is ignored%s", name, f" (did you mean {near[0]}?)" if near else ""
+            "%s%s is not a setting and is ignored%s",
+            name,
+            where,
+            f" (did you mean {near[0]}?)" if near else "",
         )
     return settings
 
@@ -331,7 +339,7 @@ OTHER_VARIABLES = ("MLPLAB_PUBLISH",)  # compose's published address
 OTHER_PREFIXES = ("MLPLAB_TEST_", "MLPLAB_FUZZ_")  # the tests'
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+def unknown_variables(environ: Mapping[str, str | None]) -> list[str]:
     """The MLPLAB_* variables in `environ` that nothing reads (MLPLAB_LEASE_SECOND, say)."""
     return sorted(
         name

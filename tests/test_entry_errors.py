@@ -178,6 +178,21 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(monkeypatch, caplog):
     assert not any("MLPLAB_PUBLISH" in line or "MLPLAB_DATA_DIR" in line for line in said)
 
 
+def test_a_misspelt_setting_in_the_env_file_is_named_too(monkeypatch, tmp_path, caplog):
+    """pydantic-settings reads .env as it reads the environment: a typo there was ignored silently."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MLPLAB_HEARTBEAT_SECOND=2\nMLPLAB_PORT=8123\n")
+    get_settings.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert get_settings().port == 8123
+    get_settings.cache_clear()
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        "MLPLAB_HEARTBEAT_SECOND (.env) is not a setting and is ignored "
+        "(did you mean MLPLAB_HEARTBEAT_SECONDS?)" in said
+    ), said
+
+
 def test_a_bind_address_that_names_nothing_stops_the_api_in_one_line(monkeypatch, capsys, tmp_path):
     """--host bypasses the settings; a name that resolves to nothing was uvicorn's bare errno, and `dev`
     had started its worker by then."""
