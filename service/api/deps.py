@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service.api.database import Database
 from service.api.guard import TICKET_PARAM, check_ticket, check_token
 from service.api.inference import Inference
-from service.api.params import DeclaredRoute, Whole, as_declared
+from service.api.params import ALIAS_NAMED, DeclaredRoute, Whole, as_declared
 from service.api.presenters import (
     IdsQuery,
     distinct_models,
@@ -82,19 +82,17 @@ class ModelRef:
 
     @property
     def headers(self) -> dict[str, str]:
-        """Which model answered; and what an alias names may change, so no cache may keep it."""
-        return {MODEL_ID_HEADER: str(self.id)} | alias_cache_headers(self)
-
-
-def alias_cache_headers(*refs: ModelRef) -> dict[str, str]:
-    """For a response about these models: no cache may keep it when an alias named one of them."""
-    return {"Cache-Control": "no-cache"} if any(ref.alias for ref in refs) else {}
+        """Which model answered (the route marks an answer about an alias uncacheable: ALIAS_NAMED)."""
+        return {MODEL_ID_HEADER: str(self.id)}
 
 
 async def resolve_model(model: str, inference: Inference) -> ModelRef:
     """The model that `model` (an id, or an alias: MODEL_PATTERN) names; 404 for an unknown alias."""
     # An id needs no query; an alias at most one, reused for MLPLAB_ALIAS_CACHE_SECONDS (Inference.resolve).
-    return ModelRef(int(model)) if model.isdigit() else ModelRef(await inference.resolve(model), model)
+    if model.isdigit():
+        return ModelRef(int(model))
+    ALIAS_NAMED.set(True)  # DeclaredRoute: no cache may keep the answer
+    return ModelRef(await inference.resolve(model), model)
 
 
 async def _model_ref(model: ModelPath, inference: InferenceDep, response: Response) -> ModelRef:
@@ -184,7 +182,6 @@ __all__ = [
     "ModelRefsDep",
     "MODEL_REF",
     "resolve_model",
-    "alias_cache_headers",
     "TrainedJobDep",
     "ModelDep",
     "StudyDep",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -112,14 +113,26 @@ class _UniqueKeysRequest(Request):
         return self._json
 
 
+# Set by deps.resolve_model when a request names a model by alias, in the request's task.
+ALIAS_NAMED: ContextVar[bool] = ContextVar("alias_named", default=False)
+
+
 class DeclaredRoute(APIRoute):
     """A route whose JSON body names each key once: json.loads keeps the last of two, where the client may
-    have meant either (errors.unreadable_json words FastAPI's 400 for it)."""
+    have meant either (errors.unreadable_json words FastAPI's 400 for it); and whose answer about a model
+    named by alias no cache keeps, whichever way the route built it: what an alias names may change."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route_handler(request: Request) -> Response:
-            return await handler(_UniqueKeysRequest(request.scope, request.receive))
+            named = ALIAS_NAMED.set(False)
+            try:
+                response = await handler(_UniqueKeysRequest(request.scope, request.receive))
+                if ALIAS_NAMED.get():
+                    response.headers["Cache-Control"] = "no-cache"
+                return response
+            finally:
+                ALIAS_NAMED.reset(named)
 
         return route_handler

@@ -309,12 +309,12 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
 
 
 PNG_DOC: Responses = {200: {"content": {"image/png": {}}, "description": "A PNG image"}}
-# A trained model never changes, so neither do its figures (but what an alias names does: ModelRef.headers).
+# A trained model never changes, so neither do its figures (but what an alias names does: params.ALIAS_NAMED).
 FIGURE_CACHE = {"Cache-Control": "public, max-age=86400"}
 
 
 def png_response(content: bytes, headers: dict[str, str] | None = None) -> Response:
-    """A figure of trained models, cacheable for a day unless `headers` (a ModelRef's) say otherwise."""
+    """A figure of trained models, cacheable for a day (unless an alias named one: params.ALIAS_NAMED)."""
     return Response(content, media_type="image/png", headers=FIGURE_CACHE | (headers or {}))
 
 

@@ -12,6 +12,7 @@ not every odd input (a circle is a fine zero), and about one real digit in a few
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,12 @@ FAINT = "every pixel at most 1: pixels take 0-255 (multiply values scaled to 0-1
 
 
 def _centres(images: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each image's centre of mass (row, column); NaN for an image without ink, which has none."""
     grid = images.reshape(-1, SIDE, SIDE)
-    mass = np.maximum(grid.sum(axis=(1, 2), dtype=np.float64), 1e-9)
-    rows = grid.sum(axis=2, dtype=np.float64) @ np.arange(SIDE) / mass
-    cols = grid.sum(axis=1, dtype=np.float64) @ np.arange(SIDE) / mass
+    mass = grid.sum(axis=(1, 2), dtype=np.float64)
+    inked = np.where(mass > 0, mass, np.nan)
+    rows = grid.sum(axis=2, dtype=np.float64) @ np.arange(SIDE) / inked
+    cols = grid.sum(axis=1, dtype=np.float64) @ np.arange(SIDE) / inked
     return rows, cols
 
 
@@ -65,9 +68,9 @@ class InputProfile:
     def of(cls, images: NDArray[np.float32]) -> InputProfile:
         """The profile of these images: (n, 784) in [0, 1]."""
         rows, cols = _centres(images)
-        centre = (float(rows.mean()), float(cols.mean()))
+        centre = (float(np.nanmean(rows)), float(np.nanmean(cols)))
         measures = _measures(images, centre)
-        bounds = {k: np.quantile(v, [QUANTILE, 1 - QUANTILE]) for k, v in measures.items()}
+        bounds = {k: np.nanquantile(v, [QUANTILE, 1 - QUANTILE]) for k, v in measures.items()}
         return cls(
             centre,
             low={k: float(b[0]) for k, b in bounds.items()},
@@ -80,6 +83,7 @@ class InputProfile:
         out: list[list[str]] = [[] for _ in range(len(images))]
         for name, values in measures.items():
             low, high = self.low[name], self.high[name]
+            # a blank image's offset is NaN: it has no centre to be far from theirs (its mass says it)
             for i in np.flatnonzero((values < low - MARGIN[name]) | (values > high + MARGIN[name])):
                 out[i].append(DESCRIBE[name].format(value=float(values[i]), low=low, high=high))
         brightest = images.max(axis=1)
@@ -106,5 +110,8 @@ def input_warning(unlike: list[str], top_probability: float) -> str | None:
             f"The input looks unlike the training images ({'; '.join(unlike)}): the prediction may mean nothing."
         )
     if top_probability < UNSURE:
-        parts.append(f"The model is unsure: its top class has {100 * top_probability:.0f} % probability.")
+        # rounded down: 49.97 % printed as "50 %" contradicted "under 50 %"
+        parts.append(
+            f"The model is unsure: its top class has {math.floor(100 * top_probability)} % probability."
+        )
     return " ".join(parts) or None

@@ -69,3 +69,11 @@ def test_the_warning_names_what_is_out_and_an_unsure_model():
     text = input_warning(["ink mass 400 (the training images: 28 to 228)"], 0.99)
     assert text is not None and "unlike the training images (ink mass 400" in text and "unsure" not in text
     assert input_warning([], 0.31) == "The model is unsure: its top class has 31 % probability."
+    # under 50 % is never printed as 50 %
+    assert input_warning([], 0.4997) == "The model is unsure: its top class has 49 % probability."
+
+
+def test_a_blank_image_is_flagged_for_its_ink_not_for_a_centre_it_lacks(profile):
+    """No ink has no centre of mass: the corner's distance, 19.8 pixels, was reported as measured."""
+    (said,) = profile.unlike(np.zeros((1, 784), np.float32))
+    assert said[0].startswith("ink mass 0 ") and not any("centre of mass" in part for part in said), said

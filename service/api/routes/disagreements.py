@@ -19,7 +19,6 @@ from service.api.deps import (
     MODEL_REF,
     InferenceDep,
     ModelRef,
-    alias_cache_headers,
     reader_router,
     resolve_model,
 )
@@ -182,4 +181,4 @@ async def disagreements_png(
     )
     images = c.data.split(c.file).images[shown]
     png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
-    return png_response(png, alias_cache_headers(c.a_ref, c.b_ref))
+    return png_response(png)

@@ -19,7 +19,6 @@ from service.api.deps import (
     InferenceDep,
     ModelRefDep,
     ModelRefsDep,
-    alias_cache_headers,
     reader_router,
 )
 from service.api.inference import CHUNK, Inference, first_mistakes
@@ -156,7 +155,7 @@ async def compare_png(
     """Several models' loss curves on one axis, each keyed by the hyperparameters that differ."""
     ids = [ref.id for ref in refs]
     figure = await _figure(inference, ("compare", tuple(ids), x), database, _compare, ids, x)
-    return png_response(figure, alias_cache_headers(*refs))
+    return png_response(figure)
 
 
 def _mistakes_made(session: Session, job_id: int, split: SplitName) -> int:
