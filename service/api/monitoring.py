@@ -182,7 +182,9 @@ class ServiceState:
 
     def _epochs(self) -> list[Metric]:
         trained = CounterMetricFamily(
-            "mlplab_epochs_trained", "Finished training epochs.", labels=["backend"]
+            "mlplab_epochs_trained",
+            "Finished training epochs, those a job given back to the queue trains again included.",
+            labels=["backend"],
         )
         seconds = HistogramMetricFamily(
             "mlplab_epoch_seconds",

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, case, delete, event, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, event, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -46,6 +46,7 @@ from service.store.models import (
     JobCheckpoint,
     JobStatus,
     Loss,
+    RewoundEpoch,
     Study,
     StudyStatus,
     TrainedModel,
@@ -166,17 +167,23 @@ def _rewind(session: Session, job_id: int) -> tuple[int, int, float | None]:
     from it records again); (epochs done, last step, its loss): its progress as it now stands."""
     done = session.scalar(select(JobCheckpoint.epoch).where(JobCheckpoint.job_id == job_id)) or 0
     session.execute(delete(Loss).where(Loss.job_id == job_id, Loss.epoch > done))
-    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > done))
+    past = (EpochMetric.job_id == job_id, EpochMetric.epoch > done)
+    trained = select(EpochMetric.job_id, EpochMetric.seconds).where(*past)
+    session.execute(insert(RewoundEpoch).from_select(["job_id", "seconds"], trained))
+    session.execute(delete(EpochMetric).where(*past))
     last = session.execute(
         select(Loss.step, Loss.loss).where(Loss.job_id == job_id).order_by(Loss.step.desc()).limit(1)
     ).first()
     return done, (last.step if last else 0), (last.loss if last else None)
 
 
-def _back_in_queue(session: Session, job_id: int) -> None:
-    """A job just re-queued shows the progress it resumes from, not what its last worker got past it."""
+def _back_in_queue(session: Session, job_id: int, now: datetime) -> None:
+    """A job just re-queued shows the progress it resumes from, not what its last worker got past it, and
+    waits from now."""
     epoch, step, loss = _rewind(session, job_id)
-    session.execute(update(Job).where(Job.id == job_id).values(epoch=epoch, step=step, loss=loss))
+    session.execute(
+        update(Job).where(Job.id == job_id).values(epoch=epoch, step=step, loss=loss, requeued_at=now)
+    )
 
 
 def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) -> ReturningUpdate[Job]:
@@ -472,7 +479,7 @@ def release_job(
         session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id))
         _ended(session, job_id, now)
     else:
-        _back_in_queue(session, job_id)
+        _back_in_queue(session, job_id, now)
     return JobStatus(status)
 
 
@@ -526,7 +533,7 @@ def requeue_stalled(
             session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == row.id))
             _ended(session, row.id, now)
         else:
-            _back_in_queue(session, row.id)
+            _back_in_queue(session, row.id, now)
         said.append((row.id, row.worker_id, row.attempts, max_attempts, outcome))
         handled.append(row.id)
     if said:  # once it is so: on a full disk the commit failed, and "re-queued" was logged every second

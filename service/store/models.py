@@ -147,6 +147,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]  # first claim; kept across retries
     finished_at: Mapped[datetime | None]  # succeeded, failed or cancelled
+    # when a worker gave it back to the queue (stopped, or lost), which its wait counts from; None: created_at
+    requeued_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]  # last lease renewal while running
     # claims, less graceful releases
     attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
@@ -199,6 +201,17 @@ class EpochMetric(Base):
     seconds: Mapped[float] = mapped_column(Float)
     validation_loss: Mapped[float | None] = mapped_column(Float)  # None without a validation split
     validation_accuracy: Mapped[float | None] = mapped_column(Float)
+
+
+class RewoundEpoch(Base):
+    """A finished epoch of a job given back to the queue past its checkpoint, which the job trains again
+    (jobs._rewind): its time is kept so that the epochs trained, a Prometheus counter, never go down."""
+
+    __tablename__ = "rewound_epochs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seconds: Mapped[float] = mapped_column(Float)
 
 
 class TrainedModel(Base):

@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased, defer, joinedload
 
@@ -38,6 +39,7 @@ from service.store.models import (
     Job,
     JobStatus,
     Loss,
+    RewoundEpoch,
     Study,
     TrainedModel,
     UTCDateTime,
@@ -490,8 +492,10 @@ def job_counts(session: Session) -> dict[JobStatus, int]:
 
 
 def oldest_queued_at(session: Session) -> datetime | None:
-    """When the job that has waited longest was submitted; None when the queue is empty."""
-    return session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.queued))
+    """When the job that has waited longest entered the queue (submitted, or given back: requeued_at);
+    None when the queue is empty."""
+    entered = func.coalesce(Job.requeued_at, Job.created_at)
+    return session.scalar(select(func.min(entered)).where(Job.status == JobStatus.queued))
 
 
 class WorkerCounts(NamedTuple):
@@ -512,11 +516,15 @@ def count_live_workers(session: Session, lease_seconds: float, now: datetime | N
 
 
 def epoch_times(session: Session, bounds: Sequence[float]) -> dict[str, EpochTimes]:
-    """Each backend's finished epochs and their seconds, counted under each bound in one pass."""
-    buckets = [func.sum(case((EpochMetric.seconds <= bound, 1), else_=0)) for bound in bounds]
+    """Each backend's finished epochs and their seconds, counted under each bound in one pass: those
+    a job kept, and those it trains again (rewound_epochs), so that the counts never go down."""
+    epochs = union_all(
+        select(EpochMetric.job_id, EpochMetric.seconds), select(RewoundEpoch.job_id, RewoundEpoch.seconds)
+    ).subquery()
+    buckets = [func.sum(case((epochs.c.seconds <= bound, 1), else_=0)) for bound in bounds]
     query = (
-        select(Job.backend, func.count(), func.sum(EpochMetric.seconds), *buckets)
-        .join(Job, Job.id == EpochMetric.job_id)
+        select(Job.backend, func.count(), func.sum(epochs.c.seconds), *buckets)
+        .join(Job, Job.id == epochs.c.job_id)
         .group_by(Job.backend)
     )
     return {

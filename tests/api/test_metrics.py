@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from service.api.monitoring import EPOCH_BUCKETS
 from service.main import create_app
+from service.ml.train import EpochEnd
 from service.settings import Settings
-from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.db import begin_write, make_engine, make_sessionmaker, session_scope
+from service.store.jobs import claim_job, record_epoch, requeue_stalled
+from service.store.models import Job
 from service.store.workers import register_worker, worker_heartbeat
 from tests.conftest import assert_problem
 from tests.factories import job_body
@@ -121,3 +127,32 @@ def test_the_workers_gauges_count_training_and_standing_by_workers(settings):
     assert value(samples, "mlplab_workers_live") == 3
     assert value(samples, "mlplab_workers_training") == 1
     assert value(samples, "mlplab_workers_standing_by") == 1
+
+
+def test_a_job_given_back_to_the_queue_neither_unwinds_the_epoch_counter_nor_its_wait(settings):
+    """A worker lost (or stopped) before its first checkpoint: the job trains its epochs again. The
+    counter of epochs trained fell from 12 to 10 (Prometheus reads a fall as a reset), and the queue's
+    oldest age counted the job's time running as waiting."""
+    with TestClient(create_app(settings)) as client:
+        sessions = make_sessionmaker(make_engine(settings.database_url))
+        job = client.post("/jobs", json=job_body(epochs=5)).json()["id"]
+        started = datetime.now(UTC) - timedelta(minutes=20)  # it ran 20 minutes before its worker was lost
+        with session_scope(sessions) as s:
+            begin_write(s)
+            s.execute(update(Job).where(Job.id == job).values(created_at=started))
+            claim_job(s, "lost-worker", now=started)
+            for epoch in (1, 2):
+                record_epoch(s, job, "lost-worker", EpochEnd(epoch, 1.0, 0.5, 0.5, 0.25 * epoch), now=started)
+        before = scrape(client)
+        given_back = datetime.now(UTC) - timedelta(seconds=10)
+        with session_scope(sessions) as s:
+            requeue_stalled(s, lease_seconds=30, max_attempts=3, now=given_back)
+        assert client.get(f"/jobs/{job}").json()["status"] == "queued"
+        assert client.get(f"/jobs/{job}/epochs").json() == []  # trained again from the start
+        after = scrape(client)
+    for name in ("mlplab_epochs_trained_total", "mlplab_epoch_seconds_count"):
+        assert value(before, name, backend="numpy") == value(after, name, backend="numpy") == 2
+    assert value(after, "mlplab_epoch_seconds_sum", backend="numpy") == pytest.approx(0.75)
+    assert value(after, "mlplab_epoch_seconds_bucket", backend="numpy", le="0.25") == 1
+    # waiting since it went back 10 s ago, not since it was submitted 20 minutes ago
+    assert 10 <= value(after, "mlplab_queue_oldest_age_seconds") < 60
