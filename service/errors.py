@@ -26,6 +26,8 @@ T = TypeVar("T")
 log = logging.getLogger("mlplab.api")
 BUSY_RETRY_SECONDS = 5  # a busy database's Retry-After
 FULL_RETRY_SECONDS = 60  # a full one's: space is freed by hand
+UNAVAILABLE_RETRY_SECONDS = 10  # an unreachable or unwritable one's
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing
 
 PROBLEM_JSON = "application/problem+json"
 MAX_INVALID_PARAMS = 100  # the most invalid_params a problem lists (its detail names the first five)
@@ -326,11 +328,18 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
             headers={"Retry-After": str(FULL_RETRY_SECONDS)},
         )
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    # a write that failed says so: reads may go on (an unwritable file), which /readyz's `writes` tells
+    failed = (
+        "could not read or write this request's data"
+        if request.method in SAFE_METHODS
+        else "refused this write"
+    )
     return problem_response(
         request,
         503,
         "Database unavailable",
-        "The database (MLPLAB_DATABASE_URL) cannot be read; the server's log has the error, /readyz its state.",
+        f"The database (MLPLAB_DATABASE_URL) {failed}; the server's log has the error, /readyz its state.",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
     )
 
 

@@ -20,11 +20,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.asgi import HttpMiddleware
-from service.errors import ProblemError, problem_response
+from service.errors import SAFE_METHODS, ProblemError, problem_response
 from service.quoting import echo
 from service.settings import Settings
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
 # RFC 3986's host (an IP literal or a reg-name) and optional port: anything else is no host at all.

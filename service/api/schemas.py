@@ -635,6 +635,12 @@ class Readiness(BaseModel):
         "as `workers`; "
         "null on a database server.",
     )
+    writes: str = Field(
+        "possible",
+        description="'possible', or why the database takes no writes though it reads (a SQLite file this "
+        "process may not write, a server's read-only session): submits, cancels and alias moves then "
+        "answer 503, and workers cannot record. Informative, as `disk`: reads go on.",
+    )
 
 
 class WorkerPublic(BaseModel):

@@ -13,6 +13,7 @@ can fail at once with "database is locked" when another writer got in between.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -28,7 +29,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -105,9 +106,26 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
         try:
             conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
         except sqlite3.Error as exc:  # "database is locked" past the busy timeout: as SQLAlchemy raises it
+            if _opened_read_only(exc):  # every connection opened while the file was unwritable is too
+                conn.invalidate()
+                engine.dispose()
             raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if _opened_read_only(context.original_exception):
+            context.is_disconnect = True  # the pool replaces it, as a dropped server connection
+
     return engine
+
+
+def _opened_read_only(exc: BaseException) -> bool:
+    """SQLite's SQLITE_READONLY: a connection opened while its file could not be written stays read-only
+    once the file can be again, so it must be replaced (or the API refused every write until restarted)."""
+    return (
+        isinstance(exc, sqlite3.Error)
+        and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_READONLY
+    )
 
 
 def make_read_engine(engine: Engine, connections: int, *, wait_for_locks: bool = True) -> Engine:
@@ -335,6 +353,25 @@ def is_migrated(engine: Engine) -> bool:
     can report why rather than a bare "not ready".
     """
     return current_revisions(engine) == head_revisions()
+
+
+def unwritable(engine: Engine) -> str | None:
+    """Why the database takes no writes though it reads (for /readyz), or None: on SQLite, a file or
+    folder this process may not write (permissions, an immutable flag, a read-only mount); on a server,
+    a read-only session (a standby). Cheap: it writes nothing."""
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        if not path or is_in_memory(engine.url):
+            return None
+        file = Path(path).resolve()
+        for each in (file, file.with_name(file.name + "-wal"), file.parent):
+            if each.exists() and not os.access(each, os.W_OK):
+                return f"{each} cannot be written (permissions, an immutable flag or a read-only mount)"
+        return None
+    with engine.connect() as connection:
+        if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
+            return "the server takes reads only (transaction_read_only: a standby?)"
+    return None
 
 
 def read_each_table(engine: Engine) -> None:

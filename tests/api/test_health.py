@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from service.main import create_app
 from tests.conftest import assert_problem
@@ -122,3 +126,53 @@ def test_readiness_says_how_much_room_the_sqlite_file_has_and_when_it_runs_short
         assert (
             short.json()["disk"] == "only 5 MB free where the SQLite database is: writes fail once it is full"
         )
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` unwritable by this process: an immutable flag as root (which permissions do not stop),
+    else read-only permissions."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+
+
+def test_an_unwritable_database_file_says_so_in_its_503_and_in_readiness(settings):
+    """The file made immutable under a running API: a PUT's 503 said the database 'cannot be read' while
+    reads were served, without Retry-After, and /readyz said all was well."""
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["writes"] == "possible"
+        job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]
+        client.app.state.engine.dispose()
+        with sqlite3.connect(db) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+        with read_only(db), read_only(db.with_name(db.name + "-wal")):
+            refused = client.post("/jobs", json={"backend": "numpy"})
+            problem = assert_problem(refused, 503, "refused this write", "/readyz")
+            assert "cannot be read" not in problem["detail"] and refused.headers["retry-after"] == "10"
+            assert client.get(f"/jobs/{job}").status_code == 200  # reads go on
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+            assert ready.json()["writes"].startswith(f"{db.resolve()} cannot be written"), ready.text
+            engine = client.app.state.engine
+            with engine.connect() as a, engine.connect() as b, engine.connect() as c:  # a busy API's pool
+                for connection in (a, b, c):
+                    connection.execute(text("SELECT count(*) FROM jobs"))
+        assert client.get("/readyz").json()["writes"] == "possible"
+        # connections opened while it was unwritable are read-only for life: the first write to meet one
+        # replaces them all (a 503 to retry); the API refused every write until restarted
+        first = client.post("/jobs", json={"backend": "numpy"}).status_code
+        assert first in (202, 503)
+        assert [client.post("/jobs", json={"backend": "numpy"}).status_code for _ in range(2)] == [202] * 2

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.api.presenters import dataset_public
 from service.api.schemas import LOW_DISK_BYTES, Health, Readiness
 from service.ml.data import DATASETS
-from service.store.db import is_migrated, read_each_table
+from service.store.db import is_migrated, read_each_table, unwritable
 from service.store.queries import count_live_workers
 
 log = logging.getLogger("mlplab.api")
@@ -59,6 +59,7 @@ def readyz(request: Request) -> JSONResponse:
         datasets=[dataset_public(name, settings) for name in DATASETS],
         workers=workers_alive(engine, settings.lease_seconds) if database == "migrated" else "unknown",
         disk=disk_free(engine),
+        writes=(unwritable(engine) or "possible") if database == "migrated" else "unknown",
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)
 
