@@ -292,10 +292,13 @@ def get_settings(*, serving: bool = True) -> Settings:
             for error in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-    if not serving:
-        return settings
-    if problems := serving_problems(settings):
+    if serving and (problems := serving_problems(settings)):
         raise SettingsError("invalid settings: " + "; ".join(problems))
+    _warn_of_misspellings()  # the client commands too: MLPLAB_API_TOKN left a write unauthorised, unexplained
+    return settings
+
+
+def _warn_of_misspellings() -> None:
     env_file = Path(str(Settings.model_config["env_file"]))
     # the variables the settings read: the environment's, and the .env file's (which a typo hides in too)
     read = {**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ}
@@ -308,7 +311,6 @@ def get_settings(*, serving: bool = True) -> Settings:
             where,
             f" (did you mean {near[0]}?)" if near else "",
         )
-    return settings
 
 
 def serving_problems(settings: Settings) -> list[str]:

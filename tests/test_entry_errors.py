@@ -274,3 +274,14 @@ def test_the_command_lines_client_commands_are_not_held_to_a_servers_settings(mo
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_a_client_command_names_a_misspelt_setting_too(monkeypatch, caplog):
+    """MLPLAB_API_TOKN=secret mlplab cancel 1: a 401 and no word of the misspelling, which only the
+    servers warned of, though the token and the URL are what the client commands read."""
+    monkeypatch.setenv("MLPLAB_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("MLPLAB_API_TOKN", "secret")
+    with caplog.at_level("WARNING"):
+        assert _exit_status(["jobs"]) == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert "MLPLAB_API_TOKN is not a setting and is ignored (did you mean MLPLAB_API_TOKEN?)" in said, said
