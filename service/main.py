@@ -36,7 +36,7 @@ from service.api.routes import (
 )
 from service.api.routes.plots import figure_queue_full
 from service.api.security import SecurityHeaders
-from service.api.streams import EventHub
+from service.api.streams import CutAtShutdown, EventHub
 from service.errors import install_error_handlers
 from service.imaging import DECODES_AT_ONCE
 from service.plots import FigureQueueFull
@@ -88,6 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.sessionmaker, app.state.db_slots, settings.max_streams, settings.max_streams_per_client
     )
     reader = asyncio.create_task(app.state.events.run(), name="event-streams")
+    CutAtShutdown.install()  # here: uvicorn has configured its logging by now, in each of its processes
     await app.state.inference.warm()  # before the first request, not during the first ones
     # What startup built (modules, routes, warmed models) lives as long as the process: a full collection
     # that walks it stops every request for tens of milliseconds (docs/performance.md, "Serving"). Once

@@ -32,6 +32,7 @@ from service.store.models import EpochMetric, Job
 from service.store.queries import get_jobs_by_id, get_loss_curve
 
 log = logging.getLogger("mlplab.api")
+SERVER_LOG = "uvicorn.error"  # where uvicorn reports a request that ended in an exception
 
 POLL_SECONDS = 0.5  # how often the open streams' jobs are read
 MIN_GAP_SECONDS = 0.05  # between two reads, however fast streams open
@@ -232,3 +233,30 @@ class EventHub:
         for subscription in subscriptions:
             subscription.deliver(snapshot)
         return None
+
+
+class CutAtShutdown(logging.Filter):
+    """uvicorn cancels the requests still open past its shutdown's grace period (event streams, which
+    never end by themselves) and logs each as 'Exception in ASGI application' with a traceback: one
+    line instead, for a cut that is deliberate and that clients recover from (Last-Event-ID)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:  # anyio's task groups
+            exc = exc.exceptions[0]
+        if isinstance(exc, asyncio.CancelledError):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "a request still open at shutdown (an event stream) was cut; its client reconnects",
+                (),
+                None,
+                None,
+            )
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        """On uvicorn's logger, once a process (tests start many apps)."""
+        logger = logging.getLogger(SERVER_LOG)
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())

@@ -153,8 +153,12 @@ class WorkerSupervisor(threading.Thread):
             with self._lock:
                 if self._stopping.is_set():
                     return
+                # its own process group: a terminal's Ctrl-C stops the API, whose stop() then stops the
+                # worker; reaching both, the worker exited and was restarted during the API's shutdown
                 process = self.process = subprocess.Popen(
-                    [sys.executable, "-m", "workers"], preexec_fn=_die_with_parent(os.getpid())
+                    [sys.executable, "-m", "workers"],
+                    preexec_fn=_die_with_parent(os.getpid()),
+                    process_group=0,
                 )
             log.info("worker started (pid %d)", process.pid)
             started = time.monotonic()

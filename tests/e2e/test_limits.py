@@ -26,6 +26,7 @@ from service.ml.spec import TrainSpec
 from service.ml.train import EpochEnd
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, enqueue_job, record_epoch, record_progress
+from service.store.models import Job, JobStatus
 from tests.factories import job_body, store_trained_job, tiny_spec
 from tests.support import (
     REPO,
@@ -252,6 +253,53 @@ def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_ali
             except subprocess.TimeoutExpired:
                 dev.kill()
     assert second["pid"] and not _alive(second["pid"])
+
+
+def test_ctrl_c_stops_dev_quietly_with_a_stream_open_and_its_job_back_in_the_queue(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group. It stopped the worker too, which dev
+    restarted during the API's graceful shutdown (waiting on a stream): the new worker claimed the job
+    again; and the stream cut past the grace period was logged as a traceback."""
+    port = free_port()
+    env = environment_without_settings() | {
+        "MLPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'mlplab.db'}",
+        "MLPLAB_DATA_DIR": str(real_data_dir()),
+        "MLPLAB_DOWNLOAD": "false",
+        "MLPLAB_PORT": str(port),
+        "MLPLAB_HEARTBEAT_SECONDS": "0.5",
+        "MLPLAB_WORKER_POLL_SECONDS": "0.2",
+    }
+    log = tmp_path / "dev.log"
+    with open(log, "w") as out:  # a session of its own: its process group is the terminal's, here
+        dev = subprocess.Popen([sys.executable, "-m", "service.cli", "dev"], env=env, cwd=REPO,
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            wait_for(lambda: _ready(client), 60, "the API")
+            job = client.post("/jobs", json=job_body(epochs=200, train_limit=20000, hidden_layers=[256])).json()["id"]
+            wait_for(lambda: client.get(f"/jobs/{job}").json()["status"] == "running", 60, "the job to run")
+            with client.stream("GET", f"/jobs/{job}/events") as stream:
+                assert stream.status_code == 200
+                os.killpg(dev.pid, signal.SIGINT)
+                assert dev.wait(30) == 0
+        text = log.read_text()
+        assert "restarting it" not in text and "worker started" in text, text
+        assert text.count("worker started") == 1, text
+        assert "Traceback" not in text and "Exception in ASGI application" not in text, text
+        engine = make_engine(env["MLPLAB_DATABASE_URL"])
+        with session_scope(make_sessionmaker(engine)) as session:
+            assert session.get(Job, job).status == JobStatus.queued  # released, to resume
+        engine.dispose()
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _alive(pid: int) -> bool:
