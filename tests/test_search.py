@@ -326,6 +326,48 @@ def test_pruning_from_records_matches_a_live_optuna_study(pruner):
     assert sum(e is not None for e in expected) >= 5  # the comparison saw pruning happen
 
 
+@pytest.mark.parametrize("pruner", ["asha", "hyperband", "median"])
+def test_pruning_two_trials_at_once_matches_a_live_optuna_study(pruner):
+    """Trials in flight together: the trial judged was rebuilt last, so it took the last number, and
+    Hyperband (whose bracket is a hash of the number) judged it in another bracket: a trial pruned after
+    epoch 1 where its bracket's first rung is at 3 or 9, a hopeless one kept."""
+    config = make(space={"learning_rate": {"float": [1e-4, 1], "log": True}}, pruner=pruner, trials=24)
+    live = optuna.create_study(
+        study_name="mlplab", direction="maximize", pruner=PRUNERS[pruner](config),
+        sampler=optuna.samplers.RandomSampler(5),
+    )  # fmt: skip
+    records: list[TrialRecord] = []
+    decisions = 0
+    for _ in range(12):
+        pair = [live.ask({"learning_rate": FloatDistribution(1e-4, 1, log=True)}) for _ in range(2)]
+        records += [TrialRecord(t.number, t.params, "running") for t in pair]
+        for epoch in range(1, 11):
+            for trial in [t for t in pair if records[t.number].status == "running"]:
+                value = saturating(trial.params | {"activation": "relu"}, epoch)
+                trial.report(value, epoch)
+                expected = trial.should_prune()
+                assert should_prune(config, records, trial.number, epoch, value) == expected, (
+                    trial.number,
+                    epoch,
+                )
+                decisions += expected
+                record = records[trial.number]
+                reports = {**record.intermediate, epoch: value}
+                records[trial.number] = TrialRecord(
+                    trial.number, trial.params, "pruned" if expected else "running", None, reports
+                )
+                if expected:
+                    live.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        for trial in pair:
+            record = records[trial.number]
+            if record.status == "running":
+                live.tell(trial, record.intermediate[10])
+                records[trial.number] = TrialRecord(
+                    trial.number, trial.params, "succeeded", record.intermediate[10], record.intermediate
+                )
+    assert decisions >= 3  # the comparison saw pruning happen
+
+
 def test_should_prune_ignores_reports_after_the_epoch_asked_about():
     config = make(pruner="asha")
     trials = [

@@ -142,15 +142,18 @@ class _Rebuilt:
     def add(self, frozen: FrozenTrial) -> int:
         return self.storage.create_new_trial(self.study_id, template_trial=frozen)
 
-    def replay(self, pruner: BasePruner, frozen: FrozenTrial) -> bool:
-        """Add a trial as it ran: RUNNING, each report shown to the pruner in turn, then its end.
+    def start(self, frozen: FrozenTrial) -> int:
+        """Add a trial as it started: RUNNING, without reports (numbered by the order of the adds)."""
+        return self.add(
+            create_trial(state=TrialState.RUNNING, params=frozen.params, distributions=frozen.distributions)
+        )
+
+    def report(self, pruner: BasePruner, trial_id: int, frozen: FrozenTrial) -> bool:
+        """Show the pruner a started trial's reports in turn, then end it as it ended.
 
         Returns the pruner's answer to its last report (False without reports).
         """
         answer = False
-        trial_id = self.add(
-            create_trial(state=TrialState.RUNNING, params=frozen.params, distributions=frozen.distributions)
-        )
         for step, value in sorted(frozen.intermediate_values.items()):
             self.storage.set_trial_intermediate_value(trial_id, step, value)
             answer = pruner.prune(self.study, self.storage.get_trial(trial_id))
@@ -281,18 +284,17 @@ def should_prune(
         current.number, current.params, JobStatus.running, None, {**current.intermediate, epoch: value}
     )
     rebuilt = _Rebuilt.empty(RandomSampler(seed=config.seed), pruner)
-    replay = isinstance(pruner, _REPLAYED)
-    for record in records:
-        if record.number == trial_number:
-            continue
-        if replay:
-            rebuilt.replay(pruner, _frozen(record, dists))
-        else:
-            rebuilt.add(_frozen(record, dists))
     frozen = _frozen(current, dists, upto=epoch)
-    if replay:
-        return rebuilt.replay(pruner, frozen)
-    return pruner.prune(rebuilt.study, rebuilt.storage.get_trial(rebuilt.add(frozen)))
+    # Every trial added in number order, so that each keeps its number: Hyperband's bracket is a hash
+    # of it. The others' reports go first, the trial judged last, as the pruner would have met them.
+    if not isinstance(pruner, _REPLAYED):
+        ids = [rebuilt.add(frozen if r.number == trial_number else _frozen(r, dists)) for r in records]
+        return pruner.prune(rebuilt.study, rebuilt.storage.get_trial(ids[trial_number]))
+    started = [(rebuilt.start(frozen if r.number == trial_number else _frozen(r, dists)), r) for r in records]
+    for trial_id, record in started:
+        if record.number != trial_number:
+            rebuilt.report(pruner, trial_id, _frozen(record, dists))
+    return rebuilt.report(pruner, started[trial_number][0], frozen)
 
 
 def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
