@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -54,6 +54,12 @@ class EarlyStopping(BaseModel):
         le=10,
         description="How much lower than the best so far a validation loss must be to count.",
     )
+
+
+def parameters_of(hidden_layers: Sequence[int]) -> int:
+    """The weights and biases of a network with these hidden layers."""
+    sizes = [INPUT_SIZE, *hidden_layers, NUM_CLASSES]
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 class TrainSpec(BaseModel):
@@ -162,8 +168,7 @@ class TrainSpec(BaseModel):
 
     @property
     def n_parameters(self) -> int:
-        sizes = self.layer_sizes
-        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        return parameters_of(self.hidden_layers)
 
     @property
     def name(self) -> str:

@@ -4,7 +4,6 @@ each parameter's importance, and their figures as PNG and as JSON."""
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Response
@@ -49,7 +48,7 @@ from service.errors import (
     problem_doc,
     worded,
 )
-from service.ml.spec import TrainSpec
+from service.ml.spec import TrainSpec, parameters_of
 from service.search import (
     StudyCreate,
     TrialRecord,
@@ -75,19 +74,31 @@ FigureName = Annotated[
         description=", ".join(FIGURES),
     ),
 ]
-MAX_CORNERS = 4096  # beyond this many combinations of extreme values, each field is checked alone
 CONFLICT_DOC: Responses = {409: problem_doc("The study is not in a state that allows this")}
 
 
 def _extremes(config: StudyCreate) -> dict[str, list[Any]]:
-    """Each searched field that bears on a budget, with the values that bound its cost: every choice,
-    or a range's two ends. The others (a seed, a learning rate) change no budget: a space of 1,000 seeds
-    must not push the fields that do past MAX_CORNERS, to be checked each alone."""
+    """Each searched field that bears on a budget, with the values that bound its cost (_bounding). The
+    others (a seed, a learning rate) change no budget."""
     return {
-        f: d.choice if d.choice is not None else list(dict.fromkeys(d.bounds or ()))
+        f: _bounding(f, d.choice if d.choice is not None else list(d.bounds or ()))
         for f, d in config.space.items()
         if f in BUDGET_FIELDS
     }
+
+
+def _bounding(field: str, values: list[Any]) -> list[Any]:
+    """The values of `field` among which the costliest trial lies: every budget grows with a network's
+    parameters or its units, and moves one way with each number (validation_size both: it shrinks the
+    training images and the room left for train_limit), so the layers with the most of each and a
+    number's two ends; every other choice (a dataset). At most 2^5 x datasets combinations, all checked:
+    1,000 layer choices had each field checked alone, and let past a costliest combination."""
+    if field == "hidden_layers":
+        costliest = [max(values, key=parameters_of), max(values, key=sum)]
+        return [list(layers) for layers in dict.fromkeys(tuple(v) for v in costliest)]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return list(dict.fromkeys([min(values), max(values)]))
+    return values
 
 
 def _cancelled(study_id: int) -> ProblemError:
@@ -122,15 +133,10 @@ def check_trial_limit(settings: Settings, total: int, spelled: str) -> None:
 
 
 def check_study_budget(config: StudyCreate, settings: Settings) -> None:
-    """POST /jobs's budgets for the costliest trials the space allows (every combination of extreme
-    values, or each field alone past MAX_CORNERS); the problem names the field at fault."""
+    """POST /jobs's budgets for the costliest trials the space allows (every combination of the values
+    that bound each field's cost); the problem names the field at fault."""
     extremes = _extremes(config)
-    if math.prod(len(v) for v in extremes.values()) <= MAX_CORNERS:
-        corners = [
-            dict(zip(extremes, values, strict=True)) for values in itertools.product(*extremes.values())
-        ]
-    else:
-        corners = [{field: value} for field, values in extremes.items() for value in values]
+    corners = [dict(zip(extremes, values, strict=True)) for values in itertools.product(*extremes.values())]
     for corner in corners:
         check_budget_of(TrainSpec.model_validate(config.base | corner), settings, "space", corner)
 
