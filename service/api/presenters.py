@@ -289,6 +289,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
             validation_curve=[curves[job.id][e] for e in sorted(curves[job.id])],
             near_chance=warnings[job.id] is not None,
             warning=warnings[job.id],
+            error=job.error,
         )
         for job, record in zip(described, trial_records(config, described, curves), strict=True)
     }

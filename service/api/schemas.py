@@ -53,6 +53,7 @@ NEAR_CHANCE = (
     "it learned next to nothing, whatever its status says. `warning` says which and what to try."
 )
 WARNING = "A sentence on what needs a look (a model near chance level); null when nothing does."
+JOB_ERROR = "Why it failed; on a queued job, why a worker gave it back (its machine lacks the dataset)."
 MODEL_WARNING = (
     "The model's near-chance warning (its `warning` as a job): it learned next to nothing, so its "
     "predictions mean little. null for a model that learned."
@@ -84,9 +85,7 @@ class JobPublic(BaseModel):
     attempts: int
     worker: str | None = Field(None, description="host:pid:tag of the worker that holds (or last held) it.")
     progress: Progress
-    error: str | None = Field(
-        description="Why it failed; on a queued job, why a worker gave it back (its machine lacks the dataset)."
-    )
+    error: str | None = Field(description=JOB_ERROR)
     train_accuracy: float | None = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
     test_accuracy: float | None = Field(description=TEST_ACCURACY)
@@ -685,6 +684,7 @@ class TrialPublic(BaseModel):
     )
     near_chance: bool = Field(description=NEAR_CHANCE)
     warning: str | None = Field(description=WARNING)
+    error: str | None = Field(description=JOB_ERROR)
 
 
 class StudyPublic(BaseModel):
@@ -723,7 +723,9 @@ class ImportancePublic(BaseModel):
     importance: dict[str, float] = Field(
         description="Each searched field that took two or more values among the succeeded trials, its "
         "importance (Optuna's PED-ANOVA), most important first, summing to 1; empty before two trials have "
-        "succeeded with different accuracies."
+        "succeeded with different accuracies. It weighs how far a field's values in the best 10 % of "
+        "trials differ from its values in all: what sets the best apart, not how much the field moves "
+        "accuracy over the space."
     )
     not_varied: list[str] = Field(
         description="The searched fields that took one value among the succeeded trials: nothing to credit "

@@ -17,7 +17,7 @@ from service.ml.train import EpochEnd
 from service.search import engine
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, session_scope
-from service.store.jobs import claim_job, finish_job, record_epoch
+from service.store.jobs import claim_job, fail_job, finish_job, record_epoch
 from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.store.test_jobs import result
@@ -253,6 +253,19 @@ def test_a_study_whose_best_is_near_chance_says_so_and_so_does_its_promoted_alia
     moved = client.put("/aliases/champion", json={"model_id": sound})
     assert moved.status_code == 200 and moved.json()["warning"] is None
     assert client.post("/aliases/champion/rollback").json()["warning"] == study["best"]["warning"]
+
+
+def test_a_failed_trial_says_why_in_its_study(client, settings):
+    """The reason a trial failed (a learning rate that diverged) was only on GET /jobs/{id}."""
+    study_id = client.post("/studies", json=STUDY | {"trials": 1, "parallelism": 1}).json()["id"]
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        job = claim_job(s, "w")
+        assert job is not None
+        fail_job(s, job.id, "w", "training diverged: the loss is nan at epoch 1")
+    engine.dispose()
+    (trial,) = client.get(f"/studies/{study_id}").json()["trials"]
+    assert (trial["status"], trial["error"]) == ("failed", "training diverged: the loss is nan at epoch 1")
 
 
 def test_a_grid_cannot_be_extended_past_its_points(client, settings):

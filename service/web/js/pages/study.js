@@ -101,7 +101,8 @@ function trialsTable(study, spec) {
     h("thead", null, h("tr", null, th("#"), th("status"), th("parameters"), th("epochs", "right"), th("kept epoch", "right"),
       th("validation", "right"), th("test (final)", "right"), th("job"))),
     h("tbody", null, study.trials.map((t) => h("tr", { class: t.number === study.best?.number ? "best" : null, dataset: { trial: t.number } },
-      h("td", null, t.number), h("td", null, statusBadge(t.status)), h("td", null, params(t, spec)),
+      // a failed trial's reason (a diverged learning rate) was only on its job's page
+      h("td", null, t.number), h("td", null, statusBadge(t.status), t.error ? h("div", { class: "problem" }, t.error) : null), h("td", null, params(t, spec)),
       h("td", { class: "right" }, t.epochs), h("td", { class: "right" }, t.best_epoch ?? "–"),
       h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy), chanceMark(t)),
       h("td", null, t.status === "succeeded" ? h("a", { href: `#/models/${t.job_id}` }, `model ${t.job_id}`) : h("a", { href: `#/jobs/${t.job_id}` }, `job ${t.job_id}`))))));
