@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -159,7 +159,7 @@ def worded(pattern: str, words: str) -> str:
     return pattern
 
 
-def _reason(error: dict[str, Any]) -> str:
+def validation_reason(error: Mapping[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.
     # a validator's own sentence, without pydantic's label
@@ -190,7 +190,10 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             "Content-Type: application/json",
         )
     located = [e["loc"][:-1] if e["type"] == "json_invalid" else e["loc"] for e in errors]
-    params = [{"name": _location(loc), "reason": _reason(e)} for loc, e in zip(located, errors, strict=True)]
+    params = [
+        {"name": _location(loc), "reason": validation_reason(e)}
+        for loc, e in zip(located, errors, strict=True)
+    ]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
     return problem_response(request, 422, "Invalid request", detail, invalid_params=params)
 

@@ -38,6 +38,7 @@ from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -47,11 +48,21 @@ from pydantic import (
     model_serializer,
 )
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
+from service.errors import validation_reason
 from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
 from service.quoting import echo
 
-Bound = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
+
+def _finite(value: object) -> object:
+    # before the union: NaN failed both its branches, and the int one's "a valid integer" misled
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+Bound = Annotated[StrictFloat | StrictInt, BeforeValidator(_finite)]
 
 MOST_CHOICES = 1_000  # values of one choice: each is checked against TrainSpec when a study is submitted
 MOST_POINTS = 10_000  # points of a space held in memory at once: a grid's, or those listed to avoid repeats
@@ -303,7 +314,7 @@ def _spec_problems(study: StudyCreate, field: str | None, value: Any = None) -> 
                 hint = ': use {"int": [low, high]}' if error["type"] == "int_type" else ""
                 yield Invalid(f"space.{field}", f"{error['msg']} (got {echo(value)}){hint}")
             elif at not in study.space:
-                yield Invalid(f"base.{at}" if at else "base", error["msg"])
+                yield Invalid(f"base.{at}" if at else "base", validation_reason(error))
 
 
 def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[Invalid]:
@@ -406,11 +417,13 @@ def check_study(study: StudyCreate) -> list[Invalid]:
         problems.extend(_dimension_problems(study, field, dim))
     problems.extend(_objective_problems(study))
     size = grid_size(study)
-    shape = " x ".join(str(len(d.choice or ())) for d in study.space.values())
-    if size is not None and size > MOST_POINTS:  # Optuna's grid sampler lists every point
-        problems.append(
-            Invalid("space", f"the grid has {shape} = {size:,} points; the limit is {MOST_POINTS:,}")
-        )
-    elif not problems and size is not None and study.trials > size:
-        problems.append(Invalid("trials", f"the grid has {shape} = {size} points: at most {size} trials"))
+    if size is None:
+        return list(dict.fromkeys(problems))
+    sizes = [len(d.choice or ()) for d in study.space.values()]
+    # "2 x 3 = 6 points"; one dimension's "2 = 2" says its count once
+    points = f"{' x '.join(map(str, sizes))} = {size:,}" if len(sizes) > 1 else f"{size:,}"
+    if size > MOST_POINTS:  # Optuna's grid sampler lists every point
+        problems.append(Invalid("space", f"the grid has {points} points; the limit is {MOST_POINTS:,}"))
+    elif not problems and study.trials > size:
+        problems.append(Invalid("trials", f"the grid has {points} points: at most {size:,} trials"))
     return list(dict.fromkeys(problems))

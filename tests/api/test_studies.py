@@ -5,6 +5,7 @@ have succeeded (ended here through the store, as a worker ends them)."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -104,6 +105,36 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
 def test_an_invalid_study_is_a_422_naming_the_field_and_queues_nothing(client, change, name):
     body = assert_problem(client.post("/studies", json=STUDY | change), 422)
     assert name in [p["name"] for p in body["invalid_params"]], body
+    assert nothing_stored(client)
+
+
+def test_a_studys_problems_are_said_once_with_what_was_given(client):
+    """A NaN bound was two problems (the second saying 'a valid integer' of a float bound), a base field
+    did not echo its value, and a one-dimension grid had '2 = 2 points'."""
+    nan = json.dumps(STUDY | {"space": {"learning_rate": {"float": [1e-4, 1]}}}).replace("0.0001", "NaN")
+    body = assert_problem(
+        client.post("/studies", content=nan, headers={"content-type": "application/json"}), 422
+    )
+    assert body["invalid_params"] == [
+        {"name": "body.space.learning_rate.float.0", "reason": "Input should be a finite number (got nan)"}
+    ]
+    body = assert_problem(
+        client.post("/studies", json=STUDY | {"base": {"backend": "numpy", "epochs": 0}}), 422
+    )
+    assert {
+        "name": "body.base.epochs",
+        "reason": "Input should be greater than or equal to 1 (got 0)",
+    } in body["invalid_params"]
+    grid = {
+        "base": {"backend": "numpy"},
+        "space": {"l2": {"choice": [0, 0.1]}},
+        "sampler": "grid",
+        "trials": 3,
+    }
+    body = assert_problem(client.post("/studies", json=grid), 422)
+    assert body["invalid_params"] == [
+        {"name": "body.trials", "reason": "the grid has 2 points: at most 2 trials"}
+    ]
     assert nothing_stored(client)
 
 
