@@ -17,6 +17,9 @@ PIXELS = SIDE * SIDE
 FIT = 20  # MNIST digits were scaled to fit a 20x20 box, then centred by mass in 28x28
 # Phones save JPEGs with a multi-picture extension, which Pillow reports as MPO.
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP"})
+# As messages name them: an MPO is a JPEG to its user; WebP as its makers spell it.
+_NAMES = sorted(f.replace("WEBP", "WebP") for f in ACCEPTED_FORMATS - {"MPO"})
+ACCEPTED_NAMES = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _16BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 MIN_CONTRAST = 0.1  # ink must differ from the background by ~25 of 255 levels, else the image is blank
@@ -50,9 +53,7 @@ def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.nda
         # Image.open only parses the header; nothing is decoded until load().
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(
-            422, "the upload is not a PNG or JPEG image (nor another format read here)"
-        ) from None
+        raise ImageError(422, f"the upload is not a {ACCEPTED_NAMES} image") from None
     except Image.DecompressionBombError:
         # Pillow's own global guard (2 x Image.MAX_IMAGE_PIXELS) fires inside open(), before our check.
         raise ImageError(422, too_big) from None
@@ -60,7 +61,9 @@ def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.nda
         raise ImageError(422, f"the image header cannot be read: {exc}") from None
     with im:
         if im.format not in ACCEPTED_FORMATS:
-            raise ImageError(422, f"{im.format or 'this'} images are not accepted: send a PNG or JPEG")
+            raise ImageError(
+                422, f"{im.format or 'this'} images are not accepted: send a {ACCEPTED_NAMES} image"
+            )
         # Checked explicitly, before decoding, so the limit holds even if Image.MAX_IMAGE_PIXELS is changed.
         width, height = im.size
         if width * height > max_pixels:

@@ -242,7 +242,7 @@ def reject(data: bytes, status: int = 422, **limits) -> str:
 
 def test_empty_garbage_and_unsupported_uploads():
     assert reject(b"") == "the uploaded file is empty"
-    assert "not a PNG or JPEG" in reject(b"\x00\x01garbage" * 100)
+    assert "not a BMP, GIF, JPEG, PNG or WebP image" in reject(b"\x00\x01garbage" * 100)
     assert "TIFF" in reject(encode(draw_seven(), "TIFF"))
     assert "cannot be decoded" in reject(encode(draw_seven())[:400])  # truncated mid-IDAT
 

@@ -5,6 +5,7 @@ predict, sweep) with http.py's ApiClient, studies.py the study commands and alia
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -13,7 +14,9 @@ from typing import Annotated, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
+from service.api.paging import MAX_PAGE
 from service.cli import aliases, client, serve, studies
+from service.imaging import ACCEPTED_NAMES
 from service.ml.spec import NUM_CLASSES, DatasetName
 from service.settings import Settings, SettingsError
 from service.store.models import JobStatus
@@ -30,16 +33,31 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: {exc.errors()[0]['msg']}") from None
 
 
+def _processes(text: str) -> int:
+    """--workers: a whole number of uvicorn processes, at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of processes, at least 1")
+    return value
+
+
+PORT_HELP = f"port (MLPLAB_PORT, default {Settings.model_fields['port'].default})"
+HOST_HELP = f"bind address (MLPLAB_HOST, default {Settings.model_fields['host'].default})"
+
+
 def _serve_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api = sub.add_parser("api", help="run the HTTP API (never trains)")
-    api.add_argument("--host", help="bind address (MLPLAB_HOST, default 127.0.0.1)")
-    api.add_argument("--port", type=_port, help="port (MLPLAB_PORT, default 8000)")
-    api.add_argument("--workers", type=int, default=1, help="uvicorn processes")
+    api.add_argument("--host", help=HOST_HELP)
+    api.add_argument("--port", type=_port, help=PORT_HELP)
+    api.add_argument("--workers", type=_processes, default=1, help="uvicorn processes (at least 1)")
     worker = sub.add_parser("worker", help="run a training worker")
     worker.add_argument("--once", action="store_true", help="process what is queued, then exit")
     dev = sub.add_parser("dev", help="the API and one worker together, for one machine")
-    dev.add_argument("--host", help="bind address (default 127.0.0.1)")
-    dev.add_argument("--port", type=_port, help="port (default 8000)")
+    dev.add_argument("--host", help=HOST_HELP)
+    dev.add_argument("--port", type=_port, help=PORT_HELP)
     health = sub.add_parser(
         "health",
         help="exit 0 when this machine's API is ready (MLPLAB_HOST, MLPLAB_PORT; not --url) or, with "
@@ -93,11 +111,19 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     which.add_argument("job_id", type=int, nargs="?", metavar="JOB_ID", help="the job to cancel")
     which.add_argument("--sweep", metavar="SWEEP_ID", help="cancel this sweep's queued and running jobs")
     jobs = command("jobs", client.cmd_jobs, "list jobs, newest first")
-    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only the jobs in this status")
     jobs.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep, best first")
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument(
+        "--limit", type=int, default=50, help=f"the most jobs to list (1 to {MAX_PAGE}, default %(default)s)"
+    )
     models = command("models", client.cmd_models, "list trained models, best first")
-    models.add_argument("--sort", choices=MODEL_SORTS, default=MODEL_SORTS[0])
+    models.add_argument(
+        "--sort",
+        choices=MODEL_SORTS,
+        default=MODEL_SORTS[0],
+        help="validation_accuracy or test_accuracy: highest first; created_at: newest first "
+        "(default %(default)s)",
+    )
     models.add_argument("--dataset", choices=get_args(DatasetName), help="only the models of this dataset")
     compare = command(
         "compare",
@@ -111,7 +137,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--all", action="store_true", help="every hyperparameter, not only those that differ"
     )
     predict = command("predict", client.cmd_predict, "predict the digit (or garment) in an image file")
-    predict.add_argument("image", help="a PNG or JPEG of one digit or garment")
+    predict.add_argument("image", help=f"a {ACCEPTED_NAMES} image of one digit or garment")
     predict.add_argument("--model", required=True, help="the model: its (job) id, or an alias (champion)")
     predict.add_argument(
         "--top", type=client.top, default=3, help=f"how many classes to list (1 to {NUM_CLASSES})"
@@ -179,6 +205,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The `mlplab` console script; the exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # one that can't encode λ or ● writes ?, not a traceback
+            stream.reconfigure(errors="replace")
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

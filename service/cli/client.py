@@ -7,9 +7,11 @@ import argparse
 import io
 import json
 import math
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import UnionType
@@ -18,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
@@ -34,6 +37,8 @@ from service.store.models import JobStatus
 
 Json = dict[str, Any]  # a JSON object as the API sent it
 PIPE_WIDTH = 10_000  # a table written to a pipe or a file is never wrapped
+FOLD_WIDTH = 24  # the narrowest a text column (SPEC, HYPERPARAMETERS) wraps to on a narrow terminal
+GAP = 2  # spaces between two columns of a table
 TEST_FINAL = "TEST (FINAL)"  # test accuracy: the final, unbiased figure, never what ranks
 Command = Callable[[ApiClient, argparse.Namespace], int]
 
@@ -192,30 +197,73 @@ def _checked_url(url: str, where: str) -> str:
 
 def _client(args: argparse.Namespace) -> ApiClient:
     settings = get_settings(serving=False)  # the URL and the token: a server's settings are not its concern
-    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
-    if args.token and (problem := token_problem(args.token)):
+    for flag, value in (("--token", args.token), ("--url", args.url)):
+        if value is not None and not value.strip():  # as blank as MLPLAB_API_TOKEN="", refused as that is
+            raise UsageError(f"{flag} is blank: give a value, or leave the flag out")
+    if args.token is not None and (problem := token_problem(args.token)):
         raise UsageError(f"--token {problem}")
+    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
     url = _checked_url(args.url or settings.url, "--url" if args.url else "MLPLAB_URL")
     return ApiClient(url, token)
+
+
+def _flag_location(name: str, flags: dict[str, str]) -> str:
+    """An API problem's location as the command line says it: body.hidden_layers.0 -> --hidden-layers[0]
+    where a flag set body.hidden_layers; unchanged where none did."""
+    head, *rest = name.split(".")
+    flag = flags.get(f"{head}.{rest[0]}") if rest else None
+    if flag is None:
+        return name
+    return flag + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in rest[1:])
+
+
+@contextmanager
+def flags_named(flags: dict[str, str]) -> Iterator[None]:
+    """An ApiError raised inside names the flag (--epochs) where it named what the flag set (body.epochs)."""
+    try:
+        yield
+    except ApiError as exc:
+        named = {p["name"]: _flag_location(p["name"], flags) for p in exc.invalid_params}
+        for param in exc.invalid_params:
+            param["name"] = named[param["name"]]
+        # the detail lists the first problems as "name: reason; name: reason"
+        exc.detail = re.sub(r"(^|; )([^:;]+): ", lambda m: f"{m[1]}{named.get(m[2], m[2])}: ", exc.detail)
+        raise
 
 
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """Aligned columns (rich): bold headers on a terminal; plain, unwrapped text into a pipe or a file."""
-    grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
-    for row in rows:
-        grid.add_row(*(Text(str(cell)) for cell in row))
-    return render(grid)
+def table(headers: list[str], rows: list[list[Any]], fold: Sequence[str] = ()) -> str:
+    """Aligned columns (rich): bold headers on a terminal; plain, unwrapped text into a pipe or a file.
+    On a narrow terminal the text columns named in `fold` wrap; the others (figures) are never cut: past
+    what they need, the lines are wider than the terminal, which wraps them."""
+    cells = [[Text(str(cell)) for cell in row] for row in rows]
+    grid = Table(box=None, pad_edge=False, padding=(0, GAP // 2), header_style="bold")
+    for i, header in enumerate(headers):
+        natural = max([cell_len(header), *(row[i].cell_len for row in cells)])
+        folds = header in fold
+        grid.add_column(
+            header,
+            no_wrap=not folds,
+            overflow="fold",
+            min_width=min(natural, FOLD_WIDTH) if folds else natural,
+        )
+    for row in cells:
+        grid.add_row(*row)
+    least = sum(column.min_width or 0 for column in grid.columns) + GAP * (len(headers) - 1)
+    return render(grid, least)
 
 
-def render(renderable: RenderableType) -> str:
-    """What rich draws of it for standard output, each line without its trailing padding."""
+def render(renderable: RenderableType, least: int = 0) -> str:
+    """What rich draws of it for standard output, each line without its trailing padding; on a terminal,
+    at least `least` wide (rich would cut what does not fit to an ellipsis)."""
     terminal = sys.stdout.isatty()
     out = io.StringIO()
-    Console(file=out, force_terminal=terminal, width=None if terminal else PIPE_WIDTH).print(renderable)
+    console = Console(file=out, force_terminal=terminal, width=None if terminal else PIPE_WIDTH)
+    console.width = max(console.width, least)
+    console.print(renderable)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
@@ -223,11 +271,12 @@ class ProgressBar:
     """A job's training on stderr: a line per status change and per epoch, and on a terminal a live bar
     of the epoch's steps below them (rich; cleared when it ends)."""
 
-    def __init__(self, job: Json, console: Console | None = None):
+    def __init__(self, job: Json, console: Console | None = None, announced: bool = False):
         self.job_id, self.epochs = job["id"], job["spec"]["epochs"]
         # A job that had ended when we looked replays its progress under a passing `running`: not news.
         self.ended = JobStatus(job["status"]).finished
-        self.shown: tuple[str, int] | None = None  # the status line last printed (a reconnection resends it)
+        # the status line last printed (a reconnection resends it); `announced`: its status is on stdout
+        self.shown: tuple[str, int] | None = (job["status"], job["attempts"]) if announced else None
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -296,14 +345,21 @@ def _report(job: Json) -> int:
     return 1
 
 
-def _watch(client: ApiClient, job: Json) -> int:
-    bar = ProgressBar(job)
+def _watch(client: ApiClient, job: Json, announced: bool = False) -> int:
+    bar = ProgressBar(job, announced=announced)
     try:
         for event in client.events(job["id"]):
             if event.event == "end":
                 bar.close()
                 return _report(event.data)
             bar.update(event.event, event.data)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"job {job['id']} goes on without you watching; to cancel it: mlplab cancel {job['id']}",
+            file=sys.stderr,
+        )
+        raise
     finally:
         bar.close()
     return 1
@@ -311,9 +367,10 @@ def _watch(client: ApiClient, job: Json) -> int:
 
 def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
     spec = {k.removeprefix("spec_"): v for k, v in vars(args).items() if k.startswith("spec_")}
-    job = client.post("/jobs", json=spec)
+    with flags_named({f"body.{field}": f"--{field.replace('_', '-')}" for field in spec}):
+        job = client.post("/jobs", json=spec)
     print(f"job {job['id']} {job['status']}: {job['name']}")
-    return _watch(client, job) if args.watch else 0
+    return _watch(client, job, announced=True) if args.watch else 0
 
 
 def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
@@ -363,7 +420,8 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
         page: Json = {"data": matching[: args.limit], "count": len(matching)}
         print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
     else:
-        page = client.get("/jobs", status=args.status, limit=args.limit)
+        with flags_named({"query.limit": "--limit"}):
+            page = client.get("/jobs", status=args.status, limit=args.limit)
     rows = [
         [
             j["id"],
@@ -375,7 +433,7 @@ def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
         ]
         for j in page["data"]
     ]
-    print(table(["ID", "STATUS", "EPOCH", "VALIDATION", TEST_FINAL, "SPEC"], rows))
+    print(table(["ID", "STATUS", "EPOCH", "VALIDATION", TEST_FINAL, "SPEC"], rows, fold=["SPEC"]))
     print(f"{len(rows)} of {page['count']} jobs", file=sys.stderr)
     chance_notes(page["data"])
     return 0
@@ -438,6 +496,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
                 "ALIASES",
             ],
             rows,
+            fold=["ALIASES"],
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
@@ -453,6 +512,8 @@ def _image_type(content: bytes) -> str | None:
 
 
 def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
+    if not args.model.strip():  # sent, it made the path /models//predict: a 404 that names no model
+        raise UsageError("--model is blank: give the model's (job) id or an alias, e.g. champion")
     try:
         content = Path(args.image).read_bytes()
     except OSError as exc:
@@ -641,7 +702,7 @@ def _configurations_table(sweep: Json) -> str:
         "TIED",
         "P",
     ]
-    return table(headers, rows)
+    return table(headers, rows, fold=["CONFIGURATION"])
 
 
 def _sweep_table(sweep: Json) -> str:
@@ -657,7 +718,9 @@ def _sweep_table(sweep: Json) -> str:
         ]
         for j in sweep["jobs"]
     ]
-    jobs = table(["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", TEST_FINAL], rows)
+    jobs = table(
+        ["ID", "STATUS", "HYPERPARAMETERS", "TRAIN", "VALIDATION", TEST_FINAL], rows, fold=["HYPERPARAMETERS"]
+    )
     return f"{_configurations_table(sweep)}\n\n{jobs}"
 
 
@@ -811,12 +874,20 @@ def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
     return sweep
 
 
-def read_json(file: str) -> Any:
-    """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read."""
+def read_json(file: str, missing: str = "") -> Any:
+    """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read
+    (followed by `missing` when it does not exist) or holds no JSON."""
+    name = "standard input" if file == "-" else file
     try:
-        return loads(sys.stdin.read() if file == "-" else Path(file).read_text())
-    except (OSError, ValueError) as exc:
-        raise ApiError(0, f"cannot read {file}", str(exc)) from None
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except FileNotFoundError as exc:
+        raise ApiError(0, f"cannot read {name}", f"{exc}{missing}") from None
+    except (OSError, ValueError) as exc:  # ValueError: bytes that are not UTF-8
+        raise ApiError(0, f"cannot read {name}", str(exc)) from None
+    try:
+        return loads(text)
+    except ValueError as exc:
+        raise ApiError(0, f"{name} is not valid JSON", str(exc)) from None
 
 
 def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from service.cli.client import (
     TEST_FINAL,
     Json,
+    UsageError,
     cell,
     chance_mark,
     chance_notes,
@@ -18,9 +19,9 @@ from service.cli.client import (
     seconds,
     table,
 )
-from service.cli.http import ApiClient, ApiError
+from service.cli.http import ApiClient
 from service.selection import rank_key
-from service.store.models import FINISHED, StudyStatus
+from service.store.models import FINISHED, JobStatus, StudyStatus
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -38,13 +39,15 @@ def trial_line(trial: Json, best: Json | None) -> str:
     return line
 
 
+def _rank(trial: Json) -> tuple[float, int]:
+    """rank_key: as the API orders a study's trials to pick its best."""
+    return rank_key(trial["validation_accuracy"], trial["test_accuracy"], trial["job_id"] or 0)
+
+
 def study_table(study: Json) -> str:
-    """Its trials best first (rank_key: as the API picks the best), the best marked *."""
+    """Its trials best first, the best marked *."""
     best = study["best"]["number"] if study["best"] else None
-    trials = sorted(
-        study["trials"],
-        key=lambda t: rank_key(t["validation_accuracy"], t["test_accuracy"], t["job_id"] or 0),
-    )
+    trials = sorted(study["trials"], key=_rank)
     rows = [
         [
             f"{t['number']}{' *' if t['number'] == best else ''}",
@@ -57,14 +60,19 @@ def study_table(study: Json) -> str:
         ]
         for t in trials
     ]
-    return table(["TRIAL", "JOB", "STATUS", "EPOCHS", "VALIDATION", TEST_FINAL, "PARAMETERS"], rows)
+    return table(
+        ["TRIAL", "JOB", "STATUS", "EPOCHS", "VALIDATION", TEST_FINAL, "PARAMETERS"],
+        rows,
+        fold=["PARAMETERS"],
+    )
 
 
 def summary(study: Json) -> str:
+    epochs = study["epochs_trained"]
     counts = ", ".join(f"{n} {s}" for s, n in study["counts"].items() if n)
     return (
         f"study {study['id']} {study['status']}: {len(study['trials'])} of {study['config']['trials']} trials "
-        f"({counts or 'none yet'}), {study['epochs_trained']} epochs trained"
+        f"({counts or 'none yet'}), {epochs} epoch{'' if epochs == 1 else 's'} trained"
     )
 
 
@@ -81,13 +89,18 @@ def show(client: ApiClient, study: Json) -> None:
 
 
 def watch(client: ApiClient, study: Json, interval: float) -> Json:
-    """Print each trial as it ends, until the study is no longer running; the study then."""
+    """Print each trial as it ends with the best of those printed so far, until the study is no longer
+    running; the study then."""
     printed: set[int] = set()
+    best: Json | None = None  # the API's best is of every trial, some not printed yet
     while True:
         for trial in study["trials"]:
             if trial["status"] in FINISHED and trial["number"] not in printed:
                 printed.add(trial["number"])
-                print(trial_line(trial, study["best"]), flush=True)
+                # a study's best is a succeeded trial: the others have no model
+                if trial["status"] == JobStatus.succeeded and (best is None or _rank(trial) < _rank(best)):
+                    best = trial
+                print(trial_line(trial, best), flush=True)
         if study["status"] != StudyStatus.running:
             return study
         time.sleep(interval)
@@ -97,12 +110,14 @@ def watch(client: ApiClient, study: Json, interval: float) -> Json:
 def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
     if args.target in ("show", "cancel"):
         if args.study_id is None:
-            raise ApiError(0, f"study {args.target} needs a study id", f"mlplab study {args.target} ID")
+            raise UsageError(f"study {args.target} needs a study id: mlplab study {args.target} ID")
         path = f"/studies/{args.study_id}"
         study = client.post(f"{path}/cancel") if args.target == "cancel" else client.get(path)
         show(client, study)
         return 0
-    study = client.post("/studies", json=read_json(args.target))
+    # a number that names no file: `mlplab study 1` meant `study show 1`
+    shown = f" (to show study {args.target}: mlplab study show {args.target})"
+    study = client.post("/studies", json=read_json(args.target, shown if args.target.isdigit() else ""))
     print(
         f"study {study['id']}: {study['config']['trials']} trials, {study['config']['parallelism']} at once"
     )

@@ -43,7 +43,8 @@ def test_predict_of_a_file_that_is_no_image_says_so_whatever_its_name(api, capsy
     api.train()
     (tmp_path / "notes.txt").write_text("hello")
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "notes.txt"), "--model", str(model))
-    assert status == 1 and out == "" and "not a PNG or JPEG image" in err, err  # was: a 415 on text/plain
+    assert status == 1 and out == "", err  # was: a 415 on text/plain
+    assert "not a BMP, GIF, JPEG, PNG or WebP image" in err, err
     digit = Image.new("L", (28, 28), 255)
     ImageDraw.Draw(digit).line([(14, 4), (14, 24)], fill=0, width=3)
     digit.save(tmp_path / "one.gif")  # another format the API reads

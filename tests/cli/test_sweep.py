@@ -184,7 +184,7 @@ def test_a_sweep_file_with_a_number_json_cannot_carry_is_refused_naming_it(api, 
     grid = tmp_path / "sweep.json"
     grid.write_text('{"base": {"backend": "numpy"}, "grid": {"learning_rate": [0.01, NaN]}}')
     status, out, err = mlplab(capsys, "sweep", str(grid))
-    assert (status, out) == (1, "") and err == f"mlplab: cannot read {grid}: NaN is not a finite number\n"
+    assert (status, out, err) == (1, "", f"mlplab: {grid} is not valid JSON: NaN is not a finite number\n")
     assert api.client.get("/sweeps").json()["data"] == []
 
 

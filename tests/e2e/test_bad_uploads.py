@@ -138,8 +138,8 @@ def test_predict_has_its_own_limit_above_every_other_routes(client, model):
     "data,says",
     [
         (b"", "empty"),
-        (b"hello, this is a text file and not a picture\n" * 10, "not a PNG or JPEG"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "not a PNG or JPEG"),  # a PNG signature, then garbage
+        (b"hello, this is a text file and not a picture\n" * 10, "JPEG, PNG or WebP image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "JPEG, PNG or WebP image"),  # a PNG signature, then garbage
         (noise_png(20_000)[:400], "cannot be decoded"),  # a good header, the pixel data cut short
     ],
 )

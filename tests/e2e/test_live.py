@@ -182,7 +182,7 @@ def test_cli_errors_are_the_apis_problems(service, tmp_path):
     refused = _mlplab("submit", *TINY, "--epochs", "0", env=env)
     assert refused.returncode == 1 and refused.stdout == ""
     assert (
-        "Invalid request (422): body.epochs: Input should be greater than or equal to 1 (got 0)"
+        "Invalid request (422): --epochs: Input should be greater than or equal to 1 (got 0)"
         in refused.stderr
     )
     assert _mlplab("predict", str(tmp_path / "none.png"), "--model", "1", env=env).returncode == 1

@@ -35,7 +35,7 @@ from service.errors import (
     unique_keys,
     unreadable_json,
 )
-from service.imaging import ImageError, pixels_to_image, preprocess_upload
+from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
 from service.ml.spec import SplitName
 from service.ml.splits import scored_indices
@@ -67,7 +67,7 @@ _PREDICT_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A PNG or JPEG of one digit",
+                            "description": f"A {ACCEPTED_NAMES} image of one digit (or garment)",
                         }
                     },
                     "required": ["file"],

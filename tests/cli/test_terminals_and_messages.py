@@ -1,0 +1,238 @@
+"""What a user of `mlplab` met: tables cut on a narrow terminal, a study's "best so far" ahead of the
+trials printed, tracebacks on a terminal that is not UTF-8, blank flags taken as unset, messages that named
+the wrong thing, and flags without help."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+
+import httpx
+import pytest
+import uvicorn
+
+from service.cli import main
+from service.cli.http import ApiClient
+from tests.cli.conftest import mlplab
+from tests.cli.test_sweep import _configuration, _summary
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SPEC = "numpy,mnist,784-500-250-100-10,relu,he,adam,lr=0.001,cosine,batch=64,epochs=15"
+JOB = {"id": 7, "name": SPEC, "status": "succeeded", "spec": {"epochs": 3}, "attempts": 1}
+JOB |= {"progress": {"epoch": 3, "epochs": 3, "step": 2811, "steps": 2811, "loss": 0.1}}
+JOB |= {"train_accuracy": 0.9731, "validation_accuracy": 0.9412, "test_accuracy": 0.9387}
+MODEL = {"id": 7, "dataset": "fashion-mnist", "backend": "numpy", "hidden_layers": [500, 250, 100]}
+MODEL |= {"activation": "relu", "init": "he", "optimizer": "adam", "learning_rate": 0.001}
+MODEL |= {"lr_schedule": "cosine", "epochs": 15, "batch_size": 64, "train_limit": None, "seconds": 123.4}
+MODEL |= {"train_accuracy": 0.9731, "validation_accuracy": 0.9412, "test_accuracy": 0.9387}
+MODEL |= {"aliases": ["champion", "candidate"]}
+
+
+def _serve(elsewhere, answers: dict[str, object]) -> list[str]:
+    """Answer each path with its JSON; the paths asked, in order."""
+    asked: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=answers[request.url.path])
+
+    elsewhere(server)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        ("jobs", {"/jobs": {"data": [JOB], "count": 1}}),
+        ("models", {"/models": {"data": [MODEL], "count": 1, "ranked_by": "validation_accuracy"}}),
+    ],
+)
+def test_a_narrow_terminal_keeps_every_figure_whole(elsewhere, capsys, monkeypatch, command, answer):
+    """On 80 columns every column was cut to an ellipsis: `ID DA… BA… HI…`, no accuracy readable."""
+    _serve(elsewhere, answer)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", command)
+    text = ANSI.sub("", out)
+    assert status == 0, err
+    assert "…" not in text and all(figure in text for figure in ("94.12%", "93.87%")), text
+    if command == "jobs":  # the spec wraps, so that the table fits the terminal
+        assert max(len(line) for line in text.splitlines()) <= 80, text
+        assert SPEC not in text and SPEC in "".join(line.split()[-1] for line in text.splitlines()[1:])
+
+
+def _trial(number: int, status: str, validation: float | None) -> dict:
+    trial = {"number": number, "job_id": number + 10, "status": status, "epochs": 1, "params": {"l2": 0.1}}
+    return trial | {"validation_accuracy": validation, "test_accuracy": validation}
+
+
+def test_a_studys_watch_says_the_best_of_the_trials_printed_so_far(elsewhere, capsys, tmp_path):
+    """Trial 0's line named trial 2 best, before trial 2 had been printed."""
+    trials = [
+        _trial(0, "succeeded", 0.80),
+        _trial(1, "failed", None),
+        _trial(2, "succeeded", 0.824),
+        _trial(3, "succeeded", 0.81),
+    ]
+    study = {"id": 1, "status": "finished", "config": {"trials": 4, "parallelism": 2}, "trials": trials}
+    study |= {"best": trials[2], "counts": {"succeeded": 3, "failed": 1}, "epochs_trained": 1}
+    _serve(elsewhere, {"/studies": study, "/studies/1/importance": {"importance": {}, "trials": 3}})
+    (tmp_path / "study.json").write_text("{}")
+    status, out, err = mlplab(
+        capsys, "--url", "http://api.test", "study", str(tmp_path / "study.json"), "--watch"
+    )
+    assert status == 0, err
+    best = [line.split("| best: ")[-1] for line in out.splitlines() if line.startswith("trial")]
+    assert best == ["trial 0 80.00%", "trial 0 80.00%", "trial 2 82.40%", "trial 2 82.40%"], out
+    assert ", 1 epoch trained" in out  # was "1 epochs"
+
+
+def test_study_show_without_an_id_is_a_usage_mistake(elsewhere, capsys):
+    _serve(elsewhere, {})
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "study", "show")
+    assert (status, out, err) == (2, "", "mlplab: study show needs a study id: mlplab study show ID\n")
+
+
+def test_a_terminal_that_is_not_utf8_gets_question_marks_not_a_traceback(elsewhere, monkeypatch):
+    """λ in submit's help, the interval bars ●━· of `sweeps ID`: a UnicodeEncodeError each."""
+    configurations = [
+        _configuration(0.1, [1, 2], _summary(0.58, 0.55, 0.61), _summary(0.57, 0.54, 0.60)),
+        _configuration(0.3, [3, 4], _summary(0.50, 0.45, 0.55), _summary(0.49, 0.44, 0.54), 0.01, False),
+    ]
+    sweep = {"id": "5eed", "count": 4, "grid": {"learning_rate": [0.1, 0.3]}, "jobs": []}
+    sweep |= {"ranked_by": "validation_accuracy", "configurations": configurations}
+    _serve(elsewhere, {"/sweeps/5eed": sweep})
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    assert main(["--url", "http://api.test", "sweeps", "5eed"]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--help"])
+    assert exit_.value.code == 0
+    ascii_out.flush()
+    written = ascii_out.buffer.getvalue().decode("ascii")
+    assert "?" in written and "--epochs" in written and "58.00%" in written
+
+
+@pytest.mark.parametrize("flag", ["--token", "--url"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_blank_token_or_url_flag_is_refused_naming_it(api, capsys, flag, value):
+    """--token "" ran without a token, --url "" fell back to MLPLAB_URL."""
+    status, out, err = mlplab(capsys, "jobs", flag, value)
+    assert (status, out) == (2, "") and err.startswith(f"mlplab: {flag} is blank"), err
+    assert api.connected == []
+
+
+def test_a_file_that_is_not_json_says_so_and_standard_input_is_named(api, capsys, tmp_path, monkeypatch):
+    (tmp_path / "empty.json").write_text("")
+    status, _, err = mlplab(capsys, "sweep", str(tmp_path / "empty.json"))
+    assert (status, err) == (
+        1,
+        f"mlplab: {tmp_path / 'empty.json'} is not valid JSON: Expecting value: line 1 column 1 (char 0)\n",
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("{"))
+    status, _, err = mlplab(capsys, "sweep", "-")
+    assert status == 1 and err.startswith("mlplab: standard input is not valid JSON: "), err
+
+
+def test_study_with_a_number_for_a_file_hints_at_show(api, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = mlplab(capsys, "study", "1")
+    assert status == 1 and err.startswith("mlplab: cannot read 1: "), err
+    assert err.endswith(" (to show study 1: mlplab study show 1)\n"), err
+    status, _, err = mlplab(capsys, "study", "one.json")
+    assert status == 1 and "study show" not in err, err
+
+
+def test_predict_refuses_a_blank_model_before_sending(elsewhere, capsys, tmp_path):
+    asked = _serve(elsewhere, {})
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG")
+    status, out, err = mlplab(
+        capsys, "--url", "http://api.test", "predict", str(tmp_path / "digit.png"), "--model", ""
+    )
+    assert (status, out, asked) == (2, "", []) and err.startswith("mlplab: --model is blank"), err
+
+
+def test_predicts_help_names_the_formats_the_api_reads(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "a BMP, GIF, JPEG, PNG or WebP image" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["submit", "--backend", "numpy", "--epochs", "0"],
+            "--epochs: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (["submit", "--backend", "numpy", "--hidden-layers", "16,0"], "--hidden-layers[1]: Input should be"),
+        (["jobs", "--limit", "0"], "--limit: Input should be greater than or equal to 1 (got '0')"),
+    ],
+)
+def test_a_refused_value_is_named_by_the_flag_that_set_it(api, capsys, argv, said):
+    """The API said body.epochs, query.limit: the user typed --epochs, --limit."""
+    status, out, err = mlplab(capsys, *argv)
+    assert (status, out) == (1, "") and said in err and "body." not in err and "query." not in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["jobs", "--help"], "the most jobs to list (1 to 500, default 50)"),
+        (["jobs", "--help"], "only the jobs in this status"),
+        (["models", "--help"], "created_at: newest first (default validation_accuracy)"),
+        (["dev", "--help"], "port (MLPLAB_PORT, default 8000)"),
+    ],
+)
+def test_flags_say_what_they_take(capsys, argv, said):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert said in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_api_refuses_fewer_than_one_worker_process(capsys, monkeypatch, workers):
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("the API started"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["api", "--workers", workers])
+    assert exit_.value.code == 2
+    assert f"--workers: {workers!r}: give a whole number of processes, at least 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_watching_says_the_job_goes_on(elsewhere, capsys, monkeypatch):
+    _serve(elsewhere, {"/jobs/7": JOB | {"status": "running"}})
+
+    def interrupted(self: ApiClient, job_id: int, retries: int = 5):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(ApiClient, "events", interrupted)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "watch", "7")
+    assert (status, out) == (130, "")
+    assert err == "job 7 goes on without you watching; to cancel it: mlplab cancel 7\n"
+
+
+def _event(name: str, data: dict) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def test_submit_watch_says_queued_once(elsewhere, capsys):
+    """`job 7 queued` went to stdout, then again to stderr."""
+    queued = JOB | {"status": "queued", "attempts": 0}
+    stream = (
+        _event("status", {"status": "queued", "attempts": 0})
+        + _event("status", {"status": "running", "attempts": 1})
+        + _event("end", JOB)
+    )
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/jobs":
+            return httpx.Response(202, json=queued)
+        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+
+    elsewhere(server)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "submit", "--backend", "numpy", "--watch")
+    assert status == 0, err
+    assert out.startswith(f"job 7 queued: {SPEC}\njob 7 succeeded") and err == "job 7 running\n", (out, err)
