@@ -4,6 +4,7 @@ over HTTP, a line per trial as each ends, the best so far, and its table best fi
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -80,6 +81,11 @@ def show(client: ApiClient, study: Json) -> None:
     print(summary(study))
     print(study_table(study))
     chance_notes(study["trials"], key="job_id")
+    for trial in study["trials"]:
+        if trial["status"] == JobStatus.failed and trial.get("error"):  # .get: an API older than the field
+            print(
+                f"trial {trial['number']} (job {trial['job_id']}) failed: {trial['error']}", file=sys.stderr
+            )
     answer = client.get(f"/studies/{study['id']}/importance")
     if scores := answer["importance"]:
         shown = ", ".join(f"{name} {score:.2f}" for name, score in scores.items())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.jobs import claim_job, fail_job
 from tests.cli.conftest import mlplab
 from tests.factories import job_body
 
@@ -22,3 +24,26 @@ def test_a_studys_importance_says_how_many_trials_it_rests_on(api, capsys):
     assert status == 0, out
     (line,) = [line for line in out.splitlines() if line.startswith("importance")]
     assert line.startswith("importance (from 4 succeeded trials): learning_rate "), line
+
+
+def test_a_failed_trial_is_shown_with_its_reason(api, capsys):
+    """Its reason (a learning rate that diverged) was only on its job."""
+    study = api.post(
+        "/studies",
+        json={
+            "base": job_body(),
+            "space": {"learning_rate": {"choice": [0.05, 5.0]}},
+            "sampler": "grid",
+            "trials": 1,
+            "parallelism": 1,
+        },
+    )
+    engine = make_engine(api.settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        job = claim_job(s, "w")
+        assert job is not None
+        fail_job(s, job.id, "w", "training diverged: the loss is nan at epoch 1, step 41")
+    engine.dispose()
+    status, _, err = mlplab(capsys, "study", "show", str(study["id"]))
+    assert status == 0, err
+    assert f"trial 0 (job {job.id}) failed: training diverged: the loss is nan at epoch 1, step 41" in err
