@@ -206,22 +206,31 @@ def test_with_max_streams_open_health_and_jobs_stay_fast_and_one_more_waits(tmp_
         svc.stop()
 
 
-def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_alive_and_dies_with_it(tmp_path):
+def _dev(tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str, Path, dict[str, str]]:
+    """`mlplab dev` on a port and a database of its own, in a session of its own (its process group is
+    the terminal's, here), with fast heartbeats: the process, its URL, its log and its environment."""
     port = free_port()
-    env = environment_without_settings() | {
-        "MLPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'mlplab.db'}",
-        "MLPLAB_DATA_DIR": str(real_data_dir()),
-        "MLPLAB_DOWNLOAD": "false",
-        "MLPLAB_PORT": str(port),
-        "MLPLAB_HEARTBEAT_SECONDS": "0.5",
-        "MLPLAB_LEASE_SECONDS": "3",
-        "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-    }
+    env = (
+        environment_without_settings()
+        | {
+            "MLPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'mlplab.db'}",
+            "MLPLAB_DATA_DIR": str(real_data_dir()),
+            "MLPLAB_DOWNLOAD": "false",
+            "MLPLAB_PORT": str(port),
+            "MLPLAB_HEARTBEAT_SECONDS": "0.5",
+            "MLPLAB_WORKER_POLL_SECONDS": "0.2",
+        }
+        | settings
+    )
     log = tmp_path / "dev.log"
     with open(log, "w") as out:
         dev = subprocess.Popen([sys.executable, "-m", "service.cli", "dev"], env=env, cwd=REPO,
-                               stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    return dev, f"http://127.0.0.1:{port}", log, env
+
+
+def test_dev_restarts_its_worker_after_kill_9_and_readyz_says_whether_one_is_alive_and_dies_with_it(tmp_path):
+    dev, url, log, _ = _dev(tmp_path, MLPLAB_LEASE_SECONDS="3")
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
 
@@ -259,24 +268,13 @@ def test_ctrl_c_stops_dev_quietly_with_a_stream_open_and_its_job_back_in_the_que
     """Ctrl-C in a terminal reaches the whole process group. It stopped the worker too, which dev
     restarted during the API's graceful shutdown (waiting on a stream): the new worker claimed the job
     again; and the stream cut past the grace period was logged as a traceback."""
-    port = free_port()
-    env = environment_without_settings() | {
-        "MLPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'mlplab.db'}",
-        "MLPLAB_DATA_DIR": str(real_data_dir()),
-        "MLPLAB_DOWNLOAD": "false",
-        "MLPLAB_PORT": str(port),
-        "MLPLAB_HEARTBEAT_SECONDS": "0.5",
-        "MLPLAB_WORKER_POLL_SECONDS": "0.2",
-    }
-    log = tmp_path / "dev.log"
-    with open(log, "w") as out:  # a session of its own: its process group is the terminal's, here
-        dev = subprocess.Popen([sys.executable, "-m", "service.cli", "dev"], env=env, cwd=REPO,
-                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    dev, url, log, env = _dev(tmp_path)
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
             wait_for(lambda: _ready(client), 60, "the API")
-            job = client.post("/jobs", json=job_body(epochs=200, train_limit=20000, hidden_layers=[256])).json()["id"]
+            job = client.post(
+                "/jobs", json=job_body(epochs=200, train_limit=20000, hidden_layers=[256])
+            ).json()["id"]
             wait_for(lambda: client.get(f"/jobs/{job}").json()["status"] == "running", 60, "the job to run")
             with client.stream("GET", f"/jobs/{job}/events") as stream:
                 assert stream.status_code == 200
