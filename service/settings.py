@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     max_connections: Count = Field(
         1000, description="Concurrent connections one API process serves; requests past it get 503."
     )
+    max_connections_per_client: Count = Field(
+        250,
+        description="Connections one client address holds open on one API process; more are answered 429 "
+        "and closed: one client cannot take them all (behind a proxy, every client is the proxy).",
+    )
 
     worker_poll_seconds: Seconds = Field(1.0, description="Idle worker's longest sleep between queue polls.")
     lease_seconds: Seconds = Field(

@@ -6,7 +6,9 @@ that sent one byte, or half a body, was held until its client let go, and an una
 could make the API buffer a 100 MB header before any check ran (docs/reliability.md, "Idle
 connections"). Here:
 - a connection must send a request's whole head within MLPLAB_KEEP_ALIVE_SECONDS of opening or of its
-  previous response (else 408), and a body may pause no longer than that between two pieces;
+  previous response (else 408), and a body may pause no longer than that between two pieces, nor, past
+  that long, arrive slower than MIN_BODY_RATE on average;
+- one client address holds at most MLPLAB_MAX_CONNECTIONS_PER_CLIENT connections (more: 429, closed);
 - a head, or the chunk lines and trailers between two pieces of body, reaching MAX_HEAD_BYTES is answered
   431 (closed, when its response has begun) before more of it is read;
 - one request is parsed at a time: while one waits for the answer before it, the rest stays unread;
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -26,10 +29,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from service.api.security import SECURITY_HEADERS
 from service.errors import PROBLEM_JSON, Problem
+from service.settings import get_settings
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
 LINGER_SECONDS = 1.0  # after a refusal, what the client still sends is read and dropped this long,
 LINGER_BYTES = 1 << 20  # and this much at most
+# A body's least average rate once it has taken MLPLAB_KEEP_ALIVE_SECONDS (a 5 MB upload: 10 minutes):
+# a byte every few seconds kept each of a thousand connections, and the API's every slot, for ever.
+MIN_BODY_RATE = 8 * 1024  # bytes a second
 
 
 def _problem(status: int, title: str, detail: str) -> bytes:
@@ -44,8 +51,14 @@ def _problem(status: int, title: str, detail: str) -> bytes:
 
 
 class HttpProtocol(HttpToolsProtocol):
+    open_by_client: Counter[str] = Counter()  # this process's connections by client address
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.open_by_client[self._client] += 1
+        self._body_since, self._body_bytes = 0.0, 0  # when this request's body began, and how much came
         self._head_open = True  # from the end of one request (or the connection's start) to its head's end
         self._overhead = 0  # bytes since the last body bytes that are not body: a head, chunk lines, trailers
         self._begun = self._ended = self._bodied = (
@@ -58,11 +71,21 @@ class HttpProtocol(HttpToolsProtocol):
         self._closing = False  # a response said "connection: close": the connection ends with it
         self._unread: asyncio.TimerHandle | None = None  # while the client reads none of its answer
         self._arm()  # the first request's head is due, as every later one's is after a response
+        most = get_settings().max_connections_per_client
+        if self.open_by_client[self._client] > most:
+            detail = (
+                f"This client holds {most} connections to this server already (MLPLAB_MAX_CONNECTIONS_PER_CLIENT): "
+                "close some, or reuse them."
+            )
+            self._refuse(_problem(429, "Too Many Requests", detail))
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self.timeout_keep_alive_task, self._unread):
             if timer is not None:
                 timer.cancel()
+        self.open_by_client[self._client] -= 1
+        if not self.open_by_client[self._client]:
+            del self.open_by_client[self._client]
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -109,6 +132,7 @@ class HttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if self._receiving_body and (self.flow.read_paused or (cycle and cycle.waiting_for_100_continue)):
             self._arm()  # the app has not taken what came, or not asked for the body: the wait is ours
+            self._body_since, self._body_bytes = self.loop.time(), 0  # nor is the time, for its rate
             return
         if self._head_open and self._overhead and self._app_done():
             seconds = self.timeout_keep_alive
@@ -116,6 +140,11 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse(_problem(408, "Request Timeout", detail))
         else:
             self.transport.close()  # idle, or a body that stopped coming: the app sees a disconnect
+
+    def _trickling(self) -> bool:
+        """The body, past the keep-alive, has come slower than MIN_BODY_RATE on average."""
+        late = self.loop.time() - self._body_since - self.timeout_keep_alive
+        return late > 0 and self._body_bytes < MIN_BODY_RATE * late
 
     def _app_done(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -169,6 +198,9 @@ class HttpProtocol(HttpToolsProtocol):
                 self._refuse()
                 return
             if self._receiving_body:
+                if self._trickling():
+                    self.transport.close()  # as a body that stopped coming: the app sees a disconnect
+                    return
                 self._arm()  # a body may pause, but not for longer than the deadline
 
     def _too_large(self) -> None:
@@ -184,6 +216,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_open = False
         self._receiving_body = True
+        self._body_since, self._body_bytes = self.loop.time(), 0
         super()._unset_keepalive_if_required()
         before = self.cycle
         super().on_headers_complete()
@@ -220,6 +253,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._bodied = True
+        self._body_bytes += len(body)
         super().on_body(body)
 
     def on_message_begin(self) -> None:

@@ -9,6 +9,7 @@ import select
 import socket
 import time
 
+import httpx
 import pytest
 
 from tests.support import Service, memory, reset_peak, start_service, wait_for
@@ -141,6 +142,62 @@ def test_a_request_that_stops_coming_is_answered_408_or_closed(tmp_path):
         with service.client() as client:
             assert client.get("/healthz").status_code == 200
             assert client.get("/jobs").json()["count"] == 0  # the half-sent job was never queued
+    finally:
+        for sock in held:
+            sock.close()
+        service.stop()
+
+
+def test_a_body_that_trickles_is_cut_once_it_has_taken_the_keep_alive(tmp_path):
+    """A byte every half second re-armed the pause deadline for ever: a thousand such uploads held every
+    connection, and most other users' requests got 503."""
+    service = start_service(tmp_path, MLPLAB_KEEP_ALIVE_SECONDS="2")
+    port = _port(service)
+    head = f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            started = time.monotonic()
+            cut = None
+            while cut is None and time.monotonic() - started < 20:
+                try:
+                    sock.sendall(b" ")
+                except (BrokenPipeError, ConnectionResetError):
+                    cut = time.monotonic() - started
+                    break
+                sock.settimeout(0.5)
+                try:
+                    if sock.recv(65536) == b"":
+                        cut = time.monotonic() - started
+                except TimeoutError:
+                    pass
+                except ConnectionResetError:
+                    cut = time.monotonic() - started
+            assert cut is not None and cut < 6, cut  # 2 s of keep-alive, then 8 kB a second on average
+        with service.client() as client:
+            assert client.get("/jobs").json()["count"] == 0
+    finally:
+        service.stop()
+
+
+def test_one_client_holds_at_most_its_share_of_the_connections(tmp_path):
+    """One address's idle connections filled MLPLAB_MAX_CONNECTIONS: everyone's requests got 503."""
+    service = start_service(tmp_path, MLPLAB_MAX_CONNECTIONS_PER_CLIENT="5")
+    port = _port(service)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sixth:
+            sixth.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            answer = _answer(sixth)
+        assert answer.startswith(b"HTTP/1.1 429 "), answer
+        assert b"application/problem+json" in answer and b"MLPLAB_MAX_CONNECTIONS_PER_CLIENT" in answer
+        other = httpx.HTTPTransport(local_address="127.0.0.2")  # another client: its own share
+        with httpx.Client(base_url=service.url, transport=other, timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+        held.pop().close()
+        time.sleep(0.2)
+        with service.client() as client:  # a connection given back is this client's again
+            assert client.get("/healthz").status_code == 200
     finally:
         for sock in held:
             sock.close()
