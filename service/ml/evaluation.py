@@ -8,6 +8,7 @@ so that the API never recomputes a split.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,13 +89,19 @@ class EvalSets:
         )
 
 
-def _on(weights: Weights, split: Split) -> Scores:
-    return score(predict_proba(weights, split.images), split.labels)
+# Called between chunks of an evaluation: a training job's stop check, which raises to stop it.
+Between = Callable[[], None] | None
 
 
-def validation_scores(params: Params, spec: TrainSpec, sets: EvalSets) -> Scores | None:
+def _on(weights: Weights, split: Split, between: Between = None) -> Scores:
+    return score(predict_proba(weights, split.images, between=between), split.labels)
+
+
+def validation_scores(
+    params: Params, spec: TrainSpec, sets: EvalSets, between: Between = None
+) -> Scores | None:
     """Every validation image, every epoch: early stopping and the rankings read these."""
-    return None if sets.validation is None else _on(Weights(spec, params), sets.validation)
+    return None if sets.validation is None else _on(Weights(spec, params), sets.validation, between)
 
 
 def sample_scores(params: Params, spec: TrainSpec, sets: EvalSets) -> tuple[Scores, Scores]:
@@ -113,13 +120,15 @@ class FullEvaluation:
     predictions: dict[str, bytes]  # "train" (the whole split, by index) and "test": encode_predictions
 
 
-def full_evaluation(params: Params, spec: TrainSpec, sets: EvalSets) -> FullEvaluation:
+def full_evaluation(
+    params: Params, spec: TrainSpec, sets: EvalSets, between: Between = None
+) -> FullEvaluation:
     """One pass over both splits, kept as each image's prediction; the trained and validation images'
     figures read from it."""
     weights = Weights(spec, params)
     train, test = sets.data.split("train"), sets.data.split("test")
-    train_proba = predict_proba(weights, train.images)
-    test_proba = predict_proba(weights, test.images)
+    train_proba = predict_proba(weights, train.images, between=between)
+    test_proba = predict_proba(weights, test.images, between=between)
     held = sets.validation_indices
     return FullEvaluation(
         score(train_proba[sets.trained_indices], train.labels[sets.trained_indices]),

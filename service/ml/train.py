@@ -92,6 +92,15 @@ class Callbacks:
     def stop(self) -> bool:
         return self.should_stop is not None and self.should_stop()
 
+    def stop_check(self, where: str) -> Callable[[], None]:
+        """A check that raises TrainingCancelled (saying `where`) once should_stop() says so."""
+
+        def check() -> None:
+            if self.stop():
+                raise TrainingCancelled(f"stopped {where}")
+
+        return check
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -198,14 +207,15 @@ def train(
         loss = run_epoch(net, plan, epoch, calls)
         seconds = time.perf_counter() - started
         params = checked_weights(net, plan, epoch)
+        between = calls.stop_check(f"while evaluating epoch {epoch}")
         # The last epoch is measured on every image (and gives the model's figures when its weights are
         # kept); the others on the validation images and fixed samples, so that evaluating does not cost
         # a job its time.
-        final = full_evaluation(params, spec, sets) if epoch == spec.epochs else None
-        validation = final.validation if final else validation_scores(params, spec, sets)
+        final = full_evaluation(params, spec, sets, between) if epoch == spec.epochs else None
+        validation = final.validation if final else validation_scores(params, spec, sets, between)
         last = kept.update(epoch, params, validation) or final is not None
         if last and final is None:  # early stopping ends the job here
-            final = full_evaluation(params, spec, sets)
+            final = full_evaluation(params, spec, sets, between)
         trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
         end = EpochEnd(epoch, loss, trained.accuracy, test.accuracy, seconds, *_loss_accuracy(validation))
         history.append(end)
@@ -218,7 +228,7 @@ def train(
             raise TrainingCancelled(f"stopped after epoch {epoch}")
     assert final is not None and kept.params is not None  # the loop ends on a last epoch
     if kept.epoch != history[-1].epoch:  # early stopping: back to the best epoch's weights
-        final = full_evaluation(kept.params, spec, sets)
+        final = full_evaluation(kept.params, spec, sets, calls.stop_check("while evaluating the best epoch"))
     return TrainResult(
         weights=dump_weights(spec, kept.params),
         train_accuracy=final.trained.accuracy,

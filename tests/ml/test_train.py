@@ -328,3 +328,13 @@ def test_cosine_schedule_decays_from_the_learning_rate_towards_zero_over_all_ste
     assert 0 < rates[-1] < 0.005  # the last step's: near zero, not zero (the decay reaches 0 after it)
     constant = Plan(spec.model_copy(update={"lr_schedule": "constant"}), plan.examples, plan.rows)
     assert {constant.learning_rate(step) for step in range(1, 21)} == {0.5}
+
+
+def test_should_stop_cancels_within_the_final_evaluation(tiny_dataset):
+    """Asked to stop once the last step was done, a job evaluated every train and test image first (70,000
+    images of a large network took 18 s; a SIGTERM outlived the worker's grace and the job ran again)."""
+    spec = no_holdout(backend="numpy", hidden_layers=[16], epochs=1, batch_size=10, log_every=1000)
+    steps = -(-len(tiny_dataset.split("train").images) // 10)
+    calls = []
+    with pytest.raises(TrainingCancelled, match="while evaluating epoch 1"):
+        train(spec, tiny_dataset, Callbacks(should_stop=lambda: calls.append(1) or len(calls) > steps))
