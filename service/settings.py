@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_sweep_jobs: Count = Field(64, description="Most jobs one sweep may create.")
     max_study_trials: Count = Field(500, description="Most trials one study may run, extensions included.")
     model_cache_size: Count = Field(16, description="Trained models the API keeps decoded in memory.")
+    model_cache_mb: Count = Field(
+        512,
+        description="The most megabytes of their weights it keeps (and as much of ONNX graphs): the "
+        "largest networks are 80 MB each; one is kept whatever its size.",
+    )
     max_loss_points: int = Field(
         10_000,
         ge=2 * MAX_EPOCHS,  # each epoch's last step is recorded besides the interval's

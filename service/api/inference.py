@@ -51,8 +51,8 @@ class Memo(Generic[K, V]):
     for the others; a load that fails fails for every caller waiting on it, and is tried again next time.
     """
 
-    def __init__(self, maxsize: int):
-        self.cache: LRU[K, V] = LRU(maxsize)
+    def __init__(self, maxsize: int, max_weight: int | None = None, weigh: Callable[[V], int] | None = None):
+        self.cache: LRU[K, V] = LRU(maxsize, max_weight, weigh)
         self._loading: dict[K, asyncio.Task[V]] = {}
 
     def peek(self, key: K) -> V | None:
@@ -79,6 +79,10 @@ class Memo(Generic[K, V]):
             del self._loading[key]
 
 
+def _nbytes(weights: Weights) -> int:
+    return sum(W.nbytes + b.nbytes for W, b in weights.params)
+
+
 def _retrieve(task: asyncio.Task[object]) -> None:
     # Mark a failed load's exception as seen: when every caller went away, nobody else awaits it.
     if not task.cancelled():
@@ -91,12 +95,14 @@ class Inference:
     def __init__(self, database: Database, settings: Settings):
         self.database = database
         self.settings = settings
-        self.models: Memo[int, Weights] = Memo(settings.model_cache_size)
+        # by count and by bytes: 16 of the largest networks held 1.3 GB, pinned by any reader
+        budget = settings.model_cache_mb * 2**20
+        self.models: Memo[int, Weights] = Memo(settings.model_cache_size, budget, _nbytes)
         self.datasets: Memo[str, Dataset] = Memo(len(DATASETS))
         # (job_id, split) -> each image's predicted class and its probability (5 bytes an image)
         self.predictions: Memo[tuple[int, SplitName], SplitPredictions] = Memo(4 * settings.model_cache_size)
         self.figures: Memo[tuple[object, ...], bytes] = Memo(FIGURES_CACHED)
-        self.exports: Memo[int, bytes] = Memo(EXPORTS_CACHED)  # job_id -> its ONNX graph
+        self.exports: Memo[int, bytes] = Memo(EXPORTS_CACHED, budget, len)  # job_id -> its ONNX graph
         # job_id -> (its near-chance warning or None,): in a 1-tuple, as a Memo reads None as "not cached"
         self.warnings: Memo[int, tuple[str | None]] = Memo(settings.model_cache_size)
         self.profiles: Memo[str, InputProfile] = Memo(len(DATASETS))
