@@ -39,6 +39,7 @@ from service.store.models import Base
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_SECONDS = 10
+WAL_LIMIT_BYTES = 64 * 2**20
 SQLITE_BEGIN = "sqlite_begin"  # execution option: "DEFERRED" (default) | "IMMEDIATE" | "EXCLUSIVE"
 _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising migrations
 
@@ -92,6 +93,8 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
             if not in_memory:
                 _set_wal(cursor)
+                # a checkpoint truncates the WAL to this: after a 300 MB checkpoint's write it kept its size
+                cursor.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()

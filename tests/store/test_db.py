@@ -1,0 +1,22 @@
+"""The SQLite file's upkeep (service/store/db.py)."""
+
+from __future__ import annotations
+
+from service.store.db import WAL_LIMIT_BYTES, make_engine
+
+
+def test_the_wal_is_cut_back_after_a_checkpoint(tmp_path):
+    """After a big job's 300 MB of checkpoint writes the WAL file kept its size for good (no size limit)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE blobs (data BLOB)")
+        connection.exec_driver_sql("CREATE TABLE small (x INTEGER)")
+        connection.exec_driver_sql("INSERT INTO blobs VALUES (zeroblob(100 * 1024 * 1024))")
+    wal = tmp_path / "wal.db-wal"
+    assert wal.stat().st_size > 100 * 2**20
+    with engine.connect() as connection:  # outside a transaction, as SQLite's own checkpoints run
+        connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    with engine.begin() as connection:  # the first write after a whole checkpoint starts the WAL over
+        connection.exec_driver_sql("INSERT INTO small VALUES (1)")
+    assert wal.stat().st_size <= WAL_LIMIT_BYTES
+    engine.dispose()
