@@ -156,7 +156,12 @@ def timings(
 
 
 def test_with_max_streams_open_health_and_jobs_stay_fast_and_one_more_waits(tmp_path):
-    svc = start_service(tmp_path, MLPLAB_MAX_STREAMS="500", MLPLAB_MAX_STREAMS_PER_CLIENT="500")  # one client
+    svc = start_service(
+        tmp_path,
+        MLPLAB_MAX_STREAMS="500",
+        MLPLAB_MAX_STREAMS_PER_CLIENT="500",
+        MLPLAB_MAX_CONNECTIONS_PER_CLIENT="1000",
+    )  # one client stands in for 500
     holder = None
     try:
         engine = make_engine(svc.env["MLPLAB_DATABASE_URL"])
