@@ -450,6 +450,16 @@ def chance_notes(items: list[Json], key: str = "id") -> None:
             print(f"! {item[key]}: {item['warning']}", file=sys.stderr)
 
 
+def _validation_sizes(models: list[Json]) -> str | None:
+    """ "5,000 or 10,000" when the models listed were validated on different numbers of images (a
+    ranking then compares accuracies on different images); None when they were not."""
+    # .get: an API older than the field; 0: no validation split, ranked apart on test accuracy
+    sizes: list[int] = sorted({int(m.get("validation_size") or 0) for m in models} - {0})
+    if len(sizes) < 2:
+        return None
+    return f"{', '.join(f'{n:,}' for n in sizes[:-1])} or {sizes[-1]:,}"
+
+
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.get("/models", sort=args.sort, dataset=args.dataset)
     rows = [
@@ -500,6 +510,11 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
+    if args.sort == "validation_accuracy" and (sizes := _validation_sizes(page["data"])):
+        print(
+            f"validated on {sizes} held-out images: their validation accuracies are of different images",
+            file=sys.stderr,
+        )
     chance_notes(page["data"])
     return 0
 

@@ -236,3 +236,19 @@ def test_submit_watch_says_queued_once(elsewhere, capsys):
     status, out, err = mlplab(capsys, "--url", "http://api.test", "submit", "--backend", "numpy", "--watch")
     assert status == 0, err
     assert out.startswith(f"job 7 queued: {SPEC}\njob 7 succeeded") and err == "job 7 running\n", (out, err)
+
+
+def test_models_validated_on_different_numbers_of_images_are_said_to_be(elsewhere, capsys):
+    """Ranked together by validation accuracy, with nothing to say it was measured on 5,000 images for
+    one and 10,000 for the other."""
+    models = [MODEL | {"id": 7, "validation_size": 10_000}, MODEL | {"id": 8, "validation_size": 5_000}]
+    _serve(elsewhere, {"/models": {"data": models, "count": 2, "ranked_by": "validation_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0, err
+    assert (
+        "validated on 5,000 or 10,000 held-out images: their validation accuracies are of different images"
+        in err
+    )
+    _serve(elsewhere, {"/models": {"data": models[:1] * 2, "count": 2, "ranked_by": "validation_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0 and "held-out images" not in err, err
