@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 from uvicorn._types import ASGISendEvent, HTTPResponseStartEvent
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.api.security import SECURITY_HEADERS
-from service.errors import PROBLEM_JSON, Problem
+from service.errors import PROBLEM_JSON, UNAVAILABLE_RETRY_SECONDS, Problem
 from service.settings import get_settings
 
 MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few kB
@@ -39,15 +40,41 @@ LINGER_BYTES = 1 << 20  # and this much at most
 MIN_BODY_RATE = 8 * 1024  # bytes a second
 
 
+def _problem_body(status: int, title: str, detail: str) -> bytes:
+    return Problem(title=title, status=status, detail=detail).model_dump_json(exclude_none=True).encode()
+
+
 def _problem(status: int, title: str, detail: str) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, its body RFC 9457 problem+json."""
-    body = Problem(title=title, status=status, detail=detail).model_dump_json(exclude_none=True).encode()
+    body = _problem_body(status, title, detail)
     security = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items())  # as every answer
     head = (
         f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_JSON}\r\n{security}"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+def _closing_problem(status: int, title: str, detail: str, *more: tuple[bytes, bytes]) -> list[Any]:
+    """The two ASGI messages of a problem+json response that closes its connection."""
+    body = _problem_body(status, title, detail)
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *((name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+        *more,
+    ]
+    start = {"type": "http.response.start", "status": status, "headers": headers}
+    return [start, {"type": "http.response.body", "body": body, "more_body": False}]
+
+
+async def _overloaded(scope: Any, receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+    """uvicorn's answer past MLPLAB_MAX_CONNECTIONS (its own is text/plain), with when to try again."""
+    detail = "This server holds as many connections as it serves (MLPLAB_MAX_CONNECTIONS): try again shortly."
+    retry = (b"retry-after", str(UNAVAILABLE_RETRY_SECONDS).encode())
+    for message in _closing_problem(503, "Service Unavailable", detail, retry):
+        await send(message)
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -202,6 +229,30 @@ class HttpProtocol(HttpToolsProtocol):
                     self.transport.close()  # as a body that stopped coming: the app sees a disconnect
                     return
                 self._arm()  # a body may pause, but not for longer than the deadline
+
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse, in problem+json like every other refusal (uvicorn's is text)."""
+        detail = "The request is not valid HTTP/1.1: its request line, a header or its chunked framing could not be parsed."
+        self._refuse(_problem(400, "Bad Request", detail))
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # every request's cycle passes here, pipelined ones too: its 500 and uvicorn's 503 in problem+json
+        cycle.send_500_response = self._crashed(cycle)  # type: ignore[method-assign]
+        super()._start_asgi_task(cycle, _overloaded if app is service_unavailable else app)
+
+    @staticmethod
+    def _crashed(cycle: RequestResponseCycle) -> Callable[[], Coroutine[Any, Any, None]]:
+        """cycle.send_500_response: what uvicorn sends when the app raised before it began an answer (as
+        when the server stops mid-upload), in problem+json."""
+        request = weakref.ref(cycle)  # weak: as _closing_if_early's
+
+        async def send_500() -> None:
+            detail = "The server failed before it could answer (it may be stopping): try again shortly."
+            for message in _closing_problem(500, "Internal Server Error", detail):
+                if (owner := request()) is not None:
+                    await owner.send(message)
+
+        return send_500
 
     def _too_large(self) -> None:
         detail = f"A request's line and headers, or its chunk lines and trailers, may hold under {MAX_HEAD_BYTES} bytes."
