@@ -17,3 +17,8 @@ def echo(value: object) -> str:
 def cut(text: str) -> str:
     """`text`, past ECHO_CHARS cut with "..." (a name that holds a client's key)."""
     return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 epoch', '3 epochs', '1,000 jobs': a count and its noun, agreeing."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

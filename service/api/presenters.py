@@ -29,7 +29,7 @@ from service.ml.data import DATASETS, Dataset, dataset_status
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
-from service.quoting import echo
+from service.quoting import counted, echo
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
@@ -375,7 +375,7 @@ def parse_ids(ids: str) -> list[str]:
             f"to {MAX_INTEGER:,}) or aliases, e.g. ids=3,7,champion",
         )
     if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
-        given = f"{len(parts)} model{'' if len(parts) == 1 else 's'} given"
+        given = f"{counted(len(parts), 'model')} given"
         raise invalid("query.ids", f"{given}; compare {MIN_COMPARED} to {MAX_COMPARED} models")
     return parts
 

@@ -31,6 +31,7 @@ from rich.text import Text
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
+from service.quoting import counted
 from service.selection import PAIRED, WELCH, p_text
 from service.settings import get_settings, token_problem
 from service.store.models import JobStatus
@@ -400,8 +401,7 @@ def _cancel_sweep(client: ApiClient, sweep_id: str) -> int:
     cancelled = max(after["cancelled"] - before["cancelled"], 0)
     running = after["running"]
     print(
-        f"sweep {sweep['id']}: {cancelled} queued job{'' if cancelled == 1 else 's'} cancelled, "
-        f"{running} running asked to stop"
+        f"sweep {sweep['id']}: {counted(cancelled, 'queued job')} cancelled, {running} running asked to stop"
     )
     return 0
 

@@ -21,6 +21,7 @@ from service.cli.client import (
     table,
 )
 from service.cli.http import ApiClient
+from service.quoting import counted
 from service.selection import rank_key
 from service.store.models import FINISHED, JobStatus, StudyStatus
 
@@ -32,7 +33,7 @@ def _params(params: dict[str, Any]) -> str:
 def trial_line(trial: Json, best: Json | None) -> str:
     """One ended trial, and the best so far."""
     line = (
-        f"trial {trial['number']:>3}  {trial['status']:<9} {trial['epochs']:>3} epochs  "
+        f"trial {trial['number']:>3}  {trial['status']:<9} {counted(trial['epochs'], 'epoch'):>10}  "
         f"validation {pct(trial['validation_accuracy']):>7}  {_params(trial['params'])}"
     )
     if best is not None:
@@ -69,11 +70,10 @@ def study_table(study: Json) -> str:
 
 
 def summary(study: Json) -> str:
-    epochs = study["epochs_trained"]
     counts = ", ".join(f"{n} {s}" for s, n in study["counts"].items() if n)
     return (
         f"study {study['id']} {study['status']}: {len(study['trials'])} of {study['config']['trials']} trials "
-        f"({counts or 'none yet'}), {epochs} epoch{'' if epochs == 1 else 's'} trained"
+        f"({counts or 'none yet'}), {counted(study['epochs_trained'], 'epoch')} trained"
     )
 
 

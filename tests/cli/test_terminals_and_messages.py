@@ -87,6 +87,7 @@ def test_a_studys_watch_says_the_best_of_the_trials_printed_so_far(elsewhere, ca
     best = [line.split("| best: ")[-1] for line in out.splitlines() if line.startswith("trial")]
     assert best == ["trial 0 80.00%", "trial 0 80.00%", "trial 2 82.40%", "trial 2 82.40%"], out
     assert ", 1 epoch trained" in out  # was "1 epochs"
+    assert "epochs" not in out and out.count("    1 epoch  validation") == 4, out
 
 
 def test_study_show_without_an_id_is_a_usage_mistake(elsewhere, capsys):
