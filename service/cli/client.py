@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel
 from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.progress_bar import ProgressBar as Bar
@@ -240,10 +240,26 @@ def table(headers: list[str], rows: list[list[Any]], fold: Sequence[str] = ()) -
     """Aligned columns (rich): bold headers on a terminal; plain, unwrapped text into a pipe or a file.
     On a narrow terminal the text columns named in `fold` wrap; the others (figures) are never cut: past
     what they need, the lines are wider than the terminal, which wraps them."""
-    cells = [[Text(str(cell)) for cell in row] for row in rows]
+    grid = _grid(headers, rows, fold)
+    return render(grid, _least_width(grid))
+
+
+def _width(cell: Bar | Text) -> int:
+    return (cell.width or 0) if isinstance(cell, Bar) else cell.cell_len
+
+
+def _least_width(grid: Table) -> int:
+    """How wide `grid` must be for rich to draw every cell whole (the folding columns folded)."""
+    return sum(column.min_width or 0 for column in grid.columns) + GAP * (len(grid.columns) - 1)
+
+
+def _grid(headers: list[str], rows: list[list[Any]], fold: Sequence[str] = ()) -> Table:
+    """table's columns: those in `fold` wrap down to FOLD_WIDTH, the rest keep their widest cell whole.
+    A cell is text, or a Bar (drawn its own width)."""
+    cells = [[cell if isinstance(cell, Bar) else Text(str(cell)) for cell in row] for row in rows]
     grid = Table(box=None, pad_edge=False, padding=(0, GAP // 2), header_style="bold")
     for i, header in enumerate(headers):
-        natural = max([cell_len(header), *(row[i].cell_len for row in cells)])
+        natural = max([cell_len(header), *(_width(row[i]) for row in cells)])
         folds = header in fold
         grid.add_column(
             header,
@@ -253,8 +269,7 @@ def table(headers: list[str], rows: list[list[Any]], fold: Sequence[str] = ()) -
         )
     for row in cells:
         grid.add_row(*row)
-    least = sum(column.min_width or 0 for column in grid.columns) + GAP * (len(headers) - 1)
-    return render(grid, least)
+    return grid
 
 
 def render(renderable: RenderableType, least: int = 0) -> str:
@@ -835,23 +850,39 @@ def sweep_status_line(sweep: Json, now: datetime) -> str:
     return f"sweep {sweep['id']}: {counts}; ETA {_duration(sweep_eta(sweep, now))}"
 
 
-def sweep_progress(sweep: Json, now: datetime) -> Group:
-    """The live view of `sweep --watch`: the status line, then each job's progress, elapsed time and ETA."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for header in ("ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"):
-        table.add_column(header)
-    for job in sorted(sweep["jobs"], key=lambda j: j["id"]):
-        fraction = 1.0 if job["status"] == JobStatus.succeeded else _fraction(job)
-        table.add_row(
-            str(job["id"]),
-            _varying(sweep, job),
-            job["status"],
-            _progress(job),
-            Bar(total=1.0, completed=fraction, width=20),
-            _duration(elapsed(job, now)),
-            _duration(job_eta(job, now)),
-        )
-    return Group(sweep_status_line(sweep, now), table)
+class SweepProgress:
+    """The live view of `sweep --watch`: the status line, then each job's progress, elapsed time and ETA.
+    On a terminal too narrow for every column whole, PROGRESS goes first (EPOCH counts the steps too),
+    then ELAPSED: rich would otherwise cut figures to "…" or drop columns at random."""
+
+    DROPPED_FIRST = ("PROGRESS", "ELAPSED")
+
+    def __init__(self, sweep: Json, now: datetime):
+        self.sweep, self.now = sweep, now
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        jobs = [self._row(job) for job in sorted(self.sweep["jobs"], key=lambda j: j["id"])]
+        headers = ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"]
+        for drop in (None, *self.DROPPED_FIRST):
+            if drop is not None:
+                headers.remove(drop)
+            grid = _grid(headers, [[job[h] for h in headers] for job in jobs], fold=["HYPERPARAMETERS"])
+            if _least_width(grid) <= options.max_width:
+                break
+        yield sweep_status_line(self.sweep, self.now)
+        yield grid
+
+    def _row(self, job: Json) -> dict[str, Any]:
+        done = 1.0 if job["status"] == JobStatus.succeeded else _fraction(job)
+        return {
+            "ID": job["id"],
+            "HYPERPARAMETERS": _varying(self.sweep, job),
+            "STATUS": job["status"],
+            "EPOCH": _progress(job),
+            "PROGRESS": Bar(total=1.0, completed=done, width=20),
+            "ELAPSED": _duration(elapsed(job, self.now)),
+            "ETA": _duration(job_eta(job, self.now)),
+        }
 
 
 def _fraction(job: Json) -> float:
@@ -881,11 +912,11 @@ def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
             time.sleep(interval)
             sweep = client.get(f"/sweeps/{sweep['id']}")
         return sweep
-    with Live(sweep_progress(sweep, _now()), console=console, transient=True, auto_refresh=False) as live:
+    with Live(SweepProgress(sweep, _now()), console=console, transient=True, auto_refresh=False) as live:
         while _in_flight(sweep):
             time.sleep(interval)
             sweep = client.get(f"/sweeps/{sweep['id']}")
-            live.update(sweep_progress(sweep, _now()), refresh=True)
+            live.update(SweepProgress(sweep, _now()), refresh=True)
     return sweep
 
 

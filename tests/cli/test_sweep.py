@@ -61,7 +61,7 @@ def test_the_sweeps_eta_adds_what_runs_and_what_waits():
 
 def test_the_live_view_shows_each_jobs_progress_elapsed_and_eta():
     console = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(client.sweep_progress(SWEEP, NOW))
+    console.print(client.SweepProgress(SWEEP, NOW))
     lines = console.export_text().splitlines()
     assert lines[0] == "sweep 3f9c2a1b7d4e: 2 queued, 1 running, 1 succeeded; ETA 3m30s"
     assert lines[1].split() == ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"]
@@ -69,6 +69,25 @@ def test_the_live_view_shows_each_jobs_progress_elapsed_and_eta():
     assert rows["1"][1:3] == ["learning_rate=0.1", "succeeded"] and rows["1"][-2:] == ["1m00s", "-"]
     assert rows["2"][2:4] == ["running", "1/3"] and rows["2"][-2:] == ["30.0s", "1m30s"]
     assert rows["3"][2] == "queued" and rows["3"][-2:] == ["-", "-"]
+
+
+def test_the_live_view_on_a_narrow_terminal_drops_the_bar_before_any_figure():
+    """At 80 columns rich cut the EPOCH and ETA figures to "…" and dropped whole columns."""
+    sweep = SWEEP | {"grid": {"learning_rate": [0.1, 0.2], "hidden_layers": [[500, 250, 100], [64]]}}
+    sweep["jobs"] = [j | {"spec": j["spec"] | {"hidden_layers": [500, 250, 100]}} for j in SWEEP["jobs"]]
+    sweep["jobs"][1]["progress"] = sweep["jobs"][1]["progress"] | {"step": 1234, "steps": 4000}
+    for width, headers in [
+        (120, ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "PROGRESS", "ELAPSED", "ETA"]),
+        (80, ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "ELAPSED", "ETA"]),
+        (72, ["ID", "HYPERPARAMETERS", "STATUS", "EPOCH", "ETA"]),
+    ]:
+        console = Console(record=True, width=width, file=open("/dev/null", "w"))  # noqa: SIM115
+        console.print(client.SweepProgress(sweep, NOW))
+        text = console.export_text()
+        lines = text.splitlines()
+        assert lines[1].split() == headers and max(map(len, lines)) <= width, text
+        assert "…" not in text and "1/3 step 1,234/4,000" in text and "1m07s" in text, text
+        assert text.count("hidden_layers=500-250-100") == 4, text  # wrapped whole, after its comma
 
 
 def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp_path, monkeypatch):
