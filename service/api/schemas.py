@@ -12,6 +12,7 @@ from service.errors import worded
 from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import SplitName, TrainSpec
+from service.ml.splits import ImageUse
 from service.search import StudyCreate
 from service.selection import ALPHA, Tested
 from service.store.models import AliasAction, JobStatus, StudyStatus
@@ -497,6 +498,12 @@ class PredictCreate(BaseModel):
     images: list[list[float] | list[list[float]]] | None = None
 
 
+IMAGE_USE = (
+    "What the model did with this image: 'trained' on it, held it out for 'validation', left it 'unused' "
+    "(past its train_limit), or a 'test' image."
+)
+
+
 class ImagePredictionPublic(BaseModel):
     split: SplitName
     index: int
@@ -504,6 +511,7 @@ class ImagePredictionPublic(BaseModel):
     predicted: int
     probabilities: list[float]
     correct: bool
+    use: ImageUse = Field(description=IMAGE_USE)
     model_warning: str | None = Field(None, description=MODEL_WARNING)
 
 
@@ -512,6 +520,7 @@ class OutcomePublic(BaseModel):
     label: int
     predicted: int
     probability: float = Field(description="The probability the model gives its prediction: its confidence.")
+    use: ImageUse = Field(description=IMAGE_USE)
 
 
 class OutcomesPublic(BaseModel):

@@ -15,12 +15,19 @@ validation_size 0 trains on the first train_limit images of the split, exactly a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from numpy.typing import NDArray
 
 from .data import Indices, Labels
 from .spec import TrainSpec
 
 VALIDATION_SEED = 0
+# What a model did with an image of its dataset: trained on it, held it out to validate on, left it out
+# (past train_limit), or kept it as a test image; image_uses codes each by its place here.
+ImageUse = Literal["trained", "validation", "unused", "test"]
+IMAGE_USES: tuple[ImageUse, ...] = ("trained", "validation", "unused", "test")
 
 
 def class_quotas(labels: Labels, size: int) -> np.ndarray:
@@ -60,3 +67,14 @@ def scored_indices(labels: Labels, spec: TrainSpec, split: str) -> Indices:
     """The images of a split that its accuracy and confusion matrix count: on train those trained on
     (not the validation images), on test every one."""
     return training_indices(labels, spec) if split == "train" else np.arange(len(labels), dtype=np.int64)
+
+
+def image_uses(labels: Labels, spec: TrainSpec, split: str) -> NDArray[np.int8]:
+    """Each image's use by the model `spec` trained, as its place in IMAGE_USES."""
+    if split != "train":
+        return np.full(len(labels), IMAGE_USES.index("test"), dtype=np.int8)
+    uses = np.full(len(labels), IMAGE_USES.index("unused"), dtype=np.int8)
+    validation = validation_indices(labels, spec.validation_size)
+    uses[validation] = IMAGE_USES.index("validation")
+    uses[training_indices(labels, spec, validation)] = IMAGE_USES.index("trained")
+    return uses

@@ -393,3 +393,37 @@ def test_with_reads_protected_figures_and_images_are_not_for_shared_caches(world
             assert response.headers["cache-control"] == "private, max-age=86400", path
     for path in figures:  # open reads: any cache may keep them
         assert client.get(path).headers["cache-control"] == "public, max-age=86400", path
+
+
+def test_each_train_image_says_whether_the_model_trained_on_it(world, mnist):
+    """GET .../predictions/train/9 (a validation image) and /59999 (past train_limit) answered as any
+    trained image; the Datasets page paired a page of images with a page of trained-on predictions."""
+    client, ids = world
+    model = ids["a"]
+    spec = client.get(f"/jobs/{model}").json()["spec"]
+    labels = mnist.split("train")[1]
+    held = validation_indices(labels, spec["validation_size"])
+    trained = np.setdiff1d(np.arange(len(labels)), held)[: spec["train_limit"]]
+    expected = {int(held[0]): "validation", int(trained[0]): "trained", len(labels) - 1: "unused"}
+    for index, use in expected.items():
+        one = client.get(f"/models/{model}/predictions/train/{index}").json()
+        assert (one["index"], one["use"]) == (index, use), one
+    assert client.get(f"/models/{model}/predictions/test/0").json()["use"] == "test"
+
+    start = int(held[0]) - 3  # a page across the first validation image
+    page = client.get(
+        f"/models/{model}/predictions/train", params={"images": "all", "offset": start, "limit": 8}
+    )
+    body = page.json()
+    assert body["count"] == len(labels), body
+    assert [row["index"] for row in body["data"]] == list(range(start, start + 8))
+    assert [row["use"] for row in body["data"]][3] == "validation"
+    for row in body["data"]:
+        assert (
+            client.get(f"/models/{model}/predictions/train/{row['index']}").json()["predicted"]
+            == row["predicted"]
+        )
+    counted = client.get(f"/models/{model}/predictions/train", params={"limit": 500}).json()
+    assert counted["count"] == spec["train_limit"] and {row["use"] for row in counted["data"]} == {"trained"}
+    problem = assert_problem(client.get(f"/models/{model}/predictions/train", params={"images": "some"}), 422)
+    assert "query.images" in problem["detail"], problem

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
@@ -922,6 +923,33 @@ def test_the_datasets_page_draws_no_predictions_of_a_model_of_another_dataset(br
         problem = w.page.locator("#ds-problem .problem")
         assert problem.inner_text().startswith("Model 999 was trained on fashion-mnist, not mnist")
         assert problem.locator("a").get_attribute("href") == "#/datasets?name=fashion-mnist&model=999"
+        w.assert_clean()
+
+
+def test_the_datasets_page_captions_each_image_with_its_own_prediction_and_use(browser, idle):  # noqa: F811
+    """Train image 9 (the first validation image) was captioned with image 10's prediction: the page paired
+    its images with the predictions of the images the model trained on, by position. The model and its
+    predictions of every image (images=all) are the API's answers, played here."""
+    model = {"id": 998, "name": "mnist", "dataset": "mnist"}
+    uses = {9: "validation", 47: "unused"}
+    rows = [
+        {"index": i, "label": 0, "predicted": i % 10, "probability": 0.9, "use": uses.get(i, "trained")}
+        for i in reversed(range(48))
+    ]
+    with watched_page(browser, idle.url) as w:
+        w.page.route("**/models/998", lambda route: route.fulfill(json=model))
+        w.page.route(
+            re.compile(r"/models/998/predictions/train\?.*images=all"),
+            lambda route: route.fulfill(json={"data": rows, "count": 60000}),
+        )
+        rendered(w.page, "/#/datasets?name=mnist&split=train&model=998")
+        captions = w.page.locator("#images .thumb").all_inner_texts()
+        labels = httpx.get(f"{idle.url}/datasets/mnist/train", params={"limit": 48}).json()["data"]
+        for caption, image in zip(captions, labels, strict=True):
+            i = image["index"]
+            assert caption.split()[:4] == [f"#{i}", str(image["label"]), "→", str(i % 10)], caption
+        assert captions[9].endswith("(held out)") and captions[47].endswith("(not used)"), captions
+        assert not captions[8].endswith(")"), captions
         w.assert_clean()
 
 

@@ -38,7 +38,7 @@ from service.errors import (
 from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
 from service.ml.spec import SplitName
-from service.ml.splits import scored_indices
+from service.ml.splits import IMAGE_USES, image_uses
 from service.quoting import echo
 from service.settings import Settings
 
@@ -249,6 +249,11 @@ async def predict_split_image(
     model_warning = await inference.model_warning(ref.id)
     _monitoring(request).predicted(ref.id, ref.alias, 1)
     predicted = int(p.argmax())
+    use = (
+        "test"
+        if split == "test"
+        else IMAGE_USES[image_uses(data.split(split)[1], weights.spec, split)[index]]
+    )
     return ImagePredictionPublic(
         split=split,
         index=index,
@@ -256,6 +261,7 @@ async def predict_split_image(
         predicted=predicted,
         probabilities=p.tolist(),
         correct=predicted == label,
+        use=use,
         model_warning=model_warning,
     )
 
@@ -284,6 +290,13 @@ async def predictions_by_outcome(
             description="'confidence': the model's most confident first (with correct=false, its worst mistakes)"
         ),
     ] = "index",
+    images: Annotated[
+        Literal["counted", "all"],
+        Query(
+            description="'counted': the images its accuracy and confusion matrix count (on train, those it "
+            "trained on); 'all': every image of the split, each with its use"
+        ),
+    ] = "counted",
     offset: PageOffset = 0,
     limit: PageLimit = 100,
 ) -> OutcomesPublic:
@@ -293,8 +306,9 @@ async def predictions_by_outcome(
     labels = data.split(split)[1]
     known = await inference.split_predictions(ref.id, split)
     guesses = known.predicted
-    keep = np.zeros(len(labels), dtype=bool)
-    keep[scored_indices(labels, weights.spec, split)] = True  # the images its confusion matrix counts
+    uses = image_uses(labels, weights.spec, split)
+    counted = (IMAGE_USES.index("trained"), IMAGE_USES.index("test"))
+    keep = np.isin(uses, counted) if images == "counted" else np.ones(len(labels), dtype=bool)
     if label is not None:
         keep &= labels == label
     if predicted is not None:
@@ -316,6 +330,7 @@ async def predictions_by_outcome(
                 label=int(labels[i]),
                 predicted=int(guesses[i]),
                 probability=float(known.probability[i]),
+                use=IMAGE_USES[uses[i]],
             )
             for i in page
         ],

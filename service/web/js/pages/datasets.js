@@ -6,6 +6,8 @@ import { go, reload, withParams } from "../router.js";
 import { problemView, thumb } from "../widgets.js";
 
 const PAGE = 48;
+// a train image's caption says when the model did not train on it (the API's `use`)
+const USES = { validation: " (held out)", unused: " (not used)" };
 
 export async function datasetsPage(ctx, root) {
   const name = ctx.params.get("name") || "mnist", split = ctx.params.get("split") || "test";
@@ -38,7 +40,7 @@ export async function datasetsPage(ctx, root) {
   try {
     [labels, preds, chosen] = await Promise.all([
       api.labels(name, split, { offset: rawOffset, limit: PAGE }),
-      model ? api.outcomes(model, split, { offset: rawOffset, limit: PAGE }) : null,
+      model ? api.outcomes(model, split, { images: "all", offset: rawOffset, limit: PAGE }) : null,
       model ? api.model(model) : null,
     ]);
   } catch (err) {
@@ -56,11 +58,13 @@ export async function datasetsPage(ctx, root) {
   }
   fill($("#range", root), `${offset}–${offset + labels.data.length - 1} of ${labels.count.toLocaleString()}`);
   $("#next", root).disabled = offset + PAGE >= labels.count;
-  fill($("#images", root), labels.data.map((l, k) => {
-    const p = preds?.data[k];
+  const predicted = new Map((preds?.data ?? []).map((p) => [p.index, p]));
+  fill($("#images", root), labels.data.map((l) => {
+    const p = predicted.get(l.index);
     return thumb({
       src: api.imageUrl(labels.name, labels.split, l.index), alt: `${labels.split} image ${l.index}`,
-      caption: `#${l.index} ${labels.classes[l.label]}${p ? ` → ${labels.classes[p.predicted]}` : ""}`, wrong: p && p.predicted !== l.label,
+      caption: `#${l.index} ${labels.classes[l.label]}${p ? ` → ${labels.classes[p.predicted]}${USES[p.use] ?? ""}` : ""}`,
+      wrong: p && p.predicted !== l.label,
     });
   }));
 }
