@@ -26,6 +26,10 @@ MIN_CONTRAST = 0.1  # ink must differ from the background by ~25 of 255 levels, 
 NOISE = 0.1  # after stretching, fainter pixels are paper texture or JPEG ringing, not ink
 TARGET_STROKE = 2.0  # stroke width in the 28x28 output, in pixels: MNIST's is 1.2-2.9 (5th-95th percentile)
 MID_SCALE = 4  # thin strokes are measured and widened at 4x the 20-pixel box
+# A progressive JPEG is decoded a scan at a time, each over the whole image: encoders write about 10;
+# thousands of empty ones in a few hundred kB held a decoding slot for seconds (docs/reliability.md).
+MAX_JPEG_SCANS = 100
+SCAN_MARKER = b"\xff\xda"  # a JPEG's start of scan, a byte pair its entropy-coded data never holds
 # Uploads (and JSON batches past routes.predictions.ON_LOOP_BYTES) one API process handles together:
 # bounds their memory; more would not be faster on its cores.
 DECODES_AT_ONCE = 2
@@ -70,6 +74,11 @@ def preprocess_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.nda
             raise ImageError(
                 422,
                 f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels",
+            )
+        scans = data.count(SCAN_MARKER) if im.format in ("JPEG", "MPO") else 0
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(
+                422, f"the JPEG has {scans:,} scans; the limit is {MAX_JPEG_SCANS} (encoders write about 10)"
             )
         try:
             im.load()

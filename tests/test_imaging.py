@@ -289,6 +289,25 @@ def test_image_over_our_pixel_limit(no_decoding, side):
     assert f"{side}x{side} = {side * side:,} pixels; the limit is 4,000,000" in reject(bomb_png(side, side))
 
 
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_decoding(request):
+    """A 2000x2000 progressive JPEG with 30,000 empty scans added (368 kB) took 10 s to decode, holding one
+    of the API's two decoding slots; an ordinary progressive one is decoded as before."""
+    progressive = encode(draw_seven(size=(2000, 2000)), "JPEG", progressive=True)
+    end = progressive.rfind(b"\xff\xd9")
+    empty_scan = bytes.fromhex("ffda000801010000001000")
+    bomb = progressive[:end] + empty_scan * 30_000 + progressive[end:]
+    request.getfixturevalue("no_decoding")  # from here on
+    scans = 30_000 + progressive.count(imaging.SCAN_MARKER)
+    assert reject(bomb) == f"the JPEG has {scans:,} scans; the limit is 100 (encoders write about 10)"
+
+
+def test_an_ordinary_progressive_jpeg_is_read():
+    x = preprocess_upload(
+        encode(draw_seven(), "JPEG", progressive=True), max_bytes=10**7, max_pixels=4 * 10**6
+    )
+    assert x.shape == (784,) and x.max() > 0.5
+
+
 @pytest.mark.parametrize(
     "im",
     [
