@@ -84,6 +84,21 @@ def test_a_study_queues_its_first_trials_and_reads_back(client):
     assert_problem(client.get("/studies", params={"trials_limit": 101}), 422, "query.trials_limit")
 
 
+def test_a_study_may_search_the_backend_which_has_no_default(client):
+    """The budget check validated the base with only the costly fields' extremes: a 500."""
+    base = {k: v for k, v in job_body().items() if k != "backend"}
+    study = STUDY | {"base": base, "space": STUDY["space"] | {"backend": {"choice": ["numpy", "torch"]}}}
+    response = client.post("/studies", json=study)
+    assert response.status_code == 202, response.text
+    trials = response.json()["trials"]
+    assert {client.get(f"/jobs/{t['job_id']}").json()["spec"]["backend"] for t in trials} <= {
+        "numpy",
+        "torch",
+    }
+    over = study | {"space": study["space"] | {"epochs": {"int": [1, 10**6]}}}  # budgets still checked
+    assert_problem(client.post("/studies", json=over), 422, "body.space")
+
+
 @pytest.mark.parametrize(
     ("change", "name"),
     [

@@ -136,9 +136,14 @@ def check_study_budget(config: StudyCreate, settings: Settings) -> None:
     """POST /jobs's budgets for the costliest trials the space allows (every combination of the values
     that bound each field's cost); the problem names the field at fault."""
     extremes = _extremes(config)
+    # a searched field that bears on no budget takes any of its values: one without a default (backend)
+    # must have one for the spec to be whole
+    others = {
+        f: d.choice[0] if d.choice is not None else (d.bounds or (None,))[0] for f, d in config.space.items()
+    }
     corners = [dict(zip(extremes, values, strict=True)) for values in itertools.product(*extremes.values())]
     for corner in corners:
-        check_budget_of(TrainSpec.model_validate(config.base | corner), settings, "space", corner)
+        check_budget_of(TrainSpec.model_validate(config.base | others | corner), settings, "space", corner)
 
 
 @router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
