@@ -45,6 +45,9 @@ from service.store.queries import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
+# Alias names cost a PUT each: past this many in one process, a prediction by a new name counts as OTHER_ALIAS.
+MAX_ALIAS_LABELS = 50
+OTHER_ALIAS = "(other)"
 OTHER_METHOD = "other"  # the method label of any method outside HTTP_METHODS (PROPFIND, PURGE...: bounded)
 
 # No *_created series: one process's would show, several processes' (multiprocess mode) would not.
@@ -72,10 +75,12 @@ class Monitoring:
         )
         self.predictions = Counter(
             "mlplab_predictions",
-            "Images predicted, by model id and the alias the request named it by ('' for an id).",
+            "Images predicted, by model id and the alias the request named it by ('' for an id; "
+            f"'{OTHER_ALIAS}' past the first {MAX_ALIAS_LABELS} aliases this process has seen).",
             ["model", "alias"],
             registry=self.registry,
         )
+        self.aliases: set[str] = set()  # the alias labels this process has recorded
 
     def served(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", UNMATCHED)
@@ -86,6 +91,11 @@ class Monitoring:
         self.latency.labels(*labels).observe(seconds)
 
     def predicted(self, model_id: int, alias: str | None, images: int) -> None:
+        if alias and alias not in self.aliases:
+            if len(self.aliases) < MAX_ALIAS_LABELS:
+                self.aliases.add(alias)
+            else:
+                alias = OTHER_ALIAS
         self.predictions.labels(str(model_id), alias or "").inc(images)
 
     def exposition(self, state: ServiceState | None) -> bytes:

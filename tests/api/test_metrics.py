@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from service.api.monitoring import EPOCH_BUCKETS
+from service.api.monitoring import EPOCH_BUCKETS, MAX_ALIAS_LABELS, OTHER_ALIAS, Monitoring
 from service.main import create_app
 from service.ml.train import EpochEnd
 from service.settings import Settings
@@ -92,6 +92,23 @@ def test_a_scrape_after_a_job_and_predictions_counts_them(settings):
         under = sum(e["seconds"] <= bound for e in epochs)
         assert value(samples, "mlplab_epoch_seconds_bucket", backend="numpy", le=str(bound)) == under
     assert waiting
+
+
+def test_predictions_by_ever_new_alias_names_add_a_bounded_number_of_series():
+    """An alias costs a PUT: 1,500 rounds of create, predict by it, delete left 1,500 series for ever."""
+    monitoring = Monitoring(metrics_dir=None)
+    for n in range(MAX_ALIAS_LABELS + 25):
+        monitoring.predicted(7, f"card-{n}", 1)
+    monitoring.predicted(7, "card-0", 2)  # a name already counted keeps its series
+    monitoring.predicted(7, None, 1)
+    samples = metric_samples(monitoring.exposition(state=None).decode())
+    aliases = {
+        dict(labels)["alias"]: v
+        for (name, labels), v in samples.items()
+        if name == "mlplab_predictions_total"
+    }
+    assert len(aliases) == MAX_ALIAS_LABELS + 2 and aliases[OTHER_ALIAS] == 25
+    assert aliases["card-0"] == 3 and aliases[""] == 1
 
 
 def test_unmatched_paths_share_one_label(settings):
