@@ -105,6 +105,11 @@ def delete_alias(session: Session, name: str, now: datetime | None = None) -> No
     _record(session, name, AliasAction.delete, from_model_id=model_id, to_model_id=None, now=now)
 
 
+def lock_alias(session: Session, name: str) -> Alias | None:
+    """The alias as it stands under its write lock (the transaction's until it ends), or None."""
+    return _lock(session, name)
+
+
 def _lock(session: Session, name: str) -> Alias | None:
     """Begin the write transaction, serialise changes of this alias, and read it."""
     begin_write(session)

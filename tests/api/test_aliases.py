@@ -77,6 +77,45 @@ def test_an_alias_moves_keeps_its_history_and_rolls_back_one_move_at_a_time(clie
     }  # fmt: skip
 
 
+def test_conditional_changes_move_only_the_alias_the_client_last_read(client, ids):
+    """If-None-Match: * and If-Match were ignored: a create-only PUT moved another's alias."""
+    weak, strong = ids["weak"], ids["strong"]
+    created = client.put("/aliases/staging", json={"model_id": weak}, headers={"If-None-Match": "*"})
+    assert created.status_code == 201, created.text
+    tag = created.headers["etag"]
+    read = client.get("/aliases/staging")
+    assert read.headers["etag"] == tag
+    assert client.get("/aliases/staging", headers={"If-None-Match": tag}).status_code == 304
+
+    # another client's create-only PUT, and a move from a stale read: 412, nothing changed
+    problem = assert_problem(
+        client.put("/aliases/staging", json={"model_id": strong}, headers={"If-None-Match": "*"}), 412
+    )
+    assert (
+        f"names model {weak}, ETag {tag}" in problem["detail"] and "Nothing was changed" in problem["detail"]
+    )
+    for stale in ('"0"', f"W/{tag}", '"nope", "1"'):
+        assert_problem(
+            client.put("/aliases/staging", json={"model_id": strong}, headers={"If-Match": stale}), 412
+        )
+    assert client.get("/aliases/staging").json()["history_count"] == 1
+
+    moved = client.put("/aliases/staging", json={"model_id": strong}, headers={"If-Match": f'"0", {tag}'})
+    assert moved.status_code == 200 and moved.json()["model_id"] == strong
+    assert moved.headers["etag"] not in (tag, None)
+    assert client.get("/aliases/staging", headers={"If-None-Match": tag}).status_code == 200
+    assert_problem(client.post("/aliases/staging/rollback", headers={"If-Match": tag}), 412)
+    assert_problem(client.delete("/aliases/staging", headers={"If-Match": tag}), 412)
+    back = client.post("/aliases/staging/rollback", headers={"If-Match": moved.headers["etag"]})
+    assert back.status_code == 200 and back.json()["model_id"] == weak
+    assert client.delete("/aliases/staging", headers={"If-Match": "*"}).status_code == 204
+    assert_problem(client.delete("/aliases/staging", headers={"If-Match": "*"}), 412, "does not exist")
+    assert (
+        client.put("/aliases/staging", json={"model_id": weak}, headers={"If-None-Match": "*"}).status_code
+        == 201
+    )
+
+
 def test_a_rollback_walks_back_through_every_move(client, ids):
     weak, strong = ids["weak"], ids["strong"]
     for model in (weak, strong, weak, strong):
