@@ -540,6 +540,10 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     )
     tested = f"a paired t-test on 2 seeds: {words} (p = "
     assert runner["p_value"] is None or tested in page.inner_text("#best-margin")
+    # l2 from 0.001 to 0.5: a log axis labelled at decades, not plotly's bare "2 3 4 ... 9" between them
+    page.wait_for_selector("#sweep-by-l2.js-plotly-plot .scatterlayer .trace")
+    xaxis = page.locator("#sweep-by-l2").evaluate("el => el.layout.xaxis")
+    assert xaxis["type"] == "log" and xaxis["tickvals"] == [0.001, 0.01, 0.1, 1], xaxis
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ export function plotText(text, width = Infinity) {
 }
 
 const MANTISSAS = [[1, 2, 5], [1, 2, 3, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]];
+const MAX_LOG_TICKS = 12; // labels on a log axis at most
 
 /** A log axis labelled with whole values at the first of `mantissas` of each decade that gives three
  * labels or more (e.g. 0.2, 0.5, 1 at 1, 2 and 5; 0.001, 0.01, 0.1 at 1), from the one at or below the
@@ -59,9 +60,12 @@ export function logAxis(values, title, mantissas = MANTISSAS) {
     const first = all.findLastIndex((v) => v <= lo), last = all.findIndex((v) => v >= hi);
     return all.slice(first, last + 1);
   };
-  const tickvals = mantissas.map(enclosing).find((t) => t.length >= 3) ?? enclosing(MANTISSAS.at(-1));
+  const ticks = mantissas.map(enclosing).find((t) => t.length >= 3) ?? enclosing(MANTISSAS.at(-1));
   // a fixed range (log10 units): plotly's autorangeoptions.include mixes up log units in plotly.js 4.1
-  const [a, b] = [Math.log10(tickvals[0]), Math.log10(tickvals.at(-1))], pad = 0.04 * (b - a);
+  const [a, b] = [Math.log10(ticks[0]), Math.log10(ticks.at(-1))], pad = 0.04 * (b - a);
+  // a space of 300 decades (1e-300 to 10) had a label at each: every step-th, the ends kept
+  const step = Math.ceil((ticks.length - 1) / (MAX_LOG_TICKS - 1));
+  const tickvals = ticks.filter((_, i) => i % step === 0 || i === ticks.length - 1);
   return { ...axis, tickvals, range: [a - pad, b + pad] };
 }
 

@@ -3,7 +3,7 @@
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
 import { duration, fill, gapPoints, h, pct, pText, seconds } from "../dom.js";
-import { PALETTE, accuracyAxis, lineChart, parallelChart } from "../charts.js";
+import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView } from "../widgets.js";
@@ -227,7 +227,8 @@ function byField(el, sweep, field, spec, signal) {
   });
   const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
   return lineChart(el, traces, {
-    x: { title: { text: field + (log ? " (log scale)" : "") }, type: log ? "log" : numeric ? "linear" : "category" },
+    // log: labelled at whole values (plotly's own labels its minor ticks 2 3 4 ... 9, bare)
+    x: log ? decadeAxis(values, field) : { title: { text: field }, type: numeric ? "linear" : "category" },
     y: accuracyAxis(all, `${chartSplit(sweep)} accuracy (mean, 95 % CI)`),
     signal,
   });

@@ -1,0 +1,39 @@
+"""The dashboard's log axes (charts.js), run in Chromium from the files in service/web (no server): a
+study's slice chart over 300 decades had a label at each, and a sweep's learning-rate chart labelled
+plotly's minor ticks with bare digits ("2 3 4 ... 9 0.1 2 3")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.browser import browser  # noqa: F401 - a fixture
+from tests.e2e.test_compare_ranking import ORIGIN, _serve
+
+AXIS = "async ([kind, values]) => (await import('/static/js/charts.js'))[kind](values, 'x')"
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", _serve)
+    page.goto(f"{ORIGIN}/")
+    yield page
+    page.close()
+
+
+def test_a_log_axis_over_hundreds_of_decades_keeps_a_dozen_labels_and_both_ends(page):
+    axis = page.evaluate(AXIS, ["decadeAxis", [1e-300, 10]])
+    ticks = axis["tickvals"]
+    assert len(ticks) <= 12 and ticks[0] <= 1e-300 and ticks[-1] >= 10, ticks
+    assert axis["range"][0] < -300 and axis["range"][1] > 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "ticks"),
+    [
+        ("decadeAxis", [0.01, 0.05, 0.1, 0.3], [0.01, 0.1, 1]),  # a sweep's learning rates: decades
+        ("lossAxis", [0.05, 2.3], [0.05, 0.1, 0.2, 0.5, 1, 2, 5]),  # a loss: 1, 2 and 5 of each
+    ],
+)
+def test_a_log_axis_is_labelled_at_whole_values(page, kind, values, ticks):
+    assert page.evaluate(AXIS, [kind, values])["tickvals"] == ticks
