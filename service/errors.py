@@ -247,11 +247,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         detail = f"{request.method} is not allowed here; this path answers {allowed}."
     invalid_params = None
     if exc.status_code == 400 and exc.__cause__ is not None and detail == FASTAPI_BODY_ERROR:
-        reason = unreadable_json(exc.__cause__)
-        detail, invalid_params = (
-            f"The body cannot be read as JSON: {reason}.",
-            [{"name": "body", "reason": reason}],
-        )
+        unreadable = unreadable_body(exc.__cause__)
+        detail, invalid_params = unreadable.detail, unreadable.invalid_params
     return problem_response(
         request,
         exc.status_code,
@@ -295,6 +292,17 @@ def unreadable_json(cause: BaseException) -> str:
     if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
         return f"a number has more than {sys.get_int_max_str_digits():,} digits"
     return cut(f"{type(cause).__name__}: {cause}")
+
+
+def unreadable_body(cause: BaseException) -> ProblemError:
+    """The 400 for a body json.loads refused though its syntax held (FastAPI's own answer on its routes)."""
+    reason = unreadable_json(cause)
+    return ProblemError(
+        400,
+        "Bad request",
+        f"The body cannot be read as JSON: {reason}.",
+        invalid_params=[{"name": "body", "reason": reason}],
+    )
 
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
@@ -386,9 +394,11 @@ PROBLEM_RESPONSES: Responses = {
 NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 # Routes that read a JSON body: one FastAPI cannot decode, and one too large (api/guard.py).
 JSON_BODY_DOC: Responses = {
-    400: problem_doc("Body not readable as JSON: not UTF-8, nested too deeply, a number too long"),
+    400: problem_doc(
+        "Body not readable as JSON: not UTF-8, nested too deeply, a number too long, a key twice"
+    ),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
-    415: problem_doc("Body sent without Content-Type: application/json"),
+    415: problem_doc("Body sent without Content-Type: application/json, or compressed (Content-Encoding)"),
 }
 # Routes that queue jobs: those, and a full queue (presenters.queue_full).
 SUBMIT_DOCS: Responses = JSON_BODY_DOC | {429: problem_doc("Queue full")}

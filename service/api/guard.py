@@ -1,6 +1,7 @@
 """What a request must show before the app reads its body: a Host this server answers to (against DNS
 rebinding), no other site's origin on a state-changing request (against cross-site requests), the
-bearer token on a state-changing request when MLPLAB_API_TOKEN is set, and a body within its limit.
+bearer token on a state-changing request when MLPLAB_API_TOKEN is set, a body not compressed (no
+Content-Encoding but identity), and a body within its limit.
 
 A pure ASGI middleware, like security.py's. Its refusals are problem+json, sent before the app runs
 and before a byte of the body is read. The body limit wraps `receive`: FastAPI's JSON parsing, the
@@ -202,6 +203,14 @@ class RequestGuard(HttpMiddleware):
         if _cross_site(scope, headers):
             self.check_cross_site(headers)
         check_token(headers, self.settings)
+        codings = [c.strip() for value in headers.getlist("content-encoding") for c in value.split(",")]
+        if any(c and c.lower() != "identity" for c in codings):  # RFC 9110 15.5.16
+            raise ProblemError(
+                415,
+                "Unsupported media type",
+                f"A body in Content-Encoding {echo(', '.join(codings))} is not read: send it uncompressed.",
+                headers={"Accept-Encoding": "identity"},
+            )
 
     def check_cross_site(self, headers: Headers) -> None:
         """A page on another site may not change anything; a program holding the token may."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -11,6 +12,7 @@ from service.main import create_app
 from service.ml.spec import TrainSpec
 from service.settings import Settings
 from tests.conftest import assert_problem
+from tests.factories import job_body
 
 
 def _job_count(client) -> int:
@@ -89,6 +91,21 @@ def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     )
     assert problem["invalid_params"] == [{"name": "body", "reason": says}]
     assert _job_count(client) == 0
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip"])
+def test_a_compressed_body_is_415_whether_or_not_it_is(client, coding, compressed):
+    """Content-Encoding: gzip on a plain JSON body was read as JSON (202), on a gzipped one a 400."""
+    body = json.dumps(job_body()).encode()
+    sent = gzip.compress(body) if compressed else body
+    headers = {"content-type": "application/json", "content-encoding": coding}
+    response = client.post("/jobs", content=sent, headers=headers)
+    problem = assert_problem(response, 415, f"Content-Encoding {coding!r} is not read")
+    assert response.headers["accept-encoding"] == "identity", problem
+    assert _job_count(client) == 0
+    plain = {"content-type": "application/json", "content-encoding": "identity"}
+    assert client.post("/jobs", content=body, headers=plain).status_code == 202
 
 
 def test_a_model_stored_before_the_train_limit_rule_can_still_be_reproduced(client, settings):

@@ -231,14 +231,25 @@ def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc
             "body.zzz",
             "not a field: send exactly one of",
         ),
-        ('{"pixels": ' * 2000 + "0" + "}" * 2000, "body", "nested too deeply"),
-        (b"\x1f\x8b\x08\x00", "body", "is not UTF-8 (byte 2)"),  # a gzip body
-        ('{"pixels": [0], "pixels": [' + ", ".join(["0"] * 784) + "]}", "body", "'pixels' is given twice"),
     ],
 )
 def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, says):
     body = refused(client, model, 422, says, content=text, headers={"content-type": "application/json"})
     assert [p["name"] for p in body["invalid_params"]] == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"pixels": ' * 2000 + "0" + "}" * 2000, "nested too deeply"),
+        (b"\x1f\x8b\x08\x00", "is not UTF-8 (byte 2)"),  # a gzip body
+        ('{"pixels": [0], "pixels": [' + ", ".join(["0"] * 784) + "]}", "'pixels' is given twice"),
+    ],
+)
+def test_json_that_cannot_be_read_is_a_400_as_on_every_json_route(client, model, text, says):
+    """It was a 422 here and a 400 on /jobs, /sweeps and PUT /aliases."""
+    body = refused(client, model, 400, says, content=text, headers={"content-type": "application/json"})
+    assert [p["name"] for p in body["invalid_params"]] == ["body"]
 
 
 @pytest.mark.parametrize(

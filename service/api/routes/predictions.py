@@ -33,7 +33,7 @@ from service.errors import (
     invalid_all,
     problem_doc,
     unique_keys,
-    unreadable_json,
+    unreadable_body,
 )
 from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
@@ -87,7 +87,7 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
     except json.JSONDecodeError as exc:  # where and why, as every other JSON route says it
         raise invalid("body", f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # not UTF-8, nested too deeply, a key twice, a huge number
-        raise invalid("body", f"cannot be read as JSON: {unreadable_json(exc)}") from None
+        raise unreadable_body(exc) from None  # a 400, as on every other JSON route
     if not isinstance(payload, dict):
         raise invalid("body", one_of)
     if unknown := sorted(payload.keys() - {"pixels", "images"}):
@@ -149,7 +149,9 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     openapi_extra=_PREDICT_BODY,
     dependencies=[WriterDep],
     responses={
-        400: problem_doc("Malformed multipart body"),
+        400: problem_doc(
+            "A malformed multipart body, or JSON that cannot be read (not UTF-8, nested too deeply, a key twice)"
+        ),
         415: problem_doc("Not JSON, multipart or an image"),
     },
 )
