@@ -50,9 +50,17 @@ class HeadAsGet(HttpMiddleware):
 
 class NoRanges(HttpMiddleware):
     """Every response whole: a Range header is dropped, as RFC 9110 allows (the files are small; Starlette
-    answered a malformed Range on a file with a text/plain 400)."""
+    answered a malformed Range on a file with a text/plain 400), and no response offers ranges (Starlette's
+    files said Accept-Ranges: bytes: a download manager resuming one started again from byte 0)."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         # In place, not a copy: the middlewares outside read what routing records in this scope.
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
-        await self.app(scope, receive, send)
+
+        async def whole(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"accept-ranges"]
+                message = {**message, "headers": [*kept, (b"accept-ranges", b"none")]}
+            await send(message)
+
+        await self.app(scope, receive, whole)

@@ -415,11 +415,13 @@ def test_head_answers_as_get_without_a_body_and_holds_no_event_stream(tmp_path):
                 if "content-length" in got.headers and path != "/healthz":
                     assert head.headers["content-length"] == got.headers["content-length"], path
             assert client.head("/jobs/999").status_code == 404
-            for page in ("/static/app.css", "/"):
+            for page in ("/static/app.css", "/", "/static/vendor/plotly.min.js", "/jobs"):
                 whole = client.get(page).content
                 for bad_range in ("bytes=abc", "items=0-1", "bytes=99999999-", "bytes=0-1"):
                     ranged = client.get(page, headers={"range": bad_range})
                     assert ranged.status_code == 200 and ranged.content == whole, (page, bad_range)
+                    # and none offered: a resumed download of plotly restarted from 0 after "bytes"
+                    assert ranged.headers.get_list("accept-ranges") == ["none"], ranged.headers
             # counted under the route GET matched, as an uptime checker's traffic should be
             metrics = client.get("/metrics").text
             for route in ("/healthz", "/jobs/{job_id}"):
