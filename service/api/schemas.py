@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 from service.errors import worded
 from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
-from service.ml.spec import SplitName, TrainSpec
+from service.ml.spec import EarlyStopping, SplitName, TrainSpec
 from service.ml.splits import ImageUse
 from service.search import StudyCreate
 from service.selection import ALPHA, Tested
@@ -282,10 +282,13 @@ class ModelPublic(BaseModel):
     learning_rate: float
     lr_schedule: str
     l2: float
+    momentum: float
     epochs: int
     batch_size: int
+    seed: int
     train_limit: int | None
     validation_size: int
+    early_stopping: EarlyStopping | None
     sweep_id: str | None
     study_id: int | None = Field(None, description=STUDY_OF)
     train_accuracy: float = Field(description=TRAIN_ACCURACY)

@@ -252,8 +252,11 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
             assert c[metric] == pytest.approx(
                 {"mean": mean, "std": std, "ci_low": low, "ci_high": high}, rel=1e-9
             )
-        seconds = [client.get(f"/models/{i}").json()["seconds"] for i in c["jobs"]]
-        assert c["seconds"] == pytest.approx(np.mean(seconds))
+        models = [client.get(f"/models/{i}").json() for i in c["jobs"]]
+        assert c["seconds"] == pytest.approx(np.mean([m["seconds"] for m in models]))
+        # each replicate's model says its seed (models listed alike, told apart by nothing shown)
+        assert [m["seed"] for m in models] == [jobs[i]["spec"]["seed"] for i in c["jobs"]]
+        assert {(m["momentum"], m["early_stopping"]) for m in models} == {(0.9, None)}
         by_seed = dict(zip(c["seeds"], c["jobs"], strict=True))
         samples.append([jobs[by_seed[seed]]["validation_accuracy"] for seed in (0, 1, 2)])
     best, other = configurations

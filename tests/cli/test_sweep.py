@@ -110,10 +110,13 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     assert "ranked by validation_accuracy" in err
     status, out, err = mlplab(capsys, "models")
     header, *rows = [line.split() for line in out.splitlines()]
-    assert header[8:16] == [
+    assert header[7:18] == [
+        "LR",
+        "L2",
         "SCHEDULE",
         "EPOCHS",
         "BATCH",
+        "SEED",
         "TRAIN_LIMIT",
         "TRAIN",
         "VALIDATION",
@@ -123,8 +126,9 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     models = {m["id"]: m for m in api.client.get("/models").json()["data"]}
     for row in rows:
         model = models[int(row[0])]
-        assert row[8] == "constant" and row[11] == "500"
-        assert row[13] == f"{model['validation_accuracy']:.2%}"
+        assert row[9] == "constant" and row[13] == "500"
+        assert (row[8], row[12]) == (f"{model['l2']:g}", str(model["seed"]))  # replicates told apart
+        assert row[15] == f"{model['validation_accuracy']:.2%}"
     stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
     assert f"! {stuck}: " in err  # the model that learned nothing, flagged
     assert mlplab(capsys, "models", "--dataset", "mnist")[1] == out  # all of them learned MNIST

@@ -26,6 +26,7 @@ JOB |= {"train_accuracy": 0.9731, "validation_accuracy": 0.9412, "test_accuracy"
 MODEL = {"id": 7, "dataset": "fashion-mnist", "backend": "numpy", "hidden_layers": [500, 250, 100]}
 MODEL |= {"activation": "relu", "init": "he", "optimizer": "adam", "learning_rate": 0.001}
 MODEL |= {"lr_schedule": "cosine", "epochs": 15, "batch_size": 64, "train_limit": None, "seconds": 123.4}
+MODEL |= {"l2": 0.0, "seed": 0}
 MODEL |= {"train_accuracy": 0.9731, "validation_accuracy": 0.9412, "test_accuracy": 0.9387}
 MODEL |= {"aliases": ["champion", "candidate"]}
 

@@ -184,7 +184,8 @@ export function fieldText(schema, field, value) {
 /** One field of a short label: an enum by its value alone ("relu"), others by a short name ("lr 0.002"). */
 export function shortPart(name, value, spec, sep = " ") {
   const prop = spec.properties[name];
-  const text = showValue(value, prop);
+  // a study's sampled rate, 0.007130874626643603, as the command line's %g shows it: 0.00713087
+  const text = typeof value === "number" && !Number.isInteger(value) ? String(Number(value.toPrecision(6))) : showValue(value, prop);
   return prop && fieldKind(prop).main.enum ? text : `${SHORT[name] ?? name.replace(/_/g, " ")}${sep}${text}`;
 }
 
