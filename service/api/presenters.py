@@ -5,7 +5,7 @@ imports these, deps, schemas and the store, never another router."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, get_args
 
 import numpy as np
@@ -18,6 +18,7 @@ from service.api.schemas import (
     ALIAS_NAME,
     AliasPublic,
     DatasetPublic,
+    EpochPoint,
     JobPublic,
     Progress,
     StudyPublic,
@@ -35,7 +36,7 @@ from service.settings import Settings
 from service.store.aliases import move_alias
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Alias, AliasAction, Job, JobStatus, Study, TrainedModel
+from service.store.models import Alias, AliasAction, EpochMetric, Job, JobStatus, Study, TrainedModel
 from service.store.queries import (
     MAX_INTEGER,
     alias_target,
@@ -74,6 +75,20 @@ def chance_warning(spec: TrainSpec, validation: float | None, test: float | None
 def job_warning(job: Job | Row[Any]) -> str | None:
     """chance_warning of a finished job's model (None for a job without accuracies)."""
     return chance_warning(job_spec(job), job.validation_accuracy, job.test_accuracy)
+
+
+def epoch_points(job: Job, rows: Iterable[EpochMetric]) -> list[EpochPoint]:
+    """The job's epoch rows (in order, up to its latest) as the API shows them: each says whether its train
+    and test accuracies are on samples (every epoch but the last trained: service/ml/evaluation.py)."""
+    rows = list(rows)
+    last = {job_spec(job).epochs}
+    if rows and job.status == JobStatus.succeeded:
+        last.add(rows[-1].epoch)  # early stopping's
+    fields = EpochPoint.model_fields.keys() - {"sampled"}
+    return [
+        EpochPoint.model_validate({f: getattr(r, f) for f in fields} | {"sampled": r.epoch not in last})
+        for r in rows
+    ]
 
 
 def job_public(job: Job | Row[Any]) -> JobPublic:

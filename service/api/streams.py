@@ -24,8 +24,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.presenters import job_public
-from service.api.schemas import MAX_CURVE_POINTS, EpochPoint, JobPublic
+from service.api.presenters import epoch_points, job_public
+from service.api.schemas import MAX_CURVE_POINTS, JobPublic
 from service.errors import ProblemError
 from service.store.db import session_scope
 from service.store.models import EpochMetric, Job
@@ -130,10 +130,7 @@ def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
             .where(EpochMetric.job_id == job.id, EpochMetric.epoch > epoch)
             .order_by(EpochMetric.epoch)
         )
-        keyed += [
-            ((r.epoch, 1, 0), "epoch", EpochPoint.model_validate(r, from_attributes=True).model_dump())
-            for r in epochs
-        ]
+        keyed += [((p.epoch, 1, 0), "epoch", p.model_dump()) for p in epoch_points(job, epochs)]
         keyed.sort(key=lambda k: k[0])  # an epoch's losses, then that epoch's metrics
     events = []
     for _, event, data in keyed:  # an id says how far the client got: Last-Event-ID resumes after it

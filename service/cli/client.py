@@ -332,8 +332,8 @@ class ProgressBar:
                 if validation is None
                 else f"validation {pct(validation)} (loss {data['validation_loss']:.4f}), "
             )
-            # before the last epoch, train and test on fixed samples (service/ml/evaluation.py)
-            sampled = "on samples: " if data["epoch"] < self.epochs else ""
+            # before the last epoch, train and test on fixed samples; .get: an API older than the field
+            sampled = "on samples: " if data.get("sampled", data["epoch"] < self.epochs) else ""
             self._line(
                 f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, {shown}"
                 f"{sampled}train {pct(data['train_accuracy'])}, test {pct(data['test_accuracy'])} "

@@ -40,6 +40,8 @@ def test_a_job_that_stops_early_succeeds_with_its_best_epochs_model(tmp_path, mn
     stopped, best = model["stopped_epoch"], model["best_epoch"]
     assert best < stopped < OVERFIT["epochs"] and stopped - best == 2  # patience 2: two epochs without gain
     assert [e["epoch"] for e in epochs] == list(range(1, stopped + 1))  # the curves end where it stopped
+    # train and test accuracies on samples but for the last epoch trained, measured on every image
+    assert [e["sampled"] for e in epochs] == [True] * (stopped - 1) + [False]
     assert job["progress"]["epoch"] == stopped
     losses = [e["validation_loss"] for e in epochs]
     assert best == int(np.argmin(losses)) + 1

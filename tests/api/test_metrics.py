@@ -91,6 +91,7 @@ def test_a_scrape_after_a_job_and_predictions_counts_them(settings):
     for bound in EPOCH_BUCKETS:
         under = sum(e["seconds"] <= bound for e in epochs)
         assert value(samples, "mlplab_epoch_seconds_bucket", backend="numpy", le=str(bound)) == under
+    assert [e["sampled"] for e in epochs] == [True, True, False]  # the last on every image
     assert waiting
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from service.api.deps import DatabaseDep, ModelRefsDep, reader_router
 from service.api.presenters import (
     differing,
+    epoch_points,
     images_seen,
     job_warning,
     json_response,
@@ -19,7 +20,6 @@ from service.api.schemas import (
     ComparedModelPublic,
     ComparisonPublic,
     CurvePoint,
-    EpochPoint,
 )
 from service.errors import NOT_TRAINED_DOC
 from service.ml.spec import TrainSpec
@@ -47,7 +47,7 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
             train_accuracy=job.train_accuracy or 0.0,
             validation_accuracy=job.validation_accuracy,
             test_accuracy=job.test_accuracy or 0.0,
-            epochs=[EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)],
+            epochs=epoch_points(job, get_epochs(session, job.id)),
             losses=curve(session, job, spec),
             near_chance=warning is not None,
             warning=warning,

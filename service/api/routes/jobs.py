@@ -20,6 +20,7 @@ from service.api.params import DIGITS, Whole
 from service.api.presenters import (
     check_budget,
     enqueue,
+    epoch_points,
     job_json,
     job_public,
     json_response,
@@ -176,4 +177,4 @@ async def read_loss_curve(job_id: Whole, database: DatabaseDep) -> Response:
 @router.get("/{job_id}/epochs", response_model=list[EpochPoint])
 def read_epochs(job: JobDep, session: SessionDep) -> list[EpochPoint]:
     """Mean loss, accuracies and time of each finished epoch."""
-    return [EpochPoint.model_validate(r, from_attributes=True) for r in get_epochs(session, job.id)]
+    return epoch_points(job, get_epochs(session, job.id))
