@@ -142,6 +142,16 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     predict.add_argument(
         "--top", type=client.top, default=3, help=f"how many classes to list (1 to {NUM_CLASSES})"
     )
+    export = command(
+        "export",
+        client.cmd_export,
+        "download a model's weights (.npz) or its ONNX graph",
+        description="Write MODEL's weights (mlplab's .npz: README, 'Weight format') or, with --format onnx, "
+        "its ONNX graph to a file (default: mlplab-model-ID.npz or .onnx; '-': standard output).",
+    )
+    export.add_argument("model", metavar="MODEL", help="the model: its (job) id, or an alias (champion)")
+    export.add_argument("--format", choices=list(client.EXPORTS), default="npz", help="npz (default) or onnx")
+    export.add_argument("-o", "--output", metavar="FILE", help="where to write it ('-': standard output)")
     _sweep_commands(command)
 
 

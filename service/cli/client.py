@@ -587,6 +587,42 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORTS = {"npz": "weights", "onnx": "model.onnx"}  # --format: the route under /models/{model}/
+SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+def cmd_export(client: ApiClient, args: argparse.Namespace) -> int:
+    """The model's weights (.npz, mlplab's format) or its ONNX graph, written to a file."""
+    if not args.model.strip():
+        raise UsageError("MODEL is blank: give the model's (job) id or an alias, e.g. champion")
+    response = client.response("GET", f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}")
+    model_id = response.headers.get(MODEL_ID_HEADER)
+    if model_id is None:
+        raise not_mlplab(response, f"no {MODEL_ID_HEADER} header")
+    named = re.search(r'filename="([^"]*)"', response.headers.get("content-disposition", ""))
+    offered = named[1] if named and SAFE_FILENAME.fullmatch(named[1]) else None  # never a path
+    target = args.output or offered or f"mlplab-model-{model_id}.{args.format}"
+    by = f"model {model_id}" + (f" ({args.model})" if args.model != model_id else "")
+    if target == "-":
+        sys.stdout.buffer.write(response.content)
+        sys.stdout.buffer.flush()
+    else:
+        _write_whole(Path(target), response.content)
+    print(f"{by}: {len(response.content):,} bytes of {args.format} to {target}", file=sys.stderr)
+    return 0
+
+
+def _write_whole(path: Path, content: bytes) -> None:
+    """`content` in `path` whole or not at all: a file beside it, renamed over it once written."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_bytes(content)
+        part.replace(path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise ApiError(0, f"cannot write {path}", str(exc)) from None
+
+
 def cell(value: Any, field: str | None = None) -> str:
     """A hyperparameter's value in one word: 500-250, 0.01, patience=3,min_delta=0; unset, as the pages
     say it (spec.js showValue): off for an object field (early_stopping), all for another (train_limit)."""
