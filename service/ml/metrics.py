@@ -72,7 +72,8 @@ def near_chance(
         return None
     if learning_rate == usual_rate:  # nothing says which way: the default itself did not work here
         advice = (
-            f"another learning_rate than its optimizer's default {usual_rate:g}, another init or more epochs"
+            f"a learning_rate other than {learning_rate:g} (its optimizer's default, whether given or not), "
+            "another init or more epochs"
         )
     else:
         direction = "larger" if learning_rate < usual_rate else "smaller"

@@ -58,11 +58,13 @@ def test_near_chance_advises_a_larger_learning_rate_below_the_optimizers_default
 
 
 def test_near_chance_at_the_default_learning_rate_names_no_direction():
-    """A default sigmoid/SGD job that underfits was told to try a smaller rate: nothing says which way."""
+    """A default sigmoid/SGD job that underfits was told to try a smaller rate: nothing says which way. One
+    that gave 0.1 itself was told to try another rate 'than its optimizer's default', as if it had not."""
     sentence = near_chance(10, 0.1, 0.1, validation=0.11, test=0.11)
     assert sentence is not None and "smaller" not in sentence and "larger" not in sentence
     assert (
-        "Try another learning_rate than its optimizer's default 0.1, another init or more epochs." in sentence
+        "Try a learning_rate other than 0.1 (its optimizer's default, whether given or not), another init "
+        "or more epochs." in sentence
     )
 
 
