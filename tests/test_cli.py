@@ -269,3 +269,10 @@ def test_submits_help_gives_each_fields_limits_and_an_early_stopping_example(cap
     start = text.index("--learning-rate LEARNING_RATE Step")
     learning_rate = text[start : text.index("--lr-schedule {", start)]
     assert "0.001 for adam" in learning_rate and "(default" not in learning_rate  # not sgd's 0.1 for all
+
+
+def test_a_tiny_jobs_seconds_are_not_shown_as_nought():
+    """A 500-image epoch of 0.018 s was shown '(0.0 s)', and a model's training time 0.0."""
+    from service.cli.client import seconds_figure
+
+    assert [seconds_figure(s) for s in (0.018, 0.5, 1.0, 26.44, 0.0)] == ["0.018", "0.5", "1.0", "26.4", "0"]

@@ -232,6 +232,11 @@ def flags_named(flags: dict[str, str]) -> Iterator[None]:
         raise
 
 
+def seconds_figure(seconds: float) -> str:
+    """Seconds as a figure: a tenth from 1 s up, two significant digits below ('0.018', not '0.0')."""
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
@@ -337,7 +342,7 @@ class ProgressBar:
             self._line(
                 f"epoch {data['epoch']}/{self.epochs}: loss {data['loss']:.4f}, {shown}"
                 f"{sampled}train {pct(data['train_accuracy'])}, test {pct(data['test_accuracy'])} "
-                f"({data['seconds']:.1f} s)"
+                f"({seconds_figure(data['seconds'])} s)"
             )
 
     def close(self) -> None:
@@ -496,7 +501,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             pct(m["train_accuracy"]),
             pct(m["validation_accuracy"]),
             pct(m["test_accuracy"]) + chance_mark(m),
-            f"{m['seconds']:.1f}",
+            seconds_figure(m["seconds"]),
             ",".join(m["aliases"]),
         ]
         for m in page["data"]
@@ -665,7 +670,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
         ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
         [
             "training seconds",
-            *(f"{sum(e['seconds'] for e in m['epochs']):.1f}" if m["epochs"] else "-" for m in models),
+            *(seconds_figure(sum(e["seconds"] for e in m["epochs"])) if m["epochs"] else "-" for m in models),
         ],
     ]
     print(table(["", *(f"#{m['id']}" for m in models)], rows))
@@ -753,7 +758,7 @@ def _configurations_table(sweep: Json) -> str:
             _mean_ci(c["validation_accuracy"]),
             bar,
             _mean_ci(c["test_accuracy"]),
-            "-" if c["seconds"] is None else f"{c['seconds']:.1f}",
+            "-" if c["seconds"] is None else seconds_figure(c["seconds"]),
             _tied(c, rank),
             _p(c["p_value"]),
         ]
