@@ -696,7 +696,18 @@ def _mean_ci(summary: Json | None) -> str:
     if summary["ci_low"] is None:
         return pct(summary["mean"])
     low, high = _within(summary["ci_low"]), _within(summary["ci_high"])
-    return f"{pct(summary['mean'])} ({100 * low:.2f}-{100 * high:.2f})"
+    return f"{pct(summary['mean'])} ({100 * low:.2f}-{100 * high:.2f}){CUT_MARK if _cut(summary) else ''}"
+
+
+CUT_MARK = "*"  # an interval cut at 0 or 100 %: _ranked_note says so
+
+
+def _cut(summary: Json | None) -> bool:
+    return (
+        summary is not None
+        and summary["ci_low"] is not None
+        and (summary["ci_low"] < 0 or summary["ci_high"] > 1)
+    )
 
 
 BAR_WIDTH = 21  # characters of a configuration's interval bar
@@ -819,6 +830,15 @@ def _ranked_note(sweep: Json) -> None:
             f"TIED yes ({_tests_used(tested)}, p >= 0.05): the seeds do not tell them apart; "
             f"no (p < 0.05): unlikely to be seed noise alone, one test of {len(tested)} against the best, "
             "uncorrected",
+            file=sys.stderr,
+        )
+    summaries = [
+        c[split] for c in sweep["configurations"] for split in ("validation_accuracy", "test_accuracy")
+    ]
+    if any(map(_cut, summaries)):
+        print(
+            f"{CUT_MARK} an interval cut at 0 or 100 %: with so few seeds Student's t reaches past it "
+            "(more seeds narrow it)",
             file=sys.stderr,
         )
     best = _best_runs(sweep)

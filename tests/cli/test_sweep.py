@@ -259,11 +259,12 @@ def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, caps
     narrow = _configuration(0.3, [3, 4], _summary(0.5, 0.45, 0.55), _summary(0.5, 0.45, 0.55), 0.3, True)
     (header, best, _), err = _served_sweep(elsewhere, capsys, [wide, narrow])
     assert "95% CI 15.10-100.00%" in header
-    assert best.split()[2:4] == ["58.30%", "(15.10-100.00)"] and best.split()[5:7] == [
+    assert best.split()[2:4] == ["58.30%", "(15.10-100.00)*"] and best.split()[5:7] == [
         "40.00%",
-        "(0.00-92.49)",
+        "(0.00-92.49)*",
     ]
     assert "101.50" not in best and "-12.49" not in best
+    assert "* an interval cut at 0 or 100 %" in err  # and said so: "100.00" read as a computed bound
     assert "the seeds do not tell them apart" in err and "one test of 1 against the best" in err
     # an API from before the paired test sends no tested_by: the legend names the test it ran
     assert "TIED yes (Welch's t-test against the best, p >= 0.05)" in err

@@ -6,7 +6,7 @@ import { $, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
-import { ci as interval, tiedNote, within } from "./sweep.js";
+import { ci as interval, cutNote, tiedNote, within } from "./sweep.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -165,7 +165,7 @@ function configurationsTable(s, spec) {
     h("span", { class: "mean", style: { left: at(m.mean) } }));
   const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (${pText(c.p_value)})`);
   return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
-    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, tiedNote(s)),
+    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, tiedNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,

@@ -27,7 +27,8 @@ export async function sweepPage(ctx, root) {
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
     h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec)),
-      tiedNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, tiedNote(sweep)) : null));
+      tiedNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, tiedNote(sweep)) : null,
+      cutNote(sweep) ? h("p", { class: "muted", id: "cut-note" }, cutNote(sweep)) : null));
   const active = sweep.status.queued || sweep.status.running;
   if (active) {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
@@ -86,7 +87,12 @@ const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
 const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
 export const within = (v) => Math.min(1, Math.max(0, v));
-export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})`);
+export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})${cut(s) ? "*" : ""}`);
+const cut = (s) => s != null && s.ci_low != null && (s.ci_low < 0 || s.ci_high > 1);
+/** What ci's "*" means, when one of the sweep's intervals has it (a "100.00 %" read as a computed bound). */
+export const cutNote = (sweep) => (sweep.configurations.some((c) => cut(c.validation_accuracy) || cut(c.test_accuracy))
+  ? "* an interval cut at 0 or 100 %: with so few seeds Student's t reaches past it (more seeds narrow it)."
+  : null);
 // What ranked a configuration (as the API ranks): validation accuracy, test for one without a validation split.
 const rankedOn = (c) => (c.validation_accuracy ? "validation_accuracy" : "test_accuracy");
 const splitOf = (c) => rankedOn(c).split("_")[0];

@@ -1,0 +1,49 @@
+"""Texts the dashboard's modules write, run in Chromium from the files in service/web (no server): a
+model's short label (a study's sampled learning rate read 'lr 0.007130874626643603' on the jobs page and
+the compare picker, where the command line and the study page say 0.00713087), a sweep's intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cli.client import cell
+from tests.e2e.browser import browser  # noqa: F401 - a fixture
+from tests.e2e.test_compare_ranking import ORIGIN, _serve
+
+SHORT = """async ([name, value]) => {
+  const { shortPart } = await import('/static/js/spec.js');
+  return shortPart(name, value, { properties: { [name]: { type: ['number', 'integer'].includes(typeof value) ? 'number' : 'string' } } });
+}"""
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", _serve)
+    page.goto(f"{ORIGIN}/")
+    yield page
+    page.close()
+
+
+def test_a_sampled_rate_is_shown_to_six_figures_as_the_command_line_shows_it(page):
+    rate = 0.007130874626643603
+    assert page.evaluate(SHORT, ["learning_rate", rate]) == f"lr {cell(rate)}" == "lr 0.00713087"
+    assert page.evaluate(SHORT, ["seed", 12345678]) == "seed 12345678"  # whole numbers whole
+    assert page.evaluate(SHORT, ["l2", 0.0001]) == "l2 0.0001"
+
+
+INTERVALS = """async (summaries) => {
+  const { ci, cutNote } = await import('/static/js/pages/sweep.js');
+  const configurations = summaries.map((s) => ({ validation_accuracy: s, test_accuracy: null }));
+  return [summaries.map(ci), cutNote({ configurations })];
+}"""
+
+
+def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):
+    """Two seeds' interval (66.77-105.91) was shown as (66.77 %-100.00 %), read as a computed bound."""
+    wide = {"mean": 0.8634, "ci_low": 0.6677, "ci_high": 1.0591}
+    narrow = {"mean": 0.9, "ci_low": 0.89, "ci_high": 0.91}
+    shown, note = page.evaluate(INTERVALS, [wide, narrow])
+    assert shown[0].endswith("–100.00\u00a0%)*") and not shown[1].endswith("*"), shown
+    assert note.startswith("* an interval cut at 0 or 100 %"), note
+    assert page.evaluate(INTERVALS, [narrow])[1] is None
