@@ -1025,6 +1025,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlplab: {exc.title}{status}: {exc.detail}", file=sys.stderr)
         for param in exc.invalid_params[5:]:  # the detail names the first five
             print(f"  {param['name']}: {param['reason']}", file=sys.stderr)
+        if exc.status in (401, 403):  # the API speaks of headers; here the token is a flag
+            print("mlplab: give the token with --token or MLPLAB_API_TOKEN", file=sys.stderr)
         return 1
     except UsageError as exc:
         print(f"mlplab: {exc}", file=sys.stderr)

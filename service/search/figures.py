@@ -27,12 +27,13 @@ from optuna.study import Study
 from service.plots import DPI, DRAWING
 from service.search.engine import TrialRecord, best_trial, build_study, importance, varied
 from service.search.study import StudyCreate, stored_point
+from service.selection import BY_VALIDATION
 from service.store.models import JobStatus
 
 matplotlib.use("Agg")  # a service draws into bytes, never into a window
 
 FIGURES = ("history", "parallel", "slice", "importance")
-OBJECTIVE = "validation accuracy"
+OBJECTIVE = "validation accuracy"  # as the figures' axes say it; their JSON names it BY_VALIDATION
 
 
 def _draw(study: Study, name: str, fields: list[str]) -> Figure:
@@ -108,7 +109,7 @@ def history_data(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str
     done = _succeeded(trials)
     best = [best_trial(done[: i + 1]) for i in range(len(done))]
     return {
-        "objective": OBJECTIVE,
+        "objective": BY_VALIDATION,
         "number": [t.number for t in done],
         "value": [t.value for t in done],
         "best": [b.value if b else None for b in best],
@@ -119,7 +120,7 @@ def parallel_data(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[st
     """The parameters as axes, each succeeded trial a line through them ending at its objective."""
     done = _succeeded(trials)
     return {
-        "objective": OBJECTIVE,
+        "objective": BY_VALIDATION,
         "number": [t.number for t in done],
         "value": [t.value for t in done],
         "params": [_axis(config, field, done) for field in config.space],
@@ -128,7 +129,7 @@ def parallel_data(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[st
 
 def importance_data(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, Any]:
     scores = importance(config, trials)
-    return {"objective": OBJECTIVE, "params": list(scores), "importance": list(scores.values())}
+    return {"objective": BY_VALIDATION, "params": list(scores), "importance": list(scores.values())}
 
 
 # The slice plot and the parallel coordinates show the same table: each parameter and the objective.

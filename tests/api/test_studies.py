@@ -345,7 +345,11 @@ def test_importance_and_figures_of_a_study_where_only_the_learning_rate_matters(
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(png.content)).size[0] > 100
         data = client.get(f"/studies/{study_id}/figures/{name}")
-        assert data.status_code == 200
+        # named as /importance and the study name it (it was "validation accuracy" here)
+        assert (
+            data.status_code == 200
+            and data.json()["objective"] == answer["objective"] == "validation_accuracy"
+        )
     history = client.get(f"/studies/{study_id}/figures/history").json()
     assert history["number"] == list(range(12)) and history["best"][-1] == best["validation_accuracy"]
     assert_problem(client.get(f"/studies/{study_id}/contour.png"), 422)

@@ -15,8 +15,10 @@ import uvicorn
 
 from service.cli import main
 from service.cli.http import ApiClient
+from service.errors import PROBLEM_JSON
 from tests.cli.conftest import mlplab
 from tests.cli.test_sweep import _configuration, _summary
+from tests.factories import job_body
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SPEC = "numpy,mnist,784-500-250-100-10,relu,he,adam,lr=0.001,cosine,batch=64,epochs=15"
@@ -254,3 +256,20 @@ def test_models_validated_on_different_numbers_of_images_are_said_to_be(elsewher
     _serve(elsewhere, {"/models": {"data": models[:1] * 2, "count": 2, "ranked_by": "validation_accuracy"}})
     status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
     assert status == 0 and "held-out images" not in err, err
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_names_the_flag_that_gives_it(elsewhere, capsys, status):
+    """The API's problem speaks of an Authorization header: the command line user gives --token."""
+    detail = "This request needs 'Authorization: Bearer <token>' (MLPLAB_API_TOKEN)."
+    problem = {"type": "about:blank", "title": "Unauthorized", "status": status, "detail": detail}
+    elsewhere(lambda request: httpx.Response(status, json=problem, headers={"content-type": PROBLEM_JSON}))
+    code, out, err = mlplab(capsys, "--url", "http://api.test", "cancel", "3")
+    assert (code, out) == (1, "") and err.endswith("give the token with --token or MLPLAB_API_TOKEN\n"), err
+
+
+def test_cancelling_an_ended_job_says_it_has_ended(api, capsys):
+    job = api.post("/jobs", json=job_body())["id"]
+    api.train()
+    code, _, err = mlplab(capsys, "cancel", str(job))
+    assert code == 1 and f"Job {job} has already ended (succeeded)" in err, err  # was "is succeeded"

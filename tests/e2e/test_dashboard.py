@@ -496,6 +496,10 @@ def test_a_sweep_from_the_grid_form_lists_its_jobs(page, service):
     page.wait_for_selector("#sweeps table")
     card = page.locator("#sweeps > div").first
     assert "3 jobs" in card.inner_text()
+    # its whole id, as mlplab sweeps ID takes it (8 of its 12 characters were shown)
+    with service.client() as client:
+        sweep_id = client.get("/sweeps").json()["data"][0]["id"]
+    assert len(sweep_id) == 12 and f"Sweep {sweep_id}" in card.inner_text()
     assert card.locator(".sweep-jobs tbody tr").count() == 3
     assert sorted(card.locator(".sweep-jobs tbody tr td:nth-child(2)").all_inner_texts()) == [
         "seed=1",

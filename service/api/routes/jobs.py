@@ -128,7 +128,7 @@ def cancel(job_id: Whole, session: SessionDep) -> JobPublic:
         raise ProblemError(
             409,
             "Job already finished",
-            f"Job {job.id} is {job.status}: only queued or running jobs can be cancelled.",
+            f"Job {job.id} has already ended ({job.status}): only queued or running jobs can be cancelled.",
         ) from None
 
 

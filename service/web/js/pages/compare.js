@@ -210,7 +210,7 @@ function picker(models, chosen, from, schema) {
     go(withParams({ sweep: key === "sweep" ? value : null, study: key === "study" ? value : null }));
   } },
   h("option", { value: "" }, "every model"),
-  groups("sweep_id").map((s) => option("sweep", s, `sweep ${s.slice(0, 8)}`)),
+  groups("sweep_id").map((s) => option("sweep", s, `sweep ${s}`)),
   groups("study_id").map((s) => option("study", s, `study ${s}`)));
   const shown = models.data.filter((m) => (!from.sweep || m.sweep_id === from.sweep) && (!from.study || String(m.study_id) === from.study));
   const more = models.count > models.data.length

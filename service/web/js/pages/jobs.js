@@ -77,7 +77,7 @@ function newJobSection(spec) {
     if (values && typeof values === "object") for (const k of Object.keys(values)) delete base[k];
     try {
       const sweep = await api.submitSweep({ base, grid: values });
-      fill(note, h("a", { href: withParams({ sweep: sweep.id, offset: null }) }, `Sweep ${sweep.id.slice(0, 8)} queued: ${sweep.count} jobs`), ".");
+      fill(note, h("a", { href: withParams({ sweep: sweep.id, offset: null }) }, `Sweep ${sweep.id} queued: ${sweep.count} jobs`), ".");
       changed(event.target);
     } catch (err) { fill(sweepProblem, problemView(err, () => submitSweep(event))); }
   };
@@ -137,7 +137,7 @@ function sweepCard(s, spec) {
   const succeeded = s.jobs.filter((j) => j.status === "succeeded").map((j) => j.id);
   const counts = Object.entries(s.status).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
   return h("div", { class: "sweep", dataset: { sweep: s.id } },
-    h("strong", null, `Sweep ${s.id.slice(0, 8)}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
+    h("strong", null, `Sweep ${s.id}`), " ", h("span", { class: "muted" }, `${s.count} jobs · ${counts}`),
     h("div", { class: "links" }, h("a", { href: `#/sweeps/${s.id}`, dataset: { sweepPage: s.id } }, "its page"), " ",
       h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs"),
       succeeded.length >= 2 ? h("a", { href: `#/compare?ids=${succeeded.slice(0, 20).join(",")}` }, "compare its models") : null),
@@ -226,7 +226,7 @@ function jobRow(j, spec) {
   return h("tr", { dataset: { job: j.id } },
     h("td", { class: "id" }, h("a", { href: `#/jobs/${j.id}` }, j.id)),
     h("td", { class: "label" }, h("span", { title: j.name }, shortLabel(j.spec, spec)),
-      j.sweep_id ? [" ", h("a", { class: "muted sweep-link", href: withParams({ sweep: j.sweep_id, offset: null }) }, `sweep ${j.sweep_id.slice(0, 8)}`)] : null,
+      j.sweep_id ? [" ", h("a", { class: "muted sweep-link", href: withParams({ sweep: j.sweep_id, offset: null }) }, `sweep ${j.sweep_id}`)] : null,
       j.study_id != null ? [" ", h("a", { class: "muted sweep-link", href: `#/studies/${j.study_id}` }, `study ${j.study_id} #${j.trial_number}`)] : null,
       j.error ? h("div", { class: "problem" }, j.error) : null),
     h("td", { class: ["st", "nowrap"] }, statusBadge(j.status)),

@@ -29,7 +29,7 @@ export async function modelPage(ctx, root) {
   fill(root,
     h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: ["status", "alias"], href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
     h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
-      job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id.slice(0, 8)}`)] : null,
+      job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id}`)] : null,
       job.study_id != null ? [" · ", h("a", { id: "its-study", href: `#/studies/${job.study_id}` }, `study ${job.study_id}, trial ${job.trial_number}`)] : null),
     warningView(model),
     h("div", { class: "grid" },
