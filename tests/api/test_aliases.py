@@ -221,6 +221,15 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
     assert event["action"] == "promote"
     assert event["detail"] == f"the best model of sweep {sweep['id']} by validation_accuracy"
     assert client.get(f"/models/{best}").json()["aliases"] == ["champion"]
+    # promote moves an alias too: conditional as PUT is
+    path = f"/sweeps/{sweep['id']}/promote"
+    tag = promoted.headers["etag"]
+    assert_problem(client.post(path, json={"alias": "champion"}, headers={"If-None-Match": "*"}), 412)
+    assert_problem(client.post(path, json={"alias": "champion"}, headers={"If-Match": '"1"'}), 412)
+    again = client.post(path, json={"alias": "champion"}, headers={"If-Match": tag})
+    assert again.status_code == 200 and again.headers["etag"] == tag  # where it was: no change
+    fresh = client.post(path, json={"alias": "fresh"}, headers={"If-None-Match": "*"})
+    assert fresh.status_code == 200 and fresh.json()["model_id"] == best
 
     assert_problem(client.post("/sweeps/0123456789ab/promote", json={"alias": "x"}), 404, "no sweep")
     assert_problem(client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "Bad"}), 422, "body.alias")

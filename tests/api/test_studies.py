@@ -278,6 +278,12 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
         event = client.get("/aliases/champion").json()["history"][0]
         assert (event["action"], event["to_model_id"]) == ("promote", best["job_id"])
         assert event["detail"] == f"the best model of study {study_id} by validation_accuracy"
+        # conditional, under the alias's lock on either database
+        assert_problem(client.post(promote, json={"alias": "champion"}, headers={"If-None-Match": "*"}), 412)
+        same = client.post(
+            promote, json={"alias": "champion"}, headers={"If-Match": promoted.headers["etag"]}
+        )
+        assert same.status_code == 200 and same.headers["etag"] == promoted.headers["etag"]
 
         assert_problem(client.post("/studies/999/promote", json={"alias": "x"}), 404, "no study")
         assert_problem(client.post(promote, json={"alias": "Bad"}), 422, "body.alias")

@@ -10,6 +10,7 @@ from fastapi import Path, Query, Response
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
+from service.api.conditions import PRECONDITION_DOC, IfMatch, IfNoneMatch, check_preconditions, tagged
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
@@ -211,10 +212,16 @@ def cancel(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     "/{sweep_id}/promote",
     response_model=AliasPublic,
     dependencies=[WriterDep],
-    responses=JSON_BODY_DOC | {409: problem_doc("No job of the sweep has succeeded yet")},
+    responses=JSON_BODY_DOC | PRECONDITION_DOC | {409: problem_doc("No job of the sweep has succeeded yet")},
 )
 def promote(
-    sweep_id: SweepPath, body: PromoteCreate, session: SessionDep, inference: InferenceDep
+    sweep_id: SweepPath,
+    body: PromoteCreate,
+    session: SessionDep,
+    inference: InferenceDep,
+    response: Response,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
 ) -> AliasPublic:
     """Point an alias at the best model of the sweep's best configuration (GET /sweeps/{id}'s first; with
     one seed each, the sweep's best model), creating the alias if need be."""
@@ -228,7 +235,9 @@ def promote(
     source = f"sweep {sweep_id}"
     if top.n and len(top.jobs) > 1:
         where, source = Job.id.in_(top.jobs), f"sweep {sweep_id}'s best configuration"
+    check_preconditions(session, body.alias, if_match, if_none_match)
     public = promote_best(session, body.alias, source, where)
+    tagged(session, body.alias, response)
     session.commit()
     inference.forget(body.alias)
     return public
