@@ -41,6 +41,8 @@ EXAMPLES: dict[str, Any] = {
     "scale": 4,
     "x": "step",
     "last-event-id": "120-1",
+    "if-match": ['"12"'],  # an alias's ETag, as GET /aliases/{alias} gave it
+    "if-none-match": ["*"],
 }
 
 
