@@ -79,14 +79,18 @@ def job_warning(job: Job | Row[Any]) -> str | None:
 
 def epoch_points(job: Job, rows: Iterable[EpochMetric]) -> list[EpochPoint]:
     """The job's epoch rows (in order, up to its latest) as the API shows them: each says whether its train
-    and test accuracies are on samples (every epoch but the last trained: service/ml/evaluation.py)."""
+    and test accuracies are on samples (every epoch but the last trained: service/ml/evaluation.py), as the
+    worker recorded it; for a row from before it did, the spec's last epoch or a succeeded job's last row."""
     rows = list(rows)
     last = {job_spec(job).epochs}
     if rows and job.status == JobStatus.succeeded:
         last.add(rows[-1].epoch)  # early stopping's
     fields = EpochPoint.model_fields.keys() - {"sampled"}
     return [
-        EpochPoint.model_validate({f: getattr(r, f) for f in fields} | {"sampled": r.epoch not in last})
+        EpochPoint.model_validate(
+            {f: getattr(r, f) for f in fields}
+            | {"sampled": r.epoch not in last if r.sampled is None else r.sampled}
+        )
         for r in rows
     ]
 

@@ -267,8 +267,8 @@ class EpochPoint(BaseModel):
     validation_loss: float | None = Field(None, description="Cross-entropy on the validation images.")
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
     sampled: bool = Field(
-        description=f"train_accuracy and test_accuracy are on fixed samples of {SAMPLE_SIZE:,} images (every "
-        "epoch but the last trained), not on every image."
+        description=f"train_accuracy and test_accuracy are on fixed samples of at most {SAMPLE_SIZE:,} images "
+        "(every epoch but the last trained), not on every image."
     )
 
 

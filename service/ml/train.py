@@ -41,6 +41,7 @@ class EpochEnd:
     seconds: float  # training time of the epoch, evaluation excluded
     validation_loss: float | None = None  # on every validation image; None with validation_size 0
     validation_accuracy: float | None = None
+    sampled: bool | None = None  # train and test on the samples (None: not said, as before it was kept)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,15 @@ def train(
         if last and final is None:  # early stopping ends the job here
             final = full_evaluation(params, spec, sets, between)
         trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
-        end = EpochEnd(epoch, loss, trained.accuracy, test.accuracy, seconds, *_loss_accuracy(validation))
+        end = EpochEnd(
+            epoch,
+            loss,
+            trained.accuracy,
+            test.accuracy,
+            seconds,
+            *_loss_accuracy(validation),
+            sampled=final is None,
+        )
         history.append(end)
         calls.progress(end)
         if last:

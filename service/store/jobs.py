@@ -106,6 +106,7 @@ class EpochLike(Protocol):
     seconds: float
     validation_loss: float | None  # None for a job without a validation split
     validation_accuracy: float | None
+    sampled: bool | None  # train and test accuracies on samples; None: not said
 
 
 # --- transitions -------------------------------------------------------------------------------
@@ -293,6 +294,7 @@ def record_epoch(
             seconds=float(metrics.seconds),
             validation_loss=_float_or_none(metrics.validation_loss),
             validation_accuracy=_float_or_none(metrics.validation_accuracy),
+            sampled=metrics.sampled,
         )
     )
     session.flush()

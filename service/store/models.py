@@ -201,6 +201,8 @@ class EpochMetric(Base):
     seconds: Mapped[float] = mapped_column(Float)
     validation_loss: Mapped[float | None] = mapped_column(Float)  # None without a validation split
     validation_accuracy: Mapped[float | None] = mapped_column(Float)
+    # train and test accuracies on samples (every epoch but the last trained); None: from before 0012
+    sampled: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RewoundEpoch(Base):

@@ -6,12 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from service.main import create_app
 from service.ml.evaluation import EvalSets
 from service.ml.spec import TrainSpec
 from service.ml.weights import load_weights
 from service.settings import Settings
+from service.store.db import make_engine
+from service.store.queries import get_epochs
 from tests.factories import learner_body
 from tests.support import real_data_dir
 from workers.worker import run_worker
@@ -40,8 +43,13 @@ def test_a_job_that_stops_early_succeeds_with_its_best_epochs_model(tmp_path, mn
     stopped, best = model["stopped_epoch"], model["best_epoch"]
     assert best < stopped < OVERFIT["epochs"] and stopped - best == 2  # patience 2: two epochs without gain
     assert [e["epoch"] for e in epochs] == list(range(1, stopped + 1))  # the curves end where it stopped
-    # train and test accuracies on samples but for the last epoch trained, measured on every image
+    # train and test accuracies on samples but for the last epoch trained, measured on every image, as
+    # the worker recorded it with the epoch: the stream sends it while the job still runs
     assert [e["sampled"] for e in epochs] == [True] * (stopped - 1) + [False]
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        assert [r.sampled for r in get_epochs(session, job_id)] == [True] * (stopped - 1) + [False]
+    engine.dispose()
     assert job["progress"]["epoch"] == stopped
     losses = [e["validation_loss"] for e in epochs]
     assert best == int(np.argmin(losses)) + 1
