@@ -1,7 +1,7 @@
 """What a request must show before the app reads its body: a Host this server answers to (against DNS
 rebinding), no other site's origin on a state-changing request (against cross-site requests), the
 bearer token on a state-changing request when MLPLAB_API_TOKEN is set, a body not compressed (no
-Content-Encoding but identity), and a body within its limit.
+Content-Encoding but identity, no Transfer-Encoding but chunked), and a body within its limit.
 
 A pure ASGI middleware, like security.py's. Its refusals are problem+json, sent before the app runs
 and before a byte of the body is read. The body limit wraps `receive`: FastAPI's JSON parsing, the
@@ -160,6 +160,11 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
     return page is None or ours is None or not _same_origin(page, ours, sent.scheme)
 
 
+def _codings(headers: Headers, name: str) -> list[str]:
+    """The codings a Content-Encoding or Transfer-Encoding lists, over all its lines."""
+    return [c.strip() for value in headers.getlist(name) for c in value.split(",") if c.strip()]
+
+
 class RequestGuard(HttpMiddleware):
     """Refuses, before the app runs, what the module docstring lists; bounds every body as it streams in."""
 
@@ -203,13 +208,21 @@ class RequestGuard(HttpMiddleware):
         if _cross_site(scope, headers):
             self.check_cross_site(headers)
         check_token(headers, self.settings)
-        codings = [c.strip() for value in headers.getlist("content-encoding") for c in value.split(",")]
-        if any(c and c.lower() != "identity" for c in codings):  # RFC 9110 15.5.16
+        codings = _codings(headers, "content-encoding")
+        if any(c.lower() != "identity" for c in codings):  # RFC 9110 15.5.16
             raise ProblemError(
                 415,
                 "Unsupported media type",
                 f"A body in Content-Encoding {echo(', '.join(codings))} is not read: send it uncompressed.",
                 headers={"Accept-Encoding": "identity"},
+            )
+        transfer = _codings(headers, "transfer-encoding")
+        if any(c.lower() != "chunked" for c in transfer):  # RFC 9112 6.1: a coding not understood
+            raise ProblemError(
+                501,
+                "Not implemented",
+                f"A body in Transfer-Encoding {echo(', '.join(transfer))} is not read: send it uncompressed, "
+                "chunked or with a Content-Length.",
             )
 
     def check_cross_site(self, headers: Headers) -> None:

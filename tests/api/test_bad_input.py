@@ -108,6 +108,15 @@ def test_a_compressed_body_is_415_whether_or_not_it_is(client, coding, compresse
     assert client.post("/jobs", content=body, headers=plain).status_code == 202
 
 
+@pytest.mark.parametrize("coding", ["gzip, chunked", "deflate"])
+def test_a_body_in_a_transfer_coding_but_chunked_is_501(client, coding):
+    """Transfer-Encoding: gzip, chunked passed the Content-Encoding check and reached the app gzipped."""
+    headers = {"content-type": "application/json", "transfer-encoding": coding}
+    response = client.post("/jobs", content=gzip.compress(json.dumps(job_body()).encode()), headers=headers)
+    assert_problem(response, 501, f"Transfer-Encoding {coding!r} is not read")
+    assert _job_count(client) == 0
+
+
 def test_a_model_stored_before_the_train_limit_rule_can_still_be_reproduced(client, settings):
     """A train_limit past the images (60,000 meant "all") was accepted once: its model is trained again."""
     from service.store.db import make_engine, make_sessionmaker
