@@ -26,7 +26,7 @@ T = TypeVar("T")
 log = logging.getLogger("mlplab.api")
 BUSY_RETRY_SECONDS = 5  # a busy database's Retry-After
 FULL_RETRY_SECONDS = 60  # a full one's: space is freed by hand
-UNAVAILABLE_RETRY_SECONDS = 10  # an unreachable or unwritable one's
+UNAVAILABLE_RETRY_SECONDS = 10  # an unreachable or unwritable one's, and a server at MLPLAB_MAX_CONNECTIONS
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # the methods that change nothing
 
 PROBLEM_JSON = "application/problem+json"

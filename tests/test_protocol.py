@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from service.cli.protocol import HttpProtocol
-from service.errors import PROBLEM_JSON
+from service.errors import PROBLEM_JSON, UNAVAILABLE_RETRY_SECONDS
 from tests.support import free_port, wait_for
 
 
@@ -76,7 +76,7 @@ def test_a_request_that_is_not_http_is_a_problem_400(port, request_):
 def test_an_app_that_fails_before_answering_is_a_problem_500(port):
     status, headers, body = _exchange(port, b"GET /fails HTTP/1.1\r\nHost: a\r\n\r\n")
     assert (status, headers["content-type"]) == (500, PROBLEM_JSON), body
-    assert json.loads(body)["title"] == "Internal Server Error"
+    assert json.loads(body)["title"] == "Internal server error"  # as the app's own 500 titles it
 
 
 def test_a_connection_past_the_limit_is_a_problem_503_saying_when_to_retry(port):
@@ -88,8 +88,20 @@ def test_a_connection_past_the_limit_is_a_problem_503_saying_when_to_retry(port)
     finally:
         for sock in held:
             sock.close()
-    assert (status, headers["content-type"], headers["retry-after"]) == (503, PROBLEM_JSON, "10"), body
+    retry = str(UNAVAILABLE_RETRY_SECONDS)
+    assert (status, headers["content-type"], headers["retry-after"]) == (503, PROBLEM_JSON, retry), body
     assert "MLPLAB_MAX_CONNECTIONS" in json.loads(body)["detail"]
     wait_for(
         lambda: _exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0] == 200, 10, "a 200 once they go"
     )
+
+
+def test_an_unparsable_request_pipelined_behind_another_is_refused_after_its_answer(port):
+    """The 400 was sent at once, ahead of the answer to the valid request before it, which never came."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1 ") == 2, answer
+    assert b"HTTP/1.1 400 Bad Request\r\n" in answer.split(b"ok", 1)[1], answer

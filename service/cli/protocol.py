@@ -22,6 +22,7 @@ import asyncio
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from http import HTTPStatus
 from typing import Any, cast
 
 from uvicorn._types import ASGISendEvent, HTTPResponseStartEvent
@@ -40,24 +41,26 @@ LINGER_BYTES = 1 << 20  # and this much at most
 MIN_BODY_RATE = 8 * 1024  # bytes a second
 
 
-def _problem_body(status: int, title: str, detail: str) -> bytes:
+def _problem_body(status: int, detail: str) -> bytes:
+    """Its title the status's phrase in the app's sentence case ('Bad request', as errors.py titles it)."""
+    title = HTTPStatus(status).phrase.capitalize()
     return Problem(title=title, status=status, detail=detail).model_dump_json(exclude_none=True).encode()
 
 
-def _problem(status: int, title: str, detail: str) -> bytes:
+def _problem(status: int, detail: str) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, its body RFC 9457 problem+json."""
-    body = _problem_body(status, title, detail)
+    body = _problem_body(status, detail)
     security = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items())  # as every answer
     head = (
-        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_JSON}\r\n{security}"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: {PROBLEM_JSON}\r\n{security}"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 
 
-def _closing_problem(status: int, title: str, detail: str, *more: tuple[bytes, bytes]) -> list[Any]:
+def _closing_problem(status: int, detail: str, *more: tuple[bytes, bytes]) -> list[Any]:
     """The two ASGI messages of a problem+json response that closes its connection."""
-    body = _problem_body(status, title, detail)
+    body = _problem_body(status, detail)
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
@@ -73,7 +76,7 @@ async def _overloaded(scope: Any, receive: Any, send: Callable[[Any], Awaitable[
     """uvicorn's answer past MLPLAB_MAX_CONNECTIONS (its own is text/plain), with when to try again."""
     detail = "This server holds as many connections as it serves (MLPLAB_MAX_CONNECTIONS): try again shortly."
     retry = (b"retry-after", str(UNAVAILABLE_RETRY_SECONDS).encode())
-    for message in _closing_problem(503, "Service Unavailable", detail, retry):
+    for message in _closing_problem(503, detail, retry):
         await send(message)
 
 
@@ -104,7 +107,7 @@ class HttpProtocol(HttpToolsProtocol):
                 f"This client holds {most} connections to this server already (MLPLAB_MAX_CONNECTIONS_PER_CLIENT): "
                 "close some, or reuse them."
             )
-            self._refuse(_problem(429, "Too Many Requests", detail))
+            self._refuse(_problem(429, detail))
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self.timeout_keep_alive_task, self._unread):
@@ -164,7 +167,7 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_open and self._overhead and self._app_done():
             seconds = self.timeout_keep_alive
             detail = f"The request's head did not arrive within {seconds} s (MLPLAB_KEEP_ALIVE_SECONDS)."
-            self._refuse(_problem(408, "Request Timeout", detail))
+            self._refuse(_problem(408, detail))
         else:
             self.transport.close()  # idle, or a body that stopped coming: the app sees a disconnect
 
@@ -233,7 +236,7 @@ class HttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """A request httptools cannot parse, in problem+json like every other refusal (uvicorn's is text)."""
         detail = "The request is not valid HTTP/1.1: its request line, a header or its chunked framing could not be parsed."
-        self._refuse(_problem(400, "Bad Request", detail))
+        self._refuse_in_turn(_problem(400, detail))
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # every request's cycle passes here, pipelined ones too: its 500 and uvicorn's 503 in problem+json
@@ -248,7 +251,7 @@ class HttpProtocol(HttpToolsProtocol):
 
         async def send_500() -> None:
             detail = "The server failed before it could answer (it may be stopping): try again shortly."
-            for message in _closing_problem(500, "Internal Server Error", detail):
+            for message in _closing_problem(500, detail):
                 if (owner := request()) is not None:
                     await owner.send(message)
 
@@ -256,7 +259,11 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _too_large(self) -> None:
         detail = f"A request's line and headers, or its chunk lines and trailers, may hold under {MAX_HEAD_BYTES} bytes."
-        answer = _problem(431, "Request Header Fields Too Large", detail)
+        self._refuse_in_turn(_problem(431, detail))
+
+    def _refuse_in_turn(self, answer: bytes) -> None:
+        """Refuse what is being read: in a body, with `answer` unless its response has begun; in the head
+        of a request pipelined behind one still being answered, once that answer is sent."""
         if not self._head_open:
             self._refuse(None if self.cycle and self.cycle.response_started else answer)
         elif self._app_done():
