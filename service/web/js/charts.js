@@ -57,15 +57,19 @@ export function logAxis(values, title, mantissas = MANTISSAS) {
     for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
       for (const m of each) all.push(Number((m * 10 ** e).toPrecision(3)));
     }
-    const first = all.findLastIndex((v) => v <= lo), last = all.findIndex((v) => v >= hi);
-    return all.slice(first, last + 1);
+    // past a double's range (a study's bound of 5e-324) a tick is 0 or Infinity: none there
+    const ticks = all.filter((v) => v > 0 && Number.isFinite(v));
+    const first = Math.max(ticks.findLastIndex((v) => v <= lo), 0), last = ticks.findIndex((v) => v >= hi);
+    return ticks.slice(first, last < 0 ? ticks.length : last + 1);
   };
   const ticks = mantissas.map(enclosing).find((t) => t.length >= 3) ?? enclosing(MANTISSAS.at(-1));
   // a fixed range (log10 units): plotly's autorangeoptions.include mixes up log units in plotly.js 4.1
   const [a, b] = [Math.log10(ticks[0]), Math.log10(ticks.at(-1))], pad = 0.04 * (b - a);
-  // a space of 300 decades (1e-300 to 10) had a label at each: every step-th, the ends kept
-  const step = Math.ceil((ticks.length - 1) / (MAX_LOG_TICKS - 1));
-  const tickvals = ticks.filter((_, i) => i % step === 0 || i === ticks.length - 1);
+  // a space of 300 decades (1e-300 to 10) had a label at each: every step-th, and the last, the step-th
+  // before it left out when it would crowd it (closer than half a step)
+  const step = Math.ceil((ticks.length - 1) / (MAX_LOG_TICKS - 1)), end = ticks.length - 1;
+  const crowded = end % step !== 0 && end % step < step / 2 ? end - (end % step) : -1;
+  const tickvals = ticks.filter((_, i) => (i % step === 0 && i !== crowded) || i === end);
   return { ...axis, tickvals, range: [a - pad, b + pad] };
 }
 
