@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from service.api.database import Database
 from service.api.guard import TICKET_PARAM, check_ticket, check_token
 from service.api.inference import Inference
+from service.api.monitoring import Monitoring
 from service.api.params import ALIAS_NAMED, DeclaredRoute, Whole, as_declared
 from service.api.presenters import (
     IdsQuery,
@@ -63,6 +64,14 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(_database)]  # await database.run(fn, ...): one thread hop
 InferenceDep = Annotated[Inference, Depends(_inference)]
+
+
+async def _monitoring(request: Request) -> Monitoring:
+    monitoring: Monitoring = request.app.state.monitoring
+    return monitoring
+
+
+MonitoringDep = Annotated[Monitoring, Depends(_monitoring)]
 
 
 def _job(job_id: Whole, session: SessionDep) -> Job:

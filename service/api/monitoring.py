@@ -80,7 +80,7 @@ class Monitoring:
             ["model", "alias"],
             registry=self.registry,
         )
-        self.aliases: set[str] = set()  # the alias labels this process has recorded
+        self.aliases: dict[str, set[str]] = {}  # the alias labels this process records, and their models
 
     def served(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", UNMATCHED)
@@ -93,10 +93,19 @@ class Monitoring:
     def predicted(self, model_id: int, alias: str | None, images: int) -> None:
         if alias and alias not in self.aliases:
             if len(self.aliases) < MAX_ALIAS_LABELS:
-                self.aliases.add(alias)
+                self.aliases[alias] = set()
             else:
                 alias = OTHER_ALIAS
+        if alias in self.aliases:
+            self.aliases[alias].add(str(model_id))
         self.predictions.labels(str(model_id), alias or "").inc(images)
+
+    def forget_alias(self, alias: str) -> None:
+        """An alias deleted: its label's slot is free again, and (one process, whose series are its own)
+        its series go; throwaway aliases would otherwise fill the slots for good."""
+        for model in self.aliases.pop(alias, set()):
+            if self.metrics_dir is None:
+                self.predictions.remove(model, alias)
 
     def exposition(self, state: ServiceState | None) -> bytes:
         """The Prometheus text of every process's counters and of the service's state (None: unreadable)."""

@@ -110,6 +110,25 @@ def test_predictions_by_ever_new_alias_names_add_a_bounded_number_of_series():
     }
     assert len(aliases) == MAX_ALIAS_LABELS + 2 and aliases[OTHER_ALIAS] == 25
     assert aliases["card-0"] == 3 and aliases[""] == 1
+    # a deleted alias frees its slot (and, in one process, its series): champion is not "(other)"
+    monitoring.forget_alias("card-1")
+    monitoring.predicted(7, "champion", 1)
+    samples = metric_samples(monitoring.exposition(state=None).decode())
+    aliases = {
+        dict(labels)["alias"] for (name, labels), _ in samples.items() if name == "mlplab_predictions_total"
+    }
+    assert "champion" in aliases and "card-1" not in aliases and len(aliases) == MAX_ALIAS_LABELS + 2
+
+
+def test_deleting_an_alias_frees_its_metric_label(settings):
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/jobs", json=job_body(epochs=1)).json()["id"]
+        run_worker(settings, once=True)
+        client.put("/aliases/pr-1", json={"model_id": job})
+        client.post("/models/pr-1/predict", json={"pixels": [0] * 784})
+        assert ("mlplab_predictions_total", (("alias", "pr-1"), ("model", str(job)))) in scrape(client)
+        assert client.delete("/aliases/pr-1").status_code == 204
+        assert ("mlplab_predictions_total", (("alias", "pr-1"), ("model", str(job)))) not in scrape(client)
 
 
 def test_unmatched_paths_share_one_label(settings):

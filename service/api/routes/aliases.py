@@ -18,7 +18,7 @@ from service.api.conditions import (
     holds,
     tagged,
 )
-from service.api.deps import InferenceDep, SessionDep, WriterDep, reader_router
+from service.api.deps import InferenceDep, MonitoringDep, SessionDep, WriterDep, reader_router
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import alias_public, aliases_public, point_alias
 from service.api.schemas import (
@@ -177,6 +177,7 @@ def remove_alias(
     alias: AliasPath,
     session: SessionDep,
     inference: InferenceDep,
+    monitoring: MonitoringDep,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -188,4 +189,5 @@ def remove_alias(
         raise not_found("alias", alias) from None
     session.commit()
     inference.forget(alias)
+    monitoring.forget_alias(alias)
     return Response(status_code=204)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import ReaderDep, SessionDep, SettingsDep
-from service.api.monitoring import Monitoring, read_state
+from service.api.deps import MonitoringDep, ReaderDep, SessionDep, SettingsDep
+from service.api.monitoring import read_state
 from service.api.params import as_declared
 from service.errors import PROBLEM_RESPONSES, database_unavailable
 
@@ -29,9 +29,8 @@ router = APIRouter(
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus' text format"}},
 )
-def read_metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def read_metrics(session: SessionDep, settings: SettingsDep, monitoring: MonitoringDep) -> Response:
     """Requests, latency and predictions served; jobs, queue, live workers and epochs (docs/deployment.md)."""
-    monitoring: Monitoring = request.app.state.monitoring
     try:
         state = read_state(session, settings.lease_seconds)
     except SQLAlchemyError as exc:

@@ -10,10 +10,9 @@ from fastapi import Path, Query, Request, Response
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import InferenceDep, ModelRefDep, WriterDep, reader_router
+from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep, reader_router
 from service.api.guard import allow_body
 from service.api.inference import predict_proba
-from service.api.monitoring import Monitoring
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS
 from service.api.presenters import dataset_image, json_response
@@ -155,7 +154,9 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
         415: problem_doc("Not JSON, multipart or an image"),
     },
 )
-async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -> Response:
+async def predict(
+    ref: ModelRefDep, request: Request, inference: InferenceDep, monitoring: MonitoringDep
+) -> Response:
     """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
     settings: Settings = request.app.state.settings
     weights = await inference.weights(ref.id)  # 404 / 409 before reading a large body
@@ -171,7 +172,7 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
             probs = await predict_proba(weights, images)
             profile = await inference.input_profile(weights.spec.dataset)
             answer = await run_in_threadpool(_answer, images, probs, profile, single, model_warning)
-        _monitoring(request).predicted(ref.id, ref.alias, len(images))
+        monitoring.predicted(ref.id, ref.alias, len(images))
         answer.headers.update(ref.headers)
         return answer
     if content_type == "application/json":
@@ -188,7 +189,7 @@ async def predict(ref: ModelRefDep, request: Request, inference: InferenceDep) -
     probs = await predict_proba(weights, images)
     profile = await inference.input_profile(weights.spec.dataset)
     answer = _answer(images, probs, profile, single, model_warning)
-    _monitoring(request).predicted(ref.id, ref.alias, len(images))
+    monitoring.predicted(ref.id, ref.alias, len(images))
     answer.headers.update(ref.headers)
     return answer
 
@@ -227,11 +228,6 @@ def _predictions(
     ]
 
 
-def _monitoring(request: Request) -> Monitoring:
-    monitoring: Monitoring = request.app.state.monitoring
-    return monitoring
-
-
 @router.get(
     "/{model}/predictions/{split}/{index}",
     response_model=ImagePredictionPublic,
@@ -242,14 +238,14 @@ async def predict_split_image(
     split: SplitName,
     index: Annotated[int, Path(ge=0), DIGITS],
     inference: InferenceDep,
-    request: Request,
+    monitoring: MonitoringDep,
 ) -> ImagePredictionPublic:
     """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
     weights, data = await inference.model_and_data(ref.id)
     image, label = dataset_image(data, split, index)
     p = (await predict_proba(weights, image[None, :]))[0]
     model_warning = await inference.model_warning(ref.id)
-    _monitoring(request).predicted(ref.id, ref.alias, 1)
+    monitoring.predicted(ref.id, ref.alias, 1)
     predicted = int(p.argmax())
     use = (
         "test"
