@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas import (
     ALIAS_NAME,
+    ALIAS_WORDS,
     AliasPublic,
     DatasetPublic,
     EpochPoint,
@@ -391,7 +392,7 @@ def parse_ids(ids: str) -> list[str]:
         raise invalid(
             "query.ids",
             f"{echo(bad)} is neither a model id nor an alias: give comma-separated ids (integers from 1 "
-            f"to {MAX_INTEGER:,}) or aliases, e.g. ids=3,7,champion",
+            f"to {MAX_INTEGER:,}) or aliases ({ALIAS_WORDS}), e.g. ids=3,7,champion",
         )
     if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
         given = f"{counted(len(parts), 'model')} given"

@@ -15,14 +15,16 @@ from service.ml.spec import EarlyStopping, SplitName, TrainSpec
 from service.ml.splits import ImageUse
 from service.search import StudyCreate
 from service.selection import ALPHA, Tested
-from service.store.models import AliasAction, JobStatus, StudyStatus
+from service.store.models import MAX_ALIAS_CHARS, AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
 # it would reach PostgreSQL as an error (a 500) rather than a 404.
 SWEEP_ID_PATTERN = worded(r"^[0-9a-f]{1,32}$", "a sweep id: 1 to 32 hex digits, as POST /sweeps made it")
 # An alias starts with a letter, so that no alias reads as a model id where either is accepted.
-ALIAS_NAME = r"[a-z][a-z0-9-]{0,62}"
-ALIAS_WORDS = "lowercase letters, digits and dashes, starting with a letter, at most 63 characters"
+ALIAS_NAME = rf"[a-z][a-z0-9-]{{0,{MAX_ALIAS_CHARS - 1}}}"
+ALIAS_WORDS = (
+    f"lowercase letters, digits and dashes, starting with a letter, at most {MAX_ALIAS_CHARS} characters"
+)
 ALIAS_PATTERN = worded(f"^{ALIAS_NAME}$", f"an alias: {ALIAS_WORDS}")
 MODEL_PATTERN = worded(  # a model's id, or an alias naming it
     rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$", f"a model id (digits) or an alias ({ALIAS_WORDS})"

@@ -272,12 +272,15 @@ class AliasAction(StrEnum):
     delete = "delete"  # removed; the name may be given again, with a history of its own from there
 
 
+MAX_ALIAS_CHARS = 63  # an alias's name, at most (migration 0004 made the columns this wide)
+
+
 class Alias(Base):
     """A name for a trained model (champion, staging) that moves from model to model."""
 
     __tablename__ = "aliases"
 
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_ALIAS_CHARS), primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.job_id"))
     event_id: Mapped[int] = mapped_column(ForeignKey("alias_events.id"))  # the event that set it
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -293,7 +296,9 @@ class AliasEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    alias: Mapped[str] = mapped_column(String(63))  # no foreign key: a deleted alias keeps its history
+    alias: Mapped[str] = mapped_column(
+        String(MAX_ALIAS_CHARS)
+    )  # no foreign key: a deleted alias keeps its history
     action: Mapped[AliasAction] = mapped_column(_short_enum(AliasAction))
     from_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.job_id"))
     to_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.job_id"))  # None: deleted

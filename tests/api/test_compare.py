@@ -145,6 +145,11 @@ def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():
         ("{a},2147483648", 422, "is neither a model id nor an alias"),
         ("{a},0", 422, "is neither a model id nor an alias"),
         ("{a},X!", 422, "'X!' is neither a model id nor an alias"),
+        (
+            "{a}," + "a" * 64,
+            422,
+            "or aliases (lowercase letters, digits and dashes, starting with a letter, at most 63",
+        ),
         ("{a},nobody", 404, "There is no alias nobody."),
         ("{a}", 422, "1 model given; compare 2 to 20 models"),
         (",".join(str(i) for i in range(1, 22)), 422, "21 models given"),
