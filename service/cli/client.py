@@ -597,35 +597,47 @@ SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 def cmd_export(client: ApiClient, args: argparse.Namespace) -> int:
-    """The model's weights (.npz, mlplab's format) or its ONNX graph, written to a file."""
+    """The model's weights (.npz, mlplab's format) or its ONNX graph, written to a file as it comes."""
     if not args.model.strip():
         raise UsageError("MODEL is blank: give the model's (job) id or an alias, e.g. champion")
-    response = client.response("GET", f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}")
-    model_id = response.headers.get(MODEL_ID_HEADER)
-    if model_id is None:
-        raise not_mlplab(response, f"no {MODEL_ID_HEADER} header")
-    named = re.search(r'filename="([^"]*)"', response.headers.get("content-disposition", ""))
-    offered = named[1] if named and SAFE_FILENAME.fullmatch(named[1]) else None  # never a path
-    target = args.output or offered or f"mlplab-model-{model_id}.{args.format}"
+    with client.streamed(f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}") as response:
+        model_id = response.headers.get(MODEL_ID_HEADER, "")
+        if not model_id.isascii() or not model_id.isdigit():  # it names the file
+            raise not_mlplab(response, f"no {MODEL_ID_HEADER} header of digits")
+        named = re.search(r'filename="([^"]*)"', response.headers.get("content-disposition", ""))
+        offered = named[1] if named and SAFE_FILENAME.fullmatch(named[1]) else None  # never a path
+        name = offered or f"mlplab-model-{model_id}.{args.format}"
+        target = args.output or name
+        if target != "-" and Path(target).is_dir():
+            target = str(Path(target) / name)
+        size = _write(target, response.iter_bytes())
     by = f"model {model_id}" + (f" ({args.model})" if args.model != model_id else "")
-    if target == "-":
-        sys.stdout.buffer.write(response.content)
-        sys.stdout.buffer.flush()
-    else:
-        _write_whole(Path(target), response.content)
-    print(f"{by}: {len(response.content):,} bytes of {args.format} to {target}", file=sys.stderr)
+    print(f"{by}: {size:,} bytes of {args.format} to {target}", file=sys.stderr)
     return 0
 
 
-def _write_whole(path: Path, content: bytes) -> None:
-    """`content` in `path` whole or not at all: a file beside it, renamed over it once written."""
+def _write(target: str, pieces: Iterator[bytes]) -> int:
+    """The pieces to standard output ('-'), or to the file `target` whole or not at all: to a file beside
+    it, renamed over it once all have come. Returns the bytes written."""
+    if target == "-":
+        size = 0
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
+            size += len(piece)
+        sys.stdout.buffer.flush()
+        return size
+    path = Path(target)
     part = path.with_name(f".{path.name}.part")
     try:
-        part.write_bytes(content)
+        with part.open("wb") as file:
+            for piece in pieces:
+                file.write(piece)
         part.replace(path)
     except OSError as exc:
-        part.unlink(missing_ok=True)
         raise ApiError(0, f"cannot write {path}", str(exc)) from None
+    finally:
+        part.unlink(missing_ok=True)
+    return path.stat().st_size
 
 
 def cell(value: Any, field: str | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,18 @@ class ApiClient:
         if response.status_code >= 400:
             raise ApiError.from_response(response)
         return response
+
+    @contextmanager
+    def streamed(self, path: str) -> Iterator[httpx.Response]:
+        """GET `path` with its body still to read (iter_bytes); ApiError as request() raises them."""
+        try:
+            with self.http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError.from_response(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -3,9 +3,11 @@ had only curl or the dashboard's buttons for it."""
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import onnxruntime
 
+from service.api.schemas import MODEL_ID_HEADER
 from service.ml.weights import load_weights
 from tests.cli.conftest import mlplab
 from tests.factories import job_body
@@ -38,6 +40,18 @@ def test_export_writes_the_weights_and_the_onnx_graph_the_api_serves(api, capsys
     )[0]
     assert np.allclose(onnx, load_weights(written).predict_proba(images), atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"mlplab-model-{job}.npz", "net.onnx"]  # no .part
+    (tmp_path / "models").mkdir()
+    status, _, err = mlplab(capsys, "export", "champion", "-o", "models")  # a folder: the file goes in it
+    assert status == 0 and (tmp_path / "models" / f"mlplab-model-{job}.npz").read_bytes() == written, err
+
+
+def test_export_names_no_file_after_a_header_it_cannot_trust(elsewhere, capsys, tmp_path, monkeypatch):
+    """A server that is not mlplab's: its x-model-id would have named the file (../../x)."""
+    headers = {MODEL_ID_HEADER: "../../x", "content-type": "application/octet-stream"}
+    elsewhere(lambda request: httpx.Response(200, content=b"PK", headers=headers))
+    monkeypatch.chdir(tmp_path)
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "export", "7")
+    assert status == 1 and "is it an mlplab API" in err and list(tmp_path.iterdir()) == [], err
 
 
 def test_export_of_what_is_no_model_writes_nothing_and_says_why(api, capsys, tmp_path, monkeypatch):
