@@ -290,7 +290,7 @@ def test_image_over_our_pixel_limit(no_decoding, side):
 
 
 def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_decoding(request):
-    """A 2000x2000 progressive JPEG with 30,000 empty scans added (368 kB) took 10 s to decode, holding one
+    """A 2000x2000 progressive JPEG with 30,000 empty scans added (356 kB) took 10 s to decode, holding one
     of the API's two decoding slots; an ordinary progressive one is decoded as before."""
     progressive = encode(draw_seven(size=(2000, 2000)), "JPEG", progressive=True)
     end = progressive.rfind(b"\xff\xd9")

@@ -66,7 +66,12 @@ def training_indices(labels: Labels, spec: TrainSpec, validation: Indices | None
 def scored_indices(labels: Labels, spec: TrainSpec, split: str) -> Indices:
     """The images of a split that its accuracy and confusion matrix count: on train those trained on
     (not the validation images), on test every one."""
-    return training_indices(labels, spec) if split == "train" else np.arange(len(labels), dtype=np.int64)
+    return np.flatnonzero(counted(image_uses(labels, spec, split))).astype(np.int64)
+
+
+def counted(uses: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """Which of image_uses' images a model's accuracy and confusion matrix count."""
+    return np.isin(uses, [IMAGE_USES.index("trained"), IMAGE_USES.index("test")])
 
 
 def image_uses(labels: Labels, spec: TrainSpec, split: str) -> NDArray[np.int8]:

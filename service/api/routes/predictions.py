@@ -37,7 +37,7 @@ from service.errors import (
 from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
 from service.ml.spec import SplitName
-from service.ml.splits import IMAGE_USES, image_uses
+from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
 
@@ -247,11 +247,7 @@ async def predict_split_image(
     model_warning = await inference.model_warning(ref.id)
     monitoring.predicted(ref.id, ref.alias, 1)
     predicted = int(p.argmax())
-    use = (
-        "test"
-        if split == "test"
-        else IMAGE_USES[image_uses(data.split(split)[1], weights.spec, split)[index]]
-    )
+    use = IMAGE_USES[(await inference.image_uses(weights.spec, split, data.split(split)[1]))[index]]
     return ImagePredictionPublic(
         split=split,
         index=index,
@@ -304,9 +300,8 @@ async def predictions_by_outcome(
     labels = data.split(split)[1]
     known = await inference.split_predictions(ref.id, split)
     guesses = known.predicted
-    uses = image_uses(labels, weights.spec, split)
-    counted = (IMAGE_USES.index("trained"), IMAGE_USES.index("test"))
-    keep = np.isin(uses, counted) if images == "counted" else np.ones(len(labels), dtype=bool)
+    uses = await inference.image_uses(weights.spec, split, labels)
+    keep = counted(uses) if images == "counted" else np.ones(len(labels), dtype=bool)
     if label is not None:
         keep &= labels == label
     if predicted is not None:
