@@ -230,6 +230,14 @@ def begin_write(session: Session) -> None:
         )
 
 
+def begin_snapshot(session: Session) -> None:
+    """Start the session's transaction so that all its reads see one snapshot of the database: on
+    PostgreSQL REPEATABLE READ (READ COMMITTED gives each statement its own); an SQLite read transaction
+    is one already. Call it before the session's first query."""
+    if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config built in code (no alembic.ini), optionally handing env.py a connection."""
     config = Config()

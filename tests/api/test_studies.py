@@ -275,7 +275,9 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
         promoted = client.post(promote, json={"alias": "champion"})
         assert promoted.status_code == 200, promoted.text
         assert promoted.json()["model_id"] == best["job_id"]
-        event = client.get("/aliases/champion").json()["history"][0]
+        read = client.get("/aliases/champion")  # alias and history read in one snapshot, on either database
+        assert read.headers["etag"] == promoted.headers["etag"]
+        event = read.json()["history"][0]
         assert (event["action"], event["to_model_id"]) == ("promote", best["job_id"])
         assert event["detail"] == f"the best model of study {study_id} by validation_accuracy"
         # conditional, under the alias's lock on either database

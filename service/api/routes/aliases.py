@@ -40,6 +40,7 @@ from service.errors import (
     problem_doc,
 )
 from service.store.aliases import AliasNotFound, NothingToRollBack, delete_alias, rollback_alias
+from service.store.db import begin_snapshot
 from service.store.queries import alias_history, get_alias, list_aliases
 
 router = reader_router("aliases", "/aliases")
@@ -85,6 +86,7 @@ def read_alias(
 ) -> AliasHistoryPublic | Response:
     """An alias, the model it names, and its latest changes (moves, rollbacks, deletions), newest first;
     its ETag to make a change conditional on (If-Match)."""
+    begin_snapshot(session)  # the alias and its history as of one moment: its ETag says that moment
     row = found(get_alias(session, alias), "alias", alias)
     response.headers["ETag"] = etag(row)
     if holds(row, None, if_none_match) is not None:  # the client's copy is current
