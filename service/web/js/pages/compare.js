@@ -55,6 +55,8 @@ export async function comparePage(ctx, root) {
   showTable();
   fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank));
   fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.crown));
+  // a column a model: past four, half the page hid the last ones behind a scroll
+  if (cmp.data.length > 4) root.querySelector("#per-class").closest("section").style.gridColumn = "1 / -1";
   fill(root.querySelector("#difference"), difference(cmp.data, cms, rank));
   fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.crown));
   const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.crown, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
