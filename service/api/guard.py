@@ -53,7 +53,7 @@ class BodyTooLarge(HTTPException):
     def __init__(self, size: int, limit: BodyLimit, at_least: bool) -> None:
         super().__init__(
             413,
-            f"The body is {'over ' if at_least else ''}{size:,} bytes; the limit is {limit.bytes:,} bytes "
+            f"The body is {'at least ' if at_least else ''}{size:,} bytes; the limit is {limit.bytes:,} bytes "
             f"({limit.bytes / 1e6:g} MB, {limit.setting}).",
         )
 

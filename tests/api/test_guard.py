@@ -46,6 +46,9 @@ def test_a_json_body_over_the_limit_is_413_naming_the_setting(settings, path, de
         response = client.post(path, content=content, headers={"content-type": "application/json"})
         problem = assert_problem(response, 413, "the limit is 4,000 bytes", "MLPLAB_MAX_BODY_BYTES")
         assert problem["title"] == "Content too large"
+        # declared, its size; chunked, what had come when it passed the limit (was "over" that)
+        size = f"The body is {len(big):,} bytes" if declared else "The body is at least "
+        assert problem["detail"].startswith(size), problem
         assert _job_count(client) == 0
         small = client.post("/jobs", json=JOB)  # under the limit: as before
         assert small.status_code == 202, small.text
