@@ -25,8 +25,12 @@ IfNoneMatch = Annotated[
     list[str] | None,
     Header(
         description="Change the alias only if its ETag is none of these (with *: only if it does not exist, "
-        "to create it and never move another's); else 412. On GET, 304 when it still matches."
+        "to create it and never move another's); else 412."
     ),
+]
+IfNoneMatchRead = Annotated[
+    list[str] | None,
+    Header(description="304, no body, when the alias's ETag is one of these (with *: when it exists)."),
 ]
 PRECONDITION_DOC: Responses = {
     412: problem_doc("If-Match or If-None-Match does not hold for the alias as it now is")

@@ -1,6 +1,6 @@
 """The OpenAPI document as /docs shows it: each operation summarised by its handler's docstring's first
-line, an example for every parameter, so each endpoint can be tried as is, and every problem
-documented as what it is: application/problem+json with the Problem schema."""
+line, an example for every parameter, so each endpoint can be tried as is, every problem documented as
+what it is (application/problem+json with the Problem schema), and the response headers a client reads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.api.schemas import MODEL_ID_HEADER
 from service.errors import PROBLEM_JSON
 from service.settings import Settings
 from service.store.models import JobStatus
@@ -24,14 +25,14 @@ EXAMPLES: dict[str, Any] = {
     "index": 10,
     "name": "mnist",
     "dataset": "mnist",
-    "ids": "1,2",
+    "ids": "1,2,3",  # as its schema's example
     "status": JobStatus.succeeded,
     "backend": "numpy",
     "limit": 20,
     "offset": 0,
     "sort": "validation_accuracy",
-    "a": 1,
-    "b": 2,
+    "a": "1",  # a model id or an alias: a string
+    "b": "2",
     "only": "a_right",
     "after_step": 0,
     "label": 7,
@@ -41,9 +42,46 @@ EXAMPLES: dict[str, Any] = {
     "scale": 4,
     "x": "step",
     "last-event-id": "120-1",
-    "if-match": ['"12"'],  # an alias's ETag, as GET /aliases/{alias} gave it
-    "if-none-match": ["*"],
+    "jobs_limit": 10,
+    "trials_limit": 10,
+    "images": "counted",
 }
+# No example for If-Match and If-None-Match: the docs UI sends every example it shows, and no alias can
+# meet both at once (every try would be a 412).
+CONDITIONS = ("if-match", "if-none-match")
+
+_LOCATION = {"description": "Where the created or accepted resource is read", "schema": {"type": "string"}}
+_ETAG = {"description": "The alias's ETag, for If-Match on its next change", "schema": {"type": "string"}}
+_MODEL_ID = {
+    "description": "The id of the model that answered (an alias may name another by the next request)",
+    "schema": {"type": "string"},
+}
+_DISPOSITION = {"description": "attachment, and the file's name", "schema": {"type": "string"}}
+_RETRY = {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+_ALIAS_MOVES = (
+    "/aliases/{alias}",
+    "/aliases/{alias}/rollback",
+    "/sweeps/{sweep_id}/promote",
+    "/studies/{study_id}/promote",
+)
+_DOWNLOADS = ("/models/{model}/weights", "/models/{model}/model.onnx")
+
+
+def _response_headers(path: str, method: str, status: str) -> dict[str, Any]:
+    """The headers a client reads on this response, as the routes send them."""
+    headers: dict[str, Any] = {}
+    code = int(status) if status.isdigit() else 0
+    if code in (201, 202):
+        headers["Location"] = _LOCATION
+    if code in (200, 201) and path in _ALIAS_MOVES and method in ("get", "put", "post"):
+        headers["ETag"] = _ETAG
+    if 200 <= code < 300 and path.startswith("/models/{model}"):
+        headers[MODEL_ID_HEADER] = _MODEL_ID
+    if code == 200 and path in _DOWNLOADS:
+        headers["Content-Disposition"] = _DISPOSITION
+    if code in (429, 503):
+        headers["Retry-After"] = _RETRY
+    return headers
 
 
 def _problem_only(response: dict[str, Any]) -> None:
@@ -75,15 +113,17 @@ def add_parameter_examples(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             _security_as_configured(schema, app.state.settings)
-            for operations in schema["paths"].values():
-                for operation in operations.values():
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
                     if operation.get("description"):
                         operation["summary"] = operation["description"].split("\n", 1)[0].rstrip(".")
                     for parameter in operation.get("parameters", []):
                         if parameter["name"] in EXAMPLES and "example" not in parameter:
                             parameter["example"] = EXAMPLES[parameter["name"]]
-                    for response in operation.get("responses", {}).values():
+                    for status, response in operation.get("responses", {}).items():
                         _problem_only(response)
+                        if headers := _response_headers(path, method, status):
+                            response["headers"] = response.get("headers", {}) | headers
             app.openapi_schema = schema
         return app.openapi_schema
 

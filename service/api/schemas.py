@@ -307,7 +307,7 @@ class ModelPublic(BaseModel):
         description="The last epoch trained: before `epochs` when early stopping ended it."
     )
     seconds: float = Field(description="Training time, evaluation excluded.")
-    created_at: datetime
+    created_at: datetime = Field(description="When the model was stored: its job's end, not its submission.")
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
     near_chance: bool = Field(description=NEAR_CHANCE)
     warning: str | None = Field(description=WARNING)

@@ -228,6 +228,7 @@ def test_cancel_and_extend(client, settings):
     assert client.get(f"/studies/{study_id}").json()["status"] == "finished"
     extended = client.post(f"/studies/{study_id}/extend", json={"trials": 3})
     assert extended.status_code == 202, extended.text
+    assert extended.headers["location"] == f"/studies/{study_id}"  # as every 202
     assert [t["status"] for t in extended.json()["trials"]] == ["succeeded"] * 2 + ["queued"] * 2
     cancelled = client.post(f"/studies/{study_id}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 2

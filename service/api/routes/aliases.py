@@ -13,6 +13,7 @@ from service.api.conditions import (
     PRECONDITION_DOC,
     IfMatch,
     IfNoneMatch,
+    IfNoneMatchRead,
     check_preconditions,
     etag,
     holds,
@@ -81,7 +82,7 @@ def read_alias(
     alias: AliasPath,
     session: SessionDep,
     response: Response,
-    if_none_match: IfNoneMatch = None,
+    if_none_match: IfNoneMatchRead = None,
     limit: PageLimit = 100,
 ) -> AliasHistoryPublic | Response:
     """An alias, the model it names, and its latest changes (moves, rollbacks, deletions), newest first;

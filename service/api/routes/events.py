@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 
 from service.api.deps import reader_router
 from service.api.params import Whole
-from service.api.schemas import MAX_CURVE_POINTS
+from service.api.schemas import MAX_CURVE_POINTS, EpochPoint
 from service.api.streams import EventHub, Snapshot, Subscription, sse
 from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
@@ -28,6 +28,7 @@ KEEPALIVE_SECONDS = 15.0  # a comment after this long without an event, so proxi
 # What FastAPI sends with an event stream: no caching, and no buffering by nginx.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
+EPOCH_FIELDS = ", ".join(f'"{name}"' for name in EpochPoint.model_fields)
 EVENTS_DOC: Responses = {
     200: {
         "content": {"text/event-stream": {}},
@@ -37,8 +38,7 @@ EVENTS_DOC: Responses = {
 - `progress`: `{{"epoch", "step", "steps", "loss"}}` for each loss the worker records (every `loss_every`
   steps); a replay of more than {MAX_CURVE_POINTS:,} of them (a finished job, or a reconnection long
   after) comes as {MAX_CURVE_POINTS:,} means over equal spans of steps, the last loss as recorded;
-- `epoch`: as each epoch ends, the epoch as `GET /jobs/{{id}}/epochs` lists it (`{{"epoch", "loss",
-  "train_accuracy", "test_accuracy", "seconds", "validation_loss", "validation_accuracy"}}`);
+- `epoch`: as each epoch ends, the epoch as `GET /jobs/{{id}}/epochs` lists it (`{{{EPOCH_FIELDS}}}`);
 - `end`: the final job (as `GET /jobs/{{id}}`), after which the stream closes.
 
 Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",

@@ -114,7 +114,13 @@ def _models_page(
 @router.get("", response_model=ModelsPublic)
 async def read_models(
     database: DatabaseDep,
-    sort: ModelSort = "validation_accuracy",
+    sort: Annotated[
+        ModelSort,
+        Query(
+            description="validation_accuracy, test_accuracy: highest first (validation then test when some "
+            "have no validation split); created_at: newest first. (GET /jobs's sort reads '-' for descending.)"
+        ),
+    ] = "validation_accuracy",
     limit: PageLimit = 100,
     offset: PageOffset = 0,
     dataset: Annotated[

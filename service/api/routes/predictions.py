@@ -72,8 +72,7 @@ _PREDICT_BODY = {
                     "required": ["file"],
                 }
             },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in _IMAGE_TYPES},
         },
     }
 }

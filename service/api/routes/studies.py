@@ -221,7 +221,9 @@ def cancel(study_id: Whole, session: SessionDep) -> StudyPublic:
     dependencies=[WriterDep],
     responses=SUBMIT_DOCS | CONFLICT_DOC,
 )
-def extend(body: StudyExtend, study_id: Whole, session: SessionDep, settings: SettingsDep) -> StudyPublic:
+def extend(
+    body: StudyExtend, study_id: Whole, session: SessionDep, settings: SettingsDep, response: Response
+) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
     check_extensible(before, settings, body.trials)
@@ -242,6 +244,7 @@ def extend(body: StudyExtend, study_id: Whole, session: SessionDep, settings: Se
         raise invalid("trials", str(exc)) from None
     public = study_public(session, study)
     session.commit()
+    response.headers["Location"] = f"/studies/{study.id}"  # as every 202: where to follow it
     return public
 
 
