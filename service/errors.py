@@ -189,7 +189,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             f"Content-Type {echo(sent) if sent else 'missing'}: send the body as JSON, with "
             "Content-Type: application/json",
         )
-    located = [e["loc"][:-1] if e["type"] == "json_invalid" else e["loc"] for e in errors]
+    if broken := next((e for e in errors if e["type"] == "json_invalid"), None):
+        return await _problem_error(request, not_json(validation_reason(broken)))
+    located = [e["loc"] for e in errors]
     params = [
         {"name": _location(loc), "reason": validation_reason(e)}
         for loc, e in zip(located, errors, strict=True)
@@ -295,8 +297,13 @@ def unreadable_json(cause: BaseException) -> str:
 
 
 def unreadable_body(cause: BaseException) -> ProblemError:
-    """The 400 for a body json.loads refused though its syntax held (FastAPI's own answer on its routes)."""
-    reason = unreadable_json(cause)
+    """The 400 for a body json.loads refused (FastAPI's own answer on its routes says only that)."""
+    return not_json(unreadable_json(cause))
+
+
+def not_json(reason: str) -> ProblemError:
+    """A body that is not JSON at all: a 400 (RFC 9110: the request is malformed), not the 422 of JSON
+    that says the wrong thing."""
     return ProblemError(
         400,
         "Bad request",
@@ -395,7 +402,7 @@ NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 # Routes that read a JSON body: one FastAPI cannot decode, and one too large (api/guard.py).
 JSON_BODY_DOC: Responses = {
     400: problem_doc(
-        "Body not readable as JSON: not UTF-8, nested too deeply, a number too long, a key twice"
+        "Body not readable as JSON: not JSON, not UTF-8, nested too deeply, a number too long, a key twice"
     ),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
     415: problem_doc("Body sent without Content-Type: application/json, or compressed (Content-Encoding)"),

@@ -61,7 +61,7 @@ def test_missing_backend_and_non_json_bodies(client):
     body = assert_problem(client.post("/jobs", json={}), 422)
     assert body["invalid_params"][0]["name"] == "body.backend"
     assert_problem(
-        client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422
+        client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400
     )
     assert_problem(client.post("/jobs", json=[1, 2]), 422)
     assert _job_count(client) == 0
@@ -345,10 +345,12 @@ def test_a_json_body_sent_without_its_content_type_is_a_415_that_says_so(client)
 
 
 def test_malformed_json_says_where_and_why_and_a_validators_sentence_stands_alone(client):
+    """A 400, as a body that is JSON but not UTF-8, or names a key twice (it was a 422 here, as if the
+    JSON had said something wrong)."""
     response = client.post(
         "/jobs", content=b'{"backend": "numpy", epochs: 1}', headers={"content-type": "application/json"}
     )
-    body = assert_problem(response, 422)
+    body = assert_problem(response, 400, "The body cannot be read as JSON: not valid JSON at character 22")
     assert body["invalid_params"] == [
         {
             "name": "body",

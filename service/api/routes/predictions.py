@@ -30,6 +30,7 @@ from service.errors import (
     ProblemError,
     invalid,
     invalid_all,
+    not_json,
     problem_doc,
     unique_keys,
     unreadable_body,
@@ -83,7 +84,7 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
     try:
         payload = json.loads(body, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:  # where and why, as every other JSON route says it
-        raise invalid("body", f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
+        raise not_json(f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # not UTF-8, nested too deeply, a key twice, a huge number
         raise unreadable_body(exc) from None  # a 400, as on every other JSON route
     if not isinstance(payload, dict):
