@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api.schemas import MODEL_ID_HEADER
-from service.errors import PROBLEM_JSON
+from service.errors import NOT_TRAINED_DOC, PROBLEM_JSON
 from service.settings import Settings
 from service.store.models import JobStatus
 
@@ -120,6 +120,10 @@ def add_parameter_examples(app: FastAPI) -> None:
                     for parameter in operation.get("parameters", []):
                         if parameter["name"] in EXAMPLES and "example" not in parameter:
                             parameter["example"] = EXAMPLES[parameter["name"]]
+                    # the models router documents "not trained" for all its routes: only one naming a model can
+                    said = operation["responses"].get("409", {}).get("description")
+                    if "{model}" not in path and said == NOT_TRAINED_DOC[409]["description"]:
+                        del operation["responses"]["409"]
                     for status, response in operation.get("responses", {}).items():
                         _problem_only(response)
                         if headers := _response_headers(path, method, status):

@@ -137,3 +137,15 @@ def test_the_headers_a_client_reads_are_documented(client):
     assert "Retry-After" in headers("/jobs", "post", "429")
     sent = client.post("/jobs", json={"backend": "numpy"})
     assert sent.status_code == 202 and sent.headers["location"]  # what the document says is sent
+
+
+def test_no_operation_documents_a_problem_it_cannot_answer(client):
+    """The router-wide "not trained" (409) was on GET /models, a list, and the upload limit (413) on the
+    GET routes of predictions, which read no body."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            if "409" in op["responses"] and op["responses"]["409"]["description"] == "Not trained yet":
+                assert "{model}" in path or "{job_id}" in path, (method, path)
+            if "413" in op["responses"]:
+                assert "requestBody" in op, (method, path)

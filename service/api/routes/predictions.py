@@ -42,11 +42,7 @@ from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
 
-router = reader_router(
-    "predictions",
-    "/models",
-    responses=NOT_TRAINED_DOC | {413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES")},
-)
+router = reader_router("predictions", "/models", responses=NOT_TRAINED_DOC)
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
 _PREDICT_BODY = {
@@ -151,6 +147,7 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
         400: problem_doc(
             "A malformed multipart body, or JSON that cannot be read (not UTF-8, nested too deeply, a key twice)"
         ),
+        413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES"),
         415: problem_doc("Not JSON, multipart or an image"),
     },
 )
