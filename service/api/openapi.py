@@ -67,6 +67,12 @@ _ALIAS_MOVES = (
 _DOWNLOADS = ("/models/{model}/weights", "/models/{model}/model.onnx")
 
 
+def _names_a_model(operation: dict[str, Any]) -> bool:
+    """Whether a request names a model: in its path or query (model, ids, a, b) or in its body."""
+    named = {parameter["name"] for parameter in operation.get("parameters", [])}
+    return bool(named & {"model", "ids", "a", "b"}) or "requestBody" in operation
+
+
 def _response_headers(path: str, method: str, status: str) -> dict[str, Any]:
     """The headers a client reads on this response, as the routes send them."""
     headers: dict[str, Any] = {}
@@ -120,9 +126,9 @@ def add_parameter_examples(app: FastAPI) -> None:
                     for parameter in operation.get("parameters", []):
                         if parameter["name"] in EXAMPLES and "example" not in parameter:
                             parameter["example"] = EXAMPLES[parameter["name"]]
-                    # the models router documents "not trained" for all its routes: only one naming a model can
+                    # the models router documents "not trained" on all its routes: only one naming a model can
                     said = operation["responses"].get("409", {}).get("description")
-                    if "{model}" not in path and said == NOT_TRAINED_DOC[409]["description"]:
+                    if said == NOT_TRAINED_DOC[409]["description"] and not _names_a_model(operation):
                         del operation["responses"]["409"]
                     for status, response in operation.get("responses", {}).items():
                         _problem_only(response)

@@ -69,7 +69,14 @@ STUDY_OF = "The study it is a trial of (GET /studies/{id})."
 MAX_CURVE_POINTS = 2000  # per loss curve sent to a browser or drawn: more than a chart's width in pixels
 
 
-class Progress(BaseModel):
+class Answer(BaseModel):
+    """A response body. Every field is sent, its default included, so the schema lists each as required:
+    pydantic leaves a field with a default out of `required`, and a generated client typed it optional."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Progress(Answer):
     epoch: int | None = Field(None, description="Epoch in progress (1-based).")
     epochs: int
     step: int | None = Field(None, description="Global step of the last recorded loss.")
@@ -77,7 +84,7 @@ class Progress(BaseModel):
     loss: float | None = Field(None, description="Last recorded batch loss.")
 
 
-class JobPublic(BaseModel):
+class JobPublic(Answer):
     id: int
     name: str
     status: JobStatus
@@ -116,7 +123,7 @@ class JobPublic(BaseModel):
     warning: str | None = Field(None, description=WARNING)
 
 
-class JobsPublic(BaseModel):
+class JobsPublic(Answer):
     data: list[JobPublic]
     count: int
 
@@ -159,7 +166,7 @@ class SweepCreate(BaseModel):
     )
 
 
-class SummaryPublic(BaseModel):
+class SummaryPublic(Answer):
     """An accuracy over a configuration's succeeded runs."""
 
     mean: float
@@ -172,7 +179,7 @@ class SummaryPublic(BaseModel):
     ci_high: float | None
 
 
-class ConfigurationPublic(BaseModel):
+class ConfigurationPublic(Answer):
     hyperparameters: dict[str, Any] = Field(description="The grid's fields (but the seed) and their values.")
     jobs: list[int] = Field(description="Its jobs' ids, one per seed.")
     seeds: list[int]
@@ -201,7 +208,7 @@ class ConfigurationPublic(BaseModel):
     pairs: int | None = Field(description="The seeds the paired test paired; null for Welch's.")
 
 
-class SweepPublic(BaseModel):
+class SweepPublic(Answer):
     id: str
     created_at: datetime
     base: dict[str, Any] = Field(description="The spec fields every job of the sweep shares.")
@@ -221,18 +228,18 @@ class SweepPublic(BaseModel):
     ranked_by: str = Field(description=RANKED_BY)
 
 
-class SweepsPublic(BaseModel):
+class SweepsPublic(Answer):
     data: list[SweepPublic]
     count: int
 
 
-class LossPoint(BaseModel):
+class LossPoint(Answer):
     epoch: int
     step: int
     loss: float
 
 
-class LossesPublic(BaseModel):
+class LossesPublic(Answer):
     """One page of a job's recorded losses, in step order."""
 
     data: list[LossPoint]
@@ -241,7 +248,7 @@ class LossesPublic(BaseModel):
     )
 
 
-class LossCurvePublic(BaseModel):
+class LossCurvePublic(Answer):
     """A job's loss curve for drawing (service.store.queries.get_loss_curve)."""
 
     data: list[LossPoint] = Field(
@@ -257,7 +264,7 @@ EPOCH_SAMPLE = (
 )
 
 
-class EpochPoint(BaseModel):
+class EpochPoint(Answer):
     """One finished epoch. Intermediate epochs' train and test accuracies are measured on fixed samples
     (EPOCH_SAMPLE), the last epoch's on every image; validation on every validation image each epoch."""
 
@@ -274,7 +281,7 @@ class EpochPoint(BaseModel):
     )
 
 
-class ModelPublic(BaseModel):
+class ModelPublic(Answer):
     """One entry of the notebook's dictionary of trained models."""
 
     id: int
@@ -313,7 +320,7 @@ class ModelPublic(BaseModel):
     warning: str | None = Field(description=WARNING)
 
 
-class ModelsPublic(BaseModel):
+class ModelsPublic(Answer):
     data: list[ModelPublic]
     count: int = Field(description="How many trained models there are, listed or not.")
     ranked_by: str = Field(description=RANKED_BY)
@@ -354,7 +361,7 @@ class PromoteCreate(BaseModel):
     alias: AliasName
 
 
-class AliasPublic(BaseModel):
+class AliasPublic(Answer):
     name: str
     model_id: int = Field(description="The model it names now.")
     updated_at: datetime
@@ -367,7 +374,7 @@ class AliasPublic(BaseModel):
     )
 
 
-class AliasEventPublic(BaseModel):
+class AliasEventPublic(Answer):
     action: AliasAction
     from_model_id: int | None = Field(description="The model it named before (null: it was created).")
     to_model_id: int | None = Field(description="The model it names after (null: it was deleted).")
@@ -375,7 +382,7 @@ class AliasEventPublic(BaseModel):
     at: datetime
 
 
-class AliasHistoryPage(BaseModel):
+class AliasHistoryPage(Answer):
     data: list[AliasEventPublic] = Field(description="Changes of the name, newest first: a page of limit.")
     count: int = Field(description="How many changes the name has had, listed or not.")
 
@@ -387,12 +394,12 @@ class AliasHistoryPublic(AliasPublic):
     )
 
 
-class AliasesPublic(BaseModel):
+class AliasesPublic(Answer):
     data: list[AliasPublic]
     count: int
 
 
-class CurvePoint(BaseModel):
+class CurvePoint(Answer):
     epoch: int
     step: int = Field(description="Global step (1-based).")
     samples: int = Field(
@@ -401,7 +408,7 @@ class CurvePoint(BaseModel):
     loss: float
 
 
-class ComparedModelPublic(BaseModel):
+class ComparedModelPublic(Answer):
     id: int
     name: str
     label: str = Field(description="The hyperparameters that set it apart from the others, for legends.")
@@ -415,7 +422,7 @@ class ComparedModelPublic(BaseModel):
     warning: str | None = Field(description=WARNING)
 
 
-class ComparisonPublic(BaseModel):
+class ComparisonPublic(Answer):
     data: list[ComparedModelPublic]
     count: int
     hyperparameters: dict[str, list[Any]] = Field(
@@ -424,13 +431,13 @@ class ComparisonPublic(BaseModel):
     differing: list[str] = Field(description="The spec fields whose values are not all equal.")
 
 
-class AccuracyPublic(BaseModel):
+class AccuracyPublic(Answer):
     train: float = Field(description=TRAIN_ACCURACY)
     validation: float | None = Field(description=VALIDATION_ACCURACY)
     test: float = Field(description=TEST_ACCURACY)
 
 
-class ScoresPublic(BaseModel):
+class ScoresPublic(Answer):
     precision: float | None = Field(
         description="Of the images predicted as the class, the share that are; null when none is."
     )
@@ -448,7 +455,7 @@ class ClassScoresPublic(ScoresPublic):
     support: int = Field(description="The class's images in the split.")
 
 
-class ConfusionMatrixPublic(BaseModel):
+class ConfusionMatrixPublic(Answer):
     split: SplitName
     labels: list[int]
     classes: list[str]
@@ -462,7 +469,7 @@ class ConfusionMatrixPublic(BaseModel):
     )
 
 
-class PredictionPublic(BaseModel):
+class PredictionPublic(Answer):
     predicted: int
     probabilities: list[float]
     pixels: list[int] | None = Field(
@@ -486,7 +493,7 @@ class PredictionPublic(BaseModel):
     )
 
 
-class PredictionsPublic(BaseModel):
+class PredictionsPublic(Answer):
     data: list[PredictionPublic]
     count: int
     model_warning: str | None = Field(None, description=MODEL_WARNING)
@@ -511,7 +518,7 @@ IMAGE_USE = (
 )
 
 
-class ImagePredictionPublic(BaseModel):
+class ImagePredictionPublic(Answer):
     split: SplitName
     index: int
     label: int
@@ -522,7 +529,7 @@ class ImagePredictionPublic(BaseModel):
     model_warning: str | None = Field(None, description=MODEL_WARNING)
 
 
-class OutcomePublic(BaseModel):
+class OutcomePublic(Answer):
     index: int
     label: int
     predicted: int
@@ -530,7 +537,7 @@ class OutcomePublic(BaseModel):
     use: ImageUse = Field(description=IMAGE_USE)
 
 
-class OutcomesPublic(BaseModel):
+class OutcomesPublic(Answer):
     """A split's images filtered by true and predicted class: the images a confusion-matrix cell counts."""
 
     split: SplitName
@@ -540,7 +547,7 @@ class OutcomesPublic(BaseModel):
     count: int = Field(description="How many images match, in all (data holds one page of them).")
 
 
-class ClassDifferencePublic(BaseModel):
+class ClassDifferencePublic(Answer):
     label: int
     name: str
     images: int
@@ -549,7 +556,7 @@ class ClassDifferencePublic(BaseModel):
     difference: float = Field(description="a_accuracy - b_accuracy.")
 
 
-class DisagreementPublic(BaseModel):
+class DisagreementPublic(Answer):
     index: int
     label: int
     a: int = Field(description="What model A predicts.")
@@ -560,7 +567,7 @@ class DisagreementPublic(BaseModel):
 ComparedSplit = Literal["train", "validation", "test"]
 
 
-class DisagreementsPublic(BaseModel):
+class DisagreementsPublic(Answer):
     """Two models image by image on one split."""
 
     a: int
@@ -590,12 +597,12 @@ class DisagreementsPublic(BaseModel):
     count: int = Field(description="Images whose predictions differ (matching `only`), in all.")
 
 
-class LabelPublic(BaseModel):
+class LabelPublic(Answer):
     index: int
     label: int
 
 
-class LabelsPublic(BaseModel):
+class LabelsPublic(Answer):
     name: str
     split: SplitName
     classes: list[str]
@@ -603,12 +610,12 @@ class LabelsPublic(BaseModel):
     count: int = Field(description="Images in the split.")
 
 
-class SplitInfo(BaseModel):
+class SplitInfo(Answer):
     train: int
     test: int
 
 
-class DatasetPublic(BaseModel):
+class DatasetPublic(Answer):
     name: str
     present: bool
     will_download: bool
@@ -616,16 +623,16 @@ class DatasetPublic(BaseModel):
     classes: list[str]
 
 
-class DatasetsPublic(BaseModel):
+class DatasetsPublic(Answer):
     data: list[DatasetPublic]
     count: int
 
 
-class Health(BaseModel):
+class Health(Answer):
     status: Literal["ok"] = "ok"
 
 
-class ReadTicket(BaseModel):
+class ReadTicket(Answer):
     ticket: str = Field(
         description="Add `?ticket=<this>` to a GET: it reads without the Authorization header."
     )
@@ -635,7 +642,7 @@ class ReadTicket(BaseModel):
 LOW_DISK_BYTES = 200 * 2**20  # a few of the largest models' weights and checkpoints
 
 
-class Readiness(BaseModel):
+class Readiness(Answer):
     status: Literal["ready", "not ready"]
     database: str
     datasets: list[DatasetPublic]
@@ -658,7 +665,7 @@ class Readiness(BaseModel):
     )
 
 
-class WorkerPublic(BaseModel):
+class WorkerPublic(Answer):
     id: str = Field(description="host:pid:tag, as a job's `worker` names it.")
     host: str
     pid: int
@@ -672,7 +679,7 @@ class WorkerPublic(BaseModel):
     )
 
 
-class WorkersPublic(BaseModel):
+class WorkersPublic(Answer):
     """The workers whose heartbeat is younger than MLPLAB_LEASE_SECONDS, oldest first."""
 
     data: list[WorkerPublic]
@@ -682,7 +689,7 @@ class WorkersPublic(BaseModel):
 # --- studies (service.search): the request is service.search.StudyCreate
 
 
-class TrialPublic(BaseModel):
+class TrialPublic(Answer):
     """One trial of a study: a job whose spec is the study's base plus `params`."""
 
     number: int = Field(description="0, 1, 2, ... in the order the sampler asked for them.")
@@ -703,7 +710,7 @@ class TrialPublic(BaseModel):
     error: str | None = Field(description=JOB_ERROR)
 
 
-class StudyPublic(BaseModel):
+class StudyPublic(Answer):
     id: int
     status: StudyStatus = Field(
         description="running, finished (every trial asked for has ended), or cancelled."
@@ -723,7 +730,7 @@ class StudyPublic(BaseModel):
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
 
 
-class StudiesPublic(BaseModel):
+class StudiesPublic(Answer):
     data: list[StudyPublic]
     count: int
 
@@ -734,7 +741,7 @@ class StudyExtend(BaseModel):
     trials: int = Field(ge=1, description="How many more trials to run.", examples=[10])
 
 
-class ImportancePublic(BaseModel):
+class ImportancePublic(Answer):
     objective: Literal["validation_accuracy"] = "validation_accuracy"
     importance: dict[str, float] = Field(
         description="Each searched field that took two or more values among the succeeded trials, its "
