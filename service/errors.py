@@ -19,7 +19,7 @@ from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
 from service.quoting import cut, echo
-from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full
+from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full, transient
 
 T = TypeVar("T")
 
@@ -320,7 +320,7 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Respons
 
 def database_unavailable(exc: BaseException) -> bool:
     """A damaged, unreadable or unreachable database; the store's other errors (integrity, data) are bugs."""
-    return isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError
+    return transient(exc) or type(exc) is DatabaseError
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

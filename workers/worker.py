@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
@@ -51,6 +51,7 @@ from service.store.db import (
     migrate,
     session_scope,
     shown_url,
+    transient,
 )
 from service.store.jobs import (
     LeaseLost,
@@ -220,7 +221,9 @@ def run_job(
         error = str(exc)
     except Exception as exc:
         log.exception("job %d: unexpected error", job.id)
-        error = f"{type(exc).__name__}: {exc}"
+        # a database's error without its SQL, which is the log's
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
     finally:
         lease.stop()
     if missing_data and _handed_back(job, recorder, sessions, settings):
@@ -336,15 +339,14 @@ def settle(
             log.warning("job %d: %s; dropping it", job.id, exc)
             return 0
         except SQLAlchemyError as exc:
-            transient = isinstance(exc, (OperationalError, InterfaceError))
             # asked to stop (SIGTERM's grace is short), or an error that waiting will not mend: the lease
             # lapses and the job is re-queued
-            if stop.is_set() or (not transient and time.monotonic() >= deadline):
+            if stop.is_set() or (not transient(exc) and time.monotonic() >= deadline):
                 log.error("job %d: could not record how it ended: %s", job.id, exc)
                 return 0
             if wait == RETRY_SECONDS:
                 log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
-            if transient and not _renewed(recorder):
+            if transient(exc) and not _renewed(recorder):
                 log.warning("job %d: lease lost (re-queued or taken over); dropping it", job.id)
                 return 0
             stop.wait(wait)
@@ -613,7 +615,10 @@ class Recorder:
         """write_unless_lost, a database error kept rather than raised: (written, what it returned)."""
         try:
             value = self.write_unless_lost(transition, *args)
-        except (OperationalError, InterfaceError) as exc:  # restarting, locked: what was not written is kept
+        except SQLAlchemyError as exc:
+            if not transient(exc):
+                raise
+            # restarting, locked, read only for now: what was not written is kept
             if self.failure is None:
                 log.warning("job %d: cannot write to the database (%s); kept, tried again", self.job_id, exc)
             self.failure = exc
@@ -705,7 +710,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     while thread.is_alive():
         thread.join(0.2)
     if failure:
-        if isinstance(failure[0], (OperationalError, InterfaceError)):  # unreachable, refused: a line
+        if isinstance(failure[0], Exception) and transient(failure[0]):  # unreachable, refused: a line
             parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
         if isinstance(failure[0], UnknownRevision):  # migrated by a newer mlplab
             parser.exit(1, f"{parser.prog}: {failure[0]}\n")

@@ -20,14 +20,13 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.api.presenters import epoch_points, job_public
 from service.api.schemas import MAX_CURVE_POINTS, JobPublic
 from service.errors import ProblemError
-from service.store.db import session_scope
+from service.store.db import session_scope, transient
 from service.store.models import EpochMetric, Job
 from service.store.queries import get_jobs_by_id, get_loss_curve
 
@@ -226,7 +225,7 @@ class EventHub:
             log.warning("event streams: reading job %d failed: %s", cursor[0], exc)
             for subscription in subscriptions:
                 subscription.fail(exc)
-            return exc if isinstance(exc, (OperationalError, InterfaceError)) else None
+            return exc if transient(exc) else None
         for subscription in subscriptions:
             subscription.deliver(snapshot)
         return None

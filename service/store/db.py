@@ -30,7 +30,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.engine import URL, Connection, ExceptionContext
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -164,6 +164,20 @@ def is_full(exc: DBAPIError) -> bool:
     """The write failed for want of disk: SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
     code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
     return code == sqlite3.SQLITE_FULL or getattr(exc.orig, "sqlstate", None) == "53100"
+
+
+def is_read_only(exc: DBAPIError) -> bool:
+    """The server refused a write because it takes reads only: PostgreSQL's read_only_sql_transaction
+    (25006), as a standby answers after a failover (SQLite's read-only file is an OperationalError)."""
+    return getattr(exc.orig, "sqlstate", None) == "25006"
+
+
+def transient(exc: BaseException) -> bool:
+    """An error of the database's state, not of the request: unreachable, restarting, locked, or taking
+    reads only for now. Waiting may mend it; the worker keeps what it could not write and tries again."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and is_read_only(exc)
 
 
 def _set_wal(cursor: sqlite3.Cursor) -> None:

@@ -56,6 +56,40 @@ def test_a_read_survives_the_server_dropping_its_connections(db_url):
             assert client.get(f"/jobs/{job_id}").json()["id"] == job_id
 
 
+def _read_only(db_url: str, on: bool) -> None:
+    """Make the server take reads only for this database (as a standby after a failover), or not, and
+    drop its connections so that every new one sees it."""
+    name = make_url(db_url).database
+    admin = create_engine(make_url(db_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" {setting}')
+        connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %(name)s "
+            "AND pid <> pg_backend_pid()",
+            {"name": name},
+        )
+    admin.dispose()
+
+
+@POSTGRES_ONLY
+def test_a_server_taking_reads_only_is_a_503_to_retry_not_a_500(db_url):
+    """A write to a standby was a 500 (ReadOnlySqlTransaction was taken for a bug), and a worker failed
+    the job it trained for good, its error the SQL."""
+    with _client(db_url) as client:
+        job_id = client.post("/jobs", json=job_body()).json()["id"]
+        _read_only(db_url, on=True)
+        try:
+            refused = client.post("/jobs", json=job_body())
+            assert_problem(refused, 503, "refused this write")
+            assert refused.headers["retry-after"] == "10"
+            assert client.get(f"/jobs/{job_id}").status_code == 200  # reads go on
+            assert client.get("/readyz").json()["writes"].startswith("the server takes reads only")
+        finally:
+            _read_only(db_url, on=False)
+        assert client.post("/jobs", json=job_body()).status_code == 202
+
+
 def _sqlite_error(tmp_path, locked: bool) -> sqlite3.OperationalError:
     """A real error of SQLite's: a read of a database another connection holds locked (a rollback
     journal's EXCLUSIVE lock: what a WAL reader meets while another process recovers the WAL), or of a

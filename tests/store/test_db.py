@@ -1,8 +1,10 @@
-"""The SQLite file's upkeep (service/store/db.py)."""
+"""The database's upkeep and how its errors are read (service/store/db.py)."""
 
 from __future__ import annotations
 
-from service.store.db import WAL_LIMIT_BYTES, make_engine
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
+
+from service.store.db import WAL_LIMIT_BYTES, make_engine, transient
 
 
 def test_the_wal_is_cut_back_after_a_checkpoint(tmp_path):
@@ -20,3 +22,18 @@ def test_the_wal_is_cut_back_after_a_checkpoint(tmp_path):
         connection.exec_driver_sql("INSERT INTO small VALUES (1)")
     assert wal.stat().st_size <= WAL_LIMIT_BYTES
     engine.dispose()
+
+
+def test_a_read_only_server_is_a_state_to_wait_out_not_a_bug():
+    """PostgreSQL's read_only_sql_transaction (25006) is an InternalError: the worker failed its job for
+    good on it, and the API answered 500; other InternalErrors are still bugs."""
+
+    class Refused(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__("cannot execute UPDATE in a read-only transaction")
+            self.sqlstate = sqlstate
+
+    assert transient(InternalError("UPDATE jobs", {}, Refused("25006")))
+    assert not transient(InternalError("UPDATE jobs", {}, Refused("XX000")))
+    assert transient(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert not transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
