@@ -223,7 +223,7 @@ def run_job(
         log.exception("job %d: unexpected error", job.id)
         # a database's error without its SQL, which is the log's
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+        error = f"{type(cause).__name__}: {cause}"
     finally:
         lease.stop()
     if missing_data and _handed_back(job, recorder, sessions, settings):
