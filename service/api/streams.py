@@ -97,7 +97,10 @@ class Subscription:
             state = (str(snapshot.job.status), snapshot.job.attempts)
             if not snapshot.rows and state == self.seen:
                 return  # nothing new: do not wake the stream
+            retried = self.seen is not None and state[1] != self.seen[1]
             self.seen, self.step, self.epoch = state, snapshot.step, snapshot.epoch
+            if retried:  # it trains again from its checkpoint, past which its rows went: read them anew
+                self.step, self.epoch = 0, 0
         self._snapshot = snapshot
         self._ready.set()
 

@@ -223,3 +223,44 @@ def test_workers_are_listed_with_their_job_and_readyz_says_whether_one_is_alive(
     idle = client.get("/workers").json()["data"][0]
     assert (idle["standing_by"], idle["job_id"], idle["threads"]) == (True, None, 0)  # no job, no threads
     assert client.get("/readyz").json()["workers"] == "1 alive"
+
+
+def test_a_stream_announces_a_new_attempt_and_reads_its_progress_anew(world):
+    """A worker lost mid-job: the job went back to the queue and trained again from the start while its
+    stream said nothing (same status, running) until the new attempt passed the old one's last step."""
+    from datetime import UTC, datetime, timedelta
+
+    from service.api.routes.events import _chunk
+    from service.store.jobs import record_progress, requeue_stalled
+
+    _, sessions, _ = world
+    spec = tiny_spec(epochs=2)
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, spec).id
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope(sessions) as s:
+        claim_job(s, "lost", now=long_ago)
+        record_progress(s, job_id, "lost", [(1, step, 1.0) for step in (10, 20, 30)], steps=60, now=long_ago)
+
+    async def scenario():
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50, per_client=50)
+        stream = hub.subscribe(job_id, 0, 0)
+        await hub.read_once()
+        first = await stream.next()
+        with session_scope(sessions) as s:
+            requeue_stalled(s, now=None, lease_seconds=30, max_attempts=3)
+            claim_job(s, "next")
+            record_progress(s, job_id, "next", [(1, 10, 0.9)], steps=60)
+        await hub.read_once()
+        second = await asyncio.wait_for(stream.next(), 5)
+        await hub.read_once()
+        return stream, first, second, await asyncio.wait_for(stream.next(), 5)  # nothing new: it waited
+
+    stream, first, second, third = asyncio.run(scenario())
+    told, seen = _chunk(first, None)
+    assert (first.job.attempts, seen, first.step) == (1, ("running", 1), 30)
+    again, seen = _chunk(second, seen)
+    assert second.job.attempts == 2 and seen == ("running", 2)
+    assert again.startswith(b'event: status\ndata: {"status":"running","attempts":2}'), again
+    # read anew: the next read sends the new attempt's step 10, which the old cursor (30) had hidden
+    assert b'"step":10,"steps":60,"loss":0.9' in third.events, third.events

@@ -34,7 +34,8 @@ EVENTS_DOC: Responses = {
         "content": {"text/event-stream": {}},
         "description": f"""Server-Sent Events, in order:
 
-- `status`: `{{"status", "attempts"}}` first, and whenever the job changes state;
+- `status`: `{{"status", "attempts"}}` first, and whenever the job changes state or starts a new attempt
+  (it then trains again from its checkpoint, and its `progress` and `epoch` events start over);
 - `progress`: `{{"epoch", "step", "steps", "loss"}}` for each loss the worker records (every `loss_every`
   steps); a replay of more than {MAX_CURVE_POINTS:,} of them (a finished job, or a reconnection long
   after) comes as {MAX_CURVE_POINTS:,} means over equal spans of steps, the last loss as recorded;
@@ -91,11 +92,11 @@ async def job_events(
 
 async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot) -> AsyncIterator[bytes]:
     """Each read's events as one chunk (one write for all of them), then `end` once the job has ended."""
-    status: JobStatus | None = None
+    seen: Shown | None = None
     try:
         yield sse(retry=RETRY_MS)
         while True:
-            chunk, status = _chunk(snapshot, status)
+            chunk, seen = _chunk(snapshot, seen)
             yield chunk
             if snapshot.job.status.finished:
                 return
@@ -116,21 +117,25 @@ async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot)
         hub.unsubscribe(subscription)
 
 
-def _chunk(snapshot: Snapshot, status: JobStatus | None) -> tuple[bytes, JobStatus | None]:
-    """The events of one read for a stream that last showed `status`, and the status it shows next."""
+Shown = tuple[JobStatus, int]  # the status and attempt a stream last announced
+
+
+def _chunk(snapshot: Snapshot, seen: Shown | None) -> tuple[bytes, Shown | None]:
+    """The events of one read for a stream that last announced `seen`, and what it announced next. A new
+    attempt is announced too: its job trains again from its checkpoint, and its progress starts over."""
     job, parts = snapshot.job, []
     # A start comes before its progress: a job seen queued (or not at all) and next finished, with
     # rows, ran in between - a replay, or a job shorter than a poll - so say so first.
     shown = (
         JobStatus.running
-        if job.status.finished and snapshot.rows and status != JobStatus.running
+        if job.status.finished and snapshot.rows and (seen is None or seen[0] != JobStatus.running)
         else job.status
     )
-    if shown != status and not shown.finished:
-        status = shown
-        parts.append(sse("status", {"status": status, "attempts": job.attempts}))
+    if (shown, job.attempts) != seen and not shown.finished:
+        seen = (shown, job.attempts)
+        parts.append(sse("status", {"status": shown, "attempts": job.attempts}))
     parts.append(snapshot.events)
     if job.status.finished:  # an end comes after the last progress
         parts.append(sse("status", {"status": job.status, "attempts": job.attempts}))
         parts.append(sse("end", job.model_dump(mode="json")))
-    return b"".join(parts), status
+    return b"".join(parts), seen

@@ -96,7 +96,9 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
     root.querySelector("table.facts")?.replaceWith(facts(state));
   };
   source.addEventListener("status", (e) => {
-    const { status } = JSON.parse(e.data);
+    const { status, attempts } = JSON.parse(e.data);
+    // a new attempt trains again from its checkpoint: its curves start over, so the page does
+    if (state.attempts >= 1 && attempts > state.attempts) { source.close(); if (ctx.live) reload(); return; }
     if (status === state.status) return;
     api.job(job.id).then((fresh) => { // when it started, and its attempts, as the job row has them
       if (!ctx.live) return;
