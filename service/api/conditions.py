@@ -5,9 +5,10 @@ exist yet (If-None-Match: *), so that two clients moving one alias cannot lose a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Header, Response
+from fastapi import Depends, Header, Response
 from sqlalchemy.orm import Session
 
 from service.errors import ProblemError, Responses, problem_doc
@@ -62,14 +63,27 @@ def holds(current: Alias | None, if_match: list[str] | None, if_none_match: list
     return None
 
 
-def check_preconditions(
-    session: Session, name: str, if_match: list[str] | None, if_none_match: list[str] | None
-) -> None:
+@dataclass(frozen=True)
+class Conditions:
+    """A change's If-Match and If-None-Match, as sent (None: not sent)."""
+
+    if_match: list[str] | None
+    if_none_match: list[str] | None
+
+
+def _conditions(if_match: IfMatch = None, if_none_match: IfNoneMatch = None) -> Conditions:
+    return Conditions(if_match, if_none_match)
+
+
+ConditionsDep = Annotated[Conditions, Depends(_conditions)]
+
+
+def check_preconditions(session: Session, name: str, conditions: Conditions) -> None:
     """412 unless the alias, read under its write lock, is as the request's conditions require."""
-    if if_match is None and if_none_match is None:
+    if conditions.if_match is None and conditions.if_none_match is None:
         return
     current = lock_alias(session, name)
-    why = holds(current, if_match, if_none_match)
+    why = holds(current, conditions.if_match, conditions.if_none_match)
     if why is not None:
         now = "does not exist" if current is None else f"names model {current.model_id}, ETag {etag(current)}"
         raise ProblemError(

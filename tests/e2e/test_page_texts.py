@@ -4,11 +4,9 @@ the compare picker, where the command line and the study page say 0.00713087), a
 
 from __future__ import annotations
 
-import pytest
-
 from service.cli.client import cell
 from tests.e2e.browser import browser  # noqa: F401 - a fixture
-from tests.e2e.test_compare_ranking import ORIGIN, _serve
+from tests.e2e.test_chart_axes import page  # noqa: F401 - a fixture: a page of service/web's modules
 
 SHORT = """async ([name, value]) => {
   const { shortPart } = await import('/static/js/spec.js');
@@ -16,16 +14,7 @@ SHORT = """async ([name, value]) => {
 }"""
 
 
-@pytest.fixture
-def page(browser):  # noqa: F811
-    page = browser.new_page()
-    page.route(f"{ORIGIN}/**", _serve)
-    page.goto(f"{ORIGIN}/")
-    yield page
-    page.close()
-
-
-def test_a_sampled_rate_is_shown_to_six_figures_as_the_command_line_shows_it(page):
+def test_a_sampled_rate_is_shown_to_six_figures_as_the_command_line_shows_it(page):  # noqa: F811
     rate = 0.007130874626643603
     assert page.evaluate(SHORT, ["learning_rate", rate]) == f"lr {cell(rate)}" == "lr 0.00713087"
     assert page.evaluate(SHORT, ["seed", 12345678]) == "seed 12345678"  # whole numbers whole
@@ -39,7 +28,7 @@ INTERVALS = """async (summaries) => {
 }"""
 
 
-def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):
+def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):  # noqa: F811
     """Two seeds' interval (66.77-105.91) was shown as (66.77 %-100.00 %), read as a computed bound."""
     wide = {"mean": 0.8634, "ci_low": 0.6677, "ci_high": 1.0591}
     narrow = {"mean": 0.9, "ci_low": 0.89, "ci_high": 0.91}

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.api.conditions import (
     PRECONDITION_DOC,
-    IfMatch,
-    IfNoneMatch,
+    ConditionsDep,
     IfNoneMatchRead,
     check_preconditions,
     etag,
@@ -124,13 +123,12 @@ def put_alias(
     session: SessionDep,
     inference: InferenceDep,
     response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
+    conditions: ConditionsDep,
 ) -> AliasPublic:
     """Point the alias at a trained model, creating it (201) or moving it; every API process sees the move
     within MLPLAB_ALIAS_CACHE_SECONDS. If-None-Match: * only creates; If-Match: its ETag only moves it
     from where the client last read it."""
-    check_preconditions(session, alias, if_match, if_none_match)
+    check_preconditions(session, alias, conditions)
     public, created = point_alias(session, alias, body.model_id)
     tagged(session, alias, response)
     session.commit()  # release the write lock in this thread hop
@@ -152,11 +150,10 @@ def rollback(
     session: SessionDep,
     inference: InferenceDep,
     response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
+    conditions: ConditionsDep,
 ) -> AliasPublic:
     """Point the alias back at the model it named before (again to go further back)."""
-    check_preconditions(session, alias, if_match, if_none_match)
+    check_preconditions(session, alias, conditions)
     try:
         public = alias_public(session, rollback_alias(session, alias))
     except AliasNotFound:
@@ -181,11 +178,10 @@ def remove_alias(
     session: SessionDep,
     inference: InferenceDep,
     monitoring: MonitoringDep,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
+    conditions: ConditionsDep,
 ) -> Response:
     """Remove the alias; its history stays. Requests that name it get 404 from then on."""
-    check_preconditions(session, alias, if_match, if_none_match)
+    check_preconditions(session, alias, conditions)
     try:
         delete_alias(session, alias)
     except AliasNotFound:

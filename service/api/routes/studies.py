@@ -10,7 +10,7 @@ from fastapi import Path, Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.api.conditions import PRECONDITION_DOC, IfMatch, IfNoneMatch, check_preconditions, tagged
+from service.api.conditions import PRECONDITION_DOC, ConditionsDep, check_preconditions, tagged
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
@@ -262,13 +262,12 @@ def promote(
     session: SessionDep,
     inference: InferenceDep,
     response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
+    conditions: ConditionsDep,
 ) -> AliasPublic:
     """Point an alias at the study's best trial's model (by validation accuracy), creating it if need be."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     study = require_study(session, study_id)
-    check_preconditions(session, body.alias, if_match, if_none_match)
+    check_preconditions(session, body.alias, conditions)
     public = promote_best(session, body.alias, f"study {study.id}", Job.study_id == study.id)
     tagged(session, body.alias, response)
     session.commit()

@@ -10,7 +10,7 @@ from fastapi import Path, Query, Response
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
-from service.api.conditions import PRECONDITION_DOC, IfMatch, IfNoneMatch, check_preconditions, tagged
+from service.api.conditions import PRECONDITION_DOC, ConditionsDep, check_preconditions, tagged
 from service.api.deps import (
     DatabaseDep,
     InferenceDep,
@@ -220,8 +220,7 @@ def promote(
     session: SessionDep,
     inference: InferenceDep,
     response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
+    conditions: ConditionsDep,
 ) -> AliasPublic:
     """Point an alias at the best model of the sweep's best configuration (GET /sweeps/{id}'s first; with
     one seed each, the sweep's best model), creating the alias if need be."""
@@ -235,7 +234,7 @@ def promote(
     source = f"sweep {sweep_id}"
     if top.n and len(top.jobs) > 1:
         where, source = Job.id.in_(top.jobs), f"sweep {sweep_id}'s best configuration"
-    check_preconditions(session, body.alias, if_match, if_none_match)
+    check_preconditions(session, body.alias, conditions)
     public = promote_best(session, body.alias, source, where)
     tagged(session, body.alias, response)
     session.commit()
