@@ -15,7 +15,7 @@ validation_size 0 trains on the first train_limit images of the split, exactly a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +27,7 @@ VALIDATION_SEED = 0
 # What a model did with an image of its dataset: trained on it, held it out to validate on, left it out
 # (past train_limit), or kept it as a test image; image_uses codes each by its place here.
 ImageUse = Literal["trained", "validation", "unused", "test"]
-IMAGE_USES: tuple[ImageUse, ...] = ("trained", "validation", "unused", "test")
+IMAGE_USES: tuple[ImageUse, ...] = get_args(ImageUse)
 
 
 def class_quotas(labels: Labels, size: int) -> np.ndarray:
