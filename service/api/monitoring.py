@@ -76,7 +76,7 @@ class Monitoring:
         self.predictions = Counter(
             "mlplab_predictions",
             "Images predicted, by model id and the alias the request named it by ('' for an id; "
-            f"'{OTHER_ALIAS}' past the first {MAX_ALIAS_LABELS} aliases this process has seen).",
+            f"'{OTHER_ALIAS}' while this process already counts {MAX_ALIAS_LABELS} live aliases).",
             ["model", "alias"],
             registry=self.registry,
         )

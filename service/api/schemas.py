@@ -640,6 +640,7 @@ class ReadTicket(Answer):
 
 
 LOW_DISK_BYTES = 200 * 2**20  # a few of the largest models' weights and checkpoints
+FULL_DISK_BYTES = 2**20  # below this, even a job's rows (a few pages each) may not fit
 
 
 class Readiness(Answer):
@@ -660,7 +661,8 @@ class Readiness(Answer):
     writes: str = Field(
         "possible",
         description="'possible', or why the database takes no writes though it reads (a SQLite file this "
-        "process may not write, a server's read-only session): submits, cancels and alias moves then "
+        f"process may not write, under {FULL_DISK_BYTES // 2**20} MB free on its disk, a server's read-only "
+        "session): submits, cancels and alias moves then "
         "answer 503, and workers cannot record. Informative, as `disk`: reads go on.",
     )
 

@@ -126,6 +126,21 @@ def test_readiness_says_how_much_room_the_sqlite_file_has_and_when_it_runs_short
         assert (
             short.json()["disk"] == "only 5 MB free where the SQLite database is: writes fail once it is full"
         )
+        assert short.json()["writes"] == "possible"
+
+
+def test_readiness_says_writes_fail_on_a_full_disk(settings, monkeypatch):
+    """`writes` said 'possible' while the disk under the SQLite file was full and every write a 503."""
+    from service.api.routes import health
+
+    with TestClient(create_app(settings)) as client:
+        full = shutil.disk_usage("/")._replace(free=64 * 2**10)
+        monkeypatch.setattr(health.shutil, "disk_usage", lambda path: full)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text  # reads go on
+        assert ready.json()["writes"] == (
+            "the disk under the SQLite database is full (64 kB free): writes fail until space is freed"
+        )
 
 
 @contextmanager

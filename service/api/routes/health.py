@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from service.api.presenters import dataset_public
-from service.api.schemas import LOW_DISK_BYTES, Health, Readiness
+from service.api.schemas import FULL_DISK_BYTES, LOW_DISK_BYTES, Health, Readiness
 from service.ml.data import DATASETS
 from service.store.db import is_migrated, read_each_table, unwritable
 from service.store.queries import count_live_workers
@@ -53,28 +53,41 @@ def readyz(request: Request) -> JSONResponse:
     settings = request.app.state.settings
     engine = request.app.state.engine
     database = database_state(engine)
+    free = disk_free(engine)
     body = Readiness(
         status="ready" if database == "migrated" else "not ready",
         database=database,
         datasets=[dataset_public(name, settings) for name in DATASETS],
         workers=workers_alive(engine, settings.lease_seconds) if database == "migrated" else "unknown",
-        disk=disk_free(engine),
-        writes=(unwritable(engine) or "possible") if database == "migrated" else "unknown",
+        disk=disk_words(free),
+        writes=(unwritable(engine) or no_room(free) or "possible") if database == "migrated" else "unknown",
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ready" else 503)
 
 
-def disk_free(engine: Engine) -> str | None:
-    """How much room is left where the SQLite file is, in words (None on a server, or unknown)."""
+def disk_free(engine: Engine) -> int | None:
+    """Bytes free where the SQLite file is (None on a server, or unknown)."""
     path = engine.url.database if engine.dialect.name == "sqlite" else None
     if not path or path == ":memory:":
         return None
     try:
-        free = shutil.disk_usage(Path(path).resolve().parent).free
+        return shutil.disk_usage(Path(path).resolve().parent).free
     except OSError:
+        return None
+
+
+def disk_words(free: int | None) -> str | None:
+    if free is None:
         return None
     said = f"{free / 2**20:,.0f} MB free where the SQLite database is"
     return f"only {said}: writes fail once it is full" if free < LOW_DISK_BYTES else said
+
+
+def no_room(free: int | None) -> str | None:
+    """Why writes fail for want of space, or None: the permission check (unwritable) cannot see it."""
+    if free is None or free >= FULL_DISK_BYTES:
+        return None
+    return f"the disk under the SQLite database is full ({free / 2**10:,.0f} kB free): writes fail until space is freed"
 
 
 def workers_alive(engine: Engine, lease_seconds: float) -> str:
