@@ -59,6 +59,7 @@ class Snapshot:
     events: bytes  # those events, encoded once for every stream that shares the cursor, each with its id
     step: int
     epoch: int
+    whole: bool = False  # its rows are the job's from the start (a cursor at 0, or one past the job's newest)
 
 
 @dataclass(eq=False)
@@ -99,7 +100,7 @@ class Subscription:
                 return  # nothing new: do not wake the stream
             retried = self.seen is not None and state[1] != self.seen[1]
             self.seen, self.step, self.epoch = state, snapshot.step, snapshot.epoch
-            if retried:  # it trains again from its checkpoint, past which its rows went: read them anew
+            if retried and not snapshot.whole:  # it trains again from its checkpoint: read its rows anew
                 self.step, self.epoch = 0, 0
         self._snapshot = snapshot
         self._ready.set()
@@ -119,6 +120,9 @@ def read_cursors(factory: sessionmaker[Session], cursors: Iterable[Cursor]) -> d
 
 def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
     keyed: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
+    if step > job.step or epoch > job.epoch:  # past the job's newest: forged, or rewound by a new attempt
+        step, epoch = 0, 0
+    whole = (step, epoch) == (0, 0)
     # The worker writes an epoch's metrics after its last loss, and job.step/epoch are those of the
     # newest loss: a job whose newest loss is not past the cursor has no row to read.
     if job.step > step or job.epoch > epoch:
@@ -138,7 +142,7 @@ def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
     for _, event, data in keyed:  # an id says how far the client got: Last-Event-ID resumes after it
         step, epoch = (data["step"], epoch) if event == "progress" else (step, data["epoch"])
         events.append(sse(event, data, f"{step}-{epoch}"))
-    return Snapshot(job_public(job), len(events), b"".join(events), step, epoch)
+    return Snapshot(job_public(job), len(events), b"".join(events), step, epoch, whole)
 
 
 class EventHub:

@@ -136,6 +136,23 @@ def test_an_event_id_past_the_databases_integers_replays_from_the_start(world):
         assert text.count("event: epoch") == 20 and "99999999999999999999" not in text
 
 
+def test_an_event_id_past_the_jobs_newest_replays_from_the_start(world):
+    """'99999-0' on a job of 12,000 steps sent no progress, and each epoch's id echoed the 99999 back."""
+    client, _, (job_id, _) = world
+    for last_event_id in ("99999-0", "12001-20", "0-21"):
+        with client.stream(
+            "GET", f"/jobs/{job_id}/events", headers={"last-event-id": last_event_id}
+        ) as response:
+            ids = [
+                line.removeprefix("id: ")
+                for line in response.read().decode().splitlines()
+                if line.startswith("id: ")
+            ]
+        steps, epochs = zip(*(map(int, i.split("-")) for i in ids), strict=True)
+        assert max(steps) == 12_000 and max(epochs) == 20 and epochs.count(20) >= 1, last_event_id
+        assert min(steps) < 12_000  # its progress from the start again
+
+
 def test_a_read_that_fails_for_one_stream_ends_only_that_stream(monkeypatch, world):
     _, sessions, (a, b) = world
     read_cursors = streams.read_cursors
@@ -254,7 +271,10 @@ def test_a_stream_announces_a_new_attempt_and_reads_its_progress_anew(world):
         await hub.read_once()
         second = await asyncio.wait_for(stream.next(), 5)
         await hub.read_once()
-        return stream, first, second, await asyncio.wait_for(stream.next(), 5)  # nothing new: it waited
+        with session_scope(sessions) as s:
+            record_progress(s, job_id, "next", [(1, 20, 0.8)], steps=60)
+        await hub.read_once()
+        return stream, first, second, await asyncio.wait_for(stream.next(), 5)
 
     stream, first, second, third = asyncio.run(scenario())
     told, seen = _chunk(first, None)
@@ -262,5 +282,6 @@ def test_a_stream_announces_a_new_attempt_and_reads_its_progress_anew(world):
     again, seen = _chunk(second, seen)
     assert second.job.attempts == 2 and seen == ("running", 2)
     assert again.startswith(b'event: status\ndata: {"status":"running","attempts":2}'), again
-    # read anew: the next read sends the new attempt's step 10, which the old cursor (30) had hidden
-    assert b'"step":10,"steps":60,"loss":0.9' in third.events, third.events
+    # read anew: the new attempt's step 10, which the old cursor (30) had hidden, and once only
+    assert b'"step":10,"steps":60,"loss":0.9' in second.events, second.events
+    assert third.events.count(b"event: progress") == 1 and b'"step":20,' in third.events, third.events
