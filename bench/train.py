@@ -48,7 +48,7 @@ from service.ml.numpy_mlp import NumpyMLP  # noqa: E402
 from service.ml.provenance import dataset_digest  # noqa: E402
 from service.ml.spec import VALIDATION_SIZE, TrainSpec  # noqa: E402
 from service.ml.train import Callbacks, EpochEnd, TrainingError, train  # noqa: E402
-from service.selection import Run, Summary, group_runs, how_tested  # noqa: E402
+from service.selection import Run, Summary, gap_text, group_runs, how_tested, versus_best  # noqa: E402
 
 # The best configuration found for 784-500-250-100-10 on MNIST (bench/README.md has the search and its
 # figures). --best-config '{"key": value}' overrides single keys.
@@ -648,16 +648,17 @@ def configurations_table(configurations: list) -> str:
             mean_ci(c.validation),
             mean_ci(c.test),
             c.seconds,
-            "best" if rank == 0 else {True: "yes", False: "no", None: "-"}[c.tied_with_best],
+            versus_best(c.tied_with_best, rank == 0),
+            None if c.gap is None else gap_text(c.gap.difference, c.gap.ci_low, c.gap.ci_high),
             c.p_value,
             "" if rank == 0 else how_tested(c.tested_by, c.pairs),
         ]
         for rank, c in enumerate(configurations)
     ]
     return table(
-        ["#", "n", "validation acc", "test acc", "train s", "tied", "p", "test"],
+        ["#", "n", "validation acc", "test acc", "train s", "vs best", "gap, points (95 % CI)", "p", "test"],
         rows,
-        right={0, 1, 2, 3, 4, 6},
+        right={0, 1, 2, 3, 4, 7},
     )
 
 

@@ -8,7 +8,8 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
   Student's t confidence interval; a configuration is tied with the best when a t-test between their
   accuracies gives p >= ALPHA: paired by seed where both ran at least two of the same seeds (seed k gives
   every configuration its data order and, where the network matches, its initial weights, so their
-  results move together), Welch's otherwise. Configurations without a succeeded run rank last; among
+  results move together), Welch's otherwise; the same test gives the gap's 95 % interval, which says how
+  far apart the data leave them (p >= ALPHA with two seeds is no tie). Configurations without a succeeded run rank last; among
   the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
   survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
@@ -63,6 +64,7 @@ class Summary:
     std: float | None  # None for one run
     ci_low: float | None
     ci_high: float | None
+    clipped: bool = False  # Student's t reached past 0 or 1 and was cut there
 
 
 def summarize(values: Sequence[float]) -> Summary | None:
@@ -86,7 +88,7 @@ def summarize(values: Sequence[float]) -> Summary | None:
     low, high = (
         float(stdtrit(n - 1, q) * scale + mean) for q in ((1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2)
     )
-    return Summary(n, mean, std, max(low, 0.0), min(high, 1.0))
+    return Summary(n, mean, std, max(low, 0.0), min(high, 1.0), low < 0.0 or high > 1.0)
 
 
 def _constant(values: Sequence[float]) -> bool:
@@ -99,34 +101,52 @@ def _mean(values: Sequence[float]) -> float:
     return float(values[0]) if _constant(values) else float(np.mean(values))
 
 
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test between two samples; None when either has fewer than 2, or
-    when neither varies and their means differ (Welch would say p = 0: a certainty no data give)."""
+@dataclass(frozen=True)
+class TTest:
+    """A t-test of a - b: its two-sided p-value, and the 95 % interval of the difference it tests."""
+
+    p_value: float
+    difference: float
+    ci_low: float
+    ci_high: float
+
+
+def _t_test(difference: float, se: float, df: float) -> TTest:
+    from scipy.special import stdtr, stdtrit  # scipy.stats' t-tests, without their per-call overhead
+
+    half = float(stdtrit(df, (1 + CONFIDENCE) / 2)) * se
+    p = float(2 * stdtr(df, -abs(difference / se)))
+    return TTest(p, difference, difference - half, difference + half)
+
+
+def _no_spread(difference: float) -> TTest | None:
+    """Nothing to weigh: equal results are level (p = 1); a constant non-zero difference would be p = 0, a
+    certainty no data give, so no test."""
+    return TTest(1.0, 0.0, 0.0, 0.0) if difference == 0 else None
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> TTest | None:
+    """Welch's t-test of mean(a) - mean(b); None when either has fewer than 2, or neither varies and
+    their means differ."""
     if len(a) < 2 or len(b) < 2:
         return None
-    if _constant(a) and _constant(b):  # no spread on either side: the test has nothing to weigh
-        return 1.0 if a[0] == b[0] else None
-    from scipy.special import stdtr  # stats.ttest_ind's Welch test, without its per-call overhead
-
+    if _constant(a) and _constant(b):
+        return _no_spread(a[0] - b[0])
     va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
-    t = (_mean(a) - _mean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
-    return float(2 * stdtr(df, -abs(t)))
+    return _t_test(_mean(a) - _mean(b), math.sqrt(va + vb), df)
 
 
-def paired_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of the paired t-test of a[k] against b[k]; None for fewer than 2 pairs, or when
-    every pair differs by the same non-zero amount (the test would say p = 0, as welch_p's constants)."""
+def paired(a: Sequence[float], b: Sequence[float]) -> TTest | None:
+    """The paired t-test of a[k] - b[k]; None for fewer than 2 pairs, or when every pair differs by the
+    same non-zero amount."""
     differences = [x - y for x, y in zip(a, b, strict=True)]
     if len(differences) < 2:
         return None
     if _constant(differences):
-        return 1.0 if differences[0] == 0 else None
-    from scipy.special import stdtr  # stats.ttest_rel, without its per-call overhead
-
+        return _no_spread(differences[0])
     n = len(differences)
-    t = _mean(differences) / (float(np.std(differences, ddof=1)) / math.sqrt(n))
-    return float(2 * stdtr(n - 1, -abs(t)))
+    return _t_test(_mean(differences), float(np.std(differences, ddof=1)) / math.sqrt(n), n - 1)
 
 
 Tested = Literal["paired", "welch"]
@@ -139,6 +159,23 @@ def how_tested(tested_by: Tested | None, pairs: int | None) -> str:
     if tested_by == PAIRED:
         return f"paired t-test, {pairs} seeds"
     return "Welch's t-test" if tested_by == WELCH else "no test"
+
+
+# What a configuration's test against the best says, in a word: p >= ALPHA is "can't tell", not a tie.
+VERSUS_BEST = {True: "can't tell", False: "behind", None: "-"}
+VERSUS_BEST_NOTE = (
+    "can't tell (p >= 0.05): the seeds do not tell it from the best, which with few seeds is no tie; "
+    "behind (p < 0.05): unlikely to be seed noise alone"
+)
+
+
+def versus_best(tied: bool | None, best: bool) -> str:
+    return "best" if best else VERSUS_BEST[tied]
+
+
+def gap_text(difference: float, low: float, high: float) -> str:
+    """A gap to the best and its 95 % interval, in points: '-31.78 (-130.12 to +66.56)'."""
+    return f"{100 * difference:+.2f} ({100 * low:+.2f} to {100 * high:+.2f})"
 
 
 # --- configurations of a sweep -----------------------------------------------------------------
@@ -171,6 +208,7 @@ class Configuration:
     p_value: float | None  # the test's against the best; None for the best itself
     tested_by: Tested | None = None  # PAIRED or WELCH: which test gave p_value
     pairs: int | None = None  # the seeds the paired test paired
+    gap: TTest | None = None  # that test: this configuration's accuracy minus the best's, with its interval
 
     @property
     def n(self) -> int:
@@ -206,6 +244,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
                 p_value=verdict.p_value,
                 tested_by=verdict.tested_by,
                 pairs=verdict.pairs,
+                gap=verdict.gap,
             )
         )
     succeeded = [run for run in runs if run.succeeded]
@@ -250,6 +289,7 @@ class Verdict:
     tied: bool | None
     tested_by: Tested | None = None
     pairs: int | None = None
+    gap: TTest | None = None
 
 
 def _against(best: Samples, other: Samples) -> Verdict:
@@ -260,12 +300,13 @@ def _against(best: Samples, other: Samples) -> Verdict:
     a, b = best[0] if best[0] else best[1], other[0] if best[0] else other[1]
     shared = sorted(a.keys() & b.keys())
     if len(shared) >= 2:
-        p, test = paired_p([a[k] for k in shared], [b[k] for k in shared]), PAIRED
+        gap, test = paired([b[k] for k in shared], [a[k] for k in shared]), PAIRED
     else:
-        p, test = welch_p(list(a.values()), list(b.values())), WELCH
-    if p is None:
+        gap, test = welch(list(b.values()), list(a.values())), WELCH
+    if gap is None:
         return Verdict(None, None)
-    return Verdict(p, p >= ALPHA, test, len(shared) if test == PAIRED else None)
+    p = gap.p_value
+    return Verdict(p, p >= ALPHA, test, len(shared) if test == PAIRED else None, gap)
 
 
 # --- two models, image by image -----------------------------------------------------------------

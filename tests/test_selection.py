@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.selection import PAIRED, WELCH, Run, Summary, group_runs, welch_p
+from service.selection import PAIRED, WELCH, Run, Summary, group_runs, welch
 
 
 def _runs(first_id: int, lr: float, outcomes: list[float | str]) -> list[Run]:
@@ -45,15 +45,15 @@ def test_cancelled_runs_are_not_failures():
 
 def test_runs_without_spread_are_not_called_different_with_certainty():
     """Two seeds each at 0.9000 and at 0.8998 (one image apart): Welch's t is infinite, p would be 0."""
-    assert welch_p([0.9, 0.9], [0.8998, 0.8998]) is None
-    assert welch_p([0.9, 0.9], [0.9, 0.9]) == 1.0
+    assert welch([0.9, 0.9], [0.8998, 0.8998]) is None
+    assert welch([0.9, 0.9], [0.9, 0.9]).p_value == 1.0  # type: ignore[union-attr]
     configurations, _ = group_runs(_runs(1, 0.1, [0.9, 0.9]) + _runs(3, 0.2, [0.8998, 0.8998]))
     assert [(c.p_value, c.tied_with_best) for c in configurations] == [(None, True), (None, None)]
 
 
 def test_three_equal_runs_have_no_spread_however_their_value_rounds():
     """0.099 three times: np.var says 1.9e-34, not 0, and Welch said p = 3e-30, "a real difference"."""
-    assert welch_p([0.105] * 3, [0.099] * 3) is None
+    assert welch([0.105] * 3, [0.099] * 3) is None
     configurations, _ = group_runs(_runs(1, 0.1, [0.105] * 3) + _runs(4, 0.2, [0.099] * 3))
     runner_up = configurations[1]
     assert (runner_up.p_value, runner_up.tied_with_best) == (None, None)
@@ -76,6 +76,32 @@ def test_an_interval_of_accuracies_stays_within_zero_and_one():
     assert spread.validation.ci_low == 0.0 and 0.12 < spread.validation.ci_high <= 1.0
     (high,) = group_runs(_runs(1, 0.01, [0.999, 0.97]))[0]
     assert high.validation is not None and high.validation.ci_high == 1.0
+    # and says so: the API sent (0.0, 1.0) as if computed, and no display could mark it
+    assert spread.validation.clipped and high.validation.clipped
+    (narrow,) = group_runs(_runs(1, 0.1, [0.97, 0.971, 0.972]))[0]
+    assert narrow.validation is not None and not narrow.validation.clipped
+
+
+def test_the_gap_to_the_best_comes_with_the_interval_of_the_test_that_weighed_it():
+    """Two seeds, 80.7 % against 48.9 %: p = 0.07 was shown as 'tied' with a 31.8-point gap; the gap's
+    interval (as scipy's tests give it) says how far apart two seeds leave them."""
+    from scipy import stats
+
+    best, other = [0.78, 0.835], [0.539, 0.439]
+    configurations, _ = group_runs(_runs(1, 0.05, list(best)) + _runs(5, 0.01, list(other)))
+    gap = configurations[1].gap
+    expected = stats.ttest_rel(other, best).confidence_interval(0.95)
+    assert gap is not None and configurations[1].tested_by == PAIRED
+    assert gap.difference == pytest.approx(sum(other) / 2 - sum(best) / 2)
+    assert (gap.ci_low, gap.ci_high) == pytest.approx((expected.low, expected.high), rel=1e-9)
+    assert gap.ci_low < -1 and gap.ci_high > 0  # two seeds cannot place it: not a tie
+    assert configurations[0].gap is None  # the best has no gap to itself
+    apart = [Run(**{**vars(r), "seed": r.seed + 4}) for r in _runs(5, 0.01, list(other))]
+    configurations, _ = group_runs(_runs(1, 0.05, list(best)) + apart)
+    expected = stats.ttest_ind(other, best, equal_var=False).confidence_interval(0.95)
+    gap = configurations[1].gap
+    assert configurations[1].tested_by == WELCH and gap is not None
+    assert (gap.ci_low, gap.ci_high) == pytest.approx((expected.low, expected.high), rel=1e-9)
 
 
 def test_configurations_run_on_the_same_seeds_are_tested_pair_by_pair():
@@ -88,7 +114,7 @@ def test_configurations_run_on_the_same_seeds_are_tested_pair_by_pair():
     other = [0.899, 0.928, 0.957, 0.938]
     configurations, _ = group_runs(_runs(1, 0.1, list(best)) + _runs(5, 0.2, list(other)))
     runner_up = configurations[1]
-    assert welch_p(best, other) is not None and welch_p(best, other) > 0.5  # type: ignore[operator]
+    assert (test := welch(best, other)) is not None and test.p_value > 0.5
     assert (runner_up.tested_by, runner_up.pairs, runner_up.tied_with_best) == (PAIRED, 4, False)
     assert runner_up.p_value == pytest.approx(stats.ttest_rel(best, other).pvalue, rel=1e-9)
 
@@ -107,4 +133,4 @@ def test_configurations_without_two_seeds_in_common_fall_back_to_welch():
     ]
     configurations, _ = group_runs(first + apart)
     assert (configurations[1].tested_by, configurations[1].pairs) == (WELCH, None)
-    assert configurations[1].p_value == welch_p([0.95, 0.96, 0.955, 0.951], [0.94, 0.945])
+    assert configurations[1].p_value == welch([0.95, 0.96, 0.955, 0.951], [0.94, 0.945]).p_value  # type: ignore[union-attr]

@@ -177,6 +177,24 @@ class SummaryPublic(Answer):
         "test images at 97 %) is not in it."
     )
     ci_high: float | None
+    clipped: bool = Field(
+        description="Student's t reached past 0 or 1 and the interval was cut there: too few seeds to "
+        "place the mean (more seeds narrow it)."
+    )
+
+
+class GapPublic(Answer):
+    """A configuration's accuracy minus the best's, as the test that weighed them measures it."""
+
+    difference: float = Field(
+        description="Its mean minus the best's (paired: the mean of the seeds' differences)."
+    )
+    ci_low: float = Field(
+        description="95 % confidence interval of that difference (the same t-test's, not clipped). An "
+        "interval that holds 0 and reaches far below it leaves them apart by anything up to its low end: "
+        "not a tie."
+    )
+    ci_high: float
 
 
 class ConfigurationPublic(Answer):
@@ -193,7 +211,8 @@ class ConfigurationPublic(Answer):
     )
     tied_with_best: bool | None = Field(
         description="A t-test against the best configuration (on the accuracy that ranks them; `tested_by` "
-        f"says which) gives p >= {ALPHA:g}: the data do not tell them apart. The best itself is true once it "
+        f"says which) gives p >= {ALPHA:g}: the data do not tell them apart, which with few seeds is no "
+        "tie (`gap_to_best` says how far apart they may be). The best itself is true once it "
         "has a result; another configuration is null when it or the best has fewer than 2 runs, or their "
         "runs leave nothing to weigh (neither varies, or every seed puts them the same distance apart; "
         "equal results are tied)."
@@ -206,6 +225,10 @@ class ConfigurationPublic(Answer):
         "they share fewer than 2 seeds. Null without a test."
     )
     pairs: int | None = Field(description="The seeds the paired test paired; null for Welch's.")
+    gap_to_best: GapPublic | None = Field(
+        description="That test's measure of how far behind the best this configuration is; null where "
+        "`p_value` is."
+    )
 
 
 class SweepPublic(Answer):

@@ -32,7 +32,7 @@ from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.quoting import counted
-from service.selection import PAIRED, WELCH, p_text
+from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, versus_best
 from service.settings import get_settings, token_problem
 from service.store.models import JobStatus
 
@@ -715,11 +715,7 @@ CUT_MARK = "*"  # an interval cut at 0 or 100 %: _ranked_note says so
 
 
 def _cut(summary: Json | None) -> bool:
-    return (
-        summary is not None
-        and summary["ci_low"] is not None
-        and (summary["ci_low"] < 0 or summary["ci_high"] > 1)
-    )
+    return summary is not None and bool(summary.get("clipped"))  # .get: an API older than the field
 
 
 BAR_WIDTH = 21  # characters of a configuration's interval bar
@@ -762,10 +758,14 @@ def _p(value: float | None) -> str:
     return p_text(value).removeprefix("p = ")  # the column is headed p; an underflow keeps its "p <"
 
 
-def _tied(c: Json, rank: int) -> str:
-    if rank == 0 and c["n"]:  # a configuration none of whose runs succeeded is best at nothing
-        return "best"
-    return "-" if c["tied_with_best"] is None else "yes" if c["tied_with_best"] else "no"
+def _versus_best(c: Json, rank: int) -> str:
+    # a configuration none of whose runs succeeded is best at nothing
+    return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]))
+
+
+def _gap(c: Json) -> str:
+    gap = c.get("gap_to_best")  # .get: an API older than the field
+    return "-" if gap is None else gap_text(gap["difference"], gap["ci_low"], gap["ci_high"])
 
 
 def _configurations_table(sweep: Json) -> str:
@@ -782,7 +782,8 @@ def _configurations_table(sweep: Json) -> str:
             bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else seconds_figure(c["seconds"]),
-            _tied(c, rank),
+            _versus_best(c, rank),
+            _gap(c),
             _p(c["p_value"]),
         ]
         for rank, (c, bar) in enumerate(zip(configurations, bars, strict=True))
@@ -797,7 +798,8 @@ def _configurations_table(sweep: Json) -> str:
         scale,
         "TEST (FINAL, 95% CI)" if intervals else TEST_FINAL,
         "SECONDS",
-        "TIED",
+        "VS BEST",
+        "GAP (95% CI)" if intervals else "GAP",
         "P",
     ]
     return table(headers, rows, fold=["CONFIGURATION"])
@@ -839,9 +841,8 @@ def _ranked_note(sweep: Json) -> None:
     tested = [c for c in sweep["configurations"] if c["p_value"] is not None]
     if tested:
         print(
-            f"TIED yes ({_tests_used(tested)}, p >= 0.05): the seeds do not tell them apart; "
-            f"no (p < 0.05): unlikely to be seed noise alone, one test of {len(tested)} against the best, "
-            "uncorrected",
+            f"VS BEST by {_tests_used(tested)}: {VERSUS_BEST_NOTE}, one test of {len(tested)} against the "
+            "best, uncorrected; GAP: its accuracy minus the best's, in points, and that test's 95% interval",
             file=sys.stderr,
         )
     summaries = [

@@ -225,7 +225,8 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
     path = f"/sweeps/{sweep['id']}/promote"
     tag = promoted.headers["etag"]
     assert_problem(client.post(path, json={"alias": "champion"}, headers={"If-None-Match": "*"}), 412)
-    assert_problem(client.post(path, json={"alias": "champion"}, headers={"If-Match": '"1"'}), 412)
+    stale = f'"{int(tag.strip(chr(34))) + 1}"'  # not its tag: "1" was, run alone (the first alias event)
+    assert_problem(client.post(path, json={"alias": "champion"}, headers={"If-Match": stale}), 412)
     again = client.post(path, json={"alias": "champion"}, headers={"If-Match": tag})
     assert again.status_code == 200 and again.headers["etag"] == tag  # where it was: no change
     fresh = client.post(path, json={"alias": "fresh"}, headers={"If-None-Match": "*"})

@@ -249,8 +249,9 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
             values = [jobs[i][metric] for i in c["jobs"]]
             mean, std = np.mean(values), np.std(values, ddof=1)
             low, high = stats.t.interval(0.95, 2, loc=mean, scale=stats.sem(values))
+            assert c[metric].pop("clipped") == (low < 0 or high > 1)
             assert c[metric] == pytest.approx(
-                {"mean": mean, "std": std, "ci_low": low, "ci_high": high}, rel=1e-9
+                {"mean": mean, "std": std, "ci_low": max(low, 0), "ci_high": min(high, 1)}, rel=1e-9
             )
         models = [client.get(f"/models/{i}").json() for i in c["jobs"]]
         assert c["seconds"] == pytest.approx(np.mean([m["seconds"] for m in models]))
@@ -266,6 +267,19 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
     p = stats.ttest_rel(samples[0], samples[1]).pvalue
     assert other["p_value"] == pytest.approx(p, rel=1e-9) and other["tied_with_best"] == (p >= 0.05)
     assert (other["tested_by"], other["pairs"]) == ("paired", 3)
+    # and how far behind, by that test: its accuracy minus the best's, with the interval scipy gives
+    interval = stats.ttest_rel(samples[1], samples[0]).confidence_interval(0.95)
+    assert (best["gap_to_best"], other["gap_to_best"]) == (
+        None,
+        pytest.approx(
+            {
+                "difference": np.mean(samples[1]) - np.mean(samples[0]),
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+            },
+            rel=1e-9,
+        ),
+    )
     # the jobs themselves, best validation accuracy first
     ranked = [j["validation_accuracy"] for j in done["jobs"]]
     assert ranked == sorted(ranked, reverse=True)

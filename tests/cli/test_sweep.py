@@ -4,12 +4,14 @@ the ranking after, and the next command to run; `sweeps ID` on served sweeps no 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from rich.console import Console
 
 from service.cli import client
+from service.selection import gap_text
 from tests.cli.conftest import mlplab
 from tests.factories import job_body
 
@@ -162,18 +164,21 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
         assert cells[5:7] == [f"{t['mean']:.2%}", f"({100 * t['ci_low']:.2f}-{100 * t['ci_high']:.2f})"]
         means.append(bar.index("●"))
     assert means[0] >= means[1]  # the best's mean is right of the other's, on the one scale
-    assert rows[0].split()[-2:] == ["best", "-"]
+    assert rows[0].split()[-3:] == ["best", "-", "-"]
     other = ranked[1]
-    assert rows[1].split()[-2:] == ["yes" if other["tied_with_best"] else "no", f"{other['p_value']:.3g}"]
+    gap = other["gap_to_best"]
+    verdict = "can't tell" if other["tied_with_best"] else "behind"
+    shown = [verdict, gap_text(gap["difference"], gap["ci_low"], gap["ci_high"]), f"{other['p_value']:.3g}"]
+    assert re.split(r"\s{2,}", rows[1])[-3:] == shown, rows[1]
+    assert gap["ci_low"] <= gap["difference"] <= gap["ci_high"] and gap["difference"] <= 0
     # the three seeds of each configuration are the same: paired by seed
     assert [c["tested_by"] for c in ranked] == [None, "paired"] and ranked[1]["pairs"] == 3
     assert (
-        "TIED yes (paired t-test against the best on the seeds both ran, p >= 0.05): "
-        "the seeds do not tell them apart" in err
+        "VS BEST by paired t-test against the best on the seeds both ran: can't tell (p >= 0.05): "
+        "the seeds do not tell it from the best, which with few seeds is no tie" in err
     )
-    assert (
-        "no (p < 0.05): unlikely to be seed noise alone, one test of 1 against the best, uncorrected" in err
-    )
+    assert "behind (p < 0.05): unlikely to be seed noise alone, one test of 1 against the best" in err
+    assert "GAP: its accuracy minus the best's, in points, and that test's 95% interval" in err
 
     # compare --all: early stopping as its fields, not a Python dict
     first, second = (c["jobs"][0] for c in ranked)
@@ -199,8 +204,8 @@ def test_a_configuration_without_a_succeeded_run_is_not_called_best(api, capsys)
     status, out, err = mlplab(capsys, "sweeps", sweep["id"])
     assert status == 0, err
     header, *rows = out.split("\n\n")[0].splitlines()[1:]
-    assert header.split()[-2:] == ["TIED", "P"]
-    assert [row.split()[-2:] for row in rows] == [["-", "-"], ["-", "-"]]  # N 0: best at nothing
+    assert header.split()[-4:] == ["VS", "BEST", "GAP", "P"]  # no test, no interval
+    assert [row.split()[-3:] for row in rows] == [["-"] * 3] * 2  # N 0: best at nothing
 
 
 def test_a_sweep_file_with_a_number_json_cannot_carry_is_refused_naming_it(api, capsys, tmp_path):
@@ -212,7 +217,11 @@ def test_a_sweep_file_with_a_number_json_cannot_carry_is_refused_naming_it(api, 
 
 
 def _summary(mean: float, low: float | None = None, high: float | None = None) -> dict:
-    return {"n": 1 if low is None else 2, "mean": mean, "std": None, "ci_low": low, "ci_high": high}
+    """A summary as the API sends it: Student's interval (low, high) cut to [0, 1], and whether it was."""
+    if low is None or high is None:
+        return {"n": 1, "mean": mean, "std": None, "ci_low": None, "ci_high": None, "clipped": False}
+    cut = {"ci_low": max(low, 0.0), "ci_high": min(high, 1.0), "clipped": low < 0 or high > 1}
+    return {"n": 2, "mean": mean, "std": None} | cut
 
 
 def _configuration(lr: float, job_ids: list[int], validation: dict, test: dict, p=None, tied=None) -> dict:
@@ -265,9 +274,9 @@ def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, caps
     ]
     assert "101.50" not in best and "-12.49" not in best
     assert "* an interval cut at 0 or 100 %" in err  # and said so: "100.00" read as a computed bound
-    assert "the seeds do not tell them apart" in err and "one test of 1 against the best" in err
+    assert "the seeds do not tell it from the best" in err and "one test of 1 against the best" in err
     # an API from before the paired test sends no tested_by: the legend names the test it ran
-    assert "TIED yes (Welch's t-test against the best, p >= 0.05)" in err
+    assert "VS BEST by Welch's t-test against the best: can't tell (p >= 0.05)" in err
 
 
 def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
@@ -278,7 +287,7 @@ def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
     ]
     (header, *_), err = _served_sweep(elsewhere, capsys, one)
     assert "CI" not in header and "MEAN 50.00-58.30%" in header and "TEST (FINAL)" in header
-    assert "TIED yes" not in err
+    assert "VS BEST" not in err
 
 
 def test_a_run_near_chance_is_marked_in_the_sweeps_jobs(elsewhere, capsys):

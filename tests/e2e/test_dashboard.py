@@ -529,12 +529,18 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     shown = [rows.nth(k).locator("td").all_inner_texts() for k in range(2)]
     for row, configuration in zip(shown, sweep["configurations"], strict=True):
         assert row[0] == f"l2={configuration['hyperparameters']['l2']}" and row[1] == "2"
-    assert shown[0][5] == "best" and shown[1][5].startswith(("tied (p ", "no (p "))
+    assert shown[0][5:7] == ["best", "–"] and shown[1][5].startswith(("can't tell (p ", "behind (p "))
+    gap = sweep["configurations"][1]["gap_to_best"]
+    points = [f"{abs(100 * x):.2f}" for x in (gap["difference"], gap["ci_low"], gap["ci_high"])]
+    assert re.fullmatch(rf"[−+]{points[0]} \([−+]{points[1]} to [−+]{points[2]}\)", shown[1][6]), shown[1]
     assert rows.first.locator(".errorbar .range").count() == 1
     # the legend says what the test says: one uncorrected test, no "real difference" nor proven tie;
     # both configurations ran seeds 0 and 1, so it is paired
     caption = table.locator("caption").inner_text()
-    assert "tied (a paired t-test against the best on the seeds both ran, p ≥ 0.05)" in caption
+    assert (
+        "vs best, by a paired t-test against the best on the seeds both ran: can't tell (p ≥ 0.05)" in caption
+    )
+    assert "which with few seeds is no tie" in caption and "Gap: its accuracy minus the best's" in caption
     assert "one test of 1 against the best, uncorrected" in caption
     shot(page, "08-sweep-configurations")
     rendered(page, f"/#/sweeps/{sweep_id}")
@@ -544,6 +550,8 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     )
     tested = f"a paired t-test on 2 seeds: {words} (p = "
     assert runner["p_value"] is None or tested in page.inner_text("#best-margin")
+    if runner["tied_with_best"] and runner["gap_to_best"]["ci_low"] < 0:  # p >= 0.05 with 2 seeds: no tie
+        assert "which is no tie: it lies " in page.inner_text("#best-margin")
     # l2 from 0.001 to 0.5: a log axis labelled at decades, not plotly's bare "2 3 4 ... 9" between them
     page.wait_for_selector("#sweep-by-l2.js-plotly-plot .scatterlayer .trace")
     xaxis = page.locator("#sweep-by-l2").evaluate("el => el.layout.xaxis")

@@ -30,8 +30,8 @@ INTERVALS = """async (summaries) => {
 
 def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):  # noqa: F811
     """Two seeds' interval (66.77-105.91) was shown as (66.77 %-100.00 %), read as a computed bound."""
-    wide = {"mean": 0.8634, "ci_low": 0.6677, "ci_high": 1.0591}
-    narrow = {"mean": 0.9, "ci_low": 0.89, "ci_high": 0.91}
+    wide = {"mean": 0.8634, "ci_low": 0.6677, "ci_high": 1.0, "clipped": True}  # as the API sends it
+    narrow = {"mean": 0.9, "ci_low": 0.89, "ci_high": 0.91, "clipped": False}
     shown, note = page.evaluate(INTERVALS, [wide, narrow])
     assert shown[0].endswith("–100.00\u00a0%)*") and not shown[1].endswith("*"), shown
     assert note.startswith("* an interval cut at 0 or 100 %"), note

@@ -190,7 +190,7 @@ def test_a_sweep_without_a_succeeded_job_has_no_best_and_links_no_model(browser,
         assert page.locator("#configurations a[href^='#/models/']").count() == 0
         # the l2 chart and the parallel coordinates say so (the chart drew an empty log axis)
         assert page.locator(".card p.muted", has_text="No run has succeeded yet.").count() == 2
-        model = rows.first.locator("td").nth(7)
+        model = rows.first.locator("td").nth(8)
         assert re.fullmatch(r"none: job \d+", model.inner_text())
         shot(page, "sweep-all-cancelled")
         moved(page, lambda: model.locator("a").click())  # its job, which says it was cancelled

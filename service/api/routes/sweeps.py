@@ -27,6 +27,7 @@ from service.api.schemas import (
     SWEEP_ID_PATTERN,
     AliasPublic,
     ConfigurationPublic,
+    GapPublic,
     PromoteCreate,
     SummaryPublic,
     SweepCreate,
@@ -104,7 +105,13 @@ def sweep_public(
 def _summary(summary: Summary | None) -> SummaryPublic | None:
     if summary is None:
         return None
-    return SummaryPublic(mean=summary.mean, std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high)
+    return SummaryPublic(
+        mean=summary.mean,
+        std=summary.std,
+        ci_low=summary.ci_low,
+        ci_high=summary.ci_high,
+        clipped=summary.clipped,
+    )
 
 
 def configuration_public(c: Configuration) -> ConfigurationPublic:
@@ -121,6 +128,9 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
         p_value=c.p_value,
         tested_by=c.tested_by,
         pairs=c.pairs,
+        gap_to_best=None
+        if c.gap is None
+        else GapPublic(difference=c.gap.difference, ci_low=c.gap.ci_low, ci_high=c.gap.ci_high),
     )
 
 

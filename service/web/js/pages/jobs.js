@@ -6,7 +6,7 @@ import { $, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
-import { ci as interval, cutNote, tiedNote, within } from "./sweep.js";
+import { ci as interval, cutNote, gapText, versusBest, versusNote, within } from "./sweep.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -163,15 +163,15 @@ function configurationsTable(s, spec) {
   const bar = (m) => m && h("div", { class: "errorbar", title: interval(m) },
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
-  const tie = (c, k) => (k === 0 ? "best" : c.tied_with_best == null ? "–" : `${c.tied_with_best ? "tied" : "no"} (${pText(c.p_value)})`);
   return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
-    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, tiedNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
-    h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "tied with best"]
+    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, versusNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
+    h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "vs best", "gap (95 % CI)"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
       h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => fieldText(spec, f, v)).join(", ") || "the base spec"),
       h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
-      h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)), h("td", { class: "nowrap" }, tie(c, k)))))));
+      h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)),
+      h("td", { class: "nowrap" }, k === 0 ? "best" : versusBest(c)), h("td", { class: "nowrap" }, k === 0 ? "–" : gapText(c)))))));
 }
 
 async function renderJobs(ctx, root, spec, state, streams) {

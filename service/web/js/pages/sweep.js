@@ -27,7 +27,7 @@ export async function sweepPage(ctx, root) {
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
     h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
     h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec)),
-      tiedNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, tiedNote(sweep)) : null,
+      versusNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, versusNote(sweep)) : null,
       cutNote(sweep) ? h("p", { class: "muted", id: "cut-note" }, cutNote(sweep)) : null));
   const active = sweep.status.queued || sweep.status.running;
   if (active) {
@@ -88,7 +88,7 @@ const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fi
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
 export const within = (v) => Math.min(1, Math.max(0, v));
 export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})${cut(s) ? "*" : ""}`);
-const cut = (s) => s != null && s.ci_low != null && (s.ci_low < 0 || s.ci_high > 1);
+const cut = (s) => s != null && Boolean(s.clipped);
 /** What ci's "*" means, when one of the sweep's intervals has it (a "100.00 %" read as a computed bound). */
 export const cutNote = (sweep) => (sweep.configurations.some((c) => cut(c.validation_accuracy) || cut(c.test_accuracy))
   ? "* an interval cut at 0 or 100 %: with so few seeds Student's t reaches past it (more seeds narrow it)."
@@ -114,16 +114,35 @@ function testsUsed(sweep) {
 }
 
 /** What a t-test of a configuration against the best says, no more: the best was picked after the
- * fact and the tests are uncorrected, so some small p are chance; with few seeds a large p proves no tie. */
+ * fact and the tests are uncorrected, so some small p are chance; with few seeds a large p proves no tie,
+ * and the gap's interval says how far apart they may be. */
 export function verdict(c, sweep) {
   return c.tied_with_best
-    ? `the seeds do not tell them apart (${pText(c.p_value)})`
+    ? `the seeds do not tell them apart (${pText(c.p_value)})${c.gap_to_best ? `, which is no tie: ${gapRange(c.gap_to_best)}` : ""}`
     : `unlikely to be seed noise alone (${pText(c.p_value)}, one test of ${tests(sweep)} against the best, uncorrected)`;
 }
 
-/** The legend of a "tied" column; none without a test. */
-export const tiedNote = (sweep) => (tests(sweep)
-  ? `tied (${testsUsed(sweep)}, p ≥ 0.05): the seeds do not tell them apart; not tied (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected.`
+const points = (x) => Math.abs(100 * x).toFixed(2);
+/** Where a gap's 95 % interval puts a configuration against the best, in words. */
+function gapRange({ ci_low: low, ci_high: high }) {
+  if (low === 0 && high === 0) return "their results are equal";
+  if (high <= 0) return `it lies ${points(high)} to ${points(low)} points behind the best (95 % CI)`;
+  if (low >= 0) return `it lies ${points(low)} to ${points(high)} points ahead of the best (95 % CI)`;
+  return `it lies anywhere from ${points(low)} points behind the best to ${points(high)} ahead (95 % CI; more seeds narrow it)`;
+}
+
+/** A configuration against the best, in a word, as `mlplab sweeps` says it: p ≥ 0.05 is "can't tell", no tie. */
+export const versusBest = (c) => (c.tied_with_best == null ? "–" : `${c.tied_with_best ? "can't tell" : "behind"} (${pText(c.p_value)})`);
+const signed = (x) => `${x < 0 ? "−" : "+"}${points(x)}`;
+/** "−31.78 (−130.12 to +66.56)": its accuracy minus the best's, in points, and its test's 95 % interval. */
+export const gapText = (c) => {
+  const gap = c.gap_to_best;
+  return gap == null ? "–" : `${signed(gap.difference)} (${signed(gap.ci_low)} to ${signed(gap.ci_high)})`;
+};
+
+/** The legend of the "vs best" and "gap" columns; none without a test. */
+export const versusNote = (sweep) => (tests(sweep)
+  ? `vs best, by ${testsUsed(sweep)}: can't tell (p ≥ 0.05): the seeds do not tell it from the best, which with few seeds is no tie; behind (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected. Gap: its accuracy minus the best's, in points, with that test's 95 % interval.`
   : null);
 
 /** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
@@ -190,7 +209,7 @@ function configurationsTable(sweep, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   const tied = levelWithBest(sweep).length > 1;
   return h("table", { id: "configurations" },
-    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("tied"), th("model"))),
+    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("vs best"), th("gap, points (95 % CI)"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       // first with a trained model: with none, or level with another, no configuration is best
@@ -199,7 +218,8 @@ function configurationsTable(sweep, spec) {
         h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
         h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
-        h("td", null, best ? "best" : i === 0 && c.n > 0 ? "level" : c.tied_with_best == null ? "–" : c.tied_with_best ? `yes (${pText(c.p_value)})` : `no (${pText(c.p_value)})`),
+        h("td", null, best ? "best" : i === 0 && c.n > 0 ? "level" : versusBest(c)),
+        h("td", { class: "nowrap" }, gapText(c)),
         h("td", null, run != null ? h("a", { href: `#/models/${run}` }, run)
           : h("span", { class: "muted" }, "none: ", c.jobs.map((id, k) => [k ? ", " : "", h("a", { href: `#/jobs/${id}` }, `job ${id}`)]))));
     })));
