@@ -174,7 +174,7 @@ def versus_best(tied: bool | None, best: bool) -> str:
 
 
 def gap_text(difference: float, low: float, high: float) -> str:
-    """A gap to the best and its 95 % interval, in points: '-31.78 (-130.12 to +66.56)'."""
+    """A gap to the best and its 95 % interval, in points: '-31.78 (-60.40 to -3.16)'."""
     return f"{100 * difference:+.2f} ({100 * low:+.2f} to {100 * high:+.2f})"
 
 

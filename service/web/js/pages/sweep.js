@@ -134,7 +134,7 @@ function gapRange({ ci_low: low, ci_high: high }) {
 /** A configuration against the best, in a word, as `mlplab sweeps` says it: p ≥ 0.05 is "can't tell", no tie. */
 export const versusBest = (c) => (c.tied_with_best == null ? "–" : `${c.tied_with_best ? "can't tell" : "behind"} (${pText(c.p_value)})`);
 const signed = (x) => `${x < 0 ? "−" : "+"}${points(x)}`;
-/** "−31.78 (−130.12 to +66.56)": its accuracy minus the best's, in points, and its test's 95 % interval. */
+/** "−31.78 (−60.40 to −3.16)": its accuracy minus the best's, in points, and its test's 95 % interval. */
 export const gapText = (c) => {
   const gap = c.gap_to_best;
   return gap == null ? "–" : `${signed(gap.difference)} (${signed(gap.ci_low)} to ${signed(gap.ci_high)})`;
