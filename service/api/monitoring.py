@@ -54,6 +54,13 @@ OTHER_METHOD = "other"  # the method label of any method outside HTTP_METHODS (P
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+def mounted(scope: Scope) -> str | None:
+    """The template of the mounted app (the dashboard's files: /static/{path}) that took the request, or
+    None: a Mount names no route, but sets the root path its app serves under."""
+    root = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return f"{root}/{{path}}" if root else None
+
+
 class Monitoring:
     """This process's counters, and the text a scrape answers with."""
 
@@ -83,7 +90,7 @@ class Monitoring:
         self.aliases: dict[str, set[str]] = {}  # the alias labels this process records, and their models
 
     def served(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", UNMATCHED)
+        route = getattr(scope.get("route"), "path", None) or mounted(scope) or UNMATCHED
         method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
         # each label bounded whatever a client sends: a route template, a fixed method set, the app's statuses
         labels = (method, route, str(status))

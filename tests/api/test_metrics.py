@@ -139,6 +139,31 @@ def test_unmatched_paths_share_one_label(settings):
     assert value(samples, "mlplab_http_requests_total", method="GET", route="unmatched", status="404") == 3
 
 
+def test_the_dashboards_files_are_counted_under_their_mount_not_as_unmatched(settings):
+    """Every page load added about ten requests to route="unmatched", which the docs define as paths no
+    route matches: an alert on it fired on normal dashboard use."""
+    with TestClient(create_app(settings)) as client:
+        for path in (
+            "/static/js/main.js",
+            "/static/app.css",
+            "/static/vendor/plotly.min.js",
+            "/static/no.js",
+        ):
+            client.get(path)
+        samples = scrape(client)
+    assert (
+        value(samples, "mlplab_http_requests_total", method="GET", route="/static/{path}", status="200") == 2
+    )
+    assert (
+        value(samples, "mlplab_http_requests_total", method="GET", route="/static/{path}", status="404") == 1
+    )
+    vendor = value(
+        samples, "mlplab_http_requests_total", method="GET", route="/static/vendor/{path}", status="200"
+    )
+    assert vendor == 1
+    assert not [key for key in samples if ("route", "unmatched") in key[1]]
+
+
 def test_metrics_need_the_token_when_reads_do(settings):
     protected = settings.model_copy(update={"api_token": SecretStr(TOKEN), "protect_reads": True})
     with TestClient(create_app(protected)) as client:
