@@ -779,7 +779,8 @@ class ImportancePublic(Answer):
         description="The searched fields that took one value among the succeeded trials: nothing to credit "
         "them with, so not ranked."
     )
-    trials: int = Field(
-        description="The succeeded trials it rests on (the others weigh nothing): with a few, fields that "
-        "varied together share the credit, and the scores say little."
+    trials: int = Field(description="The succeeded trials it rests on (the others weigh nothing).")
+    warning: str | None = Field(
+        description="Set when the scores rest on fewer than 10 succeeded trials: they say little, and fields "
+        "that varied together are not told apart (one may take nearly all the credit for both)."
     )

@@ -90,6 +90,8 @@ def show(client: ApiClient, study: Json) -> None:
     if scores := answer["importance"]:
         shown = ", ".join(f"{name} {score:.2f}" for name, score in scores.items())
         print(f"importance (from {answer['trials']} succeeded trials): {shown}")
+        if warning := answer.get("warning"):  # .get: an API older than the field
+            print(f"! importance {warning}", file=sys.stderr)
         if fixed := answer.get("not_varied"):  # .get: an API older than the field has none
             print(f"not ranked, one value among them: {', '.join(fixed)}")
 

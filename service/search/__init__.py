@@ -11,7 +11,7 @@ its trials as plain data (`TrialRecord`s read from the jobs) and returns a decis
 
 study    StudyCreate, Dimension, check_study, Invalid, SAMPLERS, PRUNERS, TEST_PRUNERS, grid_size
 engine   TrialRecord, STATES, IN_FLIGHT, trials_to_queue, next_params, next_trials, should_prune,
-         best_trial, importance, varied, analysis, build_study
+         best_trial, importance, importance_warning, varied, analysis, build_study
 figures  FIGURES, figure_png, figure_data (imported on its own: it brings matplotlib)
 """
 
@@ -23,6 +23,7 @@ from service.search.engine import (
     best_trial,
     build_study,
     importance,
+    importance_warning,
     next_params,
     next_trials,
     should_prune,
@@ -56,6 +57,7 @@ __all__ = [
     "check_study",
     "grid_size",
     "importance",
+    "importance_warning",
     "next_params",
     "next_trials",
     "should_prune",

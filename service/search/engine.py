@@ -35,6 +35,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from service.lru import LRU
+from service.quoting import counted
 from service.search.study import (
     MOST_POINTS,
     PRUNERS,
@@ -304,6 +305,18 @@ def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
 
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
+FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it is
+
+
+def importance_warning(succeeded: int, scores: dict[str, float]) -> str | None:
+    """What scores from `succeeded` trials are worth, when they are few; None otherwise."""
+    if not scores or succeeded >= FEW_TRIALS_FOR_IMPORTANCE:
+        return None
+    return (
+        f"from {counted(succeeded, 'succeeded trial')}, fewer than {FEW_TRIALS_FOR_IMPORTANCE}: too few to say "
+        "much; fields that varied together are not told apart, and how the credit splits between them is "
+        "arbitrary"
+    )
 
 
 def _succeeded(trials: Sequence[TrialRecord]) -> list[TrialRecord]:

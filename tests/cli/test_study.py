@@ -20,10 +20,12 @@ def test_a_studys_importance_says_how_many_trials_it_rests_on(api, capsys):
         },
     )
     api.train()
-    status, out, _ = mlplab(capsys, "study", "show", str(study["id"]))
+    status, out, err = mlplab(capsys, "study", "show", str(study["id"]))
     assert status == 0, out
     (line,) = [line for line in out.splitlines() if line.startswith("importance")]
     assert line.startswith("importance (from 4 succeeded trials): learning_rate "), line
+    # and what four are worth, as the study page says it (the CLI said nothing)
+    assert "! importance from 4 succeeded trials, fewer than 10: too few to say much" in err
 
 
 def test_a_failed_trial_is_shown_with_its_reason(api, capsys):

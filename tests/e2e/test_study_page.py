@@ -102,7 +102,7 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
         assert page.locator("#study-parcoords svg .paths path").count() >= 1
         # four trials: the page says what the bars rest on, and that it is little
         assert page.inner_text("#importance-trials").startswith(
-            "From 4 succeeded trials: too few to say much"
+            "From 4 succeeded trials, fewer than 10: too few to say much"
         )
         (bars,) = traces(page, "#study-importance")
         assert (

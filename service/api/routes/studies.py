@@ -55,6 +55,7 @@ from service.search import (
     TrialRecord,
     analysis,
     check_study,
+    importance_warning,
     next_trials,
     trials_to_queue,
 )
@@ -293,6 +294,7 @@ async def read_importance(study_id: Whole, database: DatabaseDep) -> ImportanceP
         importance=scores,
         not_varied=[field for field in config.space if field not in fields] if succeeded else [],
         trials=succeeded,
+        warning=importance_warning(succeeded, scores),
     )
 
 

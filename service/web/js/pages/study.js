@@ -12,7 +12,6 @@ import { chanceMark, statusBadge, warningView } from "../widgets.js";
 const REFRESH_MS = 3000;
 const ENDED = ["succeeded", "pruned", "failed", "cancelled"];
 const PRUNED_COLOR = "#9aa3ae";
-const FEW_TRIALS = 10; // below it, importance is worded as the guess it is
 
 export async function studyPage(ctx, root) {
   const [study, importance, spec] = await Promise.all([api.study(ctx.args[0]), api.studyImportance(ctx.args[0]), trainSpecSchema()]);
@@ -179,7 +178,7 @@ function trialsParcoords(el, study, fields, spec, signal) {
   return parallelChart(el, dims, { label: "validation accuracy", values: succeeded.map((p) => p.y) }, { signal });
 }
 
-function importanceChart(el, { importance, not_varied: fixed, trials }, searched, signal) {
+function importanceChart(el, { importance, not_varied: fixed, trials, warning }, searched, signal) {
   const names = Object.keys(importance);
   const unranked = fixed.length ? ` Not ranked, one value among them: ${fixed.join(", ")}.` : "";
   if (!names.length) {
@@ -187,7 +186,7 @@ function importanceChart(el, { importance, not_varied: fixed, trials }, searched
     fill(el, h("p", { class: "muted" }, why));
     return null;
   }
-  el.before(h("p", { class: "muted", id: "importance-trials" }, `From ${trials} succeeded trials${trials < FEW_TRIALS ? ": too few to say much; fields that varied together share the credit" : ""}.${unranked}`));
+  el.before(h("p", { class: "muted", id: "importance-trials" }, `${warning ? `F${warning.slice(1)}` : `From ${trials} succeeded trials`}.${unranked}`));
   const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
   return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
 }
