@@ -172,18 +172,20 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sweeps = command(
         "sweeps",
         client.cmd_sweeps,
-        "a sweep's configurations ranked, with confidence intervals",
+        "a sweep's configurations ranked, with confidence intervals; without SWEEP_ID, the sweeps",
         description="Its jobs grouped by configuration, best first: mean and 95 % confidence interval "
-        "of validation and test accuracy over the seeds, and which are tied with the best (GET /sweeps/ID).",
+        "of validation and test accuracy over the seeds, and how each stands against the best, with the "
+        "gap's interval (GET /sweeps/ID). Without SWEEP_ID: the last 100 sweeps, newest first (GET /sweeps).",
     )
-    sweeps.add_argument("sweep_id", metavar="SWEEP_ID")
+    sweeps.add_argument("sweep_id", nargs="?", metavar="SWEEP_ID")
     study = command(
         "study",
         studies.cmd_study,
         "run an adaptive search from a JSON file; show or cancel one",
         description='FILE holds {"base": {...spec...}, "space": {"field": {"float": [low, high], "log": true} | '
         '{"int": [low, high]} | {"choice": [...]}}, "sampler": "tpe", "trials": 40, "parallelism": 2, '
-        '"pruner": "asha"} (POST /studies). `mlplab study show ID`: its trials best first and importance.',
+        '"pruner": "asha"} (POST /studies). `mlplab study show ID`: its trials best first and importance; '
+        "`mlplab study list`: the studies.",
     )
     studies.add_study_command(study)
     alias = command(

@@ -872,8 +872,37 @@ def _best_runs(sweep: Json, most: int = 4) -> list[int]:
     return [i for i in picks if i is not None][:most]
 
 
+def status_counts(counts: dict[str, int], empty: str = "none") -> str:
+    """'4 succeeded, 2 queued': a sweep's or a study's jobs by status, those with none left out."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or empty
+
+
+def list_sweeps(client: ApiClient) -> int:
+    """The sweeps, newest first: what each varies, how far it got, its best configuration's figure."""
+    page = client.get("/sweeps", limit=100, jobs_limit=0)
+    rows = []
+    for sweep in page["data"]:
+        best = next((c for c in sweep["configurations"] if c["n"]), None)
+        ranked = "validation_accuracy" if sweep["ranked_by"].startswith("validation") else "test_accuracy"
+        rows.append(
+            [
+                sweep["id"],
+                sweep["created_at"][:16].replace("T", " "),
+                sweep["count"],
+                status_counts(sweep["status"]),
+                ", ".join(sweep["grid"]) or "-",
+                "-" if best is None or best[ranked] is None else _mean_ci(best[ranked]),
+            ]
+        )
+    print(table(["SWEEP", "CREATED (UTC)", "JOBS", "STATUS", "VARIED", "BEST (MEAN, 95% CI)"], rows))
+    print(f"{len(rows)} of {page['count']} sweeps; mlplab sweeps SWEEP for one ranked", file=sys.stderr)
+    return 0
+
+
 def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
-    """One sweep's table (as `sweep --watch` ends with it)."""
+    """One sweep's table (as `sweep --watch` ends with it); without one, the sweeps."""
+    if args.sweep_id is None:
+        return list_sweeps(client)
     sweep = client.get(f"/sweeps/{quote(args.sweep_id, safe='')}")
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     print(_sweep_table(sweep))

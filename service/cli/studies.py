@@ -18,6 +18,7 @@ from service.cli.client import (
     pct,
     read_json,
     seconds,
+    status_counts,
     table,
 )
 from service.cli.http import ApiClient
@@ -70,10 +71,9 @@ def study_table(study: Json) -> str:
 
 
 def summary(study: Json) -> str:
-    counts = ", ".join(f"{n} {s}" for s, n in study["counts"].items() if n)
     return (
         f"study {study['id']} {study['status']}: {len(study['trials'])} of {study['config']['trials']} trials "
-        f"({counts or 'none yet'}), {counted(study['epochs_trained'], 'epoch')} trained"
+        f"({status_counts(study['counts'], 'none yet')}), {counted(study['epochs_trained'], 'epoch')} trained"
     )
 
 
@@ -115,7 +115,42 @@ def watch(client: ApiClient, study: Json, interval: float) -> Json:
         study = client.get(f"/studies/{study['id']}")
 
 
+def list_studies(client: ApiClient) -> int:
+    """The studies, newest first: how far each got and its best trial."""
+    page = client.get("/studies", limit=100, trials_limit=0)
+    rows = [
+        [
+            study["id"],
+            study["created_at"][:16].replace("T", " "),
+            study["status"],
+            study["config"]["sampler"],
+            f"{sum(study['counts'].values())} of {study['config']['trials']}",
+            status_counts(study["counts"]),
+            ", ".join(study["config"]["space"]),
+            "-"
+            if study["best"] is None
+            else f"{pct(study['best']['validation_accuracy'])} (job {study['best']['job_id']})",
+        ]
+        for study in page["data"]
+    ]
+    headers = [
+        "STUDY",
+        "CREATED (UTC)",
+        "STATUS",
+        "SAMPLER",
+        "TRIALS",
+        "BY STATUS",
+        "SEARCHED",
+        "BEST VALIDATION",
+    ]
+    print(table(headers, rows))
+    print(f"{len(rows)} of {page['count']} studies; mlplab study show ID for one", file=sys.stderr)
+    return 0
+
+
 def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.target == "list":
+        return list_studies(client)
     if args.target in ("show", "cancel"):
         if args.study_id is None:
             raise UsageError(f"study {args.target} needs a study id: mlplab study {args.target} ID")
@@ -138,7 +173,7 @@ def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
 
 def add_study_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", metavar="FILE|show|cancel", help="a study's JSON file ('-': standard input)"
+        "target", metavar="FILE|show|cancel|list", help="a study's JSON file ('-': standard input)"
     )
     parser.add_argument("study_id", nargs="?", type=int, metavar="ID", help="with show or cancel")
     parser.add_argument("--watch", action="store_true", help="a line per trial as it ends, then the table")

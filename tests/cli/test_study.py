@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, fail_job
 from tests.cli.conftest import mlplab
@@ -49,3 +51,31 @@ def test_a_failed_trial_is_shown_with_its_reason(api, capsys):
     status, _, err = mlplab(capsys, "study", "show", str(study["id"]))
     assert status == 0, err
     assert f"trial 0 (job {job.id}) failed: training diverged: the loss is nan at epoch 1, step 41" in err
+
+
+def test_the_studies_are_listed_with_their_best_trial(api, capsys):
+    """`mlplab study` took only a file, show or cancel: a lost study id meant curl."""
+    body = {
+        "base": job_body(),
+        "space": {"learning_rate": {"choice": [0.01, 0.05]}},
+        "sampler": "grid",
+        "trials": 2,
+        "parallelism": 2,
+    }
+    first, second = api.post("/studies", json=body), api.post("/studies", json=body | {"trials": 1})
+    api.train()
+    status, out, err = mlplab(capsys, "study", "list")
+    assert status == 0, err
+    header, newest, oldest = out.splitlines()
+    assert header.split()[:3] == ["STUDY", "CREATED", "(UTC)"]
+    best = api.client.get(f"/studies/{first['id']}").json()["best"]
+    assert newest.split()[0] == str(second["id"]) and oldest.split()[0] == str(first["id"])
+    assert re.split(r"\s{2,}", oldest)[2:] == [
+        "finished",
+        "grid",
+        "2 of 2",
+        "2 succeeded",
+        "learning_rate",
+        f"{best['validation_accuracy']:.2%} (job {best['job_id']})",
+    ]
+    assert err == "2 of 2 studies; mlplab study show ID for one\n"

@@ -307,3 +307,25 @@ def test_a_run_near_chance_is_marked_in_the_sweeps_jobs(elsewhere, capsys):
     assert jobs[1].split()[0] == "2" and not jobs[1].endswith("!")
     assert jobs[2].split()[0] == "1" and jobs[2].endswith("11.78% !")
     assert "! 1: test accuracy 11.78 % is near chance level (10 %)" in err
+
+
+def test_the_sweeps_are_listed_with_their_best_configuration(api, capsys):
+    """`mlplab sweeps` without an id was a usage error: a lost sweep id meant curl."""
+    sweep = api.post(
+        "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.01, 0.05]}, "replicates": 2}
+    )
+    api.train()
+    status, out, err = mlplab(capsys, "sweeps")
+    assert status == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["SWEEP", "CREATED", "(UTC)", "JOBS"]
+    best = api.client.get(f"/sweeps/{sweep['id']}").json()["configurations"][0]["validation_accuracy"]
+    cells = re.split(r"\s{2,}", row)
+    assert [cells[0], *cells[2:]] == [
+        sweep["id"],
+        "4",
+        "4 succeeded",
+        "learning_rate, seed",
+        f"{best['mean']:.2%} ({100 * best['ci_low']:.2f}-{100 * best['ci_high']:.2f})",
+    ]
+    assert err == "1 of 1 sweeps; mlplab sweeps SWEEP for one ranked\n"
