@@ -100,6 +100,9 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
         assert all(len(d["values"]) == 4 for d in dims)
         assert all("–" in v for v in dims[0]["values"])  # a searched number as ranges, not one per trial
         assert page.locator("#study-parcoords svg .paths path").count() >= 1
+        # the best accuracy at the top, as on the charts above it (parcats draws its first category there)
+        order = page.locator("#study-parcoords").evaluate("el => el.data[0].dimensions[2].categoryarray")
+        assert order == sorted(order, key=lambda v: -int(v.removesuffix(" %"))), order
         # four trials: the page says what the bars rest on, and that it is little
         assert page.inner_text("#importance-trials").startswith(
             "From 4 succeeded trials, fewer than 10: too few to say much"

@@ -158,7 +158,8 @@ export async function parallelChart(el, dimensions, accuracy, { signal, height =
   const sorted = (values) => [...new Set(values)].sort((a, b) => (typeof a === "number" && typeof b === "number" ? a - b : 0));
   const points = accuracy.values.map((v) => `${(100 * v).toFixed(0)} %`);
   const dims = [...dimensions.map((d) => axis(d.label, d.values, d.order ?? sorted(d.values), d.show)),
-    { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).map((v) => `${v} %`) }];
+    // highest first: parcats draws its first category at the top, where every other chart has its best
+    { label: plotText(accuracy.label), values: points, categoryorder: "array", categoryarray: sorted(accuracy.values.map((v) => Math.round(100 * v))).reverse().map((v) => `${v} %`) }];
   const data = [{
     type: "parcats", dimensions: dims, arrangement: "freeform", hoveron: "color", labelfont: narrow ? { ...FONT, size: 10 } : FONT,
     // no colour bar: plotly clears its rects with a style attribute, which the CSP refuses; the
