@@ -40,7 +40,13 @@ class Scores:
     confusion: NDArray[np.int64]
 
 
+class NonFiniteOutputs(ValueError):
+    """Weights, finite themselves, whose outputs overflow: NaN probabilities, which argmax reads as class 0."""
+
+
 def score(proba: NDArray[np.float32], labels: Labels) -> Scores:
+    if not np.isfinite(proba).all():
+        raise NonFiniteOutputs("its outputs are no longer finite (its activations overflow)")
     predicted = proba.argmax(axis=1)
     tiny = np.finfo(np.float32).tiny  # a confident mistake's probability may round to 0
     true_class = np.maximum(proba[np.arange(len(labels)), labels].astype(np.float64), tiny)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
@@ -13,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .data import Dataset, Indices, Split, epoch_batches
-from .evaluation import EvalSets, Scores, full_evaluation, sample_scores, validation_scores
+from .evaluation import EvalSets, NonFiniteOutputs, Scores, full_evaluation, sample_scores, validation_scores
 from .network import BackendOptions, Network, make_network
 from .npz import read_npz, write_npz
 from .numpy_mlp import Params
@@ -209,15 +210,16 @@ def train(
         seconds = time.perf_counter() - started
         params = checked_weights(net, plan, epoch)
         between = calls.stop_check(f"while evaluating epoch {epoch}")
-        # The last epoch is measured on every image (and gives the model's figures when its weights are
-        # kept); the others on the validation images and fixed samples, so that evaluating does not cost
-        # a job its time.
-        final = full_evaluation(params, spec, sets, between) if epoch == spec.epochs else None
-        validation = final.validation if final else validation_scores(params, spec, sets, between)
-        last = kept.update(epoch, params, validation) or final is not None
-        if last and final is None:  # early stopping ends the job here
-            final = full_evaluation(params, spec, sets, between)
-        trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
+        with outputs_checked(plan, epoch):
+            # The last epoch is measured on every image (and gives the model's figures when its weights
+            # are kept); the others on the validation images and fixed samples, so that evaluating does
+            # not cost a job its time.
+            final = full_evaluation(params, spec, sets, between) if epoch == spec.epochs else None
+            validation = final.validation if final else validation_scores(params, spec, sets, between)
+            last = kept.update(epoch, params, validation) or final is not None
+            if last and final is None:  # early stopping ends the job here
+                final = full_evaluation(params, spec, sets, between)
+            trained, test = (final.trained, final.test) if final else sample_scores(params, spec, sets)
         end = EpochEnd(
             epoch,
             loss,
@@ -331,6 +333,15 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
         if calls.stop():
             raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
     return loss_sum / len(batches)
+
+
+@contextmanager
+def outputs_checked(plan: Plan, epoch: int) -> Iterator[None]:
+    """Evaluations whose outputs overflow (finite weights, NaN probabilities) fail the job as diverged."""
+    try:
+        yield
+    except NonFiniteOutputs as exc:
+        raise plan.diverged(epoch, epoch * plan.steps_per_epoch, str(exc)) from exc
 
 
 def checked_weights(net: Network, plan: Plan, epoch: int) -> Params:

@@ -228,6 +228,24 @@ def test_torch_divergence_is_reported_the_same_way(tiny_dataset):
         train(spec, tiny_dataset, device="cpu")
 
 
+def test_finite_weights_whose_outputs_overflow_fail_the_job_as_diverged(tiny_dataset, monkeypatch):
+    """Eight layers of 512 at learning rate 10 kept finite weights (max 7e10) whose outputs were NaN: the job
+    succeeded, argmax read every image as class 0, and predict answered 200 with null probabilities."""
+    from service.ml import train as training
+
+    checked = training.checked_weights
+
+    def huge(net, plan, epoch):  # finite, and past what float32 activations hold
+        return [(W * np.float32(1e30), b) for W, b in checked(net, plan, epoch)]
+
+    monkeypatch.setattr(training, "checked_weights", huge)
+    spec = no_holdout(backend="numpy", activation="relu", hidden_layers=[16, 16], epochs=2, batch_size=32)
+    with pytest.raises(
+        TrainingError, match=r"diverged: its outputs are no longer finite .* at epoch 1, step \d+"
+    ):
+        train(spec, tiny_dataset)
+
+
 def test_should_stop_cancels_within_a_step(tiny_dataset):
     spec = no_holdout(backend="numpy", hidden_layers=[16], epochs=5, batch_size=10, log_every=1000)
     calls = []
