@@ -488,6 +488,19 @@ def test_the_issues_example_is_valid():
         ({"space": {"momentum": {"float": [0.5, 1]}}}, "space.momentum", "momentum must be >= 0 and < 1"),
         ({"space": {"momentum": {"float": [0.9, 0.1]}}}, "space.momentum", "low > high (got [0.9, 0.1])"),
         ({"space": {"l2": {"float": [0, 0.01], "log": True}}}, "space.l2", "log needs bounds > 0"),
+        # TPE drew NaN from [0, 5e-324] past its random trials: the study shrank to the trials it had
+        ({"space": {"l2": {"float": [0, 5e-324]}}}, "space.l2", "5e-324 is below the smallest normal float"),
+        (
+            {"space": {"learning_rate": {"float": [1e-320, 1e-310], "log": True}}},
+            "space.learning_rate",
+            "1e-320 is below the smallest normal float, 2.23e-308: give 0 or a larger bound",
+        ),
+        # an integer past a float's range: a 500 from the float() of the limits check
+        (
+            {"space": {"train_limit": {"float": [1, 10**400]}}},
+            "space.train_limit",
+            "is too large for a float",
+        ),
         ({"space": {"batch_size": {"int": [32.5, 64]}}}, "space.batch_size", "int bounds must be integers"),
         ({"space": {"batch_size": {"float": [32, 64]}}}, "space.batch_size", 'use {"int": [low, high]}'),
         ({"space": {"activation": {"choice": []}}}, "space.activation", "an empty choice"),

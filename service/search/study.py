@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple, cast
 
@@ -323,6 +324,9 @@ def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[
     if dim.int_ is not None and not all(isinstance(b, int) for b in dim.int_):
         yield Invalid(name, f"int bounds must be integers (got {dim.int_})")
         return
+    if dim.float_ is not None and (problem := _float_bounds_problem(dim.float_)):
+        yield Invalid(name, problem)
+        return
     if low > high:
         yield Invalid(name, f"low > high (got [{low}, {high}])")
         return
@@ -336,6 +340,19 @@ def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[
     kind = float if dim.float_ is not None else int
     for bound in dict.fromkeys((low, high)):
         yield from _spec_problems(study, field, kind(bound))
+
+
+def _float_bounds_problem(bounds: list[float | int]) -> str | None:
+    """Why float bounds cannot be searched, or None: an integer past a float's range (500 on converting it),
+    or a subnormal one, from which the samplers draw NaN (TPE, past its random trials) or log-scale nothing."""
+    for bound in bounds:
+        try:
+            value = float(bound)
+        except OverflowError:
+            return f"{echo(bound)} is too large for a float (at most {sys.float_info.max:g})"
+        if value != 0 and abs(value) < sys.float_info.min:
+            return f"{echo(bound)} is below the smallest normal float, {sys.float_info.min:.3g}: give 0 or a larger bound"
+    return None
 
 
 def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iterator[Invalid]:
