@@ -99,6 +99,17 @@ def test_an_upload_comes_back_with_the_28x28_image_the_model_saw(trained, mnist)
     assert by_pixels["pixels"] == np.rint(digit.ravel() * 255).astype(int).tolist()  # JSON: sent as it came
 
 
+def test_an_upload_of_two_file_parts_is_refused_not_answered_for_one_of_them(trained, mnist):
+    """Two 'file' parts: the last answered (a digit then a blank: 422 blank; swapped: 200)."""
+    client, model = trained
+    digit = _png(255 - mnist.test_images[0].reshape(28, 28) * 255)
+    blank = _png(np.full((28, 28), 255))
+    files = [("file", ("a.png", digit, "image/png")), ("file", ("b.png", blank, "image/png"))]
+    for order in (files, files[::-1]):
+        problem = assert_problem(client.post(f"/models/{model}/predict", files=order), 422, "2 'file' parts")
+        assert problem["invalid_params"][0]["name"] == "body.file"
+
+
 def test_pixels_sent_scaled_to_0_1_are_told_to_take_0_255(trained, mnist):
     client, model = trained
     digit = mnist.test_images[0]  # a 7, its pixels in [0, 1] as a NumPy user holds them

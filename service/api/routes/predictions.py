@@ -115,7 +115,10 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
-        upload = form.get("file")
+        parts = form.getlist("file")
+        if len(parts) > 1:  # form.get took the last: which image answered was up to the part order
+            raise invalid("file", f"{len(parts)} 'file' parts: send one image a request (JSON takes many)")
+        upload = parts[0] if parts else None
         if upload is None or isinstance(upload, str):
             raise invalid("file", "a multipart upload needs a 'file' part holding the image")
         body = await upload.read()
