@@ -321,7 +321,7 @@ class Disagreement:
     both_right: int
     both_wrong: int
     p_value: float  # McNemar's exact test on the first two counts
-    per_class: list[tuple[int, int, float, float]]  # (class, images, A's accuracy, B's accuracy)
+    per_class: list[tuple[int, int, float | None, float | None]]  # (class, images, A's and B's accuracy)
     disagreeing: NDArray[np.int64]  # the images whose predicted classes differ, in index order
 
 
@@ -350,7 +350,7 @@ def disagreement(truth: NDArray[Any], a: NDArray[Any], b: NDArray[Any], n_classe
         of_c = truth == c
         n = int(of_c.sum())
         per_class.append(
-            (c, n, float(right_a[of_c].mean()) if n else 0.0, float(right_b[of_c].mean()) if n else 0.0)
+            (c, n, float(right_a[of_c].mean()) if n else None, float(right_b[of_c].mean()) if n else None)
         )
     return Disagreement(
         a_right_b_wrong=a_only,

@@ -3,6 +3,7 @@ failed may claim, and what a test without spread may claim."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from service.selection import PAIRED, WELCH, Run, Summary, group_runs, welch
@@ -134,3 +135,13 @@ def test_configurations_without_two_seeds_in_common_fall_back_to_welch():
     configurations, _ = group_runs(first + apart)
     assert (configurations[1].tested_by, configurations[1].pairs) == (WELCH, None)
     assert configurations[1].p_value == welch([0.95, 0.96, 0.955, 0.951], [0.94, 0.945]).p_value  # type: ignore[union-attr]
+
+
+def test_a_class_without_images_has_no_accuracy_rather_than_zero():
+    """A validation split of a few images lacked some digits: their per-class accuracies read 0.0 for both
+    models, as if both got every such image wrong."""
+    from service.selection import disagreement
+
+    truth, a, b = np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0, 0, 0])
+    per_class = disagreement(truth, a, b, n_classes=3).per_class
+    assert per_class == [(0, 2, 0.5, 1.0), (1, 1, 1.0, 0.0), (2, 0, None, None)]

@@ -34,7 +34,7 @@ def check_seeds(body: SweepCreate) -> None:
     name = "seeds" if body.seeds is not None else "replicates"
     for part in ("grid", "base"):
         if "seed" in getattr(body, part):
-            raise invalid(f"{part}.seed", f"the seeds are {name}'s: leave seed out of the {part}")
+            raise invalid(f"{part}.seed", f"`{name}` sets the seeds: leave seed out of the {part}")
     repeated = next((seed for seed, n in Counter(seeds).items() if n > 1), None)
     if repeated is not None:
         raise invalid("seeds", f"{repeated} is listed twice: the sweep would train the same job twice")

@@ -574,9 +574,13 @@ class ClassDifferencePublic(Answer):
     label: int
     name: str
     images: int
-    a_accuracy: float
-    b_accuracy: float
-    difference: float = Field(description="a_accuracy - b_accuracy.")
+    a_accuracy: float | None = Field(
+        description="Of the class's images, the share A got right; null when none."
+    )
+    b_accuracy: float | None
+    difference: float | None = Field(
+        description="a_accuracy - b_accuracy; null when the class has no images."
+    )
 
 
 class DisagreementPublic(Answer):

@@ -291,8 +291,16 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
         ({"seeds": [0, 1], "replicates": 2}, "body.replicates", "not both"),
         ({"seeds": [3, 1, 3]}, "body.seeds", "3 is listed twice"),
         ({"seeds": [0, -1]}, "body.seeds", "greater than or equal to 0 (got -1)"),
-        ({"seeds": [0, 1], "grid": {"seed": [5, 6]}}, "body.grid.seed", "leave seed out of the grid"),
-        ({"replicates": 2, "base": {"backend": "numpy", "seed": 4}}, "body.base.seed", "leave seed out"),
+        (
+            {"seeds": [0, 1], "grid": {"seed": [5, 6]}},
+            "body.grid.seed",
+            "`seeds` sets the seeds: leave seed out of the grid",  # "the seeds are seeds's"
+        ),
+        (
+            {"replicates": 2, "base": {"backend": "numpy", "seed": 4}},
+            "body.base.seed",
+            "`replicates` sets the seeds: leave seed out of the base",
+        ),
         (
             {"replicates": 6, "grid": {"init": ["he", "glorot"]}},
             "body.replicates",

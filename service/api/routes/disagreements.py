@@ -151,7 +151,7 @@ def read_disagreements(
                 images=n,
                 a_accuracy=acc_a,
                 b_accuracy=acc_b,
-                difference=acc_a - acc_b,
+                difference=None if acc_a is None or acc_b is None else acc_a - acc_b,
             )
             for label, n, acc_a, acc_b in r.per_class
         ],  # fmt: skip
