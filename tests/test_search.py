@@ -488,6 +488,17 @@ def test_the_issues_example_is_valid():
         ({"space": {"momentum": {"float": [0.5, 1]}}}, "space.momentum", "momentum must be >= 0 and < 1"),
         ({"space": {"momentum": {"float": [0.9, 0.1]}}}, "space.momentum", "low > high (got [0.9, 0.1])"),
         ({"space": {"l2": {"float": [0, 0.01], "log": True}}}, "space.l2", "log needs bounds > 0"),
+        # seven choices of 1,000 each: 164 kB a study, which GET /studies listed 100 at a time
+        (
+            {
+                "space": {
+                    "l2": {"choice": [i * 1e-6 for i in range(600)]},
+                    "momentum": {"choice": [i * 1e-3 for i in range(600)]},
+                }
+            },
+            "space",
+            "1,200 choice values in all; the limit is 1,000 for a space",
+        ),
         # TPE drew NaN from [0, 5e-324] past its random trials: the study shrank to the trials it had
         ({"space": {"l2": {"float": [0, 5e-324]}}}, "space.l2", "5e-324 is below the smallest normal float"),
         (

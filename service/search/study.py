@@ -65,7 +65,9 @@ def _finite(value: object) -> object:
 
 Bound = Annotated[StrictFloat | StrictInt, BeforeValidator(_finite)]
 
-MOST_CHOICES = 1_000  # values of one choice: each is checked against TrainSpec when a study is submitted
+# Values of a space's choices, all together: each is checked against TrainSpec when a study is submitted,
+# and each study GET /studies lists carries them (seven choices of 1,000 made its pages 150 kB a row).
+MOST_CHOICES = 1_000
 MOST_POINTS = 10_000  # points of a space held in memory at once: a grid's, or those listed to avoid repeats
 
 
@@ -432,11 +434,17 @@ def check_study(study: StudyCreate) -> list[Invalid]:
     problems.extend(_spec_problems(study, None))
     for field, dim in study.space.items():
         problems.extend(_dimension_problems(study, field, dim))
+    sizes = [len(d.choice or ()) for d in study.space.values()]
+    if sum(sizes) > MOST_CHOICES and max(sizes) <= MOST_CHOICES:  # one over it alone is named by its field
+        problems.append(
+            Invalid(
+                "space", f"{sum(sizes):,} choice values in all; the limit is {MOST_CHOICES:,} for a space"
+            )
+        )
     problems.extend(_objective_problems(study))
     size = grid_size(study)
     if size is None:
         return list(dict.fromkeys(problems))
-    sizes = [len(d.choice or ()) for d in study.space.values()]
     # "2 x 3 = 6 points"; one dimension's "2 = 2" says its count once
     points = f"{' x '.join(map(str, sizes))} = {size:,}" if len(sizes) > 1 else f"{size:,}"
     if size > MOST_POINTS:  # Optuna's grid sampler lists every point
