@@ -32,6 +32,7 @@ from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
 from service.quoting import counted, echo
+from service.search import sampler_note
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
@@ -326,6 +327,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         best=None if best_id is None else trials.get(best_id),
         epochs_trained=study_epochs(session, study.id),
         counts=counts,
+        sampler_note=sampler_note(config),
     )
 
 

@@ -757,6 +757,10 @@ class StudyPublic(Answer):
     )
     epochs_trained: int = Field(description="Epochs trained by all its trials together.")
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
+    sampler_note: str | None = Field(
+        description="Set when the sampler cannot do what it is named for in this study: a TPE study of 10 "
+        "trials or fewer never leaves TPE's random first trials."
+    )
 
 
 class StudiesPublic(Answer):

@@ -79,6 +79,8 @@ def summary(study: Json) -> str:
 
 def show(client: ApiClient, study: Json) -> None:
     print(summary(study))
+    if note := study.get("sampler_note"):  # .get: an API older than the field
+        print(f"! {note}", file=sys.stderr)
     print(study_table(study))
     chance_notes(study["trials"], key="job_id")
     for trial in study["trials"]:

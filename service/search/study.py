@@ -53,7 +53,7 @@ from pydantic_core import PydanticCustomError
 
 from service.errors import validation_reason
 from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
-from service.quoting import echo
+from service.quoting import counted, echo
 
 
 def _finite(value: object) -> object:
@@ -109,9 +109,30 @@ def seed_for(seed: int, n_trials: int) -> int:
     return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
 
 
+TPE_RANDOM_TRIALS = (
+    10  # TPE's first trials are drawn at random (Optuna's n_startup_trials); it models from then on
+)
+
+
+def sampler_note(study: StudyCreate) -> str | None:
+    """What the named sampler does not do for this study, or None: a TPE study that ends within its random
+    trials is a random search."""
+    if study.sampler != "tpe" or study.trials > TPE_RANDOM_TRIALS:
+        return None
+    return (
+        f"TPE draws its first {TPE_RANDOM_TRIALS} trials at random and models the results only after them: "
+        f"with {counted(study.trials, 'trial')} this study is a random search"
+    )
+
+
 def _tpe(study: StudyCreate, n_trials: int) -> BaseSampler:
     # The liar gives in-flight trials the worst value, so parallel trials do not crowd one point.
-    return TPESampler(seed=seed_for(study.seed, n_trials), multivariate=True, constant_liar=True)
+    return TPESampler(
+        seed=seed_for(study.seed, n_trials),
+        n_startup_trials=TPE_RANDOM_TRIALS,
+        multivariate=True,
+        constant_liar=True,
+    )
 
 
 def _random(study: StudyCreate, n_trials: int) -> BaseSampler:

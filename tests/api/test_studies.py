@@ -419,3 +419,18 @@ def test_a_study_asks_its_sampler_before_the_write_lock(client, settings, monkey
     study.join(30)
     assert answered == [("job", 202), ("study", 202)]  # the job did not wait for the study's asks
     assert len(asked) == 2  # each trial asked for once: under the lock, the answers were looked up
+
+
+def test_a_tpe_study_within_tpes_random_trials_says_it_is_a_random_search(client):
+    """Eight trials named tpe: the page and `study show` said "tpe sampler" of what was a random search."""
+    for sampler, trials, says in [("tpe", 8, True), ("tpe", 11, False), ("random", 8, False)]:
+        study = client.post("/studies", json=STUDY | {"sampler": sampler, "trials": trials, "parallelism": 1})
+        assert study.status_code == 202, study.text
+        note = client.get(f"/studies/{study.json()['id']}").json()["sampler_note"]
+        assert note == (
+            "TPE draws its first 10 trials at random and models the results only after them: with 8 trials "
+            "this study is a random search"
+            if says
+            else None
+        ), (sampler, trials)
+        client.post(f"/studies/{study.json()['id']}/cancel")

@@ -27,6 +27,7 @@ export async function studyPage(ctx, root) {
     h("h1", null, `Study ${study.id}`),
     h("p", { class: "subtitle" }, `${study.status} · ${study.config.sampler} sampler · ${study.config.pruner === "none" ? "no" : study.config.pruner} pruner · `,
       `searches ${fields.join(", ")} · ranked by validation accuracy`),
+    study.sampler_note ? h("p", { class: "muted", id: "sampler-note" }, `${study.sampler_note}.`) : null,
     h("div", { class: "grid" },
       h("section", { class: "card", id: "study-progress" }, h("h2", null, "Progress"), progressView(study, epochsEach)),
       h("section", { class: "card", id: "study-best" }, h("h2", null, "Best trial"), bestView(study, spec))),
