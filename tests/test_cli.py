@@ -275,4 +275,5 @@ def test_a_tiny_jobs_seconds_are_not_shown_as_nought():
     """A 500-image epoch of 0.018 s was shown '(0.0 s)', and a model's training time 0.0."""
     from service.cli.client import seconds_figure
 
-    assert [seconds_figure(s) for s in (0.018, 0.5, 1.0, 26.44, 0.0)] == ["0.018", "0.5", "1.0", "26.4", "0"]
+    shown = [seconds_figure(s) for s in (0.018, 0.5, 0.102, 0.159, 1.0, 26.44, 0.0)]
+    assert shown == ["0.018", "0.50", "0.10", "0.16", "1.0", "26.4", "0"]  # "0.1" beside "0.16" read short

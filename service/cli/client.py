@@ -234,7 +234,9 @@ def flags_named(flags: dict[str, str]) -> Iterator[None]:
 
 def seconds_figure(seconds: float) -> str:
     """Seconds as a figure: a tenth from 1 s up, two significant digits below ('0.018', not '0.0')."""
-    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
+    if seconds == 0:
+        return "0"
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:#.2g}"  # '#': 0.10 beside 0.16, not 0.1
 
 
 def pct(value: float | None) -> str:
