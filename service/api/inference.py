@@ -229,10 +229,20 @@ class Inference:
 
 
 async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Class probabilities of a few images inline, of many (or of a large network) in the thread pool."""
+    """Class probabilities of a few images inline, of many (or of a large network) in the thread pool;
+    409 when they are not finite (a model stored before training checked its outputs)."""
     if len(images) * weights.spec.n_parameters <= INLINE_MACS:
-        return weights.predict_proba(images)
-    return await run_in_threadpool(weights.predict_proba, images)
+        probs = weights.predict_proba(images)
+    else:
+        probs = await run_in_threadpool(weights.predict_proba, images)
+    if not np.isfinite(probs).all():  # JSON would carry them as null, beside an argmax of class 0
+        raise ProblemError(
+            409,
+            "Model outputs not finite",
+            "This model's outputs overflow (its probabilities are NaN): it diverged though its weights are "
+            "finite. Train it again with a smaller learning_rate.",
+        )
+    return probs
 
 
 def _model_warning(session: Session, job_id: int) -> tuple[str | None]:

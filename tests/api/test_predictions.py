@@ -157,3 +157,26 @@ def test_without_the_training_images_a_prediction_says_nothing_of_its_input(tmp_
         answer = client.post(f"/models/{model}/predict", json={"pixels": [0] * 392 + [255] * 392})
         assert answer.status_code == 200, answer.text
         assert answer.json()["out_of_distribution"] is None and len(answer.json()["pixels"]) == 784
+
+
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning"
+)
+def test_a_model_whose_outputs_overflow_is_a_409_not_null_probabilities():
+    """A model stored before training checked its outputs: predict answered 200, every probability null."""
+    import asyncio
+
+    from service.api.inference import predict_proba
+    from service.errors import ProblemError
+    from service.ml.spec import TrainSpec
+    from service.ml.weights import Weights
+
+    spec = TrainSpec(backend="numpy", hidden_layers=[16, 16], activation="relu")
+    sizes = [784, 16, 16, 10]
+    params = [
+        (np.full((m, n), 1e30, np.float32), np.zeros(n, np.float32))
+        for m, n in zip(sizes, sizes[1:], strict=False)
+    ]
+    with pytest.raises(ProblemError) as refused:
+        asyncio.run(predict_proba(Weights(spec, params), np.ones((1, 784), np.float32)))
+    assert refused.value.status == 409 and "smaller learning_rate" in refused.value.detail

@@ -228,7 +228,9 @@ def test_torch_divergence_is_reported_the_same_way(tiny_dataset):
         train(spec, tiny_dataset, device="cpu")
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning"
+)
 def test_finite_weights_whose_outputs_overflow_fail_the_job_as_diverged(tiny_dataset, monkeypatch):
     """Eight layers of 512 at learning rate 10 kept finite weights (max 7e10) whose outputs were NaN: the job
     succeeded, argmax read every image as class 0, and predict answered 200 with null probabilities."""
