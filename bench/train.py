@@ -648,7 +648,7 @@ def configurations_table(configurations: list) -> str:
             mean_ci(c.validation),
             mean_ci(c.test),
             c.seconds,
-            versus_best(c.tied_with_best, rank == 0),
+            versus_best(c.tied_with_best, rank == 0, c.gap and c.gap.difference),
             None if c.gap is None else gap_text(c.gap.difference, c.gap.ci_low, c.gap.ci_high),
             c.p_value,
             "" if rank == 0 else how_tested(c.tested_by, c.pairs),

@@ -6,9 +6,9 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
   their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
 - A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
   Student's t confidence interval; a configuration is tied with the best when a t-test between their
-  accuracies gives p >= ALPHA: paired by seed where both ran at least two of the same seeds (seed k gives
+  accuracies gives p >= ALPHA: paired by seed where both ran the same two seeds or more (seed k gives
   every configuration its data order and, where the network matches, its initial weights, so their
-  results move together), Welch's otherwise; the same test gives the gap's 95 % interval, which says how
+  results move together), Welch's otherwise, on every run whose mean is shown; the same test gives the gap's 95 % interval, which says how
   far apart the data leave them (p >= ALPHA with two seeds is no tie). Configurations without a succeeded run rank last; among
   the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
   survivors alone would flatter it.
@@ -151,7 +151,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> TTest | None:
 
 Tested = Literal["paired", "welch"]
 PAIRED: Tested = "paired"  # the paired t-test over the seeds both configurations ran
-WELCH: Tested = "welch"  # Welch's t-test, when fewer than 2 seeds are shared
+WELCH: Tested = "welch"  # Welch's t-test, when the two did not run the same seeds
 
 
 def how_tested(tested_by: Tested | None, pairs: int | None) -> str:
@@ -162,15 +162,22 @@ def how_tested(tested_by: Tested | None, pairs: int | None) -> str:
 
 
 # What a configuration's test against the best says, in a word: p >= ALPHA is "can't tell", not a tie.
-VERSUS_BEST = {True: "can't tell", False: "behind", None: "-"}
 VERSUS_BEST_NOTE = (
     "can't tell (p >= 0.05): the seeds do not tell it from the best, which with few seeds is no tie; "
-    "behind (p < 0.05): unlikely to be seed noise alone"
+    "behind (p < 0.05): unlikely to be seed noise alone; ahead: ahead on its mean, ranked after for its "
+    "failed runs"
 )
 
 
-def versus_best(tied: bool | None, best: bool) -> str:
-    return "best" if best else VERSUS_BEST[tied]
+def versus_best(tied: bool | None, best: bool, difference: float | None = None) -> str:
+    """ "best", "can't tell", "behind", "ahead" (a mean above the best's, ranked after for a failed run)."""
+    if best:
+        return "best"
+    if tied is None:
+        return "-"
+    if tied:
+        return "can't tell"
+    return "ahead" if difference is not None and difference > 0 else "behind"
 
 
 def gap_text(difference: float, low: float, high: float) -> str:
@@ -293,20 +300,21 @@ class Verdict:
 
 
 def _against(best: Samples, other: Samples) -> Verdict:
-    """`other` tested against the best on the accuracy that ranked them: paired by seed where they share
-    two seeds or more, else Welch's; and whether tied."""
+    """`other` tested against the best on the accuracy that ranked them: paired by seed where both ran
+    the same two seeds or more, else Welch's, so that the gap is that of the means shown; and whether tied."""
     if bool(best[0]) != bool(other[0]):  # one has a validation split, the other not: not comparable
         return Verdict(None, None)
     a, b = best[0] if best[0] else best[1], other[0] if best[0] else other[1]
-    shared = sorted(a.keys() & b.keys())
-    if len(shared) >= 2:
-        gap, test = paired([b[k] for k in shared], [a[k] for k in shared]), PAIRED
+    # paired on a subset of the seeds, the gap would not be that of the means shown beside it
+    if a.keys() == b.keys() and len(a) >= 2:
+        seeds = sorted(a)
+        gap, test = paired([b[k] for k in seeds], [a[k] for k in seeds]), PAIRED
     else:
         gap, test = welch(list(b.values()), list(a.values())), WELCH
     if gap is None:
         return Verdict(None, None)
     p = gap.p_value
-    return Verdict(p, p >= ALPHA, test, len(shared) if test == PAIRED else None, gap)
+    return Verdict(p, p >= ALPHA, test, len(a) if test == PAIRED else None, gap)
 
 
 # --- two models, image by image -----------------------------------------------------------------

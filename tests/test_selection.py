@@ -120,15 +120,15 @@ def test_configurations_run_on_the_same_seeds_are_tested_pair_by_pair():
     assert runner_up.p_value == pytest.approx(stats.ttest_rel(best, other).pvalue, rel=1e-9)
 
 
-def test_configurations_without_two_seeds_in_common_fall_back_to_welch():
-    """Seeds 0-3 against seeds 2 and 3: two in common, paired on them; against seeds 4 and 5, nothing to
-    pair: Welch's test on all the runs."""
+def test_configurations_not_run_on_the_same_seeds_fall_back_to_welch():
+    """Seeds 0-3 against seeds 2 and 3, or 4 and 5: Welch's test on all the runs, whose means are shown
+    (paired on the two shared seeds, the gap was not that of the means beside it)."""
     first = _runs(1, 0.1, [0.95, 0.96, 0.955, 0.951])
     shifted = [
         Run(**{**vars(r), "seed": r.seed + 2, "job_id": r.job_id + 10}) for r in _runs(1, 0.2, [0.94, 0.945])
     ]
     configurations, _ = group_runs(first + shifted)
-    assert (configurations[1].tested_by, configurations[1].pairs) == (PAIRED, 2)
+    assert (configurations[1].tested_by, configurations[1].pairs) == (WELCH, None)
     apart = [
         Run(**{**vars(r), "seed": r.seed + 4, "job_id": r.job_id + 20}) for r in _runs(1, 0.2, [0.94, 0.945])
     ]
@@ -145,3 +145,25 @@ def test_a_class_without_images_has_no_accuracy_rather_than_zero():
     truth, a, b = np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0, 0, 0])
     per_class = disagreement(truth, a, b, n_classes=3).per_class
     assert per_class == [(0, 2, 0.5, 1.0), (1, 1, 1.0, 0.0), (2, 0, None, None)]
+
+
+def test_the_gap_is_that_of_the_means_shown_when_one_configuration_ran_more_seeds():
+    """Best 0.90/0.93 on seeds 0-1, the other 0.89/0.925/0.30 on seeds 0-2: means 91.5 % and 70.5 %, but
+    paired on seeds 0-1 the gap read -0.75 points."""
+    best = _runs(1, 0.1, [0.90, 0.93])
+    other = _runs(5, 0.2, [0.89, 0.925, 0.30])
+    runner_up = group_runs(best + other)[0][1]
+    assert runner_up.tested_by == WELCH and runner_up.gap is not None
+    assert runner_up.gap.difference == pytest.approx((0.89 + 0.925 + 0.30) / 3 - (0.90 + 0.93) / 2)
+
+
+def test_a_configuration_ahead_on_its_mean_but_ranked_after_for_a_failure_is_called_ahead():
+    """Ranked after the best for a failed seed, 4.8 points above it on its mean: it was called 'behind'."""
+    from service.selection import versus_best
+
+    best = _runs(1, 0.1, [0.90, 0.902, 0.9])
+    other = _runs(5, 0.2, [0.95, 0.951, 0.949, "failed"])
+    runner_up = group_runs(best + other)[0][1]
+    assert runner_up.failed == 1 and runner_up.tied_with_best is False and runner_up.gap is not None
+    assert versus_best(runner_up.tied_with_best, False, runner_up.gap.difference) == "ahead"
+    assert versus_best(False, False, -0.01) == "behind" and versus_best(True, False, 0.05) == "can't tell"

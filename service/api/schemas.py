@@ -222,12 +222,13 @@ class ConfigurationPublic(Answer):
         description="paired: a paired t-test on the seeds both ran (seed k gives every configuration its "
         "data order and, where the networks match, its initial weights, so their results move together "
         "and a paired test sees a difference the seeds' spread would hide); welch: Welch's t-test, when "
-        "they share fewer than 2 seeds. Null without a test."
+        "they did not run the same seeds (one failed on a seed, or the sweep is still running). Either way "
+        "on the runs whose means are shown. Null without a test."
     )
     pairs: int | None = Field(description="The seeds the paired test paired; null for Welch's.")
     gap_to_best: GapPublic | None = Field(
-        description="That test's measure of how far behind the best this configuration is; null where "
-        "`p_value` is."
+        description="That test's measure of how far this configuration is from the best (negative: behind; "
+        "positive for one ranked after for its failed runs); null where `p_value` is."
     )
 
 

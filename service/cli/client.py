@@ -762,7 +762,8 @@ def _p(value: float | None) -> str:
 
 def _versus_best(c: Json, rank: int) -> str:
     # a configuration none of whose runs succeeded is best at nothing
-    return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]))
+    gap = c.get("gap_to_best")  # .get: an API older than the field
+    return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]), gap and gap["difference"])
 
 
 def _gap(c: Json) -> str:
@@ -827,14 +828,14 @@ def _sweep_table(sweep: Json) -> str:
 
 
 def _tests_used(tested: list[Json]) -> str:
-    """Which t-tests weighed these configurations against the best: paired by seed where they share two."""
+    """Which t-tests weighed these configurations against the best: paired by seed where both ran the same."""
     # an API older than the paired test sends no tested_by: its tests were Welch's
     welch = sum(c.get("tested_by", WELCH) != PAIRED for c in tested)
     if not welch:
         return "paired t-test against the best on the seeds both ran"
     if welch == len(tested):
         return "Welch's t-test against the best"
-    return f"t-test against the best, paired on the seeds both ran; Welch's for {welch} without 2 in common"
+    return f"t-test against the best, paired on the seeds both ran; Welch's for {welch} not run on the same seeds"
 
 
 def _ranked_note(sweep: Json) -> None:

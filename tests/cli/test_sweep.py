@@ -177,7 +177,8 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
         "VS BEST by paired t-test against the best on the seeds both ran: can't tell (p >= 0.05): "
         "the seeds do not tell it from the best, which with few seeds is no tie" in err
     )
-    assert "behind (p < 0.05): unlikely to be seed noise alone, one test of 1 against the best" in err
+    assert "behind (p < 0.05): unlikely to be seed noise alone; ahead: ahead on its mean" in err
+    assert "one test of 1 against the best, uncorrected" in err
     assert "GAP: its accuracy minus the best's, in points, and that test's 95% interval" in err
 
     # compare --all: early stopping as its fields, not a Python dict

@@ -36,3 +36,32 @@ def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):  # noqa: F8
     assert shown[0].endswith("–100.00\u00a0%)*") and not shown[1].endswith("*"), shown
     assert note.startswith("* an interval cut at 0 or 100 %"), note
     assert page.evaluate(INTERVALS, [narrow])[1] is None
+
+
+VERSUS = """async (configurations) => {
+  const { versusBest, verdict } = await import('/static/js/pages/sweep.js');
+  const sweep = { configurations };
+  return configurations.map((c) => [versusBest(c), verdict(c, sweep)]);
+}"""
+
+
+def test_a_configuration_is_said_ahead_behind_or_undecided_as_its_gap_says(page):  # noqa: F811
+    """One ranked after the best for a failed seed but 4.8 points above it was called 'behind'; equal
+    results read 'which is no tie: their results are equal'."""
+    gap = lambda d, low, high: {"difference": d, "ci_low": low, "ci_high": high}  # noqa: E731
+    ahead = {"tied_with_best": False, "p_value": 0.027, "gap_to_best": gap(0.048, 0.0226, 0.0734)}
+    behind = {"tied_with_best": False, "p_value": 0.01, "gap_to_best": gap(-0.02, -0.03, -0.01)}
+    unclear = {"tied_with_best": True, "p_value": 0.0686, "gap_to_best": gap(-0.318, -1.302, 0.665)}
+    equal = {"tied_with_best": True, "p_value": 1, "gap_to_best": gap(0, 0, 0)}
+    shown = page.evaluate(VERSUS, [ahead, behind, unclear, equal])
+    assert [word for word, _ in shown] == [
+        "ahead (p = 0.027)",
+        "behind (p = 0.01)",
+        "can't tell (p = 0.0686)",
+        "can't tell (p = 1)",
+    ]
+    assert shown[2][1] == (
+        "the seeds do not tell them apart (p = 0.0686), which is no tie: it lies anywhere from 130.20 "
+        "points behind the best to 66.50 ahead (95 % CI; more seeds narrow it)"
+    )
+    assert shown[3][1] == "their results are equal on every seed (p = 1)"

@@ -101,7 +101,7 @@ const score = (c) => c[rankedOn(c)];
 const chartSplit = (sweep) => (sweep.configurations.some((c) => c.validation_accuracy) ? "validation" : "test");
 const tests = (sweep) => sweep.configurations.filter((c) => c.p_value != null).length;
 
-/** The test that weighed a configuration against the best: paired by seed where they share two seeds. */
+/** The test that weighed a configuration against the best: paired by seed where both ran the same seeds. */
 const testName = (c) => (c.tested_by === "paired" ? `a paired t-test on ${c.pairs} seeds` : "Welch's t-test");
 
 /** Which tests a sweep's configurations had against the best, for a legend. */
@@ -110,29 +110,31 @@ function testsUsed(sweep) {
   const welch = tested.filter((c) => c.tested_by !== "paired").length;
   if (!welch) return "a paired t-test against the best on the seeds both ran";
   if (welch === tested.length) return "Welch's t-test against the best";
-  return `a t-test against the best, paired on the seeds both ran (Welch's for ${welch} without two seeds in common)`;
+  return `a t-test against the best, paired on the seeds both ran (Welch's for ${welch} not run on the same seeds)`;
 }
 
 /** What a t-test of a configuration against the best says, no more: the best was picked after the
  * fact and the tests are uncorrected, so some small p are chance; with few seeds a large p proves no tie,
  * and the gap's interval says how far apart they may be. */
 export function verdict(c, sweep) {
+  const gap = c.gap_to_best;
+  if (gap && gap.ci_low === 0 && gap.ci_high === 0) return `their results are equal on every seed (${pText(c.p_value)})`;
   return c.tied_with_best
-    ? `the seeds do not tell them apart (${pText(c.p_value)})${c.gap_to_best ? `, which is no tie: ${gapRange(c.gap_to_best)}` : ""}`
+    ? `the seeds do not tell them apart (${pText(c.p_value)})${gap ? `, which is no tie: ${gapRange(gap)}` : ""}`
     : `unlikely to be seed noise alone (${pText(c.p_value)}, one test of ${tests(sweep)} against the best, uncorrected)`;
 }
 
 const points = (x) => Math.abs(100 * x).toFixed(2);
 /** Where a gap's 95 % interval puts a configuration against the best, in words. */
 function gapRange({ ci_low: low, ci_high: high }) {
-  if (low === 0 && high === 0) return "their results are equal";
   if (high <= 0) return `it lies ${points(high)} to ${points(low)} points behind the best (95 % CI)`;
   if (low >= 0) return `it lies ${points(low)} to ${points(high)} points ahead of the best (95 % CI)`;
   return `it lies anywhere from ${points(low)} points behind the best to ${points(high)} ahead (95 % CI; more seeds narrow it)`;
 }
 
 /** A configuration against the best, in a word, as `mlplab sweeps` says it: p ≥ 0.05 is "can't tell", no tie. */
-export const versusBest = (c) => (c.tied_with_best == null ? "–" : `${c.tied_with_best ? "can't tell" : "behind"} (${pText(c.p_value)})`);
+export const versusBest = (c) => (c.tied_with_best == null ? "–"
+  : `${c.tied_with_best ? "can't tell" : c.gap_to_best?.difference > 0 ? "ahead" : "behind"} (${pText(c.p_value)})`);
 const signed = (x) => `${x < 0 ? "−" : "+"}${points(x)}`;
 /** "−31.78 (−60.40 to −3.16)": its accuracy minus the best's, in points, and its test's 95 % interval. */
 export const gapText = (c) => {
@@ -142,7 +144,7 @@ export const gapText = (c) => {
 
 /** The legend of the "vs best" and "gap" columns; none without a test. */
 export const versusNote = (sweep) => (tests(sweep)
-  ? `vs best, by ${testsUsed(sweep)}: can't tell (p ≥ 0.05): the seeds do not tell it from the best, which with few seeds is no tie; behind (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected. Gap: its accuracy minus the best's, in points, with that test's 95 % interval.`
+  ? `vs best, by ${testsUsed(sweep)}: can't tell (p ≥ 0.05): the seeds do not tell it from the best, which with few seeds is no tie; behind (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected; ahead: ahead on its mean, ranked after for its failed runs. Gap: its accuracy minus the best's, in points, with that test's 95 % interval.`
   : null);
 
 /** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
