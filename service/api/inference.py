@@ -239,8 +239,8 @@ async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArra
         raise ProblemError(
             409,
             "Model outputs not finite",
-            "This model's outputs overflow (its probabilities are NaN): it diverged though its weights are "
-            "finite. Train it again with a smaller learning_rate.",
+            "This model's outputs for this input overflow (its probabilities are NaN): its weights, finite, "
+            "are too large for its activations. Train it again with a smaller learning_rate.",
         )
     return probs
 

@@ -57,7 +57,9 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 def mounted(scope: Scope) -> str | None:
     """The template of the mounted app (the dashboard's files: /static/{path}) that took the request, or
     None: a Mount names no route, but sets the root path its app serves under."""
-    root = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    if "app_root_path" not in scope:  # only a Mount sets it: an app served under a root path has one too
+        return None
+    root = scope.get("root_path", "")[len(scope["app_root_path"]) :]
     return f"{root}/{{path}}" if root else None
 
 

@@ -13,7 +13,7 @@ from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import EarlyStopping, SplitName, TrainSpec
 from service.ml.splits import ImageUse
-from service.search import StudyCreate
+from service.search import FEW_TRIALS_FOR_IMPORTANCE, TPE_RANDOM_TRIALS, StudyCreate
 from service.selection import ALPHA, Tested
 from service.store.models import MAX_ALIAS_CHARS, AliasAction, JobStatus, StudyStatus
 
@@ -759,8 +759,8 @@ class StudyPublic(Answer):
     epochs_trained: int = Field(description="Epochs trained by all its trials together.")
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
     sampler_note: str | None = Field(
-        description="Set when the sampler cannot do what it is named for in this study: a TPE study of 10 "
-        "trials or fewer never leaves TPE's random first trials."
+        description="Set when the sampler cannot do what it is named for in this study: a TPE study of "
+        f"{TPE_RANDOM_TRIALS} trials or fewer never leaves TPE's random first trials."
     )
 
 
@@ -790,6 +790,7 @@ class ImportancePublic(Answer):
     )
     trials: int = Field(description="The succeeded trials it rests on (the others weigh nothing).")
     warning: str | None = Field(
-        description="Set when the scores rest on fewer than 10 succeeded trials: they say little, and fields "
+        description=f"Set when the scores rest on fewer than {FEW_TRIALS_FOR_IMPORTANCE} succeeded trials: they "
+        "say little, and fields "
         "that varied together are not told apart (one may take nearly all the credit for both)."
     )

@@ -239,7 +239,10 @@ def train(
             raise TrainingCancelled(f"stopped after epoch {epoch}")
     assert final is not None and kept.params is not None  # the loop ends on a last epoch
     if kept.epoch != history[-1].epoch:  # early stopping: back to the best epoch's weights
-        final = full_evaluation(kept.params, spec, sets, calls.stop_check("while evaluating the best epoch"))
+        with outputs_checked(plan, kept.epoch):  # checked on validation only until now
+            final = full_evaluation(
+                kept.params, spec, sets, calls.stop_check("while evaluating the best epoch")
+            )
     return TrainResult(
         weights=dump_weights(spec, kept.params),
         train_accuracy=final.trained.accuracy,

@@ -16,6 +16,7 @@ figures  FIGURES, figure_png, figure_data (imported on its own: it brings matplo
 """
 
 from service.search.engine import (
+    FEW_TRIALS_FOR_IMPORTANCE,
     IN_FLIGHT,
     STATES,
     TrialRecord,
@@ -34,6 +35,7 @@ from service.search.study import (
     PRUNERS,
     SAMPLERS,
     TEST_PRUNERS,
+    TPE_RANDOM_TRIALS,
     Dimension,
     Invalid,
     StudyCreate,
@@ -43,11 +45,13 @@ from service.search.study import (
 )
 
 __all__ = [
+    "FEW_TRIALS_FOR_IMPORTANCE",
     "IN_FLIGHT",
     "PRUNERS",
     "SAMPLERS",
     "STATES",
     "TEST_PRUNERS",
+    "TPE_RANDOM_TRIALS",
     "Dimension",
     "Invalid",
     "StudyCreate",

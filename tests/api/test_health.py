@@ -141,6 +141,7 @@ def test_readiness_says_writes_fail_on_a_full_disk(settings, monkeypatch):
         assert ready.json()["writes"] == (
             "the disk under the SQLite database is full (64 kB free): writes fail until space is freed"
         )
+        assert ready.json()["disk"] == "only 0 MB free where the SQLite database is: full (see writes)"
 
 
 @contextmanager

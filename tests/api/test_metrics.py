@@ -164,6 +164,16 @@ def test_the_dashboards_files_are_counted_under_their_mount_not_as_unmatched(set
     assert not [key for key in samples if ("route", "unmatched") in key[1]]
 
 
+def test_behind_a_root_path_unmatched_paths_are_unmatched_and_the_files_their_mount(settings):
+    """Under root_path /api every unmatched request was labelled /api/{path}, as if a mount had taken it."""
+    with TestClient(create_app(settings), root_path="/api") as client:
+        assert client.get("/nothing").status_code == 404
+        client.get("/static/js/main.js")
+        samples = scrape(client)
+    assert value(samples, "mlplab_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert [key for key in samples if ("route", "/static/{path}") in key[1]]
+
+
 def test_metrics_need_the_token_when_reads_do(settings):
     protected = settings.model_copy(update={"api_token": SecretStr(TOKEN), "protect_reads": True})
     with TestClient(create_app(protected)) as client:

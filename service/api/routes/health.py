@@ -80,6 +80,8 @@ def disk_words(free: int | None) -> str | None:
     if free is None:
         return None
     said = f"{free / 2**20:,.0f} MB free where the SQLite database is"
+    if free < FULL_DISK_BYTES:
+        return f"only {said}: full (see writes)"
     return f"only {said}: writes fail once it is full" if free < LOW_DISK_BYTES else said
 
 
