@@ -37,9 +37,9 @@ POLL_SECONDS = 0.5  # how often the open streams' jobs are read
 MIN_GAP_SECONDS = 0.05  # between two reads, however fast streams open
 RETRY_AFTER_SECONDS = 5  # a refused stream's Retry-After
 
-Cursor = tuple[
-    int, int, int
-]  # (job id, last step sent, last epoch sent): streams that share one share a read
+# (job id, last step sent, last epoch sent, the attempt they were of or None): streams that share one
+# share a read
+Cursor = tuple[int, int, int, int | None]
 
 
 def sse(
@@ -59,7 +59,6 @@ class Snapshot:
     events: bytes  # those events, encoded once for every stream that shares the cursor, each with its id
     step: int
     epoch: int
-    whole: bool = False  # its rows are the job's from the start (a cursor at 0, or one past the job's newest)
 
 
 @dataclass(eq=False)
@@ -70,6 +69,7 @@ class Subscription:
     step: int  # the last step read for it (its progress events' ids carry it, for Last-Event-ID)
     epoch: int
     client: str = ""  # the address it was opened from
+    attempt: int | None = None  # the attempt its step and epoch are of; None until its first read
     seen: tuple[str, int] | None = None  # (status, attempts) of the last read handed over
     _snapshot: Snapshot | None = None
     _error: BaseException | None = None
@@ -77,7 +77,7 @@ class Subscription:
 
     @property
     def cursor(self) -> Cursor:
-        return (self.job_id, self.step, self.epoch)
+        return (self.job_id, self.step, self.epoch, self.attempt)
 
     @property
     def waiting(self) -> bool:
@@ -98,10 +98,8 @@ class Subscription:
             state = (str(snapshot.job.status), snapshot.job.attempts)
             if not snapshot.rows and state == self.seen:
                 return  # nothing new: do not wake the stream
-            retried = self.seen is not None and state[1] != self.seen[1]
             self.seen, self.step, self.epoch = state, snapshot.step, snapshot.epoch
-            if retried and not snapshot.whole:  # it trains again from its checkpoint: read its rows anew
-                self.step, self.epoch = 0, 0
+            self.attempt = snapshot.job.attempts
         self._snapshot = snapshot
         self._ready.set()
 
@@ -118,11 +116,14 @@ def read_cursors(factory: sessionmaker[Session], cursors: Iterable[Cursor]) -> d
         return {c: _snapshot(session, jobs[c[0]], *c[1:]) for c in cursors if c[0] in jobs}
 
 
-def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
+def _snapshot(session: Session, job: Job, step: int, epoch: int, attempt: int | None) -> Snapshot:
     keyed: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
-    if step > job.step or epoch > job.epoch:  # past the job's newest: forged, or rewound by a new attempt
+    if attempt is not None and attempt != job.attempts:  # it trains again from its checkpoint: read anew
         step, epoch = 0, 0
-    whole = (step, epoch) == (0, 0)
+    elif step > job.step or epoch > job.epoch:
+        # past the job's newest: back in the queue, its rows past the checkpoint gone (nothing new), or an
+        # id of no known attempt (forged, or from an older API): read it all
+        step, epoch = (job.step, job.epoch) if attempt is not None else (0, 0)
     # The worker writes an epoch's metrics after its last loss, and job.step/epoch are those of the
     # newest loss: a job whose newest loss is not past the cursor has no row to read.
     if job.step > step or job.epoch > epoch:
@@ -141,8 +142,8 @@ def _snapshot(session: Session, job: Job, step: int, epoch: int) -> Snapshot:
     events = []
     for _, event, data in keyed:  # an id says how far the client got: Last-Event-ID resumes after it
         step, epoch = (data["step"], epoch) if event == "progress" else (step, data["epoch"])
-        events.append(sse(event, data, f"{step}-{epoch}"))
-    return Snapshot(job_public(job), len(events), b"".join(events), step, epoch, whole)
+        events.append(sse(event, data, f"{step}-{epoch}-{job.attempts}"))
+    return Snapshot(job_public(job), len(events), b"".join(events), step, epoch)
 
 
 class EventHub:
@@ -155,7 +156,9 @@ class EventHub:
         self.subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
 
-    def subscribe(self, job_id: int, step: int, epoch: int, client: str = "") -> Subscription:
+    def subscribe(
+        self, job_id: int, step: int, epoch: int, client: str = "", attempt: int | None = None
+    ) -> Subscription:
         """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open, 429 when `client` has
         MLPLAB_MAX_STREAMS_PER_CLIENT open."""
         if len(self.subscriptions) >= self.max_streams:
@@ -175,7 +178,7 @@ class EventHub:
                 "GET /jobs/{id} meanwhile.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        subscription = Subscription(job_id, step, epoch, client)
+        subscription = Subscription(job_id, step, epoch, client, attempt)
         self.subscriptions.add(subscription)
         self._wake.set()
         return subscription

@@ -107,7 +107,11 @@ def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeyp
         return hub, opened, firsts
 
     hub, opened, firsts = asyncio.run(scenario())
-    assert reads == [[(a, 0, 0), (b, 100, 1), (999_999, 0, 0)], [(a, 12_000, 20), (b, 12_000, 20)]]
+    # (job, step, epoch, attempt): the attempt unknown until the first read, then the job's (1)
+    assert reads == [
+        [(a, 0, 0, None), (b, 100, 1, None), (999_999, 0, 0, None)],
+        [(a, 12_000, 20, 1), (b, 12_000, 20, 1)],
+    ]
     assert firsts.pop() is None  # no such job
     assert {id(f) for f in firsts[:20]} == {id(firsts[0])}  # the 20 streams of a share one read
     event, data = firsts[20].events.split(b"\n")[:2]
@@ -148,7 +152,8 @@ def test_an_event_id_past_the_jobs_newest_replays_from_the_start(world):
                 for line in response.read().decode().splitlines()
                 if line.startswith("id: ")
             ]
-        steps, epochs = zip(*(map(int, i.split("-")) for i in ids), strict=True)
+        steps, epochs, attempts = zip(*(map(int, i.split("-")) for i in ids), strict=True)
+        assert set(attempts) == {1}
         assert max(steps) == 12_000 and max(epochs) == 20 and epochs.count(20) >= 1, last_event_id
         assert min(steps) < 12_000  # its progress from the start again
 
@@ -285,3 +290,51 @@ def test_a_stream_announces_a_new_attempt_and_reads_its_progress_anew(world):
     # read anew: the new attempt's step 10, which the old cursor (30) had hidden, and once only
     assert b'"step":10,"steps":60,"loss":0.9' in second.events, second.events
     assert third.events.count(b"event: progress") == 1 and b'"step":20,' in third.events, third.events
+
+
+def test_a_client_back_after_a_new_attempt_passed_its_place_reads_the_new_attempt_whole(world):
+    """Its id (step 30 of attempt 1: 30-0-1) said nothing of the attempt: reconnecting once attempt 2 had reached
+    step 40, it got attempt 2's rows after step 30 only, beside attempt 1's up to 30."""
+    from datetime import UTC, datetime, timedelta
+
+    from service.store.jobs import record_progress, requeue_stalled
+
+    _, sessions, _ = world
+    with session_scope(sessions) as s:
+        job_id = enqueue_job(s, tiny_spec(epochs=2)).id
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope(sessions) as s:
+        claim_job(s, "lost", now=long_ago)
+        record_progress(s, job_id, "lost", [(1, step, 1.0) for step in (10, 20, 30)], steps=60, now=long_ago)
+
+    async def read(stream_id: str | None = None, between=None):
+        hub = streams.EventHub(sessions, asyncio.Semaphore(1), max_streams=50, per_client=50)
+        from service.api.routes.events import _resume_point
+
+        step, epoch, attempt = _resume_point(stream_id)
+        stream = hub.subscribe(job_id, step, epoch, "", attempt)
+        await hub.read_once()
+        first = await asyncio.wait_for(stream.next(), 5)
+        if between is None:
+            return first, None
+        between()
+        await hub.read_once()
+        return first, await asyncio.wait_for(stream.next(), 5)
+
+    def requeued() -> None:
+        with session_scope(sessions) as s:
+            requeue_stalled(s, now=None, lease_seconds=30, max_attempts=3)
+
+    # a live stream sees the requeue (nothing new: its rows past the checkpoint are gone), then the new
+    # attempt's rows once, from the start
+    first, after_requeue = asyncio.run(read(None, requeued))
+    assert b'"step":30,' in first.events and after_requeue.job.status == "queued"
+    assert b"event: progress" not in after_requeue.events
+    with session_scope(sessions) as s:
+        claim_job(s, "next")
+        record_progress(s, job_id, "next", [(1, step, 0.9) for step in (10, 20, 30, 40)], steps=60)
+    back, _ = asyncio.run(read("30-0-1"))
+    assert back.job.attempts == 2 and back.events.count(b"event: progress") == 4, back.events
+    assert b'"step":10,' in back.events and b"id: 40-0-2" in back.events
+    same, _ = asyncio.run(read("30-0-2"))  # an id of this attempt resumes after it
+    assert same.events.count(b"event: progress") == 1 and b'"step":40,' in same.events

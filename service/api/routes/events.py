@@ -52,15 +52,16 @@ Events carry ids: a client that reconnects with `Last-Event-ID` gets only what i
 MOST_EVENT_ID_PART = 2**31 - 1  # steps and epochs are INTEGER columns: a larger id is none this API sent
 
 
-def _resume_point(last_event_id: str | None) -> tuple[int, int]:
-    """(step, epoch) already seen, from an id this stream sent ('<step>-<epoch>'); (0, 0) otherwise."""
+def _resume_point(last_event_id: str | None) -> tuple[int, int, int | None]:
+    """(step, epoch, attempt) already seen, from an id this stream sent ('<step>-<epoch>-<attempt>'; an
+    older API's '<step>-<epoch>' has no attempt); (0, 0, None) otherwise."""
     try:
-        step, epoch = (int(part) for part in (last_event_id or "").split("-"))
+        numbers = [int(part) for part in (last_event_id or "").split("-")]
     except ValueError:
-        return 0, 0
-    if step > MOST_EVENT_ID_PART or epoch > MOST_EVENT_ID_PART:
-        return 0, 0
-    return max(step, 0), max(epoch, 0)
+        return 0, 0, None
+    if len(numbers) not in (2, 3) or max(numbers) > MOST_EVENT_ID_PART:
+        return 0, 0, None
+    return max(numbers[0], 0), max(numbers[1], 0), numbers[2] if len(numbers) == 3 else None
 
 
 # Not response_class=EventSourceResponse: FastAPI would then expect a generator of events, whose
@@ -74,7 +75,8 @@ async def job_events(
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
     hub: EventHub = request.app.state.events
     client = request.client.host if request.client else ""
-    subscription = hub.subscribe(job_id, *_resume_point(last_event_id), client)  # 503 / 429 when full
+    step, epoch, attempt = _resume_point(last_event_id)
+    subscription = hub.subscribe(job_id, step, epoch, client, attempt)  # 503 / 429 when full
     try:
         first = await subscription.next()
         if first is None:
