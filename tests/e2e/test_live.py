@@ -221,7 +221,7 @@ def test_cli_sweep_submits_a_grid_and_ranks_it(service, tmp_path):
         f"learning_rate={c['hyperparameters']['learning_rate']}" for c in ranked
     ]
     assert [row[1:3] for row in table] == [["1", f"{c['validation_accuracy']['mean']:.2%}"] for c in ranked]
-    assert [row[-2:] for row in table] == [["best", "-"], ["-", "-"]]
+    assert [row[-3:] for row in table] == [["best", "-", "-"], ["-", "-", "-"]]  # vs best, gap, p
     assert "ranked by validation_accuracy" in done.stderr
     again = _mlplab("sweeps", sweep_id, env=service.env | {"MLPLAB_URL": service.url})
     assert again.returncode == 0 and again.stdout == done.stdout  # the same table, later
