@@ -442,9 +442,10 @@ def trained_model(session: Session, job_id: int) -> TrainedModel:
 
 
 def differing(specs: list[TrainSpec]) -> list[str]:
-    """The spec fields whose values are not all equal, in TrainSpec's order."""
-    dumps = [spec.model_dump(mode="json") for spec in specs]
-    return [field for field in TrainSpec.model_fields if any(d[field] != dumps[0][field] for d in dumps[1:])]
+    """The spec fields that set the models apart, in TrainSpec's order (TrainSpec.as_trained: not
+    log_every, nor momentum between optimizers that do not use it)."""
+    dumps = [spec.as_trained() for spec in specs]
+    return [field for field in dumps[0] if any(d[field] != dumps[0][field] for d in dumps[1:])]
 
 
 def _show(field: str, value: Any) -> str:

@@ -452,7 +452,10 @@ class ComparisonPublic(Answer):
     hyperparameters: dict[str, list[Any]] = Field(
         description="Each spec field, one value per model (in `data` order)."
     )
-    differing: list[str] = Field(description="The spec fields whose values are not all equal.")
+    differing: list[str] = Field(
+        description="The spec fields whose values set the models apart: not log_every (what was recorded), "
+        "nor momentum unless an optimizer uses it."
+    )
 
 
 class AccuracyPublic(Answer):

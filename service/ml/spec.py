@@ -161,6 +161,14 @@ class TrainSpec(BaseModel):
         fields.setdefault("validation_size", 0)
         return cls.model_validate(fields)
 
+    def as_trained(self) -> dict[str, Any]:
+        """The fields that make its model what it is, as JSON: not log_every (what is recorded, not what is
+        trained), and momentum as None unless its optimizer uses it."""
+        fields = self.model_dump(mode="json", exclude={"log_every"})
+        if self.optimizer != "momentum":
+            fields["momentum"] = None
+        return fields
+
     @property
     def layer_sizes(self) -> list[int]:
         """[784, *hidden_layers, 10]: the width of every layer, input and output included."""

@@ -432,3 +432,17 @@ def test_each_train_image_says_whether_the_model_trained_on_it(world, mnist):
     assert counted["count"] == spec["train_limit"] and {row["use"] for row in counted["data"]} == {"trained"}
     problem = assert_problem(client.get(f"/models/{model}/predictions/train", params={"images": "some"}), 422)
     assert "query.images" in problem["detail"], problem
+
+
+def test_fields_that_do_not_shape_a_model_are_not_said_to_differ():
+    """A compare of two models listed log_every among the 8 settings that differ (it only sets how often a
+    loss is recorded), and momentum between two sgd models, which never read it."""
+    from service.api.presenters import differing
+    from service.ml.spec import TrainSpec
+
+    base = {"backend": "numpy"}
+    assert differing([TrainSpec(**base, log_every=10), TrainSpec(**base, log_every=100)]) == []
+    assert differing([TrainSpec(**base, momentum=0.5), TrainSpec(**base, momentum=0.9)]) == []
+    heavy_ball = TrainSpec(**base, optimizer="momentum", learning_rate=0.1)
+    assert differing([TrainSpec(**base), heavy_ball]) == ["optimizer", "momentum"]
+    assert differing([heavy_ball, heavy_ball.model_copy(update={"momentum": 0.5})]) == ["momentum"]

@@ -38,7 +38,7 @@ export async function comparePage(ctx, root) {
       h("label", null, h("input", { type: "checkbox", id: "show-all" }), " every hyperparameter, not only those that differ"),
       h("div", { class: "scroll", id: "table" })),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Accuracy per class (test)"), h("div", { class: "scroll", id: "per-class" })),
+      h("section", { class: "card" }, h("h2", null, "Recall per class (test)"), h("div", { class: "scroll", id: "per-class" })),
       h("section", { class: "card" }, h("h2", null, "Confusion matrices: the difference (test)"), h("div", { class: "scroll", id: "difference" }))),
     h("section", { class: "card" }, h("h2", null, "Confusion matrices (test)"), h("div", { class: "grid", id: "matrices" })));
   const tokens = ids.split(",").filter(Boolean);
@@ -53,7 +53,7 @@ export async function comparePage(ctx, root) {
   const showTable = () => fill(root.querySelector("#table"), hyperparameters(cmp, rank, root.querySelector("#show-all").checked, schema));
   root.querySelector("#show-all").addEventListener("change", showTable);
   showTable();
-  fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank));
+  fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank), confounded(cmp.differing));
   fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.crown));
   // a column a model: past four, half the page hid the last ones behind a scroll
   if (cmp.data.length > 4) root.querySelector("#per-class").closest("section").style.gridColumn = "1 / -1";
@@ -134,6 +134,19 @@ function bestSummary({ by, order, tied, mixed }) {
     h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=${ranking}`) }, `image by image on ${ranking} (McNemar's test)`),
       " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=${ranking}`) }, "the images they disagree on")),
   ];
+}
+
+// Settings that give a model more to learn from: a gap beside them may be theirs, whatever else differs.
+const MORE_TRAINING = ["train_limit", "epochs", "validation_size"];
+
+/** Why the ranking cannot say which setting made the gap, when several differ at once. */
+function confounded(differing) {
+  if (differing.length < 2) return null;
+  const more = differing.filter((f) => MORE_TRAINING.includes(f));
+  return h("p", { id: "best-why", class: "muted" },
+    `These models differ in ${differing.length} settings at once (${differing.join(", ")}): the gap is theirs together, and this comparison cannot say which of them made it. `,
+    more.length ? `${more.join(" and ")} change${more.length === 1 ? "s" : ""} how much they trained on, which alone moves accuracy. ` : "",
+    "To see one setting's effect, sweep it with the others fixed (and several seeds).");
 }
 
 /** What the images that ranked the first two say of their gap: how many each gets right that the other
@@ -247,7 +260,7 @@ function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
       h("tbody", null,
         fields.map(([field, values]) => h("tr", { class: cmp.differing.includes(field) ? "diff" : null, dataset: { field } }, h("th", null, field), values.map(cell(field)))),
         accuracy("train accuracy", "train_accuracy"), accuracy("validation accuracy", "validation_accuracy"), accuracy("test accuracy (final)", "test_accuracy"))),
-    h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameters differ; the others are equal. `,
+    h("p", { class: "muted" }, all ? "Highlighted rows differ between the models. " : `${fields.length} hyperparameter${fields.length === 1 ? "" : "s"} differ${fields.length === 1 ? "s" : ""}; the others are equal. `,
       crown ? `★ marks the best ${by.replace("_", " ")}.` : mixed.length ? "None is marked best: the models were trained on different datasets." : `None is marked best: the top models are tied on ${by.replace("_", " ")}.`),
   ];
 }
@@ -255,6 +268,7 @@ function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
 function perClass(models, cms, crown) {
   const acc = cms.map((cm) => cm.per_class.map((s) => s.recall)); // a class's accuracy is its recall
   return h("table", { id: "per-class-table" },
+    h("caption", { class: "muted" }, "Of each class's test images, the share a model called that class. A model that calls most images one class scores high on that class; its precision, on its model page, shows the cost."),
     h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${star(m, crown)}`)))),
     h("tbody", null, cms[0].classes.map((c, k) => {
       const top = Math.max(...acc.map((a) => a[k]));
