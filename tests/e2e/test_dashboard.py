@@ -344,6 +344,12 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     rendered(page, f"/#/compare?ids={job_id},{other['id']}")
     differing = page.locator("#table tr.diff th").all_inner_texts()
     assert {"backend", "activation", "early_stopping"} <= set(differing)
+    assert "log_every" not in differing  # it records, it does not train
+    # several settings at once: the page says the gap cannot be put down to one of them
+    why = page.inner_text("#best-why")
+    assert why.startswith(f"These models differ in {len(differing)} settings at once (") and (
+        "this comparison cannot say which of them made it" in why
+    )
     # settings in words: early stopping's own fields, and "off" where it is unset; never "None"
     stopping = page.locator("#table tr[data-field=early_stopping] td").all_inner_texts()
     assert stopping == ["off", "patience=1, min_delta=0"]
@@ -407,6 +413,8 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     # the job of the model with early stopping, and the jobs list, say so in words
     rendered(page, f"/#/jobs/{other['id']}")
     assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "patience=1, min_delta=0"
+    # adam reads no momentum: "0.9" beside it read as a setting it used
+    assert page.inner_text(".spec-table tr[data-field=momentum] td") == "– (unused by adam)"
     rendered(page, f"/#/models/{job_id}")
     assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "off"
     rendered(page, "/")
@@ -536,7 +544,7 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     assert rows.first.locator(".errorbar .range").count() == 1
     # the legend says what the test says: one uncorrected test, no "real difference" nor proven tie;
     # both configurations ran seeds 0 and 1, so it is paired
-    caption = table.locator("caption").inner_text()
+    caption = page.locator(f"[data-sweep='{sweep_id}'] .sweep-legend").inner_text()
     assert (
         "vs best, by a paired t-test against the best on the seeds both ran: can't tell (p ≥ 0.05)" in caption
     )

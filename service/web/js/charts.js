@@ -145,6 +145,9 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
   return el;
 }
 
+/** Under a parallelChart: its axes are categories, so their spacing says nothing of the values. */
+export const PARALLEL_NOTE = "Each axis lists its values in order, evenly spaced whatever their distance: a path's height shows rank, not size.";
+
 /** Parallel coordinates of runs, one path per run across `dimensions` [{label, values, order?, show?}] and an
  * accuracy axis (rounded to the point), coloured by that accuracy. plotly's parallel categories, drawn in
  * SVG: its `parcoords` draws with WebGL shaders compiled by eval, which the page's CSP refuses. */

@@ -28,7 +28,8 @@ export async function jobPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote()),
       h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec, spec))));
   await Promise.all([
-    lineChart(lossChart, [lossTrace(losses)], { x: { title: { text: "step" } }, y: lossAxis(losses.map((p) => p.loss)), signal: ctx.signal }),
+    // an epoch's mean loss beside the logged steps: one logged step an epoch hid a diverging epoch's 68
+    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
   ]);
   if (job.status === "queued" || job.status === "running") follow(ctx, root, job, { lossChart, accChart, progress });
@@ -80,9 +81,18 @@ function actions(job) {
   return [cancel, problem];
 }
 
+// An epoch's mean loss, drawn at the step where the epoch ended.
+export function epochLossTrace(job, epochs) {
+  const perEpoch = (job.progress.steps || 0) / (job.spec.epochs || 1);
+  return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
+}
+
 export function specTable(values, spec) {
+  // momentum is read by the momentum optimizer alone: "0.9" beside sgd read as sgd with momentum
+  const shown = (k, v) => (k === "momentum" && values.optimizer !== "momentum"
+    ? h("span", { class: "muted" }, `– (unused by ${values.optimizer})`) : showValue(v, spec.properties[k]));
   return h("table", { class: "spec-table" }, h("tbody", null, Object.entries(values).map(([k, v]) =>
-    h("tr", { dataset: { field: k } }, h("th", null, k), h("td", null, showValue(v, spec.properties[k]))))));
+    h("tr", { dataset: { field: k } }, h("th", null, k), h("td", null, shown(k, v))))));
 }
 
 function follow(ctx, root, job, { lossChart, accChart, progress }) {

@@ -163,15 +163,17 @@ function configurationsTable(s, spec) {
   const bar = (m) => m && h("div", { class: "errorbar", title: interval(m) },
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
-  return h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
-    h("caption", { class: "muted" }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, versusNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
+  // the legend outside the scrolling box: as the table's caption, a phone cut every line of it
+  return [h("p", { class: ["muted", "sweep-legend"] }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, versusNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
+    h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "vs best", "gap (95 % CI)"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
       h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => fieldText(spec, f, v)).join(", ") || "the base spec"),
       h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
       h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)),
-      h("td", { class: "nowrap" }, k === 0 ? "best" : versusBest(c)), h("td", { class: "nowrap" }, k === 0 ? "–" : gapText(c)))))));
+      h("td", { class: "nowrap" }, k === 0 ? "best" : versusBest(c)), h("td", { class: "nowrap" }, k === 0 ? "–" : gapText(c))))))),
+  ];
 }
 
 async function renderJobs(ctx, root, spec, state, streams) {

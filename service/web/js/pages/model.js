@@ -6,7 +6,7 @@ import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
 import { shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
-import { accuracyLine, accuracyTraces, accuracyValues, epochNote, lossTrace, specTable } from "./job.js";
+import { accuracyLine, accuracyTraces, accuracyValues, epochLossTrace, epochNote, lossTrace, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
@@ -84,12 +84,6 @@ function provenanceSection(job) {
 /** [[epoch, threads], ...] as "2 in epoch 3, 1 in epoch 5": the host's other jobs changed its threads. */
 function threadChanges(changes) {
   return changes.map(([epoch, threads]) => `${threads} in epoch ${epoch}`).join(", ");
-}
-
-// An epoch's mean loss, drawn at the step where the epoch ended.
-function epochLossTrace(job, epochs) {
-  const perEpoch = (job.progress.steps || 0) / (job.spec.epochs || 1);
-  return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
 }
 
 /** Which epoch's weights these are, and where early stopping ended training. */

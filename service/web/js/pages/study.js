@@ -4,7 +4,7 @@
 // coordinates of its succeeded trials, the parameters' importance, and every trial.
 import * as api from "../api.js";
 import { duration, fill, h, pct, seconds } from "../dom.js";
-import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
+import { PALETTE, PARALLEL_NOTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
 import { chanceMark, statusBadge, warningView } from "../widgets.js";
@@ -35,7 +35,7 @@ export async function studyPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Validation accuracy by trial"), history),
       h("section", { class: "card" }, h("h2", null, "Parameter importance"), bars)),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `Validation accuracy by ${f}`), charts[i]))),
-    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
+    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords, h("p", { class: "muted" }, PARALLEL_NOTE)),
     h("section", { class: "card" }, h("h2", null, "Trials"), h("div", { class: "scroll" }, trialsTable(study, spec))));
   if (study.status === "running") {
     const timer = setTimeout(() => ctx.live && reload(), REFRESH_MS);
@@ -187,7 +187,7 @@ function importanceChart(el, { importance, not_varied: fixed, trials, warning },
     fill(el, h("p", { class: "muted" }, why));
     return null;
   }
-  el.before(h("p", { class: "muted", id: "importance-trials" }, `${warning ? `F${warning.slice(1)}` : `From ${trials} succeeded trials`}.${unranked}`));
+  el.before(h("p", { class: "muted", id: "importance-trials" }, `${warning ? `F${warning.slice(1)}` : `From ${trials} succeeded trials`}.${unranked}${names.length === 1 ? ` Only ${names[0]} varied: it has all the credit by definition.` : ""}`));
   const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
   return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
 }

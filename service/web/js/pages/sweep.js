@@ -3,7 +3,7 @@
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
 import { duration, fill, gapPoints, h, pct, pText, seconds } from "../dom.js";
-import { PALETTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
+import { PALETTE, PARALLEL_NOTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
 import { chanceMark, etaSeconds, problemView } from "../widgets.js";
@@ -25,7 +25,7 @@ export async function sweepPage(ctx, root) {
       h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep), cancelView(sweep)),
       h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep, spec))),
     h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
-    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords),
+    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords, h("p", { class: "muted" }, PARALLEL_NOTE)),
     h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec)),
       versusNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, versusNote(sweep)) : null,
       cutNote(sweep) ? h("p", { class: "muted", id: "cut-note" }, cutNote(sweep)) : null));
