@@ -482,8 +482,12 @@ class ClassScoresPublic(ScoresPublic):
     support: int = Field(description="The class's images in the split.")
 
 
+# The splits a model is measured and compared on: validation is carved out of the train file
+EvalSplit = Literal["train", "validation", "test"]
+
+
 class ConfusionMatrixPublic(Answer):
-    split: SplitName
+    split: EvalSplit
     labels: list[int]
     classes: list[str]
     matrix: list[list[int]] = Field(description="Rows are the true class, columns the predicted one.")
@@ -594,16 +598,12 @@ class DisagreementPublic(Answer):
     b: int = Field(description="What model B predicts.")
 
 
-# The splits two models are compared on: validation is carved out of the train file
-ComparedSplit = Literal["train", "validation", "test"]
-
-
 class DisagreementsPublic(Answer):
     """Two models image by image on one split."""
 
     a: int
     b: int
-    split: ComparedSplit
+    split: EvalSplit
     images: int = Field(
         description="The images compared: every test image; on train, those both models trained on "
         "(each one's validation images and those past its train_limit left out); on validation, those "

@@ -180,3 +180,32 @@ def test_a_model_whose_outputs_overflow_is_a_409_not_null_probabilities():
     with pytest.raises(ProblemError) as refused:
         asyncio.run(predict_proba(Weights(spec, params), np.ones((1, 784), np.float32)))
     assert refused.value.status == 409 and "smaller learning_rate" in refused.value.detail
+
+
+def test_the_validation_images_that_ranked_a_model_have_their_confusion_matrix_and_mistakes(trained):
+    """Models are ranked on validation, yet its confusion matrix and mistakes could not be seen: the
+    confusion matrix took train or test only."""
+    client, model = trained
+    stored = client.get(f"/models/{model}").json()
+    cm = client.get(f"/models/{model}/confusion-matrix", params={"split": "validation"}).json()
+    matrix = np.array(cm["matrix"])
+    assert cm["split"] == "validation" and matrix.sum() == stored["validation_size"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(stored["validation_accuracy"])
+    query = {"images": "validation", "correct": "false", "limit": 500}
+    wrong = client.get(f"/models/{model}/predictions/train", params=query).json()
+    assert wrong["count"] == matrix.sum() - np.trace(matrix)
+    assert {row["use"] for row in wrong["data"]} == {"validation"}
+    none = client.get(f"/models/{model}/predictions/test", params={"images": "validation"}).json()
+    assert none["count"] == 0  # the test file holds no validation image
+
+
+def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=real_data_dir(), download=False
+    )
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/jobs", json=SMALL | {"validation_size": 0, "epochs": 1}).json()["id"]
+        run_worker(settings, once=True)
+        refused = client.get(f"/models/{job}/confusion-matrix", params={"split": "validation"})
+    problem = assert_problem(refused, 422, "has no validation split (validation_size 0)")
+    assert problem["invalid_params"][0]["name"] == "query.split"

@@ -288,6 +288,20 @@ def model_page(page, service, job_id: int) -> None:
     shot(page.locator("#surest"), "05-model-surest-mistakes")
     keep(page, "dashboard-model", DOCS)  # README's picture of a model page
 
+    # the validation images, which ranked it: their matrix, and their mistakes from the train file
+    with service.client() as client:
+        held = client.get(f"/models/{job_id}/confusion-matrix?split=validation").json()["matrix"]
+        size = client.get(f"/models/{job_id}").json()["validation_size"]
+    assert sum(map(sum, held)) == size > 0
+    page.select_option("#cm-split", "validation")
+    cells = "[...document.querySelectorAll('#cm .heatmap .cell')]"
+    page.wait_for_function(f"() => {cells}.reduce((n, c) => n + Number(c.textContent), 0) === {size}")
+    # its surest mistakes, from the train file (the page waited for none other: a stale test image fails)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#surest .thumb img')].some((i) => i.src.includes('/mnist/train/'))"
+        " || document.querySelector('#surest p')?.textContent.startsWith('No mistakes on the validation')"
+    )
+
 
 def draw_a_one(page) -> None:
     page.locator("#pad").scroll_into_view_if_needed()

@@ -29,9 +29,9 @@ from service.api.routes.plots import DATASET_FIGURE_DOC
 from service.api.schemas import (
     MODEL_PATTERN,
     ClassDifferencePublic,
-    ComparedSplit,
     DisagreementPublic,
     DisagreementsPublic,
+    EvalSplit,
 )
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
@@ -57,7 +57,7 @@ OnlyQuery = Annotated[
 class Compared:
     a_ref: ModelRef
     b_ref: ModelRef
-    split: ComparedSplit
+    split: EvalSplit
     file: SplitName  # the dataset's file the split's images are in
     data: Dataset
     truth: np.ndarray
@@ -80,7 +80,7 @@ class Compared:
         return chosen
 
 
-async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: ComparedSplit = "test") -> Compared:
+async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: EvalSplit = "test") -> Compared:
     """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset (and on
     validation, both with a validation split)."""
     ref_a, ref_b = await resolve_model(a, inference), await resolve_model(b, inference)

@@ -7,7 +7,9 @@ import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import numpy as np
 from fastapi import Body, Query, Response
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 from starlette.responses import StreamingResponse
 
@@ -21,6 +23,7 @@ from service.api.deps import (
     WriterDep,
     reader_router,
 )
+from service.api.inference import Inference
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     chance_warning,
@@ -35,16 +38,25 @@ from service.api.schemas import (
     AccuracyPublic,
     ClassScoresPublic,
     ConfusionMatrixPublic,
+    EvalSplit,
     JobPublic,
     ModelPublic,
     ModelsPublic,
     ReproduceCreate,
     ScoresPublic,
 )
-from service.errors import NOT_TRAINED_DOC, SUBMIT_DOCS, Responses
+from service.errors import (
+    DATASET_UNAVAILABLE_DOC,
+    NOT_TRAINED_DOC,
+    SUBMIT_DOCS,
+    Responses,
+    invalid,
+    problem_doc,
+)
 from service.ml.data import DATASETS
-from service.ml.metrics import class_scores
-from service.ml.spec import DatasetName, SplitName
+from service.ml.metrics import class_scores, confusion_matrix
+from service.ml.spec import DatasetName, TrainSpec
+from service.ml.splits import IMAGE_USES
 from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
@@ -147,12 +159,28 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
     )
 
 
-@router.get("/{model}/confusion-matrix", response_model=ConfusionMatrixPublic)
-def read_confusion_matrix(model: ModelDep, split: SplitName = "test") -> ConfusionMatrixPublic:
+@router.get(
+    "/{model}/confusion-matrix",
+    response_model=ConfusionMatrixPublic,
+    responses=DATASET_UNAVAILABLE_DOC | {422: problem_doc("split=validation of a model without one")},
+)
+async def read_confusion_matrix(
+    ref: ModelRefDep,
+    model: ModelDep,
+    inference: InferenceDep,
+    split: Annotated[
+        EvalSplit,
+        Query(description="validation: the images held out of train, which ranked the model"),
+    ] = "test",
+) -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix (rows are the true class, columns the predicted one), and each class's
     precision, recall and F1 read from it."""
-    matrix = model.confusion_test if split == "test" else model.confusion_train
-    classes = DATASETS[job_spec(model.job).dataset].classes
+    spec = job_spec(model.job)
+    if split == "validation":
+        matrix = (await _validation_matrix(ref.id, spec, inference)).tolist()
+    else:
+        matrix = model.confusion_test if split == "test" else model.confusion_train
+    classes = DATASETS[spec.dataset].classes
     scores = class_scores(matrix)
     per_class = [
         ClassScoresPublic(
@@ -170,6 +198,17 @@ def read_confusion_matrix(model: ModelDep, split: SplitName = "test") -> Confusi
         per_class=per_class,
         macro_average=ScoresPublic(**_defined(*scores.macro())),
     )
+
+
+async def _validation_matrix(model_id: int, spec: TrainSpec, inference: Inference) -> NDArray[np.int64]:
+    """The confusion matrix of the validation images, from the model's stored predictions of train."""
+    if not spec.validation_size:
+        raise invalid("query.split", f"model {model_id} has no validation split (validation_size 0)")
+    labels = (await inference.dataset(spec.dataset)).split("train").labels
+    uses = await inference.image_uses(spec, "train", labels)
+    held = uses == IMAGE_USES.index("validation")
+    predicted = (await inference.split_predictions(model_id, "train")).predicted
+    return confusion_matrix(labels[held], predicted[held])
 
 
 def _defined(precision: float, recall: float, f1: float) -> dict[str, float | None]:

@@ -285,10 +285,11 @@ async def predictions_by_outcome(
         ),
     ] = "index",
     images: Annotated[
-        Literal["counted", "all"],
+        Literal["counted", "all", "validation"],
         Query(
             description="'counted': the images its accuracy and confusion matrix count (on train, those it "
-            "trained on); 'all': every image of the split, each with its use"
+            "trained on); 'all': every image of the split, each with its use; 'validation': the train "
+            "images held out to rank it (none on test), as confusion-matrix?split=validation counts them"
         ),
     ] = "counted",
     offset: PageOffset = 0,
@@ -301,7 +302,12 @@ async def predictions_by_outcome(
     known = await inference.split_predictions(ref.id, split)
     guesses = known.predicted
     uses = await inference.image_uses(weights.spec, split, labels)
-    keep = counted(uses) if images == "counted" else np.ones(len(labels), dtype=bool)
+    if images == "counted":
+        keep = counted(uses)
+    elif images == "validation":
+        keep = uses == IMAGE_USES.index("validation")
+    else:
+        keep = np.ones(len(labels), dtype=bool)
     if label is not None:
         keep &= labels == label
     if predicted is not None:

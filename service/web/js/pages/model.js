@@ -22,7 +22,10 @@ export async function modelPage(ctx, root) {
   const classes = dataset?.classes ?? [...Array(10).keys()].map(String);
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
-  const split = h("select", { id: "cm-split" }, h("option", { value: "test" }, "test"), h("option", { value: "train" }, "train"));
+  // validation, the images that ranked it, when it held some out; ?split= picks one
+  const splits = ["test", ...(model.validation_size ? ["validation"] : []), "train"];
+  const asked = ctx.params.get("split");
+  const split = h("select", { id: "cm-split" }, splits.map((s) => h("option", { value: s, selected: s === asked }, s)));
   const detail = h("div", { id: "image-detail", class: "image-detail", "aria-live": "polite" },
     h("p", { class: "muted" }, "Click an image (a mistake, or one of a confusion-matrix cell) to see the ten probabilities the model gave it."));
   const show = (s, index) => showImage(detail, { id, dataset: model.dataset, split: s, index, classes });
@@ -112,13 +115,17 @@ function scoresTable(cm) {
     h("tfoot", null, h("tr", { title: "a score undefined for a class (–) counts as 0" }, h("th", null, "mean"), scores(cm.macro_average), h("td"))));
 }
 
+// The file a split's images are in, and its images' outcomes: validation is held out of the train file.
+const fileOf = (split) => (split === "validation" ? "train" : split);
+const outcomes = (id, split, query) => api.outcomes(id, fileOf(split), split === "validation" ? { ...query, images: "validation" } : query);
+
 async function showCell(el, { id, dataset, split, label, predicted, n, classes, show }) {
   fill(el, h("p", { class: "muted" }, `Loading the ${n} images…`));
-  const page = await api.outcomes(id, split, { label, predicted, limit: CELL_IMAGES });
+  const page = await outcomes(id, split, { label, predicted, limit: CELL_IMAGES });
   fill(el, h("h3", null, `True ${classes[label]}, predicted ${classes[predicted]}: ${page.count} images`, page.count > page.data.length ? ` (first ${page.data.length})` : ""),
     h("div", { class: "thumbs", dataset: { cellImages: "" } }, page.data.map((o) => thumb({
-      src: api.imageUrl(dataset, split, o.index), alt: `${split} image ${o.index}, label ${classes[o.label]}`,
-      caption: `#${o.index}`, wrong: o.label !== o.predicted, onClick: () => show(split, o.index),
+      src: api.imageUrl(dataset, fileOf(split), o.index), alt: `${split} image ${o.index}, label ${classes[o.label]}`,
+      caption: `#${o.index}`, wrong: o.label !== o.predicted, onClick: () => show(fileOf(split), o.index),
     }))));
 }
 
@@ -127,26 +134,26 @@ async function mistakes({ id, dataset, cm, show }) {
   const cells = cm.matrix.flatMap((row, i) => row.map((n, j) => ({ i, j, n }))).filter((c) => c.i !== c.j && c.n > 0)
     .sort((a, b) => b.n - a.n).slice(0, MISTAKE_CELLS);
   if (!cells.length) return h("p", { class: "muted" }, `No mistakes on the ${cm.split} split.`);
-  const pages = await Promise.all(cells.map((c) => api.outcomes(id, cm.split, { label: c.i, predicted: c.j, limit: MISTAKES_PER_CELL })));
+  const pages = await Promise.all(cells.map((c) => outcomes(id, cm.split, { label: c.i, predicted: c.j, limit: MISTAKES_PER_CELL })));
   return h("div", { class: "mistakes" }, cells.map((c, k) => h("div", { class: "mistake-group" },
     h("h3", null, `${cm.classes[c.i]} → ${cm.classes[c.j]}: ${c.n} images`),
     h("div", { class: "thumbs" }, pages[k].data.map((o) => thumb({
-      src: api.imageUrl(dataset, cm.split, o.index), alt: `${cm.split} image ${o.index}: a ${cm.classes[o.label]} predicted ${cm.classes[o.predicted]}`,
-      caption: `#${o.index}`, wrong: true, onClick: () => show(cm.split, o.index),
+      src: api.imageUrl(dataset, fileOf(cm.split), o.index), alt: `${cm.split} image ${o.index}: a ${cm.classes[o.label]} predicted ${cm.classes[o.predicted]}`,
+      caption: `#${o.index}`, wrong: true, onClick: () => show(fileOf(cm.split), o.index),
     }))))));
 }
 
 /** The images it gets wrong, those it gives its wrong class the highest probability first: confident
  * mistakes are the ones a probability threshold would not catch. */
 async function surestMistakes({ id, dataset, cm, show }) {
-  const page = await api.outcomes(id, cm.split, { correct: false, order: "confidence", limit: SUREST_MISTAKES });
+  const page = await outcomes(id, cm.split, { correct: false, order: "confidence", limit: SUREST_MISTAKES });
   if (!page.count) return h("p", { class: "muted" }, `No mistakes on the ${cm.split} split.`);
   const name = (k) => cm.classes[k];
   return [
     h("p", { class: "muted" }, `${page.count.toLocaleString()} ${cm.split} images wrong; the ${page.data.length} it is surest of, surest first (true → predicted, its probability):`),
     h("div", { class: "thumbs", dataset: { surest: "" } }, page.data.map((o) => thumb({
-      src: api.imageUrl(dataset, cm.split, o.index), alt: `${cm.split} image ${o.index}: a ${name(o.label)} predicted ${name(o.predicted)} at ${pct(o.probability, 1)}`,
-      caption: [`${o.label}→${o.predicted}`, h("br"), pct(o.probability)], wrong: true, onClick: () => show(cm.split, o.index),
+      src: api.imageUrl(dataset, fileOf(cm.split), o.index), alt: `${cm.split} image ${o.index}: a ${name(o.label)} predicted ${name(o.predicted)} at ${pct(o.probability, 1)}`,
+      caption: [`${o.label}→${o.predicted}`, h("br"), pct(o.probability)], wrong: true, onClick: () => show(fileOf(cm.split), o.index),
     }))),
   ];
 }
