@@ -209,3 +209,32 @@ def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
         refused = client.get(f"/models/{job}/confusion-matrix", params={"split": "validation"})
     problem = assert_problem(refused, 422, "has no validation split (validation_size 0)")
     assert problem["invalid_params"][0]["name"] == "query.split"
+
+
+def test_a_validation_matrix_does_not_wait_on_itself_for_a_database_slot(tmp_path):
+    """It held a session (a database slot) while its predictions' read asked for another: with one slot,
+    GET confusion-matrix?split=validation hung for good."""
+    import asyncio
+
+    import httpx
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        data_dir=real_data_dir(),
+        download=False,
+        max_in_flight=1,
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        job = client.post("/jobs", json=SMALL | {"epochs": 1}).json()["id"]
+        run_worker(settings, once=True)
+
+    async def ask() -> int:
+        # asyncio's timeout cancels a hung request, which TestClient would wait on for good
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                path = f"/models/{job}/confusion-matrix?split=validation"
+                return (await asyncio.wait_for(client.get(path), 30)).status_code
+
+    assert asyncio.run(ask()) == 200

@@ -162,11 +162,12 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
 @router.get(
     "/{model}/confusion-matrix",
     response_model=ConfusionMatrixPublic,
-    responses=DATASET_UNAVAILABLE_DOC | {422: problem_doc("split=validation of a model without one")},
+    responses=DATASET_UNAVAILABLE_DOC
+    | {422: problem_doc("Invalid request, or split=validation of a model without a validation split")},
 )
 async def read_confusion_matrix(
     ref: ModelRefDep,
-    model: ModelDep,
+    database: DatabaseDep,
     inference: InferenceDep,
     split: Annotated[
         EvalSplit,
@@ -175,11 +176,9 @@ async def read_confusion_matrix(
 ) -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix (rows are the true class, columns the predicted one), and each class's
     precision, recall and F1 read from it."""
-    spec = job_spec(model.job)
-    if split == "validation":
-        matrix = (await _validation_matrix(ref.id, spec, inference)).tolist()
-    else:
-        matrix = model.confusion_test if split == "test" else model.confusion_train
+    # no session held across the predictions' read, which takes a database slot of its own
+    spec, stored = await database.run(_stored_matrix, ref.id, split)
+    matrix = stored if stored is not None else (await _validation_matrix(ref.id, spec, inference)).tolist()
     classes = DATASETS[spec.dataset].classes
     scores = class_scores(matrix)
     per_class = [
@@ -198,6 +197,15 @@ async def read_confusion_matrix(
         per_class=per_class,
         macro_average=ScoresPublic(**_defined(*scores.macro())),
     )
+
+
+def _stored_matrix(
+    session: Session, job_id: int, split: EvalSplit
+) -> tuple[TrainSpec, list[list[int]] | None]:
+    """The model's spec and its stored confusion matrix of train or test (None for validation)."""
+    model = trained_model(session, job_id)
+    stored = {"test": model.confusion_test, "train": model.confusion_train}.get(split)
+    return job_spec(model.job), stored
 
 
 async def _validation_matrix(model_id: int, spec: TrainSpec, inference: Inference) -> NDArray[np.int64]:
