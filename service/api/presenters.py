@@ -445,7 +445,14 @@ def differing(specs: list[TrainSpec]) -> list[str]:
     """The spec fields that set the models apart, in TrainSpec's order (TrainSpec.as_trained: not
     log_every, nor momentum between optimizers that do not use it)."""
     dumps = [spec.as_trained() for spec in specs]
-    return [field for field in dumps[0] if any(d[field] != dumps[0][field] for d in dumps[1:])]
+
+    def differs(field: str) -> bool:
+        values = [d[field] for d in dumps]
+        if field == "momentum":  # among those that use it: beside sgd, momentum is the optimizer's difference
+            values = [v for v in values if v is not None]
+        return any(v != values[0] for v in values[1:])
+
+    return [field for field in dumps[0] if differs(field)]
 
 
 def _show(field: str, value: Any) -> str:

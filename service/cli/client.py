@@ -690,7 +690,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     print(table(["", *(f"#{m['id']}" for m in models)], rows))
     chance_notes(models)
     if not result["differing"]:
-        print("(the same hyperparameters)", file=sys.stderr)
+        print("(no setting that shapes a model differs)", file=sys.stderr)
     return 0
 
 

@@ -444,5 +444,5 @@ def test_fields_that_do_not_shape_a_model_are_not_said_to_differ():
     assert differing([TrainSpec(**base, log_every=10), TrainSpec(**base, log_every=100)]) == []
     assert differing([TrainSpec(**base, momentum=0.5), TrainSpec(**base, momentum=0.9)]) == []
     heavy_ball = TrainSpec(**base, optimizer="momentum", learning_rate=0.1)
-    assert differing([TrainSpec(**base), heavy_ball]) == ["optimizer", "momentum"]
+    assert differing([TrainSpec(**base), heavy_ball]) == ["optimizer"]  # one change, not two
     assert differing([heavy_ball, heavy_ball.model_copy(update={"momentum": 0.5})]) == ["momentum"]

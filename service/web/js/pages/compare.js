@@ -137,7 +137,8 @@ function bestSummary({ by, order, tied, mixed }) {
 }
 
 // Settings that give a model more to learn from: a gap beside them may be theirs, whatever else differs.
-const MORE_TRAINING = ["train_limit", "epochs", "validation_size"];
+const MORE_TRAINING = ["train_limit", "epochs"];
+const listed = (words) => (words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} and ${words.at(-1)}`);
 
 /** Why the ranking cannot say which setting made the gap, when several differ at once. */
 function confounded(differing) {
@@ -145,7 +146,8 @@ function confounded(differing) {
   const more = differing.filter((f) => MORE_TRAINING.includes(f));
   return h("p", { id: "best-why", class: "muted" },
     `These models differ in ${differing.length} settings at once (${differing.join(", ")}): the gap is theirs together, and this comparison cannot say which of them made it. `,
-    more.length ? `${more.join(" and ")} change${more.length === 1 ? "s" : ""} how much they trained on, which alone moves accuracy. ` : "",
+    more.length ? `${listed(more)} change${more.length === 1 ? "s" : ""} how much they trained on, which alone moves accuracy. ` : "",
+    differing.includes("validation_size") ? "validation_size changes both the images they trained on and those that ranked them. " : "",
     "To see one setting's effect, sweep it with the others fixed (and several seeds).");
 }
 
@@ -248,7 +250,9 @@ function picker(models, chosen, from, schema) {
 }
 
 function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
-  const cell = (field) => (v) => h("td", null, showValue(v, schema.properties[field]));
+  // momentum is read by the momentum optimizer alone, as the job page's spec table says
+  const cell = (field) => (v, k) => h("td", null, field === "momentum" && cmp.data[k].spec.optimizer !== "momentum"
+    ? h("span", { class: "muted" }, "– (unused)") : showValue(v, schema.properties[field]));
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
   const top = (m) => m[by] != null && m[by] === best[by]; // the best's figure, or those tied at it
   const accuracy = (label, key) => h("tr", null, h("th", null, label), cmp.data.map((m) =>

@@ -84,6 +84,7 @@ function actions(job) {
 // An epoch's mean loss, drawn at the step where the epoch ended.
 export function epochLossTrace(job, epochs) {
   const perEpoch = (job.progress.steps || 0) / (job.spec.epochs || 1);
+  if (!perEpoch) return { name: "mean loss per epoch", x: [], y: [], showlegend: false }; // steps unknown (an old job)
   return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
 }
 

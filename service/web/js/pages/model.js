@@ -53,13 +53,15 @@ export async function modelPage(ctx, root) {
           h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…"))),
       provenanceSection(job)));
   const showMatrix = async () => {
-    const cm = await api.confusion(id, split.value);
-    if (!ctx.live) return;
+    const asked = split.value;
+    const current = () => ctx.live && split.value === asked; // a slower answer for an earlier choice is dropped
+    const cm = await api.confusion(id, asked);
+    if (!current()) return;
     fill($("#cell", root));
     fill($("#cm", root), confusionGrid(cm.matrix, cm.classes, (i, j, n, button) => showCell($("#cell", root), { id, dataset: model.dataset, split: cm.split, label: i, predicted: j, n, classes: cm.classes, show })));
     fill($("#scores", root), scoresTable(cm));
     const [surest, frequent] = await Promise.all([surestMistakes({ id, dataset: model.dataset, cm, show }), mistakes({ id, dataset: model.dataset, cm, show })]);
-    if (!ctx.live) return;
+    if (!current()) return;
     fill($("#surest", root), surest);
     fill($("#mistakes", root), frequent);
   };
