@@ -5,12 +5,12 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
 - A ranking reads validation accuracy. Runs without a validation split (validation_size 0) have only
   their test accuracy: they come after those with one, ranked by it, and `ranked_by` says so.
 - A configuration's runs (one per seed) give a mean, a sample standard deviation and a 95 %
-  Student's t confidence interval; a configuration is tied with the best when a t-test between their
-  accuracies gives p >= ALPHA: paired by seed where both ran the same two seeds or more (seed k gives
-  every configuration its data order and, where the network matches, its initial weights, so their
-  results move together), Welch's otherwise, on every run whose mean is shown; the same test gives the gap's 95 % interval, which says how
-  far apart the data leave them (p >= ALPHA with two seeds is no tie). Configurations without a succeeded run rank last; among
-  the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
+  Student's t confidence interval (clipped to [0, 1], and flagged so). A t-test weighs each against the
+  best: paired by seed where both ran the same two seeds or more (seed k gives every configuration its
+  data order and, where the network matches, its initial weights, so their results move together),
+  Welch's otherwise, on the runs whose means are shown. p >= ALPHA is `tied_with_best`, in words "can't
+  tell": with few seeds no tie, which the same test's 95 % interval of the gap shows.
+- Configurations without a succeeded run rank last; among the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
   survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
 """

@@ -761,8 +761,8 @@ def _p(value: float | None) -> str:
 
 
 def _versus_best(c: Json, rank: int) -> str:
-    # a configuration none of whose runs succeeded is best at nothing
     gap = c.get("gap_to_best")  # .get: an API older than the field
+    # a configuration none of whose runs succeeded is best at nothing
     return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]), gap and gap["difference"])
 
 
