@@ -10,8 +10,8 @@ Pure functions of accuracies and predictions; the API and bench/train.py present
   data order and, where the network matches, its initial weights, so their results move together),
   Welch's otherwise, on the runs whose means are shown. p >= ALPHA is `tied_with_best`, in words "can't
   tell": with few seeds no tie, which the same test's 95 % interval of the gap shows.
-- Configurations without a succeeded run rank last; among the rest, one whose runs failed on some seed ranks after those without a failure: the mean of its
-  survivors alone would flatter it.
+- Configurations without a succeeded run rank last; among the rest, one whose runs failed on some seed
+  ranks after those without a failure: the mean of its survivors alone would flatter it.
 - Two models compared image by image: McNemar's exact test on the images exactly one gets right.
 """
 
