@@ -17,25 +17,28 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic
+from typing import Annotated, Generic
 
 import numpy as np
+from fastapi import Query
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.database import Database
 from service.api.presenters import job_warning, require_trained, resolve_alias, trained_model
-from service.errors import ProblemError, dataset_unavailable
+from service.api.schemas import EvalSplit
+from service.errors import ProblemError, Responses, dataset_unavailable, invalid, problem_doc
 from service.lru import LRU, K, V
 from service.ml.data import DATASETS, DataError, Dataset, Labels, load_dataset
 from service.ml.evaluation import SplitPredictions, decode_predictions, predictions_of
 from service.ml.familiar import InputProfile
+from service.ml.metrics import confusion_matrix
 from service.ml.spec import SplitName, TrainSpec
-from service.ml.splits import image_uses
+from service.ml.splits import IMAGE_USES, image_uses
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
-from service.store.queries import get_predictions, trained_datasets
+from service.store.queries import get_predictions, job_spec, trained_datasets
 
 log = logging.getLogger("mlplab.api")
 
@@ -223,6 +226,19 @@ class Inference:
         """The model's predicted class for every image of a split."""
         return (await self.split_predictions(job_id, split)).predicted
 
+    async def confusion(self, job_id: int, split: EvalSplit) -> tuple[TrainSpec, list[list[int]]]:
+        """The model's spec and confusion matrix of a split: train's and test's as stored, validation's
+        counted from the stored predictions of train."""
+        # no session held across the predictions' read, which takes a database slot of its own
+        spec, stored = await self.database.run(_stored_matrix, job_id, split)
+        if stored is not None:
+            return spec, stored
+        require_validation(job_id, spec, "query.split")
+        labels = (await self.dataset(spec.dataset)).split("train").labels
+        held = await self.image_uses(spec, "train", labels) == IMAGE_USES.index("validation")
+        predicted = (await self.split_predictions(job_id, "train")).predicted
+        return spec, confusion_matrix(labels[held], predicted[held]).tolist()
+
     async def figure(self, key: tuple[object, ...], draw: Callable[[], Awaitable[bytes]]) -> bytes:
         """A figure's PNG, drawn once per key (the key names everything the figure depends on)."""
         return await self.figures.get(key, draw)
@@ -243,6 +259,30 @@ async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArra
             "are too large for its activations. Train it again with a smaller learning_rate.",
         )
     return probs
+
+
+# The split a model's figures and scores are read on: validation, the train images it held out.
+SplitQuery = Annotated[
+    EvalSplit, Query(description="validation: the images held out of train, which ranked the model")
+]
+NO_VALIDATION_DOC: Responses = {
+    422: problem_doc("Invalid request, or split=validation of a model without a validation split")
+}
+
+
+def require_validation(job_id: int, spec: TrainSpec, field: str) -> None:
+    """422 at `field` for a model that held no train images out for validation."""
+    if not spec.validation_size:
+        raise invalid(field, f"model {job_id} has no validation split (validation_size 0)")
+
+
+def _stored_matrix(
+    session: Session, job_id: int, split: EvalSplit
+) -> tuple[TrainSpec, list[list[int]] | None]:
+    """The model's spec and its stored confusion matrix of train or test (None for validation)."""
+    model = trained_model(session, job_id)
+    stored = {"test": model.confusion_test, "train": model.confusion_train}.get(split)
+    return job_spec(model.job), stored
 
 
 def _model_warning(session: Session, job_id: int) -> tuple[str | None]:

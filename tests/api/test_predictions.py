@@ -195,8 +195,13 @@ def test_the_validation_images_that_ranked_a_model_have_their_confusion_matrix_a
     wrong = client.get(f"/models/{model}/predictions/train", params=query).json()
     assert wrong["count"] == matrix.sum() - np.trace(matrix)
     assert {row["use"] for row in wrong["data"]} == {"validation"}
-    none = client.get(f"/models/{model}/predictions/test", params={"images": "validation"}).json()
-    assert none["count"] == 0  # the test file holds no validation image
+    # the test file holds no validation image: said, not an empty page
+    refused = client.get(f"/models/{model}/predictions/test", params={"images": "validation"})
+    assert assert_problem(refused, 422, "ask split train")["invalid_params"][0]["name"] == "query.images"
+    # the figure draws the matrix the JSON gives
+    figure = client.get(f"/models/{model}/confusion-matrix.png", params={"split": "validation"})
+    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+    assert figure.content != client.get(f"/models/{model}/confusion-matrix.png").content
 
 
 def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
@@ -206,9 +211,15 @@ def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
     with TestClient(create_app(settings)) as client:
         job = client.post("/jobs", json=SMALL | {"validation_size": 0, "epochs": 1}).json()["id"]
         run_worker(settings, once=True)
-        refused = client.get(f"/models/{job}/confusion-matrix", params={"split": "validation"})
-    problem = assert_problem(refused, 422, "has no validation split (validation_size 0)")
-    assert problem["invalid_params"][0]["name"] == "query.split"
+        asked = [
+            (f"/models/{job}/confusion-matrix", {"split": "validation"}),
+            (f"/models/{job}/confusion-matrix.png", {"split": "validation"}),
+            (f"/models/{job}/predictions/train", {"images": "validation"}),
+        ]
+        for path, query in asked:
+            refused = client.get(path, params=query)
+            problem = assert_problem(refused, 422, "has no validation split (validation_size 0)")
+            assert problem["invalid_params"][0]["name"] == f"query.{next(iter(query))}", path
 
 
 def test_a_validation_matrix_does_not_wait_on_itself_for_a_database_slot(tmp_path):

@@ -7,9 +7,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import numpy as np
 from fastapi import Body, Query, Response
-from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 from starlette.responses import StreamingResponse
 
@@ -23,7 +21,7 @@ from service.api.deps import (
     WriterDep,
     reader_router,
 )
-from service.api.inference import Inference
+from service.api.inference import NO_VALIDATION_DOC, SplitQuery
 from service.api.paging import PageLimit, PageOffset
 from service.api.presenters import (
     chance_warning,
@@ -38,7 +36,6 @@ from service.api.schemas import (
     AccuracyPublic,
     ClassScoresPublic,
     ConfusionMatrixPublic,
-    EvalSplit,
     JobPublic,
     ModelPublic,
     ModelsPublic,
@@ -50,13 +47,10 @@ from service.errors import (
     NOT_TRAINED_DOC,
     SUBMIT_DOCS,
     Responses,
-    invalid,
-    problem_doc,
 )
 from service.ml.data import DATASETS
-from service.ml.metrics import class_scores, confusion_matrix
-from service.ml.spec import DatasetName, TrainSpec
-from service.ml.splits import IMAGE_USES
+from service.ml.metrics import class_scores
+from service.ml.spec import DatasetName
 from service.selection import ranked_by
 from service.store.db import begin_write
 from service.store.models import TrainedModel
@@ -162,23 +156,14 @@ def read_accuracy(model: ModelDep) -> AccuracyPublic:
 @router.get(
     "/{model}/confusion-matrix",
     response_model=ConfusionMatrixPublic,
-    responses=DATASET_UNAVAILABLE_DOC
-    | {422: problem_doc("Invalid request, or split=validation of a model without a validation split")},
+    responses=DATASET_UNAVAILABLE_DOC | NO_VALIDATION_DOC,
 )
 async def read_confusion_matrix(
-    ref: ModelRefDep,
-    database: DatabaseDep,
-    inference: InferenceDep,
-    split: Annotated[
-        EvalSplit,
-        Query(description="validation: the images held out of train, which ranked the model"),
-    ] = "test",
+    ref: ModelRefDep, inference: InferenceDep, split: SplitQuery = "test"
 ) -> ConfusionMatrixPublic:
     """The 10x10 confusion matrix (rows are the true class, columns the predicted one), and each class's
     precision, recall and F1 read from it."""
-    # no session held across the predictions' read, which takes a database slot of its own
-    spec, stored = await database.run(_stored_matrix, ref.id, split)
-    matrix = stored if stored is not None else (await _validation_matrix(ref.id, spec, inference)).tolist()
+    spec, matrix = await inference.confusion(ref.id, split)
     classes = DATASETS[spec.dataset].classes
     scores = class_scores(matrix)
     per_class = [
@@ -197,26 +182,6 @@ async def read_confusion_matrix(
         per_class=per_class,
         macro_average=ScoresPublic(**_defined(*scores.macro())),
     )
-
-
-def _stored_matrix(
-    session: Session, job_id: int, split: EvalSplit
-) -> tuple[TrainSpec, list[list[int]] | None]:
-    """The model's spec and its stored confusion matrix of train or test (None for validation)."""
-    model = trained_model(session, job_id)
-    stored = {"test": model.confusion_test, "train": model.confusion_train}.get(split)
-    return job_spec(model.job), stored
-
-
-async def _validation_matrix(model_id: int, spec: TrainSpec, inference: Inference) -> NDArray[np.int64]:
-    """The confusion matrix of the validation images, from the model's stored predictions of train."""
-    if not spec.validation_size:
-        raise invalid("query.split", f"model {model_id} has no validation split (validation_size 0)")
-    labels = (await inference.dataset(spec.dataset)).split("train").labels
-    uses = await inference.image_uses(spec, "train", labels)
-    held = uses == IMAGE_USES.index("validation")
-    predicted = (await inference.split_predictions(model_id, "train")).predicted
-    return confusion_matrix(labels[held], predicted[held])
 
 
 def _defined(precision: float, recall: float, f1: float) -> dict[str, float | None]:

@@ -21,7 +21,7 @@ from service.api.deps import (
     ModelRefsDep,
     reader_router,
 )
-from service.api.inference import CHUNK, Inference, first_mistakes
+from service.api.inference import CHUNK, NO_VALIDATION_DOC, Inference, SplitQuery, first_mistakes
 from service.api.params import DIGITS
 from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained, trained_model
 from service.api.schemas import MAX_CURVE_POINTS
@@ -101,21 +101,26 @@ async def _figure(
     return await inference.figure(key, draw)
 
 
-def _confusion(session: Session, job_id: int, split: SplitName) -> Callable[[], bytes]:
-    model = trained_model(session, job_id)
-    spec = job_spec(model.job)
-    matrix = model.confusion_test if split == "test" else model.confusion_train
-    title = f"model {model.job_id}, {split} split: {_spaced(spec.name)}"
-    return partial(plots.confusion_matrix_png, matrix, DATASETS[spec.dataset].classes, title=title)
-
-
-@router.get("/models/{model}/confusion-matrix.png", response_class=Response, responses=FIGURE_DOC)
+@router.get(
+    "/models/{model}/confusion-matrix.png",
+    response_class=Response,
+    responses=DATASET_FIGURE_DOC | NO_VALIDATION_DOC,
+)
 async def confusion_matrix_png(
-    ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, split: SplitName = "test"
+    ref: ModelRefDep,
+    inference: InferenceDep,
+    split: SplitQuery = "test",
 ) -> Response:
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
-    key = ("confusion", ref.id, split)
-    return png_response(await _figure(inference, key, database, _confusion, ref.id, split), ref.headers)
+
+    async def draw() -> bytes:
+        with plots.DRAWING.gathering_data():
+            spec, matrix = await inference.confusion(ref.id, split)
+        title = f"model {ref.id}, {split} split: {_spaced(spec.name)}"
+        classes = DATASETS[spec.dataset].classes
+        return await run_in_threadpool(plots.confusion_matrix_png, matrix, classes, title=title)
+
+    return png_response(await inference.figure(("confusion", ref.id, split), draw), ref.headers)
 
 
 def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep, reader_router
 from service.api.guard import allow_body
-from service.api.inference import predict_proba
+from service.api.inference import NO_VALIDATION_DOC, predict_proba, require_validation
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS
 from service.api.presenters import dataset_image, json_response
@@ -263,7 +263,7 @@ async def predict_split_image(
 @router.get(
     "/{model}/predictions/{split}",
     response_model=OutcomesPublic,
-    responses=DATASET_UNAVAILABLE_DOC,
+    responses=DATASET_UNAVAILABLE_DOC | NO_VALIDATION_DOC,
 )
 async def predictions_by_outcome(
     ref: ModelRefDep,
@@ -289,7 +289,7 @@ async def predictions_by_outcome(
         Query(
             description="'counted': the images its accuracy and confusion matrix count (on train, those it "
             "trained on); 'all': every image of the split, each with its use; 'validation': the train "
-            "images held out to rank it (none on test), as confusion-matrix?split=validation counts them"
+            "images held out to rank it (split train only), as confusion-matrix?split=validation counts them"
         ),
     ] = "counted",
     offset: PageOffset = 0,
@@ -298,6 +298,10 @@ async def predictions_by_outcome(
     """Images of a split by true and predicted class: label=3&predicted=5 lists a confusion-matrix cell,
     correct=false&order=confidence the mistakes the model is surest of."""
     weights, data = await inference.model_and_data(ref.id)
+    if images == "validation":
+        if split != "train":
+            raise invalid("query.images", "validation images are train images held out: ask split train")
+        require_validation(ref.id, weights.spec, "query.images")
     labels = data.split(split)[1]
     known = await inference.split_predictions(ref.id, split)
     guesses = known.predicted
