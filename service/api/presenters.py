@@ -38,7 +38,16 @@ from service.settings import Settings
 from service.store.aliases import move_alias
 from service.store.db import begin_write
 from service.store.jobs import enqueue_job
-from service.store.models import Alias, AliasAction, EpochMetric, Job, JobStatus, Study, TrainedModel
+from service.store.models import (
+    Alias,
+    AliasAction,
+    EpochMetric,
+    Job,
+    JobStatus,
+    Study,
+    StudyStatus,
+    TrainedModel,
+)
 from service.store.queries import (
     MAX_INTEGER,
     alias_target,
@@ -317,6 +326,8 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
     counts = dict.fromkeys(JobStatus, 0)
     for job in jobs:
         counts[job.status] += 1
+    ended = study.status != StudyStatus.running
+    modelled = counts[JobStatus.succeeded] + counts[JobStatus.pruned] if ended else None
     return StudyPublic(
         id=study.id,
         status=study.status,
@@ -327,7 +338,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         best=None if best_id is None else trials.get(best_id),
         epochs_trained=study_epochs(session, study.id),
         counts=counts,
-        sampler_note=sampler_note(config),
+        sampler_note=sampler_note(config, modelled),
     )
 
 

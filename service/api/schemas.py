@@ -763,7 +763,8 @@ class StudyPublic(Answer):
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
     sampler_note: str | None = Field(
         description="Set when the sampler cannot do what it is named for in this study: a TPE study of "
-        f"{TPE_RANDOM_TRIALS} trials or fewer never leaves TPE's random first trials."
+        f"{TPE_RANDOM_TRIALS} trials or fewer never leaves TPE's random first trials, nor does one that ended "
+        f"with fewer than {TPE_RANDOM_TRIALS} trials succeeded or pruned."
     )
 
 

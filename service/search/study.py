@@ -114,15 +114,23 @@ TPE_RANDOM_TRIALS = (
 )
 
 
-def sampler_note(study: StudyCreate) -> str | None:
+def sampler_note(study: StudyCreate, modelled: int | None = None) -> str | None:
     """What the named sampler does not do for this study, or None: a TPE study that ends within its random
-    trials is a random search."""
-    if study.sampler != "tpe" or study.trials > TPE_RANDOM_TRIALS:
+    trials is a random search, and so is one ended with fewer trials to model (`modelled`: those that
+    succeeded or were pruned; None while it runs) than TPE waits for."""
+    if study.sampler != "tpe":
         return None
-    return (
-        f"TPE draws its first {TPE_RANDOM_TRIALS} trials at random and models the results only after them: "
-        f"with {counted(study.trials, 'trial')} this study is a random search"
-    )
+    if study.trials <= TPE_RANDOM_TRIALS:
+        return (
+            f"TPE draws its first {TPE_RANDOM_TRIALS} trials at random and models the results only after them: "
+            f"with {counted(study.trials, 'trial')} this study is a random search"
+        )
+    if modelled is not None and modelled < TPE_RANDOM_TRIALS:
+        return (
+            f"TPE models the results only once {TPE_RANDOM_TRIALS} trials have succeeded or been pruned; "
+            f"{counted(modelled, 'trial')} of this study did, so every trial was drawn at random"
+        )
+    return None
 
 
 def _tpe(study: StudyCreate, n_trials: int) -> BaseSampler:

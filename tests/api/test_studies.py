@@ -323,6 +323,29 @@ def test_a_failed_trial_says_why_in_its_study(client, settings):
     assert (trial["status"], trial["error"]) == ("failed", "training diverged: the loss is nan at epoch 1")
 
 
+def test_a_tpe_study_whose_trials_failed_says_it_never_left_the_random_ones(client, settings):
+    """TPE models only trials that succeeded or were pruned: with most failing, a study of 12 named tpe
+    ended a random search, and said nothing."""
+    study_id = client.post("/studies", json=STUDY | {"sampler": "tpe", "trials": 12}).json()["id"]
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        for n in range(12):
+            job = claim_job(s, "w")
+            assert job is not None, n
+            if n < 3:
+                finish_job(s, job.id, "w", result(validation_accuracy=0.9))
+            else:
+                fail_job(s, job.id, "w", "training diverged: the loss is nan at epoch 1")
+            assert client.get(f"/studies/{study_id}").json()["sampler_note"] is None  # said once it ends
+    engine.dispose()
+    study = client.get(f"/studies/{study_id}").json()
+    assert study["status"] == "finished"
+    assert study["sampler_note"] == (
+        "TPE models the results only once 10 trials have succeeded or been pruned; 3 trials of this study "
+        "did, so every trial was drawn at random"
+    )
+
+
 def test_a_grid_cannot_be_extended_past_its_points(client, settings):
     grid = {"learning_rate": {"choice": [0.01, 0.1]}, "activation": {"choice": ["tanh", "relu"]}}
     study_id = client.post("/studies", json=STUDY | {"space": grid, "sampler": "grid", "trials": 3}).json()[
