@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .data import Indices, Labels
-from .spec import TrainSpec
+from .spec import SplitName, TrainSpec
 
 VALIDATION_SEED = 0
 # What a model did with an image of its dataset: trained on it, held it out to validate on, left it out
@@ -65,8 +65,15 @@ def training_indices(labels: Labels, spec: TrainSpec, validation: Indices | None
 
 def scored_indices(labels: Labels, spec: TrainSpec, split: str) -> Indices:
     """The images of a split that its accuracy and confusion matrix count: on train those trained on
-    (not the validation images), on test every one."""
+    (not the validation images), on test every one, on validation (`labels` the train file's) those held out."""
+    if split == "validation":
+        return validation_indices(labels, spec.validation_size)
     return np.flatnonzero(counted(image_uses(labels, spec, split))).astype(np.int64)
+
+
+def file_of(split: str) -> SplitName:
+    """The dataset file a split's images are in: validation's are held out of train."""
+    return "test" if split == "test" else "train"
 
 
 def counted(uses: NDArray[np.int8]) -> NDArray[np.bool_]:

@@ -188,8 +188,6 @@ def test_figures_refuse_unknown_untrained_and_invalid(world):
             == "There is no model 999999."
         )
         assert "is queued" in assert_problem(client.get(f"/models/{ids['queued']}/{figure}"), 409)["detail"]
-    for figure in ("confusion-matrix.png", "mistakes.png"):
-        assert_problem(client.get(f"/models/{ids['a']}/{figure}", params={"split": "validation"}), 422)
     for limit in (0, 101):
         problem = assert_problem(client.get(f"/models/{ids['a']}/mistakes.png", params={"limit": limit}), 422)
         assert problem["invalid_params"][0]["name"] == "query.limit"

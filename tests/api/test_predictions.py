@@ -198,10 +198,11 @@ def test_the_validation_images_that_ranked_a_model_have_their_confusion_matrix_a
     # the test file holds no validation image: said, not an empty page
     refused = client.get(f"/models/{model}/predictions/test", params={"images": "validation"})
     assert assert_problem(refused, 422, "ask split train")["invalid_params"][0]["name"] == "query.images"
-    # the figure draws the matrix the JSON gives
-    figure = client.get(f"/models/{model}/confusion-matrix.png", params={"split": "validation"})
-    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
-    assert figure.content != client.get(f"/models/{model}/confusion-matrix.png").content
+    # as figures too: the matrix, and the mistakes
+    for figure in ("confusion-matrix.png", "mistakes.png"):
+        drawn = client.get(f"/models/{model}/{figure}", params={"split": "validation"})
+        assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png", figure
+        assert drawn.content != client.get(f"/models/{model}/{figure}").content, figure
 
 
 def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
@@ -214,6 +215,7 @@ def test_a_model_without_a_validation_split_has_no_validation_matrix(tmp_path):
         asked = [
             (f"/models/{job}/confusion-matrix", {"split": "validation"}),
             (f"/models/{job}/confusion-matrix.png", {"split": "validation"}),
+            (f"/models/{job}/mistakes.png", {"split": "validation"}),
             (f"/models/{job}/predictions/train", {"images": "validation"}),
         ]
         for path, query in asked:

@@ -22,6 +22,7 @@ from service.api.deps import (
     reader_router,
     resolve_model,
 )
+from service.api.inference import require_validation
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS
 from service.api.presenters import png_response
@@ -36,7 +37,7 @@ from service.api.schemas import (
 from service.errors import DATASET_UNAVAILABLE_DOC, NOT_TRAINED_DOC, invalid
 from service.ml.data import Dataset
 from service.ml.spec import SplitName
-from service.ml.splits import scored_indices, validation_indices
+from service.ml.splits import file_of, scored_indices
 from service.selection import ALPHA, Disagreement, disagreement, p_text
 
 router = reader_router("compare", "/compare", responses=NOT_TRAINED_DOC | DATASET_UNAVAILABLE_DOC)
@@ -93,24 +94,17 @@ async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: EvalSpl
         raise invalid(
             "query.b", f"model {ref_b.id} was trained on {dataset_b}, model {ref_a.id} on {dataset_a}"
         )
-    unvalidated = next(
-        (ref.id for ref, s in ((ref_a, spec_a), (ref_b, spec_b)) if not s.validation_size), None
-    )
-    if split == "validation" and unvalidated is not None:
-        raise invalid("query.split", f"model {unvalidated} has no validation split (validation_size 0)")
-    file: SplitName = "test" if split == "test" else "train"
+    if split == "validation":
+        for ref, spec in ((ref_a, spec_a), (ref_b, spec_b)):
+            require_validation(ref.id, spec, "query.split")
+    file = file_of(split)
     data = await inference.dataset(dataset_a)
     truth = data.split(file).labels
     pred_a = await inference.predicted_labels(ref_a.id, file)
     pred_b = await inference.predicted_labels(ref_b.id, file)
-    if split == "validation":  # largest-remainder quotas do not nest: a smaller split is not always inside
-        held = (
-            validation_indices(truth, spec_a.validation_size),
-            validation_indices(truth, spec_b.validation_size),
-        )
-        counted = np.intersect1d(*held)
-    else:  # on train, the images both trained on: as each one's train accuracy counts, none it held out
-        counted = np.intersect1d(scored_indices(truth, spec_a, file), scored_indices(truth, spec_b, file))
+    # the images both count: on train none either held out; on validation those both held out (largest
+    # remainder quotas do not nest: a smaller validation split is not always inside a larger one)
+    counted = np.intersect1d(scored_indices(truth, spec_a, split), scored_indices(truth, spec_b, split))
     result = disagreement(truth[counted], pred_a[counted], pred_b[counted], len(data.classes))
     return Compared(ref_a, ref_b, split, file, data, truth, pred_a, pred_b, counted, result)
 

@@ -23,13 +23,12 @@ from service.api.deps import (
 )
 from service.api.inference import CHUNK, NO_VALIDATION_DOC, Inference, SplitQuery, first_mistakes
 from service.api.params import DIGITS
-from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained, trained_model
-from service.api.schemas import MAX_CURVE_POINTS
+from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained
+from service.api.schemas import MAX_CURVE_POINTS, EvalSplit
 from service.errors import NOT_TRAINED_DOC, Responses, problem_doc, problem_response
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
-from service.ml.spec import SplitName
-from service.ml.splits import scored_indices
+from service.ml.splits import file_of, scored_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_loss_curve, job_spec
@@ -163,23 +162,16 @@ async def compare_png(
     return png_response(figure)
 
 
-def _mistakes_made(session: Session, job_id: int, split: SplitName) -> int:
-    """How many images of the split the model gets wrong, from its stored confusion matrix."""
-    model = trained_model(session, job_id)
-    matrix = np.asarray(model.confusion_test if split == "test" else model.confusion_train)
-    return int(matrix.sum() - np.trace(matrix))
-
-
 def _mistakes(
     job_id: int,
     weights: Weights,
     data: Dataset,
-    split: SplitName,
+    split: EvalSplit,
     limit: int,
     total: int,
     known: SplitPredictions | None,
 ) -> Callable[[], bytes]:
-    images, truth = data.split(split)
+    images, truth = data.split(file_of(split))
     shown_from = scored_indices(truth, weights.spec, split)
     wanted, scanned = min(limit, total), len(shown_from)
     if known is not None:
@@ -198,12 +190,15 @@ def _mistakes(
     )
 
 
-@router.get("/models/{model}/mistakes.png", response_class=Response, responses=DATASET_FIGURE_DOC)
+@router.get(
+    "/models/{model}/mistakes.png",
+    response_class=Response,
+    responses=DATASET_FIGURE_DOC | NO_VALIDATION_DOC,
+)
 async def mistakes_png(
     ref: ModelRefDep,
-    database: DatabaseDep,
     inference: InferenceDep,
-    split: SplitName = "test",
+    split: SplitQuery = "test",
     limit: Annotated[int, Query(ge=1, le=100, description="Most images shown"), DIGITS] = 36,
 ) -> Response:
     """Misclassified images of a split in index order, each captioned 'true → predicted'."""
@@ -213,8 +208,9 @@ async def mistakes_png(
     async def draw() -> bytes:
         with plots.DRAWING.gathering_data():  # looking for mistakes costs more than drawing them
             weights, data = await inference.model_and_data(job_id)
-            total = await database.run(_mistakes_made, job_id, split)
-            known = await inference.known_predictions(job_id, split)
+            matrix = np.asarray((await inference.confusion(job_id, split))[1])
+            total = int(matrix.sum() - np.trace(matrix))
+            known = await inference.known_predictions(job_id, file_of(split))
             drawing = await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
         return await run_in_threadpool(drawing)
 
