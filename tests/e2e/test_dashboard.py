@@ -930,7 +930,7 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
     svc = start_service(tmp_path)
     try:
         with svc.client() as client:
-            job = client.post("/jobs", json=SMALL_JSON | {"train_limit": 20_000, "epochs": 3}).json()["id"]
+            job = client.post("/jobs", json=SMALL_JSON | {"train_limit": 20_000, "epochs": 4}).json()["id"]
         with watched_page(browser, svc.url) as w:
             rendered(w.page, f"/#/jobs/{job}")
             started = "table.facts tr:has(th:text-is('started')) td"
@@ -940,6 +940,18 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
             w.page.wait_for_selector("h1 [data-status]:text-is('running')", timeout=60_000)
             wait_for(lambda: w.page.inner_text(started) != "–", 30, "its start shown")
             assert w.page.locator("table.facts th:text-is('ETA')").count() == 1
+            # each epoch's mean loss is drawn as the epoch ends, as the reloaded page draws them
+            seen = w.page.wait_for_function(
+                """() => {
+                  const status = document.querySelector('h1 [data-status]')?.textContent;
+                  const epochs = document.querySelector('#accuracy-chart')?.data?.[0]?.x.length ?? 0;
+                  const means = document.querySelector('#loss-chart')?.data?.[1]?.x.length ?? 0;
+                  if (status !== 'running') return status;
+                  return epochs >= 1 && means === epochs && 'live';
+                }""",
+                timeout=120_000,
+            ).json_value()
+            assert seen == "live"
             w.page.wait_for_selector("h1 [data-status]:text-is('succeeded')", timeout=120_000)
             w.assert_clean()
     finally:

@@ -176,12 +176,12 @@ export async function parallelChart(el, dimensions, accuracy, { signal, height =
   return el;
 }
 
-/** Add points to a chart's traces as they arrive: extend(el, [[x...], ...], [[y...], ...]); a loss
- * axis is labelled anew when a point falls outside it. */
-export async function extend(el, xs, ys) {
+/** Add points to a chart's traces as they arrive: extend(el, [[x...], ...], [[y...], ...]) to its first
+ * traces, or to those `traces` names; a loss axis is labelled anew when a point falls outside it. */
+export async function extend(el, xs, ys, traces = xs.map((_, i) => i)) {
   const Plotly = await plotly();
   if (!el.data) return;
-  Plotly.extendTraces(el, { x: xs, y: ys }, xs.map((_, i) => i));
+  Plotly.extendTraces(el, { x: xs, y: ys }, traces);
   const axis = el.layout.yaxis;
   const outside = (y) => y > 0 && (Math.log10(y) < axis.range[0] || Math.log10(y) > axis.range[1]);
   if (axis.type === "log" && axis.tickvals && ys.flat().some(outside)) {

@@ -81,10 +81,13 @@ function actions(job) {
   return [cancel, problem];
 }
 
+// Steps an epoch takes, where an epoch's mean loss is drawn at its end (0: unknown, an old job's).
+const stepsPerEpoch = (job) => (job.progress.steps || 0) / (job.spec.epochs || 1);
+
 // An epoch's mean loss, drawn at the step where the epoch ended.
 export function epochLossTrace(job, epochs) {
-  const perEpoch = (job.progress.steps || 0) / (job.spec.epochs || 1);
-  if (!perEpoch) return { name: "mean loss per epoch", x: [], y: [], showlegend: false }; // steps unknown (an old job)
+  const perEpoch = stepsPerEpoch(job);
+  if (!perEpoch) return { name: "mean loss per epoch", x: [], y: [], showlegend: false };
   return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
 }
 
@@ -128,6 +131,8 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
   source.addEventListener("epoch", (e) => {
     const ep = JSON.parse(e.data);
     if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, ACCURACIES.map(() => [ep.epoch]), epochAccuracies(ep));
+    const end = ep.epoch * stepsPerEpoch(state);
+    if (end > (lossChart.data?.[1]?.x.at(-1) ?? 0)) extend(lossChart, [[end]], [[ep.loss]], [1]);
   });
   source.addEventListener("end", () => {
     source.close();
