@@ -558,7 +558,11 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     assert rows.first.locator(".errorbar .range").count() == 1
     # the legend says what the test says: one uncorrected test, no "real difference" nor proven tie;
     # both configurations ran seeds 0 and 1, so it is paired
-    caption = page.locator(f"[data-sweep='{sweep_id}'] .sweep-legend").inner_text()
+    legend = page.locator(f"[data-sweep='{sweep_id}'] .sweep-legend")
+    caption = legend.inner_text()
+    # a screen reader reads it with the table, as it did when it was the table's caption
+    table = page.locator(f"[data-sweep='{sweep_id}'] table.sweep-configurations")
+    assert table.get_attribute("aria-describedby") == legend.get_attribute("id")
     assert (
         "vs best, by a paired t-test against the best on the seeds both ran: can't tell (p ≥ 0.05)" in caption
     )

@@ -164,8 +164,9 @@ function configurationsTable(s, spec) {
     m.ci_low == null ? null : h("span", { class: "range", style: { left: at(m.ci_low), width: `calc(${at(m.ci_high)} - ${at(m.ci_low)})` } }),
     h("span", { class: "mean", style: { left: at(m.mean) } }));
   // the legend outside the scrolling box: as the table's caption, a phone cut every line of it
-  return [h("p", { class: ["muted", "sweep-legend"] }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, versusNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
-    h("div", { class: "scroll" }, h("table", { class: "sweep-configurations" },
+  const legend = `sweep-legend-${s.id}`; // read out with the table, as its caption was
+  return [h("p", { class: ["muted", "sweep-legend"], id: legend }, `Configurations, best first by mean ${s.ranked_by}; mean (95 % CI). `, versusNote(s), cutNote(s) ? ` ${cutNote(s)}` : null),
+    h("div", { class: "scroll" }, h("table", { class: "sweep-configurations", "aria-describedby": legend },
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "vs best", "gap (95 % CI)"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
     h("tbody", null, measured.map((c, k) => h("tr", null,
