@@ -1,6 +1,7 @@
-# The two commands: `make run` (API + one worker on 127.0.0.1:$(PORT), SQLite) and `make test`.
+# The two commands: `make run` (API + one worker on 127.0.0.1:8000, or PORT, SQLite) and `make test`.
 # For the edit-test loop: `make test-fast` (the suite less its `slow` tests) and `make lint`.
-PORT ?= 8000
+# empty: mlplab dev reads MLPLAB_PORT (.env too), 8000 by default
+PORT ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/mlplab dev --port $(PORT)
+	$(VENV)/bin/mlplab dev $(if $(PORT),--port $(PORT))
 
 # .ci/deps installs the Debian packages the tests drive (chromium, PostgreSQL, ...) when missing,
 # starts PostgreSQL and prints the URL its tests read.

@@ -306,7 +306,7 @@ class EpochPoint(Answer):
 
 
 class ModelPublic(Answer):
-    """One entry of the notebook's dictionary of trained models."""
+    """A trained model: its hyperparameters and accuracies (a succeeded job's, under the job's id)."""
 
     id: int
     name: str

@@ -93,7 +93,7 @@ class TrainSpec(BaseModel):
     activation: Activation = Field("sigmoid", description="Hidden-layer activation.")
     init: Init = Field(
         "glorot",
-        description="zeros; random = N(0, 1) as in the notebook; glorot = U(±sqrt(6/(fan_in+fan_out))); "
+        description="zeros; random = N(0, 1); glorot = U(±sqrt(6/(fan_in+fan_out))); "
         "he = N(0, 2/fan_in). Biases start at 0.",
     )
     optimizer: Optimizer = Field("sgd", description="sgd, momentum (heavy ball) or adam.")
@@ -124,7 +124,7 @@ class TrainSpec(BaseModel):
         le=MAX_VALIDATION_SIZE,
         description="Training images held out to validate on and rank by: the same images for every job "
         "of the dataset whatever its seed, stratified by class (README, 'Weight format'); train_limit "
-        "applies to the rest. 0 trains on every image, as the notebook did, and ranks by test accuracy.",
+        "applies to the rest. 0 trains on every image and ranks by test accuracy.",
     )
     early_stopping: EarlyStopping | None = Field(
         None,

@@ -240,7 +240,7 @@ async def predict_split_image(
     inference: InferenceDep,
     monitoring: MonitoringDep,
 ) -> ImagePredictionPublic:
-    """The notebook's per-image check: one image of a split, its label, and the model's prediction."""
+    """One image of a split, its label, and the model's prediction of it."""
     weights, data = await inference.model_and_data(ref.id)
     image, label = dataset_image(data, split, index)
     p = (await predict_proba(weights, image[None, :]))[0]
