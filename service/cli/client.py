@@ -725,7 +725,8 @@ BAR_WIDTH = 21  # characters of a configuration's interval bar
 
 def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple[str, list[str]]:
     """Each summary's 95 % interval as a bar on one scale shared by all ('·····━━●━━·····'; '●' alone
-    for one run), and that scale as a header ('95% CI 91.20-93.40%'; without an interval, 'MEAN ...')."""
+    for one run), and that scale as a header ('95% CI, AXIS 91.20 TO 93.40%': the bars' ends, no interval's;
+    without an interval, 'MEAN, AXIS ...')."""
     known = [x for x in summaries if x is not None]
     name = "95% CI" if _has_interval(summaries) else "MEAN"
     if not known:
@@ -746,7 +747,7 @@ def interval_bars(summaries: list[Json | None], width: int = BAR_WIDTH) -> tuple
         cells[at(x["mean"])] = "●"
         return "".join(cells)
 
-    return f"{name} {100 * low:.2f}-{100 * high:.2f}%", [bar(x) for x in summaries]
+    return f"{name}, AXIS {100 * low:.2f} TO {100 * high:.2f}%", [bar(x) for x in summaries]
 
 
 def _has_interval(summaries: Sequence[Json | None]) -> bool:
@@ -777,11 +778,13 @@ def _configurations_table(sweep: Json) -> str:
     configurations = sweep["configurations"]
     ranking = "validation_accuracy" if sweep["ranked_by"].startswith("validation") else "test_accuracy"
     scale, bars = interval_bars([c[ranking] for c in configurations])
+    near_chance = {j["id"] for j in sweep["jobs"] if j.get("near_chance")}
     rows = [
         [
             ", ".join(f"{k}={cell(v, k)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
             c["n"],
-            _mean_ci(c["validation_accuracy"]),
+            # its jobs' notes say which run learned nothing: its gap to the best is no measured effect
+            _mean_ci(c["validation_accuracy"]) + (" !" if near_chance & set(c["jobs"]) else ""),
             bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else seconds_figure(c["seconds"]),
@@ -908,10 +911,15 @@ def cmd_sweeps(client: ApiClient, args: argparse.Namespace) -> int:
         return list_sweeps(client)
     sweep = client.get(f"/sweeps/{quote(args.sweep_id, safe='')}")
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
+    _sweep_report(sweep)
+    return 0
+
+
+def _sweep_report(sweep: Json) -> None:
+    """A sweep's tables, what each '!' means, and what ranks it."""
     print(_sweep_table(sweep))
     chance_notes(sweep["jobs"])
     _ranked_note(sweep)
-    return 0
 
 
 def _when(text: str | None) -> datetime | None:
@@ -1054,8 +1062,7 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
         print(f"next: mlplab sweeps {sweep['id']} (its ranking once its jobs end)", file=sys.stderr)
         return 0
     sweep = _watch_sweep(client, sweep, args.interval)
-    print(_sweep_table(sweep))
-    _ranked_note(sweep)
+    _sweep_report(sweep)
     return 0 if sweep["status"][JobStatus.succeeded] else 1
 
 

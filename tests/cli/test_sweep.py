@@ -105,6 +105,11 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     ]
     assert "queued" not in out and out.splitlines()[0] == f"sweep {sweep['id']}: 3 jobs"
     assert f"next: mlplab compare {' '.join(map(str, ranked))}" in err
+    # the run that learned nothing is flagged in both tables and said why: no 'behind' taken as measured
+    stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
+    assert f"! {stuck}: " in err and "near chance" in err
+    flagged = [line for line in out.splitlines() if "learning_rate=1e-06" in line]
+    assert len(flagged) == 2 and all(" !" in line for line in flagged), out
 
     # jobs --sweep: best first, as the sweep ranks them; models: schedule, train limit, validation
     status, out, err = mlplab(capsys, "jobs", "--sweep", sweep["id"])
@@ -131,7 +136,6 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
         assert row[9] == "constant" and row[13] == "500"
         assert (row[8], row[12]) == (f"{model['l2']:g}", str(model["seed"]))  # replicates told apart
         assert row[15] == f"{model['validation_accuracy']:.2%}"
-    stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
     assert f"! {stuck}: " in err  # the model that learned nothing, flagged
     assert mlplab(capsys, "models", "--dataset", "mnist")[1] == out  # all of them learned MNIST
     status, out, _ = mlplab(capsys, "models", "--dataset", "fashion-mnist")
@@ -149,10 +153,11 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     header, *rows = out.split("\n\n")[0].splitlines()[1:]  # under "sweep ID: 6 jobs"
     low = min(c["validation_accuracy"]["ci_low"] for c in ranked)
     high = max(c["validation_accuracy"]["ci_high"] for c in ranked)
-    assert f"95% CI {100 * low:.2f}-{100 * high:.2f}%" in header and "TEST (FINAL, 95% CI)" in header
+    assert f"95% CI, AXIS {100 * low:.2f} TO {100 * high:.2f}%" in header and "TEST (FINAL, 95% CI)" in header
     means = []
     for row, c in zip(rows, ranked, strict=True):
-        cells, v, t = row.split(), c["validation_accuracy"], c["test_accuracy"]
+        # "!": a configuration with a run near chance (a few steps at lr 0.02 can learn little)
+        cells, v, t = [x for x in row.split() if x != "!"], c["validation_accuracy"], c["test_accuracy"]
         assert cells[:4] == [
             f"learning_rate={c['hyperparameters']['learning_rate']:g}",
             "3",
@@ -193,7 +198,7 @@ def test_interval_bars_share_one_scale():
     one = {"mean": 0.5, "ci_low": None, "ci_high": None}
     wide = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
     scale, bars = client.interval_bars([wide, one, None], width=5)
-    assert scale == "95% CI 40.00-60.00%"
+    assert scale == "95% CI, AXIS 40.00 TO 60.00%"  # the bars' axis: read as no interval
     assert bars == ["━━●━━", "··●··", "-"]
 
 
@@ -268,7 +273,7 @@ def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, caps
     wide = _configuration(0.1, [1, 2], _summary(0.583, 0.151, 1.015), _summary(0.40, -0.1249, 0.9249))
     narrow = _configuration(0.3, [3, 4], _summary(0.5, 0.45, 0.55), _summary(0.5, 0.45, 0.55), 0.3, True)
     (header, best, _), err = _served_sweep(elsewhere, capsys, [wide, narrow])
-    assert "95% CI 15.10-100.00%" in header
+    assert "95% CI, AXIS 15.10 TO 100.00%" in header
     assert best.split()[2:4] == ["58.30%", "(15.10-100.00)*"] and best.split()[5:7] == [
         "40.00%",
         "(0.00-92.49)*",
@@ -287,7 +292,7 @@ def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
         _configuration(0.3, [2], _summary(0.5), _summary(0.49)),
     ]
     (header, *_), err = _served_sweep(elsewhere, capsys, one)
-    assert "CI" not in header and "MEAN 50.00-58.30%" in header and "TEST (FINAL)" in header
+    assert "CI" not in header and "MEAN, AXIS 50.00 TO 58.30%" in header and "TEST (FINAL)" in header
     assert "VS BEST" not in err
 
 
