@@ -809,6 +809,23 @@ def test_a_model_near_chance_is_flagged_on_its_pages(page, service):
     shot(page.locator(f"tr[data-job='{job['id']}']"), "13-near-chance-in-the-list")
 
 
+def test_a_sweep_page_marks_the_configuration_whose_run_learned_nothing(page, service):
+    """A setting whose run stayed at chance read "behind (p = ...)" beside its gap as if measured."""
+    body = {"base": SMALL_JSON | {"validation_size": 1000}, "grid": {"learning_rate": [0.1, 1e-6]}}
+    with service.client() as client:
+        sweep = client.post("/sweeps", json=body).json()
+        done = {job["id"]: service.wait_job(client, job["id"]) for job in sweep["jobs"]}
+        configurations = client.get(f"/sweeps/{sweep['id']}").json()["configurations"]
+    stuck = [c["jobs"][0] for c in configurations if done[c["jobs"][0]]["near_chance"]]
+    assert len(stuck) == 1 and done[stuck[0]]["spec"]["learning_rate"] == 1e-6
+    rendered(page, f"/#/sweeps/{sweep['id']}")
+    rows = page.locator("#configurations tbody tr")
+    marked = [rows.nth(k).locator(".chance-mark").count() for k in range(2)]
+    assert marked == [int(stuck[0] in c["jobs"]) for c in configurations]
+    mark = page.locator("#configurations .chance-mark")
+    assert mark.get_attribute("title") == done[stuck[0]]["warning"]
+
+
 def test_addresses_past_the_list_or_of_a_long_id_say_what_is_not_there(browser, idle):  # noqa: F811
     """An offset past the last job, and an id longer than 15 digits: what the API says, never "1,000,000–999,999"
     nor "No page is called"."""

@@ -218,7 +218,9 @@ function configurationsTable(sweep, spec) {
       const best = i === 0 && c.n > 0 && !tied;
       return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
         h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
-        h("td", { class: "nowrap" }, ci(c.validation_accuracy)), h("td", { class: "nowrap" }, ci(c.test_accuracy)),
+        // a run that learned nothing: its gap to the best measures no effect of the setting
+        h("td", { class: "nowrap" }, ci(c.validation_accuracy), chanceMark(sweep.jobs.find((j) => c.jobs.includes(j.id) && j.near_chance))),
+        h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
         h("td", null, best ? "best" : i === 0 && c.n > 0 ? "level" : versusBest(c)),
         h("td", { class: "nowrap" }, gapText(c)),
