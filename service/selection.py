@@ -169,12 +169,16 @@ VERSUS_BEST_NOTE = (
 )
 
 
-def versus_best(tied: bool | None, best: bool, difference: float | None = None) -> str:
-    """ "best", "can't tell", "behind", "ahead" (a mean above the best's, ranked after for a failed run)."""
+Versus = Literal["best", "can't tell", "behind", "ahead"]
+
+
+def versus_best(tied: bool | None, best: bool, difference: float | None = None) -> Versus | None:
+    """ "best", "can't tell", "behind", "ahead" (a mean above the best's, ranked after for a failed run);
+    None without a test."""
     if best:
         return "best"
     if tied is None:
-        return "-"
+        return None
     if tied:
         return "can't tell"
     return "ahead" if difference is not None and difference > 0 else "behind"
@@ -221,6 +225,12 @@ class Configuration:
     def n(self) -> int:
         """Its succeeded runs."""
         return 0 if self.test is None else self.test.n
+
+    @property
+    def versus_best(self) -> Versus | None:
+        """Its test against the best in a word (the best: tested against nothing, tied with itself)."""
+        best = self.p_value is None and self.tied_with_best is True
+        return versus_best(self.tied_with_best, best, None if self.gap is None else self.gap.difference)
 
 
 def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:

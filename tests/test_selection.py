@@ -166,4 +166,6 @@ def test_a_configuration_ahead_on_its_mean_but_ranked_after_for_a_failure_is_cal
     runner_up = group_runs(best + other)[0][1]
     assert runner_up.failed == 1 and runner_up.tied_with_best is False and runner_up.gap is not None
     assert versus_best(runner_up.tied_with_best, False, runner_up.gap.difference) == "ahead"
+    first = group_runs(best + other)[0][0]
+    assert (first.versus_best, runner_up.versus_best) == ("best", "ahead")  # as the API sends
     assert versus_best(False, False, -0.01) == "behind" and versus_best(True, False, 0.05) == "can't tell"

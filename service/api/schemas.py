@@ -14,7 +14,7 @@ from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import EarlyStopping, SplitName, TrainSpec
 from service.ml.splits import ImageUse
 from service.search import FEW_TRIALS_FOR_IMPORTANCE, TPE_RANDOM_TRIALS, StudyCreate
-from service.selection import ALPHA, Tested
+from service.selection import ALPHA, Tested, Versus
 from service.store.models import MAX_ALIAS_CHARS, AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
@@ -209,13 +209,18 @@ class ConfigurationPublic(Answer):
         description="Its jobs that failed (diverged, say). Among configurations with a succeeded job, one "
         "with any failed ranks after those without: the mean of its survivors alone would flatter it."
     )
+    versus_best: Versus | None = Field(
+        description="Where a t-test against the best configuration (on the accuracy that ranks them) puts it: "
+        f"best (the first with a result); can't tell (p >= {ALPHA:g}: the seeds do not tell them apart, "
+        "which with few seeds is no tie: `gap_to_best` says how far apart they may be); behind "
+        f"(p < {ALPHA:g}); ahead (a mean above the best's, ranked after it for its failed runs). Null when "
+        "it or the best has fewer than 2 runs, or their runs leave nothing to weigh (neither varies, or "
+        "every seed puts them the same distance apart; equal results are can't tell, p = 1)."
+    )
     tied_with_best: bool | None = Field(
-        description="A t-test against the best configuration (on the accuracy that ranks them; `tested_by` "
-        f"says which) gives p >= {ALPHA:g}: the data do not tell them apart, which with few seeds is no "
-        "tie (`gap_to_best` says how far apart they may be). The best itself is true once it "
-        "has a result; another configuration is null when it or the best has fewer than 2 runs, or their "
-        "runs leave nothing to weigh (neither varies, or every seed puts them the same distance apart; "
-        "equal results are tied)."
+        deprecated=True,
+        description="Deprecated, for `versus_best`, which says the same in words: true where it is best or "
+        "can't tell, which with few seeds is no tie.",
     )
     p_value: float | None = Field(description="That test's two-sided p-value; null for the best itself.")
     tested_by: Tested | None = Field(
@@ -225,7 +230,7 @@ class ConfigurationPublic(Answer):
         "they did not run the same seeds (one failed on a seed, or the sweep is still running). Either way "
         "on the runs whose means are shown. Null without a test."
     )
-    pairs: int | None = Field(description="The seeds the paired test paired; null for Welch's.")
+    pairs: int | None = Field(description="How many seeds the paired test paired; null for Welch's.")
     gap_to_best: GapPublic | None = Field(
         description="That test's measure of how far this configuration is from the best (negative: behind; "
         "positive for one ranked after for its failed runs); null where `p_value` is."

@@ -762,9 +762,11 @@ def _p(value: float | None) -> str:
 
 
 def _versus_best(c: Json, rank: int) -> str:
-    gap = c.get("gap_to_best")  # .get: an API older than the field
+    if "versus_best" in c:
+        return c["versus_best"] or "-"
+    gap = c.get("gap_to_best")  # an API older than versus_best: its word from the fields it has
     # a configuration none of whose runs succeeded is best at nothing
-    return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]), gap and gap["difference"])
+    return versus_best(c["tied_with_best"], rank == 0 and bool(c["n"]), gap and gap["difference"]) or "-"
 
 
 def _gap(c: Json) -> str:

@@ -262,10 +262,12 @@ def test_a_sweep_with_seeds_ranks_configurations_with_confidence_intervals(clien
         samples.append([jobs[by_seed[seed]]["validation_accuracy"] for seed in (0, 1, 2)])
     best, other = configurations
     assert best["validation_accuracy"]["mean"] >= other["validation_accuracy"]["mean"]
-    assert (best["tied_with_best"], best["p_value"]) == (True, None)
+    assert (best["versus_best"], best["tied_with_best"], best["p_value"]) == ("best", True, None)
     # both ran seeds 0-2: paired by seed
     p = stats.ttest_rel(samples[0], samples[1]).pvalue
     assert other["p_value"] == pytest.approx(p, rel=1e-9) and other["tied_with_best"] == (p >= 0.05)
+    # in the words the CLI and pages show: p >= 0.05 is "can't tell", never a tie
+    assert other["versus_best"] == ("can't tell" if p >= 0.05 else "behind")
     assert (other["tested_by"], other["pairs"]) == ("paired", 3)
     # and how far behind, by that test: its accuracy minus the best's, with the interval scipy gives
     interval = stats.ttest_rel(samples[1], samples[0]).confidence_interval(0.95)
@@ -337,9 +339,10 @@ def test_without_a_validation_split_rankings_fall_back_to_test_and_say_so(client
     tests = [j["test_accuracy"] for j in done["jobs"]]
     assert tests == sorted(tests, reverse=True) and {j["validation_accuracy"] for j in done["jobs"]} == {None}
     assert [c["validation_accuracy"] for c in done["configurations"]] == [None, None]
-    assert [c["tied_with_best"] for c in done["configurations"]] == [True, None]  # one run each: no test
+    assert [c["versus_best"] for c in done["configurations"]] == ["best", None]  # one run each: no test
     described = client.get("/openapi.json").json()["components"]["schemas"]["ConfigurationPublic"]
-    assert "The best itself is true" in described["properties"]["tied_with_best"]["description"]
+    assert described["properties"]["tied_with_best"]["deprecated"] is True
+    assert "which with few seeds is no tie" in described["properties"]["versus_best"]["description"]
     models = client.get("/models").json()
     assert (
         models["ranked_by"] == "validation_accuracy, then test_accuracy for those without a validation split"

@@ -49,10 +49,10 @@ def test_a_configuration_is_said_ahead_behind_or_undecided_as_its_gap_says(page)
     """One ranked after the best for a failed seed but 4.8 points above it was called 'behind'; equal
     results read 'which is no tie: their results are equal'."""
     gap = lambda d, low, high: {"difference": d, "ci_low": low, "ci_high": high}  # noqa: E731
-    ahead = {"tied_with_best": False, "p_value": 0.027, "gap_to_best": gap(0.048, 0.0226, 0.0734)}
-    behind = {"tied_with_best": False, "p_value": 0.01, "gap_to_best": gap(-0.02, -0.03, -0.01)}
-    unclear = {"tied_with_best": True, "p_value": 0.0686, "gap_to_best": gap(-0.318, -1.302, 0.665)}
-    equal = {"tied_with_best": True, "p_value": 1, "gap_to_best": gap(0, 0, 0)}
+    ahead = {"versus_best": "ahead", "p_value": 0.027, "gap_to_best": gap(0.048, 0.0226, 0.0734)}
+    behind = {"versus_best": "behind", "p_value": 0.01, "gap_to_best": gap(-0.02, -0.03, -0.01)}
+    unclear = {"versus_best": "can't tell", "p_value": 0.0686, "gap_to_best": gap(-0.318, -1.302, 0.665)}
+    equal = {"versus_best": "can't tell", "p_value": 1, "gap_to_best": gap(0, 0, 0)}
     shown = page.evaluate(VERSUS, [ahead, behind, unclear, equal])
     assert [word for word, _ in shown] == [
         "ahead (p = 0.027)",

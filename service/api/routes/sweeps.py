@@ -124,6 +124,7 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
         test_accuracy=_summary(c.test),
         seconds=c.seconds,
         failed=c.failed,
+        versus_best=c.versus_best,
         tied_with_best=c.tied_with_best,
         p_value=c.p_value,
         tested_by=c.tested_by,

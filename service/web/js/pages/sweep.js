@@ -119,7 +119,7 @@ function testsUsed(sweep) {
 export function verdict(c, sweep) {
   const gap = c.gap_to_best;
   if (gap && gap.ci_low === 0 && gap.ci_high === 0) return `their results are equal on every seed (${pText(c.p_value)})`;
-  return c.tied_with_best
+  return c.versus_best === "can't tell"
     ? `the seeds do not tell them apart (${pText(c.p_value)})${gap ? `, which is no tie: ${gapRange(gap)}` : ""}`
     : `unlikely to be seed noise alone (${pText(c.p_value)}, one test of ${tests(sweep)} against the best, uncorrected)`;
 }
@@ -133,8 +133,7 @@ function gapRange({ ci_low: low, ci_high: high }) {
 }
 
 /** A configuration against the best, in a word, as `mlplab sweeps` says it: p ≥ 0.05 is "can't tell", no tie. */
-export const versusBest = (c) => (c.tied_with_best == null ? "–"
-  : `${c.tied_with_best ? "can't tell" : c.gap_to_best?.difference > 0 ? "ahead" : "behind"} (${pText(c.p_value)})`);
+export const versusBest = (c) => (c.versus_best == null ? "–" : `${c.versus_best} (${pText(c.p_value)})`);
 const signed = (x) => `${x < 0 ? "−" : "+"}${points(x)}`;
 /** "−31.78 (−60.40 to −3.16)": its accuracy minus the best's, in points, and its test's 95 % interval. */
 export const gapText = (c) => {
