@@ -36,7 +36,7 @@ class StepProgress:
 @dataclass(frozen=True)
 class EpochEnd:
     epoch: int
-    loss: float  # mean batch cross-entropy over the epoch
+    loss: float  # mean cross-entropy over the epoch's images
     train_accuracy: float  # on a fixed sample of the trained images (evaluation.py); the last epoch's on all
     test_accuracy: float  # likewise on the test split
     seconds: float  # training time of the epoch, evaluation excluded
@@ -316,7 +316,8 @@ def start_network(
 
 
 def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
-    """Train one epoch, its batches in (seed, epoch)'s order; returns the mean batch loss.
+    """Train one epoch, its batches in (seed, epoch)'s order; returns the mean loss per image (the last,
+    smaller batch weighs by its images).
 
     Raises TrainingError on a non-finite loss, TrainingCancelled when should_stop() says so
     (checked after every step: a cancel or SIGTERM is honoured within one step's time).
@@ -329,13 +330,13 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
         loss = net.step(idx, plan.learning_rate(step))
         if not math.isfinite(loss):
             raise plan.diverged(epoch, step, f"the loss is {loss}")
-        loss_sum += loss
+        loss_sum += loss * len(idx)
         # every log_every steps, and at each epoch's last step so a short job still has a curve
         if step % every == 0 or i == len(batches) - 1:
             calls.progress(StepProgress(epoch, step, plan.total_steps, loss, every))
         if calls.stop():
             raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
-    return loss_sum / len(batches)
+    return loss_sum / len(plan.rows)
 
 
 @contextmanager

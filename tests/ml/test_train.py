@@ -179,6 +179,21 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
     )
 
 
+def test_an_epochs_loss_is_the_mean_over_its_images_not_over_its_batches(tiny_dataset):
+    """A last batch of 16 images weighed as much as one of 128: the epoch's figure leaned to its noise."""
+    events = []
+    spec = no_holdout(
+        backend="numpy", hidden_layers=[16], epochs=1, batch_size=128, train_limit=400, log_every=1
+    )
+    train(spec, tiny_dataset, Callbacks(events.append))
+    losses = [e.loss for e in events if isinstance(e, StepProgress)]
+    sizes = [128, 128, 128, 16]
+    assert len(losses) == len(sizes)
+    (epoch,) = [e for e in events if isinstance(e, EpochEnd)]
+    assert epoch.loss == pytest.approx(np.dot(losses, sizes) / 400, rel=1e-6)
+    assert epoch.loss != pytest.approx(np.mean(losses), rel=1e-6)
+
+
 def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset):
     # 600 images at batch 1, 3 epochs: 1,800 steps, each reported with log_every 1, unless capped
     spec = TrainSpec(
