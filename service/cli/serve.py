@@ -76,6 +76,9 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            # uvicorn trusts X-Forwarded-For from loopback unless told: any local process could name
+            # itself any client (per-client limits key on it), so only FORWARDED_ALLOW_IPS's proxies
+            proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
         )
 
 

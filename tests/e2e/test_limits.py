@@ -327,6 +327,9 @@ def test_one_client_holds_at_most_its_share_of_the_event_streams(tmp_path):
             refused = here.get(events)
             assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
             assert "MLPLAB_MAX_STREAMS_PER_CLIENT" in refused.json()["detail"]
+            # naming another client in X-Forwarded-For got a fresh share: trusted only from FORWARDED_ALLOW_IPS
+            forged = here.get(events, headers={"X-Forwarded-For": "10.0.0.7"})
+            assert forged.status_code == 429
             with elsewhere.stream("GET", events) as other:  # another address: its own share
                 assert other.status_code == 200
         with httpx.Client(timeout=10) as again, again.stream("GET", events) as later:
