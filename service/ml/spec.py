@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Backend = Literal["numpy", "torch"]
 DatasetName = Literal["mnist", "fashion-mnist"]
@@ -28,8 +30,20 @@ INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
 NUM_CLASSES = 10
 
 Units = Annotated[int, Field(ge=1, le=4096)]
-# -0.0 + 0.0 is 0.0: a spec with l2 -0.0 is the spec with l2 0, one job in a sweep, one key
-Real = Annotated[float, AfterValidator(lambda value: value + 0.0)]
+
+
+def _real(value: float) -> float:
+    # a subnormal (1e-320) trains as 0 in float32 while its job is named for it
+    if value != 0 and abs(value) < sys.float_info.min:
+        raise PydanticCustomError(
+            "subnormal",
+            "Input should be at least {smallest} in size, the smallest normal float (a smaller one trains as 0)",
+            {"smallest": f"{sys.float_info.min:.3g}"},
+        )
+    return value + 0.0  # -0.0 + 0.0 is 0.0: a spec with l2 -0.0 is the spec with l2 0, one job, one key
+
+
+Real = Annotated[float, AfterValidator(_real)]
 
 # Adam's steps are normalised by the gradient's scale, so SGD's 0.1 makes it diverge.
 DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
