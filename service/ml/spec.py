@@ -30,11 +30,14 @@ INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
 NUM_CLASSES = 10
 
 Units = Annotated[int, Field(ge=1, le=4096)]
+STORED = "stored"  # validation context of a spec read back from a job row or a weight file
 
 
-def _real(value: float) -> float:
-    # a subnormal (1e-320) trains as 0 in float32 while its job is named for it
-    if value != 0 and abs(value) < sys.float_info.min:
+def _real(value: float, info: ValidationInfo) -> float:
+    # a subnormal (1e-320) trains as 0 in float32 while its job is named for it; one stored before
+    # this rule still reads back (from_stored)
+    stored = bool(info.context and info.context.get(STORED))
+    if value != 0 and abs(value) < sys.float_info.min and not stored:
         raise PydanticCustomError(
             "subnormal",
             "Input should be at least {smallest} in size, the smallest normal float (a smaller one trains as 0)",
@@ -173,7 +176,7 @@ class TrainSpec(BaseModel):
         """
         fields = dict(json.loads(stored) if isinstance(stored, str) else stored)
         fields.setdefault("validation_size", 0)
-        return cls.model_validate(fields)
+        return cls.model_validate(fields, context={STORED: True})
 
     def as_trained(self) -> dict[str, Any]:
         """The fields that make its model what it is, as JSON: not log_every (what is recorded, not what is

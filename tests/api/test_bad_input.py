@@ -134,6 +134,19 @@ def test_a_model_stored_before_the_train_limit_rule_can_still_be_reproduced(clie
     assert again.json()["spec"]["train_limit"] == 60_000
 
 
+def test_a_job_stored_with_a_subnormal_rate_before_they_were_refused_still_reads_back(client, settings):
+    from service.store.db import make_engine, make_sessionmaker
+    from tests.factories import store_trained_job
+
+    engine = make_engine(settings.database_url)
+    fields = TrainSpec.model_validate({"backend": "numpy", "epochs": 1}).__dict__ | {"learning_rate": 1e-320}
+    spec = TrainSpec.model_construct(**fields)  # as a job row of an older version holds it
+    model = store_trained_job(make_sessionmaker(engine), spec, every=100)
+    engine.dispose()
+    assert client.get(f"/models/{model}").json()["learning_rate"] == 1e-320
+    assert client.get("/jobs").status_code == 200
+
+
 def test_budgets_refuse_oversized_jobs(client):
     body = assert_problem(client.post("/jobs", json={"backend": "numpy", "hidden_layers": [4096] * 3}), 422)
     assert body["invalid_params"][0]["name"] == "body.hidden_layers"
