@@ -485,8 +485,28 @@ def test_the_issues_example_is_valid():
             "space.learning_rate",
             "outside TrainSpec's limits",
         ),
-        ({"space": {"momentum": {"float": [0.5, 1]}}}, "space.momentum", "momentum must be >= 0 and < 1"),
-        ({"space": {"momentum": {"float": [0.9, 0.1]}}}, "space.momentum", "low > high (got [0.9, 0.1])"),
+        (
+            {"space": {"momentum": {"float": [0.5, 1]}}, "base": BASE | {"optimizer": "momentum"}},
+            "space.momentum",
+            "momentum must be >= 0 and < 1",
+        ),
+        (
+            {"space": {"momentum": {"float": [0.9, 0.1]}}, "base": BASE | {"optimizer": "momentum"}},
+            "space.momentum",
+            "low > high (got [0.9, 0.1])",
+        ),
+        # settings no trial reads: the search would spend its trials on one model
+        (
+            {"space": {"momentum": {"float": [0.1, 0.9]}}},
+            "space.momentum",
+            "only the momentum optimizer reads it, and this search's (sgd) does not",
+        ),
+        (
+            {"space": {"momentum": {"float": [0.1, 0.9]}, "optimizer": {"choice": ["sgd", "adam"]}}},
+            "space.momentum",
+            "this search's (sgd, adam) does not",
+        ),
+        ({"space": {"log_every": {"int": [1, 100]}}}, "space.log_every", "not what is learned"),
         ({"space": {"l2": {"float": [0, 0.01], "log": True}}}, "space.l2", "log needs bounds > 0"),
         # seven choices of 1,000 each: 164 kB a study, which GET /studies listed 100 at a time
         (

@@ -223,6 +223,7 @@ class TrainSpec(BaseModel):
 
 
 VALIDATION_SIZE: int = TrainSpec.model_fields["validation_size"].default
+OPTIMIZER_DEFAULT: str = TrainSpec.model_fields["optimizer"].default
 
 
 # What a sweep's grid, a study's space and either's base say of a name TrainSpec does not have.
@@ -233,4 +234,17 @@ FIXED_IN_A_SEARCH = {
     "dataset": "a sweep or study ranks its configurations on one dataset: set it in base, one per dataset",
     "validation_size": "a sweep or study ranks its configurations on the same validation images: set it "
     "in base, one sweep or study per size",
+    "log_every": "it changes what is recorded, not what is learned: each value would train the same "
+    "model; set it in base",
 }
+
+
+def momentum_unread(optimizers: Sequence[object]) -> str | None:
+    """Why a sweep or study may not vary momentum when its optimizers are these (None: one reads it)."""
+    if "momentum" in optimizers:
+        return None
+    named = ", ".join(map(str, dict.fromkeys(optimizers)))
+    return (
+        f"only the momentum optimizer reads it, and this search's ({named}) does not: each value would "
+        "train the same model"
+    )

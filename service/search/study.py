@@ -52,7 +52,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from service.errors import validation_reason
-from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, TrainSpec
+from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, OPTIMIZER_DEFAULT, TrainSpec, momentum_unread
 from service.quoting import counted, echo
 
 
@@ -405,6 +405,14 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
         yield from _spec_problems(study, field, value)
 
 
+def _optimizers(study: StudyCreate) -> list[object]:
+    """The optimizers a study's trials may use: its space's choices, else its base's."""
+    searched = study.space.get("optimizer")
+    if searched is not None and searched.choice is not None:
+        return list(searched.choice)
+    return [study.base.get("optimizer", OPTIMIZER_DEFAULT)]
+
+
 def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[Invalid]:
     name = f"space.{field}"
     kinds = [
@@ -414,6 +422,8 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         yield Invalid(name, NOT_A_FIELD)
     elif field in FIXED_IN_A_SEARCH:
         yield Invalid(name, FIXED_IN_A_SEARCH[field])
+    elif field == "momentum" and (why := momentum_unread(_optimizers(study))):
+        yield Invalid(name, why)
     elif field == "seed":  # searched, it made the luckiest seed "best" and gave seed an importance
         yield Invalid(
             name,

@@ -77,6 +77,14 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"init": []}}, "body.grid.init", "empty list"),
         ({"grid": {"dataset": ["mnist", "fashion-mnist"]}}, "body.grid.dataset", "on one dataset"),
         ({"grid": {"validation_size": [20, 1000]}}, "body.grid.validation_size", "same validation images"),
+        # settings no run reads: three jobs of one model, ranked as three configurations
+        ({"grid": {"log_every": [1, 50]}}, "body.grid.log_every", "not what is learned"),
+        (
+            {"grid": {"momentum": [0.1, 0.9]}, "base": {"optimizer": "adam"}},
+            "body.grid.momentum",
+            "only the momentum optimizer reads it, and this search's (adam) does not",
+        ),
+        ({"grid": {"momentum": [0.1, 0.9]}}, "body.grid.momentum", "this search's (sgd) does not"),
         ({"grid": {}}, "body.grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "body.grid", "MLPLAB_MAX_SWEEP_JOBS"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "body.base.epochs", "greater than or equal to 1"),

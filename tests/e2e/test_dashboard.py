@@ -930,9 +930,9 @@ def test_the_compare_pages_lead_is_weighed_on_the_images_that_ranked_the_models(
 
 
 def test_a_sweep_whose_configurations_tie_names_none_best(page, service):
-    """log_every changes what is recorded, not what is learned: two configurations level to the last
-    image, of which the page named one best, "0.00 points ahead of the next"."""
-    body = {"base": SMALL_JSON | {"validation_size": 1000}, "grid": {"log_every": [50, 100]}}
+    """A batch as large as the 500 training images or larger takes all of them at once: two configurations
+    level to the last image, of which the page named one best, "0.00 points ahead of the next"."""
+    body = {"base": SMALL_JSON | {"validation_size": 1000}, "grid": {"batch_size": [500, 1000]}}
     with service.client() as client:
         sweep = client.post("/sweeps", json=body).json()
         for job in sweep["jobs"]:
