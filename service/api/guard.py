@@ -28,6 +28,8 @@ from service.settings import Settings
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
 # RFC 3986's host (an IP literal or a reg-name) and optional port: anything else is no host at all.
+# Headers read as one value: given twice, which one counts (two tokens, two bodies' types) is a guess.
+ONE_VALUE_HEADERS = ("authorization", "content-type", "origin")
 HOST_SYNTAX = re.compile(
     r"(\[[0-9a-f:.]+(%25[a-z0-9\-._~%]+)?\]|\[v[0-9a-f]+\.[a-z0-9\-._~!$&'()*+,;=:]+\]"  # IPv6 (zone), IPvFuture
     r"|[a-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?",
@@ -192,6 +194,11 @@ class RequestGuard(HttpMiddleware):
                 "Bad Host",
                 f"The request needs one Host header naming a host[:port] (got {echo(hosts)}).",
             )
+        for name in ONE_VALUE_HEADERS:
+            if len(given := headers.getlist(name)) > 1:
+                raise ProblemError(
+                    400, "Repeated header", f"The request carries {name} {len(given)} times: send it once."
+                )
         # The address the connection arrived on (the bind address, or with 0.0.0.0 the interface's) is
         # always allowed: rebinding needs a host name, and the app is not told its bind address.
         server = scope.get("server")

@@ -247,6 +247,15 @@ def test_token_guards_writes_and_optionally_reads(tmp_path):
         assert _job_count(client) == 0
         ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 202
+        # two tokens: the first one counted, so a wrong one after the right one was let in
+        for order in (["s3cret-token", "wrong"], ["wrong", "s3cret-token"]):
+            twice = [("authorization", f"Bearer {token}") for token in order]
+            refused = client.post("/jobs", json={"backend": "numpy"}, headers=twice)
+            assert assert_problem(refused, 400, "authorization 2 times")["title"] == "Repeated header"
+        typed = [("authorization", "Bearer s3cret-token"), ("content-type", "application/json")]
+        typed.append(("content-type", "text/plain"))
+        assert_problem(client.post("/jobs", content=b"{}", headers=typed), 400, "content-type 2 times")
+        assert _job_count(client) == 1
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 't.db'}", api_token="s3cret-token", protect_reads=True
     )
