@@ -71,6 +71,7 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
             workers=workers,
             loop="asyncio",
             http=HttpProtocol,
+            ws="none",  # no WebSocket routes: an Upgrade is answered as the plain request it also is
             timeout_keep_alive=settings.keep_alive_seconds,
             limit_concurrency=settings.max_connections,
             log_level="info",

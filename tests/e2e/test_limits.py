@@ -313,6 +313,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_websocket_upgrade_is_answered_as_the_plain_request_it_also_is(tmp_path):
+    """With no WebSocket route, uvicorn answered every Upgrade 403 with an empty text/plain body."""
+    svc = start_service(tmp_path)
+    try:
+        upgrade = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        with httpx.Client(timeout=10) as client:
+            jobs = client.get(f"{svc.url}/jobs", headers=upgrade)
+            assert jobs.status_code == 200 and jobs.json()["count"] == 0
+            missing = client.get(f"{svc.url}/jobs/1", headers=upgrade)
+            assert (
+                missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+            )
+    finally:
+        svc.stop()
+
+
 def test_one_client_holds_at_most_its_share_of_the_event_streams(tmp_path):
     """One client could open all MLPLAB_MAX_STREAMS: every other user's pages then got 503 for live progress."""
     svc = start_service(tmp_path, MLPLAB_MAX_STREAMS="10", MLPLAB_MAX_STREAMS_PER_CLIENT="2")
