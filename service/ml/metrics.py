@@ -61,14 +61,15 @@ NEAR_CHANCE = 1.5  # times chance level (1 / classes): at or below it a model ha
 def near_chance(
     classes: int, learning_rate: float, usual_rate: float, **accuracies: float | None
 ) -> str | None:
-    """A sentence when the lowest of these accuracies (by split name) is near chance level, else None;
-    its advice moves the learning rate towards `usual_rate` (the optimizer's default)."""
-    measured = {split: value for split, value in accuracies.items() if value is not None}
-    if not measured:
-        return None
-    split, value = min(measured.items(), key=lambda item: item[1])
+    """A sentence naming those of these accuracies (by split name) near chance level, else None; its
+    advice moves the learning rate towards `usual_rate` (the optimizer's default)."""
     chance = 1 / classes
-    if value > NEAR_CHANCE * chance:
+    near = [
+        (split, value)
+        for split, value in accuracies.items()
+        if value is not None and value <= NEAR_CHANCE * chance
+    ]
+    if not near:
         return None
     if learning_rate == usual_rate:  # nothing says which way: the default itself did not work here
         advice = (
@@ -81,7 +82,8 @@ def near_chance(
             f"a {direction} learning_rate than {learning_rate:g} (its optimizer's default is {usual_rate:g}) "
             "or another init"
         )
+    named = " and ".join(f"{split} accuracy {value * 100:.2f} %" for split, value in near)
     return (
-        f"{split.capitalize()} accuracy {value * 100:.2f} % is near chance level ({chance * 100:g} % with {classes} "
-        f"classes): the model learned next to nothing. Try {advice}."
+        f"{named[0].upper()}{named[1:]} {'is' if len(near) == 1 else 'are'} near chance level "
+        f"({chance * 100:g} % with {classes} classes): the model learned next to nothing. Try {advice}."
     )

@@ -39,13 +39,18 @@ def test_an_adam_job_without_a_learning_rate_stores_adams(client):
     assert stored["spec"]["learning_rate"] == 0.001 and stored["near_chance"] is False
 
 
-def test_near_chance_names_the_lowest_accuracy():
+def test_near_chance_names_every_accuracy_near_chance():
     assert near_chance(10, 0.1, 0.001, validation=0.9, test=0.91) is None
     assert near_chance(10, 0.1, 0.001, validation=None, test=None) is None
     assert near_chance(10, 0.1, 0.001, validation=0.151, test=0.9) is None  # just above 1.5 x 10 %
     sentence = near_chance(10, 0.1, 0.001, validation=0.16, test=0.1494)
     assert sentence is not None
     assert sentence.startswith("Test accuracy 14.94 % is near chance level (10 % with 10 classes)")
+    # both: it named test alone (the lower) though models are ranked on validation
+    both = near_chance(10, 0.1, 0.001, validation=0.0996, test=0.0994)
+    assert both is not None and both.startswith(
+        "Validation accuracy 9.96 % and test accuracy 9.94 % are near chance level (10 % with 10 classes)"
+    )
     assert "smaller learning_rate than 0.1 (its optimizer's default is 0.001)" in sentence
 
 
