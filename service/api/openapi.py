@@ -41,7 +41,7 @@ EXAMPLES: dict[str, Any] = {
     "order": "confidence",
     "scale": 4,
     "x": "step",
-    "last-event-id": "120-1",
+    "last-event-id": "200-2-1",  # step 200, epoch 2, attempt 1: as the stream's ids are
     "jobs_limit": 10,
     "trials_limit": 10,
     "images": "counted",

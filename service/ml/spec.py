@@ -126,13 +126,22 @@ class TrainSpec(BaseModel):
     lr_schedule: Schedule = Field(
         "constant", description="constant, or cosine decay to 0 over all steps (per step)."
     )
-    momentum: Real = Field(0.9, ge=0, lt=1, description="Momentum coefficient for 'momentum'.")
+    momentum: Real = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="Momentum coefficient, read by the 'momentum' optimizer only (not Adam's β1).",
+    )
     l2: Real = Field(
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
     )
-    epochs: int = Field(15, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(64, ge=1, le=60000)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    epochs: int = Field(15, ge=1, le=MAX_EPOCHS, description="Passes over the training images.")
+    batch_size: int = Field(
+        64, ge=1, le=60000, description="Images a step; an epoch's last step takes what is left."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Sets the initial weights and each epoch's order of the images."
+    )
     train_limit: int | None = Field(None, ge=1, description="Train on the first N training images only.")
     log_every: int = Field(100, ge=1, le=100_000, description="Steps between recorded losses.")
     validation_size: int = Field(

@@ -70,7 +70,10 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int, int | None]:
 async def job_events(
     job_id: Whole,
     request: Request,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event's id")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume after this event's id (step-epoch-attempt, as the stream sent it)"),
+    ] = None,
 ) -> EventSourceResponse:
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
     hub: EventHub = request.app.state.events
