@@ -71,6 +71,13 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         ]
         errors = page.locator("#sweep-by-learning_rate").evaluate("el => el.data.map(t => t.error_y.array)")
         assert all(len(bars) == 2 and any(b > 0 for b in bars) for bars in errors)  # three seeds: a CI each
+        # a category axis in the grid's order, its points unjoined: no trend from random to glorot
+        by_init = page.locator("#sweep-by-init")
+        assert by_init.evaluate("el => el.layout.xaxis.categoryarray") == GRID["init"]
+        assert set(by_init.evaluate("el => el.data.map(t => t.mode)")) == {"markers"}
+        assert set(page.locator("#sweep-by-learning_rate").evaluate("el => el.data.map(t => t.mode)")) == {
+            "lines+markers"
+        }
         assert page.locator("#sweep-parcoords").evaluate("el => el.data[0].type") == "parcats"
         dims = page.locator("#sweep-parcoords").evaluate("el => el.data[0].dimensions.map(d => d.label)")
         assert dims == ["init", "learning_rate", "seed", "validation accuracy"]

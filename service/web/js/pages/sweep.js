@@ -245,11 +245,14 @@ function byField(el, sweep, field, spec, signal) {
   const numeric = values.every((v) => typeof v === "number");
   const positive = numeric && values.every((v) => v > 0);
   const log = positive && Math.max(...values) / Math.min(...values) >= 10;
+  const order = values.map((v) => JSON.stringify(v)); // a category's place: the grid's order, not the ranking's
+  const place = (c) => (numeric ? c.hyperparameters[field] : order.indexOf(JSON.stringify(c.hyperparameters[field])));
   const traces = [...groups.entries()].map(([name, cs], i) => {
-    cs.sort((a, b) => (numeric ? a.hyperparameters[field] - b.hyperparameters[field] : 0));
+    cs.sort((a, b) => place(a) - place(b));
     const s = cs.map((c) => c[split]);
     return {
-      name, mode: "lines+markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : text(c))), y: s.map((v) => v.mean),
+      // a line between categories (relu to tanh) draws a trend that is not there
+      name, mode: numeric ? "lines+markers" : "markers", x: cs.map((c) => (numeric ? c.hyperparameters[field] : text(c))), y: s.map((v) => v.mean),
       error_y: { type: "data", symmetric: false, array: s.map((v) => (v.ci_high == null ? 0 : within(v.ci_high) - v.mean)), arrayminus: s.map((v) => (v.ci_low == null ? 0 : v.mean - within(v.ci_low))), color: PALETTE[i % PALETTE.length] },
       hovertemplate: "%{y:.2%}",
     };
@@ -257,7 +260,8 @@ function byField(el, sweep, field, spec, signal) {
   const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
   return lineChart(el, traces, {
     // log: labelled at whole values (plotly's own labels its minor ticks 2 3 4 ... 9, bare)
-    x: log ? decadeAxis(values, field) : { title: { text: field }, type: numeric ? "linear" : "category" },
+    x: log ? decadeAxis(values, field) : numeric ? { title: { text: field }, type: "linear" }
+      : { title: { text: field }, type: "category", categoryorder: "array", categoryarray: values.map((v) => showValue(v, spec.properties[field])) },
     y: accuracyAxis(all, `${chartSplit(sweep)} accuracy (mean, 95 % CI)`),
     signal,
   });
