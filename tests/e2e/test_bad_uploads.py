@@ -159,6 +159,16 @@ def test_a_multipart_upload_without_a_file_part_is_422(client, model):
     refused(client, model, 422, "'file' part", files={"picture": ("digit.png", b"x", "image/png")})
 
 
+def test_a_multipart_body_cut_short_or_a_file_part_without_filename_says_so(client, model):
+    """Both read 'needs a file part' although the part was there."""
+    head = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+    typed = {"content-type": "multipart/form-data; boundary=XyZ"}
+    refused(
+        client, model, 422, "before its closing boundary --XyZ--", content=head + b"\x89PNG", headers=typed
+    )
+    refused(client, model, 422, "has no filename, so it reads as text", files={"file": (None, b"\x89PNG")})
+
+
 @pytest.mark.parametrize("side", [3000, 100_000])
 def test_a_decompression_bomb_is_422_without_being_decoded(client, model, side):
     data = bomb_png(side, side)

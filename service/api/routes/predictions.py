@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Literal
 
 import numpy as np
@@ -111,6 +112,14 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
         raise invalid("pixels", str(exc)) from None
 
 
+def _cut_short(content_type: str, body: bytes) -> str:
+    """Why a multipart body may have shown no part: it ends before its closing boundary."""
+    found = re.search(r'boundary="?([^";]+)', content_type)
+    if found and f"--{found.group(1)}--".encode() not in body:
+        return f", and this body ends before its closing boundary --{found.group(1)}--: is it cut short?"
+    return ""
+
+
 async def _images_from_upload(request: Request, body: bytes, settings: Settings) -> np.ndarray:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -119,8 +128,17 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
         if len(parts) > 1:  # form.get took the last: which image answered was up to the part order
             raise invalid("file", f"{len(parts)} 'file' parts: send one image a request (JSON takes many)")
         upload = parts[0] if parts else None
-        if upload is None or isinstance(upload, str):
-            raise invalid("file", "a multipart upload needs a 'file' part holding the image")
+        if isinstance(upload, str):  # a part without filename= is a text field to the parser
+            raise invalid(
+                "file",
+                "the 'file' part has no filename, so it reads as text: send it as a file "
+                "(curl -F file=@digit.png)",
+            )
+        if upload is None:
+            raise invalid(
+                "file",
+                f"a multipart upload needs a 'file' part holding the image{_cut_short(content_type, body)}",
+            )
         body = await upload.read()
     try:
         async with request.app.state.decodes:
