@@ -308,8 +308,16 @@ MIN_TRIALS_FOR_IMPORTANCE = 2
 FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it is
 
 
-def importance_warning(succeeded: int, scores: dict[str, float]) -> str | None:
-    """What scores from `succeeded` trials are worth, when they are few; None otherwise."""
+def importance_warning(succeeded: int, scores: dict[str, float], varied: Sequence[str] = ()) -> str | None:
+    """What scores from `succeeded` trials are worth, when they are few, or why `varied` fields got none;
+    None otherwise."""
+    if varied and not scores and succeeded:
+        why = (
+            f"fewer than {MIN_TRIALS_FOR_IMPORTANCE} succeeded trials"
+            if succeeded < MIN_TRIALS_FOR_IMPORTANCE
+            else "every succeeded trial scored the same"
+        )
+        return f"{', '.join(varied)} varied, but nothing can be credited: {why}"
     if not scores or succeeded >= FEW_TRIALS_FOR_IMPORTANCE:
         return None
     return (

@@ -410,6 +410,18 @@ def test_a_field_held_at_one_value_among_the_succeeded_trials_is_not_ranked(sett
     }
 
 
+def test_a_field_that_varied_but_got_no_importance_is_named(client, settings):
+    """Two trials of equal accuracy: {"importance": {}, "not_varied": []} and no word of learning_rate."""
+    study_id = client.post("/studies", json=STUDY | {"trials": 2, "parallelism": 2}).json()["id"]
+    run_trials(settings, lambda spec: 0.09)
+    answer = client.get(f"/studies/{study_id}/importance").json()
+    assert answer["importance"] == {} and answer["trials"] == 2
+    varied = [f for f in STUDY["space"] if f not in answer["not_varied"]]
+    assert answer["warning"] == (
+        f"{', '.join(varied)} varied, but nothing can be credited: every succeeded trial scored the same"
+    )
+
+
 @pytest.mark.parametrize("route", ["submit", "extend"])
 def test_a_study_asks_its_sampler_before_the_write_lock(client, settings, monkeypatch, route):
     """A grid of 10,000 points asked for its first 300 trials for 85 s inside the write transaction: every

@@ -294,7 +294,7 @@ async def read_importance(study_id: Whole, database: DatabaseDep) -> ImportanceP
         importance=scores,
         not_varied=[field for field in config.space if field not in fields] if succeeded else [],
         trials=succeeded,
-        warning=importance_warning(succeeded, scores),
+        warning=importance_warning(succeeded, scores, fields),
     )
 
 
