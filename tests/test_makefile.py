@@ -9,9 +9,12 @@ from tests.support import REPO
 
 
 def _run_line(**env: str) -> list[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PORT", "MLPLAB_PORT")}
+    # run under `make test`: the outer make's flags and level would change what this one prints
+    ignored = ("PORT", "MLPLAB_PORT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    clean = {k: v for k, v in os.environ.items() if k not in ignored}
+    command = ["make", "--no-print-directory", "-n", "run"]
     out = subprocess.run(
-        ["make", "-n", "run"], cwd=REPO, env=clean | env, capture_output=True, text=True, check=True
+        command, cwd=REPO, env=clean | env, capture_output=True, text=True, check=True
     ).stdout
     return out.strip().splitlines()[-1].split()
 
