@@ -29,6 +29,10 @@ IfNoneMatch = Annotated[
         "to create it and never move another's); else 412."
     ),
 ]
+IfMatchRead = Annotated[
+    list[str] | None,
+    Header(description="412 unless the alias's ETag is one of these (with *: unless it exists)."),
+]
 IfNoneMatchRead = Annotated[
     list[str] | None,
     Header(description="304, no body, when the alias's ETag is one of these (with *: when it exists)."),

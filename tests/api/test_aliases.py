@@ -86,6 +86,10 @@ def test_conditional_changes_move_only_the_alias_the_client_last_read(client, id
     read = client.get("/aliases/staging")
     assert read.headers["etag"] == tag
     assert client.get("/aliases/staging", headers={"If-None-Match": tag}).status_code == 304
+    # If-Match on a read too (RFC 9110 13.2.2): it was ignored, 200 whatever the tag
+    assert client.get("/aliases/staging", headers={"If-Match": tag}).status_code == 200
+    stale = client.get("/aliases/staging", headers={"If-Match": '"nope"'})
+    assert_problem(stale, 412, "does not match its ETag")
 
     # another client's create-only PUT, and a move from a stale read: 412, nothing changed
     problem = assert_problem(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.api.conditions import (
     PRECONDITION_DOC,
     ConditionsDep,
+    IfMatchRead,
     IfNoneMatchRead,
     check_preconditions,
     etag,
@@ -76,11 +77,16 @@ def _history(session: Session, alias: str, limit: int, offset: int) -> AliasHist
     return AliasHistoryPage(data=data, count=count)
 
 
-@router.get("/{alias}", response_model=AliasHistoryPublic, responses={304: {"description": "Not Modified"}})
+@router.get(
+    "/{alias}",
+    response_model=AliasHistoryPublic,
+    responses=PRECONDITION_DOC | {304: {"description": "Not Modified"}},
+)
 def read_alias(
     alias: AliasPath,
     session: SessionDep,
     response: Response,
+    if_match: IfMatchRead = None,
     if_none_match: IfNoneMatchRead = None,
     limit: PageLimit = 100,
 ) -> AliasHistoryPublic | Response:
@@ -89,6 +95,8 @@ def read_alias(
     begin_snapshot(session)  # the alias and its history as of one moment: its ETag says that moment
     row = found(get_alias(session, alias), "alias", alias)
     response.headers["ETag"] = etag(row)
+    if (why := holds(row, if_match, None)) is not None:  # RFC 9110 13.2.2: If-Match first, on any method
+        raise ProblemError(412, "Precondition failed", f"Alias {alias}: {why} its ETag {etag(row)}.")
     if holds(row, None, if_none_match) is not None:  # the client's copy is current
         return Response(status_code=304, headers={"ETag": etag(row)})
     page = _history(session, alias, limit, 0)
