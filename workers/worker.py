@@ -71,6 +71,7 @@ from service.store.jobs import (
 )
 from service.store.models import Job, JobStatus
 from service.store.queries import (
+    dataset_held,
     get_epochs,
     get_job,
     get_model,
@@ -248,17 +249,20 @@ class DataUnavailable(Exception):
 
 
 def _handed_back(job: Job, recorder: Recorder, sessions: sessionmaker[Session], settings: Settings) -> bool:
-    """Give a job whose dataset this machine lacks back to the queue, its attempt not counted, when a live
-    worker of another machine may have it (one machine's missing files failed every job of the queue;
-    this machine's other workers lack them too); False (fail it) when there is none."""
+    """Give a job whose dataset this worker lacks back to the queue, its attempt not counted, when a live
+    worker of another machine may have it, or one of this machine has trained that dataset (one worker's
+    missing files failed every job of the queue); False (fail it) when there is none."""
+    dataset = job_spec(job).dataset
     try:
         with session_scope(sessions) as session:
             here = host_key()
-            elsewhere = any(w.host_key != here for w in live_workers(session, settings.lease_seconds))
+            elsewhere = any(w.host_key != here for w in live_workers(session, settings.lease_seconds)) or (
+                dataset_held(session, dataset, settings.lease_seconds, besides=recorder.worker_id)
+            )
         if not elsewhere:
             return False
         # not a failed attempt (the job is not at fault); the queued job says why it waits
-        reason = f"{unavailable_reason(job_spec(job).dataset)} Given back for a worker of another machine."
+        reason = f"{unavailable_reason(dataset)} Given back for another worker."
         recorder.write(release_job, reason=reason)
     except (SQLAlchemyError, LeaseLost) as exc:
         log.warning("job %d: could not give it back: %s", job.id, exc)

@@ -451,6 +451,18 @@ def worker_is_live(lease_seconds: float, now: datetime | None = None) -> ColumnE
     return Worker.heartbeat_at >= (now or utcnow()) - timedelta(seconds=lease_seconds)
 
 
+def dataset_held(session: Session, dataset: str, lease_seconds: float, besides: str) -> bool:
+    """Whether a live worker other than `besides` has trained, or is training, a job of `dataset`: it
+    loaded the files (a worker keeps a dataset it decoded)."""
+    live = select(Worker.id).where(worker_is_live(lease_seconds), Worker.id != besides)
+    trained = select(Job.id).where(
+        of_dataset(dataset),
+        Job.worker_id.in_(live),
+        Job.status.in_([JobStatus.succeeded, JobStatus.running]),
+    )
+    return session.scalar(trained.limit(1)) is not None
+
+
 def live_workers(
     session: Session,
     lease_seconds: float,

@@ -33,6 +33,7 @@ from service.store.db import session_scope
 from service.store.models import EpochMetric, Job, Loss, utcnow
 from service.store.workers import register_worker
 from tests.factories import tiny_spec
+from tests.store.test_jobs import result
 from tests.support import REPO, wait_for
 from tests.workers.conftest import write_dataset
 from workers import presence, worker
@@ -163,7 +164,7 @@ def test_a_worker_without_the_data_gives_the_job_back_to_one_with_it(
             wait_for(lambda: job(sessions, other).status == "succeeded", 60, "the job it can train")
             handed = job(sessions, missing)
             assert (handed.status, handed.attempts) == ("queued", 0)
-            assert "mnist dataset is not available" in handed.error and "another machine" in handed.error
+            assert "mnist dataset is not available" in handed.error and "another worker" in handed.error
             assert f"job {missing} went back to the queue: this machine cannot load mnist" in caplog.text
             assert "no claim of mnist jobs for 30 s" in caplog.text
             worker.run_worker(lacking.model_copy(update={"data_dir": data_dir}), once=True)
@@ -191,6 +192,27 @@ def test_a_worker_alone_without_the_data_fails_the_job_at_once(tmp_path, db_url,
     worker.run_worker(lacking, once=True)
     failed = job(sessions, missing)
     assert (failed.status, failed.attempts) == ("failed", 1) and "MLPLAB_DATA_DIR" in failed.error
+
+
+def test_a_worker_without_the_data_gives_the_job_back_to_a_sibling_that_trained_it(
+    tmp_path, db_url, sessions
+):
+    """A second worker of this machine started with another MLPLAB_DATA_DIR failed the jobs it claimed,
+    for good, while its sibling, which had trained that dataset, sat idle."""
+    (earlier,) = enqueue(sessions, small())
+    sibling = "sibling:1:ab"
+    with session_scope(sessions) as s:
+        register_worker(s, sibling, "sibling", presence.host_key(), 1, lease_seconds=3600)
+        claimed = jobs.claim_job(s, sibling)
+        assert claimed is not None and claimed.id == earlier
+        jobs.finish_job(s, earlier, sibling, result())
+    (missing,) = enqueue(sessions, small(seed=1))
+    lacking = Settings(
+        database_url=db_url, data_dir=tmp_path / "empty", download=False, worker_threads=1, lease_seconds=3600
+    )
+    worker.run_worker(lacking, once=True)
+    handed = job(sessions, missing)
+    assert (handed.status, handed.attempts) == ("queued", 0) and "another worker" in handed.error
 
 
 @pytest.mark.slow  # a worker process
