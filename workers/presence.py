@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
 from service.store.db import begin_write, session_scope
-from service.store.jobs import claim_job
+from service.store.jobs import claim_job, requeue_stalled
 from service.store.models import Job, Worker
 from service.store.queries import count_queued, live_workers
 from service.store.workers import register_worker, unregister_worker, worker_heartbeat
@@ -159,11 +159,26 @@ class Presence(threading.Thread):
         super().start()
 
     def run(self) -> None:
+        judged = time.monotonic()
         while not self._done.wait(self.settings.heartbeat_seconds):
             if self.job_id is not None and not self.settings.worker_threads:
                 self.rebalance()
             else:
                 self.beat()
+            # a busy worker judges too, or a dead one's job waits 'running' until some worker is idle
+            if self.job_id is not None and time.monotonic() - judged >= self.settings.lease_seconds / 2:
+                judged = time.monotonic()
+                try:
+                    self.judge_others()
+                except SQLAlchemyError as exc:
+                    log.warning("could not re-queue stalled jobs: %s", exc)
+
+    def judge_others(self) -> None:
+        """Re-queue (or end) the jobs whose worker's lease lapsed: it died or hung. Not while this worker's
+        own reach of the database is in doubt: the others may not have been able to renew either."""
+        if self.reach.may_judge_others():
+            with session_scope(self.sessions) as session:
+                requeue_stalled(session, None, self.settings.lease_seconds, self.settings.max_attempts)
 
     def beat(self) -> None:
         try:

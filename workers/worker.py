@@ -66,7 +66,6 @@ from service.store.jobs import (
     record_progress,
     record_provenance,
     release_job,
-    requeue_stalled,
     save_checkpoint,
 )
 from service.store.models import Job, JobStatus
@@ -117,9 +116,7 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     try:
         while not stop.is_set():
             try:
-                if presence.reach.may_judge_others():  # not just after an outage: theirs could not renew
-                    with session_scope(sessions) as session:
-                        requeue_stalled(session, None, settings.lease_seconds, settings.max_attempts)
+                presence.judge_others()
                 job = presence.claim(once)
             except SQLAlchemyError as exc:
                 if once:

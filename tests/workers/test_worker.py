@@ -347,7 +347,7 @@ def _database_down(monkeypatch, down: threading.Event) -> list[tuple[str, bool]]
 
         return call
 
-    monkeypatch.setattr(worker, "requeue_stalled", unless_down(worker.requeue_stalled))
+    monkeypatch.setattr(presence, "requeue_stalled", unless_down(presence.requeue_stalled))
     monkeypatch.setattr(presence.Presence, "claim", unless_down(presence.Presence.claim))
     monkeypatch.setattr(presence.Presence, "_record", unless_down(presence.Presence._record))
     return tries
@@ -415,6 +415,21 @@ def test_a_database_that_fails_now_and_then_still_lets_a_dead_workers_job_be_req
         stop.set()
         idle.join(30)
     assert len(calls) > 10  # its claims failed every other time, many times a lease
+
+
+def test_a_busy_worker_requeues_a_dead_workers_job(data_dir, db_url, sessions):
+    """Only an idle worker re-queued stalled jobs: with every live worker busy, a dead one's job showed
+    'running', its progress frozen, for as long as the others' jobs took (50 s of a 10 s lease)."""
+    dead = _held_long_ago(sessions, "dead")
+    (busy,) = enqueue(sessions, long())
+    thread, stop = _idle_worker(settings_for(db_url, data_dir, lease_seconds=2, heartbeat_seconds=0.5))
+    try:
+        wait_for(lambda: job(sessions, busy).status == "running", 30, "the long job claimed")
+        wait_for(lambda: job(sessions, dead).status == "queued", 10, "the dead worker's job re-queued")
+        assert job(sessions, busy).status == "running"  # by the worker still training its own
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def test_a_progress_write_whose_answer_was_lost_is_written_once(monkeypatch, data_dir, db_url, sessions):
