@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from service.store.db import BUSY_TIMEOUT_MS
+
 
 class ApiError(Exception):
     """The API answered with a problem (RFC 9457), or could not be reached or answered unlike mlplab's
@@ -130,12 +132,14 @@ class ApiClient:
 
     url: str
     token: str | None = None
-    timeout: float = 30.0
+    # past the API's own wait for a locked database (then a 503 saying so), so the CLI hears that answer
+    timeout: float = BUSY_TIMEOUT_MS / 1000 + 30
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.http = httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=self.timeout)
+        timeout = httpx.Timeout(self.timeout, connect=10.0)  # an address nobody answers: said in seconds
+        self.http = httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
@@ -180,6 +184,13 @@ class ApiClient:
         return self.request("POST", path, **kwargs)
 
     def _unreachable(self, exc: Exception) -> ApiError:
+        if isinstance(exc, httpx.ReadTimeout):  # connected and sent: the API may have acted on it
+            return ApiError(
+                0,
+                f"the API at {self.url} did not answer within {self.timeout:g} s",
+                "it may be held up (a database locked that long?), and a change asked for may still have "
+                "been made: look (mlplab jobs) before sending it again",
+            )
         return ApiError(
             0,
             f"cannot reach the API at {self.url}",

@@ -273,3 +273,23 @@ def test_cancelling_an_ended_job_says_it_has_ended(api, capsys):
     api.train()
     code, _, err = mlplab(capsys, "cancel", str(job))
     assert code == 1 and f"Job {job} has already ended (succeeded)" in err, err  # was "is succeeded"
+
+
+def test_an_api_that_takes_the_request_and_never_answers_is_not_called_unreachable():
+    """A database locked for 30 s: the API's 503 came at 30.07 s, after the CLI's 30 s timeout, which said
+    'cannot reach the API, start it' of a submission that was then queued (a retry queued it twice)."""
+    import socket
+
+    from service.cli.http import ApiError
+    from service.store.db import BUSY_TIMEOUT_MS
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with ApiClient(f"http://127.0.0.1:{port}", timeout=0.5) as client, pytest.raises(ApiError) as raised:
+            client.request("POST", "/jobs", json=job_body())
+    said = f"{raised.value.title}: {raised.value.detail}"
+    assert "did not answer within 0.5 s" in said and "look (mlplab jobs) before sending it again" in said
+    assert "cannot reach" not in said and "start it" not in said
+    assert ApiClient("http://127.0.0.1:1").timeout > BUSY_TIMEOUT_MS / 1000  # past the API's own wait
