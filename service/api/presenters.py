@@ -357,6 +357,7 @@ def dataset_public(name: str, settings: Settings) -> DatasetPublic:
     return DatasetPublic(
         name=name,
         present=status["present"],
+        damaged=status["damaged"],
         will_download=status["will_download"],
         splits=status["splits"],
         classes=list(status["classes"]),

@@ -656,7 +656,11 @@ class SplitInfo(Answer):
 
 class DatasetPublic(Answer):
     name: str
-    present: bool
+    present: bool = Field(description="Every file found and its header read.")
+    damaged: list[str] = Field(
+        description="Files found whose header cannot be read (not gzip, cut short): jobs of the dataset "
+        "fail until they are replaced."
+    )
     will_download: bool
     splits: SplitInfo
     classes: list[str]

@@ -391,17 +391,20 @@ def dataset_status(name: str, data_dir: Path | str, download: bool = True) -> di
     info = _info(name)
     folder, files = _locate(info, Path(data_dir).expanduser().absolute())
     found = _found(files)
-    present = len(found) == len(files)
+    counts = {file: _count(path) for file, path in found.items()}
+    damaged = sorted(found[file].name for file, count in counts.items() if count is None)  # not gzip, or cut
+    present = len(found) == len(files) and not damaged
     splits = dict(info.splits)
     if present:
         for split, (images_name, _) in SPLIT_FILES.items():
-            if (count := _count(found[images_name])) is not None:
-                splits[split] = count
+            splits[split] = counts[images_name] or splits[split]
     return {
         "name": name,
         "present": present,
+        "damaged": damaged,
         "directory": str(folder) if present else None,
-        "will_download": not present and download and info.can_download(),
+        # a damaged file is not downloaded again: it is in the way
+        "will_download": not present and not damaged and download and info.can_download(),
         "splits": splits,
         "classes": list(info.classes),
     }

@@ -218,6 +218,7 @@ def test_status_never_raises_and_reads_only_headers(tmp_path, no_system_fashion)
     assert status == {
         "name": "mnist",
         "present": False,
+        "damaged": [],
         "directory": None,
         "will_download": True,
         "splits": {"train": 60000, "test": 10000},
@@ -231,6 +232,16 @@ def test_status_never_raises_and_reads_only_headers(tmp_path, no_system_fashion)
     assert status["present"] and not status["will_download"]
     assert status["directory"] == str(tmp_path / "MNIST" / "raw")
     assert status["splits"] == {"train": 12, "test": 5}
+
+    # a file overwritten with noise: /readyz and /datasets said present while every job of it failed
+    broken = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    broken.write_bytes(os.urandom(5000))
+    status = dataset_status("mnist", tmp_path)
+    assert (status["present"], status["damaged"], status["will_download"]) == (
+        False,
+        ["train-images-idx3-ubyte.gz"],
+        False,  # in the way: not downloaded again
+    )
 
 
 def test_unknown_dataset(tmp_path):
