@@ -13,6 +13,7 @@ can fail at once with "database is locked" when another writer got in between.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from service.store.models import Base
+
+log = logging.getLogger("mlplab.store")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -295,6 +298,13 @@ def migrate(engine_or_url: Engine | str) -> None:
                 except OperationalError as exc:  # "database is locked" past the busy timeout
                     if "locked" not in str(exc) or attempt == 4:
                         raise
+                    # each try waits out the busy timeout: without a word a start looked hung for minutes
+                    log.warning(
+                        "database %s locked by another connection for %g s: trying again (%d of 4)",
+                        shown_url(engine.url.render_as_string(hide_password=False)),
+                        BUSY_TIMEOUT_MS / 1000,
+                        attempt + 1,
+                    )
                     time.sleep(0.5 * 2**attempt)
     finally:
         if engine is not engine_or_url:

@@ -37,3 +37,28 @@ def test_a_read_only_server_is_a_state_to_wait_out_not_a_bug():
     assert not transient(InternalError("UPDATE jobs", {}, Refused("XX000")))
     assert transient(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
     assert not transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
+
+
+def test_a_start_that_waits_on_a_locked_database_says_so(tmp_path, monkeypatch, caplog):
+    """Each try waits out the 30 s busy timeout: a worker started under a held lock printed nothing for
+    159 s."""
+    import logging
+
+    from service.store import db
+
+    tries = []
+
+    def locked_twice(engine):
+        tries.append(1)
+        if len(tries) <= 2:
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(db, "_upgrade", locked_twice)
+    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
+    with caplog.at_level(logging.WARNING, logger="mlplab.store"):
+        db.migrate(f"sqlite:///{tmp_path / 'held.db'}")
+    assert len(tries) == 3
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        len(said) == 2 and "held.db locked by another connection for 30 s: trying again (1 of 4)" in said[0]
+    )
