@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     """Every setting mlplab reads; README's settings table documents each one."""
 
     # validate_by_name: Settings(metrics_dir=...) is still accepted beside that field's environment aliases
+    # allow_inf_nan=False: NaN seconds were refused as "less than or equal to 86400"
     model_config = SettingsConfigDict(
-        env_prefix="MLPLAB_", env_file=".env", extra="ignore", validate_by_name=True
+        env_prefix="MLPLAB_", env_file=".env", extra="ignore", validate_by_name=True, allow_inf_nan=False
     )
 
     database_url: str = Field(

@@ -50,18 +50,14 @@ def _exit_status(argv: list[str]) -> int:
         # an empty line in a compose .env: every interface, or "." (whose .db files were deleted)
         ({"MLPLAB_HOST": ""}, "MLPLAB_HOST: set but blank"),
         ({"MLPLAB_METRICS_DIR": " "}, "MLPLAB_METRICS_DIR: set but blank"),
-        (
-            {"MLPLAB_LEASE_SECONDS": "inf"},
-            "MLPLAB_LEASE_SECONDS: Input should be less than or equal to 86400",
-        ),
+        ({"MLPLAB_LEASE_SECONDS": "inf"}, "MLPLAB_LEASE_SECONDS: Input should be a finite number"),
+        # NaN was refused as "less than or equal to 86400"
+        ({"MLPLAB_LEASE_SECONDS": "nan"}, "MLPLAB_LEASE_SECONDS: Input should be a finite number"),
         (
             {"MLPLAB_WORKER_THREADS": "100000"},
             "MLPLAB_WORKER_THREADS: Input should be less than or equal to 1024",
         ),
-        (
-            {"MLPLAB_CHECKPOINT_SECONDS": "inf"},
-            "MLPLAB_CHECKPOINT_SECONDS: Input should be less than or equal",
-        ),
+        ({"MLPLAB_CHECKPOINT_SECONDS": "inf"}, "MLPLAB_CHECKPOINT_SECONDS: Input should be a finite number"),
         (
             {"MLPLAB_KEEP_ALIVE_SECONDS": "100000000000"},
             "MLPLAB_KEEP_ALIVE_SECONDS: Input should be less than",
@@ -89,6 +85,7 @@ def _exit_status(argv: list[str]) -> int:
         "blank-host",
         "blank-metrics",
         "lease-inf",
+        "lease-nan",
         "threads",
         "checkpoint-inf",
         "keep-alive-huge",
