@@ -83,6 +83,11 @@ async def _overloaded(scope: Any, receive: Any, send: Callable[[Any], Awaitable[
 class HttpProtocol(HttpToolsProtocol):
     open_by_client: Counter[str] = Counter()  # this process's connections by client address
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # WebSockets are off (serve.py, ws="none"): uvicorn's two warnings a request, one saying the
+        # library is missing, were a client's to repeat without end
+        pass
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")

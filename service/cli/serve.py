@@ -71,7 +71,9 @@ def serve_api(host: str | None = None, port: int | None = None, workers: int = 1
             workers=workers,
             loop="asyncio",
             http=HttpProtocol,
-            ws="none",  # no WebSocket routes: an Upgrade is answered as the plain request it also is
+            # no WebSocket routes: a GET asking to upgrade is served as a plain GET (a body after an
+            # Upgrade header is left unread, as the parser stops there)
+            ws="none",
             timeout_keep_alive=settings.keep_alive_seconds,
             limit_concurrency=settings.max_connections,
             log_level="info",
