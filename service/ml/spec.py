@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,15 +33,20 @@ Units = Annotated[int, Field(ge=1, le=4096)]
 STORED = "stored"  # validation context of a spec read back from a job row or a weight file
 
 
+# Training's precision: a rate, L2 or momentum below float32's smallest normal (1e-50, 1e-320) trains
+# as 0 while its job is named for it.
+SMALLEST_REAL = float(np.finfo(np.float32).tiny)
+
+
 def _real(value: float, info: ValidationInfo) -> float:
-    # a subnormal (1e-320) trains as 0 in float32 while its job is named for it; one stored before
-    # this rule still reads back (from_stored)
+    # one stored before this rule still reads back (read_back)
     stored = bool(info.context and info.context.get(STORED))
-    if value != 0 and abs(value) < sys.float_info.min and not stored:
+    if value != 0 and abs(value) < SMALLEST_REAL and not stored:
         raise PydanticCustomError(
             "subnormal",
-            "Input should be at least {smallest} in size, the smallest normal float (a smaller one trains as 0)",
-            {"smallest": f"{sys.float_info.min:.3g}"},
+            "Input should be at least {smallest} in size, float32's smallest normal (training's "
+            "precision: a smaller one trains as 0)",
+            {"smallest": f"{SMALLEST_REAL:.3g}"},
         )
     return value + 0.0  # -0.0 + 0.0 is 0.0: a spec with l2 -0.0 is the spec with l2 0, one job, one key
 
@@ -185,6 +190,12 @@ class TrainSpec(BaseModel):
         """
         fields = dict(json.loads(stored) if isinstance(stored, str) else stored)
         fields.setdefault("validation_size", 0)
+        return cls.read_back(fields)
+
+    @classmethod
+    def read_back(cls, fields: Mapping[str, Any]) -> TrainSpec:
+        """A spec from fields stored by an earlier version (a job row, a study's base and its trials'
+        values), under the rules they were stored by: rules since added are for new input."""
         return cls.model_validate(fields, context={STORED: True})
 
     def as_trained(self) -> dict[str, Any]:

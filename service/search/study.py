@@ -289,9 +289,7 @@ def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
         key = (field, json.dumps(value, sort_keys=True))
         if key not in memo:
             try:
-                memo[key] = TrainSpec.model_validate(config.base | {field: value}).model_dump(mode="json")[
-                    field
-                ]
+                memo[key] = TrainSpec.read_back(config.base | {field: value}).model_dump(mode="json")[field]
             except PydanticValidationError:  # valid only beside other searched values: compared as written
                 memo[key] = value
         return memo[key]

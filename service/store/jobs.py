@@ -575,7 +575,7 @@ def advance_study(session: Session, study_id: int, now: datetime | None = None) 
     queued: list[Job] = []
     try:
         for params in next_trials(config, records):
-            spec = TrainSpec.model_validate(config.base | params)
+            spec = TrainSpec.read_back(config.base | params)  # a study stored by an earlier version too
             queued.append(enqueue_job(session, spec, now=now, trial=(study.id, len(records) + len(queued))))
     except (ValidationError, ValueError) as exc:  # check_study lets none through; never lose the end
         log.error("study %d: cannot queue trial %d (%s); it asks for no more", study.id, len(records), exc)

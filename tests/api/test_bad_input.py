@@ -28,9 +28,11 @@ def _job_count(client) -> int:
         ("learning_rate", 11, "less than or equal to 10"),
         ("momentum", 1, "less than 1"),
         ("l2", -0.1, "greater than or equal to 0"),
-        # subnormals trained as 0 under a job named for them (lr=9.99989e-321)
-        ("learning_rate", 1e-320, "at least 2.23e-308 in size"),
-        ("l2", 5e-324, "at least 2.23e-308 in size"),
+        # below float32's smallest normal, trained as 0 under a job named for them (lr=9.99989e-321)
+        ("learning_rate", 1e-320, "at least 1.18e-38 in size"),
+        ("learning_rate", 1e-50, "at least 1.18e-38 in size"),
+        ("l2", 5e-324, "at least 1.18e-38 in size"),
+        ("momentum", 1e-40, "at least 1.18e-38 in size"),
         ("batch_size", 60001, "less than or equal to 60000"),
         ("hidden_layers", [], "at least 1 item"),
         ("hidden_layers", [10] * 9, "at most 8 items"),

@@ -410,6 +410,30 @@ def test_a_field_held_at_one_value_among_the_succeeded_trials_is_not_ranked(sett
     }
 
 
+def test_a_study_stored_with_a_base_later_rules_refuse_runs_all_its_trials_and_extends(client, settings):
+    """A base l2 of 5e-324, stored before such values were refused: each next trial failed validation, so
+    a study of 6 finished after 1, and extending it was a 500."""
+    from sqlalchemy import update
+
+    from service.store.models import Study
+
+    study_id = client.post("/studies", json=STUDY | {"trials": 3, "parallelism": 1}).json()["id"]
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        config = s.get(Study, study_id).config
+        s.execute(
+            update(Study)
+            .where(Study.id == study_id)
+            .values(config=config | {"base": config["base"] | {"l2": 5e-324}})
+        )
+    engine.dispose()
+    run_trials(settings, lambda spec: 0.5)
+    study = client.get(f"/studies/{study_id}").json()
+    assert study["status"] == "finished" and study["counts"]["succeeded"] == 3
+    extended = client.post(f"/studies/{study_id}/extend", json={"trials": 1})
+    assert extended.status_code == 202, extended.text
+
+
 def test_a_field_that_varied_but_got_no_importance_is_named(client, settings):
     """Two trials of equal accuracy: {"importance": {}, "not_varied": []} and no word of learning_rate."""
     study_id = client.post("/studies", json=STUDY | {"trials": 2, "parallelism": 2}).json()["id"]

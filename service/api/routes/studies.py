@@ -145,7 +145,7 @@ def check_study_budget(config: StudyCreate, settings: Settings) -> None:
     }
     corners = [dict(zip(extremes, values, strict=True)) for values in itertools.product(*extremes.values())]
     for corner in corners:
-        check_budget_of(TrainSpec.model_validate(config.base | others | corner), settings, "space", corner)
+        check_budget_of(TrainSpec.read_back(config.base | others | corner), settings, "space", corner)
 
 
 @router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
