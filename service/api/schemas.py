@@ -807,6 +807,6 @@ class ImportancePublic(Answer):
     trials: int = Field(description="The succeeded trials it rests on (the others weigh nothing).")
     warning: str | None = Field(
         description=f"Set when the scores rest on fewer than {FEW_TRIALS_FOR_IMPORTANCE} succeeded trials: they "
-        "say little, and fields "
-        "that varied together are not told apart (one may take nearly all the credit for both)."
+        "say little, and fields that varied together are not told apart (one may take nearly all the credit "
+        "for both); or when fields varied but every succeeded trial scored the same, so none has a score."
     )

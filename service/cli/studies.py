@@ -89,11 +89,13 @@ def show(client: ApiClient, study: Json) -> None:
                 f"trial {trial['number']} (job {trial['job_id']}) failed: {trial['error']}", file=sys.stderr
             )
     answer = client.get(f"/studies/{study['id']}/importance")
-    if scores := answer["importance"]:
+    scores = answer["importance"]
+    if scores:
         shown = ", ".join(f"{name} {score:.2f}" for name, score in scores.items())
         print(f"importance (from {answer['trials']} succeeded trials): {shown}")
-        if warning := answer.get("warning"):  # .get: an API older than the field
-            print(f"! importance {warning}", file=sys.stderr)
+    if warning := answer.get("warning"):  # .get: an API older than the field
+        print(f"! importance {warning}", file=sys.stderr)
+    if scores:
         if fixed := answer.get("not_varied"):  # .get: an API older than the field has none
             print(f"not ranked, one value among them: {', '.join(fixed)}")
 

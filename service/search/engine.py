@@ -309,15 +309,13 @@ FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it
 
 
 def importance_warning(succeeded: int, scores: dict[str, float], varied: Sequence[str] = ()) -> str | None:
-    """What scores from `succeeded` trials are worth, when they are few, or why `varied` fields got none;
-    None otherwise."""
-    if varied and not scores and succeeded:
-        why = (
-            f"fewer than {MIN_TRIALS_FOR_IMPORTANCE} succeeded trials"
-            if succeeded < MIN_TRIALS_FOR_IMPORTANCE
-            else "every succeeded trial scored the same"
+    """What scores from `succeeded` trials are worth, when they are few, or why the `varied` fields got
+    none; None otherwise."""
+    if varied and not scores:  # two trials or more (varied is of the succeeded trials), scored alike
+        return (
+            f"from {counted(succeeded, 'succeeded trial')}, all scored the same: {', '.join(varied)} varied, "
+            "but nothing can be credited"
         )
-        return f"{', '.join(varied)} varied, but nothing can be credited: {why}"
     if not scores or succeeded >= FEW_TRIALS_FOR_IMPORTANCE:
         return None
     return (

@@ -442,7 +442,7 @@ def test_a_field_that_varied_but_got_no_importance_is_named(client, settings):
     assert answer["importance"] == {} and answer["trials"] == 2
     varied = [f for f in STUDY["space"] if f not in answer["not_varied"]]
     assert answer["warning"] == (
-        f"{', '.join(varied)} varied, but nothing can be credited: every succeeded trial scored the same"
+        f"from 2 succeeded trials, all scored the same: {', '.join(varied)} varied, but nothing can be credited"
     )
 
 

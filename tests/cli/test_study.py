@@ -30,6 +30,25 @@ def test_a_studys_importance_says_how_many_trials_it_rests_on(api, capsys):
     assert "! importance from 4 succeeded trials, fewer than 10: too few to say much" in err
 
 
+def test_a_study_whose_trials_all_scored_the_same_says_why_nothing_is_ranked(api, capsys):
+    """Its importance was {} and the CLI printed nothing of the batch size that varied."""
+    study = api.post(
+        "/studies",
+        json={
+            "base": job_body(),  # 500 images: a batch of 500 or more takes them all at once, alike
+            "space": {"batch_size": {"choice": [500, 1000]}},
+            "sampler": "grid",
+            "trials": 2,
+            "parallelism": 2,
+        },
+    )
+    api.train()
+    status, out, err = mlplab(capsys, "study", "show", str(study["id"]))
+    assert status == 0, out
+    assert not [line for line in out.splitlines() if line.startswith("importance")]
+    assert "! importance from 2 succeeded trials, all scored the same: batch_size varied" in err
+
+
 def test_a_failed_trial_is_shown_with_its_reason(api, capsys):
     """Its reason (a learning rate that diverged) was only on its job."""
     study = api.post(

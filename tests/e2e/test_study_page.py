@@ -145,3 +145,25 @@ def study_eta(page) -> float:
           status: 'running', epochs_trained: 120, created_at: new Date(Date.now() - 60000).toISOString(),
           config: {trials: 3}, trials: [{status: 'running', epochs: 4}, {status: 'succeeded', epochs: 10}]}, 10))"""
     )
+
+
+def test_a_study_whose_trials_scored_alike_says_why_nothing_is_ranked(browser, service):  # noqa: F811
+    """The page said 'shown once two trials have succeeded with different accuracies', naming nothing."""
+    alike = {
+        "base": job_body(),  # 500 images: a batch of 500 or more takes them all at once, alike
+        "space": {"batch_size": {"choice": [500, 1000]}},
+        "sampler": "grid",
+        "trials": 2,
+        "parallelism": 2,
+    }
+    with service.client() as client:
+        study_id = client.post("/studies", json=alike).json()["id"]
+        for trial in client.get(f"/studies/{study_id}").json()["trials"]:
+            service.wait_job(client, trial["job_id"])
+        warning = client.get(f"/studies/{study_id}/importance").json()["warning"]
+    with watched_page(browser, service.url) as w:
+        rendered(w.page, f"/#/studies/{study_id}")
+        w.page.wait_for_selector("#study-importance p")
+        shown = w.page.inner_text("#study-importance p")
+        assert shown == f"{warning[0].upper()}{warning[1:]}." and "batch_size varied" in shown
+        w.assert_clean()

@@ -183,7 +183,8 @@ function importanceChart(el, { importance, not_varied: fixed, trials, warning },
   const names = Object.keys(importance);
   const unranked = fixed.length ? ` Not ranked, one value among them: ${fixed.join(", ")}.` : "";
   if (!names.length) {
-    const why = trials >= 2 && fixed.length === searched ? `No searched field took two values among the ${trials} succeeded trials: nothing to rank.` : "Shown once two trials have succeeded with different accuracies.";
+    const why = warning ? `${warning[0].toUpperCase()}${warning.slice(1)}.`
+      : trials >= 2 && fixed.length === searched ? `No searched field took two values among the ${trials} succeeded trials: nothing to rank.` : "Shown once two trials have succeeded with different accuracies.";
     fill(el, h("p", { class: "muted" }, why));
     return null;
   }
