@@ -95,9 +95,8 @@ def show(client: ApiClient, study: Json) -> None:
         print(f"importance (from {answer['trials']} succeeded trials): {shown}")
     if warning := answer.get("warning"):  # .get: an API older than the field
         print(f"! importance {warning}", file=sys.stderr)
-    if scores:
-        if fixed := answer.get("not_varied"):  # .get: an API older than the field has none
-            print(f"not ranked, one value among them: {', '.join(fixed)}")
+    if scores and (fixed := answer.get("not_varied")):  # .get: an API older than the field has none
+        print(f"not ranked, one value among them: {', '.join(fixed)}")
 
 
 def watch(client: ApiClient, study: Json, interval: float) -> Json:
