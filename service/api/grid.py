@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -97,7 +98,12 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
                 problems |= dict.fromkeys(_problems(exc, combination, body))
     if problems:
         raise invalid_all(problems)
-    return list({spec.model_dump_json(): spec for spec in specs}.values())  # equal specs, one job
+    # specs that train the same model, one job: equal ones, and sgd's or adam's beside a momentum they
+    # never read (optimizer [sgd, momentum] x momentum [0.5, 0.9])
+    trained: dict[str, TrainSpec] = {}
+    for spec in specs:
+        trained.setdefault(json.dumps(spec.as_trained(), sort_keys=True), spec)
+    return list(trained.values())
 
 
 def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCreate) -> list[tuple[str, str]]:

@@ -103,6 +103,15 @@ def test_an_invalid_grid_is_refused_whole_and_names_the_value(client, body, name
     assert _jobs(client) == []  # not one job of the valid combinations was created
 
 
+def test_an_optimizer_beside_a_momentum_it_never_reads_is_one_job(client):
+    """optimizer [sgd, momentum] x momentum [0.5, 0.9] queued two sgd jobs of one model, ranked apart."""
+    body = {"base": {"backend": "numpy"}, "grid": {"optimizer": ["sgd", "momentum"], "momentum": [0.5, 0.9]}}
+    response = client.post("/sweeps", json=body)
+    assert response.status_code == 202, response.text
+    specs = [(job["spec"]["optimizer"], job["spec"]["momentum"]) for job in response.json()["jobs"]]
+    assert sorted(specs) == [("momentum", 0.5), ("momentum", 0.9), ("sgd", 0.5)]
+
+
 def test_values_that_validate_alike_are_one_job(client):
     # 1 and 1.0 are one learning rate, "he" twice one init: each distinct spec is queued once, in grid order.
     body = {
