@@ -783,10 +783,11 @@ def _configurations_table(sweep: Json) -> str:
     near_chance = {j["id"] for j in sweep["jobs"] if j.get("near_chance")}
     rows = [
         [
-            ", ".join(f"{k}={cell(v, k)}" for k, v in c["hyperparameters"].items()) or "(one configuration)",
+            # its jobs' notes say which run learned nothing, and on which split: its gap measures no effect
+            (", ".join(f"{k}={cell(v, k)}" for k, v in c["hyperparameters"].items()) or "(one configuration)")
+            + (" !" if near_chance & set(c["jobs"]) else ""),
             c["n"],
-            # its jobs' notes say which run learned nothing: its gap to the best is no measured effect
-            _mean_ci(c["validation_accuracy"]) + (" !" if near_chance & set(c["jobs"]) else ""),
+            _mean_ci(c["validation_accuracy"]),
             bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else seconds_figure(c["seconds"]),

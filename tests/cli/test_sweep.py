@@ -110,6 +110,7 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     assert f"! {stuck}: " in err and "near chance" in err
     flagged = [line for line in out.splitlines() if "learning_rate=1e-06" in line]
     assert len(flagged) == 2 and all(" !" in line for line in flagged), out
+    assert flagged[0].split()[:2] == ["learning_rate=1e-06", "!"]  # beside the configuration, whichever split
 
     # jobs --sweep: best first, as the sweep ranks them; models: schedule, train limit, validation
     status, out, err = mlplab(capsys, "jobs", "--sweep", sweep["id"])

@@ -582,6 +582,9 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
     page.wait_for_selector("#sweep-by-l2.js-plotly-plot .scatterlayer .trace")
     xaxis = page.locator("#sweep-by-l2").evaluate("el => el.layout.xaxis")
     assert xaxis["type"] == "log" and xaxis["tickvals"] == [0.001, 0.01, 0.1, 1], xaxis
+    # the sweep page's legend is read with its table too
+    described = page.get_attribute("#configurations", "aria-describedby").split()
+    assert "tied-note" in described and all(page.locator(f"#{i}").count() == 1 for i in described)
 
 
 @pytest.fixture(scope="module")
@@ -951,7 +954,7 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
     svc = start_service(tmp_path)
     try:
         with svc.client() as client:
-            job = client.post("/jobs", json=SMALL_JSON | {"train_limit": 20_000, "epochs": 4}).json()["id"]
+            job = client.post("/jobs", json=SMALL_JSON | {"train_limit": 20_000, "epochs": 8}).json()["id"]
         with watched_page(browser, svc.url) as w:
             rendered(w.page, f"/#/jobs/{job}")
             started = "table.facts tr:has(th:text-is('started')) td"
@@ -968,8 +971,11 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
                   const epochs = document.querySelector('#accuracy-chart')?.data?.[0]?.x.length ?? 0;
                   const means = document.querySelector('#loss-chart')?.data?.[1]?.x.length ?? 0;
                   if (status !== 'running') return status;
-                  return epochs >= 1 && means === epochs && 'live';
+                  const trace = document.querySelector('#loss-chart')?.data?.[1];
+                  const drawn = trace?.mode === 'markers' && trace?.showlegend !== false;  // as once reloaded
+                  return epochs >= 1 && means === epochs && drawn && 'live';
                 }""",
+                polling=50,  # the epochs run for a few seconds: the page is looked at often enough
                 timeout=120_000,
             ).json_value()
             assert seen == "live"

@@ -32,7 +32,7 @@ export async function jobPage(ctx, root) {
     lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
   ]);
-  if (job.status === "queued" || job.status === "running") follow(ctx, root, job, { lossChart, accChart, progress });
+  if (inFlight(job)) follow(ctx, root, job, { lossChart, accChart, progress });
 }
 
 export const lossTrace = (losses, name = "loss per step") =>
@@ -71,7 +71,7 @@ function facts(job) {
 
 function actions(job) {
   if (job.status === "succeeded") return h("a", { class: "button", href: `#/models/${job.id}`, id: "open-model" }, "Open the model");
-  if (job.status !== "queued" && job.status !== "running") return null;
+  if (!inFlight(job)) return null;
   const problem = h("div");
   const request = async () => {
     cancel.disabled = true;
@@ -81,14 +81,18 @@ function actions(job) {
   return [cancel, problem];
 }
 
+const inFlight = (job) => job.status === "queued" || job.status === "running";
+
 // Steps an epoch takes, where an epoch's mean loss is drawn at its end (0: unknown, an old job's).
 const stepsPerEpoch = (job) => (job.progress.steps || 0) / (job.spec.epochs || 1);
 
 // An epoch's mean loss, drawn at the step where the epoch ended.
 export function epochLossTrace(job, epochs) {
   const perEpoch = stepsPerEpoch(job);
-  if (!perEpoch) return { name: "mean loss per epoch", x: [], y: [], showlegend: false };
-  return { name: "mean loss per epoch", x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss), mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
+  const style = { name: "mean loss per epoch", mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
+  // steps not known yet (queued: the live stream draws its points) or ever (an old job: no legend)
+  if (!perEpoch) return { ...style, x: [], y: [], showlegend: inFlight(job) };
+  return { ...style, x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss) };
 }
 
 export function specTable(values, spec) {

@@ -209,16 +209,17 @@ function whyNoTest(best, next) {
 function configurationsTable(sweep, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   const tied = levelWithBest(sweep).length > 1;
-  return h("table", { id: "configurations" },
+  const notes = [versusNote(sweep) ? "tied-note" : null, cutNote(sweep) ? "cut-note" : null].filter(Boolean);
+  return h("table", { id: "configurations", "aria-describedby": notes.join(" ") || null },
     h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("vs best"), th("gap, points (95 % CI)"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       // first with a trained model: with none, or level with another, no configuration is best
       const best = i === 0 && c.n > 0 && !tied;
       return h("tr", { class: best ? "best" : null, dataset: { configuration: i } },
-        h("td", null, i + 1), h("td", null, config(c, spec)), h("td", { class: "right" }, c.n),
-        // a run that learned nothing: its gap to the best measures no effect of the setting
-        h("td", { class: "nowrap" }, ci(c.validation_accuracy), chanceMark(sweep.jobs.find((j) => c.jobs.includes(j.id) && j.near_chance))),
+        // a run that learned nothing (its title says on which split): its gap measures no effect of the setting
+        h("td", null, i + 1), h("td", null, config(c, spec), chanceMark(sweep.jobs.find((j) => c.jobs.includes(j.id) && j.near_chance))),
+        h("td", { class: "right" }, c.n), h("td", { class: "nowrap" }, ci(c.validation_accuracy)),
         h("td", { class: "nowrap" }, ci(c.test_accuracy)),
         h("td", { class: ["right", "nowrap"], dataset: { seconds: c.seconds ?? "" } }, duration(c.seconds)),
         h("td", null, best ? "best" : i === 0 && c.n > 0 ? "level" : versusBest(c)),
