@@ -35,7 +35,7 @@ from service.ml.evaluation import SplitPredictions, decode_predictions, predicti
 from service.ml.familiar import InputProfile
 from service.ml.metrics import confusion_matrix
 from service.ml.spec import SplitName, TrainSpec
-from service.ml.splits import image_uses, scored_indices
+from service.ml.splits import IMAGE_USES, image_uses
 from service.ml.weights import Weights, load_weights
 from service.settings import Settings
 from service.store.queries import get_predictions, job_spec, trained_datasets
@@ -235,7 +235,7 @@ class Inference:
             return spec, stored
         require_validation(job_id, spec, "query.split")
         labels = (await self.dataset(spec.dataset)).split("train").labels
-        held = scored_indices(labels, spec, split)
+        held = await self.image_uses(spec, "train", labels) == IMAGE_USES.index("validation")  # memoised
         predicted = (await self.split_predictions(job_id, "train")).predicted
         return spec, confusion_matrix(labels[held], predicted[held]).tolist()
 

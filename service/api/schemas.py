@@ -263,8 +263,9 @@ class SweepsPublic(Answer):
 
 
 class LossPoint(Answer):
-    """One step's batch loss: every loss_every steps and at each epoch's last step, whose batch holds what
-    is left of the epoch (its images modulo batch_size) and so is noisier (GET /epochs has the means)."""
+    """One step's batch loss, recorded every loss_every steps and at each epoch's last step, whose batch
+    holds what is left of the epoch (fewer than batch_size images unless they divide evenly), so noisier;
+    GET /epochs has each epoch's mean."""
 
     epoch: int
     step: int
@@ -301,7 +302,10 @@ class EpochPoint(Answer):
     (EPOCH_SAMPLE), the last epoch's on every image; validation on every validation image each epoch."""
 
     epoch: int
-    loss: float = Field(description="Mean cross-entropy over the epoch's training images.")
+    loss: float = Field(
+        description="Mean cross-entropy over the epoch's training images (a job trained before this rule: "
+        "the mean of its batches' losses, a smaller last batch weighed as a whole one)."
+    )
     train_accuracy: float = Field(description=f"On the trained images: {EPOCH_SAMPLE}")
     test_accuracy: float = Field(description=f"On the test split: {EPOCH_SAMPLE}")
     seconds: float = Field(description="Training time of the epoch, evaluation excluded.")

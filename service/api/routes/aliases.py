@@ -80,7 +80,10 @@ def _history(session: Session, alias: str, limit: int, offset: int) -> AliasHist
 @router.get(
     "/{alias}",
     response_model=AliasHistoryPublic,
-    responses=PRECONDITION_DOC | {304: {"description": "Not Modified"}},
+    responses={
+        304: {"description": "Not Modified"},
+        412: problem_doc("If-Match does not hold for the alias"),
+    },
 )
 def read_alias(
     alias: AliasPath,

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep, reader_router
 from service.api.guard import allow_body
-from service.api.inference import NO_VALIDATION_DOC, predict_proba, require_validation
+from service.api.inference import predict_proba, require_validation
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS
 from service.api.presenters import dataset_image, json_response
@@ -281,7 +281,8 @@ async def predict_split_image(
 @router.get(
     "/{model}/predictions/{split}",
     response_model=OutcomesPublic,
-    responses=DATASET_UNAVAILABLE_DOC | NO_VALIDATION_DOC,
+    responses=DATASET_UNAVAILABLE_DOC
+    | {422: problem_doc("Invalid request, or images=validation of the test split or of a model without one")},
 )
 async def predictions_by_outcome(
     ref: ModelRefDep,
