@@ -20,10 +20,12 @@ from sqlalchemy import (
     Row,
     Select,
     SQLColumnExpression,
+    and_,
     bindparam,
     case,
     func,
     literal,
+    or_,
     select,
     union_all,
 )
@@ -455,10 +457,10 @@ def dataset_held(session: Session, dataset: str, lease_seconds: float, besides: 
     """Whether a live worker other than `besides` has trained, or is training, a job of `dataset`: it
     loaded the files (a worker keeps a dataset it decoded)."""
     live = select(Worker.id).where(worker_is_live(lease_seconds), Worker.id != besides)
+    # a running job past its first recorded step: claimed by one that lacks the files, it has none yet
+    training = and_(Job.status == JobStatus.running, Job.step > 0)
     trained = select(Job.id).where(
-        of_dataset(dataset),
-        Job.worker_id.in_(live),
-        Job.status.in_([JobStatus.succeeded, JobStatus.running]),
+        of_dataset(dataset), Job.worker_id.in_(live), or_(Job.status == JobStatus.succeeded, training)
     )
     return session.scalar(trained.limit(1)) is not None
 

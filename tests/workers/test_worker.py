@@ -215,6 +215,20 @@ def test_a_worker_without_the_data_gives_the_job_back_to_a_sibling_that_trained_
     assert (handed.status, handed.attempts) == ("queued", 0) and "another worker" in handed.error
 
 
+def test_a_sibling_counts_as_holding_the_data_once_its_job_is_past_its_first_step(sessions):
+    """One that claimed a job and lacks the files has none yet: two such would hand jobs to each other."""
+    (running,) = enqueue(sessions, small())
+    with session_scope(sessions) as s:
+        register_worker(s, "sibling:1:ab", "sibling", presence.host_key(), 1, lease_seconds=3600)
+        assert jobs.claim_job(s, "sibling:1:ab") is not None
+        assert not queries.dataset_held(s, "mnist", 3600, besides="me")
+        s.get(Job, running).step = 5
+        s.flush()
+        assert queries.dataset_held(s, "mnist", 3600, besides="me")
+        assert not queries.dataset_held(s, "mnist", 3600, besides="sibling:1:ab")
+        assert not queries.dataset_held(s, "fashion-mnist", 3600, besides="me")
+
+
 @pytest.mark.slow  # a worker process
 def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
     (job_id,) = enqueue(sessions, long())
