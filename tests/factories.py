@@ -39,6 +39,17 @@ def job_body(**changes: Any) -> dict[str, Any]:
     } | changes
 
 
+def alike_study() -> dict[str, Any]:
+    """A grid study whose two trials train alike: job_body's 500 images in one batch of 500 or of 1,000."""
+    return {
+        "base": job_body(),
+        "space": {"batch_size": {"choice": [500, 1000]}},
+        "sampler": "grid",
+        "trials": 2,
+        "parallelism": 2,
+    }
+
+
 def learner_body(**changes: Any) -> dict[str, Any]:
     """job_body() that learns in its one epoch (ReLU, He, Adam at 0.01): a model worth predicting with."""
     return job_body(activation="relu", init="he", optimizer="adam", learning_rate=0.01) | changes

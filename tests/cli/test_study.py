@@ -7,7 +7,7 @@ import re
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.jobs import claim_job, fail_job
 from tests.cli.conftest import mlplab
-from tests.factories import job_body
+from tests.factories import alike_study, job_body
 
 
 def test_a_studys_importance_says_how_many_trials_it_rests_on(api, capsys):
@@ -32,16 +32,7 @@ def test_a_studys_importance_says_how_many_trials_it_rests_on(api, capsys):
 
 def test_a_study_whose_trials_all_scored_the_same_says_why_nothing_is_ranked(api, capsys):
     """Its importance was {} and the CLI printed nothing of the batch size that varied."""
-    study = api.post(
-        "/studies",
-        json={
-            "base": job_body(),  # 500 images: a batch of 500 or more takes them all at once, alike
-            "space": {"batch_size": {"choice": [500, 1000]}},
-            "sampler": "grid",
-            "trials": 2,
-            "parallelism": 2,
-        },
-    )
+    study = api.post("/studies", json=alike_study())
     api.train()
     status, out, err = mlplab(capsys, "study", "show", str(study["id"]))
     assert status == 0, out

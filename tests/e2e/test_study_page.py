@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.browser import browser, moved, rendered, shot, until, watched_page  # noqa: F401 - browser is a fixture
-from tests.factories import job_body
+from tests.factories import alike_study, job_body
 
 pytestmark = pytest.mark.slow  # a real API and worker train four models: seconds
 
@@ -149,15 +149,8 @@ def study_eta(page) -> float:
 
 def test_a_study_whose_trials_scored_alike_says_why_nothing_is_ranked(browser, service):  # noqa: F811
     """The page said 'shown once two trials have succeeded with different accuracies', naming nothing."""
-    alike = {
-        "base": job_body(),  # 500 images: a batch of 500 or more takes them all at once, alike
-        "space": {"batch_size": {"choice": [500, 1000]}},
-        "sampler": "grid",
-        "trials": 2,
-        "parallelism": 2,
-    }
     with service.client() as client:
-        study_id = client.post("/studies", json=alike).json()["id"]
+        study_id = client.post("/studies", json=alike_study()).json()["id"]
         for trial in client.get(f"/studies/{study_id}").json()["trials"]:
             service.wait_job(client, trial["job_id"])
         warning = client.get(f"/studies/{study_id}/importance").json()["warning"]
