@@ -30,7 +30,7 @@ INPUT_SIZE = 784  # 28 x 28 pixels, flattened row by row
 NUM_CLASSES = 10
 
 Units = Annotated[int, Field(ge=1, le=4096)]
-STORED = "stored"  # validation context of a spec read back from a job row or a weight file
+STORED = "stored"  # validation context of fields an earlier version stored (TrainSpec.read_back)
 
 
 # Training's precision: a rate, L2 or momentum below float32's smallest normal (1e-50, 1e-320) trains

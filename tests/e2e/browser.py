@@ -94,7 +94,11 @@ def rendered(page, url: str | None = None) -> None:
     """Go to url (if given) and wait until its page has rendered and its requests have settled."""
     if url is not None:
         page.goto(url)
-    page.wait_for_selector("#view[aria-busy=false]")
+    # the page of the address now: a link's new hash is there before its hashchange starts that page
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#view'); "
+        "return v?.getAttribute('aria-busy') === 'false' && v.dataset.hash === location.hash; }"
+    )
     page.wait_for_load_state("networkidle")
 
 

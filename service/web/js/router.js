@@ -55,6 +55,7 @@ async function dispatch() {
   $$("[data-nav]").forEach((a) => (a.dataset.nav === match?.r.nav ? a.setAttribute("aria-current", "page") : a.removeAttribute("aria-current")));
   view.replaceChildren(root);
   view.setAttribute("aria-busy", "true");
+  view.dataset.hash = location.hash; // what it renders: between a link's click and its hashchange, the old
   try {
     await (match ? match.r.page(ctx, root) : notFound(ctx, root, path));
   } catch (err) {
