@@ -135,7 +135,9 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
   source.addEventListener("epoch", (e) => {
     const ep = JSON.parse(e.data);
     if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, ACCURACIES.map(() => [ep.epoch]), epochAccuracies(ep));
-    const end = ep.epoch * stepsPerEpoch(state);
+    // an epoch's last step is always recorded, so the progress just before its epoch event is its end
+    // (the job's step count can still be unknown to the page then)
+    const end = ep.epoch * stepsPerEpoch(state) || (state.progress.epoch === ep.epoch ? state.progress.step : 0);
     if (end > (lossChart.data?.[1]?.x.at(-1) ?? 0)) extend(lossChart, [[end]], [[ep.loss]], [1]);
   });
   source.addEventListener("end", () => {
