@@ -44,6 +44,7 @@ from service.ml.weights import load_weights
 from service.search import should_prune
 from service.settings import Settings, SettingsError, get_settings
 from service.store.db import (
+    MigrationLockHeld,
     UnknownRevision,
     database_error,
     make_engine,
@@ -103,7 +104,9 @@ def run_worker(settings: Settings, once: bool = False, stop_event: threading.Eve
     stop = stop_event or threading.Event()
     kernels.warm()  # the NumPy step's compiled kernels, before any claim: no job's wall time pays for them
     engine = make_engine(settings.database_url)
-    migrate(engine)
+    if not migrate(engine, stop=stop.is_set):
+        engine.dispose()
+        return 0
     sessions = make_sessionmaker(engine)
     worker_id = make_worker_id()
     presence = Presence(sessions, worker_id, settings, once=once)
@@ -713,7 +716,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     if failure:
         if isinstance(failure[0], Exception) and transient(failure[0]):  # unreachable, refused: a line
             parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
-        if isinstance(failure[0], UnknownRevision):  # migrated by a newer mlplab
+        if isinstance(failure[0], UnknownRevision | MigrationLockHeld):  # migrated by a newer mlplab; locked
             parser.exit(1, f"{parser.prog}: {failure[0]}\n")
         raise failure[0]
     return 0

@@ -200,7 +200,7 @@ def ready_database(settings: Settings, prog: str) -> None:
     """Migrate the database, or exit with one line saying why it cannot be (not a lifespan traceback)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.store.db import UnknownRevision, database_error, make_engine, migrate
+    from service.store.db import MigrationLockHeld, UnknownRevision, database_error, make_engine, migrate
 
     engine = make_engine(settings.database_url)
     try:
@@ -208,7 +208,7 @@ def ready_database(settings: Settings, prog: str) -> None:
     except SQLAlchemyError as exc:
         print(f"{prog}: {database_error(settings.database_url, exc)}", file=sys.stderr)
         raise SystemExit(1) from None
-    except UnknownRevision as exc:
+    except (UnknownRevision, MigrationLockHeld) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -280,53 +280,116 @@ class UnknownRevision(Exception):
         )
 
 
-def migrate(engine_or_url: Engine | str) -> None:
+class MigrationLockHeld(Exception):
+    """Another connection held the database's write or migration lock for all of MIGRATE_WAIT_SECONDS."""
+
+    def __init__(self, engine: Engine, waited: float) -> None:
+        super().__init__(
+            f"database {shown_url(engine.url.render_as_string(hide_password=False))} stayed locked by "
+            f"another connection for {waited:.0f} s: a migration or a long write elsewhere holds it"
+        )
+
+
+class _Held(Exception):
+    """One try found the lock taken."""
+
+
+MIGRATE_POLL_MS = 500  # a migration waits for the lock this long at a time: a stop request is heard between
+MIGRATE_WAIT_SECONDS = 5 * BUSY_TIMEOUT_MS / 1000
+MIGRATE_WARN_SECONDS = BUSY_TIMEOUT_MS / 1000
+
+
+def migrate(engine_or_url: Engine | str, stop: Callable[[], bool] = lambda: False) -> bool:
     """Bring the database to the newest revision (``alembic upgrade head``); a no-op when it is there.
 
     Safe when an API and a worker start at once on one database: the whole upgrade runs in one
     write transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so the second
     caller waits, then finds the schema at head and does nothing. Threads in one process are
     serialised by a lock, because Alembic keeps its migration context in a module global.
+    While another connection holds the lock it tries again every MIGRATE_POLL_MS, saying so every
+    MIGRATE_WARN_SECONDS, and returns False, migrating nothing, once `stop()` is true (a worker told
+    to stop); past MIGRATE_WAIT_SECONDS it raises MigrationLockHeld.
     """
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         with _migrate_lock:
-            for attempt in range(5):
+            started = time.monotonic()
+            warnings_said = 0
+            while True:
                 try:
                     _upgrade(engine)
-                    return
-                except OperationalError as exc:  # "database is locked" past the busy timeout
-                    if "locked" not in str(exc) or attempt == 4:
-                        raise
-                    # each try waits out the busy timeout: without a word a start looked hung for minutes
+                    return True
+                except _Held:
+                    pass
+                waited = time.monotonic() - started
+                if stop():
+                    log.info("stopped while waiting for the database's lock: nothing migrated")
+                    return False
+                if waited >= MIGRATE_WAIT_SECONDS:
+                    raise MigrationLockHeld(engine, waited)
+                if waited >= warnings_said * MIGRATE_WARN_SECONDS:
+                    # without a word a start under a held lock looked hung for minutes
                     log.warning(
-                        "database %s locked by another connection for %g s: trying again (%d of 4)",
+                        "database %s locked by another connection: waiting for it (%.0f s so far, "
+                        "giving up at %.0f s)",
                         shown_url(engine.url.render_as_string(hide_password=False)),
-                        BUSY_TIMEOUT_MS / 1000,
-                        attempt + 1,
+                        waited,
+                        MIGRATE_WAIT_SECONDS,
                     )
-                    time.sleep(0.5 * 2**attempt)
+                    warnings_said += 1
+                time.sleep(0.1)
     finally:
         if engine is not engine_or_url:
             engine.dispose()
 
 
 def _upgrade(engine: Engine) -> None:
-    with engine.connect() as connection, _foreign_keys_deferred_to_the_end(connection):
-        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-        with connection.begin():
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK})")
-            try:
-                command.upgrade(alembic_config(connection), "head")
-            except CommandError as exc:
-                if "Can't locate revision" not in str(exc):
-                    raise
-                raise UnknownRevision(connection) from exc
-            if connection.dialect.name == "sqlite":
-                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
-                if broken is not None:  # rolls the whole upgrade back
-                    raise RuntimeError(f"the migration broke a foreign key (table, rowid, parent): {broken}")
+    """One try: the upgrade in one write transaction, or _Held when another connection holds the lock."""
+    try:
+        with (
+            engine.connect() as connection,
+            _lock_waits_short(connection),
+            _foreign_keys_deferred_to_the_end(connection),
+        ):
+            connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    taken = connection.exec_driver_sql(
+                        f"SELECT pg_try_advisory_xact_lock({_PG_MIGRATE_LOCK})"
+                    )
+                    if not taken.scalar():
+                        raise _Held
+                try:
+                    command.upgrade(alembic_config(connection), "head")
+                except CommandError as exc:
+                    if "Can't locate revision" not in str(exc):
+                        raise
+                    raise UnknownRevision(connection) from exc
+                if connection.dialect.name == "sqlite":
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:  # rolls the whole upgrade back
+                        raise RuntimeError(
+                            f"the migration broke a foreign key (table, rowid, parent): {broken}"
+                        )
+    except OperationalError as exc:  # SQLite's "database is locked" past the short busy timeout
+        if "locked" not in str(exc):
+            raise
+        raise _Held from exc
+
+
+@contextmanager
+def _lock_waits_short(connection: Connection) -> Iterator[None]:
+    """SQLite: the migration's BEGIN IMMEDIATE waits MIGRATE_POLL_MS for the lock, not the busy timeout."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA busy_timeout = {MIGRATE_POLL_MS}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 @contextmanager

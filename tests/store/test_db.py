@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 
+from service.store import db
 from service.store.db import WAL_LIMIT_BYTES, make_engine, transient
+from tests.support import wait_for
 
 
 def test_the_wal_is_cut_back_after_a_checkpoint(tmp_path):
@@ -39,26 +48,45 @@ def test_a_read_only_server_is_a_state_to_wait_out_not_a_bug():
     assert not transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
-def test_a_start_that_waits_on_a_locked_database_says_so(tmp_path, monkeypatch, caplog):
-    """Each try waits out the 30 s busy timeout: a worker started under a held lock printed nothing for
-    159 s."""
-    import logging
+@contextmanager
+def migration_lock_held(url: str) -> Iterator[None]:
+    """The lock a migration takes, held by another connection: SQLite's write lock, PostgreSQL's advisory
+    lock."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{db.SQLITE_BEGIN: "IMMEDIATE"})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({db._PG_MIGRATE_LOCK})")
+                yield
+    finally:
+        engine.dispose()
 
-    from service.store import db
 
-    tries = []
-
-    def locked_twice(engine):
-        tries.append(1)
-        if len(tries) <= 2:
-            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
-
-    monkeypatch.setattr(db, "_upgrade", locked_twice)
-    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
-    with caplog.at_level(logging.WARNING, logger="mlplab.store"):
-        db.migrate(f"sqlite:///{tmp_path / 'held.db'}")
-    assert len(tries) == 3
+def test_a_migration_under_a_held_lock_says_so_and_stops_when_told(db_url, caplog):
+    """Each try waited out the 30 s busy timeout in C (PostgreSQL: the advisory lock without end): a
+    worker told to stop meanwhile went on waiting, for 159 s on SQLite."""
+    stop = threading.Event()
+    outcome: list[object] = []
+    with caplog.at_level(logging.INFO, logger="mlplab.store"), migration_lock_held(db_url):
+        waiting = threading.Thread(target=lambda: outcome.append(db.migrate(db_url, stop=stop.is_set)))
+        waiting.start()
+        wait_for(lambda: any("waiting for it" in r.getMessage() for r in caplog.records), what="the warning")
+        stop.set()
+        told = time.monotonic()
+        waiting.join(timeout=5)
+        assert time.monotonic() - told < 1.5
+    engine = make_engine(db_url)
+    assert outcome == [False] and not db.is_migrated(engine)
+    engine.dispose()
     said = [r.getMessage() for r in caplog.records]
-    assert (
-        len(said) == 2 and "held.db locked by another connection for 30 s: trying again (1 of 4)" in said[0]
-    )
+    assert "locked by another connection: waiting for it" in said[0] and "giving up at 150 s" in said[0]
+    assert "nothing migrated" in said[-1]
+    assert db.migrate(db_url) is True  # the lock released
+
+
+def test_a_migration_gives_up_on_a_lock_held_past_its_wait(db_url, monkeypatch):
+    monkeypatch.setattr(db, "MIGRATE_WAIT_SECONDS", 1)
+    with migration_lock_held(db_url), pytest.raises(db.MigrationLockHeld, match="stayed locked by another"):
+        db.migrate(db_url)

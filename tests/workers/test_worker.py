@@ -33,6 +33,7 @@ from service.store.db import session_scope
 from service.store.models import EpochMetric, Job, Loss, utcnow
 from service.store.workers import register_worker
 from tests.factories import tiny_spec
+from tests.store.test_db import migration_lock_held
 from tests.store.test_jobs import result
 from tests.support import REPO, wait_for
 from tests.workers.conftest import write_dataset
@@ -249,6 +250,23 @@ def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
         saved = jobs.load_checkpoint(s, job_id)
     assert saved is not None and saved[0] >= 1  # the next claim resumes from it
     assert f"job {job_id} released (queued) on shutdown" in output
+
+
+@pytest.mark.slow  # a worker process
+def test_a_worker_told_to_stop_while_another_holds_the_migration_lock_stops_at_once(tmp_path, env, db_url):
+    """It went on waiting for the lock: up to 159 s on SQLite, without end on PostgreSQL."""
+    with migration_lock_held(db_url):
+        proc, log = start_worker(tmp_path, env)
+        try:
+            wait_for(lambda: "waiting for it" in log.read_text(), what="the worker waiting for the lock")
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+            assert time.monotonic() - sent < 3
+        finally:
+            proc.kill()
+    output = log.read_text()
+    assert proc.returncode == 0 and "nothing migrated" in output, output
 
 
 @pytest.mark.slow  # a worker process
