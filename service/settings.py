@@ -302,18 +302,35 @@ def get_settings(*, serving: bool = True) -> Settings:
             f"{_variable(str(error['loc'][0]))}: {error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors()
         ]
-        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+        raise SettingsError("invalid settings: " + "; ".join(map(_where_set, problems))) from None
     if serving and (problems := serving_problems(settings)):
-        raise SettingsError("invalid settings: " + "; ".join(problems))
+        raise SettingsError("invalid settings: " + "; ".join(map(_where_set, problems)))
     _warn_of_misspellings()  # the client commands too: MLPLAB_API_TOKN left a write unauthorised, unexplained
     return settings
 
 
-def _warn_of_misspellings() -> None:
+def _env_file() -> tuple[Path, dict[str, str | None]]:
+    """The .env file the settings read, and its variables (none when there is no such file)."""
     env_file = Path(str(Settings.model_config["env_file"]))
+    return env_file, dotenv_values(env_file) if env_file.is_file() else {}
+
+
+def _where_set(problem: str) -> str:
+    """A problem ("MLPLAB_X: ...") with "(.env)" after its variable when that file set it, not the
+    environment: a value nobody exported was hunted for in the shell."""
+    name, colon, rest = problem.partition(": ")
+    env_file, in_file = _env_file()
+    return (
+        f"{name} ({env_file}){colon}{rest}"
+        if colon and name in in_file and name not in os.environ
+        else problem
+    )
+
+
+def _warn_of_misspellings() -> None:
+    env_file, in_file = _env_file()
     # the variables the settings read: the environment's, and the .env file's (which a typo hides in too)
-    read = {**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ}
-    for name in unknown_variables(read):
+    for name in unknown_variables({**in_file, **os.environ}):
         near = difflib.get_close_matches(name, SETTING_VARIABLES, n=1)
         where = f" ({env_file})" if name not in os.environ else ""
         log.warning(

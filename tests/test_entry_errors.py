@@ -190,6 +190,28 @@ def test_a_misspelt_setting_in_the_env_file_is_named_too(monkeypatch, tmp_path, 
     ), said
 
 
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("MLPLAB_LEASE_SECONDS=nan", "MLPLAB_LEASE_SECONDS (.env): Input should be a finite number"),
+        ("MLPLAB_PROTECT_READS=true", "MLPLAB_PROTECT_READS (.env): true, but MLPLAB_API_TOKEN is not set"),
+    ],
+    ids=["parsed", "served"],
+)
+def test_a_bad_value_in_the_env_file_is_named_as_the_files(monkeypatch, tmp_path, capsys, line, says):
+    """The line said MLPLAB_LEASE_SECONDS alone: a value nobody had exported was looked for in the shell."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(line + "\n")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("the API started"))
+    for argv in STARTS:
+        assert _exit_status(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err, (argv, err)
+    name = line.partition("=")[0]
+    monkeypatch.setenv(name, line.partition("=")[2])  # the environment's value wins, and is named plainly
+    assert _exit_status(["api"]) == 2 and f"{name}: " in capsys.readouterr().err
+
+
 def test_a_bind_address_that_names_nothing_stops_the_api_in_one_line(monkeypatch, capsys, tmp_path):
     """--host bypasses the settings; a name that resolves to nothing was uvicorn's bare errno, and `dev`
     had started its worker by then."""
