@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 from service.api.guard import TICKET_PARAM
 from service.errors import invalid, invalid_all, unique_keys
 
-# A minus kept, so that -1 hears its own limit ("greater than or equal to 0").
-_WHOLE = re.compile(r"-?[0-9]+")
+# A minus kept, so that -1 hears its own limit ("greater than or equal to 0"); not before a zero.
+_WHOLE = re.compile(r"[0-9]+|-0*[1-9][0-9]*")
 
 
 def _digits(value: Any) -> Any:

@@ -17,7 +17,7 @@ from tests.conftest import assert_problem
 
 # What pydantic's lax int read as another number: '1.0', '+1', ' 1', '1 ' and '١' (ARABIC-INDIC DIGIT
 # ONE) as 1, '1_0' as 10, '1e3' as 1000.
-NOT_DIGITS = ["1.0", "1_0", "+1", " 1", "1 ", "1e3", "\u0661", "0x1"]
+NOT_DIGITS = ["1.0", "1_0", "+1", " 1", "1 ", "1e3", "\u0661", "0x1", "-0"]  # -0: a second spelling of 0
 
 Parameter = tuple[str, str, dict[str, Any], list[dict[str, Any]]]  # method, path, it, the operation's
 
