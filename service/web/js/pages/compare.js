@@ -119,10 +119,10 @@ function bestSummary({ by, order, tied, mixed }) {
     h("strong", { id: "best-figure" }, pct(best[by])))];
   if (!next) return line;
   const onTest = `on test, the final figure: ${pct(best.test_accuracy)} against ${pct(next.test_accuracy)}`;
-  // the images that ranked them: those both held out for validation (or, without, the test images)
-  const ranking = by === "validation_accuracy" ? "validation" : "test";
+  // weighed on the test images: validation picked each model's epoch, a sweep's best seed and this order,
+  // so a lead there is partly that choice's luck (a seed picked as best of three "beat" a sibling at p < 1e-8)
   const evidence = h("p", { id: "best-evidence", class: "muted" });
-  if (next[by] != null) api.disagreements(best.id, next.id, ranking).then((d) => evidenceOf(evidence, verb, d, best, next, ranking)).catch(() => {});
+  if (next[by] != null) api.disagreements(best.id, next.id, "test").then((d) => evidenceOf(evidence, verb, d, best, next, by)).catch(() => {});
   return [
     ...line,
     // a gap only between figures of one split: a runner-up without a validation split was ranked on test
@@ -131,8 +131,8 @@ function bestSummary({ by, order, tied, mixed }) {
       : [`${gapPoints(best[by] - next[by])} points ahead of ${short(next)} (${pct(next[by])})`,
         by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test, so the first's test figure is no longer an unbiased estimate)"]),
     next[by] != null ? evidence : null,
-    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=${ranking}`) }, `image by image on ${ranking} (McNemar's test)`),
-      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=${ranking}`) }, "the images they disagree on")),
+    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=test`) }, "image by image on test (McNemar's test)"),
+      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test`) }, "the images they disagree on")),
   ];
 }
 
@@ -151,20 +151,16 @@ function confounded(differing) {
     "To see one setting's effect, sweep it with the others fixed (and several seeds).");
 }
 
-/** What the images that ranked the first two say of their gap: how many each gets right that the other
- * misses, and whether chance alone splits two equally accurate models so (McNemar); a lead chance explains
- * is no longer called best. */
-function evidenceOf(el, verb, d, best, next, split) {
+/** What the test images say of the first two's gap: how many each gets right that the other misses, and
+ * whether chance alone splits two equally accurate models so (McNemar); a lead chance explains is no longer
+ * called best. The test images chose nothing: `by` (validation, or test without it) ranked them. */
+function evidenceOf(el, verb, d, best, next, by) {
   const [a, b] = [d.a_right_b_wrong, d.b_right_a_wrong];
-  const sizes = split === "validation" ? new Set([best.spec.validation_size, next.spec.validation_size]) : new Set();
-  const own = (right) => pct((d.both_right + right) / d.images);
-  const shared = sizes.size > 1
-    ? `Validated on different images (${[...sizes].sort((x, y) => x - y).map((n) => n.toLocaleString()).join(" and ")} held out): on the ${d.images.toLocaleString()} both held out, ${short(best)} ${own(a)} and ${short(next)} ${own(b)}. `
-    : "";
-  // two-sided: on images both held out (different validation sizes) the runner-up may be the clear one
+  // two-sided: the runner-up may be the clear one on images that chose nothing
   const clear = d.beyond_chance && a > b, reversed = d.beyond_chance && b > a;
-  if (!clear) fill(verb, reversed ? `ranks first on its own validation images, but ${short(next)} does better on those both held out,` : "ranks first, without a clear lead,");
-  fill(el, `${shared}Of the ${d.images.toLocaleString()} ${split} images, ${a.toLocaleString()} go to ${short(best)} alone and ${b.toLocaleString()} to ${short(next)} alone (McNemar ${pText(d.p_value)}): `,
+  const ranked = by === "validation_accuracy" ? "validation" : "test";
+  if (!clear) fill(verb, reversed ? `ranks first on ${ranked}, but ${short(next)} does better on the test images,` : "ranks first, without a clear lead,");
+  fill(el, `Of the ${d.images.toLocaleString()} test images${by === "validation_accuracy" ? " (which, unlike the validation images, chose neither epoch, seed nor this order)" : ""}, ${a.toLocaleString()} go to ${short(best)} alone and ${b.toLocaleString()} to ${short(next)} alone (McNemar ${pText(d.p_value)}): `,
     clear ? "unlikely if the two models were equally accurate"
       : reversed ? `${short(next)}'s lead there is unlikely if the two were equally accurate`
         : "chance alone splits two equally accurate models so unevenly often, so neither is shown better",
