@@ -92,7 +92,7 @@ DRAWING = FigureQueue(DRAWS_WAITING)
 
 @dataclass(frozen=True)
 class Curve:
-    """One model's loss curve: x (steps or samples seen) against the recorded batch loss."""
+    """One model's loss curve: x (steps or samples seen) against the recorded loss."""
 
     label: str
     x: Sequence[float]
@@ -151,7 +151,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str]
 
 
 def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "step") -> bytes:
-    """The batch loss of each model against a common x axis, one legend entry per model."""
+    """The recorded loss of each model against a common x axis, one legend entry per model."""
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for curve in curves:

@@ -81,7 +81,7 @@ class Progress(Answer):
     epochs: int
     step: int | None = Field(None, description="Global step of the last recorded loss.")
     steps: int | None = Field(None, description="Total steps of the job.")
-    loss: float | None = Field(None, description="Last recorded batch loss.")
+    loss: float | None = Field(None, description="The last recorded loss (LossPoint says which).")
 
 
 class JobPublic(Answer):
@@ -263,9 +263,9 @@ class SweepsPublic(Answer):
 
 
 class LossPoint(Answer):
-    """One step's batch loss, recorded every loss_every steps and at each epoch's last step, whose batch
-    holds what is left of the epoch (fewer than batch_size images unless they divide evenly), so noisier;
-    GET /epochs has each epoch's mean."""
+    """The loss recorded at a step, every log_every steps and at each epoch's last: the mean cross-entropy
+    over the images trained since the step recorded before (jobs trained before 2026-12-03: the step's
+    batch alone); GET /epochs has each epoch's mean."""
 
     epoch: int
     step: int

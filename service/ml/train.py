@@ -29,7 +29,7 @@ class StepProgress:
     epoch: int  # 1-based
     step: int  # global step, 1-based
     steps: int  # total steps of the job
-    loss: float  # the batch's cross-entropy at this step
+    loss: float  # mean cross-entropy over the images trained since the step reported before (in this epoch)
     every: int  # steps between two reported losses (Plan.log_every)
 
 
@@ -325,15 +325,19 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
     spec, every = plan.spec, plan.log_every
     batches = epoch_batches(len(plan.rows), spec.batch_size, spec.seed, epoch)
     loss_sum = 0.0
+    since_sum, since_images = 0.0, 0  # since the step reported before
     for i, idx in enumerate(batches):
         step = (epoch - 1) * plan.steps_per_epoch + i + 1
         loss = net.step(idx, plan.learning_rate(step))
         if not math.isfinite(loss):
             raise plan.diverged(epoch, step, f"the loss is {loss}")
         loss_sum += loss * len(idx)
-        # every log_every steps, and at each epoch's last step so a short job still has a curve
+        since_sum, since_images = since_sum + loss * len(idx), since_images + len(idx)
+        # every log_every steps, and at each epoch's last step so a short job still has a curve; the mean
+        # since the last report: the last step's batch alone (what is left of the epoch, 8 images) rose
         if step % every == 0 or i == len(batches) - 1:
-            calls.progress(StepProgress(epoch, step, plan.total_steps, loss, every))
+            calls.progress(StepProgress(epoch, step, plan.total_steps, since_sum / since_images, every))
+            since_sum, since_images = 0.0, 0
         if calls.stop():
             raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
     return loss_sum / len(plan.rows)

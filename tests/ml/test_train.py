@@ -194,6 +194,19 @@ def test_an_epochs_loss_is_the_mean_over_its_images_not_over_its_batches(tiny_da
     assert epoch.loss != pytest.approx(np.mean(losses), rel=1e-6)
 
 
+def test_a_reported_loss_is_the_mean_over_the_images_since_the_one_before(tiny_dataset):
+    """The epoch's last step reported its batch alone, what was left of the epoch (16 images here): every
+    curve rose at each epoch's end while the epochs' means fell."""
+    spec = dict(backend="numpy", hidden_layers=[16], epochs=1, batch_size=128, train_limit=400)
+    every_step = _run(no_holdout(**spec, log_every=1), tiny_dataset)[1]
+    _, reported = _run(no_holdout(**spec, log_every=2), tiny_dataset)
+    sizes = [128, 128, 128, 16]
+    assert reported == pytest.approx(
+        [np.dot(every_step[:2], sizes[:2]) / 256, np.dot(every_step[2:], sizes[2:]) / 144], rel=1e-6
+    )
+    assert reported[-1] != pytest.approx(every_step[-1], rel=1e-3)
+
+
 def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset):
     # 600 images at batch 1, 3 epochs: 1,800 steps, each reported with log_every 1, unless capped
     spec = TrainSpec(

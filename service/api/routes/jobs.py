@@ -154,7 +154,7 @@ async def read_losses(
         int, Query(ge=1, le=MAX_LOSS_PAGE, description="Most losses in the page"), DIGITS
     ] = 1000,
 ) -> Response:
-    """The recorded batch losses (LossPoint says which) a page at a time, readable while the job runs."""
+    """The recorded losses (LossPoint says which) a page at a time, readable while the job runs."""
     page, more = await database.run(_losses_page, job_id, after_step, limit)
     following = request.url.include_query_params(after_step=page[-1].step, limit=limit) if more else None
     return json_response(

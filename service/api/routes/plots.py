@@ -134,7 +134,7 @@ def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
 async def loss_curve_png(
     ref: ModelRefDep, database: DatabaseDep, inference: InferenceDep, x: XQuery = "step"
 ) -> Response:
-    """The batch loss against steps (dots: each epoch's mean loss)."""
+    """The recorded loss against steps (dots: each epoch's mean loss)."""
     return png_response(
         await _figure(inference, ("loss", ref.id, x), database, _loss_curve, ref.id, x), ref.headers
     )
