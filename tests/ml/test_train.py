@@ -197,7 +197,7 @@ def test_an_epochs_loss_is_the_mean_over_its_images_not_over_its_batches(tiny_da
 def test_a_reported_loss_is_the_mean_over_the_images_since_the_one_before(tiny_dataset):
     """The epoch's last step reported its batch alone, what was left of the epoch (16 images here): every
     curve rose at each epoch's end while the epochs' means fell."""
-    spec = dict(backend="numpy", hidden_layers=[16], epochs=1, batch_size=128, train_limit=400)
+    spec = {"backend": "numpy", "hidden_layers": [16], "epochs": 1, "batch_size": 128, "train_limit": 400}
     every_step = _run(no_holdout(**spec, log_every=1), tiny_dataset)[1]
     _, reported = _run(no_holdout(**spec, log_every=2), tiny_dataset)
     sizes = [128, 128, 128, 16]
