@@ -507,8 +507,8 @@ class ConfusionMatrixPublic(Answer):
         description="Precision, recall and F1 of each class, read from `matrix` (service/ml/metrics.py)."
     )
     macro_average: ScoresPublic = Field(
-        description="Their mean over the classes, an undefined score counted as 0 (scikit-learn's "
-        "zero_division=0)."
+        description="Their mean over the classes that are a label or a prediction of the split, an undefined "
+        "score counted as 0 (scikit-learn's default labels and zero_division=0)."
     )
 
 

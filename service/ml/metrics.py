@@ -36,10 +36,15 @@ class ClassScores:
     support: NDArray[np.int64]  # the images of each class
 
     def macro(self) -> tuple[float, float, float]:
-        """The mean over classes of precision, recall and F1, an undefined score counted as 0 (as
-        scikit-learn's zero_division=0 does): a class the model never predicts lowers the mean."""
+        """The mean of precision, recall and F1 over the classes that are a label or a prediction of the
+        split, an undefined score counted as 0 (scikit-learn's default labels and zero_division=0): a class
+        the model never predicts lowers the mean; one absent from the split (a small validation split
+        missing a digit) does not, so a model right on every image scores 1 (it scored 0.5)."""
+        present = ~np.isnan(self.f1)  # F1 is undefined only for a class neither a label nor a prediction
+        if not present.any():
+            return 0.0, 0.0, 0.0
         precision, recall, f1 = (
-            float(np.nan_to_num(x, nan=0.0).mean()) for x in (self.precision, self.recall, self.f1)
+            float(np.nan_to_num(x[present], nan=0.0).mean()) for x in (self.precision, self.recall, self.f1)
         )
         return precision, recall, f1
 

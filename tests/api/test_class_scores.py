@@ -3,10 +3,12 @@ check by hand."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
+from service.ml.metrics import class_scores, confusion_matrix
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 from tests.factories import store_trained_job, tiny_spec
@@ -54,7 +56,7 @@ def test_precision_recall_and_f1_per_class_are_read_from_the_matrix(client):
         )
         # the 9s: none found, and nothing read as 9: precision undefined, F1 = 2·0 / (0 + 0 + 50)
         assert scores[9] == {"label": 9, "precision": None, "recall": 0.0, "f1": 0.0, "support": 50}
-        # the mean over the ten classes, the undefined precision counted as 0
+        # the mean over the ten classes (each a label here), the undefined precision counted as 0
         assert body["macro_average"] == pytest.approx(
             {
                 "precision": (1 + 100 / 110 + 6 + 100 / 150 + 0) / 10,
@@ -62,3 +64,13 @@ def test_precision_recall_and_f1_per_class_are_read_from_the_matrix(client):
                 "f1": (180 / 190 + 200 / 210 + 6 + 200 / 250 + 0) / 10,
             }
         )
+
+
+def test_the_mean_is_over_the_classes_the_split_has_as_a_label_or_a_prediction():
+    """A 5-image validation split holds five digits: a model right on every one scored 0.5, the five
+    absent digits counted as 0."""
+    labels = np.array([1, 2, 3, 7, 9])
+    assert class_scores(confusion_matrix(labels, labels)).macro() == (1.0, 1.0, 1.0)
+    # a 4 predicted, never a label: its precision is 0 and its recall undefined (0), and it counts
+    precision, recall, f1 = class_scores(confusion_matrix(labels, np.array([1, 2, 3, 7, 4]))).macro()
+    assert (precision, recall, f1) == pytest.approx((4 / 6, 4 / 6, 4 / 6))

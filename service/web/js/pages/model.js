@@ -111,10 +111,10 @@ function scoresTable(cm) {
   const num = (x) => (x == null ? "–" : x.toFixed(3));
   const scores = (s) => [num(s.precision), num(s.recall), num(s.f1)].map((v) => h("td", { class: "right" }, v));
   return h("table", { class: "scores", id: "scores-table" },
-    h("caption", { class: "muted" }, `${cm.split} split; precision: of the images predicted as the class, how many are; recall: of the class's images, how many were found`),
+    h("caption", { class: "muted" }, `${cm.split} split; precision: of the images predicted as the class, how many are; recall: of the class's images, how many were found; mean: over the classes the split has as a label or a prediction, an undefined score (–) as 0`),
     h("thead", null, h("tr", null, ["class", "precision", "recall", "F1", "images"].map((t, k) => h("th", { class: k ? "right" : null }, t)))),
     h("tbody", null, cm.per_class.map((s) => h("tr", null, h("td", null, cm.classes[s.label]), scores(s), h("td", { class: "right" }, s.support.toLocaleString())))),
-    h("tfoot", null, h("tr", { title: "a score undefined for a class (–) counts as 0" }, h("th", null, "mean"), scores(cm.macro_average), h("td"))));
+    h("tfoot", null, h("tr", null, h("th", null, "mean"), scores(cm.macro_average), h("td"))));
 }
 
 // The file a split's images are in, and its images' outcomes: validation is held out of the train file.
