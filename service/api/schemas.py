@@ -69,6 +69,10 @@ STUDY_OF = "The study it is a trial of (GET /studies/{id})."
 MAX_CURVE_POINTS = 2000  # per loss curve sent to a browser or drawn: more than a chart's width in pixels
 
 
+BEST_EPOCH = "The epoch whose weights these are: with early stopping, the lowest validation loss."
+STOPPED_EPOCH = "The last epoch trained: before `epochs` when early stopping ended it."
+
+
 class Answer(BaseModel):
     """A response body. Every field is sent, its default included, so the schema lists each as required:
     pydantic leaves a field with a default out of `required`, and a generated client typed it optional."""
@@ -343,12 +347,8 @@ class ModelPublic(Answer):
     train_accuracy: float = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)
-    best_epoch: int = Field(
-        description="The epoch whose weights these are: with early stopping, the lowest validation loss."
-    )
-    stopped_epoch: int = Field(
-        description="The last epoch trained: before `epochs` when early stopping ended it."
-    )
+    best_epoch: int = Field(description=BEST_EPOCH)
+    stopped_epoch: int = Field(description=STOPPED_EPOCH)
     seconds: float = Field(description="Training time, evaluation excluded.")
     created_at: datetime = Field(description="When the model was stored: its job's end, not its submission.")
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
@@ -452,6 +452,8 @@ class ComparedModelPublic(Answer):
     train_accuracy: float = Field(description=TRAIN_ACCURACY)
     validation_accuracy: float | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: float = Field(description=TEST_ACCURACY)
+    best_epoch: int = Field(description=BEST_EPOCH)
+    stopped_epoch: int = Field(description=STOPPED_EPOCH)
     epochs: list[EpochPoint]
     losses: list[CurvePoint] = Field(description="Its loss curve, as GET /jobs/{id}/loss-curve draws it.")
     near_chance: bool = Field(description=NEAR_CHANCE)

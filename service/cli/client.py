@@ -660,13 +660,12 @@ def cell(value: Any, field: str | None = None) -> str:
     return str(value)
 
 
-def _best_epoch(epochs: list[Json]) -> str:
-    """The highest validation accuracy of the epochs, and its epoch ('-' without a validation split)."""
-    validated = [e for e in epochs if e["validation_accuracy"] is not None]
-    if not validated:
-        return "-"
-    best = max(validated, key=lambda e: e["validation_accuracy"])
-    return f"{pct(best['validation_accuracy'])} ({best['epoch']})"
+def _kept(model: Json) -> tuple[str, str]:
+    """The epoch whose weights the model is, of those trained, and that epoch's loss."""
+    trained = model["stopped_epoch"]
+    early = " (stopped early)" if trained < model["spec"]["epochs"] else ""
+    loss = next((f"{e['loss']:.4f}" for e in model["epochs"] if e["epoch"] == model["best_epoch"]), "-")
+    return f"{model['best_epoch']} of {trained}{early}", loss
 
 
 def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
@@ -675,13 +674,13 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     models = result["data"]
     fields = list(result["hyperparameters"]) if args.all else result["differing"]
     rows = [[field, *(cell(v, field) for v in result["hyperparameters"][field])] for field in fields]
-    last = [m["epochs"][-1] if m["epochs"] else {} for m in models]
+    kept = [_kept(m) for m in models]
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
         ["validation accuracy", *(pct(m["validation_accuracy"]) for m in models)],
         ["test accuracy (final)", *(pct(m["test_accuracy"]) + chance_mark(m) for m in models)],
-        ["best validation (epoch)", *(_best_epoch(m["epochs"]) for m in models)],
-        ["last epoch loss", *(f"{e['loss']:.4f}" if e else "-" for e in last)],
+        ["kept epoch", *(epoch for epoch, _ in kept)],
+        ["its loss", *(loss for _, loss in kept)],
         [
             "training seconds",
             *(seconds_figure(sum(e["seconds"] for e in m["epochs"])) if m["epochs"] else "-" for m in models),

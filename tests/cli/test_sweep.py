@@ -193,6 +193,14 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     assert status == 0, err
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
     assert rows["early_stopping"] == ["patience=5,min_delta=0"] * 2 and "{" not in out
+    # the epoch each model kept, as the API says (it read the highest validation accuracy of the epochs)
+    cells = {re.split(r"\s{2,}", line)[0]: re.split(r"\s{2,}", line)[1:] for line in out.splitlines()[1:]}
+    models = [api.client.get(f"/models/{job}").json() for job in (first, second)]
+    assert cells["kept epoch"] == [f"{m['best_epoch']} of {m['stopped_epoch']}" for m in models], out
+    epochs = [api.client.get(f"/jobs/{m['id']}/epochs").json() for m in models]
+    assert cells["its loss"] == [
+        f"{e[m['best_epoch'] - 1]['loss']:.4f}" for m, e in zip(models, epochs, strict=True)
+    ]
 
 
 def test_interval_bars_share_one_scale():

@@ -24,7 +24,7 @@ from service.api.schemas import (
 from service.errors import NOT_TRAINED_DOC
 from service.ml.spec import TrainSpec
 from service.store.models import Job
-from service.store.queries import get_epochs, get_loss_curve, job_spec
+from service.store.queries import get_epochs, get_loss_curve, get_model, job_spec
 
 router = reader_router("compare", responses=NOT_TRAINED_DOC)
 
@@ -38,6 +38,7 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
     jobs = [require_trained(session, job_id) for job_id in ids]
     specs = [job_spec(job) for job in jobs]
     names = labels(ids, specs)
+    kept = [get_model(session, job.id) for job in jobs]
     data = [
         ComparedModelPublic(
             id=job.id,
@@ -47,12 +48,17 @@ def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:
             train_accuracy=job.train_accuracy or 0.0,
             validation_accuracy=job.validation_accuracy,
             test_accuracy=job.test_accuracy or 0.0,
+            best_epoch=model.best_epoch,
+            stopped_epoch=model.stopped_epoch,
             epochs=epoch_points(job, get_epochs(session, job.id)),
             losses=curve(session, job, spec),
             near_chance=warning is not None,
             warning=warning,
         )
-        for job, spec, label, warning in zip(jobs, specs, names, map(job_warning, jobs), strict=True)
+        for job, model, spec, label, warning in zip(
+            jobs, kept, specs, names, map(job_warning, jobs), strict=True
+        )
+        if model is not None  # require_trained: a succeeded job has its model
     ]
     dumps = [spec.model_dump(mode="json") for spec in specs]
     return ComparisonPublic(
