@@ -235,7 +235,7 @@ function picker(models, chosen, from, schema) {
   return [
     h("label", { for: "pick-from" }, "show "), filter, more,
     h("div", { class: "scroll picker" }, h("table", null,
-      h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.split(" ")[0].replace("_", " ")})`),
+      h("thead", null, h("tr", null, h("th"), h("th", null, `model (best first, by ${models.ranked_by.replaceAll("_", " ")})`),
         h("th", { class: column("validation") }, "validation"), h("th", { class: column("test") }, "test"))),
       h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },
         h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
