@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from service.api.guard import TICKET_PARAM
 from service.errors import invalid, invalid_all, unique_keys
+from service.ml.spec import SplitName
 
 # A minus kept, so that -1 hears its own limit ("greater than or equal to 0"); not before a zero.
 _WHOLE = re.compile(r"[0-9]+|-0*[1-9][0-9]*")
@@ -33,6 +34,20 @@ def _digits(value: Any) -> Any:
 # Last in an Annotated, after its Query(..)/Path(..): first, or nested, FastAPI documents ge as "ge".
 DIGITS = BeforeValidator(_digits)
 Whole = Annotated[int, DIGITS]  # an integer path or query parameter with no other constraint
+
+
+def _split_file(value: Any) -> Any:
+    if value == "validation":  # a split of the API's figures, not of the files: its refusal says where it is
+        raise PydanticCustomError(
+            "validation_in_train",
+            "Input should be 'train' or 'test': the validation images are train images, under their train "
+            "indices (a model's: predictions/train?images=validation)",
+        )
+    return value
+
+
+# A path's split of a dataset's files: train or test, and validation named as part of train.
+FileSplit = Annotated[SplitName, BeforeValidator(_split_file)]
 
 
 def _takes_list(annotation: Any) -> bool:

@@ -421,3 +421,21 @@ def test_a_clients_keys_and_values_are_quoted_back_whole_and_short(client, path,
     assert_problem(response, 422)
     assert len(response.content) < 3_000, len(response.content)
     assert client.get("/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/1/predictions/validation/0",
+        "/models/1/predictions/validation",
+        "/datasets/mnist/validation/0.png",
+    ],
+)
+def test_a_validation_split_in_a_path_says_where_its_images_are(client, path):
+    """The figures have a validation split, the files do not: 'Input should be train or test' alone left
+    a student with no way to a validation image."""
+    problem = client.get(path).json()
+    (reason,) = [p["reason"] for p in problem["invalid_params"] if p["name"] == "path.split"]
+    assert (
+        "the validation images are train images" in reason and "predictions/train?images=validation" in reason
+    )

@@ -8,13 +8,13 @@ from fastapi import Path, Query, Response
 
 from service.api.deps import InferenceDep, SettingsDep, reader_router
 from service.api.paging import PageOffset
-from service.api.params import DIGITS
+from service.api.params import DIGITS, FileSplit
 from service.api.presenters import dataset_image, dataset_public
 from service.api.schemas import DatasetsPublic, LabelPublic, LabelsPublic
 from service.errors import DATASET_UNAVAILABLE_DOC, Responses
 from service.imaging import to_png
 from service.ml.data import DATASETS
-from service.ml.spec import DatasetName, SplitName
+from service.ml.spec import DatasetName
 
 router = reader_router("datasets", "/datasets")
 
@@ -31,7 +31,7 @@ def read_datasets(settings: SettingsDep) -> DatasetsPublic:
 @router.get("/{name}/{split}", response_model=LabelsPublic, responses=DATASET_UNAVAILABLE_DOC)
 async def read_labels(
     name: DatasetName,
-    split: SplitName,
+    split: FileSplit,
     inference: InferenceDep,
     offset: PageOffset = 0,
     limit: Annotated[int, Query(ge=1, le=1000), DIGITS] = 100,
@@ -57,7 +57,7 @@ async def read_labels(
 )
 async def read_image(
     name: DatasetName,
-    split: SplitName,
+    split: FileSplit,
     index: Annotated[int, Path(ge=0), DIGITS],
     inference: InferenceDep,
     scale: Annotated[int, Query(ge=1, le=16, description="Upscale factor (nearest neighbour)"), DIGITS] = 1,

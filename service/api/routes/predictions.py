@@ -15,7 +15,7 @@ from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep
 from service.api.guard import allow_body
 from service.api.inference import predict_proba, require_validation
 from service.api.paging import PageLimit, PageOffset
-from service.api.params import DIGITS
+from service.api.params import DIGITS, FileSplit
 from service.api.presenters import dataset_image, json_response
 from service.api.schemas import (
     ImagePredictionPublic,
@@ -38,7 +38,6 @@ from service.errors import (
 )
 from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
 from service.ml.familiar import InputProfile, input_warning
-from service.ml.spec import SplitName
 from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
@@ -253,7 +252,7 @@ def _predictions(
 )
 async def predict_split_image(
     ref: ModelRefDep,
-    split: SplitName,
+    split: FileSplit,
     index: Annotated[int, Path(ge=0), DIGITS],
     inference: InferenceDep,
     monitoring: MonitoringDep,
@@ -286,7 +285,7 @@ async def predict_split_image(
 )
 async def predictions_by_outcome(
     ref: ModelRefDep,
-    split: SplitName,
+    split: FileSplit,
     inference: InferenceDep,
     label: Annotated[
         int | None, Query(ge=0, le=9, description="Only images of this true class"), DIGITS
