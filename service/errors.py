@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -177,6 +179,36 @@ def validation_reason(error: Mapping[str, Any]) -> str:
     return msg
 
 
+def _model_in(kind: Any) -> type[BaseModel] | None:
+    """The pydantic model a body field's type holds (through Annotated, Optional, lists), if one."""
+    origin = get_origin(kind)
+    if origin is Annotated or origin in (list, tuple, set, frozenset):
+        return _model_in(get_args(kind)[0])
+    if origin in (Union, UnionType):
+        models = {model for arg in get_args(kind) if (model := _model_in(arg)) is not None}
+        return models.pop() if len(models) == 1 else None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _meant(request: Request, error: Mapping[str, Any]) -> str:
+    """For a body key no model there has: the nearest field's name, or the fields (FastAPI's route and
+    pydantic's loc lead to the model, as ("body", "early_stopping", "patince"))."""
+    loc = error["loc"]
+    body = getattr(request.scope.get("route"), "body_field", None)
+    if error["type"] != "extra_forbidden" or loc[:1] != ("body",) or body is None:
+        return ""
+    model = _model_in(body.field_info.annotation)
+    for part in loc[1:-1]:
+        if isinstance(part, str) and model is not None:
+            field = model.model_fields.get(part)
+            model = _model_in(field.annotation) if field is not None else None
+    if model is None:
+        return ""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    near = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f"; did you mean {near[0]}?" if near else f"; the fields are {', '.join(names)}"
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if any(e["loc"][:1] == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
@@ -193,7 +225,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         return await _problem_error(request, not_json(validation_reason(broken)))
     located = [e["loc"] for e in errors]
     params = [
-        {"name": _location(loc), "reason": validation_reason(e)}
+        {"name": _location(loc), "reason": validation_reason(e) + _meant(request, e)}
         for loc, e in zip(located, errors, strict=True)
     ]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])

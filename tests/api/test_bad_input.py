@@ -439,3 +439,31 @@ def test_a_validation_split_in_a_path_says_where_its_images_are(client, path):
     assert (
         "the validation images are train images" in reason and "predictions/train?images=validation" in reason
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "name", "says"),
+    [
+        ("/jobs", {"backend": "numpy", "activaton": "relu"}, "body.activaton", "; did you mean activation?"),
+        (
+            "/jobs",
+            {"backend": "numpy", "early_stopping": {"patience": 2, "min_delat": 0}},
+            "body.early_stopping.min_delat",
+            "; did you mean min_delta?",
+        ),  # fmt: skip
+        (
+            "/sweeps",
+            {"base": {"backend": "numpy"}, "grid": {"seed": [1]}, "replicate": 3},
+            "body.replicate",
+            "; did you mean replicates?",
+        ),  # fmt: skip
+        ("/jobs", {"backend": "numpy", "zzzz": 1}, "body.zzzz", "; the fields are backend, dataset, hidden_"),
+    ],
+    ids=["job", "nested", "sweep", "far"],
+)
+def test_a_misspelt_body_field_hears_the_nearest_name(client, path, body, name, says):
+    """ "Extra inputs are not permitted" alone: the settings and a sweep's grid named the field meant."""
+    problem = client.post(path, json=body).json()
+    (reason,) = [p["reason"] for p in problem["invalid_params"] if p["name"] == name]
+    assert reason.startswith("Extra inputs are not permitted") and says in reason, reason
+    assert client.get("/jobs").json()["count"] == 0
