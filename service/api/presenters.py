@@ -539,13 +539,18 @@ def point_alias(
     return alias_public(session, alias), created
 
 
-def promote_best(session: Session, alias: str, source: str, *where: ColumnElement[bool]) -> AliasPublic:
+def promote_best(
+    session: Session, alias: str, source: str, *where: ColumnElement[bool], caveat: str | None = None
+) -> AliasPublic:
     """Point `alias` at the best trained model among the jobs matching `where` (a sweep's, a study's);
-    409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"."""
+    409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"; `caveat`, what
+    the history should keep beside it."""
     begin_write(session)
     best = best_model_id(session, *where)
     if best is None:
         raise ProblemError(409, "Nothing to promote", f"{source.capitalize()} has no trained model yet.")
     detail = f"the best model of {source} by {ranked_by(*count_models(session, *where))}"
+    if caveat:
+        detail += f"; {caveat}"
     public, _ = point_alias(session, alias, best, AliasAction.promote, detail)
     return public

@@ -40,6 +40,10 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         alias = client.get(path)
     print(_named(alias))
+    if (
+        args.sweep is not None or args.study is not None
+    ):  # which model that is, and what the search says of it
+        print(client.get(path)["history"][0]["detail"], file=sys.stderr)
     if alias.get("warning"):
         print(f"! {alias['warning']}", file=sys.stderr)
     if "history" in alias:  # the alias shown, not moved

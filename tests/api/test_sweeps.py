@@ -404,4 +404,48 @@ def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_p
         steady = max((i for i in ranked[0]["jobs"]), key=lambda i: outcomes[i])
         assert promoted["model_id"] == steady and outcomes[steady] == 0.951
         detail = client.get("/aliases/champion").json()["history"][0]["detail"]
-        assert detail == f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy"
+        assert detail == (
+            f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy; it is not "
+            "shown better than the next configuration (no test)"  # whose one succeeded seed did better
+        )
+
+
+@pytest.mark.parametrize(
+    ("runner_up", "caveat"),
+    [
+        ((0.50, 0.52, 0.49), ""),
+        ((0.949, 0.953, 0.950), "; it is not shown better than the next configuration (p = "),
+    ],
+    ids=["behind", "cant-tell"],
+)
+def test_a_promotion_keeps_what_the_sweep_said_of_the_next_configuration(tmp_path, runner_up, caveat):
+    """The sweep's page said it could not tell the first two configurations apart (p = 0.46), and
+    `mlplab alias champion --sweep` promoted its first without a word."""
+    from service.store.db import make_engine, make_sessionmaker, session_scope
+    from service.store.jobs import claim_job, finish_job
+    from tests.store.test_jobs import result
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=real_data_dir(), download=False
+    )
+    with TestClient(create_app(settings)) as client:
+        sweep = client.post(
+            "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 3}
+        ).json()
+        engine = make_engine(settings.database_url)
+        with session_scope(make_sessionmaker(engine)) as s:
+            while (job := claim_job(s, "w")) is not None:
+                seed = job.spec["seed"]
+                accuracy = (
+                    (0.950, 0.951, 0.953)[seed] if job.spec["learning_rate"] == 0.01 else runner_up[seed]
+                )
+                finish_job(s, job.id, "w", result(0.9, accuracy))
+        engine.dispose()
+        second = client.get(f"/sweeps/{sweep['id']}").json()["configurations"][1]
+        assert second["versus_best"] == ("behind" if not caveat else "can't tell"), second
+        client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"})
+        detail = client.get("/aliases/champion").json()["history"][0]["detail"]
+        assert detail.startswith(
+            f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy{caveat}"
+        )
+        assert detail.endswith(f"p = {second['p_value']:.2g})" if caveat else "by validation_accuracy")

@@ -240,13 +240,18 @@ def promote(
     if not jobs:
         raise not_found("sweep", sweep_id)
     # Not the single best run: a lucky seed of a configuration that failed on others is not its best.
-    top = sweep_public(sweep_id, jobs, {}).configurations[0]
+    top, *rest = sweep_public(sweep_id, jobs, {}).configurations
     where: ColumnElement[bool] = Job.sweep_id == sweep_id
     source = f"sweep {sweep_id}"
     if top.n and len(top.jobs) > 1:
         where, source = Job.id.in_(top.jobs), f"sweep {sweep_id}'s best configuration"
+    caveat = None
+    if top.n and rest and rest[0].n and rest[0].versus_best in (None, "can't tell"):
+        # the history keeps what the sweep could say of it when it was promoted
+        tested = "no test" if rest[0].p_value is None else f"p = {rest[0].p_value:.2g}"
+        caveat = f"it is not shown better than the next configuration ({tested})"
     check_preconditions(session, body.alias, conditions)
-    public = promote_best(session, body.alias, source, where)
+    public = promote_best(session, body.alias, source, where, caveat=caveat)
     tagged(session, body.alias, response)
     session.commit()
     inference.forget(body.alias)

@@ -163,13 +163,16 @@ function bestView(sweep, spec) {
   const run = bestRun(sweep, best);
   const runners = sweep.configurations.slice(0, 4).map((c) => bestRun(sweep, c)).filter((id) => id != null);
   const level = levelWithBest(sweep);
+  // first on its mean, but no test puts the next behind it: a lead, not a verdict
+  const undecided = next && level.length <= 1 && rankedOn(next) === rankedOn(best) && [null, "can't tell"].includes(next.versus_best);
   return [
-    h("p", { id: "best-config" }, level.length > 1 ? `Tied, ${level.length} configurations level: ` : null, h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
+    h("p", { id: "best-config" }, level.length > 1 ? `Tied, ${level.length} configurations level: ` : undecided ? "Highest mean, not shown better than the next: " : null,
+      h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : "", chanceMark(sweep.jobs.find((j) => j.id === run))),
     next ? h("p", { id: "best-margin" }, level.length > 1 ? `level with ${level.slice(1).map((c) => config(c, spec)).join("; ")}: no configuration is best` : margin(sweep, best, next, spec)) : null,
     best.test_accuracy ? h("p", null, `test accuracy (final, unbiased): ${ci(best.test_accuracy)}`) : null,
     h("div", { class: "actions" },
-      run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, level.length > 1 ? `Open the first one's model (${run})` : `Open its model (${run})`) : null,
+      run != null ? h("a", { class: "button", id: "best-model", href: `#/models/${run}` }, level.length > 1 ? `Open the first one's model (${run})` : best.n > 1 ? `Open its best seed's model (${run})` : `Open its model (${run})`) : null,
       runners.length >= 2 ? h("a", { class: ["button", "secondary"], id: "compare-best", href: `#/compare?ids=${runners.join(",")}&sweep=${sweep.id}` }, "Compare the top configurations' best runs") : null),
       sweep.configurations.some((c) => c.n > 1) && runners.length >= 2
         ? h("p", { class: "muted" }, "One run of each, its luckiest seed: the comparison ranks those models, not the configurations, which “Configurations, best first” ranks by their mean over seeds.") : null,
