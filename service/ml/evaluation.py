@@ -17,10 +17,10 @@ from numpy.typing import NDArray
 from .data import Dataset, Indices, Labels, Split
 from .metrics import accuracy, confusion_matrix
 from .npz import read_npz, write_npz
-from .numpy_mlp import Params
+from .numpy_mlp import Params, softmax
 from .spec import TrainSpec
 from .splits import training_indices, validation_indices
-from .weights import Weights, predict_proba
+from .weights import Weights, predict_logits
 
 SAMPLE_SIZE = 2_000  # trained and test images an intermediate epoch is measured on
 SAMPLE_SEED = 0
@@ -44,15 +44,18 @@ class NonFiniteOutputs(ValueError):
     """Weights, finite themselves, whose outputs overflow: NaN probabilities, which argmax reads as class 0."""
 
 
-def score(proba: NDArray[np.float32], labels: Labels) -> Scores:
-    if not np.isfinite(proba).all():
+def score(logits: NDArray[np.float32], labels: Labels) -> Scores:
+    if not np.isfinite(logits).all():
         raise NonFiniteOutputs("its outputs are no longer finite (its activations overflow)")
-    predicted = proba.argmax(axis=1)
-    tiny = np.finfo(np.float32).tiny  # a confident mistake's probability may round to 0
-    true_class = np.maximum(proba[np.arange(len(labels)), labels].astype(np.float64), tiny)
+    predicted = softmax(logits).argmax(axis=1)  # as the API predicts: from the probabilities
+    # log-softmax in float64, as training's loss: -log of a float32 probability capped a confident
+    # mistake at 87 nats (the true class's probability rounds to 0), and the mean with it
+    shifted = logits.astype(np.float64)
+    shifted -= shifted.max(axis=1, keepdims=True)
+    true_class = shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(axis=1))
     return Scores(
         accuracy=accuracy(labels, predicted),
-        loss=float(-np.log(true_class).mean()) if len(labels) else 0.0,
+        loss=float(-true_class.mean()) if len(labels) else 0.0,
         confusion=confusion_matrix(labels, predicted),
     )
 
@@ -100,7 +103,7 @@ Between = Callable[[], None] | None
 
 
 def _on(weights: Weights, split: Split, between: Between = None) -> Scores:
-    return score(predict_proba(weights, split.images, between=between), split.labels)
+    return score(predict_logits(weights, split.images, between=between), split.labels)
 
 
 def validation_scores(
@@ -133,14 +136,17 @@ def full_evaluation(
     figures read from it."""
     weights = Weights(spec, params)
     train, test = sets.data.split("train"), sets.data.split("test")
-    train_proba = predict_proba(weights, train.images, between=between)
-    test_proba = predict_proba(weights, test.images, between=between)
+    train_logits = predict_logits(weights, train.images, between=between)
+    test_logits = predict_logits(weights, test.images, between=between)
     held = sets.validation_indices
     return FullEvaluation(
-        score(train_proba[sets.trained_indices], train.labels[sets.trained_indices]),
-        score(train_proba[held], train.labels[held]) if len(held) else None,
-        score(test_proba, test.labels),
-        {"train": encode_predictions(train_proba), "test": encode_predictions(test_proba)},
+        score(train_logits[sets.trained_indices], train.labels[sets.trained_indices]),
+        score(train_logits[held], train.labels[held]) if len(held) else None,
+        score(test_logits, test.labels),
+        {
+            "train": encode_predictions(softmax(train_logits)),
+            "test": encode_predictions(softmax(test_logits)),
+        },
     )
 
 

@@ -70,15 +70,15 @@ def load_weights(blob: bytes) -> Weights:
     return Weights(spec=spec, params=params)
 
 
-def predict_proba(
+def predict_logits(
     weights: Weights | bytes,
     images: ArrayLike,
     chunk: int = 1024,
     between: Callable[[], None] | None = None,
 ) -> NDArray[np.float32]:
-    """Class probabilities (n, 10) for images (n, 784) in [0, 1], computed in float32 NumPy; `between`
-    is called after each chunk (a training job's stop check, which raises: 70,000 images of a large
-    network took 18 s, which a cancel waited out)."""
+    """The output layer's logits (n, 10) for images (n, 784) in [0, 1], computed in float32 NumPy;
+    `between` is called after each chunk (a training job's stop check, which raises: 70,000 images of a
+    large network took 18 s, which a cancel waited out)."""
     if isinstance(weights, (bytes, bytearray, memoryview)):
         weights = load_weights(bytes(weights))
     X = np.asarray(images, dtype=np.float32)
@@ -88,7 +88,17 @@ def predict_proba(
     # less time for MNIST's 60,000 images than 8,192: docs/performance.md, "A job's wall time").
     for start in range(0, len(X), chunk):
         stop = start + chunk
-        out[start:stop] = softmax(forward_logits(weights.params, X[start:stop], weights.spec.activation))
+        out[start:stop] = forward_logits(weights.params, X[start:stop], weights.spec.activation)
         if between is not None:
             between()
     return out
+
+
+def predict_proba(
+    weights: Weights | bytes,
+    images: ArrayLike,
+    chunk: int = 1024,
+    between: Callable[[], None] | None = None,
+) -> NDArray[np.float32]:
+    """Class probabilities (n, 10): the softmax of predict_logits."""
+    return softmax(predict_logits(weights, images, chunk, between))

@@ -105,3 +105,20 @@ def test_a_job_stores_each_images_prediction_and_its_probability(overfit, mnist)
     trained = EvalSets.of(spec, mnist).trained_indices
     train_predictions = decode_predictions(result.predictions["train"]).predicted
     assert np.mean(train_predictions[trained] == mnist.train_labels[trained]) == result.train_accuracy
+
+
+def test_a_confident_mistakes_loss_is_not_capped():
+    """-log of the true class's float32 probability capped a mistake 200 logits deep at 87 nats: a model
+    of large logits showed a validation loss of 44.65 beside training's exact 49.87 on the same images."""
+    import torch
+
+    from service.ml.evaluation import score
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 50, (500, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 500)
+    logits[0] = 0
+    logits[0, labels[0]] = -200  # its true class 200 below the others
+    exact = torch.nn.functional.cross_entropy(torch.from_numpy(logits).double(), torch.from_numpy(labels))
+    assert score(logits, labels).loss == pytest.approx(exact.item(), rel=1e-9)
+    assert score(logits[:1], labels[:1]).loss == pytest.approx(200 + np.log(9), rel=1e-6)
