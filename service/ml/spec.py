@@ -53,6 +53,22 @@ def _real(value: float, info: ValidationInfo) -> float:
 
 Real = Annotated[float, AfterValidator(_real)]
 
+# momentum's largest value in float32, which training reads it in: 0.99999999 rounds to 1 there, a
+# velocity that never decays, which `lt=1` refuses when it is written so
+LARGEST_FRACTION = float(np.nextafter(np.float32(1), np.float32(0)))
+
+
+def _below_one_in_float32(value: float, info: ValidationInfo) -> float:
+    if np.float32(value) >= 1 and not (info.context and info.context.get(STORED)):
+        raise PydanticCustomError(
+            "float32_one",
+            "Input should be less than 1 in float32, the precision training reads it in, where it is 1 "
+            "(the largest below is {largest})",
+            {"largest": f"{LARGEST_FRACTION:.8f}"},
+        )
+    return value
+
+
 # Adam's steps are normalised by the gradient's scale, so SGD's 0.1 makes it diverge.
 DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
 
@@ -131,7 +147,7 @@ class TrainSpec(BaseModel):
     lr_schedule: Schedule = Field(
         "constant", description="constant, or cosine decay to 0 over all steps (per step)."
     )
-    momentum: Real = Field(
+    momentum: Annotated[Real, AfterValidator(_below_one_in_float32)] = Field(
         0.9,
         ge=0,
         lt=1,

@@ -27,6 +27,8 @@ def _job_count(client) -> int:
         ("learning_rate", 0, "greater than 0"),
         ("learning_rate", 11, "less than or equal to 10"),
         ("momentum", 1, "less than 1"),
+        # 1 in float32, where training reads it: a velocity that never decays, under a job named mom=1
+        ("momentum", 0.99999999, "less than 1 in float32, the precision training reads it in"),
         ("l2", -0.1, "greater than or equal to 0"),
         # below float32's smallest normal, trained as 0 under a job named for them (lr=9.99989e-321)
         ("learning_rate", 1e-320, "at least 1.18e-38 in size"),
