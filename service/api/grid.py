@@ -13,7 +13,14 @@ from pydantic import ValidationError
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
 from service.errors import invalid, invalid_all
-from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, OPTIMIZER_DEFAULT, TrainSpec, momentum_unread
+from service.ml.spec import (
+    FIXED_IN_A_SEARCH,
+    MOMENTUM_DEFAULT,
+    NOT_A_FIELD,
+    OPTIMIZER_DEFAULT,
+    TrainSpec,
+    momentum_unread,
+)
 from service.quoting import echo
 from service.settings import Settings
 
@@ -66,6 +73,10 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
     optimizers = body.grid.get("optimizer") or [body.base.get("optimizer", OPTIMIZER_DEFAULT)]
     if len(body.grid.get("momentum", [])) > 1 and (why := momentum_unread(optimizers)):
         raise invalid("grid.momentum", why)
+    if body.base.get("momentum", MOMENTUM_DEFAULT) != MOMENTUM_DEFAULT and (
+        why := momentum_unread(optimizers)
+    ):
+        raise invalid("base.momentum", why)
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(f"base.{field}", NOT_A_FIELD)

@@ -151,7 +151,8 @@ class TrainSpec(BaseModel):
         0.9,
         ge=0,
         lt=1,
-        description="Momentum coefficient, read by the 'momentum' optimizer only (not Adam's β1).",
+        description="Momentum coefficient, read by the 'momentum' optimizer only (not Adam's β1): a job of "
+        "another optimizer takes no value but this default.",
     )
     l2: Real = Field(
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
@@ -273,12 +274,16 @@ FIXED_IN_A_SEARCH = {
 }
 
 
-def momentum_unread(optimizers: Sequence[object]) -> str | None:
-    """Why a sweep or study may not vary momentum when its optimizers are these (None: one reads it)."""
+MOMENTUM_DEFAULT: float = TrainSpec.model_fields["momentum"].default
+
+
+def momentum_unread(optimizers: Sequence[object], whose: str = "this search's") -> str | None:
+    """Why a job, sweep or study may not set momentum (but to its default, which every spec carries) when
+    its optimizers are these (None: one reads it)."""
     if "momentum" in optimizers:
         return None
     named = ", ".join(map(str, dict.fromkeys(optimizers)))
     return (
-        f"only the momentum optimizer reads it, and this search's ({named}) does not: each value would "
+        f"only the momentum optimizer reads it, and {whose} ({named}) does not: each value would "
         "train the same model"
     )

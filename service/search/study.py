@@ -52,7 +52,14 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from service.errors import validation_reason
-from service.ml.spec import FIXED_IN_A_SEARCH, NOT_A_FIELD, OPTIMIZER_DEFAULT, TrainSpec, momentum_unread
+from service.ml.spec import (
+    FIXED_IN_A_SEARCH,
+    MOMENTUM_DEFAULT,
+    NOT_A_FIELD,
+    OPTIMIZER_DEFAULT,
+    TrainSpec,
+    momentum_unread,
+)
 from service.quoting import counted, echo
 
 
@@ -469,6 +476,10 @@ def check_study(study: StudyCreate) -> list[Invalid]:
             reason = NOT_A_FIELD
             problems.append(Invalid(f"base.{field}", reason))
     problems.extend(_spec_problems(study, None))
+    if study.base.get("momentum", MOMENTUM_DEFAULT) != MOMENTUM_DEFAULT and (
+        why := momentum_unread(_optimizers(study))
+    ):
+        problems.append(Invalid("base.momentum", why))
     for field, dim in study.space.items():
         problems.extend(_dimension_problems(study, field, dim))
     sizes = [len(d.choice or ()) for d in study.space.values()]

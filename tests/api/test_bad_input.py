@@ -469,3 +469,31 @@ def test_a_misspelt_body_field_hears_the_nearest_name(client, path, body, name, 
     (reason,) = [p["reason"] for p in problem["invalid_params"] if p["name"] == name]
     assert reason.startswith("Extra inputs are not permitted") and says in reason, reason
     assert client.get("/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "name"),
+    [
+        ("/jobs", job_body(optimizer="sgd", momentum=0.5), "body.momentum"),
+        (
+            "/sweeps",
+            {"base": job_body(optimizer="adam", momentum=0.5), "grid": {"seed": [1, 2]}},
+            "base.momentum",
+        ),
+        (
+            "/studies",
+            {"base": job_body(momentum=0.5), "space": {"learning_rate": {"float": [0.01, 1.0]}}, "trials": 2},
+            "base.momentum",
+        ),
+    ],
+    ids=["job", "sweep", "study"],
+)
+def test_a_momentum_its_optimizer_never_reads_is_refused(client, path, body, name):
+    """sgd with momentum 0.5 was queued (202) and listed as momentum 0.5: a student read a setting it
+    never used; a sweep's grid over it was already refused."""
+    problem = assert_problem(client.post(path, json=body), 422, name)
+    assert "only the momentum optimizer reads it" in problem["detail"]
+    assert client.get("/jobs").json()["count"] == 0
+    # its default, which every spec carries, and a momentum the optimizer reads, are taken
+    assert client.post("/jobs", json=job_body(optimizer="sgd", momentum=0.9)).status_code == 202
+    assert client.post("/jobs", json=job_body(optimizer="momentum", momentum=0.5)).status_code == 202

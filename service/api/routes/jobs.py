@@ -36,9 +36,9 @@ from service.api.schemas import (
     LossesPublic,
     LossPoint,
 )
-from service.errors import SUBMIT_DOCS, ProblemError, found, problem_doc
+from service.errors import SUBMIT_DOCS, ProblemError, found, invalid, problem_doc
 from service.lru import LRU
-from service.ml.spec import Backend, TrainSpec
+from service.ml.spec import MOMENTUM_DEFAULT, Backend, TrainSpec, momentum_unread
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
@@ -50,6 +50,8 @@ router = reader_router("jobs", "/jobs")
 @router.post("", status_code=202, response_model=JobPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_job(spec: TrainSpec, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
     """Submit a training job; a worker picks it up."""
+    if spec.momentum != MOMENTUM_DEFAULT and (why := momentum_unread([spec.optimizer], "this job's")):
+        raise invalid("body.momentum", why)  # 202 for sgd with momentum 0.5 read as a setting it used
     check_budget(spec, settings)
     (job,) = enqueue(session, settings, [spec])
     response.headers["Location"] = f"/jobs/{job.id}"
