@@ -36,7 +36,7 @@ from service.search import sampler_note
 from service.selection import ranked_by
 from service.settings import Settings
 from service.store.aliases import move_alias
-from service.store.db import begin_write
+from service.store.db import begin_write, lock_queue
 from service.store.jobs import enqueue_job
 from service.store.models import (
     Alias,
@@ -276,7 +276,7 @@ def enqueue(
 
 
 def check_queue_room(session: Session, settings: Settings, adding: int, field: str) -> None:
-    """Take the write lock and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
+    """Take the queue's admission lock (lock_queue) and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
     queues them in this transaction, so the limit holds. More than the whole queue holds is a 422
     naming `field` (what asked for them): retrying would never help."""
     if adding > settings.max_queued:
@@ -284,7 +284,7 @@ def check_queue_room(session: Session, settings: Settings, adding: int, field: s
             field,
             f"{adding:,} jobs at once; the queue holds at most {settings.max_queued:,} (MLPLAB_MAX_QUEUED)",
         )
-    begin_write(session)
+    lock_queue(session)
     queued = count_queued(session)
     if queued + adding > settings.max_queued:
         raise queue_full(settings, queued, adding)

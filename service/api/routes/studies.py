@@ -44,6 +44,7 @@ from service.errors import (
     SUBMIT_DOCS,
     ProblemError,
     Responses,
+    found,
     invalid,
     invalid_all,
     problem_doc,
@@ -62,7 +63,7 @@ from service.search import (
 from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
-from service.store.jobs import foresee_extend
+from service.store.jobs import foresee_extend, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus
 from service.store.queries import list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
@@ -230,8 +231,9 @@ def extend(
     check_extensible(before, settings, body.trials)
     foresee_extend(session, study_id, body.trials)
     begin_write(session)
-    study = require_study(session, study_id)
-    check_extensible(study, settings, body.trials)  # again, under the lock: another may have changed it
+    # again, under the lock (the row's, on PostgreSQL): ten extensions at once took a study past its limit
+    study = found(lock_study(session, study_id), "study", study_id)
+    check_extensible(study, settings, body.trials)
     total = study.trials + body.trials
     config, records = study_trials(session, study)
     check_queue_room(
