@@ -22,6 +22,7 @@ from starlette.routing import Match, Mount
 from service.ml.data import unavailable_reason
 from service.quoting import cut, echo
 from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full, transient
+from service.turns import QueueFull
 
 T = TypeVar("T")
 
@@ -393,6 +394,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+    """Costly work refused at its queue (service.turns): 503, to retry after its Retry-After."""
+    headers = {"Retry-After": str(exc.retry_after)}
+    return problem_response(request, 503, exc.title, str(exc), headers=headers)
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -406,6 +413,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_disconnect)  # type: ignore[arg-type]
+    app.add_exception_handler(QueueFull, _queue_full)  # type: ignore[arg-type]
     for error in (DatabaseError, OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)

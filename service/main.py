@@ -34,12 +34,10 @@ from service.api.routes import (
     web,
     workers,
 )
-from service.api.routes.plots import figure_queue_full
 from service.api.security import SecurityHeaders
 from service.api.streams import CutAtShutdown, EventHub
 from service.errors import install_error_handlers
 from service.imaging import DECODES_AT_ONCE
-from service.plots import FigureQueueFull
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 
@@ -129,5 +127,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, monitoring=app.state.monitoring)  # outermost: it counts refusals too
     add_parameter_examples(app)
     install_error_handlers(app)
-    app.add_exception_handler(FigureQueueFull, figure_queue_full)  # type: ignore[arg-type]
     return app

@@ -5,7 +5,7 @@ API - a `Figure` drawn by its own `FigureCanvasAgg` - never pyplot, whose global
 is not thread-safe; the API calls them from its threadpool. One lock still serialises drawing:
 matplotlib makes no promise for concurrent use, and drawing holds the GIL anyway. At most
 DRAWS_WAITING figures queue for it, counting those the API is still gathering the data of; one more
-is refused with a 503 (FigureQueue), so that a client asking for many figures never drawn before
+is refused with a 503 (service.turns), so that a client asking for many figures never drawn before
 cannot queue every other user's figure behind its own.
 """
 
@@ -14,15 +14,14 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from service.turns import Turns
 
 DPI = 100
 DRAWS_WAITING = 4  # figures that may queue behind the one being drawn (each a few tenths of a second)
@@ -30,64 +29,14 @@ RETRY_AFTER_SECONDS = 2  # a refused figure's Retry-After: about what the waitin
 FIGURE_QUEUE_FULL = f"Figure queue full: {DRAWS_WAITING} figures already queue to be drawn (Retry-After)"
 
 
-class FigureQueueFull(Exception):
-    """More figures than the queue holds already wait: the API answers 503 with Retry-After (main.py)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"{limit} figures already queue to be drawn on this API process, the most it holds. "
-            f"Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once."
-        )
-
-
-class FigureQueue:
-    """A lock that at most `limit` figures queue for, gathering their data or waiting; one more raises
-    FigureQueueFull."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.gathering = 0  # figures whose data is being read (gathering_data), not yet waiting for the lock
-        self.waiting = 0
-        self._drawing = threading.Lock()
-        self._counting = threading.Lock()  # guards the counts and the try of `_drawing` together
-
-    def full(self) -> FigureQueueFull:
-        return FigureQueueFull(self.limit)
-
-    @contextmanager
-    def gathering_data(self) -> Iterator[None]:
-        """Count a figure as queued while its data is read: refused before that work when the queue is full."""
-        with self._counting:
-            if self.gathering + self.waiting >= self.limit:
-                raise self.full()
-            self.gathering += 1
-        try:
-            yield
-        finally:
-            with self._counting:
-                self.gathering -= 1
-
-    def __enter__(self) -> None:
-        with self._counting:
-            if self._drawing.acquire(blocking=False):
-                return
-            if self.waiting >= self.limit:  # not those gathering: one admitted before them may wait here
-                raise self.full()
-            self.waiting += 1
-        try:
-            self._drawing.acquire()
-        finally:
-            with self._counting:
-                self.waiting -= 1
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._drawing.release()
-
-
 # matplotlib promises nothing for concurrent use: one figure drawn at a time
-DRAWING = FigureQueue(DRAWS_WAITING)
+DRAWING = Turns(
+    DRAWS_WAITING,
+    "Figure queue full",
+    f"{DRAWS_WAITING} figures already queue to be drawn on this API process, the most it holds. "
+    f"Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once.",
+    RETRY_AFTER_SECONDS,
+)
 
 
 @dataclass(frozen=True)

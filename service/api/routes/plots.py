@@ -7,8 +7,7 @@ from functools import partial
 from typing import Annotated, Concatenate, Literal, ParamSpec
 
 import numpy as np
-from fastapi import Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -25,7 +24,7 @@ from service.api.inference import CHUNK, NO_VALIDATION_DOC, Inference, SplitQuer
 from service.api.params import DIGITS
 from service.api.presenters import PNG_DOC, images_seen, labels, png_response, require_trained
 from service.api.schemas import MAX_CURVE_POINTS, EvalSplit
-from service.errors import NOT_TRAINED_DOC, Responses, problem_doc, problem_response
+from service.errors import NOT_TRAINED_DOC, Responses, problem_doc
 from service.ml.data import DATASETS, Dataset
 from service.ml.evaluation import SplitPredictions
 from service.ml.splits import file_of, scored_indices
@@ -45,12 +44,6 @@ FIGURE_DOC: Responses = PNG_DOC | {
 DATASET_FIGURE_DOC: Responses = PNG_DOC | {
     503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database, or the dataset's files, unavailable")
 }
-
-
-async def figure_queue_full(request: Request, exc: plots.FigureQueueFull) -> JSONResponse:
-    """A figure refused at the drawing queue: 503, to retry (service.plots.FigureQueue)."""
-    headers = {"Retry-After": str(plots.RETRY_AFTER_SECONDS)}
-    return problem_response(request, 503, "Figure queue full", str(exc), headers=headers)
 
 
 router = reader_router("plots", responses=NOT_TRAINED_DOC)
@@ -93,7 +86,7 @@ async def _figure(
     """The figure named by `key`, drawn once: gather reads its data in one hop and returns the drawing."""
 
     async def draw() -> bytes:
-        with plots.DRAWING.gathering_data():
+        with plots.DRAWING.reserving():
             drawing = await database.run(gather, *args, **kwargs)
         return await run_in_threadpool(drawing)
 
@@ -113,7 +106,7 @@ async def confusion_matrix_png(
     """The confusion matrix as a heatmap: counts in the cells, true classes down, predicted across."""
 
     async def draw() -> bytes:
-        with plots.DRAWING.gathering_data():
+        with plots.DRAWING.reserving():
             spec, matrix = await inference.confusion(ref.id, split)
         title = f"model {ref.id}, {split} split: {_spaced(spec.name)}"
         classes = DATASETS[spec.dataset].classes
@@ -206,7 +199,7 @@ async def mistakes_png(
     job_id = ref.id
 
     async def draw() -> bytes:
-        with plots.DRAWING.gathering_data():  # looking for mistakes costs more than drawing them
+        with plots.DRAWING.reserving():  # looking for mistakes costs more than drawing them
             weights, data = await inference.model_and_data(job_id)
             matrix = np.asarray((await inference.confusion(job_id, split))[1])
             total = int(matrix.sum() - np.trace(matrix))
