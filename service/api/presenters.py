@@ -275,17 +275,23 @@ def enqueue(
     return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
 
 
-def check_queue_room(session: Session, settings: Settings, adding: int, field: str) -> None:
-    """Take the queue's admission lock (lock_queue) and refuse (429) `adding` more jobs past MLPLAB_MAX_QUEUED; the caller
-    queues them in this transaction, so the limit holds. More than the whole queue holds is a 422
-    naming `field` (what asked for them): retrying would never help."""
+def check_queue_room(
+    session: Session, settings: Settings, adding: int, field: str, *, ahead: bool = False
+) -> None:
+    """Take the queue's admission lock (lock_queue) and refuse (429) `adding` more jobs past
+    MLPLAB_MAX_QUEUED; the caller queues them in this transaction, so the limit holds. More than the
+    whole queue holds is a 422 naming `field` (what asked for them): retrying would never help.
+    `ahead`: a look without the lock, ending its read, before costly work that a full queue would waste."""
     if adding > settings.max_queued:
         raise invalid(
             field,
             f"{adding:,} jobs at once; the queue holds at most {settings.max_queued:,} (MLPLAB_MAX_QUEUED)",
         )
-    lock_queue(session)
+    if not ahead:
+        lock_queue(session)
     queued = count_queued(session)
+    if ahead:
+        session.rollback()  # the write transaction that follows begins afresh (SQLite cannot upgrade a read)
     if queued + adding > settings.max_queued:
         raise queue_full(settings, queued, adding)
 

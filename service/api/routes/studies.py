@@ -67,6 +67,7 @@ from service.store.jobs import foresee_extend, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus
 from service.store.queries import list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
+from service.turns import Turns
 
 router = reader_router("studies", "/studies")
 
@@ -149,6 +150,19 @@ def check_study_budget(config: StudyCreate, settings: Settings) -> None:
         check_budget_of(TrainSpec.read_back(config.base | others | corner), settings, "space", corner)
 
 
+# A study's first trials are asked of its sampler before it is stored, on the API's threads: one study at
+# a time, STUDIES_PLANNED_WAITING more waiting (44 studies at once held all 40 threads for 30 s, and
+# every read of a model or an alias waited).
+STUDIES_PLANNED_WAITING = 4
+PLANNING = Turns(
+    STUDIES_PLANNED_WAITING,
+    "Study planning queue full",
+    f"{STUDIES_PLANNED_WAITING} studies already wait on this API process for their sampler to plan "
+    "their trials, the most it holds. Retry in 5 s.",
+    5,
+)
+
+
 @router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
 def submit_study(
     body: StudyCreate, session: SessionDep, settings: SettingsDep, response: Response
@@ -164,9 +178,13 @@ def submit_study(
             f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
         )
     check_study_budget(body, settings)
-    # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
-    next_trials(body, [])
-    check_queue_room(session, settings, trials_to_queue(body, []), "parallelism")
+    adding = trials_to_queue(body, [])
+    check_queue_room(session, settings, adding, "parallelism", ahead=True)  # before seconds of asks
+    with (
+        PLANNING
+    ):  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
+        next_trials(body, [])
+    check_queue_room(session, settings, adding, "parallelism")
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
     public = study_public(session, study)
@@ -229,7 +247,11 @@ def extend(
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
     check_extensible(before, settings, body.trials)
-    foresee_extend(session, study_id, body.trials)
+    config, records = study_trials(session, before)
+    adding = trials_to_queue(config.model_copy(update={"trials": before.trials + body.trials}), records)
+    check_queue_room(session, settings, adding, "trials", ahead=True)
+    with PLANNING:
+        foresee_extend(session, study_id, body.trials)
     begin_write(session)
     # again, under the lock (the row's, on PostgreSQL): ten extensions at once took a study past its limit
     study = found(lock_study(session, study_id), "study", study_id)
