@@ -33,6 +33,7 @@ SCAN_MARKER = b"\xff\xda"  # a JPEG's start of scan, a byte pair its entropy-cod
 # Uploads (and JSON batches past routes.predictions.ON_LOOP_BYTES) one API process handles together:
 # bounds their memory; more would not be faster on its cores.
 DECODES_AT_ONCE = 2
+UPLOADS_WAITING = 16  # large bodies waiting, unread, for one of DECODES_AT_ONCE turns: more get a 503
 
 
 class ImageError(ValueError):

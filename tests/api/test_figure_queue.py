@@ -1,11 +1,13 @@
-"""One client asking for many figures never drawn before (every order of /compare.png's ids is a new one)
-cannot queue every other user's figure behind its own: at most plots.DRAWS_WAITING queue for the drawing
-lock, one more is refused at once with a 503 and Retry-After, and a figure drawn before is still served."""
+"""One client asking for many figures never drawn before (every order of /compare.png's ids is a new one),
+or for many large predictions, cannot queue every other user's request behind its own (service.turns): at
+most so many queue, one more is refused at once with a 503 and Retry-After, and a figure drawn before, or a
+prediction of a few images, is still served."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 
@@ -15,6 +17,8 @@ from fastapi.testclient import TestClient
 from service import plots
 from service.errors import PROBLEM_JSON
 from tests.api.test_inference import app  # noqa: F401  (the fixture: trained models 1, 2 and 3)
+
+JSON = {"content-type": "application/json"}
 
 # Twelve figures never drawn before: every order of three models' loss curves, on each x axis.
 FLOOD = [
@@ -100,3 +104,36 @@ def test_every_figure_route_documents_the_full_queue(app):  # noqa: F811
         documented = paths[path]["get"]["responses"]["503"]
         assert documented["description"].startswith(plots.FIGURE_QUEUE_FULL), path
         assert PROBLEM_JSON in documented["content"], path
+
+
+def test_large_predictions_are_read_in_turns_and_one_too_many_is_refused_unread(app):  # noqa: F811
+    """240 uploads of 4 MB at once were each read before waiting for a decode: the API grew from 820 MB
+    to 1.76 GB, and another client's 137-byte upload waited 12.6 s."""
+    from service.imaging import DECODES_AT_ONCE, UPLOADS_WAITING
+
+    batch = json.dumps({"images": [[0] * 784] * 50}).encode()  # past ON_LOOP_BYTES: read in a turn
+    turns = app.state.uploads
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for _ in range(DECODES_AT_ONCE):  # every turn taken: large bodies wait, unread
+            await turns.__aenter__()
+        try:
+            waiting = [
+                asyncio.create_task(client.post("/models/1/predict", content=batch, headers=JSON))
+                for _ in range(UPLOADS_WAITING)
+            ]
+            await _until(lambda: turns.waiting == UPLOADS_WAITING, "the large ones waiting")
+            refused = await asyncio.wait_for(client.post("/models/1/predict", content=batch, headers=JSON), 5)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+            assert refused.json()["title"] == "Upload queue full"
+            one = json.dumps({"pixels": [0] * 784}).encode()  # a few images are answered at once
+            quick = await asyncio.wait_for(client.post("/models/1/predict", content=one, headers=JSON), 5)
+            assert quick.status_code == 200
+        finally:
+            for _ in range(DECODES_AT_ONCE):
+                await turns.__aexit__(None, None, None)
+        answered = await asyncio.gather(*waiting)
+        assert [r.status_code for r in answered] == [200] * UPLOADS_WAITING
+        assert all(r.json()["count"] == 50 for r in answered)
+
+    _serve(app, scenario)
