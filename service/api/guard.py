@@ -1,5 +1,7 @@
 """What a request must show before the app reads its body: a Host this server answers to (against DNS
-rebinding), no other site's origin on a state-changing request (against cross-site requests), the
+rebinding), no other site's origin on a state-changing request (against cross-site requests) nor on a
+read but a person's following a link (a foreign page's images loads kept every user's figures from
+being drawn), the
 bearer token on a state-changing request when MLPLAB_API_TOKEN is set, a body not compressed (no
 Content-Encoding but identity, no Transfer-Encoding but chunked), and a body within its limit.
 
@@ -162,6 +164,18 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
     return page is None or ours is None or not _same_origin(page, ours, sent.scheme)
 
 
+def _foreign_load(headers: Headers) -> bool:
+    """Whether the browser says this read is another site's page loading what this server serves (an
+    <img>, a fetch), not a person following a link to it (Fetch Metadata's resource isolation policy).
+    Programs send no Sec-Fetch-* headers, so this is never true of them."""
+    if headers.get("sec-fetch-site") not in ("cross-site", "same-site"):
+        return False
+    return headers.get("sec-fetch-mode") != "navigate" or headers.get("sec-fetch-dest") not in (
+        "document",
+        None,
+    )
+
+
 def _codings(headers: Headers, name: str) -> list[str]:
     """The codings a Content-Encoding or Transfer-Encoding lists, over all its lines."""
     return [c.strip() for value in headers.getlist(name) for c in value.split(",") if c.strip()]
@@ -211,6 +225,13 @@ class RequestGuard(HttpMiddleware):
                 "its names are in MLPLAB_ALLOWED_HOSTS.",
             )
         if scope["method"] in SAFE_METHODS:
+            if _foreign_load(headers):
+                raise ProblemError(
+                    403,
+                    "Cross-site request",
+                    "A page on another site may link to this server's pages but not load what it serves "
+                    "(an image, a fetch): a foreign page's loads kept the figure queue full for every user.",
+                )
             return
         if _cross_site(scope, headers):
             self.check_cross_site(headers)

@@ -239,3 +239,32 @@ def test_a_page_on_another_site_can_neither_cancel_nor_submit(browser, idle):  #
         assert client.get(f"/jobs/{job_id}").json()["status"] == "queued"
         assert client.get("/jobs").json()["count"] == count
         client.post(f"/jobs/{job_id}/cancel")
+
+
+FOREIGN_LOADS = """async (api) => {
+  const image = await new Promise((done) => {
+    const img = new Image();
+    img.onload = () => done("loaded");
+    img.onerror = () => done("refused");
+    img.src = `${api}/datasets/mnist/test/0.png`;  // a PNG served to this server's own pages
+  });
+  await fetch(`${api}/jobs`, {mode: "no-cors"});
+  return image;
+}"""
+
+
+def test_a_page_on_another_site_may_link_here_but_not_load_from_here(browser, idle):  # noqa: F811
+    """A foreign page kept six <img> loads of figures never drawn before going: 14 of 18 of another
+    user's figures answered 503 'Figure queue full'. Chromium's Fetch Metadata now marks them refused."""
+    with another_site() as url, watched_page(browser, url) as w:
+        answers: list[tuple[str, int]] = []
+        w.page.on(
+            "response", lambda r: answers.append((r.url, r.status)) if r.url.startswith(idle.url) else None
+        )
+        w.page.goto(url)
+        assert w.page.evaluate(FOREIGN_LOADS, idle.url) == "refused"
+        assert answers == [(f"{idle.url}/jobs", 403)]  # (Chromium reports no response of a refused image)
+        w.page.set_content(f'<a id="go" href="{idle.url}/">the dashboard</a>')
+        with w.page.expect_navigation():
+            w.page.click("#go")
+        assert w.page.url == f"{idle.url}/" and (f"{idle.url}/", 200) in answers
