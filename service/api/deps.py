@@ -27,7 +27,7 @@ from service.api.presenters import (
     trained_model,
 )
 from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
-from service.errors import PROBLEM_RESPONSES, Responses
+from service.errors import PROBLEM_RESPONSES, Responses, invalid
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, Study, TrainedModel
@@ -156,7 +156,10 @@ async def require_reader(request: Request, _: BearerDep) -> None:
     settings: Settings = request.app.state.settings
     if not settings.protect_reads:
         return
-    ticket = request.query_params.get(TICKET_PARAM)
+    tickets = request.query_params.getlist(TICKET_PARAM)
+    if len(tickets) > 1:  # one valid among them let the others through, or not, by their order
+        raise invalid(f"query.{TICKET_PARAM}", f"given {len(tickets)} times; give it once")
+    ticket = tickets[0] if tickets else None
     if ticket is not None and "authorization" not in request.headers:
         check_ticket(ticket, settings, time.time())
     else:

@@ -74,7 +74,7 @@ def _query_names(route: APIRoute) -> tuple[tuple[str, ...], frozenset[str]]:
     # kept on the route: its parameters never change, so walked once, not per request
     names: tuple[tuple[str, ...], frozenset[str]] | None = getattr(route, "mlplab_query", None)
     if names is None:
-        scalars = tuple(dict.fromkeys(_scalar_query(route.dependant)))
+        scalars = tuple(dict.fromkeys([*_scalar_query(route.dependant), TICKET_PARAM]))
         names = scalars, frozenset(_all_query(route.dependant)) | {TICKET_PARAM}
         route.mlplab_query = names  # type: ignore[attr-defined]
     return names

@@ -61,6 +61,13 @@ def test_a_forged_expired_or_other_tokens_ticket_is_refused(protected):
         assert_problem(protected.get("/jobs", params={"ticket": bad}), 403, "not valid")
     expired = read_ticket(settings, time.time() - TICKET_SECONDS - 1)[0]
     assert_problem(protected.get("/jobs", params={"ticket": expired}), 403, "has expired")
+    # a good one beside a bad one: the last read won, so one order read and the other did not
+    for pair in ([ticket, "bad"], ["bad", ticket]):
+        assert_problem(protected.get("/jobs", params={"ticket": pair}), 422, "query.ticket", "given 2 times")
+
+
+def test_a_ticket_given_twice_is_refused_where_reads_are_open_too(client):
+    assert_problem(client.get("/jobs", params={"ticket": ["a", "b"]}), 422, "query.ticket", "given 2 times")
 
 
 def test_open_reads_give_no_ticket(client, settings):
