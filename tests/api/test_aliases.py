@@ -167,6 +167,11 @@ def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
 
     reborn = client.put("/aliases/champion", json={"model_id": ids["strong"]})
     assert reborn.status_code == 201 and reborn.json()["rollback_to"] is None  # a fresh start
+    assert_problem(  # it said "names the first model it named", beside a history of two before
+        client.post("/aliases/champion/rollback"),
+        409,
+        "since it was created (a deletion ends what a rollback",
+    )
     alias = client.get(
         "/aliases/champion", params={"limit": 3}
     ).json()  # newest first; earlier tests' lives after

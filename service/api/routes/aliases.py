@@ -173,7 +173,9 @@ def rollback(
         raise ProblemError(
             409,
             "Nothing to roll back to",
-            f"Alias {alias} names the first model it named: nothing earlier to roll back to.",
+            f"Alias {alias} names the first model it has named since it was created (a deletion ends "
+            f"what a rollback reaches; GET /aliases/{alias}/history keeps the rest): nothing earlier to "
+            "roll back to.",
         ) from None
     tagged(session, alias, response)
     session.commit()
