@@ -246,6 +246,18 @@ def model_page(page, service, job_id: int) -> None:
     assert page.locator("#image-detail .prob").count() == 10
     assert "label 7" in page.inner_text("#image-detail figcaption")
     shot(page, "05-model-cell-and-image")
+    # a mistake's bars: the predicted class's red (it was green, as a right one's), its label's row marked
+    other.click()
+    page.wait_for_selector(f"#cell h3:has-text('True {i}, predicted {j}')")
+    page.locator("[data-cell-images] .thumb").first.click()
+    page.wait_for_selector("#image-detail .prob.wrong")
+    wrong = page.locator("#image-detail .prob.top.wrong")
+    assert wrong.locator("span").first.inner_text() == str(j)
+    assert (
+        wrong.locator(".bar > span").evaluate("el => getComputedStyle(el).backgroundColor")
+        == "rgb(179, 38, 30)"
+    )
+    assert page.locator("#image-detail .prob.truth span").first.inner_text() == f"{i} ◂"
 
     # precision, recall and F1 of each class, from the matrix the API serves
     column = [sum(row[k] for row in matrix) for k in range(10)]

@@ -125,11 +125,13 @@ export function confusionGrid(matrix, classes, onCell, { max, diagMax } = matrix
   return grid;
 }
 
-/** Ten probabilities as bars, the predicted one highlighted. */
-export function probabilityBars(probabilities, classes, predicted) {
+/** Ten probabilities as bars, the predicted one highlighted; given the image's `label`, a wrong prediction's
+ * bar red and the label's row marked (a mistake's green bar read as right). */
+export function probabilityBars(probabilities, classes, predicted, label = null) {
+  const wrong = label != null && label !== predicted;
   return h("div", { class: "probs-list" }, probabilities.map((v, k) =>
-    h("div", { class: ["prob", k === predicted && "top"] },
-      h("span", { title: classes?.[k] }, classes ? String(classes[k]).slice(0, 6) : k),
+    h("div", { class: ["prob", k === predicted && "top", k === predicted && wrong && "wrong", wrong && k === label && "truth"] },
+      h("span", { title: k === label ? `${classes?.[k] ?? k}: the image's label` : classes?.[k] }, classes ? String(classes[k]).slice(0, 6) : k, wrong && k === label ? " ◂" : ""),
       h("div", { class: "bar" }, h("span", { style: { width: `${(100 * v).toFixed(1)}%` } })),
       h("span", { class: "right" }, pct(v, 1)))));
 }

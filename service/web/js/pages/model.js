@@ -160,6 +160,9 @@ async function surestMistakes({ id, dataset, cm, show }) {
   ];
 }
 
+const wrongNote = (p, classes) => (p.correct ? null
+  : h("p", { class: "muted" }, `red: the class it predicted; ◂ ${classes[p.label]}, the image's label, at ${pct(p.probabilities[p.label], 1)}`));
+
 async function showImage(el, { id, dataset, split, index, classes }) {
   fill(el, h("p", { class: "muted" }, "Loading…"));
   try {
@@ -167,7 +170,7 @@ async function showImage(el, { id, dataset, split, index, classes }) {
     fill(el, h("div", { class: "draw" },
       h("figure", null, h("img", { class: "digit-large", src: api.imageUrl(dataset, split, index, 6), alt: `${split} image ${index}`, width: 168, height: 168 }),
         h("figcaption", null, `${split} #${index}: label ${classes[p.label]}, predicted `, h("strong", { class: p.correct ? "ok" : "bad" }, classes[p.predicted]))),
-      h("div", { class: "probs" }, probabilityBars(p.probabilities, classes, p.predicted))));
+      h("div", { class: "probs" }, probabilityBars(p.probabilities, classes, p.predicted, p.label), wrongNote(p, classes))));
   } catch (err) { fill(el, problemView(err, () => showImage(el, { id, dataset, split, index, classes }))); }
   el.scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
