@@ -119,7 +119,7 @@ function legendHeight(names, width) {
 
 /** Draw line traces [{name, x, y, ...plotly trace options}] into el; purged when `signal` aborts. The
  * chart grows with its legend, so that many curves never squeeze the plot nor scroll the legend. */
-export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300 } = {}) {
+export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300, marks = [] } = {}) {
   const Plotly = await plotly();
   if (signal?.aborted) return null;
   const width = el.clientWidth || 600;
@@ -139,6 +139,9 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
     // under the plot, clear of the mode bar that hovers over its top right corner
     legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", itemclick: "toggle", itemdoubleclick: "toggleothers", maxheight: legend + 40 },
     showlegend: true,
+    // marks: [{x, text}], a dotted vertical line each, labelled at its top (a model's kept epoch)
+    shapes: marks.map((m) => ({ type: "line", x0: m.x, x1: m.x, yref: "paper", y0: 0, y1: 1, line: { color: "#555", width: 1, dash: "dot" } })),
+    annotations: marks.map((m) => ({ x: m.x, yref: "paper", y: 1, text: plotText(m.text), showarrow: false, xanchor: "left", yanchor: "top", font: { ...FONT, size: 11 } })),
   };
   await Plotly.newPlot(el, data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
   signal?.addEventListener("abort", () => Plotly.purge(el));

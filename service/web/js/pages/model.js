@@ -70,7 +70,8 @@ export async function modelPage(ctx, root) {
   await Promise.all([
     // the axis is labelled over both traces: an epoch's mean loss may lie above every logged step's
     lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
-    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
+    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
+      marks: model.best_epoch < model.stopped_epoch ? [{ x: model.best_epoch, text: " kept" }] : [] }),
     showMatrix(),
   ]);
 }
