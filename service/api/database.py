@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.lru import LRU
-from service.store.db import CONNECT_TIMEOUT_SECONDS, is_busy, make_read_engine, session_scope
+from service.store.db import SERVER_CONNECT_ARGS, is_busy, make_read_engine, session_scope
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -163,7 +163,7 @@ class LoopReads:
                 try:
                     if connection is None or connection.closed:
                         connection = await psycopg.AsyncConnection.connect(
-                            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                            self.url, autocommit=True, **SERVER_CONNECT_ARGS
                         )
                     cursor = await connection.execute(
                         statement.sql, {**statement.params, **params}, prepare=True

@@ -48,6 +48,16 @@ _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising m
 _PG_QUEUE_LOCK = 0x71756575  # "queu": pg_advisory_xact_lock key serialising admissions to the queue
 
 
+# PostgreSQL's connections: a server that does not answer fails one in seconds, not the minutes of the
+# OS's timeout; a statement waits for a lock as long as SQLite's busy timeout, then fails (is_busy): with
+# no limit, a table lock held 40 s (VACUUM FULL, an ALTER) hung every request, /readyz and a worker's stop.
+SERVER_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}",
+}
+PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
 def is_in_memory(url: str | URL) -> bool:
     """Whether `url` names an in-memory SQLite database: one process's alone."""
     parsed = make_url(url)
@@ -70,9 +80,7 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
     if sa_url.get_backend_name() != "sqlite":
         if max_connections is not None:
             pool["max_overflow"] = 0
-        # A server that does not answer fails a connection in seconds, not the minutes of the OS's timeout.
-        connect = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        return create_engine(sa_url, pool_pre_ping=True, connect_args=connect, **pool)
+        return create_engine(sa_url, pool_pre_ping=True, connect_args=SERVER_CONNECT_ARGS, **pool)
 
     database = sa_url.database or ""
     in_memory = is_in_memory(sa_url)
@@ -155,12 +163,15 @@ def make_read_engine(engine: Engine, connections: int, *, wait_for_locks: bool =
         pool_size=connections,
         max_overflow=0,
         isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args=SERVER_CONNECT_ARGS,
     )
 
 
 def is_busy(exc: DBAPIError) -> bool:
-    """The SQLite statement failed because another connection holds a lock it needs."""
+    """The statement failed because another connection holds a lock it needs (past the busy timeout, or
+    PostgreSQL's lock_timeout)."""
+    if getattr(exc.orig, "sqlstate", None) == PG_LOCK_NOT_AVAILABLE:
+        return True
     return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
