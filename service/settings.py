@@ -129,7 +129,8 @@ class Settings(BaseSettings):
         32,
         ge=1,
         le=1000,
-        description="Database sessions one API process has open at once (so its connections, plus 2 for /readyz); "
+        description="Database sessions one API process has open at once (so its connections, plus 2 for /readyz "
+        "and 4 for GET /jobs/{id}'s reads); "
         "requests beyond that wait their turn.",
     )
 
