@@ -484,10 +484,21 @@ def unwritable(engine: Engine) -> str | None:
         if not path or is_in_memory(engine.url):
             return None
         file = Path(path).resolve()
-        for each in (file, file.with_name(file.name + "-wal"), file.parent):
-            if each.exists() and not os.access(each, os.W_OK):
-                return f"{each} cannot be written (permissions, an immutable flag or a read-only mount)"
-        return None
+        wal = file.with_name(file.name + "-wal")
+        refused = [
+            each for each in (file, wal, file.parent) if each.exists() and not os.access(each, os.W_OK)
+        ]
+        if not refused:
+            return None
+        why = f"{refused[0]} cannot be written (permissions, an immutable flag or a read-only mount)"
+        if refused == [file] and wal.exists():
+            # connections opened before still write, into the WAL, which no checkpoint can fold back
+            return (
+                f"{why}: writes through connections opened before go on into {wal.name} "
+                f"({wal.stat().st_size / 2**20:.1f} MB now), which grows until the file is writable again; "
+                "others are refused"
+            )
+        return why
     with engine.connect() as connection:
         if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
             return "the server takes reads only (transaction_read_only: a standby?)"

@@ -192,3 +192,16 @@ def test_an_unwritable_database_file_says_so_in_its_503_and_in_readiness(setting
         first = client.post("/jobs", json={"backend": "numpy"}).status_code
         assert first in (202, 503)
         assert [client.post("/jobs", json={"backend": "numpy"}).status_code for _ in range(2)] == [202] * 2
+
+
+def test_a_database_file_made_unwritable_under_open_connections_says_its_wal_grows(settings):
+    """`chattr +i` on the main file alone, the API running: its open connections went on writing into the
+    WAL, which no checkpoint could fold back (25 MB), while /readyz said the file could not be written."""
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/jobs", json={"backend": "numpy"}).status_code == 202  # a connection open
+        with read_only(db):
+            writes = client.get("/readyz").json()["writes"]
+            assert writes.startswith(f"{db.resolve()} cannot be written"), writes
+            assert f"go on into {db.name}-wal (" in writes and "MB now), which grows until" in writes
+        assert client.get("/readyz").json()["writes"] == "possible"
