@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -146,6 +147,20 @@ def _snapshot(session: Session, job: Job, step: int, epoch: int, attempt: int | 
     return Snapshot(job_public(job), len(events), b"".join(events), step, epoch)
 
 
+class ServerStopping(Exception):
+    """The API process is stopping: its streams end now, whole; their clients reconnect (Last-Event-ID)."""
+
+
+_HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+
+def end_streams() -> None:
+    """As the server shuts down (cli/protocol.py): every open stream ends at once, cleanly. Each was cut
+    past the grace period instead, mid-chunk (curl: exit 18), with an ERROR line in the log."""
+    for hub in list(_HUBS):
+        hub.stop()
+
+
 class EventHub:
     """The process's open streams and the one task that reads for them all (run it with `run()`)."""
 
@@ -154,13 +169,28 @@ class EventHub:
     ) -> None:
         self.factory, self.slots, self.max_streams, self.per_client = factory, slots, max_streams, per_client
         self.subscriptions: set[Subscription] = set()
+        self.stopping = False
         self._wake = asyncio.Event()
+        _HUBS.add(self)
+
+    def stop(self) -> None:
+        """End every open stream and refuse new ones: the process is stopping."""
+        self.stopping = True
+        for subscription in self.subscriptions:
+            subscription.fail(ServerStopping())
 
     def subscribe(
         self, job_id: int, step: int, epoch: int, client: str = "", attempt: int | None = None
     ) -> Subscription:
         """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open, 429 when `client` has
-        MLPLAB_MAX_STREAMS_PER_CLIENT open."""
+        MLPLAB_MAX_STREAMS_PER_CLIENT open, or the process is stopping."""
+        if self.stopping:
+            raise ProblemError(
+                503,
+                "API stopping",
+                f"This API process is stopping. Retry in {RETRY_AFTER_SECONDS} s (another process, or its restart).",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         if len(self.subscriptions) >= self.max_streams:
             raise ProblemError(
                 503,

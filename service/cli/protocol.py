@@ -30,6 +30,7 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.api.security import SECURITY_HEADERS
+from service.api.streams import end_streams
 from service.errors import PROBLEM_JSON, UNAVAILABLE_RETRY_SECONDS, Problem
 from service.settings import get_settings
 
@@ -87,6 +88,10 @@ class HttpProtocol(HttpToolsProtocol):
         # WebSockets are off (serve.py, ws="none"): uvicorn's two warnings a request, one saying the
         # library is missing, were a client's to repeat without end
         pass
+
+    def shutdown(self) -> None:
+        end_streams()  # uvicorn's shutdown: open event streams end now, whole, not cut past its grace period
+        super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -361,3 +361,27 @@ def test_one_client_holds_at_most_its_share_of_the_event_streams(tmp_path):
             assert later.status_code == 200  # closed streams give their places back
     finally:
         svc.stop()
+
+
+def test_an_api_stopped_with_a_stream_open_ends_it_whole_and_at_once(tmp_path):
+    """SIGTERM with an event stream open: the API waited out its grace period, cut the stream mid-chunk
+    (curl: exit 18) and logged 'ERROR: Cancel 1 running task(s), timeout graceful shutdown exceeded'."""
+    svc = start_service(tmp_path)
+    try:
+        with httpx.Client(base_url=svc.url, timeout=10) as client:
+            job = client.post("/jobs", json=job_body()).json()["id"]  # no worker: it stays queued
+            with client.stream("GET", f"/jobs/{job}/events") as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("retry:")
+                wait_for(lambda: next(lines).startswith("event: status"), 10, "the status event")
+                sent = time.monotonic()
+                svc.api.send_signal(signal.SIGTERM)
+                rest = list(lines)  # to the stream's end: a clean close, or httpx raises
+                assert time.monotonic() - sent < 2, rest
+        assert rest[-2:] == [": the API is stopping; reconnect with Last-Event-ID to resume", ""], rest
+        # uvicorn re-raises the SIGTERM once it has stopped
+        assert svc.api.wait(10) in (0, -signal.SIGTERM) and time.monotonic() - sent < 3
+        log = (tmp_path / "api.log").read_text()
+        assert "ERROR" not in log and "Traceback" not in log and "graceful shutdown exceeded" not in log, log
+    finally:
+        svc.stop()

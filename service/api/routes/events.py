@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from service.api.deps import reader_router
 from service.api.params import Whole
 from service.api.schemas import MAX_CURVE_POINTS, EpochPoint
-from service.api.streams import EventHub, Snapshot, Subscription, sse
+from service.api.streams import EventHub, ServerStopping, Snapshot, Subscription, sse
 from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
 
@@ -25,6 +25,8 @@ router = reader_router("jobs", "/jobs")
 
 RETRY_MS = 2000  # how long a browser waits before it reconnects
 KEEPALIVE_SECONDS = 15.0  # a comment after this long without an event, so proxies keep the connection
+# The last line of a stream the API ends as it stops: a comment, which EventSource ignores as it reconnects
+STOPPING_COMMENT = b": the API is stopping; reconnect with Last-Event-ID to resume\n\n"
 # What FastAPI sends with an event stream: no caching, and no buffering by nginx.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -42,9 +44,12 @@ EVENTS_DOC: Responses = {
 - `epoch`: as each epoch ends, the epoch as `GET /jobs/{{id}}/epochs` lists it (`{{{EPOCH_FIELDS}}}`);
 - `end`: the final job (as `GET /jobs/{{id}}`), after which the stream closes.
 
-Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen.""",
+Events carry ids: a client that reconnects with `Last-Event-ID` gets only what it had not seen. A stream
+the API ends as it stops closes after a comment line saying so, without `end`: reconnect to resume.""",
     },
-    503: problem_doc("MLPLAB_MAX_STREAMS event streams are open on this API process (Retry-After)"),
+    503: problem_doc(
+        "MLPLAB_MAX_STREAMS event streams are open on this API process, or it is stopping (Retry-After)"
+    ),
     429: problem_doc("This client has MLPLAB_MAX_STREAMS_PER_CLIENT event streams open (Retry-After)"),
 }
 
@@ -112,6 +117,9 @@ async def _stream(hub: EventHub, subscription: Subscription, snapshot: Snapshot)
                     break
                 except TimeoutError:
                     yield KEEPALIVE_COMMENT
+                except ServerStopping:
+                    yield STOPPING_COMMENT
+                    return
                 except Exception as exc:  # the database, mid-stream: end it whole (a client may resume by id)
                     log.warning("event stream of job %d ended: %s", subscription.cursor[0], exc)
                     return
