@@ -346,7 +346,14 @@ def settle(
             # asked to stop (SIGTERM's grace is short), or an error that waiting will not mend: the lease
             # lapses and the job is re-queued
             if stop.is_set() or (not transient(exc) and time.monotonic() >= deadline):
-                log.error("job %d: could not record how it ended: %s", job.id, exc)
+                if stop.is_set() and result is None and error is None:  # stopped mid-training, not ended
+                    log.error(
+                        "job %d: could not hand it back to the queue (%s): it shows running until its "
+                        "lease lapses (MLPLAB_LEASE_SECONDS), then another worker resumes it",
+                        job.id, exc,
+                    )  # fmt: skip
+                else:
+                    log.error("job %d: could not record how it ended: %s", job.id, exc)
                 return 0
             if wait == RETRY_SECONDS:
                 log.warning("job %d: could not record how it ended (%s); trying again", job.id, exc)
@@ -693,7 +700,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
         if stop.is_set():
             log.warning("%s again: exiting now", name)
             os._exit(128 + signum)
-        log.info("%s: stopping; the running job goes back to the queue (send it again to exit at once)", name)
+        log.info(
+            "%s: stopping; a job it is training goes back to the queue (send it again to exit at once)", name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -498,6 +498,31 @@ def test_a_job_whose_end_cannot_be_written_at_once_is_recorded_when_it_can(
     assert (done.status, done.attempts, len(tries)) == ("succeeded", 1, 3)
 
 
+def test_a_job_that_cannot_be_handed_back_on_shutdown_says_its_lease_will_requeue_it(
+    monkeypatch, data_dir, db_url, sessions, caplog
+):
+    """SIGTERM with the database down: 'could not record how it ended', of a job that had not ended and
+    showed running, its progress stale, until another worker's lease check re-queued it."""
+    _outage(monkeypatch, "release_job", 100)
+    (job_id,) = enqueue(sessions, long())
+    stop = threading.Event()
+    runs = threading.Thread(
+        target=worker.run_worker, args=(settings_for(db_url, data_dir),), kwargs={"stop_event": stop}
+    )
+    with caplog.at_level(logging.ERROR):
+        runs.start()
+        wait_for(lambda: job(sessions, job_id).step > 0, what="training to start")
+        stop.set()
+        runs.join(30)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        f"job {job_id}: could not hand it back to the queue" in line and "MLPLAB_LEASE_SECONDS" in line
+        for line in said
+    ), said
+    assert not any("could not record how it ended" in line for line in said), said
+    assert job(sessions, job_id).status == "running"
+
+
 def test_a_trained_job_whose_end_cannot_be_written_for_longer_than_its_lease_is_kept_and_recorded(
     monkeypatch, data_dir, db_url, sessions
 ):
