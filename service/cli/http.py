@@ -38,7 +38,14 @@ class ApiError(Exception):
                 str(body.get("detail", "")),
                 body.get("invalid_params"),
             )
-        return cls(response.status_code, response.reason_phrase or "Error", response.text[:500])
+        # no problem+json: a proxy before the API, or a server that is not mlplab's (its 404 said nothing)
+        shown = f"{_kind(response)}: {response.text[:60]!r}" if response.content else "empty"
+        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+        return cls(
+            response.status_code,
+            f"{response.url} answered {response.status_code}{reason} but not with mlplab's problem JSON",
+            f"is it an mlplab API (--url, MLPLAB_URL), or a proxy before it that failed? (its body is {shown})",
+        )
 
 
 def not_mlplab(response: httpx.Response, what: str) -> ApiError:

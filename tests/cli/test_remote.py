@@ -160,3 +160,14 @@ def test_watch_says_when_the_event_stream_is_not_mlplabs(elsewhere, capsys, kind
         "mlplab: http://proxy.test/jobs/1/events answered 200 but not with mlplab's JSON: "
         f"is it an mlplab API (--url, MLPLAB_URL)? ({what})\n"
     )
+
+
+@pytest.mark.parametrize(("status", "body"), [(404, b""), (502, b"<html>Bad Gateway</html>")])
+def test_an_error_that_is_not_mlplabs_problem_says_where_it_came_from(elsewhere, capsys, status, body):
+    """`mlplab --url` at another server: 'mlplab: Not Found (404): ', its detail empty."""
+    elsewhere(lambda request: httpx.Response(status, content=body, headers={"content-type": "text/html"}))
+    code, out, err = mlplab(capsys, "--url", "http://proxy.test", "jobs")
+    assert (code, out) == (1, "")
+    assert err.startswith("mlplab: http://proxy.test/jobs") and f"answered {status} " in err, err
+    assert "but not with mlplab's problem JSON" in err and "is it an mlplab API (--url, MLPLAB_URL)" in err
+    assert ("its body is empty" if not body else "its body is text/html: '<html>Bad Gateway") in err
