@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -373,9 +375,10 @@ def test_without_a_validation_split_rankings_fall_back_to_test_and_say_so(client
     )
 
 
-def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_path):
-    """lr=0.3 diverges on one seed of two and reaches 0.99 on the other; lr=0.01 reaches 0.95 on both:
-    the best configuration is lr=0.01, and its model is promoted, not the single best run."""
+@contextmanager
+def sweep_ended_as(tmp_path, body: dict, accuracy_of) -> Iterator[tuple[TestClient, str]]:
+    """A client and the id of a sweep (`body`) whose jobs a stand-in worker has ended: succeeded with
+    validation accuracy accuracy_of(learning_rate, seed), or failed where that is None."""
     from service.store.db import make_engine, make_sessionmaker, session_scope
     from service.store.jobs import claim_job, fail_job, finish_job
     from tests.store.test_jobs import result
@@ -384,28 +387,33 @@ def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_p
         database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=real_data_dir(), download=False
     )
     with TestClient(create_app(settings)) as client:
-        sweep = client.post(
-            "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 2}
-        ).json()
+        sweep = client.post("/sweeps", json=body).json()
         engine = make_engine(settings.database_url)
-        sessions, outcomes = make_sessionmaker(engine), {}
-        with session_scope(sessions) as s:
+        with session_scope(make_sessionmaker(engine)) as s:
             while (job := claim_job(s, "w")) is not None:
-                lr, seed = job.spec["learning_rate"], job.spec["seed"]
-                if lr == 0.3 and seed == 1:
+                accuracy = accuracy_of(job.spec["learning_rate"], job.spec["seed"])
+                if accuracy is None:
                     fail_job(s, job.id, "w", "the loss is nan")
                 else:
-                    outcomes[job.id] = 0.99 if lr == 0.3 else 0.95 + 0.001 * seed
-                    finish_job(s, job.id, "w", result(0.9, outcomes[job.id]))
+                    finish_job(s, job.id, "w", result(0.9, accuracy))
         engine.dispose()
-        ranked = client.get(f"/sweeps/{sweep['id']}").json()["configurations"]
+        yield client, sweep["id"]
+
+
+def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_path):
+    """lr=0.3 diverges on one seed of two and reaches 0.99 on the other; lr=0.01 reaches 0.95 on both:
+    the best configuration is lr=0.01, and its model is promoted, not the single best run."""
+    body = {"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 2}
+    outcome = {(0.3, 0): 0.99, (0.3, 1): None, (0.01, 0): 0.95, (0.01, 1): 0.951}
+    with sweep_ended_as(tmp_path, body, lambda lr, seed: outcome[lr, seed]) as (client, sweep):
+        ranked = client.get(f"/sweeps/{sweep}").json()["configurations"]
         assert [(c["hyperparameters"]["learning_rate"], c["failed"]) for c in ranked] == [(0.01, 0), (0.3, 1)]
-        promoted = client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"}).json()
-        steady = max((i for i in ranked[0]["jobs"]), key=lambda i: outcomes[i])
-        assert promoted["model_id"] == steady and outcomes[steady] == 0.951
+        promoted = client.post(f"/sweeps/{sweep}/promote", json={"alias": "champion"}).json()
+        steady = client.get(f"/models/{promoted['model_id']}").json()
+        assert steady["learning_rate"] == 0.01 and steady["validation_accuracy"] == 0.951
         detail = client.get("/aliases/champion").json()["history"][0]["detail"]
         assert detail == (
-            f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy; it is not "
+            f"the best model of sweep {sweep}'s best configuration by validation_accuracy; it is not "
             "shown better than the next configuration (no test)"  # whose one succeeded seed did better
         )
 
@@ -421,31 +429,18 @@ def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_p
 def test_a_promotion_keeps_what_the_sweep_said_of_the_next_configuration(tmp_path, runner_up, caveat):
     """The sweep's page said it could not tell the first two configurations apart (p = 0.46), and
     `mlplab alias champion --sweep` promoted its first without a word."""
-    from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.jobs import claim_job, finish_job
-    from tests.store.test_jobs import result
+    body = {"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 3}
+    best = (0.950, 0.951, 0.953)
 
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=real_data_dir(), download=False
-    )
-    with TestClient(create_app(settings)) as client:
-        sweep = client.post(
-            "/sweeps", json={"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}, "replicates": 3}
-        ).json()
-        engine = make_engine(settings.database_url)
-        with session_scope(make_sessionmaker(engine)) as s:
-            while (job := claim_job(s, "w")) is not None:
-                seed = job.spec["seed"]
-                accuracy = (
-                    (0.950, 0.951, 0.953)[seed] if job.spec["learning_rate"] == 0.01 else runner_up[seed]
-                )
-                finish_job(s, job.id, "w", result(0.9, accuracy))
-        engine.dispose()
-        second = client.get(f"/sweeps/{sweep['id']}").json()["configurations"][1]
+    def accuracy(lr: float, seed: int) -> float:
+        return best[seed] if lr == 0.01 else runner_up[seed]
+
+    with sweep_ended_as(tmp_path, body, accuracy) as (client, sweep):
+        second = client.get(f"/sweeps/{sweep}").json()["configurations"][1]
         assert second["versus_best"] == ("behind" if not caveat else "can't tell"), second
-        client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"})
+        client.post(f"/sweeps/{sweep}/promote", json={"alias": "champion"})
         detail = client.get("/aliases/champion").json()["history"][0]["detail"]
         assert detail.startswith(
-            f"the best model of sweep {sweep['id']}'s best configuration by validation_accuracy{caveat}"
+            f"the best model of sweep {sweep}'s best configuration by validation_accuracy{caveat}"
         )
         assert detail.endswith(f"p = {second['p_value']:.2g})" if caveat else "by validation_accuracy")

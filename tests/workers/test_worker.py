@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,6 +82,18 @@ def start_worker(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subpr
         proc = subprocess.Popen([sys.executable, "-m", "workers", *args], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     return proc, log
+
+
+def stopped_within(proc: subprocess.Popen, seconds: float, ready: Callable[[], bool], what: str) -> None:
+    """Once `ready()`, SIGTERM the worker, which must exit within `seconds` (killed either way)."""
+    try:
+        wait_for(ready, what=what)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=seconds + 5)
+        assert time.monotonic() - sent < seconds
+    finally:
+        proc.kill()
 
 
 def run_once(tmp_path: Path, env: dict[str, str], timeout: float = 60) -> str:
@@ -234,14 +247,7 @@ def test_a_sibling_counts_as_holding_the_data_once_its_job_is_past_its_first_ste
 def test_sigterm_releases_the_job_and_exits_quickly(tmp_path, env, sessions):
     (job_id,) = enqueue(sessions, long())
     proc, log = start_worker(tmp_path, env)  # not --once: it would wait for more work
-    try:
-        wait_for(lambda: count(sessions, EpochMetric, job_id) >= 1, what="a finished epoch")
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=5)
-        assert time.monotonic() - sent < 5
-    finally:
-        proc.kill()
+    stopped_within(proc, 5, lambda: count(sessions, EpochMetric, job_id) >= 1, "a finished epoch")
     output = log.read_text()
     assert proc.returncode == 0, output
     released = job(sessions, job_id)
@@ -257,14 +263,9 @@ def test_a_worker_told_to_stop_while_another_holds_the_migration_lock_stops_at_o
     """It went on waiting for the lock: up to 159 s on SQLite, without end on PostgreSQL."""
     with migration_lock_held(db_url):
         proc, log = start_worker(tmp_path, env)
-        try:
-            wait_for(lambda: "waiting for it" in log.read_text(), what="the worker waiting for the lock")
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
-            assert time.monotonic() - sent < 3
-        finally:
-            proc.kill()
+        stopped_within(
+            proc, 3, lambda: "waiting for it" in log.read_text(), "the worker waiting for the lock"
+        )
     output = log.read_text()
     assert proc.returncode == 0 and "nothing migrated" in output, output
 
