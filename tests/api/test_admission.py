@@ -13,6 +13,7 @@ from service.api.presenters import enqueue
 from service.errors import ProblemError
 from service.settings import Settings
 from service.store.db import session_scope
+from service.turns import Turns
 from tests.factories import tiny_spec
 
 REQUESTS = 6
@@ -97,6 +98,8 @@ def test_extensions_at_once_stay_within_a_studys_trial_limit(db_url, sessions, m
 
     barrier = threading.Barrier(REQUESTS)
     monkeypatch.setattr(studies, "check_extensible", held)
+    # the planning queue (4 waiting) would refuse a sixth at once with a 503: not what this tests
+    monkeypatch.setattr(studies, "PLANNING", Turns(REQUESTS, "full", "full", 5))
 
     def ten_more() -> int:
         with session_scope(sessions) as session:
