@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.lru import LRU
-from service.store.db import SERVER_CONNECT_ARGS, is_busy, make_read_engine, session_scope
+from service.store.db import is_busy, make_read_engine, server_connect_args, session_scope
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -149,6 +149,7 @@ class LoopReads:
     def __init__(self, engine: Engine, connections: int) -> None:
         self.dialect = engine.dialect
         self.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.connect_args = server_connect_args(engine.url)
         self._free: list[psycopg.AsyncConnection[tuple[Any, ...]] | None] = [None] * connections
         self._waiting: deque[asyncio.Future[psycopg.AsyncConnection[tuple[Any, ...]] | None]] = deque()
         self._statements: dict[int, tuple[Select[Any], _Statement]] = {}
@@ -163,7 +164,7 @@ class LoopReads:
                 try:
                     if connection is None or connection.closed:
                         connection = await psycopg.AsyncConnection.connect(
-                            self.url, autocommit=True, **SERVER_CONNECT_ARGS
+                            self.url, autocommit=True, **self.connect_args
                         )
                     cursor = await connection.execute(
                         statement.sql, {**statement.params, **params}, prepare=True

@@ -48,14 +48,21 @@ _PG_MIGRATE_LOCK = 0x6D6C706C  # "mlpl": pg_advisory_xact_lock key serialising m
 _PG_QUEUE_LOCK = 0x71756575  # "queu": pg_advisory_xact_lock key serialising admissions to the queue
 
 
-# PostgreSQL's connections: a server that does not answer fails one in seconds, not the minutes of the
-# OS's timeout; a statement waits for a lock as long as SQLite's busy timeout, then fails (is_busy): with
-# no limit, a table lock held 40 s (VACUUM FULL, an ALTER) hung every request, /readyz and a worker's stop.
-SERVER_CONNECT_ARGS: dict[str, Any] = {
-    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-    "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}",
-}
 PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def server_connect_args(url: URL) -> dict[str, Any]:
+    """PostgreSQL's connection arguments for `url`: a server that does not answer fails one in seconds,
+    not the minutes of the OS's timeout; a statement waits for a lock as long as SQLite's busy timeout,
+    then fails (is_busy): with no limit, a table lock held 40 s (VACUUM FULL, an ALTER) hung every
+    request, /readyz and a worker's stop. The options the URL (or else PGOPTIONS) gives are kept after
+    ours, so a search_path stays and a lock_timeout of the user's own wins."""
+    given = url.query.get("options", os.environ.get("PGOPTIONS", ""))
+    theirs = " ".join(given) if isinstance(given, tuple) else given
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "options": f"-c lock_timeout={BUSY_TIMEOUT_MS} {theirs}".strip(),
+    }
 
 
 def is_in_memory(url: str | URL) -> bool:
@@ -80,7 +87,7 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
     if sa_url.get_backend_name() != "sqlite":
         if max_connections is not None:
             pool["max_overflow"] = 0
-        return create_engine(sa_url, pool_pre_ping=True, connect_args=SERVER_CONNECT_ARGS, **pool)
+        return create_engine(sa_url, pool_pre_ping=True, connect_args=server_connect_args(sa_url), **pool)
 
     database = sa_url.database or ""
     in_memory = is_in_memory(sa_url)
@@ -163,7 +170,7 @@ def make_read_engine(engine: Engine, connections: int, *, wait_for_locks: bool =
         pool_size=connections,
         max_overflow=0,
         isolation_level="AUTOCOMMIT",
-        connect_args=SERVER_CONNECT_ARGS,
+        connect_args=server_connect_args(engine.url),
     )
 
 
