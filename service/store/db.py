@@ -366,7 +366,8 @@ def migrate(engine_or_url: Engine | str, stop: Callable[[], bool] = lambda: Fals
                         MIGRATE_WAIT_SECONDS,
                     )
                     warnings_said += 1
-                time.sleep(0.1)
+                # SQLite's BEGIN IMMEDIATE waited MIGRATE_POLL_MS itself; PostgreSQL's try does not wait
+                time.sleep(0.1 if engine.dialect.name == "sqlite" else MIGRATE_POLL_MS / 1000)
     finally:
         if engine is not engine_or_url:
             engine.dispose()
@@ -400,8 +401,8 @@ def _upgrade(engine: Engine) -> None:
                         raise RuntimeError(
                             f"the migration broke a foreign key (table, rowid, parent): {broken}"
                         )
-    except OperationalError as exc:  # SQLite's "database is locked" past the short busy timeout
-        if "locked" not in str(exc):
+    except DBAPIError as exc:  # SQLite's busy timeout (short here), PostgreSQL's lock_timeout on a table
+        if not is_busy(exc):
             raise
         raise _Held from exc
 

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import make_url
 from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 
 from service.store import db
 from service.store.db import WAL_LIMIT_BYTES, make_engine, transient
+from tests.conftest import fresh_database
 from tests.support import wait_for
 
 
@@ -84,6 +86,36 @@ def test_a_migration_under_a_held_lock_says_so_and_stops_when_told(db_url, caplo
     assert "locked by another connection: waiting for it" in said[0] and "giving up at 150 s" in said[0]
     assert "nothing migrated" in said[-1]
     assert db.migrate(db_url) is True  # the lock released
+
+
+def test_a_migration_waits_out_a_table_lock_on_postgresql_as_it_waits_for_the_migration_lock(
+    tmp_path, caplog
+):
+    """A table the upgrade reads, locked past the lock timeout (a VACUUM FULL), failed the start with
+    'canceling statement due to lock timeout' instead of waiting, saying so, and hearing a stop."""
+    with fresh_database("postgresql", tmp_path) as plain:
+        url = make_url(plain).update_query_dict({"options": "-c lock_timeout=200"})
+        url_text = url.render_as_string(hide_password=False)
+        assert db.migrate(url_text)
+        holder = make_engine(plain)
+        stop = threading.Event()
+        outcome: list[object] = []
+        try:
+            with caplog.at_level(logging.INFO, logger="mlplab.store"), holder.begin() as connection:
+                connection.exec_driver_sql("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+                waiting = threading.Thread(
+                    target=lambda: outcome.append(db.migrate(url_text, stop=stop.is_set))
+                )
+                waiting.start()
+                wait_for(
+                    lambda: any("waiting for it" in r.getMessage() for r in caplog.records), what="a warning"
+                )
+                stop.set()
+                waiting.join(timeout=5)
+        finally:
+            holder.dispose()
+        assert outcome == [False]
+        assert db.migrate(url_text) is True  # the lock released
 
 
 def test_a_migration_gives_up_on_a_lock_held_past_its_wait(db_url, monkeypatch):
