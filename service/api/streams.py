@@ -151,6 +151,16 @@ class ServerStopping(Exception):
     """The API process is stopping: its streams end now, whole; their clients reconnect (Last-Event-ID)."""
 
 
+def stopping_problem() -> ProblemError:
+    """The 503 for a stream asked of a process that is stopping."""
+    return ProblemError(
+        503,
+        "API stopping",
+        f"This API process is stopping. Retry in {RETRY_AFTER_SECONDS} s (another process, or its restart).",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 _HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
 
 
@@ -185,12 +195,7 @@ class EventHub:
         """A new stream, read for at once; 503 when MLPLAB_MAX_STREAMS are open, 429 when `client` has
         MLPLAB_MAX_STREAMS_PER_CLIENT open, or the process is stopping."""
         if self.stopping:
-            raise ProblemError(
-                503,
-                "API stopping",
-                f"This API process is stopping. Retry in {RETRY_AFTER_SECONDS} s (another process, or its restart).",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+            raise stopping_problem()
         if len(self.subscriptions) >= self.max_streams:
             raise ProblemError(
                 503,

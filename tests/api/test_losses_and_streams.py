@@ -338,3 +338,19 @@ def test_a_client_back_after_a_new_attempt_passed_its_place_reads_the_new_attemp
     assert b'"step":10,' in back.events and b"id: 40-0-2" in back.events
     same, _ = asyncio.run(read("30-0-2"))  # an id of this attempt resumes after it
     assert same.events.count(b"event: progress") == 1 and b'"step":40,' in same.events
+
+
+def test_a_stream_asked_for_as_the_api_stops_is_a_503_not_a_500(monkeypatch, tmp_path):
+    """Stopped between a stream's subscription and its first read, the request answered 500."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=real_data_dir(), download=False
+    )
+
+    async def stopping_instead(hub: streams.EventHub) -> None:
+        hub.stop()
+
+    monkeypatch.setattr(streams.EventHub, "read_once", stopping_instead)
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/jobs", json={"backend": "numpy"}).json()["id"]
+        refused = assert_problem(client.get(f"/jobs/{job}/events"), 503)
+        assert refused["title"] == "API stopping" and client.get(f"/jobs/{job}/events").status_code == 503

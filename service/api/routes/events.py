@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from service.api.deps import reader_router
 from service.api.params import Whole
 from service.api.schemas import MAX_CURVE_POINTS, EpochPoint
-from service.api.streams import EventHub, ServerStopping, Snapshot, Subscription, sse
+from service.api.streams import EventHub, ServerStopping, Snapshot, Subscription, sse, stopping_problem
 from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
 
@@ -89,6 +89,9 @@ async def job_events(
         first = await subscription.next()
         if first is None:
             raise not_found("job", job_id)
+    except ServerStopping:  # between its subscription and its first read
+        hub.unsubscribe(subscription)
+        raise stopping_problem() from None
     except BaseException:
         hub.unsubscribe(subscription)
         raise
