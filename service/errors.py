@@ -395,9 +395,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
-    """Costly work refused at its queue (service.turns): 503, to retry after its Retry-After."""
+    """Costly work refused at its queue (service.turns): 503 (429: the client's share), to retry after its
+    Retry-After."""
     headers = {"Retry-After": str(exc.retry_after)}
-    return problem_response(request, 503, exc.title, str(exc), headers=headers)
+    return problem_response(request, exc.status, exc.title, str(exc), headers=headers)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -33,7 +33,12 @@ SCAN_MARKER = b"\xff\xda"  # a JPEG's start of scan, a byte pair its entropy-cod
 # Uploads (and JSON batches past routes.predictions.ON_LOOP_BYTES) one API process handles together:
 # bounds their memory; more would not be faster on its cores.
 DECODES_AT_ONCE = 2
-UPLOADS_WAITING = 16  # large bodies waiting, unread, for one of DECODES_AT_ONCE turns: more get a 503
+# Large bodies are read (at most MLPLAB_MAX_UPLOAD_BYTES each) and kept until answered by so many
+# requests at once: one client holds at most UPLOADS_PER_CLIENT of those turns, read or waited for, so
+# that one sending slowly (8 kB/s keeps a connection) does not keep every other client's upload waiting.
+UPLOADS_AT_ONCE = 8
+UPLOADS_PER_CLIENT = 2
+UPLOADS_WAITING = 16  # large bodies waiting, unread, for a turn: more get a 503
 
 
 class ImageError(ValueError):

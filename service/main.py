@@ -37,10 +37,9 @@ from service.api.routes import (
 from service.api.security import SecurityHeaders
 from service.api.streams import CutAtShutdown, EventHub
 from service.errors import install_error_handlers
-from service.imaging import DECODES_AT_ONCE, UPLOADS_WAITING
+from service.imaging import DECODES_AT_ONCE
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
-from service.turns import AsyncTurns
 
 READYZ_CONNECTIONS = 2  # /readyz takes no slot (a health check must not queue behind a burst)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
@@ -118,14 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
     app.state.decodes = asyncio.Semaphore(DECODES_AT_ONCE)
     # a large predict body is read only in its turn (routes/predictions.py)
-    app.state.uploads = AsyncTurns(
-        DECODES_AT_ONCE,
-        UPLOADS_WAITING,
-        "Upload queue full",
-        f"{UPLOADS_WAITING} large prediction requests already wait on this API process to be read, the most "
-        "it holds. Retry in 2 s.",
-        2,
-    )
+    app.state.uploads = predictions.upload_turns()
     app.state.monitoring = Monitoring(settings.metrics_dir)
     for module in ROUTERS:
         app.include_router(module.router)

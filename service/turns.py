@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 
 
 class QueueFull(Exception):
-    """The work's queue already holds its most: 503 with Retry-After."""
+    """The work's queue (or a client's share of it: 429) already holds its most: 503 with Retry-After."""
 
-    def __init__(self, title: str, detail: str, retry_after: int) -> None:
+    def __init__(self, title: str, detail: str, retry_after: int, status: int = 503) -> None:
         super().__init__(detail)
-        self.title, self.retry_after = title, retry_after
+        self.title, self.retry_after, self.status = title, retry_after, status
 
 
 class Turns:
@@ -68,26 +69,38 @@ class Turns:
 
 
 class AsyncTurns:
-    """`at_once` turns in the event loop, that at most `limit` wait for; one more raises QueueFull."""
+    """`at_once` turns in the event loop, that at most `limit` wait for, and one client holds or waits for
+    at most `per_client` of (more: QueueFull, its 429); one more raises QueueFull."""
 
-    def __init__(self, at_once: int, limit: int, title: str, detail: str, retry_after: int) -> None:
+    def __init__(
+        self, at_once: int, limit: int, title: str, detail: str, retry_after: int, per_client: int, mine: str
+    ) -> None:
         self.limit, self.title, self.detail, self.retry_after = limit, title, detail, retry_after
+        self.per_client, self.mine = per_client, mine  # mine: the detail of a client's own refusal
         self.waiting = 0
+        self.clients: Counter[str] = Counter()  # the turns each client holds or waits for
         self._turns = asyncio.Semaphore(at_once)
 
-    async def __aenter__(self) -> None:
-        if self._turns.locked():
-            if self.waiting >= self.limit:
-                raise QueueFull(self.title, self.detail, self.retry_after)
-            self.waiting += 1
+    @asynccontextmanager
+    async def turn(self, client: str) -> AsyncIterator[None]:
+        """A turn for `client` (its address): a slow one holds its own share, not every turn."""
+        if self.clients[client] >= self.per_client:
+            raise QueueFull("Too many requests from this client", self.mine, self.retry_after, status=429)
+        queued = self._turns.locked()
+        if queued and self.waiting >= self.limit:
+            raise QueueFull(self.title, self.detail, self.retry_after)
+        self.clients[client] += 1
+        try:
+            self.waiting += queued
             try:
                 await self._turns.acquire()
             finally:
-                self.waiting -= 1
-        else:
-            await self._turns.acquire()
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._turns.release()
+                self.waiting -= queued
+            try:
+                yield
+            finally:
+                self._turns.release()
+        finally:
+            self.clients[client] -= 1
+            if not self.clients[client]:
+                del self.clients[client]

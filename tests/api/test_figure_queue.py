@@ -10,6 +10,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import httpx
 from fastapi.testclient import TestClient
@@ -42,6 +43,15 @@ def _assert_queue_full(response: httpx.Response) -> None:
     body = response.json()
     assert body["title"] == "Figure queue full"
     assert f"{plots.DRAWS_WAITING} figures already queue to be drawn" in body["detail"]
+
+
+BATCH = json.dumps({"images": [[0] * 784] * 50}).encode()  # past ON_LOOP_BYTES: read in a turn
+
+
+def _client_at(asgi_app, address: str) -> httpx.AsyncClient:
+    """A client of `asgi_app` from another address (each client has its own share of the turns)."""
+    transport = httpx.ASGITransport(app=asgi_app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 def _serve(asgi_app, scenario) -> None:
@@ -109,31 +119,51 @@ def test_every_figure_route_documents_the_full_queue(app):  # noqa: F811
 def test_large_predictions_are_read_in_turns_and_one_too_many_is_refused_unread(app):  # noqa: F811
     """240 uploads of 4 MB at once were each read before waiting for a decode: the API grew from 820 MB
     to 1.76 GB, and another client's 137-byte upload waited 12.6 s."""
-    from service.imaging import DECODES_AT_ONCE, UPLOADS_WAITING
+    from service.imaging import UPLOADS_AT_ONCE, UPLOADS_PER_CLIENT, UPLOADS_WAITING
 
-    batch = json.dumps({"images": [[0] * 784] * 50}).encode()  # past ON_LOOP_BYTES: read in a turn
     turns = app.state.uploads
 
     async def scenario(client: httpx.AsyncClient) -> None:
-        for _ in range(DECODES_AT_ONCE):  # every turn taken: large bodies wait, unread
-            await turns.__aenter__()
-        try:
+        async with AsyncExitStack() as held:
+            for i in range(UPLOADS_AT_ONCE):  # every turn taken (slow senders): large bodies wait, unread
+                await held.enter_async_context(turns.turn(f"10.0.1.{i}"))
+            senders = [_client_at(app, f"10.0.2.{i}") for i in range(UPLOADS_WAITING // UPLOADS_PER_CLIENT)]
             waiting = [
-                asyncio.create_task(client.post("/models/1/predict", content=batch, headers=JSON))
-                for _ in range(UPLOADS_WAITING)
+                asyncio.create_task(sender.post("/models/1/predict", content=BATCH, headers=JSON))
+                for sender in senders
+                for _ in range(UPLOADS_PER_CLIENT)
             ]
             await _until(lambda: turns.waiting == UPLOADS_WAITING, "the large ones waiting")
-            refused = await asyncio.wait_for(client.post("/models/1/predict", content=batch, headers=JSON), 5)
+            refused = await asyncio.wait_for(client.post("/models/1/predict", content=BATCH, headers=JSON), 5)
             assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             assert refused.json()["title"] == "Upload queue full"
             one = json.dumps({"pixels": [0] * 784}).encode()  # a few images are answered at once
             quick = await asyncio.wait_for(client.post("/models/1/predict", content=one, headers=JSON), 5)
             assert quick.status_code == 200
-        finally:
-            for _ in range(DECODES_AT_ONCE):
-                await turns.__aexit__(None, None, None)
         answered = await asyncio.gather(*waiting)
         assert [r.status_code for r in answered] == [200] * UPLOADS_WAITING
         assert all(r.json()["count"] == 50 for r in answered)
+
+    _serve(app, scenario)
+
+
+def test_one_slow_client_holds_only_its_share_of_the_upload_turns(app):  # noqa: F811
+    """Two uploads sent slowly (8 kB/s keeps a connection: 5 MB in ten minutes) held both turns, and
+    every other client's large prediction waited behind them, or was refused."""
+    from service.imaging import UPLOADS_PER_CLIENT
+
+    turns = app.state.uploads
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        slow = _client_at(app, "10.0.3.1")
+        async with AsyncExitStack() as held:
+            for _ in range(UPLOADS_PER_CLIENT):  # its share, sending slowly
+                await held.enter_async_context(turns.turn("10.0.3.1"))
+            more = await asyncio.wait_for(slow.post("/models/1/predict", content=BATCH, headers=JSON), 5)
+            assert more.status_code == 429 and more.headers["retry-after"] == "2"
+            assert f"already has {UPLOADS_PER_CLIENT} large prediction requests" in more.json()["detail"]
+            other = await asyncio.wait_for(client.post("/models/1/predict", content=BATCH, headers=JSON), 5)
+            assert other.status_code == 200 and other.json()["count"] == 50
+        assert (await slow.post("/models/1/predict", content=BATCH, headers=JSON)).status_code == 200
 
     _serve(app, scenario)

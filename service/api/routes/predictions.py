@@ -37,11 +37,20 @@ from service.errors import (
     unique_keys,
     unreadable_body,
 )
-from service.imaging import ACCEPTED_NAMES, ImageError, pixels_to_image, preprocess_upload
+from service.imaging import (
+    ACCEPTED_NAMES,
+    UPLOADS_AT_ONCE,
+    UPLOADS_PER_CLIENT,
+    UPLOADS_WAITING,
+    ImageError,
+    pixels_to_image,
+    preprocess_upload,
+)
 from service.ml.familiar import InputProfile, input_warning
 from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
+from service.turns import AsyncTurns
 
 router = reader_router("predictions", "/models", responses=NOT_TRAINED_DOC)
 
@@ -159,6 +168,29 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     return image[None, :]
 
 
+UPLOAD_QUEUE_FULL = (
+    f"{UPLOADS_WAITING} large prediction requests already wait on this API process to be read, the most it "
+    "holds. Retry in 2 s."
+)
+UPLOAD_SHARE = (
+    f"This client already has {UPLOADS_PER_CLIENT} large prediction requests being read or waiting on this "
+    "API process, its share. Retry in 2 s."
+)
+
+
+def upload_turns() -> AsyncTurns:
+    """The turns an API process reads large predict bodies in (app.state.uploads)."""
+    return AsyncTurns(
+        UPLOADS_AT_ONCE,
+        UPLOADS_WAITING,
+        "Upload queue full",
+        UPLOAD_QUEUE_FULL,
+        2,
+        UPLOADS_PER_CLIENT,
+        UPLOAD_SHARE,
+    )
+
+
 @router.post(
     "/{model}/predict",
     response_model=PredictionPublic | PredictionsPublic,
@@ -170,6 +202,8 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
         ),
         413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES"),
         415: problem_doc("Not JSON, multipart or an image"),
+        429: problem_doc(f"Too many requests from this client: {UPLOAD_SHARE}"),
+        503: problem_doc(f"Upload queue full: {UPLOAD_QUEUE_FULL} Or the database unavailable."),
     },
 )
 async def predict(
@@ -182,9 +216,10 @@ async def predict(
     allow_body(request.scope, settings.max_upload_bytes, "MLPLAB_MAX_UPLOAD_BYTES")
     length = request.headers.get("content-length", "")
     few = length.isdigit() and int(length) <= ON_LOOP_BYTES  # a few images: at once, as ever
-    # a large body is read in its turn: 240 uploads of 4 MB at once, each read before it waited to be
-    # decoded, took the API from 820 MB to 1.76 GB, and a 137-byte upload waited 12.6 s
-    async with nullcontext() if few else request.app.state.uploads:
+    # a large body is read in its turn (its client's share): 240 uploads of 4 MB at once, each read before
+    # it waited to be decoded, took the API from 820 MB to 1.76 GB, and a 137-byte upload waited 12.6 s
+    client = request.client.host if request.client else ""
+    async with nullcontext() if few else request.app.state.uploads.turn(client):
         body = await request.body()
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type == "application/json" and len(body) > ON_LOOP_BYTES:

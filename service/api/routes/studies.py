@@ -163,7 +163,18 @@ PLANNING = Turns(
 )
 
 
-@router.post("", status_code=202, response_model=StudyPublic, dependencies=[WriterDep], responses=SUBMIT_DOCS)
+PLANNING_DOC: Responses = {
+    503: problem_doc(f"{PLANNING.title}: {PLANNING.detail} Or the database unavailable.")
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=StudyPublic,
+    dependencies=[WriterDep],
+    responses=SUBMIT_DOCS | PLANNING_DOC,
+)
 def submit_study(
     body: StudyCreate, session: SessionDep, settings: SettingsDep, response: Response
 ) -> StudyPublic:
@@ -239,7 +250,7 @@ def cancel(study_id: Whole, session: SessionDep) -> StudyPublic:
     status_code=202,
     response_model=StudyPublic,
     dependencies=[WriterDep],
-    responses=SUBMIT_DOCS | CONFLICT_DOC,
+    responses=SUBMIT_DOCS | CONFLICT_DOC | PLANNING_DOC,
 )
 def extend(
     body: StudyExtend, study_id: Whole, session: SessionDep, settings: SettingsDep, response: Response
