@@ -43,7 +43,11 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     if (
         args.sweep is not None or args.study is not None
     ):  # which model that is, and what the search says of it
-        print(client.get(path)["history"][0]["detail"], file=sys.stderr)
+        latest = (client.get(path).get("history") or [{}])[0]
+        if latest.get("action") == "promote" and latest.get("to_model_id") == alias["model_id"]:
+            print(latest.get("detail") or "", file=sys.stderr)
+        else:  # the alias named that model already: nothing was written, and the newest change is older
+            print(f"{args.name} already named model {alias['model_id']}: unchanged", file=sys.stderr)
     if alias.get("warning"):
         print(f"! {alias['warning']}", file=sys.stderr)
     if "history" in alias:  # the alias shown, not moved

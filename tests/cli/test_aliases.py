@@ -40,11 +40,14 @@ def test_a_sweeps_best_is_promoted_and_mistakes_are_the_apis_problems(api, capsy
         f"the best model of sweep {sweep['id']} by validation_accuracy; it is not shown better than the next "
         "configuration (no test)\n"
     )
+    assert mlplab(capsys, "alias", "staging", str(best))[0] == 0
+    status, out, err = mlplab(capsys, "alias", "staging", "--sweep", sweep["id"])  # named it already
+    assert (status, err) == (0, f"staging already named model {best}: unchanged\n")
     status, out, err = mlplab(capsys, "alias", "Champion", str(best))
     assert status == 1 and "422" in err and "should be an alias: lowercase letters" in err and out == ""
     status, _, err = mlplab(capsys, "alias", "nobody")
     assert status == 1 and "404" in err
-    assert [a["name"] for a in api.client.get("/aliases").json()["data"]] == ["champion"]
+    assert [a["name"] for a in api.client.get("/aliases").json()["data"]] == ["champion", "staging"]
 
 
 def test_a_long_history_says_how_much_is_shown(api, capsys):
