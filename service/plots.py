@@ -108,7 +108,7 @@ def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "ste
         if len(curve.epoch_x):
             ax.plot(curve.epoch_x, curve.epoch_loss, "o", color=line.get_color(), markersize=4)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("cross-entropy loss (batch; dots: epoch mean)")
+    ax.set_ylabel("cross-entropy loss (mean since the previous point; dots: epoch mean)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     if title:

@@ -191,7 +191,10 @@ def model_page(page, service, job_id: int) -> None:
 
     # the curves: hover values, a legend that toggles, an accuracy axis that says where it starts
     loss, accuracy = chart(page, "#loss-chart"), chart(page, "#accuracy-chart")
-    assert loss["names"] == ["loss per step", "mean loss per epoch"] and loss["y"]["type"] == "log"
+    assert (
+        loss["names"] == ["mean loss since the previous point", "mean loss per epoch"]
+        and loss["y"]["type"] == "log"
+    )
     assert accuracy["names"] == ["train", "validation", "test"] and accuracy["points"] == [2, 2, 2]
     assert "on fixed samples of their images" in page.inner_text(".epoch-note")  # not the final figures
     floor = accuracy["y"]["range"][0]

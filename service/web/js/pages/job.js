@@ -35,7 +35,7 @@ export async function jobPage(ctx, root) {
   if (inFlight(job)) follow(ctx, root, job, { lossChart, accChart, progress });
 }
 
-export const lossTrace = (losses, name = "loss per step") =>
+export const lossTrace = (losses, name = "mean loss since the previous point") =>
   ({ name, x: losses.map((p) => p.step), y: losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" });
 
 // train, validation (what every "best" is chosen on), test (the final, unbiased figure): the same order
