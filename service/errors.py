@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import sys
@@ -20,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
-from service.quoting import cut, echo
+from service.quoting import cut, did_you_mean, echo
 from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full, transient
 from service.turns import QueueFull
 
@@ -205,9 +204,7 @@ def _meant(request: Request, error: Mapping[str, Any]) -> str:
             model = _model_in(field.annotation) if field is not None else None
     if model is None:
         return ""
-    names = [field.alias or name for name, field in model.model_fields.items()]
-    near = difflib.get_close_matches(str(loc[-1]), names, n=1)
-    return f"; did you mean {near[0]}?" if near else f"; the fields are {', '.join(names)}"
+    return did_you_mean(loc[-1], [field.alias or name for name, field in model.model_fields.items()])
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

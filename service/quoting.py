@@ -3,6 +3,9 @@ errors and the study checks, which the worker imports without the API, share it)
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 ECHO_CHARS = 200  # the most of any one input a problem quotes back
 
 
@@ -22,3 +25,10 @@ def cut(text: str) -> str:
 def counted(n: int, noun: str) -> str:
     """'1 epoch', '3 epochs', '1,000 jobs': a count and its noun, agreeing."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def did_you_mean(name: object, names: Iterable[str]) -> str:
+    """For a name that is not one of `names`: "; did you mean <the nearest>?", or else the names."""
+    names = list(names)
+    near = difflib.get_close_matches(str(name), names, n=1)
+    return f"; did you mean {near[0]}?" if near else f"; the fields are {', '.join(names)}"

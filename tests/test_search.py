@@ -473,6 +473,11 @@ def test_the_issues_example_is_valid():
     [
         ({"space": {"lr": {"float": [0.1, 1]}}}, "space.lr", "not a TrainSpec field"),
         ({"base": BASE | {"speed": 1}}, "base.speed", "not a TrainSpec field"),
+        (
+            {"space": {"activaton": {"choice": ["relu"]}}},
+            "space.activaton",
+            "field; did you mean activation?",
+        ),
         ({"base": BASE | {"l2": 0.1}}, "space.l2", "also set in base"),
         ({"space": {"seed": {"int": [0, 1000]}}}, "space.seed", "a seed is noise, not a hyperparameter"),
         (

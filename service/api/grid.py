@@ -16,10 +16,10 @@ from service.errors import invalid, invalid_all
 from service.ml.spec import (
     FIXED_IN_A_SEARCH,
     MOMENTUM_DEFAULT,
-    NOT_A_FIELD,
     OPTIMIZER_DEFAULT,
     TrainSpec,
     momentum_unread,
+    not_a_field,
 )
 from service.quoting import echo
 from service.settings import Settings
@@ -65,7 +65,7 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         )
     for field, values in body.grid.items():
         if field not in TrainSpec.model_fields:
-            raise invalid(f"grid.{field}", NOT_A_FIELD)
+            raise invalid(f"grid.{field}", not_a_field(field))
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
         if field in FIXED_IN_A_SEARCH and len(values) > 1:
@@ -80,7 +80,7 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         raise invalid("base.momentum", why)
     for field in body.base:
         if field not in TrainSpec.model_fields:
-            raise invalid(f"base.{field}", NOT_A_FIELD)
+            raise invalid(f"base.{field}", not_a_field(field))
     sizes = [len(values) for values in body.grid.values()] + ([len(seeds)] if seeds is not None else [])
     count = math.prod(sizes)
     if count > max_jobs:

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from service.quoting import did_you_mean
+
 Backend = Literal["numpy", "torch"]
 DatasetName = Literal["mnist", "fashion-mnist"]
 SplitName = Literal["train", "test"]  # a dataset's two files; validation is carved out of train
@@ -262,7 +264,11 @@ OPTIMIZER_DEFAULT: str = TrainSpec.model_fields["optimizer"].default
 
 
 # What a sweep's grid, a study's space and either's base say of a name TrainSpec does not have.
-NOT_A_FIELD = f"not a TrainSpec field; the fields are {', '.join(TrainSpec.model_fields)}"
+def not_a_field(name: str) -> str:
+    """Why a search may not name `name`, and the field it likely meant."""
+    return "not a TrainSpec field" + did_you_mean(name, TrainSpec.model_fields)
+
+
 # ... and of the fields they may not vary: accuracies on two tasks, or on two sets of validation images,
 # rank nothing against each other.
 FIXED_IN_A_SEARCH = {

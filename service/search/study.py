@@ -55,10 +55,10 @@ from service.errors import validation_reason
 from service.ml.spec import (
     FIXED_IN_A_SEARCH,
     MOMENTUM_DEFAULT,
-    NOT_A_FIELD,
     OPTIMIZER_DEFAULT,
     TrainSpec,
     momentum_unread,
+    not_a_field,
 )
 from service.quoting import counted, echo
 
@@ -424,7 +424,7 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         k for k, v in (("float", dim.float_), ("int", dim.int_), ("choice", dim.choice)) if v is not None
     ]
     if field not in TrainSpec.model_fields:
-        yield Invalid(name, NOT_A_FIELD)
+        yield Invalid(name, not_a_field(field))
     elif field in FIXED_IN_A_SEARCH:
         yield Invalid(name, FIXED_IN_A_SEARCH[field])
     elif field == "momentum" and (why := momentum_unread(_optimizers(study))):
@@ -473,7 +473,7 @@ def check_study(study: StudyCreate) -> list[Invalid]:
         problems.append(Invalid("space", "name at least one TrainSpec field to search"))
     for field in study.base:
         if field not in TrainSpec.model_fields:
-            reason = NOT_A_FIELD
+            reason = not_a_field(field)
             problems.append(Invalid(f"base.{field}", reason))
     problems.extend(_spec_problems(study, None))
     if study.base.get("momentum", MOMENTUM_DEFAULT) != MOMENTUM_DEFAULT and (

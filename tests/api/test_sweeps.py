@@ -76,6 +76,8 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"activation": ["relu", "softplus"]}}, "body.grid.activation", "'softplus'"),
         ({"grid": {"epochs": [1, 2.5]}}, "body.grid.epochs", "2.5"),
         ({"grid": {"dropout": [0.1, 0.5]}}, "body.grid.dropout", "not a TrainSpec field"),
+        ({"grid": {"learning_rte": [0.1, 0.5]}}, "body.grid.learning_rte", "did you mean learning_rate?"),
+        ({"grid": {"seed": [1, 2]}, "base": {"epoch": 2}}, "body.base.epoch", "did you mean epochs?"),
         ({"grid": {"init": []}}, "body.grid.init", "empty list"),
         ({"grid": {"dataset": ["mnist", "fashion-mnist"]}}, "body.grid.dataset", "on one dataset"),
         ({"grid": {"validation_size": [20, 1000]}}, "body.grid.validation_size", "same validation images"),
