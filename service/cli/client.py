@@ -629,6 +629,8 @@ def _write(target: str, pieces: Iterator[bytes]) -> int:
         sys.stdout.buffer.flush()
         return size
     path = Path(target)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO, /dev/null: into it, as `>`
+        return _write_into(path, pieces)
     part = path.with_name(f".{path.name}.part")
     try:
         with part.open("wb") as file:
@@ -640,6 +642,18 @@ def _write(target: str, pieces: Iterator[bytes]) -> int:
     finally:
         part.unlink(missing_ok=True)
     return path.stat().st_size
+
+
+def _write_into(path: Path, pieces: Iterator[bytes]) -> int:
+    """The pieces written into `path` itself (not a regular file: renaming over it would replace it)."""
+    size = 0
+    try:
+        with path.open("wb") as file:
+            for piece in pieces:
+                size += file.write(piece)
+    except OSError as exc:
+        raise ApiError(0, f"cannot write {path}", str(exc)) from None
+    return size
 
 
 def cell(value: Any, field: str | None = None) -> str:

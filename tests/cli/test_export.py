@@ -3,6 +3,10 @@ had only curl or the dashboard's buttons for it."""
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+
 import httpx
 import numpy as np
 import onnxruntime
@@ -43,6 +47,14 @@ def test_export_writes_the_weights_and_the_onnx_graph_the_api_serves(api, capsys
     (tmp_path / "models").mkdir()
     status, _, err = mlplab(capsys, "export", "champion", "-o", "models")  # a folder: the file goes in it
     assert status == 0 and (tmp_path / "models" / f"mlplab-model-{job}.npz").read_bytes() == written, err
+    pipe = tmp_path / "pipe"  # a FIFO (or /dev/null) is written into, not renamed over
+    os.mkfifo(pipe)
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()))
+    reader.start()
+    status, _, err = mlplab(capsys, "export", "champion", "-o", str(pipe))
+    reader.join(timeout=10)
+    assert status == 0 and read == [written] and stat.S_ISFIFO(pipe.stat().st_mode), err
 
 
 def test_export_names_no_file_after_a_header_it_cannot_trust(elsewhere, capsys, tmp_path, monkeypatch):
