@@ -24,7 +24,7 @@ from optuna.distributions import FloatDistribution
 from PIL import Image
 from pydantic import ValidationError
 
-from service.ml.spec import TrainSpec
+from service.ml.spec import SMALLEST_REAL, TrainSpec
 from service.search import (
     IN_FLIGHT,
     PRUNERS,
@@ -115,6 +115,16 @@ def finished(config: StudyCreate, n: int, running: int = 0) -> list[TrialRecord]
             TrialRecord(i, params, "succeeded" if done else "running", accuracy(params) if done else None)
         )
     return trials
+
+
+def test_a_range_down_to_zero_draws_no_value_a_spec_refuses():
+    """l2 in [0, 1e-37]: about one draw in eight fell below float32's smallest normal, a spec TrainSpec
+    refuses (it trains as 0), and the trial could not be queued."""
+    config = make(space=SPACE | {"l2": {"float": [0, 1e-37]}}, trials=40)
+    drawn = [t.params["l2"] for t in finished(config, 40)]
+    assert 0.0 in drawn and all(v == 0 or v >= SMALLEST_REAL for v in drawn), drawn
+    for value in drawn:
+        TrainSpec.model_validate(config.base | {"l2": value})
 
 
 # --- Decisions are functions of the trials

@@ -56,6 +56,7 @@ from service.ml.spec import (
     FIXED_IN_A_SEARCH,
     MOMENTUM_DEFAULT,
     OPTIMIZER_DEFAULT,
+    SMALLEST_REAL,
     TrainSpec,
     momentum_unread,
     not_a_field,
@@ -279,11 +280,16 @@ def distributions(study: StudyCreate) -> dict[str, BaseDistribution]:
 
 
 def decode(study: StudyCreate, params: dict[str, Any]) -> dict[str, Any]:
-    """Optuna's params back to spec values: an encoded choice becomes the value it stands for."""
+    """Optuna's params back to spec values: an encoded choice becomes the value it stands for, a real
+    below float32's smallest normal (which a spec refuses) 0."""
     values = {}
     for field, value in params.items():
         choices = study.space[field].choice
-        values[field] = choices[[encode(c) for c in choices].index(value)] if choices is not None else value
+        if choices is not None:
+            value = choices[[encode(c) for c in choices].index(value)]
+        elif isinstance(value, float) and abs(value) < SMALLEST_REAL:  # from a range down to 0: trains as 0
+            value = 0.0
+        values[field] = value
     return values
 
 
