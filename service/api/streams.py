@@ -277,9 +277,9 @@ class EventHub:
 
 
 class CutAtShutdown(logging.Filter):
-    """uvicorn cancels the requests still open past its shutdown's grace period (event streams, which
-    never end by themselves) and logs each as 'Exception in ASGI application' with a traceback: one
-    line instead, for a cut that is deliberate and that clients recover from (Last-Event-ID)."""
+    """uvicorn cancels the requests still open past its shutdown's grace period (a slow upload; event
+    streams end before it, end_streams) and logs each as 'Exception in ASGI application' with a
+    traceback: one line instead, for a cut that is deliberate and that a client recovers from by retrying."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -287,7 +287,7 @@ class CutAtShutdown(logging.Filter):
             exc = exc.exceptions[0]
         if isinstance(exc, asyncio.CancelledError):
             record.msg, record.args, record.exc_info, record.exc_text = (
-                "a request still open at shutdown (an event stream) was cut; its client reconnects",
+                "a request still open past the shutdown's grace period was cut; its client may retry it",
                 (),
                 None,
                 None,
