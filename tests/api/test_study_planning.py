@@ -61,3 +61,28 @@ def test_a_full_queue_refuses_a_study_before_its_sampler_is_asked(tmp_path, monk
         assert again.status_code == 429, again.text
 
     _serve(_app(tmp_path, max_queued=2), scenario)
+
+
+def test_a_study_planned_while_the_api_stops_is_not_written(tmp_path, monkeypatch):
+    """Told to stop during a study's seconds of planning, the API went on to create it, then its answer
+    was cut at the grace period's end: the client, told it failed, sent it again, and had two."""
+    app = _app(tmp_path)
+    planned = studies.next_trials
+
+    def stopped_meanwhile(*args, **kwargs):
+        app.state.events.stop()  # as end_streams at SIGTERM
+        return planned(*args, **kwargs)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        first = await client.post("/studies", json=STUDY)
+        monkeypatch.setattr(studies, "next_trials", stopped_meanwhile)
+        for path, body in (
+            ("/studies", STUDY),
+            (f"/studies/{first.json()['id']}/extend", {"trials": 2}),
+        ):  # extend: after
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 503 and refused.json()["title"] == "API stopping", refused.text
+        listed = await client.get("/studies")
+        assert [s["config"]["trials"] for s in listed.json()["data"]] == [STUDY["trials"]]  # none added
+
+    _serve(app, scenario)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Response
+from fastapi import Path, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +39,7 @@ from service.api.schemas import (
     StudyExtend,
     StudyPublic,
 )
+from service.api.streams import stopping_problem
 from service.errors import (
     JSON_BODY_DOC,
     SUBMIT_DOCS,
@@ -163,6 +164,13 @@ PLANNING = Turns(
 )
 
 
+def refuse_if_stopping(request: Request) -> None:
+    """After the seconds of planning: a process told to stop meanwhile writes nothing, since its answer
+    may be cut at the grace period's end and a client that retries would make the study twice."""
+    if request.app.state.events.stopping:
+        raise stopping_problem()
+
+
 PLANNING_DOC: Responses = {
     503: problem_doc(f"{PLANNING.title}: {PLANNING.detail} Or the database unavailable.")
 }
@@ -176,7 +184,7 @@ PLANNING_DOC: Responses = {
     responses=SUBMIT_DOCS | PLANNING_DOC,
 )
 def submit_study(
-    body: StudyCreate, session: SessionDep, settings: SettingsDep, response: Response
+    body: StudyCreate, session: SessionDep, settings: SettingsDep, request: Request, response: Response
 ) -> StudyPublic:
     """Start an adaptive search: its first `parallelism` trials are queued now, each next one as one ends."""
     problems = check_study(body)
@@ -195,6 +203,7 @@ def submit_study(
         PLANNING
     ):  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
         next_trials(body, [])
+    refuse_if_stopping(request)
     check_queue_room(session, settings, adding, "parallelism")
     study, _ = create_study(session, body)
     response.headers["Location"] = f"/studies/{study.id}"
@@ -253,7 +262,12 @@ def cancel(study_id: Whole, session: SessionDep) -> StudyPublic:
     responses=SUBMIT_DOCS | CONFLICT_DOC | PLANNING_DOC,
 )
 def extend(
-    body: StudyExtend, study_id: Whole, session: SessionDep, settings: SettingsDep, response: Response
+    body: StudyExtend,
+    study_id: Whole,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> StudyPublic:
     """Ask for more trials: a finished study runs again, from what its trials so far have taught its sampler."""
     before = require_study(session, study_id)  # the cheap checks before the asks, which can take seconds
@@ -263,6 +277,7 @@ def extend(
     check_queue_room(session, settings, adding, "trials", ahead=True)
     with PLANNING:
         foresee_extend(session, study_id, body.trials)
+    refuse_if_stopping(request)
     begin_write(session)
     # again, under the lock (the row's, on PostgreSQL): ten extensions at once took a study past its limit
     study = found(lock_study(session, study_id), "study", study_id)
