@@ -28,7 +28,7 @@ class ApiError(Exception):
     @classmethod
     def from_response(cls, response: httpx.Response) -> ApiError:
         try:
-            body = response.json()
+            body = _loads(response, response.content)
         except ValueError:
             body = None
         if isinstance(body, dict) and "title" in body:
@@ -73,8 +73,25 @@ def _kind(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "untyped")).partition(";")[0].strip().lower()
 
 
+# C0 and C1 control characters but tab and newline, written as \x1b: a server's text (a title, an error,
+# a name) printed as it came could move the cursor, clear the screen or retitle the terminal
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def shown(value: Any) -> Any:
+    """A JSON value with its strings' control characters escaped (lists' too; objects are hooked)."""
+    if isinstance(value, str):
+        return value.translate(_CONTROLS)
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    return value
+
+
 def _loads(response: httpx.Response, text: str | bytes) -> Any:
-    return json.loads(text, object_hook=lambda fields: Answer(fields, response))
+    def fields(pairs: dict[str, Any]) -> Answer:
+        return Answer({shown(k): shown(v) for k, v in pairs.items()}, response)
+
+    return shown(json.loads(text, object_hook=fields))
 
 
 def answer(response: httpx.Response) -> dict[str, Any]:

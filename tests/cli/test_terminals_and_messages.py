@@ -293,3 +293,29 @@ def test_an_api_that_takes_the_request_and_never_answers_is_not_called_unreachab
     assert "did not answer within 0.5 s" in said and "look (mlplab jobs) before sending it again" in said
     assert "cannot reach" not in said and "start it" not in said
     assert ApiClient("http://127.0.0.1:1").timeout > BUSY_TIMEOUT_MS / 1000  # past the API's own wait
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\r\x9b31m"  # retitle the terminal, clear it, overwrite the line, C1 CSI
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        ("jobs", {"/jobs": {"data": [JOB | {"name": SPEC + HOSTILE}], "count": 1}}),
+        ("models", {"/models": {"data": [MODEL | {"dataset": HOSTILE}], "count": 1, "ranked_by": "test"}}),
+    ],
+)
+def test_a_servers_control_characters_reach_the_terminal_escaped(elsewhere, capsys, command, answer):
+    """A server's text with escape sequences in it (a job's name, a dataset's, a problem's detail) was printed
+    as it came: it could retitle the user's terminal, clear it, or write over what was shown."""
+    _serve(elsewhere, answer)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", command)
+    assert status == 0 and "\\x1b]0;owned\\x07" in out + err, (out, err)
+    assert not set("\x1b\x07\r\x9b") & set(ANSI.sub("", out + err)), (out, err)
+
+
+def test_a_problems_control_characters_reach_the_terminal_escaped(elsewhere, capsys):
+    problem = {"title": f"Bad{HOSTILE}", "detail": f"no{HOSTILE}", "status": 422}
+    elsewhere(lambda request: httpx.Response(422, json=problem, headers={"content-type": PROBLEM_JSON}))
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "jobs")
+    assert status == 1 and "Bad\\x1b]0;owned" in err and "\x1b" not in err, err
