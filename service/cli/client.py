@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
-from service.cli.http import ApiClient, ApiError, answer, not_mlplab
+from service.cli.http import MAX_ANSWER_BYTES, ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.quoting import counted
 from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, versus_best
@@ -556,9 +556,15 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.model.strip():  # sent, it made the path /models//predict: a 404 that names no model
         raise UsageError("--model is blank: give the model's (job) id or an alias, e.g. champion")
     try:
-        content = Path(args.image).read_bytes()
+        with Path(args.image).open("rb") as file:  # at most: /dev/zero, a FIFO without end
+            content = file.read(MAX_ANSWER_BYTES + 1)
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
+    if len(content) > MAX_ANSWER_BYTES:
+        raise UsageError(
+            f"{args.image} is past {MAX_ANSWER_BYTES:,} bytes: larger than any image the API takes "
+            "(MLPLAB_MAX_UPLOAD_BYTES)"
+        )
     # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
     kind = _image_type(content) or "application/octet-stream"
     response = client.response(

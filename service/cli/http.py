@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -127,6 +128,39 @@ class Event:
     id: str | None = None
 
 
+# The most the CLI reads of one answer, and of one line of an event stream: the API's largest JSON answer
+# is a few MB; a server that sends without end (not mlplab's, or broken) stops here, not at the memory's end.
+MAX_ANSWER_BYTES = 64 * 2**20
+MAX_EVENT_LINE = 8 * 2**20
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # an event stream's: any of the three
+
+
+def read_capped(response: httpx.Response) -> httpx.Response:
+    """A streamed response read whole, as read() does, or ApiError past MAX_ANSWER_BYTES."""
+    most, body = MAX_ANSWER_BYTES, bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > most:
+            raise not_mlplab(response, f"its answer went past {most:,} bytes")
+    response._content = bytes(body)  # where read() keeps it: .content, .json() and .text read it
+    return response
+
+
+def lines_of(response: httpx.Response) -> Iterator[str]:
+    """An event stream's lines (iter_lines holds a line without end in memory), each at most MAX_EVENT_LINE."""
+    most, pending = MAX_EVENT_LINE, ""
+    for text in response.iter_text():
+        pending += text
+        whole = len(pending) - pending.endswith("\r")  # a last \r may be half of a \r\n
+        *lines, rest = _LINE_BREAK.split(pending[:whole])
+        pending = rest + pending[whole:]
+        yield from lines
+        if len(pending) > most:
+            raise not_mlplab(response, f"an event stream's line went past {most:,} characters")
+    if pending:
+        yield pending
+
+
 def parse_sse(lines: Iterable[str], decode: Callable[[str], Any] = json.loads) -> Iterator[Event]:
     """Events from the lines of a text/event-stream (comments and `retry:` are skipped), their data
     read by `decode`."""
@@ -182,7 +216,8 @@ class ApiClient:
     def response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The response itself (its headers too); ApiError as request() raises them."""
         try:
-            response = self.http.request(method, path, **kwargs)
+            with self.http.stream(method, path, **kwargs) as response:
+                read_capped(response)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if response.status_code >= 400:
@@ -195,8 +230,7 @@ class ApiClient:
         try:
             with self.http.stream("GET", path) as response:
                 if response.status_code >= 400:
-                    response.read()
-                    raise ApiError.from_response(response)
+                    raise ApiError.from_response(read_capped(response))
                 yield response
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
@@ -235,11 +269,10 @@ class ApiClient:
                     timeout=httpx.Timeout(self.timeout, read=60.0),
                 ) as response:
                     if response.status_code >= 400:
-                        response.read()
-                        raise ApiError.from_response(response)
+                        raise ApiError.from_response(read_capped(response))
                     if _kind(response) != "text/event-stream":
                         raise not_mlplab(response, f"its body is {_kind(response)}, not an event stream")
-                    for event in parse_sse(response.iter_lines(), _event_data(response)):
+                    for event in parse_sse(lines_of(response), _event_data(response)):
                         failures = 0
                         last_id = event.id or last_id
                         yield event

@@ -4,10 +4,12 @@ that is not mlplab's API said so."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from service.cli import client, http
 from service.settings import get_settings
 from tests.cli.conftest import mlplab
 
@@ -171,3 +173,47 @@ def test_an_error_that_is_not_mlplabs_problem_says_where_it_came_from(elsewhere,
     assert err.startswith("mlplab: http://proxy.test/jobs") and f"answered {status} " in err, err
     assert "but not with mlplab's problem JSON" in err and "is it an mlplab API (--url, MLPLAB_URL)" in err
     assert ("its body is empty" if not body else "its body is text/html: '<html>Bad Gateway") in err
+
+
+def _endless(start: bytes) -> Iterator[bytes]:
+    yield start
+    while True:
+        yield b"x" * 65_536
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "start", "what"),
+    [
+        (["jobs"], "/jobs", b'{"data": ["', "its answer went past 1,048,576 bytes"),
+        (
+            ["watch", "1"],
+            "/jobs/1/events",
+            b"data: ",
+            "an event stream's line went past 1,048,576 characters",
+        ),
+    ],
+)
+def test_an_answer_without_end_is_refused_past_a_bound(
+    elsewhere, capsys, monkeypatch, argv, path, start, what
+):
+    """A server that sent without end (a JSON answer, one line of an event stream) was read into the CLI's
+    memory until it ran out."""
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 2**20)
+    monkeypatch.setattr(http, "MAX_EVENT_LINE", 2**20)
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/jobs/1":
+            return httpx.Response(200, json=_job("running"))
+        kind = "text/event-stream" if path.endswith("events") else "application/json"
+        return httpx.Response(200, content=_endless(start), headers={"content-type": kind})
+
+    elsewhere(server)
+    status, out, err = mlplab(capsys, "--url", "http://proxy.test", *argv)
+    assert (status, out) == (1, "") and f"proxy.test{path}" in err and what in err, err
+
+
+def test_predict_reads_no_more_of_an_image_than_any_upload_can_be(elsewhere, capsys, monkeypatch):
+    monkeypatch.setattr(client, "MAX_ANSWER_BYTES", 2**20)
+    elsewhere(lambda request: pytest.fail("sent"))
+    status, _, err = mlplab(capsys, "--url", "http://proxy.test", "predict", "/dev/zero", "--model", "1")
+    assert status == 2 and "/dev/zero is past 1,048,576 bytes" in err, err
