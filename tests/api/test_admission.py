@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 from contextlib import suppress
+from types import SimpleNamespace
+from typing import Any
 
 from service.api import presenters
 from service.api.presenters import enqueue
@@ -17,6 +19,9 @@ from service.turns import Turns
 from tests.factories import tiny_spec
 
 REQUESTS = 6
+RUNNING: Any = SimpleNamespace(  # a request to a process that is not stopping
+    app=SimpleNamespace(state=SimpleNamespace(events=SimpleNamespace(stopping=False)))
+)
 
 
 def at_once(monkeypatch, module, name: str) -> None:
@@ -103,7 +108,8 @@ def test_extensions_at_once_stay_within_a_studys_trial_limit(db_url, sessions, m
 
     def ten_more() -> int:
         with session_scope(sessions) as session:
-            return studies.extend(StudyExtend(trials=10), study, session, settings, Response()).config.trials
+            extended = studies.extend(StudyExtend(trials=10), study, session, settings, RUNNING, Response())
+            return extended.config.trials
 
     outcomes = burst(ten_more)
     assert sorted(outcomes) == [20, 30, 40, 422, 422, 422], outcomes
