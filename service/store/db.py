@@ -389,6 +389,9 @@ def _upgrade(engine: Engine) -> None:
                     )
                     if not taken.scalar():
                         raise _Held
+                    # a table locked by another session (a VACUUM FULL) is waited for as SQLite's lock is:
+                    # MIGRATE_POLL_MS at a try, a stop heard between, not the 30 s lock_timeout in one call
+                    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {MIGRATE_POLL_MS}")
                 try:
                     command.upgrade(alembic_config(connection), "head")
                 except CommandError as exc:
