@@ -17,7 +17,7 @@ from rich.console import Console
 
 from service.cli import main
 from service.cli.client import ProgressBar
-from service.cli.http import Event, parse_sse
+from service.cli.http import Event, parse_sse, split_lines
 from service.cli.protocol import HttpProtocol
 from service.cli.studies import study_table
 from service.ml.spec import TrainSpec
@@ -277,3 +277,17 @@ def test_a_tiny_jobs_seconds_are_not_shown_as_nought():
 
     shown = [seconds_figure(s) for s in (0.018, 0.5, 0.102, 0.159, 1.0, 26.44, 0.0)]
     assert shown == ["0.018", "0.50", "0.10", "0.16", "1.0", "26.4", "0"]  # "0.1" beside "0.16" read short
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["event: end\r", "data: 1\r\r"],  # \r alone ends a line; the stream's last one too
+        ["event: end\r", "\ndata: 1\r\n", "\r\n"],  # a \r\n split between two pieces is one break
+        ["event: e", "nd\ndata: 1\n\n"],
+    ],
+)
+def test_an_event_streams_lines_are_split_as_its_server_sent_them(pieces):
+    assert list(parse_sse(split_lines(pieces, 100))) == [Event("end", 1, None)]
+    with pytest.raises(OverflowError):
+        list(split_lines(["data: ", "x" * 60, "x" * 60], 100))

@@ -148,17 +148,33 @@ def read_capped(response: httpx.Response) -> httpx.Response:
 
 def lines_of(response: httpx.Response) -> Iterator[str]:
     """An event stream's lines (iter_lines holds a line without end in memory), each at most MAX_EVENT_LINE."""
-    most, pending = MAX_EVENT_LINE, ""
-    for text in response.iter_text():
-        pending += text
-        whole = len(pending) - pending.endswith("\r")  # a last \r may be half of a \r\n
-        *lines, rest = _LINE_BREAK.split(pending[:whole])
-        pending = rest + pending[whole:]
-        yield from lines
-        if len(pending) > most:
-            raise not_mlplab(response, f"an event stream's line went past {most:,} characters")
-    if pending:
-        yield pending
+    most = MAX_EVENT_LINE
+    try:
+        yield from split_lines(response.iter_text(), most)
+    except OverflowError:
+        raise not_mlplab(response, f"an event stream's line went past {most:,} characters") from None
+
+
+def split_lines(texts: Iterable[str], most: int) -> Iterator[str]:
+    """The lines of text that comes in pieces, split at \r\n, \r or \n (even one split between two
+    pieces); OverflowError once a line passes `most` characters."""
+    line, after_cr = "", False
+    for text in texts:
+        if after_cr and text.startswith("\n"):  # the second half of a \r\n
+            text = text[1:]
+        if text:
+            after_cr = text.endswith("\r")
+        *whole, line_end = _LINE_BREAK.split(text)
+        if whole:
+            yield line + whole[0]
+            yield from whole[1:]
+            line = line_end
+        else:
+            line += line_end
+        if len(line) > most:
+            raise OverflowError(most)
+    if line:
+        yield line
 
 
 def parse_sse(lines: Iterable[str], decode: Callable[[str], Any] = json.loads) -> Iterator[Event]:
