@@ -8,7 +8,7 @@ import sys
 from urllib.parse import quote
 
 from service.cli.client import Json, UsageError, table
-from service.cli.http import ApiClient
+from service.cli.http import ApiClient, ApiError
 
 
 def _named(alias: Json) -> str:
@@ -24,10 +24,21 @@ def _history(alias: Json) -> str:
     return table(["AT", "ACTION", "FROM", "TO", "DETAIL"], rows)
 
 
+def _changes(client: ApiClient, path: str) -> int:
+    """How many changes the alias at `path` has had (0: there is none yet)."""
+    try:
+        return int(client.get(path)["history_count"])
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return 0
+
+
 def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.name.strip():
         raise UsageError("the alias is empty: lowercase letters, digits and dashes, e.g. champion")
     path = f"/aliases/{quote(args.name, safe='')}"
+    before = _changes(client, path) if args.sweep is not None or args.study is not None else 0
     if args.sweep is not None:
         alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})
     elif args.study is not None:
@@ -43,10 +54,10 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     if (
         args.sweep is not None or args.study is not None
     ):  # which model that is, and what the search says of it
-        latest = (client.get(path).get("history") or [{}])[0]
-        if latest.get("action") == "promote" and latest.get("to_model_id") == alias["model_id"]:
-            print(latest.get("detail") or "", file=sys.stderr)
-        else:  # the alias named that model already: nothing was written, and the newest change is older
+        shown = client.get(path)
+        if shown["history_count"] > before:
+            print(shown["history"][0]["detail"] or "", file=sys.stderr)
+        else:  # it named that model already: nothing was written, and the newest change is an older one
             print(f"{args.name} already named model {alias['model_id']}: unchanged", file=sys.stderr)
     if alias.get("warning"):
         print(f"! {alias['warning']}", file=sys.stderr)

@@ -43,6 +43,8 @@ def test_a_sweeps_best_is_promoted_and_mistakes_are_the_apis_problems(api, capsy
     assert mlplab(capsys, "alias", "staging", str(best))[0] == 0
     status, out, err = mlplab(capsys, "alias", "staging", "--sweep", sweep["id"])  # named it already
     assert (status, err) == (0, f"staging already named model {best}: unchanged\n")
+    status, out, err = mlplab(capsys, "alias", "champion", "--sweep", sweep["id"])  # promoted again
+    assert (status, err) == (0, f"champion already named model {best}: unchanged\n")
     status, out, err = mlplab(capsys, "alias", "Champion", str(best))
     assert status == 1 and "422" in err and "should be an alias: lowercase letters" in err and out == ""
     status, _, err = mlplab(capsys, "alias", "nobody")
