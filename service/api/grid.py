@@ -71,8 +71,7 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         if field in FIXED_IN_A_SEARCH and len(values) > 1:
             raise invalid(f"grid.{field}", FIXED_IN_A_SEARCH[field])
     optimizers = body.grid.get("optimizer") or [body.base.get("optimizer", OPTIMIZER_DEFAULT)]
-    set_aside = [v for v in body.grid.get("momentum", []) if v != MOMENTUM_DEFAULT]  # one value too
-    if set_aside and (why := momentum_unread(optimizers)):
+    if "momentum" in body.grid and (why := momentum_unread(optimizers)):  # one value too, as a study's space
         raise invalid("grid.momentum", why)
     if body.base.get("momentum", MOMENTUM_DEFAULT) != MOMENTUM_DEFAULT and (
         why := momentum_unread(optimizers)

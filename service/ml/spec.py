@@ -290,6 +290,6 @@ def momentum_unread(optimizers: Sequence[object], whose: str = "this search's") 
         return None
     named = ", ".join(map(str, dict.fromkeys(optimizers)))
     return (
-        f"only the momentum optimizer reads it, and {whose} ({named}) does not: each value would "
-        "train the same model"
+        f"only the momentum optimizer reads it, and {whose} ({named}) does not: any value trains the "
+        "same model as any other"
     )

@@ -90,6 +90,7 @@ def test_the_notebooks_experiment_is_one_request(client):
         ),
         ({"grid": {"momentum": [0.1, 0.9]}}, "body.grid.momentum", "this search's (sgd) does not"),
         ({"grid": {"momentum": [0.5], "seed": [1, 2]}}, "body.grid.momentum", "(sgd) does not"),
+        ({"grid": {"momentum": [0.9], "seed": [1, 2]}}, "body.grid.momentum", "(sgd) does not"),
         ({"grid": {}}, "body.grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "body.grid", "MLPLAB_MAX_SWEEP_JOBS"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "body.base.epochs", "greater than or equal to 1"),
