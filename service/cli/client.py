@@ -29,11 +29,11 @@ from rich.table import Table
 from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
-from service.cli.http import MAX_ANSWER_BYTES, ApiClient, ApiError, answer, not_mlplab
+from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec
 from service.quoting import counted
 from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, versus_best
-from service.settings import get_settings, token_problem
+from service.settings import Settings, get_settings, token_problem
 from service.store.models import JobStatus
 
 Json = dict[str, Any]  # a JSON object as the API sent it
@@ -552,18 +552,30 @@ def _image_type(content: bytes) -> str | None:
     return "image/jpeg" if content.startswith(b"\xff\xd8\xff") else None
 
 
+def _model_id(response: httpx.Response) -> str:
+    """The id of the model that answered, from its header: digits (printed, and put in a path or a file's
+    name), or the server is not mlplab's API."""
+    model_id = str(response.headers.get(MODEL_ID_HEADER, ""))
+    if not model_id.isascii() or not model_id.isdigit():
+        raise not_mlplab(response, f"no {MODEL_ID_HEADER} header of digits")
+    return model_id
+
+
+MAX_IMAGE_BYTES = 64 * 2**20  # the most of an image file predict reads and sends: /dev/zero stops here
+
+
 def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.model.strip():  # sent, it made the path /models//predict: a 404 that names no model
         raise UsageError("--model is blank: give the model's (job) id or an alias, e.g. champion")
     try:
         with Path(args.image).open("rb") as file:  # at most: /dev/zero, a FIFO without end
-            content = file.read(MAX_ANSWER_BYTES + 1)
+            content = file.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
-    if len(content) > MAX_ANSWER_BYTES:
+    if len(content) > MAX_IMAGE_BYTES:
         raise UsageError(
-            f"{args.image} is past {MAX_ANSWER_BYTES:,} bytes: larger than any image the API takes "
-            "(MLPLAB_MAX_UPLOAD_BYTES)"
+            f"{args.image} is past {MAX_IMAGE_BYTES:,} bytes, the most `mlplab predict` sends (the API "
+            f"takes MLPLAB_MAX_UPLOAD_BYTES, {Settings.model_fields['max_upload_bytes'].default:,} unless set)"
         )
     # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
     kind = _image_type(content) or "application/octet-stream"
@@ -574,9 +586,7 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
         headers={"Content-Type": kind},
     )
     result = answer(response)
-    model_id = response.headers.get(MODEL_ID_HEADER)  # the model that answered: an alias may move meanwhile
-    if model_id is None:
-        raise not_mlplab(response, f"no {MODEL_ID_HEADER} header")
+    model_id = _model_id(response)  # the model that answered: an alias may move meanwhile
     dataset = client.get(f"/models/{model_id}")["dataset"]
     classes: list[str] = next(
         (d["classes"] for d in client.get("/datasets")["data"] if d["name"] == dataset), []
@@ -609,9 +619,7 @@ def cmd_export(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.model.strip():
         raise UsageError("MODEL is blank: give the model's (job) id or an alias, e.g. champion")
     with client.streamed(f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}") as response:
-        model_id = response.headers.get(MODEL_ID_HEADER, "")
-        if not model_id.isascii() or not model_id.isdigit():  # it names the file
-            raise not_mlplab(response, f"no {MODEL_ID_HEADER} header of digits")
+        model_id = _model_id(response)  # it names the file
         named = re.search(r'filename="([^"]*)"', response.headers.get("content-disposition", ""))
         offered = named[1] if named and SAFE_FILENAME.fullmatch(named[1]) else None  # never a path
         name = offered or f"mlplab-model-{model_id}.{args.format}"

@@ -213,7 +213,18 @@ def test_an_answer_without_end_is_refused_past_a_bound(
 
 
 def test_predict_reads_no_more_of_an_image_than_any_upload_can_be(elsewhere, capsys, monkeypatch):
-    monkeypatch.setattr(client, "MAX_ANSWER_BYTES", 2**20)
+    monkeypatch.setattr(client, "MAX_IMAGE_BYTES", 2**20)
     elsewhere(lambda request: pytest.fail("sent"))
     status, _, err = mlplab(capsys, "--url", "http://proxy.test", "predict", "/dev/zero", "--model", "1")
     assert status == 2 and "/dev/zero is past 1,048,576 bytes" in err, err
+
+
+def test_predict_prints_no_model_id_header_that_is_not_digits(elsewhere, capsys, tmp_path):
+    """X-Model-Id '1\\x9b2J' (a C1 escape sequence: clear the screen) was printed and put in a path."""
+    image = tmp_path / "digit.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    answer = {"predicted": 1, "probabilities": [0.1] * 10}
+    headers = [(b"x-model-id", "1\x9b2J".encode())]
+    elsewhere(lambda request: httpx.Response(200, json=answer, headers=headers))
+    status, out, err = mlplab(capsys, "--url", "http://proxy.test", "predict", str(image), "--model", "1")
+    assert (status, out) == (1, "") and "no X-Model-Id header of digits" in err and "\x9b" not in err, err
