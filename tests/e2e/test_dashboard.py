@@ -394,7 +394,7 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
         )
         assert all(len(n) <= 30 for n in drawn["names"])  # short: the full label on hover
     assert accuracy["parts"] == ["validation", "test"] * 2
-    assert loss["parts"] == ["validation", "train", "per step, smoothed"] * 2
+    assert loss["parts"] == ["validation", "train", "recorded, smoothed"] * 2
     # one legend entry a model on both charts, so the same room for the legend, however many curves
     heights = [
         page.locator(s).evaluate("el => el.layout.height") for s in ("#compare-loss", "#compare-accuracy")
@@ -403,7 +403,7 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     with service.client() as client:
         compared = client.get("/compare", params={"ids": f"{job_id},{other['id']}"}).json()["data"]
     drawn = page.locator("#compare-loss").evaluate(
-        "el => el.data.filter(t => t.meta === 'per step, smoothed').map(t => ({x: t.x, y: t.y, hover: t.hovertemplate}))"
+        "el => el.data.filter(t => t.meta === 'recorded, smoothed').map(t => ({x: t.x, y: t.y, hover: t.hovertemplate}))"
     )
     for smooth, model in zip(drawn, compared, strict=True):
         raw = [p["loss"] for p in model["losses"]]

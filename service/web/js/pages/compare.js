@@ -32,8 +32,8 @@ export async function comparePage(ctx, root) {
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), toggles, accChart,
         h("p", { class: "muted" }, "A legend entry a model, toggling its curves: solid validation, dashed test, dotted train; the thick one is the best."), epochNote()),
-      h("section", { class: "card" }, h("h2", null, "Loss by epoch, and per step (smoothed)"), lossChart,
-        h("p", { class: "muted" }, "A legend entry a model: solid validation and dotted train, each epoch's mean; thin, every step's loss smoothed."))),
+      h("section", { class: "card" }, h("h2", null, "Loss by epoch, and as recorded (smoothed)"), lossChart,
+        h("p", { class: "muted" }, "A legend entry a model: solid validation and dotted train, each epoch's mean; thin, the recorded losses (each the mean since the one before) smoothed."))),
     h("section", { class: "card" }, h("h2", null, "Hyperparameters and accuracy"),
       h("label", null, h("input", { type: "checkbox", id: "show-all" }), " every hyperparameter, not only those that differ"),
       h("div", { class: "scroll", id: "table" })),
@@ -208,7 +208,7 @@ function lossChartOf(el, models, names, signal) {
         ? ["validation", { x: epochs, y: m.epochs.map((e) => e.validation_loss), mode: "lines+markers", line: { color } }]
         : null,
       ["train", { x: epochs, y: m.epochs.map((e) => e.loss), mode: "lines+markers", line: { color, dash: "dot" } }],
-      smooth ? ["per step, smoothed", { ...smooth, mode: "lines", opacity: 0.55, line: { color, width: 1 } }] : null,
+      smooth ? ["recorded, smoothed", { ...smooth, mode: "lines", opacity: 0.55, line: { color, width: 1 } }] : null,
     ]);
   });
   return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis(traces.flatMap((t) => t.y).filter((v) => v != null), "loss"), signal, height: 360 });
