@@ -50,7 +50,9 @@ def test_export_writes_the_weights_and_the_onnx_graph_the_api_serves(api, capsys
     pipe = tmp_path / "pipe"  # a FIFO (or /dev/null) is written into, not renamed over
     os.mkfifo(pipe)
     read: list[bytes] = []
-    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()))
+    reader = threading.Thread(
+        target=lambda: read.append(pipe.read_bytes()), daemon=True
+    )  # a failed export never opens it
     reader.start()
     status, _, err = mlplab(capsys, "export", "champion", "-o", str(pipe))
     reader.join(timeout=10)
