@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 
+CLIENT_SHARE_FULL = "Too many requests from this client"  # the title of a client's refusal past its share
+
 
 class QueueFull(Exception):
     """The work's queue (or a client's share of it: 429) already holds its most: 503 with Retry-After."""
@@ -85,7 +87,7 @@ class AsyncTurns:
     async def turn(self, client: str) -> AsyncIterator[None]:
         """A turn for `client` (its address): a slow one holds its own share, not every turn."""
         if self.clients[client] >= self.per_client:
-            raise QueueFull("Too many requests from this client", self.mine, self.retry_after, status=429)
+            raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
         queued = self._turns.locked()
         if queued and self.waiting >= self.limit:
             raise QueueFull(self.title, self.detail, self.retry_after)

@@ -152,7 +152,7 @@ class ServerStopping(Exception):
 
 
 def stopping_problem() -> ProblemError:
-    """The 503 for a stream asked of a process that is stopping."""
+    """The 503 for what a stopping process refuses: a new event stream, a study still to be written."""
     return ProblemError(
         503,
         "API stopping",

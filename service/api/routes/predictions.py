@@ -50,7 +50,7 @@ from service.ml.familiar import InputProfile, input_warning
 from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
-from service.turns import AsyncTurns
+from service.turns import CLIENT_SHARE_FULL, AsyncTurns
 
 router = reader_router("predictions", "/models", responses=NOT_TRAINED_DOC)
 
@@ -168,13 +168,15 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
     return image[None, :]
 
 
-UPLOAD_QUEUE_FULL = (
+UPLOAD_RETRY_SECONDS = 2
+UPLOAD_QUEUE_FULL = "Upload queue full"
+UPLOAD_QUEUE_DETAIL = (
     f"{UPLOADS_WAITING} large prediction requests already wait on this API process to be read, the most it "
-    "holds. Retry in 2 s."
+    f"holds. Retry in {UPLOAD_RETRY_SECONDS} s."
 )
 UPLOAD_SHARE = (
     f"This client already has {UPLOADS_PER_CLIENT} large prediction requests being read or waiting on this "
-    "API process, its share. Retry in 2 s."
+    f"API process, its share. Retry in {UPLOAD_RETRY_SECONDS} s."
 )
 
 
@@ -183,9 +185,9 @@ def upload_turns() -> AsyncTurns:
     return AsyncTurns(
         UPLOADS_AT_ONCE,
         UPLOADS_WAITING,
-        "Upload queue full",
         UPLOAD_QUEUE_FULL,
-        2,
+        UPLOAD_QUEUE_DETAIL,
+        UPLOAD_RETRY_SECONDS,
         UPLOADS_PER_CLIENT,
         UPLOAD_SHARE,
     )
@@ -202,8 +204,8 @@ def upload_turns() -> AsyncTurns:
         ),
         413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES"),
         415: problem_doc("Not JSON, multipart or an image"),
-        429: problem_doc(f"Too many requests from this client: {UPLOAD_SHARE}"),
-        503: problem_doc(f"Upload queue full: {UPLOAD_QUEUE_FULL} Or the database unavailable."),
+        429: problem_doc(f"{CLIENT_SHARE_FULL}: {UPLOAD_SHARE}"),
+        503: problem_doc(f"{UPLOAD_QUEUE_FULL}: {UPLOAD_QUEUE_DETAIL} Or the database unavailable."),
     },
 )
 async def predict(

@@ -165,14 +165,17 @@ PLANNING = Turns(
 
 
 def refuse_if_stopping(request: Request) -> None:
-    """After the seconds of planning: a process told to stop meanwhile writes nothing, since its answer
+    """Before and after the seconds of planning: a process told to stop writes nothing, since its answer
     may be cut at the grace period's end and a client that retries would make the study twice."""
     if request.app.state.events.stopping:
         raise stopping_problem()
 
 
 PLANNING_DOC: Responses = {
-    503: problem_doc(f"{PLANNING.title}: {PLANNING.detail} Or the database unavailable.")
+    503: problem_doc(
+        f"{PLANNING.title}: {PLANNING.detail} Or API stopping: the process was told to stop (a study planned "
+        "meanwhile is not written). Or the database unavailable."
+    )
 }
 
 
@@ -199,6 +202,7 @@ def submit_study(
     check_study_budget(body, settings)
     adding = trials_to_queue(body, [])
     check_queue_room(session, settings, adding, "parallelism", ahead=True)  # before seconds of asks
+    refuse_if_stopping(request)
     with (
         PLANNING
     ):  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
@@ -275,6 +279,7 @@ def extend(
     config, records = study_trials(session, before)
     adding = trials_to_queue(config.model_copy(update={"trials": before.trials + body.trials}), records)
     check_queue_room(session, settings, adding, "trials", ahead=True)
+    refuse_if_stopping(request)
     with PLANNING:
         foresee_extend(session, study_id, body.trials)
     refuse_if_stopping(request)
