@@ -25,6 +25,7 @@ from service.turns import Turns
 
 DPI = 100
 DRAWS_WAITING = 4  # figures that may queue behind the one being drawn (each a few tenths of a second)
+DRAWS_PER_CLIENT = 2  # of those and the one drawn, the most one client holds
 RETRY_AFTER_SECONDS = 2  # a refused figure's Retry-After: about what the waiting ones take to draw
 FIGURE_QUEUE_FULL = f"Figure queue full: {DRAWS_WAITING} figures already queue to be drawn (Retry-After)"
 
@@ -36,6 +37,9 @@ DRAWING = Turns(
     f"{DRAWS_WAITING} figures already queue to be drawn on this API process, the most it holds. "
     f"Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once.",
     RETRY_AFTER_SECONDS,
+    DRAWS_PER_CLIENT,
+    f"This client already has {DRAWS_PER_CLIENT} figures being drawn or queued on this API process, its "
+    f"share. Retry in {RETRY_AFTER_SECONDS} s; a figure drawn before is served at once.",
 )
 
 

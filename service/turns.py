@@ -1,7 +1,9 @@
 """Queues for costly work that every client shares (figures drawn, studies' first trials planned, large
 uploads read and decoded): so many at once, at most `limit` waiting for a turn, and one more refused at
-once, before its work, with a 503 and Retry-After (main.py), so that one client's burst (or a foreign
-page's) cannot hold the API's threads or memory, nor queue every other user's request behind its own.
+once, before its work, with a 503 and Retry-After (errors.py), so that one client's burst (or a foreign
+page's) cannot hold the API's threads or memory, nor queue every other user's request behind its own;
+and one client address holds at most its share of a queue's places (more: a 429), so that its burst
+leaves the rest to others.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 
 CLIENT_SHARE_FULL = "Too many requests from this client"  # the title of a client's refusal past its share
+# The address of the client whose request this context serves (set by api/guard.py for each request): a
+# queue counts each client's share by it. Threads the request's work runs in inherit it.
+CLIENT: ContextVar[str] = ContextVar("mlplab_client", default="")
 
 
 class QueueFull(Exception):
@@ -24,12 +30,36 @@ class QueueFull(Exception):
         self.title, self.retry_after, self.status = title, retry_after, status
 
 
-class Turns:
-    """A lock (threads) that at most `limit` queue for, in its work's first part (`reserving`) or waiting;
-    one more raises QueueFull(title, detail, retry_after)."""
+class Shares:
+    """How many places of a queue each client holds (preparing, waiting or served), at most `per_client`:
+    one more is a 429 that says `mine`, so that one client's burst leaves the rest of the queue to others."""
 
-    def __init__(self, limit: int, title: str, detail: str, retry_after: int) -> None:
+    def __init__(self, per_client: int, mine: str, retry_after: int) -> None:
+        self.per_client, self.mine, self.retry_after = per_client, mine, retry_after
+        self.held: Counter[str] = Counter()
+
+    def check(self, client: str) -> None:
+        if self.held[client] >= self.per_client:
+            raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
+
+    def take(self, client: str) -> None:
+        self.held[client] += 1
+
+    def give(self, client: str) -> None:
+        self.held[client] -= 1
+        if not self.held[client]:
+            del self.held[client]
+
+
+class Turns:
+    """A lock (threads) that at most `limit` queue for, in its work's first part (`reserving`) or waiting,
+    and one client (CLIENT) for at most `per_client` places; one more raises QueueFull."""
+
+    def __init__(
+        self, limit: int, title: str, detail: str, retry_after: int, per_client: int, mine: str
+    ) -> None:
         self.limit, self.title, self.detail, self.retry_after = limit, title, detail, retry_after
+        self.shares = Shares(per_client, mine, retry_after)
         self.reserved = 0  # admitted, doing what comes before the lock (a figure's data read)
         self.waiting = 0
         self._turn = threading.Lock()
@@ -41,25 +71,37 @@ class Turns:
     @contextmanager
     def reserving(self) -> Iterator[None]:
         """Count one as queued while it prepares: refused before that work when the queue is full."""
+        client = CLIENT.get()
         with self._counting:
+            self.shares.check(client)
             if self.reserved + self.waiting >= self.limit:
                 raise self.full()
             self.reserved += 1
+            self.shares.take(client)
         try:
             yield
         finally:
             with self._counting:
                 self.reserved -= 1
+                self.shares.give(client)
 
     def __enter__(self) -> None:
+        client = CLIENT.get()
         with self._counting:
             if self._turn.acquire(blocking=False):
+                self.shares.take(client)
                 return
+            self.shares.check(client)
             if self.waiting >= self.limit:  # not those reserving: one admitted before them may wait here
                 raise self.full()
             self.waiting += 1
+            self.shares.take(client)
         try:
             self._turn.acquire()
+        except BaseException:
+            with self._counting:
+                self.shares.give(client)
+            raise
         finally:
             with self._counting:
                 self.waiting -= 1
@@ -68,30 +110,31 @@ class Turns:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._turn.release()
+        with self._counting:
+            self.shares.give(CLIENT.get())
 
 
 class AsyncTurns:
-    """`at_once` turns in the event loop, that at most `limit` wait for, and one client holds or waits for
-    at most `per_client` of (more: QueueFull, its 429); one more raises QueueFull."""
+    """`at_once` turns in the event loop, that at most `limit` wait for, and one client (CLIENT) holds or
+    waits for at most `per_client` of; one more raises QueueFull."""
 
     def __init__(
         self, at_once: int, limit: int, title: str, detail: str, retry_after: int, per_client: int, mine: str
     ) -> None:
         self.limit, self.title, self.detail, self.retry_after = limit, title, detail, retry_after
-        self.per_client, self.mine = per_client, mine  # mine: the detail of a client's own refusal
+        self.shares = Shares(per_client, mine, retry_after)
         self.waiting = 0
-        self.clients: Counter[str] = Counter()  # the turns each client holds or waits for
         self._turns = asyncio.Semaphore(at_once)
 
     @asynccontextmanager
-    async def turn(self, client: str) -> AsyncIterator[None]:
-        """A turn for `client` (its address): a slow one holds its own share, not every turn."""
-        if self.clients[client] >= self.per_client:
-            raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
+    async def turn(self) -> AsyncIterator[None]:
+        """A turn for this request's client: a slow one holds its own share, not every turn."""
+        client = CLIENT.get()
+        self.shares.check(client)
         queued = self._turns.locked()
         if queued and self.waiting >= self.limit:
             raise QueueFull(self.title, self.detail, self.retry_after)
-        self.clients[client] += 1
+        self.shares.take(client)
         try:
             self.waiting += queued
             try:
@@ -103,6 +146,4 @@ class AsyncTurns:
             finally:
                 self._turns.release()
         finally:
-            self.clients[client] -= 1
-            if not self.clients[client]:
-                del self.clients[client]
+            self.shares.give(client)

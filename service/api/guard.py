@@ -26,6 +26,7 @@ from service.api.asgi import HttpMiddleware
 from service.errors import SAFE_METHODS, ProblemError, problem_response
 from service.quoting import echo
 from service.settings import Settings
+from service.turns import CLIENT
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
@@ -196,6 +197,8 @@ class RequestGuard(HttpMiddleware):
             response = problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers)
             await response(scope, receive, send)
             return
+        client = scope.get("client")
+        CLIENT.set(str(client[0]) if client else "")  # whose share of a queue its work takes (turns.py)
         await self.app(scope, self.limited(scope, receive), send)
 
     def check(self, scope: Scope) -> None:

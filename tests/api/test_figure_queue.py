@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from service import plots
 from service.errors import PROBLEM_JSON
+from service.turns import CLIENT
 from tests.api.test_inference import app  # noqa: F401  (the fixture: trained models 1, 2 and 3)
 
 JSON = {"content-type": "application/json"}
@@ -68,7 +69,7 @@ def test_a_flood_of_new_figures_is_refused_past_the_queue_and_drawn_figures_stil
     async def scenario(client: httpx.AsyncClient) -> None:
         assert (await client.get("/models/1/confusion-matrix.png")).status_code == 200  # drawn, kept
         with plots.DRAWING:  # a slow figure being drawn: every figure not drawn before queues behind it
-            flood = [asyncio.create_task(client.get(path)) for path in FLOOD]
+            flood = [asyncio.create_task(_client_at(app, f"10.0.4.{i}").get(p)) for i, p in enumerate(FLOOD)]
             refused = len(FLOOD) - plots.DRAWS_WAITING
             await _until(lambda: sum(t.done() for t in flood) == refused, f"{refused} answered")
             await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_WAITING, "the rest at the lock")
@@ -88,13 +89,38 @@ def test_a_flood_of_new_figures_is_refused_past_the_queue_and_drawn_figures_stil
     _serve(app, scenario)
 
 
+def test_one_client_holds_only_its_share_of_the_figure_queue(app):  # noqa: F811
+    """One client asking for a dozen new figures at once filled the queue: every other client's new
+    figure was refused until its burst was drawn."""
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        greedy = _client_at(app, "10.0.6.1")
+        with plots.DRAWING:  # a slow figure being drawn: new ones queue behind it
+            burst = [asyncio.create_task(greedy.get(path)) for path in FLOOD[:4]]
+            refused = 4 - plots.DRAWS_PER_CLIENT
+            await _until(lambda: sum(t.done() for t in burst) == refused, f"{refused} answered")
+            for task in (t for t in burst if t.done()):
+                answer = task.result()
+                assert answer.status_code == 429 and answer.headers["retry-after"] == "2", answer.text
+                assert answer.json()["title"] == "Too many requests from this client"
+            other = asyncio.create_task(client.get("/models/3/loss-curve.png"))  # another client: queued
+            await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_PER_CLIENT + 1, "the other one queued")
+        assert (await other).status_code == 200
+        assert sorted(r.status_code for r in await asyncio.gather(*burst)) == [200] * 2 + [429] * refused
+
+    _serve(app, scenario)
+
+
 def test_a_figure_drawn_without_gathering_through_the_queue_is_refused_at_the_lock(app):  # noqa: F811
     """disagreements.png (and a study's figures) draw straight under the lock: the bound holds there too."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
         assert (await client.get("/compare/disagreements?a=1&b=2")).status_code == 200  # predictions known
         with plots.DRAWING:
-            waiting = [asyncio.create_task(client.get(path)) for path in FLOOD[: plots.DRAWS_WAITING]]
+            waiting = [
+                asyncio.create_task(_client_at(app, f"10.0.5.{i}").get(path))
+                for i, path in enumerate(FLOOD[: plots.DRAWS_WAITING])
+            ]
             await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_WAITING, "the queue full")
             gallery = await asyncio.wait_for(client.get("/compare/disagreements.png?a=1&b=2"), 5)
             _assert_queue_full(gallery)
@@ -126,7 +152,8 @@ def test_large_predictions_are_read_in_turns_and_one_too_many_is_refused_unread(
     async def scenario(client: httpx.AsyncClient) -> None:
         async with AsyncExitStack() as held:
             for i in range(UPLOADS_AT_ONCE):  # every turn taken (slow senders): large bodies wait, unread
-                await held.enter_async_context(turns.turn(f"10.0.1.{i}"))
+                CLIENT.set(f"10.0.1.{i}")
+                await held.enter_async_context(turns.turn())
             senders = [_client_at(app, f"10.0.2.{i}") for i in range(UPLOADS_WAITING // UPLOADS_PER_CLIENT)]
             waiting = [
                 asyncio.create_task(sender.post("/models/1/predict", content=BATCH, headers=JSON))
@@ -158,7 +185,8 @@ def test_one_slow_client_holds_only_its_share_of_the_upload_turns(app):  # noqa:
         slow = _client_at(app, "10.0.3.1")
         async with AsyncExitStack() as held:
             for _ in range(UPLOADS_PER_CLIENT):  # its share, sending slowly
-                await held.enter_async_context(turns.turn("10.0.3.1"))
+                CLIENT.set("10.0.3.1")
+                await held.enter_async_context(turns.turn())
             more = await asyncio.wait_for(slow.post("/models/1/predict", content=BATCH, headers=JSON), 5)
             assert more.status_code == 429 and more.headers["retry-after"] == "2"
             assert f"already has {UPLOADS_PER_CLIENT} large prediction requests" in more.json()["detail"]

@@ -13,7 +13,7 @@ from service.api.routes import studies
 from service.errors import PROBLEM_JSON
 from service.main import create_app
 from service.settings import Settings
-from tests.api.test_figure_queue import _serve, _until
+from tests.api.test_figure_queue import _client_at, _serve, _until
 from tests.api.test_studies import STUDY
 from tests.support import real_data_dir
 
@@ -34,8 +34,9 @@ def test_studies_submitted_at_once_take_turns_and_one_too_many_is_refused_at_onc
 
     async def scenario(client: httpx.AsyncClient) -> None:
         with studies.PLANNING:  # a study being planned: the others queue behind it
-            burst = [
-                asyncio.create_task(client.post("/studies", json=STUDY | {"seed": i})) for i in range(waiting)
+            burst = [  # from as many clients: one client's share is smaller (next test)
+                asyncio.create_task(_client_at(app, f"10.0.7.{i}").post("/studies", json=STUDY | {"seed": i}))
+                for i in range(waiting)
             ]
             await _until(lambda: studies.PLANNING.waiting == waiting, "the burst waiting its turn")
             refused = await asyncio.wait_for(client.post("/studies", json=STUDY), 5)
@@ -46,7 +47,29 @@ def test_studies_submitted_at_once_take_turns_and_one_too_many_is_refused_at_onc
         assert [r.status_code for r in await asyncio.gather(*burst)] == [202] * waiting
         assert (await client.get("/studies")).json()["count"] == waiting
 
-    _serve(_app(tmp_path), scenario)
+    app = _app(tmp_path)
+    _serve(app, scenario)
+
+
+def test_one_client_holds_only_its_share_of_the_planning_queue(tmp_path):
+    share = studies.STUDIES_PLANNED_PER_CLIENT
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        with studies.PLANNING:
+            burst = [
+                asyncio.create_task(client.post("/studies", json=STUDY | {"seed": i})) for i in range(share)
+            ]
+            await _until(lambda: studies.PLANNING.waiting == share, "its share waiting")
+            refused = await asyncio.wait_for(client.post("/studies", json=STUDY | {"seed": share}), 5)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+            assert f"already has {share} studies being planned" in refused.json()["detail"]
+            other = _client_at(app, "10.0.8.1").post("/studies", json=STUDY | {"seed": 99})
+            another = asyncio.create_task(other)  # another client's study still queues
+            await _until(lambda: studies.PLANNING.waiting == share + 1, "the other client's queued")
+        assert [r.status_code for r in await asyncio.gather(*burst, another)] == [202] * (share + 1)
+
+    app = _app(tmp_path)
+    _serve(app, scenario)
 
 
 def test_a_full_queue_refuses_a_study_before_its_sampler_is_asked(tmp_path, monkeypatch):

@@ -31,19 +31,24 @@ from service.ml.splits import file_of, scored_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_loss_curve, job_spec
+from service.turns import CLIENT_SHARE_FULL
 
 P = ParamSpec("P")
 # Most multiply-adds a mistakes figure spends looking for mistakes when the split's predictions are not
 # known: a whole train split for a 800,000-parameter network, a few thousand images for the largest.
 MISTAKES_BUDGET = 50_000_000_000
 
-# A figure not drawn before waits for service.plots' lock: 503 when too many already wait.
-FIGURE_DOC: Responses = PNG_DOC | {
-    503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database unavailable")
-}
-DATASET_FIGURE_DOC: Responses = PNG_DOC | {
-    503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database, or the dataset's files, unavailable")
-}
+# A figure not drawn before waits for service.plots' lock: 503 when too many already wait, 429 when this
+# client has its share of them.
+FIGURE_SHARE_DOC: Responses = {429: problem_doc(f"{CLIENT_SHARE_FULL}: {plots.DRAWING.shares.mine}")}
+FIGURE_DOC: Responses = (
+    PNG_DOC | FIGURE_SHARE_DOC | {503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database unavailable")}
+)
+DATASET_FIGURE_DOC: Responses = (
+    PNG_DOC
+    | FIGURE_SHARE_DOC
+    | {503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database, or the dataset's files, unavailable")}
+)
 
 
 router = reader_router("plots", responses=NOT_TRAINED_DOC)

@@ -220,8 +220,7 @@ async def predict(
     few = length.isdigit() and int(length) <= ON_LOOP_BYTES  # a few images: at once, as ever
     # a large body is read in its turn (its client's share): 240 uploads of 4 MB at once, each read before
     # it waited to be decoded, took the API from 820 MB to 1.76 GB, and a 137-byte upload waited 12.6 s
-    client = request.client.host if request.client else ""
-    async with nullcontext() if few else request.app.state.uploads.turn(client):
+    async with nullcontext() if few else request.app.state.uploads.turn():
         body = await request.body()
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type == "application/json" and len(body) > ON_LOOP_BYTES:

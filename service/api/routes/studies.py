@@ -68,7 +68,7 @@ from service.store.jobs import foresee_extend, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus
 from service.store.queries import list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
-from service.turns import Turns
+from service.turns import CLIENT_SHARE_FULL, Turns
 
 router = reader_router("studies", "/studies")
 
@@ -155,12 +155,17 @@ def check_study_budget(config: StudyCreate, settings: Settings) -> None:
 # a time, STUDIES_PLANNED_WAITING more waiting (44 studies at once held all 40 threads for 30 s, and
 # every read of a model or an alias waited).
 STUDIES_PLANNED_WAITING = 4
+STUDIES_PLANNED_PER_CLIENT = 2  # of those and the one planned, the most one client holds
+PLANNING_RETRY_SECONDS = 5
 PLANNING = Turns(
     STUDIES_PLANNED_WAITING,
     "Study planning queue full",
     f"{STUDIES_PLANNED_WAITING} studies already wait on this API process for their sampler to plan "
-    "their trials, the most it holds. Retry in 5 s.",
-    5,
+    f"their trials, the most it holds. Retry in {PLANNING_RETRY_SECONDS} s.",
+    PLANNING_RETRY_SECONDS,
+    STUDIES_PLANNED_PER_CLIENT,
+    f"This client already has {STUDIES_PLANNED_PER_CLIENT} studies being planned or waiting to be on this "
+    f"API process, its share. Retry in {PLANNING_RETRY_SECONDS} s.",
 )
 
 
@@ -172,10 +177,11 @@ def refuse_if_stopping(request: Request) -> None:
 
 
 PLANNING_DOC: Responses = {
+    429: problem_doc(f"Queue full; or {CLIENT_SHARE_FULL}: {PLANNING.shares.mine}"),
     503: problem_doc(
         f"{PLANNING.title}: {PLANNING.detail} Or API stopping: the process was told to stop (a study planned "
         "meanwhile is not written). Or the database unavailable."
-    )
+    ),
 }
 
 
