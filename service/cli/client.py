@@ -10,6 +10,7 @@ import math
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -1098,10 +1099,22 @@ def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a client command; the API's problems are printed (title, status, detail) with exit status 1."""
+    client: ApiClient | None = None
     try:
         with _client(args) as client:
             command: Command = args.call
             return command(client, args)
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
+        if client is None or not client.answered:  # not from an answer: mlplab's own fault, traceback and all
+            raise
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(
+            f"mlplab: an answer from {client.url} holds a value mlplab does not expect ({type(exc).__name__}: "
+            f"{exc}, at {Path(where.filename).name}:{where.lineno}): is it an mlplab API of this version "
+            "(--url, MLPLAB_URL)? If it is, report this line.",
+            file=sys.stderr,
+        )
+        return 1
     except ApiError as exc:
         status = f" ({exc.status})" if exc.status else ""
         print(f"mlplab: {exc.title}{status}: {exc.detail}", file=sys.stderr)

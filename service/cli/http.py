@@ -209,6 +209,7 @@ class ApiClient:
     # past the API's own wait for a locked database (then a 503 saying so), so the CLI hears that answer
     timeout: float = BUSY_TIMEOUT_MS / 1000 + 30
     http: httpx.Client = field(init=False)
+    answered: bool = field(default=False, init=False)  # whether any answer has come (run() tells its faults)
 
     def __post_init__(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -233,6 +234,7 @@ class ApiClient:
         """The response itself (its headers too); ApiError as request() raises them."""
         try:
             with self.http.stream(method, path, **kwargs) as response:
+                self.answered = True
                 read_capped(response)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
@@ -245,6 +247,7 @@ class ApiClient:
         """GET `path` with its body still to read (iter_bytes); ApiError as request() raises them."""
         try:
             with self.http.stream("GET", path) as response:
+                self.answered = True
                 if response.status_code >= 400:
                     raise ApiError.from_response(read_capped(response))
                 yield response
@@ -284,6 +287,7 @@ class ApiClient:
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, read=60.0),
                 ) as response:
+                    self.answered = True
                     if response.status_code >= 400:
                         raise ApiError.from_response(read_capped(response))
                     if _kind(response) != "text/event-stream":

@@ -228,3 +228,15 @@ def test_predict_prints_no_model_id_header_that_is_not_digits(elsewhere, capsys,
     elsewhere(lambda request: httpx.Response(200, json=answer, headers=headers))
     status, out, err = mlplab(capsys, "--url", "http://proxy.test", "predict", str(image), "--model", "1")
     assert (status, out) == (1, "") and "no X-Model-Id header of digits" in err and "\x9b" not in err, err
+
+
+def test_an_answer_with_values_of_the_wrong_kind_is_one_line_not_a_traceback(elsewhere, capsys):
+    """A job whose progress was null (an older API, or another server) ended `mlplab jobs` in a traceback."""
+    job = _job("running") | {"progress": None}
+    elsewhere(lambda request: httpx.Response(200, json={"data": [job], "count": 1}))
+    status, out, err = mlplab(capsys, "--url", "http://proxy.test", "jobs")
+    assert (status, out) == (1, "") and "Traceback" not in err, err
+    assert err.startswith(
+        "mlplab: an answer from http://proxy.test holds a value mlplab does not expect (TypeError"
+    )
+    assert "client.py:" in err and "is it an mlplab API of this version" in err
