@@ -39,7 +39,7 @@ class Shares:
         self.held: Counter[str] = Counter()
 
     def check(self, client: str) -> None:
-        if self.held[client] >= self.per_client:
+        if client and self.held[client] >= self.per_client:  # "": no request's (the process's own work)
             raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
 
     def take(self, client: str) -> None:

@@ -104,7 +104,7 @@ def test_extensions_at_once_stay_within_a_studys_trial_limit(db_url, sessions, m
     barrier = threading.Barrier(REQUESTS)
     monkeypatch.setattr(studies, "check_extensible", held)
     # the planning queue (4 waiting) would refuse a sixth at once with a 503: not what this tests
-    monkeypatch.setattr(studies, "PLANNING", Turns(REQUESTS, "full", "full", 5))
+    monkeypatch.setattr(studies, "PLANNING", Turns(REQUESTS, "full", "full", 5, REQUESTS, "mine"))
 
     def ten_more() -> int:
         with session_scope(sessions) as session:
