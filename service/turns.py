@@ -53,7 +53,8 @@ class Shares:
 
 class Turns:
     """A lock (threads) that at most `limit` queue for, in its work's first part (`reserving`) or waiting,
-    and one client (CLIENT) for at most `per_client` places; one more raises QueueFull."""
+    one more raising QueueFull; and a client (CLIENT) asks for at most `per_client` pieces of its work at
+    once (`place`), one more raising QueueFull's 429."""
 
     def __init__(
         self, limit: int, title: str, detail: str, retry_after: int, per_client: int, mine: str
@@ -69,39 +70,41 @@ class Turns:
         return QueueFull(self.title, self.detail, self.retry_after)
 
     @contextmanager
-    def reserving(self) -> Iterator[None]:
-        """Count one as queued while it prepares: refused before that work when the queue is full."""
+    def place(self) -> Iterator[None]:
+        """This request's client's place while it asks for the work (and waits for it, drawn for another
+        request too): one past its share is refused at once, before any of the work."""
         client = CLIENT.get()
         with self._counting:
             self.shares.check(client)
-            if self.reserved + self.waiting >= self.limit:
-                raise self.full()
-            self.reserved += 1
             self.shares.take(client)
         try:
             yield
         finally:
             with self._counting:
-                self.reserved -= 1
                 self.shares.give(client)
 
+    @contextmanager
+    def reserving(self) -> Iterator[None]:
+        """Count one as queued while it prepares: refused before that work when the queue is full."""
+        with self._counting:
+            if self.reserved + self.waiting >= self.limit:
+                raise self.full()
+            self.reserved += 1
+        try:
+            yield
+        finally:
+            with self._counting:
+                self.reserved -= 1
+
     def __enter__(self) -> None:
-        client = CLIENT.get()
         with self._counting:
             if self._turn.acquire(blocking=False):
-                self.shares.take(client)
                 return
-            self.shares.check(client)
             if self.waiting >= self.limit:  # not those reserving: one admitted before them may wait here
                 raise self.full()
             self.waiting += 1
-            self.shares.take(client)
         try:
             self._turn.acquire()
-        except BaseException:
-            with self._counting:
-                self.shares.give(client)
-            raise
         finally:
             with self._counting:
                 self.waiting -= 1
@@ -110,8 +113,6 @@ class Turns:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._turn.release()
-        with self._counting:
-            self.shares.give(CLIENT.get())
 
 
 class AsyncTurns:

@@ -95,18 +95,23 @@ def test_one_client_holds_only_its_share_of_the_figure_queue(app):  # noqa: F811
 
     async def scenario(client: httpx.AsyncClient) -> None:
         greedy = _client_at(app, "10.0.6.1")
+        share = plots.DRAWS_PER_CLIENT
         with plots.DRAWING:  # a slow figure being drawn: new ones queue behind it
-            burst = [asyncio.create_task(greedy.get(path)) for path in FLOOD[:4]]
-            refused = 4 - plots.DRAWS_PER_CLIENT
-            await _until(lambda: sum(t.done() for t in burst) == refused, f"{refused} answered")
-            for task in (t for t in burst if t.done()):
-                answer = task.result()
+            admitted = [asyncio.create_task(greedy.get(path)) for path in FLOOD[:share]]
+            await _until(lambda: plots.DRAWING.waiting == share, "its share queued")
+            for path in FLOOD[share : share + 2]:  # refused at once, before any work
+                answer = await asyncio.wait_for(greedy.get(path), 5)
                 assert answer.status_code == 429 and answer.headers["retry-after"] == "2", answer.text
                 assert answer.json()["title"] == "Too many requests from this client"
             other = asyncio.create_task(client.get("/models/3/loss-curve.png"))  # another client: queued
-            await _until(lambda: plots.DRAWING.waiting == plots.DRAWS_PER_CLIENT + 1, "the other one queued")
-        assert (await other).status_code == 200
-        assert sorted(r.status_code for r in await asyncio.gather(*burst)) == [200] * 2 + [429] * refused
+            await _until(lambda: plots.DRAWING.waiting == share + 1, "the other one queued")
+            # the same figure as one of the greedy client's: drawn once, for both, and not its 429
+            same = asyncio.create_task(client.get(FLOOD[0]))
+            await asyncio.sleep(0.2)
+            assert not same.done()
+        answers = await asyncio.gather(*admitted, other, same)
+        assert [a.status_code for a in answers] == [200] * (share + 2)
+        assert answers[-1].content == answers[0].content
 
     _serve(app, scenario)
 

@@ -174,5 +174,6 @@ async def disagreements_png(
         f"they disagree on (true, A says, B says); McNemar {p_text(c.result.p_value)}"
     )
     images = c.data.split(c.file).images[shown]
-    png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
+    with plots.DRAWING.place():
+        png = await run_in_threadpool(plots.gallery_png, images, captions, title, shown, "no disagreements")
     return png_response(png)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Annotated, Concatenate, Literal, ParamSpec
 
@@ -95,7 +95,17 @@ async def _figure(
             drawing = await database.run(gather, *args, **kwargs)
         return await run_in_threadpool(drawing)
 
-    return await inference.figure(key, draw)
+    return await drawn(inference, key, draw)
+
+
+async def drawn(inference: Inference, key: tuple[object, ...], draw: Callable[[], Awaitable[bytes]]) -> bytes:
+    """The figure named by `key`: at once when drawn before, else drawn (or waited for, when another
+    request draws it) in a place of this client's share of the figure queue."""
+    png = inference.figures.peek(key)
+    if png is not None:
+        return png
+    with plots.DRAWING.place():
+        return await inference.figure(key, draw)
 
 
 @router.get(
@@ -117,7 +127,7 @@ async def confusion_matrix_png(
         classes = DATASETS[spec.dataset].classes
         return await run_in_threadpool(plots.confusion_matrix_png, matrix, classes, title=title)
 
-    return png_response(await inference.figure(("confusion", ref.id, split), draw), ref.headers)
+    return png_response(await drawn(inference, ("confusion", ref.id, split), draw), ref.headers)
 
 
 def _loss_curve(session: Session, job_id: int, x: XAxis) -> Callable[[], bytes]:
@@ -212,4 +222,4 @@ async def mistakes_png(
             drawing = await run_in_threadpool(_mistakes, job_id, weights, data, split, limit, total, known)
         return await run_in_threadpool(drawing)
 
-    return png_response(await inference.figure(("mistakes", job_id, split, limit), draw), ref.headers)
+    return png_response(await drawn(inference, ("mistakes", job_id, split, limit), draw), ref.headers)

@@ -52,6 +52,7 @@ from service.errors import (
     worded,
 )
 from service.ml.spec import TrainSpec, parameters_of
+from service.plots import DRAWING
 from service.search import (
     StudyCreate,
     TrialRecord,
@@ -209,9 +210,7 @@ def submit_study(
     adding = trials_to_queue(body, [])
     check_queue_room(session, settings, adding, "parallelism", ahead=True)  # before seconds of asks
     refuse_if_stopping(request)
-    with (
-        PLANNING
-    ):  # asked before the write lock (a grid of 10,000 points asks for seconds): a lookup under it
+    with PLANNING.place(), PLANNING:  # asked before the write lock (a grid of 10,000 points asks for seconds)
         next_trials(body, [])
     refuse_if_stopping(request)
     check_queue_room(session, settings, adding, "parallelism")
@@ -286,7 +285,7 @@ def extend(
     adding = trials_to_queue(config.model_copy(update={"trials": before.trials + body.trials}), records)
     check_queue_room(session, settings, adding, "trials", ahead=True)
     refuse_if_stopping(request)
-    with PLANNING:
+    with PLANNING.place(), PLANNING:
         foresee_extend(session, study_id, body.trials)
     refuse_if_stopping(request)
     begin_write(session)
@@ -369,6 +368,7 @@ async def read_figure_data(study_id: Whole, database: DatabaseDep, figure: Figur
 @router.get("/{study_id}/{figure}.png", response_class=Response, responses=FIGURE_DOC)
 async def read_figure_png(study_id: Whole, database: DatabaseDep, figure: FigureName) -> Response:
     """history (best so far against trials), parallel (coordinates), slice, importance: a PNG."""
-    trials = await database.run(_trials, study_id)
-    png = await run_in_threadpool(figure_png, figure, *trials)
+    with DRAWING.place():
+        trials = await database.run(_trials, study_id)
+        png = await run_in_threadpool(figure_png, figure, *trials)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
