@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -31,24 +31,31 @@ class QueueFull(Exception):
 
 
 class Shares:
-    """How many places of a queue each client holds (preparing, waiting or served), at most `per_client`:
-    one more is a 429 that says `mine`, so that one client's burst leaves the rest of the queue to others."""
+    """How many pieces of work each client has asked for and not had yet (preparing, waiting or being
+    done), at most `per_client`: one more is a 429 that says `mine`, so that one client's burst leaves the
+    rest of the queue to others. Requests of one client for the same piece (one figure) count once."""
 
     def __init__(self, per_client: int, mine: str, retry_after: int) -> None:
         self.per_client, self.mine, self.retry_after = per_client, mine, retry_after
-        self.held: Counter[str] = Counter()
+        self.held: Counter[str] = Counter()  # distinct pieces, by client
+        self.asking: Counter[tuple[str, Hashable]] = Counter()  # requests, by client and piece
 
-    def check(self, client: str) -> None:
-        if client and self.held[client] >= self.per_client:  # "": no request's (the process's own work)
-            raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
+    def take(self, client: str, work: Hashable) -> None:
+        """One more request of `client` for `work`; QueueFull (429) when it is a new piece past the share
+        ("": no request's, the process's own work, has no share)."""
+        if not self.asking[(client, work)]:
+            if client and self.held[client] >= self.per_client:
+                raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
+            self.held[client] += 1
+        self.asking[(client, work)] += 1
 
-    def take(self, client: str) -> None:
-        self.held[client] += 1
-
-    def give(self, client: str) -> None:
-        self.held[client] -= 1
-        if not self.held[client]:
-            del self.held[client]
+    def give(self, client: str, work: Hashable) -> None:
+        self.asking[(client, work)] -= 1
+        if not self.asking[(client, work)]:
+            del self.asking[(client, work)]
+            self.held[client] -= 1
+            if not self.held[client]:
+                del self.held[client]
 
 
 class Turns:
@@ -70,18 +77,17 @@ class Turns:
         return QueueFull(self.title, self.detail, self.retry_after)
 
     @contextmanager
-    def place(self) -> Iterator[None]:
-        """This request's client's place while it asks for the work (and waits for it, drawn for another
-        request too): one past its share is refused at once, before any of the work."""
-        client = CLIENT.get()
+    def place(self, work: Hashable | None = None) -> Iterator[None]:
+        """This request's client's place while it asks for `work` (a figure's key; None: its own) and waits
+        for it, done for another request too: one past its share is refused at once, before any work."""
+        client, work = CLIENT.get(), object() if work is None else work
         with self._counting:
-            self.shares.check(client)
-            self.shares.take(client)
+            self.shares.take(client, work)
         try:
             yield
         finally:
             with self._counting:
-                self.shares.give(client)
+                self.shares.give(client, work)
 
     @contextmanager
     def reserving(self) -> Iterator[None]:
@@ -130,12 +136,12 @@ class AsyncTurns:
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """A turn for this request's client: a slow one holds its own share, not every turn."""
-        client = CLIENT.get()
-        self.shares.check(client)
+        client, work = CLIENT.get(), object()
         queued = self._turns.locked()
+        self.shares.take(client, work)  # its share's 429 before the queue's 503
         if queued and self.waiting >= self.limit:
+            self.shares.give(client, work)
             raise QueueFull(self.title, self.detail, self.retry_after)
-        self.shares.take(client)
         try:
             self.waiting += queued
             try:
@@ -147,4 +153,4 @@ class AsyncTurns:
             finally:
                 self._turns.release()
         finally:
-            self.shares.give(client)
+            self.shares.give(client, work)
