@@ -1105,9 +1105,13 @@ def run(args: argparse.Namespace) -> int:
             command: Command = args.call
             return command(client, args)
     except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
-        if client is None or not client.answered:  # not from an answer: mlplab's own fault, traceback and all
+        # not after an answer (mlplab's own fault), nor the terminal's: its traceback, as ever
+        if client is None or not client.answered or isinstance(exc, UnicodeError) or sys.stdout is None:
             raise
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = next(
+            (f for f in reversed(frames) if Path(f.filename).parent == Path(__file__).parent), frames[-1]
+        )
         print(
             f"mlplab: an answer from {client.url} holds a value mlplab does not expect ({type(exc).__name__}: "
             f"{exc}, at {Path(where.filename).name}:{where.lineno}): is it an mlplab API of this version "
