@@ -19,7 +19,7 @@ from types import TracebackType
 CLIENT_SHARE_FULL = "Too many requests from this client"  # the title of a client's refusal past its share
 # The address of the client whose request this context serves (set by api/guard.py for each request): a
 # queue counts each client's share by it. Threads the request's work runs in inherit it.
-CLIENT: ContextVar[str] = ContextVar("mlplab_client", default="")
+CLIENT: ContextVar[str | None] = ContextVar("mlplab_client", default=None)  # None: the process's own work
 
 
 class QueueFull(Exception):
@@ -37,19 +37,19 @@ class Shares:
 
     def __init__(self, per_client: int, mine: str, retry_after: int) -> None:
         self.per_client, self.mine, self.retry_after = per_client, mine, retry_after
-        self.held: Counter[str] = Counter()  # distinct pieces, by client
-        self.asking: Counter[tuple[str, Hashable]] = Counter()  # requests, by client and piece
+        self.held: Counter[str | None] = Counter()  # distinct pieces, by client
+        self.asking: Counter[tuple[str | None, Hashable]] = Counter()  # requests, by client and piece
 
-    def take(self, client: str, work: Hashable) -> None:
+    def take(self, client: str | None, work: Hashable) -> None:
         """One more request of `client` for `work`; QueueFull (429) when it is a new piece past the share
-        ("": no request's, the process's own work, has no share)."""
+        (None: no request's, the process's own work, has no share)."""
         if not self.asking[(client, work)]:
-            if client and self.held[client] >= self.per_client:
+            if client is not None and self.held[client] >= self.per_client:
                 raise QueueFull(CLIENT_SHARE_FULL, self.mine, self.retry_after, status=429)
             self.held[client] += 1
         self.asking[(client, work)] += 1
 
-    def give(self, client: str, work: Hashable) -> None:
+    def give(self, client: str | None, work: Hashable) -> None:
         self.asking[(client, work)] -= 1
         if not self.asking[(client, work)]:
             del self.asking[(client, work)]

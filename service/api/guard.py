@@ -198,7 +198,8 @@ class RequestGuard(HttpMiddleware):
             await response(scope, receive, send)
             return
         client = scope.get("client")
-        CLIENT.set(str(client[0]) if client else "")  # whose share of a queue its work takes (turns.py)
+        CLIENT.set(str(client[0]) if client else "")  # whose share of a queue its work takes (turns.py);
+        # "": no address (a Unix socket), one client for all such
         await self.app(scope, self.limited(scope, receive), send)
 
     def check(self, scope: Scope) -> None:
