@@ -64,6 +64,10 @@ class Memo(Generic[K, V]):
         """The cached value, without loading it."""
         return self.cache.get(key)
 
+    def loading(self, key: K) -> bool:
+        """Whether a load of `key` is under way (a caller now would wait for it, adding no work)."""
+        return key in self._loading
+
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         value = self.cache.get(key)
         if value is not None:

@@ -107,11 +107,13 @@ def test_one_client_holds_only_its_share_of_the_figure_queue(app):  # noqa: F811
             await _until(lambda: plots.DRAWING.waiting == share + 1, "the other one queued")
             # the same figure as one of the greedy client's: drawn once, for both, and not its 429
             same = asyncio.create_task(client.get(FLOOD[0]))
+            # and the greedy client, past its share, may wait for the other's figure: no more work
+            waits = asyncio.create_task(greedy.get("/models/3/loss-curve.png"))
             await asyncio.sleep(0.2)
-            assert not same.done()
-        answers = await asyncio.gather(*admitted, other, same)
-        assert [a.status_code for a in answers] == [200] * (share + 2)
-        assert answers[-1].content == answers[0].content
+            assert not same.done() and not waits.done()
+        answers = await asyncio.gather(*admitted, other, same, waits)
+        assert [a.status_code for a in answers] == [200] * (share + 3)
+        assert answers[share + 1].content == answers[0].content  # same: the figure drawn for both
 
     _serve(app, scenario)
 

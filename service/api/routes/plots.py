@@ -99,12 +99,14 @@ async def _figure(
 
 
 async def drawn(inference: Inference, key: tuple[object, ...], draw: Callable[[], Awaitable[bytes]]) -> bytes:
-    """The figure named by `key`: at once when drawn before, else drawn (or waited for, when another
-    request draws it) in a place of this client's share of the figure queue, one for all its requests
-    for that figure."""
+    """The figure named by `key`: at once when drawn before, waited for when another request draws it
+    now, else drawn in a place of this client's share of the figure queue (one for all its requests for
+    that figure)."""
     png = inference.figures.peek(key)
     if png is not None:
         return png
+    if inference.figures.loading(key):  # drawn for another request already: waiting for it adds no work
+        return await inference.figure(key, draw)
     with plots.DRAWING.place(key):
         return await inference.figure(key, draw)
 
