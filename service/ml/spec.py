@@ -143,7 +143,7 @@ class TrainSpec(BaseModel):
         le=10,
         description="Step size. Its default depends on the optimizer: "
         + ", ".join(f"{rate:g} for {name}" for name, rate in DEFAULT_LEARNING_RATE.items())
-        + " (x-default-by-optimizer).",
+        + ".",
         json_schema_extra={"x-default-by-optimizer": DEFAULT_LEARNING_RATE},  # type: ignore[dict-item]
     )
     lr_schedule: Schedule = Field(
