@@ -7,7 +7,7 @@ import argparse
 import sys
 from urllib.parse import quote
 
-from service.cli.client import Json, UsageError, table
+from service.cli.client import Json, UsageError, flags_named, table
 from service.cli.http import ApiClient, ApiError
 
 
@@ -38,18 +38,24 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.name.strip():
         raise UsageError("the alias is empty: lowercase letters, digits and dashes, e.g. champion")
     path = f"/aliases/{quote(args.name, safe='')}"
-    before = _changes(client, path) if args.sweep is not None or args.study is not None else 0
-    if args.sweep is not None:
-        alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})
-    elif args.study is not None:
-        alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
-    elif args.rollback:
-        alias = client.post(f"{path}/rollback")
-    elif args.model is not None:
-        model: int | str = int(args.model) if args.model.isdigit() else args.model
-        alias = client.request("PUT", path, json={"model_id": model})
-    else:
-        alias = client.get(path)
+    with flags_named({"path.alias": "NAME", "body.alias": "NAME", "body.model_id": "MODEL"}):
+        before = _changes(client, path) if args.sweep is not None or args.study is not None else 0
+        if args.sweep is not None:
+            alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})
+        elif args.study is not None:
+            alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
+        elif args.rollback:
+            alias = client.post(f"{path}/rollback")
+        elif args.model is not None:
+            model: int | str = int(args.model) if args.model.isdigit() else args.model
+            alias = client.request("PUT", path, json={"model_id": model})
+        else:
+            try:
+                alias = client.get(path)
+            except ApiError as exc:
+                if exc.status == 404:  # what to do next
+                    exc.detail += f" Make it with: mlplab alias {args.name} MODEL (or --sweep ID, --study ID)"
+                raise
     print(_named(alias))
     if (
         args.sweep is not None or args.study is not None

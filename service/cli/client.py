@@ -31,7 +31,7 @@ from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
-from service.ml.spec import NUM_CLASSES, TrainSpec
+from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
 from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, versus_best
 from service.settings import Settings, get_settings, token_problem
@@ -438,7 +438,8 @@ def _progress(job: Json) -> str:
 def cmd_jobs(client: ApiClient, args: argparse.Namespace) -> int:
     """Newest first; one sweep's jobs best first, as GET /sweeps/{id} ranks them."""
     if args.sweep:
-        sweep = client.get(f"/sweeps/{quote(args.sweep, safe='')}")
+        with flags_named({"path.sweep_id": "--sweep"}):
+            sweep = client.get(f"/sweeps/{quote(args.sweep, safe='')}")
         matching = [j for j in sweep["jobs"] if args.status in (None, j["status"])]
         page: Json = {"data": matching[: args.limit], "count": len(matching)}
         print(f"ranked by {sweep['ranked_by']}", file=sys.stderr)
@@ -699,10 +700,17 @@ def _kept(model: Json) -> tuple[str, str]:
 
 def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     """Models as columns: the hyperparameters that differ (all with --all), then how each did."""
-    result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
+    with flags_named({"query.ids": "MODEL"}):
+        result = client.get("/compare", ids=",".join(map(str, args.model_ids)))
     models = result["data"]
     fields = list(result["hyperparameters"]) if args.all else result["differing"]
-    rows = [[field, *(cell(v, field) for v in result["hyperparameters"][field])] for field in fields]
+    optimizers = result["hyperparameters"].get("optimizer", [None] * len(models))
+
+    def shown(field: str, i: int) -> str:  # a momentum its optimizer never reads: "-", as the pages show it
+        value = result["hyperparameters"][field][i]
+        return "-" if field == "momentum" and momentum_unread([optimizers[i]]) else cell(value, field)
+
+    rows = [[field, *(shown(field, i) for i in range(len(models)))] for field in fields]
     kept = [_kept(m) for m in models]
     rows += [
         ["train accuracy", *(pct(m["train_accuracy"]) for m in models)],
@@ -1069,6 +1077,11 @@ def _watch_sweep(client: ApiClient, sweep: Json, interval: float) -> Json:
     return sweep
 
 
+def _is_sweep_id(text: str) -> bool:
+    """Whether `text` looks like a sweep's id (hex), not a file's name."""
+    return len(text) >= 4 and all(c in "0123456789abcdef" for c in text)
+
+
 def read_json(file: str, missing: str = "") -> Any:
     """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read
     (followed by `missing` when it does not exist) or holds no JSON."""
@@ -1086,7 +1099,11 @@ def read_json(file: str, missing: str = "") -> Any:
 
 
 def cmd_sweep(client: ApiClient, args: argparse.Namespace) -> int:
-    sweep = client.post("/sweeps", json=read_json(args.file))
+    listed = " (sweeps are listed, or one shown, by: mlplab sweeps [SWEEP_ID])"
+    body = read_json(args.file, listed if args.file in ("list", "show") or _is_sweep_id(args.file) else "")
+    if isinstance(body, dict) and "space" in body and "grid" not in body:
+        raise UsageError(f"{args.file} holds a study (its 'space'): run it with mlplab study {args.file}")
+    sweep = client.post("/sweeps", json=body)
     print(f"sweep {sweep['id']}: {sweep['count']} jobs")
     if not args.watch:
         print(_sweep_table(sweep))

@@ -163,7 +163,10 @@ def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     # a number that names no file: `mlplab study 1` meant `study show 1`
     shown = f" (to show study {args.target}: mlplab study show {args.target})"
-    study = client.post("/studies", json=read_json(args.target, shown if args.target.isdigit() else ""))
+    body = read_json(args.target, shown if args.target.isdigit() else "")
+    if isinstance(body, dict) and "grid" in body and "space" not in body:
+        raise UsageError(f"{args.target} holds a sweep (its 'grid'): run it with mlplab sweep {args.target}")
+    study = client.post("/studies", json=body)
     print(
         f"study {study['id']}: {study['config']['trials']} trials, {study['config']['parallelism']} at once"
     )

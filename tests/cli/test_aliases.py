@@ -47,8 +47,9 @@ def test_a_sweeps_best_is_promoted_and_mistakes_are_the_apis_problems(api, capsy
     assert (status, err) == (0, f"champion already named model {best}: unchanged\n")
     status, out, err = mlplab(capsys, "alias", "Champion", str(best))
     assert status == 1 and "422" in err and "should be an alias: lowercase letters" in err and out == ""
+    assert "NAME" in err and "path.alias" not in err  # the argument the user gave, not the API's path
     status, _, err = mlplab(capsys, "alias", "nobody")
-    assert status == 1 and "404" in err
+    assert status == 1 and "404" in err and "Make it with: mlplab alias nobody MODEL" in err
     assert [a["name"] for a in api.client.get("/aliases").json()["data"]] == ["champion", "staging"]
 
 

@@ -193,6 +193,7 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     assert status == 0, err
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
     assert rows["early_stopping"] == ["patience=5,min_delta=0"] * 2 and "{" not in out
+    assert rows["optimizer"] == ["sgd"] * 2 and rows["momentum"] == ["-"] * 2  # sgd never reads it
     # the epoch each model kept, as the API says (it read the highest validation accuracy of the epochs)
     cells = {re.split(r"\s{2,}", line)[0]: re.split(r"\s{2,}", line)[1:] for line in out.splitlines()[1:]}
     models = [api.client.get(f"/models/{job}").json() for job in (first, second)]
@@ -344,3 +345,26 @@ def test_the_sweeps_are_listed_with_their_best_configuration(api, capsys):
         f"{best['mean']:.2%} ({100 * best['ci_low']:.2f}-{100 * best['ci_high']:.2f})",
     ]
     assert err == "1 of 1 sweeps; mlplab sweeps SWEEP for one ranked\n"
+
+
+def test_a_file_for_the_other_search_or_a_listing_word_says_which_command_it_meant(api, capsys, tmp_path):
+    study, grid = tmp_path / "study.json", tmp_path / "grid.json"
+    study.write_text(json.dumps({"base": {"backend": "numpy"}, "space": {"l2": {"float": [0, 0.01]}}}))
+    grid.write_text(json.dumps({"base": {"backend": "numpy"}, "grid": {"l2": [0, 0.01]}}))
+    status, _, err = mlplab(capsys, "sweep", str(study))
+    assert (status, err) == (
+        2,
+        f"mlplab: {study} holds a study (its 'space'): run it with mlplab study {study}\n",
+    )
+    status, _, err = mlplab(capsys, "study", str(grid))
+    assert (status, err) == (
+        2,
+        f"mlplab: {grid} holds a sweep (its 'grid'): run it with mlplab sweep {grid}\n",
+    )
+    status, _, err = mlplab(capsys, "sweep", "list")
+    assert status == 1 and err.endswith(
+        "(sweeps are listed, or one shown, by: mlplab sweeps [SWEEP_ID])\n"
+    ), err
+    status, _, err = mlplab(capsys, "jobs", "--sweep", "nope")
+    assert status == 1 and "--sweep" in err and "path.sweep_id" not in err, err
+    assert api.client.get("/sweeps").json()["data"] == [] and api.client.get("/studies").json()["data"] == []
