@@ -80,7 +80,8 @@ def json_response(body: BaseModel | bytes) -> Response:
 def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
     """near_chance's sentence for a model of this spec with these accuracies."""
     usual = DEFAULT_LEARNING_RATE[spec.optimizer]
-    return near_chance(NUM_CLASSES, spec.learning_rate, usual, validation=validation, test=test)
+    symmetric = spec.init == "zeros" and bool(spec.hidden_layers)
+    return near_chance(NUM_CLASSES, spec.learning_rate, usual, symmetric, validation=validation, test=test)
 
 
 def job_warning(job: Job | Row[Any]) -> str | None:

@@ -64,10 +64,11 @@ NEAR_CHANCE = 1.5  # times chance level (1 / classes): at or below it a model ha
 
 
 def near_chance(
-    classes: int, learning_rate: float, usual_rate: float, **accuracies: float | None
+    classes: int, learning_rate: float, usual_rate: float, symmetric: bool = False, **accuracies: float | None
 ) -> str | None:
     """A sentence naming those of these accuracies (by split name) near chance level, else None; its
-    advice moves the learning rate towards `usual_rate` (the optimizer's default)."""
+    advice moves the learning rate towards `usual_rate` (the optimizer's default), after another init
+    when `symmetric` (zeros in hidden layers: the likeliest cause)."""
     chance = 1 / classes
     near = [
         (split, value)
@@ -86,6 +87,11 @@ def near_chance(
         advice = (
             f"a {direction} learning_rate than {learning_rate:g} (its optimizer's default is {usual_rate:g}) "
             "or another init"
+        )
+    if symmetric:
+        advice = (
+            "another init than zeros first: it starts every unit of a hidden layer with the same weights, so "
+            f"they all learn the same thing (glorot or he); then {advice}"
         )
     named = " and ".join(f"{split} accuracy {value * 100:.2f} %" for split, value in near)
     return (

@@ -97,3 +97,10 @@ def test_a_model_near_chance_is_flagged_on_its_job_and_model(trained):
         assert body["near_chance"] is False and body["warning"] is None, body
     listed = {m["id"]: m for m in client.get("/models").json()["data"]}
     assert listed[stuck]["near_chance"] and not listed[good]["near_chance"]
+
+
+def test_near_chance_of_a_zero_init_leads_with_the_init():
+    """A zero-initialised MLP at near chance was told first to change its learning rate: its init is why."""
+    sentence = near_chance(10, 0.1, 0.1, True, validation=0.11, test=0.11)
+    assert sentence is not None and "Try another init than zeros first" in sentence
+    assert "; then a learning_rate other than 0.1" in sentence
