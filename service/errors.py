@@ -161,6 +161,13 @@ def worded(pattern: str, words: str) -> str:
     return pattern
 
 
+def part_reason(error: Mapping[str, Any], value: object) -> str:
+    """validation_reason for an error inside `value` (a list's item, an object's field), saying where:
+    "[1]: Input should be greater than or equal to 1 (got 0), in [8, 0]"."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:]).lstrip(".")
+    return f"{where}: {validation_reason(error)}, in {echo(value)}"
+
+
 def validation_reason(error: Mapping[str, Any]) -> str:
     # pydantic's messages already name the limit ("Input should be less than or equal to 200");
     # add what was given so the client sees both sides.

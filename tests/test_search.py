@@ -483,6 +483,7 @@ def test_the_issues_example_is_valid():
     [
         ({"space": {"lr": {"float": [0.1, 1]}}}, "space.lr", "not a TrainSpec field"),
         ({"base": BASE | {"speed": 1}}, "base.speed", "not a TrainSpec field"),
+        ({"base": BASE | {"hidden_layers": [8, 0]}}, "base.hidden_layers.1", "or equal to 1 (got 0)"),
         (
             {"space": {"activaton": {"choice": ["relu"]}}},
             "space.activaton",
@@ -565,7 +566,7 @@ def test_the_issues_example_is_valid():
         (
             {"space": {"hidden_layers": {"choice": [[256], [0]]}}},
             "space.hidden_layers",
-            "greater than or equal to 1 (got [0])",
+            "[0]: Input should be greater than or equal to 1 (got 0), in [0]",
         ),
         (
             {"space": {"activation": {"choice": ["relu"], "log": True}}},

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from service.api.presenters import check_budget_of
 from service.api.schemas import SweepCreate
-from service.errors import invalid, invalid_all
+from service.errors import invalid, invalid_all, part_reason, validation_reason
 from service.ml.spec import (
     FIXED_IN_A_SEARCH,
     MOMENTUM_DEFAULT,
@@ -121,12 +121,15 @@ def _problems(exc: ValidationError, combination: dict[str, Any], body: SweepCrea
     """(name, reason) of each error of a combination, named for the part of the request at fault."""
     found = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "base"
-        if field in combination:
+        field, *inner = [str(part) for part in error["loc"]] or ["base"]
+        if field in combination:  # one value of a list: named by its field, and the part of it at fault
             part = "seeds" if field == "seed" and field not in body.grid else f"grid.{field}"
-            found.append((part, f"{error['msg']} (got {echo(combination[field])})"))
+            value = combination[field]
+            found.append(
+                (part, part_reason(error, value) if inner else f"{error['msg']} (got {echo(value)})")
+            )
         else:
-            found.append((f"base.{field}", error["msg"]))
+            found.append((".".join(["base", field, *inner]), validation_reason(error)))
     return found
 
 

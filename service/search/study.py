@@ -51,7 +51,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from service.errors import validation_reason
+from service.errors import part_reason, validation_reason
 from service.ml.spec import (
     FIXED_IN_A_SEARCH,
     MOMENTUM_DEFAULT,
@@ -352,12 +352,13 @@ def _spec_problems(study: StudyCreate, field: str | None, value: Any = None) -> 
         TrainSpec.model_validate(values)
     except PydanticValidationError as exc:
         for error in exc.errors():
-            at = str(error["loc"][0]) if error["loc"] else ""
+            at, *inner = [str(part) for part in error["loc"]] or [""]
             if at == field:
                 hint = ': use {"int": [low, high]}' if error["type"] == "int_type" else ""
-                yield Invalid(f"space.{field}", f"{error['msg']} (got {echo(value)}){hint}")
+                reason = part_reason(error, value) if inner else f"{error['msg']} (got {echo(value)}){hint}"
+                yield Invalid(f"space.{field}", reason)
             elif at not in study.space:
-                yield Invalid(f"base.{at}" if at else "base", validation_reason(error))
+                yield Invalid(".".join(["base", at, *inner]) if at else "base", validation_reason(error))
 
 
 def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[Invalid]:

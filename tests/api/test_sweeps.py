@@ -77,6 +77,17 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"epochs": [1, 2.5]}}, "body.grid.epochs", "2.5"),
         ({"grid": {"dropout": [0.1, 0.5]}}, "body.grid.dropout", "not a TrainSpec field"),
         ({"grid": {"learning_rte": [0.1, 0.5]}}, "body.grid.learning_rte", "did you mean learning_rate?"),
+        # the part of a value at fault, and what was sent (the whole path in base, as POST /jobs names it)
+        (
+            {"grid": {"seed": [1, 2]}, "base": {"hidden_layers": [8, 0]}},
+            "body.base.hidden_layers.1",
+            "(got 0)",
+        ),
+        (
+            {"grid": {"early_stopping": [{"patience": 1}, {"patience": 999}]}},
+            "body.grid.early_stopping",
+            "patience: Input should be less than or equal to 200 (got 999), in {'patience': 999}",
+        ),
         ({"grid": {"seed": [1, 2]}, "base": {"epoch": 2}}, "body.base.epoch", "did you mean epochs?"),
         ({"grid": {"init": []}}, "body.grid.init", "empty list"),
         ({"grid": {"dataset": ["mnist", "fashion-mnist"]}}, "body.grid.dataset", "on one dataset"),
