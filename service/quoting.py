@@ -28,7 +28,10 @@ def counted(n: int, noun: str) -> str:
 
 
 def did_you_mean(name: object, names: Iterable[str]) -> str:
-    """For a name that is not one of `names`: "; did you mean <the nearest>?", or else the names."""
+    """For a name that is not one of `names`: "; did you mean <the nearest>?", or else the names (or that
+    there are none)."""
     names = list(names)
+    if not names:
+        return "; it takes no fields: send {} or no body"
     near = difflib.get_close_matches(str(name), names, n=1)
     return f"; did you mean {near[0]}?" if near else f"; the fields are {', '.join(names)}"

@@ -460,8 +460,9 @@ def test_a_validation_split_in_a_path_says_where_its_images_are(client, path):
             "; did you mean replicates?",
         ),  # fmt: skip
         ("/jobs", {"backend": "numpy", "zzzz": 1}, "body.zzzz", "; the fields are backend, dataset, hidden_"),
+        ("/models/1/reproduce", {"seed": 1}, "body.seed", "; it takes no fields: send {} or no body"),
     ],
-    ids=["job", "nested", "sweep", "far"],
+    ids=["job", "nested", "sweep", "far", "none"],
 )
 def test_a_misspelt_body_field_hears_the_nearest_name(client, path, body, name, says):
     """ "Extra inputs are not permitted" alone: the settings and a sweep's grid named the field meant."""
