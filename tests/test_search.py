@@ -42,6 +42,7 @@ from service.search import (
     trials_to_queue,
     varied,
 )
+from service.search.engine import importance_warning
 from service.search.figures import FIGURES, figure_data, figure_png
 from tests.support import REPO
 
@@ -686,3 +687,10 @@ def test_figure_data_is_plain_json_of_the_succeeded_trials():
     assert sorted(scores["params"]) == sorted(SPACE) and math.isclose(sum(scores["importance"]), 1)
     for name in FIGURES:
         json.dumps(figure_data(name, config, trials), allow_nan=False)
+
+
+def test_importance_from_one_trial_says_why_it_is_empty():
+    """One succeeded trial gave an empty importance and no word of why; two or more, a caveat."""
+    assert importance_warning(1, {}) == "from 1 succeeded trial: importance needs two or more to compare"
+    assert importance_warning(0, {}) is None
+    assert "fewer than 10" in (importance_warning(2, {"l2": 1.0}) or "")

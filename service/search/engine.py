@@ -310,12 +310,14 @@ FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it
 
 def importance_warning(succeeded: int, scores: dict[str, float], varied: Sequence[str] = ()) -> str | None:
     """What scores from `succeeded` trials are worth, when they are few, or why the `varied` fields got
-    none; None otherwise."""
+    none (too few trials, or all scored alike); None otherwise."""
     if varied and not scores:  # two trials or more (varied is of the succeeded trials), scored alike
         return (
             f"from {counted(succeeded, 'succeeded trial')}, all scored the same: {', '.join(varied)} varied, "
             "but nothing can be credited"
         )
+    if not scores and succeeded == 1:  # nothing to compare it with (none yet: nothing to say)
+        return "from 1 succeeded trial: importance needs two or more to compare"
     if not scores or succeeded >= FEW_TRIALS_FOR_IMPORTANCE:
         return None
     return (
