@@ -365,6 +365,8 @@ class ModelsPublic(Answer):
 def _model_reference(value: int | str) -> int | str:
     if isinstance(value, int) and value < 1:
         raise ValueError("a model id is 1 or more")  # the problem quotes the value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:  # a path's "12"
+        raise ValueError(f"a model id is a JSON number: send {int(value)}, not the string")
     if isinstance(value, str) and not re.fullmatch(ALIAS_NAME, value):
         raise ValueError(f"not an alias: {ALIAS_WORDS}")  # the problem quotes the value, cut
     return value

@@ -204,6 +204,8 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
     )
     assert_problem(client.put("/aliases/champion", json={"model_id": ids["queued"]}), 409, "is queued")
     assert_problem(client.put("/aliases/champion", json={"model_id": "Not An Alias"}), 422, "not an alias")
+    said = assert_problem(client.put("/aliases/champion", json={"model_id": "12"}), 422)
+    assert "a model id is a JSON number: send 12, not the string" in said["detail"]
     long = assert_problem(client.put("/aliases/champion", json={"model_id": "a" * 100_000}), 422)
     # quoted once and cut (it was the 100,000 characters twice, 200 kB), the length limit named
     assert "at most 63 characters" in long["detail"] and len(str(long)) < 3000, len(str(long))
