@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from fastapi import Request, Response
+from fastapi import Path, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
@@ -33,7 +33,8 @@ def _digits(value: Any) -> Any:
 
 # Last in an Annotated, after its Query(..)/Path(..): first, or nested, FastAPI documents ge as "ge".
 DIGITS = BeforeValidator(_digits)
-Whole = Annotated[int, DIGITS]  # an integer path or query parameter with no other constraint
+# A job's or a study's id in a path: 1 or more, as a model's is (-1 or 0 is the client's mistake, a 422)
+Whole = Annotated[int, Path(ge=1), DIGITS]
 
 
 def _split_file(value: Any) -> Any:

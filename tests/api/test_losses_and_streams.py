@@ -123,9 +123,17 @@ def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeyp
 
 def test_streams_and_losses_of_an_id_past_the_databases_integers_are_a_404(world):
     client, _, _ = world
-    for job_id in (10**6, 2**64, -(2**64)):  # 2**64 overflowed SQLite in the reader: 500
+    for job_id in (10**6, 2**64):  # 2**64 overflowed SQLite in the reader: 500
         for records in ("events", "losses", "loss-curve"):
             assert_problem(client.get(f"/jobs/{job_id}/{records}"), 404)
+    for job_id in (-(2**64), -1, 0):  # no id at all: the client's mistake, as for a model's
+        for records in ("", "/events", "/losses", "/loss-curve"):
+            assert_problem(
+                client.get(f"/jobs/{job_id}{records}"), 422, "path.job_id: Input should be greater"
+            )
+    assert_problem(
+        client.get("/studies/-1"), 422, "path.study_id: Input should be greater than or equal to 1"
+    )
 
 
 def test_an_event_id_past_the_databases_integers_replays_from_the_start(world):
