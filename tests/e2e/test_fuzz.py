@@ -251,10 +251,11 @@ def test_the_event_stream_ends_for_a_finished_job_and_404s_for_unknown_ones(targ
             assert response.headers["content-type"].startswith("text/event-stream")
             text = "".join(response.iter_text())
         assert text.rstrip().splitlines()[-2] == "event: end"
-        for job_id in (0, 10**6, 2**64, -(2**64)):
+        for job_id, status in ((10**6, 404), (2**64, 404), (0, 422), (-(2**64), 422)):  # ids are 1 or more
             missing = client.get(f"/jobs/{job_id}/events")
             assert (
-                missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+                missing.status_code == status
+                and missing.headers["content-type"] == "application/problem+json"
             )
             assert not leaks_in(missing)
 
