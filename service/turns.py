@@ -17,6 +17,13 @@ from contextvars import ContextVar
 from types import TracebackType
 
 CLIENT_SHARE_FULL = "Too many requests from this client"  # the title of a client's refusal past its share
+
+
+def share_full(mine: str) -> str:
+    """How an OpenAPI 429 names a queue's per-client refusal (its title and `mine`, its detail)."""
+    return f"{CLIENT_SHARE_FULL}: {mine}"
+
+
 # The address of the client whose request this context serves (set by api/guard.py for each request): a
 # queue counts each client's share by it. Threads the request's work runs in inherit it.
 CLIENT: ContextVar[str | None] = ContextVar("mlplab_client", default=None)  # None: the process's own work

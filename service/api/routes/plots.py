@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from functools import partial
 from typing import Annotated, Concatenate, Literal, ParamSpec
 
@@ -31,7 +32,7 @@ from service.ml.splits import file_of, scored_indices
 from service.ml.weights import Weights
 from service.store.models import Job
 from service.store.queries import get_epochs, get_loss_curve, job_spec
-from service.turns import CLIENT_SHARE_FULL
+from service.turns import share_full
 
 P = ParamSpec("P")
 # Most multiply-adds a mistakes figure spends looking for mistakes when the split's predictions are not
@@ -40,7 +41,7 @@ MISTAKES_BUDGET = 50_000_000_000
 
 # A figure not drawn before waits for service.plots' lock: 503 when too many already wait, 429 when this
 # client has its share of them.
-FIGURE_SHARE_DOC: Responses = {429: problem_doc(f"{CLIENT_SHARE_FULL}: {plots.DRAWING.shares.mine}")}
+FIGURE_SHARE_DOC: Responses = {429: problem_doc(share_full(plots.DRAWING.shares.mine))}
 FIGURE_DOC: Responses = (
     PNG_DOC | FIGURE_SHARE_DOC | {503: problem_doc(f"{plots.FIGURE_QUEUE_FULL}; or the database unavailable")}
 )
@@ -105,9 +106,8 @@ async def drawn(inference: Inference, key: tuple[object, ...], draw: Callable[[]
     png = inference.figures.peek(key)
     if png is not None:
         return png
-    if inference.figures.loading(key):  # drawn for another request already: waiting for it adds no work
-        return await inference.figure(key, draw)
-    with plots.DRAWING.place(key):
+    # drawn for another request already: waiting for it adds no work, so takes no place
+    with nullcontext() if inference.figures.loading(key) else plots.DRAWING.place(key):
         return await inference.figure(key, draw)
 
 

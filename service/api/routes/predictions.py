@@ -50,7 +50,7 @@ from service.ml.familiar import InputProfile, input_warning
 from service.ml.splits import IMAGE_USES, counted
 from service.quoting import echo
 from service.settings import Settings
-from service.turns import CLIENT_SHARE_FULL, AsyncTurns
+from service.turns import AsyncTurns, share_full
 
 router = reader_router("predictions", "/models", responses=NOT_TRAINED_DOC)
 
@@ -181,7 +181,8 @@ UPLOAD_SHARE = (
 
 
 def upload_turns() -> AsyncTurns:
-    """The turns an API process reads large predict bodies in (app.state.uploads)."""
+    """The turns an API process reads large predict bodies in (app.state.uploads): made per app, not a
+    module global as the figure and planning turns are, since an asyncio Semaphore belongs to one loop."""
     return AsyncTurns(
         UPLOADS_AT_ONCE,
         UPLOADS_WAITING,
@@ -204,7 +205,7 @@ def upload_turns() -> AsyncTurns:
         ),
         413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES"),
         415: problem_doc("Not JSON, multipart or an image"),
-        429: problem_doc(f"{CLIENT_SHARE_FULL}: {UPLOAD_SHARE}"),
+        429: problem_doc(share_full(UPLOAD_SHARE)),
         503: problem_doc(f"{UPLOAD_QUEUE_FULL}: {UPLOAD_QUEUE_DETAIL} Or the database unavailable."),
     },
 )
