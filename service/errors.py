@@ -433,8 +433,8 @@ def problem_doc(description: str) -> dict[str, Any]:
 # 403 once MLPLAB_API_TOKEN is set; not the 400 for a Host outside MLPLAB_ALLOWED_HOSTS, which a client of
 # the documented server never sends):
 PROBLEM_RESPONSES: Responses = {
-    401: problem_doc("No bearer token (MLPLAB_API_TOKEN is set)"),
-    403: problem_doc("Wrong bearer token, or a cross-site request without one"),
+    401: problem_doc("No bearer token, or a wrong one (MLPLAB_API_TOKEN is set)"),
+    403: problem_doc("A cross-site request without a bearer token, or an invalid read ticket"),
     404: problem_doc("Not found"),
     422: problem_doc("Invalid request"),
     503: problem_doc(

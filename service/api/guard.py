@@ -96,7 +96,8 @@ def check_ticket(ticket: str, settings: Settings, now: float) -> None:
 
 
 def check_token(headers: Headers, settings: Settings) -> None:
-    """401 without a bearer token, 403 with a wrong one; nothing when MLPLAB_API_TOKEN is unset."""
+    """401 without a bearer token or with a wrong one (RFC 6750 3.1: the latter's challenge says
+    invalid_token); nothing when MLPLAB_API_TOKEN is unset."""
     if settings.api_token is None:
         return
     scheme, _, given = headers.get("authorization", "").strip().partition(" ")
@@ -110,7 +111,12 @@ def check_token(headers: Headers, settings: Settings) -> None:
         )
     expected = settings.api_token.get_secret_value()
     if not hmac.compare_digest(given.encode(), expected.encode()):  # constant time
-        raise ProblemError(403, "Forbidden", "The bearer token is not valid.")
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "The bearer token is not valid: send MLPLAB_API_TOKEN's value.",
+            headers={"WWW-Authenticate": 'Bearer realm="mlplab", error="invalid_token"'},
+        )
 
 
 def _host_name(netloc: str) -> str:

@@ -351,7 +351,7 @@ def test_with_a_token_moving_an_alias_needs_it(tmp_path, world):
         ):
             assert_problem(client.request(method, path, json=body), 401)
             assert_problem(
-                client.request(method, path, json=body, headers={"Authorization": "Bearer no"}), 403
+                client.request(method, path, json=body, headers={"Authorization": "Bearer no"}), 401
             )
         assert client.get("/aliases").json()["count"] == 0
         assert client.put("/aliases/champion", json={"model_id": job}, headers=auth).status_code == 201

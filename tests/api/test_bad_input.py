@@ -244,9 +244,9 @@ def test_token_guards_writes_and_optionally_reads(tmp_path):
     with TestClient(create_app(settings)) as client:
         body = assert_problem(client.post("/jobs", json={"backend": "numpy"}), 401)
         assert "s3cret" not in str(body)
-        assert_problem(
-            client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"}), 403
-        )
+        wrong = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer wrong"})
+        assert_problem(wrong, 401, "The bearer token is not valid")
+        assert wrong.headers["www-authenticate"] == 'Bearer realm="mlplab", error="invalid_token"'  # RFC 6750
         assert client.get("/jobs").status_code == 200  # reads stay open
         assert _job_count(client) == 0
         ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})

@@ -89,7 +89,7 @@ def _call(app, method: str, path: str, headers: dict[str, str]) -> tuple[int, bo
 def test_with_a_token_set_a_write_without_it_is_refused_before_its_body_is_read(settings, path):
     app = create_app(_with(settings, api_token=TOKEN))
     assert _call(app, "POST", path, {"content-length": "20"}) == (401, False)
-    assert _call(app, "POST", path, {"content-length": "20", "authorization": "Bearer wrong"}) == (403, False)
+    assert _call(app, "POST", path, {"content-length": "20", "authorization": "Bearer wrong"}) == (401, False)
 
 
 # --- cross-site requests ------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_same_origin_and_programs_may_write_and_a_token_lets_a_cross_site_progra
         spaced = {"authorization": f"Bearer  {TOKEN} "}  # as a careless shell line sends it
         assert client.post("/jobs", json=JOB, headers=spaced).status_code == 202
         assert_problem(client.post("/jobs", json=JOB, headers=evil), 403, "may not change anything")
-        assert_problem(client.post("/jobs", json=JOB, headers=evil | {"authorization": "Bearer no"}), 403)
+        assert_problem(client.post("/jobs", json=JOB, headers=evil | {"authorization": "Bearer no"}), 401)
         assert _job_count(client) == 2
     with _client(settings, api_token=f" {TOKEN}\n", database_url=settings.database_url + "-spaced") as client:
         assert client.post("/jobs", json=JOB, headers=BEARER).status_code == 202  # a token file's newline

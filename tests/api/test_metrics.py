@@ -178,7 +178,7 @@ def test_metrics_need_the_token_when_reads_do(settings):
     protected = settings.model_copy(update={"api_token": SecretStr(TOKEN), "protect_reads": True})
     with TestClient(create_app(protected)) as client:
         assert_problem(client.get("/metrics"), 401)
-        assert_problem(client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 403)
+        assert_problem(client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401)
         assert value(scrape(client, Authorization=f"Bearer {TOKEN}"), "mlplab_queue_depth") == 0
     open_reads = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
     with TestClient(create_app(open_reads)) as client:

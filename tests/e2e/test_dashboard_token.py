@@ -62,9 +62,9 @@ def test_a_job_is_submitted_and_cancelled_once_the_token_is_given(browser, guard
         page.wait_for_selector("#submit-problem .token-form :text('check what was pasted')")
         assert page.evaluate(KEPT) == [None, 0]
 
-        # a wrong token: the API's 403, and the form again
+        # a wrong token: the API's 401, and the form again
         give_token(page, "#submit-problem", "not-the-token")
-        page.wait_for_selector("#submit-problem .problem:has-text('The bearer token is not valid.')")
+        page.wait_for_selector("#submit-problem .problem:has-text('The bearer token is not valid')")
         assert page.locator("#submit-problem .token-form").count() == 1
 
         # the right one: the job is submitted with the form as it was filled, and listed

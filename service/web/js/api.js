@@ -45,9 +45,8 @@ export function forgetToken() {
 export const tokenProblem = (token) => /^[\x21-\x7e]+$/.test(token)
   ? null : "a token is letters, digits and ASCII punctuation, without spaces: check what was pasted";
 
-/** Whether the API refused a request for its token: none sent (401), or a wrong one (403 "Forbidden";
- * a cross-site refusal is titled otherwise). */
-export const needsToken = (err) => err instanceof Problem && (err.status === 401 || (err.status === 403 && err.body.title === "Forbidden"));
+/** Whether the API refused a request for its token: none sent or a wrong one (a cross-site refusal is a 403). */
+export const needsToken = (err) => err instanceof Problem && err.status === 401;
 
 // What the browser fetches by itself (images, event streams, downloads) cannot send the header: with
 // MLPLAB_PROTECT_READS its links carry a read ticket instead (GET /read-ticket, an hour's reads).
