@@ -188,6 +188,13 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         "`mlplab study list`: the studies.",
     )
     studies.add_study_command(study)
+    command(
+        "studies",
+        studies.cmd_studies,
+        "a study's trials best first and their importance; without STUDY_ID, the studies",
+        description="As `mlplab study show ID` (GET /studies/ID and its importance); without STUDY_ID: the "
+        "last 100 studies, newest first (GET /studies), as `mlplab study list`.",
+    ).add_argument("study_id", nargs="?", type=int, metavar="STUDY_ID")
     alias = command(
         "alias",
         aliases.cmd_alias,

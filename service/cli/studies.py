@@ -1,5 +1,5 @@
-"""`mlplab study FILE.json [--watch]`, `mlplab study show ID`, `mlplab study cancel ID`: a study
-over HTTP, a line per trial as each ends, the best so far, and its table best first."""
+"""`mlplab study FILE.json [--watch]`, `mlplab study show ID` (or `mlplab studies ID`), `mlplab study
+cancel ID`, `mlplab studies`: a study over HTTP, a line per trial as each ends, the best so far, and its table best first."""
 
 from __future__ import annotations
 
@@ -175,6 +175,14 @@ def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
     study = watch(client, study, args.interval)
     show(client, study)
     return 0 if study["best"] else 1
+
+
+def cmd_studies(client: ApiClient, args: argparse.Namespace) -> int:
+    """One study's trials and importance (as `study show`); without one, the studies (as `mlplab sweeps`)."""
+    if args.study_id is None:
+        return list_studies(client)
+    show(client, client.get(f"/studies/{args.study_id}"))
+    return 0
 
 
 def add_study_command(parser: argparse.ArgumentParser) -> None:

@@ -89,3 +89,19 @@ def test_the_studies_are_listed_with_their_best_trial(api, capsys):
         f"{best['validation_accuracy']:.2%} (job {best['job_id']})",
     ]
     assert err == "2 of 2 studies; mlplab study show ID for one\n"
+
+
+def test_studies_lists_and_shows_as_sweeps_does(api, capsys):
+    """`mlplab sweeps [ID]` lists or shows sweeps; `mlplab studies` was an unknown command."""
+    body = {
+        "base": job_body(),
+        "space": {"learning_rate": {"choice": [0.01, 0.05]}},
+        "sampler": "grid",
+        "trials": 2,
+    }
+    study = api.post("/studies", json=body)
+    api.train()
+    assert mlplab(capsys, "studies") == mlplab(capsys, "study", "list")
+    status, out, err = mlplab(capsys, "studies", str(study["id"]))
+    assert status == 0 and out.startswith(f"study {study['id']} finished: 2 of 2 trials"), (out, err)
+    assert (status, out, err) == mlplab(capsys, "study", "show", str(study["id"]))
