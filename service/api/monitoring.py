@@ -216,7 +216,7 @@ class ServiceState:
         )
         seconds = HistogramMetricFamily(
             "mlplab_epoch_seconds",
-            "Training time of each finished epoch, evaluation excluded.",
+            "Training time of each finished epoch, evaluation and progress writes excluded.",
             labels=["backend"],
         )
         for backend in get_args(Backend):

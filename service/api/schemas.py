@@ -312,7 +312,7 @@ class EpochPoint(Answer):
     )
     train_accuracy: float = Field(description=f"On the trained images: {EPOCH_SAMPLE}")
     test_accuracy: float = Field(description=f"On the test split: {EPOCH_SAMPLE}")
-    seconds: float = Field(description="Training time of the epoch, evaluation excluded.")
+    seconds: float = Field(description="Training time of the epoch, evaluation and progress writes excluded.")
     validation_loss: float | None = Field(None, description="Cross-entropy on the validation images.")
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
     sampled: bool = Field(
@@ -349,7 +349,7 @@ class ModelPublic(Answer):
     test_accuracy: float = Field(description=TEST_ACCURACY)
     best_epoch: int = Field(description=BEST_EPOCH)
     stopped_epoch: int = Field(description=STOPPED_EPOCH)
-    seconds: float = Field(description="Training time, evaluation excluded.")
+    seconds: float = Field(description="Training time, evaluation and progress writes excluded.")
     created_at: datetime = Field(description="When the model was stored: its job's end, not its submission.")
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
     near_chance: bool = Field(description=NEAR_CHANCE)

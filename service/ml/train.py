@@ -39,7 +39,7 @@ class EpochEnd:
     loss: float  # mean cross-entropy over the epoch's images
     train_accuracy: float  # on a fixed sample of the trained images (evaluation.py); the last epoch's on all
     test_accuracy: float  # likewise on the test split
-    seconds: float  # training time of the epoch, evaluation excluded
+    seconds: float  # training time of the epoch, evaluation and progress reports excluded
     validation_loss: float | None = None  # on every validation image; None with validation_size 0
     validation_accuracy: float | None = None
     sampled: bool | None = None  # train and test on the samples (None: not said, as before it was kept)
@@ -78,7 +78,7 @@ class TrainingCancelled(Exception):
 Progress = StepProgress | EpochEnd
 
 
-@dataclass(frozen=True)
+@dataclass
 class Callbacks:
     """What train() tells its caller as it goes, and asks it; each is optional."""
 
@@ -86,10 +86,13 @@ class Callbacks:
     should_stop: Callable[[], bool] | None = None  # after every step and each epoch: keep it cheap
     on_checkpoint: Callable[[Checkpoint], None] | None = None  # after each epoch but the last: the caller
     # decides which to keep (every one, or one every MLPLAB_CHECKPOINT_SECONDS and the last before the end)
+    reporting: float = field(default=0.0, init=False)  # seconds spent in on_progress, all told
 
     def progress(self, event: Progress) -> None:
         if self.on_progress is not None:
+            started = time.perf_counter()
             self.on_progress(event)
+            self.reporting += time.perf_counter() - started
 
     def stop(self) -> bool:
         return self.should_stop is not None and self.should_stop()
@@ -205,9 +208,10 @@ def train(
     net, kept, first_epoch = start_network(plan, resume, backend)
     history: list[EpochEnd] = []
     for epoch in range(first_epoch, spec.epochs + 1):
-        started = time.perf_counter()
+        started, reported = time.perf_counter(), calls.reporting
         loss = run_epoch(net, plan, epoch, calls)
-        seconds = time.perf_counter() - started
+        # a progress write that waited for the database's lock paused training: not training time
+        seconds = time.perf_counter() - started - (calls.reporting - reported)
         params = checked_weights(net, plan, epoch)
         between = calls.stop_check(f"while evaluating epoch {epoch}")
         with outputs_checked(plan, epoch):
