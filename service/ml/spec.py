@@ -81,7 +81,8 @@ MAX_VALIDATION_SIZE = 30_000  # half of MNIST's training split: a job keeps at l
 class EarlyStopping(BaseModel):
     """Stop when the validation loss has not improved for `patience` epochs; keep the best epoch's weights."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan: a NaN was told it is not <= its bound; JSON proper has no NaN or Infinity
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     patience: int = Field(
         ge=1,
@@ -109,6 +110,7 @@ class TrainSpec(BaseModel):
         extra="forbid",
         frozen=True,
         strict=True,
+        allow_inf_nan=False,  # as EarlyStopping's
         json_schema_extra={
             "examples": [
                 {
