@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from service.ml.spec import (
     not_a_field,
 )
 from service.quoting import echo
+from service.search.study import stored_point
 from service.settings import Settings
 
 
@@ -80,6 +82,8 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(f"base.{field}", not_a_field(field))
+    if problems := list(_listing_problems(body)):
+        raise invalid_all(problems)
     sizes = [len(values) for values in body.grid.values()] + ([len(seeds)] if seeds is not None else [])
     count = math.prod(sizes)
     if count > max_jobs:
@@ -88,9 +92,25 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         raise invalid(where, f"{product}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
 
 
+def _listing_problems(body: SweepCreate) -> Iterator[tuple[str, str]]:
+    """A grid field also set in base (which one trains?), or a value listed twice in a field's list
+    (meant another?): refused as a study's space refuses them, not quietly trained once."""
+    point = stored_point(body.base)
+    for field, values in body.grid.items():
+        if field in body.base and field != "seed":  # check_seeds words a seed given twice over
+            yield f"grid.{field}", "also set in base: a field is either fixed (base) or varied (grid)"
+            continue
+        seen: set[str] = set()
+        for value in values:
+            key = point({field: value})
+            if key in seen:
+                yield f"grid.{field}", f"{echo(value)} is listed twice (as the spec stores it)"
+            seen.add(key)
+
+
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
     """One TrainSpec per combination of the grid (in the grid's order) and seed, each validated in full, each
-    once: values that validate alike ([1, 1.0], or one listed twice) would train the same job twice.
+    once: an optimizer beside a momentum it never reads trains one model whatever the momentum.
 
     Every invalid value of every combination is reported at once, named `grid.<field>` (`seeds`, or
     `base.<field>` when the shared part is at fault), with the value that failed.

@@ -199,7 +199,7 @@ def next_params(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str,
         raise ValueError(f"the grid's {size} points all have a trial")
     sampler = SAMPLERS[config.sampler](config, len(trials))
     study, dists = build_study(config, trials, sampler=sampler), distributions(config)
-    point = stored_point(config)
+    point = stored_point(config.base)
     tried = {point(t.params) for t in trials}
     for _ in range(ASKS):
         params = decode(config, study.ask(dists).params)
@@ -339,7 +339,7 @@ def analysis(config: StudyCreate, trials: Sequence[TrialRecord]) -> tuple[list[s
     key = _decision_key(config, succeeded)
     known = _analyses.get(key)
     if known is None:
-        point = stored_point(config)
+        point = stored_point(config.base)
         fields = [f for f in config.space if len({point({f: t.params[f]}) for t in succeeded}) > 1]
         scores: dict[str, float] = {}
         if len(succeeded) >= MIN_TRIALS_FOR_IMPORTANCE and len({t.value for t in succeeded}) > 1 and fields:

@@ -95,7 +95,7 @@ def _axis(config: StudyCreate, field: str, done: list[TrialRecord]) -> dict[str,
         kind = "int" if dim.int_ is not None else "float"
         return {"name": field, "kind": kind, "log": dim.log, "values": [t.params[field] for t in done]}
     # a trial holds its value as its stored spec does (0 as 0.0, an object with its defaults): matched so
-    point = stored_point(config)
+    point = stored_point(config.base)
     keys = [point({field: c}) for c in dim.choice]
     return {
         "name": field,

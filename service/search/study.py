@@ -293,16 +293,16 @@ def decode(study: StudyCreate, params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def stored_point(config: StudyCreate) -> Callable[[Mapping[str, Any]], str]:
-    """A point as its job's stored spec holds it (TrainSpec's form: 1 as 1.0 in a float field, an
-    object with its defaults), as JSON: the same key however the space wrote a value."""
+def stored_point(base: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], str]:
+    """A point as its job's stored spec holds it beside `base` (TrainSpec's form: 1 as 1.0 in a float
+    field, an object with its defaults), as JSON: the same key however a space or a grid wrote a value."""
     memo: dict[tuple[str, str], Any] = {}
 
     def stored(field: str, value: Any) -> Any:
         key = (field, json.dumps(value, sort_keys=True))
         if key not in memo:
             try:
-                memo[key] = TrainSpec.read_back(config.base | {field: value}).model_dump(mode="json")[field]
+                memo[key] = TrainSpec.read_back({**base, field: value}).model_dump(mode="json")[field]
             except PydanticValidationError:  # valid only beside other searched values: compared as written
                 memo[key] = value
         return memo[key]
@@ -408,7 +408,7 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
         yield Invalid(name, f"{len(choices):,} values; the limit is {MOST_CHOICES:,}")
         return
     seen: set[str] = set()
-    point = stored_point(study)
+    point = stored_point(study.base)
     for value in choices:
         key = point({field: value})  # as its job would store it: 1 and 1.0 are one value
         if key in seen:

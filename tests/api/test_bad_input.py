@@ -505,14 +505,30 @@ def test_a_momentum_its_optimizer_never_reads_is_refused(client, path, body, nam
     [
         ("/jobs", '{"backend": "numpy", "learning_rate": NaN}', "body.learning_rate"),
         ("/jobs", '{"backend": "numpy", "l2": -Infinity}', "body.l2"),
-        ("/jobs", '{"backend": "numpy", "early_stopping": {"patience": 2, "min_delta": NaN}}', "body.early_stopping.min_delta"),
-        ("/sweeps", '{"base": {"backend": "numpy", "l2": NaN}, "grid": {"init": ["he", "glorot"]}}', "body.base.l2"),
-        ("/sweeps", '{"base": {"backend": "numpy"}, "grid": {"learning_rate": [0.1, Infinity]}}', "body.grid.learning_rate"),
+        (
+            "/jobs",
+            '{"backend": "numpy", "early_stopping": {"patience": 2, "min_delta": NaN}}',
+            "body.early_stopping.min_delta",
+        ),
+        (
+            "/sweeps",
+            '{"base": {"backend": "numpy", "l2": NaN}, "grid": {"init": ["he", "glorot"]}}',
+            "body.base.l2",
+        ),
+        (
+            "/sweeps",
+            '{"base": {"backend": "numpy"}, "grid": {"learning_rate": [0.1, Infinity]}}',
+            "body.grid.learning_rate",
+        ),
     ],
 )
 def test_nan_and_infinity_are_told_to_be_finite_not_to_keep_within_a_bound(client, path, text, name):
     """Python's JSON reads NaN: the learning rate was told it 'should be less than or equal to 10'."""
-    problem = assert_problem(client.post(path, content=text, headers={"content-type": "application/json"}), 422)
+    problem = assert_problem(
+        client.post(path, content=text, headers={"content-type": "application/json"}), 422
+    )
     [param] = problem["invalid_params"]
-    assert param["name"] == name and param["reason"].startswith("Input should be a finite number (got "), param
+    assert param["name"] == name and param["reason"].startswith("Input should be a finite number (got "), (
+        param
+    )
     assert _job_count(client) == 0
