@@ -450,7 +450,10 @@ JSON_BODY_DOC: Responses = {
         "Body not readable as JSON: not JSON, not UTF-8, nested too deeply, a number too long, a key twice"
     ),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
-    415: problem_doc("Body sent without Content-Type: application/json, or compressed (Content-Encoding)"),
+    415: problem_doc(
+        "Body sent without Content-Type: application/json, with a charset other than UTF-8, or compressed "
+        "(Content-Encoding)"
+    ),
 }
 # Routes that queue jobs: those, and a full queue (presenters.queue_full).
 SUBMIT_DOCS: Responses = JSON_BODY_DOC | {429: problem_doc("Queue full")}

@@ -188,6 +188,20 @@ def _codings(headers: Headers, name: str) -> list[str]:
     return [c.strip() for value in headers.getlist(name) for c in value.split(",") if c.strip()]
 
 
+def _json_charset(content_type: str) -> str | None:
+    """The charset a JSON Content-Type declares, lower case, when one other than UTF-8 (or ASCII, a part
+    of it): RFC 8259 JSON is UTF-8, and such a body was refused as 'not UTF-8' without naming why."""
+    media, *params = content_type.split(";")
+    if media.strip().lower() != "application/json":
+        return None
+    for param in params:
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii"):
+            return charset
+    return None
+
+
 class RequestGuard(HttpMiddleware):
     """Refuses, before the app runs, what the module docstring lists; bounds every body as it streams in."""
 
@@ -253,6 +267,14 @@ class RequestGuard(HttpMiddleware):
                 "Unsupported media type",
                 f"A body in Content-Encoding {echo(', '.join(codings))} is not read: send it uncompressed.",
                 headers={"Accept-Encoding": "identity"},
+            )
+        if (charset := _json_charset(headers.get("content-type", ""))) is not None:
+            raise ProblemError(
+                415,
+                "Unsupported media type",
+                f"Content-Type's charset={echo(charset)}: JSON is read as UTF-8 (RFC 8259); send the body "
+                "in UTF-8, with no charset or charset=utf-8.",
+                headers={"Accept": "application/json"},
             )
         transfer = _codings(headers, "transfer-encoding")
         if any(c.lower() != "chunked" for c in transfer):  # RFC 9112 6.1: a coding not understood

@@ -532,3 +532,27 @@ def test_nan_and_infinity_are_told_to_be_finite_not_to_keep_within_a_bound(clien
         param
     )
     assert _job_count(client) == 0
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/sweeps", "/models/1/predict"])
+def test_a_json_body_declared_in_another_charset_is_a_415_naming_it(client, path):
+    """Latin-1 bytes sent as such were told 'not UTF-8 (byte 35); a compressed body is not read'."""
+    latin1 = '{"backend": "numpy", "activation": "rélu"}'.encode("latin-1")
+    for charset in ("iso-8859-1", '"latin1"', "bogus"):
+        response = client.post(
+            path, content=latin1, headers={"content-type": f"application/json; charset={charset}"}
+        )
+        problem = assert_problem(response, 415, f"charset={charset.strip(chr(34))!r}: JSON is read as UTF-8")
+        assert response.headers["accept"] == "application/json", problem
+    assert _job_count(client) == 0
+    for charset in (
+        "utf-8",
+        '"UTF-8"',
+        "us-ascii",
+    ):  # what RFC 8259's JSON is, said out loud (3: the queue's room)
+        sent = client.post(
+            "/jobs",
+            json={"backend": "numpy"},
+            headers={"content-type": f"application/json; charset={charset}"},
+        )
+        assert sent.status_code == 202, sent.text
