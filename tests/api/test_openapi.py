@@ -68,6 +68,16 @@ def test_the_docs_ui_is_served_without_a_cdn(client):
         assert client.get(f"/static/swagger/{other}").status_code == 404, other
 
 
+@pytest.mark.parametrize("page", ["/", "/docs"])
+def test_a_page_revalidated_with_its_etag_is_a_304(client, page):
+    """The pages say no-cache and send an ETag, but a browser's revalidation got the whole page again."""
+    first = client.get(page)
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    again = client.get(page, headers={"If-None-Match": first.headers["etag"]})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", first.headers["etag"])
+    assert client.get(page, headers={"If-None-Match": '"another"'}).content == first.content
+
+
 DATASET_ROUTES = [
     ("get", "/datasets/{name}/{split}"),
     ("get", "/datasets/{name}/{split}/{index}.png"),

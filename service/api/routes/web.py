@@ -7,11 +7,11 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Scope
 from swagger_ui_bundle import swagger_ui_path
 
@@ -48,20 +48,28 @@ class CachedStatic(StaticFiles):
         return response
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(WEB / name, headers={"Cache-Control": "no-cache"})
+STATIC = CachedStatic(directory=WEB)
+
+
+def _page(name: str, request: Request) -> Response:
+    """A page a browser revalidates on every visit (no-cache): 304 while its ETag holds."""
+    path = WEB / name
+    page = FileResponse(path, stat_result=path.stat(), headers={"Cache-Control": "no-cache"})
+    if STATIC.is_not_modified(page.headers, request.headers):
+        return NotModifiedResponse(page.headers)
+    return page
 
 
 @router.get("/")
-def dashboard() -> FileResponse:
-    return _page("index.html")
+def dashboard(request: Request) -> Response:
+    return _page("index.html", request)
 
 
 @router.get("/docs")
-def docs() -> FileResponse:
+def docs(request: Request) -> Response:
     # FastAPI's own /docs loads Swagger UI from a CDN and starts it with an inline script; this page
     # loads the same files, vendored by a package, and starts them from /static/docs.js.
-    return _page("docs.html")
+    return _page("docs.html", request)
 
 
 def mount(app: FastAPI) -> None:
@@ -75,4 +83,4 @@ def mount(app: FastAPI) -> None:
         CachedStatic(directory=PLOTLY_JS, max_age=86400, only=frozenset({"plotly.min.js"})),
         name="vendor",
     )
-    app.mount("/static", CachedStatic(directory=WEB), name="static")
+    app.mount("/static", STATIC, name="static")
