@@ -41,6 +41,23 @@ def ranked_by(total: int, validated: int) -> str:
     return BY_TEST if validated == 0 else BY_BOTH
 
 
+SMALL_VALIDATION = (
+    1_000  # held-out images below which one image moves a validation accuracy by over 0.1 point
+)
+
+
+def validation_note(size: int) -> str | None:
+    """What a validation accuracy measured on `size` images is worth for ranking, when too few to rank by
+    (None with SMALL_VALIDATION or more, or none held out: ranked on test)."""
+    if not 0 < size < SMALL_VALIDATION:
+        return None
+    return (
+        f"validated on {size:,} images: one image is {100 / size:.3g} points of its validation accuracy, "
+        f"which ranks it, so its rank is luck as much as skill; hold out {SMALL_VALIDATION:,} or more "
+        "(validation_size) to rank it"
+    )
+
+
 # Accuracies lie in [0, 1]: a run without a validation split ranks by its test accuracy less this, after
 # every run with one. The store's index on BEST_FIRST holds the same expression.
 UNVALIDATED = 2.0

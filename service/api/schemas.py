@@ -14,7 +14,7 @@ from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import EarlyStopping, SplitName, TrainSpec
 from service.ml.splits import ImageUse
 from service.search import FEW_TRIALS_FOR_IMPORTANCE, TPE_RANDOM_TRIALS, StudyCreate
-from service.selection import ALPHA, Tested, Versus
+from service.selection import ALPHA, SMALL_VALIDATION, Tested, Versus
 from service.store.models import MAX_ALIAS_CHARS, AliasAction, JobStatus, StudyStatus
 
 # Sweep ids are made by POST /sweeps (12 hex digits); anything else cannot name one, and a NUL in
@@ -354,6 +354,12 @@ class ModelPublic(Answer):
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
     near_chance: bool = Field(description=NEAR_CHANCE)
     warning: str | None = Field(description=WARNING)
+    validation_note: str | None = Field(
+        None,
+        description="Set when its validation split is too small to rank it by (fewer than "
+        f"{SMALL_VALIDATION:,} images): "
+        "how much one image moves its validation accuracy. Its test accuracy stands as it is.",
+    )
 
 
 class ModelsPublic(Answer):

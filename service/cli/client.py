@@ -503,7 +503,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             m.get("seed", "-"),  # .get: an API older than the field
             "all" if m["train_limit"] is None else m["train_limit"],
             pct(m["train_accuracy"]),
-            pct(m["validation_accuracy"]),
+            pct(m["validation_accuracy"]) + (" ?" if m.get("validation_note") else ""),  # .get: an older API
             pct(m["test_accuracy"]) + chance_mark(m),
             seconds_figure(m["seconds"]),
             ",".join(m["aliases"]),
@@ -541,6 +541,15 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
     if args.sort == "validation_accuracy" and (sizes := _validation_sizes(page["data"])):
         print(
             f"validated on {sizes} held-out images: their validation accuracies are of different images",
+            file=sys.stderr,
+        )
+    for m in page["data"]:
+        if note := m.get("validation_note"):
+            print(f"? {m['id']}: {note}", file=sys.stderr)
+    if args.dataset is None and len(datasets := sorted({m["dataset"] for m in page["data"]})) > 1:
+        print(
+            f"models of {' and '.join(datasets)}: accuracies on two datasets rank nothing against each "
+            "other; --dataset NAME lists one's",
             file=sys.stderr,
         )
     chance_notes(page["data"])

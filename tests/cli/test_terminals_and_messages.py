@@ -319,3 +319,29 @@ def test_a_problems_control_characters_reach_the_terminal_escaped(elsewhere, cap
     elsewhere(lambda request: httpx.Response(422, json=problem, headers={"content-type": PROBLEM_JSON}))
     status, out, err = mlplab(capsys, "--url", "http://api.test", "jobs")
     assert status == 1 and "Bad\\x1b]0;owned" in err and "\x1b" not in err, err
+
+
+def test_a_model_validated_on_a_few_images_is_marked_and_its_rank_explained(api, capsys):
+    """Validated on 1 image (100 %) it headed `mlplab models` above every model validated on 1,000, with
+    nothing to say its rank was one image's luck."""
+    few = api.post("/jobs", json=job_body(validation_size=20))["id"]
+    enough = api.post("/jobs", json=job_body())["id"]
+    api.train()
+    listed = {m["id"]: m for m in api.client.get("/models").json()["data"]}
+    assert listed[few]["validation_note"].startswith("validated on 20 images: one image is 5 points")
+    assert listed[enough]["validation_note"] is None
+    status, out, err = mlplab(capsys, "models")
+    assert status == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "% ?" in rows[str(few)] and "% ?" not in rows[str(enough)]
+    assert f"? {few}: validated on 20 images: one image is 5 points" in err
+
+
+def test_models_of_two_datasets_are_said_to_rank_nothing_against_each_other(elsewhere, capsys):
+    models = [MODEL | {"id": 7}, MODEL | {"id": 8, "dataset": "mnist"}]
+    _serve(elsewhere, {"/models": {"data": models, "count": 2, "ranked_by": "validation_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0 and "models of fashion-mnist and mnist: accuracies on two datasets rank nothing" in err
+    _serve(elsewhere, {"/models": {"data": models[:1], "count": 1, "ranked_by": "validation_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0 and "rank nothing" not in err, err

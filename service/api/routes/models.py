@@ -51,7 +51,7 @@ from service.errors import (
 from service.ml.data import DATASETS
 from service.ml.metrics import class_scores
 from service.ml.spec import DatasetName
-from service.selection import ranked_by
+from service.selection import ranked_by, validation_note
 from service.store.db import begin_write
 from service.store.models import TrainedModel
 from service.store.queries import (
@@ -102,6 +102,7 @@ def model_public(model: TrainedModel, aliases: list[str]) -> ModelPublic:
         aliases=aliases,
         near_chance=warning is not None,
         warning=warning,
+        validation_note=validation_note(spec.validation_size),
     )
 
 
