@@ -899,6 +899,12 @@ def _ranked_note(sweep: Json) -> None:
             "best, uncorrected; GAP: its accuracy minus the best's, in points, and that test's 95% interval",
             file=sys.stderr,
         )
+    if len(tested) < len(sweep["configurations"]) - 1:  # the best itself is never tested
+        print(
+            'VS BEST -: no test, which needs 2 succeeded seeds on each side ("replicates": 2 or more); '
+            "one seed's lead may be its seed's luck",
+            file=sys.stderr,
+        )
     summaries = [
         c[split] for c in sweep["configurations"] for split in ("validation_accuracy", "test_accuracy")
     ]

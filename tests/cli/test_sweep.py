@@ -105,6 +105,8 @@ def test_sweep_watch_ends_with_the_ranking_and_the_next_command(api, capsys, tmp
     ]
     assert "queued" not in out and out.splitlines()[0] == f"sweep {sweep['id']}: 3 jobs"
     assert f"next: mlplab compare {' '.join(map(str, ranked))}" in err
+    # one seed each: every VS BEST but the best's is "-", and why is said (it was only on the page)
+    assert 'VS BEST -: no test, which needs 2 succeeded seeds on each side ("replicates": 2 or more)' in err
     # the run that learned nothing is flagged in both tables and said why: no 'behind' taken as measured
     stuck = next(j["id"] for j in sweep["jobs"] if j["spec"]["learning_rate"] == 1e-6)
     assert f"! {stuck}: " in err and "near chance" in err
@@ -296,14 +298,15 @@ def test_intervals_past_0_or_100_percent_are_printed_within_them(elsewhere, caps
 
 
 def test_one_seed_each_prints_no_interval_header(elsewhere, capsys):
-    """With one run a configuration there is no interval: the headers do not promise one, nor the tie legend."""
+    """With one run a configuration there is no interval: the headers do not promise one, nor the tie legend;
+    the dashes of VS BEST are said to be no test, as the sweep page says it."""
     one = [
         _configuration(0.1, [1], _summary(0.583), _summary(0.57)),
         _configuration(0.3, [2], _summary(0.5), _summary(0.49)),
     ]
     (header, *_), err = _served_sweep(elsewhere, capsys, one)
     assert "CI" not in header and "MEAN, AXIS 50.00 TO 58.30%" in header and "TEST (FINAL)" in header
-    assert "VS BEST" not in err
+    assert "VS BEST by" not in err and "VS BEST -: no test, which needs 2 succeeded seeds" in err
 
 
 def test_a_run_near_chance_is_marked_in_the_sweeps_jobs(elsewhere, capsys):
