@@ -130,7 +130,8 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         client.cmd_compare,
         "trained models side by side",
         description="The hyperparameters that set the models apart, then their accuracies, "
-        "last epoch's loss and training time (GET /compare).",
+        "the kept epoch's training loss, training time (GET /compare), and what the test images say of the "
+        "first one's lead over the next (McNemar).",
     )
     compare.add_argument("model_ids", nargs="+", metavar="MODEL", help="2 to 20 model (job) ids or aliases")
     compare.add_argument(

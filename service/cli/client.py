@@ -33,7 +33,7 @@ from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
-from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, versus_best
+from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, rank_key, versus_best
 from service.settings import Settings, get_settings, token_problem
 from service.store.models import JobStatus
 
@@ -726,7 +726,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
         ["validation accuracy", *(pct(m["validation_accuracy"]) for m in models)],
         ["test accuracy (final)", *(pct(m["test_accuracy"]) + chance_mark(m) for m in models)],
         ["kept epoch", *(epoch for epoch, _ in kept)],
-        ["its loss", *(loss for _, loss in kept)],
+        ["its training loss", *(loss for _, loss in kept)],
         [
             "training seconds",
             *(seconds_figure(sum(e["seconds"] for e in m["epochs"])) if m["epochs"] else "-" for m in models),
@@ -736,7 +736,34 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     chance_notes(models)
     if not result["differing"]:
         print("(no setting that shapes a model differs)", file=sys.stderr)
+    if line := _verdict(client, models):
+        print(line, file=sys.stderr)
     return 0
+
+
+def _verdict(client: ApiClient, models: list[Json]) -> str | None:
+    """Which model ranks first and by how much, and what the test images say of its lead over the next
+    (McNemar, GET /compare/disagreements), as the compare page says it; None for models of two datasets."""
+    if len({m["spec"]["dataset"] for m in models}) > 1:
+        return "models of different datasets: their accuracies rank nothing against each other"
+    best, after = sorted(
+        models, key=lambda m: rank_key(m["validation_accuracy"], m["test_accuracy"], m["id"])
+    )[:2]
+    if best["validation_accuracy"] is None or after["validation_accuracy"] is None:
+        return (
+            f"#{best['id']} ranks first, on test accuracy for want of a validation split: no test of its lead"
+        )
+    gap = 100 * (best["validation_accuracy"] - after["validation_accuracy"])
+    d = client.get("/compare/disagreements", a=best["id"], b=after["id"], split="test", limit=1)
+    a, b = d["a_right_b_wrong"], d["b_right_a_wrong"]
+    said = (
+        f"#{best['id']} ranks first on validation accuracy, {gap:.2f} points ahead of #{after['id']}; on the "
+        f"test images #{best['id']} alone is right on {a:,}, #{after['id']} alone on {b:,}: McNemar "
+        f"{p_text(d['p_value'])}, "
+    )
+    if not d["beyond_chance"]:
+        return said + "a split chance gives two equally accurate models: no clear lead"
+    return said + ("a clear lead" if a > b else f"#{after['id']} does better on the test images")
 
 
 def _varying(sweep: Json, job: Json) -> str:

@@ -79,3 +79,22 @@ def test_a_name_pointed_at_a_model_near_chance_says_so(api, capsys):
     status, out, err = mlplab(capsys, "compare", str(untrained), str(strong))  # side by side: marked too
     test_row = next(line for line in out.splitlines() if line.startswith("test accuracy"))
     assert status == 0 and test_row.count("!") == 1 and err.startswith(f"! {untrained}: ")
+
+
+def test_compare_says_which_ranks_first_by_how_much_and_what_the_test_images_say(api, capsys):
+    """`mlplab compare` gave the figures and no verdict: the page's 'is best' and its McNemar test."""
+    weak = api.post("/jobs", json=job_body(learning_rate=1e-6))["id"]
+    strong = api.post("/jobs", json=learner_body())["id"]
+    api.train()
+    status, out, err = mlplab(capsys, "compare", str(weak), str(strong))
+    assert status == 0, err
+    models = {m: api.client.get(f"/models/{m}").json() for m in (weak, strong)}
+    d = api.client.get("/compare/disagreements", params={"a": strong, "b": weak, "split": "test"}).json()
+    gap = 100 * (models[strong]["validation_accuracy"] - models[weak]["validation_accuracy"])
+    assert (
+        f"#{strong} ranks first on validation accuracy, {gap:.2f} points ahead of #{weak}; on the test images "
+        f"#{strong} alone is right on {d['a_right_b_wrong']:,}, #{weak} alone on {d['b_right_a_wrong']:,}: "
+        "McNemar p " in err
+    ), err
+    assert d["beyond_chance"] and err.rstrip().endswith("a clear lead"), err
+    assert any(line.startswith("its training loss") for line in out.splitlines())

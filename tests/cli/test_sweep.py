@@ -201,7 +201,7 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     models = [api.client.get(f"/models/{job}").json() for job in (first, second)]
     assert cells["kept epoch"] == [f"{m['best_epoch']} of {m['stopped_epoch']}" for m in models], out
     epochs = [api.client.get(f"/jobs/{m['id']}/epochs").json() for m in models]
-    assert cells["its loss"] == [
+    assert cells["its training loss"] == [
         f"{e[m['best_epoch'] - 1]['loss']:.4f}" for m, e in zip(models, epochs, strict=True)
     ]
 
