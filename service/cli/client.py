@@ -352,13 +352,19 @@ class ProgressBar:
         self.progress.stop()
 
 
-def _report(job: Json) -> int:
+def _report(client: ApiClient, job: Json) -> int:
     """Print how a job ended; the exit status (0 when it succeeded)."""
     if job["status"] == JobStatus.succeeded:
         print(f"job {job['id']} succeeded: {job['name']}")
         progress = job["progress"]
         if progress["epoch"] is not None and progress["epoch"] < progress["epochs"]:
             print(f"early stopping ended it after epoch {progress['epoch']} of {progress['epochs']}")
+        if job["spec"].get("early_stopping"):  # its model may be an earlier epoch's, whose figures follow
+            model = client.get(f"/models/{job['id']}")
+            if model["best_epoch"] != model["stopped_epoch"]:
+                print(
+                    f"kept epoch {model['best_epoch']}'s weights (the lowest validation loss); its accuracies:"
+                )
         print(f"train accuracy       {pct(job['train_accuracy'])}")
         print(f"validation accuracy  {pct(job['validation_accuracy'])}")
         print(f"test accuracy        {pct(job['test_accuracy'])}  (final, unbiased)")
@@ -375,7 +381,7 @@ def _watch(client: ApiClient, job: Json, announced: bool = False) -> int:
         for event in client.events(job["id"]):
             if event.event == "end":
                 bar.close()
-                return _report(event.data)
+                return _report(client, event.data)
             bar.update(event.event, event.data)
     except KeyboardInterrupt:
         bar.close()

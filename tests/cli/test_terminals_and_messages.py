@@ -345,3 +345,25 @@ def test_models_of_two_datasets_are_said_to_rank_nothing_against_each_other(else
     _serve(elsewhere, {"/models": {"data": models[:1], "count": 1, "ranked_by": "validation_accuracy"}})
     status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
     assert status == 0 and "rank nothing" not in err, err
+
+
+@pytest.mark.parametrize("kept,stopped,said", [(2, 4, True), (4, 4, False)])
+def test_watch_says_which_epoch_early_stopping_kept(elsewhere, capsys, kept, stopped, said):
+    """'early stopping ended it after epoch 4 of 6', then epoch 2's accuracies, with nothing to say whose."""
+    job = JOB | {"spec": {"epochs": 6, "early_stopping": {"patience": 2, "min_delta": 0.0}}}
+    job |= {"progress": JOB["progress"] | {"epoch": stopped, "epochs": 6}}
+    stream = _event("end", job)
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/models/7":
+            return httpx.Response(200, json=MODEL | {"best_epoch": kept, "stopped_epoch": stopped})
+        if request.url.path == "/jobs/7":
+            return httpx.Response(200, json=job | {"status": "running"})
+        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+
+    elsewhere(server)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "watch", "7")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[1] == "early stopping ended it after epoch 4 of 6"
+    assert (lines[2] == "kept epoch 2's weights (the lowest validation loss); its accuracies:") == said, out
