@@ -634,7 +634,10 @@ class DisagreementsPublic(Answer):
     a_right_b_wrong: int
     b_right_a_wrong: int
     both_right: int
-    both_wrong: int
+    both_wrong: int = Field(
+        description="Images both get wrong, with the same answer or not: those with two different wrong "
+        "answers are disagreements too (in `count` and `data`, `only=both_wrong`), and weigh in no test."
+    )
     p_value: float = Field(
         description="McNemar's exact test (binomial, two-sided) on a_right_b_wrong and b_right_a_wrong: "
         "how likely so uneven a split is if the two models were equally accurate; 0.0 when it is too small "
@@ -647,7 +650,10 @@ class DisagreementsPublic(Answer):
     )
     per_class: list[ClassDifferencePublic]
     data: list[DisagreementPublic] = Field(description="One page of the images they disagree on.")
-    count: int = Field(description="Images whose predictions differ (matching `only`), in all.")
+    count: int = Field(
+        description="Images whose predictions differ (matching `only`), in all: a_right_b_wrong, "
+        "b_right_a_wrong and the images both get wrong with different answers."
+    )
 
 
 class LabelPublic(Answer):
