@@ -613,7 +613,7 @@ def test_every_problem_is_reported_at_once():
         ({"parallelism": 0}, ("parallelism",)),
         ({"space": {"l2": {"float": [0]}}}, ("space", "l2", "float")),
         ({"space": {"l2": {"float": ["0", 1]}}}, ("space", "l2", "float", 0, "float")),
-        ({"space": {"l2": {"range": [0, 1]}}}, ("space", "l2", "range")),
+        ({"space": {"l2": {"range": [0, 1]}}}, ("space", "l2")),  # "no kind of dimension", all of it
     ],
 )
 def test_a_study_of_the_wrong_shape_is_refused_by_pydantic(fields, loc):

@@ -47,6 +47,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     model_serializer,
+    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
@@ -86,6 +87,11 @@ class Invalid(NamedTuple):
     reason: str
 
 
+DIMENSION_FORMS = (
+    'give {"float": [low, high]} (with "log": true), {"int": [low, high]} or {"choice": [values]}'
+)
+
+
 class Dimension(BaseModel):
     """One searched field: exactly one of `float`, `int` or `choice` (checked by `check_study`)."""
 
@@ -101,6 +107,20 @@ class Dimension(BaseModel):
         None, description=f"The values to choose from (any JSON the spec accepts), at most {MOST_CHOICES:,}."
     )
     log: StrictBool = Field(False, description="Sample a range uniformly in log space (both bounds > 0).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_kind(cls, given: Any) -> Any:
+        # pydantic's own words ("a valid dictionary", "Extra inputs are not permitted") named no kind
+        if isinstance(given, list):
+            raise PydanticCustomError("dimension", f"a list alone is not a dimension: {DIMENSION_FORMS}")
+        if not isinstance(given, dict):
+            raise PydanticCustomError("dimension", f"not a dimension: {DIMENSION_FORMS}")
+        if unknown := [key for key in given if key not in ("float", "int", "choice", "log")]:
+            raise PydanticCustomError(
+                "dimension", f"{echo(unknown[0])} is no kind of dimension: {DIMENSION_FORMS}"
+            )
+        return given
 
     @model_serializer(mode="wrap")
     def _without_nones(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

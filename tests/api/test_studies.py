@@ -493,3 +493,24 @@ def test_a_tpe_study_within_tpes_random_trials_says_it_is_a_random_search(client
             else None
         ), (sampler, trials)
         client.post(f"/studies/{study.json()['id']}/cancel")
+
+
+@pytest.mark.parametrize(
+    "dimension,says",
+    [
+        ([0.1, 0.01], "a list alone is not a dimension: give "),
+        ({"uniform": [0.1, 0.2]}, "'uniform' is no kind of dimension: give "),
+        (0.1, "not a dimension: give "),
+    ],
+)
+def test_a_dimension_written_another_way_is_shown_the_ways_to_write_one(client, dimension, says):
+    """A list alone was 'Input should be a valid dictionary or object to extract fields from'; 'uniform'
+    was 'Extra inputs are not permitted': neither named float, int or choice."""
+    body = STUDY | {"space": {"learning_rate": dimension}}
+    [param] = assert_problem(client.post("/studies", json=body), 422)["invalid_params"]
+    assert param["name"] == "body.space.learning_rate" and param["reason"].startswith(says), param
+    assert (
+        '{"float": [low, high]} (with "log": true), {"int": [low, high]} or {"choice": [values]}'
+        in param["reason"]
+    )
+    assert nothing_stored(client)
