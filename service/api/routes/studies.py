@@ -67,7 +67,7 @@ from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import foresee_extend, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus
-from service.store.queries import list_studies, study_config, study_trials
+from service.store.queries import count_models, list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 from service.turns import Turns, share_full
 
@@ -329,7 +329,15 @@ def promote(
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     study = require_study(session, study_id)
     check_preconditions(session, body.alias, conditions)
-    public = promote_best(session, body.alias, f"study {study.id}", Job.study_id == study.id)
+    trained, _ = count_models(session, Job.study_id == study.id)
+    # the history keeps it, as a sweep's promote keeps its test: each trial is one run of its configuration
+    caveat = (
+        "one run a trial: it is not shown better than the next trial (no test; a sweep with replicates of "
+        "the two would test it)"
+        if trained > 1
+        else None
+    )
+    public = promote_best(session, body.alias, f"study {study.id}", Job.study_id == study.id, caveat=caveat)
     tagged(session, body.alias, response)
     session.commit()
     inference.forget(body.alias)
