@@ -177,6 +177,8 @@ def test_a_sweep_of_train_limits_is_not_blamed_for_a_step_its_batch_size_makes(s
     """The step is batch_size images whatever train_limit is: the 422 names base.batch_size, not the grid."""
     tight = settings.model_copy(update={"max_batch_units": 49_999})
     with TestClient(create_app(tight)) as client:
-        body = {"base": job_body(batch_size=100, hidden_layers=[500]), "grid": {"train_limit": [50_000]}}
+        base = job_body(batch_size=100, hidden_layers=[500])
+        del base["train_limit"]  # the grid's
+        body = {"base": base, "grid": {"train_limit": [50_000]}}
         problem = assert_problem(client.post("/sweeps", json=body), 422, "MLPLAB_MAX_BATCH_UNITS")
         assert problem["invalid_params"][0]["name"] == "body.base.batch_size", problem
