@@ -456,7 +456,11 @@ JSON_BODY_DOC: Responses = {
     ),
 }
 # Routes that queue jobs: those, and a full queue (presenters.queue_full).
-SUBMIT_DOCS: Responses = JSON_BODY_DOC | {429: problem_doc("Queue full")}
+SUBMIT_DOCS: Responses = JSON_BODY_DOC | {
+    429: problem_doc(
+        "Queue full (MLPLAB_MAX_QUEUED), or this client's share of it (MLPLAB_MAX_QUEUED_PER_CLIENT)"
+    )
+}
 # Routes that read a dataset's images or labels: on an API machine without its files, 503.
 DATASET_UNAVAILABLE_DOC: Responses = {
     503: problem_doc("Dataset unavailable: its files are not in MLPLAB_DATA_DIR on the API's machine")

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     max_queued: Count = Field(
         1000, description="Queued jobs beyond which submissions get 429 (more at once than it holds: 422)."
     )
+    max_queued_per_client: Count = Field(
+        250,
+        description="Queued jobs one client address may have (its studies' trials included): one more gets "
+        "429, so that one client's burst leaves the queue's room to others (more at once: 422).",
+    )
     max_sweep_jobs: Count = Field(64, description="Most jobs one sweep may create.")
     max_study_trials: Count = Field(500, description="Most trials one study may run, extensions included.")
     model_cache_size: Count = Field(16, description="Trained models the API keeps decoded in memory.")

@@ -67,6 +67,7 @@ from service.store.queries import (
     trial_records,
     validation_curves,
 )
+from service.turns import CLIENT, CLIENT_SHARE_FULL
 
 
 def json_response(body: BaseModel | bytes) -> Response:
@@ -243,6 +244,17 @@ def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Ma
         raise invalid(where, f"{reason} (with {combination})") from None
 
 
+def share_full(settings: Settings, queued: int, adding: int) -> ProblemError:
+    """429: `adding` more jobs would put this client past MLPLAB_MAX_QUEUED_PER_CLIENT."""
+    return ProblemError(
+        429,
+        CLIENT_SHARE_FULL,
+        f"this client has {queued:,} jobs queued and asks for {adding:,} more; one client may have "
+        f"{settings.max_queued_per_client:,} queued (MLPLAB_MAX_QUEUED_PER_CLIENT). Retry once some have run.",
+        headers={"Retry-After": "30"},
+    )
+
+
 def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError:
     """429: `adding` more jobs would put the queue past MLPLAB_MAX_QUEUED."""
     now = (
@@ -273,26 +285,40 @@ def enqueue(
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
     check_queue_room(session, settings, len(specs), field)
-    return [enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces) for spec in specs]
+    client = CLIENT.get()
+    return [
+        enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces, client=client) for spec in specs
+    ]
 
 
 def check_queue_room(
     session: Session, settings: Settings, adding: int, field: str, *, ahead: bool = False
 ) -> None:
     """Take the queue's admission lock (lock_queue) and refuse (429) `adding` more jobs past
-    MLPLAB_MAX_QUEUED; the caller queues them in this transaction, so the limit holds. More than the
-    whole queue holds is a 422 naming `field` (what asked for them): retrying would never help.
+    MLPLAB_MAX_QUEUED, or past the requesting client's MLPLAB_MAX_QUEUED_PER_CLIENT; the caller queues them
+    in this transaction, so the limits hold. More than either holds is a 422 naming `field` (what asked
+    for them): retrying would never help.
     `ahead`: a look without the lock, ending its read, before costly work that a full queue would waste."""
+    client = CLIENT.get()  # None: the process's own work, which has no share
     if adding > settings.max_queued:
         raise invalid(
             field,
             f"{adding:,} jobs at once; the queue holds at most {settings.max_queued:,} (MLPLAB_MAX_QUEUED)",
         )
+    if client is not None and adding > settings.max_queued_per_client:
+        raise invalid(
+            field,
+            f"{adding:,} jobs at once; one client may have at most {settings.max_queued_per_client:,} queued "
+            "(MLPLAB_MAX_QUEUED_PER_CLIENT)",
+        )
     if not ahead:
         lock_queue(session)
     queued = count_queued(session)
+    mine = None if client is None else count_queued(session, client)
     if ahead:
         session.rollback()  # the write transaction that follows begins afresh (SQLite cannot upgrade a read)
+    if mine is not None and mine + adding > settings.max_queued_per_client:
+        raise share_full(settings, mine, adding)
     if queued + adding > settings.max_queued:
         raise queue_full(settings, queued, adding)
 

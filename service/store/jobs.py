@@ -120,9 +120,10 @@ def enqueue_job(
     reproduces: int | None = None,
     *,
     trial: tuple[int, int] | None = None,
+    client: str | None = None,
 ) -> Job:
     """(nothing) -> queued. Returns the new job with its id; `reproduces` names the model it trains again,
-    `trial` (study id, trial number) the study it is a trial of."""
+    `trial` (study id, trial number) the study it is a trial of, `client` the address that asked for it."""
     begin_write(session)
     study_id, trial_number = trial or (None, None)
     job = Job(
@@ -135,6 +136,7 @@ def enqueue_job(
         reproduces=reproduces,
         study_id=study_id,
         trial_number=trial_number,
+        client=client,
     )
     session.add(job)
     session.flush()
@@ -576,7 +578,8 @@ def advance_study(session: Session, study_id: int, now: datetime | None = None) 
     try:
         for params in next_trials(config, records):
             spec = TrainSpec.read_back(config.base | params)  # a study stored by an earlier version too
-            queued.append(enqueue_job(session, spec, now=now, trial=(study.id, len(records) + len(queued))))
+            trial = (study.id, len(records) + len(queued))
+            queued.append(enqueue_job(session, spec, now=now, trial=trial, client=study.client))
     except (ValidationError, ValueError) as exc:  # check_study lets none through; never lose the end
         log.error("study %d: cannot queue trial %d (%s); it asks for no more", study.id, len(records), exc)
         study.trials = len(records) + len(queued)

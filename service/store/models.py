@@ -119,6 +119,9 @@ class Study(Base):
     trials: Mapped[int]  # trials asked for in all: config's, plus every extension
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]  # finished or cancelled; None again once extended
+    client: Mapped[str | None] = mapped_column(
+        String(64)
+    )  # who asked for it: its trials count against its share
 
     def __repr__(self) -> str:
         return f"<Study {self.id} {self.status} {self.trials} trials>"
@@ -137,6 +140,7 @@ class Job(Base):
         Index(None, "test_accuracy", "id"),
         Index(None, "created_at", "id"),
         Index(None, "started_at", "finished_at"),
+        Index(None, "status", "client"),  # a client's queued jobs, against its share of the queue
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -172,6 +176,8 @@ class Job(Base):
     loss_every: Mapped[int | None]
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     trial_number: Mapped[int | None]  # 0, 1, 2, ... within its study
+    # the address that asked for it (a study's trials: the study's); None: the process's own, or older
+    client: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status} {self.name!r}>"

@@ -196,9 +196,14 @@ def list_sweep_jobs(session: Session, sweep_ids: Sequence[str]) -> dict[str, lis
     return jobs
 
 
-def count_queued(session: Session) -> int:
-    """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED)."""
-    return session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) or 0
+def count_queued(session: Session, client: str | None = None) -> int:
+    """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED); of `client`'s alone
+    when given (past MLPLAB_MAX_QUEUED_PER_CLIENT)."""
+    mine = () if client is None else (Job.client == client,)
+    return (
+        session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued, *mine))
+        or 0
+    )
 
 
 def get_losses(session: Session, job_id: int, after_step: int = 0, limit: int | None = None) -> list[Loss]:

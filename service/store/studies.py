@@ -31,10 +31,11 @@ class StudyConflict(Exception):
 
 
 def create_study(
-    session: Session, config: StudyCreate, now: datetime | None = None
+    session: Session, config: StudyCreate, now: datetime | None = None, client: str | None = None
 ) -> tuple[Study, list[Job]]:
     """(nothing) -> running, with its first trials queued (min(parallelism, trials) of them), in one
-    transaction. `config` must be one check_study accepted. Returns the study and its queued jobs."""
+    transaction. `config` must be one check_study accepted; `client`, the address that asked for it (its
+    trials' too). Returns the study and its queued jobs."""
     begin_write(session)
     now = now or utcnow()
     study = Study(
@@ -42,6 +43,7 @@ def create_study(
         status=StudyStatus.running,
         trials=config.trials,
         created_at=now,
+        client=client,
     )
     session.add(study)
     session.flush()

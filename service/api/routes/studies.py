@@ -69,7 +69,7 @@ from service.store.jobs import foresee_extend, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus
 from service.store.queries import count_models, list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
-from service.turns import Turns, share_full
+from service.turns import CLIENT, Turns, share_full
 
 router = reader_router("studies", "/studies")
 
@@ -178,7 +178,7 @@ def refuse_if_stopping(request: Request) -> None:
 
 
 PLANNING_DOC: Responses = {
-    429: problem_doc(f"Queue full; or {share_full(PLANNING.shares.mine)}"),
+    429: problem_doc(f"Queue full, or this client's share of it; or {share_full(PLANNING.shares.mine)}"),
     503: problem_doc(
         f"{PLANNING.title}: {PLANNING.detail} Or API stopping: the process was told to stop (a study planned "
         "meanwhile is not written). Or the database unavailable."
@@ -214,7 +214,7 @@ def submit_study(
         next_trials(body, [])
     refuse_if_stopping(request)
     check_queue_room(session, settings, adding, "parallelism")
-    study, _ = create_study(session, body)
+    study, _ = create_study(session, body, client=CLIENT.get())
     response.headers["Location"] = f"/studies/{study.id}"
     public = study_public(session, study)
     session.commit()  # release the write lock in this thread hop
