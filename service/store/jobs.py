@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, case, delete, event, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from service.ml.spec import TrainSpec
@@ -146,8 +146,8 @@ def enqueue_job(
 def claim_job(
     session: Session, worker_id: str, now: datetime | None = None, skip: Collection[str] = ()
 ) -> Job | None:
-    """queued -> running: the oldest queued job (of a dataset not in `skip`), for `worker_id`; None when
-    the queue has none.
+    """queued -> running: a queued job (of a dataset not in `skip`) for `worker_id`, the oldest of a client
+    with the fewest jobs running; None when the queue has none.
 
     One conditional UPDATE ... RETURNING, so no job is handed to two workers: on SQLite the
     transaction begins IMMEDIATE (holds the write lock from the start, see db.begin_write); on
@@ -190,12 +190,23 @@ def _back_in_queue(session: Session, job_id: int, now: datetime) -> None:
 
 
 def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) -> ReturningUpdate[Job]:
+    # Taking turns: a client with fewer jobs running goes first, so one client's backlog does not hold
+    # another's job back until it has all trained; among equals (and jobs of no client), the oldest.
+    other = aliased(Job)
+    running = (
+        select(other.client, func.count().label("jobs"))
+        .where(other.status == JobStatus.running, other.client.is_not(None))
+        .group_by(other.client)
+        .subquery()
+    )
     oldest = (
         select(Job.id)
+        .outerjoin(running, running.c.client == Job.client)
         .where(Job.status == JobStatus.queued, *[~of_dataset(dataset) for dataset in skip])
-        .order_by(Job.id)
+        .order_by(func.coalesce(running.c.jobs, 0), Job.id)
         .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and relies on BEGIN IMMEDIATE
+        # PostgreSQL, the job's row alone; SQLite renders nothing and relies on BEGIN IMMEDIATE
+        .with_for_update(skip_locked=True, of=Job)
         .scalar_subquery()
     )
     return (

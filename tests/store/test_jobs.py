@@ -324,6 +324,18 @@ def test_claim_returns_none_on_an_empty_queue_and_takes_the_oldest(sessions):
     assert claim(sessions) is None
 
 
+def test_a_client_with_fewer_jobs_running_is_claimed_first(sessions):
+    """One client's backlog of sweeps held every later client's job until it had all trained (FIFO)."""
+    with session_scope(sessions) as s:
+        backlog = [enqueue_job(s, tiny_spec(seed=i), client="10.0.0.1").id for i in range(4)]
+        late = enqueue_job(s, tiny_spec(), client="10.0.0.2").id
+        own = enqueue_job(s, tiny_spec()).id  # the process's own (or from before clients were kept)
+    assert claim(sessions).id == backlog[0]  # no one has a job running: the oldest
+    assert claim(sessions).id == late  # 10.0.0.1 has one running, 10.0.0.2 none
+    assert claim(sessions).id == own  # a job of no client counts none running
+    assert [claim(sessions).id for _ in range(3)] == backlog[1:]  # the one client left, oldest first
+
+
 def test_cancel_queued_running_and_finished(sessions):
     running, queued, finished = enqueue(sessions, 3)
     assert claim(sessions).id == running
