@@ -110,8 +110,9 @@ def input_warning(unlike: list[str], top_probability: float) -> str | None:
             f"The input looks unlike the training images ({'; '.join(unlike)}): the prediction may mean nothing."
         )
     if top_probability < UNSURE:
-        # rounded down: 49.97 % printed as "50 %" contradicted "under 50 %"
+        # rounded down: 49.997 % printed as "50.00 %" contradicted "under 50 %"; to the hundredth, as the
+        # probabilities beside it are shown ("16 %" read oddly next to a top class of 16.92 %)
         parts.append(
-            f"The model is unsure: its top class has {math.floor(100 * top_probability)} % probability."
+            f"The model is unsure: its top class has {math.floor(10_000 * top_probability + 1e-9) / 100:.2f} % probability."
         )
     return " ".join(parts) or None

@@ -68,9 +68,13 @@ def test_the_warning_names_what_is_out_and_an_unsure_model():
     assert input_warning([], 0.99) is None
     text = input_warning(["ink mass 400 (the training images: 28 to 228)"], 0.99)
     assert text is not None and "unlike the training images (ink mass 400" in text and "unsure" not in text
-    assert input_warning([], 0.31) == "The model is unsure: its top class has 31 % probability."
+    assert input_warning([], 0.31) == "The model is unsure: its top class has 31.00 % probability."
+    assert input_warning([], 0.1692) == "The model is unsure: its top class has 16.92 % probability."
+    assert (
+        input_warning([], 0.29) == "The model is unsure: its top class has 29.00 % probability."
+    )  # not 28.99
     # under 50 % is never printed as 50 %
-    assert input_warning([], 0.4997) == "The model is unsure: its top class has 49 % probability."
+    assert input_warning([], 0.49997) == "The model is unsure: its top class has 49.99 % probability."
 
 
 def test_a_blank_image_is_flagged_for_its_ink_not_for_a_centre_it_lacks(profile):
