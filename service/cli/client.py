@@ -544,6 +544,12 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
+    if args.sort == "test_accuracy":
+        print(
+            "! picking a model by test accuracy selects on the test images: the first one's test figure is "
+            "then no unbiased estimate (the default, validation accuracy, picks without them)",
+            file=sys.stderr,
+        )
     if args.sort == "validation_accuracy" and (sizes := _validation_sizes(page["data"])):
         print(
             f"validated on {sizes} held-out images: their validation accuracies are of different images",

@@ -367,3 +367,13 @@ def test_watch_says_which_epoch_early_stopping_kept(elsewhere, capsys, kept, sto
     lines = out.splitlines()
     assert lines[1] == "early stopping ended it after epoch 4 of 6"
     assert (lines[2] == "kept epoch 2's weights (the lowest validation loss); its accuracies:") == said, out
+
+
+def test_models_ranked_by_test_accuracy_say_what_that_costs(elsewhere, capsys):
+    """README says test accuracy never ranks them; --sort test_accuracy did, without a word."""
+    _serve(elsewhere, {"/models": {"data": [MODEL], "count": 1, "ranked_by": "test_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models", "--sort", "test_accuracy")
+    assert status == 0 and "! picking a model by test accuracy selects on the test images" in err, err
+    _serve(elsewhere, {"/models": {"data": [MODEL], "count": 1, "ranked_by": "validation_accuracy"}})
+    status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0 and "selects on the test images" not in err, err
