@@ -165,7 +165,7 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         '{"base": {...spec...}, "grid": {"field": [values], ...}, "replicates": n} ("-": standard input); '
         '"seeds": [...] or "replicates": n runs every combination once per seed.',
     )
-    sweep.add_argument("file")
+    sweep.add_argument("file", metavar="FILE", help="the sweep's JSON file ('-': standard input)")
     sweep.add_argument("--watch", action="store_true", help="wait until every job has ended, then rank them")
     sweep.add_argument(
         "--interval", type=client.seconds, default=2.0, help="seconds between checks with --watch"
@@ -201,9 +201,11 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         aliases.cmd_alias,
         "name a model (or a sweep's or study's best), roll the name back, or show it",
         description="With MODEL, --sweep or --study: point NAME at that model (PUT /aliases/NAME, or "
-        "promote); --rollback: back to its previous model; alone: the model it names and its history.",
+        "promote); --rollback: back to its previous model; --delete: remove it; alone: the model it names "
+        "and its history. `mlplab aliases` lists them.",
     )
     aliases.add_alias_command(alias)
+    command("aliases", aliases.cmd_aliases, "list the aliases and the models they name")
 
 
 def _version() -> str:

@@ -1,5 +1,6 @@
-"""`mlplab alias NAME [MODEL | --sweep ID | --study ID | --rollback]`: point a name at a model (or at
-a sweep's or a study's best), move it back, or show it with its history."""
+"""`mlplab alias NAME [MODEL | --sweep ID | --study ID | --rollback | --delete]`: point a name at a model
+(or at a sweep's or a study's best), move it back, remove it, or show it with its history; `mlplab
+aliases`: every name and its model."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
             alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
         elif args.rollback:
             alias = client.post(f"{path}/rollback")
+        elif args.delete:
+            named = client.get(path)["model_id"]
+            client.response("DELETE", path)
+            print(f"{args.name} removed (it named model {named}); its history stays")
+            return 0
         elif args.model is not None:
             model: int | str = int(args.model) if args.model.isdigit() else args.model
             alias = client.request("PUT", path, json={"model_id": model})
@@ -83,3 +89,25 @@ def add_alias_command(parser: argparse.ArgumentParser) -> None:
     to.add_argument("--sweep", metavar="SWEEP_ID", help="the sweep's best model, by validation accuracy")
     to.add_argument("--study", type=int, metavar="STUDY_ID", help="the study's best trial's model")
     to.add_argument("--rollback", action="store_true", help="back to the model it named before")
+    to.add_argument("--delete", action="store_true", help="remove the name (its history stays)")
+
+
+def cmd_aliases(client: ApiClient, args: argparse.Namespace) -> int:
+    """Every alias: the model it names, when it last moved, what a rollback would name."""
+    page = client.get("/aliases")
+    rows = [
+        [a["name"], a["model_id"], a["updated_at"][:19].replace("T", " "), a["rollback_to"] or "-"]
+        for a in page["data"]
+    ]
+    print(table(["ALIAS", "MODEL", "UPDATED (UTC)", "ROLLBACK TO"], rows))
+    for alias in page["data"]:
+        if alias.get("warning"):
+            print(f"! {alias['name']}: {alias['warning']}", file=sys.stderr)
+    if not rows:
+        print("no aliases yet: mlplab alias NAME MODEL makes one", file=sys.stderr)
+    elif page["count"] > len(rows):
+        print(
+            f"the first {len(rows)} of {page['count']} aliases: GET /aliases?offset= pages them",
+            file=sys.stderr,
+        )
+    return 0

@@ -98,3 +98,27 @@ def test_compare_says_which_ranks_first_by_how_much_and_what_the_test_images_say
     ), err
     assert d["beyond_chance"] and err.rstrip().endswith("a clear lead"), err
     assert any(line.startswith("its training loss") for line in out.splitlines())
+
+
+def test_aliases_are_listed_and_one_is_removed_by_name(api, capsys):
+    """`mlplab alias` without a name was a usage error, and GET /aliases and DELETE had no command."""
+    status, out, err = mlplab(capsys, "aliases")
+    assert (status, err) == (0, "no aliases yet: mlplab alias NAME MODEL makes one\n")
+    first = api.post("/jobs", json=learner_body())["id"]
+    second = api.post("/jobs", json=learner_body(seed=1))["id"]
+    api.train()
+    for name, model in (("champion", first), ("staging", second), ("champion", second)):
+        assert mlplab(capsys, "alias", name, str(model))[0] == 0
+    status, out, err = mlplab(capsys, "aliases")
+    assert status == 0 and err == "", err
+    header, *rows = [line.split() for line in out.splitlines()]
+    assert header[:2] == ["ALIAS", "MODEL"]
+    assert [(r[0], r[1], r[-1]) for r in rows] == [
+        ("champion", str(second), str(first)),
+        ("staging", str(second), "-"),
+    ]
+    status, out, err = mlplab(capsys, "alias", "staging", "--delete")
+    assert (status, out) == (0, f"staging removed (it named model {second}); its history stays\n"), err
+    assert api.client.get("/aliases/staging").status_code == 404
+    status, _, err = mlplab(capsys, "alias", "staging", "--delete")
+    assert status == 1 and "There is no alias staging" in err, err
