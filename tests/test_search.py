@@ -43,7 +43,7 @@ from service.search import (
     varied,
 )
 from service.search.engine import importance_warning
-from service.search.figures import FIGURES, figure_data, figure_png
+from service.search.figures import FIGURES, figure_data, figure_png, importance_caption
 from tests.support import REPO
 
 BASE = {"backend": "numpy", "epochs": 10}
@@ -667,6 +667,29 @@ def test_figures_are_pngs_and_leave_matplotlib_as_they_found_it():
         assert 300 <= width <= 2500 and 300 <= height <= 1000, name
         _png_size(figure_png(name, config, []))  # an empty study still draws
     assert dict(matplotlib.rcParams) == style
+
+
+def test_the_importance_png_says_what_its_bars_rest_on(monkeypatch):
+    """Its bars from 4 trials (and none of the pruned) read like any others: the caveat was in the JSON,
+    the CLI and the page, not on the figure."""
+    from matplotlib.figure import Figure
+
+    config = make(trials=12)
+    trials = finished(config, 4, running=1)
+    trials.append(TrialRecord(5, next_params(config, trials), "pruned", None, {1: 0.5}))
+    written: list[str] = []
+    text = Figure.text
+    monkeypatch.setattr(
+        Figure, "text", lambda fig, x, y, s, *a, **k: written.append(s) or text(fig, x, y, s, *a, **k)
+    )
+    _png_size(figure_png("importance", config, trials))
+    caption = " ".join(" ".join(written).split())
+    assert caption.startswith("From 4 succeeded trials, fewer than 10: too few to say much"), caption
+    assert caption.endswith("; pruned and failed trials are left out."), caption
+    done = finished(config, 10)
+    assert " ".join(importance_caption(config, done, varied(config, done)).split()) == (
+        "From 10 succeeded trials; pruned and failed trials are left out."
+    )
 
 
 def test_figure_data_is_plain_json_of_the_succeeded_trials():

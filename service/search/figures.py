@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -25,7 +26,8 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.study import Study
 
 from service.plots import DPI, DRAWING
-from service.search.engine import TrialRecord, best_trial, build_study, importance, varied
+from service.quoting import counted
+from service.search.engine import TrialRecord, best_trial, build_study, importance, importance_warning, varied
 from service.search.study import StudyCreate, stored_point
 from service.selection import BY_VALIDATION
 from service.store.models import JobStatus
@@ -72,12 +74,23 @@ def figure_png(name: str, config: StudyCreate, trials: Sequence[TrialRecord]) ->
         warnings.simplefilter("ignore", ExperimentalWarning)  # the matplotlib backend is "experimental"
         warnings.filterwarnings("ignore", "No artists with labels")  # an empty study has no legend
         # only the importance figure ranks fields: the others need not work them out
-        fig = _draw(study, name, varied(config, trials) if name == "importance" else [])
+        fields = varied(config, trials) if name == "importance" else []
+        fig = _draw(study, name, fields)
+        if name == "importance":  # what its bars rest on, as the JSON and the pages say it
+            fig.text(0, -0.02, importance_caption(config, trials, fields), ha="left", va="top", fontsize=8)
         try:
             fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
         finally:
             plt.close(fig)
     return buf.getvalue()
+
+
+def importance_caption(config: StudyCreate, trials: Sequence[TrialRecord], fields: list[str]) -> str:
+    """The trials the importance rests on (pruned and failed ones left out) and what they are worth."""
+    succeeded = len(_succeeded(trials))
+    said = importance_warning(succeeded, importance(config, trials), fields)
+    text = said[0].upper() + said[1:] if said else f"From {counted(succeeded, 'succeeded trial')}"
+    return textwrap.fill(f"{text}; pruned and failed trials are left out.", 110)
 
 
 def _label(value: Any) -> str:
