@@ -70,6 +70,11 @@ MAX_CURVE_POINTS = 2000  # per loss curve sent to a browser or drawn: more than 
 
 
 BEST_EPOCH = "The epoch whose weights these are: with early stopping, the lowest validation loss."
+# wall-clock: a job beside others on its machine (workers share the cores) takes longer than alone
+TRAINING_TIME = (
+    "evaluation and progress writes excluded; wall-clock seconds on its worker's machine, so other jobs "
+    "training there at the same time lengthen it."
+)
 STOPPED_EPOCH = "The last epoch trained: before `epochs` when early stopping ended it."
 
 
@@ -312,7 +317,7 @@ class EpochPoint(Answer):
     )
     train_accuracy: float = Field(description=f"On the trained images: {EPOCH_SAMPLE}")
     test_accuracy: float = Field(description=f"On the test split: {EPOCH_SAMPLE}")
-    seconds: float = Field(description="Training time of the epoch, evaluation and progress writes excluded.")
+    seconds: float = Field(description=f"Training time of the epoch, {TRAINING_TIME}")
     validation_loss: float | None = Field(None, description="Cross-entropy on the validation images.")
     validation_accuracy: float | None = Field(None, description=VALIDATION_ACCURACY)
     sampled: bool = Field(
@@ -349,7 +354,7 @@ class ModelPublic(Answer):
     test_accuracy: float = Field(description=TEST_ACCURACY)
     best_epoch: int = Field(description=BEST_EPOCH)
     stopped_epoch: int = Field(description=STOPPED_EPOCH)
-    seconds: float = Field(description="Training time, evaluation and progress writes excluded.")
+    seconds: float = Field(description=f"Training time, {TRAINING_TIME}")
     created_at: datetime = Field(description="When the model was stored: its job's end, not its submission.")
     aliases: list[str] = Field(default_factory=list, description="The aliases that name it now.")
     near_chance: bool = Field(description=NEAR_CHANCE)

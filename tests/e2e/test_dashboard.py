@@ -911,6 +911,20 @@ def test_models_ranked_on_two_splits_are_given_no_gap(page, service):
     assert gap.startswith("Ranked on different splits") and "points ahead" not in gap
 
 
+def test_a_model_validated_on_a_few_images_says_what_its_rank_is_worth(page, service):
+    with service.client() as client:
+        few = client.post("/jobs", json=SMALL_JSON | {"validation_size": 50}).json()["id"]
+        enough = client.post("/jobs", json=SMALL_JSON | {"validation_size": 1000}).json()["id"]
+        for job in (few, enough):
+            assert service.wait_job(client, job)["status"] == "succeeded"
+    rendered(page, f"/#/models/{few}")
+    note = page.wait_for_selector("#validation-note").inner_text()
+    assert note.startswith("Its rank: validated on 50 images: one image is 2 points"), note
+    rendered(page, f"/#/models/{enough}")
+    page.wait_for_selector("#model-epochs")
+    assert page.locator("#validation-note").count() == 0
+
+
 def test_the_compare_pages_lead_is_weighed_on_the_test_images_which_chose_nothing(page, service):
     """Two seeds of one configuration, and a third model that held out twice the images: the gap is
     weighed image by image on the test images, and a lead chance explains is not called best. On the

@@ -48,6 +48,7 @@ export async function modelPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Hyperparameters"), specTable(job.spec, spec),
         h("p", { id: "model-accuracy" }, `${accuracyLine(model)} · training time ${duration(model.seconds)}`),
         h("p", { class: "muted", id: "model-epochs" }, stoppedNote(model)),
+        model.validation_note ? h("p", { class: "muted", id: "validation-note" }, `Its rank: ${model.validation_note}.`) : null,
         h("div", { class: "actions" }, h("a", { class: "button", href: api.weightsUrl(id), download: "" }, "Download weights (.npz)"),
           h("a", { class: ["button", "secondary"], href: api.onnxUrl(id), download: "", id: "download-onnx" }, "ONNX"),
           h("a", { class: ["button", "secondary"], href: `#/compare?ids=${model.id}` }, "Compare…"))),
