@@ -186,7 +186,7 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         description='FILE holds {"base": {...spec...}, "space": {"field": {"float": [low, high], "log": true} | '
         '{"int": [low, high]} | {"choice": [...]}}, "sampler": "tpe", "trials": 40, "parallelism": 2, '
         '"pruner": "asha"} (POST /studies). `mlplab study show ID`: its trials best first and importance; '
-        "`mlplab study list`: the studies.",
+        "`mlplab study extend ID --trials N`: N more trials; `mlplab study list`: the studies.",
     )
     studies.add_study_command(study)
     command(

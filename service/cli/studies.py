@@ -1,5 +1,5 @@
 """`mlplab study FILE.json [--watch]`, `mlplab study show ID` (or `mlplab studies ID`), `mlplab study
-cancel ID`, `mlplab studies`: a study over HTTP, a line per trial as each ends, the best so far, and its table best first."""
+cancel ID`, `mlplab study extend ID --trials N`, `mlplab studies`: a study over HTTP, a line per trial as each ends, the best so far, and its table best first."""
 
 from __future__ import annotations
 
@@ -31,11 +31,19 @@ def _params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={cell(v, k)}" for k, v in params.items())
 
 
+def _validation(trial: Json) -> str:
+    """Its validation accuracy; a pruned trial's, where the pruner stopped it ("87.10% at epoch 1")."""
+    curve = trial.get("validation_curve")  # .get: an API older than the field
+    if trial["validation_accuracy"] is None and trial["status"] == JobStatus.pruned and curve:
+        return f"{pct(curve[-1])} at epoch {len(curve)}"
+    return pct(trial["validation_accuracy"])
+
+
 def trial_line(trial: Json, best: Json | None) -> str:
     """One ended trial, and the best so far."""
     line = (
         f"trial {trial['number']:>3}  {trial['status']:<9} {counted(trial['epochs'], 'epoch'):>10}  "
-        f"validation {pct(trial['validation_accuracy']):>7}  {_params(trial['params'])}"
+        f"validation {_validation(trial):>7}  {_params(trial['params'])}"
     )
     if best is not None:
         line += f"  | best: trial {best['number']} {pct(best['validation_accuracy'])}"
@@ -57,7 +65,7 @@ def study_table(study: Json) -> str:
             t["job_id"],
             t["status"],
             t["epochs"],
-            pct(t["validation_accuracy"]),
+            _validation(t),
             pct(t["test_accuracy"]) + chance_mark(t),
             _params(t["params"]),
         ]
@@ -154,10 +162,19 @@ def list_studies(client: ApiClient) -> int:
 def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
     if args.target == "list":
         return list_studies(client)
-    if args.target in ("show", "cancel"):
+    if args.target in ("show", "cancel", "extend"):
         if args.study_id is None:
-            raise UsageError(f"study {args.target} needs a study id: mlplab study {args.target} ID")
+            more = " --trials N" if args.target == "extend" else ""
+            raise UsageError(f"study {args.target} needs a study id: mlplab study {args.target} ID{more}")
         path = f"/studies/{args.study_id}"
+        if args.target == "extend":
+            if args.trials is None:
+                raise UsageError(
+                    f"study extend needs how many more trials: mlplab study extend {args.study_id} --trials N"
+                )
+            study = client.post(f"{path}/extend", json={"trials": args.trials})
+            print(f"study {study['id']}: {study['config']['trials']} trials in all now")
+            return watch_and_show(client, study, args) if args.watch else 0
         study = client.post(f"{path}/cancel") if args.target == "cancel" else client.get(path)
         show(client, study)
         return 0
@@ -170,8 +187,11 @@ def cmd_study(client: ApiClient, args: argparse.Namespace) -> int:
     print(
         f"study {study['id']}: {study['config']['trials']} trials, {study['config']['parallelism']} at once"
     )
-    if not args.watch:
-        return 0
+    return watch_and_show(client, study, args) if args.watch else 0
+
+
+def watch_and_show(client: ApiClient, study: Json, args: argparse.Namespace) -> int:
+    """--watch: its trials as they end, then its table; 1 when none succeeded."""
     study = watch(client, study, args.interval)
     show(client, study)
     return 0 if study["best"] else 1
@@ -187,8 +207,9 @@ def cmd_studies(client: ApiClient, args: argparse.Namespace) -> int:
 
 def add_study_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", metavar="FILE|show|cancel|list", help="a study's JSON file ('-': standard input)"
+        "target", metavar="FILE|show|cancel|extend|list", help="a study's JSON file ('-': standard input)"
     )
-    parser.add_argument("study_id", nargs="?", type=int, metavar="ID", help="with show or cancel")
+    parser.add_argument("study_id", nargs="?", type=int, metavar="ID", help="with show, cancel or extend")
+    parser.add_argument("--trials", type=int, metavar="N", help="with extend: how many more trials to run")
     parser.add_argument("--watch", action="store_true", help="a line per trial as it ends, then the table")
     parser.add_argument("--interval", type=seconds, default=2.0, help="seconds between checks with --watch")

@@ -105,3 +105,35 @@ def test_studies_lists_and_shows_as_sweeps_does(api, capsys):
     status, out, err = mlplab(capsys, "studies", str(study["id"]))
     assert status == 0 and out.startswith(f"study {study['id']} finished: 2 of 2 trials"), (out, err)
     assert (status, out, err) == mlplab(capsys, "study", "show", str(study["id"]))
+
+
+def test_a_pruned_trial_shows_the_validation_accuracy_it_was_pruned_at():
+    """Pruned trials read 'validation -' though the API holds what the pruner saw (87.10 % at epoch 1)."""
+    from service.cli.studies import study_table, trial_line
+
+    trial = {"number": 6, "job_id": 9, "status": "pruned", "epochs": 1, "params": {"learning_rate": 0.01}}
+    trial |= {
+        "validation_accuracy": None,
+        "test_accuracy": None,
+        "validation_curve": [0.871],
+        "near_chance": False,
+    }
+    assert "validation 87.10% at epoch 1  learning_rate=0.01" in trial_line(trial, None)
+    study = {"best": None, "trials": [trial]}
+    assert "87.10% at epoch 1" in study_table(study).splitlines()[-1]
+    running = trial | {"status": "running", "validation_curve": [0.5]}  # not an end: no figure yet
+    assert "validation       -" in trial_line(running, None)
+
+
+def test_a_finished_study_is_extended_from_the_command_line(api, capsys):
+    """POST /studies/ID/extend had no command: a teacher wanting three more trials needed curl."""
+    body = {"base": job_body(), "space": {"learning_rate": {"float": [0.001, 0.1]}}, "trials": 1}
+    study = api.post("/studies", json=body)
+    api.train()
+    status, out, err = mlplab(capsys, "study", "extend", str(study["id"]))
+    assert status == 2 and f"mlplab study extend {study['id']} --trials N" in err, err
+    status, out, err = mlplab(capsys, "study", "extend", str(study["id"]), "--trials", "2")
+    assert (status, out) == (0, f"study {study['id']}: 3 trials in all now\n"), err
+    api.train()
+    shown = api.client.get(f"/studies/{study['id']}").json()
+    assert shown["status"] == "finished" and len(shown["trials"]) == 3
