@@ -572,12 +572,23 @@ def point_alias(
     return alias_public(session, alias), created
 
 
+# A route that may create an alias (PUT, promote): 201 then, with its Location (set_created).
+ALIAS_CREATED_DOC: Responses = {201: {"model": AliasPublic, "description": "Created"}}
+
+
+def set_created(response: Response, alias: str, created: bool) -> None:
+    """A change that created the alias answers 201 with its Location, as PUT /aliases/{name} always has."""
+    if created:
+        response.status_code = 201
+        response.headers["Location"] = f"/aliases/{alias}"
+
+
 def promote_best(
     session: Session, alias: str, source: str, *where: ColumnElement[bool], caveat: str | None = None
-) -> AliasPublic:
+) -> tuple[AliasPublic, bool]:
     """Point `alias` at the best trained model among the jobs matching `where` (a sweep's, a study's);
     409 when none has succeeded yet. `source` names them for people: "sweep 3f9c2a1b7d4e"; `caveat`, what
-    the history should keep beside it."""
+    the history should keep beside it. Returns the alias and whether it was created."""
     begin_write(session)
     best = best_model_id(session, *where)
     if best is None:
@@ -585,5 +596,4 @@ def promote_best(
     detail = f"the best model of {source} by {ranked_by(*count_models(session, *where))}"
     if caveat:
         detail += f"; {caveat}"
-    public, _ = point_alias(session, alias, best, AliasAction.promote, detail)
-    return public
+    return point_alias(session, alias, best, AliasAction.promote, detail)

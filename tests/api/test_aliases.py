@@ -226,7 +226,8 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
     }
     best = max((job["id"] for job in sweep["jobs"]), key=lambda i: (*models[i], i))  # as GET /models ranks
     promoted = client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"})
-    assert promoted.status_code == 200, promoted.text
+    # it made the alias: 201 and where it is, as PUT answers a creation (it answered 200)
+    assert (promoted.status_code, promoted.headers["location"]) == (201, "/aliases/champion"), promoted.text
     assert promoted.json()["model_id"] == best
     event = client.get("/aliases/champion").json()["history"][0]
     assert event["action"] == "promote"
@@ -244,7 +245,7 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
     again = client.post(path, json={"alias": "champion"}, headers={"If-Match": tag})
     assert again.status_code == 200 and again.headers["etag"] == tag  # where it was: no change
     fresh = client.post(path, json={"alias": "fresh"}, headers={"If-None-Match": "*"})
-    assert fresh.status_code == 200 and fresh.json()["model_id"] == best
+    assert fresh.status_code == 201 and fresh.json()["model_id"] == best  # If-None-Match: * creates
 
     assert_problem(client.post("/sweeps/0123456789ab/promote", json={"alias": "x"}), 404, "no sweep")
     assert_problem(client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "Bad"}), 422, "body.alias")

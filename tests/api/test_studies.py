@@ -274,7 +274,9 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
         models = client.get("/models").json()["data"]
         assert [m["study_id"] for m in models] == [study_id] * 4  # the compare page's picker filters by it
         promoted = client.post(promote, json={"alias": "champion"})
-        assert promoted.status_code == 200, promoted.text
+        assert promoted.status_code == 201 and promoted.headers["location"] == "/aliases/champion", (
+            promoted.text
+        )
         assert promoted.json()["model_id"] == best["job_id"]
         read = client.get("/aliases/champion")  # alias and history read in one snapshot, on either database
         assert read.headers["etag"] == promoted.headers["etag"]
@@ -304,7 +306,7 @@ def test_a_study_whose_best_is_near_chance_says_so_and_so_does_its_promoted_alia
     assert study["best"]["near_chance"] is True and "near chance level" in study["best"]["warning"]
     assert all(t["near_chance"] and t["warning"] for t in study["trials"])
     promoted = client.post(f"/studies/{study_id}/promote", json={"alias": "champion"})
-    assert promoted.status_code == 200 and promoted.json()["warning"] == study["best"]["warning"]
+    assert promoted.status_code == 201 and promoted.json()["warning"] == study["best"]["warning"]
     assert client.get("/aliases/champion").json()["warning"] == study["best"]["warning"]
     assert client.get("/aliases").json()["data"][0]["warning"] == study["best"]["warning"]
     sound = client.post("/jobs", json=job_body()).json()["id"]

@@ -21,7 +21,7 @@ from service.api.conditions import (
 )
 from service.api.deps import InferenceDep, MonitoringDep, SessionDep, WriterDep, reader_router
 from service.api.paging import PageLimit, PageOffset
-from service.api.presenters import alias_public, aliases_public, point_alias
+from service.api.presenters import ALIAS_CREATED_DOC, alias_public, aliases_public, point_alias, set_created
 from service.api.schemas import (
     ALIAS_PATTERN,
     ALIAS_WORDS,
@@ -123,10 +123,7 @@ def read_alias_history(
     "/{alias}",
     response_model=AliasPublic,
     dependencies=[WriterDep],
-    responses=NOT_TRAINED_DOC
-    | JSON_BODY_DOC
-    | PRECONDITION_DOC
-    | {201: {"model": AliasPublic, "description": "Created"}},
+    responses=NOT_TRAINED_DOC | JSON_BODY_DOC | PRECONDITION_DOC | ALIAS_CREATED_DOC,
 )
 def put_alias(
     alias: AliasPath,
@@ -144,9 +141,7 @@ def put_alias(
     tagged(session, alias, response)
     session.commit()  # release the write lock in this thread hop
     inference.forget(alias)
-    if created:
-        response.status_code = 201
-        response.headers["Location"] = f"/aliases/{alias}"
+    set_created(response, alias, created)
     return public
 
 

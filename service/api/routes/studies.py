@@ -23,11 +23,13 @@ from service.api.deps import (
 from service.api.paging import PageOffset
 from service.api.params import DIGITS, Whole
 from service.api.presenters import (
+    ALIAS_CREATED_DOC,
     BUDGET_FIELDS,
     check_budget_of,
     check_queue_room,
     promote_best,
     require_study,
+    set_created,
     study_public,
 )
 from service.api.routes.plots import FIGURE_DOC
@@ -315,6 +317,7 @@ def extend(
     dependencies=[WriterDep],
     responses=JSON_BODY_DOC
     | PRECONDITION_DOC
+    | ALIAS_CREATED_DOC
     | {409: problem_doc("No trial of the study has succeeded yet")},
 )
 def promote(
@@ -337,10 +340,13 @@ def promote(
         if trained > 1
         else None
     )
-    public = promote_best(session, body.alias, f"study {study.id}", Job.study_id == study.id, caveat=caveat)
+    public, created = promote_best(
+        session, body.alias, f"study {study.id}", Job.study_id == study.id, caveat=caveat
+    )
     tagged(session, body.alias, response)
     session.commit()
     inference.forget(body.alias)
+    set_created(response, body.alias, created)
     return public
 
 

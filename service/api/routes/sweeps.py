@@ -22,7 +22,14 @@ from service.api.deps import (
 from service.api.grid import check_budgets, check_grid, count_field, sweep_specs
 from service.api.paging import PageOffset
 from service.api.params import DIGITS
-from service.api.presenters import enqueue, job_public, json_response, promote_best
+from service.api.presenters import (
+    ALIAS_CREATED_DOC,
+    enqueue,
+    job_public,
+    json_response,
+    promote_best,
+    set_created,
+)
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
     AliasPublic,
@@ -223,7 +230,10 @@ def cancel(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     "/{sweep_id}/promote",
     response_model=AliasPublic,
     dependencies=[WriterDep],
-    responses=JSON_BODY_DOC | PRECONDITION_DOC | {409: problem_doc("No job of the sweep has succeeded yet")},
+    responses=JSON_BODY_DOC
+    | PRECONDITION_DOC
+    | ALIAS_CREATED_DOC
+    | {409: problem_doc("No job of the sweep has succeeded yet")},
 )
 def promote(
     sweep_id: SweepPath,
@@ -251,8 +261,9 @@ def promote(
         tested = "no test" if rest[0].p_value is None else f"p = {rest[0].p_value:.2g}"
         caveat = f"it is not shown better than the next configuration ({tested})"
     check_preconditions(session, body.alias, conditions)
-    public = promote_best(session, body.alias, source, where, caveat=caveat)
+    public, created = promote_best(session, body.alias, source, where, caveat=caveat)
     tagged(session, body.alias, response)
     session.commit()
     inference.forget(body.alias)
+    set_created(response, body.alias, created)
     return public
