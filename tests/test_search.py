@@ -488,7 +488,7 @@ def test_the_issues_example_is_valid():
         (
             {"space": {"activaton": {"choice": ["relu"]}}},
             "space.activaton",
-            "field; did you mean activation?",
+            "not a TrainSpec field a study may search; did you mean activation?",
         ),
         ({"base": BASE | {"l2": 0.1}}, "space.l2", "also set in base"),
         ({"space": {"seed": {"int": [0, 1000]}}}, "space.seed", "a seed is noise, not a hyperparameter"),

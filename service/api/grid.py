@@ -67,7 +67,7 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
         )
     for field, values in body.grid.items():
         if field not in TrainSpec.model_fields:
-            raise invalid(f"grid.{field}", not_a_field(field))
+            raise invalid(f"grid.{field}", not_a_field(field, "grid"))
         if not values:
             raise invalid(f"grid.{field}", "an empty list: give at least one value")
         if field in FIXED_IN_A_SEARCH and len(values) > 1:

@@ -266,9 +266,16 @@ OPTIMIZER_DEFAULT: str = TrainSpec.model_fields["optimizer"].default
 
 
 # What a sweep's grid, a study's space and either's base say of a name TrainSpec does not have.
-def not_a_field(name: str) -> str:
-    """Why a search may not name `name`, and the field it likely meant."""
-    return "not a TrainSpec field" + did_you_mean(name, TrainSpec.model_fields)
+def not_a_field(name: str, varied: str = "") -> str:
+    """Why a search may not name `name`, and the field it likely meant: of those a sweep's grid ("grid")
+    or a study's space ("space") may vary, or of all (a base)."""
+    fields = [
+        f
+        for f in TrainSpec.model_fields
+        if not varied or (f not in FIXED_IN_A_SEARCH and (varied == "grid" or f != "seed"))
+    ]
+    which = {"grid": " a sweep may vary", "space": " a study may search"}.get(varied, "")
+    return f"not a TrainSpec field{which}" + did_you_mean(name, fields)
 
 
 # ... and of the fields they may not vary: accuracies on two tasks, or on two sets of validation images,

@@ -451,7 +451,7 @@ def _dimension_problems(study: StudyCreate, field: str, dim: Dimension) -> Itera
         k for k, v in (("float", dim.float_), ("int", dim.int_), ("choice", dim.choice)) if v is not None
     ]
     if field not in TrainSpec.model_fields:
-        yield Invalid(name, not_a_field(field))
+        yield Invalid(name, not_a_field(field, "space"))
     elif field in FIXED_IN_A_SEARCH:
         yield Invalid(name, FIXED_IN_A_SEARCH[field])
     elif field == "momentum" and (why := momentum_unread(_optimizers(study))):

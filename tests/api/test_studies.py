@@ -520,3 +520,15 @@ def test_a_dimension_written_another_way_is_shown_the_ways_to_write_one(client, 
         in param["reason"]
     )
     assert nothing_stored(client)
+
+
+def test_an_unknown_field_of_a_space_is_shown_the_fields_a_study_may_search(client):
+    """The list named dataset, validation_size, seed and log_every, which a study refuses to search."""
+    body = STUDY | {"space": {"zzz": {"choice": [1, 2]}}}
+    [param] = assert_problem(client.post("/studies", json=body), 422)["invalid_params"]
+    assert param["reason"].startswith("not a TrainSpec field a study may search; the fields are backend, "), (
+        param
+    )
+    assert not {"dataset", "validation_size", "seed", "log_every"} & set(
+        param["reason"].split("are ")[1].split(", ")
+    )
