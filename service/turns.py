@@ -9,6 +9,8 @@ leaves the rest to others.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import ipaddress
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Hashable, Iterator
@@ -17,6 +19,26 @@ from contextvars import ContextVar
 from types import TracebackType
 
 CLIENT_SHARE_FULL = "Too many requests from this client"  # the title of a client's refusal past its share
+CLIENT_KEY_CHARS = 45  # the longest client key: an IPv6 address's text (the store's column holds 64)
+
+
+def client_key(address: str) -> str:
+    """The key a client's shares are counted by: its IPv4 address; for IPv6 its /64, the block one host
+    is given (each of its addresses was a share of its own); anything else a trusted proxy forwarded (any
+    length: a 100-character one failed PostgreSQL's column with a 500) as itself, or a digest past
+    CLIENT_KEY_CHARS."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        if len(address) <= CLIENT_KEY_CHARS:
+            return address
+        return "sha256:" + hashlib.sha256(address.encode()).hexdigest()[: CLIENT_KEY_CHARS - 7]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def share_full(mine: str) -> str:

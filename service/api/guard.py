@@ -26,7 +26,7 @@ from service.api.asgi import HttpMiddleware
 from service.errors import SAFE_METHODS, ProblemError, problem_response
 from service.quoting import echo
 from service.settings import Settings
-from service.turns import CLIENT
+from service.turns import CLIENT, client_key
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 BODY_LIMIT = "mlplab.body_limit"  # scope key: this request's BodyLimit, which its route may raise
@@ -218,8 +218,8 @@ class RequestGuard(HttpMiddleware):
             await response(scope, receive, send)
             return
         client = scope.get("client")
-        CLIENT.set(str(client[0]) if client else "")  # whose share of a queue its work takes (turns.py);
-        # "": no address (a Unix socket), one client for all such
+        CLIENT.set(client_key(str(client[0])) if client else "")  # whose share of a queue its work takes
+        # (turns.py); "": no address (a Unix socket), one client for all such
         await self.app(scope, self.limited(scope, receive), send)
 
     def check(self, scope: Scope) -> None:

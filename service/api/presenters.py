@@ -244,14 +244,17 @@ def check_budget_of(spec: TrainSpec, settings: Settings, varied: str, values: Ma
         raise invalid(where, f"{reason} (with {combination})") from None
 
 
-def share_full(settings: Settings, queued: int, adding: int) -> ProblemError:
+QUEUE_RETRY_SECONDS = 30  # a full queue's Retry-After: about a small job's training
+
+
+def client_queue_full(settings: Settings, queued: int, adding: int) -> ProblemError:
     """429: `adding` more jobs would put this client past MLPLAB_MAX_QUEUED_PER_CLIENT."""
     return ProblemError(
         429,
         CLIENT_SHARE_FULL,
-        f"this client has {queued:,} jobs queued and asks for {adding:,} more; one client may have "
+        f"this client has {counted(queued, 'job')} queued and asks for {adding:,} more; one client may have "
         f"{settings.max_queued_per_client:,} queued (MLPLAB_MAX_QUEUED_PER_CLIENT). Retry once some have run.",
-        headers={"Retry-After": "30"},
+        headers={"Retry-After": str(QUEUE_RETRY_SECONDS)},
     )
 
 
@@ -266,7 +269,7 @@ def queue_full(settings: Settings, queued: int, adding: int = 1) -> ProblemError
         429,
         "Queue full",
         f"{now}; the limit is {settings.max_queued} (MLPLAB_MAX_QUEUED). Retry once some have run.",
-        headers={"Retry-After": "30"},
+        headers={"Retry-After": str(QUEUE_RETRY_SECONDS)},
     )
 
 
@@ -284,22 +287,23 @@ def enqueue(
     The count and the inserts are one write transaction, so the limit holds; the caller commits
     before it returns, to release the write lock in its own thread hop (docs/reliability.md).
     """
-    check_queue_room(session, settings, len(specs), field)
     client = CLIENT.get()
+    check_queue_room(session, settings, len(specs), field, client=client)
     return [
         enqueue_job(session, spec, sweep_id=sweep_id, reproduces=reproduces, client=client) for spec in specs
     ]
 
 
 def check_queue_room(
-    session: Session, settings: Settings, adding: int, field: str, *, ahead: bool = False
+    session: Session, settings: Settings, adding: int, field: str, *, client: str | None, ahead: bool = False
 ) -> None:
     """Take the queue's admission lock (lock_queue) and refuse (429) `adding` more jobs past
-    MLPLAB_MAX_QUEUED, or past the requesting client's MLPLAB_MAX_QUEUED_PER_CLIENT; the caller queues them
-    in this transaction, so the limits hold. More than either holds is a 422 naming `field` (what asked
-    for them): retrying would never help.
+    MLPLAB_MAX_QUEUED, or past MLPLAB_MAX_QUEUED_PER_CLIENT of `client`, whose they will be (None: the
+    process's own, which have no share); the caller queues them in this transaction, so the limits hold.
+    More than either holds is a 422 naming `field` (what asked for them): retrying would never help.
     `ahead`: a look without the lock, ending its read, before costly work that a full queue would waste."""
-    client = CLIENT.get()  # None: the process's own work, which has no share
+    if adding == 0:  # an extension whose trials all wait for a place in flight: nothing queued now
+        return
     if adding > settings.max_queued:
         raise invalid(
             field,
@@ -318,7 +322,7 @@ def check_queue_room(
     if ahead:
         session.rollback()  # the write transaction that follows begins afresh (SQLite cannot upgrade a read)
     if mine is not None and mine + adding > settings.max_queued_per_client:
-        raise share_full(settings, mine, adding)
+        raise client_queue_full(settings, mine, adding)
     if queued + adding > settings.max_queued:
         raise queue_full(settings, queued, adding)
 

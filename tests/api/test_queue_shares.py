@@ -80,3 +80,36 @@ def test_a_studys_trials_count_against_the_share_of_the_client_that_asked_for_it
         clients = session.scalars(select(Job.client).where(Job.study_id == study.json()["id"])).all()
     engine.dispose()
     assert clients == ["10.0.0.7"] * 3
+
+
+def test_a_long_forwarded_address_is_a_client_like_any_other(db_url):
+    """Behind a trusted proxy the address is what it forwarded: 100 characters failed PostgreSQL's column."""
+    settings = Settings(database_url=db_url, max_queued_per_client=1)
+    with TestClient(create_app(settings), client=("x" * 100, 50000)) as c:
+        assert c.post("/jobs", json=job_body()).status_code == 202
+        assert_problem(c.post("/jobs", json=job_body(seed=1)), 429, "this client has 1 job queued")
+
+
+def test_extending_a_study_counts_against_its_creators_share_whoever_extends_it(db_url):
+    """Another address extended a study past its creator's share, while its own share was checked."""
+    settings = Settings(
+        database_url=db_url, data_dir=real_data_dir(), download=False, max_queued_per_client=2
+    )
+    with ExitStack() as stack:
+        a, b = (
+            stack.enter_context(TestClient(create_app(settings), client=(address, 50000)))
+            for address in ("10.0.0.1", "10.0.0.2")
+        )
+        study = a.post("/studies", json=STUDY | {"trials": 1}).json()["id"]
+        run_worker(settings, once=True)
+        jobs = []
+        for i in range(2):  # a fills its share; b fills its own
+            jobs.append(a.post("/jobs", json=job_body(seed=i)).json()["id"])
+            assert b.post("/jobs", json=job_body(seed=i)).status_code == 202
+        # the trial would be a's: refused for a's share, though b asks
+        extended = b.post(f"/studies/{study}/extend", json={"trials": 1})
+        assert_problem(extended, 429, "this client has 2 jobs queued and asks for 1 more")
+        assert a.post(f"/jobs/{jobs[0]}/cancel").status_code == 200  # room for the trial in a's share
+        assert b.post(f"/studies/{study}/extend", json={"trials": 1}).status_code == 202  # b's share is full
+        trials = a.get(f"/studies/{study}").json()["trials"]
+        assert [t["status"] for t in trials] == ["succeeded", "queued"]

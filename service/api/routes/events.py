@@ -18,6 +18,7 @@ from service.api.schemas import MAX_CURVE_POINTS, EpochPoint
 from service.api.streams import EventHub, ServerStopping, Snapshot, Subscription, sse, stopping_problem
 from service.errors import Responses, not_found, problem_doc
 from service.store.models import JobStatus
+from service.turns import CLIENT
 
 log = logging.getLogger("mlplab.api")
 
@@ -82,7 +83,7 @@ async def job_events(
 ) -> EventSourceResponse:
     """Follow a job live: its progress, each finished epoch, then its end (Server-Sent Events)."""
     hub: EventHub = request.app.state.events
-    client = request.client.host if request.client else ""
+    client = CLIENT.get() or ""  # keyed as every share is (turns.client_key)
     step, epoch, attempt = _resume_point(last_event_id)
     subscription = hub.subscribe(job_id, step, epoch, client, attempt)  # 503 / 429 when full
     try:

@@ -209,14 +209,14 @@ def submit_study(
             f"{body.parallelism:,} in flight; the limit is {settings.max_study_trials:,} (MLPLAB_MAX_STUDY_TRIALS)",
         )
     check_study_budget(body, settings)
-    adding = trials_to_queue(body, [])
-    check_queue_room(session, settings, adding, "parallelism", ahead=True)  # before seconds of asks
+    adding, client = trials_to_queue(body, []), CLIENT.get()
+    check_queue_room(session, settings, adding, "parallelism", client=client, ahead=True)  # before the asks
     refuse_if_stopping(request)
     with PLANNING.place(), PLANNING:  # asked before the write lock (a grid of 10,000 points asks for seconds)
         next_trials(body, [])
     refuse_if_stopping(request)
-    check_queue_room(session, settings, adding, "parallelism")
-    study, _ = create_study(session, body, client=CLIENT.get())
+    check_queue_room(session, settings, adding, "parallelism", client=client)
+    study, _ = create_study(session, body, client=client)
     response.headers["Location"] = f"/studies/{study.id}"
     public = study_public(session, study)
     session.commit()  # release the write lock in this thread hop
@@ -285,7 +285,8 @@ def extend(
     check_extensible(before, settings, body.trials)
     config, records = study_trials(session, before)
     adding = trials_to_queue(config.model_copy(update={"trials": before.trials + body.trials}), records)
-    check_queue_room(session, settings, adding, "trials", ahead=True)
+    # its trials are its creator's, whoever extends it; a study from before clients were kept, its extender's
+    check_queue_room(session, settings, adding, "trials", client=before.client or CLIENT.get(), ahead=True)
     refuse_if_stopping(request)
     with PLANNING.place(), PLANNING:
         foresee_extend(session, study_id, body.trials)
@@ -296,9 +297,9 @@ def extend(
     check_extensible(study, settings, body.trials)
     total = study.trials + body.trials
     config, records = study_trials(session, study)
-    check_queue_room(
-        session, settings, trials_to_queue(config.model_copy(update={"trials": total}), records), "trials"
-    )
+    study.client = study.client or CLIENT.get()
+    adding = trials_to_queue(config.model_copy(update={"trials": total}), records)
+    check_queue_room(session, settings, adding, "trials", client=study.client)
     try:
         extend_study(session, study.id, body.trials)
     except StudyConflict:  # checked above; extend_study checks it again itself
