@@ -1,5 +1,5 @@
-"""How long a worker's claim takes with a long queue: the claim orders the queued jobs by how many jobs
-their client has running (service/store/jobs.py, taking turns between clients), not by id alone.
+"""How long a worker's claim takes with a long queue: the claim orders the queued jobs by when their
+client's last job started (service/store/jobs.py, taking turns between clients), not by id alone.
 
 Not a pass/fail test: it prints a table. For each database (SQLite; PostgreSQL too when --postgres-url or
 MLPLAB_TEST_POSTGRES_URL names a role that may create databases), a fresh database of --queued queued jobs

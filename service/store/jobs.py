@@ -146,8 +146,8 @@ def enqueue_job(
 def claim_job(
     session: Session, worker_id: str, now: datetime | None = None, skip: Collection[str] = ()
 ) -> Job | None:
-    """queued -> running: a queued job (of a dataset not in `skip`) for `worker_id`, the oldest of a client
-    with the fewest jobs running; None when the queue has none.
+    """queued -> running: a queued job (of a dataset not in `skip`) for `worker_id`, the oldest of the
+    client whose last job started longest ago; None when the queue has none.
 
     One conditional UPDATE ... RETURNING, so no job is handed to two workers: on SQLite the
     transaction begins IMMEDIATE (holds the write lock from the start, see db.begin_write); on
@@ -189,21 +189,27 @@ def _back_in_queue(session: Session, job_id: int, now: datetime) -> None:
     )
 
 
+TURN_WINDOW = timedelta(days=1)  # a client whose last job started longer ago than this counts as new
+NO_CLIENT = "-"  # jobs without a client, as one client (no address reads "-")
+
+
 def _claim_statement(worker_id: str, now: datetime, skip: Collection[str] = ()) -> ReturningUpdate[Job]:
-    # Taking turns: a client with fewer jobs running goes first, so one client's backlog does not hold
-    # another's job back until it has all trained; among equals (and jobs of no client), the oldest.
+    # Clients take turns: the oldest job of the client whose last job started longest ago (or none within
+    # TURN_WINDOW) goes first, so one client's backlog does not hold another's job back until it has all
+    # trained, with one worker as with many. Jobs of no client (the process's own, or older) are one client.
     other = aliased(Job)
-    running = (
-        select(other.client, func.count().label("jobs"))
-        .where(other.status == JobStatus.running, other.client.is_not(None))
-        .group_by(other.client)
+    whose = func.coalesce(other.client, NO_CLIENT)
+    last_start = (
+        select(whose.label("client"), func.max(other.started_at).label("at"))
+        .where(other.started_at > literal(now - TURN_WINDOW, UTCDateTime()))  # the index on started_at
+        .group_by(whose)
         .subquery()
     )
     oldest = (
         select(Job.id)
-        .outerjoin(running, running.c.client == Job.client)
+        .outerjoin(last_start, last_start.c.client == func.coalesce(Job.client, NO_CLIENT))
         .where(Job.status == JobStatus.queued, *[~of_dataset(dataset) for dataset in skip])
-        .order_by(func.coalesce(running.c.jobs, 0), Job.id)
+        .order_by(last_start.c.at.asc().nulls_first(), Job.id)
         .limit(1)
         # PostgreSQL, the job's row alone; SQLite renders nothing and relies on BEGIN IMMEDIATE
         .with_for_update(skip_locked=True, of=Job)

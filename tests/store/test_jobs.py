@@ -324,16 +324,30 @@ def test_claim_returns_none_on_an_empty_queue_and_takes_the_oldest(sessions):
     assert claim(sessions) is None
 
 
-def test_a_client_with_fewer_jobs_running_is_claimed_first(sessions):
-    """One client's backlog of sweeps held every later client's job until it had all trained (FIFO)."""
+def test_clients_take_turns_whatever_the_number_of_workers(sessions):
+    """One client's backlog held every later client's job until it had all trained (oldest first), and
+    ordering by jobs running changed nothing with one worker (nothing else runs when it claims)."""
     with session_scope(sessions) as s:
         backlog = [enqueue_job(s, tiny_spec(seed=i), client="10.0.0.1").id for i in range(4)]
         late = enqueue_job(s, tiny_spec(), client="10.0.0.2").id
         own = enqueue_job(s, tiny_spec()).id  # the process's own (or from before clients were kept)
-    assert claim(sessions).id == backlog[0]  # no one has a job running: the oldest
-    assert claim(sessions).id == late  # 10.0.0.1 has one running, 10.0.0.2 none
-    assert claim(sessions).id == own  # a job of no client counts none running
-    assert [claim(sessions).id for _ in range(3)] == backlog[1:]  # the one client left, oldest first
+    t = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    # one worker: each job ends before the next claim
+    claimed = [claim(sessions, now=t + timedelta(minutes=k)).id for k in range(6)]
+    assert claimed == [backlog[0], late, own, backlog[1], backlog[2], backlog[3]]
+
+
+def test_a_client_whose_last_job_started_long_ago_counts_as_new(sessions):
+    with session_scope(sessions) as s:
+        old = enqueue_job(s, tiny_spec(), client="10.0.0.1").id
+        later = [enqueue_job(s, tiny_spec(seed=i), client="10.0.0.2").id for i in range(2)]
+        mine = enqueue_job(s, tiny_spec(seed=9), client="10.0.0.1").id
+    t = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    assert claim(sessions, now=t).id == old
+    assert claim(sessions, now=t + timedelta(minutes=1)).id == later[0]
+    # two days on, neither has started a job within the window: the oldest again
+    assert claim(sessions, now=t + timedelta(days=2)).id == later[1]
+    assert claim(sessions, now=t + timedelta(days=2, minutes=1)).id == mine
 
 
 def test_cancel_queued_running_and_finished(sessions):
