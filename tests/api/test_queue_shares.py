@@ -72,6 +72,7 @@ def test_a_studys_trials_count_against_the_share_of_the_client_that_asked_for_it
     with TestClient(create_app(settings), client=("10.0.0.7", 50000)) as c:
         study = c.post("/studies", json=STUDY)
         assert study.status_code == 202, study.text
+        assert [c.post("/jobs", json=job_body(seed=i)).status_code for i in range(3)] == [202, 202, 429]
         run_worker(settings, once=True)  # trains each trial, and queues the next as one ends
         trials = c.get(f"/studies/{study.json()['id']}").json()["trials"]
     assert len(trials) == 3
