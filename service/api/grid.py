@@ -22,8 +22,7 @@ from service.ml.spec import (
     momentum_unread,
     not_a_field,
 )
-from service.quoting import echo
-from service.search.study import stored_point
+from service.quoting import cut, echo
 from service.settings import Settings
 
 
@@ -93,19 +92,24 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
 
 
 def _listing_problems(body: SweepCreate) -> Iterator[tuple[str, str]]:
-    """A grid field also set in base (which one trains?), or a value listed twice in a field's list
-    (meant another?): refused as a study's space refuses them, not quietly trained once."""
-    point = stored_point(body.base)
+    """A grid field also set in base (which one trains?), or a value listed more than once in a field's
+    list (meant another?): refused as a study's space refuses them, not quietly trained once. A value the
+    spec refuses is left to sweep_specs, which says why."""
     for field, values in body.grid.items():
-        if field in body.base and field != "seed":  # check_seeds words a seed given twice over
+        if field in body.base:
             yield f"grid.{field}", "also set in base: a field is either fixed (base) or varied (grid)"
             continue
-        seen: set[str] = set()
+        stored: Counter[str] = Counter()  # each value as its spec stores it (1 as 1.0, -0.0 as 0.0), as JSON
         for value in values:
-            key = point({field: value})
-            if key in seen:
-                yield f"grid.{field}", f"{echo(value)} is listed twice (as the spec stores it)"
-            seen.add(key)
+            try:
+                spec = TrainSpec.model_validate({**body.base, field: value})
+            except ValidationError:
+                continue
+            stored[json.dumps(spec.model_dump(mode="json")[field], sort_keys=True)] += 1
+        for value, times in stored.items():
+            if times > 1:
+                listed = "twice" if times == 2 else f"{times} times"
+                yield f"grid.{field}", f"{cut(value)} is listed {listed} (as the spec stores it)"
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
@@ -129,8 +133,8 @@ def sweep_specs(body: SweepCreate) -> list[TrainSpec]:
                 problems |= dict.fromkeys(_problems(exc, combination, body))
     if problems:
         raise invalid_all(problems)
-    # specs that train the same model, one job: equal ones, and sgd's or adam's beside a momentum they
-    # never read (optimizer [sgd, momentum] x momentum [0.5, 0.9])
+    # specs that train the same model, one job: sgd's or adam's beside a momentum they never read
+    # (optimizer [sgd, momentum] x momentum [0.5, 0.9])
     trained: dict[str, TrainSpec] = {}
     for spec in specs:
         trained.setdefault(json.dumps(spec.as_trained(), sort_keys=True), spec)

@@ -6,7 +6,8 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
 from service.errors import worded
 from service.ml.evaluation import SAMPLE_SIZE
@@ -153,6 +154,13 @@ NOTEBOOK_SWEEP: dict[str, Any] = {
 MAX_REPLICATES = 100
 
 
+def _grid_values(given: Any) -> Any:
+    # pydantic said only "Input should be a valid list" of a study's {"choice": [...]} sent to a sweep
+    if not isinstance(given, list):
+        raise PydanticCustomError("grid_values", "a grid lists the values to try, e.g. [0.1, 0.01]")
+    return given
+
+
 class SweepCreate(BaseModel):
     """A grid search: one job for every combination of the grid's values, each on top of `base`, and
     each once per seed with `seeds` (or `replicates`)."""
@@ -160,7 +168,7 @@ class SweepCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [NOTEBOOK_SWEEP]})
 
     base: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields shared by every job.")
-    grid: dict[str, list[Any]] = Field(
+    grid: dict[str, Annotated[list[Any], BeforeValidator(_grid_values)]] = Field(
         default_factory=dict,
         description="TrainSpec field -> the values to try; the jobs are the cartesian product.",
     )

@@ -139,20 +139,37 @@ def test_a_value_listed_twice_or_a_field_also_in_base_is_refused_naming_each(cli
     problem = assert_problem(client.post("/sweeps", json=body), 422)
     assert problem["invalid_params"] == [
         {"name": "body.grid.learning_rate", "reason": "1.0 is listed twice (as the spec stores it)"},
-        {"name": "body.grid.init", "reason": "'he' is listed twice (as the spec stores it)"},
+        {"name": "body.grid.init", "reason": '"he" is listed twice (as the spec stores it)'},
         {
             "name": "body.grid.l2",
             "reason": "also set in base: a field is either fixed (base) or varied (grid)",
         },
     ]
     assert _jobs(client) == []
+    # said once, with how often; a seed in both as any field; a value the spec refuses, for what it is
+    body = {
+        "base": {"backend": "numpy", "seed": 1},
+        "grid": {"learning_rate": [0.1, 0.1, 0.1], "seed": [2, 3], "train_limit": [None, None]},
+    }
+    assert [
+        p["reason"] for p in assert_problem(client.post("/sweeps", json=body), 422)["invalid_params"]
+    ] == [
+        "0.1 is listed 3 times (as the spec stores it)",
+        "also set in base: a field is either fixed (base) or varied (grid)",
+        "null is listed twice (as the spec stores it)",
+    ]
+    nan = '{"base": {"backend": "numpy"}, "grid": {"l2": [NaN, NaN]}}'
+    reasons = assert_problem(
+        client.post("/sweeps", content=nan, headers={"content-type": "application/json"}), 422
+    )
+    assert reasons["detail"] == "body.grid.l2: Input should be a finite number (got nan)"
 
 
 @pytest.mark.parametrize("field", ["l2", "momentum"])
 def test_zero_and_negative_zero_are_one_value(client, field):
     body = {"base": {"backend": "numpy", "optimizer": "momentum"}, "grid": {field: [0.0, -0.0]}}
     problem = assert_problem(client.post("/sweeps", json=body), 422)
-    assert problem["detail"] == f"body.grid.{field}: -0.0 is listed twice (as the spec stores it)"
+    assert problem["detail"] == f"body.grid.{field}: 0.0 is listed twice (as the spec stores it)"
     sweep = client.post("/sweeps", json=body | {"grid": {field: [-0.0, 0.5]}}).json()
     assert str(sweep["jobs"][0]["spec"][field]) == "0.0"  # not "-0.0": the spec a model's key is built from
 
@@ -460,3 +477,13 @@ def test_a_promotion_keeps_what_the_sweep_said_of_the_next_configuration(tmp_pat
             f"the best model of sweep {sweep}'s best configuration by validation_accuracy{caveat}"
         )
         assert detail.endswith(f"p = {second['p_value']:.2g})" if caveat else "by validation_accuracy")
+
+
+@pytest.mark.parametrize("values", [{"choice": [0.1, 0.01]}, 0.1])
+def test_a_grid_value_that_is_no_list_is_shown_a_list(client, values):
+    """A study's {"choice": [...]} sent as a grid was told only 'Input should be a valid list'."""
+    body = {"base": {"backend": "numpy"}, "grid": {"learning_rate": values}}
+    [param] = assert_problem(client.post("/sweeps", json=body), 422)["invalid_params"]
+    assert param["name"] == "body.grid.learning_rate"
+    assert param["reason"].startswith("a grid lists the values to try, e.g. [0.1, 0.01]"), param
+    assert _jobs(client) == []
