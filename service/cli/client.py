@@ -748,34 +748,43 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     chance_notes(models)
     if not result["differing"]:
         print("(no setting that shapes a model differs)", file=sys.stderr)
-    if line := _verdict(client, models):
-        print(line, file=sys.stderr)
+    print(_verdict(client, models), file=sys.stderr)
     return 0
 
 
-def _verdict(client: ApiClient, models: list[Json]) -> str | None:
+def _verdict(client: ApiClient, models: list[Json]) -> str:
     """Which model ranks first and by how much, and what the test images say of its lead over the next
-    (McNemar, GET /compare/disagreements), as the compare page says it; None for models of two datasets."""
+    (McNemar, GET /compare/disagreements), as the compare page says it."""
     if len({m["spec"]["dataset"] for m in models}) > 1:
         return "models of different datasets: their accuracies rank nothing against each other"
     best, after = sorted(
         models, key=lambda m: rank_key(m["validation_accuracy"], m["test_accuracy"], m["id"])
     )[:2]
-    if best["validation_accuracy"] is None or after["validation_accuracy"] is None:
-        return (
-            f"#{best['id']} ranks first, on test accuracy for want of a validation split: no test of its lead"
-        )
-    gap = 100 * (best["validation_accuracy"] - after["validation_accuracy"])
-    d = client.get("/compare/disagreements", a=best["id"], b=after["id"], split="test", limit=1)
-    a, b = d["a_right_b_wrong"], d["b_right_a_wrong"]
+    split = "validation" if best["validation_accuracy"] is not None else "test"
+    a, b = f"#{best['id']}", f"#{after['id']}"
+    if split == "validation" and after["validation_accuracy"] is None:
+        return f"{a} ranks first on validation accuracy; {b} has no validation split (ranked after, on test): no gap"
+    gap = 100 * (best[f"{split}_accuracy"] - after[f"{split}_accuracy"])
     said = (
-        f"#{best['id']} ranks first on validation accuracy, {gap:.2f} points ahead of #{after['id']}; on the "
-        f"test images #{best['id']} alone is right on {a:,}, #{after['id']} alone on {b:,}: McNemar "
-        f"{p_text(d['p_value'])}, "
+        f"{a} and {b} are level on {split} accuracy"
+        if gap == 0
+        else f"{a} ranks first on {split} accuracy, {gap:.2f} points ahead of {b}"
+    )
+    try:
+        d = client.get("/compare/disagreements", a=best["id"], b=after["id"], split="test", limit=1)
+    except (
+        ApiError
+    ) as exc:  # the table stands; only the test is missing (a dataset this API lacks, a busy queue)
+        return f"{said}; no test on the test images: {exc.title}"
+    said += (
+        f"; on the test images {a} alone is right on {d['a_right_b_wrong']:,}, {b} alone on "
+        f"{d['b_right_a_wrong']:,}: McNemar {p_text(d['p_value'])}, "
     )
     if not d["beyond_chance"]:
-        return said + "a split chance gives two equally accurate models: no clear lead"
-    return said + ("a clear lead" if a > b else f"#{after['id']} does better on the test images")
+        return said + "within what chance gives two equally accurate models"
+    ahead = a if d["a_right_b_wrong"] > d["b_right_a_wrong"] else b
+    checked = "; test ranked them too, so this is no independent check" if split == "test" else ""
+    return said + f"{ahead} does better on them{checked}"
 
 
 def _varying(sweep: Json, job: Json) -> str:
