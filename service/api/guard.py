@@ -188,16 +188,30 @@ def _codings(headers: Headers, name: str) -> list[str]:
     return [c.strip() for value in headers.getlist(name) for c in value.split(",") if c.strip()]
 
 
+def sends_body(headers: Headers, method: str) -> bool:
+    """Whether the request sends a body, by its headers: nothing is read. A GET's chunked encoding is a
+    proxy's habit, not a body."""
+    length = headers.get("content-length")
+    if length is not None:
+        return not (length.strip().isdigit() and int(length) == 0)
+    return "transfer-encoding" in headers and method not in ("GET", "HEAD")
+
+
+UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # ASCII is a part of UTF-8
+
+
 def _json_charset(content_type: str) -> str | None:
-    """The charset a JSON Content-Type declares, lower case, when one other than UTF-8 (or ASCII, a part
-    of it): RFC 8259 JSON is UTF-8, and such a body was refused as 'not UTF-8' without naming why."""
+    """The charset a JSON Content-Type (application/json or any +json, which FastAPI reads as JSON too)
+    declares, lower case, when one other than UTF-8: RFC 8259 JSON is UTF-8, and such a body was refused
+    as 'not UTF-8' without naming why. An empty charset= declares none."""
     media, *params = content_type.split(";")
-    if media.strip().lower() != "application/json":
+    media = media.strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
         return None
     for param in params:
         name, _, value = param.partition("=")
         charset = value.strip().strip('"').lower()
-        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii"):
+        if name.strip().lower() == "charset" and charset and charset not in UTF8_CHARSETS:
             return charset
     return None
 
@@ -268,7 +282,8 @@ class RequestGuard(HttpMiddleware):
                 f"A body in Content-Encoding {echo(', '.join(codings))} is not read: send it uncompressed.",
                 headers={"Accept-Encoding": "identity"},
             )
-        if (charset := _json_charset(headers.get("content-type", ""))) is not None:
+        charset = _json_charset(headers.get("content-type", ""))
+        if charset is not None and sends_body(headers, scope["method"]):
             raise ProblemError(
                 415,
                 "Unsupported media type",

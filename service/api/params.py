@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from service.api.guard import TICKET_PARAM
+from service.api.guard import TICKET_PARAM, sends_body
 from service.errors import invalid, invalid_all, unique_keys
 from service.ml.spec import SplitName
 
@@ -93,7 +93,7 @@ async def as_declared(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    if not _takes_body(route) and _has_body(request):
+    if not _takes_body(route) and sends_body(request.headers, request.method):
         raise invalid(
             "body", "this route reads no body: send none (its parameters are in the path and query)"
         )
@@ -111,15 +111,6 @@ async def as_declared(request: Request) -> None:
         raise invalid_all(
             (f"query.{name}", f"given {n} times; give it once") for name, n in repeated if n > 1
         )
-
-
-def _has_body(request: Request) -> bool:
-    """Whether the request sends a body, by its headers: nothing is read. A GET's chunked encoding is a
-    proxy's habit, not a body."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        return not (_WHOLE.fullmatch(length.strip()) and int(length) == 0)
-    return "transfer-encoding" in request.headers and request.method not in ("GET", "HEAD")
 
 
 class _UniqueKeysRequest(Request):

@@ -556,3 +556,24 @@ def test_a_json_body_declared_in_another_charset_is_a_415_naming_it(client, path
             headers={"content-type": f"application/json; charset={charset}"},
         )
         assert sent.status_code == 202, sent.text
+
+
+def test_a_charset_is_refused_only_where_a_body_is_sent_and_ascii_and_json_types_alike(client):
+    """A bodyless DELETE with charset=latin1 was a 415 (its route documents none); charset=ascii, a part of
+    UTF-8, was refused; application/problem+json (read as JSON too) let any charset through."""
+    latin1 = {"content-type": "application/json; charset=latin1"}
+    assert client.delete("/aliases/nothing", headers=latin1).status_code == 404  # no body: nothing to decode
+    sent = client.post(
+        "/jobs", json={"backend": "numpy"}, headers={"content-type": "application/json; charset=ascii"}
+    )
+    assert sent.status_code == 202, sent.text
+    empty = client.post(
+        "/jobs", json={"backend": "numpy"}, headers={"content-type": "application/json; charset="}
+    )
+    assert empty.status_code == 202, empty.text
+    problem = client.post(
+        "/jobs",
+        content=b'{"backend": "numpy"}',
+        headers={"content-type": "application/problem+json; charset=latin-1"},
+    )
+    assert_problem(problem, 415, "charset='latin-1': JSON is read as UTF-8")
