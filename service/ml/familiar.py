@@ -12,7 +12,6 @@ not every odd input (a circle is a fine zero), and about one real digit in a few
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,9 +109,8 @@ def input_warning(unlike: list[str], top_probability: float) -> str | None:
             f"The input looks unlike the training images ({'; '.join(unlike)}): the prediction may mean nothing."
         )
     if top_probability < UNSURE:
-        # rounded down: 49.997 % printed as "50.00 %" contradicted "under 50 %"; to the hundredth, as the
-        # probabilities beside it are shown ("16 %" read oddly next to a top class of 16.92 %)
-        parts.append(
-            f"The model is unsure: its top class has {math.floor(10_000 * top_probability + 1e-9) / 100:.2f} % probability."
-        )
+        # to the hundredth, rounded as the probabilities beside it are ("16 %" read oddly next to 16.92 %),
+        # but never up to the threshold: 49.997 % printed as "50.00 %" would contradict "under 50 %"
+        shown = min(round(100 * top_probability, 2), 100 * UNSURE - 0.01)
+        parts.append(f"The model is unsure: its top class has {shown:.2f} % probability.")
     return " ".join(parts) or None

@@ -75,6 +75,9 @@ def test_the_warning_names_what_is_out_and_an_unsure_model():
     )  # not 28.99
     # under 50 % is never printed as 50 %
     assert input_warning([], 0.49997) == "The model is unsure: its top class has 49.99 % probability."
+    assert (
+        input_warning([], 0.16925) == "The model is unsure: its top class has 16.93 % probability."
+    )  # as :.2%
 
 
 def test_a_blank_image_is_flagged_for_its_ink_not_for_a_centre_it_lacks(profile):
