@@ -9,7 +9,7 @@ import sys
 from urllib.parse import quote
 
 from service.cli.client import Json, UsageError, flags_named, table
-from service.cli.http import ApiClient, ApiError
+from service.cli.http import ApiClient, ApiError, answer
 
 
 def _named(alias: Json) -> str:
@@ -47,9 +47,17 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
             alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
         elif args.rollback:
             alias = client.post(f"{path}/rollback")
-        elif args.delete:
-            named = client.get(path)["model_id"]
-            client.response("DELETE", path)
+        elif args.delete:  # what it named when read, removed only if it still names that (If-Match)
+            read = client.response("GET", path)
+            named = answer(read)["model_id"]
+            try:
+                client.response("DELETE", path, headers={"If-Match": read.headers["etag"]})
+            except ApiError as exc:
+                if exc.status == 412:
+                    exc.detail = (
+                        f"{args.name} changed since it was read (it named model {named}): not removed."
+                    )
+                raise
             print(f"{args.name} removed (it named model {named}); its history stays")
             return 0
         elif args.model is not None:

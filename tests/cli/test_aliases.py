@@ -150,3 +150,28 @@ def test_compare_says_level_models_are_level_and_keeps_its_table_when_the_test_f
     assert (
         "#8 and #7 are level on validation accuracy; no test on the test images: Dataset unavailable" in err
     )
+
+
+def test_an_alias_moved_between_read_and_delete_is_not_removed(elsewhere, capsys):
+    """It read the alias, then deleted whatever it named by then, and named the model it read."""
+    asked = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append((request.method, request.headers.get("if-match")))
+        if request.method == "GET":
+            alias = {
+                "name": "champion",
+                "model_id": 6,
+                "updated_at": "2026-12-03T10:00:00Z",
+                "rollback_to": None,
+            }
+            return httpx.Response(
+                200, json=alias | {"history": [], "history_count": 1}, headers={"etag": '"a1"'}
+            )
+        problem = {"type": "about:blank", "title": "Precondition failed", "status": 412, "detail": "moved"}
+        return httpx.Response(412, json=problem, headers={"content-type": "application/problem+json"})
+
+    elsewhere(server)
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "alias", "champion", "--delete")
+    assert (status, out) == (1, "") and asked == [("GET", None), ("DELETE", '"a1"')]
+    assert "champion changed since it was read (it named model 6): not removed." in err, err
