@@ -152,9 +152,12 @@ async def require_writer(request: Request, _: BearerDep) -> None:
 
 async def require_reader(request: Request, _: BearerDep) -> None:
     """Reads need the token only with MLPLAB_PROTECT_READS=true: in the header, or as a read ticket in the
-    query (`?ticket=`) where there is no header."""
+    query (`?ticket=`) where there is no header. A wrong token sent to an open read is refused all the
+    same (RFC 6750 3.1): a client holding a stale one learns it before its first write."""
     settings: Settings = request.app.state.settings
     if not settings.protect_reads:
+        if settings.api_token is not None and "authorization" in request.headers:
+            check_token(request.headers, settings)
         return
     tickets = request.query_params.getlist(TICKET_PARAM)
     if len(tickets) > 1:  # one valid among them let the others through, or not, by their order

@@ -248,6 +248,10 @@ def test_token_guards_writes_and_optionally_reads(tmp_path):
         assert_problem(wrong, 401, "The bearer token is not valid")
         assert wrong.headers["www-authenticate"] == 'Bearer realm="mlplab", error="invalid_token"'  # RFC 6750
         assert client.get("/jobs").status_code == 200  # reads stay open
+        # but a wrong token sent to one is refused: its holder learns it before its first write
+        stale = client.get("/jobs", headers={"authorization": "Bearer wrong"})
+        assert_problem(stale, 401, "The bearer token is not valid")
+        assert client.get("/jobs", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
         assert _job_count(client) == 0
         ok = client.post("/jobs", json={"backend": "numpy"}, headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 202
