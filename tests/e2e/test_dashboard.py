@@ -923,6 +923,11 @@ def test_a_model_validated_on_a_few_images_says_what_its_rank_is_worth(page, ser
     rendered(page, f"/#/models/{enough}")
     page.wait_for_selector("#model-epochs")
     assert page.locator("#validation-note").count() == 0
+    # and the compare page's picker, which orders models by validation accuracy, marks its figure
+    rendered(page, "/#/compare")
+    mark = page.wait_for_selector(f"tr[data-model='{few}'] .validation-mark")
+    assert mark.get_attribute("title").startswith("validated on 50 images")
+    assert page.locator(f"tr[data-model='{enough}'] .validation-mark").count() == 0
 
 
 def test_the_compare_pages_lead_is_weighed_on_the_test_images_which_chose_nothing(page, service):

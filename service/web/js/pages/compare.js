@@ -240,7 +240,9 @@ function picker(models, chosen, from, schema) {
       h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },
         h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
         h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${shortLabel(m, schema)}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
-        h("td", { class: column("validation") }, pct(m.validation_accuracy)),
+        h("td", { class: column("validation") }, pct(m.validation_accuracy),
+          // a rank from a few validation images is luck as much as skill (GET /models' validation_note)
+          m.validation_note ? h("span", { class: "validation-mark", title: m.validation_note, "aria-label": m.validation_note }, " ?") : null),
         h("td", { class: column("test") }, pct(m.test_accuracy))))))),
   ];
 }
