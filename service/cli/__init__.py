@@ -147,7 +147,7 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "export",
         client.cmd_export,
         "download a model's weights (.npz) or its ONNX graph",
-        description="Write MODEL's weights (mlplab's .npz: README, 'Weight format') or, with --format onnx, "
+        description="Write MODEL's weights (mlplab's .npz: docs/guide.md, 'The weight format') or, with --format onnx, "
         "its ONNX graph to a file (default: mlplab-model-ID.npz or .onnx; '-': standard output).",
     )
     export.add_argument("model", metavar="MODEL", help="the model: its (job) id, or an alias (champion)")

@@ -173,7 +173,7 @@ class TrainSpec(BaseModel):
         ge=0,
         le=MAX_VALIDATION_SIZE,
         description="Training images held out to validate on and rank by: the same images for every job "
-        "of the dataset whatever its seed, stratified by class (README, 'Weight format'); train_limit "
+        "of the dataset whatever its seed, stratified by class (docs/guide.md, 'The validation split'); train_limit "
         "applies to the rest. 0 trains on every image and ranks by test accuracy.",
     )
     early_stopping: EarlyStopping | None = Field(

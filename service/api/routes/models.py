@@ -217,7 +217,7 @@ def _binary(description: str) -> Responses:
 
 @router.get("/{model}/weights", response_class=Response, responses=_binary("The .npz weight file"))
 async def download_weights(ref: ModelRefDep, database: DatabaseDep) -> Response:
-    """The weights as .npz: spec + float32 W1, b1, ... (see README, 'Weight format')."""
+    """The weights as .npz: spec + float32 W1, b1, ... (docs/guide.md, 'The weight format')."""
     size = await database.run(_weights_size, ref.id)
 
     chunk = min(max(DOWNLOAD_CHUNK, -(-size // WEIGHT_SLICES)), MAX_WEIGHT_SLICE)
