@@ -41,9 +41,8 @@ def ranked_by(total: int, validated: int) -> str:
     return BY_TEST if validated == 0 else BY_BOTH
 
 
-SMALL_VALIDATION = (
-    1_000  # held-out images below which one image moves a validation accuracy by over 0.1 point
-)
+# held-out images below which one image moves a validation accuracy by over 0.1 point
+SMALL_VALIDATION = 1_000
 
 
 def validation_note(size: int) -> str | None:

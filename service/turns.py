@@ -24,9 +24,8 @@ CLIENT_KEY_CHARS = 45  # the longest client key: an IPv6 address's text (the sto
 
 def client_key(address: str) -> str:
     """The key a client's shares are counted by: its IPv4 address; for IPv6 its /64, the block one host
-    is given (each of its addresses was a share of its own); anything else a trusted proxy forwarded (any
-    length: a 100-character one failed PostgreSQL's column with a 500) as itself, or a digest past
-    CLIENT_KEY_CHARS."""
+    is given; anything else a trusted proxy forwarded as itself, or a digest past CLIENT_KEY_CHARS (the
+    store keeps it)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -119,9 +119,8 @@ class Study(Base):
     trials: Mapped[int]  # trials asked for in all: config's, plus every extension
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]  # finished or cancelled; None again once extended
-    client: Mapped[str | None] = mapped_column(
-        String(64)
-    )  # who asked for it: its trials count against its share
+    # who asked for it: its trials count against its share
+    client: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<Study {self.id} {self.status} {self.trials} trials>"
