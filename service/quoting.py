@@ -22,6 +22,11 @@ def cut(text: str) -> str:
     return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
 
 
+def listed_again(shown: str, times: int) -> str:
+    """A sweep's or study's value listed `times` times over, as the spec stores it (1 and 1.0 alike)."""
+    return f"{shown} is listed {'twice' if times == 2 else f'{times} times'} (as the spec stores it)"
+
+
 def counted(n: int, noun: str) -> str:
     """'1 epoch', '3 epochs', '1,000 jobs': a count and its noun, agreeing."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"

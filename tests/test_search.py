@@ -559,6 +559,7 @@ def test_the_issues_example_is_valid():
         ),
         ({"space": {"activation": {"choice": ["relu", "swish"]}}}, "space.activation", "(got 'swish')"),
         ({"space": {"learning_rate": {"choice": [1, 1.0]}}}, "space.learning_rate", "1.0 is listed twice"),
+        ({"space": {"l2": {"choice": [0.1, 0.1, 0.1]}}}, "space.l2", "0.1 is listed 3 times"),
         (
             {"space": {"early_stopping": {"choice": [{"patience": 1}, {"patience": 1, "min_delta": 0}]}}},
             "space.early_stopping",

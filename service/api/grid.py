@@ -22,7 +22,7 @@ from service.ml.spec import (
     momentum_unread,
     not_a_field,
 )
-from service.quoting import cut, echo
+from service.quoting import cut, echo, listed_again
 from service.settings import Settings
 
 
@@ -108,8 +108,7 @@ def _listing_problems(body: SweepCreate) -> Iterator[tuple[str, str]]:
             stored[json.dumps(spec.model_dump(mode="json")[field], sort_keys=True)] += 1
         for value, times in stored.items():
             if times > 1:
-                listed = "twice" if times == 2 else f"{times} times"
-                yield f"grid.{field}", f"{cut(value)} is listed {listed} (as the spec stores it)"
+                yield f"grid.{field}", listed_again(cut(value), times)
 
 
 def sweep_specs(body: SweepCreate) -> list[TrainSpec]:

@@ -62,7 +62,7 @@ from service.ml.spec import (
     momentum_unread,
     not_a_field,
 )
-from service.quoting import counted, echo
+from service.quoting import counted, echo, listed_again
 
 
 def _finite(value: object) -> object:
@@ -427,14 +427,15 @@ def _choice_problems(study: StudyCreate, field: str, choices: list[Any]) -> Iter
     ):  # checked here, not by the model: a stored study reads back whatever it holds
         yield Invalid(name, f"{len(choices):,} values; the limit is {MOST_CHOICES:,}")
         return
-    seen: set[str] = set()
     point = stored_point(study.base)
+    seen: dict[str, tuple[Any, int]] = {}  # as its job would store it (1 and 1.0 are one value): times
     for value in choices:
-        key = point({field: value})  # as its job would store it: 1 and 1.0 are one value
-        if key in seen:
-            yield Invalid(name, f"{echo(value)} is listed twice (as the spec stores it)")
-        seen.add(key)
+        key = point({field: value})
+        seen[key] = (value, seen.get(key, (value, 0))[1] + 1)  # shown as listed again
         yield from _spec_problems(study, field, value)
+    for value, times in seen.values():  # each once, however often
+        if times > 1:
+            yield Invalid(name, listed_again(echo(value), times))
 
 
 def _optimizers(study: StudyCreate) -> list[object]:
