@@ -35,6 +35,20 @@ def _changes(client: ApiClient, path: str) -> int:
         return 0
 
 
+def _delete(client: ApiClient, path: str, name: str) -> int:
+    """Remove the alias if it still names the model it named when read (If-Match), and say which."""
+    read = client.response("GET", path)
+    named = answer(read)["model_id"]
+    try:
+        client.response("DELETE", path, headers={"If-Match": read.headers["etag"]})
+    except ApiError as exc:
+        if exc.status == 412:
+            exc.detail = f"{name} changed since it was read (it named model {named}): not removed."
+        raise
+    print(f"{name} removed (it named model {named}); its history stays")
+    return 0
+
+
 def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.name.strip():
         raise UsageError("the alias is empty: lowercase letters, digits and dashes, e.g. champion")
@@ -47,19 +61,8 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
             alias = client.post(f"/studies/{args.study}/promote", json={"alias": args.name})
         elif args.rollback:
             alias = client.post(f"{path}/rollback")
-        elif args.delete:  # what it named when read, removed only if it still names that (If-Match)
-            read = client.response("GET", path)
-            named = answer(read)["model_id"]
-            try:
-                client.response("DELETE", path, headers={"If-Match": read.headers["etag"]})
-            except ApiError as exc:
-                if exc.status == 412:
-                    exc.detail = (
-                        f"{args.name} changed since it was read (it named model {named}): not removed."
-                    )
-                raise
-            print(f"{args.name} removed (it named model {named}); its history stays")
-            return 0
+        elif args.delete:
+            return _delete(client, path, args.name)
         elif args.model is not None:
             model: int | str = int(args.model) if args.model.isdigit() else args.model
             alias = client.request("PUT", path, json={"model_id": model})
