@@ -8,6 +8,7 @@ those README shows, of the models trained here on real MNIST, in docs/."""
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import httpx
@@ -1002,10 +1003,13 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
             # each epoch's mean loss drawn as the epoch ends, styled as the reloaded page draws them: seen
             # from inside the page every 10 ms (a poll from the test missed the run on a loaded machine)
             w.page.evaluate(
-                """() => { window.liveMeans = false; setInterval(() => {
-                  if (document.querySelector('h1 [data-status]')?.textContent !== 'running') return;
+                """() => { window.liveMeans = false; window.seen = []; setInterval(() => {
+                  const status = document.querySelector('h1 [data-status]')?.textContent;
                   const epochs = document.querySelector('#accuracy-chart')?.data?.[0]?.x.length ?? 0;
                   const trace = document.querySelector('#loss-chart')?.data?.[1];
+                  const shown = JSON.stringify([status, epochs, trace?.x, trace?.mode, trace?.showlegend]);
+                  if (window.seen.at(-1) !== shown) window.seen.push(shown);  // for a failure's message
+                  if (status !== 'running') return;
                   const drawn = trace?.mode === 'markers' && trace?.showlegend !== false;
                   if (epochs >= 1 && trace?.x.length === epochs && drawn) window.liveMeans = true;
                 }, 10); }"""
@@ -1016,8 +1020,37 @@ def test_a_job_page_opened_while_queued_shows_it_running_as_it_trains(browser, t
             wait_for(lambda: w.page.inner_text(started) != "–", 30, "its start shown")
             assert w.page.locator("table.facts th:text-is('ETA')").count() == 1
             w.page.wait_for_selector("h1 [data-status]:text-is('succeeded')", timeout=120_000)
-            assert w.page.evaluate("window.liveMeans") is True
+            assert w.page.evaluate("window.liveMeans") is True, w.page.evaluate("window.seen")
             w.assert_clean()
+    finally:
+        svc.stop()
+
+
+def test_an_epoch_that_ends_before_the_page_knows_its_step_count_is_drawn_once_it_does(browser, tmp_path):  # noqa: F811
+    """An epoch's event read before any progress that gives the job's step count: its mean was never drawn
+    (the stream is played here, in that order, to the page of a queued job)."""
+    svc = start_service(tmp_path)
+    try:
+        with svc.client() as client:
+            job = client.post("/jobs", json=SMALL_JSON | {"epochs": 3}).json()["id"]
+        point = {"epoch": 1, "loss": 0.8, "train_accuracy": 0.7, "test_accuracy": 0.69, "seconds": 0.5}
+        events = [
+            ("status", {"status": "running", "attempts": 1}),
+            ("epoch", point | {"validation_loss": None, "validation_accuracy": None, "sampled": True}),
+            ("progress", {"epoch": 2, "step": 12, "steps": 30, "loss": 0.6}),
+        ]
+        body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+        with watched_page(browser, svc.url) as w:
+            w.page.route(
+                f"**/jobs/{job}/events*",
+                lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body),
+            )
+            rendered(w.page, f"/#/jobs/{job}")
+            # 30 steps over 3 epochs: the first ends at step 10
+            w.page.wait_for_function(
+                "() => document.querySelector('#loss-chart')?.data?.[1]?.x.join() === '10'", timeout=10_000
+            )
+            assert w.page.evaluate("document.querySelector('#accuracy-chart').data[0].x") == [1]
     finally:
         svc.stop()
 

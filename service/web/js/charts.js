@@ -185,9 +185,21 @@ export async function extend(el, xs, ys, traces = xs.map((_, i) => i)) {
   const Plotly = await plotly();
   if (!el.data) return;
   Plotly.extendTraces(el, { x: xs, y: ys }, traces);
+  fitLossAxis(Plotly, el, ys.flat());
+}
+
+/** Draw one of a chart's traces anew with the points x, y: where they lie was learnt after they came. */
+export async function redrawTrace(el, trace, x, y) {
+  const Plotly = await plotly();
+  if (!el.data) return;
+  Plotly.restyle(el, { x: [x], y: [y] }, [trace]);
+  fitLossAxis(Plotly, el, y);
+}
+
+function fitLossAxis(Plotly, el, ys) {
   const axis = el.layout.yaxis;
   const outside = (y) => y > 0 && (Math.log10(y) < axis.range[0] || Math.log10(y) > axis.range[1]);
-  if (axis.type === "log" && axis.tickvals && ys.flat().some(outside)) {
+  if (axis.type === "log" && axis.tickvals && ys.some(outside)) {
     const { tickvals, range } = lossAxis(el.data.flatMap((t) => t.y));
     Plotly.relayout(el, { "yaxis.tickvals": tickvals, "yaxis.range": range });
   }

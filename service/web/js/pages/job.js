@@ -2,7 +2,7 @@
 // and once it has succeeded, the way to its model.
 import * as api from "../api.js";
 import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
-import { accuracyAxis, extend, lineChart, lossAxis } from "../charts.js";
+import { accuracyAxis, extend, lineChart, lossAxis, redrawTrace } from "../charts.js";
 import { reload } from "../router.js";
 import { shortLabel, showValue, trainSpecSchema } from "../spec.js";
 import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
@@ -32,7 +32,7 @@ export async function jobPage(ctx, root) {
     lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
   ]);
-  if (inFlight(job)) follow(ctx, root, job, { lossChart, accChart, progress });
+  if (inFlight(job)) follow(ctx, root, job, epochs, { lossChart, accChart, progress });
 }
 
 export const lossTrace = (losses, name = "mean loss since the previous point") =>
@@ -103,11 +103,22 @@ export function specTable(values, spec) {
     h("tr", { dataset: { field: k } }, h("th", null, k), h("td", null, shown(k, v))))));
 }
 
-function follow(ctx, root, job, { lossChart, accChart, progress }) {
+function follow(ctx, root, job, epochs, { lossChart, accChart, progress }) {
   const source = new EventSource(api.eventsUrl(job.id));
   ctx.onLeave(() => source.close());
   const state = { ...job, progress: { ...job.progress } };
   const lastStep = () => lossChart.data?.[0]?.x.at(-1) ?? 0;
+  // Each epoch's mean at the step where the epoch ended: from the job's step count, or until the page
+  // knows it, the step of the progress just before the epoch's event (an epoch's last step is always
+  // recorded). Drawn anew as the count becomes known, which can be after an epoch's event.
+  const means = epochs.map((e) => ({ epoch: e.epoch, loss: e.loss, end: 0 }));
+  let placedBy = stepsPerEpoch(job);
+  const drawMeans = () => {
+    placedBy = stepsPerEpoch(state);
+    const placed = means.map((m) => [m.epoch * placedBy || m.end, m.loss]).filter(([x]) => x);
+    redrawTrace(lossChart, 1, placed.map(([x]) => x), placed.map(([, y]) => y));
+  };
+  const placeMeans = () => stepsPerEpoch(state) !== placedBy && drawMeans();
   // the heading's status and the facts (started, duration, ETA, attempts) as the stream tells them
   const redraw = () => {
     root.querySelector("h1 [data-status]")?.replaceWith(statusBadge(state.status));
@@ -120,8 +131,11 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
     if (status === state.status) return;
     api.job(job.id).then((fresh) => { // when it started, and its attempts, as the job row has them
       if (!ctx.live) return;
-      Object.assign(state, fresh, { progress: { ...fresh.progress } });
+      // the stream's progress where it is ahead: this answer can come after later events
+      const ahead = (state.progress.step ?? 0) > (fresh.progress.step ?? 0);
+      Object.assign(state, fresh, { progress: ahead ? state.progress : { ...fresh.progress } });
       redraw();
+      placeMeans();
     }).catch(() => {});
   });
   source.addEventListener("progress", (e) => {
@@ -131,14 +145,14 @@ function follow(ctx, root, job, { lossChart, accChart, progress }) {
     fill(progress, progressBar(state));
     redraw();
     if (p.step > lastStep()) extend(lossChart, [[p.step]], [[p.loss]]);
+    placeMeans();
   });
   source.addEventListener("epoch", (e) => {
     const ep = JSON.parse(e.data);
     if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, ACCURACIES.map(() => [ep.epoch]), epochAccuracies(ep));
-    // an epoch's last step is always recorded, so the progress just before its epoch event is its end
-    // (the job's step count can still be unknown to the page then)
-    const end = ep.epoch * stepsPerEpoch(state) || (state.progress.epoch === ep.epoch ? state.progress.step : 0);
-    if (end > (lossChart.data?.[1]?.x.at(-1) ?? 0)) extend(lossChart, [[end]], [[ep.loss]], [1]);
+    if (means.some((m) => m.epoch >= ep.epoch)) return;
+    means.push({ epoch: ep.epoch, loss: ep.loss, end: state.progress.epoch === ep.epoch ? state.progress.step : 0 });
+    drawMeans();
   });
   source.addEventListener("end", () => {
     source.close();
