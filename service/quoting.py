@@ -10,11 +10,40 @@ ECHO_CHARS = 200  # the most of any one input a problem quotes back
 
 
 def echo(value: object) -> str:
-    """repr(value) as a problem quotes a client's input: cut to ECHO_CHARS characters, saying how long it was."""
+    """A client's input as a problem quotes it: cut to ECHO_CHARS characters, saying how long it was."""
     if isinstance(value, str) and len(value) > ECHO_CHARS:
         return f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
-    text = repr(value)
+    text = _written(value)
     return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
+
+
+class _Text(str):
+    """Punctuation _written writes as it is: not a client's string, which it quotes."""
+
+
+def _written(value: object) -> str:
+    """repr(value), but null, true and false as the client wrote them in JSON (Python's None, True, False);
+    strings quoted as pydantic's own messages quote them ('relu')."""
+    out: list[str] = []
+    todo: list[object] = [value]
+    while todo:  # a stack, not recursion: a client nests as deep as the JSON parser lets it
+        item = todo.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif item is None or isinstance(item, bool):
+            out.append({None: "null", True: "true", False: "false"}[item])
+        elif isinstance(item, (list, tuple, dict)):
+            pairs = (
+                [[k, _Text(": "), v] for k, v in item.items()]
+                if isinstance(item, dict)
+                else [[v] for v in item]
+            )
+            inner = [part for i, pair in enumerate(pairs) for part in ([_Text(", ")] if i else []) + pair]
+            brackets = "{}" if isinstance(item, dict) else "[]"
+            todo.extend(reversed([_Text(brackets[0]), *inner, _Text(brackets[1])]))
+        else:
+            out.append(repr(item))
+    return "".join(out)
 
 
 def cut(text: str) -> str:

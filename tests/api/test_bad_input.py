@@ -399,6 +399,39 @@ LONE = "\ud800"  # a lone surrogate: valid in JSON text ("\ud800"), no UTF-8 at 
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "name", "says"),
+    [
+        ("/jobs", {"backend": "numpy", "epochs": None}, "body.epochs", "(got null)"),
+        ("/jobs", {"backend": "numpy", "early_stopping": {"patience": False}}, "body.early_stopping.patience", "(got false)"),
+        ("/sweeps", {"base": {"backend": "numpy"}, "grid": {"hidden_layers": [[64, True]]}}, "body.grid.hidden_layers", "(got true), in [64, true]"),
+        ("/studies", {"base": {"backend": "numpy"}, "space": {"activation": {"choice": ["relu", None]}}, "trials": 2}, "body.space.activation", "(got null)"),
+    ],
+    ids=["job", "nested", "sweep", "study"],
+)  # fmt: skip
+def test_a_value_is_quoted_back_as_json_writes_it(client, path, body, name, says):
+    """null, true and false came back as Python writes them: "(got None)", "in [64, True]"."""
+    problem = assert_problem(client.post(path, json=body), 422, says)
+    assert [p["name"] for p in problem["invalid_params"]] == [name], problem
+    assert client.get("/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize("path", ["/sweeps", "/studies"])
+def test_a_value_nested_as_deep_as_json_allows_is_quoted_back(client, path):
+    """A grid's value nested 500 deep, which the JSON reader admits, is quoted back like any other: quoting
+    that recurses meets Python's recursion limit there (a 500)."""
+    deep = "[" * 500 + "1" + "]" * 500
+    kind = (
+        '"grid": {"hidden_layers": [%s]}'
+        if path == "/sweeps"
+        else '"space": {"hidden_layers": {"choice": [%s]}}, "trials": 2'
+    )
+    body = '{"base": {"backend": "numpy"}, %s}' % (kind % deep)
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert_problem(response, 422, "[[[[[[[[[[")
+    assert client.get("/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
     ("path", "body"),
     [
         ("/sweeps", {"base": {"backend": "numpy", LONE: 1}, "grid": {"learning_rate": [0.1]}}),
