@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,7 +41,6 @@ from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 
 READYZ_CONNECTIONS = 2  # /readyz takes no slot (a health check must not queue behind a burst)
-logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
 
 DESCRIPTION = """Train multilayer perceptrons on MNIST with a from-scratch NumPy network or its PyTorch twin,
 then compare them and query them: accuracy, confusion matrices and per-image predictions.

@@ -38,6 +38,9 @@ from sqlalchemy.pool import StaticPool
 from service.store.models import Base
 
 log = logging.getLogger("mlplab.store")
+# A migration says in one line what it changed (_upgrade): alembic's own INFO lines, two a connection
+# and a paragraph a revision (thirteen at a first start), and two at every /readyz check, are noise.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -392,12 +395,16 @@ def _upgrade(engine: Engine) -> None:
                     # a table locked by another session (a VACUUM FULL) is waited for as SQLite's lock is:
                     # MIGRATE_POLL_MS at a try, a stop heard between, not the 30 s lock_timeout in one call
                     connection.exec_driver_sql(f"SET LOCAL lock_timeout = {MIGRATE_POLL_MS}")
+                was = _revisions(connection)
                 try:
                     command.upgrade(alembic_config(connection), "head")
                 except CommandError as exc:
                     if "Can't locate revision" not in str(exc):
                         raise
                     raise UnknownRevision(connection) from exc
+                if (now := _revisions(connection)) != was:
+                    shown = shown_url(engine.url.render_as_string(hide_password=False))
+                    log.info("database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now))
                 if connection.dialect.name == "sqlite":
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
                     if broken is not None:  # rolls the whole upgrade back
@@ -454,9 +461,13 @@ def head_revisions() -> set[str]:
 def current_revisions(engine: Engine) -> set[str]:
     """The revisions the database is at; empty before the first migration."""
     with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return set()
-        return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        return set(_revisions(connection))
+
+
+def _revisions(connection: Connection) -> list[str]:
+    if not inspect(connection).has_table("alembic_version"):
+        return []
+    return sorted(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def shown_url(url: str) -> str:

@@ -49,6 +49,16 @@ def test_a_read_only_server_is_a_state_to_wait_out_not_a_bug():
     assert not transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
+def test_a_migration_says_in_one_line_what_it_changed_and_nothing_when_it_changed_nothing(db_url, caplog):
+    """A first start logged alembic's 25 lines, a paragraph a revision, before the API's own line."""
+    with caplog.at_level(logging.INFO):
+        assert db.migrate(db_url) is True
+        assert db.migrate(db_url) is True  # at head already
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    (head,) = db.head_revisions()
+    assert len(said) == 1 and said[0].endswith(f"migrated from empty to {head}"), said
+
+
 @contextmanager
 def migration_lock_held(url: str) -> Iterator[None]:
     """The lock a migration takes, held by another connection: SQLite's write lock, PostgreSQL's advisory
