@@ -404,7 +404,9 @@ def _upgrade(engine: Engine) -> None:
                     raise UnknownRevision(connection) from exc
                 if (now := _revisions(connection)) != was:
                     shown = shown_url(engine.url.render_as_string(hide_password=False))
-                    log.info("database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now))
+                    log.info(
+                        "database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now)
+                    )
                 if connection.dialect.name == "sqlite":
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
                     if broken is not None:  # rolls the whole upgrade back

@@ -174,3 +174,11 @@ def test_every_field_a_response_always_sends_is_required_in_its_schema(client):
     for name in checked:
         schema = components[name]
         assert set(schema.get("required", [])) == set(schema["properties"]), name
+
+
+def test_the_predict_operation_names_every_image_format_an_upload_may_be_in(client):
+    """It said PNG/JPEG, where the API (and its 415) reads GIF, BMP and WebP too."""
+    from service.imaging import ACCEPTED_NAMES
+
+    operation = client.get("/openapi.json").json()["paths"]["/models/{model}/predict"]["post"]
+    assert ACCEPTED_NAMES in " ".join(operation["description"].split()), operation["description"]

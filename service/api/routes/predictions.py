@@ -212,7 +212,8 @@ def upload_turns() -> AsyncTurns:
 async def predict(
     ref: ModelRefDep, request: Request, inference: InferenceDep, monitoring: MonitoringDep
 ) -> Response:
-    """Predict digits: JSON pixels (one or many), or an uploaded PNG/JPEG made to look like MNIST."""
+    """Predict digits: JSON pixels (one or many), or an uploaded image (BMP, GIF, JPEG, PNG or WebP) made to
+    look like MNIST."""
     settings: Settings = request.app.state.settings
     weights = await inference.weights(ref.id)  # 404 / 409 before reading a large body
     model_warning = await inference.model_warning(ref.id)
