@@ -50,6 +50,7 @@ from service.store.models import (
 )
 from service.store.queries import (
     MAX_INTEGER,
+    alias_changes,
     alias_target,
     best_epochs,
     best_model_id,
@@ -60,7 +61,6 @@ from service.store.queries import (
     get_model,
     get_study,
     job_spec,
-    rollback_targets,
     study_config,
     study_epochs,
     study_jobs,
@@ -534,15 +534,16 @@ def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
 
 
 def aliases_public(session: Session, aliases: Sequence[Alias]) -> list[AliasPublic]:
-    """The aliases with their rollback targets and their models' warnings, in two queries for them all."""
+    """The aliases with their latest changes and their models' warnings, in two queries for them all."""
     models = get_jobs_by_id(session, {alias.model_id for alias in aliases})
-    backs = rollback_targets(session, aliases)
+    changes = alias_changes(session, aliases)
     return [
         AliasPublic(
             name=alias.name,
             model_id=alias.model_id,
             updated_at=alias.updated_at,
-            rollback_to=backs.get(alias.name),
+            detail=changes.get(alias.name, (None, None))[0],
+            rollback_to=changes.get(alias.name, (None, None))[1],
             warning=None if (model := models.get(alias.model_id)) is None else job_warning(model),
         )
         for alias in aliases

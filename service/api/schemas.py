@@ -422,6 +422,11 @@ class AliasPublic(Answer):
     name: str
     model_id: int = Field(description="The model it names now.")
     updated_at: datetime
+    detail: str | None = Field(
+        description="What its latest change said, as its history keeps it: a promote's names the sweep or "
+        'study, the figure it ranked by and what that cannot show ("it is not shown better than the next '
+        'configuration (p = 0.31)"). Null for a change that says nothing more (a PUT, a rollback).'
+    )
     rollback_to: int | None = Field(
         description="The model POST /aliases/{name}/rollback would name (null: nothing to roll back to)."
     )

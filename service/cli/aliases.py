@@ -25,14 +25,14 @@ def _history(alias: Json) -> str:
     return table(["AT", "ACTION", "FROM", "TO", "DETAIL"], rows)
 
 
-def _changes(client: ApiClient, path: str) -> int:
-    """How many changes the alias at `path` has had (0: there is none yet)."""
+def _naming(client: ApiClient, path: str) -> int | None:
+    """The model the alias at `path` names (None: there is no such alias yet)."""
     try:
-        return int(client.get(path)["history_count"])
+        return int(client.get(path)["model_id"])
     except ApiError as exc:
         if exc.status != 404:
             raise
-        return 0
+        return None
 
 
 def _delete(client: ApiClient, path: str, name: str) -> int:
@@ -54,7 +54,8 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
         raise UsageError("the alias is empty: lowercase letters, digits and dashes, e.g. champion")
     path = f"/aliases/{quote(args.name, safe='')}"
     with flags_named({"path.alias": "NAME", "body.alias": "NAME", "body.model_id": "MODEL"}):
-        before = _changes(client, path) if args.sweep is not None or args.study is not None else 0
+        promoting = args.sweep is not None or args.study is not None
+        before = _naming(client, path) if promoting else None
         if args.sweep is not None:
             alias = client.post(f"/sweeps/{quote(args.sweep, safe='')}/promote", json={"alias": args.name})
         elif args.study is not None:
@@ -74,13 +75,10 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
                     exc.detail += f" Make it with: mlplab alias {args.name} MODEL (or --sweep ID, --study ID)"
                 raise
     print(_named(alias))
-    if (
-        args.sweep is not None or args.study is not None
-    ):  # which model that is, and what the search says of it
-        shown = client.get(path)
-        if shown["history_count"] > before:
-            print(shown["history"][0]["detail"] or "", file=sys.stderr)
-        else:  # it named that model already: nothing was written, and the newest change is an older one
+    if promoting:  # which model that is, and what the search says of it
+        if alias["model_id"] != before:
+            print(alias["detail"] or "", file=sys.stderr)
+        else:  # it named that model already: nothing was written, and its detail is an older change's
             print(f"{args.name} already named model {alias['model_id']}: unchanged", file=sys.stderr)
     if alias.get("warning"):
         print(f"! {alias['warning']}", file=sys.stderr)

@@ -427,16 +427,17 @@ def alias_history(
     return list(session.scalars(query)), total
 
 
-def rollback_targets(session: Session, aliases: Sequence[Alias]) -> dict[str, int]:
-    """The model a rollback of each alias would name, by alias name; absent where there is none."""
+def alias_changes(session: Session, aliases: Sequence[Alias]) -> dict[str, tuple[str | None, int | None]]:
+    """Each alias's latest change: what it said (its detail), and the model a rollback would name (None:
+    there is none); by alias name."""
     back = aliased(AliasEvent)
     query = (
-        select(Alias.name, back.to_model_id)
+        select(Alias.name, AliasEvent.detail, back.to_model_id)
         .join(AliasEvent, AliasEvent.id == Alias.event_id)
-        .join(back, back.id == AliasEvent.rollback_to_id)
+        .outerjoin(back, back.id == AliasEvent.rollback_to_id)
         .where(Alias.name.in_([alias.name for alias in aliases]))
     )
-    return {name: model_id for name, model_id in session.execute(query) if model_id is not None}
+    return {name: (detail, model_id) for name, detail, model_id in session.execute(query)}
 
 
 def aliases_by_model(session: Session, model_ids: Sequence[int] | None = None) -> dict[int, list[str]]:

@@ -52,7 +52,8 @@ def test_an_alias_moves_keeps_its_history_and_rolls_back_one_move_at_a_time(clie
     created = client.put("/aliases/production", json={"model_id": weak})
     assert created.status_code == 201 and created.headers["location"] == "/aliases/production"
     assert created.json() | {"updated_at": None, "warning": None} == {
-        "name": "production", "model_id": weak, "updated_at": None, "rollback_to": None, "warning": None
+        "name": "production", "model_id": weak, "updated_at": None, "detail": None, "rollback_to": None,
+        "warning": None,
     }  # fmt: skip
     assert "near chance level" in created.json()["warning"]  # the weak model learned next to nothing
     again = client.put("/aliases/production", json={"model_id": weak})  # where it is already: no history
@@ -235,6 +236,7 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
         f"the best model of sweep {sweep['id']} by validation_accuracy; it is not shown better than the next "
         "configuration (no test)"  # one seed each
     )
+    assert promoted.json()["detail"] == event["detail"]
     assert client.get(f"/models/{best}").json()["aliases"] == ["champion"]
     # promote moves an alias too: conditional as PUT is
     path = f"/sweeps/{sweep['id']}/promote"

@@ -471,8 +471,9 @@ def test_a_promotion_keeps_what_the_sweep_said_of_the_next_configuration(tmp_pat
     with sweep_ended_as(tmp_path, body, accuracy) as (client, sweep):
         second = client.get(f"/sweeps/{sweep}").json()["configurations"][1]
         assert second["versus_best"] == ("behind" if not caveat else "can't tell"), second
-        client.post(f"/sweeps/{sweep}/promote", json={"alias": "champion"})
+        promoted = client.post(f"/sweeps/{sweep}/promote", json={"alias": "champion"}).json()
         detail = client.get("/aliases/champion").json()["history"][0]["detail"]
+        assert promoted["detail"] == detail  # the answer says it too: it was the history alone
         assert detail.startswith(
             f"the best model of sweep {sweep}'s best configuration by validation_accuracy{caveat}"
         )

@@ -13,6 +13,7 @@ from service.store.db import session_scope
 from service.store.jobs import claim_job, enqueue_job, finish_job, record_epoch
 from service.store.models import AliasAction, JobStatus
 from service.store.queries import (
+    alias_changes,
     alias_history,
     alias_target,
     aliases_by_model,
@@ -20,7 +21,6 @@ from service.store.queries import (
     epoch_times,
     job_counts,
     oldest_queued_at,
-    rollback_targets,
 )
 from service.store.workers import register_worker, worker_heartbeat
 from tests.factories import tiny_spec
@@ -51,12 +51,12 @@ def test_moves_rollbacks_and_a_deletion(sessions):
     with session_scope(sessions) as s:
         alias, created = move_alias(s, "champion", c)  # where it is: nothing happens
         assert (alias.model_id, created) == (c, False)
-        assert rollback_targets(s, [alias]) == {alias.name: b}
+        assert alias_changes(s, [alias]) == {alias.name: (None, b)}
     with session_scope(sessions) as s:
         assert rollback_alias(s, "champion").model_id == b
     with session_scope(sessions) as s:
         alias = rollback_alias(s, "champion")
-        assert alias.model_id == a and rollback_targets(s, [alias]) == {}
+        assert alias.model_id == a and alias_changes(s, [alias]) == {alias.name: (None, None)}
     with session_scope(sessions) as s, pytest.raises(NothingToRollBack):
         rollback_alias(s, "champion")
     with session_scope(sessions) as s:
