@@ -26,6 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from service.quoting import counted
+
 CONFIDENCE = 0.95
 ALPHA = 0.05
 
@@ -183,6 +185,13 @@ VERSUS_BEST_NOTE = (
     "behind (p < 0.05): unlikely to be seed noise alone; ahead: ahead on its mean, ranked after for its "
     "failed runs"
 )
+
+
+def tests_note(tests: int) -> str:
+    """Under every "vs best" legend: how many tests weighed configurations against the best."""
+    if tests == 1:
+        return "one configuration tested against the best: one test"
+    return f"each configuration is its own test against the best: {counted(tests, 'test')}, not corrected for multiple comparisons"
 
 
 Versus = Literal["best", "can't tell", "behind", "ahead"]

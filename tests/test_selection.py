@@ -169,3 +169,13 @@ def test_a_configuration_ahead_on_its_mean_but_ranked_after_for_a_failure_is_cal
     first = group_runs(best + other)[0][0]
     assert (first.versus_best, runner_up.versus_best) == ("best", "ahead")  # as the API sends
     assert versus_best(False, False, -0.01) == "behind" and versus_best(True, False, 0.05) == "can't tell"
+
+
+def test_a_legend_counts_the_tests_against_the_best_and_says_none_is_corrected():
+    """'one test of 3 against the best, uncorrected' read as if attached to the 'ahead' before it."""
+    from service.selection import tests_note
+
+    assert tests_note(3) == (
+        "each configuration is its own test against the best: 3 tests, not corrected for multiple comparisons"
+    )
+    assert tests_note(1) == "one configuration tested against the best: one test"

@@ -33,7 +33,16 @@ from service.api.schemas import MODEL_ID_HEADER
 from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
-from service.selection import PAIRED, VERSUS_BEST_NOTE, WELCH, gap_text, p_text, rank_key, versus_best
+from service.selection import (
+    PAIRED,
+    VERSUS_BEST_NOTE,
+    WELCH,
+    gap_text,
+    p_text,
+    rank_key,
+    tests_note,
+    versus_best,
+)
 from service.settings import Settings, get_settings, token_problem
 from service.store.models import JobStatus
 
@@ -943,8 +952,8 @@ def _ranked_note(sweep: Json) -> None:
     tested = [c for c in sweep["configurations"] if c["p_value"] is not None]
     if tested:
         print(
-            f"VS BEST by {_tests_used(tested)}: {VERSUS_BEST_NOTE}, one test of {len(tested)} against the "
-            "best, uncorrected; GAP: its accuracy minus the best's, in points, and that test's 95% interval",
+            f"VS BEST by {_tests_used(tested)}: {VERSUS_BEST_NOTE}. {tests_note(len(tested)).capitalize()}. "
+            "GAP: its accuracy minus the best's, in points, and that test's 95% interval",
             file=sys.stderr,
         )
     if len(tested) < len(sweep["configurations"]) - 1:  # the best itself is never tested

@@ -590,7 +590,7 @@ def test_a_replicated_sweep_shows_its_configurations_with_intervals(page, servic
         "vs best, by a paired t-test against the best on the seeds both ran: can't tell (p ≥ 0.05)" in caption
     )
     assert "which with few seeds is no tie" in caption and "Gap: its accuracy minus the best's" in caption
-    assert "one test of 1 against the best, uncorrected" in caption
+    assert "ranked after for its failed runs. One configuration tested against the best: one test." in caption
     shot(page, "08-sweep-configurations")
     rendered(page, f"/#/sweeps/{sweep_id}")
     runner = sweep["configurations"][1]

@@ -3,7 +3,7 @@
 // its number with the best so far, each searched parameter against validation accuracy, parallel
 // coordinates of its succeeded trials, the parameters' importance, and every trial.
 import * as api from "../api.js";
-import { duration, fill, h, pct, seconds } from "../dom.js";
+import { counted, duration, fill, h, pct, seconds } from "../dom.js";
 import { PALETTE, PARALLEL_NOTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
@@ -59,7 +59,6 @@ export function studyEta(study, epochsEach, now = Date.now()) {
   return left / (study.epochs_trained / seconds(study.created_at, now));
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`; // "1 trial", "2 trials"
 
 function progressView(study, epochsEach) {
   const c = study.counts;
@@ -74,7 +73,7 @@ function progressView(study, epochsEach) {
     h("p", { id: "study-counts" }, `${ended} of ${total} trials ended · ${c.succeeded} succeeded · ${c.pruned} pruned`,
       more(c.failed, "failed"), more(c.cancelled, "cancelled"), ` · ${c.running} running · ${c.queued} queued`, more(toCome, "to come"),
       study.status === "running" ? ` · ETA ${duration(studyEta(study, epochsEach))}` : ""),
-    h("p", { class: "muted" }, `${plural(study.epochs_trained, "epoch")} trained, ${plural(study.config.parallelism, "trial")} at once`),
+    h("p", { class: "muted" }, `${counted(study.epochs_trained, "epoch")} trained, ${counted(study.config.parallelism, "trial")} at once`),
   ];
 }
 

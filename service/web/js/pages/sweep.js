@@ -2,7 +2,7 @@
 // each varied hyperparameter against validation accuracy (error bars: the 95 % CI over seeds),
 // parallel coordinates of its runs, and its configurations ranked, each a click from its best model.
 import * as api from "../api.js";
-import { duration, fill, gapPoints, h, pct, pText, seconds } from "../dom.js";
+import { counted, duration, fill, gapPoints, h, pct, pText, seconds } from "../dom.js";
 import { PALETTE, PARALLEL_NOTE, accuracyAxis, decadeAxis, lineChart, parallelChart } from "../charts.js";
 import { reload } from "../router.js";
 import { fieldText, showValue, trainSpecSchema } from "../spec.js";
@@ -141,9 +141,13 @@ export const gapText = (c) => {
   return gap == null ? "–" : `${signed(gap.difference)} (${signed(gap.ci_low)} to ${signed(gap.ci_high)})`;
 };
 
+/** How many tests weighed configurations against the best (as service/selection.py's tests_note). */
+const testsNote = (n) => (n === 1 ? "One configuration tested against the best: one test"
+  : `Each configuration is its own test against the best: ${counted(n, "test")}, not corrected for multiple comparisons`);
+
 /** The legend of the "vs best" and "gap" columns; none without a test. */
 export const versusNote = (sweep) => (tests(sweep)
-  ? `vs best, by ${testsUsed(sweep)}: can't tell (p ≥ 0.05): the seeds do not tell it from the best, which with few seeds is no tie; behind (p < 0.05): unlikely to be seed noise alone, one test of ${tests(sweep)} against the best, uncorrected; ahead: ahead on its mean, ranked after for its failed runs. Gap: its accuracy minus the best's, in points, with that test's 95 % interval.`
+  ? `vs best, by ${testsUsed(sweep)}: can't tell (p ≥ 0.05): the seeds do not tell it from the best, which with few seeds is no tie; behind (p < 0.05): unlikely to be seed noise alone; ahead: ahead on its mean, ranked after for its failed runs. ${testsNote(tests(sweep))}. Gap: its accuracy minus the best's, in points, with that test's 95 % interval.`
   : null);
 
 /** The best run of a configuration: the first of its jobs in the sweep's order (best first). */
