@@ -254,6 +254,10 @@ def test_bad_json_pixels_are_422_naming_the_pixel(client, model, text, name, say
         ("{not json", "not valid JSON at character 2: Expecting property name"),
         (b"\x1f\x8b\x08\x00", "is not UTF-8 (byte 2)"),  # a gzip body
         ('{"pixels": [0], "pixels": [' + ", ".join(["0"] * 784) + "]}", "'pixels' is given twice"),
+        (
+            json.dumps({f"k{i}": 0 for i in range(1001)}),
+            "an object has 1,001 keys; none here takes more than 1,000",
+        ),
     ],
 )
 def test_json_that_cannot_be_read_is_a_400_as_on_every_json_route(client, model, text, says):
