@@ -81,14 +81,15 @@ def check_grid(body: SweepCreate, max_jobs: int) -> None:
     for field in body.base:
         if field not in TrainSpec.model_fields:
             raise invalid(f"base.{field}", not_a_field(field))
-    if problems := list(_listing_problems(body)):
-        raise invalid_all(problems)
+    # counted before any value is read as a spec: 120,000 of them took 5.9 s to be refused for their number
     sizes = [len(values) for values in body.grid.values()] + ([len(seeds)] if seeds is not None else [])
     count = math.prod(sizes)
     if count > max_jobs:
         product = " x ".join(map(str, sizes)) + " = " if len(sizes) > 1 else ""
         where = count_field(body)
         raise invalid(where, f"{product}{count:,} jobs; the limit is {max_jobs:,} (MLPLAB_MAX_SWEEP_JOBS)")
+    if problems := list(_listing_problems(body)):
+        raise invalid_all(problems)
 
 
 def _listing_problems(body: SweepCreate) -> Iterator[tuple[str, str]]:

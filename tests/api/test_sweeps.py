@@ -104,6 +104,8 @@ def test_the_notebooks_experiment_is_one_request(client):
         ({"grid": {"momentum": [0.9], "seed": [1, 2]}}, "body.grid.momentum", "(sgd) does not"),
         ({"grid": {}}, "body.grid", "at least one"),
         ({"grid": {"seed": list(range(11))}}, "body.grid", "MLPLAB_MAX_SWEEP_JOBS"),
+        # counted before any value is read as a spec, which took seconds for 100,000 (an attacker's pass)
+        ({"grid": {"learning_rate": [0.1] * 11}}, "body.grid", "11 jobs; the limit is 10"),
         ({"grid": {"seed": [0, 1]}, "base": {"epochs": 0}}, "body.base.epochs", "greater than or equal to 1"),
         (
             {"grid": {"hidden_layers": [[32], [4096, 4096, 4096]]}},
