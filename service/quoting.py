@@ -4,6 +4,7 @@ errors and the study checks, which the worker imports without the API, share it)
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 ECHO_CHARS = 200  # the most of any one input a problem quotes back
@@ -22,8 +23,8 @@ class _Text(str):
 
 
 def _written(value: object) -> str:
-    """repr(value), but null, true and false as the client wrote them in JSON (Python's None, True, False);
-    strings quoted as pydantic's own messages quote them ('relu')."""
+    """repr(value), but null, true, false, NaN and Infinity as the client wrote them in JSON (Python's None,
+    True, False, nan, inf); strings quoted as pydantic's own messages quote them ('relu')."""
     out: list[str] = []
     todo: list[object] = [value]
     while todo:  # a stack, not recursion: a client nests as deep as the JSON parser lets it
@@ -32,6 +33,8 @@ def _written(value: object) -> str:
             out.append(item)
         elif item is None or isinstance(item, bool):
             out.append({None: "null", True: "true", False: "false"}[item])
+        elif isinstance(item, float) and not math.isfinite(item):
+            out.append("NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity")
         elif isinstance(item, (list, tuple, dict)):
             pairs = (
                 [[k, _Text(": "), v] for k, v in item.items()]

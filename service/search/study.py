@@ -337,6 +337,24 @@ def grid_size(study: StudyCreate) -> int | None:
     return math.prod(len(dim.choice or ()) for dim in study.space.values())
 
 
+def _sizes(study: StudyCreate) -> list[int] | None:
+    """How many values each dimension has; None with a real-valued range among them (no end of values)."""
+    sizes = []
+    for dim in study.space.values():
+        if dim.float_ is not None:
+            return None
+        low, high = dim.bounds or (0, 0)
+        sizes.append(len(dim.choice) if dim.choice is not None else int(high) - int(low) + 1)
+    return sizes
+
+
+def space_size(study: StudyCreate) -> int | None:
+    """How many points the space has, whatever the sampler (None: a real-valued range, no end): a study's
+    most trials, since a point tried again trains the same spec again (its seed is the base's)."""
+    sizes = _sizes(study)
+    return None if sizes is None else math.prod(sizes)
+
+
 # --- Validation: what TrainSpec would refuse, found before anything is queued.
 
 
@@ -392,6 +410,9 @@ def _range_problems(study: StudyCreate, field: str, dim: Dimension) -> Iterator[
         return
     if low > high:
         yield Invalid(name, f"low > high (got [{low}, {high}])")
+        return
+    if low == high:  # every trial would train the same spec
+        yield Invalid(name, f"[{low}, {high}] is one value: fix {field} in base, or search a range")
         return
     if dim.log and low <= 0:
         yield Invalid(name, f"log needs bounds > 0 (got [{low}, {high}])")
@@ -518,13 +539,23 @@ def check_study(study: StudyCreate) -> list[Invalid]:
             )
         )
     problems.extend(_objective_problems(study))
-    size = grid_size(study)
-    if size is None:
+    # a grid's choices alone; any other space once its dimensions are sound (a range's bounds counted)
+    counts = sizes if grid_size(study) is not None else None if problems else _sizes(study)
+    if counts is None:
         return list(dict.fromkeys(problems))
+    size = math.prod(counts)
     # "2 x 3 = 6 points"; one dimension's "2 = 2" says its count once
-    points = f"{' x '.join(map(str, sizes))} = {size:,}" if len(sizes) > 1 else f"{size:,}"
-    if size > MOST_POINTS:  # Optuna's grid sampler lists every point
-        problems.append(Invalid("space", f"the grid has {points} points; the limit is {MOST_POINTS:,}"))
+    points = f"{' x '.join(map(str, counts))} = " if len(counts) > 1 else ""
+    if study.sampler == "grid" and size > MOST_POINTS:  # Optuna's grid sampler lists every point
+        problems.append(
+            Invalid("space", f"the grid has {points}{size:,} points; the limit is {MOST_POINTS:,}")
+        )
     elif not problems and study.trials > size:
-        problems.append(Invalid("trials", f"the grid has {points} points: at most {size:,} trials"))
+        space = "grid" if study.sampler == "grid" else "space"
+        problems.append(
+            Invalid(
+                "trials",
+                f"the {space} has {points}{counted(size, 'point')}: at most {counted(size, 'trial')}",
+            )
+        )
     return list(dict.fromkeys(problems))

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.search import IN_FLIGHT, StudyCreate, grid_size
+from service.search import IN_FLIGHT, StudyCreate, space_size
 from service.store.db import begin_write
 from service.store.jobs import advance_study, drop_checkpoints, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus, utcnow
@@ -90,18 +90,20 @@ def extend_study(
     """running or finished -> running, with `trials` more trials asked for; those that fit in
     `parallelism` are queued now. Returns the study and the jobs queued.
 
-    Raises StudyNotFound; StudyConflict for a cancelled study; ValueError when a grid has fewer
-    points left than asked.
+    Raises StudyNotFound; StudyConflict for a cancelled study; ValueError when its space (a grid's, or one of
+    choices and integer ranges) has fewer points left than asked.
     """
     begin_write(session)
     now = now or utcnow()
     study = _locked(session, study_id)
     if study.status == StudyStatus.cancelled:
         raise StudyConflict(f"study {study_id} is cancelled")
-    size = grid_size(StudyCreate.model_validate(study.config))
+    config = StudyCreate.model_validate(study.config)
+    size = space_size(config)
     if size is not None and study.trials + trials > size:
+        space = "grid" if config.sampler == "grid" else "space"
         raise ValueError(
-            f"the grid has {size} points and {study.trials} have a trial: at most {size - study.trials} more"
+            f"the {space} has {size} points and {study.trials} have a trial: at most {size - study.trials} more"
         )
     study.trials += trials
     study.status, study.finished_at = StudyStatus.running, None

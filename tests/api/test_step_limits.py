@@ -111,7 +111,7 @@ def test_a_sweep_with_one_refused_point_creates_nothing(client, base, grid, name
     assert nothing_stored(client)
 
 
-STUDY = {"sampler": "random", "trials": 4, "parallelism": 2}
+STUDY = {"sampler": "random", "trials": 2, "parallelism": 2}  # trials within a space of two choices
 
 
 def study_base(base: dict, space: dict) -> dict:

@@ -131,7 +131,7 @@ def test_a_studys_problems_are_said_once_with_what_was_given(client):
         client.post("/studies", content=nan, headers={"content-type": "application/json"}), 422
     )
     assert body["invalid_params"] == [
-        {"name": "body.space.learning_rate.float.0", "reason": "Input should be a finite number (got nan)"}
+        {"name": "body.space.learning_rate.float.0", "reason": "Input should be a finite number (got NaN)"}
     ]
     body = assert_problem(
         client.post("/studies", json=STUDY | {"base": {"backend": "numpy", "epochs": 0}}), 422
@@ -358,6 +358,32 @@ def test_a_grid_cannot_be_extended_past_its_points(client, settings):
         "id"
     ]
     assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 2}), 422, "at most 1 more")
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_study_of_any_sampler_has_at_most_a_trial_a_point(client, sampler):
+    """From an attacker's pass: {"choice": [0.1]} x 5 trials, or a range of one value, trained one spec
+    five times over under tpe and random (the grid sampler refused it)."""
+    one = {"learning_rate": {"float": [0.001, 0.001]}}
+    assert_problem(
+        client.post("/studies", json=STUDY | {"space": one, "sampler": sampler}),
+        422,
+        "space.learning_rate: [0.001, 0.001] is one value: fix learning_rate in base, or search a range",
+    )
+    few = {"epochs": {"int": [1, 3]}, "activation": {"choice": ["tanh", "relu"]}}
+    study = STUDY | {"base": {k: v for k, v in STUDY["base"].items() if k != "epochs"}, "space": few}
+    said = "body.trials: the space has 3 x 2 = 6 points: at most 6 trials"
+    assert_problem(client.post("/studies", json=study | {"sampler": sampler, "trials": 7}), 422, said)
+    assert nothing_stored(client)
+    created = client.post("/studies", json=study | {"sampler": sampler, "trials": 5})
+    assert created.status_code == 202, created.text
+    extend = f"/studies/{created.json()['id']}/extend"
+    assert_problem(
+        client.post(extend, json={"trials": 2}),
+        422,
+        "the space has 6 points and 5 have a trial: at most 1 more",
+    )
+    assert client.post(extend, json={"trials": 1}).status_code == 202
 
 
 def test_importance_and_figures_of_a_study_where_only_the_learning_rate_matters(client, settings):

@@ -136,7 +136,7 @@ def test_a_value_listed_twice_or_a_field_also_in_base_is_refused_naming_each(cli
     dropped, both without a word (a typo for 0.1, a base left over); a study's space refuses both."""
     body = {
         "base": {"backend": "numpy", "l2": 1e-4},
-        "grid": {"learning_rate": [1, 0.5, 1.0], "init": ["he", "glorot", "he"], "l2": [0.0, 1e-3]},
+        "grid": {"learning_rate": [1, 0.5, 1.0], "init": ["he", "glorot", "he"], "l2": [0.0]},  # 9 jobs of 10
     }
     problem = assert_problem(client.post("/sweeps", json=body), 422)
     assert problem["invalid_params"] == [
@@ -151,7 +151,7 @@ def test_a_value_listed_twice_or_a_field_also_in_base_is_refused_naming_each(cli
     # said once, with how often; a seed in both as any field; a value the spec refuses, for what it is
     body = {
         "base": {"backend": "numpy", "seed": 1},
-        "grid": {"learning_rate": [0.1, 0.1, 0.1], "seed": [2, 3], "train_limit": [None, None]},
+        "grid": {"learning_rate": [0.1, 0.1, 0.1], "seed": [2], "train_limit": [None, None]},
     }
     assert [
         p["reason"] for p in assert_problem(client.post("/sweeps", json=body), 422)["invalid_params"]
@@ -164,7 +164,7 @@ def test_a_value_listed_twice_or_a_field_also_in_base_is_refused_naming_each(cli
     reasons = assert_problem(
         client.post("/sweeps", content=nan, headers={"content-type": "application/json"}), 422
     )
-    assert reasons["detail"] == "body.grid.l2: Input should be a finite number (got nan)"
+    assert reasons["detail"] == "body.grid.l2: Input should be a finite number (got NaN)"
 
 
 @pytest.mark.parametrize("field", ["l2", "momentum"])
