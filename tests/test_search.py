@@ -613,7 +613,7 @@ def test_every_problem_is_reported_at_once():
         ({"trials": 0}, ("trials",)),
         ({"parallelism": 0}, ("parallelism",)),
         ({"space": {"l2": {"float": [0]}}}, ("space", "l2", "float")),
-        ({"space": {"l2": {"float": ["0", 1]}}}, ("space", "l2", "float", 0, "float")),
+        ({"space": {"l2": {"float": ["0", 1]}}}, ("space", "l2", "float", 0)),
         ({"space": {"l2": {"range": [0, 1]}}}, ("space", "l2")),  # "no kind of dimension", all of it
     ],
 )

@@ -381,10 +381,21 @@ class ModelsPublic(Answer):
     ranked_by: str = Field(description=RANKED_BY)
 
 
+def _id_or_alias(value: object) -> object:
+    # before the union: a value of neither type failed both branches, named body.model_id.int and .str
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise PydanticCustomError(
+            "model_reference_type", "Input should be a model id (1 or more) or an alias"
+        )
+    return value
+
+
 def _model_reference(value: int | str) -> int | str:
     if isinstance(value, int) and value < 1:
         raise ValueError("a model id is 1 or more")  # the problem quotes the value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:  # a path's "12"
+        if int(value) < 1:
+            raise ValueError("a model id is 1 or more")
         raise ValueError(f"a model id is a JSON number: send {int(value)}, not the string")
     if isinstance(value, str) and not re.fullmatch(ALIAS_NAME, value):
         raise ValueError(f"not an alias: {ALIAS_WORDS}")  # the problem quotes the value, cut
@@ -396,9 +407,9 @@ class AliasUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_id": 12}]})
 
-    model_id: Annotated[StrictInt | StrictStr, AfterValidator(_model_reference)] = Field(
-        description="A model's id (12), or an alias whose model it takes (staging)."
-    )
+    model_id: Annotated[
+        StrictInt | StrictStr, BeforeValidator(_id_or_alias), AfterValidator(_model_reference)
+    ] = Field(description="A model's id (12), or an alias whose model it takes (staging).")
 
 
 class ReproduceCreate(BaseModel):

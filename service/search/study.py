@@ -66,7 +66,9 @@ from service.quoting import counted, echo, listed_again
 
 
 def _finite(value: object) -> object:
-    # before the union: NaN failed both its branches, and the int one's "a valid integer" misled
+    # before the union: NaN, or no number at all, failed both its branches, named .float and .int
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("number_type", "Input should be a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError("finite_number", "Input should be a finite number")
     return value

@@ -214,7 +214,17 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
         client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more"
     )
     assert refused["detail"].count("-1") == 1  # quoted once, not twice
-    assert_problem(client.put("/aliases/champion", json={"model_id": True}), 422, "body.model_id")
+    # one problem named for the field: a value of neither kind was two, body.model_id.int and .str
+    for wrong, shown in ((True, "true"), (1.0, "1.0"), (None, "null")):
+        answer = assert_problem(client.put("/aliases/champion", json={"model_id": wrong}), 422)
+        assert answer["invalid_params"] == [
+            {
+                "name": "body.model_id",
+                "reason": f"Input should be a model id (1 or more) or an alias (got {shown})",
+            }
+        ]
+    # "send 0, not the string", then 0 refused
+    assert_problem(client.put("/aliases/champion", json={"model_id": "0"}), 422, "a model id is 1 or more")
     assert_problem(client.put("/aliases/champion", json={}), 422, "body.model_id")
     assert client.get("/aliases").json()["count"] == 0
     assert_problem(client.get("/aliases/champion"), 404)

@@ -360,6 +360,21 @@ def test_a_grid_cannot_be_extended_past_its_points(client, settings):
     assert_problem(client.post(f"/studies/{study_id}/extend", json={"trials": 2}), 422, "at most 1 more")
 
 
+@pytest.mark.parametrize(("bound", "shown"), [('"NaN"', "'NaN'"), ("null", "null"), ("true", "true")])
+def test_a_bound_that_is_no_number_is_one_problem_named_for_the_bound(client, bound, shown):
+    """It was two, named for the union's branches: space.learning_rate.float.1.float and .int."""
+    text = json.dumps(STUDY | {"space": {"learning_rate": {"float": [0.001, 0]}}}).replace(
+        ", 0]", f", {bound}]"
+    )
+    answer = assert_problem(
+        client.post("/studies", content=text, headers={"content-type": "application/json"}), 422
+    )
+    assert answer["invalid_params"] == [
+        {"name": "body.space.learning_rate.float.1", "reason": f"Input should be a number (got {shown})"}
+    ]
+    assert nothing_stored(client)
+
+
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_a_study_of_any_sampler_has_at_most_a_trial_a_point(client, sampler):
     """From an attacker's pass: {"choice": [0.1]} x 5 trials, or a range of one value, trained one spec
