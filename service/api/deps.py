@@ -16,7 +16,7 @@ from service.api.database import Database
 from service.api.guard import TICKET_PARAM, check_ticket, check_token
 from service.api.inference import Inference
 from service.api.monitoring import Monitoring
-from service.api.params import ALIAS_NAMED, DeclaredRoute, Whole, as_declared
+from service.api.params import ALIAS_NAMED, ID_RANGE, DeclaredRoute, Whole, as_declared, is_id
 from service.api.presenters import (
     IdsQuery,
     distinct_models,
@@ -28,6 +28,7 @@ from service.api.presenters import (
 )
 from service.api.schemas import MODEL_ID_HEADER, MODEL_PATTERN
 from service.errors import PROBLEM_RESPONSES, Responses, invalid
+from service.quoting import echo
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import Job, Study, TrainedModel
@@ -95,10 +96,13 @@ class ModelRef:
         return {MODEL_ID_HEADER: str(self.id)}
 
 
-async def resolve_model(model: str, inference: Inference) -> ModelRef:
-    """The model that `model` (an id, or an alias: MODEL_PATTERN) names; 404 for an unknown alias."""
+async def resolve_model(model: str, inference: Inference, name: str = "path.model") -> ModelRef:
+    """The model that `model` (an id, or an alias: MODEL_PATTERN) names; 404 for an unknown alias, 422 for
+    an id no model can have (named `name`)."""
     # An id needs no query; an alias at most one, reused for MLPLAB_ALIAS_CACHE_SECONDS (Inference.resolve).
     if model.isdigit():
+        if not is_id(model):
+            raise invalid(name, f"Input should be a model id, {ID_RANGE}, or an alias (got {echo(model)})")
         return ModelRef(int(model))
     ALIAS_NAMED.set(True)  # DeclaredRoute: no cache may keep the answer
     return ModelRef(await inference.resolve(model), model)

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from service.api.guard import TICKET_PARAM, sends_body
 from service.errors import invalid, invalid_all, unique_keys
 from service.ml.spec import SplitName
+from service.store.queries import MAX_INTEGER
 
 # A minus kept, so that -1 hears its own limit ("greater than or equal to 0"); not before a zero.
 _WHOLE = re.compile(r"[0-9]+|-0*[1-9][0-9]*")
@@ -33,8 +34,19 @@ def _digits(value: Any) -> Any:
 
 # Last in an Annotated, after its Query(..)/Path(..): first, or nested, FastAPI documents ge as "ge".
 DIGITS = BeforeValidator(_digits)
-# A job's or a study's id in a path: 1 or more, as a model's is (-1 or 0 is the client's mistake, a 422)
-Whole = Annotated[int, Path(ge=1), DIGITS]
+
+# What every route says of an id it cannot hold (a path's, ?ids=, ?a=): ids are the database's integers.
+ID_RANGE = f"an integer from 1 to {MAX_INTEGER:,}"
+
+
+def is_id(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
+
+
+# A job's or a study's id in a path: 1 or more, as a model's is (-1 or 0 is the client's mistake, a 422),
+# and one the database can hold (past it a 422 too, where it was a 404 as a job's and a 422 in ?ids=)
+Whole = Annotated[int, Path(ge=1, le=MAX_INTEGER), DIGITS]
 
 
 def _split_file(value: Any) -> Any:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Row
 from sqlalchemy.orm import Session
 
+from service.api.params import ID_RANGE, is_id
 from service.api.schemas import (
     ALIAS_NAME,
     ALIAS_WORDS,
@@ -49,7 +50,6 @@ from service.store.models import (
     TrainedModel,
 )
 from service.store.queries import (
-    MAX_INTEGER,
     alias_changes,
     alias_target,
     best_epochs,
@@ -426,11 +426,6 @@ IdsQuery = Annotated[
 ]
 
 
-def _is_id(text: str) -> bool:
-    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
-    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_INTEGER
-
-
 def parse_ids(ids: str) -> list[str]:
     """The models of `?ids=3,7,champion` (ids or aliases, unresolved), or a 422 naming what is wrong."""
     parts = [part.strip() for part in ids.split(",")] if ids.strip() else []
@@ -438,12 +433,12 @@ def parse_ids(ids: str) -> list[str]:
         raise invalid(
             "query.ids", f"an empty entry between commas (got {echo(ids)}); give e.g. ids=3,7,champion"
         )
-    bad = next((part for part in parts if not (_is_id(part) or re.fullmatch(ALIAS_NAME, part))), None)
+    bad = next((part for part in parts if not (is_id(part) or re.fullmatch(ALIAS_NAME, part))), None)
     if bad is not None:
         raise invalid(
             "query.ids",
-            f"{echo(bad)} is neither a model id nor an alias: give comma-separated ids (integers from 1 "
-            f"to {MAX_INTEGER:,}) or aliases ({ALIAS_WORDS}), e.g. ids=3,7,champion",
+            f"{echo(bad)} is neither a model id nor an alias: give comma-separated ids (each {ID_RANGE}) "
+            f"or aliases ({ALIAS_WORDS}), e.g. ids=3,7,champion",
         )
     if not MIN_COMPARED <= len(parts) <= MAX_COMPARED:
         given = f"{counted(len(parts), 'model')} given"

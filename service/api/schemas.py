@@ -28,7 +28,7 @@ ALIAS_WORDS = (
 )
 ALIAS_PATTERN = worded(f"^{ALIAS_NAME}$", f"an alias: {ALIAS_WORDS}")
 MODEL_PATTERN = worded(  # a model's id, or an alias naming it
-    rf"^(?:[0-9]{{1,20}}|{ALIAS_NAME})$", f"a model id (digits) or an alias ({ALIAS_WORDS})"
+    rf"^(?:[0-9]+|{ALIAS_NAME})$", f"a model id (digits) or an alias ({ALIAS_WORDS})"
 )
 # Every response about a model says which one answered: an alias may name another by the next request.
 MODEL_ID_HEADER = "X-Model-Id"

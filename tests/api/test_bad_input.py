@@ -310,6 +310,28 @@ def test_a_body_of_many_problems_lists_a_hundred_and_says_how_many_there_are(cli
     assert _job_count(client) == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/models/{}", "path.model"),
+        ("/models/{}/predictions/test/0", "path.model"),
+        ("/compare/disagreements?a={}&b=1", "query.a"),
+        ("/compare?ids=1,{}", "query.ids"),
+        ("/jobs/{}", "path.job_id"),
+        ("/studies/{}/importance", "path.study_id"),
+    ],
+)
+def test_an_id_no_row_can_have_is_a_422_naming_it_on_every_route(client, path, name):
+    """From an attacker's pass: /models/0 and /compare/disagreements?a=0 were 404s, /jobs/0 a 422;
+    /models/2147483648 a 404 where ?ids= said ids end at 2,147,483,647; 26 digits at /models/ 'not digits'."""
+    for value in ("0", str(2**31), "9" * 26):
+        problem = assert_problem(client.get(path.format(value)), 422)
+        [reason] = [p["reason"] for p in problem["invalid_params"] if p["name"] == name]
+        assert re.search(
+            r"greater than or equal to 1|less than or equal to 2147483647|from 1 to 2,147,483,647", reason
+        ), reason
+
+
 def _every_path(client) -> dict[str, set[str]]:
     """Each path of the app (path parameters filled in) and the methods it serves."""
     fill = {"{job_id}": "1", "{split}": "test", "{index}": "0", "{name}": "mnist", "{sweep_id}": "abc"}

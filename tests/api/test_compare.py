@@ -140,7 +140,7 @@ def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():
         (
             "{a}," + "9" * 5000,
             422,
-            "is neither a model id nor an alias: give comma-separated ids (integers from 1 to 2,147,483,647)",
+            "is neither a model id nor an alias: give comma-separated ids (each an integer from 1 to 2,147,483,647)",
         ),
         ("{a},2147483648", 422, "is neither a model id nor an alias"),
         ("{a},0", 422, "is neither a model id nor an alias"),

@@ -121,11 +121,17 @@ def test_one_read_serves_every_stream_and_streams_on_one_cursor_share_it(monkeyp
     assert all(s.waiting for s in opened)
 
 
-def test_streams_and_losses_of_an_id_past_the_databases_integers_are_a_404(world):
+def test_streams_and_losses_of_an_id_past_the_databases_integers_are_a_422_naming_the_limit(world):
+    """2**64 overflowed SQLite in the reader (a 500); then a 404 here and a 422 in /compare?ids=."""
     client, _, _ = world
-    for job_id in (10**6, 2**64):  # 2**64 overflowed SQLite in the reader: 500
-        for records in ("events", "losses", "loss-curve"):
-            assert_problem(client.get(f"/jobs/{job_id}/{records}"), 404)
+    for records in ("events", "losses", "loss-curve"):
+        assert_problem(client.get(f"/jobs/{10**6}/{records}"), 404)  # a job there could be
+        for job_id in (2**31, 2**64):
+            assert_problem(
+                client.get(f"/jobs/{job_id}/{records}"),
+                422,
+                "path.job_id: Input should be less than or equal to 2147483647",
+            )
     for job_id in (-(2**64), -1, 0):  # no id at all: the client's mistake, as for a model's
         for records in ("", "/events", "/losses", "/loss-curve"):
             assert_problem(

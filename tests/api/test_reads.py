@@ -33,7 +33,7 @@ def test_a_job_reads_as_it_was_submitted_and_listed(db_url):
         assert read.status_code == 200 and read.headers["content-type"] == "application/json"
         assert read.json() == submitted == client.get("/jobs").json()["data"][0]
         assert_problem(client.get("/jobs/12345"), 404, "There is no job 12345.")
-        assert_problem(client.get(f"/jobs/{2**40}"), 404)  # past any stored id: not found, not a 500
+        assert_problem(client.get(f"/jobs/{2**40}"), 422, "2147483647")  # past any storable id: not a 500
         assert_problem(client.get("/jobs/x"), 422)
 
 

@@ -84,7 +84,7 @@ class Compared:
 async def compared(a: ModelA, b: ModelB, inference: InferenceDep, split: EvalSplit = "test") -> Compared:
     """A's and B's predictions of a split, and how they differ: 422 unless two models of one dataset (and on
     validation, both with a validation split)."""
-    ref_a, ref_b = await resolve_model(a, inference), await resolve_model(b, inference)
+    ref_a, ref_b = await resolve_model(a, inference, "query.a"), await resolve_model(b, inference, "query.b")
     if ref_a.id == ref_b.id:
         both = f" ({a} and {b} are both model {ref_b.id})" if a != b else ""
         raise invalid("query.b", f"model {ref_b.id} is A too{both}: compare two different models")
