@@ -166,6 +166,8 @@ def _cross_site(scope: Scope, headers: Headers) -> bool:
         sent = urlsplit(origin)
     except ValueError:
         return True
+    if not sent.netloc:  # "null" (a sandboxed page, a file), matched an empty Host
+        return True
     page = _origin(sent.netloc, sent.scheme)
     ours = _origin(headers.get("host", ""), scope.get("scheme", "http"))
     return page is None or ours is None or not _same_origin(page, ours, sent.scheme)
@@ -240,7 +242,9 @@ class RequestGuard(HttpMiddleware):
         headers = Headers(scope=scope)
         hosts = headers.getlist("host")
         host = hosts[0] if hosts else ""
-        if len(hosts) > 1 or not HOST_SYNTAX.fullmatch(host):
+        # RFC 9112 3.2: HTTP/1.1 needs one (HTTP/1.0 had none: a probe of that age may leave it out)
+        missing = not hosts and scope.get("http_version") != "1.0"
+        if missing or len(hosts) > 1 or not HOST_SYNTAX.fullmatch(host):
             raise ProblemError(
                 400,
                 "Bad Host",

@@ -375,6 +375,20 @@ def test_only_the_names_it_answers_to_are_served(tmp_path):
             sock.sendall(b"POST /jobs/%d/cancel HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (job, two))
             answer = _answer(sock)
         assert answer.startswith(b"HTTP/1.1 400 ") and b"Bad Host" in answer, answer
+        # none at all: HTTP/1.1 requires it (RFC 9112 3.2), HTTP/1.0 had none; an empty one is no origin
+        # that Origin: null shares (a sandboxed page's write reached the route)
+        for request, status in (
+            (b"GET /jobs HTTP/1.1\r\nConnection: close\r\n\r\n", b"400 "),
+            (b"GET /jobs HTTP/1.0\r\n\r\n", b"200 "),
+            (
+                b"POST /jobs/%d/cancel HTTP/1.1\r\nHost:\r\nOrigin: null\r\nConnection: close\r\n\r\n" % job,
+                b"403 ",
+            ),
+        ):
+            with socket.create_connection(("127.0.0.2", port), timeout=10) as sock:
+                sock.sendall(request)
+                answer = _answer(sock)
+            assert answer.startswith(b"HTTP/1.1 " + status), (request, answer)
         with service.client() as client:
             assert client.get(f"/jobs/{job}").json()["status"] == "queued"
     finally:
