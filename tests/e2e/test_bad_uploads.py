@@ -266,6 +266,17 @@ def test_json_that_cannot_be_read_is_a_400_as_on_every_json_route(client, model,
     assert [p["name"] for p in body["invalid_params"]] == ["body"]
 
 
+def test_a_body_without_a_content_type_is_a_415_and_no_body_a_422_as_on_every_json_route(client, model):
+    """An image sent with no Content-Type was read as JSON ('not UTF-8', a 400: /jobs says 415), and an
+    empty JSON body was 'not valid JSON at character 1' (/jobs: 'Field required', a 422)."""
+    image = png(Image.new("L", (28, 28)))
+    said = refused(client, model, 415, "Content-Type missing: send application/json", content=image)
+    assert said["title"] == "Unsupported media type"
+    for sent in ({"content": b""}, {"content": b"", "headers": {"content-type": "application/json"}}):
+        said = refused(client, model, 422, "body: Field required: send exactly one of", **sent)
+        assert [p["name"] for p in said["invalid_params"]] == ["body"]
+
+
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"]
 )
