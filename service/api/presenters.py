@@ -332,6 +332,13 @@ def require_study(session: Session, study_id: int) -> Study:
     return found(get_study(session, study_id), "study", study_id)
 
 
+# Beside a study's best once two trials have succeeded, and in the history of a promote of it.
+ONE_RUN_A_TRIAL = (
+    "one run a trial: it is not shown better than the next trial (no test; a sweep with replicates of "
+    "the two would test it)"
+)
+
+
 def study_public(session: Session, study: Study, trials_limit: int | None = None) -> StudyPublic:
     """The study with its trials (in trial order; the latest trials_limit of them if given), its best
     trial, and its epochs and trials counted. Curves are read only for the trials it shows."""
@@ -376,6 +383,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         epochs_trained=study_epochs(session, study.id),
         counts=counts,
         sampler_note=sampler_note(config, modelled),
+        best_note=ONE_RUN_A_TRIAL if counts[JobStatus.succeeded] > 1 else None,
     )
 
 

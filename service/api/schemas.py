@@ -822,6 +822,10 @@ class StudyPublic(Answer):
     )
     epochs_trained: int = Field(description="Epochs trained by all its trials together.")
     counts: dict[JobStatus, int] = Field(description="Its trials by status; pruned ones apart.")
+    best_note: str | None = Field(
+        description="What `best` cannot show, once two trials have succeeded: each trial is one run of its "
+        "configuration, so its lead over the next may be its seed's luck (the sentence a promote of it keeps)."
+    )
     sampler_note: str | None = Field(
         description="Set when the sampler cannot do what it is named for in this study: a TPE study of "
         f"{TPE_RANDOM_TRIALS} trials or fewer never leaves TPE's random first trials, nor does one that ended "

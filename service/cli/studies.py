@@ -90,6 +90,8 @@ def show(client: ApiClient, study: Json) -> None:
     if note := study.get("sampler_note"):  # .get: an API older than the field
         print(f"! {note}", file=sys.stderr)
     print(study_table(study))
+    if note := study.get("best_note"):  # .get: an API older than the field
+        print(f"best (*): {note}", file=sys.stderr)
     chance_notes(study["trials"], key="job_id")
     for trial in study["trials"]:
         if trial["status"] == JobStatus.failed and trial.get("error"):  # .get: an API older than the field

@@ -352,6 +352,25 @@ def test_a_tpe_study_whose_trials_failed_says_it_never_left_the_random_ones(clie
     )
 
 
+def test_a_studys_best_says_what_one_run_a_trial_cannot_show_once_two_have_succeeded(client, settings):
+    """It said it only in the history of a promote: the study's best read as won by its lead."""
+    from service.api.presenters import ONE_RUN_A_TRIAL
+
+    study_id = client.post("/studies", json=STUDY | {"trials": 2, "parallelism": 2}).json()["id"]
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        jobs = [claim_job(s, "w"), claim_job(s, "w")]
+    for n, job in enumerate(jobs):
+        assert job is not None
+        with session_scope(make_sessionmaker(engine)) as s:
+            finish_job(s, job.id, "w", result(validation_accuracy=0.8 + n / 100))
+        study = client.get(f"/studies/{study_id}").json()
+        assert study["best_note"] == (ONE_RUN_A_TRIAL if n else None), study["best_note"]
+    engine.dispose()
+    promoted = client.post(f"/studies/{study_id}/promote", json={"alias": "champion"}).json()
+    assert promoted["detail"].endswith(ONE_RUN_A_TRIAL)
+
+
 def test_a_grid_cannot_be_extended_past_its_points(client, settings):
     grid = {"learning_rate": {"choice": [0.01, 0.1]}, "activation": {"choice": ["tanh", "relu"]}}
     study_id = client.post("/studies", json=STUDY | {"space": grid, "sampler": "grid", "trials": 3}).json()[

@@ -70,6 +70,9 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
         assert f"test accuracy (final, unbiased): {100 * best['test_accuracy']:.2f}" in page.inner_text(
             "#study-best"
         )
+        assert page.inner_text("#best-note").startswith(
+            "One run a trial: it is not shown better than the next"
+        )
 
         trial, best_so_far = traces(page, "#study-history")
         by_number = {t["number"]: t["validation_accuracy"] for t in study["trials"]}

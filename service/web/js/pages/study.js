@@ -89,6 +89,7 @@ function bestView(study, spec) {
     h("p", null, "validation accuracy ", h("strong", { id: "best-accuracy" }, pct(best.validation_accuracy)),
       best.best_epoch ? ` (the epoch its model kept, ${best.best_epoch} of ${best.epochs}: the best by validation loss with early stopping, else the last)` : ""),
     h("p", null, `test accuracy (final, unbiased): ${pct(best.test_accuracy)}`),
+    study.best_note ? h("p", { class: "muted", id: "best-note" }, `${study.best_note[0].toUpperCase()}${study.best_note.slice(1)}.`) : null,
     warningView(best),
     h("div", { class: "actions" }, h("a", { class: "button", id: "best-model", href: `#/models/${best.job_id}` }, `Open its model (${best.job_id})`)),
   ];
