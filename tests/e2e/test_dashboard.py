@@ -678,6 +678,11 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         moved(page, lambda: page.click("#jobs-next"))
         assert page.inner_text("#jobs-range") == "51–57 of 57"
         assert page.locator("table.jobs tbody tr").count() == 7
+        # a field its sweep varies is named at its default too: seed 0's row named no seed beside "seed 1"
+        first, second = (
+            page.inner_text(f"tr[data-job='{many['jobs'][n]['id']}'] td.label > span") for n in (0, 1)
+        )
+        assert "seed 0" in first and first.replace("seed 0", "seed 1") == second, (first, second)
 
         moved(page, lambda: page.select_option("#filter-sweep", few["id"]))
         assert page.inner_text("#jobs-range") == "1–2 of 2"  # the filter starts again from the first page

@@ -181,6 +181,23 @@ export function fieldText(schema, field, value) {
   return `${field}=${value && typeof value === "object" && !Array.isArray(value) ? `(${text})` : text}`;
 }
 
+/** For rows listed together (jobs, models), the fields a row's label names even at their default: those
+ * that vary among the rows of its sweep or study, so that one sweep's rows read alike ("glorot" beside
+ * "normal", not nothing beside it). `specOf(row)` is the row's spec. */
+export function variedInGroups(rows, specOf, spec) {
+  const groups = new Map();
+  for (const row of rows) {
+    const key = row.sweep_id ?? (row.study_id != null ? `study ${row.study_id}` : null);
+    if (key != null) groups.set(key, [...(groups.get(key) ?? []), row]);
+  }
+  const varied = new Map();
+  for (const members of groups.values()) {
+    const fields = Object.keys(spec.properties).filter((f) => new Set(members.map((r) => JSON.stringify(specOf(r)[f] ?? null))).size > 1);
+    for (const row of members) varied.set(row, fields);
+  }
+  return (row) => varied.get(row) ?? [];
+}
+
 /** One field of a short label: an enum by its value alone ("relu"), others by a short name ("lr 0.002"). */
 export function shortPart(name, value, spec, sep = " ") {
   const prop = spec.properties[name];
@@ -190,12 +207,13 @@ export function shortPart(name, value, spec, sep = " ") {
 }
 
 /** "numpy · relu · he · adam · lr 0.002 · cosine · batch 128": the spec's values that differ from
- * the defaults, in the schema's order. */
-export function shortLabel(jobSpec, spec) {
+ * the defaults, and those `named` whatever their value, in the schema's order. */
+export function shortLabel(jobSpec, spec, named = []) {
   const parts = [];
   for (const [name, prop] of Object.entries(spec.properties)) {
     const value = jobSpec[name];
-    if (value === undefined || JSON.stringify(value) === JSON.stringify(defaultOf(prop, jobSpec) ?? null)) continue;
+    const usual = JSON.stringify(value) === JSON.stringify(defaultOf(prop, jobSpec) ?? null);
+    if (value === undefined || (usual && !named.includes(name))) continue;
     parts.push(shortPart(name, value, spec));
   }
   return parts.join(" · ") || "defaults";

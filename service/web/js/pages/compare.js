@@ -6,7 +6,7 @@ import * as api from "../api.js";
 import { $$, digits, fill, gapPoints, h, pct, pText } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, reload, withParams } from "../router.js";
-import { shortLabel, shortPart, showValue, trainSpecSchema } from "../spec.js";
+import { shortLabel, shortPart, showValue, trainSpecSchema, variedInGroups } from "../spec.js";
 import { chanceMark, confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
 import { epochNote } from "./job.js";
 
@@ -226,6 +226,7 @@ function picker(models, chosen, from, schema) {
   groups("sweep_id").map((s) => option("sweep", s, `sweep ${s}`)),
   groups("study_id").map((s) => option("study", s, `study ${s}`)));
   const shown = models.data.filter((m) => (!from.sweep || m.sweep_id === from.sweep) && (!from.study || String(m.study_id) === from.study));
+  const varied = variedInGroups(shown, (m) => m, schema);
   const more = models.count > models.data.length
     ? h("p", { class: "muted" }, `The best ${models.data.length} of ${models.count.toLocaleString()} models; others by id or alias in the address: #/compare?ids=3,champion`)
     : null;
@@ -239,7 +240,7 @@ function picker(models, chosen, from, schema) {
         h("th", { class: column("validation") }, "validation"), h("th", { class: column("test") }, "test"))),
       h("tbody", null, shown.map((m) => h("tr", { dataset: { model: m.id } },
         h("td", null, h("input", { type: "checkbox", id: `pick-${m.id}`, value: m.id, checked: chosen.has(m.id), dataset: { pick: "" } })),
-        h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${shortLabel(m, schema)}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
+        h("td", { class: "label" }, h("label", { for: `pick-${m.id}`, title: m.name }, `${m.id}: ${shortLabel(m, schema, varied(m))}`, m.aliases.length ? ` (${m.aliases.join(", ")})` : "")),
         h("td", { class: column("validation") }, pct(m.validation_accuracy),
           // a rank from a few validation images is luck as much as skill (GET /models' validation_note)
           m.validation_note ? h("span", { class: "validation-mark", title: m.validation_note, "aria-label": m.validation_note }, " ?") : null),

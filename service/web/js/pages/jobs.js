@@ -4,7 +4,7 @@
 import * as api from "../api.js";
 import { $, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
-import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema } from "../spec.js";
+import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema, variedInGroups } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
 import { ci as interval, cutNote, gapText, versusBest, versusNote, within } from "./sweep.js";
 
@@ -201,6 +201,7 @@ async function renderJobs(ctx, root, spec, state, streams) {
   }
   const desc = state.sort.startsWith("-"), key = state.sort.replace(/^-/, "");
   const rows = page.data;
+  const varied = variedInGroups(rows, (j) => j.spec, spec);
   // a column header sorts by its field: ascending first, descending when clicked again
   const th = (k, text, cls) => h("th", { class: cls, "aria-sort": k === key ? (desc ? "descending" : "ascending") : null },
     h("a", { href: withParams({ sort: k === key && !desc ? `-${k}` : k, offset: null }), class: "sort" }, text, k === key ? (desc ? " ↓" : " ↑") : ""));
@@ -209,7 +210,7 @@ async function renderJobs(ctx, root, spec, state, streams) {
       h("thead", null, h("tr", null, th("id", "id"), h("th", null, "job"), th("status", "status"), h("th", { class: "progress" }, "progress"),
         th("created_at", "created", "hide-small"), th("duration", "duration", "hide-small"), h("th", null, "ETA"),
         th("validation_accuracy", "validation", "right"), th("test_accuracy", "test", "right"), h("th"))),
-      h("tbody", null, rows.map((j) => jobRow(j, spec)))));
+      h("tbody", null, rows.map((j) => jobRow(j, spec, varied(j))))));
   rows.filter((j) => j.status === "running" && !streams.has(j.id)).slice(0, Math.max(0, LIVE_STREAMS - streams.size))
     .forEach((j) => follow(ctx, root, j, streams));
 }
@@ -224,11 +225,11 @@ function renderPager(pager, offset, page) {
     h("span", { class: "muted", id: "jobs-range" }, page.data.length ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.count.toLocaleString()}` : ""));
 }
 
-function jobRow(j, spec) {
+function jobRow(j, spec, named) {
   const active = j.status === "queued" || j.status === "running";
   return h("tr", { dataset: { job: j.id } },
     h("td", { class: "id" }, h("a", { href: `#/jobs/${j.id}` }, j.id)),
-    h("td", { class: "label" }, h("span", { title: j.name }, shortLabel(j.spec, spec)),
+    h("td", { class: "label" }, h("span", { title: j.name }, shortLabel(j.spec, spec, named)),
       j.sweep_id ? [" ", h("a", { class: "muted sweep-link", href: withParams({ sweep: j.sweep_id, offset: null }) }, `sweep ${j.sweep_id}`)] : null,
       j.study_id != null ? [" ", h("a", { class: "muted sweep-link", href: `#/studies/${j.study_id}` }, `study ${j.study_id} #${j.trial_number}`)] : null,
       j.error ? h("div", { class: "problem" }, j.error) : null),
