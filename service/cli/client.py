@@ -499,6 +499,15 @@ def _validation_sizes(models: list[Json]) -> str | None:
     return f"{', '.join(f'{n:,}' for n in sizes[:-1])} or {sizes[-1]:,}"
 
 
+def _epochs_cell(m: Json) -> str:
+    """The epochs asked for; early stopping's as '3 (4 of 8)': the epoch kept (4 trained of 8 asked for)."""
+    kept, stopped = (
+        m.get("best_epoch", m["epochs"]),
+        m.get("stopped_epoch", m["epochs"]),
+    )  # .get: an older API
+    return str(m["epochs"]) if kept == stopped == m["epochs"] else f"{kept} ({stopped} of {m['epochs']})"
+
+
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
     page = client.get("/models", sort=args.sort, dataset=args.dataset)
     rows = [
@@ -513,7 +522,7 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
             f"{m['learning_rate']:g}",
             f"{m['l2']:g}",
             m["lr_schedule"],
-            m["epochs"],
+            _epochs_cell(m),
             m["batch_size"],
             m.get("seed", "-"),  # .get: an API older than the field
             "all" if m["train_limit"] is None else m["train_limit"],
@@ -553,6 +562,11 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
+    if any("(" in row[10] for row in rows):
+        print(
+            "EPOCHS 3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8",
+            file=sys.stderr,
+        )
     if args.sort == "test_accuracy":
         print(
             "! picking a model by test accuracy selects on the test images: the first one's test figure is "

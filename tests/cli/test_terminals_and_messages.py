@@ -258,6 +258,23 @@ def test_models_validated_on_different_numbers_of_images_are_said_to_be(elsewher
     assert status == 0 and "held-out images" not in err, err
 
 
+def test_models_say_which_epoch_early_stopping_kept(elsewhere, capsys):
+    """EPOCHS said 8 for a model early stopping ended after epoch 4, keeping epoch 3's weights."""
+    stopped = MODEL | {"id": 7, "epochs": 8, "best_epoch": 3, "stopped_epoch": 4}
+    whole = MODEL | {"id": 8, "best_epoch": 15, "stopped_epoch": 15}
+    _serve(elsewhere, {"/models": {"data": [stopped, whole], "count": 2, "ranked_by": "validation_accuracy"}})
+    status, out, err = mlplab(capsys, "--url", "http://api.test", "models")
+    assert status == 0, err
+    rows = {line.split()[0]: re.split(r"\s{2,}", line) for line in out.splitlines()[1:]}
+    assert rows["7"][10] == "3 (4 of 8)" and rows["8"][10] == "15", rows
+    assert (
+        "EPOCHS 3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8"
+        in err
+    )
+    _serve(elsewhere, {"/models": {"data": [whole], "count": 1, "ranked_by": "validation_accuracy"}})
+    assert "EPOCHS 3 (4 of 8)" not in mlplab(capsys, "--url", "http://api.test", "models")[2]
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_token_names_the_flag_that_gives_it(elsewhere, capsys, status):
     """The API's problem speaks of an Authorization header: the command line user gives --token."""
