@@ -35,6 +35,16 @@ def _naming(client: ApiClient, path: str) -> int | None:
         return None
 
 
+def _removed(client: ApiClient, path: str) -> Json | None:
+    """The history of a removed alias (a page of it); None for a name that never was one."""
+    try:
+        return client.get(f"{path}/history")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return None
+
+
 def _delete(client: ApiClient, path: str, name: str) -> int:
     """Remove the alias if it still names the model it named when read (If-Match), and say which."""
     read = client.response("GET", path)
@@ -71,8 +81,11 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
             try:
                 alias = client.get(path)
             except ApiError as exc:
-                if exc.status == 404:  # what to do next
-                    exc.detail += f" Make it with: mlplab alias {args.name} MODEL (or --sweep ID, --study ID)"
+                if exc.status != 404:
+                    raise
+                if removed := _removed(client, path):  # what it named, as "its history stays" promised
+                    print(_history({"history": removed["data"]}))
+                exc.detail += f" Make it with: mlplab alias {args.name} MODEL (or --sweep ID, --study ID)"
                 raise
     print(_named(alias))
     if promoting:  # which model that is, and what the search says of it

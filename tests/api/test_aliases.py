@@ -149,8 +149,9 @@ def test_the_aliases_come_in_pages_each_as_its_own_page_tells_it(client, ids):
 def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
     client.put("/aliases/champion", json={"model_id": ids["weak"]})
     assert client.delete("/aliases/champion").status_code == 204
+    gone = assert_problem(client.get("/aliases/champion"), 404, "There is no alias champion: it was removed.")
+    assert gone["detail"].endswith("Its history: /aliases/champion/history.")  # where it said it stays
     for response in (
-        client.get("/aliases/champion"),
         client.get("/models/champion"),
         client.post("/models/champion/predict", json={"pixels": [0] * 784}),
         client.post("/aliases/champion/rollback"),

@@ -122,6 +122,13 @@ def test_aliases_are_listed_and_one_is_removed_by_name(api, capsys):
     status, out, err = mlplab(capsys, "alias", "staging", "--delete")
     assert (status, out) == (0, f"staging removed (it named model {second}); its history stays\n"), err
     assert api.client.get("/aliases/staging").status_code == 404
+    # "its history stays": shown where the alias is asked for, which said only that there is none
+    status, out, err = mlplab(capsys, "alias", "staging")
+    assert (
+        status == 1
+        and "There is no alias staging: it was removed. Its history: /aliases/staging/history." in err
+    )
+    assert out.splitlines()[1].split()[2:5] == ["delete", str(second), "-"], out
     status, _, err = mlplab(capsys, "alias", "staging", "--delete")
     assert status == 1 and "There is no alias staging" in err, err
 

@@ -36,7 +36,6 @@ from service.errors import (
     JSON_BODY_DOC,
     NOT_TRAINED_DOC,
     ProblemError,
-    found,
     not_found,
     problem_doc,
 )
@@ -96,7 +95,12 @@ def read_alias(
     """An alias, the model it names, and its latest changes (moves, rollbacks, deletions), newest first;
     its ETag to make a change conditional on (If-Match)."""
     begin_snapshot(session)  # the alias and its history as of one moment: its ETag says that moment
-    row = found(get_alias(session, alias), "alias", alias)
+    row = get_alias(session, alias)
+    if row is None:
+        gone = not_found("alias", alias)
+        if alias_history(session, alias, 1, 0)[1]:  # removed: where what it named is still told
+            gone.detail = f"There is no alias {alias}: it was removed. Its history: /aliases/{alias}/history."
+        raise gone
     response.headers["ETag"] = etag(row)
     if (why := holds(row, if_match, None)) is not None:  # RFC 9110 13.2.2: If-Match first, on any method
         raise ProblemError(412, "Precondition failed", f"Alias {alias}: {why} its ETag {etag(row)}.")
