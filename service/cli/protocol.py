@@ -7,7 +7,7 @@ could make the API buffer a 100 MB header before any check ran (docs/reliability
 connections"). Here:
 - a connection must send a request's whole head within MLPLAB_KEEP_ALIVE_SECONDS of opening or of its
   previous response (else 408), and a body may pause no longer than that between two pieces, nor, past
-  that long, arrive slower than MIN_BODY_RATE on average;
+  that long, arrive slower than MIN_BODY_RATE on average (else 408 too, or a close once an answer began);
 - one client address holds at most MLPLAB_MAX_CONNECTIONS_PER_CLIENT connections (more: 429, closed);
 - a head, or the chunk lines and trailers between two pieces of body, reaching MAX_HEAD_BYTES is answered
   431 (closed, when its response has begun) before more of it is read;
@@ -174,12 +174,27 @@ class HttpProtocol(HttpToolsProtocol):
             self._arm()  # the app has not taken what came, or not asked for the body: the wait is ours
             self._body_since, self._body_bytes = self.loop.time(), 0  # nor is the time, for its rate
             return
+        seconds = self.timeout_keep_alive
         if self._head_open and self._overhead and self._app_done():
-            seconds = self.timeout_keep_alive
             detail = f"The request's head did not arrive within {seconds} s (MLPLAB_KEEP_ALIVE_SECONDS)."
             self._refuse(_problem(408, detail))
+        elif self._receiving_body:
+            self._cut_body(
+                f"The request's body paused for {seconds} s (MLPLAB_KEEP_ALIVE_SECONDS): send it whole."
+            )
         else:
-            self.transport.close()  # idle, or a body that stopped coming: the app sees a disconnect
+            self.transport.close()  # idle between requests
+
+    def _cut_body(self, detail: str) -> None:
+        """A body that stopped coming, or trickles: 408 while no answer has begun (the app reads a
+        disconnect, and what it answers to that is dropped), else the connection closed."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_started:
+            self.transport.close()
+            return
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self._refuse(_problem(408, detail))
 
     def _trickling(self) -> bool:
         """The body, past the keep-alive, has come slower than MIN_BODY_RATE on average."""
@@ -239,7 +254,10 @@ class HttpProtocol(HttpToolsProtocol):
                 return
             if self._receiving_body:
                 if self._trickling():
-                    self.transport.close()  # as a body that stopped coming: the app sees a disconnect
+                    rate = f"{MIN_BODY_RATE // 1024} kB/s"
+                    self._cut_body(
+                        f"The request's body came slower than {rate} past its first {self.timeout_keep_alive} s."
+                    )
                     return
                 self._arm()  # a body may pause, but not for longer than the deadline
 
