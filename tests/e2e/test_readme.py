@@ -45,6 +45,8 @@ PROMISES = {
     ],
     "/promote": [
         r'"name":"champion","model_id":6,',  # the sweep's N(0, 1) at 0.3, as README says (NumPy: deterministic)
+        r'"detail":"the best model of sweep [0-9a-f]{12} by validation_accuracy; it is not shown better than '
+        r'the next configuration \(no test\)"',
         r"x-model-id: \d+",
         r'"rollback_to":\d+',
         r'"history":\[\{"action":"rollback".*"action":"move".*"action":"promote"',
