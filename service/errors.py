@@ -110,6 +110,11 @@ def invalid(field: str, reason: str, status: int = 422) -> ProblemError:
     )
 
 
+def listed_of(total: int) -> str:
+    """After a detail whose invalid_params were cut to MAX_INVALID_PARAMS: how many there were."""
+    return f"; {total:,} problems in all, the first {MAX_INVALID_PARAMS} listed"
+
+
 def invalid_all(problems: Iterable[tuple[str, str]]) -> ProblemError:
     """422 naming every (field, reason) at once; the detail quotes the first five."""
     params = [{"name": located(name), "reason": reason} for name, reason in problems]
@@ -126,6 +131,8 @@ def problem_response(
     headers: dict[str, str] | None = None,
     invalid_params: list[dict[str, str]] | None = None,
 ) -> JSONResponse:
+    if invalid_params and len(invalid_params) > MAX_INVALID_PARAMS:
+        detail += listed_of(len(invalid_params))
     body = Problem(
         title=title,
         status=status,
@@ -235,7 +242,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     ]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params[:5])
     if len(errors) > MAX_INVALID_PARAMS:
-        detail += f"; {len(errors):,} problems in all, the first {MAX_INVALID_PARAMS} listed"
+        detail += listed_of(len(errors))
     return problem_response(request, 422, "Invalid request", detail, invalid_params=params)
 
 
@@ -312,7 +319,7 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
-MAX_OBJECT_KEYS = 1_000  # a body's objects name fields (a spec has 17): more is no request of this API
+MAX_OBJECT_KEYS = 1_000  # a body's objects name fields, a spec's a few dozen at most: more is no request here
 
 
 class TooManyKeys(ValueError):
@@ -466,7 +473,7 @@ NOT_TRAINED_DOC: Responses = {409: problem_doc("Not trained yet")}
 JSON_BODY_DOC: Responses = {
     400: problem_doc(
         "Body not readable as JSON: not JSON, not UTF-8, nested too deeply, a number too long, a key twice, "
-        "an object of over 1,000 keys"
+        f"an object of over {MAX_OBJECT_KEYS:,} keys"
     ),
     413: problem_doc("Body over MLPLAB_MAX_BODY_BYTES"),
     415: problem_doc(

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from service.quoting import echo
+
 SIDE = 28
 PIXELS = SIDE * SIDE
 FIT = 20  # MNIST digits were scaled to fit a 20x20 box, then centred by mass in 28x28
@@ -230,7 +232,7 @@ def pixels_to_image(values: object) -> np.ndarray:
             raise ImageError(422, f"pixels must have 784 values (or 28 rows of 28), got {len(values)} rows")
         for r, row in enumerate(values):
             if not isinstance(row, (list, tuple)):
-                raise ImageError(422, f"pixels row {r} is {_short(row)}, not a row of 28 numbers")
+                raise ImageError(422, f"pixels row {r} is {echo(row)}, not a row of 28 numbers")
             if len(row) != SIDE:
                 raise ImageError(422, f"pixels row {r} has {len(row)} values: expected 28")
         flat = [v for row in values for v in row]
@@ -246,26 +248,21 @@ def pixels_to_image(values: object) -> np.ndarray:
     if not set(map(type, flat)) <= {int, float}:
         for i, v in enumerate(flat):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise ImageError(422, f"{where(i)} is {_short(v)}: pixels must be numbers")
+                raise ImageError(422, f"{where(i)} is {echo(v)}: pixels must be numbers")
     try:
         arr = np.array(flat, dtype=np.float64)
     except OverflowError:  # an int too large for a float
         i = next(i for i, v in enumerate(flat) if abs(v) > 1e300)
-        raise ImageError(422, f"{where(i)} is {_short(flat[i])}: values must be in 0-255") from None
+        raise ImageError(422, f"{where(i)} is {echo(flat[i])}: values must be in 0-255") from None
     bad = np.flatnonzero(~((arr >= 0) & (arr <= 255)))  # NaN fails both comparisons
     if bad.size:
         i, v = int(bad[0]), float(arr[bad[0]])
         if math.isnan(v):
             raise ImageError(422, f"{where(i)} is NaN")
         if math.isinf(v):
-            raise ImageError(422, f"{where(i)} is {v}: values must be finite and in 0-255")
+            raise ImageError(422, f"{where(i)} is {echo(v)}: values must be finite and in 0-255")
         raise ImageError(422, f"{where(i)} is {v}: values must be in 0-255")
     return (arr / 255).astype(np.float32)
-
-
-def _short(v: object) -> str:
-    text = repr(v)
-    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def to_png(image: np.ndarray, scale: int = 1) -> bytes:

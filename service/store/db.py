@@ -39,7 +39,7 @@ from service.store.models import Base
 
 log = logging.getLogger("mlplab.store")
 # A migration says in one line what it changed (_upgrade): alembic's own INFO lines, two a connection
-# and a paragraph a revision (thirteen at a first start), and two at every /readyz check, are noise.
+# and a paragraph a revision, and two at every /readyz check, are noise.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -402,17 +402,18 @@ def _upgrade(engine: Engine) -> None:
                     if "Can't locate revision" not in str(exc):
                         raise
                     raise UnknownRevision(connection) from exc
-                if (now := _revisions(connection)) != was:
-                    shown = shown_url(engine.url.render_as_string(hide_password=False))
-                    log.info(
-                        "database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now)
-                    )
+                now = _revisions(connection)
                 if connection.dialect.name == "sqlite":
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
                     if broken is not None:  # rolls the whole upgrade back
                         raise RuntimeError(
                             f"the migration broke a foreign key (table, rowid, parent): {broken}"
                         )
+            if now != was:  # committed: said once it is so
+                shown = shown_url(engine.url.render_as_string(hide_password=False))
+                log.info(
+                    "database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now)
+                )
     except DBAPIError as exc:  # SQLite's busy timeout (short here), PostgreSQL's lock_timeout on a table
         if not is_busy(exc):
             raise

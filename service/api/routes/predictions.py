@@ -87,9 +87,8 @@ _PREDICT_BODY = {
 
 def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool]:
     one_of = 'send exactly one of {"pixels": [784 values]} or {"images": [[784 values], ...]}'
-    if (
-        not body.strip()
-    ):  # as every JSON route answers a missing body (it was "not valid JSON at character 1")
+    # none at all, as every JSON route answers a missing body (it was "not valid JSON at character 1")
+    if not body:
         raise invalid("body", f"Field required: {one_of}")
     try:
         payload = json.loads(body, object_pairs_hook=unique_keys)
