@@ -307,6 +307,10 @@ def test_a_body_of_many_problems_lists_a_hundred_and_says_how_many_there_are(cli
         client.post("/jobs", json=body), 422, "; 150 problems in all, the first 100 listed"
     )
     assert len(problem["invalid_params"]) == 100 and problem["invalid_params"][0]["name"] == "body.e0"
+    # and a list of problems found by the API's own checks (a study's choices), cut where every problem is
+    space = {"activation": {"choice": [f"x{n}" for n in range(151)]}}
+    study = {"base": {"backend": "numpy"}, "space": space, "trials": 2}
+    assert_problem(client.post("/studies", json=study), 422, "; 151 problems in all, the first 100 listed")
     assert _job_count(client) == 0
 
 
