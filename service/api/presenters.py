@@ -51,6 +51,7 @@ from service.store.models import (
 )
 from service.store.queries import (
     alias_changes,
+    alias_history,
     alias_target,
     best_epochs,
     best_model_id,
@@ -466,7 +467,18 @@ def distinct_models(refs: list[str], ids: list[int]) -> list[int]:
 
 def resolve_alias(session: Session, name: str) -> int:
     """The id of the model an alias names now; 404 when there is no such alias."""
-    return found(alias_target(session, name), "alias", name)
+    model_id = alias_target(session, name)
+    if model_id is None:
+        raise alias_not_found(session, name)
+    return model_id
+
+
+def alias_not_found(session: Session, name: str) -> ProblemError:
+    """The 404 for a name that is no alias now; one that was says it was removed, and where its history is."""
+    gone = not_found("alias", name)
+    if alias_history(session, name, 1, 0)[1]:
+        gone.detail = f"There is no alias {name}: it was removed. Its history: /aliases/{name}/history."
+    return gone
 
 
 def require_job(session: Session, job_id: int) -> Job:

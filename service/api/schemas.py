@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic_core import PydanticCustomError
 
+from service.api.params import ID_RANGE, is_id
 from service.errors import worded
 from service.ml.evaluation import SAMPLE_SIZE
 from service.ml.provenance import Provenance, Reproduction
@@ -385,17 +386,17 @@ def _id_or_alias(value: object) -> object:
     # before the union: a value of neither type failed both branches, named body.model_id.int and .str
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise PydanticCustomError(
-            "model_reference_type", "Input should be a model id (1 or more) or an alias"
+            "model_reference_type", f"Input should be a model id ({ID_RANGE}) or an alias"
         )
     return value
 
 
 def _model_reference(value: int | str) -> int | str:
-    if isinstance(value, int) and value < 1:
-        raise ValueError("a model id is 1 or more")  # the problem quotes the value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:  # a path's "12"
-        if int(value) < 1:
-            raise ValueError("a model id is 1 or more")
+    if isinstance(value, int) and not is_id(str(value)):
+        raise ValueError(f"a model id is {ID_RANGE}")  # the problem quotes the value
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # a path's "12"
+        if not is_id(value):
+            raise ValueError(f"a model id is {ID_RANGE}")
         raise ValueError(f"a model id is a JSON number: send {int(value)}, not the string")
     if isinstance(value, str) and not re.fullmatch(ALIAS_NAME, value):
         raise ValueError(f"not an alias: {ALIAS_WORDS}")  # the problem quotes the value, cut
@@ -436,7 +437,8 @@ class AliasPublic(Answer):
     detail: str | None = Field(
         description="What its latest change said, as its history keeps it: a promote's names the sweep or "
         'study, the figure it ranked by and what that cannot show ("it is not shown better than the next '
-        'configuration (p = 0.31)"). Null for a change that says nothing more (a PUT, a rollback).'
+        'configuration (p = 0.31)"). Null for a change that says nothing more (a PUT, a rollback). A change '
+        "to the model it names already writes nothing: the detail is then the earlier change's."
     )
     rollback_to: int | None = Field(
         description="The model POST /aliases/{name}/rollback would name (null: nothing to roll back to)."

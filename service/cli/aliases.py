@@ -90,7 +90,7 @@ def cmd_alias(client: ApiClient, args: argparse.Namespace) -> int:
     print(_named(alias))
     if promoting:  # which model that is, and what the search says of it
         if alias["model_id"] != before:
-            print(alias["detail"] or "", file=sys.stderr)
+            print(alias.get("detail") or "", file=sys.stderr)  # .get: an API older than the field
         else:  # it named that model already: nothing was written, and its detail is an older change's
             print(f"{args.name} already named model {alias['model_id']}: unchanged", file=sys.stderr)
     if alias.get("warning"):

@@ -625,13 +625,14 @@ def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
         )
     # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
     kind = _image_type(content) or "application/octet-stream"
-    response = client.response(
-        "POST",
-        f"/models/{quote(args.model, safe='')}/predict",
-        content=content,
-        headers={"Content-Type": kind},
-    )
-    result = answer(response)
+    with flags_named({"path.model": "--model"}):
+        response = client.response(
+            "POST",
+            f"/models/{quote(args.model, safe='')}/predict",
+            content=content,
+            headers={"Content-Type": kind},
+        )
+        result = answer(response)
     model_id = _model_id(response)  # the model that answered: an alias may move meanwhile
     dataset = client.get(f"/models/{model_id}")["dataset"]
     classes: list[str] = next(
@@ -664,7 +665,10 @@ def cmd_export(client: ApiClient, args: argparse.Namespace) -> int:
     """The model's weights (.npz, mlplab's format) or its ONNX graph, written to a file as it comes."""
     if not args.model.strip():
         raise UsageError("MODEL is blank: give the model's (job) id or an alias, e.g. champion")
-    with client.streamed(f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}") as response:
+    with (
+        flags_named({"path.model": "MODEL"}),
+        client.streamed(f"/models/{quote(args.model, safe='')}/{EXPORTS[args.format]}") as response,
+    ):
         model_id = _model_id(response)  # it names the file
         named = re.search(r'filename="([^"]*)"', response.headers.get("content-disposition", ""))
         offered = named[1] if named and SAFE_FILENAME.fullmatch(named[1]) else None  # never a path

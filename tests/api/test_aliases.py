@@ -149,15 +149,16 @@ def test_the_aliases_come_in_pages_each_as_its_own_page_tells_it(client, ids):
 def test_a_deleted_alias_is_gone_but_its_history_stays(client, ids):
     client.put("/aliases/champion", json={"model_id": ids["weak"]})
     assert client.delete("/aliases/champion").status_code == 204
-    gone = assert_problem(client.get("/aliases/champion"), 404, "There is no alias champion: it was removed.")
-    assert gone["detail"].endswith("Its history: /aliases/champion/history.")  # where it said it stays
+    # every route that names it says so, and where its history stays (it said only that there is none)
     for response in (
+        client.get("/aliases/champion"),
         client.get("/models/champion"),
         client.post("/models/champion/predict", json={"pixels": [0] * 784}),
         client.post("/aliases/champion/rollback"),
         client.delete("/aliases/champion"),
     ):
-        assert_problem(response, 404, "There is no alias champion.")
+        gone = assert_problem(response, 404, "There is no alias champion: it was removed.")
+        assert gone["detail"].endswith("Its history: /aliases/champion/history."), gone
     assert client.get("/aliases").json() == {"data": [], "count": 0}
     kept = client.get("/aliases/champion/history", params={"limit": 2}).json()  # readable while it is gone
     assert [(e["action"], e["to_model_id"]) for e in kept["data"]] == [
@@ -212,7 +213,9 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
     # quoted once and cut (it was the 100,000 characters twice, 200 kB), the length limit named
     assert "at most 63 characters" in long["detail"] and len(str(long)) < 3000, len(str(long))
     refused = assert_problem(
-        client.put("/aliases/champion", json={"model_id": -1}), 422, "a model id is 1 or more"
+        client.put("/aliases/champion", json={"model_id": -1}),
+        422,
+        "a model id is an integer from 1 to 2,147,483,647",
     )
     assert refused["detail"].count("-1") == 1  # quoted once, not twice
     # one problem named for the field: a value of neither kind was two, body.model_id.int and .str
@@ -221,11 +224,17 @@ def test_pointing_at_what_is_not_a_trained_model_is_refused(client, ids):
         assert answer["invalid_params"] == [
             {
                 "name": "body.model_id",
-                "reason": f"Input should be a model id (1 or more) or an alias (got {shown})",
+                "reason": f"Input should be a model id (an integer from 1 to 2,147,483,647) or an alias (got {shown})",
             }
         ]
-    # "send 0, not the string", then 0 refused
-    assert_problem(client.put("/aliases/champion", json={"model_id": "0"}), 422, "a model id is 1 or more")
+    # "send 0, not the string", then 0 refused; past the database's integers "there is no model"
+    for wrong in ("0", 0, 2**31, "2147483648"):
+        body = {"model_id": wrong}
+        assert_problem(
+            client.put("/aliases/champion", json=body),
+            422,
+            "a model id is an integer from 1 to 2,147,483,647",
+        )
     assert_problem(client.put("/aliases/champion", json={}), 422, "body.model_id")
     assert client.get("/aliases").json()["count"] == 0
     assert_problem(client.get("/aliases/champion"), 404)

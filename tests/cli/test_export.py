@@ -77,6 +77,7 @@ def test_export_of_what_is_no_model_writes_nothing_and_says_why(api, capsys, tmp
         ("999", "There is no model 999"),
         (str(queued), "queued"),
         ("nobody", "no alias nobody"),
+        ("0", "MODEL: Input should be a model id, an integer from 1 to 2,147,483,647"),  # named as typed
     ]:
         status, out, err = mlplab(capsys, "export", model)
         assert (status, out) == (1, "") and says in err, err

@@ -31,6 +31,10 @@ def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, 
     assert status == 0 and out.startswith("predicted "), err
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", f"../models/{model}")
     assert status == 1 and out == "" and "404" in err, err
+    status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", "0")
+    assert status == 1 and "--model: Input should be a model id, an integer from 1" in err, (
+        err
+    )  # not path.model
     status, _, err = mlplab(capsys, "alias", " ", str(model))
     assert (
         status == 2

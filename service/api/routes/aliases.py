@@ -21,7 +21,14 @@ from service.api.conditions import (
 )
 from service.api.deps import InferenceDep, MonitoringDep, SessionDep, WriterDep, reader_router
 from service.api.paging import PageLimit, PageOffset
-from service.api.presenters import ALIAS_CREATED_DOC, alias_public, aliases_public, point_alias, set_created
+from service.api.presenters import (
+    ALIAS_CREATED_DOC,
+    alias_not_found,
+    alias_public,
+    aliases_public,
+    point_alias,
+    set_created,
+)
 from service.api.schemas import (
     ALIAS_PATTERN,
     ALIAS_WORDS,
@@ -97,10 +104,7 @@ def read_alias(
     begin_snapshot(session)  # the alias and its history as of one moment: its ETag says that moment
     row = get_alias(session, alias)
     if row is None:
-        gone = not_found("alias", alias)
-        if alias_history(session, alias, 1, 0)[1]:  # removed: where what it named is still told
-            gone.detail = f"There is no alias {alias}: it was removed. Its history: /aliases/{alias}/history."
-        raise gone
+        raise alias_not_found(session, alias)
     response.headers["ETag"] = etag(row)
     if (why := holds(row, if_match, None)) is not None:  # RFC 9110 13.2.2: If-Match first, on any method
         raise ProblemError(412, "Precondition failed", f"Alias {alias}: {why} its ETag {etag(row)}.")
@@ -167,7 +171,7 @@ def rollback(
     try:
         public = alias_public(session, rollback_alias(session, alias))
     except AliasNotFound:
-        raise not_found("alias", alias) from None
+        raise alias_not_found(session, alias) from None
     except NothingToRollBack:
         raise ProblemError(
             409,
@@ -197,7 +201,7 @@ def remove_alias(
     try:
         delete_alias(session, alias)
     except AliasNotFound:
-        raise not_found("alias", alias) from None
+        raise alias_not_found(session, alias) from None
     session.commit()
     inference.forget(alias)
     monitoring.forget_alias(alias)
