@@ -340,6 +340,11 @@ ONE_RUN_A_TRIAL = (
 )
 
 
+def one_run_caveat(trained: int) -> str | None:
+    """What a study's best cannot show, once it has `trained` models (succeeded trials) to be best among."""
+    return ONE_RUN_A_TRIAL if trained > 1 else None
+
+
 def study_public(session: Session, study: Study, trials_limit: int | None = None) -> StudyPublic:
     """The study with its trials (in trial order; the latest trials_limit of them if given), its best
     trial, and its epochs and trials counted. Curves are read only for the trials it shows."""
@@ -384,7 +389,7 @@ def study_public(session: Session, study: Study, trials_limit: int | None = None
         epochs_trained=study_epochs(session, study.id),
         counts=counts,
         sampler_note=sampler_note(config, modelled),
-        best_note=ONE_RUN_A_TRIAL if counts[JobStatus.succeeded] > 1 else None,
+        best_note=one_run_caveat(counts[JobStatus.succeeded]),
     )
 
 

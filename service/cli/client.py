@@ -499,13 +499,19 @@ def _validation_sizes(models: list[Json]) -> str | None:
     return f"{', '.join(f'{n:,}' for n in sizes[:-1])} or {sizes[-1]:,}"
 
 
+def kept_epochs(kept: int, stopped: int, asked: int) -> str:
+    """'8' where all the epochs asked for were trained and the last kept; else '3 (4 of 8)': the epoch whose
+    weights the model is, and how many of those asked for were trained (`mlplab models`, `compare`)."""
+    return str(asked) if kept == stopped == asked else f"{kept} ({stopped} of {asked})"
+
+
+KEPT_NOTE = "3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8"
+
+
 def _epochs_cell(m: Json) -> str:
-    """The epochs asked for; early stopping's as '3 (4 of 8)': the epoch kept (4 trained of 8 asked for)."""
-    kept, stopped = (
-        m.get("best_epoch", m["epochs"]),
-        m.get("stopped_epoch", m["epochs"]),
-    )  # .get: an older API
-    return str(m["epochs"]) if kept == stopped == m["epochs"] else f"{kept} ({stopped} of {m['epochs']})"
+    # .get: an API older than the fields
+    asked = int(m["epochs"])
+    return kept_epochs(int(m.get("best_epoch", asked)), int(m.get("stopped_epoch", asked)), asked)
 
 
 def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
@@ -562,11 +568,8 @@ def cmd_models(client: ApiClient, args: argparse.Namespace) -> int:
         )
     )
     print(f"{len(rows)} of {page['count']} models, ranked by {page['ranked_by']}", file=sys.stderr)
-    if any("(" in row[10] for row in rows):
-        print(
-            "EPOCHS 3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8",
-            file=sys.stderr,
-        )
+    if any(_epochs_cell(m) != str(m["epochs"]) for m in page["data"]):
+        print(f"EPOCHS {KEPT_NOTE}", file=sys.stderr)
     if args.sort == "test_accuracy":
         print(
             "! picking a model by test accuracy selects on the test images: the first one's test figure is "
@@ -740,10 +743,8 @@ def cell(value: Any, field: str | None = None) -> str:
 
 def _kept(model: Json) -> tuple[str, str]:
     """The epoch whose weights the model is, of those trained, and that epoch's loss."""
-    trained = model["stopped_epoch"]
-    early = " (stopped early)" if trained < model["spec"]["epochs"] else ""
     loss = next((f"{e['loss']:.4f}" for e in model["epochs"] if e["epoch"] == model["best_epoch"]), "-")
-    return f"{model['best_epoch']} of {trained}{early}", loss
+    return kept_epochs(model["best_epoch"], model["stopped_epoch"], model["spec"]["epochs"]), loss
 
 
 def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ its trials as plain data (`TrialRecord`s read from the jobs) and returns a decis
     should_prune(config, trials, number, epoch, validation_accuracy)   # after each epoch of a trial
     best_trial(trials); importance(config, trials) of varied(config, trials); figure_png / figure_data(name, config, trials)
 
-study    StudyCreate, Dimension, check_study, Invalid, SAMPLERS, PRUNERS, TEST_PRUNERS, grid_size, space_size, sampler_note
+study    StudyCreate, Dimension, check_study, Invalid, SAMPLERS, PRUNERS, TEST_PRUNERS, grid_size, space_size, space_word, sampler_note
 engine   TrialRecord, STATES, IN_FLIGHT, trials_to_queue, next_params, next_trials, should_prune,
          best_trial, importance, importance_warning, varied, analysis, build_study
 figures  FIGURES, figure_png, figure_data (imported on its own: it brings matplotlib)
@@ -43,6 +43,7 @@ from service.search.study import (
     grid_size,
     sampler_note,
     space_size,
+    space_word,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "check_study",
     "grid_size",
     "space_size",
+    "space_word",
     "importance",
     "importance_warning",
     "next_params",

@@ -350,6 +350,11 @@ def _sizes(study: StudyCreate) -> list[int] | None:
     return sizes
 
 
+def space_word(study: StudyCreate) -> str:
+    """What a study's problems call its space: a grid's is its grid."""
+    return "grid" if study.sampler == "grid" else "space"
+
+
 def space_size(study: StudyCreate) -> int | None:
     """How many points the space has, whatever the sampler (None: a real-valued range, no end): a study's
     most trials, since a point tried again trains the same spec again (its seed is the base's)."""
@@ -553,11 +558,10 @@ def check_study(study: StudyCreate) -> list[Invalid]:
             Invalid("space", f"the grid has {points}{size:,} points; the limit is {MOST_POINTS:,}")
         )
     elif not problems and study.trials > size:
-        space = "grid" if study.sampler == "grid" else "space"
         problems.append(
             Invalid(
                 "trials",
-                f"the {space} has {points}{counted(size, 'point')}: at most {counted(size, 'trial')}",
+                f"the {space_word(study)} has {points}{counted(size, 'point')}: at most {counted(size, 'trial')}",
             )
         )
     return list(dict.fromkeys(problems))

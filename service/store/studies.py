@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.search import IN_FLIGHT, StudyCreate, space_size
+from service.quoting import counted
+from service.search import IN_FLIGHT, StudyCreate, space_size, space_word
 from service.store.db import begin_write
 from service.store.jobs import advance_study, drop_checkpoints, lock_study
 from service.store.models import Job, JobStatus, Study, StudyStatus, utcnow
@@ -101,9 +102,9 @@ def extend_study(
     config = StudyCreate.model_validate(study.config)
     size = space_size(config)
     if size is not None and study.trials + trials > size:
-        space = "grid" if config.sampler == "grid" else "space"
         raise ValueError(
-            f"the {space} has {size} points and {study.trials} have a trial: at most {size - study.trials} more"
+            f"the {space_word(config)} has {counted(size, 'point')} and {study.trials:,} have a trial: at most "
+            f"{size - study.trials:,} more"
         )
     study.trials += trials
     study.status, study.finished_at = StudyStatus.running, None

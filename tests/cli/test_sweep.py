@@ -202,7 +202,14 @@ def test_a_replicated_sweep_shows_each_configurations_interval_as_numbers_and_a_
     # the epoch each model kept, as the API says (it read the highest validation accuracy of the epochs)
     cells = {re.split(r"\s{2,}", line)[0]: re.split(r"\s{2,}", line)[1:] for line in out.splitlines()[1:]}
     models = [api.client.get(f"/models/{job}").json() for job in (first, second)]
-    assert cells["kept epoch"] == [f"{m['best_epoch']} of {m['stopped_epoch']}" for m in models], out
+    # as `mlplab models` words it: "3 (4 of 8)", or the epochs asked for when all were trained and the last kept
+    shown = [
+        str(m["epochs"])
+        if m["best_epoch"] == m["stopped_epoch"] == m["epochs"]
+        else f"{m['best_epoch']} ({m['stopped_epoch']} of {m['epochs']})"
+        for m in models
+    ]
+    assert cells["kept epoch"] == shown, out
     epochs = [api.client.get(f"/jobs/{m['id']}/epochs").json() for m in models]
     assert cells["its training loss"] == [
         f"{e[m['best_epoch'] - 1]['loss']:.4f}" for m, e in zip(models, epochs, strict=True)

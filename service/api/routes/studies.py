@@ -25,9 +25,9 @@ from service.api.params import DIGITS, Whole
 from service.api.presenters import (
     ALIAS_CREATED_DOC,
     BUDGET_FIELDS,
-    ONE_RUN_A_TRIAL,
     check_budget_of,
     check_queue_room,
+    one_run_caveat,
     promote_best,
     require_study,
     set_created,
@@ -336,7 +336,7 @@ def promote(
     check_preconditions(session, body.alias, conditions)
     trained, _ = count_models(session, Job.study_id == study.id)
     # the history keeps it, as a sweep's promote keeps its test: each trial is one run of its configuration
-    caveat = ONE_RUN_A_TRIAL if trained > 1 else None
+    caveat = one_run_caveat(trained)
     public, created = promote_best(
         session, body.alias, f"study {study.id}", Job.study_id == study.id, caveat=caveat
     )

@@ -53,9 +53,9 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 
 export const pct = (x, digits = 2) => (x == null ? "–" : `${(100 * x).toFixed(digits)}\u00a0%`);
 
-/** A p-value as the API's selection.p_text words it: one that underflowed to 0 is a bound, not zero. */
 /** "1 trial", "1,000 tests": a count and its noun, agreeing (as service/quoting.py's counted). */
 export const counted = (n, noun) => `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
+/** A p-value as the API's selection.p_text words it: one that underflowed to 0 is a bound, not zero. */
 export const pText = (p) => (p === 0 ? "p < 1e-300" : `p = ${Number(p.toPrecision(3))}`);
 /** A gap between two accuracies in points, "0.54"; one that two decimals round to nothing is "< 0.01", not none. */
 export const gapPoints = (gap) => (gap > 0 && 100 * gap < 0.005 ? "< 0.01" : (100 * gap).toFixed(2));

@@ -121,7 +121,7 @@ export function verdict(c, sweep) {
   if (gap && gap.ci_low === 0 && gap.ci_high === 0) return `their results are equal on every seed (${pText(c.p_value)})`;
   return c.versus_best === "can't tell"
     ? `the seeds do not tell them apart (${pText(c.p_value)})${gap ? `, which is no tie: ${gapRange(gap)}` : ""}`
-    : `unlikely to be seed noise alone (${pText(c.p_value)}, one test of ${tests(sweep)} against the best, uncorrected)`;
+    : `unlikely to be seed noise alone (${pText(c.p_value)}; ${testsNote(tests(sweep)).toLowerCase()})`;
 }
 
 const points = (x) => Math.abs(100 * x).toFixed(2);
