@@ -187,6 +187,13 @@ VERSUS_BEST_NOTE = (
 )
 
 
+# After a McNemar verdict on two models (the compare page mirrors it): what it does not say.
+MODELS_NOT_SETTINGS = (
+    "McNemar weighs these two trained models, not the settings behind them: another seed trains another "
+    "model (to tell settings apart, compare a sweep's replicates)"
+)
+
+
 def tests_note(tests: int) -> str:
     """Under every "vs best" legend: how many tests weighed configurations against the best."""
     if tests == 1:

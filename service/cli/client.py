@@ -34,6 +34,7 @@ from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
 from service.selection import (
+    MODELS_NOT_SETTINGS,
     PAIRED,
     VERSUS_BEST_NOTE,
     WELCH,
@@ -812,7 +813,7 @@ def _verdict(client: ApiClient, models: list[Json]) -> str:
         return said + "within what chance gives two equally accurate models"
     ahead = a if d["a_right_b_wrong"] > d["b_right_a_wrong"] else b
     checked = "; test ranked them too, so this is no independent check" if split == "test" else ""
-    return said + f"{ahead} does better on them{checked}"
+    return said + f"{ahead} does better on them{checked}. {MODELS_NOT_SETTINGS}"
 
 
 def _varying(sweep: Json, job: Json) -> str:

@@ -964,6 +964,8 @@ def test_the_compare_pages_lead_is_weighed_on_the_test_images_which_chose_nothin
             )
             leads = d["beyond_chance"] and d["a_right_b_wrong"] > d["b_right_a_wrong"]
             assert ("unlikely if the two models were equally accurate" in evidence) == leads
+            # of these two models, not of their settings (it said "seeds alone move a model this much")
+            assert "McNemar weighs these two trained models, not the settings behind them" in evidence
             verb = page.inner_text("#best-verb")
             trails = d["beyond_chance"] and not leads
             assert verb == (

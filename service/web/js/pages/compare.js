@@ -164,7 +164,8 @@ function evidenceOf(el, verb, d, best, next, by) {
     clear ? "unlikely if the two models were equally accurate"
       : reversed ? `${short(next)}'s lead there is unlikely if the two were equally accurate`
         : "chance alone splits two equally accurate models so unevenly often, so neither is shown better",
-    ". Seeds alone move a model this much: to tell configurations apart, compare a sweep's replicates.");
+    // as service/selection.py's MODELS_NOT_SETTINGS
+    ". McNemar weighs these two trained models, not the settings behind them: another seed trains another model (to tell settings apart, compare a sweep's replicates).");
 }
 
 /** Models level on the figure that ranks them: no winner is crowned by a tie-break the user cannot see. */
