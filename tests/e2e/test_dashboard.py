@@ -445,13 +445,26 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "patience=1, min_delta=0"
     # adam reads no momentum: "0.9" beside it read as a setting it used
     assert page.inner_text(".spec-table tr[data-field=momentum] td") == "– (unused by adam)"
-    # its model's accuracy chart marks the epoch it kept, when early stopping kept an earlier one
-    rendered(page, f"/#/models/{other['id']}")
-    page.wait_for_selector("#accuracy-chart .main-svg")
     with service.client() as client:
         kept = client.get(f"/models/{other['id']}").json()
-    marks = page.locator("#accuracy-chart").evaluate("el => el.layout.shapes.map((s) => s.x0)")
-    assert marks == ([kept["best_epoch"]] if kept["best_epoch"] < kept["stopped_epoch"] else []), kept
+    # the job says which epoch its model kept, as its model's chart marks it (it said nothing of it)
+    epochs = page.inner_text("table.facts tr:has(th:text-is('epochs')) td")
+    whole = kept["best_epoch"] == kept["stopped_epoch"] == kept["epochs"]
+    assert epochs == (
+        str(kept["epochs"])
+        if whole
+        else f"kept epoch {kept['best_epoch']} of {kept['stopped_epoch']} trained"
+        f" ({kept['epochs']} asked for{': early stopping ended it' if kept['stopped_epoch'] < kept['epochs'] else ''})"
+    ), kept
+    # both accuracy charts mark the epoch it kept, when early stopping kept an earlier one
+    for where in (f"/#/jobs/{other['id']}", f"/#/models/{other['id']}"):
+        rendered(page, where)
+        page.wait_for_selector("#accuracy-chart .main-svg")
+        marks = page.locator("#accuracy-chart").evaluate("el => el.layout.shapes.map((s) => s.x0)")
+        assert marks == ([kept["best_epoch"]] if kept["best_epoch"] < kept["stopped_epoch"] else []), (
+            where,
+            kept,
+        )
     rendered(page, f"/#/models/{job_id}")
     assert page.inner_text(".spec-table tr[data-field=early_stopping] td") == "off"
     rendered(page, "/")

@@ -12,6 +12,8 @@ const RETRY_MS = 3000;
 export async function jobPage(ctx, root) {
   const id = ctx.args[0];
   const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
+  // a model: which epoch's weights it kept (early stopping's may be neither the last trained nor asked for)
+  const model = job.status === "succeeded" ? await api.model(id).catch(() => null) : null;
   if (!ctx.live) return;
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
@@ -22,7 +24,7 @@ export async function jobPage(ctx, root) {
     job.error ? h("div", { class: "problem", role: "alert", id: "job-error" }, h("strong", null, "Error: "), job.error) : null,
     warningView(job),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job),
+      h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job, model),
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote()),
@@ -30,7 +32,8 @@ export async function jobPage(ctx, root) {
   await Promise.all([
     // an epoch's mean loss beside the logged steps: one logged step an epoch hid a diverging epoch's 68
     lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
-    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal }),
+    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
+      marks: model && model.best_epoch < model.stopped_epoch ? [{ x: model.best_epoch, text: " kept" }] : [] }),
   ]);
   if (inFlight(job)) follow(ctx, root, job, epochs, { lossChart, accChart, progress });
 }
@@ -54,7 +57,12 @@ export const epochAccuracies = (ep) => ACCURACIES.map(([, key]) => [ep[key]]);
 /** "train / validation / test accuracy" for a job or a model; validation "–" without a split. */
 export const accuracyLine = (m) => `train / validation / test (final) accuracy ${ACCURACIES.map(([, key]) => pct(m[key])).join(" / ")}`;
 
-function facts(job) {
+/** "kept epoch 7 of 9 trained (10 asked for: early stopping)", or the epochs asked for, all trained and the last kept. */
+export const keptText = (model) => (model.best_epoch === model.stopped_epoch && model.stopped_epoch === model.epochs
+  ? String(model.epochs)
+  : `kept epoch ${model.best_epoch} of ${model.stopped_epoch} trained (${model.epochs} asked for${model.stopped_epoch < model.epochs ? ": early stopping ended it" : ""})`);
+
+function facts(job, model = null) {
   const row = (k, ...v) => h("tr", null, h("th", null, k), h("td", null, ...v));
   const ended = job.finished_at ?? null;
   return h("table", { class: "facts" }, h("tbody", null,
@@ -63,6 +71,7 @@ function facts(job) {
     row("finished", timeCell(ended)),
     row("duration", job.started_at ? duration(seconds(job.started_at, ended ?? Date.now())) : "–"),
     job.status === "running" ? row("ETA", duration(etaSeconds(job))) : null,
+    model ? row("epochs", keptText(model)) : null,
     row("attempts", job.attempts),
     job.sweep_id ? row("sweep", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, job.sweep_id)) : null,
     job.study_id != null ? row("study", h("a", { href: `#/studies/${job.study_id}` }, `study ${job.study_id}, trial ${job.trial_number}`)) : null,
