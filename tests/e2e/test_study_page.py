@@ -163,3 +163,39 @@ def test_a_study_whose_trials_scored_alike_says_why_nothing_is_ranked(browser, s
         shown = w.page.inner_text("#study-importance p")
         assert shown == f"{warning[0].upper()}{warning[1:]}." and "batch_size varied" in shown
         w.assert_clean()
+
+
+def test_a_pruned_trials_page_says_where_it_was_stopped_and_why_it_has_no_accuracies(browser, tmp_path):  # noqa: F811
+    """Its page showed '– / – / –' and nothing of the pruner."""
+    from service.ml.train import EpochEnd
+    from service.store.db import make_engine, make_sessionmaker, session_scope
+    from service.store.jobs import claim_job, prune_job, record_epoch
+    from tests.support import start_service
+
+    svc = start_service(tmp_path)  # no worker: the trial is played here
+    try:
+        with svc.client() as client:
+            study = client.post("/studies", json=STUDY | {"pruner": "asha", "trials": 2, "parallelism": 1})
+            assert study.status_code == 202, study.text
+        engine = make_engine(f"sqlite:///{tmp_path / 'mlplab.db'}")
+        with session_scope(make_sessionmaker(engine)) as s:
+            job = claim_job(s, "w")
+            assert job is not None
+            record_epoch(
+                s,
+                job.id,
+                "w",
+                EpochEnd(1, 0.9, 0.4, 0.4, 1.0, validation_loss=1.5, validation_accuracy=0.3354),
+            )
+            prune_job(s, job.id, "w")
+        engine.dispose()
+        with watched_page(browser, svc.url) as w:
+            rendered(w.page, f"/#/jobs/{job.id}")
+            note = w.page.inner_text("#pruned-note")
+            assert note.startswith(
+                f"Pruned: its study's pruner stopped it after epoch 1 of {job.spec['epochs']}, "
+            )
+            assert "its validation accuracy then (33.54\u00a0%)" in note and "it has no model" in note
+            w.assert_clean()
+    finally:
+        svc.stop()

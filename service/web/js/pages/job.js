@@ -23,6 +23,7 @@ export async function jobPage(ctx, root) {
     h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec)),
     job.error ? h("div", { class: "problem", role: "alert", id: "job-error" }, h("strong", null, "Error: "), job.error) : null,
     warningView(job),
+    prunedNote(job, epochs),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job, model),
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
@@ -61,6 +62,15 @@ export const accuracyLine = (m) => `train / validation / test (final) accuracy $
 export const keptText = (model) => (model.best_epoch === model.stopped_epoch && model.stopped_epoch === model.epochs
   ? String(model.epochs)
   : `kept epoch ${model.best_epoch} of ${model.stopped_epoch} trained (${model.epochs} asked for${model.stopped_epoch < model.epochs ? ": early stopping ended it" : ""})`);
+
+/** Why a pruned trial has no accuracies: where its study's pruner stopped it, and what it had reached. */
+function prunedNote(job, epochs) {
+  if (job.status !== "pruned" || !epochs.length) return null;
+  const last = epochs.at(-1);
+  return h("p", { class: "muted", id: "pruned-note" }, `Pruned: its study's pruner stopped it after epoch ${last.epoch} of ${job.spec.epochs}, `,
+    `its validation accuracy then (${pct(last.validation_accuracy)}) not among the best of the study's trials at that epoch. `,
+    "A pruned trial frees its worker for the next; it has no model, and so no final accuracies.");
+}
 
 function facts(job, model = null) {
   const row = (k, ...v) => h("tr", null, h("th", null, k), h("td", null, ...v));
