@@ -198,6 +198,9 @@ def model_page(page, service, job_id: int) -> None:
     )
     assert accuracy["names"] == ["train", "validation", "test"] and accuracy["points"] == [2, 2, 2]
     assert "on fixed samples of their images" in page.inner_text(".epoch-note")  # not the final figures
+    # drawn apart from those on every image: open markers (they looked as exact as the last epoch's)
+    symbols = page.locator("#accuracy-chart").evaluate("el => el.data.map(t => t.marker.symbol)")
+    assert symbols == [["circle-open", "circle"], ["circle", "circle"], ["circle-open", "circle"]], symbols
     floor = accuracy["y"]["range"][0]
     assert floor in (0, 0.5, 0.8, 0.9) and f"axis from {round(100 * floor)} %" in accuracy["ytitle"]
     assert accuracy["y"]["range"][1] >= 1  # up to 100 %: a point of difference is drawn as one
@@ -688,6 +691,12 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         assert newest.locator("[data-eta]").inner_text() == "–"  # queued: no pace to go by yet
         badges_clear_of_labels(page)
 
+        # a job's page names what makes its network, defaults too (a sigmoid model's never said sigmoid)
+        rendered(page, f"/#/jobs/{few['jobs'][0]['id']}")
+        assert page.inner_text("p.subtitle").startswith(
+            "numpy · layers 64 · sigmoid · glorot · sgd · lr 0.1 · "
+        )
+        rendered(page, "/")
         moved(page, lambda: page.click("#jobs-next"))
         assert page.inner_text("#jobs-range") == "51–57 of 57"
         assert page.locator("table.jobs tbody tr").count() == 7

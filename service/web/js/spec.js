@@ -181,6 +181,10 @@ export function fieldText(schema, field, value) {
   return `${field}=${value && typeof value === "object" && !Array.isArray(value) ? `(${text})` : text}`;
 }
 
+/** What a page of one job or model names at the top even at their defaults: what makes the network
+ * (a sigmoid model's page never said sigmoid). */
+export const CORE_FIELDS = ["backend", "hidden_layers", "activation", "init", "optimizer", "learning_rate"];
+
 /** For rows listed together (jobs, models), the fields a row's label names even at their default: those
  * that vary among the rows of its sweep or study, so that one sweep's rows read alike ("glorot" beside
  * "normal", not nothing beside it). `specOf(row)` is the row's spec. */

@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { accuracyAxis, extend, lineChart, lossAxis, redrawTrace } from "../charts.js";
 import { reload } from "../router.js";
-import { shortLabel, showValue, trainSpecSchema } from "../spec.js";
+import { CORE_FIELDS, shortLabel, showValue, trainSpecSchema } from "../spec.js";
 import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
 
 const RETRY_MS = 3000;
@@ -20,7 +20,7 @@ export async function jobPage(ctx, root) {
   const progress = h("div", { id: "job-progress" }, progressBar(job));
   fill(root,
     h("h1", null, `Job ${job.id} `, statusBadge(job.status)),
-    h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec)),
+    h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec, CORE_FIELDS)),
     job.error ? h("div", { class: "problem", role: "alert", id: "job-error" }, h("strong", null, "Error: "), job.error) : null,
     warningView(job),
     prunedNote(job, epochs),
@@ -46,10 +46,12 @@ export const lossTrace = (losses, name = "mean loss since the previous point") =
 // in the charts, the live stream's extend() and the tables.
 const ACCURACIES = [["train", "train_accuracy"], ["validation", "validation_accuracy"], ["test", "test_accuracy"]];
 // What an epoch's figures are measured on (service/ml/evaluation.py): said under each chart and table of them.
-export const epochNote = () => h("p", { class: "muted epoch-note" }, "Train and test accuracy of an epoch before the last trained: on fixed samples of their images; the last epoch's, and validation at every epoch, on every image.");
+export const epochNote = () => h("p", { class: "muted epoch-note" }, "Open markers: train and test accuracy of an epoch before the last trained, on fixed samples of their images; filled: on every image, as the last epoch's and validation at every epoch.");
 
+// a figure on a sample of the images (epochNote) an open marker, one on every image a filled one
 export const accuracyTraces = (epochs) => ACCURACIES.map(([name, key]) =>
-  ({ name, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e[key]), mode: "lines+markers" }));
+  ({ name, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e[key]), mode: "lines+markers",
+    marker: { symbol: epochs.map((e) => (e.sampled && key !== "validation_accuracy" ? "circle-open" : "circle")) } }));
 
 export const accuracyValues = (epochs) => epochs.flatMap((e) => ACCURACIES.map(([, key]) => e[key]));
 

@@ -4,7 +4,7 @@
 import * as api from "../api.js";
 import { $, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
-import { shortLabel, trainSpecSchema } from "../spec.js";
+import { CORE_FIELDS, shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
 import { accuracyLine, accuracyTraces, accuracyValues, epochLossTrace, epochNote, lossTrace, specTable } from "./job.js";
 
@@ -31,7 +31,7 @@ export async function modelPage(ctx, root) {
   const show = (s, index) => showImage(detail, { id, dataset: model.dataset, split: s, index, classes });
   fill(root,
     h("h1", null, `Model ${model.id}`, model.aliases.map((name) => [" ", h("a", { class: ["status", "alias"], href: `#/models/${name}`, title: `alias ${name}`, dataset: { alias: name } }, name)])),
-    h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
+    h("p", { class: "subtitle", title: model.name }, shortLabel(job.spec, spec, CORE_FIELDS), " · ", h("a", { href: `#/jobs/${model.id}` }, "its job"),
       job.sweep_id ? [" · ", h("a", { id: "its-sweep", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}` }, `sweep ${job.sweep_id}`)] : null,
       job.study_id != null ? [" · ", h("a", { id: "its-study", href: `#/studies/${job.study_id}` }, `study ${job.study_id}, trial ${job.trial_number}`)] : null),
     warningView(model),
