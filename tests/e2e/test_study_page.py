@@ -88,6 +88,9 @@ def test_a_finished_study_shows_its_trials_and_its_best_a_click_from_its_model(b
             (points,) = traces(page, f"#study-by-{field}")
             assert len(points["x"]) == 4
             assert page.locator(f"#study-by-{field}").evaluate("el => el.layout.xaxis.type") == axis
+        # the choices in the order the study lists them, not as its trials happened to draw them
+        categories = page.locator("#study-by-activation").evaluate("el => el.layout.xaxis.categoryarray")
+        assert categories == STUDY["space"]["activation"]["choice"], categories
         # the learning rate's log axis labelled at decades: "0.001 0.01 0.1 1", not "2 3 4 ... 0.1 2 3"
         ticks = page.locator("#study-by-learning_rate").evaluate(
             "el => [...el.querySelectorAll('.xtick text')].filter(t => t.getBoundingClientRect().width > 0).map(t => t.textContent)"

@@ -150,8 +150,10 @@ function fieldChart(el, study, field, spec, signal) {
   if (!traces[0].x.length) return nothingYet(el);
   const type = dimension.choice ? "category" : dimension.log ? "log" : "linear";
   const bounds = dimension.float ?? dimension.int;
+  // choices in the order the study lists them, as a sweep's grid: in the order trials drew them, 64 came before 32
+  const order = dimension.choice ? { categoryorder: "array", categoryarray: dimension.choice.map((v) => showValue(v, spec.properties[field])) } : {};
   return lineChart(el, traces, {
-    x: type === "log" ? decadeAxis(bounds, field) : { title: { text: field }, type },
+    x: type === "log" ? decadeAxis(bounds, field) : { title: { text: field }, type, ...order },
     y: accuracyAxis(traces.flatMap((t) => t.y), "validation accuracy"),
     signal,
   });
