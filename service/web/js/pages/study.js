@@ -191,6 +191,8 @@ function importanceChart(el, { importance, not_varied: fixed, trials, warning },
     return null;
   }
   el.before(h("p", { class: "muted", id: "importance-trials" }, `${warning ? `F${warning.slice(1)}` : `From ${trials} succeeded trials`}.${unranked}${names.length === 1 ? ` Only ${names[0]} varied: it has all the credit by definition.` : ""}`));
-  const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker: { color: PALETTE[0] }, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
+  // too few trials to say much (the warning): hatched, not drawn as solid as a ranking that holds
+  const marker = warning ? { color: "rgba(0,0,0,0)", line: { color: PALETTE[0], width: 1.5 }, pattern: { shape: "/", fgcolor: PALETTE[0] } } : { color: PALETTE[0] };
+  const bar = { type: "bar", name: "importance (PED-ANOVA)", x: names, y: names.map((n) => importance[n]), marker, hovertemplate: "%{x}: %{y:.0%}<extra></extra>" };
   return lineChart(el, [bar], { x: { type: "category" }, y: { title: { text: "importance (all sum to 100 %)" }, range: [0, 1], tickformat: ".0%" }, signal });
 }
