@@ -65,17 +65,21 @@ def test_the_notebook_sweep_from_submission_to_why_its_best(browser, service):  
         trained = time.monotonic()
         rendered(page)
         by_rate = chart(page, "#sweep-by-learning_rate")
-        assert by_rate["names"] == ["init=random", "init=glorot"] or by_rate["names"] == [
-            "init=glorot",
-            "init=random",
-        ]
-        errors = page.locator("#sweep-by-learning_rate").evaluate("el => el.data.map(t => t.error_y.array)")
+        means = [name for name in by_rate["names"] if not name.endswith(": each run")]
+        assert means == ["init=random", "init=glorot"] or means == ["init=glorot", "init=random"]
+        mean = "el.data.filter(t => t.showlegend !== false)"
+        errors = page.locator("#sweep-by-learning_rate").evaluate(f"el => {mean}.map(t => t.error_y.array)")
         assert all(len(bars) == 2 and any(b > 0 for b in bars) for bars in errors)  # three seeds: a CI each
+        # and each run beside its configuration's mean, toggled with it: 2 rates x 3 seeds a line
+        runs = page.locator("#sweep-by-learning_rate").evaluate(
+            "el => el.data.filter(t => t.showlegend === false).map(t => [t.legendgroup, t.y.length])"
+        )
+        assert sorted(runs) == sorted([name, 6] for name in means), runs
         # a category axis in the grid's order, its points unjoined: no trend from random to glorot
         by_init = page.locator("#sweep-by-init")
         assert by_init.evaluate("el => el.layout.xaxis.categoryarray") == GRID["init"]
         assert set(by_init.evaluate("el => el.data.map(t => t.mode)")) == {"markers"}
-        assert set(page.locator("#sweep-by-learning_rate").evaluate("el => el.data.map(t => t.mode)")) == {
+        assert set(page.locator("#sweep-by-learning_rate").evaluate(f"el => {mean}.map(t => t.mode)")) == {
             "lines+markers"
         }
         assert page.locator("#sweep-parcoords").evaluate("el => el.data[0].type") == "parcats"

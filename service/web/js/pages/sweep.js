@@ -265,12 +265,20 @@ function byField(el, sweep, field, spec, signal) {
       hovertemplate: "%{y:.2%}",
     };
   });
-  const all = traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]]));
-  return lineChart(el, traces, {
+  // each run beside its configuration's mean: how far seeds spread is the lesson the interval sums up
+  const runs = new Map(sweep.jobs.map((j) => [j.id, j[split]]));
+  const seeds = [...groups.entries()].map(([name, cs], i) => {
+    const points = cs.flatMap((c) => c.jobs.filter((id) => runs.get(id) != null).map((id) => [numeric ? c.hyperparameters[field] : text(c), runs.get(id)]));
+    return { name: `${name}: each run`, legendgroup: name, showlegend: false, mode: "markers", x: points.map(([x]) => x), y: points.map(([, y]) => y),
+      marker: { color: PALETTE[i % PALETTE.length], size: 5, opacity: 0.45 }, hovertemplate: "a run: %{y:.2%}<extra></extra>" };
+  });
+  traces.forEach((t) => { t.legendgroup = t.name; }); // a legend entry toggles its runs too
+  const all = [...traces.flatMap((t) => t.y.flatMap((y, k) => [y - t.error_y.arrayminus[k], y + t.error_y.array[k]])), ...seeds.flatMap((t) => t.y)];
+  return lineChart(el, [...traces, ...seeds], {
     // log: labelled at whole values (plotly's own labels its minor ticks 2 3 4 ... 9, bare)
     x: log ? decadeAxis(values, field) : numeric ? { title: { text: field }, type: "linear" }
       : { title: { text: field }, type: "category", categoryorder: "array", categoryarray: values.map((v) => showValue(v, spec.properties[field])) },
-    y: accuracyAxis(all, `${chartSplit(sweep)} accuracy (mean, 95 % CI)`),
+    y: accuracyAxis(all, `${chartSplit(sweep)} accuracy (mean, 95 % CI; faint: each run)`),
     signal,
   });
 }
