@@ -222,8 +222,12 @@ def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc
             "body.pixels",
             "pixel 2 is NaN",
         ),  # Python's json reads NaN
-        ('{"pixels": [Infinity' + ", 0" * 783 + "]}", "body.pixels", "pixel 0 is inf: values must be finite"),
-        ('{"pixels": [-Infinity' + ", 0" * 783 + "]}", "body.pixels", "pixel 0 is -inf"),
+        (
+            '{"pixels": [Infinity' + ", 0" * 783 + "]}",
+            "body.pixels",
+            "pixel 0 is Infinity: values must be finite",
+        ),
+        ('{"pixels": [-Infinity' + ", 0" * 783 + "]}", "body.pixels", "pixel 0 is -Infinity"),
         ('{"pixels": ["12"' + ", 0" * 783 + "]}", "body.pixels", "pixels must be numbers"),
         ('{"pixels": 7}', "body.pixels", "a list of 784 numbers"),
         ('{"images": [[' + ", ".join(["0"] * 784) + "], [1, 2]]}", "body.images.1", "784 values"),

@@ -251,7 +251,12 @@ def test_the_event_stream_ends_for_a_finished_job_and_404s_for_unknown_ones(targ
             assert response.headers["content-type"].startswith("text/event-stream")
             text = "".join(response.iter_text())
         assert text.rstrip().splitlines()[-2] == "event: end"
-        for job_id, status in ((10**6, 404), (2**64, 404), (0, 422), (-(2**64), 422)):  # ids are 1 or more
+        for job_id, status in (
+            (10**6, 404),
+            (2**64, 422),
+            (0, 422),
+            (-(2**64), 422),
+        ):  # ids: the database's integers
             missing = client.get(f"/jobs/{job_id}/events")
             assert (
                 missing.status_code == status
