@@ -562,11 +562,12 @@ def aliases_public(session: Session, aliases: Sequence[Alias]) -> list[AliasPubl
             name=alias.name,
             model_id=alias.model_id,
             updated_at=alias.updated_at,
-            detail=changes.get(alias.name, (None, None))[0],
-            rollback_to=changes.get(alias.name, (None, None))[1],
+            detail=detail,
+            rollback_to=back,
             warning=None if (model := models.get(alias.model_id)) is None else job_warning(model),
         )
         for alias in aliases
+        for detail, back in [changes.get(alias.name, (None, None))]
     ]
 
 

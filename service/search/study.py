@@ -336,7 +336,7 @@ def grid_size(study: StudyCreate) -> int | None:
     """How many points the grid sampler has (None for other samplers): a grid study's most trials."""
     if study.sampler != "grid" or any(dim.choice is None for dim in study.space.values()):
         return None
-    return math.prod(len(dim.choice or ()) for dim in study.space.values())
+    return space_size(study)
 
 
 def _sizes(study: StudyCreate) -> list[int] | None:

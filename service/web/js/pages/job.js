@@ -61,7 +61,7 @@ export const epochAccuracies = (ep) => ACCURACIES.map(([, key]) => [ep[key]]);
 export const accuracyLine = (m) => `train / validation / test (final) accuracy ${ACCURACIES.map(([, key]) => pct(m[key])).join(" / ")}`;
 
 /** "kept epoch 7 of 9 trained (10 asked for: early stopping)", or the epochs asked for, all trained and the last kept. */
-export const keptText = (model) => (model.best_epoch === model.stopped_epoch && model.stopped_epoch === model.epochs
+const keptText = (model) => (model.best_epoch === model.stopped_epoch && model.stopped_epoch === model.epochs
   ? String(model.epochs)
   : `kept epoch ${model.best_epoch} of ${model.stopped_epoch} trained (${model.epochs} asked for${model.stopped_epoch < model.epochs ? ": early stopping ended it" : ""})`);
 

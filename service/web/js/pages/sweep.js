@@ -287,8 +287,8 @@ function runsParcoords(el, sweep, spec, signal) {
   const runs = sweep.jobs.filter((j) => j.status === "succeeded");
   if (!runs.length) { fill(el, h("p", { class: "muted" }, "No run has succeeded yet.")); return null; }
   // no seed axis beside the settings: it read as one seed being better; a configuration's runs spread to its accuracies
-  const fields = varied(sweep).length ? varied(sweep) : Object.keys(sweep.grid);
-  const dims = fields.map((f) => ({ label: f, values: runs.map((j) => j.spec[f]), show: (v) => showValue(v, spec.properties[f]) }));
+  const settings = varied(sweep);
+  const dims = (settings.length ? settings : Object.keys(sweep.grid)).map((f) => ({ label: f, values: runs.map((j) => j.spec[f]), show: (v) => showValue(v, spec.properties[f]) }));
   const validated = runs.every((j) => j.validation_accuracy != null);
   const accuracy = { label: validated ? "validation accuracy" : "test accuracy", values: runs.map((j) => (validated ? j.validation_accuracy : j.test_accuracy)) };
   return parallelChart(el, dims, accuracy, { signal });
