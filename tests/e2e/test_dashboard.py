@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 
 import httpx
@@ -185,6 +186,16 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
     compare_with_a_second_model(page, service, job_id)
 
 
+def assert_chance_level(page, selector: str) -> None:
+    """The loss of a uniform guess over MNIST's ten classes drawn across the chart, within its axis."""
+    levels = page.locator(selector).evaluate(
+        "el => el.layout.shapes.filter(s => s.xref === 'paper').map(s => [s.y0, s.label.text])"
+    )
+    assert [(round(y, 4), text) for y, text in levels] == [(2.3026, "a uniform guess: ln 10 = 2.30")], levels
+    low, high = page.locator(selector).evaluate("el => el.layout.yaxis.range")
+    assert low < math.log10(2.3026) < high
+
+
 def model_page(page, service, job_id: int) -> None:
     page.wait_for_selector(".heatmap .cell")
     rendered(page)
@@ -193,9 +204,15 @@ def model_page(page, service, job_id: int) -> None:
     # the curves: hover values, a legend that toggles, an accuracy axis that says where it starts
     loss, accuracy = chart(page, "#loss-chart"), chart(page, "#accuracy-chart")
     assert (
-        loss["names"] == ["mean loss since the previous point", "mean loss per epoch"]
+        loss["names"]
+        == ["mean loss since the previous point", "mean loss per epoch", "validation loss per epoch"]
         and loss["y"]["type"] == "log"
     )
+    # each epoch's validation loss beside its training mean, where overfitting shows (compare alone drew it)
+    with service.client() as client:
+        validation = [e["validation_loss"] for e in client.get(f"/jobs/{job_id}/epochs").json()]
+    assert page.locator("#loss-chart").evaluate("el => el.data[2].y") == validation
+    assert_chance_level(page, "#loss-chart")
     assert accuracy["names"] == ["train", "validation", "test"] and accuracy["points"] == [2, 2, 2]
     assert "on fixed samples of their images" in page.inner_text(".epoch-note")  # not the final figures
     # drawn apart from those on every image: open markers (they looked as exact as the last epoch's)
@@ -438,6 +455,7 @@ def compare_with_a_second_model(page, service, job_id: int) -> None:
     assert not any("model " in c or "None" in c for c in captions)  # no "model 10: #10 ..."
     difference_coloured_by_verdict(page)
     assert "None" not in page.inner_text("main") and "[object Object]" not in page.inner_text("main")
+    assert_chance_level(page, "#compare-loss")
     shot(page.locator("#compare-loss"), "07-compare-loss-chart")
     shot(page.locator("#compare-accuracy"), "07-compare-accuracy-chart")
     shot(page, "07-compare")
@@ -1066,7 +1084,7 @@ def test_an_epoch_that_ends_before_the_page_knows_its_step_count_is_drawn_once_i
         point = {"epoch": 1, "loss": 0.8, "train_accuracy": 0.7, "test_accuracy": 0.69, "seconds": 0.5}
         events = [
             ("status", {"status": "running", "attempts": 1}),
-            ("epoch", point | {"validation_loss": None, "validation_accuracy": None, "sampled": True}),
+            ("epoch", point | {"validation_loss": 0.9, "validation_accuracy": 0.68, "sampled": True}),
             ("progress", {"epoch": 2, "step": 12, "steps": 30, "loss": 0.6}),
         ]
         body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
@@ -1081,6 +1099,11 @@ def test_an_epoch_that_ends_before_the_page_knows_its_step_count_is_drawn_once_i
                 "() => document.querySelector('#loss-chart')?.data?.[1]?.x.join() === '10'", timeout=10_000
             )
             assert w.page.evaluate("document.querySelector('#accuracy-chart').data[0].x") == [1]
+            # its validation loss beside it, at the same step
+            validation = w.page.evaluate(
+                "(({x, y}) => ({x, y}))(document.querySelector('#loss-chart').data[2])"
+            )
+            assert validation == {"x": [10], "y": [0.9]}, validation
     finally:
         svc.stop()
 

@@ -119,7 +119,7 @@ function legendHeight(names, width) {
 
 /** Draw line traces [{name, x, y, ...plotly trace options}] into el; purged when `signal` aborts. The
  * chart grows with its legend, so that many curves never squeeze the plot nor scroll the legend. */
-export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300, marks = [] } = {}) {
+export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 300, marks = [], levels = [] } = {}) {
   const Plotly = await plotly();
   if (signal?.aborted) return null;
   const width = el.clientWidth || 600;
@@ -140,7 +140,10 @@ export async function lineChart(el, traces, { x = {}, y = {}, signal, height = 3
     legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", itemclick: "toggle", itemdoubleclick: "toggleothers", maxheight: legend + 40 },
     showlegend: true,
     // marks: [{x, text}], a dotted vertical line each, labelled at its top (a model's kept epoch)
-    shapes: marks.map((m) => ({ type: "line", x0: m.x, x1: m.x, yref: "paper", y0: 0, y1: 1, line: { color: "#555", width: 1, dash: "dot" } })),
+    shapes: [...marks.map((m) => ({ type: "line", x0: m.x, x1: m.x, yref: "paper", y0: 0, y1: 1, line: { color: "#555", width: 1, dash: "dot" } })),
+      // levels: [{y, text}], a dashed horizontal line each across the plot, labelled at its right end
+      ...levels.map((l) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: l.y, y1: l.y, line: { color: "#8a929c", width: 1, dash: "dash" },
+        label: { text: plotText(l.text), textposition: "end", yanchor: "bottom", font: { ...FONT, size: 11, color: "#5b6470" } } }))],
     annotations: marks.map((m) => ({ x: m.x, yref: "paper", y: 1, text: plotText(m.text), showarrow: false, xanchor: "left", yanchor: "top", font: { ...FONT, size: 11 } })),
   };
   await Plotly.newPlot(el, data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
@@ -200,7 +203,8 @@ function fitLossAxis(Plotly, el, ys) {
   const axis = el.layout.yaxis;
   const outside = (y) => y > 0 && (Math.log10(y) < axis.range[0] || Math.log10(y) > axis.range[1]);
   if (axis.type === "log" && axis.tickvals && ys.some(outside)) {
-    const { tickvals, range } = lossAxis(el.data.flatMap((t) => t.y));
+    const levels = el.layout.shapes.filter((s) => s.xref === "paper").map((s) => s.y0);
+    const { tickvals, range } = lossAxis([...el.data.flatMap((t) => t.y), ...levels]);
     Plotly.relayout(el, { "yaxis.tickvals": tickvals, "yaxis.range": range });
   }
 }

@@ -8,7 +8,7 @@ import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../ch
 import { go, reload, withParams } from "../router.js";
 import { shortLabel, shortPart, showValue, trainSpecSchema, variedInGroups } from "../spec.js";
 import { chanceMark, confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
-import { epochNote } from "./job.js";
+import { chanceLevel, epochNote } from "./job.js";
 
 const SPLITS = { train: "dot", validation: "solid", test: "dash" }; // each split's line dash
 
@@ -61,7 +61,7 @@ export async function comparePage(ctx, root) {
   fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.crown));
   const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.crown, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
   toggles.addEventListener("change", () => drawAccuracy());
-  await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, names, ctx.signal)]);
+  await Promise.all([drawAccuracy(), lossChartOf(lossChart, cmp.data, names, cms[0].classes.length, ctx.signal)]);
 }
 
 /** Best first, as the API ranks (service/selection.py rank_key, the store's BEST_FIRST): by validation
@@ -201,7 +201,7 @@ export function smoothedLoss(losses) {
   return { x: losses.map((p) => p.step / perEpoch), y: ema(losses.map((p) => p.loss), Math.max(2, Math.round(losses.length / 20))) };
 }
 
-function lossChartOf(el, models, names, signal) {
+function lossChartOf(el, models, names, classes, signal) {
   const traces = models.flatMap((m, i) => {
     const color = PALETTE[i % PALETTE.length], smooth = smoothedLoss(m.losses), epochs = m.epochs.map((e) => e.epoch);
     return curves(m, names, ".4f", [
@@ -212,7 +212,8 @@ function lossChartOf(el, models, names, signal) {
       smooth ? ["recorded, smoothed", { ...smooth, mode: "lines", opacity: 0.55, line: { color, width: 1 } }] : null,
     ]);
   });
-  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis(traces.flatMap((t) => t.y).filter((v) => v != null), "loss"), signal, height: 360 });
+  const level = chanceLevel(classes);
+  return lineChart(el, traces, { x: { title: { text: "epoch" }, dtick: 1 }, y: lossAxis([...traces.flatMap((t) => t.y).filter((v) => v != null), level.y], "loss"), levels: [level], signal, height: 360 });
 }
 
 function picker(models, chosen, from, schema) {

@@ -11,9 +11,10 @@ const RETRY_MS = 3000;
 
 export async function jobPage(ctx, root) {
   const id = ctx.args[0];
-  const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
+  const [job, spec, losses, epochs, datasets] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id), api.datasets()]);
   // a model: which epoch's weights it kept (early stopping's may be neither the last trained nor asked for)
   const model = job.status === "succeeded" ? await api.model(id).catch(() => null) : null;
+  const classes = datasets.data.find((d) => d.name === job.spec.dataset)?.classes.length ?? 10;
   if (!ctx.live) return;
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
@@ -31,15 +32,14 @@ export async function jobPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote()),
       h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec, spec))));
   await Promise.all([
-    // an epoch's mean loss beside the logged steps: one logged step an epoch hid a diverging epoch's 68
-    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
+    drawLossChart(lossChart, job, losses, epochs, classes, ctx.signal),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
       marks: model && model.best_epoch < model.stopped_epoch ? [{ x: model.best_epoch, text: " kept" }] : [] }),
   ]);
   if (inFlight(job)) follow(ctx, root, job, epochs, { lossChart, accChart, progress });
 }
 
-export const lossTrace = (losses, name = "mean loss since the previous point") =>
+const lossTrace = (losses, name = "mean loss since the previous point") =>
   ({ name, x: losses.map((p) => p.step), y: losses.map((p) => p.loss), hovertemplate: "%{y:.4f}" });
 
 // train, validation (what every "best" is chosen on), test (the final, unbiased figure): the same order
@@ -107,13 +107,32 @@ const inFlight = (job) => job.status === "queued" || job.status === "running";
 // Steps an epoch takes, where an epoch's mean loss is drawn at its end (0: unknown, an old job's).
 const stepsPerEpoch = (job) => (job.progress.steps || 0) / (job.spec.epochs || 1);
 
-// An epoch's mean loss, drawn at the step where the epoch ended.
-export function epochLossTrace(job, epochs) {
+// An epoch's mean training loss and its validation loss, drawn at the step where the epoch ended: one
+// logged step an epoch hid a diverging epoch's 68, and where the two part the network overfits.
+const EPOCH_LOSSES = [
+  ["mean loss per epoch", "loss", { size: 8 }],
+  ["validation loss per epoch", "validation_loss", { size: 9, symbol: "diamond-open" }],
+];
+
+function epochLossTraces(job, epochs) {
   const perEpoch = stepsPerEpoch(job);
-  const style = { name: "mean loss per epoch", mode: "markers", marker: { size: 8 }, hovertemplate: "%{y:.4f}" };
-  // steps not known yet (queued: the live stream draws its points) or ever (an old job: no legend)
-  if (!perEpoch) return { ...style, x: [], y: [], showlegend: inFlight(job) };
-  return { ...style, x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e.loss) };
+  return EPOCH_LOSSES.map(([name, key, marker]) => {
+    const style = { name, mode: "markers", marker, hovertemplate: "%{y:.4f}" };
+    const shown = key !== "validation_loss" || job.spec.validation_size > 0;
+    // steps not known yet (queued: the live stream draws its points) or ever (an old job: no legend)
+    if (!perEpoch) return { ...style, x: [], y: [], showlegend: shown && inFlight(job) };
+    return { ...style, x: epochs.map((e) => e.epoch * perEpoch), y: epochs.map((e) => e[key] ?? null), showlegend: shown };
+  });
+}
+
+/** The loss a network that gives each of `classes` classes the same probability has: ln(classes). */
+export const chanceLevel = (classes) => ({ y: Math.log(classes), text: `a uniform guess: ln ${classes} = ${Math.log(classes).toFixed(2)}` });
+
+/** A job's or model's loss chart: the logged means, each epoch's training and validation loss, and
+ * the chance level; the axis labelled over them all (an epoch's mean may lie above every logged step). */
+export function drawLossChart(el, job, losses, epochs, classes, signal) {
+  const traces = [lossTrace(losses), ...epochLossTraces(job, epochs)], level = chanceLevel(classes);
+  return lineChart(el, traces, { x: { title: { text: "step" } }, y: lossAxis([...traces.flatMap((t) => t.y), level.y]), levels: [level], signal });
 }
 
 export function specTable(values, spec) {
@@ -132,12 +151,12 @@ function follow(ctx, root, job, epochs, { lossChart, accChart, progress }) {
   // Each epoch's mean at the step where the epoch ended: from the job's step count, or until the page
   // knows it, the step of the progress just before the epoch's event (an epoch's last step is always
   // recorded). Drawn anew as the count becomes known, which can be after an epoch's event.
-  const means = epochs.map((e) => ({ epoch: e.epoch, loss: e.loss, end: 0 }));
+  const means = epochs.map((e) => ({ epoch: e.epoch, values: e, end: 0 }));
   let placedBy = stepsPerEpoch(job);
   const drawMeans = () => {
     placedBy = stepsPerEpoch(state);
-    const placed = means.map((m) => [m.epoch * placedBy || m.end, m.loss]).filter(([x]) => x);
-    redrawTrace(lossChart, 1, placed.map(([x]) => x), placed.map(([, y]) => y));
+    const placed = means.map((m) => [m.epoch * placedBy || m.end, m.values]).filter(([x]) => x);
+    EPOCH_LOSSES.forEach(([, key], k) => redrawTrace(lossChart, 1 + k, placed.map(([x]) => x), placed.map(([, v]) => v[key] ?? null)));
   };
   const placeMeans = () => stepsPerEpoch(state) !== placedBy && drawMeans();
   // the heading's status and the facts (started, duration, ETA, attempts) as the stream tells them
@@ -172,7 +191,7 @@ function follow(ctx, root, job, epochs, { lossChart, accChart, progress }) {
     const ep = JSON.parse(e.data);
     if ((accChart.data?.[0]?.x.at(-1) ?? 0) < ep.epoch) extend(accChart, ACCURACIES.map(() => [ep.epoch]), epochAccuracies(ep));
     if (means.some((m) => m.epoch >= ep.epoch)) return;
-    means.push({ epoch: ep.epoch, loss: ep.loss, end: state.progress.epoch === ep.epoch ? state.progress.step : 0 });
+    means.push({ epoch: ep.epoch, values: ep, end: state.progress.epoch === ep.epoch ? state.progress.step : 0 });
     drawMeans();
   });
   source.addEventListener("end", () => {

@@ -3,10 +3,10 @@
 // ones, a pad to draw a digit (or an image to upload) with the 28x28 input the model saw.
 import * as api from "../api.js";
 import { $, duration, fill, h, pct } from "../dom.js";
-import { accuracyAxis, lineChart, lossAxis } from "../charts.js";
+import { accuracyAxis, lineChart } from "../charts.js";
 import { CORE_FIELDS, shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
-import { accuracyLine, accuracyTraces, accuracyValues, epochLossTrace, epochNote, lossTrace, specTable } from "./job.js";
+import { accuracyLine, accuracyTraces, accuracyValues, epochNote, drawLossChart, specTable } from "./job.js";
 
 const CELL_IMAGES = 60;
 const MISTAKE_CELLS = 6, MISTAKES_PER_CELL = 5; // the most frequent confusions, a few images of each
@@ -69,8 +69,7 @@ export async function modelPage(ctx, root) {
   const redrawMatrix = () => showMatrix().catch((err) => fill($("#cm", root), problemView(err, redrawMatrix)));
   split.addEventListener("change", redrawMatrix);
   await Promise.all([
-    // the axis is labelled over both traces: an epoch's mean loss may lie above every logged step's
-    lineChart(lossChart, [lossTrace(losses), epochLossTrace(job, epochs)], { x: { title: { text: "step" } }, y: lossAxis([...losses.map((p) => p.loss), ...epochs.map((e) => e.loss)]), signal: ctx.signal }),
+    drawLossChart(lossChart, job, losses, epochs, classes.length, ctx.signal),
     lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
       marks: model.best_epoch < model.stopped_epoch ? [{ x: model.best_epoch, text: " kept" }] : [] }),
     showMatrix(),
