@@ -78,6 +78,15 @@ def test_a_page_revalidated_with_its_etag_is_a_304(client, page):
     assert client.get(page, headers={"If-None-Match": '"another"'}).content == first.content
 
 
+@pytest.mark.parametrize("page", ["/", "/docs"])
+def test_the_pages_icon_is_served_where_browsers_ask_for_it(client, page):
+    """Browsers ask for /favicon.ico, a JSON answer's tab too: it was a 404 problem each time."""
+    assert '<link rel="icon" href="/favicon.ico">' in client.get(page).text
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+    assert "max-age" in icon.headers["cache-control"] and "icon" in icon.headers["content-type"]
+
+
 DATASET_ROUTES = [
     ("get", "/datasets/{name}/{split}"),
     ("get", "/datasets/{name}/{split}/{index}.png"),

@@ -51,10 +51,10 @@ class CachedStatic(StaticFiles):
 STATIC = CachedStatic(directory=WEB)
 
 
-def _page(name: str, request: Request) -> Response:
-    """A page a browser revalidates on every visit (no-cache): 304 while its ETag holds."""
+def _page(name: str, request: Request, cache: str = "no-cache") -> Response:
+    """A file at the root, by default a page a browser revalidates on every visit: 304 while its ETag holds."""
     path = WEB / name
-    page = FileResponse(path, stat_result=path.stat(), headers={"Cache-Control": "no-cache"})
+    page = FileResponse(path, stat_result=path.stat(), headers={"Cache-Control": cache})
     if STATIC.is_not_modified(page.headers, request.headers):
         return NotModifiedResponse(page.headers)
     return page
@@ -70,6 +70,12 @@ def docs(request: Request) -> Response:
     # FastAPI's own /docs loads Swagger UI from a CDN and starts it with an inline script; this page
     # loads the same files, vendored by a package, and starts them from /static/docs.js.
     return _page("docs.html", request)
+
+
+@router.get("/favicon.ico")
+def favicon(request: Request) -> Response:
+    # browsers ask for it at the root whatever the page says, the JSON of an API answer included
+    return _page("favicon.ico", request, STATIC.cache_control)
 
 
 def mount(app: FastAPI) -> None:
