@@ -860,6 +860,24 @@ def test_a_model_page_by_alias_shows_its_aliases_provenance_and_onnx(page, servi
         client.delete("/aliases/champion")
 
 
+def test_a_model_pages_mistakes_say_they_are_loading_until_they_come(page, service):
+    """The mistakes panels stayed empty while their images' outcomes were computed (a second, cold)."""
+    with service.client() as client:
+        model = client.get("/models").json()["data"][0]["id"]
+    held = []
+    page.route(
+        re.compile(rf"/models/{model}/predictions/test\?.*correct=false"), lambda route: held.append(route)
+    )
+    page.goto(f"/#/models/{model}")
+    page.wait_for_selector("#surest [data-loading]")
+    assert page.inner_text("#surest") == page.inner_text("#mistakes") == "Loading the test split's mistakes…"
+    wait_for(lambda: held, 10, "the surest mistakes asked for")
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("[data-surest] .thumb")
+    assert page.locator("#surest [data-loading]").count() == 0
+
+
 def test_a_model_near_chance_is_flagged_on_its_pages(page, service):
     """A model that learned next to nothing (zero weights, a learning rate that barely moves them)
     succeeds, and the dashboard says so: on its page, its job's page, and beside it in the jobs list."""

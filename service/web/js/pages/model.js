@@ -61,6 +61,7 @@ export async function modelPage(ctx, root) {
     fill($("#cell", root));
     fill($("#cm", root), confusionGrid(cm.matrix, cm.classes, (i, j, n, button) => showCell($("#cell", root), { id, dataset: model.dataset, split: cm.split, label: i, predicted: j, n, classes: cm.classes, show })));
     fill($("#scores", root), scoresTable(cm));
+    for (const panel of ["#surest", "#mistakes"]) fill($(panel, root), h("p", { class: "muted", dataset: { loading: "" } }, `Loading the ${cm.split} split's mistakes…`));
     const [surest, frequent] = await Promise.all([surestMistakes({ id, dataset: model.dataset, cm, show }), mistakes({ id, dataset: model.dataset, cm, show })]);
     if (!current()) return;
     fill($("#surest", root), surest);
