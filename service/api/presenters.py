@@ -22,6 +22,7 @@ from service.api.schemas import (
     DatasetPublic,
     EpochPoint,
     JobPublic,
+    LossPoint,
     Progress,
     StudyPublic,
     TrialPublic,
@@ -173,6 +174,11 @@ def images_seen(spec: TrainSpec, step: int) -> int:
     per_epoch_images = training_images(spec)
     epochs, into = divmod(step, -(-per_epoch_images // spec.batch_size))
     return epochs * per_epoch_images + min(into * spec.batch_size, per_epoch_images)
+
+
+def loss_points(spec: TrainSpec, points: Iterable[tuple[int, int, float]]) -> list[LossPoint]:
+    """(epoch, step, loss) of a job of `spec` as the API shows them, with the images seen at each."""
+    return [LossPoint(epoch=e, step=s, samples=images_seen(spec, s), loss=x) for e, s, x in points]
 
 
 def step_images(spec: TrainSpec) -> int:

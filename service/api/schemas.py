@@ -286,7 +286,10 @@ class LossPoint(Answer):
     batch alone); GET /epochs has each epoch's mean."""
 
     epoch: int
-    step: int
+    step: int = Field(description="Global step (1-based).")
+    samples: int = Field(
+        description="Training images seen (an epoch's last batch may be partial), to compare batch sizes."
+    )
     loss: float
 
 
@@ -474,15 +477,6 @@ class AliasesPublic(Answer):
     count: int
 
 
-class CurvePoint(Answer):
-    epoch: int
-    step: int = Field(description="Global step (1-based).")
-    samples: int = Field(
-        description="Training images seen (an epoch's last batch may be partial), to compare batch sizes."
-    )
-    loss: float
-
-
 class ComparedModelPublic(Answer):
     id: int
     name: str
@@ -494,7 +488,7 @@ class ComparedModelPublic(Answer):
     best_epoch: int = Field(description=BEST_EPOCH)
     stopped_epoch: int = Field(description=STOPPED_EPOCH)
     epochs: list[EpochPoint]
-    losses: list[CurvePoint] = Field(description="Its loss curve, as GET /jobs/{id}/loss-curve draws it.")
+    losses: list[LossPoint] = Field(description="Its loss curve, as GET /jobs/{id}/loss-curve draws it.")
     near_chance: bool = Field(description=NEAR_CHANCE)
     warning: str | None = Field(description=WARNING)
 

@@ -54,6 +54,9 @@ def test_losses_come_a_page_at_a_time_with_a_link_to_the_next(world):
         steps += [p["step"] for p in page["data"]]
         url = page["next"]
     assert steps == list(range(2, 12_001, 2))  # every loss once, in order
+    # each with the training images seen by then, as compare's points have (batch 10: 20 at step 2)
+    assert first["data"][0] == {"epoch": 1, "step": 2, "samples": 20, "loss": first["data"][0]["loss"]}
+    assert page["data"][-1]["samples"] == 20 * 6000
     assert client.get(f"/jobs/{job_id}/losses", params={"after_step": 12_000}).json() == {
         "data": [],
         "next": None,
@@ -71,9 +74,7 @@ def test_curves_for_browsers_and_figures_have_at_most_max_curve_points(world):
     assert [p["step"] for p in curve["data"]] == sorted({p["step"] for p in curve["data"]})
     compared = client.get("/compare", params={"ids": f"{a},{b}"}).json()["data"]
     assert [len(m["losses"]) for m in compared] == [len(curve["data"])] * 2
-    assert [(p["step"], p["loss"]) for p in compared[0]["losses"]] == [
-        (p["step"], p["loss"]) for p in curve["data"]
-    ]
+    assert compared[0]["losses"] == curve["data"]
     assert client.get(f"/jobs/{a}").json()["loss_every"] == 2
 
 

@@ -9,17 +9,17 @@ from service.api.deps import DatabaseDep, ModelRefsDep, reader_router
 from service.api.presenters import (
     differing,
     epoch_points,
-    images_seen,
     job_warning,
     json_response,
     labels,
+    loss_points,
     require_trained,
 )
 from service.api.schemas import (
     MAX_CURVE_POINTS,
     ComparedModelPublic,
     ComparisonPublic,
-    CurvePoint,
+    LossPoint,
 )
 from service.errors import NOT_TRAINED_DOC
 from service.ml.spec import TrainSpec
@@ -29,9 +29,8 @@ from service.store.queries import get_epochs, get_loss_curve, get_model, job_spe
 router = reader_router("compare", responses=NOT_TRAINED_DOC)
 
 
-def curve(session: Session, job: Job, spec: TrainSpec) -> list[CurvePoint]:
-    points, _ = get_loss_curve(session, job.id, MAX_CURVE_POINTS)
-    return [CurvePoint(epoch=e, step=s, samples=images_seen(spec, s), loss=x) for e, s, x in points]
+def curve(session: Session, job: Job, spec: TrainSpec) -> list[LossPoint]:
+    return loss_points(spec, get_loss_curve(session, job.id, MAX_CURVE_POINTS)[0])
 
 
 def _comparison(session: Session, /, ids: list[int]) -> ComparisonPublic:

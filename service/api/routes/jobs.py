@@ -24,6 +24,7 @@ from service.api.presenters import (
     job_json,
     job_public,
     json_response,
+    loss_points,
     require_job,
 )
 from service.api.schemas import (
@@ -42,7 +43,15 @@ from service.ml.spec import MOMENTUM_DEFAULT, Backend, TrainSpec, momentum_unrea
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, cancel_job
 from service.store.models import JobStatus
-from service.store.queries import JobSort, get_epochs, get_loss_curve, get_losses, job_row_read, list_jobs
+from service.store.queries import (
+    JobSort,
+    get_epochs,
+    get_loss_curve,
+    get_losses,
+    job_row_read,
+    job_spec,
+    list_jobs,
+)
 
 router = reader_router("jobs", "/jobs")
 
@@ -141,9 +150,10 @@ def _losses_page(
     session: Session, /, job_id: int, after_step: int, limit: int
 ) -> tuple[list[LossPoint], bool]:
     """A page of the job's losses, and whether more follow; 404 for an unknown job."""
-    require_job(session, job_id)
+    job = require_job(session, job_id)
     rows = get_losses(session, job_id, after_step, limit=limit + 1)
-    return [LossPoint(epoch=r.epoch, step=r.step, loss=r.loss) for r in rows[:limit]], len(rows) > limit
+    points = loss_points(job_spec(job), ((r.epoch, r.step, r.loss) for r in rows[:limit]))
+    return points, len(rows) > limit
 
 
 @router.get("/{job_id}/losses", response_model=LossesPublic)
@@ -165,9 +175,9 @@ async def read_losses(
 
 
 def _loss_curve(session: Session, /, job_id: int) -> LossCurvePublic:
-    require_job(session, job_id)
+    job = require_job(session, job_id)
     points, count = get_loss_curve(session, job_id, MAX_CURVE_POINTS)
-    return LossCurvePublic(data=[LossPoint(epoch=e, step=s, loss=x) for e, s, x in points], count=count)
+    return LossCurvePublic(data=loss_points(job_spec(job), points), count=count)
 
 
 @router.get("/{job_id}/loss-curve", response_model=LossCurvePublic)
