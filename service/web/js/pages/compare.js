@@ -270,14 +270,19 @@ function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
   ];
 }
 
+// A class's accuracy is its recall; the best of a class is the best F1 of it, which a model that calls
+// most images that class (recall 100 %, precision 10 %) does not have.
 function perClass(models, cms, crown) {
-  const acc = cms.map((cm) => cm.per_class.map((s) => s.recall)); // a class's accuracy is its recall
+  const num = (x) => (x == null ? "–" : x.toFixed(3));
   return h("table", { id: "per-class-table" },
-    h("caption", { class: "muted" }, "Of each class's test images, the share a model called that class. A model that calls most images one class scores high on that class; its precision, on its model page, shows the cost."),
+    h("caption", { class: "muted" }, "Of each class's test images, the share a model called that class (its recall). Marked: the best F1 of the class, recall and precision (of the images it called that class, the share that are) together: a model that calls most images one class has a high recall there and a low precision. A cell's tooltip has all three."),
     h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${star(m, crown)}`)))),
     h("tbody", null, cms[0].classes.map((c, k) => {
-      const top = Math.max(...acc.map((a) => a[k]));
-      return h("tr", null, h("th", null, c), acc.map((a) => h("td", { class: ["right", a[k] === top ? "best" : null] }, pct(a[k]))));
+      const scores = cms.map((cm) => cm.per_class[k]);
+      const top = Math.max(...scores.map((s) => s.f1 ?? 0));
+      return h("tr", null, h("th", null, c), scores.map((s) => h("td", {
+        class: ["right", top > 0 && s.f1 === top ? "best" : null], title: `recall ${pct(s.recall)}, precision ${pct(s.precision)}, F1 ${num(s.f1)}`,
+      }, pct(s.recall))));
     })));
 }
 
