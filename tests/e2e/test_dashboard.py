@@ -151,6 +151,11 @@ def legend_toggles(page, selector: str) -> None:
 def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
     page.goto("/")
     open_new_job_form(page)
+    # each field says what it does, as the API's docs and the CLI's --help do (it gave limits alone)
+    with service.client() as client:
+        fields = client.get("/openapi.json").json()["components"]["schemas"]["TrainSpec"]["properties"]
+    for name in ("init", "l2", "validation_size", "early_stopping"):
+        assert page.inner_text(f"[data-field={name}] .help") == fields[name]["description"], name
     # invalid values are explained before anything is sent
     page.fill("#spec-epochs", "0")
     page.click("#submit")
@@ -832,6 +837,20 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         page.set_viewport_size(DESKTOP)  # a model that learned nothing, marked beside its test accuracy
         rendered(page, f"/#/compare?ids={a},{by_rate[0]['job_id']}")
         assert page.locator("#hyperparameters .chance-mark").count() == 1
+        # per class, the model with the better F1 is marked, not one that calls most images that class
+        with service.client() as client:
+            f1s = [
+                [
+                    s["f1"] or 0
+                    for s in client.get(f"/models/{m}/confusion-matrix?split=test").json()["per_class"]
+                ]
+                for m in (a, by_rate[0]["job_id"])
+            ]
+        marked = page.locator("#per-class-table tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.classList.contains('best')))"
+        )
+        best = [max(f1s[0][k], f1s[1][k]) for k in range(10)]
+        assert marked == [[f[k] == best[k] > 0 for f in f1s] for k in range(10)], (marked, f1s)
         w.assert_clean()
 
 

@@ -70,14 +70,16 @@ export function specForm(spec, { idPrefix = "spec" } = {}) {
       ? h("select", { id, name }, main.enum.map((v) => h("option", { value: v, selected: v === prop.default }, v)))
       : h("input", {
         id, name, type: main.type === "number" || main.type === "integer" ? "number" : "text", step: main.type === "integer" ? "1" : main.type === "number" ? "any" : null,
-        value: shown(prop.default), placeholder: nullable ? (main.type === "object" ? "off" : "all") : null, "aria-describedby": `${id}-hint ${id}-err`,
+        value: shown(prop.default), placeholder: nullable ? (main.type === "object" ? "off" : "all") : null, "aria-describedby": `${id}-hint ${id}-help ${id}-err`,
       });
     const byOptimizer = prop["x-default-by-optimizer"];
     const defaults = byOptimizer ? `default ${Object.entries(byOptimizer).map(([k, v]) => `${v} (${k})`).join(", ")}; ` : `default ${shown(prop.default)}; `;
     const hint = `${prop.default != null ? defaults : nullable ? "optional; " : "required; "}${limitsText(main)}`;
     form.append(h("div", { class: "field", dataset: { field: name } },
       h("label", { for: id }, name.replace(/_/g, " ")), input,
-      h("div", { class: "hint", id: `${id}-hint` }, hint), h("div", { class: "err", id: `${id}-err`, "aria-live": "polite" })));
+      h("div", { class: "hint", id: `${id}-hint` }, hint), h("div", { class: "err", id: `${id}-err`, "aria-live": "polite" }),
+      // what the field does, as the CLI's --help and the API's docs say it
+      prop.description ? h("div", { class: "help", id: `${id}-help` }, prop.description) : null));
   }
   followOptimizer(form, spec);
   return form;
