@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.asgi import HttpMiddleware
+from service.api.monitoring import REFUSED, ROUTE_LABEL
 from service.errors import SAFE_METHODS, ProblemError, problem_response
 from service.quoting import echo
 from service.settings import Settings
@@ -229,6 +230,7 @@ class RequestGuard(HttpMiddleware):
         try:
             self.check(scope)
         except ProblemError as exc:
+            scope[ROUTE_LABEL] = REFUSED  # its path is not looked up: not "unmatched" in the metrics
             request = Request(scope)
             response = problem_response(request, exc.status, exc.title, exc.detail, headers=exc.headers)
             await response(scope, receive, send)

@@ -45,6 +45,8 @@ from service.store.queries import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
+REFUSED = "refused"  # the route label of a request the guard refused before routing (Host, Origin, token)
+ROUTE_LABEL = "mlplab.route_label"  # a scope key: the route label set before routing, REFUSED
 # Alias names cost a PUT each: past this many in one process, a prediction by a new name counts as OTHER_ALIAS.
 MAX_ALIAS_LABELS = 50
 OTHER_ALIAS = "(other)"
@@ -92,7 +94,9 @@ class Monitoring:
         self.aliases: dict[str, set[str]] = {}  # the alias labels this process records, and their models
 
     def served(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", None) or mounted(scope) or UNMATCHED
+        route = (
+            getattr(scope.get("route"), "path", None) or mounted(scope) or scope.get(ROUTE_LABEL, UNMATCHED)
+        )
         method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
         # each label bounded whatever a client sends: a route template, a fixed method set, the app's statuses
         labels = (method, route, str(status))

@@ -139,6 +139,20 @@ def test_unmatched_paths_share_one_label(settings):
     assert value(samples, "mlplab_http_requests_total", method="GET", route="unmatched", status="404") == 3
 
 
+def test_a_request_refused_before_routing_is_counted_as_refused_not_unmatched(settings):
+    """A Host outside MLPLAB_ALLOWED_HOSTS was counted as route="unmatched", which the docs define as a
+    path no route matches: an alert on scans fired on refusals."""
+    with TestClient(create_app(settings)) as client:
+        for path in ("/jobs/1", "/static/app.css", "/nothing"):
+            assert client.get(path, headers={"Host": "evil.example"}).status_code == 400
+        foreign = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+        assert client.get("/jobs", headers=foreign).status_code == 403
+        samples = scrape(client)
+    assert value(samples, "mlplab_http_requests_total", method="GET", route="refused", status="400") == 3
+    assert value(samples, "mlplab_http_requests_total", method="GET", route="refused", status="403") == 1
+    assert not [key for key in samples if ("route", "unmatched") in key[1]]
+
+
 def test_the_dashboards_files_are_counted_under_their_mount_not_as_unmatched(settings):
     """Every page load added about ten requests to route="unmatched", which the docs define as paths no
     route matches: an alert on it fired on normal dashboard use."""
