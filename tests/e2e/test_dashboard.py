@@ -790,6 +790,7 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
         "job": f"/#/jobs/{a}",
         "model": f"/#/models/{a}",
         "compare": f"/#/compare?ids={a},{b}",
+        "disagreements": f"/#/compare/disagreements?a={a}&b={b}",
         "sweep": f"/#/sweeps/{sweeps[0]['id']}",
         "study": f"/#/studies/{study_id}",
     }
@@ -1053,9 +1054,58 @@ def test_the_compare_pages_lead_is_weighed_on_the_test_images_which_chose_nothin
                 if trails
                 else "ranks first, without a clear lead,"
             )
-            assert d["images"] == 10_000 and "split=test" in page.locator("#compare-best a").nth(
-                1
-            ).get_attribute("href")
+            assert d["images"] == 10_000
+            link = page.locator("#image-by-image").get_attribute("href")
+            assert link == f"#/compare/disagreements?a={best}&b={other}"
+
+
+def test_two_models_disagreements_page_marks_each_image_by_which_model_was_right(page, service):
+    """A teacher's review: two models' disagreements were a JSON answer and a PNG, whose count of the
+    images they disagree on holds images both get wrong alike; no page showed who was right where."""
+    with service.client() as client:
+        a, b = (m["id"] for m in client.get("/models").json()["data"][:2])
+        d = client.get("/compare/disagreements", params={"a": a, "b": b, "limit": 100}).json()
+    rendered(page, f"/#/compare/disagreements?a={a}&b={b}")
+    outcomes = {
+        key: int(page.inner_text(f"#dis-outcomes #{key}").replace(",", ""))
+        for key in ("a-right", "b-right", "both-right", "both-wrong")
+    }
+    assert outcomes == {
+        "a-right": d["a_right_b_wrong"],
+        "b-right": d["b_right_a_wrong"],
+        "both-right": d["both_right"],
+        "both-wrong": d["both_wrong"],
+    }
+    alike = d["both_wrong"] - (d["count"] - d["a_right_b_wrong"] - d["b_right_a_wrong"])
+    assert f"{alike:,} alike, the rest with two different answers" in page.inner_text("#dis-outcomes + p")
+    # each image marked by who was right, in the API's order
+    thumbs = page.locator("#dis-images .thumb")
+    marks = thumbs.evaluate_all("ts => ts.map(t => [Number(t.dataset.index), t.classList[1]])")
+    expected = [
+        [
+            x["index"],
+            "a-right" if x["a"] == x["label"] else "b-right" if x["b"] == x["label"] else "both-wrong",
+        ]
+        for x in d["data"]
+    ]
+    assert marks == expected and len(marks) == min(d["count"], 100)
+    bars = page.locator("#dis-per-class").evaluate("el => el.data[0].y")
+    assert bars == pytest.approx([100 * c["difference"] for c in d["per_class"]])
+    # one kind of image at a time, as the API's only= filters them
+    page.select_option("#dis-only", "b_right")
+    page.wait_for_url("**only=b_right")
+    rendered(page)
+    kinds = page.locator("#dis-images .thumb").evaluate_all("ts => ts.map(t => t.classList[1])")
+    assert set(kinds) <= {"b-right"} and len(kinds) == min(d["b_right_a_wrong"], 100)
+    page.wait_for_function("() => [...document.querySelectorAll('#dis-images img')].every(i => i.complete)")
+    broken = page.locator("#dis-images img").evaluate_all(
+        "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)"
+    )
+    assert not broken, broken
+    shot(page, "12-disagreements")
+    # what the API refuses is its problem, shown on the page
+    rendered(page, f"/#/compare/disagreements?a={a}&b={a}")
+    assert "compare two different models" in page.inner_text("#dis-problem .problem")
 
 
 def test_a_sweep_whose_configurations_tie_names_none_best(page, service):

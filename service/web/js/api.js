@@ -129,7 +129,7 @@ export const onnxUrl = (id) => linked(`/models/${part(id)}/model.onnx`);
 
 export const compare = (ids) => request(path("/compare", { ids }));
 /** Two models image by image on a split (train, validation, test): the counts and McNemar's p-value. */
-export const disagreements = (a, b, split) => request(path("/compare/disagreements", { a, b, split, limit: 1 }));
+export const disagreements = (a, b, split, query = { limit: 1 }) => request(path("/compare/disagreements", { a, b, split, ...query }));
 
 export const datasets = () => request("/datasets");
 export const labels = (name, split, query) => request(path(`/datasets/${part(name)}/${part(split)}`, query));

@@ -4,6 +4,7 @@ import { $ } from "./dom.js";
 import { reload, route, start } from "./router.js";
 import { comparePage } from "./pages/compare.js";
 import { datasetsPage } from "./pages/datasets.js";
+import { disagreementsPage } from "./pages/disagreements.js";
 import { jobPage } from "./pages/job.js";
 import { jobsPage } from "./pages/jobs.js";
 import { modelPage } from "./pages/model.js";
@@ -17,6 +18,7 @@ route("/models/:model", "jobs", modelPage);
 route("/sweeps/:hex", "jobs", sweepPage);
 route("/studies/:id", "jobs", studyPage);
 route("/compare", "compare", comparePage);
+route("/compare/disagreements", "compare", disagreementsPage);
 route("/datasets", "datasets", datasetsPage);
 
 // "forget token", shown while this tab holds the API's token; forgetting it shows the page without it.

@@ -131,10 +131,13 @@ function bestSummary({ by, order, tied, mixed }) {
       : [`${gapPoints(best[by] - next[by])} points ahead of ${short(next)} (${pct(next[by])})`,
         by === "validation_accuracy" ? `; ${onTest}` : " (no validation split: ranked on test, so the first's test figure is no longer an unbiased estimate)"]),
     next[by] != null ? evidence : null,
-    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${best.id}&b=${next.id}&split=test`) }, "image by image on test (McNemar's test)"),
-      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${best.id}&b=${next.id}&split=test`) }, "the images they disagree on")),
+    imageByImage(best, next),
   ];
 }
+
+/** The way to two models' disagreements: the page that shows them, each image marked by who was right. */
+const imageByImage = (a, b) => h("p", null, h("a", { id: "image-by-image", href: `#/compare/disagreements?a=${a.id}&b=${b.id}` }, `${short(a)} and ${short(b)} image by image`),
+  " (which images each gets right that the other misses, McNemar's test, per class)");
 
 // Settings that give a model more to learn from: a gap beside them may be theirs, whatever else differs.
 const MORE_TRAINING = ["train_limit", "epochs"];
@@ -177,8 +180,7 @@ function tieSummary(tied, by, split) {
       `, ${tied.length === 2 ? "both" : "all"} at `, h("strong", { id: "best-figure" }, pct(a[by])), tied.length === 2 ? ": neither is best." : ": none of them is best."),
     by === "validation_accuracy"
       ? h("p", { id: "best-gap" }, `On test, the final figure: ${tied.map((m) => `${short(m)} ${pct(m.test_accuracy)}`).join(", ")}.`) : null,
-    h("p", null, h("a", { href: api.linked(`/compare/disagreements?a=${a.id}&b=${b.id}&split=test`) }, "image by image (McNemar's test)"),
-      " · ", h("a", { href: api.linked(`/compare/disagreements.png?a=${a.id}&b=${b.id}&split=test`) }, "the images they disagree on")),
+    imageByImage(a, b),
   ];
 }
 
