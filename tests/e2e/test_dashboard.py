@@ -156,6 +156,13 @@ def test_submit_watch_open_model_click_cell_draw_and_compare(page, service):
         fields = client.get("/openapi.json").json()["components"]["schemas"]["TrainSpec"]["properties"]
     for name in ("init", "l2", "validation_size", "early_stopping"):
         assert page.inner_text(f"[data-field={name}] .help") == fields[name]["description"], name
+    # momentum is read by the momentum optimizer alone: typed beside sgd, the API refused it on submit
+    assert page.locator("#spec-momentum").is_disabled()  # sgd, the default
+    page.select_option("#spec-optimizer", "momentum")
+    page.fill("#spec-momentum", "0.5")
+    page.select_option("#spec-optimizer", "adam")
+    assert page.locator("#spec-momentum").is_disabled() and page.input_value("#spec-momentum") == "0.9"
+    page.select_option("#spec-optimizer", "sgd")
     # invalid values are explained before anything is sent
     page.fill("#spec-epochs", "0")
     page.click("#submit")

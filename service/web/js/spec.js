@@ -48,15 +48,35 @@ export function defaultOf(prop, values = {}) {
   return byOptimizer && values.optimizer in byOptimizer ? byOptimizer[values.optimizer] : prop.default;
 }
 
-/** Changing the optimizer moves a learning rate still at the old optimizer's default to the new one's. */
+/** Whether a spec's field goes unread by its optimizer: momentum is read by the momentum optimizer alone. */
+export const unused = (name, values) => name === "momentum" && values.optimizer !== "momentum";
+
+/** The fields the chosen optimizer does not read, disabled (and sent as their defaults, which the API
+ * requires of them): a momentum typed beside sgd was refused only once the form was sent. */
+function disableUnused(form, spec) {
+  for (const [name, prop] of Object.entries(spec.properties)) {
+    const input = form.elements[name], off = unused(name, { optimizer: form.elements.optimizer?.value });
+    if (!input || input.disabled === off) continue;
+    input.disabled = off;
+    if (off) { input.value = shown(prop.default); markField(form, name, null); }
+    input.closest(".field")?.classList.toggle("unused", off);
+  }
+}
+
+/** Changing the optimizer moves a learning rate still at the old optimizer's default to the new one's,
+ * and disables what the new one does not read. */
 function followOptimizer(form, spec) {
   const optimizer = form.elements.optimizer, rate = form.elements.learning_rate;
   const prop = spec.properties.learning_rate;
-  if (!optimizer || !rate || !prop?.["x-default-by-optimizer"]) return;
+  if (!optimizer) return;
+  disableUnused(form, spec);
   let previous = optimizer.value;
   optimizer.addEventListener("change", () => {
-    if (Number(rate.value) === defaultOf(prop, { optimizer: previous })) rate.value = shown(defaultOf(prop, { optimizer: optimizer.value }));
+    if (rate && prop?.["x-default-by-optimizer"] && Number(rate.value) === defaultOf(prop, { optimizer: previous })) {
+      rate.value = shown(defaultOf(prop, { optimizer: optimizer.value }));
+    }
     previous = optimizer.value;
+    disableUnused(form, spec);
   });
 }
 
@@ -90,6 +110,7 @@ export function applyPreset(form, spec, preset) {
   for (const [name, prop] of Object.entries(spec.properties)) {
     form.elements[name].value = shown(name in preset ? preset[name] : defaultOf(prop, preset));
   }
+  disableUnused(form, spec);
 }
 
 const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i; // what a person types; Number() also takes "0x10"
@@ -140,6 +161,7 @@ export function readSpec(form, spec) {
   const values = {};
   let ok = true;
   for (const [name, prop] of Object.entries(spec.properties)) {
+    if (form.elements[name].disabled) continue; // unread by the optimizer: its default
     const r = checkValue(prop, form.elements[name].value.trim());
     markField(form, name, r.error);
     if (r.error) ok = false;

@@ -6,7 +6,7 @@ import * as api from "../api.js";
 import { $$, digits, fill, gapPoints, h, pct, pText } from "../dom.js";
 import { PALETTE, accuracyAxis, ema, lineChart, lossAxis, plotText } from "../charts.js";
 import { go, reload, withParams } from "../router.js";
-import { shortLabel, shortPart, showValue, trainSpecSchema, variedInGroups } from "../spec.js";
+import { shortLabel, shortPart, showValue, trainSpecSchema, unused, variedInGroups } from "../spec.js";
 import { chanceMark, confusionGrid, matrixScale, problemView, tint } from "../widgets.js";
 import { chanceLevel, epochNote } from "./job.js";
 
@@ -253,8 +253,8 @@ function picker(models, chosen, from, schema) {
 }
 
 function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
-  // momentum is read by the momentum optimizer alone, as the job page's spec table says
-  const cell = (field) => (v, k) => h("td", null, field === "momentum" && cmp.data[k].spec.optimizer !== "momentum"
+  // as the job page's spec table says it
+  const cell = (field) => (v, k) => h("td", null, unused(field, cmp.data[k].spec)
     ? h("span", { class: "muted" }, "– (unused)") : showValue(v, schema.properties[field]));
   const fields = Object.entries(cmp.hyperparameters).filter(([field]) => all || cmp.differing.includes(field));
   const top = (m) => m[by] != null && m[by] === best[by]; // the best's figure, or those tied at it

@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { duration, fill, h, pct, seconds, timeCell } from "../dom.js";
 import { accuracyAxis, extend, lineChart, lossAxis, redrawTrace } from "../charts.js";
 import { reload } from "../router.js";
-import { CORE_FIELDS, shortLabel, showValue, trainSpecSchema } from "../spec.js";
+import { CORE_FIELDS, shortLabel, showValue, trainSpecSchema, unused } from "../spec.js";
 import { etaSeconds, problemView, progressBar, statusBadge, warningView } from "../widgets.js";
 
 const RETRY_MS = 3000;
@@ -137,7 +137,7 @@ export function drawLossChart(el, job, losses, epochs, classes, signal) {
 
 export function specTable(values, spec) {
   // momentum is read by the momentum optimizer alone: "0.9" beside sgd read as sgd with momentum
-  const shown = (k, v) => (k === "momentum" && values.optimizer !== "momentum"
+  const shown = (k, v) => (unused(k, values)
     ? h("span", { class: "muted" }, `– (unused by ${values.optimizer})`) : showValue(v, spec.properties[k]));
   return h("table", { class: "spec-table" }, h("tbody", null, Object.entries(values).map(([k, v]) =>
     h("tr", { dataset: { field: k } }, h("th", null, k), h("td", null, shown(k, v))))));
