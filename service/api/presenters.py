@@ -83,8 +83,8 @@ def json_response(body: BaseModel | bytes) -> Response:
 def chance_warning(spec: TrainSpec, validation: float | None, test: float | None) -> str | None:
     """near_chance's sentence for a model of this spec with these accuracies."""
     usual = DEFAULT_LEARNING_RATE[spec.optimizer]
-    symmetric = spec.init == "zeros" and bool(spec.hidden_layers)
-    return near_chance(NUM_CLASSES, spec.learning_rate, usual, symmetric, validation=validation, test=test)
+    zeros_with = spec.activation if spec.init == "zeros" and spec.hidden_layers else None
+    return near_chance(NUM_CLASSES, spec.learning_rate, usual, zeros_with, validation=validation, test=test)
 
 
 def job_warning(job: Job | Row[Any]) -> str | None:

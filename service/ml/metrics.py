@@ -64,11 +64,16 @@ NEAR_CHANCE = 1.5  # times chance level (1 / classes): at or below it a model ha
 
 
 def near_chance(
-    classes: int, learning_rate: float, usual_rate: float, symmetric: bool = False, **accuracies: float | None
+    classes: int,
+    learning_rate: float,
+    usual_rate: float,
+    zeros_with: str | None = None,
+    **accuracies: float | None,
 ) -> str | None:
     """A sentence naming those of these accuracies (by split name) near chance level, else None; its
     advice moves the learning rate towards `usual_rate` (the optimizer's default), after another init
-    when `symmetric` (zeros in hidden layers: the likeliest cause)."""
+    when `zeros_with` names the hidden activation of a network whose hidden layers start at zeros (the
+    likeliest cause)."""
     chance = 1 / classes
     near = [
         (split, value)
@@ -77,22 +82,24 @@ def near_chance(
     ]
     if not near:
         return None
-    if learning_rate == usual_rate:  # nothing says which way: the default itself did not work here
-        advice = (
-            f"a learning_rate other than {learning_rate:g} (its optimizer's default, whether given or not), "
-            "another init or more epochs"
-        )
+    default = learning_rate == usual_rate  # nothing says which way: the default itself did not work here
+    rate = (
+        f"a learning_rate other than {learning_rate:g} (its optimizer's default, whether given or not)"
+        if default
+        else f"a {'larger' if learning_rate < usual_rate else 'smaller'} learning_rate than {learning_rate:g} "
+        f"(its optimizer's default is {usual_rate:g})"
+    )
+    if zeros_with is None:
+        advice = f"{rate}, another init or more epochs" if default else f"{rate} or another init"
     else:
-        direction = "larger" if learning_rate < usual_rate else "smaller"
-        advice = (
-            f"a {direction} learning_rate than {learning_rate:g} (its optimizer's default is {usual_rate:g}) "
-            "or another init"
+        # sigmoid(0) = 0.5: alike units learn as one; tanh(0) = relu(0) = 0: no gradient reaches them
+        why = (
+            "zeros start every unit of a hidden layer alike, so they stay alike and learn as one"
+            if zeros_with == "sigmoid"
+            else f"with {zeros_with}, zero weights make every hidden unit output 0, so no gradient reaches "
+            "the hidden layers and only the output's biases learn"
         )
-    if symmetric:
-        advice = (
-            "another init than zeros first: it starts every unit of a hidden layer with the same weights, so "
-            f"they all learn the same thing (glorot or he); then {advice}"
-        )
+        advice = f"another init than zeros first (glorot or he): {why}; then {rate}{' or more epochs' if default else ''}"
     named = " and ".join(f"{split} accuracy {value * 100:.2f} %" for split, value in near)
     return (
         f"{named[0].upper()}{named[1:]} {'is' if len(near) == 1 else 'are'} near chance level "

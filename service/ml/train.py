@@ -136,10 +136,18 @@ class Plan:
         return self.spec.learning_rate
 
     def diverged(self, epoch: int, step: int, what: str) -> TrainingError:
+        # N(0, 1) weights whatever a layer's width: its outputs grow with the square root of its inputs
+        inputs = self.examples.images.shape[1]
+        init = (
+            ", or init he or glorot: random draws every weight from N(0, 1) whatever a layer's width; he "
+            f"draws the first layer's {math.sqrt(inputs / 2):.0f} times smaller for its {inputs} inputs"
+            if self.spec.init == "random"
+            else ""
+        )
         return TrainingError(
             f"training diverged: {what} at epoch {epoch}, step {step} "
             f"(learning rate {self.learning_rate(step):g}); "
-            f"try a smaller learning_rate than {self.spec.learning_rate:g}"
+            f"try a smaller learning_rate than {self.spec.learning_rate:g}{init}"
         )
 
 
@@ -334,6 +342,10 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
         step = (epoch - 1) * plan.steps_per_epoch + i + 1
         loss = net.step(idx, plan.learning_rate(step))
         if not math.isfinite(loss):
+            if since_images:  # the steps before, on the curve: how the loss grew is what shows why
+                calls.progress(
+                    StepProgress(epoch, step - 1, plan.total_steps, since_sum / since_images, every)
+                )
             raise plan.diverged(epoch, step, f"the loss is {loss}")
         loss_sum += loss * len(idx)
         since_sum, since_images = since_sum + loss * len(idx), since_images + len(idx)

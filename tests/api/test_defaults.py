@@ -101,6 +101,14 @@ def test_a_model_near_chance_is_flagged_on_its_job_and_model(trained):
 
 def test_near_chance_of_a_zero_init_leads_with_the_init():
     """A zero-initialised MLP at near chance was told first to change its learning rate: its init is why."""
-    sentence = near_chance(10, 0.1, 0.1, True, validation=0.11, test=0.11)
-    assert sentence is not None and "Try another init than zeros first" in sentence
+    sentence = near_chance(10, 0.1, 0.1, "sigmoid", validation=0.11, test=0.11)
+    assert sentence is not None and "Try another init than zeros first (glorot or he)" in sentence
     assert "; then a learning_rate other than 0.1" in sentence
+    # named once (it said "another init" twice), and why as the activation makes it: with tanh or relu
+    # zero weights give zero outputs and no gradient, not units that "all learn the same thing"
+    assert sentence.count("another init") == 1 and "learn as one" in sentence
+    for activation in ("tanh", "relu"):
+        stuck = near_chance(10, 0.01, 0.1, activation, validation=0.11, test=0.11)
+        assert stuck is not None and stuck.count("another init") == 1, stuck
+        assert f"with {activation}, zero weights make every hidden unit output 0" in stuck
+        assert stuck.endswith("; then a larger learning_rate than 0.01 (its optimizer's default is 0.1).")

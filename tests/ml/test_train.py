@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import math
+import re
 import time
 
 import numpy as np
@@ -266,6 +268,35 @@ def test_divergence_names_epoch_step_and_learning_rate(tiny_dataset):
     spec = no_holdout(backend="numpy", activation="relu", learning_rate=10, epochs=3, batch_size=32)
     with pytest.raises(TrainingError, match=r"epoch \d+, step \d+ \(learning rate 10\)"):
         train(spec, tiny_dataset)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_diverged_job_keeps_the_losses_before_and_names_a_random_init(tiny_dataset, backend):
+    """relu with N(0, 1) weights diverged in a few steps, the message naming only the learning rate (a
+    newcomer tried 0.01, which diverged too) and the curve empty: the steps before it were not kept."""
+    spec = no_holdout(
+        backend=backend,
+        activation="relu",
+        init="random",
+        learning_rate=10,
+        epochs=3,
+        batch_size=32,
+        log_every=1000,
+    )
+    events: list = []
+    with pytest.raises(TrainingError) as failed:
+        train(
+            spec, tiny_dataset, Callbacks(events.append), **({"device": "cpu"} if backend == "torch" else {})
+        )
+    step = int(re.search(r"step (\d+)", str(failed.value)).group(1))
+    assert "or init he or glorot: random draws every weight from N(0, 1)" in str(failed.value)
+    assert (
+        f"he draws the first layer's {math.sqrt(tiny_dataset.train_images.shape[1] / 2):.0f} times smaller"
+        in str(failed.value)
+    )
+    logged = [e for e in events if isinstance(e, StepProgress)]
+    # the mean of the steps before the one that diverged (the third, say), at the step before it
+    assert step > 1 and logged[-1].step == step - 1 and math.isfinite(logged[-1].loss), logged
 
 
 def test_torch_divergence_is_reported_the_same_way(tiny_dataset):
