@@ -1073,16 +1073,23 @@ def job_eta(job: Json, now: datetime) -> float | None:
 
 def sweep_eta(sweep: Json, now: datetime) -> float | None:
     """Seconds until the sweep's last job ends: what its running jobs have left, plus its queued jobs at
-    the mean duration of those that succeeded, shared among as many workers as jobs now run."""
+    the mean duration of those that succeeded, shared among as many workers as jobs now run. A running
+    job yet to report its steps has the mean duration less its time so far left: small jobs spend most
+    of their life there, and the whole ETA was unknown ('-') while one did."""
     jobs = sweep["jobs"]
     running = [j for j in jobs if j["status"] == JobStatus.running]
     queued = sum(j["status"] == JobStatus.queued for j in jobs)
     durations = [d for j in jobs if j["status"] == JobStatus.succeeded and (d := elapsed(j, now)) is not None]
-    left = [job_eta(j, now) for j in running]
-    if any(t is None for t in left) or (queued and not durations):
+    per_job = sum(durations) / len(durations) if durations else None
+    left = [
+        t
+        if (t := job_eta(j, now)) is not None or per_job is None
+        else max(per_job - (elapsed(j, now) or 0.0), 0.0)
+        for j in running
+    ]
+    if any(t is None for t in left) or (queued and per_job is None):
         return None
-    per_job = sum(durations) / len(durations) if durations else 0.0
-    work = sum(t for t in left if t is not None) + queued * per_job
+    work = sum(t for t in left if t is not None) + queued * (per_job or 0.0)
     return float(work / max(len(running), 1))
 
 

@@ -59,6 +59,10 @@ def test_the_sweeps_eta_adds_what_runs_and_what_waits():
     )
     nothing_done = SWEEP | {"jobs": SWEEP["jobs"][1:]}
     assert client.sweep_eta(nothing_done, NOW) is None  # no finished job to time the queued ones by
+    # a running job yet to report a step: the succeeded jobs' mean duration less its 20 s so far (the
+    # whole ETA was '-' until it reported, most of a small job's life)
+    silent = SWEEP | {"jobs": [SWEEP["jobs"][0], _job(2, "running", started=20), *SWEEP["jobs"][2:]]}
+    assert client.sweep_eta(silent, NOW) == (60 - 20) + 2 * 60
 
 
 def test_the_live_view_shows_each_jobs_progress_elapsed_and_eta():
