@@ -216,9 +216,23 @@ def versus_best(tied: bool | None, best: bool, difference: float | None = None) 
     return "ahead" if difference is not None and difference > 0 else "behind"
 
 
+CUT_MARK = "*"  # an interval cut where its figure cannot go: at 0 or 100 %, a gap at ±100 points
+CUT_NOTE = (
+    "an interval cut at 0 or 100 % (a gap's at ±100 points): with so few seeds Student's t reaches past "
+    "it (more seeds narrow it)"
+)
+
+
 def gap_text(difference: float, low: float, high: float) -> str:
-    """A gap to the best and its 95 % interval, in points: '-31.78 (-60.40 to -3.16)'."""
-    return f"{100 * difference:+.2f} ({100 * low:+.2f} to {100 * high:+.2f})"
+    """A gap to the best and its 95 % interval, in points: '-31.78 (-60.40 to -3.16)'; an interval past
+    what two accuracies' difference can be cut at ±100 points and marked ('-77.00 (-100.00 to -50.83)*')."""
+    cut = CUT_MARK if gap_cut(low, high) else ""
+    return f"{100 * difference:+.2f} ({100 * max(low, -1.0):+.2f} to {100 * min(high, 1.0):+.2f}){cut}"
+
+
+def gap_cut(low: float, high: float) -> bool:
+    """Whether a gap's interval reaches past ±1, where no difference of two accuracies lies."""
+    return low < -1.0 or high > 1.0
 
 
 # --- configurations of a sweep -----------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.selection import PAIRED, WELCH, Run, Summary, group_runs, welch
+from service.selection import CUT_MARK, PAIRED, WELCH, Run, Summary, gap_cut, gap_text, group_runs, welch
 
 
 def _runs(first_id: int, lr: float, outcomes: list[float | str]) -> list[Run]:
@@ -179,3 +179,19 @@ def test_a_legend_counts_the_tests_against_the_best_and_says_none_is_corrected()
         "each configuration is its own test against the best: 3 tests, not corrected for multiple comparisons"
     )
     assert tests_note(1) == "one configuration tested against the best: one test"
+
+
+def test_a_gap_past_what_two_accuracies_can_differ_is_cut_at_100_points_and_marked():
+    """A newcomer's sweep showed "-77.00 (-103.17 to -50.83)" points behind the best."""
+    assert gap_text(-0.77, -1.0317, -0.5083) == f"-77.00 (-100.00 to -50.83){CUT_MARK}"
+    assert gap_text(-0.02, -0.03, -0.01) == "-2.00 (-3.00 to -1.00)"
+    assert gap_cut(-1.0317, -0.5) and not gap_cut(-1.0, 1.0)
+
+
+def test_runs_that_all_agree_are_said_to_agree_not_given_an_interval_of_no_width():
+    """Two runs at 11.24 % read "11.24% (11.24-11.24)" in `mlplab sweeps`: as certain as can be."""
+    from service.cli.client import _mean_ci
+
+    alike = {"mean": 0.1124, "std": 0.0, "ci_low": 0.1124, "ci_high": 0.1124, "clipped": False}
+    assert _mean_ci(alike) == "11.24% (every run alike)"
+    assert _mean_ci(alike | {"std": 0.01, "ci_low": 0.1, "ci_high": 0.12}) == "11.24% (10.00-12.00)"

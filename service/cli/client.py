@@ -34,10 +34,13 @@ from service.cli.http import ApiClient, ApiError, answer, not_mlplab
 from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
 from service.selection import (
+    CUT_MARK,
+    CUT_NOTE,
     MODELS_NOT_SETTINGS,
     PAIRED,
     VERSUS_BEST_NOTE,
     WELCH,
+    gap_cut,
     gap_text,
     p_text,
     rank_key,
@@ -831,11 +834,10 @@ def _mean_ci(summary: Json | None) -> str:
         return "-"
     if summary["ci_low"] is None:
         return pct(summary["mean"])
+    if summary["std"] == 0:  # a zero-width interval read as certainty: the runs just agreed
+        return f"{pct(summary['mean'])} (every run alike)"
     low, high = _within(summary["ci_low"]), _within(summary["ci_high"])
     return f"{pct(summary['mean'])} ({100 * low:.2f}-{100 * high:.2f}){CUT_MARK if _cut(summary) else ''}"
-
-
-CUT_MARK = "*"  # an interval cut at 0 or 100 %: _ranked_note says so
 
 
 def _cut(summary: Json | None) -> bool:
@@ -909,7 +911,10 @@ def _configurations_table(sweep: Json) -> str:
             (", ".join(f"{k}={cell(v, k)}" for k, v in c["hyperparameters"].items()) or "(one configuration)")
             + (" !" if near_chance & set(c["jobs"]) else ""),
             c["n"],
-            _mean_ci(c["validation_accuracy"]),
+            # none succeeded: it read "0  -  -", as if it had not run
+            _mean_ci(c["validation_accuracy"])
+            if c["n"] or not c.get("failed")
+            else f"none: {c['failed']} failed",
             bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else seconds_figure(c["seconds"]),
@@ -985,12 +990,9 @@ def _ranked_note(sweep: Json) -> None:
     summaries = [
         c[split] for c in sweep["configurations"] for split in ("validation_accuracy", "test_accuracy")
     ]
-    if any(map(_cut, summaries)):
-        print(
-            f"{CUT_MARK} an interval cut at 0 or 100 %: with so few seeds Student's t reaches past it "
-            "(more seeds narrow it)",
-            file=sys.stderr,
-        )
+    gaps = [c["gap_to_best"] for c in sweep["configurations"] if c.get("gap_to_best")]
+    if any(map(_cut, summaries)) or any(gap_cut(g["ci_low"], g["ci_high"]) for g in gaps):
+        print(f"{CUT_MARK} {CUT_NOTE}", file=sys.stderr)
     best = _best_runs(sweep)
     if len(best) >= 2:
         print(f"next: mlplab compare {' '.join(map(str, best))}", file=sys.stderr)

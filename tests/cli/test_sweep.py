@@ -388,3 +388,11 @@ def test_a_file_for_the_other_search_or_a_listing_word_says_which_command_it_mea
     status, _, err = mlplab(capsys, "jobs", "--sweep", "nope")
     assert status == 1 and "--sweep" in err and "path.sweep_id" not in err, err
     assert api.client.get("/sweeps").json()["data"] == [] and api.client.get("/studies").json()["data"] == []
+
+
+def test_a_configuration_none_of_whose_runs_succeeded_says_they_failed(elsewhere, capsys):
+    """A newcomer's relu with init random: both seeds diverged, and its row read "0  -  -"."""
+    good = _configuration(0.1, [1, 2], _summary(0.9, 0.89, 0.91), _summary(0.9, 0.89, 0.91))
+    lost = _configuration(0.3, [3, 4], {"n": 0}, None) | {"validation_accuracy": None, "failed": 2}
+    (_, _, row), _ = _served_sweep(elsewhere, capsys, [good, lost])
+    assert row.split()[:5] == ["learning_rate=0.3", "0", "none:", "2", "failed"], row

@@ -1115,6 +1115,38 @@ def test_two_models_disagreements_page_marks_each_image_by_which_model_was_right
     assert "compare two different models" in page.inner_text("#dis-problem .problem")
 
 
+def test_a_configuration_whose_runs_all_failed_stays_on_every_view_of_its_sweep(page, service):
+    """A newcomer's relu with init random diverged on both seeds and vanished: the jobs page's table left
+    it out, the sweep page's charts dropped it unmarked. And a running sweep named its best without
+    saying the ranking was of the jobs ended so far (the last to end was the best)."""
+    base = SMALL_JSON | {"hidden_layers": [500, 250, 100], "activation": "relu", "learning_rate": 1.0}
+    body = {"base": base | {"validation_size": 1000}, "grid": {"init": ["he", "random"]}, "replicates": 2}
+    with service.client() as client:
+        sweep = client.post("/sweeps", json=body).json()
+        ended = [service.wait_job(client, job["id"])["status"] for job in sweep["jobs"]]
+        served = client.get(f"/sweeps/{sweep['id']}").json()
+    assert sorted(ended) == ["failed", "failed", "succeeded", "succeeded"], ended  # random's diverge
+    rendered(page, f"/#/sweeps/{sweep['id']}")
+    notes = page.locator("[data-failed-note]")
+    assert notes.count() == 2  # under the init chart and the parallel coordinates
+    assert notes.first.inner_text() == "Not drawn, no run succeeded: init=random (2 failed)."
+    assert page.locator("#best-so-far").count() == 0
+    rendered(page, f"/#/?sweep={sweep['id']}")
+    row = page.locator("table.sweep-configurations tbody tr[data-failed='2']")
+    assert row.locator("td").nth(2).inner_text() == "none: 2 failed"
+    # the same sweep with a job still running, as the API would send it: its best is so far
+    running = served | {"status": served["status"] | {"succeeded": 1, "running": 1}}
+    running["jobs"] = [
+        j | {"status": "running"} if j["status"] == "succeeded" and k == 0 else j
+        for k, j in enumerate(served["jobs"])
+    ]
+    page.route(f"**/sweeps/{sweep['id']}", lambda route: route.fulfill(json=running))
+    rendered(page, f"/#/sweeps/{sweep['id']}")
+    assert (
+        page.inner_text("#best-so-far") == "So far: 1 job of 4 still to end, which may change this ranking."
+    )
+
+
 def test_a_sweep_whose_configurations_tie_names_none_best(page, service):
     """A batch as large as the 500 training images or larger takes all of them at once: two configurations
     level to the last image, of which the page named one best, "0.00 points ahead of the next"."""

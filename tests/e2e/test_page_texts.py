@@ -38,6 +38,32 @@ def test_an_interval_cut_at_100_percent_is_marked_and_said_so(page):  # noqa: F8
     assert page.evaluate(INTERVALS, [narrow])[1] is None
 
 
+GAPS = """async (configurations) => {
+  const { gapText, cutNote, ci } = await import('/static/js/pages/sweep.js');
+  return [configurations.map(gapText), cutNote({ configurations }), configurations.map((c) => ci(c.validation_accuracy))];
+}"""
+
+
+def test_a_gap_past_100_points_is_cut_and_marked_and_agreeing_runs_are_no_certainty(page):  # noqa: F811
+    """A newcomer's sweep: "-77.00 (-103.17 to -50.83)" points, more than two accuracies can differ; two
+    runs at 11.24 % read "11.24 % (11.24 %-11.24 %)", an interval of no width, as certain as can be. The
+    command line says it alike (tests/test_selection.py)."""
+    alike = {"mean": 0.1124, "std": 0, "ci_low": 0.1124, "ci_high": 0.1124, "clipped": False}
+    past = {
+        "gap_to_best": {"difference": -0.77, "ci_low": -1.0317, "ci_high": -0.5083},
+        "validation_accuracy": alike,
+    }
+    within = {
+        "gap_to_best": {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01},
+        "validation_accuracy": None,
+    }
+    gaps, note, shown = page.evaluate(GAPS, [past, within])
+    assert gaps == ["−77.00 (−100.00 to −50.83)*", "−2.00 (−3.00 to −1.00)"], gaps
+    assert note.startswith("* an interval cut at 0 or 100 % (a gap's at ±100 points)"), note
+    assert shown[0] == "11.24\u00a0% (every run alike)", shown
+    assert page.evaluate(GAPS, [within])[1] is None
+
+
 VERSUS = """async (configurations) => {
   const { versusBest, verdict } = await import('/static/js/pages/sweep.js');
   const sweep = { configurations };

@@ -150,6 +150,9 @@ function sweepCard(s, spec) {
     s.count > SWEEP_ROWS ? h("p", { class: "muted" }, `and ${s.count - SWEEP_ROWS} more: `, h("a", { href: withParams({ sweep: s.id, offset: null }) }, "its jobs")) : null);
 }
 
+// A configuration without a succeeded run: why, while it has one to say
+const noRun = (c) => (c.failed ? h("span", { class: "bad" }, `none: ${c.failed} failed`) : "–");
+
 /** A sweep's configurations (its jobs grouped over seeds), best first as the API ranks them: mean and 95 %
  * interval of the ranking accuracy drawn as an error bar on one scale, test beside it, ties with the best. */
 function configurationsTable(s, spec) {
@@ -169,9 +172,10 @@ function configurationsTable(s, spec) {
     h("div", { class: "scroll" }, h("table", { class: "sweep-configurations", "aria-describedby": legend },
     h("thead", null, h("tr", null, ["configuration", "n", ranked === "validation_accuracy" ? "validation" : "test", "", "test (final)", "vs best", "gap (95 % CI)"]
       .map((t, k) => h("th", { class: k === 1 || k === 2 || k === 4 ? "right" : null }, t)))),
-    h("tbody", null, measured.map((c, k) => h("tr", null,
+    // a configuration none of whose runs succeeded is listed too, last, saying so (it vanished)
+    h("tbody", null, s.configurations.map((c, k) => h("tr", { dataset: { failed: c.failed || null } },
       h("td", null, Object.entries(c.hyperparameters).map(([f, v]) => fieldText(spec, f, v)).join(", ") || "the base spec"),
-      h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, interval(c[ranked])), h("td", { class: "bar" }, bar(c[ranked])),
+      h("td", { class: "right" }, c.n), h("td", { class: ["right", "nowrap"] }, c.n ? interval(c[ranked]) : noRun(c)), h("td", { class: "bar" }, bar(c[ranked])),
       h("td", { class: ["right", "nowrap"] }, interval(c.test_accuracy)),
       h("td", { class: "nowrap" }, k === 0 ? "best" : versusBest(c)), h("td", { class: "nowrap" }, k === 0 ? "–" : gapText(c))))))),
   ];

@@ -24,8 +24,8 @@ export async function sweepPage(ctx, root) {
     h("div", { class: "grid" },
       h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep), cancelView(sweep)),
       h("section", { class: "card", id: "sweep-best" }, h("h2", null, "Best"), bestView(sweep, spec))),
-    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i]))),
-    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords, h("p", { class: "muted" }, PARALLEL_NOTE)),
+    h("div", { class: "grid" }, fields.map((f, i) => h("section", { class: "card" }, h("h2", null, `${metric[0].toUpperCase()}${metric.slice(1)} accuracy by ${f}`), charts[i], failedNote(sweep, spec)))),
+    h("section", { class: "card" }, h("h2", null, "Parallel coordinates"), parcoords, failedNote(sweep, spec), h("p", { class: "muted" }, PARALLEL_NOTE)),
     h("section", { class: "card" }, h("h2", null, "Configurations, best first"), h("div", { class: "scroll" }, configurationsTable(sweep, spec)),
       versusNote(sweep) ? h("p", { class: "muted", id: "tied-note" }, versusNote(sweep)) : null,
       cutNote(sweep) ? h("p", { class: "muted", id: "cut-note" }, cutNote(sweep)) : null));
@@ -40,16 +40,17 @@ export async function sweepPage(ctx, root) {
   ]);
 }
 
-/** Seconds until the sweep ends: its running jobs' time left, plus its queued jobs at the mean
- * duration of those that succeeded, shared among as many workers as jobs now run (as the CLI says). */
+/** Seconds until the sweep ends: its running jobs' time left (one yet to report its steps: the mean
+ * duration less its time so far), plus its queued jobs at the mean duration of those that succeeded,
+ * shared among as many workers as jobs now run (as the CLI's sweep_eta). */
 export function sweepEta(sweep, now = Date.now()) {
   const running = sweep.jobs.filter((j) => j.status === "running");
   const queued = sweep.jobs.filter((j) => j.status === "queued").length;
   const took = sweep.jobs.filter((j) => j.status === "succeeded" && j.started_at).map((j) => seconds(j.started_at, j.finished_at));
-  const left = running.map((j) => etaSeconds(j, now));
-  if (left.some((t) => t == null) || (queued && !took.length)) return null;
-  const perJob = took.length ? took.reduce((a, b) => a + b, 0) / took.length : 0;
-  return (left.reduce((a, b) => a + b, 0) + queued * perJob) / Math.max(running.length, 1);
+  const perJob = took.length ? took.reduce((a, b) => a + b, 0) / took.length : null;
+  const left = running.map((j) => etaSeconds(j, now) ?? (perJob == null ? null : Math.max(perJob - (seconds(j.started_at, now) ?? 0), 0)));
+  if (left.some((t) => t == null) || (queued && perJob == null)) return null;
+  return (left.reduce((a, b) => a + b, 0) + queued * (perJob ?? 0)) / Math.max(running.length, 1);
 }
 
 function progressView(sweep) {
@@ -85,13 +86,22 @@ function cancelView(sweep) {
 /** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
 const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
 const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
+/** Under a chart of succeeded runs: the configurations it cannot draw, every run of theirs failed. */
+const failedNote = (sweep, spec) => {
+  const lost = sweep.configurations.filter((c) => !c.n && c.failed);
+  return lost.length ? h("p", { class: "muted", dataset: { failedNote: "" } }, `Not drawn, no run succeeded: ${lost.map((c) => `${config(c, spec)} (${c.failed} failed)`).join("; ")}.`) : null;
+};
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
 export const within = (v) => Math.min(1, Math.max(0, v));
-export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})${cut(s) ? "*" : ""}`);
+// every run alike: a zero-width interval read as certainty; the runs just agreed
+export const ci = (s) => (s == null ? "–" : s.ci_low == null ? pct(s.mean) : s.std === 0 ? `${pct(s.mean)} (every run alike)`
+  : `${pct(s.mean)} (${pct(within(s.ci_low))}–${pct(within(s.ci_high))})${cut(s) ? "*" : ""}`);
 const cut = (s) => s != null && Boolean(s.clipped);
-/** What ci's "*" means, when one of the sweep's intervals has it (a "100.00 %" read as a computed bound). */
-export const cutNote = (sweep) => (sweep.configurations.some((c) => cut(c.validation_accuracy) || cut(c.test_accuracy))
-  ? "* an interval cut at 0 or 100 %: with so few seeds Student's t reaches past it (more seeds narrow it)."
+// a gap's interval past ±1, where no difference of two accuracies lies (service/selection.py's gap_cut)
+const gapCut = (g) => g != null && (g.ci_low < -1 || g.ci_high > 1);
+/** What ci's and gapText's "*" means, when one of the sweep's intervals has it (as selection.py's CUT_NOTE). */
+export const cutNote = (sweep) => (sweep.configurations.some((c) => cut(c.validation_accuracy) || cut(c.test_accuracy) || gapCut(c.gap_to_best))
+  ? "* an interval cut at 0 or 100 % (a gap's at ±100 points): with so few seeds Student's t reaches past it (more seeds narrow it)."
   : null);
 // What ranked a configuration (as the API ranks): validation accuracy, test for one without a validation split.
 const rankedOn = (c) => (c.validation_accuracy ? "validation_accuracy" : "test_accuracy");
@@ -135,10 +145,11 @@ function gapRange({ ci_low: low, ci_high: high }) {
 /** A configuration against the best, in a word, as `mlplab sweeps` says it: p ≥ 0.05 is "can't tell", no tie. */
 export const versusBest = (c) => (c.versus_best == null ? "–" : `${c.versus_best} (${pText(c.p_value)})`);
 const signed = (x) => `${x < 0 ? "−" : "+"}${points(x)}`;
-/** "−31.78 (−60.40 to −3.16)": its accuracy minus the best's, in points, and its test's 95 % interval. */
+/** "−31.78 (−60.40 to −3.16)": its accuracy minus the best's, in points, and its test's 95 % interval,
+ * cut at ±100 points and marked past them. */
 export const gapText = (c) => {
   const gap = c.gap_to_best;
-  return gap == null ? "–" : `${signed(gap.difference)} (${signed(gap.ci_low)} to ${signed(gap.ci_high)})`;
+  return gap == null ? "–" : `${signed(gap.difference)} (${signed(Math.max(gap.ci_low, -1))} to ${signed(Math.min(gap.ci_high, 1))})${gapCut(gap) ? "*" : ""}`;
 };
 
 /** How many tests weighed configurations against the best (as service/selection.py's tests_note). */
@@ -169,7 +180,10 @@ function bestView(sweep, spec) {
   const level = levelWithBest(sweep);
   // first on its mean, but no test puts the next behind it: a lead, not a verdict
   const undecided = next && level.length <= 1 && rankedOn(next) === rankedOn(best) && [null, "can't tell"].includes(next.versus_best);
+  const pending = sweep.status.queued + sweep.status.running;
   return [
+    // a ranking of the jobs ended so far: the last to end may well be the best
+    pending ? h("p", { class: "warning", id: "best-so-far" }, `So far: ${counted(pending, "job")} of ${sweep.count} still to end, which may change this ranking.`) : null,
     h("p", { id: "best-config" }, level.length > 1 ? `Tied, ${level.length} configurations level: ` : undecided ? "Highest mean, not shown better than the next: " : null,
       h("strong", null, config(best, spec)), `: ${splitOf(best)} accuracy `,
       h("strong", { id: "best-accuracy" }, ci(score(best))), best.n > 1 ? ` over ${best.n} seeds` : "", chanceMark(sweep.jobs.find((j) => j.id === run))),
