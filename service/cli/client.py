@@ -486,11 +486,22 @@ def chance_mark(item: Json) -> str:
     return " !" if item.get("near_chance") else ""
 
 
+ADVICE = " Try "  # where the API's near-chance sentence turns from what it saw to what to try
+
+
 def chance_notes(items: list[Json], key: str = "id") -> None:
-    """Under a table: what each '!' means, by the job id under `key`."""
-    for item in items:
-        if item.get("near_chance"):
+    """Under a table: what each '!' means, by the job id under `key`; past two, one line for each advice,
+    naming its jobs (15 sentences of 300 characters buried the table), their accuracies being in it."""
+    flagged = [item for item in items if item.get("near_chance")]
+    if len(flagged) <= 2 or not all(ADVICE in item["warning"] for item in flagged):
+        for item in flagged:
             print(f"! {item[key]}: {item['warning']}", file=sys.stderr)
+        return
+    advice: dict[str, list[str]] = {}
+    for item in flagged:
+        advice.setdefault(item["warning"].split(ADVICE, 1)[1], []).append(str(item[key]))
+    for text, ids in advice.items():
+        print(f"! {', '.join(ids)}: near chance level, learned next to nothing. Try {text}", file=sys.stderr)
 
 
 def _validation_sizes(models: list[Json]) -> str | None:

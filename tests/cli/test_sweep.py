@@ -396,3 +396,19 @@ def test_a_configuration_none_of_whose_runs_succeeded_says_they_failed(elsewhere
     lost = _configuration(0.3, [3, 4], {"n": 0}, None) | {"validation_accuracy": None, "failed": 2}
     (_, _, row), _ = _served_sweep(elsewhere, capsys, [good, lost])
     assert row.split()[:5] == ["learning_rate=0.3", "0", "none:", "2", "failed"], row
+
+
+def test_many_models_near_chance_share_one_note_for_each_advice(capsys):
+    """`mlplab models` printed 15 near-chance sentences of about 300 characters below its table."""
+    said = "Test accuracy {} % is near chance level (10 % with 10 classes): the model learned next to nothing. Try "
+    items = [
+        {"id": i, "near_chance": True, "warning": said.format(10 + i) + advice}
+        for i, advice in enumerate(["another init than zeros first.", "a larger learning_rate."] * 2)
+    ] + [{"id": 9, "near_chance": False, "warning": None}]
+    client.chance_notes(items)
+    assert capsys.readouterr().err.splitlines() == [
+        "! 0, 2: near chance level, learned next to nothing. Try another init than zeros first.",
+        "! 1, 3: near chance level, learned next to nothing. Try a larger learning_rate.",
+    ]
+    client.chance_notes(items[:2])  # one or two: each its whole sentence
+    assert capsys.readouterr().err.splitlines()[0] == f"! 0: {items[0]['warning']}"
