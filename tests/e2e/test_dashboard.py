@@ -353,6 +353,10 @@ def model_page(page, service, job_id: int) -> None:
 
 def draw_a_one(page) -> None:
     page.locator("#pad").scroll_into_view_if_needed()
+    # nothing drawn: the API's reason once (it was said twice, the second time as "body.file: ...")
+    page.click("#predict")
+    problem = page.wait_for_selector("#probs .problem").inner_text()
+    assert problem.count("no digit found") == 1 and "body.file" not in problem, problem
     pad = page.locator("#pad").bounding_box()  # viewport coordinates, as the mouse uses
     x = pad["x"] + pad["width"] / 2
     page.mouse.move(x, pad["y"] + 30)
@@ -1145,6 +1149,11 @@ def test_a_configuration_whose_runs_all_failed_stays_on_every_view_of_its_sweep(
     assert (
         page.inner_text("#best-so-far") == "So far: 1 job of 4 still to end, which may change this ranking."
     )
+    # a failed job's model: the API's 409, and the way to the job, where its error is
+    failed = next(j["id"] for j in served["jobs"] if j["status"] == "failed")
+    rendered(page, f"/#/models/{failed}")
+    assert "(409)" in page.inner_text("#view .problem")
+    assert page.locator("#its-job").get_attribute("href") == f"#/jobs/{failed}"
 
 
 def test_a_sweep_whose_configurations_tie_names_none_best(page, service):

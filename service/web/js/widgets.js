@@ -7,12 +7,11 @@ import { fill, h, pct } from "./dom.js";
  * for want of the token (MLPLAB_API_TOKEN) comes with a form for it, which keeps it and calls `retry`. */
 export function problemView(err, retry) {
   const b = err?.body || { title: "Error", detail: String(err?.message ?? err) };
-  const params = b.invalid_params || [];
-  // the API's detail quotes up to five of them: listed again only when it leaves some out
-  const quoted = b.detail === params.map((p) => `${p.name}: ${p.reason}`).join("; ");
+  // the API's detail quotes up to five of them (or says the one it names): listed again only when it leaves some out
+  const params = (b.invalid_params || []).filter((p) => !String(b.detail ?? "").includes(p.reason));
   return h("div", { class: "problem", role: "alert" },
     h("strong", null, b.title ?? "Error"), b.status ? ` (${b.status})` : "", ": ", b.detail ?? "",
-    params.length && !quoted ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
+    params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
     needsToken(err) ? tokenForm(retry) : null);
 }
 

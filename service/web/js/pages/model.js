@@ -2,8 +2,9 @@
 // probabilities), precision/recall/F1 per class, the mistakes it is surest of and the most frequent
 // ones, a pad to draw a digit (or an image to upload) with the 28x28 input the model saw.
 import * as api from "../api.js";
-import { $, duration, fill, h, pct } from "../dom.js";
+import { $, digits, duration, fill, h, pct } from "../dom.js";
 import { accuracyAxis, lineChart } from "../charts.js";
+import { reload } from "../router.js";
 import { CORE_FIELDS, shortLabel, trainSpecSchema } from "../spec.js";
 import { confusionGrid, probabilityBars, problemView, thumb, warningView } from "../widgets.js";
 import { accuracyLine, accuracyTraces, accuracyValues, epochNote, drawLossChart, specTable } from "./job.js";
@@ -14,7 +15,13 @@ const SUREST_MISTAKES = 24;
 
 export async function modelPage(ctx, root) {
   // An alias is resolved once: the whole page shows that model, even if the alias moves meanwhile.
-  const model = await api.model(ctx.args[0]);
+  let model;
+  try { model = await api.model(ctx.args[0]); } catch (err) {
+    // a job with no model (failed, running): the way to it, where its status and error are
+    if (err.status !== 409 || digits(ctx.args[0]) == null) throw err;
+    fill(root, h("h1", null, `Model ${ctx.args[0]}`), problemView(err, reload), h("p", null, h("a", { id: "its-job", href: `#/jobs/${ctx.args[0]}` }, `Job ${ctx.args[0]}`), ": its status, progress and error."));
+    return;
+  }
   const id = model.id;
   const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
   if (!ctx.live) return;
