@@ -202,6 +202,10 @@ def test_a_pruned_trials_page_says_where_it_was_stopped_and_why_it_has_no_accura
                 f"Pruned: its study's pruner stopped it after epoch 1 of {job.spec['epochs']}, "
             )
             assert "its validation accuracy then (33.54\u00a0%)" in note and "it has no model" in note
+            # its study's table says it too, as `mlplab study show` does (it said "–")
+            rendered(w.page, f"/#/studies/{study.json()['id']}")
+            shown = w.page.inner_text("#trials tr[data-trial='0'] [data-validation]")
+            assert shown == "33.54\u00a0% at epoch 1", shown
             w.assert_clean()
     finally:
         svc.stop()

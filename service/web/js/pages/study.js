@@ -95,6 +95,10 @@ function bestView(study, spec) {
   ];
 }
 
+/** Its validation accuracy; a pruned trial's where the pruner stopped it ("87.10 % at epoch 1"), as the CLI says it. */
+const validationText = (t) => (t.validation_accuracy == null && t.status === "pruned" && t.validation_curve.length
+  ? `${pct(t.validation_curve.at(-1))} at epoch ${t.validation_curve.length}` : pct(t.validation_accuracy));
+
 function trialsTable(study, spec) {
   const th = (t, cls) => h("th", { class: cls }, t);
   return h("table", { id: "trials" },
@@ -104,7 +108,7 @@ function trialsTable(study, spec) {
       // a failed trial's reason (a diverged learning rate) was only on its job's page
       h("td", null, t.number), h("td", null, statusBadge(t.status), t.error ? h("div", { class: "problem" }, t.error) : null), h("td", null, params(t, spec)),
       h("td", { class: "right" }, t.epochs), h("td", { class: "right" }, t.best_epoch ?? "–"),
-      h("td", { class: ["right", "nowrap"] }, pct(t.validation_accuracy)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy), chanceMark(t)),
+      h("td", { class: ["right", "nowrap"], dataset: { validation: "" } }, validationText(t)), h("td", { class: ["right", "nowrap"] }, pct(t.test_accuracy), chanceMark(t)),
       h("td", null, t.status === "succeeded" ? h("a", { href: `#/models/${t.job_id}` }, `model ${t.job_id}`) : h("a", { href: `#/jobs/${t.job_id}` }, `job ${t.job_id}`))))));
 }
 
