@@ -311,6 +311,12 @@ FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it
 def importance_warning(succeeded: int, scores: dict[str, float], varied: Sequence[str] = ()) -> str | None:
     """What scores from `succeeded` trials are worth, when they are few, or why the `varied` fields got
     none (too few trials, or all scored alike); None otherwise."""
+    if varied and not scores and succeeded <= len(varied):  # as many fields as points: no way to tell
+        return (
+            f"from {counted(succeeded, 'succeeded trial')}, {counted(len(varied), 'field')} varied "
+            f"({', '.join(varied)}): importance needs more succeeded trials than varied fields to tell them "
+            "apart (a pruned trial has no final accuracy)"
+        )
     if varied and not scores:  # two trials or more (varied is of the succeeded trials), scored alike
         return (
             f"from {counted(succeeded, 'succeeded trial')}, all scored the same: {', '.join(varied)} varied, "
@@ -342,7 +348,9 @@ def analysis(config: StudyCreate, trials: Sequence[TrialRecord]) -> tuple[list[s
         point = stored_point(config.base)
         fields = [f for f in config.space if len({point({f: t.params[f]}) for t in succeeded}) > 1]
         scores: dict[str, float] = {}
-        if len(succeeded) >= MIN_TRIALS_FOR_IMPORTANCE and len({t.value for t in succeeded}) > 1 and fields:
+        # more trials than fields: two trials over three fields credited one 97 % as surely as any split
+        enough = len(succeeded) >= MIN_TRIALS_FOR_IMPORTANCE and len(succeeded) > len(fields)
+        if enough and len({t.value for t in succeeded}) > 1 and fields:
             study = build_study(config, succeeded)
             evaluator = PedAnovaImportanceEvaluator()
             evaluated = get_param_importances(study, evaluator=evaluator, params=fields, normalize=True)
@@ -362,7 +370,7 @@ def importance(config: StudyCreate, trials: Sequence[TrialRecord]) -> dict[str, 
     """Each varied field's importance for validation accuracy, most important first, summing to 1.
 
     Optuna's PED-ANOVA evaluator over the succeeded trials alone (it reads no other). {} with fewer
-    than two succeeded trials, when every one scored the same or when no field took two values among
-    them (nothing to explain).
+    than two succeeded trials or no more than the fields that varied among them, when every one scored
+    the same or when no field took two values among them (nothing to explain).
     """
     return analysis(config, trials)[1]
