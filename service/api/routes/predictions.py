@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep, reader_router
 from service.api.guard import allow_body
-from service.api.inference import predict_proba, require_validation
+from service.api.inference import INLINE_MACS, predict_proba, require_validation
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS, FileSplit
 from service.api.presenters import dataset_image, json_response
@@ -174,12 +174,13 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
 UPLOAD_RETRY_SECONDS = 2
 UPLOAD_QUEUE_FULL = "Upload queue full"
 UPLOAD_QUEUE_DETAIL = (
-    f"{UPLOADS_WAITING} large prediction requests already wait on this API process to be read, the most it "
-    f"holds. Retry in {UPLOAD_RETRY_SECONDS} s."
+    f"{UPLOADS_WAITING} costly prediction requests (a large body, an image to decode, a large batch or network) "
+    f"already wait on this API process, the most it holds. Retry in {UPLOAD_RETRY_SECONDS} s."
 )
 UPLOAD_SHARE = (
-    f"This client already has {UPLOADS_PER_CLIENT} large prediction requests being read or waiting on this "
-    f"API process, its share. Retry in {UPLOAD_RETRY_SECONDS} s."
+    f"This client already has {UPLOADS_PER_CLIENT} costly prediction requests (a large body, an image to decode, "
+    f"a large batch or network) being handled or waiting on this API process, its share. Retry in "
+    f"{UPLOAD_RETRY_SECONDS} s."
 )
 
 
@@ -241,18 +242,25 @@ async def predict(
             monitoring.predicted(ref.id, ref.alias, len(images))
             answer.headers.update(ref.headers)
             return answer
-        if content_type == "application/json":
-            images, single = _images_from_json(body, settings)
-        elif content_type == "multipart/form-data" or content_type in _IMAGE_TYPES:
-            images, single = await _images_from_upload(request, body, settings), True
-        else:
+        upload = content_type == "multipart/form-data" or content_type in _IMAGE_TYPES
+        if content_type != "application/json" and not upload:
             raise ProblemError(
                 415,
                 "Unsupported media type",
                 f"Content-Type {echo(content_type) if content_type else 'missing'}: send application/json, "
                 f"multipart/form-data with a 'file' part, or an image as {' / '.join(_IMAGE_TYPES)}.",
             )
-        probs = await predict_proba(weights, images)
+        pixels: np.ndarray | None = None  # an upload's are decoded in its turn: one image
+        single = True
+        if not upload:
+            pixels, single = _images_from_json(body, settings)
+        # a small body's work is its client's share too when it is costly: a 24 kB PNG decodes to 4 million
+        # pixels, 41 images through a network of 20 million weights take a second (240 of either at once
+        # from one client kept every other client's upload waiting 14 s)
+        costly = few and (pixels is None or len(pixels) * weights.spec.n_parameters > INLINE_MACS)
+        async with request.app.state.uploads.turn() if costly else nullcontext():
+            images = pixels if pixels is not None else await _images_from_upload(request, body, settings)
+            probs = await predict_proba(weights, images)
         profile = await inference.input_profile(weights.spec.dataset)
         answer = _answer(images, probs, profile, single, model_warning)
         monitoring.predicted(ref.id, ref.alias, len(images))
