@@ -35,6 +35,12 @@ SCAN_MARKER = b"\xff\xda"  # a JPEG's start of scan, a byte pair its entropy-cod
 # Uploads (and JSON batches past routes.predictions.ON_LOOP_BYTES) one API process handles together:
 # bounds their memory; more would not be faster on its cores.
 DECODES_AT_ONCE = 2
+DECODES_PER_CLIENT = (
+    2  # of those turns one client holds or waits for: its third a 429 (a burst of small PNGs)
+)
+DECODES_WAITING = (
+    64  # decodes waiting for a turn, their bodies read (small, or in an upload turn): more a 503
+)
 # Large bodies are read (at most MLPLAB_MAX_UPLOAD_BYTES each) and kept until answered by so many
 # requests at once: one client holds at most UPLOADS_PER_CLIENT of those turns, read or waited for, so
 # that one sending slowly (8 kB/s keeps a connection) does not keep every other client's upload waiting.

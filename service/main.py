@@ -36,7 +36,6 @@ from service.api.routes import (
 from service.api.security import SecurityHeaders
 from service.api.streams import CutAtShutdown, EventHub
 from service.errors import install_error_handlers
-from service.imaging import DECODES_AT_ONCE
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker, migrate
 
@@ -113,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A session takes a slot, waited for in the event loop, before a pool connection: a capped pool
     # alone deadlocks threads against requests (docs/reliability.md, "Database slots").
     app.state.db_slots = asyncio.Semaphore(settings.max_in_flight)
-    app.state.decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+    app.state.decodes = predictions.decode_turns()  # one client's burst of small images waits its share
     # a large predict body is read only in its turn (routes/predictions.py)
     app.state.uploads = predictions.upload_turns()
     app.state.monitoring = Monitoring(settings.metrics_dir)

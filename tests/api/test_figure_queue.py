@@ -196,7 +196,7 @@ def test_one_slow_client_holds_only_its_share_of_the_upload_turns(app):  # noqa:
                 await held.enter_async_context(turns.turn())
             more = await asyncio.wait_for(slow.post("/models/1/predict", content=BATCH, headers=JSON), 5)
             assert more.status_code == 429 and more.headers["retry-after"] == "2"
-            assert f"already has {UPLOADS_PER_CLIENT} costly prediction requests" in more.json()["detail"]
+            assert f"already has {UPLOADS_PER_CLIENT} large prediction requests" in more.json()["detail"]
             other = await asyncio.wait_for(client.post("/models/1/predict", content=BATCH, headers=JSON), 5)
             assert other.status_code == 200 and other.json()["count"] == 50
         assert (await slow.post("/models/1/predict", content=BATCH, headers=JSON)).status_code == 200
@@ -204,44 +204,53 @@ def test_one_slow_client_holds_only_its_share_of_the_upload_turns(app):  # noqa:
     _serve(app, scenario)
 
 
-def test_a_small_body_whose_work_is_costly_takes_its_clients_share_too(app, monkeypatch):  # noqa: F811
+def test_a_small_body_whose_work_is_costly_takes_its_clients_share_of_the_decoding_turns(app, monkeypatch):  # noqa: F811
     """An attacker's pass: 240 PNGs of 24 kB (each 2000x2000 pixels to decode) from one client, or 41
-    images through a network of 20 million weights, skipped the turns as "a few images": another
-    client's upload waited 14.4 s. A small body now takes a turn when it is an image to decode or a
-    batch too large to predict inline; a single JSON image on a small network is still answered at once."""
+    images through a network of 20 million weights, waited on a plain semaphore with no share: another
+    client's upload waited 14.4 s. Decoding (an image, a large JSON batch) and a forward pass too large to
+    run inline take a turn of which one client holds or waits for 2; a few JSON images on a small network
+    are still answered at once."""
     import io
 
     from PIL import Image
 
     from service.api.routes import predictions
-    from service.imaging import UPLOADS_PER_CLIENT
+    from service.imaging import DECODES_PER_CLIENT
 
-    turns = app.state.uploads
+    turns = app.state.decodes
     png = io.BytesIO()
     Image.new("L", (28, 28), 0).save(png, format="PNG")
     image = {"content-type": "image/png"}
     few = json.dumps({"images": [[0] * 784] * 3}).encode()
 
+    async def post(c: httpx.AsyncClient, body: bytes, headers: dict) -> httpx.Response:
+        return await asyncio.wait_for(c.post("/models/1/predict", content=body, headers=headers), 5)
+
     async def scenario(client: httpx.AsyncClient) -> None:
         busy = _client_at(app, "10.0.4.1")
         async with AsyncExitStack() as held:
-            for _ in range(UPLOADS_PER_CLIENT):  # its share, held
+            for _ in range(DECODES_PER_CLIENT):  # its share, held
                 CLIENT.set("10.0.4.1")
                 await held.enter_async_context(turns.turn())
-            more = await asyncio.wait_for(
-                busy.post("/models/1/predict", content=png.getvalue(), headers=image), 5
+            more = await post(busy, png.getvalue(), image)
+            assert (
+                more.status_code == 429
+                and f"already has {DECODES_PER_CLIENT} predictions that need decoding"
+                in more.json()["detail"]
             )
-            assert more.status_code == 429 and "costly prediction requests" in more.json()["detail"]
-            cheap = await asyncio.wait_for(busy.post("/models/1/predict", content=few, headers=JSON), 5)
+            cheap = await post(busy, few, JSON)
             assert cheap.status_code == 200 and cheap.json()["count"] == 3
             monkeypatch.setattr(predictions, "INLINE_MACS", 1)  # three images through a "large" network
-            costly = await asyncio.wait_for(busy.post("/models/1/predict", content=few, headers=JSON), 5)
-            assert costly.status_code == 429
-            other = await asyncio.wait_for(
-                client.post("/models/1/predict", content=png.getvalue(), headers=image), 5
+            assert (await post(busy, few, JSON)).status_code == 429
+            monkeypatch.setattr(predictions, "INLINE_MACS", 10_000_000)
+            # another client's image waits for a turn (both are held here), not refused
+            other = asyncio.create_task(
+                client.post("/models/1/predict", content=png.getvalue(), headers=image)
             )
-            assert other.status_code == 422  # another client's turn: decoded (a blank image: no digit)
-        monkeypatch.setattr(predictions, "INLINE_MACS", 10_000_000)
-        assert (await busy.post("/models/1/predict", content=few, headers=JSON)).status_code == 200
+            await _until(lambda: turns.waiting == 1, "the other client's image waiting")
+        assert (await asyncio.wait_for(other, 5)).status_code == 422  # decoded: a blank image, no digit
+        assert (
+            await busy.post("/models/1/predict", content=png.getvalue(), headers=image)
+        ).status_code == 422
 
     _serve(app, scenario)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.imaging import DECODES_PER_CLIENT
 from tests.conftest import assert_problem
 from tests.factories import job_body
 from tests.support import memory, reset_peak, start_service
@@ -195,8 +196,10 @@ def test_many_large_uploads_at_once_are_all_answered_and_the_api_stays_small(svc
     before = memory(pid)["VmRSS"]
     reset_peak(pid)
 
-    def predict(_: int) -> httpx.Response:
-        with httpx.Client(base_url=svc.url, timeout=120) as c:
+    def predict(i: int) -> httpx.Response:
+        # two from each of 20 addresses: one client's share of the decoding turns is 2 (its third a 429)
+        transport = httpx.HTTPTransport(local_address=f"127.0.0.{2 + i // DECODES_PER_CLIENT}")
+        with httpx.Client(base_url=svc.url, timeout=120, transport=transport) as c:
             return c.post(f"/models/{model}/predict", content=data, headers={"content-type": "image/png"})
 
     with ThreadPoolExecutor(40) as pool:

@@ -39,6 +39,9 @@ from service.errors import (
 )
 from service.imaging import (
     ACCEPTED_NAMES,
+    DECODES_AT_ONCE,
+    DECODES_PER_CLIENT,
+    DECODES_WAITING,
     UPLOADS_AT_ONCE,
     UPLOADS_PER_CLIENT,
     UPLOADS_WAITING,
@@ -153,7 +156,7 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
             )
         body = await upload.read()
     try:
-        async with request.app.state.decodes:
+        async with request.app.state.decodes.turn():
             image = await run_in_threadpool(
                 preprocess_upload,
                 body,
@@ -174,12 +177,21 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
 UPLOAD_RETRY_SECONDS = 2
 UPLOAD_QUEUE_FULL = "Upload queue full"
 UPLOAD_QUEUE_DETAIL = (
-    f"{UPLOADS_WAITING} costly prediction requests (a large body, an image to decode, a large batch or network) "
-    f"already wait on this API process, the most it holds. Retry in {UPLOAD_RETRY_SECONDS} s."
+    f"{UPLOADS_WAITING} large prediction requests already wait on this API process to be read, the most it "
+    f"holds. Retry in {UPLOAD_RETRY_SECONDS} s."
 )
 UPLOAD_SHARE = (
-    f"This client already has {UPLOADS_PER_CLIENT} costly prediction requests (a large body, an image to decode, "
-    f"a large batch or network) being handled or waiting on this API process, its share. Retry in "
+    f"This client already has {UPLOADS_PER_CLIENT} large prediction requests being read or waiting on this "
+    f"API process, its share. Retry in {UPLOAD_RETRY_SECONDS} s."
+)
+DECODE_QUEUE_FULL = "Prediction queue full"
+DECODE_QUEUE_DETAIL = (
+    f"{DECODES_WAITING} predictions that need decoding or a large forward pass already wait on this API "
+    f"process, the most it holds. Retry in {UPLOAD_RETRY_SECONDS} s."
+)
+DECODE_SHARE = (
+    f"This client already has {DECODES_PER_CLIENT} predictions that need decoding (an image, a large JSON "
+    f"batch) or a large forward pass being worked on or waiting on this API process, its share. Retry in "
     f"{UPLOAD_RETRY_SECONDS} s."
 )
 
@@ -198,6 +210,20 @@ def upload_turns() -> AsyncTurns:
     )
 
 
+def decode_turns() -> AsyncTurns:
+    """The turns an API process decodes images and large JSON batches, and runs large forward passes, in
+    (app.state.decodes), whatever the size of the body: a 24 kB PNG decodes to 4 million pixels."""
+    return AsyncTurns(
+        DECODES_AT_ONCE,
+        DECODES_WAITING,
+        DECODE_QUEUE_FULL,
+        DECODE_QUEUE_DETAIL,
+        UPLOAD_RETRY_SECONDS,
+        DECODES_PER_CLIENT,
+        DECODE_SHARE,
+    )
+
+
 @router.post(
     "/{model}/predict",
     response_model=PredictionPublic | PredictionsPublic,
@@ -209,8 +235,11 @@ def upload_turns() -> AsyncTurns:
         ),
         413: problem_doc("Body over MLPLAB_MAX_UPLOAD_BYTES"),
         415: problem_doc("Not JSON, multipart or an image"),
-        429: problem_doc(share_full(UPLOAD_SHARE)),
-        503: problem_doc(f"{UPLOAD_QUEUE_FULL}: {UPLOAD_QUEUE_DETAIL} Or the database unavailable."),
+        429: problem_doc(f"{share_full(UPLOAD_SHARE)} Or: {DECODE_SHARE}"),
+        503: problem_doc(
+            f"{UPLOAD_QUEUE_FULL}: {UPLOAD_QUEUE_DETAIL} Or {DECODE_QUEUE_FULL}: {DECODE_QUEUE_DETAIL} "
+            "Or the database unavailable."
+        ),
     },
 )
 async def predict(
@@ -234,7 +263,7 @@ async def predict(
         if content_type == "application/json" and len(body) > ON_LOOP_BYTES:
             # many images: parsed, predicted and answered off the event loop, a few batches at once (their
             # parsed pixels are ~20x the body: 40 batches of 3,100 images at once took the API past 2 GB)
-            async with request.app.state.decodes:
+            async with request.app.state.decodes.turn():
                 images, single = await run_in_threadpool(_images_from_json, body, settings)
                 probs = await predict_proba(weights, images)
                 profile = await inference.input_profile(weights.spec.dataset)
@@ -250,16 +279,13 @@ async def predict(
                 f"Content-Type {echo(content_type) if content_type else 'missing'}: send application/json, "
                 f"multipart/form-data with a 'file' part, or an image as {' / '.join(_IMAGE_TYPES)}.",
             )
-        pixels: np.ndarray | None = None  # an upload's are decoded in its turn: one image
-        single = True
-        if not upload:
-            pixels, single = _images_from_json(body, settings)
-        # a small body's work is its client's share too when it is costly: a 24 kB PNG decodes to 4 million
-        # pixels, 41 images through a network of 20 million weights take a second (240 of either at once
-        # from one client kept every other client's upload waiting 14 s)
-        costly = few and (pixels is None or len(pixels) * weights.spec.n_parameters > INLINE_MACS)
-        async with request.app.state.uploads.turn() if costly else nullcontext():
-            images = pixels if pixels is not None else await _images_from_upload(request, body, settings)
+        if upload:
+            images, single = await _images_from_upload(request, body, settings), True
+        else:
+            images, single = _images_from_json(body, settings)
+        # a batch too large to predict inline waits for a decoding turn, as an image does
+        costly = len(images) * weights.spec.n_parameters > INLINE_MACS
+        async with request.app.state.decodes.turn() if costly else nullcontext():
             probs = await predict_proba(weights, images)
         profile = await inference.input_profile(weights.spec.dataset)
         answer = _answer(images, probs, profile, single, model_warning)
