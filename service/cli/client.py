@@ -1194,12 +1194,31 @@ def _is_sweep_id(text: str) -> bool:
     return len(text) >= 4 and all(c in "0123456789abcdef" for c in text)
 
 
+MAX_JSON_FILE_BYTES = 64 * 2**20  # the most of a sweep's or study's JSON file read, as MAX_IMAGE_BYTES
+
+
 def read_json(file: str, missing: str = "") -> Any:
     """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read
     (followed by `missing` when it does not exist) or holds no JSON."""
     name = "standard input" if file == "-" else file
-    try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    try:  # at most: /dev/zero, or an endless standard input, took the client to 6 GB
+        if file == "-":  # its bytes; a text stream (a test's, an embedding's) its characters
+            stdin = getattr(sys.stdin, "buffer", None)
+            raw = (
+                stdin.read(MAX_JSON_FILE_BYTES + 1)
+                if stdin
+                else sys.stdin.read(MAX_JSON_FILE_BYTES + 1).encode()
+            )
+        else:
+            with Path(file).open("rb") as opened:
+                raw = opened.read(MAX_JSON_FILE_BYTES + 1)
+        if len(raw) > MAX_JSON_FILE_BYTES:
+            limit = Settings.model_fields["max_body_bytes"].default
+            raise UsageError(
+                f"{name} is past {MAX_JSON_FILE_BYTES:,} bytes, the most mlplab reads of a JSON file (the API "
+                f"takes MLPLAB_MAX_BODY_BYTES, {limit:,} unless set)"
+            )
+        text = raw.decode()
     except FileNotFoundError as exc:
         raise ApiError(0, f"cannot read {name}", f"{exc}{missing}") from None
     except (OSError, ValueError) as exc:  # ValueError: bytes that are not UTF-8

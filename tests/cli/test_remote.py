@@ -219,6 +219,19 @@ def test_predict_reads_no_more_of_an_image_than_any_upload_can_be(elsewhere, cap
     assert status == 2 and "/dev/zero is past 1,048,576 bytes" in err, err
 
 
+@pytest.mark.parametrize("command", ["sweep", "study"])
+def test_a_sweep_or_study_file_is_read_no_further_than_a_json_file_can_be(
+    elsewhere, capsys, monkeypatch, command
+):
+    """An attacker's pass: `mlplab study /dev/zero` took the client to 6 GB, reading it all."""
+    monkeypatch.setattr(client, "MAX_JSON_FILE_BYTES", 2**20)
+    elsewhere(lambda request: pytest.fail("sent"))
+    status, _, err = mlplab(capsys, "--url", "http://proxy.test", command, "/dev/zero")
+    assert status == 2 and "/dev/zero is past 1,048,576 bytes, the most mlplab reads of a JSON file" in err, (
+        err
+    )
+
+
 def test_predict_prints_no_model_id_header_that_is_not_digits(elsewhere, capsys, tmp_path):
     """X-Model-Id '1\\x9b2J' (a C1 escape sequence: clear the screen) was printed and put in a path."""
     image = tmp_path / "digit.png"
