@@ -4,6 +4,7 @@ the training images, and a model's mistakes with the surest first."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -251,3 +252,32 @@ def test_a_validation_matrix_does_not_wait_on_itself_for_a_database_slot(tmp_pat
                 return (await asyncio.wait_for(client.get(path), 30)).status_code
 
     assert asyncio.run(ask()) == 200
+
+
+def test_a_media_type_is_read_whatever_its_case(trained, mnist):
+    """An attacker's pass: 'Multipart/Form-Data' was decoded as one image, and refused as 'not a BMP, GIF,
+    JPEG, PNG or WebP image'; 'Image/PNG' and 'Application/JSON' likewise read as what they name."""
+    client, model = trained
+    digit = mnist.test_images[0].reshape(28, 28)
+    png = _png(np.kron(255 - digit * 255, np.ones((4, 4))))
+    request = client.build_request(
+        "POST", f"/models/{model}/predict", files={"file": ("d.png", png, "image/png")}
+    )
+    kind = request.headers["content-type"].replace("multipart/form-data", "Multipart/Form-Data")
+    upper = client.post(f"/models/{model}/predict", content=request.read(), headers={"content-type": kind})
+    assert upper.status_code == 200, upper.text
+    lower = client.post(f"/models/{model}/predict", files={"file": ("d.png", png, "image/png")})
+    assert upper.json()["probabilities"] == lower.json()["probabilities"]
+    assert (
+        client.post(
+            f"/models/{model}/predict", content=png, headers={"content-type": "Image/PNG"}
+        ).status_code
+        == 200
+    )
+    pixels = json.dumps({"pixels": (digit.ravel() * 255).tolist()})
+    assert (
+        client.post(
+            f"/models/{model}/predict", content=pixels, headers={"content-type": "Application/JSON"}
+        ).status_code
+        == 200
+    )

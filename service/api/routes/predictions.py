@@ -137,7 +137,9 @@ def _cut_short(content_type: str, body: bytes) -> str:
 
 async def _images_from_upload(request: Request, body: bytes, settings: Settings) -> np.ndarray:
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    # a media type is case-insensitive (RFC 9110 8.3.1): Multipart/Form-Data was decoded as one image
+    multipart = content_type.split(";")[0].strip().lower() == "multipart/form-data"
+    if multipart:
         form = await request.form()
         parts = form.getlist("file")
         if len(parts) > 1:  # form.get took the last: which image answered was up to the part order
@@ -164,7 +166,7 @@ async def _images_from_upload(request: Request, body: bytes, settings: Settings)
                 max_pixels=settings.max_image_pixels,
             )
     except ImageError as exc:
-        part = "body.file" if content_type.startswith("multipart/form-data") else "body"
+        part = "body.file" if multipart else "body"
         raise ProblemError(
             exc.status,
             "Invalid image" if exc.status == 422 else "Content too large",
