@@ -330,6 +330,24 @@ class TooManyKeys(ValueError):
         self.keys = keys
 
 
+class NotUtf8(ValueError):
+    """A JSON body in UTF-16 or UTF-32, which json.loads reads from bytes where RFC 8259 (8.1) wants UTF-8:
+    accepted as such, where the same bytes declared charset=utf-16 were refused."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+def read_json(raw: bytes) -> Any:
+    """A request body's JSON: UTF-8 (a byte order mark ignored, as RFC 8259 allows), each key once, at most
+    MAX_OBJECT_KEYS keys an object; raises ValueError (NotUtf8, DuplicateKey, ...) or RecursionError."""
+    encoding = json.detect_encoding(raw)
+    if not encoding.startswith("utf-8"):  # utf-8-sig: a byte order mark
+        raise NotUtf8(encoding)
+    return json.loads(raw.decode(encoding), object_pairs_hook=unique_keys)
+
+
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json.loads' object_pairs_hook: an object, unless it names a key twice (DuplicateKey) or has more
     than MAX_OBJECT_KEYS keys (TooManyKeys)."""
@@ -349,6 +367,8 @@ def unreadable_json(cause: BaseException) -> str:
         return f"the key {echo(cause.key)} is given twice in one object: give it once"
     if isinstance(cause, TooManyKeys):
         return f"an object has {cause.keys:,} keys; none here takes more than {MAX_OBJECT_KEYS:,}"
+    if isinstance(cause, NotUtf8):
+        return f"it is {cause.encoding.upper()}: JSON is UTF-8 (RFC 8259), send it so"
     if isinstance(cause, UnicodeDecodeError):
         return f"it is not UTF-8 (byte {cause.start + 1}); a compressed body is not read"
     if isinstance(cause, RecursionError):

@@ -3,7 +3,6 @@ none the route does not read, no body where it reads none, and no JSON key twice
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
@@ -17,7 +16,7 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from service.api.guard import TICKET_PARAM, sends_body
-from service.errors import invalid, invalid_all, unique_keys
+from service.errors import invalid, invalid_all, read_json
 from service.ml.spec import SplitName
 from service.store.queries import MAX_INTEGER
 
@@ -128,7 +127,7 @@ async def as_declared(request: Request) -> None:
 class _UniqueKeysRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), object_pairs_hook=unique_keys)
+            self._json = read_json(await self.body())
         return self._json
 
 

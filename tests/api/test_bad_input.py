@@ -105,6 +105,29 @@ def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     assert _job_count(client) == 0
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+@pytest.mark.parametrize("path", ["/jobs", "/aliases/u16"])
+def test_a_json_body_in_utf_16_or_32_is_a_400_naming_it_on_every_route(client, encoding, path):
+    """An attacker's pass: json.loads reads UTF-16 and UTF-32 from bytes, so such a body queued a job (202),
+    moved an alias (201), answered a prediction (tests/api/test_predictions.py), where RFC 8259 JSON is
+    UTF-8 and the same bytes declared charset=utf-16 were a 415."""
+    body = {"/jobs": job_body(), "/aliases/u16": {"model_id": 1}}
+    method = "PUT" if path.startswith("/aliases") else "POST"
+    sent = json.dumps(body[path]).encode(encoding)
+    response = client.request(method, path, content=sent, headers={"content-type": "application/json"})
+    name = encoding.upper()
+    problem = assert_problem(response, 400, f"it is {name}: JSON is UTF-8 (RFC 8259), send it so")
+    assert problem["invalid_params"][0]["name"] == "body"
+    assert _job_count(client) == 0 and client.get("/aliases/u16").status_code == 404
+    # a UTF-8 byte order mark is ignored, as RFC 8259 lets a parser do
+    with_bom = client.post(
+        "/jobs",
+        content=b"\xef\xbb\xbf" + json.dumps(job_body()).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert with_bom.status_code == 202, with_bom.text
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 @pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip"])
 def test_a_compressed_body_is_415_whether_or_not_it_is(client, coding, compressed):

@@ -281,3 +281,13 @@ def test_a_media_type_is_read_whatever_its_case(trained, mnist):
         ).status_code
         == 200
     )
+
+
+def test_pixels_in_utf_16_are_a_400_naming_it(trained):
+    """json.loads read UTF-16 and UTF-32 from bytes: answered, where JSON is UTF-8 (as every route says)."""
+    client, model = trained
+    sent = json.dumps({"pixels": [0] * 784}).encode("utf-16")
+    response = client.post(
+        f"/models/{model}/predict", content=sent, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "it is UTF-16: JSON is UTF-8 (RFC 8259), send it so")

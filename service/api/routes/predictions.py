@@ -34,7 +34,7 @@ from service.errors import (
     invalid_all,
     not_json,
     problem_doc,
-    unique_keys,
+    read_json,
     unreadable_body,
 )
 from service.imaging import (
@@ -94,7 +94,7 @@ def _images_from_json(body: bytes, settings: Settings) -> tuple[np.ndarray, bool
     if not body:
         raise invalid("body", f"Field required: {one_of}")
     try:
-        payload = json.loads(body, object_pairs_hook=unique_keys)
+        payload = read_json(body)
     except json.JSONDecodeError as exc:  # where and why, as every other JSON route says it
         raise not_json(f"not valid JSON at character {exc.pos + 1}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # not UTF-8, nested too deeply, a key twice, a huge number
