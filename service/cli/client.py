@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.api.schemas import MODEL_ID_HEADER
-from service.cli.http import ApiClient, ApiError, answer, not_mlplab
+from service.cli.http import ApiClient, ApiError, answer, not_mlplab, shown_url
 from service.ml.spec import NUM_CLASSES, TrainSpec, momentum_unread
 from service.quoting import counted
 from service.selection import (
@@ -194,19 +194,26 @@ class UsageError(Exception):
 
 def _checked_url(url: str, where: str) -> str:
     """The API's URL if the client can use it; a UsageError that names it (and `where` it came from)."""
+    named = f"{where} {shown_url(url)!r}"
     try:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            scheme = f"give its scheme, e.g. http://{url.split('://')[-1]}"
-            raise UsageError(f"{where} {url!r} is not a URL: {scheme}")
+            scheme = f"give its scheme, e.g. http://{shown_url(url).split('://')[-1]}"
+            raise UsageError(f"{named} is not a URL: {scheme}")
         port = parts.port  # raises for a port that is not a number from 0 to 65535
         httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
-        raise UsageError(f"{where} {url!r} is not a URL: {exc}") from None
+        # a host name the resolver cannot encode (an empty label, one past 63 characters): a traceback
+        (parts.hostname or "").encode("idna")
+    except (ValueError, httpx.InvalidURL) as exc:  # UnicodeError is a ValueError
+        raise UsageError(f"{named} is not a URL: {exc}") from None
     if not parts.hostname:
-        raise UsageError(f"{where} {url!r} is not a URL: give its host, e.g. http://127.0.0.1:8000")
+        raise UsageError(f"{named} is not a URL: give its host, e.g. http://127.0.0.1:8000")
     if port == 0:
-        raise UsageError(f"{where} {url!r} is not a URL: its port must be from 1 to 65535")
+        raise UsageError(f"{named} is not a URL: its port must be from 1 to 65535")
+    if parts.query or parts.fragment:  # requests went to /?x=1 in place of /jobs
+        raise UsageError(
+            f"{named} is not the API's address: it has a query or fragment; give scheme, host and port"
+        )
     return url
 
 
@@ -1261,7 +1268,7 @@ def run(args: argparse.Namespace) -> int:
             (f for f in reversed(frames) if Path(f.filename).parent == Path(__file__).parent), frames[-1]
         )
         print(
-            f"mlplab: an answer from {client.url} holds a value mlplab does not expect ({type(exc).__name__}: "
+            f"mlplab: an answer from {client.shown} holds a value mlplab does not expect ({type(exc).__name__}: "
             f"{exc}, at {Path(where.filename).name}:{where.lineno}): is it an mlplab API of this version "
             "(--url, MLPLAB_URL)? If it is, report this line.",
             file=sys.stderr,

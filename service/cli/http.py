@@ -200,6 +200,15 @@ def parse_sse(lines: Iterable[str], decode: Callable[[str], Any] = json.loads) -
             event_id = value
 
 
+# scheme://user:password@ (a malformed URL's too, which urlsplit refuses to take apart)
+_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^/@:]*:)[^/@]*@")
+
+
+def shown_url(url: str) -> str:
+    """A URL for a message: its password, if it holds one, as ***."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
 @dataclass
 class ApiClient:
     """The API at `url`, with the bearer token when one is given."""
@@ -210,6 +219,11 @@ class ApiClient:
     timeout: float = BUSY_TIMEOUT_MS / 1000 + 30
     http: httpx.Client = field(init=False)
     answered: bool = field(default=False, init=False)  # whether any answer has come (run() tells its faults)
+
+    @property
+    def shown(self) -> str:
+        """Its URL for messages: without a password it holds."""
+        return shown_url(self.url)
 
     def __post_init__(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -264,13 +278,13 @@ class ApiClient:
         if isinstance(exc, httpx.ReadTimeout):  # connected and sent: the API may have acted on it
             return ApiError(
                 0,
-                f"the API at {self.url} did not answer within {self.timeout:g} s",
+                f"the API at {self.shown} did not answer within {self.timeout:g} s",
                 "it may be held up (a database locked that long?), and a change asked for may still have "
                 "been made: look (mlplab jobs) before sending it again",
             )
         return ApiError(
             0,
-            f"cannot reach the API at {self.url}",
+            f"cannot reach the API at {self.shown}",
             f"{exc or type(exc).__name__} (start it with `mlplab dev`; set --url or MLPLAB_URL)",
         )
 

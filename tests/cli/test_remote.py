@@ -56,6 +56,9 @@ BAD_URLS = [
     ("http://127.0.0.1:99999", "Port out of range 0-65535"),
     ("http://127.0.0.1:0", "its port must be from 1 to 65535"),
     ("http://:8000", "give its host, e.g. http://127.0.0.1:8000"),
+    # an attacker's pass: a traceback from the resolver's encoding of the host name
+    ("http://a..b", "encoding with 'idna' codec failed (UnicodeError: label empty or too long)"),
+    (f"http://{'a' * 64}.test", "encoding with 'idna' codec failed (UnicodeError: label empty or too long)"),
 ]
 
 
@@ -79,6 +82,18 @@ def test_a_malformed_url_from_the_environment_is_a_usage_error_naming_it(
         get_settings.cache_clear()
     assert (status, out, err) == (2, "", f"mlplab: MLPLAB_URL {url!r} is not a URL: {reason}\n")
     assert api.connected == []
+
+
+def test_a_url_with_a_query_is_refused_and_a_password_is_never_printed(api, capsys):
+    """An attacker's pass: http://host?x=1 sent GET /?limit=50 for `mlplab jobs`; a URL's password was
+    printed in 'cannot reach the API at http://user:secret@...'."""
+    status, _, err = mlplab(capsys, "--url", "http://127.0.0.1:8000?x=1", "jobs")
+    assert status == 2 and "is not the API's address: it has a query or fragment" in err, err
+    _, _, err = mlplab(capsys, "--url", "http://user:secret@[::1", "jobs")
+    assert "secret" not in err and "'http://user:***@[::1' is not a URL" in err, err
+    assert api.connected == []
+    # and where it cannot be reached, or answers oddly: the client's messages show this form
+    assert client.ApiClient("http://user:secret@127.0.0.1:1").shown == "http://user:***@127.0.0.1:1"
 
 
 def _commands(tmp_path) -> list[list[str]]:
