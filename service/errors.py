@@ -339,13 +339,31 @@ class NotUtf8(ValueError):
         self.encoding = encoding
 
 
+class Underflow(ValueError):
+    """A number too small for a double, which json.loads reads as 0: 1e-400 was quoted back as "got 0.0",
+    and an l2 of 1e-400 stored as 0."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _double(text: str) -> float:
+    """json.loads' parse_float: the number, unless it is not 0 but reads as 0."""
+    value = float(text)
+    if value == 0 and any(c in "123456789" for c in text.lower().split("e")[0]):
+        raise Underflow(text)
+    return value
+
+
 def read_json(raw: bytes) -> Any:
     """A request body's JSON: UTF-8 (a byte order mark ignored, as RFC 8259 allows), each key once, at most
-    MAX_OBJECT_KEYS keys an object; raises ValueError (NotUtf8, DuplicateKey, ...) or RecursionError."""
+    MAX_OBJECT_KEYS keys an object, no number that underflows to 0; raises ValueError (NotUtf8,
+    DuplicateKey, Underflow, ...) or RecursionError."""
     encoding = json.detect_encoding(raw)
     if not encoding.startswith("utf-8"):  # utf-8-sig: a byte order mark
         raise NotUtf8(encoding)
-    return json.loads(raw.decode(encoding), object_pairs_hook=unique_keys)
+    return json.loads(raw.decode(encoding), object_pairs_hook=unique_keys, parse_float=_double)
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -367,6 +385,8 @@ def unreadable_json(cause: BaseException) -> str:
         return f"the key {echo(cause.key)} is given twice in one object: give it once"
     if isinstance(cause, TooManyKeys):
         return f"an object has {cause.keys:,} keys; none here takes more than {MAX_OBJECT_KEYS:,}"
+    if isinstance(cause, Underflow):
+        return f"the number {cut(cause.text)} is too small for a double (about 5e-324 at least): it would read as 0"
     if isinstance(cause, NotUtf8):
         return f"it is {cause.encoding.upper()}: JSON is UTF-8 (RFC 8259), send it so"
     if isinstance(cause, UnicodeDecodeError):

@@ -93,8 +93,17 @@ def test_missing_backend_and_non_json_bodies(client):
             json.dumps({"backend": "numpy"} | {f"e{i}": 0 for i in range(1000)}).encode(),
             "an object has 1,001 keys; none here takes more than 1,000",
         ),
+        # an attacker's pass: quoted back as "got 0.0", and an l2 of 1e-400 stored as 0
+        (
+            b'{"backend": "numpy", "learning_rate": 1e-400}',
+            "the number 1e-400 is too small for a double (about 5e-324 at least): it would read as 0",
+        ),
+        (
+            b'{"backend": "numpy", "l2": 0.0001E-400}',
+            "the number 0.0001E-400 is too small for a double (about 5e-324 at least): it would read as 0",
+        ),
     ],
-    ids=["long-number", "deep", "latin-1", "key-twice", "many-keys"],
+    ids=["long-number", "deep", "latin-1", "key-twice", "many-keys", "underflow", "underflow-l2"],
 )
 def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     """FastAPI says only "There was an error parsing the body" for what json.loads raises on."""
