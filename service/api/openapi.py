@@ -111,6 +111,13 @@ def _security_as_configured(schema: dict[str, Any], settings: Settings) -> None:
         schema.get("components", {}).pop("securitySchemes", None)
 
 
+def summary_of(description: str) -> str:
+    """An operation's summary: its description's first sentence, whole (the first line of a docstring cut
+    'Point an alias at the best model ... (GET /sweeps/{id}'s first; with' mid-sentence)."""
+    paragraph = " ".join(description.split("\n\n", 1)[0].split())
+    return paragraph.split(". ", 1)[0].rstrip(".")
+
+
 def add_parameter_examples(app: FastAPI) -> None:
     """Install the post-processing above on app.openapi (computed once, on the first request)."""
     build = app.openapi
@@ -122,7 +129,7 @@ def add_parameter_examples(app: FastAPI) -> None:
             for path, operations in schema["paths"].items():
                 for method, operation in operations.items():
                     if operation.get("description"):
-                        operation["summary"] = operation["description"].split("\n", 1)[0].rstrip(".")
+                        operation["summary"] = summary_of(operation["description"])
                     for parameter in operation.get("parameters", []):
                         if parameter["name"] in EXAMPLES and "example" not in parameter:
                             parameter["example"] = EXAMPLES[parameter["name"]]

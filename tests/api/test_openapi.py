@@ -34,6 +34,17 @@ def test_every_operation_has_a_tag_a_summary_and_examples(client):
             assert has_example or body_schema.get("format") == "binary" or "properties" in body_schema, where
 
 
+def test_every_summary_is_a_whole_sentence(client):
+    """Summaries were the first line of a docstring: 'Point an alias at the best model of the sweep's best
+    configuration (GET /sweeps/{id}'s first; with', cut mid-sentence in the docs UI's list."""
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        for method, op in operations.items():
+            first = " ".join(op["description"].split("\n\n", 1)[0].split())
+            rest = first.removeprefix(op["summary"])
+            assert first.startswith(op["summary"]) and rest[:1] in ("", "."), (method, path, op["summary"])
+            assert op["summary"].count("(") == op["summary"].count(")"), (method, path, op["summary"])
+
+
 def test_every_problem_is_documented_as_problem_json_with_its_schema(client):
     schema = client.get("/openapi.json").json()
     problems = 0
