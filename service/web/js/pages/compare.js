@@ -55,8 +55,9 @@ export async function comparePage(ctx, root) {
   showTable();
   fill(root.querySelector("#compare-best"), h("h2", null, "Best, and by how much"), bestSummary(rank), confounded(cmp.differing));
   fill(root.querySelector("#per-class"), perClass(cmp.data, cms, rank.crown));
-  // a column a model: past four, half the page hid the last ones behind a scroll
-  if (cmp.data.length > 4) root.querySelector("#per-class").closest("section").style.gridColumn = "1 / -1";
+  // a column a model: past four, half the page hid the last ones behind a scroll; the difference beside it
+  // then sat alone in half a row, its last columns behind a scroll: each gets the row
+  if (cmp.data.length > 4) for (const id of ["#per-class", "#difference"]) root.querySelector(id).closest("section").style.gridColumn = "1 / -1";
   fill(root.querySelector("#difference"), difference(cmp.data, cms, rank));
   fill(root.querySelector("#matrices"), matrices(cmp.data, cms, rank.crown));
   const drawAccuracy = () => accuracyChart(accChart, cmp.data, names, rank.crown, $$("input[data-split]:checked", toggles).map((c) => c.value), ctx.signal);
