@@ -65,6 +65,7 @@ function newJobSection(spec) {
   };
   const grid = h("textarea", { id: "grid", rows: 3 }, '{"init": ["random", "glorot"], "learning_rate": [0.01, 0.05, 0.1, 0.3]}');
   const sweepProblem = h("div", { id: "sweep-problem" });
+  const replicates = h("input", { id: "replicates", type: "number", min: 1, step: 1, value: 1 });
   const submitSweep = async (event) => {
     sweepProblem.replaceChildren();
     const base = readSpec(form, spec);
@@ -75,8 +76,11 @@ function newJobSection(spec) {
     }
     if (!base) return;
     if (values && typeof values === "object") for (const k of Object.keys(values)) delete base[k];
+    // n seeds of each combination (0 to n - 1, for intervals); 1, or none: the spec's own seed
+    const n = replicates.value.trim(), replicated = n !== "" && n !== "1";
+    if (replicated) delete base.seed; // the replicates' seeds, not the form's
     try {
-      const sweep = await api.submitSweep({ base, grid: values });
+      const sweep = await api.submitSweep({ base, grid: values, ...(replicated ? { replicates: Number(n) } : {}) });
       fill(note, h("a", { href: withParams({ sweep: sweep.id, offset: null }) }, `Sweep ${sweep.id} queued: ${sweep.count} jobs`), ".");
       changed(event.target);
     } catch (err) { fill(sweepProblem, problemView(err, () => submitSweep(event))); }
@@ -91,6 +95,8 @@ function newJobSection(spec) {
     problem,
     h("details", { class: "sweep-grid" }, h("summary", null, "Sweep a grid of values over this spec"),
       h("label", { for: "grid", class: "muted" }, "Grid (JSON: spec field → values; one job per combination)"), grid,
+      h("div", { class: "field" }, h("label", { for: "replicates" }, "replicates"), replicates,
+        h("div", { class: "hint" }, "seeds of each combination, 0 to n − 1: with 2 or more, each configuration gets a mean and a 95 % interval, and tests against the best; 1: the spec's seed")),
       h("div", { class: "actions" }, h("button", { id: "sweep", type: "button", class: "secondary", onclick: submitSweep }, "Submit sweep")),
       sweepProblem));
 }
