@@ -527,7 +527,11 @@ def kept_epochs(kept: int, stopped: int, asked: int) -> str:
     return str(asked) if kept == stopped == asked else f"{kept} ({stopped} of {asked})"
 
 
-KEPT_NOTE = "3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8"
+# read as the row's own (a newcomer's "2 (3 of 3)" had no early end): the form, not an example
+KEPT_NOTE = (
+    "KEPT (TRAINED of ASKED): the epoch whose weights the model kept (early stopping's lowest validation "
+    "loss), then how many epochs it trained of those asked for (fewer: early stopping ended it)"
+)
 
 
 def _epochs_cell(m: Json) -> str:

@@ -268,11 +268,12 @@ def test_models_say_which_epoch_early_stopping_kept(elsewhere, capsys):
     rows = {line.split()[0]: re.split(r"\s{2,}", line) for line in out.splitlines()[1:]}
     assert rows["7"][10] == "3 (4 of 8)" and rows["8"][10] == "15", rows
     assert (
-        "EPOCHS 3 (4 of 8): the epoch whose weights it kept, early stopping having ended it after 4 of 8"
+        "EPOCHS KEPT (TRAINED of ASKED): the epoch whose weights the model kept (early stopping's lowest "
+        "validation loss), then how many epochs it trained of those asked for (fewer: early stopping ended it)"
         in err
     )
     _serve(elsewhere, {"/models": {"data": [whole], "count": 1, "ranked_by": "validation_accuracy"}})
-    assert "EPOCHS 3 (4 of 8)" not in mlplab(capsys, "--url", "http://api.test", "models")[2]
+    assert "EPOCHS KEPT" not in mlplab(capsys, "--url", "http://api.test", "models")[2]
 
 
 @pytest.mark.parametrize("status", [401, 403])
