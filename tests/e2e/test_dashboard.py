@@ -909,6 +909,36 @@ def test_a_model_pages_mistakes_say_they_are_loading_until_they_come(page, servi
     assert page.locator("#surest [data-loading]").count() == 0
 
 
+def test_the_datasets_page_shows_a_models_mistakes_alone_and_its_validation_images(page, service):
+    """A teacher's review: the images page had no validation split to browse, and no way to see only
+    what a model gets wrong but a confusion-matrix cell at a time."""
+    with service.client() as client:
+        model = next(m for m in client.get("/models").json()["data"] if m["validation_size"])
+        wrong = client.get(
+            f"/models/{model['id']}/predictions/test",
+            params={"correct": "false", "images": "all", "limit": 48},
+        ).json()
+    rendered(page, f"/#/datasets?model={model['id']}")
+    page.check("#ds-wrong")
+    page.wait_for_url("**wrong=1**")
+    rendered(page)
+    thumbs = page.locator("#images .thumb")
+    assert (
+        thumbs.count() == len(wrong["data"])
+        and page.locator("#images .thumb.wrong").count() == thumbs.count()
+    )
+    assert page.inner_text("#range").endswith(f"of {wrong['count']:,} mistakes of test")
+    page.uncheck("#ds-wrong")
+    page.wait_for_url(lambda url: "wrong=1" not in url)
+    page.select_option("#ds-split", "validation")
+    page.wait_for_url("**split=validation**")
+    rendered(page)
+    assert page.inner_text("#range").endswith(f"of {model['validation_size']:,} images of validation")
+    assert "/mnist/train/" in page.locator("#images .thumb img").first.get_attribute("src")
+    rendered(page, "/#/datasets?split=validation")  # no model: which images is a model's question
+    assert "choose one" in page.inner_text("#ds-problem")
+
+
 def test_a_model_near_chance_is_flagged_on_its_pages(page, service):
     """A model that learned next to nothing (zero weights, a learning rate that barely moves them)
     succeeds, and the dashboard says so: on its page, its job's page, and beside it in the jobs list."""

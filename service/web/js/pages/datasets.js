@@ -6,12 +6,15 @@ import { go, reload, withParams } from "../router.js";
 import { problemView, thumb } from "../widgets.js";
 
 const PAGE = 48;
+const SPLITS = ["test", "train", "validation"];
 // a train image's caption says when the model did not train on it (the API's `use`)
 const USES = { validation: " (held out)", unused: " (not used)" };
 
 export async function datasetsPage(ctx, root) {
   const name = ctx.params.get("name") || "mnist", split = ctx.params.get("split") || "test";
   const rawOffset = ctx.params.get("offset") || "0", model = ctx.params.get("model") || "";
+  // with a model: only the images it gets wrong, and the validation images it was ranked on
+  const wrong = Boolean(model) && ctx.params.get("wrong") === "1";
   const offset = digits(rawOffset) ?? 0;
   const [datasets, models] = await Promise.all([api.datasets(), api.models({ limit: 100 })]);
   if (!ctx.live) return;
@@ -26,16 +29,19 @@ export async function datasetsPage(ctx, root) {
         usable.some((d) => d.name === name) ? null : option(name, name, true)),
       h("label", { for: "ds-split" }, "split"),
       h("select", { id: "ds-split", onchange: (e) => change({ split: e.target.value, offset: null }) },
-        ["test", "train"].map((s) => option(s, s, s === split)), ["test", "train"].includes(split) ? null : option(split, split, true)),
+        SPLITS.map((s) => option(s, s === "validation" ? "validation (held out of train: a model's)" : s, s === split)), SPLITS.includes(split) ? null : option(split, split, true)),
       h("label", { for: "ds-model" }, "predictions of"),
       h("select", { id: "ds-model", onchange: (e) => change({ model: e.target.value }) }, option("", "no model", !model),
-        models.data.filter((m) => m.dataset === name).map((m) => option(m.id, `${m.id}: ${m.name}`, String(m.id) === model)))),
+        models.data.filter((m) => m.dataset === name).map((m) => option(m.id, `${m.id}: ${m.name}`, String(m.id) === model))),
+      h("label", { class: "nowrap" }, h("input", { type: "checkbox", id: "ds-wrong", checked: wrong, disabled: !model,
+        onchange: (e) => change({ wrong: e.target.checked ? "1" : null, offset: null }) }), " only its mistakes")),
     h("div", { class: "pager" },
       h("button", { type: "button", class: "secondary", id: "prev", disabled: offset === 0, onclick: () => change({ offset: Math.max(0, offset - PAGE) || null }) }, "◀ Previous"),
       h("button", { type: "button", class: "secondary", id: "next", onclick: () => change({ offset: offset + PAGE }) }, "Next ▶"),
       h("span", { class: "muted", id: "range" })),
     h("div", { id: "ds-problem" }), h("div", { class: "thumbs", id: "images" })));
   // The API checks name, split, offset and model: what it refuses is shown as its problem.
+  if (split === "validation" || wrong) return outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong });
   let labels, preds, chosen;
   try {
     [labels, preds, chosen] = await Promise.all([
@@ -67,4 +73,36 @@ export async function datasetsPage(ctx, root) {
       wrong: p && p.predicted !== l.label,
     });
   }));
+}
+
+/** A model's images of a split, as GET /models/{id}/predictions/{split} pages them: only those it gets
+ * wrong, or its validation images (held out of the train file, which ranked it). */
+async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong }) {
+  const problem = $("#ds-problem", root);
+  if (!model) {
+    fill(problem, h("p", { class: "muted" }, "The validation images are a model's: choose one under \u201cpredictions of\u201d (its validation_size held out of train)."));
+    return;
+  }
+  const file = split === "validation" ? "train" : split;
+  let page, chosen;
+  try {
+    [page, chosen] = await Promise.all([
+      api.outcomes(model, file, { images: split === "validation" ? "validation" : "all", correct: wrong ? false : null, offset: rawOffset, limit: PAGE }),
+      api.model(model),
+    ]);
+  } catch (err) {
+    if (ctx.live) fill(problem, problemView(err, reload));
+    return;
+  }
+  if (!ctx.live) return;
+  const classes = (await api.datasets()).data.find((d) => d.name === chosen.dataset)?.classes ?? [...Array(10).keys()].map(String);
+  if (!ctx.live) return;
+  if (chosen.dataset !== name) fill(problem, h("div", { class: "problem", role: "alert" }, `Model ${chosen.id} was trained on ${chosen.dataset}: its images are shown.`));
+  const what = `${wrong ? "mistakes" : "images"} of ${split}`;
+  fill($("#range", root), page.count ? `${offset}–${offset + page.data.length - 1} of ${page.count.toLocaleString()} ${what}` : `no ${what}`);
+  $("#next", root).disabled = offset + PAGE >= page.count;
+  fill($("#images", root), page.data.map((o) => thumb({
+    src: api.imageUrl(chosen.dataset, file, o.index), alt: `${file} image ${o.index}`,
+    caption: `#${o.index} ${classes[o.label]} → ${classes[o.predicted]}`, wrong: o.predicted !== o.label,
+  })));
 }
