@@ -44,7 +44,7 @@ class ApiError(Exception):
         reason = f" {response.reason_phrase}" if response.reason_phrase else ""
         return cls(
             response.status_code,
-            f"{response.url} answered {response.status_code}{reason} but not with mlplab's problem JSON",
+            f"{shown_url(str(response.url))} answered {response.status_code}{reason} but not with mlplab's problem JSON",
             f"is it an mlplab API (--url, MLPLAB_URL), or a proxy before it that failed? (its body is {shown})",
         )
 
@@ -53,7 +53,7 @@ def not_mlplab(response: httpx.Response, what: str) -> ApiError:
     """A 2xx answer that mlplab's API would not give: what was wrong, and where it came from."""
     return ApiError(
         0,
-        f"{response.url} answered {response.status_code} but not with mlplab's JSON",
+        f"{shown_url(str(response.url))} answered {response.status_code} but not with mlplab's JSON",
         f"is it an mlplab API (--url, MLPLAB_URL)? ({what})",
     )
 
@@ -200,8 +200,8 @@ def parse_sse(lines: Iterable[str], decode: Callable[[str], Any] = json.loads) -
             event_id = value
 
 
-# scheme://user:password@ (a malformed URL's too, which urlsplit refuses to take apart)
-_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^/@:]*:)[^/@]*@")
+# [scheme://]user:password@, to the last @ before the path (a malformed URL's too, which urlsplit refuses)
+_PASSWORD = re.compile(r"^((?:[A-Za-z][\w+.-]*://)?[^/@:]*:)[^/]*@")
 
 
 def shown_url(url: str) -> str:

@@ -92,8 +92,17 @@ def test_a_url_with_a_query_is_refused_and_a_password_is_never_printed(api, caps
     _, _, err = mlplab(capsys, "--url", "http://user:secret@[::1", "jobs")
     assert "secret" not in err and "'http://user:***@[::1' is not a URL" in err, err
     assert api.connected == []
+    _, _, err = mlplab(capsys, "--url", "user:secret@127.0.0.1:8000", "jobs")  # no scheme
+    assert "secret" not in err and "user:***@127.0.0.1:8000" in err, err
     # and where it cannot be reached, or answers oddly: the client's messages show this form
     assert client.ApiClient("http://user:secret@127.0.0.1:1").shown == "http://user:***@127.0.0.1:1"
+    assert http.shown_url("http://u:p@ss@host/a@b") == "http://u:***@host/a@b"  # to the last @ of the host
+
+
+def test_a_proxys_answer_names_the_url_without_its_password(elsewhere, capsys):
+    elsewhere(lambda request: httpx.Response(502, text="<html>Bad Gateway</html>"))
+    status, _, err = mlplab(capsys, "--url", "http://user:secret@proxy.test", "jobs")
+    assert status == 1 and "secret" not in err and "http://user:***@proxy.test/jobs" in err, err
 
 
 def _commands(tmp_path) -> list[list[str]]:
