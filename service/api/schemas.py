@@ -663,6 +663,9 @@ class DisagreementsPublic(Answer):
         description="Images both get wrong, with the same answer or not: those with two different wrong "
         "answers are disagreements too (in `count` and `data`, `only=both_wrong`), and weigh in no test."
     )
+    both_wrong_alike: int = Field(
+        description="Of both_wrong, the images both get wrong with the same answer: no disagreement."
+    )
     p_value: float = Field(
         description="McNemar's exact test (binomial, two-sided) on a_right_b_wrong and b_right_a_wrong: "
         "how likely so uneven a split is if the two models were equally accurate; 0.0 when it is too small "

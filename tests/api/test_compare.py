@@ -249,6 +249,9 @@ def test_disagreements_are_the_two_models_predictions_compared(world, mnist):
         "/compare/disagreements", params={"a": a, "b": b, "only": "a_right", "offset": 2, "limit": 3}
     )
     assert only_a.json()["count"] == a_only
+    # both wrong with one answer: no disagreement, and so under every filter
+    alike = int(np.sum(~right_a & ~right_b & (pa == pb)))
+    assert body["both_wrong_alike"] == only_a.json()["both_wrong_alike"] == alike
     assert [d["index"] for d in only_a.json()["data"]] == np.flatnonzero(right_a & ~right_b)[2:5].tolist()
     swapped = client.get("/compare/disagreements", params={"a": b, "b": a}).json()
     assert (swapped["a_right_b_wrong"], swapped["p_value"]) == (b_only, body["p_value"])

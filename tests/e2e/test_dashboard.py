@@ -1117,7 +1117,8 @@ def test_two_models_disagreements_page_marks_each_image_by_which_model_was_right
         "both-right": d["both_right"],
         "both-wrong": d["both_wrong"],
     }
-    alike = d["both_wrong"] - (d["count"] - d["a_right_b_wrong"] - d["b_right_a_wrong"])
+    alike = d["both_wrong"] - (d["count"] - d["a_right_b_wrong"] - d["b_right_a_wrong"])  # count: unfiltered
+    assert d["both_wrong_alike"] == alike
     assert f"{alike:,} alike, the rest with two different answers" in page.inner_text("#dis-outcomes + p")
     # each image marked by who was right, in the API's order
     thumbs = page.locator("#dis-images .thumb")
@@ -1138,6 +1139,8 @@ def test_two_models_disagreements_page_marks_each_image_by_which_model_was_right
     rendered(page)
     kinds = page.locator("#dis-images .thumb").evaluate_all("ts => ts.map(t => t.classList[1])")
     assert set(kinds) <= {"b-right"} and len(kinds) == min(d["b_right_a_wrong"], 100)
+    # the counts are the split's whatever the filter (the alike count was worked from the filtered one)
+    assert f"{alike:,} alike, the rest" in page.inner_text("#dis-outcomes + p")
     page.wait_for_function("() => [...document.querySelectorAll('#dis-images img')].every(i => i.complete)")
     broken = page.locator("#dis-images img").evaluate_all(
         "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)"

@@ -136,6 +136,8 @@ def read_disagreements(
         b_right_a_wrong=r.b_right_a_wrong,
         both_right=r.both_right,
         both_wrong=r.both_wrong,
+        # the disagreements that are neither's alone are both wrong, differently: the rest of both_wrong alike
+        both_wrong_alike=r.both_wrong - (len(r.disagreeing) - r.a_right_b_wrong - r.b_right_a_wrong),
         p_value=r.p_value,
         beyond_chance=r.p_value < ALPHA,
         per_class=[

@@ -103,6 +103,6 @@ async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, 
   $("#next", root).disabled = offset + PAGE >= page.count;
   fill($("#images", root), page.data.map((o) => thumb({
     src: api.imageUrl(chosen.dataset, file, o.index), alt: `${file} image ${o.index}`,
-    caption: `#${o.index} ${classes[o.label]} → ${classes[o.predicted]}`, wrong: o.predicted !== o.label,
+    caption: `#${o.index} ${classes[o.label]} → ${classes[o.predicted]}${USES[o.use] ?? ""}`, wrong: o.predicted !== o.label,
   })));
 }

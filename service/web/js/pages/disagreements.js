@@ -15,7 +15,7 @@ const verdict = (d) => (d.a === d.label ? "a-right" : d.b === d.label ? "b-right
 export async function disagreementsPage(ctx, root) {
   const a = ctx.params.get("a") || "", b = ctx.params.get("b") || "";
   const split = ctx.params.get("split") || "test", only = ctx.params.get("only") || "";
-  const offset = digits(ctx.params.get("offset")) ?? 0;
+  const rawOffset = ctx.params.get("offset") || "", offset = digits(rawOffset) ?? 0; // the API judges the raw one
   const change = (changes) => go(withParams(changes));
   const option = (value, text, selected) => h("option", { value, selected }, text);
   fill(root, h("h1", null, "Two models, image by image"), h("div", { id: "dis-problem" }));
@@ -23,7 +23,7 @@ export async function disagreementsPage(ctx, root) {
   try {
     // the API checks a, b, split, only and offset: what it refuses is shown as its problem
     [d, ma, mb] = await Promise.all([
-      api.disagreements(a, b, split, { only: only || null, offset: offset || null, limit: PAGE }),
+      api.disagreements(a, b, split, { only: only || null, offset: rawOffset, limit: PAGE }),
       api.model(a), api.model(b)]);
   } catch (err) {
     if (ctx.live) fill($("#dis-problem", root), problemView(err, reload));
@@ -81,7 +81,7 @@ function outcomeTable(d) {
         h("tr", null, h("th", null, "A right"), cell(d.both_right, "both-right"), cell(d.a_right_b_wrong, "a-right")),
         h("tr", null, h("th", null, "A wrong"), cell(d.b_right_a_wrong, "b-right"), cell(d.both_wrong, "both-wrong")))),
     h("p", { class: "muted" }, `Of ${counted(d.images, `${d.split} image`)}; both wrong counts the images they get wrong alike too: `,
-      `${(d.both_wrong - (d.count - d.a_right_b_wrong - d.b_right_a_wrong)).toLocaleString()} alike, the rest with two different answers.`),
+      `${d.both_wrong_alike.toLocaleString()} alike, the rest with two different answers.`),
   ];
 }
 
