@@ -7,8 +7,10 @@ import { fill, h, pct } from "./dom.js";
  * for want of the token (MLPLAB_API_TOKEN) comes with a form for it, which keeps it and calls `retry`. */
 export function problemView(err, retry) {
   const b = err?.body || { title: "Error", detail: String(err?.message ?? err) };
-  // the API's detail quotes up to five of them (or says the one it names): listed again only when it leaves some out
-  const params = (b.invalid_params || []).filter((p) => !String(b.detail ?? "").includes(p.reason));
+  // the API's detail quotes up to five of them ("name: reason"), or is the one's reason: listed again only
+  // those it leaves out
+  const said = String(b.detail ?? "");
+  const params = (b.invalid_params || []).filter((p) => !said.includes(`${p.name}: ${p.reason}`) && said !== p.reason);
   return h("div", { class: "problem", role: "alert" },
     h("strong", null, b.title ?? "Error"), b.status ? ` (${b.status})` : "", ": ", b.detail ?? "",
     params.length ? h("ul", null, params.map((p) => h("li", null, h("code", null, p.name), ": ", p.reason))) : null,
