@@ -102,8 +102,22 @@ def test_missing_backend_and_non_json_bodies(client):
             b'{"backend": "numpy", "l2": 0.0001E-400}',
             "the number 0.0001E-400 is too small for a double (about 5e-324 at least): it would read as 0",
         ),
+        # after a byte order mark, the byte counted in the body as sent (it said byte 34)
+        (
+            b"\xef\xbb\xbf" + '{"backend": "numpy", "name": "café"}'.encode("latin-1"),
+            "it is not UTF-8 (byte 37); a compressed body is not read",
+        ),
     ],
-    ids=["long-number", "deep", "latin-1", "key-twice", "many-keys", "underflow", "underflow-l2"],
+    ids=[
+        "long-number",
+        "deep",
+        "latin-1",
+        "key-twice",
+        "many-keys",
+        "underflow",
+        "underflow-l2",
+        "bom-latin-1",
+    ],
 )
 def test_a_body_json_cannot_read_is_400_saying_why(client, body, says):
     """FastAPI says only "There was an error parsing the body" for what json.loads raises on."""
