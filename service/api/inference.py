@@ -248,10 +248,15 @@ class Inference:
         return await self.figures.get(key, draw)
 
 
+def runs_inline(weights: Weights, images: int) -> bool:
+    """Whether a forward pass of so many images is cheap enough for the event loop (a few, a small network)."""
+    return images * weights.spec.n_parameters <= INLINE_MACS
+
+
 async def predict_proba(weights: Weights, images: NDArray[np.float32]) -> NDArray[np.float32]:
     """Class probabilities of a few images inline, of many (or of a large network) in the thread pool;
     409 when they are not finite (a model stored before training checked its outputs)."""
-    if len(images) * weights.spec.n_parameters <= INLINE_MACS:
+    if runs_inline(weights, len(images)):
         probs = weights.predict_proba(images)
     else:
         probs = await run_in_threadpool(weights.predict_proba, images)

@@ -308,10 +308,16 @@ MIN_TRIALS_FOR_IMPORTANCE = 2
 FEW_TRIALS_FOR_IMPORTANCE = 10  # below it, importance is worded as the guess it is
 
 
+def enough_for_importance(succeeded: int, varied: int) -> bool:
+    """Whether so many succeeded trials can credit so many varied fields: more trials than fields (with no
+    more points than fields any split of the credit fits: two over three credited one 97 %)."""
+    return succeeded >= MIN_TRIALS_FOR_IMPORTANCE and succeeded > varied
+
+
 def importance_warning(succeeded: int, scores: dict[str, float], varied: Sequence[str] = ()) -> str | None:
     """What scores from `succeeded` trials are worth, when they are few, or why the `varied` fields got
     none (too few trials, or all scored alike); None otherwise."""
-    if varied and not scores and succeeded <= len(varied):  # as many fields as points: no way to tell
+    if varied and not scores and not enough_for_importance(succeeded, len(varied)):
         return (
             f"from {counted(succeeded, 'succeeded trial')}, {counted(len(varied), 'field')} varied "
             f"({', '.join(varied)}): importance needs more succeeded trials than varied fields to tell them "
@@ -348,8 +354,7 @@ def analysis(config: StudyCreate, trials: Sequence[TrialRecord]) -> tuple[list[s
         point = stored_point(config.base)
         fields = [f for f in config.space if len({point({f: t.params[f]}) for t in succeeded}) > 1]
         scores: dict[str, float] = {}
-        # more trials than fields: two trials over three fields credited one 97 % as surely as any split
-        enough = len(succeeded) >= MIN_TRIALS_FOR_IMPORTANCE and len(succeeded) > len(fields)
+        enough = enough_for_importance(len(succeeded), len(fields))
         if enough and len({t.value for t in succeeded}) > 1 and fields:
             study = build_study(config, succeeded)
             evaluator = PedAnovaImportanceEvaluator()

@@ -214,7 +214,7 @@ def test_a_small_body_whose_work_is_costly_takes_its_clients_share_of_the_decodi
 
     from PIL import Image
 
-    from service.api.routes import predictions
+    from service.api import inference
     from service.imaging import DECODES_PER_CLIENT
 
     turns = app.state.decodes
@@ -240,9 +240,9 @@ def test_a_small_body_whose_work_is_costly_takes_its_clients_share_of_the_decodi
             )
             cheap = await post(busy, few, JSON)
             assert cheap.status_code == 200 and cheap.json()["count"] == 3
-            monkeypatch.setattr(predictions, "INLINE_MACS", 1)  # three images through a "large" network
+            monkeypatch.setattr(inference, "INLINE_MACS", 1)  # three images through a "large" network
             assert (await post(busy, few, JSON)).status_code == 429
-            monkeypatch.setattr(predictions, "INLINE_MACS", 10_000_000)
+            monkeypatch.setattr(inference, "INLINE_MACS", 10_000_000)
             # another client's image waits for a turn (both are held here), not refused
             other = asyncio.create_task(
                 client.post("/models/1/predict", content=png.getvalue(), headers=image)

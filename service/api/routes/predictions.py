@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import InferenceDep, ModelRefDep, MonitoringDep, WriterDep, reader_router
 from service.api.guard import allow_body
-from service.api.inference import INLINE_MACS, predict_proba, require_validation
+from service.api.inference import predict_proba, require_validation, runs_inline
 from service.api.paging import PageLimit, PageOffset
 from service.api.params import DIGITS, FileSplit
 from service.api.presenters import dataset_image, json_response
@@ -135,10 +135,11 @@ def _cut_short(content_type: str, body: bytes) -> str:
     return ""
 
 
-async def _images_from_upload(request: Request, body: bytes, settings: Settings) -> np.ndarray:
-    content_type = request.headers.get("content-type", "")
-    # a media type is case-insensitive (RFC 9110 8.3.1): Multipart/Form-Data was decoded as one image
-    multipart = content_type.split(";")[0].strip().lower() == "multipart/form-data"
+async def _images_from_upload(request: Request, body: bytes, settings: Settings, media: str) -> np.ndarray:
+    """The image of an upload, whose media type (lower case: Multipart/Form-Data was decoded as one image)
+    is `media`."""
+    content_type = request.headers.get("content-type", "")  # whole: its boundary
+    multipart = media == "multipart/form-data"
     if multipart:
         form = await request.form()
         parts = form.getlist("file")
@@ -282,12 +283,11 @@ async def predict(
                 f"multipart/form-data with a 'file' part, or an image as {' / '.join(_IMAGE_TYPES)}.",
             )
         if upload:
-            images, single = await _images_from_upload(request, body, settings), True
+            images, single = await _images_from_upload(request, body, settings, content_type), True
         else:
             images, single = _images_from_json(body, settings)
         # a batch too large to predict inline waits for a decoding turn, as an image does
-        costly = len(images) * weights.spec.n_parameters > INLINE_MACS
-        async with request.app.state.decodes.turn() if costly else nullcontext():
+        async with nullcontext() if runs_inline(weights, len(images)) else request.app.state.decodes.turn():
             probs = await predict_proba(weights, images)
         profile = await inference.input_profile(weights.spec.dataset)
         answer = _answer(images, probs, profile, single, model_warning)

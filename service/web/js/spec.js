@@ -51,8 +51,8 @@ export function defaultOf(prop, values = {}) {
 /** Whether a spec's field goes unread by its optimizer: momentum is read by the momentum optimizer alone. */
 export const unused = (name, values) => name === "momentum" && values.optimizer !== "momentum";
 
-/** The fields the chosen optimizer does not read, disabled (and sent as their defaults, which the API
- * requires of them): a momentum typed beside sgd was refused only once the form was sent. */
+/** The fields the chosen optimizer does not read, disabled and not sent (the API takes its default, the
+ * one value it allows them): a momentum typed beside sgd was refused only once the form was sent. */
 function disableUnused(form, spec) {
   for (const [name, prop] of Object.entries(spec.properties)) {
     const input = form.elements[name], off = unused(name, { optimizer: form.elements.optimizer?.value });
