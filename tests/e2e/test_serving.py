@@ -145,11 +145,13 @@ def test_metrics_add_up_over_uvicorn_processes(tmp_path):
             long = client.post("/jobs", json=job_body(epochs=200, train_limit=30000)).json()["id"]
             service.wait_job(client, long, statuses=("running",))
             queued = client.post("/jobs", json=job_body()).json()["id"]
-        # each request on a connection of its own, so that both processes take some
+        # each request on a connection of its own, so that both processes take some; a process's first
+        # prediction loads the model and the dataset's profile beside a training job (httpx's 5 s timed out
+        # once in CI): what is measured here is the count, not the time
         for _ in range(40):
-            assert httpx.get(f"{service.url}/healthz").status_code == 200
+            assert httpx.get(f"{service.url}/healthz", timeout=30).status_code == 200
         for _ in range(5):
-            response = httpx.post(f"{service.url}/models/{job}/predict", json={"pixels": IMAGE})
+            response = httpx.post(f"{service.url}/models/{job}/predict", json={"pixels": IMAGE}, timeout=30)
             assert response.status_code == 200
         pids = wait_for(lambda: {p.name.split("_")[-1] for p in shared.glob("*.db")}, what="metric files")
         scrapes = [samples(service) for _ in range(6)]
