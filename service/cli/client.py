@@ -639,19 +639,28 @@ def _model_id(response: httpx.Response) -> str:
 MAX_IMAGE_BYTES = 64 * 2**20  # the most of an image file predict reads and sends: /dev/zero stops here
 
 
+def read_capped(read: Callable[[int], bytes], limit: int, name: str, most: str, setting: str) -> bytes:
+    """At most `limit` bytes from `read`, or a UsageError naming `name`, saying the limit is `most` and what
+    the API takes (`setting`, a Settings field): /dev/zero, or an endless input, filled the memory."""
+    raw = read(limit + 1)
+    if len(raw) > limit:
+        default = Settings.model_fields[setting].default
+        raise UsageError(
+            f"{name} is past {limit:,} bytes, {most} (the API takes MLPLAB_{setting.upper()}, {default:,} "
+            "unless set)"
+        )
+    return raw
+
+
 def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.model.strip():  # sent, it made the path /models//predict: a 404 that names no model
         raise UsageError("--model is blank: give the model's (job) id or an alias, e.g. champion")
     try:
         with Path(args.image).open("rb") as file:  # at most: /dev/zero, a FIFO without end
-            content = file.read(MAX_IMAGE_BYTES + 1)
+            most = "the most `mlplab predict` sends"
+            content = read_capped(file.read, MAX_IMAGE_BYTES, args.image, most, "max_upload_bytes")
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
-    if len(content) > MAX_IMAGE_BYTES:
-        raise UsageError(
-            f"{args.image} is past {MAX_IMAGE_BYTES:,} bytes, the most `mlplab predict` sends (the API "
-            f"takes MLPLAB_MAX_UPLOAD_BYTES, {Settings.model_fields['max_upload_bytes'].default:,} unless set)"
-        )
     # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
     kind = _image_type(content) or "application/octet-stream"
     with flags_named({"path.model": "--model"}):
@@ -1212,23 +1221,15 @@ def read_json(file: str, missing: str = "") -> Any:
     """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read
     (followed by `missing` when it does not exist) or holds no JSON."""
     name = "standard input" if file == "-" else file
+    most = "the most mlplab reads of a JSON file"
     try:  # at most: /dev/zero, or an endless standard input, took the client to 6 GB
         if file == "-":  # its bytes; a text stream (a test's, an embedding's) its characters
             stdin = getattr(sys.stdin, "buffer", None)
-            raw = (
-                stdin.read(MAX_JSON_FILE_BYTES + 1)
-                if stdin
-                else sys.stdin.read(MAX_JSON_FILE_BYTES + 1).encode()
-            )
+            read = stdin.read if stdin else lambda n: sys.stdin.read(n).encode()
+            raw = read_capped(read, MAX_JSON_FILE_BYTES, name, most, "max_body_bytes")
         else:
             with Path(file).open("rb") as opened:
-                raw = opened.read(MAX_JSON_FILE_BYTES + 1)
-        if len(raw) > MAX_JSON_FILE_BYTES:
-            limit = Settings.model_fields["max_body_bytes"].default
-            raise UsageError(
-                f"{name} is past {MAX_JSON_FILE_BYTES:,} bytes, the most mlplab reads of a JSON file (the API "
-                f"takes MLPLAB_MAX_BODY_BYTES, {limit:,} unless set)"
-            )
+                raw = read_capped(opened.read, MAX_JSON_FILE_BYTES, name, most, "max_body_bytes")
         text = raw.decode()
     except FileNotFoundError as exc:
         raise ApiError(0, f"cannot read {name}", f"{exc}{missing}") from None

@@ -547,7 +547,10 @@ def check_study(study: StudyCreate) -> list[Invalid]:
         )
     problems.extend(_objective_problems(study))
     # a grid's choices alone; any other space once its dimensions are sound (a range's bounds counted)
-    counts = sizes if grid_size(study) is not None else None if problems else _sizes(study)
+    if grid_size(study) is not None:
+        counts: list[int] | None = sizes
+    else:
+        counts = None if problems else _sizes(study)
     if counts is None:
         return list(dict.fromkeys(problems))
     size = math.prod(counts)

@@ -132,5 +132,7 @@ export const compare = (ids) => request(path("/compare", { ids }));
 export const disagreements = (a, b, split, query = { limit: 1 }) => request(path("/compare/disagreements", { a, b, split, ...query }));
 
 export const datasets = () => request("/datasets");
+/** A dataset's class names from GET /datasets' answer; its digits for one it does not list. */
+export const classesOf = (answer, name) => answer.data.find((d) => d.name === name)?.classes ?? [...Array(10).keys()].map(String);
 export const labels = (name, split, query) => request(path(`/datasets/${part(name)}/${part(split)}`, query));
 export const imageUrl = (name, split, index, scale = 2) => linked(path(`/datasets/${part(name)}/${part(split)}/${part(index)}.png`, { scale }));

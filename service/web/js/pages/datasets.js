@@ -41,7 +41,7 @@ export async function datasetsPage(ctx, root) {
       h("span", { class: "muted", id: "range" })),
     h("div", { id: "ds-problem" }), h("div", { class: "thumbs", id: "images" })));
   // The API checks name, split, offset and model: what it refuses is shown as its problem.
-  if (split === "validation" || wrong) return outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong });
+  if (split === "validation" || wrong) return outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong, datasets });
   let labels, preds, chosen;
   try {
     [labels, preds, chosen] = await Promise.all([
@@ -77,7 +77,7 @@ export async function datasetsPage(ctx, root) {
 
 /** A model's images of a split, as GET /models/{id}/predictions/{split} pages them: only those it gets
  * wrong, or its validation images (held out of the train file, which ranked it). */
-async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong }) {
+async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong, datasets }) {
   const problem = $("#ds-problem", root);
   if (!model) {
     fill(problem, h("p", { class: "muted" }, "The validation images are a model's: choose one under \u201cpredictions of\u201d (its validation_size held out of train)."));
@@ -95,8 +95,7 @@ async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, 
     return;
   }
   if (!ctx.live) return;
-  const classes = (await api.datasets()).data.find((d) => d.name === chosen.dataset)?.classes ?? [...Array(10).keys()].map(String);
-  if (!ctx.live) return;
+  const classes = api.classesOf(datasets, chosen.dataset);
   if (chosen.dataset !== name) fill(problem, h("div", { class: "problem", role: "alert" }, `Model ${chosen.id} was trained on ${chosen.dataset}: its images are shown.`));
   const what = `${wrong ? "mistakes" : "images"} of ${split}`;
   fill($("#range", root), page.count ? `${offset}–${offset + page.data.length - 1} of ${page.count.toLocaleString()} ${what}` : `no ${what}`);

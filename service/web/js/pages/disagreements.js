@@ -19,20 +19,18 @@ export async function disagreementsPage(ctx, root) {
   const change = (changes) => go(withParams(changes));
   const option = (value, text, selected) => h("option", { value, selected }, text);
   fill(root, h("h1", null, "Two models, image by image"), h("div", { id: "dis-problem" }));
-  let d, ma, mb;
+  let d, ma, mb, datasets;
   try {
     // the API checks a, b, split, only and offset: what it refuses is shown as its problem
-    [d, ma, mb] = await Promise.all([
+    [d, ma, mb, datasets] = await Promise.all([
       api.disagreements(a, b, split, { only: only || null, offset: rawOffset, limit: PAGE }),
-      api.model(a), api.model(b)]);
+      api.model(a), api.model(b), api.datasets()]);
   } catch (err) {
     if (ctx.live) fill($("#dis-problem", root), problemView(err, reload));
     return;
   }
   if (!ctx.live) return;
-  const datasets = await api.datasets();
-  if (!ctx.live) return;
-  const classes = datasets.data.find((x) => x.name === ma.dataset)?.classes ?? [...Array(10).keys()].map(String);
+  const classes = api.classesOf(datasets, ma.dataset);
   const splits = ["test", ...(ma.validation_size && mb.validation_size ? ["validation"] : []), "train"];
   const name = (m, letter) => h("a", { href: `#/models/${m.id}` }, `${letter}: model ${m.id}`);
   const chart = h("div", { class: "chart", id: "dis-per-class", role: "img", "aria-label": "each class's accuracy under A less under B" });

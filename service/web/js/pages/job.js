@@ -14,7 +14,7 @@ export async function jobPage(ctx, root) {
   const [job, spec, losses, epochs, datasets] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id), api.datasets()]);
   // a model: which epoch's weights it kept (early stopping's may be neither the last trained nor asked for)
   const model = job.status === "succeeded" ? await api.model(id).catch(() => null) : null;
-  const classes = datasets.data.find((d) => d.name === job.spec.dataset)?.classes.length ?? 10;
+  const classes = api.classesOf(datasets, job.spec.dataset).length;
   if (!ctx.live) return;
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });

@@ -25,8 +25,7 @@ export async function modelPage(ctx, root) {
   const id = model.id;
   const [job, spec, losses, epochs] = await Promise.all([api.job(id), trainSpecSchema(), api.lossCurve(id), api.epochs(id)]);
   if (!ctx.live) return;
-  const dataset = (await api.datasets()).data.find((d) => d.name === model.dataset);
-  const classes = dataset?.classes ?? [...Array(10).keys()].map(String);
+  const classes = api.classesOf(await api.datasets(), model.dataset);
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
   // validation, the images that ranked it, when it held some out; ?split= picks one
