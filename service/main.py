@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import __version__
 from service.api.asgi import HeadAsGet, NoRanges
 from service.api.database import Database
 from service.api.guard import RequestGuard
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # docs_url=None: /docs is served with local assets by the web router; no ReDoc (it needs a CDN)
     app = FastAPI(
         title="mlplab",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,

@@ -263,7 +263,7 @@ def test_submits_help_gives_each_fields_limits_and_an_early_stopping_example(cap
         main(["submit", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
     assert "--epochs EPOCHS Passes over the training images. (1 to 200) (default 15)" in text
-    assert "--batch-size BATCH_SIZE Images a step. (1 to 60,000) (default 64)" in text
+    assert "--batch-size BATCH_SIZE Images a step, at most: an epoch's images are split into" in text
     assert "(above 0, at most 10)" in text and "(at least 0, below 1)" in text  # learning rate, momentum
     assert """e.g. '{"patience": 3}'""" in text
     start = text.index("--learning-rate LEARNING_RATE Step")

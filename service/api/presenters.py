@@ -29,7 +29,7 @@ from service.api.schemas import (
 )
 from service.errors import ProblemError, Responses, found, invalid, not_found, not_trained
 from service.lru import LRU
-from service.ml.data import DATASETS, Dataset, dataset_status
+from service.ml.data import DATASETS, Dataset, dataset_status, epoch_steps, images_into_epoch
 from service.ml.metrics import near_chance
 from service.ml.provenance import Provenance, Reproduction
 from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
@@ -169,11 +169,11 @@ def training_images(spec: TrainSpec) -> int:
 
 
 def images_seen(spec: TrainSpec, step: int) -> int:
-    """The training images a job of `spec` has seen after `step` steps: an epoch's last batch may be
-    partial (500 images at batch 64: 8 steps, 500 images, not 512)."""
-    per_epoch_images = training_images(spec)
-    epochs, into = divmod(step, -(-per_epoch_images // spec.batch_size))
-    return epochs * per_epoch_images + min(into * spec.batch_size, per_epoch_images)
+    """The training images a job of `spec` has seen after `step` steps (500 images at batch 64: 8 steps of
+    62 or 63 images, 500 in all, not 512)."""
+    per_epoch = training_images(spec)
+    epochs, into = divmod(step, epoch_steps(per_epoch, spec.batch_size))
+    return epochs * per_epoch + images_into_epoch(per_epoch, spec.batch_size, into)
 
 
 def loss_points(spec: TrainSpec, points: Iterable[tuple[int, int, float]]) -> list[LossPoint]:

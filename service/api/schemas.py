@@ -288,7 +288,8 @@ class LossPoint(Answer):
     epoch: int
     step: int = Field(description="Global step (1-based).")
     samples: int = Field(
-        description="Training images seen (an epoch's last batch may be partial), to compare batch sizes."
+        description="Training images seen (an epoch's steps may hold one image fewer than batch_size), to "
+        "compare batch sizes."
     )
     loss: float
 

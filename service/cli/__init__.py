@@ -9,11 +9,11 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
+from service import __version__
 from service.api.paging import MAX_PAGE
 from service.cli import aliases, client, serve, studies
 from service.imaging import ACCEPTED_NAMES
@@ -208,16 +208,9 @@ def _sweep_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     command("aliases", aliases.cmd_aliases, "list the aliases and the models they name")
 
 
-def _version() -> str:
-    try:
-        return version("mlplab")
-    except PackageNotFoundError:  # run from a checkout that was never installed: every command still works
-        return "(not installed)"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplab", description="Train, compare and serve MNIST MLPs.")
-    parser.add_argument("--version", action="version", version=f"mlplab {_version()}")
+    parser.add_argument("--version", action="version", version=f"mlplab {__version__}")
     _remote_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_commands(sub)

@@ -213,11 +213,26 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Indices]:
-    """Index batches of one epoch's shuffle: a function of (seed, epoch) alone, so a resumed job repeats them."""
+    """Index batches of one epoch's shuffle: a function of (seed, epoch) alone, so a resumed job repeats them.
+
+    ceil(n / batch_size) batches whose sizes differ by at most one image, not full batches and a remainder:
+    a last step on a few images takes as long a stride on a far noisier gradient, and the epoch's
+    accuracies are measured right after it."""
     if n < 0 or batch_size < 1:
         raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return np.array_split(order, epoch_steps(n, batch_size)) if n else []
+
+
+def epoch_steps(n: int, batch_size: int) -> int:
+    """Steps (batches) of an epoch of n images."""
+    return -(-n // batch_size)
+
+
+def images_into_epoch(n: int, batch_size: int, steps: int) -> int:
+    """Images the first `steps` of epoch_batches(n, batch_size) hold (np.array_split puts the larger first)."""
+    smaller, larger = divmod(n, epoch_steps(n, batch_size))
+    return steps * smaller + min(steps, larger)
 
 
 # --- finding the files ---------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Workspace:
 
     def __init__(self, params: Params, m: int, l2: bool = False, within: Workspace | None = None) -> None:
         """`within`: a workspace of a larger batch, whose buffers this one's are the first m rows of (an
-        epoch's last batch, nearly a whole one, held a second set: 1.8 GB instead of 1.2 at the limits)."""
+        epoch's batches one image smaller held a second set: 1.8 GB instead of 1.2 at the limits)."""
         if m < 1:  # the kernels read a batch's first row unchecked
             raise ValueError("a training step needs at least one example")
         if within is not None:
@@ -225,7 +225,7 @@ class NumpyMLP:
         self.velocity = self._zeros() if spec.optimizer == "momentum" else []
         self.m1 = self._zeros() if spec.optimizer == "adam" else []
         self.m2 = self._zeros() if spec.optimizer == "adam" else []
-        self._workspaces: dict[int, Workspace] = {}  # by batch size: an epoch's last batch is smaller
+        self._workspaces: dict[int, Workspace] = {}  # by batch size: an epoch's batches differ by one image
         from . import kernels  # numba loads where NumPy trains; inference (the API) needs none of it
 
         self._kernels = kernels

