@@ -615,6 +615,18 @@ def set_created(response: Response, alias: str, created: bool) -> None:
         response.headers["Location"] = f"/aliases/{alias}"
 
 
+def still_running(source: str, pending: str, cancel: str) -> ProblemError:
+    """The 409 for promoting `source` (a sweep, a study) while it has `pending` runs ("2 jobs still queued
+    or running"): its best is not known until they end, and the alias would stay where the final ranking
+    may not."""
+    return ProblemError(
+        409,
+        "Still running",
+        f"{source.capitalize()} has {pending}: its best is known once they end. Wait for it, or cancel it "
+        f"(POST {cancel}) to promote the best of those that ended.",
+    )
+
+
 def promote_best(
     session: Session, alias: str, source: str, *where: ColumnElement[bool], caveat: str | None = None
 ) -> tuple[AliasPublic, bool]:

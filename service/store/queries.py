@@ -161,7 +161,7 @@ def list_jobs(
         filters.append(Job.backend == backend)
     if sweep_id is not None:
         filters.append(Job.sweep_id == sweep_id)
-    count = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
+    count = count_jobs(session, *filters)
     order = _job_order(session, sort, now or utcnow())
     page = _page(select(Job.id).where(*filters).order_by(*order), limit, offset)
     ids = page.subquery()
@@ -200,10 +200,7 @@ def count_queued(session: Session, client: str | None = None) -> int:
     """How many jobs are waiting (the API refuses submissions past MLPLAB_MAX_QUEUED); of `client`'s alone
     when given (past MLPLAB_MAX_QUEUED_PER_CLIENT)."""
     mine = () if client is None else (Job.client == client,)
-    return (
-        session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued, *mine))
-        or 0
-    )
+    return count_jobs(session, Job.status == JobStatus.queued, *mine)
 
 
 def get_losses(session: Session, job_id: int, after_step: int = 0, limit: int | None = None) -> list[Loss]:
@@ -368,6 +365,11 @@ def list_models(
         offset,
     )
     return list(session.scalars(query))
+
+
+def count_jobs(session: Session, *where: ColumnElement[bool]) -> int:
+    """How many jobs match `where`."""
+    return int(session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
 
 
 def count_models(session: Session, *where: ColumnElement[bool]) -> tuple[int, int]:

@@ -275,15 +275,13 @@ def test_a_sweeps_best_model_is_promoted(client, ids):
 
 def test_a_sweep_without_a_trained_model_has_nothing_to_promote(client):
     sweep = client.post("/sweeps", json={"base": job_body(), "grid": {"seed": [7]}}).json()
-    try:
-        assert_problem(
-            client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"}),
-            409,
-            f"Sweep {sweep['id']} has no trained model yet.",
-        )
-        assert client.get("/aliases").json()["count"] == 0
-    finally:
-        client.post(f"/jobs/{sweep['jobs'][0]['id']}/cancel")
+    client.post(f"/sweeps/{sweep['id']}/cancel")
+    assert_problem(
+        client.post(f"/sweeps/{sweep['id']}/promote", json={"alias": "champion"}),
+        409,
+        f"Sweep {sweep['id']} has no trained model yet.",
+    )
+    assert client.get("/aliases").json()["count"] == 0
 
 
 def test_the_models_list_shows_each_models_aliases(client, ids):

@@ -258,10 +258,12 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
     with TestClient(create_app(settings)) as client:
         study_id = client.post("/studies", json=STUDY | {"trials": 4}).json()["id"]
         promote = f"/studies/{study_id}/promote"
+        # its 4 trials, 2 of them queued, may each beat what ended before: none is promoted meanwhile
         assert_problem(
             client.post(promote, json={"alias": "champion"}),
             409,
-            f"Study {study_id} has no trained model yet.",
+            f"Study {study_id} has 4 trials not yet ended: its best is known once they end. Wait "
+            f"for it, or cancel it (POST /studies/{study_id}/cancel) to promote the best of those that ended.",
         )
         assert client.get("/aliases").json()["count"] == 0
 

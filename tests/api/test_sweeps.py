@@ -453,6 +453,32 @@ def test_promote_picks_the_best_configurations_best_model_not_a_lucky_seed(tmp_p
         )
 
 
+def test_a_sweep_is_promoted_once_its_jobs_have_ended_not_while_one_may_yet_beat_its_best(tmp_path):
+    """Promoted with one job of two trained, the alias stayed on a model the finished sweep ranked behind."""
+    body = {"base": job_body(), "grid": {"learning_rate": [0.3, 0.01]}}
+    with sweep_ended_as(tmp_path, body, lambda lr, seed: 0.9) as (client, sweep):
+        more = client.post("/sweeps", json=body | {"grid": {"learning_rate": [0.2, 0.02]}}).json()["id"]
+        from service.store.db import make_engine, make_sessionmaker, session_scope
+        from service.store.jobs import claim_job, finish_job
+        from tests.store.test_jobs import result
+
+        engine = make_engine(client.app.state.settings.database_url)
+        with session_scope(make_sessionmaker(engine)) as s:
+            finish_job(s, claim_job(s, "w").id, "w", result(0.9, 0.5))  # one trained, one queued
+        engine.dispose()
+        promote = f"/sweeps/{more}/promote"
+        assert_problem(
+            client.post(promote, json={"alias": "champion"}),
+            409,
+            f"Sweep {more} has 1 job still queued or running: its best is known once they end. Wait for "
+            f"it, or cancel it (POST /sweeps/{more}/cancel) to promote the best of those that ended.",
+        )
+        assert client.get("/aliases").json()["count"] == 0
+        assert client.post(f"/sweeps/{more}/cancel").status_code == 200
+        assert client.post(promote, json={"alias": "champion"}).status_code == 201
+        assert client.post(f"/sweeps/{sweep}/promote", json={"alias": "ended"}).status_code == 201
+
+
 @pytest.mark.parametrize(
     ("runner_up", "caveat"),
     [

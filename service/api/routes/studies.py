@@ -31,6 +31,7 @@ from service.api.presenters import (
     promote_best,
     require_study,
     set_created,
+    still_running,
     study_public,
 )
 from service.api.routes.plots import FIGURE_DOC
@@ -56,6 +57,7 @@ from service.errors import (
 )
 from service.ml.spec import TrainSpec, parameters_of
 from service.plots import DRAWING
+from service.quoting import counted
 from service.search import (
     StudyCreate,
     TrialRecord,
@@ -69,8 +71,8 @@ from service.search.figures import FIGURES, figure_data, figure_png
 from service.settings import Settings
 from service.store.db import begin_write
 from service.store.jobs import foresee_extend, lock_study
-from service.store.models import Job, JobStatus, Study, StudyStatus
-from service.store.queries import count_models, list_studies, study_config, study_trials
+from service.store.models import FINISHED, Job, JobStatus, Study, StudyStatus
+from service.store.queries import count_jobs, count_models, list_studies, study_config, study_trials
 from service.store.studies import StudyConflict, cancel_study, create_study, extend_study
 from service.turns import CLIENT, Turns, share_full
 
@@ -320,7 +322,7 @@ def extend(
     responses=JSON_BODY_DOC
     | PRECONDITION_DOC
     | ALIAS_CREATED_DOC
-    | {409: problem_doc("No trial of the study has succeeded yet")},
+    | {409: problem_doc("The study is running, or none of its trials has succeeded")},
 )
 def promote(
     study_id: Whole,
@@ -330,9 +332,14 @@ def promote(
     response: Response,
     conditions: ConditionsDep,
 ) -> AliasPublic:
-    """Point an alias at the study's best trial's model (by validation accuracy), creating it if need be."""
+    """Point an alias at the study's best trial's model (by validation accuracy), creating it if need be;
+    once the study has finished or been cancelled."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     study = require_study(session, study_id)
+    if study.status == StudyStatus.running:  # its trials not yet asked for may beat every one so far
+        ended = count_jobs(session, Job.study_id == study.id, Job.status.in_(FINISHED))
+        pending = f"{counted(max(study.trials - ended, 1), 'trial')} not yet ended"
+        raise still_running(f"study {study.id}", pending, f"/studies/{study.id}/cancel")
     check_preconditions(session, body.alias, conditions)
     trained, _ = count_models(session, Job.study_id == study.id)
     # the history keeps it, as a sweep's promote keeps its test: each trial is one run of its configuration

@@ -29,6 +29,7 @@ from service.api.presenters import (
     json_response,
     promote_best,
     set_created,
+    still_running,
 )
 from service.api.schemas import (
     SWEEP_ID_PATTERN,
@@ -43,6 +44,7 @@ from service.api.schemas import (
 )
 from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import TrainSpec
+from service.quoting import counted
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
 from service.store.jobs import JobConflict, JobNotFound, cancel_sweep
@@ -233,7 +235,7 @@ def cancel(sweep_id: SweepPath, session: SessionDep) -> SweepPublic:
     responses=JSON_BODY_DOC
     | PRECONDITION_DOC
     | ALIAS_CREATED_DOC
-    | {409: problem_doc("No job of the sweep has succeeded yet")},
+    | {409: problem_doc("The sweep has jobs queued or running, or none has succeeded")},
 )
 def promote(
     sweep_id: SweepPath,
@@ -244,13 +246,17 @@ def promote(
     conditions: ConditionsDep,
 ) -> AliasPublic:
     """Point an alias at the best model of the sweep's best configuration (GET /sweeps/{id}'s first; with
-    one seed each, the sweep's best model), creating the alias if need be."""
+    one seed each, the sweep's best model), creating the alias if need be; once its jobs have ended."""
     begin_write(session)  # the write lock first: the reads below and the move are one transaction
     jobs = list_sweep_jobs(session, [sweep_id]).get(sweep_id)
     if not jobs:
         raise not_found("sweep", sweep_id)
+    sweep = sweep_public(sweep_id, jobs, {})
+    if unfinished := sweep.status[JobStatus.queued] + sweep.status[JobStatus.running]:
+        pending = f"{counted(unfinished, 'job')} still queued or running"
+        raise still_running(f"sweep {sweep_id}", pending, f"/sweeps/{sweep_id}/cancel")
     # Not the single best run: a lucky seed of a configuration that failed on others is not its best.
-    top, *rest = sweep_public(sweep_id, jobs, {}).configurations
+    top, *rest = sweep.configurations
     where: ColumnElement[bool] = Job.sweep_id == sweep_id
     source = f"sweep {sweep_id}"
     if top.n and len(top.jobs) > 1:
