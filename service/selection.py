@@ -259,7 +259,7 @@ class Configuration:
     seeds: list[int]
     validation: Summary | None  # of its succeeded runs
     test: Summary | None
-    seconds: float | None  # mean training time
+    seconds: float | None  # median training time: one run slowed by the host's other work does not move it
     failed: int  # its runs that failed: a configuration with any ranks after those without
     tied_with_best: bool | None  # None when there is nothing to test (fewer than 2 runs on a side)
     p_value: float | None  # the test's against the best; None for the best itself
@@ -286,7 +286,8 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
         groups.setdefault(json.dumps(run.hyperparameters, sort_keys=True), []).append(run)
     members = list(groups.values())
     samples = [_samples(group) for group in members]
-    order = sorted(range(len(members)), key=lambda i: _config_key(samples[i], members[i]))
+    most = max((len(test) for _, test, _ in samples), default=0)
+    order = sorted(range(len(members)), key=lambda i: _config_key(samples[i], members[i], most))
     configurations = []
     for rank, i in enumerate(order):
         validation, test, seconds = samples[i]
@@ -301,7 +302,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
                 seeds=[run.seed for run in members[i]],
                 validation=summarize(list(validation.values())),
                 test=summarize(list(test.values())),
-                seconds=float(np.mean(seconds)) if seconds else None,
+                seconds=float(np.median(seconds)) if seconds else None,
                 failed=sum(run.failed for run in members[i]),
                 tied_with_best=verdict.tied,
                 p_value=verdict.p_value,
@@ -329,15 +330,17 @@ def _samples(group: list[Run]) -> Samples:
     )
 
 
-def _config_key(samples: Samples, group: list[Run]) -> tuple[bool, bool, tuple[float, int]]:
+def _config_key(samples: Samples, group: list[Run], most: int) -> tuple[bool, bool, bool, tuple[float, int]]:
     """Those with a result first; among them those without a failed run (its survivors alone would
-    flatter it); then rank_key of the means, equals as their newest runs (so one run a configuration
-    ranks as its job)."""
+    flatter it); then, where any has several results (`most`), those with several: one run of a
+    cancelled sweep is no match for the mean of eight; then rank_key of the means, equals as their newest
+    runs (so one run a configuration ranks as its job)."""
     validation, test, _ = samples
     newest = max((run.job_id for run in group if run.succeeded), default=0)
     return (
         not test,
         any(run.failed for run in group),
+        len(test) < min(most, 2),
         rank_key(
             _mean(list(validation.values())) if validation else None,
             _mean(list(test.values())) if test else None,

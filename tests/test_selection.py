@@ -39,9 +39,21 @@ def test_cancelled_runs_are_not_failures():
     """A cancel is the user's doing, not the configuration's: it neither counts against it nor in its mean."""
     configurations, _ = group_runs(_runs(1, 0.3, ["cancelled", 0.95]) + _runs(3, 0.01, [0.94, 0.94]))
     assert [(c.hyperparameters["learning_rate"], c.n, c.failed) for c in configurations] == [
+        (0.01, 2, 0),  # one run against two: see below
         (0.3, 1, 0),
-        (0.01, 2, 0),
     ]
+    two, _ = group_runs(_runs(1, 0.3, ["cancelled", 0.95, 0.95]) + _runs(4, 0.01, [0.94, 0.94, 0.94]))
+    assert [(c.hyperparameters["learning_rate"], c.n) for c in two] == [(0.3, 2), (0.01, 3)]
+
+
+def test_one_run_of_a_cancelled_sweep_does_not_outrank_the_mean_of_eight():
+    """Cancelled after one seed of lr 0.03, it ranked best on that seed's 0.0986 over eight seeds of lr 0.02
+    at 0.0978, and promote picked it."""
+    lucky = _runs(1, 0.03, [0.0986] + ["cancelled"] * 7)
+    eight = _runs(9, 0.02, [0.0978, 0.095, 0.1, 0.097, 0.099, 0.096, 0.0975, 0.098])
+    (first, second), _ = group_runs(lucky + eight)
+    assert (first.hyperparameters["learning_rate"], first.n) == (0.02, 8)
+    assert (second.hyperparameters["learning_rate"], second.n, second.failed) == (0.03, 1, 0)
 
 
 def test_runs_without_spread_are_not_called_different_with_certainty():
@@ -195,3 +207,21 @@ def test_runs_that_all_agree_are_said_to_agree_not_given_an_interval_of_no_width
     alike = {"mean": 0.1124, "std": 0.0, "ci_low": 0.1124, "ci_high": 0.1124, "clipped": False}
     assert _mean_ci(alike) == "11.24% (every run alike)"
     assert _mean_ci(alike | {"std": 0.01, "ci_low": 0.1, "ci_high": 0.12}) == "11.24% (10.00-12.00)"
+
+
+def test_a_configurations_training_time_is_its_runs_median_not_moved_by_one_slowed_run():
+    """0.3 s, 0.3 s and one run slowed to 16 s by the host's other work: a mean of 5.5 s read as 'slower'."""
+    runs = [
+        Run(
+            job_id=i,
+            hyperparameters={"init": "glorot"},
+            seed=i,
+            succeeded=True,
+            validation_accuracy=0.9,
+            test_accuracy=0.9,
+            seconds=s,
+        )
+        for i, s in enumerate([0.3, 16.0, 0.31])
+    ]
+    (configuration,), _ = group_runs(runs)
+    assert configuration.seconds == 0.31

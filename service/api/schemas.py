@@ -217,12 +217,18 @@ class GapPublic(Answer):
 
 class ConfigurationPublic(Answer):
     hyperparameters: dict[str, Any] = Field(description="The grid's fields (but the seed) and their values.")
-    jobs: list[int] = Field(description="Its jobs' ids, one per seed.")
-    seeds: list[int]
-    n: int = Field(description="Its succeeded jobs, which the statistics are of.")
+    jobs: list[int] = Field(description="Its jobs' ids, one per seed, whatever their status.")
+    seeds: list[int] = Field(description="Its jobs' seeds, in the order of `jobs`.")
+    n: int = Field(
+        description="Its succeeded jobs, which the statistics are of. Where another configuration has "
+        "several, one with a single run ranks after those with several (a cancelled sweep's, say)."
+    )
     validation_accuracy: SummaryPublic | None = Field(description=VALIDATION_ACCURACY)
     test_accuracy: SummaryPublic | None = Field(description=TEST_ACCURACY)
-    seconds: float | None = Field(description="Mean training time.")
+    seconds: float | None = Field(
+        description="Median training time of its succeeded jobs: one slowed by the host's other work (a "
+        "16 s run among 0.3 s ones) does not move it as it moves a mean."
+    )
     failed: int = Field(
         description="Its jobs that failed (diverged, say). Among configurations with a succeeded job, one "
         "with any failed ranks after those without: the mean of its survivors alone would flatter it."

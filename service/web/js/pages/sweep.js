@@ -232,7 +232,7 @@ function configurationsTable(sweep, spec) {
   const tied = levelWithBest(sweep).length > 1;
   const notes = [versusNote(sweep) ? "tied-note" : null, cutNote(sweep) ? "cut-note" : null].filter(Boolean);
   return h("table", { id: "configurations", "aria-describedby": notes.join(" ") || null },
-    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("mean training time", "right"), th("vs best"), th("gap, points (95 % CI)"), th("model"))),
+    h("thead", null, h("tr", null, th("#"), th("configuration"), th("n", "right"), th("validation (95 % CI over seeds)"), th("test (95 % CI over seeds)"), th("median training time", "right"), th("vs best"), th("gap, points (95 % CI)"), th("model"))),
     h("tbody", null, sweep.configurations.map((c, i) => {
       const run = bestRun(sweep, c);
       // first with a trained model: with none, or level with another, no configuration is best
