@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from service.ml.data import unavailable_reason
-from service.quoting import cut, did_you_mean, echo
+from service.quoting import cut, did_you_mean, echo, url_quoted
 from service.store.db import BUSY_TIMEOUT_MS, is_busy, is_full, transient
 from service.turns import QueueFull
 
@@ -138,7 +138,7 @@ def problem_response(
         title=title,
         status=status,
         detail=detail,
-        instance=cut(request.url.path),
+        instance=url_quoted(request.url.path),
         invalid_params=invalid_params[:MAX_INVALID_PARAMS] if invalid_params else None,
     )
     return ProblemJSONResponse(
@@ -289,7 +289,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"No route matches {request.method} {cut(request.url.path)}."
+        detail = f"No route matches {request.method} {url_quoted(request.url.path)}."
     if exc.status_code == 405:
         allowed = _allowed_methods(request)
         headers = {**(headers or {}), "Allow": allowed}
@@ -435,7 +435,7 @@ def not_json(reason: str) -> ProblemError:
 
 async def _client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
     # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
-    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    log.debug("client disconnected during %s %s", request.method, url_quoted(request.url.path))
     return Response(status_code=499)
 
 
@@ -448,7 +448,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     if not database_unavailable(exc):
         raise exc
     if isinstance(exc, DBAPIError) and is_busy(exc):  # healthy, but another writer held it past the timeout
-        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        log.warning("database busy on %s %s: %s", request.method, url_quoted(request.url.path), exc)
         return problem_response(
             request,
             503,
@@ -457,7 +457,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
             headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
         )
     if isinstance(exc, DBAPIError) and is_full(exc):  # reads work; writes wait for space
-        log.error("database full on %s %s: %s", request.method, request.url.path, exc)
+        log.error("database full on %s %s: %s", request.method, url_quoted(request.url.path), exc)
         return problem_response(
             request,
             503,
@@ -466,7 +466,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
             "work); retry.",
             headers={"Retry-After": str(FULL_RETRY_SECONDS)},
         )
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.error("database unavailable on %s %s: %s", request.method, url_quoted(request.url.path), exc)
     # a write that failed says so: reads may go on (an unwritable file), which /readyz's `writes` tells
     failed = (
         "could not read or write this request's data"
@@ -491,7 +491,7 @@ async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for the operator; the client sees no internals.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", request.method, url_quoted(request.url.path))
     return problem_response(
         request, 500, "Internal server error", "The server failed to answer this request; it has been logged."
     )

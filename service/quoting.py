@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
+from urllib.parse import quote
 
 ECHO_CHARS = 200  # the most of any one input a problem quotes back
 
@@ -50,8 +51,17 @@ def _written(value: object) -> str:
 
 
 def cut(text: str) -> str:
-    """`text`, past ECHO_CHARS cut with "..." (a name that holds a client's key)."""
+    """`text` (a name that holds a client's key), past ECHO_CHARS cut with "...", and a character no terminal
+    should act on (control, bidi: not str.isprintable) escaped as Python writes it: \\x1b, \\u202e."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
     return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
+
+
+def url_quoted(text: str) -> str:
+    """A request's path as a URL writes it, percent-encoded as uvicorn's access log writes it:
+    no control or bidi character reaches a terminal that prints a problem or a log line."""
+    return cut(quote(text, safe="!$&'()*+,;=:@/-._~"))
 
 
 def listed_again(shown: str, times: int) -> str:

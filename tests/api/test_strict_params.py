@@ -184,3 +184,19 @@ def test_an_empty_entry_in_a_list_of_ids_is_refused(client, path, ids):
             "reason": f"an empty entry between commas (got {ids!r}); give e.g. ids=3,7,champion",
         }
     ]
+
+
+def test_no_problem_sends_a_clients_control_or_bidi_characters_as_they_are(client):
+    """'No route matches GET /nosuch\\x1b[2J.' and an instance of /aliases/...\\u202e reached a terminal that
+    printed the problem raw: the escape sequence ran, the text read right to left."""
+    lost = client.get("/nosuch%1B%5B2J%E2%80%AE").json()
+    assert lost["detail"] == "No route matches GET /nosuch%1B%5B2J%E2%80%AE."
+    assert lost["instance"] == "/nosuch%1B%5B2J%E2%80%AE"
+    named = client.get("/aliases/x%1B%5B31m%E2%80%AE").json()
+    assert named["instance"] == "/aliases/x%1B%5B31m%E2%80%AE"
+    unknown = client.get("/jobs", params={"\x1b[2J\u202e": "1"}).json()
+    assert unknown["invalid_params"][0]["name"] == "query.\\x1b[2J\\u202e"
+    keyed = client.post("/jobs", json={"backend": "numpy", "\x1b[2J": 1}).json()
+    assert [p["name"] for p in keyed["invalid_params"]] == ["body.\\x1b[2J"]
+    for problem in (lost, named, unknown, keyed):
+        assert all(c.isprintable() for c in str(problem)), problem
