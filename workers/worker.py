@@ -44,6 +44,7 @@ from service.ml.weights import load_weights
 from service.search import should_prune
 from service.settings import Settings, SettingsError, get_settings
 from service.store.db import (
+    DatabaseFolderMissing,
     MigrationLockHeld,
     UnknownRevision,
     database_error,
@@ -725,7 +726,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     if failure:
         if isinstance(failure[0], Exception) and transient(failure[0]):  # unreachable, refused: a line
             parser.exit(1, f"{parser.prog}: {database_error(settings.database_url, failure[0])}\n")
-        if isinstance(failure[0], UnknownRevision | MigrationLockHeld):  # migrated by a newer mlplab; locked
+        if isinstance(failure[0], UnknownRevision | MigrationLockHeld | DatabaseFolderMissing):
             parser.exit(1, f"{parser.prog}: {failure[0]}\n")
         raise failure[0]
     return 0

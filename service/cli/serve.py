@@ -200,9 +200,20 @@ def ready_database(settings: Settings, prog: str) -> None:
     """Migrate the database, or exit with one line saying why it cannot be (not a lifespan traceback)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.store.db import MigrationLockHeld, UnknownRevision, database_error, make_engine, migrate
+    from service.store.db import (
+        DatabaseFolderMissing,
+        MigrationLockHeld,
+        UnknownRevision,
+        database_error,
+        make_engine,
+        migrate,
+    )
 
-    engine = make_engine(settings.database_url)
+    try:
+        engine = make_engine(settings.database_url)
+    except DatabaseFolderMissing as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     try:
         migrate(engine)
     except SQLAlchemyError as exc:

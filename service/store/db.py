@@ -54,6 +54,10 @@ _PG_QUEUE_LOCK = 0x71756575  # "queu": pg_advisory_xact_lock key serialising adm
 PG_LOCK_NOT_AVAILABLE = "55P03"
 
 
+class DatabaseFolderMissing(OSError):
+    """An SQLite path whose folder's parent does not exist."""
+
+
 def server_connect_args(url: URL) -> dict[str, Any]:
     """PostgreSQL's connection arguments for `url`: a server that does not answer fails one in seconds,
     not the minutes of the OS's timeout; a statement waits for a lock as long as SQLite's busy timeout,
@@ -94,8 +98,16 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
 
     database = sa_url.database or ""
     in_memory = is_in_memory(sa_url)
+    path = Path(database).expanduser()
     if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:  # its folder (./var on a first run), not the folders above: a mistyped path is no new database
+            path.parent.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            raise DatabaseFolderMissing(
+                f"{path.parent.parent} does not exist: MLPLAB_DATABASE_URL's folder {path.parent} is made for "
+                "its file, not the folders above it (a mistyped path would be a new, empty database)"
+            ) from None
+    opened: list[tuple[int, int]] = []  # (device, inode) of the file this engine's first connection opened
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
     if in_memory:
         # One shared connection, or each would see its own empty database. So one session at a time:
@@ -120,6 +132,8 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
+        if not in_memory and not opened:
+            opened.append(_identity(path) or (0, 0))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -128,6 +142,14 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
         # On the driver's connection: through SQLAlchemy's execution machinery it costs more than a read.
         statement = f"BEGIN {mode}"
+        if opened and _identity(path) != opened[0]:
+            # Open connections would go on in the unlinked file, which no later process sees: every
+            # write acknowledged there is lost. Refused until the process restarts on what the path holds.
+            gone = sqlite3.OperationalError(
+                f"the database file {path} was deleted or replaced since this process opened it: "
+                "restart the process to open what the path holds now"
+            )
+            raise DBAPIError.instance(statement, None, gone, sqlite3.Error)
         try:
             conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
         except sqlite3.Error as exc:  # "database is locked" past the busy timeout: as SQLAlchemy raises it
@@ -142,6 +164,15 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             context.is_disconnect = True  # the pool replaces it, as a dropped server connection
 
     return engine
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _opened_read_only(exc: BaseException) -> bool:
@@ -411,9 +442,15 @@ def _upgrade(engine: Engine) -> None:
                         )
             if now != was:  # committed: said once it is so
                 shown = shown_url(engine.url.render_as_string(hide_password=False))
-                log.info(
-                    "database %s migrated from %s to %s", shown, ", ".join(was) or "empty", ", ".join(now)
-                )
+                if was:
+                    log.info("database %s migrated from %s to %s", shown, ", ".join(was), ", ".join(now))
+                else:  # a first start, or a mistyped or deleted path: the operator tells which
+                    log.warning(
+                        "database %s migrated from empty to %s: a new database; if you meant one with your "
+                        "jobs, check MLPLAB_DATABASE_URL",
+                        shown,
+                        ", ".join(now),
+                    )
     except DBAPIError as exc:  # SQLite's busy timeout (short here), PostgreSQL's lock_timeout on a table
         if not is_busy(exc):
             raise

@@ -32,6 +32,29 @@ def _overwrite(db: Path, what: str) -> None:
         f.write(b"\xa5" * length)
 
 
+@pytest.mark.parametrize("replaced", [False, True], ids=["deleted", "replaced"])
+def test_a_database_file_deleted_or_replaced_under_the_service_is_refused_not_written_unseen(
+    settings, replaced
+):
+    """rm mlplab.db* under a running API: it went on answering 202 into the unlinked file, /readyz 'ready',
+    while a worker started after made a new, empty file; the restarted API had 0 jobs."""
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    with TestClient(create_app(settings)) as client:
+        client.post("/jobs", json={"backend": "numpy"})
+        for file in db.parent.glob(db.name + "*"):
+            file.unlink()
+        if replaced:
+            sqlite3.connect(db).close()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"].startswith("unreachable"), ready.text
+        for method, path in [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/1")]:
+            body = {"backend": "numpy"} if method == "POST" else None
+            assert_problem(client.request(method, path, json=body), 503, "MLPLAB_DATABASE_URL")
+    assert not replaced or sqlite3.connect(db).execute("SELECT count(*) FROM sqlite_master").fetchone() == (
+        0,
+    )
+
+
 @pytest.mark.parametrize("what", ["jobs", "header"])
 def test_a_damaged_database_is_not_ready_and_its_data_routes_answer_503(settings, what):
     db = Path(settings.database_url.removeprefix("sqlite:///"))

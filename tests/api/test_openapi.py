@@ -45,7 +45,7 @@ def test_every_summary_is_a_whole_sentence(client):
             assert op["summary"].count("(") == op["summary"].count(")"), (method, path, op["summary"])
     promote = client.get("/openapi.json").json()["paths"]["/sweeps/{sweep_id}/promote"]["post"]["summary"]
     assert promote.startswith("Point an alias at the best model of the sweep's best configuration (GET")
-    assert promote.endswith("creating the alias if need be"), promote
+    assert promote.endswith("creating the alias if need be; once its jobs have ended"), promote
 
 
 def test_every_problem_is_documented_as_problem_json_with_its_schema(client):

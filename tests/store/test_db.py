@@ -56,7 +56,10 @@ def test_a_migration_says_in_one_line_what_it_changed_and_nothing_when_it_change
         assert db.migrate(db_url) is True  # at head already
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     (head,) = db.head_revisions()
-    assert len(said) == 1 and said[0].endswith(f"migrated from empty to {head}"), said
+    assert len(said) == 1 and said[0].endswith(
+        f"migrated from empty to {head}: a new database; if you meant one with your jobs, check "
+        "MLPLAB_DATABASE_URL"
+    ), said
 
 
 @contextmanager
@@ -131,3 +134,19 @@ def test_a_migration_gives_up_on_a_lock_held_past_its_wait(db_url, monkeypatch):
     monkeypatch.setattr(db, "MIGRATE_WAIT_SECONDS", 1)
     with migration_lock_held(db_url), pytest.raises(db.MigrationLockHeld, match="stayed locked by another"):
         db.migrate(db_url)
+
+
+def test_a_mistyped_sqlite_path_is_refused_not_made_a_new_database(tmp_path, caplog):
+    """sqlite:////nonexistent/dir/x.db made both folders and an empty database, and a worker idled on it."""
+    with pytest.raises(db.DatabaseFolderMissing, match=f"{tmp_path / 'no'} does not exist"):
+        make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}")
+    assert not (tmp_path / "no").exists()
+    caplog.set_level(logging.INFO, logger="mlplab.store")
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'x.db'}")  # its own folder is made: ./var at first
+    db.migrate(engine)
+    db.migrate(engine)
+    engine.dispose()
+    new = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(new) == 1 and new[0].startswith(
+        f"database sqlite:///{tmp_path / 'var' / 'x.db'} migrated from empty"
+    )
