@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
+from service.cli.serve import configure_logging
 from service.ml import kernels
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
@@ -682,7 +683,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Train queued mlplab jobs.")
     parser.add_argument("--once", action="store_true", help="process the queued jobs, then exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         settings = get_settings()
     except SettingsError as exc:

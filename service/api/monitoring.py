@@ -10,6 +10,7 @@ every replica and workers need no port of their own.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.asgi import HttpMiddleware
 from service.errors import HTTP_METHODS
 from service.ml.spec import Backend
+from service.quoting import url_quoted
 from service.store.models import JobStatus, utcnow
 from service.store.queries import (
     EpochTimes,
@@ -42,6 +44,10 @@ from service.store.queries import (
 )
 
 # Seconds. A request is timed to its response's headers: an event stream's life is not its latency.
+log = logging.getLogger("mlplab.api")
+QUIET_METHODS = frozenset(
+    {"GET", "HEAD", "OPTIONS"}
+)  # answered well, not logged: the polls would drown the rest
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
@@ -102,6 +108,16 @@ class Monitoring:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
+        if status >= 400 or scope["method"] not in QUIET_METHODS:  # every change and every refusal
+            client = scope.get("client")
+            log.info(
+                "%s %s %d %.1f ms (%s)",
+                method,
+                url_quoted(scope["path"]),  # not the query, which may carry a read ticket
+                status,
+                seconds * 1000,
+                client[0] if client else "-",
+            )
 
     def predicted(self, model_id: int, alias: str | None, images: int) -> None:
         if alias and alias not in self.aliases:

@@ -37,6 +37,11 @@ PROMETHEUS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db"
 STEADY_SECONDS = 60.0  # a worker that ran this long before it exited is restarted after the first wait
 
 
+def configure_logging() -> None:
+    """mlplab's lines at INFO on stderr, as the worker writes them."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -136,6 +141,7 @@ def process_app() -> FastAPI:
     kill -9 of `mlplab api` left them serving, and the next start found its port taken."""
     from service.main import create_app
 
+    configure_logging()  # a spawned process: its parent's logging is not its own
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None and (die := _die_with_parent(parent.pid)) is not None:
         die()
@@ -258,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         from service.health import check
 
         return check(args.worker)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if args.command == "api":
         serve_api(args.host, args.port, args.workers)
         return 0

@@ -242,3 +242,23 @@ def test_a_job_given_back_to_the_queue_neither_unwinds_the_epoch_counter_nor_its
     assert value(after, "mlplab_epoch_seconds_bucket", backend="numpy", le="0.25") == 1
     # waiting since it went back 10 s ago, not since it was submitted 20 minutes ago
     assert 10 <= value(after, "mlplab_queue_oldest_age_seconds") < 60
+
+
+def test_every_change_and_every_refusal_is_one_log_line_and_a_poll_is_none(client, caplog):
+    """The API logged no request at all: an operator could not tell when a job was submitted or cancelled,
+    nor see the 4xx a client kept getting."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mlplab.api"):
+        job = client.post("/jobs", json=job_body()).json()["id"]
+        client.get("/jobs")
+        client.get(f"/jobs/{job}", params={"ticket": "not-logged"})
+        client.post(f"/jobs/{job}/cancel")
+        client.get("/jobs/999%1B")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlplab.api"]
+    assert [line.rsplit(" ", 3)[0] for line in lines] == [
+        "POST /jobs 202",
+        f"POST /jobs/{job}/cancel 200",
+        "GET /jobs/999%1B 422",
+    ], lines
+    assert all(line.endswith(" ms (testclient)") for line in lines) and "not-logged" not in str(lines)
