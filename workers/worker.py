@@ -29,7 +29,15 @@ from service.cli.serve import configure_logging
 from service.ml import kernels
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions
-from service.ml.provenance import Provenance, Trained, collect, compare
+from service.ml.provenance import (
+    MOST_THREAD_CHANGES,
+    Provenance,
+    Trained,
+    collect,
+    compare,
+    resumed,
+    stored_provenance,
+)
 from service.ml.train import (
     Callbacks,
     Checkpoint,
@@ -210,6 +218,8 @@ def run_job(
         )
         with threadpool_limits(threads):  # before collect(), so that the provenance records the job's threads
             share.provenance = collect(spec, data, options)
+            if resume is not None and (earlier := stored_provenance(job.provenance)) is not None:
+                share.provenance = resumed(earlier, share.provenance, first)
             recorder.write(record_provenance, share.provenance.model_dump(mode="json"))
             result = train(
                 spec, data, callbacks, resume=resume, max_losses=settings.max_loss_points, **options
@@ -403,21 +413,17 @@ def reproduction(sessions: sessionmaker[Session], job: Job, result: TrainResult)
             load_weights(original.weights),
             original.train_accuracy,
             original.test_accuracy,
-            _provenance(original.job.provenance),
+            stored_provenance(original.job.provenance),
             original.validation_accuracy,
         )
     after = Trained(
         load_weights(result.weights),
         result.train_accuracy,
         result.test_accuracy,
-        _provenance(this.provenance),
+        stored_provenance(this.provenance),
         result.validation_accuracy,
     )
     return compare(job.reproduces, before, after).model_dump(mode="json")
-
-
-def _provenance(stored: dict[str, Any] | None) -> Provenance | None:
-    return None if stored is None else Provenance.model_validate(stored)
 
 
 class Pruning:
@@ -512,9 +518,6 @@ class Checkpoints:
 
     def written(self) -> None:
         self.written_at = time.monotonic()
-
-
-MOST_THREAD_CHANGES = 100  # noted in a job's provenance; the first ones tell that its threads changed
 
 
 class ThreadShare:

@@ -31,7 +31,7 @@ from service.errors import ProblemError, Responses, found, invalid, not_found, n
 from service.lru import LRU
 from service.ml.data import DATASETS, Dataset, dataset_status, epoch_steps, images_into_epoch
 from service.ml.metrics import near_chance
-from service.ml.provenance import Provenance, Reproduction
+from service.ml.provenance import Reproduction, stored_provenance
 from service.ml.spec import DEFAULT_LEARNING_RATE, NUM_CLASSES, SplitName, TrainSpec
 from service.quoting import counted, echo
 from service.search import sampler_note
@@ -131,7 +131,7 @@ def job_public(job: Job | Row[Any]) -> JobPublic:
         train_accuracy=job.train_accuracy,
         validation_accuracy=job.validation_accuracy,
         test_accuracy=job.test_accuracy,
-        provenance=None if job.provenance is None else Provenance.model_validate(job.provenance),
+        provenance=stored_provenance(job.provenance),
         reproduces=job.reproduces,
         reproduction=None if job.reproduction is None else Reproduction.model_validate(job.reproduction),
         loss_every=job.loss_every,

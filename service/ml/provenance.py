@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from service import __version__
 
@@ -32,6 +32,7 @@ from .network import BackendOptions
 from .spec import TrainSpec
 from .weights import Weights
 
+MOST_THREAD_CHANGES = 100  # noted in a job's provenance; the first ones tell that its threads changed
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when mlplab runs from a checkout
 
 
@@ -65,6 +66,27 @@ class Provenance(BaseModel):
     host: str
     dataset: str
     dataset_sha256: str = Field(description="SHA-256 of the decoded dataset (data.dataset_sha256).")
+
+
+def stored_provenance(stored: dict[str, Any] | None) -> Provenance | None:
+    """A job row's provenance, or None where it has none or one of a form this version cannot read."""
+    try:
+        return None if stored is None else Provenance.model_validate(stored)
+    except ValidationError:
+        return None
+
+
+def resumed(earlier: Provenance, now: Provenance, epoch: int) -> Provenance:
+    """A resumed attempt's provenance (`now`, from `epoch` on), keeping the threads the earlier attempts
+    trained on: rebuilt afresh, a job resumed on 2 threads after epochs on 1 said 2 throughout, and its
+    reproduction's weights differed with no environment change to say why."""
+    changes = list(earlier.threads_changed)
+    before = changes[-1][1] if changes else earlier.threads
+    if now.threads != before:
+        changes.append((epoch, now.threads))
+    return now.model_copy(
+        update={"threads": earlier.threads, "threads_changed": changes[:MOST_THREAD_CHANGES]}
+    )
 
 
 # The fields that make two machines the same for bit-identical NumPy weights.

@@ -91,3 +91,19 @@ def test_the_blas_recorded_is_numpys_after_scipy_loaded_its_own():
     assert recorded["user_api"] == "blas"
     libs = Path(numpy.__file__).parent.parent / "numpy.libs"
     assert Path(recorded["filepath"]).parent == libs or not libs.exists(), recorded["filepath"]
+
+
+def test_a_resumed_job_keeps_the_threads_its_earlier_attempts_trained_on():
+    """Killed on 1 thread, resumed after epoch 1 on 2: its provenance said 2 threads and no change, so its
+    reproduction's weights differed (by 0.347) with no environment change named."""
+    from service.ml.provenance import resumed, stored_provenance
+
+    made = _trained()[3]
+    one, two = made.model_copy(update={"threads": 1}), made.model_copy(update={"threads": 2})
+    now = resumed(stored_provenance(one.model_dump(mode="json")), two, 2)
+    assert (now.threads, now.threads_changed) == (1, [(2, 2)])
+    again = resumed(now, two, 3)  # resumed once more, on the threads it ended on: nothing new
+    assert (again.threads, again.threads_changed) == (1, [(2, 2)])
+    fresh = compare(1, Trained(*_trained()[:3], two), Trained(*_trained()[:3], now))
+    assert fresh.environment_changes == {"threads": [2, 1], "threads_changed": [[], [(2, 2)]]}
+    assert stored_provenance({"mlplab": "0.0.1"}) is None  # a form this version cannot read: none
