@@ -250,6 +250,7 @@ class Run:
     test_accuracy: float | None = None
     seconds: float | None = None  # training time
     failed: bool = False  # it ended failed (diverged, say): counts against its configuration
+    diverged: bool = False  # failed as training diverged
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ class Configuration:
     test: Summary | None
     seconds: float | None  # median training time: one run slowed by the host's other work does not move it
     failed: int  # its runs that failed: a configuration with any ranks after those without
+    diverged: int  # of those, the runs whose training diverged
     tied_with_best: bool | None  # None when there is nothing to test (fewer than 2 runs on a side)
     p_value: float | None  # the test's against the best; None for the best itself
     tested_by: Tested | None = None  # PAIRED or WELCH: which test gave p_value
@@ -304,6 +306,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Configuration], str]:
                 test=summarize(list(test.values())),
                 seconds=float(np.median(seconds)) if seconds else None,
                 failed=sum(run.failed for run in members[i]),
+                diverged=sum(run.diverged for run in members[i]),
                 tied_with_best=verdict.tied,
                 p_value=verdict.p_value,
                 tested_by=verdict.tested_by,

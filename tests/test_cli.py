@@ -291,3 +291,11 @@ def test_an_event_streams_lines_are_split_as_its_server_sent_them(pieces):
     assert list(parse_sse(split_lines(pieces, 100))) == [Event("end", 1, None)]
     with pytest.raises(OverflowError):
         list(split_lines(["data: ", "x" * 60, "x" * 60], 100))
+
+
+def test_a_configuration_without_a_result_says_whether_its_runs_diverged():
+    from service.cli.client import failed_text
+
+    assert failed_text({"failed": 3, "diverged": 3}) == "3 diverged"
+    assert failed_text({"failed": 3, "diverged": 2}) == "3 failed (2 diverged)"
+    assert failed_text({"failed": 1, "diverged": 0}) == "1 failed"

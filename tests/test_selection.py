@@ -3,6 +3,8 @@ failed may claim, and what a test without spread may claim."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,10 @@ def test_a_configurations_training_time_is_its_runs_median_not_moved_by_one_slow
     ]
     (configuration,), _ = group_runs(runs)
     assert configuration.seconds == 0.31
+
+
+def test_a_configuration_counts_which_of_its_failed_runs_diverged():
+    runs = _runs(1, 0.3, ["failed", "failed", 0.9])
+    runs[0] = dataclasses.replace(runs[0], diverged=True)
+    (configuration,), _ = group_runs(runs)
+    assert (configuration.failed, configuration.diverged) == (2, 1)

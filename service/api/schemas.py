@@ -233,6 +233,9 @@ class ConfigurationPublic(Answer):
         description="Its jobs that failed (diverged, say). Among configurations with a succeeded job, one "
         "with any failed ranks after those without: the mean of its survivors alone would flatter it."
     )
+    diverged: int = Field(
+        description="Of its failed jobs, those whose training diverged (a smaller learning_rate may train)."
+    )
     versus_best: Versus | None = Field(
         description="Where a t-test against the best configuration (on the accuracy that ranks them) puts it: "
         f"best (the first with a result); can't tell (p >= {ALPHA:g}: the seeds do not tell them apart, "

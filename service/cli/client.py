@@ -811,7 +811,7 @@ def cmd_compare(client: ApiClient, args: argparse.Namespace) -> int:
     chance_notes(models)
     if not result["differing"]:
         print("(no setting that shapes a model differs)", file=sys.stderr)
-    print(_verdict(client, models), file=sys.stderr)
+    print(_verdict(client, models))  # the answer, beside the table: `> out.txt` lost it from stderr
     return 0
 
 
@@ -857,6 +857,15 @@ def _varying(sweep: Json, job: Json) -> str:
 def _within(value: float) -> float:
     """An accuracy's interval end within [0, 1]: with two or three seeds Student's t reaches past both."""
     return min(1.0, max(0.0, value))
+
+
+def failed_text(c: Json) -> str:
+    """'3 diverged', '3 failed (2 diverged)', '3 failed': a configuration's failed runs, and why where known
+    (the sweep page's failedText)."""
+    failed, diverged = c["failed"], c.get("diverged", 0)
+    if diverged == failed:
+        return f"{failed} diverged"
+    return f"{failed} failed" + (f" ({diverged} diverged)" if diverged else "")
 
 
 def _mean_ci(summary: Json | None) -> str:
@@ -945,7 +954,7 @@ def _configurations_table(sweep: Json) -> str:
             # none succeeded: it read "0  -  -", as if it had not run
             _mean_ci(c["validation_accuracy"])
             if c["n"] or not c.get("failed")
-            else f"none: {c['failed']} failed",
+            else f"none: {failed_text(c)}",
             bar,
             _mean_ci(c["test_accuracy"]),
             "-" if c["seconds"] is None else seconds_figure(c["seconds"]),

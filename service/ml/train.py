@@ -22,6 +22,7 @@ from .spec import EarlyStopping, TrainSpec
 from .weights import dump_weights
 
 log = logging.getLogger("mlplab.train")
+DIVERGED = "training diverged"  # how a diverged job's error begins: a sweep counts its failures by it
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class Plan:
             else ""
         )
         return TrainingError(
-            f"training diverged: {what} at epoch {epoch}, step {step} "
+            f"{DIVERGED}: {what} at epoch {epoch}, step {step} "
             f"(learning rate {self.learning_rate(step):g}); "
             f"try a smaller learning_rate than {self.spec.learning_rate:g}{init}"
         )

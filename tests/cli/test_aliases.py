@@ -96,12 +96,12 @@ def test_compare_says_which_ranks_first_by_how_much_and_what_the_test_images_say
     assert (
         f"#{strong} ranks first on validation accuracy, {gap:.2f} points ahead of #{weak}; on the test images "
         f"#{strong} alone is right on {d['a_right_b_wrong']:,}, #{weak} alone on {d['b_right_a_wrong']:,}: "
-        "McNemar p " in err
-    ), err
+        "McNemar p " in out  # with the table: `mlplab compare ... > out.txt` kept the figures alone
+    ), out
     assert (
         d["beyond_chance"]
-        and f"#{strong} does better on them. McNemar weighs these two trained models, not the settings" in err
-    ), err
+        and f"#{strong} does better on them. McNemar weighs these two trained models, not the settings" in out
+    ), out
     assert any(line.startswith("its training loss") for line in out.splitlines())
 
 
@@ -158,7 +158,7 @@ def test_compare_says_level_models_are_level_and_keeps_its_table_when_the_test_f
     status, out, err = mlplab(capsys, "--url", "http://api.test", "compare", "7", "8")
     assert status == 0 and out.startswith(" "), (out, err)
     assert (
-        "#8 and #7 are level on validation accuracy; no test on the test images: Dataset unavailable" in err
+        "#8 and #7 are level on validation accuracy; no test on the test images: Dataset unavailable" in out
     )
 
 

@@ -1166,11 +1166,13 @@ def test_a_configuration_whose_runs_all_failed_stays_on_every_view_of_its_sweep(
     rendered(page, f"/#/sweeps/{sweep['id']}")
     notes = page.locator("[data-failed-note]")
     assert notes.count() == 2  # under the init chart and the parallel coordinates
-    assert notes.first.inner_text() == "Not drawn, no run succeeded: init=random (2 failed)."
+    # and why, where the error says: "none: 2 failed" told a student nothing of the learning rate
+    assert [(c["failed"], c["diverged"]) for c in served["configurations"]] == [(0, 0), (2, 2)]
+    assert notes.first.inner_text() == "Not drawn, no run succeeded: init=random (2 diverged)."
     assert page.locator("#best-so-far").count() == 0
     rendered(page, f"/#/?sweep={sweep['id']}")
     row = page.locator("table.sweep-configurations tbody tr[data-failed='2']")
-    assert row.locator("td").nth(2).inner_text() == "none: 2 failed"
+    assert row.locator("td").nth(2).inner_text() == "none: 2 diverged"
     # the same sweep with a job still running, as the API would send it: its best is so far
     running = served | {"status": served["status"] | {"succeeded": 1, "running": 1}}
     running["jobs"] = [

@@ -44,6 +44,7 @@ from service.api.schemas import (
 )
 from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, ProblemError, not_found, problem_doc
 from service.ml.spec import TrainSpec
+from service.ml.train import DIVERGED
 from service.quoting import counted
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
 from service.store.db import begin_write
@@ -80,6 +81,7 @@ def sweep_public(
             seed=p.spec.seed,
             succeeded=p.status == JobStatus.succeeded,
             failed=p.status == JobStatus.failed,
+            diverged=p.status == JobStatus.failed and (p.error or "").startswith(DIVERGED),
             validation_accuracy=p.validation_accuracy,
             test_accuracy=p.test_accuracy,
             seconds=seconds.get(p.id),
@@ -133,6 +135,7 @@ def configuration_public(c: Configuration) -> ConfigurationPublic:
         test_accuracy=_summary(c.test),
         seconds=c.seconds,
         failed=c.failed,
+        diverged=c.diverged,
         versus_best=c.versus_best,
         tied_with_best=c.tied_with_best,
         p_value=c.p_value,

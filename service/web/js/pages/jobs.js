@@ -6,7 +6,7 @@ import { $, duration, fill, h, pct, pText, seconds, timeCell } from "../dom.js";
 import { go, reload, withParams } from "../router.js";
 import { PRESETS, applyPreset, fieldText, jobStatuses, readSpec, shortLabel, showServerErrors, specForm, trainSpecSchema, variedInGroups } from "../spec.js";
 import { chanceMark, etaSeconds, problemView, progressBar, statusBadge } from "../widgets.js";
-import { ci as interval, cutNote, gapText, versusBest, versusNote, within } from "./sweep.js";
+import { ci as interval, cutNote, failedText, gapText, versusBest, versusNote, within } from "./sweep.js";
 
 const PAGE = 50;
 const LIVE_STREAMS = 3; // browsers hold about six connections per host: a few live streams at most
@@ -157,7 +157,7 @@ function sweepCard(s, spec) {
 }
 
 // A configuration without a succeeded run: why, while it has one to say
-const noRun = (c) => (c.failed ? h("span", { class: "bad" }, `none: ${c.failed} failed`) : "–");
+const noRun = (c) => (c.failed ? h("span", { class: "bad" }, `none: ${failedText(c)}`) : "–");
 
 /** A sweep's configurations (its jobs grouped over seeds), best first as the API ranks them: mean and 95 %
  * interval of the ranking accuracy drawn as an error bar on one scale, test beside it, ties with the best. */

@@ -86,10 +86,13 @@ function cancelView(sweep) {
 /** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
 const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
 const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
+/** "3 diverged", "3 failed (2 diverged)", "3 failed": a configuration's failed runs, and why where it is known. */
+export const failedText = (c) => (c.diverged === c.failed ? `${c.failed} diverged` : `${c.failed} failed${c.diverged ? ` (${c.diverged} diverged)` : ""}`);
+
 /** Under a chart of succeeded runs: the configurations it cannot draw, every run of theirs failed. */
 const failedNote = (sweep, spec) => {
   const lost = sweep.configurations.filter((c) => !c.n && c.failed);
-  return lost.length ? h("p", { class: "muted", dataset: { failedNote: "" } }, `Not drawn, no run succeeded: ${lost.map((c) => `${config(c, spec)} (${c.failed} failed)`).join("; ")}.`) : null;
+  return lost.length ? h("p", { class: "muted", dataset: { failedNote: "" } }, `Not drawn, no run succeeded: ${lost.map((c) => `${config(c, spec)} (${failedText(c)})`).join("; ")}.`) : null;
 };
 // An accuracy's interval shown within [0, 1]: with two or three seeds Student's t reaches past both.
 export const within = (v) => Math.min(1, Math.max(0, v));
