@@ -290,9 +290,9 @@ class SweepsPublic(Answer):
 
 
 class LossPoint(Answer):
-    """The loss recorded at a step, every log_every steps and at each epoch's last: the mean cross-entropy
-    over the images trained since the step recorded before (jobs trained before 2026-12-03: the step's
-    batch alone); GET /epochs has each epoch's mean."""
+    """The loss recorded at a step (the first, every log_every steps, and each epoch's last): the mean
+    cross-entropy over the images trained since the step recorded before (jobs trained before 2026-12-03:
+    the step's batch alone); GET /epochs has each epoch's mean."""
 
     epoch: int
     step: int = Field(description="Global step (1-based).")

@@ -180,10 +180,10 @@ class Kept:
 
 def loss_interval(spec: TrainSpec, total_steps: int, max_losses: int | None) -> int:
     """spec.log_every, or the smallest interval at which a job of `total_steps` steps reports at most
-    `max_losses` losses: one every interval's steps, plus each epoch's last step."""
+    `max_losses` losses: one every interval's steps, plus the first step and each epoch's last."""
     if max_losses is None:
         return spec.log_every
-    return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs, 1)))
+    return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs - 1, 1)))
 
 
 def eval_sets(spec: TrainSpec, data: Dataset) -> EvalSets:
@@ -204,7 +204,8 @@ def train(
     **backend: Unpack[BackendOptions],
 ) -> TrainResult:
     """Train spec's network on data, reporting through callbacks; backend options go to make_network.
-    Losses are reported every Plan.log_every steps (at most `max_losses`) and at each epoch's last step.
+    Losses are reported at the first step, every Plan.log_every steps (at most `max_losses`) and at each
+    epoch's last step.
 
     With resume, training continues after the checkpoint's epoch: the batches of an epoch depend only
     on (seed, epoch), so a resumed NumPy run ends bit-identical to an uninterrupted one.
@@ -350,9 +351,9 @@ def run_epoch(net: Network, plan: Plan, epoch: int, calls: Callbacks) -> float:
             raise plan.diverged(epoch, step, f"the loss is {loss}")
         loss_sum += loss * len(idx)
         since_sum, since_images = since_sum + loss * len(idx), since_images + len(idx)
-        # every log_every steps, and at each epoch's last step so a short job still has a curve: the mean
-        # since the last report, not one batch's loss
-        if step % every == 0 or i == len(batches) - 1:
+        # the first step (where the curve starts: near ln 10 untrained), every log_every steps, and each
+        # epoch's last step so a short job still has a curve: the mean since the last report
+        if step == 1 or step % every == 0 or i == len(batches) - 1:
             calls.progress(StepProgress(epoch, step, plan.total_steps, since_sum / since_images, every))
             since_sum, since_images = 0.0, 0
         if calls.stop():

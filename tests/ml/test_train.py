@@ -164,9 +164,12 @@ def test_progress_is_reported_every_log_every_steps_and_each_epoch(tiny_dataset)
     result = train(spec, tiny_dataset, Callbacks(events.append))
     steps = [e for e in events if isinstance(e, StepProgress)]
     epochs = [e for e in events if isinstance(e, EpochEnd)]
-    assert [s.step for s in steps] == [2, 4, 6, 8, 10, 12]  # 6 steps an epoch, 12 in all
+    # 6 steps an epoch, 12 in all; the first too, where the curve starts (the teacher's began at step 79)
+    assert [s.step for s in steps] == [1, 2, 4, 6, 8, 10, 12]
+    assert steps[0].loss == pytest.approx(np.log(10), abs=0.3)  # untrained: near chance's ln 10
     odd = train(spec.model_copy(update={"log_every": 4}), tiny_dataset, Callbacks(events.append))
     assert [e.step for e in events[-(len(events) - len(steps) - 2) :] if isinstance(e, StepProgress)] == [
+        1,
         4,
         6,
         8,
@@ -189,13 +192,13 @@ def test_an_epochs_seconds_leave_out_the_time_its_progress_writes_waited(tiny_da
     quick = train(spec, tiny_dataset).epochs
     waits = []
 
-    def blocked(event):  # 3 reports an epoch, each held up 0.2 s
+    def blocked(event):  # 3 reports an epoch (and the first step's), each held up 0.2 s
         if isinstance(event, StepProgress):
             time.sleep(0.2)
             waits.append(0.2)
 
     slow = train(spec, tiny_dataset, Callbacks(blocked)).epochs
-    assert len(waits) == 6
+    assert len(waits) == 7
     assert all(e.seconds < 0.2 for e in slow), ([e.seconds for e in quick], [e.seconds for e in slow])
 
 
@@ -220,8 +223,11 @@ def test_a_reported_loss_is_the_mean_over_the_images_since_the_one_before(tiny_d
     every_step = _run(no_holdout(**spec, log_every=1), tiny_dataset)[1]
     _, reported = _run(no_holdout(**spec, log_every=2), tiny_dataset)
     sizes = [97, 96, 96, 96]
-    assert reported == pytest.approx(
-        [np.dot(every_step[:2], sizes[:2]) / 193, np.dot(every_step[2:], sizes[2:]) / 192], rel=1e-6
+    assert (
+        reported
+        == pytest.approx(  # the first step's alone, where the curve starts
+            [every_step[0], every_step[1], np.dot(every_step[2:], sizes[2:]) / 192], rel=1e-6
+        )
     )
     assert reported[-1] != pytest.approx(every_step[-1], rel=1e-3)
 
@@ -235,8 +241,8 @@ def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset)
     train(spec, tiny_dataset, Callbacks(events.append), max_losses=400)
     steps = [e for e in events if isinstance(e, StepProgress)]
     assert len(steps) <= 400
-    assert {s.every for s in steps} == {5}  # ceil(1800 / (400 - 3 epochs))
-    assert [s.step for s in steps] == list(range(5, 1801, 5))  # 600-step epochs end on the interval
+    assert {s.every for s in steps} == {5}  # ceil(1800 / (400 - 3 epochs - the first step))
+    assert [s.step for s in steps] == [1, *range(5, 1801, 5)]  # 600-step epochs end on the interval
     assert [s.step for s in steps if s.step % 600 == 0] == [600, 1200, 1800]
 
 
