@@ -1186,6 +1186,14 @@ def test_a_configuration_whose_runs_all_failed_stays_on_every_view_of_its_sweep(
     )
     # a failed job's model: the API's 409, and the way to the job, where its error is
     failed = next(j["id"] for j in served["jobs"] if j["status"] == "failed")
+    # its job's page: diverged in its first epoch, no accuracy to draw (an empty chart, epochs -1 to 6)
+    with service.client() as client:
+        assert client.get(f"/jobs/{failed}/epochs").json() == []
+    rendered(page, f"/#/jobs/{failed}")
+    assert (
+        page.inner_text("#no-epoch") == "No epoch ended before the job failed: there is no accuracy to draw."
+    )
+    assert page.locator("#accuracy-chart").count() == 0 and page.locator("#job-error").count() == 1
     rendered(page, f"/#/models/{failed}")
     assert "(409)" in page.inner_text("#view .problem")
     assert page.locator("#its-job").get_attribute("href") == f"#/jobs/{failed}"

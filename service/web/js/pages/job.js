@@ -19,6 +19,8 @@ export async function jobPage(ctx, root) {
   const lossChart = h("div", { class: "chart", id: "loss-chart", role: "img", "aria-label": "loss against training step" });
   const accChart = h("div", { class: "chart", id: "accuracy-chart", role: "img", "aria-label": "train and test accuracy by epoch" });
   const progress = h("div", { id: "job-progress" }, progressBar(job));
+  // ended before its first epoch (diverged at step 4, say): an empty chart on an axis of -1 to 6 said nothing
+  const noEpoch = !inFlight(job) && !epochs.length;
   fill(root,
     h("h1", null, `Job ${job.id} `, statusBadge(job.status)),
     h("p", { class: "subtitle", title: job.name }, shortLabel(job.spec, spec, CORE_FIELDS)),
@@ -29,11 +31,13 @@ export async function jobPage(ctx, root) {
       h("section", { class: "card" }, h("h2", null, "Progress"), progress, facts(job, model),
         h("div", { class: "actions", id: "job-actions" }, actions(job))),
       h("section", { class: "card" }, h("h2", null, "Loss"), lossChart),
-      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), accChart, epochNote()),
+      h("section", { class: "card" }, h("h2", null, "Accuracy by epoch"), noEpoch
+        ? h("p", { class: "muted", id: "no-epoch" }, `No epoch ended before the job ${job.status === "cancelled" ? "was cancelled" : job.status}: there is no accuracy to draw.`)
+        : [accChart, epochNote()]),
       h("section", { class: "card" }, h("h2", null, "Spec"), specTable(job.spec, spec))));
   await Promise.all([
     drawLossChart(lossChart, job, losses, epochs, classes, ctx.signal),
-    lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
+    noEpoch ? null : lineChart(accChart, accuracyTraces(epochs), { x: { title: { text: "epoch" }, dtick: 1 }, y: accuracyAxis(accuracyValues(epochs)), signal: ctx.signal,
       marks: model && model.best_epoch < model.stopped_epoch ? [{ x: model.best_epoch, text: " kept" }] : [] }),
   ]);
   if (inFlight(job)) follow(ctx, root, job, epochs, { lossChart, accChart, progress });
