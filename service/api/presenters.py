@@ -84,7 +84,16 @@ def chance_warning(spec: TrainSpec, validation: float | None, test: float | None
     """near_chance's sentence for a model of this spec with these accuracies."""
     usual = DEFAULT_LEARNING_RATE[spec.optimizer]
     zeros_with = spec.activation if spec.init == "zeros" and spec.hidden_layers else None
-    return near_chance(NUM_CLASSES, spec.learning_rate, usual, zeros_with, validation=validation, test=test)
+    sigmoids = len(spec.hidden_layers) if spec.activation == "sigmoid" and spec.optimizer != "adam" else 0
+    return near_chance(
+        NUM_CLASSES,
+        spec.learning_rate,
+        usual,
+        zeros_with,
+        sigmoid_layers=sigmoids,
+        validation=validation,
+        test=test,
+    )
 
 
 def job_warning(job: Job | Row[Any]) -> str | None:

@@ -68,12 +68,15 @@ def near_chance(
     learning_rate: float,
     usual_rate: float,
     zeros_with: str | None = None,
+    *,
+    sigmoid_layers: int = 0,
     **accuracies: float | None,
 ) -> str | None:
     """A sentence naming those of these accuracies (by split name) near chance level, else None; its
     advice moves the learning rate towards `usual_rate` (the optimizer's default), after another init
     when `zeros_with` names the hidden activation of a network whose hidden layers start at zeros (the
-    likeliest cause)."""
+    likeliest cause). `sigmoid_layers`: the hidden sigmoid layers of a network trained by SGD (with or
+    without momentum) from random weights, whose gradient they shrink on its way back."""
     chance = 1 / classes
     near = [
         (split, value)
@@ -84,12 +87,19 @@ def near_chance(
         return None
     default = learning_rate == usual_rate  # nothing says which way: the default itself did not work here
     rate = (
-        f"a learning_rate other than {learning_rate:g} (its optimizer's default, whether given or not)"
+        f"a learning_rate other than {learning_rate:g} (the one it trained with, its optimizer's default)"
         if default
         else f"a {'larger' if learning_rate < usual_rate else 'smaller'} learning_rate than {learning_rate:g} "
         f"(its optimizer's default is {usual_rate:g})"
     )
-    if zeros_with is None:
+    if zeros_with is None and sigmoid_layers > 1 and learning_rate <= usual_rate:
+        # the textbook's vanishing gradient: glorot and he start small, and SGD's steps stay small
+        advice = (
+            f"a larger learning_rate than {learning_rate:g}, adam, or relu: sigmoid's slope is at most 0.25, "
+            f"so each of its {sigmoid_layers} sigmoid layers shrinks the gradient at least 4-fold on its way "
+            "back, and plain SGD barely moves the first layers; or more epochs"
+        )
+    elif zeros_with is None:
         advice = f"{rate}, another init or more epochs" if default else f"{rate} or another init"
     else:
         # sigmoid(0) = 0.5: alike units learn as one; tanh(0) = relu(0) = 0: no gradient reaches them

@@ -68,9 +68,25 @@ def test_near_chance_at_the_default_learning_rate_names_no_direction():
     sentence = near_chance(10, 0.1, 0.1, validation=0.11, test=0.11)
     assert sentence is not None and "smaller" not in sentence and "larger" not in sentence
     assert (
-        "Try a learning_rate other than 0.1 (its optimizer's default, whether given or not), another init "
-        "or more epochs." in sentence
+        "Try a learning_rate other than 0.1 (the one it trained with, its optimizer's default), another "
+        "init or more epochs." in sentence
     )
+
+
+def test_near_chance_of_deep_sigmoids_under_sgd_says_why_and_which_way():
+    """sigmoid with glorot or he at SGD's 0.1 stayed at chance (10.8 %, 12.9 %) and was told only 'another
+    learning rate, init or more epochs': the textbook's vanishing gradient, and the way out, unsaid."""
+    sentence = near_chance(10, 0.1, 0.1, sigmoid_layers=3, validation=0.108, test=0.11)
+    assert sentence is not None and sentence.endswith(
+        "Try a larger learning_rate than 0.1, adam, or relu: sigmoid's slope is at most 0.25, so each of its "
+        "3 sigmoid layers shrinks the gradient at least 4-fold on its way back, and plain SGD barely moves "
+        "the first layers; or more epochs."
+    )
+    # above the default, the rate is more likely the cause; zeros, the init
+    too_fast = near_chance(10, 5, 0.1, sigmoid_layers=3, validation=0.1)
+    assert too_fast is not None and "smaller learning_rate than 5" in too_fast and "slope" not in too_fast
+    zeros = near_chance(10, 0.1, 0.1, "sigmoid", sigmoid_layers=3, validation=0.1)
+    assert zeros is not None and "another init than zeros first" in zeros and "slope" not in zeros
 
 
 @pytest.fixture(scope="module")
