@@ -719,7 +719,8 @@ def test_jobs_list_labels_filters_order_and_pages(browser, idle):  # noqa: F811
         # short labels: what differs from the spec's defaults, the full name on hover
         newest = page.locator("table.jobs tbody tr").first
         assert (
-            newest.locator("td.label > span").inner_text() == "numpy · layers 64 · l2 0.01 · epochs 1 · n 500"
+            newest.locator("td.label > span").inner_text()
+            == "numpy · layers 64 · sigmoid · glorot · l2 0.01 · epochs 1 · n 500"
         )
         assert "l2=0.01" in newest.locator("td.label > span").get_attribute("title")
         assert newest.locator("[data-eta]").inner_text() == "–"  # queued: no pace to go by yet

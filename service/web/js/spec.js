@@ -209,9 +209,10 @@ export function fieldText(schema, field, value) {
  * (a sigmoid model's page never said sigmoid). */
 export const CORE_FIELDS = ["backend", "hidden_layers", "activation", "init", "optimizer", "learning_rate"];
 
-/** For rows listed together (jobs, models), the fields a row's label names even at their default: those
- * that vary among the rows of its sweep or study, so that one sweep's rows read alike ("glorot" beside
- * "normal", not nothing beside it). `specOf(row)` is the row's spec. */
+/** For rows listed together (jobs, models), the fields a row's label names even at their default: the
+ * notebook's two axes (a sigmoid/glorot row read "numpy · lr 5 · epochs 3"), and those that vary among
+ * the rows of its sweep or study, so that one sweep's rows read alike ("glorot" beside "normal", not
+ * nothing beside it). `specOf(row)` is the row's spec. */
 export function variedInGroups(rows, specOf, spec) {
   const groups = new Map();
   for (const row of rows) {
@@ -223,7 +224,7 @@ export function variedInGroups(rows, specOf, spec) {
     const fields = Object.keys(spec.properties).filter((f) => new Set(members.map((r) => JSON.stringify(specOf(r)[f] ?? null))).size > 1);
     for (const row of members) varied.set(row, fields);
   }
-  return (row) => varied.get(row) ?? [];
+  return (row) => ["activation", "init", ...(varied.get(row) ?? [])];
 }
 
 /** One field of a short label: an enum by its value alone ("relu"), others by a short name ("lr 0.002"). */
