@@ -541,7 +541,7 @@ def test_the_issues_example_is_valid():
         (
             {"space": {"learning_rate": {"float": [1e-320, 1e-310], "log": True}}},
             "space.learning_rate",
-            "1e-320 is below the smallest normal float, 2.23e-308: give 0 or a larger bound",
+            "1e-320 is below the smallest normal float, 2.23e-308: give a larger bound (or 0, where the field takes it)",
         ),
         # an integer past a float's range: a 500 from the float() of the limits check
         (

@@ -442,7 +442,7 @@ def _float_bounds_problem(bounds: list[float | int]) -> str | None:
         except OverflowError:
             return f"{echo(bound)} is too large for a float (at most {sys.float_info.max:g})"
         if value != 0 and abs(value) < sys.float_info.min:
-            return f"{echo(bound)} is below the smallest normal float, {sys.float_info.min:.3g}: give 0 or a larger bound"
+            return f"{echo(bound)} is below the smallest normal float, {sys.float_info.min:.3g}: give a larger bound (or 0, where the field takes it)"
     return None
 
 
