@@ -299,3 +299,19 @@ def test_a_configuration_without_a_result_says_whether_its_runs_diverged():
     assert failed_text({"failed": 3, "diverged": 3}) == "3 diverged"
     assert failed_text({"failed": 3, "diverged": 2}) == "3 failed (2 diverged)"
     assert failed_text({"failed": 1, "diverged": 0}) == "1 failed"
+
+
+def test_a_sweeps_varied_column_names_its_factors_not_what_follows_them_nor_its_seeds_as_one():
+    from service.cli.client import varied_text
+
+    sweep = {
+        "grid": {
+            "optimizer": ["sgd", "adam"],
+            "learning_rate": [0.1, 0.001],
+            "l2": [0, 0.01],
+            "seed": [0, 1, 2],
+        },
+        "follows": {"learning_rate": "optimizer"},
+    }
+    assert varied_text(sweep) == "optimizer (+learning_rate), l2; 3 seeds"
+    assert varied_text({"grid": {}, "follows": {}}) == "-"

@@ -271,6 +271,12 @@ class SweepPublic(Answer):
     grid: dict[str, list[Any]] = Field(
         description="The spec fields that vary between its jobs, and their values."
     )
+    follows: dict[str, str] = Field(
+        default_factory=dict,
+        description='Fields of `grid` that vary only as another\'s default: {"learning_rate": "optimizer"} '
+        "when every job took its optimizer's default rate. No factor of their own: the sweep page draws no "
+        "chart by them.",
+    )
     jobs: list[JobPublic] = Field(
         description="Succeeded jobs best first (as ranked_by says); then the others by id. "
         "GET /sweeps lists the first `jobs_limit` of them."

@@ -859,6 +859,19 @@ def _within(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
+def varied_text(sweep: Json) -> str:
+    """'optimizer (+learning_rate), l2; 3 seeds': its factors, what varies only as their default with them
+    (the sweep page's variesText), and its replicates' seeds."""
+    follows = sweep.get("follows", {})
+    parts = [
+        field + "".join(f" (+{along})" for along, by in follows.items() if by == field)
+        for field in sweep["grid"]
+        if field != "seed" and field not in follows
+    ]
+    seeds = f"{len(sweep['grid']['seed'])} seeds" if "seed" in sweep["grid"] else ""
+    return "; ".join(part for part in (", ".join(parts), seeds) if part) or "-"
+
+
 def failed_text(c: Json) -> str:
     """'3 diverged', '3 failed (2 diverged)', '3 failed': a configuration's failed runs, and why where known
     (the sweep page's failedText)."""
@@ -1069,7 +1082,7 @@ def list_sweeps(client: ApiClient) -> int:
                 sweep["created_at"][:16].replace("T", " "),
                 sweep["count"],
                 status_counts(sweep["status"]),
-                ", ".join(sweep["grid"]) or "-",
+                varied_text(sweep),
                 "-" if best is None or best[ranked] is None else _mean_ci(best[ranked]),
             ]
         )

@@ -516,3 +516,15 @@ def test_a_grid_value_that_is_no_list_is_shown_a_list(client, values):
     assert param["name"] == "body.grid.learning_rate"
     assert param["reason"].startswith("a grid lists the values to try, e.g. [0.1, 0.01]"), param
     assert _jobs(client) == []
+
+
+def test_a_learning_rate_that_varies_only_as_each_optimizers_default_is_said_to_follow_it(client):
+    """optimizer x l2 read 'varies optimizer, learning_rate, l2' and drew a chart by learning_rate, which
+    the grid never named: each job took its optimizer's default."""
+    defaulted = {"base": job_body(), "grid": {"optimizer": ["sgd", "adam"], "l2": [0, 0.01]}}
+    sweep = client.post("/sweeps", json=defaulted).json()
+    read = client.get(f"/sweeps/{sweep['id']}").json()
+    assert sorted(read["grid"]) == ["l2", "learning_rate", "optimizer"]
+    assert read["follows"] == {"learning_rate": "optimizer"}
+    crossed = {"base": job_body(), "grid": {"optimizer": ["sgd", "adam"], "learning_rate": [0.1, 0.001]}}
+    assert client.get(f"/sweeps/{client.post('/sweeps', json=crossed).json()['id']}").json()["follows"] == {}

@@ -43,7 +43,7 @@ from service.api.schemas import (
     SweepsPublic,
 )
 from service.errors import JSON_BODY_DOC, SUBMIT_DOCS, ProblemError, not_found, problem_doc
-from service.ml.spec import TrainSpec
+from service.ml.spec import DEFAULT_LEARNING_RATE, TrainSpec
 from service.ml.train import DIVERGED
 from service.quoting import counted
 from service.selection import Configuration, Run, Summary, group_runs, rank_key
@@ -74,6 +74,13 @@ def sweep_public(
             base[field] = values[0]
         else:
             grid[field] = values
+    # learning_rate's default is per optimizer (DEFAULT_LEARNING_RATE): a grid of optimizers alone varies it
+    follows = (
+        {"learning_rate": "optimizer"}
+        if {"learning_rate", "optimizer"} <= grid.keys()
+        and all(s["learning_rate"] == DEFAULT_LEARNING_RATE[s["optimizer"]] for s in specs)
+        else {}
+    )
     runs = [
         Run(
             job_id=p.id,
@@ -105,6 +112,7 @@ def sweep_public(
         created_at=min(p.created_at for p in publics),
         base=base,
         grid=grid,
+        follows=follows,
         jobs=publics[:shown],
         count=len(publics),
         status=summary,

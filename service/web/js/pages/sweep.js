@@ -19,7 +19,7 @@ export async function sweepPage(ctx, root) {
   const parcoords = h("div", { class: "chart", id: "sweep-parcoords", role: "img", "aria-label": "parallel coordinates of the sweep's runs" });
   fill(root,
     h("h1", null, `Sweep ${sweep.id}`),
-    h("p", { class: "subtitle" }, `${sweep.count} jobs · varies ${fields.join(", ") || "nothing"} · ranked by ${sweep.ranked_by} · `,
+    h("p", { class: "subtitle" }, `${sweep.count} jobs · varies ${variesText(sweep, fields) || "nothing"} · ranked by ${sweep.ranked_by} · `,
       h("a", { href: `#/?sweep=${encodeURIComponent(sweep.id)}` }, "its jobs")),
     h("div", { class: "grid" },
       h("section", { class: "card", id: "sweep-progress" }, h("h2", null, "Progress"), progressView(sweep), cancelView(sweep)),
@@ -84,7 +84,13 @@ function cancelView(sweep) {
 }
 
 /** The grid's fields but the seed: what tells configurations apart (the seeds are their replicates). */
-const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed");
+// its factors: not the seed (replicates), nor a field that varies only as another's default (follows)
+const varied = (sweep) => Object.keys(sweep.grid).filter((f) => f !== "seed" && !(f in (sweep.follows ?? {})));
+/** "optimizer (and learning_rate with it, its default), l2": the factors, and what varies with them. */
+const variesText = (sweep, fields) => fields.map((f) => {
+  const along = Object.entries(sweep.follows ?? {}).filter(([, by]) => by === f).map(([field]) => field);
+  return along.length ? `${f} (and ${along.join(", ")} with it, its default)` : f;
+}).join(", ");
 const config = (c, spec) => Object.entries(c.hyperparameters).map(([k, v]) => fieldText(spec, k, v)).join(", ") || "one configuration";
 /** "3 diverged", "3 failed (2 diverged)", "3 failed": a configuration's failed runs, and why where it is known. */
 export const failedText = (c) => (c.diverged === c.failed ? `${c.failed} diverged` : `${c.failed} failed${c.diverged ? ` (${c.diverged} diverged)` : ""}`);
