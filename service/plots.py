@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -107,8 +108,12 @@ def loss_curves_png(curves: Sequence[Curve], title: str = "", xlabel: str = "ste
     """The recorded loss of each model against a common x axis, one legend entry per model."""
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    for curve in curves:
-        (line,) = ax.plot(curve.x, curve.loss, linewidth=1.2, label=curve.label)
+    # matplotlib's cycle has 10 colours; a comparison holds 20: the eleventh drew in the first one's
+    palette = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors  # type: ignore[attr-defined]
+    for i, curve in enumerate(curves):
+        (line,) = ax.plot(
+            curve.x, curve.loss, linewidth=1.2, label=curve.label, color=palette[i % len(palette)]
+        )
         if len(curve.epoch_x):
             ax.plot(curve.epoch_x, curve.epoch_loss, "o", color=line.get_color(), markersize=4)
     ax.set_xlabel(xlabel)

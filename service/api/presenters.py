@@ -4,6 +4,7 @@ imports these, deps, schemas and the store, never another router."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, get_args
@@ -558,8 +559,10 @@ def _show(field: str, value: Any) -> str:
 
 
 def labels(ids: list[int], specs: list[TrainSpec]) -> list[str]:
-    """Legend entries: '#id' and the hyperparameters that set each model apart (its full name when none do)."""
-    fields = differing(specs)
+    """Legend entries: '#id' and the hyperparameters that set each model apart (its full name when none do),
+    the field that tells most of them apart first (a legend cut short still tells twelve seeds apart)."""
+    dumps = [spec.as_trained() for spec in specs]
+    fields = sorted(differing(specs), key=lambda f: -len({json.dumps(d[f], sort_keys=True) for d in dumps}))
     if not fields:
         return [f"#{job_id} {spec.name}" for job_id, spec in zip(ids, specs, strict=True)]
     return [

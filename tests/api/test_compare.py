@@ -447,3 +447,13 @@ def test_fields_that_do_not_shape_a_model_are_not_said_to_differ():
     heavy_ball = TrainSpec(**base, optimizer="momentum", learning_rate=0.1)
     assert differing([TrainSpec(**base), heavy_ball]) == ["optimizer"]  # one change, not two
     assert differing([heavy_ball, heavy_ball.model_copy(update={"momentum": 0.5})]) == ["momentum"]
+
+
+def test_a_legend_names_first_the_field_that_tells_most_models_apart():
+    """Twelve models differing in seed (twelve values) and activation (two): entries cut after 'activation'
+    read alike; the seed comes first."""
+    specs = [tiny_spec(seed=k, activation="relu" if k % 2 else "tanh") for k in range(12)]
+    assert labels(list(range(1, 13)), specs)[:2] == [
+        "#1 seed=0, activation=tanh",
+        "#2 seed=1, activation=relu",
+    ]

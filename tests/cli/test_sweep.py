@@ -361,7 +361,7 @@ def test_the_sweeps_are_listed_with_their_best_configuration(api, capsys):
         sweep["id"],
         "4",
         "4 succeeded",
-        "learning_rate, seed",
+        "learning_rate; 2 seeds",
         f"{best['mean']:.2%} ({100 * best['ci_low']:.2f}-{100 * best['ci_high']:.2f})",
     ]
     assert err == "1 of 1 sweeps; mlplab sweeps SWEEP for one ranked\n"

@@ -929,6 +929,13 @@ def test_the_datasets_page_shows_a_models_mistakes_alone_and_its_validation_imag
         and page.locator("#images .thumb.wrong").count() == thumbs.count()
     )
     assert page.inner_text("#range").endswith(f"of {wrong['count']:,} mistakes of test")
+    # past the end (an offset typed in the address): what there is, and Previous to the last page
+    rendered(page, f"/#/datasets?model={model['id']}&wrong=1&offset=99999")
+    assert page.inner_text("#range") == f"none from 99,999: there are {wrong['count']:,} mistakes of test"
+    page.click("#prev")
+    page.wait_for_url(f"**offset={(wrong['count'] - 1) // 48 * 48}**")
+    rendered(page)
+    assert page.locator("#images .thumb").count() == (wrong["count"] - 1) % 48 + 1
     page.uncheck("#ds-wrong")
     page.wait_for_url(lambda url: "wrong=1" not in url)
     page.select_option("#ds-split", "validation")

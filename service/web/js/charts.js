@@ -7,7 +7,9 @@ const PLOTLY_URL = "/static/vendor/plotly.min.js";
 // exists; the CSP refuses that stylesheet, and mlplab draws no maps.
 const MAPLIBRE_STYLE_ID = "9f215cf04c5486422605d13261cb87401f4e7763b6296af81e98efbc0130da53";
 
-export const PALETTE = ["#2456c7", "#c7452a", "#1c7c3c", "#8e44ad", "#d18a00", "#128a8a", "#b03a74", "#555555", "#6b8e23", "#1f77b4"];
+// 20 colours, as many as a comparison holds: the eleventh model drew in the first one's
+export const PALETTE = ["#2456c7", "#c7452a", "#1c7c3c", "#8e44ad", "#d18a00", "#128a8a", "#b03a74", "#555555", "#6b8e23", "#8c564b",
+  "#86a8ee", "#ee9a84", "#73c08c", "#c39bd8", "#f0c35c", "#6fcaca", "#e596bd", "#a6a6a6", "#b5cf73", "#c9a08f"];
 
 let loading = null;
 export function plotly() {

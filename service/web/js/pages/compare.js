@@ -92,9 +92,12 @@ const LEGEND_CHARS = 28; // a legend entry's text before "…": the full label i
 /** Each model's legend entry, "#12 glorot, lr=0.3 ★": its id and the differing fields, short; and
  * its full label, for the hover. */
 function legendNames(cmp, schema, crown) {
+  // the field that tells most models apart first: twelve entries cut before their seeds read alike
+  const distinct = (f) => new Set(cmp.data.map((m) => JSON.stringify(m.spec[f]))).size;
+  const fields = [...cmp.differing].sort((a, b) => distinct(b) - distinct(a));
   return new Map(cmp.data.map((m) => {
     let text = short(m);
-    for (const [k, part] of cmp.differing.map((f) => shortPart(f, m.spec[f], schema, "=")).entries()) {
+    for (const [k, part] of fields.map((f) => shortPart(f, m.spec[f], schema, "=")).entries()) {
       const longer = `${text}${k ? ", " : " "}${part}`;
       if (longer.length > LEGEND_CHARS) { text += k ? ", …" : " …"; break; } // whole fields only
       text = longer;

@@ -62,8 +62,7 @@ export async function datasetsPage(ctx, root) {
   } else if (chosen && !models.data.some((m) => m.id === chosen.id)) { // past the 100 listed: named all the same
     $("#ds-model", root).append(option(chosen.id, `${chosen.id}: ${chosen.name}`, true));
   }
-  fill($("#range", root), `${offset}–${offset + labels.data.length - 1} of ${labels.count.toLocaleString()}`);
-  $("#next", root).disabled = offset + PAGE >= labels.count;
+  showRange(root, offset, labels.data.length, labels.count, "");
   const predicted = new Map((preds?.data ?? []).map((p) => [p.index, p]));
   fill($("#images", root), labels.data.map((l) => {
     const p = predicted.get(l.index);
@@ -77,6 +76,20 @@ export async function datasetsPage(ctx, root) {
 
 /** A model's images of a split, as GET /models/{id}/predictions/{split} pages them: only those it gets
  * wrong, or its validation images (held out of the train file, which ranked it). */
+/** "48–95 of 10,000", and past the end (an offset typed in the address: "10000–9999 of 10,000" and no
+ * image) what there is, with Previous leading to the last page. */
+function showRange(root, offset, shown, count, what) {
+  const n = (x) => x.toLocaleString();
+  fill($("#range", root), shown ? `${n(offset)}–${n(offset + shown - 1)} of ${n(count)}${what}`
+    : count ? `none from ${n(offset)}: there are ${n(count)}${what}` : `no${what || " images"}`);
+  $("#next", root).disabled = offset + PAGE >= count;
+  if (!shown && count) {
+    const prev = $("#prev", root);
+    prev.disabled = false;
+    prev.onclick = () => go(withParams({ offset: Math.floor((count - 1) / PAGE) * PAGE || null }));
+  }
+}
+
 async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, wrong, datasets }) {
   const problem = $("#ds-problem", root);
   if (!model) {
@@ -98,8 +111,7 @@ async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, 
   const classes = api.classesOf(datasets, chosen.dataset);
   if (chosen.dataset !== name) fill(problem, h("div", { class: "problem", role: "alert" }, `Model ${chosen.id} was trained on ${chosen.dataset}: its images are shown.`));
   const what = `${wrong ? "mistakes" : "images"} of ${split}`;
-  fill($("#range", root), page.count ? `${offset}–${offset + page.data.length - 1} of ${page.count.toLocaleString()} ${what}` : `no ${what}`);
-  $("#next", root).disabled = offset + PAGE >= page.count;
+  showRange(root, offset, page.data.length, page.count, ` ${what}`);
   fill($("#images", root), page.data.map((o) => thumb({
     src: api.imageUrl(chosen.dataset, file, o.index), alt: `${file} image ${o.index}`,
     caption: `#${o.index} ${classes[o.label]} → ${classes[o.predicted]}${USES[o.use] ?? ""}`, wrong: o.predicted !== o.label,
