@@ -98,8 +98,9 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
 
     database = sa_url.database or ""
     in_memory = is_in_memory(sa_url)
-    path = Path(database).expanduser()
-    if not in_memory:
+    # a file's path, resolved once (a later chdir moves nothing); None for memory and SQLite's file: URIs
+    path = None if in_memory or database.startswith("file:") else Path(database).expanduser().resolve()
+    if path is not None:
         try:  # its folder (./var on a first run), not the folders above: a mistyped path is no new database
             path.parent.mkdir(exist_ok=True)
         except FileNotFoundError:
@@ -132,8 +133,8 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
-        if not in_memory and not opened:
-            opened.append(_identity(path) or (0, 0))
+        if path is not None and not opened and (identity := _identity(path)) is not None:
+            opened.append(identity)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -142,7 +143,7 @@ def make_engine(url: str, max_connections: int | None = None) -> Engine:
             raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
         # On the driver's connection: through SQLAlchemy's execution machinery it costs more than a read.
         statement = f"BEGIN {mode}"
-        if opened and _identity(path) != opened[0]:
+        if opened and _identity(path) != opened[0]:  # type: ignore[arg-type]  # opened: path is a file
             # Open connections would go on in the unlinked file, which no later process sees: every
             # write acknowledged there is lost. Refused until the process restarts on what the path holds.
             gone = sqlite3.OperationalError(

@@ -150,3 +150,16 @@ def test_a_mistyped_sqlite_path_is_refused_not_made_a_new_database(tmp_path, cap
     assert len(new) == 1 and new[0].startswith(
         f"database sqlite:///{tmp_path / 'var' / 'x.db'} migrated from empty"
     )
+
+
+def test_an_sqlite_uri_database_is_opened_and_kept_without_a_file_check(tmp_path, monkeypatch):
+    """sqlite:///file:x.db?uri=true (SQLAlchemy's documented form) was refused on every transaction as
+    'deleted or replaced': the check stat()ed a path named 'file:x.db?...'."""
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite:///file:u.db?uri=true", f"sqlite:///file:{tmp_path / 'v.db'}?uri=true"):
+        engine = make_engine(url)
+        assert db.migrate(engine) is True
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT count(*) FROM jobs")
+        engine.dispose()
+    assert (tmp_path / "u.db").exists() and (tmp_path / "v.db").exists()
