@@ -80,7 +80,7 @@ def resumed(earlier: Provenance, now: Provenance, epoch: int) -> Provenance:
     """A resumed attempt's provenance (`now`, from `epoch` on), keeping the threads the earlier attempts
     trained on: rebuilt afresh, a job resumed on 2 threads after epochs on 1 said 2 throughout, and its
     reproduction's weights differed with no environment change to say why."""
-    changes = list(earlier.threads_changed)
+    changes = [change for change in earlier.threads_changed if change[0] < epoch]  # not the epochs redone
     before = changes[-1][1] if changes else earlier.threads
     if now.threads != before:
         changes.append((epoch, now.threads))
@@ -202,7 +202,13 @@ def _summary(identical: bool, difference: float, test_change: float, changes: di
     where = (
         f"on another machine type ({', '.join(machine)} differ)" if machine else "on the same machine type"
     )
-    return f"{outcome}, {where}"
+    # another mlplab may train otherwise (0.2.0 split an epoch's images into even batches)
+    version = (
+        f", by mlplab {changes['mlplab'][1]} (the original: {changes['mlplab'][0]})"
+        if "mlplab" in changes
+        else ""
+    )
+    return f"{outcome}, {where}{version}"
 
 
 def dataset_sha256(data: Dataset) -> str:

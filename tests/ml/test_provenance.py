@@ -104,6 +104,22 @@ def test_a_resumed_job_keeps_the_threads_its_earlier_attempts_trained_on():
     assert (now.threads, now.threads_changed) == (1, [(2, 2)])
     again = resumed(now, two, 3)  # resumed once more, on the threads it ended on: nothing new
     assert (again.threads, again.threads_changed) == (1, [(2, 2)])
+    # changed to 2 at epoch 4, then killed; checkpointed after 2: epoch 3 is trained again, on 1 thread
+    redone = resumed(one.model_copy(update={"threads_changed": [(4, 2)]}), one, 3)
+    assert (redone.threads, redone.threads_changed) == (1, [])
     fresh = compare(1, Trained(*_trained()[:3], two), Trained(*_trained()[:3], now))
     assert fresh.environment_changes == {"threads": [2, 1], "threads_changed": [[], [(2, 2)]]}
     assert stored_provenance({"mlplab": "0.0.1"}) is None  # a form this version cannot read: none
+
+
+def test_a_reproduction_by_another_mlplab_says_so():
+    """0.2.0 batches an epoch otherwise than 0.1.0: its weights differ 'on the same machine type', unexplained."""
+    weights, train_acc, test_acc, made = _trained()
+    old = made.model_copy(update={"mlplab": "0.1.0"})
+    report = compare(
+        3, Trained(weights, train_acc, test_acc, old), Trained(weights, train_acc, test_acc, made)
+    )
+    assert (
+        report.summary
+        == f"bit-identical weights, on the same machine type, by mlplab {made.mlplab} (the original: 0.1.0)"
+    )
