@@ -43,11 +43,11 @@ from service.store.queries import (
     oldest_queued_at,
 )
 
-# Seconds. A request is timed to its response's headers: an event stream's life is not its latency.
 log = logging.getLogger("mlplab.api")
-QUIET_METHODS = frozenset(
-    {"GET", "HEAD", "OPTIONS"}
-)  # answered well, not logged: the polls would drown the rest
+# answered well, not logged: the polls would drown the rest
+QUIET_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SHED = frozenset({429, 503})  # refusals of load, logged at DEBUG: a burst's thousands are /metrics' to count
+# Seconds. A request is timed to its response's headers: an event stream's life is not its latency.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNMATCHED = "unmatched"  # the route label of a request no route matched (any path: a bounded label)
@@ -108,9 +108,12 @@ class Monitoring:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
-        if status >= 400 or scope["method"] not in QUIET_METHODS:  # every change and every refusal
+        # every change and every refusal; a prediction (a POST that changes nothing) as a read
+        changes = scope["method"] not in QUIET_METHODS and not route.endswith("/predict")
+        if status >= 400 or changes:
             client = scope.get("client")
-            log.info(
+            log.log(
+                logging.DEBUG if status in SHED else logging.INFO,
                 "%s %s %d %.1f ms (%s)",
                 method,
                 url_quoted(scope["path"]),  # not the query, which may carry a read ticket

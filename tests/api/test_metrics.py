@@ -255,10 +255,12 @@ def test_every_change_and_every_refusal_is_one_log_line_and_a_poll_is_none(clien
         client.get(f"/jobs/{job}", params={"ticket": "not-logged"})
         client.post(f"/jobs/{job}/cancel")
         client.get("/jobs/999%1B")
+        client.post("/models/999/predict", json={"pixels": [0] * 784})  # refused: logged; answered: not
     lines = [r.getMessage() for r in caplog.records if r.name == "mlplab.api"]
     assert [line.rsplit(" ", 3)[0] for line in lines] == [
         "POST /jobs 202",
         f"POST /jobs/{job}/cancel 200",
         "GET /jobs/999%1B 422",
+        "POST /models/999/predict 404",
     ], lines
     assert all(line.endswith(" ms (testclient)") for line in lines) and "not-logged" not in str(lines)
