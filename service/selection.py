@@ -334,16 +334,16 @@ def _samples(group: list[Run]) -> Samples:
 
 
 def _config_key(samples: Samples, group: list[Run], most: int) -> tuple[bool, bool, bool, tuple[float, int]]:
-    """Those with a result first; among them those without a failed run (its survivors alone would
-    flatter it); then, where any has several results (`most`), those with several: one run of a
-    cancelled sweep is no match for the mean of eight; then rank_key of the means, equals as their newest
-    runs (so one run a configuration ranks as its job)."""
+    """Those with a result first; among them, where any has several results (`most`), those with several:
+    one run of a cancelled sweep is no match for the mean of eight, failures or not; then those without
+    a failed run (its survivors alone would flatter it); then rank_key of the means, equals as their
+    newest runs (so one run a configuration ranks as its job)."""
     validation, test, _ = samples
     newest = max((run.job_id for run in group if run.succeeded), default=0)
     return (
         not test,
-        any(run.failed for run in group),
         len(test) < min(most, 2),
+        any(run.failed for run in group),
         rank_key(
             _mean(list(validation.values())) if validation else None,
             _mean(list(test.values())) if test else None,

@@ -56,6 +56,10 @@ def test_one_run_of_a_cancelled_sweep_does_not_outrank_the_mean_of_eight():
     (first, second), _ = group_runs(lucky + eight)
     assert (first.hyperparameters["learning_rate"], first.n) == (0.02, 8)
     assert (second.hyperparameters["learning_rate"], second.n, second.failed) == (0.03, 1, 0)
+    # nor of seven, one of eight having diverged: a single run ranks after several whatever they lost
+    seven = _runs(9, 0.02, [0.0978, 0.095, 0.1, 0.097, 0.099, 0.096, 0.0975, "failed"])
+    (first, second), _ = group_runs(lucky + seven)
+    assert (first.n, first.failed, second.n) == (7, 1, 1)
 
 
 def test_runs_without_spread_are_not_called_different_with_certainty():

@@ -192,7 +192,9 @@ def loss_points(spec: TrainSpec, points: Iterable[tuple[int, int, float]]) -> li
 
 
 def step_images(spec: TrainSpec) -> int:
-    """The images in a job's largest step: its batch_size, or every image it trains on if fewer."""
+    """The images a job's step may take, as its limits read it: its batch_size, or every image it trains
+    on if fewer. An upper bound: epoch_batches evens an epoch's steps out below it (55,000 images at
+    30,000: two of 27,500), which the limits do not count on, so that a step's cost is the batch asked for."""
     return min(spec.batch_size, training_images(spec))
 
 
@@ -635,7 +637,7 @@ def still_running(source: str, pending: str, cancel: str) -> ProblemError:
         409,
         "Still running",
         f"{source.capitalize()} has {pending}: its best is known once they end. Wait for it, or cancel it "
-        f"(POST {cancel}) to promote the best of those that ended.",
+        f"(POST {cancel}; its running jobs stop at their next write) to promote the best of those that ended.",
     )
 
 

@@ -263,7 +263,8 @@ def test_a_studys_best_trial_is_promoted_on_every_database(db_url):
             client.post(promote, json={"alias": "champion"}),
             409,
             f"Study {study_id} has 4 trials not yet ended: its best is known once they end. Wait "
-            f"for it, or cancel it (POST /studies/{study_id}/cancel) to promote the best of those that ended.",
+            f"for it, or cancel it (POST /studies/{study_id}/cancel; its running jobs stop at their next "
+            "write) to promote the best of those that ended.",
         )
         assert client.get("/aliases").json()["count"] == 0
 

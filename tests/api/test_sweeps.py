@@ -471,7 +471,8 @@ def test_a_sweep_is_promoted_once_its_jobs_have_ended_not_while_one_may_yet_beat
             client.post(promote, json={"alias": "champion"}),
             409,
             f"Sweep {more} has 1 job still queued or running: its best is known once they end. Wait for "
-            f"it, or cancel it (POST /sweeps/{more}/cancel) to promote the best of those that ended.",
+            f"it, or cancel it (POST /sweeps/{more}/cancel; its running jobs stop at their next write) to "
+            "promote the best of those that ended.",
         )
         assert client.get("/aliases").json()["count"] == 0
         assert client.post(f"/sweeps/{more}/cancel").status_code == 200
