@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     )
     max_loss_points: int = Field(
         10_000,
-        ge=2 * MAX_EPOCHS,  # each epoch's last step is recorded besides the interval's
+        ge=2 * MAX_EPOCHS,  # each epoch's last step (and the first) is recorded besides the interval's
         le=100_000,
         description="Most losses one job records; a spec that would record more records them further apart.",
     )

@@ -304,7 +304,8 @@ class LossPoint(Answer):
     step: int = Field(description="Global step (1-based).")
     samples: int = Field(
         description="Training images seen (an epoch's steps may hold one image fewer than batch_size), to "
-        "compare batch sizes."
+        "compare batch sizes. Jobs trained before 0.2.0 ended an epoch on a smaller batch: mid-epoch, "
+        "theirs reads up to a batch off; at an epoch's end, exact."
     )
     loss: float
 
@@ -322,8 +323,9 @@ class LossCurvePublic(Answer):
     """A job's loss curve for drawing (service.store.queries.get_loss_curve)."""
 
     data: list[LossPoint] = Field(
-        description=f"At most {MAX_CURVE_POINTS:,} points: up to that many recorded losses as they are; more are averaged "
-        "over equal spans of steps, each mean at its span's last step, and the last loss kept as recorded."
+        description=f"At most {MAX_CURVE_POINTS:,} points: up to that many recorded losses as they are; of more, the first "
+        "and the last are kept as recorded and those between averaged over equal spans of steps, each mean "
+        "at its span's last step."
     )
     count: int = Field(description="How many recorded losses these points summarise.")
 

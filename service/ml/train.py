@@ -183,7 +183,9 @@ def loss_interval(spec: TrainSpec, total_steps: int, max_losses: int | None) -> 
     `max_losses` losses: one every interval's steps, plus the first step and each epoch's last."""
     if max_losses is None:
         return spec.log_every
-    return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs - 1, 1)))
+    # the first step's report fits too: the interval's reports reach max_losses - epochs only when the
+    # last step is one of them, an epoch's end reported once
+    return max(spec.log_every, math.ceil(total_steps / max(max_losses - spec.epochs, 1)))
 
 
 def eval_sets(spec: TrainSpec, data: Dataset) -> EvalSets:

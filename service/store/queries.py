@@ -225,9 +225,10 @@ def get_loss_curve(
 ) -> tuple[list[CurveRow], int]:
     """The job's losses after `after_step` as at most `max_points` points, and how many losses they summarise.
 
-    Up to max_points losses come back as recorded. More are cut, by step, into max_points - 1
-    buckets of equal width, each drawn as the mean of its losses at its last step, and the last
-    loss is kept as recorded. The database does the averaging: memory does not grow with the rows.
+    Up to max_points losses come back as recorded. Of more, the first and the last are kept as recorded
+    (where the curve starts, near ln 10, and where it ends) and those between are cut, by step, into
+    max_points - 2 buckets of equal width, each drawn as the mean of its losses at its last step. The
+    database does the averaging: memory does not grow with the rows.
     """
     after = min(after_step, MAX_INTEGER)
     mine = (Loss.job_id == job_id, Loss.step > after)
@@ -236,16 +237,18 @@ def get_loss_curve(
         return [CurveRow(*row) for row in session.execute(
             select(Loss.epoch, Loss.step, Loss.loss).where(*mine).order_by(Loss.step)
         )], count  # fmt: skip
-    width = math.ceil((last - after) / (max_points - 1))
-    bucket = (Loss.step - after - 1) // width
+    kept = select(Loss.epoch, Loss.step, Loss.loss).where(*mine)
+    start = CurveRow(*session.execute(kept.order_by(Loss.step).limit(1)).one())
+    width = max(math.ceil((last - start.step - 1) / max(max_points - 2, 1)), 1)
+    bucket = (Loss.step - start.step - 1) // width
     means = session.execute(
         select(func.max(Loss.epoch), func.max(Loss.step), func.avg(Loss.loss))
-        .where(*mine, Loss.step < last)
+        .where(*mine, Loss.step > start.step, Loss.step < last)
         .group_by(bucket)
         .order_by(bucket)
     )
-    final = session.execute(select(Loss.epoch, Loss.step, Loss.loss).where(*mine, Loss.step == last)).one()
-    return [CurveRow(int(e), int(s), float(x)) for e, s, x in means] + [CurveRow(*final)], count
+    final = CurveRow(*session.execute(kept.where(Loss.step == last)).one())
+    return [start, *(CurveRow(int(e), int(s), float(x)) for e, s, x in means), final], count
 
 
 def get_epochs(session: Session, job_id: int) -> list[EpochMetric]:

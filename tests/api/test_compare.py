@@ -41,7 +41,7 @@ def world(tmp_path_factory):
         a = client.post("/jobs", json=TINY).json()["id"]
         b = client.post("/jobs", json=TINY | {"learning_rate": 0.003, "batch_size": 60}).json()["id"]
         fashion = client.post("/jobs", json=TINY | {"dataset": "fashion-mnist"}).json()["id"]
-        partial = client.post("/jobs", json=TINY | {"batch_size": 64}).json()["id"]  # 600 = 9 x 64 + 24
+        partial = client.post("/jobs", json=TINY | {"batch_size": 64}).json()["id"]  # 600: 10 steps of 60
         held_more = client.post("/jobs", json=TINY | {"validation_size": 2000}).json()["id"]
         unvalidated = client.post("/jobs", json=TINY | {"validation_size": 0}).json()["id"]
         cancelled = client.post("/jobs", json=TINY).json()["id"]

@@ -286,9 +286,9 @@ def test_gemm_descends_to_the_bit_of_a_product_and_a_subtraction():
     np.testing.assert_array_equal(W, before)
 
 
-def test_an_epochs_smaller_last_batch_writes_into_the_full_batchs_buffers():
-    """A last batch nearly as large as the others held a second set of every buffer (1.8 GB instead of
-    1.2 GB at the step limits), and trains exactly as on buffers of its own."""
+def test_an_epochs_smaller_batch_writes_into_the_larger_batchs_buffers():
+    """A batch nearly as large as the others (an epoch's are one image apart) held a second set of every
+    buffer (1.8 GB instead of 1.2 GB at the step limits), and trains exactly as on buffers of its own."""
     spec = TrainSpec(backend="numpy", activation="relu", optimizer="sgd", l2=0.01)  # 784-500-250-100-10
     rng = np.random.default_rng(0)
     split = Split(rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000))

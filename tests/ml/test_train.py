@@ -241,7 +241,7 @@ def test_a_long_job_reports_at_most_max_losses_at_a_wider_interval(tiny_dataset)
     train(spec, tiny_dataset, Callbacks(events.append), max_losses=400)
     steps = [e for e in events if isinstance(e, StepProgress)]
     assert len(steps) <= 400
-    assert {s.every for s in steps} == {5}  # ceil(1800 / (400 - 3 epochs - the first step))
+    assert {s.every for s in steps} == {5}  # ceil(1800 / (400 - 3 epochs))
     assert [s.step for s in steps] == [1, *range(5, 1801, 5)]  # 600-step epochs end on the interval
     assert [s.step for s in steps if s.step % 600 == 0] == [600, 1200, 1800]
 
@@ -441,3 +441,19 @@ def test_should_stop_cancels_within_the_final_evaluation(tiny_dataset):
     calls = []
     with pytest.raises(TrainingCancelled, match="while evaluating epoch 1"):
         train(spec, tiny_dataset, Callbacks(should_stop=lambda: calls.append(1) or len(calls) > steps))
+
+
+def test_the_loss_interval_never_reports_more_than_max_losses_with_the_first_step_too():
+    """Every report counted, the first step's and each epoch's end included, over many job shapes."""
+    for steps_per_epoch in (1, 2, 3, 7, 10, 99):
+        for epochs in (1, 2, 3, 5):
+            for most in (epochs + 1, epochs + 2, 10, 37, 400):
+                spec = TrainSpec(backend="numpy", epochs=epochs, log_every=1)
+                total = steps_per_epoch * epochs
+                every = loss_interval(spec, total, most)
+                reported = (
+                    {1}
+                    | set(range(every, total + 1, every))
+                    | {steps_per_epoch * e for e in range(1, epochs + 1)}
+                )
+                assert len(reported) <= most, (steps_per_epoch, epochs, most, every)

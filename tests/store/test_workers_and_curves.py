@@ -38,25 +38,26 @@ def test_a_curve_of_few_losses_is_the_losses(sessions):
         assert queries.get_loss_curve(s, 999, max_points=3) == ([], 0)
 
 
-def test_a_long_curve_is_means_over_equal_spans_of_steps_and_the_last_loss(sessions):
+def test_a_long_curve_is_its_first_loss_means_over_equal_spans_of_steps_and_its_last(sessions):
     # 1,000 losses, every 10 steps over 5 epochs of 2,000 steps; the loss is step / 1000
     rows = [(1 + (n - 1) // 2000, n, n / 1000) for n in range(10, 10_001, 10)]
     job_id = job_with_losses(sessions, rows)
     with session_scope(sessions) as s:
         points, count = queries.get_loss_curve(s, job_id, max_points=100)
     assert count == 1000 and len(points) <= 100
-    # 99 spans of ceil(10000 / 99) = 102 steps: each point is its span's mean, at its last step
-    assert points[0].step == 100 and points[0].loss == pytest.approx(sum(range(10, 101, 10)) / 10 / 1000)
-    assert points[1].step == 200 and points[1].loss == pytest.approx(sum(range(110, 201, 10)) / 10 / 1000)
-    assert points[-1] == (5, 10_000, 10.0)  # the last loss as recorded
+    # the first and last losses as recorded (a long curve's start, near ln 10, was averaged away)
+    assert points[0] == (1, 10, 0.01) and points[-1] == (5, 10_000, 10.0)
+    # between, 98 spans of ceil(9989 / 98) = 102 steps: each point is its span's mean, at its last step
+    assert points[1].step == 110 and points[1].loss == pytest.approx(sum(range(20, 111, 10)) / 10 / 1000)
+    assert points[2].step == 210 and points[2].loss == pytest.approx(sum(range(120, 211, 10)) / 10 / 1000)
     assert [p.step for p in points] == sorted({p.step for p in points})
     assert all(p.epoch == 1 + (p.step - 1) // 2000 for p in points)
-    # every loss but the last is in exactly one mean
-    means, starts = points[:-1], [0] + [p.step for p in points[:-2]]
+    # every loss between the first and the last is in exactly one mean
+    means, starts = points[1:-1], [p.step for p in points[:-2]]
     weighted = sum(
         p.loss * len(range(start + 10, p.step + 1, 10)) for start, p in zip(starts, means, strict=True)
     )
-    assert weighted == pytest.approx(sum(x for _, _, x in rows[:-1]))
+    assert weighted == pytest.approx(sum(x for _, _, x in rows[1:-1]))
 
     with session_scope(sessions) as s:  # the same after a step: only what follows it
         later, count = queries.get_loss_curve(s, job_id, max_points=100, after_step=9_000)

@@ -686,8 +686,7 @@ def test_a_long_job_records_at_most_max_loss_points_and_says_at_which_interval(d
     (job_id,) = enqueue(sessions, small(batch_size=1, epochs=3))
     assert worker.run_worker(settings_for(db_url, data_dir, max_loss_points=400), once=True) == 1
     done = job(sessions, job_id)
-    # ceil(450 / (400 - 3 epochs - the first step))
-    assert (done.status, done.loss_every, done.step) == ("succeeded", 2, 450)
+    assert (done.status, done.loss_every, done.step) == ("succeeded", 2, 450)  # ceil(450 / (400 - 3))
     with session_scope(sessions) as s:
         assert [loss.step for loss in queries.get_losses(s, job_id)] == [1, *range(2, 451, 2)]
 

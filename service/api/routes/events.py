@@ -39,9 +39,10 @@ EVENTS_DOC: Responses = {
 
 - `status`: `{{"status", "attempts"}}` first, and whenever the job changes state or starts a new attempt
   (it then trains again from its checkpoint, and its `progress` and `epoch` events start over);
-- `progress`: `{{"epoch", "step", "steps", "loss"}}` for each loss the worker records (every `loss_every`
-  steps); a replay of more than {MAX_CURVE_POINTS:,} of them (a finished job, or a reconnection long
-  after) comes as {MAX_CURVE_POINTS:,} means over equal spans of steps, the last loss as recorded;
+- `progress`: `{{"epoch", "step", "steps", "loss"}}` for each loss the worker records (the first step's,
+  every `loss_every` steps and each epoch's last); a replay of more than {MAX_CURVE_POINTS:,} of them
+  (a finished job, or a reconnection long after) comes as {MAX_CURVE_POINTS:,}: the first and last
+  losses as recorded, means over equal spans of steps between;
 - `epoch`: as each epoch ends, the epoch as `GET /jobs/{{id}}/epochs` lists it (`{{{EPOCH_FIELDS}}}`);
 - `end`: the final job (as `GET /jobs/{{id}}`), after which the stream closes.
 
