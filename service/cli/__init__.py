@@ -138,7 +138,9 @@ def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--all", action="store_true", help="every hyperparameter, not only those that differ"
     )
     predict = command("predict", client.cmd_predict, "predict the digit (or garment) in an image file")
-    predict.add_argument("image", help=f"a {ACCEPTED_NAMES} image of one digit or garment")
+    predict.add_argument(
+        "image", help=f"a {ACCEPTED_NAMES} image of one digit or garment (- reads standard input)"
+    )
     predict.add_argument("--model", required=True, help="the model: its (job) id, or an alias (champion)")
     predict.add_argument(
         "--top", type=client.top, default=3, help=f"how many classes to list (1 to {NUM_CLASSES})"

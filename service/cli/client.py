@@ -655,10 +655,10 @@ def read_capped(read: Callable[[int], bytes], limit: int, name: str, most: str, 
 def cmd_predict(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.model.strip():  # sent, it made the path /models//predict: a 404 that names no model
         raise UsageError("--model is blank: give the model's (job) id or an alias, e.g. champion")
-    try:
-        with Path(args.image).open("rb") as file:  # at most: /dev/zero, a FIFO without end
-            most = "the most `mlplab predict` sends"
-            content = read_capped(file.read, MAX_IMAGE_BYTES, args.image, most, "max_upload_bytes")
+    try:  # "-": standard input, as sweep's and study's files
+        content = read_input(
+            args.image, MAX_IMAGE_BYTES, "the most `mlplab predict` sends", "max_upload_bytes"
+        )
     except OSError as exc:
         raise ApiError(0, "cannot read the image", str(exc)) from None
     # not a PNG or JPEG by its bytes: sent as bytes, for the API to read (other formats) or say what it is not
@@ -1239,20 +1239,27 @@ def _is_sweep_id(text: str) -> bool:
 MAX_JSON_FILE_BYTES = 64 * 2**20  # the most of a sweep's or study's JSON file read, as MAX_IMAGE_BYTES
 
 
+def input_name(file: str) -> str:
+    return "standard input" if file == "-" else file
+
+
+def read_input(file: str, limit: int, most: str, setting: str) -> bytes:
+    """The bytes of `file` ("-": standard input), at most `limit` (read_capped: /dev/zero, an endless pipe)."""
+    if file == "-":  # its bytes; a text stream (a test's, an embedding's) its characters
+        stdin = getattr(sys.stdin, "buffer", None)
+        read = stdin.read if stdin else lambda n: sys.stdin.read(n).encode()
+        return read_capped(read, limit, input_name(file), most, setting)
+    with Path(file).open("rb") as opened:
+        return read_capped(opened.read, limit, file, most, setting)
+
+
 def read_json(file: str, missing: str = "") -> Any:
     """The JSON in `file` ("-": standard input); an ApiError that names the file when it can't be read
     (followed by `missing` when it does not exist) or holds no JSON."""
-    name = "standard input" if file == "-" else file
+    name = input_name(file)
     most = "the most mlplab reads of a JSON file"
     try:  # at most: /dev/zero, or an endless standard input, took the client to 6 GB
-        if file == "-":  # its bytes; a text stream (a test's, an embedding's) its characters
-            stdin = getattr(sys.stdin, "buffer", None)
-            read = stdin.read if stdin else lambda n: sys.stdin.read(n).encode()
-            raw = read_capped(read, MAX_JSON_FILE_BYTES, name, most, "max_body_bytes")
-        else:
-            with Path(file).open("rb") as opened:
-                raw = read_capped(opened.read, MAX_JSON_FILE_BYTES, name, most, "max_body_bytes")
-        text = raw.decode()
+        text = read_input(file, MAX_JSON_FILE_BYTES, most, "max_body_bytes").decode()
     except FileNotFoundError as exc:
         raise ApiError(0, f"cannot read {name}", f"{exc}{missing}") from None
     except (OSError, ValueError) as exc:  # ValueError: bytes that are not UTF-8
@@ -1306,7 +1313,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlplab: {exc.title}{status}: {exc.detail}", file=sys.stderr)
         for param in exc.invalid_params[5:]:  # the detail names the first five
             print(f"  {param['name']}: {param['reason']}", file=sys.stderr)
-        if exc.status in (401, 403):  # the API speaks of headers; here the token is a flag
+        if exc.status == 401 and client is not None and client.token:  # sent, and not the API's
+            print("mlplab: the token given (--token or MLPLAB_API_TOKEN) is not the API's", file=sys.stderr)
+        elif exc.status in (401, 403):  # the API speaks of headers; here the token is a flag
             print("mlplab: give the token with --token or MLPLAB_API_TOKEN", file=sys.stderr)
         return 1
     except UsageError as exc:

@@ -3,6 +3,8 @@ images."""
 
 from __future__ import annotations
 
+import io
+
 from PIL import Image, ImageDraw
 
 from tests.cli.conftest import mlplab
@@ -20,7 +22,9 @@ def test_predict_warns_of_an_input_unlike_the_training_images(api, capsys, tmp_p
     assert "warning: The input looks unlike the training images" in err and "pixels tall" in err
 
 
-def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, capsys, tmp_path):
+def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(
+    api, capsys, tmp_path, monkeypatch
+):
     """A PNG saved as .txt was sent as text/plain (a 415); "../models/5" reached model 5 by its path."""
     model = api.post("/jobs", json=learner_body())["id"]
     api.train()
@@ -29,6 +33,9 @@ def test_predict_reads_the_image_not_its_name_and_names_the_model_as_typed(api, 
     digit.save(tmp_path / "digit.txt", format="PNG")
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", str(model))
     assert status == 0 and out.startswith("predicted "), err
+    # "-": standard input, as `mlplab sweep -` reads it ("No such file '-'")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "digit.txt").read_bytes())))
+    assert mlplab(capsys, "predict", "-", "--model", str(model))[1] == out
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", f"../models/{model}")
     assert status == 1 and out == "" and "404" in err, err
     status, out, err = mlplab(capsys, "predict", str(tmp_path / "digit.txt"), "--model", "0")

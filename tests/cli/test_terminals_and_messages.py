@@ -284,6 +284,12 @@ def test_a_refused_token_names_the_flag_that_gives_it(elsewhere, capsys, status)
     elsewhere(lambda request: httpx.Response(status, json=problem, headers={"content-type": PROBLEM_JSON}))
     code, out, err = mlplab(capsys, "--url", "http://api.test", "cancel", "3")
     assert (code, out) == (1, "") and err.endswith("give the token with --token or MLPLAB_API_TOKEN\n"), err
+    # one given and refused: not told to give one
+    code, out, err = mlplab(capsys, "--url", "http://api.test", "--token", "wrong", "cancel", "3")
+    said = "the token given (--token or MLPLAB_API_TOKEN) is not the API's\n"
+    assert code == 1 and err.endswith(
+        said if status == 401 else "give the token with --token or MLPLAB_API_TOKEN\n"
+    )
 
 
 def test_cancelling_an_ended_job_says_it_has_ended(api, capsys):
