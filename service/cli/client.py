@@ -424,13 +424,16 @@ def cmd_submit(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(client: ApiClient, args: argparse.Namespace) -> int:
-    return _watch(client, client.get(f"/jobs/{args.job_id}"))
+    with flags_named({"path.job_id": "JOB_ID"}):  # `mlplab watch -1` named path.job_id
+        job = client.get(f"/jobs/{args.job_id}")
+    return _watch(client, job)
 
 
 def cmd_cancel(client: ApiClient, args: argparse.Namespace) -> int:
     if args.sweep is not None:
         return _cancel_sweep(client, args.sweep)
-    job = client.post(f"/jobs/{args.job_id}/cancel")
+    with flags_named({"path.job_id": "JOB_ID"}):
+        job = client.post(f"/jobs/{args.job_id}/cancel")
     print(
         f"job {job['id']} {job['status']}"
         + (" (cancel requested)" if job["status"] == JobStatus.running else "")
@@ -444,8 +447,9 @@ def _cancel_sweep(client: ApiClient, sweep_id: str) -> int:
     if not sweep_id.strip():
         raise UsageError("--sweep is empty: give a sweep id, as `mlplab sweep` printed it")
     path = f"/sweeps/{quote(sweep_id, safe='')}"
-    before = client.get(path)["status"]
-    sweep = client.post(f"{path}/cancel")
+    with flags_named({"path.sweep_id": "--sweep"}):
+        before = client.get(path)["status"]
+        sweep = client.post(f"{path}/cancel")
     after = sweep["status"]
     cancelled = max(after["cancelled"] - before["cancelled"], 0)
     running = after["running"]

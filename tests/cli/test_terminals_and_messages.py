@@ -401,3 +401,12 @@ def test_models_ranked_by_test_accuracy_say_what_that_costs(elsewhere, capsys):
     _serve(elsewhere, {"/models": {"data": [MODEL], "count": 1, "ranked_by": "validation_accuracy"}})
     status, _, err = mlplab(capsys, "--url", "http://api.test", "models")
     assert status == 0 and "selects on the test images" not in err, err
+
+
+def test_a_refused_id_is_named_as_the_command_line_gives_it(api, capsys):
+    """`mlplab watch -1` said 'path.job_id: ...', the API's name for what the user typed as JOB_ID."""
+    for command in (["watch", "-1"], ["cancel", "-1"]):
+        code, _, err = mlplab(capsys, *command)
+        assert code == 1 and "JOB_ID: " in err and "path.job_id" not in err, (command, err)
+    code, _, err = mlplab(capsys, "cancel", "--sweep", "nosuch")
+    assert code == 1 and "--sweep: " in err and "path.sweep_id" not in err, err
