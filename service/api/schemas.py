@@ -641,6 +641,7 @@ class OutcomesPublic(Answer):
     predicted: int | None
     data: list[OutcomePublic]
     count: int = Field(description="How many images match, in all (data holds one page of them).")
+    model_warning: str | None = Field(None, description=MODEL_WARNING)
 
 
 class ClassDifferencePublic(Answer):

@@ -113,6 +113,10 @@ def test_a_model_near_chance_is_flagged_on_its_job_and_model(trained):
         assert body["near_chance"] is False and body["warning"] is None, body
     listed = {m["id"]: m for m in client.get("/models").json()["data"]}
     assert listed[stuck]["near_chance"] and not listed[good]["near_chance"]
+    # its predictions say it, a page of them as one (the list said nothing where one image's answer did)
+    for path in (f"/models/{stuck}/predictions/test/0", f"/models/{stuck}/predictions/test?limit=1"):
+        assert "near chance level" in client.get(path).json()["model_warning"], path
+    assert client.get(f"/models/{good}/predictions/test?limit=1").json()["model_warning"] is None
 
 
 def test_near_chance_of_a_zero_init_leads_with_the_init():

@@ -440,4 +440,5 @@ async def predictions_by_outcome(
             )
             for i in page
         ],
+        model_warning=await inference.model_warning(ref.id),  # as each image's prediction says it
     )
