@@ -104,9 +104,10 @@ def test_events_are_read_from_the_stream_format():
     assert list(parse_sse(lines)) == [Event("progress", {"step": 10}, "10-0"), Event("end", [1, 2], None)]
 
 
-def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, caplog):
+def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, caplog, tmp_path):
     for name in ("MLPLAB_API_TOKEN", "MLPLAB_HOST", "MLPLAB_PORT"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLPLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'api.db'}")  # not the checkout's ./var
     monkeypatch.setenv("MLPLAB_PORT", "8001")
     monkeypatch.setenv("MLPLAB_KEEP_ALIVE_SECONDS", "3")
     monkeypatch.setenv("MLPLAB_MAX_CONNECTIONS", "77")
@@ -133,7 +134,8 @@ def test_api_flags_go_to_uvicorn_and_an_open_api_is_logged_once(monkeypatch, cap
     assert (
         "MLPLAB_HOST" not in os.environ and os.environ["MLPLAB_PORT"] == "8001"
     )  # settings not passed by env
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # the serving's own (a first start's new database is the store's to warn of)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "mlplab"]
     assert warnings == [
         "MLPLAB_API_TOKEN is not set: anyone on the network can submit jobs to http://0.0.0.0:8001"
     ]

@@ -55,8 +55,8 @@ def test_a_submitted_job_trains_and_records_its_progress(service, trained):
         epochs = client.get(f"/jobs/{trained['id']}/epochs").json()
         models = client.get("/models").json()
     assert [p["step"] for p in losses] == sorted(
-        {*range(10, steps + 1, 10), 47, 94}
-    )  # and each epoch's last step
+        {1, *range(10, steps + 1, 10), 47, 94}
+    )  # the first step, and each epoch's last
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert epochs[-1]["test_accuracy"] == trained["test_accuracy"]
     assert any(
