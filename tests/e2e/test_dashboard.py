@@ -833,6 +833,10 @@ def test_every_page_fits_a_phone(browser, service):  # noqa: F811
                     box["x"] + box["width"] <= PHONE["width"]
                     for box in (cells.nth(k).bounding_box() for k in range(cells.count()))
                 )
+                # the per-class note reads whole: as the table's caption it was the table's width, cut
+                # mid-word in the table's scroller
+                note = page.locator("#per-class-note").bounding_box()
+                assert note is not None and note["x"] + note["width"] <= PHONE["width"], note
             # nothing wider than the screen: the page scrolls vertically only
             assert scroll_width(page) <= PHONE["width"], name
             for selector in (
@@ -1333,7 +1337,7 @@ def test_the_datasets_page_captions_each_image_with_its_own_prediction_and_use(b
         labels = httpx.get(f"{idle.url}/datasets/mnist/train", params={"limit": 48}).json()["data"]
         for caption, image in zip(captions, labels, strict=True):
             i = image["index"]
-            assert caption.split()[:4] == [f"#{i}", str(image["label"]), "→", str(i % 10)], caption
+            assert caption.split()[:4] == [f"#{i}:", str(image["label"]), "→", str(i % 10)], caption
         assert captions[9].endswith("(held out)") and captions[47].endswith("(not used)"), captions
         assert not captions[8].endswith(")"), captions
         w.assert_clean()

@@ -38,7 +38,9 @@ export async function comparePage(ctx, root) {
       h("label", null, h("input", { type: "checkbox", id: "show-all" }), " every hyperparameter, not only those that differ"),
       h("div", { class: "scroll", id: "table" })),
     h("div", { class: "grid" },
-      h("section", { class: "card" }, h("h2", null, "Recall per class (test), the best F1 marked"), h("div", { class: "scroll", id: "per-class" })),
+      h("section", { class: "card" }, h("h2", null, "Recall per class (test), the best F1 marked"), h("div", { class: "scroll", id: "per-class" }),
+        // beside the table, not its caption: a caption is the table's width, cut mid-word in a narrow scroller
+        h("p", { class: "muted", id: "per-class-note" }, PER_CLASS_NOTE)),
       h("section", { class: "card" }, h("h2", null, "Confusion matrices: the difference (test)"), h("div", { class: "scroll", id: "difference" }))),
     h("section", { class: "card" }, h("h2", null, "Confusion matrices (test)"), h("div", { class: "grid", id: "matrices" })));
   const tokens = ids.split(",").filter(Boolean);
@@ -278,10 +280,11 @@ function hyperparameters(cmp, { by, best, crown, mixed }, all, schema) {
 
 // A class's accuracy is its recall; the best of a class is the best F1 of it, which a model that calls
 // most images that class (recall 100 %, precision 10 %) does not have.
+const PER_CLASS_NOTE = "Of each class's test images, the share a model called that class (its recall). Marked: the best F1 of the class, not always the best recall: F1 weighs recall and precision (of the images it called that class, the share that are) together: a model that calls most images one class has a high recall there and a low precision. A cell's tooltip has all three.";
+
 function perClass(models, cms, crown) {
   const num = (x) => (x == null ? "–" : x.toFixed(3));
   return h("table", { id: "per-class-table" },
-    h("caption", { class: "muted" }, "Of each class's test images, the share a model called that class (its recall). Marked: the best F1 of the class, not always the best recall: F1 weighs recall and precision (of the images it called that class, the share that are) together: a model that calls most images one class has a high recall there and a low precision. A cell's tooltip has all three."),
     h("thead", null, h("tr", null, h("th", null, "class"), models.map((m) => h("th", { class: "right" }, `${short(m)}${star(m, crown)}`)))),
     h("tbody", null, cms[0].classes.map((c, k) => {
       const scores = cms.map((cm) => cm.per_class[k]);

@@ -68,7 +68,7 @@ export async function datasetsPage(ctx, root) {
     const p = predicted.get(l.index);
     return thumb({
       src: api.imageUrl(labels.name, labels.split, l.index), alt: `${labels.split} image ${l.index}`,
-      caption: `#${l.index} ${labels.classes[l.label]}${p ? ` → ${labels.classes[p.predicted]}${USES[p.use] ?? ""}` : ""}`,
+      caption: `#${l.index}: ${labels.classes[l.label]}${p ? ` → ${labels.classes[p.predicted]}${USES[p.use] ?? ""}` : ""}`,
       wrong: p && p.predicted !== l.label,
     });
   }));
@@ -114,6 +114,6 @@ async function outcomesView(ctx, root, { name, split, rawOffset, offset, model, 
   showRange(root, offset, page.data.length, page.count, ` ${what}`);
   fill($("#images", root), page.data.map((o) => thumb({
     src: api.imageUrl(chosen.dataset, file, o.index), alt: `${file} image ${o.index}`,
-    caption: `#${o.index} ${classes[o.label]} → ${classes[o.predicted]}${USES[o.use] ?? ""}`, wrong: o.predicted !== o.label,
+    caption: `#${o.index}: ${classes[o.label]} → ${classes[o.predicted]}${USES[o.use] ?? ""}`, wrong: o.predicted !== o.label,
   })));
 }
