@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
-from service.cli.serve import configure_logging
+from service import configure_logging
 from service.ml import kernels
 from service.ml.data import DataError, load_dataset, unavailable_reason
 from service.ml.network import BackendOptions

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from service import configure_logging
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -35,11 +36,6 @@ RESTART_FIRST_SECONDS, RESTART_MAX_SECONDS = 1.0, 30.0  # waits before restartin
 # The files prometheus_client's multiprocess mode writes: "{counter|histogram|gauge_<mode>|summary}_{pid}.db"
 PROMETHEUS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 STEADY_SECONDS = 60.0  # a worker that ran this long before it exited is restarted after the first wait
-
-
-def configure_logging() -> None:
-    """mlplab's lines at INFO on stderr, as the worker writes them."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _is_loopback(host: str) -> bool:
